@@ -1,0 +1,49 @@
+"""Where each role keeps its data: ``--home DIR``, else ``PASAPORTE_HOME``, else the XDG data dir.
+
+Also the one way to write a file atomically (temp file in the same directory, fsync, rename), so a
+crash never leaves half a key, half a wallet or half a store behind.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+__all__ = ["atomic_write", "resolve_home"]
+
+
+def resolve_home(role: str, home: str | os.PathLike[str] | None = None) -> Path:
+    """The data directory for ``role`` (``issuer``, ``wallet``, ``verifier``, ``ledger``)."""
+    if home:
+        return Path(home).expanduser()
+    env = os.environ.get("PASAPORTE_HOME")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(xdg) / "pasaporte" / role
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``data`` so readers see the old or the new file, never a mix."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    dir_fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -1,0 +1,10 @@
+"""The ``pasaporte issuer`` command group."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group()
+def group() -> None:
+    """issuer"""

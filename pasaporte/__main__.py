@@ -1,0 +1,5 @@
+import sys
+
+from pasaporte.cli import main
+
+sys.exit(main())
