@@ -1,0 +1,158 @@
+"""credential.note: signed notes, verifier keys, checkpoints and cosignatures."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from credential import note
+from credential.errors import LedgerError, MalformedInput
+
+SEED = bytes(range(32))
+
+
+def _checkpoint(size: int = 7) -> note.Checkpoint:
+    return note.Checkpoint("example.org/log", size, hashlib.sha256(b"r").digest())
+
+
+def test_key_id_and_vkey_format() -> None:
+    signer = note.Signer("example.org/log", SEED)
+    v = signer.verifier
+    want = hashlib.sha256(b"example.org/log\n\x01" + v.public_key).digest()[:4]
+    assert v.key_id == want
+    name, kid, b64 = v.vkey.split("+", 2)
+    assert (name, kid) == ("example.org/log", want.hex())
+    assert base64.b64decode(b64) == b"\x01" + v.public_key
+    assert note.parse_verifier_key(v.vkey) == v
+
+
+def test_known_go_vkey_parses() -> None:
+    # The example verifier key from golang.org/x/mod/sumdb/note's documentation.
+    vkey = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
+    v = note.parse_verifier_key(vkey)
+    assert v.name == "PeterNeumann" and v.key_id.hex() == "c74f20a3"
+
+
+def test_sign_and_open_round_trip() -> None:
+    signer = note.generate_signer("example.org/log")
+    body = _checkpoint().body()
+    text = note.sign_note(body, signer).encode()
+    assert text.startswith(body + "\n— example.org/log ")
+    parsed, ok = note.open_note(text, [signer.verifier])
+    assert ok == [signer.verifier]
+    assert note.parse_checkpoint(parsed.text) == _checkpoint()
+
+
+def test_cosignature_round_trip_and_timestamp() -> None:
+    log = note.generate_signer("example.org/log")
+    witness = note.generate_signer("example.org/witness", note.COSIGNATURE_V1)
+    body = _checkpoint().body()
+    signed = note.sign_note(body, log)
+    cosig = witness.sign(body, timestamp=1_700_000_000)
+    assert cosig.timestamp == 1_700_000_000
+    assert len(cosig.key_id + cosig.signature) == 76
+    want_id = hashlib.sha256(b"example.org/witness\n\x04" + witness.verifier.public_key).digest()
+    assert cosig.key_id == want_id[:4]
+    full = signed.with_signatures([cosig]).encode()
+    _, ok = note.open_note(full, [log.verifier, witness.verifier])
+    assert ok == [log.verifier, witness.verifier]
+    # the witness key as a plain Ed25519 note key must not verify a cosignature (domain separation)
+    plain = note.Verifier(witness.name, witness.verifier.public_key, note.ED25519)
+    with pytest.raises(LedgerError):
+        note.open_note(signed.with_signatures([cosig]).encode(), [plain])
+
+
+def test_cosignature_binds_time() -> None:
+    witness = note.generate_signer("w", note.COSIGNATURE_V1)
+    body = _checkpoint().body()
+    cosig = witness.sign(body, timestamp=5)
+    forged = note.NoteSignature(cosig.name, cosig.key_id,
+                                (6).to_bytes(8, "big") + cosig.signature[8:])
+    assert witness.verifier.verify(body, cosig.signature)
+    assert not witness.verifier.verify(body, forged.signature)
+
+
+def test_tampered_text_fails() -> None:
+    signer = note.generate_signer("example.org/log")
+    text = note.sign_note(_checkpoint(7).body(), signer).encode()
+    bad = text.replace("\n7\n", "\n8\n", 1)
+    with pytest.raises(LedgerError) as err:
+        note.open_note(bad, [signer.verifier])
+    assert err.value.code == "note_bad_signature"
+
+
+def test_unknown_key_only_is_unverified() -> None:
+    a, b = note.generate_signer("a"), note.generate_signer("b")
+    text = note.sign_note(_checkpoint().body(), a).encode()
+    with pytest.raises(LedgerError) as err:
+        note.open_note(text, [b.verifier])
+    assert err.value.code == "note_unverified"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "no signature block\n",
+        "a\n\n",
+        "a\n\n— name\n",
+        "a\n\n- name AAAAAAAA\n",
+        "a\n\n— name AAAA!AAA\n",
+        "a\n\n— name AAAA\n",
+        "a\n\n— na+me AAAAAAAAAAAAAAAAAAAAAAAAAAAA\n",
+        "a\x01\n\n— name AAAAAAAAAAAAAAAAAAAAAAAAAAAA\n",
+        "a\n\n— name AAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "a\n\n\n— name AAAAAAAAAAAAAAAAAAAAAAAAAAAA\n",
+    ],
+)
+def test_malformed_notes(text: str) -> None:
+    with pytest.raises(MalformedInput):
+        note.parse_note(text)
+
+
+def test_malformed_bytes() -> None:
+    with pytest.raises(MalformedInput):
+        note.parse_note(b"\xff\n\n")
+    with pytest.raises(MalformedInput):
+        note.parse_note(b"a" * (note.MAX_NOTE_BYTES + 1))
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["o\n7\n", "o\n07\nAAAA\n", "o\n-1\nAAAA\n", "\n1\n" + "A" * 43 + "=\n",
+     "o\n1\n" + "A" * 42 + "==\n", "o\n1\n" + "A" * 43 + "=\n\n", "o\n1\n" + "A" * 43 + "="],
+)
+def test_malformed_checkpoints(body: str) -> None:
+    with pytest.raises(MalformedInput):
+        note.parse_checkpoint(body)
+
+
+@pytest.mark.parametrize(
+    "vkey",
+    ["a+b", "a+0000000+AQ==", "a+00000000+AQ==", "a+00000000+" + "A" * 44,
+     "a b+00000000+" + base64.b64encode(b"\x01" + bytes(32)).decode(),
+     "a+00000000+" + base64.b64encode(b"\x01" + bytes(32)).decode()],
+)
+def test_bad_verifier_keys(vkey: str) -> None:
+    with pytest.raises(MalformedInput):
+        note.parse_verifier_key(vkey)
+
+
+@given(st.text(st.characters(min_codepoint=0x20, exclude_characters="\n+ \x7f\u2028\u2029\x85"
+                             "\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+                             "\u2009\u200a\u202f\u205f\u3000"),
+               min_size=1, max_size=20),
+       st.integers(0, 2**63 - 1), st.binary(min_size=32, max_size=32))
+def test_checkpoint_round_trip(origin: str, size: int, root: bytes) -> None:
+    cp = note.Checkpoint(origin, size, root)
+    assert note.parse_checkpoint(cp.body()) == cp
+
+
+@given(st.binary(max_size=300))
+def test_parse_note_never_crashes(data: bytes) -> None:
+    with contextlib.suppress(MalformedInput):
+        note.parse_note(data)
