@@ -1,0 +1,130 @@
+"""The PU1: QR text envelope: round trips, caps lock, every rejection, a real zlib bomb, fuzzing."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import zlib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from credential import base45, cbor, transport
+from credential.errors import MalformedInput
+
+SIGNED_LIKE = os.urandom(200)  # signatures and keys: incompressible
+REPETITIVE = cbor.dumps({1: ["Mexicali", "Mexicali", "Mexicali"], 2: "biblioteca " * 20})
+
+
+def _code(text: str, **limits: int) -> MalformedInput:
+    with pytest.raises(MalformedInput) as info:
+        transport.unpack(text, **limits)
+    return info.value
+
+
+def test_incompressible_payload_is_not_compressed() -> None:
+    text = transport.pack(SIGNED_LIKE)
+    assert text == "PU1:" + base45.encode(SIGNED_LIKE)
+    assert transport.unpack(text) == SIGNED_LIKE
+
+
+def test_compressible_payload_is_compressed() -> None:
+    text = transport.pack(REPETITIVE)
+    assert len(text) < len("PU1:" + base45.encode(REPETITIVE))
+    assert base45.decode(text[4:])[0] == 0x78
+    assert transport.unpack(text) == REPETITIVE
+
+
+def test_cbor_starting_with_zlib_byte_is_always_compressed() -> None:
+    ambiguous = b"\x78\x20" + bytes(range(32))  # a CBOR text string header 0x78
+    text = transport.pack(ambiguous)
+    assert transport.unpack(text) == ambiguous
+
+
+def test_surrounding_whitespace_and_line_endings() -> None:
+    text = transport.pack(SIGNED_LIKE)
+    assert transport.unpack(f"  \t{text}\r\n") == SIGNED_LIKE
+
+
+def test_caps_lock_lower_case_is_the_same_payload() -> None:
+    for payload in (SIGNED_LIKE, REPETITIVE):
+        text = transport.pack(payload)
+        assert transport.unpack(text.lower()) == payload
+        assert transport.unpack(text.swapcase()) == payload
+
+
+def test_not_pasaporte() -> None:
+    assert _code("HC1:6BFOXN*TS0BI$ZD").code == "not_pasaporte"  # an EU DCC
+    assert _code("https://example.org/").code == "not_pasaporte"
+    assert _code("").code == "not_pasaporte"
+    assert _code("café").code == "not_pasaporte"
+
+
+def test_unsupported_version() -> None:
+    error = _code("PU2:BB8")
+    assert error.code == "unsupported_version"
+    assert error.detail == {"version": "2"}
+    assert "2" in error.message["es"] and "2" in error.message["en"]
+    assert _code("pu17:bb8").detail == {"version": "17"}
+
+
+def test_too_many_characters() -> None:
+    text = transport.pack(os.urandom(3000))  # 4,504 characters
+    assert _code(text).code == "too_large"
+    assert transport.unpack(text, max_chars=5000) is not None
+    assert _code("PU1:" + "0" * 10_000_000).code == "too_large"
+
+
+def test_base45_errors_propagate() -> None:
+    assert _code("PU1:GGW").code == "base45_invalid"
+    assert _code("PU1:0").code == "base45_invalid"
+    assert _code("PU1:BB8ß").code == "base45_invalid"  # "ß".upper() would be "SS"
+
+
+def test_zlib_bomb_is_refused_without_inflating_it() -> None:
+    bomb = zlib.compress(b"\x00" * 10_000_000, 9)  # ≈10 KB that inflates to 10 MB
+    text = "PU1:" + base45.encode(bomb)
+    assert _code(text, max_chars=len(text)).code == "too_large"
+
+
+def test_inflated_size_limit_is_inclusive() -> None:
+    payload = b"\x00" * 8192
+    text = transport.pack(payload)
+    assert transport.unpack(text) == payload
+    assert _code(transport.pack(payload + b"\x00")).code == "too_large"
+
+
+@pytest.mark.parametrize(
+    ("stream", "reason"),
+    [
+        (zlib.compress(b"x" * 100)[:-3], "truncated stream"),
+        (zlib.compress(b"x" * 100) + b"\x00", "trailing bytes"),
+        (b"\x78\x9c\xff\xff\xff", "corrupt stream"),
+        (b"\x78\x00", "corrupt stream"),  # bad header check bits
+    ],
+)
+def test_zlib_invalid(stream: bytes, reason: str) -> None:
+    error = _code("PU1:" + base45.encode(stream))
+    assert error.code == "zlib_invalid"
+    assert error.detail == {"reason": reason}
+
+
+@given(st.binary(max_size=2000))
+def test_round_trip(payload: bytes) -> None:
+    text = transport.pack(payload)
+    assert text.startswith("PU1:")
+    assert transport.unpack(text) == payload
+    assert transport.unpack(text.lower()) == payload
+
+
+@given(st.text(max_size=300))
+def test_random_text_raises_only_malformed_input(text: str) -> None:
+    with contextlib.suppress(MalformedInput):
+        transport.unpack(text)
+
+
+@given(st.binary(max_size=300))
+def test_random_body_raises_only_malformed_input(body: bytes) -> None:
+    with contextlib.suppress(MalformedInput):
+        transport.unpack("PU1:" + base45.encode(body))
