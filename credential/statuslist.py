@@ -1,0 +1,104 @@
+"""Status lists: one compressed bitstring per issuing office and purpose (revoked; suspended).
+
+Semantics follow the W3C Bitstring Status List: the credential's status index names one bit, and
+bit 0 is the most significant bit of the first byte; a set bit means "revoked" (or "suspended").
+The issuer allocates indices at issuance and publishes the zlib-compressed list inside the city's
+trust bundle; the counter checks a bit in O(1) and never goes online.
+
+``StatusList`` is frozen at the boundary: its purpose, size and buffer identity are fixed and
+validated on construction, while ``set`` flips bits in place for the issuer. ``from_compressed``
+inflates at most exactly ``size / 8`` bytes (plus one, to see that there is more), so a hostile
+bundle cannot make a counter allocate more than the list it claims to be.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from credential.errors import MalformedInput
+
+__all__ = ["DEFAULT_SIZE", "PURPOSES", "Purpose", "StatusList"]
+
+Purpose = Literal["revocation", "suspension"]
+PURPOSES: Final[frozenset[str]] = frozenset({"revocation", "suspension"})
+# W3C's minimum list length: with fewer entries a verifier fetching a list learns too much about
+# which credential it is checking (herd privacy).
+DEFAULT_SIZE: Final = 131_072
+_MAX_BYTES: Final = 1 << 20  # 8,388,608 credentials per list and purpose
+
+
+def _invalid(reason: str) -> MalformedInput:
+    return MalformedInput("statuslist_invalid", reason=reason)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusList:
+    """A bitstring of ``size`` entries for one ``purpose``; ``bits`` holds ``size // 8`` bytes."""
+
+    purpose: Purpose
+    size: int
+    bits: bytearray
+
+    def __post_init__(self) -> None:
+        if self.purpose not in PURPOSES:
+            raise _invalid(f"unknown purpose {self.purpose!r}")
+        if type(self.size) is not int or self.size <= 0 or self.size % 8:
+            raise _invalid("size must be a positive multiple of 8")
+        if not isinstance(self.bits, bytearray) or len(self.bits) * 8 != self.size:
+            raise _invalid("bits do not match the size")
+
+    @classmethod
+    def new(cls, purpose: Purpose, size: int = DEFAULT_SIZE) -> StatusList:
+        """An all-clear list (no credential revoked or suspended)."""
+        if type(size) is not int or size <= 0 or size % 8:
+            raise _invalid("size must be a positive multiple of 8")
+        return cls(purpose, size, bytearray(size // 8))
+
+    @classmethod
+    def from_compressed(
+        cls, purpose: Purpose, size: int, data: bytes, *, max_inflated: int = _MAX_BYTES
+    ) -> StatusList:
+        """Inflate a published list; exactly ``size // 8`` bytes or ``statuslist_invalid``."""
+        if type(size) is not int or size <= 0 or size % 8:
+            raise _invalid("size must be a positive multiple of 8")
+        expected = size // 8
+        if expected > max_inflated:
+            raise _invalid("size over the limit")
+        inflater = zlib.decompressobj()
+        try:
+            bits = inflater.decompress(bytes(data), expected + 1)
+        except (zlib.error, TypeError):
+            raise _invalid("corrupt stream") from None
+        if len(bits) != expected:
+            raise _invalid(f"inflated to {'more' if len(bits) > expected else 'fewer'} bytes "
+                           f"than the size")
+        if not inflater.eof or inflater.unused_data:
+            raise _invalid("truncated stream or trailing bytes")
+        return cls(purpose, size, bytearray(bits))
+
+    def compress(self) -> bytes:
+        """The zlib (level 9) form published in trust bundles."""
+        return zlib.compress(self.bits, 9)
+
+    def _check(self, index: int) -> None:
+        if type(index) is not int or not 0 <= index < self.size:
+            raise MalformedInput("statuslist_index", index=index, size=self.size)
+
+    def get(self, index: int) -> bool:
+        """Whether entry ``index`` is set (revoked or suspended, per ``purpose``)."""
+        self._check(index)
+        return bool(self.bits[index >> 3] & (0x80 >> (index & 7)))
+
+    def set(self, index: int, value: bool = True) -> None:
+        """Set or clear entry ``index`` (issuer side)."""
+        self._check(index)
+        if value:
+            self.bits[index >> 3] |= 0x80 >> (index & 7)
+        else:
+            self.bits[index >> 3] &= ~(0x80 >> (index & 7)) & 0xFF
+
+    def count(self) -> int:
+        """How many entries are set."""
+        return int.from_bytes(self.bits, "big").bit_count()
