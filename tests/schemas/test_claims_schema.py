@@ -9,7 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema import (  # type: ignore[import-untyped,unused-ignore]
+    Draft202012Validator,
+    FormatChecker,
+)
 
 import schemas
 
