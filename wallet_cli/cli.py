@@ -1,10 +1,167 @@
-"""The ``pasaporte wallet`` command group."""
+"""The ``pasaporte wallet`` command group: the resident's side of the passport.
+
+A thin click layer over ``wallet_cli.store``: it resolves the home, reads the passphrase
+(``PASAPORTE_PASSPHRASE`` or a hidden prompt) and prints. Errors are ``credential.errors`` raised
+by the store and printed bilingually, once, by ``pasaporte.cli.main``. Whatever a script needs
+(the public key, a credential id, the presentation text) goes to stdout alone; messages for the
+person go to stderr.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+from typing import Any, BinaryIO
+
 import click
+
+from credential.errors import MalformedInput, PasaporteError, UsageError
+from credential.home import atomic_write, resolve_home
+from credential.keys import b64url
+from wallet_cli.store import CredentialEntry, Wallet, audience_for, groups_for, parse_nonce
+
+__all__ = ["group"]
+
+PASSPHRASE_ENV = "PASAPORTE_PASSPHRASE"
+
+_home_option = click.option(
+    "--home", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="Carpeta de la cartera / Wallet folder (default: $PASAPORTE_HOME or the XDG data dir).")
+
+_STATUS = {"valid": "vigente / valid", "expired": "vencido / expired",
+           "not_yet_valid": "aún no vigente / not yet valid"}
+_OUTCOME = {"imported": "Importado / Imported", "unchanged": "Ya estaba / Already in the wallet",
+            "replaced": "Actualizado / Updated"}
+
+
+def _home(home: Path | None) -> Path:
+    return resolve_home("wallet", home)
+
+
+def _passphrase(*, confirm: bool) -> str:
+    # The environment wins so that scripts and tests never block on a prompt.
+    env = os.environ.get(PASSPHRASE_ENV)
+    if env:
+        return env
+    first: str = click.prompt("Frase de acceso / Passphrase", hide_input=True, err=True)
+    if confirm:
+        second: str = click.prompt("Repítala / Repeat it", hide_input=True, err=True)
+        if second != first:
+            raise UsageError("wallet_passphrase_mismatch")
+    if not first:
+        raise UsageError("wallet_passphrase_empty")
+    return first
+
+
+def _say(text: str) -> None:
+    click.echo(text, err=True)
 
 
 @click.group()
 def group() -> None:
-    """wallet"""
+    """Cartera del residente / The resident's wallet."""
+
+
+@group.command()
+@_home_option
+def init(home: Path | None) -> None:
+    """Crea la clave del titular / Create the holder key (sealed under a passphrase).
+
+    Prints the holder public key (base64url) for the issuing office.
+    """
+    where = _home(home)
+    Wallet.refuse_existing(where)  # before asking for a passphrase for nothing
+    wallet = Wallet.create(where, _passphrase(confirm=True))
+    _say(f"Cartera creada en / Wallet created in {where}")
+    click.echo(b64url(wallet.public_key))
+
+
+@group.command()
+@_home_option
+def key(home: Path | None) -> None:
+    """Muestra la clave pública del titular / Print the holder public key (base64url)."""
+    click.echo(b64url(Wallet.open(_home(home)).public_key))
+
+
+@group.command(name="import")
+@click.argument("file", type=click.File("rb"))
+@_home_option
+def import_(file: BinaryIO, home: Path | None) -> None:
+    """Guarda un pasaporte emitido / Store an issued passport (FILE, or - for stdin).
+
+    Prints the credential id.
+    """
+    wallet = Wallet.open(_home(home))
+    raw = file.read(64 * 1024 + 1)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedInput("wallet_import_unreadable", file=file.name,
+                             reason="not UTF-8 text") from None
+    result = wallet.import_text(text)
+    _say(f"{_OUTCOME[result.outcome]}: {result.id}")
+    click.echo(result.id)
+
+
+def _table(entries: list[CredentialEntry]) -> str:
+    headers = ("Folio / ID", "Emisor / Issuer", "Válido hasta / Valid until", "Estado / Status")
+    rows = [(e.id, e.issuer, e.valid_until.isoformat(), _STATUS[e.status]) for e in entries]
+    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+             for row in [headers, tuple("-" * w for w in widths), *rows]]
+    return "\n".join(lines)
+
+
+@group.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="Salida JSON / JSON output.")
+@_home_option
+def list_(as_json: bool, home: Path | None) -> None:
+    """Lista los pasaportes guardados / List the stored passports."""
+    entries, problems = Wallet.open(_home(home)).entries()
+    for problem in problems:
+        _say(problem.diagnostics())
+    if as_json:
+        doc: list[dict[str, Any]] = [e.to_json() for e in entries]
+        click.echo(json.dumps(doc, ensure_ascii=False, indent=2))
+    elif entries:
+        click.echo(_table(entries))
+    else:
+        _say("La cartera está vacía / The wallet is empty")
+
+
+@group.command(name="present")
+@click.argument("credential_id")
+@click.option("--for", "service", required=True, metavar="SERVICE",
+              help="Servicio / Service (library, transit, clinic).")
+@click.option("--disclose", metavar="CLAIM,…", multiple=True,
+              help="Grupos o datos a mostrar en lugar de los del servicio / Groups or claims to "
+                   "show instead of the service's defaults.")
+@click.option("--audience", "counter", metavar="ID", default=None,
+              help="Ventanilla / Counter id (audience becomes SERVICE:ID).")
+@click.option("--nonce", default=None, metavar="N",
+              help="Reto de la ventanilla / Counter challenge (text, or hex:…).")
+@click.option("--qr", "qr_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="También escribe el QR en PNG / Also write the QR as PNG.")
+@_home_option
+def present(credential_id: str, service: str, disclose: tuple[str, ...], counter: str | None,
+            nonce: str | None, qr_path: Path | None, home: Path | None) -> None:
+    """Genera el código para una ventanilla / Make the code to show at a counter.
+
+    Prints the payload text (PU1:…) on stdout and nothing else.
+    """
+    wallet = Wallet.open(_home(home))
+    challenge = parse_nonce(nonce)
+    # Check names and the id before the (slow, interactive) passphrase.
+    groups_for(service, disclose or None)
+    audience_for(service, counter)
+    wallet.load(wallet.resolve_id(credential_id))
+    shown = wallet.present(credential_id, service=service, passphrase=_passphrase(confirm=False),
+                           disclose=disclose or None, counter=counter, nonce=challenge)
+    if shown.status != "valid":
+        _say(PasaporteError("wallet_present_not_valid", status=_STATUS[shown.status]).diagnostics())
+    if qr_path is not None:
+        from credential import qr  # image libraries load only when a PNG is asked for
+
+        atomic_write(qr_path, qr.render_png(shown.text))
+    click.echo(shown.text)

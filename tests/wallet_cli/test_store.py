@@ -1,0 +1,219 @@
+"""``wallet_cli.store``: the sealed key, checks on import, status by the clock, name resolution."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import time
+from pathlib import Path
+
+import cbor2
+import pytest
+
+from credential import transport
+from credential.errors import MalformedInput, StoreError, UsageError
+from credential.keys import signing_key, unb64url, unseal
+from credential.passport import present
+from tests.wallet_cli.conftest import PASSPHRASE, City, example_claims, today
+from wallet_cli import store
+from wallet_cli.store import Wallet, audience_for, groups_for, parse_nonce
+
+
+def test_public_surface() -> None:
+    assert sorted(store.__all__) == store.__all__
+    assert "Wallet" in store.__all__
+
+
+def test_create_seals_the_key_and_keeps_the_public_key_in_clear(wallet_home: Path) -> None:
+    doc = json.loads((wallet_home / "wallet.json").read_text("utf-8"))
+    public = unb64url(doc["public_key"], length=32)
+    seed = unseal(unb64url(doc["sealed_key"]), PASSPHRASE)
+    assert bytes(signing_key(seed).verify_key) == public
+    assert seed not in (wallet_home / "wallet.json").read_bytes()
+    assert stat.S_IMODE(os.stat(wallet_home / "wallet.json").st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(wallet_home).st_mode) & 0o077 == 0
+
+
+def test_create_refuses_an_existing_wallet(wallet_home: Path) -> None:
+    before = (wallet_home / "wallet.json").read_bytes()
+    with pytest.raises(StoreError) as err:
+        Wallet.create(wallet_home, "another passphrase")
+    assert err.value.code == "wallet_exists"
+    assert (wallet_home / "wallet.json").read_bytes() == before
+
+
+def test_wrong_passphrase_is_refused(wallet: Wallet) -> None:
+    with pytest.raises(StoreError) as err:
+        wallet.holder_key("not the passphrase")
+    assert err.value.code == "passphrase_wrong"
+
+
+def test_a_hand_edited_public_key_is_detected(wallet_home: Path) -> None:
+    path = wallet_home / "wallet.json"
+    doc = json.loads(path.read_text("utf-8"))
+    other = Wallet.create(wallet_home.parent / "other", PASSPHRASE)
+    doc["public_key"] = json.loads((other.home / "wallet.json").read_text())["public_key"]
+    path.write_text(json.dumps(doc), "utf-8")
+    with pytest.raises(StoreError) as err:
+        Wallet.open(wallet_home).holder_key(PASSPHRASE)
+    assert err.value.code == "wallet_key_mismatch"
+
+
+def test_open_without_a_wallet(tmp_path: Path) -> None:
+    with pytest.raises(StoreError) as err:
+        Wallet.open(tmp_path)
+    assert err.value.code == "wallet_not_initialised"
+
+
+def test_import_stores_by_id_and_is_idempotent(wallet: Wallet, mexicali: City) -> None:
+    text = mexicali.issue_text(wallet.public_key, example_claims("mexicali"))
+    first = wallet.import_text(text)
+    again = wallet.import_text(text)
+    assert (first.outcome, again.outcome) == ("imported", "unchanged")
+    assert first.id == again.id
+    assert wallet.ids() == [first.id]
+    assert (wallet.credentials_dir / f"{first.id}.cbor").read_bytes() == transport.unpack(text)
+
+
+def test_reissue_under_the_same_id_replaces(wallet: Wallet, mexicali: City) -> None:
+    first = mexicali.issue(wallet.public_key, example_claims("mexicali"))
+    wallet.import_text(transport.pack(first.to_cbor()))
+    renewed = mexicali.issue(wallet.public_key,
+                             example_claims("mexicali", valid_until="2030-01-01"), cti=first.cti)
+    result = wallet.import_text(transport.pack(renewed.to_cbor()))
+    assert (result.id, result.outcome) == (first.credential_id, "replaced")
+    [entry], _ = wallet.entries()
+    assert entry.valid_until.isoformat() == "2030-01-01"
+
+
+def test_import_refuses_a_credential_for_another_wallet(wallet: Wallet, mexicali: City,
+                                                       tmp_path: Path) -> None:
+    other = Wallet.create(tmp_path / "other", PASSPHRASE)
+    text = mexicali.issue_text(other.public_key, example_claims("mexicali"))
+    with pytest.raises(StoreError) as err:
+        wallet.import_text(text)
+    assert err.value.code == "wallet_import_other_holder"
+    assert "another wallet" in err.value.message["en"]
+    assert "otra cartera" in err.value.message["es"]
+    assert wallet.ids() == []
+
+
+def test_import_refuses_a_paper_credential(wallet: Wallet, calexico: City) -> None:
+    with pytest.raises(MalformedInput) as err:
+        wallet.import_text(calexico.issue_text(None, example_claims("calexico")))
+    assert err.value.code == "wallet_import_paper"
+
+
+def test_import_refuses_a_presentation(wallet: Wallet, mexicali: City) -> None:
+    issued = mexicali.issue(wallet.public_key, example_claims("mexicali"))
+    shown = present(issued.cose, issued.disclosures, groups=["residence"],
+                    holder=wallet.holder_key(PASSPHRASE), audience="library", now=int(time.time()))
+    with pytest.raises(MalformedInput) as err:
+        wallet.import_text(transport.pack(shown))
+    assert err.value.code == "wallet_import_presentation"
+
+
+def test_import_refuses_missing_disclosures(wallet: Wallet, mexicali: City) -> None:
+    issued = mexicali.issue(wallet.public_key, example_claims("mexicali"))
+    short = cbor2.dumps([issued.cose, list(issued.disclosures[:-1])])
+    with pytest.raises(MalformedInput) as err:
+        wallet.import_text(transport.pack(short))
+    assert err.value.code == "wallet_import_incomplete"
+
+
+def test_import_refuses_altered_data(wallet: Wallet, mexicali: City) -> None:
+    issued = mexicali.issue(wallet.public_key, example_claims("mexicali"))
+    salt, key, value = cbor2.loads(issued.disclosures[2])  # transit: [fare category]
+    altered = list(issued.disclosures)
+    altered[2] = cbor2.dumps([salt, key, [0]])
+    assert value != [0]
+    with pytest.raises(MalformedInput) as err:
+        wallet.import_text(transport.pack(cbor2.dumps([issued.cose, altered])))
+    assert err.value.code == "wallet_import_digest_mismatch"
+
+
+def test_import_refuses_text_that_is_no_passport(wallet: Wallet) -> None:
+    with pytest.raises(MalformedInput) as err:
+        wallet.import_text("HC1:NCFOXN%TS3DH3ZSUZK+.V0ETD%65NL-AH")
+    assert err.value.code == "not_pasaporte"
+
+
+def test_status_by_the_local_clock(wallet: Wallet, mexicali: City) -> None:
+    t = today()
+    for valid_from, valid_until in ((t.replace(year=t.year - 3), t.replace(year=t.year - 1)),
+                                    (t.replace(year=t.year + 1), t.replace(year=t.year + 2)),
+                                    (t.replace(year=t.year - 1), t.replace(year=t.year + 1))):
+        wallet.import_text(mexicali.issue_text(wallet.public_key, example_claims(
+            "mexicali", valid_from=valid_from.isoformat(), valid_until=valid_until.isoformat())))
+    entries, problems = wallet.entries()
+    assert problems == []
+    assert [e.status for e in entries] == ["expired", "valid", "not_yet_valid"]
+    assert entries[0].valid_until == t.replace(year=t.year - 1)
+    assert store.credential_status(100, 200, 99) == "not_yet_valid"
+    assert store.credential_status(100, 200, 100) == "valid"
+    assert store.credential_status(100, 200, 200) == "expired"
+
+
+def test_a_damaged_file_does_not_hide_the_others(wallet: Wallet, mexicali: City) -> None:
+    good = wallet.import_text(mexicali.issue_text(wallet.public_key, example_claims("mexicali")))
+    (wallet.credentials_dir / "AAAAAAAAAAA.cbor").write_bytes(b"\xa0 not a credential")
+    entries, problems = wallet.entries()
+    assert [e.id for e in entries] == [good.id]
+    assert [p.code for p in problems] == ["wallet_credential_corrupt"]
+
+
+def test_ids_resolve_by_unique_prefix(wallet: Wallet, mexicali: City) -> None:
+    got = wallet.import_text(mexicali.issue_text(wallet.public_key, example_claims("mexicali")))
+    assert wallet.resolve_id(got.id[:5]) == got.id
+    with pytest.raises(StoreError) as err:
+        wallet.resolve_id("../wallet")
+    assert err.value.code == "wallet_credential_unknown"
+
+
+@pytest.mark.parametrize(("service", "disclose", "want"), [
+    ("library", None, ("residence", "library")),
+    ("transit", None, ("residence", "transit")),
+    ("clinic", None, ("residence", "clinic", "names", "birth_date")),
+    ("library", ["names"], ("names",)),
+    ("library", ["residence,library", "given_name"], ("residence", "library", "names")),
+    ("transit", ["fare_category, city"], ("residence", "transit")),
+    ("clinic", ["clinic.eligible", "birth_date"], ("clinic", "birth_date")),
+])
+def test_groups_for(service: str, disclose: list[str] | None, want: tuple[str, ...]) -> None:
+    assert groups_for(service, disclose) == want
+
+
+@pytest.mark.parametrize(("service", "disclose", "code"), [
+    ("pool", None, "wallet_service_unknown"),
+    ("library", ["shoe_size"], "wallet_disclose_unknown"),
+    ("library", ["eligible"], "wallet_disclose_ambiguous"),
+    ("library", [" , "], "wallet_disclose_empty"),
+])
+def test_groups_for_refuses(service: str, disclose: list[str] | None, code: str) -> None:
+    with pytest.raises(UsageError) as err:
+        groups_for(service, disclose)
+    assert err.value.code == code
+
+
+def test_unknown_claim_lists_the_valid_names() -> None:
+    with pytest.raises(UsageError) as err:
+        groups_for("library", ["shoe_size"])
+    for name in ("residence", "library", "given_name", "library.eligible", "clinic.network"):
+        assert name in err.value.message["en"]
+
+
+def test_nonce_and_audience() -> None:
+    assert parse_nonce(None) is None
+    assert parse_nonce("ventanilla-7") == b"ventanilla-7"
+    assert parse_nonce("ñ") == "ñ".encode()
+    assert parse_nonce("hex:00ff10") == b"\x00\xff\x10"
+    assert parse_nonce("HEX:AB") == b"\xab"
+    for bad in ("", "hex:", "hex:zz", "x" * 65):
+        with pytest.raises(UsageError):
+            parse_nonce(bad)
+    assert audience_for("library") == "library"
+    assert audience_for("library", "desk-3") == "library:desk-3"
+    for bad in ("", "x" * 60, "a\nb"):
+        with pytest.raises(UsageError):
+            audience_for("library", bad)

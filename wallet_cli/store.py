@@ -1,0 +1,402 @@
+"""The resident's wallet on disk: the holder key sealed at rest and the credentials it holds.
+
+Layout of a wallet home (``credential.home.resolve_home("wallet", …)``)::
+
+    HOME/                     0700
+      wallet.json             0600  {"type", "public_key" (clear), "sealed_key" (keys.seal), …}
+      credentials/            0700
+        <credential id>.cbor  0600  the credential as imported: CBOR [COSE_Sign1, [disclosures]]
+
+The public key sits in clear next to the sealed secret so that ``wallet key``, ``import`` and
+``list`` never ask for the passphrase; only ``present`` (which signs) unseals. Each file is
+written with ``atomic_write``, so a crash leaves the old file or the new one, never half of one.
+
+Nothing here knows about click: the command layer (``wallet_cli.cli``) reads passphrases and
+prints; this module checks, stores and builds presentations, raising ``credential.errors``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import nacl.signing
+import nacl.utils
+
+from credential import cbor, sd, transport
+from credential.errors import MalformedInput, StoreError, UsageError
+from credential.home import atomic_write
+from credential.keys import b64url, seal, signing_key, unb64url, unseal
+from credential.passport import Decoded, decode_envelope, present
+from schemas import schema
+
+__all__ = [
+    "CredentialEntry",
+    "ImportResult",
+    "Presentation",
+    "Status",
+    "Wallet",
+    "audience_for",
+    "credential_status",
+    "groups_for",
+    "parse_nonce",
+]
+
+WALLET_TYPE = "pasaporte-wallet/1"
+WALLET_FILE = "wallet.json"
+CREDENTIALS_DIR = "credentials"
+SUFFIX = ".cbor"
+MAX_IMPORT_CHARS = 16384  # a full credential is ~1 KB of QR text; anything far larger is not one
+MAX_NONCE = 64  # what ``passport.decode_envelope`` accepts in a key-binding proof
+MAX_AUDIENCE = 64
+# Credential ids are base64url of the CWT ``cti`` (≤ 32 bytes): also safe as file names, and
+# checking the shape keeps a typed id from ever naming a path outside the wallet.
+_ID = re.compile(r"^[A-Za-z0-9_-]{1,43}$")
+
+Status = Literal["valid", "expired", "not_yet_valid"]
+
+
+def _iso_day(ts: int) -> date:
+    return datetime.fromtimestamp(ts, UTC).date()
+
+
+def credential_status(nbf: int, exp: int, now: int) -> Status:
+    """By the local clock only: the wallet has no revocation knowledge offline."""
+    if now < nbf:
+        return "not_yet_valid"
+    if now >= exp:
+        return "expired"
+    return "valid"
+
+
+def _claims_view(decoded: Decoded) -> dict[str, Any]:
+    """The holder's own claims in the claims-file shape (group objects, flat groups inlined).
+
+    Catalogued values (city, library system, clinic network) may be compact codes that only the
+    issuing city's trust bundle names; they are shown as issued.
+    """
+    out: dict[str, Any] = {}
+    for g in schema().groups:
+        values = decoded.groups.get(g.name)
+        if values is None:
+            continue
+        shown = {k: (v.isoformat() if isinstance(v, date) else v) for k, v in values.items()
+                 if v is not None}
+        if g.json == "object":
+            out[g.name] = shown
+        else:
+            out.update(shown)
+    return out
+
+
+@dataclass(frozen=True)
+class CredentialEntry:
+    """One stored credential as ``wallet list`` shows it."""
+
+    id: str
+    issuer: str
+    valid_from: date
+    valid_until: date
+    status: Status
+    claims: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "issuer": self.issuer, "valid_from": self.valid_from.isoformat(),
+                "valid_until": self.valid_until.isoformat(), "status": self.status,
+                "claims": dict(self.claims)}
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    id: str
+    outcome: Literal["imported", "unchanged", "replaced"]
+
+
+@dataclass(frozen=True)
+class Presentation:
+    text: str  # transport text, ``PU1:…``
+    credential_id: str
+    groups: tuple[str, ...]
+    audience: str
+    status: Status  # of the credential by the local clock: a counter refuses a non-valid one
+
+
+# -- pure helpers for ``present`` -------------------------------------------------------------
+
+def _claim_index() -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Name → group for group names, ``group.claim`` and unambiguous claim names; plus the claim
+    names that several groups share (``eligible``), which must be written ``group.claim``."""
+    owners: dict[str, list[str]] = {}
+    for g in schema().groups:
+        for f in g.fields:
+            owners.setdefault(f.name, []).append(g.name)
+    index: dict[str, str] = {}
+    for g in schema().groups:
+        for f in g.fields:
+            index[f"{g.name}.{f.name}"] = g.name
+    for name, groups in owners.items():
+        if len(groups) == 1:
+            index[name] = groups[0]
+    for g in schema().groups:  # a group name wins over a claim of the same name (birth_date)
+        index[g.name] = g.name
+    return index, {n: gs for n, gs in owners.items() if len(gs) > 1 and n not in index}
+
+
+def _valid_names() -> str:
+    index, _ = _claim_index()
+    return ", ".join(sorted(index))
+
+
+def groups_for(service: str, disclose: Iterable[str] | None = None) -> tuple[str, ...]:
+    """The disclosure groups to show: the service's defaults, or the groups (or claims) named.
+
+    Names may be comma-separated; a claim name stands for the group that carries it, because a
+    group is the smallest unit the issuer signed. Result in schema (Merkle leaf) order.
+    """
+    services = schema().services
+    spec = services.get(service)
+    if spec is None:
+        raise UsageError("wallet_service_unknown", service=service,
+                         valid=", ".join(sorted(services)))
+    if disclose is None:
+        wanted: set[str] = set(spec.discloses)
+    else:
+        names = [n.strip() for item in disclose for n in item.split(",") if n.strip()]
+        if not names:
+            raise UsageError("wallet_disclose_empty", valid=_valid_names())
+        index, ambiguous = _claim_index()
+        wanted = set()
+        for name in names:
+            if name in ambiguous:
+                raise UsageError("wallet_disclose_ambiguous", name=name,
+                                 options=", ".join(f"{g}.{name}" for g in ambiguous[name]))
+            group = index.get(name)
+            if group is None:
+                raise UsageError("wallet_disclose_unknown", name=name, valid=_valid_names())
+            wanted.add(group)
+    return tuple(g.name for g in schema().groups if g.name in wanted)
+
+
+def audience_for(service: str, counter: str | None = None) -> str:
+    """``SERVICE`` or ``SERVICE:COUNTER`` — the verifier splits on the first colon."""
+    audience = service if not counter else f"{service}:{counter}"
+    if counter is not None and not counter.strip():
+        raise UsageError("wallet_audience_invalid", audience=audience, max=MAX_AUDIENCE)
+    if len(audience) > MAX_AUDIENCE or not audience.isprintable():
+        raise UsageError("wallet_audience_invalid", audience=audience[:80], max=MAX_AUDIENCE)
+    return audience
+
+
+def parse_nonce(text: str | None) -> bytes | None:
+    """A counter's challenge: UTF-8 text, or ``hex:…`` for raw bytes."""
+    if text is None:
+        return None
+    if text[:4].lower() == "hex:":
+        try:
+            raw = bytes.fromhex(text[4:])
+        except ValueError:
+            raise UsageError("wallet_nonce_invalid", max=MAX_NONCE) from None
+    else:
+        raw = text.encode("utf-8")
+    # An empty nonce would be silently dropped from the proof: refuse it rather than mislead.
+    if not 0 < len(raw) <= MAX_NONCE:
+        raise UsageError("wallet_nonce_invalid", max=MAX_NONCE)
+    return raw
+
+
+# -- checking a credential file ---------------------------------------------------------------
+
+def _check_credential(cbor_bytes: bytes, holder_key: bytes) -> Decoded:
+    """Shape, completeness, digests and holder key of a credential; raise if any is wrong.
+
+    The issuer's signature is not checked: the wallet holds no trust bundle. The counter checks
+    it at every presentation; what the wallet guards against is storing something it could never
+    present (a paper credential, a presentation, missing or altered data, someone else's key).
+    """
+    decoded = decode_envelope(cbor.loads(cbor_bytes))
+    if decoded.is_presentation:
+        raise MalformedInput("wallet_import_presentation")
+    groups = schema().groups
+    if len(decoded.disclosures) != len(groups):
+        raise MalformedInput("wallet_import_incomplete", have=len(decoded.disclosures),
+                             want=len(groups))
+    ordered = [b""] * len(groups)
+    for i, disclosure in zip(decoded.group_index, decoded.disclosures, strict=True):
+        ordered[i] = sd.leaf_digest(disclosure)
+    if sd.root(ordered) != decoded.payload.sd_root:
+        raise MalformedInput("wallet_import_digest_mismatch")
+    if decoded.payload.holder_key is None:
+        raise MalformedInput("wallet_import_paper")
+    if decoded.payload.holder_key != holder_key:
+        raise StoreError("wallet_import_other_holder", id=decoded.payload.credential_id,
+                         holder=b64url(decoded.payload.holder_key), mine=b64url(holder_key))
+    return decoded
+
+
+# -- the wallet -------------------------------------------------------------------------------
+
+class Wallet:
+    """An initialised wallet home. ``Wallet.create`` makes one, ``Wallet.open`` loads one."""
+
+    def __init__(self, home: Path, public_key: bytes, sealed_key: bytes) -> None:
+        self.home = home
+        self.public_key = public_key
+        self._sealed = sealed_key
+
+    @property
+    def credentials_dir(self) -> Path:
+        return self.home / CREDENTIALS_DIR
+
+    @classmethod
+    def create(cls, home: Path, passphrase: str) -> Wallet:
+        """Make the holder key and seal it; refuse if a wallet already lives in ``home``."""
+        if not passphrase:
+            raise UsageError("wallet_passphrase_empty")
+        cls.refuse_existing(home)
+        path = home / WALLET_FILE
+        seed = nacl.utils.random(32)
+        public_key = bytes(signing_key(seed).verify_key)
+        sealed = seal(seed, passphrase)
+        doc = {"type": WALLET_TYPE, "public_key": b64url(public_key),
+               "sealed_key": b64url(sealed), "created": datetime.now(UTC).isoformat(
+                   timespec="seconds")}
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        (home / CREDENTIALS_DIR).mkdir(exist_ok=True, mode=0o700)
+        # One file holds both halves, so init is a single atomic write: no half-made wallet.
+        atomic_write(path, (json.dumps(doc, indent=2) + "\n").encode("utf-8"))
+        return cls(home, public_key, sealed)
+
+    @staticmethod
+    def refuse_existing(home: Path) -> None:
+        if (home / WALLET_FILE).exists():
+            raise StoreError("wallet_exists", home=str(home))
+
+    @classmethod
+    def open(cls, home: Path) -> Wallet:
+        path = home / WALLET_FILE
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise StoreError("wallet_not_initialised", home=str(home)) from None
+        except OSError as exc:
+            raise StoreError("wallet_unreadable", file=str(path), reason=exc.strerror) from None
+        try:
+            doc = json.loads(raw)
+            if doc.get("type") != WALLET_TYPE:
+                raise ValueError("type")
+            public_key = unb64url(str(doc["public_key"]), length=32, what="public_key")
+            sealed = unb64url(str(doc["sealed_key"]), what="sealed_key")
+        except (ValueError, KeyError, TypeError, AttributeError, MalformedInput):
+            raise StoreError("wallet_unreadable", file=str(path),
+                             reason="not a pasaporte wallet file") from None
+        return cls(home, public_key, sealed)
+
+    def holder_key(self, passphrase: str) -> nacl.signing.SigningKey:
+        """Unseal the holder key (Argon2id: deliberately slow)."""
+        key = signing_key(unseal(self._sealed, passphrase))
+        # A clear public key edited by hand must not make us sign with a key it doesn't name.
+        if bytes(key.verify_key) != self.public_key:
+            raise StoreError("wallet_key_mismatch", file=str(self.home / WALLET_FILE))
+        return key
+
+    # -- credentials --------------------------------------------------------------------------
+    def import_text(self, text: str) -> ImportResult:
+        """Check a credential in transport text and store it under its id (idempotent)."""
+        if len(text) > MAX_IMPORT_CHARS:
+            raise MalformedInput("too_large")
+        data = transport.unpack(text, max_chars=MAX_IMPORT_CHARS)
+        decoded = _check_credential(data, self.public_key)
+        cred_id = decoded.payload.credential_id
+        path = self._path(cred_id)
+        outcome: Literal["imported", "unchanged", "replaced"] = "imported"
+        if path.exists():
+            if path.read_bytes() == data:
+                return ImportResult(cred_id, "unchanged")
+            # Same id, new bytes: the office re-issued this credential (new data or dates).
+            outcome = "replaced"
+        self.credentials_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        atomic_write(path, data)
+        return ImportResult(cred_id, outcome)
+
+    def _path(self, cred_id: str) -> Path:
+        return self.credentials_dir / f"{cred_id}{SUFFIX}"
+
+    def ids(self) -> list[str]:
+        if not self.credentials_dir.is_dir():
+            return []
+        return sorted(p.name[: -len(SUFFIX)] for p in self.credentials_dir.iterdir()
+                      if p.name.endswith(SUFFIX) and not p.name.startswith(".")
+                      and _ID.match(p.name[: -len(SUFFIX)]))
+
+    def resolve_id(self, cred_id: str) -> str:
+        """The stored id that ``cred_id`` names exactly, or as an unambiguous prefix."""
+        ids = self.ids()
+        if cred_id in ids:
+            return cred_id
+        matches = [i for i in ids if cred_id and i.startswith(cred_id)]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise UsageError("wallet_credential_ambiguous", id=cred_id,
+                             matches=", ".join(matches))
+        raise StoreError("wallet_credential_unknown", id=cred_id,
+                         known=", ".join(ids) or "—")
+
+    def load(self, cred_id: str) -> Decoded:
+        path = self._path(cred_id)
+        try:
+            return _check_credential(path.read_bytes(), self.public_key)
+        except (MalformedInput, StoreError, OSError):
+            # A file that passed import and no longer checks was damaged or tampered with on disk.
+            raise StoreError("wallet_credential_corrupt", id=cred_id, file=str(path)) from None
+
+    def entries(self, now: int | None = None) -> tuple[list[CredentialEntry], list[StoreError]]:
+        """Every stored credential, soonest to expire first; damaged files come back as errors
+        so that one bad file does not hide the others."""
+        now = int(time.time()) if now is None else now
+        entries: list[CredentialEntry] = []
+        problems: list[StoreError] = []
+        for cred_id in self.ids():
+            try:
+                d = self.load(cred_id)
+            except StoreError as exc:
+                problems.append(exc)
+                continue
+            p = d.payload
+            entries.append(CredentialEntry(
+                id=p.credential_id, issuer=p.iss, valid_from=_iso_day(p.nbf),
+                # exp is the first second after the last valid day
+                valid_until=_iso_day(p.exp - 1), status=credential_status(p.nbf, p.exp, now),
+                claims=_claims_view(d)))
+        entries.sort(key=lambda e: (e.valid_until, e.id))
+        return entries, problems
+
+    def present(self, cred_id: str, *, service: str, passphrase: str,
+                disclose: Sequence[str] | None = None, counter: str | None = None,
+                nonce: bytes | None = None, now: int | None = None) -> Presentation:
+        """A presentation signed by the holder key at ``now`` (default: the local clock)."""
+        now = int(time.time()) if now is None else now
+        groups = groups_for(service, disclose)
+        audience = audience_for(service, counter)
+        decoded = self.load(self.resolve_id(cred_id))
+        holder = self.holder_key(passphrase)
+        cbor_bytes = present(decoded.credential.to_list(), decoded_in_leaf_order(decoded),
+                             groups=groups, holder=holder, audience=audience, now=now,
+                             nonce=nonce)
+        p = decoded.payload
+        return Presentation(transport.pack(cbor_bytes), p.credential_id, groups, audience,
+                            credential_status(p.nbf, p.exp, now))
+
+
+def decoded_in_leaf_order(decoded: Decoded) -> list[bytes]:
+    """Disclosures by Merkle leaf index: ``passport.present`` addresses them by that index."""
+    ordered = [b""] * len(schema().groups)
+    for i, disclosure in zip(decoded.group_index, decoded.disclosures, strict=True):
+        ordered[i] = disclosure
+    return ordered
