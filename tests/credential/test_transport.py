@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import zlib
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from credential import base45, cbor, transport
-from credential.errors import MalformedInput
+from credential.errors import MalformedInput, message_catalog
 
 SIGNED_LIKE = os.urandom(200)  # signatures and keys: incompressible
 REPETITIVE = cbor.dumps({1: ["Mexicali", "Mexicali", "Mexicali"], 2: "biblioteca " * 20})
@@ -128,3 +131,22 @@ def test_random_text_raises_only_malformed_input(text: str) -> None:
 def test_random_body_raises_only_malformed_input(body: bytes) -> None:
     with contextlib.suppress(MalformedInput):
         transport.unpack("PU1:" + base45.encode(body))
+
+
+def test_every_code_raised_has_a_catalog_entry() -> None:
+    """Each MalformedInput code in our modules has Spanish and English text, placeholders known."""
+    root = Path(__file__).resolve().parents[2]
+    catalog = json.loads((root / "schemas" / "messages" / "transport.json").read_text("utf-8"))
+    raised: set[str] = set()
+    for module in ("base45", "cbor", "transport", "qr", "statuslist"):
+        source = (root / "credential" / f"{module}.py").read_text("utf-8")
+        raised |= set(re.findall(r'MalformedInput\(\s*"([a-z0-9_]+)"', source))
+    assert raised, "no codes found: the pattern no longer matches the sources"
+    assert raised <= set(catalog), sorted(raised - set(catalog))
+    assert set(catalog) <= raised, sorted(set(catalog) - raised)  # no stale entries
+    for code, texts in catalog.items():
+        assert set(texts) == {"es", "en"} and all(texts.values()), code
+        assert set(re.findall(r"{(\w+)}", texts["es"])) == set(re.findall(r"{(\w+)}", texts["en"]))
+        error = MalformedInput(code, version="9", reason="x")
+        assert "{" not in error.message["es"] + error.message["en"]
+    assert message_catalog()["not_pasaporte"]["es"] == "El código no es un pasaporte urbano."
