@@ -21,8 +21,8 @@ VECTORS = (
 )
 
 # Cases where libsodium's answer differs from Wycheproof's, each with the reason it is acceptable.
-# Only a case Wycheproof itself marks "acceptable" may be listed. With pynacl 1.6 / libsodium
-# bundled with it there is none: libsodium agrees with all 151 cases (it rejects non-canonical S and R,
+# Only a case Wycheproof itself marks "acceptable" may be listed. With pynacl 1.6 and the libsodium
+# it bundles there is none: libsodium agrees with all 151 cases (it rejects non-canonical S and R,
 # small-order keys and R, and wrong lengths — all "invalid" in Wycheproof).
 KNOWN_DIFFERENCES: dict[int, str] = {}
 
