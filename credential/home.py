@@ -6,11 +6,12 @@ crash never leaves half a key, half a wallet or half a store behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write", "resolve_home"]
+__all__ = ["atomic_write", "read_passphrase", "resolve_home"]
 
 
 def resolve_home(role: str, home: str | os.PathLike[str] | None = None) -> Path:
@@ -37,13 +38,28 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o600) -
         os.chmod(tmp, mode)
         os.replace(tmp, target)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     dir_fd = os.open(target.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def read_passphrase(*, confirm: bool = False) -> str:
+    """``PASAPORTE_PASSPHRASE`` if set (scripts, CI), else a hidden prompt on the terminal."""
+    env = os.environ.get("PASAPORTE_PASSPHRASE")
+    if env:
+        return env
+    import getpass  # only interactive use needs it
+
+    from credential.errors import UsageError
+
+    first = getpass.getpass("Frase de acceso / Passphrase: ")
+    if confirm and getpass.getpass("Repítala / Repeat it: ") != first:
+        raise UsageError("usage_error", reason="passphrases differ / las frases no coinciden")
+    if not first:
+        raise UsageError("passphrase_missing")
+    return first

@@ -1,10 +1,130 @@
-"""The ``pasaporte issuer`` command group."""
+"""``pasaporte issuer``: the city office's admin commands (offline issuance, keys, bundles,
+status changes). The logic lives in ``issuer.store``; this module only parses and prints."""
 
 from __future__ import annotations
 
+import json
+import re
+import unicodedata
+
 import click
+
+from credential import qr, transport
+from credential.claims import parse_claims
+from credential.errors import UsageError
+from credential.home import atomic_write, read_passphrase, resolve_home
+from credential.keys import unb64url
+from issuer.store import REASONS, IssuerStore
+
+home_option = click.option("--home", type=click.Path(file_okay=False),
+                           help="Office data directory (default: PASAPORTE_HOME or XDG).")
+
+
+def _store(home: str | None) -> IssuerStore:
+    return IssuerStore.open(resolve_home("issuer", home))
+
+
+def _default_code(city: str, country: str) -> str:
+    letters = re.sub(r"[^A-Z]", "", unicodedata.normalize("NFKD", city).upper())
+    return f"{country.upper()}{letters[:3]}"
 
 
 @click.group()
 def group() -> None:
-    """issuer"""
+    """Oficina emisora / Issuing office."""
+
+
+@group.command()
+@click.option("--city", required=True)
+@click.option("--country", required=True, help="ISO 3166-1 alpha-2, e.g. MX or US.")
+@click.option("--office", required=True)
+@click.option("--code", help="Short city code used as the credential issuer (default: CC+3).")
+@home_option
+def init(city: str, country: str, office: str, code: str | None, home: str | None) -> None:
+    """Create the city root key, the office key and the local store."""
+    path = resolve_home("issuer", home)
+    store = IssuerStore.create(path, city=city, country=country, office=office,
+                               code=code or _default_code(city, country),
+                               passphrase=read_passphrase(confirm=True))
+    info = store.info()
+    click.echo(f"Oficina creada / Office created: {info.office}, {info.city} {info.country} "
+               f"[{info.code}] en/in {path}")
+
+
+@group.command()
+@click.option("--out", required=True, type=click.Path(dir_okay=False))
+@home_option
+def root(out: str, home: str | None) -> None:
+    """Export the city root public key for counters."""
+    atomic_write(out, _store(home).root().to_json().encode(), mode=0o644)
+    click.echo(out)
+
+
+@group.command("keys")
+@click.option("--json", "as_json", is_flag=True)
+@home_option
+def keys_(as_json: bool, home: str | None) -> None:
+    """List the office keys."""
+    rows = _store(home).office_keys()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    for r in rows:
+        click.echo(f"{r['kid']}  {r['status']:<11}  {r['office']}  {r['public_key']}")
+
+
+@group.command()
+@click.option("--claims", "claims_file", required=True, type=click.File("rb"))
+@click.option("--holder-key", help="The resident's wallet key (base64url).")
+@click.option("--paper", is_flag=True, help="Paper credential: no holder key binding.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False))
+@click.option("--qr", "qr_out", type=click.Path(dir_okay=False), help="Also write a QR PNG.")
+@home_option
+def issue(claims_file: click.utils.LazyFile, holder_key: str | None, paper: bool, out: str,
+          qr_out: str | None, home: str | None) -> None:
+    """Issue one credential offline; prints its credential id."""
+    if paper == bool(holder_key):
+        raise UsageError("usage_error", reason="give exactly one of --holder-key or --paper")
+    raw = claims_file.read(64 * 1024 + 1)
+    if len(raw) > 64 * 1024:
+        raise UsageError("usage_error", reason="claims file larger than 64 KB")
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UsageError("usage_error", reason=f"claims file is not JSON: {exc}") from None
+    claims = parse_claims(doc)
+    key = None if paper else unb64url(holder_key or "", length=32, what="--holder-key")
+    store = _store(home)
+    cred, _ = store.issue(claims, holder_key=key, passphrase=read_passphrase())
+    text = transport.pack(cred.to_cbor())
+    atomic_write(out, text.encode() + b"\n", mode=0o600)
+    if qr_out:
+        atomic_write(qr_out, qr.render_png(text), mode=0o600)
+    click.echo(cred.credential_id)
+
+
+@group.command()
+@click.option("--out", required=True, type=click.Path(dir_okay=False))
+@home_option
+def bundle(out: str, home: str | None) -> None:
+    """Write the current signed trust bundle."""
+    data = _store(home).bundle(read_passphrase())
+    atomic_write(out, data, mode=0o644)
+    click.echo(out)
+
+
+def _status_command(name: str, new: str, help_text: str) -> None:
+    @group.command(name, help=help_text)
+    @click.argument("credential_id")
+    @click.option("--reason", type=click.Choice(REASONS), default="unspecified")
+    @home_option
+    def cmd(credential_id: str, reason: str, home: str | None) -> None:
+        change = _store(home).set_status(credential_id, new, reason)
+        click.echo(f"{credential_id}: {change['status']} ({change['reason']})")
+
+
+_status_command("revoke", "revoked", "Revoke a credential (final).")
+_status_command("suspend", "suspended", "Suspend a credential (reversible).")
+_status_command("reinstate", "valid", "Lift a suspension.")
+
+

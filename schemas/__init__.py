@@ -1,0 +1,141 @@
+"""What a passport says: claims, disclosure groups, labels, services — loaded from package data.
+
+``claims.json`` is the single source of truth; this module turns it into typed, frozen specs that
+the credential core, the issuer and the verifier share. Nothing here does I/O beyond reading the
+bundled files, and nothing is ever fetched from the network.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache, cached_property
+from importlib import resources
+from typing import Any, Literal
+
+__all__ = [
+    "EnumValue",
+    "FieldSpec",
+    "GroupSpec",
+    "Schema",
+    "ServiceSpec",
+    "json_schema",
+    "jsonld_context",
+    "schema",
+]
+
+Labels = dict[str, str]
+FieldType = Literal["text", "country", "date", "bool", "enum", "catalog"]
+
+
+@dataclass(frozen=True)
+class EnumValue:
+    name: str
+    code: int
+    label: Labels
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    type: FieldType
+    label: Labels
+    optional: bool = False
+    max: int = 0
+    values: tuple[EnumValue, ...] = ()
+    catalog: str = ""
+
+    def enum_by_name(self, name: str) -> EnumValue | None:
+        return next((v for v in self.values if v.name == name), None)
+
+    def enum_by_code(self, code: int) -> EnumValue | None:
+        return next((v for v in self.values if v.code == code), None)
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    """A selective-disclosure unit: claims that are always shown together."""
+
+    name: str
+    key: int
+    index: int  # leaf position in the disclosure Merkle tree
+    label: Labels
+    fields: tuple[FieldSpec, ...]
+    json: Literal["object", "flat"]
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    label: Labels
+    discloses: tuple[str, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class Schema:
+    version: int
+    groups: tuple[GroupSpec, ...]
+    services: dict[str, ServiceSpec]
+    envelope_labels: dict[str, Labels]
+
+    def group(self, name: str) -> GroupSpec:
+        for g in self.groups:
+            if g.name == name:
+                return g
+        raise KeyError(name)
+
+    def group_by_key(self, key: int) -> GroupSpec | None:
+        return self._by_key.get(key)
+
+    @cached_property
+    def _by_key(self) -> dict[int, GroupSpec]:
+        return {g.key: g for g in self.groups}
+
+    @property
+    def group_names(self) -> tuple[str, ...]:
+        return tuple(g.name for g in self.groups)
+
+
+def _read(name: str) -> Any:
+    return json.loads((resources.files("schemas") / name).read_text(encoding="utf-8"))
+
+
+@cache
+def schema() -> Schema:
+    raw = _read("claims.json")
+    groups = []
+    for index, g in enumerate(raw["groups"]):
+        fields = tuple(
+            FieldSpec(
+                name=f["name"],
+                type=f["type"],
+                label=f["label"],
+                optional=bool(f.get("optional", False)),
+                max=int(f.get("max", 0)),
+                values=tuple(EnumValue(v["name"], v["code"], v["label"])
+                             for v in f.get("values", ())),
+                catalog=f.get("catalog", ""),
+            )
+            for f in g["fields"]
+        )
+        groups.append(GroupSpec(g["name"], g["key"], index, g["label"], fields, g["json"]))
+    services = {
+        name: ServiceSpec(name, s["label"], tuple(s["discloses"]))
+        for name, s in raw["services"].items()
+    }
+    envelope = {e["name"]: e["label"] for e in raw["envelope"]}
+    return Schema(raw["version"], tuple(groups), services, envelope)
+
+
+@cache
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema (2020-12) of the claims an issuer accepts."""
+    result: dict[str, Any] = _read("claims.schema.json")
+    return result
+
+
+@cache
+def jsonld_context() -> dict[str, Any]:
+    """The JSON-LD context of the passport vocabulary (served by the issuer, bundled here)."""
+    result: dict[str, Any] = _read("pasaporte-v1.jsonld")
+    return result

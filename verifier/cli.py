@@ -1,10 +1,89 @@
-"""The ``pasaporte verify`` command."""
+"""``pasaporte verify``: check a presentation offline against trust bundles and city roots.
+
+Exit status: 0 accepted, 1 rejected, 2 usage error. ``--batch`` reads one payload per line (a
+counter replaying its scanner log) and writes one JSON result per line.
+"""
 
 from __future__ import annotations
 
+import json
+import sys
+from datetime import UTC, datetime
+
 import click
+
+from credential.errors import UsageError
+from verifier.engine import Result, Verifier
+from verifier.policy import Policy
+
+MAX_LINE = 8192
+
+
+def _parse_at(at: str | None) -> int | None:
+    if at is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(at.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError("usage_error", reason=f"--at is not an ISO-8601 time: {at}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp())
+
+
+def _print(result: Result, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(result.to_json(), ensure_ascii=False))
+        return
+    mark = "✔" if result.accepted else "✘"
+    click.echo(f"{mark} {result.message['es']} / {result.message['en']}  [{result.code}]")
+    if result.issuer:
+        i = result.issuer
+        click.echo(f"  {i['office']} — {i['city']}, {i['country']}")
+    for c in result.claims:
+        value = c.get("value_label") or {"es": c["value"], "en": c["value"]}
+        click.echo(f"  {c['label']['es']} / {c['label']['en']}: "
+                   f"{value['es']}" + (f" / {value['en']}" if value['en'] != value['es'] else ""))
+    for w in result.warnings:
+        click.echo(f"  ! {w['message']['es']} / {w['message']['en']}")
 
 
 @click.command()
-def command() -> None:
-    """Verify a presentation offline."""
+@click.option("--service", required=True, help="library, transit or clinic.")
+@click.option("--bundle", "bundles", multiple=True, required=True,
+              type=click.Path(exists=True, dir_okay=False), help="Trust bundle (repeatable).")
+@click.option("--trust-root", "roots", multiple=True, required=True,
+              type=click.Path(exists=True, dir_okay=False), help="City root key (repeatable).")
+@click.option("--text", help="The scanned payload text.")
+@click.option("--image", type=click.Path(exists=True, dir_okay=False), help="A PNG/JPEG photo.")
+@click.option("--batch", type=click.File("r", encoding="utf-8"), help="One payload per line.")
+@click.option("--at", help="Verify as of this ISO-8601 time (default: now).")
+@click.option("--counter", help="This counter's id (audience check).")
+@click.option("--nonce", help="The challenge this counter displayed.")
+@click.option("--json", "as_json", is_flag=True)
+def command(service: str, bundles: tuple[str, ...], roots: tuple[str, ...], text: str | None,
+            image: str | None, batch: click.utils.LazyFile | None, at: str | None,
+            counter: str | None, nonce: str | None, as_json: bool) -> None:
+    """Verificar un pasaporte sin conexión / Verify a passport offline."""
+    if sum(x is not None for x in (text, image, batch)) != 1:
+        raise UsageError("usage_error", reason="give exactly one of --text, --image, --batch")
+    policy = Policy.for_service(service, counter_id=counter)
+    verifier = Verifier.from_files(bundles, roots)
+    now = _parse_at(at)
+    nonce_bytes = nonce.encode() if nonce else None
+    if batch is not None:
+        all_ok = True
+        for line in batch:
+            payload = line.strip()[:MAX_LINE]
+            if not payload:
+                continue
+            result = verifier.verify(payload, service=policy, now=now, nonce=nonce_bytes)
+            all_ok &= result.accepted
+            click.echo(json.dumps(result.to_json(), ensure_ascii=False))
+        sys.exit(0 if all_ok else 1)
+    if image is not None:
+        result = verifier.verify_image(image, service=policy, now=now, nonce=nonce_bytes)
+    else:
+        result = verifier.verify(text or "", service=policy, now=now, nonce=nonce_bytes)
+    _print(result, as_json)
+    sys.exit(0 if result.accepted else 1)

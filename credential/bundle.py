@@ -1,0 +1,173 @@
+"""Trust: city root keys and the signed trust bundles a counter verifies against, offline.
+
+A *root* is one city's long-lived Ed25519 key, configured once at each counter (a small JSON file).
+A *trust bundle* is a COSE_Sign1 by that root whose payload (CBOR) lists the city's issuing-office
+keys, its current status lists, the catalogs that compact codes in credentials refer to (cities,
+library systems, clinic networks) and when it was made. Bundles are versioned: a counter keeps the
+newest version per city.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import cbor2
+import nacl.signing
+
+from credential import cose
+from credential.errors import MalformedInput, Rejection
+from credential.keys import b64url, kid_for, unb64url
+
+__all__ = ["OfficeKey", "RootKey", "StatusListInfo", "TrustBundle", "parse_bundle", "sign_bundle"]
+
+MAX_BUNDLE = 4 * 1024 * 1024
+BUNDLE_TYPE = "pasaporte-trust-bundle/1"
+
+
+@dataclass(frozen=True)
+class RootKey:
+    city: str
+    country: str
+    code: str  # the CWT ``iss`` of this city's credentials
+    public_key: bytes
+
+    @property
+    def kid(self) -> bytes:
+        return kid_for(self.public_key)
+
+    def to_json(self) -> str:
+        return json.dumps({"type": "pasaporte-city-root/1", "city": self.city,
+                           "country": self.country, "code": self.code, "kid": b64url(self.kid),
+                           "public_key": b64url(self.public_key)}, ensure_ascii=False, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> RootKey:
+        try:
+            doc = json.loads(text)
+            root = cls(str(doc["city"]), str(doc["country"]), str(doc["code"]),
+                       unb64url(str(doc["public_key"]), length=32, what="public_key"))
+        except (ValueError, KeyError, TypeError):
+            raise MalformedInput("root_invalid", reason="not a city root file") from None
+        if "kid" in doc and doc["kid"] != b64url(root.kid):
+            raise MalformedInput("root_invalid", reason="kid does not match the key")
+        return root
+
+
+@dataclass(frozen=True)
+class OfficeKey:
+    kid: bytes
+    public_key: bytes
+    office: str
+    valid_from: int
+    valid_until: int
+    compromised_since: int | None = None
+    status_list: int = 0
+
+
+@dataclass(frozen=True)
+class StatusListInfo:
+    list_id: int
+    purpose: str  # "revocation" | "suspension"
+    size: int
+    data: bytes  # zlib-compressed bitstring
+    updated: int
+
+
+@dataclass(frozen=True)
+class TrustBundle:
+    city: str
+    country: str
+    code: str
+    version: int
+    made_at: int
+    keys: tuple[OfficeKey, ...]
+    status_lists: tuple[StatusListInfo, ...]
+    catalogs: Mapping[str, Mapping[int, str]] = field(default_factory=dict)
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "type": BUNDLE_TYPE, "city": self.city, "country": self.country, "code": self.code,
+            "version": self.version, "made_at": self.made_at,
+            "keys": [[k.kid, k.public_key, k.office, k.valid_from, k.valid_until,
+                      k.compromised_since, k.status_list] for k in self.keys],
+            "status_lists": [[s.list_id, s.purpose, s.size, s.data, s.updated]
+                             for s in self.status_lists],
+            "catalogs": {name: dict(entries) for name, entries in self.catalogs.items()},
+        }
+
+
+def sign_bundle(bundle: TrustBundle, root: nacl.signing.SigningKey) -> bytes:
+    payload = cbor2.dumps(bundle.to_payload(), canonical=True)
+    return cbor2.dumps(cose.sign1(root, payload, kid=kid_for(bytes(root.verify_key))))
+
+
+def _bad(reason: str) -> MalformedInput:
+    return MalformedInput("bundle_invalid", reason=reason)
+
+
+def _int(v: Any) -> int:
+    if type(v) is not int or not 0 <= v < 2**48:
+        raise _bad("integer expected")
+    return v
+
+
+def _text(v: Any, limit: int = 200) -> str:
+    if not isinstance(v, str) or not 0 < len(v) <= limit:
+        raise _bad("text expected")
+    return v
+
+
+def _payload(doc: Any) -> TrustBundle:
+    if not isinstance(doc, dict) or doc.get("type") != BUNDLE_TYPE:
+        raise _bad("not a trust bundle")
+    keys_raw, lists_raw, cats_raw = doc.get("keys"), doc.get("status_lists"), doc.get("catalogs")
+    if not (isinstance(keys_raw, list) and isinstance(lists_raw, list)
+            and isinstance(cats_raw, dict)):
+        raise _bad("missing sections")
+    keys = []
+    for k in keys_raw:
+        if not (isinstance(k, list) and len(k) == 7 and isinstance(k[0], bytes)
+                and isinstance(k[1], bytes) and len(k[1]) == 32):
+            raise _bad("office key")
+        keys.append(OfficeKey(k[0], k[1], _text(k[2]), _int(k[3]), _int(k[4]),
+                              None if k[5] is None else _int(k[5]), _int(k[6])))
+    lists = []
+    for s in lists_raw:
+        if not (isinstance(s, list) and len(s) == 5 and s[1] in ("revocation", "suspension")
+                and isinstance(s[3], bytes)):
+            raise _bad("status list")
+        lists.append(StatusListInfo(_int(s[0]), s[1], _int(s[2]), s[3], _int(s[4])))
+    catalogs: dict[str, dict[int, str]] = {}
+    for name, entries in cats_raw.items():
+        if not isinstance(entries, dict):
+            raise _bad("catalog")
+        catalogs[_text(name)] = {_int(c): _text(n) for c, n in entries.items()}
+    return TrustBundle(_text(doc.get("city")), _text(doc.get("country"), 2),
+                       _text(doc.get("code"), 64), _int(doc.get("version")),
+                       _int(doc.get("made_at")), tuple(keys), tuple(lists), catalogs)
+
+
+def parse_bundle(data: bytes, roots: Sequence[RootKey]) -> TrustBundle:
+    """Verify a bundle against the configured city roots and return its contents."""
+    if len(data) > MAX_BUNDLE:
+        raise _bad("too large")
+    try:
+        obj = cbor2.loads(data)
+    except Exception:
+        raise _bad("not CBOR") from None
+    signed = cose.parse_sign1(obj)
+    candidates = [r for r in roots if signed.kid is None or r.kid == signed.kid]
+    root = next((r for r in candidates if signed.verify(r.public_key)), None)
+    if root is None:
+        raise Rejection("bundle_untrusted")
+    try:
+        doc = cbor2.loads(signed.payload)
+    except Exception:
+        raise _bad("payload not CBOR") from None
+    bundle = _payload(doc)
+    if (bundle.city, bundle.country, bundle.code) != (root.city, root.country, root.code):
+        raise _bad("bundle city differs from its root's city")
+    return bundle

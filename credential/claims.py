@@ -1,0 +1,229 @@
+"""Passport claims as typed values, validated against ``schemas/claims.json``.
+
+Converts between three forms of the same data:
+- the claims file an issuer accepts (the shape of ``examples/claims-*.json``);
+- ``Claims``: validated, typed Python values per disclosure group;
+- the compact CBOR array of each group that goes inside a disclosure.
+All conversions are driven by the schema, so adding a claim is a change to ``claims.json``.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, timedelta
+from types import MappingProxyType
+from typing import Any
+
+from credential.errors import MalformedInput, UsageError
+from schemas import FieldSpec, GroupSpec, schema
+
+__all__ = [
+    "Claims",
+    "date_from_days",
+    "days_from_date",
+    "decode_group",
+    "encode_group",
+    "parse_claims",
+]
+
+_EPOCH = date(1970, 1, 1)
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_MIN_DAY = (date(1900, 1, 1) - _EPOCH).days
+_MAX_DAY = (date(2200, 1, 1) - _EPOCH).days
+
+
+def days_from_date(d: date) -> int:
+    return (d - _EPOCH).days
+
+
+def date_from_days(days: int) -> date:
+    return _EPOCH + timedelta(days=days)
+
+
+def _bad(field: str, es: str, en: str) -> UsageError:
+    return UsageError("claims_invalid", field=field, reason_es=es, reason_en=en)
+
+
+def _text(value: Any, spec: FieldSpec, where: str) -> str:
+    if not isinstance(value, str):
+        raise _bad(where, "debe ser texto", "must be text")
+    text = unicodedata.normalize("NFC", value.strip())
+    if not text:
+        raise _bad(where, "no puede estar vacío", "must not be empty")
+    if spec.max and len(text) > spec.max:
+        raise _bad(where, f"más de {spec.max} caracteres", f"longer than {spec.max} characters")
+    if any(unicodedata.category(c) in ("Cc", "Cf") for c in text):
+        raise _bad(where, "contiene caracteres de control", "contains control characters")
+    return text
+
+
+def _parse_date(value: Any, where: str) -> date:
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str) or not _DATE.match(value):
+        raise _bad(where, "fecha con formato AAAA-MM-DD", "date formatted YYYY-MM-DD")
+    try:
+        parsed = date.fromisoformat(value)
+    except ValueError:
+        raise _bad(where, "fecha inexistente", "no such date") from None
+    if not _MIN_DAY <= days_from_date(parsed) < _MAX_DAY:
+        raise _bad(where, "fecha fuera de rango", "date out of range")
+    return parsed
+
+
+def _parse_field(value: Any, spec: FieldSpec, where: str) -> Any:
+    if value is None:
+        if spec.optional:
+            return None
+        raise _bad(where, "falta este dato", "this value is missing")
+    if spec.type in ("text", "catalog"):
+        return _text(value, spec, where)
+    if spec.type == "country":
+        if not isinstance(value, str) or not _COUNTRY.match(value.strip().upper()):
+            raise _bad(where, "código de país ISO de dos letras", "two-letter ISO country code")
+        return value.strip().upper()
+    if spec.type == "date":
+        return _parse_date(value, where)
+    if spec.type == "bool":
+        if not isinstance(value, bool):
+            raise _bad(where, "debe ser true o false", "must be true or false")
+        return value
+    if spec.type == "enum":
+        if not isinstance(value, str) or spec.enum_by_name(value) is None:
+            allowed = ", ".join(v.name for v in spec.values)
+            raise _bad(where, f"valores permitidos: {allowed}", f"allowed values: {allowed}")
+        return value
+    raise AssertionError(spec.type)  # schema types are closed
+
+
+@dataclass(frozen=True)
+class Claims:
+    """Validated claims: ``groups[group][field]`` plus the validity window (dates)."""
+
+    groups: Mapping[str, Mapping[str, Any]]
+    valid_from: date
+    valid_until: date
+    credential_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Back to the claims-file shape (dates as ISO strings)."""
+        out: dict[str, Any] = {}
+        for g in schema().groups:
+            values = {k: (v.isoformat() if isinstance(v, date) else v)
+                      for k, v in self.groups[g.name].items()}
+            if g.json == "object":
+                out[g.name] = values
+            else:
+                out.update(values)
+        out["valid_from"] = self.valid_from.isoformat()
+        out["valid_until"] = self.valid_until.isoformat()
+        if self.credential_id:
+            out["credential_id"] = self.credential_id
+        return out
+
+
+_TOP_LEVEL = {"valid_from", "valid_until", "credential_id"}
+
+
+def parse_claims(doc: Any) -> Claims:
+    """Validate a claims document; every problem is a ``UsageError('claims_invalid')``."""
+    if not isinstance(doc, dict):
+        raise _bad("$", "debe ser un objeto JSON", "must be a JSON object")
+    known = set(_TOP_LEVEL)
+    groups: dict[str, Mapping[str, Any]] = {}
+    for g in schema().groups:
+        if g.json == "object":
+            known.add(g.name)
+            raw = doc.get(g.name)
+            if not isinstance(raw, dict):
+                raise _bad(g.name, "debe ser un objeto", "must be an object")
+            extra = set(raw) - {f.name for f in g.fields}
+            if extra:
+                raise _bad(f"{g.name}.{sorted(extra)[0]}", "dato desconocido", "unknown field")
+            values = {f.name: _parse_field(raw.get(f.name), f, f"{g.name}.{f.name}")
+                      for f in g.fields}
+        else:
+            known.update(f.name for f in g.fields)
+            values = {f.name: _parse_field(doc.get(f.name), f, f.name) for f in g.fields}
+        groups[g.name] = MappingProxyType(values)
+    extra = set(doc) - known
+    if extra:
+        raise _bad(sorted(extra)[0], "dato desconocido", "unknown field")
+    valid_from = _parse_date(doc.get("valid_from"), "valid_from")
+    valid_until = _parse_date(doc.get("valid_until"), "valid_until")
+    if valid_until <= valid_from:
+        raise _bad("valid_until", "debe ser posterior a valid_from", "must be after valid_from")
+    birth = groups.get("birth_date", {}).get("birth_date")
+    if isinstance(birth, date) and birth > valid_from:
+        raise _bad("birth_date", "posterior a la emisión", "after the validity start")
+    cred_id = doc.get("credential_id")
+    if cred_id is not None and not isinstance(cred_id, str):
+        raise _bad("credential_id", "debe ser texto", "must be text")
+    return Claims(MappingProxyType(groups), valid_from, valid_until, cred_id)
+
+
+CatalogCoder = Callable[[str, str], int | str]
+"""(catalog name, display name) → compact code (int) or the name itself when not catalogued."""
+
+
+def encode_group(group: GroupSpec, values: Mapping[str, Any],
+                 catalog: CatalogCoder | None = None) -> list[Any]:
+    """The compact CBOR array of a group: values in field order, enums as codes, dates as days."""
+    out: list[Any] = []
+    for f in group.fields:
+        v = values.get(f.name)
+        if v is None:
+            out.append(None)
+        elif f.type == "date":
+            out.append(days_from_date(v))
+        elif f.type == "enum":
+            ev = f.enum_by_name(v)
+            assert ev is not None
+            out.append(ev.code)
+        elif f.type == "catalog" and catalog is not None:
+            out.append(catalog(f.catalog, v))
+        else:
+            out.append(v)
+    # Trailing optional Nones carry no information: drop them to keep the QR small.
+    while out and out[-1] is None:
+        out.pop()
+    return out
+
+
+def decode_group(group: GroupSpec, value: Any) -> dict[str, Any]:
+    """Inverse of ``encode_group`` for untrusted input; dates stay ``date``, catalog codes stay
+    ints (the verifier resolves them against the signed bundle)."""
+    if not isinstance(value, list) or len(value) > len(group.fields):
+        raise MalformedInput("shape_invalid", what=group.name)
+    out: dict[str, Any] = {}
+    for i, f in enumerate(group.fields):
+        v = value[i] if i < len(value) else None
+        if v is None:
+            if not f.optional:
+                raise MalformedInput("shape_invalid", what=f"{group.name}.{f.name}")
+            out[f.name] = None
+            continue
+        if f.type in ("text", "country"):
+            ok = isinstance(v, str) and 0 < len(v) <= (f.max or 80)
+        elif f.type == "catalog":
+            ok = (isinstance(v, str) and 0 < len(v) <= f.max) or (
+                type(v) is int and 0 <= v < 2**32)
+        elif f.type == "date":
+            ok = type(v) is int and _MIN_DAY <= v < _MAX_DAY
+            if ok:
+                v = date_from_days(v)
+        elif f.type == "bool":
+            ok = isinstance(v, bool)
+        else:  # enum
+            ev = f.enum_by_code(v) if type(v) is int else None
+            ok = ev is not None
+            if ev is not None:
+                v = ev.name
+        if not ok:
+            raise MalformedInput("shape_invalid", what=f"{group.name}.{f.name}")
+        out[f.name] = v
+    return out

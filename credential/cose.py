@@ -1,0 +1,87 @@
+"""COSE_Sign1 (RFC 9052 §4.2) with EdDSA/Ed25519 only — the one signature container we use for
+credentials, key-binding proofs and trust bundles.
+
+A message is the CBOR array ``[protected: bstr, unprotected: map, payload: bstr, signature: bstr]``,
+optionally under tag 18; the signature covers the ``Sig_structure``
+``["Signature1", protected, external_aad, payload]``. Any independent COSE library verifies what
+this module signs (tested with pycose).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import cbor2
+import nacl.exceptions
+import nacl.signing
+
+from credential.errors import MalformedInput
+
+__all__ = ["ALG_EDDSA", "Sign1", "parse_sign1", "sig_structure", "sign1"]
+
+ALG_EDDSA = -8
+HDR_ALG = 1
+HDR_KID = 4
+TAG_SIGN1 = 18
+
+
+def sig_structure(protected: bytes, payload: bytes, external_aad: bytes = b"") -> bytes:
+    return cbor2.dumps(["Signature1", protected, external_aad, payload])
+
+
+def sign1(key: nacl.signing.SigningKey, payload: bytes, *, kid: bytes | None = None,
+          external_aad: bytes = b"") -> list[Any]:
+    """A COSE_Sign1 array (untagged: the QR envelope already says what it is)."""
+    header: dict[int, Any] = {HDR_ALG: ALG_EDDSA}
+    if kid is not None:
+        header[HDR_KID] = kid
+    protected = cbor2.dumps(header, canonical=True)
+    signature = key.sign(sig_structure(protected, payload, external_aad)).signature
+    return [protected, {}, payload, signature]
+
+
+@dataclass(frozen=True)
+class Sign1:
+    protected: bytes
+    payload: bytes
+    signature: bytes
+    kid: bytes | None
+
+    def verify(self, public_key: bytes, external_aad: bytes = b"") -> bool:
+        try:
+            nacl.signing.VerifyKey(public_key).verify(
+                sig_structure(self.protected, self.payload, external_aad), self.signature)
+        except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, ValueError):
+            return False
+        return True
+
+    def to_list(self) -> list[Any]:
+        return [self.protected, {}, self.payload, self.signature]
+
+
+def parse_sign1(obj: Any) -> Sign1:
+    """Check the shape of a decoded COSE_Sign1 and that it declares EdDSA."""
+    if isinstance(obj, cbor2.CBORTag):
+        if obj.tag != TAG_SIGN1:
+            raise MalformedInput("cose_invalid")
+        obj = obj.value
+    # cbor2 hands back tuples and frozendicts for containers under a tag.
+    if not (isinstance(obj, list | tuple) and len(obj) == 4):
+        raise MalformedInput("cose_invalid")
+    protected, unprotected, payload, signature = obj
+    if not (isinstance(protected, bytes) and isinstance(unprotected, Mapping)
+            and isinstance(payload, bytes) and isinstance(signature, bytes)
+            and len(signature) == 64 and 0 < len(protected) <= 64):
+        raise MalformedInput("cose_invalid")
+    try:
+        header = cbor2.loads(protected)
+    except Exception:
+        raise MalformedInput("cose_invalid") from None
+    if not isinstance(header, dict) or header.get(HDR_ALG) != ALG_EDDSA:
+        raise MalformedInput("cose_invalid")
+    kid = header.get(HDR_KID, unprotected.get(HDR_KID))
+    if kid is not None and not (isinstance(kid, bytes) and len(kid) <= 32):
+        raise MalformedInput("cose_invalid")
+    return Sign1(protected, payload, signature, kid)

@@ -1,0 +1,81 @@
+"""Ed25519 keys as the project handles them: base64url text, short key ids, and sealing a secret
+key at rest under a passphrase (Argon2id → XSalsa20-Poly1305 SecretBox, both from libsodium)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+
+import cbor2
+import nacl.exceptions
+import nacl.pwhash
+import nacl.secret
+import nacl.signing
+import nacl.utils
+
+from credential.errors import MalformedInput, StoreError
+
+__all__ = ["b64url", "kid_for", "seal", "signing_key", "unb64url", "unseal", "verify_key"]
+
+KID_LEN = 4  # short: it rides in every QR; collisions are resolved by trying each match
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def unb64url(text: str, *, length: int | None = None, what: str = "base64url") -> bytes:
+    try:
+        raw = base64.urlsafe_b64decode(text.strip() + "=" * (-len(text.strip()) % 4))
+    except (binascii.Error, ValueError, AttributeError):
+        raise MalformedInput("key_invalid", reason=f"{what}: not base64url") from None
+    if length is not None and len(raw) != length:
+        raise MalformedInput("key_invalid", reason=f"{what}: got {len(raw)} bytes, want {length}")
+    return raw
+
+
+def kid_for(public_key: bytes) -> bytes:
+    """COSE ``kid``: the first bytes of SHA-256 of the raw public key."""
+    return hashlib.sha256(public_key).digest()[:KID_LEN]
+
+
+def verify_key(raw: bytes) -> nacl.signing.VerifyKey:
+    if len(raw) != 32:
+        raise MalformedInput("key_invalid", reason=f"got {len(raw)} bytes, want 32")
+    return nacl.signing.VerifyKey(raw)
+
+
+def signing_key(seed: bytes) -> nacl.signing.SigningKey:
+    return nacl.signing.SigningKey(seed)
+
+
+# Interactive limits keep `issuer issue` responsive on a counter PC; the passphrase is the
+# real defence and the file is 0600 in the role's home.
+_OPS = nacl.pwhash.argon2id.OPSLIMIT_INTERACTIVE
+_MEM = nacl.pwhash.argon2id.MEMLIMIT_INTERACTIVE
+
+
+def seal(secret: bytes, passphrase: str) -> bytes:
+    salt = nacl.utils.random(nacl.pwhash.argon2id.SALTBYTES)
+    key = nacl.pwhash.argon2id.kdf(nacl.secret.SecretBox.KEY_SIZE, passphrase.encode(), salt,
+                                   opslimit=_OPS, memlimit=_MEM)
+    box = nacl.secret.SecretBox(key).encrypt(secret)
+    return cbor2.dumps({"v": 1, "kdf": "argon2id", "ops": _OPS, "mem": _MEM, "salt": salt,
+                        "box": bytes(box)})
+
+
+def unseal(blob: bytes, passphrase: str) -> bytes:
+    try:
+        doc = cbor2.loads(blob)
+        salt, box, ops, mem = doc["salt"], doc["box"], int(doc["ops"]), int(doc["mem"])
+    except Exception:
+        raise StoreError("store_error") from None
+    if not (isinstance(salt, bytes) and isinstance(box, bytes) and ops <= 2**10 and mem <= 2**31):
+        raise StoreError("store_error")
+    key = nacl.pwhash.argon2id.kdf(nacl.secret.SecretBox.KEY_SIZE, passphrase.encode(), salt,
+                                   opslimit=ops, memlimit=mem)
+    try:
+        return bytes(nacl.secret.SecretBox(key).decrypt(box))
+    except nacl.exceptions.CryptoError:
+        raise StoreError("passphrase_wrong") from None

@@ -1,0 +1,273 @@
+"""The passport format: issuing a credential, presenting it, and decoding either from CBOR.
+
+Wire forms (CBOR arrays; the QR envelope in ``transport`` adds zlib/base45 and the prefix):
+
+- credential (wallet file, and the *paper* credential when it has no holder key)::
+
+      [COSE_Sign1, [disclosure bstr, ...all groups...]]
+
+- presentation (what a phone shows)::
+
+      [COSE_Sign1, [disclosure bstr, ...chosen groups...], [subtree hash, ...], KB COSE_Sign1]
+
+The credential's COSE payload is a CWT claims set (RFC 8392): iss (1), exp (4), nbf (5), iat (6),
+cti (7), cnf (8, RFC 8747: ``{1: COSE_Key}``), plus two private-use claims: the status reference
+``[list id, index]`` and the 128-bit root of the disclosure Merkle tree (see ``sd``), carried
+together in one private-use claim ``[list id, index, root]`` because each private-use key costs
+five bytes in the QR.
+
+The key-binding (KB) proof is a COSE_Sign1 by the ``cnf`` key whose payload is CWT claims
+aud (3), iat (6) and optionally cnonce (39); its ``external_aad`` binds it to this credential and
+exactly these disclosures without sending those hashes again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import cbor2
+import nacl.signing
+
+from credential import cose, sd
+from credential.claims import CatalogCoder, Claims, days_from_date, decode_group, encode_group
+from credential.errors import MalformedInput
+from credential.keys import b64url
+from schemas import GroupSpec, schema
+
+__all__ = [
+    "CredentialPayload",
+    "Decoded",
+    "IssuedCredential",
+    "StatusRef",
+    "credential_digest",
+    "decode_envelope",
+    "issue",
+    "kb_aad",
+    "present",
+]
+
+# CWT claim keys (RFC 8392 §9.1 registry) and two private-use keys (< -65536).
+ISS, AUD, EXP, NBF, IAT, CTI, CNF, CNONCE = 1, 3, 4, 5, 6, 7, 8, 39
+PU = -65537  # [status list id, status index, disclosure root]
+# COSE_Key (RFC 9052 §7, RFC 9053 §7.2): kty OKP (1), crv Ed25519 (6), x.
+COSE_KEY = 1
+KTY, KTY_OKP, CRV, CRV_ED25519, X = 1, 1, -1, 6, -2
+
+CTI_LEN = 8
+KB_CONTEXT = "PU1 key binding"
+MAX_TEXT = 200
+
+
+@dataclass(frozen=True)
+class StatusRef:
+    list_id: int
+    index: int
+
+
+@dataclass(frozen=True)
+class CredentialPayload:
+    """The signed CWT claims of a credential, shape-checked."""
+
+    iss: str
+    iat: int
+    nbf: int
+    exp: int
+    cti: bytes
+    holder_key: bytes | None
+    status: StatusRef
+    sd_root: bytes
+
+    @property
+    def credential_id(self) -> str:
+        return b64url(self.cti)
+
+
+@dataclass(frozen=True)
+class IssuedCredential:
+    cose: list[Any]
+    disclosures: tuple[bytes, ...]
+    cti: bytes
+
+    @property
+    def credential_id(self) -> str:
+        return b64url(self.cti)
+
+    def to_cbor(self) -> bytes:
+        return cbor2.dumps([self.cose, list(self.disclosures)])
+
+
+def _salt_for(secret: bytes | None, cti: bytes, group: GroupSpec) -> bytes:
+    if secret is None:
+        return os.urandom(sd.SALT_LEN)
+    return hmac.new(secret, cti + bytes([group.key]), hashlib.sha256).digest()[:sd.SALT_LEN]
+
+
+def issue(claims: Claims, *, key: nacl.signing.SigningKey, kid: bytes, iss: str,
+          holder_key: bytes | None, status: StatusRef, issued_at: int,
+          catalog: CatalogCoder | None = None, cti: bytes | None = None,
+          salt_secret: bytes | None = None) -> IssuedCredential:
+    """Sign a credential. ``holder_key`` None makes a paper credential (no key binding)."""
+    cti = cti or os.urandom(CTI_LEN)
+    disclosures = tuple(
+        cbor2.dumps([_salt_for(salt_secret, cti, g), g.key,
+                     encode_group(g, claims.groups[g.name], catalog)])
+        for g in schema().groups)
+    payload: dict[int, Any] = {
+        ISS: iss,
+        IAT: issued_at,
+        NBF: days_from_date(claims.valid_from) * 86400,
+        EXP: (days_from_date(claims.valid_until) + 1) * 86400,  # valid through that whole day
+        CTI: cti,
+        PU: [status.list_id, status.index, sd.root([sd.leaf_digest(d) for d in disclosures])],
+    }
+    if holder_key is not None:
+        if len(holder_key) != 32:
+            raise MalformedInput("key_invalid", reason="holder key must be 32 bytes")
+        payload[CNF] = {COSE_KEY: {KTY: KTY_OKP, CRV: CRV_ED25519, X: holder_key}}
+    signed = cose.sign1(key, cbor2.dumps(payload, canonical=True), kid=kid)
+    return IssuedCredential(signed, disclosures, cti)
+
+
+def credential_digest(c: cose.Sign1) -> bytes:
+    return hashlib.sha256(cbor2.dumps([c.protected, c.payload, c.signature])).digest()
+
+
+def kb_aad(cred_digest: bytes, disclosed: Sequence[bytes]) -> bytes:
+    """What the holder's key-binding signature commits to besides aud/iat/cnonce."""
+    return cbor2.dumps([KB_CONTEXT, cred_digest, list(disclosed)])
+
+
+def present(credential: list[Any], disclosures: Sequence[bytes], *, groups: Iterable[str],
+            holder: nacl.signing.SigningKey, audience: str, now: int,
+            nonce: bytes | None = None) -> bytes:
+    """Build a presentation (CBOR bytes) disclosing only ``groups``."""
+    c = cose.parse_sign1(credential)
+    index_of = {g.name: g.index for g in schema().groups}
+    chosen = sorted({index_of[name] for name in groups})
+    leaves = [sd.leaf_digest(d) for d in disclosures]
+    shown = [disclosures[i] for i in chosen]
+    proof = sd.multiproof(leaves, set(chosen))
+    claims: dict[int, Any] = {AUD: audience, IAT: now}
+    if nonce:
+        claims[CNONCE] = nonce
+    aad = kb_aad(credential_digest(c), [leaves[i] for i in chosen])
+    kb = cose.sign1(holder, cbor2.dumps(claims, canonical=True), external_aad=aad)
+    return cbor2.dumps([c.to_list(), shown, proof, kb])
+
+
+@dataclass(frozen=True)
+class KeyBinding:
+    sign1: cose.Sign1
+    audience: str
+    iat: int
+    nonce: bytes | None
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A shape-checked envelope: credential, disclosures (raw bytes and decoded), and for a
+    presentation the subtree hashes and the key-binding proof."""
+
+    credential: cose.Sign1
+    payload: CredentialPayload
+    disclosures: tuple[bytes, ...]
+    groups: Mapping[str, dict[str, Any]]
+    group_index: tuple[int, ...]  # leaf index of each disclosure, in order
+    proof: tuple[bytes, ...] | None
+    kb: KeyBinding | None
+
+    @property
+    def is_presentation(self) -> bool:
+        return self.kb is not None
+
+
+def _payload(c: cose.Sign1) -> CredentialPayload:
+    try:
+        p = cbor2.loads(c.payload)
+    except Exception:
+        raise MalformedInput("shape_invalid", what="payload") from None
+    if not isinstance(p, dict):
+        raise MalformedInput("shape_invalid", what="payload")
+    iss, iat, nbf, exp, cti = p.get(ISS), p.get(IAT), p.get(NBF), p.get(EXP), p.get(CTI)
+    pu = p.get(PU)
+    if not (isinstance(pu, list) and len(pu) == 3):
+        raise MalformedInput("shape_invalid", what="payload")
+    status, root = pu[:2], pu[2]
+    if not (isinstance(iss, str) and 0 < len(iss) <= 64
+            and all(type(t) is int and 0 <= t < 2**40 for t in (iat, nbf, exp))
+            and isinstance(cti, bytes) and 0 < len(cti) <= 32
+            and isinstance(root, bytes) and len(root) == sd.DIGEST_LEN
+            and all(type(s) is int and 0 <= s < 2**32 for s in status)):
+        raise MalformedInput("shape_invalid", what="payload")
+    holder: bytes | None = None
+    if CNF in p:
+        cnf = p[CNF]
+        key = cnf.get(COSE_KEY) if isinstance(cnf, dict) else None
+        if not (isinstance(key, dict) and key.get(KTY) == KTY_OKP
+                and key.get(CRV) == CRV_ED25519 and isinstance(key.get(X), bytes)
+                and len(key[X]) == 32):
+            raise MalformedInput("shape_invalid", what="cnf")
+        holder = key[X]
+    return CredentialPayload(iss, iat, nbf, exp, cti, holder,  # type: ignore[arg-type]
+                             StatusRef(status[0], status[1]), root)
+
+
+def _kb(obj: Any) -> KeyBinding:
+    s = cose.parse_sign1(obj)
+    try:
+        p = cbor2.loads(s.payload)
+    except Exception:
+        raise MalformedInput("shape_invalid", what="kb") from None
+    if not isinstance(p, dict):
+        raise MalformedInput("shape_invalid", what="kb")
+    aud, iat, nonce = p.get(AUD), p.get(IAT), p.get(CNONCE)
+    if not (isinstance(aud, str) and 0 < len(aud) <= 64 and type(iat) is int
+            and 0 <= iat < 2**40 and (nonce is None or (isinstance(nonce, bytes)
+                                                          and len(nonce) <= 64))):
+        raise MalformedInput("shape_invalid", what="kb")
+    return KeyBinding(s, aud, iat, nonce)
+
+
+def decode_envelope(obj: Any) -> Decoded:
+    """Shape-check a decoded CBOR envelope. Signatures and digests are checked by the caller."""
+    if not isinstance(obj, list) or len(obj) not in (2, 4):
+        raise MalformedInput("shape_invalid", what="envelope")
+    credential = cose.parse_sign1(obj[0])
+    payload = _payload(credential)
+    raw = obj[1]
+    spec = schema()
+    if not isinstance(raw, list) or not 0 < len(raw) <= len(spec.groups):
+        raise MalformedInput("shape_invalid", what="disclosures")
+    groups: dict[str, dict[str, Any]] = {}
+    indices: list[int] = []
+    for d in raw:
+        if not isinstance(d, bytes) or len(d) > 512:
+            raise MalformedInput("shape_invalid", what="disclosure")
+        try:
+            item = cbor2.loads(d)
+        except Exception:
+            raise MalformedInput("shape_invalid", what="disclosure") from None
+        if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], bytes)
+                and len(item[0]) == sd.SALT_LEN and type(item[1]) is int):
+            raise MalformedInput("shape_invalid", what="disclosure")
+        group = spec.group_by_key(item[1])
+        if group is None:
+            raise MalformedInput("shape_invalid", what="disclosure key")
+        if group.name in groups:
+            raise MalformedInput("disclosure_duplicate", group=group.name)
+        groups[group.name] = decode_group(group, item[2])
+        indices.append(group.index)
+    proof: tuple[bytes, ...] | None = None
+    kb: KeyBinding | None = None
+    if len(obj) == 4:
+        if not (isinstance(obj[2], list) and len(obj[2]) <= len(spec.groups)
+                and all(isinstance(h, bytes) and len(h) == sd.DIGEST_LEN for h in obj[2])):
+            raise MalformedInput("shape_invalid", what="proof")
+        proof = tuple(obj[2])
+        kb = _kb(obj[3])
+    return Decoded(credential, payload, tuple(raw), groups, tuple(indices), proof, kb)

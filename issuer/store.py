@@ -1,0 +1,290 @@
+"""The city office's local store: keys sealed at rest, the credential registry, status lists,
+catalogs, and trust-bundle versions, in one SQLite database (SQLAlchemy Core) in the office home.
+
+The registry holds no personal data: a credential is its id, status-list position, status, issue
+time and a salted commitment (what the ledger publishes). Each change is one transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nacl.signing
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from credential.bundle import OfficeKey, RootKey, StatusListInfo, TrustBundle, sign_bundle
+from credential.claims import Claims, days_from_date
+from credential.cose import parse_sign1
+from credential.errors import StoreError, UsageError
+from credential.keys import b64url, kid_for, seal, unseal
+from credential.passport import IssuedCredential, StatusRef, credential_digest, issue
+from credential.statuslist import StatusList
+
+__all__ = ["CREDENTIAL_STATUSES", "REASONS", "IssuerStore"]
+
+LIST_SIZE = 131072  # W3C's minimum for herd privacy
+KEY_YEARS = 5
+REASONS = ("unspecified", "holder_request", "fraud", "data_error", "deceased", "moved_away",
+           "key_compromise", "superseded")
+CREDENTIAL_STATUSES = ("valid", "revoked", "suspended")
+
+metadata = sa.MetaData()
+meta = sa.Table("meta", metadata, sa.Column("k", sa.String, primary_key=True),
+                sa.Column("v", sa.String, nullable=False))
+keys = sa.Table(
+    "keys", metadata,
+    sa.Column("kid", sa.LargeBinary, primary_key=True),
+    sa.Column("role", sa.String, nullable=False),  # root | office
+    sa.Column("public_key", sa.LargeBinary, nullable=False),
+    sa.Column("sealed", sa.LargeBinary, nullable=False),
+    sa.Column("office", sa.String, nullable=False),
+    sa.Column("valid_from", sa.Integer, nullable=False),
+    sa.Column("valid_until", sa.Integer, nullable=False),
+    sa.Column("compromised_since", sa.Integer),
+    sa.Column("status_list", sa.Integer, nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+)
+credentials = sa.Table(
+    "credentials", metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("kid", sa.LargeBinary, nullable=False),
+    sa.Column("list_id", sa.Integer, nullable=False),
+    sa.Column("idx", sa.Integer, nullable=False),
+    sa.Column("status", sa.String, nullable=False),
+    sa.Column("reason", sa.String),
+    sa.Column("issued_at", sa.Integer, nullable=False),
+    sa.Column("valid_until", sa.Integer, nullable=False),
+    sa.Column("paper", sa.Boolean, nullable=False),
+    sa.Column("commitment", sa.LargeBinary, nullable=False),
+    sa.Column("commit_salt", sa.LargeBinary, nullable=False),
+    sa.UniqueConstraint("list_id", "idx"),
+)
+catalog = sa.Table(
+    "catalog", metadata,
+    sa.Column("catalog", sa.String, primary_key=True),
+    sa.Column("code", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String, nullable=False),
+    sa.UniqueConstraint("catalog", "name"),
+)
+
+
+def commitment_for(cred_digest: bytes, salt: bytes) -> bytes:
+    """Salted commitment published on the ledger: links to nothing without the salt."""
+    return hashlib.sha256(b"pasaporte/commitment/v1\x00" + salt + cred_digest).digest()
+
+
+@dataclass(frozen=True)
+class OfficeInfo:
+    city: str
+    country: str
+    code: str
+    office: str
+
+
+class IssuerStore:
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.path = home / "issuer.db"
+        self.engine = sa.create_engine(f"sqlite:///{self.path}")
+        event.listen(self.engine, "connect", _sqlite_pragmas)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    @classmethod
+    def open(cls, home: Path) -> IssuerStore:
+        if not (home / "issuer.db").exists():
+            raise StoreError("issuer_not_initialised", home=str(home))
+        return cls(home)
+
+    @classmethod
+    def create(cls, home: Path, *, city: str, country: str, office: str, code: str,
+               passphrase: str, now: int | None = None) -> IssuerStore:
+        if (home / "issuer.db").exists():
+            raise StoreError("issuer_exists", home=str(home))
+        if not (len(country) == 2 and country.isalpha()):
+            raise UsageError("usage_error", reason="--country must be a two-letter ISO code")
+        home.mkdir(parents=True, exist_ok=True)
+        os.chmod(home, 0o700)
+        store = cls(home)
+        now = int(time.time()) if now is None else now
+        root = nacl.signing.SigningKey.generate()
+        with store.engine.begin() as db:
+            metadata.create_all(db)
+            db.execute(meta.insert(), [
+                {"k": "city", "v": city}, {"k": "country", "v": country.upper()},
+                {"k": "code", "v": code}, {"k": "office", "v": office},
+                {"k": "bundle_version", "v": "0"}, {"k": "created", "v": str(now)}])
+            db.execute(keys.insert().values(
+                kid=kid_for(bytes(root.verify_key)), role="root",
+                public_key=bytes(root.verify_key), sealed=seal(bytes(root), passphrase),
+                office=office, valid_from=now, valid_until=now + 20 * 365 * 86400,
+                status_list=0, active=True))
+        store.add_office_key(passphrase, office=office, now=now)
+        return store
+
+    def add_office_key(self, passphrase: str, *, office: str | None = None,
+                       now: int | None = None) -> bytes:
+        """A new active office key (with its own status list); older office keys retire."""
+        now = int(time.time()) if now is None else now
+        self.root_signing_key(passphrase)  # proves the passphrase before changing anything
+        key = nacl.signing.SigningKey.generate()
+        kid = kid_for(bytes(key.verify_key))
+        with self.engine.begin() as db:
+            next_list = (db.execute(sa.select(sa.func.max(keys.c.status_list))).scalar() or 0) + 1
+            db.execute(keys.update().where(keys.c.role == "office").values(active=False))
+            db.execute(keys.insert().values(
+                kid=kid, role="office", public_key=bytes(key.verify_key),
+                sealed=seal(bytes(key), passphrase), office=office or self.info().office,
+                valid_from=now, valid_until=now + KEY_YEARS * 365 * 86400,
+                status_list=next_list, active=True))
+        return kid
+
+    # -- reads -------------------------------------------------------------------------------
+    def info(self) -> OfficeInfo:
+        with self.engine.connect() as db:
+            m = dict(db.execute(sa.select(meta.c.k, meta.c.v)).tuples().all())
+        return OfficeInfo(m["city"], m["country"], m["code"], m["office"])
+
+    def root(self) -> RootKey:
+        info = self.info()
+        with self.engine.connect() as db:
+            pub = db.execute(sa.select(keys.c.public_key).where(keys.c.role == "root")).scalar_one()
+        return RootKey(info.city, info.country, info.code, pub)
+
+    def office_keys(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as db:
+            rows = db.execute(sa.select(keys).where(keys.c.role == "office")
+                              .order_by(keys.c.valid_from)).mappings().all()
+        out = []
+        for r in rows:
+            status = ("compromised" if r["compromised_since"] is not None
+                      else "active" if r["active"] else "retired")
+            out.append({"kid": b64url(r["kid"]), "public_key": b64url(r["public_key"]),
+                        "office": r["office"], "status": status, "status_list": r["status_list"],
+                        "valid_from": r["valid_from"], "valid_until": r["valid_until"],
+                        "compromised_since": r["compromised_since"]})
+        return out
+
+    def _sealed(self, where: Any) -> tuple[bytes, bytes]:
+        with self.engine.connect() as db:
+            row = db.execute(sa.select(keys.c.kid, keys.c.sealed).where(where)).first()
+        if row is None:
+            raise StoreError("issuer_not_initialised", home=str(self.home))
+        return row[0], row[1]
+
+    def root_signing_key(self, passphrase: str) -> nacl.signing.SigningKey:
+        _, sealed = self._sealed(keys.c.role == "root")
+        return nacl.signing.SigningKey(unseal(sealed, passphrase))
+
+    def office_signing_key(self, passphrase: str) -> tuple[bytes, nacl.signing.SigningKey, int]:
+        with self.engine.connect() as db:
+            row = db.execute(sa.select(keys.c.kid, keys.c.sealed, keys.c.status_list).where(
+                (keys.c.role == "office") & keys.c.active)).first()
+        if row is None:
+            raise StoreError("issuer_not_initialised", home=str(self.home))
+        return row[0], nacl.signing.SigningKey(unseal(row[1], passphrase)), row[2]
+
+    # -- issuance ----------------------------------------------------------------------------
+    def catalog_code(self, db: sa.Connection, name: str, value: str) -> int:
+        code = db.execute(sa.select(catalog.c.code).where(
+            (catalog.c.catalog == name) & (catalog.c.name == value))).scalar()
+        if code is None:
+            code = (db.execute(sa.select(sa.func.max(catalog.c.code)).where(
+                catalog.c.catalog == name)).scalar() or 0) + 1
+            db.execute(catalog.insert().values(catalog=name, code=code, name=value))
+        return int(code)
+
+    def issue(self, claims: Claims, *, holder_key: bytes | None, passphrase: str,
+              now: int | None = None, signing: tuple[bytes, nacl.signing.SigningKey, int]
+              | None = None) -> tuple[IssuedCredential, bytes]:
+        """Sign and register one credential; returns it and its ledger commitment."""
+        now = int(time.time()) if now is None else now
+        kid, key, list_id = signing or self.office_signing_key(passphrase)
+        code = self.info().code
+        with self.engine.begin() as db:
+            used = db.execute(sa.select(sa.func.count()).select_from(credentials).where(
+                credentials.c.list_id == list_id)).scalar_one()
+            if used >= LIST_SIZE * 3 // 4:  # keep indices sparse enough to stay random
+                raise StoreError("status_list_full", list_id=list_id)
+            while True:
+                index = secrets.randbelow(LIST_SIZE)
+                taken = db.execute(sa.select(credentials.c.id).where(
+                    (credentials.c.list_id == list_id) & (credentials.c.idx == index))).first()
+                if taken is None:
+                    break
+            cred = issue(claims, key=key, kid=kid, iss=code, holder_key=holder_key,
+                         status=StatusRef(list_id, index), issued_at=now,
+                         catalog=lambda name, value: self.catalog_code(db, name, value))
+            salt = os.urandom(32)
+            commitment = commitment_for(credential_digest(parse_sign1(cred.cose)), salt)
+            db.execute(credentials.insert().values(
+                id=cred.credential_id, kid=kid, list_id=list_id, idx=index, status="valid",
+                reason=None, issued_at=now,
+                valid_until=(days_from_date(claims.valid_until) + 1) * 86400,
+                paper=holder_key is None, commitment=commitment, commit_salt=salt))
+        return cred, commitment
+
+    def set_status(self, credential_id: str, new: str, reason: str | None = None
+                   ) -> dict[str, Any]:
+        reason = reason or "unspecified"
+        if reason not in REASONS:
+            raise UsageError("reason_invalid", allowed=", ".join(REASONS))
+        with self.engine.begin() as db:
+            row = db.execute(sa.select(credentials).where(
+                credentials.c.id == credential_id)).mappings().first()
+            if row is None:
+                raise UsageError("credential_unknown", credential_id=credential_id)
+            old = row["status"]
+            # Revocation is final; suspension is the reversible state.
+            allowed = {("valid", "revoked"), ("valid", "suspended"), ("suspended", "revoked"),
+                       ("suspended", "valid")}
+            if (old, new) not in allowed:
+                raise UsageError("status_transition", old=old, new=new)
+            db.execute(credentials.update().where(credentials.c.id == credential_id)
+                       .values(status=new, reason=reason))
+        return {"list": row["list_id"], "index": row["idx"], "status": new, "reason": reason}
+
+    # -- trust bundle ------------------------------------------------------------------------
+    def bundle(self, passphrase: str, *, now: int | None = None) -> bytes:
+        now = int(time.time()) if now is None else now
+        root_key = self.root_signing_key(passphrase)
+        info = self.info()
+        with self.engine.begin() as db:
+            version = int(db.execute(sa.select(meta.c.v).where(meta.c.k == "bundle_version"))
+                          .scalar_one()) + 1
+            db.execute(meta.update().where(meta.c.k == "bundle_version").values(v=str(version)))
+            office_rows = db.execute(sa.select(keys).where(keys.c.role == "office")
+                                     ).mappings().all()
+            lists: list[StatusListInfo] = []
+            for r in office_rows:
+                for purpose, status in (("revocation", "revoked"), ("suspension", "suspended")):
+                    lst = StatusList.new(purpose, LIST_SIZE)
+                    for (idx,) in db.execute(sa.select(credentials.c.idx).where(
+                            (credentials.c.list_id == r["status_list"])
+                            & (credentials.c.status == status))):
+                        lst.set(idx, True)
+                    lists.append(StatusListInfo(r["status_list"], purpose, LIST_SIZE,
+                                                lst.compress(), now))
+            cats: dict[str, dict[int, str]] = {}
+            for name, code, value in db.execute(sa.select(catalog.c.catalog, catalog.c.code,
+                                                          catalog.c.name)):
+                cats.setdefault(name, {})[code] = value
+        office_keys = tuple(
+            OfficeKey(r["kid"], r["public_key"], r["office"], r["valid_from"], r["valid_until"],
+                      r["compromised_since"], r["status_list"]) for r in office_rows)
+        bundle = TrustBundle(info.city, info.country, info.code, version, now, office_keys,
+                             tuple(lists), cats)
+        return sign_bundle(bundle, root_key)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.close()

@@ -1,0 +1,332 @@
+"""The verification engine: every decision code, from real signatures over real credentials."""
+
+from __future__ import annotations
+
+import cbor2
+import nacl.signing
+import pytest
+
+from credential import cose, transport
+from credential.errors import message_catalog
+from credential.passport import present
+from tests.factory import NOW, City, example_claims, presentation
+from verifier.engine import Verifier
+from verifier.policy import Policy
+
+LIB = ["residence", "library"]
+CLINIC = ["names", "birth_date", "residence", "clinic"]
+
+
+@pytest.fixture
+def city() -> City:
+    return City()
+
+
+@pytest.fixture
+def holder() -> nacl.signing.SigningKey:
+    return nacl.signing.SigningKey.generate()
+
+
+def verifier_for(*cities: City, **kw: int) -> Verifier:
+    return Verifier(bundles=[c.bundle(**kw) for c in cities], roots=[c.root for c in cities])
+
+
+def test_library_presentation_accepted_with_labels(city: City, holder: nacl.signing.SigningKey
+                                                   ) -> None:
+    cred = city.issue(holder=holder)
+    v = verifier_for(city)
+    r = v.verify(presentation(cred, holder, "library", LIB), service="library", now=NOW + 5)
+    assert r.accepted, r
+    assert r.code == "accepted" and r.message["es"] and r.message["en"]
+    shown = {c["claim"]: c["value"] for c in r.claims}
+    assert shown == {"city": "Mexicali", "country": "MX", "since": "2015-06-01",
+                     "eligible": True, "system": "Bibliotecas Públicas de Mexicali"}
+    assert all(c["label"]["es"] and c["label"]["en"] for c in r.claims)
+    assert r.issuer == {"city": "Mexicali", "country": "MX", "office": "Oficina Centro",
+                        "kid": r.issuer["kid"], "code": "MXMEX"} if r.issuer else False
+    assert r.credential_id == cred.credential_id
+
+
+def test_counter_sees_only_what_was_disclosed(city: City, holder: nacl.signing.SigningKey
+                                              ) -> None:
+    cred = city.issue(holder=holder)
+    r = verifier_for(city).verify(presentation(cred, holder, "library", LIB), service="library",
+                                  now=NOW)
+    text = str(r.to_json())
+    for secret in ("María", "Hernández", "1987", "senior", "Red Binacional"):
+        assert secret not in text
+
+
+def test_clinic_presentation_shows_names_and_enum_labels(city: City,
+                                                         holder: nacl.signing.SigningKey) -> None:
+    cred = city.issue(holder=holder)
+    r = verifier_for(city).verify(presentation(cred, holder, "clinic", CLINIC),
+                                  service="clinic", now=NOW)
+    assert r.accepted
+    assert {c["claim"] for c in r.claims} >= {"given_name", "family_name", "birth_date",
+                                              "network"}
+    transit = city.issue(holder=holder)
+    r = verifier_for(city).verify(
+        presentation(transit, holder, "transit", ["residence", "transit"]), service="transit",
+        now=NOW)
+    fare = next(c for c in r.claims if c["claim"] == "fare_category")
+    assert fare["value"] == "senior" and fare["value_label"] == {"es": "Adulto mayor",
+                                                                 "en": "Senior"}
+
+
+def test_two_cities_verify_at_one_counter(holder: nacl.signing.SigningKey) -> None:
+    mx, us = City(), City(city="Calexico", country="US", code="USCAL")
+    v = verifier_for(mx, us)
+    cred = us.issue(example_claims("calexico"), holder=holder)
+    r = v.verify(presentation(cred, holder, "library", LIB), service="library", now=NOW)
+    assert r.accepted and r.issuer and r.issuer["city"] == "Calexico"
+
+
+def test_caps_lock_scanner(city: City, holder: nacl.signing.SigningKey) -> None:
+    cred = city.issue(holder=holder)
+    text = presentation(cred, holder, "library", LIB).lower()
+    assert verifier_for(city).verify(text, service="library", now=NOW).accepted
+
+
+def reject(v: Verifier, text: str, code: str, service: str | Policy = "library",
+           now: int = NOW, nonce: bytes | None = None) -> None:
+    r = v.verify(text, service=service, now=now, nonce=nonce)
+    assert r.decision == "rejected"
+    assert r.code == code, r
+    assert r.message == {k: r.message[k] for k in ("es", "en")} and all(r.message.values())
+
+
+def test_issuer_unknown(city: City, holder: nacl.signing.SigningKey) -> None:
+    cred = city.issue(holder=holder)
+    reject(verifier_for(City()), presentation(cred, holder, "library", LIB), "issuer_unknown")
+
+
+def test_signature_invalid(city: City, holder: nacl.signing.SigningKey) -> None:
+    cred = city.issue(holder=holder, key=nacl.signing.SigningKey.generate())  # kid lies
+    reject(verifier_for(city), presentation(cred, holder, "library", LIB), "signature_invalid")
+
+
+def test_issuer_mismatch(city: City, holder: nacl.signing.SigningKey) -> None:
+    other = City(code="MXTIJ", office_key=city.office_key)
+    cred = other.issue(holder=holder)
+    reject(verifier_for(city), presentation(cred, holder, "library", LIB), "issuer_mismatch")
+
+
+def test_key_not_valid_at_issuance(city: City, holder: nacl.signing.SigningKey) -> None:
+    cred = city.issue(holder=holder, issued_at=city.key_valid_from - 10)
+    reject(verifier_for(city), presentation(cred, holder, "library", LIB),
+           "key_not_valid_at_issuance")
+
+
+def test_key_compromised(city: City, holder: nacl.signing.SigningKey) -> None:
+    cred = city.issue(holder=holder)
+    city.compromised_since = NOW - 100
+    reject(verifier_for(city), presentation(cred, holder, "library", LIB), "key_compromised")
+
+
+def test_issued_before_compromise_still_valid(city: City, holder: nacl.signing.SigningKey
+                                              ) -> None:
+    cred = city.issue(holder=holder, issued_at=NOW - 1000)
+    city.compromised_since = NOW - 100
+    assert verifier_for(city).verify(presentation(cred, holder, "library", LIB),
+                                     service="library", now=NOW).accepted
+
+
+def test_not_yet_valid_and_expired(city: City, holder: nacl.signing.SigningKey) -> None:
+    claims = example_claims()
+    claims["valid_from"], claims["valid_until"] = "2027-01-01", "2027-12-31"
+    cred = city.issue(claims, holder=holder)
+    reject(verifier_for(city), presentation(cred, holder, "library", LIB), "not_yet_valid")
+    claims["valid_from"], claims["valid_until"] = "2025-01-01", "2026-01-01"
+    cred = city.issue(claims, holder=holder)
+    reject(verifier_for(city), presentation(cred, holder, "library", LIB), "expired")
+
+
+def test_clock_skew_is_configurable(city: City, holder: nacl.signing.SigningKey) -> None:
+    claims = example_claims()
+    claims["valid_from"] = "2026-11-24"  # the day after NOW
+    cred = city.issue(claims, holder=holder)
+    start = (NOW // 86400 + 1) * 86400
+    text = presentation(cred, holder, "library", LIB, now=start - 60)
+    v = verifier_for(city)
+    assert v.verify(text, service="library", now=start - 60).accepted  # default skew 300 s
+    reject(v, text, "not_yet_valid", Policy.for_service("library", clock_skew_s=0), start - 60)
+
+
+def test_disclosure_mismatch(city: City, holder: nacl.signing.SigningKey) -> None:
+    cred = city.issue(holder=holder)
+    other = city.issue(holder=holder)  # same person, different salts
+    mixed = present(cred.cose, other.disclosures, groups=LIB, holder=holder,
+                    audience="library", now=NOW)
+    reject(verifier_for(city), transport.pack(mixed), "disclosure_mismatch")
+
+
+def test_disclosure_duplicate(city: City, holder: nacl.signing.SigningKey) -> None:
+    cred = city.issue(holder=holder)
+    obj = cbor2.loads(transport.unpack(presentation(cred, holder, "library", LIB)))
+    obj[1] = [obj[1][0], obj[1][0]]
+    reject(verifier_for(city), transport.pack(cbor2.dumps(obj)), "disclosure_duplicate")
+
+
+def test_paper_credential_policies(city: City) -> None:
+    paper = city.issue()  # no holder key
+    text = transport.pack(paper.to_cbor())
+    v = verifier_for(city)
+    r = v.verify(text, service="library", now=NOW)
+    assert r.accepted and r.paper and not r.warnings
+    r = v.verify(text, service="clinic", now=NOW)
+    assert r.accepted and [w["code"] for w in r.warnings] == ["paper_check_id"]
+    reject(v, text, "paper_not_accepted", Policy.for_service("library", paper="reject"))
+
+
+def test_disclosures_incomplete(city: City) -> None:
+    paper = city.issue()
+    text = transport.pack(cbor2.dumps([paper.cose, list(paper.disclosures[:-1])]))
+    reject(verifier_for(city), text, "disclosures_incomplete")
+
+
+def test_holder_binding_missing(city: City, holder: nacl.signing.SigningKey) -> None:
+    cred = city.issue(holder=holder)  # the wallet file shown as if it were paper
+    reject(verifier_for(city), transport.pack(cred.to_cbor()), "holder_binding_missing")
+
+
+def test_holder_signature_invalid(city: City, holder: nacl.signing.SigningKey) -> None:
+    cred = city.issue(holder=holder)
+    thief = nacl.signing.SigningKey.generate()
+    reject(verifier_for(city), presentation(cred, thief, "library", LIB),
+           "holder_signature_invalid")
+
+
+def test_kb_bound_to_disclosures(city: City, holder: nacl.signing.SigningKey) -> None:
+    """Dropping a disclosure from a presentation breaks the holder's signature."""
+    cred = city.issue(holder=holder)
+    obj = cbor2.loads(transport.unpack(presentation(cred, holder, "clinic", CLINIC)))
+    obj[1] = obj[1][1:]
+    reject(verifier_for(city), transport.pack(cbor2.dumps(obj)), "disclosure_mismatch")
+
+
+def test_wrong_audience(city: City, holder: nacl.signing.SigningKey) -> None:
+    cred = city.issue(holder=holder)
+    text = presentation(cred, holder, "clinic", [*LIB, "names", "birth_date", "clinic"])
+    reject(verifier_for(city), text, "wrong_audience", "library")
+    desk = presentation(cred, holder, "library", LIB, audience="library:desk-2")
+    v = verifier_for(city)
+    assert v.verify(desk, service=Policy.for_service("library", counter_id="desk-2"),
+                    now=NOW).accepted
+    reject(v, desk, "wrong_audience", Policy.for_service("library", counter_id="desk-9"))
+
+
+def test_replayed_screenshot_is_stale(city: City, holder: nacl.signing.SigningKey) -> None:
+    cred = city.issue(holder=holder)
+    text = presentation(cred, holder, "library", LIB, now=NOW)
+    v = verifier_for(city)
+    assert v.verify(text, service="library", now=NOW + 119).accepted
+    reject(v, text, "presentation_stale", now=NOW + 121)
+    reject(v, text, "presentation_stale", Policy.for_service("library", freshness_s=30),
+           now=NOW + 31)
+
+
+def test_presentation_from_the_future(city: City, holder: nacl.signing.SigningKey) -> None:
+    cred = city.issue(holder=holder)
+    reject(verifier_for(city), presentation(cred, holder, "library", LIB, now=NOW + 3600),
+           "presentation_future")
+
+
+def test_nonce(city: City, holder: nacl.signing.SigningKey) -> None:
+    cred = city.issue(holder=holder)
+    text = presentation(cred, holder, "library", LIB, nonce=b"8F3K")
+    v = verifier_for(city)
+    assert v.verify(text, service="library", now=NOW, nonce=b"8F3K").accepted
+    reject(v, text, "nonce_mismatch", nonce=b"XXXX")
+
+
+def test_revoked_and_suspended(city: City, holder: nacl.signing.SigningKey) -> None:
+    cred = city.issue(holder=holder)
+    index = city.next_index
+    text = presentation(cred, holder, "library", LIB)
+    city.suspension.set(index, True)
+    reject(verifier_for(city), text, "suspended")
+    city.revocation.set(index, True)
+    reject(verifier_for(city), text, "revoked")
+
+
+def test_stale_status_list_warns_or_rejects(city: City, holder: nacl.signing.SigningKey
+                                            ) -> None:
+    cred = city.issue(holder=holder)
+    text = presentation(cred, holder, "library", LIB)
+    v = verifier_for(city, made_at=NOW - 30 * 86400)
+    r = v.verify(text, service="library", now=NOW)
+    assert r.accepted and [w["code"] for w in r.warnings] == ["status_stale"]
+    reject(v, text, "status_stale", Policy.for_service("library", stale_status="reject"))
+
+
+def test_claims_missing_and_not_eligible(city: City, holder: nacl.signing.SigningKey) -> None:
+    cred = city.issue(holder=holder)
+    reject(verifier_for(city), presentation(cred, holder, "library", ["residence"]),
+           "claims_missing")
+    claims = example_claims("calexico")  # clinic: not eligible
+    cred = city.issue(claims, holder=holder)
+    reject(verifier_for(city), presentation(cred, holder, "clinic", CLINIC), "not_eligible",
+           "clinic")
+
+
+def test_service_unknown(city: City) -> None:
+    reject(verifier_for(city), "PU1:", "service_unknown", "casino")
+
+
+@pytest.mark.parametrize("text,code", [
+    ("", "not_pasaporte"),
+    ("HC1:6BFOXN*TS0BI$ZD", "not_pasaporte"),
+    ("PU9:ABC", "unsupported_version"),
+    ("PU1:A", "base45_invalid"),
+    ("PU1:" + "0" * 5000, "too_large"),
+])
+def test_malformed_transport(city: City, text: str, code: str) -> None:
+    reject(verifier_for(city), text, code)
+
+
+def test_bad_shapes(city: City, holder: nacl.signing.SigningKey) -> None:
+    cred = city.issue(holder=holder)
+    good = cbor2.loads(transport.unpack(presentation(cred, holder, "library", LIB)))
+    v = verifier_for(city)
+    variants = [
+        [good[0]],
+        [good[0], good[1], good[2]],
+        [[b"", {}, b"", b""], good[1]],
+        [good[0], "x"],
+        [good[0], good[1], ["short"], good[3]],
+        [good[0], good[1], good[2], [b"\xa1\x01\x26", {}, b"", b"0" * 64]],
+        {"a": 1},
+        12,
+    ]
+    for obj in variants:
+        r = v.verify(transport.pack(cbor2.dumps(obj)), service="library", now=NOW)
+        assert r.decision == "rejected" and r.code in {"shape_invalid", "cose_invalid",
+                                                       "cbor_invalid"}, (obj, r)
+
+
+def test_cose_alg_must_be_eddsa(city: City, holder: nacl.signing.SigningKey) -> None:
+    cred = city.issue(holder=holder)
+    obj = cbor2.loads(transport.unpack(presentation(cred, holder, "library", LIB)))
+    obj[0][0] = cbor2.dumps({1: -7, 4: city.kid})  # ES256 header on an EdDSA signature
+    reject(verifier_for(city), transport.pack(cbor2.dumps(obj)), "cose_invalid")
+
+
+def test_every_decision_code_has_a_catalog_entry() -> None:
+    import re
+    from pathlib import Path
+
+    import verifier.engine
+
+    source = Path(verifier.engine.__file__).read_text(encoding="utf-8")
+    codes = set(re.findall(r'_(?:reject|msg)\(\s*"([a-z_]+)"', source))
+    assert len(codes) > 15
+    catalog = message_catalog()
+    assert not codes - set(catalog)
+    assert all(catalog[c]["es"] and catalog[c]["en"] for c in codes)
+
+
+def test_cose_message_is_standard(city: City) -> None:
+    cred = city.issue()
+    parsed = cose.parse_sign1(cred.cose)
+    assert parsed.kid == city.kid and parsed.verify(bytes(city.office_key.verify_key))

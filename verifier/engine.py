@@ -1,0 +1,249 @@
+"""The offline verification engine: scanned text (or a photo) in, a decision out.
+
+Pure apart from the clock the caller passes in: no network, no files. ``Verifier`` holds the
+warm trust state (verified bundles, decompressed status lists, keys by kid) so that each scan is
+two signature checks plus a few microseconds of parsing and hashing.
+
+Every outcome is a ``Result``; malformed input never raises out of ``verify``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from credential import cbor, sd, transport
+from credential.bundle import OfficeKey, RootKey, TrustBundle, parse_bundle
+from credential.errors import PasaporteError
+from credential.keys import b64url
+from credential.passport import Decoded, credential_digest, decode_envelope, kb_aad
+from credential.statuslist import StatusList
+from schemas import schema
+from verifier.policy import Policy
+
+__all__ = ["Result", "Verifier", "verify"]
+
+
+@dataclass(frozen=True)
+class Result:
+    decision: str  # "accepted" | "rejected"
+    code: str
+    message: dict[str, str]
+    claims: list[dict[str, Any]] = field(default_factory=list)
+    issuer: dict[str, str] | None = None
+    credential_id: str | None = None
+    paper: bool = False
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def accepted(self) -> bool:
+        return self.decision == "accepted"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"decision": self.decision, "code": self.code, "message": self.message,
+                "claims": self.claims, "issuer": self.issuer,
+                "credential_id": self.credential_id, "paper": self.paper,
+                "warnings": self.warnings}
+
+
+def _msg(code: str, **params: Any) -> dict[str, str]:
+    return PasaporteError(code, **params).message
+
+
+def _reject(code: str, decoded: Decoded | None = None, issuer: dict[str, str] | None = None,
+            **params: Any) -> Result:
+    return Result("rejected", code, _msg(code, **params), issuer=issuer,
+                  credential_id=decoded.payload.credential_id if decoded else None)
+
+
+def _iso(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).date().isoformat()
+
+
+@dataclass(frozen=True)
+class _Trusted:
+    key: OfficeKey
+    bundle: TrustBundle
+
+
+class Verifier:
+    """Warm verification state for one counter."""
+
+    def __init__(self, *, bundles: Iterable[bytes], roots: Sequence[RootKey]) -> None:
+        newest: dict[str, TrustBundle] = {}
+        for data in bundles:
+            b = parse_bundle(data, roots)
+            if b.code not in newest or newest[b.code].version < b.version:
+                newest[b.code] = b
+        self.bundles = tuple(newest.values())
+        self._keys: dict[bytes, list[_Trusted]] = {}
+        self._lists: dict[tuple[str, int, str], tuple[StatusList, int]] = {}
+        for b in self.bundles:
+            for k in b.keys:
+                self._keys.setdefault(k.kid, []).append(_Trusted(k, b))
+            for s in b.status_lists:
+                lst = StatusList.from_compressed(s.purpose, s.size, s.data)
+                self._lists[(b.code, s.list_id, s.purpose)] = (lst, s.updated)
+        self._policies: dict[str, Policy] = {}
+
+    @classmethod
+    def from_files(cls, bundle_paths: Iterable[str], root_paths: Iterable[str]) -> Verifier:
+        from pathlib import Path  # only the CLI reads files; the engine itself stays pure
+
+        roots = [RootKey.from_json(Path(p).read_bytes()) for p in root_paths]
+        return cls(bundles=[Path(p).read_bytes() for p in bundle_paths], roots=roots)
+
+    # -- the hot path -----------------------------------------------------------------------
+    def verify(self, scanned: str, *, service: str | Policy, now: int | None = None,
+               nonce: bytes | None = None) -> Result:
+        try:
+            if isinstance(service, Policy):
+                policy = service
+            else:
+                policy = self._policies.get(service) or self._policies.setdefault(
+                    service, Policy.for_service(service))
+            return self._verify(scanned, policy, int(time.time()) if now is None else now, nonce)
+        except PasaporteError as exc:
+            return Result("rejected", exc.code, exc.message)
+
+    def verify_image(self, image: bytes | str, *, service: str | Policy, now: int | None = None,
+                     nonce: bytes | None = None) -> Result:
+        from credential import qr
+
+        try:
+            text = qr.decode_image(image)
+        except PasaporteError as exc:
+            return Result("rejected", exc.code, exc.message)
+        return self.verify(text, service=service, now=now, nonce=nonce)
+
+    def _verify(self, scanned: str, policy: Policy, now: int, nonce: bytes | None) -> Result:
+        d = decode_envelope(cbor.loads(transport.unpack(scanned)))
+        p = d.payload
+        c = d.credential
+
+        trusted = next((t for t in self._keys.get(c.kid or b"", ())
+                        if c.verify(t.key.public_key)), None)
+        if trusted is None:
+            code = "signature_invalid" if c.kid in self._keys else "issuer_unknown"
+            return _reject(code, d)
+        key, bundle = trusted.key, trusted.bundle
+        issuer = {"city": bundle.city, "country": bundle.country, "office": key.office,
+                  "kid": b64url(key.kid), "code": bundle.code}
+        if p.iss != bundle.code:
+            return _reject("issuer_mismatch", d, issuer)
+        if not key.valid_from <= p.iat <= key.valid_until:
+            return _reject("key_not_valid_at_issuance", d, issuer)
+        if key.compromised_since is not None and p.iat >= key.compromised_since:
+            return _reject("key_compromised", d, issuer)
+        skew = policy.clock_skew_s
+        if now + skew < p.nbf:
+            return _reject("not_yet_valid", d, issuer, valid_from=_iso(p.nbf))
+        if now - skew >= p.exp:
+            return _reject("expired", d, issuer, valid_until=_iso(p.exp - 1))
+
+        # Every shown disclosure must hash into the signed root.
+        leaves = [sd.leaf_digest(x) for x in d.disclosures]
+        n = len(schema().groups)
+        if d.kb is None:
+            if len(leaves) != n:
+                return _reject("disclosures_incomplete", d, issuer)
+            ordered = [b""] * n
+            for i, leaf in zip(d.group_index, leaves, strict=True):
+                ordered[i] = leaf
+            computed = sd.root(ordered)
+        else:
+            computed = sd.root_from_multiproof(n, dict(zip(d.group_index, leaves, strict=True)),
+                                               list(d.proof or ()))
+        if computed != p.sd_root:
+            return _reject("disclosure_mismatch", d, issuer)
+
+        warnings: list[dict[str, Any]] = []
+        paper = p.holder_key is None
+        if paper:
+            if d.kb is not None:
+                return _reject("shape_invalid", d, issuer, what="kb")
+            if policy.paper == "reject":
+                return _reject("paper_not_accepted", d, issuer)
+            if policy.paper == "accept_with_id":
+                warnings.append({"code": "paper_check_id", "message": _msg("paper_check_id")})
+        else:
+            if d.kb is None:
+                return _reject("holder_binding_missing", d, issuer)
+            kb = d.kb
+            aad = kb_aad(credential_digest(c), leaves)
+            if not kb.sign1.verify(p.holder_key, aad):  # type: ignore[arg-type]
+                return _reject("holder_signature_invalid", d, issuer)
+            aud_service, _, aud_counter = kb.audience.partition(":")
+            if aud_service != policy.service or (
+                    aud_counter and policy.counter_id and aud_counter != policy.counter_id):
+                return _reject("wrong_audience", d, issuer, audience=kb.audience)
+            if kb.iat > now + skew:
+                return _reject("presentation_future", d, issuer)
+            if now - kb.iat > policy.freshness_s:
+                return _reject("presentation_stale", d, issuer, seconds=policy.freshness_s)
+            if nonce is not None and kb.nonce != nonce:
+                return _reject("nonce_mismatch", d, issuer)
+
+        for purpose, code in (("revocation", "revoked"), ("suspension", "suspended")):
+            entry = self._lists.get((bundle.code, p.status.list_id, purpose))
+            if entry is None:
+                if purpose == "revocation":
+                    return _reject("status_unknown", d, issuer)
+                continue
+            lst, updated = entry
+            if p.status.index >= lst.size:
+                return _reject("status_unknown", d, issuer)
+            if lst.get(p.status.index):
+                return _reject(code, d, issuer)
+            if purpose == "revocation" and now - updated > policy.status_max_age_s:
+                days = policy.status_max_age_s // 86400
+                if policy.stale_status == "reject":
+                    return _reject("status_stale", d, issuer, days=days)
+                warnings.append({"code": "status_stale", "message": _msg("status_stale",
+                                                                          days=days)})
+
+        missing = [g for g in policy.requires if g not in d.groups]
+        if missing:
+            return _reject("claims_missing", d, issuer, groups=", ".join(missing))
+        if policy.eligibility is not None:
+            group, fieldname = policy.eligibility
+            if d.groups[group].get(fieldname) is not True:
+                return _reject("not_eligible", d, issuer, service=policy.service)
+
+        return Result("accepted", "accepted", _msg("accepted"),
+                      claims=self._labelled(d, bundle), issuer=issuer,
+                      credential_id=p.credential_id, paper=paper, warnings=warnings)
+
+    def _labelled(self, d: Decoded, bundle: TrustBundle) -> list[dict[str, Any]]:
+        """Disclosed claims with their Spanish/English labels, in schema order."""
+        out: list[dict[str, Any]] = []
+        for g in schema().groups:
+            values = d.groups.get(g.name)
+            if values is None:
+                continue
+            for f in g.fields:
+                v = values.get(f.name)
+                if v is None:
+                    continue
+                item: dict[str, Any] = {"group": g.name, "claim": f.name, "label": f.label}
+                if isinstance(v, date):
+                    v = v.isoformat()
+                elif f.type == "enum":
+                    ev = f.enum_by_name(v)
+                    item["value_label"] = ev.label if ev else None
+                elif f.type == "catalog" and isinstance(v, int):
+                    v = bundle.catalogs.get(f.catalog, {}).get(v, f"#{v}")
+                item["value"] = v
+                out.append(item)
+        return out
+
+
+def verify(scanned: str, *, service: str, bundles: Iterable[bytes], roots: Sequence[RootKey],
+           now: int | None = None, nonce: bytes | None = None) -> Result:
+    """One-shot convenience; counters keep a ``Verifier`` instead."""
+    return Verifier(bundles=bundles, roots=roots).verify(scanned, service=service, now=now,
+                                                         nonce=nonce)
+
