@@ -1,0 +1,291 @@
+"""``pasaporte wallet …`` end to end: what a resident types, checked by a real counter verifier."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from credential.errors import MalformedInput, StoreError, UsageError
+from tests.wallet_cli.conftest import PASSPHRASE, City, Run, example_claims
+from verifier.policy import Policy
+from wallet_cli.store import Wallet
+
+PASAPORTE = Path(sys.executable).with_name("pasaporte")
+
+
+def _import(run: Run, home: Path, city: City, name: str, tmp_path: Path) -> str:
+    """Issue a credential for this wallet's key, write it like ``issuer issue --out``, import."""
+    key = run("wallet", "key", "--home", home)
+    assert key.exit_code == 0, key.output
+    from credential.keys import unb64url
+
+    file = tmp_path / f"{name}.pu1"
+    file.write_text(city.issue_text(unb64url(key.stdout.strip(), length=32),
+                                    example_claims(name)), "utf-8")
+    result = run("wallet", "import", file, "--home", home)
+    assert result.exit_code == 0, result.stderr
+    return result.stdout.strip()
+
+
+def _claims(result_claims: list[dict[str, object]]) -> set[str]:
+    return {f"{c['group']}.{c['claim']}" for c in result_claims}
+
+
+def test_init_prints_the_key_that_key_prints(run: Run, tmp_path: Path) -> None:
+    home = tmp_path / "w"
+    init = run("wallet", "init", "--home", home)
+    assert init.exit_code == 0, init.stderr
+    key = run("wallet", "key", "--home", home)
+    assert key.stdout == init.stdout
+    assert len(key.stdout.strip()) == 43  # base64url of 32 bytes, unpadded
+    assert "Wallet created" in init.stderr
+
+
+def test_init_refuses_to_overwrite(run: Run, wallet_home: Path) -> None:
+    before = (wallet_home / "wallet.json").read_bytes()
+    result = run("wallet", "init", "--home", wallet_home)
+    assert isinstance(result.exception, StoreError)
+    assert result.exception.code == "wallet_exists"
+    assert "Ya existe una cartera" in result.exception.diagnostics()
+    assert "A wallet already exists" in result.exception.diagnostics()
+    assert (wallet_home / "wallet.json").read_bytes() == before
+
+
+def test_init_prompts_twice_without_the_environment(run: Run, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PASAPORTE_PASSPHRASE")
+    mismatch = run("wallet", "init", "--home", tmp_path / "a", input="uno\ndos\n")
+    assert isinstance(mismatch.exception, UsageError)
+    assert mismatch.exception.code == "wallet_passphrase_mismatch"
+    assert not (tmp_path / "a" / "wallet.json").exists()
+    ok = run("wallet", "init", "--home", tmp_path / "b", input="secreto\nsecreto\n")
+    assert ok.exit_code == 0, ok.stderr
+    Wallet.open(tmp_path / "b").holder_key("secreto")
+
+
+def test_home_from_the_environment(run: Run, tmp_path: Path,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PASAPORTE_HOME", str(tmp_path / "env-home"))
+    assert run("wallet", "init").exit_code == 0
+    assert (tmp_path / "env-home" / "wallet.json").exists()
+
+
+def test_key_needs_no_passphrase(run: Run, wallet_home: Path,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PASAPORTE_PASSPHRASE")
+    result = run("wallet", "key", "--home", wallet_home, input="")
+    assert result.exit_code == 0
+    assert result.stderr == ""
+
+
+def test_commands_on_a_missing_wallet(run: Run, tmp_path: Path) -> None:
+    result = run("wallet", "list", "--home", tmp_path / "nothing")
+    assert isinstance(result.exception, StoreError)
+    assert result.exception.code == "wallet_not_initialised"
+
+
+def test_import_list_and_present_for_each_service(run: Run, wallet_home: Path, mexicali: City,
+                                                  tmp_path: Path) -> None:
+    cred_id = _import(run, wallet_home, mexicali, "mexicali", tmp_path)
+    again = run("wallet", "import", tmp_path / "mexicali.pu1", "--home", wallet_home)
+    assert again.stdout.strip() == cred_id
+    assert "Already in the wallet" in again.stderr
+
+    listed = run("wallet", "list", "--json", "--home", wallet_home)
+    [entry] = json.loads(listed.stdout)
+    assert {"id", "issuer", "valid_until", "status"} <= set(entry)
+    assert (entry["id"], entry["issuer"], entry["status"]) == (cred_id, "mx-mxl", "valid")
+    assert entry["valid_until"] == example_claims("mexicali")["valid_until"]
+    assert entry["claims"]["given_name"] == "María Guadalupe"
+    assert entry["claims"]["residence"]["city"] == "Mexicali"
+
+    verifier = mexicali.verifier()
+    for service, shown in (("library", {"residence.city", "library.eligible"}),
+                           ("transit", {"residence.city", "transit.fare_category"}),
+                           ("clinic", {"names.given_name", "birth_date.birth_date",
+                                       "clinic.eligible"})):
+        result = run("wallet", "present", cred_id, "--for", service, "--home", wallet_home)
+        assert result.exit_code == 0, result.stderr
+        lines = result.stdout.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("PU1:")  # the payload and nothing else
+        decision = verifier.verify(lines[0], service=service)
+        assert decision.accepted, decision.message
+        assert decision.credential_id == cred_id
+        assert shown <= _claims(decision.claims)
+        groups = {c["group"] for c in decision.claims}
+        assert groups == set(Policy.for_service(service).requires)
+
+
+def test_disclose_changes_what_the_counter_sees(run: Run, wallet_home: Path, mexicali: City,
+                                               tmp_path: Path) -> None:
+    cred_id = _import(run, wallet_home, mexicali, "mexicali", tmp_path)
+    verifier = mexicali.verifier()
+
+    def shown(*disclose: str) -> tuple[str, set[str]]:
+        args = [a for d in disclose for a in ("--disclose", d)]
+        result = run("wallet", "present", cred_id, "--for", "library", *args,
+                     "--home", wallet_home)
+        assert result.exit_code == 0, result.stderr
+        decision = verifier.verify(result.stdout.strip(), service="library")
+        return decision.code, _claims(decision.claims)
+
+    code, default = shown()
+    assert code == "accepted" and "names.given_name" not in default
+    # More than the defaults: the counter sees the names too (claim names map to their group).
+    code, more = shown("residence,library", "given_name")
+    assert code == "accepted"
+    assert more == default | {"names.given_name", "names.family_name"}
+    # Less than the service needs: signed and genuine, but the policy refuses it.
+    code, _ = shown("city")
+    assert code == "claims_missing"
+
+
+def test_present_unknown_disclosure_is_a_usage_error(run: Run, wallet_home: Path,
+                                                     mexicali: City, tmp_path: Path) -> None:
+    cred_id = _import(run, wallet_home, mexicali, "mexicali", tmp_path)
+    result = run("wallet", "present", cred_id, "--for", "library", "--disclose", "shoe_size",
+                 "--home", wallet_home)
+    assert isinstance(result.exception, UsageError)
+    assert result.exception.code == "wallet_disclose_unknown"
+    assert "residence" in result.exception.message["es"]
+    assert result.stdout == ""
+
+
+def test_audience_and_nonce_bind_the_presentation(run: Run, wallet_home: Path, mexicali: City,
+                                                  tmp_path: Path) -> None:
+    cred_id = _import(run, wallet_home, mexicali, "mexicali", tmp_path)
+    verifier = mexicali.verifier()
+    result = run("wallet", "present", cred_id[:6], "--for", "transit", "--audience", "bus-12",
+                 "--nonce", "hex:c0ffee", "--home", wallet_home)
+    payload = result.stdout.strip()
+    desk = Policy.for_service("transit", counter_id="bus-12")
+    assert verifier.verify(payload, service=desk, nonce=b"\xc0\xff\xee").accepted
+    assert verifier.verify(payload, service=desk, nonce=b"other").code == "nonce_mismatch"
+    other_bus = Policy.for_service("transit", counter_id="bus-13")
+    assert verifier.verify(payload, service=other_bus).code == "wrong_audience"
+    assert verifier.verify(payload, service="library").code == "wrong_audience"
+
+
+def test_wrong_passphrase_makes_no_presentation(run: Run, wallet_home: Path, mexicali: City,
+                                                tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    cred_id = _import(run, wallet_home, mexicali, "mexicali", tmp_path)
+    monkeypatch.setenv("PASAPORTE_PASSPHRASE", "wrong")
+    result = run("wallet", "present", cred_id, "--for", "library", "--home", wallet_home)
+    assert isinstance(result.exception, StoreError)
+    assert result.exception.code == "passphrase_wrong"
+    assert result.stdout == ""
+    # Prompted instead of taken from the environment: the same refusal.
+    monkeypatch.delenv("PASAPORTE_PASSPHRASE")
+    result = run("wallet", "present", cred_id, "--for", "library", "--home", wallet_home,
+                 input="nope\n")
+    assert isinstance(result.exception, StoreError)
+    ok = run("wallet", "present", cred_id, "--for", "library", "--home", wallet_home,
+             input=PASSPHRASE + "\n")
+    assert ok.exit_code == 0 and ok.stdout.startswith("PU1:")
+
+
+def test_import_refuses_another_wallets_credential(run: Run, wallet_home: Path, calexico: City,
+                                                   tmp_path: Path) -> None:
+    other = Wallet.create(tmp_path / "other", PASSPHRASE)
+    file = tmp_path / "theirs.pu1"
+    file.write_text(calexico.issue_text(other.public_key, example_claims("calexico")), "utf-8")
+    result = run("wallet", "import", file, "--home", wallet_home)
+    assert isinstance(result.exception, StoreError)
+    assert result.exception.code == "wallet_import_other_holder"
+    assert json.loads(run("wallet", "list", "--json", "--home", wallet_home).stdout) == []
+
+
+def test_import_refuses_binary_junk(run: Run, wallet_home: Path, tmp_path: Path) -> None:
+    file = tmp_path / "junk.bin"
+    file.write_bytes(b"\xff\xfe\x00garbage")
+    result = run("wallet", "import", file, "--home", wallet_home)
+    assert isinstance(result.exception, MalformedInput)
+
+
+def test_list_table_has_bilingual_headers(run: Run, wallet_home: Path, mexicali: City,
+                                          calexico: City, tmp_path: Path) -> None:
+    empty = run("wallet", "list", "--home", wallet_home)
+    assert empty.stdout == "" and "empty" in empty.stderr
+    ids = [_import(run, wallet_home, mexicali, "mexicali", tmp_path),
+           _import(run, wallet_home, calexico, "calexico", tmp_path)]
+    table = run("wallet", "list", "--home", wallet_home).stdout.splitlines()
+    for header in ("Folio / ID", "Emisor / Issuer", "Válido hasta / Valid until",
+                   "Estado / Status"):
+        assert header in table[0]
+    assert len(table) == 4
+    assert all(any(i in row for row in table[2:]) for i in ids)
+    assert all("vigente / valid" in row for row in table[2:])
+
+
+def test_qr_png_is_written_and_scans(run: Run, wallet_home: Path, mexicali: City,
+                                     tmp_path: Path) -> None:
+    cred_id = _import(run, wallet_home, mexicali, "mexicali", tmp_path)
+    png = tmp_path / "library.png"
+    result = run("wallet", "present", cred_id, "--for", "library", "--qr", png,
+                 "--home", wallet_home)
+    assert result.exit_code == 0, result.stderr
+    assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    decision = mexicali.verifier().verify_image(png.read_bytes(), service="library")
+    assert decision.accepted, decision.message
+
+
+def test_real_subprocess(wallet_home: Path, mexicali: City, tmp_path: Path) -> None:
+    """The installed console script, as a resident runs it (one presentation, one refusal)."""
+    env = {**os.environ, "PASAPORTE_PASSPHRASE": PASSPHRASE}
+
+    def pasaporte(*args: str | Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(PASAPORTE), "wallet", *map(str, args)], env=env,
+                              capture_output=True, text=True, timeout=60, check=False)
+
+    home = tmp_path / "resident"
+    init = pasaporte("init", "--home", home)
+    assert init.returncode == 0, init.stderr
+    from credential.keys import unb64url
+
+    file = tmp_path / "cred.pu1"
+    file.write_text(mexicali.issue_text(unb64url(init.stdout.strip(), length=32),
+                                        example_claims("mexicali")), "utf-8")
+    cred_id = pasaporte("import", file, "--home", home).stdout.strip()
+    shown = pasaporte("present", cred_id, "--for", "clinic", "--home", home)
+    assert shown.returncode == 0, shown.stderr
+    assert mexicali.verifier().verify(shown.stdout.strip(), service="clinic").accepted
+
+    again = pasaporte("init", "--home", home)
+    assert again.returncode == 1
+    assert "[wallet_exists]" in again.stderr and "already exists" in again.stderr
+    usage = pasaporte("present", cred_id, "--for", "pool", "--home", home)
+    assert usage.returncode == 2
+    assert "Servicio desconocido" in usage.stderr and "Unknown service" in usage.stderr
+    assert usage.stdout == ""
+
+
+def test_expired_credential_warns_and_the_counter_refuses(run: Run, wallet_home: Path,
+                                                          mexicali: City, tmp_path: Path) -> None:
+    wallet = Wallet.open(wallet_home)
+    old = example_claims("mexicali", valid_from="2020-01-01", valid_until="2021-01-01")
+    cred_id = wallet.import_text(mexicali.issue_text(wallet.public_key, old)).id
+    result = run("wallet", "present", cred_id, "--for", "library", "--home", wallet_home)
+    assert result.exit_code == 0
+    assert "[wallet_present_not_valid]" in result.stderr and "vencido / expired" in result.stderr
+    assert mexicali.verifier().verify(result.stdout.strip(), service="library").code == "expired"
+    [entry] = json.loads(run("wallet", "list", "--json", "--home", wallet_home).stdout)
+    assert (entry["status"], entry["valid_until"]) == ("expired", "2021-01-01")
+
+
+def test_import_from_stdin_and_a_damaged_file_in_list(run: Run, wallet_home: Path,
+                                                      mexicali: City) -> None:
+    wallet = Wallet.open(wallet_home)
+    text = mexicali.issue_text(wallet.public_key, example_claims("mexicali"))
+    result = run("wallet", "import", "-", "--home", wallet_home, input=text + "\n")
+    assert result.exit_code == 0, result.stderr
+    (wallet.credentials_dir / "AAAAAAAAAAA.cbor").write_bytes(b"damaged")
+    listed = run("wallet", "list", "--json", "--home", wallet_home)
+    assert listed.exit_code == 0
+    assert [e["id"] for e in json.loads(listed.stdout)] == [result.stdout.strip()]
+    assert "[wallet_credential_corrupt]" in listed.stderr
