@@ -1,10 +1,317 @@
-"""The ``pasaporte ledger`` command group."""
+"""The ``pasaporte ledger`` command group (mounted by ``pasaporte.cli``; ``python -m ledger`` too).
+
+    init --origin ORIGIN      create the log and witness keys, print the log's verifier key
+    key [--witness]           print the log's (or the witness's) verifier key again
+    serve [--host] [--port]   run the HTTP API (and the witness endpoint)
+    append --file F.jsonl     append one batch, print the new checkpoint
+    audit [--deep]            recompute everything; exit 1 naming the first bad record
+    mirror --from URL         copy and check another node's log (resumes)
+    witness --log URL --log-key VKEY   witness another city's log (and cosign it now)
+    token add|revoke NAME     per-client append tokens for POST /entries
+    witnesses add|list        the witnesses this log asks for cosignatures
+    checkpoint                print the newest checkpoint with its cosignatures
+"""
 
 from __future__ import annotations
 
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
 import click
 
+from credential.errors import LedgerError, MalformedInput, PasaporteError, StoreError, UsageError
+from credential.note import COSIGNATURE_V1, generate_signer, parse_verifier_key
+from ledger.keys import LedgerConfig, load_config, passphrase_from_env, save_config, write_secret
+from ledger.store import MAX_BATCH, LedgerStore, database_url, make_engine, migrate
 
-@click.group()
+__all__ = ["group", "main"]
+
+home_option = click.option("--home", type=click.Path(file_okay=False), default=None,
+                           help="Data directory (default: PASAPORTE_HOME or the XDG data dir).")
+db_option = click.option("--db", default=None, metavar="URL",
+                         help="Database URL (default: PASAPORTE_LEDGER_DB or SQLite in the home).")
+
+
+def _passphrase(confirm: bool = False) -> str:
+    env = passphrase_from_env()
+    if env:
+        return env
+    value: str = click.prompt("Frase de paso / Passphrase", hide_input=True,
+                              confirmation_prompt=confirm, err=True)
+    return value
+
+
+def _open(home: str | None, db: str | None, write: bool = False) -> LedgerStore:
+    return LedgerStore.open(home, db=db, passphrase=_passphrase() if write else None)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def group() -> None:
-    """ledger"""
+    """Registro público de transparencia / Public transparency ledger."""
+
+
+@group.command()
+@click.option("--origin", required=True, help="The log's name, e.g. ledger.cdmx.example/v1.")
+@click.option("--witness-name", default=None, help="This node's witness name (ORIGIN/witness).")
+@home_option
+@db_option
+def init(origin: str, witness_name: str | None, home: str | None, db: str | None) -> None:
+    """Create the log: keys (encrypted at rest), database; print the verifier key."""
+    from credential.home import resolve_home
+
+    root = resolve_home("ledger", home)
+    if (root / "ledger.json").exists():
+        raise StoreError("ledger_already_initialised", home=str(root))
+    log_signer = generate_signer(origin)
+    witness = generate_signer(witness_name or f"{origin}/witness", COSIGNATURE_V1)
+    passphrase = _passphrase(confirm=True)
+    root.mkdir(parents=True, exist_ok=True)
+    write_secret(root / "log.key", log_signer.seed, passphrase)
+    write_secret(root / "witness.key", witness.seed, passphrase)
+    config = LedgerConfig(origin=origin, log_vkey=log_signer.verifier.vkey,
+                          witness_vkey=witness.verifier.vkey, db=db)
+    engine = make_engine(database_url(root, db, config))
+    try:
+        migrate(engine)
+    finally:
+        engine.dispose()
+    save_config(root, config)
+    with LedgerStore.open(root, db=db, passphrase=passphrase) as store:
+        store.sign_initial_checkpoint()
+    click.echo(log_signer.verifier.vkey)
+
+
+@group.command()
+@click.option("--witness", is_flag=True, help="Print the witness key instead.")
+@home_option
+def key(witness: bool, home: str | None) -> None:
+    """Print the log's C2SP verifier key (name+keyid+base64)."""
+    from credential.home import resolve_home
+
+    config = load_config(resolve_home("ledger", home))
+    vkey = config.witness_vkey if witness else config.log_vkey
+    if not vkey:
+        raise StoreError("ledger_no_witness_key")
+    click.echo(vkey)
+
+
+@group.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8470, show_default=True, type=click.IntRange(0, 65535),
+              help="0 picks a free port (printed).")
+@home_option
+@db_option
+def serve(host: str, port: int, home: str | None, db: str | None) -> None:
+    """Serve the HTTP API until interrupted."""
+    from werkzeug.serving import make_server
+
+    from ledger.http import create_app
+
+    store = _open(home, db, write=True)
+    app = create_app(store=store)
+    server = make_server(host, port, app, threaded=True)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    click.echo(f"listening on http://{host}:{server.server_port}", nl=True)
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        store.close()
+
+
+def _read_jsonl(path: str) -> list[dict[str, Any]]:
+    stream = sys.stdin if path == "-" else Path(path).open(encoding="utf-8")  # noqa: SIM115
+    items: list[dict[str, Any]] = []
+    with stream:
+        for number, line in enumerate(stream, start=1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except ValueError:
+                raise MalformedInput("ledger_bad_jsonl", line=number) from None
+            if not isinstance(item, dict):
+                raise MalformedInput("ledger_bad_jsonl", line=number)
+            items.append(item)
+            if len(items) > MAX_BATCH:
+                raise LedgerError("ledger_batch_too_large", size=len(items), limit=MAX_BATCH)
+    return items
+
+
+@group.command()
+@click.option("--file", "path", required=True, help="JSON Lines file of entries ('-': stdin).")
+@home_option
+@db_option
+def append(path: str, home: str | None, db: str | None) -> None:
+    """Append the file's entries as one batch and print the new checkpoint."""
+    from ledger.entries import entry_from_json
+
+    items = _read_jsonl(path)
+    batch = []
+    for number, item in enumerate(items, start=1):
+        try:
+            batch.append(entry_from_json(item))
+        except MalformedInput as exc:
+            raise MalformedInput("ledger_bad_line", line=number,
+                                 reason=exc.message["en"]) from None
+    with _open(home, db, write=True) as store:
+        signed = store.append(batch)
+    click.echo(signed.note, nl=False)
+
+
+@group.command()
+@click.option("--deep", is_flag=True, help="Also decode and validate every record.")
+@home_option
+@db_option
+def audit(deep: bool, home: str | None, db: str | None) -> None:
+    """Recompute chain, leaves, nodes and checkpoints; exit 1 at the first bad record."""
+    from ledger.audit import audit as run_audit
+
+    with _open(home, db) as store:
+        report = run_audit(store, deep=deep)
+    if report.first is not None:
+        seq, what = report.first
+        raise LedgerError("ledger_audit_failed", index=seq, reason=what)
+    click.echo(f"ok: {report.size} records / registros")
+
+
+@group.command()
+@click.option("--from", "url", required=True, help="The other node's base URL.")
+@click.option("--log-key", default=None, help="The log's verifier key (first run only).")
+@click.option("--witness-key", multiple=True, help="Require a cosignature from one of these.")
+@home_option
+@db_option
+def mirror(url: str, log_key: str | None, witness_key: tuple[str, ...], home: str | None,
+           db: str | None) -> None:
+    """Copy another node's log here, checking every link and the cosigned root."""
+    from credential.home import resolve_home
+    from ledger.mirror import mirror as run_mirror
+
+    root = resolve_home("ledger", home)
+    if not (root / "ledger.json").exists():
+        if not log_key:
+            raise UsageError("usage_error", reason="--log-key is needed on the first mirror run")
+        verifier = parse_verifier_key(log_key)
+        config = LedgerConfig(origin=verifier.name, log_vkey=log_key, db=db, mirror_of=url)
+        root.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(database_url(root, db, config))
+        try:
+            migrate(engine)
+        finally:
+            engine.dispose()
+        save_config(root, config)
+    elif log_key and load_config(root).log_vkey != log_key:
+        raise LedgerError("ledger_witness_key_changed", origin=parse_verifier_key(log_key).name)
+    witnesses = [parse_verifier_key(k) for k in witness_key]
+    with _open(home, db) as store:
+        cp = run_mirror(store, url, witnesses)
+    click.echo(f"ok: {cp.origin} {cp.size}")
+
+
+@group.command()
+@click.option("--log", "url", required=True, help="The other city's ledger base URL.")
+@click.option("--log-key", required=True, help="That log's verifier key.")
+@home_option
+@db_option
+def witness(url: str, log_key: str, home: str | None, db: str | None) -> None:
+    """Witness another city's log: remember it, check its checkpoint now and cosign it."""
+    from ledger.witness import pull, witness_log
+
+    with _open(home, db, write=True) as store:
+        origin = witness_log(store, log_key, url.rstrip("/"))
+        cp, line = pull(store, origin)
+    click.echo(f"ok: {cp.origin} {cp.size}")
+    click.echo(line, nl=False)
+
+
+@group.group()
+def token() -> None:
+    """Append tokens for POST /entries (only a hash is stored)."""
+
+
+@token.command("add")
+@click.argument("name")
+@home_option
+@db_option
+def token_add(name: str, home: str | None, db: str | None) -> None:
+    """Create (or replace) NAME's token and print it once."""
+    with _open(home, db) as store:
+        click.echo(store.add_token(name))
+
+
+@token.command("revoke")
+@click.argument("name")
+@home_option
+@db_option
+def token_revoke(name: str, home: str | None, db: str | None) -> None:
+    with _open(home, db) as store:
+        if not store.revoke_token(name):
+            raise UsageError("usage_error", reason=f"no token named {name}")
+
+
+@group.group()
+def witnesses() -> None:
+    """The witnesses this log asks to cosign each checkpoint."""
+
+
+@witnesses.command("add")
+@click.option("--url", required=True, help="The witness's base URL (… /add-checkpoint).")
+@click.option("--key", "vkey", required=True, help="The witness's verifier key.")
+@home_option
+@db_option
+def witnesses_add(url: str, vkey: str, home: str | None, db: str | None) -> None:
+    with _open(home, db) as store:
+        verifier = store.add_witness(url, vkey)
+    click.echo(f"ok: {verifier.name}")
+
+
+@witnesses.command("list")
+@home_option
+@db_option
+def witnesses_list(home: str | None, db: str | None) -> None:
+    with _open(home, db) as store:
+        for name, _vkey, url, size in store.witnesses():
+            click.echo(f"{name}\t{url}\t{size}")
+
+
+@group.command()
+@click.option("--cosign", is_flag=True, help="Ask the witnesses to cosign it first.")
+@home_option
+@db_option
+def checkpoint(cosign: bool, home: str | None, db: str | None) -> None:
+    """Print the newest checkpoint with every cosignature it has."""
+    from ledger.witness import request_cosignatures
+
+    with _open(home, db, write=cosign) as store:
+        if cosign:
+            request_cosignatures(store)
+        click.echo(store.checkpoint().note, nl=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the group on its own (``python -m ledger``), with pasaporte's exit codes."""
+    try:
+        group.main(args=argv, prog_name="pasaporte ledger", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Cancelado / Cancelled", err=True)
+        return 1
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        return 2
+    except UsageError as exc:
+        click.echo(exc.diagnostics(), err=True)
+        return 2
+    except PasaporteError as exc:
+        click.echo(exc.diagnostics(), err=True)
+        return 1
+    return 0
+
+

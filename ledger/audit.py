@@ -1,0 +1,181 @@
+"""Recompute a ledger from its stored records and compare with everything else it stores.
+
+Checks, in one streaming pass: every record's sequence number and previous-record hash (the
+chain), every stored leaf hash, every stored internal node, the head row, and every checkpoint
+(signature by the log key, origin, root recomputed at its size) and known cosignature. The
+report names the *first* bad sequence number and what is wrong with it.
+
+Fast by design (< 10 s per million records): rows are read in large ranges with plain tuples,
+and hashing uses ``hashlib`` directly in tight loops.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select, text
+
+from credential import merkle
+from credential.errors import PasaporteError
+from credential.note import open_note, parse_checkpoint, parse_note, parse_verifier_key
+from ledger import schema as t
+from ledger.entries import decode_record
+from ledger.store import ZERO, LedgerStore, record_prefix
+
+__all__ = ["AuditReport", "audit"]
+
+CHUNK = 50_000
+
+
+@dataclass
+class AuditReport:
+    size: int = 0
+    problems: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def first(self) -> tuple[int, str] | None:
+        return min(self.problems) if self.problems else None
+
+    def add(self, seq: int, what: str) -> None:
+        if len(self.problems) < 1000:
+            self.problems.append((seq, what))
+
+
+def audit(store: LedgerStore, *, deep: bool = False) -> AuditReport:
+    """Audit the whole log. ``deep`` also decodes and validates every record's fields."""
+    report = AuditReport()
+    head = store.head()
+    n = report.size = head.size
+    sha = hashlib.sha256
+    levels: list[list[bytes]] = [[]]
+    hashes = levels[0]
+    prev = ZERO
+    with store.engine.connect() as conn:
+        query = text("SELECT seq, leaf, hash FROM ledger_entries WHERE seq >= :a AND seq < :b "
+                     "ORDER BY seq")
+        expect = 0
+        for start in range(0, n, CHUNK):
+            rows = conn.execute(query, {"a": start, "b": start + CHUNK}).tuples().all()
+            for seq, leaf, stored in rows:
+                leaf = bytes(leaf)
+                if seq != expect:
+                    report.add(expect, f"record {expect} is missing")
+                    break
+                h = sha(b"\x00" + leaf).digest()
+                if bytes(stored) != h:
+                    report.add(seq, "stored leaf hash does not match the record")
+                if not leaf.startswith(record_prefix(seq, prev)):
+                    report.add(seq, "record header breaks the chain (sequence or previous hash)")
+                if deep:
+                    try:
+                        decode_record(leaf)
+                    except PasaporteError as exc:
+                        report.add(seq, f"record does not decode: {exc.message['en']}")
+                hashes.append(h)
+                prev = h
+                expect += 1
+            if not report.ok or expect != min(n, start + CHUNK):
+                if report.ok:
+                    report.add(expect, f"record {expect} is missing")
+                return report
+        extra = conn.execute(select(func.min(t.entries.c.seq)).where(
+            (t.entries.c.seq >= n) | (t.entries.c.seq < 0))).scalar()
+        if extra is not None:
+            report.add(int(extra), f"record {extra} lies outside the tree of size {n}")
+
+        # Internal nodes: recompute level by level, compare with the stored rows in id order.
+        level = 0
+        cur = hashes
+        node_rows = conn.execute(text("SELECT id, hash FROM ledger_nodes ORDER BY id"))
+        want_next = None
+        stored_iter = iter(node_rows.tuples())
+
+        def next_stored() -> tuple[int, bytes] | None:
+            item = next(stored_iter, None)
+            return None if item is None else (int(item[0]), bytes(item[1]))
+
+        got = next_stored()
+        while len(cur) > 1:
+            up = [sha(b"\x01" + cur[i] + cur[i + 1]).digest() for i in range(0, len(cur) - 1, 2)]
+            level += 1
+            levels.append(up)
+            base = level << t.NODE_SHIFT
+            for idx, h in enumerate(up):
+                want_next = base + idx
+                while got is not None and got[0] < want_next:
+                    lvl, i = got[0] >> t.NODE_SHIFT, got[0] & ((1 << t.NODE_SHIFT) - 1)
+                    report.add(min(i << lvl, n), f"unexpected tree node ({lvl}, {i})")
+                    got = next_stored()
+                if got is None or got[0] != want_next:
+                    report.add(idx << level, f"tree node ({level}, {idx}) is missing")
+                    continue
+                if got[1] != h:
+                    report.add(idx << level, f"tree node ({level}, {idx}) does not recompute")
+                got = next_stored()
+            cur = up
+        while got is not None:
+            lvl, i = got[0] >> t.NODE_SHIFT, got[0] & ((1 << t.NODE_SHIFT) - 1)
+            report.add(min(i << lvl, n), f"unexpected tree node ({lvl}, {i})")
+            got = next_stored()
+        node_rows.close()
+
+        def source(refs: list[merkle.NodeRef]) -> dict[merkle.NodeRef, bytes]:
+            return {(lv, i): levels[lv][i] for lv, i in refs}
+
+        def root_at(size: int) -> bytes:
+            if size == 0:
+                return merkle.EMPTY_ROOT
+            return merkle._fold([levels[lv][i] for lv, i in merkle.range_nodes(0, size)])
+
+        # Head row.
+        if head.root != root_at(n):
+            report.add(max(n - 1, 0), "head root does not match the records")
+        if head.last_hash != (hashes[-1] if n else ZERO):
+            report.add(max(n - 1, 0), "head's last hash does not match the last record")
+        frontier = b"".join(levels[lv][i] for lv, i in merkle.range_nodes(0, n)) if n else b""
+        if head.frontier != frontier:
+            report.add(max(n - 1, 0), "head frontier does not match the tree")
+
+        # Checkpoints and cosignatures.
+        witness_keys = {}
+        for name, vkey in conn.execute(select(t.witnesses.c.name, t.witnesses.c.vkey)):
+            witness_keys[str(name)] = parse_verifier_key(str(vkey))
+        latest = -1
+        for size, note_text in conn.execute(select(t.checkpoints.c.size, t.checkpoints.c.note)
+                                            .order_by(t.checkpoints.c.size)):
+            size = int(size)
+            latest = max(latest, size)
+            at = max(min(size, n) - 1, 0)
+            try:
+                note, _ = open_note(str(note_text), [store.verifier])
+                cp = parse_checkpoint(note.text)
+            except PasaporteError as exc:
+                report.add(at, f"checkpoint {size}: {exc.message['en']}")
+                continue
+            if cp.size != size or cp.origin != store.origin:
+                report.add(at, f"checkpoint {size} names another size or origin")
+            elif size > n:
+                report.add(at, f"checkpoint {size} is beyond the log's {n} records")
+            elif cp.root != root_at(size):
+                report.add(at, f"checkpoint {size} root does not match the records")
+            else:
+                for (line,) in conn.execute(select(t.cosignatures.c.line)
+                                            .where(t.cosignatures.c.size == size)):
+                    try:
+                        sig = parse_note(note.text + "\n" + str(line)).signatures[0]
+                    except PasaporteError:
+                        report.add(at, f"checkpoint {size}: malformed cosignature")
+                        continue
+                    key = witness_keys.get(sig.name)
+                    if key is not None and (key.key_id != sig.key_id
+                                            or not key.verify(note.text, sig.signature)):
+                        report.add(at, f"checkpoint {size}: cosignature by {sig.name} is bad")
+        if latest != n and n > 0:
+            report.add(max(n - 1, 0), f"no checkpoint for the head size {n}")
+        del source
+    return report

@@ -1,0 +1,51 @@
+"""A tiny HTTP client (stdlib urllib) for talking to other ledger nodes and witnesses."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+from credential.errors import LedgerError
+
+__all__ = ["get_json", "get_text", "post"]
+
+TIMEOUT = 15.0
+MAX_RESPONSE = 8 * 1024 * 1024
+
+
+def post(url: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, str, bytes]:
+    """POST and return ``(status, content type, body)`` whatever the status."""
+    req = urllib.request.Request(url, data=body, method="POST", headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:
+            return resp.status, resp.headers.get("Content-Type", ""), resp.read(MAX_RESPONSE)
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.headers.get("Content-Type", ""), exc.read(MAX_RESPONSE)
+    except (urllib.error.URLError, OSError) as exc:
+        raise LedgerError("ledger_unreachable", url=url, reason=str(exc)[:200]) from None
+
+
+def _get(url: str) -> bytes:
+    try:
+        with urllib.request.urlopen(url, timeout=TIMEOUT) as resp:
+            data: bytes = resp.read(MAX_RESPONSE)
+            return data
+    except urllib.error.HTTPError as exc:
+        with exc:
+            raise LedgerError("ledger_remote_error", url=url, status=exc.code) from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise LedgerError("ledger_unreachable", url=url, reason=str(exc)[:200]) from None
+
+
+def get_text(url: str) -> str:
+    return _get(url).decode("utf-8", errors="strict")
+
+
+def get_json(url: str) -> Any:
+    try:
+        return json.loads(_get(url))
+    except ValueError:
+        raise LedgerError("ledger_remote_error", url=url, status="bad JSON") from None

@@ -1,0 +1,301 @@
+"""The typed entries the ledger accepts, and the canonical CBOR record each one becomes.
+
+Only these types and fields exist; anything else is refused, so no personal data can slip in::
+
+    key_registered      kid, public_key, city, country, office, valid_from, valid_until
+    key_rotated         kid, replaces
+    key_compromised     kid, effective
+    bundle_published    city, version, digest
+    credential_issued   commitment (32 bytes: a salted hash of the claims)
+    status_changed      list, index, status (valid|revoked|suspended), reason (fixed codes)
+    witness_cosignature origin, size, root, witness, signature
+    notice              text
+
+In JSON (``append --file`` and ``POST /entries``) bytes fields are base64url and times are
+RFC 3339 UTC (``2025-01-31T00:00:00Z``). A stored record (the exact bytes hashed into the tree) is
+the canonical CBOR array ``[seq, prev, time_ms, type, {fields}]`` where ``prev`` is the RFC 9162
+leaf hash of the previous record (32 zero bytes for the first).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+
+import cbor2
+
+from credential.errors import MalformedInput
+
+__all__ = [
+    "ENTRY_TYPES",
+    "REASONS",
+    "STATUSES",
+    "BundlePublished",
+    "CredentialIssued",
+    "Entry",
+    "KeyCompromised",
+    "KeyRegistered",
+    "KeyRotated",
+    "Notice",
+    "Record",
+    "StatusChanged",
+    "WitnessCosignature",
+    "decode_record",
+    "encode_record",
+    "entry_from_json",
+    "entry_to_json",
+]
+
+STATUSES = ("valid", "revoked", "suspended")
+REASONS = ("unspecified", "holder_request", "fraud", "data_error", "deceased", "moved_away",
+           "key_compromise", "superseded")
+_KID = re.compile(r"[A-Za-z0-9._:\-]{1,64}")
+_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
+_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
+_MAX_INT = 1 << 53
+_CTRL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
+
+
+def _bad(field: str, reason: str) -> MalformedInput:
+    return MalformedInput("ledger_bad_field", field=field, reason=reason)
+
+
+def _check(kind: str, name: str, value: Any) -> None:
+    if kind in ("bytes32", "pubkey", "cosig"):
+        if not isinstance(value, bytes):
+            raise _bad(name, "expected bytes")
+        want = {"bytes32": (32, 32), "pubkey": (16, 1024), "cosig": (76, 76)}[kind]
+        if not want[0] <= len(value) <= want[1]:
+            raise _bad(name, f"length {len(value)}")
+        return
+    if kind == "uint":
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < _MAX_INT:
+            raise _bad(name, "expected a non-negative integer")
+        return
+    if not isinstance(value, str):
+        raise _bad(name, "expected a string")
+    if kind == "kid" and not _KID.fullmatch(value):
+        raise _bad(name, "1-64 of A-Z a-z 0-9 . _ : -")
+    if kind == "name" and not _NAME.fullmatch(value):
+        raise _bad(name, "1-128 printable characters")
+    if kind == "country" and not re.fullmatch(r"[A-Z]{2}", value):
+        raise _bad(name, "ISO 3166 alpha-2 code")
+    if kind == "time":
+        try:
+            ok = bool(_TIME.fullmatch(value))
+            ok = ok and bool(datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ"))
+        except ValueError:
+            ok = False
+        if not ok:
+            raise _bad(name, "RFC 3339 UTC time like 2025-01-31T00:00:00Z")
+    if kind == "status" and value not in STATUSES:
+        raise _bad(name, "one of " + ", ".join(STATUSES))
+    if kind == "reason" and value not in REASONS:
+        raise _bad(name, "one of " + ", ".join(REASONS))
+    if kind == "text" and (not 1 <= len(value) <= 2000 or _CTRL.search(value)):
+        raise _bad(name, "1-2000 characters of text")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """Base of the typed entries; subclasses name their type and field kinds."""
+
+    TYPE: ClassVar[str] = ""
+    KINDS: ClassVar[dict[str, str]] = {}
+
+    def __post_init__(self) -> None:
+        for name, kind in self.KINDS.items():
+            _check(kind, name, getattr(self, name))
+
+    def fields(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+@dataclass(frozen=True)
+class KeyRegistered(Entry):
+    TYPE: ClassVar[str] = "key_registered"
+    KINDS: ClassVar[dict[str, str]] = {
+        "kid": "kid", "public_key": "pubkey", "city": "name", "country": "country",
+        "office": "name", "valid_from": "time", "valid_until": "time"}
+    kid: str
+    public_key: bytes
+    city: str
+    country: str
+    office: str
+    valid_from: str
+    valid_until: str
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.valid_until <= self.valid_from:
+            raise _bad("valid_until", "must be after valid_from")
+
+
+@dataclass(frozen=True)
+class KeyRotated(Entry):
+    TYPE: ClassVar[str] = "key_rotated"
+    KINDS: ClassVar[dict[str, str]] = {"kid": "kid", "replaces": "kid"}
+    kid: str
+    replaces: str
+
+
+@dataclass(frozen=True)
+class KeyCompromised(Entry):
+    TYPE: ClassVar[str] = "key_compromised"
+    KINDS: ClassVar[dict[str, str]] = {"kid": "kid", "effective": "time"}
+    kid: str
+    effective: str
+
+
+@dataclass(frozen=True)
+class BundlePublished(Entry):
+    TYPE: ClassVar[str] = "bundle_published"
+    KINDS: ClassVar[dict[str, str]] = {"city": "name", "version": "uint", "digest": "bytes32"}
+    city: str
+    version: int
+    digest: bytes
+
+
+@dataclass(frozen=True)
+class CredentialIssued(Entry):
+    TYPE: ClassVar[str] = "credential_issued"
+    KINDS: ClassVar[dict[str, str]] = {"commitment": "bytes32"}
+    commitment: bytes
+
+
+@dataclass(frozen=True)
+class StatusChanged(Entry):
+    TYPE: ClassVar[str] = "status_changed"
+    KINDS: ClassVar[dict[str, str]] = {
+        "list": "kid", "index": "uint", "status": "status", "reason": "reason"}
+    list: str
+    index: int
+    status: str
+    reason: str = "unspecified"
+
+
+@dataclass(frozen=True)
+class WitnessCosignature(Entry):
+    TYPE: ClassVar[str] = "witness_cosignature"
+    KINDS: ClassVar[dict[str, str]] = {
+        "origin": "name", "size": "uint", "root": "bytes32", "witness": "name",
+        "signature": "cosig"}
+    origin: str
+    size: int
+    root: bytes
+    witness: str
+    signature: bytes
+
+
+@dataclass(frozen=True)
+class Notice(Entry):
+    TYPE: ClassVar[str] = "notice"
+    KINDS: ClassVar[dict[str, str]] = {"text": "text"}
+    text: str
+
+
+ENTRY_TYPES: dict[str, type[Entry]] = {
+    cls.TYPE: cls
+    for cls in (KeyRegistered, KeyRotated, KeyCompromised, BundlePublished, CredentialIssued,
+                StatusChanged, WitnessCosignature, Notice)
+}
+_BYTES_KINDS = ("bytes32", "pubkey", "cosig")
+
+
+def _b64url(value: Any, field: str) -> bytes:
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_-]*={0,2}", value):
+        raise _bad(field, "expected base64url")
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError):
+        raise _bad(field, "expected base64url") from None
+    if base64.urlsafe_b64encode(raw).decode().rstrip("=") != value.rstrip("="):
+        raise _bad(field, "expected base64url")
+    return raw
+
+
+def _build(data: Mapping[str, Any], *, from_json: bool) -> Entry:
+    if not isinstance(data, Mapping):
+        raise MalformedInput("ledger_bad_entry", reason="an entry is a JSON object")
+    kind = data.get("type")
+    cls = ENTRY_TYPES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise MalformedInput("ledger_bad_entry", reason=f"unknown type {str(kind)[:40]!r}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    given = set(data) - {"type"}
+    if given - names:
+        raise MalformedInput("ledger_bad_entry",
+                             reason="unknown fields: " + ", ".join(sorted(given - names))[:200])
+    values = {}
+    for name in names & given:
+        value = data[name]
+        if from_json and cls.KINDS[name] in _BYTES_KINDS:
+            value = _b64url(value, name)
+        values[name] = value
+    try:
+        return cls(**values)
+    except TypeError:
+        missing = sorted(n for n in names - given
+                         if not isinstance(cls.__dataclass_fields__[n].default, str))
+        raise MalformedInput("ledger_bad_entry",
+                             reason="missing fields: " + ", ".join(missing)) from None
+
+
+def entry_from_json(data: Mapping[str, Any]) -> Entry:
+    """A typed entry from its JSON object (``type`` plus fields, bytes as base64url)."""
+    return _build(data, from_json=True)
+
+
+def entry_to_json(entry: Entry) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": entry.TYPE}
+    for name, value in entry.fields().items():
+        if isinstance(value, bytes):
+            value = base64.urlsafe_b64encode(value).decode().rstrip("=")
+        out[name] = value
+    return out
+
+
+def as_entry(item: Entry | Mapping[str, Any]) -> Entry:
+    """Accept a typed entry, a JSON-style dict (base64url bytes) or a dict with raw bytes."""
+    if isinstance(item, Entry):
+        return item
+    raw = any(isinstance(v, bytes) for v in item.values()) if isinstance(item, Mapping) else False
+    return _build(item, from_json=not raw)
+
+
+@dataclass(frozen=True)
+class Record:
+    """A decoded ledger record: its place in the chain plus the entry."""
+
+    seq: int
+    prev: bytes
+    time_ms: int
+    entry: Entry
+
+
+def encode_record(seq: int, prev: bytes, time_ms: int, entry: Entry) -> bytes:
+    return bytes(cbor2.dumps([seq, prev, time_ms, entry.TYPE, entry.fields()], canonical=True))
+
+
+def decode_record(leaf: bytes) -> Record:
+    """Parse and validate a stored record (strict: canonical, known type and fields)."""
+    try:
+        value = cbor2.loads(leaf)
+    except Exception:  # cbor2 raises several types for damaged input
+        raise MalformedInput("ledger_bad_record", reason="not CBOR") from None
+    if not (isinstance(value, list) and len(value) == 5 and isinstance(value[4], dict)):
+        raise MalformedInput("ledger_bad_record", reason="not a 5-item record")
+    seq, prev, time_ms, kind, fields = value
+    if not (isinstance(seq, int) and isinstance(prev, bytes) and len(prev) == 32
+            and isinstance(time_ms, int) and isinstance(kind, str)):
+        raise MalformedInput("ledger_bad_record", reason="bad header")
+    entry = _build({**fields, "type": kind}, from_json=False)
+    if encode_record(seq, prev, time_ms, entry) != leaf:
+        raise MalformedInput("ledger_bad_record", reason="not canonical")
+    return Record(seq, prev, time_ms, entry)

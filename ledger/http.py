@@ -1,0 +1,181 @@
+"""The ledger's HTTP API (a Flask blueprint) and ``create_app``.
+
+Read endpoints are public and cacheable; ``POST /entries`` needs a per-client bearer token
+(only its SHA-256 is stored); ``POST /add-checkpoint`` is the C2SP tlog-witness call. Every
+refusal is a 4xx with JSON ``{"code": …, "message": {"es": …, "en": …}}``.
+
+    GET  /checkpoint                       signed note (text/plain) with its cosignatures
+    GET  /entries?start=&end=              [{"index", "leaf": base64}], at most 1000 per page
+    GET  /proof/inclusion?index=&size=     {"index", "size", "proof": [base64…]}
+    GET  /proof/consistency?old=&new=      {"old", "new", "proof": [base64…]}
+    POST /entries                          {"entries": [...]} → 201 {"checkpoint", "start", "end"}
+    POST /add-checkpoint                   tlog-witness
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from credential.errors import LedgerError, MalformedInput, PasaporteError, StoreError
+from ledger.store import MAX_BATCH, LedgerStore
+from ledger.witness import MAX_BODY, add_checkpoint
+
+__all__ = ["MAX_PAGE", "bp", "create_app"]
+
+MAX_PAGE = 1000
+MAX_POST_ENTRIES = 1000
+MAX_REQUEST = 1024 * 1024
+_MAX_INT = (1 << 63) - 1
+
+bp = Blueprint("ledger", __name__)
+
+
+def _store() -> LedgerStore:
+    store: LedgerStore = current_app.extensions["ledger"]
+    return store
+
+
+def _error(http_status: int, code: str, **detail: Any) -> Response:
+    err = PasaporteError(code, **detail)
+    resp = jsonify(err.to_dict())
+    resp.status_code = http_status
+    return resp
+
+
+def _int_arg(name: str, *, required: bool = True, default: int = 0) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        if required:
+            raise MalformedInput("ledger_bad_param", name=name, reason="missing")
+        return default
+    if not raw.isdigit() or not raw.isascii() or len(raw) > 19 or int(raw) > _MAX_INT:
+        raise MalformedInput("ledger_bad_param", name=name, reason="not a non-negative integer")
+    return int(raw)
+
+
+def _b64(items: list[bytes]) -> list[str]:
+    return [base64.b64encode(x).decode() for x in items]
+
+
+@bp.errorhandler(PasaporteError)
+def _pasaporte_error(exc: PasaporteError) -> Response:
+    status = 400
+    if isinstance(exc, LedgerError) and exc.code in ("ledger_bad_size", "ledger_bad_index"):
+        status = 404 if exc.code == "ledger_bad_size" else 400
+    elif isinstance(exc, LedgerError) and exc.code == "ledger_no_checkpoint":
+        status = 404
+    elif isinstance(exc, StoreError):
+        status = 503
+    resp = jsonify(exc.to_dict())
+    resp.status_code = status
+    return resp
+
+
+@bp.get("/checkpoint")
+def checkpoint() -> Response:
+    signed = _store().checkpoint()
+    resp = Response(signed.note, mimetype="text/plain")
+    resp.headers["Cache-Control"] = "public, max-age=5"
+    return resp
+
+
+@bp.get("/entries")
+def entries() -> Response:
+    start = _int_arg("start")
+    end = _int_arg("end")
+    if end < start:
+        raise MalformedInput("ledger_bad_param", name="end", reason="end is before start")
+    size = _store().size()
+    end = min(end, start + MAX_PAGE, size)
+    items = [{"index": i, "leaf": base64.b64encode(leaf).decode()}
+             for i, leaf in _store().entries(start, end)] if start < end else []
+    resp = jsonify(items)
+    # records never change once written, so a full page is cacheable forever
+    full = len(items) == MAX_PAGE
+    resp.headers["Cache-Control"] = "public, max-age=31536000, immutable" if full else (
+        "public, max-age=5")
+    return resp
+
+
+@bp.get("/proof/inclusion")
+def proof_inclusion() -> Response:
+    index, size = _int_arg("index"), _int_arg("size")
+    proof = _store().inclusion_proof(index, size)
+    resp = jsonify({"index": index, "size": size, "proof": _b64(proof)})
+    resp.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+    return resp
+
+
+@bp.get("/proof/consistency")
+def proof_consistency() -> Response:
+    old, new = _int_arg("old"), _int_arg("new")
+    proof = _store().consistency_proof(old, new)
+    resp = jsonify({"old": old, "new": new, "proof": _b64(proof)})
+    resp.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+    return resp
+
+
+@bp.post("/entries")
+def post_entries() -> Response:
+    store = _store()
+    auth = request.headers.get("Authorization", "")
+    token = auth[7:].strip() if auth.startswith("Bearer ") else ""
+    if not token or len(token) > 200 or store.token_owner(token) is None:
+        return _error(401, "ledger_unauthorized")
+    try:
+        body = json.loads(request.get_data(cache=False))
+    except (ValueError, UnicodeDecodeError):
+        raise MalformedInput("ledger_bad_json") from None
+    items = body.get("entries") if isinstance(body, dict) else body
+    if not isinstance(items, list) or not items:
+        raise MalformedInput("ledger_bad_entry", reason="expected a non-empty list of entries")
+    if len(items) > min(MAX_POST_ENTRIES, MAX_BATCH):
+        raise LedgerError("ledger_batch_too_large", size=len(items), limit=MAX_POST_ENTRIES)
+    from ledger.entries import entry_from_json
+
+    batch = [entry_from_json(item) for item in items]
+    signed = store.append(batch)
+    resp = jsonify({"checkpoint": signed.note, "start": signed.start, "end": signed.end})
+    resp.status_code = 201
+    return resp
+
+
+@bp.post("/add-checkpoint")
+def post_add_checkpoint() -> Response:
+    body = request.get_data(cache=False)
+    if len(body) > MAX_BODY:
+        raise MalformedInput("ledger_body_too_large", limit=MAX_BODY)
+    reply = add_checkpoint(_store(), body)
+    return Response(reply.body, status=reply.status, content_type=reply.content_type)
+
+
+def create_app(test_config: dict[str, Any] | None = None, *, store: LedgerStore | None = None
+               ) -> Flask:
+    """The ledger app. ``store`` (or ``test_config['LEDGER_HOME']``/``LEDGER_DB``) picks the log.
+
+    Settings may also come from ``PASAPORTE_LEDGER_*`` environment variables.
+    """
+    app = Flask("ledger")
+    app.config.from_prefixed_env("PASAPORTE_LEDGER")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST
+    if test_config:
+        app.config.update(test_config)
+    if store is None:
+        store = LedgerStore.open(app.config.get("LEDGER_HOME"), db=app.config.get("LEDGER_DB"),
+                                 passphrase=app.config.get("LEDGER_PASSPHRASE"))
+    app.extensions["ledger"] = store
+    app.register_blueprint(bp)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        status = exc.code or 400
+        code = {404: "ledger_not_found", 405: "ledger_method_not_allowed",
+                413: "ledger_body_too_large"}.get(status, "ledger_http_error")
+        return _error(status, code, status=status, limit=MAX_REQUEST)
+
+    return app

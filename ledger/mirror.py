@@ -1,0 +1,70 @@
+"""Mirroring another node's log: pull, check every link, recompute the root, resume.
+
+Each run fetches the remote checkpoint (which must carry the log's signature and, when witness
+keys are given, a cosignature from one of them), checks it is consistent with what the mirror
+already holds, copies the missing records page by page (each page committed, so an interrupted
+run resumes where it stopped, and each record's header must continue the chain), and finally
+requires the recomputed root to equal the checkpoint's. On a mismatch the unverified records are
+dropped again and the run fails.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+
+from credential import merkle
+from credential.errors import LedgerError
+from credential.note import Checkpoint, Verifier, open_note, parse_checkpoint
+from ledger import client
+from ledger.http import MAX_PAGE
+from ledger.store import LedgerStore
+
+__all__ = ["mirror"]
+
+
+def mirror(store: LedgerStore, url: str, witnesses: Sequence[Verifier] = (),
+           page: int = MAX_PAGE, limit: int | None = None) -> Checkpoint:
+    """Bring ``store`` up to ``url``'s checkpoint; ``limit`` stops early (to test resuming)."""
+    url = url.rstrip("/")
+    note_text = client.get_text(f"{url}/checkpoint")
+    note, ok = open_note(note_text, [store.verifier, *witnesses])
+    if store.verifier not in ok:
+        raise LedgerError("note_unverified")
+    if witnesses and not any(w in ok for w in witnesses):
+        raise LedgerError("ledger_mirror_no_cosignature")
+    cp = parse_checkpoint(note.text)
+    if cp.origin != store.origin:
+        raise LedgerError("ledger_mirror_origin", origin=cp.origin, want=store.origin)
+    head = store.head()
+    held = head.size
+    if cp.size < held:
+        raise LedgerError("ledger_witness_rollback", origin=cp.origin, size=cp.size, have=held)
+    if held == cp.size:
+        if head.root != cp.root:
+            raise LedgerError("ledger_mirror_mismatch", size=held)
+    elif held > 0:
+        got = client.get_json(f"{url}/proof/consistency?old={held}&new={cp.size}")
+        proof = [base64.b64decode(p) for p in got["proof"]]
+        merkle.verify_consistency(held, cp.size, proof, head.root, cp.root)
+    size = held
+    fetched = 0
+    while size < cp.size:
+        if limit is not None and fetched >= limit:
+            return cp
+        end = min(size + page, cp.size)
+        items = client.get_json(f"{url}/entries?start={size}&end={end}")
+        if not isinstance(items, list) or not items:
+            raise LedgerError("ledger_remote_error", url=url, status="empty page")
+        leaves = []
+        for offset, item in enumerate(items):
+            if item.get("index") != size + offset:
+                raise LedgerError("ledger_chain_broken", index=size + offset)
+            leaves.append(base64.b64decode(item["leaf"], validate=True))
+        size = store.append_records(leaves)
+        fetched += len(leaves)
+    if store.root(cp.size) != cp.root:
+        store.truncate(held)
+        raise LedgerError("ledger_mirror_mismatch", size=cp.size)
+    store.store_checkpoint(note_text)
+    return cp

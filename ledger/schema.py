@@ -1,0 +1,98 @@
+"""The ledger's tables (SQLAlchemy Core), shared by the store, the audit and the migrations.
+
+``ledger_head`` is a single row (id 1): the tree size, root, last record hash and time, and the
+*frontier* — the hashes of the perfect subtrees that make up the current tree — so an append
+never reads old nodes. Locking that row (``BEGIN IMMEDIATE`` on SQLite, ``FOR UPDATE`` on
+PostgreSQL) is what serializes sequencing across processes.
+
+``ledger_nodes`` stores every perfect subtree hash at level ≥ 1 under ``id = level << 48 | index``
+(level-0 hashes live next to their record in ``ledger_entries.hash``), so proofs never rehash.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+__all__ = ["NODE_SHIFT", "metadata", "node_id"]
+
+NODE_SHIFT = 48
+metadata = MetaData()
+
+head = Table(
+    "ledger_head", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("size", BigInteger, nullable=False),
+    Column("root", LargeBinary, nullable=False),
+    Column("last_hash", LargeBinary, nullable=False),
+    Column("last_time", BigInteger, nullable=False),
+    Column("frontier", LargeBinary, nullable=False),
+)
+
+entries = Table(
+    "ledger_entries", metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("leaf", LargeBinary, nullable=False),
+    Column("hash", LargeBinary, nullable=False),
+)
+
+nodes = Table(
+    "ledger_nodes", metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("hash", LargeBinary, nullable=False),
+)
+
+checkpoints = Table(
+    "ledger_checkpoints", metadata,
+    Column("size", BigInteger, primary_key=True, autoincrement=False),
+    Column("note", Text, nullable=False),
+    Column("created", BigInteger, nullable=False),
+)
+
+cosignatures = Table(
+    "ledger_cosignatures", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("size", BigInteger, nullable=False, index=True),
+    Column("witness", String(200), nullable=False),
+    Column("line", Text, nullable=False),
+    UniqueConstraint("size", "line"),
+)
+
+tokens = Table(
+    "ledger_tokens", metadata,
+    Column("name", String(100), primary_key=True),
+    Column("digest", LargeBinary, nullable=False, unique=True),
+    Column("created", BigInteger, nullable=False),
+)
+
+witnesses = Table(
+    "ledger_witnesses", metadata,
+    Column("name", String(200), primary_key=True),
+    Column("vkey", Text, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("size", BigInteger, nullable=False),
+)
+
+witnessed_logs = Table(
+    "witness_logs", metadata,
+    Column("origin", String(200), primary_key=True),
+    Column("vkey", Text, nullable=False),
+    Column("url", Text),
+    Column("size", BigInteger, nullable=False),
+    Column("root", LargeBinary),
+    Column("note", Text),
+    Column("updated", BigInteger, nullable=False),
+)
+
+
+def node_id(level: int, index: int) -> int:
+    return level << NODE_SHIFT | index

@@ -1,0 +1,514 @@
+"""The ledger's storage: append batches, serve entries, proofs and checkpoints (SQLAlchemy 2).
+
+The issuer's entry point::
+
+    from ledger.store import LedgerStore
+    from ledger.entries import CredentialIssued
+
+    with LedgerStore.open(home_or_db_url, passphrase=...) as store:
+        signed = store.append([CredentialIssued(commitment=digest), {"type": "notice", ...}])
+        signed.checkpoint.size, signed.note      # the new C2SP checkpoint, with cosignatures
+
+``append`` takes typed entries (:mod:`ledger.entries`) or dicts (JSON style, base64url bytes; or
+raw ``bytes`` values), writes them as one batch in one transaction with one signed checkpoint,
+then asks the configured witnesses to cosign it. Sequencing is serialized across processes by
+locking the single ``ledger_head`` row (SQLite ``BEGIN IMMEDIATE`` in WAL mode; PostgreSQL
+``SELECT … FOR UPDATE``), so concurrent appenders never fork the chain, skip or reuse a number.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, select
+from sqlalchemy import update as sql_update
+from sqlalchemy.pool import NullPool
+
+from credential import merkle
+from credential.errors import LedgerError, StoreError, UsageError
+from credential.home import resolve_home
+from credential.note import (
+    Checkpoint,
+    Note,
+    NoteSignature,
+    Signer,
+    Verifier,
+    open_note,
+    parse_checkpoint,
+    parse_note,
+    parse_verifier_key,
+)
+from ledger import schema as t
+from ledger.entries import Entry, as_entry, encode_record
+from ledger.keys import LedgerConfig, load_config, read_secret
+
+__all__ = ["MAX_BATCH", "LedgerStore", "SignedCheckpoint", "database_url", "make_engine", "migrate"]
+
+MAX_BATCH = 10_000
+ZERO = bytes(32)
+
+
+@dataclass(frozen=True)
+class SignedCheckpoint:
+    """A checkpoint, its signed note (with every cosignature known), and the batch it closed."""
+
+    checkpoint: Checkpoint
+    note: str
+    start: int = 0
+    end: int = 0
+
+
+@dataclass(frozen=True)
+class Head:
+    size: int
+    root: bytes
+    last_hash: bytes
+    last_time: int
+    frontier: bytes
+
+
+def database_url(home: Path, db: str | None = None, config: LedgerConfig | None = None) -> str:
+    """``--db``, else ``PASAPORTE_LEDGER_DB``, else the home's settings, else SQLite in the home."""
+    url = db or os.environ.get("PASAPORTE_LEDGER_DB") or (config.db if config else None)
+    return url or f"sqlite:///{home / 'ledger.db'}"
+
+
+def make_engine(url: str) -> Engine:
+    """An engine with the ledger's SQLite settings (WAL, full sync, explicit BEGIN)."""
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, connect_args={"timeout": 120}, poolclass=NullPool)
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _rec: Any) -> None:
+        # pysqlite's own transaction handling would defer BEGIN; we emit it ourselves.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get("ledger_write")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+def _alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    return cfg
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision and make sure the head row exists."""
+    with engine.connect() as conn:
+        cfg = _alembic_config()
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+        conn.commit()
+    with engine.connect() as conn, conn.begin():
+        if conn.execute(select(t.head.c.id)).first() is None:
+            conn.execute(insert(t.head).values(
+                id=1, size=0, root=merkle.EMPTY_ROOT, last_hash=ZERO, last_time=0, frontier=b""))
+
+
+def _uint_head(n: int) -> bytes:
+    # CBOR major type 0 encoding of n, to check a record's header without decoding it.
+    if n < 24:
+        return bytes([n])
+    if n < 1 << 8:
+        return b"\x18" + n.to_bytes(1, "big")
+    if n < 1 << 16:
+        return b"\x19" + n.to_bytes(2, "big")
+    if n < 1 << 32:
+        return b"\x1a" + n.to_bytes(4, "big")
+    return b"\x1b" + n.to_bytes(8, "big")
+
+
+def record_prefix(seq: int, prev: bytes) -> bytes:
+    """The first bytes of record ``seq``: array(5), seq, bytes(32) prev."""
+    return b"\x85" + _uint_head(seq) + b"\x58\x20" + prev
+
+
+class LedgerStore:
+    """One log's database, its origin and keys. Use :meth:`open`; close it (or ``with``)."""
+
+    def __init__(self, engine: Engine, origin: str, verifier: Verifier,
+                 signer: Signer | None = None, witness: Signer | None = None,
+                 home: Path | None = None) -> None:
+        self.engine = engine
+        self.origin = origin
+        self.verifier = verifier
+        self.signer = signer
+        self.witness = witness
+        self.home = home
+        self.is_postgres = engine.dialect.name == "postgresql"
+
+    # -- opening ----------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, url_or_home: str | os.PathLike[str] | None = None, *, db: str | None = None,
+             passphrase: str | None = None, create: bool = False) -> LedgerStore:
+        """Open the ledger of a home directory (``--home``), or of a database URL.
+
+        With a ``passphrase`` the log key (and the witness key, if any) are unlocked so the
+        store can append and cosign; without one it is read-only.
+        """
+        target = os.fspath(url_or_home) if url_or_home is not None else None
+        if target and "://" in target:
+            db, target = target, None
+        home = resolve_home("ledger", target)
+        config = load_config(home)
+        url = database_url(home, db, config)
+        signer = witness = None
+        if passphrase is not None:
+            signer = Signer(config.origin, read_secret(home / "log.key", passphrase))
+            if (home / "witness.key").exists() and config.witness_vkey:
+                wname = parse_verifier_key(config.witness_vkey).name
+                witness = Signer(wname, read_secret(home / "witness.key", passphrase), 0x04)
+        engine = make_engine(url)
+        if create:
+            migrate(engine)
+        store = cls(engine, config.origin, parse_verifier_key(config.log_vkey), signer, witness,
+                    home)
+        if signer is not None and signer.verifier != store.verifier:
+            store.close()
+            raise StoreError("ledger_key_mismatch")
+        return store
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> LedgerStore:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def _head(self, conn: Connection, lock: bool = False) -> Head:
+        query = select(t.head.c.size, t.head.c.root, t.head.c.last_hash, t.head.c.last_time,
+                       t.head.c.frontier).where(t.head.c.id == 1)
+        if lock and self.is_postgres:
+            query = query.with_for_update()
+        row = conn.execute(query).first()
+        if row is None:
+            raise StoreError("ledger_not_initialised", home=str(self.home))
+        return Head(int(row[0]), bytes(row[1]), bytes(row[2]), int(row[3]), bytes(row[4]))
+
+    def head(self) -> Head:
+        with self.engine.connect() as conn:
+            return self._head(conn)
+
+    def size(self) -> int:
+        return self.head().size
+
+    def _source(self, conn: Connection) -> merkle.HashSource:
+        def fetch(refs: Sequence[merkle.NodeRef]) -> Mapping[merkle.NodeRef, bytes]:
+            out: dict[merkle.NodeRef, bytes] = {}
+            leaves = [i for lvl, i in refs if lvl == 0]
+            if leaves:
+                rows = conn.execute(select(t.entries.c.seq, t.entries.c.hash)
+                                    .where(t.entries.c.seq.in_(leaves)))
+                out.update(((0, int(s)), bytes(h)) for s, h in rows)
+            ids = {t.node_id(lvl, i): (lvl, i) for lvl, i in refs if lvl > 0}
+            if ids:
+                rows = conn.execute(select(t.nodes.c.id, t.nodes.c.hash)
+                                    .where(t.nodes.c.id.in_(list(ids))))
+                out.update((ids[int(k)], bytes(h)) for k, h in rows)
+            return out
+        return fetch
+
+    def _check_size(self, conn: Connection, size: int) -> None:
+        have = self._head(conn).size
+        if not 0 < size <= have:
+            raise LedgerError("ledger_bad_size", size=size, have=have)
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        with self.engine.connect() as conn:
+            self._check_size(conn, size)
+            if not 0 <= index < size:
+                raise LedgerError("ledger_bad_index", index=index, size=size)
+            return merkle.inclusion_proof(index, size, self._source(conn))
+
+    def consistency_proof(self, old: int, new: int) -> list[bytes]:
+        with self.engine.connect() as conn:
+            self._check_size(conn, new)
+            if not 0 < old <= new:
+                raise LedgerError("ledger_bad_size", size=old, have=new)
+            return merkle.consistency_proof(old, new, self._source(conn))
+
+    def root(self, size: int) -> bytes:
+        with self.engine.connect() as conn:
+            if size == 0:
+                return merkle.EMPTY_ROOT
+            self._check_size(conn, size)
+            return merkle.tree_root(size, self._source(conn))
+
+    def entries(self, start: int, end: int) -> list[tuple[int, bytes]]:
+        """Records ``[start, end)`` as ``(index, leaf bytes)``."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.entries.c.seq, t.entries.c.leaf)
+                                .where(t.entries.c.seq >= start, t.entries.c.seq < end)
+                                .order_by(t.entries.c.seq))
+            return [(int(s), bytes(leaf)) for s, leaf in rows]
+
+    def leaf_hash(self, index: int) -> bytes | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.entries.c.hash).where(t.entries.c.seq == index)).first()
+            return bytes(row[0]) if row else None
+
+    def checkpoint(self, size: int | None = None) -> SignedCheckpoint:
+        """The latest checkpoint (or the one for ``size``) with all its cosignatures."""
+        with self.engine.connect() as conn:
+            query = select(t.checkpoints.c.size, t.checkpoints.c.note)
+            if size is None:
+                query = query.order_by(t.checkpoints.c.size.desc()).limit(1)
+            else:
+                query = query.where(t.checkpoints.c.size == size)
+            row = conn.execute(query).first()
+            if row is None:
+                raise LedgerError("ledger_no_checkpoint")
+            lines = conn.execute(select(t.cosignatures.c.line)
+                                 .where(t.cosignatures.c.size == row[0])
+                                 .order_by(t.cosignatures.c.id)).scalars().all()
+        note_text = str(row[1]) + "".join(lines)
+        return SignedCheckpoint(parse_checkpoint(parse_note(note_text).text), note_text)
+
+    # -- appending --------------------------------------------------------------------------
+
+    def _write_conn(self) -> Connection:
+        return self.engine.connect().execution_options(ledger_write=True)
+
+    def append(self, items: Iterable[Entry | Mapping[str, Any]], *,
+               cosign: bool = True) -> SignedCheckpoint:
+        """Append a batch (one transaction, one checkpoint); then request cosignatures."""
+        batch = [as_entry(item) for item in items]
+        if not batch:
+            raise UsageError("usage_error", reason="empty batch")
+        if len(batch) > MAX_BATCH:
+            raise LedgerError("ledger_batch_too_large", size=len(batch), limit=MAX_BATCH)
+        if self.signer is None:
+            raise StoreError("ledger_read_only")
+        with self._write_conn() as conn, conn.begin():
+            signed = self._append_locked(conn, batch)
+        if cosign:
+            from ledger.witness import request_cosignatures
+
+            request_cosignatures(self)
+            return SignedCheckpoint(signed.checkpoint, self.checkpoint(signed.checkpoint.size).note,
+                                    signed.start, signed.end)
+        return signed
+
+    def _append_locked(self, conn: Connection, batch: Sequence[Entry]) -> SignedCheckpoint:
+        assert self.signer is not None
+        head = self._head(conn, lock=True)
+        n = head.size
+        now = max(int(time.time() * 1000), head.last_time)
+        frontier = [head.frontier[i:i + 32] for i in range(0, len(head.frontier), 32)]
+        stack = [(lvl, h) for (lvl, _), h in
+                 zip(merkle.range_nodes(0, n) if n else [], frontier, strict=True)]
+        prev = head.last_hash
+        rows: list[dict[str, Any]] = []
+        node_rows: list[dict[str, Any]] = []
+        sha = hashlib.sha256
+        for i, entry in enumerate(batch):
+            seq = n + i
+            leaf = encode_record(seq, prev, now, entry)
+            h = sha(b"\x00" + leaf).digest()
+            rows.append({"seq": seq, "leaf": leaf, "hash": h})
+            prev = h
+            lvl, idx = 0, seq
+            while stack and stack[-1][0] == lvl:
+                h = sha(b"\x01" + stack.pop()[1] + h).digest()
+                lvl += 1
+                idx >>= 1
+                node_rows.append({"id": lvl << t.NODE_SHIFT | idx, "hash": h})
+            stack.append((lvl, h))
+        size = n + len(batch)
+        root = merkle.root_from_leaf_hashes([]) if not stack else _fold([h for _, h in stack])
+        conn.execute(insert(t.entries), rows)
+        if node_rows:
+            conn.execute(insert(t.nodes), node_rows)
+        conn.execute(sql_update(t.head).where(t.head.c.id == 1).values(
+            size=size, root=root, last_hash=prev, last_time=now,
+            frontier=b"".join(h for _, h in stack)))
+        return self._sign_checkpoint(conn, size, root, n)
+
+    def _sign_checkpoint(self, conn: Connection, size: int, root: bytes,
+                         start: int) -> SignedCheckpoint:
+        assert self.signer is not None
+        cp = Checkpoint(self.origin, size, root)
+        text = Note(cp.body(), (self.signer.sign(cp.body()),)).encode()
+        conn.execute(insert(t.checkpoints).values(size=size, note=text,
+                                                  created=int(time.time())))
+        return SignedCheckpoint(cp, text, start, size)
+
+    def sign_initial_checkpoint(self) -> SignedCheckpoint:
+        """Sign the empty tree's checkpoint once, so witnesses and mirrors can start at 0."""
+        with self._write_conn() as conn, conn.begin():
+            head = self._head(conn, lock=True)
+            have = conn.execute(select(t.checkpoints.c.size)
+                                .where(t.checkpoints.c.size == head.size)).first()
+            if have is None:
+                return self._sign_checkpoint(conn, head.size, head.root, head.size)
+        return self.checkpoint(head.size)
+
+    def add_cosignatures(self, size: int, sigs: Iterable[NoteSignature]) -> None:
+        with self.engine.begin() as conn:
+            known = set(conn.execute(select(t.cosignatures.c.line)
+                                     .where(t.cosignatures.c.size == size)).scalars())
+            for sig in sigs:
+                if sig.line not in known:
+                    conn.execute(insert(t.cosignatures).values(size=size, witness=sig.name,
+                                                               line=sig.line))
+                    known.add(sig.line)
+
+    # -- mirroring --------------------------------------------------------------------------
+
+    def append_records(self, leaves: Sequence[bytes]) -> int:
+        """Append records copied verbatim from another log (mirrors); returns the new size.
+
+        Each record's header must continue the chain: its sequence number and previous hash.
+        """
+        with self._write_conn() as conn, conn.begin():
+            head = self._head(conn, lock=True)
+            n, prev = head.size, head.last_hash
+            frontier = [head.frontier[i:i + 32] for i in range(0, len(head.frontier), 32)]
+            stack = [(lvl, h) for (lvl, _), h in
+                     zip(merkle.range_nodes(0, n) if n else [], frontier, strict=True)]
+            rows: list[dict[str, Any]] = []
+            node_rows: list[dict[str, Any]] = []
+            for i, leaf in enumerate(leaves):
+                seq = n + i
+                if not leaf.startswith(record_prefix(seq, prev)):
+                    raise LedgerError("ledger_chain_broken", index=seq)
+                h = merkle.leaf_hash(leaf)
+                rows.append({"seq": seq, "leaf": leaf, "hash": h})
+                prev = h
+                lvl, idx = 0, seq
+                while stack and stack[-1][0] == lvl:
+                    h = merkle.node_hash(stack.pop()[1], h)
+                    lvl += 1
+                    idx >>= 1
+                    node_rows.append({"id": t.node_id(lvl, idx), "hash": h})
+                stack.append((lvl, h))
+            if rows:
+                conn.execute(insert(t.entries), rows)
+            if node_rows:
+                conn.execute(insert(t.nodes), node_rows)
+            size = n + len(rows)
+            root = _fold([h for _, h in stack]) if stack else merkle.EMPTY_ROOT
+            conn.execute(sql_update(t.head).where(t.head.c.id == 1).values(
+                size=size, root=root, last_hash=prev, frontier=b"".join(h for _, h in stack)))
+            return size
+
+    def truncate(self, size: int) -> None:
+        """Drop records beyond ``size`` (mirrors only, after a fetched batch failed to verify)."""
+        with self._write_conn() as conn, conn.begin():
+            head = self._head(conn, lock=True)
+            if size >= head.size:
+                return
+            conn.execute(delete(t.entries).where(t.entries.c.seq >= size))
+            for lvl in range(1, 64):
+                first = (size >> lvl)  # nodes at this level reaching past ``size`` go
+                conn.execute(delete(t.nodes).where(t.nodes.c.id >= t.node_id(lvl, first),
+                                                   t.nodes.c.id < t.node_id(lvl + 1, 0)))
+            conn.execute(delete(t.checkpoints).where(t.checkpoints.c.size > size))
+            source = self._source(conn)
+            refs = merkle.range_nodes(0, size) if size else []
+            found = source(refs) if refs else {}
+            hashes = [found[r] for r in refs]
+            last = conn.execute(select(t.entries.c.hash).where(t.entries.c.seq == size - 1)
+                                ).scalar() if size else ZERO
+            conn.execute(sql_update(t.head).where(t.head.c.id == 1).values(
+                size=size, root=_fold(hashes) if hashes else merkle.EMPTY_ROOT,
+                last_hash=bytes(last or ZERO), frontier=b"".join(hashes)))
+
+    def store_checkpoint(self, note_text: str) -> None:
+        """Record another log's verified checkpoint (mirrors), with its cosignatures."""
+        note = parse_note(note_text)
+        cp = parse_checkpoint(note.text)
+        own = Note(note.text, tuple(s for s in note.signatures if s.name == self.verifier.name))
+        others = [s for s in note.signatures if s.name != self.verifier.name]
+        with self.engine.begin() as conn:
+            exists = conn.execute(select(t.checkpoints.c.size)
+                                  .where(t.checkpoints.c.size == cp.size)).first()
+            if exists is None:
+                conn.execute(insert(t.checkpoints).values(size=cp.size, note=own.encode(),
+                                                          created=int(time.time())))
+        self.add_cosignatures(cp.size, others)
+
+    # -- append tokens and witnesses ---------------------------------------------------------
+
+    def add_token(self, name: str) -> str:
+        token = "lt_" + secrets.token_urlsafe(32)
+        with self.engine.begin() as conn:
+            conn.execute(delete(t.tokens).where(t.tokens.c.name == name))
+            conn.execute(insert(t.tokens).values(
+                name=name, digest=hashlib.sha256(token.encode()).digest(),
+                created=int(time.time())))
+        return token
+
+    def revoke_token(self, name: str) -> bool:
+        with self.engine.begin() as conn:
+            return bool(conn.execute(delete(t.tokens).where(t.tokens.c.name == name)).rowcount)
+
+    def token_owner(self, token: str) -> str | None:
+        digest = hashlib.sha256(token.encode()).digest()
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.tokens.c.name, t.tokens.c.digest)).all()
+        for name, stored in rows:
+            if hmac.compare_digest(bytes(stored), digest):
+                return str(name)
+        return None
+
+    def add_witness(self, url: str, vkey: str) -> Verifier:
+        verifier = parse_verifier_key(vkey)
+        with self.engine.begin() as conn:
+            conn.execute(delete(t.witnesses).where(t.witnesses.c.name == verifier.name))
+            conn.execute(insert(t.witnesses).values(name=verifier.name, vkey=vkey,
+                                                    url=url.rstrip("/"), size=0))
+        return verifier
+
+    def witnesses(self) -> list[tuple[str, str, str, int]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.witnesses.c.name, t.witnesses.c.vkey, t.witnesses.c.url,
+                                       t.witnesses.c.size).order_by(t.witnesses.c.name)).all()
+        return [(str(a), str(b), str(c), int(d)) for a, b, c, d in rows]
+
+    def set_witness_size(self, name: str, size: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(sql_update(t.witnesses).where(t.witnesses.c.name == name)
+                         .values(size=size))
+
+    def count(self, table: str) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(
+                t.metadata.tables[table])).scalar_one())
+
+    def verify_checkpoint_note(self, text: str) -> Checkpoint:
+        note, _ = open_note(text, [self.verifier])
+        return parse_checkpoint(note.text)
+
+
+def _fold(hashes: list[bytes]) -> bytes:
+    acc = hashes[-1]
+    for h in reversed(hashes[:-1]):
+        acc = merkle.node_hash(h, acc)
+    return acc

@@ -1,0 +1,216 @@
+"""Witnessing (C2SP tlog-witness + tlog-cosignature), both sides.
+
+* As a **witness** for another city's log: :func:`add_checkpoint` handles ``POST /add-checkpoint``
+  (verify the log's signature, check the old size against the last cosigned one, verify the
+  consistency proof, persist atomically, return a ``cosignature/v1`` line), and :func:`pull`
+  does the same by fetching the log's checkpoint and proof itself (``ledger witness``).
+* As a **log**: :func:`request_cosignatures` sends the newest checkpoint to every configured
+  witness and keeps the cosignatures that verify.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import insert, select, update
+
+from credential import merkle
+from credential.errors import LedgerError, MalformedInput, PasaporteError
+from credential.note import (
+    Checkpoint,
+    Note,
+    open_note,
+    parse_checkpoint,
+    parse_note,
+    parse_signature_lines,
+    parse_verifier_key,
+)
+from ledger import client
+from ledger import schema as t
+from ledger.store import LedgerStore
+
+__all__ = ["MAX_BODY", "WitnessReply", "add_checkpoint", "pull", "request_cosignatures",
+           "witness_log"]
+
+log = logging.getLogger(__name__)
+MAX_BODY = 64 * 1024
+MAX_PROOF = 63
+
+
+@dataclass(frozen=True)
+class WitnessReply:
+    status: int
+    body: str
+    content_type: str = "text/plain; charset=utf-8"
+
+
+def witness_log(store: LedgerStore, vkey: str, url: str | None = None) -> str:
+    """Start (or keep) witnessing the log whose key is ``vkey``; returns its origin."""
+    verifier = parse_verifier_key(vkey)
+    with store.engine.begin() as conn:
+        row = conn.execute(select(t.witnessed_logs.c.vkey)
+                           .where(t.witnessed_logs.c.origin == verifier.name)).first()
+        if row is None:
+            conn.execute(insert(t.witnessed_logs).values(
+                origin=verifier.name, vkey=vkey, url=url, size=0, root=None, note=None,
+                updated=int(time.time())))
+        elif str(row[0]) != vkey:
+            raise LedgerError("ledger_witness_key_changed", origin=verifier.name)
+        elif url:
+            conn.execute(update(t.witnessed_logs)
+                         .where(t.witnessed_logs.c.origin == verifier.name).values(url=url))
+    return verifier.name
+
+
+def _parse_request(body: bytes) -> tuple[int, list[bytes], str]:
+    if len(body) > MAX_BODY:
+        raise MalformedInput("ledger_body_too_large", limit=MAX_BODY)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedInput("note_malformed", reason="not UTF-8") from None
+    head, sep, note_text = text.partition("\n\n")
+    lines = head.split("\n")
+    if not sep or not lines[0].startswith("old "):
+        raise MalformedInput("ledger_bad_witness_request", reason="expected 'old N' and a proof")
+    size_s = lines[0][4:]
+    if not size_s.isdigit() or (size_s != "0" and size_s.startswith("0")) or len(size_s) > 19:
+        raise MalformedInput("ledger_bad_witness_request", reason="bad old size")
+    if len(lines) - 1 > MAX_PROOF:
+        raise MalformedInput("ledger_bad_witness_request", reason="too many proof lines")
+    proof = []
+    for line in lines[1:]:
+        try:
+            raw = base64.b64decode(line, validate=True)
+        except ValueError:
+            raise MalformedInput("ledger_bad_witness_request", reason="bad proof line") from None
+        if len(raw) != 32:
+            raise MalformedInput("ledger_bad_witness_request", reason="bad proof hash")
+        proof.append(raw)
+    return int(size_s), proof, note_text
+
+
+def _cosign(store: LedgerStore, note: Note, old: int, proof: list[bytes] | None,
+            pull_url: str | None = None) -> WitnessReply:
+    """Check ``note`` against the stored state and cosign it (atomically)."""
+    if store.witness is None:
+        raise LedgerError("ledger_no_witness_key")
+    cp = parse_checkpoint(note.text)
+    with store.engine.connect().execution_options(ledger_write=True) as conn, conn.begin():
+        query = select(t.witnessed_logs.c.vkey, t.witnessed_logs.c.size, t.witnessed_logs.c.root,
+                       t.witnessed_logs.c.url).where(t.witnessed_logs.c.origin == cp.origin)
+        if store.is_postgres:
+            query = query.with_for_update()
+        row = conn.execute(query).first()
+        if row is None:
+            return WitnessReply(404, f"unknown log {cp.origin}\n")
+        try:
+            open_note(note, [parse_verifier_key(str(row[0]))])
+        except LedgerError:
+            return WitnessReply(403, "no valid signature from the log's key\n")
+        have_size, have_root = int(row[1]), bytes(row[2]) if row[2] is not None else None
+        if pull_url is not None:  # pulling: we pick the old size and fetch the proof
+            old = have_size
+            if cp.size < old:
+                raise LedgerError("ledger_witness_rollback", origin=cp.origin, size=cp.size,
+                                  have=old)
+            proof = []
+            if 0 < old < cp.size:
+                got = client.get_json(f"{pull_url}/proof/consistency?old={old}&new={cp.size}")
+                proof = [base64.b64decode(p) for p in got["proof"]]
+        assert proof is not None
+        if old > cp.size:
+            return WitnessReply(400, "old size is larger than the checkpoint\n")
+        if old != have_size:
+            return WitnessReply(409, f"{have_size}\n", "text/x.tlog.size")
+        if old == cp.size:
+            if have_root is not None and have_root != cp.root:
+                return WitnessReply(409, f"{have_size}\n", "text/x.tlog.size")
+        elif old == 0:
+            if proof:
+                return WitnessReply(400, "the proof must be empty from size 0\n")
+        else:
+            assert have_root is not None
+            try:
+                merkle.verify_consistency(old, cp.size, proof, have_root, cp.root)
+            except LedgerError as exc:
+                log.warning("inconsistent checkpoint from %s: %s", cp.origin, exc)
+                return WitnessReply(422, "consistency proof does not verify\n")
+        conn.execute(update(t.witnessed_logs).where(t.witnessed_logs.c.origin == cp.origin)
+                     .values(size=cp.size, root=cp.root, note=note.encode(),
+                             updated=int(time.time())))
+    return WitnessReply(200, store.witness.sign(note.text).line)
+
+
+def add_checkpoint(store: LedgerStore, body: bytes) -> WitnessReply:
+    """The ``POST /add-checkpoint`` handler (bad requests raise ``MalformedInput``)."""
+    old, proof, note_text = _parse_request(body)
+    note = parse_note(note_text)
+    parse_checkpoint(note.text)
+    return _cosign(store, note, old, proof)
+
+
+def pull(store: LedgerStore, origin: str) -> tuple[Checkpoint, str]:
+    """Fetch the log's checkpoint, check it against our state, cosign it; returns the line."""
+    with store.engine.connect() as conn:
+        url = conn.execute(select(t.witnessed_logs.c.url)
+                           .where(t.witnessed_logs.c.origin == origin)).scalar()
+    if not url:
+        raise LedgerError("ledger_unknown_log", origin=origin)
+    note = parse_note(client.get_text(f"{url}/checkpoint"))
+    reply = _cosign(store, note, 0, None, pull_url=str(url))
+    if reply.status != 200:
+        raise LedgerError("ledger_witness_refused", status=reply.status, reason=reply.body.strip())
+    return parse_checkpoint(note.text), reply.body
+
+
+def request_cosignatures(store: LedgerStore) -> int:
+    """Ask every configured witness to cosign the newest checkpoint; returns how many did."""
+    witnesses = store.witnesses()
+    if not witnesses:
+        return 0
+    signed = store.checkpoint()
+    cp = signed.checkpoint
+    base = parse_note(signed.note)
+    own = Note(base.text, tuple(s for s in base.signatures if s.name == store.origin))
+    got = 0
+    for name, vkey, url, known in witnesses:
+        verifier = parse_verifier_key(vkey)
+        old = known if known <= cp.size else 0
+        for _attempt in range(2):
+            try:
+                proof = store.consistency_proof(old, cp.size) if 0 < old < cp.size else []
+                body = (f"old {old}\n" + "".join(base64.b64encode(p).decode() + "\n"
+                                                  for p in proof) + "\n" + own.encode())
+                status, ctype, reply = client.post(f"{url}/add-checkpoint", body.encode(),
+                                                   {"Content-Type": "text/plain"})
+            except PasaporteError as exc:
+                log.warning("witness %s: %s", name, exc)
+                break
+            if status == 409 and ctype.startswith("text/x.tlog.size"):
+                try:
+                    old = int(reply.decode().strip())
+                except ValueError:
+                    break
+                if old > cp.size:
+                    log.warning("witness %s has seen a larger tree (%d)", name, old)
+                    break
+                continue
+            if status != 200:
+                log.warning("witness %s refused: %d %s", name, status, reply[:200])
+                break
+            try:
+                sigs = [s for s in parse_signature_lines(reply.decode())
+                        if s.name == verifier.name and s.key_id == verifier.key_id
+                        and verifier.verify(base.text, s.signature)]
+            except (PasaporteError, UnicodeDecodeError):
+                sigs = []
+            if sigs:
+                store.add_cosignatures(cp.size, sigs)
+                store.set_witness_size(name, cp.size)
+                got += 1
+            break
+    return got
