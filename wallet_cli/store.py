@@ -149,8 +149,17 @@ def _claim_index() -> tuple[dict[str, str], dict[str, list[str]]]:
 
 
 def _valid_names() -> str:
-    index, _ = _claim_index()
-    return ", ".join(sorted(index))
+    """Groups in leaf order, then claim names (``group.claim`` only where a bare name is shared);
+    every ``group.claim`` is accepted too, but listing them all would bury the useful names."""
+    groups = [g.name for g in schema().groups]
+    _, ambiguous = _claim_index()
+    claims: list[str] = []
+    for g in schema().groups:
+        for f in g.fields:
+            name = f"{g.name}.{f.name}" if f.name in ambiguous else f.name
+            if name not in groups and name not in claims:
+                claims.append(name)
+    return ", ".join(groups) + "; " + ", ".join(claims)
 
 
 def groups_for(service: str, disclose: Iterable[str] | None = None) -> tuple[str, ...]:

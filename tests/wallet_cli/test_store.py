@@ -199,7 +199,7 @@ def test_groups_for_refuses(service: str, disclose: list[str] | None, code: str)
 def test_unknown_claim_lists_the_valid_names() -> None:
     with pytest.raises(UsageError) as err:
         groups_for("library", ["shoe_size"])
-    for name in ("residence", "library", "given_name", "library.eligible", "clinic.network"):
+    for name in ("residence", "library", "given_name", "library.eligible", "network"):
         assert name in err.value.message["en"]
 
 
