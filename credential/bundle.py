@@ -17,9 +17,10 @@ from typing import Any
 import cbor2
 import nacl.signing
 
-from credential import cose
+from credential import cbor, cose
 from credential.errors import MalformedInput, Rejection
 from credential.keys import b64url, kid_for, unb64url
+from credential.statuslist import Purpose
 
 __all__ = ["OfficeKey", "RootKey", "StatusListInfo", "TrustBundle", "parse_bundle", "sign_bundle"]
 
@@ -70,7 +71,7 @@ class OfficeKey:
 @dataclass(frozen=True)
 class StatusListInfo:
     list_id: int
-    purpose: str  # "revocation" | "suspension"
+    purpose: Purpose
     size: int
     data: bytes  # zlib-compressed bitstring
     updated: int
@@ -100,7 +101,7 @@ class TrustBundle:
 
 
 def sign_bundle(bundle: TrustBundle, root: nacl.signing.SigningKey) -> bytes:
-    payload = cbor2.dumps(bundle.to_payload(), canonical=True)
+    payload = cbor.dumps(bundle.to_payload())
     return cbor2.dumps(cose.sign1(root, payload, kid=kid_for(bytes(root.verify_key))))
 
 
@@ -152,22 +153,13 @@ def _payload(doc: Any) -> TrustBundle:
 
 def parse_bundle(data: bytes, roots: Sequence[RootKey]) -> TrustBundle:
     """Verify a bundle against the configured city roots and return its contents."""
-    if len(data) > MAX_BUNDLE:
-        raise _bad("too large")
-    try:
-        obj = cbor2.loads(data)
-    except Exception:
-        raise _bad("not CBOR") from None
+    obj = cbor.loads(data, max_size=MAX_BUNDLE, max_items=1 << 16, allowed_tags={18})
     signed = cose.parse_sign1(obj)
     candidates = [r for r in roots if signed.kid is None or r.kid == signed.kid]
     root = next((r for r in candidates if signed.verify(r.public_key)), None)
     if root is None:
         raise Rejection("bundle_untrusted")
-    try:
-        doc = cbor2.loads(signed.payload)
-    except Exception:
-        raise _bad("payload not CBOR") from None
-    bundle = _payload(doc)
+    bundle = _payload(cbor.loads(signed.payload, max_size=MAX_BUNDLE, max_items=1 << 16))
     if (bundle.city, bundle.country, bundle.code) != (root.city, root.country, root.code):
         raise _bad("bundle city differs from its root's city")
     return bundle

@@ -17,6 +17,7 @@ import cbor2
 import nacl.exceptions
 import nacl.signing
 
+from credential import cbor
 from credential.errors import MalformedInput
 
 __all__ = ["ALG_EDDSA", "Sign1", "parse_sign1", "sig_structure", "sign1"]
@@ -37,7 +38,7 @@ def sign1(key: nacl.signing.SigningKey, payload: bytes, *, kid: bytes | None = N
     header: dict[int, Any] = {HDR_ALG: ALG_EDDSA}
     if kid is not None:
         header[HDR_KID] = kid
-    protected = cbor2.dumps(header, canonical=True)
+    protected = cbor.dumps(header)  # RFC 8949 §4.2.1 deterministic encoding
     signature = key.sign(sig_structure(protected, payload, external_aad)).signature
     return [protected, {}, payload, signature]
 

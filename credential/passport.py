@@ -24,7 +24,6 @@ exactly these disclosures without sending those hashes again.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,11 +32,11 @@ from typing import Any
 import cbor2
 import nacl.signing
 
-from credential import cose, sd
+from credential import cbor, cose, sd
 from credential.claims import CatalogCoder, Claims, days_from_date, decode_group, encode_group
 from credential.errors import MalformedInput
 from credential.keys import b64url
-from schemas import GroupSpec, schema
+from schemas import schema
 
 __all__ = [
     "CredentialPayload",
@@ -101,20 +100,13 @@ class IssuedCredential:
         return cbor2.dumps([self.cose, list(self.disclosures)])
 
 
-def _salt_for(secret: bytes | None, cti: bytes, group: GroupSpec) -> bytes:
-    if secret is None:
-        return os.urandom(sd.SALT_LEN)
-    return hmac.new(secret, cti + bytes([group.key]), hashlib.sha256).digest()[:sd.SALT_LEN]
-
-
 def issue(claims: Claims, *, key: nacl.signing.SigningKey, kid: bytes, iss: str,
           holder_key: bytes | None, status: StatusRef, issued_at: int,
-          catalog: CatalogCoder | None = None, cti: bytes | None = None,
-          salt_secret: bytes | None = None) -> IssuedCredential:
+          catalog: CatalogCoder | None = None, cti: bytes | None = None) -> IssuedCredential:
     """Sign a credential. ``holder_key`` None makes a paper credential (no key binding)."""
     cti = cti or os.urandom(CTI_LEN)
     disclosures = tuple(
-        cbor2.dumps([_salt_for(salt_secret, cti, g), g.key,
+        cbor2.dumps([os.urandom(sd.SALT_LEN), g.key,
                      encode_group(g, claims.groups[g.name], catalog)])
         for g in schema().groups)
     payload: dict[int, Any] = {
@@ -129,7 +121,7 @@ def issue(claims: Claims, *, key: nacl.signing.SigningKey, kid: bytes, iss: str,
         if len(holder_key) != 32:
             raise MalformedInput("key_invalid", reason="holder key must be 32 bytes")
         payload[CNF] = {COSE_KEY: {KTY: KTY_OKP, CRV: CRV_ED25519, X: holder_key}}
-    signed = cose.sign1(key, cbor2.dumps(payload, canonical=True), kid=kid)
+    signed = cose.sign1(key, cbor.dumps(payload), kid=kid)
     return IssuedCredential(signed, disclosures, cti)
 
 
@@ -156,7 +148,7 @@ def present(credential: list[Any], disclosures: Sequence[bytes], *, groups: Iter
     if nonce:
         claims[CNONCE] = nonce
     aad = kb_aad(credential_digest(c), [leaves[i] for i in chosen])
-    kb = cose.sign1(holder, cbor2.dumps(claims, canonical=True), external_aad=aad)
+    kb = cose.sign1(holder, cbor.dumps(claims), external_aad=aad)
     return cbor2.dumps([c.to_list(), shown, proof, kb])
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+from typing import BinaryIO
 
 import click
 
@@ -80,7 +81,7 @@ def keys_(as_json: bool, home: str | None) -> None:
 @click.option("--out", required=True, type=click.Path(dir_okay=False))
 @click.option("--qr", "qr_out", type=click.Path(dir_okay=False), help="Also write a QR PNG.")
 @home_option
-def issue(claims_file: click.utils.LazyFile, holder_key: str | None, paper: bool, out: str,
+def issue(claims_file: BinaryIO, holder_key: str | None, paper: bool, out: str,
           qr_out: str | None, home: str | None) -> None:
     """Issue one credential offline; prints its credential id."""
     if paper == bool(holder_key):

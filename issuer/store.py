@@ -25,7 +25,7 @@ from credential.cose import parse_sign1
 from credential.errors import StoreError, UsageError
 from credential.keys import b64url, kid_for, seal, unseal
 from credential.passport import IssuedCredential, StatusRef, credential_digest, issue
-from credential.statuslist import StatusList
+from credential.statuslist import Purpose, StatusList
 
 __all__ = ["CREDENTIAL_STATUSES", "REASONS", "IssuerStore"]
 
@@ -148,7 +148,7 @@ class IssuerStore:
     # -- reads -------------------------------------------------------------------------------
     def info(self) -> OfficeInfo:
         with self.engine.connect() as db:
-            m = dict(db.execute(sa.select(meta.c.k, meta.c.v)).tuples().all())
+            m = {k: v for k, v in db.execute(sa.select(meta.c.k, meta.c.v))}
         return OfficeInfo(m["city"], m["country"], m["code"], m["office"])
 
     def root(self) -> RootKey:
@@ -263,7 +263,9 @@ class IssuerStore:
                                      ).mappings().all()
             lists: list[StatusListInfo] = []
             for r in office_rows:
-                for purpose, status in (("revocation", "revoked"), ("suspension", "suspended")):
+                purposes: tuple[tuple[Purpose, str], ...] = (("revocation", "revoked"),
+                                                             ("suspension", "suspended"))
+                for purpose, status in purposes:
                     lst = StatusList.new(purpose, LIST_SIZE)
                     for (idx,) in db.execute(sa.select(credentials.c.idx).where(
                             (credentials.c.list_id == r["status_list"])

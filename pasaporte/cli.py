@@ -31,7 +31,8 @@ cli.add_command(ledger_group, "ledger")
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        cli.main(args=argv, prog_name="pasaporte", standalone_mode=False)
+        # Without standalone mode click returns a command's ctx.exit() code instead of exiting.
+        rv = cli.main(args=argv, prog_name="pasaporte", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Cancelado / Cancelled", err=True)
         return 1
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     except PasaporteError as exc:
         click.echo(exc.diagnostics(), err=True)
         return 1
-    return 0
+    return rv if isinstance(rv, int) else 0
 
 
 if __name__ == "__main__":

@@ -7,8 +7,8 @@ counter replaying its scanner log) and writes one JSON result per line.
 from __future__ import annotations
 
 import json
-import sys
 from datetime import UTC, datetime
+from typing import TextIO
 
 import click
 
@@ -62,7 +62,7 @@ def _print(result: Result, as_json: bool) -> None:
 @click.option("--nonce", help="The challenge this counter displayed.")
 @click.option("--json", "as_json", is_flag=True)
 def command(service: str, bundles: tuple[str, ...], roots: tuple[str, ...], text: str | None,
-            image: str | None, batch: click.utils.LazyFile | None, at: str | None,
+            image: str | None, batch: TextIO | None, at: str | None,
             counter: str | None, nonce: str | None, as_json: bool) -> None:
     """Verificar un pasaporte sin conexión / Verify a passport offline."""
     if sum(x is not None for x in (text, image, batch)) != 1:
@@ -80,10 +80,10 @@ def command(service: str, bundles: tuple[str, ...], roots: tuple[str, ...], text
             result = verifier.verify(payload, service=policy, now=now, nonce=nonce_bytes)
             all_ok &= result.accepted
             click.echo(json.dumps(result.to_json(), ensure_ascii=False))
-        sys.exit(0 if all_ok else 1)
+        raise click.exceptions.Exit(0 if all_ok else 1)
     if image is not None:
         result = verifier.verify_image(image, service=policy, now=now, nonce=nonce_bytes)
     else:
         result = verifier.verify(text or "", service=policy, now=now, nonce=nonce_bytes)
     _print(result, as_json)
-    sys.exit(0 if result.accepted else 1)
+    raise click.exceptions.Exit(0 if result.accepted else 1)

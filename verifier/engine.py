@@ -153,7 +153,7 @@ class Verifier:
             ordered = [b""] * n
             for i, leaf in zip(d.group_index, leaves, strict=True):
                 ordered[i] = leaf
-            computed = sd.root(ordered)
+            computed: bytes | None = sd.root(ordered)
         else:
             computed = sd.root_from_multiproof(n, dict(zip(d.group_index, leaves, strict=True)),
                                                list(d.proof or ()))
@@ -162,7 +162,7 @@ class Verifier:
 
         warnings: list[dict[str, Any]] = []
         paper = p.holder_key is None
-        if paper:
+        if p.holder_key is None:
             if d.kb is not None:
                 return _reject("shape_invalid", d, issuer, what="kb")
             if policy.paper == "reject":
@@ -174,7 +174,7 @@ class Verifier:
                 return _reject("holder_binding_missing", d, issuer)
             kb = d.kb
             aad = kb_aad(credential_digest(c), leaves)
-            if not kb.sign1.verify(p.holder_key, aad):  # type: ignore[arg-type]
+            if not kb.sign1.verify(p.holder_key, aad):
                 return _reject("holder_signature_invalid", d, issuer)
             aud_service, _, aud_counter = kb.audience.partition(":")
             if aud_service != policy.service or (

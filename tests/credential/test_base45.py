@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from credential import base45
 from credential.errors import MalformedInput
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "base45" / "rfc9285.json"
+VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "base45" / "rfc9285.json"
 
 
 def _vectors() -> dict[str, Any]:

@@ -22,10 +22,10 @@ from credential.errors import MalformedInput, Rejection, UsageError
 from credential.jsonld import OfflineLoader
 from credential.vc import to_vc
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
-VECTORS = SHARED / "vectors" / "vc-di-eddsa"
-CONTEXTS = SHARED / "vectors" / "jsonld-contexts"
-EXAMPLES = SHARED / "examples"
+TESTS = Path(__file__).resolve().parents[1]  # vectors and examples copied from ../shared
+VECTORS = TESTS / "vectors" / "vc-di-eddsa"
+CONTEXTS = TESTS / "vectors" / "jsonld-contexts"
+EXAMPLES = TESTS / "examples"
 
 
 @pytest.fixture(autouse=True)

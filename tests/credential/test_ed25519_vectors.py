@@ -17,7 +17,7 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
 VECTORS = (
-    Path(__file__).resolve().parents[3] / "shared" / "vectors" / "wycheproof" / "ed25519_test.json"
+    Path(__file__).resolve().parents[1] / "vectors" / "wycheproof" / "ed25519_test.json"
 )
 
 # Cases where libsodium's answer differs from Wycheproof's, each with the reason it is acceptable.

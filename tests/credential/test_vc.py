@@ -15,7 +15,7 @@ from credential import jsonld
 from credential.errors import MalformedInput, UsageError
 from credential.vc import credential_iri, to_vc
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 EXAMPLE_FILES = sorted(EXAMPLES.glob("claims-*.json"))
 VC_BASE = "https://www.w3.org/2018/credentials#"
 

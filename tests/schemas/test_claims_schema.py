@@ -16,7 +16,7 @@ from jsonschema import (  # type: ignore[import-untyped,unused-ignore]
 
 import schemas
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 EXAMPLE_FILES = sorted(EXAMPLES.glob("claims-*.json"))
 
 Claims = dict[str, Any]

@@ -12,7 +12,7 @@ import schemas
 from credential import jsonld
 from credential.errors import MalformedInput
 
-PUBLISHED = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "jsonld-contexts"
+PUBLISHED = Path(__file__).resolve().parents[1] / "vectors" / "jsonld-contexts"
 COPIES = {
     "credentials-v2.jsonld": jsonld.CREDENTIALS_V2,
     "data-integrity-v2.jsonld": jsonld.DATA_INTEGRITY_V2,

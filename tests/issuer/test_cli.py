@@ -1,0 +1,112 @@
+"""``pasaporte issuer`` end to end in a temporary home, verified by ``pasaporte verify``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nacl.signing
+import pytest
+
+from credential import transport
+from credential.keys import b64url
+from credential.passport import present
+from tests.conftest import Run
+from tests.factory import EXAMPLES
+
+
+@pytest.fixture
+def office(homes: dict[str, Path], passphrase: str, run: Run) -> Path:
+    home = homes["issuer"]
+    code, out, _ = run("issuer", "init", "--city", "Mexicali", "--country", "MX",
+                       "--office", "Oficina Centro", "--home", str(home))
+    assert code == 0 and "MXMEX" in out
+    return home
+
+
+def test_init_refuses_to_overwrite(office: Path, run: Run) -> None:
+    code, _, err = run("issuer", "init", "--city", "X", "--country", "MX", "--office", "Y",
+                       "--home", str(office))
+    assert code == 1 and "issuer_exists" in err
+
+
+def test_keys_json_and_root(office: Path, tmp_path: Path, run: Run) -> None:
+    code, out, _ = run("issuer", "keys", "--json", "--home", str(office))
+    keys = json.loads(out)
+    assert code == 0 and len(keys) == 1
+    assert {"kid", "public_key", "status"} <= set(keys[0]) and keys[0]["status"] == "active"
+    code, _, _ = run("issuer", "root", "--out", str(tmp_path / "root.json"), "--home", str(office))
+    root = json.loads((tmp_path / "root.json").read_text())
+    assert code == 0 and root["city"] == "Mexicali" and len(root["public_key"]) == 43
+
+
+def test_wrong_passphrase(office: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                          run: Run) -> None:
+    monkeypatch.setenv("PASAPORTE_PASSPHRASE", "not it")
+    code, _, err = run("issuer", "bundle", "--out", str(tmp_path / "b"), "--home", str(office))
+    assert code == 1 and "passphrase_wrong" in err and not (tmp_path / "b").exists()
+
+
+def test_issue_validates_claims(office: Path, tmp_path: Path, run: Run) -> None:
+    bad = json.loads((EXAMPLES / "claims-mexicali.json").read_text())
+    bad["transit"]["fare_category"] = "vip"
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    code, _, err = run("issuer", "issue", "--claims", str(tmp_path / "bad.json"), "--paper",
+                       "--out", str(tmp_path / "c.txt"), "--home", str(office))
+    assert code == 2 and "fare_category" in err and "vip" not in err.split("]")[0]
+    assert "valores permitidos" in err and "allowed values" in err
+    assert not (tmp_path / "c.txt").exists()
+
+
+def test_full_flow_issue_bundle_verify_revoke(office: Path, tmp_path: Path, run: Run) -> None:
+    holder = nacl.signing.SigningKey.generate()
+    cred_file, bundle, root = tmp_path / "cred.txt", tmp_path / "bundle.cbor", tmp_path / "r.json"
+    code, out, _ = run("issuer", "issue", "--claims", str(EXAMPLES / "claims-mexicali.json"),
+                       "--holder-key", b64url(bytes(holder.verify_key)), "--out", str(cred_file),
+                       "--home", str(office))
+    assert code == 0
+    cred_id = out.strip()
+    assert run("issuer", "root", "--out", str(root), "--home", str(office))[0] == 0
+    assert run("issuer", "bundle", "--out", str(bundle), "--home", str(office))[0] == 0
+
+    obj = transport.unpack(cred_file.read_text())
+    import cbor2
+
+    cose_msg, disclosures = cbor2.loads(obj)
+    import time
+
+    text = transport.pack(present(cose_msg, disclosures, groups=["residence", "library"],
+                                  holder=holder, audience="library", now=int(time.time())))
+    args = ["verify", "--service", "library", "--bundle", str(bundle), "--trust-root", str(root),
+            "--text", text, "--json"]
+    code, out, _ = run(*args)
+    result = json.loads(out)
+    assert code == 0 and result["decision"] == "accepted" and result["credential_id"] == cred_id
+    assert {"decision", "code", "message", "claims", "issuer"} <= set(result)
+
+    code, out, _ = run("issuer", "revoke", cred_id, "--reason", "holder_request",
+                       "--home", str(office))
+    assert code == 0 and "revoked" in out
+    assert run("issuer", "bundle", "--out", str(bundle), "--home", str(office))[0] == 0
+    code, out, _ = run(*args)
+    assert code == 1 and json.loads(out)["code"] == "revoked"
+    # Revocation is final.
+    code, _, err = run("issuer", "reinstate", cred_id, "--home", str(office))
+    assert code == 2 and "status_transition" in err
+
+
+def test_suspend_and_reinstate(office: Path, tmp_path: Path, run: Run) -> None:
+    code, out, _ = run("issuer", "issue", "--claims", str(EXAMPLES / "claims-calexico.json"),
+                       "--paper", "--out", str(tmp_path / "p.txt"), "--home", str(office))
+    cred_id = out.strip()
+    assert run("issuer", "suspend", cred_id, "--home", str(office))[0] == 0
+    assert run("issuer", "reinstate", cred_id, "--home", str(office))[0] == 0
+    code, _, err = run("issuer", "revoke", "nope", "--home", str(office))
+    assert code == 2 and "credential_unknown" in err
+
+
+def test_verify_usage_errors(tmp_path: Path, run: Run) -> None:
+    (tmp_path / "x").write_bytes(b"")
+    code, _, _ = run("verify", "--service", "library", "--bundle", str(tmp_path / "x"),
+                     "--trust-root", str(tmp_path / "x"))
+    assert code == 2
