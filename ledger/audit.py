@@ -55,22 +55,29 @@ def audit(store: LedgerStore, *, deep: bool = False) -> AuditReport:
     levels: list[list[bytes]] = [[]]
     hashes = levels[0]
     prev = ZERO
+    leaf_bad: set[int] = set()  # stored leaf hash or header wrong for this record
+    link_bad: set[int] = set()  # this record's previous-hash does not match the record before
     with store.engine.connect() as conn:
         query = text("SELECT seq, leaf, hash FROM ledger_entries WHERE seq >= :a AND seq < :b "
                      "ORDER BY seq")
         expect = 0
         for start in range(0, n, CHUNK):
-            rows = conn.execute(query, {"a": start, "b": start + CHUNK}).tuples().all()
+            rows = conn.execute(query, {"a": start, "b": min(start + CHUNK, n)}).all()
             for seq, leaf, stored in rows:
                 leaf = bytes(leaf)
                 if seq != expect:
-                    report.add(expect, f"record {expect} is missing")
                     break
                 h = sha(b"\x00" + leaf).digest()
                 if bytes(stored) != h:
+                    leaf_bad.add(seq)
                     report.add(seq, "stored leaf hash does not match the record")
                 if not leaf.startswith(record_prefix(seq, prev)):
-                    report.add(seq, "record header breaks the chain (sequence or previous hash)")
+                    if leaf.startswith(record_prefix(seq, b"")):
+                        link_bad.add(seq)
+                        report.add(seq, "record does not chain to the previous record's hash")
+                    else:
+                        leaf_bad.add(seq)
+                        report.add(seq, "record header is not this sequence number")
                 if deep:
                     try:
                         decode_record(leaf)
@@ -79,21 +86,33 @@ def audit(store: LedgerStore, *, deep: bool = False) -> AuditReport:
                 hashes.append(h)
                 prev = h
                 expect += 1
-            if not report.ok or expect != min(n, start + CHUNK):
-                if report.ok:
-                    report.add(expect, f"record {expect} is missing")
+            if expect != min(n, start + CHUNK):
+                report.add(expect, f"record {expect} is missing")
                 return report
         extra = conn.execute(select(func.min(t.entries.c.seq)).where(
             (t.entries.c.seq >= n) | (t.entries.c.seq < 0))).scalar()
         if extra is not None:
             report.add(int(extra), f"record {extra} lies outside the tree of size {n}")
+        last_bad = n > 0 and head.last_hash != hashes[-1]
+
+        def culprit(level: int, idx: int) -> int:
+            # A node that does not recompute is blamed on the first record in its range that
+            # is itself inconsistent with the chain, else on the range's first record.
+            lo, hi = idx << level, min((idx + 1) << level, n)
+            for i in range(lo, hi):
+                if i in leaf_bad or i in link_bad:
+                    return i
+            for i in range(lo, hi):
+                if i + 1 in link_bad or (i == n - 1 and last_bad):
+                    return i
+            return lo
 
         # Internal nodes: recompute level by level, compare with the stored rows in id order.
         level = 0
         cur = hashes
         node_rows = conn.execute(text("SELECT id, hash FROM ledger_nodes ORDER BY id"))
-        want_next = None
-        stored_iter = iter(node_rows.tuples())
+        stored_iter = iter(node_rows)
+        mask = (1 << t.NODE_SHIFT) - 1
 
         def next_stored() -> tuple[int, bytes] | None:
             item = next(stored_iter, None)
@@ -106,26 +125,24 @@ def audit(store: LedgerStore, *, deep: bool = False) -> AuditReport:
             levels.append(up)
             base = level << t.NODE_SHIFT
             for idx, h in enumerate(up):
-                want_next = base + idx
-                while got is not None and got[0] < want_next:
-                    lvl, i = got[0] >> t.NODE_SHIFT, got[0] & ((1 << t.NODE_SHIFT) - 1)
+                want = base + idx
+                while got is not None and got[0] < want:
+                    lvl, i = got[0] >> t.NODE_SHIFT, got[0] & mask
                     report.add(min(i << lvl, n), f"unexpected tree node ({lvl}, {i})")
                     got = next_stored()
-                if got is None or got[0] != want_next:
-                    report.add(idx << level, f"tree node ({level}, {idx}) is missing")
+                if got is None or got[0] != want:
+                    report.add(culprit(level, idx), f"tree node ({level}, {idx}) is missing")
                     continue
                 if got[1] != h:
-                    report.add(idx << level, f"tree node ({level}, {idx}) does not recompute")
+                    report.add(culprit(level, idx),
+                               f"tree node ({level}, {idx}) does not recompute")
                 got = next_stored()
             cur = up
         while got is not None:
-            lvl, i = got[0] >> t.NODE_SHIFT, got[0] & ((1 << t.NODE_SHIFT) - 1)
+            lvl, i = got[0] >> t.NODE_SHIFT, got[0] & mask
             report.add(min(i << lvl, n), f"unexpected tree node ({lvl}, {i})")
             got = next_stored()
         node_rows.close()
-
-        def source(refs: list[merkle.NodeRef]) -> dict[merkle.NodeRef, bytes]:
-            return {(lv, i): levels[lv][i] for lv, i in refs}
 
         def root_at(size: int) -> bytes:
             if size == 0:
@@ -135,7 +152,7 @@ def audit(store: LedgerStore, *, deep: bool = False) -> AuditReport:
         # Head row.
         if head.root != root_at(n):
             report.add(max(n - 1, 0), "head root does not match the records")
-        if head.last_hash != (hashes[-1] if n else ZERO):
+        if last_bad or (n == 0 and head.last_hash != ZERO):
             report.add(max(n - 1, 0), "head's last hash does not match the last record")
         frontier = b"".join(levels[lv][i] for lv, i in merkle.range_nodes(0, n)) if n else b""
         if head.frontier != frontier:
@@ -177,5 +194,4 @@ def audit(store: LedgerStore, *, deep: bool = False) -> AuditReport:
                         report.add(at, f"checkpoint {size}: cosignature by {sig.name} is bad")
         if latest != n and n > 0:
             report.add(max(n - 1, 0), f"no checkpoint for the head size {n}")
-        del source
     return report

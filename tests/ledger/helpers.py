@@ -1,0 +1,35 @@
+"""Small builders shared by the ledger tests."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import Any
+
+
+def b64u(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def commitment(i: int) -> dict[str, Any]:
+    return {"type": "credential_issued", "commitment": b64u(hashlib.sha256(b"c%d" % i).digest())}
+
+
+def valid_entries() -> list[dict[str, Any]]:
+    """One valid JSON entry of every type."""
+    return [
+        {"type": "key_registered", "kid": "cdmx-office-1", "public_key": b64u(bytes(range(32))),
+         "city": "Ciudad de México", "country": "MX", "office": "Oficina Centro",
+         "valid_from": "2025-01-01T00:00:00Z", "valid_until": "2027-01-01T00:00:00Z"},
+        {"type": "key_rotated", "kid": "cdmx-office-2", "replaces": "cdmx-office-1"},
+        {"type": "key_compromised", "kid": "cdmx-office-1", "effective": "2025-06-01T12:00:00Z"},
+        {"type": "bundle_published", "city": "Ciudad de México", "version": 3,
+         "digest": b64u(hashlib.sha256(b"bundle").digest())},
+        commitment(0),
+        {"type": "status_changed", "list": "cdmx-2025", "index": 17, "status": "revoked",
+         "reason": "holder_request"},
+        {"type": "witness_cosignature", "origin": "ledger.la.example/log", "size": 12,
+         "root": b64u(bytes(32)), "witness": "ledger.cdmx.example/witness",
+         "signature": b64u(bytes(76))},
+        {"type": "notice", "text": "Ceremonia de llaves 2025 / 2025 key ceremony"},
+    ]

@@ -1,0 +1,136 @@
+"""The HTTP API through Flask's test client: reads, authenticated appends, and bad input."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from credential import merkle
+from credential.note import open_note, parse_checkpoint
+from ledger.store import LedgerStore
+from tests.ledger.helpers import commitment, valid_entries
+
+
+@pytest.fixture
+def token(store: LedgerStore) -> str:
+    return store.add_token("issuer")
+
+
+@pytest.fixture
+def filled(store: LedgerStore) -> LedgerStore:
+    store.append(valid_entries())
+    store.append([commitment(i) for i in range(1, 13)])
+    return store
+
+
+def _auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_reads(client: FlaskClient, filled: LedgerStore) -> None:
+    resp = client.get("/checkpoint")
+    assert resp.status_code == 200 and resp.mimetype == "text/plain"
+    assert "public" in resp.headers["Cache-Control"]
+    note, _ = open_note(resp.get_data(as_text=True), [filled.verifier])
+    cp = parse_checkpoint(note.text)
+    assert cp.size == 20
+    items = client.get("/entries?start=0&end=20").get_json()
+    assert [i["index"] for i in items] == list(range(20))
+    hashes = [merkle.leaf_hash(base64.b64decode(i["leaf"])) for i in items]
+    assert merkle.root_from_leaf_hashes(hashes) == cp.root
+    got = client.get("/proof/inclusion?index=3&size=20").get_json()
+    merkle.verify_inclusion(3, 20, hashes[3], [base64.b64decode(p) for p in got["proof"]],
+                            cp.root)
+    got = client.get("/proof/consistency?old=8&new=20").get_json()
+    merkle.verify_consistency(8, 20, [base64.b64decode(p) for p in got["proof"]],
+                              merkle.root_from_leaf_hashes(hashes[:8]), cp.root)
+    assert client.get("/entries?start=15&end=999999").get_json()[-1]["index"] == 19
+    assert client.get("/entries?start=25&end=30").get_json() == []
+
+
+def test_post_entries(client: FlaskClient, store: LedgerStore, token: str) -> None:
+    resp = client.post("/entries", json={"entries": valid_entries()}, headers=_auth(token))
+    assert resp.status_code == 201, resp.get_json()
+    body = resp.get_json()
+    assert (body["start"], body["end"]) == (0, 8)
+    assert store.size() == 8
+
+
+def _bad_requests(token: str) -> list[tuple[str, str, dict[str, Any]]]:
+    big = "1" * 25
+    auth = _auth(token)
+    entries_json = {"headers": {**auth, "Content-Type": "application/json"}}
+    return [
+        ("GET", "/entries", {}),
+        ("GET", "/entries?start=-1&end=3", {}),
+        ("GET", "/entries?start=a&end=3", {}),
+        ("GET", f"/entries?start=0&end={big}", {}),
+        ("GET", "/entries?start=5&end=2", {}),
+        ("GET", "/entries?start=１&end=2", {}),
+        ("GET", "/proof/inclusion?index=0", {}),
+        ("GET", "/proof/inclusion?index=-1&size=3", {}),
+        ("GET", "/proof/inclusion?index=5&size=3", {}),
+        ("GET", "/proof/inclusion?index=0&size=999999", {}),
+        ("GET", f"/proof/inclusion?index={big}&size=3", {}),
+        ("GET", "/proof/inclusion?index=0&size=0", {}),
+        ("GET", "/proof/consistency?old=0&new=3", {}),
+        ("GET", "/proof/consistency?old=4&new=3", {}),
+        ("GET", "/proof/consistency?old=1&new=99999", {}),
+        ("GET", "/proof/consistency?old=x&new=3", {}),
+        ("GET", "/nope", {}),
+        ("DELETE", "/entries", {}),
+        ("POST", "/entries", {"json": {"entries": [commitment(0)]}}),
+        ("POST", "/entries", {"json": {"entries": [commitment(0)]},
+                              "headers": {"Authorization": "Bearer wrong"}}),
+        ("POST", "/entries", {"json": {"entries": [commitment(0)]},
+                              "headers": {"Authorization": "Basic " + token}}),
+        ("POST", "/entries", {"data": "{not json", **entries_json}),
+        ("POST", "/entries", {"data": b"\xff\xfe", **entries_json}),
+        ("POST", "/entries", {"json": {"entries": []}, "headers": auth}),
+        ("POST", "/entries", {"json": {"entries": "x"}, "headers": auth}),
+        ("POST", "/entries", {"json": 5, "headers": auth}),
+        ("POST", "/entries", {"json": {"entries": [{"type": "notice"}]}, "headers": auth}),
+        ("POST", "/entries", {"json": {"entries": [{"type": "notice", "text": 5}]},
+                              "headers": auth}),
+        ("POST", "/entries", {"json": {"entries": [commitment(0), {"type": "person",
+                                                                   "name": "Ana"}]},
+                              "headers": auth}),
+        ("POST", "/entries", {"json": {"entries": [commitment(i) for i in range(1001)]},
+                              "headers": auth}),
+        ("POST", "/entries", {"data": "x" * (1024 * 1024 + 1), **entries_json}),
+        ("POST", "/add-checkpoint", {"data": ""}),
+        ("POST", "/add-checkpoint", {"data": "old x\n\nfoo\n"}),
+        ("POST", "/add-checkpoint", {"data": "old 01\n\norigin\n1\n" + "A" * 43 + "=\n"}),
+        ("POST", "/add-checkpoint", {"data": "old 0\nnot base64!\n\no\n1\nAAAA\n\n— a AAAA\n"}),
+        ("POST", "/add-checkpoint", {"data": "old 0\n" + "A" * 43 + "=\n" * 64 + "\n"}),
+        ("POST", "/add-checkpoint", {"data": b"old 0\n\n\xff\n"}),
+        ("POST", "/add-checkpoint", {"data": "old 0\n\n" + "x" * 70_000}),
+        ("POST", "/add-checkpoint", {"data": "old 0\n\nno.such/log\n1\n" + "A" * 43
+                                     + "=\n\n— no.such/log AAAAAAAAAAAA\n"}),
+    ]
+
+
+def test_bad_input_on_every_endpoint(client: FlaskClient, filled: LedgerStore,
+                                     token: str) -> None:
+    before = (filled.size(), client.get("/checkpoint").get_data())
+    for method, url, kwargs in _bad_requests(token):
+        resp = client.open(url, method=method, **kwargs)
+        assert 400 <= resp.status_code < 500, (method, url, resp.status_code)
+        if resp.mimetype == "application/json":
+            body = resp.get_json()
+            assert set(body) == {"code", "message"}, body
+            assert body["message"]["es"] and body["message"]["en"]
+        else:  # tlog-witness answers in text, as the spec says
+            assert url == "/add-checkpoint", (method, url, resp.data[:100])
+    assert (filled.size(), client.get("/checkpoint").get_data()) == before
+
+
+def test_json_errors_name_the_problem(client: FlaskClient, filled: LedgerStore) -> None:
+    body = client.get("/proof/inclusion?index=0&size=999").get_json()
+    assert body["code"] == "ledger_bad_size"
+    assert "999" in body["message"]["en"] and "999" in body["message"]["es"]
+    assert json.dumps(body)

@@ -1,0 +1,132 @@
+"""LedgerStore: batches, checkpoints, proofs checked with credential.merkle, tokens, migrations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from credential import merkle
+from credential.errors import LedgerError, MalformedInput
+from credential.note import open_note, parse_checkpoint
+from ledger.audit import audit
+from ledger.entries import CredentialIssued, Notice
+from ledger.schema import metadata
+from ledger.store import LedgerStore, make_engine
+from tests.ledger.conftest import PASSPHRASE, init_home
+from tests.ledger.helpers import commitment, valid_entries
+
+
+def _exercise(store: LedgerStore) -> None:
+    sizes = []
+    roots = {}
+    for batch in (valid_entries(), [commitment(i) for i in range(1, 38)], [Notice(text="x")]):
+        signed = store.append(batch)
+        note, _ = open_note(signed.note, [store.verifier])
+        cp = parse_checkpoint(note.text)
+        assert cp == signed.checkpoint and cp.origin == store.origin
+        sizes.append(cp.size)
+        roots[cp.size] = cp.root
+        assert signed.end == cp.size and signed.start == cp.size - len(batch)
+    assert sizes == [8, 45, 46]
+    n = store.size()
+    leaves = store.entries(0, n)
+    assert [i for i, _ in leaves] == list(range(n))
+    hashes = [merkle.leaf_hash(leaf) for _, leaf in leaves]
+    for size, root in roots.items():
+        assert merkle.root_from_leaf_hashes(hashes[:size]) == root
+        for index in (0, size // 2, size - 1):
+            proof = store.inclusion_proof(index, size)
+            merkle.verify_inclusion(index, size, hashes[index], proof, root)
+    for old in roots:
+        for new in roots:
+            if old <= new:
+                proof = store.consistency_proof(old, new)
+                merkle.verify_consistency(old, new, proof, roots[old], roots[new])
+    report = audit(store, deep=True)
+    assert report.ok, report.problems
+
+
+def test_sqlite_store(store: LedgerStore) -> None:
+    _exercise(store)
+
+
+@pytest.mark.postgres
+def test_postgres_store(tmp_path: Path, pg_url: str) -> None:
+    init_home(tmp_path / "pg", db=pg_url)
+    with LedgerStore.open(tmp_path / "pg", passphrase=PASSPHRASE) as store:
+        assert store.is_postgres
+        _exercise(store)
+
+
+def test_typed_and_raw_dicts(store: LedgerStore) -> None:
+    store.append([CredentialIssued(commitment=bytes(32)),
+                  {"type": "credential_issued", "commitment": bytes(range(32))}])
+    assert store.size() == 2
+
+
+def test_refusals_leave_log_unchanged(store: LedgerStore) -> None:
+    store.append([Notice(text="a")])
+    before = store.checkpoint().note
+    with pytest.raises(MalformedInput):
+        store.append([{"type": "notice", "text": "ok"}, {"type": "notice", "name": "Ana"}])
+    with pytest.raises(LedgerError):
+        store.append([Notice(text="x")] * 10_001)
+    with pytest.raises(LedgerError):
+        store.inclusion_proof(0, 5)
+    with pytest.raises(LedgerError):
+        store.consistency_proof(0, 1)
+    assert store.checkpoint().note == before and store.size() == 1
+
+
+def test_read_only_without_passphrase(home: Path) -> None:
+    with LedgerStore.open(home) as ro, pytest.raises(Exception, match="read"):
+        ro.append([Notice(text="x")])
+
+
+def test_wrong_passphrase(home: Path) -> None:
+    with pytest.raises(Exception, match="passphrase"):
+        LedgerStore.open(home, passphrase="wrong")
+
+
+def test_key_file_is_encrypted(home: Path, store: LedgerStore) -> None:
+    assert store.signer is not None
+    raw = (home / "log.key").read_bytes()
+    assert store.signer.seed not in raw and store.signer.seed.hex().encode() not in raw
+
+
+def test_tokens_store_only_a_hash(store: LedgerStore) -> None:
+    token = store.add_token("issuer-cdmx")
+    assert store.token_owner(token) == "issuer-cdmx"
+    assert store.token_owner(token + "x") is None
+    with store.engine.connect() as conn:
+        dump = repr(conn.exec_driver_sql("SELECT * FROM ledger_tokens").all())
+    assert token not in dump
+    assert store.revoke_token("issuer-cdmx") and store.token_owner(token) is None
+
+
+def test_migrations_match_the_schema(store: LedgerStore) -> None:
+    with store.engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"version_table": "ledger_alembic_version"})
+        diff = compare_metadata(ctx, metadata)
+    assert [d for d in diff if not (d[0] == "remove_table"
+                                    and d[1].name == "ledger_alembic_version")] == []
+
+
+def test_migrations_ship_as_package_data() -> None:
+    import ledger
+
+    folder = Path(ledger.__file__).parent / "migrations"
+    assert (folder / "env.py").is_file() and (folder / "script.py.mako").is_file()
+    assert list((folder / "versions").glob("0001_*.py"))
+
+
+def test_sqlite_is_wal(store: LedgerStore) -> None:
+    engine = make_engine(str(store.engine.url))
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    finally:
+        engine.dispose()

@@ -1,0 +1,164 @@
+"""Tampering with any stored row or field makes ``audit`` fail, naming the first bad record."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Connection, text
+
+from ledger.audit import audit
+from ledger.schema import node_id
+from ledger.store import LedgerStore
+from tests.ledger.conftest import PASSPHRASE, init_home, run_cli
+from tests.ledger.helpers import commitment, valid_entries
+
+
+def _fill(store: LedgerStore) -> None:
+    store.append(valid_entries())
+    store.append([commitment(i) for i in range(1, 13)])
+    store.append([commitment(i) for i in range(13, 26)])  # 33 records
+
+
+def _leaf(conn: Connection, seq: int) -> bytes:
+    return bytes(conn.execute(text("SELECT leaf FROM ledger_entries WHERE seq = :s"),
+                              {"s": seq}).scalar_one())
+
+
+def _set_leaf(conn: Connection, seq: int, leaf: bytes, rehash: bool) -> None:
+    conn.execute(text("UPDATE ledger_entries SET leaf = :l WHERE seq = :s"), {"l": leaf, "s": seq})
+    if rehash:
+        h = hashlib.sha256(b"\x00" + leaf).digest()
+        conn.execute(text("UPDATE ledger_entries SET hash = :h WHERE seq = :s"),
+                     {"h": h, "s": seq})
+
+
+def _flip_last(leaf: bytes) -> bytes:
+    return leaf[:-1] + bytes([leaf[-1] ^ 1])
+
+
+def change_leaf(c: Connection) -> None:
+    _set_leaf(c, 13, _flip_last(_leaf(c, 13)), rehash=False)
+
+
+def change_leaf_and_rehash(c: Connection) -> None:
+    _set_leaf(c, 13, _flip_last(_leaf(c, 13)), rehash=True)
+
+
+def change_prev_and_rehash(c: Connection) -> None:
+    leaf = _leaf(c, 13)
+    _set_leaf(c, 13, leaf[:4] + bytes([leaf[4] ^ 1]) + leaf[5:], rehash=True)
+
+
+def change_time(c: Connection) -> None:
+    leaf = _leaf(c, 13)
+    i = 2 + 2 + 32  # array, seq (13 fits one byte), bytes(32) header, prev
+    _set_leaf(c, 13, leaf[:i + 1] + bytes([leaf[i + 1] ^ 1]) + leaf[i + 2:], rehash=True)
+
+
+def change_hash(c: Connection) -> None:
+    c.execute(text("UPDATE ledger_entries SET hash = :h WHERE seq = 13"), {"h": bytes(32)})
+
+
+def delete_record(c: Connection) -> None:
+    c.execute(text("DELETE FROM ledger_entries WHERE seq = 13"))
+
+
+def delete_last_record(c: Connection) -> None:
+    c.execute(text("DELETE FROM ledger_entries WHERE seq = 32"))
+
+
+def insert_record(c: Connection) -> None:
+    leaf = _leaf(c, 32)
+    c.execute(text("INSERT INTO ledger_entries (seq, leaf, hash) VALUES (33, :l, :h)"),
+              {"l": leaf, "h": hashlib.sha256(b"\x00" + leaf).digest()})
+
+
+def renumber_record(c: Connection) -> None:
+    c.execute(text("UPDATE ledger_entries SET seq = 1000 WHERE seq = 13"))
+
+
+def reorder_records(c: Connection) -> None:
+    a, b = _leaf(c, 13), _leaf(c, 20)
+    _set_leaf(c, 13, b, rehash=True)
+    _set_leaf(c, 20, a, rehash=True)
+
+
+def change_node(c: Connection) -> None:
+    c.execute(text("UPDATE ledger_nodes SET hash = :h WHERE id = :i"),
+              {"h": bytes(32), "i": node_id(2, 3)})
+
+
+def delete_node(c: Connection) -> None:
+    c.execute(text("DELETE FROM ledger_nodes WHERE id = :i"), {"i": node_id(1, 6)})
+
+
+def insert_node(c: Connection) -> None:
+    c.execute(text("INSERT INTO ledger_nodes (id, hash) VALUES (:i, :h)"),
+              {"i": node_id(1, 40), "h": bytes(32)})
+
+
+def change_checkpoint(c: Connection) -> None:
+    note = c.execute(text("SELECT note FROM ledger_checkpoints WHERE size = 20")).scalar_one()
+    lines = note.split("\n")
+    lines[1] = "19"
+    c.execute(text("UPDATE ledger_checkpoints SET note = :n WHERE size = 20"),
+              {"n": "\n".join(lines)})
+
+
+def delete_last_checkpoint(c: Connection) -> None:
+    c.execute(text("DELETE FROM ledger_checkpoints WHERE size = 33"))
+
+
+def change_head_root(c: Connection) -> None:
+    c.execute(text("UPDATE ledger_head SET root = :r"), {"r": bytes(32)})
+
+
+def change_head_size(c: Connection) -> None:
+    c.execute(text("UPDATE ledger_head SET size = 30"))
+
+
+def change_head_frontier(c: Connection) -> None:
+    c.execute(text("UPDATE ledger_head SET frontier = :f"), {"f": bytes(64)})
+
+
+CASES: list[tuple[Callable[[Connection], None], int]] = [
+    (change_leaf, 13), (change_leaf_and_rehash, 13), (change_prev_and_rehash, 13),
+    (change_time, 13), (change_hash, 13), (delete_record, 13), (delete_last_record, 32),
+    (insert_record, 33), (renumber_record, 13), (reorder_records, 13), (change_node, 12),
+    (delete_node, 12), (insert_node, 33), (change_checkpoint, 19),
+    (delete_last_checkpoint, 32), (change_head_root, 32), (change_head_size, 29),
+    (change_head_frontier, 32),
+]
+
+
+@pytest.mark.parametrize(("tamper", "first"), CASES, ids=[c[0].__name__ for c in CASES])
+def test_tamper_is_caught(store: LedgerStore, home: Path, tamper: Callable[[Connection], None],
+                          first: int, capsys: pytest.CaptureFixture[str]) -> None:
+    _fill(store)
+    assert audit(store).ok
+    with store.engine.begin() as conn:
+        tamper(conn)
+    report = audit(store)
+    assert report.first is not None, tamper.__name__
+    assert report.first[0] == first, report.problems
+    capsys.readouterr()
+    assert run_cli("audit", "--home", str(home)) == 1
+    err = capsys.readouterr().err
+    assert f"record {first}" in err and f"registro {first}" in err
+
+
+@pytest.mark.postgres
+def test_tamper_on_postgres(tmp_path: Path, pg_url: str) -> None:
+    init_home(tmp_path / "pg", db=pg_url)
+    with LedgerStore.open(tmp_path / "pg", passphrase=PASSPHRASE) as store:
+        _fill(store)
+        assert audit(store).ok
+        for tamper, first in ((change_leaf_and_rehash, 13), (change_node, 12)):
+            with store.engine.begin() as conn:
+                tamper(conn)
+            report = audit(store)
+            assert report.first is not None and report.first[0] == first, report.problems
+            break
