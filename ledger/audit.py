@@ -128,7 +128,7 @@ def audit(store: LedgerStore, *, deep: bool = False) -> AuditReport:
                 want = base + idx
                 while got is not None and got[0] < want:
                     lvl, i = got[0] >> t.NODE_SHIFT, got[0] & mask
-                    report.add(min(i << lvl, n), f"unexpected tree node ({lvl}, {i})")
+                    report.add(n, f"unexpected tree node ({lvl}, {i}) beyond the tree")
                     got = next_stored()
                 if got is None or got[0] != want:
                     report.add(culprit(level, idx), f"tree node ({level}, {idx}) is missing")
@@ -140,7 +140,7 @@ def audit(store: LedgerStore, *, deep: bool = False) -> AuditReport:
             cur = up
         while got is not None:
             lvl, i = got[0] >> t.NODE_SHIFT, got[0] & mask
-            report.add(min(i << lvl, n), f"unexpected tree node ({lvl}, {i})")
+            report.add(n, f"unexpected tree node ({lvl}, {i}) beyond the tree")
             got = next_stored()
         node_rows.close()
 
