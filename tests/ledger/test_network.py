@@ -1,0 +1,144 @@
+"""Two real ``ledger serve`` processes witnessing each other, split views refused, mirrors."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from credential import merkle
+from credential.errors import LedgerError
+from credential.note import open_note, parse_checkpoint, parse_verifier_key
+from ledger import client
+from ledger.keys import load_config
+from ledger.mirror import mirror
+from ledger.store import LedgerStore, make_engine, migrate
+from tests.ledger.conftest import PASSPHRASE, Server, init_home, run_cli
+from tests.ledger.helpers import commitment, valid_entries
+
+
+def _post_entries(url: str, token: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    req = urllib.request.Request(f"{url}/entries", data=json.dumps({"entries": entries}).encode(),
+                                 headers={"Authorization": f"Bearer {token}",
+                                          "Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        assert resp.status == 201
+        body: dict[str, Any] = json.loads(resp.read())
+        return body
+
+
+def _witness_body(old: int, proof: list[bytes], note: str) -> bytes:
+    lines = "".join(base64.b64encode(p).decode() + "\n" for p in proof)
+    return f"old {old}\n{lines}\n{note}".encode()
+
+
+@pytest.fixture
+def cities(tmp_path: Path, serve: Callable[..., Server]) -> dict[str, Any]:
+    a, b = tmp_path / "cdmx", tmp_path / "la"
+    init_home(a, "ledger.cdmx.example/log")
+    init_home(b, "ledger.la.example/log")
+    ca, cb = load_config(a), load_config(b)
+    sa, sb = serve(a), serve(b)
+    # each city witnesses the other, and each log asks the other city's witness
+    assert run_cli("witness", "--log", sa.url, "--log-key", ca.log_vkey, "--home", str(b)) == 0
+    assert run_cli("witness", "--log", sb.url, "--log-key", cb.log_vkey, "--home", str(a)) == 0
+    assert cb.witness_vkey and ca.witness_vkey
+    assert run_cli("witnesses", "add", "--url", sb.url, "--key", cb.witness_vkey,
+                   "--home", str(a)) == 0
+    assert run_cli("witnesses", "add", "--url", sa.url, "--key", ca.witness_vkey,
+                   "--home", str(b)) == 0
+    with LedgerStore.open(a) as store:
+        token = store.add_token("issuer-cdmx")
+    return {"a": a, "b": b, "ca": ca, "cb": cb, "sa": sa, "sb": sb, "token": token}
+
+
+def test_cosigned_checkpoints_and_split_view(cities: dict[str, Any], tmp_path: Path) -> None:
+    sa, sb, ca, cb = cities["sa"], cities["sb"], cities["ca"], cities["cb"]
+    log_key = parse_verifier_key(ca.log_vkey)
+    witness_key = parse_verifier_key(cb.witness_vkey)
+    for batch in (valid_entries(), [commitment(i) for i in range(1, 6)]):
+        body = _post_entries(sa.url, cities["token"], batch)
+        _, ok = open_note(body["checkpoint"], [log_key, witness_key])
+        assert ok == [log_key, witness_key]  # the log's signature and the other city's
+    served = client.get_text(f"{sa.url}/checkpoint")
+    note, ok = open_note(served, [log_key, witness_key])
+    assert witness_key in ok
+    cp = parse_checkpoint(note.text)
+    assert cp.size == 13
+
+    # A fork: the same log key, another history. The witness must refuse it.
+    fork = tmp_path / "fork"
+    fork.mkdir()
+    for name in ("ledger.json", "log.key", "witness.key"):
+        shutil.copy(cities["a"] / name, fork / name)
+    engine = make_engine(f"sqlite:///{fork / 'ledger.db'}")
+    migrate(engine)
+    engine.dispose()
+    with LedgerStore.open(fork, passphrase=PASSPHRASE) as evil:
+        evil.append([commitment(100 + i) for i in range(13)], cosign=False)
+        same_size = evil.checkpoint().note
+        status, _, _ = client.post(f"{sb.url}/add-checkpoint", _witness_body(13, [], same_size))
+        assert status == 409
+        evil.append([commitment(200)], cosign=False)
+        bigger = evil.checkpoint().note
+        proof = evil.consistency_proof(13, 14)
+        status, _, _ = client.post(f"{sb.url}/add-checkpoint", _witness_body(13, proof, bigger))
+        assert status == 422
+        status, ctype, reply = client.post(f"{sb.url}/add-checkpoint",
+                                           _witness_body(5, [], bigger))
+        assert status == 409 and ctype.startswith("text/x.tlog.size") and reply == b"13\n"
+        status, _, _ = client.post(f"{sb.url}/add-checkpoint", _witness_body(99, [], bigger))
+        assert status == 400
+    # another key entirely: 403; unknown origin: 404
+    with LedgerStore.open(cities["b"], passphrase=PASSPHRASE) as other:
+        own = other.checkpoint().note
+    status, _, _ = client.post(f"{sa.url}/add-checkpoint",
+                               _witness_body(0, [], own.replace("la.example", "xx.example")))
+    assert status in (403, 404)
+
+    # the honest log still gets cosigned afterwards
+    body = _post_entries(sa.url, cities["token"], [commitment(300)])
+    _, ok = open_note(body["checkpoint"], [log_key, witness_key])
+    assert witness_key in ok
+    assert run_cli("audit", "--home", str(cities["a"])) == 0
+
+
+def test_mirror_with_resume(cities: dict[str, Any], tmp_path: Path) -> None:
+    sa, ca, cb = cities["sa"], cities["ca"], cities["cb"]
+    for i in range(3):
+        _post_entries(sa.url, cities["token"], [commitment(10 * i + j) for j in range(7)])
+    mirror_home = tmp_path / "mirror"
+    # first run creates the mirror home; then interrupt a run part way, and resume it
+    assert run_cli("mirror", "--from", sa.url, "--log-key", ca.log_vkey,
+                   "--witness-key", cb.witness_vkey, "--home", str(mirror_home)) == 0
+    _post_entries(sa.url, cities["token"], [commitment(100 + j) for j in range(9)])
+    with LedgerStore.open(mirror_home) as store:
+        assert store.size() == 21
+        mirror(store, sa.url, [parse_verifier_key(cb.witness_vkey)], page=2, limit=4)
+        assert store.size() == 25  # interrupted: part of the new records only
+    assert run_cli("mirror", "--from", sa.url, "--witness-key", cb.witness_vkey,
+                   "--home", str(mirror_home)) == 0
+    with LedgerStore.open(mirror_home) as store, LedgerStore.open(cities["a"]) as origin:
+        assert store.size() == origin.size() == 30
+        assert store.entries(0, 30) == origin.entries(0, 30)
+        assert store.root(30) == origin.root(30)
+    assert run_cli("audit", "--home", str(mirror_home)) == 0
+    # a mirror refuses a checkpoint without the required cosignature
+    with LedgerStore.open(mirror_home) as store, pytest.raises(LedgerError):
+        mirror(store, sa.url, [parse_verifier_key(ca.witness_vkey or "")])
+
+
+def test_proofs_over_http(cities: dict[str, Any]) -> None:
+    sa = cities["sa"]
+    _post_entries(sa.url, cities["token"], [commitment(j) for j in range(11)])
+    items = client.get_json(f"{sa.url}/entries?start=0&end=11")
+    hashes = [merkle.leaf_hash(base64.b64decode(i["leaf"])) for i in items]
+    got = client.get_json(f"{sa.url}/proof/inclusion?index=7&size=11")
+    merkle.verify_inclusion(7, 11, hashes[7], [base64.b64decode(p) for p in got["proof"]],
+                            merkle.root_from_leaf_hashes(hashes))
