@@ -194,36 +194,80 @@ def encode_group(group: GroupSpec, values: Mapping[str, Any],
     return out
 
 
+def _field_decoder(group: GroupSpec, f: FieldSpec) -> Callable[[Any], Any]:
+    """A validator/decoder for one field's compact value (``None`` already handled)."""
+    where = f"{group.name}.{f.name}"
+
+    def bad() -> MalformedInput:
+        return MalformedInput("shape_invalid", what=where)
+
+    if f.type in ("text", "country"):
+        limit = f.max or 80
+
+        def text(v: Any) -> Any:
+            if type(v) is not str or not 0 < len(v) <= limit:
+                raise bad()
+            return v
+        return text
+    if f.type == "catalog":
+        limit = f.max
+
+        def catalogued(v: Any) -> Any:
+            if type(v) is int:
+                if not 0 <= v < 2**32:
+                    raise bad()
+            elif type(v) is not str or not 0 < len(v) <= limit:
+                raise bad()
+            return v
+        return catalogued
+    if f.type == "date":
+        def day(v: Any) -> Any:
+            if type(v) is not int or not _MIN_DAY <= v < _MAX_DAY:
+                raise bad()
+            return date_from_days(v)
+        return day
+    if f.type == "bool":
+        def flag(v: Any) -> Any:
+            if type(v) is not bool:
+                raise bad()
+            return v
+        return flag
+    names = {v.code: v.name for v in f.values}
+
+    def enum(v: Any) -> Any:
+        if type(v) is not int or v not in names:
+            raise bad()
+        return names[v]
+    return enum
+
+
+_Decoders = tuple[tuple[str, bool, Callable[[Any], Any]], ...]
+_DECODERS: dict[str, _Decoders] = {}
+
+
+def _group_decoder(group: GroupSpec) -> _Decoders:
+    fields = _DECODERS.get(group.name)
+    if fields is None:
+        fields = _DECODERS[group.name] = tuple(
+            (f.name, f.optional, _field_decoder(group, f)) for f in group.fields)
+    return fields
+
+
 def decode_group(group: GroupSpec, value: Any) -> dict[str, Any]:
-    """Inverse of ``encode_group`` for untrusted input; dates stay ``date``, catalog codes stay
-    ints (the verifier resolves them against the signed bundle)."""
-    if not isinstance(value, list) or len(value) > len(group.fields):
+    """Inverse of ``encode_group`` for untrusted input; dates become ``date``, catalog codes stay
+    ints (the verifier resolves them against the signed bundle). Validators are built once per
+    group: this runs for every disclosure of every scan."""
+    fields = _group_decoder(group)
+    if type(value) is not list or len(value) > len(fields):
         raise MalformedInput("shape_invalid", what=group.name)
     out: dict[str, Any] = {}
-    for i, f in enumerate(group.fields):
-        v = value[i] if i < len(value) else None
+    n = len(value)
+    for i, (name, optional, decode) in enumerate(fields):
+        v = value[i] if i < n else None
         if v is None:
-            if not f.optional:
-                raise MalformedInput("shape_invalid", what=f"{group.name}.{f.name}")
-            out[f.name] = None
-            continue
-        if f.type in ("text", "country"):
-            ok = isinstance(v, str) and 0 < len(v) <= (f.max or 80)
-        elif f.type == "catalog":
-            ok = (isinstance(v, str) and 0 < len(v) <= f.max) or (
-                type(v) is int and 0 <= v < 2**32)
-        elif f.type == "date":
-            ok = type(v) is int and _MIN_DAY <= v < _MAX_DAY
-            if ok:
-                v = date_from_days(v)
-        elif f.type == "bool":
-            ok = isinstance(v, bool)
-        else:  # enum
-            ev = f.enum_by_code(v) if type(v) is int else None
-            ok = ev is not None
-            if ev is not None:
-                v = ev.name
-        if not ok:
-            raise MalformedInput("shape_invalid", what=f"{group.name}.{f.name}")
-        out[f.name] = v
+            if not optional:
+                raise MalformedInput("shape_invalid", what=f"{group.name}.{name}")
+            out[name] = None
+        else:
+            out[name] = decode(v)
     return out

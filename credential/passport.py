@@ -27,7 +27,7 @@ import hashlib
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import cbor2
 import nacl.signing
@@ -58,18 +58,20 @@ COSE_KEY = 1
 KTY, KTY_OKP, CRV, CRV_ED25519, X = 1, 1, -1, 6, -2
 
 CTI_LEN = 8
+_MAX_TIME = 2**40
+_MAX_U32 = 2**32
 KB_CONTEXT = "PU1 key binding"
 MAX_TEXT = 200
 
 
-@dataclass(frozen=True)
-class StatusRef:
+# Values decoded on every scan are NamedTuples rather than frozen dataclasses: equally immutable
+# and typed, but several times cheaper to construct on the verification hot path.
+class StatusRef(NamedTuple):
     list_id: int
-    index: int
+    idx: int  # "idx" as in the IETF status list drafts (``index`` is a tuple method)
 
 
-@dataclass(frozen=True)
-class CredentialPayload:
+class CredentialPayload(NamedTuple):
     """The signed CWT claims of a credential, shape-checked."""
 
     iss: str
@@ -115,7 +117,7 @@ def issue(claims: Claims, *, key: nacl.signing.SigningKey, kid: bytes, iss: str,
         NBF: days_from_date(claims.valid_from) * 86400,
         EXP: (days_from_date(claims.valid_until) + 1) * 86400,  # valid through that whole day
         CTI: cti,
-        PU: [status.list_id, status.index, sd.root([sd.leaf_digest(d) for d in disclosures])],
+        PU: [status.list_id, status.idx, sd.root([sd.leaf_digest(d) for d in disclosures])],
     }
     if holder_key is not None:
         if len(holder_key) != 32:
@@ -126,12 +128,27 @@ def issue(claims: Claims, *, key: nacl.signing.SigningKey, kid: bytes, iss: str,
 
 
 def credential_digest(c: cose.Sign1) -> bytes:
-    return hashlib.sha256(cbor2.dumps([c.protected, c.payload, c.signature])).digest()
+    """SHA-256 of the CBOR array ``[protected, payload, signature]`` (encoded by hand: hot path)."""
+    return hashlib.sha256(b"".join((
+        b"\x83", cose.bstr_head(len(c.protected)), c.protected,
+        cose.bstr_head(len(c.payload)), c.payload,
+        cose.bstr_head(len(c.signature)), c.signature))).digest()
+
+
+_KB_HEAD = cbor2.dumps(KB_CONTEXT)
 
 
 def kb_aad(cred_digest: bytes, disclosed: Sequence[bytes]) -> bytes:
-    """What the holder's key-binding signature commits to besides aud/iat/cnonce."""
-    return cbor2.dumps([KB_CONTEXT, cred_digest, list(disclosed)])
+    """What the holder's key-binding signature commits to besides aud/iat/cnonce: the CBOR array
+    ``[KB_CONTEXT, credential digest, [disclosed leaf digests]]``."""
+    if len(disclosed) > 23:
+        raise MalformedInput("shape_invalid", what="disclosures")
+    parts = [b"\x83", _KB_HEAD, cose.bstr_head(len(cred_digest)), cred_digest,
+             bytes((0x80 | len(disclosed),))]
+    for d in disclosed:
+        parts.append(cose.bstr_head(len(d)))
+        parts.append(d)
+    return b"".join(parts)
 
 
 def present(credential: list[Any], disclosures: Sequence[bytes], *, groups: Iterable[str],
@@ -152,16 +169,14 @@ def present(credential: list[Any], disclosures: Sequence[bytes], *, groups: Iter
     return cbor2.dumps([c.to_list(), shown, proof, kb])
 
 
-@dataclass(frozen=True)
-class KeyBinding:
+class KeyBinding(NamedTuple):
     sign1: cose.Sign1
     audience: str
     iat: int
     nonce: bytes | None
 
 
-@dataclass(frozen=True)
-class Decoded:
+class Decoded(NamedTuple):
     """A shape-checked envelope: credential, disclosures (raw bytes and decoded), and for a
     presentation the subtree hashes and the key-binding proof."""
 
@@ -180,7 +195,8 @@ class Decoded:
 
 def _payload(c: cose.Sign1) -> CredentialPayload:
     try:
-        p = cbor2.loads(c.payload)
+        # Duplicate keys would let two verifiers read different values under one signature.
+        p = cbor2.loads(c.payload, allow_duplicate_keys=False)
     except Exception:
         raise MalformedInput("shape_invalid", what="payload") from None
     if not isinstance(p, dict):
@@ -191,10 +207,12 @@ def _payload(c: cose.Sign1) -> CredentialPayload:
         raise MalformedInput("shape_invalid", what="payload")
     status, root = pu[:2], pu[2]
     if not (isinstance(iss, str) and 0 < len(iss) <= 64
-            and all(type(t) is int and 0 <= t < 2**40 for t in (iat, nbf, exp))
+            and type(iat) is int and type(nbf) is int and type(exp) is int
+            and 0 <= iat < _MAX_TIME and 0 <= nbf < _MAX_TIME and 0 <= exp < _MAX_TIME
             and isinstance(cti, bytes) and 0 < len(cti) <= 32
             and isinstance(root, bytes) and len(root) == sd.DIGEST_LEN
-            and all(type(s) is int and 0 <= s < 2**32 for s in status)):
+            and type(status[0]) is int and type(status[1]) is int
+            and 0 <= status[0] < _MAX_U32 and 0 <= status[1] < _MAX_U32):
         raise MalformedInput("shape_invalid", what="payload")
     holder: bytes | None = None
     if CNF in p:
@@ -205,14 +223,14 @@ def _payload(c: cose.Sign1) -> CredentialPayload:
                 and len(key[X]) == 32):
             raise MalformedInput("shape_invalid", what="cnf")
         holder = key[X]
-    return CredentialPayload(iss, iat, nbf, exp, cti, holder,  # type: ignore[arg-type]
+    return CredentialPayload(iss, iat, nbf, exp, cti, holder,
                              StatusRef(status[0], status[1]), root)
 
 
 def _kb(obj: Any) -> KeyBinding:
     s = cose.parse_sign1(obj)
     try:
-        p = cbor2.loads(s.payload)
+        p = cbor2.loads(s.payload, allow_duplicate_keys=False)
     except Exception:
         raise MalformedInput("shape_invalid", what="kb") from None
     if not isinstance(p, dict):

@@ -14,7 +14,7 @@ Halving the digests keeps the library presentation's QR under the size of a COVI
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
 __all__ = ["DIGEST_LEN", "SALT_LEN", "leaf_digest", "multiproof", "root", "root_from_multiproof"]
@@ -70,9 +70,12 @@ def multiproof(leaves: list[bytes], known: set[int]) -> list[bytes]:
 
 
 @lru_cache(maxsize=256)
-def _plan(size: int, known: frozenset[int]) -> tuple[int, ...]:
-    """Post-order program recomputing the root: ``i >= 0`` push known leaf i, ``-1`` push the
-    next proof hash, ``-2`` combine the top two. Cached: counters see a handful of shapes."""
+def _plan(size: int, known: tuple[int, ...]) -> tuple[tuple[int, ...], int] | None:
+    """Post-order program recomputing the root (``i >= 0`` push known leaf i, ``-1`` push the
+    next proof hash, ``-2`` combine the top two) and how many proof hashes it takes; ``None`` for
+    an impossible shape. Cached: counters see a handful of shapes, over and over."""
+    if size < 1 or any(not 0 <= i < size for i in known) or len(set(known)) != len(known):
+        return None
     ops: list[int] = []
 
     def walk(lo: int, hi: int) -> None:
@@ -87,24 +90,26 @@ def _plan(size: int, known: frozenset[int]) -> tuple[int, ...]:
             ops.append(-2)
 
     walk(0, size)
-    return tuple(ops)
+    return tuple(ops), ops.count(-1)
 
 
-def root_from_multiproof(size: int, known: Mapping[int, bytes], proof: list[bytes]) -> bytes | None:
+def root_from_multiproof(size: int, known: Mapping[int, bytes], proof: Sequence[bytes]
+                         ) -> bytes | None:
     """Recompute the root from the known leaves and the proof; ``None`` if the proof has the wrong
     number of hashes or a known index is out of range (the caller turns that into a rejection)."""
-    if size < 1 or any(not 0 <= i < size for i in known):
-        return None
-    ops = _plan(size, frozenset(known))
-    if ops.count(-1) != len(proof) or any(len(h) != DIGEST_LEN for h in proof):
+    plan = _plan(size, tuple(known))
+    if plan is None or plan[1] != len(proof):
         return None
     stack: list[bytes] = []
     next_proof = iter(proof).__next__
-    for op in ops:
+    for op in plan[0]:
         if op >= 0:
             stack.append(known[op])
         elif op == -1:
-            stack.append(next_proof())
+            h = next_proof()
+            if len(h) != DIGEST_LEN:
+                return None
+            stack.append(h)
         else:
             right = stack.pop()
             stack.append(_node(stack.pop(), right))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from credential import cbor, sd, transport
@@ -59,6 +59,9 @@ def _reject(code: str, decoded: Decoded | None = None, issuer: dict[str, str] | 
                   credential_id=decoded.payload.credential_id if decoded else None)
 
 
+_PURPOSES = (("revocation", "revoked"), ("suspension", "suspended"))
+
+
 def _iso(ts: int) -> str:
     return datetime.fromtimestamp(ts, UTC).date().isoformat()
 
@@ -67,6 +70,26 @@ def _iso(ts: int) -> str:
 class _Trusted:
     key: OfficeKey
     bundle: TrustBundle
+    issuer: dict[str, str]
+
+
+@dataclass(frozen=True)
+class _Shown:
+    """How to display one claim: precomputed once, since labels never change."""
+
+    group: str
+    claim: str
+    label: dict[str, str]
+    kind: str
+    catalog: str
+    enum_labels: dict[str, dict[str, str]]
+
+
+def _display_plan() -> tuple[tuple[str, tuple[_Shown, ...]], ...]:
+    return tuple(
+        (g.name, tuple(_Shown(g.name, f.name, f.label, f.type, f.catalog,
+                              {v.name: v.label for v in f.values}) for f in g.fields))
+        for g in schema().groups)
 
 
 class Verifier:
@@ -80,14 +103,19 @@ class Verifier:
                 newest[b.code] = b
         self.bundles = tuple(newest.values())
         self._keys: dict[bytes, list[_Trusted]] = {}
-        self._lists: dict[tuple[str, int, str], tuple[StatusList, int]] = {}
+        # (city code, list id) → {purpose: (list, updated)}: one lookup per scan.
+        self._lists: dict[tuple[str, int], dict[str, tuple[StatusList, int]]] = {}
         for b in self.bundles:
             for k in b.keys:
-                self._keys.setdefault(k.kid, []).append(_Trusted(k, b))
+                issuer = {"city": b.city, "country": b.country, "office": k.office,
+                          "kid": b64url(k.kid), "code": b.code}
+                self._keys.setdefault(k.kid, []).append(_Trusted(k, b, issuer))
             for s in b.status_lists:
                 lst = StatusList.from_compressed(s.purpose, s.size, s.data)
-                self._lists[(b.code, s.list_id, s.purpose)] = (lst, s.updated)
+                self._lists.setdefault((b.code, s.list_id), {})[s.purpose] = (lst, s.updated)
         self._policies: dict[str, Policy] = {}
+        self._plan = _display_plan()
+        self._accepted = _msg("accepted")
 
     @classmethod
     def from_files(cls, bundle_paths: Iterable[str], root_paths: Iterable[str]) -> Verifier:
@@ -124,14 +152,16 @@ class Verifier:
         p = d.payload
         c = d.credential
 
-        trusted = next((t for t in self._keys.get(c.kid or b"", ())
-                        if c.verify(t.key.public_key)), None)
+        trusted = None
+        for candidate in self._keys.get(c.kid or b"", ()):  # kids are short: may collide
+            if c.verify(candidate.key.public_key):
+                trusted = candidate
+                break
         if trusted is None:
             code = "signature_invalid" if c.kid in self._keys else "issuer_unknown"
             return _reject(code, d)
         key, bundle = trusted.key, trusted.bundle
-        issuer = {"city": bundle.city, "country": bundle.country, "office": key.office,
-                  "kid": b64url(key.kid), "code": bundle.code}
+        issuer = dict(trusted.issuer)
         if p.iss != bundle.code:
             return _reject("issuer_mismatch", d, issuer)
         if not key.valid_from <= p.iat <= key.valid_until:
@@ -156,7 +186,7 @@ class Verifier:
             computed: bytes | None = sd.root(ordered)
         else:
             computed = sd.root_from_multiproof(n, dict(zip(d.group_index, leaves, strict=True)),
-                                               list(d.proof or ()))
+                                               d.proof or ())
         if computed != p.sd_root:
             return _reject("disclosure_mismatch", d, issuer)
 
@@ -187,16 +217,18 @@ class Verifier:
             if nonce is not None and kb.nonce != nonce:
                 return _reject("nonce_mismatch", d, issuer)
 
-        for purpose, code in (("revocation", "revoked"), ("suspension", "suspended")):
-            entry = self._lists.get((bundle.code, p.status.list_id, purpose))
+        status = p.status
+        lists = self._lists.get((bundle.code, status.list_id), {})
+        for purpose, code in _PURPOSES:
+            entry = lists.get(purpose)
             if entry is None:
                 if purpose == "revocation":
                     return _reject("status_unknown", d, issuer)
                 continue
             lst, updated = entry
-            if p.status.index >= lst.size:
+            if status.idx >= lst.size:
                 return _reject("status_unknown", d, issuer)
-            if lst.get(p.status.index):
+            if lst.get(status.idx):
                 return _reject(code, d, issuer)
             if purpose == "revocation" and now - updated > policy.status_max_age_s:
                 days = policy.status_max_age_s // 86400
@@ -213,29 +245,28 @@ class Verifier:
             if d.groups[group].get(fieldname) is not True:
                 return _reject("not_eligible", d, issuer, service=policy.service)
 
-        return Result("accepted", "accepted", _msg("accepted"),
+        return Result("accepted", "accepted", dict(self._accepted),
                       claims=self._labelled(d, bundle), issuer=issuer,
                       credential_id=p.credential_id, paper=paper, warnings=warnings)
 
     def _labelled(self, d: Decoded, bundle: TrustBundle) -> list[dict[str, Any]]:
         """Disclosed claims with their Spanish/English labels, in schema order."""
         out: list[dict[str, Any]] = []
-        for g in schema().groups:
-            values = d.groups.get(g.name)
+        for group, shown in self._plan:
+            values = d.groups.get(group)
             if values is None:
                 continue
-            for f in g.fields:
-                v = values.get(f.name)
+            for s in shown:
+                v = values.get(s.claim)
                 if v is None:
                     continue
-                item: dict[str, Any] = {"group": g.name, "claim": f.name, "label": f.label}
-                if isinstance(v, date):
+                item: dict[str, Any] = {"group": group, "claim": s.claim, "label": s.label}
+                if s.kind == "date":
                     v = v.isoformat()
-                elif f.type == "enum":
-                    ev = f.enum_by_name(v)
-                    item["value_label"] = ev.label if ev else None
-                elif f.type == "catalog" and isinstance(v, int):
-                    v = bundle.catalogs.get(f.catalog, {}).get(v, f"#{v}")
+                elif s.kind == "enum":
+                    item["value_label"] = s.enum_labels.get(v)
+                elif s.kind == "catalog" and type(v) is int:
+                    v = bundle.catalogs.get(s.catalog, {}).get(v, f"#{v}")
                 item["value"] = v
                 out.append(item)
         return out

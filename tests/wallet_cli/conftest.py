@@ -29,7 +29,7 @@ from pasaporte.cli import cli
 from verifier.engine import Verifier
 from wallet_cli.store import Wallet
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"  # copies of ../shared/examples
 PASSPHRASE = "correct horse battery staple"
 LIST_SIZE = 1024
 

@@ -1,0 +1,190 @@
+"""``make bench``: speed and size figures as JSON, each timing a ratio against a baseline
+measured in the same run (these machines are shared and noisy), with absolute figures for context.
+
+Writes ``benchmarks/results/latest.json``. ``--skip-ledger`` leaves out the (minutes-long)
+ledger figures; ``--quick`` shortens every loop (for a smoke test, not for reporting).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import platform
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import nacl.signing
+from PIL import Image
+
+from credential import qr, transport
+from credential.bundle import OfficeKey, RootKey, StatusListInfo, TrustBundle, sign_bundle
+from credential.claims import parse_claims
+from credential.keys import kid_for
+from credential.passport import StatusRef, issue, present
+from credential.statuslist import StatusList
+from verifier.engine import Verifier
+
+RESULTS = Path(__file__).resolve().parent / "results"
+EXAMPLE = {
+    "given_name": "María Guadalupe", "family_name": "Hernández López",
+    "birth_date": "1987-03-14",
+    "residence": {"city": "Mexicali", "country": "MX", "since": "2015-06-01"},
+    "library": {"eligible": True, "system": "Bibliotecas Públicas de Mexicali"},
+    "transit": {"fare_category": "senior"},
+    "clinic": {"eligible": True, "network": "Red Binacional de Salud Comunitaria"},
+    "preferred_language": "es", "valid_from": "2026-11-22", "valid_until": "2029-11-21",
+}
+NOW = 1_795_446_000
+
+
+def _rate(fn: Callable[[], object], seconds: float) -> float:
+    """Calls per second over about ``seconds`` of wall time."""
+    n, start = 0, time.perf_counter()
+    deadline = start + seconds
+    while True:
+        for _ in range(50):
+            fn()
+        n += 50
+        now = time.perf_counter()
+        if now >= deadline:
+            return n / (now - start)
+
+
+def _paired(a: Callable[[], object], b: Callable[[], object], rounds: int,
+            seconds: float) -> tuple[float, float]:
+    """Best rate of each over interleaved rounds, so that both see the same machine load."""
+    best_a = best_b = 0.0
+    for _ in range(rounds):
+        best_a = max(best_a, _rate(a, seconds))
+        best_b = max(best_b, _rate(b, seconds))
+    return best_a, best_b
+
+
+class _City:
+    def __init__(self) -> None:
+        self.root = nacl.signing.SigningKey.generate()
+        self.office = nacl.signing.SigningKey.generate()
+        self.kid = kid_for(bytes(self.office.verify_key))
+        self.catalog: dict[str, dict[str, int]] = {}
+
+    def code_for(self, name: str, value: str) -> int:
+        entries = self.catalog.setdefault(name, {})
+        return entries.setdefault(value, len(entries) + 1)
+
+    def bundle(self) -> bytes:
+        lists = tuple(StatusListInfo(1, p, 131072, StatusList.new(p).compress(), NOW)
+                      for p in ("revocation", "suspension"))
+        return sign_bundle(TrustBundle(
+            "Mexicali", "MX", "MXMEX", 1, NOW,
+            (OfficeKey(self.kid, bytes(self.office.verify_key), "Oficina Centro", NOW - 86400,
+                       NOW + 10 * 365 * 86400, None, 1),),
+            lists, {n: {c: v for v, c in e.items()} for n, e in self.catalog.items()}),
+            self.root)
+
+
+def credential_figures(quick: bool) -> dict[str, Any]:
+    city, holder = _City(), nacl.signing.SigningKey.generate()
+    claims = parse_claims(EXAMPLE)
+    cred = issue(claims, key=city.office, kid=city.kid, iss="MXMEX",
+                 holder_key=bytes(holder.verify_key), status=StatusRef(1, 123_456),
+                 issued_at=NOW, catalog=city.code_for)
+    paper = issue(claims, key=city.office, kid=city.kid, iss="MXMEX", holder_key=None,
+                  status=StatusRef(1, 123_457), issued_at=NOW, catalog=city.code_for)
+
+    def pres(service: str, groups: list[str]) -> str:
+        return transport.pack(present(cred.cose, cred.disclosures, groups=groups, holder=holder,
+                                      audience=service, now=NOW))
+
+    library = pres("library", ["residence", "library"])
+    clinic = pres("clinic", ["names", "birth_date", "residence", "clinic"])
+    paper_text = transport.pack(paper.to_cbor())
+    verifier = Verifier(bundles=[city.bundle()], roots=[RootKey("Mexicali", "MX", "MXMEX",
+                                                                 bytes(city.root.verify_key))])
+    assert verifier.verify(library, service="library", now=NOW).accepted
+
+    # Raw floor: one pynacl Ed25519 verification of a message the size of a Sig_structure.
+    message = b"\x84" + b"S" * 150
+    signature = holder.sign(message).signature
+    vk = holder.verify_key
+    rounds, seconds = (2, 0.2) if quick else (5, 1.0)
+    raw, full = _paired(lambda: vk.verify(message, signature),
+                        lambda: verifier.verify(library, service="library", now=NOW),
+                        rounds, seconds)
+
+    # Image path: a phone-like photo of the library QR.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.credential.photos import phone_photo
+
+    photo = phone_photo(qr.render_png(library), seed=11)
+    assert verifier.verify_image(photo, service="library", now=NOW).accepted
+
+    def bare() -> None:
+        image = Image.open(io.BytesIO(photo))
+        image.load()
+        assert qr.zxing_read(image.convert("L") if image.mode not in ("L", "RGB") else image)
+
+    image_rounds = 2 if quick else 5
+    zx_rate, img_rate = _paired(bare, lambda: verifier.verify_image(photo, service="library",
+                                                                     now=NOW),
+                                image_rounds, 0.3 if quick else 1.5)
+    return {
+        "raw_ed25519_verify_per_s": round(raw),
+        "verify_per_s": round(full),
+        "verify_vs_floor": round(full / (raw / 2), 3),
+        "verify_us": round(1e6 / full, 1),
+        "qr_chars_library": len(library),
+        "qr_chars_clinic": len(clinic),
+        "qr_chars_paper": len(paper_text),
+        "qr_version_library": qr.qr_version(library),
+        "qr_version_clinic": qr.qr_version(clinic),
+        "qr_version_paper": qr.qr_version(paper_text),
+        "qr_ecc_level": qr.ECC_LEVEL,
+        "decode_image_ms": round(1000 / img_rate, 2),
+        "zxing_decode_ms": round(1000 / zx_rate, 2),
+        "decode_image_vs_zxing": round(zx_rate / img_rate, 3),
+    }
+
+
+TARGETS = {
+    "verify_vs_floor": (">=", 0.7),
+    "qr_chars_library": ("<=", 555),
+    "qr_chars_paper": ("<=", 700),
+    "decode_image_vs_zxing": ("<=", 1.3),
+    "ledger_append_vs_sqlite": (">=", 0.25),
+    "ledger_proof_growth": ("<=", 2),
+    "ledger_audit_growth": ("<=", 1.2),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--skip-ledger", action="store_true")
+    args = parser.parse_args(argv)
+    figures: dict[str, Any] = {}
+    print("credential figures…", file=sys.stderr)
+    figures.update(credential_figures(args.quick))
+    if not args.skip_ledger:
+        print("ledger figures (a few minutes)…", file=sys.stderr)
+        from benchmarks import ledger_bench
+
+        figures.update(ledger_bench.run())
+    checks = {key: {"target": f"{op} {limit}", "met": (figures[key] >= limit if op == ">="
+                                                        else figures[key] <= limit)}
+              for key, (op, limit) in TARGETS.items() if key in figures}
+    report = {"measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+              "machine": {"python": platform.python_version(), "cpu": platform.machine()},
+              "figures": figures, "targets": checks}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
