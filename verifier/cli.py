@@ -31,6 +31,10 @@ def _parse_at(at: str | None) -> int | None:
     return int(parsed.timestamp())
 
 
+_YES = {"es": "Sí", "en": "Yes"}
+_NO = {"es": "No", "en": "No"}
+
+
 def _print(result: Result, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(result.to_json(), ensure_ascii=False))
@@ -41,7 +45,9 @@ def _print(result: Result, as_json: bool) -> None:
         i = result.issuer
         click.echo(f"  {i['office']} — {i['city']}, {i['country']}")
     for c in result.claims:
-        value = c.get("value_label") or {"es": c["value"], "en": c["value"]}
+        v = c["value"]
+        value = c.get("value_label") or (_YES if v is True else _NO if v is False
+                                         else {"es": v, "en": v})
         click.echo(f"  {c['label']['es']} / {c['label']['en']}: "
                    f"{value['es']}" + (f" / {value['en']}" if value['en'] != value['es'] else ""))
     for w in result.warnings:

@@ -1,0 +1,152 @@
+"""``make run``: the whole passport flow through the real ``pasaporte`` command line, in a
+temporary home, printing each step — two city offices, a resident's wallet, a counter, the
+public ledger. Every step is a real subprocess; nothing is simulated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+MARIA = {
+    "given_name": "María Guadalupe", "family_name": "Hernández López",
+    "birth_date": "1987-03-14",
+    "residence": {"city": "Mexicali", "country": "MX", "since": "2015-06-01"},
+    "library": {"eligible": True, "system": "Bibliotecas Públicas de Mexicali"},
+    "transit": {"fare_category": "senior"},
+    "clinic": {"eligible": True, "network": "Red Binacional de Salud Comunitaria"},
+    "preferred_language": "es", "valid_from": "2026-11-22", "valid_until": "2029-11-21",
+}
+JAMES = {
+    "given_name": "James Robert", "family_name": "O'Connor-Ramírez",
+    "birth_date": "2004-09-30",
+    "residence": {"city": "Calexico", "country": "US", "since": "2019-01-15"},
+    "library": {"eligible": True, "system": "Calexico Public Library"},
+    "transit": {"fare_category": "student"}, "clinic": {"eligible": False},
+    "preferred_language": "en", "valid_from": "2026-11-22", "valid_until": "2027-11-21",
+}
+
+
+class Demo:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.env = {**os.environ, "PASAPORTE_PASSPHRASE": "demo passphrase / frase de demo",
+                    "PYTHONUNBUFFERED": "1"}
+        self.env.pop("PASAPORTE_HOME", None)
+        self.step_no = 0
+
+    def step(self, es: str, en: str) -> None:
+        self.step_no += 1
+        print(f"\n\033[1m{self.step_no}. {es} / {en}\033[0m", flush=True)
+
+    def run(self, *args: str, expect: int = 0, show: bool = True) -> str:
+        cmd = [sys.executable, "-m", "pasaporte", *args]
+        shown = " ".join(shlex.quote(a if len(a) < 70 else a[:60] + "…") for a in args)
+        print(f"  $ pasaporte {shown}", flush=True)
+        proc = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=120)
+        if show:
+            for line in (proc.stdout + proc.stderr).strip().splitlines()[:14]:
+                print(f"    {line[:150]}")
+        if proc.returncode != expect:
+            print(f"  ✘ exit {proc.returncode}, expected {expect}", file=sys.stderr)
+            sys.exit(1)
+        return proc.stdout
+
+    def home(self, name: str) -> str:
+        return str(self.root / name)
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory(prefix="pasaporte-demo-") as tmp:
+        d = Demo(Path(tmp))
+        files = Path(tmp) / "files"
+        files.mkdir()
+        (files / "maria.json").write_text(json.dumps(MARIA, ensure_ascii=False))
+        (files / "james.json").write_text(json.dumps(JAMES, ensure_ascii=False))
+        print(f"Pasaporte urbano binacional — demostración / demo, en/in {tmp}")
+
+        d.step("Dos oficinas crean sus claves", "Two city offices create their keys")
+        d.run("issuer", "init", "--city", "Mexicali", "--country", "MX",
+              "--office", "Oficina Municipal Centro", "--home", d.home("mexicali"))
+        d.run("issuer", "init", "--city", "Calexico", "--country", "US",
+              "--office", "City Hall Resident Services", "--home", d.home("calexico"))
+        d.run("issuer", "keys", "--home", d.home("mexicali"))
+
+        d.step("La ventanilla configura las raíces de ambas ciudades",
+               "The counter is configured with both cities' root keys")
+        for city in ("mexicali", "calexico"):
+            d.run("issuer", "root", "--out", str(files / f"root-{city}.json"),
+                  "--home", d.home(city))
+
+        d.step("María crea su cartera", "María creates her wallet")
+        d.run("wallet", "init", "--home", d.home("wallet"))
+        holder = d.run("wallet", "key", "--home", d.home("wallet")).strip()
+
+        d.step("Mexicali emite el pasaporte de María", "Mexicali issues María's passport")
+        cred_id = d.run("issuer", "issue", "--claims", str(files / "maria.json"),
+                        "--holder-key", holder, "--out", str(files / "maria.cred"),
+                        "--home", d.home("mexicali")).strip()
+        d.run("wallet", "import", str(files / "maria.cred"), "--home", d.home("wallet"))
+        d.run("wallet", "list", "--home", d.home("wallet"))
+
+        d.step("Calexico imprime un pasaporte en papel para James",
+               "Calexico prints a paper passport for James")
+        d.run("issuer", "issue", "--claims", str(files / "james.json"), "--paper",
+              "--out", str(files / "james.paper"), "--qr", str(files / "james.png"),
+              "--home", d.home("calexico"))
+
+        d.step("Cada ciudad publica su paquete de confianza", "Each city publishes its bundle")
+        for city in ("mexicali", "calexico"):
+            d.run("issuer", "bundle", "--out", str(files / f"bundle-{city}.cbor"),
+                  "--home", d.home(city))
+        trust = ["--bundle", str(files / "bundle-mexicali.cbor"),
+                 "--bundle", str(files / "bundle-calexico.cbor"),
+                 "--trust-root", str(files / "root-mexicali.json"),
+                 "--trust-root", str(files / "root-calexico.json")]
+
+        d.step("María muestra su código en la biblioteca (solo residencia y biblioteca)",
+               "María shows her code at the library (residence and library only)")
+        text = d.run("wallet", "present", cred_id, "--for", "library",
+                     "--qr", str(files / "maria-library.png"), "--home", d.home("wallet"),
+                     show=False).strip()
+        print(f"    {len(text)} caracteres / characters: {text[:60]}…")
+        d.run("verify", "--service", "library", *trust, "--text", text)
+
+        d.step("La ventanilla lee la foto del código QR", "The counter reads a photo of the QR")
+        d.run("verify", "--service", "library", *trust, "--image",
+              str(files / "maria-library.png"))
+
+        d.step("El mismo código en la clínica: rechazado (era para la biblioteca)",
+               "The same code at the clinic: refused (it was made for the library)")
+        d.run("verify", "--service", "clinic", *trust, "--text", text, expect=1)
+
+        d.step("Pasaporte en papel de James en la biblioteca de Mexicali",
+               "James's paper passport at a Mexicali library")
+        d.run("verify", "--service", "library", *trust, "--image", str(files / "james.png"))
+
+        d.step("Mexicali revoca el pasaporte y publica un paquete nuevo",
+               "Mexicali revokes the passport and publishes a new bundle")
+        d.run("issuer", "revoke", cred_id, "--reason", "holder_request",
+              "--home", d.home("mexicali"))
+        d.run("issuer", "bundle", "--out", str(files / "bundle-mexicali.cbor"),
+              "--home", d.home("mexicali"))
+        text = d.run("wallet", "present", cred_id, "--for", "library",
+                     "--home", d.home("wallet"), show=False).strip()
+        d.run("verify", "--service", "library", *trust, "--text", text, expect=1)
+
+        _ledger(d, files)
+        print("\n✔ Demostración completa / Demo complete")
+    return 0
+
+
+def _ledger(d: Demo, files: Path) -> None:
+    """Placeholder replaced once the ledger CLI lands."""
+
+
+if __name__ == "__main__":
+    sys.exit(main())
