@@ -23,8 +23,8 @@ from typing import Any
 import click
 
 from credential.errors import LedgerError, MalformedInput, PasaporteError, StoreError, UsageError
-from credential.note import COSIGNATURE_V1, generate_signer, parse_verifier_key
-from ledger.keys import LedgerConfig, load_config, passphrase_from_env, save_config, write_secret
+from credential.note import parse_verifier_key
+from ledger.keys import LedgerConfig, load_config, passphrase_from_env, save_config
 from ledger.store import MAX_BATCH, LedgerStore, database_url, make_engine, migrate
 
 __all__ = ["group", "main"]
@@ -65,23 +65,9 @@ def init(origin: str, witness_name: str | None, home: str | None, db: str | None
     root = resolve_home("ledger", home)
     if (root / "ledger.json").exists():
         raise StoreError("ledger_already_initialised", home=str(root))
-    log_signer = generate_signer(origin)
-    witness = generate_signer(witness_name or f"{origin}/witness", COSIGNATURE_V1)
     passphrase = _passphrase(confirm=True)
-    root.mkdir(parents=True, exist_ok=True)
-    write_secret(root / "log.key", log_signer.seed, passphrase)
-    write_secret(root / "witness.key", witness.seed, passphrase)
-    config = LedgerConfig(origin=origin, log_vkey=log_signer.verifier.vkey,
-                          witness_vkey=witness.verifier.vkey, db=db)
-    engine = make_engine(database_url(root, db, config))
-    try:
-        migrate(engine)
-    finally:
-        engine.dispose()
-    save_config(root, config)
-    with LedgerStore.open(root, db=db, passphrase=passphrase) as store:
-        store.sign_initial_checkpoint()
-    click.echo(log_signer.verifier.vkey)
+    with LedgerStore.init(root, origin, passphrase, db=db, witness_name=witness_name) as store:
+        click.echo(store.verifier.vkey)
 
 
 @group.command()

@@ -39,11 +39,13 @@ from credential import merkle
 from credential.errors import LedgerError, StoreError, UsageError
 from credential.home import resolve_home
 from credential.note import (
+    COSIGNATURE_V1,
     Checkpoint,
     Note,
     NoteSignature,
     Signer,
     Verifier,
+    generate_signer,
     open_note,
     parse_checkpoint,
     parse_note,
@@ -51,7 +53,7 @@ from credential.note import (
 )
 from ledger import schema as t
 from ledger.entries import Entry, as_entry, encode_record
-from ledger.keys import LedgerConfig, load_config, read_secret
+from ledger.keys import LedgerConfig, load_config, read_secret, save_config, write_secret
 
 __all__ = ["MAX_BATCH", "LedgerStore", "SignedCheckpoint", "database_url", "make_engine", "migrate"]
 
@@ -88,7 +90,10 @@ def make_engine(url: str) -> Engine:
     """An engine with the ledger's SQLite settings (WAL, full sync, explicit BEGIN)."""
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True)
-    engine = create_engine(url, connect_args={"timeout": 120}, poolclass=NullPool)
+    # a small pool: reopening SQLite (and re-running the PRAGMAs) per request costs more than
+    # the proof itself; NullPool only for in-memory databases, which cannot be shared anyway
+    pool = {"poolclass": NullPool} if ":memory:" in url or url.endswith("sqlite://") else {}
+    engine = create_engine(url, connect_args={"timeout": 120}, **pool)
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn: Any, _rec: Any) -> None:
@@ -159,6 +164,31 @@ class LedgerStore:
         self.is_postgres = engine.dialect.name == "postgresql"
 
     # -- opening ----------------------------------------------------------------------------
+
+    @classmethod
+    def init(cls, home: str | os.PathLike[str] | None, origin: str, passphrase: str, *,
+             db: str | None = None, witness_name: str | None = None) -> LedgerStore:
+        """Create a ledger home: keys (sealed with ``passphrase``), settings, schema, and the
+        signed empty checkpoint. Returns the store, opened for appending."""
+        root = resolve_home("ledger", home)
+        if (root / "ledger.json").exists():
+            raise StoreError("ledger_already_initialised", home=str(root))
+        log_signer = generate_signer(origin)
+        witness = generate_signer(witness_name or f"{origin}/witness", COSIGNATURE_V1)
+        root.mkdir(parents=True, exist_ok=True)
+        write_secret(root / "log.key", log_signer.seed, passphrase)
+        write_secret(root / "witness.key", witness.seed, passphrase)
+        config = LedgerConfig(origin=origin, log_vkey=log_signer.verifier.vkey,
+                              witness_vkey=witness.verifier.vkey, db=db)
+        engine = make_engine(database_url(root, db, config))
+        try:
+            migrate(engine)
+        finally:
+            engine.dispose()
+        save_config(root, config)
+        store = cls.open(root, db=db, passphrase=passphrase)
+        store.sign_initial_checkpoint()
+        return store
 
     @classmethod
     def open(cls, url_or_home: str | os.PathLike[str] | None = None, *, db: str | None = None,
