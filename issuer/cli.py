@@ -12,7 +12,7 @@ import click
 
 from credential import qr, transport
 from credential.claims import parse_claims
-from credential.errors import UsageError
+from credential.errors import PasaporteError, UsageError
 from credential.home import atomic_write, read_passphrase, resolve_home
 from credential.keys import unb64url
 from issuer.store import REASONS, IssuerStore
@@ -23,6 +23,20 @@ home_option = click.option("--home", type=click.Path(file_okay=False),
 
 def _store(home: str | None) -> IssuerStore:
     return IssuerStore.open(resolve_home("issuer", home))
+
+
+def _publish(store: IssuerStore, passphrase: str) -> None:
+    """Send queued public-record entries if a ledger is configured; a ledger outage never undoes
+    or blocks the office's own work: the entries stay queued for the next command."""
+    if not store.ledger_configured():
+        return
+    try:
+        sent = store.publish(passphrase)
+    except PasaporteError as exc:
+        click.echo(f"! {exc.diagnostics()}", err=True)
+        return
+    if sent:
+        click.echo(f"Registro público: {sent} entradas / Public ledger: {sent} entries", err=True)
 
 
 def _default_code(city: str, country: str) -> str:
@@ -96,12 +110,14 @@ def issue(claims_file: BinaryIO, holder_key: str | None, paper: bool, out: str,
     claims = parse_claims(doc)
     key = None if paper else unb64url(holder_key or "", length=32, what="--holder-key")
     store = _store(home)
-    cred, _ = store.issue(claims, holder_key=key, passphrase=read_passphrase())
+    passphrase = read_passphrase()
+    cred, _ = store.issue(claims, holder_key=key, passphrase=passphrase)
     text = transport.pack(cred.to_cbor())
     atomic_write(out, text.encode() + b"\n", mode=0o600)
     if qr_out:
         atomic_write(qr_out, qr.render_png(text), mode=0o600)
     click.echo(cred.credential_id)
+    _publish(store, passphrase)
 
 
 @group.command()
@@ -109,9 +125,11 @@ def issue(claims_file: BinaryIO, holder_key: str | None, paper: bool, out: str,
 @home_option
 def bundle(out: str, home: str | None) -> None:
     """Write the current signed trust bundle."""
-    data = _store(home).bundle(read_passphrase())
+    store, passphrase = _store(home), read_passphrase()
+    data = store.bundle(passphrase)
     atomic_write(out, data, mode=0o644)
     click.echo(out)
+    _publish(store, passphrase)
 
 
 def _status_command(name: str, new: str, help_text: str) -> None:
@@ -120,8 +138,11 @@ def _status_command(name: str, new: str, help_text: str) -> None:
     @click.option("--reason", type=click.Choice(REASONS), default="unspecified")
     @home_option
     def cmd(credential_id: str, reason: str, home: str | None) -> None:
-        change = _store(home).set_status(credential_id, new, reason)
+        store, passphrase = _store(home), read_passphrase()
+        store.root_signing_key(passphrase)  # status changes are the office's to make
+        change = store.set_status(credential_id, new, reason)
         click.echo(f"{credential_id}: {change['status']} ({change['reason']})")
+        _publish(store, passphrase)
 
 
 _status_command("revoke", "revoked", "Revoke a credential (final).")
@@ -129,3 +150,25 @@ _status_command("suspend", "suspended", "Suspend a credential (reversible).")
 _status_command("reinstate", "valid", "Lift a suspension.")
 
 
+
+
+@group.command("ledger")
+@click.option("--url", required=True, help="The city's ledger node, e.g. http://127.0.0.1:8700")
+@click.option("--token", required=True, help="An append token from `pasaporte ledger token`.")
+@home_option
+def ledger_(url: str, token: str, home: str | None) -> None:
+    """Publish this office's public record (keys, issuances, status changes) to a ledger."""
+    store, passphrase = _store(home), read_passphrase()
+    store.configure_ledger(url, token, passphrase)
+    click.echo(f"Registro público / Public ledger: {url}")
+    _publish(store, passphrase)
+
+
+@group.command()
+@home_option
+def publish(home: str | None) -> None:
+    """Send entries still queued for the ledger (after an outage)."""
+    store = _store(home)
+    sent = store.publish(read_passphrase())
+    click.echo(f"{sent} entradas enviadas / entries sent; "
+               f"{len(store.pending())} en cola / queued")

@@ -8,6 +8,7 @@ time and a salted commitment (what the ledger publishes). Each change is one tra
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import secrets
 import time
@@ -23,14 +24,16 @@ from credential.bundle import OfficeKey, RootKey, StatusListInfo, TrustBundle, s
 from credential.claims import Claims, days_from_date
 from credential.cose import parse_sign1
 from credential.errors import StoreError, UsageError
-from credential.keys import b64url, kid_for, seal, unseal
+from credential.keys import b64url, kid_for, seal, unb64url, unseal
 from credential.passport import IssuedCredential, StatusRef, credential_digest, issue
 from credential.statuslist import Purpose, StatusList
+from issuer.publish import post_entries, rfc3339
 
 __all__ = ["CREDENTIAL_STATUSES", "REASONS", "IssuerStore"]
 
 LIST_SIZE = 131072  # W3C's minimum for herd privacy
 KEY_YEARS = 5
+PUBLISH_BATCH = 500
 REASONS = ("unspecified", "holder_request", "fraud", "data_error", "deceased", "moved_away",
            "key_compromise", "superseded")
 CREDENTIAL_STATUSES = ("valid", "revoked", "suspended")
@@ -72,6 +75,15 @@ catalog = sa.Table(
     sa.Column("code", sa.Integer, primary_key=True),
     sa.Column("name", sa.String, nullable=False),
     sa.UniqueConstraint("catalog", "name"),
+)
+
+
+outbox = sa.Table(
+    "outbox", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("entry", sa.String, nullable=False),  # ledger JSON entry; never personal data
+    sa.Column("created", sa.Integer, nullable=False),
+    sa.Column("sent", sa.Integer),
 )
 
 
@@ -143,7 +155,54 @@ class IssuerStore:
                 sealed=seal(bytes(key), passphrase), office=office or self.info().office,
                 valid_from=now, valid_until=now + KEY_YEARS * 365 * 86400,
                 status_list=next_list, active=True))
+            info = {k: v for k, v in db.execute(sa.select(meta.c.k, meta.c.v))}
+            self._queue(db, now, {
+                "type": "key_registered", "kid": b64url(kid),
+                "public_key": b64url(bytes(key.verify_key)), "city": info["city"],
+                "country": info["country"], "office": office or info["office"],
+                "valid_from": rfc3339(now), "valid_until": rfc3339(now + KEY_YEARS * 365 * 86400)})
         return kid
+
+    # -- the public record -------------------------------------------------------------------
+    @staticmethod
+    def _queue(db: sa.Connection, now: int, *entries: dict[str, Any]) -> None:
+        db.execute(outbox.insert(), [{"entry": json.dumps(e, sort_keys=True), "created": now}
+                                     for e in entries])
+
+    def pending(self) -> list[tuple[int, dict[str, Any]]]:
+        with self.engine.connect() as db:
+            rows = db.execute(sa.select(outbox.c.id, outbox.c.entry).where(
+                outbox.c.sent.is_(None)).order_by(outbox.c.id)).all()
+        return [(row[0], json.loads(row[1])) for row in rows]
+
+    def configure_ledger(self, url: str, token: str, passphrase: str) -> None:
+        self.root_signing_key(passphrase)  # only the office may point its record elsewhere
+        with self.engine.begin() as db:
+            db.execute(meta.delete().where(meta.c.k.in_(("ledger_url", "ledger_token"))))
+            db.execute(meta.insert(), [
+                {"k": "ledger_url", "v": url},
+                {"k": "ledger_token", "v": b64url(seal(token.encode(), passphrase))}])
+
+    def publish(self, passphrase: str, *, now: int | None = None) -> int:
+        """Push queued entries to the ledger in batches; returns how many were sent."""
+        with self.engine.connect() as db:
+            m = {k: v for k, v in db.execute(sa.select(meta.c.k, meta.c.v))}
+        if "ledger_url" not in m:
+            raise StoreError("ledger_not_configured")
+        token = unseal(unb64url(m["ledger_token"]), passphrase).decode()
+        sent = 0
+        while batch := self.pending()[:PUBLISH_BATCH]:
+            post_entries(m["ledger_url"], token, [e for _, e in batch])
+            with self.engine.begin() as db:
+                db.execute(outbox.update().where(outbox.c.id.in_([i for i, _ in batch]))
+                           .values(sent=int(time.time()) if now is None else now))
+            sent += len(batch)
+        return sent
+
+    def ledger_configured(self) -> bool:
+        with self.engine.connect() as db:
+            return db.execute(sa.select(meta.c.v).where(meta.c.k == "ledger_url")).first() \
+                is not None
 
     # -- reads -------------------------------------------------------------------------------
     def info(self) -> OfficeInfo:
@@ -228,6 +287,7 @@ class IssuerStore:
                 reason=None, issued_at=now,
                 valid_until=(days_from_date(claims.valid_until) + 1) * 86400,
                 paper=holder_key is None, commitment=commitment, commit_salt=salt))
+            self._queue(db, now, {"type": "credential_issued", "commitment": b64url(commitment)})
         return cred, commitment
 
     def set_status(self, credential_id: str, new: str, reason: str | None = None
@@ -248,7 +308,11 @@ class IssuerStore:
                 raise UsageError("status_transition", old=old, new=new)
             db.execute(credentials.update().where(credentials.c.id == credential_id)
                        .values(status=new, reason=reason))
-        return {"list": row["list_id"], "index": row["idx"], "status": new, "reason": reason}
+            code = db.execute(sa.select(meta.c.v).where(meta.c.k == "code")).scalar_one()
+            change = {"type": "status_changed", "list": f"{code}.{row['list_id']}",
+                      "index": row["idx"], "status": new, "reason": reason}
+            self._queue(db, int(time.time()), change)
+        return change
 
     # -- trust bundle ------------------------------------------------------------------------
     def bundle(self, passphrase: str, *, now: int | None = None) -> bytes:
@@ -277,12 +341,18 @@ class IssuerStore:
             for name, code, value in db.execute(sa.select(catalog.c.catalog, catalog.c.code,
                                                           catalog.c.name)):
                 cats.setdefault(name, {})[code] = value
-        office_keys = tuple(
-            OfficeKey(r["kid"], r["public_key"], r["office"], r["valid_from"], r["valid_until"],
-                      r["compromised_since"], r["status_list"]) for r in office_rows)
-        bundle = TrustBundle(info.city, info.country, info.code, version, now, office_keys,
-                             tuple(lists), cats)
-        return sign_bundle(bundle, root_key)
+            office_keys = tuple(
+                OfficeKey(r["kid"], r["public_key"], r["office"], r["valid_from"],
+                          r["valid_until"], r["compromised_since"], r["status_list"])
+                for r in office_rows)
+            bundle = TrustBundle(info.city, info.country, info.code, version, now, office_keys,
+                                 tuple(lists), cats)
+            signed = sign_bundle(bundle, root_key)
+            # Same transaction as the version bump: a bundle version is never used unlogged.
+            self._queue(db, now, {"type": "bundle_published", "city": info.city,
+                                  "version": version,
+                                  "digest": b64url(hashlib.sha256(signed).digest())})
+        return signed
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -1,0 +1,44 @@
+"""Publishing the office's public record to the ledger over HTTP (``POST /entries``).
+
+Every change that the public should be able to audit — a new office key, an issuance (as a
+salted commitment), a status change, a bundle — is written to the office store's *outbox* in the
+same transaction as the change itself, then pushed to the city's ledger node. If the node is
+unreachable nothing is lost: the entries stay queued and the next command (or
+``pasaporte issuer publish``) sends them. Entries carry no personal data by construction.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+from typing import Any
+
+from credential.errors import LedgerError
+
+__all__ = ["post_entries", "rfc3339"]
+
+TIMEOUT = 10.0
+
+
+def rfc3339(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def post_entries(url: str, token: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Append ``entries`` as one batch; returns the node's answer (checkpoint, start, end)."""
+    body = json.dumps({"entries": entries}).encode()
+    req = urllib.request.Request(
+        url.rstrip("/") + "/entries", data=body, method="POST",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:
+            answer: dict[str, Any] = json.loads(resp.read(1 << 20))
+            return answer
+    except urllib.error.HTTPError as exc:
+        with exc:
+            detail = exc.read(4096).decode("utf-8", "replace")
+        raise LedgerError("ledger_publish_refused", status=exc.code, detail=detail[:300]) from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise LedgerError("ledger_publish_unreachable", url=url, reason=str(exc)[:200]) from None

@@ -1,0 +1,152 @@
+"""The system end to end across real processes: an office publishing its public record to a
+city's ledger node over HTTP, surviving an outage without losing an entry, and a ledger database
+that holds no personal data after real issuances."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import nacl.signing
+import pytest
+
+from credential.keys import b64url
+from issuer.store import IssuerStore
+from ledger.entries import decode_record
+from tests.conftest import PASSPHRASE, Run
+from tests.factory import EXAMPLES
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class LedgerNode:
+    """``pasaporte ledger serve`` in its own process, on a free port of 127.0.0.1."""
+
+    def __init__(self, home: Path) -> None:
+        env = {**os.environ, "PASAPORTE_PASSPHRASE": PASSPHRASE, "PYTHONPATH": str(REPO)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pasaporte", "ledger", "serve", "--home", str(home),
+             "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert line.startswith("listening on "), line + (self.proc.stderr.read()
+                                                         if self.proc.stderr else "")
+        self.url = line.split()[-1]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@pytest.fixture
+def ledger_home(homes: dict[str, Path], passphrase: str, run: Run) -> tuple[Path, str]:
+    home = homes["ledger"]
+    code, _, err = run("ledger", "init", "--origin", "ledger.mexicali.test/log",
+                       "--home", str(home))
+    assert code == 0, err
+    code, out, err = run("ledger", "token", "add", "oficina-centro", "--home", str(home))
+    assert code == 0, err
+    return home, out.strip().splitlines()[-1]
+
+
+@pytest.fixture
+def node(ledger_home: tuple[Path, str]) -> Iterator[LedgerNode]:
+    server = LedgerNode(ledger_home[0])
+    yield server
+    if server.proc.poll() is None:
+        server.stop()
+
+
+def _all_bytes(folder: Path) -> bytes:
+    """Every byte the ledger keeps on disk, WAL included (checkpointed first)."""
+    for db in folder.glob("*.db"):
+        with sqlite3.connect(db) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.close()
+    return b"".join(p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file())
+
+
+def test_office_publishes_to_ledger_and_nothing_personal_lands_there(
+        homes: dict[str, Path], ledger_home: tuple[Path, str], node: LedgerNode, run: Run,
+        tmp_path: Path) -> None:
+    office = str(homes["issuer"])
+    assert run("issuer", "init", "--city", "Mexicali", "--country", "MX", "--office",
+               "Oficina Centro", "--home", office)[0] == 0
+    code, _, err = run("issuer", "ledger", "--url", node.url, "--token", ledger_home[1],
+                       "--home", office)
+    assert code == 0, err
+    holder = b64url(bytes(nacl.signing.SigningKey.generate().verify_key))
+    ids = []
+    for name, extra in (("mexicali", ["--holder-key", holder]), ("calexico", ["--paper"])):
+        code, out, err = run("issuer", "issue", "--claims", str(EXAMPLES / f"claims-{name}.json"),
+                             *extra, "--out", str(tmp_path / f"{name}.cred"), "--home", office)
+        assert code == 0, err
+        ids.append(out.strip())
+    assert run("issuer", "suspend", ids[0], "--home", office)[0] == 0
+    assert run("issuer", "revoke", ids[1], "--reason", "moved_away", "--home", office)[0] == 0
+    assert run("issuer", "bundle", "--out", str(tmp_path / "b.cbor"), "--home", office)[0] == 0
+    store = IssuerStore.open(homes["issuer"])
+    assert store.pending() == []
+
+    # The node's own audit recomputes everything it received.
+    code, _, err = run("ledger", "audit", "--home", str(ledger_home[0]))
+    assert code == 0, err
+    entries = json.loads(_http_get(node.url + "/entries?start=0&end=100"))
+    kinds = [decode_record(base64.b64decode(e["leaf"])).entry.TYPE for e in entries]
+    assert kinds == ["key_registered", "credential_issued", "credential_issued",
+                     "status_changed", "status_changed", "bundle_published"]
+
+    # Privacy: no claim value, in any encoding we use, is anywhere in the ledger's files.
+    raw = _all_bytes(ledger_home[0])
+    for claims_file in ("claims-mexicali.json", "claims-calexico.json"):
+        claims = json.loads((EXAMPLES / claims_file).read_text())
+        values = [claims["given_name"], claims["family_name"], claims["birth_date"],
+                  claims["residence"]["since"], claims["library"]["system"]]
+        values += claims["given_name"].split() + claims["family_name"].replace("-", " ").split()
+        for value in values:
+            for encoded in (value.encode("utf-8"), value.encode("utf-16-le")):
+                assert encoded not in raw, value
+    # Nor in the office's own registry (it keeps commitments, not claims).
+    office_raw = _all_bytes(homes["issuer"])
+    assert b"Hern\xc3\xa1ndez" not in office_raw and b"1987-03-14" not in office_raw
+
+
+def test_ledger_outage_loses_nothing(homes: dict[str, Path], ledger_home: tuple[Path, str],
+                                     node: LedgerNode, run: Run, tmp_path: Path) -> None:
+    office = str(homes["issuer"])
+    run("issuer", "init", "--city", "Calexico", "--country", "US", "--office", "City Hall",
+        "--home", office)
+    run("issuer", "ledger", "--url", node.url, "--token", ledger_home[1], "--home", office)
+    node.stop()
+    code, out, err = run("issuer", "issue", "--claims", str(EXAMPLES / "claims-calexico.json"),
+                         "--paper", "--out", str(tmp_path / "c.cred"), "--home", office)
+    assert code == 0 and out.strip()  # the office keeps working
+    assert "ledger_publish_unreachable" in err
+    assert len(IssuerStore.open(homes["issuer"]).pending()) == 1
+
+    again = LedgerNode(ledger_home[0])
+    try:
+        store = IssuerStore.open(homes["issuer"])
+        store.configure_ledger(again.url, ledger_home[1], PASSPHRASE)  # the node moved ports
+        code, out, _ = run("issuer", "publish", "--home", office)
+        assert code == 0 and "1" in out
+        assert store.pending() == []
+        assert run("ledger", "audit", "--home", str(ledger_home[0]))[0] == 0
+    finally:
+        again.stop()
+
+
+def _http_get(url: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return str(resp.read().decode())
