@@ -74,7 +74,6 @@ def audit(store: LedgerStore, *, deep: bool = False) -> AuditReport:
                 if not leaf.startswith(record_prefix(seq, prev)):
                     if leaf.startswith(record_prefix(seq, b"")):
                         link_bad.add(seq)
-                        report.add(seq, "record does not chain to the previous record's hash")
                     else:
                         leaf_bad.add(seq)
                         report.add(seq, "record header is not this sequence number")
@@ -94,18 +93,22 @@ def audit(store: LedgerStore, *, deep: bool = False) -> AuditReport:
         if extra is not None:
             report.add(int(extra), f"record {extra} lies outside the tree of size {n}")
         last_bad = n > 0 and head.last_hash != hashes[-1]
+        # A broken link at k means record k-1 was rewritten (k's prev no longer matches), or
+        # k's own prev was (then k's hash changed too and the link at k+1 breaks as well).
+        links = link_bad | ({n} if last_bad else set())
+        suspects = set(leaf_bad)
+        for k in sorted(links):
+            c = k if k + 1 in links else k - 1
+            if 0 <= c < n:
+                suspects.add(c)
+                report.add(c, "record does not chain with its neighbours (previous-hash link)")
 
         def culprit(level: int, idx: int) -> int:
-            # A node that does not recompute is blamed on the first record in its range that
-            # is itself inconsistent with the chain, else on the range's first record.
+            # A node that does not recompute is blamed on the first suspect record in its
+            # range, else on the range's first record.
             lo, hi = idx << level, min((idx + 1) << level, n)
-            for i in range(lo, hi):
-                if i in leaf_bad or i in link_bad:
-                    return i
-            for i in range(lo, hi):
-                if i + 1 in link_bad or (i == n - 1 and last_bad):
-                    return i
-            return lo
+            inside = [i for i in suspects if lo <= i < hi]
+            return min(inside) if inside else lo
 
         # Internal nodes: recompute level by level, compare with the stored rows in id order.
         level = 0
@@ -124,6 +127,9 @@ def audit(store: LedgerStore, *, deep: bool = False) -> AuditReport:
             level += 1
             levels.append(up)
             base = level << t.NODE_SHIFT
+            if not t.is_stored(level):
+                cur = up
+                continue
             for idx, h in enumerate(up):
                 want = base + idx
                 while got is not None and got[0] < want:

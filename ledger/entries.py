@@ -114,7 +114,7 @@ class Entry:
             _check(kind, name, getattr(self, name))
 
     def fields(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {name: getattr(self, name) for name in self.KINDS}
 
 
 @dataclass(frozen=True)
@@ -279,7 +279,74 @@ class Record:
     entry: Entry
 
 
+def _uint(n: int) -> bytes:
+    # CBOR major type 0 (RFC 8949 §3.1), shortest form as canonical encoding requires
+    if n < 24:
+        return bytes([n])
+    if n < 1 << 8:
+        return b"\x18" + n.to_bytes(1, "big")
+    if n < 1 << 16:
+        return b"\x19" + n.to_bytes(2, "big")
+    if n < 1 << 32:
+        return b"\x1a" + n.to_bytes(4, "big")
+    return b"\x1b" + n.to_bytes(8, "big")
+
+
 def encode_record(seq: int, prev: bytes, time_ms: int, entry: Entry) -> bytes:
+    """Canonical CBOR of ``[seq, prev, time_ms, type, {fields}]``.
+
+    The fixed-shape header is assembled directly (it is the hot path of every append); the
+    fields map goes through cbor2's canonical encoder. ``decode_record`` re-checks the result.
+    """
+    if len(prev) != 32 or seq < 0 or time_ms < 0:
+        raise MalformedInput("ledger_bad_record", reason="bad header")
+    return (b"\x85" + _uint(seq) + b"\x58\x20" + prev + _uint(time_ms)
+            + _type_cbor(entry.TYPE) + _fields_cbor(entry))
+
+
+_FIELD_KEYS: dict[str, tuple[bytes, tuple[tuple[str, bytes], ...]]] = {}
+
+
+def _head(major: int, n: int) -> bytes:
+    out = bytearray(_uint(n))
+    out[0] |= major << 5
+    return bytes(out)
+
+
+def _fields_cbor(entry: Entry) -> bytes:
+    # Fields are only str, bytes and non-negative ints (validated), so the canonical map is
+    # built here: keys in canonical order (shorter first, then bytewise), shortest lengths.
+    plan = _FIELD_KEYS.get(entry.TYPE)
+    if plan is None:
+        keys = sorted((bytes(cbor2.dumps(k)), k) for k in entry.KINDS)
+        keys.sort(key=lambda pair: (len(pair[0]), pair[0]))
+        plan = _FIELD_KEYS[entry.TYPE] = (_head(5, len(keys)),
+                                          tuple((name, enc) for enc, name in keys))
+    parts = [plan[0]]
+    for name, enc in plan[1]:
+        value = getattr(entry, name)
+        parts.append(enc)
+        if isinstance(value, bytes):
+            parts.append(_head(2, len(value)) + value)
+        elif isinstance(value, str):
+            raw = value.encode()
+            parts.append(_head(3, len(raw)) + raw)
+        else:
+            parts.append(_uint(value))
+    return b"".join(parts)
+
+
+_TYPE_CBOR: dict[str, bytes] = {}
+
+
+def _type_cbor(name: str) -> bytes:
+    cached = _TYPE_CBOR.get(name)
+    if cached is None:
+        cached = _TYPE_CBOR[name] = bytes(cbor2.dumps(name))
+    return cached
+
+
+def _reference_encode(seq: int, prev: bytes, time_ms: int, entry: Entry) -> bytes:
     return bytes(cbor2.dumps([seq, prev, time_ms, entry.TYPE, entry.fields()], canonical=True))
 
 
@@ -296,6 +363,6 @@ def decode_record(leaf: bytes) -> Record:
             and isinstance(time_ms, int) and isinstance(kind, str)):
         raise MalformedInput("ledger_bad_record", reason="bad header")
     entry = _build({**fields, "type": kind}, from_json=False)
-    if encode_record(seq, prev, time_ms, entry) != leaf:
+    if seq < 0 or time_ms < 0 or _reference_encode(seq, prev, time_ms, entry) != leaf:
         raise MalformedInput("ledger_bad_record", reason="not canonical")
     return Record(seq, prev, time_ms, entry)

@@ -5,8 +5,11 @@
 never reads old nodes. Locking that row (``BEGIN IMMEDIATE`` on SQLite, ``FOR UPDATE`` on
 PostgreSQL) is what serializes sequencing across processes.
 
-``ledger_nodes`` stores every perfect subtree hash at level ≥ 1 under ``id = level << 48 | index``
-(level-0 hashes live next to their record in ``ledger_entries.hash``), so proofs never rehash.
+``ledger_nodes`` stores the perfect subtree hashes at every ``NODE_STRIDE``-th level (4, 8, 12 …)
+under ``id = level << 48 | index``; level-0 hashes live next to their record in
+``ledger_entries.hash``. A node in between is rebuilt from at most 2^(stride-1)·2 stored hashes,
+so a proof never rehashes the log, while an append writes one node row per 16 records instead
+of one per record.
 """
 
 from __future__ import annotations
@@ -23,9 +26,13 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-__all__ = ["NODE_SHIFT", "metadata", "node_id"]
+__all__ = ["NODE_SHIFT", "NODE_STRIDE", "is_stored", "metadata", "node_id"]
 
 NODE_SHIFT = 48
+NODE_STRIDE = 4
+# SQLite stores an INTEGER PRIMARY KEY as the row id itself (one b-tree, not a table plus an
+# index), which halves the cost of every append; PostgreSQL keeps BIGINT.
+_KEY = BigInteger().with_variant(Integer(), "sqlite")
 metadata = MetaData()
 
 head = Table(
@@ -40,14 +47,14 @@ head = Table(
 
 entries = Table(
     "ledger_entries", metadata,
-    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("seq", _KEY, primary_key=True, autoincrement=False),
     Column("leaf", LargeBinary, nullable=False),
     Column("hash", LargeBinary, nullable=False),
 )
 
 nodes = Table(
     "ledger_nodes", metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("id", _KEY, primary_key=True, autoincrement=False),
     Column("hash", LargeBinary, nullable=False),
 )
 
@@ -96,3 +103,8 @@ witnessed_logs = Table(
 
 def node_id(level: int, index: int) -> int:
     return level << NODE_SHIFT | index
+
+
+def is_stored(level: int) -> bool:
+    """Whether nodes of ``level`` have rows in ``ledger_nodes``."""
+    return level > 0 and level % NODE_STRIDE == 0

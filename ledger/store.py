@@ -248,21 +248,62 @@ class LedgerStore:
     def size(self) -> int:
         return self.head().size
 
+    def _lookup(self, conn: Connection, refs: Sequence[merkle.NodeRef]
+                ) -> tuple[int, dict[merkle.NodeRef, bytes]]:
+        """The head size and the hashes of ``refs``, in one round trip.
+
+        Nodes on levels without rows are rebuilt from the stored level below them.
+        """
+        plan: dict[merkle.NodeRef, tuple[int, list[merkle.NodeRef]]] = {}
+        wanted: set[merkle.NodeRef] = set()
+        for lvl, idx in refs:
+            base = lvl - lvl % t.NODE_STRIDE
+            span = lvl - base
+            kids = [(base, (idx << span) + j) for j in range(1 << span)]
+            plan[(lvl, idx)] = (span, kids)
+            wanted.update(kids)
+        leaves = sorted(i for lvl, i in wanted if lvl == 0)
+        ids = sorted(t.node_id(lvl, i) for lvl, i in wanted if lvl > 0)
+        # the values inlined below are integers we computed (never user text)
+        parts = ["SELECT 2, size, root FROM ledger_head WHERE id = 1"]
+        if leaves:
+            parts.append("SELECT 0, seq, hash FROM ledger_entries WHERE seq IN ("
+                         + ", ".join(str(int(x)) for x in leaves) + ")")
+        if ids:
+            parts.append("SELECT 1, id, hash FROM ledger_nodes WHERE id IN ("
+                         + ", ".join(str(int(x)) for x in ids) + ")")
+        have = -1
+        found: dict[merkle.NodeRef, bytes] = {}
+        mask = (1 << t.NODE_SHIFT) - 1
+        for kind, key, value in conn.exec_driver_sql(" UNION ALL ".join(parts)):
+            if kind == 2:
+                have = int(key)
+            elif kind == 0:
+                found[(0, int(key))] = bytes(value)
+            else:
+                found[(int(key) >> t.NODE_SHIFT, int(key) & mask)] = bytes(value)
+        out: dict[merkle.NodeRef, bytes] = {}
+        for ref, (span, kids) in plan.items():
+            if any(k not in found for k in kids):
+                continue
+            row = [found[k] for k in kids]
+            for _ in range(span):
+                row = [merkle.node_hash(row[i], row[i + 1]) for i in range(0, len(row), 2)]
+            out[ref] = row[0]
+        return have, out
+
     def _source(self, conn: Connection) -> merkle.HashSource:
         def fetch(refs: Sequence[merkle.NodeRef]) -> Mapping[merkle.NodeRef, bytes]:
-            out: dict[merkle.NodeRef, bytes] = {}
-            leaves = [i for lvl, i in refs if lvl == 0]
-            if leaves:
-                rows = conn.execute(select(t.entries.c.seq, t.entries.c.hash)
-                                    .where(t.entries.c.seq.in_(leaves)))
-                out.update(((0, int(s)), bytes(h)) for s, h in rows)
-            ids = {t.node_id(lvl, i): (lvl, i) for lvl, i in refs if lvl > 0}
-            if ids:
-                rows = conn.execute(select(t.nodes.c.id, t.nodes.c.hash)
-                                    .where(t.nodes.c.id.in_(list(ids))))
-                out.update((ids[int(k)], bytes(h)) for k, h in rows)
-            return out
+            return self._lookup(conn, refs)[1]
         return fetch
+
+    def _proof(self, conn: Connection, size: int,
+               groups: list[list[merkle.NodeRef]]) -> list[bytes]:
+        """Resolve proof nodes and check ``size`` against the head, in one round trip."""
+        have, found = self._lookup(conn, sorted({r for g in groups for r in g}))
+        if not 0 < size <= have:
+            raise LedgerError("ledger_bad_size", size=size, have=max(have, 0))
+        return merkle._resolve(groups, lambda refs: found)
 
     def _check_size(self, conn: Connection, size: int) -> None:
         have = self._head(conn).size
@@ -270,18 +311,16 @@ class LedgerStore:
             raise LedgerError("ledger_bad_size", size=size, have=have)
 
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        if not 0 <= index < size:
+            raise LedgerError("ledger_bad_index", index=index, size=size)
         with self.engine.connect() as conn:
-            self._check_size(conn, size)
-            if not 0 <= index < size:
-                raise LedgerError("ledger_bad_index", index=index, size=size)
-            return merkle.inclusion_proof(index, size, self._source(conn))
+            return self._proof(conn, size, merkle.inclusion_nodes(index, size))
 
     def consistency_proof(self, old: int, new: int) -> list[bytes]:
+        if not 0 < old <= new:
+            raise LedgerError("ledger_bad_size", size=old, have=new)
         with self.engine.connect() as conn:
-            self._check_size(conn, new)
-            if not 0 < old <= new:
-                raise LedgerError("ledger_bad_size", size=old, have=new)
-            return merkle.consistency_proof(old, new, self._source(conn))
+            return self._proof(conn, new, merkle.consistency_nodes(old, new))
 
     def root(self, size: int) -> bytes:
         with self.engine.connect() as conn:
@@ -354,27 +393,29 @@ class LedgerStore:
         stack = [(lvl, h) for (lvl, _), h in
                  zip(merkle.range_nodes(0, n) if n else [], frontier, strict=True)]
         prev = head.last_hash
-        rows: list[dict[str, Any]] = []
-        node_rows: list[dict[str, Any]] = []
+        rows: list[tuple[int, bytes, bytes]] = []
+        node_rows: list[tuple[int, bytes]] = []
         sha = hashlib.sha256
+        shift, stride = t.NODE_SHIFT, t.NODE_STRIDE
         for i, entry in enumerate(batch):
             seq = n + i
             leaf = encode_record(seq, prev, now, entry)
             h = sha(b"\x00" + leaf).digest()
-            rows.append({"seq": seq, "leaf": leaf, "hash": h})
+            rows.append((seq, leaf, h))
             prev = h
             lvl, idx = 0, seq
             while stack and stack[-1][0] == lvl:
                 h = sha(b"\x01" + stack.pop()[1] + h).digest()
                 lvl += 1
                 idx >>= 1
-                node_rows.append({"id": lvl << t.NODE_SHIFT | idx, "hash": h})
+                if lvl % stride == 0:
+                    node_rows.append((lvl << shift | idx, h))
             stack.append((lvl, h))
         size = n + len(batch)
         root = merkle.root_from_leaf_hashes([]) if not stack else _fold([h for _, h in stack])
-        conn.execute(insert(t.entries), rows)
+        _insert_many(conn, "ledger_entries", ("seq", "leaf", "hash"), rows)
         if node_rows:
-            conn.execute(insert(t.nodes), node_rows)
+            _insert_many(conn, "ledger_nodes", ("id", "hash"), node_rows)
         conn.execute(sql_update(t.head).where(t.head.c.id == 1).values(
             size=size, root=root, last_hash=prev, last_time=now,
             frontier=b"".join(h for _, h in stack)))
@@ -422,26 +463,27 @@ class LedgerStore:
             frontier = [head.frontier[i:i + 32] for i in range(0, len(head.frontier), 32)]
             stack = [(lvl, h) for (lvl, _), h in
                      zip(merkle.range_nodes(0, n) if n else [], frontier, strict=True)]
-            rows: list[dict[str, Any]] = []
-            node_rows: list[dict[str, Any]] = []
+            rows: list[tuple[int, bytes, bytes]] = []
+            node_rows: list[tuple[int, bytes]] = []
             for i, leaf in enumerate(leaves):
                 seq = n + i
                 if not leaf.startswith(record_prefix(seq, prev)):
                     raise LedgerError("ledger_chain_broken", index=seq)
                 h = merkle.leaf_hash(leaf)
-                rows.append({"seq": seq, "leaf": leaf, "hash": h})
+                rows.append((seq, leaf, h))
                 prev = h
                 lvl, idx = 0, seq
                 while stack and stack[-1][0] == lvl:
                     h = merkle.node_hash(stack.pop()[1], h)
                     lvl += 1
                     idx >>= 1
-                    node_rows.append({"id": t.node_id(lvl, idx), "hash": h})
+                    if t.is_stored(lvl):
+                        node_rows.append((t.node_id(lvl, idx), h))
                 stack.append((lvl, h))
             if rows:
-                conn.execute(insert(t.entries), rows)
+                _insert_many(conn, "ledger_entries", ("seq", "leaf", "hash"), rows)
             if node_rows:
-                conn.execute(insert(t.nodes), node_rows)
+                _insert_many(conn, "ledger_nodes", ("id", "hash"), node_rows)
             size = n + len(rows)
             root = _fold([h for _, h in stack]) if stack else merkle.EMPTY_ROOT
             conn.execute(sql_update(t.head).where(t.head.c.id == 1).values(
@@ -535,6 +577,15 @@ class LedgerStore:
     def verify_checkpoint_note(self, text: str) -> Checkpoint:
         note, _ = open_note(text, [self.verifier])
         return parse_checkpoint(note.text)
+
+
+def _insert_many(conn: Connection, table: str, columns: Sequence[str],
+                 rows: Sequence[tuple[Any, ...]]) -> None:
+    """executemany straight on the driver: bulk rows skip SQLAlchemy's per-row processing."""
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    sql = (f"INSERT INTO {table} ({', '.join(columns)}) "
+           f"VALUES ({', '.join([mark] * len(columns))})")
+    conn.exec_driver_sql(sql, list(rows))
 
 
 def _fold(hashes: list[bytes]) -> bytes:

@@ -88,16 +88,16 @@ def reorder_records(c: Connection) -> None:
 
 def change_node(c: Connection) -> None:
     c.execute(text("UPDATE ledger_nodes SET hash = :h WHERE id = :i"),
-              {"h": bytes(32), "i": node_id(2, 3)})
+              {"h": bytes(32), "i": node_id(4, 1)})
 
 
 def delete_node(c: Connection) -> None:
-    c.execute(text("DELETE FROM ledger_nodes WHERE id = :i"), {"i": node_id(1, 6)})
+    c.execute(text("DELETE FROM ledger_nodes WHERE id = :i"), {"i": node_id(4, 0)})
 
 
 def insert_node(c: Connection) -> None:
     c.execute(text("INSERT INTO ledger_nodes (id, hash) VALUES (:i, :h)"),
-              {"i": node_id(1, 40), "h": bytes(32)})
+              {"i": node_id(4, 40), "h": bytes(32)})
 
 
 def change_checkpoint(c: Connection) -> None:
@@ -127,8 +127,8 @@ def change_head_frontier(c: Connection) -> None:
 CASES: list[tuple[Callable[[Connection], None], int]] = [
     (change_leaf, 13), (change_leaf_and_rehash, 13), (change_prev_and_rehash, 13),
     (change_time, 13), (change_hash, 13), (delete_record, 13), (delete_last_record, 32),
-    (insert_record, 33), (renumber_record, 13), (reorder_records, 13), (change_node, 12),
-    (delete_node, 12), (insert_node, 33), (change_checkpoint, 19),
+    (insert_record, 33), (renumber_record, 13), (reorder_records, 13), (change_node, 16),
+    (delete_node, 0), (insert_node, 33), (change_checkpoint, 19),
     (delete_last_checkpoint, 32), (change_head_root, 32), (change_head_size, 29),
     (change_head_frontier, 32),
 ]
@@ -156,7 +156,7 @@ def test_tamper_on_postgres(tmp_path: Path, pg_url: str) -> None:
     with LedgerStore.open(tmp_path / "pg", passphrase=PASSPHRASE) as store:
         _fill(store)
         assert audit(store).ok
-        for tamper, first in ((change_leaf_and_rehash, 13), (change_node, 12)):
+        for tamper, first in ((change_leaf_and_rehash, 13), (change_node, 16)):
             with store.engine.begin() as conn:
                 tamper(conn)
             report = audit(store)

@@ -14,6 +14,9 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
+# INTEGER PRIMARY KEY is SQLite's row id (one b-tree per table); BIGINT elsewhere.
+_KEY = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
 
 def upgrade() -> None:
     op.create_table(
@@ -27,13 +30,13 @@ def upgrade() -> None:
     )
     op.create_table(
         "ledger_entries",
-        sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("seq", _KEY, primary_key=True, autoincrement=False),
         sa.Column("leaf", sa.LargeBinary, nullable=False),
         sa.Column("hash", sa.LargeBinary, nullable=False),
     )
     op.create_table(
         "ledger_nodes",
-        sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("id", _KEY, primary_key=True, autoincrement=False),
         sa.Column("hash", sa.LargeBinary, nullable=False),
     )
     op.create_table(
