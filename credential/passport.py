@@ -23,6 +23,7 @@ exactly these disclosures without sending those hashes again.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -35,7 +36,6 @@ import nacl.signing
 from credential import cbor, cose, sd
 from credential.claims import CatalogCoder, Claims, days_from_date, decode_group, encode_group
 from credential.errors import MalformedInput
-from credential.keys import b64url
 from schemas import schema
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "IssuedCredential",
     "StatusRef",
     "credential_digest",
+    "credential_id",
     "decode_envelope",
     "issue",
     "kb_aad",
@@ -85,7 +86,13 @@ class CredentialPayload(NamedTuple):
 
     @property
     def credential_id(self) -> str:
-        return b64url(self.cti)
+        return credential_id(self.cti)
+
+
+def credential_id(cti: bytes) -> str:
+    """The printable credential id: base32 of the CWT ``cti`` — upper case, no ``-`` to be
+    mistaken for a command-line option, easy to read out over the phone."""
+    return base64.b32encode(cti).decode("ascii").rstrip("=")
 
 
 @dataclass(frozen=True)
@@ -96,7 +103,7 @@ class IssuedCredential:
 
     @property
     def credential_id(self) -> str:
-        return b64url(self.cti)
+        return credential_id(self.cti)
 
     def to_cbor(self) -> bytes:
         return cbor2.dumps([self.cose, list(self.disclosures)])

@@ -36,7 +36,7 @@ def _publish(store: IssuerStore, passphrase: str) -> None:
         click.echo(f"! {exc.diagnostics()}", err=True)
         return
     if sent:
-        click.echo(f"Registro público: {sent} entradas / Public ledger: {sent} entries", err=True)
+        click.echo(f"Registro público: {sent} entrada(s) / Public ledger: {sent} entr(ies)", err=True)
 
 
 def _default_code(city: str, country: str) -> str:

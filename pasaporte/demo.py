@@ -39,6 +39,7 @@ class Demo:
                     "PYTHONUNBUFFERED": "1"}
         self.env.pop("PASAPORTE_HOME", None)
         self.step_no = 0
+        self.servers: list[subprocess.Popen[str]] = []
 
     def step(self, es: str, en: str) -> None:
         self.step_no += 1
@@ -60,6 +61,27 @@ class Demo:
     def home(self, name: str) -> str:
         return str(self.root / name)
 
+    def serve(self, home: str) -> str:
+        """Start ``pasaporte ledger serve`` in the background; returns its URL."""
+        print(f"  $ pasaporte ledger serve --home {home} --port 0 &", flush=True)
+        proc = subprocess.Popen([sys.executable, "-m", "pasaporte", "ledger", "serve",
+                                 "--home", home, "--port", "0"], env=self.env,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        print(f"    {line}")
+        if not line.startswith("listening on "):
+            sys.exit("ledger node did not start")
+        self.servers.append(proc)
+        return line.split()[-1]
+
+    def stop(self) -> None:
+        for proc in self.servers:
+            proc.terminate()
+            proc.wait(timeout=10)
+            if proc.stdout:
+                proc.stdout.close()
+
 
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="pasaporte-demo-") as tmp:
@@ -70,9 +92,18 @@ def main() -> int:
         (files / "james.json").write_text(json.dumps(JAMES, ensure_ascii=False))
         print(f"Pasaporte urbano binacional — demostración / demo, en/in {tmp}")
 
+        d.step("Mexicali arranca su nodo del registro público (SQLite, localhost)",
+               "Mexicali starts its public ledger node (SQLite, localhost)")
+        d.run("ledger", "init", "--origin", "ledger.mexicali.example/log",
+              "--home", d.home("ledger"))
+        token = d.run("ledger", "token", "add", "oficina-centro", "--home", d.home("ledger"),
+                      show=False).strip().splitlines()[-1]
+        node = d.serve(d.home("ledger"))
+
         d.step("Dos oficinas crean sus claves", "Two city offices create their keys")
         d.run("issuer", "init", "--city", "Mexicali", "--country", "MX",
               "--office", "Oficina Municipal Centro", "--home", d.home("mexicali"))
+        d.run("issuer", "ledger", "--url", node, "--token", token, "--home", d.home("mexicali"))
         d.run("issuer", "init", "--city", "Calexico", "--country", "US",
               "--office", "City Hall Resident Services", "--home", d.home("calexico"))
         d.run("issuer", "keys", "--home", d.home("mexicali"))
@@ -139,13 +170,22 @@ def main() -> int:
                      "--home", d.home("wallet"), show=False).strip()
         d.run("verify", "--service", "library", *trust, "--text", text, expect=1)
 
-        _ledger(d, files)
+        d.step("Cualquiera audita el registro: sin nombres, solo compromisos",
+               "Anyone audits the ledger: no names, only commitments")
+        print(f"    {node}/checkpoint:")
+        for line in _get(node + "/checkpoint").splitlines():
+            print(f"      {line}")
+        d.run("ledger", "audit", "--home", d.home("ledger"))
+        d.stop()
         print("\n✔ Demostración completa / Demo complete")
     return 0
 
 
-def _ledger(d: Demo, files: Path) -> None:
-    """Placeholder replaced once the ledger CLI lands."""
+def _get(url: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return str(resp.read().decode())
 
 
 if __name__ == "__main__":
