@@ -46,6 +46,7 @@ __all__ = [
     "parse_note",
     "parse_verifier_key",
     "sign_note",
+    "verify_checkpoint",
 ]
 
 ED25519 = 0x01
@@ -328,3 +329,23 @@ def parse_checkpoint(text: str) -> Checkpoint:
     if not re.fullmatch(r"0|[1-9][0-9]{0,18}", size_s):
         raise MalformedInput("note_bad_checkpoint", reason="bad size line")
     return Checkpoint(origin, int(size_s), _b64decode(root_s, "root"), tuple(ext))
+
+
+def verify_checkpoint(data: bytes | str, log: Verifier, witnesses: Sequence[Verifier] = (),
+                      quorum: int = 1) -> Checkpoint:
+    """A checkpoint signed by ``log`` and cosigned by at least ``quorum`` of ``witnesses``.
+
+    This is the verifier's policy for the binational ledger: the operating city's signature
+    *and* the other city's cosignature, so nobody can be shown a history the witness has not
+    checked for consistency.
+    """
+    note, ok = open_note(data, [log, *witnesses])
+    if log not in ok:
+        raise LedgerError("note_unverified")
+    cosigned = sum(1 for w in witnesses if w in ok)
+    if cosigned < min(quorum, len(witnesses)) or (quorum > 0 and not witnesses):
+        raise LedgerError("note_missing_cosignature", got=cosigned, want=quorum)
+    checkpoint = parse_checkpoint(note.text)
+    if checkpoint.origin != log.name:
+        raise LedgerError("note_wrong_origin", origin=checkpoint.origin, want=log.name)
+    return checkpoint

@@ -156,3 +156,20 @@ def test_checkpoint_round_trip(origin: str, size: int, root: bytes) -> None:
 def test_parse_note_never_crashes(data: bytes) -> None:
     with contextlib.suppress(MalformedInput):
         note.parse_note(data)
+
+
+def test_verify_checkpoint_needs_log_and_witness() -> None:
+    log = note.generate_signer("example.org/log")
+    witness = note.generate_signer("example.org/witness", note.COSIGNATURE_V1)
+    body = _checkpoint().body()
+    signed = note.sign_note(body, log)
+    with pytest.raises(LedgerError) as err:
+        note.verify_checkpoint(signed.encode(), log.verifier, [witness.verifier])
+    assert err.value.code == "note_missing_cosignature"
+    full = signed.with_signatures([witness.sign(body)]).encode()
+    assert note.verify_checkpoint(full, log.verifier, [witness.verifier]) == _checkpoint()
+    with pytest.raises(LedgerError):
+        note.verify_checkpoint(full, log.verifier)  # quorum 1 but no witness configured
+    other = note.generate_signer("example.org/log")
+    with pytest.raises(LedgerError):
+        note.verify_checkpoint(full, other.verifier, [witness.verifier])
