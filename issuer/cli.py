@@ -14,7 +14,8 @@ from credential import qr, transport
 from credential.claims import parse_claims
 from credential.errors import PasaporteError, UsageError
 from credential.home import atomic_write, read_passphrase, resolve_home
-from credential.keys import unb64url
+from credential.keys import b64url, unb64url
+from credential.times import parse_instant, rfc3339
 from issuer.store import REASONS, IssuerStore
 
 home_option = click.option("--home", type=click.Path(file_okay=False),
@@ -36,7 +37,8 @@ def _publish(store: IssuerStore, passphrase: str) -> None:
         click.echo(f"! {exc.diagnostics()}", err=True)
         return
     if sent:
-        click.echo(f"Registro público: {sent} entrada(s) / Public ledger: {sent} entr(ies)", err=True)
+        click.echo(f"Registro público: {sent} entrada(s) / Public ledger: {sent} entr(ies)",
+                   err=True)
 
 
 def _default_code(city: str, country: str) -> str:
@@ -172,3 +174,26 @@ def publish(home: str | None) -> None:
     sent = store.publish(read_passphrase())
     click.echo(f"{sent} entradas enviadas / entries sent; "
                f"{len(store.pending())} en cola / queued")
+
+
+@group.command()
+@home_option
+def rotate(home: str | None) -> None:
+    """Start a new office key (and status list); the old key keeps verifying what it signed."""
+    store, passphrase = _store(home), read_passphrase()
+    kid = store.add_office_key(passphrase)
+    click.echo(b64url(kid))
+    _publish(store, passphrase)
+
+
+@group.command()
+@click.argument("kid")
+@click.option("--since", required=True, help="ISO-8601 time from which the key is untrusted.")
+@home_option
+def compromised(kid: str, since: str, home: str | None) -> None:
+    """Mark an office key compromised from a time on (publish a new bundle afterwards)."""
+    when = parse_instant(since, "--since")
+    store, passphrase = _store(home), read_passphrase()
+    store.mark_compromised(kid, when, passphrase)
+    click.echo(f"{kid}: compromised since {rfc3339(when)}")
+    _publish(store, passphrase)

@@ -12,18 +12,13 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from datetime import UTC, datetime
 from typing import Any
 
 from credential.errors import LedgerError
 
-__all__ = ["post_entries", "rfc3339"]
+__all__ = ["post_entries"]
 
 TIMEOUT = 10.0
-
-
-def rfc3339(ts: int) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def post_entries(url: str, token: str, entries: list[dict[str, Any]]) -> dict[str, Any]:

@@ -27,7 +27,8 @@ from credential.errors import StoreError, UsageError
 from credential.keys import b64url, kid_for, seal, unb64url, unseal
 from credential.passport import IssuedCredential, StatusRef, credential_digest, issue
 from credential.statuslist import Purpose, StatusList
-from issuer.publish import post_entries, rfc3339
+from credential.times import rfc3339
+from issuer.publish import post_entries
 
 __all__ = ["CREDENTIAL_STATUSES", "REASONS", "IssuerStore"]
 
@@ -148,6 +149,10 @@ class IssuerStore:
         key = nacl.signing.SigningKey.generate()
         kid = kid_for(bytes(key.verify_key))
         with self.engine.begin() as db:
+            if db.execute(sa.select(keys.c.kid).where(keys.c.kid == kid)).first() is not None:
+                raise StoreError("store_error")  # a 4-byte kid collision within one office
+            previous = db.execute(sa.select(keys.c.kid).where(
+                (keys.c.role == "office") & keys.c.active)).scalar()
             next_list = (db.execute(sa.select(sa.func.max(keys.c.status_list))).scalar() or 0) + 1
             db.execute(keys.update().where(keys.c.role == "office").values(active=False))
             db.execute(keys.insert().values(
@@ -161,7 +166,23 @@ class IssuerStore:
                 "public_key": b64url(bytes(key.verify_key)), "city": info["city"],
                 "country": info["country"], "office": office or info["office"],
                 "valid_from": rfc3339(now), "valid_until": rfc3339(now + KEY_YEARS * 365 * 86400)})
+            if previous is not None:
+                self._queue(db, now, {"type": "key_rotated", "kid": b64url(kid),
+                                      "replaces": b64url(previous)})
         return kid
+
+    def mark_compromised(self, kid_text: str, since: int, passphrase: str) -> None:
+        """Record that an office key leaked at ``since``: counters will refuse credentials it
+        signed from then on (earlier ones stay valid). Rotate first so the office can go on."""
+        self.root_signing_key(passphrase)
+        kid = unb64url(kid_text, what="kid")
+        with self.engine.begin() as db:
+            found = db.execute(keys.update().where((keys.c.kid == kid) & (keys.c.role == "office"))
+                               .values(compromised_since=since, active=False)).rowcount
+            if not found:
+                raise UsageError("usage_error", reason=f"no office key {kid_text}")
+            self._queue(db, int(time.time()), {"type": "key_compromised", "kid": kid_text,
+                                               "effective": rfc3339(since)})
 
     # -- the public record -------------------------------------------------------------------
     @staticmethod

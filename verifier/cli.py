@@ -7,12 +7,12 @@ counter replaying its scanner log) and writes one JSON result per line.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import TextIO
 
 import click
 
 from credential.errors import UsageError
+from credential.times import parse_instant
 from verifier.engine import Result, Verifier
 from verifier.policy import Policy
 
@@ -20,15 +20,7 @@ MAX_LINE = 8192
 
 
 def _parse_at(at: str | None) -> int | None:
-    if at is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(at.replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError("usage_error", reason=f"--at is not an ISO-8601 time: {at}") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp())
+    return None if at is None else parse_instant(at, "--at")
 
 
 _YES = {"es": "Sí", "en": "Yes"}

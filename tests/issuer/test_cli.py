@@ -110,3 +110,57 @@ def test_verify_usage_errors(tmp_path: Path, run: Run) -> None:
     code, _, _ = run("verify", "--service", "library", "--bundle", str(tmp_path / "x"),
                      "--trust-root", str(tmp_path / "x"))
     assert code == 2
+
+
+def test_rotate_and_compromise_reach_the_counter(office: Path, tmp_path: Path, run: Run) -> None:
+    """A key marked compromised from a time on: credentials it signed earlier still pass."""
+    holder = nacl.signing.SigningKey.generate()
+    key_arg = ["--holder-key", b64url(bytes(holder.verify_key))]
+    claims = str(EXAMPLES / "claims-mexicali.json")
+    code, out, _ = run("issuer", "issue", "--claims", claims, *key_arg,
+                       "--out", str(tmp_path / "old.txt"), "--home", str(office))
+    old_kid = json.loads(run("issuer", "keys", "--json", "--home", str(office))[1])[0]["kid"]
+    code, out, _ = run("issuer", "rotate", "--home", str(office))
+    assert code == 0 and out.strip() != old_kid
+    keys = json.loads(run("issuer", "keys", "--json", "--home", str(office))[1])
+    assert [k["status"] for k in keys] == ["retired", "active"]
+    code, _, _ = run("issuer", "compromised", old_kid, "--since", "2000-01-01T00:00:00Z",
+                     "--home", str(office))
+    assert code == 0
+    assert json.loads(run("issuer", "keys", "--json", "--home", str(office))[1])[0][
+        "status"] == "compromised"
+    run("issuer", "issue", "--claims", claims, *key_arg, "--out", str(tmp_path / "new.txt"),
+        "--home", str(office))
+    run("issuer", "root", "--out", str(tmp_path / "r.json"), "--home", str(office))
+    run("issuer", "bundle", "--out", str(tmp_path / "b.cbor"), "--home", str(office))
+    import time
+
+    import cbor2
+
+    lines = []
+    for name in ("old.txt", "new.txt"):
+        cose_msg, disclosures = cbor2.loads(transport.unpack((tmp_path / name).read_text()))
+        lines.append(transport.pack(present(cose_msg, disclosures, groups=["residence", "library"],
+                                            holder=holder, audience="library",
+                                            now=int(time.time()))))
+    (tmp_path / "scans.log").write_text("\n".join(lines) + "\n\n")
+    code, out, _ = run("verify", "--service", "library", "--bundle", str(tmp_path / "b.cbor"),
+                       "--trust-root", str(tmp_path / "r.json"),
+                       "--batch", str(tmp_path / "scans.log"))
+    results = [json.loads(line) for line in out.splitlines()]
+    assert code == 1  # not every line accepted
+    assert [r["code"] for r in results] == ["key_compromised", "accepted"]
+
+
+def test_verify_at_a_past_time(office: Path, tmp_path: Path, run: Run) -> None:
+    code, out, _ = run("issuer", "issue", "--claims", str(EXAMPLES / "claims-mexicali.json"),
+                       "--paper", "--out", str(tmp_path / "p.txt"), "--home", str(office))
+    run("issuer", "root", "--out", str(tmp_path / "r.json"), "--home", str(office))
+    run("issuer", "bundle", "--out", str(tmp_path / "b.cbor"), "--home", str(office))
+    args = ["verify", "--service", "library", "--bundle", str(tmp_path / "b.cbor"),
+            "--trust-root", str(tmp_path / "r.json"), "--text",
+            (tmp_path / "p.txt").read_text().strip(), "--json"]
+    assert run(*args)[0] == 0
+    code, out, _ = run(*args, "--at", "2030-01-01T00:00:00Z")
+    assert code == 1 and json.loads(out)["code"] == "expired"
+    assert run(*args, "--at", "yesterday")[0] == 2
