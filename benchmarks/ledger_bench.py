@@ -85,12 +85,14 @@ def _proof_ms(store: LedgerStore, size: int, rounds: int) -> tuple[float, float]
     return incl, cons
 
 
-def _audit_s_per_million(store: LedgerStore) -> float:
-    t0 = time.perf_counter()
-    report = audit(store)
-    elapsed = time.perf_counter() - t0
-    assert report.ok, report.first
-    return elapsed * 1_000_000 / report.size
+def _audit_s_per_million(store: LedgerStore, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):  # best of a few: the machines are shared and noisy
+        t0 = time.perf_counter()
+        report = audit(store)
+        best = min(best, time.perf_counter() - t0)
+        assert report.ok, report.first
+    return best * 1_000_000 / report.size
 
 
 def _grow(store: LedgerStore, target: int) -> None:
@@ -114,11 +116,11 @@ def run(quick: bool = False) -> dict[str, float | int]:
             incl_1k, cons_1k = _proof_ms(small, 1000, rounds)
         with LedgerStore.init(tmp / "big", "bench.example/big", PASSPHRASE) as store:
             _grow(store, 10_000)
-            audit_10k = _audit_s_per_million(store)
+            audit_10k = _audit_s_per_million(store, 5)
             t0 = time.perf_counter()
             _grow(store, big)
             print(f"  built {big} records in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-            audit_big = _audit_s_per_million(store)
+            audit_big = _audit_s_per_million(store, 1 if quick else 2)
             incl_big, cons_big = _proof_ms(store, big, rounds)
         out["ledger_inclusion_proof_ms_1k"] = round(incl_1k, 4)
         out["ledger_inclusion_proof_ms_1m"] = round(incl_big, 4)

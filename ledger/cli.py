@@ -99,7 +99,7 @@ def serve(host: str, port: int, home: str | None, db: str | None) -> None:
     store = _open(home, db, write=True)
     app = create_app(store=store)
     server = make_server(host, port, app, threaded=True)
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _stop)
     click.echo(f"listening on http://{host}:{server.server_port}", nl=True)
     sys.stdout.flush()
     try:
@@ -109,6 +109,11 @@ def serve(host: str, port: int, home: str | None, db: str | None) -> None:
     finally:
         server.server_close()
         store.close()
+
+
+def _stop(_signum: int, _frame: object) -> None:
+    # SIGTERM ends `serve` like Ctrl-C does: finish the response, close the database
+    raise KeyboardInterrupt
 
 
 def _read_jsonl(path: str) -> list[dict[str, Any]]:
