@@ -87,6 +87,18 @@ class _City:
             self.root)
 
 
+def library_setup() -> tuple[Verifier, str, int]:
+    """A warm verifier and one library presentation (for the instruction-count child)."""
+    city, holder = _City(), nacl.signing.SigningKey.generate()
+    cred = issue(parse_claims(EXAMPLE), key=city.office, kid=city.kid, iss="MXMEX",
+                 holder_key=bytes(holder.verify_key), status=StatusRef(1, 123_456),
+                 issued_at=NOW, catalog=city.code_for)
+    text = transport.pack(present(cred.cose, cred.disclosures, groups=["residence", "library"],
+                                  holder=holder, audience="library", now=NOW))
+    root = RootKey("Mexicali", "MX", "MXMEX", bytes(city.root.verify_key))
+    return Verifier(bundles=[city.bundle()], roots=[root]), text, NOW
+
+
 def credential_figures(quick: bool) -> dict[str, Any]:
     city, holder = _City(), nacl.signing.SigningKey.generate()
     claims = parse_claims(EXAMPLE)
@@ -169,6 +181,11 @@ def main(argv: list[str] | None = None) -> int:
     figures: dict[str, Any] = {}
     print("credential figures…", file=sys.stderr)
     figures.update(credential_figures(args.quick))
+    if not args.quick:
+        print("instruction counts (valgrind)…", file=sys.stderr)
+        from benchmarks import instructions
+
+        figures.update(instructions.figures())
     if not args.skip_ledger:
         print("ledger figures (a few minutes)…", file=sys.stderr)
         from benchmarks import ledger_bench
