@@ -84,6 +84,21 @@ def key(home: Path | None) -> None:
     click.echo(b64url(Wallet.open(_home(home)).public_key))
 
 
+@group.command()
+@click.option("--bundle", "bundles", multiple=True, required=True, type=click.File("rb"),
+              help="A city's trust bundle (repeatable).")
+@click.option("--trust-root", "roots", multiple=True, required=True, type=click.File("rb"),
+              help="That city's root key file (repeatable).")
+@_home_option
+def trust(bundles: tuple[BinaryIO, ...], roots: tuple[BinaryIO, ...], home: Path | None) -> None:
+    """Confía en paquetes de ciudades / Trust cities' bundles: names for codes, issuer checks."""
+    wallet = Wallet.open(_home(home))
+    kept = wallet.trust([b.read(8 * 1024 * 1024) for b in bundles],
+                        [r.read(64 * 1024) for r in roots])
+    for line in kept:
+        click.echo(line)
+
+
 @group.command(name="import")
 @click.argument("file", type=click.File("rb"))
 @_home_option

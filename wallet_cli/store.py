@@ -30,7 +30,8 @@ import nacl.signing
 import nacl.utils
 
 from credential import cbor, sd, transport
-from credential.errors import MalformedInput, StoreError, UsageError
+from credential.bundle import RootKey, TrustBundle, parse_bundle
+from credential.errors import MalformedInput, Rejection, StoreError, UsageError
 from credential.home import atomic_write
 from credential.keys import b64url, seal, signing_key, unb64url, unseal
 from credential.passport import Decoded, decode_envelope, present
@@ -52,6 +53,7 @@ WALLET_TYPE = "pasaporte-wallet/1"
 WALLET_FILE = "wallet.json"
 CREDENTIALS_DIR = "credentials"
 SUFFIX = ".cbor"
+TRUST_DIR = "trust"
 MAX_IMPORT_CHARS = 16384  # a full credential is ~1 KB of QR text; anything far larger is not one
 MAX_NONCE = 64  # what ``passport.decode_envelope`` accepts in a key-binding proof
 MAX_AUDIENCE = 64
@@ -75,19 +77,31 @@ def credential_status(nbf: int, exp: int, now: int) -> Status:
     return "valid"
 
 
-def _claims_view(decoded: Decoded) -> dict[str, Any]:
+Catalogs = Mapping[str, Mapping[int, str]]
+
+
+def _claims_view(decoded: Decoded, catalogs: Catalogs | None = None) -> dict[str, Any]:
     """The holder's own claims in the claims-file shape (group objects, flat groups inlined).
 
-    Catalogued values (city, library system, clinic network) may be compact codes that only the
-    issuing city's trust bundle names; they are shown as issued.
+    Catalogued values (city, library system, clinic network) are compact codes that only the
+    issuing city's trust bundle names: with a trusted bundle (``wallet trust``) they show as
+    names, otherwise as ``#code``.
     """
     out: dict[str, Any] = {}
     for g in schema().groups:
         values = decoded.groups.get(g.name)
         if values is None:
             continue
-        shown = {k: (v.isoformat() if isinstance(v, date) else v) for k, v in values.items()
-                 if v is not None}
+        shown: dict[str, Any] = {}
+        for f in g.fields:
+            v = values.get(f.name)
+            if v is None:
+                continue
+            if isinstance(v, date):
+                v = v.isoformat()
+            elif f.type == "catalog" and type(v) is int:
+                v = (catalogs or {}).get(f.catalog, {}).get(v, f"#{v}")
+            shown[f.name] = v
         if g.json == "object":
             out[g.name] = shown
         else:
@@ -315,12 +329,59 @@ class Wallet:
         return key
 
     # -- credentials --------------------------------------------------------------------------
+    # -- trust: the bundles that name catalogue codes and vouch for issuers --------------------
+    @property
+    def trust_dir(self) -> Path:
+        return self.home / TRUST_DIR
+
+    def trust(self, bundles: Sequence[bytes], roots: Sequence[bytes]) -> list[str]:
+        """Verify bundles against city roots and keep them (newest version per city)."""
+        root_keys = [RootKey.from_json(r) for r in roots]
+        kept = []
+        for data in bundles:
+            bundle = parse_bundle(data, root_keys)
+            current = self.trusted_bundles().get(bundle.code)
+            if current is not None and current[0].version > bundle.version:
+                continue
+            root = next(r for r in root_keys if r.code == bundle.code)
+            self.trust_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            atomic_write(self.trust_dir / f"{bundle.code}.root.json", root.to_json().encode())
+            atomic_write(self.trust_dir / f"{bundle.code}.bundle", data)
+            kept.append(f"{bundle.city} ({bundle.code}) v{bundle.version}")
+        return kept
+
+    def trusted_bundles(self) -> dict[str, tuple[TrustBundle, Catalogs]]:
+        """City code → (verified bundle, its catalogs); files that no longer verify are ignored."""
+        out: dict[str, tuple[TrustBundle, Catalogs]] = {}
+        if not self.trust_dir.is_dir():
+            return out
+        for root_file in sorted(self.trust_dir.glob("*.root.json")):
+            code = root_file.name[: -len(".root.json")]
+            try:
+                root = RootKey.from_json(root_file.read_bytes())
+                bundle = parse_bundle((self.trust_dir / f"{code}.bundle").read_bytes(), [root])
+            except (OSError, MalformedInput, Rejection):
+                continue
+            out[bundle.code] = (bundle, bundle.catalogs)
+        return out
+
+    def _check_issuer(self, decoded: Decoded) -> bool | None:
+        """True/False: the issuer's signature checks against a trusted bundle; None: no bundle
+        for that city (the counter will still check it at every presentation)."""
+        entry = self.trusted_bundles().get(decoded.payload.iss)
+        if entry is None:
+            return None
+        return any(k.kid == decoded.credential.kid and decoded.credential.verify(k.public_key)
+                   for k in entry[0].keys)
+
     def import_text(self, text: str) -> ImportResult:
         """Check a credential in transport text and store it under its id (idempotent)."""
         if len(text) > MAX_IMPORT_CHARS:
             raise MalformedInput("too_large")
         data = transport.unpack(text, max_chars=MAX_IMPORT_CHARS)
         decoded = _check_credential(data, self.public_key)
+        if self._check_issuer(decoded) is False:
+            raise MalformedInput("wallet_import_signature", issuer=decoded.payload.iss)
         cred_id = decoded.payload.credential_id
         path = self._path(cred_id)
         outcome: Literal["imported", "unchanged", "replaced"] = "imported"
@@ -371,6 +432,7 @@ class Wallet:
         now = int(time.time()) if now is None else now
         entries: list[CredentialEntry] = []
         problems: list[StoreError] = []
+        bundles = self.trusted_bundles()
         for cred_id in self.ids():
             try:
                 d = self.load(cred_id)
@@ -382,7 +444,7 @@ class Wallet:
                 id=p.credential_id, issuer=p.iss, valid_from=_iso_day(p.nbf),
                 # exp is the first second after the last valid day
                 valid_until=_iso_day(p.exp - 1), status=credential_status(p.nbf, p.exp, now),
-                claims=_claims_view(d)))
+                claims=_claims_view(d, bundles.get(p.iss, (None, {}))[1])))
         entries.sort(key=lambda e: (e.valid_until, e.id))
         return entries, problems
 

@@ -1,0 +1,69 @@
+"""``wallet trust``: verified bundles name catalogue codes and vouch for issuers at import."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cbor2
+import pytest
+
+from credential import transport
+from credential.claims import parse_claims
+from credential.errors import MalformedInput, Rejection
+from credential.passport import StatusRef, issue
+from tests.factory import NOW, City, example_claims
+from tests.wallet_cli.conftest import Run
+from wallet_cli.store import Wallet
+
+
+def _issued_text(city: City, wallet: Wallet) -> str:
+    """A credential for this wallet's key, with catalogue codes, as the office writes it."""
+    return transport.pack(issue(parse_claims(example_claims()), key=city.office_key,
+                                kid=city.kid, iss=city.code, holder_key=wallet.public_key,
+                                status=StatusRef(1, 5), issued_at=NOW,
+                                catalog=city.code_for).to_cbor())
+
+
+def test_trusted_bundle_names_codes(wallet: Wallet) -> None:
+    city = City()
+    text = _issued_text(city, wallet)
+    wallet.import_text(text)
+    (entry,), _ = wallet.entries()
+    assert entry.claims["residence"]["city"] == "#1"  # no bundle yet: the bare code
+    kept = wallet.trust([city.bundle()], [city.root.to_json().encode()])
+    assert kept == ["Mexicali (MXMEX) v1"]
+    (entry,), _ = wallet.entries()
+    assert entry.claims["residence"]["city"] == "Mexicali"
+    assert entry.claims["library"]["system"] == "Bibliotecas Públicas de Mexicali"
+
+
+def test_import_refuses_a_forged_issuer_signature(wallet: Wallet) -> None:
+    city = City()
+    wallet.trust([city.bundle()], [city.root.to_json().encode()])
+    obj = cbor2.loads(transport.unpack(_issued_text(city, wallet)))
+    obj[0][3] = bytes(64)  # a signature that is not the office's
+    with pytest.raises(MalformedInput) as err:
+        wallet.import_text(transport.pack(cbor2.dumps(obj)))
+    assert err.value.code == "wallet_import_signature"
+
+
+def test_trust_refuses_a_bundle_from_an_unknown_root(wallet: Wallet) -> None:
+    with pytest.raises(Rejection):
+        wallet.trust([City().bundle()], [City().root.to_json().encode()])
+
+
+def test_older_bundle_does_not_replace_newer(wallet: Wallet) -> None:
+    city = City()
+    root = [city.root.to_json().encode()]
+    assert wallet.trust([city.bundle(version=3)], root)
+    assert wallet.trust([city.bundle(version=2)], root) == []
+    assert wallet.trusted_bundles()["MXMEX"][0].version == 3
+
+
+def test_trust_command(run: Run, wallet_home: Path, tmp_path: Path) -> None:
+    city = City()
+    (tmp_path / "b.cbor").write_bytes(city.bundle())
+    (tmp_path / "r.json").write_text(city.root.to_json())
+    result = run("wallet", "trust", "--bundle", tmp_path / "b.cbor",
+                 "--trust-root", tmp_path / "r.json", "--home", wallet_home)
+    assert result.exit_code == 0 and "MXMEX" in result.stdout
