@@ -92,13 +92,25 @@ def main() -> int:
         (files / "james.json").write_text(json.dumps(JAMES, ensure_ascii=False))
         print(f"Pasaporte urbano binacional — demostración / demo, en/in {tmp}")
 
-        d.step("Mexicali arranca su nodo del registro público (SQLite, localhost)",
-               "Mexicali starts its public ledger node (SQLite, localhost)")
-        d.run("ledger", "init", "--origin", "ledger.mexicali.example/log",
-              "--home", d.home("ledger"))
+        d.step("Cada ciudad arranca su nodo del registro público (SQLite, localhost)",
+               "Each city starts its public ledger node (SQLite, localhost)")
+        log_key = d.run("ledger", "init", "--origin", "ledger.mexicali.example/log",
+                        "--home", d.home("ledger")).strip().splitlines()[-1]
+        d.run("ledger", "init", "--origin", "ledger.calexico.example/log",
+              "--home", d.home("ledger-calexico"))
         token = d.run("ledger", "token", "add", "oficina-centro", "--home", d.home("ledger"),
                       show=False).strip().splitlines()[-1]
         node = d.serve(d.home("ledger"))
+        witness_node = d.serve(d.home("ledger-calexico"))
+
+        d.step("Calexico atestigua el registro de Mexicali: nadie puede mostrar dos historias",
+               "Calexico witnesses Mexicali's log: no one can show two histories")
+        witness_key = d.run("ledger", "key", "--witness", "--home", d.home("ledger-calexico"),
+                            show=False).strip().splitlines()[-1]
+        d.run("ledger", "witness", "--log", node, "--log-key", log_key,
+              "--home", d.home("ledger-calexico"))
+        d.run("ledger", "witnesses", "add", "--url", witness_node, "--key", witness_key,
+              "--home", d.home("ledger"))
 
         d.step("Dos oficinas crean sus claves", "Two city offices create their keys")
         d.run("issuer", "init", "--city", "Mexicali", "--country", "MX",
@@ -139,6 +151,8 @@ def main() -> int:
                  "--bundle", str(files / "bundle-calexico.cbor"),
                  "--trust-root", str(files / "root-mexicali.json"),
                  "--trust-root", str(files / "root-calexico.json")]
+        d.run("wallet", "trust", *trust, "--home", d.home("wallet"))
+        d.run("wallet", "list", "--json", "--home", d.home("wallet"))
 
         d.step("María muestra su código en la biblioteca (solo residencia y biblioteca)",
                "María shows her code at the library (residence and library only)")
@@ -176,6 +190,8 @@ def main() -> int:
         for line in _get(node + "/checkpoint").splitlines():
             print(f"      {line}")
         d.run("ledger", "audit", "--home", d.home("ledger"))
+        d.run("ledger", "mirror", "--from", node, "--log-key", log_key,
+              "--witness-key", witness_key, "--home", d.home("mirror"))
         d.stop()
         print("\n✔ Demostración completa / Demo complete")
     return 0

@@ -13,3 +13,4 @@ def test_demo_runs_end_to_end() -> None:
     out = proc.stdout
     assert out.count("[accepted]") >= 3 and "[wrong_audience]" in out and "[revoked]" in out
     assert "Demo complete" in out
+    assert "ledger.calexico.example/log/witness" in out  # the checkpoint is cosigned
