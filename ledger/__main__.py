@@ -1,9 +1,9 @@
-"""``python -m ledger …``: the ledger commands without the rest of pasaporte."""
+"""``python -m ledger …``: the same as ``pasaporte ledger …`` (one error handler for both)."""
 
 from __future__ import annotations
 
 import sys
 
-from ledger.cli import main
+from pasaporte.cli import main
 
-sys.exit(main())
+sys.exit(main(["ledger", *sys.argv[1:]]))

@@ -22,12 +22,12 @@ from typing import Any
 
 import click
 
-from credential.errors import LedgerError, MalformedInput, PasaporteError, StoreError, UsageError
+from credential.errors import LedgerError, MalformedInput, StoreError, UsageError
 from credential.note import parse_verifier_key
 from ledger.keys import LedgerConfig, load_config, passphrase_from_env, save_config
 from ledger.store import MAX_BATCH, LedgerStore, database_url, make_engine, migrate
 
-__all__ = ["group", "main"]
+__all__ = ["group"]
 
 home_option = click.option("--home", type=click.Path(file_okay=False), default=None,
                            help="Data directory (default: PASAPORTE_HOME or the XDG data dir).")
@@ -283,26 +283,3 @@ def checkpoint(cosign: bool, home: str | None, db: str | None) -> None:
         if cosign:
             request_cosignatures(store)
         click.echo(store.checkpoint().note, nl=False)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the group on its own (``python -m ledger``), with pasaporte's exit codes."""
-    try:
-        group.main(args=argv, prog_name="pasaporte ledger", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("Cancelado / Cancelled", err=True)
-        return 1
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        return 2
-    except UsageError as exc:
-        click.echo(exc.diagnostics(), err=True)
-        return 2
-    except PasaporteError as exc:
-        click.echo(exc.diagnostics(), err=True)
-        return 1
-    return 0
-
-

@@ -20,9 +20,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from ledger.cli import main as ledger_main
 from ledger.http import create_app
 from ledger.store import LedgerStore
+from pasaporte.cli import main as pasaporte_main
 
 PASSPHRASE = "correct horse battery staple"
 REPO = Path(__file__).resolve().parents[2]
@@ -35,7 +35,7 @@ def _passphrase(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def run_cli(*args: str) -> int:
-    return ledger_main(list(args))
+    return pasaporte_main(["ledger", *args])
 
 
 def init_home(home: Path, origin: str = "ledger.test/log", db: str | None = None) -> str:

@@ -12,8 +12,8 @@ import cbor2
 import pytest
 from flask.testing import FlaskClient
 
-from ledger.cli import main as ledger_main
 from ledger.store import LedgerStore
+from pasaporte.cli import main as pasaporte_main
 from tests.ledger.conftest import run_cli
 from tests.ledger.helpers import b64u
 
@@ -57,7 +57,7 @@ def test_no_claim_value_reaches_the_database(client: FlaskClient, store: LedgerS
 def test_help_examples_run(capsys: pytest.CaptureFixture[str]) -> None:
     for args in (["--help"], ["init", "--help"], ["serve", "--help"], ["append", "--help"],
                  ["audit", "--help"], ["mirror", "--help"], ["witness", "--help"]):
-        assert ledger_main(args) == 0
+        assert pasaporte_main(["ledger", *args]) == 0
     out = capsys.readouterr().out
     assert "--origin" in out and "--from" in out and "--log-key" in out
 
