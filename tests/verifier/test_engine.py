@@ -330,3 +330,28 @@ def test_cose_message_is_standard(city: City) -> None:
     cred = city.issue()
     parsed = cose.parse_sign1(cred.cose)
     assert parsed.kid == city.kid and parsed.verify(bytes(city.office_key.verify_key))
+
+
+def test_status_unknown(city: City, holder: nacl.signing.SigningKey) -> None:
+    from credential.claims import parse_claims
+    from credential.passport import StatusRef, issue
+
+    cred = issue(parse_claims(example_claims()), key=city.office_key, kid=city.kid,
+                 iss=city.code, holder_key=bytes(holder.verify_key),
+                 status=StatusRef(9, 1), issued_at=NOW)  # a list this bundle does not carry
+    reject(verifier_for(city), presentation(cred, holder, "library", LIB), "status_unknown")
+
+
+def test_one_test_per_rejection_code() -> None:
+    """Every code the engine can return is exercised by name in these tests."""
+    import re
+    from pathlib import Path
+
+    import verifier.engine
+
+    source = Path(verifier.engine.__file__).read_text(encoding="utf-8")
+    codes = set(re.findall(r'_reject\(\s*"([a-z_]+)"', source)) | {"signature_invalid"}
+    tests = "".join(p.read_text(encoding="utf-8")
+                    for p in Path(__file__).parent.glob("test_*.py"))
+    untested = {c for c in codes if f'"{c}"' not in tests.replace(source, "")}
+    assert not untested
