@@ -28,7 +28,7 @@ import cbor2
 
 from credential.errors import MalformedInput
 
-__all__ = ["dumps", "loads"]
+__all__ = ["dumps", "head", "loads"]
 
 _NO_TAGS: Final[frozenset[int]] = frozenset()
 # Major type 7 additional-information values we accept: false, true, null, half/single/double
@@ -57,6 +57,21 @@ def _encode_map(encoder: Any, value: Mapping[Any, Any]) -> None:
 
 
 _ENCODERS: Final[dict[type, Callable[[Any, Any], None]]] = {dict: _encode_map}
+
+
+def head(major: int, n: int) -> bytes:
+    """The shortest head of a data item (RFC 8949 §3): major type and argument ``n``. For code
+    that builds fixed CBOR shapes by concatenation on a hot path instead of calling ``dumps``."""
+    top = major << 5
+    if n < 24:
+        return bytes((top | n,))
+    if n < 1 << 8:
+        return bytes((top | 24, n))
+    if n < 1 << 16:
+        return bytes((top | 25,)) + n.to_bytes(2, "big")
+    if n < 1 << 32:
+        return bytes((top | 26,)) + n.to_bytes(4, "big")
+    return bytes((top | 27,)) + n.to_bytes(8, "big")
 
 
 def dumps(obj: Any) -> bytes:

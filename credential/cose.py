@@ -30,13 +30,7 @@ TAG_SIGN1 = 18
 
 def bstr_head(n: int) -> bytes:
     """The CBOR head of a byte string of length ``n``."""
-    if n < 24:
-        return bytes((0x40 | n,))
-    if n < 0x100:
-        return bytes((0x58, n))
-    if n < 0x10000:
-        return b"\x59" + n.to_bytes(2, "big")
-    return b"\x5a" + n.to_bytes(4, "big")
+    return cbor.head(2, n)
 
 
 _SIG1_PREFIX = b"\x84\x6aSignature1"  # array(4), text(10) "Signature1"

@@ -24,8 +24,8 @@ import click
 
 from credential.errors import LedgerError, MalformedInput, StoreError, UsageError
 from credential.note import parse_verifier_key
-from ledger.keys import LedgerConfig, load_config, passphrase_from_env, save_config
-from ledger.store import MAX_BATCH, LedgerStore, database_url, make_engine, migrate
+from ledger.keys import LedgerConfig, load_config, passphrase_from_env
+from ledger.store import MAX_BATCH, LedgerStore, create_home
 
 __all__ = ["group"]
 
@@ -189,14 +189,8 @@ def mirror(url: str, log_key: str | None, witness_key: tuple[str, ...], home: st
         if not log_key:
             raise UsageError("usage_error", reason="--log-key is needed on the first mirror run")
         verifier = parse_verifier_key(log_key)
-        config = LedgerConfig(origin=verifier.name, log_vkey=log_key, db=db, mirror_of=url)
-        root.mkdir(parents=True, exist_ok=True)
-        engine = make_engine(database_url(root, db, config))
-        try:
-            migrate(engine)
-        finally:
-            engine.dispose()
-        save_config(root, config)
+        create_home(root, LedgerConfig(origin=verifier.name, log_vkey=log_key, db=db,
+                                       mirror_of=url))
     elif log_key and load_config(root).log_vkey != log_key:
         raise LedgerError("ledger_witness_key_changed", origin=parse_verifier_key(log_key).name)
     witnesses = [parse_verifier_key(k) for k in witness_key]

@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 
 import cbor2
 
+from credential import cbor
 from credential.errors import MalformedInput
 
 __all__ = [
@@ -279,19 +280,6 @@ class Record:
     entry: Entry
 
 
-def _uint(n: int) -> bytes:
-    # CBOR major type 0 (RFC 8949 §3.1), shortest form as canonical encoding requires
-    if n < 24:
-        return bytes([n])
-    if n < 1 << 8:
-        return b"\x18" + n.to_bytes(1, "big")
-    if n < 1 << 16:
-        return b"\x19" + n.to_bytes(2, "big")
-    if n < 1 << 32:
-        return b"\x1a" + n.to_bytes(4, "big")
-    return b"\x1b" + n.to_bytes(8, "big")
-
-
 def encode_record(seq: int, prev: bytes, time_ms: int, entry: Entry) -> bytes:
     """Canonical CBOR of ``[seq, prev, time_ms, type, {fields}]``.
 
@@ -300,17 +288,11 @@ def encode_record(seq: int, prev: bytes, time_ms: int, entry: Entry) -> bytes:
     """
     if len(prev) != 32 or seq < 0 or time_ms < 0:
         raise MalformedInput("ledger_bad_record", reason="bad header")
-    return (b"\x85" + _uint(seq) + b"\x58\x20" + prev + _uint(time_ms)
+    return (b"\x85" + cbor.head(0, seq) + b"\x58\x20" + prev + cbor.head(0, time_ms)
             + _type_cbor(entry.TYPE) + _fields_cbor(entry))
 
 
 _FIELD_KEYS: dict[str, tuple[bytes, tuple[tuple[str, bytes], ...]]] = {}
-
-
-def _head(major: int, n: int) -> bytes:
-    out = bytearray(_uint(n))
-    out[0] |= major << 5
-    return bytes(out)
 
 
 def _fields_cbor(entry: Entry) -> bytes:
@@ -320,19 +302,19 @@ def _fields_cbor(entry: Entry) -> bytes:
     if plan is None:
         keys = sorted((bytes(cbor2.dumps(k)), k) for k in entry.KINDS)
         keys.sort(key=lambda pair: (len(pair[0]), pair[0]))
-        plan = _FIELD_KEYS[entry.TYPE] = (_head(5, len(keys)),
+        plan = _FIELD_KEYS[entry.TYPE] = (cbor.head(5, len(keys)),
                                           tuple((name, enc) for enc, name in keys))
     parts = [plan[0]]
     for name, enc in plan[1]:
         value = getattr(entry, name)
         parts.append(enc)
         if isinstance(value, bytes):
-            parts.append(_head(2, len(value)) + value)
+            parts.append(cbor.head(2, len(value)) + value)
         elif isinstance(value, str):
             raw = value.encode()
-            parts.append(_head(3, len(raw)) + raw)
+            parts.append(cbor.head(3, len(raw)) + raw)
         else:
-            parts.append(_uint(value))
+            parts.append(cbor.head(0, value))
     return b"".join(parts)
 
 

@@ -35,7 +35,7 @@ from sqlalchemy import Connection, Engine, create_engine, delete, event, func, i
 from sqlalchemy import update as sql_update
 from sqlalchemy.pool import NullPool
 
-from credential import merkle
+from credential import cbor, merkle
 from credential.errors import LedgerError, StoreError, UsageError
 from credential.home import resolve_home
 from credential.note import (
@@ -55,7 +55,8 @@ from ledger import schema as t
 from ledger.entries import Entry, as_entry, encode_record
 from ledger.keys import LedgerConfig, load_config, read_secret, save_config, write_secret
 
-__all__ = ["MAX_BATCH", "LedgerStore", "SignedCheckpoint", "database_url", "make_engine", "migrate"]
+__all__ = ["MAX_BATCH", "LedgerStore", "SignedCheckpoint", "create_home", "database_url",
+           "make_engine", "migrate"]
 
 MAX_BATCH = 10_000
 ZERO = bytes(32)
@@ -131,22 +132,21 @@ def migrate(engine: Engine) -> None:
                 id=1, size=0, root=merkle.EMPTY_ROOT, last_hash=ZERO, last_time=0, frontier=b""))
 
 
-def _uint_head(n: int) -> bytes:
-    # CBOR major type 0 encoding of n, to check a record's header without decoding it.
-    if n < 24:
-        return bytes([n])
-    if n < 1 << 8:
-        return b"\x18" + n.to_bytes(1, "big")
-    if n < 1 << 16:
-        return b"\x19" + n.to_bytes(2, "big")
-    if n < 1 << 32:
-        return b"\x1a" + n.to_bytes(4, "big")
-    return b"\x1b" + n.to_bytes(8, "big")
-
-
 def record_prefix(seq: int, prev: bytes) -> bytes:
     """The first bytes of record ``seq``: array(5), seq, bytes(32) prev."""
-    return b"\x85" + _uint_head(seq) + b"\x58\x20" + prev
+    return b"\x85" + cbor.head(0, seq) + b"\x58\x20" + prev
+
+
+def create_home(root: Path, config: LedgerConfig) -> None:
+    """Bring the home's database to the current schema, then record its settings (last, so a
+    home with settings always has a usable database)."""
+    root.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(database_url(root, config.db, config))
+    try:
+        migrate(engine)
+    finally:
+        engine.dispose()
+    save_config(root, config)
 
 
 class LedgerStore:
@@ -178,14 +178,8 @@ class LedgerStore:
         root.mkdir(parents=True, exist_ok=True)
         write_secret(root / "log.key", log_signer.seed, passphrase)
         write_secret(root / "witness.key", witness.seed, passphrase)
-        config = LedgerConfig(origin=origin, log_vkey=log_signer.verifier.vkey,
-                              witness_vkey=witness.verifier.vkey, db=db)
-        engine = make_engine(database_url(root, db, config))
-        try:
-            migrate(engine)
-        finally:
-            engine.dispose()
-        save_config(root, config)
+        create_home(root, LedgerConfig(origin=origin, log_vkey=log_signer.verifier.vkey,
+                                       witness_vkey=witness.verifier.vkey, db=db))
         store = cls.open(root, db=db, passphrase=passphrase)
         store.sign_initial_checkpoint()
         return store
