@@ -200,14 +200,20 @@ class Decoded(NamedTuple):
         return self.kb is not None
 
 
-def _payload(c: cose.Sign1) -> CredentialPayload:
+def _claims_map(payload: bytes, what: str) -> dict[Any, Any]:
+    """A signed CWT claims map. Its bytes are inside an already size-bounded envelope."""
     try:
         # Duplicate keys would let two verifiers read different values under one signature.
-        p = cbor2.loads(c.payload, allow_duplicate_keys=False)
+        p = cbor2.loads(payload, allow_duplicate_keys=False)
     except Exception:
-        raise MalformedInput("shape_invalid", what="payload") from None
+        raise MalformedInput("shape_invalid", what=what) from None
     if not isinstance(p, dict):
-        raise MalformedInput("shape_invalid", what="payload")
+        raise MalformedInput("shape_invalid", what=what)
+    return p
+
+
+def _payload(c: cose.Sign1) -> CredentialPayload:
+    p = _claims_map(c.payload, "payload")
     iss, iat, nbf, exp, cti = p.get(ISS), p.get(IAT), p.get(NBF), p.get(EXP), p.get(CTI)
     pu = p.get(PU)
     if not (isinstance(pu, list) and len(pu) == 3):
@@ -236,15 +242,10 @@ def _payload(c: cose.Sign1) -> CredentialPayload:
 
 def _kb(obj: Any) -> KeyBinding:
     s = cose.parse_sign1(obj)
-    try:
-        p = cbor2.loads(s.payload, allow_duplicate_keys=False)
-    except Exception:
-        raise MalformedInput("shape_invalid", what="kb") from None
-    if not isinstance(p, dict):
-        raise MalformedInput("shape_invalid", what="kb")
+    p = _claims_map(s.payload, "kb")
     aud, iat, nonce = p.get(AUD), p.get(IAT), p.get(CNONCE)
     if not (isinstance(aud, str) and 0 < len(aud) <= 64 and type(iat) is int
-            and 0 <= iat < 2**40 and (nonce is None or (isinstance(nonce, bytes)
+            and 0 <= iat < _MAX_TIME and (nonce is None or (isinstance(nonce, bytes)
                                                           and len(nonce) <= 64))):
         raise MalformedInput("shape_invalid", what="kb")
     return KeyBinding(s, aud, iat, nonce)
