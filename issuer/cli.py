@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import unicodedata
+from pathlib import Path
 from typing import BinaryIO
 
 import click
@@ -16,6 +18,7 @@ from credential.errors import PasaporteError, UsageError
 from credential.home import atomic_write, read_passphrase, resolve_home
 from credential.keys import b64url, unb64url
 from credential.times import parse_instant, rfc3339
+from issuer.bulk import MAX_BYTES, parse_residents
 from issuer.store import REASONS, IssuerStore
 
 home_option = click.option("--home", type=click.Path(file_okay=False),
@@ -196,4 +199,36 @@ def compromised(kid: str, since: str, home: str | None) -> None:
     store, passphrase = _store(home), read_passphrase()
     store.mark_compromised(kid, when, passphrase)
     click.echo(f"{kid}: compromised since {rfc3339(when)}")
+    _publish(store, passphrase)
+
+
+@group.command()
+@click.argument("csv_file", type=click.File("rb"))
+@click.option("--out-dir", required=True, type=click.Path(file_okay=False),
+              help="Where to write one paper credential per resident.")
+@click.option("--qr", "with_qr", is_flag=True, help="Also write a printable QR PNG for each.")
+@home_option
+def bulk(csv_file: BinaryIO, out_dir: str, with_qr: bool, home: str | None) -> None:
+    """Issue paper credentials for every row of a residents CSV (all rows checked first)."""
+    claims, errors = parse_residents(csv_file.read(MAX_BYTES + 1))
+    if errors:
+        for e in errors:
+            click.echo(f"fila/row {e.row}: {e.message['es']} / {e.message['en']}", err=True)
+        raise UsageError("usage_error", reason=f"{len(errors)} invalid row(s); nothing issued")
+    store, passphrase = _store(home), read_passphrase()
+    signing = store.office_signing_key(passphrase)  # unsealed once, not per row
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    index = ["row,credential_id"]
+    with click.progressbar(claims, label="Emitiendo / Issuing", file=sys.stderr) as rows:
+        for number, row_claims in enumerate(rows, start=2):
+            cred, _ = store.issue(row_claims, holder_key=None, passphrase=passphrase,
+                                  signing=signing)
+            text = transport.pack(cred.to_cbor())
+            atomic_write(folder / f"{cred.credential_id}.txt", text.encode() + b"\n")
+            if with_qr:
+                atomic_write(folder / f"{cred.credential_id}.png", qr.render_png(text))
+            index.append(f"{number},{cred.credential_id}")
+    atomic_write(folder / "index.csv", ("\n".join(index) + "\n").encode())
+    click.echo(f"{len(claims)} pasaportes emitidos / passports issued → {folder}")
     _publish(store, passphrase)
