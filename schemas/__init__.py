@@ -48,9 +48,6 @@ class FieldSpec:
     def enum_by_name(self, name: str) -> EnumValue | None:
         return next((v for v in self.values if v.name == name), None)
 
-    def enum_by_code(self, code: int) -> EnumValue | None:
-        return next((v for v in self.values if v.code == code), None)
-
 
 @dataclass(frozen=True)
 class GroupSpec:

@@ -355,3 +355,12 @@ def test_one_test_per_rejection_code() -> None:
                     for p in Path(__file__).parent.glob("test_*.py"))
     untested = {c for c in codes if f'"{c}"' not in tests.replace(source, "")}
     assert not untested
+
+
+def test_one_shot_verify_function(city: City, holder: nacl.signing.SigningKey) -> None:
+    from verifier.engine import verify
+
+    cred = city.issue(holder=holder)
+    text = presentation(cred, holder, "library", LIB)
+    r = verify(text, service="library", bundles=[city.bundle()], roots=[city.root], now=NOW)
+    assert r.accepted and r.to_json()["decision"] == "accepted"
