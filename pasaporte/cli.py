@@ -6,27 +6,39 @@ Exit codes: 0 success, 1 refused/failed, 2 usage error.
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
 
 from credential.errors import PasaporteError, UsageError
-from issuer.cli import group as issuer_group
-from ledger.cli import group as ledger_group
-from verifier.cli import command as verify_command
-from wallet_cli.cli import group as wallet_group
+
+# Each group is imported only when used: a counter running ``verify`` should not pay for
+# loading SQLAlchemy and Alembic (most of a second) on every scan it checks from a script.
+_COMMANDS = {
+    "issuer": ("issuer.cli", "group"),
+    "ledger": ("ledger.cli", "group"),
+    "verify": ("verifier.cli", "command"),
+    "wallet": ("wallet_cli.cli", "group"),
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in _COMMANDS:
+            return None
+        module, attr = _COMMANDS[name]
+        command: click.Command = getattr(importlib.import_module(module), attr)
+        return command
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="pasaporte")
 def cli() -> None:
     """Pasaporte urbano binacional / Binational urban digital passport."""
-
-
-cli.add_command(issuer_group, "issuer")
-cli.add_command(wallet_group, "wallet")
-cli.add_command(verify_command, "verify")
-cli.add_command(ledger_group, "ledger")
 
 
 def main(argv: list[str] | None = None) -> int:
