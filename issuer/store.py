@@ -34,6 +34,7 @@ __all__ = ["CREDENTIAL_STATUSES", "REASONS", "IssuerStore"]
 
 LIST_SIZE = 131072  # W3C's minimum for herd privacy
 KEY_YEARS = 5
+ISSUE_ATTEMPTS = 5
 PUBLISH_BATCH = 500
 REASONS = ("unspecified", "holder_request", "fraud", "data_error", "deceased", "moved_away",
            "key_compromise", "superseded")
@@ -105,8 +106,13 @@ class IssuerStore:
     def __init__(self, home: Path) -> None:
         self.home = home
         self.path = home / "issuer.db"
-        self.engine = sa.create_engine(f"sqlite:///{self.path}")
+        # Wait for another process's write instead of failing at once (bulk runs, workers).
+        self.engine = sa.create_engine(f"sqlite:///{self.path}",
+                                       connect_args={"timeout": 30})
         event.listen(self.engine, "connect", _sqlite_pragmas)
+        # Take the write lock when a transaction starts, not at its first write: a worker then
+        # never reads a snapshot that another worker's commit has made stale.
+        event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
 
     # -- lifecycle ---------------------------------------------------------------------------
     @classmethod
@@ -146,6 +152,7 @@ class IssuerStore:
         """A new active office key (with its own status list); older office keys retire."""
         now = int(time.time()) if now is None else now
         self.root_signing_key(passphrase)  # proves the passphrase before changing anything
+        office = office or self.info().office  # read before the write transaction locks the db
         key = nacl.signing.SigningKey.generate()
         kid = kid_for(bytes(key.verify_key))
         with self.engine.begin() as db:
@@ -157,14 +164,14 @@ class IssuerStore:
             db.execute(keys.update().where(keys.c.role == "office").values(active=False))
             db.execute(keys.insert().values(
                 kid=kid, role="office", public_key=bytes(key.verify_key),
-                sealed=seal(bytes(key), passphrase), office=office or self.info().office,
+                sealed=seal(bytes(key), passphrase), office=office,
                 valid_from=now, valid_until=now + KEY_YEARS * 365 * 86400,
                 status_list=next_list, active=True))
             info = {k: v for k, v in db.execute(sa.select(meta.c.k, meta.c.v))}
             self._queue(db, now, {
                 "type": "key_registered", "kid": b64url(kid),
                 "public_key": b64url(bytes(key.verify_key)), "city": info["city"],
-                "country": info["country"], "office": office or info["office"],
+                "country": info["country"], "office": office,
                 "valid_from": rfc3339(now), "valid_until": rfc3339(now + KEY_YEARS * 365 * 86400)})
             if previous is not None:
                 self._queue(db, now, {"type": "key_rotated", "kid": b64url(kid),
@@ -287,6 +294,19 @@ class IssuerStore:
         now = int(time.time()) if now is None else now
         kid, key, list_id = signing or self.office_signing_key(passphrase)
         code = self.info().code
+        # Two workers can draw the same random index or add the same catalogue name at once;
+        # the loser's transaction rolls back whole and simply tries again.
+        for attempt in range(ISSUE_ATTEMPTS):
+            try:
+                return self._issue_once(claims, holder_key, now, kid, key, list_id, code)
+            except sa.exc.IntegrityError:
+                if attempt == ISSUE_ATTEMPTS - 1:
+                    raise StoreError("store_error") from None
+        raise AssertionError("unreachable")
+
+    def _issue_once(self, claims: Claims, holder_key: bytes | None, now: int, kid: bytes,
+                    key: nacl.signing.SigningKey, list_id: int, code: str
+                    ) -> tuple[IssuedCredential, bytes]:
         with self.engine.begin() as db:
             used = db.execute(sa.select(sa.func.count()).select_from(credentials).where(
                 credentials.c.list_id == list_id)).scalar_one()
@@ -377,6 +397,7 @@ class IssuerStore:
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # pysqlite would defer BEGIN; the "begin" hook emits it
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=FULL")

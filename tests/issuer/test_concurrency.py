@@ -1,0 +1,41 @@
+"""Several processes issuing from one office store at once: every credential lands, once."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from issuer.store import IssuerStore, credentials
+from tests.conftest import PASSPHRASE, Run
+from tests.factory import EXAMPLES
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_parallel_issuers_share_one_store(homes: dict[str, Path], passphrase: str, run: Run,
+                                          tmp_path: Path) -> None:
+    home = homes["issuer"]
+    assert run("issuer", "init", "--city", "Mexicali", "--country", "MX", "--office", "Centro",
+               "--home", str(home))[0] == 0
+    env = {"PASAPORTE_PASSPHRASE": PASSPHRASE, "PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
+    procs = []
+    for worker in range(4):
+        out = tmp_path / f"w{worker}"
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "pasaporte", "issuer", "bulk",
+             str(EXAMPLES / "residents-sample.csv"), "--out-dir", str(out), "--home", str(home)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    store = IssuerStore.open(home)
+    with store.engine.connect() as db:
+        rows = db.execute(credentials.select()).all()
+    assert len(rows) == 12 and len({r.id for r in rows}) == 12
+    assert len({(r.list_id, r.idx) for r in rows}) == 12
+    issued = [e for _, e in store.pending() if e["type"] == "credential_issued"]
+    assert len(issued) == 12
+    codes = json.dumps([e for _, e in store.pending()])
+    assert "Mexicali" in codes  # the office key entry names the city, never a resident
