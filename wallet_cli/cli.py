@@ -158,9 +158,11 @@ def list_(as_json: bool, home: Path | None) -> None:
               help="Reto de la ventanilla / Counter challenge (text, or hex:…).")
 @click.option("--qr", "qr_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="También escribe el QR en PNG / Also write the QR as PNG.")
+@click.option("--terminal", is_flag=True,
+              help="Dibuja el QR en la terminal (stderr) / Draw the QR in the terminal (stderr).")
 @_home_option
 def present(credential_id: str, service: str, disclose: tuple[str, ...], counter: str | None,
-            nonce: str | None, qr_path: Path | None, home: Path | None) -> None:
+            nonce: str | None, qr_path: Path | None, terminal: bool, home: Path | None) -> None:
     """Genera el código para una ventanilla / Make the code to show at a counter.
 
     Prints the payload text (PU1:…) on stdout and nothing else.
@@ -175,8 +177,11 @@ def present(credential_id: str, service: str, disclose: tuple[str, ...], counter
                            disclose=disclose or None, counter=counter, nonce=challenge)
     if shown.status != "valid":
         _say(PasaporteError("wallet_present_not_valid", status=_STATUS[shown.status]).diagnostics())
-    if qr_path is not None:
-        from credential import qr  # image libraries load only when a PNG is asked for
+    if qr_path is not None or terminal:
+        from credential import qr  # image libraries load only when a QR is asked for
 
-        atomic_write(qr_path, qr.render_png(shown.text))
+        if qr_path is not None:
+            atomic_write(qr_path, qr.render_png(shown.text))
+        if terminal:
+            click.echo(qr.render_text(shown.text), err=True)
     click.echo(shown.text)

@@ -235,6 +235,16 @@ def test_qr_png_is_written_and_scans(run: Run, wallet_home: Path, mexicali: City
     assert decision.accepted, decision.message
 
 
+def test_terminal_qr_goes_to_stderr(run: Run, wallet_home: Path, mexicali: City,
+                                    tmp_path: Path) -> None:
+    cred_id = _import(run, wallet_home, mexicali, "mexicali", tmp_path)
+    result = run("wallet", "present", cred_id, "--for", "library", "--terminal",
+                 "--home", wallet_home)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith("PU1:") and len(result.stdout.splitlines()) == 1
+    assert "█" in result.stderr or "▀" in result.stderr or "▄" in result.stderr
+
+
 def test_real_subprocess(wallet_home: Path, mexicali: City, tmp_path: Path) -> None:
     """The installed console script, as a resident runs it (one presentation, one refusal)."""
     env = {**os.environ, "PASAPORTE_PASSPHRASE": PASSPHRASE}
