@@ -11,7 +11,7 @@ from typing import TextIO
 
 import click
 
-from credential.errors import UsageError
+from credential.errors import PasaporteError, UsageError
 from credential.times import parse_instant
 from verifier.engine import Result, Verifier
 from verifier.policy import Policy
@@ -66,7 +66,12 @@ def command(service: str, bundles: tuple[str, ...], roots: tuple[str, ...], text
     if sum(x is not None for x in (text, image, batch)) != 1:
         raise UsageError("usage_error", reason="give exactly one of --text, --image, --batch")
     policy = Policy.for_service(service, counter_id=counter)
-    verifier = Verifier.from_files(bundles, roots)
+    try:
+        verifier = Verifier.from_files(bundles, roots)
+    except PasaporteError as exc:
+        # A broken bundle or root file is the counter's setup, not the resident's passport:
+        # report it as a usage error (exit 2), never as a rejection (exit 1).
+        raise UsageError(exc.code, **exc.detail) from None
     now = _parse_at(at)
     nonce_bytes = nonce.encode() if nonce else None
     if batch is not None:

@@ -164,3 +164,11 @@ def test_verify_at_a_past_time(office: Path, tmp_path: Path, run: Run) -> None:
     code, out, _ = run(*args, "--at", "2030-01-01T00:00:00Z")
     assert code == 1 and json.loads(out)["code"] == "expired"
     assert run(*args, "--at", "yesterday")[0] == 2
+
+
+def test_broken_counter_setup_is_a_usage_error(tmp_path: Path, run: Run) -> None:
+    (tmp_path / "b.cbor").write_bytes(b"garbage")
+    (tmp_path / "r.json").write_text("{}")
+    code, _, err = run("verify", "--service", "library", "--bundle", str(tmp_path / "b.cbor"),
+                       "--trust-root", str(tmp_path / "r.json"), "--text", "PU1:")
+    assert code == 2 and "root_invalid" in err
