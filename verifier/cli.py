@@ -46,7 +46,42 @@ def _print(result: Result, as_json: bool) -> None:
         click.echo(f"  ! {w['message']['es']} / {w['message']['en']}")
 
 
-@click.command()
+class _RepeatableFiles(click.Command):
+    """Accept ``--bundle a.cbor b.cbor`` as well as ``--bundle a.cbor --bundle b.cbor``.
+
+    The documented interface writes ``--bundle FILE…``; click options take one value each, and
+    ``verify`` has no positional arguments, so a bare word after one of these options' value can
+    only be another file for the same option.
+    """
+
+    _MULTI = frozenset({"--bundle", "--trust-root"})
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        out: list[str] = []
+        pending: str | None = None  # the multi-file option that bare words belong to
+        i = 0
+        while i < len(args):
+            arg = args[i]
+            name = arg.split("=", 1)[0]
+            if arg == "--":
+                out.extend(args[i:])
+                break
+            if name in self._MULTI:
+                pending = name
+                take = 1 if "=" in arg else 2  # "--bundle=a" or "--bundle a"
+                out.extend(args[i:i + take])
+                i += take
+                continue
+            if arg.startswith("-"):
+                pending = None
+            elif pending is not None:
+                out.append(pending)
+            out.append(arg)
+            i += 1
+        return super().parse_args(ctx, out)
+
+
+@click.command(cls=_RepeatableFiles)
 @click.option("--service", required=True, help="library, transit or clinic.")
 @click.option("--bundle", "bundles", multiple=True, required=True,
               type=click.Path(exists=True, dir_okay=False), help="Trust bundle (repeatable).")

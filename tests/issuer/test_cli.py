@@ -172,3 +172,28 @@ def test_broken_counter_setup_is_a_usage_error(tmp_path: Path, run: Run) -> None
     code, _, err = run("verify", "--service", "library", "--bundle", str(tmp_path / "b.cbor"),
                        "--trust-root", str(tmp_path / "r.json"), "--text", "PU1:")
     assert code == 2 and "root_invalid" in err
+
+
+def test_verify_takes_several_files_after_one_flag(office: Path, tmp_path: Path,
+                                                   run: Run) -> None:
+    """``--bundle FILE…`` as the interface documents it, and repeated flags, both work."""
+    other = tmp_path / "other"
+    assert run("issuer", "init", "--city", "Calexico", "--country", "US", "--office", "CH",
+               "--home", str(other))[0] == 0
+    files = {}
+    for name, home in (("mx", office), ("us", other)):
+        run("issuer", "root", "--out", str(tmp_path / f"{name}.json"), "--home", str(home))
+        run("issuer", "bundle", "--out", str(tmp_path / f"{name}.cbor"), "--home", str(home))
+        files[name] = (str(tmp_path / f"{name}.cbor"), str(tmp_path / f"{name}.json"))
+    run("issuer", "issue", "--claims", str(EXAMPLES / "claims-calexico.json"), "--paper",
+        "--out", str(tmp_path / "p.txt"), "--home", str(other))
+    text = (tmp_path / "p.txt").read_text().strip()
+    spread = ["verify", "--service", "library", "--bundle", files["mx"][0], files["us"][0],
+              "--trust-root", files["mx"][1], files["us"][1], "--text", text, "--json"]
+    repeated = ["verify", "--service", "library", "--bundle", files["mx"][0],
+                "--bundle=" + files["us"][0], "--trust-root", files["mx"][1],
+                "--trust-root", files["us"][1], "--json", "--text", text]
+    for args in (spread, repeated):
+        code, out, err = run(*args)
+        assert code == 0, err
+        assert json.loads(out)["issuer"]["city"] == "Calexico"
