@@ -1,8 +1,9 @@
 """The offline verification engine: scanned text (or a photo) in, a decision out.
 
-Pure apart from the clock the caller passes in: no network, no files. ``Verifier`` holds the
-warm trust state (verified bundles, decompressed status lists, keys by kid) so that each scan is
-two signature checks plus a few microseconds of parsing and hashing.
+No network, ever; the only file access is the ``Verifier.from_files`` convenience. ``Verifier``
+holds the warm trust state (verified bundles, decompressed status lists, keys by kid) so that a
+scan costs two signature checks plus parsing, hashing, status, policy and labels (about 0.2 ms
+in all on one core; see ``make bench``).
 
 Every outcome is a ``Result``; malformed input never raises out of ``verify``.
 """
