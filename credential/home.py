@@ -49,17 +49,22 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o600) -
 
 
 def read_passphrase(*, confirm: bool = False) -> str:
-    """``PASAPORTE_PASSPHRASE`` if set (scripts, CI), else a hidden prompt on the terminal."""
+    """``PASAPORTE_PASSPHRASE`` if set (scripts, CI), else a hidden prompt on the terminal, asked
+    twice when ``confirm`` (a passphrase being chosen). The one reader for every role."""
     env = os.environ.get("PASAPORTE_PASSPHRASE")
     if env:
         return env
-    import getpass  # only interactive use needs it
+    import click  # only interactive use needs it; click's prompt also works under CliRunner
 
     from credential.errors import UsageError
 
-    first = getpass.getpass("Frase de acceso / Passphrase: ")
-    if confirm and getpass.getpass("Repítala / Repeat it: ") != first:
-        raise UsageError("usage_error", reason="passphrases differ / las frases no coinciden")
+    first: str = click.prompt("Frase de acceso / Passphrase", hide_input=True, err=True,
+                              default="", show_default=False)
     if not first:
-        raise UsageError("passphrase_missing")
+        raise UsageError("passphrase_empty")
+    if confirm:
+        second: str = click.prompt("Repítala / Repeat it", hide_input=True, err=True,
+                                   default="", show_default=False)
+        if second != first:
+            raise UsageError("passphrase_mismatch")
     return first

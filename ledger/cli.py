@@ -23,8 +23,9 @@ from typing import Any
 import click
 
 from credential.errors import LedgerError, MalformedInput, StoreError, UsageError
+from credential.home import read_passphrase
 from credential.note import parse_verifier_key
-from ledger.keys import LedgerConfig, load_config, passphrase_from_env
+from ledger.keys import LedgerConfig, load_config
 from ledger.store import MAX_BATCH, LedgerStore, create_home
 
 __all__ = ["group"]
@@ -35,17 +36,8 @@ db_option = click.option("--db", default=None, metavar="URL",
                          help="Database URL (default: PASAPORTE_LEDGER_DB or SQLite in the home).")
 
 
-def _passphrase(confirm: bool = False) -> str:
-    env = passphrase_from_env()
-    if env:
-        return env
-    value: str = click.prompt("Frase de paso / Passphrase", hide_input=True,
-                              confirmation_prompt=confirm, err=True)
-    return value
-
-
 def _open(home: str | None, db: str | None, write: bool = False) -> LedgerStore:
-    return LedgerStore.open(home, db=db, passphrase=_passphrase() if write else None)
+    return LedgerStore.open(home, db=db, passphrase=read_passphrase() if write else None)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -65,7 +57,7 @@ def init(origin: str, witness_name: str | None, home: str | None, db: str | None
     root = resolve_home("ledger", home)
     if (root / "ledger.json").exists():
         raise StoreError("ledger_already_initialised", home=str(root))
-    passphrase = _passphrase(confirm=True)
+    passphrase = read_passphrase(confirm=True)
     with LedgerStore.init(root, origin, passphrase, db=db, witness_name=witness_name) as store:
         click.echo(store.verifier.vkey)
 

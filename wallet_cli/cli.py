@@ -10,20 +10,18 @@ person go to stderr.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import click
 
-from credential.errors import MalformedInput, PasaporteError, UsageError
-from credential.home import atomic_write, resolve_home
+from credential.errors import MalformedInput, PasaporteError
+from credential.home import atomic_write, read_passphrase, resolve_home
 from credential.keys import b64url
 from wallet_cli.store import CredentialEntry, Wallet, audience_for, groups_for, parse_nonce
 
 __all__ = ["group"]
 
-PASSPHRASE_ENV = "PASAPORTE_PASSPHRASE"
 
 _home_option = click.option(
     "--home", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -37,21 +35,6 @@ _OUTCOME = {"imported": "Importado / Imported", "unchanged": "Ya estaba / Alread
 
 def _home(home: Path | None) -> Path:
     return resolve_home("wallet", home)
-
-
-def _passphrase(*, confirm: bool) -> str:
-    # The environment wins so that scripts and tests never block on a prompt.
-    env = os.environ.get(PASSPHRASE_ENV)
-    if env:
-        return env
-    first: str = click.prompt("Frase de acceso / Passphrase", hide_input=True, err=True)
-    if confirm:
-        second: str = click.prompt("Repítala / Repeat it", hide_input=True, err=True)
-        if second != first:
-            raise UsageError("wallet_passphrase_mismatch")
-    if not first:
-        raise UsageError("wallet_passphrase_empty")
-    return first
 
 
 def _say(text: str) -> None:
@@ -72,7 +55,7 @@ def init(home: Path | None) -> None:
     """
     where = _home(home)
     Wallet.refuse_existing(where)  # before asking for a passphrase for nothing
-    wallet = Wallet.create(where, _passphrase(confirm=True))
+    wallet = Wallet.create(where, read_passphrase(confirm=True))
     _say(f"Cartera creada en / Wallet created in {where}")
     click.echo(b64url(wallet.public_key))
 
@@ -173,7 +156,7 @@ def present(credential_id: str, service: str, disclose: tuple[str, ...], counter
     groups_for(service, disclose or None)
     audience_for(service, counter)
     wallet.load(wallet.resolve_id(credential_id))
-    shown = wallet.present(credential_id, service=service, passphrase=_passphrase(confirm=False),
+    shown = wallet.present(credential_id, service=service, passphrase=read_passphrase(),
                            disclose=disclose or None, counter=counter, nonce=challenge)
     if shown.status != "valid":
         _say(PasaporteError("wallet_present_not_valid", status=_STATUS[shown.status]).diagnostics())

@@ -61,7 +61,7 @@ def test_init_prompts_twice_without_the_environment(run: Run, tmp_path: Path,
     monkeypatch.delenv("PASAPORTE_PASSPHRASE")
     mismatch = run("wallet", "init", "--home", tmp_path / "a", input="uno\ndos\n")
     assert isinstance(mismatch.exception, UsageError)
-    assert mismatch.exception.code == "wallet_passphrase_mismatch"
+    assert mismatch.exception.code == "passphrase_mismatch"
     assert not (tmp_path / "a" / "wallet.json").exists()
     ok = run("wallet", "init", "--home", tmp_path / "b", input="secreto\nsecreto\n")
     assert ok.exit_code == 0, ok.stderr
