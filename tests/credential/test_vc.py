@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +21,7 @@ ISSUER = "https://mexicali.gob.mx/pasaporte"
 WINDOW = {"valid_from": "2026-11-22T00:00:00Z", "valid_until": "2029-11-21T23:59:59Z"}
 
 
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Any connection attempt fails the test: the JSON-LD path must be offline."""
-
-    def refuse(*args: Any, **kwargs: Any) -> None:
-        raise AssertionError(f"network access attempted: {args!r}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    yield
+pytestmark = pytest.mark.usefixtures("no_network")  # the JSON-LD path must be offline
 
 
 def _claims(path: Path = EXAMPLES / "claims-mexicali.json") -> dict[str, Any]:
