@@ -77,9 +77,9 @@ def test_import_stores_by_id_and_is_idempotent(wallet: Wallet, mexicali: City) -
 
 
 def test_reissue_under_the_same_id_replaces(wallet: Wallet, mexicali: City) -> None:
-    first = mexicali.issue(wallet.public_key, example_claims("mexicali"))
+    first = mexicali.issue_for(wallet.public_key, example_claims("mexicali"))
     wallet.import_text(transport.pack(first.to_cbor()))
-    renewed = mexicali.issue(wallet.public_key,
+    renewed = mexicali.issue_for(wallet.public_key,
                              example_claims("mexicali", valid_until="2030-01-01"), cti=first.cti)
     result = wallet.import_text(transport.pack(renewed.to_cbor()))
     assert (result.id, result.outcome) == (first.credential_id, "replaced")
@@ -106,7 +106,7 @@ def test_import_refuses_a_paper_credential(wallet: Wallet, calexico: City) -> No
 
 
 def test_import_refuses_a_presentation(wallet: Wallet, mexicali: City) -> None:
-    issued = mexicali.issue(wallet.public_key, example_claims("mexicali"))
+    issued = mexicali.issue_for(wallet.public_key, example_claims("mexicali"))
     shown = present(issued.cose, issued.disclosures, groups=["residence"],
                     holder=wallet.holder_key(PASSPHRASE), audience="library", now=int(time.time()))
     with pytest.raises(MalformedInput) as err:
@@ -115,7 +115,7 @@ def test_import_refuses_a_presentation(wallet: Wallet, mexicali: City) -> None:
 
 
 def test_import_refuses_missing_disclosures(wallet: Wallet, mexicali: City) -> None:
-    issued = mexicali.issue(wallet.public_key, example_claims("mexicali"))
+    issued = mexicali.issue_for(wallet.public_key, example_claims("mexicali"))
     short = cbor2.dumps([issued.cose, list(issued.disclosures[:-1])])
     with pytest.raises(MalformedInput) as err:
         wallet.import_text(transport.pack(short))
@@ -123,7 +123,7 @@ def test_import_refuses_missing_disclosures(wallet: Wallet, mexicali: City) -> N
 
 
 def test_import_refuses_altered_data(wallet: Wallet, mexicali: City) -> None:
-    issued = mexicali.issue(wallet.public_key, example_claims("mexicali"))
+    issued = mexicali.issue_for(wallet.public_key, example_claims("mexicali"))
     salt, key, value = cbor2.loads(issued.disclosures[2])  # transit: [fare category]
     altered = list(issued.disclosures)
     altered[2] = cbor2.dumps([salt, key, [0]])
