@@ -22,12 +22,11 @@ import nacl.signing
 from PIL import Image
 
 from credential import qr, transport
-from credential.bundle import OfficeKey, RootKey, StatusListInfo, TrustBundle, sign_bundle
-from credential.claims import parse_claims
-from credential.keys import kid_for
-from credential.passport import StatusRef, issue, present
-from credential.statuslist import StatusList
+from credential.passport import IssuedCredential, present
 from pasaporte.demo import MARIA
+from schemas import schema
+from tests.credential.photos import phone_photo  # run from the checkout (make bench)
+from tests.factory import City
 from verifier.engine import Verifier
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -58,58 +57,31 @@ def _paired(a: Callable[[], object], b: Callable[[], object], rounds: int,
     return best_a, best_b
 
 
-class _City:
-    def __init__(self) -> None:
-        self.root = nacl.signing.SigningKey.generate()
-        self.office = nacl.signing.SigningKey.generate()
-        self.kid = kid_for(bytes(self.office.verify_key))
-        self.catalog: dict[str, dict[str, int]] = {}
+def _scene() -> tuple[City, nacl.signing.SigningKey, IssuedCredential, Verifier]:
+    """One city, one resident with a wallet key, their credential and a warm counter.
+    The status index is a realistic six-digit one: small indices encode shorter."""
+    city = City(now=NOW, next_index=123_455)
+    holder = nacl.signing.SigningKey.generate()
+    return city, holder, city.issue(EXAMPLE, holder=holder), city.verifier()
 
-    def code_for(self, name: str, value: str) -> int:
-        entries = self.catalog.setdefault(name, {})
-        return entries.setdefault(value, len(entries) + 1)
 
-    def bundle(self) -> bytes:
-        lists = tuple(StatusListInfo(1, p, 131072, StatusList.new(p).compress(), NOW)
-                      for p in ("revocation", "suspension"))
-        return sign_bundle(TrustBundle(
-            "Mexicali", "MX", "MXMEX", 1, NOW,
-            (OfficeKey(self.kid, bytes(self.office.verify_key), "Oficina Centro", NOW - 86400,
-                       NOW + 10 * 365 * 86400, None, 1),),
-            lists, {n: {c: v for v, c in e.items()} for n, e in self.catalog.items()}),
-            self.root)
+def _present(cred: IssuedCredential, holder: nacl.signing.SigningKey, service: str) -> str:
+    groups = schema().services[service].discloses
+    return transport.pack(present(cred.cose, cred.disclosures, groups=groups, holder=holder,
+                                  audience=service, now=NOW))
 
 
 def library_setup() -> tuple[Verifier, str, int]:
     """A warm verifier and one library presentation (for the instruction-count child)."""
-    city, holder = _City(), nacl.signing.SigningKey.generate()
-    cred = issue(parse_claims(EXAMPLE), key=city.office, kid=city.kid, iss="MXMEX",
-                 holder_key=bytes(holder.verify_key), status=StatusRef(1, 123_456),
-                 issued_at=NOW, catalog=city.code_for)
-    text = transport.pack(present(cred.cose, cred.disclosures, groups=["residence", "library"],
-                                  holder=holder, audience="library", now=NOW))
-    root = RootKey("Mexicali", "MX", "MXMEX", bytes(city.root.verify_key))
-    return Verifier(bundles=[city.bundle()], roots=[root]), text, NOW
+    _, holder, cred, verifier = _scene()
+    return verifier, _present(cred, holder, "library"), NOW
 
 
 def credential_figures(quick: bool) -> dict[str, Any]:
-    city, holder = _City(), nacl.signing.SigningKey.generate()
-    claims = parse_claims(EXAMPLE)
-    cred = issue(claims, key=city.office, kid=city.kid, iss="MXMEX",
-                 holder_key=bytes(holder.verify_key), status=StatusRef(1, 123_456),
-                 issued_at=NOW, catalog=city.code_for)
-    paper = issue(claims, key=city.office, kid=city.kid, iss="MXMEX", holder_key=None,
-                  status=StatusRef(1, 123_457), issued_at=NOW, catalog=city.code_for)
-
-    def pres(service: str, groups: list[str]) -> str:
-        return transport.pack(present(cred.cose, cred.disclosures, groups=groups, holder=holder,
-                                      audience=service, now=NOW))
-
-    library = pres("library", ["residence", "library"])
-    clinic = pres("clinic", ["names", "birth_date", "residence", "clinic"])
-    paper_text = transport.pack(paper.to_cbor())
-    verifier = Verifier(bundles=[city.bundle()], roots=[RootKey("Mexicali", "MX", "MXMEX",
-                                                                 bytes(city.root.verify_key))])
+    city, holder, cred, verifier = _scene()
+    library = _present(cred, holder, "library")
+    clinic = _present(cred, holder, "clinic")
+    paper_text = transport.pack(city.issue(EXAMPLE).to_cbor())
     assert verifier.verify(library, service="library", now=NOW).accepted
 
     # Raw floor: one pynacl Ed25519 verification of a message the size of a Sig_structure.
@@ -122,9 +94,6 @@ def credential_figures(quick: bool) -> dict[str, Any]:
                         rounds, seconds)
 
     # Image path: a phone-like photo of the library QR.
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.credential.photos import phone_photo
-
     photo = phone_photo(qr.render_png(library), seed=11)
     assert verifier.verify_image(photo, service="library", now=NOW).accepted
 
