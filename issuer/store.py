@@ -293,21 +293,20 @@ class IssuerStore:
         """Sign and register one credential; returns it and its ledger commitment."""
         now = int(time.time()) if now is None else now
         kid, key, list_id = signing or self.office_signing_key(passphrase)
-        code = self.info().code
         # Two workers can draw the same random index or add the same catalogue name at once;
         # the loser's transaction rolls back whole and simply tries again.
         for attempt in range(ISSUE_ATTEMPTS):
             try:
-                return self._issue_once(claims, holder_key, now, kid, key, list_id, code)
+                return self._issue_once(claims, holder_key, now, kid, key, list_id)
             except sa.exc.IntegrityError:
                 if attempt == ISSUE_ATTEMPTS - 1:
                     raise StoreError("store_error") from None
         raise AssertionError("unreachable")
 
     def _issue_once(self, claims: Claims, holder_key: bytes | None, now: int, kid: bytes,
-                    key: nacl.signing.SigningKey, list_id: int, code: str
-                    ) -> tuple[IssuedCredential, bytes]:
+                    key: nacl.signing.SigningKey, list_id: int) -> tuple[IssuedCredential, bytes]:
         with self.engine.begin() as db:
+            code = db.execute(sa.select(meta.c.v).where(meta.c.k == "code")).scalar_one()
             used = db.execute(sa.select(sa.func.count()).select_from(credentials).where(
                 credentials.c.list_id == list_id)).scalar_one()
             if used >= LIST_SIZE * 3 // 4:  # keep indices sparse enough to stay random
