@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from credential.errors import UsageError
 
-__all__ = ["parse_instant", "rfc3339"]
+__all__ = ["parse_instant", "rfc3339", "utc_date"]
+
+
+def utc_date(ts: int) -> date:
+    """The UTC calendar day of a Unix time (credential validity is whole days)."""
+    return datetime.fromtimestamp(ts, UTC).date()
 
 
 def rfc3339(ts: int) -> str:

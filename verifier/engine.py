@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from credential import cbor, sd, transport
@@ -22,6 +21,7 @@ from credential.errors import PasaporteError
 from credential.keys import b64url
 from credential.passport import Decoded, credential_digest, decode_envelope, kb_aad
 from credential.statuslist import StatusList
+from credential.times import utc_date
 from schemas import schema
 from verifier.policy import Policy
 
@@ -63,10 +63,6 @@ def _reject(code: str, decoded: Decoded | None = None, issuer: dict[str, str] | 
 
 
 _PURPOSES = (("revocation", "revoked"), ("suspension", "suspended"))
-
-
-def _iso(ts: int) -> str:
-    return datetime.fromtimestamp(ts, UTC).date().isoformat()
 
 
 @dataclass(frozen=True)
@@ -173,9 +169,9 @@ class Verifier:
             return _reject("key_compromised", d, issuer)
         skew = policy.clock_skew_s
         if now + skew < p.nbf:
-            return _reject("not_yet_valid", d, issuer, valid_from=_iso(p.nbf))
+            return _reject("not_yet_valid", d, issuer, valid_from=utc_date(p.nbf).isoformat())
         if now - skew >= p.exp:
-            return _reject("expired", d, issuer, valid_until=_iso(p.exp - 1))
+            return _reject("expired", d, issuer, valid_until=utc_date(p.exp - 1).isoformat())
 
         # Every shown disclosure must hash into the signed root.
         leaves = [sd.leaf_digest(x) for x in d.disclosures]

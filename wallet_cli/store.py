@@ -35,6 +35,7 @@ from credential.errors import MalformedInput, Rejection, StoreError, UsageError
 from credential.home import atomic_write
 from credential.keys import b64url, seal, signing_key, unb64url, unseal
 from credential.passport import Decoded, decode_envelope, present
+from credential.times import utc_date
 from schemas import schema
 
 __all__ = [
@@ -62,10 +63,6 @@ MAX_AUDIENCE = 64
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,43}$")
 
 Status = Literal["valid", "expired", "not_yet_valid"]
-
-
-def _iso_day(ts: int) -> date:
-    return datetime.fromtimestamp(ts, UTC).date()
 
 
 def credential_status(nbf: int, exp: int, now: int) -> Status:
@@ -441,9 +438,9 @@ class Wallet:
                 continue
             p = d.payload
             entries.append(CredentialEntry(
-                id=p.credential_id, issuer=p.iss, valid_from=_iso_day(p.nbf),
+                id=p.credential_id, issuer=p.iss, valid_from=utc_date(p.nbf),
                 # exp is the first second after the last valid day
-                valid_until=_iso_day(p.exp - 1), status=credential_status(p.nbf, p.exp, now),
+                valid_until=utc_date(p.exp - 1), status=credential_status(p.nbf, p.exp, now),
                 claims=_claims_view(d, bundles.get(p.iss, (None, {}))[1])))
         entries.sort(key=lambda e: (e.valid_until, e.id))
         return entries, problems
