@@ -334,12 +334,13 @@ class Wallet:
     def trust(self, bundles: Sequence[bytes], roots: Sequence[bytes]) -> list[str]:
         """Verify bundles against city roots and keep them (newest version per city)."""
         root_keys = [RootKey.from_json(r) for r in roots]
+        versions = {code: b.version for code, (b, _) in self.trusted_bundles().items()}
         kept = []
         for data in bundles:
             bundle = parse_bundle(data, root_keys)
-            current = self.trusted_bundles().get(bundle.code)
-            if current is not None and current[0].version > bundle.version:
+            if versions.get(bundle.code, -1) > bundle.version:
                 continue
+            versions[bundle.code] = bundle.version
             root = next(r for r in root_keys if r.code == bundle.code)
             self.trust_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             atomic_write(self.trust_dir / f"{bundle.code}.root.json", root.to_json().encode())
