@@ -30,6 +30,7 @@ __all__ = ["MAX_PAGE", "bp", "create_app"]
 MAX_PAGE = 1000
 MAX_POST_ENTRIES = 1000
 MAX_REQUEST = 1024 * 1024
+IMMUTABLE = "public, max-age=31536000, immutable"
 _MAX_INT = (1 << 63) - 1
 
 bp = Blueprint("ledger", __name__)
@@ -97,27 +98,27 @@ def entries() -> Response:
     resp = jsonify(items)
     # records never change once written, so a full page is cacheable forever
     full = len(items) == MAX_PAGE
-    resp.headers["Cache-Control"] = "public, max-age=31536000, immutable" if full else (
-        "public, max-age=5")
+    resp.headers["Cache-Control"] = IMMUTABLE if full else "public, max-age=5"
+    return resp
+
+
+def _proof(body: dict[str, Any], proof: list[bytes]) -> Response:
+    # A proof between two sizes of an append-only log never changes: cache it forever.
+    resp = jsonify({**body, "proof": _b64(proof)})
+    resp.headers["Cache-Control"] = IMMUTABLE
     return resp
 
 
 @bp.get("/proof/inclusion")
 def proof_inclusion() -> Response:
     index, size = _int_arg("index"), _int_arg("size")
-    proof = _store().inclusion_proof(index, size)
-    resp = jsonify({"index": index, "size": size, "proof": _b64(proof)})
-    resp.headers["Cache-Control"] = "public, max-age=31536000, immutable"
-    return resp
+    return _proof({"index": index, "size": size}, _store().inclusion_proof(index, size))
 
 
 @bp.get("/proof/consistency")
 def proof_consistency() -> Response:
     old, new = _int_arg("old"), _int_arg("new")
-    proof = _store().consistency_proof(old, new)
-    resp = jsonify({"old": old, "new": new, "proof": _b64(proof)})
-    resp.headers["Cache-Control"] = "public, max-age=31536000, immutable"
-    return resp
+    return _proof({"old": old, "new": new}, _store().consistency_proof(old, new))
 
 
 @bp.post("/entries")
