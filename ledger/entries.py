@@ -289,7 +289,7 @@ def encode_record(seq: int, prev: bytes, time_ms: int, entry: Entry) -> bytes:
     if len(prev) != 32 or seq < 0 or time_ms < 0:
         raise MalformedInput("ledger_bad_record", reason="bad header")
     return (b"\x85" + cbor.head(0, seq) + b"\x58\x20" + prev + cbor.head(0, time_ms)
-            + _type_cbor(entry.TYPE) + _fields_cbor(entry))
+            + type_cbor(entry.TYPE) + _fields_cbor(entry))
 
 
 _FIELD_KEYS: dict[str, tuple[bytes, tuple[tuple[str, bytes], ...]]] = {}
@@ -321,7 +321,7 @@ def _fields_cbor(entry: Entry) -> bytes:
 _TYPE_CBOR: dict[str, bytes] = {}
 
 
-def _type_cbor(name: str) -> bytes:
+def type_cbor(name: str) -> bytes:
     cached = _TYPE_CBOR.get(name)
     if cached is None:
         cached = _TYPE_CBOR[name] = bytes(cbor2.dumps(name))

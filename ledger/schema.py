@@ -71,6 +71,9 @@ cosignatures = Table(
     Column("size", BigInteger, nullable=False, index=True),
     Column("witness", String(200), nullable=False),
     Column("line", Text, nullable=False),
+    # The sequence number of the ``witness_cosignature`` record that put this cosignature on
+    # the public record; NULL until the next append logs it.
+    Column("logged", BigInteger, nullable=True, index=True),
     UniqueConstraint("size", "line"),
 )
 

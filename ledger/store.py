@@ -49,16 +49,18 @@ from credential.note import (
     open_note,
     parse_checkpoint,
     parse_note,
+    parse_signature_lines,
     parse_verifier_key,
 )
 from ledger import schema as t
-from ledger.entries import Entry, as_entry, encode_record
+from ledger.entries import Entry, WitnessCosignature, as_entry, encode_record
 from ledger.keys import LedgerConfig, load_config, read_secret, save_config, write_secret
 
 __all__ = ["MAX_BATCH", "LedgerStore", "SignedCheckpoint", "create_home", "database_url",
            "make_engine", "migrate"]
 
 MAX_BATCH = 10_000
+MAX_COSIGNATURES_PER_BATCH = 100
 ZERO = bytes(32)
 
 
@@ -205,7 +207,9 @@ class LedgerStore:
                 wname = parse_verifier_key(config.witness_vkey).name
                 witness = Signer(wname, read_secret(home / "witness.key", passphrase), 0x04)
         engine = make_engine(url)
-        if create:
+        if create or signer is not None:
+            # A writer brings an older node's schema up to date (a no-op once at the head
+            # revision); read-only opens never change the database.
             migrate(engine)
         store = cls(engine, config.origin, parse_verifier_key(config.log_vkey), signer, witness,
                     home)
@@ -382,6 +386,16 @@ class LedgerStore:
         assert self.signer is not None
         head = self._head(conn, lock=True)
         n = head.size
+        # Cosignatures received since the last append go on the public record first, under the
+        # same lock (so two appenders never log one twice). Logging them as they arrive instead
+        # would make a checkpoint whose cosignature makes a new checkpoint, without end.
+        logged = self._pending_cosignatures(conn, min(MAX_COSIGNATURES_PER_BATCH,
+                                                      MAX_BATCH - len(batch)))
+        if logged:
+            batch = [entry for _, entry in logged] + list(batch)
+            for offset, (row_id, _) in enumerate(logged):
+                conn.execute(sql_update(t.cosignatures).where(t.cosignatures.c.id == row_id)
+                             .values(logged=n + offset))
         now = max(int(time.time() * 1000), head.last_time)
         frontier = [head.frontier[i:i + 32] for i in range(0, len(head.frontier), 32)]
         stack = [(lvl, h) for (lvl, _), h in
@@ -413,7 +427,8 @@ class LedgerStore:
         conn.execute(sql_update(t.head).where(t.head.c.id == 1).values(
             size=size, root=root, last_hash=prev, last_time=now,
             frontier=b"".join(h for _, h in stack)))
-        return self._sign_checkpoint(conn, size, root, n)
+        # start: where the caller's own entries begin (after any logged cosignatures)
+        return self._sign_checkpoint(conn, size, root, n + len(logged))
 
     def _sign_checkpoint(self, conn: Connection, size: int, root: bytes,
                          start: int) -> SignedCheckpoint:
@@ -433,6 +448,31 @@ class LedgerStore:
             if have is None:
                 return self._sign_checkpoint(conn, head.size, head.root, head.size)
         return self.checkpoint(head.size)
+
+    def _pending_cosignatures(self, conn: Connection, limit: int
+                              ) -> list[tuple[int, WitnessCosignature]]:
+        """Cosignatures of this log's checkpoints not yet on the record, oldest first."""
+        if limit <= 0:
+            return []
+        rows = conn.execute(
+            select(t.cosignatures.c.id, t.cosignatures.c.size, t.cosignatures.c.line,
+                   t.checkpoints.c.note)
+            .join(t.checkpoints, t.checkpoints.c.size == t.cosignatures.c.size)
+            .where(t.cosignatures.c.logged.is_(None))
+            .order_by(t.cosignatures.c.id).limit(limit)).all()
+        out = []
+        for row_id, size, line, note in rows:
+            sig = parse_signature_lines(str(line))[0]
+            if sig.timestamp is None:  # not a cosignature/v1 (a plain note signature): the
+                # entry format has no room for it; -1 keeps it from being picked up again.
+                conn.execute(sql_update(t.cosignatures).where(t.cosignatures.c.id == row_id)
+                             .values(logged=-1))
+                continue
+            cp = parse_checkpoint(parse_note(str(note)).text)
+            out.append((int(row_id), WitnessCosignature(
+                origin=cp.origin, size=int(size), root=cp.root, witness=sig.name,
+                signature=sig.key_id + sig.signature)))
+        return out
 
     def add_cosignatures(self, size: int, sigs: Iterable[NoteSignature]) -> None:
         with self.engine.begin() as conn:

@@ -16,6 +16,7 @@ from credential import merkle
 from credential.errors import LedgerError
 from credential.note import open_note, parse_checkpoint, parse_verifier_key
 from ledger import client
+from ledger.entries import WitnessCosignature, decode_record
 from ledger.keys import load_config
 from ledger.mirror import mirror
 from ledger.store import LedgerStore, make_engine, migrate
@@ -70,7 +71,18 @@ def test_cosigned_checkpoints_and_split_view(cities: dict[str, Any], tmp_path: P
     note, ok = open_note(served, [log_key, witness_key])
     assert witness_key in ok
     cp = parse_checkpoint(note.text)
-    assert cp.size == 13
+    # 8 entries, then the witness's cosignature of that first checkpoint on the public record
+    # (logged with the next batch), then 5 more.
+    assert cp.size == 8 + 1 + 5
+    with LedgerStore.open(cities["a"], passphrase=PASSPHRASE) as store:
+        record = decode_record(store.entries(8, 9)[0][1])
+        first = store.checkpoint(8).checkpoint
+    logged = record.entry
+    assert isinstance(logged, WitnessCosignature)
+    assert (logged.origin, logged.size, logged.root) == (first.origin, 8, first.root)
+    assert logged.witness == witness_key.name and logged.signature[:4] == witness_key.key_id
+    assert witness_key.verify(first.body(), logged.signature[4:])
+    size = cp.size
 
     # A fork: the same log key, another history. The witness must refuse it.
     fork = tmp_path / "fork"
@@ -81,18 +93,19 @@ def test_cosigned_checkpoints_and_split_view(cities: dict[str, Any], tmp_path: P
     migrate(engine)
     engine.dispose()
     with LedgerStore.open(fork, passphrase=PASSPHRASE) as evil:
-        evil.append([commitment(100 + i) for i in range(13)], cosign=False)
+        evil.append([commitment(100 + i) for i in range(size)], cosign=False)
         same_size = evil.checkpoint().note
-        status, _, _ = client.post(f"{sb.url}/add-checkpoint", _witness_body(13, [], same_size))
+        status, _, _ = client.post(f"{sb.url}/add-checkpoint", _witness_body(size, [], same_size))
         assert status == 409
         evil.append([commitment(200)], cosign=False)
         bigger = evil.checkpoint().note
-        proof = evil.consistency_proof(13, 14)
-        status, _, _ = client.post(f"{sb.url}/add-checkpoint", _witness_body(13, proof, bigger))
+        proof = evil.consistency_proof(size, size + 1)
+        status, _, _ = client.post(f"{sb.url}/add-checkpoint", _witness_body(size, proof, bigger))
         assert status == 422
         status, ctype, reply = client.post(f"{sb.url}/add-checkpoint",
                                            _witness_body(5, [], bigger))
-        assert status == 409 and ctype.startswith("text/x.tlog.size") and reply == b"13\n"
+        assert status == 409 and ctype.startswith("text/x.tlog.size")
+        assert reply == f"{size}\n".encode()
         status, _, _ = client.post(f"{sb.url}/add-checkpoint", _witness_body(99, [], bigger))
         assert status == 400
     # another key entirely: 403; unknown origin: 404
@@ -118,16 +131,18 @@ def test_mirror_with_resume(cities: dict[str, Any], tmp_path: Path) -> None:
     assert run_cli("mirror", "--from", sa.url, "--log-key", ca.log_vkey,
                    "--witness-key", cb.witness_vkey, "--home", str(mirror_home)) == 0
     _post_entries(sa.url, cities["token"], [commitment(100 + j) for j in range(9)])
+    first = 3 * 7 + 2  # each batch after the first also logs the previous cosignature
     with LedgerStore.open(mirror_home) as store:
-        assert store.size() == 21
+        assert store.size() == first
         mirror(store, sa.url, [parse_verifier_key(cb.witness_vkey)], page=2, limit=4)
-        assert store.size() == 25  # interrupted: part of the new records only
+        assert store.size() == first + 4  # interrupted: part of the new records only
     assert run_cli("mirror", "--from", sa.url, "--witness-key", cb.witness_vkey,
                    "--home", str(mirror_home)) == 0
+    total = first + 1 + 9
     with LedgerStore.open(mirror_home) as store, LedgerStore.open(cities["a"]) as origin:
-        assert store.size() == origin.size() == 30
-        assert store.entries(0, 30) == origin.entries(0, 30)
-        assert store.root(30) == origin.root(30)
+        assert store.size() == origin.size() == total
+        assert store.entries(0, total) == origin.entries(0, total)
+        assert store.root(total) == origin.root(total)
     assert run_cli("audit", "--home", str(mirror_home)) == 0
     # a mirror refuses a checkpoint without the required cosignature
     with LedgerStore.open(mirror_home) as store, pytest.raises(LedgerError):

@@ -130,3 +130,29 @@ def test_sqlite_is_wal(store: LedgerStore) -> None:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     finally:
         engine.dispose()
+
+
+def test_upgrade_from_the_first_schema_keeps_everything(tmp_path: Path) -> None:
+    """A node created before cosignatures were logged upgrades in place (``migrate`` on open)."""
+    from alembic import command
+
+    from ledger.store import _alembic_config
+
+    home = tmp_path / "old"
+    init_home(home)
+    with LedgerStore.open(home, passphrase=PASSPHRASE) as store:
+        store.append([commitment(i) for i in range(3)], cosign=False)
+        url = str(store.engine.url)
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        cfg = _alembic_config()
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0001")
+        conn.commit()
+        columns = [r[1] for r in conn.exec_driver_sql("PRAGMA table_info(ledger_cosignatures)")]
+        assert "logged" not in columns
+    engine.dispose()
+    with LedgerStore.open(home, passphrase=PASSPHRASE) as store:  # upgrades to head
+        assert store.size() == 3 and audit(store).ok
+        store.append([commitment(9)], cosign=False)
+        assert audit(store, deep=True).ok

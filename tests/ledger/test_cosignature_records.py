@@ -1,0 +1,65 @@
+"""Witness cosignatures go on the public record with the next batch, and ``audit`` checks them."""
+
+from __future__ import annotations
+
+from credential.note import COSIGNATURE_V1, Signer, generate_signer
+from ledger.audit import audit
+from ledger.entries import WitnessCosignature, decode_record
+from ledger.store import LedgerStore
+from tests.ledger.helpers import commitment
+
+WITNESS = "ledger.mxl.example/witness"
+
+
+def _witnessed(store: LedgerStore) -> Signer:
+    """A witness this log knows (its URL is never called: cosign=False throughout)."""
+    signer = generate_signer(WITNESS, COSIGNATURE_V1)
+    store.add_witness("http://127.0.0.1:9", signer.verifier.vkey)
+    return signer
+
+
+def _cosign_latest(store: LedgerStore, signer: Signer) -> None:
+    cp = store.checkpoint().checkpoint
+    store.add_cosignatures(cp.size, [signer.sign(cp.body())])
+
+
+def test_cosignature_logged_once_with_the_next_batch(store: LedgerStore) -> None:
+    signer = _witnessed(store)
+    store.append([commitment(i) for i in range(3)], cosign=False)
+    _cosign_latest(store, signer)
+    signed = store.append([commitment(10)], cosign=False)
+    assert signed.start == 4 and signed.end == 5  # the caller's entry comes after the record
+    entry = decode_record(store.entries(3, 4)[0][1]).entry
+    assert isinstance(entry, WitnessCosignature)
+    assert (entry.size, entry.root, entry.witness) == (3, store.root(3), WITNESS)
+    # logged once: the batch after that has no second copy
+    store.append([commitment(11)], cosign=False)
+    types = [decode_record(leaf).entry.TYPE for _, leaf in store.entries(0, store.size())]
+    assert types.count("witness_cosignature") == 1
+    assert audit(store).ok
+
+
+def test_audit_flags_a_forged_cosignature_record(store: LedgerStore) -> None:
+    signer = _witnessed(store)
+    store.append([commitment(i) for i in range(3)], cosign=False)
+    real = signer.sign(store.checkpoint().checkpoint.body())
+    forged_root = WitnessCosignature(origin=store.origin, size=3, root=bytes(32),
+                                     witness=WITNESS, signature=real.key_id + real.signature)
+    store.append([forged_root], cosign=False)
+    report = audit(store)
+    assert report.first == (3, "cosignature of size 3 names a root the log never had")
+
+
+def test_audit_flags_a_cosignature_that_does_not_verify(store: LedgerStore) -> None:
+    signer = _witnessed(store)
+    store.append([commitment(i) for i in range(3)], cosign=False)
+    other = generate_signer(WITNESS, COSIGNATURE_V1)  # same name, another key
+    sig = other.sign(store.checkpoint().checkpoint.body())
+    bad = WitnessCosignature(origin=store.origin, size=3, root=store.root(3), witness=WITNESS,
+                             signature=signer.verifier.key_id + sig.signature)
+    store.append([bad], cosign=False)
+    assert audit(store).first == (3, f"cosignature by {WITNESS} does not verify")
+    future = WitnessCosignature(origin=store.origin, size=9, root=store.root(3), witness=WITNESS,
+                                signature=bytes(76))
+    store.append([future], cosign=False)
+    assert (4, "cosignature of size 9 logged before that size existed") in audit(store).problems
