@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import secrets
+import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 import nacl.signing
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.engine import ExceptionContext
 
 from credential.bundle import OfficeKey, RootKey, StatusListInfo, TrustBundle, sign_bundle
 from credential.claims import Claims, days_from_date
@@ -36,6 +38,7 @@ LIST_SIZE = 131072  # W3C's minimum for herd privacy
 KEY_YEARS = 5
 ISSUE_ATTEMPTS = 5
 PUBLISH_BATCH = 500
+BUSY_TIMEOUT_S = 30.0  # how long a write waits for another process's before giving up
 REASONS = ("unspecified", "holder_request", "fraud", "data_error", "deceased", "moved_away",
            "key_compromise", "superseded")
 CREDENTIAL_STATUSES = ("valid", "revoked", "suspended")
@@ -102,24 +105,33 @@ class OfficeInfo:
     office: str
 
 
+def _busy(ctx: ExceptionContext) -> None:
+    """SQLite gave up waiting for another writer: a typed, bilingual error instead of a driver
+    traceback (nothing was written; the caller may simply try again)."""
+    exc = ctx.original_exception
+    if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+        raise StoreError("store_busy", what="issuer.db") from exc
+
+
 class IssuerStore:
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, *, busy_timeout: float = BUSY_TIMEOUT_S) -> None:
         self.home = home
         self.path = home / "issuer.db"
         # Wait for another process's write instead of failing at once (bulk runs, workers).
         self.engine = sa.create_engine(f"sqlite:///{self.path}",
-                                       connect_args={"timeout": 30})
+                                       connect_args={"timeout": busy_timeout})
         event.listen(self.engine, "connect", _sqlite_pragmas)
+        event.listen(self.engine, "handle_error", _busy)
         # Take the write lock when a transaction starts, not at its first write: a worker then
         # never reads a snapshot that another worker's commit has made stale.
         event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
 
     # -- lifecycle ---------------------------------------------------------------------------
     @classmethod
-    def open(cls, home: Path) -> IssuerStore:
+    def open(cls, home: Path, *, busy_timeout: float = BUSY_TIMEOUT_S) -> IssuerStore:
         if not (home / "issuer.db").exists():
             raise StoreError("issuer_not_initialised", home=str(home))
-        return cls(home)
+        return cls(home, busy_timeout=busy_timeout)
 
     @classmethod
     def create(cls, home: Path, *, city: str, country: str, office: str, code: str,

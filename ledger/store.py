@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import sqlite3
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, select
 from sqlalchemy import update as sql_update
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.pool import NullPool
 
 from credential import cbor, merkle
@@ -61,6 +63,7 @@ __all__ = ["MAX_BATCH", "LedgerStore", "SignedCheckpoint", "create_home", "datab
 
 MAX_BATCH = 10_000
 MAX_COSIGNATURES_PER_BATCH = 100
+BUSY_TIMEOUT_S = 120.0  # how long an append waits for another process's before giving up
 ZERO = bytes(32)
 
 
@@ -89,14 +92,22 @@ def database_url(home: Path, db: str | None = None, config: LedgerConfig | None 
     return url or f"sqlite:///{home / 'ledger.db'}"
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, busy_timeout: float = BUSY_TIMEOUT_S) -> Engine:
     """An engine with the ledger's SQLite settings (WAL, full sync, explicit BEGIN)."""
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True)
     # a small pool: reopening SQLite (and re-running the PRAGMAs) per request costs more than
     # the proof itself; NullPool only for in-memory databases, which cannot be shared anyway
     pool = {"poolclass": NullPool} if ":memory:" in url or url.endswith("sqlite://") else {}
-    engine = create_engine(url, connect_args={"timeout": 120}, **pool)
+    engine = create_engine(url, connect_args={"timeout": busy_timeout}, **pool)
+
+    @event.listens_for(engine, "handle_error")
+    def _busy(ctx: ExceptionContext) -> None:
+        # Another writer held the log longer than we wait: a typed error (HTTP 503, CLI exit 1)
+        # instead of a driver traceback; the batch was not written and can be sent again.
+        exc = ctx.original_exception
+        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+            raise StoreError("store_busy", what="ledger.db") from exc
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn: Any, _rec: Any) -> None:

@@ -7,9 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from credential.claims import parse_claims
 from issuer.store import IssuerStore, credentials
 from tests.conftest import PASSPHRASE, Run
-from tests.factory import EXAMPLES
+from tests.factory import EXAMPLES, example_claims
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,3 +40,34 @@ def test_parallel_issuers_share_one_store(homes: dict[str, Path], passphrase: st
     assert len(issued) == 12
     codes = json.dumps([e for _, e in store.pending()])
     assert "Mexicali" in codes  # the office key entry names the city, never a resident
+
+
+def test_a_store_held_too_long_gives_a_typed_error_and_loses_nothing(
+        homes: dict[str, Path], passphrase: str, run: Run) -> None:
+    """Another process keeps the write lock past our wait: a bilingual ``store_busy`` error, and
+    the database is exactly as before (the same call succeeds once the lock is released)."""
+    import sqlite3
+
+    import pytest
+
+    from credential.errors import StoreError
+
+    home = homes["issuer"]
+    assert run("issuer", "init", "--city", "Mexicali", "--country", "MX", "--office", "Centro",
+               "--home", str(home))[0] == 0
+    before = IssuerStore.open(home).pending()
+    holder = sqlite3.connect(home / "issuer.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    store = IssuerStore.open(home, busy_timeout=0.2)
+    claims = parse_claims(example_claims())
+    try:
+        with pytest.raises(StoreError) as caught:
+            store.issue(claims, holder_key=None, passphrase=passphrase)
+        assert caught.value.code == "store_busy"
+        assert "issuer.db" in caught.value.message["es"] and caught.value.message["en"]
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert store.pending() == before
+    store.issue(claims, holder_key=None, passphrase=passphrase)
+    assert len(store.pending()) == len(before) + 1

@@ -134,3 +134,30 @@ def test_json_errors_name_the_problem(client: FlaskClient, filled: LedgerStore) 
     assert body["code"] == "ledger_bad_size"
     assert "999" in body["message"]["en"] and "999" in body["message"]["es"]
     assert json.dumps(body)
+
+
+def test_a_log_held_too_long_answers_503_and_loses_nothing(client: FlaskClient,
+                                                           store: LedgerStore, token: str) -> None:
+    """Another process keeps the write lock past our wait: 503 with the bilingual ``store_busy``
+    error, the log unchanged, and the same request accepted once the lock is released."""
+    import sqlite3
+
+    from ledger.store import make_engine
+
+    store.engine.dispose()
+    store.engine = make_engine(str(store.engine.url), busy_timeout=0.2)
+    before = store.size()
+    holder = sqlite3.connect(str(store.engine.url.database), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    body = {"entries": [commitment(1)]}
+    try:
+        resp = client.post("/entries", json=body, headers=_auth(token))
+        assert resp.status_code == 503
+        err = resp.get_json()
+        assert err["code"] == "store_busy" and "ledger.db" in err["message"]["en"]
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert store.size() == before
+    assert client.post("/entries", json=body, headers=_auth(token)).status_code == 201
+    assert store.size() == before + 1
