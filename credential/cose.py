@@ -10,6 +10,7 @@ this module signs (tested with pycose).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any, Final, NamedTuple
 
 import cbor2
@@ -80,17 +81,11 @@ class Sign1(NamedTuple):
         return [self.protected, {}, self.payload, self.signature]
 
 
-# Counters see the same few protected headers over and over (one per office key): remember
-# which decoded to a valid EdDSA header, and its kid, instead of decoding them every scan.
-_HEADERS: dict[bytes, bytes | None] = {}
-_HEADERS_MAX = 4096
-
-
+@lru_cache(maxsize=4096)
 def _protected_kid(protected: bytes) -> bytes | None:
-    try:
-        return _HEADERS[protected]
-    except KeyError:
-        pass
+    """The kid of a valid EdDSA protected header (raises for anything else). Cached because
+    counters see the same few headers (one per office key) over and over; a failure raises and
+    so is never cached."""
     try:
         header = cbor2.loads(protected)
     except Exception:
@@ -100,9 +95,6 @@ def _protected_kid(protected: bytes) -> bytes | None:
     kid = header.get(HDR_KID)
     if kid is not None and not (isinstance(kid, bytes) and len(kid) <= 32):
         raise MalformedInput("cose_invalid")
-    if len(_HEADERS) >= _HEADERS_MAX:
-        _HEADERS.clear()
-    _HEADERS[protected] = kid
     return kid
 
 
