@@ -5,6 +5,7 @@
     serve [--host] [--port]   run the HTTP API (and the witness endpoint)
     append --file F.jsonl     append one batch, print the new checkpoint
     audit [--deep]            recompute everything; exit 1 naming the first bad record
+    entries [--start] [--end] [--type]   the public record, decoded, one JSON line per record
     mirror --from URL         copy and check another node's log (resumes)
     witness --log URL --log-key VKEY   witness another city's log (and cosign it now)
     token add|revoke NAME     per-client append tokens for POST /entries
@@ -25,10 +26,14 @@ import click
 from credential.errors import LedgerError, MalformedInput, StoreError, UsageError
 from credential.home import read_passphrase
 from credential.note import parse_verifier_key
+from credential.times import rfc3339
+from ledger.entries import ENTRY_TYPES, decode_record, entry_to_json
 from ledger.keys import LedgerConfig, load_config
 from ledger.store import MAX_BATCH, LedgerStore, create_home
 
 __all__ = ["group"]
+
+ENTRIES_PAGE = 1000  # records read per query: a million-record log streams in bounded memory
 
 home_option = click.option("--home", type=click.Path(file_okay=False), default=None,
                            help="Data directory (default: PASAPORTE_HOME or the XDG data dir).")
@@ -146,6 +151,35 @@ def append(path: str, home: str | None, db: str | None) -> None:
     with _open(home, db, write=True) as store:
         signed = store.append(batch)
     click.echo(signed.note, nl=False)
+
+
+@group.command()
+@click.option("--start", type=click.IntRange(min=0), default=0, show_default=True,
+              help="First record (inclusive).")
+@click.option("--end", type=click.IntRange(min=0), default=None,
+              help="Stop before this record (default: the whole log).")
+@click.option("--type", "types", multiple=True, type=click.Choice(sorted(ENTRY_TYPES)),
+              help="Only records of this type (repeatable).")
+@home_option
+@db_option
+def entries(start: int, end: int | None, types: tuple[str, ...], home: str | None,
+            db: str | None) -> None:
+    """Print the public record, decoded: one JSON object per line (index, time, entry).
+
+    What a resident or a journalist reads after ``mirror``: e.g. every issuing-office key ever
+    registered (``--type key_registered``), or every status change."""
+    with _open(home, db) as store:
+        size = store.size()
+        stop = size if end is None else min(end, size)
+        for page in range(start, stop, ENTRIES_PAGE):
+            for index, leaf in store.entries(page, min(page + ENTRIES_PAGE, stop)):
+                record = decode_record(leaf)
+                if types and record.entry.TYPE not in types:
+                    continue
+                # ``entry`` is the same JSON object ``append --file`` takes (fields such as a
+                # status change's own ``index`` stay apart from the record's).
+                click.echo(json.dumps({"index": index, "time": rfc3339(record.time_ms // 1000),
+                                       "entry": entry_to_json(record.entry)}, ensure_ascii=False))
 
 
 @group.command()

@@ -107,3 +107,29 @@ def test_wrong_passphrase_exits_1(home: Path, monkeypatch: pytest.MonkeyPatch,
     assert run_cli("append", "--file", str(f), "--home", str(home)) == 1
     assert "passphrase" in capsys.readouterr().err.lower()
     assert os.environ["PASAPORTE_PASSPHRASE"] == "nope"
+
+
+def test_entries_prints_the_decoded_record(home: Path, store: LedgerStore,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.ledger.helpers import commitment, valid_entries
+
+    store.append(valid_entries(), cosign=False)
+    store.append([commitment(i) for i in range(1, 1 + 1500)], cosign=False)  # > one page
+    capsys.readouterr()
+    assert run_cli("entries", "--home", str(home)) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [x["index"] for x in lines] == list(range(store.size()))
+    first = lines[0]["entry"]
+    assert first["type"] == "key_registered" and first["city"] == "Ciudad de México"
+    assert first["valid_from"] == "2025-01-01T00:00:00Z" and lines[0]["time"].endswith("Z")
+    assert lines[5]["entry"] == {"type": "status_changed", "list": "cdmx-2025", "index": 17,
+                                 "status": "revoked", "reason": "holder_request"}
+    assert run_cli("entries", "--type", "key_registered", "--type", "key_compromised",
+                   "--home", str(home)) == 0
+    picked = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [(x["index"], x["entry"]["type"]) for x in picked] == [(0, "key_registered"),
+                                                         (2, "key_compromised")]
+    assert run_cli("entries", "--start", "1000", "--end", "1003", "--home", str(home)) == 0
+    assert [json.loads(x)["index"] for x in capsys.readouterr().out.splitlines()] == [
+        1000, 1001, 1002]
+    assert run_cli("entries", "--type", "nonsense", "--home", str(home)) == 2
