@@ -30,6 +30,7 @@ from credential.note import (
 )
 from ledger import schema as t
 from ledger.entries import WitnessCosignature, decode_record, type_cbor
+from ledger.keys import load_config
 from ledger.store import ZERO, LedgerStore, record_prefix
 
 __all__ = ["AuditReport", "audit"]
@@ -233,13 +234,19 @@ def _check_logged_cosignatures(store: LedgerStore, logged: list[tuple[int, bytes
                                root_at: Callable[[int], bytes], witness_keys: dict[str, Verifier],
                                report: AuditReport) -> None:
     """A ``witness_cosignature`` record about this log must name a tree that the log really had
-    (root recomputed from the records before it) and, when the witness is known, verify."""
+    (root recomputed from the records before it) and, when the witness is known, verify. One
+    about another log, given by this node's own witness, must verify with that witness's key."""
+    own = _own_witness(store)
     for seq, leaf in logged:
         try:
             entry = decode_record(leaf).entry
         except PasaporteError:
             continue  # not a record of this type after all (or damaged: the chain says so)
-        if not isinstance(entry, WitnessCosignature) or entry.origin != store.origin:
+        if not isinstance(entry, WitnessCosignature):
+            continue
+        if entry.origin != store.origin:
+            if own is not None and entry.witness == own.name and not _cosigned(own, entry):
+                report.add(seq, f"cosignature by {entry.witness} does not verify")
             continue
         if entry.size > seq:
             report.add(seq, f"cosignature of size {entry.size} logged before that size existed")
@@ -247,7 +254,17 @@ def _check_logged_cosignatures(store: LedgerStore, logged: list[tuple[int, bytes
             report.add(seq, f"cosignature of size {entry.size} names a root the log never had")
         else:
             key = witness_keys.get(entry.witness)
-            body = Checkpoint(entry.origin, entry.size, entry.root).body()
-            if key is not None and (key.key_id != entry.signature[:4]
-                                    or not key.verify(body, entry.signature[4:])):
+            if key is not None and not _cosigned(key, entry):
                 report.add(seq, f"cosignature by {entry.witness} does not verify")
+
+
+def _cosigned(key: Verifier, entry: WitnessCosignature) -> bool:
+    body = Checkpoint(entry.origin, entry.size, entry.root).body()
+    return key.key_id == entry.signature[:4] and key.verify(body, entry.signature[4:])
+
+
+def _own_witness(store: LedgerStore) -> Verifier | None:
+    if store.home is None:
+        return None
+    vkey = load_config(store.home).witness_vkey
+    return parse_verifier_key(vkey) if vkey else None

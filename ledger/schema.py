@@ -77,6 +77,20 @@ cosignatures = Table(
     UniqueConstraint("size", "line"),
 )
 
+# Cosignatures this node's witness gave to *other* logs, put on our own public record with our
+# next batch: a witness that ever vouched for two different histories is then caught by anyone
+# who reads both logs.
+witness_given = Table(
+    "witness_given", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("origin", String(200), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("root", LargeBinary, nullable=False),
+    Column("witness", String(200), nullable=False),
+    Column("signature", LargeBinary, nullable=False),  # key id ‖ timestamp ‖ Ed25519 signature
+    Column("logged", BigInteger, nullable=True, index=True),
+)
+
 tokens = Table(
     "ledger_tokens", metadata,
     Column("name", String(100), primary_key=True),

@@ -32,7 +32,17 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, select
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+)
 from sqlalchemy import update as sql_update
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.pool import NullPool
@@ -403,9 +413,9 @@ class LedgerStore:
         logged = self._pending_cosignatures(conn, min(MAX_COSIGNATURES_PER_BATCH,
                                                       MAX_BATCH - len(batch)))
         if logged:
-            batch = [entry for _, entry in logged] + list(batch)
-            for offset, (row_id, _) in enumerate(logged):
-                conn.execute(sql_update(t.cosignatures).where(t.cosignatures.c.id == row_id)
+            batch = [entry for _, _, entry in logged] + list(batch)
+            for offset, (table, row_id, _) in enumerate(logged):
+                conn.execute(sql_update(table).where(table.c.id == row_id)
                              .values(logged=n + offset))
         now = max(int(time.time() * 1000), head.last_time)
         frontier = [head.frontier[i:i + 32] for i in range(0, len(head.frontier), 32)]
@@ -461,18 +471,19 @@ class LedgerStore:
         return self.checkpoint(head.size)
 
     def _pending_cosignatures(self, conn: Connection, limit: int
-                              ) -> list[tuple[int, WitnessCosignature]]:
-        """Cosignatures of this log's checkpoints not yet on the record, oldest first."""
+                              ) -> list[tuple[Table, int, WitnessCosignature]]:
+        """Cosignatures not yet on the record, oldest first: those of this log's checkpoints
+        (received from witnesses), then those our witness gave to other logs."""
         if limit <= 0:
             return []
-        rows = conn.execute(
+        out: list[tuple[Table, int, WitnessCosignature]] = []
+        received = conn.execute(
             select(t.cosignatures.c.id, t.cosignatures.c.size, t.cosignatures.c.line,
                    t.checkpoints.c.note)
             .join(t.checkpoints, t.checkpoints.c.size == t.cosignatures.c.size)
             .where(t.cosignatures.c.logged.is_(None))
             .order_by(t.cosignatures.c.id).limit(limit)).all()
-        out = []
-        for row_id, size, line, note in rows:
+        for row_id, size, line, note in received:
             sig = parse_signature_lines(str(line))[0]
             if sig.timestamp is None:  # not a cosignature/v1 (a plain note signature): the
                 # entry format has no room for it; -1 keeps it from being picked up again.
@@ -480,9 +491,19 @@ class LedgerStore:
                              .values(logged=-1))
                 continue
             cp = parse_checkpoint(parse_note(str(note)).text)
-            out.append((int(row_id), WitnessCosignature(
+            out.append((t.cosignatures, int(row_id), WitnessCosignature(
                 origin=cp.origin, size=int(size), root=cp.root, witness=sig.name,
                 signature=sig.key_id + sig.signature)))
+        if len(out) >= limit:
+            return out
+        w = t.witness_given.c
+        given = conn.execute(select(w.id, w.origin, w.size, w.root, w.witness, w.signature)
+                             .where(w.logged.is_(None)).order_by(w.id)
+                             .limit(limit - len(out))).all()
+        for row_id, origin, size, root, witness, signature in given:
+            out.append((t.witness_given, int(row_id), WitnessCosignature(
+                origin=str(origin), size=int(size), root=bytes(root), witness=str(witness),
+                signature=bytes(signature))))
         return out
 
     def add_cosignatures(self, size: int, sigs: Iterable[NoteSignature]) -> None:

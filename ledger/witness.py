@@ -142,7 +142,12 @@ def _cosign(store: LedgerStore, note: Note, old: int, proof: list[bytes] | None,
         conn.execute(update(t.witnessed_logs).where(t.witnessed_logs.c.origin == cp.origin)
                      .values(size=cp.size, root=cp.root, note=note.encode(),
                              updated=int(time.time())))
-    return WitnessReply(200, store.witness.sign(note.text).line)
+        cosig = store.witness.sign(note.text)
+        # Same transaction: a cosignature we hand out is always one we will publish.
+        conn.execute(insert(t.witness_given).values(
+            origin=cp.origin, size=cp.size, root=cp.root, witness=cosig.name,
+            signature=cosig.key_id + cosig.signature))
+    return WitnessReply(200, cosig.line)
 
 
 def add_checkpoint(store: LedgerStore, body: bytes) -> WitnessReply:

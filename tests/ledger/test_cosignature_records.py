@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from credential.note import COSIGNATURE_V1, Signer, generate_signer
+from credential.note import (
+    COSIGNATURE_V1,
+    Checkpoint,
+    Note,
+    Signer,
+    generate_signer,
+    parse_note,
+)
 from ledger.audit import audit
 from ledger.entries import WitnessCosignature, decode_record
 from ledger.store import LedgerStore
+from ledger.witness import add_checkpoint, witness_log
 from tests.ledger.helpers import commitment
 
 WITNESS = "ledger.mxl.example/witness"
@@ -63,3 +71,25 @@ def test_audit_flags_a_cosignature_that_does_not_verify(store: LedgerStore) -> N
                                 signature=bytes(76))
     store.append([future], cosign=False)
     assert (4, "cosignature of size 9 logged before that size existed") in audit(store).problems
+
+
+def test_cosignatures_our_witness_gave_are_logged_and_audited(store: LedgerStore) -> None:
+    """What this node's witness vouched for about another city's log goes on our own record."""
+    assert store.witness is not None
+    other = generate_signer("ledger.cxl.example/log")
+    body = Checkpoint(other.name, 5, bytes(range(32))).body()
+    note = Note(body, (other.sign(body),))
+    witness_log(store, other.verifier.vkey)
+    reply = add_checkpoint(store, f"old 0\n\n{note.encode()}".encode())
+    assert reply.status == 200
+    store.append([commitment(1)], cosign=False)
+    entry = decode_record(store.entries(0, 1)[0][1]).entry
+    assert isinstance(entry, WitnessCosignature)
+    assert (entry.origin, entry.size, entry.root) == (other.name, 5, bytes(range(32)))
+    assert entry.witness == store.witness.name
+    assert reply.body == parse_note(body + "\n" + reply.body).signatures[0].line
+    assert audit(store).ok
+    forged = WitnessCosignature(origin=other.name, size=6, root=bytes(32),
+                                witness=store.witness.name, signature=entry.signature)
+    store.append([forged], cosign=False)
+    assert audit(store).first == (2, f"cosignature by {store.witness.name} does not verify")

@@ -14,7 +14,7 @@ import pytest
 
 from credential import merkle
 from credential.errors import LedgerError
-from credential.note import open_note, parse_checkpoint, parse_verifier_key
+from credential.note import Checkpoint, open_note, parse_checkpoint, parse_verifier_key
 from ledger import client
 from ledger.entries import WitnessCosignature, decode_record
 from ledger.keys import load_config
@@ -71,17 +71,23 @@ def test_cosigned_checkpoints_and_split_view(cities: dict[str, Any], tmp_path: P
     note, ok = open_note(served, [log_key, witness_key])
     assert witness_key in ok
     cp = parse_checkpoint(note.text)
-    # 8 entries, then the witness's cosignature of that first checkpoint on the public record
-    # (logged with the next batch), then 5 more.
-    assert cp.size == 8 + 1 + 5
+    # On the public record, each at the head of the next batch: the cosignature our own witness
+    # gave the other city's log when it started witnessing it, then the 8 entries; then the
+    # cosignature the other city's witness gave that first checkpoint, then 5 more.
+    assert cp.size == 1 + 8 + 1 + 5
     with LedgerStore.open(cities["a"], passphrase=PASSPHRASE) as store:
-        record = decode_record(store.entries(8, 9)[0][1])
-        first = store.checkpoint(8).checkpoint
-    logged = record.entry
-    assert isinstance(logged, WitnessCosignature)
-    assert (logged.origin, logged.size, logged.root) == (first.origin, 8, first.root)
-    assert logged.witness == witness_key.name and logged.signature[:4] == witness_key.key_id
-    assert witness_key.verify(first.body(), logged.signature[4:])
+        given, received = (decode_record(store.entries(i, i + 1)[0][1]).entry for i in (0, 9))
+        first = store.checkpoint(9).checkpoint
+    assert isinstance(received, WitnessCosignature) and isinstance(given, WitnessCosignature)
+    assert (received.origin, received.size, received.root) == (first.origin, 9, first.root)
+    assert received.witness == witness_key.name
+    assert received.signature[:4] == witness_key.key_id
+    assert witness_key.verify(first.body(), received.signature[4:])
+    own_witness = parse_verifier_key(ca.witness_vkey)
+    assert given.origin == parse_verifier_key(cb.log_vkey).name and given.size == 0
+    assert given.witness == own_witness.name
+    assert own_witness.verify(Checkpoint(given.origin, 0, given.root).body(),
+                              given.signature[4:])
     size = cp.size
 
     # A fork: the same log key, another history. The witness must refuse it.
@@ -131,7 +137,9 @@ def test_mirror_with_resume(cities: dict[str, Any], tmp_path: Path) -> None:
     assert run_cli("mirror", "--from", sa.url, "--log-key", ca.log_vkey,
                    "--witness-key", cb.witness_vkey, "--home", str(mirror_home)) == 0
     _post_entries(sa.url, cities["token"], [commitment(100 + j) for j in range(9)])
-    first = 3 * 7 + 2  # each batch after the first also logs the previous cosignature
+    # our witness's cosignature of the other log, then 3 batches of 7, each after the first
+    # preceded by the cosignature of the checkpoint before it
+    first = 1 + 3 * 7 + 2
     with LedgerStore.open(mirror_home) as store:
         assert store.size() == first
         mirror(store, sa.url, [parse_verifier_key(cb.witness_vkey)], page=2, limit=4)

@@ -1,4 +1,5 @@
-"""Cosignatures go on the public record: remember which record logged each one.
+"""Cosignatures go on the public record: those our log received (``ledger_cosignatures.logged``)
+and those our witness gave to other logs (``witness_given``), each with the record that logged it.
 
 Revision ID: 0002
 Revises: 0001
@@ -21,9 +22,22 @@ def upgrade() -> None:
     with op.batch_alter_table("ledger_cosignatures") as batch:
         batch.add_column(sa.Column("logged", sa.BigInteger, nullable=True))
         batch.create_index("ix_ledger_cosignatures_logged", ["logged"])
+    op.create_table(
+        "witness_given",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("origin", sa.String(200), nullable=False),
+        sa.Column("size", sa.BigInteger, nullable=False),
+        sa.Column("root", sa.LargeBinary, nullable=False),
+        sa.Column("witness", sa.String(200), nullable=False),
+        sa.Column("signature", sa.LargeBinary, nullable=False),
+        sa.Column("logged", sa.BigInteger, nullable=True),
+    )
+    op.create_index("ix_witness_given_logged", "witness_given", ["logged"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_witness_given_logged", "witness_given")
+    op.drop_table("witness_given")
     with op.batch_alter_table("ledger_cosignatures") as batch:
         batch.drop_index("ix_ledger_cosignatures_logged")
         batch.drop_column("logged")
