@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sys
@@ -220,8 +221,19 @@ def mirror(url: str, log_key: str | None, witness_key: tuple[str, ...], home: st
     elif log_key and load_config(root).log_vkey != log_key:
         raise LedgerError("ledger_witness_key_changed", origin=parse_verifier_key(log_key).name)
     witnesses = [parse_verifier_key(k) for k in witness_key]
-    with _open(home, db) as store:
-        cp = run_mirror(store, url, witnesses)
+    with _open(home, db) as store, contextlib.ExitStack() as bars:
+        bar: Any = None
+        shown = 0
+
+        def progress(copied: int, total: int) -> None:
+            nonlocal bar, shown
+            if bar is None:  # the total is known only once the checkpoint is checked
+                bar = bars.enter_context(click.progressbar(
+                    length=total, label="Copiando / Copying", file=sys.stderr))
+            bar.update(copied - shown)
+            shown = copied
+
+        cp = run_mirror(store, url, witnesses, progress=progress)
     click.echo(f"ok: {cp.origin} {cp.size}")
 
 

@@ -11,7 +11,7 @@ dropped again and the run fails.
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from credential import merkle
 from credential.errors import LedgerError
@@ -24,8 +24,11 @@ __all__ = ["mirror"]
 
 
 def mirror(store: LedgerStore, url: str, witnesses: Sequence[Verifier] = (),
-           page: int = MAX_PAGE, limit: int | None = None) -> Checkpoint:
-    """Bring ``store`` up to ``url``'s checkpoint; ``limit`` stops early (to test resuming)."""
+           page: int = MAX_PAGE, limit: int | None = None,
+           progress: Callable[[int, int], None] | None = None) -> Checkpoint:
+    """Bring ``store`` up to ``url``'s checkpoint; ``limit`` stops early (to test resuming).
+    ``progress(copied, to_copy)`` is called after each committed page (a first copy of a
+    million-record log takes minutes)."""
     url = url.rstrip("/")
     note_text = client.get_text(f"{url}/checkpoint")
     note, ok = open_note(note_text, [store.verifier, *witnesses])
@@ -63,6 +66,8 @@ def mirror(store: LedgerStore, url: str, witnesses: Sequence[Verifier] = (),
             leaves.append(base64.b64decode(item["leaf"], validate=True))
         size = store.append_records(leaves)
         fetched += len(leaves)
+        if progress is not None:
+            progress(size - held, cp.size - held)
     if store.root(cp.size) != cp.root:
         store.truncate(held)
         raise LedgerError("ledger_mirror_mismatch", size=cp.size)

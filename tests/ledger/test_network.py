@@ -128,7 +128,8 @@ def test_cosigned_checkpoints_and_split_view(cities: dict[str, Any], tmp_path: P
     assert run_cli("audit", "--home", str(cities["a"])) == 0
 
 
-def test_mirror_with_resume(cities: dict[str, Any], tmp_path: Path) -> None:
+def test_mirror_with_resume(cities: dict[str, Any], tmp_path: Path,
+                            capsys: pytest.CaptureFixture[str]) -> None:
     sa, ca, cb = cities["sa"], cities["ca"], cities["cb"]
     for i in range(3):
         _post_entries(sa.url, cities["token"], [commitment(10 * i + j) for j in range(7)])
@@ -136,14 +137,18 @@ def test_mirror_with_resume(cities: dict[str, Any], tmp_path: Path) -> None:
     # first run creates the mirror home; then interrupt a run part way, and resume it
     assert run_cli("mirror", "--from", sa.url, "--log-key", ca.log_vkey,
                    "--witness-key", cb.witness_vkey, "--home", str(mirror_home)) == 0
+    assert "Copiando / Copying" in capsys.readouterr().err  # progress on stderr
     _post_entries(sa.url, cities["token"], [commitment(100 + j) for j in range(9)])
     # our witness's cosignature of the other log, then 3 batches of 7, each after the first
     # preceded by the cosignature of the checkpoint before it
     first = 1 + 3 * 7 + 2
     with LedgerStore.open(mirror_home) as store:
         assert store.size() == first
-        mirror(store, sa.url, [parse_verifier_key(cb.witness_vkey)], page=2, limit=4)
+        seen: list[tuple[int, int]] = []
+        mirror(store, sa.url, [parse_verifier_key(cb.witness_vkey)], page=2, limit=4,
+               progress=lambda done, total: seen.append((done, total)))
         assert store.size() == first + 4  # interrupted: part of the new records only
+        assert seen == [(2, 10), (4, 10)]
     assert run_cli("mirror", "--from", sa.url, "--witness-key", cb.witness_vkey,
                    "--home", str(mirror_home)) == 0
     total = first + 1 + 9
