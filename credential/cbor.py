@@ -139,6 +139,9 @@ def _scan(data: bytes, max_depth: int, max_items: int, tags: Collection[int]) ->
             if skip != 0xFF:  # a leaf: step over it (overshooting the end is caught below)
                 pos += skip
                 continue
+            if initial == 0x58:  # bstr with a one-byte length: signatures, payloads, salts
+                pos += 1 + data[pos]
+                continue
             major = initial >> 5
             info = initial & 0x1F
             if info < 24:

@@ -100,17 +100,18 @@ def root_from_multiproof(size: int, known: Mapping[int, bytes], proof: Sequence[
     plan = _plan(size, tuple(known))
     if plan is None or plan[1] != len(proof):
         return None
+    if any(len(h) != DIGEST_LEN for h in proof):
+        return None
     stack: list[bytes] = []
+    push, pop = stack.append, stack.pop
     next_proof = iter(proof).__next__
+    sha = hashlib.sha256  # _node inlined: this loop runs on every scan
     for op in plan[0]:
         if op >= 0:
-            stack.append(known[op])
+            push(known[op])
         elif op == -1:
-            h = next_proof()
-            if len(h) != DIGEST_LEN:
-                return None
-            stack.append(h)
+            push(next_proof())
         else:
-            right = stack.pop()
-            stack.append(_node(stack.pop(), right))
+            right = pop()
+            push(sha(b"\x01" + pop() + right).digest()[:DIGEST_LEN])
     return stack[0]
