@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import signal
 import sys
@@ -29,7 +30,7 @@ from credential.home import read_passphrase
 from credential.note import parse_verifier_key
 from credential.times import rfc3339
 from ledger.entries import ENTRY_TYPES, decode_record, entry_to_json
-from ledger.keys import LedgerConfig, load_config
+from ledger.keys import LedgerConfig, load_config, save_config
 from ledger.store import MAX_BATCH, LedgerStore, create_home
 
 __all__ = ["group"]
@@ -202,25 +203,38 @@ def audit(deep: bool, home: str | None, db: str | None) -> None:
 @group.command()
 @click.option("--from", "url", required=True, help="The other node's base URL.")
 @click.option("--log-key", default=None, help="The log's verifier key (first run only).")
-@click.option("--witness-key", multiple=True, help="Require a cosignature from one of these.")
+@click.option("--witness-key", multiple=True,
+              help="Require a cosignature from one of these (remembered for later runs).")
+@click.option("--unwitnessed", is_flag=True,
+              help="Accept the log's signature alone (no witness: a split view goes unseen).")
 @home_option
 @db_option
-def mirror(url: str, log_key: str | None, witness_key: tuple[str, ...], home: str | None,
-           db: str | None) -> None:
+def mirror(url: str, log_key: str | None, witness_key: tuple[str, ...], unwitnessed: bool,
+           home: str | None, db: str | None) -> None:
     """Copy another node's log here, checking every link and the cosigned root."""
     from credential.home import resolve_home
     from ledger.mirror import mirror as run_mirror
 
+    for k in witness_key:
+        parse_verifier_key(k)  # a typo fails here, before anything is written
     root = resolve_home("ledger", home)
     if not (root / "ledger.json").exists():
         if not log_key:
             raise UsageError("usage_error", reason="--log-key is needed on the first mirror run")
+        if not witness_key and not unwitnessed:
+            raise UsageError("ledger_mirror_needs_witness")
         verifier = parse_verifier_key(log_key)
         create_home(root, LedgerConfig(origin=verifier.name, log_vkey=log_key, db=db,
                                        mirror_of=url))
-    elif log_key and load_config(root).log_vkey != log_key:
+    config = load_config(root)
+    if log_key and config.log_vkey != log_key:
         raise LedgerError("ledger_witness_key_changed", origin=parse_verifier_key(log_key).name)
-    witnesses = [parse_verifier_key(k) for k in witness_key]
+    known = tuple(dict.fromkeys(config.mirror_witnesses + witness_key))  # ordered, no repeats
+    if known != config.mirror_witnesses:
+        save_config(root, dataclasses.replace(config, mirror_witnesses=known))
+    if not known and not unwitnessed:
+        raise UsageError("ledger_mirror_needs_witness")
+    witnesses = [parse_verifier_key(k) for k in known]
     with _open(home, db) as store, contextlib.ExitStack() as bars:
         bar: Any = None
         shown = 0

@@ -51,19 +51,22 @@ class LedgerConfig:
     witness_vkey: str | None = None
     db: str | None = None
     mirror_of: str | None = None
+    # A mirror's witnesses: every later run requires a cosignature from one of them.
+    mirror_witnesses: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()
+                if v is not None and v != ()}
 
 
 def load_config(home: Path) -> LedgerConfig:
     try:
         doc = json.loads((home / CONFIG_NAME).read_text())
+        return LedgerConfig(**{**doc, "mirror_witnesses": tuple(doc.get("mirror_witnesses", ()))})
     except FileNotFoundError:
         raise StoreError("ledger_not_initialised", home=str(home)) from None
-    except ValueError:
+    except (ValueError, TypeError):
         raise StoreError("ledger_bad_config", home=str(home)) from None
-    return LedgerConfig(**doc)
 
 
 def save_config(home: Path, config: LedgerConfig) -> None:

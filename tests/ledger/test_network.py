@@ -149,8 +149,9 @@ def test_mirror_with_resume(cities: dict[str, Any], tmp_path: Path,
                progress=lambda done, total: seen.append((done, total)))
         assert store.size() == first + 4  # interrupted: part of the new records only
         assert seen == [(2, 10), (4, 10)]
-    assert run_cli("mirror", "--from", sa.url, "--witness-key", cb.witness_vkey,
-                   "--home", str(mirror_home)) == 0
+    # the witness key given on the first run is remembered: no flag needed any more
+    assert load_config(mirror_home).mirror_witnesses == (cb.witness_vkey,)
+    assert run_cli("mirror", "--from", sa.url, "--home", str(mirror_home)) == 0
     total = first + 1 + 9
     with LedgerStore.open(mirror_home) as store, LedgerStore.open(cities["a"]) as origin:
         assert store.size() == origin.size() == total
@@ -170,3 +171,23 @@ def test_proofs_over_http(cities: dict[str, Any]) -> None:
     got = client.get_json(f"{sa.url}/proof/inclusion?index=7&size=11")
     merkle.verify_inclusion(7, 11, hashes[7], [base64.b64decode(p) for p in got["proof"]],
                             merkle.root_from_leaf_hashes(hashes))
+
+
+def test_a_mirror_must_name_a_witness(cities: dict[str, Any], tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """Without the other city's witness a mirror could be shown a split view: it must be given
+    one, or be told explicitly to do without."""
+    sa, ca = cities["sa"], cities["ca"]
+    _post_entries(sa.url, cities["token"], [commitment(1)])
+    home = tmp_path / "m"
+    assert run_cli("mirror", "--from", sa.url, "--log-key", ca.log_vkey,
+                   "--home", str(home)) == 2
+    err = capsys.readouterr().err
+    assert "--witness-key" in err and "testigo" in err
+    assert not (home / "ledger.json").exists()  # nothing half-made
+    assert run_cli("mirror", "--from", sa.url, "--log-key", ca.log_vkey,
+                   "--witness-key", "not a key", "--home", str(home)) != 0
+    assert not (home / "ledger.json").exists()
+    assert run_cli("mirror", "--from", sa.url, "--log-key", ca.log_vkey, "--unwitnessed",
+                   "--home", str(home)) == 0
+    assert run_cli("mirror", "--from", sa.url, "--home", str(home)) == 2  # still explicit
