@@ -224,13 +224,13 @@ def _audit(store: LedgerStore, deep: bool) -> AuditReport:
                     if key is not None and (key.key_id != sig.key_id
                                             or not key.verify(note.text, sig.signature)):
                         report.add(at, f"checkpoint {size}: cosignature by {sig.name} is bad")
-        _check_logged_cosignatures(store, logged, n, root_at, witness_keys, report)
+        _check_logged_cosignatures(store, logged, root_at, witness_keys, report)
         if latest != n and n > 0:
             report.add(max(n - 1, 0), f"no checkpoint for the head size {n}")
     return report
 
 
-def _check_logged_cosignatures(store: LedgerStore, logged: list[tuple[int, bytes]], n: int,
+def _check_logged_cosignatures(store: LedgerStore, logged: list[tuple[int, bytes]],
                                root_at: Callable[[int], bytes], witness_keys: dict[str, Verifier],
                                report: AuditReport) -> None:
     """A ``witness_cosignature`` record about this log must name a tree that the log really had
