@@ -38,6 +38,7 @@ LIST_SIZE = 131072  # W3C's minimum for herd privacy
 KEY_YEARS = 5
 ISSUE_ATTEMPTS = 5
 PUBLISH_BATCH = 500
+IN_FLIGHT = "ledger_in_flight"  # meta key: the outbox ids of the batch being published
 BUSY_TIMEOUT_S = 30.0  # how long a write waits for another process's before giving up
 REASONS = ("unspecified", "holder_request", "fraud", "data_error", "deceased", "moved_away",
            "key_compromise", "superseded")
@@ -231,13 +232,37 @@ class IssuerStore:
             raise StoreError("ledger_not_configured")
         token = unseal(unb64url(m["ledger_token"]), passphrase).decode()
         sent = 0
-        while batch := self.pending()[:PUBLISH_BATCH]:
-            post_entries(m["ledger_url"], token, [e for _, e in batch])
+        while flight := self._in_flight():
+            first, last = flight
+            batch = [(i, e) for i, e in self.pending() if first <= i <= last]
+            if batch:
+                # The key names the batch: after a lost answer or a crash the same key goes
+                # out with the same entries, and the ledger appends them once.
+                post_entries(m["ledger_url"], token, [e for _, e in batch],
+                             idempotency_key=f"outbox-{first}-{last}")
             with self.engine.begin() as db:
                 db.execute(outbox.update().where(outbox.c.id.in_([i for i, _ in batch]))
                            .values(sent=int(time.time()) if now is None else now))
+                # only our batch's record: another publisher may have recorded the next one
+                db.execute(meta.delete().where(meta.c.k == IN_FLIGHT,
+                                               meta.c.v == f"{first}-{last}"))
             sent += len(batch)
         return sent
+
+    def _in_flight(self) -> tuple[int, int] | None:
+        """The batch being published (ids first..last): the one recorded by an earlier run that
+        did not finish, else the next queued entries, recorded now. ``None`` when all is sent."""
+        with self.engine.begin() as db:  # BEGIN IMMEDIATE: one publisher picks a batch
+            row = db.execute(sa.select(meta.c.v).where(meta.c.k == IN_FLIGHT)).first()
+            if row is not None:
+                first, _, last = str(row[0]).partition("-")
+                return int(first), int(last)
+            ids = db.execute(sa.select(outbox.c.id).where(outbox.c.sent.is_(None))
+                             .order_by(outbox.c.id).limit(PUBLISH_BATCH)).scalars().all()
+            if not ids:
+                return None
+            db.execute(meta.insert().values(k=IN_FLIGHT, v=f"{ids[0]}-{ids[-1]}"))
+            return ids[0], ids[-1]
 
     def ledger_configured(self) -> bool:
         with self.engine.connect() as db:

@@ -9,6 +9,7 @@ refusal is a 4xx with JSON ``{"code": …, "message": {"es": …, "en": …}}``.
     GET  /proof/inclusion?index=&size=     {"index", "size", "proof": [base64…]}
     GET  /proof/consistency?old=&new=      {"old", "new", "proof": [base64…]}
     POST /entries                          {"entries": [...]} → 201 {"checkpoint", "start", "end"}
+                                           (optional Idempotency-Key header: retries are safe)
     POST /add-checkpoint                   tlog-witness
 """
 
@@ -22,7 +23,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from credential.errors import LedgerError, MalformedInput, PasaporteError, StoreError
-from ledger.store import MAX_BATCH, LedgerStore
+from ledger.store import MAX_BATCH, AppendRequest, LedgerStore
 from ledger.witness import MAX_BODY, add_checkpoint
 
 __all__ = ["MAX_PAGE", "bp", "create_app"]
@@ -70,6 +71,8 @@ def _pasaporte_error(exc: PasaporteError) -> Response:
         status = 404 if exc.code == "ledger_bad_size" else 400
     elif isinstance(exc, LedgerError) and exc.code == "ledger_no_checkpoint":
         status = 404
+    elif isinstance(exc, LedgerError) and exc.code == "ledger_idempotency_mismatch":
+        status = 422  # the key was used for another batch
     elif isinstance(exc, StoreError):
         status = 503
     resp = jsonify(exc.to_dict())
@@ -126,7 +129,8 @@ def post_entries() -> Response:
     store = _store()
     auth = request.headers.get("Authorization", "")
     token = auth[7:].strip() if auth.startswith("Bearer ") else ""
-    if not token or len(token) > 200 or store.token_owner(token) is None:
+    client = store.token_owner(token) if token and len(token) <= 200 else None
+    if client is None:
         return _error(401, "ledger_unauthorized")
     try:
         body = json.loads(request.get_data(cache=False))
@@ -140,9 +144,14 @@ def post_entries() -> Response:
     from ledger.entries import entry_from_json
 
     batch = [entry_from_json(item) for item in items]
-    signed = store.append(batch)
+    key = request.headers.get("Idempotency-Key")
+    # A client retrying after a lost answer sends the same key (IETF httpapi Idempotency-Key)
+    # and gets the first answer again rather than a second copy of its batch.
+    signed = store.append(batch, request=None if key is None else AppendRequest(client, key))
     resp = jsonify({"checkpoint": signed.note, "start": signed.start, "end": signed.end})
     resp.status_code = 201
+    if signed.replayed:
+        resp.headers["Idempotent-Replayed"] = "true"
     return resp
 
 

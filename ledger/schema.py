@@ -91,6 +91,18 @@ witness_given = Table(
     Column("logged", BigInteger, nullable=True, index=True),
 )
 
+# Idempotent appends (``Idempotency-Key`` on ``POST /entries``): a client that retries a batch
+# after a lost answer gets the first answer back instead of appending the batch twice.
+requests = Table(
+    "ledger_requests", metadata,
+    Column("client", String(100), primary_key=True),
+    Column("key", String(128), primary_key=True),
+    Column("digest", LargeBinary, nullable=False),  # SHA-256 of the batch: same key, same batch
+    Column("start", BigInteger, nullable=False),
+    Column("end", BigInteger, nullable=False),
+    Column("created", BigInteger, nullable=False, index=True),
+)
+
 tokens = Table(
     "ledger_tokens", metadata,
     Column("name", String(100), primary_key=True),

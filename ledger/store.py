@@ -18,9 +18,11 @@ locking the single ``ledger_head`` row (SQLite ``BEGIN IMMEDIATE`` in WAL mode; 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import sqlite3
 import time
@@ -30,6 +32,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import cbor2
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import (
@@ -48,7 +51,7 @@ from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.pool import NullPool
 
 from credential import cbor, merkle
-from credential.errors import LedgerError, StoreError, UsageError
+from credential.errors import LedgerError, MalformedInput, StoreError, UsageError
 from credential.home import resolve_home
 from credential.note import (
     COSIGNATURE_V1,
@@ -68,11 +71,13 @@ from ledger import schema as t
 from ledger.entries import Entry, WitnessCosignature, as_entry, encode_record
 from ledger.keys import LedgerConfig, load_config, read_secret, save_config, write_secret
 
-__all__ = ["MAX_BATCH", "LedgerStore", "SignedCheckpoint", "create_home", "database_url",
-           "make_engine", "migrate"]
+__all__ = ["MAX_BATCH", "AppendRequest", "LedgerStore", "SignedCheckpoint", "create_home",
+           "database_url", "make_engine", "migrate"]
 
 MAX_BATCH = 10_000
 MAX_COSIGNATURES_PER_BATCH = 100
+REQUEST_RETENTION_S = 30 * 86400  # how long an idempotency key is remembered
+_IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 BUSY_TIMEOUT_S = 120.0  # how long an append waits for another process's before giving up
 ZERO = bytes(32)
 
@@ -85,6 +90,20 @@ class SignedCheckpoint:
     note: str
     start: int = 0
     end: int = 0
+    replayed: bool = False  # an idempotent retry: this is the first answer, nothing appended
+
+
+@dataclass(frozen=True)
+class AppendRequest:
+    """Who sent a batch and the ``Idempotency-Key`` they gave it: a retry with the same key gets
+    the first answer back (for ``REQUEST_RETENTION_S``) instead of a second copy of the batch."""
+
+    client: str
+    key: str
+
+    def __post_init__(self) -> None:
+        if not (0 < len(self.client) <= 100 and _IDEMPOTENCY_KEY.fullmatch(self.key)):
+            raise MalformedInput("ledger_bad_idempotency_key")
 
 
 @dataclass(frozen=True)
@@ -383,9 +402,13 @@ class LedgerStore:
     def _write_conn(self) -> Connection:
         return self.engine.connect().execution_options(ledger_write=True)
 
-    def append(self, items: Iterable[Entry | Mapping[str, Any]], *,
-               cosign: bool = True) -> SignedCheckpoint:
-        """Append a batch (one transaction, one checkpoint); then request cosignatures."""
+    def append(self, items: Iterable[Entry | Mapping[str, Any]], *, cosign: bool = True,
+               request: AppendRequest | None = None) -> SignedCheckpoint:
+        """Append a batch (one transaction, one checkpoint); then request cosignatures.
+
+        With ``request``, a batch already appended under the same client and key is not
+        appended again: the first answer comes back (``replayed``), or a different batch under
+        a used key is refused (``ledger_idempotency_mismatch``)."""
         batch = [as_entry(item) for item in items]
         if not batch:
             raise UsageError("usage_error", reason="empty batch")
@@ -394,7 +417,10 @@ class LedgerStore:
         if self.signer is None:
             raise StoreError("ledger_read_only")
         with self._write_conn() as conn, conn.begin():
-            signed = self._append_locked(conn, batch)
+            signed = self._append_locked(conn, batch, request)
+        if signed.replayed:
+            note = self.checkpoint(signed.checkpoint.size).note  # with the cosignatures it has
+            return dataclasses.replace(signed, note=note)
         if cosign:
             from ledger.witness import request_cosignatures
 
@@ -403,10 +429,17 @@ class LedgerStore:
                                     signed.start, signed.end)
         return signed
 
-    def _append_locked(self, conn: Connection, batch: Sequence[Entry]) -> SignedCheckpoint:
+    def _append_locked(self, conn: Connection, batch: Sequence[Entry],
+                       request: AppendRequest | None = None) -> SignedCheckpoint:
         assert self.signer is not None
         head = self._head(conn, lock=True)
         n = head.size
+        digest = b""
+        if request is not None:  # looked up under the lock: two retries cannot both append
+            digest = _batch_digest(batch)
+            first = self._first_answer(conn, request, digest)
+            if first is not None:
+                return first
         # Cosignatures received since the last append go on the public record first, under the
         # same lock (so two appenders never log one twice). Logging them as they arrive instead
         # would make a checkpoint whose cosignature makes a new checkpoint, without end.
@@ -449,7 +482,29 @@ class LedgerStore:
             size=size, root=root, last_hash=prev, last_time=now,
             frontier=b"".join(h for _, h in stack)))
         # start: where the caller's own entries begin (after any logged cosignatures)
-        return self._sign_checkpoint(conn, size, root, n + len(logged))
+        start = n + len(logged)
+        if request is not None:
+            stamp = int(time.time())
+            conn.execute(delete(t.requests).where(
+                t.requests.c.created < stamp - REQUEST_RETENTION_S))
+            conn.execute(insert(t.requests).values(
+                client=request.client, key=request.key, digest=digest, start=start, end=size,
+                created=stamp))
+        return self._sign_checkpoint(conn, size, root, start)
+
+    def _first_answer(self, conn: Connection, request: AppendRequest, digest: bytes
+                      ) -> SignedCheckpoint | None:
+        r = t.requests.c
+        row = conn.execute(select(r.digest, r.start, r.end).where(
+            r.client == request.client, r.key == request.key)).first()
+        if row is None:
+            return None
+        if bytes(row[0]) != digest:
+            raise LedgerError("ledger_idempotency_mismatch", key=request.key)
+        note = conn.execute(select(t.checkpoints.c.note)
+                            .where(t.checkpoints.c.size == row[2])).scalar_one()
+        cp = parse_checkpoint(parse_note(str(note)).text)
+        return SignedCheckpoint(cp, str(note), int(row[1]), int(row[2]), replayed=True)
 
     def _sign_checkpoint(self, conn: Connection, size: int, root: bytes,
                          start: int) -> SignedCheckpoint:
@@ -652,6 +707,12 @@ def _insert_many(conn: Connection, table: str, columns: Sequence[str],
     sql = (f"INSERT INTO {table} ({', '.join(columns)}) "
            f"VALUES ({', '.join([mark] * len(columns))})")
     conn.exec_driver_sql(sql, list(rows))
+
+
+def _batch_digest(batch: Sequence[Entry]) -> bytes:
+    """What an idempotency key is bound to: the entries, canonically encoded."""
+    return hashlib.sha256(cbor2.dumps([[e.TYPE, e.fields()] for e in batch],
+                                      canonical=True)).digest()
 
 
 def _fold(hashes: list[bytes]) -> bytes:

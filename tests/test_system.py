@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import nacl.signing
 import pytest
@@ -150,3 +151,49 @@ def _http_get(url: str) -> str:
 
     with urllib.request.urlopen(url, timeout=10) as resp:
         return str(resp.read().decode())
+
+
+def test_a_lost_answer_publishes_nothing_twice(
+        homes: dict[str, Path], ledger_home: tuple[Path, str], node: LedgerNode, run: Run,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ledger appends a batch but its answer never reaches the office (a timeout, a crash):
+    the office resends that same batch under the same key, and the ledger holds it once."""
+    from credential.errors import LedgerError
+    from issuer.publish import post_entries as real
+
+    office = str(homes["issuer"])
+    run("issuer", "init", "--city", "Mexicali", "--country", "MX", "--office", "Centro",
+        "--home", office)
+    run("issuer", "issue", "--claims", str(EXAMPLES / "claims-mexicali.json"), "--paper",
+        "--out", str(tmp_path / "a.cred"), "--home", office)
+    store = IssuerStore.open(homes["issuer"])
+    store.configure_ledger(node.url, ledger_home[1], PASSPHRASE)
+
+    def delivered_but_answer_lost(url: str, token: str, entries: list[dict[str, Any]],
+                                  idempotency_key: str | None = None) -> dict[str, Any]:
+        real(url, token, entries, idempotency_key)
+        raise LedgerError("ledger_publish_unreachable", url=url, reason="timed out")
+
+    monkeypatch.setattr("issuer.store.post_entries", delivered_but_answer_lost)
+    with pytest.raises(LedgerError):
+        store.publish(PASSPHRASE)
+    monkeypatch.setattr("issuer.store.post_entries", real)
+    assert len(store.pending()) == 2  # the office cannot know the ledger has them
+    # meanwhile the office goes on working: one more entry joins the queue, and the command
+    # publishes again on its way out (the batch in flight first, under its first key)
+    assert run("issuer", "revoke", _only_credential(homes["issuer"]), "--home", office)[0] == 0
+    code, _, err = run("issuer", "publish", "--home", office)
+    assert code == 0, err
+    assert store.pending() == []
+    entries = json.loads(_http_get(node.url + "/entries?start=0&end=100"))
+    kinds = [decode_record(base64.b64decode(e["leaf"])).entry.TYPE for e in entries]
+    assert kinds == ["key_registered", "credential_issued", "status_changed"]
+    assert run("ledger", "audit", "--home", str(ledger_home[0]))[0] == 0
+
+
+def _only_credential(home: Path) -> str:
+    from issuer.store import credentials
+
+    with IssuerStore.open(home).engine.connect() as db:
+        (row,) = db.execute(credentials.select()).all()
+    return str(row.id)

@@ -11,6 +11,7 @@ from flask.testing import FlaskClient
 
 from credential import merkle
 from credential.note import open_note, parse_checkpoint
+from ledger.audit import audit
 from ledger.store import LedgerStore
 from tests.ledger.helpers import commitment, valid_entries
 
@@ -161,3 +162,36 @@ def test_a_log_held_too_long_answers_503_and_loses_nothing(client: FlaskClient,
     assert store.size() == before
     assert client.post("/entries", json=body, headers=_auth(token)).status_code == 201
     assert store.size() == before + 1
+
+
+def test_a_retried_batch_is_appended_once(client: FlaskClient, store: LedgerStore,
+                                          token: str) -> None:
+    """``Idempotency-Key``: an issuer that lost the answer and sends the batch again gets the
+    first answer back, and the log holds the batch once."""
+    body = {"entries": [commitment(1), commitment(2)]}
+    headers = {**_auth(token), "Idempotency-Key": "outbox-1-2"}
+    first = client.post("/entries", json=body, headers=headers)
+    assert first.status_code == 201 and "Idempotent-Replayed" not in first.headers
+    size = store.size()
+    again = client.post("/entries", json=body, headers=headers)
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
+    assert (again.get_json()["start"], again.get_json()["end"]) == (
+        first.get_json()["start"], first.get_json()["end"])
+    assert store.size() == size
+    # the same key for another batch is refused, and changes nothing
+    other = client.post("/entries", json={"entries": [commitment(3)]}, headers=headers)
+    assert other.status_code == 422
+    assert other.get_json()["code"] == "ledger_idempotency_mismatch"
+    assert store.size() == size
+    # keys belong to their client: another office may use the same one
+    second_token = store.add_token("other-office")
+    resp = client.post("/entries", json=body,
+                       headers={**_auth(second_token), "Idempotency-Key": "outbox-1-2"})
+    assert resp.status_code == 201 and store.size() == size + 2
+    for bad in ("", "x" * 129, "has space", "ñ"):
+        resp = client.post("/entries", json=body, headers={**_auth(token),
+                                                            "Idempotency-Key": bad})
+        assert resp.status_code == 400, bad
+        assert resp.get_json()["code"] == "ledger_bad_idempotency_key"
+    assert store.size() == size + 2
+    assert audit(store).ok

@@ -1,5 +1,6 @@
 """Cosignatures go on the public record: those our log received (``ledger_cosignatures.logged``)
-and those our witness gave to other logs (``witness_given``), each with the record that logged it.
+and those our witness gave to other logs (``witness_given``), each with the record that logged it;
+and idempotent appends (``ledger_requests``).
 
 Revision ID: 0002
 Revises: 0001
@@ -33,9 +34,21 @@ def upgrade() -> None:
         sa.Column("logged", sa.BigInteger, nullable=True),
     )
     op.create_index("ix_witness_given_logged", "witness_given", ["logged"])
+    op.create_table(
+        "ledger_requests",
+        sa.Column("client", sa.String(100), primary_key=True),
+        sa.Column("key", sa.String(128), primary_key=True),
+        sa.Column("digest", sa.LargeBinary, nullable=False),
+        sa.Column("start", sa.BigInteger, nullable=False),
+        sa.Column("end", sa.BigInteger, nullable=False),
+        sa.Column("created", sa.BigInteger, nullable=False),
+    )
+    op.create_index("ix_ledger_requests_created", "ledger_requests", ["created"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_ledger_requests_created", "ledger_requests")
+    op.drop_table("ledger_requests")
     op.drop_index("ix_witness_given_logged", "witness_given")
     op.drop_table("witness_given")
     with op.batch_alter_table("ledger_cosignatures") as batch:
