@@ -14,7 +14,7 @@ from credential.note import open_note, parse_checkpoint
 from ledger.audit import audit
 from ledger.entries import CredentialIssued, Notice
 from ledger.schema import metadata
-from ledger.store import LedgerStore, make_engine
+from ledger.store import AppendRequest, LedgerStore, make_engine
 from tests.ledger.conftest import PASSPHRASE, init_home
 from tests.ledger.helpers import commitment, valid_entries
 
@@ -45,6 +45,14 @@ def _exercise(store: LedgerStore) -> None:
             if old <= new:
                 proof = store.consistency_proof(old, new)
                 merkle.verify_consistency(old, new, proof, roots[old], roots[new])
+    # an idempotent retry appends nothing and answers as the first time (on every backend)
+    request = AppendRequest("issuer-test", "outbox-1-2")
+    once = store.append([commitment(90), commitment(91)], request=request)
+    twice = store.append([commitment(90), commitment(91)], request=request)
+    assert twice.replayed and (twice.start, twice.end) == (once.start, once.end)
+    assert store.size() == once.end
+    with pytest.raises(LedgerError):
+        store.append([commitment(92)], request=request)
     report = audit(store, deep=True)
     assert report.ok, report.problems
 
