@@ -210,10 +210,14 @@ class IssuerStore:
         db.execute(outbox.insert(), [{"entry": json.dumps(e, sort_keys=True), "created": now}
                                      for e in entries])
 
-    def pending(self) -> list[tuple[int, dict[str, Any]]]:
+    def pending(self, first: int = 0, last: int | None = None) -> list[tuple[int, dict[str, Any]]]:
+        """Queued entries not yet on the ledger (ids ``first``..``last``), oldest first."""
+        query = sa.select(outbox.c.id, outbox.c.entry).where(outbox.c.sent.is_(None),
+                                                              outbox.c.id >= first)
+        if last is not None:
+            query = query.where(outbox.c.id <= last)
         with self.engine.connect() as db:
-            rows = db.execute(sa.select(outbox.c.id, outbox.c.entry).where(
-                outbox.c.sent.is_(None)).order_by(outbox.c.id)).all()
+            rows = db.execute(query.order_by(outbox.c.id)).all()
         return [(row[0], json.loads(row[1])) for row in rows]
 
     def configure_ledger(self, url: str, token: str, passphrase: str) -> None:
@@ -234,7 +238,7 @@ class IssuerStore:
         sent = 0
         while flight := self._in_flight():
             first, last = flight
-            batch = [(i, e) for i, e in self.pending() if first <= i <= last]
+            batch = self.pending(first, last)
             if batch:
                 # The key names the batch: after a lost answer or a crash the same key goes
                 # out with the same entries, and the ledger appends them once.

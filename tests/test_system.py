@@ -197,3 +197,25 @@ def _only_credential(home: Path) -> str:
     with IssuerStore.open(home).engine.connect() as db:
         (row,) = db.execute(credentials.select()).all()
     return str(row.id)
+
+
+def test_a_long_queue_goes_out_in_batches_once_each(
+        homes: dict[str, Path], ledger_home: tuple[Path, str], node: LedgerNode, run: Run,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("issuer.store.PUBLISH_BATCH", 2)
+    office = str(homes["issuer"])
+    run("issuer", "init", "--city", "Calexico", "--country", "US", "--office", "City Hall",
+        "--home", office)
+    for n in range(2):
+        run("issuer", "issue", "--claims", str(EXAMPLES / "claims-calexico.json"), "--paper",
+            "--out", str(tmp_path / f"{n}.cred"), "--home", office)
+    run("issuer", "bundle", "--out", str(tmp_path / "b.cbor"), "--home", office)
+    store = IssuerStore.open(homes["issuer"])
+    assert len(store.pending()) == 4  # key, two issuances, bundle: queued, no ledger yet
+    store.configure_ledger(node.url, ledger_home[1], PASSPHRASE)
+    assert store.publish(PASSPHRASE) == 4
+    assert store.pending() == []
+    entries = json.loads(_http_get(node.url + "/entries?start=0&end=100"))
+    kinds = [decode_record(base64.b64decode(e["leaf"])).entry.TYPE for e in entries]
+    assert kinds == ["key_registered", "credential_issued", "credential_issued",
+                     "bundle_published"]
