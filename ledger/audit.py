@@ -56,20 +56,23 @@ class AuditReport:
             self.problems.append((seq, what))
 
 
-def audit(store: LedgerStore, *, deep: bool = False) -> AuditReport:
-    """Audit the whole log. ``deep`` also decodes and validates every record's fields."""
+def audit(store: LedgerStore, *, deep: bool = False,
+          progress: Callable[[int, int], None] | None = None) -> AuditReport:
+    """Audit the whole log. ``deep`` also decodes and validates every record's fields;
+    ``progress(records_checked, size)`` is called after each chunk of records."""
     # Millions of short-lived row tuples would set off the cyclic collector again and again,
     # each pass walking every live container: that alone makes the cost grow faster than n.
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _audit(store, deep)
+        return _audit(store, deep, progress)
     finally:
         if enabled:
             gc.enable()
 
 
-def _audit(store: LedgerStore, deep: bool) -> AuditReport:
+def _audit(store: LedgerStore, deep: bool,
+           progress: Callable[[int, int], None] | None) -> AuditReport:
     report = AuditReport()
     head = store.head()
     n = report.size = head.size
@@ -114,6 +117,8 @@ def _audit(store: LedgerStore, deep: bool) -> AuditReport:
             if expect != min(n, start + CHUNK):
                 report.add(expect, f"record {expect} is missing")
                 return report
+            if progress is not None:
+                progress(expect, n)
         extra = conn.execute(select(func.min(t.entries.c.seq)).where(
             (t.entries.c.seq >= n) | (t.entries.c.seq < 0))).scalar()
         if extra is not None:

@@ -20,6 +20,7 @@ import dataclasses
 import json
 import signal
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,25 @@ db_option = click.option("--db", default=None, metavar="URL",
 
 def _open(home: str | None, db: str | None, write: bool = False) -> LedgerStore:
     return LedgerStore.open(home, db=db, passphrase=read_passphrase() if write else None)
+
+
+@contextlib.contextmanager
+def _progress(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A ``progress(done, total)`` callback drawing a bar on stderr, opened at the first call
+    (the total is often known only once work has started)."""
+    with contextlib.ExitStack() as bars:
+        bar: Any = None
+        shown = 0
+
+        def progress(done: int, total: int) -> None:
+            nonlocal bar, shown
+            if bar is None:
+                bar = bars.enter_context(click.progressbar(length=total, label=label,
+                                                           file=sys.stderr))
+            bar.update(done - shown)
+            shown = done
+
+        yield progress
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -192,8 +212,8 @@ def audit(deep: bool, home: str | None, db: str | None) -> None:
     """Recompute chain, leaves, nodes and checkpoints; exit 1 at the first bad record."""
     from ledger.audit import audit as run_audit
 
-    with _open(home, db) as store:
-        report = run_audit(store, deep=deep)
+    with _open(home, db) as store, _progress("Auditando / Auditing") as progress:
+        report = run_audit(store, deep=deep, progress=progress)
     if report.first is not None:
         seq, what = report.first
         raise LedgerError("ledger_audit_failed", index=seq, reason=what)
@@ -235,18 +255,7 @@ def mirror(url: str, log_key: str | None, witness_key: tuple[str, ...], unwitnes
     if not known and not unwitnessed:
         raise UsageError("ledger_mirror_needs_witness")
     witnesses = [parse_verifier_key(k) for k in known]
-    with _open(home, db) as store, contextlib.ExitStack() as bars:
-        bar: Any = None
-        shown = 0
-
-        def progress(copied: int, total: int) -> None:
-            nonlocal bar, shown
-            if bar is None:  # the total is known only once the checkpoint is checked
-                bar = bars.enter_context(click.progressbar(
-                    length=total, label="Copiando / Copying", file=sys.stderr))
-            bar.update(copied - shown)
-            shown = copied
-
+    with _open(home, db) as store, _progress("Copiando / Copying") as progress:
         cp = run_mirror(store, url, witnesses, progress=progress)
     click.echo(f"ok: {cp.origin} {cp.size}")
 

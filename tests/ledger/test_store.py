@@ -164,3 +164,18 @@ def test_upgrade_from_the_first_schema_keeps_everything(tmp_path: Path) -> None:
         assert store.size() == 3 and audit(store).ok
         store.append([commitment(9)], cosign=False)
         assert audit(store, deep=True).ok
+
+
+def test_audit_reports_progress(store: LedgerStore, home: Path,
+                                monkeypatch: pytest.MonkeyPatch,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.ledger.conftest import run_cli
+
+    monkeypatch.setattr("ledger.audit.CHUNK", 10)
+    store.append([commitment(i) for i in range(25)], cosign=False)
+    seen: list[tuple[int, int]] = []
+    assert audit(store, progress=lambda done, total: seen.append((done, total))).ok
+    assert seen == [(10, 25), (20, 25), (25, 25)]
+    assert run_cli("audit", "--home", str(home)) == 0
+    captured = capsys.readouterr()
+    assert "ok: 25" in captured.out and "Auditando / Auditing" in captured.err
