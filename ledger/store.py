@@ -121,22 +121,32 @@ def database_url(home: Path, db: str | None = None, config: LedgerConfig | None 
     return url or f"sqlite:///{home / 'ledger.db'}"
 
 
+def _busy(ctx: ExceptionContext) -> None:
+    """Another writer held the log longer than we wait: a typed error (HTTP 503, CLI exit 1)
+    instead of a driver traceback; the batch was not written and can be sent again."""
+    exc = ctx.original_exception
+    if (isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)) or (
+            getattr(exc, "sqlstate", None) == _PG_LOCK_NOT_AVAILABLE):
+        name = (ctx.engine.url.database if ctx.engine is not None else None) or "ledger"
+        raise StoreError("store_busy", what=Path(name).name) from exc
+
+
+_PG_LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of a lock_timeout expiring
+
+
 def make_engine(url: str, *, busy_timeout: float = BUSY_TIMEOUT_S) -> Engine:
-    """An engine with the ledger's SQLite settings (WAL, full sync, explicit BEGIN)."""
+    """An engine with the ledger's settings: a bounded wait for another writer's lock on both
+    backends; on SQLite also WAL, full sync and an explicit BEGIN."""
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url, pool_pre_ping=True, connect_args={
+            "options": f"-c lock_timeout={int(busy_timeout * 1000)}"})
+        event.listen(engine, "handle_error", _busy)
+        return engine
     # a small pool: reopening SQLite (and re-running the PRAGMAs) per request costs more than
     # the proof itself; NullPool only for in-memory databases, which cannot be shared anyway
     pool = {"poolclass": NullPool} if ":memory:" in url or url.endswith("sqlite://") else {}
     engine = create_engine(url, connect_args={"timeout": busy_timeout}, **pool)
-
-    @event.listens_for(engine, "handle_error")
-    def _busy(ctx: ExceptionContext) -> None:
-        # Another writer held the log longer than we wait: a typed error (HTTP 503, CLI exit 1)
-        # instead of a driver traceback; the batch was not written and can be sent again.
-        exc = ctx.original_exception
-        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
-            raise StoreError("store_busy", what="ledger.db") from exc
+    event.listen(engine, "handle_error", _busy)
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn: Any, _rec: Any) -> None:

@@ -179,3 +179,28 @@ def test_audit_reports_progress(store: LedgerStore, home: Path,
     assert run_cli("audit", "--home", str(home)) == 0
     captured = capsys.readouterr()
     assert "ok: 25" in captured.out and "Auditando / Auditing" in captured.err
+
+
+@pytest.mark.postgres
+def test_postgres_writer_held_too_long_is_store_busy(tmp_path: Path, pg_url: str) -> None:
+    """PostgreSQL waits for another writer's row lock only ``busy_timeout`` (lock_timeout), then
+    gives the same typed ``store_busy`` as SQLite; the log is unchanged."""
+    from credential.errors import StoreError
+
+    init_home(tmp_path / "pg", db=pg_url)
+    with LedgerStore.open(tmp_path / "pg", passphrase=PASSPHRASE) as store:
+        store.append([commitment(1)], cosign=False)
+        store.engine.dispose()
+        store.engine = make_engine(pg_url, busy_timeout=0.2)
+        holder = make_engine(pg_url)
+        try:
+            with holder.connect() as conn, conn.begin():
+                conn.exec_driver_sql("SELECT size FROM ledger_head WHERE id = 1 FOR UPDATE")
+                with pytest.raises(StoreError) as caught:
+                    store.append([commitment(2)], cosign=False)
+                assert caught.value.code == "store_busy"
+        finally:
+            holder.dispose()
+        assert store.size() == 1
+        store.append([commitment(2)], cosign=False)
+        assert store.size() == 2
