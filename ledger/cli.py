@@ -5,6 +5,7 @@
     serve [--host] [--port]   run the HTTP API (and the witness endpoint)
     append --file F.jsonl     append one batch, print the new checkpoint
     audit [--deep]            recompute everything; exit 1 naming the first bad record
+    check-bundle --bundle F --trust-root R   a trust bundle against the public record
     entries [--start] [--end] [--type]   the public record, decoded, one JSON line per record
     mirror --from URL         copy and check another node's log (resumes)
     witness --log URL --log-key VKEY   witness another city's log (and cosign it now)
@@ -202,6 +203,39 @@ def entries(start: int, end: int | None, types: tuple[str, ...], home: str | Non
                 # status change's own ``index`` stay apart from the record's).
                 click.echo(json.dumps({"index": index, "time": rfc3339(record.time_ms // 1000),
                                        "entry": entry_to_json(record.entry)}, ensure_ascii=False))
+
+
+@group.command("check-bundle")
+@click.option("--bundle", "bundles", required=True, multiple=True,
+              type=click.Path(exists=True, dir_okay=False), help="A trust bundle (repeatable).")
+@click.option("--trust-root", "roots", required=True, multiple=True,
+              type=click.Path(exists=True, dir_okay=False), help="A city root key (repeatable).")
+@home_option
+@db_option
+def check_bundle(bundles: tuple[str, ...], roots: tuple[str, ...], home: str | None,
+                 db: str | None) -> None:
+    """Check trust bundles against the public record (e.g. a mirror): every office key
+    registered, every compromise reflected, the bundle itself published. Exit 1 otherwise."""
+    from credential.bundle import RootKey, parse_bundle
+    from ledger.crosscheck import check_bundle as run_check
+    from ledger.crosscheck import read_public_record
+
+    trusted = [RootKey.from_json(Path(p).read_bytes()) for p in roots]
+    signed = [Path(p).read_bytes() for p in bundles]
+    parsed = [parse_bundle(data, trusted) for data in signed]  # untrusted bundles fail here
+    with _open(home, db) as store, _progress("Leyendo / Reading") as progress:
+        record = read_public_record(store, progress)
+    problems = 0
+    for bundle, data in zip(parsed, signed, strict=True):
+        findings = run_check(bundle, data, record)
+        problems += len(findings)
+        for finding in findings:
+            click.echo(f"✗ {finding.message['es']}\n  {finding.message['en']}")
+        if not findings:
+            click.echo(f"ok: {bundle.city} v{bundle.version}: {len(bundle.keys)} llave(s) "
+                       f"registrada(s), paquete publicado / key(s) registered, bundle published")
+    if problems:
+        raise LedgerError("ledger_bundle_mismatch", count=problems)
 
 
 @group.command()
