@@ -49,16 +49,23 @@ def _open(home: str | None, db: str | None, write: bool = False) -> LedgerStore:
     return LedgerStore.open(home, db=db, passphrase=read_passphrase() if write else None)
 
 
+def _interactive() -> bool:
+    return sys.stderr.isatty()
+
+
 @contextlib.contextmanager
 def _progress(label: str) -> Iterator[Callable[[int, int], None]]:
     """A ``progress(done, total)`` callback drawing a bar on stderr, opened at the first call
-    (the total is often known only once work has started)."""
+    (the total is often known only once work has started). Only for a person at a terminal:
+    in a cron job's log a bar is noise."""
     with contextlib.ExitStack() as bars:
         bar: Any = None
         shown = 0
 
         def progress(done: int, total: int) -> None:
             nonlocal bar, shown
+            if not _interactive():
+                return
             if bar is None:
                 bar = bars.enter_context(click.progressbar(length=total, label=label,
                                                            file=sys.stderr))

@@ -192,6 +192,10 @@ def main() -> int:
         d.run("ledger", "audit", "--home", d.home("ledger"))
         d.run("ledger", "mirror", "--from", node, "--log-key", log_key,
               "--witness-key", witness_key, "--home", d.home("mirror"))
+        d.step("Ninguna llave colada: el paquete coincide con el registro público",
+               "No key slipped in: the bundle matches the public record")
+        d.run("ledger", "check-bundle", "--bundle", str(files / "bundle-mexicali.cbor"),
+              "--trust-root", str(files / "root-mexicali.json"), "--home", d.home("mirror"))
         d.stop()
         print("\n✔ Demostración completa / Demo complete")
     return 0

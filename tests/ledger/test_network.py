@@ -129,11 +129,13 @@ def test_cosigned_checkpoints_and_split_view(cities: dict[str, Any], tmp_path: P
 
 
 def test_mirror_with_resume(cities: dict[str, Any], tmp_path: Path,
-                            capsys: pytest.CaptureFixture[str]) -> None:
+                            capsys: pytest.CaptureFixture[str],
+                            monkeypatch: pytest.MonkeyPatch) -> None:
     sa, ca, cb = cities["sa"], cities["ca"], cities["cb"]
     for i in range(3):
         _post_entries(sa.url, cities["token"], [commitment(10 * i + j) for j in range(7)])
     mirror_home = tmp_path / "mirror"
+    monkeypatch.setattr("ledger.cli._interactive", lambda: True)  # progress as at a terminal
     # first run creates the mirror home; then interrupt a run part way, and resume it
     assert run_cli("mirror", "--from", sa.url, "--log-key", ca.log_vkey,
                    "--witness-key", cb.witness_vkey, "--home", str(mirror_home)) == 0

@@ -172,6 +172,7 @@ def test_audit_reports_progress(store: LedgerStore, home: Path,
     from tests.ledger.conftest import run_cli
 
     monkeypatch.setattr("ledger.audit.CHUNK", 10)
+    monkeypatch.setattr("ledger.cli._interactive", lambda: True)  # as if at a terminal
     store.append([commitment(i) for i in range(25)], cosign=False)
     seen: list[tuple[int, int]] = []
     assert audit(store, progress=lambda done, total: seen.append((done, total))).ok
