@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
@@ -166,9 +167,13 @@ def post_add_checkpoint() -> Response:
 
 def create_app(test_config: dict[str, Any] | None = None, *, store: LedgerStore | None = None
                ) -> Flask:
-    """The ledger app. ``store`` (or ``test_config['LEDGER_HOME']``/``LEDGER_DB``) picks the log.
+    """The ledger app, for ``ledger serve`` or any WSGI server (``ledger.http:create_app()``).
 
-    Settings may also come from ``PASAPORTE_LEDGER_*`` environment variables.
+    ``store`` picks the log; otherwise the settings ``HOME``, ``DB`` and ``PASSPHRASE`` do, from
+    ``test_config`` or the environment: ``PASAPORTE_LEDGER_HOME`` (else ``PASAPORTE_HOME``, else
+    the default home), ``PASAPORTE_LEDGER_DB`` (the same variable the CLI reads) and
+    ``PASAPORTE_LEDGER_PASSPHRASE`` (else ``PASAPORTE_PASSPHRASE``; without one the node serves
+    read-only and refuses appends).
     """
     app = Flask("ledger")
     app.config.from_prefixed_env("PASAPORTE_LEDGER")
@@ -176,8 +181,9 @@ def create_app(test_config: dict[str, Any] | None = None, *, store: LedgerStore 
     if test_config:
         app.config.update(test_config)
     if store is None:
-        store = LedgerStore.open(app.config.get("LEDGER_HOME"), db=app.config.get("LEDGER_DB"),
-                                 passphrase=app.config.get("LEDGER_PASSPHRASE"))
+        passphrase = app.config.get("PASSPHRASE") or os.environ.get("PASAPORTE_PASSPHRASE")
+        store = LedgerStore.open(app.config.get("HOME"), db=app.config.get("DB"),
+                                 passphrase=str(passphrase) if passphrase else None)
     app.extensions["ledger"] = store
     app.register_blueprint(bp)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -195,3 +196,26 @@ def test_a_retried_batch_is_appended_once(client: FlaskClient, store: LedgerStor
         assert resp.get_json()["code"] == "ledger_bad_idempotency_key"
     assert store.size() == size + 2
     assert audit(store).ok
+
+
+def test_create_app_from_the_environment(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """How a WSGI server starts a node (``ledger.http:create_app()``): settings from the same
+    environment variables the CLI reads; no passphrase means a read-only node."""
+    from ledger.http import create_app
+
+    monkeypatch.setenv("PASAPORTE_LEDGER_HOME", str(home))
+    with LedgerStore.open(home) as admin:
+        token = admin.add_token("issuer")
+    app = create_app()
+    client = app.test_client()
+    resp = client.post("/entries", json={"entries": [commitment(1)]}, headers=_auth(token))
+    assert resp.status_code == 201
+    assert client.get("/checkpoint").status_code == 200
+    app.extensions["ledger"].close()
+
+    monkeypatch.delenv("PASAPORTE_PASSPHRASE")
+    read_only = create_app()
+    resp = read_only.test_client().post("/entries", json={"entries": [commitment(2)]},
+                                        headers=_auth(token))
+    assert resp.status_code == 503 and resp.get_json()["code"] == "ledger_read_only"
+    read_only.extensions["ledger"].close()
