@@ -572,14 +572,16 @@ class LedgerStore:
         return out
 
     def add_cosignatures(self, size: int, sigs: Iterable[NoteSignature]) -> None:
+        """Keep one cosignature per witness for the checkpoint of ``size`` (the first: asked
+        again, a witness signs again with a new timestamp, which says nothing new)."""
         with self.engine.begin() as conn:
-            known = set(conn.execute(select(t.cosignatures.c.line)
-                                     .where(t.cosignatures.c.size == size)).scalars())
+            have = set(conn.execute(select(t.cosignatures.c.witness)
+                                    .where(t.cosignatures.c.size == size)).scalars())
             for sig in sigs:
-                if sig.line not in known:
+                if sig.name not in have:
                     conn.execute(insert(t.cosignatures).values(size=size, witness=sig.name,
                                                                line=sig.line))
-                    known.add(sig.line)
+                    have.add(sig.name)
 
     # -- mirroring --------------------------------------------------------------------------
 

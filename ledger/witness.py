@@ -143,10 +143,14 @@ def _cosign(store: LedgerStore, note: Note, old: int, proof: list[bytes] | None,
                      .values(size=cp.size, root=cp.root, note=note.encode(),
                              updated=int(time.time())))
         cosig = store.witness.sign(note.text)
-        # Same transaction: a cosignature we hand out is always one we will publish.
-        conn.execute(insert(t.witness_given).values(
-            origin=cp.origin, size=cp.size, root=cp.root, witness=cosig.name,
-            signature=cosig.key_id + cosig.signature))
+        # Same transaction: a tree we vouch for is always one we will publish (once: asked
+        # again for the same tree, we sign again but the record already says so).
+        g = t.witness_given.c
+        if conn.execute(select(g.id).where(g.origin == cp.origin, g.size == cp.size,
+                                           g.root == cp.root)).first() is None:
+            conn.execute(insert(t.witness_given).values(
+                origin=cp.origin, size=cp.size, root=cp.root, witness=cosig.name,
+                signature=cosig.key_id + cosig.signature))
     return WitnessReply(200, cosig.line)
 
 

@@ -82,7 +82,10 @@ def test_cosignatures_our_witness_gave_are_logged_and_audited(store: LedgerStore
     witness_log(store, other.verifier.vkey)
     reply = add_checkpoint(store, f"old 0\n\n{note.encode()}".encode())
     assert reply.status == 200
+    again = add_checkpoint(store, f"old 5\n\n{note.encode()}".encode())  # asked twice
+    assert again.status == 200
     store.append([commitment(1)], cosign=False)
+    assert store.size() == 2  # the tree we vouched for (once), then the batch
     entry = decode_record(store.entries(0, 1)[0][1]).entry
     assert isinstance(entry, WitnessCosignature)
     assert (entry.origin, entry.size, entry.root) == (other.name, 5, bytes(range(32)))
@@ -93,3 +96,16 @@ def test_cosignatures_our_witness_gave_are_logged_and_audited(store: LedgerStore
                                 witness=store.witness.name, signature=entry.signature)
     store.append([forged], cosign=False)
     assert audit(store).first == (2, f"cosignature by {store.witness.name} does not verify")
+
+
+def test_one_cosignature_per_witness_and_checkpoint(store: LedgerStore) -> None:
+    signer = _witnessed(store)
+    store.append([commitment(1)], cosign=False)
+    body = store.checkpoint().checkpoint.body()
+    store.add_cosignatures(1, [signer.sign(body, timestamp=100)])
+    store.add_cosignatures(1, [signer.sign(body, timestamp=200)])  # asked again
+    note = parse_note(store.checkpoint(1).note)
+    assert [s.timestamp for s in note.signatures if s.name == WITNESS] == [100]
+    store.append([commitment(2)], cosign=False)
+    types = [decode_record(leaf).entry.TYPE for _, leaf in store.entries(0, store.size())]
+    assert types.count("witness_cosignature") == 1
