@@ -26,6 +26,7 @@ __all__ = [
     "consistency_nodes",
     "consistency_proof",
     "consistency_proof_length",
+    "fold",
     "inclusion_nodes",
     "inclusion_proof",
     "inclusion_proof_length",
@@ -62,8 +63,11 @@ def node_hash(left: bytes, right: bytes) -> bytes:
     return _sha256(b"\x01" + left + right).digest()
 
 
-def _fold(hashes: Sequence[bytes]) -> bytes:
-    # The right edge of a tree is folded right to left: MTH of an unbalanced range.
+def fold(hashes: Sequence[bytes]) -> bytes:
+    """The root over perfect-subtree hashes listed left to right (as ``range_nodes`` gives
+    them): folded right to left, the MTH of an unbalanced range. No hashes: the empty root."""
+    if not hashes:
+        return EMPTY_ROOT
     acc = hashes[-1]
     for h in reversed(hashes[:-1]):
         acc = node_hash(h, acc)
@@ -79,9 +83,7 @@ def root_from_leaf_hashes(hashes: Iterable[bytes]) -> bytes:
             h = node_hash(stack.pop(), h)
             n >>= 1
         stack.append(h)
-    if not stack:
-        return EMPTY_ROOT
-    return _fold(stack)
+    return fold(stack)
 
 
 def range_nodes(start: int, end: int) -> list[NodeRef]:
@@ -156,7 +158,7 @@ def _resolve(groups: list[list[NodeRef]], source: HashSource) -> list[bytes]:
     wanted = sorted({ref for group in groups for ref in group})
     found = source(wanted) if wanted else {}
     try:
-        return [_fold([found[ref] for ref in group]) for group in groups]
+        return [fold([found[ref] for ref in group]) for group in groups]
     except KeyError as exc:
         raise LedgerError("merkle_missing_node", node=str(exc.args[0])) from None
 

@@ -29,9 +29,9 @@ from credential.note import (
     parse_verifier_key,
 )
 from ledger import schema as t
-from ledger.entries import WitnessCosignature, decode_record, type_cbor
+from ledger.entries import WitnessCosignature, decode_record, record_prefix, type_cbor
 from ledger.keys import load_config
-from ledger.store import ZERO, LedgerStore, record_prefix
+from ledger.store import ZERO, LedgerStore
 
 __all__ = ["AuditReport", "audit"]
 
@@ -184,7 +184,7 @@ def _audit(store: LedgerStore, deep: bool,
         def root_at(size: int) -> bytes:
             if size == 0:
                 return merkle.EMPTY_ROOT
-            return merkle._fold([levels[lv][i] for lv, i in merkle.range_nodes(0, size)])
+            return merkle.fold([levels[lv][i] for lv, i in merkle.range_nodes(0, size)])
 
         # Head row.
         if head.root != root_at(n):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import urllib.error
 import urllib.request
@@ -9,7 +11,7 @@ from typing import Any
 
 from credential.errors import LedgerError
 
-__all__ = ["get_json", "get_text", "post"]
+__all__ = ["consistency_proof", "get_json", "get_text", "post"]
 
 TIMEOUT = 15.0
 MAX_RESPONSE = 8 * 1024 * 1024
@@ -49,3 +51,12 @@ def get_json(url: str) -> Any:
         return json.loads(_get(url))
     except ValueError:
         raise LedgerError("ledger_remote_error", url=url, status="bad JSON") from None
+
+
+def consistency_proof(url: str, old: int, new: int) -> list[bytes]:
+    """``GET /proof/consistency`` of the node at ``url``, decoded (checked by the caller)."""
+    got = get_json(f"{url}/proof/consistency?old={old}&new={new}")
+    try:
+        return [base64.b64decode(p, validate=True) for p in got["proof"]]
+    except (KeyError, TypeError, binascii.Error):
+        raise LedgerError("ledger_remote_error", url=url, status="bad proof") from None

@@ -32,6 +32,7 @@ import cbor2
 
 from credential import cbor
 from credential.errors import MalformedInput
+from credential.keys import b64url
 
 __all__ = [
     "ENTRY_TYPES",
@@ -49,6 +50,7 @@ __all__ = [
     "WitnessCosignature",
     "decode_record",
     "encode_record",
+    "record_prefix",
     "entry_from_json",
     "entry_to_json",
 ]
@@ -257,7 +259,7 @@ def entry_to_json(entry: Entry) -> dict[str, Any]:
     out: dict[str, Any] = {"type": entry.TYPE}
     for name, value in entry.fields().items():
         if isinstance(value, bytes):
-            value = base64.urlsafe_b64encode(value).decode().rstrip("=")
+            value = b64url(value)
         out[name] = value
     return out
 
@@ -288,8 +290,14 @@ def encode_record(seq: int, prev: bytes, time_ms: int, entry: Entry) -> bytes:
     """
     if len(prev) != 32 or seq < 0 or time_ms < 0:
         raise MalformedInput("ledger_bad_record", reason="bad header")
-    return (b"\x85" + cbor.head(0, seq) + b"\x58\x20" + prev + cbor.head(0, time_ms)
-            + type_cbor(entry.TYPE) + _fields_cbor(entry))
+    return (record_prefix(seq, prev) + cbor.head(0, time_ms) + type_cbor(entry.TYPE)
+            + _fields_cbor(entry))
+
+
+def record_prefix(seq: int, prev: bytes) -> bytes:
+    """The first bytes of record ``seq``: array(5), seq, bytes(32) prev (what audit and
+    mirrors check each record's place in the chain by)."""
+    return b"\x85" + cbor.head(0, seq) + b"\x58\x20" + prev
 
 
 _FIELD_KEYS: dict[str, tuple[bytes, tuple[tuple[str, bytes], ...]]] = {}

@@ -47,8 +47,7 @@ def mirror(store: LedgerStore, url: str, witnesses: Sequence[Verifier] = (),
         if head.root != cp.root:
             raise LedgerError("ledger_mirror_mismatch", size=held)
     elif held > 0:
-        got = client.get_json(f"{url}/proof/consistency?old={held}&new={cp.size}")
-        proof = [base64.b64decode(p) for p in got["proof"]]
+        proof = client.consistency_proof(url, held, cp.size)
         merkle.verify_consistency(held, cp.size, proof, head.root, cp.root)
     size = held
     fetched = 0

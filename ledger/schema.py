@@ -17,6 +17,8 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Column,
+    Connection,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -26,7 +28,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-__all__ = ["NODE_SHIFT", "NODE_STRIDE", "is_stored", "metadata", "node_id"]
+__all__ = ["NODE_SHIFT", "NODE_STRIDE", "insert_new", "is_stored", "metadata", "node_id"]
 
 NODE_SHIFT = 48
 NODE_STRIDE = 4
@@ -75,6 +77,9 @@ cosignatures = Table(
     # the public record; NULL until the next append logs it.
     Column("logged", BigInteger, nullable=True, index=True),
     UniqueConstraint("size", "line"),
+    # One per witness and checkpoint: asked again, a witness re-signs with a new timestamp,
+    # which says nothing new (``insert_new`` keeps the first).
+    Index("ux_ledger_cosignatures_size_witness", "size", "witness", unique=True),
 )
 
 # Cosignatures this node's witness gave to *other* logs, put on our own public record with our
@@ -89,6 +94,7 @@ witness_given = Table(
     Column("witness", String(200), nullable=False),
     Column("signature", LargeBinary, nullable=False),  # key id ‖ timestamp ‖ Ed25519 signature
     Column("logged", BigInteger, nullable=True, index=True),
+    Index("ux_witness_given_tree", "origin", "size", "root", unique=True),  # vouched once
 )
 
 # Idempotent appends (``Idempotency-Key`` on ``POST /entries``): a client that retries a batch
@@ -137,3 +143,12 @@ def node_id(level: int, index: int) -> int:
 def is_stored(level: int) -> bool:
     """Whether nodes of ``level`` have rows in ``ledger_nodes``."""
     return level > 0 and level % NODE_STRIDE == 0
+
+
+def insert_new(conn: Connection, table: Table, **values: object) -> None:
+    """Insert a row unless a unique key already has one (the first wins; no read-then-insert
+    race between two writers). SQLite and PostgreSQL spell it the same way."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    conn.execute(dialect.insert(table).values(**values).on_conflict_do_nothing())

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import hmac
 import os
 import re
 import secrets
@@ -42,7 +41,6 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
-    func,
     insert,
     select,
 )
@@ -50,7 +48,7 @@ from sqlalchemy import update as sql_update
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.pool import NullPool
 
-from credential import cbor, merkle
+from credential import merkle
 from credential.errors import LedgerError, MalformedInput, StoreError, UsageError
 from credential.home import resolve_home
 from credential.note import (
@@ -61,14 +59,13 @@ from credential.note import (
     Signer,
     Verifier,
     generate_signer,
-    open_note,
     parse_checkpoint,
     parse_note,
     parse_signature_lines,
     parse_verifier_key,
 )
 from ledger import schema as t
-from ledger.entries import Entry, WitnessCosignature, as_entry, encode_record
+from ledger.entries import Entry, WitnessCosignature, as_entry, encode_record, record_prefix
 from ledger.keys import LedgerConfig, load_config, read_secret, save_config, write_secret
 
 __all__ = ["MAX_BATCH", "AppendRequest", "LedgerStore", "SignedCheckpoint", "create_home",
@@ -184,11 +181,6 @@ def migrate(engine: Engine) -> None:
                 id=1, size=0, root=merkle.EMPTY_ROOT, last_hash=ZERO, last_time=0, frontier=b""))
 
 
-def record_prefix(seq: int, prev: bytes) -> bytes:
-    """The first bytes of record ``seq``: array(5), seq, bytes(32) prev."""
-    return b"\x85" + cbor.head(0, seq) + b"\x58\x20" + prev
-
-
 def create_home(root: Path, config: LedgerConfig) -> None:
     """Bring the home's database to the current schema, then record its settings (last, so a
     home with settings always has a usable database)."""
@@ -230,9 +222,13 @@ class LedgerStore:
         root.mkdir(parents=True, exist_ok=True)
         write_secret(root / "log.key", log_signer.seed, passphrase)
         write_secret(root / "witness.key", witness.seed, passphrase)
-        create_home(root, LedgerConfig(origin=origin, log_vkey=log_signer.verifier.vkey,
-                                       witness_vkey=witness.verifier.vkey, db=db))
-        store = cls.open(root, db=db, passphrase=passphrase)
+        config = LedgerConfig(origin=origin, log_vkey=log_signer.verifier.vkey,
+                              witness_vkey=witness.verifier.vkey, db=db)
+        create_home(root, config)  # migrates the database once
+        # The signers are in hand: no second unsealing (two Argon2id derivations) and no second
+        # migration, as reopening the home would cost.
+        store = cls(make_engine(database_url(root, db, config)), origin, log_signer.verifier,
+                    log_signer, witness, root)
         store.sign_initial_checkpoint()
         return store
 
@@ -484,7 +480,7 @@ class LedgerStore:
                     node_rows.append((lvl << shift | idx, h))
             stack.append((lvl, h))
         size = n + len(batch)
-        root = merkle.root_from_leaf_hashes([]) if not stack else _fold([h for _, h in stack])
+        root = merkle.fold([h for _, h in stack])
         _insert_many(conn, "ledger_entries", ("seq", "leaf", "hash"), rows)
         if node_rows:
             _insert_many(conn, "ledger_nodes", ("id", "hash"), node_rows)
@@ -575,13 +571,8 @@ class LedgerStore:
         """Keep one cosignature per witness for the checkpoint of ``size`` (the first: asked
         again, a witness signs again with a new timestamp, which says nothing new)."""
         with self.engine.begin() as conn:
-            have = set(conn.execute(select(t.cosignatures.c.witness)
-                                    .where(t.cosignatures.c.size == size)).scalars())
             for sig in sigs:
-                if sig.name not in have:
-                    conn.execute(insert(t.cosignatures).values(size=size, witness=sig.name,
-                                                               line=sig.line))
-                    have.add(sig.name)
+                t.insert_new(conn, t.cosignatures, size=size, witness=sig.name, line=sig.line)
 
     # -- mirroring --------------------------------------------------------------------------
 
@@ -618,7 +609,7 @@ class LedgerStore:
             if node_rows:
                 _insert_many(conn, "ledger_nodes", ("id", "hash"), node_rows)
             size = n + len(rows)
-            root = _fold([h for _, h in stack]) if stack else merkle.EMPTY_ROOT
+            root = merkle.fold([h for _, h in stack])
             conn.execute(sql_update(t.head).where(t.head.c.id == 1).values(
                 size=size, root=root, last_hash=prev, frontier=b"".join(h for _, h in stack)))
             return size
@@ -630,7 +621,7 @@ class LedgerStore:
             if size >= head.size:
                 return
             conn.execute(delete(t.entries).where(t.entries.c.seq >= size))
-            for lvl in range(1, 64):
+            for lvl in range(t.NODE_STRIDE, 64, t.NODE_STRIDE):  # the only stored levels
                 first = (size >> lvl)  # nodes at this level reaching past ``size`` go
                 conn.execute(delete(t.nodes).where(t.nodes.c.id >= t.node_id(lvl, first),
                                                    t.nodes.c.id < t.node_id(lvl + 1, 0)))
@@ -642,7 +633,7 @@ class LedgerStore:
             last = conn.execute(select(t.entries.c.hash).where(t.entries.c.seq == size - 1)
                                 ).scalar() if size else ZERO
             conn.execute(sql_update(t.head).where(t.head.c.id == 1).values(
-                size=size, root=_fold(hashes) if hashes else merkle.EMPTY_ROOT,
+                size=size, root=merkle.fold(hashes),
                 last_hash=bytes(last or ZERO), frontier=b"".join(hashes)))
 
     def store_checkpoint(self, note_text: str) -> None:
@@ -675,13 +666,13 @@ class LedgerStore:
             return bool(conn.execute(delete(t.tokens).where(t.tokens.c.name == name)).rowcount)
 
     def token_owner(self, token: str) -> str | None:
+        # Looked up by its SHA-256 (unique, indexed): the secret itself is never compared, so
+        # there is no timing to leak, and a request costs one index probe, not a table scan.
         digest = hashlib.sha256(token.encode()).digest()
         with self.engine.connect() as conn:
-            rows = conn.execute(select(t.tokens.c.name, t.tokens.c.digest)).all()
-        for name, stored in rows:
-            if hmac.compare_digest(bytes(stored), digest):
-                return str(name)
-        return None
+            name = conn.execute(select(t.tokens.c.name)
+                                .where(t.tokens.c.digest == digest)).scalar()
+        return None if name is None else str(name)
 
     def add_witness(self, url: str, vkey: str) -> Verifier:
         verifier = parse_verifier_key(vkey)
@@ -702,14 +693,6 @@ class LedgerStore:
             conn.execute(sql_update(t.witnesses).where(t.witnesses.c.name == name)
                          .values(size=size))
 
-    def count(self, table: str) -> int:
-        with self.engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(
-                t.metadata.tables[table])).scalar_one())
-
-    def verify_checkpoint_note(self, text: str) -> Checkpoint:
-        note, _ = open_note(text, [self.verifier])
-        return parse_checkpoint(note.text)
 
 
 def _insert_many(conn: Connection, table: str, columns: Sequence[str],
@@ -726,9 +709,3 @@ def _batch_digest(batch: Sequence[Entry]) -> bytes:
     return hashlib.sha256(cbor2.dumps([[e.TYPE, e.fields()] for e in batch],
                                       canonical=True)).digest()
 
-
-def _fold(hashes: list[bytes]) -> bytes:
-    acc = hashes[-1]
-    for h in reversed(hashes[:-1]):
-        acc = merkle.node_hash(h, acc)
-    return acc

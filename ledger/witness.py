@@ -93,15 +93,14 @@ def _parse_request(body: bytes) -> tuple[int, list[bytes], str]:
     return int(size_s), proof, note_text
 
 
-def _cosign(store: LedgerStore, note: Note, old: int, proof: list[bytes] | None,
-            pull_url: str | None = None) -> WitnessReply:
+def _cosign(store: LedgerStore, note: Note, old: int, proof: list[bytes]) -> WitnessReply:
     """Check ``note`` against the stored state and cosign it (atomically)."""
     if store.witness is None:
         raise LedgerError("ledger_no_witness_key")
     cp = parse_checkpoint(note.text)
     with store.engine.connect().execution_options(ledger_write=True) as conn, conn.begin():
-        query = select(t.witnessed_logs.c.vkey, t.witnessed_logs.c.size, t.witnessed_logs.c.root,
-                       t.witnessed_logs.c.url).where(t.witnessed_logs.c.origin == cp.origin)
+        query = select(t.witnessed_logs.c.vkey, t.witnessed_logs.c.size,
+                       t.witnessed_logs.c.root).where(t.witnessed_logs.c.origin == cp.origin)
         if store.is_postgres:
             query = query.with_for_update()
         row = conn.execute(query).first()
@@ -112,16 +111,6 @@ def _cosign(store: LedgerStore, note: Note, old: int, proof: list[bytes] | None,
         except LedgerError:
             return WitnessReply(403, "no valid signature from the log's key\n")
         have_size, have_root = int(row[1]), bytes(row[2]) if row[2] is not None else None
-        if pull_url is not None:  # pulling: we pick the old size and fetch the proof
-            old = have_size
-            if cp.size < old:
-                raise LedgerError("ledger_witness_rollback", origin=cp.origin, size=cp.size,
-                                  have=old)
-            proof = []
-            if 0 < old < cp.size:
-                got = client.get_json(f"{pull_url}/proof/consistency?old={old}&new={cp.size}")
-                proof = [base64.b64decode(p) for p in got["proof"]]
-        assert proof is not None
         if old > cp.size:
             return WitnessReply(400, "old size is larger than the checkpoint\n")
         if old != have_size:
@@ -145,32 +134,35 @@ def _cosign(store: LedgerStore, note: Note, old: int, proof: list[bytes] | None,
         cosig = store.witness.sign(note.text)
         # Same transaction: a tree we vouch for is always one we will publish (once: asked
         # again for the same tree, we sign again but the record already says so).
-        g = t.witness_given.c
-        if conn.execute(select(g.id).where(g.origin == cp.origin, g.size == cp.size,
-                                           g.root == cp.root)).first() is None:
-            conn.execute(insert(t.witness_given).values(
-                origin=cp.origin, size=cp.size, root=cp.root, witness=cosig.name,
-                signature=cosig.key_id + cosig.signature))
+        t.insert_new(conn, t.witness_given, origin=cp.origin, size=cp.size, root=cp.root,
+                     witness=cosig.name, signature=cosig.key_id + cosig.signature)
     return WitnessReply(200, cosig.line)
 
 
 def add_checkpoint(store: LedgerStore, body: bytes) -> WitnessReply:
     """The ``POST /add-checkpoint`` handler (bad requests raise ``MalformedInput``)."""
     old, proof, note_text = _parse_request(body)
-    note = parse_note(note_text)
-    parse_checkpoint(note.text)
-    return _cosign(store, note, old, proof)
+    return _cosign(store, parse_note(note_text), old, proof)
 
 
 def pull(store: LedgerStore, origin: str) -> tuple[Checkpoint, str]:
-    """Fetch the log's checkpoint, check it against our state, cosign it; returns the line."""
+    """Fetch the log's checkpoint, check it against our state, cosign it; returns the line.
+
+    Everything from the network is fetched before the write transaction (a slow log must not
+    hold our database); if our state moves meanwhile, ``_cosign`` answers 409 as it would to
+    the log itself."""
     with store.engine.connect() as conn:
-        url = conn.execute(select(t.witnessed_logs.c.url)
-                           .where(t.witnessed_logs.c.origin == origin)).scalar()
-    if not url:
+        row = conn.execute(select(t.witnessed_logs.c.url, t.witnessed_logs.c.size)
+                           .where(t.witnessed_logs.c.origin == origin)).first()
+    if row is None or not row[0]:
         raise LedgerError("ledger_unknown_log", origin=origin)
+    url, old = str(row[0]), int(row[1])
     note = parse_note(client.get_text(f"{url}/checkpoint"))
-    reply = _cosign(store, note, 0, None, pull_url=str(url))
+    cp = parse_checkpoint(note.text)
+    if cp.size < old:
+        raise LedgerError("ledger_witness_rollback", origin=cp.origin, size=cp.size, have=old)
+    proof = client.consistency_proof(url, old, cp.size) if 0 < old < cp.size else []
+    reply = _cosign(store, note, old, proof)
     if reply.status != 200:
         raise LedgerError("ledger_witness_refused", status=reply.status, reason=reply.body.strip())
     return parse_checkpoint(note.text), reply.body
