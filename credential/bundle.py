@@ -20,7 +20,7 @@ import nacl.signing
 from credential import cbor, cose
 from credential.errors import MalformedInput, Rejection
 from credential.keys import b64url, kid_for, unb64url
-from credential.statuslist import Purpose
+from credential.statuslist import PURPOSES, Purpose
 
 __all__ = ["OfficeKey", "RootKey", "StatusListInfo", "TrustBundle", "parse_bundle", "sign_bundle"]
 
@@ -137,7 +137,7 @@ def _payload(doc: Any) -> TrustBundle:
                               None if k[5] is None else _int(k[5]), _int(k[6])))
     lists = []
     for s in lists_raw:
-        if not (isinstance(s, list) and len(s) == 5 and s[1] in ("revocation", "suspension")
+        if not (isinstance(s, list) and len(s) == 5 and s[1] in PURPOSES
                 and isinstance(s[3], bytes)):
             raise _bad("status list")
         lists.append(StatusListInfo(_int(s[0]), s[1], _int(s[2]), s[3], _int(s[4])))
@@ -153,7 +153,7 @@ def _payload(doc: Any) -> TrustBundle:
 
 def parse_bundle(data: bytes, roots: Sequence[RootKey]) -> TrustBundle:
     """Verify a bundle against the configured city roots and return its contents."""
-    obj = cbor.loads(data, max_size=MAX_BUNDLE, max_items=1 << 16, allowed_tags={18})
+    obj = cbor.loads(data, max_size=MAX_BUNDLE, max_items=1 << 16, allowed_tags={cose.TAG_SIGN1})
     signed = cose.parse_sign1(obj)
     candidates = [r for r in roots if signed.kid is None or r.kid == signed.kid]
     root = next((r for r in candidates if signed.verify(r.public_key)), None)

@@ -59,12 +59,16 @@ def _encode_map(encoder: Any, value: Mapping[Any, Any]) -> None:
 _ENCODERS: Final[dict[type, Callable[[Any, Any], None]]] = {dict: _encode_map}
 
 
+_SMALL_HEADS: Final = tuple(tuple(bytes((major << 5 | n,)) for n in range(24))
+                            for major in range(8))
+
+
 def head(major: int, n: int) -> bytes:
     """The shortest head of a data item (RFC 8949 §3): major type and argument ``n``. For code
     that builds fixed CBOR shapes by concatenation on a hot path instead of calling ``dumps``."""
+    if n < 24:  # most heads: one byte, straight from a table (no allocation)
+        return _SMALL_HEADS[major][n]
     top = major << 5
-    if n < 24:
-        return bytes((top | n,))
     if n < 1 << 8:
         return bytes((top | 24, n))
     if n < 1 << 16:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any, Final, NamedTuple
+from typing import Any, NamedTuple
 
 import cbor2
 import nacl.exceptions
@@ -29,14 +29,9 @@ HDR_KID = 4
 TAG_SIGN1 = 18
 
 
-# Heads of every byte-string length a scan can meet (the envelope is at most 8 KiB): an index
-# instead of a function call, several times per scan.
-_BSTR_HEADS: Final = tuple(cbor.head(2, n) for n in range(8193))
-
-
 def bstr_head(n: int) -> bytes:
     """The CBOR head of a byte string of length ``n``."""
-    return _BSTR_HEADS[n] if n < len(_BSTR_HEADS) else cbor.head(2, n)
+    return cbor.head(2, n)
 
 
 _SIG1_PREFIX = b"\x84\x6aSignature1"  # array(4), text(10) "Signature1"

@@ -81,10 +81,6 @@ class OfflineLoader:
         # Serialized once so each load hands pyld a fresh copy: pyld rewrites contexts in place.
         self._extra = {url: json.dumps(doc) for url, doc in (extra or {}).items()}
 
-    @property
-    def urls(self) -> tuple[str, ...]:
-        return (*_BUNDLED, *self._extra)
-
     def __call__(self, url: str, options: Mapping[str, Any] | None = None) -> RemoteDocument:
         if url in _BUNDLED:
             text = _bundled_text(url)

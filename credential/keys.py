@@ -16,7 +16,7 @@ import nacl.utils
 
 from credential.errors import MalformedInput, StoreError
 
-__all__ = ["b64url", "kid_for", "seal", "signing_key", "unb64url", "unseal", "verify_key"]
+__all__ = ["b64url", "kid_for", "seal", "signing_key", "unb64url", "unseal"]
 
 KID_LEN = 4  # short: it rides in every QR; collisions are resolved by trying each match
 
@@ -38,12 +38,6 @@ def unb64url(text: str, *, length: int | None = None, what: str = "base64url") -
 def kid_for(public_key: bytes) -> bytes:
     """COSE ``kid``: the first bytes of SHA-256 of the raw public key."""
     return hashlib.sha256(public_key).digest()[:KID_LEN]
-
-
-def verify_key(raw: bytes) -> nacl.signing.VerifyKey:
-    if len(raw) != 32:
-        raise MalformedInput("key_invalid", reason=f"got {len(raw)} bytes, want 32")
-    return nacl.signing.VerifyKey(raw)
 
 
 def signing_key(seed: bytes) -> nacl.signing.SigningKey:

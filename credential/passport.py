@@ -61,7 +61,6 @@ CTI_LEN = 8
 _MAX_TIME = 2**40
 _MAX_U32 = 2**32
 KB_CONTEXT = "PU1 key binding"
-MAX_TEXT = 200
 
 
 # Values decoded on every scan are NamedTuples rather than frozen dataclasses: equally immutable
@@ -161,10 +160,8 @@ _KB_HEAD = cbor2.dumps(KB_CONTEXT)
 def kb_aad(cred_digest: bytes, disclosed: Sequence[bytes]) -> bytes:
     """What the holder's key-binding signature commits to besides aud/iat/cnonce: the CBOR array
     ``[KB_CONTEXT, credential digest, [disclosed leaf digests]]``."""
-    if len(disclosed) > 23:
-        raise MalformedInput("shape_invalid", what="disclosures")
     parts = [b"\x83", _KB_HEAD, cose.bstr_head(len(cred_digest)), cred_digest,
-             bytes((0x80 | len(disclosed),))]
+             cbor.head(4, len(disclosed))]
     for d in disclosed:
         parts.append(cose.bstr_head(len(d)))
         parts.append(d)
