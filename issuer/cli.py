@@ -14,7 +14,7 @@ import click
 
 from credential import qr, transport
 from credential.claims import parse_claims
-from credential.errors import PasaporteError, UsageError
+from credential.errors import PasaporteError, StoreError, UsageError
 from credential.home import atomic_write, read_passphrase, resolve_home
 from credential.keys import b64url, unb64url
 from credential.times import parse_instant, rfc3339
@@ -217,6 +217,8 @@ def bulk(csv_file: BinaryIO, out_dir: str, with_qr: bool, home: str | None) -> N
         raise UsageError("usage_error", reason=f"{len(errors)} invalid row(s); nothing issued")
     store, passphrase = _store(home), read_passphrase()
     signing = store.office_signing_key(passphrase)  # unsealed once, not per row
+    if len(claims) > store.list_room(signing[2]):  # all or nothing: not half a batch
+        raise StoreError("status_list_full", list_id=signing[2])
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     index = ["row,credential_id"]

@@ -13,34 +13,33 @@ construction.
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from typing import Any
 
 from credential.errors import LedgerError
+from ledger import client
 
 __all__ = ["post_entries"]
-
-TIMEOUT = 10.0
 
 
 def post_entries(url: str, token: str, entries: list[dict[str, Any]],
                  idempotency_key: str | None = None) -> dict[str, Any]:
     """Append ``entries`` as one batch; returns the node's answer (checkpoint, start, end).
     With ``idempotency_key`` a retry of the same batch is appended once, however often sent."""
-    body = json.dumps({"entries": entries}).encode()
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
     if idempotency_key is not None:
         headers["Idempotency-Key"] = idempotency_key
-    req = urllib.request.Request(url.rstrip("/") + "/entries", data=body, method="POST",
-                                 headers=headers)
     try:
-        with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:
-            answer: dict[str, Any] = json.loads(resp.read(1 << 20))
-            return answer
-    except urllib.error.HTTPError as exc:
-        with exc:
-            detail = exc.read(4096).decode("utf-8", "replace")
-        raise LedgerError("ledger_publish_refused", status=exc.code, detail=detail[:300]) from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise LedgerError("ledger_publish_unreachable", url=url, reason=str(exc)[:200]) from None
+        status, _, body = client.post(url.rstrip("/") + "/entries",
+                                      json.dumps({"entries": entries}).encode(), headers)
+    except LedgerError as exc:  # the node could not be reached: the entries stay queued
+        raise LedgerError("ledger_publish_unreachable", url=url,
+                          reason=exc.detail.get("reason", exc.code)) from None
+    if not 200 <= status < 300:
+        raise LedgerError("ledger_publish_refused", status=status,
+                          detail=body[:300].decode("utf-8", "replace"))
+    try:
+        answer: dict[str, Any] = json.loads(body)
+    except ValueError:
+        raise LedgerError("ledger_publish_unreachable", url=url,
+                          reason="the answer is not JSON") from None
+    return answer

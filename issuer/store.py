@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets
 import sqlite3
 import time
@@ -28,21 +29,24 @@ from credential.cose import parse_sign1
 from credential.errors import StoreError, UsageError
 from credential.keys import b64url, kid_for, seal, unb64url, unseal
 from credential.passport import IssuedCredential, StatusRef, credential_digest, issue
-from credential.statuslist import Purpose, StatusList
+from credential.statuslist import DEFAULT_SIZE, Purpose, StatusList
 from credential.times import rfc3339
 from issuer.publish import post_entries
 
+# the public record's own vocabulary: a status change's reason goes on the ledger as it is
+from ledger.entries import REASONS, STATUSES, entry_from_json
+
 __all__ = ["CREDENTIAL_STATUSES", "REASONS", "IssuerStore"]
 
-LIST_SIZE = 131072  # W3C's minimum for herd privacy
+LIST_SIZE = DEFAULT_SIZE  # W3C's minimum for herd privacy
+LIST_CAPACITY = LIST_SIZE * 3 // 4  # indices stay sparse enough to be drawn at random
 KEY_YEARS = 5
 ISSUE_ATTEMPTS = 5
 PUBLISH_BATCH = 500
 IN_FLIGHT = "ledger_in_flight"  # meta key: the outbox ids of the batch being published
 BUSY_TIMEOUT_S = 30.0  # how long a write waits for another process's before giving up
-REASONS = ("unspecified", "holder_request", "fraud", "data_error", "deceased", "moved_away",
-           "key_compromise", "superseded")
-CREDENTIAL_STATUSES = ("valid", "revoked", "suspended")
+CREDENTIAL_STATUSES = STATUSES
+_CODE = re.compile(r"[A-Za-z0-9._:-]{1,48}")  # a CWT iss, and the prefix of list names
 
 metadata = sa.MetaData()
 meta = sa.Table("meta", metadata, sa.Column("k", sa.String, primary_key=True),
@@ -141,10 +145,18 @@ class IssuerStore:
             raise StoreError("issuer_exists", home=str(home))
         if not (len(country) == 2 and country.isalpha()):
             raise UsageError("usage_error", reason="--country must be a two-letter ISO code")
+        if not _CODE.fullmatch(code):
+            raise UsageError("usage_error",
+                             reason="--code must be 1-48 of A-Z a-z 0-9 . _ : - (e.g. MXMEX)")
+        now = int(time.time()) if now is None else now
+        # What the office will publish about itself must be publishable: checked before anything
+        # is written, so a name the ledger would refuse leaves no half-made office behind.
+        entry_from_json({"type": "key_registered", "kid": "probe", "public_key": b64url(bytes(32)),
+                         "city": city, "country": country.upper(), "office": office,
+                         "valid_from": rfc3339(now), "valid_until": rfc3339(now + 1)})
         home.mkdir(parents=True, exist_ok=True)
         os.chmod(home, 0o700)
         store = cls(home)
-        now = int(time.time()) if now is None else now
         root = nacl.signing.SigningKey.generate()
         with store.engine.begin() as db:
             metadata.create_all(db)
@@ -207,6 +219,11 @@ class IssuerStore:
     # -- the public record -------------------------------------------------------------------
     @staticmethod
     def _queue(db: sa.Connection, now: int, *entries: dict[str, Any]) -> None:
+        # Checked against the ledger's own entry types here, inside the change's transaction:
+        # an entry the ledger would refuse must fail the change now, not block every later
+        # publication from the outbox.
+        for e in entries:
+            entry_from_json(e)
         db.execute(outbox.insert(), [{"entry": json.dumps(e, sort_keys=True), "created": now}
                                      for e in entries])
 
@@ -348,10 +365,11 @@ class IssuerStore:
                     key: nacl.signing.SigningKey, list_id: int) -> tuple[IssuedCredential, bytes]:
         with self.engine.begin() as db:
             code = db.execute(sa.select(meta.c.v).where(meta.c.k == "code")).scalar_one()
-            used = db.execute(sa.select(sa.func.count()).select_from(credentials).where(
-                credentials.c.list_id == list_id)).scalar_one()
-            if used >= LIST_SIZE * 3 // 4:  # keep indices sparse enough to stay random
+            used = self._list_used(db, list_id)
+            if used >= LIST_CAPACITY:
                 raise StoreError("status_list_full", list_id=list_id)
+            db.execute(meta.update().where(meta.c.k == f"list_used:{list_id}")
+                       .values(v=str(used + 1)))
             while True:
                 index = secrets.randbelow(LIST_SIZE)
                 taken = db.execute(sa.select(credentials.c.id).where(
@@ -370,6 +388,25 @@ class IssuerStore:
                 paper=holder_key is None, commitment=commitment, commit_salt=salt))
             self._queue(db, now, {"type": "credential_issued", "commitment": b64url(commitment)})
         return cred, commitment
+
+    @staticmethod
+    def _list_used(db: sa.Connection, list_id: int) -> int:
+        """Indices taken in a status list: a counter kept beside the issuance (counting the
+        list's credentials on every issuance made a bulk run slow down as the list filled);
+        seeded by one count on stores made before it existed."""
+        key = f"list_used:{list_id}"
+        value = db.execute(sa.select(meta.c.v).where(meta.c.k == key)).scalar()
+        if value is not None:
+            return int(value)
+        used = int(db.execute(sa.select(sa.func.count()).select_from(credentials).where(
+            credentials.c.list_id == list_id)).scalar_one())
+        db.execute(meta.insert().values(k=key, v=str(used)))
+        return used
+
+    def list_room(self, list_id: int) -> int:
+        """How many more credentials the status list can take."""
+        with self.engine.begin() as db:
+            return LIST_CAPACITY - self._list_used(db, list_id)
 
     def set_status(self, credential_id: str, new: str, reason: str | None = None
                    ) -> dict[str, Any]:

@@ -7,6 +7,8 @@ import io
 import json
 from pathlib import Path
 
+import pytest
+
 from issuer.store import IssuerStore
 from tests.conftest import Run
 from tests.factory import EXAMPLES
@@ -67,3 +69,18 @@ def test_missing_columns(homes: dict[str, Path], passphrase: str, run: Run,
     code, _, err = run("issuer", "bulk", str(tmp_path / "x.csv"), "--out-dir",
                        str(tmp_path / "o"), "--home", str(homes["issuer"]))
     assert code == 2 and "birth_date" in err
+
+
+def test_a_batch_larger_than_the_status_list_issues_nothing(
+        homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The room left in the status list is checked once, before the first row is signed."""
+    home = homes["issuer"]
+    _init(run, home)
+    monkeypatch.setattr("issuer.store.LIST_CAPACITY", 2)  # the sample has 3 rows
+    code, _, err = run("issuer", "bulk", str(SAMPLE), "--out-dir", str(tmp_path / "out"),
+                       "--home", str(home))
+    assert code == 1 and "status_list_full" in err
+    store = IssuerStore.open(home)
+    assert [e["type"] for _, e in store.pending()] == ["key_registered"]  # no issuance
+    assert not (tmp_path / "out" / "index.csv").exists()

@@ -197,3 +197,17 @@ def test_verify_takes_several_files_after_one_flag(office: Path, tmp_path: Path,
         code, out, err = run(*args)
         assert code == 0, err
         assert json.loads(out)["issuer"]["city"] == "Calexico"
+
+
+def test_init_refuses_what_the_ledger_would(homes: dict[str, Path], passphrase: str,
+                                            run: Run) -> None:
+    """A code or an office name the public record cannot take fails at once, leaving nothing
+    behind, instead of later blocking every publication from the outbox."""
+    home = homes["issuer"]
+    code, _, err = run("issuer", "init", "--city", "Mexicali", "--country", "MX",
+                       "--office", "Centro", "--code", "MX MEX", "--home", str(home))
+    assert code == 2 and "--code" in err
+    code, _, err = run("issuer", "init", "--city", "Mexicali", "--country", "MX",
+                       "--office", "O" * 200, "--home", str(home))
+    assert code == 1 and "office" in err
+    assert not (home / "issuer.db").exists()
