@@ -209,6 +209,24 @@ class Decoded(NamedTuple):
     def is_presentation(self) -> bool:
         return self.kb is not None
 
+    def in_leaf_order(self) -> list[bytes]:
+        """The disclosures at their Merkle leaf index (``b""`` where a group is not shown):
+        how ``present`` addresses them."""
+        ordered = [b""] * len(schema().groups)
+        for i, disclosure in zip(self.group_index, self.disclosures, strict=True):
+            ordered[i] = disclosure
+        return ordered
+
+    def computed_root(self, leaves: Sequence[bytes]) -> bytes | None:
+        """The disclosure root that ``leaves`` (the disclosures' digests, in order) and, for a
+        presentation, the proof recompute; ``None`` if they cannot (a credential missing a
+        group, a proof of the wrong shape). Compare it with ``payload.sd_root``."""
+        n = len(schema().groups)
+        known = dict(zip(self.group_index, leaves, strict=True))
+        if self.proof is None:  # a whole credential carries every leaf and no proof
+            return sd.root([known[i] for i in range(n)]) if len(known) == n else None
+        return sd.root_from_multiproof(n, known, self.proof)
+
 
 def _claims_map(payload: bytes, what: str) -> dict[Any, Any]:
     """A signed CWT claims map. Its bytes are inside an already size-bounded envelope."""

@@ -114,6 +114,7 @@ class Verifier:
                 self._lists.setdefault((b.code, s.list_id), {})[s.purpose] = (lst, s.updated)
         self._policies: dict[str, Policy] = {}
         self._plan = _display_plan()
+        self._groups = len(schema().groups)
         self._accepted = _msg("accepted")
 
     @classmethod
@@ -175,18 +176,9 @@ class Verifier:
 
         # Every shown disclosure must hash into the signed root.
         leaves = [sd.leaf_digest(x) for x in d.disclosures]
-        n = len(schema().groups)
-        if d.kb is None:
-            if len(leaves) != n:
-                return _reject("disclosures_incomplete", d, issuer)
-            ordered = [b""] * n
-            for i, leaf in zip(d.group_index, leaves, strict=True):
-                ordered[i] = leaf
-            computed: bytes | None = sd.root(ordered)
-        else:
-            computed = sd.root_from_multiproof(n, dict(zip(d.group_index, leaves, strict=True)),
-                                               d.proof or ())
-        if computed != p.sd_root:
+        if d.kb is None and len(leaves) != self._groups:
+            return _reject("disclosures_incomplete", d, issuer)
+        if d.computed_root(leaves) != p.sd_root:
             return _reject("disclosure_mismatch", d, issuer)
 
         warnings: list[dict[str, Any]] = []

@@ -246,10 +246,8 @@ def _check_credential(cbor_bytes: bytes, holder_key: bytes) -> Decoded:
     if len(decoded.disclosures) != len(groups):
         raise MalformedInput("wallet_import_incomplete", have=len(decoded.disclosures),
                              want=len(groups))
-    ordered = [b""] * len(groups)
-    for i, disclosure in zip(decoded.group_index, decoded.disclosures, strict=True):
-        ordered[i] = sd.leaf_digest(disclosure)
-    if sd.root(ordered) != decoded.payload.sd_root:
+    computed = decoded.computed_root([sd.leaf_digest(x) for x in decoded.disclosures])
+    if computed != decoded.payload.sd_root:
         raise MalformedInput("wallet_import_digest_mismatch")
     if decoded.payload.holder_key is None:
         raise MalformedInput("wallet_import_paper")
@@ -455,17 +453,9 @@ class Wallet:
         audience = audience_for(service, counter)
         decoded = self.load(self.resolve_id(cred_id))
         holder = self.holder_key(passphrase)
-        cbor_bytes = present(decoded.credential.to_list(), decoded_in_leaf_order(decoded),
+        cbor_bytes = present(decoded.credential.to_list(), decoded.in_leaf_order(),
                              groups=groups, holder=holder, audience=audience, now=now,
                              nonce=nonce)
         p = decoded.payload
         return Presentation(transport.pack(cbor_bytes), p.credential_id, groups, audience,
                             credential_status(p.nbf, p.exp, now))
-
-
-def decoded_in_leaf_order(decoded: Decoded) -> list[bytes]:
-    """Disclosures by Merkle leaf index: ``passport.present`` addresses them by that index."""
-    ordered = [b""] * len(schema().groups)
-    for i, disclosure in zip(decoded.group_index, decoded.disclosures, strict=True):
-        ordered[i] = disclosure
-    return ordered
