@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         print("ledger figures (a few minutes)…", file=sys.stderr)
         from benchmarks import ledger_bench
 
-        figures.update(ledger_bench.run())
+        figures.update(ledger_bench.run(quick=args.quick))
     checks = {key: {"target": f"{op} {limit}", "met": (figures[key] >= limit if op == ">="
                                                         else figures[key] <= limit)}
               for key, (op, limit) in TARGETS.items() if key in figures}

@@ -50,9 +50,9 @@ __all__ = [
     "WitnessCosignature",
     "decode_record",
     "encode_record",
-    "record_prefix",
     "entry_from_json",
     "entry_to_json",
+    "record_prefix",
 ]
 
 STATUSES = ("valid", "revoked", "suspended")

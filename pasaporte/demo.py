@@ -76,16 +76,22 @@ class Demo:
         return line.split()[-1]
 
     def stop(self) -> None:
-        for proc in self.servers:
+        while self.servers:
+            proc = self.servers.pop()
             proc.terminate()
             proc.wait(timeout=10)
             if proc.stdout:
                 proc.stdout.close()
 
+    def __enter__(self) -> Demo:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()  # also when a step fails (sys.exit): no ledger server left running
+
 
 def main() -> int:
-    with tempfile.TemporaryDirectory(prefix="pasaporte-demo-") as tmp:
-        d = Demo(Path(tmp))
+    with tempfile.TemporaryDirectory(prefix="pasaporte-demo-") as tmp, Demo(Path(tmp)) as d:
         files = Path(tmp) / "files"
         files.mkdir()
         (files / "maria.json").write_text(json.dumps(MARIA, ensure_ascii=False))

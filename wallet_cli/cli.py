@@ -15,6 +15,7 @@ from typing import Any, BinaryIO
 
 import click
 
+from credential.bundle import MAX_BUNDLE
 from credential.errors import MalformedInput, PasaporteError
 from credential.home import atomic_write, read_passphrase, resolve_home
 from credential.keys import b64url
@@ -76,7 +77,7 @@ def key(home: Path | None) -> None:
 def trust(bundles: tuple[BinaryIO, ...], roots: tuple[BinaryIO, ...], home: Path | None) -> None:
     """Confía en paquetes de ciudades / Trust cities' bundles: names for codes, issuer checks."""
     wallet = Wallet.open(_home(home))
-    kept = wallet.trust([b.read(8 * 1024 * 1024) for b in bundles],
+    kept = wallet.trust([b.read(MAX_BUNDLE + 1) for b in bundles],  # over: refused
                         [r.read(64 * 1024) for r in roots])
     for line in kept:
         click.echo(line)
