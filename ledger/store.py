@@ -430,9 +430,9 @@ class LedgerStore:
         if cosign:
             from ledger.witness import request_cosignatures
 
-            request_cosignatures(self)
-            return SignedCheckpoint(signed.checkpoint, self.checkpoint(signed.checkpoint.size).note,
-                                    signed.start, signed.end)
+            if request_cosignatures(self, signed):  # re-read only when there is news
+                return dataclasses.replace(signed,
+                                           note=self.checkpoint(signed.checkpoint.size).note)
         return signed
 
     def _append_locked(self, conn: Connection, batch: Sequence[Entry],

@@ -30,7 +30,7 @@ from credential.note import (
 )
 from ledger import client
 from ledger import schema as t
-from ledger.store import LedgerStore
+from ledger.store import LedgerStore, SignedCheckpoint
 
 __all__ = ["MAX_BODY", "WitnessReply", "add_checkpoint", "pull", "request_cosignatures",
            "witness_log"]
@@ -168,12 +168,13 @@ def pull(store: LedgerStore, origin: str) -> tuple[Checkpoint, str]:
     return parse_checkpoint(note.text), reply.body
 
 
-def request_cosignatures(store: LedgerStore) -> int:
-    """Ask every configured witness to cosign the newest checkpoint; returns how many did."""
+def request_cosignatures(store: LedgerStore, signed: SignedCheckpoint | None = None) -> int:
+    """Ask every configured witness to cosign ``signed`` (default: the newest checkpoint);
+    returns how many did."""
     witnesses = store.witnesses()
     if not witnesses:
         return 0
-    signed = store.checkpoint()
+    signed = signed or store.checkpoint()
     cp = signed.checkpoint
     base = parse_note(signed.note)
     own = Note(base.text, tuple(s for s in base.signatures if s.name == store.origin))
