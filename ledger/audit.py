@@ -30,7 +30,6 @@ from credential.note import (
 )
 from ledger import schema as t
 from ledger.entries import WitnessCosignature, decode_record, record_prefix, type_cbor
-from ledger.keys import load_config
 from ledger.store import ZERO, LedgerStore
 
 __all__ = ["AuditReport", "audit"]
@@ -241,7 +240,7 @@ def _check_logged_cosignatures(store: LedgerStore, logged: list[tuple[int, bytes
     """A ``witness_cosignature`` record about this log must name a tree that the log really had
     (root recomputed from the records before it) and, when the witness is known, verify. One
     about another log, given by this node's own witness, must verify with that witness's key."""
-    own = _own_witness(store)
+    own = store.witness_verifier
     for seq, leaf in logged:
         try:
             entry = decode_record(leaf).entry
@@ -267,9 +266,3 @@ def _cosigned(key: Verifier, entry: WitnessCosignature) -> bool:
     body = Checkpoint(entry.origin, entry.size, entry.root).body()
     return key.key_id == entry.signature[:4] and key.verify(body, entry.signature[4:])
 
-
-def _own_witness(store: LedgerStore) -> Verifier | None:
-    if store.home is None:
-        return None
-    vkey = load_config(store.home).witness_vkey
-    return parse_verifier_key(vkey) if vkey else None

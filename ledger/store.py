@@ -198,13 +198,16 @@ class LedgerStore:
 
     def __init__(self, engine: Engine, origin: str, verifier: Verifier,
                  signer: Signer | None = None, witness: Signer | None = None,
-                 home: Path | None = None) -> None:
+                 home: Path | None = None, witness_verifier: Verifier | None = None) -> None:
         self.engine = engine
         self.origin = origin
         self.verifier = verifier
         self.signer = signer
         self.witness = witness
         self.home = home
+        # this node's witness public key, known even to a read-only store (audit checks the
+        # cosignatures it gave with it)
+        self.witness_verifier = witness.verifier if witness is not None else witness_verifier
         self.is_postgres = engine.dialect.name == "postgresql"
 
     # -- opening ----------------------------------------------------------------------------
@@ -258,7 +261,7 @@ class LedgerStore:
             # revision); read-only opens never change the database.
             migrate(engine)
         store = cls(engine, config.origin, parse_verifier_key(config.log_vkey), signer, witness,
-                    home)
+                    home, parse_verifier_key(config.witness_vkey) if config.witness_vkey else None)
         if signer is not None and signer.verifier != store.verifier:
             store.close()
             raise StoreError("ledger_key_mismatch")
