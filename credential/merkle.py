@@ -35,6 +35,7 @@ __all__ = [
     "range_nodes",
     "root_from_inclusion_proof",
     "root_from_leaf_hashes",
+    "split_point",
     "subtree_root",
     "tree_root",
     "verify_consistency",
@@ -109,7 +110,8 @@ def range_nodes(start: int, end: int) -> list[NodeRef]:
     return nodes
 
 
-def _largest_pow2_below(n: int) -> int:
+def split_point(n: int) -> int:
+    """Largest power of two strictly below ``n`` (n ≥ 2): where RFC 9162 splits a tree."""
     return 1 << ((n - 1).bit_length() - 1)
 
 
@@ -120,7 +122,7 @@ def inclusion_nodes(index: int, size: int) -> list[list[NodeRef]]:
     top_down: list[list[NodeRef]] = []
     lo, hi = 0, size
     while hi - lo > 1:
-        k = _largest_pow2_below(hi - lo)
+        k = split_point(hi - lo)
         if index < lo + k:
             top_down.append(range_nodes(lo + k, hi))
             hi = lo + k
@@ -142,7 +144,7 @@ def consistency_nodes(size1: int, size2: int) -> list[list[NodeRef]]:
             if not complete:
                 top_down.append(range_nodes(lo, hi))
             break
-        k = _largest_pow2_below(hi - lo)
+        k = split_point(hi - lo)
         if size1 <= lo + k:
             top_down.append(range_nodes(lo + k, hi))
             hi = lo + k

@@ -13,9 +13,10 @@ Halving the digests keeps the library presentation's QR under the size of a COVI
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
+
+from credential import merkle
 
 __all__ = ["DIGEST_LEN", "SALT_LEN", "leaf_digest", "multiproof", "root", "root_from_multiproof"]
 
@@ -24,19 +25,15 @@ DIGEST_LEN = 16
 
 
 def leaf_digest(disclosure: bytes) -> bytes:
-    return hashlib.sha256(b"\x00" + disclosure).digest()[:DIGEST_LEN]
+    return merkle.leaf_hash(disclosure)[:DIGEST_LEN]
 
 
 def _node(left: bytes, right: bytes) -> bytes:
-    return hashlib.sha256(b"\x01" + left + right).digest()[:DIGEST_LEN]
+    return merkle.node_hash(left, right)[:DIGEST_LEN]
 
 
-def _split(n: int) -> int:
-    """Largest power of two strictly below n (RFC 9162 §2.1.1)."""
-    k = 1
-    while k << 1 < n:
-        k <<= 1
-    return k
+# The tree shape is RFC 9162's (the same split as the ledger's), only the hashes are truncated.
+_split = merkle.split_point
 
 
 def root(leaves: list[bytes]) -> bytes:
@@ -105,7 +102,6 @@ def root_from_multiproof(size: int, known: Mapping[int, bytes], proof: Sequence[
     stack: list[bytes] = []
     push, pop = stack.append, stack.pop
     next_proof = iter(proof).__next__
-    sha = hashlib.sha256  # _node inlined: this loop runs on every scan
     for op in plan[0]:
         if op >= 0:
             push(known[op])
@@ -113,5 +109,5 @@ def root_from_multiproof(size: int, known: Mapping[int, bytes], proof: Sequence[
             push(next_proof())
         else:
             right = pop()
-            push(sha(b"\x01" + pop() + right).digest()[:DIGEST_LEN])
+            push(_node(pop(), right))
     return stack[0]
