@@ -25,7 +25,7 @@ import re
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -460,36 +460,8 @@ class LedgerStore:
                 conn.execute(sql_update(table).where(table.c.id == row_id)
                              .values(logged=n + offset))
         now = max(int(time.time() * 1000), head.last_time)
-        frontier = [head.frontier[i:i + 32] for i in range(0, len(head.frontier), 32)]
-        stack = [(lvl, h) for (lvl, _), h in
-                 zip(merkle.range_nodes(0, n) if n else [], frontier, strict=True)]
-        prev = head.last_hash
-        rows: list[tuple[int, bytes, bytes]] = []
-        node_rows: list[tuple[int, bytes]] = []
-        sha = hashlib.sha256
-        shift, stride = t.NODE_SHIFT, t.NODE_STRIDE
-        for i, entry in enumerate(batch):
-            seq = n + i
-            leaf = encode_record(seq, prev, now, entry)
-            h = sha(b"\x00" + leaf).digest()
-            rows.append((seq, leaf, h))
-            prev = h
-            lvl, idx = 0, seq
-            while stack and stack[-1][0] == lvl:
-                h = sha(b"\x01" + stack.pop()[1] + h).digest()
-                lvl += 1
-                idx >>= 1
-                if lvl % stride == 0:
-                    node_rows.append((lvl << shift | idx, h))
-            stack.append((lvl, h))
-        size = n + len(batch)
-        root = merkle.fold([h for _, h in stack])
-        _insert_many(conn, "ledger_entries", ("seq", "leaf", "hash"), rows)
-        if node_rows:
-            _insert_many(conn, "ledger_nodes", ("id", "hash"), node_rows)
-        conn.execute(sql_update(t.head).where(t.head.c.id == 1).values(
-            size=size, root=root, last_hash=prev, last_time=now,
-            frontier=b"".join(h for _, h in stack)))
+        size, root = _extend(conn, head, len(batch),
+                             lambda seq, prev: encode_record(seq, prev, now, batch[seq - n]), now)
         # start: where the caller's own entries begin (after any logged cosignatures)
         start = n + len(logged)
         if request is not None:
@@ -586,36 +558,15 @@ class LedgerStore:
         """
         with self._write_conn() as conn, conn.begin():
             head = self._head(conn, lock=True)
-            n, prev = head.size, head.last_hash
-            frontier = [head.frontier[i:i + 32] for i in range(0, len(head.frontier), 32)]
-            stack = [(lvl, h) for (lvl, _), h in
-                     zip(merkle.range_nodes(0, n) if n else [], frontier, strict=True)]
-            rows: list[tuple[int, bytes, bytes]] = []
-            node_rows: list[tuple[int, bytes]] = []
-            for i, leaf in enumerate(leaves):
-                seq = n + i
+            n = head.size
+
+            def verbatim(seq: int, prev: bytes) -> bytes:
+                leaf = leaves[seq - n]
                 if not leaf.startswith(record_prefix(seq, prev)):
                     raise LedgerError("ledger_chain_broken", index=seq)
-                h = merkle.leaf_hash(leaf)
-                rows.append((seq, leaf, h))
-                prev = h
-                lvl, idx = 0, seq
-                while stack and stack[-1][0] == lvl:
-                    h = merkle.node_hash(stack.pop()[1], h)
-                    lvl += 1
-                    idx >>= 1
-                    if t.is_stored(lvl):
-                        node_rows.append((t.node_id(lvl, idx), h))
-                stack.append((lvl, h))
-            if rows:
-                _insert_many(conn, "ledger_entries", ("seq", "leaf", "hash"), rows)
-            if node_rows:
-                _insert_many(conn, "ledger_nodes", ("id", "hash"), node_rows)
-            size = n + len(rows)
-            root = merkle.fold([h for _, h in stack])
-            conn.execute(sql_update(t.head).where(t.head.c.id == 1).values(
-                size=size, root=root, last_hash=prev, frontier=b"".join(h for _, h in stack)))
-            return size
+                return leaf
+
+            return _extend(conn, head, len(leaves), verbatim, head.last_time)[0]
 
     def truncate(self, size: int) -> None:
         """Drop records beyond ``size`` (mirrors only, after a fetched batch failed to verify)."""
@@ -696,6 +647,46 @@ class LedgerStore:
             conn.execute(sql_update(t.witnesses).where(t.witnesses.c.name == name)
                          .values(size=size))
 
+
+
+def _extend(conn: Connection, head: Head, count: int, leaf_for: Callable[[int, bytes], bytes],
+            last_time: int) -> tuple[int, bytes]:
+    """Write ``count`` records after ``head`` (``leaf_for(seq, prev)`` gives each record's
+    bytes), the perfect-subtree hashes they complete at the stored levels, and the new head;
+    returns the new size and root. The one sequencing path of appends and mirrors, under the
+    head lock the caller holds. Hashing is inlined: this loop runs once per record."""
+    n = head.size
+    frontier = [head.frontier[i:i + 32] for i in range(0, len(head.frontier), 32)]
+    stack = [(lvl, h) for (lvl, _), h in
+             zip(merkle.range_nodes(0, n) if n else [], frontier, strict=True)]
+    prev = head.last_hash
+    rows: list[tuple[int, bytes, bytes]] = []
+    node_rows: list[tuple[int, bytes]] = []
+    sha = hashlib.sha256
+    shift, stride = t.NODE_SHIFT, t.NODE_STRIDE
+    for seq in range(n, n + count):
+        leaf = leaf_for(seq, prev)
+        h = sha(b"\x00" + leaf).digest()
+        rows.append((seq, leaf, h))
+        prev = h
+        lvl, idx = 0, seq
+        while stack and stack[-1][0] == lvl:
+            h = sha(b"\x01" + stack.pop()[1] + h).digest()
+            lvl += 1
+            idx >>= 1
+            if lvl % stride == 0:
+                node_rows.append((lvl << shift | idx, h))
+        stack.append((lvl, h))
+    size = n + count
+    root = merkle.fold([h for _, h in stack])
+    if rows:
+        _insert_many(conn, "ledger_entries", ("seq", "leaf", "hash"), rows)
+    if node_rows:
+        _insert_many(conn, "ledger_nodes", ("id", "hash"), node_rows)
+    conn.execute(sql_update(t.head).where(t.head.c.id == 1).values(
+        size=size, root=root, last_hash=prev, last_time=last_time,
+        frontier=b"".join(h for _, h in stack)))
+    return size, root
 
 
 def _insert_many(conn: Connection, table: str, columns: Sequence[str],
