@@ -25,6 +25,7 @@ __all__ = [
     "date_from_days",
     "days_from_date",
     "decode_group",
+    "display_value",
     "encode_group",
     "parse_claims",
 ]
@@ -271,3 +272,15 @@ def decode_group(group: GroupSpec, value: Any) -> dict[str, Any]:
         else:
             out[name] = decode(v)
     return out
+
+
+def display_value(kind: str, catalog: str | None, value: Any,
+                  catalogs: Mapping[str, Mapping[int, str]]) -> Any:
+    """A decoded claim value as people see it (counter screen, wallet list): dates in ISO 8601,
+    catalogued codes by the name the issuing city's bundle gives them (``#code`` when it has
+    none), anything else as it is."""
+    if kind == "date":
+        return value.isoformat()
+    if kind == "catalog" and type(value) is int:
+        return catalogs.get(catalog or "", {}).get(value, f"#{value}")
+    return value

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 from credential import cbor, sd, transport
 from credential.bundle import OfficeKey, RootKey, TrustBundle, parse_bundle
+from credential.claims import display_value
 from credential.errors import PasaporteError
 from credential.keys import b64url
 from credential.passport import Decoded, credential_digest, decode_envelope, kb_aad
@@ -251,14 +252,11 @@ class Verifier:
                 v = values.get(s.claim)
                 if v is None:
                     continue
-                item: dict[str, Any] = {"group": group, "claim": s.claim, "label": s.label}
-                if s.kind == "date":
-                    v = v.isoformat()
-                elif s.kind == "enum":
+                item: dict[str, Any] = {"group": group, "claim": s.claim, "label": s.label,
+                                        "value": display_value(s.kind, s.catalog, v,
+                                                               bundle.catalogs)}
+                if s.kind == "enum":
                     item["value_label"] = s.enum_labels.get(v)
-                elif s.kind == "catalog" and type(v) is int:
-                    v = bundle.catalogs.get(s.catalog, {}).get(v, f"#{v}")
-                item["value"] = v
                 out.append(item)
         return tuple(out)
 

@@ -31,6 +31,7 @@ import nacl.utils
 
 from credential import cbor, sd, transport
 from credential.bundle import RootKey, TrustBundle, parse_bundle
+from credential.claims import display_value
 from credential.errors import MalformedInput, Rejection, StoreError, UsageError
 from credential.home import atomic_write
 from credential.keys import b64url, seal, signing_key, unb64url, unseal
@@ -74,10 +75,9 @@ def credential_status(nbf: int, exp: int, now: int) -> Status:
     return "valid"
 
 
-Catalogs = Mapping[str, Mapping[int, str]]
 
 
-def _claims_view(decoded: Decoded, catalogs: Catalogs | None = None) -> dict[str, Any]:
+def _claims_view(decoded: Decoded, bundle: TrustBundle | None = None) -> dict[str, Any]:
     """The holder's own claims in the claims-file shape (group objects, flat groups inlined).
 
     Catalogued values (city, library system, clinic network) are compact codes that only the
@@ -92,13 +92,9 @@ def _claims_view(decoded: Decoded, catalogs: Catalogs | None = None) -> dict[str
         shown: dict[str, Any] = {}
         for f in g.fields:
             v = values.get(f.name)
-            if v is None:
-                continue
-            if isinstance(v, date):
-                v = v.isoformat()
-            elif f.type == "catalog" and type(v) is int:
-                v = (catalogs or {}).get(f.catalog, {}).get(v, f"#{v}")
-            shown[f.name] = v
+            if v is not None:
+                shown[f.name] = display_value(f.type, f.catalog, v,
+                                              bundle.catalogs if bundle else {})
         if g.json == "object":
             out[g.name] = shown
         else:
@@ -332,7 +328,7 @@ class Wallet:
     def trust(self, bundles: Sequence[bytes], roots: Sequence[bytes]) -> list[str]:
         """Verify bundles against city roots and keep them (newest version per city)."""
         root_keys = [RootKey.from_json(r) for r in roots]
-        versions = {code: b.version for code, (b, _) in self.trusted_bundles().items()}
+        versions = {code: b.version for code, b in self.trusted_bundles().items()}
         kept = []
         for data in bundles:
             bundle = parse_bundle(data, root_keys)
@@ -346,9 +342,9 @@ class Wallet:
             kept.append(f"{bundle.city} ({bundle.code}) v{bundle.version}")
         return kept
 
-    def trusted_bundles(self) -> dict[str, tuple[TrustBundle, Catalogs]]:
-        """City code → (verified bundle, its catalogs); files that no longer verify are ignored."""
-        out: dict[str, tuple[TrustBundle, Catalogs]] = {}
+    def trusted_bundles(self) -> dict[str, TrustBundle]:
+        """City code → verified bundle; files that no longer verify are ignored."""
+        out: dict[str, TrustBundle] = {}
         if not self.trust_dir.is_dir():
             return out
         for root_file in sorted(self.trust_dir.glob("*.root.json")):
@@ -358,17 +354,17 @@ class Wallet:
                 bundle = parse_bundle((self.trust_dir / f"{code}.bundle").read_bytes(), [root])
             except (OSError, MalformedInput, Rejection):
                 continue
-            out[bundle.code] = (bundle, bundle.catalogs)
+            out[bundle.code] = bundle
         return out
 
     def _check_issuer(self, decoded: Decoded) -> bool | None:
         """True/False: the issuer's signature checks against a trusted bundle; None: no bundle
         for that city (the counter will still check it at every presentation)."""
-        entry = self.trusted_bundles().get(decoded.payload.iss)
-        if entry is None:
+        bundle = self.trusted_bundles().get(decoded.payload.iss)
+        if bundle is None:
             return None
         return any(k.kid == decoded.credential.kid and decoded.credential.verify(k.public_key)
-                   for k in entry[0].keys)
+                   for k in bundle.keys)
 
     def import_text(self, text: str) -> ImportResult:
         """Check a credential in transport text and store it under its id (idempotent)."""
@@ -440,7 +436,7 @@ class Wallet:
                 id=p.credential_id, issuer=p.iss, valid_from=utc_date(p.nbf),
                 # exp is the first second after the last valid day
                 valid_until=utc_date(p.exp - 1), status=credential_status(p.nbf, p.exp, now),
-                claims=_claims_view(d, bundles.get(p.iss, (None, {}))[1])))
+                claims=_claims_view(d, bundles.get(p.iss))))
         entries.sort(key=lambda e: (e.valid_until, e.id))
         return entries, problems
 

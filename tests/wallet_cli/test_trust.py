@@ -57,7 +57,7 @@ def test_older_bundle_does_not_replace_newer(wallet: Wallet) -> None:
     root = [city.root.to_json().encode()]
     assert wallet.trust([city.bundle(version=3)], root)
     assert wallet.trust([city.bundle(version=2)], root) == []
-    assert wallet.trusted_bundles()["MXMEX"][0].version == 3
+    assert wallet.trusted_bundles()["MXMEX"].version == 3
 
 
 def test_trust_command(run: Run, wallet_home: Path, tmp_path: Path) -> None:
