@@ -19,10 +19,12 @@ from typing import Final, Literal
 
 from credential.errors import MalformedInput
 
-__all__ = ["DEFAULT_SIZE", "PURPOSES", "Purpose", "StatusList"]
+__all__ = ["DEFAULT_SIZE", "MARKS", "PURPOSES", "Purpose", "StatusList"]
 
 Purpose = Literal["revocation", "suspension"]
 PURPOSES: Final[frozenset[str]] = frozenset({"revocation", "suspension"})
+# The credential status each list's set bits stand for (issuers set them, counters read them).
+MARKS: Final[dict[Purpose, str]] = {"revocation": "revoked", "suspension": "suspended"}
 # W3C's minimum list length: with fewer entries a verifier fetching a list learns too much about
 # which credential it is checking (herd privacy).
 DEFAULT_SIZE: Final = 131_072

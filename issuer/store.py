@@ -29,7 +29,7 @@ from credential.cose import parse_sign1
 from credential.errors import StoreError, UsageError
 from credential.keys import b64url, kid_for, seal, unb64url, unseal
 from credential.passport import IssuedCredential, StatusRef, credential_digest, issue
-from credential.statuslist import DEFAULT_SIZE, Purpose, StatusList
+from credential.statuslist import DEFAULT_SIZE, MARKS, StatusList
 from credential.times import rfc3339
 from issuer.publish import post_entries
 
@@ -169,15 +169,16 @@ class IssuerStore:
                 public_key=bytes(root.verify_key), sealed=seal(bytes(root), passphrase),
                 office=office, valid_from=now, valid_until=now + 20 * 365 * 86400,
                 status_list=0, active=True))
-        store.add_office_key(passphrase, office=office, now=now)
+        store._add_office_key(passphrase, office, now)  # the passphrase was just set: no check
         return store
 
     def add_office_key(self, passphrase: str, *, office: str | None = None,
                        now: int | None = None) -> bytes:
         """A new active office key (with its own status list); older office keys retire."""
-        now = int(time.time()) if now is None else now
         self.root_signing_key(passphrase)  # proves the passphrase before changing anything
-        office = office or self.info().office  # read before the write transaction locks the db
+        return self._add_office_key(passphrase, office, int(time.time()) if now is None else now)
+
+    def _add_office_key(self, passphrase: str, office: str | None, now: int) -> bytes:
         key = nacl.signing.SigningKey.generate()
         kid = kid_for(bytes(key.verify_key))
         with self.engine.begin() as db:
@@ -186,13 +187,14 @@ class IssuerStore:
             previous = db.execute(sa.select(keys.c.kid).where(
                 (keys.c.role == "office") & keys.c.active)).scalar()
             next_list = (db.execute(sa.select(sa.func.max(keys.c.status_list))).scalar() or 0) + 1
+            info = {k: v for k, v in db.execute(sa.select(meta.c.k, meta.c.v))}
+            office = office or info["office"]
             db.execute(keys.update().where(keys.c.role == "office").values(active=False))
             db.execute(keys.insert().values(
                 kid=kid, role="office", public_key=bytes(key.verify_key),
                 sealed=seal(bytes(key), passphrase), office=office,
                 valid_from=now, valid_until=now + KEY_YEARS * 365 * 86400,
                 status_list=next_list, active=True))
-            info = {k: v for k, v in db.execute(sa.select(meta.c.k, meta.c.v))}
             self._queue(db, now, {
                 "type": "key_registered", "kid": b64url(kid),
                 "public_key": b64url(bytes(key.verify_key)), "city": info["city"],
@@ -443,15 +445,16 @@ class IssuerStore:
             db.execute(meta.update().where(meta.c.k == "bundle_version").values(v=str(version)))
             office_rows = db.execute(sa.select(keys).where(keys.c.role == "office")
                                      ).mappings().all()
+            marked: dict[tuple[int, str], list[int]] = {}  # one read of every set bit
+            for list_id, idx, status in db.execute(
+                    sa.select(credentials.c.list_id, credentials.c.idx, credentials.c.status)
+                    .where(credentials.c.status != "valid")):
+                marked.setdefault((list_id, status), []).append(idx)
             lists: list[StatusListInfo] = []
             for r in office_rows:
-                purposes: tuple[tuple[Purpose, str], ...] = (("revocation", "revoked"),
-                                                             ("suspension", "suspended"))
-                for purpose, status in purposes:
+                for purpose, status in MARKS.items():
                     lst = StatusList.new(purpose, LIST_SIZE)
-                    for (idx,) in db.execute(sa.select(credentials.c.idx).where(
-                            (credentials.c.list_id == r["status_list"])
-                            & (credentials.c.status == status))):
+                    for idx in marked.get((r["status_list"], status), ()):
                         lst.set(idx, True)
                     lists.append(StatusListInfo(r["status_list"], purpose, LIST_SIZE,
                                                 lst.compress(), now))

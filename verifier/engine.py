@@ -21,7 +21,7 @@ from credential.claims import display_value
 from credential.errors import PasaporteError
 from credential.keys import b64url
 from credential.passport import Decoded, credential_digest, decode_envelope, kb_aad
-from credential.statuslist import StatusList
+from credential.statuslist import MARKS, StatusList
 from credential.times import utc_date
 from schemas import schema
 from verifier.policy import Policy
@@ -63,7 +63,7 @@ def _reject(code: str, decoded: Decoded | None = None, issuer: dict[str, str] | 
                   credential_id=decoded.payload.credential_id if decoded else None)
 
 
-_PURPOSES = (("revocation", "revoked"), ("suspension", "suspended"))
+_PURPOSES = tuple(MARKS.items())  # (list purpose, the rejection code its set bit means)
 
 
 @dataclass(frozen=True)
