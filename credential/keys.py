@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 
 import cbor2
 import nacl.exceptions
@@ -25,11 +26,21 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+_B64URL = re.compile(r"[A-Za-z0-9_-]*={0,2}")
+
+
 def unb64url(text: str, *, length: int | None = None, what: str = "base64url") -> bytes:
+    """Strict base64url (RFC 4648 §5, padding optional): a character outside the alphabet or
+    non-canonical trailing bits are refused, not silently dropped, so one value has one text."""
+    if not isinstance(text, str) or not _B64URL.fullmatch(text := text.strip()):
+        raise MalformedInput("key_invalid", reason=f"{what}: not base64url")
+    body = text.rstrip("=")
     try:
-        raw = base64.urlsafe_b64decode(text.strip() + "=" * (-len(text.strip()) % 4))
-    except (binascii.Error, ValueError, AttributeError):
+        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    except (binascii.Error, ValueError):
         raise MalformedInput("key_invalid", reason=f"{what}: not base64url") from None
+    if b64url(raw) != body:
+        raise MalformedInput("key_invalid", reason=f"{what}: not base64url")
     if length is not None and len(raw) != length:
         raise MalformedInput("key_invalid", reason=f"{what}: got {len(raw)} bytes, want {length}")
     return raw

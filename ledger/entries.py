@@ -19,8 +19,6 @@ leaf hash of the previous record (32 zero bytes for the first).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import re
 from collections.abc import Mapping
@@ -32,7 +30,7 @@ import cbor2
 
 from credential import cbor
 from credential.errors import MalformedInput
-from credential.keys import b64url
+from credential.keys import b64url, unb64url
 
 __all__ = [
     "ENTRY_TYPES",
@@ -212,15 +210,12 @@ _BYTES_KINDS = ("bytes32", "pubkey", "cosig")
 
 
 def _b64url(value: Any, field: str) -> bytes:
-    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_-]*={0,2}", value):
+    if not isinstance(value, str) or value != value.strip():
         raise _bad(field, "expected base64url")
     try:
-        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-    except (binascii.Error, ValueError):
+        return unb64url(value)
+    except MalformedInput:
         raise _bad(field, "expected base64url") from None
-    if base64.urlsafe_b64encode(raw).decode().rstrip("=") != value.rstrip("="):
-        raise _bad(field, "expected base64url")
-    return raw
 
 
 def _build(data: Mapping[str, Any], *, from_json: bool) -> Entry:
