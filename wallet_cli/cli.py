@@ -19,7 +19,7 @@ from credential.bundle import MAX_BUNDLE
 from credential.errors import MalformedInput, PasaporteError
 from credential.home import atomic_write, read_passphrase, resolve_home
 from credential.keys import b64url
-from wallet_cli.store import CredentialEntry, Wallet, audience_for, groups_for, parse_nonce
+from wallet_cli.store import CredentialEntry, Wallet, parse_nonce
 
 __all__ = ["group"]
 
@@ -152,13 +152,8 @@ def present(credential_id: str, service: str, disclose: tuple[str, ...], counter
     Prints the payload text (PU1:…) on stdout and nothing else.
     """
     wallet = Wallet.open(_home(home))
-    challenge = parse_nonce(nonce)
-    # Check names and the id before the (slow, interactive) passphrase.
-    groups_for(service, disclose or None)
-    audience_for(service, counter)
-    wallet.load(wallet.resolve_id(credential_id))
-    shown = wallet.present(credential_id, service=service, passphrase=read_passphrase(),
-                           disclose=disclose or None, counter=counter, nonce=challenge)
+    shown = wallet.present(credential_id, service=service, passphrase=read_passphrase,
+                           disclose=disclose or None, counter=counter, nonce=parse_nonce(nonce))
     if shown.status != "valid":
         _say(PasaporteError("wallet_present_not_valid", status=_STATUS[shown.status]).diagnostics())
     if qr_path is not None or terminal:

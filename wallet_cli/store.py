@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -440,15 +440,18 @@ class Wallet:
         entries.sort(key=lambda e: (e.valid_until, e.id))
         return entries, problems
 
-    def present(self, cred_id: str, *, service: str, passphrase: str,
+    def present(self, cred_id: str, *, service: str, passphrase: str | Callable[[], str],
                 disclose: Sequence[str] | None = None, counter: str | None = None,
                 nonce: bytes | None = None, now: int | None = None) -> Presentation:
-        """A presentation signed by the holder key at ``now`` (default: the local clock)."""
+        """A presentation signed by the holder key at ``now`` (default: the local clock).
+
+        ``passphrase`` may be a prompt, called only once the service, the disclosures and the
+        credential have been checked: a typo fails before the (slow, interactive) unlock."""
         now = int(time.time()) if now is None else now
         groups = groups_for(service, disclose)
         audience = audience_for(service, counter)
         decoded = self.load(self.resolve_id(cred_id))
-        holder = self.holder_key(passphrase)
+        holder = self.holder_key(passphrase if isinstance(passphrase, str) else passphrase())
         cbor_bytes = present(decoded.credential.to_list(), decoded.in_leaf_order(),
                              groups=groups, holder=holder, audience=audience, now=now,
                              nonce=nonce)
