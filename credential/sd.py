@@ -49,35 +49,30 @@ def root(leaves: list[bytes]) -> bytes:
 
 
 def multiproof(leaves: list[bytes], known: set[int]) -> list[bytes]:
-    """Hashes of the maximal subtrees containing no known leaf, left to right."""
-    proof: list[bytes] = []
-
-    def walk(lo: int, hi: int) -> bytes:
-        if not any(lo <= i < hi for i in known):
-            h = root(leaves[lo:hi])
-            proof.append(h)
-            return h
-        if hi - lo == 1:
-            return leaves[lo]
-        k = _split(hi - lo)
-        return _node(walk(lo, lo + k), walk(lo + k, hi))
-
-    walk(0, len(leaves))
-    return proof
+    """Hashes of the maximal subtrees containing no known leaf, left to right: the gaps of the
+    same plan the verifier runs (``_plan``), so both sides agree on the shape by construction."""
+    plan = _plan(len(leaves), tuple(sorted(known)))
+    if plan is None:
+        raise ValueError("known leaf out of range")
+    return [root(leaves[lo:hi]) for lo, hi in plan[1]]
 
 
 @lru_cache(maxsize=256)
-def _plan(size: int, known: tuple[int, ...]) -> tuple[tuple[int, ...], int] | None:
+def _plan(size: int, known: tuple[int, ...]
+          ) -> tuple[tuple[int, ...], tuple[tuple[int, int], ...]] | None:
     """Post-order program recomputing the root (``i >= 0`` push known leaf i, ``-1`` push the
-    next proof hash, ``-2`` combine the top two) and how many proof hashes it takes; ``None`` for
-    an impossible shape. Cached: counters see a handful of shapes, over and over."""
-    if size < 1 or any(not 0 <= i < size for i in known) or len(set(known)) != len(known):
+    next proof hash, ``-2`` combine the top two) and the leaf range of each proof hash, left to
+    right; ``None`` for an impossible shape. Cached: counters see a handful of shapes, over and
+    over."""
+    if size < 1 or any(not 0 <= i < size for i in known):
         return None
     ops: list[int] = []
+    gaps: list[tuple[int, int]] = []
 
     def walk(lo: int, hi: int) -> None:
         if not any(lo <= i < hi for i in known):
             ops.append(-1)
+            gaps.append((lo, hi))
         elif hi - lo == 1:
             ops.append(lo)
         else:
@@ -87,15 +82,15 @@ def _plan(size: int, known: tuple[int, ...]) -> tuple[tuple[int, ...], int] | No
             ops.append(-2)
 
     walk(0, size)
-    return tuple(ops), ops.count(-1)
+    return tuple(ops), tuple(gaps)
 
 
 def root_from_multiproof(size: int, known: Mapping[int, bytes], proof: Sequence[bytes]
                          ) -> bytes | None:
     """Recompute the root from the known leaves and the proof; ``None`` if the proof has the wrong
     number of hashes or a known index is out of range (the caller turns that into a rejection)."""
-    plan = _plan(size, tuple(known))
-    if plan is None or plan[1] != len(proof):
+    plan = _plan(size, tuple(known))  # a Mapping's keys are distinct: no repeats to refuse
+    if plan is None or len(plan[1]) != len(proof):
         return None
     if any(len(h) != DIGEST_LEN for h in proof):
         return None
