@@ -110,22 +110,6 @@ class Claims:
     valid_until: date
     credential_id: str | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        """Back to the claims-file shape (dates as ISO strings)."""
-        out: dict[str, Any] = {}
-        for g in schema().groups:
-            values = {k: (v.isoformat() if isinstance(v, date) else v)
-                      for k, v in self.groups[g.name].items()}
-            if g.json == "object":
-                out[g.name] = values
-            else:
-                out.update(values)
-        out["valid_from"] = self.valid_from.isoformat()
-        out["valid_until"] = self.valid_until.isoformat()
-        if self.credential_id:
-            out["credential_id"] = self.credential_id
-        return out
-
 
 _TOP_LEVEL = {"valid_from", "valid_until", "credential_id"}
 

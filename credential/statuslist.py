@@ -35,6 +35,11 @@ def _invalid(reason: str) -> MalformedInput:
     return MalformedInput("statuslist_invalid", reason=reason)
 
 
+def _check_size(size: object) -> None:
+    if type(size) is not int or size <= 0 or size % 8:
+        raise _invalid("size must be a positive multiple of 8")
+
+
 @dataclass(frozen=True, slots=True)
 class StatusList:
     """A bitstring of ``size`` entries for one ``purpose``; ``bits`` holds ``size // 8`` bytes."""
@@ -46,16 +51,14 @@ class StatusList:
     def __post_init__(self) -> None:
         if self.purpose not in PURPOSES:
             raise _invalid(f"unknown purpose {self.purpose!r}")
-        if type(self.size) is not int or self.size <= 0 or self.size % 8:
-            raise _invalid("size must be a positive multiple of 8")
+        _check_size(self.size)
         if not isinstance(self.bits, bytearray) or len(self.bits) * 8 != self.size:
             raise _invalid("bits do not match the size")
 
     @classmethod
     def new(cls, purpose: Purpose, size: int = DEFAULT_SIZE) -> StatusList:
         """An all-clear list (no credential revoked or suspended)."""
-        if type(size) is not int or size <= 0 or size % 8:
-            raise _invalid("size must be a positive multiple of 8")
+        _check_size(size)  # before allocating
         return cls(purpose, size, bytearray(size // 8))
 
     @classmethod
@@ -63,8 +66,7 @@ class StatusList:
         cls, purpose: Purpose, size: int, data: bytes, *, max_inflated: int = _MAX_BYTES
     ) -> StatusList:
         """Inflate a published list; exactly ``size // 8`` bytes or ``statuslist_invalid``."""
-        if type(size) is not int or size <= 0 or size % 8:
-            raise _invalid("size must be a positive multiple of 8")
+        _check_size(size)  # before inflating
         expected = size // 8
         if expected > max_inflated:
             raise _invalid("size over the limit")
