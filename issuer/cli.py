@@ -144,8 +144,7 @@ def _status_command(name: str, new: str, help_text: str) -> None:
     @home_option
     def cmd(credential_id: str, reason: str, home: str | None) -> None:
         store, passphrase = _store(home), read_passphrase()
-        store.root_signing_key(passphrase)  # status changes are the office's to make
-        change = store.set_status(credential_id, new, reason)
+        change = store.set_status(credential_id, new, reason, passphrase=passphrase)
         click.echo(f"{credential_id}: {change['status']} ({change['reason']})")
         _publish(store, passphrase)
 

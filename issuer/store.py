@@ -318,24 +318,21 @@ class IssuerStore:
                         "compromised_since": r["compromised_since"]})
         return out
 
-    def _sealed(self, where: Any) -> tuple[bytes, bytes]:
+    def _unsealed(self, where: Any, passphrase: str
+                  ) -> tuple[bytes, nacl.signing.SigningKey, int]:
+        """The key matching ``where``: its kid, the unsealed signing key and its status list."""
         with self.engine.connect() as db:
-            row = db.execute(sa.select(keys.c.kid, keys.c.sealed).where(where)).first()
-        if row is None:
-            raise StoreError("issuer_not_initialised", home=str(self.home))
-        return row[0], row[1]
-
-    def root_signing_key(self, passphrase: str) -> nacl.signing.SigningKey:
-        _, sealed = self._sealed(keys.c.role == "root")
-        return nacl.signing.SigningKey(unseal(sealed, passphrase))
-
-    def office_signing_key(self, passphrase: str) -> tuple[bytes, nacl.signing.SigningKey, int]:
-        with self.engine.connect() as db:
-            row = db.execute(sa.select(keys.c.kid, keys.c.sealed, keys.c.status_list).where(
-                (keys.c.role == "office") & keys.c.active)).first()
+            row = db.execute(sa.select(keys.c.kid, keys.c.sealed, keys.c.status_list)
+                             .where(where)).first()
         if row is None:
             raise StoreError("issuer_not_initialised", home=str(self.home))
         return row[0], nacl.signing.SigningKey(unseal(row[1], passphrase)), row[2]
+
+    def root_signing_key(self, passphrase: str) -> nacl.signing.SigningKey:
+        return self._unsealed(keys.c.role == "root", passphrase)[1]
+
+    def office_signing_key(self, passphrase: str) -> tuple[bytes, nacl.signing.SigningKey, int]:
+        return self._unsealed((keys.c.role == "office") & keys.c.active, passphrase)
 
     # -- issuance ----------------------------------------------------------------------------
     def catalog_code(self, db: sa.Connection, name: str, value: str) -> int:
@@ -410,11 +407,13 @@ class IssuerStore:
         with self.engine.begin() as db:
             return LIST_CAPACITY - self._list_used(db, list_id)
 
-    def set_status(self, credential_id: str, new: str, reason: str | None = None
-                   ) -> dict[str, Any]:
+    def set_status(self, credential_id: str, new: str, reason: str | None = None, *,
+                   passphrase: str) -> dict[str, Any]:
+        """Revoke, suspend or reinstate; like every change, only with the office passphrase."""
         reason = reason or "unspecified"
         if reason not in REASONS:
             raise UsageError("reason_invalid", allowed=", ".join(REASONS))
+        self.root_signing_key(passphrase)  # proves the passphrase before changing anything
         with self.engine.begin() as db:
             row = db.execute(sa.select(credentials).where(
                 credentials.c.id == credential_id)).mappings().first()
