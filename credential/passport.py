@@ -27,6 +27,7 @@ import hashlib
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Any, NamedTuple
 
 import cbor2
@@ -45,6 +46,7 @@ __all__ = [
     "credential_digest",
     "credential_id",
     "decode_envelope",
+    "expires_at",
     "issue",
     "kb_aad",
     "present",
@@ -121,6 +123,12 @@ class IssuedCredential:
         return cbor2.dumps([self.cose, list(self.disclosures)])
 
 
+def expires_at(valid_until: date) -> int:
+    """The CWT ``exp`` for a last valid day: the first second after it (valid through that
+    whole day, UTC)."""
+    return (days_from_date(valid_until) + 1) * 86400
+
+
 def issue(claims: Claims, *, key: nacl.signing.SigningKey, kid: bytes, iss: str,
           holder_key: bytes | None, status: StatusRef, issued_at: int,
           catalog: CatalogCoder | None = None, cti: bytes | None = None) -> IssuedCredential:
@@ -134,7 +142,7 @@ def issue(claims: Claims, *, key: nacl.signing.SigningKey, kid: bytes, iss: str,
         ISS: iss,
         IAT: issued_at,
         NBF: days_from_date(claims.valid_from) * 86400,
-        EXP: (days_from_date(claims.valid_until) + 1) * 86400,  # valid through that whole day
+        EXP: expires_at(claims.valid_until),
         CTI: cti,
         PU: [status.list_id, status.idx, sd.root([sd.leaf_digest(d) for d in disclosures])],
     }

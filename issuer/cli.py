@@ -116,7 +116,7 @@ def issue(claims_file: BinaryIO, holder_key: str | None, paper: bool, out: str,
     key = None if paper else unb64url(holder_key or "", length=32, what="--holder-key")
     store = _store(home)
     passphrase = read_passphrase()
-    cred, _ = store.issue(claims, holder_key=key, passphrase=passphrase)
+    cred = store.issue(claims, holder_key=key, passphrase=passphrase)
     text = transport.pack(cred.to_cbor())
     atomic_write(out, text.encode() + b"\n", mode=0o600)
     if qr_out:
@@ -223,7 +223,7 @@ def bulk(csv_file: BinaryIO, out_dir: str, with_qr: bool, home: str | None) -> N
     index = ["row,credential_id"]
     with click.progressbar(claims, label="Emitiendo / Issuing", file=sys.stderr) as rows:
         for number, row_claims in enumerate(rows, start=2):
-            cred, _ = store.issue(row_claims, holder_key=None, passphrase=passphrase,
+            cred = store.issue(row_claims, holder_key=None, passphrase=passphrase,
                                   signing=signing)
             text = transport.pack(cred.to_cbor())
             atomic_write(folder / f"{cred.credential_id}.txt", text.encode() + b"\n")

@@ -24,11 +24,17 @@ from sqlalchemy import event
 from sqlalchemy.engine import ExceptionContext
 
 from credential.bundle import OfficeKey, RootKey, StatusListInfo, TrustBundle, sign_bundle
-from credential.claims import Claims, days_from_date
+from credential.claims import Claims
 from credential.cose import parse_sign1
 from credential.errors import StoreError, UsageError
 from credential.keys import b64url, kid_for, seal, unb64url, unseal
-from credential.passport import IssuedCredential, StatusRef, credential_digest, issue
+from credential.passport import (
+    IssuedCredential,
+    StatusRef,
+    credential_digest,
+    expires_at,
+    issue,
+)
 from credential.statuslist import DEFAULT_SIZE, MARKS, StatusList
 from credential.times import rfc3339
 from issuer.publish import post_entries
@@ -346,8 +352,8 @@ class IssuerStore:
 
     def issue(self, claims: Claims, *, holder_key: bytes | None, passphrase: str,
               now: int | None = None, signing: tuple[bytes, nacl.signing.SigningKey, int]
-              | None = None) -> tuple[IssuedCredential, bytes]:
-        """Sign and register one credential; returns it and its ledger commitment."""
+              | None = None) -> IssuedCredential:
+        """Sign and register one credential (its salted commitment queued for the ledger)."""
         now = int(time.time()) if now is None else now
         kid, key, list_id = signing or self.office_signing_key(passphrase)
         # Two workers can draw the same random index or add the same catalogue name at once;
@@ -361,7 +367,7 @@ class IssuerStore:
         raise AssertionError("unreachable")
 
     def _issue_once(self, claims: Claims, holder_key: bytes | None, now: int, kid: bytes,
-                    key: nacl.signing.SigningKey, list_id: int) -> tuple[IssuedCredential, bytes]:
+                    key: nacl.signing.SigningKey, list_id: int) -> IssuedCredential:
         with self.engine.begin() as db:
             code = db.execute(sa.select(meta.c.v).where(meta.c.k == "code")).scalar_one()
             used = self._list_used(db, list_id)
@@ -383,10 +389,10 @@ class IssuerStore:
             db.execute(credentials.insert().values(
                 id=cred.credential_id, kid=kid, list_id=list_id, idx=index, status="valid",
                 reason=None, issued_at=now,
-                valid_until=(days_from_date(claims.valid_until) + 1) * 86400,
+                valid_until=expires_at(claims.valid_until),
                 paper=holder_key is None, commitment=commitment, commit_salt=salt))
             self._queue(db, now, {"type": "credential_issued", "commitment": b64url(commitment)})
-        return cred, commitment
+        return cred
 
     @staticmethod
     def _list_used(db: sa.Connection, list_id: int) -> int:
