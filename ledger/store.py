@@ -542,12 +542,17 @@ class LedgerStore:
                 signature=bytes(signature))))
         return out
 
-    def add_cosignatures(self, size: int, sigs: Iterable[NoteSignature]) -> None:
+    def add_cosignatures(self, size: int, sigs: Iterable[NoteSignature],
+                         witness: str | None = None) -> None:
         """Keep one cosignature per witness for the checkpoint of ``size`` (the first: asked
-        again, a witness signs again with a new timestamp, which says nothing new)."""
+        again, a witness signs again with a new timestamp, which says nothing new). With
+        ``witness``, also remember that this witness has now seen ``size`` (same transaction)."""
         with self.engine.begin() as conn:
             for sig in sigs:
                 t.insert_new(conn, t.cosignatures, size=size, witness=sig.name, line=sig.line)
+            if witness is not None:
+                conn.execute(sql_update(t.witnesses).where(t.witnesses.c.name == witness)
+                             .values(size=size))
 
     # -- mirroring --------------------------------------------------------------------------
 
@@ -642,10 +647,6 @@ class LedgerStore:
                                        t.witnesses.c.size).order_by(t.witnesses.c.name)).all()
         return [(str(a), str(b), str(c), int(d)) for a, b, c, d in rows]
 
-    def set_witness_size(self, name: str, size: int) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(sql_update(t.witnesses).where(t.witnesses.c.name == name)
-                         .values(size=size))
 
 
 

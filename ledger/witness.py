@@ -211,8 +211,7 @@ def request_cosignatures(store: LedgerStore, signed: SignedCheckpoint | None = N
             except (PasaporteError, UnicodeDecodeError):
                 sigs = []
             if sigs:
-                store.add_cosignatures(cp.size, sigs)
-                store.set_witness_size(name, cp.size)
+                store.add_cosignatures(cp.size, sigs, witness=name)
                 got += 1
             break
     return got
