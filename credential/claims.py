@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 from credential.errors import MalformedInput, UsageError
+from credential.ids import ID_LEN, cti_from_id
 from schemas import FieldSpec, GroupSpec, schema
 
 __all__ = [
@@ -146,8 +147,9 @@ def parse_claims(doc: Any) -> Claims:
     if isinstance(birth, date) and birth > valid_from:
         raise _bad("birth_date", "posterior a la emisión", "after the validity start")
     cred_id = doc.get("credential_id")
-    if cred_id is not None and not isinstance(cred_id, str):
-        raise _bad("credential_id", "debe ser texto", "must be text")
+    if cred_id is not None and (not isinstance(cred_id, str) or cti_from_id(cred_id) is None):
+        raise _bad("credential_id", f"debe ser un id de {ID_LEN} caracteres A–Z y 2–7",
+                   f"must be an id of {ID_LEN} characters A–Z and 2–7")
     return Claims(MappingProxyType(groups), valid_from, valid_until, cred_id)
 
 

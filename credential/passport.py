@@ -36,6 +36,7 @@ import nacl.signing
 from credential import cbor, cose, sd
 from credential.claims import CatalogCoder, Claims, days_from_date, decode_group, encode_group
 from credential.errors import MalformedInput
+from credential.ids import CTI_LEN, credential_id
 from schemas import schema
 
 __all__ = [
@@ -59,7 +60,6 @@ PU = -65537  # [status list id, status index, disclosure root]
 COSE_KEY = 1
 KTY, KTY_OKP, CRV, CRV_ED25519, X = 1, 1, -1, 6, -2
 
-CTI_LEN = 8
 _MAX_TIME = 2**40
 _MAX_U32 = 2**32
 KB_CONTEXT = "PU1 key binding"
@@ -87,26 +87,6 @@ class CredentialPayload(NamedTuple):
     @property
     def credential_id(self) -> str:
         return credential_id(self.cti)
-
-
-_B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
-_B32_PAIRS = tuple(a + b for a in _B32 for b in _B32)  # two base32 digits per 10 bits
-
-
-def credential_id(cti: bytes) -> str:
-    """The printable credential id: base32 (RFC 4648, unpadded) of the CWT ``cti`` — upper
-    case, no ``-`` to be mistaken for a command-line option, easy to read out over the phone.
-
-    Computed from one integer, two digits per lookup: every accepted scan shows it, and the
-    standard library's pure-Python ``b32encode`` cost as much as the rest of the result."""
-    bits = len(cti) * 8
-    pad = -bits % 5
-    digits = (bits + pad) // 5
-    value = int.from_bytes(cti, "big") << (pad + 5 * (digits & 1))
-    pairs = _B32_PAIRS
-    text = "".join([pairs[(value >> shift) & 1023]
-                    for shift in range(10 * ((digits + 1) // 2) - 10, -1, -10)])
-    return text[:digits]
 
 
 @dataclass(frozen=True)

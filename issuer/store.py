@@ -27,6 +27,7 @@ from credential.bundle import OfficeKey, RootKey, StatusListInfo, TrustBundle, s
 from credential.claims import Claims
 from credential.cose import parse_sign1
 from credential.errors import StoreError, UsageError
+from credential.ids import cti_from_id
 from credential.keys import b64url, kid_for, seal, unb64url, unseal
 from credential.passport import (
     IssuedCredential,
@@ -381,8 +382,14 @@ class IssuerStore:
                     (credentials.c.list_id == list_id) & (credentials.c.idx == index))).first()
                 if taken is None:
                     break
+            cti = None
+            if claims.credential_id is not None:  # assigned by the office: must be new
+                if db.execute(sa.select(credentials.c.id).where(
+                        credentials.c.id == claims.credential_id)).first() is not None:
+                    raise UsageError("credential_exists", credential_id=claims.credential_id)
+                cti = cti_from_id(claims.credential_id)
             cred = issue(claims, key=key, kid=kid, iss=code, holder_key=holder_key,
-                         status=StatusRef(list_id, index), issued_at=now,
+                         status=StatusRef(list_id, index), issued_at=now, cti=cti,
                          catalog=lambda name, value: self.catalog_code(db, name, value))
             salt = os.urandom(32)
             commitment = commitment_for(credential_digest(parse_sign1(cred.cose)), salt)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
+import cbor2
 import nacl.signing
 import pytest
 
@@ -58,6 +60,28 @@ def test_issue_validates_claims(office: Path, tmp_path: Path, run: Run) -> None:
     assert not (tmp_path / "c.txt").exists()
 
 
+def test_an_office_assigned_id_is_used_once(office: Path, tmp_path: Path, run: Run) -> None:
+    doc = json.loads((EXAMPLES / "claims-mexicali.json").read_text())
+    doc["credential_id"] = "W4SS3SWSIMPBG"
+    (tmp_path / "assigned.json").write_text(json.dumps(doc))
+    args = ["issuer", "issue", "--claims", str(tmp_path / "assigned.json"), "--paper",
+            "--home", str(office)]
+    code, out, _ = run(*args, "--out", str(tmp_path / "first.txt"))
+    assert code == 0 and out.strip() == "W4SS3SWSIMPBG"
+    cose_msg, _ = cbor2.loads(transport.unpack((tmp_path / "first.txt").read_text()))
+    assert cbor2.loads(cose_msg[2])[7] == base64.b32decode("W4SS3SWSIMPBG===")  # the cti
+
+    code, _, err = run(*args, "--out", str(tmp_path / "again.txt"))
+    assert code == 2 and "credential_exists" in err and "W4SS3SWSIMPBG" in err
+    assert not (tmp_path / "again.txt").exists()
+
+    doc["credential_id"] = "w4ss3swsimpbg"  # one credential, one spelling
+    (tmp_path / "lower.json").write_text(json.dumps(doc))
+    code, _, err = run("issuer", "issue", "--claims", str(tmp_path / "lower.json"), "--paper",
+                       "--out", str(tmp_path / "lower.txt"), "--home", str(office))
+    assert code == 2 and "credential_id" in err and "A–Z" in err
+
+
 def test_full_flow_issue_bundle_verify_revoke(office: Path, tmp_path: Path, run: Run) -> None:
     holder = nacl.signing.SigningKey.generate()
     cred_file, bundle, root = tmp_path / "cred.txt", tmp_path / "bundle.cbor", tmp_path / "r.json"
@@ -70,8 +94,6 @@ def test_full_flow_issue_bundle_verify_revoke(office: Path, tmp_path: Path, run:
     assert run("issuer", "bundle", "--out", str(bundle), "--home", str(office))[0] == 0
 
     obj = transport.unpack(cred_file.read_text())
-    import cbor2
-
     cose_msg, disclosures = cbor2.loads(obj)
     import time
 

@@ -15,6 +15,8 @@ from jsonschema import (  # type: ignore[import-untyped,unused-ignore]
 )
 
 import schemas
+from credential.claims import parse_claims
+from credential.errors import UsageError
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 EXAMPLE_FILES = sorted(EXAMPLES.glob("claims-*.json"))
@@ -101,7 +103,7 @@ def test_examples_are_accepted(path: Path) -> None:
 def test_optional_fields() -> None:
     v = _validator()
     claims = _example()
-    claims["credential_id"] = "MXL-2026-000123"
+    claims["credential_id"] = "W4SS3SWSIMPBG"
     del claims["library"]["system"]
     del claims["clinic"]["network"]
     v.validate(claims)
@@ -155,6 +157,9 @@ BROKEN: dict[str, Callable[[Claims], None]] = {
     "residence as string": _set("residence", "Mexicali, MX"),
     "credential_id with space": _set("credential_id", "MXL 1"),
     "credential_id empty": _set("credential_id", ""),
+    "credential_id as a free-form folio": _set("credential_id", "MXL-2026-000123"),
+    "credential_id lower case": _set("credential_id", "w4ss3swsimpbg"),
+    "credential_id with its unused bit set": _set("credential_id", "W4SS3SWSIMPBH"),
 }
 
 
@@ -164,3 +169,22 @@ def test_broken_variants_are_rejected(case: str) -> None:
     BROKEN[case](claims)
     errors = list(_validator().iter_errors(claims))
     assert errors, case
+
+
+# What the issuer deliberately normalises instead of refusing (the schema states the clean form).
+NORMALISED = {"country lower case"}
+
+
+@pytest.mark.parametrize("case", sorted(set(BROKEN) - NORMALISED))
+def test_the_issuer_refuses_what_the_schema_refuses(case: str) -> None:
+    claims = copy.deepcopy(_example())
+    BROKEN[case](claims)
+    with pytest.raises(UsageError) as raised:
+        parse_claims(claims)
+    assert raised.value.code == "claims_invalid"
+
+
+def test_the_issuer_accepts_what_the_schema_accepts() -> None:
+    claims = _example()
+    claims["credential_id"] = "W4SS3SWSIMPBG"
+    assert parse_claims(claims).credential_id == "W4SS3SWSIMPBG"
