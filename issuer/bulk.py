@@ -2,19 +2,46 @@
 
 Every row is validated before anything is signed: a file with one bad row issues nothing and
 names every bad row, so an office never ends up with half a batch to reconcile.
+
+A run can still be cut short (a crash, Ctrl-C, a power cut). Running the same file again
+resumes it: the store records which credential each row became, in the same transaction as the
+issuance, so no row is issued twice. Each credential file is written as ``ID.txt.partial``
+*inside* that transaction and renamed after the commit; a partial file left behind is finished
+if the store has its credential and deleted if not (that credential was never issued: its text
+must not circulate). QR images are drawn last, on every core, from the credential files, so a
+missing one is simply drawn again.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import csv
+import hashlib
 import io
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from credential import qr, transport
 from credential.claims import Claims, parse_claims
-from credential.errors import UsageError
+from credential.errors import StoreError, UsageError
+from credential.home import atomic_write
 
-__all__ = ["COLUMNS", "BulkError", "parse_residents"]
+if TYPE_CHECKING:
+    from issuer.store import IssuerStore
+
+__all__ = ["COLUMNS", "BulkError", "BulkOutcome", "batch_id", "issue_batch", "parse_residents"]
+
+T = TypeVar("T")
+# (items, how many, label) → the items, shown advancing (the CLI passes click.progressbar)
+Progress = Callable[[Iterable[T], int, str], contextlib.AbstractContextManager[Iterable[T]]]
+PARTIAL = ".partial"
+_DRAWING = "Dibujando QR / Drawing QR codes"
+_POOL_FROM = 16  # fewer QR images than this are drawn in this process: no workers to start
 
 COLUMNS = ("given_name", "family_name", "birth_date", "residence_city", "residence_country",
            "residence_since", "library_eligible", "library_system", "fare_category",
@@ -82,3 +109,108 @@ def parse_residents(data: bytes) -> tuple[list[Claims], list[BulkError]]:
         except UsageError as exc:
             errors.append(BulkError(number, exc.message))
     return claims, errors
+
+
+@dataclass(frozen=True)
+class BulkOutcome:
+    issued: int  # credentials signed by this run
+    resumed: int  # rows an earlier run of the same file had already issued
+    index: tuple[tuple[int, str], ...]  # (CSV line, credential id) for every row, in order
+
+
+def batch_id(data: bytes) -> str:
+    """What names a bulk run: the digest of the CSV bytes (the same file resumes the same run)."""
+    return hashlib.sha256(b"pasaporte/bulk/v1\x00" + data).hexdigest()[:32]
+
+
+@contextlib.contextmanager
+def _quiet(items: Iterable[T], _length: int, _label: str) -> Iterator[Iterable[T]]:
+    yield items
+
+
+def issue_batch(store: IssuerStore, claims: list[Claims], batch: str, folder: Path, *,
+                passphrase: str, with_qr: bool = False, progress: Progress[Any] = _quiet,
+                workers: int | None = None) -> BulkOutcome:
+    """Issue a paper credential per row into ``folder`` (``ID.txt``, ``ID.png`` with
+    ``with_qr``, and ``index.csv``), resuming an earlier run of the same ``batch``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    _settle_partials(store, folder)
+    earlier = store.bulk_issued(batch)
+    rows = list(enumerate(claims, start=2))  # numbered as CSV lines, header first
+    todo: list[tuple[int, Claims]] = []
+    lost: list[str] = []
+    for number, row_claims in rows:
+        done = earlier.get(number)
+        if done is None:
+            todo.append((number, row_claims))
+        elif not (folder / f"{done[0]}.txt").exists():
+            # Issued by an earlier run, but its file is not here. Only once the office has
+            # revoked it is the row issued anew; otherwise two live credentials would exist.
+            if done[1] == "revoked":
+                todo.append((number, row_claims))
+            else:
+                lost.append(done[0])
+    if lost:
+        raise UsageError("bulk_files_lost", count=len(lost), folder=str(folder),
+                         ids=", ".join(lost[:5]) + (", …" if len(lost) > 5 else ""))
+    signing = store.office_signing_key(passphrase)  # unsealed once, not per row
+    if len(todo) > store.list_room(signing[2]):  # all or nothing: not half a batch
+        raise StoreError("status_list_full", list_id=signing[2])
+
+    index = {number: earlier[number][0] for number, _ in rows if number in earlier}
+
+    def write_partial(cred: Any) -> None:
+        text = transport.pack(cred.to_cbor())
+        atomic_write(folder / f"{cred.credential_id}.txt{PARTIAL}", text.encode() + b"\n")
+
+    with progress(todo, len(todo), "Emitiendo / Issuing") as bar:
+        for number, row_claims in bar:
+            cred = store.issue(row_claims, holder_key=None, passphrase=passphrase,
+                               signing=signing, bulk_row=(batch, number),
+                               before_commit=write_partial)
+            os.replace(folder / f"{cred.credential_id}.txt{PARTIAL}",
+                       folder / f"{cred.credential_id}.txt")
+            index[number] = cred.credential_id
+    ordered = tuple(sorted(index.items()))
+    if with_qr:
+        _draw_missing(folder, [cid for _, cid in ordered], progress, workers)
+    atomic_write(folder / "index.csv",
+                 "".join(f"{n},{cid}\n" for n, cid in (("row", "credential_id"), *ordered))
+                 .encode())
+    return BulkOutcome(len(todo), len(rows) - len(todo), ordered)
+
+
+def _settle_partials(store: IssuerStore, folder: Path) -> None:
+    for partial in folder.glob(f"*.txt{PARTIAL}"):
+        credential_id = partial.name[: -len(f".txt{PARTIAL}")]
+        if store.credential_status(credential_id) is not None:
+            os.replace(partial, folder / f"{credential_id}.txt")
+        else:
+            partial.unlink()
+
+
+def draw_qr(txt_path: str) -> None:
+    """``ID.png`` beside ``ID.txt`` (a worker's task: a path in, a file out)."""
+    path = Path(txt_path)
+    atomic_write(path.with_suffix(".png"), qr.render_png(path.read_text().strip()))
+
+
+def _draw_missing(folder: Path, ids: list[str], progress: Progress[Any],
+                  workers: int | None) -> None:
+    # A QR image costs tens of milliseconds (segno scores all eight masks in Python), several
+    # times the issuance itself: on every core, it is the bulk run's wall time divided.
+    paths = [str(folder / f"{cid}.txt") for cid in ids if not (folder / f"{cid}.png").exists()]
+    if not paths:
+        return
+    count = workers or os.cpu_count() or 1
+    if count == 1 or len(paths) < _POOL_FROM:
+        with progress(paths, len(paths), _DRAWING) as bar:
+            for path in bar:
+                draw_qr(path)
+        return
+    # spawn, not fork: a forked child would inherit the store's open SQLite connections.
+    context = multiprocessing.get_context("spawn")
+    with (concurrent.futures.ProcessPoolExecutor(count, mp_context=context) as pool,
+          progress(pool.map(draw_qr, paths, chunksize=4), len(paths), _DRAWING) as bar):
+        for _ in bar:  # results arrive in order as the workers finish: the bar advances
+            pass

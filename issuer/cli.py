@@ -3,24 +3,27 @@ status changes). The logic lives in ``issuer.store``; this module only parses an
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sys
 import unicodedata
+from collections.abc import Iterable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import click
 
 from credential import qr, transport
 from credential.claims import parse_claims
-from credential.errors import PasaporteError, StoreError, UsageError
+from credential.errors import PasaporteError, UsageError
 from credential.home import atomic_write, read_passphrase, resolve_home
 from credential.keys import b64url, unb64url
 from credential.times import parse_instant, rfc3339
-from issuer.bulk import MAX_BYTES, parse_residents
+from issuer.bulk import MAX_BYTES, batch_id, issue_batch, parse_residents
 from issuer.store import REASONS, IssuerStore
 
+T = TypeVar("T")
 home_option = click.option("--home", type=click.Path(file_okay=False),
                            help="Office data directory (default: PASAPORTE_HOME or XDG).")
 
@@ -42,6 +45,11 @@ def _publish(store: IssuerStore, passphrase: str) -> None:
     if sent:
         click.echo(f"Registro público: {sent} entrada(s) / Public ledger: {sent} entr(ies)",
                    err=True)
+
+
+def _progressbar(items: Iterable[T], length: int, label: str
+                 ) -> contextlib.AbstractContextManager[Iterable[T]]:
+    return click.progressbar(items, length=length, label=label, file=sys.stderr)
 
 
 def _default_code(city: str, country: str) -> str:
@@ -208,28 +216,20 @@ def compromised(kid: str, since: str, home: str | None) -> None:
 @click.option("--qr", "with_qr", is_flag=True, help="Also write a printable QR PNG for each.")
 @home_option
 def bulk(csv_file: BinaryIO, out_dir: str, with_qr: bool, home: str | None) -> None:
-    """Issue paper credentials for every row of a residents CSV (all rows checked first)."""
-    claims, errors = parse_residents(csv_file.read(MAX_BYTES + 1))
+    """Issue paper credentials for every row of a residents CSV (all rows checked first).
+    Running the same file again resumes a run that was cut short; no row is issued twice."""
+    data = csv_file.read(MAX_BYTES + 1)
+    claims, errors = parse_residents(data)
     if errors:
         for e in errors:
             click.echo(f"fila/row {e.row}: {e.message['es']} / {e.message['en']}", err=True)
         raise UsageError("usage_error", reason=f"{len(errors)} invalid row(s); nothing issued")
     store, passphrase = _store(home), read_passphrase()
-    signing = store.office_signing_key(passphrase)  # unsealed once, not per row
-    if len(claims) > store.list_room(signing[2]):  # all or nothing: not half a batch
-        raise StoreError("status_list_full", list_id=signing[2])
     folder = Path(out_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    index = ["row,credential_id"]
-    with click.progressbar(claims, label="Emitiendo / Issuing", file=sys.stderr) as rows:
-        for number, row_claims in enumerate(rows, start=2):
-            cred = store.issue(row_claims, holder_key=None, passphrase=passphrase,
-                                  signing=signing)
-            text = transport.pack(cred.to_cbor())
-            atomic_write(folder / f"{cred.credential_id}.txt", text.encode() + b"\n")
-            if with_qr:
-                atomic_write(folder / f"{cred.credential_id}.png", qr.render_png(text))
-            index.append(f"{number},{cred.credential_id}")
-    atomic_write(folder / "index.csv", ("\n".join(index) + "\n").encode())
-    click.echo(f"{len(claims)} pasaportes emitidos / passports issued → {folder}")
+    outcome = issue_batch(store, claims, batch_id(data), folder, passphrase=passphrase,
+                          with_qr=with_qr, progress=_progressbar)
+    if outcome.resumed:
+        click.echo(f"{outcome.resumed} ya emitidos por una ejecución anterior de este archivo / "
+                   f"already issued by an earlier run of this file", err=True)
+    click.echo(f"{outcome.issued} pasaportes emitidos / passports issued → {folder}")
     _publish(store, passphrase)

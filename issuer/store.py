@@ -14,6 +14,7 @@ import re
 import secrets
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,17 @@ catalog = sa.Table(
     sa.Column("code", sa.Integer, primary_key=True),
     sa.Column("name", sa.String, nullable=False),
     sa.UniqueConstraint("catalog", "name"),
+)
+
+
+# Which credential each row of a bulk CSV became, so that a run cut short (a crash, Ctrl-C, a
+# power cut) resumes where it stopped instead of issuing the early rows twice. ``batch`` is the
+# digest of the CSV bytes; no claim value is kept.
+bulk_rows = sa.Table(
+    "bulk_rows", metadata,
+    sa.Column("batch", sa.String, primary_key=True),
+    sa.Column("row", sa.Integer, primary_key=True),
+    sa.Column("credential_id", sa.String, nullable=False),
 )
 
 
@@ -353,22 +365,32 @@ class IssuerStore:
 
     def issue(self, claims: Claims, *, holder_key: bytes | None, passphrase: str,
               now: int | None = None, signing: tuple[bytes, nacl.signing.SigningKey, int]
-              | None = None) -> IssuedCredential:
-        """Sign and register one credential (its salted commitment queued for the ledger)."""
+              | None = None, bulk_row: tuple[str, int] | None = None,
+              before_commit: Callable[[IssuedCredential], None] | None = None
+              ) -> IssuedCredential:
+        """Sign and register one credential (its salted commitment queued for the ledger).
+
+        ``bulk_row`` (batch, row) records which CSV row the credential is; ``before_commit``
+        runs inside the transaction (a bulk run writes the credential file there): if it
+        raises, nothing is issued."""
         now = int(time.time()) if now is None else now
         kid, key, list_id = signing or self.office_signing_key(passphrase)
         # Two workers can draw the same random index or add the same catalogue name at once;
         # the loser's transaction rolls back whole and simply tries again.
         for attempt in range(ISSUE_ATTEMPTS):
             try:
-                return self._issue_once(claims, holder_key, now, kid, key, list_id)
+                return self._issue_once(claims, holder_key, now, kid, key, list_id, bulk_row,
+                                        before_commit)
             except sa.exc.IntegrityError:
                 if attempt == ISSUE_ATTEMPTS - 1:
                     raise StoreError("store_error") from None
         raise AssertionError("unreachable")
 
     def _issue_once(self, claims: Claims, holder_key: bytes | None, now: int, kid: bytes,
-                    key: nacl.signing.SigningKey, list_id: int) -> IssuedCredential:
+                    key: nacl.signing.SigningKey, list_id: int,
+                    bulk_row: tuple[str, int] | None,
+                    before_commit: Callable[[IssuedCredential], None] | None
+                    ) -> IssuedCredential:
         with self.engine.begin() as db:
             code = db.execute(sa.select(meta.c.v).where(meta.c.k == "code")).scalar_one()
             used = self._list_used(db, list_id)
@@ -399,7 +421,31 @@ class IssuerStore:
                 valid_until=expires_at(claims.valid_until),
                 paper=holder_key is None, commitment=commitment, commit_salt=salt))
             self._queue(db, now, {"type": "credential_issued", "commitment": b64url(commitment)})
+            if bulk_row is not None:  # a row issued again (its first credential revoked) moves
+                batch, row = bulk_row
+                db.execute(bulk_rows.delete().where((bulk_rows.c.batch == batch)
+                                                    & (bulk_rows.c.row == row)))
+                db.execute(bulk_rows.insert().values(batch=batch, row=row,
+                                                     credential_id=cred.credential_id))
+            if before_commit is not None:
+                before_commit(cred)
         return cred
+
+    def bulk_issued(self, batch: str) -> dict[int, tuple[str, str]]:
+        """Rows of a bulk batch already issued: row → (credential id, its status now)."""
+        bulk_rows.create(self.engine, checkfirst=True)  # stores made before bulk runs resumed
+        with self.engine.connect() as db:
+            rows = db.execute(sa.select(bulk_rows.c.row, credentials.c.id, credentials.c.status)
+                              .join(credentials, credentials.c.id == bulk_rows.c.credential_id)
+                              .where(bulk_rows.c.batch == batch)).all()
+        return {int(r[0]): (str(r[1]), str(r[2])) for r in rows}
+
+    def credential_status(self, credential_id: str) -> str | None:
+        """``valid``, ``revoked`` or ``suspended``; ``None`` for an id this office never issued."""
+        with self.engine.connect() as db:
+            status = db.execute(sa.select(credentials.c.status)
+                                .where(credentials.c.id == credential_id)).scalar()
+        return None if status is None else str(status)
 
     @staticmethod
     def _list_used(db: sa.Connection, list_id: int) -> int:

@@ -5,6 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -84,3 +90,128 @@ def test_a_batch_larger_than_the_status_list_issues_nothing(
     store = IssuerStore.open(home)
     assert [e["type"] for _, e in store.pending()] == ["key_registered"]  # no issuance
     assert not (tmp_path / "out" / "index.csv").exists()
+
+
+def _many(tmp_path: Path, rows: int) -> Path:
+    """A residents CSV of ``rows`` rows (the sample's residents, over and over)."""
+    header, *body = SAMPLE.read_text(encoding="utf-8").splitlines()
+    path = tmp_path / f"residents-{rows}.csv"
+    path.write_text("\n".join([header, *(body[i % len(body)] for i in range(rows))]) + "\n",
+                    encoding="utf-8")
+    return path
+
+
+def _issued(home: Path) -> list[str]:
+    from issuer.store import credentials
+
+    with IssuerStore.open(home).engine.connect() as db:
+        return [r[0] for r in db.execute(credentials.select().with_only_columns(credentials.c.id))]
+
+
+def _index(out: Path) -> list[tuple[str, str]]:
+    return [(r["row"], r["credential_id"])
+            for r in csv.DictReader(io.StringIO((out / "index.csv").read_text()))]
+
+
+def test_running_the_same_file_again_issues_nothing_twice(
+        homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path) -> None:
+    home, out = homes["issuer"], tmp_path / "out"
+    _init(run, home)
+    args = ("issuer", "bulk", str(SAMPLE), "--out-dir", str(out), "--home", str(home))
+    assert run(*args)[0] == 0
+    first = _index(out)
+    code, stdout, err = run(*args)
+    assert code == 0 and stdout.startswith("0 ") and "3 ya emitidos" in err
+    assert _index(out) == first and len(_issued(home)) == 3
+
+
+def test_a_killed_run_resumes_and_every_row_is_issued_exactly_once(
+        homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path) -> None:
+    """SIGKILL a real ``issuer bulk`` process at random points, again and again, then let it
+    finish: one credential per row, every file whole, no partial file left, all verifiable."""
+    home, out, rows = homes["issuer"], tmp_path / "out", 40
+    _init(run, home)
+    residents = _many(tmp_path, rows)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    command = [sys.executable, "-m", "pasaporte", "issuer", "bulk", str(residents),
+               "--out-dir", str(out), "--home", str(home)]
+    rng = random.Random(7)
+    for _ in range(3):
+        target = len(list(out.glob("*.txt"))) + rng.randint(1, 8)
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while len(list(out.glob("*.txt"))) < target and proc.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert len(_issued(home)) < rows  # the kills did cut the run short
+    code, _, err = run(*command[3:])
+    assert code == 0, err
+    index = _index(out)
+    assert [int(r) for r, _ in index] == list(range(2, rows + 2))
+    assert sorted(cid for _, cid in index) == sorted(_issued(home))  # one per row, no orphan
+    assert not list(out.glob("*.partial")) and not list(out.glob(".*.tmp"))
+    run("issuer", "root", "--out", str(tmp_path / "r.json"), "--home", str(home))
+    run("issuer", "bundle", "--out", str(tmp_path / "b.cbor"), "--home", str(home))
+    batch = tmp_path / "scans.txt"
+    batch.write_text("".join((out / f"{cid}.txt").read_text() for _, cid in index))
+    code, results, _ = run("verify", "--service", "transit", "--bundle", str(tmp_path / "b.cbor"),
+                           "--trust-root", str(tmp_path / "r.json"), "--batch", str(batch))
+    decisions = [json.loads(line)["decision"] for line in results.splitlines()]
+    assert decisions == ["accepted"] * rows
+
+
+def test_a_partial_file_is_finished_or_removed(homes: dict[str, Path], passphrase: str,
+                                               run: Run, tmp_path: Path) -> None:
+    """What a crash between writing and committing (or committing and renaming) leaves."""
+    home, out = homes["issuer"], tmp_path / "out"
+    _init(run, home)
+    args = ("issuer", "bulk", str(SAMPLE), "--out-dir", str(out), "--home", str(home))
+    assert run(*args)[0] == 0
+    committed = _index(out)[0][1]
+    (out / f"{committed}.txt").rename(out / f"{committed}.txt.partial")
+    (out / "AAAAAAAAAAAAA.txt.partial").write_text("PU1:never-committed\n")
+    assert run(*args)[0] == 0
+    assert (out / f"{committed}.txt").exists()
+    assert not list(out.glob("*.partial")) and len(_issued(home)) == 3
+
+
+def test_lost_files_are_named_and_issued_again_only_once_revoked(
+        homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path) -> None:
+    home, out = homes["issuer"], tmp_path / "out"
+    _init(run, home)
+    args = ("issuer", "bulk", str(SAMPLE), "--out-dir", str(out), "--home", str(home))
+    assert run(*args)[0] == 0
+    (row, lost), *_ = _index(out)
+    (out / f"{lost}.txt").unlink()
+    code, _, err = run(*args)
+    assert code == 2 and "bulk_files_lost" in err and lost in err and "revoke them" in err
+    elsewhere = ("issuer", "bulk", str(SAMPLE), "--out-dir", str(tmp_path / "other"),
+                 "--home", str(home))
+    code, _, err = run(*elsewhere)  # a mistyped --out-dir issues nothing a second time
+    assert code == 2 and "3 passport(s)" in err and len(_issued(home)) == 3
+    assert run("issuer", "revoke", lost, "--reason", "superseded", "--home", str(home))[0] == 0
+    code, stdout, _ = run(*args)
+    assert code == 0 and stdout.startswith("1 ")
+    again = dict(_index(out))[row]
+    assert again != lost and (out / f"{again}.txt").exists() and len(_issued(home)) == 4
+
+
+def test_qr_images_are_drawn_on_every_core_and_redrawn_when_missing(
+        homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path) -> None:
+    from credential import qr
+
+    home, out = homes["issuer"], tmp_path / "out"
+    _init(run, home)
+    args = ("issuer", "bulk", str(_many(tmp_path, 20)), "--out-dir", str(out), "--qr",
+            "--home", str(home))
+    assert run(*args)[0] == 0  # 20 images: more than one worker's worth
+    index = _index(out)
+    for _, cid in index:
+        assert qr.decode_image((out / f"{cid}.png").read_bytes()) == \
+            (out / f"{cid}.txt").read_text().strip()
+    (out / f"{index[5][1]}.png").unlink()
+    code, stdout, _ = run(*args)
+    assert code == 0 and stdout.startswith("0 ") and (out / f"{index[5][1]}.png").exists()
