@@ -1,6 +1,7 @@
 """The ``pasaporte`` console script: one entry point whose groups live in their own packages.
 
-Errors from any group are caught here once and printed in Spanish and English with their code.
+Errors from any group are caught here once and printed in Spanish and English with their code,
+and so is an operating-system error (a full disk, a folder that cannot be written).
 Exit codes: 0 success, 1 refused/failed, 2 usage error.
 """
 
@@ -11,7 +12,7 @@ import sys
 
 import click
 
-from credential.errors import PasaporteError, UsageError
+from credential.errors import PasaporteError, StoreError, UsageError
 
 # Each group is imported only when used: a counter running ``verify`` should not pay for
 # loading SQLAlchemy and Alembic (most of a second) on every scan it checks from a script.
@@ -58,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except PasaporteError as exc:
         click.echo(exc.diagnostics(), err=True)
+        return 1
+    except OSError as exc:  # a full disk, a read-only folder, a file that vanished
+        error = StoreError("file_error", path=exc.filename or "?",
+                           reason=exc.strerror or type(exc).__name__)
+        click.echo(error.diagnostics(), err=True)
         return 1
     return rv if isinstance(rv, int) else 0
 

@@ -7,7 +7,8 @@ counter replaying its scanner log) and writes one JSON result per line.
 from __future__ import annotations
 
 import json
-from typing import TextIO
+from collections.abc import Iterator
+from typing import BinaryIO
 
 import click
 
@@ -16,7 +17,20 @@ from credential.times import parse_instant
 from verifier.engine import Result, Verifier
 from verifier.policy import Policy
 
-MAX_LINE = 8192
+MAX_LINE = 8192  # bytes: twice the longest payload the engine reads, room for any scanner
+
+
+def _lines(stream: BinaryIO) -> Iterator[str | None]:
+    """The batch's lines as text, read in bounded pieces: ``None`` for a line over ``MAX_LINE``
+    (its rest is skipped, never held); bytes that are not UTF-8 (a scanner's line noise) become
+    U+FFFD, so that one line is rejected, not the whole log."""
+    while line := stream.readline(MAX_LINE + 1):
+        if len(line) > MAX_LINE and not line.endswith(b"\n"):
+            while line and not line.endswith(b"\n"):
+                line = stream.readline(MAX_LINE + 1)
+            yield None
+            continue
+        yield line.decode("utf-8", "replace")
 
 
 def _parse_at(at: str | None) -> int | None:
@@ -89,13 +103,13 @@ class _RepeatableFiles(click.Command):
               type=click.Path(exists=True, dir_okay=False), help="City root key (repeatable).")
 @click.option("--text", help="The scanned payload text.")
 @click.option("--image", type=click.Path(exists=True, dir_okay=False), help="A PNG/JPEG photo.")
-@click.option("--batch", type=click.File("r", encoding="utf-8"), help="One payload per line.")
+@click.option("--batch", type=click.File("rb"), help="One payload per line (- for stdin).")
 @click.option("--at", help="Verify as of this ISO-8601 time (default: now).")
 @click.option("--counter", help="This counter's id (audience check).")
 @click.option("--nonce", help="The challenge this counter displayed.")
 @click.option("--json", "as_json", is_flag=True)
 def command(service: str, bundles: tuple[str, ...], roots: tuple[str, ...], text: str | None,
-            image: str | None, batch: TextIO | None, at: str | None,
+            image: str | None, batch: BinaryIO | None, at: str | None,
             counter: str | None, nonce: str | None, as_json: bool) -> None:
     """Verificar un pasaporte sin conexión / Verify a passport offline."""
     if sum(x is not None for x in (text, image, batch)) != 1:
@@ -111,11 +125,13 @@ def command(service: str, bundles: tuple[str, ...], roots: tuple[str, ...], text
     nonce_bytes = nonce.encode() if nonce else None
     if batch is not None:
         all_ok = True
-        for line in batch:
-            payload = line.strip()[:MAX_LINE]
-            if not payload:
+        for line in _lines(batch):
+            if line is None:
+                result = Result.rejection("too_large")
+            elif not line.strip():
                 continue
-            result = verifier.verify(payload, service=policy, now=now, nonce=nonce_bytes)
+            else:
+                result = verifier.verify(line, service=policy, now=now, nonce=nonce_bytes)
             all_ok &= result.accepted
             click.echo(json.dumps(result.to_json(), ensure_ascii=False))
         raise click.exceptions.Exit(0 if all_ok else 1)

@@ -46,6 +46,11 @@ class Result(NamedTuple):
     def accepted(self) -> bool:
         return self.decision == "accepted"
 
+    @classmethod
+    def rejection(cls, code: str, **params: Any) -> Result:
+        """A rejection decided before the engine saw the payload (e.g. a line too long to read)."""
+        return cls("rejected", code, _msg(code, **params))
+
     def to_json(self) -> dict[str, Any]:
         return {"decision": self.decision, "code": self.code, "message": self.message,
                 "claims": list(self.claims), "issuer": self.issuer,

@@ -1,0 +1,46 @@
+"""``pasaporte verify --batch``: a counter's scanner log, read line by line and bounded."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from credential.times import rfc3339
+from tests.conftest import Run
+from tests.factory import NOW, City, example_claims
+from verifier.cli import MAX_LINE
+
+
+def _counter(tmp_path: Path, city: City) -> list[str]:
+    (tmp_path / "b.cbor").write_bytes(city.bundle())
+    (tmp_path / "r.json").write_text(city.root.to_json())
+    return ["verify", "--service", "transit", "--bundle", str(tmp_path / "b.cbor"),
+            "--trust-root", str(tmp_path / "r.json"), "--at", rfc3339(NOW), "--json"]
+
+
+def test_a_noisy_log_rejects_its_bad_lines_and_reads_on(tmp_path: Path, run: Run) -> None:
+    city = City()
+    good = city.issue_text(None, example_claims()).encode()
+    log = b"".join([
+        good + b"\r\n",  # a scanner ending lines the Windows way
+        b"PU1:\xff\xfe line noise that is not UTF-8\n",
+        good.lower() + b"\n",  # caps lock on: the same payload
+        b"\n",  # blank lines are skipped
+        good + b"X" * 5000 + b"\n",  # too long for a payload: never cut back to the good one
+        b"A" * (3 * MAX_LINE) + b"\n",  # too long even to read: skipped in bounded pieces
+        good,  # the last line may lack its newline
+    ])
+    (tmp_path / "scans.log").write_bytes(log)
+    code, out, err = run(*_counter(tmp_path, city), "--batch", str(tmp_path / "scans.log"))
+    results = [json.loads(line) for line in out.splitlines()]
+    assert [r["code"] for r in results] == ["accepted", "base45_invalid", "accepted",
+                                            "too_large", "too_large", "accepted"], err
+    assert code == 1  # not every line accepted
+    assert all(set(r["message"]) == {"es", "en"} for r in results)
+
+
+def test_an_unwritable_output_is_a_bilingual_error(tmp_path: Path, passphrase: str,
+                                                    run: Run) -> None:
+    (tmp_path / "file").write_text("")
+    code, _, err = run("wallet", "init", "--home", str(tmp_path / "file" / "wallet"))
+    assert code == 1 and "file_error" in err and "Could not read or write" in err
