@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from credential import qr, transport
 from credential.claims import Claims, parse_claims
-from credential.errors import StoreError, UsageError
+from credential.errors import UsageError
 from credential.home import atomic_write
 
 if TYPE_CHECKING:
@@ -154,8 +154,6 @@ def issue_batch(store: IssuerStore, claims: list[Claims], batch: str, folder: Pa
         raise UsageError("bulk_files_lost", count=len(lost), folder=str(folder),
                          ids=", ".join(lost[:5]) + (", …" if len(lost) > 5 else ""))
     signing = store.office_signing_key(passphrase)  # unsealed once, not per row
-    if len(todo) > store.list_room(signing[2]):  # all or nothing: not half a batch
-        raise StoreError("status_list_full", list_id=signing[2])
 
     index = {number: earlier[number][0] for number, _ in rows if number in earlier}
 

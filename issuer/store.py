@@ -205,7 +205,7 @@ class IssuerStore:
                 raise StoreError("store_error")  # a 4-byte kid collision within one office
             previous = db.execute(sa.select(keys.c.kid).where(
                 (keys.c.role == "office") & keys.c.active)).scalar()
-            next_list = (db.execute(sa.select(sa.func.max(keys.c.status_list))).scalar() or 0) + 1
+            next_list = self._next_list(db)
             info = {k: v for k, v in db.execute(sa.select(meta.c.k, meta.c.v))}
             office = office or info["office"]
             db.execute(keys.update().where(keys.c.role == "office").values(active=False))
@@ -337,20 +337,18 @@ class IssuerStore:
                         "compromised_since": r["compromised_since"]})
         return out
 
-    def _unsealed(self, where: Any, passphrase: str
-                  ) -> tuple[bytes, nacl.signing.SigningKey, int]:
-        """The key matching ``where``: its kid, the unsealed signing key and its status list."""
+    def _unsealed(self, where: Any, passphrase: str) -> tuple[bytes, nacl.signing.SigningKey]:
+        """The key matching ``where``: its kid and the unsealed signing key."""
         with self.engine.connect() as db:
-            row = db.execute(sa.select(keys.c.kid, keys.c.sealed, keys.c.status_list)
-                             .where(where)).first()
+            row = db.execute(sa.select(keys.c.kid, keys.c.sealed).where(where)).first()
         if row is None:
             raise StoreError("issuer_not_initialised", home=str(self.home))
-        return row[0], nacl.signing.SigningKey(unseal(row[1], passphrase)), row[2]
+        return row[0], nacl.signing.SigningKey(unseal(row[1], passphrase))
 
     def root_signing_key(self, passphrase: str) -> nacl.signing.SigningKey:
         return self._unsealed(keys.c.role == "root", passphrase)[1]
 
-    def office_signing_key(self, passphrase: str) -> tuple[bytes, nacl.signing.SigningKey, int]:
+    def office_signing_key(self, passphrase: str) -> tuple[bytes, nacl.signing.SigningKey]:
         return self._unsealed((keys.c.role == "office") & keys.c.active, passphrase)
 
     # -- issuance ----------------------------------------------------------------------------
@@ -364,7 +362,7 @@ class IssuerStore:
         return int(code)
 
     def issue(self, claims: Claims, *, holder_key: bytes | None, passphrase: str,
-              now: int | None = None, signing: tuple[bytes, nacl.signing.SigningKey, int]
+              now: int | None = None, signing: tuple[bytes, nacl.signing.SigningKey]
               | None = None, bulk_row: tuple[str, int] | None = None,
               before_commit: Callable[[IssuedCredential], None] | None = None
               ) -> IssuedCredential:
@@ -374,12 +372,12 @@ class IssuerStore:
         runs inside the transaction (a bulk run writes the credential file there): if it
         raises, nothing is issued."""
         now = int(time.time()) if now is None else now
-        kid, key, list_id = signing or self.office_signing_key(passphrase)
+        kid, key = signing or self.office_signing_key(passphrase)
         # Two workers can draw the same random index or add the same catalogue name at once;
         # the loser's transaction rolls back whole and simply tries again.
         for attempt in range(ISSUE_ATTEMPTS):
             try:
-                return self._issue_once(claims, holder_key, now, kid, key, list_id, bulk_row,
+                return self._issue_once(claims, holder_key, now, kid, key, bulk_row,
                                         before_commit)
             except sa.exc.IntegrityError:
                 if attempt == ISSUE_ATTEMPTS - 1:
@@ -387,15 +385,21 @@ class IssuerStore:
         raise AssertionError("unreachable")
 
     def _issue_once(self, claims: Claims, holder_key: bytes | None, now: int, kid: bytes,
-                    key: nacl.signing.SigningKey, list_id: int,
-                    bulk_row: tuple[str, int] | None,
+                    key: nacl.signing.SigningKey, bulk_row: tuple[str, int] | None,
                     before_commit: Callable[[IssuedCredential], None] | None
                     ) -> IssuedCredential:
         with self.engine.begin() as db:
             code = db.execute(sa.select(meta.c.v).where(meta.c.k == "code")).scalar_one()
+            list_id = int(db.execute(sa.select(keys.c.status_list).where(keys.c.kid == kid))
+                          .scalar_one())
             used = self._list_used(db, list_id)
             if used >= LIST_CAPACITY:
-                raise StoreError("status_list_full", list_id=list_id)
+                # A full list rolls over to a new one for the same key: a city of a million
+                # residents needs several lists, and that is no reason to rotate its key. The
+                # older lists stay in every bundle (see ``bundle``).
+                list_id = self._next_list(db)
+                db.execute(keys.update().where(keys.c.kid == kid).values(status_list=list_id))
+                used = self._list_used(db, list_id)
             db.execute(meta.update().where(meta.c.k == f"list_used:{list_id}")
                        .values(v=str(used + 1)))
             while True:
@@ -461,10 +465,11 @@ class IssuerStore:
         db.execute(meta.insert().values(k=key, v=str(used)))
         return used
 
-    def list_room(self, list_id: int) -> int:
-        """How many more credentials the status list can take."""
-        with self.engine.begin() as db:
-            return LIST_CAPACITY - self._list_used(db, list_id)
+    @staticmethod
+    def _next_list(db: sa.Connection) -> int:
+        """A new status list id. Every list was some key's current list when it was made, and a
+        key's list only ever moves to a new maximum, so the keys' maximum is the overall one."""
+        return int(db.execute(sa.select(sa.func.max(keys.c.status_list))).scalar() or 0) + 1
 
     def set_status(self, credential_id: str, new: str, reason: str | None = None, *,
                    passphrase: str) -> dict[str, Any]:
@@ -508,14 +513,18 @@ class IssuerStore:
                     sa.select(credentials.c.list_id, credentials.c.idx, credentials.c.status)
                     .where(credentials.c.status != "valid")):
                 marked.setdefault((list_id, status), []).append(idx)
+            # Every list that holds a credential (a key's full lists too) and each key's
+            # current one, even while still empty.
+            list_ids = {r["status_list"] for r in office_rows} | set(db.execute(
+                sa.select(credentials.c.list_id).distinct()).scalars())
             lists: list[StatusListInfo] = []
-            for r in office_rows:
+            for list_id in sorted(list_ids):
                 for purpose, status in MARKS.items():
                     lst = StatusList.new(purpose, LIST_SIZE)
-                    for idx in marked.get((r["status_list"], status), ()):
+                    for idx in marked.get((list_id, status), ()):
                         lst.set(idx, True)
-                    lists.append(StatusListInfo(r["status_list"], purpose, LIST_SIZE,
-                                                lst.compress(), now))
+                    lists.append(StatusListInfo(list_id, purpose, LIST_SIZE, lst.compress(),
+                                                now))
             cats: dict[str, dict[int, str]] = {}
             for name, code, value in db.execute(sa.select(catalog.c.catalog, catalog.c.code,
                                                           catalog.c.name)):

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from issuer.store import IssuerStore
 from tests.conftest import Run
@@ -77,19 +78,37 @@ def test_missing_columns(homes: dict[str, Path], passphrase: str, run: Run,
     assert code == 2 and "birth_date" in err
 
 
-def test_a_batch_larger_than_the_status_list_issues_nothing(
+def test_a_full_status_list_rolls_over_to_a_new_one(
         homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """The room left in the status list is checked once, before the first row is signed."""
-    home = homes["issuer"]
+    """A full list starts a new one for the same key (no forced rotation), every list stays in
+    the bundle, and a revocation in either reaches the counter."""
+    from issuer.store import credentials
+
+    home, out = homes["issuer"], tmp_path / "out"
     _init(run, home)
     monkeypatch.setattr("issuer.store.LIST_CAPACITY", 2)  # the sample has 3 rows
-    code, _, err = run("issuer", "bulk", str(SAMPLE), "--out-dir", str(tmp_path / "out"),
-                       "--home", str(home))
-    assert code == 1 and "status_list_full" in err
-    store = IssuerStore.open(home)
-    assert [e["type"] for _, e in store.pending()] == ["key_registered"]  # no issuance
-    assert not (tmp_path / "out" / "index.csv").exists()
+    assert run("issuer", "bulk", str(SAMPLE), "--out-dir", str(out), "--home", str(home))[0] == 0
+    with IssuerStore.open(home).engine.connect() as db:
+        lists = dict(db.execute(sa.select(credentials.c.id, credentials.c.list_id)).all())
+    assert sorted(lists.values()) == [1, 1, 2]
+    keys = json.loads(run("issuer", "keys", "--json", "--home", str(home))[1])
+    assert len(keys) == 1  # the same office key signs into both lists
+    in_first = next(cid for cid, list_id in lists.items() if list_id == 1)
+    in_second = next(cid for cid, list_id in lists.items() if list_id == 2)
+    for cid in (in_first, in_second):
+        assert run("issuer", "revoke", cid, "--home", str(home))[0] == 0
+    run("issuer", "root", "--out", str(tmp_path / "r.json"), "--home", str(home))
+    run("issuer", "bundle", "--out", str(tmp_path / "b.cbor"), "--home", str(home))
+    (tmp_path / "scans.txt").write_text("".join((out / f"{cid}.txt").read_text()
+                                                for _, cid in _index(out)))
+    code, results, _ = run("verify", "--service", "transit", "--bundle", str(tmp_path / "b.cbor"),
+                           "--trust-root", str(tmp_path / "r.json"),
+                           "--batch", str(tmp_path / "scans.txt"))
+    codes = {cid: json.loads(line)["code"]
+             for (_, cid), line in zip(_index(out), results.splitlines(), strict=True)}
+    assert codes[in_first] == codes[in_second] == "revoked"
+    assert sorted(codes.values()) == ["accepted", "revoked", "revoked"] and code == 1
 
 
 def _many(tmp_path: Path, rows: int) -> Path:
