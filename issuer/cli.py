@@ -69,7 +69,8 @@ def group() -> None:
 @click.option("--code", help="Short city code used as the credential issuer (default: CC+3).")
 @home_option
 def init(city: str, country: str, office: str, code: str | None, home: str | None) -> None:
-    """Create the city root key, the office key and the local store."""
+    """Crea la llave raíz, la de la oficina y el almacén / Create the city root key, the office
+    key and the local store."""
     path = resolve_home("issuer", home)
     store = IssuerStore.create(path, city=city, country=country, office=office,
                                code=code or _default_code(city, country),
@@ -83,7 +84,8 @@ def init(city: str, country: str, office: str, code: str | None, home: str | Non
 @click.option("--out", required=True, type=click.Path(dir_okay=False))
 @home_option
 def root(out: str, home: str | None) -> None:
-    """Export the city root public key for counters."""
+    """Exporta la llave raíz para las ventanillas / Export the city root public key for
+    counters."""
     atomic_write(out, _store(home).root().to_json().encode(), mode=0o644)
     click.echo(out)
 
@@ -92,7 +94,7 @@ def root(out: str, home: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @home_option
 def keys_(as_json: bool, home: str | None) -> None:
-    """List the office keys."""
+    """Lista las llaves de la oficina / List the office keys."""
     rows = _store(home).office_keys()
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
@@ -110,7 +112,7 @@ def keys_(as_json: bool, home: str | None) -> None:
 @home_option
 def issue(claims_file: BinaryIO, holder_key: str | None, paper: bool, out: str,
           qr_out: str | None, home: str | None) -> None:
-    """Issue one credential offline; prints its credential id."""
+    """Emite un pasaporte sin conexión / Issue one credential offline; prints its id."""
     if paper == bool(holder_key):
         raise UsageError("usage_error", reason="give exactly one of --holder-key or --paper")
     raw = claims_file.read(64 * 1024 + 1)
@@ -137,7 +139,7 @@ def issue(claims_file: BinaryIO, holder_key: str | None, paper: bool, out: str,
 @click.option("--out", required=True, type=click.Path(dir_okay=False))
 @home_option
 def bundle(out: str, home: str | None) -> None:
-    """Write the current signed trust bundle."""
+    """Escribe el paquete de confianza firmado / Write the current signed trust bundle."""
     store, passphrase = _store(home), read_passphrase()
     data = store.bundle(passphrase)
     atomic_write(out, data, mode=0o644)
@@ -157,9 +159,34 @@ def _status_command(name: str, new: str, help_text: str) -> None:
         _publish(store, passphrase)
 
 
-_status_command("revoke", "revoked", "Revoke a credential (final).")
-_status_command("suspend", "suspended", "Suspend a credential (reversible).")
-_status_command("reinstate", "valid", "Lift a suspension.")
+_status_command("revoke", "revoked", "Revoca un pasaporte (definitivo) / Revoke a credential "
+                "(final).")
+_status_command("suspend", "suspended", "Suspende un pasaporte (reversible) / Suspend a "
+                "credential (reversible).")
+_status_command("reinstate", "valid", "Levanta una suspensión / Lift a suspension.")
+
+_STATUS_LABELS = {"valid": "vigente / valid", "revoked": "revocado / revoked",
+                  "suspended": "suspendido / suspended"}
+
+
+@group.command("status")
+@click.argument("credential_id")
+@click.option("--json", "as_json", is_flag=True)
+@home_option
+def status_(credential_id: str, as_json: bool, home: str | None) -> None:
+    """Estado de un pasaporte / A credential's status (for a resident asking at the office)."""
+    record = _store(home).credential(credential_id.strip().upper())
+    if record is None:
+        raise UsageError("credential_unknown", credential_id=credential_id)
+    if as_json:
+        click.echo(json.dumps(record, indent=2))
+        return
+    reason = f" ({record['reason']})" if record["status"] != "valid" else ""
+    click.echo(f"{record['id']}: {_STATUS_LABELS[record['status']]}{reason}")
+    click.echo(f"  emitido / issued: {record['issued_at']}  "
+               f"vigente hasta / valid until: {record['valid_until']}")
+    click.echo(f"  {'papel / paper' if record['kind'] == 'paper' else 'cartera / wallet'}  "
+               f"llave / key {record['kid']}  lista / list {record['status_list']}")
 
 
 
@@ -169,7 +196,8 @@ _status_command("reinstate", "valid", "Lift a suspension.")
 @click.option("--token", required=True, help="An append token from `pasaporte ledger token`.")
 @home_option
 def ledger_(url: str, token: str, home: str | None) -> None:
-    """Publish this office's public record (keys, issuances, status changes) to a ledger."""
+    """Publica el registro público de la oficina / Publish this office's public record (keys,
+    issuances, status changes) to a ledger."""
     store, passphrase = _store(home), read_passphrase()
     store.configure_ledger(url, token, passphrase)
     click.echo(f"Registro público / Public ledger: {url}")
@@ -179,7 +207,8 @@ def ledger_(url: str, token: str, home: str | None) -> None:
 @group.command()
 @home_option
 def publish(home: str | None) -> None:
-    """Send entries still queued for the ledger (after an outage)."""
+    """Envía lo que quedó en cola / Send entries still queued for the ledger (after an
+    outage)."""
     store = _store(home)
     sent = store.publish(read_passphrase())
     click.echo(f"{sent} entradas enviadas / entries sent; "
@@ -189,7 +218,8 @@ def publish(home: str | None) -> None:
 @group.command()
 @home_option
 def rotate(home: str | None) -> None:
-    """Start a new office key (and status list); the old key keeps verifying what it signed."""
+    """Nueva llave de oficina / Start a new office key (and status list); the old key keeps
+    verifying what it signed."""
     store, passphrase = _store(home), read_passphrase()
     kid = store.add_office_key(passphrase)
     click.echo(b64url(kid))
@@ -201,7 +231,8 @@ def rotate(home: str | None) -> None:
 @click.option("--since", required=True, help="ISO-8601 time from which the key is untrusted.")
 @home_option
 def compromised(kid: str, since: str, home: str | None) -> None:
-    """Mark an office key compromised from a time on (publish a new bundle afterwards)."""
+    """Marca una llave como comprometida / Mark an office key compromised from a time on
+    (publish a new bundle afterwards)."""
     when = parse_instant(since, "--since")
     store, passphrase = _store(home), read_passphrase()
     store.mark_compromised(kid, when, passphrase)
@@ -216,7 +247,8 @@ def compromised(kid: str, since: str, home: str | None) -> None:
 @click.option("--qr", "with_qr", is_flag=True, help="Also write a printable QR PNG for each.")
 @home_option
 def bulk(csv_file: BinaryIO, out_dir: str, with_qr: bool, home: str | None) -> None:
-    """Issue paper credentials for every row of a residents CSV (all rows checked first).
+    """Emite pasaportes en papel desde un CSV / Issue paper credentials for every row of a
+    residents CSV (all rows checked first).
     Running the same file again resumes a run that was cut short; no row is issued twice."""
     data = csv_file.read(MAX_BYTES + 1)
     claims, errors = parse_residents(data)

@@ -446,10 +446,21 @@ class IssuerStore:
 
     def credential_status(self, credential_id: str) -> str | None:
         """``valid``, ``revoked`` or ``suspended``; ``None`` for an id this office never issued."""
+        record = self.credential(credential_id)
+        return None if record is None else str(record["status"])
+
+    def credential(self, credential_id: str) -> dict[str, Any] | None:
+        """What the office knows of one credential (never a claim value: it keeps none)."""
         with self.engine.connect() as db:
-            status = db.execute(sa.select(credentials.c.status)
-                                .where(credentials.c.id == credential_id)).scalar()
-        return None if status is None else str(status)
+            row = db.execute(sa.select(credentials).where(credentials.c.id == credential_id)
+                             ).mappings().first()
+        if row is None:
+            return None
+        return {"id": row["id"], "status": row["status"], "reason": row["reason"],
+                "kind": "paper" if row["paper"] else "wallet", "kid": b64url(row["kid"]),
+                "status_list": row["list_id"], "status_index": row["idx"],
+                "issued_at": rfc3339(row["issued_at"]),
+                "valid_until": rfc3339(row["valid_until"] - 1)}
 
     @staticmethod
     def _list_used(db: sa.Connection, list_id: int) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
+from typing import Any
 
 import cbor2
 import nacl.signing
@@ -121,9 +122,25 @@ def test_suspend_and_reinstate(office: Path, tmp_path: Path, run: Run) -> None:
     code, out, _ = run("issuer", "issue", "--claims", str(EXAMPLES / "claims-calexico.json"),
                        "--paper", "--out", str(tmp_path / "p.txt"), "--home", str(office))
     cred_id = out.strip()
-    assert run("issuer", "suspend", cred_id, "--home", str(office))[0] == 0
+
+    def status() -> dict[str, Any]:
+        code, out, _ = run("issuer", "status", cred_id.lower(), "--json", "--home", str(office))
+        assert code == 0
+        record: dict[str, Any] = json.loads(out)
+        return record
+
+    assert status()["status"] == "valid" and status()["kind"] == "paper"
+    assert status()["valid_until"] == "2027-11-21T23:59:59Z"  # the claims file's last day
+    assert run("issuer", "suspend", cred_id, "--reason", "fraud", "--home", str(office))[0] == 0
+    assert (status()["status"], status()["reason"]) == ("suspended", "fraud")
     assert run("issuer", "reinstate", cred_id, "--home", str(office))[0] == 0
+    assert status()["status"] == "valid"
+    assert "James" not in json.dumps(status())  # the office keeps no claim values
+    code, out, _ = run("issuer", "status", cred_id, "--home", str(office))
+    assert code == 0 and "vigente / valid" in out
     code, _, err = run("issuer", "revoke", "nope", "--home", str(office))
+    assert code == 2 and "credential_unknown" in err
+    code, _, err = run("issuer", "status", "nope", "--home", str(office))
     assert code == 2 and "credential_unknown" in err
 
 
