@@ -86,7 +86,8 @@ def group() -> None:
 @home_option
 @db_option
 def init(origin: str, witness_name: str | None, home: str | None, db: str | None) -> None:
-    """Create the log: keys (encrypted at rest), database; print the verifier key."""
+    """Crea el registro / Create the log: keys (encrypted at rest), database; print the
+    verifier key."""
     from credential.home import resolve_home
 
     root = resolve_home("ledger", home)
@@ -101,7 +102,7 @@ def init(origin: str, witness_name: str | None, home: str | None, db: str | None
 @click.option("--witness", is_flag=True, help="Print the witness key instead.")
 @home_option
 def key(witness: bool, home: str | None) -> None:
-    """Print the log's C2SP verifier key (name+keyid+base64)."""
+    """Llave verificadora / Print the log's C2SP verifier key (name+keyid+base64)."""
     from credential.home import resolve_home
 
     config = load_config(resolve_home("ledger", home))
@@ -118,7 +119,7 @@ def key(witness: bool, home: str | None) -> None:
 @home_option
 @db_option
 def serve(host: str, port: int, home: str | None, db: str | None) -> None:
-    """Serve the HTTP API until interrupted."""
+    """Sirve la API HTTP / Serve the HTTP API until interrupted."""
     from werkzeug.serving import make_server
 
     from ledger.http import create_app
@@ -167,7 +168,7 @@ def _read_jsonl(path: str) -> list[dict[str, Any]]:
 @home_option
 @db_option
 def append(path: str, home: str | None, db: str | None) -> None:
-    """Append the file's entries as one batch and print the new checkpoint."""
+    """Agrega entradas / Append the file's entries as one batch and print the new checkpoint."""
     from ledger.entries import entry_from_json
 
     items = _read_jsonl(path)
@@ -194,7 +195,8 @@ def append(path: str, home: str | None, db: str | None) -> None:
 @db_option
 def entries(start: int, end: int | None, types: tuple[str, ...], home: str | None,
             db: str | None) -> None:
-    """Print the public record, decoded: one JSON object per line (index, time, entry).
+    """Muestra el registro / Print the public record, decoded: one JSON object per line
+    (index, time, entry).
 
     What a resident or a journalist reads after ``mirror``: e.g. every issuing-office key ever
     registered (``--type key_registered``), or every status change."""
@@ -221,7 +223,8 @@ def entries(start: int, end: int | None, types: tuple[str, ...], home: str | Non
 @db_option
 def check_bundle(bundles: tuple[str, ...], roots: tuple[str, ...], home: str | None,
                  db: str | None) -> None:
-    """Check trust bundles against the public record (e.g. a mirror): every office key
+    """Coteja paquetes con el registro / Check trust bundles against the public record (e.g.
+    a mirror): every office key
     registered, every compromise reflected, the bundle itself published. Exit 1 otherwise."""
     from credential.bundle import RootKey, parse_bundle
     from ledger.crosscheck import check_bundle as run_check
@@ -250,7 +253,8 @@ def check_bundle(bundles: tuple[str, ...], roots: tuple[str, ...], home: str | N
 @home_option
 @db_option
 def audit(deep: bool, home: str | None, db: str | None) -> None:
-    """Recompute chain, leaves, nodes and checkpoints; exit 1 at the first bad record."""
+    """Audita el registro / Recompute chain, leaves, nodes and checkpoints; exit 1 at the first
+    bad record."""
     from ledger.audit import audit as run_audit
 
     with _open(home, db) as store, _progress("Auditando / Auditing") as progress:
@@ -272,7 +276,8 @@ def audit(deep: bool, home: str | None, db: str | None) -> None:
 @db_option
 def mirror(url: str, log_key: str | None, witness_key: tuple[str, ...], unwitnessed: bool,
            home: str | None, db: str | None) -> None:
-    """Copy another node's log here, checking every link and the cosigned root."""
+    """Replica otro registro / Copy another node's log here, checking every link and the
+    cosigned root."""
     from credential.home import resolve_home
     from ledger.mirror import mirror as run_mirror
 
@@ -307,7 +312,8 @@ def mirror(url: str, log_key: str | None, witness_key: tuple[str, ...], unwitnes
 @home_option
 @db_option
 def witness(url: str, log_key: str, home: str | None, db: str | None) -> None:
-    """Witness another city's log: remember it, check its checkpoint now and cosign it."""
+    """Atestigua el registro de otra ciudad / Witness another city's log: remember it, check
+    its checkpoint now and cosign it."""
     from ledger.witness import pull, witness_log
 
     with _open(home, db, write=True) as store:
@@ -319,7 +325,7 @@ def witness(url: str, log_key: str, home: str | None, db: str | None) -> None:
 
 @group.group()
 def token() -> None:
-    """Append tokens for POST /entries (only a hash is stored)."""
+    """Fichas de escritura / Append tokens for POST /entries (only a hash is stored)."""
 
 
 @token.command("add")
@@ -344,7 +350,7 @@ def token_revoke(name: str, home: str | None, db: str | None) -> None:
 
 @group.group()
 def witnesses() -> None:
-    """The witnesses this log asks to cosign each checkpoint."""
+    """Testigos / The witnesses this log asks to cosign each checkpoint."""
 
 
 @witnesses.command("add")
@@ -372,7 +378,7 @@ def witnesses_list(home: str | None, db: str | None) -> None:
 @home_option
 @db_option
 def checkpoint(cosign: bool, home: str | None, db: str | None) -> None:
-    """Print the newest checkpoint with every cosignature it has."""
+    """Último punto de control / Print the newest checkpoint with every cosignature it has."""
     from ledger.witness import request_cosignatures
 
     with _open(home, db, write=cosign) as store:
