@@ -50,7 +50,7 @@ class RootKey:
             doc = json.loads(text)
             root = cls(str(doc["city"]), str(doc["country"]), str(doc["code"]),
                        unb64url(str(doc["public_key"]), length=32, what="public_key"))
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             raise MalformedInput("root_invalid", reason="not a city root file") from None
         if "kid" in doc and doc["kid"] != b64url(root.kid):
             raise MalformedInput("root_invalid", reason="kid does not match the key")

@@ -58,7 +58,8 @@ def _text(value: Any, spec: FieldSpec, where: str) -> str:
         raise _bad(where, "no puede estar vacío", "must not be empty")
     if spec.max and len(text) > spec.max:
         raise _bad(where, f"más de {spec.max} caracteres", f"longer than {spec.max} characters")
-    if any(unicodedata.category(c) in ("Cc", "Cf") for c in text):
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Cs") for c in text):
+        # Cs: a lone surrogate (JSON "\ud800") is no character and cannot be encoded.
         raise _bad(where, "contiene caracteres de control", "contains control characters")
     return text
 
@@ -141,6 +142,8 @@ def parse_claims(doc: Any) -> Claims:
         raise _bad(sorted(extra)[0], "dato desconocido", "unknown field")
     valid_from = _parse_date(doc.get("valid_from"), "valid_from")
     valid_until = _parse_date(doc.get("valid_until"), "valid_until")
+    if valid_from < _EPOCH:  # CWT times (nbf, exp) count seconds from 1970 and are never negative
+        raise _bad("valid_from", "anterior a 1970", "before 1970")
     if valid_until <= valid_from:
         raise _bad("valid_until", "debe ser posterior a valid_from", "must be after valid_from")
     birth = groups.get("birth_date", {}).get("birth_date")

@@ -63,6 +63,11 @@ class PasaporteError(Exception):
         if texts is None:  # a missing catalog entry must never hide the real error
             texts = {"es": f"Error: {self.code}", "en": f"Error: {self.code}"}
         params = _SafeDict({k: v for k, v in detail.items()})
+        # A reason given in one language only (a library's text, a path) serves both halves of
+        # messages that take one reason per language.
+        if "reason" in params:
+            params.setdefault("reason_es", params["reason"])
+            params.setdefault("reason_en", params["reason"])
         self.message = {lang: texts[lang].format_map(params) for lang in ("es", "en")}
         super().__init__(f"{self.code}: {self.message['en']}")
 

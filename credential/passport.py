@@ -35,7 +35,7 @@ import nacl.signing
 
 from credential import cbor, cose, sd
 from credential.claims import CatalogCoder, Claims, days_from_date, decode_group, encode_group
-from credential.errors import MalformedInput
+from credential.errors import MalformedInput, UsageError
 from credential.ids import CTI_LEN, credential_id
 from schemas import schema
 
@@ -63,6 +63,10 @@ KTY, KTY_OKP, CRV, CRV_ED25519, X = 1, 1, -1, 6, -2
 _MAX_TIME = 2**40
 _MAX_U32 = 2**32
 KB_CONTEXT = "PU1 key binding"
+# The largest disclosure a verifier reads. The schema's longest group (two names of 100
+# characters, each up to 4 UTF-8 bytes) encodes to about 830 bytes; ``issue`` refuses anything
+# over, so the issuer never signs what no counter would accept.
+MAX_DISCLOSURE = 1024
 
 
 # Values decoded on every scan are NamedTuples rather than frozen dataclasses: equally immutable
@@ -118,6 +122,11 @@ def issue(claims: Claims, *, key: nacl.signing.SigningKey, kid: bytes, iss: str,
         cbor2.dumps([os.urandom(sd.SALT_LEN), g.key,
                      encode_group(g, claims.groups[g.name], catalog)])
         for g in schema().groups)
+    for g, d in zip(schema().groups, disclosures, strict=True):
+        if len(d) > MAX_DISCLOSURE:
+            raise UsageError("claims_invalid", field=g.name,
+                             reason_es=f"más de {MAX_DISCLOSURE} bytes en total",
+                             reason_en=f"more than {MAX_DISCLOSURE} bytes in all")
     payload: dict[int, Any] = {
         ISS: iss,
         IAT: issued_at,
@@ -280,7 +289,7 @@ def decode_envelope(obj: Any) -> Decoded:
     groups: dict[str, dict[str, Any]] = {}
     indices: list[int] = []
     for d in raw:
-        if not isinstance(d, bytes) or len(d) > 512:
+        if not isinstance(d, bytes) or len(d) > MAX_DISCLOSURE:
             raise MalformedInput("shape_invalid", what="disclosure")
         try:
             item = cbor2.loads(d)

@@ -52,7 +52,10 @@ _HALF_BLOCKS: Final = {
 
 
 def _make(text: str) -> segno.QRCode:
-    return segno.make_qr(text, error=ECC_LEVEL.lower(), boost_error=False)
+    try:
+        return segno.make_qr(text, error=ECC_LEVEL.lower(), boost_error=False)
+    except segno.DataOverflowError:  # over 3,391 characters: no QR version holds it at level M
+        raise MalformedInput("qr_too_large", chars=len(text)) from None
 
 
 def render_png(text: str, *, scale: int = 4, border: int = 4) -> bytes:

@@ -23,8 +23,9 @@ def parse_instant(text: str, option: str) -> int:
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        reason = f"{option} is not an ISO-8601 time: {text}"
-        raise UsageError("usage_error", reason=reason) from None
+        raise UsageError("usage_error",
+                         reason_es=f"{option} no es una fecha y hora ISO-8601: {text}",
+                         reason_en=f"{option} is not an ISO-8601 time: {text}") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return int(parsed.timestamp())

@@ -90,20 +90,47 @@ def row_to_claims(row: dict[str, str]) -> dict[str, Any]:
 def parse_residents(data: bytes) -> tuple[list[Claims], list[BulkError]]:
     """All rows as validated claims, or every problem found (then nothing should be issued)."""
     if len(data) > MAX_BYTES:
-        raise UsageError("usage_error", reason=f"CSV larger than {MAX_BYTES // 2**20} MB")
+        raise UsageError("usage_error", reason_es=f"el CSV pasa de {MAX_BYTES // 2**20} MB",
+                         reason_en=f"the CSV is larger than {MAX_BYTES // 2**20} MB")
     try:
         text = data.decode("utf-8-sig")  # spreadsheets often add a BOM
     except UnicodeDecodeError:
-        raise UsageError("usage_error", reason="the CSV is not UTF-8 text") from None
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    missing = [c for c in COLUMNS if c not in (reader.fieldnames or ())]
+        raise UsageError("usage_error", reason_es="el CSV no es texto UTF-8",
+                         reason_en="the CSV is not UTF-8 text") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""), restkey=_EXTRA)
+    try:
+        return _rows(reader)
+    except csv.Error as exc:  # e.g. a cell over the csv module's 128 KB field limit
+        line = reader.line_num + 1  # the line being read when it failed
+        raise UsageError("usage_error", reason_es=f"CSV ilegible hacia la línea {line}",
+                         reason_en=f"unreadable CSV near line {line}: {exc}") from None
+
+
+_EXTRA = "\x00extra"  # where DictReader puts cells beyond the header's columns
+
+
+def _rows(reader: csv.DictReader[str]) -> tuple[list[Claims], list[BulkError]]:
+    header = reader.fieldnames or ()
+    missing = [c for c in COLUMNS if c not in header]
     if missing:
-        raise UsageError("usage_error", reason="missing CSV columns: " + ", ".join(missing))
+        raise UsageError("usage_error",
+                         reason_es="faltan columnas en el CSV: " + ", ".join(missing),
+                         reason_en="missing CSV columns: " + ", ".join(missing))
+    twice = sorted({c for c in header if header.count(c) > 1})
+    if twice:  # DictReader would silently keep the last of them
+        raise UsageError("usage_error",
+                         reason_es="columnas repetidas en el CSV: " + ", ".join(twice),
+                         reason_en="repeated CSV columns: " + ", ".join(twice))
     claims: list[Claims] = []
     errors: list[BulkError] = []
     for number, row in enumerate(reader, start=2):
         if number - 1 > MAX_ROWS:
-            raise UsageError("usage_error", reason=f"more than {MAX_ROWS} rows")
+            raise UsageError("usage_error", reason_es=f"más de {MAX_ROWS} filas",
+                             reason_en=f"more than {MAX_ROWS} rows")
+        if any((cell or "").strip() for cell in row.get(_EXTRA) or ()):
+            errors.append(BulkError(number, {"es": "más celdas que columnas",
+                                             "en": "more cells than columns"}))
+            continue
         try:
             claims.append(parse_claims(row_to_claims(row)))
         except UsageError as exc:

@@ -114,14 +114,16 @@ def issue(claims_file: BinaryIO, holder_key: str | None, paper: bool, out: str,
           qr_out: str | None, home: str | None) -> None:
     """Emite un pasaporte sin conexión / Issue one credential offline; prints its id."""
     if paper == bool(holder_key):
-        raise UsageError("usage_error", reason="give exactly one of --holder-key or --paper")
+        raise UsageError("usage_error", reason_es="indique --holder-key o --paper, uno de los dos",
+                         reason_en="give exactly one of --holder-key or --paper")
     raw = claims_file.read(64 * 1024 + 1)
     if len(raw) > 64 * 1024:
-        raise UsageError("usage_error", reason="claims file larger than 64 KB")
+        raise UsageError("usage_error", reason_es="el archivo de datos pasa de 64 KB",
+                         reason_en="the claims file is larger than 64 KB")
     try:
         doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise UsageError("usage_error", reason=f"claims file is not JSON: {exc}") from None
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        raise UsageError("claims_not_json") from None
     claims = parse_claims(doc)
     key = None if paper else unb64url(holder_key or "", length=32, what="--holder-key")
     store = _store(home)
@@ -255,7 +257,8 @@ def bulk(csv_file: BinaryIO, out_dir: str, with_qr: bool, home: str | None) -> N
     if errors:
         for e in errors:
             click.echo(f"fila/row {e.row}: {e.message['es']} / {e.message['en']}", err=True)
-        raise UsageError("usage_error", reason=f"{len(errors)} invalid row(s); nothing issued")
+        raise UsageError("usage_error", reason_es=f"{len(errors)} fila(s) no válida(s); no se "
+                         "emitió nada", reason_en=f"{len(errors)} invalid row(s); nothing issued")
     store, passphrase = _store(home), read_passphrase()
     folder = Path(out_dir)
     outcome = issue_batch(store, claims, batch_id(data), folder, passphrase=passphrase,

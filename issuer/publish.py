@@ -34,6 +34,8 @@ def post_entries(url: str, token: str, entries: list[dict[str, Any]],
     except LedgerError as exc:  # the node could not be reached: the entries stay queued
         raise LedgerError("ledger_publish_unreachable", url=url,
                           reason=exc.detail.get("reason", exc.code)) from None
+    except ValueError as exc:  # a URL or token urllib cannot send (saved by an older version)
+        raise LedgerError("ledger_publish_unreachable", url=url, reason=str(exc)[:200]) from None
     if not 200 <= status < 300:
         raise LedgerError("ledger_publish_refused", status=status,
                           detail=body[:300].decode("utf-8", "replace"))

@@ -14,6 +14,7 @@ import re
 import secrets
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,7 @@ PUBLISH_BATCH = 500
 IN_FLIGHT = "ledger_in_flight"  # meta key: the outbox ids of the batch being published
 BUSY_TIMEOUT_S = 30.0  # how long a write waits for another process's before giving up
 CREDENTIAL_STATUSES = STATUSES
+_TOKEN = re.compile(r"[!-~]{1,512}")  # what an HTTP Authorization header can carry as is
 _CODE = re.compile(r"[A-Za-z0-9._:-]{1,48}")  # a CWT iss, and the prefix of list names
 
 metadata = sa.MetaData()
@@ -129,12 +131,17 @@ class OfficeInfo:
     office: str
 
 
-def _busy(ctx: ExceptionContext) -> None:
-    """SQLite gave up waiting for another writer: a typed, bilingual error instead of a driver
-    traceback (nothing was written; the caller may simply try again)."""
+def _typed(ctx: ExceptionContext) -> None:
+    """Driver errors a person can act on, as typed bilingual errors instead of tracebacks.
+
+    SQLite gave up waiting for another writer: ``store_busy`` (nothing was written; try again).
+    The file is damaged, emptied or not a database at all: ``store_damaged`` (restore it from a
+    backup; nothing is rebuilt over it)."""
     exc = ctx.original_exception
     if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
         raise StoreError("store_busy", what="issuer.db") from exc
+    if isinstance(exc, sqlite3.DatabaseError):  # OperationalError included: no such table, …
+        raise StoreError("store_damaged", what="issuer.db", reason=str(exc)[:200]) from exc
 
 
 class IssuerStore:
@@ -145,7 +152,7 @@ class IssuerStore:
         self.engine = sa.create_engine(f"sqlite:///{self.path}",
                                        connect_args={"timeout": busy_timeout})
         event.listen(self.engine, "connect", _sqlite_pragmas)
-        event.listen(self.engine, "handle_error", _busy)
+        event.listen(self.engine, "handle_error", _typed)
         # Take the write lock when a transaction starts, not at its first write: a worker then
         # never reads a snapshot that another worker's commit has made stale.
         event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
@@ -163,10 +170,13 @@ class IssuerStore:
         if (home / "issuer.db").exists():
             raise StoreError("issuer_exists", home=str(home))
         if not (len(country) == 2 and country.isalpha()):
-            raise UsageError("usage_error", reason="--country must be a two-letter ISO code")
+            raise UsageError("usage_error",
+                             reason_es="--country debe ser un código ISO de dos letras",
+                             reason_en="--country must be a two-letter ISO code")
         if not _CODE.fullmatch(code):
             raise UsageError("usage_error",
-                             reason="--code must be 1-48 of A-Z a-z 0-9 . _ : - (e.g. MXMEX)")
+                             reason_es="--code: de 1 a 48 de A-Z a-z 0-9 . _ : - (p. ej. MXMEX)",
+                             reason_en="--code must be 1-48 of A-Z a-z 0-9 . _ : - (e.g. MXMEX)")
         now = int(time.time()) if now is None else now
         # What the office will publish about itself must be publishable: checked before anything
         # is written, so a name the ledger would refuse leaves no half-made office behind.
@@ -233,7 +243,8 @@ class IssuerStore:
             found = db.execute(keys.update().where((keys.c.kid == kid) & (keys.c.role == "office"))
                                .values(compromised_since=since, active=False)).rowcount
             if not found:
-                raise UsageError("usage_error", reason=f"no office key {kid_text}")
+                raise UsageError("usage_error", reason_es=f"no hay llave de oficina {kid_text}",
+                                 reason_en=f"no office key {kid_text}")
             self._queue(db, int(time.time()), {"type": "key_compromised", "kid": kid_text,
                                                "effective": rfc3339(since)})
 
@@ -259,6 +270,16 @@ class IssuerStore:
         return [(row[0], json.loads(row[1])) for row in rows]
 
     def configure_ledger(self, url: str, token: str, passphrase: str) -> None:
+        # Checked before it is saved: a URL that cannot be sent to would otherwise make every
+        # later change fail at its publication step, after the change itself was done.
+        try:
+            parts = urllib.parse.urlsplit(url)
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UsageError("ledger_url_invalid", url=url)
+        if not _TOKEN.fullmatch(token):
+            raise UsageError("ledger_token_invalid")
         self.root_signing_key(passphrase)  # only the office may point its record elsewhere
         with self.engine.begin() as db:
             db.execute(meta.delete().where(meta.c.k.in_(("ledger_url", "ledger_token"))))

@@ -113,7 +113,8 @@ def command(service: str, bundles: tuple[str, ...], roots: tuple[str, ...], text
             counter: str | None, nonce: str | None, as_json: bool) -> None:
     """Verificar un pasaporte sin conexión / Verify a passport offline."""
     if sum(x is not None for x in (text, image, batch)) != 1:
-        raise UsageError("usage_error", reason="give exactly one of --text, --image, --batch")
+        raise UsageError("usage_error", reason_es="indique uno solo de --text, --image, --batch",
+                         reason_en="give exactly one of --text, --image, --batch")
     policy = Policy.for_service(service, counter_id=counter)
     try:
         verifier = Verifier.from_files(bundles, roots)

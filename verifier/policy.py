@@ -36,7 +36,9 @@ class Policy:
 
     def __post_init__(self) -> None:
         if self.freshness_s <= 0 or self.clock_skew_s < 0 or self.status_max_age_s <= 0:
-            raise UsageError("usage_error", reason="policy times must be positive")
+            raise UsageError("usage_error",
+                             reason_es="los tiempos de la política deben ser positivos",
+                             reason_en="policy times must be positive")
 
     @classmethod
     def for_service(cls, service: str, **overrides: object) -> Policy:

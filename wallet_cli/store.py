@@ -306,7 +306,7 @@ class Wallet:
                 raise ValueError("type")
             public_key = unb64url(str(doc["public_key"]), length=32, what="public_key")
             sealed = unb64url(str(doc["sealed_key"]), what="sealed_key")
-        except (ValueError, KeyError, TypeError, AttributeError, MalformedInput):
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError, MalformedInput):
             raise StoreError("wallet_unreadable", file=str(path),
                              reason="not a pasaporte wallet file") from None
         return cls(home, public_key, sealed)

@@ -123,3 +123,10 @@ def test_file_size_limit(tmp_path: Path) -> None:
     big.write_bytes(b"\xff\xd8" + os.urandom(qr.MAX_FILE_BYTES))
     assert _code(big) == "image_too_large"
     assert _code(big.read_bytes()) == "image_too_large"
+
+
+def test_a_text_no_qr_version_holds_is_a_typed_error() -> None:
+    with pytest.raises(MalformedInput) as raised:
+        qr.render_png(transport.PREFIX + "A" * 3400)  # version 40-M holds 3,391 characters
+    assert raised.value.code == "qr_too_large" and "3404" in raised.value.message["en"]
+    qr.render_png(transport.PREFIX + "A" * 3387)  # the largest that fits

@@ -147,6 +147,6 @@ def test_every_code_raised_has_a_catalog_entry() -> None:
     for code, texts in catalog.items():
         assert set(texts) == {"es", "en"} and all(texts.values()), code
         assert set(re.findall(r"{(\w+)}", texts["es"])) == set(re.findall(r"{(\w+)}", texts["en"]))
-        error = MalformedInput(code, version="9", reason="x")
+        error = MalformedInput(code, version="9", reason="x", chars="1")
         assert "{" not in error.message["es"] + error.message["en"]
     assert message_catalog()["not_pasaporte"]["es"] == "El código no es un pasaporte urbano."

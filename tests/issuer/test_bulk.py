@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -234,3 +235,19 @@ def test_qr_images_are_drawn_on_every_core_and_redrawn_when_missing(
     (out / f"{index[5][1]}.png").unlink()
     code, stdout, _ = run(*args)
     assert code == 0 and stdout.startswith("0 ") and (out / f"{index[5][1]}.png").exists()
+
+
+@pytest.mark.parametrize(("mangle", "expected"), [
+    (lambda lines: [lines[0], lines[1] + ',"' + "x" * 200_000 + '"'], "line 2"),  # huge cell
+    (lambda lines: [lines[0] + ",given_name", *lines[1:]], "repeated CSV columns: given_name"),
+    (lambda lines: [lines[0], lines[1] + ",surplus", *lines[2:]], "row 2"),
+])
+def test_odd_csv_files_are_named_errors(homes: dict[str, Path], passphrase: str, run: Run,
+                                        tmp_path: Path, mangle: Any, expected: str) -> None:
+    _init(run, homes["issuer"])
+    lines = SAMPLE.read_text(encoding="utf-8").splitlines()
+    (tmp_path / "odd.csv").write_text("\n".join(mangle(lines)) + "\n", encoding="utf-8")
+    code, _, err = run("issuer", "bulk", str(tmp_path / "odd.csv"), "--out-dir",
+                       str(tmp_path / "o"), "--home", str(homes["issuer"]))
+    assert code == 2 and expected in err and "Traceback" not in err
+    assert len(_issued(homes["issuer"])) == 0

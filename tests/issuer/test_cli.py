@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -250,3 +253,65 @@ def test_init_refuses_what_the_ledger_would(homes: dict[str, Path], passphrase: 
                        "--office", "O" * 200, "--home", str(home))
     assert code == 1 and "office" in err
     assert not (home / "issuer.db").exists()
+
+
+def test_a_ledger_address_that_cannot_be_used_is_refused_before_it_is_saved(
+        office: Path, tmp_path: Path, run: Run) -> None:
+    for url in ("notaurl", "ftp://ledger.example", "http://[::1"):
+        code, _, err = run("issuer", "ledger", "--url", url, "--token", "t0k3n",
+                           "--home", str(office))
+        assert code == 2 and "ledger_url_invalid" in err, url
+    code, _, err = run("issuer", "ledger", "--url", "http://127.0.0.1:9", "--token", "a\nb",
+                       "--home", str(office))
+    assert code == 2 and "ledger_token_invalid" in err
+    # nothing was saved: issuing still just works, with nothing to publish to
+    code, _, err = run("issuer", "issue", "--claims", str(EXAMPLES / "claims-mexicali.json"),
+                       "--paper", "--out", str(tmp_path / "p.txt"), "--home", str(office))
+    assert code == 0 and err == ""
+
+
+@pytest.mark.parametrize("damage", ["emptied", "overwritten", "a folder"])
+def test_a_damaged_office_database_is_a_typed_error(office: Path, tmp_path: Path,
+                                                    damage: str) -> None:
+    db = office / "issuer.db"
+    for extra in office.glob("issuer.db-*"):
+        extra.unlink()
+    if damage == "emptied":
+        db.write_bytes(b"")
+    elif damage == "overwritten":
+        with db.open("r+b") as fh:
+            fh.write(os.urandom(100))
+    else:
+        db.unlink()
+        db.mkdir()
+    # A fresh process, as at the office: this one still pools connections to the old file.
+    proc = subprocess.run(
+        [sys.executable, "-m", "pasaporte", "issuer", "issue", "--claims",
+         str(EXAMPLES / "claims-mexicali.json"), "--paper", "--out", str(tmp_path / "p.txt"),
+         "--home", str(office)],
+        capture_output=True, text=True, timeout=60,
+        env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2])))
+    assert proc.returncode == 1 and "store_damaged" in proc.stderr, proc.stderr
+    assert "Restore it from a backup" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "p.txt").exists()
+
+
+@pytest.mark.parametrize(("field", "value", "why"), [
+    ("given_name", "Mar\ud800a", "control characters"),  # a lone surrogate, as JSON "\ud800"
+    ("valid_from", "1969-12-31", "before 1970"),
+])
+def test_claims_no_counter_could_read_are_refused(office: Path, tmp_path: Path, run: Run,
+                                                  field: str, value: str, why: str) -> None:
+    doc = json.loads((EXAMPLES / "claims-mexicali.json").read_text())
+    doc[field] = value
+    (tmp_path / "c.json").write_text(json.dumps(doc))  # ensure_ascii: "\ud800" stays escaped
+    code, _, err = run("issuer", "issue", "--claims", str(tmp_path / "c.json"), "--paper",
+                       "--out", str(tmp_path / "p.txt"), "--home", str(office))
+    assert code == 2 and "claims_invalid" in err and field in err and why in err
+
+
+def test_deeply_nested_claims_are_not_json_to_us(office: Path, tmp_path: Path, run: Run) -> None:
+    (tmp_path / "deep.json").write_text("[" * 30_000 + "]" * 30_000)
+    code, _, err = run("issuer", "issue", "--claims", str(tmp_path / "deep.json"), "--paper",
+                       "--out", str(tmp_path / "p.txt"), "--home", str(office))
+    assert code == 2 and "claims_not_json" in err and "no es JSON" in err

@@ -44,3 +44,14 @@ def test_an_unwritable_output_is_a_bilingual_error(tmp_path: Path, passphrase: s
     (tmp_path / "file").write_text("")
     code, _, err = run("wallet", "init", "--home", str(tmp_path / "file" / "wallet"))
     assert code == 1 and "file_error" in err and "Could not read or write" in err
+
+
+def test_setup_mistakes_are_usage_errors_in_both_languages(tmp_path: Path, run: Run) -> None:
+    args = _counter(tmp_path, City())
+    code, _, err = run(*args, "--text", "PU1:X", "--batch", str(tmp_path / "r.json"))
+    assert code == 2 and "Uso incorrecto: indique uno solo" in err
+    assert "Incorrect use: give exactly one" in err
+    (tmp_path / "deep.json").write_text("[" * 30_000 + "]" * 30_000)
+    args[args.index("--trust-root") + 1] = str(tmp_path / "deep.json")
+    code, _, err = run(*args, "--text", "PU1:X")
+    assert code == 2 and "root_invalid" in err

@@ -217,3 +217,12 @@ def test_nonce_and_audience() -> None:
     for bad in ("", "x" * 60, "a\nb"):
         with pytest.raises(UsageError):
             audience_for("library", bad)
+
+
+@pytest.mark.parametrize("content", [b"", b"\xff\xfe", b"[" * 30_000 + b"]" * 30_000, b"[]"])
+def test_a_damaged_wallet_file_is_a_typed_error(wallet_home: Path, content: bytes) -> None:
+    assert Wallet.open(wallet_home)  # the fixture's wallet, whole
+    (wallet_home / store.WALLET_FILE).write_bytes(content)
+    with pytest.raises(StoreError) as raised:
+        Wallet.open(wallet_home)
+    assert raised.value.code == "wallet_unreadable"

@@ -1,0 +1,43 @@
+"""``credential.passport``: what the issuer may sign is what every counter reads."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from credential import transport
+from credential.errors import UsageError
+from credential.passport import MAX_DISCLOSURE
+from tests.factory import NOW, City, example_claims
+
+
+def _widest(rng: random.Random, n: int) -> str:
+    """``n`` characters of four UTF-8 bytes each, from a wide range (zlib cannot shrink them)."""
+    return "".join(chr(rng.randrange(0x20000, 0x2A6DF)) for _ in range(n))
+
+
+@pytest.mark.parametrize("catalogued", [False, True])
+def test_the_longest_claims_the_schema_allows_verify(catalogued: bool) -> None:
+    rng = random.Random(5)
+    claims = example_claims()
+    claims["given_name"], claims["family_name"] = _widest(rng, 100), _widest(rng, 100)
+    claims["residence"]["city"] = _widest(rng, 80)
+    claims["library"]["system"] = _widest(rng, 120)
+    claims["clinic"]["network"] = _widest(rng, 120)
+    city = City(catalogued=catalogued)
+    cred = city.issue(claims)
+    assert max(len(d) for d in cred.disclosures) <= MAX_DISCLOSURE
+    result = city.verifier().verify(transport.pack(cred.to_cbor()), service="clinic", now=NOW)
+    assert result.accepted, result.code
+
+
+def test_a_group_over_the_verifier_limit_is_refused_at_issuance(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("credential.passport.MAX_DISCLOSURE", 200)
+    claims = example_claims()
+    claims["given_name"] = claims["family_name"] = "ñ" * 100
+    with pytest.raises(UsageError) as raised:
+        City().issue(claims)
+    assert raised.value.code == "claims_invalid" and "names" in raised.value.message["en"]
+    assert "bytes" in raised.value.message["en"] and "bytes" in raised.value.message["es"]
