@@ -48,21 +48,29 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o600) -
         os.close(dir_fd)
 
 
+MIN_PASSPHRASE = 8  # characters, for a passphrase being chosen: it is all that guards the keys
+
+
 def read_passphrase(*, confirm: bool = False) -> str:
     """``PASAPORTE_PASSPHRASE`` if set (scripts, CI), else a hidden prompt on the terminal, asked
-    twice when ``confirm`` (a passphrase being chosen). The one reader for every role."""
+    twice when ``confirm`` (a passphrase being chosen, then at least ``MIN_PASSPHRASE`` long).
+    The one reader for every role."""
+    from credential.errors import UsageError
+
     env = os.environ.get("PASAPORTE_PASSPHRASE")
     if env:
+        if confirm and len(env) < MIN_PASSPHRASE:
+            raise UsageError("passphrase_short", min=MIN_PASSPHRASE)
         return env
     import click  # only interactive use needs it; click's prompt also works under CliRunner
-
-    from credential.errors import UsageError
 
     first: str = click.prompt("Frase de acceso / Passphrase", hide_input=True, err=True,
                               default="", show_default=False)
     if not first:
         raise UsageError("passphrase_empty")
     if confirm:
+        if len(first) < MIN_PASSPHRASE:
+            raise UsageError("passphrase_short", min=MIN_PASSPHRASE)
         second: str = click.prompt("Repítala / Repeat it", hide_input=True, err=True,
                                    default="", show_default=False)
         if second != first:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import csv
+import fcntl
 import hashlib
 import io
 import multiprocessing
@@ -161,6 +162,27 @@ def issue_batch(store: IssuerStore, claims: list[Claims], batch: str, folder: Pa
     """Issue a paper credential per row into ``folder`` (``ID.txt``, ``ID.png`` with
     ``with_qr``, and ``index.csv``), resuming an earlier run of the same ``batch``."""
     folder.mkdir(parents=True, exist_ok=True)
+    with _folder_lock(folder):
+        return _issue_batch(store, claims, batch, folder, passphrase=passphrase,
+                            with_qr=with_qr, progress=progress, workers=workers)
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """One bulk run per output folder at a time: another run would finish or delete the partial
+    files this one is about to rename. (Runs into different folders are kept apart per row by
+    the store.) The lock is the kernel's, so a killed run never leaves it behind."""
+    with open(folder / ".pasaporte-bulk.lock", "a+b") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError("bulk_folder_busy", folder=str(folder)) from None
+        yield
+
+
+def _issue_batch(store: IssuerStore, claims: list[Claims], batch: str, folder: Path, *,
+                 passphrase: str, with_qr: bool, progress: Progress[Any],
+                 workers: int | None) -> BulkOutcome:
     _settle_partials(store, folder)
     earlier = store.bulk_issued(batch)
     rows = list(enumerate(claims, start=2))  # numbered as CSV lines, header first
@@ -191,7 +213,8 @@ def issue_batch(store: IssuerStore, claims: list[Claims], batch: str, folder: Pa
     with progress(todo, len(todo), "Emitiendo / Issuing") as bar:
         for number, row_claims in bar:
             cred = store.issue(row_claims, holder_key=None, passphrase=passphrase,
-                               signing=signing, bulk_row=(batch, number),
+                               signing=signing,
+                               bulk_row=(batch, number, earlier.get(number, (None,))[0]),
                                before_commit=write_partial)
             os.replace(folder / f"{cred.credential_id}.txt{PARTIAL}",
                        folder / f"{cred.credential_id}.txt")

@@ -53,7 +53,12 @@ def _progressbar(items: Iterable[T], length: int, label: str
 
 
 def _default_code(city: str, country: str) -> str:
+    """Country and the city's first three Latin letters (Mexicali, MX → MXMEX)."""
     letters = re.sub(r"[^A-Z]", "", unicodedata.normalize("NFKD", city).upper())
+    if len(letters) < 3:  # 東京, or "Ai": a code of the country alone would not tell cities apart
+        raise UsageError("usage_error",
+                         reason_es="el nombre de la ciudad no da un código: indique --code",
+                         reason_en="no code can be made from the city name: give --code")
     return f"{country.upper()}{letters[:3]}"
 
 

@@ -384,12 +384,14 @@ class IssuerStore:
 
     def issue(self, claims: Claims, *, holder_key: bytes | None, passphrase: str,
               now: int | None = None, signing: tuple[bytes, nacl.signing.SigningKey]
-              | None = None, bulk_row: tuple[str, int] | None = None,
+              | None = None, bulk_row: tuple[str, int, str | None] | None = None,
               before_commit: Callable[[IssuedCredential], None] | None = None
               ) -> IssuedCredential:
         """Sign and register one credential (its salted commitment queued for the ledger).
 
-        ``bulk_row`` (batch, row) records which CSV row the credential is; ``before_commit``
+        ``bulk_row`` (batch, row, the credential it replaces or None) records which CSV row the
+        credential is, exactly once: another run that got there first is refused here, inside
+        the serialized transaction, not by an earlier read; ``before_commit``
         runs inside the transaction (a bulk run writes the credential file there): if it
         raises, nothing is issued."""
         now = int(time.time()) if now is None else now
@@ -406,7 +408,8 @@ class IssuerStore:
         raise AssertionError("unreachable")
 
     def _issue_once(self, claims: Claims, holder_key: bytes | None, now: int, kid: bytes,
-                    key: nacl.signing.SigningKey, bulk_row: tuple[str, int] | None,
+                    key: nacl.signing.SigningKey,
+                    bulk_row: tuple[str, int, str | None] | None,
                     before_commit: Callable[[IssuedCredential], None] | None
                     ) -> IssuedCredential:
         with self.engine.begin() as db:
@@ -447,9 +450,12 @@ class IssuerStore:
                 paper=holder_key is None, commitment=commitment, commit_salt=salt))
             self._queue(db, now, {"type": "credential_issued", "commitment": b64url(commitment)})
             if bulk_row is not None:  # a row issued again (its first credential revoked) moves
-                batch, row = bulk_row
-                db.execute(bulk_rows.delete().where((bulk_rows.c.batch == batch)
-                                                    & (bulk_rows.c.row == row)))
+                batch, row, replaces = bulk_row
+                where = (bulk_rows.c.batch == batch) & (bulk_rows.c.row == row)
+                if db.execute(sa.select(bulk_rows.c.credential_id).where(where)
+                              ).scalar() != replaces:
+                    raise StoreError("bulk_row_taken", row=row)
+                db.execute(bulk_rows.delete().where(where))
                 db.execute(bulk_rows.insert().values(batch=batch, row=row,
                                                      credential_id=cred.credential_id))
             if before_commit is not None:

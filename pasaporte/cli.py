@@ -1,13 +1,15 @@
 """The ``pasaporte`` console script: one entry point whose groups live in their own packages.
 
 Errors from any group are caught here once and printed in Spanish and English with their code,
-and so is an operating-system error (a full disk, a folder that cannot be written).
+and so is an operating-system error (a full disk, a folder that cannot be written) and, as a
+last resort, any other failure (``PASAPORTE_DEBUG=1`` shows its traceback instead).
 Exit codes: 0 success, 1 refused/failed, 2 usage error.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
@@ -64,6 +66,13 @@ def main(argv: list[str] | None = None) -> int:
         error = StoreError("file_error", path=exc.filename or "?",
                            reason=exc.strerror or type(exc).__name__)
         click.echo(error.diagnostics(), err=True)
+        return 1
+    except Exception as exc:  # a failure nothing above names: still no bare traceback
+        if os.environ.get("PASAPORTE_DEBUG"):
+            raise
+        unexpected = PasaporteError("internal_error", kind=type(exc).__name__,
+                                    reason=str(exc)[:200])
+        click.echo(unexpected.diagnostics(), err=True)
         return 1
     return rv if isinstance(rv, int) else 0
 

@@ -125,8 +125,10 @@ def list_(as_json: bool, home: Path | None) -> None:
         click.echo(json.dumps(doc, ensure_ascii=False, indent=2))
     elif entries:
         click.echo(_table(entries))
-    else:
+    elif not problems:
         _say("La cartera está vacía / The wallet is empty")
+    if problems:  # a passport the resident cannot use is a failure, not an empty wallet
+        raise click.exceptions.Exit(1)
 
 
 @group.command(name="present")

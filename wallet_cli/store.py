@@ -201,7 +201,7 @@ def groups_for(service: str, disclose: Iterable[str] | None = None) -> tuple[str
 
 def audience_for(service: str, counter: str | None = None) -> str:
     """``SERVICE`` or ``SERVICE:COUNTER`` — the verifier splits on the first colon."""
-    audience = service if not counter else f"{service}:{counter}"
+    audience = service if counter is None else f"{service}:{counter}"
     if counter is not None and not counter.strip():
         raise UsageError("wallet_audience_invalid", audience=audience, max=MAX_AUDIENCE)
     if len(audience) > MAX_AUDIENCE or not audience.isprintable():

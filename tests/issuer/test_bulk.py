@@ -251,3 +251,31 @@ def test_odd_csv_files_are_named_errors(homes: dict[str, Path], passphrase: str,
                        str(tmp_path / "o"), "--home", str(homes["issuer"]))
     assert code == 2 and expected in err and "Traceback" not in err
     assert len(_issued(homes["issuer"])) == 0
+
+
+@pytest.mark.parametrize("folders", ["one folder", "two folders"])
+def test_the_same_file_run_twice_at_once_issues_each_row_once(
+        homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path, folders: str) -> None:
+    """An operator who starts the same batch twice: the rows are shared out or refused, never
+    doubled; into one folder, running the file once more completes it."""
+    home, rows = homes["issuer"], 30
+    _init(run, home)
+    residents = _many(tmp_path, rows)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    outs = [tmp_path / "out", tmp_path / ("out" if folders == "one folder" else "other")]
+    procs = [subprocess.Popen([sys.executable, "-m", "pasaporte", "issuer", "bulk",
+                               str(residents), "--out-dir", str(out), "--home", str(home)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True) for out in outs]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert "Traceback" not in err, err
+        assert proc.returncode == 0 or any(code in err for code in (
+            "bulk_folder_busy", "bulk_row_taken", "bulk_files_lost")), err
+    files = {p.stem for out in set(outs) for p in out.glob("*.txt")}
+    assert len(_issued(home)) <= rows and files == set(_issued(home))  # no row twice
+    if folders == "one folder":
+        assert run("issuer", "bulk", str(residents), "--out-dir", str(outs[0]),
+                   "--home", str(home))[0] == 0
+        index = _index(outs[0])
+        assert len(index) == rows and sorted(cid for _, cid in index) == sorted(_issued(home))

@@ -31,7 +31,7 @@ def office(homes: dict[str, Path], passphrase: str, run: Run) -> Path:
 
 
 def test_init_refuses_to_overwrite(office: Path, run: Run) -> None:
-    code, _, err = run("issuer", "init", "--city", "X", "--country", "MX", "--office", "Y",
+    code, _, err = run("issuer", "init", "--city", "Xochimilco", "--country", "MX", "--office", "Y",
                        "--home", str(office))
     assert code == 1 and "issuer_exists" in err
 

@@ -22,11 +22,18 @@ def test_parallel_issuers_share_one_store(homes: dict[str, Path], passphrase: st
                "--home", str(home))[0] == 0
     env = {"PASAPORTE_PASSPHRASE": PASSPHRASE, "PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
     procs = []
+    sample = (EXAMPLES / "residents-sample.csv").read_text(encoding="utf-8")
+    assert sample.count(",2026-11-22,") == 3  # every row's valid_from
     for worker in range(4):
         out = tmp_path / f"w{worker}"
+        # Each worker its own file: the same file run twice at once is one bulk run, resumed
+        # (see test_bulk), not two.
+        csv_file = tmp_path / f"residents-{worker}.csv"
+        csv_file.write_text(sample.replace(",2026-11-22,", f",2026-11-1{worker},"),
+                            encoding="utf-8")
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "pasaporte", "issuer", "bulk",
-             str(EXAMPLES / "residents-sample.csv"), "--out-dir", str(out), "--home", str(home)],
+             str(csv_file), "--out-dir", str(out), "--home", str(home)],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     for proc in procs:
         _, err = proc.communicate(timeout=300)

@@ -59,13 +59,17 @@ def test_init_refuses_to_overwrite(run: Run, wallet_home: Path) -> None:
 def test_init_prompts_twice_without_the_environment(run: Run, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PASAPORTE_PASSPHRASE")
-    mismatch = run("wallet", "init", "--home", tmp_path / "a", input="uno\ndos\n")
+    mismatch = run("wallet", "init", "--home", tmp_path / "a",
+                   input="uno dos tres\ncuatro cinco\n")
     assert isinstance(mismatch.exception, UsageError)
     assert mismatch.exception.code == "passphrase_mismatch"
     assert not (tmp_path / "a" / "wallet.json").exists()
-    ok = run("wallet", "init", "--home", tmp_path / "b", input="secreto\nsecreto\n")
+    short = run("wallet", "init", "--home", tmp_path / "a", input="secreto\nsecreto\n")
+    assert isinstance(short.exception, UsageError) and short.exception.code == "passphrase_short"
+    assert not (tmp_path / "a" / "wallet.json").exists()
+    ok = run("wallet", "init", "--home", tmp_path / "b", input="mi secreto\nmi secreto\n")
     assert ok.exit_code == 0, ok.stderr
-    Wallet.open(tmp_path / "b").holder_key("secreto")
+    Wallet.open(tmp_path / "b").holder_key("mi secreto")
 
 
 def test_home_from_the_environment(run: Run, tmp_path: Path,
@@ -296,6 +300,9 @@ def test_import_from_stdin_and_a_damaged_file_in_list(run: Run, wallet_home: Pat
     assert result.exit_code == 0, result.stderr
     (wallet.credentials_dir / "AAAAAAAAAAA.cbor").write_bytes(b"damaged")
     listed = run("wallet", "list", "--json", "--home", wallet_home)
-    assert listed.exit_code == 0
+    assert listed.exit_code == 1  # the good one is listed; the damaged one is a failure
     assert [e["id"] for e in json.loads(listed.stdout)] == [result.stdout.strip()]
     assert "[wallet_credential_corrupt]" in listed.stderr
+    (wallet.credentials_dir / f"{result.stdout.strip()}.cbor").write_bytes(b"damaged too")
+    listed = run("wallet", "list", "--home", wallet_home)
+    assert listed.exit_code == 1 and "empty" not in listed.stderr
