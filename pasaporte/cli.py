@@ -53,8 +53,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
+    except click.ClickException as exc:  # click's own usage errors (a missing option, …)
+        ctx = getattr(exc, "ctx", None)  # UsageError and BadParameter know their command
+        if ctx is not None:
+            click.echo(ctx.get_usage(), err=True)
+        click.echo(UsageError("usage_error", reason=exc.format_message()).diagnostics(),
+                   err=True)
         return 2
     except UsageError as exc:
         click.echo(exc.diagnostics(), err=True)

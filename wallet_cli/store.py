@@ -178,7 +178,7 @@ def groups_for(service: str, disclose: Iterable[str] | None = None) -> tuple[str
     services = schema().services
     spec = services.get(service)
     if spec is None:
-        raise UsageError("wallet_service_unknown", service=service,
+        raise UsageError("wallet_service_unknown", service=service[:80],
                          valid=", ".join(sorted(services)))
     if disclose is None:
         wanted: set[str] = set(spec.discloses)
@@ -194,7 +194,8 @@ def groups_for(service: str, disclose: Iterable[str] | None = None) -> tuple[str
                                  options=", ".join(f"{g}.{name}" for g in ambiguous[name]))
             group = index.get(name)
             if group is None:
-                raise UsageError("wallet_disclose_unknown", name=name, valid=_valid_names())
+                raise UsageError("wallet_disclose_unknown", name=name[:80],  # not all of it
+                                 valid=_valid_names())
             wanted.add(group)
     return tuple(g.name for g in schema().groups if g.name in wanted)
 

@@ -149,7 +149,7 @@ def test_a_killed_run_resumes_and_every_row_is_issued_exactly_once(
         homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path) -> None:
     """SIGKILL a real ``issuer bulk`` process at random points, again and again, then let it
     finish: one credential per row, every file whole, no partial file left, all verifiable."""
-    home, out, rows = homes["issuer"], tmp_path / "out", 40
+    home, out, rows = homes["issuer"], tmp_path / "out", 120  # more than a slow poll lets by
     _init(run, home)
     residents = _many(tmp_path, rows)
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
