@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import json
 import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import click
 
@@ -38,6 +39,12 @@ from ledger.store import MAX_BATCH, LedgerStore, create_home
 __all__ = ["group"]
 
 ENTRIES_PAGE = 1000  # records read per query: a million-record log streams in bounded memory
+# ``append --file`` bounds. The longest valid entry (a 2000-character notice, every character
+# written as a JSON surrogate-pair escape) is under 25 KB, so a longer line is not an entry.
+# The file may hold MAX_BATCH entries, 10 times POST /entries' 1000, so it gets 10 times the
+# HTTP body limit (ledger.http.MAX_REQUEST, 1 MiB): the same bytes per entry as over HTTP.
+MAX_LINE = 64 * 1024
+MAX_FILE = 10 * 1024 * 1024
 
 home_option = click.option("--home", type=click.Path(file_okay=False), default=None,
                            help="Data directory (default: PASAPORTE_HOME or the XDG data dir).")
@@ -145,15 +152,33 @@ def _stop(_signum: int, _frame: object) -> None:
 
 
 def _read_jsonl(path: str) -> list[dict[str, Any]]:
-    stream = sys.stdin if path == "-" else Path(path).open(encoding="utf-8")  # noqa: SIM115
+    """The entries of a JSON Lines file, read in bounded binary lines: an endless line
+    (``/dev/zero``), a huge file or bytes that are not UTF-8 are one typed error naming the
+    line, never an unbounded read or a decoding traceback."""
     items: list[dict[str, Any]] = []
-    with stream:
-        for number, line in enumerate(stream, start=1):
+    total = 0
+    with contextlib.ExitStack() as files:
+        stream: BinaryIO = sys.stdin.buffer
+        if path != "-":
+            stream = files.enter_context(Path(path).open("rb"))
+        for number in itertools.count(1):
+            raw = stream.readline(MAX_LINE + 1)
+            if not raw:
+                break
+            total += len(raw)
+            if len(raw) - raw.endswith(b"\n") > MAX_LINE:
+                raise MalformedInput("ledger_jsonl_line_too_long", line=number, limit=MAX_LINE)
+            if total > MAX_FILE:
+                raise MalformedInput("ledger_jsonl_too_large", line=number, limit=MAX_FILE)
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise MalformedInput("ledger_jsonl_not_utf8", line=number) from None
             if not line.strip():
                 continue
             try:
                 item = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nested too deep
                 raise MalformedInput("ledger_bad_jsonl", line=number) from None
             if not isinstance(item, dict):
                 raise MalformedInput("ledger_bad_jsonl", line=number)

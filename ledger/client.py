@@ -19,14 +19,14 @@ MAX_RESPONSE = 8 * 1024 * 1024
 
 def post(url: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, str, bytes]:
     """POST and return ``(status, content type, body)`` whatever the status."""
-    req = urllib.request.Request(url, data=body, method="POST", headers=headers or {})
     try:
+        req = urllib.request.Request(url, data=body, method="POST", headers=headers or {})
         with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:
             return resp.status, resp.headers.get("Content-Type", ""), resp.read(MAX_RESPONSE)
     except urllib.error.HTTPError as exc:
         with exc:
             return exc.code, exc.headers.get("Content-Type", ""), exc.read(MAX_RESPONSE)
-    except (urllib.error.URLError, OSError) as exc:
+    except (urllib.error.URLError, OSError, ValueError) as exc:  # ValueError: not a URL
         raise LedgerError("ledger_unreachable", url=url, reason=str(exc)[:200]) from None
 
 
@@ -38,7 +38,7 @@ def _get(url: str) -> bytes:
     except urllib.error.HTTPError as exc:
         with exc:
             raise LedgerError("ledger_remote_error", url=url, status=exc.code) from None
-    except (urllib.error.URLError, OSError) as exc:
+    except (urllib.error.URLError, OSError, ValueError) as exc:  # ValueError: not a URL
         raise LedgerError("ledger_unreachable", url=url, reason=str(exc)[:200]) from None
 
 
@@ -49,7 +49,7 @@ def get_text(url: str) -> str:
 def get_json(url: str) -> Any:
     try:
         return json.loads(_get(url))
-    except ValueError:
+    except (ValueError, RecursionError):  # another node's answer: it may nest without end
         raise LedgerError("ledger_remote_error", url=url, status="bad JSON") from None
 
 

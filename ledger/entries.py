@@ -58,13 +58,23 @@ REASONS = ("unspecified", "holder_request", "fraud", "data_error", "deceased", "
            "key_compromise", "superseded")
 _KID = re.compile(r"[A-Za-z0-9._:\-]{1,64}")
 _NAME = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
-_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
+_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")  # not \d: ASCII
 _MAX_INT = 1 << 53
 _CTRL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
 
 
 def _bad(field: str, reason: str) -> MalformedInput:
     return MalformedInput("ledger_bad_field", field=field, reason=reason)
+
+
+def _encodable(text: str) -> bool:
+    """JSON's ``\\ud800`` escapes decode to lone surrogates, which no UTF-8 (so no CBOR
+    record) can hold: refused with the other field errors, before anything is written."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check(kind: str, name: str, value: Any) -> None:
@@ -81,6 +91,8 @@ def _check(kind: str, name: str, value: Any) -> None:
         return
     if not isinstance(value, str):
         raise _bad(name, "expected a string")
+    if not _encodable(value):
+        raise _bad(name, "not valid Unicode text (a lone surrogate)")
     if kind == "kid" and not _KID.fullmatch(value):
         raise _bad(name, "1-64 of A-Z a-z 0-9 . _ : -")
     if kind == "name" and not _NAME.fullmatch(value):

@@ -136,7 +136,7 @@ def post_entries() -> Response:
         return _error(401, "ledger_unauthorized")
     try:
         body = json.loads(request.get_data(cache=False))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # not UTF-8 or not JSON; or nested too deep
         raise MalformedInput("ledger_bad_json") from None
     items = body.get("entries") if isinstance(body, dict) else body
     if not isinstance(items, list) or not items:

@@ -65,7 +65,7 @@ def load_config(home: Path) -> LedgerConfig:
         return LedgerConfig(**{**doc, "mirror_witnesses": tuple(doc.get("mirror_witnesses", ()))})
     except FileNotFoundError:
         raise StoreError("ledger_not_initialised", home=str(home)) from None
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         raise StoreError("ledger_bad_config", home=str(home)) from None
 
 

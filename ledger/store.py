@@ -42,10 +42,12 @@ from sqlalchemy import (
     delete,
     event,
     insert,
+    inspect,
     select,
 )
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import update as sql_update
-from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.engine import URL, ExceptionContext
 from sqlalchemy.pool import NullPool
 
 from credential import merkle
@@ -75,6 +77,7 @@ MAX_BATCH = 10_000
 MAX_COSIGNATURES_PER_BATCH = 100
 REQUEST_RETENTION_S = 30 * 86400  # how long an idempotency key is remembered
 _IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_TOKEN_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")  # an append client's name
 BUSY_TIMEOUT_S = 120.0  # how long an append waits for another process's before giving up
 ZERO = bytes(32)
 
@@ -118,14 +121,31 @@ def database_url(home: Path, db: str | None = None, config: LedgerConfig | None 
     return url or f"sqlite:///{home / 'ledger.db'}"
 
 
-def _busy(ctx: ExceptionContext) -> None:
-    """Another writer held the log longer than we wait: a typed error (HTTP 503, CLI exit 1)
-    instead of a driver traceback; the batch was not written and can be sent again."""
+def _shown(url: URL) -> str:
+    """How an error names a database: SQLite's file, or the URL without its password."""
+    if url.get_backend_name() == "sqlite":
+        return url.database or ":memory:"
+    return url.render_as_string(hide_password=True)
+
+
+def _db_error(ctx: ExceptionContext) -> None:
+    """Driver errors a person can act on become typed errors (HTTP 503, CLI exit 1) instead of
+    tracebacks: another writer held the log longer than we wait (``store_busy``: nothing was
+    written, send it again), or the database cannot be used at all (a damaged or non-SQLite
+    file, a folder that does not exist, a server that does not answer)."""
     exc = ctx.original_exception
     if (isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)) or (
             getattr(exc, "sqlstate", None) == _PG_LOCK_NOT_AVAILABLE):
         name = (ctx.engine.url.database if ctx.engine is not None else None) or "ledger"
         raise StoreError("store_busy", what=Path(name).name) from exc
+    # OperationalError: the database, not the statement, failed (cannot open or connect, I/O,
+    # full disk); sqlite3's bare DatabaseError is a corrupt file or not a database at all.
+    # Constraint and programming errors stay as they are: they are bugs to see, not states.
+    if isinstance(ctx.sqlalchemy_exception, sa_exc.OperationalError) or (
+            type(exc) is sqlite3.DatabaseError):
+        where = _shown(ctx.engine.url) if ctx.engine is not None else "ledger"
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise StoreError("ledger_database_unreadable", db=where, reason=reason) from exc
 
 
 _PG_LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of a lock_timeout expiring
@@ -133,17 +153,23 @@ _PG_LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of a lock_timeout expiring
 
 def make_engine(url: str, *, busy_timeout: float = BUSY_TIMEOUT_S) -> Engine:
     """An engine with the ledger's settings: a bounded wait for another writer's lock on both
-    backends; on SQLite also WAL, full sync and an explicit BEGIN."""
-    if not url.startswith("sqlite"):
-        engine = create_engine(url, pool_pre_ping=True, connect_args={
-            "options": f"-c lock_timeout={int(busy_timeout * 1000)}"})
-        event.listen(engine, "handle_error", _busy)
-        return engine
-    # a small pool: reopening SQLite (and re-running the PRAGMAs) per request costs more than
-    # the proof itself; NullPool only for in-memory databases, which cannot be shared anyway
-    pool = {"poolclass": NullPool} if ":memory:" in url or url.endswith("sqlite://") else {}
-    engine = create_engine(url, connect_args={"timeout": busy_timeout}, **pool)
-    event.listen(engine, "handle_error", _busy)
+    backends; on SQLite also WAL, full sync and an explicit BEGIN. A URL no driver can use
+    (a typo, a missing driver) is ``ledger_bad_db_url``."""
+    try:
+        if not url.startswith("sqlite"):
+            engine = create_engine(url, pool_pre_ping=True, connect_args={
+                "options": f"-c lock_timeout={int(busy_timeout * 1000)}"})
+            event.listen(engine, "handle_error", _db_error)
+            return engine
+        # a small pool: reopening SQLite (and re-running the PRAGMAs) per request costs more
+        # than the proof itself; NullPool only for in-memory databases, which cannot be shared
+        pool = {"poolclass": NullPool} if ":memory:" in url or url.endswith("sqlite://") else {}
+        engine = create_engine(url, connect_args={"timeout": busy_timeout}, **pool)
+    except (sa_exc.ArgumentError, ImportError) as exc:  # NoSuchModuleError is an ArgumentError
+        # the URL may hold a password: show only what is before the host
+        shown = re.sub(r"//[^/@]*@", "//***@", url)
+        raise StoreError("ledger_bad_db_url", db=shown, reason=str(exc)[:200]) from None
+    event.listen(engine, "handle_error", _db_error)
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn: Any, _rec: Any) -> None:
@@ -181,12 +207,35 @@ def migrate(engine: Engine) -> None:
                 id=1, size=0, root=merkle.EMPTY_ROOT, last_hash=ZERO, last_time=0, frontier=b""))
 
 
+def _has_log(engine: Engine) -> bool:
+    """Whether the database holds an initialised log (any schema revision): the head row that
+    ``migrate`` writes once the tables exist. A SQLite file that does not exist or is empty is
+    not opened: connecting would create it, or write a header into it (WAL mode)."""
+    url = engine.url
+    if (url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:"
+            and not url.database.startswith("file:")):
+        path = Path(url.database)
+        if not path.is_file() or path.stat().st_size == 0:
+            return False
+    with engine.connect() as conn:
+        return inspect(conn).has_table(t.head.name) and conn.execute(
+            select(t.head.c.id).where(t.head.c.id == 1)).first() is not None
+
+
+def _refuse_existing_log(engine: Engine) -> None:
+    if _has_log(engine):
+        raise StoreError("ledger_already_initialised", home=_shown(engine.url))
+
+
 def create_home(root: Path, config: LedgerConfig) -> None:
-    """Bring the home's database to the current schema, then record its settings (last, so a
-    home with settings always has a usable database)."""
+    """Create the home's log: the database at the current schema, then its settings (last, so
+    a home with settings always has a usable database). The only way a log comes to exist
+    (``ledger init``, a mirror's first run); a database that already holds one is refused
+    rather than adopted under other keys."""
     root.mkdir(parents=True, exist_ok=True)
     engine = make_engine(database_url(root, config.db, config))
     try:
+        _refuse_existing_log(engine)
         migrate(engine)
     finally:
         engine.dispose()
@@ -220,9 +269,18 @@ class LedgerStore:
         root = resolve_home("ledger", home)
         if (root / "ledger.json").exists():
             raise StoreError("ledger_already_initialised", home=str(root))
+        # before any key file is written: a home that lost its settings may still hold the keys
+        # of the log in that database, which must not be replaced by new ones; and a database
+        # that cannot be reached fails here, not after the keys exist
+        root.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(database_url(root, db))
+        try:
+            _refuse_existing_log(engine)
+            engine.connect().close()
+        finally:
+            engine.dispose()
         log_signer = generate_signer(origin)
         witness = generate_signer(witness_name or f"{origin}/witness", COSIGNATURE_V1)
-        root.mkdir(parents=True, exist_ok=True)
         write_secret(root / "log.key", log_signer.seed, passphrase)
         write_secret(root / "witness.key", witness.seed, passphrase)
         config = LedgerConfig(origin=origin, log_vkey=log_signer.verifier.vkey,
@@ -237,11 +295,12 @@ class LedgerStore:
 
     @classmethod
     def open(cls, url_or_home: str | os.PathLike[str] | None = None, *, db: str | None = None,
-             passphrase: str | None = None, create: bool = False) -> LedgerStore:
+             passphrase: str | None = None) -> LedgerStore:
         """Open the ledger of a home directory (``--home``), or of a database URL.
 
         With a ``passphrase`` the log key (and the witness key, if any) are unlocked so the
-        store can append and cosign; without one it is read-only.
+        store can append and cosign; without one it is read-only. The database must hold the
+        log (``ledger_database_missing`` otherwise): only :meth:`init` creates one.
         """
         target = os.fspath(url_or_home) if url_or_home is not None else None
         if target and "://" in target:
@@ -256,10 +315,18 @@ class LedgerStore:
                 wname = parse_verifier_key(config.witness_vkey).name
                 witness = Signer(wname, read_secret(home / "witness.key", passphrase), 0x04)
         engine = make_engine(url)
-        if create or signer is not None:
-            # A writer brings an older node's schema up to date (a no-op once at the head
-            # revision); read-only opens never change the database.
-            migrate(engine)
+        try:
+            # A lost, emptied or mistyped database must not become a new log signed with the
+            # same key, contradicting the history others hold: it is restored, never recreated.
+            if not _has_log(engine):
+                raise StoreError("ledger_database_missing", db=_shown(engine.url))
+            if signer is not None:
+                # A writer brings an older node's schema up to date (a no-op once at the head
+                # revision); read-only opens never change the database.
+                migrate(engine)
+        except BaseException:
+            engine.dispose()
+            raise
         store = cls(engine, config.origin, parse_verifier_key(config.log_vkey), signer, witness,
                     home, parse_verifier_key(config.witness_vkey) if config.witness_vkey else None)
         if signer is not None and signer.verifier != store.verifier:
@@ -364,9 +431,11 @@ class LedgerStore:
             return self._proof(conn, size, merkle.inclusion_nodes(index, size))
 
     def consistency_proof(self, old: int, new: int) -> list[bytes]:
-        if not 0 < old <= new:
-            raise LedgerError("ledger_bad_size", size=old, have=new)
+        if old > new:  # a request error whatever the log holds, so no size to report
+            raise MalformedInput("ledger_bad_param", name="old", reason="larger than new")
         with self.engine.connect() as conn:
+            if old == 0:  # a proof from the empty tree proves nothing: none is served
+                raise LedgerError("ledger_bad_size", size=old, have=self._head(conn).size)
             return self._proof(conn, new, merkle.consistency_nodes(old, new))
 
     def root(self, size: int) -> bytes:
@@ -612,6 +681,8 @@ class LedgerStore:
     # -- append tokens and witnesses ---------------------------------------------------------
 
     def add_token(self, name: str) -> str:
+        if not _TOKEN_NAME.fullmatch(name):  # it names a client in logs and in ``revoke``
+            raise UsageError("ledger_bad_token_name", name=name[:80])
         token = "lt_" + secrets.token_urlsafe(32)
         with self.engine.begin() as conn:
             conn.execute(delete(t.tokens).where(t.tokens.c.name == name))

@@ -51,12 +51,16 @@ BAD: list[tuple[str, dict[str, Any]]] = [
     ("bad time", {"type": "key_compromised", "kid": "k", "effective": "yesterday"}),
     ("impossible date", {"type": "key_compromised", "kid": "k",
                          "effective": "2025-02-30T00:00:00Z"}),
+    ("full-width digits", {"type": "key_compromised", "kid": "k",
+                           "effective": "２０２５-01-01T00:00:00Z"}),
     ("bad country", {**valid_entries()[0], "country": "Mexico"}),
     ("until before from", {**valid_entries()[0], "valid_until": "2024-01-01T00:00:00Z"}),
     ("kid with spaces", {"type": "key_rotated", "kid": "a b", "replaces": "c"}),
     ("empty notice", {"type": "notice", "text": ""}),
     ("huge notice", {"type": "notice", "text": "x" * 2001}),
     ("control chars", {"type": "notice", "text": "a\x00b"}),
+    ("lone surrogate", {"type": "notice", "text": "a\ud800b"}),
+    ("lone surrogate in a name", {**valid_entries()[0], "office": "\udfff"}),
     ("short cosignature", {**valid_entries()[6], "signature": b64u(bytes(64))}),
     ("not an object", ["notice"]),  # type: ignore[dict-item]
 ]

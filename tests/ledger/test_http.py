@@ -138,6 +138,18 @@ def test_json_errors_name_the_problem(client: FlaskClient, filled: LedgerStore) 
     assert json.dumps(body)
 
 
+def test_consistency_refusals_give_the_log_size(client: FlaskClient) -> None:
+    """On an empty log: 404 saying the log has 0 entries (not the requested ``new``)."""
+    resp = client.get("/proof/consistency?old=0&new=1")
+    assert resp.status_code == 404
+    body = resp.get_json()
+    assert body["code"] == "ledger_bad_size"
+    assert body["message"]["en"] == "Size 0 is not available (the log has 0)."
+    assert body["message"]["es"] == "Tamaño 0 no disponible (el registro tiene 0)."
+    resp = client.get("/proof/consistency?old=1&new=0")
+    assert resp.status_code == 400 and resp.get_json()["code"] == "ledger_bad_param"
+
+
 def test_a_log_held_too_long_answers_503_and_loses_nothing(client: FlaskClient,
                                                            store: LedgerStore, token: str) -> None:
     """Another process keeps the write lock past our wait: 503 with the bilingual ``store_busy``

@@ -89,6 +89,21 @@ def test_refusals_leave_log_unchanged(store: LedgerStore) -> None:
     assert store.checkpoint().note == before and store.size() == 1
 
 
+def test_consistency_refusals_name_the_log_size(store: LedgerStore) -> None:
+    """The size a refusal reports is the log's, not the requested ``new``."""
+    def refusal(old: int, new: int) -> tuple[str, dict[str, object]]:
+        with pytest.raises((LedgerError, MalformedInput)) as caught:
+            store.consistency_proof(old, new)
+        return caught.value.code, caught.value.detail
+
+    assert refusal(0, 1) == ("ledger_bad_size", {"size": 0, "have": 0})
+    assert refusal(1, 0)[0] == "ledger_bad_param"
+    store.append([commitment(i) for i in range(3)], cosign=False)
+    assert refusal(0, 2) == ("ledger_bad_size", {"size": 0, "have": 3})
+    assert refusal(2, 9) == ("ledger_bad_size", {"size": 9, "have": 3})
+    assert refusal(3, 1) == ("ledger_bad_param", {"name": "old", "reason": "larger than new"})
+
+
 def test_read_only_without_passphrase(home: Path) -> None:
     with LedgerStore.open(home) as ro, pytest.raises(Exception, match="read"):
         ro.append([Notice(text="x")])
@@ -205,3 +220,15 @@ def test_postgres_writer_held_too_long_is_store_busy(tmp_path: Path, pg_url: str
         assert store.size() == 1
         store.append([commitment(2)], cosign=False)
         assert store.size() == 2
+
+
+@pytest.mark.parametrize("name", ["", "two words", "x" * 65, "línea"])
+def test_an_append_client_needs_a_plain_name(tmp_path: Path, name: str) -> None:
+    from credential.errors import UsageError
+
+    init_home(tmp_path / "home")
+    with LedgerStore.open(tmp_path / "home", passphrase=PASSPHRASE) as store:
+        with pytest.raises(UsageError) as raised:
+            store.add_token(name)
+        assert raised.value.code == "ledger_bad_token_name"
+        assert store.add_token("oficina-centro.2").startswith("lt_")

@@ -1,0 +1,194 @@
+"""Input built to break parsers: JSON nested without end, lone surrogates, endless or huge or
+non-UTF-8 files. Each is the same typed error as other bad input (CLI exit 1, HTTP 400), the log
+unchanged; never a RecursionError, a UnicodeError or an unbounded read."""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+
+from credential.errors import LedgerError, MalformedInput, StoreError
+from ledger import cli, client
+from ledger.http import MAX_POST_ENTRIES, MAX_REQUEST
+from ledger.keys import load_config
+from ledger.store import MAX_BATCH, LedgerStore
+from tests.ledger.conftest import REPO, child_env, run_cli
+from tests.ledger.helpers import commitment
+
+DEEP = b"[" * 30_000 + b"]" * 30_000  # within the line bound: the parser's depth is what fails
+DEEPER = b"[" * 100_000 + b"]" * 100_000
+SURROGATE = b'{"type": "notice", "text": "\\ud800"}'
+
+
+def _append(home: Path, path: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    capsys.readouterr()
+    assert run_cli("append", "--file", str(path), "--home", str(home)) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("[") and "Traceback" not in err
+    return err
+
+
+def _token(store: LedgerStore) -> dict[str, str]:
+    return {"Authorization": f"Bearer {store.add_token('issuer')}",
+            "Content-Type": "application/json"}
+
+
+@pytest.mark.parametrize(("body", "code"), [
+    (DEEP + b"\n", "[ledger_bad_jsonl] La línea 1 no es"),
+    (json.dumps(commitment(1)).encode() + b"\n" + DEEP + b"\n", "[ledger_bad_jsonl] La línea 2"),
+    (DEEPER, "[ledger_jsonl_line_too_long] La línea 1 pasa de 65536"),
+    (SURROGATE + b"\n", "[ledger_bad_line] Línea 1: Invalid field text: not valid Unicode"),
+    (b'{"type": "bundle_published", "city": "\\udfff", "version": 1, "digest": "'
+     + b"A" * 43 + b'"}', "[ledger_bad_line] Línea 1: Invalid field city"),
+    (b"\xff\xfe", "[ledger_jsonl_not_utf8] La línea 1 no es texto UTF-8"),
+    (b"\n" + json.dumps(commitment(1)).encode() + b"\n\xc3(\n",
+     "[ledger_jsonl_not_utf8] La línea 3"),
+], ids=["deep", "deep-line-2", "deeper-than-a-line", "surrogate", "surrogate-name",
+        "not-utf8", "not-utf8-line-3"])
+def test_append_file_refuses_hostile_lines(body: bytes, code: str, home: Path, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(body)
+    assert _append(home, path, capsys).startswith(code)
+    with LedgerStore.open(home) as store:
+        assert store.size() == 0
+
+
+def _limit_memory() -> None:
+    # an unbounded read fails fast here instead of exhausting the machine running the tests
+    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+
+def test_append_file_reads_dev_zero_in_bounded_memory(home: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "ledger", "append", "--file", "/dev/zero",
+                           "--home", str(home)], capture_output=True, text=True,
+                          env=child_env(), cwd=REPO, timeout=60, preexec_fn=_limit_memory)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("[ledger_jsonl_line_too_long]"), proc.stderr[-500:]
+
+
+def test_append_file_has_a_size_bound(home: Path, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    line = json.dumps(commitment(1)).encode() + b"\n"
+    monkeypatch.setattr(cli, "MAX_FILE", 10 * len(line))
+    path = tmp_path / "big.jsonl"
+    path.write_bytes(line * 11)
+    err = _append(home, path, capsys)
+    assert err.startswith("[ledger_jsonl_too_large]") and "line 11" in err
+    path.write_bytes(line * 10)  # exactly at the bound is accepted
+    assert run_cli("append", "--file", str(path), "--home", str(home)) == 0
+
+
+def test_the_bounds_fit_the_entries() -> None:
+    """The file bound allows as many bytes per entry as POST /entries; the line bound holds the
+    longest valid entry in its most verbose JSON form (every character escaped)."""
+    assert cli.MAX_FILE == MAX_BATCH // MAX_POST_ENTRIES * MAX_REQUEST
+    longest = json.dumps({"type": "notice", "text": "😀" * 2000}, ensure_ascii=True)
+    assert 2000 * 12 < len(longest) < cli.MAX_LINE
+
+
+def test_the_longest_valid_line_is_accepted(home: Path, tmp_path: Path) -> None:
+    path = tmp_path / "long.jsonl"
+    path.write_text(json.dumps({"type": "notice", "text": "😀" * 2000}, ensure_ascii=True)
+                    + "\r\n", encoding="ascii")
+    assert run_cli("append", "--file", str(path), "--home", str(home)) == 0
+    with LedgerStore.open(home) as store:
+        assert store.size() == 1
+
+
+def test_append_from_stdin_refuses_non_utf8(home: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "ledger", "append", "--file", "-", "--home",
+                           str(home)], input=b"\xff\n", capture_output=True, env=child_env(),
+                          cwd=REPO, timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr.decode().startswith("[ledger_jsonl_not_utf8]"), proc.stderr
+
+
+@pytest.mark.parametrize("body", [DEEP, DEEPER, b'{"entries": [' + SURROGATE + b"]}",
+                                  b'{"entries": [{"type": "notice", "\\ud800": 1}]}'],
+                         ids=["deep", "deeper", "surrogate", "surrogate-key"])
+def test_post_entries_refuses_hostile_json(body: bytes, client: FlaskClient,
+                                           store: LedgerStore) -> None:
+    resp = client.post("/entries", data=body, headers=_token(store))
+    assert resp.status_code == 400, resp.data[:200]
+    err = resp.get_json()
+    assert err["code"] in ("ledger_bad_json", "ledger_bad_field", "ledger_bad_entry"), err
+    assert err["message"]["es"] and err["message"]["en"]
+    assert store.size() == 0
+
+
+def test_check_bundle_refuses_a_deep_trust_root(home: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "deep.json").write_bytes(DEEPER)
+    capsys.readouterr()
+    assert run_cli("check-bundle", "--bundle", str(tmp_path / "deep.json"), "--trust-root",
+                   str(tmp_path / "deep.json"), "--home", str(home)) == 1
+    assert capsys.readouterr().err.startswith("[root_invalid]")
+
+
+def test_deep_settings_file_is_bad_config(home: Path) -> None:
+    (home / "ledger.json").write_bytes(DEEPER)
+    with pytest.raises(StoreError) as caught:
+        load_config(home)
+    assert caught.value.code == "ledger_bad_config"
+
+
+@pytest.fixture
+def deep_node() -> Iterator[str]:
+    """Another "node" on 127.0.0.1 whose every answer is JSON nested past any parser's depth."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(DEEPER)))
+            self.end_headers()
+            self.wfile.write(DEEPER)
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_deep_json_from_another_node_is_a_remote_error(deep_node: str) -> None:
+    for call in (lambda: client.get_json(f"{deep_node}/entries?start=0&end=1"),
+                 lambda: client.consistency_proof(deep_node, 1, 2)):
+        with pytest.raises(LedgerError) as caught:
+            call()
+        assert caught.value.code == "ledger_remote_error"
+
+
+def test_surrogates_never_reach_the_store(store: LedgerStore) -> None:
+    with pytest.raises(MalformedInput) as caught:
+        store.append([{"type": "notice", "text": "a\udc80b"}])
+    assert caught.value.code == "ledger_bad_field"
+    assert store.size() == 0
+
+
+@pytest.mark.parametrize("url", ["notaurl", "http://[::1"])
+def test_an_address_that_is_no_url_is_unreachable_not_a_traceback(url: str) -> None:
+    with pytest.raises(LedgerError) as raised:
+        client.post(url, b"{}")
+    assert raised.value.code == "ledger_unreachable"
+    with pytest.raises(LedgerError) as raised:
+        client.get_text(url)
+    assert raised.value.code == "ledger_unreachable"

@@ -1,0 +1,216 @@
+"""A lost, emptied, mistyped, damaged or unreachable database: a typed bilingual error (exit 1,
+HTTP 503), never a new log under the old key and never a driver traceback."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from credential.errors import StoreError
+from ledger.http import create_app
+from ledger.store import LedgerStore
+from tests.ledger.conftest import PASSPHRASE, REPO, child_env, init_home, run_cli
+from tests.ledger.helpers import commitment
+
+
+def _filled(home: Path, count: int = 3) -> None:
+    with LedgerStore.open(home, passphrase=PASSPHRASE) as store:
+        store.append([commitment(i) for i in range(count)], cosign=False)
+
+
+def _jsonl(path: Path, items: list[dict[str, object]]) -> str:
+    path.write_text("".join(json.dumps(item) + "\n" for item in items), encoding="utf-8")
+    return str(path)
+
+
+def _moved(home: Path) -> list[str]:
+    (home / "ledger.db").rename(home / "moved.db")
+    return []
+
+
+def _emptied(home: Path) -> list[str]:
+    (home / "ledger.db").write_bytes(b"")  # truncate -s 0
+    return []
+
+
+def _mistyped(home: Path) -> list[str]:
+    return ["--db", f"sqlite:///{home / 'ledgr.db'}"]
+
+
+LOSSES: dict[str, Callable[[Path], list[str]]] = {
+    "moved": _moved, "emptied": _emptied, "mistyped --db": _mistyped}
+
+
+@pytest.mark.parametrize("loss", sorted(LOSSES))
+def test_a_lost_database_is_never_recreated(loss: str, home: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    _filled(home)
+    extra = LOSSES[loss](home)
+    entries = _jsonl(tmp_path / "ok.jsonl", [commitment(9)])
+    commands = [["append", "--file", entries], ["audit"], ["checkpoint"], ["entries"],
+                ["token", "add", "issuer"], ["witnesses", "list"],
+                ["witnesses", "add", "--url", "http://127.0.0.1:1", "--key", "x"],
+                ["witness", "--log", "http://127.0.0.1:1", "--log-key", "x"]]
+    capsys.readouterr()
+    for args in commands:
+        assert run_cli(*args, "--home", str(home), *extra) == 1, args
+        err = capsys.readouterr().err
+        assert err.startswith("[ledger_database_missing]"), (args, err)
+        assert "--db" in err and "PASAPORTE_LEDGER_DB" in err
+    db = extra[1] if extra else None
+    for opener in (lambda: LedgerStore.open(home, db=db, passphrase=PASSPHRASE),
+                   lambda: LedgerStore.open(home, db=db),
+                   lambda: create_app({"HOME": str(home), "DB": db})):
+        with pytest.raises(StoreError) as caught:
+            opener()
+        assert caught.value.code == "ledger_database_missing"
+    # nothing was created in its place: no tables, no file where the log was looked for
+    if loss == "emptied":
+        assert (home / "ledger.db").stat().st_size == 0
+    else:
+        assert not (home / ("ledgr.db" if extra else "ledger.db")).exists()
+    # put back, the log is whole and unchanged
+    if loss == "moved":
+        (home / "moved.db").rename(home / "ledger.db")
+        with LedgerStore.open(home) as store:
+            assert store.size() == 3
+
+
+def test_serve_refuses_a_lost_database(home: Path) -> None:
+    (home / "ledger.db").unlink()
+    proc = subprocess.run([sys.executable, "-m", "ledger", "serve", "--home", str(home),
+                           "--port", "0"], capture_output=True, text=True, env=child_env(),
+                          cwd=REPO, timeout=60)
+    assert proc.returncode == 1 and "listening" not in proc.stdout
+    assert proc.stderr.startswith("[ledger_database_missing]"), proc.stderr
+    assert not (home / "ledger.db").exists()
+
+
+def test_a_mirror_that_lost_its_database_is_refused(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """A mirror's first run creates its database (that is its ``init``); a later run whose
+    database is gone is refused like a log's."""
+    vkey = json.loads(init_home(tmp_path / "origin"))["log_vkey"]
+    mirror_home = tmp_path / "mirror"
+    args = ["mirror", "--from", "http://127.0.0.1:1", "--unwitnessed", "--home", str(mirror_home)]
+    assert run_cli(*args, "--log-key", vkey) == 1  # created, then the origin is unreachable
+    assert "[ledger_unreachable]" in capsys.readouterr().err
+    with LedgerStore.open(mirror_home) as store:
+        assert store.size() == 0
+    (mirror_home / "ledger.db").unlink()
+    assert run_cli(*args) == 1
+    assert capsys.readouterr().err.startswith("[ledger_database_missing]")
+    assert not (mirror_home / "ledger.db").exists()
+
+
+def test_init_refuses_a_database_that_holds_a_log(home: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """A second ``init`` pointed at an existing log must not adopt it under new keys."""
+    _filled(home)
+    other = tmp_path / "other"
+    assert run_cli("init", "--origin", "other.test/log", "--home", str(other),
+                   "--db", f"sqlite:///{home / 'ledger.db'}") == 1
+    assert capsys.readouterr().err.startswith("[ledger_already_initialised]")
+    assert not any(other.iterdir())  # no key was written
+    with LedgerStore.open(home) as store:
+        assert store.size() == 3 and store.checkpoint().checkpoint.size == 3
+
+
+def _half(db: Path) -> None:
+    data = db.read_bytes()
+    db.write_bytes(data[:len(data) // 2])
+
+
+def _header(db: Path) -> None:
+    data = db.read_bytes()
+    db.write_bytes(b"X" * 16 + data[16:])
+
+
+@pytest.mark.parametrize(("damage", "why"), [(_half, "malformed"), (_header, "not a database")],
+                         ids=["half-truncated", "header"])
+def test_a_damaged_database_is_a_typed_error(damage: Callable[[Path], None], why: str,
+                                             home: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    _filled(home, 600)  # enough pages that half the file loses records
+    damage(home / "ledger.db")
+    entries = _jsonl(tmp_path / "ok.jsonl", [commitment(9)])
+    capsys.readouterr()
+    for args in (["audit", "--deep"], ["append", "--file", entries], ["checkpoint"]):
+        assert run_cli(*args, "--home", str(home)) == 1, args
+        err = capsys.readouterr().err
+        assert err.startswith("[ledger_database_unreadable]"), (args, err)
+        assert str(home / "ledger.db") in err
+    # the whole CLI, as an operator runs it: one line, no traceback
+    proc = subprocess.run([sys.executable, "-m", "ledger", "audit", "--deep", "--home",
+                           str(home)], capture_output=True, text=True, env=child_env(),
+                          cwd=REPO, timeout=60)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("[ledger_database_unreadable]") and why in proc.stderr
+
+
+def _refused_port() -> int:
+    with socket.socket() as sock:  # bound, never listening: connecting is refused
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@pytest.mark.parametrize(("url", "code"), [
+    ("garbage://", "ledger_bad_db_url"),
+    ("garbage", "ledger_bad_db_url"),
+    ("sqlite:////nonexistent/dir/x.db", "ledger_database_missing"),
+    ("postgresql+psycopg://ledger:s3cret@127.0.0.1:{port}/x", "ledger_database_unreadable"),
+])
+def test_an_unusable_db_url_is_a_typed_error(url: str, code: str, home: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    url = url.format(port=_refused_port())
+    entries = _jsonl(tmp_path / "ok.jsonl", [commitment(9)])
+    capsys.readouterr()
+    for args in (["audit"], ["append", "--file", entries]):
+        assert run_cli(*args, "--home", str(home), "--db", url) == 1, args
+        err = capsys.readouterr().err
+        assert err.startswith(f"[{code}]"), (args, err)
+        assert "s3cret" not in err  # a password never reaches a terminal or a log
+    with LedgerStore.open(home) as store:  # the home's own log is untouched
+        assert store.size() == 0
+
+
+def test_init_on_an_unreachable_database_writes_no_key(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]
+                                                       ) -> None:
+    new = tmp_path / "new"
+    assert run_cli("init", "--origin", "x.test/log", "--home", str(new),
+                   "--db", "sqlite:////nonexistent/dir/x.db") == 1
+    assert capsys.readouterr().err.startswith("[ledger_database_unreadable]")
+    assert not (new / "log.key").exists() and not (new / "ledger.json").exists()
+    # and then pointed at a usable place, init works
+    assert run_cli("init", "--origin", "x.test/log", "--home", str(new)) == 0
+
+
+@pytest.mark.postgres
+def test_an_empty_postgres_database_is_not_a_log(home: Path, tmp_path: Path, pg_url: str,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A mistyped database name on a server that has it empty: refused, no table created;
+    ``init`` there works, and a second ``init`` on it is refused."""
+    from sqlalchemy import create_engine, inspect
+
+    entries = _jsonl(tmp_path / "ok.jsonl", [commitment(9)])
+    capsys.readouterr()
+    assert run_cli("append", "--file", entries, "--home", str(home), "--db", pg_url) == 1
+    assert capsys.readouterr().err.startswith("[ledger_database_missing]")
+    engine = create_engine(pg_url)
+    try:
+        with engine.connect() as conn:
+            assert inspect(conn).get_table_names() == []
+    finally:
+        engine.dispose()
+    init_home(tmp_path / "pg", db=pg_url)
+    assert run_cli("init", "--origin", "o.test/log", "--home", str(tmp_path / "again"),
+                   "--db", pg_url) == 1
+    assert capsys.readouterr().err.startswith("[ledger_already_initialised]")
