@@ -133,12 +133,20 @@ def _index(out: Path) -> list[tuple[str, str]]:
             for r in csv.DictReader(io.StringIO((out / "index.csv").read_text()))]
 
 
-def test_running_the_same_file_again_issues_nothing_twice(
-        homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path) -> None:
+@pytest.fixture
+def issued_sample(homes: dict[str, Path], passphrase: str, run: Run,
+                  tmp_path: Path) -> tuple[Path, Path, tuple[str, ...]]:
+    """The sample CSV issued once into ``out``: (office home, out, the bulk command)."""
     home, out = homes["issuer"], tmp_path / "out"
     _init(run, home)
     args = ("issuer", "bulk", str(SAMPLE), "--out-dir", str(out), "--home", str(home))
     assert run(*args)[0] == 0
+    return home, out, args
+
+
+def test_running_the_same_file_again_issues_nothing_twice(
+        issued_sample: tuple[Path, Path, tuple[str, ...]], run: Run, tmp_path: Path) -> None:
+    home, out, args = issued_sample
     first = _index(out)
     code, stdout, err = run(*args)
     assert code == 0 and stdout.startswith("0 ") and "3 ya emitidos" in err
@@ -183,13 +191,10 @@ def test_a_killed_run_resumes_and_every_row_is_issued_exactly_once(
     assert decisions == ["accepted"] * rows
 
 
-def test_a_partial_file_is_finished_or_removed(homes: dict[str, Path], passphrase: str,
-                                               run: Run, tmp_path: Path) -> None:
+def test_a_partial_file_is_finished_or_removed(
+        issued_sample: tuple[Path, Path, tuple[str, ...]], run: Run, tmp_path: Path) -> None:
     """What a crash between writing and committing (or committing and renaming) leaves."""
-    home, out = homes["issuer"], tmp_path / "out"
-    _init(run, home)
-    args = ("issuer", "bulk", str(SAMPLE), "--out-dir", str(out), "--home", str(home))
-    assert run(*args)[0] == 0
+    home, out, args = issued_sample
     committed = _index(out)[0][1]
     (out / f"{committed}.txt").rename(out / f"{committed}.txt.partial")
     (out / "AAAAAAAAAAAAA.txt.partial").write_text("PU1:never-committed\n")
@@ -199,11 +204,8 @@ def test_a_partial_file_is_finished_or_removed(homes: dict[str, Path], passphras
 
 
 def test_lost_files_are_named_and_issued_again_only_once_revoked(
-        homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path) -> None:
-    home, out = homes["issuer"], tmp_path / "out"
-    _init(run, home)
-    args = ("issuer", "bulk", str(SAMPLE), "--out-dir", str(out), "--home", str(home))
-    assert run(*args)[0] == 0
+        issued_sample: tuple[Path, Path, tuple[str, ...]], run: Run, tmp_path: Path) -> None:
+    home, out, args = issued_sample
     (row, lost), *_ = _index(out)
     (out / f"{lost}.txt").unlink()
     code, _, err = run(*args)
