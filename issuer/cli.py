@@ -198,6 +198,38 @@ def status_(credential_id: str, as_json: bool, home: str | None) -> None:
 
 
 
+@group.command()
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@home_option
+def backup(out: Path, home: str | None) -> None:
+    """Copia de seguridad / A consistent backup of the office store (keys stay sealed), taken
+    while the office keeps working."""
+    count = _store(home).backup(out, read_passphrase())
+    click.echo(f"Copia de seguridad / Backup: {out} ({count} pasaportes / passports)")
+
+
+@group.command()
+@click.option("--from", "source", required=True,
+              type=click.Path(dir_okay=False, path_type=Path))
+@home_option
+def restore(source: Path, home: str | None) -> None:
+    """Restaura una copia / Make a new office home from a backup (never over an existing one).
+
+    What the office signed after the backup is unknown to the copy, so the key of that time is
+    marked compromised from the backup's time (those residents are issued again) and a new key
+    takes over. Status changes made after the backup are in the public ledger: apply them
+    again."""
+    where = resolve_home("issuer", home)
+    passphrase = read_passphrase()
+    count, retired = IssuerStore.restore(source, where, passphrase)
+    click.echo(f"Oficina restaurada / Office restored: {where} ({count} pasaportes / passports)")
+    click.echo(f"La llave {retired} queda comprometida desde la copia: lo que firmó después se "
+               f"rechaza; publique un paquete nuevo. / Key {retired} is marked compromised from "
+               f"the backup's time: what it signed later is refused; publish a new bundle.",
+               err=True)
+    _publish(IssuerStore.open(where), passphrase)
+
+
 @group.command("ledger")
 @click.option("--url", required=True, help="The city's ledger node, e.g. http://127.0.0.1:8700")
 @click.option("--token", required=True, help="An append token from `pasaporte ledger token`.")

@@ -1,0 +1,116 @@
+"""``issuer backup`` / ``issuer restore``: a consistent copy taken while the office works, and
+an office made again from it that has no live credential it could not revoke."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from issuer.store import IssuerStore
+from tests.conftest import Run
+from tests.factory import EXAMPLES
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _init(run: Run, home: Path) -> None:
+    assert run("issuer", "init", "--city", "Mexicali", "--country", "MX", "--office", "Centro",
+               "--home", str(home))[0] == 0
+
+
+def _issue(run: Run, home: Path, out: Path) -> str:
+    code, stdout, err = run("issuer", "issue", "--claims", str(EXAMPLES / "claims-mexicali.json"),
+                            "--paper", "--out", str(out), "--home", str(home))
+    assert code == 0, err
+    return stdout.strip()
+
+
+def _verify(run: Run, home: Path, tmp_path: Path, credential: Path) -> str:
+    run("issuer", "root", "--out", str(tmp_path / "r.json"), "--home", str(home))
+    (tmp_path / "b.cbor").unlink(missing_ok=True)
+    run("issuer", "bundle", "--out", str(tmp_path / "b.cbor"), "--home", str(home))
+    _, out, _ = run("verify", "--service", "library", "--bundle", str(tmp_path / "b.cbor"),
+                    "--trust-root", str(tmp_path / "r.json"), "--text",
+                    credential.read_text().strip(), "--json")
+    code: str = json.loads(out)["code"]
+    return code
+
+
+def test_restore_keeps_what_was_backed_up_and_refuses_what_came_after(
+        homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path) -> None:
+    office, restored, copy = homes["issuer"], tmp_path / "restored", tmp_path / "office.bak"
+    _init(run, office)
+    before = _issue(run, office, tmp_path / "before.txt")
+    time.sleep(1.1)  # times are whole seconds: the backup's second is after this issuance
+    code, out, _ = run("issuer", "backup", "--out", str(copy), "--home", str(office))
+    assert code == 0 and "1 pasaportes" in out and copy.is_file()
+    code, _, err = run("issuer", "backup", "--out", str(copy), "--home", str(office))
+    assert code == 1 and "backup_exists" in err  # never over another file
+    time.sleep(1.1)
+    after = _issue(run, office, tmp_path / "after.txt")  # lost with the office
+
+    code, out, err = run("issuer", "restore", "--from", str(copy), "--home", str(restored))
+    assert code == 0 and "1 pasaportes" in out and "compromised" in err, err
+    code, _, err = run("issuer", "restore", "--from", str(copy), "--home", str(restored))
+    assert code == 1 and "issuer_exists" in err
+    status = json.loads(run("issuer", "status", before, "--json", "--home", str(restored))[1])
+    assert status["status"] == "valid"
+    assert run("issuer", "status", after, "--home", str(restored))[0] == 2  # unknown there
+    keys = json.loads(run("issuer", "keys", "--json", "--home", str(restored))[1])
+    assert sorted(k["status"] for k in keys) == ["active", "compromised"]
+
+    assert _verify(run, restored, tmp_path, tmp_path / "before.txt") == "accepted"
+    assert _verify(run, restored, tmp_path, tmp_path / "after.txt") == "key_compromised"
+    _issue(run, restored, tmp_path / "new.txt")  # the office goes on, with its new key
+    assert _verify(run, restored, tmp_path, tmp_path / "new.txt") == "accepted"
+
+
+def test_a_backup_taken_during_a_bulk_run_is_whole(homes: dict[str, Path], passphrase: str,
+                                                   run: Run, tmp_path: Path) -> None:
+    office = homes["issuer"]
+    _init(run, office)
+    header, *rows = (EXAMPLES / "residents-sample.csv").read_text(encoding="utf-8").splitlines()
+    (tmp_path / "many.csv").write_text("\n".join([header, *(rows * 40)]) + "\n",
+                                       encoding="utf-8")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pasaporte", "issuer", "bulk", str(tmp_path / "many.csv"),
+         "--out-dir", str(tmp_path / "out"), "--home", str(office)],
+        env=dict(os.environ, PYTHONPATH=str(REPO)), stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        while len(list((tmp_path / "out").glob("*.txt"))) < 10:
+            assert proc.poll() is None, "the bulk run ended before ten rows"
+            time.sleep(0.01)
+        code, out, err = run("issuer", "backup", "--out", str(tmp_path / "mid.bak"),
+                             "--home", str(office))
+        assert code == 0, err
+    finally:
+        _, bulk_err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, bulk_err
+    count = int(out.split("(")[1].split()[0])
+    assert 10 <= count <= 120  # a snapshot from the middle of the run, checked whole
+    restored = IssuerStore.restore(tmp_path / "mid.bak", tmp_path / "restored", passphrase)
+    assert restored[0] == count
+
+
+def test_a_damaged_or_foreign_backup_is_not_used(homes: dict[str, Path], passphrase: str,
+                                                 run: Run, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    office = homes["issuer"]
+    _init(run, office)
+    assert run("issuer", "backup", "--out", str(tmp_path / "ok.bak"), "--home", str(office))[0] == 0
+    data = (tmp_path / "ok.bak").read_bytes()
+    (tmp_path / "torn.bak").write_bytes(data[: len(data) // 2])
+    code, _, err = run("issuer", "restore", "--from", str(tmp_path / "torn.bak"),
+                       "--home", str(tmp_path / "a"))
+    assert code == 1 and "backup_unreadable" in err and not (tmp_path / "a" / "issuer.db").exists()
+    monkeypatch.setenv("PASAPORTE_PASSPHRASE", "another office's passphrase")
+    code, _, err = run("issuer", "restore", "--from", str(tmp_path / "ok.bak"),
+                       "--home", str(tmp_path / "b"))
+    assert code == 1 and "passphrase_wrong" in err and not (tmp_path / "b" / "issuer.db").exists()
