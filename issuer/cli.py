@@ -20,6 +20,7 @@ from credential.errors import PasaporteError, UsageError
 from credential.home import atomic_write, read_passphrase, resolve_home
 from credential.keys import b64url, unb64url
 from credential.times import parse_instant, rfc3339
+from issuer import backup as backup_
 from issuer.bulk import MAX_BYTES, batch_id, issue_batch, parse_residents
 from issuer.store import REASONS, IssuerStore
 
@@ -204,7 +205,7 @@ def status_(credential_id: str, as_json: bool, home: str | None) -> None:
 def backup(out: Path, home: str | None) -> None:
     """Copia de seguridad / A consistent backup of the office store (keys stay sealed), taken
     while the office keeps working."""
-    count = _store(home).backup(out, read_passphrase())
+    count = backup_.take(_store(home), out, read_passphrase())
     click.echo(f"Copia de seguridad / Backup: {out} ({count} pasaportes / passports)")
 
 
@@ -221,7 +222,7 @@ def restore(source: Path, home: str | None) -> None:
     again."""
     where = resolve_home("issuer", home)
     passphrase = read_passphrase()
-    count, retired = IssuerStore.restore(source, where, passphrase)
+    count, retired = backup_.restore(source, where, passphrase)
     click.echo(f"Oficina restaurada / Office restored: {where} ({count} pasaportes / passports)")
     click.echo(f"La llave {retired} queda comprometida desde la copia: lo que firmó después se "
                f"rechaza; publique un paquete nuevo. / Key {retired} is marked compromised from "

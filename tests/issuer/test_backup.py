@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from issuer.store import IssuerStore
+from issuer import backup
 from tests.conftest import Run
 from tests.factory import EXAMPLES
 
@@ -95,7 +95,7 @@ def test_a_backup_taken_during_a_bulk_run_is_whole(homes: dict[str, Path], passp
     assert proc.returncode == 0, bulk_err
     count = int(out.split("(")[1].split()[0])
     assert 10 <= count <= 120  # a snapshot from the middle of the run, checked whole
-    restored = IssuerStore.restore(tmp_path / "mid.bak", tmp_path / "restored", passphrase)
+    restored = backup.restore(tmp_path / "mid.bak", tmp_path / "restored", passphrase)
     assert restored[0] == count
 
 
