@@ -33,6 +33,7 @@ from credential.errors import UsageError
 from credential.home import atomic_write
 
 if TYPE_CHECKING:
+    from credential.passport import IssuedCredential
     from issuer.store import IssuerStore
 
 __all__ = ["COLUMNS", "BulkError", "BulkOutcome", "batch_id", "issue_batch", "parse_residents"]
@@ -206,7 +207,7 @@ def _issue_batch(store: IssuerStore, claims: list[Claims], batch: str, folder: P
 
     index = {number: earlier[number][0] for number, _ in rows if number in earlier}
 
-    def write_partial(cred: Any) -> None:
+    def write_partial(cred: IssuedCredential) -> None:
         text = transport.pack(cred.to_cbor())
         atomic_write(folder / f"{cred.credential_id}.txt{PARTIAL}", text.encode() + b"\n")
 
