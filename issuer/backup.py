@@ -1,122 +1,206 @@
 """Backing up an office store and making an office again from a backup.
 
-A backup is SQLite's online backup of ``issuer.db``: one consistent snapshot, taken while other
-processes keep issuing, written beside its target and renamed into place once checked (it opens,
-passes SQLite's integrity check, and its root key unseals with the office passphrase). Keys stay
-sealed inside it, as in the store.
+A backup is SQLite's online backup of ``issuer.db``, taken while other processes keep working:
+for the copy (milliseconds) it holds the store's write lock, and it keeps holding it until the
+clock has passed the second the copy was taken, so every credential in the copy was issued
+before its *cutoff* second and every later one at or after it (issuance times are whole
+seconds). The copy is written under a unique name beside its target, checked (it opens, passes
+SQLite's integrity check, its root key unseals with the office passphrase, and the digest of its
+contents that the root key signed into it matches), and only then linked into place, never
+over an existing file. Keys stay sealed inside it, as in the store.
 
-A restore can only make a new office home, never overwrite one. Whatever the office signed after
+A restore makes a new office home, never over an existing one. Whatever the office signed after
 the backup is unknown to the copy: it could neither revoke those credentials nor keep their
-status indices from being drawn again. So the key active at the backup is marked compromised
-from the backup's time (counters refuse what it signed later; those residents are issued again)
-and a new key takes over, both on the public record.
+status indices from being drawn again. So, in the copy and before it becomes the office store,
+the key active at the backup is marked compromised from the cutoff (counters refuse what it
+signed later; those residents are issued again) and a new key takes over, both queued for the
+public record. A restore cut short leaves no office behind, and running it again finishes it.
+Status changes made after the backup are not in it: ``restore`` says so, and the office applies
+them again (the public ledger lists them).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import shutil
 import sqlite3
+import tempfile
 import time
 from pathlib import Path
 
+import nacl.exceptions
+import nacl.signing
 import sqlalchemy as sa
 
 from credential.errors import StoreError
-from credential.keys import b64url, unseal
+from credential.keys import b64url, unb64url, unseal
 from issuer.store import BUSY_TIMEOUT_S, IssuerStore, keys, meta
 
 __all__ = ["restore", "take"]
 
+_CUTOFF = "backup_cutoff"  # meta: the first second not in the backup
+_SIGNATURE = "backup_signature"  # meta: the root key's signature over the contents' digest
+_WORK = ".restoring"  # where a restore prepares the store, inside the new home
+
 
 def take(store: IssuerStore, target: Path, passphrase: str) -> int:
-    """Write a backup of ``store`` to ``target`` (never over an existing file); returns how many
-    credentials it holds."""
-    store.root_signing_key(passphrase)  # only the office takes a copy of its store
+    """Write a backup of ``store`` to ``target``; returns how many credentials it holds."""
+    root = store.root_signing_key(passphrase)  # only the office takes a copy of its store
     if target.exists():
         raise StoreError("backup_exists", path=str(target))
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.partial")
-    partial.unlink(missing_ok=True)
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
+    os.close(fd)
+    partial = Path(name)
     try:
-        _copy_database(store.path, partial)
-        with contextlib.closing(sqlite3.connect(partial)) as db, db:  # when it was taken
-            db.execute("INSERT OR REPLACE INTO meta (k, v) VALUES ('backup_taken', ?)",
-                       (str(int(time.time())),))
-        count = _checked_copy(partial, passphrase)
-        os.replace(partial, target)
+        cutoff = _copy_live(store.path, partial)
+        with contextlib.closing(sqlite3.connect(partial)) as db, db:
+            db.execute("INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)", (_CUTOFF, str(cutoff)))
+            db.execute("DELETE FROM meta WHERE k = ?", (_SIGNATURE,))
+            signature = root.sign(_digest(db)).signature
+            db.execute("INSERT INTO meta (k, v) VALUES (?, ?)", (_SIGNATURE, b64url(signature)))
+        _fsync(partial)
+        count = _checked(partial, passphrase, shown=target)
+        try:
+            os.link(partial, target)  # unlike a rename, never replaces a file that appeared
+        except FileExistsError:
+            raise StoreError("backup_exists", path=str(target)) from None
     finally:
         partial.unlink(missing_ok=True)
-    _fsync_dir(target.parent)
+    _fsync(target.parent)
     return count
 
 
 def restore(source: Path, home: Path, passphrase: str) -> tuple[int, str]:
     """Make ``home`` an office from the backup ``source``; returns (credentials it holds, the
-    kid of the key retired as compromised from the backup's time)."""
+    kid of the key retired as compromised from the backup's cutoff)."""
     if (home / "issuer.db").exists():
         raise StoreError("issuer_exists", home=str(home))
     if not source.is_file():
         raise StoreError("backup_unreadable", path=str(source), reason="not a file")
-    home.mkdir(parents=True, exist_ok=True)
-    os.chmod(home, 0o700)
-    partial = home / ".issuer.db.partial"
+    made_home = not home.exists()
+    work = home / _WORK
     try:
-        _copy_database(source, partial)
-        count = _checked_copy(partial, passphrase)
-        os.replace(partial, home / "issuer.db")
+        shutil.rmtree(work, ignore_errors=True)  # what an earlier, cut-short restore left
+        work.mkdir(parents=True, mode=0o700)
+        os.chmod(home, 0o700)
+        _copy(source, work / "issuer.db", shown=source)
+        count = _checked(work / "issuer.db", passphrase, shown=source)
+        retired = _retire_active_key(work, passphrase)
+        _fsync(work / "issuer.db")
+        os.replace(work / "issuer.db", home / "issuer.db")  # the office exists from here on
+        _fsync(home)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        if made_home and not any(home.iterdir()):
+            home.rmdir()
+        raise
+    shutil.rmtree(work, ignore_errors=True)
+    return count, retired
+
+
+def _retire_active_key(work: Path, passphrase: str) -> str:
+    prepared = IssuerStore(work)
+    try:
+        with prepared.engine.connect() as db:
+            cutoff = int(db.execute(sa.select(meta.c.v).where(meta.c.k == _CUTOFF)).scalar_one())
+            old = b64url(db.execute(sa.select(keys.c.kid).where(
+                (keys.c.role == "office") & keys.c.active)).scalar_one())
+        prepared.add_office_key(passphrase)
+        prepared.mark_compromised(old, cutoff, passphrase)
+        with prepared.engine.begin() as db:  # one self-contained file before it is moved
+            db.exec_driver_sql("DELETE FROM meta WHERE k IN ('backup_cutoff', 'backup_signature')")
     finally:
-        partial.unlink(missing_ok=True)
-    _fsync_dir(home)
-    store = IssuerStore.open(home)
-    with store.engine.connect() as db:
-        taken = db.execute(sa.select(meta.c.v).where(meta.c.k == "backup_taken")).scalar()
-        old = b64url(db.execute(sa.select(keys.c.kid).where(
-            (keys.c.role == "office") & keys.c.active)).scalar_one())
-    store.add_office_key(passphrase)
-    store.mark_compromised(old, int(taken or time.time()), passphrase)
-    return count, old
+        prepared.engine.dispose()
+    with contextlib.closing(sqlite3.connect(work / "issuer.db", isolation_level=None)) as db:
+        db.execute("PRAGMA journal_mode=DELETE")
+    return old
 
 
-def _copy_database(source: Path, target: Path) -> None:
-    """SQLite's online backup: one consistent snapshot, whatever other processes write."""
+def _copy_live(live: Path, target: Path) -> int:
+    """Copy the live store under its write lock, kept past the copy's second; returns the
+    cutoff (the first second not in the copy)."""
     try:
-        src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
-        try:
-            dst = sqlite3.connect(target)
-            try:
-                src.backup(dst)
-                dst.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
-            finally:
-                dst.close()
-        finally:
-            src.close()
+        lock = sqlite3.connect(live, timeout=BUSY_TIMEOUT_S, isolation_level=None)
     except sqlite3.DatabaseError as exc:
-        raise StoreError("backup_unreadable", path=str(source), reason=str(exc)[:200]) from None
-    with open(target, "rb") as fh:
-        os.fsync(fh.fileno())
+        raise StoreError("backup_unreadable", path=str(live), reason=str(exc)[:200]) from None
+    with contextlib.closing(lock):
+        try:
+            lock.execute("BEGIN IMMEDIATE")  # no issuance while the copy is taken ...
+        except sqlite3.OperationalError:
+            raise StoreError("store_busy", what="issuer.db") from None
+        try:
+            _copy(live, target, shown=live)
+            cutoff = int(time.time()) + 1
+            while time.time() < cutoff:  # ... nor in the rest of its second
+                time.sleep(cutoff - time.time())
+        finally:
+            lock.execute("ROLLBACK")
+    return cutoff
+
+
+def _copy(source: Path, target: Path, *, shown: Path) -> None:
+    """SQLite's online backup into a one-file (rollback journal) database."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{source}?mode=ro", uri=True,
+                                                timeout=BUSY_TIMEOUT_S)) as src, \
+                contextlib.closing(sqlite3.connect(target, isolation_level=None)) as dst:
+            src.backup(dst)
+            dst.execute("PRAGMA journal_mode=DELETE")
+    except sqlite3.DatabaseError as exc:
+        raise StoreError("backup_unreadable", path=str(shown), reason=str(exc)[:200]) from None
+    _fsync(target)
     os.chmod(target, 0o600)
 
 
-def _checked_copy(path: Path, passphrase: str) -> int:
-    """That a copied office store is whole and ours: SQLite's integrity check, and the root key
-    unseals with the passphrase. Returns its number of credentials."""
+def _digest(db: sqlite3.Connection) -> bytes:
+    """SHA-256 over every row of every table, in a fixed order (the signature row left out)."""
+    h = hashlib.sha256(b"pasaporte/issuer-backup/v1\x00")
+    tables = [r[0] for r in db.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+        "ORDER BY name")]
+    for table in tables:
+        h.update(table.encode() + b"\x00")
+        quoted = '"' + table.replace('"', '""') + '"'
+        width = len(db.execute(f"PRAGMA table_info({quoted})").fetchall())
+        order = ", ".join(str(i) for i in range(1, width + 1))
+        for row in db.execute(f"SELECT * FROM {quoted} ORDER BY {order}"):
+            if table == "meta" and row[0] == _SIGNATURE:
+                continue
+            h.update(repr(row).encode() + b"\x00")
+    return h.digest()
+
+
+def _checked(path: Path, passphrase: str, *, shown: Path) -> int:
+    """That a copy is whole and the office's own: SQLite's integrity check, the root key
+    unseals, and the root key's signature over the contents' digest verifies. Returns its
+    number of credentials."""
     try:
         with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
             verdict = db.execute("PRAGMA integrity_check").fetchone()[0]
+            if verdict != "ok":
+                raise StoreError("backup_unreadable", path=str(shown), reason=verdict[:200])
             sealed = db.execute("SELECT sealed FROM keys WHERE role = 'root'").fetchone()
+            signature = db.execute("SELECT v FROM meta WHERE k = ?", (_SIGNATURE,)).fetchone()
             count = int(db.execute("SELECT count(*) FROM credentials").fetchone()[0])
+            digest = _digest(db)
     except sqlite3.DatabaseError as exc:
-        raise StoreError("backup_unreadable", path=str(path), reason=str(exc)[:200]) from None
-    if verdict != "ok" or sealed is None:
-        raise StoreError("backup_unreadable", path=str(path),
-                         reason=verdict if verdict != "ok" else "no root key")
-    unseal(sealed[0], passphrase)  # passphrase_wrong: the copy is someone else's, or another key
+        raise StoreError("backup_unreadable", path=str(shown), reason=str(exc)[:200]) from None
+    if sealed is None or signature is None:
+        raise StoreError("backup_unreadable", path=str(shown), reason="not a pasaporte backup")
+    root = nacl.signing.SigningKey(unseal(sealed[0], passphrase))  # passphrase_wrong: not ours
+    try:
+        root.verify_key.verify(digest, unb64url(str(signature[0]), what="signature"))
+    except (nacl.exceptions.BadSignatureError, ValueError):
+        raise StoreError("backup_unreadable", path=str(shown),
+                         reason="contents changed since the backup was signed") from None
     return count
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:

@@ -225,9 +225,11 @@ def restore(source: Path, home: str | None) -> None:
     count, retired = backup_.restore(source, where, passphrase)
     click.echo(f"Oficina restaurada / Office restored: {where} ({count} pasaportes / passports)")
     click.echo(f"La llave {retired} queda comprometida desde la copia: lo que firmó después se "
-               f"rechaza; publique un paquete nuevo. / Key {retired} is marked compromised from "
-               f"the backup's time: what it signed later is refused; publish a new bundle.",
-               err=True)
+               f"rechaza; publique un paquete nuevo. Los cambios de estado posteriores a la copia "
+               f"no están en ella: vuelva a aplicarlos (el registro público los lista). / Key "
+               f"{retired} is marked compromised from the backup's time: what it signed later is "
+               f"refused; publish a new bundle. The status changes made after the backup are not "
+               f"in it: apply them again (the public ledger lists them).", err=True)
     _publish(IssuerStore.open(where), passphrase)
 
 

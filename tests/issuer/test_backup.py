@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -46,17 +47,16 @@ def test_restore_keeps_what_was_backed_up_and_refuses_what_came_after(
         homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path) -> None:
     office, restored, copy = homes["issuer"], tmp_path / "restored", tmp_path / "office.bak"
     _init(run, office)
-    before = _issue(run, office, tmp_path / "before.txt")
-    time.sleep(1.1)  # times are whole seconds: the backup's second is after this issuance
+    before = _issue(run, office, tmp_path / "before.txt")  # the same second as the backup
     code, out, _ = run("issuer", "backup", "--out", str(copy), "--home", str(office))
     assert code == 0 and "1 pasaportes" in out and copy.is_file()
+    after = _issue(run, office, tmp_path / "after.txt")  # at once: lost with the office
     code, _, err = run("issuer", "backup", "--out", str(copy), "--home", str(office))
     assert code == 1 and "backup_exists" in err  # never over another file
-    time.sleep(1.1)
-    after = _issue(run, office, tmp_path / "after.txt")  # lost with the office
 
     code, out, err = run("issuer", "restore", "--from", str(copy), "--home", str(restored))
     assert code == 0 and "1 pasaportes" in out and "compromised" in err, err
+    assert "status changes made after the backup" in err
     code, _, err = run("issuer", "restore", "--from", str(copy), "--home", str(restored))
     assert code == 1 and "issuer_exists" in err
     status = json.loads(run("issuer", "status", before, "--json", "--home", str(restored))[1])
@@ -114,3 +114,39 @@ def test_a_damaged_or_foreign_backup_is_not_used(homes: dict[str, Path], passphr
     code, _, err = run("issuer", "restore", "--from", str(tmp_path / "ok.bak"),
                        "--home", str(tmp_path / "b"))
     assert code == 1 and "passphrase_wrong" in err and not (tmp_path / "b" / "issuer.db").exists()
+
+
+def test_a_restore_cut_short_leaves_no_office_and_runs_again(
+        homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    office, restored = homes["issuer"], tmp_path / "restored"
+    _init(run, office)
+    assert run("issuer", "backup", "--out", str(tmp_path / "b.bak"), "--home", str(office))[0] == 0
+
+    def cut(*_args: object) -> str:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(backup, "_retire_active_key", cut)
+        assert run("issuer", "restore", "--from", str(tmp_path / "b.bak"),
+                   "--home", str(restored))[0] == 1
+    assert not (restored / "issuer.db").exists()  # no office whose old key still signs
+    assert run("issuer", "restore", "--from", str(tmp_path / "b.bak"),
+               "--home", str(restored))[0] == 0
+    keys = json.loads(run("issuer", "keys", "--json", "--home", str(restored))[1])
+    assert sorted(k["status"] for k in keys) == ["active", "compromised"]
+    assert not (restored / ".restoring").exists()  # nothing of the first attempt is left
+
+
+def test_a_changed_backup_is_not_used(homes: dict[str, Path], passphrase: str, run: Run,
+                                      tmp_path: Path) -> None:
+    office = homes["issuer"]
+    _init(run, office)
+    _issue(run, office, tmp_path / "c.txt")
+    assert run("issuer", "backup", "--out", str(tmp_path / "b.bak"), "--home", str(office))[0] == 0
+    with sqlite3.connect(tmp_path / "b.bak") as db:  # one flipped status: valid → revoked
+        db.execute("UPDATE credentials SET status = 'revoked'")
+    code, _, err = run("issuer", "restore", "--from", str(tmp_path / "b.bak"),
+                       "--home", str(tmp_path / "r"))
+    assert code == 1 and "backup_unreadable" in err and "contents changed" in err
+    assert not (tmp_path / "r").exists()
