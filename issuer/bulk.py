@@ -22,15 +22,19 @@ import hashlib
 import io
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from credential import qr, transport
+from credential import cbor, qr, transport
 from credential.claims import Claims, parse_claims
-from credential.errors import UsageError
+from credential.errors import PasaporteError, UsageError
 from credential.home import atomic_write
+from credential.ids import cti_from_id
+from credential.passport import decode_envelope
 
 if TYPE_CHECKING:
     from credential.passport import IssuedCredential
@@ -213,10 +217,15 @@ def _issue_batch(store: IssuerStore, claims: list[Claims], batch: str, folder: P
 
     with progress(todo, len(todo), "Emitiendo / Issuing") as bar:
         for number, row_claims in bar:
-            cred = store.issue(row_claims, holder_key=None, passphrase=passphrase,
-                               signing=signing,
-                               bulk_row=(batch, number, earlier.get(number, (None,))[0]),
-                               before_commit=write_partial)
+            try:
+                cred = store.issue(row_claims, holder_key=None, passphrase=passphrase,
+                                   signing=signing,
+                                   bulk_row=(batch, number, earlier.get(number, (None,))[0]),
+                                   before_commit=write_partial)
+            except BaseException:  # a full disk, Ctrl-C: no uncommitted credential stays behind
+                with contextlib.suppress(Exception):
+                    _settle_partials(store, folder)
+                raise
             os.replace(folder / f"{cred.credential_id}.txt{PARTIAL}",
                        folder / f"{cred.credential_id}.txt")
             index[number] = cred.credential_id
@@ -230,12 +239,38 @@ def _issue_batch(store: IssuerStore, claims: list[Claims], batch: str, folder: P
 
 
 def _settle_partials(store: IssuerStore, folder: Path) -> None:
+    """Finish or remove what a run cut short left in ``folder`` (which this run has locked):
+    a partial credential the store holds becomes its file, unless the file is already there;
+    any other partial, and any half-written temporary file, holds the text of a credential that
+    was never issued, whose signature would still verify, so it is deleted. A credential file
+    the store does not know (issued by an office restored since from an older backup, so now
+    refused by counters) is moved to ``superseded/``, out of the way of whoever prints the
+    folder."""
+    for leftover in folder.glob(".*.tmp"):  # atomic_write's temporary names
+        leftover.unlink()
     for partial in folder.glob(f"*.txt{PARTIAL}"):
         credential_id = partial.name[: -len(f".txt{PARTIAL}")]
-        if store.credential_status(credential_id) is not None:
-            os.replace(partial, folder / f"{credential_id}.txt")
+        final = folder / f"{credential_id}.txt"
+        if (store.credential_status(credential_id) is not None and not final.exists()
+                and _holds(partial, credential_id)):
+            os.replace(partial, final)
         else:
             partial.unlink()
+    for text in folder.glob("*.txt"):
+        if cti_from_id(text.stem) is not None and store.credential_status(text.stem) is None:
+            (folder / "superseded").mkdir(exist_ok=True)
+            for path in (text, text.with_suffix(".png")):
+                if path.exists():
+                    os.replace(path, folder / "superseded" / path.name)
+
+
+def _holds(path: Path, credential_id: str) -> bool:
+    """Whether ``path`` holds the whole credential ``credential_id``."""
+    try:
+        envelope = cbor.loads(transport.unpack(path.read_text("ascii", "replace")))
+        return decode_envelope(envelope).payload.credential_id == credential_id
+    except (PasaporteError, ValueError, TypeError):
+        return False
 
 
 def draw_qr(txt_path: str) -> None:
@@ -259,7 +294,26 @@ def _draw_missing(folder: Path, ids: list[str], progress: Progress[Any],
         return
     # spawn, not fork: a forked child would inherit the store's open SQLite connections.
     context = multiprocessing.get_context("spawn")
-    with (concurrent.futures.ProcessPoolExecutor(count, mp_context=context) as pool,
-          progress(pool.map(draw_qr, paths, chunksize=4), len(paths), _DRAWING) as bar):
-        for _ in bar:  # results arrive in order as the workers finish: the bar advances
-            pass
+    pool = concurrent.futures.ProcessPoolExecutor(count, mp_context=context,
+                                                  initializer=_end_with_parent)
+    try:
+        with progress(pool.map(draw_qr, paths, chunksize=4), len(paths), _DRAWING) as bar:
+            for _ in bar:  # results arrive in order as the workers finish: the bar advances
+                pass
+    except BaseException:  # Ctrl-C, a failed image: stop at once; what is missing is redrawn
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown()
+
+
+def _end_with_parent() -> None:
+    """In each drawing worker: end when the run that started it is gone, even if it was killed
+    outright (SIGKILL leaves no chance to stop the pool), instead of idling on as an orphan."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()

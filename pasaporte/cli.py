@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
+import threading
 
 import click
 
@@ -44,7 +46,14 @@ def cli() -> None:
     """Pasaporte urbano binacional / Binational urban digital passport."""
 
 
+def _terminated(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM (a service manager, kill): cleaned up like Ctrl-C
+
+
 def main(argv: list[str] | None = None) -> int:
+    if (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         # Without standalone mode click returns a command's ctx.exit() code instead of exiting.
         rv = cli.main(args=argv, prog_name="pasaporte", standalone_mode=False)

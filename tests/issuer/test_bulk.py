@@ -195,12 +195,45 @@ def test_a_partial_file_is_finished_or_removed(
         issued_sample: tuple[Path, Path, tuple[str, ...]], run: Run, tmp_path: Path) -> None:
     """What a crash between writing and committing (or committing and renaming) leaves."""
     home, out, args = issued_sample
-    committed = _index(out)[0][1]
+    committed, other = _index(out)[0][1], _index(out)[1][1]
     (out / f"{committed}.txt").rename(out / f"{committed}.txt.partial")
     (out / "AAAAAAAAAAAAA.txt.partial").write_text("PU1:never-committed\n")
+    (out / f".{other}.txt.partial.x1y2.tmp").write_text("half a credential")
+    (out / f"{other}.txt.partial").write_text("junk that must not replace a good file\n")
+    good = (out / f"{other}.txt").read_text()
+    (out / "BBBBBBBBBBBBA.txt").write_text("PU1:a file this office never issued\n")
+    (out / "notes.txt").write_text("the clerk's notes stay where they are\n")
     assert run(*args)[0] == 0
-    assert (out / f"{committed}.txt").exists()
-    assert not list(out.glob("*.partial")) and len(_issued(home)) == 3
+    assert (out / f"{committed}.txt").exists() and (out / f"{other}.txt").read_text() == good
+    assert not list(out.glob("*.partial")) and not list(out.glob(".*.tmp"))
+    assert (out / "superseded" / "BBBBBBBBBBBBA.txt").exists() and (out / "notes.txt").exists()
+    assert len(_issued(home)) == 3
+
+
+def test_a_failed_issuance_leaves_no_signed_text_behind(
+        homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The partial file is written inside the transaction: if the commit then fails (a full
+    disk), the text of a credential the store never recorded must not stay on disk."""
+    from issuer.store import IssuerStore as Store
+
+    home, out = homes["issuer"], tmp_path / "out"
+    _init(run, home)
+    real_issue = Store.issue
+
+    def failing_commit(self: Store, *args: Any, **kwargs: Any) -> Any:
+        written = kwargs["before_commit"]
+
+        def then_fail(cred: Any) -> None:
+            written(cred)
+            raise OSError(28, "No space left on device")
+
+        return real_issue(self, *args, **{**kwargs, "before_commit": then_fail})
+
+    monkeypatch.setattr(Store, "issue", failing_commit)
+    code, _, err = run("issuer", "bulk", str(SAMPLE), "--out-dir", str(out), "--home", str(home))
+    assert code == 1 and "file_error" in err
+    assert not list(out.glob("*.txt*")) and _issued(home) == []
 
 
 def test_lost_files_are_named_and_issued_again_only_once_revoked(
@@ -281,3 +314,44 @@ def test_the_same_file_run_twice_at_once_issues_each_row_once(
                    "--home", str(home))[0] == 0
         index = _index(outs[0])
         assert len(index) == rows and sorted(cid for _, cid in index) == sorted(_issued(home))
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+def test_a_killed_qr_run_leaves_no_worker_behind(homes: dict[str, Path], passphrase: str,
+                                                 run: Run, tmp_path: Path, how: int) -> None:
+    home, out = homes["issuer"], tmp_path / "out"
+    _init(run, home)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    proc = subprocess.Popen([sys.executable, "-m", "pasaporte", "issuer", "bulk",
+                             str(_many(tmp_path, 150)), "--out-dir", str(out), "--qr",
+                             "--home", str(home)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("*.png")):  # the drawing phase has begun
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    workers = _children(proc.pid)
+    assert workers
+    proc.send_signal(how)
+    proc.wait(timeout=60)
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    alive = [pid for pid in workers if Path(f"/proc/{pid}/stat").exists()
+             and Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
+    assert alive == []
+    assert run("issuer", "bulk", str(tmp_path / "residents-150.csv"), "--out-dir", str(out),
+               "--qr", "--home", str(home))[0] == 0  # and the run resumes to the end
+    assert len(list(out.glob("*.png"))) == 150
