@@ -3,13 +3,18 @@
 Every row is validated before anything is signed: a file with one bad row issues nothing and
 names every bad row, so an office never ends up with half a batch to reconcile.
 
-A run can still be cut short (a crash, Ctrl-C, a power cut). Running the same file again
-resumes it: the store records which credential each row became, in the same transaction as the
-issuance, so no row is issued twice. Each credential file is written as ``ID.txt.partial``
-*inside* that transaction and renamed after the commit; a partial file left behind is finished
-if the store has its credential and deleted if not (that credential was never issued: its text
-must not circulate). QR images are drawn last, on every core, from the credential files, so a
-missing one is simply drawn again.
+A run can still be cut short (a crash, Ctrl-C, a power cut). Running the file again resumes
+it: the store records which credential each row became, in the same transaction as the
+issuance, so no row is issued twice. A row is known by its *fingerprint*, a keyed hash of its
+validated claims (HMAC-SHA-256 under a key derived from the office root key, so the store holds
+nothing a name or birth date could be guessed back from), not by its place in the file: a file
+saved again by a spreadsheet, re-sorted, or with a typo fixed in a row not issued yet resumes
+just the same, and the same resident twice in one file is an error.
+
+Each credential file is written as ``ID.txt.partial`` *inside* that transaction and renamed
+after the commit; a partial file left behind is finished if the store has its credential and
+deleted if not (that credential was never issued: its text must not circulate). QR images are
+drawn last, on every core, from the credential files, so a missing one is simply drawn again.
 """
 
 from __future__ import annotations
@@ -19,15 +24,20 @@ import contextlib
 import csv
 import fcntl
 import hashlib
+import hmac
 import io
+import json
 import multiprocessing
 import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+
+import nacl.signing
 
 from credential import cbor, qr, transport
 from credential.claims import Claims, parse_claims
@@ -40,7 +50,8 @@ if TYPE_CHECKING:
     from credential.passport import IssuedCredential
     from issuer.store import IssuerStore
 
-__all__ = ["COLUMNS", "BulkError", "BulkOutcome", "batch_id", "issue_batch", "parse_residents"]
+__all__ = ["COLUMNS", "BulkError", "BulkOutcome", "fingerprints", "issue_batch",
+           "parse_residents"]
 
 T = TypeVar("T")
 # (items, how many, label) → the items, shown advancing (the CLI passes click.progressbar)
@@ -151,9 +162,19 @@ class BulkOutcome:
     index: tuple[tuple[int, str], ...]  # (CSV line, credential id) for every row, in order
 
 
-def batch_id(data: bytes) -> str:
-    """What names a bulk run: the digest of the CSV bytes (the same file resumes the same run)."""
-    return hashlib.sha256(b"pasaporte/bulk/v1\x00" + data).hexdigest()[:32]
+def fingerprints(root: nacl.signing.SigningKey, claims: list[Claims]) -> list[str]:
+    """Each row's fingerprint: HMAC-SHA-256 of its canonical claims under a key only the office
+    has (derived from its root key)."""
+    key = hashlib.sha256(b"pasaporte/bulk-row/v1\x00" + bytes(root)).digest()
+
+    def canonical(c: Claims) -> bytes:
+        doc = {"groups": {g: {k: v.isoformat() if isinstance(v, date) else v
+                              for k, v in values.items()} for g, values in c.groups.items()},
+               "valid_from": c.valid_from.isoformat(), "valid_until": c.valid_until.isoformat(),
+               "credential_id": c.credential_id}
+        return json.dumps(doc, sort_keys=True, ensure_ascii=False).encode()
+
+    return [hmac.new(key, canonical(c), hashlib.sha256).hexdigest()[:32] for c in claims]
 
 
 @contextlib.contextmanager
@@ -161,14 +182,14 @@ def _quiet(items: Iterable[T], _length: int, _label: str) -> Iterator[Iterable[T
     yield items
 
 
-def issue_batch(store: IssuerStore, claims: list[Claims], batch: str, folder: Path, *,
+def issue_batch(store: IssuerStore, claims: list[Claims], folder: Path, *,
                 passphrase: str, with_qr: bool = False, progress: Progress[Any] = _quiet,
                 workers: int | None = None) -> BulkOutcome:
     """Issue a paper credential per row into ``folder`` (``ID.txt``, ``ID.png`` with
-    ``with_qr``, and ``index.csv``), resuming an earlier run of the same ``batch``."""
+    ``with_qr``, and ``index.csv``), resuming whatever an earlier run issued of these rows."""
     folder.mkdir(parents=True, exist_ok=True)
     with _folder_lock(folder):
-        return _issue_batch(store, claims, batch, folder, passphrase=passphrase,
+        return _issue_batch(store, claims, folder, passphrase=passphrase,
                             with_qr=with_qr, progress=progress, workers=workers)
 
 
@@ -185,23 +206,29 @@ def _folder_lock(folder: Path) -> Iterator[None]:
         yield
 
 
-def _issue_batch(store: IssuerStore, claims: list[Claims], batch: str, folder: Path, *,
+def _issue_batch(store: IssuerStore, claims: list[Claims], folder: Path, *,
                  passphrase: str, with_qr: bool, progress: Progress[Any],
                  workers: int | None) -> BulkOutcome:
+    prints = fingerprints(store.root_signing_key(passphrase), claims)
+    first: dict[str, int] = {}
+    for number, fp in enumerate(prints, start=2):
+        if fp in first:  # the same resident twice: two passports for one person
+            raise UsageError("bulk_row_repeated", row=number, first=first[fp])
+        first[fp] = number
     _settle_partials(store, folder)
-    earlier = store.bulk_issued(batch)
-    rows = list(enumerate(claims, start=2))  # numbered as CSV lines, header first
-    todo: list[tuple[int, Claims]] = []
+    earlier = store.bulk_issued(prints)
+    rows = list(enumerate(zip(claims, prints, strict=True), start=2))  # CSV lines: header 1
+    todo: list[tuple[int, tuple[Claims, str]]] = []
     lost: list[str] = []
-    for number, row_claims in rows:
-        done = earlier.get(number)
+    for number, (row_claims, fp) in rows:
+        done = earlier.get(fp)
         if done is None:
-            todo.append((number, row_claims))
+            todo.append((number, (row_claims, fp)))
         elif not (folder / f"{done[0]}.txt").exists():
             # Issued by an earlier run, but its file is not here. Only once the office has
             # revoked it is the row issued anew; otherwise two live credentials would exist.
             if done[1] == "revoked":
-                todo.append((number, row_claims))
+                todo.append((number, (row_claims, fp)))
             else:
                 lost.append(done[0])
     if lost:
@@ -209,18 +236,18 @@ def _issue_batch(store: IssuerStore, claims: list[Claims], batch: str, folder: P
                          ids=", ".join(lost[:5]) + (", …" if len(lost) > 5 else ""))
     signing = store.office_signing_key(passphrase)  # unsealed once, not per row
 
-    index = {number: earlier[number][0] for number, _ in rows if number in earlier}
+    index = {number: earlier[fp][0] for number, (_, fp) in rows if fp in earlier}
 
     def write_partial(cred: IssuedCredential) -> None:
         text = transport.pack(cred.to_cbor())
         atomic_write(folder / f"{cred.credential_id}.txt{PARTIAL}", text.encode() + b"\n")
 
     with progress(todo, len(todo), "Emitiendo / Issuing") as bar:
-        for number, row_claims in bar:
+        for number, (row_claims, fp) in bar:
             try:
                 cred = store.issue(row_claims, holder_key=None, passphrase=passphrase,
                                    signing=signing,
-                                   bulk_row=(batch, number, earlier.get(number, (None,))[0]),
+                                   bulk_row=(fp, earlier.get(fp, (None,))[0]),
                                    before_commit=write_partial)
             except BaseException:  # a full disk, Ctrl-C: no uncommitted credential stays behind
                 with contextlib.suppress(Exception):

@@ -21,7 +21,7 @@ from credential.home import atomic_write, read_passphrase, resolve_home
 from credential.keys import b64url, unb64url
 from credential.times import parse_instant, rfc3339
 from issuer import backup as backup_
-from issuer.bulk import MAX_BYTES, batch_id, issue_batch, parse_residents
+from issuer.bulk import MAX_BYTES, issue_batch, parse_residents
 from issuer.store import REASONS, IssuerStore
 
 T = TypeVar("T")
@@ -301,10 +301,10 @@ def bulk(csv_file: BinaryIO, out_dir: str, with_qr: bool, home: str | None) -> N
                          "emitió nada", reason_en=f"{len(errors)} invalid row(s); nothing issued")
     store, passphrase = _store(home), read_passphrase()
     folder = Path(out_dir)
-    outcome = issue_batch(store, claims, batch_id(data), folder, passphrase=passphrase,
+    outcome = issue_batch(store, claims, folder, passphrase=passphrase,
                           with_qr=with_qr, progress=_progressbar)
     if outcome.resumed:
-        click.echo(f"{outcome.resumed} ya emitidos por una ejecución anterior de este archivo / "
-                   f"already issued by an earlier run of this file", err=True)
+        click.echo(f"{outcome.resumed} ya emitidos antes (mismos datos) / already issued "
+                   f"earlier (same claims)", err=True)
     click.echo(f"{outcome.issued} pasaportes emitidos / passports issued → {folder}")
     _publish(store, passphrase)

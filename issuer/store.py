@@ -102,9 +102,8 @@ catalog = sa.Table(
 # power cut) resumes where it stopped instead of issuing the early rows twice. ``batch`` is the
 # digest of the CSV bytes; no claim value is kept.
 bulk_rows = sa.Table(
-    "bulk_rows", metadata,
-    sa.Column("batch", sa.String, primary_key=True),
-    sa.Column("row", sa.Integer, primary_key=True),
+    "bulk_fingerprints", metadata,
+    sa.Column("fingerprint", sa.String, primary_key=True),  # keyed hash: see issuer.bulk
     sa.Column("credential_id", sa.String, nullable=False),
 )
 
@@ -384,15 +383,15 @@ class IssuerStore:
 
     def issue(self, claims: Claims, *, holder_key: bytes | None, passphrase: str,
               now: int | None = None, signing: tuple[bytes, nacl.signing.SigningKey]
-              | None = None, bulk_row: tuple[str, int, str | None] | None = None,
+              | None = None, bulk_row: tuple[str, str | None] | None = None,
               before_commit: Callable[[IssuedCredential], None] | None = None
               ) -> IssuedCredential:
         """Sign and register one credential (its salted commitment queued for the ledger).
 
-        ``bulk_row`` (batch, row, the credential it replaces or None) records which CSV row the
-        credential is, exactly once: another run that got there first is refused here, inside
-        the serialized transaction, not by an earlier read; ``before_commit``
-        runs inside the transaction (a bulk run writes the credential file there): if it
+        ``bulk_row`` (the row's fingerprint, the credential it replaces or None) records which
+        bulk row the credential is, exactly once: another run that got there first is refused
+        here, inside the serialized transaction, not by an earlier read; ``before_commit`` runs
+        inside the transaction (a bulk run writes the credential file there): if it
         raises, nothing is issued."""
         now = int(time.time()) if now is None else now
         kid, key = signing or self.office_signing_key(passphrase)
@@ -409,7 +408,7 @@ class IssuerStore:
 
     def _issue_once(self, claims: Claims, holder_key: bytes | None, now: int, kid: bytes,
                     key: nacl.signing.SigningKey,
-                    bulk_row: tuple[str, int, str | None] | None,
+                    bulk_row: tuple[str, str | None] | None,
                     before_commit: Callable[[IssuedCredential], None] | None
                     ) -> IssuedCredential:
         with self.engine.begin() as db:
@@ -450,26 +449,32 @@ class IssuerStore:
                 paper=holder_key is None, commitment=commitment, commit_salt=salt))
             self._queue(db, now, {"type": "credential_issued", "commitment": b64url(commitment)})
             if bulk_row is not None:  # a row issued again (its first credential revoked) moves
-                batch, row, replaces = bulk_row
-                where = (bulk_rows.c.batch == batch) & (bulk_rows.c.row == row)
+                fingerprint, replaces = bulk_row
+                where = bulk_rows.c.fingerprint == fingerprint
                 if db.execute(sa.select(bulk_rows.c.credential_id).where(where)
                               ).scalar() != replaces:
-                    raise StoreError("bulk_row_taken", row=row)
+                    raise UsageError("bulk_row_taken")
                 db.execute(bulk_rows.delete().where(where))
-                db.execute(bulk_rows.insert().values(batch=batch, row=row,
+                db.execute(bulk_rows.insert().values(fingerprint=fingerprint,
                                                      credential_id=cred.credential_id))
             if before_commit is not None:
                 before_commit(cred)
         return cred
 
-    def bulk_issued(self, batch: str) -> dict[int, tuple[str, str]]:
-        """Rows of a bulk batch already issued: row → (credential id, its status now)."""
+    def bulk_issued(self, fingerprints: list[str]) -> dict[str, tuple[str, str]]:
+        """Bulk rows already issued, by fingerprint: (credential id, its status now)."""
         bulk_rows.create(self.engine, checkfirst=True)  # stores made before bulk runs resumed
+        found: dict[str, tuple[str, str]] = {}
         with self.engine.connect() as db:
-            rows = db.execute(sa.select(bulk_rows.c.row, credentials.c.id, credentials.c.status)
-                              .join(credentials, credentials.c.id == bulk_rows.c.credential_id)
-                              .where(bulk_rows.c.batch == batch)).all()
-        return {int(r[0]): (str(r[1]), str(r[2])) for r in rows}
+            for start in range(0, len(fingerprints), 500):  # SQLite's bound-parameter limit
+                chunk = fingerprints[start:start + 500]
+                for fp, cid, status in db.execute(
+                        sa.select(bulk_rows.c.fingerprint, credentials.c.id,
+                                  credentials.c.status)
+                        .join(credentials, credentials.c.id == bulk_rows.c.credential_id)
+                        .where(bulk_rows.c.fingerprint.in_(chunk))):
+                    found[str(fp)] = (str(cid), str(status))
+        return found
 
     def credential_status(self, credential_id: str) -> str | None:
         """``valid``, ``revoked`` or ``suspended``; ``None`` for an id this office never issued."""

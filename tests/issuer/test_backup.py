@@ -76,8 +76,9 @@ def test_a_backup_taken_during_a_bulk_run_is_whole(homes: dict[str, Path], passp
     office = homes["issuer"]
     _init(run, office)
     header, *rows = (EXAMPLES / "residents-sample.csv").read_text(encoding="utf-8").splitlines()
-    (tmp_path / "many.csv").write_text("\n".join([header, *(rows * 40)]) + "\n",
-                                       encoding="utf-8")
+    many = [row.replace(",2026-11-22,", f",2026-{1 + i // 28:02}-{1 + i % 28:02},")
+            for row in rows for i in range(40)]  # 120 residents: each row its own first day
+    (tmp_path / "many.csv").write_text("\n".join([header, *many]) + "\n", encoding="utf-8")
     proc = subprocess.Popen(
         [sys.executable, "-m", "pasaporte", "issuer", "bulk", str(tmp_path / "many.csv"),
          "--out-dir", str(tmp_path / "out"), "--home", str(office)],

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -113,11 +114,15 @@ def test_a_full_status_list_rolls_over_to_a_new_one(
 
 
 def _many(tmp_path: Path, rows: int) -> Path:
-    """A residents CSV of ``rows`` rows (the sample's residents, over and over)."""
+    """A residents CSV of ``rows`` different residents (the sample's, born on other days)."""
     header, *body = SAMPLE.read_text(encoding="utf-8").splitlines()
+    lines = [header]
+    for i in range(rows):
+        cells = body[i % len(body)].split(",")
+        cells[2] = (date(1950, 1, 1) + timedelta(days=i)).isoformat()  # birth_date
+        lines.append(",".join(cells))
     path = tmp_path / f"residents-{rows}.csv"
-    path.write_text("\n".join([header, *(body[i % len(body)] for i in range(rows))]) + "\n",
-                    encoding="utf-8")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
 
@@ -355,3 +360,35 @@ def test_a_killed_qr_run_leaves_no_worker_behind(homes: dict[str, Path], passphr
     assert run("issuer", "bulk", str(tmp_path / "residents-150.csv"), "--out-dir", str(out),
                "--qr", "--home", str(home))[0] == 0  # and the run resumes to the end
     assert len(list(out.glob("*.png"))) == 150
+
+
+def test_an_edited_file_resumes_by_resident_not_by_bytes(
+        homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path) -> None:
+    """A spreadsheet saves the file again (CRLF), the rows are re-sorted, a typo is fixed in a
+    row not issued yet: the residents already issued are not issued again."""
+    home, out = homes["issuer"], tmp_path / "out"
+    _init(run, home)
+    first = _many(tmp_path, 6)
+    header, *rows = first.read_text(encoding="utf-8").splitlines()
+    (tmp_path / "part.csv").write_text("\n".join([header, *rows[:4]]) + "\n", encoding="utf-8")
+    assert run("issuer", "bulk", str(tmp_path / "part.csv"), "--out-dir", str(out),
+               "--home", str(home))[0] == 0  # as if cut short after four rows
+    edited = [*reversed(rows[:4]), rows[4].replace("Ana Sofía", "Ana Sofia"), rows[5]]
+    (tmp_path / "edited.csv").write_bytes(("\r\n".join([header, *edited]) + "\r\n").encode())
+    code, stdout, err = run("issuer", "bulk", str(tmp_path / "edited.csv"), "--out-dir",
+                            str(out), "--home", str(home))
+    assert code == 0 and stdout.startswith("2 ") and "4 ya emitidos" in err
+    assert len(_issued(home)) == 6 and len(_index(out)) == 6
+
+
+def test_the_same_resident_twice_in_a_file_issues_nothing(
+        homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path) -> None:
+    home = homes["issuer"]
+    _init(run, home)
+    header, *rows = SAMPLE.read_text(encoding="utf-8").splitlines()
+    (tmp_path / "twice.csv").write_text("\n".join([header, *rows, rows[1]]) + "\n",
+                                        encoding="utf-8")
+    code, _, err = run("issuer", "bulk", str(tmp_path / "twice.csv"), "--out-dir",
+                       str(tmp_path / "out"), "--home", str(home))
+    assert code == 2 and "bulk_row_repeated" in err and "row 5 repeats" in err.lower()
+    assert _issued(home) == []
