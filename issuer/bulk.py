@@ -259,10 +259,23 @@ def _issue_batch(store: IssuerStore, claims: list[Claims], folder: Path, *,
     ordered = tuple(sorted(index.items()))
     if with_qr:
         _draw_missing(folder, [cid for _, cid in ordered], progress, workers)
+    _keep_other_index(folder, {cid for _, cid in ordered})
     atomic_write(folder / "index.csv",
                  "".join(f"{n},{cid}\n" for n, cid in (("row", "credential_id"), *ordered))
                  .encode())
     return BulkOutcome(len(todo), len(rows) - len(todo), ordered)
+
+
+def _keep_other_index(folder: Path, ids: set[str]) -> None:
+    """An ``index.csv`` naming credentials this run does not (another file's run into the same
+    folder) is kept under a dated name rather than overwritten."""
+    index = folder / "index.csv"
+    if not index.exists():
+        return
+    listed = {row.get("credential_id") for row in csv.DictReader(io.StringIO(
+        index.read_text("utf-8", "replace")))}
+    if listed - ids:
+        os.replace(index, folder / f"index-{time.strftime('%Y%m%dT%H%M%S')}.csv")
 
 
 def _settle_partials(store: IssuerStore, folder: Path) -> None:

@@ -139,6 +139,8 @@ def _typed(ctx: ExceptionContext) -> None:
     exc = ctx.original_exception
     if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
         raise StoreError("store_busy", what="issuer.db") from exc
+    if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):  # SQLITE_FULL
+        raise StoreError("store_full", what="issuer.db") from exc
     if isinstance(exc, sqlite3.DatabaseError):  # OperationalError included: no such table, …
         raise StoreError("store_damaged", what="issuer.db", reason=str(exc)[:200]) from exc
 

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         click.echo(exc.diagnostics(), err=True)
         return 1
     except OSError as exc:  # a full disk, a read-only folder, a file that vanished
-        error = StoreError("file_error", path=exc.filename or "?",
+        error = StoreError("file_error", path=exc.filename or "(disco / disk)",
                            reason=exc.strerror or type(exc).__name__)
         click.echo(error.diagnostics(), err=True)
         return 1

@@ -392,3 +392,17 @@ def test_the_same_resident_twice_in_a_file_issues_nothing(
                        str(tmp_path / "out"), "--home", str(home))
     assert code == 2 and "bulk_row_repeated" in err and "row 5 repeats" in err.lower()
     assert _issued(home) == []
+
+
+def test_another_files_index_in_the_folder_is_kept(homes: dict[str, Path], passphrase: str,
+                                                   run: Run, tmp_path: Path) -> None:
+    home, out = homes["issuer"], tmp_path / "out"
+    _init(run, home)
+    assert run("issuer", "bulk", str(SAMPLE), "--out-dir", str(out), "--home", str(home))[0] == 0
+    first = _index(out)
+    assert run("issuer", "bulk", str(_many(tmp_path, 4)), "--out-dir", str(out),
+               "--home", str(home))[0] == 0
+    kept = list(out.glob("index-*.csv"))
+    assert len(kept) == 1 and len(_index(out)) == 4
+    assert kept[0].read_text() != (out / "index.csv").read_text()
+    assert all(cid in kept[0].read_text() for _, cid in first)

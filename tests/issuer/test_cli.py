@@ -315,3 +315,25 @@ def test_deeply_nested_claims_are_not_json_to_us(office: Path, tmp_path: Path, r
     code, _, err = run("issuer", "issue", "--claims", str(tmp_path / "deep.json"), "--paper",
                        "--out", str(tmp_path / "p.txt"), "--home", str(office))
     assert code == 2 and "claims_not_json" in err and "no es JSON" in err
+
+
+def test_a_full_disk_is_not_called_damage(office: Path, passphrase: str) -> None:
+    """SQLITE_FULL (here: a page limit, as a full disk gives) says what to do: free space."""
+    from sqlalchemy import event
+
+    from credential.claims import parse_claims
+    from credential.errors import StoreError
+    from issuer.store import IssuerStore
+    from tests.factory import example_claims
+
+    store = IssuerStore.open(office)
+    with store.engine.connect() as db:
+        pages = db.exec_driver_sql("PRAGMA page_count").scalar()
+    store.engine.dispose()
+    event.listen(store.engine, "connect",
+                 lambda conn, _: conn.execute(f"PRAGMA max_page_count = {pages}"))
+    claims = parse_claims(example_claims())
+    with pytest.raises(StoreError) as raised:
+        for _ in range(200):
+            store.issue(claims, holder_key=None, passphrase=passphrase)
+    assert raised.value.code == "store_full" and "not damaged" in raised.value.message["en"]
