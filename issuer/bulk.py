@@ -335,7 +335,8 @@ def _draw_missing(folder: Path, ids: list[str], progress: Progress[Any],
     # spawn, not fork: a forked child would inherit the store's open SQLite connections.
     context = multiprocessing.get_context("spawn")
     pool = concurrent.futures.ProcessPoolExecutor(count, mp_context=context,
-                                                  initializer=_end_with_parent)
+                                                  initializer=_end_with_parent,
+                                                  initargs=(os.getpid(),))
     try:
         with progress(pool.map(draw_qr, paths, chunksize=4), len(paths), _DRAWING) as bar:
             for _ in bar:  # results arrive in order as the workers finish: the bar advances
@@ -346,10 +347,11 @@ def _draw_missing(folder: Path, ids: list[str], progress: Progress[Any],
     pool.shutdown()
 
 
-def _end_with_parent() -> None:
-    """In each drawing worker: end when the run that started it is gone, even if it was killed
-    outright (SIGKILL leaves no chance to stop the pool), instead of idling on as an orphan."""
-    parent = os.getppid()
+def _end_with_parent(parent: int) -> None:
+    """In each drawing worker: end when the run that started it (``parent``, its pid as the run
+    saw it: a worker still starting when the run died would otherwise take its new parent for
+    the run) is gone, even if it was killed outright (SIGKILL leaves no chance to stop the
+    pool), instead of idling on as an orphan."""
 
     def watch() -> None:
         while os.getppid() == parent:
