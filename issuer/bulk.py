@@ -158,7 +158,7 @@ def _rows(reader: csv.DictReader[str]) -> tuple[list[Claims], list[BulkError]]:
 @dataclass(frozen=True)
 class BulkOutcome:
     issued: int  # credentials signed by this run
-    resumed: int  # rows an earlier run of the same file had already issued
+    resumed: int  # rows (the same claims) an earlier run had already issued
     index: tuple[tuple[int, str], ...]  # (CSV line, credential id) for every row, in order
 
 
