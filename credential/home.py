@@ -11,7 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write", "read_passphrase", "resolve_home"]
+__all__ = ["atomic_write", "fsync_path", "read_passphrase", "resolve_home"]
 
 
 def resolve_home(role: str, home: str | os.PathLike[str] | None = None) -> Path:
@@ -41,11 +41,16 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o600) -
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    dir_fd = os.open(target.parent, os.O_RDONLY)
+    fsync_path(target.parent)
+
+
+def fsync_path(path: str | os.PathLike[str]) -> None:
+    """Flush a file, or a directory's entries (a rename in it), to the disk."""
+    fd = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(dir_fd)
+        os.fsync(fd)
     finally:
-        os.close(dir_fd)
+        os.close(fd)
 
 
 MIN_PASSPHRASE = 8  # characters, for a passphrase being chosen: it is all that guards the keys

@@ -35,6 +35,7 @@ import nacl.signing
 import sqlalchemy as sa
 
 from credential.errors import StoreError
+from credential.home import fsync_path
 from credential.keys import b64url, unb64url, unseal
 from issuer.store import BUSY_TIMEOUT_S, IssuerStore, keys, meta
 
@@ -61,7 +62,7 @@ def take(store: IssuerStore, target: Path, passphrase: str) -> int:
             db.execute("DELETE FROM meta WHERE k = ?", (_SIGNATURE,))
             signature = root.sign(_digest(db)).signature
             db.execute("INSERT INTO meta (k, v) VALUES (?, ?)", (_SIGNATURE, b64url(signature)))
-        _fsync(partial)
+        fsync_path(partial)
         count = _checked(partial, passphrase, shown=target)
         try:
             os.link(partial, target)  # unlike a rename, never replaces a file that appeared
@@ -69,7 +70,7 @@ def take(store: IssuerStore, target: Path, passphrase: str) -> int:
             raise StoreError("backup_exists", path=str(target)) from None
     finally:
         partial.unlink(missing_ok=True)
-    _fsync(target.parent)
+    fsync_path(target.parent)
     return count
 
 
@@ -89,9 +90,9 @@ def restore(source: Path, home: Path, passphrase: str) -> tuple[int, str]:
         _copy(source, work / "issuer.db", shown=source)
         count = _checked(work / "issuer.db", passphrase, shown=source)
         retired = _retire_active_key(work, passphrase)
-        _fsync(work / "issuer.db")
+        fsync_path(work / "issuer.db")
         os.replace(work / "issuer.db", home / "issuer.db")  # the office exists from here on
-        _fsync(home)
+        fsync_path(home)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         if made_home and not any(home.iterdir()):
@@ -151,7 +152,7 @@ def _copy(source: Path, target: Path, *, shown: Path) -> None:
             dst.execute("PRAGMA journal_mode=DELETE")
     except sqlite3.DatabaseError as exc:
         raise StoreError("backup_unreadable", path=str(shown), reason=str(exc)[:200]) from None
-    _fsync(target)
+    fsync_path(target)
     os.chmod(target, 0o600)
 
 
@@ -197,11 +198,3 @@ def _checked(path: Path, passphrase: str, *, shown: Path) -> int:
         raise StoreError("backup_unreadable", path=str(shown),
                          reason="contents changed since the backup was signed") from None
     return count
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -288,16 +288,18 @@ def _settle_partials(store: IssuerStore, folder: Path) -> None:
     folder."""
     for leftover in folder.glob(".*.tmp"):  # atomic_write's temporary names
         leftover.unlink()
-    for partial in folder.glob(f"*.txt{PARTIAL}"):
-        credential_id = partial.name[: -len(f".txt{PARTIAL}")]
+    partials = {p.name[: -len(f".txt{PARTIAL}")]: p for p in folder.glob(f"*.txt{PARTIAL}")}
+    texts = [p for p in folder.glob("*.txt") if cti_from_id(p.stem) is not None]
+    known = store.known([*partials, *(p.stem for p in texts)])
+    for credential_id, partial in partials.items():
         final = folder / f"{credential_id}.txt"
-        if (store.credential_status(credential_id) is not None and not final.exists()
-                and _holds(partial, credential_id)):
+        if credential_id in known and not final.exists() and _holds(partial, credential_id):
             os.replace(partial, final)
+            texts.append(final)
         else:
             partial.unlink()
-    for text in folder.glob("*.txt"):
-        if cti_from_id(text.stem) is not None and store.credential_status(text.stem) is None:
+    for text in texts:
+        if text.stem not in known:
             (folder / "superseded").mkdir(exist_ok=True)
             for path in (text, text.with_suffix(".png")):
                 if path.exists():

@@ -98,10 +98,10 @@ catalog = sa.Table(
 )
 
 
-# Which credential each row of a bulk CSV became, so that a run cut short (a crash, Ctrl-C, a
-# power cut) resumes where it stopped instead of issuing the early rows twice. ``batch`` is the
-# digest of the CSV bytes; no claim value is kept.
-bulk_rows = sa.Table(
+# Which credential each bulk row became, so that a run cut short (a crash, Ctrl-C, a power cut)
+# resumes where it stopped instead of issuing the early rows twice. A row is known by a keyed
+# hash of its claims (see ``issuer.bulk.fingerprints``); no claim value is kept.
+bulk_fingerprints = sa.Table(
     "bulk_fingerprints", metadata,
     sa.Column("fingerprint", sa.String, primary_key=True),  # keyed hash: see issuer.bulk
     sa.Column("credential_id", sa.String, nullable=False),
@@ -452,12 +452,12 @@ class IssuerStore:
             self._queue(db, now, {"type": "credential_issued", "commitment": b64url(commitment)})
             if bulk_row is not None:  # a row issued again (its first credential revoked) moves
                 fingerprint, replaces = bulk_row
-                where = bulk_rows.c.fingerprint == fingerprint
-                if db.execute(sa.select(bulk_rows.c.credential_id).where(where)
+                where = bulk_fingerprints.c.fingerprint == fingerprint
+                if db.execute(sa.select(bulk_fingerprints.c.credential_id).where(where)
                               ).scalar() != replaces:
                     raise UsageError("bulk_row_taken")
-                db.execute(bulk_rows.delete().where(where))
-                db.execute(bulk_rows.insert().values(fingerprint=fingerprint,
+                db.execute(bulk_fingerprints.delete().where(where))
+                db.execute(bulk_fingerprints.insert().values(fingerprint=fingerprint,
                                                      credential_id=cred.credential_id))
             if before_commit is not None:
                 before_commit(cred)
@@ -465,23 +465,24 @@ class IssuerStore:
 
     def bulk_issued(self, fingerprints: list[str]) -> dict[str, tuple[str, str]]:
         """Bulk rows already issued, by fingerprint: (credential id, its status now)."""
-        bulk_rows.create(self.engine, checkfirst=True)  # stores made before bulk runs resumed
-        found: dict[str, tuple[str, str]] = {}
-        with self.engine.connect() as db:
-            for start in range(0, len(fingerprints), 500):  # SQLite's bound-parameter limit
-                chunk = fingerprints[start:start + 500]
-                for fp, cid, status in db.execute(
-                        sa.select(bulk_rows.c.fingerprint, credentials.c.id,
-                                  credentials.c.status)
-                        .join(credentials, credentials.c.id == bulk_rows.c.credential_id)
-                        .where(bulk_rows.c.fingerprint.in_(chunk))):
-                    found[str(fp)] = (str(cid), str(status))
-        return found
+        bulk_fingerprints.create(self.engine, checkfirst=True)  # stores made before bulk resumed
+        query = (sa.select(bulk_fingerprints.c.fingerprint, credentials.c.id,
+                           credentials.c.status)
+                 .join(credentials, credentials.c.id == bulk_fingerprints.c.credential_id))
+        return {str(fp): (str(cid), str(status)) for fp, cid, status
+                in self._in_chunks(query, bulk_fingerprints.c.fingerprint, fingerprints)}
 
-    def credential_status(self, credential_id: str) -> str | None:
-        """``valid``, ``revoked`` or ``suspended``; ``None`` for an id this office never issued."""
-        record = self.credential(credential_id)
-        return None if record is None else str(record["status"])
+    def known(self, credential_ids: list[str]) -> set[str]:
+        """Which of these ids this office issued (one query per 500, not one per id)."""
+        return {str(cid) for (cid,) in self._in_chunks(
+            sa.select(credentials.c.id), credentials.c.id, credential_ids)}
+
+    def _in_chunks(self, query: Any, column: Any, values: list[str]) -> list[Any]:
+        """``query`` restricted to ``column IN values``, 500 values at a time (SQLite's limit on
+        bound parameters)."""
+        with self.engine.connect() as db:
+            return [row for start in range(0, len(values), 500)
+                    for row in db.execute(query.where(column.in_(values[start:start + 500])))]
 
     def credential(self, credential_id: str) -> dict[str, Any] | None:
         """What the office knows of one credential (never a claim value: it keeps none)."""
