@@ -17,7 +17,7 @@ from typing import Any
 import cbor2
 import nacl.signing
 
-from credential import cbor, cose
+from credential import cbor, cose, jsontext
 from credential.errors import MalformedInput, Rejection
 from credential.keys import b64url, kid_for, unb64url
 from credential.statuslist import PURPOSES, Purpose
@@ -47,10 +47,10 @@ class RootKey:
     @classmethod
     def from_json(cls, text: str | bytes) -> RootKey:
         try:
-            doc = json.loads(text)
+            doc = jsontext.loads(text)
             root = cls(str(doc["city"]), str(doc["country"]), str(doc["code"]),
                        unb64url(str(doc["public_key"]), length=32, what="public_key"))
-        except (ValueError, KeyError, TypeError, RecursionError):
+        except (ValueError, KeyError, TypeError):
             raise MalformedInput("root_invalid", reason="not a city root file") from None
         if "kid" in doc and doc["kid"] != b64url(root.kid):
             raise MalformedInput("root_invalid", reason="kid does not match the key")

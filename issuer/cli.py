@@ -14,7 +14,7 @@ from typing import BinaryIO, TypeVar
 
 import click
 
-from credential import qr, transport
+from credential import jsontext, qr, transport
 from credential.claims import parse_claims
 from credential.errors import PasaporteError, UsageError
 from credential.home import atomic_write, read_passphrase, resolve_home
@@ -127,8 +127,8 @@ def issue(claims_file: BinaryIO, holder_key: str | None, paper: bool, out: str,
         raise UsageError("usage_error", reason_es="el archivo de datos pasa de 64 KB",
                          reason_en="the claims file is larger than 64 KB")
     try:
-        doc = json.loads(raw)
-    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        doc = jsontext.loads(raw)
+    except ValueError:
         raise UsageError("claims_not_json") from None
     claims = parse_claims(doc)
     key = None if paper else unb64url(holder_key or "", length=32, what="--holder-key")

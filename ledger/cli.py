@@ -28,6 +28,7 @@ from typing import Any, BinaryIO
 
 import click
 
+from credential import jsontext
 from credential.errors import LedgerError, MalformedInput, StoreError, UsageError
 from credential.home import read_passphrase
 from credential.note import parse_verifier_key
@@ -177,8 +178,8 @@ def _read_jsonl(path: str) -> list[dict[str, Any]]:
             if not line.strip():
                 continue
             try:
-                item = json.loads(line)
-            except (ValueError, RecursionError):  # RecursionError: nested too deep
+                item = jsontext.loads(line)
+            except ValueError:
                 raise MalformedInput("ledger_bad_jsonl", line=number) from None
             if not isinstance(item, dict):
                 raise MalformedInput("ledger_bad_jsonl", line=number)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import urllib.error
 import urllib.request
 from typing import Any
 
+from credential import jsontext
 from credential.errors import LedgerError
 
 __all__ = ["consistency_proof", "get_json", "get_text", "post"]
@@ -48,8 +48,8 @@ def get_text(url: str) -> str:
 
 def get_json(url: str) -> Any:
     try:
-        return json.loads(_get(url))
-    except (ValueError, RecursionError):  # another node's answer: it may nest without end
+        return jsontext.loads(_get(url))
+    except ValueError:
         raise LedgerError("ledger_remote_error", url=url, status="bad JSON") from None
 
 

@@ -16,13 +16,13 @@ refusal is a 4xx with JSON ``{"code": …, "message": {"es": …, "en": …}}``.
 from __future__ import annotations
 
 import base64
-import json
 import os
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from credential import jsontext
 from credential.errors import LedgerError, MalformedInput, PasaporteError, StoreError
 from ledger.store import MAX_BATCH, AppendRequest, LedgerStore
 from ledger.witness import add_checkpoint
@@ -135,8 +135,8 @@ def post_entries() -> Response:
     if client is None:
         return _error(401, "ledger_unauthorized")
     try:
-        body = json.loads(request.get_data(cache=False))
-    except (ValueError, RecursionError):  # not UTF-8 or not JSON; or nested too deep
+        body = jsontext.loads(request.get_data(cache=False))
+    except ValueError:  # not UTF-8, not JSON, or nested too deep
         raise MalformedInput("ledger_bad_json") from None
     items = body.get("entries") if isinstance(body, dict) else body
     if not isinstance(items, list) or not items:

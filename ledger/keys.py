@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from credential import jsontext
 from credential.errors import StoreError
 from credential.home import atomic_write
 from credential.keys import seal, unseal
@@ -61,11 +62,11 @@ class LedgerConfig:
 
 def load_config(home: Path) -> LedgerConfig:
     try:
-        doc = json.loads((home / CONFIG_NAME).read_text())
+        doc = jsontext.loads((home / CONFIG_NAME).read_text())
         return LedgerConfig(**{**doc, "mirror_witnesses": tuple(doc.get("mirror_witnesses", ()))})
     except FileNotFoundError:
         raise StoreError("ledger_not_initialised", home=str(home)) from None
-    except (ValueError, TypeError, RecursionError):
+    except (ValueError, TypeError):
         raise StoreError("ledger_bad_config", home=str(home)) from None
 
 

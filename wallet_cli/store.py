@@ -29,7 +29,7 @@ from typing import Any, Literal
 import nacl.signing
 import nacl.utils
 
-from credential import cbor, sd, transport
+from credential import cbor, jsontext, sd, transport
 from credential.bundle import RootKey, TrustBundle, parse_bundle
 from credential.claims import display_value
 from credential.errors import MalformedInput, Rejection, StoreError, UsageError
@@ -302,12 +302,12 @@ class Wallet:
         except OSError as exc:
             raise StoreError("wallet_unreadable", file=str(path), reason=exc.strerror) from None
         try:
-            doc = json.loads(raw)
+            doc = jsontext.loads(raw)
             if doc.get("type") != WALLET_TYPE:
                 raise ValueError("type")
             public_key = unb64url(str(doc["public_key"]), length=32, what="public_key")
             sealed = unb64url(str(doc["sealed_key"]), what="sealed_key")
-        except (ValueError, KeyError, TypeError, AttributeError, RecursionError, MalformedInput):
+        except (ValueError, KeyError, TypeError, AttributeError, MalformedInput):
             raise StoreError("wallet_unreadable", file=str(path),
                              reason="not a pasaporte wallet file") from None
         return cls(home, public_key, sealed)
