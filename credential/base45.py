@@ -30,7 +30,9 @@ _ENCODE_CHARS: Final = tuple(ALPHABET)
 # 0xFF in the low byte of every 24-bit lane, for inputs up to 3·_MASK_LANES characters; ``&`` with
 # a longer mask costs only the length of the shorter operand, so one constant serves every size.
 _MASK_LANES: Final = 4096
-_LANE_MASK: Final = ((1 << (24 * _MASK_LANES)) - 1) // 0xFFFFFF * 0xFF
+# Built from bytes rather than written as an integer expression: a compiler that folds constants
+# (mypyc, see ``make compile``) would otherwise try to print a 29,000-digit literal.
+_LANE_MASK: Final = int.from_bytes(b"\x00\x00\xff" * _MASK_LANES, "big")
 
 
 def encode(data: bytes) -> str:
@@ -50,7 +52,7 @@ def encode(data: bytes) -> str:
     return "".join(out)
 
 
-def decode(text: str) -> bytes:
+def decode(text: object) -> bytes:
     """Decode base45 text (RFC 9285 §4), strictly.
 
     Raises ``MalformedInput("base45_invalid", reason=...)`` for a character outside the alphabet

@@ -204,7 +204,7 @@ def _scan(data: bytes, max_depth: int, max_items: int, tags: Collection[int]) ->
 
 
 def loads(
-    data: bytes,
+    data: object,
     *,
     max_size: int = 16384,
     max_depth: int = 16,
@@ -216,18 +216,22 @@ def loads(
     Limits: ``max_size`` bytes, ``max_depth`` nested arrays/maps/tags, ``max_items`` data items in
     all (map keys and values count separately). Tags outside ``allowed_tags`` are refused, so a
     caller opts in to each tag its format uses (e.g. 18 for COSE_Sign1).
+
+    ``data`` is typed ``object`` because this is a trust boundary: compiled (``make compile``),
+    a declared ``bytes`` would be enforced with a bare TypeError before the check below could
+    turn a wrong type into the typed rejection.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise _invalid("not bytes")
-    data = bytes(data)
-    if len(data) > max_size:
+    raw = bytes(data)
+    if len(raw) > max_size:
         raise _invalid("too large")
-    if not data:
+    if not raw:
         raise _invalid("empty")
-    _scan(data, max_depth, max_items, allowed_tags)
+    _scan(raw, max_depth, max_items, allowed_tags)
     try:
         # The scanner already bounded depth, size and lengths; cbor2 adds UTF-8 validity and
         # duplicate-key detection (a duplicate key lets two verifiers read different claims).
-        return cbor2.loads(data, allow_indefinite=False, allow_duplicate_keys=False)
+        return cbor2.loads(raw, allow_indefinite=False, allow_duplicate_keys=False)
     except Exception as exc:  # any cbor2 failure, whatever its class, is malformed input
         raise _invalid(f"decode: {type(exc).__name__}") from None

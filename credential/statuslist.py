@@ -86,22 +86,25 @@ class StatusList:
         """The zlib (level 9) form published in trust bundles."""
         return zlib.compress(self.bits, 9)
 
-    def _check(self, index: int) -> None:
+    def _index(self, index: object) -> int:
+        # ``object``, not ``int``: compiled (make compile), an ``int`` parameter would quietly
+        # take True as 1; a bool is no index.
         if type(index) is not int or not 0 <= index < self.size:
             raise MalformedInput("statuslist_index", index=index, size=self.size)
+        return index
 
-    def get(self, index: int) -> bool:
+    def get(self, index: object) -> bool:
         """Whether entry ``index`` is set (revoked or suspended, per ``purpose``)."""
-        self._check(index)
-        return bool(self.bits[index >> 3] & (0x80 >> (index & 7)))
+        i = self._index(index)
+        return bool(self.bits[i >> 3] & (0x80 >> (i & 7)))
 
-    def set(self, index: int, value: bool = True) -> None:
+    def set(self, index: object, value: bool = True) -> None:
         """Set or clear entry ``index`` (issuer side)."""
-        self._check(index)
+        i = self._index(index)
         if value:
-            self.bits[index >> 3] |= 0x80 >> (index & 7)
+            self.bits[i >> 3] |= 0x80 >> (i & 7)
         else:
-            self.bits[index >> 3] &= ~(0x80 >> (index & 7)) & 0xFF
+            self.bits[i >> 3] &= ~(0x80 >> (i & 7)) & 0xFF
 
     def count(self) -> int:
         """How many entries are set."""

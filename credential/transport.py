@@ -37,7 +37,7 @@ def pack(cbor_bytes: bytes) -> str:
     return PREFIX + base45.encode(body)
 
 
-def unpack(text: str, *, max_chars: int = 4096, max_inflated: int = 8192) -> bytes:
+def unpack(text: object, *, max_chars: int = 4096, max_inflated: int = 8192) -> bytes:
     """Unwrap scanned QR text into CBOR bytes, or raise ``MalformedInput``.
 
     Codes: ``not_pasaporte`` (no ``PU<n>:`` prefix), ``unsupported_version``, ``too_large`` (text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,6 +16,23 @@ settings.register_profile("pasaporte", deadline=None)
 settings.load_profile("pasaporte")
 
 PASSPHRASE = "frase de prueba / test passphrase"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Refuse to test a stale compiled hot path (see setup.py): an extension built before its
+    source was edited would shadow the edit and test old code. ``make test`` recompiles first and
+    also asks (PASAPORTE_EXPECT_COMPILED=1) that the compiled modules be the ones under test."""
+    for ext in [*ROOT.glob("credential/*.so"), *ROOT.glob("verifier/*.so")]:
+        source = ext.with_name(ext.name.split(".", 1)[0] + ".py")
+        if source.exists() and source.stat().st_mtime > ext.stat().st_mtime:
+            pytest.exit(f"{ext.name} is older than {source.name}: run `make compile` "
+                        "(make test does it)", returncode=2)
+    if os.environ.get("PASAPORTE_EXPECT_COMPILED") == "1":
+        for name in ("verifier.engine", "credential.passport", "credential.cbor"):
+            spec = importlib.util.find_spec(name)
+            if spec is None or not (spec.origin or "").endswith(".so"):
+                pytest.exit(f"{name} is not compiled: run `make compile`", returncode=2)
 
 
 @pytest.fixture
