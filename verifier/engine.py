@@ -157,15 +157,32 @@ class Verifier:
         d = decode_envelope(cbor.loads(transport.unpack(scanned)))
         p = d.payload
         c = d.credential
+        kb = d.kb
+
+        # Every bit of Python work that does not depend on a decision runs first, and the two
+        # signature checks then run back to back; the decisions below still come in their fixed
+        # order. Why: right after a signature check, the CPU's caches and branch predictors hold
+        # the signature code, and Python work there runs about half again slower than the same
+        # work run on its own (measured in place, compiled); fewer switches, faster scans.
+        leaves = [sd.leaf_digest(x) for x in d.disclosures]
+        root = d.computed_root(leaves)
+        aad = kb_aad(credential_digest(c), leaves) if kb is not None else b""
+        candidates = self._keys.get(c.kid or b"", ())
+        # Labels depend on the signing city's catalogs; nearly always only one key has this kid.
+        early_bundle = candidates[0].bundle if len(candidates) == 1 else None
+        early_claims = self._labelled(d, early_bundle) if early_bundle is not None else ()
 
         trusted = None
-        for candidate in self._keys.get(c.kid or b"", ()):  # kids are short: may collide
+        for candidate in candidates:  # kids are short: may collide
             if c.verify(candidate.key.public_key):
                 trusted = candidate
                 break
         if trusted is None:
             code = "signature_invalid" if c.kid in self._keys else "issuer_unknown"
             return _reject(code, d)
+        holder_signed = (kb is not None and p.holder_key is not None
+                         and kb.sign1.verify(p.holder_key, aad))
+
         key, bundle = trusted.key, trusted.bundle
         issuer = dict(trusted.issuer)
         if p.iss != bundle.code:
@@ -181,27 +198,24 @@ class Verifier:
             return _reject("expired", d, issuer, valid_until=utc_date(p.exp - 1).isoformat())
 
         # Every shown disclosure must hash into the signed root.
-        leaves = [sd.leaf_digest(x) for x in d.disclosures]
-        if d.kb is None and len(leaves) != self._groups:
+        if kb is None and len(leaves) != self._groups:
             return _reject("disclosures_incomplete", d, issuer)
-        if d.computed_root(leaves) != p.sd_root:
+        if root != p.sd_root:
             return _reject("disclosure_mismatch", d, issuer)
 
         warnings: list[dict[str, Any]] = []
         paper = p.holder_key is None
         if p.holder_key is None:
-            if d.kb is not None:
+            if kb is not None:
                 return _reject("shape_invalid", d, issuer, what="kb")
             if policy.paper == "reject":
                 return _reject("paper_not_accepted", d, issuer)
             if policy.paper == "accept_with_id":
                 warnings.append({"code": "paper_check_id", "message": _msg("paper_check_id")})
         else:
-            if d.kb is None:
+            if kb is None:
                 return _reject("holder_binding_missing", d, issuer)
-            kb = d.kb
-            aad = kb_aad(credential_digest(c), leaves)
-            if not kb.sign1.verify(p.holder_key, aad):
+            if not holder_signed:
                 return _reject("holder_signature_invalid", d, issuer)
             aud_service, _, aud_counter = kb.audience.partition(":")
             if aud_service != policy.service or (
@@ -242,8 +256,8 @@ class Verifier:
             if d.groups[group].get(fieldname) is not True:
                 return _reject("not_eligible", d, issuer, service=policy.service)
 
-        return Result("accepted", "accepted", dict(self._accepted),
-                      claims=self._labelled(d, bundle), issuer=issuer,
+        claims = early_claims if bundle is early_bundle else self._labelled(d, bundle)
+        return Result("accepted", "accepted", dict(self._accepted), claims=claims, issuer=issuer,
                       credential_id=p.credential_id, paper=paper, warnings=tuple(warnings))
 
     def _labelled(self, d: Decoded, bundle: TrustBundle) -> tuple[dict[str, Any], ...]:
