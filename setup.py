@@ -31,6 +31,7 @@ HOT_PATH = [
     "credential/ids.py",
     "credential/claims.py",
     "credential/statuslist.py",
+    "credential/records.py",
     "credential/passport.py",
     "verifier/policy.py",
     "verifier/engine.py",

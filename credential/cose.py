@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import Any
 
 import cbor2
 import nacl.exceptions
@@ -20,6 +20,7 @@ from nacl.bindings import crypto_sign_open
 
 from credential import cbor
 from credential.errors import MalformedInput
+from credential.records import record_repr
 
 __all__ = ["ALG_EDDSA", "Sign1", "bstr_head", "parse_sign1", "sig_structure", "sign1"]
 
@@ -56,11 +57,22 @@ def sign1(key: nacl.signing.SigningKey, payload: bytes, *, kid: bytes | None = N
     return [protected, {}, payload, signature]
 
 
-class Sign1(NamedTuple):
+class Sign1:
+    """A shape-checked COSE_Sign1 (a plain slotted class for speed: see credential.passport)."""
+
+    __slots__ = ("kid", "payload", "protected", "signature")
+
     protected: bytes
     payload: bytes
     signature: bytes
     kid: bytes | None
+
+    def __init__(self, protected: bytes, payload: bytes, signature: bytes,
+                 kid: bytes | None) -> None:
+        self.protected, self.payload, self.signature, self.kid = protected, payload, signature, kid
+
+    def __repr__(self) -> str:
+        return record_repr(self)
 
     def verify(self, public_key: bytes, external_aad: bytes = b"") -> bool:
         if len(public_key) != 32:
