@@ -30,9 +30,15 @@ _ENCODE_CHARS: Final = tuple(ALPHABET)
 # 0xFF in the low byte of every 24-bit lane, for inputs up to 3·_MASK_LANES characters; ``&`` with
 # a longer mask costs only the length of the shorter operand, so one constant serves every size.
 _MASK_LANES: Final = 4096
-# Built from bytes rather than written as an integer expression: a compiler that folds constants
-# (mypyc, see ``make compile``) would otherwise try to print a 29,000-digit literal.
-_LANE_MASK: Final = int.from_bytes(b"\x00\x00\xff" * _MASK_LANES, "big")
+
+
+def _lane_mask(lanes: int) -> int:
+    # Built from bytes rather than as an integer expression: a compiler that folds constants
+    # (mypyc, see ``make compile``) would otherwise try to print a 29,000-digit literal.
+    return int.from_bytes(b"\x00\x00\xff" * lanes, "big")
+
+
+_LANE_MASK: Final = _lane_mask(_MASK_LANES)
 
 
 def encode(data: bytes) -> str:
@@ -80,7 +86,7 @@ def decode(text: object) -> bytes:
         # three digit bytes and recombining them as c + 45·d + 2025·e computes every triplet value
         # at once, in C; a lane cannot overflow (at most 91124 < 2²⁴), so a triplet worth more
         # than 65535 shows up as a non-zero top byte in its own lane.
-        mask = _LANE_MASK if k <= _MASK_LANES else ((1 << (24 * k)) - 1) // 0xFFFFFF * 0xFF
+        mask = _LANE_MASK if k <= _MASK_LANES else _lane_mask(k)
         n = int.from_bytes(digits[:full], "big")
         value = ((n >> 16) & mask) + 45 * ((n >> 8) & mask) + 2025 * (n & mask)
         if (value >> 16) & mask:
