@@ -80,6 +80,52 @@ def test_allowed_tag_is_kept_as_cbortag() -> None:
     assert list(value.value) == [b""]  # cbor2 hands a tag's array content over as a tuple
 
 
+def test_floats_of_every_width() -> None:
+    assert cbor.loads(bytes.fromhex("f93e00")) == 1.5  # half
+    assert cbor.loads(bytes.fromhex("fa47c35000")) == 100000.0  # single
+    assert cbor.loads(bytes.fromhex("fb3ff199999999999a")) == 1.1  # double
+    assert cbor.loads(bytes.fromhex("83f4f5f6")) == [False, True, None]
+
+
+def test_every_argument_width() -> None:
+    for n in (0, 23, 24, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**64 - 1):
+        assert cbor.loads(cbor.dumps(n)) == n
+        assert cbor.loads(cbor.dumps(-1 - n)) == -1 - n
+
+
+def _mutants(data: bytes, edits: list[tuple[int, int]]) -> bytes:
+    out = bytearray(data)
+    for where, byte in edits:
+        out[where % len(out)] = byte
+    return bytes(out)
+
+
+@settings(max_examples=400)
+@given(st.binary(max_size=200)
+       | st.builds(_mutants, values.map(cbor.dumps),
+                   st.lists(st.tuples(st.integers(0, 1000), st.integers(0, 255)), max_size=2)))
+def test_agrees_with_cbor2(data: bytes) -> None:
+    # Our decoder is stricter than cbor2 (no tags unless allowed, no undefined, no indefinite
+    # lengths, no composite map keys, no trailing bytes) but never reads a document differently.
+    try:
+        ours = cbor.loads(data)
+    except MalformedInput:
+        return
+    assert _same(ours, cbor2.loads(data)), data.hex()
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal values of the same types all the way down (``==`` alone has True == 1)."""
+    if isinstance(a, list) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return (list(a) == list(b) and all(type(k) is type(k2) for k, k2 in zip(a, b, strict=True))
+                and all(_same(a[k], b[k]) for k in a))
+    if isinstance(a, float) and a != a:  # NaN
+        return isinstance(b, float) and b != b
+    return type(a) is type(b) and a == b
+
+
 def test_limits_are_inclusive() -> None:
     nested = b"\x81" * 15 + b"\x80"  # 16 levels of arrays
     assert cbor.loads(nested, max_depth=16) is not None
@@ -132,6 +178,17 @@ def test_duplicate_map_keys_rejected() -> None:
 
 def test_invalid_utf8_rejected() -> None:
     assert _reason(bytes.fromhex("62fffe")).startswith("decode:")
+    assert _reason(bytes.fromhex("63eda080")).startswith("decode:")  # an encoded surrogate
+
+
+def test_composite_map_keys_rejected() -> None:
+    assert _reason(bytes.fromhex("a18000")).startswith("decode:")  # {[]: 0}
+    assert _reason(bytes.fromhex("a1a00000")).startswith("decode:")  # {{}: 0}
+
+
+def test_depth_limit_is_capped() -> None:
+    with pytest.raises(ValueError):
+        cbor.loads(b"\x00", max_depth=100_000)  # a programming error, not input
 
 
 def test_size_depth_and_item_limits() -> None:
