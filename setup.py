@@ -25,6 +25,7 @@ HOT_PATH = [
     "credential/base45.py",
     "credential/transport.py",
     "credential/cbor.py",
+    "credential/ed25519.py",
     "credential/cose.py",
     "credential/merkle.py",
     "credential/sd.py",

@@ -273,9 +273,8 @@ class Decoded:
 def _claims_map(payload: bytes, what: str) -> dict[Any, Any]:
     """A signed CWT claims map. Its bytes are inside an already size-bounded envelope."""
     try:
-        # Duplicate keys would let two verifiers read different values under one signature.
-        p = cbor2.loads(payload, allow_duplicate_keys=False)
-    except Exception:
+        p = cbor.loads(payload)  # refuses duplicate keys, like every cbor.loads
+    except MalformedInput:
         raise MalformedInput("shape_invalid", what=what) from None
     if not isinstance(p, dict):
         raise MalformedInput("shape_invalid", what=what)
@@ -333,17 +332,18 @@ def decode_envelope(obj: Any) -> Decoded:
         raise MalformedInput("shape_invalid", what="disclosures")
     groups: dict[str, dict[str, Any]] = {}
     indices: list[int] = []
+    by_key = spec.groups_by_key
     for d in raw:
         if not isinstance(d, bytes) or len(d) > MAX_DISCLOSURE:
             raise MalformedInput("shape_invalid", what="disclosure")
         try:
-            item = cbor2.loads(d)
-        except Exception:
+            item = cbor.loads(d)
+        except MalformedInput:
             raise MalformedInput("shape_invalid", what="disclosure") from None
         if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], bytes)
                 and len(item[0]) == sd.SALT_LEN and type(item[1]) is int):
             raise MalformedInput("shape_invalid", what="disclosure")
-        group = spec.group_by_key(item[1])
+        group = by_key.get(item[1])
         if group is None:
             raise MalformedInput("shape_invalid", what="disclosure key")
         if group.name in groups:

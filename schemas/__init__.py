@@ -82,10 +82,12 @@ class Schema:
         raise KeyError(name)
 
     def group_by_key(self, key: int) -> GroupSpec | None:
-        return self._by_key.get(key)
+        return self.groups_by_key.get(key)
 
     @cached_property
-    def _by_key(self) -> dict[int, GroupSpec]:
+    def groups_by_key(self) -> dict[int, GroupSpec]:
+        """Each group under its CBOR key. A plain dict, so that compiled callers on the
+        verification hot path look a key up without a call into interpreted code."""
         return {g.key: g for g in self.groups}
 
     @property

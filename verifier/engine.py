@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 from credential import cbor, sd, transport
 from credential.bundle import OfficeKey, RootKey, TrustBundle, parse_bundle
@@ -21,6 +21,7 @@ from credential.claims import display_value
 from credential.errors import PasaporteError
 from credential.keys import b64url
 from credential.passport import Decoded, credential_digest, decode_envelope, kb_aad
+from credential.records import record_repr
 from credential.statuslist import MARKS, StatusList
 from credential.times import utc_date
 from schemas import schema
@@ -29,18 +30,33 @@ from verifier.policy import Policy
 __all__ = ["Result", "Verifier", "verify"]
 
 
-class Result(NamedTuple):
-    """The outcome of one scan. Immutable; a NamedTuple because one is built per scan and that
-    is several times cheaper than a frozen dataclass on the hot path."""
+class Result:
+    """The outcome of one scan. Nothing assigns to it after construction. A plain slotted class
+    (see ``credential.records``): compiled, building one is a C struct fill, where a NamedTuple's
+    ``__new__`` is interpreted Python that one scan would run for this alone."""
+
+    __slots__ = ("claims", "code", "credential_id", "decision", "issuer", "message", "paper",
+                 "warnings")
 
     decision: str  # "accepted" | "rejected"
     code: str
     message: dict[str, str]
-    claims: tuple[dict[str, Any], ...] = ()
-    issuer: dict[str, str] | None = None
-    credential_id: str | None = None
-    paper: bool = False
-    warnings: tuple[dict[str, Any], ...] = ()
+    claims: tuple[dict[str, Any], ...]
+    issuer: dict[str, str] | None
+    credential_id: str | None
+    paper: bool
+    warnings: tuple[dict[str, Any], ...]
+
+    def __init__(self, decision: str, code: str, message: dict[str, str],
+                 claims: tuple[dict[str, Any], ...] = (), issuer: dict[str, str] | None = None,
+                 credential_id: str | None = None, paper: bool = False,
+                 warnings: tuple[dict[str, Any], ...] = ()) -> None:
+        self.decision, self.code, self.message, self.claims = decision, code, message, claims
+        self.issuer, self.credential_id, self.paper, self.warnings = (
+            issuer, credential_id, paper, warnings)
+
+    def __repr__(self) -> str:
+        return record_repr(self)
 
     @property
     def accepted(self) -> bool:
