@@ -25,16 +25,24 @@ _B32_PAIRS: Final = tuple(a + b for a in _B32 for b in _B32)  # two base32 digit
 def credential_id(cti: bytes) -> str:
     """The printable credential id of ``cti``.
 
-    Computed from one integer, two digits per lookup: every accepted scan shows it, and the
-    standard library's pure-Python ``b32encode`` cost as much as the rest of the result."""
-    bits = len(cti) * 8
-    pad = -bits % 5
-    digits = (bits + pad) // 5
-    value = int.from_bytes(cti, "big") << (pad + 5 * (digits & 1))
+    Every accepted scan shows it, and the standard library's pure-Python ``b32encode`` cost as
+    much as the rest of the result. Base32 works in groups of 5 bytes (8 digits): each group is
+    one integer small enough for native arithmetic once compiled, read two digits per lookup."""
     pairs = _B32_PAIRS
-    text = "".join([pairs[(value >> shift) & 1023]
-                    for shift in range(10 * ((digits + 1) // 2) - 10, -1, -10)])
-    return text[:digits]
+    parts: list[str] = []
+    size = len(cti)
+    full = size - size % 5
+    for i in range(0, full, 5):
+        v = int.from_bytes(cti[i:i + 5], "big")
+        parts.append(pairs[v >> 30] + pairs[(v >> 20) & 1023] + pairs[(v >> 10) & 1023]
+                     + pairs[v & 1023])
+    rest = size - full
+    if rest:  # a last partial group: its bits, zero-padded on the right to whole digits
+        digits = (8 * rest + 4) // 5
+        v = int.from_bytes(cti[full:], "big") << (5 * digits - 8 * rest)
+        for shift in range(5 * (digits - 1), -1, -5):
+            parts.append(_B32[(v >> shift) & 31])
+    return "".join(parts)
 
 
 def cti_from_id(text: str) -> bytes | None:

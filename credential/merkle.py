@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Final
 
 from credential.errors import LedgerError
 
@@ -51,17 +52,27 @@ NodeRef = tuple[int, int]
 HashSource = Callable[[Sequence[NodeRef]], Mapping[NodeRef, bytes]]
 """Given node references, returns their hashes (all of them, or raises)."""
 
-_sha256 = hashlib.sha256
+# Hashing starts from a copy of a context that already holds the domain-separation byte: a
+# copy skips OpenSSL's algorithm lookup that every ``hashlib.sha256()`` makes, and the prefix is
+# never concatenated onto the data. Contexts are only ever copied, never updated, so sharing
+# them between threads is safe.
+_LEAF_CTX: Final = hashlib.sha256(b"\x00")
+_NODE_CTX: Final = hashlib.sha256(b"\x01")
 
 
 def leaf_hash(data: bytes) -> bytes:
     """SHA-256(0x00 ‖ data)."""
-    return _sha256(b"\x00" + data).digest()
+    h = _LEAF_CTX.copy()
+    h.update(data)
+    return h.digest()
 
 
 def node_hash(left: bytes, right: bytes) -> bytes:
     """SHA-256(0x01 ‖ left ‖ right)."""
-    return _sha256(b"\x01" + left + right).digest()
+    h = _NODE_CTX.copy()
+    h.update(left)
+    h.update(right)
+    return h.digest()
 
 
 def fold(hashes: Sequence[bytes]) -> bytes:
