@@ -26,6 +26,13 @@ _INVALID: Final = 0xFF
 _DECODE_TABLE: Final = bytes(
     ALPHABET.index(chr(b)) if chr(b) in ALPHABET else _INVALID for b in range(256)
 )
+# The same for text that may arrive in lower case (a keyboard-wedge scanner with caps lock on):
+# base45 has no lower-case letters, so folding ASCII case in the table loses nothing, and saves
+# upper-casing the whole text first.
+_DECODE_TABLE_ANY_CASE: Final = bytes(
+    ALPHABET.index(chr(b).upper()) if b < 128 and chr(b).upper() in ALPHABET else _INVALID
+    for b in range(256)
+)
 _ENCODE_CHARS: Final = tuple(ALPHABET)
 # 0xFF in the low byte of every 24-bit lane, for inputs up to 3·_MASK_LANES characters; ``&`` with
 # a longer mask costs only the length of the shorter operand, so one constant serves every size.
@@ -58,12 +65,13 @@ def encode(data: bytes) -> str:
     return "".join(out)
 
 
-def decode(text: object) -> bytes:
+def decode(text: object, *, any_case: bool = False) -> bytes:
     """Decode base45 text (RFC 9285 §4), strictly.
 
     Raises ``MalformedInput("base45_invalid", reason=...)`` for a character outside the alphabet
-    (lower case included: callers that accept caps-lock input upper-case first), a length of
-    3k+1, a triplet worth more than 65535 or a trailing pair worth more than 255.
+    (lower case included, unless ``any_case``: then a lower-case letter reads as its upper-case
+    self), a length of 3k+1, a triplet worth more than 65535 or a trailing pair worth more
+    than 255.
     """
     if not isinstance(text, str):
         raise MalformedInput("base45_invalid", reason="not text")
@@ -71,7 +79,7 @@ def decode(text: object) -> bytes:
         raw = text.encode("ascii")
     except UnicodeEncodeError:
         raise MalformedInput("base45_invalid", reason="character outside the alphabet") from None
-    digits = raw.translate(_DECODE_TABLE)
+    digits = raw.translate(_DECODE_TABLE_ANY_CASE if any_case else _DECODE_TABLE)
     if _INVALID in digits:
         raise MalformedInput("base45_invalid", reason="character outside the alphabet")
     size = len(digits)

@@ -62,13 +62,12 @@ def unpack(text: object, *, max_chars: int = 4096, max_inflated: int = 8192) -> 
         if head.startswith(PREFIX):
             raise MalformedInput("base45_invalid", reason="character outside the alphabet")
         raise MalformedInput("not_pasaporte")
-    text = text.upper()
-    if not text.startswith(PREFIX):
-        versioned = _VERSIONED.match(text)
+    if text[: len(PREFIX)].upper() != PREFIX:
+        versioned = _VERSIONED.match(text.upper())
         if versioned:
             raise MalformedInput("unsupported_version", version=versioned.group(1))
         raise MalformedInput("not_pasaporte")
-    data = base45.decode(text[len(PREFIX) :])
+    data = base45.decode(text[len(PREFIX) :], any_case=True)
     if data and data[0] == _ZLIB_FIRST_BYTE:
         return _inflate(data, max_inflated)
     return data

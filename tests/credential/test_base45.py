@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from random import Random
 from typing import Any
 
 import pytest
@@ -105,3 +106,25 @@ def test_random_text_raises_only_malformed_input(text: str) -> None:
         assert exc.code == "base45_invalid"
     else:
         assert base45.encode(data) == text  # accepted text is the one canonical encoding
+
+
+@given(st.binary(max_size=300), st.randoms(use_true_random=False))
+def test_any_case_reads_lower_case_letters_as_upper(data: bytes, rnd: Random) -> None:
+    text = base45.encode(data)
+    mixed = "".join(c.lower() if rnd.random() < 0.5 else c for c in text)
+    assert base45.decode(mixed, any_case=True) == data
+    if mixed != text:  # strict decoding refuses lower case
+        with pytest.raises(MalformedInput):
+            base45.decode(mixed)
+
+
+@given(st.text(max_size=200))
+def test_any_case_accepts_exactly_the_upper_cased_ascii(text: str) -> None:
+    try:
+        data = base45.decode(text, any_case=True)
+    except MalformedInput:
+        if text.isascii():
+            with pytest.raises(MalformedInput):
+                base45.decode(text.upper())
+    else:
+        assert text.isascii() and base45.decode(text.upper()) == data
