@@ -81,9 +81,6 @@ class Schema:
                 return g
         raise KeyError(name)
 
-    def group_by_key(self, key: int) -> GroupSpec | None:
-        return self.groups_by_key.get(key)
-
     @cached_property
     def groups_by_key(self) -> dict[int, GroupSpec]:
         """Each group under its CBOR key. A plain dict, so that compiled callers on the
