@@ -120,27 +120,24 @@ class _Reader:
         self.data, self.pos, self.items = data, 0, 1
         self.max_depth, self.max_items, self.tags = max_depth, max_items, tags
 
+    def _advance(self, width: int) -> int:
+        """Step over ``width`` bytes that must be there; returns where they start."""
+        pos = self.pos
+        if pos + width > len(self.data):
+            raise _invalid("truncated")
+        self.pos = pos + width
+        return pos
+
     def _argument(self, info: int) -> int:
         """The argument that follows an initial byte with additional information ``info``."""
         if info < 24:
             return info
-        if info == 24:
-            width = 1
-        elif info == 25:
-            width = 2
-        elif info == 26:
-            width = 4
-        elif info == 27:
-            width = 8
-        elif info == 31:
+        if info == 31:
             raise _invalid("indefinite length")
-        else:
+        if info > 27:
             raise _invalid("reserved additional information")
-        pos = self.pos
-        end = pos + width
-        if end > len(self.data):
-            raise _invalid("truncated")
-        self.pos = end
+        width = 1 << (info - 24)  # 24..27: 1, 2, 4 or 8 bytes
+        pos = self._advance(width)
         data = self.data
         if width == 1:
             return data[pos]
@@ -149,7 +146,7 @@ class _Reader:
         if width == 4:
             return (data[pos] << 24 | data[pos + 1] << 16 | data[pos + 2] << 8
                     | data[pos + 3])
-        return int.from_bytes(data[pos:end], "big")
+        return int.from_bytes(data[pos:pos + 8], "big")
 
     def _count(self, n: int, depth: int) -> None:
         """Admit a container (or tag) of ``n`` data items at nesting ``depth``."""
@@ -222,11 +219,8 @@ class _Reader:
         if fmt is None:  # undefined, the simple values, or a malformed initial byte
             self._argument(info)  # reports truncation, reserved or indefinite first
             raise _invalid("simple value not allowed")
-        width = 2 if info == 25 else 4 if info == 26 else 8
-        pos = self.pos
-        if pos + width > len(self.data):
-            raise _invalid("truncated")
-        self.pos = pos + width
+        width = 1 << (info - 24)  # 25..27: half, single, double
+        pos = self._advance(width)
         value: float = struct.unpack(fmt, self.data[pos:pos + width])[0]
         return value
 
