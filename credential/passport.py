@@ -33,7 +33,7 @@ from typing import Any
 import cbor2
 import nacl.signing
 
-from credential import cbor, cose, sd
+from credential import cbor, cose, sd, transport
 from credential.claims import CatalogCoder, Claims, days_from_date, decode_group, encode_group
 from credential.errors import MalformedInput, UsageError
 from credential.ids import CTI_LEN, credential_id
@@ -48,6 +48,7 @@ __all__ = [
     "credential_digest",
     "credential_id",
     "decode_envelope",
+    "decode_text",
     "expires_at",
     "issue",
     "kb_aad",
@@ -359,3 +360,9 @@ def decode_envelope(obj: Any) -> Decoded:
         proof = tuple(obj[2])
         kb = _kb(obj[3])
     return Decoded(credential, payload, tuple(raw), groups, tuple(indices), proof, kb)
+
+
+def decode_text(text: object) -> Decoded:
+    """Scanned or stored QR text (``PU1:…``) to a shape-checked envelope: every bound of
+    ``transport`` and ``cbor`` applies. Signatures and digests are checked by the caller."""
+    return decode_envelope(cbor.loads(transport.unpack(text)))

@@ -39,12 +39,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import nacl.signing
 
-from credential import cbor, qr, transport
+from credential import qr, transport
 from credential.claims import Claims, parse_claims
 from credential.errors import PasaporteError, UsageError
 from credential.home import atomic_write
 from credential.ids import cti_from_id
-from credential.passport import decode_envelope
+from credential.passport import decode_text
 
 if TYPE_CHECKING:
     from credential.passport import IssuedCredential
@@ -309,8 +309,8 @@ def _settle_partials(store: IssuerStore, folder: Path) -> None:
 def _holds(path: Path, credential_id: str) -> bool:
     """Whether ``path`` holds the whole credential ``credential_id``."""
     try:
-        envelope = cbor.loads(transport.unpack(path.read_text("ascii", "replace")))
-        return decode_envelope(envelope).payload.credential_id == credential_id
+        decoded = decode_text(path.read_text("ascii", "replace"))
+        return decoded.payload.credential_id == credential_id
     except (PasaporteError, ValueError, TypeError):
         return False
 

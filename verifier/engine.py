@@ -15,12 +15,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from credential import cbor, sd, transport
+from credential import sd
 from credential.bundle import OfficeKey, RootKey, TrustBundle, parse_bundle
 from credential.claims import display_value
 from credential.errors import PasaporteError
 from credential.keys import b64url
-from credential.passport import Decoded, credential_digest, decode_envelope, kb_aad
+from credential.passport import Decoded, credential_digest, decode_text, kb_aad
 from credential.records import record_repr
 from credential.statuslist import MARKS, StatusList
 from credential.times import utc_date
@@ -170,7 +170,7 @@ class Verifier:
         return self.verify(text, service=service, now=now, nonce=nonce)
 
     def _verify(self, scanned: str, policy: Policy, now: int, nonce: bytes | None) -> Result:
-        d = decode_envelope(cbor.loads(transport.unpack(scanned)))
+        d = decode_text(scanned)
         p = d.payload
         c = d.credential
         kb = d.kb
