@@ -112,7 +112,7 @@ def _retire_active_key(work: Path, passphrase: str) -> str:
         prepared.add_office_key(passphrase)
         prepared.mark_compromised(old, cutoff, passphrase)
         with prepared.engine.begin() as db:  # one self-contained file before it is moved
-            db.exec_driver_sql("DELETE FROM meta WHERE k IN ('backup_cutoff', 'backup_signature')")
+            db.execute(meta.delete().where(meta.c.k.in_((_CUTOFF, _SIGNATURE))))
     finally:
         prepared.engine.dispose()
     with contextlib.closing(sqlite3.connect(work / "issuer.db", isolation_level=None)) as db:

@@ -197,8 +197,6 @@ def status_(credential_id: str, as_json: bool, home: str | None) -> None:
                f"llave / key {record['kid']}  lista / list {record['status_list']}")
 
 
-
-
 @group.command()
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @home_option
