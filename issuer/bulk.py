@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from credential.passport import IssuedCredential
     from issuer.store import IssuerStore
 
-__all__ = ["COLUMNS", "BulkError", "BulkOutcome", "fingerprints", "issue_batch",
+__all__ = ["COLUMNS", "BulkError", "BulkOutcome", "Row", "fingerprints", "issue_batch",
            "parse_residents"]
 
 T = TypeVar("T")
@@ -69,8 +69,14 @@ MAX_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
+class Row:
+    line: int  # the line of the file the row starts on (the header is line 1)
+    claims: Claims
+
+
+@dataclass(frozen=True)
 class BulkError:
-    row: int  # 1-based line number in the file, header included
+    line: int  # the line of the file the row starts on (the header is line 1)
     message: dict[str, str]
 
 
@@ -104,7 +110,7 @@ def row_to_claims(row: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def parse_residents(data: bytes) -> tuple[list[Claims], list[BulkError]]:
+def parse_residents(data: bytes) -> tuple[list[Row], list[BulkError]]:
     """All rows as validated claims, or every problem found (then nothing should be issued)."""
     if len(data) > MAX_BYTES:
         raise UsageError("usage_error", reason_es=f"el CSV pasa de {MAX_BYTES // 2**20} MB",
@@ -114,45 +120,56 @@ def parse_residents(data: bytes) -> tuple[list[Claims], list[BulkError]]:
     except UnicodeDecodeError:
         raise UsageError("usage_error", reason_es="el CSV no es texto UTF-8",
                          reason_en="the CSV is not UTF-8 text") from None
-    reader = csv.DictReader(io.StringIO(text, newline=""), restkey=_EXTRA)
+    reader = csv.reader(io.StringIO(text, newline=""))
     try:
         return _rows(reader)
     except csv.Error as exc:  # e.g. a cell over the csv module's 128 KB field limit
-        line = reader.line_num + 1  # the line being read when it failed
+        line = max(reader.line_num, 1)  # the line being read when it failed
         raise UsageError("usage_error", reason_es=f"CSV ilegible hacia la línea {line}",
                          reason_en=f"unreadable CSV near line {line}: {exc}") from None
 
 
-_EXTRA = "\x00extra"  # where DictReader puts cells beyond the header's columns
+def _records(reader: Any) -> Iterator[tuple[int, list[str]]]:
+    """Each non-blank record with the file line it starts on (a quoted cell may span lines,
+    and blank lines are skipped, so a record's position is not its line)."""
+    while True:
+        line = reader.line_num + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        if cells:
+            yield line, cells
 
 
-def _rows(reader: csv.DictReader[str]) -> tuple[list[Claims], list[BulkError]]:
-    header = reader.fieldnames or ()
+def _rows(reader: Any) -> tuple[list[Row], list[BulkError]]:
+    header = next(reader, None) or []
     missing = [c for c in COLUMNS if c not in header]
     if missing:
         raise UsageError("usage_error",
                          reason_es="faltan columnas en el CSV: " + ", ".join(missing),
                          reason_en="missing CSV columns: " + ", ".join(missing))
     twice = sorted({c for c in header if header.count(c) > 1})
-    if twice:  # DictReader would silently keep the last of them
+    if twice:  # a dict of the row would silently keep the last of them
         raise UsageError("usage_error",
                          reason_es="columnas repetidas en el CSV: " + ", ".join(twice),
                          reason_en="repeated CSV columns: " + ", ".join(twice))
-    claims: list[Claims] = []
+    rows: list[Row] = []
     errors: list[BulkError] = []
-    for number, row in enumerate(reader, start=2):
-        if number - 1 > MAX_ROWS:
+    for count, (line, cells) in enumerate(_records(reader), start=1):
+        if count > MAX_ROWS:
             raise UsageError("usage_error", reason_es=f"más de {MAX_ROWS} filas",
                              reason_en=f"more than {MAX_ROWS} rows")
-        if any((cell or "").strip() for cell in row.get(_EXTRA) or ()):
-            errors.append(BulkError(number, {"es": "más celdas que columnas",
-                                             "en": "more cells than columns"}))
+        if any(cell.strip() for cell in cells[len(header):]):
+            errors.append(BulkError(line, {"es": "más celdas que columnas",
+                                           "en": "more cells than columns"}))
             continue
-        try:
-            claims.append(parse_claims(row_to_claims(row)))
+        try:  # a short row's missing cells are absent (empty) values
+            claims = parse_claims(row_to_claims(dict(zip(header, cells, strict=False))))
+            rows.append(Row(line, claims))
         except UsageError as exc:
-            errors.append(BulkError(number, exc.message))
-    return claims, errors
+            errors.append(BulkError(line, exc.message))
+    return rows, errors
 
 
 @dataclass(frozen=True)
@@ -182,14 +199,14 @@ def _quiet(items: Iterable[T], _length: int, _label: str) -> Iterator[Iterable[T
     yield items
 
 
-def issue_batch(store: IssuerStore, claims: list[Claims], folder: Path, *,
+def issue_batch(store: IssuerStore, rows: list[Row], folder: Path, *,
                 passphrase: str, with_qr: bool = False, progress: Progress[Any] = _quiet,
                 workers: int | None = None) -> BulkOutcome:
     """Issue a paper credential per row into ``folder`` (``ID.txt``, ``ID.png`` with
     ``with_qr``, and ``index.csv``), resuming whatever an earlier run issued of these rows."""
     folder.mkdir(parents=True, exist_ok=True)
     with _folder_lock(folder):
-        return _issue_batch(store, claims, folder, passphrase=passphrase,
+        return _issue_batch(store, rows, folder, passphrase=passphrase,
                             with_qr=with_qr, progress=progress, workers=workers)
 
 
@@ -206,29 +223,28 @@ def _folder_lock(folder: Path) -> Iterator[None]:
         yield
 
 
-def _issue_batch(store: IssuerStore, claims: list[Claims], folder: Path, *,
+def _issue_batch(store: IssuerStore, rows: list[Row], folder: Path, *,
                  passphrase: str, with_qr: bool, progress: Progress[Any],
                  workers: int | None) -> BulkOutcome:
-    prints = fingerprints(store.root_signing_key(passphrase), claims)
+    prints = fingerprints(store.root_signing_key(passphrase), [r.claims for r in rows])
     first: dict[str, int] = {}
-    for number, fp in enumerate(prints, start=2):
+    for row, fp in zip(rows, prints, strict=True):
         if fp in first:  # the same resident twice: two passports for one person
-            raise UsageError("bulk_row_repeated", row=number, first=first[fp])
-        first[fp] = number
+            raise UsageError("bulk_row_repeated", line=row.line, first=first[fp])
+        first[fp] = row.line
     _settle_partials(store, folder)
     earlier = store.bulk_issued(prints)
-    rows = list(enumerate(zip(claims, prints, strict=True), start=2))  # CSV lines: header 1
     todo: list[tuple[int, tuple[Claims, str]]] = []
     lost: list[str] = []
-    for number, (row_claims, fp) in rows:
+    for row, fp in zip(rows, prints, strict=True):
         done = earlier.get(fp)
         if done is None:
-            todo.append((number, (row_claims, fp)))
+            todo.append((row.line, (row.claims, fp)))
         elif not (folder / f"{done[0]}.txt").exists():
             # Issued by an earlier run, but its file is not here. Only once the office has
             # revoked it is the row issued anew; otherwise two live credentials would exist.
             if done[1] == "revoked":
-                todo.append((number, (row_claims, fp)))
+                todo.append((row.line, (row.claims, fp)))
             else:
                 lost.append(done[0])
     if lost:
@@ -236,7 +252,8 @@ def _issue_batch(store: IssuerStore, claims: list[Claims], folder: Path, *,
                          ids=", ".join(lost[:5]) + (", …" if len(lost) > 5 else ""))
     signing = store.office_signing_key(passphrase)  # unsealed once, not per row
 
-    index = {number: earlier[fp][0] for number, (_, fp) in rows if fp in earlier}
+    index = {row.line: earlier[fp][0] for row, fp in zip(rows, prints, strict=True)
+             if fp in earlier}
 
     def write_partial(cred: IssuedCredential) -> None:
         text = transport.pack(cred.to_cbor())
@@ -261,7 +278,7 @@ def _issue_batch(store: IssuerStore, claims: list[Claims], folder: Path, *,
         _draw_missing(folder, [cid for _, cid in ordered], progress, workers)
     _keep_other_index(folder, {cid for _, cid in ordered})
     atomic_write(folder / "index.csv",
-                 "".join(f"{n},{cid}\n" for n, cid in (("row", "credential_id"), *ordered))
+                 "".join(f"{n},{cid}\n" for n, cid in (("line", "credential_id"), *ordered))
                  .encode())
     return BulkOutcome(len(todo), len(rows) - len(todo), ordered)
 

@@ -291,15 +291,15 @@ def bulk(csv_file: BinaryIO, out_dir: str, with_qr: bool, home: str | None) -> N
     residents CSV (all rows checked first).
     Running the same file again resumes a run that was cut short; no row is issued twice."""
     data = csv_file.read(MAX_BYTES + 1)
-    claims, errors = parse_residents(data)
+    rows, errors = parse_residents(data)
     if errors:
         for e in errors:
-            click.echo(f"fila/row {e.row}: {e.message['es']} / {e.message['en']}", err=True)
+            click.echo(f"línea/line {e.line}: {e.message['es']} / {e.message['en']}", err=True)
         raise UsageError("usage_error", reason_es=f"{len(errors)} fila(s) no válida(s); no se "
                          "emitió nada", reason_en=f"{len(errors)} invalid row(s); nothing issued")
     store, passphrase = _store(home), read_passphrase()
     folder = Path(out_dir)
-    outcome = issue_batch(store, claims, folder, passphrase=passphrase,
+    outcome = issue_batch(store, rows, folder, passphrase=passphrase,
                           with_qr=with_qr, progress=_progressbar)
     if outcome.resumed:
         click.echo(f"{outcome.resumed} ya emitidos antes (mismos datos) / already issued "

@@ -39,7 +39,7 @@ def test_sample_csv_issues_verifiable_paper_passports(homes: dict[str, Path], pa
                             "--home", str(home))
     assert code == 0 and "3" in out_text, err
     index = list(csv.DictReader(io.StringIO((out / "index.csv").read_text())))
-    assert [r["row"] for r in index] == ["2", "3", "4"]
+    assert [r["line"] for r in index] == ["2", "3", "4"]
     run("issuer", "root", "--out", str(tmp_path / "r.json"), "--home", str(home))
     run("issuer", "bundle", "--out", str(tmp_path / "b.cbor"), "--home", str(home))
     for r in index:
@@ -62,8 +62,8 @@ def test_one_bad_row_issues_nothing(homes: dict[str, Path], passphrase: str, run
     bad.write_text("\n".join(lines) + "\n", encoding="utf-8")
     code, _, err = run("issuer", "bulk", str(bad), "--out-dir", str(tmp_path / "o"),
                        "--home", str(home))
-    assert code == 2 and "row 3" in err and "birth_date" in err  # every bad row is named
-    assert "row 4" in err and "fare_category" in err and "row 2" not in err
+    assert code == 2 and "line 3" in err and "birth_date" in err  # every bad row is named
+    assert "line 4" in err and "fare_category" in err and "line 2" not in err
     assert not (tmp_path / "o").exists()
     with IssuerStore.open(home).engine.connect() as db:
         from issuer.store import credentials
@@ -134,7 +134,7 @@ def _issued(home: Path) -> list[str]:
 
 
 def _index(out: Path) -> list[tuple[str, str]]:
-    return [(r["row"], r["credential_id"])
+    return [(r["line"], r["credential_id"])
             for r in csv.DictReader(io.StringIO((out / "index.csv").read_text()))]
 
 
@@ -280,7 +280,7 @@ def test_qr_images_are_drawn_on_every_core_and_redrawn_when_missing(
 @pytest.mark.parametrize(("mangle", "expected"), [
     (lambda lines: [lines[0], lines[1] + ',"' + "x" * 200_000 + '"'], "line 2"),  # huge cell
     (lambda lines: [lines[0] + ",given_name", *lines[1:]], "repeated CSV columns: given_name"),
-    (lambda lines: [lines[0], lines[1] + ",surplus", *lines[2:]], "row 2"),
+    (lambda lines: [lines[0], lines[1] + ",surplus", *lines[2:]], "line 2:"),
 ])
 def test_odd_csv_files_are_named_errors(homes: dict[str, Path], passphrase: str, run: Run,
                                         tmp_path: Path, mangle: Any, expected: str) -> None:
@@ -390,8 +390,32 @@ def test_the_same_resident_twice_in_a_file_issues_nothing(
                                         encoding="utf-8")
     code, _, err = run("issuer", "bulk", str(tmp_path / "twice.csv"), "--out-dir",
                        str(tmp_path / "out"), "--home", str(home))
-    assert code == 2 and "bulk_row_repeated" in err and "row 5 repeats" in err.lower()
+    assert code == 2 and "bulk_row_repeated" in err and "line 5 repeats" in err.lower()
     assert _issued(home) == []
+
+
+def test_rows_are_named_by_the_line_they_start_on(homes: dict[str, Path], passphrase: str,
+                                                  run: Run, tmp_path: Path) -> None:
+    """A blank line and a cell spanning two lines (a spreadsheet's note) shift every row after
+    them: errors and ``index.csv`` name the line an office sees in a text editor."""
+    home = homes["issuer"]
+    _init(run, home)
+    header, first, second, third = SAMPLE.read_text(encoding="utf-8").splitlines()
+    multi = first.replace("Mexicali", '"Mexi\ncali"', 1)  # lines 2-3: one row (a bad city)
+    assert multi != first
+    text = "\n".join([header, multi, "", second, third.replace("student", "vip")]) + "\n"
+    (tmp_path / "odd.csv").write_text(text, encoding="utf-8")
+    code, _, err = run("issuer", "bulk", str(tmp_path / "odd.csv"), "--out-dir",
+                       str(tmp_path / "o"), "--home", str(home))
+    assert code == 2 and "line 6" in err and "fare_category" in err, err
+    assert "line 2" in err and "residence.city" in err
+    assert "line 3" not in err and "line 4" not in err and "line 5" not in err
+    (tmp_path / "ok.csv").write_text("\n".join([header, first, "", second, "", "", third])
+                                     + "\n", encoding="utf-8")
+    code, _, err = run("issuer", "bulk", str(tmp_path / "ok.csv"), "--out-dir",
+                       str(tmp_path / "o"), "--home", str(home))
+    assert code == 0, err
+    assert [line for line, _ in _index(tmp_path / "o")] == ["2", "4", "7"]
 
 
 def test_another_files_index_in_the_folder_is_kept(homes: dict[str, Path], passphrase: str,
