@@ -18,16 +18,23 @@ from verifier.engine import Result, Verifier
 from verifier.policy import Policy
 
 MAX_LINE = 8192  # bytes: twice the longest payload the engine reads, room for any scanner
+MAX_SKIP = 2**20  # bytes with no line break after which the input is not a scanner log at all
 
 
 def _lines(stream: BinaryIO) -> Iterator[str | None]:
     """The batch's lines as text, read in bounded pieces: ``None`` for a line over ``MAX_LINE``
     (its rest is skipped, never held); bytes that are not UTF-8 (a scanner's line noise) become
-    U+FFFD, so that one line is rejected, not the whole log."""
+    U+FFFD, so that one line is rejected, not the whole log. A "line" running past ``MAX_SKIP``
+    (a device or a binary file given by mistake, which may never end) stops the batch with a
+    usage error instead of reading on for ever."""
     while line := stream.readline(MAX_LINE + 1):
         if len(line) > MAX_LINE and not line.endswith(b"\n"):
+            skipped = len(line)
             while line and not line.endswith(b"\n"):
+                if skipped > MAX_SKIP:
+                    raise UsageError("batch_not_lines", limit=MAX_SKIP // 2**20)
                 line = stream.readline(MAX_LINE + 1)
+                skipped += len(line)
             yield None
             continue
         yield line.decode("utf-8", "replace")

@@ -8,7 +8,7 @@ from pathlib import Path
 from credential.times import rfc3339
 from tests.conftest import Run
 from tests.factory import NOW, City, example_claims
-from verifier.cli import MAX_LINE
+from verifier.cli import MAX_LINE, MAX_SKIP
 
 
 def _counter(tmp_path: Path, city: City) -> list[str]:
@@ -37,6 +37,18 @@ def test_a_noisy_log_rejects_its_bad_lines_and_reads_on(tmp_path: Path, run: Run
                                             "too_large", "too_large", "accepted"], err
     assert code == 1  # not every line accepted
     assert all(set(r["message"]) == {"es", "en"} for r in results)
+
+
+def test_an_endless_line_stops_the_batch_with_a_usage_error(tmp_path: Path, run: Run) -> None:
+    """``--batch /dev/zero`` by mistake: a line that never ends is not read on for ever."""
+    city = City()
+    good = city.issue_text(None, example_claims()).encode()
+    (tmp_path / "log").write_bytes(good + b"\n" + bytes(2 * MAX_SKIP) + b"\n" + good)
+    code, out, err = run(*_counter(tmp_path, city), "--batch", str(tmp_path / "log"))
+    assert code == 2 and "batch_not_lines" in err and "line break" in err
+    assert [json.loads(line)["code"] for line in out.splitlines()] == ["accepted"]
+    code, out, err = run(*_counter(tmp_path, city), "--batch", "/dev/zero")
+    assert code == 2 and "batch_not_lines" in err and out == ""
 
 
 def test_an_unwritable_output_is_a_bilingual_error(tmp_path: Path, passphrase: str,
