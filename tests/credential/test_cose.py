@@ -6,8 +6,8 @@ import json
 
 import cbor2
 import nacl.signing
-from pycose.keys import OKPKey
-from pycose.messages import Sign1Message
+from pycose.keys.okp import OKPKey
+from pycose.messages.sign1message import Sign1Message
 
 from credential import cose
 from tests.factory import VECTORS, City

@@ -62,7 +62,7 @@ BAD: list[tuple[str, dict[str, Any]]] = [
     ("lone surrogate", {"type": "notice", "text": "a\ud800b"}),
     ("lone surrogate in a name", {**valid_entries()[0], "office": "\udfff"}),
     ("short cosignature", {**valid_entries()[6], "signature": b64u(bytes(64))}),
-    ("not an object", ["notice"]),  # type: ignore[dict-item]
+    ("not an object", ["notice"]),  # type: ignore[list-item]
 ]
 
 

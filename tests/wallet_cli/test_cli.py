@@ -6,12 +6,14 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
 from credential.errors import MalformedInput, StoreError, UsageError
-from tests.wallet_cli.conftest import PASSPHRASE, City, Run, example_claims
+from tests.factory import City
+from tests.wallet_cli.conftest import PASSPHRASE, Run, example_claims
 from verifier.policy import Policy
 from wallet_cli.store import Wallet
 
@@ -32,7 +34,7 @@ def _import(run: Run, home: Path, city: City, name: str, tmp_path: Path) -> str:
     return result.stdout.strip()
 
 
-def _claims(result_claims: list[dict[str, object]]) -> set[str]:
+def _claims(result_claims: Sequence[Mapping[str, object]]) -> set[str]:
     return {f"{c['group']}.{c['claim']}" for c in result_claims}
 
 

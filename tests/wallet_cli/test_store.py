@@ -15,7 +15,8 @@ from credential import transport
 from credential.errors import MalformedInput, StoreError, UsageError
 from credential.keys import signing_key, unb64url, unseal
 from credential.passport import present
-from tests.wallet_cli.conftest import PASSPHRASE, City, example_claims, today
+from tests.factory import City
+from tests.wallet_cli.conftest import PASSPHRASE, example_claims, today
 from wallet_cli import store
 from wallet_cli.store import Wallet, audience_for, groups_for, parse_nonce
 
