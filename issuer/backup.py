@@ -15,8 +15,13 @@ status indices from being drawn again. So, in the copy and before it becomes the
 the key active at the backup is marked compromised from the cutoff (counters refuse what it
 signed later; those residents are issued again) and a new key takes over, both queued for the
 public record. A restore cut short leaves no office behind, and running it again finishes it.
-Status changes made after the backup are not in it: ``restore`` says so, and the office applies
-them again (the public ledger lists them).
+Status changes made after the backup are not in it, but they are on the city's public ledger:
+when the backup names a ledger, the restore reads it and applies them (``issuer.catchup``), and
+entries the backup still had queued that the lost office published since are not published a
+second time. Without a ledger (or with ``ledger=False``) ``restore`` says what it could not know.
+The restored office's next trust bundle outranks every bundle the lost office made (its version
+jumps to the restore's second in Unix time, past any count of bundles an office makes), so counters
+take its compromised key and new key at once.
 """
 
 from __future__ import annotations
@@ -28,18 +33,20 @@ import shutil
 import sqlite3
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import nacl.exceptions
 import nacl.signing
 import sqlalchemy as sa
 
-from credential.errors import StoreError
+from credential.errors import LedgerError, StoreError
 from credential.home import fsync_path
 from credential.keys import b64url, unb64url, unseal
+from issuer.catchup import CatchUp, Progress, catch_up
 from issuer.store import BUSY_TIMEOUT_S, IssuerStore, keys, meta
 
-__all__ = ["restore", "take"]
+__all__ = ["Restored", "restore", "take"]
 
 _CUTOFF = "backup_cutoff"  # meta: the first second not in the backup
 _SIGNATURE = "backup_signature"  # meta: the root key's signature over the contents' digest
@@ -74,9 +81,17 @@ def take(store: IssuerStore, target: Path, passphrase: str) -> int:
     return count
 
 
-def restore(source: Path, home: Path, passphrase: str) -> tuple[int, str]:
-    """Make ``home`` an office from the backup ``source``; returns (credentials it holds, the
-    kid of the key retired as compromised from the backup's cutoff)."""
+@dataclass(frozen=True)
+class Restored:
+    count: int  # credentials in the backup
+    retired: str  # the kid of the key marked compromised from the backup's cutoff
+    ledger: CatchUp | None  # what the public ledger added, if it was read
+
+
+def restore(source: Path, home: Path, passphrase: str, *, ledger: bool = True,
+            progress: Progress | None = None) -> Restored:
+    """Make ``home`` an office from the backup ``source``, brought up to date from the public
+    ledger the backup names (unless ``ledger`` is false)."""
     if (home / "issuer.db").exists():
         raise StoreError("issuer_exists", home=str(home))
     if not source.is_file():
@@ -89,6 +104,7 @@ def restore(source: Path, home: Path, passphrase: str) -> tuple[int, str]:
         os.chmod(home, 0o700)
         _copy(source, work / "issuer.db", shown=source)
         count = _checked(work / "issuer.db", passphrase, shown=source)
+        caught = _catch_up(work, progress) if ledger else None
         retired = _retire_active_key(work, passphrase)
         fsync_path(work / "issuer.db")
         os.replace(work / "issuer.db", home / "issuer.db")  # the office exists from here on
@@ -99,7 +115,21 @@ def restore(source: Path, home: Path, passphrase: str) -> tuple[int, str]:
             home.rmdir()
         raise
     shutil.rmtree(work, ignore_errors=True)
-    return count, retired
+    return Restored(count, retired, caught)
+
+
+def _catch_up(work: Path, progress: Progress | None) -> CatchUp | None:
+    """Read the ledger the backup names, before the restore adds entries of its own."""
+    prepared = IssuerStore(work)
+    try:
+        with prepared.engine.connect() as db:
+            url = db.execute(sa.select(meta.c.v).where(meta.c.k == "ledger_url")).scalar()
+        return None if url is None else catch_up(prepared, str(url), progress=progress)
+    except LedgerError as exc:  # nothing is restored: say how to go on without the ledger
+        raise LedgerError("restore_ledger_unreadable", url=url,
+                          reason=exc.message["en"]) from None
+    finally:
+        prepared.engine.dispose()
 
 
 def _retire_active_key(work: Path, passphrase: str) -> str:
@@ -113,6 +143,13 @@ def _retire_active_key(work: Path, passphrase: str) -> str:
         prepared.mark_compromised(old, cutoff, passphrase)
         with prepared.engine.begin() as db:  # one self-contained file before it is moved
             db.execute(meta.delete().where(meta.c.k.in_((_CUTOFF, _SIGNATURE))))
+            # Counters keep the highest version: they would ignore the restored office's bundles
+            # (its compromised key and new key with them) if the lost office had made more since
+            # the backup. From the restore's second on, versions count past any it could have.
+            version = int(db.execute(sa.select(meta.c.v).where(meta.c.k == "bundle_version"))
+                          .scalar_one())
+            db.execute(meta.update().where(meta.c.k == "bundle_version")
+                       .values(v=str(max(version, int(time.time())))))
     finally:
         prepared.engine.dispose()
     with contextlib.closing(sqlite3.connect(work / "issuer.db", isolation_level=None)) as db:

@@ -210,24 +210,40 @@ def backup(out: Path, home: str | None) -> None:
 @group.command()
 @click.option("--from", "source", required=True,
               type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--no-ledger", is_flag=True,
+              help="Do not read the public ledger the backup names (it is down for good).")
 @home_option
-def restore(source: Path, home: str | None) -> None:
+def restore(source: Path, no_ledger: bool, home: str | None) -> None:
     """Restaura una copia / Make a new office home from a backup (never over an existing one).
 
     What the office signed after the backup is unknown to the copy, so the key of that time is
     marked compromised from the backup's time (those residents are issued again) and a new key
-    takes over. Status changes made after the backup are in the public ledger: apply them
-    again."""
+    takes over. Status changes made after the backup are read back from the public ledger the
+    backup names."""
     where = resolve_home("issuer", home)
     passphrase = read_passphrase()
-    count, retired = backup_.restore(source, where, passphrase)
-    click.echo(f"Oficina restaurada / Office restored: {where} ({count} pasaportes / passports)")
-    click.echo(f"La llave {retired} queda comprometida desde la copia: lo que firmó después se "
-               f"rechaza; publique un paquete nuevo. Los cambios de estado posteriores a la copia "
-               f"no están en ella: vuelva a aplicarlos (el registro público los lista). / Key "
-               f"{retired} is marked compromised from the backup's time: what it signed later is "
-               f"refused; publish a new bundle. The status changes made after the backup are not "
-               f"in it: apply them again (the public ledger lists them).", err=True)
+
+    def progress(read: int, total: int | None) -> None:
+        of = f"/{total}" if total is not None else ""
+        click.echo(f"\rRegistro público / Public ledger: {read}{of}", nl=False, err=True)
+
+    done = backup_.restore(source, where, passphrase, ledger=not no_ledger, progress=progress)
+    click.echo(f"Oficina restaurada / Office restored: {where} "
+               f"({done.count} pasaportes / passports)")
+    click.echo(f"La llave {done.retired} queda comprometida desde la copia: lo que firmó después "
+               f"se rechaza; publique un paquete nuevo. / Key {done.retired} is marked "
+               f"compromised from the backup's time: what it signed later is refused; publish a "
+               f"new bundle.", err=True)
+    if done.ledger is not None:
+        click.echo(f"\nDel registro público / From the public ledger: {done.ledger.applied} "
+                   f"cambio(s) de estado posteriores a la copia aplicados / status change(s) made "
+                   f"after the backup applied; {done.ledger.published} entrada(s) en cola ya "
+                   f"publicadas / queued entries already published.", err=True)
+    else:
+        click.echo("Los cambios de estado posteriores a la copia no están en ella y no se leyó "
+                   "ningún registro público: vuelva a aplicarlos. / The status changes made after "
+                   "the backup are not in it and no public ledger was read: apply them again.",
+                   err=True)
     _publish(IssuerStore.open(where), passphrase)
 
 

@@ -45,7 +45,7 @@ from issuer.publish import post_entries
 # the public record's own vocabulary: a status change's reason goes on the ledger as it is
 from ledger.entries import REASONS, STATUSES, entry_from_json
 
-__all__ = ["CREDENTIAL_STATUSES", "REASONS", "IssuerStore"]
+__all__ = ["CREDENTIAL_STATUSES", "LEDGER_END", "REASONS", "IssuerStore"]
 
 LIST_SIZE = DEFAULT_SIZE  # W3C's minimum for herd privacy
 LIST_CAPACITY = LIST_SIZE * 3 // 4  # indices stay sparse enough to be drawn at random
@@ -53,6 +53,7 @@ KEY_YEARS = 5
 ISSUE_ATTEMPTS = 5
 PUBLISH_BATCH = 500
 IN_FLIGHT = "ledger_in_flight"  # meta key: the outbox ids of the batch being published
+LEDGER_END = "ledger_end"  # meta key: the ledger size just after the last batch known published
 BUSY_TIMEOUT_S = 30.0  # how long a write waits for another process's before giving up
 CREDENTIAL_STATUSES = STATUSES
 _TOKEN = re.compile(r"[!-~]{1,512}")  # what an HTTP Authorization header can carry as is
@@ -299,14 +300,19 @@ class IssuerStore:
         while flight := self._in_flight():
             first, last = flight
             batch = self.pending(first, last)
+            end = None
             if batch:
                 # The key names the batch: after a lost answer or a crash the same key goes
                 # out with the same entries, and the ledger appends them once.
-                post_entries(m["ledger_url"], token, [e for _, e in batch],
-                             idempotency_key=f"outbox-{first}-{last}")
+                answer = post_entries(m["ledger_url"], token, [e for _, e in batch],
+                                      idempotency_key=f"outbox-{first}-{last}")
+                end = answer.get("end")
             with self.engine.begin() as db:
                 db.execute(outbox.update().where(outbox.c.id.in_([i for i, _ in batch]))
                            .values(sent=int(time.time()) if now is None else now))
+                if isinstance(end, int):  # where a restore reads the ledger on from
+                    db.execute(meta.delete().where(meta.c.k == LEDGER_END))
+                    db.execute(meta.insert().values(k=LEDGER_END, v=str(end)))
                 # only our batch's record: another publisher may have recorded the next one
                 db.execute(meta.delete().where(meta.c.k == IN_FLIGHT,
                                                meta.c.v == f"{first}-{last}"))

@@ -219,3 +219,121 @@ def test_a_long_queue_goes_out_in_batches_once_each(
     kinds = [decode_record(base64.b64decode(e["leaf"])).entry.TYPE for e in entries]
     assert kinds == ["key_registered", "credential_issued", "credential_issued",
                      "bundle_published"]
+
+
+def _statuses(run: Run, home: str, ids: list[str]) -> list[str]:
+    return [json.loads(run("issuer", "status", cid, "--json", "--home", home)[1])["status"]
+            for cid in ids]
+
+
+def _ledger_kinds(url: str) -> list[tuple[str, Any]]:
+    entries = json.loads(_http_get(url + "/entries?start=0&end=1000"))
+    out = []
+    for e in entries:
+        entry = decode_record(base64.b64decode(e["leaf"])).entry
+        out.append((entry.TYPE, getattr(entry, "index", None)))
+    return out
+
+
+def test_a_restored_office_catches_up_from_the_ledger(
+        homes: dict[str, Path], ledger_home: tuple[Path, str], node: LedgerNode, run: Run,
+        tmp_path: Path) -> None:
+    """Status changes made after the backup come back from the public ledger; what the backup
+    had queued and the lost office published since is not published again; the restored
+    office's bundle outranks the lost office's last one at the counter."""
+    office, restored = str(homes["issuer"]), str(tmp_path / "restored")
+    run("issuer", "init", "--city", "Mexicali", "--country", "MX", "--office", "Centro",
+        "--home", office)
+    assert run("issuer", "ledger", "--url", node.url, "--token", ledger_home[1],
+               "--home", office)[0] == 0
+
+    def issue(name: str) -> str:
+        code, out, err = run("issuer", "issue", "--claims",
+                             str(EXAMPLES / "claims-mexicali.json"), "--paper",
+                             "--out", str(tmp_path / f"{name}.cred"), "--home", office)
+        assert code == 0, err
+        return out.strip()
+
+    a, b, c = issue("a"), issue("b"), issue("c")
+    assert run("issuer", "suspend", a, "--home", office)[0] == 0  # published at once
+    node.stop()
+    assert run("issuer", "revoke", b, "--home", office)[0] == 0  # queued: the node is down
+    again = LedgerNode(ledger_home[0])
+    try:
+        store = IssuerStore.open(homes["issuer"])
+        store.configure_ledger(again.url, ledger_home[1], PASSPHRASE)
+        assert len(store.pending()) == 1  # the backup holds b's revocation still queued
+        assert run("issuer", "backup", "--out", str(tmp_path / "o.bak"), "--home", office)[0] == 0
+
+        # After the backup the office goes on (publishing the queued revocation first) ...
+        assert run("issuer", "reinstate", a, "--home", office)[0] == 0
+        assert run("issuer", "suspend", c, "--home", office)[0] == 0
+        d = issue("d")
+        assert run("issuer", "bundle", "--out", str(tmp_path / "lost.cbor"),
+                   "--home", office)[0] == 0
+        assert IssuerStore.open(homes["issuer"]).pending() == []
+        # ... and is then lost. The restore reads the ledger back.
+        code, _, err = run("issuer", "restore", "--from", str(tmp_path / "o.bak"),
+                           "--home", restored)
+        assert code == 0, err
+        assert "2 cambio(s) de estado" in err and "1 entrada(s) en cola ya publicadas" in err
+        assert _statuses(run, restored, [a, b, c]) == ["valid", "revoked", "suspended"]
+        # b's revocation is on the public record once, not twice (index None: other types)
+        kinds = _ledger_kinds(again.url)
+        assert [k for k, _ in kinds].count("status_changed") == 4
+        assert kinds[-1] == ("key_compromised", None)  # the restore's own entries came last
+        assert run("ledger", "audit", "--home", str(ledger_home[0]))[0] == 0
+
+        # A counter given both bundles keeps the restored office's: it knows the lost key is
+        # compromised (d was signed after the backup) and that c is suspended.
+        run("issuer", "root", "--out", str(tmp_path / "r.json"), "--home", restored)
+        run("issuer", "bundle", "--out", str(tmp_path / "new.cbor"), "--home", restored)
+        for name, expected in (("a", "accepted"), ("c", "suspended"), ("d", "key_compromised")):
+            _, result, _ = run("verify", "--service", "library", "--bundle",
+                               str(tmp_path / "lost.cbor"), str(tmp_path / "new.cbor"),
+                               "--trust-root", str(tmp_path / "r.json"), "--text",
+                               (tmp_path / f"{name}.cred").read_text().strip(), "--json")
+            assert json.loads(result)["code"] == expected, (name, result)
+        assert d
+    finally:
+        again.stop()
+
+
+def test_a_ledger_history_the_backup_cannot_place_restores_nothing(
+        homes: dict[str, Path], ledger_home: tuple[Path, str], node: LedgerNode, run: Run,
+        tmp_path: Path) -> None:
+    office, restored = str(homes["issuer"]), tmp_path / "restored"
+    run("issuer", "init", "--city", "Mexicali", "--country", "MX", "--office", "Centro",
+        "--home", office)
+    run("issuer", "ledger", "--url", node.url, "--token", ledger_home[1], "--home", office)
+    code, cid, _ = run("issuer", "issue", "--claims", str(EXAMPLES / "claims-mexicali.json"),
+                       "--paper", "--out", str(tmp_path / "a.cred"), "--home", office)
+    store = IssuerStore.open(homes["issuer"])
+    store.configure_ledger("http://127.0.0.1:9/", ledger_home[1], PASSPHRASE)  # unreachable
+    assert run("issuer", "revoke", cid.strip(), "--home", office)[0] == 0  # stays queued
+    store.configure_ledger(node.url, ledger_home[1], PASSPHRASE)
+    assert run("issuer", "backup", "--out", str(tmp_path / "o.bak"), "--home", office)[0] == 0
+    node.stop()
+    code, _, err = run("issuer", "restore", "--from", str(tmp_path / "o.bak"),
+                       "--home", str(restored))
+    assert code == 1 and "restore_ledger_unreadable" in err and "--no-ledger" in err, err
+    assert not restored.exists()
+    again = LedgerNode(ledger_home[0])  # back, on another port
+    try:
+        store.configure_ledger(again.url, ledger_home[1], PASSPHRASE)
+        assert run("issuer", "backup", "--out", str(tmp_path / "o2.bak"),
+                   "--home", office)[0] == 0
+        # someone else's status change for this office's list reaches the ledger first
+        from issuer.publish import post_entries
+
+        (queued,) = [e for _, e in store.pending()]
+        post_entries(again.url, ledger_home[1], [{**queued, "status": "suspended"}])
+        code, _, err = run("issuer", "restore", "--from", str(tmp_path / "o2.bak"),
+                           "--home", str(restored))
+        assert code == 1 and "restore_ledger_diverges" in err, err
+        assert not restored.exists()
+        code, _, err = run("issuer", "restore", "--from", str(tmp_path / "o2.bak"),
+                           "--no-ledger", "--home", str(restored))
+        assert code == 0 and "no public ledger was read" in err
+    finally:
+        again.stop()

@@ -97,7 +97,7 @@ def test_a_backup_taken_during_a_bulk_run_is_whole(homes: dict[str, Path], passp
     count = int(out.split("(")[1].split()[0])
     assert 10 <= count <= 120  # a snapshot from the middle of the run, checked whole
     restored = backup.restore(tmp_path / "mid.bak", tmp_path / "restored", passphrase)
-    assert restored[0] == count
+    assert restored.count == count and restored.ledger is None  # no ledger named
 
 
 def test_a_damaged_or_foreign_backup_is_not_used(homes: dict[str, Path], passphrase: str,

@@ -1,0 +1,125 @@
+"""Bringing an office restored from a backup up to date from its city's public ledger.
+
+An office publishes every change through its outbox, oldest first, and the ledger appends each
+batch once and in order. So the office's own entries on the ledger are its outbox, in order, up to
+wherever the lost office stopped. Reading the ledger from the end of the last batch the backup
+knows was published, a restore learns
+
+- which of the backup's queued entries the lost office published after the backup: they are
+  marked sent, so the restored office does not publish them a second time (a status change
+  published twice could land after a later one and contradict it on the public record);
+- every status change the lost office made after the backup (for credentials in the backup):
+  applied to the restored store, where the counters' next bundles come from.
+
+A status change for this office's lists that the backup cannot place (it appears while entries
+the backup queued earlier are still missing from the ledger) means the ledger's history is not
+this backup's: another office restored from the same copy, say. Nothing is guessed then; the
+restore stops and says so. Only public entries are read: the ledger holds no personal data.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from credential.errors import LedgerError, StoreError
+from issuer.store import LEDGER_END, IssuerStore, credentials, keys, meta, outbox
+from ledger import client
+from ledger.entries import Entry, StatusChanged, decode_record, entry_from_json
+from ledger.http import MAX_PAGE
+
+__all__ = ["CatchUp", "catch_up"]
+
+Progress = Callable[[int, int | None], None]  # (records read, records on the ledger if known)
+
+
+@dataclass(frozen=True)
+class CatchUp:
+    read: int  # ledger records read
+    published: int  # entries the backup had queued that the ledger already held
+    applied: int  # status changes made after the backup, now in the store
+
+
+def catch_up(store: IssuerStore, url: str, *, progress: Progress | None = None) -> CatchUp:
+    """Bring ``store`` (a restored copy, before it becomes the office) up to ``url``'s ledger."""
+    url = url.rstrip("/")
+    with store.engine.connect() as db:
+        m = {k: v for k, v in db.execute(sa.select(meta.c.k, meta.c.v))}
+        # Without a recorded position (a store from before it was kept) the whole outbox is
+        # matched from the ledger's first record: sent entries are found again on the way.
+        start = int(m.get(LEDGER_END, 0))
+        query = sa.select(outbox.c.id, outbox.c.entry).order_by(outbox.c.id)
+        if LEDGER_END in m:
+            query = query.where(outbox.c.sent.is_(None))
+        queued = [(int(i), entry_from_json(json.loads(e))) for i, e in db.execute(query)]
+        list_ids = set(db.execute(sa.select(credentials.c.list_id).distinct()).scalars())
+        list_ids |= set(db.execute(sa.select(keys.c.status_list)).scalars())
+    names = {f"{m['code']}.{list_id}": int(list_id) for list_id in list_ids}
+    total = _size(url)
+    found: list[int] = []  # outbox ids the ledger holds
+    changes: list[StatusChanged] = []
+    end = start
+    read = 0
+    for index, entry in _records(url, start):
+        read += 1
+        if progress is not None and read % MAX_PAGE == 0:
+            progress(read, None if total is None else max(total - start, read))
+        if len(found) < len(queued) and entry == queued[len(found)][1]:
+            found.append(queued[len(found)][0])
+            end = index + 1
+        elif isinstance(entry, StatusChanged) and entry.list in names:
+            if len(found) < len(queued):
+                raise StoreError("restore_ledger_diverges", index=index, url=url)
+            changes.append(entry)
+    if progress is not None:
+        progress(read, read)
+    applied = 0
+    with store.engine.begin() as db:
+        if found:
+            db.execute(outbox.update().where(outbox.c.id.in_(found))
+                       .values(sent=int(time.time())))
+            db.execute(meta.delete().where(meta.c.k == LEDGER_END))
+            db.execute(meta.insert().values(k=LEDGER_END, v=str(end)))
+        for change in changes:  # in the ledger's order, which was the lost office's
+            applied += db.execute(
+                credentials.update()
+                .where(credentials.c.list_id == names[change.list],
+                       credentials.c.idx == change.index)
+                .values(status=change.status, reason=change.reason)).rowcount
+    return CatchUp(read, len(found), applied)
+
+
+def _size(url: str) -> int | None:
+    """The ledger's size from its checkpoint's second line, for progress only (unverified: the
+    records themselves are what is read)."""
+    try:
+        return int(client.get_text(f"{url}/checkpoint").split("\n")[1])
+    except (LedgerError, ValueError, IndexError):
+        return None
+
+
+def _records(url: str, start: int) -> Iterator[tuple[int, Entry]]:
+    """Every record from ``start`` on, page by page, until a page comes back empty."""
+    index = start
+    while True:
+        items = client.get_json(f"{url}/entries?start={index}&end={index + MAX_PAGE}")
+        if not isinstance(items, list):
+            raise LedgerError("ledger_remote_error", url=url, status="not a list of entries")
+        if not items:
+            return
+        for item in items:
+            if not isinstance(item, dict) or item.get("index") != index:
+                raise LedgerError("ledger_remote_error", url=url, status=f"record {index} missing")
+            try:
+                leaf = base64.b64decode(str(item.get("leaf")), validate=True)
+            except binascii.Error:
+                raise LedgerError("ledger_remote_error", url=url,
+                                  status=f"record {index} is not base64") from None
+            yield index, decode_record(leaf).entry
+            index += 1
