@@ -104,8 +104,7 @@ def restore(source: Path, home: Path, passphrase: str, *, ledger: bool = True,
         os.chmod(home, 0o700)
         _copy(source, work / "issuer.db", shown=source)
         count = _checked(work / "issuer.db", passphrase, shown=source)
-        caught = _catch_up(work, progress) if ledger else None
-        retired = _retire_active_key(work, passphrase)
+        caught, retired = _prepare(work, passphrase, ledger, progress)
         fsync_path(work / "issuer.db")
         os.replace(work / "issuer.db", home / "issuer.db")  # the office exists from here on
         fsync_path(home)
@@ -118,42 +117,50 @@ def restore(source: Path, home: Path, passphrase: str, *, ledger: bool = True,
     return Restored(count, retired, caught)
 
 
-def _catch_up(work: Path, progress: Progress | None) -> CatchUp | None:
-    """Read the ledger the backup names, before the restore adds entries of its own."""
+def _prepare(work: Path, passphrase: str, ledger: bool, progress: Progress | None
+             ) -> tuple[CatchUp | None, str]:
+    """The copy in ``work`` at the current schema, caught up from the ledger, its key retired."""
     prepared = IssuerStore(work)
     try:
-        with prepared.engine.connect() as db:
-            url = db.execute(sa.select(meta.c.v).where(meta.c.k == "ledger_url")).scalar()
-        return None if url is None else catch_up(prepared, str(url), progress=progress)
-    except LedgerError as exc:  # nothing is restored: say how to go on without the ledger
-        raise LedgerError("restore_ledger_unreadable", url=url,
-                          reason=exc.message["en"]) from None
-    finally:
-        prepared.engine.dispose()
-
-
-def _retire_active_key(work: Path, passphrase: str) -> str:
-    prepared = IssuerStore(work)
-    try:
-        with prepared.engine.connect() as db:
-            cutoff = int(db.execute(sa.select(meta.c.v).where(meta.c.k == _CUTOFF)).scalar_one())
-            old = b64url(db.execute(sa.select(keys.c.kid).where(
-                (keys.c.role == "office") & keys.c.active)).scalar_one())
-        prepared.add_office_key(passphrase)
-        prepared.mark_compromised(old, cutoff, passphrase)
-        with prepared.engine.begin() as db:  # one self-contained file before it is moved
-            db.execute(meta.delete().where(meta.c.k.in_((_CUTOFF, _SIGNATURE))))
-            # Counters keep the highest version: they would ignore the restored office's bundles
-            # (its compromised key and new key with them) if the lost office had made more since
-            # the backup. From the restore's second on, versions count past any it could have.
-            version = int(db.execute(sa.select(meta.c.v).where(meta.c.k == "bundle_version"))
-                          .scalar_one())
-            db.execute(meta.update().where(meta.c.k == "bundle_version")
-                       .values(v=str(max(version, int(time.time())))))
+        prepared.migrate()  # a backup from an older release
+        caught = _catch_up(prepared, progress) if ledger else None
+        retired = _retire_active_key(prepared, passphrase)
     finally:
         prepared.engine.dispose()
     with contextlib.closing(sqlite3.connect(work / "issuer.db", isolation_level=None)) as db:
-        db.execute("PRAGMA journal_mode=DELETE")
+        db.execute("PRAGMA journal_mode=DELETE")  # one self-contained file before it is moved
+    return caught, retired
+
+
+def _catch_up(prepared: IssuerStore, progress: Progress | None) -> CatchUp | None:
+    """Read the ledger the backup names, before the restore adds entries of its own."""
+    with prepared.engine.connect() as db:
+        url = db.execute(sa.select(meta.c.v).where(meta.c.k == "ledger_url")).scalar()
+    if url is None:
+        return None
+    try:
+        return catch_up(prepared, str(url), progress=progress)
+    except LedgerError as exc:  # nothing is restored: say how to go on without the ledger
+        raise LedgerError("restore_ledger_unreadable", url=url,
+                          reason=exc.message["en"]) from None
+
+
+def _retire_active_key(prepared: IssuerStore, passphrase: str) -> str:
+    with prepared.engine.connect() as db:
+        cutoff = int(db.execute(sa.select(meta.c.v).where(meta.c.k == _CUTOFF)).scalar_one())
+        old = b64url(db.execute(sa.select(keys.c.kid).where(
+            (keys.c.role == "office") & keys.c.active)).scalar_one())
+    prepared.add_office_key(passphrase)
+    prepared.mark_compromised(old, cutoff, passphrase)
+    with prepared.engine.begin() as db:
+        db.execute(meta.delete().where(meta.c.k.in_((_CUTOFF, _SIGNATURE))))
+        # Counters keep the highest version: they would ignore the restored office's bundles
+        # (its compromised key and new key with them) if the lost office had made more since
+        # the backup. From the restore's second on, versions count past any it could have.
+        version = int(db.execute(sa.select(meta.c.v).where(meta.c.k == "bundle_version"))
+                      .scalar_one())
+        db.execute(meta.update().where(meta.c.k == "bundle_version")
+                   .values(v=str(max(version, int(time.time())))))
     return old
 
 

@@ -7,6 +7,7 @@ time and a salted commitment (what the ledger publishes). Each change is one tra
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -40,6 +41,7 @@ from credential.passport import (
 )
 from credential.statuslist import DEFAULT_SIZE, MARKS, StatusList
 from credential.times import rfc3339
+from issuer.migrations import HEAD as MIGRATIONS_HEAD
 from issuer.publish import post_entries
 
 # the public record's own vocabulary: a status change's reason goes on the ledger as it is
@@ -164,7 +166,17 @@ class IssuerStore:
     def open(cls, home: Path, *, busy_timeout: float = BUSY_TIMEOUT_S) -> IssuerStore:
         if not (home / "issuer.db").exists():
             raise StoreError("issuer_not_initialised", home=str(home))
-        return cls(home, busy_timeout=busy_timeout)
+        store = cls(home, busy_timeout=busy_timeout)
+        store.migrate()
+        return store
+
+    def migrate(self) -> None:
+        """Bring the store to the newest schema (Alembic, ``issuer/migrations``): a store made
+        by an older release upgrades in place when it is first opened."""
+        if _revision(self.path) == MIGRATIONS_HEAD:  # a plain read: no wait for a writer
+            return
+        with self.engine.begin() as db:
+            _upgrade(db, new=False)
 
     @classmethod
     def create(cls, home: Path, *, city: str, country: str, office: str, code: str,
@@ -190,7 +202,7 @@ class IssuerStore:
         store = cls(home)
         root = nacl.signing.SigningKey.generate()
         with store.engine.begin() as db:
-            metadata.create_all(db)
+            _upgrade(db, new=True)  # the schema and the office's first rows: one transaction
             db.execute(meta.insert(), [
                 {"k": "city", "v": city}, {"k": "country", "v": country.upper()},
                 {"k": "code", "v": code}, {"k": "office", "v": office},
@@ -471,7 +483,6 @@ class IssuerStore:
 
     def bulk_issued(self, fingerprints: list[str]) -> dict[str, tuple[str, str]]:
         """Bulk rows already issued, by fingerprint: (credential id, its status now)."""
-        bulk_fingerprints.create(self.engine, checkfirst=True)  # stores made before bulk resumed
         query = (sa.select(bulk_fingerprints.c.fingerprint, credentials.c.id,
                            credentials.c.status)
                  .join(credentials, credentials.c.id == bulk_fingerprints.c.credential_id))
@@ -593,6 +604,38 @@ class IssuerStore:
                                   "version": version,
                                   "digest": b64url(hashlib.sha256(signed).digest())})
         return signed
+
+
+def _revision(path: Path) -> str | None:
+    """The store's schema revision, read without taking the write lock (``None`` when it has
+    none or cannot be read: the locked path then finds out why, with a typed error)."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            row = db.execute("SELECT version_num FROM issuer_alembic_version").fetchone()
+    except sqlite3.Error:
+        return None
+    return None if row is None else str(row[0])
+
+
+def _upgrade(db: sa.Connection, *, new: bool) -> None:
+    """Run the pending migrations inside ``db``'s transaction (SQLite's DDL is transactional,
+    and the transaction holds the write lock, so two processes never migrate at once). Only a
+    ``new`` store starts from nothing: an existing one without its tables is damaged, and is
+    reported as such rather than quietly made into an empty office."""
+    tables = set(db.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'table'")
+                 .scalars())
+    if "issuer_alembic_version" in tables and db.exec_driver_sql(
+            "SELECT version_num FROM issuer_alembic_version").scalar() == MIGRATIONS_HEAD:
+        return  # the common case, without loading Alembic
+    if not new and not {"meta", "keys"} <= tables:
+        raise StoreError("store_damaged", what="issuer.db", reason="not an office store")
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    cfg.attributes["connection"] = db
+    command.upgrade(cfg, "head")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

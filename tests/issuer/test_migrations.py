@@ -1,0 +1,93 @@
+"""The office store's schema under Alembic: new stores at head, older stores upgraded in place."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from credential.errors import StoreError
+from issuer.migrations import HEAD
+from issuer.store import IssuerStore, metadata
+from tests.conftest import Run
+from tests.factory import EXAMPLES
+
+
+def _init(run: Run, home: Path) -> str:
+    assert run("issuer", "init", "--city", "Mexicali", "--country", "MX", "--office", "Centro",
+               "--home", str(home))[0] == 0
+    code, out, err = run("issuer", "issue", "--claims", str(EXAMPLES / "claims-mexicali.json"),
+                         "--paper", "--out", str(home.parent / "p.txt"), "--home", str(home))
+    assert code == 0, err
+    return out.strip()
+
+
+def test_a_new_store_is_at_head_and_matches_the_schema(homes: dict[str, Path], passphrase: str,
+                                                       run: Run) -> None:
+    _init(run, homes["issuer"])
+    store = IssuerStore.open(homes["issuer"])
+    with store.engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"version_table": "issuer_alembic_version"})
+        assert ctx.get_current_revision() == HEAD
+        diff = compare_metadata(ctx, metadata)
+    assert [d for d in diff if not (d[0] == "remove_table"
+                                    and d[1].name == "issuer_alembic_version")] == []
+
+
+def test_head_is_the_newest_revision() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    import issuer
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(issuer.__file__).parent / "migrations"))
+    assert ScriptDirectory.from_config(cfg).get_current_head() == HEAD
+
+
+def test_a_store_from_before_migrations_upgrades_in_place(homes: dict[str, Path],
+                                                          passphrase: str, run: Run) -> None:
+    """A store made before the schema was versioned (and before bulk runs could resume): its
+    first open adds what is missing and keeps everything it held."""
+    home = homes["issuer"]
+    cid = _init(run, home)
+    with sqlite3.connect(home / "issuer.db") as db:
+        db.execute("DROP TABLE issuer_alembic_version")
+        db.execute("DROP TABLE bulk_fingerprints")
+    db.close()
+    code, out, err = run("issuer", "status", cid, "--home", str(home))
+    assert code == 0 and "valid" in out, err
+    with sqlite3.connect(home / "issuer.db") as db:
+        assert db.execute("SELECT version_num FROM issuer_alembic_version").fetchone() == (HEAD,)
+        assert db.execute("SELECT count(*) FROM bulk_fingerprints").fetchone() == (0,)
+    db.close()
+    code, _, err = run("issuer", "bulk", str(EXAMPLES / "residents-sample.csv"), "--out-dir",
+                       str(home.parent / "print"), "--home", str(home))
+    assert code == 0, err
+
+
+def test_a_store_without_its_tables_is_damaged_not_made_anew(homes: dict[str, Path],
+                                                             passphrase: str, run: Run) -> None:
+    home = homes["issuer"]
+    _init(run, home)
+    with sqlite3.connect(home / "issuer.db") as db:
+        for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+            db.execute(f'DROP TABLE "{name}"')
+    db.close()
+    with pytest.raises(StoreError) as caught:
+        IssuerStore.open(home)
+    assert caught.value.code == "store_damaged"
+    with sqlite3.connect(home / "issuer.db") as db:
+        assert db.execute("SELECT count(*) FROM sqlite_master").fetchone() == (0,)
+    db.close()
+
+
+def test_migrations_ship_as_package_data() -> None:
+    import issuer
+
+    folder = Path(issuer.__file__).parent / "migrations"
+    assert (folder / "env.py").is_file() and (folder / "script.py.mako").is_file()
+    assert list((folder / "versions").glob(f"{HEAD}_*.py"))
