@@ -18,7 +18,9 @@ public record. A restore cut short leaves no office behind, and running it again
 Status changes made after the backup are not in it, but they are on the city's public ledger:
 when the backup names a ledger, the restore reads it and applies them (``issuer.catchup``), and
 entries the backup still had queued that the lost office published since are not published a
-second time. Without a ledger (or with ``ledger=False``) ``restore`` says what it could not know.
+second time; keys the lost office rotated to since are marked compromised as well. A backup
+restored once already is refused. Without a ledger (or with ``ledger=False``) ``restore`` says
+what it could not know.
 The restored office's next trust bundle outranks every bundle the lost office made (its version
 jumps to the restore's second in Unix time, past any count of bundles an office makes), so counters
 take its compromised key and new key at once.
@@ -123,35 +125,39 @@ def _prepare(work: Path, passphrase: str, ledger: bool, progress: Progress | Non
     prepared = IssuerStore(work)
     try:
         prepared.migrate()  # a backup from an older release
-        caught = _catch_up(prepared, progress) if ledger else None
-        retired = _retire_active_key(prepared, passphrase)
+        with prepared.engine.connect() as db:
+            cutoff = int(db.execute(sa.select(meta.c.v).where(meta.c.k == _CUTOFF)).scalar_one())
+            active = b64url(db.execute(sa.select(keys.c.kid).where(
+                (keys.c.role == "office") & keys.c.active)).scalar_one())
+        caught = _catch_up(prepared, active, cutoff, progress) if ledger else None
+        _retire(prepared, active, cutoff, passphrase)
+        if caught is not None and caught.lost_keys:
+            prepared.mark_lost_keys_compromised(caught.lost_keys, cutoff, passphrase)
     finally:
         prepared.engine.dispose()
     with contextlib.closing(sqlite3.connect(work / "issuer.db", isolation_level=None)) as db:
         db.execute("PRAGMA journal_mode=DELETE")  # one self-contained file before it is moved
-    return caught, retired
+    return caught, active
 
 
-def _catch_up(prepared: IssuerStore, progress: Progress | None) -> CatchUp | None:
+def _catch_up(prepared: IssuerStore, active: str, cutoff: int, progress: Progress | None
+              ) -> CatchUp | None:
     """Read the ledger the backup names, before the restore adds entries of its own."""
     with prepared.engine.connect() as db:
         url = db.execute(sa.select(meta.c.v).where(meta.c.k == "ledger_url")).scalar()
     if url is None:
         return None
     try:
-        return catch_up(prepared, str(url), progress=progress)
+        return catch_up(prepared, str(url), active=active, cutoff=cutoff, progress=progress)
     except LedgerError as exc:  # nothing is restored: say how to go on without the ledger
         raise LedgerError("restore_ledger_unreadable", url=url,
                           reason=exc.message["en"]) from None
 
 
-def _retire_active_key(prepared: IssuerStore, passphrase: str) -> str:
-    with prepared.engine.connect() as db:
-        cutoff = int(db.execute(sa.select(meta.c.v).where(meta.c.k == _CUTOFF)).scalar_one())
-        old = b64url(db.execute(sa.select(keys.c.kid).where(
-            (keys.c.role == "office") & keys.c.active)).scalar_one())
+def _retire(prepared: IssuerStore, active: str, cutoff: int, passphrase: str) -> None:
+    """A new key takes over, and the key active at the backup is compromised from its cutoff."""
     prepared.add_office_key(passphrase)
-    prepared.mark_compromised(old, cutoff, passphrase)
+    prepared.mark_compromised(active, cutoff, passphrase)
     with prepared.engine.begin() as db:
         db.execute(meta.delete().where(meta.c.k.in_((_CUTOFF, _SIGNATURE))))
         # Counters keep the highest version: they would ignore the restored office's bundles
@@ -161,7 +167,6 @@ def _retire_active_key(prepared: IssuerStore, passphrase: str) -> str:
                       .scalar_one())
         db.execute(meta.update().where(meta.c.k == "bundle_version")
                    .values(v=str(max(version, int(time.time())))))
-    return old
 
 
 def _copy_live(live: Path, target: Path) -> int:

@@ -9,12 +9,19 @@ knows was published, a restore learns
   marked sent, so the restored office does not publish them a second time (a status change
   published twice could land after a later one and contradict it on the public record);
 - every status change the lost office made after the backup (for credentials in the backup):
-  applied to the restored store, where the counters' next bundles come from.
+  applied to the restored store, where the counters' next bundles come from;
+- the keys the lost office rotated to after the backup (a ``key_rotated`` replacing a key the
+  backup holds, or one found so), which the restore then marks compromised on the public record
+  like the key active at the backup: the restored office cannot revoke what they signed;
+- the highest status list number the lost office used, so that the restored office's new list
+  does not take a name the record already uses for another list.
 
 A status change for this office's lists that the backup cannot place (it appears while entries
 the backup queued earlier are still missing from the ledger) means the ledger's history is not
-this backup's: another office restored from the same copy, say. Nothing is guessed then; the
-restore stops and says so. Only public entries are read: the ledger holds no personal data.
+this backup's. A ``key_compromised`` for the backup's active key from exactly its cutoff means the
+backup was restored already (two offices with one root key would each sign bundles that counters
+trust). Nothing is guessed in either case: the restore stops and says so. Only public entries are
+read: the ledger holds no personal data.
 """
 
 from __future__ import annotations
@@ -29,9 +36,18 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from credential.errors import LedgerError, StoreError
-from issuer.store import LEDGER_END, IssuerStore, credentials, keys, meta, outbox
+from credential.keys import b64url
+from credential.times import rfc3339
+from issuer.store import LEDGER_END, LIST_FLOOR, IssuerStore, credentials, keys, meta, outbox
 from ledger import client
-from ledger.entries import Entry, StatusChanged, decode_record, entry_from_json
+from ledger.entries import (
+    Entry,
+    KeyCompromised,
+    KeyRotated,
+    StatusChanged,
+    decode_record,
+    entry_from_json,
+)
 from ledger.http import MAX_PAGE
 
 __all__ = ["CatchUp", "catch_up"]
@@ -44,10 +60,13 @@ class CatchUp:
     read: int  # ledger records read
     published: int  # entries the backup had queued that the ledger already held
     applied: int  # status changes made after the backup, now in the store
+    lost_keys: tuple[str, ...]  # kids the lost office rotated to after the backup
 
 
-def catch_up(store: IssuerStore, url: str, *, progress: Progress | None = None) -> CatchUp:
-    """Bring ``store`` (a restored copy, before it becomes the office) up to ``url``'s ledger."""
+def catch_up(store: IssuerStore, url: str, *, active: str, cutoff: int,
+             progress: Progress | None = None) -> CatchUp:
+    """Bring ``store`` (a restored copy, before it becomes the office) up to ``url``'s ledger.
+    ``active`` is the kid of the office key active at the backup, ``cutoff`` the backup's."""
     url = url.rstrip("/")
     with store.engine.connect() as db:
         m = {k: v for k, v in db.execute(sa.select(meta.c.k, meta.c.v))}
@@ -60,7 +79,12 @@ def catch_up(store: IssuerStore, url: str, *, progress: Progress | None = None) 
         queued = [(int(i), entry_from_json(json.loads(e))) for i, e in db.execute(query)]
         list_ids = set(db.execute(sa.select(credentials.c.list_id).distinct()).scalars())
         list_ids |= set(db.execute(sa.select(keys.c.status_list)).scalars())
+        known = {b64url(k) for k in db.execute(sa.select(keys.c.kid)).scalars()}
     names = {f"{m['code']}.{list_id}": int(list_id) for list_id in list_ids}
+    prefix = f"{m['code']}."
+    restored_before = KeyCompromised(kid=active, effective=rfc3339(cutoff))
+    lost: list[str] = []
+    floor = 0
     total = _size(url)
     found: list[int] = []  # outbox ids the ledger holds
     changes: list[StatusChanged] = []
@@ -73,10 +97,18 @@ def catch_up(store: IssuerStore, url: str, *, progress: Progress | None = None) 
         if len(found) < len(queued) and entry == queued[len(found)][1]:
             found.append(queued[len(found)][0])
             end = index + 1
-        elif isinstance(entry, StatusChanged) and entry.list in names:
-            if len(found) < len(queued):
-                raise StoreError("restore_ledger_diverges", index=index, url=url)
-            changes.append(entry)
+        elif entry == restored_before:
+            raise StoreError("restore_already_done", index=index, url=url)
+        elif isinstance(entry, KeyRotated) and entry.replaces in known:
+            known.add(entry.kid)
+            lost.append(entry.kid)
+        elif isinstance(entry, StatusChanged) and entry.list.startswith(prefix):
+            number = entry.list[len(prefix):]
+            floor = max(floor, int(number) if number.isdigit() else 0)
+            if entry.list in names:
+                if len(found) < len(queued):
+                    raise StoreError("restore_ledger_diverges", index=index, url=url)
+                changes.append(entry)
     if progress is not None:
         progress(read, read)
     applied = 0
@@ -86,13 +118,16 @@ def catch_up(store: IssuerStore, url: str, *, progress: Progress | None = None) 
                        .values(sent=int(time.time())))
             db.execute(meta.delete().where(meta.c.k == LEDGER_END))
             db.execute(meta.insert().values(k=LEDGER_END, v=str(end)))
+        if floor:
+            db.execute(meta.delete().where(meta.c.k == LIST_FLOOR))
+            db.execute(meta.insert().values(k=LIST_FLOOR, v=str(floor)))
         for change in changes:  # in the ledger's order, which was the lost office's
             applied += db.execute(
                 credentials.update()
                 .where(credentials.c.list_id == names[change.list],
                        credentials.c.idx == change.index)
                 .values(status=change.status, reason=change.reason)).rowcount
-    return CatchUp(read, len(found), applied)
+    return CatchUp(read, len(found), applied, tuple(lost))
 
 
 def _size(url: str) -> int | None:

@@ -16,7 +16,7 @@ import secrets
 import sqlite3
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,7 +47,7 @@ from issuer.publish import post_entries
 # the public record's own vocabulary: a status change's reason goes on the ledger as it is
 from ledger.entries import REASONS, STATUSES, entry_from_json
 
-__all__ = ["CREDENTIAL_STATUSES", "LEDGER_END", "REASONS", "IssuerStore"]
+__all__ = ["CREDENTIAL_STATUSES", "LEDGER_END", "LIST_FLOOR", "REASONS", "IssuerStore"]
 
 LIST_SIZE = DEFAULT_SIZE  # W3C's minimum for herd privacy
 LIST_CAPACITY = LIST_SIZE * 3 // 4  # indices stay sparse enough to be drawn at random
@@ -56,6 +56,7 @@ ISSUE_ATTEMPTS = 5
 PUBLISH_BATCH = 500
 IN_FLIGHT = "ledger_in_flight"  # meta key: the outbox ids of the batch being published
 LEDGER_END = "ledger_end"  # meta key: the ledger size just after the last batch known published
+LIST_FLOOR = "list_floor"  # meta key: status list numbers the public record already uses
 BUSY_TIMEOUT_S = 30.0  # how long a write waits for another process's before giving up
 CREDENTIAL_STATUSES = STATUSES
 _TOKEN = re.compile(r"[!-~]{1,512}")  # what an HTTP Authorization header can carry as is
@@ -261,6 +262,15 @@ class IssuerStore:
                                  reason_en=f"no office key {kid_text}")
             self._queue(db, int(time.time()), {"type": "key_compromised", "kid": kid_text,
                                                "effective": rfc3339(since)})
+
+    def mark_lost_keys_compromised(self, kids: Sequence[str], since: int,
+                                   passphrase: str) -> None:
+        """Put on the public record that keys this store never held are compromised from
+        ``since``: keys a lost office made after the backup this store was restored from."""
+        self.root_signing_key(passphrase)
+        with self.engine.begin() as db:
+            self._queue(db, int(time.time()), *({"type": "key_compromised", "kid": kid,
+                                                 "effective": rfc3339(since)} for kid in kids))
 
     # -- the public record -------------------------------------------------------------------
     @staticmethod
@@ -531,8 +541,11 @@ class IssuerStore:
     @staticmethod
     def _next_list(db: sa.Connection) -> int:
         """A new status list id. Every list was some key's current list when it was made, and a
-        key's list only ever moves to a new maximum, so the keys' maximum is the overall one."""
-        return int(db.execute(sa.select(sa.func.max(keys.c.status_list))).scalar() or 0) + 1
+        key's list only ever moves to a new maximum, so the keys' maximum is the overall one;
+        a restored office also skips the lists its lost predecessor used (``LIST_FLOOR``)."""
+        floor = db.execute(sa.select(meta.c.v).where(meta.c.k == LIST_FLOOR)).scalar()
+        used = int(db.execute(sa.select(sa.func.max(keys.c.status_list))).scalar() or 0)
+        return max(used, int(floor or 0)) + 1
 
     def set_status(self, credential_id: str, new: str, reason: str | None = None, *,
                    passphrase: str) -> dict[str, Any]:

@@ -269,6 +269,11 @@ def test_a_restored_office_catches_up_from_the_ledger(
         assert run("issuer", "reinstate", a, "--home", office)[0] == 0
         assert run("issuer", "suspend", c, "--home", office)[0] == 0
         d = issue("d")
+        assert run("issuer", "rotate", "--home", office)[0] == 0  # a key the backup never saw
+        e = issue("e")
+        assert run("issuer", "suspend", e, "--home", office)[0] == 0  # on the new key's list
+        lost_keys = json.loads(run("issuer", "keys", "--json", "--home", office)[1])
+        (lost_key,) = [k for k in lost_keys if k["status"] == "active"]
         assert run("issuer", "bundle", "--out", str(tmp_path / "lost.cbor"),
                    "--home", office)[0] == 0
         assert IssuerStore.open(homes["issuer"]).pending() == []
@@ -277,24 +282,39 @@ def test_a_restored_office_catches_up_from_the_ledger(
                            "--home", restored)
         assert code == 0, err
         assert "2 cambio(s) de estado" in err and "1 entrada(s) en cola ya publicadas" in err
+        assert lost_key["kid"] in err  # named as compromised too
         assert _statuses(run, restored, [a, b, c]) == ["valid", "revoked", "suspended"]
         # b's revocation is on the public record once, not twice (index None: other types)
         kinds = _ledger_kinds(again.url)
-        assert [k for k, _ in kinds].count("status_changed") == 4
-        assert kinds[-1] == ("key_compromised", None)  # the restore's own entries came last
+        assert [k for k, _ in kinds].count("status_changed") == 5
+        assert kinds[-2:] == [("key_compromised", None)] * 2  # the backup's key, the lost one's
+        entries = json.loads(_http_get(again.url + "/entries?start=0&end=1000"))
+        last = decode_record(base64.b64decode(entries[-1]["leaf"])).entry
+        assert getattr(last, "kid", None) == lost_key["kid"]
+        # the restored office's new key takes a status list number the lost office never used
+        new_keys = json.loads(run("issuer", "keys", "--json", "--home", restored)[1])
+        (new_key,) = [k for k in new_keys if k["status"] == "active"]
+        assert new_key["status_list"] == lost_key["status_list"] + 1
         assert run("ledger", "audit", "--home", str(ledger_home[0]))[0] == 0
 
         # A counter given both bundles keeps the restored office's: it knows the lost key is
         # compromised (d was signed after the backup) and that c is suspended.
         run("issuer", "root", "--out", str(tmp_path / "r.json"), "--home", restored)
         run("issuer", "bundle", "--out", str(tmp_path / "new.cbor"), "--home", restored)
-        for name, expected in (("a", "accepted"), ("c", "suspended"), ("d", "key_compromised")):
+        for name, expected in (("a", "accepted"), ("c", "suspended"), ("d", "key_compromised"),
+                               ("e", "issuer_unknown")):
             _, result, _ = run("verify", "--service", "library", "--bundle",
                                str(tmp_path / "lost.cbor"), str(tmp_path / "new.cbor"),
                                "--trust-root", str(tmp_path / "r.json"), "--text",
                                (tmp_path / f"{name}.cred").read_text().strip(), "--json")
             assert json.loads(result)["code"] == expected, (name, result)
-        assert d
+        assert d and e
+
+        # The same backup restored a second time would make two offices with one root key.
+        code, _, err = run("issuer", "restore", "--from", str(tmp_path / "o.bak"),
+                           "--home", str(tmp_path / "twice"))
+        assert code == 1 and "restore_already_done" in err, err
+        assert not (tmp_path / "twice").exists()
     finally:
         again.stop()
 
