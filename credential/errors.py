@@ -17,6 +17,7 @@ raise only for programming errors; parsers raise ``MalformedInput`` and nothing 
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -46,6 +47,38 @@ def message_catalog() -> dict[str, dict[str, str]]:
     return merged
 
 
+@cache
+def _reasons_es() -> tuple[dict[str, str], tuple[tuple[re.Pattern[str], str], ...]]:
+    """The Spanish for the fixed English phrases errors carry as ``reason`` (or ``status``):
+    exact phrases, and templates whose ``{}`` stand for the parts that vary."""
+    path = resources.files("schemas") / "messages" / "reasons" / "es.json"
+    table: dict[str, str] = json.loads(path.read_text(encoding="utf-8"))
+    exact = {en: es for en, es in table.items() if "{}" not in en}
+    # the most specific template first ("record {} is missing" before "record {} missing")
+    templates = sorted((en for en in table if "{}" in en),
+                       key=lambda en: len(en.replace("{}", "")), reverse=True)
+    compiled = tuple(
+        (re.compile("^" + "(.*?)".join(re.escape(part) for part in en.split("{}")) + "$",
+                    re.DOTALL), table[en]) for en in templates)
+    return exact, compiled
+
+
+def spanish(reason: str) -> str:
+    """``reason`` in Spanish where it is one of our phrases; otherwise as it is (a path, a
+    library's or the operating system's own text)."""
+    exact, templates = _reasons_es()
+    if reason in exact:
+        return exact[reason]
+    for pattern, es in templates:
+        m = pattern.match(reason)
+        if m is not None:
+            pieces = es.split("{}")  # as many as the English has (checked by a test)
+            filled = (exact.get(g, g) + piece for g, piece in zip(m.groups(), pieces[1:],
+                                                                   strict=True))
+            return pieces[0] + "".join(filled)
+    return reason
+
+
 class _SafeDict(dict[str, Any]):
     def __missing__(self, key: str) -> str:
         return "{" + key + "}"
@@ -63,12 +96,16 @@ class PasaporteError(Exception):
         if texts is None:  # a missing catalog entry must never hide the real error
             texts = {"es": f"Error: {self.code}", "en": f"Error: {self.code}"}
         params = _SafeDict({k: v for k, v in detail.items()})
-        # A reason given in one language only (a library's text, a path) serves both halves of
-        # messages that take one reason per language.
+        # A reason given in one language (ours in English, or a library's text, a path) serves
+        # both halves of messages that take one reason per language, in Spanish where we can.
         if "reason" in params:
-            params.setdefault("reason_es", params["reason"])
+            params.setdefault("reason_es", spanish(str(params["reason"])))
             params.setdefault("reason_en", params["reason"])
-        self.message = {lang: texts[lang].format_map(params) for lang in ("es", "en")}
+        es = _SafeDict(params)
+        for key in ("reason", "status"):
+            if isinstance(es.get(key), str):
+                es[key] = spanish(es[key])
+        self.message = {"es": texts["es"].format_map(es), "en": texts["en"].format_map(params)}
         super().__init__(f"{self.code}: {self.message['en']}")
 
     def diagnostics(self) -> str:

@@ -1,0 +1,90 @@
+"""The one exception hierarchy: every phrase our code gives an error as its ``reason`` (or
+``status``) reads in Spanish in the Spanish half of the message."""
+
+from __future__ import annotations
+
+import ast
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from credential.errors import LedgerError, MalformedInput, spanish
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("schemas", "credential", "ledger", "issuer", "verifier", "wallet_cli", "pasaporte")
+ERRORS = {"PasaporteError", "Rejection", "MalformedInput", "StoreError", "LedgerError",
+          "UsageError"}
+TABLE = json.loads((ROOT / "schemas/messages/reasons/es.json").read_text(encoding="utf-8"))
+
+
+def _template(node: ast.expr) -> str | None:
+    """The phrase a reason expression makes, with ``{}`` where it varies; ``None`` when it is
+    not a phrase of ours (a variable: an exception's text, a path)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        return "".join(str(v.value) if isinstance(v, ast.Constant) else "{}" for v in node.values)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        left, right = _template(node.left), _template(node.right)
+        return (left or "{}") + (right or "{}") if left or right else None
+    if isinstance(node, ast.Subscript):  # "…"[:200]
+        return _template(node.value)
+    return None
+
+
+def _phrases() -> Iterator[tuple[str, str]]:
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if path.name == "claims.py":  # its _bad takes a Spanish and an English text
+                continue
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if not isinstance(node, ast.Call):
+                    continue
+                name = getattr(node.func, "id", getattr(node.func, "attr", ""))
+                where = f"{path.relative_to(ROOT)}:{node.lineno}"
+                exprs: list[ast.expr] = []
+                if name in ERRORS:
+                    exprs = [k.value for k in node.keywords if k.arg in ("reason", "status")]
+                elif name == "_bad" and node.args:
+                    exprs = [node.args[-1]]
+                elif name == "add" and path.name == "audit.py" and len(node.args) == 2:
+                    exprs = [node.args[1]]
+                for expr in exprs:
+                    phrase = _template(expr)
+                    if phrase is not None and phrase.strip("{}"):
+                        yield where, phrase
+
+
+def test_every_reason_of_ours_has_spanish() -> None:
+    phrases = list(_phrases())
+    assert len(phrases) > 100  # the scan finds what it is meant to
+    missing = sorted({f"{where}: {phrase!r}" for where, phrase in phrases if phrase not in TABLE})
+    assert missing == []
+
+
+def test_templates_keep_their_parts() -> None:
+    for en, es in TABLE.items():
+        assert en.count("{}") == es.count("{}"), en
+        assert es != en or en in ("NaN or Infinity", "checkpoint {}: {}"), en
+
+
+@pytest.mark.parametrize(("en", "es"), [
+    ("not CBOR", "no es CBOR"),
+    ("record 12 is missing", "falta el registro 12"),  # not "record {} missing" with "12 is"
+    ("checkpoint 7: malformed cosignature", "checkpoint 7: cofirma mal formada"),
+    ("checkpoint 7: not UTF-8", "checkpoint 7: no es UTF-8"),  # the inner phrase as well
+    ("[Errno 28] No space left on device", "[Errno 28] No space left on device"),
+])
+def test_spanish(en: str, es: str) -> None:
+    assert spanish(en) == es
+
+
+def test_messages_read_in_one_language_each() -> None:
+    err = LedgerError("ledger_bad_param", name="end", reason="end is before start")
+    assert err.message == {"es": "Parámetro end inválido: end es anterior a start.",
+                           "en": "Invalid parameter end: end is before start."}
+    bad = MalformedInput("ledger_bad_entry", reason="unknown fields: colour")
+    assert "campos desconocidos: colour" in bad.message["es"]
+    assert "unknown fields: colour" in bad.message["en"]
