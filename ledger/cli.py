@@ -6,6 +6,7 @@
     append --file F.jsonl     append one batch, print the new checkpoint
     audit [--deep]            recompute everything; exit 1 naming the first bad record
     check-bundle --bundle F --trust-root R   a trust bundle against the public record
+    prove-bundle --bundle F --out P   the bundle's proof of publication, for counters
     entries [--start] [--end] [--type]   the public record, decoded, one JSON line per record
     mirror --from URL         copy and check another node's log (resumes)
     witness --log URL --log-key VKEY   witness another city's log (and cosign it now)
@@ -272,6 +273,31 @@ def check_bundle(bundles: tuple[str, ...], roots: tuple[str, ...], home: str | N
                        f"registrada(s), paquete publicado / key(s) registered, bundle published")
     if problems:
         raise LedgerError("ledger_bundle_mismatch", count=problems)
+
+
+@group.command("prove-bundle")
+@click.option("--bundle", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The trust bundle, exactly as the city published it.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="Where to write its proof (JSON), to go with the bundle to counters.")
+@home_option
+@db_option
+def prove_bundle(bundle: str, out: str, home: str | None, db: str | None) -> None:
+    """Prueba de publicación de un paquete / Write a bundle's proof of publication: its record,
+    inclusion proof and a cosigned checkpoint, which counters check offline (verify
+    --bundle-proof)."""
+    from credential.home import atomic_write
+    from ledger.bundleproof import prove_bundle as make_proof
+
+    with _open(home, db) as store, _progress("Leyendo / Reading") as progress:
+        proof, size, cosigned = make_proof(store, Path(bundle).read_bytes(), progress)
+    atomic_write(Path(out), proof.to_json())
+    click.echo(f"ok: registro / record {proof.index}, checkpoint {size} → {out}")
+    if not cosigned:
+        click.echo("Aviso: ningún testigo ha cofirmado aún un checkpoint que lo incluya; las "
+                   "ventanillas que exigen cofirma lo rechazarán hasta entonces. / Warning: no "
+                   "witness has cosigned a checkpoint that includes it yet; counters that require "
+                   "a cosignature will refuse it until one does.", err=True)
 
 
 @group.command()

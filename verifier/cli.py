@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import BinaryIO
 
 import click
 
 from credential.errors import PasaporteError, UsageError
+from credential.logproof import require_logged_with_keys
 from credential.times import parse_instant
 from verifier.engine import Result, Verifier
 from verifier.policy import Policy
@@ -75,7 +77,7 @@ class _RepeatableFiles(click.Command):
     only be another file for the same option.
     """
 
-    _MULTI = frozenset({"--bundle", "--trust-root"})
+    _MULTI = frozenset({"--bundle", "--trust-root", "--bundle-proof"})
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         out: list[str] = []
@@ -108,6 +110,13 @@ class _RepeatableFiles(click.Command):
               type=click.Path(exists=True, dir_okay=False), help="Trust bundle (repeatable).")
 @click.option("--trust-root", "roots", multiple=True, required=True,
               type=click.Path(exists=True, dir_okay=False), help="City root key (repeatable).")
+@click.option("--bundle-proof", "proofs", multiple=True,
+              type=click.Path(exists=True, dir_okay=False),
+              help="Each bundle's proof of publication (ledger prove-bundle).")
+@click.option("--log-key", "log_keys", multiple=True,
+              help="A city ledger's verifier key: trust only bundles proven on it (repeatable).")
+@click.option("--witness-key", "witness_keys", multiple=True,
+              help="A witness's verifier key: the proof's checkpoint must be cosigned by one.")
 @click.option("--text", help="The scanned payload text.")
 @click.option("--image", type=click.Path(exists=True, dir_okay=False), help="A PNG/JPEG photo.")
 @click.option("--batch", type=click.File("rb"), help="One payload per line (- for stdin).")
@@ -115,15 +124,23 @@ class _RepeatableFiles(click.Command):
 @click.option("--counter", help="This counter's id (audience check).")
 @click.option("--nonce", help="The challenge this counter displayed.")
 @click.option("--json", "as_json", is_flag=True)
-def command(service: str, bundles: tuple[str, ...], roots: tuple[str, ...], text: str | None,
-            image: str | None, batch: BinaryIO | None, at: str | None,
+def command(service: str, bundles: tuple[str, ...], roots: tuple[str, ...],
+            proofs: tuple[str, ...], log_keys: tuple[str, ...], witness_keys: tuple[str, ...],
+            text: str | None, image: str | None, batch: BinaryIO | None, at: str | None,
             counter: str | None, nonce: str | None, as_json: bool) -> None:
-    """Verificar un pasaporte sin conexión / Verify a passport offline."""
+    """Verificar un pasaporte sin conexión / Verify a passport offline.
+
+    With --log-key, only bundles proven to be on the public ledger are trusted: each comes with
+    its --bundle-proof, whose checkpoint the ledger signed and a --witness-key cosigned."""
     if sum(x is not None for x in (text, image, batch)) != 1:
         raise UsageError("usage_error", reason_es="indique uno solo de --text, --image, --batch",
                          reason_en="give exactly one of --text, --image, --batch")
     policy = Policy.for_service(service, counter_id=counter)
     try:
+        if log_keys or proofs or witness_keys:
+            require_logged_with_keys([Path(p).read_bytes() for p in bundles],
+                                     [Path(p).read_bytes() for p in proofs],
+                                     log_keys, witness_keys)
         verifier = Verifier.from_files(bundles, roots)
     except PasaporteError as exc:
         # A broken bundle or root file is the counter's setup, not the resident's passport:

@@ -19,6 +19,7 @@ from credential.bundle import MAX_BUNDLE
 from credential.errors import MalformedInput, PasaporteError
 from credential.home import atomic_write, read_passphrase, resolve_home
 from credential.keys import b64url
+from credential.logproof import MAX_PROOF, require_logged_with_keys
 from wallet_cli.store import CredentialEntry, Wallet, parse_nonce
 
 __all__ = ["group"]
@@ -73,12 +74,24 @@ def key(home: Path | None) -> None:
               help="A city's trust bundle (repeatable).")
 @click.option("--trust-root", "roots", multiple=True, required=True, type=click.File("rb"),
               help="That city's root key file (repeatable).")
+@click.option("--bundle-proof", "proofs", multiple=True, type=click.File("rb"),
+              help="Each bundle's proof of publication (ledger prove-bundle).")
+@click.option("--log-key", "log_keys", multiple=True,
+              help="A city ledger's verifier key: trust only bundles proven on it.")
+@click.option("--witness-key", "witness_keys", multiple=True,
+              help="A witness's verifier key: the proof's checkpoint must be cosigned by one.")
 @_home_option
-def trust(bundles: tuple[BinaryIO, ...], roots: tuple[BinaryIO, ...], home: Path | None) -> None:
-    """Confía en paquetes de ciudades / Trust cities' bundles: names for codes, issuer checks."""
+def trust(bundles: tuple[BinaryIO, ...], roots: tuple[BinaryIO, ...],
+          proofs: tuple[BinaryIO, ...], log_keys: tuple[str, ...], witness_keys: tuple[str, ...],
+          home: Path | None) -> None:
+    """Confía en paquetes de ciudades / Trust cities' bundles: names for codes, issuer checks.
+    With --log-key, only bundles proven to be on the public ledger."""
     wallet = Wallet.open(_home(home))
-    kept = wallet.trust([b.read(MAX_BUNDLE + 1) for b in bundles],  # over: refused
-                        [r.read(64 * 1024) for r in roots])
+    signed = [b.read(MAX_BUNDLE + 1) for b in bundles]  # over: refused
+    if log_keys or proofs or witness_keys:
+        require_logged_with_keys(signed, [p.read(MAX_PROOF + 1) for p in proofs], log_keys,
+                                 witness_keys)
+    kept = wallet.trust(signed, [r.read(64 * 1024) for r in roots])
     for line in kept:
         click.echo(line)
 

@@ -1,0 +1,172 @@
+"""Proof that a trust bundle is on the public ledger: what a counter checks, offline, before it
+trusts a bundle's office keys.
+
+A city signs its bundles with its root key, so a counter already knows a bundle is the city's.
+What the root signature cannot show is that the bundle is the one *everyone* sees: a city (or
+whoever holds its root key) could hand one counter a bundle with an extra office key and never
+publish it. Certificate Transparency answers this for TLS with a proof of inclusion in a public
+log; the passport does the same. The ledger node writes a *bundle proof* (``pasaporte ledger
+prove-bundle``), a small JSON file that travels with the bundle:
+
+    {"type": "pasaporte-bundle-proof/1",
+     "index": 41,                      the record's position in the log
+     "record": "<base64>",             the exact record bytes hashed into the tree
+     "proof": ["<base64>", ...],       RFC 9162 inclusion proof of that record
+     "checkpoint": "<signed note>"}    C2SP checkpoint: the log's signature and cosignatures
+
+A counter configured with the ledgers' verifier keys and the witnesses' keys accepts a bundle only
+if its proof verifies: the checkpoint is signed by the log its origin names and cosigned by a
+witness (the other city: a log cannot show a counter a history its witness has not checked), the
+record is included under that checkpoint's root at its index, and the record is a
+``bundle_published`` entry whose digest is the SHA-256 of the bundle's exact bytes. Only the
+record's outer shape is read here (the ledger's own entry types live in ``ledger``, which the core
+does not depend on). Nothing is fetched: the proof is in the file.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from credential import cbor, merkle
+from credential.errors import MalformedInput, PasaporteError, UsageError
+from credential.note import (
+    Checkpoint,
+    Verifier,
+    parse_checkpoint,
+    parse_note,
+    parse_verifier_key,
+    verify_checkpoint,
+)
+
+__all__ = ["PROOF_TYPE", "BundleProof", "parse_bundle_proof", "require_logged",
+           "require_logged_with_keys", "verify_bundle_proof"]
+
+PROOF_TYPE = "pasaporte-bundle-proof/1"
+MAX_PROOF = 64 * 1024  # a checkpoint, a record and about 64 hashes: a few KB at most
+MAX_HASHES = 64  # an inclusion proof in a log of 2^64 records
+
+
+@dataclass(frozen=True)
+class BundleProof:
+    index: int
+    record: bytes
+    proof: tuple[bytes, ...]
+    checkpoint: str
+
+    def to_json(self) -> bytes:
+        doc = {"type": PROOF_TYPE, "index": self.index,
+               "record": base64.b64encode(self.record).decode(),
+               "proof": [base64.b64encode(h).decode() for h in self.proof],
+               "checkpoint": self.checkpoint}
+        return (json.dumps(doc, indent=2) + "\n").encode()
+
+    def digest(self) -> bytes | None:
+        """The bundle digest the record names, if the record is a ``bundle_published`` one."""
+        try:
+            value = cbor.loads(self.record)
+        except MalformedInput:
+            return None
+        if not (isinstance(value, list) and len(value) == 5 and value[3] == "bundle_published"
+                and isinstance(value[4], dict)):
+            return None
+        digest = value[4].get("digest")
+        return digest if isinstance(digest, bytes) and len(digest) == 32 else None
+
+
+def _bad(reason: str) -> MalformedInput:
+    return MalformedInput("bundle_proof_invalid", reason=reason)
+
+
+def _b64(value: Any, what: str) -> bytes:
+    if not isinstance(value, str):
+        raise _bad(f"{what}: not base64")
+    try:
+        return base64.b64decode(value, validate=True)
+    except binascii.Error:
+        raise _bad(f"{what}: not base64") from None
+
+
+def parse_bundle_proof(data: bytes) -> BundleProof:
+    """A bundle proof file, bounded and shape-checked (``MalformedInput`` otherwise)."""
+    if len(data) > MAX_PROOF:
+        raise _bad("file too large")
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise _bad("not JSON") from None
+    if not isinstance(doc, dict) or doc.get("type") != PROOF_TYPE:
+        raise _bad("not a bundle proof")
+    index, hashes, note = doc.get("index"), doc.get("proof"), doc.get("checkpoint")
+    if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+        raise _bad("index: not a non-negative integer")
+    if not isinstance(hashes, list) or len(hashes) > MAX_HASHES:
+        raise _bad("proof: not a list of hashes")
+    if not isinstance(note, str):
+        raise _bad("checkpoint: not text")
+    proof = tuple(_b64(h, "proof") for h in hashes)
+    if any(len(h) != merkle.HASH_SIZE for h in proof):
+        raise _bad("proof: not a list of hashes")
+    return BundleProof(index, _b64(doc.get("record"), "record"), proof, note)
+
+
+def verify_bundle_proof(signed_bundle: bytes, proof: BundleProof, logs: Sequence[Verifier],
+                        witnesses: Sequence[Verifier], quorum: int = 1) -> Checkpoint:
+    """That ``signed_bundle`` is on the log ``proof`` names, under a checkpoint signed by that log
+    (one of ``logs``) and cosigned by ``quorum`` of ``witnesses``. Returns the checkpoint."""
+    try:
+        origin = parse_checkpoint(parse_note(proof.checkpoint).text).origin
+    except PasaporteError as exc:
+        raise _bad(f"checkpoint: {exc.message['en']}") from None
+    log = next((v for v in logs if v.name == origin), None)
+    if log is None:
+        raise UsageError("bundle_log_unknown", origin=origin)
+    checkpoint = verify_checkpoint(proof.checkpoint, log, witnesses, quorum=quorum)
+    if proof.index >= checkpoint.size:
+        raise _bad("index beyond the checkpoint")
+    try:
+        merkle.verify_inclusion(proof.index, checkpoint.size, merkle.leaf_hash(proof.record),
+                                list(proof.proof), checkpoint.root)
+    except PasaporteError:
+        raise _bad("record not included under the checkpoint") from None
+    record = cbor.loads(proof.record)  # included, so the log's own canonical bytes
+    if not (isinstance(record, list) and record and record[0] == proof.index):
+        raise _bad("record is not at its index")
+    if proof.digest() != hashlib.sha256(signed_bundle).digest():
+        raise _bad("record is not this bundle's publication")
+    return checkpoint
+
+
+def require_logged(bundles: Sequence[bytes], proofs: Sequence[bytes], logs: Sequence[Verifier],
+                   witnesses: Sequence[Verifier], quorum: int = 1) -> list[Checkpoint]:
+    """Every bundle with a proof that verifies (matched by the digest its record names), or the
+    first bundle that has none raises ``bundle_not_logged``."""
+    parsed = [parse_bundle_proof(p) for p in proofs]
+    by_digest = {p.digest(): p for p in parsed}
+    out = []
+    for number, signed in enumerate(bundles, start=1):
+        proof = by_digest.get(hashlib.sha256(signed).digest())
+        if proof is None:
+            raise UsageError("bundle_not_logged", number=number)
+        out.append(verify_bundle_proof(signed, proof, logs, witnesses, quorum))
+    return out
+
+
+def require_logged_with_keys(bundles: Sequence[bytes], proofs: Sequence[bytes],
+                             log_keys: Sequence[str], witness_keys: Sequence[str]) -> None:
+    """``require_logged`` as a counter or a wallet is configured: C2SP verifier keys as text
+    (``name+keyid+base64``), and both kinds required, the ledger's signature *and* a witness's
+    cosignature."""
+    if not log_keys or not witness_keys:
+        raise UsageError("usage_error",
+                         reason_es="las pruebas de publicación piden --log-key y --witness-key "
+                                   "(la firma del registro y la cofirma de la otra ciudad)",
+                         reason_en="proofs of publication need --log-key and --witness-key (the "
+                                   "ledger's signature and the other city's cosignature)")
+    require_logged(bundles, proofs, [parse_verifier_key(k) for k in log_keys],
+                   [parse_verifier_key(k) for k in witness_keys])

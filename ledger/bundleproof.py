@@ -1,0 +1,42 @@
+"""A trust bundle's proof of publication, written by a ledger node (or any mirror of one) for
+counters to check offline: the ``bundle_published`` record, its inclusion proof and a cosigned
+checkpoint (the format and the check are in ``credential.logproof``)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+
+from sqlalchemy import select
+
+from credential.errors import LedgerError
+from credential.logproof import BundleProof
+from ledger import schema as t
+from ledger.crosscheck import read_public_record
+from ledger.store import LedgerStore
+
+__all__ = ["prove_bundle"]
+
+
+def prove_bundle(store: LedgerStore, signed_bundle: bytes,
+                 progress: Callable[[int, int], None] | None = None
+                 ) -> tuple[BundleProof, int, bool]:
+    """The proof for ``signed_bundle`` under the newest checkpoint that covers its record and
+    carries a witness's cosignature, that checkpoint's size, and whether it is cosigned (if none
+    is, the newest checkpoint is used, and counters that require a cosignature will refuse the
+    proof until the witness has cosigned a newer one)."""
+    digest = hashlib.sha256(signed_bundle).digest()
+    index = read_public_record(store, progress).published.get(digest)
+    if index is None:
+        raise LedgerError("ledger_bundle_not_found", digest=digest.hex()[:16])
+    with store.engine.connect() as conn:
+        cosigned = conn.execute(select(t.cosignatures.c.size)
+                                .where(t.cosignatures.c.size > index)
+                                .order_by(t.cosignatures.c.size.desc()).limit(1)).scalar()
+    signed = store.checkpoint(None if cosigned is None else int(cosigned))
+    size = signed.checkpoint.size
+    if size <= index:  # records appended after the newest checkpoint: none covers this one yet
+        raise LedgerError("ledger_no_checkpoint")
+    ((_, leaf),) = store.entries(index, index + 1)
+    proof = BundleProof(index, leaf, tuple(store.inclusion_proof(index, size)), signed.note)
+    return proof, size, cosigned is not None

@@ -1,0 +1,137 @@
+"""Bundle proofs of publication: a log built here from the core's own Merkle and note code, so
+the counter's check is exercised without a ledger node (the end-to-end test is in
+``tests/verifier/test_logged_bundles.py``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+
+import cbor2
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from credential import merkle
+from credential.errors import PasaporteError
+from credential.logproof import (
+    MAX_PROOF,
+    BundleProof,
+    parse_bundle_proof,
+    require_logged,
+    verify_bundle_proof,
+)
+from credential.note import COSIGNATURE_V1, Checkpoint, Signer, generate_signer, sign_note
+from tests.factory import City
+
+ORIGIN = "ledger.mexicali.example/log"
+LOG = generate_signer(ORIGIN)
+WITNESS = generate_signer("witness.calexico.example", COSIGNATURE_V1)
+INDEX, SIZE = 5, 9
+
+
+def _record(index: int, kind: str, fields: dict[str, object]) -> bytes:
+    return bytes(cbor2.dumps([index, bytes(32), 1_795_000_000_000, kind, fields], canonical=True))
+
+
+def _log(bundle: bytes, *, signers: Sequence[Signer] = (LOG, WITNESS),
+         record: bytes | None = None) -> BundleProof:
+    """A 9-record log whose record 5 publishes ``bundle``; its proof under a checkpoint."""
+    digest = hashlib.sha256(bundle).digest()
+    leaves = [_record(i, "credential_issued", {"commitment": bytes([i]) * 32})
+              for i in range(SIZE)]
+    leaves[INDEX] = record if record is not None else _record(
+        INDEX, "bundle_published", {"city": "Mexicali", "version": 1, "digest": digest})
+    hashes = [merkle.leaf_hash(leaf) for leaf in leaves]
+
+    def source(refs: Sequence[merkle.NodeRef]) -> Mapping[merkle.NodeRef, bytes]:
+        return {(lvl, i): merkle.root_from_leaf_hashes(hashes[i << lvl:(i + 1) << lvl])
+                for lvl, i in refs}
+
+    root = merkle.root_from_leaf_hashes(hashes)
+    note = sign_note(Checkpoint(ORIGIN, SIZE, root).body(), *signers)
+    proof = merkle.inclusion_proof(INDEX, SIZE, source)
+    return BundleProof(INDEX, leaves[INDEX], tuple(proof), note.encode())
+
+
+@pytest.fixture(scope="module")
+def bundle() -> bytes:
+    return City().bundle()
+
+
+def test_a_published_bundle_verifies(bundle: bytes) -> None:
+    proof = parse_bundle_proof(_log(bundle).to_json())  # through the file format
+    checkpoint = verify_bundle_proof(bundle, proof, [LOG.verifier], [WITNESS.verifier])
+    assert (checkpoint.origin, checkpoint.size) == (ORIGIN, SIZE)
+    assert require_logged([bundle], [proof.to_json()], [LOG.verifier], [WITNESS.verifier])
+
+
+def _code(call: object) -> str:
+    assert callable(call)
+    with pytest.raises(PasaporteError) as caught:
+        call()
+    assert set(caught.value.message) == {"es", "en"}
+    return caught.value.code
+
+
+def test_every_way_a_proof_fails(bundle: bytes) -> None:
+    good = _log(bundle)
+    logs, witnesses = [LOG.verifier], [WITNESS.verifier]
+
+    def check(signed: bytes, proof: BundleProof) -> str:
+        return _code(lambda: verify_bundle_proof(signed, proof, logs, witnesses))
+
+    other = City().bundle()  # another bundle: signed by its city, never published
+    assert check(other, good) == "bundle_proof_invalid"
+    flipped = (bytes([good.proof[0][0] ^ 1]) + good.proof[0][1:], *good.proof[1:])
+    assert check(bundle, BundleProof(INDEX, good.record, flipped, good.checkpoint)) \
+        == "bundle_proof_invalid"
+    assert check(bundle, BundleProof(INDEX + 1, good.record, good.proof, good.checkpoint)) \
+        == "bundle_proof_invalid"
+    assert check(bundle, BundleProof(SIZE, good.record, good.proof, good.checkpoint)) \
+        == "bundle_proof_invalid"
+    notice = _record(INDEX, "notice", {"text": "x"})  # included, but not a publication
+    assert check(bundle, _log(bundle, record=notice)) == "bundle_proof_invalid"
+    moved = _record(INDEX + 1, "bundle_published",  # names another position than its own
+                    {"city": "Mexicali", "version": 1, "digest": hashlib.sha256(bundle).digest()})
+    assert check(bundle, _log(bundle, record=moved)) == "bundle_proof_invalid"
+    # the log's signature alone, or the witness's alone, is not enough
+    assert check(bundle, _log(bundle, signers=[LOG])) == "note_missing_cosignature"
+    assert check(bundle, _log(bundle, signers=[WITNESS])) == "note_unverified"
+    impostor = generate_signer(ORIGIN)  # the same name, another key
+    assert check(bundle, _log(bundle, signers=[impostor, WITNESS])) == "note_unverified"
+    assert _code(lambda: verify_bundle_proof(
+        bundle, good, [generate_signer("ledger.tijuana.example/log").verifier], witnesses)) \
+        == "bundle_log_unknown"
+    assert _code(lambda: require_logged([bundle, other], [good.to_json()], logs, witnesses)) \
+        == "bundle_not_logged"
+
+
+@pytest.mark.parametrize("data", [
+    b"", b"\xff\xfe", b"[]", b'{"type": "x"}', b"{" * 10_000, b" " * (MAX_PROOF + 1),
+    json.dumps({"type": "pasaporte-bundle-proof/1", "index": -1, "record": "", "proof": [],
+                "checkpoint": ""}).encode(),
+    json.dumps({"type": "pasaporte-bundle-proof/1", "index": 0, "record": "!", "proof": [],
+                "checkpoint": ""}).encode(),
+    json.dumps({"type": "pasaporte-bundle-proof/1", "index": 0, "record": "", "proof": ["AA=="],
+                "checkpoint": ""}).encode(),
+    json.dumps({"type": "pasaporte-bundle-proof/1", "index": True, "record": "", "proof": [],
+                "checkpoint": ""}).encode(),
+])
+def test_malformed_proof_files_are_typed_errors(data: bytes) -> None:
+    assert _code(lambda: parse_bundle_proof(data)) == "bundle_proof_invalid"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300) | st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=4),
+    max_leaves=20).map(lambda v: json.dumps(v).encode()))
+def test_the_parser_and_check_never_raise_anything_else(data: bytes) -> None:
+    try:
+        proof = parse_bundle_proof(data)
+        verify_bundle_proof(b"bundle", proof, [LOG.verifier], [WITNESS.verifier])
+    except PasaporteError:
+        pass

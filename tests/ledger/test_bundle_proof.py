@@ -1,0 +1,89 @@
+"""``ledger prove-bundle`` on a real node witnessed by the other city's, and a counter
+(``pasaporte verify``) that trusts only bundles proven to be on the public record."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from credential.keys import b64url
+from pasaporte.cli import main
+from tests.factory import City, example_claims
+from tests.ledger.conftest import run_cli
+from tests.ledger.test_network import _post_entries, cities
+
+__all__ = ["cities"]  # the two-city fixture, used here too
+
+
+def _verify(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    capsys.readouterr()
+    code = main(["verify", "--service", "library", *args])
+    out, err = capsys.readouterr()
+    return code, out + err
+
+
+def test_a_counter_trusts_only_bundles_on_the_record(
+        cities: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    city = City()
+    bundle, unpublished = tmp_path / "b.cbor", tmp_path / "other.cbor"
+    bundle.write_bytes(city.bundle())
+    unpublished.write_bytes(city.bundle(version=2))  # signed by the city, never logged
+    (tmp_path / "r.json").write_text(city.root.to_json())
+    credential = city.issue_text(None, example_claims())
+    _post_entries(cities["sa"].url, cities["token"], [{
+        "type": "bundle_published", "city": city.city, "version": 1,
+        "digest": b64url(hashlib.sha256(bundle.read_bytes()).digest())}])
+
+    proof = tmp_path / "b.proof"
+    assert run_cli("prove-bundle", "--bundle", str(bundle), "--out", str(proof),
+                   "--home", str(cities["a"])) == 0
+    assert json.loads(proof.read_text())["type"] == "pasaporte-bundle-proof/1"
+    assert run_cli("prove-bundle", "--bundle", str(unpublished), "--out",
+                   str(tmp_path / "x.proof"), "--home", str(cities["a"])) == 1
+
+    keys = ["--log-key", cities["ca"].log_vkey, "--witness-key", cities["cb"].witness_vkey]
+    common = ["--trust-root", str(tmp_path / "r.json"), "--text", credential, "--json"]
+    code, out = _verify(capsys, "--bundle", str(bundle), "--bundle-proof", str(proof), *keys,
+                        *common)
+    assert code == 0, out
+    # no proof; a proof of another bundle; keys that do not match; no witness key
+    code, out = _verify(capsys, "--bundle", str(bundle), *keys, *common)
+    assert code == 2 and "bundle_not_logged" in out
+    code, out = _verify(capsys, "--bundle", str(unpublished), "--bundle-proof", str(proof),
+                        *keys, *common)
+    assert code == 2 and "bundle_not_logged" in out
+    code, out = _verify(capsys, "--bundle", str(bundle), "--bundle-proof", str(proof),
+                        "--log-key", cities["cb"].log_vkey, "--witness-key",
+                        cities["cb"].witness_vkey, *common)
+    assert code == 2 and "bundle_log_unknown" in out
+    code, out = _verify(capsys, "--bundle", str(bundle), "--bundle-proof", str(proof),
+                        "--log-key", cities["ca"].log_vkey, *common)
+    assert code == 2 and "--witness-key" in out
+    # the log's own witness key is not the other city's: its cosignature is not on the note
+    code, out = _verify(capsys, "--bundle", str(bundle), "--bundle-proof", str(proof),
+                        "--log-key", cities["ca"].log_vkey, "--witness-key",
+                        cities["ca"].witness_vkey, *common)
+    assert code == 2 and "note_missing_cosignature" in out
+    # a tampered proof file
+    doc = json.loads(proof.read_text())
+    doc["index"] += 1
+    (tmp_path / "bad.proof").write_text(json.dumps(doc))
+    code, out = _verify(capsys, "--bundle", str(bundle), "--bundle-proof",
+                        str(tmp_path / "bad.proof"), *keys, *common)
+    assert code == 2 and "bundle_proof_invalid" in out and "Traceback" not in out
+    # without --log-key the counter works as before (roots only)
+    code, out = _verify(capsys, "--bundle", str(bundle), *common)
+    assert code == 0, out
+
+    # A resident's wallet can hold the same line: it trusts only the published bundle.
+    wallet = ["--home", str(tmp_path / "wallet")]
+    assert main(["wallet", "init", *wallet]) == 0
+    trust = ["wallet", "trust", "--trust-root", str(tmp_path / "r.json"), *keys, *wallet]
+    assert main([*trust, "--bundle", str(unpublished), "--bundle-proof", str(proof)]) == 2
+    assert "bundle_not_logged" in capsys.readouterr().err
+    assert main([*trust, "--bundle", str(bundle), "--bundle-proof", str(proof)]) == 0
+    assert "v1" in capsys.readouterr().out
