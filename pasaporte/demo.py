@@ -202,6 +202,16 @@ def main() -> int:
                "No key slipped in: the bundle matches the public record")
         d.run("ledger", "check-bundle", "--bundle", str(files / "bundle-mexicali.cbor"),
               "--trust-root", str(files / "root-mexicali.json"), "--home", d.home("mirror"))
+        d.step("La ventanilla solo confía en paquetes publicados: la prueba viaja con el paquete",
+               "The counter trusts only published bundles: the proof travels with the bundle")
+        d.run("ledger", "prove-bundle", "--bundle", str(files / "bundle-mexicali.cbor"),
+              "--out", str(files / "bundle-mexicali.proof"), "--home", d.home("mirror"))
+        logged = ["--bundle", str(files / "bundle-mexicali.cbor"),
+                  "--trust-root", str(files / "root-mexicali.json"),
+                  "--log-key", log_key, "--witness-key", witness_key]
+        d.run("verify", "--service", "library", *logged, "--text", text, expect=2)  # no proof
+        d.run("verify", "--service", "library", *logged,  # proven: the passport itself is read
+              "--bundle-proof", str(files / "bundle-mexicali.proof"), "--text", text, expect=1)
         d.stop()
         print("\n✔ Demostración completa / Demo complete")
     return 0
