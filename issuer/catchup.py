@@ -38,7 +38,16 @@ import sqlalchemy as sa
 from credential.errors import LedgerError, StoreError
 from credential.keys import b64url
 from credential.times import rfc3339
-from issuer.store import LEDGER_END, LIST_FLOOR, IssuerStore, credentials, keys, meta, outbox
+from issuer.store import (
+    LEDGER_END,
+    LIST_FLOOR,
+    IssuerStore,
+    credentials,
+    keys,
+    meta,
+    outbox,
+    set_meta,
+)
 from ledger import client
 from ledger.entries import (
     Entry,
@@ -53,6 +62,7 @@ from ledger.http import MAX_PAGE
 __all__ = ["CatchUp", "catch_up"]
 
 Progress = Callable[[int, int | None], None]  # (records read, records on the ledger if known)
+_CHUNK = 500  # ids per UPDATE … IN (…): under SQLite's limit on bound parameters
 
 
 @dataclass(frozen=True)
@@ -113,14 +123,13 @@ def catch_up(store: IssuerStore, url: str, *, active: str, cutoff: int,
         progress(read, read)
     applied = 0
     with store.engine.begin() as db:
-        if found:
-            db.execute(outbox.update().where(outbox.c.id.in_(found))
+        for first in range(0, len(found), _CHUNK):  # an outage may have queued thousands
+            db.execute(outbox.update().where(outbox.c.id.in_(found[first:first + _CHUNK]))
                        .values(sent=int(time.time())))
-            db.execute(meta.delete().where(meta.c.k == LEDGER_END))
-            db.execute(meta.insert().values(k=LEDGER_END, v=str(end)))
+        if found:
+            set_meta(db, LEDGER_END, str(end))
         if floor:
-            db.execute(meta.delete().where(meta.c.k == LIST_FLOOR))
-            db.execute(meta.insert().values(k=LIST_FLOOR, v=str(floor)))
+            set_meta(db, LIST_FLOOR, str(floor))
         for change in changes:  # in the ledger's order, which was the lost office's
             applied += db.execute(
                 credentials.update()

@@ -121,6 +121,12 @@ outbox = sa.Table(
 )
 
 
+def set_meta(db: sa.Connection, key: str, value: str) -> None:
+    """Set one ``meta`` row, inside the caller's transaction."""
+    db.execute(meta.delete().where(meta.c.k == key))
+    db.execute(meta.insert().values(k=key, v=value))
+
+
 def commitment_for(cred_digest: bytes, salt: bytes) -> bytes:
     """Salted commitment published on the ledger: links to nothing without the salt."""
     return hashlib.sha256(b"pasaporte/commitment/v1\x00" + salt + cred_digest).digest()
@@ -333,8 +339,7 @@ class IssuerStore:
                 db.execute(outbox.update().where(outbox.c.id.in_([i for i, _ in batch]))
                            .values(sent=int(time.time()) if now is None else now))
                 if isinstance(end, int):  # where a restore reads the ledger on from
-                    db.execute(meta.delete().where(meta.c.k == LEDGER_END))
-                    db.execute(meta.insert().values(k=LEDGER_END, v=str(end)))
+                    set_meta(db, LEDGER_END, str(end))
                 # only our batch's record: another publisher may have recorded the next one
                 db.execute(meta.delete().where(meta.c.k == IN_FLIGHT,
                                                meta.c.v == f"{first}-{last}"))
