@@ -1,21 +1,28 @@
-"""A trust bundle's proof of publication, written by a ledger node (or any mirror of one) for
-counters to check offline: the ``bundle_published`` record, its inclusion proof and a cosigned
-checkpoint (the format and the check are in ``credential.logproof``)."""
+"""A trust bundle's proof of publication, written by a ledger node (or any mirror of one), or
+put together from a node's public HTTP API, for counters to check offline: the
+``bundle_published`` record, its inclusion proof and a cosigned checkpoint (the format and the
+check are in ``credential.logproof``). Nothing here is trusted: the counter checks it all."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 from collections.abc import Callable
 
 from sqlalchemy import select
 
-from credential.errors import LedgerError
+from credential.errors import LedgerError, PasaporteError
 from credential.logproof import BundleProof
+from credential.note import parse_checkpoint, parse_note
+from ledger import client
 from ledger import schema as t
 from ledger.crosscheck import read_public_record
+from ledger.entries import BundlePublished, decode_record, type_cbor
+from ledger.http import MAX_PAGE
 from ledger.store import LedgerStore
 
-__all__ = ["prove_bundle"]
+__all__ = ["prove_bundle", "prove_bundle_remote"]
 
 
 def prove_bundle(store: LedgerStore, signed_bundle: bytes,
@@ -40,3 +47,52 @@ def prove_bundle(store: LedgerStore, signed_bundle: bytes,
     ((_, leaf),) = store.entries(index, index + 1)
     proof = BundleProof(index, leaf, tuple(store.inclusion_proof(index, size)), signed.note)
     return proof, size, cosigned is not None
+
+
+def prove_bundle_remote(url: str, signed_bundle: bytes,
+                        progress: Callable[[int, int], None] | None = None
+                        ) -> tuple[BundleProof, int, bool]:
+    """The same proof from a node's public API (``GET /checkpoint``, ``/entries`` and
+    ``/proof/inclusion``), under the checkpoint it serves now. The record is looked for from the
+    newest page back: a bundle is normally among the latest records."""
+    url = url.rstrip("/")
+    note_text = client.get_text(f"{url}/checkpoint")
+    try:
+        note = parse_note(note_text)
+        size = parse_checkpoint(note.text).size
+    except PasaporteError as exc:
+        raise LedgerError("ledger_remote_error", url=url, status=exc.message["en"]) from None
+    digest = hashlib.sha256(signed_bundle).digest()
+    marker = type_cbor(BundlePublished.TYPE)
+    found: tuple[int, bytes] | None = None
+    end = size
+    while end > 0 and found is None:
+        start = max(0, end - MAX_PAGE)
+        for item in client.get_json(f"{url}/entries?start={start}&end={end}"):
+            leaf = _leaf(url, item)
+            if digest in leaf and marker in leaf:
+                entry = decode_record(leaf).entry
+                if isinstance(entry, BundlePublished) and entry.digest == digest:
+                    found = (int(item["index"]), leaf)
+        if progress is not None:
+            progress(size - start, size)
+        end = start
+    if found is None:
+        raise LedgerError("ledger_bundle_not_found", digest=digest.hex()[:16])
+    index, leaf = found
+    answer = client.get_json(f"{url}/proof/inclusion?index={index}&size={size}")
+    try:
+        hashes = tuple(base64.b64decode(h, validate=True) for h in answer["proof"])
+    except (KeyError, TypeError, binascii.Error):
+        raise LedgerError("ledger_remote_error", url=url, status="bad proof") from None
+    return BundleProof(index, leaf, hashes, note_text), size, len(note.signatures) > 1
+
+
+def _leaf(url: str, item: object) -> bytes:
+    if not isinstance(item, dict) or not isinstance(item.get("index"), int):
+        raise LedgerError("ledger_remote_error", url=url, status="not a list of entries")
+    try:
+        return base64.b64decode(str(item.get("leaf")), validate=True)
+    except binascii.Error:
+        raise LedgerError("ledger_remote_error", url=url,
+                          status=f"record {item['index']} is not base64") from None

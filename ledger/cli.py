@@ -280,17 +280,26 @@ def check_bundle(bundles: tuple[str, ...], roots: tuple[str, ...], home: str | N
               help="The trust bundle, exactly as the city published it.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="Where to write its proof (JSON), to go with the bundle to counters.")
+@click.option("--from", "url", default=None,
+              help="Ask a node's public API instead of a local log or mirror.")
 @home_option
 @db_option
-def prove_bundle(bundle: str, out: str, home: str | None, db: str | None) -> None:
+def prove_bundle(bundle: str, out: str, url: str | None, home: str | None,
+                 db: str | None) -> None:
     """Prueba de publicación de un paquete / Write a bundle's proof of publication: its record,
     inclusion proof and a cosigned checkpoint, which counters check offline (verify
     --bundle-proof)."""
     from credential.home import atomic_write
     from ledger.bundleproof import prove_bundle as make_proof
+    from ledger.bundleproof import prove_bundle_remote
 
-    with _open(home, db) as store, _progress("Leyendo / Reading") as progress:
-        proof, size, cosigned = make_proof(store, Path(bundle).read_bytes(), progress)
+    signed = Path(bundle).read_bytes()
+    with _progress("Leyendo / Reading") as progress:
+        if url is not None:
+            proof, size, cosigned = prove_bundle_remote(url, signed, progress)
+        else:
+            with _open(home, db) as store:
+                proof, size, cosigned = make_proof(store, signed, progress)
     atomic_write(Path(out), proof.to_json())
     click.echo(f"ok: registro / record {proof.index}, checkpoint {size} → {out}")
     if not cosigned:

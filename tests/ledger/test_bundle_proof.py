@@ -75,6 +75,16 @@ def test_a_counter_trusts_only_bundles_on_the_record(
     code, out = _verify(capsys, "--bundle", str(bundle), "--bundle-proof",
                         str(tmp_path / "bad.proof"), *keys, *common)
     assert code == 2 and "bundle_proof_invalid" in out and "Traceback" not in out
+    # the same proof put together from the node's public API, by anyone, without a mirror
+    remote = tmp_path / "remote.proof"
+    assert run_cli("prove-bundle", "--bundle", str(bundle), "--out", str(remote),
+                   "--from", cities["sa"].url) == 0
+    assert json.loads(remote.read_text())["record"] == json.loads(proof.read_text())["record"]
+    code, out = _verify(capsys, "--bundle", str(bundle), "--bundle-proof", str(remote), *keys,
+                        *common)
+    assert code == 0, out
+    assert run_cli("prove-bundle", "--bundle", str(unpublished), "--out", str(remote),
+                   "--from", cities["sa"].url) == 1
     # without --log-key the counter works as before (roots only)
     code, out = _verify(capsys, "--bundle", str(bundle), *common)
     assert code == 0, out
