@@ -145,14 +145,33 @@ def issue(claims_file: BinaryIO, holder_key: str | None, paper: bool, out: str,
 
 @group.command()
 @click.option("--out", required=True, type=click.Path(dir_okay=False))
+@click.option("--proof", type=click.Path(dir_okay=False), default=None,
+              help="Also write its proof of publication, once the ledger has it (for counters "
+                   "that trust only published bundles: verify --bundle-proof).")
 @home_option
-def bundle(out: str, home: str | None) -> None:
+def bundle(out: str, proof: str | None, home: str | None) -> None:
     """Escribe el paquete de confianza firmado / Write the current signed trust bundle."""
     store, passphrase = _store(home), read_passphrase()
+    url = store.ledger_url()
+    if proof is not None and url is None:
+        raise UsageError("usage_error",
+                         reason_es="--proof necesita un registro público («issuer ledger»)",
+                         reason_en="--proof needs a public ledger ('issuer ledger')")
     data = store.bundle(passphrase)
     atomic_write(out, data, mode=0o644)
     click.echo(out)
     _publish(store, passphrase)
+    if proof is not None and url is not None:
+        from ledger.bundleproof import prove_bundle_remote
+
+        made, _, cosigned = prove_bundle_remote(url, data)  # refused while it is still queued
+        atomic_write(proof, made.to_json(), mode=0o644)
+        click.echo(proof)
+        if not cosigned:
+            click.echo("Aviso: el testigo aún no cofirmó este checkpoint; repita con «ledger "
+                       "prove-bundle --from» más tarde. / Warning: the witness has not cosigned "
+                       "this checkpoint yet; run 'ledger prove-bundle --from' again later.",
+                       err=True)
 
 
 def _status_command(name: str, new: str, help_text: str) -> None:

@@ -362,9 +362,12 @@ class IssuerStore:
             return ids[0], ids[-1]
 
     def ledger_configured(self) -> bool:
+        return self.ledger_url() is not None
+
+    def ledger_url(self) -> str | None:
         with self.engine.connect() as db:
-            return db.execute(sa.select(meta.c.v).where(meta.c.k == "ledger_url")).first() \
-                is not None
+            url = db.execute(sa.select(meta.c.v).where(meta.c.k == "ledger_url")).scalar()
+        return None if url is None else str(url)
 
     # -- reads -------------------------------------------------------------------------------
     def info(self) -> OfficeInfo:

@@ -12,7 +12,7 @@ import pytest
 
 from credential.keys import b64url
 from pasaporte.cli import main
-from tests.factory import City, example_claims
+from tests.factory import EXAMPLES, City, example_claims
 from tests.ledger.conftest import run_cli
 from tests.ledger.test_network import _post_entries, cities
 
@@ -97,3 +97,27 @@ def test_a_counter_trusts_only_bundles_on_the_record(
     assert "bundle_not_logged" in capsys.readouterr().err
     assert main([*trust, "--bundle", str(bundle), "--bundle-proof", str(proof)]) == 0
     assert "v1" in capsys.readouterr().out
+
+
+def test_an_office_writes_the_proof_with_its_bundle(
+        cities: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    office = ["--home", str(tmp_path / "office")]
+    assert main(["issuer", "init", "--city", "Mexicali", "--country", "MX", "--office", "Centro",
+                 *office]) == 0
+    code = main(["issuer", "bundle", "--out", str(tmp_path / "b.cbor"), "--proof",
+                 str(tmp_path / "b.proof"), *office])
+    assert code == 2 and "--proof" in capsys.readouterr().err  # no ledger to prove it on
+    assert main(["issuer", "ledger", "--url", cities["sa"].url, "--token", cities["token"],
+                 *office]) == 0
+    assert main(["issuer", "issue", "--claims", str(EXAMPLES / "claims-mexicali.json"),
+                 "--paper", "--out", str(tmp_path / "p.cred"), *office]) == 0
+    assert main(["issuer", "root", "--out", str(tmp_path / "r.json"), *office]) == 0
+    assert main(["issuer", "bundle", "--out", str(tmp_path / "b.cbor"), "--proof",
+                 str(tmp_path / "b.proof"), *office]) == 0
+    assert "Warning" not in capsys.readouterr().err  # cosigned by the other city at once
+    code, out = _verify(capsys, "--bundle", str(tmp_path / "b.cbor"), "--trust-root",
+                        str(tmp_path / "r.json"), "--bundle-proof", str(tmp_path / "b.proof"),
+                        "--log-key", cities["ca"].log_vkey, "--witness-key",
+                        cities["cb"].witness_vkey, "--text",
+                        (tmp_path / "p.cred").read_text().strip())
+    assert code == 0, out
