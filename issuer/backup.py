@@ -18,7 +18,8 @@ public record. A restore cut short leaves no office behind, and running it again
 Status changes made after the backup are not in it, but they are on the city's public ledger:
 when the backup names a ledger, the restore reads it and applies them (``issuer.catchup``), and
 entries the backup still had queued that the lost office published since are not published a
-second time; keys the lost office rotated to since are marked compromised as well. A backup
+second time; keys the lost office rotated to since are marked compromised as well, and keys it
+marked compromised since stay so. A backup
 restored once already is refused. Without a ledger (or with ``ledger=False``) ``restore`` says
 what it could not know.
 The restored office's next trust bundle outranks every bundle the lost office made (its version
@@ -155,9 +156,14 @@ def _catch_up(prepared: IssuerStore, active: str, cutoff: int, progress: Progres
 
 
 def _retire(prepared: IssuerStore, active: str, cutoff: int, passphrase: str) -> None:
-    """A new key takes over, and the key active at the backup is compromised from its cutoff."""
+    """A new key takes over, and the key active at the backup is compromised from its cutoff
+    (or from the earlier time the lost office gave, read back from the ledger)."""
+    with prepared.engine.connect() as db:
+        earlier = db.execute(sa.select(keys.c.compromised_since)
+                             .where(keys.c.kid == unb64url(active, what="kid"))).scalar()
     prepared.add_office_key(passphrase)
-    prepared.mark_compromised(active, cutoff, passphrase)
+    prepared.mark_compromised(active, cutoff if earlier is None else min(earlier, cutoff),
+                              passphrase)
     with prepared.engine.begin() as db:
         db.execute(meta.delete().where(meta.c.k.in_((_CUTOFF, _SIGNATURE))))
         # Counters keep the highest version: they would ignore the restored office's bundles

@@ -10,6 +10,8 @@ knows was published, a restore learns
   published twice could land after a later one and contradict it on the public record);
 - every status change the lost office made after the backup (for credentials in the backup):
   applied to the restored store, where the counters' next bundles come from;
+- every key the backup holds that the lost office marked compromised after the backup, from the
+  time it gave (a bundle from the restored office must never trust such a key again);
 - the keys the lost office rotated to after the backup (a ``key_rotated`` replacing a key the
   backup holds, or one found so), which the restore then marks compromised on the public record
   like the key active at the backup: the restored office cannot revoke what they signed;
@@ -36,8 +38,8 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from credential.errors import LedgerError, StoreError
-from credential.keys import b64url
-from credential.times import rfc3339
+from credential.keys import b64url, unb64url
+from credential.times import parse_instant, rfc3339
 from issuer.store import (
     LEDGER_END,
     LIST_FLOOR,
@@ -71,6 +73,7 @@ class CatchUp:
     published: int  # entries the backup had queued that the ledger already held
     applied: int  # status changes made after the backup, now in the store
     lost_keys: tuple[str, ...]  # kids the lost office rotated to after the backup
+    compromised: tuple[str, ...]  # kids of the backup it marked compromised after the backup
 
 
 def catch_up(store: IssuerStore, url: str, *, active: str, cutoff: int,
@@ -89,11 +92,14 @@ def catch_up(store: IssuerStore, url: str, *, active: str, cutoff: int,
         queued = [(int(i), entry_from_json(json.loads(e))) for i, e in db.execute(query)]
         list_ids = set(db.execute(sa.select(credentials.c.list_id).distinct()).scalars())
         list_ids |= set(db.execute(sa.select(keys.c.status_list)).scalars())
-        known = {b64url(k) for k in db.execute(sa.select(keys.c.kid)).scalars()}
+        held = {b64url(k) for k in db.execute(sa.select(keys.c.kid)
+                                               .where(keys.c.role == "office")).scalars()}
+    known = set(held)
     names = {f"{m['code']}.{list_id}": int(list_id) for list_id in list_ids}
     prefix = f"{m['code']}."
     restored_before = KeyCompromised(kid=active, effective=rfc3339(cutoff))
     lost: list[str] = []
+    compromised: dict[str, int] = {}  # kid → the earliest time given
     floor = 0
     total = _size(url)
     found: list[int] = []  # outbox ids the ledger holds
@@ -109,6 +115,9 @@ def catch_up(store: IssuerStore, url: str, *, active: str, cutoff: int,
             end = index + 1
         elif entry == restored_before:
             raise StoreError("restore_already_done", index=index, url=url)
+        elif isinstance(entry, KeyCompromised) and entry.kid in held:
+            since = parse_instant(entry.effective, "effective")
+            compromised[entry.kid] = min(compromised.get(entry.kid, since), since)
         elif isinstance(entry, KeyRotated) and entry.replaces in known:
             known.add(entry.kid)
             lost.append(entry.kid)
@@ -130,13 +139,17 @@ def catch_up(store: IssuerStore, url: str, *, active: str, cutoff: int,
             set_meta(db, LEDGER_END, str(end))
         if floor:
             set_meta(db, LIST_FLOOR, str(floor))
+        for kid, since in compromised.items():  # the earlier of the store's time and the record's
+            db.execute(keys.update().where(keys.c.kid == unb64url(kid, what="kid")).values(
+                compromised_since=sa.func.min(sa.func.coalesce(keys.c.compromised_since, since),
+                                              since), active=False))
         for change in changes:  # in the ledger's order, which was the lost office's
             applied += db.execute(
                 credentials.update()
                 .where(credentials.c.list_id == names[change.list],
                        credentials.c.idx == change.index)
                 .values(status=change.status, reason=change.reason)).rowcount
-    return CatchUp(read, len(found), applied, tuple(lost))
+    return CatchUp(read, len(found), applied, tuple(lost), tuple(compromised))
 
 
 def _size(url: str) -> int | None:

@@ -258,6 +258,9 @@ def restore(source: Path, no_ledger: bool, home: str | None) -> None:
                    f"cambio(s) de estado posteriores a la copia aplicados / status change(s) made "
                    f"after the backup applied; {done.ledger.published} entrada(s) en cola ya "
                    f"publicadas / queued entries already published.", err=True)
+        if done.ledger.compromised:
+            click.echo(f"Llaves marcadas comprometidas tras la copia / keys marked compromised "
+                       f"after the backup: {', '.join(done.ledger.compromised)}", err=True)
         if done.ledger.lost_keys:
             click.echo(f"Llaves creadas tras la copia, ahora comprometidas / keys made after the "
                        f"backup, now compromised: {', '.join(done.ledger.lost_keys)}", err=True)

@@ -254,6 +254,9 @@ def test_a_restored_office_catches_up_from_the_ledger(
         assert code == 0, err
         return out.strip()
 
+    z = issue("z")  # signed by the first key, which the office rotates away from
+    (first_key,) = json.loads(run("issuer", "keys", "--json", "--home", office)[1])
+    assert run("issuer", "rotate", "--home", office)[0] == 0
     a, b, c = issue("a"), issue("b"), issue("c")
     assert run("issuer", "suspend", a, "--home", office)[0] == 0  # published at once
     node.stop()
@@ -266,6 +269,8 @@ def test_a_restored_office_catches_up_from_the_ledger(
         assert run("issuer", "backup", "--out", str(tmp_path / "o.bak"), "--home", office)[0] == 0
 
         # After the backup the office goes on (publishing the queued revocation first) ...
+        assert run("issuer", "compromised", first_key["kid"], "--since",
+                   "2026-01-01T00:00:00Z", "--home", office)[0] == 0  # a leak found later
         assert run("issuer", "reinstate", a, "--home", office)[0] == 0
         assert run("issuer", "suspend", c, "--home", office)[0] == 0
         d = issue("d")
@@ -282,7 +287,7 @@ def test_a_restored_office_catches_up_from_the_ledger(
                            "--home", restored)
         assert code == 0, err
         assert "2 cambio(s) de estado" in err and "1 entrada(s) en cola ya publicadas" in err
-        assert lost_key["kid"] in err  # named as compromised too
+        assert lost_key["kid"] in err and first_key["kid"] in err  # named as compromised too
         assert _statuses(run, restored, [a, b, c]) == ["valid", "revoked", "suspended"]
         # b's revocation is on the public record once, not twice (index None: other types)
         kinds = _ledger_kinds(again.url)
@@ -302,13 +307,13 @@ def test_a_restored_office_catches_up_from_the_ledger(
         run("issuer", "root", "--out", str(tmp_path / "r.json"), "--home", restored)
         run("issuer", "bundle", "--out", str(tmp_path / "new.cbor"), "--home", restored)
         for name, expected in (("a", "accepted"), ("c", "suspended"), ("d", "key_compromised"),
-                               ("e", "issuer_unknown")):
+                               ("e", "issuer_unknown"), ("z", "key_compromised")):
             _, result, _ = run("verify", "--service", "library", "--bundle",
                                str(tmp_path / "lost.cbor"), str(tmp_path / "new.cbor"),
                                "--trust-root", str(tmp_path / "r.json"), "--text",
                                (tmp_path / f"{name}.cred").read_text().strip(), "--json")
             assert json.loads(result)["code"] == expected, (name, result)
-        assert d and e
+        assert d and e and z
 
         # The same backup restored a second time would make two offices with one root key.
         code, _, err = run("issuer", "restore", "--from", str(tmp_path / "o.bak"),
