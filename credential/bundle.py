@@ -22,9 +22,11 @@ from credential.errors import MalformedInput, Rejection
 from credential.keys import b64url, kid_for, unb64url
 from credential.statuslist import PURPOSES, Purpose
 
-__all__ = ["OfficeKey", "RootKey", "StatusListInfo", "TrustBundle", "parse_bundle", "sign_bundle"]
+__all__ = ["MAX_BUNDLE", "MAX_ROOT", "OfficeKey", "RootKey", "StatusListInfo", "TrustBundle",
+           "parse_bundle", "sign_bundle"]
 
 MAX_BUNDLE = 4 * 1024 * 1024
+MAX_ROOT = 64 * 1024  # a root key file: a few hundred bytes of JSON
 BUNDLE_TYPE = "pasaporte-trust-bundle/1"
 
 

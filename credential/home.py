@@ -11,7 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write", "fsync_path", "read_passphrase", "resolve_home"]
+__all__ = ["atomic_write", "fsync_path", "read_bounded", "read_passphrase", "resolve_home"]
 
 
 def resolve_home(role: str, home: str | os.PathLike[str] | None = None) -> Path:
@@ -23,6 +23,18 @@ def resolve_home(role: str, home: str | os.PathLike[str] | None = None) -> Path:
         return Path(env).expanduser()
     xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(xdg) / "pasaporte" / role
+
+
+def read_bounded(path: str | os.PathLike[str], limit: int) -> bytes:
+    """A small file's bytes, never more than ``limit`` of them held: a larger file (a video given
+    by mistake, a device) is a typed error, not an allocation."""
+    from credential.errors import UsageError
+
+    with open(path, "rb") as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise UsageError("file_too_large", path=str(path), limit=limit // 1024)
+    return data
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o600) -> None:

@@ -30,8 +30,9 @@ from typing import Any, BinaryIO
 import click
 
 from credential import jsontext
+from credential.bundle import MAX_BUNDLE
 from credential.errors import LedgerError, MalformedInput, StoreError, UsageError
-from credential.home import read_passphrase
+from credential.home import read_bounded, read_passphrase
 from credential.note import parse_verifier_key
 from credential.times import rfc3339
 from ledger.entries import ENTRY_TYPES, decode_record, entry_to_json
@@ -253,12 +254,12 @@ def check_bundle(bundles: tuple[str, ...], roots: tuple[str, ...], home: str | N
     """Coteja paquetes con el registro / Check trust bundles against the public record (e.g.
     a mirror): every office key
     registered, every compromise reflected, the bundle itself published. Exit 1 otherwise."""
-    from credential.bundle import RootKey, parse_bundle
+    from credential.bundle import MAX_ROOT, RootKey, parse_bundle
     from ledger.crosscheck import check_bundle as run_check
     from ledger.crosscheck import read_public_record
 
-    trusted = [RootKey.from_json(Path(p).read_bytes()) for p in roots]
-    signed = [Path(p).read_bytes() for p in bundles]
+    trusted = [RootKey.from_json(read_bounded(p, MAX_ROOT)) for p in roots]
+    signed = [read_bounded(p, MAX_BUNDLE) for p in bundles]
     parsed = [parse_bundle(data, trusted) for data in signed]  # untrusted bundles fail here
     with _open(home, db) as store, _progress("Leyendo / Reading") as progress:
         record = read_public_record(store, progress)
@@ -293,7 +294,7 @@ def prove_bundle(bundle: str, out: str, url: str | None, home: str | None,
     from ledger.bundleproof import prove_bundle as make_proof
     from ledger.bundleproof import prove_bundle_remote
 
-    signed = Path(bundle).read_bytes()
+    signed = read_bounded(bundle, MAX_BUNDLE)
     with _progress("Leyendo / Reading") as progress:
         if url is not None:
             proof, size, cosigned = prove_bundle_remote(url, signed, progress)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import BinaryIO
 
 import click
 
+from credential.bundle import MAX_BUNDLE
 from credential.errors import PasaporteError, UsageError
-from credential.logproof import require_logged_with_keys
+from credential.home import read_bounded
+from credential.logproof import MAX_PROOF, require_logged_with_keys
 from credential.times import parse_instant
 from verifier.engine import Result, Verifier
 from verifier.policy import Policy
@@ -138,8 +139,8 @@ def command(service: str, bundles: tuple[str, ...], roots: tuple[str, ...],
     policy = Policy.for_service(service, counter_id=counter)
     try:
         if log_keys or proofs or witness_keys:
-            require_logged_with_keys([Path(p).read_bytes() for p in bundles],
-                                     [Path(p).read_bytes() for p in proofs],
+            require_logged_with_keys([read_bounded(p, MAX_BUNDLE) for p in bundles],
+                                     [read_bounded(p, MAX_PROOF) for p in proofs],
                                      log_keys, witness_keys)
         verifier = Verifier.from_files(bundles, roots)
     except PasaporteError as exc:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from credential import sd
-from credential.bundle import OfficeKey, RootKey, TrustBundle, parse_bundle
+from credential.bundle import MAX_BUNDLE, MAX_ROOT, OfficeKey, RootKey, TrustBundle, parse_bundle
 from credential.claims import display_value
 from credential.errors import PasaporteError
 from credential.keys import b64url
@@ -141,10 +141,10 @@ class Verifier:
 
     @classmethod
     def from_files(cls, bundle_paths: Iterable[str], root_paths: Iterable[str]) -> Verifier:
-        from pathlib import Path  # only the CLI reads files; the engine itself stays pure
+        from credential.home import read_bounded  # only the CLI reads files; the engine is pure
 
-        roots = [RootKey.from_json(Path(p).read_bytes()) for p in root_paths]
-        return cls(bundles=[Path(p).read_bytes() for p in bundle_paths], roots=roots)
+        roots = [RootKey.from_json(read_bounded(p, MAX_ROOT)) for p in root_paths]
+        return cls(bundles=[read_bounded(p, MAX_BUNDLE) for p in bundle_paths], roots=roots)
 
     # -- the hot path -----------------------------------------------------------------------
     def verify(self, scanned: str, *, service: str | Policy, now: int | None = None,

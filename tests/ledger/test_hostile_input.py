@@ -129,11 +129,15 @@ def test_post_entries_refuses_hostile_json(body: bytes, client: FlaskClient,
 
 def test_check_bundle_refuses_a_deep_trust_root(home: Path, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "deep.json").write_bytes(DEEPER)
+    (tmp_path / "deep.json").write_bytes(DEEP)  # under the root file's size bound: depth fails
     capsys.readouterr()
     assert run_cli("check-bundle", "--bundle", str(tmp_path / "deep.json"), "--trust-root",
                    str(tmp_path / "deep.json"), "--home", str(home)) == 1
     assert capsys.readouterr().err.startswith("[root_invalid]")
+    (tmp_path / "deeper.json").write_bytes(DEEPER)  # over it: not even read
+    assert run_cli("check-bundle", "--bundle", str(tmp_path / "deep.json"), "--trust-root",
+                   str(tmp_path / "deeper.json"), "--home", str(home)) == 2
+    assert capsys.readouterr().err.startswith("[file_too_large]")
 
 
 def test_deep_settings_file_is_bad_config(home: Path) -> None:

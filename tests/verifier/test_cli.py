@@ -51,6 +51,23 @@ def test_an_endless_line_stops_the_batch_with_a_usage_error(tmp_path: Path, run:
     assert code == 2 and "batch_not_lines" in err and out == ""
 
 
+def test_an_oversized_setup_file_is_not_read(tmp_path: Path, run: Run) -> None:
+    """A counter pointed at a huge file by mistake: a usage error naming it, nothing allocated
+    beyond the limit (the file here is sparse: 1 GB that takes no disk)."""
+    city = City()
+    args = _counter(tmp_path, city)
+    huge = tmp_path / "huge.bin"
+    with huge.open("wb") as fh:
+        fh.truncate(2**30)
+    text = city.issue_text(None, example_claims())
+    swapped = [str(huge) if a.endswith("b.cbor") else a for a in args]
+    code, _, err = run(*swapped, "--text", text)
+    assert code == 2 and "file_too_large" in err and "huge.bin" in err
+    code, _, err = run(*args, "--bundle-proof", str(huge), "--log-key", "x", "--witness-key", "y",
+                       "--text", text)
+    assert code == 2 and "file_too_large" in err
+
+
 def test_an_unwritable_output_is_a_bilingual_error(tmp_path: Path, passphrase: str,
                                                     run: Run) -> None:
     (tmp_path / "file").write_text("")
