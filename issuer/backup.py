@@ -19,9 +19,8 @@ Status changes made after the backup are not in it, but they are on the city's p
 when the backup names a ledger, the restore reads it and applies them (``issuer.catchup``), and
 entries the backup still had queued that the lost office published since are not published a
 second time; keys the lost office rotated to since are marked compromised as well, and keys it
-marked compromised since stay so. A backup
-restored once already is refused. Without a ledger (or with ``ledger=False``) ``restore`` says
-what it could not know.
+marked compromised since stay so. A backup restored once already is refused. Without a ledger
+(or with ``ledger=False``) ``restore`` says what it could not know.
 The restored office's next trust bundle outranks every bundle the lost office made (its version
 jumps to the restore's second in Unix time, past any count of bundles an office makes), so counters
 take its compromised key and new key at once.
@@ -43,7 +42,7 @@ import nacl.exceptions
 import nacl.signing
 import sqlalchemy as sa
 
-from credential.errors import LedgerError, StoreError
+from credential.errors import LedgerError, MalformedInput, StoreError
 from credential.home import fsync_path
 from credential.keys import b64url, unb64url, unseal
 from issuer.catchup import CatchUp, Progress, catch_up
@@ -150,7 +149,7 @@ def _catch_up(prepared: IssuerStore, active: str, cutoff: int, progress: Progres
         return None
     try:
         return catch_up(prepared, str(url), active=active, cutoff=cutoff, progress=progress)
-    except LedgerError as exc:  # nothing is restored: say how to go on without the ledger
+    except (LedgerError, MalformedInput) as exc:  # nothing is restored: say how to go on
         raise LedgerError("restore_ledger_unreadable", url=url,
                           reason=exc.message["en"]) from None
 
