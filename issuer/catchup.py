@@ -32,8 +32,8 @@ import base64
 import binascii
 import json
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
@@ -61,7 +61,7 @@ from ledger.entries import (
 )
 from ledger.http import MAX_PAGE
 
-__all__ = ["CatchUp", "catch_up"]
+__all__ = ["CatchUp", "Walk", "catch_up", "walk"]
 
 Progress = Callable[[int, int | None], None]  # (records read, records on the ledger if known)
 _CHUNK = 500  # ids per UPDATE … IN (…): under SQLite's limit on bound parameters
@@ -74,6 +74,52 @@ class CatchUp:
     applied: int  # status changes made after the backup, now in the store
     lost_keys: tuple[str, ...]  # kids the lost office rotated to after the backup
     compromised: tuple[str, ...]  # kids of the backup it marked compromised after the backup
+
+
+@dataclass
+class Walk:
+    """What reading the ledger found (``walk``): pure data, applied to the store afterwards."""
+
+    found: list[int] = field(default_factory=list)  # outbox ids the ledger holds, in order
+    end: int = 0  # the ledger size just after the last of them
+    changes: list[StatusChanged] = field(default_factory=list)  # after the backup, in order
+    lost: list[str] = field(default_factory=list)  # kids rotated to after the backup
+    compromised: dict[str, int] = field(default_factory=dict)  # held kid → earliest time given
+    floor: int = 0  # the highest status list number of this office on the record
+    read: int = 0
+
+
+def walk(records: Iterable[tuple[int, Entry]], queued: Sequence[tuple[int, Entry]], *,
+         code: str, lists: Collection[str], held: Collection[str], active: str, cutoff: int,
+         start: int = 0, url: str = "") -> Walk:
+    """Read ``records`` (index, entry) from ``start`` on against the backup's ``queued`` outbox
+    entries, this office's ``code``, status ``lists`` and ``held`` office keys (the rules are in
+    the module docstring). Raises ``restore_ledger_diverges`` / ``restore_already_done``."""
+    out = Walk(end=start)
+    prefix = f"{code}."
+    known = set(held)
+    restored_before = KeyCompromised(kid=active, effective=rfc3339(cutoff))
+    for index, entry in records:
+        out.read += 1
+        if len(out.found) < len(queued) and entry == queued[len(out.found)][1]:
+            out.found.append(queued[len(out.found)][0])
+            out.end = index + 1
+        elif entry == restored_before:
+            raise StoreError("restore_already_done", index=index, url=url)
+        elif isinstance(entry, KeyCompromised) and entry.kid in held:
+            since = parse_instant(entry.effective, "effective")
+            out.compromised[entry.kid] = min(out.compromised.get(entry.kid, since), since)
+        elif isinstance(entry, KeyRotated) and entry.replaces in known:
+            known.add(entry.kid)
+            out.lost.append(entry.kid)
+        elif isinstance(entry, StatusChanged) and entry.list.startswith(prefix):
+            number = entry.list[len(prefix):]
+            out.floor = max(out.floor, int(number) if number.isdigit() else 0)
+            if entry.list in lists:
+                if len(out.found) < len(queued):
+                    raise StoreError("restore_ledger_diverges", index=index, url=url)
+                out.changes.append(entry)
+    return out
 
 
 def catch_up(store: IssuerStore, url: str, *, active: str, cutoff: int,
@@ -94,62 +140,40 @@ def catch_up(store: IssuerStore, url: str, *, active: str, cutoff: int,
         list_ids |= set(db.execute(sa.select(keys.c.status_list)).scalars())
         held = {b64url(k) for k in db.execute(sa.select(keys.c.kid)
                                                .where(keys.c.role == "office")).scalars()}
-    known = set(held)
     names = {f"{m['code']}.{list_id}": int(list_id) for list_id in list_ids}
-    prefix = f"{m['code']}."
-    restored_before = KeyCompromised(kid=active, effective=rfc3339(cutoff))
-    lost: list[str] = []
-    compromised: dict[str, int] = {}  # kid → the earliest time given
-    floor = 0
     total = _size(url)
-    found: list[int] = []  # outbox ids the ledger holds
-    changes: list[StatusChanged] = []
-    end = start
-    read = 0
-    for index, entry in _records(url, start):
-        read += 1
-        if progress is not None and read % MAX_PAGE == 0:
-            progress(read, None if total is None else max(total - start, read))
-        if len(found) < len(queued) and entry == queued[len(found)][1]:
-            found.append(queued[len(found)][0])
-            end = index + 1
-        elif entry == restored_before:
-            raise StoreError("restore_already_done", index=index, url=url)
-        elif isinstance(entry, KeyCompromised) and entry.kid in held:
-            since = parse_instant(entry.effective, "effective")
-            compromised[entry.kid] = min(compromised.get(entry.kid, since), since)
-        elif isinstance(entry, KeyRotated) and entry.replaces in known:
-            known.add(entry.kid)
-            lost.append(entry.kid)
-        elif isinstance(entry, StatusChanged) and entry.list.startswith(prefix):
-            number = entry.list[len(prefix):]
-            floor = max(floor, int(number) if number.isdigit() else 0)
-            if entry.list in names:
-                if len(found) < len(queued):
-                    raise StoreError("restore_ledger_diverges", index=index, url=url)
-                changes.append(entry)
+
+    def counted() -> Iterator[tuple[int, Entry]]:
+        for read, record in enumerate(_records(url, start), start=1):
+            if progress is not None and read % MAX_PAGE == 0:
+                progress(read, None if total is None else max(total - start, read))
+            yield record
+
+    seen = walk(counted(), queued, code=m["code"], lists=names, held=held, active=active,
+                 cutoff=cutoff, start=start, url=url)
     if progress is not None:
-        progress(read, read)
+        progress(seen.read, seen.read)
     applied = 0
     with store.engine.begin() as db:
-        for first in range(0, len(found), _CHUNK):  # an outage may have queued thousands
-            db.execute(outbox.update().where(outbox.c.id.in_(found[first:first + _CHUNK]))
+        for first in range(0, len(seen.found), _CHUNK):  # an outage may have queued thousands
+            db.execute(outbox.update().where(outbox.c.id.in_(seen.found[first:first + _CHUNK]))
                        .values(sent=int(time.time())))
-        if found:
-            set_meta(db, LEDGER_END, str(end))
-        if floor:
-            set_meta(db, LIST_FLOOR, str(floor))
-        for kid, since in compromised.items():  # the earlier of the store's time and the record's
+        if seen.found:
+            set_meta(db, LEDGER_END, str(seen.end))
+        if seen.floor:
+            set_meta(db, LIST_FLOOR, str(seen.floor))
+        for kid, since in seen.compromised.items():  # the earlier of the store's and the record's
             db.execute(keys.update().where(keys.c.kid == unb64url(kid, what="kid")).values(
                 compromised_since=sa.func.min(sa.func.coalesce(keys.c.compromised_since, since),
                                               since), active=False))
-        for change in changes:  # in the ledger's order, which was the lost office's
+        for change in seen.changes:  # in the ledger's order, which was the lost office's
             applied += db.execute(
                 credentials.update()
                 .where(credentials.c.list_id == names[change.list],
                        credentials.c.idx == change.index)
                 .values(status=change.status, reason=change.reason)).rowcount
-    return CatchUp(read, len(found), applied, tuple(lost), tuple(compromised))
+    return CatchUp(seen.read, len(seen.found), applied, tuple(seen.lost),
+                   tuple(seen.compromised))
 
 
 def _size(url: str) -> int | None:
