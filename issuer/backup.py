@@ -45,7 +45,7 @@ import sqlalchemy as sa
 from credential.errors import LedgerError, MalformedInput, StoreError
 from credential.home import fsync_path
 from credential.keys import b64url, unb64url, unseal
-from issuer.catchup import CatchUp, Progress, catch_up
+from issuer.catchup import Progress, Walk, catch_up
 from issuer.store import BUSY_TIMEOUT_S, IssuerStore, keys, meta
 
 __all__ = ["Restored", "restore", "take"]
@@ -87,7 +87,7 @@ def take(store: IssuerStore, target: Path, passphrase: str) -> int:
 class Restored:
     count: int  # credentials in the backup
     retired: str  # the kid of the key marked compromised from the backup's cutoff
-    ledger: CatchUp | None  # what the public ledger added, if it was read
+    ledger: Walk | None  # what the public ledger added, if it was read
 
 
 def restore(source: Path, home: Path, passphrase: str, *, ledger: bool = True,
@@ -120,7 +120,7 @@ def restore(source: Path, home: Path, passphrase: str, *, ledger: bool = True,
 
 
 def _prepare(work: Path, passphrase: str, ledger: bool, progress: Progress | None
-             ) -> tuple[CatchUp | None, str]:
+             ) -> tuple[Walk | None, str]:
     """The copy in ``work`` at the current schema, caught up from the ledger, its key retired."""
     prepared = IssuerStore(work)
     try:
@@ -131,8 +131,8 @@ def _prepare(work: Path, passphrase: str, ledger: bool, progress: Progress | Non
                 (keys.c.role == "office") & keys.c.active)).scalar_one())
         caught = _catch_up(prepared, active, cutoff, progress) if ledger else None
         _retire(prepared, active, cutoff, passphrase)
-        if caught is not None and caught.lost_keys:
-            prepared.mark_lost_keys_compromised(caught.lost_keys, cutoff, passphrase)
+        if caught is not None and caught.lost:
+            prepared.mark_lost_keys_compromised(caught.lost, cutoff, passphrase)
     finally:
         prepared.engine.dispose()
     with contextlib.closing(sqlite3.connect(work / "issuer.db", isolation_level=None)) as db:
@@ -141,14 +141,13 @@ def _prepare(work: Path, passphrase: str, ledger: bool, progress: Progress | Non
 
 
 def _catch_up(prepared: IssuerStore, active: str, cutoff: int, progress: Progress | None
-              ) -> CatchUp | None:
+              ) -> Walk | None:
     """Read the ledger the backup names, before the restore adds entries of its own."""
-    with prepared.engine.connect() as db:
-        url = db.execute(sa.select(meta.c.v).where(meta.c.k == "ledger_url")).scalar()
+    url = prepared.ledger_url()
     if url is None:
         return None
     try:
-        return catch_up(prepared, str(url), active=active, cutoff=cutoff, progress=progress)
+        return catch_up(prepared, url, active=active, cutoff=cutoff, progress=progress)
     except (LedgerError, MalformedInput) as exc:  # nothing is restored: say how to go on
         raise LedgerError("restore_ledger_unreadable", url=url,
                           reason=exc.message["en"]) from None

@@ -28,8 +28,6 @@ read: the ledger holds no personal data.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
@@ -61,24 +59,16 @@ from ledger.entries import (
 )
 from ledger.http import MAX_PAGE
 
-__all__ = ["CatchUp", "Walk", "catch_up", "walk"]
+__all__ = ["Walk", "catch_up", "walk"]
 
 Progress = Callable[[int, int | None], None]  # (records read, records on the ledger if known)
 _CHUNK = 500  # ids per UPDATE … IN (…): under SQLite's limit on bound parameters
 
 
-@dataclass(frozen=True)
-class CatchUp:
-    read: int  # ledger records read
-    published: int  # entries the backup had queued that the ledger already held
-    applied: int  # status changes made after the backup, now in the store
-    lost_keys: tuple[str, ...]  # kids the lost office rotated to after the backup
-    compromised: tuple[str, ...]  # kids of the backup it marked compromised after the backup
-
-
 @dataclass
 class Walk:
-    """What reading the ledger found (``walk``): pure data, applied to the store afterwards."""
+    """What reading the ledger found (``walk``), and once ``catch_up`` has applied it to the
+    store, how many status changes took effect."""
 
     found: list[int] = field(default_factory=list)  # outbox ids the ledger holds, in order
     end: int = 0  # the ledger size just after the last of them
@@ -87,6 +77,7 @@ class Walk:
     compromised: dict[str, int] = field(default_factory=dict)  # held kid → earliest time given
     floor: int = 0  # the highest status list number of this office on the record
     read: int = 0
+    applied: int = 0  # status changes that took effect in the store (``catch_up``)
 
 
 def walk(records: Iterable[tuple[int, Entry]], queued: Sequence[tuple[int, Entry]], *,
@@ -123,7 +114,7 @@ def walk(records: Iterable[tuple[int, Entry]], queued: Sequence[tuple[int, Entry
 
 
 def catch_up(store: IssuerStore, url: str, *, active: str, cutoff: int,
-             progress: Progress | None = None) -> CatchUp:
+             progress: Progress | None = None) -> Walk:
     """Bring ``store`` (a restored copy, before it becomes the office) up to ``url``'s ledger.
     ``active`` is the kid of the office key active at the backup, ``cutoff`` the backup's."""
     url = url.rstrip("/")
@@ -153,7 +144,6 @@ def catch_up(store: IssuerStore, url: str, *, active: str, cutoff: int,
                  cutoff=cutoff, start=start, url=url)
     if progress is not None:
         progress(seen.read, seen.read)
-    applied = 0
     with store.engine.begin() as db:
         for first in range(0, len(seen.found), _CHUNK):  # an outage may have queued thousands
             db.execute(outbox.update().where(outbox.c.id.in_(seen.found[first:first + _CHUNK]))
@@ -167,40 +157,25 @@ def catch_up(store: IssuerStore, url: str, *, active: str, cutoff: int,
                 compromised_since=sa.func.min(sa.func.coalesce(keys.c.compromised_since, since),
                                               since), active=False))
         for change in seen.changes:  # in the ledger's order, which was the lost office's
-            applied += db.execute(
+            seen.applied += db.execute(
                 credentials.update()
                 .where(credentials.c.list_id == names[change.list],
                        credentials.c.idx == change.index)
                 .values(status=change.status, reason=change.reason)).rowcount
-    return CatchUp(seen.read, len(seen.found), applied, tuple(seen.lost),
-                   tuple(seen.compromised))
+    return seen
 
 
 def _size(url: str) -> int | None:
-    """The ledger's size from its checkpoint's second line, for progress only (unverified: the
-    records themselves are what is read)."""
+    """The ledger's size, for progress only (unverified: the records are what is read)."""
     try:
-        return int(client.get_text(f"{url}/checkpoint").split("\n")[1])
-    except (LedgerError, ValueError, IndexError):
+        return client.checkpoint(url)[2].size
+    except LedgerError:
         return None
 
 
 def _records(url: str, start: int) -> Iterator[tuple[int, Entry]]:
     """Every record from ``start`` on, page by page, until a page comes back empty."""
-    index = start
-    while True:
-        items = client.get_json(f"{url}/entries?start={index}&end={index + MAX_PAGE}")
-        if not isinstance(items, list):
-            raise LedgerError("ledger_remote_error", url=url, status="not a list of entries")
-        if not items:
-            return
-        for item in items:
-            if not isinstance(item, dict) or item.get("index") != index:
-                raise LedgerError("ledger_remote_error", url=url, status=f"record {index} missing")
-            try:
-                leaf = base64.b64decode(str(item.get("leaf")), validate=True)
-            except binascii.Error:
-                raise LedgerError("ledger_remote_error", url=url,
-                                  status=f"record {index} is not base64") from None
+    while leaves := client.entries(url, start, start + MAX_PAGE):
+        for index, leaf in enumerate(leaves, start=start):
             yield index, decode_record(leaf).entry
-            index += 1
+        start += len(leaves)

@@ -256,14 +256,14 @@ def restore(source: Path, no_ledger: bool, home: str | None) -> None:
     if done.ledger is not None:
         click.echo(f"\nDel registro público / From the public ledger: {done.ledger.applied} "
                    f"cambio(s) de estado posteriores a la copia aplicados / status change(s) made "
-                   f"after the backup applied; {done.ledger.published} entrada(s) en cola ya "
+                   f"after the backup applied; {len(done.ledger.found)} entrada(s) en cola ya "
                    f"publicadas / queued entries already published.", err=True)
         if done.ledger.compromised:
             click.echo(f"Llaves marcadas comprometidas tras la copia / keys marked compromised "
                        f"after the backup: {', '.join(done.ledger.compromised)}", err=True)
-        if done.ledger.lost_keys:
+        if done.ledger.lost:
             click.echo(f"Llaves creadas tras la copia, ahora comprometidas / keys made after the "
-                       f"backup, now compromised: {', '.join(done.ledger.lost_keys)}", err=True)
+                       f"backup, now compromised: {', '.join(done.ledger.lost)}", err=True)
     else:
         click.echo("Los cambios de estado posteriores a la copia no están en ella y no se leyó "
                    "ningún registro público: vuelva a aplicarlos. / The status changes made after "

@@ -121,6 +121,11 @@ outbox = sa.Table(
 )
 
 
+def _compromised(kid: str, since: int) -> dict[str, Any]:
+    """The public record's entry for an office key untrusted from ``since``."""
+    return {"type": "key_compromised", "kid": kid, "effective": rfc3339(since)}
+
+
 def set_meta(db: sa.Connection, key: str, value: str) -> None:
     """Set one ``meta`` row, inside the caller's transaction."""
     db.execute(meta.delete().where(meta.c.k == key))
@@ -266,8 +271,7 @@ class IssuerStore:
             if not found:
                 raise UsageError("usage_error", reason_es=f"no hay llave de oficina {kid_text}",
                                  reason_en=f"no office key {kid_text}")
-            self._queue(db, int(time.time()), {"type": "key_compromised", "kid": kid_text,
-                                               "effective": rfc3339(since)})
+            self._queue(db, int(time.time()), _compromised(kid_text, since))
 
     def mark_lost_keys_compromised(self, kids: Sequence[str], since: int,
                                    passphrase: str) -> None:
@@ -275,8 +279,7 @@ class IssuerStore:
         ``since``: keys a lost office made after the backup this store was restored from."""
         self.root_signing_key(passphrase)
         with self.engine.begin() as db:
-            self._queue(db, int(time.time()), *({"type": "key_compromised", "kid": kid,
-                                                 "effective": rfc3339(since)} for kid in kids))
+            self._queue(db, int(time.time()), *(_compromised(kid, since) for kid in kids))
 
     # -- the public record -------------------------------------------------------------------
     @staticmethod

@@ -5,16 +5,13 @@ check are in ``credential.logproof``). Nothing here is trusted: the counter chec
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 from collections.abc import Callable
 
 from sqlalchemy import select
 
-from credential.errors import LedgerError, PasaporteError
+from credential.errors import LedgerError
 from credential.logproof import BundleProof
-from credential.note import parse_checkpoint, parse_note
 from ledger import client
 from ledger import schema as t
 from ledger.crosscheck import read_public_record
@@ -56,43 +53,23 @@ def prove_bundle_remote(url: str, signed_bundle: bytes,
     ``/proof/inclusion``), under the checkpoint it serves now. The record is looked for from the
     newest page back: a bundle is normally among the latest records."""
     url = url.rstrip("/")
-    note_text = client.get_text(f"{url}/checkpoint")
-    try:
-        note = parse_note(note_text)
-        size = parse_checkpoint(note.text).size
-    except PasaporteError as exc:
-        raise LedgerError("ledger_remote_error", url=url, status=exc.message["en"]) from None
+    note_text, note, cp = client.checkpoint(url)
     digest = hashlib.sha256(signed_bundle).digest()
     marker = type_cbor(BundlePublished.TYPE)
     found: tuple[int, bytes] | None = None
-    end = size
+    end = cp.size
     while end > 0 and found is None:
         start = max(0, end - MAX_PAGE)
-        for item in client.get_json(f"{url}/entries?start={start}&end={end}"):
-            leaf = _leaf(url, item)
+        for index, leaf in enumerate(client.entries(url, start, end), start=start):
             if digest in leaf and marker in leaf:
                 entry = decode_record(leaf).entry
                 if isinstance(entry, BundlePublished) and entry.digest == digest:
-                    found = (int(item["index"]), leaf)
+                    found = (index, leaf)
         if progress is not None:
-            progress(size - start, size)
+            progress(cp.size - start, cp.size)
         end = start
     if found is None:
         raise LedgerError("ledger_bundle_not_found", digest=digest.hex()[:16])
     index, leaf = found
-    answer = client.get_json(f"{url}/proof/inclusion?index={index}&size={size}")
-    try:
-        hashes = tuple(base64.b64decode(h, validate=True) for h in answer["proof"])
-    except (KeyError, TypeError, binascii.Error):
-        raise LedgerError("ledger_remote_error", url=url, status="bad proof") from None
-    return BundleProof(index, leaf, hashes, note_text), size, len(note.signatures) > 1
-
-
-def _leaf(url: str, item: object) -> bytes:
-    if not isinstance(item, dict) or not isinstance(item.get("index"), int):
-        raise LedgerError("ledger_remote_error", url=url, status="not a list of entries")
-    try:
-        return base64.b64decode(str(item.get("leaf")), validate=True)
-    except binascii.Error:
-        raise LedgerError("ledger_remote_error", url=url,
-                          status=f"record {item['index']} is not base64") from None
+    hashes = tuple(client.inclusion_proof(url, index, cp.size))
+    return BundleProof(index, leaf, hashes, note_text), cp.size, len(note.signatures) > 1

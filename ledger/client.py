@@ -9,9 +9,11 @@ import urllib.request
 from typing import Any
 
 from credential import jsontext
-from credential.errors import LedgerError
+from credential.errors import LedgerError, PasaporteError
+from credential.note import Checkpoint, Note, parse_checkpoint, parse_note
 
-__all__ = ["consistency_proof", "get_json", "get_text", "post"]
+__all__ = ["checkpoint", "consistency_proof", "entries", "get_json", "get_text",
+           "inclusion_proof", "post"]
 
 TIMEOUT = 15.0
 MAX_RESPONSE = 8 * 1024 * 1024
@@ -55,8 +57,48 @@ def get_json(url: str) -> Any:
 
 def consistency_proof(url: str, old: int, new: int) -> list[bytes]:
     """``GET /proof/consistency`` of the node at ``url``, decoded (checked by the caller)."""
-    got = get_json(f"{url}/proof/consistency?old={old}&new={new}")
+    return _proof(url, f"{url}/proof/consistency?old={old}&new={new}")
+
+
+def inclusion_proof(url: str, index: int, size: int) -> list[bytes]:
+    """``GET /proof/inclusion`` of the node at ``url``, decoded (checked by the caller)."""
+    return _proof(url, f"{url}/proof/inclusion?index={index}&size={size}")
+
+
+def _proof(url: str, query: str) -> list[bytes]:
+    got = get_json(query)
     try:
         return [base64.b64decode(p, validate=True) for p in got["proof"]]
     except (KeyError, TypeError, binascii.Error):
         raise LedgerError("ledger_remote_error", url=url, status="bad proof") from None
+
+
+def entries(url: str, start: int, end: int) -> list[bytes]:
+    """``GET /entries`` of the node at ``url``: the leaves of records ``start``, ``start + 1``,
+    … (a page may stop short of ``end``, and is empty past the log's end). Every item must name
+    its index in sequence and carry a base64 leaf; anything else is the node's error."""
+    items = get_json(f"{url}/entries?start={start}&end={end}")
+    if not isinstance(items, list):
+        raise LedgerError("ledger_remote_error", url=url, status="not a list of entries")
+    leaves = []
+    for index, item in enumerate(items, start=start):
+        leaf = item.get("leaf") if isinstance(item, dict) else None
+        if not isinstance(item, dict) or item.get("index") != index or not isinstance(leaf, str):
+            raise LedgerError("ledger_remote_error", url=url, status=f"record {index} missing")
+        try:
+            leaves.append(base64.b64decode(leaf, validate=True))
+        except binascii.Error:
+            raise LedgerError("ledger_remote_error", url=url,
+                              status=f"record {index} is not base64") from None
+    return leaves
+
+
+def checkpoint(url: str) -> tuple[str, Note, Checkpoint]:
+    """``GET /checkpoint`` of the node at ``url``: its text, parsed but not verified (whoever
+    relies on it verifies the signatures against keys it holds)."""
+    text = get_text(f"{url}/checkpoint")
+    try:
+        note = parse_note(text)
+        return text, note, parse_checkpoint(note.text)
+    except PasaporteError as exc:
+        raise LedgerError("ledger_remote_error", url=url, status=exc.message["en"]) from None

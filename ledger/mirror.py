@@ -10,7 +10,6 @@ dropped again and the run fails.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable, Sequence
 
 from credential import merkle
@@ -50,14 +49,9 @@ def mirror(store: LedgerStore, url: str, witnesses: Sequence[Verifier] = (),
         if limit is not None and fetched >= limit:
             return cp
         end = min(size + page, cp.size)
-        items = client.get_json(f"{url}/entries?start={size}&end={end}")
-        if not isinstance(items, list) or not items:
+        leaves = client.entries(url, size, end)
+        if not leaves:
             raise LedgerError("ledger_remote_error", url=url, status="empty page")
-        leaves = []
-        for offset, item in enumerate(items):
-            if item.get("index") != size + offset:
-                raise LedgerError("ledger_chain_broken", index=size + offset)
-            leaves.append(base64.b64decode(item["leaf"], validate=True))
         size = store.append_records(leaves)
         fetched += len(leaves)
         if progress is not None:
