@@ -69,14 +69,18 @@ class BundleProof:
     def digest(self) -> bytes | None:
         """The bundle digest the record names, if the record is a ``bundle_published`` one."""
         try:
-            value = cbor.loads(self.record)
+            return _published_digest(cbor.loads(self.record))
         except MalformedInput:
             return None
-        if not (isinstance(value, list) and len(value) == 5 and value[3] == "bundle_published"
-                and isinstance(value[4], dict)):
-            return None
-        digest = value[4].get("digest")
-        return digest if isinstance(digest, bytes) and len(digest) == 32 else None
+
+
+def _published_digest(record: Any) -> bytes | None:
+    """The ``digest`` of a decoded ``[seq, prev, time, "bundle_published", {…}]`` record."""
+    if not (isinstance(record, list) and len(record) == 5 and record[3] == "bundle_published"
+            and isinstance(record[4], dict)):
+        return None
+    digest = record[4].get("digest")
+    return digest if isinstance(digest, bytes) and len(digest) == 32 else None
 
 
 def _bad(reason: str) -> MalformedInput:
@@ -137,7 +141,7 @@ def verify_bundle_proof(signed_bundle: bytes, proof: BundleProof, logs: Sequence
     record = cbor.loads(proof.record)  # included, so the log's own canonical bytes
     if not (isinstance(record, list) and record and record[0] == proof.index):
         raise _bad("record is not at its index")
-    if proof.digest() != hashlib.sha256(signed_bundle).digest():
+    if _published_digest(record) != hashlib.sha256(signed_bundle).digest():
         raise _bad("record is not this bundle's publication")
     return checkpoint
 

@@ -12,7 +12,7 @@ from typing import BinaryIO
 
 import click
 
-from credential.bundle import MAX_BUNDLE
+from credential.bundle import MAX_BUNDLE, MAX_ROOT, RootKey
 from credential.errors import PasaporteError, UsageError
 from credential.home import read_bounded
 from credential.logproof import MAX_PROOF, require_logged_with_keys
@@ -138,11 +138,12 @@ def command(service: str, bundles: tuple[str, ...], roots: tuple[str, ...],
                          reason_en="give exactly one of --text, --image, --batch")
     policy = Policy.for_service(service, counter_id=counter)
     try:
+        signed = [read_bounded(p, MAX_BUNDLE) for p in bundles]  # each file read once
         if log_keys or proofs or witness_keys:
-            require_logged_with_keys([read_bounded(p, MAX_BUNDLE) for p in bundles],
-                                     [read_bounded(p, MAX_PROOF) for p in proofs],
+            require_logged_with_keys(signed, [read_bounded(p, MAX_PROOF) for p in proofs],
                                      log_keys, witness_keys)
-        verifier = Verifier.from_files(bundles, roots)
+        verifier = Verifier(bundles=signed,
+                            roots=[RootKey.from_json(read_bounded(p, MAX_ROOT)) for p in roots])
     except PasaporteError as exc:
         # A broken bundle or root file is the counter's setup, not the resident's passport:
         # report it as a usage error (exit 2), never as a rejection (exit 1).

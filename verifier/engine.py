@@ -1,9 +1,9 @@
 """The offline verification engine: scanned text (or a photo) in, a decision out.
 
-No network, ever; the only file access is the ``Verifier.from_files`` convenience. ``Verifier``
-holds the warm trust state (verified bundles, decompressed status lists, keys by kid) so that a
-scan costs two signature checks plus parsing, hashing, status, policy and labels (about 0.2 ms
-in all on one core; see ``make bench``).
+No network, ever; bundles and roots come in as bytes and keys (the CLI reads their files, once).
+``Verifier`` holds the warm trust state (verified bundles, decompressed status lists, keys by
+kid) so that a scan costs two signature checks plus parsing, hashing, status, policy and labels
+(about 0.2 ms in all on one core; see ``make bench``).
 
 Every outcome is a ``Result``; malformed input never raises out of ``verify``.
 """
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from credential import sd
-from credential.bundle import MAX_BUNDLE, MAX_ROOT, OfficeKey, RootKey, TrustBundle, parse_bundle
+from credential.bundle import OfficeKey, RootKey, TrustBundle, parse_bundle
 from credential.claims import display_value
 from credential.errors import PasaporteError
 from credential.keys import b64url
@@ -138,13 +138,6 @@ class Verifier:
         self._plan = _display_plan()
         self._groups = len(schema().groups)
         self._accepted = _msg("accepted")
-
-    @classmethod
-    def from_files(cls, bundle_paths: Iterable[str], root_paths: Iterable[str]) -> Verifier:
-        from credential.home import read_bounded  # only the CLI reads files; the engine is pure
-
-        roots = [RootKey.from_json(read_bounded(p, MAX_ROOT)) for p in root_paths]
-        return cls(bundles=[read_bounded(p, MAX_BUNDLE) for p in bundle_paths], roots=roots)
 
     # -- the hot path -----------------------------------------------------------------------
     def verify(self, scanned: str, *, service: str | Policy, now: int | None = None,
