@@ -16,7 +16,9 @@ raise only for programming errors; parsers raise ``MalformedInput`` and nothing 
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
 from functools import cache
 from importlib import resources
@@ -63,12 +65,38 @@ def _reasons_es() -> tuple[dict[str, str], tuple[tuple[re.Pattern[str], str], ..
     return exact, compiled
 
 
+@cache
+def _os_es() -> dict[str, str]:
+    """The Spanish for the operating system's error texts, keyed by the text this system's C
+    library gives for each errno (``exc.strerror``). The table names errno symbols, not numbers
+    or words, so that it holds on any platform."""
+    path = resources.files("schemas") / "messages" / "reasons" / "os-es.json"
+    table: dict[str, str] = json.loads(path.read_text(encoding="utf-8"))
+    return {os.strerror(getattr(errno, name)): es for name, es in table.items()
+            if hasattr(errno, name)}
+
+
+# "[Errno 28] No space left on device", as OSError and its kin (URLError, gaierror…) print it,
+# possibly with the file name after a colon or inside another library's text.
+_ERRNO_TEXT = re.compile(r"(\[Errno -?\d+\] )([^:\]>]*[^:\]>\s])")
+
+
+def _os_spanish(match: re.Match[str]) -> str:
+    # name resolution (getaddrinfo) texts have numbers of their own: they are in our table
+    es = _os_es().get(match[2]) or _reasons_es()[0].get(match[2])
+    return match[0] if es is None else match[1] + es
+
+
 def spanish(reason: str) -> str:
-    """``reason`` in Spanish where it is one of our phrases; otherwise as it is (a path, a
-    library's or the operating system's own text)."""
+    """``reason`` in Spanish where it is one of our phrases or an operating-system error text;
+    otherwise as it is (a path, a library's own text)."""
     exact, templates = _reasons_es()
     if reason in exact:
         return exact[reason]
+    if reason in _os_es():
+        return _os_es()[reason]
+    if "[Errno " in reason:
+        return _ERRNO_TEXT.sub(_os_spanish, reason)
     for pattern, es in templates:
         m = pattern.match(reason)
         if m is not None:

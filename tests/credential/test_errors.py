@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import ast
+import errno
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,10 +77,27 @@ def test_templates_keep_their_parts() -> None:
     ("record 12 is missing", "falta el registro 12"),  # not "record {} missing" with "12 is"
     ("checkpoint 7: malformed cosignature", "checkpoint 7: cofirma mal formada"),
     ("checkpoint 7: not UTF-8", "checkpoint 7: no es UTF-8"),  # the inner phrase as well
-    ("[Errno 28] No space left on device", "[Errno 28] No space left on device"),
+    ("[Errno 28] No space left on device: '/datos/x'",
+     "[Errno 28] no queda espacio en el dispositivo: '/datos/x'"),
+    ("<urlopen error [Errno 111] Connection refused>",
+     "<urlopen error [Errno 111] conexión rechazada>"),
+    ("[Errno -2] Name or service not known", "[Errno -2] nombre o servicio desconocido"),
+    ("[Errno 9999] Something new", "[Errno 9999] Something new"),  # unknown: kept as it is
+    ("/tmp/[Errno 13] not the OS's", "/tmp/[Errno 13] not the OS's"),  # only the OS's texts
 ])
 def test_spanish(en: str, es: str) -> None:
     assert spanish(en) == es
+
+
+@pytest.mark.parametrize("name", ["ENOENT", "EACCES", "ENOSPC", "EROFS", "EISDIR", "ENOTDIR",
+                                  "EEXIST", "EDQUOT", "EIO", "ECONNREFUSED"])
+def test_the_operating_systems_texts_read_in_spanish(name: str) -> None:
+    """What a clerk meets most (a full disk, a read-only folder, a node that is down) reads in
+    Spanish in the Spanish half, as ``exc.strerror`` and as ``str(exc)`` give it."""
+    number = getattr(errno, name)
+    text = os.strerror(number)
+    assert spanish(text) not in (text, "")
+    assert spanish(str(OSError(number, text, "/x"))) == f"[Errno {number}] {spanish(text)}: '/x'"
 
 
 def test_messages_read_in_one_language_each() -> None:

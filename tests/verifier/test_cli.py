@@ -73,6 +73,7 @@ def test_an_unwritable_output_is_a_bilingual_error(tmp_path: Path, passphrase: s
     (tmp_path / "file").write_text("")
     code, _, err = run("wallet", "init", "--home", str(tmp_path / "file" / "wallet"))
     assert code == 1 and "file_error" in err and "Could not read or write" in err
+    assert "No se pudo leer o escribir" in err and "no es un directorio" in err
 
 
 def test_setup_mistakes_are_usage_errors_in_both_languages(tmp_path: Path, run: Run) -> None:
