@@ -15,9 +15,9 @@ from typing import Any, BinaryIO
 
 import click
 
-from credential.bundle import MAX_BUNDLE
+from credential.bundle import MAX_BUNDLE, MAX_ROOT
 from credential.errors import MalformedInput, PasaporteError
-from credential.home import atomic_write, read_passphrase, resolve_home
+from credential.home import atomic_write, read_bounded, read_passphrase, resolve_home
 from credential.keys import b64url
 from credential.logproof import MAX_PROOF, require_logged_with_keys
 from wallet_cli.store import CredentialEntry, Wallet, parse_nonce
@@ -29,6 +29,7 @@ _home_option = click.option(
     "--home", type=click.Path(file_okay=False, path_type=Path), default=None,
     help="Carpeta de la cartera / Wallet folder (default: $PASAPORTE_HOME or the XDG data dir).")
 
+_FILE = click.Path(exists=True, dir_okay=False)  # read whole, bounded (read_bounded)
 _STATUS = {"valid": "vigente / valid", "expired": "vencido / expired",
            "not_yet_valid": "aún no vigente / not yet valid"}
 _OUTCOME = {"imported": "Importado / Imported", "unchanged": "Ya estaba / Already in the wallet",
@@ -70,28 +71,27 @@ def key(home: Path | None) -> None:
 
 
 @group.command()
-@click.option("--bundle", "bundles", multiple=True, required=True, type=click.File("rb"),
+@click.option("--bundle", "bundles", multiple=True, required=True, type=_FILE,
               help="A city's trust bundle (repeatable).")
-@click.option("--trust-root", "roots", multiple=True, required=True, type=click.File("rb"),
+@click.option("--trust-root", "roots", multiple=True, required=True, type=_FILE,
               help="That city's root key file (repeatable).")
-@click.option("--bundle-proof", "proofs", multiple=True, type=click.File("rb"),
+@click.option("--bundle-proof", "proofs", multiple=True, type=_FILE,
               help="Each bundle's proof of publication (ledger prove-bundle).")
 @click.option("--log-key", "log_keys", multiple=True,
               help="A city ledger's verifier key: trust only bundles proven on it.")
 @click.option("--witness-key", "witness_keys", multiple=True,
               help="A witness's verifier key: the proof's checkpoint must be cosigned by one.")
 @_home_option
-def trust(bundles: tuple[BinaryIO, ...], roots: tuple[BinaryIO, ...],
-          proofs: tuple[BinaryIO, ...], log_keys: tuple[str, ...], witness_keys: tuple[str, ...],
-          home: Path | None) -> None:
+def trust(bundles: tuple[str, ...], roots: tuple[str, ...], proofs: tuple[str, ...],
+          log_keys: tuple[str, ...], witness_keys: tuple[str, ...], home: Path | None) -> None:
     """Confía en paquetes de ciudades / Trust cities' bundles: names for codes, issuer checks.
     With --log-key, only bundles proven to be on the public ledger."""
     wallet = Wallet.open(_home(home))
-    signed = [b.read(MAX_BUNDLE + 1) for b in bundles]  # over: refused
+    signed = [read_bounded(b, MAX_BUNDLE) for b in bundles]  # each file read once
     if log_keys or proofs or witness_keys:
-        require_logged_with_keys(signed, [p.read(MAX_PROOF + 1) for p in proofs], log_keys,
+        require_logged_with_keys(signed, [read_bounded(p, MAX_PROOF) for p in proofs], log_keys,
                                  witness_keys)
-    kept = wallet.trust(signed, [r.read(64 * 1024) for r in roots])
+    kept = wallet.trust(signed, [read_bounded(r, MAX_ROOT) for r in roots])
     for line in kept:
         click.echo(line)
 

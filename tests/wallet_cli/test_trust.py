@@ -9,7 +9,7 @@ import pytest
 
 from credential import transport
 from credential.claims import parse_claims
-from credential.errors import MalformedInput, Rejection
+from credential.errors import MalformedInput, Rejection, UsageError
 from credential.passport import StatusRef, issue
 from tests.factory import NOW, City, example_claims
 from tests.wallet_cli.conftest import Run
@@ -67,3 +67,19 @@ def test_trust_command(run: Run, wallet_home: Path, tmp_path: Path) -> None:
     result = run("wallet", "trust", "--bundle", tmp_path / "b.cbor",
                  "--trust-root", tmp_path / "r.json", "--home", wallet_home)
     assert result.exit_code == 0 and "MXMEX" in result.stdout
+
+
+def test_trust_does_not_read_an_oversized_file(run: Run, wallet_home: Path,
+                                               tmp_path: Path) -> None:
+    """A resident pointing at the wrong file (a video, a disk image): a clear error naming it,
+    nothing read beyond the limit (the file is sparse: 1 GB that takes no disk), nothing trusted."""
+    city = City()
+    (tmp_path / "r.json").write_text(city.root.to_json())
+    huge = tmp_path / "huge.bin"
+    with huge.open("wb") as fh:
+        fh.truncate(2**30)
+    result = run("wallet", "trust", "--bundle", huge, "--trust-root", tmp_path / "r.json",
+                 "--home", wallet_home)
+    assert isinstance(result.exception, UsageError)  # exit 2 through the console script
+    assert result.exception.code == "file_too_large" and "huge.bin" in str(result.exception)
+    assert Wallet.open(wallet_home).trusted_bundles() == {}
