@@ -101,8 +101,10 @@ def spanish(reason: str) -> str:
         m = pattern.match(reason)
         if m is not None:
             pieces = es.split("{}")  # as many as the English has (checked by a test)
-            filled = (exact.get(g, g) + piece for g, piece in zip(m.groups(), pieces[1:],
-                                                                   strict=True))
+            # A part may be a phrase in its turn ("Invalid value for {}: {}" around "{} is not
+            # one of {}."); each is shorter than the whole, so this ends.
+            filled = (spanish(g) + piece for g, piece in zip(m.groups(), pieces[1:],
+                                                             strict=True))
             return pieces[0] + "".join(filled)
     return reason
 

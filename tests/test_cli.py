@@ -47,3 +47,32 @@ def test_a_city_name_without_latin_letters_needs_a_code(homes: dict[str, Path], 
     assert code == 2 and "--code" in err
     code, out, _ = run(*args, "--code", "JPTYO")
     assert code == 0 and "JPTYO" in out
+
+
+@pytest.mark.parametrize(("args", "spanish"), [
+    (["verify", "--service", "library"], "falta la opción '--bundle'"),
+    (["verify", "--servic", "library"],
+     "no existe la opción '--servic'. ¿Quiso decir '--service'?"),
+    (["verify", "--service"], "la opción '--service' necesita un valor"),
+    (["verify", "--service", "library", "--bundle", "/nowhere/b.cbor"],
+     "valor no válido para '--bundle': el archivo '/nowhere/b.cbor' no existe"),
+    (["verify", "--service", "library", "--bundle", "/"],
+     "valor no válido para '--bundle': '/' es una carpeta, no un archivo"),
+    (["issuer", "revokee"], "no existe la orden 'revokee'. ¿Quiso decir 'revoke'?"),
+    (["issuer", "revoke"], "falta el argumento 'CREDENTIAL_ID'"),
+    (["issuer", "revoke", "A", "B"], "sobra un argumento (B)"),
+    (["issuer", "revoke", "A", "--reason", "perdido"],
+     "valor no válido para '--reason': 'perdido' no es uno de 'unspecified'"),
+    (["ledger", "serve", "--port", "abc"], "valor no válido para '--port': 'abc' no es un número"),
+    (["ledger", "serve", "--port", "99999999"],
+     "valor no válido para '--port': 99999999 está fuera del intervalo 0<=x<=65535"),
+])
+def test_command_line_mistakes_read_in_spanish_too(args: list[str], spanish: str,
+                                                  run: Run) -> None:
+    """The mistakes a clerk makes most at the command line are click's to find; its English
+    wording is the English half, and the Spanish half says the same in Spanish (a click release
+    that rewords a message shows up here, not at a counter)."""
+    code, _, err = run(*args)
+    es, _, en = err.strip().splitlines()[-1].partition(" / Incorrect use: ")
+    assert code == 2 and es.startswith("[usage_error] Uso incorrecto: ") and en
+    assert spanish in es
