@@ -142,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-ledger", action="store_true")
     args = parser.parse_args(argv)
     figures: dict[str, Any] = {}
+    if not verifier.engine.__file__.endswith(".so"):
+        print("note: the verification hot path is not compiled (no C compiler when make compile "
+              "ran): verify_per_s is the interpreted figure, not a counter's", file=sys.stderr)
     print("credential figures…", file=sys.stderr)
     figures.update(credential_figures(args.quick))
     if not args.quick:
