@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import cbor2
 import nacl.signing
@@ -139,10 +139,12 @@ def _payload(doc: Any) -> TrustBundle:
                               None if k[5] is None else _int(k[5]), _int(k[6])))
     lists = []
     for s in lists_raw:
-        if not (isinstance(s, list) and len(s) == 5 and s[1] in PURPOSES
-                and isinstance(s[3], bytes)):
+        # a str before the set lookup: a list or map there is unhashable (TypeError)
+        if not (isinstance(s, list) and len(s) == 5 and isinstance(s[1], str)
+                and s[1] in PURPOSES and isinstance(s[3], bytes)):
             raise _bad("status list")
-        lists.append(StatusListInfo(_int(s[0]), s[1], _int(s[2]), s[3], _int(s[4])))
+        lists.append(StatusListInfo(_int(s[0]), cast(Purpose, s[1]), _int(s[2]), s[3],
+                                    _int(s[4])))
     catalogs: dict[str, dict[int, str]] = {}
     for name, entries in cats_raw.items():
         if not isinstance(entries, dict):

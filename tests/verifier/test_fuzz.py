@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
-from typing import Any
 
 import cbor2
 import nacl.signing
@@ -14,6 +12,7 @@ from hypothesis import strategies as st
 
 from credential import base45, transport
 from credential.errors import message_catalog
+from tests.cbor_edits import cbor_values, edit, node_paths
 from tests.factory import NOW, City, presentation
 from verifier.engine import Verifier
 
@@ -65,57 +64,12 @@ def test_truncations(n: int) -> None:
     assert r.decision == "rejected"
 
 
-# Structure-aware: well-formed CBOR of the right outline with any one node (down into the
-# signed payload and the disclosures, which are CBOR inside byte strings) replaced by another
-# value or removed. Byte flips mostly break the CBOR itself; this reaches every shape check.
+# Structure-aware (tests.cbor_edits): well-formed CBOR of the right outline with any one node,
+# down into the signed payload and the disclosures, replaced by another value or removed.
 _PAPER = transport.pack(_CITY.issue().to_cbor())
-_Path = tuple[object, ...]
 # the unprotected headers (item 1) of the credential's COSE_Sign1 (item 0) and of the
 # presentation's key-binding COSE_Sign1 (item 3)
 _UNPROTECTED = {(0, 1), (3, 1)}
-_leaves = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(),
-                    st.binary(max_size=70), st.text(max_size=20),
-                    st.builds(cbor2.CBORTag, st.sampled_from([0, 1, 2, 18, 24, 258]),
-                              st.integers(-5, 5)))
-_values = st.recursive(_leaves, lambda inner: st.one_of(
-    st.lists(inner, max_size=5),
-    st.dictionaries(st.one_of(st.integers(-30, 30), st.text(max_size=4)), inner, max_size=5)),
-    max_leaves=12)
-
-
-def _paths(obj: object, prefix: _Path = ()) -> Iterator[_Path]:
-    yield prefix
-    if isinstance(obj, list):
-        for i, v in enumerate(obj):
-            yield from _paths(v, (*prefix, i))
-    elif isinstance(obj, dict):
-        for k, v in obj.items():
-            yield from _paths(v, (*prefix, k))
-    elif isinstance(obj, cbor2.CBORTag):
-        yield from _paths(obj.value, (*prefix, "tag"))
-    elif isinstance(obj, bytes) and obj:
-        try:
-            inner = cbor2.loads(obj)
-        except (cbor2.CBORDecodeError, ValueError):
-            return
-        yield from _paths(inner, (*prefix, "cbor"))
-
-
-def _edit(obj: Any, path: _Path, new: object, remove: bool) -> Any:
-    """``obj`` with the node at ``path`` replaced by ``new`` (or removed from its container)."""
-    head, rest = path[0], path[1:]
-    if head == "tag":
-        return cbor2.CBORTag(obj.tag, _edit(obj.value, rest, new, remove) if rest else new)
-    if head == "cbor":
-        return cbor2.dumps(_edit(cbor2.loads(obj), rest, new, remove) if rest else new)
-    copy: Any = list(obj) if isinstance(obj, list) else dict(obj)
-    if rest:
-        copy[head] = _edit(copy[head], rest, new, remove)
-    elif remove:
-        del copy[head]
-    else:
-        copy[head] = new
-    return copy
 
 
 @pytest.mark.parametrize("good", [_GOOD, _PAPER], ids=["presentation", "paper"])
@@ -124,9 +78,9 @@ def _edit(obj: Any, path: _Path, new: object, remove: bool) -> Any:
 def test_any_node_replaced_or_removed_is_a_typed_rejection(good: str,
                                                            data: st.DataObject) -> None:
     obj = cbor2.loads(transport.unpack(good))
-    path = data.draw(st.sampled_from(list(_paths(obj))[1:]))
+    path = data.draw(st.sampled_from(list(node_paths(obj))[1:]))
     remove = path[-1] not in ("tag", "cbor") and data.draw(st.booleans())
-    edited = _edit(obj, path, None if remove else data.draw(_values), remove)
+    edited = edit(obj, path, None if remove else data.draw(cbor_values), remove)
     if edited == obj:
         return
     r = _VERIFIER.verify(transport.pack(cbor2.dumps(edited)), service="library", now=NOW)
