@@ -241,7 +241,9 @@ def _build(data: Mapping[str, Any], *, from_json: bool) -> Entry:
     given = set(data) - {"type"}
     if given - names:
         raise MalformedInput("ledger_bad_entry",
-                             reason="unknown fields: " + ", ".join(sorted(given - names))[:200])
+                             # str(): a stored record's map may have non-text keys
+                             reason="unknown fields: "
+                             + ", ".join(sorted(str(k) for k in given - names))[:200])
     values = {}
     for name in names & given:
         value = data[name]

@@ -5,7 +5,10 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+import cbor2
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from credential.errors import MalformedInput
 from ledger.entries import (
@@ -16,6 +19,7 @@ from ledger.entries import (
     entry_from_json,
     entry_to_json,
 )
+from tests.cbor_edits import cbor_values, edit, node_paths
 from tests.ledger.helpers import b64u, valid_entries
 
 
@@ -81,8 +85,6 @@ def test_typed_entries_validate_on_construction() -> None:
 
 
 def test_record_must_be_canonical() -> None:
-    import cbor2
-
     entry = Notice(text="hola")
     leaf = encode_record(0, bytes(32), 1, entry)
     noncanon = cbor2.dumps([0, bytes(32), 1, "notice", {"text": "hola"}], canonical=False)
@@ -96,3 +98,27 @@ def test_record_must_be_canonical() -> None:
     # a non-shortest integer encoding of seq is refused as non-canonical
     with pytest.raises(MalformedInput):
         decode_record(b"\x85\x18\x00" + leaf[2:])
+
+
+_LEAVES = [encode_record(7, bytes(range(32)), 1_700_000_000_000, entry_from_json(item))
+           for item in valid_entries()]
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_any_node_of_a_record_edited_is_a_typed_error(data: st.DataObject) -> None:
+    """A mirror reads records from another city's node, which it does not trust: a record with
+    any node replaced or removed (a map with number keys, a list where text was) is a
+    ``ledger_bad_record``, ``_entry`` or ``_field``, never an exception the mirror does not
+    expect."""
+    leaf = data.draw(st.sampled_from(_LEAVES))
+    record = cbor2.loads(leaf)
+    path = data.draw(st.sampled_from(list(node_paths(record))[1:]))
+    remove = path[-1] not in ("tag", "cbor") and data.draw(st.booleans())
+    edited = cbor2.dumps(edit(record, path, None if remove else data.draw(cbor_values), remove))
+    try:
+        decoded = decode_record(edited)
+    except MalformedInput as exc:
+        assert exc.code in ("ledger_bad_record", "ledger_bad_entry", "ledger_bad_field")
+        return
+    assert encode_record(decoded.seq, decoded.prev, decoded.time_ms, decoded.entry) == edited
