@@ -358,10 +358,13 @@ def decode_record(leaf: bytes) -> Record:
     if not (isinstance(value, list) and len(value) == 5 and isinstance(value[4], dict)):
         raise MalformedInput("ledger_bad_record", reason="not a 5-item record")
     seq, prev, time_ms, kind, fields = value
-    if not (isinstance(seq, int) and isinstance(prev, bytes) and len(prev) == 32
-            and isinstance(time_ms, int) and isinstance(kind, str)):
+    # type() is: a CBOR true/false is a Python bool, which isinstance() counts as an int
+    if not (type(seq) is int and isinstance(prev, bytes) and len(prev) == 32
+            and type(time_ms) is int and isinstance(kind, str)):
+        raise MalformedInput("ledger_bad_record", reason="bad header")
+    if not (0 <= seq < 2**63 and 0 <= time_ms < 2**63):  # what a CBOR head can say (bignums: no)
         raise MalformedInput("ledger_bad_record", reason="bad header")
     entry = _build({**fields, "type": kind}, from_json=False)
-    if seq < 0 or time_ms < 0 or _reference_encode(seq, prev, time_ms, entry) != leaf:
+    if _reference_encode(seq, prev, time_ms, entry) != leaf:
         raise MalformedInput("ledger_bad_record", reason="not canonical")
     return Record(seq, prev, time_ms, entry)
