@@ -1,13 +1,19 @@
 """``pasaporte verify``: check a presentation offline against trust bundles and city roots.
 
 Exit status: 0 accepted, 1 rejected, 2 usage error. ``--batch`` reads one payload per line (a
-counter replaying its scanner log) and writes one JSON result per line.
+counter replaying its scanner log) and writes one JSON result per line. ``--scan`` is the
+counter at work: a keyboard-wedge scanner types each code as a line on standard input, and each
+result is shown as it comes, with the setup files read again whenever they change (a new trust
+bundle dropped in place takes effect at the next scan; a broken one is refused and the last good
+setup kept).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import os
+import sys
+from collections.abc import Iterator, Sequence
 from typing import BinaryIO
 
 import click
@@ -70,6 +76,85 @@ def _print(result: Result, as_json: bool) -> None:
         click.echo(f"  ! {w['message']['es']} / {w['message']['en']}")
 
 
+class _Setup:
+    """The counter's setup files (bundles, roots, proofs and the ledger keys that vouch for
+    them), loaded into a ``Verifier``; ``changed()`` says whether any file changed on disk since
+    the last ``load()`` (a trust sync or an administrator replaced it)."""
+
+    def __init__(self, bundles: Sequence[str], roots: Sequence[str], proofs: Sequence[str],
+                 log_keys: Sequence[str], witness_keys: Sequence[str]) -> None:
+        self.bundles, self.roots, self.proofs = bundles, roots, proofs
+        self.log_keys, self.witness_keys = log_keys, witness_keys
+        self._seen = self._stamps()
+
+    def _stamps(self) -> tuple[tuple[int, int, int] | None, ...]:
+        out: list[tuple[int, int, int] | None] = []
+        for path in (*self.bundles, *self.roots, *self.proofs):
+            try:
+                st = os.stat(path)
+            except OSError:
+                out.append(None)  # gone for now (being replaced): a change, read when back
+            else:
+                out.append((st.st_mtime_ns, st.st_size, st.st_ino))
+        return tuple(out)
+
+    def changed(self) -> bool:
+        return self._stamps() != self._seen
+
+    def load(self) -> Verifier:
+        """A verifier for the files as they are now (raises ``PasaporteError`` for bad ones)."""
+        stamps = self._stamps()
+        signed = [read_bounded(p, MAX_BUNDLE) for p in self.bundles]  # each file read once
+        if self.log_keys or self.proofs or self.witness_keys:
+            require_logged_with_keys(signed, [read_bounded(p, MAX_PROOF) for p in self.proofs],
+                                     self.log_keys, self.witness_keys)
+        verifier = Verifier(bundles=signed, roots=[RootKey.from_json(read_bounded(p, MAX_ROOT))
+                                                   for p in self.roots])
+        self._seen = stamps  # as read: a change made during the read shows at the next check
+        return verifier
+
+
+def _versions(verifier: Verifier) -> str:
+    return ", ".join(f"{b.city} v{b.version}" for b in verifier.bundles)
+
+
+def _say(text: str) -> None:
+    """A line for the clerk on stderr (stdout carries only results)."""
+    click.echo(text, err=True)
+
+
+def _scan(setup: _Setup, verifier: Verifier, policy: Policy, at: int | None,
+          nonce: bytes | None, as_json: bool) -> None:
+    """The counter at work: one result per scanned line, shown at once."""
+    counts = {"accepted": 0, "rejected": 0}
+    _say(f"Listo para escanear / Ready to scan ({policy.service}; {_versions(verifier)}). "
+         "Ctrl-D o Ctrl-C para terminar / to finish.")
+    try:
+        for line in _lines(sys.stdin.buffer):
+            if line is not None and not line.strip():
+                continue
+            if setup.changed():
+                try:
+                    verifier = setup.load()
+                except PasaporteError as exc:  # keep the last good setup: scans go on
+                    _say(f"! {exc.diagnostics()}")
+                    _say("! Se sigue con la configuración anterior / Still using the previous "
+                         f"setup ({_versions(verifier)})")
+                else:
+                    _say(f"Configuración actualizada / Setup updated: {_versions(verifier)}")
+            result = (Result.rejection("too_large") if line is None else
+                      verifier.verify(line, service=policy, now=at, nonce=nonce))
+            counts[result.decision] += 1
+            _print(result, as_json)
+            if not as_json:
+                click.echo()  # one scan, one block, on a busy counter's screen
+            sys.stdout.flush()  # the clerk (or the program reading us) sees it now
+    except KeyboardInterrupt:
+        pass
+    _say(f"Escaneos / Scans: {sum(counts.values())} — aceptados / accepted: "
+         f"{counts['accepted']}, rechazados / rejected: {counts['rejected']}")
+
+
 class _RepeatableFiles(click.Command):
     """Accept ``--bundle a.cbor b.cbor`` as well as ``--bundle a.cbor --bundle b.cbor``.
 
@@ -121,35 +206,38 @@ class _RepeatableFiles(click.Command):
 @click.option("--text", help="The scanned payload text.")
 @click.option("--image", type=click.Path(exists=True, dir_okay=False), help="A PNG/JPEG photo.")
 @click.option("--batch", type=click.File("rb"), help="One payload per line (- for stdin).")
+@click.option("--scan", is_flag=True,
+              help="Read scans from the scanner (standard input) and show each result, until "
+                   "the input ends or Ctrl-C; setup files are read again when they change.")
 @click.option("--at", help="Verify as of this ISO-8601 time (default: now).")
 @click.option("--counter", help="This counter's id (audience check).")
 @click.option("--nonce", help="The challenge this counter displayed.")
 @click.option("--json", "as_json", is_flag=True)
 def command(service: str, bundles: tuple[str, ...], roots: tuple[str, ...],
             proofs: tuple[str, ...], log_keys: tuple[str, ...], witness_keys: tuple[str, ...],
-            text: str | None, image: str | None, batch: BinaryIO | None, at: str | None,
-            counter: str | None, nonce: str | None, as_json: bool) -> None:
+            text: str | None, image: str | None, batch: BinaryIO | None, scan: bool,
+            at: str | None, counter: str | None, nonce: str | None, as_json: bool) -> None:
     """Verificar un pasaporte sin conexión / Verify a passport offline.
 
     With --log-key, only bundles proven to be on the public ledger are trusted: each comes with
     its --bundle-proof, whose checkpoint the ledger signed and a --witness-key cosigned."""
-    if sum(x is not None for x in (text, image, batch)) != 1:
-        raise UsageError("usage_error", reason_es="indique uno solo de --text, --image, --batch",
-                         reason_en="give exactly one of --text, --image, --batch")
+    if sum(x is not None for x in (text, image, batch)) + scan != 1:
+        raise UsageError("usage_error",
+                         reason_es="indique uno solo de --text, --image, --batch, --scan",
+                         reason_en="give exactly one of --text, --image, --batch, --scan")
     policy = Policy.for_service(service, counter_id=counter)
+    setup = _Setup(bundles, roots, proofs, log_keys, witness_keys)
     try:
-        signed = [read_bounded(p, MAX_BUNDLE) for p in bundles]  # each file read once
-        if log_keys or proofs or witness_keys:
-            require_logged_with_keys(signed, [read_bounded(p, MAX_PROOF) for p in proofs],
-                                     log_keys, witness_keys)
-        verifier = Verifier(bundles=signed,
-                            roots=[RootKey.from_json(read_bounded(p, MAX_ROOT)) for p in roots])
+        verifier = setup.load()
     except PasaporteError as exc:
         # A broken bundle or root file is the counter's setup, not the resident's passport:
         # report it as a usage error (exit 2), never as a rejection (exit 1).
         raise UsageError(exc.code, **exc.detail) from None
     now = _parse_at(at)
     nonce_bytes = nonce.encode() if nonce else None
+    if scan:
+        _scan(setup, verifier, policy, now, nonce_bytes, as_json)
+        return
     if batch is not None:
         all_ok = True
         for line in _lines(batch):

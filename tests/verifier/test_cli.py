@@ -1,13 +1,21 @@
-"""``pasaporte verify --batch``: a counter's scanner log, read line by line and bounded."""
+"""``pasaporte verify --batch`` and ``--scan``: a counter's scanner log, read line by line and
+bounded, and the counter at work reading its scanner live."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
+from typing import Any
+
+import nacl.signing
 
 from credential.times import rfc3339
 from tests.conftest import Run
-from tests.factory import NOW, City, example_claims
+from tests.factory import NOW, City, example_claims, presentation
 from verifier.cli import MAX_LINE, MAX_SKIP
 
 
@@ -85,3 +93,57 @@ def test_setup_mistakes_are_usage_errors_in_both_languages(tmp_path: Path, run: 
     args[args.index("--trust-root") + 1] = str(tmp_path / "deep.json")
     code, _, err = run(*args, "--text", "PU1:X")
     assert code == 2 and "root_invalid" in err
+
+
+def test_the_counter_at_work_scans_and_takes_a_new_bundle_without_restarting(
+        tmp_path: Path) -> None:
+    """``--scan``: a real process reading a scanner's lines from its standard input shows each
+    result as it comes; a new bundle dropped in place (the resident was revoked meanwhile) counts
+    from the next scan on; a broken one is refused and the last good one kept; the end of the
+    input ends the session with a count."""
+    city = City(now=int(time.time()))
+    holder = nacl.signing.SigningKey.generate()
+    cred = city.issue(holder=holder)
+    bundle, root = tmp_path / "b.cbor", tmp_path / "r.json"
+    bundle.write_bytes(city.bundle())
+    root.write_text(city.root.to_json())
+    with subprocess.Popen(
+            [sys.executable, "-m", "pasaporte.cli", "verify", "--service", "library", "--bundle",
+             str(bundle), "--trust-root", str(root), "--scan", "--json"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            cwd=tmp_path) as counter:
+        assert counter.stdin and counter.stdout and counter.stderr
+
+        def scan(line: str) -> dict[str, Any]:
+            assert counter.stdin and counter.stdout
+            counter.stdin.write(line.encode() + b"\n")
+            counter.stdin.flush()
+            result: dict[str, Any] = json.loads(counter.stdout.readline())
+            return result
+
+        def replace(data: bytes) -> None:  # as a trust sync would: whole, in one rename
+            (tmp_path / "new.cbor").write_bytes(data)
+            os.replace(tmp_path / "new.cbor", bundle)
+
+        def shown() -> str:
+            return presentation(cred, holder, "library", ["residence", "library"],
+                                now=int(time.time()))
+
+        try:
+            assert scan(shown())["decision"] == "accepted"
+            assert scan("not a passport")["code"] == "not_pasaporte"
+            city.revocation.set(city.next_index, True)
+            replace(city.bundle(version=2))
+            assert scan(shown())["code"] == "revoked"
+            replace(b"\xa0 not a bundle")
+            assert scan(shown())["code"] == "revoked"  # the last good setup, still in force
+            counter.stdin.close()
+            assert counter.wait(timeout=30) == 0
+        finally:
+            counter.kill()
+        assert counter.stdout.read() == b""
+        err = counter.stderr.read().decode()
+    assert "Listo para escanear / Ready to scan (library; Mexicali v1)" in err
+    assert "Configuración actualizada / Setup updated: Mexicali v2" in err
+    assert "Still using the previous setup (Mexicali v2)" in err
+    assert "Escaneos / Scans: 4 — aceptados / accepted: 1, rechazados / rejected: 3" in err
