@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,8 @@ def test_the_counter_at_work_scans_and_takes_a_new_bundle_without_restarting(
             return presentation(cred, holder, "library", ["residence", "library"],
                                 now=int(time.time()))
 
+        watchdog = threading.Timer(120, counter.kill)  # a hung counter fails, never hangs CI
+        watchdog.start()
         try:
             assert scan(shown())["decision"] == "accepted"
             assert scan("not a passport")["code"] == "not_pasaporte"
@@ -140,6 +143,7 @@ def test_the_counter_at_work_scans_and_takes_a_new_bundle_without_restarting(
             counter.stdin.close()
             assert counter.wait(timeout=30) == 0
         finally:
+            watchdog.cancel()
             counter.kill()
         assert counter.stdout.read() == b""
         err = counter.stderr.read().decode()
