@@ -74,6 +74,8 @@ def _pasaporte_error(exc: PasaporteError) -> Response:
         status = 404
     elif isinstance(exc, LedgerError) and exc.code == "ledger_idempotency_mismatch":
         status = 422  # the key was used for another batch
+    elif exc.code == "ledger_body_too_large":
+        status = 413  # as for a body over the app's own limit (werkzeug's RequestEntityTooLarge)
     elif isinstance(exc, StoreError):
         status = 503
     resp = jsonify(exc.to_dict())

@@ -62,72 +62,86 @@ def test_post_entries(client: FlaskClient, store: LedgerStore, token: str) -> No
     assert store.size() == 8
 
 
-def _bad_requests(token: str) -> list[tuple[str, str, dict[str, Any]]]:
+def _bad_requests(token: str) -> list[tuple[str, str, dict[str, Any], int, str]]:
+    """Each bad request, with the status and machine code it must get (the witness endpoint's
+    plain-text refusals are named by their text instead, as C2SP tlog-witness answers)."""
     big = "1" * 25
     auth = _auth(token)
     entries_json = {"headers": {**auth, "Content-Type": "application/json"}}
+    one = {"json": {"entries": [commitment(0)]}}
+    bad_param, bad_entry, bad_witness = "ledger_bad_param", "ledger_bad_entry", \
+        "ledger_bad_witness_request"
     return [
-        ("GET", "/entries", {}),
-        ("GET", "/entries?start=-1&end=3", {}),
-        ("GET", "/entries?start=a&end=3", {}),
-        ("GET", f"/entries?start=0&end={big}", {}),
-        ("GET", "/entries?start=5&end=2", {}),
-        ("GET", "/entries?start=１&end=2", {}),
-        ("GET", "/proof/inclusion?index=0", {}),
-        ("GET", "/proof/inclusion?index=-1&size=3", {}),
-        ("GET", "/proof/inclusion?index=5&size=3", {}),
-        ("GET", "/proof/inclusion?index=0&size=999999", {}),
-        ("GET", f"/proof/inclusion?index={big}&size=3", {}),
-        ("GET", "/proof/inclusion?index=0&size=0", {}),
-        ("GET", "/proof/consistency?old=0&new=3", {}),
-        ("GET", "/proof/consistency?old=4&new=3", {}),
-        ("GET", "/proof/consistency?old=1&new=99999", {}),
-        ("GET", "/proof/consistency?old=x&new=3", {}),
-        ("GET", "/nope", {}),
-        ("DELETE", "/entries", {}),
-        ("POST", "/entries", {"json": {"entries": [commitment(0)]}}),
-        ("POST", "/entries", {"json": {"entries": [commitment(0)]},
-                              "headers": {"Authorization": "Bearer wrong"}}),
-        ("POST", "/entries", {"json": {"entries": [commitment(0)]},
-                              "headers": {"Authorization": "Basic " + token}}),
-        ("POST", "/entries", {"data": "{not json", **entries_json}),
-        ("POST", "/entries", {"data": b"\xff\xfe", **entries_json}),
-        ("POST", "/entries", {"json": {"entries": []}, "headers": auth}),
-        ("POST", "/entries", {"json": {"entries": "x"}, "headers": auth}),
-        ("POST", "/entries", {"json": 5, "headers": auth}),
-        ("POST", "/entries", {"json": {"entries": [{"type": "notice"}]}, "headers": auth}),
+        ("GET", "/entries", {}, 400, bad_param),
+        ("GET", "/entries?start=-1&end=3", {}, 400, bad_param),
+        ("GET", "/entries?start=a&end=3", {}, 400, bad_param),
+        ("GET", f"/entries?start=0&end={big}", {}, 400, bad_param),
+        ("GET", "/entries?start=5&end=2", {}, 400, bad_param),
+        ("GET", "/entries?start=１&end=2", {}, 400, bad_param),
+        ("GET", "/proof/inclusion?index=0", {}, 400, bad_param),
+        ("GET", "/proof/inclusion?index=-1&size=3", {}, 400, bad_param),
+        ("GET", "/proof/inclusion?index=5&size=3", {}, 400, "ledger_bad_index"),
+        ("GET", "/proof/inclusion?index=0&size=999999", {}, 404, "ledger_bad_size"),
+        ("GET", f"/proof/inclusion?index={big}&size=3", {}, 400, bad_param),
+        ("GET", "/proof/inclusion?index=0&size=0", {}, 400, "ledger_bad_index"),
+        ("GET", "/proof/consistency?old=0&new=3", {}, 404, "ledger_bad_size"),
+        ("GET", "/proof/consistency?old=4&new=3", {}, 400, bad_param),
+        ("GET", "/proof/consistency?old=1&new=99999", {}, 404, "ledger_bad_size"),
+        ("GET", "/proof/consistency?old=x&new=3", {}, 400, bad_param),
+        ("GET", "/nope", {}, 404, "ledger_not_found"),
+        ("DELETE", "/entries", {}, 405, "ledger_method_not_allowed"),
+        ("POST", "/entries", one, 401, "ledger_unauthorized"),
+        ("POST", "/entries", {**one, "headers": {"Authorization": "Bearer wrong"}}, 401,
+         "ledger_unauthorized"),
+        ("POST", "/entries", {**one, "headers": {"Authorization": "Basic " + token}}, 401,
+         "ledger_unauthorized"),
+        ("POST", "/entries", {"data": "{not json", **entries_json}, 400, "ledger_bad_json"),
+        ("POST", "/entries", {"data": b"\xff\xfe", **entries_json}, 400, "ledger_bad_json"),
+        ("POST", "/entries", {"json": {"entries": []}, "headers": auth}, 400, bad_entry),
+        ("POST", "/entries", {"json": {"entries": "x"}, "headers": auth}, 400, bad_entry),
+        ("POST", "/entries", {"json": 5, "headers": auth}, 400, bad_entry),
+        ("POST", "/entries", {"json": {"entries": [{"type": "notice"}]}, "headers": auth}, 400,
+         bad_entry),
         ("POST", "/entries", {"json": {"entries": [{"type": "notice", "text": 5}]},
-                              "headers": auth}),
+                              "headers": auth}, 400, "ledger_bad_field"),
         ("POST", "/entries", {"json": {"entries": [commitment(0), {"type": "person",
                                                                    "name": "Ana"}]},
-                              "headers": auth}),
+                              "headers": auth}, 400, bad_entry),
         ("POST", "/entries", {"json": {"entries": [commitment(i) for i in range(1001)]},
-                              "headers": auth}),
-        ("POST", "/entries", {"data": "x" * (1024 * 1024 + 1), **entries_json}),
-        ("POST", "/add-checkpoint", {"data": ""}),
-        ("POST", "/add-checkpoint", {"data": "old x\n\nfoo\n"}),
-        ("POST", "/add-checkpoint", {"data": "old 01\n\norigin\n1\n" + "A" * 43 + "=\n"}),
-        ("POST", "/add-checkpoint", {"data": "old 0\nnot base64!\n\no\n1\nAAAA\n\n— a AAAA\n"}),
-        ("POST", "/add-checkpoint", {"data": "old 0\n" + "A" * 43 + "=\n" * 64 + "\n"}),
-        ("POST", "/add-checkpoint", {"data": b"old 0\n\n\xff\n"}),
-        ("POST", "/add-checkpoint", {"data": "old 0\n\n" + "x" * 70_000}),
+                              "headers": auth}, 400, "ledger_batch_too_large"),
+        ("POST", "/entries", {"data": "x" * (1024 * 1024 + 1), **entries_json}, 413,
+         "ledger_body_too_large"),
+        ("POST", "/add-checkpoint", {"data": ""}, 400, bad_witness),
+        ("POST", "/add-checkpoint", {"data": "old x\n\nfoo\n"}, 400, bad_witness),
+        ("POST", "/add-checkpoint", {"data": "old 01\n\norigin\n1\n" + "A" * 43 + "=\n"}, 400,
+         bad_witness),
+        ("POST", "/add-checkpoint", {"data": "old 0\nnot base64!\n\no\n1\nAAAA\n\n— a AAAA\n"},
+         400, bad_witness),
+        ("POST", "/add-checkpoint", {"data": "old 0\n" + "A" * 43 + "=\n" * 64 + "\n"}, 400,
+         bad_witness),
+        ("POST", "/add-checkpoint", {"data": b"old 0\n\n\xff\n"}, 400, "note_malformed"),
+        ("POST", "/add-checkpoint", {"data": "old 0\n\n" + "x" * 70_000}, 413,
+         "ledger_body_too_large"),
         ("POST", "/add-checkpoint", {"data": "old 0\n\nno.such/log\n1\n" + "A" * 43
-                                     + "=\n\n— no.such/log AAAAAAAAAAAA\n"}),
+                                     + "=\n\n— no.such/log AAAAAAAAAAAA\n"}, 404,
+         "unknown log no.such/log"),
     ]
 
 
 def test_bad_input_on_every_endpoint(client: FlaskClient, filled: LedgerStore,
                                      token: str) -> None:
     before = (filled.size(), client.get("/checkpoint").get_data())
-    for method, url, kwargs in _bad_requests(token):
+    for method, url, kwargs, status, code in _bad_requests(token):
         resp = client.open(url, method=method, **kwargs)
-        assert 400 <= resp.status_code < 500, (method, url, resp.status_code)
+        assert resp.status_code == status, (method, url, resp.status_code)
         if resp.mimetype == "application/json":
             body = resp.get_json()
             assert set(body) == {"code", "message"}, body
+            assert body["code"] == code, (method, url, body)
             assert body["message"]["es"] and body["message"]["en"]
         else:  # tlog-witness answers in text, as the spec says
             assert url == "/add-checkpoint", (method, url, resp.data[:100])
+            assert resp.get_data(as_text=True).strip() == code
     assert (filled.size(), client.get("/checkpoint").get_data()) == before
 
 
