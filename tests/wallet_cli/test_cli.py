@@ -212,6 +212,7 @@ def test_import_refuses_binary_junk(run: Run, wallet_home: Path, tmp_path: Path)
     file.write_bytes(b"\xff\xfe\x00garbage")
     result = run("wallet", "import", file, "--home", wallet_home)
     assert isinstance(result.exception, MalformedInput)
+    assert result.exception.code == "wallet_import_unreadable"
 
 
 def test_list_table_has_bilingual_headers(run: Run, wallet_home: Path, mexicali: City,

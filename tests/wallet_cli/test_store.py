@@ -36,6 +36,13 @@ def test_create_seals_the_key_and_keeps_the_public_key_in_clear(wallet_home: Pat
     assert stat.S_IMODE(os.stat(wallet_home).st_mode) & 0o077 == 0
 
 
+def test_create_refuses_an_empty_passphrase(tmp_path: Path) -> None:
+    with pytest.raises(UsageError) as err:
+        Wallet.create(tmp_path / "w", "")
+    assert err.value.code == "wallet_passphrase_empty"
+    assert not (tmp_path / "w" / "wallet.json").exists()
+
+
 def test_create_refuses_an_existing_wallet(wallet_home: Path) -> None:
     before = (wallet_home / "wallet.json").read_bytes()
     with pytest.raises(StoreError) as err:
@@ -170,6 +177,19 @@ def test_ids_resolve_by_unique_prefix(wallet: Wallet, mexicali: City) -> None:
     with pytest.raises(StoreError) as err:
         wallet.resolve_id("../wallet")
     assert err.value.code == "wallet_credential_unknown"
+    # Ids are random: import until two start alike (at most one more than the alphabet).
+    first = {got.id[0]: got.id}
+    while True:
+        other = wallet.import_text(mexicali.issue_text(wallet.public_key,
+                                                       example_claims("mexicali"))).id
+        if other[0] in first:
+            break
+        first[other[0]] = other
+    with pytest.raises(UsageError) as ambiguous:
+        wallet.resolve_id(other[0])
+    assert ambiguous.value.code == "wallet_credential_ambiguous"
+    message = ambiguous.value.message
+    assert first[other[0]] in message["es"] and other in message["en"]
 
 
 @pytest.mark.parametrize(("service", "disclose", "want"), [
@@ -211,13 +231,15 @@ def test_nonce_and_audience() -> None:
     assert parse_nonce("hex:00ff10") == b"\x00\xff\x10"
     assert parse_nonce("HEX:AB") == b"\xab"
     for bad in ("", "hex:", "hex:zz", "x" * 65):
-        with pytest.raises(UsageError):
+        with pytest.raises(UsageError) as err:
             parse_nonce(bad)
+        assert err.value.code == "wallet_nonce_invalid"
     assert audience_for("library") == "library"
     assert audience_for("library", "desk-3") == "library:desk-3"
     for bad in ("", "x" * 60, "a\nb"):
-        with pytest.raises(UsageError):
+        with pytest.raises(UsageError) as err:
             audience_for("library", bad)
+        assert err.value.code == "wallet_audience_invalid"
 
 
 @pytest.mark.parametrize("content", [b"", b"\xff\xfe", b"[" * 30_000 + b"]" * 30_000, b"[]"])
