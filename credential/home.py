@@ -11,7 +11,8 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write", "fsync_path", "read_bounded", "read_passphrase", "resolve_home"]
+__all__ = ["StagedFile", "atomic_write", "fsync_path", "read_bounded", "read_passphrase",
+           "resolve_home"]
 
 
 def resolve_home(role: str, home: str | os.PathLike[str] | None = None) -> Path:
@@ -37,23 +38,51 @@ def read_bounded(path: str | os.PathLike[str], limit: int) -> bytes:
     return data
 
 
-def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o600) -> None:
-    """Replace ``path`` with ``data`` so readers see the old or the new file, never a mix."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
+class StagedFile:
+    """A file written now under a temporary name beside ``path`` and put in place later
+    (``commit``), or never (``discard``). Staging first means a place that cannot be written
+    fails before the work that fills it (signing a credential, say) is done or recorded."""
+
+    def __init__(self, path: str | os.PathLike[str], mode: int = 0o600) -> None:
+        self.target, self.mode = Path(path), mode
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.target.parent, prefix=f".{self.target.name}.",
+                                   suffix=".tmp")
+        os.close(fd)
+        self.tmp: Path | None = Path(tmp)
+
+    def write(self, data: bytes) -> None:
+        """The contents, on the disk (fsync) under the temporary name."""
+        assert self.tmp is not None, "already committed or discarded"
+        with open(self.tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    fsync_path(target.parent)
+        os.chmod(self.tmp, self.mode)
+
+    def commit(self) -> None:
+        """Put the written file in place: readers see the old file or the new, never a mix."""
+        assert self.tmp is not None, "already committed or discarded"
+        os.replace(self.tmp, self.target)
+        self.tmp = None
+        fsync_path(self.target.parent)
+
+    def discard(self) -> None:
+        """Remove the temporary file, unless committed (then nothing to do)."""
+        if self.tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.tmp)
+            self.tmp = None
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``data`` so readers see the old or the new file, never a mix."""
+    staged = StagedFile(path, mode)
+    try:
+        staged.write(data)
+        staged.commit()
+    finally:
+        staged.discard()
 
 
 def fsync_path(path: str | os.PathLike[str]) -> None:

@@ -17,8 +17,9 @@ import click
 from credential import jsontext, qr, transport
 from credential.claims import parse_claims
 from credential.errors import PasaporteError, UsageError
-from credential.home import atomic_write, read_passphrase, resolve_home
+from credential.home import StagedFile, atomic_write, read_passphrase, resolve_home
 from credential.keys import b64url, unb64url
+from credential.passport import IssuedCredential
 from credential.times import parse_instant, rfc3339
 from issuer import backup as backup_
 from issuer.bulk import MAX_BYTES, issue_batch, parse_residents
@@ -134,11 +135,26 @@ def issue(claims_file: BinaryIO, holder_key: str | None, paper: bool, out: str,
     key = None if paper else unb64url(holder_key or "", length=32, what="--holder-key")
     store = _store(home)
     passphrase = read_passphrase()
-    cred = store.issue(claims, holder_key=key, passphrase=passphrase)
-    text = transport.pack(cred.to_cbor())
-    atomic_write(out, text.encode() + b"\n", mode=0o600)
-    if qr_out:
-        atomic_write(qr_out, qr.render_png(text), mode=0o600)
+    # The output files are staged first and written inside the issuing transaction: a place
+    # that cannot be written (a mistyped folder, a full disk) means nothing is issued, rather
+    # than a credential on the record that nobody holds. They are put in place once it commits.
+    outputs: list[StagedFile] = []
+    try:
+        for path in (out, qr_out) if qr_out else (out,):
+            outputs.append(StagedFile(path))
+
+        def deliver(cred: IssuedCredential) -> None:
+            text = transport.pack(cred.to_cbor())
+            outputs[0].write(text.encode() + b"\n")
+            if qr_out:
+                outputs[1].write(qr.render_png(text))
+
+        cred = store.issue(claims, holder_key=key, passphrase=passphrase, before_commit=deliver)
+        for staged in outputs:
+            staged.commit()
+    finally:
+        for staged in outputs:
+            staged.discard()
     click.echo(cred.credential_id)
     _publish(store, passphrase)
 

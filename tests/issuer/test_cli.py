@@ -17,6 +17,7 @@ import pytest
 from credential import transport
 from credential.keys import b64url
 from credential.passport import present
+from issuer.store import IssuerStore
 from tests.conftest import Run
 from tests.factory import EXAMPLES
 
@@ -337,3 +338,29 @@ def test_a_full_disk_is_not_called_damage(office: Path, passphrase: str) -> None
         for _ in range(200):
             store.issue(claims, holder_key=None, passphrase=passphrase)
     assert raised.value.code == "store_full" and "not damaged" in raised.value.message["en"]
+
+
+@pytest.mark.parametrize("where", ["out", "qr"])
+def test_an_output_that_cannot_be_written_issues_nothing(office: Path, tmp_path: Path, run: Run,
+                                                         where: str) -> None:
+    """A mistyped folder for the credential or its QR: an error naming it, and no credential on
+    the record that nobody holds (nor its output files)."""
+    files = tmp_path / "out"
+    files.mkdir()
+    (files / "a-file").write_text("")
+    bad = str(files / "a-file" / "x")  # a folder that is a file: nothing can go there
+    out = bad if where == "out" else str(files / "c.cred")
+    png = bad if where == "qr" else str(files / "c.png")
+    code, stdout, err = run("issuer", "issue", "--claims", str(EXAMPLES / "claims-mexicali.json"),
+                            "--paper", "--out", out, "--qr", png, "--home", str(office))
+    assert code == 1 and "[file_error]" in err and "a-file" in err and stdout == ""
+    assert "No se pudo" in err and "Could not" in err  # the OS's reason in each language
+    issued = [e for _, e in IssuerStore.open(office).pending() if e["type"] == "credential_issued"]
+    assert issued == []
+    assert sorted(p.name for p in files.iterdir()) == ["a-file"]
+    code, stdout, _ = run("issuer", "issue", "--claims", str(EXAMPLES / "claims-mexicali.json"),
+                          "--paper", "--out", str(files / "c.cred"), "--qr",
+                          str(files / "c.png"), "--home", str(office))
+    assert code == 0 and (files / "c.cred").read_text().startswith("PU1:")
+    assert (files / "c.png").read_bytes().startswith(b"\x89PNG")
+    assert sorted(p.name for p in files.iterdir()) == ["a-file", "c.cred", "c.png"]
