@@ -173,8 +173,12 @@ def bundle(out: str, proof: str | None, home: str | None) -> None:
         raise UsageError("usage_error",
                          reason_es="--proof necesita un registro público («issuer ledger»)",
                          reason_en="--proof needs a public ledger ('issuer ledger')")
-    data = store.bundle(passphrase)
-    atomic_write(out, data, mode=0o644)
+    staged = StagedFile(out, mode=0o644)  # as in issue: an unwritable --out publishes nothing
+    try:
+        data = store.bundle(passphrase, before_commit=staged.write)
+        staged.commit()
+    finally:
+        staged.discard()
     click.echo(out)
     _publish(store, passphrase)
     if proof is not None and url is not None:

@@ -585,7 +585,11 @@ class IssuerStore:
         return change
 
     # -- trust bundle ------------------------------------------------------------------------
-    def bundle(self, passphrase: str, *, now: int | None = None) -> bytes:
+    def bundle(self, passphrase: str, *, now: int | None = None,
+               before_commit: Callable[[bytes], None] | None = None) -> bytes:
+        """Sign the next trust bundle and queue its digest for the ledger. ``before_commit``
+        runs inside the transaction with the signed bytes (the CLI writes the file there): if
+        it raises, the version is not used and nothing is published."""
         now = int(time.time()) if now is None else now
         root_key = self.root_signing_key(passphrase)
         info = self.info()
@@ -627,6 +631,8 @@ class IssuerStore:
             self._queue(db, now, {"type": "bundle_published", "city": info.city,
                                   "version": version,
                                   "digest": b64url(hashlib.sha256(signed).digest())})
+            if before_commit is not None:
+                before_commit(signed)
         return signed
 
 

@@ -15,6 +15,7 @@ import nacl.signing
 import pytest
 
 from credential import transport
+from credential.bundle import parse_bundle
 from credential.keys import b64url
 from credential.passport import present
 from issuer.store import IssuerStore
@@ -364,3 +365,20 @@ def test_an_output_that_cannot_be_written_issues_nothing(office: Path, tmp_path:
     assert code == 0 and (files / "c.cred").read_text().startswith("PU1:")
     assert (files / "c.png").read_bytes().startswith(b"\x89PNG")
     assert sorted(p.name for p in files.iterdir()) == ["a-file", "c.cred", "c.png"]
+
+
+def test_a_bundle_that_cannot_be_written_is_not_published(office: Path, tmp_path: Path,
+                                                          run: Run) -> None:
+    """The same for a trust bundle: no version used and no digest on its way to the public
+    record for a bundle no counter can ever be given."""
+    (tmp_path / "a-file").write_text("")
+    code, _, err = run("issuer", "bundle", "--out", str(tmp_path / "a-file" / "b.cbor"),
+                       "--home", str(office))
+    assert code == 1 and "[file_error]" in err
+    queued = [e for _, e in IssuerStore.open(office).pending() if e["type"] == "bundle_published"]
+    assert queued == []
+    code, _, _ = run("issuer", "bundle", "--out", str(tmp_path / "b.cbor"), "--home", str(office))
+    store = IssuerStore.open(office)
+    bundle = parse_bundle((tmp_path / "b.cbor").read_bytes(), [store.root()])
+    assert code == 0 and bundle.version == 1
+    assert [e["version"] for _, e in store.pending() if e["type"] == "bundle_published"] == [1]
