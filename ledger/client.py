@@ -45,7 +45,10 @@ def _get(url: str) -> bytes:
 
 
 def get_text(url: str) -> str:
-    return _get(url).decode("utf-8", errors="strict")
+    try:
+        return _get(url).decode("utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise LedgerError("ledger_remote_error", url=url, status="not UTF-8") from None
 
 
 def get_json(url: str) -> Any:

@@ -4,8 +4,9 @@ Each run fetches the remote checkpoint (which must carry the log's signature and
 keys are given, a cosignature from one of them), checks it is consistent with what the mirror
 already holds, copies the missing records page by page (each page committed, so an interrupted
 run resumes where it stopped, and each record's header must continue the chain), and finally
-requires the recomputed root to equal the checkpoint's. On a mismatch the unverified records are
-dropped again and the run fails.
+requires the recomputed root to equal the checkpoint's. On a mismatch, or junk from the node,
+the run's records are dropped again and the run fails; records an earlier run left unverified
+are kept only while the node's consistency proof shows them to be in the signed tree.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from credential import merkle
-from credential.errors import LedgerError
+from credential.errors import LedgerError, PasaporteError
 from credential.note import Checkpoint, Verifier, verify_checkpoint
 from ledger import client
 from ledger.http import MAX_PAGE
@@ -33,31 +34,72 @@ def mirror(store: LedgerStore, url: str, witnesses: Sequence[Verifier] = (),
     # the log's signature and, when witnesses are named, one of their cosignatures: the
     # verifier's own policy for checkpoints (``credential.note.verify_checkpoint``)
     cp = verify_checkpoint(note_text, store.verifier, witnesses, quorum=1 if witnesses else 0)
-    head = store.head()
-    held = head.size
-    if cp.size < held:
-        raise LedgerError("ledger_witness_rollback", origin=cp.origin, size=cp.size, have=held)
-    if held == cp.size:
-        if head.root != cp.root:
-            raise LedgerError("ledger_mirror_mismatch", size=held)
-    elif held > 0:
-        proof = client.consistency_proof(url, held, cp.size)
-        merkle.verify_consistency(held, cp.size, proof, head.root, cp.root)
+    held = store.head().size
+    if held > 0 and not _tail_holds(store, url, held, cp):
+        verified = _verified_size(store)
+        if held > verified:
+            # Records an earlier run copied but never saw verified (it was cut short, or a
+            # node fed it junk) that the log's signed tree does not contain: fetch them again
+            # rather than stay stuck behind them.
+            store.truncate(verified)
+            held = verified
+        # What a checkpoint verified is never dropped: if *that* disagrees, the log rolled
+        # back or rewrote its history, and the copy is the evidence.
+        if cp.size < held:
+            raise LedgerError("ledger_witness_rollback", origin=cp.origin, size=cp.size,
+                              have=held)
+        if held > 0 and not _tail_holds(store, url, held, cp):
+            raise LedgerError("ledger_history_rewritten", size=cp.size, held=held)
     size = held
     fetched = 0
-    while size < cp.size:
-        if limit is not None and fetched >= limit:
-            return cp
-        end = min(size + page, cp.size)
-        leaves = client.entries(url, size, end)
-        if not leaves:
-            raise LedgerError("ledger_remote_error", url=url, status="empty page")
-        size = store.append_records(leaves)
-        fetched += len(leaves)
-        if progress is not None:
-            progress(size - held, cp.size - held)
+    try:
+        while size < cp.size:
+            if limit is not None and fetched >= limit:
+                return cp
+            end = min(size + page, cp.size)
+            leaves = client.entries(url, size, end)
+            if not leaves:
+                raise LedgerError("ledger_remote_error", url=url, status="empty page")
+            size = store.append_records(leaves)
+            fetched += len(leaves)
+            if progress is not None:
+                progress(size - held, cp.size - held)
+    except PasaporteError as exc:
+        # Junk from the node (a malformed page, a record that does not chain): this run's
+        # records are dropped with it. A node out of reach, or answering with an HTTP error
+        # status (restarting, overloaded), keeps them: the next run resumes from there.
+        unavailable = exc.code == "ledger_unreachable" or (
+            exc.code == "ledger_remote_error" and isinstance(exc.detail.get("status"), int))
+        if not unavailable:
+            store.truncate(held)
+        raise
     if store.root(cp.size) != cp.root:
         store.truncate(held)
         raise LedgerError("ledger_mirror_mismatch", size=cp.size)
     store.store_checkpoint(note_text)
     return cp
+
+
+def _verified_size(store: LedgerStore) -> int:
+    """The size of the newest checkpoint this mirror verified and stored (0 before any)."""
+    try:
+        return store.checkpoint().checkpoint.size
+    except LedgerError:
+        return 0
+
+
+def _tail_holds(store: LedgerStore, url: str, held: int, cp: Checkpoint) -> bool:
+    """Whether the ``held`` records (beyond the last verified checkpoint) are a prefix of the
+    tree ``cp`` signs. The node's consistency proof decides; a node out of reach raises."""
+    if held > cp.size:
+        return False
+    if held == cp.size:
+        return store.root(held) == cp.root
+    proof = client.consistency_proof(url, held, cp.size)
+    try:
+        merkle.verify_consistency(held, cp.size, proof, store.root(held), cp.root)
+    except LedgerError as exc:
+        if not exc.code.startswith("merkle_"):
+            raise
+        return False
+    return True

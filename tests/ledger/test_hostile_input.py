@@ -4,6 +4,7 @@ unchanged; never a RecursionError, a UnicodeError or an unbounded read."""
 
 from __future__ import annotations
 
+import base64
 import json
 import resource
 import subprocess
@@ -13,10 +14,12 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import cbor2
 import pytest
 from flask.testing import FlaskClient
 
 from credential.errors import LedgerError, MalformedInput, StoreError
+from credential.note import Checkpoint, Note, generate_signer
 from ledger import cli, client
 from ledger.http import MAX_POST_ENTRIES, MAX_REQUEST
 from ledger.keys import load_config
@@ -147,17 +150,28 @@ def test_deep_settings_file_is_bad_config(home: Path) -> None:
     assert caught.value.code == "ledger_bad_config"
 
 
+_SIGNER = generate_signer("hostile.example/log")
+# A checkpoint the log key really signed, of a 3-record tree: a mirror trusts it and goes on to
+# read the records, which is where the hostile answers wait.
+_SIGNED_CHECKPOINT = Note(Checkpoint(_SIGNER.name, 3, bytes(32)).body(), ()).with_signatures(
+    [_SIGNER.sign(Checkpoint(_SIGNER.name, 3, bytes(32)).body())]).encode().encode()
+
+
 @pytest.fixture
-def deep_node() -> Iterator[str]:
-    """Another "node" on 127.0.0.1 whose every answer is JSON nested past any parser's depth."""
+def hostile_node() -> Iterator[tuple[str, dict[str, bytes]]]:
+    """Another "node" on 127.0.0.1 answering each path with what the test puts in its dict
+    (``""`` for every other path): JSON nested past any parser's depth, bytes that are not
+    UTF-8, the right shapes with the wrong types inside."""
+    answers: dict[str, bytes] = {"": DEEPER}
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            body = answers.get(self.path.split("?")[0], answers[""])
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(DEEPER)))
+            self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(DEEPER)
+            self.wfile.write(body)
 
         def log_message(self, *_args: object) -> None:
             pass
@@ -166,19 +180,73 @@ def deep_node() -> Iterator[str]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}"
+        yield f"http://127.0.0.1:{server.server_port}", answers
     finally:
         server.shutdown()
         server.server_close()
         thread.join()
 
 
-def test_deep_json_from_another_node_is_a_remote_error(deep_node: str) -> None:
-    for call in (lambda: client.get_json(f"{deep_node}/entries?start=0&end=1"),
-                 lambda: client.consistency_proof(deep_node, 1, 2)):
-        with pytest.raises(LedgerError) as caught:
+def _page(leaf: bytes) -> bytes:
+    """An ``/entries`` page of one record, well formed but for what the record holds."""
+    return json.dumps([{"index": 0, "leaf": base64.b64encode(leaf).decode()}]).encode()
+
+
+_HOSTILE_ANSWERS = [
+    DEEPER,
+    b"\xff\xfe not UTF-8 \xc3(",
+    b"null",
+    b'"a string"',
+    b'{"proof": [1, 2]}',
+    b'{"proof": "AAAA"}',
+    b'{"proof": ["not base64!"]}',
+    b'[{"index": 0, "leaf": 5}]',
+    b'[{"index": 1, "leaf": "AAAA"}]',
+    b'[{"index": 0, "leaf": "!!"}]',
+    b'[{"index": 0, "leaf": "AAAA"}, {"index": 1, "leaf": "2Q=="}, {"index": 2}]',
+    b"[7]",
+    _page(cbor2.dumps([0, bytes(32), 1, "notice", {0: None}])),  # a map keyed by a number
+    _page(cbor2.dumps([False, bytes(32), 1, "notice", {"text": "x"}])),  # seq: false
+    _page(cbor2.dumps([2**64, bytes(32), 1, "notice", {"text": "x"}])),  # seq: a bignum
+    ("origin\n1\n" + "A" * 43 + "=\n\n\u2014 origin AAAA\n").encode(),
+    b"\n\n\n",
+]
+
+
+@pytest.mark.parametrize("answer", _HOSTILE_ANSWERS, ids=range(len(_HOSTILE_ANSWERS)))
+def test_whatever_another_node_answers_is_a_remote_error(
+        hostile_node: tuple[str, dict[str, bytes]], answer: bytes) -> None:
+    """A mirror, a witness or prove-bundle reads another city's node, which it does not trust:
+    whatever comes back is a typed remote error, never an exception nobody expects."""
+    url, answers = hostile_node
+    answers[""] = answer
+    for call in (lambda: client.get_json(f"{url}/entries?start=0&end=1"),
+                 lambda: client.entries(url, 0, 1),
+                 lambda: client.consistency_proof(url, 1, 2),
+                 lambda: client.inclusion_proof(url, 0, 2),
+                 lambda: client.checkpoint(url)):
+        try:
             call()
-        assert caught.value.code == "ledger_remote_error"
+        except LedgerError as caught:
+            assert caught.code == "ledger_remote_error", caught.code
+
+
+@pytest.mark.parametrize("answer", _HOSTILE_ANSWERS, ids=range(len(_HOSTILE_ANSWERS)))
+def test_mirroring_a_hostile_node_is_a_typed_error(hostile_node: tuple[str, dict[str, bytes]],
+                                                   answer: bytes, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """The checkpoint checks out; the records behind it are junk: the mirror stops with a typed
+    error and keeps nothing it could not check."""
+    url, answers = hostile_node
+    answers["/checkpoint"], answers[""] = _SIGNED_CHECKPOINT, answer
+    mirror_home = tmp_path / "mirror"
+    assert run_cli("mirror", "--from", url, "--log-key", _SIGNER.verifier.vkey, "--unwitnessed",
+                   "--home", str(mirror_home)) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(("[ledger_remote_error]", "[ledger_bad_", "[ledger_chain_broken]",
+                           "[ledger_mirror_mismatch]")), err
+    with LedgerStore.open(mirror_home) as store:
+        assert store.size() == 0
 
 
 def test_surrogates_never_reach_the_store(store: LedgerStore) -> None:

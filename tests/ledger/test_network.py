@@ -16,7 +16,7 @@ from credential import merkle
 from credential.errors import LedgerError
 from credential.note import Checkpoint, open_note, parse_checkpoint, parse_verifier_key
 from ledger import client
-from ledger.entries import WitnessCosignature, decode_record
+from ledger.entries import Notice, WitnessCosignature, decode_record, encode_record
 from ledger.keys import load_config
 from ledger.mirror import mirror
 from ledger.store import LedgerStore, make_engine, migrate
@@ -163,6 +163,60 @@ def test_mirror_with_resume(cities: dict[str, Any], tmp_path: Path,
     # a mirror refuses a checkpoint without the required cosignature
     with LedgerStore.open(mirror_home) as store, pytest.raises(LedgerError):
         mirror(store, sa.url, [parse_verifier_key(ca.witness_vkey or "")])
+
+
+def test_a_mirror_drops_an_unverified_tail_the_log_does_not_hold(cities: dict[str, Any],
+                                                                  tmp_path: Path) -> None:
+    """Records a run copied but never saw verified, that are not the log's (a node fed them,
+    a run died before the root check): the next run finds them outside the signed tree by the
+    node's consistency proof, drops them and copies the log's own. What was verified stays."""
+    sa, ca, cb = cities["sa"], cities["ca"], cities["cb"]
+    _post_entries(sa.url, cities["token"], [commitment(j) for j in range(5)])
+    mirror_home = tmp_path / "mirror"
+    assert run_cli("mirror", "--from", sa.url, "--log-key", ca.log_vkey,
+                   "--witness-key", cb.witness_vkey, "--home", str(mirror_home)) == 0
+    with LedgerStore.open(mirror_home) as store:
+        verified = store.size()
+        head = store.head()
+        fake = [encode_record(verified, head.last_hash, head.last_time + 1,
+                              Notice(text="not the log's"))]
+        assert store.append_records(fake) == verified + 1  # it chains: only the tree tells
+    _post_entries(sa.url, cities["token"], [commitment(100 + j) for j in range(3)])
+    assert run_cli("mirror", "--from", sa.url, "--home", str(mirror_home)) == 0
+    with LedgerStore.open(mirror_home) as store, LedgerStore.open(cities["a"]) as origin:
+        total = origin.size()
+        assert total > verified + 1 and store.size() == total
+        assert store.entries(0, total) == origin.entries(0, total)
+    assert run_cli("audit", "--home", str(mirror_home)) == 0
+
+
+def test_a_mirror_refuses_a_log_that_rewrote_what_it_verified(
+        tmp_path: Path, serve: Callable[..., Server],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The other side of the same coin: the log (its key, a copy of its database) rewrites
+    records the mirror had verified under a signed checkpoint, and signs a larger tree. The
+    mirror refuses it and keeps its verified copy: evidence, not something to heal."""
+    log = tmp_path / "log"
+    vkey = json.loads(init_home(log, "ledger.rewrite.example/log"))["log_vkey"]
+    with LedgerStore.open(log, passphrase=PASSPHRASE) as store:
+        store.append([commitment(j) for j in range(5)])
+    honest = serve(log)
+    mirror_home = tmp_path / "mirror"
+    assert run_cli("mirror", "--from", honest.url, "--log-key", vkey, "--unwitnessed",
+                   "--home", str(mirror_home)) == 0
+    honest.stop()
+    with LedgerStore.open(mirror_home) as store:
+        verified = store.entries(0, store.size())
+    with LedgerStore.open(log, passphrase=PASSPHRASE) as store:  # same key, another history
+        store.truncate(3)
+        store.append([commitment(100 + j) for j in range(4)])
+    forked = serve(log)
+    capsys.readouterr()
+    assert run_cli("mirror", "--from", forked.url, "--unwitnessed",
+                   "--home", str(mirror_home)) == 1
+    assert capsys.readouterr().err.startswith("[ledger_history_rewritten]")
+    with LedgerStore.open(mirror_home) as store:
+        assert store.entries(0, store.size()) == verified
 
 
 def test_proofs_over_http(cities: dict[str, Any]) -> None:
