@@ -157,13 +157,26 @@ def _payload(doc: Any) -> TrustBundle:
 
 def parse_bundle(data: bytes, roots: Sequence[RootKey]) -> TrustBundle:
     """Verify a bundle against the configured city roots and return its contents."""
-    obj = cbor.loads(data, max_size=MAX_BUNDLE, max_items=1 << 16, allowed_tags={cose.TAG_SIGN1})
-    signed = cose.parse_sign1(obj)
+    # A bundle is a setup file, not a scanned code: its damage is said as the bundle's, not in
+    # the words meant for a resident's QR code (cbor_invalid, cose_invalid).
+    try:
+        obj = cbor.loads(data, max_size=MAX_BUNDLE, max_items=1 << 16,
+                         allowed_tags={cose.TAG_SIGN1})
+    except MalformedInput:
+        raise _bad("not CBOR") from None
+    try:
+        signed = cose.parse_sign1(obj)
+    except MalformedInput:
+        raise _bad("not a COSE_Sign1 signed by a city root") from None
     candidates = [r for r in roots if signed.kid is None or r.kid == signed.kid]
     root = next((r for r in candidates if signed.verify(r.public_key)), None)
     if root is None:
         raise Rejection("bundle_untrusted")
-    bundle = _payload(cbor.loads(signed.payload, max_size=MAX_BUNDLE, max_items=1 << 16))
+    try:
+        contents = cbor.loads(signed.payload, max_size=MAX_BUNDLE, max_items=1 << 16)
+    except MalformedInput:
+        raise _bad("contents not CBOR") from None
+    bundle = _payload(contents)
     if (bundle.city, bundle.country, bundle.code) != (root.city, root.country, root.code):
         raise _bad("bundle city differs from its root's city")
     return bundle

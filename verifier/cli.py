@@ -19,7 +19,7 @@ from typing import BinaryIO
 import click
 
 from credential.bundle import MAX_BUNDLE, MAX_ROOT, RootKey
-from credential.errors import PasaporteError, UsageError
+from credential.errors import PasaporteError, StoreError, UsageError
 from credential.home import read_bounded
 from credential.logproof import MAX_PROOF, require_logged_with_keys
 from credential.times import parse_instant
@@ -102,16 +102,17 @@ class _Setup:
         return self._stamps() != self._seen
 
     def load(self) -> Verifier:
-        """A verifier for the files as they are now (raises ``PasaporteError`` for bad ones)."""
-        stamps = self._stamps()
+        """A verifier for the files as they are now (raises ``PasaporteError`` for bad ones,
+        ``OSError`` for one gone). Either way the files are marked as seen as read, so that a
+        broken set is reported once, not at every scan, and a change made during the read shows
+        at the next check."""
+        self._seen = self._stamps()
         signed = [read_bounded(p, MAX_BUNDLE) for p in self.bundles]  # each file read once
         if self.log_keys or self.proofs or self.witness_keys:
             require_logged_with_keys(signed, [read_bounded(p, MAX_PROOF) for p in self.proofs],
                                      self.log_keys, self.witness_keys)
-        verifier = Verifier(bundles=signed, roots=[RootKey.from_json(read_bounded(p, MAX_ROOT))
-                                                   for p in self.roots])
-        self._seen = stamps  # as read: a change made during the read shows at the next check
-        return verifier
+        return Verifier(bundles=signed, roots=[RootKey.from_json(read_bounded(p, MAX_ROOT))
+                                               for p in self.roots])
 
 
 def _versions(verifier: Verifier) -> str:
@@ -136,8 +137,10 @@ def _scan(setup: _Setup, verifier: Verifier, policy: Policy, at: int | None,
             if setup.changed():
                 try:
                     verifier = setup.load()
-                except PasaporteError as exc:  # keep the last good setup: scans go on
-                    _say(f"! {exc.diagnostics()}")
+                except (PasaporteError, OSError) as exc:  # keep the last good setup: scans go on
+                    error = exc if isinstance(exc, PasaporteError) else StoreError(
+                        "file_error", path=exc.filename or "?", reason=exc.strerror or str(exc))
+                    _say(f"! {error.diagnostics()}")
                     _say("! Se sigue con la configuración anterior / Still using the previous "
                          f"setup ({_versions(verifier)})")
                 else:

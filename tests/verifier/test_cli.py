@@ -140,6 +140,9 @@ def test_the_counter_at_work_scans_and_takes_a_new_bundle_without_restarting(
             assert scan(shown())["code"] == "revoked"
             replace(b"\xa0 not a bundle")
             assert scan(shown())["code"] == "revoked"  # the last good setup, still in force
+            assert scan(shown())["code"] == "revoked"  # (said once, not at every scan)
+            bundle.unlink()  # gone: the same
+            assert scan(shown())["code"] == "revoked"
             counter.stdin.close()
             assert counter.wait(timeout=30) == 0
         finally:
@@ -149,5 +152,6 @@ def test_the_counter_at_work_scans_and_takes_a_new_bundle_without_restarting(
         err = counter.stderr.read().decode()
     assert "Listo para escanear / Ready to scan (library; Mexicali v1)" in err
     assert "Configuración actualizada / Setup updated: Mexicali v2" in err
-    assert "Still using the previous setup (Mexicali v2)" in err
-    assert "Escaneos / Scans: 4 — aceptados / accepted: 1, rechazados / rejected: 3" in err
+    assert err.count("Still using the previous setup (Mexicali v2)") == 2
+    assert "[bundle_invalid]" in err and "[file_error]" in err and "b.cbor" in err
+    assert "Escaneos / Scans: 6 — aceptados / accepted: 1, rechazados / rejected: 5" in err
