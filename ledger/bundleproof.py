@@ -60,7 +60,7 @@ def prove_bundle_remote(url: str, signed_bundle: bytes,
     end = cp.size
     while end > 0 and found is None:
         start = max(0, end - MAX_PAGE)
-        for index, leaf in enumerate(client.entries(url, start, end), start=start):
+        for index, leaf in enumerate(_leaves(url, start, end), start=start):
             if digest in leaf and marker in leaf:
                 entry = decode_record(leaf).entry
                 if isinstance(entry, BundlePublished) and entry.digest == digest:
@@ -73,3 +73,15 @@ def prove_bundle_remote(url: str, signed_bundle: bytes,
     index, leaf = found
     hashes = tuple(client.inclusion_proof(url, index, cp.size))
     return BundleProof(index, leaf, hashes, note_text), cp.size, len(note.signatures) > 1
+
+
+def _leaves(url: str, start: int, end: int) -> list[bytes]:
+    """Records ``[start, end)`` whole, however short the node's pages are (another node, or
+    another version, may page by fewer than we ask for)."""
+    leaves: list[bytes] = []
+    while start + len(leaves) < end:
+        page = client.entries(url, start + len(leaves), end)
+        if not page:
+            raise LedgerError("ledger_remote_error", url=url, status="empty page")
+        leaves += page
+    return leaves

@@ -5,15 +5,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
+from werkzeug.serving import make_server
 
 from credential.keys import b64url
+from ledger.bundleproof import prove_bundle_remote
+from ledger.http import create_app
+from ledger.store import LedgerStore
 from pasaporte.cli import main
 from tests.factory import EXAMPLES, City, example_claims
-from tests.ledger.conftest import run_cli
+from tests.ledger.conftest import PASSPHRASE, init_home, run_cli
+from tests.ledger.helpers import commitment
 from tests.ledger.test_network import _post_entries, cities
 
 __all__ = ["cities"]  # the two-city fixture, used here too
@@ -121,3 +127,29 @@ def test_an_office_writes_the_proof_with_its_bundle(
                         cities["cb"].witness_vkey, "--text",
                         (tmp_path / "p.cred").read_text().strip())
     assert code == 0, out
+
+
+def test_prove_bundle_reads_a_node_that_pages_by_fewer(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another node (or another version of this one) may serve fewer records per page than we
+    ask for: the search reads each window whole, and finds a bundle wherever it sits."""
+    home = tmp_path / "log"
+    init_home(home, "ledger.pages.example/log")
+    city = City()
+    signed = city.bundle()
+    with LedgerStore.open(home, passphrase=PASSPHRASE) as store:
+        store.append([commitment(j) for j in range(4)])
+        store.append([{"type": "bundle_published", "city": city.city, "version": 1,
+                       "digest": b64url(hashlib.sha256(signed).digest())}])
+        store.append([commitment(10 + j) for j in range(6)])
+        monkeypatch.setattr("ledger.http.MAX_PAGE", 3)  # the node's pages; ours stay wide
+        server = make_server("127.0.0.1", 0, create_app(store=store), threaded=True)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            proof, size, _ = prove_bundle_remote(f"http://127.0.0.1:{server.server_port}",
+                                                 signed)
+        finally:
+            server.shutdown()
+            thread.join()
+        assert (proof.index, size) == (4, store.size())
