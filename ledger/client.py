@@ -81,7 +81,7 @@ def entries(url: str, start: int, end: int) -> list[bytes]:
     … (a page may stop short of ``end``, and is empty past the log's end). Every item must name
     its index in sequence and carry a base64 leaf; anything else is the node's error."""
     items = get_json(f"{url}/entries?start={start}&end={end}")
-    if not isinstance(items, list):
+    if not isinstance(items, list) or len(items) > max(end - start, 0):
         raise LedgerError("ledger_remote_error", url=url, status="not a list of entries")
     leaves = []
     for index, item in enumerate(items, start=start):

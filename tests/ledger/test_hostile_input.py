@@ -205,6 +205,7 @@ _HOSTILE_ANSWERS = [
     b'[{"index": 0, "leaf": "!!"}]',
     b'[{"index": 0, "leaf": "AAAA"}, {"index": 1, "leaf": "2Q=="}, {"index": 2}]',
     b"[7]",
+    b'[{"index": 0, "leaf": "AAAA"}, {"index": 1, "leaf": "AAAA"}]',  # more than asked for
     _page(cbor2.dumps([0, bytes(32), 1, "notice", {0: None}])),  # a map keyed by a number
     _page(cbor2.dumps([False, bytes(32), 1, "notice", {"text": "x"}])),  # seq: false
     _page(cbor2.dumps([2**64, bytes(32), 1, "notice", {"text": "x"}])),  # seq: a bignum
