@@ -47,8 +47,20 @@ def init_home(home: Path, origin: str = "ledger.test/log", db: str | None = None
     return (home / "ledger.json").read_text()
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def home(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """An initialised log home, once on each backend: SQLite in the home, and a fresh
+    PostgreSQL database (skipped without PASAPORTE_TEST_POSTGRES_URL, which ``.ci/run`` sets).
+    Every test built on it (``store``, ``app``, ``client``) runs against both."""
+    path = tmp_path / "home"
+    init_home(path, db=request.getfixturevalue("pg_url") if request.param == "postgres" else None)
+    return path
+
+
 @pytest.fixture
-def home(tmp_path: Path) -> Path:
+def sqlite_home(tmp_path: Path) -> Path:
+    """A log home on SQLite only, for what only a database file has: WAL, a file damaged,
+    emptied or moved, a lock held by another connection."""
     path = tmp_path / "home"
     init_home(path)
     return path

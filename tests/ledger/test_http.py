@@ -13,7 +13,9 @@ from flask.testing import FlaskClient
 from credential import merkle
 from credential.note import open_note, parse_checkpoint
 from ledger.audit import audit
+from ledger.http import create_app
 from ledger.store import LedgerStore
+from tests.ledger.conftest import PASSPHRASE
 from tests.ledger.helpers import commitment, valid_entries
 
 
@@ -164,31 +166,34 @@ def test_consistency_refusals_give_the_log_size(client: FlaskClient) -> None:
     assert resp.status_code == 400 and resp.get_json()["code"] == "ledger_bad_param"
 
 
-def test_a_log_held_too_long_answers_503_and_loses_nothing(client: FlaskClient,
-                                                           store: LedgerStore, token: str) -> None:
+def test_a_log_held_too_long_answers_503_and_loses_nothing(sqlite_home: Path) -> None:
     """Another process keeps the write lock past our wait: 503 with the bilingual ``store_busy``
-    error, the log unchanged, and the same request accepted once the lock is released."""
+    error, the log unchanged, and the same request accepted once the lock is released. (On
+    PostgreSQL: tests/ledger/test_store.py, the writer held too long.)"""
     import sqlite3
 
     from ledger.store import make_engine
 
-    store.engine.dispose()
-    store.engine = make_engine(str(store.engine.url), busy_timeout=0.2)
-    before = store.size()
-    holder = sqlite3.connect(str(store.engine.url.database), isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
-    body = {"entries": [commitment(1)]}
-    try:
-        resp = client.post("/entries", json=body, headers=_auth(token))
-        assert resp.status_code == 503
-        err = resp.get_json()
-        assert err["code"] == "store_busy" and "ledger.db" in err["message"]["en"]
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
-    assert store.size() == before
-    assert client.post("/entries", json=body, headers=_auth(token)).status_code == 201
-    assert store.size() == before + 1
+    with LedgerStore.open(sqlite_home, passphrase=PASSPHRASE) as store:
+        token = store.add_token("issuer")
+        client = create_app({"TESTING": True}, store=store).test_client()
+        store.engine.dispose()
+        store.engine = make_engine(str(store.engine.url), busy_timeout=0.2)
+        before = store.size()
+        holder = sqlite3.connect(str(store.engine.url.database), isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        body = {"entries": [commitment(1)]}
+        try:
+            resp = client.post("/entries", json=body, headers=_auth(token))
+            assert resp.status_code == 503
+            err = resp.get_json()
+            assert err["code"] == "store_busy" and "ledger.db" in err["message"]["en"]
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert store.size() == before
+        assert client.post("/entries", json=body, headers=_auth(token)).status_code == 201
+        assert store.size() == before + 1
 
 
 def test_a_retried_batch_is_appended_once(client: FlaskClient, store: LedgerStore,

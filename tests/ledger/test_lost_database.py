@@ -14,7 +14,8 @@ import pytest
 
 from credential.errors import StoreError
 from ledger.http import create_app
-from ledger.store import LedgerStore
+from ledger.keys import load_config
+from ledger.store import LedgerStore, database_url
 from tests.ledger.conftest import PASSPHRASE, REPO, child_env, init_home, run_cli
 from tests.ledger.helpers import commitment
 
@@ -48,8 +49,9 @@ LOSSES: dict[str, Callable[[Path], list[str]]] = {
 
 
 @pytest.mark.parametrize("loss", sorted(LOSSES))
-def test_a_lost_database_is_never_recreated(loss: str, home: Path, tmp_path: Path,
+def test_a_lost_database_is_never_recreated(loss: str, sqlite_home: Path, tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
+    home = sqlite_home
     _filled(home)
     extra = LOSSES[loss](home)
     entries = _jsonl(tmp_path / "ok.jsonl", [commitment(9)])
@@ -82,7 +84,8 @@ def test_a_lost_database_is_never_recreated(loss: str, home: Path, tmp_path: Pat
             assert store.size() == 3
 
 
-def test_serve_refuses_a_lost_database(home: Path) -> None:
+def test_serve_refuses_a_lost_database(sqlite_home: Path) -> None:
+    home = sqlite_home
     (home / "ledger.db").unlink()
     proc = subprocess.run([sys.executable, "-m", "ledger", "serve", "--home", str(home),
                            "--port", "0"], capture_output=True, text=True, env=child_env(),
@@ -115,7 +118,7 @@ def test_init_refuses_a_database_that_holds_a_log(home: Path, tmp_path: Path,
     _filled(home)
     other = tmp_path / "other"
     assert run_cli("init", "--origin", "other.test/log", "--home", str(other),
-                   "--db", f"sqlite:///{home / 'ledger.db'}") == 1
+                   "--db", database_url(home, config=load_config(home))) == 1
     assert capsys.readouterr().err.startswith("[ledger_already_initialised]")
     assert not any(other.iterdir())  # no key was written
     with LedgerStore.open(home) as store:
@@ -135,8 +138,9 @@ def _header(db: Path) -> None:
 @pytest.mark.parametrize(("damage", "why"), [(_half, "malformed"), (_header, "not a database")],
                          ids=["half-truncated", "header"])
 def test_a_damaged_database_is_a_typed_error(damage: Callable[[Path], None], why: str,
-                                             home: Path, tmp_path: Path,
+                                             sqlite_home: Path, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
+    home = sqlite_home
     _filled(home, 600)  # enough pages that half the file loses records
     damage(home / "ledger.db")
     entries = _jsonl(tmp_path / "ok.jsonl", [commitment(9)])
@@ -194,7 +198,8 @@ def test_init_on_an_unreachable_database_writes_no_key(tmp_path: Path,
 
 
 @pytest.mark.postgres
-def test_an_empty_postgres_database_is_not_a_log(home: Path, tmp_path: Path, pg_url: str,
+def test_an_empty_postgres_database_is_not_a_log(sqlite_home: Path, tmp_path: Path,
+                                                 pg_url: str,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     """A mistyped database name on a server that has it empty: refused, no table created;
     ``init`` there works, and a second ``init`` on it is refused."""
@@ -202,7 +207,7 @@ def test_an_empty_postgres_database_is_not_a_log(home: Path, tmp_path: Path, pg_
 
     entries = _jsonl(tmp_path / "ok.jsonl", [commitment(9)])
     capsys.readouterr()
-    assert run_cli("append", "--file", entries, "--home", str(home), "--db", pg_url) == 1
+    assert run_cli("append", "--file", entries, "--home", str(sqlite_home), "--db", pg_url) == 1
     assert capsys.readouterr().err.startswith("[ledger_database_missing]")
     engine = create_engine(pg_url)
     try:

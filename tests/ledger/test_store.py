@@ -14,7 +14,7 @@ from credential.note import open_note, parse_checkpoint
 from ledger.audit import audit
 from ledger.entries import CredentialIssued, Notice
 from ledger.schema import metadata
-from ledger.store import AppendRequest, LedgerStore, make_engine
+from ledger.store import AppendRequest, LedgerStore, database_url, make_engine
 from tests.ledger.conftest import PASSPHRASE, init_home
 from tests.ledger.helpers import commitment, valid_entries
 
@@ -146,8 +146,8 @@ def test_migrations_ship_as_package_data() -> None:
     assert list((folder / "versions").glob("0001_*.py"))
 
 
-def test_sqlite_is_wal(store: LedgerStore) -> None:
-    engine = make_engine(str(store.engine.url))
+def test_sqlite_is_wal(sqlite_home: Path) -> None:
+    engine = make_engine(database_url(sqlite_home))
     try:
         with engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
