@@ -327,7 +327,8 @@ def rotate(home: str | None) -> None:
     _publish(store, passphrase)
 
 
-@group.command()
+# A kid is base64url: one in 64 begins with "-", which must read as the kid, not an option.
+@group.command(context_settings={"ignore_unknown_options": True})
 @click.argument("kid")
 @click.option("--since", required=True, help="ISO-8601 time from which the key is untrusted.")
 @home_option

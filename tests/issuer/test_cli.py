@@ -382,3 +382,11 @@ def test_a_bundle_that_cannot_be_written_is_not_published(office: Path, tmp_path
     bundle = parse_bundle((tmp_path / "b.cbor").read_bytes(), [store.root()])
     assert code == 0 and bundle.version == 1
     assert [e["version"] for _, e in store.pending() if e["type"] == "bundle_published"] == [1]
+
+
+def test_a_kid_that_begins_with_a_dash_is_a_kid(office: Path, run: Run) -> None:
+    """Kids are base64url, and one in 64 begins with "-": it is read as the kid (here one the
+    office does not have), not as an unknown option."""
+    code, _, err = run("issuer", "compromised", "-AbCdEfG", "--since", "2026-01-01T00:00:00Z",
+                       "--home", str(office))
+    assert code == 2 and "no office key -AbCdEfG" in err and "No such option" not in err
