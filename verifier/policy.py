@@ -45,7 +45,8 @@ class Policy:
         """The default policy of a service named in ``schemas/claims.json``."""
         spec = schema().services.get(service)
         if spec is None:
-            raise UsageError("service_unknown", service=service)
+            raise UsageError("service_unknown", service=service,
+                             services=", ".join(sorted(schema().services)))
         base = cls(service=service, requires=spec.discloses,
                    eligibility=_ELIGIBILITY.get(service), paper=_PAPER.get(service, "reject"))
         return replace(base, **overrides)  # type: ignore[arg-type]

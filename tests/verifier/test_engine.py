@@ -272,6 +272,8 @@ def test_claims_missing_and_not_eligible(city: City, holder: nacl.signing.Signin
 
 def test_service_unknown(city: City) -> None:
     reject(verifier_for(city), "PU1:", "service_unknown", "casino")
+    message = verifier_for(city).verify("PU1:", service="casino").message
+    assert "casino" in message["es"] and "clinic, library, transit" in message["en"]
 
 
 @pytest.mark.parametrize("text,code", [
