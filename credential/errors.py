@@ -106,6 +106,10 @@ def spanish(reason: str) -> str:
             filled = (spanish(g) + piece for g, piece in zip(m.groups(), pieces[1:],
                                                              strict=True))
             return pieces[0] + "".join(filled)
+    # "'/tmp': Is a directory": a library naming a file, then the operating system's text
+    named, colon, os_text = reason.rpartition(": ")
+    if colon and os_text in _os_es():
+        return named + colon + _os_es()[os_text]
     return reason
 
 

@@ -83,6 +83,8 @@ def test_templates_keep_their_parts() -> None:
     ("<urlopen error [Errno 111] Connection refused>",
      "<urlopen error [Errno 111] conexión rechazada>"),
     ("[Errno -2] Name or service not known", "[Errno -2] nombre o servicio desconocido"),
+    ("Invalid value for '--batch': '/tmp': Is a directory",
+     "valor no válido para '--batch': '/tmp': es un directorio"),
     ("[Errno 9999] Something new", "[Errno 9999] Something new"),  # unknown: kept as it is
     ("/tmp/[Errno 13] not the OS's", "/tmp/[Errno 13] not the OS's"),  # only the OS's texts
 ])
