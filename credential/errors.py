@@ -95,8 +95,6 @@ def spanish(reason: str) -> str:
         return exact[reason]
     if reason in _os_es():
         return _os_es()[reason]
-    if "[Errno " in reason:
-        return _ERRNO_TEXT.sub(_os_spanish, reason)
     for pattern, es in templates:
         m = pattern.match(reason)
         if m is not None:
@@ -106,6 +104,8 @@ def spanish(reason: str) -> str:
             filled = (spanish(g) + piece for g, piece in zip(m.groups(), pieces[1:],
                                                              strict=True))
             return pieces[0] + "".join(filled)
+    if "[Errno " in reason:
+        return _ERRNO_TEXT.sub(_os_spanish, reason)
     # "'/tmp': Is a directory": a library naming a file, then the operating system's text
     named, colon, os_text = reason.rpartition(": ")
     if colon and os_text in _os_es():
