@@ -45,11 +45,14 @@ class Demo:
         self.step_no += 1
         print(f"\n\033[1m{self.step_no}. {es} / {en}\033[0m", flush=True)
 
-    def run(self, *args: str, expect: int = 0, show: bool = True) -> str:
+    def run(self, *args: str, expect: int = 0, show: bool = True,
+            stdin: str | None = None) -> str:
         cmd = [sys.executable, "-m", "pasaporte", *args]
         shown = " ".join(shlex.quote(a if len(a) < 70 else a[:60] + "…") for a in args)
-        print(f"  $ pasaporte {shown}", flush=True)
-        proc = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=120)
+        fed = "" if stdin is None else f"   < {len(stdin.splitlines())} línea(s) / line(s)"
+        print(f"  $ pasaporte {shown}{fed}", flush=True)
+        proc = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=120,
+                              input=stdin)
         if show:
             for line in (proc.stdout + proc.stderr).strip().splitlines()[:14]:
                 print(f"    {line[:150]}")
@@ -175,6 +178,11 @@ def main() -> int:
         d.step("El mismo código en la clínica: rechazado (era para la biblioteca)",
                "The same code at the clinic: refused (it was made for the library)")
         d.run("verify", "--service", "clinic", *trust, "--text", text, expect=1)
+
+        d.step("La ventanilla en servicio: el lector escribe cada código, uno por línea",
+               "The counter at work: the scanner types each code, one per line")
+        d.run("verify", "--service", "library", *trust, "--scan",
+              stdin=f"{text}\nNOT A PASSPORT\n")
 
         d.step("Pasaporte en papel de James en la biblioteca de Mexicali",
                "James's paper passport at a Mexicali library")
