@@ -11,7 +11,7 @@ from typing import Any
 import cbor2
 from hypothesis import strategies as st
 
-__all__ = ["cbor_values", "edit", "node_paths"]
+__all__ = ["cbor_values", "draw_edit", "edit", "node_paths"]
 
 Path = tuple[object, ...]
 
@@ -60,3 +60,11 @@ def edit(obj: Any, path: Path, new: object, remove: bool) -> Any:
     else:
         copy[head] = new
     return copy
+
+
+def draw_edit(data: st.DataObject, obj: Any) -> tuple[Path, Any]:
+    """One random edit of ``obj``: the path of a node (not the root) and ``obj`` with that node
+    replaced by another CBOR value or removed from its container."""
+    path = data.draw(st.sampled_from(list(node_paths(obj))[1:]))
+    remove = path[-1] not in ("tag", "cbor") and data.draw(st.booleans())
+    return path, edit(obj, path, None if remove else data.draw(cbor_values), remove)

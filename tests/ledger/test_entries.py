@@ -19,7 +19,7 @@ from ledger.entries import (
     entry_from_json,
     entry_to_json,
 )
-from tests.cbor_edits import cbor_values, edit, node_paths
+from tests.cbor_edits import draw_edit
 from tests.ledger.helpers import b64u, valid_entries
 
 
@@ -113,9 +113,7 @@ def test_any_node_of_a_record_edited_is_a_typed_error(data: st.DataObject) -> No
     expect."""
     leaf = data.draw(st.sampled_from(_LEAVES))
     record = cbor2.loads(leaf)
-    path = data.draw(st.sampled_from(list(node_paths(record))[1:]))
-    remove = path[-1] not in ("tag", "cbor") and data.draw(st.booleans())
-    edited = cbor2.dumps(edit(record, path, None if remove else data.draw(cbor_values), remove))
+    edited = cbor2.dumps(draw_edit(data, record)[1])
     try:
         decoded = decode_record(edited)
     except MalformedInput as exc:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from credential import base45, transport
 from credential.errors import message_catalog
-from tests.cbor_edits import cbor_values, edit, node_paths
+from tests.cbor_edits import draw_edit
 from tests.factory import NOW, City, presentation
 from verifier.engine import Verifier
 
@@ -78,9 +78,7 @@ _UNPROTECTED = {(0, 1), (3, 1)}
 def test_any_node_replaced_or_removed_is_a_typed_rejection(good: str,
                                                            data: st.DataObject) -> None:
     obj = cbor2.loads(transport.unpack(good))
-    path = data.draw(st.sampled_from(list(node_paths(obj))[1:]))
-    remove = path[-1] not in ("tag", "cbor") and data.draw(st.booleans())
-    edited = edit(obj, path, None if remove else data.draw(cbor_values), remove)
+    path, edited = draw_edit(data, obj)
     if edited == obj:
         return
     r = _VERIFIER.verify(transport.pack(cbor2.dumps(edited)), service="library", now=NOW)
