@@ -105,7 +105,8 @@ def walk(records: Iterable[tuple[int, Entry]], queued: Sequence[tuple[int, Entry
             out.lost.append(entry.kid)
         elif isinstance(entry, StatusChanged) and entry.list.startswith(prefix):
             number = entry.list[len(prefix):]
-            out.floor = max(out.floor, int(number) if number.isdigit() else 0)
+            out.floor = max(out.floor, int(number) if number.isascii() and number.isdigit()
+                            else 0)
             if entry.list in lists:
                 if len(out.found) < len(queued):
                     raise StoreError("restore_ledger_diverges", index=index, url=url)

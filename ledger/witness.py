@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 import time
 from dataclasses import dataclass
 
@@ -77,7 +78,9 @@ def _parse_request(body: bytes) -> tuple[int, list[bytes], str]:
     if not sep or not lines[0].startswith("old "):
         raise MalformedInput("ledger_bad_witness_request", reason="expected 'old N' and a proof")
     size_s = lines[0][4:]
-    if not size_s.isdigit() or (size_s != "0" and size_s.startswith("0")) or len(size_s) > 19:
+    # ASCII decimal only: str.isdigit() also takes "²" (which int() refuses) and "١" (which
+    # it reads as 1), neither of which C2SP tlog-witness allows
+    if not re.fullmatch(r"0|[1-9][0-9]{0,18}", size_s):
         raise MalformedInput("ledger_bad_witness_request", reason="bad old size")
     if len(lines) - 1 > MAX_PROOF:
         raise MalformedInput("ledger_bad_witness_request", reason="too many proof lines")

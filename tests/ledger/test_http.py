@@ -122,6 +122,8 @@ def _bad_requests(token: str) -> list[tuple[str, str, dict[str, Any], int, str]]
         ("POST", "/add-checkpoint", {"data": "old 0\n" + "A" * 43 + "=\n" * 64 + "\n"}, 400,
          bad_witness),
         ("POST", "/add-checkpoint", {"data": b"old 0\n\n\xff\n"}, 400, "note_malformed"),
+        ("POST", "/add-checkpoint", {"data": "old ²3\n\no\n"}, 400, bad_witness),
+        ("POST", "/add-checkpoint", {"data": "old ١\n\no\n"}, 400, bad_witness),
         ("POST", "/add-checkpoint", {"data": "old 0\n\n" + "x" * 70_000}, 413,
          "ledger_body_too_large"),
         ("POST", "/add-checkpoint", {"data": "old 0\n\nno.such/log\n1\n" + "A" * 43
