@@ -132,13 +132,13 @@ class PasaporteError(Exception):
         params = _SafeDict({k: v for k, v in detail.items()})
         # A reason given in one language (ours in English, or a library's text, a path) serves
         # both halves of messages that take one reason per language, in Spanish where we can.
-        if "reason" in params:
-            params.setdefault("reason_es", spanish(str(params["reason"])))
-            params.setdefault("reason_en", params["reason"])
         es = _SafeDict(params)
         for key in ("reason", "status"):
-            if isinstance(es.get(key), str):
-                es[key] = spanish(es[key])
+            if isinstance(params.get(key), str):
+                es[key] = spanish(params[key])  # once: it also serves reason_es below
+        if "reason" in params:
+            es.setdefault("reason_es", es["reason"])
+            params.setdefault("reason_en", params["reason"])
         self.message = {"es": texts["es"].format_map(es), "en": texts["en"].format_map(params)}
         super().__init__(f"{self.code}: {self.message['en']}")
 

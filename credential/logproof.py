@@ -44,8 +44,8 @@ from credential.note import (
     verify_checkpoint,
 )
 
-__all__ = ["PROOF_TYPE", "BundleProof", "parse_bundle_proof", "require_logged",
-           "require_logged_with_keys", "verify_bundle_proof"]
+__all__ = ["PROOF_TYPE", "BundleProof", "parse_bundle_proof", "read_trust_files",
+           "require_logged", "require_logged_with_keys", "verify_bundle_proof"]
 
 PROOF_TYPE = "pasaporte-bundle-proof/1"
 MAX_PROOF = 64 * 1024  # a checkpoint, a record and about 64 hashes: a few KB at most
@@ -174,3 +174,20 @@ def require_logged_with_keys(bundles: Sequence[bytes], proofs: Sequence[bytes],
                                    "ledger's signature and the other city's cosignature)")
     require_logged(bundles, proofs, [parse_verifier_key(k) for k in log_keys],
                    [parse_verifier_key(k) for k in witness_keys])
+
+
+def read_trust_files(bundles: Sequence[str], roots: Sequence[str], proofs: Sequence[str] = (),
+                     log_keys: Sequence[str] = (), witness_keys: Sequence[str] = ()
+                     ) -> tuple[list[bytes], list[bytes]]:
+    """A trust setup given as files, as a counter (``verify``) or a wallet (``wallet trust``)
+    is: the bundles' and the roots' bytes, each file read once and bounded; with any of
+    ``proofs``, ``log_keys``, ``witness_keys`` every bundle must be proven on a named ledger
+    (``require_logged_with_keys``). The bundles themselves are checked by whoever parses them."""
+    from credential.bundle import MAX_BUNDLE, MAX_ROOT
+    from credential.home import read_bounded
+
+    signed = [read_bounded(p, MAX_BUNDLE) for p in bundles]
+    if proofs or log_keys or witness_keys:
+        require_logged_with_keys(signed, [read_bounded(p, MAX_PROOF) for p in proofs],
+                                 log_keys, witness_keys)
+    return signed, [read_bounded(p, MAX_ROOT) for p in roots]

@@ -44,6 +44,7 @@ __all__ = [
     "open_note",
     "parse_checkpoint",
     "parse_note",
+    "parse_size",
     "parse_verifier_key",
     "sign_note",
     "verify_checkpoint",
@@ -326,9 +327,20 @@ def parse_checkpoint(text: str) -> Checkpoint:
     if len(lines) < 3:
         raise MalformedInput("note_bad_checkpoint", reason="needs origin, size and root")
     origin, size_s, root_s, *ext = lines
-    if not re.fullmatch(r"0|[1-9][0-9]{0,18}", size_s):
+    size = parse_size(size_s)
+    if size is None:
         raise MalformedInput("note_bad_checkpoint", reason="bad size line")
-    return Checkpoint(origin, int(size_s), _b64decode(root_s, "root"), tuple(ext))
+    return Checkpoint(origin, size, _b64decode(root_s, "root"), tuple(ext))
+
+
+_SIZE_RE = re.compile(r"0|[1-9][0-9]{0,18}")
+
+
+def parse_size(text: str) -> int | None:
+    """A tree size as the C2SP formats write it (a checkpoint's size line, tlog-witness's
+    ``old N``): ASCII decimal without leading zeros, under 10^19; ``None`` for anything else.
+    (``str.isdigit`` would also take "²", which ``int`` refuses, and "١", which it reads as 1.)"""
+    return int(text) if _SIZE_RE.fullmatch(text) else None
 
 
 def verify_checkpoint(data: bytes | str, log: Verifier, witnesses: Sequence[Verifier] = (),

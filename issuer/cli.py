@@ -182,16 +182,13 @@ def bundle(out: str, proof: str | None, home: str | None) -> None:
     click.echo(out)
     _publish(store, passphrase)
     if proof is not None and url is not None:
-        from ledger.bundleproof import prove_bundle_remote
+        from ledger.bundleproof import prove_bundle_remote, uncosigned_warning
 
         made, _, cosigned = prove_bundle_remote(url, data)  # refused while it is still queued
         atomic_write(proof, made.to_json(), mode=0o644)
         click.echo(proof)
         if not cosigned:
-            click.echo("Aviso: el testigo aún no cofirmó este checkpoint; repita con «ledger "
-                       "prove-bundle --from» más tarde. / Warning: the witness has not cosigned "
-                       "this checkpoint yet; run 'ledger prove-bundle --from' again later.",
-                       err=True)
+            click.echo(uncosigned_warning(), err=True)
 
 
 def _status_command(name: str, new: str, help_text: str) -> None:

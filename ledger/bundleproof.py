@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from sqlalchemy import select
 
-from credential.errors import LedgerError
+from credential.errors import LedgerError, PasaporteError
 from credential.logproof import BundleProof
 from ledger import client
 from ledger import schema as t
@@ -19,7 +19,7 @@ from ledger.entries import BundlePublished, decode_record, type_cbor
 from ledger.http import MAX_PAGE
 from ledger.store import LedgerStore
 
-__all__ = ["prove_bundle", "prove_bundle_remote"]
+__all__ = ["prove_bundle", "prove_bundle_remote", "uncosigned_warning"]
 
 
 def prove_bundle(store: LedgerStore, signed_bundle: bytes,
@@ -60,7 +60,7 @@ def prove_bundle_remote(url: str, signed_bundle: bytes,
     end = cp.size
     while end > 0 and found is None:
         start = max(0, end - MAX_PAGE)
-        for index, leaf in enumerate(_leaves(url, start, end), start=start):
+        for index, leaf in enumerate(client.all_entries(url, start, end), start=start):
             if digest in leaf and marker in leaf:
                 entry = decode_record(leaf).entry
                 if isinstance(entry, BundlePublished) and entry.digest == digest:
@@ -75,13 +75,7 @@ def prove_bundle_remote(url: str, signed_bundle: bytes,
     return BundleProof(index, leaf, hashes, note_text), cp.size, len(note.signatures) > 1
 
 
-def _leaves(url: str, start: int, end: int) -> list[bytes]:
-    """Records ``[start, end)`` whole, however short the node's pages are (another node, or
-    another version, may page by fewer than we ask for)."""
-    leaves: list[bytes] = []
-    while start + len(leaves) < end:
-        page = client.entries(url, start + len(leaves), end)
-        if not page:
-            raise LedgerError("ledger_remote_error", url=url, status="empty page")
-        leaves += page
-    return leaves
+def uncosigned_warning() -> str:
+    """What to tell whoever wrote a proof whose checkpoint no witness has cosigned yet."""
+    message = PasaporteError("ledger_proof_uncosigned").message
+    return f"{message['es']} / {message['en']}"

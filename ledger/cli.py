@@ -292,7 +292,7 @@ def prove_bundle(bundle: str, out: str, url: str | None, home: str | None,
     --bundle-proof)."""
     from credential.home import atomic_write
     from ledger.bundleproof import prove_bundle as make_proof
-    from ledger.bundleproof import prove_bundle_remote
+    from ledger.bundleproof import prove_bundle_remote, uncosigned_warning
 
     signed = read_bounded(bundle, MAX_BUNDLE)
     with _progress("Leyendo / Reading") as progress:
@@ -304,10 +304,7 @@ def prove_bundle(bundle: str, out: str, url: str | None, home: str | None,
     atomic_write(Path(out), proof.to_json())
     click.echo(f"ok: registro / record {proof.index}, checkpoint {size} → {out}")
     if not cosigned:
-        click.echo("Aviso: ningún testigo ha cofirmado aún un checkpoint que lo incluya; las "
-                   "ventanillas que exigen cofirma lo rechazarán hasta entonces. / Warning: no "
-                   "witness has cosigned a checkpoint that includes it yet; counters that require "
-                   "a cosignature will refuse it until one does.", err=True)
+        click.echo(uncosigned_warning(), err=True)
 
 
 @group.command()

@@ -12,7 +12,7 @@ from credential import jsontext
 from credential.errors import LedgerError, PasaporteError
 from credential.note import Checkpoint, Note, parse_checkpoint, parse_note
 
-__all__ = ["checkpoint", "consistency_proof", "entries", "get_json", "get_text",
+__all__ = ["all_entries", "checkpoint", "consistency_proof", "entries", "get_json", "get_text",
            "inclusion_proof", "post"]
 
 TIMEOUT = 15.0
@@ -93,6 +93,18 @@ def entries(url: str, start: int, end: int) -> list[bytes]:
         except binascii.Error:
             raise LedgerError("ledger_remote_error", url=url,
                               status=f"record {index} is not base64") from None
+    return leaves
+
+
+def all_entries(url: str, start: int, end: int) -> list[bytes]:
+    """Every leaf of records ``[start, end)``, over as many pages as the node takes (another
+    node, or another version of this one, may page by fewer than asked for)."""
+    leaves: list[bytes] = []
+    while start + len(leaves) < end:
+        page = entries(url, start + len(leaves), end)
+        if not page:
+            raise LedgerError("ledger_remote_error", url=url, status="empty page")
+        leaves += page
     return leaves
 
 

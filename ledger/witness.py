@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import re
 import time
 from dataclasses import dataclass
 
@@ -27,6 +26,7 @@ from credential.note import (
     parse_checkpoint,
     parse_note,
     parse_signature_lines,
+    parse_size,
     parse_verifier_key,
 )
 from ledger import client
@@ -77,10 +77,8 @@ def _parse_request(body: bytes) -> tuple[int, list[bytes], str]:
     lines = head.split("\n")
     if not sep or not lines[0].startswith("old "):
         raise MalformedInput("ledger_bad_witness_request", reason="expected 'old N' and a proof")
-    size_s = lines[0][4:]
-    # ASCII decimal only: str.isdigit() also takes "²" (which int() refuses) and "١" (which
-    # it reads as 1), neither of which C2SP tlog-witness allows
-    if not re.fullmatch(r"0|[1-9][0-9]{0,18}", size_s):
+    old = parse_size(lines[0][4:])
+    if old is None:
         raise MalformedInput("ledger_bad_witness_request", reason="bad old size")
     if len(lines) - 1 > MAX_PROOF:
         raise MalformedInput("ledger_bad_witness_request", reason="too many proof lines")
@@ -93,7 +91,7 @@ def _parse_request(body: bytes) -> tuple[int, list[bytes], str]:
         if len(raw) != 32:
             raise MalformedInput("ledger_bad_witness_request", reason="bad proof hash")
         proof.append(raw)
-    return int(size_s), proof, note_text
+    return old, proof, note_text
 
 
 def _cosign(store: LedgerStore, note: Note, old: int, proof: list[bytes]) -> WitnessReply:

@@ -18,10 +18,9 @@ from typing import BinaryIO
 
 import click
 
-from credential.bundle import MAX_BUNDLE, MAX_ROOT, RootKey
+from credential.bundle import RootKey
 from credential.errors import PasaporteError, StoreError, UsageError
-from credential.home import read_bounded
-from credential.logproof import MAX_PROOF, require_logged_with_keys
+from credential.logproof import read_trust_files
 from credential.times import parse_instant
 from verifier.engine import Result, Verifier
 from verifier.policy import Policy
@@ -107,12 +106,9 @@ class _Setup:
         broken set is reported once, not at every scan, and a change made during the read shows
         at the next check."""
         self._seen = self._stamps()
-        signed = [read_bounded(p, MAX_BUNDLE) for p in self.bundles]  # each file read once
-        if self.log_keys or self.proofs or self.witness_keys:
-            require_logged_with_keys(signed, [read_bounded(p, MAX_PROOF) for p in self.proofs],
-                                     self.log_keys, self.witness_keys)
-        return Verifier(bundles=signed, roots=[RootKey.from_json(read_bounded(p, MAX_ROOT))
-                                               for p in self.roots])
+        signed, roots = read_trust_files(self.bundles, self.roots, self.proofs, self.log_keys,
+                                         self.witness_keys)
+        return Verifier(bundles=signed, roots=[RootKey.from_json(r) for r in roots])
 
 
 def _versions(verifier: Verifier) -> str:

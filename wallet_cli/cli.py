@@ -15,11 +15,10 @@ from typing import Any, BinaryIO
 
 import click
 
-from credential.bundle import MAX_BUNDLE, MAX_ROOT
 from credential.errors import MalformedInput, PasaporteError
-from credential.home import atomic_write, read_bounded, read_passphrase, resolve_home
+from credential.home import atomic_write, read_passphrase, resolve_home
 from credential.keys import b64url
-from credential.logproof import MAX_PROOF, require_logged_with_keys
+from credential.logproof import read_trust_files
 from wallet_cli.store import CredentialEntry, Wallet, parse_nonce
 
 __all__ = ["group"]
@@ -87,11 +86,7 @@ def trust(bundles: tuple[str, ...], roots: tuple[str, ...], proofs: tuple[str, .
     """Confía en paquetes de ciudades / Trust cities' bundles: names for codes, issuer checks.
     With --log-key, only bundles proven to be on the public ledger."""
     wallet = Wallet.open(_home(home))
-    signed = [read_bounded(b, MAX_BUNDLE) for b in bundles]  # each file read once
-    if log_keys or proofs or witness_keys:
-        require_logged_with_keys(signed, [read_bounded(p, MAX_PROOF) for p in proofs], log_keys,
-                                 witness_keys)
-    kept = wallet.trust(signed, [read_bounded(r, MAX_ROOT) for r in roots])
+    kept = wallet.trust(*read_trust_files(bundles, roots, proofs, log_keys, witness_keys))
     for line in kept:
         click.echo(line)
 
