@@ -37,19 +37,17 @@ def mirror(store: LedgerStore, url: str, witnesses: Sequence[Verifier] = (),
     held = store.head().size
     if held > 0 and not _tail_holds(store, url, held, cp):
         verified = _verified_size(store)
+        if held == verified:
+            # the verified prefix itself is not in the signed tree (no need to ask again)
+            raise _diverged(cp, held)
         if held > verified:
             # Records an earlier run copied but never saw verified (it was cut short, or a
             # node fed it junk) that the log's signed tree does not contain: fetch them again
             # rather than stay stuck behind them.
             store.truncate(verified)
             held = verified
-        # What a checkpoint verified is never dropped: if *that* disagrees, the log rolled
-        # back or rewrote its history, and the copy is the evidence.
-        if cp.size < held:
-            raise LedgerError("ledger_witness_rollback", origin=cp.origin, size=cp.size,
-                              have=held)
         if held > 0 and not _tail_holds(store, url, held, cp):
-            raise LedgerError("ledger_history_rewritten", size=cp.size, held=held)
+            raise _diverged(cp, held)
     size = held
     fetched = 0
     try:
@@ -78,6 +76,14 @@ def mirror(store: LedgerStore, url: str, witnesses: Sequence[Verifier] = (),
         raise LedgerError("ledger_mirror_mismatch", size=cp.size)
     store.store_checkpoint(note_text)
     return cp
+
+
+def _diverged(cp: Checkpoint, held: int) -> LedgerError:
+    """What a checkpoint verified is never dropped: if *that* disagrees with the node's signed
+    tree, the log rolled back or rewrote its history, and the copy is the evidence."""
+    if cp.size < held:
+        return LedgerError("ledger_witness_rollback", origin=cp.origin, size=cp.size, have=held)
+    return LedgerError("ledger_history_rewritten", size=cp.size, held=held)
 
 
 def _verified_size(store: LedgerStore) -> int:
