@@ -24,6 +24,7 @@ from werkzeug.exceptions import HTTPException
 
 from credential import jsontext
 from credential.errors import LedgerError, MalformedInput, PasaporteError, StoreError
+from credential.note import parse_size
 from ledger.store import MAX_BATCH, AppendRequest, LedgerStore
 from ledger.witness import add_checkpoint
 
@@ -56,9 +57,10 @@ def _int_arg(name: str, *, required: bool = True, default: int = 0) -> int:
         if required:
             raise MalformedInput("ledger_bad_param", name=name, reason="missing")
         return default
-    if not raw.isdigit() or not raw.isascii() or len(raw) > 19 or int(raw) > _MAX_INT:
+    value = parse_size(raw)  # the same reading as a checkpoint's size line
+    if value is None or value > _MAX_INT:
         raise MalformedInput("ledger_bad_param", name=name, reason="not a non-negative integer")
-    return int(raw)
+    return value
 
 
 def _b64(items: list[bytes]) -> list[str]:
