@@ -335,7 +335,7 @@ def compromised(kid: str, since: str, home: str | None) -> None:
     when = parse_instant(since, "--since")
     store, passphrase = _store(home), read_passphrase()
     store.mark_compromised(kid, when, passphrase)
-    click.echo(f"{kid}: compromised since {rfc3339(when)}")
+    click.echo(f"{kid}: comprometida desde / compromised since {rfc3339(when)}")
     _publish(store, passphrase)
 
 

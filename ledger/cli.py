@@ -138,7 +138,7 @@ def serve(host: str, port: int, home: str | None, db: str | None) -> None:
     app = create_app(store=store)
     server = make_server(host, port, app, threaded=True)
     signal.signal(signal.SIGTERM, _stop)
-    click.echo(f"listening on http://{host}:{server.server_port}", nl=True)
+    click.echo(f"escuchando en / listening on http://{host}:{server.server_port}", nl=True)
     sys.stdout.flush()
     try:
         server.serve_forever()

@@ -73,7 +73,7 @@ class Demo:
         assert proc.stdout is not None
         line = proc.stdout.readline().strip()
         print(f"    {line}")
-        if not line.startswith("listening on "):
+        if not line.startswith("escuchando en / listening on "):
             sys.exit("ledger node did not start")
         self.servers.append(proc)
         return line.split()[-1]

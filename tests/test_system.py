@@ -36,7 +36,7 @@ class LedgerNode:
              "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
-        assert line.startswith("listening on "), line + (self.proc.stderr.read()
+        assert line.startswith("escuchando en / listening on "), line + (self.proc.stderr.read()
                                                          if self.proc.stderr else "")
         self.url = line.split()[-1]
 

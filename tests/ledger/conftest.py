@@ -143,7 +143,7 @@ def serve() -> Iterator[Callable[..., Server]]:
             cwd=REPO)
         assert proc.stdout is not None
         line = proc.stdout.readline()
-        if not line.startswith("listening on "):
+        if not line.startswith("escuchando en / listening on "):
             proc.kill()
             proc.wait()
             err = proc.stderr.read() if proc.stderr else ""
