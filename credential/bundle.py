@@ -18,12 +18,12 @@ import cbor2
 import nacl.signing
 
 from credential import cbor, cose, jsontext
-from credential.errors import MalformedInput, Rejection
+from credential.errors import MalformedInput, Rejection, UsageError
 from credential.keys import b64url, kid_for, unb64url
 from credential.statuslist import PURPOSES, Purpose
 
 __all__ = ["MAX_BUNDLE", "MAX_ROOT", "OfficeKey", "RootKey", "StatusListInfo", "TrustBundle",
-           "parse_bundle", "sign_bundle"]
+           "check_roots", "parse_bundle", "sign_bundle"]
 
 MAX_BUNDLE = 4 * 1024 * 1024
 MAX_ROOT = 64 * 1024  # a root key file: a few hundred bytes of JSON
@@ -153,6 +153,19 @@ def _payload(doc: Any) -> TrustBundle:
     return TrustBundle(_text(doc.get("city")), _text(doc.get("country"), 2),
                        _text(doc.get("code"), 64), _int(doc.get("version")),
                        _int(doc.get("made_at")), tuple(keys), tuple(lists), catalogs)
+
+
+def check_roots(roots: Sequence[RootKey]) -> None:
+    """Refuse two different roots claiming one city code. A credential names its city by code
+    alone (the CWT ``iss``), and a counter keeps one bundle per code: with two such roots one
+    city's bundle would silently hide the other's, and its residents would be turned away. The
+    same root given twice is harmless."""
+    seen: dict[str, RootKey] = {}
+    for root in roots:
+        other = seen.setdefault(root.code, root)
+        if other.public_key != root.public_key:
+            raise UsageError("roots_conflict", city_code=root.code,
+                             cities=f"{other.city} {other.country}, {root.city} {root.country}")
 
 
 def parse_bundle(data: bytes, roots: Sequence[RootKey]) -> TrustBundle:

@@ -254,11 +254,12 @@ def check_bundle(bundles: tuple[str, ...], roots: tuple[str, ...], home: str | N
     """Coteja paquetes con el registro / Check trust bundles against the public record (e.g.
     a mirror): every office key
     registered, every compromise reflected, the bundle itself published. Exit 1 otherwise."""
-    from credential.bundle import MAX_ROOT, RootKey, parse_bundle
+    from credential.bundle import MAX_ROOT, RootKey, check_roots, parse_bundle
     from ledger.crosscheck import check_bundle as run_check
     from ledger.crosscheck import read_public_record
 
     trusted = [RootKey.from_json(read_bounded(p, MAX_ROOT)) for p in roots]
+    check_roots(trusted)
     signed = [read_bounded(p, MAX_BUNDLE) for p in bundles]
     parsed = [parse_bundle(data, trusted) for data in signed]  # untrusted bundles fail here
     with _open(home, db) as store, _progress("Leyendo / Reading") as progress:

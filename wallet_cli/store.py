@@ -30,7 +30,7 @@ import nacl.signing
 import nacl.utils
 
 from credential import cbor, jsontext, sd, transport
-from credential.bundle import RootKey, TrustBundle, parse_bundle
+from credential.bundle import RootKey, TrustBundle, check_roots, parse_bundle
 from credential.claims import display_value
 from credential.errors import MalformedInput, Rejection, StoreError, UsageError
 from credential.home import atomic_write
@@ -329,6 +329,8 @@ class Wallet:
     def trust(self, bundles: Sequence[bytes], roots: Sequence[bytes]) -> list[str]:
         """Verify bundles against city roots and keep them (newest version per city)."""
         root_keys = [RootKey.from_json(r) for r in roots]
+        # a root already trusted for a code is never silently replaced by another city's
+        check_roots([*self._trusted_roots(), *root_keys])
         versions = {code: b.version for code, b in self.trusted_bundles().items()}
         kept = []
         for data in bundles:
@@ -342,6 +344,15 @@ class Wallet:
             atomic_write(self.trust_dir / f"{bundle.code}.bundle", data)
             kept.append(f"{bundle.city} ({bundle.code}) v{bundle.version}")
         return kept
+
+    def _trusted_roots(self) -> list[RootKey]:
+        roots = []
+        for root_file in sorted(self.trust_dir.glob("*.root.json")):
+            try:
+                roots.append(RootKey.from_json(root_file.read_bytes()))
+            except (OSError, MalformedInput):
+                continue
+        return roots
 
     def trusted_bundles(self) -> dict[str, TrustBundle]:
         """City code → verified bundle; files that no longer verify are ignored."""

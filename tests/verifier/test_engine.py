@@ -7,7 +7,7 @@ import nacl.signing
 import pytest
 
 from credential import cose, transport
-from credential.errors import message_catalog
+from credential.errors import UsageError, message_catalog
 from credential.passport import present
 from tests.factory import NOW, City, example_claims, presentation
 from verifier.engine import Verifier
@@ -80,6 +80,34 @@ def test_two_cities_verify_at_one_counter(holder: nacl.signing.SigningKey) -> No
     cred = us.issue(example_claims("calexico"), holder=holder)
     r = v.verify(presentation(cred, holder, "library", LIB), service="library", now=NOW)
     assert r.accepted and r.issuer and r.issuer["city"] == "Calexico"
+
+
+def test_two_roots_with_one_code_are_refused(holder: nacl.signing.SigningKey) -> None:
+    # "Ciudad Juárez" and "Ciudad Acuña" both default to MXCIU: one city's bundle must not
+    # silently hide the other's at a counter that trusts both.
+    juarez, acuna = (City(city="Ciudad Juárez", code="MXCIU"),
+                     City(city="Ciudad Acuña", code="MXCIU"))
+    with pytest.raises(UsageError) as caught:
+        verifier_for(juarez, acuna)
+    assert caught.value.code == "roots_conflict"
+    assert "Ciudad Juárez MX, Ciudad Acuña MX" in caught.value.message["en"]
+    same = Verifier(bundles=[juarez.bundle()], roots=[juarez.root, juarez.root])
+    cred = juarez.issue(holder=holder)
+    assert same.verify(presentation(cred, holder, "library", LIB), service="library",
+                       now=NOW).accepted
+
+
+def test_a_name_missing_from_the_bundle_is_shown_by_code_with_a_warning(
+        city: City, holder: nacl.signing.SigningKey) -> None:
+    old = city.verifier()  # made before the city's first library system was catalogued
+    cred = city.issue(holder=holder)
+    r = old.verify(presentation(cred, holder, "library", LIB), service="library", now=NOW)
+    assert r.accepted
+    assert {c["claim"]: c["value"] for c in r.claims}["system"].startswith("#")
+    assert [w["code"] for w in r.warnings] == ["catalog_unknown"]
+    current = city.verifier().verify(presentation(cred, holder, "library", LIB),
+                                     service="library", now=NOW)
+    assert current.accepted and current.warnings == ()
 
 
 def test_caps_lock_scanner(city: City, holder: nacl.signing.SigningKey) -> None:

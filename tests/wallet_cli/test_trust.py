@@ -52,6 +52,15 @@ def test_trust_refuses_a_bundle_from_an_unknown_root(wallet: Wallet) -> None:
         wallet.trust([City().bundle()], [City().root.to_json().encode()])
 
 
+def test_another_root_for_a_trusted_code_is_refused(wallet: Wallet) -> None:
+    city, impostor = City(), City()  # both MXMEX, different root keys
+    wallet.trust([city.bundle()], [city.root.to_json().encode()])
+    with pytest.raises(UsageError) as err:
+        wallet.trust([impostor.bundle(version=9)], [impostor.root.to_json().encode()])
+    assert err.value.code == "roots_conflict"
+    assert wallet.trusted_bundles()["MXMEX"].version == 1
+
+
 def test_older_bundle_does_not_replace_newer(wallet: Wallet) -> None:
     city = City()
     root = [city.root.to_json().encode()]
