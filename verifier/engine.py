@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from credential import sd
-from credential.bundle import OfficeKey, RootKey, TrustBundle, parse_bundle
+from credential.bundle import OfficeKey, RootKey, TrustBundle, check_roots, parse_bundle
 from credential.claims import display_value
 from credential.errors import PasaporteError
 from credential.keys import b64url
@@ -117,6 +117,7 @@ class Verifier:
     """Warm verification state for one counter."""
 
     def __init__(self, *, bundles: Iterable[bytes], roots: Sequence[RootKey]) -> None:
+        check_roots(roots)
         newest: dict[str, TrustBundle] = {}
         for data in bundles:
             b = parse_bundle(data, roots)
@@ -179,7 +180,7 @@ class Verifier:
         candidates = self._keys.get(c.kid or b"", ())
         # Labels depend on the signing city's catalogs; nearly always only one key has this kid.
         early_bundle = candidates[0].bundle if len(candidates) == 1 else None
-        early_claims = self._labelled(d, early_bundle) if early_bundle is not None else ()
+        early = self._labelled(d, early_bundle) if early_bundle is not None else None
 
         trusted = None
         for candidate in candidates:  # kids are short: may collide
@@ -265,13 +266,21 @@ class Verifier:
             if d.groups[group].get(fieldname) is not True:
                 return _reject("not_eligible", d, issuer, service=policy.service)
 
-        claims = early_claims if bundle is early_bundle else self._labelled(d, bundle)
+        claims, unknown = early if early is not None and bundle is early_bundle else \
+            self._labelled(d, bundle)
+        if unknown:
+            # A city added a library system or a clinic network after this counter's bundle:
+            # the passport is still good, but the clerk cannot read the name.
+            warnings.append({"code": "catalog_unknown", "message": _msg("catalog_unknown")})
         return Result("accepted", "accepted", dict(self._accepted), claims=claims, issuer=issuer,
                       credential_id=p.credential_id, paper=paper, warnings=tuple(warnings))
 
-    def _labelled(self, d: Decoded, bundle: TrustBundle) -> tuple[dict[str, Any], ...]:
-        """Disclosed claims with their Spanish/English labels, in schema order."""
+    def _labelled(self, d: Decoded, bundle: TrustBundle
+                  ) -> tuple[tuple[dict[str, Any], ...], bool]:
+        """Disclosed claims with their Spanish/English labels, in schema order, and the claims
+        whether a catalogued code among them has no name in the bundle."""
         out: list[dict[str, Any]] = []
+        unknown = False
         for group, shown in self._plan:
             values = d.groups.get(group)
             if values is None:
@@ -285,8 +294,11 @@ class Verifier:
                                                                bundle.catalogs)}
                 if s.kind == "enum":
                     item["value_label"] = s.enum_labels.get(v)
+                elif (s.kind == "catalog" and type(v) is int
+                      and v not in bundle.catalogs.get(s.catalog, {})):
+                    unknown = True
                 out.append(item)
-        return tuple(out)
+        return tuple(out), unknown
 
 
 def verify(scanned: str, *, service: str, bundles: Iterable[bytes], roots: Sequence[RootKey],
