@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -97,6 +98,25 @@ def fsync_path(path: str | os.PathLike[str]) -> None:
 MIN_PASSPHRASE = 8  # characters, for a passphrase being chosen: it is all that guards the keys
 
 
+def _prompt(text: str) -> str:
+    """A hidden prompt on a terminal; from a pipe (a script feeding it), one line, with nothing
+    to hide and so without getpass's "may be echoed" warning. With nothing to read at all (a
+    service, cron), say how to give the passphrase instead of a bare "cancelled"."""
+    import click  # only interactive use needs it; click's prompt also works under CliRunner
+
+    from credential.errors import UsageError
+
+    stdin = sys.stdin
+    if stdin is not None and stdin.isatty():
+        answer: str = click.prompt(text, hide_input=True, err=True, default="",
+                                   show_default=False)
+        return answer
+    line = stdin.readline() if stdin is not None else ""
+    if not line:
+        raise UsageError("passphrase_required")
+    return line.rstrip("\r\n")
+
+
 def read_passphrase(*, confirm: bool = False) -> str:
     """``PASAPORTE_PASSPHRASE`` if set (scripts, CI), else a hidden prompt on the terminal, asked
     twice when ``confirm`` (a passphrase being chosen, then at least ``MIN_PASSPHRASE`` long).
@@ -108,17 +128,13 @@ def read_passphrase(*, confirm: bool = False) -> str:
         if confirm and len(env) < MIN_PASSPHRASE:
             raise UsageError("passphrase_short", min=MIN_PASSPHRASE)
         return env
-    import click  # only interactive use needs it; click's prompt also works under CliRunner
-
-    first: str = click.prompt("Frase de acceso / Passphrase", hide_input=True, err=True,
-                              default="", show_default=False)
+    first = _prompt("Frase de acceso / Passphrase")
     if not first:
         raise UsageError("passphrase_empty")
     if confirm:
         if len(first) < MIN_PASSPHRASE:
             raise UsageError("passphrase_short", min=MIN_PASSPHRASE)
-        second: str = click.prompt("Repítala / Repeat it", hide_input=True, err=True,
-                                   default="", show_default=False)
+        second = _prompt("Repítala / Repeat it")
         if second != first:
             raise UsageError("passphrase_mismatch")
     return first

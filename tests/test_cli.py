@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -76,3 +79,23 @@ def test_command_line_mistakes_read_in_spanish_too(args: list[str], spanish: str
     es, _, en = err.strip().splitlines()[-1].partition(" / Incorrect use: ")
     assert code == 2 and es.startswith("[usage_error] Uso incorrecto: ") and en
     assert spanish in es
+
+
+def _pasaporte(args: list[str], stdin: str | None) -> subprocess.CompletedProcess[str]:
+    """The real command in its own process, with no terminal: stdin is a pipe or nothing."""
+    env = {k: v for k, v in os.environ.items() if k != "PASAPORTE_PASSPHRASE"}
+    return subprocess.run([sys.executable, "-m", "pasaporte", *args], env=env, text=True,
+                          capture_output=True, timeout=120,
+                          input=stdin, stdin=subprocess.DEVNULL if stdin is None else None)
+
+
+def test_without_a_terminal_the_passphrase_comes_from_the_environment_or_a_pipe(
+        tmp_path: Path) -> None:
+    init = ["issuer", "init", "--city", "Mexicali", "--country", "MX", "--office", "Centro"]
+    proc = _pasaporte([*init, "--home", str(tmp_path / "a")], stdin=None)  # cron, a service
+    assert proc.returncode == 2 and "[passphrase_required]" in proc.stderr
+    assert "PASAPORTE_PASSPHRASE" in proc.stderr and "echoed" not in proc.stderr
+    proc = _pasaporte([*init, "--home", str(tmp_path / "b")],
+                      stdin="una frase larga\nuna frase larga\n")  # a script piping it
+    assert proc.returncode == 0, proc.stderr
+    assert "echoed" not in proc.stderr

@@ -239,7 +239,9 @@ def command(service: str, bundles: tuple[str, ...], roots: tuple[str, ...],
         return
     if batch is not None:
         all_ok = True
-        for line in _lines(batch):
+        # Each result names its line in the log (blank lines give none), so that a rejection
+        # can be found in the scanner's log it came from.
+        for number, line in enumerate(_lines(batch), 1):
             if line is None:
                 result = Result.rejection("too_large")
             elif not line.strip():
@@ -247,7 +249,7 @@ def command(service: str, bundles: tuple[str, ...], roots: tuple[str, ...],
             else:
                 result = verifier.verify(line, service=policy, now=now, nonce=nonce_bytes)
             all_ok &= result.accepted
-            click.echo(json.dumps(result.to_json(), ensure_ascii=False))
+            click.echo(json.dumps({**result.to_json(), "line": number}, ensure_ascii=False))
         raise click.exceptions.Exit(0 if all_ok else 1)
     if image is not None:
         result = verifier.verify_image(image, service=policy, now=now, nonce=nonce_bytes)

@@ -44,6 +44,7 @@ def test_a_noisy_log_rejects_its_bad_lines_and_reads_on(tmp_path: Path, run: Run
     results = [json.loads(line) for line in out.splitlines()]
     assert [r["code"] for r in results] == ["accepted", "base45_invalid", "accepted",
                                             "too_large", "too_large", "accepted"], err
+    assert [r["line"] for r in results] == [1, 2, 3, 5, 6, 7]
     assert code == 1  # not every line accepted
     assert all(set(r["message"]) == {"es", "en"} for r in results)
 
@@ -155,3 +156,21 @@ def test_the_counter_at_work_scans_and_takes_a_new_bundle_without_restarting(
     assert err.count("Still using the previous setup (Mexicali v2)") == 2
     assert "[bundle_invalid]" in err and "[file_error]" in err and "b.cbor" in err
     assert "Escaneos / Scans: 6 — aceptados / accepted: 1, rechazados / rejected: 5" in err
+
+
+def test_a_reader_that_stops_early_is_not_a_disk_error(tmp_path: Path) -> None:
+    """``verify --batch log | head -1``: the pipe closes under a long output; click ends the
+    command quietly (status 1), with no traceback and no disk error."""
+    city = City()
+    (tmp_path / "scans.log").write_text("PU1:NOPE\n" * 20_000)
+    proc = subprocess.Popen([sys.executable, "-m", "pasaporte", *_counter(tmp_path, city),
+                             "--batch", str(tmp_path / "scans.log")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()  # the reader goes away
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=60) == 1
+    assert json.loads(first)["line"] == 1
+    assert err == "", err
