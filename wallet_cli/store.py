@@ -36,6 +36,7 @@ from credential.errors import MalformedInput, Rejection, StoreError, UsageError
 from credential.home import atomic_write
 from credential.keys import b64url, seal, signing_key, unb64url, unseal
 from credential.passport import Decoded, decode_envelope, present
+from credential.statuslist import MARKS, StatusList
 from credential.times import utc_date
 from schemas import schema
 
@@ -63,16 +64,33 @@ MAX_AUDIENCE = 64
 # checking the shape keeps a typed id from ever naming a path outside the wallet.
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,43}$")
 
-Status = Literal["valid", "expired", "not_yet_valid"]
+Status = Literal["valid", "expired", "not_yet_valid", "revoked", "suspended"]
 
 
 def credential_status(nbf: int, exp: int, now: int) -> Status:
-    """By the local clock only: the wallet has no revocation knowledge offline."""
+    """By the local clock alone (no bundle from the issuing city to say more)."""
     if now < nbf:
         return "not_yet_valid"
     if now >= exp:
         return "expired"
     return "valid"
+
+
+def _status(decoded: Decoded, bundle: TrustBundle | None, now: int) -> Status:
+    """By the local clock, then by the status lists of the newest bundle the wallet trusts for
+    the issuing city (``wallet trust``): as much as a counter holding that bundle would know."""
+    p = decoded.payload
+    status = credential_status(p.nbf, p.exp, now)
+    if status != "valid" or bundle is None:
+        return status
+    for info in bundle.status_lists:
+        if info.list_id != p.status.list_id or info.purpose not in MARKS:
+            continue
+        lst = StatusList.from_compressed(info.purpose, info.size, info.data)
+        if p.status.idx < lst.size and lst.get(p.status.idx):
+            marked: Status = "revoked" if MARKS[info.purpose] == "revoked" else "suspended"
+            return marked
+    return status
 
 
 
@@ -414,6 +432,8 @@ class Wallet:
         if cred_id in ids:
             return cred_id
         matches = [i for i in ids if cred_id and i.startswith(cred_id)]
+        if not matches:  # ids are printed in capitals; a resident may type them in lower case
+            matches = [i for i in ids if cred_id and i.upper().startswith(cred_id.upper())]
         if len(matches) == 1:
             return matches[0]
         if len(matches) > 1:
@@ -447,7 +467,7 @@ class Wallet:
             entries.append(CredentialEntry(
                 id=p.credential_id, issuer=p.iss, valid_from=utc_date(p.nbf),
                 # exp is the first second after the last valid day
-                valid_until=utc_date(p.exp - 1), status=credential_status(p.nbf, p.exp, now),
+                valid_until=utc_date(p.exp - 1), status=_status(d, bundles.get(p.iss), now),
                 claims=_claims_view(d, bundles.get(p.iss))))
         entries.sort(key=lambda e: (e.valid_until, e.id))
         return entries, problems
@@ -469,4 +489,4 @@ class Wallet:
                              nonce=nonce)
         p = decoded.payload
         return Presentation(transport.pack(cbor_bytes), p.credential_id, groups, audience,
-                            credential_status(p.nbf, p.exp, now))
+                            _status(decoded, self.trusted_bundles().get(p.iss), now))
