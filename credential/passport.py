@@ -52,6 +52,7 @@ __all__ = [
     "expires_at",
     "issue",
     "kb_aad",
+    "parse_nonce",
     "present",
 ]
 
@@ -186,6 +187,28 @@ def kb_aad(cred_digest: bytes, disclosed: Sequence[bytes]) -> bytes:
         parts.append(cose.bstr_head(len(d)))
         parts.append(d)
     return b"".join(parts)
+
+
+MAX_NONCE = 64  # what ``decode_envelope`` accepts in a key-binding proof
+
+
+def parse_nonce(text: str | None) -> bytes | None:
+    """A counter's challenge as the wallet signs it and the counter checks it: ``hex:…`` for
+    raw bytes, else text, in capitals — the resident types what the counter's screen shows,
+    and "8f3k" typed for "8F3K" is the same answer."""
+    if text is None:
+        return None
+    if text[:4].lower() == "hex:":
+        try:
+            raw = bytes.fromhex(text[4:])
+        except ValueError:
+            raise UsageError("nonce_invalid", max=MAX_NONCE) from None
+    else:
+        raw = text.upper().encode("utf-8")
+    # An empty nonce would be silently dropped from the proof: refuse it rather than mislead.
+    if not 0 < len(raw) <= MAX_NONCE:
+        raise UsageError("nonce_invalid", max=MAX_NONCE)
+    return raw
 
 
 def present(credential: list[Any], disclosures: Sequence[bytes], *, groups: Iterable[str],

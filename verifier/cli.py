@@ -21,6 +21,7 @@ import click
 from credential.bundle import RootKey
 from credential.errors import PasaporteError, StoreError, UsageError
 from credential.logproof import read_trust_files
+from credential.passport import parse_nonce
 from credential.times import parse_instant
 from verifier.engine import Result, Verifier
 from verifier.policy import Policy
@@ -233,7 +234,7 @@ def command(service: str, bundles: tuple[str, ...], roots: tuple[str, ...],
         # report it as a usage error (exit 2), never as a rejection (exit 1).
         raise UsageError(exc.code, **exc.detail) from None
     now = _parse_at(at)
-    nonce_bytes = nonce.encode() if nonce else None
+    nonce_bytes = parse_nonce(nonce)
     if scan:
         _scan(setup, verifier, policy, now, nonce_bytes, as_json)
         return

@@ -19,7 +19,8 @@ from credential.errors import MalformedInput, PasaporteError
 from credential.home import atomic_write, read_passphrase, resolve_home
 from credential.keys import b64url
 from credential.logproof import read_trust_files
-from wallet_cli.store import CredentialEntry, Wallet, parse_nonce
+from credential.passport import parse_nonce
+from wallet_cli.store import CredentialEntry, Wallet
 
 __all__ = ["group"]
 

@@ -49,7 +49,6 @@ __all__ = [
     "audience_for",
     "credential_status",
     "groups_for",
-    "parse_nonce",
 ]
 
 WALLET_TYPE = "pasaporte-wallet/1"
@@ -58,7 +57,6 @@ CREDENTIALS_DIR = "credentials"
 SUFFIX = ".cbor"
 TRUST_DIR = "trust"
 MAX_IMPORT_CHARS = 16384  # a full credential is ~1 KB of QR text; anything far larger is not one
-MAX_NONCE = 64  # what ``passport.decode_envelope`` accepts in a key-binding proof
 MAX_AUDIENCE = 64
 # Credential ids are base64url of the CWT ``cti`` (≤ 32 bytes): also safe as file names, and
 # checking the shape keeps a typed id from ever naming a path outside the wallet.
@@ -226,23 +224,6 @@ def audience_for(service: str, counter: str | None = None) -> str:
     if len(audience) > MAX_AUDIENCE or not audience.isprintable():
         raise UsageError("wallet_audience_invalid", audience=audience[:80], max=MAX_AUDIENCE)
     return audience
-
-
-def parse_nonce(text: str | None) -> bytes | None:
-    """A counter's challenge: UTF-8 text, or ``hex:…`` for raw bytes."""
-    if text is None:
-        return None
-    if text[:4].lower() == "hex:":
-        try:
-            raw = bytes.fromhex(text[4:])
-        except ValueError:
-            raise UsageError("wallet_nonce_invalid", max=MAX_NONCE) from None
-    else:
-        raw = text.encode("utf-8")
-    # An empty nonce would be silently dropped from the proof: refuse it rather than mislead.
-    if not 0 < len(raw) <= MAX_NONCE:
-        raise UsageError("wallet_nonce_invalid", max=MAX_NONCE)
-    return raw
 
 
 # -- checking a credential file ---------------------------------------------------------------

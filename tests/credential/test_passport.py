@@ -8,7 +8,7 @@ import pytest
 
 from credential import transport
 from credential.errors import UsageError
-from credential.passport import MAX_DISCLOSURE
+from credential.passport import MAX_DISCLOSURE, parse_nonce
 from tests.factory import NOW, City, example_claims
 
 
@@ -41,3 +41,17 @@ def test_a_group_over_the_verifier_limit_is_refused_at_issuance(
         City().issue(claims)
     assert raised.value.code == "claims_invalid" and "names" in raised.value.message["en"]
     assert "bytes" in raised.value.message["en"] and "bytes" in raised.value.message["es"]
+
+
+def test_a_counter_challenge_is_read_one_way_by_wallet_and_counter() -> None:
+    assert parse_nonce(None) is None
+    # text in capitals: "8f3k" typed for the "8F3K" on the counter's screen is the same answer
+    assert parse_nonce("8f3k") == parse_nonce("8F3K") == b"8F3K"
+    assert parse_nonce("ventanilla-7") == b"VENTANILLA-7"
+    assert parse_nonce("ñ") == "Ñ".encode()
+    assert parse_nonce("hex:00ff10") == b"\x00\xff\x10"
+    assert parse_nonce("HEX:AB") == b"\xab"
+    for bad in ("", "hex:", "hex:zz", "x" * 65):
+        with pytest.raises(UsageError) as err:
+            parse_nonce(bad)
+        assert err.value.code == "nonce_invalid"

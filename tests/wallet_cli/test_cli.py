@@ -177,6 +177,19 @@ def test_audience_and_nonce_bind_the_presentation(run: Run, wallet_home: Path, m
     assert verifier.verify(payload, service="library").code == "wrong_audience"
 
 
+def test_a_challenge_typed_in_lower_case_is_the_counters(run: Run, wallet_home: Path,
+                                                         mexicali: City, tmp_path: Path) -> None:
+    cred_id = _import(run, wallet_home, mexicali, "mexicali", tmp_path)
+    result = run("wallet", "present", cred_id, "--for", "library", "--nonce", "8f3k",
+                 "--home", wallet_home)
+    (tmp_path / "b.cbor").write_bytes(mexicali.bundle())
+    (tmp_path / "r.json").write_text(mexicali.root.to_json())
+    counter = ["verify", "--service", "library", "--bundle", str(tmp_path / "b.cbor"),
+               "--trust-root", str(tmp_path / "r.json"), "--text", result.stdout.strip()]
+    assert run(*counter, "--nonce", "8F3K").exit_code == 0
+    assert run(*counter, "--nonce", "8F3L").exit_code == 1
+
+
 def test_wrong_passphrase_makes_no_presentation(run: Run, wallet_home: Path, mexicali: City,
                                                 tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:

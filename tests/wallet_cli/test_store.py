@@ -18,7 +18,7 @@ from credential.passport import present
 from tests.factory import City
 from tests.wallet_cli.conftest import PASSPHRASE, example_claims, today
 from wallet_cli import store
-from wallet_cli.store import Wallet, audience_for, groups_for, parse_nonce
+from wallet_cli.store import Wallet, audience_for, groups_for
 
 
 def test_public_surface() -> None:
@@ -224,16 +224,7 @@ def test_unknown_claim_lists_the_valid_names() -> None:
         assert name in err.value.message["en"]
 
 
-def test_nonce_and_audience() -> None:
-    assert parse_nonce(None) is None
-    assert parse_nonce("ventanilla-7") == b"ventanilla-7"
-    assert parse_nonce("ñ") == "ñ".encode()
-    assert parse_nonce("hex:00ff10") == b"\x00\xff\x10"
-    assert parse_nonce("HEX:AB") == b"\xab"
-    for bad in ("", "hex:", "hex:zz", "x" * 65):
-        with pytest.raises(UsageError) as err:
-            parse_nonce(bad)
-        assert err.value.code == "wallet_nonce_invalid"
+def test_audience() -> None:
     assert audience_for("library") == "library"
     assert audience_for("library", "desk-3") == "library:desk-3"
     for bad in ("", "x" * 60, "a\nb"):
