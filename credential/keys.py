@@ -9,6 +9,7 @@ import hashlib
 import re
 
 import cbor2
+import nacl.bindings
 import nacl.exceptions
 import nacl.pwhash
 import nacl.secret
@@ -17,9 +18,19 @@ import nacl.utils
 
 from credential.errors import MalformedInput, StoreError
 
-__all__ = ["b64url", "kid_for", "seal", "signing_key", "unb64url", "unseal"]
+__all__ = ["b64url", "check_public_key", "kid_for", "seal", "signing_key", "unb64url", "unseal"]
 
 KID_LEN = 4  # short: it rides in every QR; collisions are resolved by trying each match
+
+
+def check_public_key(raw: bytes, what: str = "public key") -> bytes:
+    """``raw`` if it is an Ed25519 public key a signature can be checked against: a point on
+    the curve, in the prime-order subgroup, not of small order (libsodium's own test). A holder
+    key that fails it would give the resident a passport no wallet could ever present, and a
+    small-order key is one whose "signatures" anybody can forge."""
+    if len(raw) != 32 or not nacl.bindings.crypto_core_ed25519_is_valid_point(raw):
+        raise MalformedInput("key_invalid", reason=f"{what}: not an Ed25519 public key")
+    return raw
 
 
 def b64url(data: bytes) -> str:

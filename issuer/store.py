@@ -31,7 +31,7 @@ from credential.claims import Claims
 from credential.cose import parse_sign1
 from credential.errors import StoreError, UsageError
 from credential.ids import cti_from_id
-from credential.keys import b64url, kid_for, seal, unb64url, unseal
+from credential.keys import b64url, check_public_key, kid_for, seal, unb64url, unseal
 from credential.passport import (
     IssuedCredential,
     StatusRef,
@@ -41,6 +41,7 @@ from credential.passport import (
 )
 from credential.statuslist import DEFAULT_SIZE, MARKS, StatusList
 from credential.times import rfc3339
+from issuer.indices import KEY_BYTES, IndexPermutation
 from issuer.migrations import HEAD as MIGRATIONS_HEAD
 from issuer.publish import post_entries
 
@@ -49,8 +50,10 @@ from ledger.entries import REASONS, STATUSES, entry_from_json
 
 __all__ = ["CREDENTIAL_STATUSES", "LEDGER_END", "LIST_FLOOR", "REASONS", "IssuerStore"]
 
-LIST_SIZE = DEFAULT_SIZE  # W3C's minimum for herd privacy
-LIST_CAPACITY = LIST_SIZE * 3 // 4  # indices stay sparse enough to be drawn at random
+# W3C's minimum for herd privacy. A list takes this many credentials, to the last entry: its
+# indices come from a keyed permutation (issuer.indices), unique without drawing again, so a list
+# need not stay sparse for random draws to be cheap (it used to be closed at three quarters).
+LIST_SIZE = DEFAULT_SIZE
 KEY_YEARS = 5
 ISSUE_ATTEMPTS = 5
 PUBLISH_BATCH = 500
@@ -435,9 +438,12 @@ class IssuerStore:
         inside the transaction (a bulk run writes the credential file there): if it
         raises, nothing is issued."""
         now = int(time.time()) if now is None else now
+        if holder_key is not None:
+            check_public_key(holder_key, "holder key")
         kid, key = signing or self.office_signing_key(passphrase)
-        # Two workers can draw the same random index or add the same catalogue name at once;
-        # the loser's transaction rolls back whole and simply tries again.
+        # Should two workers take the same index or add the same catalogue name at once, the
+        # loser's transaction rolls back whole and simply tries again, reading the other's
+        # counters.
         for attempt in range(ISSUE_ATTEMPTS):
             try:
                 return self._issue_once(claims, holder_key, now, kid, key, bulk_row,
@@ -457,7 +463,7 @@ class IssuerStore:
             list_id = int(db.execute(sa.select(keys.c.status_list).where(keys.c.kid == kid))
                           .scalar_one())
             used = self._list_used(db, list_id)
-            if used >= LIST_CAPACITY:
+            if used >= LIST_SIZE:  # every index taken
                 # A full list rolls over to a new one for the same key: a city of a million
                 # residents needs several lists, and that is no reason to rotate its key. The
                 # older lists stay in every bundle (see ``bundle``).
@@ -466,12 +472,7 @@ class IssuerStore:
                 used = self._list_used(db, list_id)
             db.execute(meta.update().where(meta.c.k == f"list_used:{list_id}")
                        .values(v=str(used + 1)))
-            while True:
-                index = secrets.randbelow(LIST_SIZE)
-                taken = db.execute(sa.select(credentials.c.id).where(
-                    (credentials.c.list_id == list_id) & (credentials.c.idx == index))).first()
-                if taken is None:
-                    break
+            index = self._next_index(db, list_id)
             cti = None
             if claims.credential_id is not None:  # assigned by the office: must be new
                 if db.execute(sa.select(credentials.c.id).where(
@@ -551,12 +552,52 @@ class IssuerStore:
 
     @staticmethod
     def _next_list(db: sa.Connection) -> int:
-        """A new status list id. Every list was some key's current list when it was made, and a
-        key's list only ever moves to a new maximum, so the keys' maximum is the overall one;
-        a restored office also skips the lists its lost predecessor used (``LIST_FLOOR``)."""
+        """A new status list id, its index key made with it. Every list was some key's current
+        list when it was made, and a key's list only ever moves to a new maximum, so the keys'
+        maximum is the overall one; a restored office also skips the lists its lost predecessor
+        used (``LIST_FLOOR``)."""
         floor = db.execute(sa.select(meta.c.v).where(meta.c.k == LIST_FLOOR)).scalar()
         used = int(db.execute(sa.select(sa.func.max(keys.c.status_list))).scalar() or 0)
-        return max(used, int(floor or 0)) + 1
+        list_id = max(used, int(floor or 0)) + 1
+        IssuerStore._list_key(db, list_id)
+        return list_id
+
+    @staticmethod
+    def _list_key(db: sa.Connection, list_id: int) -> bytes:
+        """The secret key of a list's index permutation (``issuer.indices``), made on first need
+        for a list from before lists had one. It never leaves the office store (a backup is the
+        store): whoever holds it can tell in which order the list's credentials were issued."""
+        name = f"list_key:{list_id}"
+        value = db.execute(sa.select(meta.c.v).where(meta.c.k == name)).scalar()
+        if value is not None:
+            return bytes.fromhex(value)
+        key = secrets.token_bytes(KEY_BYTES)
+        db.execute(meta.insert().values(k=name, v=key.hex()))
+        return key
+
+    @staticmethod
+    def _next_index(db: sa.Connection, list_id: int) -> int:
+        """The index of a list's next credential: ``P(n)``, ``n`` the list's next position to
+        try (``list_next:{id}``; not ``list_used``, the indices taken, though on a list made
+        since they are equal and ``P(n)`` is always free). A list from before held indices drawn
+        at random, so ``P(n)`` may be taken: ``n`` steps on until it is not. While the list is
+        not full a free one lies ahead, as every position behind ``n`` maps to a taken index and
+        ``P`` is a bijection; over the list's life each position is looked at once."""
+        permutation = IndexPermutation(IssuerStore._list_key(db, list_id), LIST_SIZE)
+        name = f"list_next:{list_id}"
+        position = int(db.execute(sa.select(meta.c.v).where(meta.c.k == name)).scalar() or 0)
+        while True:
+            if position >= LIST_SIZE:  # only if the counters were changed by hand
+                raise StoreError("store_damaged", what="issuer.db",
+                                 reason=f"status list {list_id}: counters past its credentials")
+            index = permutation(position)
+            position += 1
+            taken = db.execute(sa.select(credentials.c.id).where(
+                (credentials.c.list_id == list_id) & (credentials.c.idx == index))).first()
+            if taken is None:
+                break
+        set_meta(db, name, str(position))
+        return index
 
     def set_status(self, credential_id: str, new: str, reason: str | None = None, *,
                    passphrase: str) -> dict[str, Any]:

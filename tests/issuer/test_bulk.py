@@ -89,11 +89,12 @@ def test_a_full_status_list_rolls_over_to_a_new_one(
 
     home, out = homes["issuer"], tmp_path / "out"
     _init(run, home)
-    monkeypatch.setattr("issuer.store.LIST_CAPACITY", 2)  # the sample has 3 rows
-    assert run("issuer", "bulk", str(SAMPLE), "--out-dir", str(out), "--home", str(home))[0] == 0
+    monkeypatch.setattr("issuer.store.LIST_SIZE", 8)  # the smallest a status list can be
+    residents = _many(tmp_path, 10)
+    assert run("issuer", "bulk", str(residents), "--out-dir", str(out), "--home", str(home))[0] == 0
     with IssuerStore.open(home).engine.connect() as db:
         lists = dict(db.execute(sa.select(credentials.c.id, credentials.c.list_id)).all())
-    assert sorted(lists.values()) == [1, 1, 2]
+    assert sorted(lists.values()) == [1] * 8 + [2] * 2
     keys = json.loads(run("issuer", "keys", "--json", "--home", str(home))[1])
     assert len(keys) == 1  # the same office key signs into both lists
     in_first = next(cid for cid, list_id in lists.items() if list_id == 1)
@@ -110,7 +111,7 @@ def test_a_full_status_list_rolls_over_to_a_new_one(
     codes = {cid: json.loads(line)["code"]
              for (_, cid), line in zip(_index(out), results.splitlines(), strict=True)}
     assert codes[in_first] == codes[in_second] == "revoked"
-    assert sorted(codes.values()) == ["accepted", "revoked", "revoked"] and code == 1
+    assert sorted(codes.values()) == ["accepted"] * 8 + ["revoked"] * 2 and code == 1
 
 
 def _many(tmp_path: Path, rows: int) -> Path:

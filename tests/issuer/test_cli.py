@@ -88,6 +88,28 @@ def test_an_office_assigned_id_is_used_once(office: Path, tmp_path: Path, run: R
     assert code == 2 and "credential_id" in err and "A–Z" in err
 
 
+@pytest.mark.parametrize("key", [
+    "bS72_QF8gYy7vg5LB3agectCx2Nlz2N1dVH70UX85_s",  # 32 bytes, not a point on the curve
+    b64url(bytes(32)),  # small order: anybody could "sign" for it
+    b64url(bytes([1]) + bytes(31)),  # the identity point
+])
+def test_issue_refuses_a_holder_key_no_wallet_could_sign_with(office: Path, tmp_path: Path,
+                                                              run: Run, key: str) -> None:
+    code, _, err = run("issuer", "issue", "--claims", str(EXAMPLES / "claims-mexicali.json"),
+                       "--holder-key", key, "--out", str(tmp_path / "c.txt"),
+                       "--home", str(office))
+    assert code == 1 and "[key_invalid]" in err and "no es una clave pública Ed25519" in err
+    assert not (tmp_path / "c.txt").exists()
+
+
+def test_issue_writes_its_qr_as_png_only(office: Path, tmp_path: Path, run: Run) -> None:
+    code, _, err = run("issuer", "issue", "--claims", str(EXAMPLES / "claims-mexicali.json"),
+                       "--paper", "--out", str(tmp_path / "c.txt"), "--qr",
+                       str(tmp_path / "c.jpeg"), "--home", str(office))
+    assert code == 2 and "[qr_not_png]" in err and "c.jpeg" in err
+    assert not (tmp_path / "c.txt").exists() and not (tmp_path / "c.jpeg").exists()
+
+
 def test_full_flow_issue_bundle_verify_revoke(office: Path, tmp_path: Path, run: Run) -> None:
     holder = nacl.signing.SigningKey.generate()
     cred_file, bundle, root = tmp_path / "cred.txt", tmp_path / "bundle.cbor", tmp_path / "r.json"
@@ -349,7 +371,7 @@ def test_an_output_that_cannot_be_written_issues_nothing(office: Path, tmp_path:
     files = tmp_path / "out"
     files.mkdir()
     (files / "a-file").write_text("")
-    bad = str(files / "a-file" / "x")  # a folder that is a file: nothing can go there
+    bad = str(files / "a-file" / "x.png")  # a folder that is a file: nothing can go there
     out = bad if where == "out" else str(files / "c.cred")
     png = bad if where == "qr" else str(files / "c.png")
     code, stdout, err = run("issuer", "issue", "--claims", str(EXAMPLES / "claims-mexicali.json"),

@@ -1,0 +1,121 @@
+"""``issuer.store``: where issuance puts credentials in status lists. Every entry of a list is
+used, in the list's keyed order (``issuer.indices``), lists from before that included."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterable
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from credential.claims import parse_claims
+from issuer.indices import KEY_BYTES, IndexPermutation
+from issuer.store import IssuerStore, credentials, keys, meta
+from tests.conftest import PASSPHRASE
+from tests.factory import example_claims
+
+SIZE = 16  # lists this small fill in a few issuances
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> IssuerStore:
+    monkeypatch.setattr("issuer.store.LIST_SIZE", SIZE)
+    return IssuerStore.create(tmp_path / "issuer", city="Mexicali", country="MX",
+                              office="Centro", code="MXMEX", passphrase=PASSPHRASE)
+
+
+def _issue(store: IssuerStore, count: int) -> list[tuple[int, int]]:
+    """Issue ``count`` credentials: their (status list, index), in issuance order."""
+    signing = store.office_signing_key(PASSPHRASE)  # unsealed once, not per credential
+    claims = parse_claims(example_claims())
+    placed = []
+    for _ in range(count):
+        cred = store.issue(claims, holder_key=None, passphrase=PASSPHRASE, signing=signing)
+        found = store.credential(cred.credential_id)
+        assert found is not None
+        placed.append((found["status_list"], found["status_index"]))
+    return placed
+
+
+def _meta(store: IssuerStore, key: str) -> str | None:
+    with store.engine.connect() as db:
+        value = db.execute(sa.select(meta.c.v).where(meta.c.k == key)).scalar()
+    return None if value is None else str(value)
+
+
+def _list_key(store: IssuerStore, list_id: int) -> bytes:
+    value = _meta(store, f"list_key:{list_id}")
+    assert value is not None
+    return bytes.fromhex(value)
+
+
+def _as_before(store: IssuerStore, taken: Iterable[int], *, counted: bool,
+               key: bytes | None = None) -> None:
+    """Make list 1 what an earlier release left: credentials at indices drawn at random, no
+    index key or position counter (and the taken-indices counter only if ``counted``)."""
+    taken = list(taken)
+    with store.engine.begin() as db:
+        kid = db.execute(sa.select(keys.c.kid).where(keys.c.role == "office")).scalar_one()
+        db.execute(meta.delete().where(meta.c.k.in_(["list_key:1", "list_next:1",
+                                                     "list_used:1"])))
+        db.execute(credentials.insert(), [
+            {"id": f"OLD{idx}", "kid": kid, "list_id": 1, "idx": idx, "status": "valid",
+             "reason": None, "issued_at": 0, "valid_until": 1, "paper": True,
+             "commitment": bytes(32), "commit_salt": bytes(32)} for idx in taken])
+        if counted:
+            db.execute(meta.insert().values(k="list_used:1", v=str(len(taken))))
+        if key is not None:
+            db.execute(meta.insert().values(k="list_key:1", v=key.hex()))
+
+
+def test_a_list_is_filled_to_its_last_entry_then_a_new_one_starts(store: IssuerStore) -> None:
+    assert len(_list_key(store, 1)) == KEY_BYTES  # made with the list, before any issuance
+    placed = _issue(store, SIZE + 1)
+    assert [list_id for list_id, _ in placed] == [1] * SIZE + [2]
+    assert sorted(idx for _, idx in placed[:SIZE]) == list(range(SIZE))  # each index once
+    assert _meta(store, "list_used:1") == str(SIZE)
+    assert _list_key(store, 2) != _list_key(store, 1)  # each list its own key
+    assert [k["status_list"] for k in store.office_keys()] == [2]  # the same key, rolled over
+
+
+def test_indices_follow_the_lists_keyed_order(store: IssuerStore,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not issuance order: an index tells nothing of when its credential was issued without
+    the list's key, and that key is never put on the public record."""
+    monkeypatch.setattr("issuer.store.LIST_SIZE", 64)
+    order = [idx for _, idx in _issue(store, 64)]
+    p = IndexPermutation(_list_key(store, 1), 64)
+    assert order == [p(n) for n in range(64)]
+    assert order != sorted(order)
+    assert _list_key(store, 1).hex() not in json.dumps(store.pending())
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("counted", [True, False])
+def test_a_list_from_before_is_completed_without_collisions(
+        store: IssuerStore, monkeypatch: pytest.MonkeyPatch, seed: int, counted: bool) -> None:
+    """Three quarters drawn at random by an earlier release: issuance takes exactly the quarter
+    left, never an index already taken (a collision would fail here, not be retried), and the
+    list then rolls over as a full one does."""
+    monkeypatch.setattr("issuer.store.ISSUE_ATTEMPTS", 1)
+    taken = random.Random(seed).sample(range(SIZE), SIZE * 3 // 4)
+    _as_before(store, taken, counted=counted)
+    placed = _issue(store, SIZE // 4 + 1)
+    assert [list_id for list_id, _ in placed] == [1] * (SIZE // 4) + [2]
+    assert sorted(taken + [idx for _, idx in placed[:-1]]) == list(range(SIZE))
+    assert len(_list_key(store, 1)) == KEY_BYTES  # made when first needed
+    assert _meta(store, "list_used:1") == str(SIZE)
+
+
+def test_taken_positions_of_a_list_from_before_are_stepped_over(
+        store: IssuerStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("issuer.store.ISSUE_ATTEMPTS", 1)
+    key = bytes(range(KEY_BYTES))
+    p = IndexPermutation(key, SIZE)
+    _as_before(store, [p(0), p(2), p(3)], counted=True, key=key)
+    assert [idx for _, idx in _issue(store, 3)] == [p(1), p(4), p(5)]
+    assert _meta(store, "list_next:1") == "6"  # the next position to try
+    assert _meta(store, "list_used:1") == "6"  # the indices taken
