@@ -12,8 +12,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["StagedFile", "atomic_write", "fsync_path", "read_bounded", "read_passphrase",
-           "resolve_home"]
+__all__ = ["StagedFile", "atomic_write", "check_png_name", "fsync_path", "read_bounded",
+           "read_passphrase", "resolve_home"]
 
 
 def resolve_home(role: str, home: str | os.PathLike[str] | None = None) -> Path:
@@ -115,6 +115,16 @@ def _prompt(text: str) -> str:
     if not line:
         raise UsageError("passphrase_required")
     return line.rstrip("\r\n")
+
+
+def check_png_name(path: str | os.PathLike[str] | None) -> None:
+    """For the ``--qr FILE`` options: a QR is written as PNG (lossless; a JPEG's artefacts cost
+    a scanner its margin), so a name promising another format is refused rather than filled
+    with PNG bytes."""
+    from credential.errors import UsageError
+
+    if path is not None and not os.fspath(path).lower().endswith(".png"):
+        raise UsageError("qr_not_png", path=os.fspath(path))
 
 
 def read_passphrase(*, confirm: bool = False) -> str:

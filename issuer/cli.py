@@ -17,7 +17,7 @@ import click
 from credential import jsontext, qr, transport
 from credential.claims import parse_claims
 from credential.errors import PasaporteError, UsageError
-from credential.home import StagedFile, atomic_write, read_passphrase, resolve_home
+from credential.home import StagedFile, atomic_write, check_png_name, read_passphrase, resolve_home
 from credential.keys import b64url, unb64url
 from credential.passport import IssuedCredential
 from credential.times import parse_instant, rfc3339
@@ -115,7 +115,8 @@ def keys_(as_json: bool, home: str | None) -> None:
 @click.option("--holder-key", help="The resident's wallet key (base64url).")
 @click.option("--paper", is_flag=True, help="Paper credential: no holder key binding.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False))
-@click.option("--qr", "qr_out", type=click.Path(dir_okay=False), help="Also write a QR PNG.")
+@click.option("--qr", "qr_out", type=click.Path(dir_okay=False),
+              help="Also write a QR PNG.")
 @home_option
 def issue(claims_file: BinaryIO, holder_key: str | None, paper: bool, out: str,
           qr_out: str | None, home: str | None) -> None:
@@ -123,6 +124,7 @@ def issue(claims_file: BinaryIO, holder_key: str | None, paper: bool, out: str,
     if paper == bool(holder_key):
         raise UsageError("usage_error", reason_es="indique --holder-key o --paper, uno de los dos",
                          reason_en="give exactly one of --holder-key or --paper")
+    check_png_name(qr_out)
     raw = claims_file.read(64 * 1024 + 1)
     if len(raw) > 64 * 1024:
         raise UsageError("usage_error", reason_es="el archivo de datos pasa de 64 KB",

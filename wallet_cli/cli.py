@@ -16,10 +16,11 @@ from typing import Any, BinaryIO
 import click
 
 from credential.errors import MalformedInput, PasaporteError
-from credential.home import atomic_write, read_passphrase, resolve_home
+from credential.home import atomic_write, check_png_name, read_passphrase, resolve_home
 from credential.keys import b64url
 from credential.logproof import read_trust_files
 from credential.passport import parse_nonce
+from schemas import schema
 from wallet_cli.store import CredentialEntry, Wallet
 
 __all__ = ["group"]
@@ -141,6 +142,15 @@ def list_(as_json: bool, home: Path | None) -> None:
         raise click.exceptions.Exit(1)
 
 
+def _shown_line(groups: tuple[str, ...]) -> str:
+    halves = []
+    for lang, word in (("es", "Se muestra"), ("en", "Shown")):
+        parts = [f"{g.label[lang]} ({', '.join(f.label[lang] for f in g.fields)})"
+                 for g in schema().groups if g.name in groups]
+        halves.append(f"{word}: {'; '.join(parts)}")
+    return " / ".join(halves)
+
+
 @group.command(name="present")
 @click.argument("credential_id")
 @click.option("--for", "service", required=True, metavar="SERVICE",
@@ -163,9 +173,13 @@ def present(credential_id: str, service: str, disclose: tuple[str, ...], counter
 
     Prints the payload text (PU1:…) on stdout and nothing else.
     """
+    check_png_name(qr_path)
     wallet = Wallet.open(_home(home))
     shown = wallet.present(credential_id, service=service, passphrase=read_passphrase,
                            disclose=disclose or None, counter=counter, nonce=parse_nonce(nonce))
+    # What a claim name stands for is its whole group (the smallest unit the office signed):
+    # say exactly what the counter will see, every time.
+    _say(_shown_line(shown.groups))
     if shown.status != "valid":
         _say(PasaporteError("wallet_present_not_valid", status=_STATUS[shown.status]).diagnostics())
     if qr_path is not None or terminal:

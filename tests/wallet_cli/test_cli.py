@@ -149,6 +149,11 @@ def test_disclose_changes_what_the_counter_sees(run: Run, wallet_home: Path, mex
     # Less than the service needs: signed and genuine, but the policy refuses it.
     code, _ = shown("city")
     assert code == "claims_missing"
+    # A claim name stands for its whole group: the resident is told exactly what is shown.
+    said = run("wallet", "present", cred_id, "--for", "library", "--disclose", "given_name",
+               "--home", wallet_home).stderr
+    assert "Se muestra: Nombre (Nombre(s), Apellido(s))" in said and "Shown: Name (" in said
+    assert "Family names" in said and "Residence" not in said
 
 
 def test_present_unknown_disclosure_is_a_usage_error(run: Run, wallet_home: Path,
@@ -322,3 +327,16 @@ def test_import_from_stdin_and_a_damaged_file_in_list(run: Run, wallet_home: Pat
     (wallet.credentials_dir / f"{result.stdout.strip()}.cbor").write_bytes(b"damaged too")
     listed = run("wallet", "list", "--home", wallet_home)
     assert listed.exit_code == 1 and "empty" not in listed.stderr
+
+
+def test_a_qr_file_is_named_png(run: Run, wallet_home: Path, mexicali: City,
+                                tmp_path: Path) -> None:
+    cred_id = _import(run, wallet_home, mexicali, "mexicali", tmp_path)
+    result = run("wallet", "present", cred_id, "--for", "library", "--qr",
+                 str(tmp_path / "code.jpg"), "--home", wallet_home)
+    assert isinstance(result.exception, UsageError)
+    assert result.exception.code == "qr_not_png" and result.stdout == ""
+    assert not (tmp_path / "code.jpg").exists()
+    result = run("wallet", "present", cred_id, "--for", "library", "--qr",
+                 str(tmp_path / "code.PNG"), "--home", wallet_home)
+    assert result.exit_code == 0 and (tmp_path / "code.PNG").read_bytes()[:4] == b"\x89PNG"
