@@ -147,7 +147,7 @@ class Presentation:
     credential_id: str
     groups: tuple[str, ...]
     audience: str
-    status: Status  # of the credential by the local clock: a counter refuses a non-valid one
+    status: Status  # by the local clock and the trusted bundle: a counter refuses a non-valid one
 
 
 # -- pure helpers for ``present`` -------------------------------------------------------------
