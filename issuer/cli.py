@@ -201,7 +201,7 @@ def _status_command(name: str, new: str, help_text: str) -> None:
     def cmd(credential_id: str, reason: str, home: str | None) -> None:
         store, passphrase = _store(home), read_passphrase()
         change = store.set_status(credential_id, new, reason, passphrase=passphrase)
-        click.echo(f"{credential_id}: {change['status']} ({change['reason']})")
+        click.echo(f"{credential_id}: {_STATUS_LABELS[change['status']]} ({change['reason']})")
         _publish(store, passphrase)
 
 

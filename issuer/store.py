@@ -413,6 +413,13 @@ class IssuerStore:
         return self._unsealed(keys.c.role == "root", passphrase)[1]
 
     def office_signing_key(self, passphrase: str) -> tuple[bytes, nacl.signing.SigningKey]:
+        with self.engine.connect() as db:
+            active = db.execute(sa.select(keys.c.kid).where(
+                (keys.c.role == "office") & keys.c.active)).first()
+            if active is None and db.execute(sa.select(keys.c.kid).where(
+                    keys.c.role == "office")).first() is not None:
+                # the office's last key was marked compromised: it needs a new one, not init
+                raise StoreError("issuer_no_active_key")
         return self._unsealed((keys.c.role == "office") & keys.c.active, passphrase)
 
     # -- issuance ----------------------------------------------------------------------------

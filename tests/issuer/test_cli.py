@@ -218,6 +218,19 @@ def test_rotate_and_compromise_reach_the_counter(office: Path, tmp_path: Path, r
     assert [r["code"] for r in results] == ["key_compromised", "accepted"]
 
 
+def test_an_office_whose_only_key_is_compromised_is_told_to_rotate(office: Path, tmp_path: Path,
+                                                                  run: Run) -> None:
+    kid = json.loads(run("issuer", "keys", "--json", "--home", str(office))[1])[0]["kid"]
+    assert run("issuer", "compromised", kid, "--since", "2026-01-01T00:00:00Z",
+               "--home", str(office))[0] == 0
+    issue = ["issuer", "issue", "--claims", str(EXAMPLES / "claims-mexicali.json"), "--paper",
+             "--out", str(tmp_path / "c.txt"), "--home", str(office)]
+    code, _, err = run(*issue)
+    assert code == 1 and "[issuer_no_active_key]" in err and "issuer rotate" in err
+    assert run("issuer", "rotate", "--home", str(office))[0] == 0
+    assert run(*issue)[0] == 0
+
+
 def test_verify_at_a_past_time(office: Path, tmp_path: Path, run: Run) -> None:
     code, out, _ = run("issuer", "issue", "--claims", str(EXAMPLES / "claims-mexicali.json"),
                        "--paper", "--out", str(tmp_path / "p.txt"), "--home", str(office))
