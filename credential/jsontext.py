@@ -12,12 +12,35 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["loads"]
+__all__ = ["DuplicateKey", "loads"]
+
+
+class DuplicateKey(ValueError):
+    """An object names one key twice. Which of the two values a parser keeps differs between
+    parsers (Python keeps the last, others the first or refuse), so the sender and the reader
+    could act on two different documents from the same bytes: refused (RFC 8259 §4 says names
+    SHOULD be unique; I-JSON, RFC 7493, says MUST)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"duplicate key {key[:40]!r}")
+        self.key = key[:40]
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKey(key)
+            seen.add(key)
+    return obj
 
 
 def loads(data: str | bytes) -> Any:
-    """``json.loads``; a document nested too deep is a ``ValueError`` like any other bad one."""
+    """``json.loads`` refusing duplicate keys (``DuplicateKey``); a document nested too deep is
+    a ``ValueError`` like any other bad one."""
     try:
-        return json.loads(data)
+        return json.loads(data, object_pairs_hook=_unique)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None

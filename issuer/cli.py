@@ -131,6 +131,8 @@ def issue(claims_file: BinaryIO, holder_key: str | None, paper: bool, out: str,
                          reason_en="the claims file is larger than 64 KB")
     try:
         doc = jsontext.loads(raw)
+    except jsontext.DuplicateKey as exc:
+        raise UsageError("claims_duplicate_key", key=exc.key) from None
     except ValueError:
         raise UsageError("claims_not_json") from None
     claims = parse_claims(doc)

@@ -354,6 +354,18 @@ def test_deeply_nested_claims_are_not_json_to_us(office: Path, tmp_path: Path, r
     assert code == 2 and "claims_not_json" in err and "no es JSON" in err
 
 
+def test_a_claim_given_twice_is_refused_not_guessed(office: Path, tmp_path: Path,
+                                                   run: Run) -> None:
+    text = (EXAMPLES / "claims-mexicali.json").read_text()
+    twice = text.replace('"given_name"', '"given_name": "Otra Persona", "given_name"', 1)
+    assert twice != text
+    (tmp_path / "c.json").write_text(twice)
+    code, _, err = run("issuer", "issue", "--claims", str(tmp_path / "c.json"), "--paper",
+                       "--out", str(tmp_path / "p.txt"), "--home", str(office))
+    assert code == 2 and "[claims_duplicate_key]" in err and "given_name" in err
+    assert not (tmp_path / "p.txt").exists()
+
+
 def test_a_full_disk_is_not_called_damage(office: Path, passphrase: str) -> None:
     """SQLITE_FULL (here: a page limit, as a full disk gives) says what to do: free space."""
     from sqlalchemy import event
