@@ -32,6 +32,7 @@ __all__ = [
 ]
 
 _EPOCH = date(1970, 1, 1)
+MAX_YEARS = 10  # the longest validity a passport may be given
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _EPOCH_ORDINAL = _EPOCH.toordinal()
@@ -147,9 +148,18 @@ def parse_claims(doc: Any) -> Claims:
         raise _bad("valid_from", "anterior a 1970", "before 1970")
     if valid_until <= valid_from:
         raise _bad("valid_until", "debe ser posterior a valid_from", "must be after valid_from")
+    if (valid_until - valid_from).days >= MAX_YEARS * 365 + 3:  # ten years and their leap days
+        # a typo such as 2099 would outlive every key and every rule that vouched for it
+        raise _bad("valid_until", f"más de {MAX_YEARS} años de vigencia",
+                   f"more than {MAX_YEARS} years of validity")
     birth = groups.get("birth_date", {}).get("birth_date")
     if isinstance(birth, date) and birth > valid_from:
-        raise _bad("birth_date", "posterior a la emisión", "after the validity start")
+        raise _bad("birth_date", "posterior al inicio de la vigencia", "after the validity start")
+    since = groups.get("residence", {}).get("since")
+    if isinstance(since, date) and since > valid_from:
+        # residency is verified before the passport says so, never in its future
+        raise _bad("residence.since", "posterior al inicio de la vigencia",
+                   "after the validity start")
     cred_id = doc.get("credential_id")
     if cred_id is not None and (not isinstance(cred_id, str) or cti_from_id(cred_id) is None):
         raise _bad("credential_id", f"debe ser un id de {ID_LEN} caracteres A–Z y 2–7",

@@ -1,0 +1,46 @@
+"""``credential.claims``: what the office may put in a passport, beyond the JSON Schema's
+per-field rules (relations between dates)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from credential.claims import MAX_YEARS, parse_claims
+from credential.errors import UsageError
+from tests.factory import example_claims
+
+
+def _refused(doc: dict[str, Any]) -> dict[str, str]:
+    with pytest.raises(UsageError) as raised:
+        parse_claims(doc)
+    assert raised.value.code == "claims_invalid"
+    return raised.value.message
+
+
+def test_residency_is_verified_before_the_passport_starts_not_after() -> None:
+    doc = example_claims()
+    doc["residence"]["since"] = doc["valid_from"]
+    assert parse_claims(doc).groups["residence"]["since"].isoformat() == doc["valid_from"]
+    doc["residence"]["since"] = "2030-01-01"
+    message = _refused(doc)
+    assert "residence.since" in message["en"] and "after the validity start" in message["en"]
+    assert "posterior al inicio de la vigencia" in message["es"]
+
+
+def test_a_birth_date_after_the_start_reads_the_same_in_both_languages() -> None:
+    doc = example_claims()
+    doc["birth_date"] = "2030-01-01"
+    message = _refused(doc)
+    assert "after the validity start" in message["en"]
+    assert "posterior al inicio de la vigencia" in message["es"]
+
+
+def test_validity_is_at_most_ten_years() -> None:
+    doc = example_claims()
+    doc["valid_from"], doc["valid_until"] = "2028-02-29", "2038-02-28"  # ten years, leap days
+    assert parse_claims(doc).valid_until.year == 2038
+    doc["valid_until"] = "2099-12-31"  # a typo that would outlive every key
+    message = _refused(doc)
+    assert "valid_until" in message["en"] and f"more than {MAX_YEARS} years" in message["en"]
