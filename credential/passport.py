@@ -27,17 +27,17 @@ import hashlib
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
 from typing import Any
 
 import cbor2
 import nacl.signing
 
 from credential import cbor, cose, sd, transport
-from credential.claims import CatalogCoder, Claims, days_from_date, decode_group, encode_group
+from credential.claims import CatalogCoder, Claims, decode_group, encode_group
 from credential.errors import MalformedInput, UsageError
 from credential.ids import CTI_LEN, credential_id
 from credential.records import record_repr
+from credential.times import day_bounds
 from schemas import schema
 
 __all__ = [
@@ -49,7 +49,6 @@ __all__ = [
     "credential_id",
     "decode_envelope",
     "decode_text",
-    "expires_at",
     "issue",
     "kb_aad",
     "parse_nonce",
@@ -131,16 +130,13 @@ class IssuedCredential:
         return cbor2.dumps([self.cose, list(self.disclosures)])
 
 
-def expires_at(valid_until: date) -> int:
-    """The CWT ``exp`` for a last valid day: the first second after it (valid through that
-    whole day, UTC)."""
-    return (days_from_date(valid_until) + 1) * 86400
-
-
 def issue(claims: Claims, *, key: nacl.signing.SigningKey, kid: bytes, iss: str,
           holder_key: bytes | None, status: StatusRef, issued_at: int,
-          catalog: CatalogCoder | None = None, cti: bytes | None = None) -> IssuedCredential:
-    """Sign a credential. ``holder_key`` None makes a paper credential (no key binding)."""
+          catalog: CatalogCoder | None = None, cti: bytes | None = None,
+          timezone: str | None = None) -> IssuedCredential:
+    """Sign a credential. ``holder_key`` None makes a paper credential (no key binding);
+    ``timezone`` (IANA) is the office's, in which its validity days are counted (UTC if None)."""
+    nbf, exp = day_bounds(claims.valid_from, claims.valid_until, timezone)
     cti = cti or os.urandom(CTI_LEN)
     disclosures = tuple(
         cbor2.dumps([os.urandom(sd.SALT_LEN), g.key,
@@ -154,8 +150,8 @@ def issue(claims: Claims, *, key: nacl.signing.SigningKey, kid: bytes, iss: str,
     payload: dict[int, Any] = {
         ISS: iss,
         IAT: issued_at,
-        NBF: days_from_date(claims.valid_from) * 86400,
-        EXP: expires_at(claims.valid_until),
+        NBF: nbf,
+        EXP: exp,
         CTI: cti,
         PU: [status.list_id, status.idx, sd.root([sd.leaf_digest(d) for d in disclosures])],
     }

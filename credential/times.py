@@ -6,12 +6,64 @@ from datetime import UTC, date, datetime
 
 from credential.errors import UsageError
 
-__all__ = ["parse_instant", "rfc3339", "utc_date"]
+__all__ = ["check_timezone", "day_bounds", "first_day", "last_day", "parse_instant", "rfc3339",
+           "utc_date"]
+
+_DAY = 86400
+_HALF_DAY = 43200
 
 
 def utc_date(ts: int) -> date:
-    """The UTC calendar day of a Unix time (credential validity is whole days)."""
+    """The UTC calendar day of a Unix time."""
     return datetime.fromtimestamp(ts, UTC).date()
+
+
+def check_timezone(name: str) -> str:
+    """``name`` if it is an IANA time zone (``America/Tijuana``) this machine knows."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UsageError("timezone_unknown", timezone=name[:80]) from None
+    return name
+
+
+def day_bounds(first: date, last: date, timezone: str | None) -> tuple[int, int]:
+    """A credential's validity, whole days from ``first`` to ``last``, as CWT ``nbf`` and
+    ``exp``: the first second of ``first`` and the first second after ``last``, both counted in
+    the issuing office's time zone (UTC when it names none). A passport "valid until 21
+    November" in Mexicali is so until midnight there, not until 16:00 (midnight UTC)."""
+    if timezone is None:
+        return _days(first) * _DAY, (_days(last) + 1) * _DAY
+    from datetime import time, timedelta
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(timezone)
+    start = datetime.combine(first, time(0), zone)
+    end = datetime.combine(last + timedelta(days=1), time(0), zone)
+    return int(start.timestamp()), int(end.timestamp())
+
+
+def first_day(nbf: int) -> date:
+    """The local day a validity starting at ``nbf`` begins, for a counter that does not know
+    the issuing office's zone: ``nbf`` is a local midnight, and for any zone from UTC−11:59 to
+    UTC+12 the nearest half-day rounding gives that day back (every city that can share a
+    counter with Mexicali, Tijuana or Juárez)."""
+    return date.fromordinal(_EPOCH_ORDINAL + (nbf + _HALF_DAY) // _DAY)
+
+
+def last_day(exp: int) -> date:
+    """The last local day of a validity ending at ``exp`` (the midnight after it); see
+    ``first_day``."""
+    return date.fromordinal(_EPOCH_ORDINAL + (exp + _HALF_DAY) // _DAY - 1)
+
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
+def _days(d: date) -> int:
+    return d.toordinal() - _EPOCH_ORDINAL
 
 
 def rfc3339(ts: int) -> str:

@@ -20,7 +20,7 @@ from credential.errors import PasaporteError, UsageError
 from credential.home import StagedFile, atomic_write, check_png_name, read_passphrase, resolve_home
 from credential.keys import b64url, unb64url
 from credential.passport import IssuedCredential
-from credential.times import parse_instant, rfc3339
+from credential.times import check_timezone, parse_instant, rfc3339
 from issuer import backup as backup_
 from issuer.bulk import MAX_BYTES, issue_batch, parse_residents
 from issuer.store import REASONS, IssuerStore
@@ -73,18 +73,28 @@ def group() -> None:
 @click.option("--city", required=True)
 @click.option("--country", required=True, help="ISO 3166-1 alpha-2, e.g. MX or US.")
 @click.option("--office", required=True)
-@click.option("--code", help="Short city code used as the credential issuer (default: CC+3).")
+@click.option("--code", help="Short city code used as the credential issuer (default: CC+3); "
+                             "unique among the cities whose passports one counter checks.")
+@click.option("--timezone", metavar="IANA",
+              help="The office's time zone, e.g. America/Tijuana: a passport is valid until "
+                   "midnight there on its last day (default: UTC).")
 @home_option
-def init(city: str, country: str, office: str, code: str | None, home: str | None) -> None:
+def init(city: str, country: str, office: str, code: str | None, timezone: str | None,
+         home: str | None) -> None:
     """Crea la llave raíz, la de la oficina y el almacén / Create the city root key, the office
     key and the local store."""
     path = resolve_home("issuer", home)
+    if timezone is not None:
+        check_timezone(timezone)  # before the passphrase is asked for
     store = IssuerStore.create(path, city=city, country=country, office=office,
                                code=code or _default_code(city, country),
-                               passphrase=read_passphrase(confirm=True))
+                               passphrase=read_passphrase(confirm=True), timezone=timezone)
     info = store.info()
     click.echo(f"Oficina creada / Office created: {info.office}, {info.city} {info.country} "
                f"[{info.code}] en/in {path}")
+    if info.timezone is None:
+        click.echo("Los días de vigencia se cuentan en UTC (--timezone para la hora local) / "
+                   "Validity days are counted in UTC (--timezone for local time)", err=True)
 
 
 @group.command()

@@ -36,11 +36,10 @@ from credential.passport import (
     IssuedCredential,
     StatusRef,
     credential_digest,
-    expires_at,
     issue,
 )
 from credential.statuslist import DEFAULT_SIZE, MARKS, StatusList
-from credential.times import rfc3339
+from credential.times import check_timezone, day_bounds, rfc3339
 from issuer.indices import KEY_BYTES, IndexPermutation
 from issuer.migrations import HEAD as MIGRATIONS_HEAD
 from issuer.publish import post_entries
@@ -146,6 +145,7 @@ class OfficeInfo:
     country: str
     code: str
     office: str
+    timezone: str | None = None  # IANA; the office's validity days are counted in it
 
 
 def _typed(ctx: ExceptionContext) -> None:
@@ -195,9 +195,12 @@ class IssuerStore:
 
     @classmethod
     def create(cls, home: Path, *, city: str, country: str, office: str, code: str,
-               passphrase: str, now: int | None = None) -> IssuerStore:
+               passphrase: str, now: int | None = None,
+               timezone: str | None = None) -> IssuerStore:
         if (home / "issuer.db").exists():
             raise StoreError("issuer_exists", home=str(home))
+        if timezone is not None:
+            check_timezone(timezone)
         if not (len(country) == 2 and country.isalpha()):
             raise UsageError("usage_error",
                              reason_es="--country debe ser un código ISO de dos letras",
@@ -221,7 +224,8 @@ class IssuerStore:
             db.execute(meta.insert(), [
                 {"k": "city", "v": city}, {"k": "country", "v": country.upper()},
                 {"k": "code", "v": code}, {"k": "office", "v": office},
-                {"k": "bundle_version", "v": "0"}, {"k": "created", "v": str(now)}])
+                {"k": "bundle_version", "v": "0"}, {"k": "created", "v": str(now)},
+                *([{"k": "timezone", "v": timezone}] if timezone is not None else [])])
             db.execute(keys.insert().values(
                 kid=kid_for(bytes(root.verify_key)), role="root",
                 public_key=bytes(root.verify_key), sealed=seal(bytes(root), passphrase),
@@ -379,7 +383,7 @@ class IssuerStore:
     def info(self) -> OfficeInfo:
         with self.engine.connect() as db:
             m = {k: v for k, v in db.execute(sa.select(meta.c.k, meta.c.v))}
-        return OfficeInfo(m["city"], m["country"], m["code"], m["office"])
+        return OfficeInfo(m["city"], m["country"], m["code"], m["office"], m.get("timezone"))
 
     def root(self) -> RootKey:
         info = self.info()
@@ -486,15 +490,17 @@ class IssuerStore:
                         credentials.c.id == claims.credential_id)).first() is not None:
                     raise UsageError("credential_exists", credential_id=claims.credential_id)
                 cti = cti_from_id(claims.credential_id)
+            zone = db.execute(sa.select(meta.c.v).where(meta.c.k == "timezone")).scalar()
             cred = issue(claims, key=key, kid=kid, iss=code, holder_key=holder_key,
                          status=StatusRef(list_id, index), issued_at=now, cti=cti,
-                         catalog=lambda name, value: self.catalog_code(db, name, value))
+                         catalog=lambda name, value: self.catalog_code(db, name, value),
+                         timezone=zone)
             salt = os.urandom(32)
             commitment = commitment_for(credential_digest(parse_sign1(cred.cose)), salt)
             db.execute(credentials.insert().values(
                 id=cred.credential_id, kid=kid, list_id=list_id, idx=index, status="valid",
                 reason=None, issued_at=now,
-                valid_until=expires_at(claims.valid_until),
+                valid_until=day_bounds(claims.valid_from, claims.valid_until, zone)[1],
                 paper=holder_key is None, commitment=commitment, commit_salt=salt))
             self._queue(db, now, {"type": "credential_issued", "commitment": b64url(commitment)})
             if bulk_row is not None:  # a row issued again (its first credential revoked) moves

@@ -123,10 +123,12 @@ def main() -> int:
 
         d.step("Dos oficinas crean sus claves", "Two city offices create their keys")
         d.run("issuer", "init", "--city", "Mexicali", "--country", "MX",
-              "--office", "Oficina Municipal Centro", "--home", d.home("mexicali"))
+              "--office", "Oficina Municipal Centro", "--timezone", "America/Tijuana",
+              "--home", d.home("mexicali"))
         d.run("issuer", "ledger", "--url", node, "--token", token, "--home", d.home("mexicali"))
         d.run("issuer", "init", "--city", "Calexico", "--country", "US",
-              "--office", "City Hall Resident Services", "--home", d.home("calexico"))
+              "--office", "City Hall Resident Services", "--timezone", "America/Los_Angeles",
+              "--home", d.home("calexico"))
         d.run("issuer", "keys", "--home", d.home("mexicali"))
 
         d.step("La ventanilla configura las raíces de ambas ciudades",

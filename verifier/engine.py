@@ -23,7 +23,7 @@ from credential.keys import b64url
 from credential.passport import Decoded, credential_digest, decode_text, kb_aad
 from credential.records import record_repr
 from credential.statuslist import MARKS, StatusList
-from credential.times import utc_date
+from credential.times import first_day, last_day
 from schemas import schema
 from verifier.policy import Policy
 
@@ -203,9 +203,9 @@ class Verifier:
             return _reject("key_compromised", d, issuer)
         skew = policy.clock_skew_s
         if now + skew < p.nbf:
-            return _reject("not_yet_valid", d, issuer, valid_from=utc_date(p.nbf).isoformat())
+            return _reject("not_yet_valid", d, issuer, valid_from=first_day(p.nbf).isoformat())
         if now - skew >= p.exp:
-            return _reject("expired", d, issuer, valid_until=utc_date(p.exp - 1).isoformat())
+            return _reject("expired", d, issuer, valid_until=last_day(p.exp).isoformat())
 
         # Every shown disclosure must hash into the signed root.
         if kb is None and len(leaves) != self._groups:

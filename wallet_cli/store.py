@@ -37,7 +37,7 @@ from credential.home import atomic_write
 from credential.keys import b64url, seal, signing_key, unb64url, unseal
 from credential.passport import Decoded, decode_envelope, present
 from credential.statuslist import MARKS, StatusList
-from credential.times import utc_date
+from credential.times import first_day, last_day
 from schemas import schema
 
 __all__ = [
@@ -446,9 +446,8 @@ class Wallet:
                 continue
             p = d.payload
             entries.append(CredentialEntry(
-                id=p.credential_id, issuer=p.iss, valid_from=utc_date(p.nbf),
-                # exp is the first second after the last valid day
-                valid_until=utc_date(p.exp - 1), status=_status(d, bundles.get(p.iss), now),
+                id=p.credential_id, issuer=p.iss, valid_from=first_day(p.nbf),
+                valid_until=last_day(p.exp), status=_status(d, bundles.get(p.iss), now),
                 claims=_claims_view(d, bundles.get(p.iss))))
         entries.sort(key=lambda e: (e.valid_until, e.id))
         return entries, problems

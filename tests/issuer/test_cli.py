@@ -32,6 +32,34 @@ def office(homes: dict[str, Path], passphrase: str, run: Run) -> Path:
     return home
 
 
+def test_a_passport_is_valid_until_midnight_in_its_office_zone(homes: dict[str, Path],
+                                                               passphrase: str, tmp_path: Path,
+                                                               run: Run) -> None:
+    home = homes["issuer"]
+    code, _, err = run("issuer", "init", "--city", "Mexicali", "--country", "MX", "--office",
+                       "Centro", "--timezone", "America/Mexicali", "--home", str(home))
+    assert code == 2 and "[timezone_unknown]" in err and "America/Tijuana" in err
+    assert not (home / "issuer.db").exists()
+    assert run("issuer", "init", "--city", "Mexicali", "--country", "MX", "--office", "Centro",
+               "--timezone", "America/Tijuana", "--home", str(home))[0] == 0
+    run("issuer", "issue", "--claims", str(EXAMPLES / "claims-mexicali.json"), "--paper",
+        "--out", str(tmp_path / "p.txt"), "--home", str(home))
+    run("issuer", "root", "--out", str(tmp_path / "r.json"), "--home", str(home))
+    run("issuer", "bundle", "--out", str(tmp_path / "b.cbor"), "--home", str(home))
+    counter = ["verify", "--service", "library", "--bundle", str(tmp_path / "b.cbor"),
+               "--trust-root", str(tmp_path / "r.json"), "--text",
+               (tmp_path / "p.txt").read_text().strip(), "--json"]
+    # the example's last day is 2029-11-21: all of it, in Mexicali (PST, UTC−8)
+    code, out, _ = run(*counter, "--at", "2029-11-21T23:59:00-08:00")
+    assert code == 0, out
+    code, out, _ = run(*counter, "--at", "2029-11-22T00:10:00-08:00")  # past the 5 min skew
+    assert code == 1 and json.loads(out)["code"] == "expired"
+    assert "2029-11-21" in json.loads(out)["message"]["en"]
+    code, out, _ = run(*counter, "--at", "2026-11-21T23:50:00-08:00")  # the day before
+    assert json.loads(out)["code"] == "not_yet_valid"
+    assert "2026-11-22" in json.loads(out)["message"]["en"]
+
+
 def test_init_refuses_to_overwrite(office: Path, run: Run) -> None:
     code, _, err = run("issuer", "init", "--city", "Xochimilco", "--country", "MX", "--office", "Y",
                        "--home", str(office))

@@ -1,0 +1,49 @@
+"""``credential.times``: validity days counted in the issuing office's time zone, and read back
+as days by a counter that does not know the zone."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from credential.errors import UsageError
+from credential.times import check_timezone, day_bounds, first_day, last_day
+
+
+def _utc(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_without_a_zone_the_days_are_utc() -> None:
+    nbf, exp = day_bounds(date(2026, 11, 22), date(2029, 11, 21), None)
+    assert (_utc(nbf), _utc(exp)) == ("2026-11-22T00:00:00Z", "2029-11-22T00:00:00Z")
+
+
+def test_mexicali_days_end_at_midnight_in_mexicali() -> None:
+    # winter (PST, UTC−8) and summer (PDT, UTC−7): the zone, not a fixed offset
+    nbf, exp = day_bounds(date(2026, 11, 22), date(2027, 7, 4), "America/Tijuana")
+    assert _utc(nbf) == "2026-11-22T08:00:00Z"
+    assert _utc(exp) == "2027-07-05T07:00:00Z"
+
+
+ZONES = ["UTC", "America/Tijuana", "America/Los_Angeles", "America/Ciudad_Juarez",
+         "America/Chicago", "Pacific/Pago_Pago", "Pacific/Honolulu", "Europe/Madrid",
+         "Asia/Tokyo", "Asia/Kamchatka"]  # UTC−11 … UTC+12
+
+
+@pytest.mark.parametrize("zone", ZONES)
+def test_a_counter_reads_the_days_back_without_knowing_the_zone(zone: str) -> None:
+    day = date(2026, 1, 1)
+    while day < date(2027, 1, 1):  # every day of a year: both daylight-saving changes
+        nbf, exp = day_bounds(day, day + timedelta(days=364), zone)
+        assert (first_day(nbf), last_day(exp)) == (day, day + timedelta(days=364)), zone
+        day += timedelta(days=1)
+
+
+def test_an_unknown_zone_is_a_clear_error() -> None:
+    assert check_timezone("America/Tijuana") == "America/Tijuana"
+    for bad in ("Mexicali", "America/Nowhere", "../../etc/passwd", ""):
+        with pytest.raises(UsageError) as err:
+            check_timezone(bad)
+        assert err.value.code == "timezone_unknown"
