@@ -18,13 +18,15 @@ from typing import BinaryIO
 
 import click
 
+from credential import jsontext
 from credential.bundle import RootKey
 from credential.errors import PasaporteError, StoreError, UsageError
+from credential.home import read_bounded
 from credential.logproof import read_trust_files
 from credential.passport import parse_nonce
 from credential.times import parse_instant
 from verifier.engine import Result, Verifier
-from verifier.policy import Policy
+from verifier.policy import Policy, policy_overrides
 
 MAX_LINE = 8192  # bytes: twice the longest payload the engine reads, room for any scanner
 MAX_SKIP = 2**20  # bytes with no line break after which the input is not a scanner log at all
@@ -155,6 +157,20 @@ def _scan(setup: _Setup, verifier: Verifier, policy: Policy, at: int | None,
          f"{counts['accepted']}, rechazados / rejected: {counts['rejected']}")
 
 
+MAX_POLICY = 64 * 1024
+
+
+def _policy_file(path: str | None) -> dict[str, object]:
+    if path is None:
+        return {}
+    try:
+        doc = jsontext.loads(read_bounded(path, MAX_POLICY))
+    except ValueError:
+        raise UsageError("policy_invalid", reason_es="no es JSON en UTF-8",
+                         reason_en="not UTF-8 JSON") from None
+    return policy_overrides(doc)
+
+
 class _RepeatableFiles(click.Command):
     """Accept ``--bundle a.cbor b.cbor`` as well as ``--bundle a.cbor --bundle b.cbor``.
 
@@ -212,11 +228,15 @@ class _RepeatableFiles(click.Command):
 @click.option("--at", help="Verify as of this ISO-8601 time (default: now).")
 @click.option("--counter", help="This counter's id (audience check).")
 @click.option("--nonce", help="The challenge this counter displayed.")
+@click.option("--policy", "policy_file", type=click.Path(exists=True, dir_okay=False),
+              help="This counter's policy (JSON): paper, freshness_seconds, "
+                   "clock_skew_seconds, status_max_age_days, stale_status.")
 @click.option("--json", "as_json", is_flag=True)
 def command(service: str, bundles: tuple[str, ...], roots: tuple[str, ...],
             proofs: tuple[str, ...], log_keys: tuple[str, ...], witness_keys: tuple[str, ...],
             text: str | None, image: str | None, batch: BinaryIO | None, scan: bool,
-            at: str | None, counter: str | None, nonce: str | None, as_json: bool) -> None:
+            at: str | None, counter: str | None, nonce: str | None, policy_file: str | None,
+            as_json: bool) -> None:
     """Verificar un pasaporte sin conexión / Verify a passport offline.
 
     With --log-key, only bundles proven to be on the public ledger are trusted: each comes with
@@ -225,7 +245,7 @@ def command(service: str, bundles: tuple[str, ...], roots: tuple[str, ...],
         raise UsageError("usage_error",
                          reason_es="indique uno solo de --text, --image, --batch, --scan",
                          reason_en="give exactly one of --text, --image, --batch, --scan")
-    policy = Policy.for_service(service, counter_id=counter)
+    policy = Policy.for_service(service, counter_id=counter, **_policy_file(policy_file))
     setup = _Setup(bundles, roots, proofs, log_keys, witness_keys)
     try:
         verifier = setup.load()

@@ -8,7 +8,7 @@ from typing import Literal
 from credential.errors import UsageError
 from schemas import schema
 
-__all__ = ["Policy"]
+__all__ = ["Policy", "policy_overrides"]
 
 PaperRule = Literal["accept", "accept_with_id", "reject"]
 
@@ -50,3 +50,45 @@ class Policy:
         base = cls(service=service, requires=spec.discloses,
                    eligibility=_ELIGIBILITY.get(service), paper=_PAPER.get(service, "reject"))
         return replace(base, **overrides)  # type: ignore[arg-type]
+
+
+# A counter's policy file: what a city's rules may change per counter, by the names a city's
+# IT lead reads (seconds and days, not internal field names).
+_FILE_KEYS: dict[str, tuple[str, int]] = {
+    "freshness_seconds": ("freshness_s", 1),
+    "clock_skew_seconds": ("clock_skew_s", 1),
+    "status_max_age_days": ("status_max_age_s", 86400),
+}
+_CHOICES: dict[str, tuple[str, ...]] = {"paper": ("accept", "accept_with_id", "reject"),
+                                        "stale_status": ("warn", "reject")}
+_MAX_SECONDS = 366 * 86400
+
+
+def policy_overrides(doc: object) -> dict[str, object]:
+    """The ``Policy`` fields a counter's policy file sets, e.g. ``{"paper": "reject",
+    "freshness_seconds": 60, "status_max_age_days": 2, "stale_status": "reject"}``. Every
+    key is optional; an unknown key or a value of the wrong kind is refused (a typo must not
+    silently leave a default in force)."""
+    if not isinstance(doc, dict):
+        raise UsageError("policy_invalid", reason_es="debe ser un objeto JSON",
+                         reason_en="must be a JSON object")
+    out: dict[str, object] = {}
+    for key, value in doc.items():
+        if key in _FILE_KEYS:
+            field, unit = _FILE_KEYS[key]
+            if type(value) is not int or not 0 <= value * unit <= _MAX_SECONDS:
+                raise UsageError("policy_invalid", reason_es=f"{key}: entero de 0 a un año",
+                                 reason_en=f"{key}: a whole number from 0 to a year")
+            out[field] = value * unit
+        elif key in _CHOICES:
+            if value not in _CHOICES[key]:
+                raise UsageError("policy_invalid",
+                                 reason_es=f"{key}: uno de {', '.join(_CHOICES[key])}",
+                                 reason_en=f"{key}: one of {', '.join(_CHOICES[key])}")
+            out[key] = value
+        else:
+            known = ", ".join([*_FILE_KEYS, *_CHOICES])
+            raise UsageError("policy_invalid", reason_es=f"clave desconocida {str(key)[:40]!r} "
+                             f"(claves: {known})",
+                             reason_en=f"unknown key {str(key)[:40]!r} (keys: {known})")
+    return out

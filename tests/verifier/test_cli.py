@@ -174,3 +174,17 @@ def test_a_reader_that_stops_early_is_not_a_disk_error(tmp_path: Path) -> None:
     assert proc.wait(timeout=60) == 1
     assert json.loads(first)["line"] == 1
     assert err == "", err
+
+
+def test_a_counter_policy_file_changes_the_decision(tmp_path: Path, run: Run) -> None:
+    city = City()
+    paper = city.issue_text(None, example_claims())
+    counter = [*_counter(tmp_path, city), "--text", paper]  # transit: paper with photo ID
+    code, out, _ = run(*counter)
+    assert code == 0 and json.loads(out)["warnings"][0]["code"] == "paper_check_id"
+    (tmp_path / "policy.json").write_text('{"paper": "reject"}')
+    code, out, _ = run(*counter, "--policy", str(tmp_path / "policy.json"))
+    assert code == 1 and json.loads(out)["code"] == "paper_not_accepted"
+    (tmp_path / "policy.json").write_text('{"paper": "reject", "paper": "accept"}')
+    code, _, err = run(*counter, "--policy", str(tmp_path / "policy.json"))
+    assert code == 2 and "[policy_invalid]" in err

@@ -1,0 +1,48 @@
+"""``verifier.policy``: each service's defaults, and what a counter's policy file may change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from credential.errors import UsageError
+from verifier.policy import Policy, policy_overrides
+
+
+def test_defaults_per_service() -> None:
+    library, transit = Policy.for_service("library"), Policy.for_service("transit")
+    assert (library.paper, transit.paper) == ("accept", "accept_with_id")
+    assert library.freshness_s == 120 and library.stale_status == "warn"
+
+
+def test_a_policy_file_sets_what_a_city_may_change() -> None:
+    doc = {"paper": "reject", "freshness_seconds": 60, "clock_skew_seconds": 30,
+           "status_max_age_days": 2, "stale_status": "reject"}
+    policy = Policy.for_service("clinic", **policy_overrides(doc))
+    assert (policy.paper, policy.freshness_s, policy.clock_skew_s) == ("reject", 60, 30)
+    assert policy.status_max_age_s == 2 * 86400 and policy.stale_status == "reject"
+    assert Policy.for_service("clinic", **policy_overrides({})) == Policy.for_service("clinic")
+
+
+@pytest.mark.parametrize(("doc", "why"), [
+    ([], "JSON object"),
+    ({"freshnes_seconds": 60}, "unknown key 'freshnes_seconds'"),  # a typo is not a default
+    ({"freshness_seconds": "60"}, "freshness_seconds"),
+    ({"freshness_seconds": True}, "freshness_seconds"),
+    ({"freshness_seconds": 1.5}, "freshness_seconds"),
+    ({"status_max_age_days": 10_000}, "status_max_age_days"),
+    ({"clock_skew_seconds": -1}, "clock_skew_seconds"),
+    ({"paper": "maybe"}, "accept, accept_with_id, reject"),
+    ({"stale_status": None}, "warn, reject"),
+])
+def test_a_policy_file_mistake_is_named(doc: Any, why: str) -> None:
+    with pytest.raises(UsageError) as err:
+        policy_overrides(doc)
+    assert err.value.code == "policy_invalid" and why in err.value.message["en"]
+    assert err.value.message["es"] != err.value.message["en"]
+
+
+def test_a_zero_freshness_window_is_refused_as_policy_times_must_be_positive() -> None:
+    with pytest.raises(UsageError):
+        Policy.for_service("library", **policy_overrides({"freshness_seconds": 0}))
