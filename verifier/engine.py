@@ -277,8 +277,8 @@ class Verifier:
 
     def _labelled(self, d: Decoded, bundle: TrustBundle
                   ) -> tuple[tuple[dict[str, Any], ...], bool]:
-        """Disclosed claims with their Spanish/English labels, in schema order, and the claims
-        whether a catalogued code among them has no name in the bundle."""
+        """Disclosed claims with their Spanish/English labels, in schema order, and whether a
+        catalogued code among them has no name in the bundle (shown as ``#code``)."""
         out: list[dict[str, Any]] = []
         unknown = False
         for group, shown in self._plan:
@@ -289,16 +289,22 @@ class Verifier:
                 v = values.get(s.claim)
                 if v is None:
                     continue
+                value_label = s.enum_labels.get(v) if s.kind == "enum" else None
+                if s.kind == "catalog" and type(v) is int:
+                    value: Any = bundle.catalogs.get(s.catalog, _NO_NAMES).get(v)
+                    if value is None:
+                        unknown, value = True, f"#{v}"
+                else:
+                    value = display_value(s.kind, s.catalog, v, bundle.catalogs)
                 item: dict[str, Any] = {"group": group, "claim": s.claim, "label": s.label,
-                                        "value": display_value(s.kind, s.catalog, v,
-                                                               bundle.catalogs)}
+                                        "value": value}
                 if s.kind == "enum":
-                    item["value_label"] = s.enum_labels.get(v)
-                elif (s.kind == "catalog" and type(v) is int
-                      and v not in bundle.catalogs.get(s.catalog, {})):
-                    unknown = True
+                    item["value_label"] = value_label
                 out.append(item)
         return tuple(out), unknown
+
+
+_NO_NAMES: dict[int, str] = {}
 
 
 def verify(scanned: str, *, service: str, bundles: Iterable[bytes], roots: Sequence[RootKey],
