@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select, text
 
 from credential import merkle
-from credential.errors import PasaporteError
+from credential.errors import PasaporteError, spanish
 from credential.note import (
     Checkpoint,
     Verifier,
@@ -41,6 +41,8 @@ CHUNK = 50_000
 class AuditReport:
     size: int = 0
     problems: list[tuple[int, str]] = field(default_factory=list)
+    # problems whose phrase carries another error's message: that message in each language
+    inner: dict[tuple[int, str], tuple[str, str]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -50,9 +52,19 @@ class AuditReport:
     def first(self) -> tuple[int, str] | None:
         return min(self.problems) if self.problems else None
 
-    def add(self, seq: int, what: str) -> None:
+    def add(self, seq: int, what: str, inner: PasaporteError | None = None) -> None:
         if len(self.problems) < 1000:
             self.problems.append((seq, what))
+            if inner is not None:
+                self.inner[(seq, what)] = (inner.message["en"], inner.message["es"])
+
+    def spanish(self, seq: int, what: str) -> str:
+        """``what`` in Spanish: our phrase from the reasons catalog, and the message of an
+        error it carries (a note that does not verify…) in that error's own Spanish."""
+        if (seq, what) not in self.inner:
+            return spanish(what)
+        en, es = self.inner[(seq, what)]
+        return spanish(what.replace(en, "\x00")).replace("\x00", es)
 
 
 def audit(store: LedgerStore, *, deep: bool = False,
@@ -109,7 +121,8 @@ def _audit(store: LedgerStore, deep: bool,
                     try:
                         decode_record(leaf)
                     except PasaporteError as exc:
-                        report.add(seq, f"record does not decode: {exc.message['en']}")
+                        report.add(seq, f"record does not decode: {exc.message['en']}",
+                                   inner=exc)
                 hashes.append(h)
                 prev = h
                 expect += 1
@@ -194,10 +207,14 @@ def _audit(store: LedgerStore, deep: bool,
         if head.frontier != frontier:
             report.add(max(n - 1, 0), "head frontier does not match the tree")
 
-        # Checkpoints and cosignatures.
-        witness_keys = {}
+        # Checkpoints and cosignatures: the witnesses this log asks, and those a mirror
+        # requires (its ledger.json: a mirror asks no witness itself).
+        witness_keys: dict[str, list[Verifier]] = {}
         for name, vkey in conn.execute(select(t.witnesses.c.name, t.witnesses.c.vkey)):
-            witness_keys[str(name)] = parse_verifier_key(str(vkey))
+            witness_keys.setdefault(str(name), []).append(parse_verifier_key(str(vkey)))
+        for key in store.mirror_witnesses:
+            if key not in witness_keys.setdefault(key.name, []):
+                witness_keys[key.name].append(key)
         latest = -1
         for size, note_text in conn.execute(select(t.checkpoints.c.size, t.checkpoints.c.note)
                                             .order_by(t.checkpoints.c.size)):
@@ -208,7 +225,7 @@ def _audit(store: LedgerStore, deep: bool,
                 note, _ = open_note(str(note_text), [store.verifier])
                 cp = parse_checkpoint(note.text)
             except PasaporteError as exc:
-                report.add(at, f"checkpoint {size}: {exc.message['en']}")
+                report.add(at, f"checkpoint {size}: {exc.message['en']}", inner=exc)
                 continue
             if cp.size != size or cp.origin != store.origin:
                 report.add(at, f"checkpoint {size} names another size or origin")
@@ -224,9 +241,10 @@ def _audit(store: LedgerStore, deep: bool,
                     except PasaporteError:
                         report.add(at, f"checkpoint {size}: malformed cosignature")
                         continue
-                    key = witness_keys.get(sig.name)
-                    if key is not None and (key.key_id != sig.key_id
-                                            or not key.verify(note.text, sig.signature)):
+                    keys = witness_keys.get(sig.name)
+                    if keys and not any(key.key_id == sig.key_id
+                                        and key.verify(note.text, sig.signature)
+                                        for key in keys):
                         report.add(at, f"checkpoint {size}: cosignature by {sig.name} is bad")
         _check_logged_cosignatures(store, logged, root_at, witness_keys, report)
         if latest != n and n > 0:
@@ -235,7 +253,8 @@ def _audit(store: LedgerStore, deep: bool,
 
 
 def _check_logged_cosignatures(store: LedgerStore, logged: list[tuple[int, bytes]],
-                               root_at: Callable[[int], bytes], witness_keys: dict[str, Verifier],
+                               root_at: Callable[[int], bytes],
+                               witness_keys: dict[str, list[Verifier]],
                                report: AuditReport) -> None:
     """A ``witness_cosignature`` record about this log must name a tree that the log really had
     (root recomputed from the records before it) and, when the witness is known, verify. One
@@ -257,8 +276,8 @@ def _check_logged_cosignatures(store: LedgerStore, logged: list[tuple[int, bytes
         elif entry.root != root_at(entry.size):
             report.add(seq, f"cosignature of size {entry.size} names a root the log never had")
         else:
-            key = witness_keys.get(entry.witness)
-            if key is not None and not _cosigned(key, entry):
+            keys = witness_keys.get(entry.witness)
+            if keys and not any(_cosigned(key, entry) for key in keys):
                 report.add(seq, f"cosignature by {entry.witness} does not verify")
 
 

@@ -11,7 +11,7 @@
     mirror --from URL         copy and check another node's log (resumes)
     witness --log URL --log-key VKEY   witness another city's log (and cosign it now)
     token add|revoke NAME     per-client append tokens for POST /entries
-    witnesses add|list        the witnesses this log asks for cosignatures
+    witnesses add|remove|list the witnesses this log asks for cosignatures
     checkpoint                print the newest checkpoint with its cosignatures
 """
 
@@ -205,8 +205,9 @@ def append(path: str, home: str | None, db: str | None) -> None:
         try:
             batch.append(entry_from_json(item))
         except MalformedInput as exc:
-            raise MalformedInput("ledger_bad_line", line=number,
-                                 reason=exc.message["en"]) from None
+            # the entry's own message, in each half in its language
+            raise MalformedInput("ledger_bad_line", line=number, reason_es=exc.message["es"],
+                                 reason_en=exc.message["en"]) from None
     with _open(home, db, write=True) as store:
         signed = store.append(batch)
     click.echo(signed.note, nl=False)
@@ -321,7 +322,8 @@ def audit(deep: bool, home: str | None, db: str | None) -> None:
         report = run_audit(store, deep=deep, progress=progress)
     if report.first is not None:
         seq, what = report.first
-        raise LedgerError("ledger_audit_failed", index=seq, reason=what)
+        raise LedgerError("ledger_audit_failed", index=seq, reason=what,
+                          reason_es=report.spanish(seq, what))
     click.echo(f"ok: {report.size} records / registros")
 
 
@@ -374,10 +376,12 @@ def mirror(url: str, log_key: str | None, witness_key: tuple[str, ...], unwitnes
 def witness(url: str, log_key: str, home: str | None, db: str | None) -> None:
     """Atestigua el registro de otra ciudad / Witness another city's log: remember it, check
     its checkpoint now and cosign it."""
-    from ledger.witness import pull, witness_log
+    from ledger.witness import check_log, pull, witness_log
 
+    url = url.rstrip("/")
     with _open(home, db, write=True) as store:
-        origin = witness_log(store, log_key, url.rstrip("/"))
+        check_log(url, log_key)  # a URL or key mistyped is refused before anything is saved
+        origin = witness_log(store, log_key, url)
         cp, line = pull(store, origin)
     click.echo(f"ok: {cp.origin} {cp.size}")
     click.echo(line, nl=False)
@@ -419,18 +423,36 @@ def witnesses() -> None:
 @home_option
 @db_option
 def witnesses_add(url: str, vkey: str, home: str | None, db: str | None) -> None:
+    """Ask the witness at URL to cosign every new checkpoint (replaces one of the same name)."""
     with _open(home, db) as store:
         verifier = store.add_witness(url, vkey)
     click.echo(f"ok: {verifier.name}")
+
+
+@witnesses.command("remove")
+@click.argument("name")
+@home_option
+@db_option
+def witnesses_remove(name: str, home: str | None, db: str | None) -> None:
+    """Stop asking NAME (as ``list`` shows it) for cosignatures."""
+    with _open(home, db) as store:
+        if not store.remove_witness(name):
+            raise UsageError("usage_error", reason=f"no witness named {name}")
+    click.echo(f"ok: {name}")
 
 
 @witnesses.command("list")
 @home_option
 @db_option
 def witnesses_list(home: str | None, db: str | None) -> None:
+    """One line per witness: name, URL, the last size it cosigned, its verifier key."""
     with _open(home, db) as store:
-        for name, _vkey, url, size in store.witnesses():
-            click.echo(f"{name}\t{url}\t{size}")
+        rows = store.witnesses()
+    for name, vkey, url, size in rows:
+        click.echo(f"{name}\t{url}\t{size}\t{vkey}")
+    if not rows:  # on stderr: a script reading the list still reads none
+        click.echo("ningún testigo configurado / no witnesses configured "
+                   "(ledger witnesses add)", err=True)
 
 
 @group.command()
@@ -439,9 +461,10 @@ def witnesses_list(home: str | None, db: str | None) -> None:
 @db_option
 def checkpoint(cosign: bool, home: str | None, db: str | None) -> None:
     """Último punto de control / Print the newest checkpoint with every cosignature it has."""
-    from ledger.witness import request_cosignatures
+    from ledger.witness import WITNESS_TIMEOUT, request_cosignatures
 
     with _open(home, db, write=cosign) as store:
         if cosign:
-            request_cosignatures(store)
+            # someone waits at a terminal for these: longer than an append's answer does
+            request_cosignatures(store, wait=4 * WITNESS_TIMEOUT)
         click.echo(store.checkpoint().note, nl=False)

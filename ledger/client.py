@@ -16,14 +16,26 @@ __all__ = ["all_entries", "checkpoint", "consistency_proof", "entries", "get_jso
            "inclusion_proof", "post"]
 
 TIMEOUT = 15.0
-MAX_RESPONSE = 8 * 1024 * 1024
+MAX_RESPONSE = 8 * 1024 * 1024  # ledger.http pages /entries well below it (MAX_PAGE_BYTES)
 
 
-def post(url: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, str, bytes]:
-    """POST and return ``(status, content type, body)`` whatever the status."""
+def _read(resp: Any, url: str) -> bytes:
+    """At most ``MAX_RESPONSE`` bytes of an answer; a longer one is refused as such, not cut
+    short into "bad JSON"."""
+    data: bytes = resp.read(MAX_RESPONSE + 1)
+    if len(data) > MAX_RESPONSE:
+        raise LedgerError("ledger_remote_error", url=url,
+                          status=f"answer larger than {MAX_RESPONSE} bytes")
+    return data
+
+
+def post(url: str, body: bytes, headers: dict[str, str] | None = None, *,
+         timeout: float = TIMEOUT) -> tuple[int, str, bytes]:
+    """POST and return ``(status, content type, body)`` whatever the status. ``timeout``
+    bounds each wait on the socket (connecting, each read), not the whole exchange."""
     try:
         req = urllib.request.Request(url, data=body, method="POST", headers=headers or {})
-        with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status, resp.headers.get("Content-Type", ""), resp.read(MAX_RESPONSE)
     except urllib.error.HTTPError as exc:
         with exc:
@@ -35,8 +47,7 @@ def post(url: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[
 def _get(url: str) -> bytes:
     try:
         with urllib.request.urlopen(url, timeout=TIMEOUT) as resp:
-            data: bytes = resp.read(MAX_RESPONSE)
-            return data
+            return _read(resp, url)
     except urllib.error.HTTPError as exc:
         with exc:
             raise LedgerError("ledger_remote_error", url=url, status=exc.code) from None

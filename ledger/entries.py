@@ -34,6 +34,7 @@ from credential.keys import b64url, unb64url
 
 __all__ = [
     "ENTRY_TYPES",
+    "MAX_RECORD",
     "REASONS",
     "STATUSES",
     "BundlePublished",
@@ -53,6 +54,11 @@ __all__ = [
     "record_prefix",
 ]
 
+# The most bytes one stored record may have, appended or mirrored. The fields' own bounds keep
+# every valid record far below it (the largest, a notice of 2000 four-byte characters, is about
+# 8 KB); the bound is what lets /entries always fit a record in a page a mirror reads whole
+# (ledger.http.MAX_PAGE_BYTES), whatever entry types come later.
+MAX_RECORD = 64 * 1024
 STATUSES = ("valid", "revoked", "suspended")
 REASONS = ("unspecified", "holder_request", "fraud", "data_error", "deceased", "moved_away",
            "key_compromise", "superseded")

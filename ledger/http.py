@@ -6,10 +6,12 @@ refusal is a 4xx with JSON ``{"code": …, "message": {"es": …, "en": …}}``.
 
     GET  /checkpoint                       signed note (text/plain) with its cosignatures
     GET  /entries?start=&end=              [{"index", "leaf": base64}], at most 1000 per page
+                                           and about MAX_PAGE_BYTES of JSON (at least one)
     GET  /proof/inclusion?index=&size=     {"index", "size", "proof": [base64…]}
     GET  /proof/consistency?old=&new=      {"old", "new", "proof": [base64…]}
     POST /entries                          {"entries": [...]} → 201 {"checkpoint", "start", "end"}
-                                           (optional Idempotency-Key header: retries are safe)
+                                           (optional Idempotency-Key header: retries are safe;
+                                           not the types in LOCAL_ONLY: 403)
     POST /add-checkpoint                   tlog-witness
 """
 
@@ -25,12 +27,33 @@ from werkzeug.exceptions import HTTPException
 from credential import jsontext
 from credential.errors import LedgerError, MalformedInput, PasaporteError, StoreError
 from credential.note import parse_size
+from ledger.entries import MAX_RECORD, entry_from_json
 from ledger.store import MAX_BATCH, AppendRequest, LedgerStore
 from ledger.witness import add_checkpoint
 
-__all__ = ["MAX_PAGE", "bp", "create_app"]
+__all__ = ["LOCAL_ONLY", "MAX_PAGE", "MAX_PAGE_BYTES", "bp", "create_app"]
 
 MAX_PAGE = 1000
+# A page of /entries stops once its JSON would pass this many bytes (and always holds at least
+# one record): a quarter of what ledger.client reads of an answer (8 MiB), so a page of the
+# largest records (1000 notices of 2000 emoji, ~10.7 MB of JSON) is still read whole by every
+# mirror, while a page of ordinary records (~150 bytes each) never comes near it.
+MAX_PAGE_BYTES = 2 * 1024 * 1024
+# The largest record's item: base64 (4/3) plus '{"index": …, "leaf": ""}, ' — under the page
+# bound, so a page always has room for one.
+_MAX_ITEM = 4 * (MAX_RECORD + 2) // 3 + 64
+assert _MAX_ITEM < MAX_PAGE_BYTES
+# Types an append token may not write; ``ledger append --file`` (the node's operator, at the
+# node) still writes every type.
+# * ``witness_cosignature``: only the log writes these, when its witnesses answer; audit holds
+#   every one about this log to the witness's key forever, so one forged record from a token
+#   holder would make every later audit fail (the log is append-only: it cannot be removed).
+# * ``notice``: governance notices are the joint committee's, appended by the operator on its
+#   behalf. The tokens belong to the issuing offices, whose software never writes one
+#   (issuer/store.py queues keys, credentials, statuses and bundles), and free text that both
+#   cities' signatures carry forever must not be writable with one office's (perhaps leaked)
+#   token.
+LOCAL_ONLY = frozenset({"witness_cosignature", "notice"})
 MAX_POST_ENTRIES = 1000
 MAX_REQUEST = 1024 * 1024
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -76,6 +99,8 @@ def _pasaporte_error(exc: PasaporteError) -> Response:
         status = 404
     elif isinstance(exc, LedgerError) and exc.code == "ledger_idempotency_mismatch":
         status = 422  # the key was used for another batch
+    elif exc.code == "ledger_entry_type_local_only":
+        status = 403  # well-formed, but not this client's to write
     elif exc.code == "ledger_body_too_large":
         status = 413  # as for a body over the app's own limit (werkzeug's RequestEntityTooLarge)
     elif isinstance(exc, StoreError):
@@ -102,11 +127,20 @@ def entries() -> Response:
     # no size query first: records and the head are written in one transaction, so asking
     # past the end simply returns fewer rows
     end = min(end, start + MAX_PAGE)
-    items = [{"index": i, "leaf": base64.b64encode(leaf).decode()}
-             for i, leaf in _store().entries(start, end)] if start < end else []
+    items: list[dict[str, Any]] = []
+    size = 0
+    cut = False
+    for i, leaf in _store().entries(start, end) if start < end else []:
+        encoded = base64.b64encode(leaf).decode()
+        size += len(encoded) + 64  # with '{"index": …, "leaf": ""}, '
+        if items and size > MAX_PAGE_BYTES:
+            cut = True  # clients ask again from where the page stops
+            break
+        items.append({"index": i, "leaf": encoded})
     resp = jsonify(items)
-    # records never change once written, so a full page is cacheable forever
-    full = len(items) == MAX_PAGE
+    # records never change once written, so a full page (by count or by bytes: either way
+    # the records it ends before exist) is cacheable forever
+    full = cut or len(items) == MAX_PAGE
     resp.headers["Cache-Control"] = IMMUTABLE if full else "public, max-age=5"
     return resp
 
@@ -127,6 +161,8 @@ def proof_inclusion() -> Response:
 @bp.get("/proof/consistency")
 def proof_consistency() -> Response:
     old, new = _int_arg("old"), _int_arg("new")
+    if old == 0:  # RFC 9162 §2.1.4: a proof is between two non-empty trees
+        raise MalformedInput("ledger_bad_param", name="old", reason="must be at least 1")
     return _proof({"old": old, "new": new}, _store().consistency_proof(old, new))
 
 
@@ -138,18 +174,13 @@ def post_entries() -> Response:
     client = store.token_owner(token) if token and len(token) <= 200 else None
     if client is None:
         return _error(401, "ledger_unauthorized")
-    try:
-        body = jsontext.loads(request.get_data(cache=False))
-    except ValueError:  # not UTF-8, not JSON, or nested too deep
-        raise MalformedInput("ledger_bad_json") from None
-    items = body.get("entries") if isinstance(body, dict) else body
-    if not isinstance(items, list) or not items:
-        raise MalformedInput("ledger_bad_entry", reason="expected a non-empty list of entries")
+    items = _entries_body(request.get_data(cache=False))
     if len(items) > min(MAX_POST_ENTRIES, MAX_BATCH):
         raise LedgerError("ledger_batch_too_large", size=len(items), limit=MAX_POST_ENTRIES)
-    from ledger.entries import entry_from_json
-
-    batch = [entry_from_json(item) for item in items]
+    batch = [entry_from_json(item) for item in items]  # malformed is 400, whoever sends it
+    for number, entry in enumerate(batch):
+        if entry.TYPE in LOCAL_ONLY:
+            raise LedgerError("ledger_entry_type_local_only", type=entry.TYPE, index=number)
     key = request.headers.get("Idempotency-Key")
     # A client retrying after a lost answer sends the same key (IETF httpapi Idempotency-Key)
     # and gets the first answer again rather than a second copy of its batch.
@@ -159,6 +190,28 @@ def post_entries() -> Response:
     if signed.replayed:
         resp.headers["Idempotent-Replayed"] = "true"
     return resp
+
+
+def _entries_body(data: bytes) -> list[Any]:
+    """The ``entries`` of a ``POST /entries`` body: exactly ``{"entries": [ … ]}``, non-empty,
+    no key twice in any object (the request says what the documentation says, and no more)."""
+    try:
+        body = jsontext.loads(data)
+    except jsontext.DuplicateKey as exc:
+        # which of two values a parser keeps differs between parsers: the sender and the log
+        # could read two different batches from the same bytes
+        raise MalformedInput("ledger_bad_body", reason=str(exc)) from None
+    except ValueError:  # nested too deep, not UTF-8, not JSON
+        raise MalformedInput("ledger_bad_json") from None
+    if not isinstance(body, dict) or "entries" not in body:
+        raise MalformedInput("ledger_bad_body", reason='expected {"entries": [ … ]}')
+    if set(body) != {"entries"}:
+        raise MalformedInput("ledger_bad_body", reason="unknown fields: "
+                             + ", ".join(sorted(set(body) - {"entries"}))[:200])
+    items = body["entries"]
+    if not isinstance(items, list) or not items:
+        raise MalformedInput("ledger_bad_entry", reason="expected a non-empty list of entries")
+    return items
 
 
 @bp.post("/add-checkpoint")
@@ -179,6 +232,12 @@ def create_app(test_config: dict[str, Any] | None = None, *, store: LedgerStore 
     """
     app = Flask("ledger")
     app.config.from_prefixed_env("PASAPORTE_LEDGER")
+    # from_prefixed_env reads each value as JSON where it parses ("1.500000" becomes 1.5,
+    # "0123" fails, "true" a bool): a passphrase, a path or a URL is taken as written.
+    for name in ("HOME", "DB", "PASSPHRASE"):
+        raw = os.environ.get(f"PASAPORTE_LEDGER_{name}")
+        if raw is not None:
+            app.config[name] = raw
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST
     if test_config:
         app.config.update(test_config)

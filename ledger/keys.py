@@ -71,5 +71,7 @@ def load_config(home: Path) -> LedgerConfig:
 
 
 def save_config(home: Path, config: LedgerConfig) -> None:
-    atomic_write(home / CONFIG_NAME, json.dumps(config.to_json(), indent=2).encode(), mode=0o644)
+    # 0600: ``db`` may be a URL with the database's password in it (``init --db``). To keep the
+    # password out of the file altogether, give the URL in PASAPORTE_LEDGER_DB instead.
+    atomic_write(home / CONFIG_NAME, json.dumps(config.to_json(), indent=2).encode(), mode=0o600)
 

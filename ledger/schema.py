@@ -136,6 +136,22 @@ witnessed_logs = Table(
 )
 
 
+# What a witness keeps when a log it witnesses shows it a checkpoint for a size it already
+# cosigned, with another root: both notes, each signed by the log — the proof of a split view
+# (equivocation) that the other city needs. One row per conflicting tree.
+split_views = Table(
+    "witness_split_views", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("origin", String(200), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("root", LargeBinary, nullable=False),  # the other checkpoint's
+    Column("cosigned", Text, nullable=False),  # the note we cosigned at that size
+    Column("other", Text, nullable=False),  # the note with the other root
+    Column("seen", BigInteger, nullable=False),
+    Index("ux_witness_split_views_tree", "origin", "size", "root", unique=True),
+)
+
+
 def node_id(level: int, index: int) -> int:
     return level << NODE_SHIFT | index
 

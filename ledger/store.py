@@ -67,7 +67,14 @@ from credential.note import (
     parse_verifier_key,
 )
 from ledger import schema as t
-from ledger.entries import Entry, WitnessCosignature, as_entry, encode_record, record_prefix
+from ledger.entries import (
+    MAX_RECORD,
+    Entry,
+    WitnessCosignature,
+    as_entry,
+    encode_record,
+    record_prefix,
+)
 from ledger.keys import LedgerConfig, load_config, read_secret, save_config, write_secret
 
 __all__ = ["MAX_BATCH", "AppendRequest", "LedgerStore", "SignedCheckpoint", "create_home",
@@ -247,7 +254,8 @@ class LedgerStore:
 
     def __init__(self, engine: Engine, origin: str, verifier: Verifier,
                  signer: Signer | None = None, witness: Signer | None = None,
-                 home: Path | None = None, witness_verifier: Verifier | None = None) -> None:
+                 home: Path | None = None, witness_verifier: Verifier | None = None,
+                 mirror_witnesses: Sequence[Verifier] = ()) -> None:
         self.engine = engine
         self.origin = origin
         self.verifier = verifier
@@ -257,6 +265,8 @@ class LedgerStore:
         # this node's witness public key, known even to a read-only store (audit checks the
         # cosignatures it gave with it)
         self.witness_verifier = witness.verifier if witness is not None else witness_verifier
+        # a mirror's required witnesses (its ledger.json), whose cosignatures audit checks too
+        self.mirror_witnesses = tuple(mirror_witnesses)
         self.is_postgres = engine.dialect.name == "postgresql"
 
     # -- opening ----------------------------------------------------------------------------
@@ -328,7 +338,8 @@ class LedgerStore:
             engine.dispose()
             raise
         store = cls(engine, config.origin, parse_verifier_key(config.log_vkey), signer, witness,
-                    home, parse_verifier_key(config.witness_vkey) if config.witness_vkey else None)
+                    home, parse_verifier_key(config.witness_vkey) if config.witness_vkey else None,
+                    [parse_verifier_key(k) for k in config.mirror_witnesses])
         if signer is not None and signer.verifier != store.verifier:
             store.close()
             raise StoreError("ledger_key_mismatch")
@@ -712,6 +723,13 @@ class LedgerStore:
                                                     url=url.rstrip("/"), size=0))
         return verifier
 
+    def remove_witness(self, name: str) -> bool:
+        """Stop asking the witness ``name``; whether there was one. The cosignatures it gave
+        stay (they are on the public record)."""
+        with self.engine.begin() as conn:
+            return bool(conn.execute(delete(t.witnesses).where(t.witnesses.c.name == name))
+                        .rowcount)
+
     def witnesses(self) -> list[tuple[str, str, str, int]]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(t.witnesses.c.name, t.witnesses.c.vkey, t.witnesses.c.url,
@@ -738,6 +756,9 @@ def _extend(conn: Connection, head: Head, count: int, leaf_for: Callable[[int, b
     shift, stride = t.NODE_SHIFT, t.NODE_STRIDE
     for seq in range(n, n + count):
         leaf = leaf_for(seq, prev)
+        if len(leaf) > MAX_RECORD:  # e.g. from a node a mirror copies: no page could carry it
+            raise LedgerError("ledger_record_too_large", index=seq, size=len(leaf),
+                              limit=MAX_RECORD)
         h = sha(b"\x00" + leaf).digest()
         rows.append((seq, leaf, h))
         prev = h

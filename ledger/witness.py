@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import threading
 import time
 from dataclasses import dataclass
 
@@ -33,12 +34,18 @@ from ledger import client
 from ledger import schema as t
 from ledger.store import LedgerStore, SignedCheckpoint
 
-__all__ = ["MAX_BODY", "WitnessReply", "add_checkpoint", "pull", "request_cosignatures",
-           "witness_log"]
+__all__ = ["COSIGN_WAIT", "MAX_BODY", "WITNESS_TIMEOUT", "WitnessReply", "add_checkpoint",
+           "check_log", "pull", "request_cosignatures", "witness_log"]
 
 log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024
 MAX_PROOF = 63
+# A log's side: an append's answer waits at most COSIGN_WAIT for its cosignatures, well within
+# an issuer's 15 s (ledger.client.TIMEOUT); each wait on a witness's socket is bounded too.
+COSIGN_WAIT = 5.0
+WITNESS_TIMEOUT = 5.0
+_busy: set[tuple[object, str]] = set()  # (database, witness) with a request in flight
+_busy_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,19 @@ def witness_log(store: LedgerStore, vkey: str, url: str | None = None) -> str:
             conn.execute(update(t.witnessed_logs)
                          .where(t.witnessed_logs.c.origin == verifier.name).values(url=url))
     return verifier.name
+
+
+def check_log(url: str, vkey: str) -> None:
+    """Before witnessing the log at ``url`` under ``vkey``: the checkpoint it serves must be
+    that key's log's (its origin, signed with that key). Otherwise a mistyped URL or key would
+    be remembered, pairing one log's key with another's address, and every later pull would
+    answer "unknown log"."""
+    verifier = parse_verifier_key(vkey)
+    _, note, cp = client.checkpoint(url)
+    if cp.origin != verifier.name:
+        raise LedgerError("ledger_witness_wrong_log", url=url, origin=cp.origin,
+                          want=verifier.name)
+    open_note(note, [verifier])  # note_unverified: the log's name, but not that key
 
 
 def _parse_request(body: bytes) -> tuple[int, list[bytes], str]:
@@ -101,7 +121,8 @@ def _cosign(store: LedgerStore, note: Note, old: int, proof: list[bytes]) -> Wit
     cp = parse_checkpoint(note.text)
     with store.engine.connect().execution_options(ledger_write=True) as conn, conn.begin():
         query = select(t.witnessed_logs.c.vkey, t.witnessed_logs.c.size,
-                       t.witnessed_logs.c.root).where(t.witnessed_logs.c.origin == cp.origin)
+                       t.witnessed_logs.c.root, t.witnessed_logs.c.note
+                       ).where(t.witnessed_logs.c.origin == cp.origin)
         if store.is_postgres:
             query = query.with_for_update()
         row = conn.execute(query).first()
@@ -112,13 +133,20 @@ def _cosign(store: LedgerStore, note: Note, old: int, proof: list[bytes]) -> Wit
         except LedgerError:
             return WitnessReply(403, "no valid signature from the log's key\n")
         have_size, have_root = int(row[1]), bytes(row[2]) if row[2] is not None else None
+        if cp.size == have_size and have_root is not None and cp.root != have_root:
+            # The log signed two trees of one size: a split view. Both signed notes are the
+            # proof; keep them (the refusal still commits this transaction).
+            log.warning("split view: log %s signed two different trees of size %d",
+                        cp.origin, cp.size)
+            t.insert_new(conn, t.split_views, origin=cp.origin, size=cp.size, root=cp.root,
+                         cosigned=str(row[3] or ""), other=note.encode(), seen=int(time.time()))
+            return WitnessReply(409, f"{have_size}\n", "text/x.tlog.size")
         if old > cp.size:
             return WitnessReply(400, "old size is larger than the checkpoint\n")
         if old != have_size:
             return WitnessReply(409, f"{have_size}\n", "text/x.tlog.size")
         if old == cp.size:
-            if have_root is not None and have_root != cp.root:
-                return WitnessReply(409, f"{have_size}\n", "text/x.tlog.size")
+            pass  # the tree we cosigned, asked again (another root at this size: refused above)
         elif old == 0:
             if proof:
                 return WitnessReply(400, "the proof must be empty from size 0\n")
@@ -169,50 +197,94 @@ def pull(store: LedgerStore, origin: str) -> tuple[Checkpoint, str]:
     return parse_checkpoint(note.text), reply.body
 
 
-def request_cosignatures(store: LedgerStore, signed: SignedCheckpoint | None = None) -> int:
-    """Ask every configured witness to cosign ``signed`` (default: the newest checkpoint);
-    returns how many did."""
+def request_cosignatures(store: LedgerStore, signed: SignedCheckpoint | None = None, *,
+                         wait: float = COSIGN_WAIT) -> int:
+    """Ask every configured witness, all at once, to cosign ``signed`` (default: the newest
+    checkpoint); returns how many did within ``wait`` seconds.
+
+    An append's answer waits for this, and an issuer gives up on its append after 15 s
+    (``ledger.client.TIMEOUT``) and sends it again: one witness that hangs must not make the
+    log look down. So each witness is asked in a thread of its own, each wait on its socket is
+    bounded (``WITNESS_TIMEOUT``), and whoever has not answered within ``wait`` is left to
+    finish in the background (its cosignature is stored when it comes, and the next read of the
+    checkpoint carries it). A witness still busy with an earlier checkpoint is not asked again
+    meanwhile: its next request covers the newer tree anyway."""
     witnesses = store.witnesses()
     if not witnesses:
         return 0
     signed = signed or store.checkpoint()
+    cosigned: list[str] = []
+    threads = []
+    for witness in witnesses:
+        busy = (store.engine.url, witness[0])
+        with _busy_lock:
+            if busy in _busy:
+                log.warning("witness %s: still busy with an earlier checkpoint", witness[0])
+                continue
+            _busy.add(busy)
+        thread = threading.Thread(target=_ask_in_background, name=f"cosign {witness[0]}",
+                                  args=(store, witness, signed, cosigned, busy), daemon=True)
+        thread.start()
+        threads.append(thread)
+    deadline = time.monotonic() + wait
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return len(cosigned)
+
+
+def _ask_in_background(store: LedgerStore, witness: tuple[str, str, str, int],
+                       signed: SignedCheckpoint, cosigned: list[str],
+                       busy: tuple[object, str]) -> None:
+    try:
+        if _ask(store, witness, signed):
+            cosigned.append(witness[0])
+    except Exception:  # a thread's error would otherwise only reach stderr, unlogged
+        log.exception("witness %s: cosigning failed", witness[0])
+    finally:
+        with _busy_lock:
+            _busy.discard(busy)
+
+
+def _ask(store: LedgerStore, witness: tuple[str, str, str, int],
+         signed: SignedCheckpoint) -> bool:
+    """Send ``signed`` to one witness (with a consistency proof from the size it last
+    cosigned, learning that size from a 409 once) and keep its cosignature if it verifies."""
+    name, vkey, url, known = witness
     cp = signed.checkpoint
     base = parse_note(signed.note)
     own = Note(base.text, tuple(s for s in base.signatures if s.name == store.origin))
-    got = 0
-    for name, vkey, url, known in witnesses:
-        verifier = parse_verifier_key(vkey)
-        old = known if known <= cp.size else 0
-        for _attempt in range(2):
+    verifier = parse_verifier_key(vkey)
+    old = known if known <= cp.size else 0
+    for _attempt in range(2):
+        try:
+            proof = store.consistency_proof(old, cp.size) if 0 < old < cp.size else []
+            body = (f"old {old}\n" + "".join(base64.b64encode(p).decode() + "\n"
+                                              for p in proof) + "\n" + own.encode())
+            status, ctype, reply = client.post(f"{url}/add-checkpoint", body.encode(),
+                                               {"Content-Type": "text/plain"},
+                                               timeout=WITNESS_TIMEOUT)
+        except PasaporteError as exc:
+            log.warning("witness %s: %s", name, exc)
+            return False
+        if status == 409 and ctype.startswith("text/x.tlog.size"):
             try:
-                proof = store.consistency_proof(old, cp.size) if 0 < old < cp.size else []
-                body = (f"old {old}\n" + "".join(base64.b64encode(p).decode() + "\n"
-                                                  for p in proof) + "\n" + own.encode())
-                status, ctype, reply = client.post(f"{url}/add-checkpoint", body.encode(),
-                                                   {"Content-Type": "text/plain"})
-            except PasaporteError as exc:
-                log.warning("witness %s: %s", name, exc)
-                break
-            if status == 409 and ctype.startswith("text/x.tlog.size"):
-                try:
-                    old = int(reply.decode().strip())
-                except ValueError:
-                    break
-                if old > cp.size:
-                    log.warning("witness %s has seen a larger tree (%d)", name, old)
-                    break
-                continue
-            if status != 200:
-                log.warning("witness %s refused: %d %s", name, status, reply[:200])
-                break
-            try:
-                sigs = [s for s in parse_signature_lines(reply.decode())
-                        if s.name == verifier.name and s.key_id == verifier.key_id
-                        and verifier.verify(base.text, s.signature)]
-            except (PasaporteError, UnicodeDecodeError):
-                sigs = []
-            if sigs:
-                store.add_cosignatures(cp.size, sigs, witness=name)
-                got += 1
-            break
-    return got
+                old = int(reply.decode().strip())
+            except ValueError:
+                return False
+            if old > cp.size:
+                log.warning("witness %s has seen a larger tree (%d)", name, old)
+                return False
+            continue
+        if status != 200:
+            log.warning("witness %s refused: %d %s", name, status, reply[:200])
+            return False
+        try:
+            sigs = [s for s in parse_signature_lines(reply.decode())
+                    if s.name == verifier.name and s.key_id == verifier.key_id
+                    and verifier.verify(base.text, s.signature)]
+        except (PasaporteError, UnicodeDecodeError):
+            sigs = []
+        if sigs:
+            store.add_cosignatures(cp.size, sigs, witness=name)
+        return bool(sigs)
+    return False

@@ -33,3 +33,9 @@ def valid_entries() -> list[dict[str, Any]]:
          "signature": b64u(bytes(76))},
         {"type": "notice", "text": "Ceremonia de llaves 2025 / 2025 key ceremony"},
     ]
+
+
+def http_entries() -> list[dict[str, Any]]:
+    """One valid JSON entry of every type an append token may write over HTTP (not the types
+    only the node itself writes: ``ledger.http.LOCAL_ONLY``)."""
+    return [e for e in valid_entries() if e["type"] not in ("witness_cosignature", "notice")]

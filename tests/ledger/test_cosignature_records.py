@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+from sqlalchemy import select
+
 from credential.note import (
     COSIGNATURE_V1,
     Checkpoint,
     Note,
     Signer,
     generate_signer,
+    open_note,
     parse_note,
 )
+from ledger import schema as t
 from ledger.audit import audit
 from ledger.entries import WitnessCosignature, decode_record
 from ledger.store import LedgerStore
@@ -109,3 +116,31 @@ def test_one_cosignature_per_witness_and_checkpoint(store: LedgerStore) -> None:
     store.append([commitment(2)], cosign=False)
     types = [decode_record(leaf).entry.TYPE for _, leaf in store.entries(0, store.size())]
     assert types.count("witness_cosignature") == 1
+
+
+def test_a_witness_keeps_the_evidence_of_a_split_view(store: LedgerStore,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """The log signs another tree of a size the witness already cosigned: the witness refuses
+    it (409) and keeps both signed notes, the proof a city needs that the log equivocated."""
+    log = generate_signer("ledger.cxl.example/log")
+    notes = []
+    for root in (bytes(range(32)), bytes(range(1, 33))):
+        body = Checkpoint(log.name, 5, root).body()
+        notes.append(Note(body, (log.sign(body),)).encode())
+    witness_log(store, log.verifier.vkey)
+    assert add_checkpoint(store, f"old 0\n\n{notes[0]}".encode()).status == 200
+    with caplog.at_level(logging.WARNING, logger="ledger.witness"):
+        for old in (5, 5, 0):  # shown again (kept once), and with another old size
+            reply = add_checkpoint(store, f"old {old}\n\n{notes[1]}".encode())
+            assert (reply.status, reply.body) == (409, "5\n")
+    assert "split view" in caplog.text and log.name in caplog.text and "size 5" in caplog.text
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(t.split_views.c.origin, t.split_views.c.size,
+                                   t.split_views.c.root, t.split_views.c.cosigned,
+                                   t.split_views.c.other)).all()
+    assert [tuple(r) for r in rows] == [(log.name, 5, bytes(range(1, 33)), notes[0], notes[1])]
+    # both verify with the log's key: the evidence stands on its own
+    for note in rows[0][3:]:
+        open_note(note, [log.verifier])
+    # the tree it did cosign is still cosigned when asked again
+    assert add_checkpoint(store, f"old 5\n\n{notes[0]}".encode()).status == 200

@@ -49,9 +49,9 @@ def _token(store: LedgerStore) -> dict[str, str]:
     (DEEP + b"\n", "[ledger_bad_jsonl] La línea 1 no es"),
     (json.dumps(commitment(1)).encode() + b"\n" + DEEP + b"\n", "[ledger_bad_jsonl] La línea 2"),
     (DEEPER, "[ledger_jsonl_line_too_long] La línea 1 pasa de 65536"),
-    (SURROGATE + b"\n", "[ledger_bad_line] Línea 1: Invalid field text: not valid Unicode"),
+    (SURROGATE + b"\n", "[ledger_bad_line] Línea 1: Campo text inválido: no es texto Unicode"),
     (b'{"type": "bundle_published", "city": "\\udfff", "version": 1, "digest": "'
-     + b"A" * 43 + b'"}', "[ledger_bad_line] Línea 1: Invalid field city"),
+     + b"A" * 43 + b'"}', "[ledger_bad_line] Línea 1: Campo city inválido"),
     (b"\xff\xfe", "[ledger_jsonl_not_utf8] La línea 1 no es texto UTF-8"),
     (b"\n" + json.dumps(commitment(1)).encode() + b"\n\xc3(\n",
      "[ledger_jsonl_not_utf8] La línea 3"),

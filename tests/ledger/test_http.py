@@ -15,8 +15,8 @@ from credential.note import open_note, parse_checkpoint
 from ledger.audit import audit
 from ledger.http import create_app
 from ledger.store import LedgerStore
-from tests.ledger.conftest import PASSPHRASE
-from tests.ledger.helpers import commitment, valid_entries
+from tests.ledger.conftest import PASSPHRASE, init_home, run_cli
+from tests.ledger.helpers import b64u, commitment, http_entries, valid_entries
 
 
 @pytest.fixture
@@ -57,11 +57,11 @@ def test_reads(client: FlaskClient, filled: LedgerStore) -> None:
 
 
 def test_post_entries(client: FlaskClient, store: LedgerStore, token: str) -> None:
-    resp = client.post("/entries", json={"entries": valid_entries()}, headers=_auth(token))
+    resp = client.post("/entries", json={"entries": http_entries()}, headers=_auth(token))
     assert resp.status_code == 201, resp.get_json()
     body = resp.get_json()
-    assert (body["start"], body["end"]) == (0, 8)
-    assert store.size() == 8
+    assert (body["start"], body["end"]) == (0, 6)
+    assert store.size() == 6
 
 
 def _bad_requests(token: str) -> list[tuple[str, str, dict[str, Any], int, str]]:
@@ -71,6 +71,7 @@ def _bad_requests(token: str) -> list[tuple[str, str, dict[str, Any], int, str]]
     auth = _auth(token)
     entries_json = {"headers": {**auth, "Content-Type": "application/json"}}
     one = {"json": {"entries": [commitment(0)]}}
+    one_json = json.dumps(commitment(0))
     bad_param, bad_entry, bad_witness = "ledger_bad_param", "ledger_bad_entry", \
         "ledger_bad_witness_request"
     return [
@@ -89,7 +90,7 @@ def _bad_requests(token: str) -> list[tuple[str, str, dict[str, Any], int, str]]
         ("GET", "/proof/inclusion?index=0&size=999999", {}, 404, "ledger_bad_size"),
         ("GET", f"/proof/inclusion?index={big}&size=3", {}, 400, bad_param),
         ("GET", "/proof/inclusion?index=0&size=0", {}, 400, "ledger_bad_index"),
-        ("GET", "/proof/consistency?old=0&new=3", {}, 404, "ledger_bad_size"),
+        ("GET", "/proof/consistency?old=0&new=3", {}, 400, bad_param),  # RFC 9162: old ≥ 1
         ("GET", "/proof/consistency?old=4&new=3", {}, 400, bad_param),
         ("GET", "/proof/consistency?old=1&new=99999", {}, 404, "ledger_bad_size"),
         ("GET", "/proof/consistency?old=x&new=3", {}, 400, bad_param),
@@ -104,7 +105,15 @@ def _bad_requests(token: str) -> list[tuple[str, str, dict[str, Any], int, str]]
         ("POST", "/entries", {"data": b"\xff\xfe", **entries_json}, 400, "ledger_bad_json"),
         ("POST", "/entries", {"json": {"entries": []}, "headers": auth}, 400, bad_entry),
         ("POST", "/entries", {"json": {"entries": "x"}, "headers": auth}, 400, bad_entry),
-        ("POST", "/entries", {"json": 5, "headers": auth}, 400, bad_entry),
+        ("POST", "/entries", {"json": 5, "headers": auth}, 400, "ledger_bad_body"),
+        # exactly {"entries": [...]}: not a bare list, no other field, no key twice
+        ("POST", "/entries", {"json": [commitment(0)], "headers": auth}, 400, "ledger_bad_body"),
+        ("POST", "/entries", {"json": {"entries": [commitment(0)], "colour": "red"},
+                              "headers": auth}, 400, "ledger_bad_body"),
+        ("POST", "/entries", {"data": '{"entries": [], "entries": [' + one_json + "]}",
+                              **entries_json}, 400, "ledger_bad_body"),
+        ("POST", "/entries", {"data": '{"entries": [{"type": "notice", ' + one_json[1:] + "]}",
+                              **entries_json}, 400, "ledger_bad_body"),  # "type" twice
         ("POST", "/entries", {"json": {"entries": [{"type": "notice"}]}, "headers": auth}, 400,
          bad_entry),
         ("POST", "/entries", {"json": {"entries": [{"type": "notice", "text": 5}]},
@@ -160,13 +169,20 @@ def test_json_errors_name_the_problem(client: FlaskClient, filled: LedgerStore) 
 
 
 def test_consistency_refusals_give_the_log_size(client: FlaskClient) -> None:
-    """On an empty log: 404 saying the log has 0 entries (not the requested ``new``)."""
-    resp = client.get("/proof/consistency?old=0&new=1")
+    """On an empty log: 404 saying the log has 0 entries; ``old=0`` is a bad parameter
+    whatever the log holds (RFC 9162 §2.1.4: old is at least 1), not a size it lacks."""
+    resp = client.get("/proof/consistency?old=1&new=1")
     assert resp.status_code == 404
     body = resp.get_json()
     assert body["code"] == "ledger_bad_size"
-    assert body["message"]["en"] == "Size 0 is not available (the log has 0)."
-    assert body["message"]["es"] == "Tamaño 0 no disponible (el registro tiene 0)."
+    assert body["message"]["en"] == "Size 1 is not available (the log has 0)."
+    assert body["message"]["es"] == "Tamaño 1 no disponible (el registro tiene 0)."
+    resp = client.get("/proof/consistency?old=0&new=1")
+    assert resp.status_code == 400
+    body = resp.get_json()
+    assert (body["code"], body["message"]["en"]) == (
+        "ledger_bad_param", "Invalid parameter old: must be at least 1.")
+    assert body["message"]["es"] == "Parámetro old inválido: debe ser al menos 1."
     resp = client.get("/proof/consistency?old=1&new=0")
     assert resp.status_code == 400 and resp.get_json()["code"] == "ledger_bad_param"
 
@@ -255,3 +271,51 @@ def test_create_app_from_the_environment(home: Path, monkeypatch: pytest.MonkeyP
                                         headers=_auth(token))
     assert resp.status_code == 503 and resp.get_json()["code"] == "ledger_read_only"
     read_only.extensions["ledger"].close()
+
+
+def test_only_the_node_writes_cosignatures_and_notices(client: FlaskClient, store: LedgerStore,
+                                                        token: str, home: Path,
+                                                        tmp_path: Path) -> None:
+    """A token holder cannot put a witness cosignature on the record (audit holds every one to
+    the log's real tree and the witness's key, and the log is append-only: one forged record
+    would fail every audit from then on), nor a joint committee notice. The node's operator
+    still appends both locally."""
+    assert client.post("/entries", json={"entries": [commitment(1)]},
+                       headers=_auth(token)).status_code == 201
+    before = (store.size(), client.get("/checkpoint").get_data())
+    forged = {"type": "witness_cosignature", "origin": store.origin, "size": 1,
+              "root": b64u(bytes(32)), "witness": "ledger.la.example/log/witness",
+              "signature": b64u(bytes(76))}
+    notice = {"type": "notice", "text": "Acta del comité conjunto (falsa) / forged minutes"}
+    for entry in (forged, notice):
+        resp = client.post("/entries", json={"entries": [commitment(2), entry]},
+                           headers=_auth(token))
+        assert resp.status_code == 403, resp.get_json()
+        body = resp.get_json()
+        assert body["code"] == "ledger_entry_type_local_only"
+        for text in body["message"].values():
+            assert entry["type"] in text and "entries[1]" in text
+    assert (store.size(), client.get("/checkpoint").get_data()) == before
+    assert audit(store).ok
+    lines = tmp_path / "acta.jsonl"
+    lines.write_text(json.dumps(notice) + "\n")
+    assert run_cli("append", "--file", str(lines), "--home", str(home)) == 0
+    assert store.size() == before[0] + 1
+    assert audit(store).ok
+
+
+def test_create_app_takes_the_passphrase_as_written(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Flask's ``from_prefixed_env`` reads values as JSON: ``1.500000`` would become 1.5, and
+    the node would not open with its own passphrase."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("PASAPORTE_PASSPHRASE", "1.500000")
+    init_home(home)
+    monkeypatch.delenv("PASAPORTE_PASSPHRASE")
+    monkeypatch.setenv("PASAPORTE_LEDGER_HOME", str(home))
+    monkeypatch.setenv("PASAPORTE_LEDGER_PASSPHRASE", "1.500000")
+    app = create_app()
+    try:
+        assert app.extensions["ledger"].signer is not None  # opened to append, not read-only
+    finally:
+        app.extensions["ledger"].close()

@@ -1,27 +1,42 @@
-"""Two real ``ledger serve`` processes witnessing each other, split views refused, mirrors."""
+"""Two real ``ledger serve`` processes witnessing each other, split views refused, mirrors,
+and a log's witnesses (one that hangs does not hold an append's answer)."""
 
 from __future__ import annotations
 
 import base64
 import json
 import shutil
+import socket
+import stat
+import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select, update
 
 from credential import merkle
 from credential.errors import LedgerError
-from credential.note import Checkpoint, open_note, parse_checkpoint, parse_verifier_key
+from credential.note import (
+    COSIGNATURE_V1,
+    Checkpoint,
+    generate_signer,
+    open_note,
+    parse_checkpoint,
+    parse_verifier_key,
+)
 from ledger import client
+from ledger import schema as t
 from ledger.entries import Notice, WitnessCosignature, decode_record, encode_record
+from ledger.http import MAX_PAGE
 from ledger.keys import load_config
 from ledger.mirror import mirror
 from ledger.store import LedgerStore, make_engine, migrate
+from ledger.witness import COSIGN_WAIT
 from tests.ledger.conftest import PASSPHRASE, Server, init_home, run_cli
-from tests.ledger.helpers import commitment, valid_entries
+from tests.ledger.helpers import commitment, http_entries
 
 
 def _post_entries(url: str, token: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
@@ -63,7 +78,7 @@ def test_cosigned_checkpoints_and_split_view(cities: dict[str, Any], tmp_path: P
     sa, sb, ca, cb = cities["sa"], cities["sb"], cities["ca"], cities["cb"]
     log_key = parse_verifier_key(ca.log_vkey)
     witness_key = parse_verifier_key(cb.witness_vkey)
-    for batch in (valid_entries(), [commitment(i) for i in range(1, 6)]):
+    for batch in (http_entries(), [commitment(i) for i in range(1, 6)]):
         body = _post_entries(sa.url, cities["token"], batch)
         _, ok = open_note(body["checkpoint"], [log_key, witness_key])
         assert ok == [log_key, witness_key]  # the log's signature and the other city's
@@ -72,14 +87,14 @@ def test_cosigned_checkpoints_and_split_view(cities: dict[str, Any], tmp_path: P
     assert witness_key in ok
     cp = parse_checkpoint(note.text)
     # On the public record, each at the head of the next batch: the cosignature our own witness
-    # gave the other city's log when it started witnessing it, then the 8 entries; then the
+    # gave the other city's log when it started witnessing it, then the 6 entries; then the
     # cosignature the other city's witness gave that first checkpoint, then 5 more.
-    assert cp.size == 1 + 8 + 1 + 5
+    assert cp.size == 1 + 6 + 1 + 5
     with LedgerStore.open(cities["a"], passphrase=PASSPHRASE) as store:
-        given, received = (decode_record(store.entries(i, i + 1)[0][1]).entry for i in (0, 9))
-        first = store.checkpoint(9).checkpoint
+        given, received = (decode_record(store.entries(i, i + 1)[0][1]).entry for i in (0, 7))
+        first = store.checkpoint(7).checkpoint
     assert isinstance(received, WitnessCosignature) and isinstance(given, WitnessCosignature)
-    assert (received.origin, received.size, received.root) == (first.origin, 9, first.root)
+    assert (received.origin, received.size, received.root) == (first.origin, 7, first.root)
     assert received.witness == witness_key.name
     assert received.signature[:4] == witness_key.key_id
     assert witness_key.verify(first.body(), received.signature[4:])
@@ -247,3 +262,132 @@ def test_a_mirror_must_name_a_witness(cities: dict[str, Any], tmp_path: Path,
     assert run_cli("mirror", "--from", sa.url, "--log-key", ca.log_vkey, "--unwitnessed",
                    "--home", str(home)) == 0
     assert run_cli("mirror", "--from", sa.url, "--home", str(home)) == 2  # still explicit
+
+
+def test_a_log_of_large_records_is_mirrored(tmp_path: Path, serve: Callable[..., Server]) -> None:
+    """A page of 1000 of the largest records (notices of 2000 emoji, ~8 KB each) is ~10.7 MB of
+    JSON, more than a mirror reads of one answer (8 MiB): such a log could never be copied.
+    The node cuts its pages by bytes too; the mirror takes the shorter pages."""
+    log = tmp_path / "log"
+    vkey = json.loads(init_home(log, "ledger.notices.example/log"))["log_vkey"]
+    with LedgerStore.open(log, passphrase=PASSPHRASE) as store:
+        store.append([Notice(text=f"{i:04d}" + "😀" * 1996) for i in range(MAX_PAGE)],
+                     cosign=False)
+    node = serve(log)
+    page = client.entries(node.url, 0, MAX_PAGE)
+    assert 0 < len(page) < MAX_PAGE
+    mirror_home = tmp_path / "mirror"
+    assert run_cli("mirror", "--from", node.url, "--log-key", vkey, "--unwitnessed",
+                   "--home", str(mirror_home)) == 0
+    with LedgerStore.open(mirror_home) as copy, LedgerStore.open(log) as origin:
+        assert copy.size() == MAX_PAGE
+        assert copy.root(MAX_PAGE) == origin.root(MAX_PAGE)
+
+
+def test_audit_of_a_mirror_checks_the_cosignatures(cities: dict[str, Any], tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A mirror asks no witness itself: the witness keys it requires are in its ledger.json,
+    and its audit holds the stored cosignatures to them."""
+    sa, ca, cb = cities["sa"], cities["ca"], cities["cb"]
+    _post_entries(sa.url, cities["token"], [commitment(j) for j in range(3)])
+    mirror_home = tmp_path / "mirror"
+    assert run_cli("mirror", "--from", sa.url, "--log-key", ca.log_vkey,
+                   "--witness-key", cb.witness_vkey, "--home", str(mirror_home)) == 0
+    assert stat.S_IMODE((mirror_home / "ledger.json").stat().st_mode) == 0o600
+    assert run_cli("audit", "--home", str(mirror_home)) == 0
+    witness = parse_verifier_key(cb.witness_vkey).name
+    with LedgerStore.open(mirror_home) as store, store.engine.begin() as conn:
+        row_id, line = conn.execute(select(t.cosignatures.c.id, t.cosignatures.c.line)
+                                    .where(t.cosignatures.c.witness == witness)).one()
+        head, _, sig = line.rstrip("\n").rpartition(" ")
+        raw = bytearray(base64.b64decode(sig))
+        raw[-1] ^= 1  # the signature's last byte: the key id still names the witness's key
+        conn.execute(update(t.cosignatures).where(t.cosignatures.c.id == row_id)
+                     .values(line=f"{head} {base64.b64encode(raw).decode()}\n"))
+    capsys.readouterr()
+    assert run_cli("audit", "--home", str(mirror_home)) == 1
+    err = capsys.readouterr().err
+    assert f"cosignature by {witness} is bad" in err
+    assert f"la cofirma de {witness} no es válida" in err
+
+
+HUNG = "ledger.hung.example/witness"
+
+
+@pytest.fixture
+def hung_url() -> Iterator[str]:
+    """A witness that accepts connections (the kernel's backlog does) and never answers."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def test_a_hung_witness_does_not_hold_the_append(cities: dict[str, Any], hung_url: str,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """An issuer waits 15 s for its append's answer, then calls the node unreachable and sends
+    the batch again: a witness that never answers must not make the log look down. The other
+    witness still cosigns the answer's checkpoint; then the hung one is removed."""
+    a, sa = cities["a"], cities["sa"]
+    log_key, la_witness = parse_verifier_key(cities["ca"].log_vkey), \
+        parse_verifier_key(cities["cb"].witness_vkey)
+    hung_key = generate_signer(HUNG, COSIGNATURE_V1).verifier.vkey
+    assert run_cli("witnesses", "add", "--url", hung_url, "--key", hung_key,
+                   "--home", str(a)) == 0
+    capsys.readouterr()
+    assert run_cli("witnesses", "list", "--home", str(a)) == 0
+    listed = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert [(row[0], row[1], row[3]) for row in listed] == [
+        (HUNG, hung_url, hung_key), (la_witness.name, cities["sb"].url, cities["cb"].witness_vkey)]
+
+    started = time.monotonic()
+    body = _post_entries(cities["sa"].url, cities["token"], [commitment(1)])
+    took = time.monotonic() - started
+    assert took < client.TIMEOUT - 5, took  # well within the issuer's patience
+    _, ok = open_note(body["checkpoint"], [log_key, la_witness])
+    assert ok == [log_key, la_witness]
+
+    assert run_cli("witnesses", "remove", HUNG, "--home", str(a)) == 0
+    capsys.readouterr()
+    assert run_cli("witnesses", "list", "--home", str(a)) == 0
+    assert [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()] == [
+        la_witness.name]
+    assert run_cli("witnesses", "remove", HUNG, "--home", str(a)) == 2
+    assert "no witness named" in capsys.readouterr().err
+    started = time.monotonic()
+    _post_entries(sa.url, cities["token"], [commitment(2)])
+    assert time.monotonic() - started < COSIGN_WAIT  # nobody left to wait for
+    assert run_cli("witnesses", "remove", la_witness.name, "--home", str(a)) == 0
+    capsys.readouterr()
+    assert run_cli("witnesses", "list", "--home", str(a)) == 0
+    out = capsys.readouterr()
+    assert out.out == "" and "no witnesses configured" in out.err
+    assert run_cli("audit", "--home", str(a)) == 0
+
+
+def test_witnessing_a_url_that_serves_another_log_saves_nothing(
+        cities: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``witness --log URL_A --log-key KEY_B``: the URL serves another origin than the key
+    names (or the right origin, not signed with that key). Said so, and nothing remembered."""
+    home = tmp_path / "third"
+    init_home(home, "ledger.tij.example/log")
+    sa, cb = cities["sa"], cities["cb"]
+    impostor = generate_signer(parse_verifier_key(cities["ca"].log_vkey).name).verifier.vkey
+    capsys.readouterr()
+    assert run_cli("witness", "--log", sa.url, "--log-key", cb.log_vkey, "--home", str(home)) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("[ledger_witness_wrong_log]") and sa.url in err
+    assert "ledger.cdmx.example/log" in err and "ledger.la.example/log" in err
+    assert run_cli("witness", "--log", sa.url, "--log-key", impostor, "--home", str(home)) == 1
+    assert capsys.readouterr().err.startswith("[note_unverified]")
+    with LedgerStore.open(home) as store, store.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(t.witnessed_logs)).scalar() == 0
+    # the right pair is accepted, and the other city's existing row is left as it was
+    assert run_cli("witness", "--log", sa.url, "--log-key", cities["ca"].log_vkey,
+                   "--home", str(home)) == 0
+    assert run_cli("witness", "--log", sa.url, "--log-key", cb.log_vkey,
+                   "--home", str(cities["a"])) == 1
+    with LedgerStore.open(cities["a"]) as store, store.engine.connect() as conn:
+        url = conn.execute(select(t.witnessed_logs.c.url).where(
+            t.witnessed_logs.c.origin == "ledger.la.example/log")).scalar_one()
+    assert url == cities["sb"].url

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from credential import merkle
 from credential.errors import LedgerError, MalformedInput
 from credential.note import open_note, parse_checkpoint
 from ledger.audit import audit
-from ledger.entries import CredentialIssued, Notice
+from ledger.entries import MAX_RECORD, CredentialIssued, Notice, record_prefix
 from ledger.schema import metadata
 from ledger.store import AppendRequest, LedgerStore, database_url, make_engine
 from tests.ledger.conftest import PASSPHRASE, init_home
@@ -232,3 +233,24 @@ def test_an_append_client_needs_a_plain_name(tmp_path: Path, name: str) -> None:
             store.add_token(name)
         assert raised.value.code == "ledger_bad_token_name"
         assert store.add_token("oficina-centro.2").startswith("lt_")
+
+
+def test_the_settings_file_is_private(home: Path) -> None:
+    """``ledger.json`` holds the ``--db`` URL given to ``init``, with any database password in
+    it: only the node's own user may read it, as its key files."""
+    assert stat.S_IMODE((home / "ledger.json").stat().st_mode) == 0o600
+
+
+def test_no_record_is_larger_than_a_page_can_carry(store: LedgerStore) -> None:
+    """A mirror copies records verbatim: one larger than ``MAX_RECORD`` (from a node of another
+    make, or hostile) is refused, so every record it holds fits a page it serves in turn."""
+    head = store.head()
+    huge = record_prefix(0, head.last_hash) + bytes(MAX_RECORD)
+    with pytest.raises(LedgerError) as refused:
+        store.append_records([huge])
+    assert refused.value.code == "ledger_record_too_large"
+    assert str(MAX_RECORD) in refused.value.message["es"]
+    assert store.size() == 0
+    largest = Notice(text="😀" * 2000)  # the largest valid entry is far below the bound
+    store.append([largest], cosign=False)
+    assert len(store.entries(0, 1)[0][1]) < MAX_RECORD // 4

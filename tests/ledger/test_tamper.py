@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Connection, text
 
+from credential.errors import LedgerError
 from ledger.audit import audit
 from ledger.schema import node_id
 from ledger.store import LedgerStore
@@ -162,3 +163,18 @@ def test_tamper_on_postgres(tmp_path: Path, pg_url: str) -> None:
             report = audit(store)
             assert report.first is not None and report.first[0] == first, report.problems
             break
+
+
+def test_audit_says_why_in_each_language(store: LedgerStore, home: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """A checkpoint that no longer verifies: the note's own error, in Spanish in the Spanish
+    half (not the English message inside a Spanish sentence)."""
+    _fill(store)
+    with store.engine.begin() as conn:
+        change_checkpoint(conn)
+    capsys.readouterr()
+    assert run_cli("audit", "--home", str(home)) == 1
+    err = capsys.readouterr().err
+    why = LedgerError("note_bad_signature", name=store.origin).message
+    assert f"registro 19: checkpoint 20: {why['es']} / " in err
+    assert err.rstrip().endswith(f"record 19: checkpoint 20: {why['en']}")
