@@ -60,8 +60,10 @@ __all__ = [
 # (ledger.http.MAX_PAGE_BYTES), whatever entry types come later.
 MAX_RECORD = 64 * 1024
 STATUSES = ("valid", "revoked", "suspended")
+# Fixed codes, never free text: a reason goes on the public record, and a clerk's note could
+# name the resident ("lost phone at the Centro library, María H.").
 REASONS = ("unspecified", "holder_request", "fraud", "data_error", "deceased", "moved_away",
-           "key_compromise", "superseded")
+           "key_compromise", "superseded", "device_lost")
 _KID = re.compile(r"[A-Za-z0-9._:\-]{1,64}")
 _NAME = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
 _TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")  # not \d: ASCII

@@ -190,6 +190,10 @@ def test_suspend_and_reinstate(office: Path, tmp_path: Path, run: Run) -> None:
     assert (status()["status"], status()["reason"]) == ("suspended", "fraud")
     assert run("issuer", "reinstate", cred_id, "--home", str(office))[0] == 0
     assert status()["status"] == "valid"
+    code, out, _ = run("issuer", "suspend", cred_id, "--reason", "device_lost",
+                       "--home", str(office))  # a resident's phone was lost
+    assert code == 0 and "suspendido / suspended (device_lost)" in out
+    assert run("issuer", "reinstate", cred_id, "--home", str(office))[0] == 0
     assert "James" not in json.dumps(status())  # the office keeps no claim values
     code, out, _ = run("issuer", "status", cred_id, "--home", str(office))
     assert code == 0 and "vigente / valid" in out
