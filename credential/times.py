@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
+from credential.claims import date_from_days, days_from_date  # the day numbers of CBOR dates
 from credential.errors import UsageError
 
 __all__ = ["check_timezone", "day_bounds", "first_day", "last_day", "parse_instant", "rfc3339",
@@ -35,7 +36,7 @@ def day_bounds(first: date, last: date, timezone: str | None) -> tuple[int, int]
     the issuing office's time zone (UTC when it names none). A passport "valid until 21
     November" in Mexicali is so until midnight there, not until 16:00 (midnight UTC)."""
     if timezone is None:
-        return _days(first) * _DAY, (_days(last) + 1) * _DAY
+        return days_from_date(first) * _DAY, (days_from_date(last) + 1) * _DAY
     from datetime import time, timedelta
     from zoneinfo import ZoneInfo
 
@@ -50,20 +51,14 @@ def first_day(nbf: int) -> date:
     the issuing office's zone: ``nbf`` is a local midnight, and for any zone from UTC−11:59 to
     UTC+12 the nearest half-day rounding gives that day back (every city that can share a
     counter with Mexicali, Tijuana or Juárez)."""
-    return date.fromordinal(_EPOCH_ORDINAL + (nbf + _HALF_DAY) // _DAY)
+    return date_from_days((nbf + _HALF_DAY) // _DAY)
 
 
 def last_day(exp: int) -> date:
     """The last local day of a validity ending at ``exp`` (the midnight after it); see
     ``first_day``."""
-    return date.fromordinal(_EPOCH_ORDINAL + (exp + _HALF_DAY) // _DAY - 1)
+    return date_from_days((exp + _HALF_DAY) // _DAY - 1)
 
-
-_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
-
-
-def _days(d: date) -> int:
-    return d.toordinal() - _EPOCH_ORDINAL
 
 
 def rfc3339(ts: int) -> str:

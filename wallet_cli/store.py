@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import nacl.signing
 import nacl.utils
@@ -86,8 +86,7 @@ def _status(decoded: Decoded, bundle: TrustBundle | None, now: int) -> Status:
             continue
         lst = StatusList.from_compressed(info.purpose, info.size, info.data)
         if p.status.idx < lst.size and lst.get(p.status.idx):
-            marked: Status = "revoked" if MARKS[info.purpose] == "revoked" else "suspended"
-            return marked
+            return cast(Status, MARKS[info.purpose])  # "revoked" or "suspended"
     return status
 
 
@@ -329,7 +328,7 @@ class Wallet:
         """Verify bundles against city roots and keep them (newest version per city)."""
         root_keys = [RootKey.from_json(r) for r in roots]
         # a root already trusted for a code is never silently replaced by another city's
-        check_roots([*self._trusted_roots(), *root_keys])
+        check_roots([*self._trusted_roots().values(), *root_keys])
         versions = {code: b.version for code, b in self.trusted_bundles().items()}
         kept = []
         for data in bundles:
@@ -344,11 +343,13 @@ class Wallet:
             kept.append(f"{bundle.city} ({bundle.code}) v{bundle.version}")
         return kept
 
-    def _trusted_roots(self) -> list[RootKey]:
-        roots = []
+    def _trusted_roots(self) -> dict[str, RootKey]:
+        """City code (the file's name) → the root kept for it; unreadable files are skipped."""
+        roots: dict[str, RootKey] = {}
         for root_file in sorted(self.trust_dir.glob("*.root.json")):
             try:
-                roots.append(RootKey.from_json(root_file.read_bytes()))
+                roots[root_file.name[: -len(".root.json")]] = RootKey.from_json(
+                    root_file.read_bytes())
             except (OSError, MalformedInput):
                 continue
         return roots
@@ -356,12 +357,8 @@ class Wallet:
     def trusted_bundles(self) -> dict[str, TrustBundle]:
         """City code → verified bundle; files that no longer verify are ignored."""
         out: dict[str, TrustBundle] = {}
-        if not self.trust_dir.is_dir():
-            return out
-        for root_file in sorted(self.trust_dir.glob("*.root.json")):
-            code = root_file.name[: -len(".root.json")]
+        for code, root in self._trusted_roots().items():
             try:
-                root = RootKey.from_json(root_file.read_bytes())
                 bundle = parse_bundle((self.trust_dir / f"{code}.bundle").read_bytes(), [root])
             except (OSError, MalformedInput, Rejection):
                 continue
