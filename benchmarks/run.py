@@ -11,6 +11,7 @@ import argparse
 import io
 import json
 import platform
+import random
 import sys
 import time
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from credential.passport import (
     kb_aad,
     present,
 )
+from credential.statuslist import DEFAULT_SIZE, StatusList
 from pasaporte.demo import MARIA
 from schemas import schema
 from tests.credential.photos import phone_photo  # run from the checkout (make bench)
@@ -154,11 +156,33 @@ def credential_figures(quick: bool) -> dict[str, Any]:
     }
 
 
+def status_figures() -> dict[str, Any]:
+    """A million passports, 1 % of them revoked (at random indices, as the issuer's keyed
+    permutation spreads them): the revocation bits a counter holds, as published, in one list
+    of a million entries (``issuer init --list-size 1000000``) and in the default lists of
+    131,072 (eight of them, the last not full)."""
+    count, revoked = 1_000_000, random.Random(7).sample(range(1_000_000), 10_000)
+    one = StatusList.new("revocation", count)
+    for i in revoked:
+        one.set(i)
+    lists = [StatusList.new("revocation") for _ in range(-(-count // DEFAULT_SIZE))]
+    for i in revoked:
+        lists[i // DEFAULT_SIZE].set(i % DEFAULT_SIZE)
+    return {
+        "status_list_bytes_1m": len(one.bits),
+        "status_list_compressed_bytes_1m_1pct": len(one.compress()),
+        "status_list_bytes_1m_default_lists": sum(len(lst.bits) for lst in lists),
+        "status_list_compressed_bytes_1m_1pct_default_lists": sum(len(lst.compress())
+                                                                   for lst in lists),
+    }
+
+
 TARGETS = {
     "verify_vs_floor": (">=", 0.7),
     "qr_chars_library": ("<=", 555),
     "qr_chars_paper": ("<=", 700),
     "decode_image_vs_zxing": ("<=", 1.3),
+    "status_list_bytes_1m": ("<=", 125_000),
     "ledger_append_vs_sqlite": (">=", 0.25),
     "ledger_proof_growth": ("<=", 2),
     "ledger_audit_growth": ("<=", 1.2),
@@ -176,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
               "ran): verify_per_s is the interpreted figure, not a counter's", file=sys.stderr)
     print("credential figures…", file=sys.stderr)
     figures.update(credential_figures(args.quick))
+    figures.update(status_figures())
     if not args.quick:
         print("instruction counts (valgrind)…", file=sys.stderr)
         from benchmarks import instructions

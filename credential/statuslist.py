@@ -19,7 +19,7 @@ from typing import Final, Literal
 
 from credential.errors import MalformedInput
 
-__all__ = ["DEFAULT_SIZE", "MARKS", "PURPOSES", "Purpose", "StatusList"]
+__all__ = ["DEFAULT_SIZE", "MARKS", "MAX_SIZE", "PURPOSES", "Purpose", "StatusList"]
 
 Purpose = Literal["revocation", "suspension"]
 PURPOSES: Final[frozenset[str]] = frozenset({"revocation", "suspension"})
@@ -28,7 +28,8 @@ MARKS: Final[dict[Purpose, str]] = {"revocation": "revoked", "suspension": "susp
 # W3C's minimum list length: with fewer entries a verifier fetching a list learns too much about
 # which credential it is checking (herd privacy).
 DEFAULT_SIZE: Final = 131_072
-_MAX_BYTES: Final = 1 << 20  # 8,388,608 credentials per list and purpose
+_MAX_BYTES: Final = 1 << 20  # what a counter inflates for one list and purpose at most
+MAX_SIZE: Final = _MAX_BYTES * 8  # 8,388,608 credentials per list
 
 
 def _invalid(reason: str) -> MalformedInput:

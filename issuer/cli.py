@@ -23,7 +23,7 @@ from credential.passport import IssuedCredential
 from credential.times import check_timezone, parse_instant, rfc3339
 from issuer import backup as backup_
 from issuer.bulk import MAX_BYTES, issue_batch, parse_residents
-from issuer.store import REASONS, IssuerStore
+from issuer.store import REASONS, IssuerStore, check_list_size
 
 T = TypeVar("T")
 home_option = click.option("--home", type=click.Path(file_okay=False),
@@ -78,17 +78,24 @@ def group() -> None:
 @click.option("--timezone", metavar="IANA",
               help="The office's time zone, e.g. America/Tijuana: a passport is valid until "
                    "midnight there on its last day (default: UTC).")
+@click.option("--list-size", type=int, metavar="N",
+              help="Entries per status list, a multiple of 8 (default 131072, the W3C "
+                   "minimum). A city of a million residents can take 1000000: one list of "
+                   "125,000 bytes, and a bigger list hides each passport among more.")
 @home_option
 def init(city: str, country: str, office: str, code: str | None, timezone: str | None,
-         home: str | None) -> None:
+         list_size: int | None, home: str | None) -> None:
     """Crea la llave raíz, la de la oficina y el almacén / Create the city root key, the office
     key and the local store."""
     path = resolve_home("issuer", home)
     if timezone is not None:
         check_timezone(timezone)  # before the passphrase is asked for
+    if list_size is not None:
+        check_list_size(list_size)
     store = IssuerStore.create(path, city=city, country=country, office=office,
                                code=code or _default_code(city, country),
-                               passphrase=read_passphrase(confirm=True), timezone=timezone)
+                               passphrase=read_passphrase(confirm=True), timezone=timezone,
+                               list_size=list_size)
     info = store.info()
     click.echo(f"Oficina creada / Office created: {info.office}, {info.city} {info.country} "
                f"[{info.code}] en/in {path}")

@@ -38,7 +38,7 @@ from credential.passport import (
     credential_digest,
     issue,
 )
-from credential.statuslist import DEFAULT_SIZE, MARKS, StatusList
+from credential.statuslist import DEFAULT_SIZE, MARKS, MAX_SIZE, StatusList
 from credential.times import check_timezone, day_bounds, rfc3339
 from issuer.indices import KEY_BYTES, IndexPermutation
 from issuer.migrations import HEAD as MIGRATIONS_HEAD
@@ -47,12 +47,13 @@ from issuer.publish import post_entries
 # the public record's own vocabulary: a status change's reason goes on the ledger as it is
 from ledger.entries import REASONS, STATUSES, entry_from_json
 
-__all__ = ["CREDENTIAL_STATUSES", "LEDGER_END", "LIST_FLOOR", "REASONS", "IssuerStore"]
+__all__ = ["CREDENTIAL_STATUSES", "LEDGER_END", "LIST_FLOOR", "REASONS",
+           "IssuerStore", "check_list_size"]
 
 # W3C's minimum for herd privacy. A list takes this many credentials, to the last entry: its
 # indices come from a keyed permutation (issuer.indices), unique without drawing again, so a list
 # need not stay sparse for random draws to be cheap (it used to be closed at three quarters).
-LIST_SIZE = DEFAULT_SIZE
+LIST_SIZE = DEFAULT_SIZE  # entries per status list unless the office chose (``list_size``)
 KEY_YEARS = 5
 ISSUE_ATTEMPTS = 5
 PUBLISH_BATCH = 500
@@ -163,6 +164,14 @@ def _typed(ctx: ExceptionContext) -> None:
         raise StoreError("store_damaged", what="issuer.db", reason=str(exc)[:200]) from exc
 
 
+def check_list_size(size: object) -> None:
+    """A status list size an office may choose: whole bytes of bits, no fewer entries than the
+    W3C minimum (herd privacy: a list hides each credential among all its entries), no more
+    than a counter inflates."""
+    if type(size) is not int or size % 8 or not DEFAULT_SIZE <= size <= MAX_SIZE:
+        raise UsageError("list_size_invalid", size=size, min=DEFAULT_SIZE, max=MAX_SIZE)
+
+
 class IssuerStore:
     def __init__(self, home: Path, *, busy_timeout: float = BUSY_TIMEOUT_S) -> None:
         self.home = home
@@ -196,11 +205,13 @@ class IssuerStore:
     @classmethod
     def create(cls, home: Path, *, city: str, country: str, office: str, code: str,
                passphrase: str, now: int | None = None,
-               timezone: str | None = None) -> IssuerStore:
+               timezone: str | None = None, list_size: int | None = None) -> IssuerStore:
         if (home / "issuer.db").exists():
             raise StoreError("issuer_exists", home=str(home))
         if timezone is not None:
             check_timezone(timezone)
+        if list_size is not None:
+            check_list_size(list_size)
         if not (len(country) == 2 and country.isalpha()):
             raise UsageError("usage_error",
                              reason_es="--country debe ser un código ISO de dos letras",
@@ -225,7 +236,8 @@ class IssuerStore:
                 {"k": "city", "v": city}, {"k": "country", "v": country.upper()},
                 {"k": "code", "v": code}, {"k": "office", "v": office},
                 {"k": "bundle_version", "v": "0"}, {"k": "created", "v": str(now)},
-                *([{"k": "timezone", "v": timezone}] if timezone is not None else [])])
+                *([{"k": "timezone", "v": timezone}] if timezone is not None else []),
+                *([{"k": "list_size", "v": str(list_size)}] if list_size is not None else [])])
             db.execute(keys.insert().values(
                 kid=kid_for(bytes(root.verify_key)), role="root",
                 public_key=bytes(root.verify_key), sealed=seal(bytes(root), passphrase),
@@ -474,7 +486,7 @@ class IssuerStore:
             list_id = int(db.execute(sa.select(keys.c.status_list).where(keys.c.kid == kid))
                           .scalar_one())
             used = self._list_used(db, list_id)
-            if used >= LIST_SIZE:  # every index taken
+            if used >= self._list_size(db):  # every index taken
                 # A full list rolls over to a new one for the same key: a city of a million
                 # residents needs several lists, and that is no reason to rotate its key. The
                 # older lists stay in every bundle (see ``bundle``).
@@ -564,6 +576,14 @@ class IssuerStore:
         return used
 
     @staticmethod
+    def _list_size(db: sa.Connection) -> int:
+        """Entries per status list: chosen at ``issuer init`` (``--list-size``), else
+        ``LIST_SIZE``. Fixed for the office's life: the index permutation of a list is over its
+        size, so a list never changes size once it holds a credential."""
+        value = db.execute(sa.select(meta.c.v).where(meta.c.k == "list_size")).scalar()
+        return LIST_SIZE if value is None else int(value)
+
+    @staticmethod
     def _next_list(db: sa.Connection) -> int:
         """A new status list id, its index key made with it. Every list was some key's current
         list when it was made, and a key's list only ever moves to a new maximum, so the keys'
@@ -596,11 +616,12 @@ class IssuerStore:
         at random, so ``P(n)`` may be taken: ``n`` steps on until it is not. While the list is
         not full a free one lies ahead, as every position behind ``n`` maps to a taken index and
         ``P`` is a bijection; over the list's life each position is looked at once."""
-        permutation = IndexPermutation(IssuerStore._list_key(db, list_id), LIST_SIZE)
+        size = IssuerStore._list_size(db)
+        permutation = IndexPermutation(IssuerStore._list_key(db, list_id), size)
         name = f"list_next:{list_id}"
         position = int(db.execute(sa.select(meta.c.v).where(meta.c.k == name)).scalar() or 0)
         while True:
-            if position >= LIST_SIZE:  # only if the counters were changed by hand
+            if position >= size:  # only if the counters were changed by hand
                 raise StoreError("store_damaged", what="issuer.db",
                                  reason=f"status list {list_id}: counters past its credentials")
             index = permutation(position)
@@ -663,13 +684,13 @@ class IssuerStore:
             list_ids = {r["status_list"] for r in office_rows} | set(db.execute(
                 sa.select(credentials.c.list_id).distinct()).scalars())
             lists: list[StatusListInfo] = []
+            size = self._list_size(db)
             for list_id in sorted(list_ids):
                 for purpose, status in MARKS.items():
-                    lst = StatusList.new(purpose, LIST_SIZE)
+                    lst = StatusList.new(purpose, size)
                     for idx in marked.get((list_id, status), ()):
                         lst.set(idx, True)
-                    lists.append(StatusListInfo(list_id, purpose, LIST_SIZE, lst.compress(),
-                                                now))
+                    lists.append(StatusListInfo(list_id, purpose, size, lst.compress(), now))
             cats: dict[str, dict[int, str]] = {}
             for name, code, value in db.execute(sa.select(catalog.c.catalog, catalog.c.code,
                                                           catalog.c.name)):

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,43 @@ def test_a_passport_is_valid_until_midnight_in_its_office_zone(homes: dict[str, 
     code, out, _ = run(*counter, "--at", "2026-11-21T23:50:00-08:00")  # the day before
     assert json.loads(out)["code"] == "not_yet_valid"
     assert "2026-11-22" in json.loads(out)["message"]["en"]
+
+
+@pytest.mark.parametrize("size", ["1000", "1000004", "9000000", "many"])
+def test_init_refuses_a_status_list_size_out_of_range(homes: dict[str, Path], run: Run,
+                                                      size: str) -> None:
+    home = homes["issuer"]
+    code, _, err = run("issuer", "init", "--city", "Mexicali", "--country", "MX", "--office",
+                       "Centro", "--list-size", size, "--home", str(home))
+    assert code == 2 and not (home / "issuer.db").exists()
+    if size != "many":  # not a number at all: click's own usage error
+        assert "[list_size_invalid]" in err and "131072" in err and "8388608" in err
+
+
+def test_a_city_of_a_million_takes_one_list_of_125000_bytes(homes: dict[str, Path],
+                                                            passphrase: str, tmp_path: Path,
+                                                            run: Run) -> None:
+    """The issue's anchor: a million passports in at most 125 KB of revocation bits, in one
+    list (more herd privacy than eight of the default size), revocation reaching the counter."""
+    home = homes["issuer"]
+    assert run("issuer", "init", "--city", "Mexicali", "--country", "MX", "--office", "Centro",
+               "--list-size", "1000000", "--home", str(home))[0] == 0
+    code, out, _ = run("issuer", "issue", "--claims", str(EXAMPLES / "claims-mexicali.json"),
+                       "--paper", "--out", str(tmp_path / "p.txt"), "--home", str(home))
+    assert code == 0
+    credential_id = out.strip().split()[-1]
+    assert run("issuer", "revoke", credential_id, "--home", str(home))[0] == 0
+    run("issuer", "root", "--out", str(tmp_path / "r.json"), "--home", str(home))
+    run("issuer", "bundle", "--out", str(tmp_path / "b.cbor"), "--home", str(home))
+    bundle = parse_bundle((tmp_path / "b.cbor").read_bytes(), [IssuerStore.open(home).root()])
+    assert {(s.purpose, s.size) for s in bundle.status_lists} == {("revocation", 1_000_000),
+                                                                   ("suspension", 1_000_000)}
+    revoked = next(s for s in bundle.status_lists if s.purpose == "revocation")
+    assert len(zlib.decompress(revoked.data)) == 125_000
+    code, out, _ = run("verify", "--service", "library", "--bundle", str(tmp_path / "b.cbor"),
+                       "--trust-root", str(tmp_path / "r.json"), "--text",
+                       (tmp_path / "p.txt").read_text().strip(), "--json")
+    assert code == 1 and json.loads(out)["code"] == "revoked"
 
 
 def test_init_refuses_to_overwrite(office: Path, run: Run) -> None:
