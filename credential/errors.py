@@ -133,8 +133,12 @@ class PasaporteError(Exception):
         # A reason given in one language (ours in English, or a library's text, a path) serves
         # both halves of messages that take one reason per language, in Spanish where we can.
         es = _SafeDict(params)
+        # A nested error passes its own Spanish as ``reason_es`` / ``status_es``.
         for key in ("reason", "status"):
-            if isinstance(params.get(key), str):
+            given = params.get(f"{key}_es")
+            if isinstance(given, str):
+                es[key] = given
+            elif isinstance(params.get(key), str):
                 es[key] = spanish(params[key])  # once: it also serves reason_es below
         if "reason" in params:
             es.setdefault("reason_es", es["reason"])

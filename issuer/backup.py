@@ -149,8 +149,8 @@ def _catch_up(prepared: IssuerStore, active: str, cutoff: int, progress: Progres
     try:
         return catch_up(prepared, url, active=active, cutoff=cutoff, progress=progress)
     except (LedgerError, MalformedInput) as exc:  # nothing is restored: say how to go on
-        raise LedgerError("restore_ledger_unreadable", url=url,
-                          reason=exc.message["en"]) from None
+        raise LedgerError("restore_ledger_unreadable", url=url, reason=exc.message["en"],
+                          reason_es=exc.message["es"]) from None
 
 
 def _retire(prepared: IssuerStore, active: str, cutoff: int, passphrase: str) -> None:

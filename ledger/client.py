@@ -127,4 +127,5 @@ def checkpoint(url: str) -> tuple[str, Note, Checkpoint]:
         note = parse_note(text)
         return text, note, parse_checkpoint(note.text)
     except PasaporteError as exc:
-        raise LedgerError("ledger_remote_error", url=url, status=exc.message["en"]) from None
+        raise LedgerError("ledger_remote_error", url=url, status=exc.message["en"],
+                          status_es=exc.message["es"]) from None
