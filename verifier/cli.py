@@ -3,9 +3,9 @@
 Exit status: 0 accepted, 1 rejected, 2 usage error. ``--batch`` reads one payload per line (a
 counter replaying its scanner log) and writes one JSON result per line. ``--scan`` is the
 counter at work: a keyboard-wedge scanner types each code as a line on standard input, and each
-result is shown as it comes, with the setup files read again whenever they change (a new trust
-bundle dropped in place takes effect at the next scan; a broken one is refused and the last good
-setup kept).
+result is shown as it comes, with the setup files (the policy file too) read again whenever they
+change (a new trust bundle dropped in place takes effect at the next scan; a broken one is
+refused and the last good setup kept).
 """
 
 from __future__ import annotations
@@ -80,18 +80,22 @@ def _print(result: Result, as_json: bool) -> None:
 
 class _Setup:
     """The counter's setup files (bundles, roots, proofs and the ledger keys that vouch for
-    them), loaded into a ``Verifier``; ``changed()`` says whether any file changed on disk since
-    the last ``load()`` (a trust sync or an administrator replaced it)."""
+    them, its policy file), loaded into a ``Verifier`` and a ``Policy``; ``changed()`` says
+    whether any file changed on disk since the last ``load()`` (a trust sync or an
+    administrator replaced it)."""
 
     def __init__(self, bundles: Sequence[str], roots: Sequence[str], proofs: Sequence[str],
-                 log_keys: Sequence[str], witness_keys: Sequence[str]) -> None:
+                 log_keys: Sequence[str], witness_keys: Sequence[str], *, service: str,
+                 counter: str | None, policy_file: str | None) -> None:
         self.bundles, self.roots, self.proofs = bundles, roots, proofs
         self.log_keys, self.witness_keys = log_keys, witness_keys
+        self.service, self.counter, self.policy_file = service, counter, policy_file
         self._seen = self._stamps()
 
     def _stamps(self) -> tuple[tuple[int, int, int] | None, ...]:
         out: list[tuple[int, int, int] | None] = []
-        for path in (*self.bundles, *self.roots, *self.proofs):
+        policy = () if self.policy_file is None else (self.policy_file,)
+        for path in (*self.bundles, *self.roots, *self.proofs, *policy):
             try:
                 st = os.stat(path)
             except OSError:
@@ -103,15 +107,17 @@ class _Setup:
     def changed(self) -> bool:
         return self._stamps() != self._seen
 
-    def load(self) -> Verifier:
-        """A verifier for the files as they are now (raises ``PasaporteError`` for bad ones,
-        ``OSError`` for one gone). Either way the files are marked as seen as read, so that a
-        broken set is reported once, not at every scan, and a change made during the read shows
-        at the next check."""
+    def load(self) -> tuple[Verifier, Policy]:
+        """A verifier and a policy for the files as they are now (raises ``PasaporteError`` for
+        bad ones, ``OSError`` for one gone). Either way the files are marked as seen as read, so
+        that a broken set is reported once, not at every scan, and a change made during the read
+        shows at the next check."""
         self._seen = self._stamps()
+        policy = Policy.for_service(self.service, counter_id=self.counter,
+                                    **_policy_file(self.policy_file))
         signed, roots = read_trust_files(self.bundles, self.roots, self.proofs, self.log_keys,
                                          self.witness_keys)
-        return Verifier(bundles=signed, roots=[RootKey.from_json(r) for r in roots])
+        return Verifier(bundles=signed, roots=[RootKey.from_json(r) for r in roots]), policy
 
 
 def _versions(verifier: Verifier) -> str:
@@ -135,7 +141,7 @@ def _scan(setup: _Setup, verifier: Verifier, policy: Policy, at: int | None,
                 continue
             if setup.changed():
                 try:
-                    verifier = setup.load()
+                    verifier, policy = setup.load()
                 except (PasaporteError, OSError) as exc:  # keep the last good setup: scans go on
                     error = exc if isinstance(exc, PasaporteError) else StoreError(
                         "file_error", path=exc.filename or "?", reason=exc.strerror or str(exc))
@@ -245,10 +251,12 @@ def command(service: str, bundles: tuple[str, ...], roots: tuple[str, ...],
         raise UsageError("usage_error",
                          reason_es="indique uno solo de --text, --image, --batch, --scan",
                          reason_en="give exactly one of --text, --image, --batch, --scan")
-    policy = Policy.for_service(service, counter_id=counter, **_policy_file(policy_file))
-    setup = _Setup(bundles, roots, proofs, log_keys, witness_keys)
+    setup = _Setup(bundles, roots, proofs, log_keys, witness_keys, service=service,
+                   counter=counter, policy_file=policy_file)
     try:
-        verifier = setup.load()
+        verifier, policy = setup.load()
+    except UsageError:
+        raise
     except PasaporteError as exc:
         # A broken bundle or root file is the counter's setup, not the resident's passport:
         # report it as a usage error (exit 2), never as a rejection (exit 1).

@@ -14,6 +14,7 @@ from typing import Any
 
 import nacl.signing
 
+from credential import transport
 from credential.times import rfc3339
 from tests.conftest import Run
 from tests.factory import NOW, City, example_claims, presentation
@@ -156,6 +157,45 @@ def test_the_counter_at_work_scans_and_takes_a_new_bundle_without_restarting(
     assert err.count("Still using the previous setup (Mexicali v2)") == 2
     assert "[bundle_invalid]" in err and "[file_error]" in err and "b.cbor" in err
     assert "Escaneos / Scans: 6 — aceptados / accepted: 1, rechazados / rejected: 5" in err
+
+
+def test_the_counter_at_work_takes_a_new_policy_without_restarting(tmp_path: Path) -> None:
+    """The policy file is setup like the bundles: edited in place, it counts from the next
+    scan; a broken one is refused and the last good policy kept."""
+    city = City(now=int(time.time()))
+    paper = transport.pack(city.issue().to_cbor())
+    bundle, root, policy = tmp_path / "b.cbor", tmp_path / "r.json", tmp_path / "policy.json"
+    bundle.write_bytes(city.bundle())
+    root.write_text(city.root.to_json())
+    policy.write_text('{"paper": "reject"}')
+    lines = "\n".join([paper, "#edit", paper, "#break", paper]) + "\n"
+    with subprocess.Popen(
+            [sys.executable, "-m", "pasaporte.cli", "verify", "--service", "library", "--bundle",
+             str(bundle), "--trust-root", str(root), "--policy", str(policy), "--scan",
+             "--json"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            cwd=tmp_path) as counter:
+        assert counter.stdin and counter.stdout and counter.stderr
+        codes = []
+        try:
+            for line in lines.splitlines():
+                if line == "#edit":  # as an administrator would: whole, in one rename
+                    (tmp_path / "new.json").write_text('{"paper": "accept"}')
+                    os.replace(tmp_path / "new.json", policy)
+                    continue
+                if line == "#break":
+                    (tmp_path / "new.json").write_text('{"paper": "maybe"}')
+                    os.replace(tmp_path / "new.json", policy)
+                    continue
+                counter.stdin.write(line.encode() + b"\n")
+                counter.stdin.flush()
+                codes.append(json.loads(counter.stdout.readline())["code"])
+            counter.stdin.close()
+            assert counter.wait(timeout=60) == 0
+        finally:
+            counter.kill()
+        err = counter.stderr.read().decode()
+    assert codes == ["paper_not_accepted", "accepted", "accepted"]
+    assert "[policy_invalid]" in err and "Still using the previous setup" in err
 
 
 def test_a_reader_that_stops_early_is_not_a_disk_error(tmp_path: Path) -> None:
