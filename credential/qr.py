@@ -26,9 +26,11 @@ from PIL import Image
 from credential.errors import MalformedInput
 
 __all__ = [
+    "DECODE_PIXELS",
     "ECC_LEVEL",
     "MAX_FILE_BYTES",
     "MAX_PIXELS",
+    "MAX_PNG_PIXELS",
     "decode_image",
     "qr_version",
     "render_png",
@@ -38,7 +40,14 @@ __all__ = [
 
 ECC_LEVEL: Final = "M"
 MAX_FILE_BYTES: Final = 20 * 1024 * 1024
-MAX_PIXELS: Final = 40_000_000  # a 40 MP phone photo; more is not a QR snapshot
+MAX_PIXELS: Final = 40_000_000  # a 40 MP phone photo (JPEG); more is not a QR snapshot
+# A PNG is a screenshot or a rendered code, and decodes whole: its bound is what a reader may
+# allocate (16 MP of RGBA is 64 MB before zxing's own copies).
+MAX_PNG_PIXELS: Final = 16_000_000
+# A larger JPEG is decoded scaled down by 1/2, 1/4 or 1/8 in the JPEG decoder itself (no
+# full-size copy is ever made): a code filling a useful part of a photo that big stays many
+# pixels per module, and a hostile photo of plain colour costs a tenth of its size.
+DECODE_PIXELS: Final = 12_000_000
 _FORMATS: Final = ("PNG", "JPEG")
 _QR: Final = zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode)
 _MODES_FOR_ZXING: Final = frozenset({"L", "RGB", "RGBA"})
@@ -90,9 +99,11 @@ def zxing_read(image: Image.Image) -> list[str]:
     return [barcode.text for barcode in zxingcpp.read_barcodes(image, formats=_QR)]
 
 
-def _read_bytes(data: bytes | str | os.PathLike[str]) -> bytes:
+def _read_bytes(data: object) -> bytes:
     if isinstance(data, (bytes, bytearray, memoryview)):
         raw = bytes(data)
+    elif not isinstance(data, (str, os.PathLike)):  # an int would open a file descriptor
+        raise MalformedInput("image_invalid")
     else:
         try:
             with open(data, "rb") as handle:
@@ -104,10 +115,11 @@ def _read_bytes(data: bytes | str | os.PathLike[str]) -> bytes:
     return raw
 
 
-def decode_image(data: bytes | str | os.PathLike[str]) -> str:
+def decode_image(data: object) -> str:
     """The text of the QR code in a PNG or JPEG image (bytes or a file path).
 
-    Raises ``MalformedInput``: ``image_too_large`` (over 20 MB or 40 MP), ``image_invalid`` (not
+    Raises ``MalformedInput``: ``image_too_large`` (over 20 MB, a JPEG over 40 MP or a PNG
+    over 16 MP), ``image_invalid`` (not
     a readable PNG/JPEG), ``qr_not_found``. With several QR codes in view, a pasaporte one
     (``PU`` prefix) wins.
     """
@@ -120,11 +132,17 @@ def decode_image(data: bytes | str | os.PathLike[str]) -> str:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image: Image.Image = Image.open(io.BytesIO(raw), formats=_FORMATS)
         width, height = image.size
-        if width * height > MAX_PIXELS:  # from the header: no pixel decoded yet
-            raise MalformedInput("image_too_large")
+        pixels = width * height
+        if pixels > (MAX_PIXELS if image.format == "JPEG" else MAX_PNG_PIXELS):
+            raise MalformedInput("image_too_large")  # from the header: no pixel decoded yet
+        if pixels > DECODE_PIXELS and image.format == "JPEG":
+            shift = 1
+            while pixels >> (2 * shift) > DECODE_PIXELS and shift < 3:
+                shift += 1
+            image.draft("L", (-(-width >> shift), -(-height >> shift)))
         image.load()
-        if image.mode not in _MODES_FOR_ZXING:
-            image = image.convert("L")
+        if image.mode not in _MODES_FOR_ZXING or (pixels > DECODE_PIXELS and image.mode != "L"):
+            image = image.convert("L")  # a big colour PNG: zxing's copies are a third the size
         texts = zxing_read(image)
     except MalformedInput:
         raise

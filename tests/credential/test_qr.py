@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import os
 import random
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -28,7 +30,7 @@ LIBRARY = _payload(550, 1)  # the library presentation target is ≤ 555 charact
 PAPER = _payload(700, 2)  # the paper credential target is ≤ 700
 
 
-def _code(data: bytes | str | Path) -> str:
+def _code(data: object) -> str:
     with pytest.raises(MalformedInput) as info:
         qr.decode_image(data)
     return info.value.code
@@ -92,6 +94,8 @@ def test_unreadable_images() -> None:
     Image.new("L", (10, 10)).save(gif, format="GIF")
     assert _code(gif.getvalue()) == "image_invalid"  # only PNG and JPEG are read
     assert _code("/nonexistent/code.png") == "image_invalid"
+    for other in (None, 3, 1.5, ["a.png"]):  # 3 would be a file descriptor to open()
+        assert _code(other) == "image_invalid"
 
 
 def test_palette_and_bilevel_images_are_read() -> None:
@@ -116,6 +120,35 @@ def test_pixel_bomb_refused_before_decoding() -> None:
     # Beyond Pillow's own limit its DecompressionBombWarning/Error must not escape either.
     assert _code(_png_of_size(10_000, 10_000)) == "image_too_large"
     assert _code(_png_of_size(20_000, 20_000)) == "image_too_large"
+
+
+def test_a_png_is_bounded_lower_than_a_photo() -> None:
+    """A PNG decodes whole: 6300 × 6300 (40 MP, 131 KB on disk) would cost 400 MB."""
+    assert _code(_png_of_size(6300, 6300)) == "image_too_large"
+    assert _code(_png_of_size(4000, 4000)) == "qr_not_found"  # 16 MP: a 5K screenshot
+
+
+_PEAK = """
+import resource, sys
+from credential import qr
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+text = qr.decode_image(sys.argv[1])
+print(text, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+"""
+
+
+def test_a_big_photo_is_read_scaled_down_in_bounded_memory(tmp_path: Path) -> None:
+    """A 39 MP JPEG (a phone's full resolution) is decoded by the JPEG decoder at half scale:
+    the code is still read, and the reader's peak memory grows by far less than the 39 MB a
+    full-size grey copy alone would take (about 125 MB grew, read whole)."""
+    code = Image.open(io.BytesIO(qr.render_png(LIBRARY))).convert("L")
+    scene = Image.new("L", (6900, 5700), 255)
+    scene.paste(code.resize((code.width * 4, code.height * 4)), (3000, 2500))
+    scene.save(tmp_path / "photo.jpg", quality=90)
+    out = subprocess.run([sys.executable, "-c", _PEAK, str(tmp_path / "photo.jpg")],
+                         capture_output=True, text=True, check=True).stdout.rsplit(" ", 1)
+    assert out[0] == LIBRARY
+    assert int(out[1]) < 40_000  # KB
 
 
 def test_file_size_limit(tmp_path: Path) -> None:
