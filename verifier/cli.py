@@ -10,6 +10,7 @@ refused and the last good setup kept).
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import sys
@@ -37,8 +38,13 @@ def _lines(stream: BinaryIO) -> Iterator[str | None]:
     (its rest is skipped, never held); bytes that are not UTF-8 (a scanner's line noise) become
     U+FFFD, so that one line is rejected, not the whole log. A "line" running past ``MAX_SKIP``
     (a device or a binary file given by mistake, which may never end) stops the batch with a
-    usage error instead of reading on for ever."""
+    usage error instead of reading on for ever. A byte order mark opening the log (Notepad
+    saves one) is no part of its first code."""
+    first = True
     while line := stream.readline(MAX_LINE + 1):
+        if first and line.startswith(codecs.BOM_UTF8):
+            line = line[len(codecs.BOM_UTF8):]
+        first = False
         if len(line) > MAX_LINE and not line.endswith(b"\n"):
             skipped = len(line)
             while line and not line.endswith(b"\n"):

@@ -144,6 +144,8 @@ BROKEN: dict[str, Callable[[Claims], None]] = {
     "family_name too long": _set("family_name", "x" * 101),
     "library system too long": _set("library.system", "x" * 121),
     "empty given_name": _set("given_name", ""),
+    "only spaces in given_name": _set("given_name", "   "),
+    "only spaces in city": _set("residence.city", " \u00a0 "),
     "control character in name": _set("given_name", "María\nGuadalupe"),
     "country lower case": _set("residence.country", "mx"),
     "country alpha-3": _set("residence.country", "MEX"),

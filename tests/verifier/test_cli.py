@@ -32,7 +32,7 @@ def test_a_noisy_log_rejects_its_bad_lines_and_reads_on(tmp_path: Path, run: Run
     city = City()
     good = city.issue_text(None, example_claims()).encode()
     log = b"".join([
-        good + b"\r\n",  # a scanner ending lines the Windows way
+        b"\xef\xbb\xbf" + good + b"\r\n",  # saved by Notepad: a BOM, Windows line ends
         b"PU1:\xff\xfe line noise that is not UTF-8\n",
         good.lower() + b"\n",  # caps lock on: the same payload
         b"\n",  # blank lines are skipped

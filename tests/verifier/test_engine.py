@@ -242,6 +242,8 @@ def test_wrong_audience(city: City, holder: nacl.signing.SigningKey) -> None:
     assert v.verify(desk, service=Policy.for_service("library", counter_id="desk-2"),
                     now=NOW).accepted
     reject(v, desk, "wrong_audience", Policy.for_service("library", counter_id="desk-9"))
+    assert v.verify(desk, service=Policy.for_service("library", counter_id="Desk-2"),
+                    now=NOW).accepted  # a name typed two ways is the same counter
 
 
 def test_replayed_screenshot_is_stale(city: City, holder: nacl.signing.SigningKey) -> None:
@@ -313,6 +315,15 @@ def test_service_unknown(city: City) -> None:
 ])
 def test_malformed_transport(city: City, text: str, code: str) -> None:
     reject(verifier_for(city), text, code)
+
+
+@pytest.mark.parametrize("scanned", [b"PU1:ABC", None, 12, ["PU1:"]])
+def test_what_is_not_text_is_rejected_not_raised(city: City, scanned: object) -> None:
+    """The public API types what it is handed as ``object``: compiled, a narrower annotation
+    raised TypeError before any check (a caller passing the scanner's bytes, or None)."""
+    v = verifier_for(city)
+    assert v.verify(scanned, service="library", now=NOW).code == "not_pasaporte"
+    assert v.verify_image(scanned, service="library", now=NOW).code == "image_invalid"
 
 
 def test_bad_shapes(city: City, holder: nacl.signing.SigningKey) -> None:
