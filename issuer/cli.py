@@ -23,7 +23,7 @@ from credential.passport import IssuedCredential
 from credential.times import check_timezone, parse_instant, rfc3339
 from issuer import backup as backup_
 from issuer.bulk import MAX_BYTES, issue_batch, parse_residents
-from issuer.store import REASONS, IssuerStore, check_list_size
+from issuer.store import REASONS, IssuerStore, check_list_size, check_name, normal_id
 
 T = TypeVar("T")
 home_option = click.option("--home", type=click.Path(file_okay=False),
@@ -64,6 +64,14 @@ def _default_code(city: str, country: str) -> str:
     return f"{country.upper()}{letters[:3]}"
 
 
+def _check_destination(path: str, option: str) -> None:
+    """An output must name a file. ``--out ""`` (the current folder) or a folder would fail only
+    at the final rename, after the work it was to hold was done and recorded."""
+    target = Path(path)
+    if not path.strip() or target.name in ("", ".", "..") or target.is_dir():
+        raise UsageError("output_not_a_file", option=option, path=path)
+
+
 @click.group()
 def group() -> None:
     """Oficina emisora / Issuing office."""
@@ -88,8 +96,10 @@ def init(city: str, country: str, office: str, code: str | None, timezone: str |
     """Crea la llave raíz, la de la oficina y el almacén / Create the city root key, the office
     key and the local store."""
     path = resolve_home("issuer", home)
+    # before the passphrase is asked for, and before a code is made from the city's name
+    city, office = check_name(city, "--city"), check_name(office, "--office")
     if timezone is not None:
-        check_timezone(timezone)  # before the passphrase is asked for
+        check_timezone(timezone)
     if list_size is not None:
         check_list_size(list_size)
     store = IssuerStore.create(path, city=city, country=country, office=office,
@@ -118,7 +128,8 @@ def root(out: str, home: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @home_option
 def keys_(as_json: bool, home: str | None) -> None:
-    """Lista las llaves de la oficina / List the office keys."""
+    """Lista las llaves de la oficina / List the office keys (active, retired, expired or
+    compromised)."""
     rows = _store(home).office_keys()
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
@@ -142,6 +153,9 @@ def issue(claims_file: BinaryIO, holder_key: str | None, paper: bool, out: str,
         raise UsageError("usage_error", reason_es="indique --holder-key o --paper, uno de los dos",
                          reason_en="give exactly one of --holder-key or --paper")
     check_png_name(qr_out)
+    _check_destination(out, "--out")
+    if qr_out is not None:
+        _check_destination(qr_out, "--qr")
     raw = claims_file.read(64 * 1024 + 1)
     if len(raw) > 64 * 1024:
         raise UsageError("usage_error", reason_es="el archivo de datos pasa de 64 KB",
@@ -156,10 +170,12 @@ def issue(claims_file: BinaryIO, holder_key: str | None, paper: bool, out: str,
     key = None if paper else unb64url(holder_key or "", length=32, what="--holder-key")
     store = _store(home)
     passphrase = read_passphrase()
-    # The output files are staged first and written inside the issuing transaction: a place
-    # that cannot be written (a mistyped folder, a full disk) means nothing is issued, rather
-    # than a credential on the record that nobody holds. They are put in place once it commits.
+    # The output files are staged first, then written and put in place inside the issuing
+    # transaction: a place that cannot be written or renamed into (a mistyped folder, a full
+    # disk, a file another user owns) means nothing is issued, rather than a credential on the
+    # record that nobody holds and whose id was never printed.
     outputs: list[StagedFile] = []
+    placed: list[Path] = []
     try:
         for path in (out, qr_out) if qr_out else (out,):
             outputs.append(StagedFile(path))
@@ -169,10 +185,21 @@ def issue(claims_file: BinaryIO, holder_key: str | None, paper: bool, out: str,
             outputs[0].write(text.encode() + b"\n")
             if qr_out:
                 outputs[1].write(qr.render_png(text))
+            for staged in outputs:
+                staged.commit()
+                placed.append(staged.target)
 
-        cred = store.issue(claims, holder_key=key, passphrase=passphrase, before_commit=deliver)
-        for staged in outputs:
-            staged.commit()
+        try:
+            cred = store.issue(claims, holder_key=key, passphrase=passphrase,
+                               before_commit=deliver)
+        except BaseException:
+            # Not issued after all (the QR's rename or the commit failed): a file already in
+            # place holds a credential that was never registered, whose signature would still
+            # verify, so it goes.
+            for target in placed:
+                with contextlib.suppress(FileNotFoundError):
+                    target.unlink()
+            raise
     finally:
         for staged in outputs:
             staged.discard()
@@ -188,6 +215,7 @@ def issue(claims_file: BinaryIO, holder_key: str | None, paper: bool, out: str,
 @home_option
 def bundle(out: str, proof: str | None, home: str | None) -> None:
     """Escribe el paquete de confianza firmado / Write the current signed trust bundle."""
+    _check_destination(out, "--out")
     store, passphrase = _store(home), read_passphrase()
     url = store.ledger_url()
     if proof is not None and url is None:
@@ -218,6 +246,7 @@ def _status_command(name: str, new: str, help_text: str) -> None:
     @click.option("--reason", type=click.Choice(REASONS), default="unspecified")
     @home_option
     def cmd(credential_id: str, reason: str, home: str | None) -> None:
+        credential_id = normal_id(credential_id)  # as printed, whatever case it was typed in
         store, passphrase = _store(home), read_passphrase()
         change = store.set_status(credential_id, new, reason, passphrase=passphrase)
         click.echo(f"{credential_id}: {_STATUS_LABELS[change['status']]} ({change['reason']})")
@@ -240,7 +269,7 @@ _STATUS_LABELS = {"valid": "vigente / valid", "revoked": "revocado / revoked",
 @home_option
 def status_(credential_id: str, as_json: bool, home: str | None) -> None:
     """Estado de un pasaporte / A credential's status (for a resident asking at the office)."""
-    record = _store(home).credential(credential_id.strip().upper())
+    record = _store(home).credential(normal_id(credential_id))
     if record is None:
         raise UsageError("credential_unknown", credential_id=credential_id)
     if as_json:

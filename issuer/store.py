@@ -15,6 +15,7 @@ import re
 import secrets
 import sqlite3
 import time
+import unicodedata
 import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from sqlalchemy.engine import ExceptionContext
 from credential.bundle import OfficeKey, RootKey, StatusListInfo, TrustBundle, sign_bundle
 from credential.claims import Claims
 from credential.cose import parse_sign1
-from credential.errors import StoreError, UsageError
+from credential.errors import MalformedInput, StoreError, UsageError
 from credential.ids import cti_from_id
 from credential.keys import b64url, check_public_key, kid_for, seal, unb64url, unseal
 from credential.passport import (
@@ -48,7 +49,7 @@ from issuer.publish import post_entries
 from ledger.entries import REASONS, STATUSES, entry_from_json
 
 __all__ = ["CREDENTIAL_STATUSES", "LEDGER_END", "LIST_FLOOR", "REASONS",
-           "IssuerStore", "check_list_size"]
+           "IssuerStore", "check_list_size", "check_name", "normal_id"]
 
 # W3C's minimum for herd privacy. A list takes this many credentials, to the last entry: its
 # indices come from a keyed permutation (issuer.indices), unique without drawing again, so a list
@@ -64,6 +65,7 @@ BUSY_TIMEOUT_S = 30.0  # how long a write waits for another process's before giv
 CREDENTIAL_STATUSES = STATUSES
 _TOKEN = re.compile(r"[!-~]{1,512}")  # what an HTTP Authorization header can carry as is
 _CODE = re.compile(r"[A-Za-z0-9._:-]{1,48}")  # a CWT iss, and the prefix of list names
+NAME_MAX = 128  # characters of a city or office name: what the public record takes
 
 metadata = sa.MetaData()
 meta = sa.Table("meta", metadata, sa.Column("k", sa.String, primary_key=True),
@@ -172,6 +174,27 @@ def check_list_size(size: object) -> None:
         raise UsageError("list_size_invalid", size=size, min=DEFAULT_SIZE, max=MAX_SIZE)
 
 
+def check_name(value: str, option: str) -> str:
+    """A city or office name as counters will show it: spaces at either end dropped, and
+    something visible left. A blank name would publish an office nobody can tell apart, and a
+    control character would not go on the public record: refused as a usage error naming the
+    option, before the passphrase is asked for or anything is written."""
+    name = value.strip()
+    categories = [unicodedata.category(ch) for ch in name]
+    # Z*: spaces of every kind; C*: controls, invisible format marks, lone surrogates
+    if (len(name) > NAME_MAX or not any(c[0] not in "ZC" for c in categories)
+            or any(c in ("Cc", "Cs") for c in categories)):
+        raise UsageError("issuer_name_invalid", option=option, max=NAME_MAX)
+    return name
+
+
+def normal_id(text: str) -> str:
+    """A credential id as a clerk may type it (lower case, as a wallet accepts it; a space
+    copied along) in the one spelling the office stores: ids are upper-case base32
+    (``credential.ids``), so case never tells two of them apart."""
+    return text.strip().upper()
+
+
 class IssuerStore:
     def __init__(self, home: Path, *, busy_timeout: float = BUSY_TIMEOUT_S) -> None:
         self.home = home
@@ -220,12 +243,21 @@ class IssuerStore:
             raise UsageError("usage_error",
                              reason_es="--code: de 1 a 48 de A-Z a-z 0-9 . _ : - (p. ej. MXMEX)",
                              reason_en="--code must be 1-48 of A-Z a-z 0-9 . _ : - (e.g. MXMEX)")
+        city, office = check_name(city, "--city"), check_name(office, "--office")
         now = int(time.time()) if now is None else now
         # What the office will publish about itself must be publishable: checked before anything
-        # is written, so a name the ledger would refuse leaves no half-made office behind.
-        entry_from_json({"type": "key_registered", "kid": "probe", "public_key": b64url(bytes(32)),
-                         "city": city, "country": country.upper(), "office": office,
-                         "valid_from": rfc3339(now), "valid_until": rfc3339(now + 1)})
+        # is written, so a name the ledger would refuse leaves no half-made office behind. The
+        # names are the only part the caller chose: a refusal is theirs to fix (a usage error).
+        try:
+            entry_from_json({"type": "key_registered", "kid": "probe",
+                             "public_key": b64url(bytes(32)), "city": city,
+                             "country": country.upper(), "office": office,
+                             "valid_from": rfc3339(now), "valid_until": rfc3339(now + 1)})
+        except MalformedInput as exc:
+            field = exc.detail.get("field")
+            if field not in ("city", "office"):
+                raise
+            raise UsageError("issuer_name_invalid", option=f"--{field}", max=NAME_MAX) from None
         home.mkdir(parents=True, exist_ok=True)
         os.chmod(home, 0o700)
         store = cls(home)
@@ -403,13 +435,18 @@ class IssuerStore:
             pub = db.execute(sa.select(keys.c.public_key).where(keys.c.role == "root")).scalar_one()
         return RootKey(info.city, info.country, info.code, pub)
 
-    def office_keys(self) -> list[dict[str, Any]]:
+    def office_keys(self, *, now: int | None = None) -> list[dict[str, Any]]:
+        """The office keys, oldest first, each with its status at ``now``: a key past its
+        ``valid_until`` is ``expired`` even while still the active one (it signs nothing more:
+        see ``_issue_once``)."""
+        now = int(time.time()) if now is None else now
         with self.engine.connect() as db:
             rows = db.execute(sa.select(keys).where(keys.c.role == "office")
                               .order_by(keys.c.valid_from)).mappings().all()
         out = []
         for r in rows:
             status = ("compromised" if r["compromised_since"] is not None
+                      else "expired" if now > r["valid_until"]
                       else "active" if r["active"] else "retired")
             out.append({"kid": b64url(r["kid"]), "public_key": b64url(r["public_key"]),
                         "office": r["office"], "status": status, "status_list": r["status_list"],
@@ -459,7 +496,8 @@ class IssuerStore:
         bulk row the credential is, exactly once: another run that got there first is refused
         here, inside the serialized transaction, not by an earlier read; ``before_commit`` runs
         inside the transaction (a bulk run writes the credential file there): if it
-        raises, nothing is issued."""
+        raises, nothing is issued. A key whose ``valid_until`` is before ``now`` signs nothing
+        (``issuer_key_expired``): counters would refuse it all."""
         now = int(time.time()) if now is None else now
         if holder_key is not None:
             check_public_key(holder_key, "holder key")
@@ -483,8 +521,16 @@ class IssuerStore:
                     ) -> IssuedCredential:
         with self.engine.begin() as db:
             code = db.execute(sa.select(meta.c.v).where(meta.c.k == "code")).scalar_one()
-            list_id = int(db.execute(sa.select(keys.c.status_list).where(keys.c.kid == kid))
-                          .scalar_one())
+            list_id, valid_until = db.execute(sa.select(keys.c.status_list, keys.c.valid_until)
+                                              .where(keys.c.kid == kid)).one()
+            # A counter accepts a credential only if its key was valid when it was issued
+            # (verifier.engine: valid_from <= iat <= valid_until), and then for the credential's
+            # whole validity, even past the key's end. So only the key's end at issuance
+            # matters: one signed after it would be refused at every counter.
+            if now > valid_until:
+                raise StoreError("issuer_key_expired", kid=b64url(kid),
+                                 valid_until=rfc3339(valid_until))
+            list_id = int(list_id)
             used = self._list_used(db, list_id)
             if used >= self._list_size(db):  # every index taken
                 # A full list rolls over to a new one for the same key: a city of a million
@@ -550,6 +596,7 @@ class IssuerStore:
 
     def credential(self, credential_id: str) -> dict[str, Any] | None:
         """What the office knows of one credential (never a claim value: it keeps none)."""
+        credential_id = normal_id(credential_id)
         with self.engine.connect() as db:
             row = db.execute(sa.select(credentials).where(credentials.c.id == credential_id)
                              ).mappings().first()
@@ -636,6 +683,7 @@ class IssuerStore:
     def set_status(self, credential_id: str, new: str, reason: str | None = None, *,
                    passphrase: str) -> dict[str, Any]:
         """Revoke, suspend or reinstate; like every change, only with the office passphrase."""
+        credential_id = normal_id(credential_id)
         reason = reason or "unspecified"
         if reason not in REASONS:
             raise UsageError("reason_invalid", allowed=", ".join(REASONS))

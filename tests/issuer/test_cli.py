@@ -8,20 +8,26 @@ import os
 import subprocess
 import sys
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import cbor2
 import nacl.signing
 import pytest
+import sqlalchemy as sa
 
 from credential import transport
 from credential.bundle import parse_bundle
+from credential.claims import parse_claims
+from credential.home import StagedFile
 from credential.keys import b64url
 from credential.passport import present
-from issuer.store import IssuerStore
+from issuer.store import KEY_YEARS, IssuerStore, credentials, keys
 from tests.conftest import Run
-from tests.factory import EXAMPLES
+from tests.factory import EXAMPLES, example_claims
+
+KEY_SPAN = KEY_YEARS * 365 * 86400 + 86400  # an office key's whole life, and a day
 
 
 @pytest.fixture
@@ -358,7 +364,7 @@ def test_init_refuses_what_the_ledger_would(homes: dict[str, Path], passphrase: 
     assert code == 2 and "--code" in err
     code, _, err = run("issuer", "init", "--city", "Mexicali", "--country", "MX",
                        "--office", "O" * 200, "--home", str(home))
-    assert code == 1 and "office" in err
+    assert code == 2 and "[issuer_name_invalid]" in err and "--office" in err
     assert not (home / "issuer.db").exists()
 
 
@@ -507,3 +513,173 @@ def test_a_kid_that_begins_with_a_dash_is_a_kid(office: Path, run: Run) -> None:
     code, _, err = run("issuer", "compromised", "-AbCdEfG", "--since", "2026-01-01T00:00:00Z",
                        "--home", str(office))
     assert code == 2 and "no office key -AbCdEfG" in err and "No such option" not in err
+
+
+def _issued(home: Path) -> tuple[int, int]:
+    """How many credentials the office holds, and how many issuances it queued for the ledger."""
+    store = IssuerStore.open(home)
+    queued = [e for _, e in store.pending() if e["type"] == "credential_issued"]
+    with store.engine.connect() as db:
+        count = db.execute(sa.select(sa.func.count()).select_from(credentials)).scalar_one()
+    return int(count), len(queued)
+
+
+def test_an_expired_office_key_issues_nothing_and_says_to_rotate(office: Path, tmp_path: Path,
+                                                                 run: Run) -> None:
+    """Five years on, the office key no longer signs: every counter would refuse what it did
+    (``key_not_valid_at_issuance``), so the office is told to rotate instead."""
+    with IssuerStore.open(office).engine.begin() as db:  # the key's five years have gone by
+        db.execute(keys.update().where(keys.c.role == "office")
+                   .values(valid_from=keys.c.valid_from - KEY_SPAN,
+                           valid_until=keys.c.valid_until - KEY_SPAN))
+    code, out, _ = run("issuer", "keys", "--json", "--home", str(office))
+    assert code == 0 and [k["status"] for k in json.loads(out)] == ["expired"]
+    assert "expired" in run("issuer", "keys", "--home", str(office))[1]
+    issue = ["issuer", "issue", "--claims", str(EXAMPLES / "claims-mexicali.json"), "--paper",
+             "--out", str(tmp_path / "c.txt"), "--home", str(office)]
+    code, out, err = run(*issue)
+    assert code == 1 and out == "" and "[issuer_key_expired]" in err
+    assert "issuer rotate" in err and "venció" in err and "expired" in err
+    assert _issued(office) == (0, 0) and not (tmp_path / "c.txt").exists()
+    assert run("issuer", "rotate", "--home", str(office))[0] == 0
+    code, out, _ = run("issuer", "keys", "--json", "--home", str(office))
+    assert [k["status"] for k in json.loads(out)] == ["expired", "active"]
+    assert run(*issue)[0] == 0 and _issued(office) == (1, 1)
+
+
+def test_a_passport_may_outlive_the_key_that_signed_it(homes: dict[str, Path], passphrase: str,
+                                                      tmp_path: Path, run: Run) -> None:
+    """Counters want the key valid when the passport was issued, not for all of its validity:
+    issuing a day before the key ends is allowed, and the passport is accepted after it."""
+    start = 1_717_200_000  # 2024-06-01: the key ends in 2029-05, before the example's last day
+    store = IssuerStore.create(homes["issuer"], city="Mexicali", country="MX", office="Centro",
+                               code="MXMEX", passphrase=passphrase, now=start)
+    end = store.office_keys(now=start)[0]["valid_until"]
+    cred = store.issue(parse_claims(example_claims()), holder_key=None, passphrase=passphrase,
+                       now=end - 86400)
+    (tmp_path / "p.txt").write_text(transport.pack(cred.to_cbor()))
+    (tmp_path / "r.json").write_text(store.root().to_json())
+    (tmp_path / "b.cbor").write_bytes(store.bundle(passphrase, now=end - 3600))
+    counter = ["verify", "--service", "library", "--bundle", str(tmp_path / "b.cbor"),
+               "--trust-root", str(tmp_path / "r.json"), "--text",
+               (tmp_path / "p.txt").read_text().strip(), "--json"]
+    code, out, _ = run(*counter, "--at", "2029-08-01T12:00:00Z")  # the key ended in May
+    assert code == 0 and json.loads(out)["decision"] == "accepted", out
+
+
+@pytest.mark.parametrize(("where", "code", "error"), [
+    ("", 2, "[output_not_a_file]"),  # the current folder: only its rename would fail
+    ("  ", 2, "does not name a file"),
+    ("a-file/c.txt", 1, "[file_error]"),  # a folder that is a file
+    ("a-file/deeper/c.txt", 1, "[file_error]"),  # a folder that does not exist, under a file
+])
+def test_an_out_that_cannot_take_the_credential_issues_nothing(
+        office: Path, tmp_path: Path, run: Run, monkeypatch: pytest.MonkeyPatch, where: str,
+        code: int, error: str) -> None:
+    """A failed --out registers nothing and queues nothing for the public record: no
+    credential on the record that nobody holds and whose id was never printed."""
+    (tmp_path / "a-folder").mkdir()
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.chdir(tmp_path)
+    got, out, err = run("issuer", "issue", "--claims", str(EXAMPLES / "claims-mexicali.json"),
+                        "--paper", "--out", where, "--home", str(office))
+    assert (got, out) == (code, "") and error in err, err
+    assert _issued(office) == (0, 0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "a-folder", "issuer"]
+
+
+def test_an_out_in_a_read_only_folder_issues_nothing(office: Path, tmp_path: Path,
+                                                     run: Run) -> None:
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        if os.access(folder, os.W_OK):
+            pytest.skip("running as a user that writes anywhere (root)")
+        code, out, err = run("issuer", "issue", "--claims",
+                             str(EXAMPLES / "claims-mexicali.json"), "--paper",
+                             "--out", str(folder / "c.txt"), "--home", str(office))
+    finally:
+        folder.chmod(0o700)
+    assert code == 1 and out == "" and "[file_error]" in err
+    assert _issued(office) == (0, 0) and list(folder.iterdir()) == []
+
+
+@pytest.mark.parametrize("failing", [".txt", ".png"])
+def test_a_rename_that_fails_rolls_the_issuance_back(office: Path, tmp_path: Path, run: Run,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     failing: str) -> None:
+    """What no check beforehand can see (a file in a shared folder owned by another user, a
+    disk gone read-only): the files are put in place before the issuance commits, so a rename
+    that fails leaves neither a registered credential nor a file holding an unregistered one."""
+    put_in_place = StagedFile.commit
+
+    def commit(staged: StagedFile) -> None:
+        if staged.target.suffix == failing:
+            raise PermissionError(1, "Operation not permitted", str(staged.target))
+        put_in_place(staged)
+
+    monkeypatch.setattr(StagedFile, "commit", commit)
+    code, out, err = run("issuer", "issue", "--claims", str(EXAMPLES / "claims-mexicali.json"),
+                         "--paper", "--out", str(tmp_path / "c.txt"), "--qr",
+                         str(tmp_path / "c.png"), "--home", str(office))
+    assert code == 1 and out == "" and "[file_error]" in err
+    assert _issued(office) == (0, 0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["issuer"]
+
+
+def test_a_bundle_out_that_names_no_file_signs_nothing(office: Path, run: Run) -> None:
+    code, _, err = run("issuer", "bundle", "--out", "", "--home", str(office))
+    assert code == 2 and "[output_not_a_file]" in err and "--out" in err
+    assert [e for _, e in IssuerStore.open(office).pending()
+            if e["type"] == "bundle_published"] == []
+
+
+@pytest.mark.parametrize(("option", "value"), [
+    ("--office", "  "), ("--office", "\t"), ("--city", " "), ("--office", "\u200b"),
+    ("--office", "Centro\x07"), ("--city", "Mexicali\n"  "Centro"), ("--city", "M" * 129),
+])
+def test_init_refuses_a_blank_or_unprintable_name(homes: dict[str, Path], passphrase: str,
+                                                  run: Run, option: str, value: str) -> None:
+    """Counters show the city and office names: a blank one is a usage error naming the option,
+    before anything is written."""
+    home = homes["issuer"]
+    names = {"--city": "Mexicali", "--office": "Centro", option: value}
+    code, _, err = run("issuer", "init", "--city", names["--city"], "--country", "MX",
+                       "--office", names["--office"], "--code", "MXMEX", "--home", str(home))
+    assert code == 2 and "[issuer_name_invalid]" in err and option in err
+    assert "no solo espacios" in err and "not only spaces" in err
+    assert not (home / "issuer.db").exists()
+
+
+def test_init_drops_spaces_around_the_names(homes: dict[str, Path], passphrase: str,
+                                            run: Run) -> None:
+    home = homes["issuer"]
+    code, out, _ = run("issuer", "init", "--city", " Mexicali ", "--country", "MX",
+                       "--office", "  Oficina Centro\t", "--home", str(home))
+    assert code == 0 and "Oficina Centro, Mexicali MX [MXMEX]" in out
+    info = IssuerStore.open(home).info()
+    assert (info.city, info.office) == ("Mexicali", "Oficina Centro")
+    registered = [e for _, e in IssuerStore.open(home).pending()
+                  if e["type"] == "key_registered"]
+    assert [(e["city"], e["office"]) for e in registered] == [("Mexicali", "Oficina Centro")]
+
+
+@pytest.mark.parametrize("typed", [str.lower, lambda i: f" {i.lower()} ", str.title])
+def test_status_changes_take_the_id_in_any_case(office: Path, tmp_path: Path, run: Run,
+                                                typed: Callable[[str], str]) -> None:
+    """A clerk may type the id in lower case, as a wallet takes it: it names the same
+    credential, and the answer prints it as the office does."""
+    code, out, _ = run("issuer", "issue", "--claims", str(EXAMPLES / "claims-mexicali.json"),
+                       "--paper", "--out", str(tmp_path / "c.txt"), "--home", str(office))
+    cred_id = out.strip()
+    assert code == 0 and typed(cred_id) != cred_id
+    for command, label in (("suspend", "suspendido"), ("reinstate", "vigente"),
+                           ("revoke", "revocado")):
+        code, out, err = run("issuer", command, typed(cred_id), "--home", str(office))
+        assert code == 0, err
+        assert out.startswith(f"{cred_id}: {label}")
+    code, out, _ = run("issuer", "status", typed(cred_id), "--json", "--home", str(office))
+    assert code == 0 and json.loads(out)["status"] == "revoked"
+    code, _, err = run("issuer", "revoke", "aaaaaaaaaaaaa", "--home", str(office))
+    assert code == 2 and "[credential_unknown]" in err and "AAAAAAAAAAAAA" in err

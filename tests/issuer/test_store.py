@@ -12,8 +12,9 @@ import pytest
 import sqlalchemy as sa
 
 from credential.claims import parse_claims
+from credential.errors import MalformedInput, StoreError, UsageError
 from issuer.indices import KEY_BYTES, IndexPermutation
-from issuer.store import IssuerStore, credentials, keys, meta
+from issuer.store import KEY_YEARS, IssuerStore, credentials, keys, meta
 from tests.conftest import PASSPHRASE
 from tests.factory import example_claims
 
@@ -119,3 +120,75 @@ def test_taken_positions_of_a_list_from_before_are_stepped_over(
     assert [idx for _, idx in _issue(store, 3)] == [p(1), p(4), p(5)]
     assert _meta(store, "list_next:1") == "6"  # the next position to try
     assert _meta(store, "list_used:1") == "6"  # the indices taken
+
+
+def _registered(store: IssuerStore) -> tuple[int, int]:
+    """Credentials in the registry, and issuances queued for the public record."""
+    with store.engine.connect() as db:
+        count = db.execute(sa.select(sa.func.count()).select_from(credentials)).scalar_one()
+    return int(count), sum(e["type"] == "credential_issued" for _, e in store.pending())
+
+
+def test_an_office_key_signs_to_its_last_second_and_not_after(tmp_path: Path) -> None:
+    """A counter accepts a key's signature made up to its ``valid_until`` (inclusive), so the
+    office signs until then and refuses after, told to rotate; the refusal holds for a key
+    unsealed once beforehand, as a bulk run does."""
+    start = 1_800_000_000
+    store = IssuerStore.create(tmp_path / "issuer", city="Mexicali", country="MX",
+                               office="Centro", code="MXMEX", passphrase=PASSPHRASE, now=start)
+    end = start + KEY_YEARS * 365 * 86400
+    claims = parse_claims(example_claims())
+    signing = store.office_signing_key(PASSPHRASE)
+    store.issue(claims, holder_key=None, passphrase=PASSPHRASE, now=end)
+    assert [k["status"] for k in store.office_keys(now=end)] == ["active"]
+    assert [k["status"] for k in store.office_keys(now=end + 1)] == ["expired"]
+    for given in (None, signing):
+        with pytest.raises(StoreError) as refused:
+            store.issue(claims, holder_key=None, passphrase=PASSPHRASE, now=end + 1,
+                        signing=given)
+        assert refused.value.code == "issuer_key_expired"
+        assert "issuer rotate" in refused.value.message["en"]
+        assert "issuer rotate" in refused.value.message["es"]
+        assert _registered(store) == (1, 1)
+    store.add_office_key(PASSPHRASE, now=end + 1)
+    store.issue(claims, holder_key=None, passphrase=PASSPHRASE, now=end + 1)
+    assert _registered(store) == (2, 2)
+    assert [k["status"] for k in store.office_keys(now=end + 1)] == ["expired", "active"]
+
+
+def test_names_are_kept_without_the_spaces_around_them(tmp_path: Path) -> None:
+    store = IssuerStore.create(tmp_path / "issuer", city="\u00a0Mexicali ", country="MX",
+                               office=" Oficina  Centro\n", code="MXMEX",
+                               passphrase=PASSPHRASE)
+    info = store.info()
+    assert (info.city, info.office) == ("Mexicali", "Oficina  Centro")
+    assert {k["office"] for k in store.office_keys()} == {"Oficina  Centro"}
+    with pytest.raises(UsageError) as refused:
+        IssuerStore.create(tmp_path / "other", city="Mexicali", country="MX", office=" \u3000 ",
+                           code="MXMEX", passphrase=PASSPHRASE)
+    assert refused.value.code == "issuer_name_invalid" and "--office" in str(refused.value)
+    assert not (tmp_path / "other").exists()
+
+
+def test_a_name_the_public_record_refuses_is_a_usage_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Should the ledger's rule for names grow stricter than ours, the office is still told
+    which option to fix, as a usage error, not a ledger field error."""
+    def stricter(entry: dict[str, object]) -> None:
+        raise MalformedInput("ledger_bad_field", field="city", reason="1-128 printable characters")
+
+    monkeypatch.setattr("issuer.store.entry_from_json", stricter)
+    with pytest.raises(UsageError) as refused:
+        IssuerStore.create(tmp_path / "issuer", city="Mexicali", country="MX", office="Centro",
+                           code="MXMEX", passphrase=PASSPHRASE)
+    assert refused.value.code == "issuer_name_invalid" and "--city" in str(refused.value)
+    assert not (tmp_path / "issuer").exists()
+
+
+def test_a_status_change_takes_the_id_in_any_case(store: IssuerStore) -> None:
+    cred = store.issue(parse_claims(example_claims()), holder_key=None, passphrase=PASSPHRASE)
+    typed = f" {cred.credential_id.lower()}"
+    assert store.set_status(typed, "suspended", passphrase=PASSPHRASE)["status"] == "suspended"
+    found = store.credential(typed)
+    assert found is not None and found["id"] == cred.credential_id
+    assert found["status"] == "suspended"
