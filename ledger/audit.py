@@ -1,9 +1,13 @@
 """Recompute a ledger from its stored records and compare with everything else it stores.
 
 Checks, in one streaming pass: every record's sequence number and previous-record hash (the
-chain), every stored leaf hash, every stored internal node, the head row, and every checkpoint
-(signature by the log key, origin, root recomputed at its size) and known cosignature. The
-report names the *first* bad sequence number and what is wrong with it.
+chain), every stored leaf hash, that record times never go back, every stored internal node,
+the head row, and every checkpoint (signature by the log key, origin, root recomputed at its
+size). Then the rows that only make sense next to the records: each cosignature row against its
+checkpoint, its witness's key and the ``witness_cosignature`` record that logged it (and each
+such record against a row), the checkpoints those records and idempotent answers refer to, and
+the witness's own state against the cosignatures it gave. The report names the *first* bad
+sequence number and what is wrong with it.
 
 Fast by design (< 10 s per million records): rows are read in large ranges with plain tuples,
 and hashing uses ``hashlib`` directly in tight loops.
@@ -16,7 +20,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select, text
+from sqlalchemy import Connection, func, select, text
 
 from credential import merkle
 from credential.errors import PasaporteError, spanish
@@ -29,7 +33,13 @@ from credential.note import (
     parse_verifier_key,
 )
 from ledger import schema as t
-from ledger.entries import WitnessCosignature, decode_record, record_prefix, type_cbor
+from ledger.entries import (
+    WitnessCosignature,
+    decode_record,
+    record_prefix,
+    record_time,
+    type_cbor,
+)
 from ledger.store import ZERO, LedgerStore
 
 __all__ = ["AuditReport", "audit"]
@@ -50,7 +60,9 @@ class AuditReport:
 
     @property
     def first(self) -> tuple[int, str] | None:
-        return min(self.problems) if self.problems else None
+        # The lowest index; of several problems there, the one found first: the checks run
+        # from the cause outwards (a leaf that does not hash before the link it then breaks).
+        return min(self.problems, key=lambda problem: problem[0]) if self.problems else None
 
     def add(self, seq: int, what: str, inner: PasaporteError | None = None) -> None:
         if len(self.problems) < 1000:
@@ -95,6 +107,8 @@ def _audit(store: LedgerStore, deep: bool,
     link_bad: set[int] = set()  # this record's previous-hash does not match the record before
     cosig_marker = type_cbor(WitnessCosignature.TYPE)
     logged: list[tuple[int, bytes]] = []  # records that may be witness cosignatures
+    before: int | None = None  # the previous record's time: times never go back
+    when: int | None = None  # the last record's time, which the head must repeat
     with store.engine.connect() as conn:
         query = text("SELECT seq, leaf, hash FROM ledger_entries WHERE seq >= :a AND seq < :b "
                      "ORDER BY seq")
@@ -109,12 +123,27 @@ def _audit(store: LedgerStore, deep: bool,
                 if bytes(stored) != h:
                     leaf_bad.add(seq)
                     report.add(seq, "stored leaf hash does not match the record")
-                if not leaf.startswith(record_prefix(seq, prev)):
+                prefix = record_prefix(seq, prev)
+                at = len(prefix)  # where the record's time begins
+                if not leaf.startswith(prefix):
                     if leaf.startswith(record_prefix(seq, b"")):
                         link_bad.add(seq)
                     else:
                         leaf_bad.add(seq)
                         report.add(seq, "record header is not this sequence number")
+                        at = 0
+                # An append never stamps a record earlier than the one before (it takes the
+                # head's last time if the clock went back), so a record that goes back in time
+                # was written by something else. Milliseconds since 1970 take a CBOR head of
+                # 8 bytes: read those here, anything else the general way.
+                if at and len(leaf) > at + 8 and leaf[at] == 0x1B:
+                    when = int.from_bytes(leaf[at + 1:at + 9], "big")
+                else:
+                    when = record_time(leaf, seq)
+                if when is not None:
+                    if before is not None and when < before:
+                        report.add(seq, "record time is before the previous record's")
+                    before = when
                 if cosig_marker in leaf:  # rare, and checked against the tree below
                     logged.append((seq, leaf))
                 if deep:
@@ -206,21 +235,28 @@ def _audit(store: LedgerStore, deep: bool,
         frontier = b"".join(levels[lv][i] for lv, i in merkle.range_nodes(0, n)) if n else b""
         if head.frontier != frontier:
             report.add(max(n - 1, 0), "head frontier does not match the tree")
+        # The next append stamps its records no earlier than the head's last time: one set in
+        # the future would date every later record there. (A header too damaged to read the
+        # time from is reported above.)
+        if (n == 0 or when is not None) and head.last_time != (when if n else 0) and not (
+                head.last_time == 0 and not _keeps_last_time(conn)):
+            report.add(max(n - 1, 0), "head's last time does not match the last record")
 
-        # Checkpoints and cosignatures: the witnesses this log asks, and those a mirror
-        # requires (its ledger.json: a mirror asks no witness itself).
+        # Checkpoints and cosignatures: the witnesses this log asks (or asked: one removed
+        # keeps its key), and those a mirror requires (its ledger.json: a mirror asks none).
         witness_keys: dict[str, list[Verifier]] = {}
         for name, vkey in conn.execute(select(t.witnesses.c.name, t.witnesses.c.vkey)):
             witness_keys.setdefault(str(name), []).append(parse_verifier_key(str(vkey)))
         for key in store.mirror_witnesses:
             if key not in witness_keys.setdefault(key.name, []):
                 witness_keys[key.name].append(key)
-        latest = -1
+        sizes: set[int] = set()
+        bodies: dict[int, str] = {}  # the checkpoints that verify and recompute: their text
         for size, note_text in conn.execute(select(t.checkpoints.c.size, t.checkpoints.c.note)
                                             .order_by(t.checkpoints.c.size)):
             size = int(size)
-            latest = max(latest, size)
-            at = max(min(size, n) - 1, 0)
+            sizes.add(size)
+            at = _at(size, n)
             try:
                 note, _ = open_note(str(note_text), [store.verifier])
                 cp = parse_checkpoint(note.text)
@@ -234,32 +270,51 @@ def _audit(store: LedgerStore, deep: bool,
             elif cp.root != root_at(size):
                 report.add(at, f"checkpoint {size} root does not match the records")
             else:
-                for (line,) in conn.execute(select(t.cosignatures.c.line)
-                                            .where(t.cosignatures.c.size == size)):
-                    try:
-                        sig = parse_note(note.text + "\n" + str(line)).signatures[0]
-                    except PasaporteError:
-                        report.add(at, f"checkpoint {size}: malformed cosignature")
-                        continue
-                    keys = witness_keys.get(sig.name)
-                    if keys and not any(key.key_id == sig.key_id
-                                        and key.verify(note.text, sig.signature)
-                                        for key in keys):
-                        report.add(at, f"checkpoint {size}: cosignature by {sig.name} is bad")
-        _check_logged_cosignatures(store, logged, root_at, witness_keys, report)
-        if latest != n and n > 0:
+                bodies[size] = note.text
+        about_us, given = _check_logged_cosignatures(store, logged, root_at, witness_keys,
+                                                     report)
+        # A mirror logs nothing: the records it holds were logged by the log, from rows (and
+        # about checkpoints) only the log has.
+        mirror = store.mirror_of is not None
+        _check_cosignature_rows(conn, bodies, sizes, None if mirror else about_us,
+                                witness_keys, n, report)
+        if not mirror:
+            _check_referenced_checkpoints(conn, sizes, about_us, n, report)
+        _check_witness_state(conn, store, given, n, report)
+        if max(sizes, default=-1) != n and n > 0:
             report.add(max(n - 1, 0), f"no checkpoint for the head size {n}")
     return report
 
 
+def _at(size: int, n: int) -> int:
+    """The record a problem with the checkpoint of ``size`` is reported at: its last one."""
+    return max(min(size, n) - 1, 0)
+
+
+def _clip(seq: int, n: int) -> int:
+    """A record index a row names, within the log (a problem is always at some record)."""
+    return min(max(seq, 0), max(n - 1, 0))
+
+
+def _keeps_last_time(conn: Connection) -> bool:
+    """Whether the schema is at revision 0004 or later. Before it a mirror never set the head's
+    last time (it stayed 0); the next mirror run, or opening the node to write, migrates it."""
+    version = conn.execute(text("SELECT version_num FROM ledger_alembic_version")).scalar()
+    return str(version) >= "0004"
+
+
 def _check_logged_cosignatures(store: LedgerStore, logged: list[tuple[int, bytes]],
                                root_at: Callable[[int], bytes],
-                               witness_keys: dict[str, list[Verifier]],
-                               report: AuditReport) -> None:
+                               witness_keys: dict[str, list[Verifier]], report: AuditReport
+                               ) -> tuple[dict[int, WitnessCosignature],
+                                          dict[int, WitnessCosignature]]:
     """A ``witness_cosignature`` record about this log must name a tree that the log really had
     (root recomputed from the records before it) and, when the witness is known, verify. One
-    about another log, given by this node's own witness, must verify with that witness's key."""
+    about another log, given by this node's own witness, must verify with that witness's key.
+    Returns both kinds by index: those about this log, and those this node's witness gave."""
     own = store.witness_verifier
+    about_us: dict[int, WitnessCosignature] = {}
+    given: dict[int, WitnessCosignature] = {}
     for seq, leaf in logged:
         try:
             entry = decode_record(leaf).entry
@@ -268,9 +323,12 @@ def _check_logged_cosignatures(store: LedgerStore, logged: list[tuple[int, bytes
         if not isinstance(entry, WitnessCosignature):
             continue
         if entry.origin != store.origin:
-            if own is not None and entry.witness == own.name and not _cosigned(own, entry):
-                report.add(seq, f"cosignature by {entry.witness} does not verify")
+            if own is not None and entry.witness == own.name:
+                given[seq] = entry
+                if not _cosigned(own, entry):
+                    report.add(seq, f"cosignature by {entry.witness} does not verify")
             continue
+        about_us[seq] = entry
         if entry.size > seq:
             report.add(seq, f"cosignature of size {entry.size} logged before that size existed")
         elif entry.root != root_at(entry.size):
@@ -279,9 +337,161 @@ def _check_logged_cosignatures(store: LedgerStore, logged: list[tuple[int, bytes
             keys = witness_keys.get(entry.witness)
             if keys and not any(_cosigned(key, entry) for key in keys):
                 report.add(seq, f"cosignature by {entry.witness} does not verify")
+    return about_us, given
+
+
+def _check_cosignature_rows(conn: Connection, bodies: dict[int, str], sizes: set[int],
+                            records: dict[int, WitnessCosignature] | None,
+                            witness_keys: dict[str, list[Verifier]], n: int,
+                            report: AuditReport) -> None:
+    """Each stored cosignature (what ``GET /checkpoint`` serves) is of a checkpoint the log has
+    and verifies with its witness's key when that witness is known. On a log (``records``: the
+    ``witness_cosignature`` records about it, by index) a row marked as logged at index k is that
+    record, and every such record is some row's: a row deleted, moved or unmarked would be
+    served without it or logged twice. A row still to be logged is from a witness the log asks
+    (or asked). A mirror (``records`` None) logs nothing, so none of its rows is marked."""
+    c = t.cosignatures.c
+    claimed: set[int] = set()
+    for size, witness, line, logged in conn.execute(
+            select(c.size, c.witness, c.line, c.logged).order_by(c.id)):
+        size, witness = int(size), str(witness)
+        at = _at(size, n)
+        if size not in sizes:
+            report.add(at, f"cosignature by {witness} of size {size}, which has no checkpoint")
+            continue
+        body = bodies.get(size)
+        if body is None:
+            continue  # the checkpoint itself is reported
+        try:
+            sig = parse_note(body + "\n" + str(line)).signatures[0]
+        except PasaporteError:
+            report.add(at, f"checkpoint {size}: malformed cosignature")
+            continue
+        keys = witness_keys.get(sig.name)
+        if keys and not any(key.key_id == sig.key_id and key.verify(body, sig.signature)
+                            for key in keys):
+            report.add(at, f"checkpoint {size}: cosignature by {sig.name} is bad")
+        if sig.name != witness:
+            report.add(at, f"checkpoint {size}: cosignature by {sig.name} stored under "
+                           f"another witness's name")
+        if records is None:
+            if logged is not None:
+                report.add(at, f"checkpoint {size}: cosignature by {witness} is marked as "
+                               f"logged on a mirror")
+            continue
+        state = None if logged is None else int(logged)
+        if state is not None and state >= 0:
+            entry = records.get(state)
+            if entry is None or (entry.size, entry.witness, entry.signature) != (
+                    size, sig.name, sig.key_id + sig.signature):
+                report.add(_clip(state, n), f"stored cosignature by {witness} of size {size} "
+                                            f"does not match the record that logged it")
+            else:
+                claimed.add(state)
+            continue
+        # -1: a plain note signature, which a record has no room for (never to be logged)
+        if state is not None and (state != -1 or sig.timestamp is not None):
+            report.add(at, f"checkpoint {size}: cosignature by {witness} is marked as never "
+                           f"to be logged")
+        elif state is None and not keys:  # the next append would put it on the record
+            report.add(at, f"checkpoint {size}: cosignature by {sig.name}, a witness this log "
+                           f"does not know")
+    for seq in sorted(set(records or ()) - claimed):
+        report.add(seq, "no stored cosignature matches this record")
+
+
+def _check_referenced_checkpoints(conn: Connection, sizes: set[int],
+                                  records: dict[int, WitnessCosignature], n: int,
+                                  report: AuditReport) -> None:
+    """A log signs a checkpoint for every batch and keeps them all; the cosignature records and
+    the remembered answers to idempotent appends name some of their sizes, so one of those
+    deleted is seen (a retry would otherwise find no answer to give)."""
+    missing = {entry.size for seq, entry in records.items()
+               if entry.size <= seq and entry.size not in sizes}
+    r = t.requests.c
+    for key, start, end in conn.execute(select(r.key, r.start, r.end).order_by(r.created)):
+        start, end = int(start), int(end)
+        if not 0 <= start <= end <= n:
+            report.add(_clip(end - 1, n),
+                       f"idempotency key {key} answers with records the log does not have")
+        elif end not in sizes:
+            missing.add(end)
+    for size in sorted(missing):
+        report.add(_at(size, n), f"checkpoint {size} is missing")
+
+
+def _check_witness_state(conn: Connection, store: LedgerStore,
+                         records: dict[int, WitnessCosignature], n: int,
+                         report: AuditReport) -> None:
+    """This node as a witness. Each cosignature it gave (``witness_given``) verifies with its
+    key and is the record that logged it, and each such record is some row's. What it
+    remembers of each log it witnesses (``witness_logs``) is the newest tree it cosigned: a
+    state set back would let it cosign a history contradicting one it already vouched for."""
+    own = store.witness_verifier
+    w = t.witness_given.c
+    newest: dict[str, tuple[int, bytes, int]] = {}  # origin: size, root, where to report
+    claimed: set[int] = set()
+    for origin, size, root, witness, signature, logged in conn.execute(
+            select(w.origin, w.size, w.root, w.witness, w.signature, w.logged).order_by(w.id)):
+        row = (str(origin), int(size), bytes(root), str(witness), bytes(signature))
+        origin, size = row[0], row[1]
+        where = max(n - 1, 0) if logged is None else _clip(int(logged), n)
+        if own is not None and (row[3] != own.name or not _gave(own, *row[:3], row[4])):
+            report.add(where, f"cosignature our witness gave {origin} of size {size} does not "
+                              f"verify")
+        if logged is not None:
+            entry = records.get(int(logged))
+            if entry is None or (entry.origin, entry.size, entry.root, entry.witness,
+                                 entry.signature) != row:
+                report.add(where, f"cosignature our witness gave {origin} of size {size} does "
+                                  f"not match the record that logged it")
+            else:
+                claimed.add(int(logged))
+        if origin not in newest or size >= newest[origin][0]:
+            newest[origin] = (size, row[2], where)
+    for seq in sorted(set(records) - claimed):
+        report.add(seq, "no stored cosignature matches this record")
+    s = t.witnessed_logs.c
+    for origin, vkey, size, root, note in conn.execute(
+            select(s.origin, s.vkey, s.size, s.root, s.note).order_by(s.origin)):
+        origin = str(origin)
+        want = newest.pop(origin, None)
+        have = (int(size), None if root is None else bytes(root))
+        if want is None:
+            if have != (0, None) or note is not None:
+                report.add(max(n - 1, 0), f"witness state for {origin} names a tree it never "
+                                          f"cosigned")
+        elif have != want[:2]:
+            report.add(want[2], f"witness state for {origin} is not the newest tree it "
+                                f"cosigned (size {want[0]})")
+        elif note is None or not _names(str(note), str(vkey), origin, want[0], want[1]):
+            report.add(want[2], f"witness state for {origin}: its checkpoint note does not "
+                                f"match")
+    for origin, (size, _, where) in sorted(newest.items()):
+        report.add(where, f"witness state for {origin} is not the newest tree it cosigned "
+                          f"(size {size})")
+
+
+def _names(note_text: str, vkey: str, origin: str, size: int, root: bytes) -> bool:
+    """Whether ``note_text`` is the log's signed checkpoint of that tree."""
+    try:
+        note, _ = open_note(note_text, [parse_verifier_key(vkey)])
+        cp = parse_checkpoint(note.text)
+    except PasaporteError:
+        return False
+    return (cp.origin, cp.size, cp.root) == (origin, size, root)
 
 
 def _cosigned(key: Verifier, entry: WitnessCosignature) -> bool:
-    body = Checkpoint(entry.origin, entry.size, entry.root).body()
-    return key.key_id == entry.signature[:4] and key.verify(body, entry.signature[4:])
+    return _gave(key, entry.origin, entry.size, entry.root, entry.signature)
+
+
+def _gave(key: Verifier, origin: str, size: int, root: bytes, signature: bytes) -> bool:
+    """Whether ``signature`` (key id ‖ timestamp ‖ Ed25519) is ``key``'s cosignature of the
+    tree ``origin``, ``size``, ``root``."""
+    try:
+        body = Checkpoint(origin, size, root).body()
+    except PasaporteError:  # a row whose fields no checkpoint can have
+        return False
+    return key.key_id == signature[:4] and key.verify(body, signature[4:])
 

@@ -52,6 +52,7 @@ __all__ = [
     "entry_from_json",
     "entry_to_json",
     "record_prefix",
+    "record_time",
 ]
 
 # The most bytes one stored record may have, appended or mirrored. The fields' own bounds keep
@@ -315,6 +316,31 @@ def record_prefix(seq: int, prev: bytes) -> bytes:
     """The first bytes of record ``seq``: array(5), seq, bytes(32) prev (what audit and
     mirrors check each record's place in the chain by)."""
     return b"\x85" + cbor.head(0, seq) + b"\x58\x20" + prev
+
+
+_UINT_WIDTH = {24: 1, 25: 2, 26: 4, 27: 8}  # a CBOR head's additional info: argument bytes
+
+
+def record_time(leaf: bytes, seq: int) -> int | None:
+    """The time of record ``seq``, read from its header alone (audit reads it for every record,
+    a mirror for the last of each page); ``None`` when the header is not record ``seq``'s or
+    the time is not an unsigned integer (``decode_record`` says what is wrong)."""
+    prefix = record_prefix(seq, b"")  # the previous hash (32 bytes) follows it
+    if not leaf.startswith(prefix):
+        return None
+    return _uint_at(leaf, len(prefix) + 32)
+
+
+def _uint_at(data: bytes, at: int) -> int | None:
+    if len(data) <= at or data[at] >> 5 != 0:
+        return None
+    info = data[at] & 31
+    if info < 24:
+        return info
+    width = _UINT_WIDTH.get(info)
+    if width is None or len(data) < at + 1 + width:
+        return None
+    return int.from_bytes(data[at + 1:at + 1 + width], "big")
 
 
 _FIELD_KEYS: dict[str, tuple[bytes, tuple[tuple[str, bytes], ...]]] = {}

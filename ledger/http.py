@@ -6,12 +6,14 @@ refusal is a 4xx with JSON ``{"code": …, "message": {"es": …, "en": …}}``.
 
     GET  /checkpoint                       signed note (text/plain) with its cosignatures
     GET  /entries?start=&end=              [{"index", "leaf": base64}], at most 1000 per page
-                                           and about MAX_PAGE_BYTES of JSON (at least one)
+                                           and about MAX_PAGE_BYTES of JSON (at least one);
+                                           a start past the log's size: 404
     GET  /proof/inclusion?index=&size=     {"index", "size", "proof": [base64…]}
     GET  /proof/consistency?old=&new=      {"old", "new", "proof": [base64…]}
     POST /entries                          {"entries": [...]} → 201 {"checkpoint", "start", "end"}
-                                           (optional Idempotency-Key header: retries are safe;
-                                           not the types in LOCAL_ONLY: 403)
+                                           (application/json, else 415; at most MAX_REQUEST
+                                           bytes, else 413; optional Idempotency-Key header:
+                                           retries are safe; not the types in LOCAL_ONLY: 403)
     POST /add-checkpoint                   tlog-witness
 """
 
@@ -29,7 +31,7 @@ from credential.errors import LedgerError, MalformedInput, PasaporteError, Store
 from credential.note import parse_size
 from ledger.entries import MAX_RECORD, entry_from_json
 from ledger.store import MAX_BATCH, AppendRequest, LedgerStore
-from ledger.witness import add_checkpoint
+from ledger.witness import MAX_BODY, add_checkpoint
 
 __all__ = ["LOCAL_ONLY", "MAX_PAGE", "MAX_PAGE_BYTES", "bp", "create_app"]
 
@@ -95,6 +97,8 @@ def _pasaporte_error(exc: PasaporteError) -> Response:
     status = 400
     if isinstance(exc, LedgerError) and exc.code in ("ledger_bad_size", "ledger_bad_index"):
         status = 404 if exc.code == "ledger_bad_size" else 400
+    elif exc.code == "ledger_start_past_end":
+        status = 404  # as for a proof of a size the log does not have
     elif isinstance(exc, LedgerError) and exc.code == "ledger_no_checkpoint":
         status = 404
     elif isinstance(exc, LedgerError) and exc.code == "ledger_idempotency_mismatch":
@@ -103,8 +107,10 @@ def _pasaporte_error(exc: PasaporteError) -> Response:
         status = 403  # well-formed, but not this client's to write
     elif exc.code == "ledger_body_too_large":
         status = 413  # as for a body over the app's own limit (werkzeug's RequestEntityTooLarge)
-    elif isinstance(exc, StoreError):
-        status = 503
+    elif exc.code == "ledger_not_json":
+        status = 415
+    elif isinstance(exc, StoreError) or exc.code == "ledger_no_witness_key":
+        status = 503  # the node's state, not the request: nothing the client can change
     resp = jsonify(exc.to_dict())
     resp.status_code = status
     return resp
@@ -127,10 +133,17 @@ def entries() -> Response:
     # no size query first: records and the head are written in one transaction, so asking
     # past the end simply returns fewer rows
     end = min(end, start + MAX_PAGE)
+    rows = _store().entries(start, end) if start < end else []
+    if not rows:
+        # Only now the size: a start at the log's end is "nothing yet" (a poller's empty page),
+        # one beyond it names records that do not exist, as a proof of a size it lacks would.
+        have = _store().size()
+        if start > have:
+            raise LedgerError("ledger_start_past_end", start=start, have=have)
     items: list[dict[str, Any]] = []
     size = 0
     cut = False
-    for i, leaf in _store().entries(start, end) if start < end else []:
+    for i, leaf in rows:
         encoded = base64.b64encode(leaf).decode()
         size += len(encoded) + 64  # with '{"index": …, "leaf": ""}, '
         if items and size > MAX_PAGE_BYTES:
@@ -174,7 +187,10 @@ def post_entries() -> Response:
     client = store.token_owner(token) if token and len(token) <= 200 else None
     if client is None:
         return _error(401, "ledger_unauthorized")
-    items = _entries_body(request.get_data(cache=False))
+    if request.mimetype != "application/json":
+        # what the body is read as is said, not guessed (the documentation says JSON)
+        raise MalformedInput("ledger_not_json")
+    items = _entries_body(_body(MAX_REQUEST))
     if len(items) > min(MAX_POST_ENTRIES, MAX_BATCH):
         raise LedgerError("ledger_batch_too_large", size=len(items), limit=MAX_POST_ENTRIES)
     batch = [entry_from_json(item) for item in items]  # malformed is 400, whoever sends it
@@ -190,6 +206,24 @@ def post_entries() -> Response:
     if signed.replayed:
         resp.headers["Idempotent-Replayed"] = "true"
     return resp
+
+
+def _body(limit: int) -> bytes:
+    """The request body, refused (413) past ``limit`` bytes. A chunked body has no length to
+    check beforehand, and the stream stops at the app's limit as if the body ended there: the
+    byte after the limit is read to tell a body that long from one that is longer."""
+    stream = request.stream
+    parts: list[bytes] = []
+    got = 0
+    while got <= limit:
+        part = stream.read(limit + 1 - got)  # a socket may give fewer bytes than asked for
+        if not part:
+            break
+        parts.append(part)
+        got += len(part)
+    if got > limit:
+        raise MalformedInput("ledger_body_too_large", limit=limit)
+    return b"".join(parts)
 
 
 def _entries_body(data: bytes) -> list[Any]:
@@ -216,7 +250,7 @@ def _entries_body(data: bytes) -> list[Any]:
 
 @bp.post("/add-checkpoint")
 def post_add_checkpoint() -> Response:
-    reply = add_checkpoint(_store(), request.get_data(cache=False))  # it bounds the body
+    reply = add_checkpoint(_store(), _body(MAX_BODY))
     return Response(reply.body, status=reply.status, content_type=reply.content_type)
 
 

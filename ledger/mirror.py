@@ -18,7 +18,7 @@ from credential.errors import LedgerError, PasaporteError
 from credential.note import Checkpoint, Verifier, verify_checkpoint
 from ledger import client
 from ledger.http import MAX_PAGE
-from ledger.store import LedgerStore
+from ledger.store import LedgerStore, migrate
 
 __all__ = ["mirror"]
 
@@ -30,6 +30,9 @@ def mirror(store: LedgerStore, url: str, witnesses: Sequence[Verifier] = (),
     ``progress(copied, to_copy)`` is called after each committed page (a first copy of a
     million-record log takes minutes)."""
     url = url.rstrip("/")
+    # A mirror writes without keys, so no open brought an older schema up to date (a writer's
+    # does): this run does, before writing (a no-op at the newest revision).
+    migrate(store.engine)
     note_text = client.get_text(f"{url}/checkpoint")
     # the log's signature and, when witnesses are named, one of their cosignatures: the
     # verifier's own policy for checkpoints (``credential.note.verify_checkpoint``)

@@ -116,6 +116,8 @@ tokens = Table(
     Column("created", BigInteger, nullable=False),
 )
 
+# The witnesses this log asks; one removed keeps its row with an empty URL (its key still checks
+# the cosignatures it gave).
 witnesses = Table(
     "ledger_witnesses", metadata,
     Column("name", String(200), primary_key=True),

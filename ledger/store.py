@@ -74,6 +74,7 @@ from ledger.entries import (
     as_entry,
     encode_record,
     record_prefix,
+    record_time,
 )
 from ledger.keys import LedgerConfig, load_config, read_secret, save_config, write_secret
 
@@ -255,7 +256,8 @@ class LedgerStore:
     def __init__(self, engine: Engine, origin: str, verifier: Verifier,
                  signer: Signer | None = None, witness: Signer | None = None,
                  home: Path | None = None, witness_verifier: Verifier | None = None,
-                 mirror_witnesses: Sequence[Verifier] = ()) -> None:
+                 mirror_witnesses: Sequence[Verifier] = (), mirror_of: str | None = None
+                 ) -> None:
         self.engine = engine
         self.origin = origin
         self.verifier = verifier
@@ -267,6 +269,9 @@ class LedgerStore:
         self.witness_verifier = witness.verifier if witness is not None else witness_verifier
         # a mirror's required witnesses (its ledger.json), whose cosignatures audit checks too
         self.mirror_witnesses = tuple(mirror_witnesses)
+        # the node a mirror copies (its ledger.json): a mirror logs no cosignatures and keeps
+        # only the checkpoints it verified, which audit must not hold it to
+        self.mirror_of = mirror_of
         self.is_postgres = engine.dialect.name == "postgresql"
 
     # -- opening ----------------------------------------------------------------------------
@@ -339,7 +344,7 @@ class LedgerStore:
             raise
         store = cls(engine, config.origin, parse_verifier_key(config.log_vkey), signer, witness,
                     home, parse_verifier_key(config.witness_vkey) if config.witness_vkey else None,
-                    [parse_verifier_key(k) for k in config.mirror_witnesses])
+                    [parse_verifier_key(k) for k in config.mirror_witnesses], config.mirror_of)
         if signer is not None and signer.verifier != store.verifier:
             store.close()
             raise StoreError("ledger_key_mismatch")
@@ -563,7 +568,9 @@ class LedgerStore:
         if bytes(row[0]) != digest:
             raise LedgerError("ledger_idempotency_mismatch", key=request.key)
         note = conn.execute(select(t.checkpoints.c.note)
-                            .where(t.checkpoints.c.size == row[2])).scalar_one()
+                            .where(t.checkpoints.c.size == row[2])).scalar()
+        if note is None:  # every batch's checkpoint is kept: this database lost one
+            raise StoreError("ledger_checkpoint_missing", size=int(row[2]))
         cp = parse_checkpoint(parse_note(str(note)).text)
         return SignedCheckpoint(cp, str(note), int(row[1]), int(row[2]), replayed=True)
 
@@ -651,7 +658,10 @@ class LedgerStore:
                     raise LedgerError("ledger_chain_broken", index=seq)
                 return leaf
 
-            return _extend(conn, head, len(leaves), verbatim, head.last_time)[0]
+            # the head keeps the last record's time, as on the log (audit compares them)
+            last = record_time(leaves[-1], n + len(leaves) - 1) if leaves else None
+            return _extend(conn, head, len(leaves), verbatim,
+                           head.last_time if last is None else last)[0]
 
     def truncate(self, size: int) -> None:
         """Drop records beyond ``size`` (mirrors only, after a fetched batch failed to verify)."""
@@ -669,11 +679,14 @@ class LedgerStore:
             refs = merkle.range_nodes(0, size) if size else []
             found = source(refs) if refs else {}
             hashes = [found[r] for r in refs]
-            last = conn.execute(select(t.entries.c.hash).where(t.entries.c.seq == size - 1)
-                                ).scalar() if size else ZERO
+            last = conn.execute(select(t.entries.c.hash, t.entries.c.leaf)
+                                .where(t.entries.c.seq == size - 1)).first() if size else None
+            when = record_time(bytes(last[1]), size - 1) if last is not None else 0
             conn.execute(sql_update(t.head).where(t.head.c.id == 1).values(
                 size=size, root=merkle.fold(hashes),
-                last_hash=bytes(last or ZERO), frontier=b"".join(hashes)))
+                last_hash=bytes(last[0]) if last is not None else ZERO,
+                last_time=head.last_time if when is None else when,
+                frontier=b"".join(hashes)))
 
     def store_checkpoint(self, note_text: str) -> None:
         """Record another log's verified checkpoint (mirrors), with its cosignatures."""
@@ -725,15 +738,19 @@ class LedgerStore:
 
     def remove_witness(self, name: str) -> bool:
         """Stop asking the witness ``name``; whether there was one. The cosignatures it gave
-        stay (they are on the public record)."""
+        stay (they are on the public record), and so does its key, without a URL: audit still
+        checks them with it, and tells one not yet logged from a row slipped in by someone."""
+        w = t.witnesses.c
         with self.engine.begin() as conn:
-            return bool(conn.execute(delete(t.witnesses).where(t.witnesses.c.name == name))
-                        .rowcount)
+            return bool(conn.execute(sql_update(t.witnesses).where(w.name == name, w.url != "")
+                                     .values(url="")).rowcount)
 
     def witnesses(self) -> list[tuple[str, str, str, int]]:
+        """The witnesses this log asks (not those removed): name, key, URL, last size."""
         with self.engine.connect() as conn:
             rows = conn.execute(select(t.witnesses.c.name, t.witnesses.c.vkey, t.witnesses.c.url,
-                                       t.witnesses.c.size).order_by(t.witnesses.c.name)).all()
+                                       t.witnesses.c.size).where(t.witnesses.c.url != "")
+                                .order_by(t.witnesses.c.name)).all()
         return [(str(a), str(b), str(c), int(d)) for a, b, c, d in rows]
 
 

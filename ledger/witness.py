@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from credential import merkle
 from credential.errors import LedgerError, MalformedInput, PasaporteError
@@ -114,6 +114,24 @@ def _parse_request(body: bytes) -> tuple[int, list[bytes], str]:
     return old, proof, note_text
 
 
+def _state(conn: Connection, origin: str, size: int, root: bytes | None
+           ) -> tuple[int, bytes | None]:
+    """The newest tree of ``origin`` we cosigned: what ``witness_logs`` remembers, unless the
+    cosignatures we gave (``witness_given``, each also on our public record) went further. A
+    state set back (an edited row) must not let us vouch for a tree that contradicts one we
+    already vouched for: we answer as C2SP tlog-witness says, with a conflict at this size."""
+    w = t.witness_given.c
+    given = conn.execute(select(w.size, w.root).where(w.origin == origin)
+                         .order_by(w.size.desc(), w.id.desc()).limit(1)).first()
+    if given is None or (root is not None and size > int(given[0])):
+        return size, root
+    newest = (int(given[0]), bytes(given[1]))
+    if newest != (size, root):
+        log.warning("witness state of %s (size %d) is behind the cosignatures it gave "
+                    "(size %d): going by those", origin, size, newest[0])
+    return newest
+
+
 def _cosign(store: LedgerStore, note: Note, old: int, proof: list[bytes]) -> WitnessReply:
     """Check ``note`` against the stored state and cosign it (atomically)."""
     if store.witness is None:
@@ -132,14 +150,16 @@ def _cosign(store: LedgerStore, note: Note, old: int, proof: list[bytes]) -> Wit
             open_note(note, [parse_verifier_key(str(row[0]))])
         except LedgerError:
             return WitnessReply(403, "no valid signature from the log's key\n")
-        have_size, have_root = int(row[1]), bytes(row[2]) if row[2] is not None else None
+        kept = (int(row[1]), bytes(row[2]) if row[2] is not None else None)
+        have_size, have_root = _state(conn, cp.origin, *kept)
+        cosigned = str(row[3] or "") if (have_size, have_root) == kept else ""
         if cp.size == have_size and have_root is not None and cp.root != have_root:
             # The log signed two trees of one size: a split view. Both signed notes are the
             # proof; keep them (the refusal still commits this transaction).
             log.warning("split view: log %s signed two different trees of size %d",
                         cp.origin, cp.size)
             t.insert_new(conn, t.split_views, origin=cp.origin, size=cp.size, root=cp.root,
-                         cosigned=str(row[3] or ""), other=note.encode(), seen=int(time.time()))
+                         cosigned=cosigned, other=note.encode(), seen=int(time.time()))
             return WitnessReply(409, f"{have_size}\n", "text/x.tlog.size")
         if old > cp.size:
             return WitnessReply(400, "old size is larger than the checkpoint\n")
@@ -181,11 +201,13 @@ def pull(store: LedgerStore, origin: str) -> tuple[Checkpoint, str]:
     hold our database); if our state moves meanwhile, ``_cosign`` answers 409 as it would to
     the log itself."""
     with store.engine.connect() as conn:
-        row = conn.execute(select(t.witnessed_logs.c.url, t.witnessed_logs.c.size)
+        row = conn.execute(select(t.witnessed_logs.c.url, t.witnessed_logs.c.size,
+                                  t.witnessed_logs.c.root)
                            .where(t.witnessed_logs.c.origin == origin)).first()
-    if row is None or not row[0]:
-        raise LedgerError("ledger_unknown_log", origin=origin)
-    url, old = str(row[0]), int(row[1])
+        if row is None or not row[0]:
+            raise LedgerError("ledger_unknown_log", origin=origin)
+        url = str(row[0])
+        old = _state(conn, origin, int(row[1]), None if row[2] is None else bytes(row[2]))[0]
     note = parse_note(client.get_text(f"{url}/checkpoint"))
     cp = parse_checkpoint(note.text)
     if cp.size < old:

@@ -5,14 +5,18 @@ unchanged; never a RecursionError, a UnicodeError or an unbounded read."""
 from __future__ import annotations
 
 import base64
+import contextlib
+import http.client
 import json
 import resource
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import urllib.parse
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import cbor2
 import pytest
@@ -24,7 +28,7 @@ from ledger import cli, client
 from ledger.http import MAX_POST_ENTRIES, MAX_REQUEST
 from ledger.keys import load_config
 from ledger.store import MAX_BATCH, LedgerStore
-from tests.ledger.conftest import REPO, child_env, run_cli
+from tests.ledger.conftest import REPO, Server, child_env, run_cli
 from tests.ledger.helpers import commitment
 
 DEEP = b"[" * 30_000 + b"]" * 30_000  # within the line bound: the parser's depth is what fails
@@ -265,3 +269,43 @@ def test_an_address_that_is_no_url_is_unreachable_not_a_traceback(url: str) -> N
     with pytest.raises(LedgerError) as raised:
         client.get_text(url)
     assert raised.value.code == "ledger_unreachable"
+
+
+def _post_chunked(url: str, token: str, chunks: Iterator[bytes]) -> tuple[int, dict[str, Any]]:
+    """``POST /entries`` with ``Transfer-Encoding: chunked`` (no Content-Length: nothing to
+    check before reading), as a real client on a real socket sends it."""
+    parsed = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parsed.hostname or "", parsed.port, timeout=30)
+    try:
+        # the node may answer and close before reading all of a body it refuses
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            conn.request("POST", "/entries", body=chunks, encode_chunked=True, headers={
+                "Authorization": f"Bearer {token}", "Content-Type": "application/json",
+                "Transfer-Encoding": "chunked"})
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read())
+    finally:
+        conn.close()
+
+
+def test_a_chunked_body_over_the_limit_is_refused_not_cut(
+        sqlite_home: Path, serve: Callable[..., Server]) -> None:
+    """A chunked body stops at the app's limit as if it ended there: valid JSON followed by
+    padding past 1 MiB must be refused whole (413), not cut to its first MiB and appended."""
+    with LedgerStore.open(sqlite_home) as store:
+        token = store.add_token("issuer")
+    node = serve(sqlite_home)
+    body = json.dumps({"entries": [commitment(1)]}).encode()
+
+    def padded() -> Iterator[bytes]:
+        yield body
+        for _ in range(MAX_REQUEST // 65536 + 1):
+            yield b" " * 65536
+
+    status, err = _post_chunked(node.url, token, padded())
+    assert status == 413 and err["code"] == "ledger_body_too_large", err
+    assert err["message"]["es"] and err["message"]["en"]
+    with LedgerStore.open(sqlite_home) as store:
+        assert store.size() == 0
+    status, answer = _post_chunked(node.url, token, iter([body, b" " * 1000]))  # within it
+    assert status == 201 and answer["end"] == 1, answer

@@ -53,7 +53,18 @@ def test_reads(client: FlaskClient, filled: LedgerStore) -> None:
     merkle.verify_consistency(8, 20, [base64.b64decode(p) for p in got["proof"]],
                               merkle.root_from_leaf_hashes(hashes[:8]), cp.root)
     assert client.get("/entries?start=15&end=999999").get_json()[-1]["index"] == 19
-    assert client.get("/entries?start=25&end=30").get_json() == []
+    assert client.get("/entries?start=20&end=30").get_json() == []  # at the end: nothing yet
+
+
+def test_entries_past_the_end_are_not_found(client: FlaskClient, filled: LedgerStore) -> None:
+    """A start beyond the log's size names records that do not exist: 404, as a proof of a
+    size the log lacks, not an empty page a client would take for "nothing new"."""
+    for start, end in ((100000000, 100000001), (21, 30), (21, 21)):
+        resp = client.get(f"/entries?start={start}&end={end}")
+        assert resp.status_code == 404, start
+        assert resp.get_json() == {"code": "ledger_start_past_end", "message": {
+            "es": f"No hay registros a partir de {start}: el registro tiene 20.",
+            "en": f"There are no records from {start} on: the log has 20."}}
 
 
 def test_post_entries(client: FlaskClient, store: LedgerStore, token: str) -> None:
@@ -84,6 +95,7 @@ def _bad_requests(token: str) -> list[tuple[str, str, dict[str, Any], int, str]]
         ("GET", "/entries?start=²&end=2", {}, 400, bad_param),
         ("GET", "/entries?start=00&end=2", {}, 400, bad_param),
         ("GET", "/entries?start=9223372036854775808&end=2", {}, 400, bad_param),
+        ("GET", "/entries?start=100000000&end=100000001", {}, 404, "ledger_start_past_end"),
         ("GET", "/proof/inclusion?index=0", {}, 400, bad_param),
         ("GET", "/proof/inclusion?index=-1&size=3", {}, 400, bad_param),
         ("GET", "/proof/inclusion?index=5&size=3", {}, 400, "ledger_bad_index"),
@@ -102,6 +114,12 @@ def _bad_requests(token: str) -> list[tuple[str, str, dict[str, Any], int, str]]
         ("POST", "/entries", {**one, "headers": {"Authorization": "Basic " + token}}, 401,
          "ledger_unauthorized"),
         ("POST", "/entries", {"data": "{not json", **entries_json}, 400, "ledger_bad_json"),
+        # JSON, but not said to be: the body is read as what the request says it is
+        ("POST", "/entries", {"data": json.dumps({"entries": [commitment(0)]}),
+                              "headers": auth}, 415, "ledger_not_json"),
+        ("POST", "/entries", {"data": json.dumps({"entries": [commitment(0)]}),
+                              "headers": {**auth, "Content-Type": "text/plain"}}, 415,
+         "ledger_not_json"),
         ("POST", "/entries", {"data": b"\xff\xfe", **entries_json}, 400, "ledger_bad_json"),
         ("POST", "/entries", {"json": {"entries": []}, "headers": auth}, 400, bad_entry),
         ("POST", "/entries", {"json": {"entries": "x"}, "headers": auth}, 400, bad_entry),
@@ -319,3 +337,21 @@ def test_create_app_takes_the_passphrase_as_written(tmp_path: Path,
         assert app.extensions["ledger"].signer is not None  # opened to append, not read-only
     finally:
         app.extensions["ledger"].close()
+
+
+def test_a_node_without_a_witness_key_is_unavailable_as_a_witness(home: Path) -> None:
+    """No witness key is the node's state, not a fault of the request: 503 (the log asking may
+    try another witness, or this one later), never 400."""
+    from credential.note import Checkpoint, Note, generate_signer
+
+    (home / "witness.key").unlink()
+    log = generate_signer("ledger.cxl.example/log")
+    body = Checkpoint(log.name, 1, bytes(32)).body()
+    request = f"old 0\n\n{Note(body, (log.sign(body),)).encode()}"
+    with LedgerStore.open(home, passphrase=PASSPHRASE) as store:
+        assert store.witness is None
+        resp = create_app({"TESTING": True}, store=store).test_client().post(
+            "/add-checkpoint", data=request)
+    assert resp.status_code == 503
+    err = resp.get_json()
+    assert err["code"] == "ledger_no_witness_key" and err["message"]["es"]

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, text
 
 from credential.errors import LedgerError
 from ledger.audit import audit
+from ledger.entries import Notice, encode_record
 from ledger.schema import node_id
 from ledger.store import LedgerStore
 from tests.ledger.conftest import PASSPHRASE, init_home, run_cli
@@ -125,13 +126,21 @@ def change_head_frontier(c: Connection) -> None:
     c.execute(text("UPDATE ledger_head SET frontier = :f"), {"f": bytes(64)})
 
 
+def change_head_time(c: Connection) -> None:
+    c.execute(text("UPDATE ledger_head SET last_time = 4102444800000"))  # 2100-01-01
+
+
+def change_head_time_back(c: Connection) -> None:
+    c.execute(text("UPDATE ledger_head SET last_time = 1"))
+
+
 CASES: list[tuple[Callable[[Connection], None], int]] = [
     (change_leaf, 13), (change_leaf_and_rehash, 13), (change_prev_and_rehash, 13),
     (change_time, 13), (change_hash, 13), (delete_record, 13), (delete_last_record, 32),
     (insert_record, 33), (renumber_record, 13), (reorder_records, 13), (change_node, 16),
     (delete_node, 0), (insert_node, 33), (change_checkpoint, 19),
     (delete_last_checkpoint, 32), (change_head_root, 32), (change_head_size, 29),
-    (change_head_frontier, 32),
+    (change_head_frontier, 32), (change_head_time, 32), (change_head_time_back, 32),
 ]
 
 
@@ -178,3 +187,36 @@ def test_audit_says_why_in_each_language(store: LedgerStore, home: Path,
     why = LedgerError("note_bad_signature", name=store.origin).message
     assert f"registro 19: checkpoint 20: {why['es']} / " in err
     assert err.rstrip().endswith(f"record 19: checkpoint 20: {why['en']}")
+
+
+def test_the_first_problem_is_the_cause(store: LedgerStore) -> None:
+    """Several problems at one record: the one the first check found, which is the cause (a
+    byte changed in a record: its stored hash no longer matches, and so the link after it
+    breaks), not the one whose message comes first in the alphabet."""
+    _fill(store)
+    with store.engine.begin() as conn:
+        change_leaf(conn)
+    report = audit(store)
+    assert (13, "record does not chain with its neighbours (previous-hash link)") \
+        in report.problems
+    assert report.first == (13, "stored leaf hash does not match the record")
+
+
+def test_a_head_time_in_the_future_is_caught_before_it_dates_records(store: LedgerStore
+                                                                     ) -> None:
+    """An append stamps its records no earlier than the head's last time: a head set to 2100
+    would date every later record 2100, so audit holds the head to the last record's time."""
+    _fill(store)
+    with store.engine.begin() as conn:
+        change_head_time(conn)
+    assert audit(store).first == (32, "head's last time does not match the last record")
+
+
+def test_records_never_go_back_in_time(store: LedgerStore) -> None:
+    """Records that chain, but whose times go back: no append writes that."""
+    store.append([commitment(i) for i in range(3)], cosign=False)
+    head = store.head()
+    leaf = encode_record(3, head.last_hash, head.last_time - 1, Notice(text="earlier"))
+    store.append_records([leaf])
+    assert store.head().last_time == head.last_time - 1  # the head follows its last record
+    assert audit(store).first == (3, "record time is before the previous record's")
