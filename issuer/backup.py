@@ -14,7 +14,8 @@ the backup is unknown to the copy: it could neither revoke those credentials nor
 status indices from being drawn again. So, in the copy and before it becomes the office store,
 the key active at the backup is marked compromised from the cutoff (counters refuse what it
 signed later; those residents are issued again) and a new key takes over, both queued for the
-public record. A restore cut short leaves no office behind, and running it again finishes it.
+public record (in a city of several offices, for each office's active key). A restore cut
+short leaves no office behind, and running it again finishes it.
 Status changes made after the backup are not in it, but they are on the city's public ledger:
 when the backup names a ledger, the restore reads it and applies them (``issuer.catchup``), and
 entries the backup still had queued that the lost office published since are not published a
@@ -86,7 +87,7 @@ def take(store: IssuerStore, target: Path, passphrase: str) -> int:
 @dataclass(frozen=True)
 class Restored:
     count: int  # credentials in the backup
-    retired: str  # the kid of the key marked compromised from the backup's cutoff
+    retired: tuple[str, ...]  # the kids marked compromised from the cutoff, one per office
     ledger: Walk | None  # what the public ledger added, if it was read
 
 
@@ -120,16 +121,21 @@ def restore(source: Path, home: Path, passphrase: str, *, ledger: bool = True,
 
 
 def _prepare(work: Path, passphrase: str, ledger: bool, progress: Progress | None
-             ) -> tuple[Walk | None, str]:
-    """The copy in ``work`` at the current schema, caught up from the ledger, its key retired."""
+             ) -> tuple[Walk | None, tuple[str, ...]]:
+    """The copy in ``work`` at the current schema, caught up from the ledger, every office's
+    active key retired."""
     prepared = IssuerStore(work)
     try:
         prepared.migrate()  # a backup from an older release
         with prepared.engine.connect() as db:
             cutoff = int(db.execute(sa.select(meta.c.v).where(meta.c.k == _CUTOFF)).scalar_one())
-            active = b64url(db.execute(sa.select(keys.c.kid).where(
-                (keys.c.role == "office") & keys.c.active)).scalar_one())
-        caught = _catch_up(prepared, active, cutoff, progress) if ledger else None
+            # Each office signed on after the backup with its own key: every one is retired.
+            active = [(b64url(kid), str(office)) for kid, office in db.execute(
+                sa.select(keys.c.kid, keys.c.office).where(
+                    (keys.c.role == "office") & keys.c.active).order_by(keys.c.kid))]
+        # A restore done before marked all of them from this cutoff: one of them tells.
+        caught = (_catch_up(prepared, active[0][0] if active else None, cutoff, progress)
+                  if ledger else None)
         _retire(prepared, active, cutoff, passphrase)
         if caught is not None and caught.lost:
             prepared.mark_lost_keys_compromised(caught.lost, cutoff, passphrase)
@@ -137,11 +143,11 @@ def _prepare(work: Path, passphrase: str, ledger: bool, progress: Progress | Non
         prepared.engine.dispose()
     with contextlib.closing(sqlite3.connect(work / "issuer.db", isolation_level=None)) as db:
         db.execute("PRAGMA journal_mode=DELETE")  # one self-contained file before it is moved
-    return caught, active
+    return caught, tuple(kid for kid, _ in active)
 
 
-def _catch_up(prepared: IssuerStore, active: str, cutoff: int, progress: Progress | None
-              ) -> Walk | None:
+def _catch_up(prepared: IssuerStore, active: str | None, cutoff: int,
+              progress: Progress | None) -> Walk | None:
     """Read the ledger the backup names, before the restore adds entries of its own."""
     url = prepared.ledger_url()
     if url is None:
@@ -153,15 +159,18 @@ def _catch_up(prepared: IssuerStore, active: str, cutoff: int, progress: Progres
                           reason_es=exc.message["es"]) from None
 
 
-def _retire(prepared: IssuerStore, active: str, cutoff: int, passphrase: str) -> None:
-    """A new key takes over, and the key active at the backup is compromised from its cutoff
-    (or from the earlier time the lost office gave, read back from the ledger)."""
-    with prepared.engine.connect() as db:
-        earlier = db.execute(sa.select(keys.c.compromised_since)
-                             .where(keys.c.kid == unb64url(active, what="kid"))).scalar()
-    prepared.add_office_key(passphrase)
-    prepared.mark_compromised(active, cutoff if earlier is None else min(earlier, cutoff),
-                              passphrase)
+def _retire(prepared: IssuerStore, active: list[tuple[str, str]], cutoff: int,
+            passphrase: str) -> None:
+    """For each office, a new key takes over, and its key active at the backup is compromised
+    from the cutoff (or from the earlier time the lost office gave, read back from the
+    ledger)."""
+    for kid, office in active:
+        with prepared.engine.connect() as db:
+            earlier = db.execute(sa.select(keys.c.compromised_since)
+                                 .where(keys.c.kid == unb64url(kid, what="kid"))).scalar()
+        prepared.add_office_key(passphrase, office=office)
+        prepared.mark_compromised(kid, cutoff if earlier is None else min(earlier, cutoff),
+                                  passphrase)
     with prepared.engine.begin() as db:
         db.execute(meta.delete().where(meta.c.k.in_((_CUTOFF, _SIGNATURE))))
         # Counters keep the highest version: they would ignore the restored office's bundles

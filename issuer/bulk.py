@@ -201,13 +201,14 @@ def _quiet(items: Iterable[T], _length: int, _label: str) -> Iterator[Iterable[T
 
 def issue_batch(store: IssuerStore, rows: list[Row], folder: Path, *,
                 passphrase: str, with_qr: bool = False, progress: Progress[Any] = _quiet,
-                workers: int | None = None) -> BulkOutcome:
+                workers: int | None = None, office: str | None = None) -> BulkOutcome:
     """Issue a paper credential per row into ``folder`` (``ID.txt``, ``ID.png`` with
-    ``with_qr``, and ``index.csv``), resuming whatever an earlier run issued of these rows."""
+    ``with_qr``, and ``index.csv``), resuming whatever an earlier run issued of these rows,
+    signed by ``office``'s active key (``IssuerStore.resolve_office``)."""
     folder.mkdir(parents=True, exist_ok=True)
     with _folder_lock(folder):
         return _issue_batch(store, rows, folder, passphrase=passphrase,
-                            with_qr=with_qr, progress=progress, workers=workers)
+                            with_qr=with_qr, progress=progress, workers=workers, office=office)
 
 
 @contextlib.contextmanager
@@ -225,7 +226,7 @@ def _folder_lock(folder: Path) -> Iterator[None]:
 
 def _issue_batch(store: IssuerStore, rows: list[Row], folder: Path, *,
                  passphrase: str, with_qr: bool, progress: Progress[Any],
-                 workers: int | None) -> BulkOutcome:
+                 workers: int | None, office: str | None) -> BulkOutcome:
     prints = fingerprints(store.root_signing_key(passphrase), [r.claims for r in rows])
     first: dict[str, int] = {}
     for row, fp in zip(rows, prints, strict=True):
@@ -250,7 +251,7 @@ def _issue_batch(store: IssuerStore, rows: list[Row], folder: Path, *,
     if lost:
         raise UsageError("bulk_files_lost", count=len(lost), folder=str(folder),
                          ids=", ".join(lost[:5]) + (", …" if len(lost) > 5 else ""))
-    signing = store.office_signing_key(passphrase)  # unsealed once, not per row
+    signing = store.office_signing_key(passphrase, office=office)  # unsealed once, not per row
 
     index = {row.line: earlier[fp][0] for row, fp in zip(rows, prints, strict=True)
              if fp in earlier}

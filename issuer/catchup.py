@@ -13,8 +13,10 @@ knows was published, a restore learns
 - every key the backup holds that the lost office marked compromised after the backup, from the
   time it gave (a bundle from the restored office must never trust such a key again);
 - the keys the lost office rotated to after the backup (a ``key_rotated`` replacing a key the
-  backup holds, or one found so), which the restore then marks compromised on the public record
-  like the key active at the backup: the restored office cannot revoke what they signed;
+  backup holds, or one found so), and the keys of offices it added since (a ``key_registered``
+  of this city for a key the backup does not hold), which the restore then marks compromised on
+  the public record like the key active at the backup: the restored office cannot revoke what
+  they signed;
 - the highest status list number the lost office used, so that the restored office's new list
   does not take a name the record already uses for another list.
 
@@ -52,6 +54,7 @@ from ledger import client
 from ledger.entries import (
     Entry,
     KeyCompromised,
+    KeyRegistered,
     KeyRotated,
     StatusChanged,
     decode_record,
@@ -73,7 +76,7 @@ class Walk:
     found: list[int] = field(default_factory=list)  # outbox ids the ledger holds, in order
     end: int = 0  # the ledger size just after the last of them
     changes: list[StatusChanged] = field(default_factory=list)  # after the backup, in order
-    lost: list[str] = field(default_factory=list)  # kids rotated to after the backup
+    lost: list[str] = field(default_factory=list)  # kids made after the backup (rotate, add)
     compromised: dict[str, int] = field(default_factory=dict)  # held kid → earliest time given
     floor: int = 0  # the highest status list number of this office on the record
     read: int = 0
@@ -81,15 +84,19 @@ class Walk:
 
 
 def walk(records: Iterable[tuple[int, Entry]], queued: Sequence[tuple[int, Entry]], *,
-         code: str, lists: Collection[str], held: Collection[str], active: str, cutoff: int,
-         start: int = 0, url: str = "") -> Walk:
+         code: str, lists: Collection[str], held: Collection[str], active: str | None,
+         cutoff: int, start: int = 0, url: str = "", city: tuple[str, str] | None = None
+         ) -> Walk:
     """Read ``records`` (index, entry) from ``start`` on against the backup's ``queued`` outbox
-    entries, this office's ``code``, status ``lists`` and ``held`` office keys (the rules are in
-    the module docstring). Raises ``restore_ledger_diverges`` / ``restore_already_done``."""
+    entries, this office's ``code``, status ``lists``, ``held`` office keys and ``city`` (name,
+    country; the rules are in the module docstring). Raises ``restore_ledger_diverges`` /
+    ``restore_already_done``."""
     out = Walk(end=start)
     prefix = f"{code}."
     known = set(held)
-    restored_before = KeyCompromised(kid=active, effective=rfc3339(cutoff))
+    # (no active key at the backup: nothing the restore marks, so nothing to recognise)
+    restored_before = (None if active is None
+                       else KeyCompromised(kid=active, effective=rfc3339(cutoff)))
     for index, entry in records:
         out.read += 1
         if len(out.found) < len(queued) and entry == queued[len(out.found)][1]:
@@ -101,6 +108,11 @@ def walk(records: Iterable[tuple[int, Entry]], queued: Sequence[tuple[int, Entry
             since = parse_instant(entry.effective, "effective")
             out.compromised[entry.kid] = min(out.compromised.get(entry.kid, since), since)
         elif isinstance(entry, KeyRotated) and entry.replaces in known:
+            if entry.kid not in known:  # its key_registered may have been read first
+                known.add(entry.kid)
+                out.lost.append(entry.kid)
+        elif (isinstance(entry, KeyRegistered) and (entry.city, entry.country) == city
+              and entry.kid not in known):  # an office the lost one added (or rotated to)
             known.add(entry.kid)
             out.lost.append(entry.kid)
         elif isinstance(entry, StatusChanged) and entry.list.startswith(prefix):
@@ -114,10 +126,11 @@ def walk(records: Iterable[tuple[int, Entry]], queued: Sequence[tuple[int, Entry
     return out
 
 
-def catch_up(store: IssuerStore, url: str, *, active: str, cutoff: int,
+def catch_up(store: IssuerStore, url: str, *, active: str | None, cutoff: int,
              progress: Progress | None = None) -> Walk:
     """Bring ``store`` (a restored copy, before it becomes the office) up to ``url``'s ledger.
-    ``active`` is the kid of the office key active at the backup, ``cutoff`` the backup's."""
+    ``active`` is the kid of an office key active at the backup (any one: a restore marks
+    every office's), ``cutoff`` the backup's."""
     url = url.rstrip("/")
     with store.engine.connect() as db:
         m = {k: v for k, v in db.execute(sa.select(meta.c.k, meta.c.v))}
@@ -142,7 +155,7 @@ def catch_up(store: IssuerStore, url: str, *, active: str, cutoff: int,
             yield record
 
     seen = walk(counted(), queued, code=m["code"], lists=names, held=held, active=active,
-                 cutoff=cutoff, start=start, url=url)
+                 cutoff=cutoff, start=start, url=url, city=(m["city"], m["country"]))
     if progress is not None:
         progress(seen.read, seen.read)
     with store.engine.begin() as db:

@@ -28,6 +28,8 @@ from issuer.store import REASONS, IssuerStore, check_list_size, check_name, norm
 T = TypeVar("T")
 home_option = click.option("--home", type=click.Path(file_okay=False),
                            help="Office data directory (default: PASAPORTE_HOME or XDG).")
+office_option = click.option("--office", help="Which of the city's offices (needed only when "
+                                              "several have an active key).")
 
 
 def _store(home: str | None) -> IssuerStore:
@@ -145,9 +147,10 @@ def keys_(as_json: bool, home: str | None) -> None:
 @click.option("--out", required=True, type=click.Path(dir_okay=False))
 @click.option("--qr", "qr_out", type=click.Path(dir_okay=False),
               help="Also write a QR PNG.")
+@office_option
 @home_option
 def issue(claims_file: BinaryIO, holder_key: str | None, paper: bool, out: str,
-          qr_out: str | None, home: str | None) -> None:
+          qr_out: str | None, office: str | None, home: str | None) -> None:
     """Emite un pasaporte sin conexión / Issue one credential offline; prints its id."""
     if paper == bool(holder_key):
         raise UsageError("usage_error", reason_es="indique --holder-key o --paper, uno de los dos",
@@ -169,6 +172,7 @@ def issue(claims_file: BinaryIO, holder_key: str | None, paper: bool, out: str,
     claims = parse_claims(doc)
     key = None if paper else unb64url(holder_key or "", length=32, what="--holder-key")
     store = _store(home)
+    office = store.resolve_office(office)  # before the passphrase is asked for
     passphrase = read_passphrase()
     # The output files are staged first, then written and put in place inside the issuing
     # transaction: a place that cannot be written or renamed into (a mistyped folder, a full
@@ -191,7 +195,7 @@ def issue(claims_file: BinaryIO, holder_key: str | None, paper: bool, out: str,
 
         try:
             cred = store.issue(claims, holder_key=key, passphrase=passphrase,
-                               before_commit=deliver)
+                               before_commit=deliver, office=office)
         except BaseException:
             # Not issued after all (the QR's rename or the commit failed): a file already in
             # place holds a credential that was never registered, whose signature would still
@@ -316,10 +320,11 @@ def restore(source: Path, no_ledger: bool, home: str | None) -> None:
     done = backup_.restore(source, where, passphrase, ledger=not no_ledger, progress=progress)
     click.echo(f"Oficina restaurada / Office restored: {where} "
                f"({done.count} pasaportes / passports)")
-    click.echo(f"La llave {done.retired} queda comprometida desde la copia: lo que firmó después "
-               f"se rechaza; publique un paquete nuevo. / Key {done.retired} is marked "
-               f"compromised from the backup's time: what it signed later is refused; publish a "
-               f"new bundle.", err=True)
+    for kid in done.retired:  # one per office that had an active key
+        click.echo(f"La llave {kid} queda comprometida desde la copia: lo que firmó después "
+                   f"se rechaza; publique un paquete nuevo. / Key {kid} is marked "
+                   f"compromised from the backup's time: what it signed later is refused; "
+                   f"publish a new bundle.", err=True)
     if done.ledger is not None:
         click.echo(f"\nDel registro público / From the public ledger: {done.ledger.applied} "
                    f"cambio(s) de estado posteriores a la copia aplicados / status change(s) made "
@@ -364,12 +369,34 @@ def publish(home: str | None) -> None:
 
 
 @group.command()
+@office_option
 @home_option
-def rotate(home: str | None) -> None:
-    """Nueva llave de oficina / Start a new office key (and status list); the old key keeps
-    verifying what it signed."""
-    store, passphrase = _store(home), read_passphrase()
-    kid = store.add_office_key(passphrase)
+def rotate(office: str | None, home: str | None) -> None:
+    """Nueva llave de oficina / Start a new office key (and status list) for one office; its
+    old key keeps verifying what it signed, other offices' keys stay active."""
+    store = _store(home)
+    office = store.resolve_office(office)
+    passphrase = read_passphrase()
+    kid = store.add_office_key(passphrase, office=office)
+    click.echo(b64url(kid))
+    _publish(store, passphrase)
+
+
+@group.group("office")
+def office_() -> None:
+    """Oficinas de la ciudad / The city's issuing offices (one root, one bundle)."""
+
+
+@office_.command("add")
+@click.option("--office", required=True, help="The new office's name, as counters show it.")
+@home_option
+def office_add(office: str, home: str | None) -> None:
+    """Nueva oficina emisora / A new issuing office of this city: its own key and status list
+    under the city's root key; prints its key id. Publish a new bundle afterwards."""
+    office = check_name(office, "--office")  # before the passphrase is asked for
+    store = _store(home)
+    passphrase = read_passphrase()
+    kid = store.add_office(passphrase, office)
     click.echo(b64url(kid))
     _publish(store, passphrase)
 
@@ -394,8 +421,10 @@ def compromised(kid: str, since: str, home: str | None) -> None:
 @click.option("--out-dir", required=True, type=click.Path(file_okay=False),
               help="Where to write one paper credential per resident.")
 @click.option("--qr", "with_qr", is_flag=True, help="Also write a printable QR PNG for each.")
+@office_option
 @home_option
-def bulk(csv_file: BinaryIO, out_dir: str, with_qr: bool, home: str | None) -> None:
+def bulk(csv_file: BinaryIO, out_dir: str, with_qr: bool, office: str | None,
+         home: str | None) -> None:
     """Emite pasaportes en papel desde un CSV / Issue paper credentials for every row of a
     residents CSV (all rows checked first).
     Running the same file again resumes a run that was cut short; no row is issued twice."""
@@ -406,10 +435,12 @@ def bulk(csv_file: BinaryIO, out_dir: str, with_qr: bool, home: str | None) -> N
             click.echo(f"línea/line {e.line}: {e.message['es']} / {e.message['en']}", err=True)
         raise UsageError("usage_error", reason_es=f"{len(errors)} fila(s) no válida(s); no se "
                          "emitió nada", reason_en=f"{len(errors)} invalid row(s); nothing issued")
-    store, passphrase = _store(home), read_passphrase()
+    store = _store(home)
+    office = store.resolve_office(office)
+    passphrase = read_passphrase()
     folder = Path(out_dir)
     outcome = issue_batch(store, rows, folder, passphrase=passphrase,
-                          with_qr=with_qr, progress=_progressbar)
+                          with_qr=with_qr, progress=_progressbar, office=office)
     if outcome.resumed:
         click.echo(f"{outcome.resumed} ya emitidos antes (mismos datos) / already issued "
                    f"earlier (same claims)", err=True)

@@ -245,19 +245,7 @@ class IssuerStore:
                              reason_en="--code must be 1-48 of A-Z a-z 0-9 . _ : - (e.g. MXMEX)")
         city, office = check_name(city, "--city"), check_name(office, "--office")
         now = int(time.time()) if now is None else now
-        # What the office will publish about itself must be publishable: checked before anything
-        # is written, so a name the ledger would refuse leaves no half-made office behind. The
-        # names are the only part the caller chose: a refusal is theirs to fix (a usage error).
-        try:
-            entry_from_json({"type": "key_registered", "kid": "probe",
-                             "public_key": b64url(bytes(32)), "city": city,
-                             "country": country.upper(), "office": office,
-                             "valid_from": rfc3339(now), "valid_until": rfc3339(now + 1)})
-        except MalformedInput as exc:
-            field = exc.detail.get("field")
-            if field not in ("city", "office"):
-                raise
-            raise UsageError("issuer_name_invalid", option=f"--{field}", max=NAME_MAX) from None
+        _check_publishable(city, country.upper(), office, now)
         home.mkdir(parents=True, exist_ok=True)
         os.chmod(home, 0o700)
         store = cls(home)
@@ -275,27 +263,52 @@ class IssuerStore:
                 public_key=bytes(root.verify_key), sealed=seal(bytes(root), passphrase),
                 office=office, valid_from=now, valid_until=now + 20 * 365 * 86400,
                 status_list=0, active=True))
-        store._add_office_key(passphrase, office, now)  # the passphrase was just set: no check
+        store._add_office_key(passphrase, office, now, new=True)  # passphrase just set: no check
         return store
 
     def add_office_key(self, passphrase: str, *, office: str | None = None,
                        now: int | None = None) -> bytes:
-        """A new active office key (with its own status list); older office keys retire."""
+        """A new active key (with its own status list) for one office, ``office`` or the
+        city's only one (``resolve_office``); that office's older keys retire, other offices'
+        keys stay active."""
         self.root_signing_key(passphrase)  # proves the passphrase before changing anything
-        return self._add_office_key(passphrase, office, int(time.time()) if now is None else now)
+        return self._add_office_key(passphrase, office,
+                                    int(time.time()) if now is None else now, new=False)
 
-    def _add_office_key(self, passphrase: str, office: str | None, now: int) -> bytes:
+    def add_office(self, passphrase: str, office: str, *, now: int | None = None) -> bytes:
+        """A new issuing office of the city: its first key (and status list), beside the other
+        offices' keys, all under the one root. An office that already has a key is refused:
+        a new key for it is ``add_office_key`` (``issuer rotate``)."""
+        office = check_name(office, "--office")
+        now = int(time.time()) if now is None else now
+        info = self.info()
+        _check_publishable(info.city, info.country, office, now)
+        self.root_signing_key(passphrase)  # proves the passphrase before changing anything
+        return self._add_office_key(passphrase, office, now, new=True)
+
+    def _add_office_key(self, passphrase: str, office: str | None, now: int, *,
+                        new: bool) -> bytes:
         key = nacl.signing.SigningKey.generate()
         kid = kid_for(bytes(key.verify_key))
         with self.engine.begin() as db:
             if db.execute(sa.select(keys.c.kid).where(keys.c.kid == kid)).first() is not None:
                 raise StoreError("store_error")  # a 4-byte kid collision within one office
+            # Decided inside the write transaction: two clerks adding one office at once make
+            # one office, not two with one name.
+            if new and office is not None:
+                taken = _match(office, _office_names(db))
+                if taken is not None:
+                    raise UsageError("issuer_office_exists", office=taken)
+            elif _office_names(db):
+                office = _resolve_office(db, office)
             previous = db.execute(sa.select(keys.c.kid).where(
-                (keys.c.role == "office") & keys.c.active)).scalar()
+                (keys.c.role == "office") & keys.c.active & (keys.c.office == office))).scalar()
             next_list = self._next_list(db)
             info = {k: v for k, v in db.execute(sa.select(meta.c.k, meta.c.v))}
             office = office or info["office"]
-            db.execute(keys.update().where(keys.c.role == "office").values(active=False))
+            # Only this office's keys retire: the city's other offices go on issuing.
+            db.execute(keys.update().where((keys.c.role == "office") & (keys.c.office == office))
+                       .values(active=False))
             db.execute(keys.insert().values(
                 kid=kid, role="office", public_key=bytes(key.verify_key),
                 sealed=seal(bytes(key), passphrase), office=office,
@@ -465,15 +478,34 @@ class IssuerStore:
     def root_signing_key(self, passphrase: str) -> nacl.signing.SigningKey:
         return self._unsealed(keys.c.role == "root", passphrase)[1]
 
-    def office_signing_key(self, passphrase: str) -> tuple[bytes, nacl.signing.SigningKey]:
+    def offices(self) -> list[str]:
+        """The city's issuing offices (those with a key), in the order they were made."""
         with self.engine.connect() as db:
-            active = db.execute(sa.select(keys.c.kid).where(
-                (keys.c.role == "office") & keys.c.active)).first()
-            if active is None and db.execute(sa.select(keys.c.kid).where(
-                    keys.c.role == "office")).first() is not None:
+            return _office_names(db)
+
+    def resolve_office(self, office: str | None) -> str:
+        """The office a command acts for: ``office`` as the store spells it, or, when none is
+        given, the city's one office with an active key (or its one office at all). Several,
+        or an unknown name, is a usage error that lists the offices."""
+        with self.engine.connect() as db:
+            if not _office_names(db):
+                raise StoreError("issuer_not_initialised", home=str(self.home))
+            return _resolve_office(db, office)
+
+    def office_signing_key(self, passphrase: str, *, office: str | None = None
+                           ) -> tuple[bytes, nacl.signing.SigningKey]:
+        """The active key of ``office`` (``resolve_office``): its kid and signing key."""
+        with self.engine.connect() as db:
+            if not _office_names(db):
+                raise StoreError("issuer_not_initialised", home=str(self.home))
+            name = _resolve_office(db, office)
+            if db.execute(sa.select(keys.c.kid).where(
+                    (keys.c.role == "office") & keys.c.active & (keys.c.office == name))
+                          ).first() is None:
                 # the office's last key was marked compromised: it needs a new one, not init
-                raise StoreError("issuer_no_active_key")
-        return self._unsealed((keys.c.role == "office") & keys.c.active, passphrase)
+                raise StoreError("issuer_no_active_key", office=name)
+        return self._unsealed((keys.c.role == "office") & keys.c.active & (keys.c.office == name),
+                              passphrase)
 
     # -- issuance ----------------------------------------------------------------------------
     def catalog_code(self, db: sa.Connection, name: str, value: str) -> int:
@@ -488,9 +520,10 @@ class IssuerStore:
     def issue(self, claims: Claims, *, holder_key: bytes | None, passphrase: str,
               now: int | None = None, signing: tuple[bytes, nacl.signing.SigningKey]
               | None = None, bulk_row: tuple[str, str | None] | None = None,
-              before_commit: Callable[[IssuedCredential], None] | None = None
-              ) -> IssuedCredential:
-        """Sign and register one credential (its salted commitment queued for the ledger).
+              before_commit: Callable[[IssuedCredential], None] | None = None,
+              office: str | None = None) -> IssuedCredential:
+        """Sign and register one credential (its salted commitment queued for the ledger),
+        with the active key of ``office`` (``resolve_office``) unless ``signing`` is given.
 
         ``bulk_row`` (the row's fingerprint, the credential it replaces or None) records which
         bulk row the credential is, exactly once: another run that got there first is refused
@@ -501,7 +534,7 @@ class IssuerStore:
         now = int(time.time()) if now is None else now
         if holder_key is not None:
             check_public_key(holder_key, "holder key")
-        kid, key = signing or self.office_signing_key(passphrase)
+        kid, key = signing or self.office_signing_key(passphrase, office=office)
         # Should two workers take the same index or add the same catalogue name at once, the
         # loser's transaction rolls back whole and simply tries again, reading the other's
         # counters.
@@ -757,6 +790,59 @@ class IssuerStore:
             if before_commit is not None:
                 before_commit(signed)
         return signed
+
+
+def _check_publishable(city: str, country: str, office: str, now: int) -> None:
+    """What the office will publish about a key must be publishable: checked before anything is
+    written, so a name the ledger would refuse leaves no half-made office behind. The names are
+    the only part the caller chose: a refusal is theirs to fix (a usage error)."""
+    try:
+        entry_from_json({"type": "key_registered", "kid": "probe",
+                         "public_key": b64url(bytes(32)), "city": city,
+                         "country": country, "office": office,
+                         "valid_from": rfc3339(now), "valid_until": rfc3339(now + 1)})
+    except MalformedInput as exc:
+        field = exc.detail.get("field")
+        if field not in ("city", "office"):
+            raise
+        raise UsageError("issuer_name_invalid", option=f"--{field}", max=NAME_MAX) from None
+
+
+def _fold(name: str) -> str:
+    # "Oficina Norte" and "oficina norte" would read as one office at a counter
+    return unicodedata.normalize("NFC", name.strip()).casefold()
+
+
+def _match(name: str, offices: Sequence[str]) -> str | None:
+    """The office among ``offices`` that ``name`` names, as the store spells it."""
+    return next((o for o in offices if _fold(o) == _fold(name)), None)
+
+
+def _office_names(db: sa.Connection) -> list[str]:
+    """Every office with a key, in the order their first keys were made."""
+    first = sa.func.min(keys.c.valid_from)
+    return [str(o) for o in db.execute(
+        sa.select(keys.c.office).where(keys.c.role == "office").group_by(keys.c.office)
+        .order_by(first, sa.func.min(sa.literal_column("keys.rowid")))).scalars()]
+
+
+def _resolve_office(db: sa.Connection, office: str | None) -> str:
+    """See ``IssuerStore.resolve_office``. Without a name, a city of one office (every store
+    made before there could be several) needs none: its scripts keep working."""
+    offices = _office_names(db)
+    listed = ", ".join(offices)
+    if office is not None:
+        found = _match(office, offices)
+        if found is None:
+            raise UsageError("issuer_office_unknown", office=office.strip(), offices=listed)
+        return found
+    active = [str(o) for o in db.execute(sa.select(keys.c.office).distinct().where(
+        (keys.c.role == "office") & keys.c.active)).scalars()]
+    if len(active) == 1:
+        return active[0]
+    if not active and len(offices) == 1:  # its key compromised: ``rotate`` still needs no name
+        return offices[0]
+    raise UsageError("issuer_office_ambiguous", offices=listed)
 
 
 def _revision(path: Path) -> str | None:

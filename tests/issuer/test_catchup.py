@@ -102,3 +102,20 @@ def test_a_backup_restored_before_is_refused() -> None:
     seen = walk([(0, earlier)], [], code=CODE, lists={LIST}, held={ACTIVE}, active=ACTIVE,
                 cutoff=CUTOFF)
     assert seen.compromised == {ACTIVE: CUTOFF - 86400}
+
+
+def test_keys_made_after_the_backup_are_lost_once_each() -> None:
+    """A rotation (``key_registered`` then ``key_rotated``) and an office added after the backup
+    (``key_registered`` alone): each new key of this city is lost once; another city's is not."""
+    from ledger.entries import KeyRegistered, KeyRotated
+
+    def registered(kid: str, city: str = "Mexicali") -> KeyRegistered:
+        return KeyRegistered(kid=kid, public_key=bytes(32), city=city, country="MX",
+                             office="Oficina Norte", valid_from="2026-01-01T00:00:00Z",
+                             valid_until="2031-01-01T00:00:00Z")
+
+    history = [registered("BBBBBB"), KeyRotated(kid="BBBBBB", replaces=ACTIVE),
+               registered("CCCCCC"), registered("DDDDDD", city="Tijuana")]
+    seen = walk(enumerate(history), [], code=CODE, lists={LIST}, held={ACTIVE}, active=ACTIVE,
+                cutoff=CUTOFF, city=("Mexicali", "MX"))
+    assert seen.lost == ["BBBBBB", "CCCCCC"]
