@@ -247,32 +247,14 @@ def bundle(out: str, proof: str | None, home: str | None) -> None:
 def _status_command(name: str, new: str, help_text: str) -> None:
     @group.command(name, help=help_text)
     @click.argument("credential_id")
-    @click.option("--reason", metavar="TEXT", default="unspecified",
-                  help=f"One of: {', '.join(REASONS)}. Other text is not kept (the public "
-                       "record takes codes only) and counts as unspecified.")
+    @click.option("--reason", type=click.Choice(REASONS), default="unspecified")
     @home_option
     def cmd(credential_id: str, reason: str, home: str | None) -> None:
         credential_id = normal_id(credential_id)  # as printed, whatever case it was typed in
-        reason = _reason_code(reason)
         store, passphrase = _store(home), read_passphrase()
         change = store.set_status(credential_id, new, reason, passphrase=passphrase)
         click.echo(f"{credential_id}: {_STATUS_LABELS[change['status']]} ({change['reason']})")
         _publish(store, passphrase)
-
-
-def _reason_code(text: str) -> str:
-    """The reason code ``--reason`` names ("Device lost" and "device-lost" too). Any other text
-    is recorded as ``unspecified``, with a notice: the reason goes on the public ledger, and a
-    free text there ("died 3 May", a name) would put personal data on a record that is never
-    erased, so it is not kept anywhere."""
-    code = "_".join(text.strip().casefold().replace("-", " ").split())
-    if code in REASONS:
-        return code
-    click.echo("Aviso: el motivo no es uno de los códigos y no se guarda; se registra como "
-               f"«unspecified» (códigos: {', '.join(REASONS)}) / Notice: the reason is not one "
-               "of the codes and is not kept; recorded as \"unspecified\" "
-               f"(codes: {', '.join(REASONS)})", err=True)
-    return "unspecified"
 
 
 _status_command("revoke", "revoked", "Revoca un pasaporte (definitivo) / Revoke a credential "
