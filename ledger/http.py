@@ -92,25 +92,23 @@ def _b64(items: list[bytes]) -> list[str]:
     return [base64.b64encode(x).decode() for x in items]
 
 
+# The status of each refusal that is not a plain 400; codes are unique across error classes.
+_STATUS = {
+    "ledger_bad_size": 404,  # a proof of a size the log does not have
+    "ledger_start_past_end": 404,  # records the log does not have, likewise
+    "ledger_no_checkpoint": 404,
+    "ledger_idempotency_mismatch": 422,  # the key was used for another batch
+    "ledger_entry_type_local_only": 403,  # well-formed, but not this client's to write
+    "ledger_body_too_large": 413,  # as for a body over the app's own limit (werkzeug's)
+    "ledger_not_json": 415,
+    "ledger_no_witness_key": 503,  # the node's state, not the request
+}
+
+
 @bp.errorhandler(PasaporteError)
 def _pasaporte_error(exc: PasaporteError) -> Response:
-    status = 400
-    if isinstance(exc, LedgerError) and exc.code in ("ledger_bad_size", "ledger_bad_index"):
-        status = 404 if exc.code == "ledger_bad_size" else 400
-    elif exc.code == "ledger_start_past_end":
-        status = 404  # as for a proof of a size the log does not have
-    elif isinstance(exc, LedgerError) and exc.code == "ledger_no_checkpoint":
-        status = 404
-    elif isinstance(exc, LedgerError) and exc.code == "ledger_idempotency_mismatch":
-        status = 422  # the key was used for another batch
-    elif exc.code == "ledger_entry_type_local_only":
-        status = 403  # well-formed, but not this client's to write
-    elif exc.code == "ledger_body_too_large":
-        status = 413  # as for a body over the app's own limit (werkzeug's RequestEntityTooLarge)
-    elif exc.code == "ledger_not_json":
-        status = 415
-    elif isinstance(exc, StoreError) or exc.code == "ledger_no_witness_key":
-        status = 503  # the node's state, not the request: nothing the client can change
+    # a store error is the node's state, not the request: nothing the client can change
+    status = _STATUS.get(exc.code, 503 if isinstance(exc, StoreError) else 400)
     resp = jsonify(exc.to_dict())
     resp.status_code = status
     return resp
