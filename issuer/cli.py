@@ -247,14 +247,46 @@ def bundle(out: str, proof: str | None, home: str | None) -> None:
 def _status_command(name: str, new: str, help_text: str) -> None:
     @group.command(name, help=help_text)
     @click.argument("credential_id")
-    @click.option("--reason", type=click.Choice(REASONS), default="unspecified")
+    @click.option("--reason", metavar="TEXT", default="unspecified",
+                  help=f"One of: {', '.join(REASONS)}. Other text is not kept (the public "
+                       "record takes codes only) and counts as unspecified.")
     @home_option
     def cmd(credential_id: str, reason: str, home: str | None) -> None:
         credential_id = normal_id(credential_id)  # as printed, whatever case it was typed in
+        reason = _reason_code(reason)
         store, passphrase = _store(home), read_passphrase()
         change = store.set_status(credential_id, new, reason, passphrase=passphrase)
         click.echo(f"{credential_id}: {_STATUS_LABELS[change['status']]} ({change['reason']})")
         _publish(store, passphrase)
+
+
+# The codes as a clerk in a Mexican office says them (accents dropped before the look-up).
+_SPANISH_REASONS = {
+    "sin_especificar": "unspecified", "a_peticion": "holder_request",
+    "solicitud": "holder_request", "fraude": "fraud", "error_de_datos": "data_error",
+    "fallecido": "deceased", "fallecimiento": "deceased", "mudanza": "moved_away",
+    "clave_comprometida": "key_compromise", "llave_comprometida": "key_compromise",
+    "reemplazado": "superseded", "sustituido": "superseded", "perdido": "device_lost",
+    "extraviado": "device_lost", "dispositivo_perdido": "device_lost",
+}
+
+
+def _reason_code(text: str) -> str:
+    """The reason code ``--reason`` names ("Device lost", "device-lost", or in Spanish,
+    "extraviado"). Any other text is recorded as ``unspecified``, with a notice: the reason goes
+    on the public ledger, and a free text there ("died 3 May", a name) would put personal data
+    on a record that is never erased, so it is not kept anywhere."""
+    bare = unicodedata.normalize("NFKD", text.strip().casefold())
+    bare = "".join(c for c in bare if not unicodedata.combining(c))
+    code = "_".join(bare.replace("-", " ").split())
+    code = _SPANISH_REASONS.get(code, code)
+    if code in REASONS:
+        return code
+    click.echo("Aviso: el motivo no es uno de los códigos y no se guarda; se registra como "
+               f"«unspecified» (códigos: {', '.join(REASONS)}) / Notice: the reason is not one "
+               "of the codes and is not kept; recorded as \"unspecified\" "
+               f"(codes: {', '.join(REASONS)})", err=True)
+    return "unspecified"
 
 
 _status_command("revoke", "revoked", "Revoca un pasaporte (definitivo) / Revoke a credential "
