@@ -130,14 +130,14 @@ def root(out: str, home: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @home_option
 def keys_(as_json: bool, home: str | None) -> None:
-    """Lista las llaves de la oficina / List the office keys (active, retired, expired or
-    compromised)."""
+    """Lista las llaves de la oficina / List the office keys (active, retired, expired,
+    not_yet_valid or compromised)."""
     rows = _store(home).office_keys()
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
     for r in rows:
-        click.echo(f"{r['kid']}  {r['status']:<11}  {r['office']}  {r['public_key']}")
+        click.echo(f"{r['kid']}  {r['status']:<13}  {r['office']}  {r['public_key']}")
 
 
 @group.command()

@@ -451,7 +451,8 @@ class IssuerStore:
     def office_keys(self, *, now: int | None = None) -> list[dict[str, Any]]:
         """The office keys, oldest first, each with its status at ``now``: a key past its
         ``valid_until`` is ``expired`` even while still the active one (it signs nothing more:
-        see ``_issue_once``)."""
+        see ``_issue_once``), and one before its ``valid_from`` (the clock went back) is
+        ``not_yet_valid``."""
         now = int(time.time()) if now is None else now
         with self.engine.connect() as db:
             rows = db.execute(sa.select(keys).where(keys.c.role == "office")
@@ -460,6 +461,7 @@ class IssuerStore:
         for r in rows:
             status = ("compromised" if r["compromised_since"] is not None
                       else "expired" if now > r["valid_until"]
+                      else "not_yet_valid" if now < r["valid_from"]
                       else "active" if r["active"] else "retired")
             out.append({"kid": b64url(r["kid"]), "public_key": b64url(r["public_key"]),
                         "office": r["office"], "status": status, "status_list": r["status_list"],
@@ -530,7 +532,8 @@ class IssuerStore:
         here, inside the serialized transaction, not by an earlier read; ``before_commit`` runs
         inside the transaction (a bulk run writes the credential file there): if it
         raises, nothing is issued. A key whose ``valid_until`` is before ``now`` signs nothing
-        (``issuer_key_expired``): counters would refuse it all."""
+        (``issuer_key_expired``), nor one whose ``valid_from`` is after it
+        (``issuer_key_not_yet_valid``): counters would refuse it all."""
         now = int(time.time()) if now is None else now
         if holder_key is not None:
             check_public_key(holder_key, "holder key")
@@ -554,15 +557,21 @@ class IssuerStore:
                     ) -> IssuedCredential:
         with self.engine.begin() as db:
             code = db.execute(sa.select(meta.c.v).where(meta.c.k == "code")).scalar_one()
-            list_id, valid_until = db.execute(sa.select(keys.c.status_list, keys.c.valid_until)
-                                              .where(keys.c.kid == kid)).one()
+            list_id, valid_from, valid_until = db.execute(
+                sa.select(keys.c.status_list, keys.c.valid_from, keys.c.valid_until)
+                .where(keys.c.kid == kid)).one()
             # A counter accepts a credential only if its key was valid when it was issued
             # (verifier.engine: valid_from <= iat <= valid_until), and then for the credential's
-            # whole validity, even past the key's end. So only the key's end at issuance
-            # matters: one signed after it would be refused at every counter.
+            # whole validity, even past the key's end. So only the key's window at issuance
+            # matters: one signed outside it would be refused at every counter. Before the
+            # key's start means this computer's clock went back (a dead CMOS battery, a
+            # restore onto a machine set wrong) after the key was made.
             if now > valid_until:
                 raise StoreError("issuer_key_expired", kid=b64url(kid),
                                  valid_until=rfc3339(valid_until))
+            if now < valid_from:
+                raise StoreError("issuer_key_not_yet_valid", kid=b64url(kid),
+                                 valid_from=rfc3339(valid_from), now=rfc3339(now))
             list_id = int(list_id)
             used = self._list_used(db, list_id)
             if used >= self._list_size(db):  # every index taken

@@ -156,6 +156,23 @@ def test_an_office_key_signs_to_its_last_second_and_not_after(tmp_path: Path) ->
     assert [k["status"] for k in store.office_keys(now=end + 1)] == ["expired", "active"]
 
 
+def test_a_clock_set_back_before_the_key_was_made_signs_nothing(tmp_path: Path) -> None:
+    """Counters accept a credential only if its key was valid when it was issued; a computer
+    whose clock went back (a dead CMOS battery) would sign what every counter refuses."""
+    start = 1_800_000_000
+    store = IssuerStore.create(tmp_path / "issuer", city="Mexicali", country="MX",
+                               office="Centro", code="MXMEX", passphrase=PASSPHRASE, now=start)
+    claims = parse_claims(example_claims())
+    assert [k["status"] for k in store.office_keys(now=start - 1)] == ["not_yet_valid"]
+    with pytest.raises(StoreError) as refused:
+        store.issue(claims, holder_key=None, passphrase=PASSPHRASE, now=start - 60)
+    assert refused.value.code == "issuer_key_not_yet_valid"
+    assert "clock" in refused.value.message["en"] and "reloj" in refused.value.message["es"]
+    assert _registered(store) == (0, 0)
+    store.issue(claims, holder_key=None, passphrase=PASSPHRASE, now=start)
+    assert _registered(store) == (1, 1)
+
+
 def test_names_are_kept_without_the_spaces_around_them(tmp_path: Path) -> None:
     store = IssuerStore.create(tmp_path / "issuer", city="\u00a0Mexicali ", country="MX",
                                office=" Oficina  Centro\n", code="MXMEX",
