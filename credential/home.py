@@ -42,15 +42,21 @@ def read_bounded(path: str | os.PathLike[str], limit: int) -> bytes:
 class StagedFile:
     """A file written now under a temporary name beside ``path`` and put in place later
     (``commit``), or never (``discard``). Staging first means a place that cannot be written
-    fails before the work that fills it (signing a credential, say) is done or recorded."""
+    fails before the work that fills it (signing a credential, say) is done or recorded; and
+    until ``discard``, a commit can be taken back (``undo``), the file it replaced restored."""
 
     def __init__(self, path: str | os.PathLike[str], mode: int = 0o600) -> None:
         self.target, self.mode = Path(path), mode
         self.target.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp: Path | None = self._sibling(".tmp")
+        self.committed = False
+        self.previous: Path | None = None  # a hard link to the file the commit replaced
+
+    def _sibling(self, suffix: str) -> Path:
         fd, tmp = tempfile.mkstemp(dir=self.target.parent, prefix=f".{self.target.name}.",
-                                   suffix=".tmp")
+                                   suffix=suffix)
         os.close(fd)
-        self.tmp: Path | None = Path(tmp)
+        return Path(tmp)
 
     def write(self, data: bytes) -> None:
         """The contents, on the disk (fsync) under the temporary name."""
@@ -64,16 +70,44 @@ class StagedFile:
     def commit(self) -> None:
         """Put the written file in place: readers see the old file or the new, never a mix."""
         assert self.tmp is not None, "already committed or discarded"
+        if self.target.is_file() and not self.target.is_symlink():
+            # Kept under a second name (no copy: a hard link) so that ``undo`` can put it back.
+            # The random name is reserved by mkstemp, then freed for the link to take.
+            keep = self._sibling(".prev")
+            os.unlink(keep)
+            try:
+                os.link(self.target, keep)
+            except OSError:  # a file system without hard links: no way back, as before
+                pass
+            else:
+                self.previous = keep
         os.replace(self.tmp, self.target)
-        self.tmp = None
+        self.tmp, self.committed = None, True
+        fsync_path(self.target.parent)
+
+    def undo(self) -> None:
+        """Take a commit back (the work it belonged to failed): the file it replaced is back in
+        place, or, if there was none, the path is empty again."""
+        if not self.committed:
+            return
+        if self.previous is not None:
+            os.replace(self.previous, self.target)
+            self.previous = None
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.target)
+        self.committed = False
         fsync_path(self.target.parent)
 
     def discard(self) -> None:
-        """Remove the temporary file, unless committed (then nothing to do)."""
-        if self.tmp is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.tmp)
-            self.tmp = None
+        """Remove the temporary file, unless committed, and what a commit replaced: the last
+        step, after which a commit is final."""
+        for leftover in (self.tmp, self.previous):
+            if leftover is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(leftover)
+        self.tmp = self.previous = None
+        self.committed = False
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o600) -> None:

@@ -179,7 +179,6 @@ def issue(claims_file: BinaryIO, holder_key: str | None, paper: bool, out: str,
     # disk, a file another user owns) means nothing is issued, rather than a credential on the
     # record that nobody holds and whose id was never printed.
     outputs: list[StagedFile] = []
-    placed: list[Path] = []
     try:
         for path in (out, qr_out) if qr_out else (out,):
             outputs.append(StagedFile(path))
@@ -191,7 +190,6 @@ def issue(claims_file: BinaryIO, holder_key: str | None, paper: bool, out: str,
                 outputs[1].write(qr.render_png(text))
             for staged in outputs:
                 staged.commit()
-                placed.append(staged.target)
 
         try:
             cred = store.issue(claims, holder_key=key, passphrase=passphrase,
@@ -199,10 +197,9 @@ def issue(claims_file: BinaryIO, holder_key: str | None, paper: bool, out: str,
         except BaseException:
             # Not issued after all (the QR's rename or the commit failed): a file already in
             # place holds a credential that was never registered, whose signature would still
-            # verify, so it goes.
-            for target in placed:
-                with contextlib.suppress(FileNotFoundError):
-                    target.unlink()
+            # verify, so it goes, and the file it replaced (an earlier credential) comes back.
+            for staged in outputs:
+                staged.undo()
             raise
     finally:
         for staged in outputs:

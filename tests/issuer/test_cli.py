@@ -624,13 +624,19 @@ def test_an_out_in_a_read_only_folder_issues_nothing(office: Path, tmp_path: Pat
     assert _issued(office) == (0, 0) and list(folder.iterdir()) == []
 
 
+@pytest.mark.parametrize("earlier", [False, True])
 @pytest.mark.parametrize("failing", [".txt", ".png"])
 def test_a_rename_that_fails_rolls_the_issuance_back(office: Path, tmp_path: Path, run: Run,
                                                      monkeypatch: pytest.MonkeyPatch,
-                                                     failing: str) -> None:
+                                                     failing: str, earlier: bool) -> None:
     """What no check beforehand can see (a file in a shared folder owned by another user, a
     disk gone read-only): the files are put in place before the issuance commits, so a rename
-    that fails leaves neither a registered credential nor a file holding an unregistered one."""
+    that fails leaves neither a registered credential nor a file holding an unregistered one;
+    and a file the failed run was to replace (``earlier``: a resident's earlier credential)
+    is there again as it was."""
+    before = {"c.txt": b"PU1:EARLIER\n", "c.png": b"\x89PNG earlier"} if earlier else {}
+    for name, data in before.items():
+        (tmp_path / name).write_bytes(data)
     put_in_place = StagedFile.commit
 
     def commit(staged: StagedFile) -> None:
@@ -644,7 +650,8 @@ def test_a_rename_that_fails_rolls_the_issuance_back(office: Path, tmp_path: Pat
                          str(tmp_path / "c.png"), "--home", str(office))
     assert code == 1 and out == "" and "[file_error]" in err
     assert _issued(office) == (0, 0)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["issuer"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["issuer", *before])
+    assert {name: (tmp_path / name).read_bytes() for name in before} == before
 
 
 def test_a_bundle_out_that_names_no_file_signs_nothing(office: Path, run: Run) -> None:

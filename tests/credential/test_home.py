@@ -1,0 +1,57 @@
+"""credential.home.StagedFile: a file put in place only when the work it belongs to is done,
+and taken back, the file it replaced restored, when that work fails afterwards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from credential.home import StagedFile
+
+
+def _names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_a_commit_taken_back_restores_the_file_it_replaced(tmp_path: Path) -> None:
+    target = tmp_path / "c.txt"
+    target.write_bytes(b"earlier")
+    staged = StagedFile(target)
+    staged.write(b"new")
+    assert target.read_bytes() == b"earlier"  # nothing in place before the commit
+    staged.commit()
+    assert target.read_bytes() == b"new"
+    staged.undo()
+    assert target.read_bytes() == b"earlier"
+    staged.discard()
+    assert _names(tmp_path) == ["c.txt"]
+
+
+def test_a_commit_taken_back_where_there_was_nothing_leaves_nothing(tmp_path: Path) -> None:
+    staged = StagedFile(tmp_path / "c.txt")
+    staged.write(b"new")
+    staged.commit()
+    staged.undo()
+    staged.discard()
+    assert _names(tmp_path) == []
+
+
+def test_a_kept_commit_leaves_only_the_new_file(tmp_path: Path) -> None:
+    target = tmp_path / "c.txt"
+    target.write_bytes(b"earlier")
+    staged = StagedFile(target, mode=0o644)
+    staged.write(b"new")
+    staged.commit()
+    staged.discard()  # the work succeeded: the commit is final
+    staged.undo()
+    assert _names(tmp_path) == ["c.txt"] and target.read_bytes() == b"new"
+    assert target.stat().st_mode & 0o777 == 0o644
+
+
+def test_an_uncommitted_file_is_discarded_without_a_trace(tmp_path: Path) -> None:
+    target = tmp_path / "c.txt"
+    target.write_bytes(b"earlier")
+    staged = StagedFile(target)
+    staged.write(b"new")
+    staged.undo()  # nothing committed: nothing to take back
+    staged.discard()
+    assert _names(tmp_path) == ["c.txt"] and target.read_bytes() == b"earlier"
