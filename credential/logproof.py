@@ -48,7 +48,9 @@ __all__ = ["PROOF_TYPE", "BundleProof", "parse_bundle_proof", "read_trust_files"
            "require_logged", "require_logged_with_keys", "verify_bundle_proof"]
 
 PROOF_TYPE = "pasaporte-bundle-proof/1"
-MAX_PROOF = 64 * 1024  # a checkpoint, a record and about 64 hashes: a few KB at most
+# A checkpoint (its cosignatures may be large: note.MAX_NOTE_BYTES), a record (base64 of up to
+# 64 KB) and about 64 hashes; nearly always a few KB.
+MAX_PROOF = 256 * 1024
 MAX_HASHES = 64  # an inclusion proof in a log of 2^64 records
 
 

@@ -24,7 +24,7 @@ import os
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from credential import jsontext
 from credential.errors import LedgerError, MalformedInput, PasaporteError, StoreError
@@ -285,6 +285,10 @@ def create_app(test_config: dict[str, Any] | None = None, *, store: LedgerStore 
         status = exc.code or 400
         code = {404: "ledger_not_found", 405: "ledger_method_not_allowed",
                 413: "ledger_body_too_large"}.get(status, "ledger_http_error")
-        return _error(status, code, status=status, limit=MAX_REQUEST)
+        resp = _error(status, code, status=status, limit=MAX_REQUEST)
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+            # RFC 9110 §15.5.6: a 405 MUST say which methods the resource takes
+            resp.headers["Allow"] = ", ".join(exc.valid_methods)
+        return resp
 
     return app

@@ -21,6 +21,7 @@ from sqlalchemy import Connection, insert, select, update
 from credential import merkle
 from credential.errors import LedgerError, MalformedInput, PasaporteError
 from credential.note import (
+    MAX_NOTE_BYTES,
     Checkpoint,
     Note,
     open_note,
@@ -38,8 +39,9 @@ __all__ = ["COSIGN_WAIT", "MAX_BODY", "WITNESS_TIMEOUT", "WitnessReply", "add_ch
            "check_log", "pull", "request_cosignatures", "witness_log"]
 
 log = logging.getLogger(__name__)
-MAX_BODY = 64 * 1024
 MAX_PROOF = 63
+# The request: "old N", at most MAX_PROOF base64 hashes (45 bytes a line), then the note.
+MAX_BODY = MAX_NOTE_BYTES + 4096
 # A log's side: an append's answer waits at most COSIGN_WAIT for its cosignatures, well within
 # an issuer's 15 s (ledger.client.TIMEOUT); each wait on a witness's socket is bounded too.
 COSIGN_WAIT = 5.0
@@ -150,6 +152,10 @@ def _cosign(store: LedgerStore, note: Note, old: int, proof: list[bytes]) -> Wit
             open_note(note, [parse_verifier_key(str(row[0]))])
         except LedgerError:
             return WitnessReply(403, "no valid signature from the log's key\n")
+        if cp.size == 0 and cp.root != merkle.EMPTY_ROOT:
+            # RFC 9162 fixes the empty tree's root: any other is a tree that cannot exist, and
+            # vouching for it would then refuse the log's honest empty checkpoint (409).
+            return WitnessReply(422, "a tree of size 0 has the root SHA-256 of nothing\n")
         kept = (int(row[1]), bytes(row[2]) if row[2] is not None else None)
         have_size, have_root = _state(conn, cp.origin, *kept)
         cosigned = str(row[3] or "") if (have_size, have_root) == kept else ""
@@ -165,11 +171,12 @@ def _cosign(store: LedgerStore, note: Note, old: int, proof: list[bytes]) -> Wit
             return WitnessReply(400, "old size is larger than the checkpoint\n")
         if old != have_size:
             return WitnessReply(409, f"{have_size}\n", "text/x.tlog.size")
-        if old == cp.size:
-            pass  # the tree we cosigned, asked again (another root at this size: refused above)
-        elif old == 0:
+        if old == cp.size or old == 0:
+            # The tree we cosigned asked again (another root at this size is refused above), or
+            # a first tree: either way the consistency proof is empty, and tlog-witness asks a
+            # witness to refuse a proof that is not the proof (422) rather than ignore it.
             if proof:
-                return WitnessReply(400, "the proof must be empty from size 0\n")
+                return WitnessReply(422, "the consistency proof must be empty here\n")
         else:
             assert have_root is not None
             try:

@@ -106,7 +106,7 @@ def test_unknown_key_only_is_unverified() -> None:
         "a\n\n— na+me AAAAAAAAAAAAAAAAAAAAAAAAAAAA\n",
         "a\x01\n\n— name AAAAAAAAAAAAAAAAAAAAAAAAAAAA\n",
         "a\n\n— name AAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-        "a\n\n\n— name AAAAAAAAAAAAAAAAAAAAAAAAAAAA\n",
+        "a\ud800\n\n— name AAAAAAAAAAAAAAAAAAAAAAAAAAAA\n",  # a lone surrogate: no UTF-8
     ],
 )
 def test_malformed_notes(text: str) -> None:
@@ -119,6 +119,28 @@ def test_malformed_bytes() -> None:
         note.parse_note(b"\xff\n\n")
     with pytest.raises(MalformedInput):
         note.parse_note(b"a" * (note.MAX_NOTE_BYTES + 1))
+
+
+@pytest.mark.parametrize("text", ["a\n\nb\n", "a\n\n", "\nb\n", "del \x7f\n"])
+def test_a_note_text_may_hold_what_signed_note_allows(text: str) -> None:
+    """signed-note: the text "MAY contain empty lines" and only ASCII controls below U+0020
+    (newline apart) are forbidden; the last blank line is the one that ends the text."""
+    signer = note.generate_signer("example.com/log")
+    signed = note.sign_note(text, signer)
+    opened, ok = note.open_note(signed.encode(), [signer.verifier])
+    assert opened.text == text and ok == [signer.verifier]
+
+
+def test_sixteen_post_quantum_sized_signatures_fit() -> None:
+    """Verifiers "MUST accept at least up to 16 signatures", which may be nearly 5 kB each:
+    unknown ones are skipped, the known one still verifies."""
+    signer = note.generate_signer("example.com/log")
+    signed = note.sign_note("example.com/log\n1\n" + "A" * 43 + "=\n", signer)
+    big = "".join(f"— pq{i} {base64.b64encode(bytes(4 + 4900)).decode()}\n" for i in range(15))
+    text = signed.encode() + big
+    assert len(text.encode()) > 64 * 1024
+    opened, ok = note.open_note(text, [signer.verifier])
+    assert len(opened.signatures) == 16 and ok == [signer.verifier]
 
 
 @pytest.mark.parametrize(
@@ -170,6 +192,16 @@ def test_verify_checkpoint_needs_log_and_witness() -> None:
     assert note.verify_checkpoint(full, log.verifier, [witness.verifier]) == _checkpoint()
     with pytest.raises(LedgerError):
         note.verify_checkpoint(full, log.verifier)  # quorum 1 but no witness configured
+    second = note.generate_signer("example.org/witness2", note.COSIGNATURE_V1)
+    with pytest.raises(LedgerError) as err:  # "at least quorum": one of two is not two
+        note.verify_checkpoint(full, log.verifier, [witness.verifier, second.verifier],
+                               quorum=2)
+    assert err.value.code == "note_missing_cosignature"
+    with pytest.raises(LedgerError):  # nor is one known witness, for a quorum of two
+        note.verify_checkpoint(full, log.verifier, [witness.verifier], quorum=2)
+    both = signed.with_signatures([witness.sign(body), second.sign(body)]).encode()
+    assert note.verify_checkpoint(both, log.verifier, [witness.verifier, second.verifier],
+                                  quorum=2) == _checkpoint()
     other = note.generate_signer("example.org/log")
     with pytest.raises(LedgerError):
         note.verify_checkpoint(full, other.verifier, [witness.verifier])

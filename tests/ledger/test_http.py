@@ -15,6 +15,7 @@ from credential.note import open_note, parse_checkpoint
 from ledger.audit import audit
 from ledger.http import create_app
 from ledger.store import LedgerStore
+from ledger.witness import MAX_BODY
 from tests.ledger.conftest import PASSPHRASE, init_home, run_cli
 from tests.ledger.helpers import b64u, commitment, http_entries, valid_entries
 
@@ -154,7 +155,7 @@ def _bad_requests(token: str) -> list[tuple[str, str, dict[str, Any], int, str]]
         ("POST", "/add-checkpoint", {"data": b"old 0\n\n\xff\n"}, 400, "note_malformed"),
         ("POST", "/add-checkpoint", {"data": "old ²3\n\no\n"}, 400, bad_witness),
         ("POST", "/add-checkpoint", {"data": "old ١\n\no\n"}, 400, bad_witness),
-        ("POST", "/add-checkpoint", {"data": "old 0\n\n" + "x" * 70_000}, 413,
+        ("POST", "/add-checkpoint", {"data": "old 0\n\n" + "x" * MAX_BODY}, 413,
          "ledger_body_too_large"),
         ("POST", "/add-checkpoint", {"data": "old 0\n\nno.such/log\n1\n" + "A" * 43
                                      + "=\n\n— no.such/log AAAAAAAAAAAA\n"}, 404,
@@ -355,3 +356,44 @@ def test_a_node_without_a_witness_key_is_unavailable_as_a_witness(home: Path) ->
     assert resp.status_code == 503
     err = resp.get_json()
     assert err["code"] == "ledger_no_witness_key" and err["message"]["es"]
+
+
+def test_a_wrong_method_is_told_the_methods_there_are(client: FlaskClient) -> None:
+    """RFC 9110 §15.5.6: a 405 MUST carry an Allow header."""
+    resp = client.post("/checkpoint")
+    assert resp.status_code == 405 and "GET" in resp.headers["Allow"]
+    resp = client.get("/add-checkpoint")
+    assert resp.status_code == 405 and "POST" in resp.headers["Allow"].split(", ")
+
+
+def test_the_witness_vouches_only_for_trees_that_can_be(home: Path) -> None:
+    """A size-0 checkpoint must carry the empty tree's root (RFC 9162), and where the
+    consistency proof must be empty (from size 0, or between equal sizes) a proof that is not
+    is refused (tlog-witness: 422), not ignored; the honest requests still get cosigned."""
+    from credential.note import Checkpoint, Note, generate_signer
+    from ledger.witness import witness_log
+
+    log = generate_signer("ledger.cxl.example/log")
+
+    def request(old: int, proof: list[bytes], size: int, root: bytes) -> str:
+        body = Checkpoint(log.name, size, root).body()
+        lines = "".join(base64.b64encode(h).decode() + "\n" for h in proof)
+        return f"old {old}\n{lines}\n{Note(body, (log.sign(body),)).encode()}"
+
+    root_1 = merkle.leaf_hash(b"one")
+    with LedgerStore.open(home, passphrase=PASSPHRASE) as store:
+        witness_log(store, log.verifier.vkey)
+        witness = create_app({"TESTING": True}, store=store).test_client()
+
+        def post(text: str) -> tuple[int, str]:
+            resp = witness.post("/add-checkpoint", data=text)
+            return resp.status_code, resp.get_data(as_text=True)
+
+        assert post(request(0, [], 0, b"\x11" * 32)) == (
+            422, "a tree of size 0 has the root SHA-256 of nothing\n")
+        assert post(request(0, [], 0, merkle.EMPTY_ROOT))[0] == 200
+        assert post(request(0, [b"\x22" * 32], 1, root_1))[0] == 422
+        assert post(request(0, [], 1, root_1))[0] == 200
+        assert post(request(1, [b"\x22" * 32], 1, root_1))[0] == 422
+        status, line = post(request(1, [], 1, root_1))
+        assert status == 200 and line.startswith("— ")
