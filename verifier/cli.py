@@ -126,6 +126,18 @@ class _Setup:
         return Verifier(bundles=signed, roots=[RootKey.from_json(r) for r in roots]), policy
 
 
+def _check_not_older(held: Verifier, new: Verifier) -> None:
+    """A counter keeps the newest bundle per city: a reload that would take a city back to an
+    older version (an old copy restored, a replayed file) would bring back the passports
+    revoked since, so it is refused (``bundle_rollback``) and the counter goes on as it was."""
+    have = {b.code: b for b in held.bundles}
+    for bundle in new.bundles:
+        kept = have.get(bundle.code)
+        if kept is not None and bundle.version < kept.version:
+            raise UsageError("bundle_rollback", city=bundle.city, got=bundle.version,
+                             have=kept.version)
+
+
 def _versions(verifier: Verifier) -> str:
     return ", ".join(f"{b.city} v{b.version}" for b in verifier.bundles)
 
@@ -147,7 +159,9 @@ def _scan(setup: _Setup, verifier: Verifier, policy: Policy, at: int | None,
                 continue
             if setup.changed():
                 try:
-                    verifier, policy = setup.load()
+                    loaded, new_policy = setup.load()
+                    _check_not_older(verifier, loaded)
+                    verifier, policy = loaded, new_policy
                 except (PasaporteError, OSError) as exc:  # keep the last good setup: scans go on
                     error = exc if isinstance(exc, PasaporteError) else StoreError(
                         "file_error", path=exc.filename or "?", reason=exc.strerror or str(exc))

@@ -228,3 +228,45 @@ def test_a_counter_policy_file_changes_the_decision(tmp_path: Path, run: Run) ->
     (tmp_path / "policy.json").write_text('{"paper": "reject", "paper": "accept"}')
     code, _, err = run(*counter, "--policy", str(tmp_path / "policy.json"))
     assert code == 2 and "[policy_invalid]" in err
+
+
+def test_the_counter_at_work_never_goes_back_to_an_older_bundle(tmp_path: Path) -> None:
+    """A counter keeps the newest bundle per city: an older copy put in place while it runs
+    (a backup restored, a replayed sync) would let a passport revoked since through again.
+    It is refused, the newer bundle kept; a newer one still counts."""
+    city = City(now=int(time.time()))
+    paper = transport.pack(city.issue().to_cbor())  # status index 1
+    bundle, root = tmp_path / "b.cbor", tmp_path / "r.json"
+    old = city.bundle(version=1)
+    city.revocation.set(1)
+    bundle.write_bytes(city.bundle(version=2))
+    root.write_text(city.root.to_json())
+
+    def put(data: bytes) -> None:  # whole, in one rename, as a trust sync does
+        (tmp_path / "new.cbor").write_bytes(data)
+        os.replace(tmp_path / "new.cbor", bundle)
+
+    with subprocess.Popen(
+            [sys.executable, "-m", "pasaporte.cli", "verify", "--service", "transit", "--bundle",
+             str(bundle), "--trust-root", str(root), "--scan", "--json"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            cwd=tmp_path) as counter:
+        assert counter.stdin and counter.stdout and counter.stderr
+        codes = []
+        try:
+            for setup in (None, old, city.bundle(version=3)):
+                if setup is not None:
+                    put(setup)
+                counter.stdin.write(paper.encode() + b"\n")
+                counter.stdin.flush()
+                codes.append(json.loads(counter.stdout.readline())["code"])
+            counter.stdin.close()
+            assert counter.wait(timeout=60) == 0  # a session's end, whatever it scanned
+        finally:
+            counter.kill()
+        err = counter.stderr.read().decode()
+    assert codes == ["revoked", "revoked", "revoked"]
+    assert "[bundle_rollback]" in err and "version 1, older than the version 2" in err
+    assert "versión 1, más vieja que la 2" in err
+    assert "Still using the previous setup (Mexicali v2)" in err
+    assert "Setup updated: Mexicali v3" in err
