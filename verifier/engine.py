@@ -183,7 +183,8 @@ class Verifier:
         candidates = self._keys.get(c.kid or b"", ())
         # Labels depend on the signing city's catalogs; nearly always only one key has this kid.
         early_bundle = candidates[0].bundle if len(candidates) == 1 else None
-        early = self._labelled(d, early_bundle) if early_bundle is not None else None
+        early = (self._labelled(d, early_bundle) if early_bundle is not None and kb is not None
+                 else None)
 
         trusted = None
         for candidate in candidates:  # kids are short: may collide
@@ -272,8 +273,16 @@ class Verifier:
             if d.groups[group].get(fieldname) is not True:
                 return _reject("not_eligible", d, issuer, service=policy.service)
 
-        claims, unknown = early if early is not None and bundle is early_bundle else \
-            self._labelled(d, bundle)
+        if paper:
+            # Paper discloses everything (no wallet to choose with): the counter shows what
+            # the service needs, and the names where a photo ID is to be compared with them,
+            # not a birth date or a clinic network at the library.
+            claims, unknown = self._labelled(d, bundle, frozenset(policy.requires) | (
+                _ID_GROUPS if policy.paper == "accept_with_id" else frozenset()))
+        elif early is not None and bundle is early_bundle:
+            claims, unknown = early
+        else:
+            claims, unknown = self._labelled(d, bundle)
         if unknown:
             # A city added a library system or a clinic network after this counter's bundle:
             # the passport is still good, but the clerk cannot read the name.
@@ -281,15 +290,16 @@ class Verifier:
         return Result("accepted", "accepted", dict(self._accepted), claims=claims, issuer=issuer,
                       credential_id=p.credential_id, paper=paper, warnings=tuple(warnings))
 
-    def _labelled(self, d: Decoded, bundle: TrustBundle
+    def _labelled(self, d: Decoded, bundle: TrustBundle, only: frozenset[str] | None = None
                   ) -> tuple[tuple[dict[str, Any], ...], bool]:
-        """Disclosed claims with their Spanish/English labels, in schema order, and whether a
-        catalogued code among them has no name in the bundle (shown as ``#code``)."""
+        """Disclosed claims (of the groups ``only`` names, if given) with their Spanish/English
+        labels, in schema order, and whether a catalogued code among them has no name in the
+        bundle (shown as ``#code``)."""
         out: list[dict[str, Any]] = []
         unknown = False
         for group, shown in self._plan:
             values = d.groups.get(group)
-            if values is None:
+            if values is None or (only is not None and group not in only):
                 continue
             for s in shown:
                 v = values.get(s.claim)
@@ -311,6 +321,7 @@ class Verifier:
 
 
 _NO_NAMES: dict[int, str] = {}
+_ID_GROUPS = frozenset({"names"})  # what a clerk compares with a photo ID
 
 
 def verify(scanned: object, *, service: str, bundles: Iterable[bytes], roots: Sequence[RootKey],

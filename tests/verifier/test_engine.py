@@ -207,6 +207,25 @@ def test_paper_credential_policies(city: City) -> None:
     reject(v, text, "paper_not_accepted", Policy.for_service("library", paper="reject"))
 
 
+def test_a_paper_passport_shows_the_counter_only_what_its_service_needs(city: City) -> None:
+    """Paper carries every claim (no wallet to choose with): the library sees residence and
+    library, not a birth date or a clinic network; where a photo ID is to be checked, the
+    names too."""
+    text = transport.pack(city.issue().to_cbor())
+    v = verifier_for(city)
+
+    def groups(policy: Policy) -> set[str]:
+        r = v.verify(text, service=policy, now=NOW)
+        assert r.accepted
+        return {c["group"] for c in r.claims}
+
+    assert groups(Policy.for_service("library")) == {"residence", "library"}
+    assert groups(Policy.for_service("library", paper="accept_with_id")) == {
+        "names", "residence", "library"}
+    assert groups(Policy.for_service("transit")) == {"names", "residence", "transit"}
+    assert groups(Policy.for_service("clinic")) == {"names", "birth_date", "residence", "clinic"}
+
+
 def test_disclosures_incomplete(city: City) -> None:
     paper = city.issue()
     text = transport.pack(cbor2.dumps([paper.cose, list(paper.disclosures[:-1])]))
