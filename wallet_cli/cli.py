@@ -21,7 +21,7 @@ from credential.keys import b64url
 from credential.logproof import read_trust_files
 from credential.passport import parse_nonce
 from schemas import schema
-from wallet_cli.store import CredentialEntry, Wallet
+from wallet_cli.store import MAX_IMPORT_BYTES, CredentialEntry, Wallet
 
 __all__ = ["group"]
 
@@ -89,7 +89,8 @@ def trust(bundles: tuple[str, ...], roots: tuple[str, ...], proofs: tuple[str, .
     """Confía en paquetes de ciudades / Trust cities' bundles: names for codes, issuer checks.
     With --log-key, only bundles proven to be on the public ledger."""
     wallet = Wallet.open(_home(home))
-    kept = wallet.trust(*read_trust_files(bundles, roots, proofs, log_keys, witness_keys))
+    kept = wallet.trust(*read_trust_files(bundles, roots, proofs, log_keys, witness_keys),
+                        notice=lambda n: _say(n.diagnostics()))
     for line in kept:
         click.echo(line)
 
@@ -103,7 +104,11 @@ def import_(file: BinaryIO, home: Path | None) -> None:
     Prints the credential id.
     """
     wallet = Wallet.open(_home(home))
-    raw = file.read(64 * 1024 + 1)
+    raw = file.read(MAX_IMPORT_BYTES + 1)
+    if len(raw) > MAX_IMPORT_BYTES:
+        # Before decoding: the read may have cut a character in half, and the file's size,
+        # not its encoding, is what is wrong with it.
+        raise MalformedInput("too_large")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

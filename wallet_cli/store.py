@@ -4,12 +4,17 @@ Layout of a wallet home (``credential.home.resolve_home("wallet", …)``)::
 
     HOME/                     0700
       wallet.json             0600  {"type", "public_key" (clear), "sealed_key" (keys.seal), …}
+      .lock                   0600  empty; held (flock) by whoever changes the wallet
       credentials/            0700
         <credential id>.cbor  0600  the credential as imported: CBOR [COSE_Sign1, [disclosures]]
+      trust/                  0700
+        <code>.root.json, <code>.bundle   the newest verified bundle per city (``wallet trust``)
 
 The public key sits in clear next to the sealed secret so that ``wallet key``, ``import`` and
 ``list`` never ask for the passphrase; only ``present`` (which signs) unseals. Each file is
-written with ``atomic_write``, so a crash leaves the old file or the new one, never half of one.
+written with ``atomic_write``, so a crash leaves the old file or the new one, never half of one;
+and each change that depends on what is already there (init, import, trust) is made holding
+``.lock``, so that two commands run at once cannot both act on what they saw before the other.
 
 Nothing here knows about click: the command layer (``wallet_cli.cli``) reads passphrases and
 prints; this module checks, stores and builds presentations, raising ``credential.errors``.
@@ -17,10 +22,13 @@ prints; this module checks, stores and builds presentations, raising ``credentia
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -32,7 +40,7 @@ import nacl.utils
 from credential import cbor, jsontext, sd, transport
 from credential.bundle import RootKey, TrustBundle, check_roots, parse_bundle
 from credential.claims import display_value
-from credential.errors import MalformedInput, Rejection, StoreError, UsageError
+from credential.errors import MalformedInput, PasaporteError, Rejection, StoreError, UsageError
 from credential.home import atomic_write
 from credential.keys import b64url, seal, signing_key, unb64url, unseal
 from credential.passport import Decoded, decode_envelope, present
@@ -56,7 +64,11 @@ WALLET_FILE = "wallet.json"
 CREDENTIALS_DIR = "credentials"
 SUFFIX = ".cbor"
 TRUST_DIR = "trust"
+LOCK_FILE = ".lock"
 MAX_IMPORT_CHARS = 16384  # a full credential is ~1 KB of QR text; anything far larger is not one
+# UTF-8 takes at most 4 bytes a character: more bytes than this are too many characters, known
+# before decoding (a bounded read may end in the middle of a character).
+MAX_IMPORT_BYTES = 4 * MAX_IMPORT_CHARS
 MAX_AUDIENCE = 64
 # Credential ids are base64url of the CWT ``cti`` (≤ 32 bytes): also safe as file names, and
 # checking the shape keeps a typed id from ever naming a path outside the wallet.
@@ -252,6 +264,23 @@ def _check_credential(cbor_bytes: bytes, holder_key: bytes) -> Decoded:
     return decoded
 
 
+@contextlib.contextmanager
+def _locked(home: Path) -> Iterator[None]:
+    """Hold the wallet's lock (waiting for it): a look at what is stored and the change made on
+    it become one step, as far as other ``pasaporte wallet`` processes are concerned. An flock
+    is released by the kernel when its holder dies, so a crash never leaves the wallet locked."""
+    fd = os.open(home / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _kid_text(kid: bytes | None) -> str:
+    return "—" if kid is None else b64url(kid)
+
+
 # -- the wallet -------------------------------------------------------------------------------
 
 class Wallet:
@@ -280,9 +309,14 @@ class Wallet:
                "sealed_key": b64url(sealed), "created": datetime.now(UTC).isoformat(
                    timespec="seconds")}
         home.mkdir(parents=True, exist_ok=True, mode=0o700)
-        (home / CREDENTIALS_DIR).mkdir(exist_ok=True, mode=0o700)
-        # One file holds both halves, so init is a single atomic write: no half-made wallet.
-        atomic_write(path, (json.dumps(doc, indent=2) + "\n").encode("utf-8"))
+        # Two inits at once on one home would each see no wallet, and the second write would
+        # replace the first's key after it was printed (and perhaps given to an office): the
+        # check and the write are one step under the lock; the losers get ``wallet_exists``.
+        with _locked(home):
+            cls.refuse_existing(home)
+            (home / CREDENTIALS_DIR).mkdir(exist_ok=True, mode=0o700)
+            # One file holds both halves, so init is a single atomic write: no half-made wallet.
+            atomic_write(path, (json.dumps(doc, indent=2) + "\n").encode("utf-8"))
         return cls(home, public_key, sealed)
 
     @staticmethod
@@ -324,23 +358,37 @@ class Wallet:
     def trust_dir(self) -> Path:
         return self.home / TRUST_DIR
 
-    def trust(self, bundles: Sequence[bytes], roots: Sequence[bytes]) -> list[str]:
-        """Verify bundles against city roots and keep them (newest version per city)."""
+    def trust(self, bundles: Sequence[bytes], roots: Sequence[bytes], *,
+              notice: Callable[[PasaporteError], None] | None = None) -> list[str]:
+        """Verify bundles against city roots and keep them (newest version per city).
+
+        A bundle older than the one held is not kept, and ``notice`` is told why (the resident
+        asked for it: silence would read as done)."""
         root_keys = [RootKey.from_json(r) for r in roots]
-        # a root already trusted for a code is never silently replaced by another city's
-        check_roots([*self._trusted_roots().values(), *root_keys])
-        versions = {code: b.version for code, b in self.trusted_bundles().items()}
         kept = []
-        for data in bundles:
-            bundle = parse_bundle(data, root_keys)
-            if versions.get(bundle.code, -1) > bundle.version:
-                continue
-            versions[bundle.code] = bundle.version
-            root = next(r for r in root_keys if r.code == bundle.code)
-            self.trust_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            atomic_write(self.trust_dir / f"{bundle.code}.root.json", root.to_json().encode())
-            atomic_write(self.trust_dir / f"{bundle.code}.bundle", data)
-            kept.append(f"{bundle.city} ({bundle.code}) v{bundle.version}")
+        # Held throughout: what is trusted is read and replaced as one step, or two trusts at
+        # once would each compare with the same old version and the older could be written last.
+        with _locked(self.home):
+            # a root already trusted for a code is never silently replaced by another city's
+            check_roots([*self._trusted_roots().values(), *root_keys])
+            versions = {code: b.version for code, b in self.trusted_bundles().items()}
+            for data in bundles:
+                bundle = parse_bundle(data, root_keys)
+                held = versions.get(bundle.code, -1)
+                if held > bundle.version:
+                    if notice is not None:
+                        # (``code`` names the error itself: the city's is ``city_code``)
+                        notice(PasaporteError("wallet_trust_older", city=bundle.city,
+                                              city_code=bundle.code, held=held,
+                                              version=bundle.version))
+                    continue
+                versions[bundle.code] = bundle.version
+                root = next(r for r in root_keys if r.code == bundle.code)
+                self.trust_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+                atomic_write(self.trust_dir / f"{bundle.code}.root.json",
+                             root.to_json().encode())
+                atomic_write(self.trust_dir / f"{bundle.code}.bundle", data)
+                kept.append(f"{bundle.city} ({bundle.code}) v{bundle.version}")
         return kept
 
     def _trusted_roots(self) -> dict[str, RootKey]:
@@ -380,19 +428,45 @@ class Wallet:
             raise MalformedInput("too_large")
         data = transport.unpack(text, max_chars=MAX_IMPORT_CHARS)
         decoded = _check_credential(data, self.public_key)
-        if self._check_issuer(decoded) is False:
-            raise MalformedInput("wallet_import_signature", issuer=decoded.payload.iss)
         cred_id = decoded.payload.credential_id
         path = self._path(cred_id)
         outcome: Literal["imported", "unchanged", "replaced"] = "imported"
-        if path.exists():
-            if path.read_bytes() == data:
-                return ImportResult(cred_id, "unchanged")
-            # Same id, new bytes: the office re-issued this credential (new data or dates).
-            outcome = "replaced"
-        self.credentials_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        atomic_write(path, data)
+        # Under the lock: the stored credential checked against is the one replaced.
+        with _locked(self.home):
+            vouched = self._check_issuer(decoded)
+            if vouched is False:
+                raise MalformedInput("wallet_import_signature", issuer=decoded.payload.iss)
+            if path.exists():
+                if path.read_bytes() == data:
+                    return ImportResult(cred_id, "unchanged")
+                # Same id, new bytes: the office re-issued this credential (new data or dates).
+                self._refuse_foreign_reissue(cred_id, decoded, vouched=vouched is True)
+                outcome = "replaced"
+            self.credentials_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            atomic_write(path, data)
         return ImportResult(cred_id, outcome)
+
+    def _refuse_foreign_reissue(self, cred_id: str, new: Decoded, *, vouched: bool) -> None:
+        """Raise unless ``new`` can be the stored credential re-issued by the office that issued
+        it. Whoever issues chooses the id (``credential_id`` in an office's claims), so an id
+        alone would let any office, or anyone with a key, erase a resident's passport.
+
+        The same city code and office key (``iss``, ``kid``) is the re-issue an office makes;
+        another key of the same city (a rotation) only when the city's trusted bundle vouches
+        for its signature, since without one the wallet cannot check signatures at all and
+        anyone can give their office the city's name."""
+        try:
+            held = self.load(cred_id)
+        except StoreError:
+            return  # damaged on disk: the resident was told to import it again, and this is it
+        old_kid, new_kid = held.credential.kid, new.credential.kid
+        if new.payload.iss != held.payload.iss:
+            raise StoreError("wallet_import_other_issuer", id=cred_id, issuer=new.payload.iss,
+                             held=held.payload.iss)
+        if new_kid != old_kid and not vouched:
+            raise StoreError("wallet_import_unverified_reissue", id=cred_id,
+                             issuer=new.payload.iss, kid=_kid_text(new_kid),
+                             held_kid=_kid_text(old_kid))
 
     def _path(self, cred_id: str) -> Path:
         return self.credentials_dir / f"{cred_id}{SUFFIX}"

@@ -340,3 +340,61 @@ def test_a_qr_file_is_named_png(run: Run, wallet_home: Path, mexicali: City,
     result = run("wallet", "present", cred_id, "--for", "library", "--qr",
                  str(tmp_path / "code.PNG"), "--home", wallet_home)
     assert result.exit_code == 0 and (tmp_path / "code.PNG").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_another_city_cannot_replace_a_passport_under_its_id(run: Run, wallet_home: Path,
+                                                             mexicali: City, calexico: City,
+                                                             tmp_path: Path) -> None:
+    """An office chooses the credential id (``credential_id`` in the claims): a file from
+    another city under the id of the resident's passport must not erase it."""
+    from credential import transport
+
+    wallet = Wallet.open(wallet_home)
+    mine = mexicali.issue_for(wallet.public_key, example_claims("mexicali"))
+    (tmp_path / "mine.pu1").write_text(transport.pack(mine.to_cbor()), "utf-8")
+    assert run("wallet", "import", tmp_path / "mine.pu1", "--home", wallet_home).exit_code == 0
+    stored = (wallet.credentials_dir / f"{mine.credential_id}.cbor").read_bytes()
+    theirs = calexico.issue_for(wallet.public_key, example_claims("calexico"), cti=mine.cti)
+    (tmp_path / "theirs.pu1").write_text(transport.pack(theirs.to_cbor()), "utf-8")
+    result = run("wallet", "import", tmp_path / "theirs.pu1", "--home", wallet_home)
+    assert isinstance(result.exception, StoreError)  # exit 1 through the console script
+    assert result.exception.code == "wallet_import_other_issuer"
+    assert "us-cxl" in result.exception.message["es"] and "mx-mxl" in result.exception.message["en"]
+    assert "no se modificó" in result.exception.message["es"]
+    assert result.stdout == ""
+    assert (wallet.credentials_dir / f"{mine.credential_id}.cbor").read_bytes() == stored
+    [entry] = json.loads(run("wallet", "list", "--json", "--home", wallet_home).stdout)
+    assert (entry["id"], entry["issuer"]) == (mine.credential_id, "mx-mxl")
+
+
+def test_a_large_file_of_multibyte_text_is_too_large(run: Run, wallet_home: Path,
+                                                     tmp_path: Path) -> None:
+    """The bounded read may end inside a character: the size is the answer, not "not UTF-8"."""
+    file = tmp_path / "u.txt"
+    file.write_text("ñ" * 40_000 + "\n", "utf-8")  # 80 KB of two-byte characters
+    result = run("wallet", "import", file, "--home", wallet_home)
+    assert isinstance(result.exception, MalformedInput)
+    assert result.exception.code == "too_large"
+    assert Wallet.open(wallet_home).ids() == []
+
+
+def test_concurrent_inits_make_one_wallet(tmp_path: Path) -> None:
+    """Four ``wallet init`` at once on one home: one wallet, one key printed, three refusals;
+    never a key printed that the wallet does not hold."""
+    env = {**os.environ, "PASAPORTE_PASSPHRASE": PASSPHRASE}
+    env.pop("PASAPORTE_HOME", None)
+    home = tmp_path / "wi"
+    procs = [subprocess.Popen([sys.executable, "-m", "pasaporte", "wallet", "init",
+                               "--home", str(home)], env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for _ in range(4)]
+    outputs = [p.communicate(timeout=120) for p in procs]  # every one ended before any check
+    done = [(p.returncode, out, err) for p, (out, err) in zip(procs, outputs, strict=True)]
+    winners = [out for rc, out, _ in done if rc == 0]
+    assert len(winners) == 1, done
+    assert all(rc == 1 and "[wallet_exists]" in err for rc, _, err in done if rc != 0), done
+    from credential.keys import b64url
+
+    assert winners[0].strip() == b64url(Wallet.open(home).public_key)
+    Wallet.open(home).holder_key(PASSPHRASE)
+    assert [p.name for p in home.iterdir() if p.name.startswith(".wallet.json")] == []

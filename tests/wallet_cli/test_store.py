@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import stat
 import time
+from datetime import date
 from pathlib import Path
 
 import cbor2
+import nacl.signing
 import pytest
 
 from credential import transport
@@ -240,3 +243,25 @@ def test_a_damaged_wallet_file_is_a_typed_error(wallet_home: Path, content: byte
     with pytest.raises(StoreError) as raised:
         Wallet.open(wallet_home)
     assert raised.value.code == "wallet_unreadable"
+
+
+def test_same_id_under_another_office_key_needs_the_citys_bundle(wallet: Wallet,
+                                                                  mexicali: City) -> None:
+    """Same city code, another key: a new office key after a rotation, or anyone who named
+    their office after the city. Only the city's trusted bundle can tell them apart."""
+    first = mexicali.issue_for(wallet.public_key, example_claims("mexicali"))
+    wallet.import_text(transport.pack(first.to_cbor()))
+    rotated = dataclasses.replace(mexicali, office_key=nacl.signing.SigningKey.generate())
+    again = rotated.issue_for(wallet.public_key,
+                              example_claims("mexicali", valid_until="2031-01-01"), cti=first.cti)
+    with pytest.raises(StoreError) as err:
+        wallet.import_text(transport.pack(again.to_cbor()))
+    assert err.value.code == "wallet_import_unverified_reissue"
+    assert "wallet trust" in err.value.message["en"] and "wallet trust" in err.value.message["es"]
+    [entry], _ = wallet.entries()
+    assert entry.valid_until != date(2031, 1, 1)
+    wallet.trust([rotated.bundle()], [rotated.root.to_json().encode()])
+    result = wallet.import_text(transport.pack(again.to_cbor()))
+    assert (result.id, result.outcome) == (first.credential_id, "replaced")
+    [entry], _ = wallet.entries()
+    assert entry.valid_until == date(2031, 1, 1)

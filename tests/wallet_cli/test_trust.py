@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import cbor2
@@ -112,3 +116,43 @@ def test_a_trusted_bundle_tells_the_resident_of_a_revocation_or_suspension(
     assert entry.status == "revoked"
     shown = wallet.present(entry.id.lower(), service="library", passphrase=PASSPHRASE, now=NOW)
     assert shown.status == "revoked"  # made all the same (the CLI warns): the counter decides
+
+
+def test_trusting_an_older_bundle_says_so(run: Run, wallet_home: Path, tmp_path: Path) -> None:
+    city = City()
+    (tmp_path / "r.json").write_text(city.root.to_json())
+    for version in (3, 2):
+        (tmp_path / f"v{version}.cbor").write_bytes(city.bundle(version=version))
+    newer = run("wallet", "trust", "--bundle", tmp_path / "v3.cbor",
+                "--trust-root", tmp_path / "r.json", "--home", wallet_home)
+    assert newer.exit_code == 0 and "[wallet_trust_older]" not in newer.stderr
+    older = run("wallet", "trust", "--bundle", tmp_path / "v2.cbor",
+                "--trust-root", tmp_path / "r.json", "--home", wallet_home)
+    assert older.exit_code == 0 and older.stdout == ""
+    assert "[wallet_trust_older]" in older.stderr
+    assert "v3" in older.stderr and "v2" in older.stderr
+    assert "se conserva" in older.stderr.lower() and "kept" in older.stderr.lower()
+    assert Wallet.open(wallet_home).trusted_bundles()["MXMEX"].version == 3
+
+
+def test_concurrent_trusts_keep_the_newest(wallet_home: Path, tmp_path: Path) -> None:
+    """One ``wallet trust`` storing a long run of versions while another stores a newer one:
+    whatever the interleaving, the newest version is the one kept."""
+    city = City()
+    (tmp_path / "r.json").write_text(city.root.to_json())
+    many = []
+    for version in range(1, 151):
+        many += ["--bundle", str(tmp_path / f"v{version}.cbor")]
+        (tmp_path / f"v{version}.cbor").write_bytes(city.bundle(version=version))
+    (tmp_path / "newest.cbor").write_bytes(city.bundle(version=1000))
+    env = {**os.environ, "PASAPORTE_PASSPHRASE": PASSPHRASE}
+    common = ["--trust-root", str(tmp_path / "r.json"), "--home", str(wallet_home)]
+    for _ in range(3):  # an interleaving that loses the newest need not happen every time
+        shutil.rmtree(wallet_home / "trust", ignore_errors=True)
+        procs = [subprocess.Popen([sys.executable, "-m", "pasaporte", "wallet", "trust", *args,
+                                   *common], env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True)
+                 for args in (many, ["--bundle", str(tmp_path / "newest.cbor")])]
+        errors = [p.communicate(timeout=120)[1] for p in procs]  # both ended before any check
+        assert [p.returncode for p in procs] == [0, 0], errors
+        assert Wallet.open(wallet_home).trusted_bundles()["MXMEX"].version == 1000
