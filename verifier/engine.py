@@ -267,7 +267,10 @@ class Verifier:
 
         missing = [g for g in policy.requires if g not in d.groups]
         if missing:
-            return _reject("claims_missing", d, issuer, groups=", ".join(missing))
+            labels = [schema().group(g).label for g in missing]
+            return _reject("claims_missing", d, issuer, groups=", ".join(missing),
+                           groups_es=", ".join(x["es"] for x in labels),
+                           groups_en=", ".join(x["en"] for x in labels))
         if policy.eligibility is not None:
             group, fieldname = policy.eligibility
             if d.groups[group].get(fieldname) is not True:

@@ -311,8 +311,14 @@ def test_stale_status_list_warns_or_rejects(city: City, holder: nacl.signing.Sig
 
 def test_claims_missing_and_not_eligible(city: City, holder: nacl.signing.SigningKey) -> None:
     cred = city.issue(holder=holder)
-    reject(verifier_for(city), presentation(cred, holder, "library", ["residence"]),
-           "claims_missing")
+    shown = presentation(cred, holder, "library", ["residence"])
+    reject(verifier_for(city), shown, "claims_missing")
+    message = verifier_for(city).verify(shown, service="library", now=NOW).message
+    assert message == {  # what is missing, named in each language
+        "es": "Faltan datos que este servicio necesita: Biblioteca. Pida al titular que los "
+              "muestre desde su cartera.",
+        "en": "Missing data this service needs: Library. Ask the holder to show them from "
+              "their wallet."}
     claims = example_claims("calexico")  # clinic: not eligible
     cred = city.issue(claims, holder=holder)
     reject(verifier_for(city), presentation(cred, holder, "clinic", CLINIC), "not_eligible",
