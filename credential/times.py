@@ -24,10 +24,28 @@ def check_timezone(name: str) -> str:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     try:
-        ZoneInfo(name)
+        zone = ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise UsageError("timezone_unknown", timezone=name[:80]) from None
+    # A counter reads the validity days back without knowing the zone (``first_day``), which
+    # is exact for offsets over −12 h and up to +12 h; a zone beyond (Kiritimati, +14; Tonga,
+    # +13) would have every counter show its days off by one. Its offsets are checked month
+    # by month over the years passports issued now can be valid in (a zone's past, such as
+    # Kamchatka's +13 summers until 2011, does not matter).
+    this_year = datetime.now(UTC).year
+    for year in range(this_year, this_year + 31):
+        for month in range(1, 13):
+            offset = datetime(year, month, 1, tzinfo=zone).utcoffset()
+            if offset is not None and not -_HALF_DAY < offset.total_seconds() <= _HALF_DAY:
+                raise UsageError("timezone_out_of_range", timezone=name[:80],
+                                 offset=_offset_text(int(offset.total_seconds())))
     return name
+
+
+def _offset_text(seconds: int) -> str:
+    sign = "−" if seconds < 0 else "+"
+    hours, rest = divmod(abs(seconds), 3600)
+    return f"UTC{sign}{hours}" + (f":{rest // 60:02d}" if rest else "")
 
 
 def day_bounds(first: date, last: date, timezone: str | None) -> tuple[int, int]:
@@ -66,7 +84,10 @@ def rfc3339(ts: int) -> str:
 
 
 def parse_instant(text: str, option: str) -> int:
-    """An ISO-8601 time given on the command line (UTC when no zone is given)."""
+    """An ISO-8601 time given on the command line, with its zone (``Z`` or an offset). A time
+    without one is refused rather than guessed: read as UTC it is eight hours off for a clerk
+    in Mexicali, and a key's compromise time (``--since``) set hours late leaves valid what
+    the thief signed in between."""
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -74,5 +95,9 @@ def parse_instant(text: str, option: str) -> int:
                          reason_es=f"{option} no es una fecha y hora ISO-8601: {text}",
                          reason_en=f"{option} is not an ISO-8601 time: {text}") from None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
+        raise UsageError("usage_error",
+                         reason_es=f"{option} {text} necesita su zona horaria, p. ej. "
+                                   "2026-11-23T16:50-08:00 (Pacífico) o 2026-11-24T00:50Z (UTC)",
+                         reason_en=f"{option} {text} needs its time zone, e.g. "
+                                   "2026-11-23T16:50-08:00 (Pacific) or 2026-11-24T00:50Z (UTC)")
     return int(parsed.timestamp())

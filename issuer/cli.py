@@ -433,7 +433,8 @@ def office_add(office: str, home: str | None) -> None:
 # A kid is base64url: one in 64 begins with "-", which must read as the kid, not an option.
 @group.command(context_settings={"ignore_unknown_options": True})
 @click.argument("kid")
-@click.option("--since", required=True, help="ISO-8601 time from which the key is untrusted.")
+@click.option("--since", required=True, help="ISO-8601 time, with its zone, from which the key "
+              "is untrusted (2026-12-01T08:00-08:00).")
 @home_option
 def compromised(kid: str, since: str, home: str | None) -> None:
     """Marca una llave como comprometida / Mark an office key compromised from a time on

@@ -251,7 +251,8 @@ class _RepeatableFiles(click.Command):
 @click.option("--scan", is_flag=True,
               help="Read scans from the scanner (standard input) and show each result, until "
                    "the input ends or Ctrl-C; setup files are read again when they change.")
-@click.option("--at", help="Verify as of this ISO-8601 time (default: now).")
+@click.option("--at", help="Verify as of this ISO-8601 time, with its zone "
+              "(2026-11-23T16:50-08:00; default: now).")
 @click.option("--counter", help="This counter's id (audience check).")
 @click.option("--nonce", help="The challenge this counter displayed.")
 @click.option("--policy", "policy_file", type=click.Path(exists=True, dir_okay=False),

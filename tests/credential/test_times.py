@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from credential.errors import UsageError
-from credential.times import check_timezone, day_bounds, first_day, last_day
+from credential.times import check_timezone, day_bounds, first_day, last_day, parse_instant
 
 
 def _utc(ts: int) -> str:
@@ -41,9 +41,33 @@ def test_a_counter_reads_the_days_back_without_knowing_the_zone(zone: str) -> No
         day += timedelta(days=1)
 
 
+@pytest.mark.parametrize("zone,offset", [("Pacific/Kiritimati", "UTC+14"),
+                                         ("Pacific/Tongatapu", "UTC+13"),
+                                         ("Pacific/Chatham", "UTC+13:45"),
+                                         ("Etc/GMT+12", "UTC−12")])
+def test_a_zone_a_counter_would_read_a_day_off_is_refused(zone: str, offset: str) -> None:
+    with pytest.raises(UsageError) as err:
+        check_timezone(zone)
+    assert err.value.code == "timezone_out_of_range" and offset in err.value.message["en"]
+
+
+@pytest.mark.parametrize("zone", ZONES)
+def test_the_zones_a_counter_reads_exactly_are_taken(zone: str) -> None:
+    assert check_timezone(zone) == zone
+
+
 def test_an_unknown_zone_is_a_clear_error() -> None:
     assert check_timezone("America/Tijuana") == "America/Tijuana"
     for bad in ("Mexicali", "America/Nowhere", "../../etc/passwd", ""):
         with pytest.raises(UsageError) as err:
             check_timezone(bad)
         assert err.value.code == "timezone_unknown"
+
+
+def test_a_time_without_its_zone_is_refused_not_guessed() -> None:
+    assert parse_instant("2026-11-23T16:50:00-08:00", "--at") == parse_instant(
+        "2026-11-24T00:50:00Z", "--at")
+    for naive in ("2026-11-23T16:50", "2026-11-23"):
+        with pytest.raises(UsageError) as err:
+            parse_instant(naive, "--at")
+        assert "time zone" in err.value.message["en"] and "zona horaria" in err.value.message["es"]

@@ -42,8 +42,8 @@ def test_sample_csv_issues_verifiable_paper_passports(homes: dict[str, Path], pa
     assert [r["line"] for r in index] == ["2", "3", "4"]
     run("issuer", "root", "--out", str(tmp_path / "r.json"), "--home", str(home))
     run("issuer", "bundle", "--out", str(tmp_path / "b.cbor"), "--home", str(home))
-    for r in index:
-        code, result, _ = run("verify", "--service", "library", "--bundle",
+    for r in index:  # transit: paper with photo ID, so the counter shows the names
+        code, result, _ = run("verify", "--service", "transit", "--bundle",
                               str(tmp_path / "b.cbor"), "--trust-root", str(tmp_path / "r.json"),
                               "--image", str(out / f"{r['credential_id']}.png"), "--json")
         assert code == 0 and json.loads(result)["paper"] is True
