@@ -367,6 +367,12 @@ def verify_checkpoint(data: bytes | str, log: Verifier, witnesses: Sequence[Veri
     *and* the other city's cosignature, so nobody can be shown a history the witness has not
     checked for consistency.
     """
+    for witness in witnesses:
+        # The log's own key given as a witness's (a paste into the wrong option) would count
+        # the log's signature as its cosignature: the check that someone else saw this
+        # history would pass with nobody else involved.
+        if witness.public_key == log.public_key or witness.name == log.name:
+            raise LedgerError("note_witness_is_log", name=witness.name)
     note, ok = open_note(data, [log, *witnesses])
     if log not in ok:
         raise LedgerError("note_unverified")

@@ -205,3 +205,17 @@ def test_verify_checkpoint_needs_log_and_witness() -> None:
     other = note.generate_signer("example.org/log")
     with pytest.raises(LedgerError):
         note.verify_checkpoint(full, other.verifier, [witness.verifier])
+
+
+def test_the_log_is_no_witness_of_itself() -> None:
+    """The log's key given as a witness key (under either type) would let the log's own
+    signature stand for the other city's cosignature."""
+    log = note.generate_signer("example.org/log")
+    body = _checkpoint().body()
+    signed = note.sign_note(body, log).encode()
+    as_cosigner = note.Verifier(log.name, log.verifier.public_key, note.COSIGNATURE_V1)
+    renamed = note.Verifier("example.org/witness", log.verifier.public_key)
+    for posing in (log.verifier, as_cosigner, renamed):
+        with pytest.raises(LedgerError) as err:
+            note.verify_checkpoint(signed, log.verifier, [posing])
+        assert err.value.code == "note_witness_is_log"
