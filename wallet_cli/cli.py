@@ -33,7 +33,9 @@ _home_option = click.option(
 _FILE = click.Path(exists=True, dir_okay=False)  # read whole, bounded (read_bounded)
 _STATUS = {"valid": "vigente / valid", "expired": "vencido / expired",
            "not_yet_valid": "aún no vigente / not yet valid", "revoked": "revocado / revoked",
-           "suspended": "suspendido / suspended"}
+           "suspended": "suspendido / suspended",
+           "key_compromised": "llave de la oficina comprometida: pida uno nuevo / office key "
+                              "compromised: ask for a new one"}
 _OUTCOME = {"imported": "Importado / Imported", "unchanged": "Ya estaba / Already in the wallet",
             "replaced": "Actualizado / Updated"}
 

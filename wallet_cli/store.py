@@ -74,7 +74,8 @@ MAX_AUDIENCE = 64
 # checking the shape keeps a typed id from ever naming a path outside the wallet.
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,43}$")
 
-Status = Literal["valid", "expired", "not_yet_valid", "revoked", "suspended"]
+Status = Literal["valid", "expired", "not_yet_valid", "revoked", "suspended",
+                 "key_compromised"]
 
 
 def credential_status(nbf: int, exp: int, now: int) -> Status:
@@ -93,6 +94,13 @@ def _status(decoded: Decoded, bundle: TrustBundle | None, now: int) -> Status:
     status = credential_status(p.nbf, p.exp, now)
     if status != "valid" or bundle is None:
         return status
+    for key in bundle.keys:
+        # As a counter decides (verifier.engine): signed at or after its key's compromise
+        # time, the passport is refused everywhere, however valid its dates; the resident
+        # should hear so before queueing at a counter, and ask the office for a new one.
+        if (key.kid == decoded.credential.kid and key.compromised_since is not None
+                and p.iat >= key.compromised_since):
+            return "key_compromised"
     for info in bundle.status_lists:
         if info.list_id != p.status.list_id or info.purpose not in MARKS:
             continue

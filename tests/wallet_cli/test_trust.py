@@ -118,6 +118,27 @@ def test_a_trusted_bundle_tells_the_resident_of_a_revocation_or_suspension(
     assert shown.status == "revoked"  # made all the same (the CLI warns): the counter decides
 
 
+def test_a_trusted_bundle_tells_the_resident_of_a_compromised_office_key(
+        wallet: Wallet) -> None:
+    """A passport signed at or after its office key's compromise time is refused at every
+    counter: the wallet says so too, rather than "valid"."""
+    city = City()
+    root = [city.root.to_json().encode()]
+    wallet.import_text(_issued_text(city, wallet))  # signed at NOW
+    city.compromised_since = NOW + 1  # the leak began after it was signed: still good
+    wallet.trust([city.bundle()], root)
+    (entry,), _ = wallet.entries(now=NOW)
+    assert entry.status == "valid"
+    city.compromised_since = NOW
+    wallet.trust([city.bundle(version=2)], root)
+    (entry,), _ = wallet.entries(now=NOW)
+    assert entry.status == "key_compromised"
+    shown = wallet.present(entry.id, service="library", passphrase=PASSPHRASE, now=NOW)
+    assert shown.status == "key_compromised"
+    verdict = city.verifier().verify(shown.text, service="library", now=NOW)
+    assert verdict.code == "key_compromised"  # as the counter decides
+
+
 def test_trusting_an_older_bundle_says_so(run: Run, wallet_home: Path, tmp_path: Path) -> None:
     city = City()
     (tmp_path / "r.json").write_text(city.root.to_json())
