@@ -22,6 +22,7 @@ import dataclasses
 import itertools
 import json
 import signal
+import socket
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -136,9 +137,15 @@ def serve(host: str, port: int, home: str | None, db: str | None) -> None:
 
     store = _open(home, db, write=True)
     app = create_app(store=store)
-    server = make_server(host, port, app, threaded=True)
+    try:
+        listening = _listen(host, port)
+    except BaseException:
+        store.close()
+        raise
+    with listening:  # werkzeug serves on a copy of it (socket.fromfd)
+        server = make_server(host, port, app, threaded=True, fd=listening.fileno())
     signal.signal(signal.SIGTERM, _stop)
-    click.echo(f"escuchando en / listening on http://{host}:{server.server_port}", nl=True)
+    click.echo(f"escuchando en / listening on http://{host}:{server.port}", nl=True)
     sys.stdout.flush()
     try:
         server.serve_forever()
@@ -147,6 +154,28 @@ def serve(host: str, port: int, home: str | None, db: str | None) -> None:
     finally:
         server.server_close()
         store.close()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound here rather than by werkzeug, which on failure prints the
+    OS's English text and exits: a port in use, a host name that does not resolve or an
+    address this machine does not have is one bilingual error (``ledger_serve_failed``)."""
+    from werkzeug.serving import get_sockaddr, select_address_family
+
+    try:
+        family = select_address_family(host, port)
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(get_sockaddr(host, port, family))
+            sock.listen(128)
+        except BaseException:
+            sock.close()
+            raise
+    except OSError as exc:
+        raise StoreError("ledger_serve_failed", host=host, port=port,
+                         reason=exc.strerror or str(exc)) from None
+    return sock
 
 
 def _stop(_signum: int, _frame: object) -> None:
@@ -464,7 +493,11 @@ def checkpoint(cosign: bool, home: str | None, db: str | None) -> None:
     from ledger.witness import WITNESS_TIMEOUT, request_cosignatures
 
     with _open(home, db, write=cosign) as store:
+        got = want = 0
         if cosign:
             # someone waits at a terminal for these: longer than an append's answer does
-            request_cosignatures(store, wait=4 * WITNESS_TIMEOUT)
+            want = len(store.witnesses())
+            got = request_cosignatures(store, wait=4 * WITNESS_TIMEOUT)
         click.echo(store.checkpoint().note, nl=False)
+    if got < want:  # asked for cosignatures and did not get them all: not a success
+        raise LedgerError("ledger_cosign_missing", got=got, want=want)

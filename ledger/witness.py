@@ -248,7 +248,7 @@ def request_cosignatures(store: LedgerStore, signed: SignedCheckpoint | None = N
         busy = (store.engine.url, witness[0])
         with _busy_lock:
             if busy in _busy:
-                log.warning("witness %s: still busy with an earlier checkpoint", witness[0])
+                _warn(witness[0], PasaporteError("ledger_witness_busy"))
                 continue
             _busy.add(busy)
         thread = threading.Thread(target=_ask_in_background, name=f"cosign {witness[0]}",
@@ -274,6 +274,12 @@ def _ask_in_background(store: LedgerStore, witness: tuple[str, str, str, int],
             _busy.discard(busy)
 
 
+def _warn(witness: str, error: PasaporteError) -> None:
+    """A witness that did not cosign, in both languages with its code: at the command line
+    (``append``, ``checkpoint --cosign``) an administrator reads it, and a node's log too."""
+    log.warning("testigo / witness %s: %s", witness, error.diagnostics())
+
+
 def _ask(store: LedgerStore, witness: tuple[str, str, str, int],
          signed: SignedCheckpoint) -> bool:
     """Send ``signed`` to one witness (with a consistency proof from the size it last
@@ -293,7 +299,7 @@ def _ask(store: LedgerStore, witness: tuple[str, str, str, int],
                                                {"Content-Type": "text/plain"},
                                                timeout=WITNESS_TIMEOUT)
         except PasaporteError as exc:
-            log.warning("witness %s: %s", name, exc)
+            _warn(name, exc)
             return False
         if status == 409 and ctype.startswith("text/x.tlog.size"):
             try:
@@ -301,11 +307,12 @@ def _ask(store: LedgerStore, witness: tuple[str, str, str, int],
             except ValueError:
                 return False
             if old > cp.size:
-                log.warning("witness %s has seen a larger tree (%d)", name, old)
+                _warn(name, PasaporteError("ledger_witness_ahead", size=old, ours=cp.size))
                 return False
             continue
         if status != 200:
-            log.warning("witness %s refused: %d %s", name, status, reply[:200])
+            _warn(name, LedgerError("ledger_witness_refused", status=status,
+                                    reason=reply[:200].decode("utf-8", "replace").strip()))
             return False
         try:
             sigs = [s for s in parse_signature_lines(reply.decode())

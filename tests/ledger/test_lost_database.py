@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from credential.errors import StoreError
+from credential.note import COSIGNATURE_V1
 from ledger.http import create_app
 from ledger.keys import load_config
 from ledger.store import LedgerStore, database_url
@@ -219,3 +220,45 @@ def test_an_empty_postgres_database_is_not_a_log(sqlite_home: Path, tmp_path: Pa
     assert run_cli("init", "--origin", "o.test/log", "--home", str(tmp_path / "again"),
                    "--db", pg_url) == 1
     assert capsys.readouterr().err.startswith("[ledger_already_initialised]")
+
+
+@pytest.mark.parametrize("where", ["port in use", "no such host", "not this machine's"])
+def test_serve_that_cannot_listen_says_why_in_both_languages(sqlite_home: Path,
+                                                              where: str) -> None:
+    """Werkzeug would print the OS's English text and exit; the node says what went wrong
+    and what to do, in Spanish and English, with its code, and serves nothing."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        host, port = {"port in use": ("127.0.0.1", taken.getsockname()[1]),
+                      "no such host": ("nosuchhost.invalid", 0),
+                      "not this machine's": ("192.0.2.1", 0)}[where]  # TEST-NET-1
+        proc = subprocess.run([sys.executable, "-m", "ledger", "serve", "--home",
+                               str(sqlite_home), "--host", host, "--port", str(port)],
+                              capture_output=True, text=True, env=child_env(), cwd=REPO,
+                              timeout=60)
+    assert proc.returncode == 1 and "listening" not in proc.stdout
+    assert proc.stderr.startswith("[ledger_serve_failed] No se pudo escuchar en "), proc.stderr
+    assert f"Could not listen on {host}:{port}" in proc.stderr
+
+
+def test_checkpoint_cosign_without_its_witness_says_so_and_fails(
+        sqlite_home: Path, capsys: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """``checkpoint --cosign`` with the other city's witness down: the checkpoint is still
+    printed, each witness that did not cosign is named with its reason in both languages, and
+    the command fails (a script must not take it for cosigned)."""
+    from credential.note import generate_signer
+
+    with LedgerStore.open(sqlite_home, passphrase=PASSPHRASE) as store:
+        store.append([commitment(1)], cosign=False)
+        witness = generate_signer("ledger.other.example/witness", COSIGNATURE_V1)
+        store.add_witness("http://127.0.0.1:1", witness.verifier.vkey)  # nobody listens
+    assert run_cli("checkpoint", "--cosign", "--home", str(sqlite_home)) == 1
+    out, err = capsys.readouterr()
+    assert out.startswith("ledger.test/log\n1\n")
+    why = caplog.text  # on stderr at the command line (logging's last resort)
+    assert "testigo / witness ledger.other.example/witness: [ledger_unreachable]" in why
+    assert "No se pudo contactar" in why and "Could not reach" in why
+    assert "[ledger_cosign_missing] Cosignaron 0 de 1 testigos" in err
+    assert run_cli("checkpoint", "--home", str(sqlite_home)) == 0  # not asked: not missing
