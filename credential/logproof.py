@@ -158,7 +158,7 @@ def require_logged(bundles: Sequence[bytes], proofs: Sequence[bytes], logs: Sequ
     for number, signed in enumerate(bundles, start=1):
         proof = by_digest.get(hashlib.sha256(signed).digest())
         if proof is None:
-            raise UsageError("bundle_not_logged", number=number)
+            raise UsageError("bundle_not_logged", number=number, proofs=len(proofs))
         out.append(verify_bundle_proof(signed, proof, logs, witnesses, quorum))
     return out
 

@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         # Without standalone mode click returns a command's ctx.exit() code instead of exiting.
         rv = cli.main(args=argv, prog_name="pasaporte", standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("Cancelado / Cancelled", err=True)
+        click.echo(PasaporteError("cancelled").diagnostics(), err=True)
         return 1
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)

@@ -31,6 +31,19 @@ def test_an_unforeseen_failure_is_a_bilingual_line_not_a_traceback(
               "--home", str(homes["issuer"])])
 
 
+def _interrupted(*_args: object, **_kwargs: object) -> None:
+    raise KeyboardInterrupt
+
+
+def test_ctrl_c_is_a_bilingual_line_with_its_code(homes: dict[str, Path], passphrase: str,
+                                                  run: Run,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("issuer.store.IssuerStore.create", _interrupted)
+    code, _, err = run("issuer", "init", "--city", "Mexicali", "--country", "MX", "--office",
+                       "Centro", "--home", str(homes["issuer"]))
+    assert code == 1 and err.strip().startswith("[cancelled] Cancelado") and "Cancelled" in err
+
+
 def test_a_new_passphrase_must_be_long_enough(homes: dict[str, Path], run: Run,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PASAPORTE_PASSPHRASE", "corta")
