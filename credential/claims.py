@@ -52,6 +52,13 @@ def _bad(field: str, es: str, en: str) -> UsageError:
     return UsageError("claims_invalid", field=field, reason_es=es, reason_en=en)
 
 
+# What a name may not hold: controls (Cc), format characters (Cf: bidi overrides that reorder
+# what a clerk reads, invisible joiners and spaces), line and paragraph separators (Zl, Zp:
+# a name over two lines on a counter's screen), and lone surrogates (Cs: JSON "\ud800", no
+# character at all). claims.schema.json's text pattern lists the same characters (in the BMP).
+_NOT_TEXT = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
 def _text(value: Any, spec: FieldSpec, where: str) -> str:
     if not isinstance(value, str):
         raise _bad(where, "debe ser texto", "must be text")
@@ -60,9 +67,9 @@ def _text(value: Any, spec: FieldSpec, where: str) -> str:
         raise _bad(where, "no puede estar vacío", "must not be empty")
     if spec.max and len(text) > spec.max:
         raise _bad(where, f"más de {spec.max} caracteres", f"longer than {spec.max} characters")
-    if any(unicodedata.category(c) in ("Cc", "Cf", "Cs") for c in text):
-        # Cs: a lone surrogate (JSON "\ud800") is no character and cannot be encoded.
-        raise _bad(where, "contiene caracteres de control", "contains control characters")
+    if any(unicodedata.category(c) in _NOT_TEXT for c in text):
+        raise _bad(where, "contiene caracteres de control, de formato o saltos de línea",
+                   "contains control, format or line-break characters")
     return text
 
 

@@ -190,3 +190,33 @@ def test_the_issuer_accepts_what_the_schema_accepts() -> None:
     claims = _example()
     claims["credential_id"] = "W4SS3SWSIMPBG"
     assert parse_claims(claims).credential_id == "W4SS3SWSIMPBG"
+
+
+def test_schema_and_issuer_agree_on_every_character_of_a_name() -> None:
+    """For every character of the Basic Multilingual Plane, in a given name: the schema's
+    pattern and the issuer refuse the same ones (controls, format characters such as a bidi
+    override, line separators) and take the rest (accents, ñ, CJK, Arabic, emoji halves aside).
+    Surrogates are left out: in JSON they are only ever halves of a pair."""
+    import re
+    import unicodedata
+
+    pattern = re.compile(schemas.json_schema()["properties"]["given_name"]["pattern"])
+    base = _example()
+    disagree = []
+    for code in range(0x10000):
+        c = chr(code)
+        if unicodedata.category(c) == "Cs":
+            continue
+        name = f"Ana{c}Luz"
+        by_schema = pattern.search(name) is not None
+        try:
+            parse_claims({**base, "given_name": name})
+        except UsageError:
+            by_issuer = False
+        else:
+            by_issuer = True
+        if by_schema != by_issuer:
+            disagree.append(f"U+{code:04X}")
+    assert disagree == []
+    for sneaky in ("\u202eAna", "Ana\u2028Luz", "A\u200dna", "Ana\u00adLuz"):
+        assert not pattern.search(sneaky)
