@@ -1,7 +1,8 @@
 """``pasaporte verify``: check a presentation offline against trust bundles and city roots.
 
 Exit status: 0 accepted, 1 rejected, 2 usage error. ``--batch`` reads one payload per line (a
-counter replaying its scanner log) and writes one JSON result per line. ``--scan`` is the
+counter replaying its scanner log) and writes one JSON result per line; it exits 0 only when
+there was at least one and every one was accepted. ``--scan`` is the
 counter at work: a keyboard-wedge scanner types each code as a line on standard input, and each
 result is shown as it comes, with the setup files (the policy file too) read again whenever they
 change (a new trust bundle dropped in place takes effect at the next scan; a broken one is
@@ -288,7 +289,7 @@ def command(service: str, bundles: tuple[str, ...], roots: tuple[str, ...],
         _scan(setup, verifier, policy, now, nonce_bytes, as_json)
         return
     if batch is not None:
-        all_ok = True
+        all_ok, checked = True, 0
         # Each result names its line in the log (blank lines give none), so that a rejection
         # can be found in the scanner's log it came from.
         for number, line in enumerate(_lines(batch), 1):
@@ -299,8 +300,13 @@ def command(service: str, bundles: tuple[str, ...], roots: tuple[str, ...],
             else:
                 result = verifier.verify(line, service=policy, now=now, nonce=nonce_bytes)
             all_ok &= result.accepted
+            checked += 1
             click.echo(json.dumps({**result.to_json(), "line": number}, ensure_ascii=False))
-        raise click.exceptions.Exit(0 if all_ok else 1)
+        if not checked:
+            # Nothing was accepted either: a script must not read an empty or mistaken file
+            # as "every passport in it was good".
+            _say(PasaporteError("batch_empty").diagnostics())
+        raise click.exceptions.Exit(0 if all_ok and checked else 1)
     if image is not None:
         result = verifier.verify_image(image, service=policy, now=now, nonce=nonce_bytes)
     else:

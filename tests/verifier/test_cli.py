@@ -50,6 +50,15 @@ def test_a_noisy_log_rejects_its_bad_lines_and_reads_on(tmp_path: Path, run: Run
     assert all(set(r["message"]) == {"es", "en"} for r in results)
 
 
+def test_an_empty_batch_is_no_success(tmp_path: Path, run: Run) -> None:
+    """No code in the file (a wrong file, a day without scans): nothing was accepted, so the
+    exit is not 0, and the clerk is told why."""
+    city = City()
+    (tmp_path / "scans.log").write_text("\n  \n")
+    code, out, err = run(*_counter(tmp_path, city), "--batch", str(tmp_path / "scans.log"))
+    assert (code, out) == (1, "") and "[batch_empty]" in err and "nada" in err
+
+
 def test_an_endless_line_stops_the_batch_with_a_usage_error(tmp_path: Path, run: Run) -> None:
     """``--batch /dev/zero`` by mistake: a line that never ends is not read on for ever."""
     city = City()
