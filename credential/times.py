@@ -25,7 +25,9 @@ def check_timezone(name: str) -> str:
 
     try:
         zone = ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    # OSError: a name that is a folder of the zone database ("Pacific", "America"), or one
+    # the file system refuses (too long, unreadable), is still not a zone the clerk can use
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise UsageError("timezone_unknown", timezone=name[:80]) from None
     # A counter reads the validity days back without knowing the zone (``first_day``), which
     # is exact for offsets over −12 h and up to +12 h; a zone beyond (Kiritimati, +14; Tonga,

@@ -41,7 +41,7 @@ import nacl.signing
 
 from credential import qr, transport
 from credential.claims import Claims, parse_claims
-from credential.errors import PasaporteError, UsageError
+from credential.errors import PasaporteError, StoreError, UsageError
 from credential.home import atomic_write
 from credential.ids import cti_from_id
 from credential.passport import decode_text
@@ -220,7 +220,7 @@ def _folder_lock(folder: Path) -> Iterator[None]:
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise UsageError("bulk_folder_busy", folder=str(folder)) from None
+            raise StoreError("bulk_folder_busy", folder=str(folder)) from None
         yield
 
 
@@ -231,7 +231,8 @@ def _issue_batch(store: IssuerStore, rows: list[Row], folder: Path, *,
     first: dict[str, int] = {}
     for row, fp in zip(rows, prints, strict=True):
         if fp in first:  # the same resident twice: two passports for one person
-            raise UsageError("bulk_row_repeated", line=row.line, first=first[fp])
+            # what the file holds, not how the command was typed: a refusal, not a usage error
+            raise PasaporteError("bulk_row_repeated", line=row.line, first=first[fp])
         first[fp] = row.line
     _settle_partials(store, folder)
     earlier = store.bulk_issued(prints)
@@ -249,7 +250,7 @@ def _issue_batch(store: IssuerStore, rows: list[Row], folder: Path, *,
             else:
                 lost.append(done[0])
     if lost:
-        raise UsageError("bulk_files_lost", count=len(lost), folder=str(folder),
+        raise StoreError("bulk_files_lost", count=len(lost), folder=str(folder),
                          ids=", ".join(lost[:5]) + (", …" if len(lost) > 5 else ""))
     signing = store.office_signing_key(passphrase, office=office)  # unsealed once, not per row
 

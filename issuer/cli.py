@@ -16,14 +16,21 @@ import click
 
 from credential import jsontext, qr, transport
 from credential.claims import parse_claims
-from credential.errors import PasaporteError, UsageError
+from credential.errors import MalformedInput, PasaporteError, StoreError, UsageError
 from credential.home import StagedFile, atomic_write, check_png_name, read_passphrase, resolve_home
-from credential.keys import b64url, unb64url
+from credential.keys import b64url, check_public_key, unb64url
 from credential.passport import IssuedCredential
 from credential.times import check_timezone, parse_instant, rfc3339
 from issuer import backup as backup_
 from issuer.bulk import MAX_BYTES, issue_batch, parse_residents
-from issuer.store import REASONS, IssuerStore, check_list_size, check_name, normal_id
+from issuer.store import (
+    REASONS,
+    IssuerStore,
+    check_kid,
+    check_list_size,
+    check_name,
+    normal_id,
+)
 
 T = TypeVar("T")
 home_option = click.option("--home", type=click.Path(file_okay=False),
@@ -170,7 +177,7 @@ def issue(claims_file: BinaryIO, holder_key: str | None, paper: bool, out: str,
     except ValueError:
         raise UsageError("claims_not_json") from None
     claims = parse_claims(doc)
-    key = None if paper else unb64url(holder_key or "", length=32, what="--holder-key")
+    key = None if paper else _holder_key(holder_key or "")
     store = _store(home)
     office = store.resolve_office(office)  # before the passphrase is asked for
     passphrase = read_passphrase()
@@ -206,6 +213,17 @@ def issue(claims_file: BinaryIO, holder_key: str | None, paper: bool, out: str,
             staged.discard()
     click.echo(cred.credential_id)
     _publish(store, passphrase)
+
+
+def _holder_key(text: str) -> bytes:
+    """The resident's wallet key as given to ``--holder-key``. A value that is no key is a
+    mistake in how the command was typed (a usage error, like a missing one), found before the
+    passphrase is asked for."""
+    try:
+        return check_public_key(unb64url(text, length=32, what="--holder-key"),
+                                "--holder-key")
+    except MalformedInput as exc:
+        raise UsageError("key_invalid", **exc.detail) from None
 
 
 @group.command()
@@ -279,10 +297,8 @@ def _reason_code(text: str) -> str:
     code = _SPANISH_REASONS.get(code, code)
     if code in REASONS:
         return code
-    click.echo("Aviso: el motivo no es uno de los códigos y no se guarda; se registra como "
-               f"«unspecified» (códigos: {', '.join(REASONS)}) / Notice: the reason is not one "
-               "of the codes and is not kept; recorded as \"unspecified\" "
-               f"(codes: {', '.join(REASONS)})", err=True)
+    click.echo(PasaporteError("reason_not_kept", codes=", ".join(REASONS)).diagnostics(),
+               err=True)
     return "unspecified"
 
 
@@ -304,7 +320,7 @@ def status_(credential_id: str, as_json: bool, home: str | None) -> None:
     """Estado de un pasaporte / A credential's status (for a resident asking at the office)."""
     record = _store(home).credential(normal_id(credential_id))
     if record is None:
-        raise UsageError("credential_unknown", credential_id=credential_id)
+        raise StoreError("credential_unknown", credential_id=credential_id)
     if as_json:
         click.echo(json.dumps(record, indent=2))
         return
@@ -381,8 +397,12 @@ def ledger_(url: str, token: str, home: str | None) -> None:
     """Publica el registro público de la oficina / Publish this office's public record (keys,
     issuances, status changes) to a ledger."""
     store, passphrase = _store(home), read_passphrase()
-    store.configure_ledger(url, token, passphrase)
+    # a token the node refuses is refused here, before it is saved; a node that cannot be
+    # asked now (the office works offline) is saved, with a warning
+    unchecked = store.configure_ledger(url, token, passphrase)
     click.echo(f"Registro público / Public ledger: {url}")
+    if unchecked is not None:
+        click.echo(f"! {unchecked.diagnostics()}", err=True)
     _publish(store, passphrase)
 
 
@@ -438,10 +458,13 @@ def office_add(office: str, home: str | None) -> None:
 @home_option
 def compromised(kid: str, since: str, home: str | None) -> None:
     """Marca una llave como comprometida / Mark an office key compromised from a time on
-    (publish a new bundle afterwards)."""
+    (publish a new bundle afterwards). Marked again, the time may only move earlier."""
+    kid = b64url(check_kid(kid))  # before the passphrase is asked for
     when = parse_instant(since, "--since")
     store, passphrase = _store(home), read_passphrase()
-    store.mark_compromised(kid, when, passphrase)
+    if not store.mark_compromised(kid, when, passphrase):
+        click.echo(PasaporteError("issuer_compromise_unchanged", kid=kid,
+                                  since=rfc3339(when)).diagnostics(), err=True)
     click.echo(f"{kid}: comprometida desde / compromised since {rfc3339(when)}")
     _publish(store, passphrase)
 

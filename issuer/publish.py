@@ -8,17 +8,25 @@ unreachable nothing is lost: the entries stay queued and the next command (or
 as *in flight* before it is sent, a retry resends exactly that batch under the same
 ``Idempotency-Key``, and the ledger appends it once. Entries carry no personal data by
 construction.
+
+An address and token are tried before they are saved (``check_access``): a token the node
+refuses is refused at once, rather than saved and then refused after every later change.
 """
 
 from __future__ import annotations
 
 import json
+import unicodedata
 from typing import Any
 
+from credential import jsontext
 from credential.errors import LedgerError
 from ledger import client
 
-__all__ = ["post_entries"]
+__all__ = ["MESSAGE_MAX", "check_access", "post_entries", "server_message"]
+
+MESSAGE_MAX = 200  # characters of a node's message shown per language
+_REFUSED_ACCESS = (401, 403)  # the node says who may append: the token is not one of them
 
 
 def post_entries(url: str, token: str, entries: list[dict[str, Any]],
@@ -37,11 +45,76 @@ def post_entries(url: str, token: str, entries: list[dict[str, Any]],
     except ValueError as exc:  # a URL or token urllib cannot send (saved by an older version)
         raise LedgerError("ledger_publish_unreachable", url=url, reason=str(exc)[:200]) from None
     if not 200 <= status < 300:
-        raise LedgerError("ledger_publish_refused", status=status,
-                          detail=body[:300].decode("utf-8", "replace"))
+        es, en = server_message(body)
+        raise LedgerError("ledger_publish_refused", status=status, reason_es=es, reason_en=en)
     try:
         answer: dict[str, Any] = json.loads(body)
     except ValueError:
         raise LedgerError("ledger_publish_unreachable", url=url,
                           reason="the answer is not JSON") from None
     return answer
+
+
+def check_access(url: str, token: str) -> LedgerError | None:
+    """Ask the node at ``url`` whether ``token`` may append, changing nothing: ``POST /entries``
+    with an empty batch, which a node checks the token of first (401 without a valid one) and
+    then refuses as empty (400 ``ledger_bad_entry``). Raises ``ledger_token_refused`` when the
+    node refuses the token; returns a warning when it cannot tell (unreachable, or an answer
+    that is not a ledger's), as an office may be set up before its network is; None when the
+    token is good."""
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    try:
+        status, _, body = client.post(url.rstrip("/") + "/entries", b'{"entries": []}', headers)
+    except LedgerError as exc:
+        return LedgerError("ledger_unchecked", url=url,
+                           reason=str(exc.detail.get("reason", exc.code)))
+    except ValueError as exc:
+        return LedgerError("ledger_unchecked", url=url, reason=str(exc)[:200])
+    es, en = server_message(body)
+    if status in _REFUSED_ACCESS:
+        raise LedgerError("ledger_token_refused", url=url, status=status,
+                          reason_es=es, reason_en=en)
+    if 200 <= status < 300 or (status == 400 and _code(body) == "ledger_bad_entry"):
+        return None
+    return LedgerError("ledger_unchecked", url=url, reason_es=f"HTTP {status}: {es}",
+                       reason_en=f"HTTP {status}: {en}")
+
+
+def _json(body: bytes) -> Any:
+    # a node's answer is not trusted to be JSON, nor to be shallow (jsontext bounds nesting)
+    try:
+        return jsontext.loads(body)
+    except ValueError:
+        return None
+
+
+def _code(body: bytes) -> str | None:
+    doc = _json(body)
+    code = doc.get("code") if isinstance(doc, dict) else None
+    return code if isinstance(code, str) else None
+
+
+def server_message(body: bytes) -> tuple[str, str]:
+    """What a node's refusal says, in Spanish and in English: the ``message`` of its JSON
+    ``{"code", "message": {"es", "en"}}``, else the body as text (a proxy's page), each bounded
+    and without control characters, since it is printed on the clerk's terminal."""
+    text = body[:4 * MESSAGE_MAX].decode("utf-8", "replace")
+    es = en = text
+    doc = _json(body)
+    message = doc.get("message") if isinstance(doc, dict) else None
+    if isinstance(message, str):
+        es = en = message
+    elif isinstance(message, dict):
+        es_text, en_text = message.get("es"), message.get("en")
+        if isinstance(en_text, str) or isinstance(es_text, str):
+            en = en_text if isinstance(en_text, str) else str(es_text)
+            es = es_text if isinstance(es_text, str) else en
+    return _bounded(es), _bounded(en)
+
+
+def _bounded(text: str) -> str:
+    # an escape sequence from the node must not reach the terminal; newlines read as spaces
+    shown = "".join(" " if unicodedata.category(c)[0] in "CZ" else c
+                    for c in text[:4 * MESSAGE_MAX])
+    shown = " ".join(shown.split()) or "—"
+    return shown if len(shown) <= MESSAGE_MAX else shown[:MESSAGE_MAX - 1] + "…"

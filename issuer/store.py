@@ -30,9 +30,17 @@ from sqlalchemy.engine import ExceptionContext
 from credential.bundle import OfficeKey, RootKey, StatusListInfo, TrustBundle, sign_bundle
 from credential.claims import Claims
 from credential.cose import parse_sign1
-from credential.errors import MalformedInput, StoreError, UsageError
+from credential.errors import MalformedInput, PasaporteError, StoreError, UsageError
 from credential.ids import cti_from_id
-from credential.keys import b64url, check_public_key, kid_for, seal, unb64url, unseal
+from credential.keys import (
+    KID_LEN,
+    b64url,
+    check_public_key,
+    kid_for,
+    seal,
+    unb64url,
+    unseal,
+)
 from credential.passport import (
     IssuedCredential,
     StatusRef,
@@ -43,13 +51,13 @@ from credential.statuslist import DEFAULT_SIZE, MARKS, MAX_SIZE, StatusList
 from credential.times import check_timezone, day_bounds, rfc3339
 from issuer.indices import KEY_BYTES, IndexPermutation
 from issuer.migrations import HEAD as MIGRATIONS_HEAD
-from issuer.publish import post_entries
+from issuer.publish import check_access, post_entries
 
 # the public record's own vocabulary: a status change's reason goes on the ledger as it is
 from ledger.entries import REASONS, STATUSES, entry_from_json
 
 __all__ = ["CREDENTIAL_STATUSES", "LEDGER_END", "LIST_FLOOR", "REASONS",
-           "IssuerStore", "check_list_size", "check_name", "normal_id"]
+           "IssuerStore", "check_kid", "check_list_size", "check_name", "normal_id"]
 
 # W3C's minimum for herd privacy. A list takes this many credentials, to the last entry: its
 # indices come from a keyed permutation (issuer.indices), unique without drawing again, so a list
@@ -188,6 +196,16 @@ def check_name(value: str, option: str) -> str:
     return name
 
 
+def check_kid(text: str) -> bytes:
+    """An office key id as typed (``issuer compromised KID``): base64url of ``KID_LEN`` bytes,
+    as ``issuer keys`` prints it. Anything else is a mistake in the command (a usage error,
+    before the passphrase is asked for), not a key the office lacks."""
+    try:
+        return unb64url(text, length=KID_LEN, what="kid")
+    except MalformedInput as exc:
+        raise UsageError("key_invalid", **exc.detail) from None
+
+
 def normal_id(text: str) -> str:
     """A credential id as a clerk may type it (lower case, as a wallet accepts it; a space
     copied along) in the one spelling the office stores: ids are upper-case base32
@@ -298,7 +316,7 @@ class IssuerStore:
             if new and office is not None:
                 taken = _match(office, _office_names(db))
                 if taken is not None:
-                    raise UsageError("issuer_office_exists", office=taken)
+                    raise StoreError("issuer_office_exists", office=taken)
             elif _office_names(db):
                 office = _resolve_office(db, office)
             previous = db.execute(sa.select(keys.c.kid).where(
@@ -324,18 +342,32 @@ class IssuerStore:
                                       "replaces": b64url(previous)})
         return kid
 
-    def mark_compromised(self, kid_text: str, since: int, passphrase: str) -> None:
+    def mark_compromised(self, kid_text: str, since: int, passphrase: str) -> bool:
         """Record that an office key leaked at ``since``: counters will refuse credentials it
-        signed from then on (earlier ones stay valid). Rotate first so the office can go on."""
+        signed from then on (earlier ones stay valid). Rotate first so the office can go on.
+
+        A compromise time only ever moves earlier (the leak was found to have begun sooner):
+        moved later, the next bundles would let counters accept again what the thief signed in
+        between, so that is refused (``issuer_compromise_later``). The same time again changes
+        nothing and returns False."""
+        kid = check_kid(kid_text)
         self.root_signing_key(passphrase)
-        kid = unb64url(kid_text, what="kid")
-        with self.engine.begin() as db:
-            found = db.execute(keys.update().where((keys.c.kid == kid) & (keys.c.role == "office"))
-                               .values(compromised_since=since, active=False)).rowcount
-            if not found:
-                raise UsageError("usage_error", reason_es=f"no hay llave de oficina {kid_text}",
-                                 reason_en=f"no office key {kid_text}")
-            self._queue(db, int(time.time()), _compromised(kid_text, since))
+        with self.engine.begin() as db:  # read and write in one locked transaction
+            row = db.execute(sa.select(keys.c.compromised_since).where(
+                (keys.c.kid == kid) & (keys.c.role == "office"))).first()
+            if row is None:
+                raise StoreError("issuer_key_unknown", kid=b64url(kid))
+            current = row[0]
+            if current is not None and since > current:
+                raise StoreError("issuer_compromise_later", kid=b64url(kid),
+                                 current=rfc3339(current), since=rfc3339(since))
+            if current == since:
+                return False
+            db.execute(keys.update().where(keys.c.kid == kid)
+                       .values(compromised_since=since, active=False))
+            # the kid as the office prints it: one key, one spelling on the public record
+            self._queue(db, int(time.time()), _compromised(b64url(kid), since))
+        return True
 
     def mark_lost_keys_compromised(self, kids: Sequence[str], since: int,
                                    passphrase: str) -> None:
@@ -366,7 +398,12 @@ class IssuerStore:
             rows = db.execute(query.order_by(outbox.c.id)).all()
         return [(row[0], json.loads(row[1])) for row in rows]
 
-    def configure_ledger(self, url: str, token: str, passphrase: str) -> None:
+    def configure_ledger(self, url: str, token: str, passphrase: str, *,
+                         check: bool = True) -> PasaporteError | None:
+        """Point the office's public record at the node ``url``, appending with ``token``.
+        With ``check`` the node is asked first (``issuer.publish.check_access``): a token it
+        refuses is not saved (``ledger_token_refused``); one it could not be asked about is
+        saved, and the warning returned (an office may be set up before its network is)."""
         # Checked before it is saved: a URL that cannot be sent to would otherwise make every
         # later change fail at its publication step, after the change itself was done.
         try:
@@ -378,11 +415,14 @@ class IssuerStore:
         if not _TOKEN.fullmatch(token):
             raise UsageError("ledger_token_invalid")
         self.root_signing_key(passphrase)  # only the office may point its record elsewhere
+        # after the passphrase: the token goes to the node only on the office's word
+        warning = check_access(url, token) if check else None
         with self.engine.begin() as db:
             db.execute(meta.delete().where(meta.c.k.in_(("ledger_url", "ledger_token"))))
             db.execute(meta.insert(), [
                 {"k": "ledger_url", "v": url},
                 {"k": "ledger_token", "v": b64url(seal(token.encode(), passphrase))}])
+        return warning
 
     def publish(self, passphrase: str, *, now: int | None = None) -> int:
         """Push queued entries to the ledger in batches; returns how many were sent."""
@@ -588,7 +628,8 @@ class IssuerStore:
             if claims.credential_id is not None:  # assigned by the office: must be new
                 if db.execute(sa.select(credentials.c.id).where(
                         credentials.c.id == claims.credential_id)).first() is not None:
-                    raise UsageError("credential_exists", credential_id=claims.credential_id)
+                    raise StoreError("credential_exists",
+                                     credential_id=claims.credential_id)
                 cti = cti_from_id(claims.credential_id)
             zone = db.execute(sa.select(meta.c.v).where(meta.c.k == "timezone")).scalar()
             cred = issue(claims, key=key, kid=kid, iss=code, holder_key=holder_key,
@@ -608,7 +649,7 @@ class IssuerStore:
                 where = bulk_fingerprints.c.fingerprint == fingerprint
                 if db.execute(sa.select(bulk_fingerprints.c.credential_id).where(where)
                               ).scalar() != replaces:
-                    raise UsageError("bulk_row_taken")
+                    raise StoreError("bulk_row_taken")
                 db.execute(bulk_fingerprints.delete().where(where))
                 db.execute(bulk_fingerprints.insert().values(fingerprint=fingerprint,
                                                      credential_id=cred.credential_id))
@@ -734,13 +775,13 @@ class IssuerStore:
             row = db.execute(sa.select(credentials).where(
                 credentials.c.id == credential_id)).mappings().first()
             if row is None:
-                raise UsageError("credential_unknown", credential_id=credential_id)
+                raise StoreError("credential_unknown", credential_id=credential_id)
             old = row["status"]
             # Revocation is final; suspension is the reversible state.
             allowed = {("valid", "revoked"), ("valid", "suspended"), ("suspended", "revoked"),
                        ("suspended", "valid")}
             if (old, new) not in allowed:
-                raise UsageError("status_transition", old=old, new=new)
+                raise StoreError("status_transition", old=old, new=new)
             db.execute(credentials.update().where(credentials.c.id == credential_id)
                        .values(status=new, reason=reason))
             code = db.execute(sa.select(meta.c.v).where(meta.c.k == "code")).scalar_one()

@@ -149,8 +149,10 @@ def test_ledger_outage_loses_nothing(homes: dict[str, Path], ledger_home: tuple[
 def test_a_wrong_token_is_refused_and_loses_nothing(
         homes: dict[str, Path], ledger_home: tuple[Path, str], node: LedgerNode, run: Run,
         tmp_path: Path) -> None:
-    """A token mistyped at set-up: the node refuses (HTTP 401), the office says so in both
-    languages and keeps working, and the entries wait in the queue for the right token."""
+    """A token mistyped at set-up: the node refuses it (HTTP 401) and the office saves nothing,
+    saying so in both languages; it keeps working, and the entries wait in the queue for the
+    right token. A token the node stops taking later (revoked there) is said at each change,
+    which still succeeds, its entries queued."""
     office = str(homes["issuer"])
     code, _, err = run("issuer", "publish", "--home", office)
     assert code == 1 and "issuer_not_initialised" in err
@@ -160,16 +162,23 @@ def test_a_wrong_token_is_refused_and_loses_nothing(
     assert code == 1 and "[ledger_not_configured]" in err and "pasaporte issuer ledger" in err
     code, _, err = run("issuer", "ledger", "--url", node.url, "--token", "lt_mistyped",
                        "--home", office)
-    assert code == 0 and "[ledger_publish_refused]" in err and "HTTP 401" in err
-    assert "rechazó" in err and "refused" in err
+    assert code == 1 and "[ledger_token_refused]" in err and "401" in err
+    store = IssuerStore.open(homes["issuer"])
+    assert not store.ledger_configured()
     code, out, err = run("issuer", "issue", "--claims", str(EXAMPLES / "claims-calexico.json"),
                          "--paper", "--out", str(tmp_path / "c.cred"), "--home", office)
-    assert code == 0 and out.strip() and "[ledger_publish_refused]" in err
-    store = IssuerStore.open(homes["issuer"])
+    assert code == 0 and out.strip()
     assert len(store.pending()) == 2  # the key and the issuance, nothing lost
     code, _, _ = run("issuer", "ledger", "--url", node.url, "--token", ledger_home[1],
                      "--home", office)
     assert code == 0 and store.pending() == []
+    assert run("ledger", "token", "revoke", "oficina-centro",
+               "--home", str(ledger_home[0]))[0] == 0
+    code, out, err = run("issuer", "issue", "--claims", str(EXAMPLES / "claims-calexico.json"),
+                         "--paper", "--out", str(tmp_path / "d.cred"), "--home", office)
+    assert code == 0 and out.strip() and "[ledger_publish_refused]" in err and "401" in err
+    assert "rechazó" in err and "refused" in err and '{"code"' not in err
+    assert len(store.pending()) == 1
     assert run("ledger", "audit", "--home", str(ledger_home[0]))[0] == 0
 
 

@@ -248,11 +248,12 @@ def test_lost_files_are_named_and_issued_again_only_once_revoked(
     (row, lost), *_ = _index(out)
     (out / f"{lost}.txt").unlink()
     code, _, err = run(*args)
-    assert code == 2 and "bulk_files_lost" in err and lost in err and "revoke them" in err
+    # the office's own records, not a mistyped command: a refusal (exit 1)
+    assert code == 1 and "bulk_files_lost" in err and lost in err and "revoke them" in err
     elsewhere = ("issuer", "bulk", str(SAMPLE), "--out-dir", str(tmp_path / "other"),
                  "--home", str(home))
     code, _, err = run(*elsewhere)  # a mistyped --out-dir issues nothing a second time
-    assert code == 2 and "3 passport(s)" in err and len(_issued(home)) == 3
+    assert code == 1 and "3 passport(s)" in err and len(_issued(home)) == 3
     assert run("issuer", "revoke", lost, "--reason", "superseded", "--home", str(home))[0] == 0
     code, stdout, _ = run(*args)
     assert code == 0 and stdout.startswith("1 ")
@@ -391,7 +392,7 @@ def test_the_same_resident_twice_in_a_file_issues_nothing(
                                         encoding="utf-8")
     code, _, err = run("issuer", "bulk", str(tmp_path / "twice.csv"), "--out-dir",
                        str(tmp_path / "out"), "--home", str(home))
-    assert code == 2 and "bulk_row_repeated" in err and "line 5 repeats" in err.lower()
+    assert code == 1 and "bulk_row_repeated" in err and "line 5 repeats" in err.lower()
     assert _issued(home) == []
 
 

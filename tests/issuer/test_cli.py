@@ -67,6 +67,16 @@ def test_a_passport_is_valid_until_midnight_in_its_office_zone(homes: dict[str, 
     assert "2026-11-22" in json.loads(out)["message"]["en"]
 
 
+@pytest.mark.parametrize("zone", ["Pacific", "America", "Etc"])
+def test_a_folder_of_the_zone_database_is_no_zone(homes: dict[str, Path], run: Run,
+                                                   zone: str) -> None:
+    home = homes["issuer"]
+    code, _, err = run("issuer", "init", "--city", "Mexicali", "--country", "MX", "--office",
+                       "Centro", "--timezone", zone, "--home", str(home))
+    assert code == 2 and "[timezone_unknown]" in err and "file_error" not in err, err
+    assert not (home / "issuer.db").exists()
+
+
 @pytest.mark.parametrize("size", ["1000", "1000004", "9000000", "many"])
 def test_init_refuses_a_status_list_size_out_of_range(homes: dict[str, Path], run: Run,
                                                       size: str) -> None:
@@ -150,7 +160,7 @@ def test_an_office_assigned_id_is_used_once(office: Path, tmp_path: Path, run: R
     assert cbor2.loads(cose_msg[2])[7] == base64.b32decode("W4SS3SWSIMPBG===")  # the cti
 
     code, _, err = run(*args, "--out", str(tmp_path / "again.txt"))
-    assert code == 2 and "credential_exists" in err and "W4SS3SWSIMPBG" in err
+    assert code == 1 and "credential_exists" in err and "W4SS3SWSIMPBG" in err
     assert not (tmp_path / "again.txt").exists()
 
     doc["credential_id"] = "w4ss3swsimpbg"  # one credential, one spelling
@@ -161,6 +171,7 @@ def test_an_office_assigned_id_is_used_once(office: Path, tmp_path: Path, run: R
 
 
 @pytest.mark.parametrize("key", [
+    "abc",  # not 32 bytes: a malformed value, like a missing one a usage error
     "bS72_QF8gYy7vg5LB3agectCx2Nlz2N1dVH70UX85_s",  # 32 bytes, not a point on the curve
     b64url(bytes(32)),  # small order: anybody could "sign" for it
     b64url(bytes([1]) + bytes(31)),  # the identity point
@@ -170,7 +181,8 @@ def test_issue_refuses_a_holder_key_no_wallet_could_sign_with(office: Path, tmp_
     code, _, err = run("issuer", "issue", "--claims", str(EXAMPLES / "claims-mexicali.json"),
                        "--holder-key", key, "--out", str(tmp_path / "c.txt"),
                        "--home", str(office))
-    assert code == 1 and "[key_invalid]" in err and "no es una clave pública Ed25519" in err
+    assert code == 2 and "[key_invalid]" in err and "--holder-key" in err
+    assert key == "abc" or "no es una clave pública Ed25519" in err
     assert not (tmp_path / "c.txt").exists()
 
 
@@ -214,7 +226,7 @@ def test_full_flow_issue_bundle_verify_revoke(office: Path, tmp_path: Path, run:
     assert code == 1 and json.loads(out)["code"] == "revoked"
     # Revocation is final.
     code, _, err = run("issuer", "reinstate", cred_id, "--home", str(office))
-    assert code == 2 and "status_transition" in err
+    assert code == 1 and "status_transition" in err
 
 
 def test_suspend_and_reinstate(office: Path, tmp_path: Path, run: Run) -> None:
@@ -255,15 +267,16 @@ def test_suspend_and_reinstate(office: Path, tmp_path: Path, run: Run) -> None:
     code, out, err = run("issuer", "suspend", cred_id, "--reason", "James called, lost it",
                          "--home", str(office))
     assert code == 0 and "(unspecified)" in out and "not kept" in err and "no se guarda" in err
+    assert err.startswith("[reason_not_kept] ")  # a notice a script can tell by its code
     assert status()["reason"] == "unspecified"
     assert run("issuer", "reinstate", cred_id, "--home", str(office))[0] == 0
     assert "James" not in json.dumps(status())  # the office keeps no claim values
     code, out, _ = run("issuer", "status", cred_id, "--home", str(office))
     assert code == 0 and "vigente / valid" in out
     code, _, err = run("issuer", "revoke", "nope", "--home", str(office))
-    assert code == 2 and "credential_unknown" in err
+    assert code == 1 and "credential_unknown" in err
     code, _, err = run("issuer", "status", "nope", "--home", str(office))
-    assert code == 2 and "credential_unknown" in err
+    assert code == 1 and "credential_unknown" in err
 
 
 def test_verify_usage_errors(tmp_path: Path, run: Run) -> None:
@@ -429,7 +442,7 @@ def test_a_damaged_office_database_is_a_typed_error(office: Path, tmp_path: Path
 
 
 @pytest.mark.parametrize(("field", "value", "why"), [
-    ("given_name", "Mar\ud800a", "control characters"),  # a lone surrogate, as JSON "\ud800"
+    ("given_name", "Mar\ud800a", "control, format or line-break characters"),
     ("valid_from", "1969-12-31", "before 1970"),
 ])
 def test_claims_no_counter_could_read_are_refused(office: Path, tmp_path: Path, run: Run,
@@ -528,10 +541,60 @@ def test_a_bundle_that_cannot_be_written_is_not_published(office: Path, tmp_path
 
 def test_a_kid_that_begins_with_a_dash_is_a_kid(office: Path, run: Run) -> None:
     """Kids are base64url, and one in 64 begins with "-": it is read as the kid (here one the
-    office does not have), not as an unknown option."""
-    code, _, err = run("issuer", "compromised", "-AbCdEfG", "--since", "2026-01-01T00:00:00Z",
+    office does not have: the office's state, a refusal), not as an unknown option."""
+    code, _, err = run("issuer", "compromised", "-AbCdA", "--since", "2026-01-01T00:00:00Z",
                        "--home", str(office))
-    assert code == 2 and "no office key -AbCdEfG" in err and "No such option" not in err
+    assert code == 1 and "[issuer_key_unknown]" in err and "No office key -AbCdA" in err
+    assert "No such option" not in err
+
+
+@pytest.mark.parametrize("kid", ["2ey78a", "-AbCdEfG", "AAAA", "kid!", ""])
+def test_a_kid_that_is_no_kid_is_a_usage_error(office: Path, run: Run, kid: str) -> None:
+    """Not base64url (non-canonical last bits, a "!"), or not the 4 bytes of a kid: a mistake
+    in how the command was typed, told apart from a kid the office does not have."""
+    code, _, err = run("issuer", "compromised", kid, "--since", "2026-01-01T00:00:00Z",
+                       "--home", str(office))
+    assert code == 2 and "[key_invalid]" in err and "kid" in err, err
+    assert IssuerStore.open(office).pending()[-1][1]["type"] == "key_registered"
+
+
+def _compromised(office: Path, run: Run, kid: str, since: str) -> tuple[int, str]:
+    code, _, err = run("issuer", "compromised", kid, "--since", since, "--home", str(office))
+    return code, err
+
+
+def _compromise_entries(office: Path) -> list[str]:
+    return [e["effective"] for _, e in IssuerStore.open(office).pending()
+            if e["type"] == "key_compromised"]
+
+
+def test_a_compromise_time_only_moves_earlier(office: Path, tmp_path: Path, run: Run) -> None:
+    """Moved later, the next bundles would have counters accept again what the thief signed in
+    between: refused, naming the time the key is compromised since. Earlier (the leak began
+    sooner) is taken, and published; the same time again changes nothing."""
+    kid = json.loads(run("issuer", "keys", "--json", "--home", str(office))[1])[0]["kid"]
+    assert run("issuer", "rotate", "--home", str(office))[0] == 0
+    assert _compromised(office, run, kid, "2026-03-01T00:00:00Z")[0] == 0
+
+    code, err = _compromised(office, run, kid, "2026-06-01T00:00:00-07:00")
+    assert code == 1 and "[issuer_compromise_later]" in err
+    assert "2026-03-01T00:00:00Z" in err.split(" / ")[0] and "2026-03-01T00:00:00Z" in err
+    assert "2026-06-01T07:00:00Z" in err and "earlier" in err and "adelantarse" in err
+    keys = json.loads(run("issuer", "keys", "--json", "--home", str(office))[1])
+    assert keys[0]["compromised_since"] == 1772323200  # 2026-03-01T00:00:00Z, unchanged
+    assert _compromise_entries(office) == ["2026-03-01T00:00:00Z"]  # nothing more published
+
+    code, err = _compromised(office, run, kid, "2026-02-28T16:00:00-08:00")  # the same instant
+    assert code == 0 and "[issuer_compromise_unchanged]" in err
+    assert _compromise_entries(office) == ["2026-03-01T00:00:00Z"]
+
+    code, err = _compromised(office, run, kid, "2026-01-15T00:00:00Z")  # found to be sooner
+    assert code == 0 and err == ""
+    assert _compromise_entries(office) == ["2026-03-01T00:00:00Z", "2026-01-15T00:00:00Z"]
+    assert run("issuer", "bundle", "--out", str(tmp_path / "b.cbor"), "--home", str(office))[0] == 0
+    store = IssuerStore.open(office)
+    bundle = parse_bundle((tmp_path / "b.cbor").read_bytes(), [store.root()])
+    assert [k.compromised_since for k in bundle.keys if b64url(k.kid) == kid] == [1768435200]
 
 
 def _issued(home: Path) -> tuple[int, int]:
@@ -708,4 +771,4 @@ def test_status_changes_take_the_id_in_any_case(office: Path, tmp_path: Path, ru
     code, out, _ = run("issuer", "status", typed(cred_id), "--json", "--home", str(office))
     assert code == 0 and json.loads(out)["status"] == "revoked"
     code, _, err = run("issuer", "revoke", "aaaaaaaaaaaaa", "--home", str(office))
-    assert code == 2 and "[credential_unknown]" in err and "AAAAAAAAAAAAA" in err
+    assert code == 1 and "[credential_unknown]" in err and "AAAAAAAAAAAAA" in err

@@ -117,7 +117,7 @@ def test_which_office_signs_must_be_said_once_there_are_two(city: Path, tmp_path
 def test_an_office_is_added_once(city: Path, run: Run) -> None:
     for name in ("Oficina Norte", "  oficina NORTE "):
         code, _, err = run("issuer", "office", "add", "--office", name, "--home", str(city))
-        assert code == 2 and "[issuer_office_exists]" in err, err
+        assert code == 1 and "[issuer_office_exists]" in err, err
         assert "«Oficina Norte» ya tiene llave" in err and "issuer rotate --office" in err
     code, _, err = run("issuer", "office", "add", "--office", " \t", "--home", str(city))
     assert code == 2 and "[issuer_name_invalid]" in err and "--office" in err

@@ -1,0 +1,138 @@
+"""``pasaporte issuer ledger``: the node's address and token are tried before they are saved,
+against a real ledger node on 127.0.0.1; and what the office prints when a node refuses."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import make_server
+
+from credential.errors import LedgerError
+from issuer.publish import MESSAGE_MAX, check_access, server_message
+from issuer.store import IssuerStore
+from ledger.http import create_app
+from ledger.store import LedgerStore
+from tests.conftest import PASSPHRASE, Run
+from tests.factory import EXAMPLES
+
+UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens there
+
+
+@pytest.fixture
+def node(homes: dict[str, Path], passphrase: str, run: Run) -> Iterator[tuple[str, str]]:
+    """A ledger node serving in this process: its URL, and an append token it gave."""
+    home = homes["ledger"]
+    assert run("ledger", "init", "--origin", "ledger.mexicali.test/log",
+               "--home", str(home))[0] == 0
+    code, out, err = run("ledger", "token", "add", "oficina-centro", "--home", str(home))
+    assert code == 0, err
+    with LedgerStore.open(home, passphrase=PASSPHRASE) as store:
+        server = make_server("127.0.0.1", 0, create_app(store=store), threaded=True)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_port}", out.strip().splitlines()[-1]
+        finally:
+            server.shutdown()
+            thread.join()
+
+
+@pytest.fixture
+def office(homes: dict[str, Path], passphrase: str, run: Run) -> Path:
+    home = homes["issuer"]
+    assert run("issuer", "init", "--city", "Mexicali", "--country", "MX", "--office", "Centro",
+               "--home", str(home))[0] == 0
+    return home
+
+
+def _issue(office: Path, tmp_path: Path, run: Run) -> tuple[int, str, str]:
+    return run("issuer", "issue", "--claims", str(EXAMPLES / "claims-mexicali.json"), "--paper",
+               "--out", str(tmp_path / "c.cred"), "--home", str(office))
+
+
+def test_a_token_the_ledger_refuses_is_not_saved(node: tuple[str, str], office: Path,
+                                                 tmp_path: Path, run: Run) -> None:
+    url, token = node
+    code, _, err = run("issuer", "ledger", "--url", url, "--token", "lt_mistyped",
+                       "--home", str(office))
+    assert code == 1 and "[ledger_token_refused]" in err and "HTTP 401" in err
+    assert "no acepta esta ficha" in err and "does not accept this token" in err
+    assert IssuerStore.open(office).ledger_url() is None  # nothing saved
+    code, out, err = _issue(office, tmp_path, run)
+    assert code == 0 and out.strip() and "ledger" not in err  # no refusal after every change
+    code, _, err = run("issuer", "ledger", "--url", url, "--token", token, "--home", str(office))
+    assert code == 0 and "[ledger_unchecked]" not in err, err
+    assert IssuerStore.open(office).pending() == []  # the key and the issuance, sent
+
+
+def test_a_refused_token_leaves_the_saved_one_in_place(node: tuple[str, str], office: Path,
+                                                       tmp_path: Path, run: Run) -> None:
+    url, token = node
+    assert run("issuer", "ledger", "--url", url, "--token", token, "--home", str(office))[0] == 0
+    code, _, _ = run("issuer", "ledger", "--url", url, "--token", token + "x",
+                     "--home", str(office))
+    assert code == 1
+    code, _, err = _issue(office, tmp_path, run)
+    assert code == 0 and "1 entr(ies)" in err  # published with the token saved before
+
+
+def test_an_unreachable_ledger_is_saved_with_a_warning(office: Path, run: Run) -> None:
+    """An office may be set up before its network is: the node cannot be asked, so the
+    address is saved, and the clerk told in both languages."""
+    code, out, err = run("issuer", "ledger", "--url", UNREACHABLE, "--token", "lt_any",
+                         "--home", str(office))
+    assert code == 0 and UNREACHABLE in out
+    assert "[ledger_unchecked]" in err and "no se pudo comprobar" in err
+    assert "could not be checked" in err
+    assert IssuerStore.open(office).ledger_url() == UNREACHABLE
+
+
+def test_a_refusal_after_a_change_shows_the_nodes_message_not_its_json(
+        node: tuple[str, str], office: Path, tmp_path: Path, run: Run) -> None:
+    """A token saved unchecked (by an older version) that the node refuses: the issuance
+    stands (exit 0, the entries stay queued) and the node's message is shown in each language,
+    not its raw JSON in both."""
+    url, _ = node
+    IssuerStore.open(office).configure_ledger(url, "lt_mistyped", PASSPHRASE, check=False)
+    code, out, err = _issue(office, tmp_path, run)
+    assert code == 0 and out.strip()
+    spanish, english = err.split(" / ")
+    assert "[ledger_publish_refused]" in spanish and "HTTP 401" in spanish
+    assert "Falta un token de escritura válido." in spanish and "append token" not in spanish
+    assert "A valid append token is required." in english and "Falta" not in english
+    assert '"code"' not in err and "\\u00e1" not in err
+    assert len(IssuerStore.open(office).pending()) == 2
+
+
+def test_a_node_message_is_bounded_and_printable() -> None:
+    body = json.dumps({"code": "x", "message": {"es": "\x1b[31mrojo\n" + "é" * 1000,
+                                                "en": "red"}}).encode()
+    es, en = server_message(body)
+    assert en == "red" and "\x1b" not in es and "\n" not in es
+    assert es.startswith("[31mrojo é") and len(es) == MESSAGE_MAX and es.endswith("…")
+    assert server_message(b"<html>Bad Gateway</html>") == ("<html>Bad Gateway</html>",) * 2
+    assert server_message(b"") == ("—", "—")
+
+
+@pytest.mark.parametrize("status,refused", [(401, True), (403, True), (404, False),
+                                            (502, False)])
+def test_only_a_refused_token_is_refused(monkeypatch: pytest.MonkeyPatch, status: int,
+                                         refused: bool) -> None:
+    """403 (a proxy or a node that knows the token but not this use of it) is a refusal too;
+    any other answer is not a ledger's word on the token: saved, with a warning."""
+    answer = json.dumps({"code": "c", "message": {"es": "no", "en": "no"}}).encode()
+    monkeypatch.setattr("issuer.publish.client.post",
+                        lambda *_args, **_kw: (status, "application/json", answer))
+    if refused:
+        with pytest.raises(LedgerError) as raised:
+            check_access("http://ledger.test", "t")
+        assert raised.value.code == "ledger_token_refused"
+        assert f"HTTP {status}" in raised.value.message["en"]
+    else:
+        warning = check_access("http://ledger.test", "t")
+        assert warning is not None and warning.code == "ledger_unchecked"
+        assert f"HTTP {status}" in warning.message["es"]
