@@ -93,10 +93,10 @@ def _protected_kid(protected: bytes) -> bytes | None:
         raise MalformedInput("cose_invalid") from None
     if not isinstance(header, dict) or header.get(HDR_ALG) != ALG_EDDSA:
         raise MalformedInput("cose_invalid")
-    kid = header.get(HDR_KID)
+    kid: object = header.get(HDR_KID)  # object until checked (see parse_sign1)
     if kid is not None and not (isinstance(kid, bytes) and len(kid) <= 32):
         raise MalformedInput("cose_invalid")
-    return kid
+    return kid if isinstance(kid, bytes) else None
 
 
 def parse_sign1(obj: Any) -> Sign1:
@@ -115,7 +115,10 @@ def parse_sign1(obj: Any) -> Sign1:
         raise MalformedInput("cose_invalid")
     kid = _protected_kid(protected)
     if kid is None and unprotected:
-        kid = unprotected.get(HDR_KID)
-        if kid is not None and not (isinstance(kid, bytes) and len(kid) <= 32):
+        # Typed ``object``, checked, then narrowed: compiled, a ``bytes | None`` variable
+        # given another value (an unprotected ``{4: false}``) raises TypeError, not ours.
+        loose: object = unprotected.get(HDR_KID)
+        if loose is not None and not (isinstance(loose, bytes) and len(loose) <= 32):
             raise MalformedInput("cose_invalid")
+        kid = loose if isinstance(loose, bytes) else None
     return Sign1(protected, payload, signature, kid)

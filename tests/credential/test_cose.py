@@ -51,3 +51,20 @@ def test_pycose_signed_message_verifies_here() -> None:
     encoded = cbor2.loads(msg.encode(tag=True))
     parsed = cose.parse_sign1(encoded)
     assert parsed.kid == b"k1" and parsed.verify(bytes(sk.verify_key))
+
+
+def test_a_kid_of_the_wrong_type_is_malformed_input() -> None:
+    """Found by fuzzing the compiled decoder: a kid that is no byte string, in either header,
+    is refused as ``cose_invalid`` (it was a TypeError from the compiled code)."""
+    import pytest
+
+    from credential.errors import MalformedInput
+
+    protected = cbor2.dumps({1: -8})
+    for kid in (False, True, 5, "kid", [b"k"], {1: 2}, b"x" * 33):
+        with pytest.raises(MalformedInput) as err:
+            cose.parse_sign1([protected, {4: kid}, b"", b"\x00" * 64])
+        assert err.value.code == "cose_invalid"
+        with pytest.raises(MalformedInput):
+            cose.parse_sign1([cbor2.dumps({1: -8, 4: kid}), {}, b"", b"\x00" * 64])
+    assert cose.parse_sign1([protected, {4: b"kid"}, b"", b"\x00" * 64]).kid == b"kid"
