@@ -73,12 +73,15 @@ def _default_code(city: str, country: str) -> str:
     return f"{country.upper()}{letters[:3]}"
 
 
-def _check_destination(path: str, option: str) -> None:
+def _check_destination(path: str, option: str, *, keep: bool = False) -> None:
     """An output must name a file. ``--out ""`` (the current folder) or a folder would fail only
-    at the final rename, after the work it was to hold was done and recorded."""
+    at the final rename, after the work it was to hold was done and recorded. With ``keep``,
+    an existing file is not replaced either (``output_exists``)."""
     target = Path(path)
     if not path.strip() or target.name in ("", ".", "..") or target.is_dir():
         raise UsageError("output_not_a_file", option=option, path=path)
+    if keep and (target.exists() or target.is_symlink()):
+        raise UsageError("output_exists", option=option, path=path)
 
 
 @click.group()
@@ -154,18 +157,23 @@ def keys_(as_json: bool, home: str | None) -> None:
 @click.option("--out", required=True, type=click.Path(dir_okay=False))
 @click.option("--qr", "qr_out", type=click.Path(dir_okay=False),
               help="Also write a QR PNG.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace --out/--qr files that exist (by default they are kept: each may be "
+                   "a resident's passport).")
 @office_option
 @home_option
 def issue(claims_file: BinaryIO, holder_key: str | None, paper: bool, out: str,
-          qr_out: str | None, office: str | None, home: str | None) -> None:
+          qr_out: str | None, overwrite: bool, office: str | None, home: str | None) -> None:
     """Emite un pasaporte sin conexión / Issue one credential offline; prints its id."""
     if paper == bool(holder_key):
         raise UsageError("usage_error", reason_es="indique --holder-key o --paper, uno de los dos",
                          reason_en="give exactly one of --holder-key or --paper")
     check_png_name(qr_out)
-    _check_destination(out, "--out")
+    # An existing file there is most likely another resident's passport (a reused name): it is
+    # kept unless --overwrite says otherwise. A run that fails puts a replaced file back anyway.
+    _check_destination(out, "--out", keep=not overwrite)
     if qr_out is not None:
-        _check_destination(qr_out, "--qr")
+        _check_destination(qr_out, "--qr", keep=not overwrite)
     raw = claims_file.read(64 * 1024 + 1)
     if len(raw) > 64 * 1024:
         raise UsageError("usage_error", reason_es="el archivo de datos pasa de 64 KB",

@@ -670,6 +670,24 @@ def test_an_out_that_cannot_take_the_credential_issues_nothing(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "a-folder", "issuer"]
 
 
+@pytest.mark.parametrize("which", ["--out", "--qr"])
+def test_an_existing_file_is_kept_unless_overwrite_says_so(office: Path, tmp_path: Path,
+                                                           run: Run, which: str) -> None:
+    """A file already there is most likely someone's passport under a reused name: kept, and
+    nothing signed, unless --overwrite; then replaced."""
+    out, png = tmp_path / "c.txt", tmp_path / "c.png"
+    (out if which == "--out" else png).write_bytes(b"PU1:MARIA\n")
+    args = ["issuer", "issue", "--claims", str(EXAMPLES / "claims-mexicali.json"), "--paper",
+            "--out", str(out), "--qr", str(png), "--home", str(office)]
+    code, stdout, err = run(*args)
+    assert (code, stdout) == (2, "") and "[output_exists]" in err and "--overwrite" in err
+    assert _issued(office) == (0, 0)
+    assert (out if which == "--out" else png).read_bytes() == b"PU1:MARIA\n"
+    code, stdout, _ = run(*args, "--overwrite")
+    assert code == 0 and out.read_text().startswith("PU1:") and out.read_text() != "PU1:MARIA\n"
+    assert png.read_bytes().startswith(b"\x89PNG")
+
+
 def test_an_out_in_a_read_only_folder_issues_nothing(office: Path, tmp_path: Path,
                                                      run: Run) -> None:
     folder = tmp_path / "locked"
@@ -710,7 +728,7 @@ def test_a_rename_that_fails_rolls_the_issuance_back(office: Path, tmp_path: Pat
     monkeypatch.setattr(StagedFile, "commit", commit)
     code, out, err = run("issuer", "issue", "--claims", str(EXAMPLES / "claims-mexicali.json"),
                          "--paper", "--out", str(tmp_path / "c.txt"), "--qr",
-                         str(tmp_path / "c.png"), "--home", str(office))
+                         str(tmp_path / "c.png"), "--overwrite", "--home", str(office))
     assert code == 1 and out == "" and "[file_error]" in err
     assert _issued(office) == (0, 0)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["issuer", *before])
