@@ -82,6 +82,21 @@ def test_trust_command(run: Run, wallet_home: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0 and "MXMEX" in result.stdout
 
 
+@pytest.mark.parametrize("broken", ["root", "bundle"])
+def test_a_broken_file_to_trust_is_a_usage_error_as_at_a_counter(
+        run: Run, wallet_home: Path, tmp_path: Path, broken: str) -> None:
+    """A root or bundle file that is not one is a mistake in what was given (exit 2), as
+    ``verify`` says of the same files, and nothing is trusted."""
+    city = City()
+    (tmp_path / "r.json").write_text("{}" if broken == "root" else city.root.to_json())
+    (tmp_path / "b.cbor").write_bytes(b"\xa0" if broken == "bundle" else city.bundle())
+    result = run("wallet", "trust", "--bundle", tmp_path / "b.cbor",
+                 "--trust-root", tmp_path / "r.json", "--home", wallet_home)
+    assert isinstance(result.exception, UsageError), result.exception
+    assert result.exception.code == ("root_invalid" if broken == "root" else "bundle_invalid")
+    assert Wallet.open(wallet_home).trusted_bundles() == {}
+
+
 def test_trust_does_not_read_an_oversized_file(run: Run, wallet_home: Path,
                                                tmp_path: Path) -> None:
     """A resident pointing at the wrong file (a video, a disk image): a clear error naming it,
