@@ -221,7 +221,8 @@ def _read_jsonl(path: str) -> list[dict[str, Any]]:
 
 
 @group.command()
-@click.option("--file", "path", required=True, help="JSON Lines file of entries ('-': stdin).")
+@click.option("--file", "path", required=True, help="JSON Lines file of entries ('-': stdin).",
+              type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 @home_option
 @db_option
 def append(path: str, home: str | None, db: str | None) -> None:
