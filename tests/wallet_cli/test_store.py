@@ -88,10 +88,16 @@ def test_import_stores_by_id_and_is_idempotent(wallet: Wallet, mexicali: City) -
 
 
 def test_reissue_under_the_same_id_replaces(wallet: Wallet, mexicali: City) -> None:
+    """Only when the city's trusted bundle vouches for it: without one, a file copying the
+    city's code and key id would replace the passport just as well."""
     first = mexicali.issue_for(wallet.public_key, example_claims("mexicali"))
     wallet.import_text(transport.pack(first.to_cbor()))
     renewed = mexicali.issue_for(wallet.public_key,
                              example_claims("mexicali", valid_until="2030-01-01"), cti=first.cti)
+    with pytest.raises(StoreError) as err:
+        wallet.import_text(transport.pack(renewed.to_cbor()))
+    assert err.value.code == "wallet_import_unverified_reissue"
+    wallet.trust([mexicali.bundle()], [mexicali.root.to_json().encode()])
     result = wallet.import_text(transport.pack(renewed.to_cbor()))
     assert (result.id, result.outcome) == (first.credential_id, "replaced")
     [entry], _ = wallet.entries()
