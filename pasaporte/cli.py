@@ -3,7 +3,7 @@
 Errors from any group are caught here once and printed in Spanish and English with their code,
 and so is an operating-system error (a full disk, a folder that cannot be written) and, as a
 last resort, any other failure (``PASAPORTE_DEBUG=1`` shows its traceback instead).
-Exit codes: 0 success, 1 refused/failed, 2 usage error.
+Exit codes: 0 success, 1 refused/failed, 2 usage error, 130 cancelled (Ctrl-C, SIGTERM).
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ _COMMANDS = {
     "verify": ("verifier.cli", "command"),
     "wallet": ("wallet_cli.cli", "group"),
 }
+
+
+CANCELLED = 130
 
 
 class _LazyGroup(click.Group):
@@ -59,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         rv = cli.main(args=argv, prog_name="pasaporte", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo(PasaporteError("cancelled").diagnostics(), err=True)
-        return 1
+        # 128 + SIGINT, as a shell reports it: not 1, which a script reads as "refused"
+        return CANCELLED
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.ClickException as exc:  # click's own usage errors (a missing option, …)

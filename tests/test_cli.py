@@ -41,7 +41,7 @@ def test_ctrl_c_is_a_bilingual_line_with_its_code(homes: dict[str, Path], passph
     monkeypatch.setattr("issuer.store.IssuerStore.create", _interrupted)
     code, _, err = run("issuer", "init", "--city", "Mexicali", "--country", "MX", "--office",
                        "Centro", "--home", str(homes["issuer"]))
-    assert code == 1 and err.strip().startswith("[cancelled] Cancelado") and "Cancelled" in err
+    assert code == 130 and err.strip().startswith("[cancelled] Cancelado") and "Cancelled" in err
 
 
 def test_a_new_passphrase_must_be_long_enough(homes: dict[str, Path], run: Run,

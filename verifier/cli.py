@@ -14,6 +14,7 @@ from __future__ import annotations
 import codecs
 import json
 import os
+import stat
 import sys
 from collections.abc import Iterator, Sequence
 from typing import BinaryIO
@@ -273,6 +274,10 @@ def command(service: str, bundles: tuple[str, ...], roots: tuple[str, ...],
         raise UsageError("usage_error",
                          reason_es="indique uno solo de --text, --image, --batch, --scan",
                          reason_en="give exactly one of --text, --image, --batch, --scan")
+    if image is not None and not stat.S_ISREG(os.stat(image).st_mode):
+        # A pipe would block the counter until someone writes to it, and a device such as
+        # /dev/zero never ends: a photo is a file.
+        raise UsageError("image_not_a_file", path=image)
     setup = _Setup(bundles, roots, proofs, log_keys, witness_keys, service=service,
                    counter=counter, policy_file=policy_file)
     try:

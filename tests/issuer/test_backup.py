@@ -130,7 +130,7 @@ def test_a_restore_cut_short_leaves_no_office_and_runs_again(
     with monkeypatch.context() as m:
         m.setattr(backup, "_retire", cut)
         assert run("issuer", "restore", "--from", str(tmp_path / "b.bak"),
-                   "--home", str(restored))[0] == 1
+                   "--home", str(restored))[0] == 130  # cancelled
     assert not (restored / "issuer.db").exists()  # no office whose old key still signs
     assert run("issuer", "restore", "--from", str(tmp_path / "b.bak"),
                "--home", str(restored))[0] == 0

@@ -50,6 +50,16 @@ def test_a_noisy_log_rejects_its_bad_lines_and_reads_on(tmp_path: Path, run: Run
     assert all(set(r["message"]) == {"es", "en"} for r in results)
 
 
+def test_an_image_that_is_no_file_is_a_usage_error(tmp_path: Path, run: Run) -> None:
+    """A pipe (it would block until written to) or a device (/dev/zero never ends) given as
+    the photo: refused at once, before anything is read."""
+    city = City()
+    os.mkfifo(tmp_path / "photo.png")
+    for path in (str(tmp_path / "photo.png"), "/dev/zero"):
+        code, out, err = run(*_counter(tmp_path, city), "--image", path)
+        assert (code, out) == (2, "") and "[image_not_a_file]" in err and path in err
+
+
 def test_an_empty_batch_is_no_success(tmp_path: Path, run: Run) -> None:
     """No code in the file (a wrong file, a day without scans): nothing was accepted, so the
     exit is not 0, and the clerk is told why."""
