@@ -7,6 +7,7 @@ crash never leaves half a key, half a wallet or half a store behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 import tempfile
@@ -47,14 +48,20 @@ class StagedFile:
 
     def __init__(self, path: str | os.PathLike[str], mode: int = 0o600) -> None:
         self.target, self.mode = Path(path), mode
-        self.target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.target.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:  # a file where a folder should be: say that, not "File exists"
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR),
+                                     str(self.target.parent)) from None
         self.tmp: Path | None = self._sibling(".tmp")
         self.committed = False
         self.previous: Path | None = None  # a hard link to the file the commit replaced
 
     def _sibling(self, suffix: str) -> Path:
-        fd, tmp = tempfile.mkstemp(dir=self.target.parent, prefix=f".{self.target.name}.",
-                                   suffix=suffix)
+        # The name's start only: a legal 250-character name plus mkstemp's additions would
+        # pass the file system's 255-byte limit, and a file that may be written could not be.
+        stem = self.target.name.encode()[:64].decode(errors="ignore")
+        fd, tmp = tempfile.mkstemp(dir=self.target.parent, prefix=f".{stem}.", suffix=suffix)
         os.close(fd)
         return Path(tmp)
 

@@ -55,3 +55,21 @@ def test_an_uncommitted_file_is_discarded_without_a_trace(tmp_path: Path) -> Non
     staged.undo()  # nothing committed: nothing to take back
     staged.discard()
     assert _names(tmp_path) == ["c.txt"] and target.read_bytes() == b"earlier"
+
+
+def test_a_long_name_that_may_be_written_can_be_staged(tmp_path: Path) -> None:
+    target = tmp_path / ("ñ" * 100 + "a" * 50 + ".png")  # 254 bytes: within the limit
+    staged = StagedFile(target)
+    staged.write(b"png")
+    staged.commit()
+    staged.discard()
+    assert _names(tmp_path) == [target.name] and target.read_bytes() == b"png"
+
+
+def test_a_file_where_a_folder_should_be_is_named_as_such(tmp_path: Path) -> None:
+    import pytest
+
+    (tmp_path / "exist.png").write_bytes(b"")
+    with pytest.raises(NotADirectoryError) as err:
+        StagedFile(tmp_path / "exist.png" / "x.png")
+    assert err.value.filename == str(tmp_path / "exist.png")
