@@ -219,8 +219,14 @@ def _copy(source: Path, target: Path, *, shown: Path) -> None:
 
 
 def _digest(db: sqlite3.Connection) -> bytes:
-    """SHA-256 over every row of every table, in a fixed order (the signature row left out)."""
-    h = hashlib.sha256(b"pasaporte/issuer-backup/v1\x00")
+    """SHA-256 over the schema (every table, index, trigger and view as SQLite keeps it) and
+    every row of every table, in a fixed order (the signature row left out). The schema counts
+    as much as the rows: a trigger slipped into a copy (one that quietly undoes revocations)
+    or a column's type changed would otherwise restore as the office's own."""
+    h = hashlib.sha256(b"pasaporte/issuer-backup/v2\x00")
+    for row in db.execute("SELECT type, name, tbl_name, sql FROM sqlite_master "
+                          "ORDER BY type, name"):
+        h.update(repr(row).encode() + b"\x00")
     tables = [r[0] for r in db.execute(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
         "ORDER BY name")]

@@ -346,6 +346,7 @@ def status_(credential_id: str, as_json: bool, home: str | None) -> None:
 def backup(out: Path, home: str | None) -> None:
     """Copia de seguridad / A consistent backup of the office store (keys stay sealed), taken
     while the office keeps working."""
+    _check_destination(str(out), "--out")  # an existing file is refused by take(), whole
     count = backup_.take(_store(home), out, read_passphrase())
     click.echo(f"Copia de seguridad / Backup: {out} ({count} pasaportes / passports)")
 

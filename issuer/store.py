@@ -189,9 +189,12 @@ def check_name(value: str, option: str) -> str:
     option, before the passphrase is asked for or anything is written."""
     name = value.strip()
     categories = [unicodedata.category(ch) for ch in name]
-    # Z*: spaces of every kind; C*: controls, invisible format marks, lone surrogates
+    # Z*: spaces of every kind; C*: controls, invisible format marks, lone surrogates. Format
+    # marks and line separators are refused as in a resident's name: a right-to-left override
+    # would have counters show "\u202eetroN" as "Norte", and a soft hyphen make a second
+    # "Oficina Norte" that looks like the first.
     if (len(name) > NAME_MAX or not any(c[0] not in "ZC" for c in categories)
-            or any(c in ("Cc", "Cs") for c in categories)):
+            or any(c in ("Cc", "Cf", "Cs", "Zl", "Zp") for c in categories)):
         raise UsageError("issuer_name_invalid", option=option, max=NAME_MAX)
     return name
 
@@ -574,7 +577,6 @@ class IssuerStore:
         raises, nothing is issued. A key whose ``valid_until`` is before ``now`` signs nothing
         (``issuer_key_expired``), nor one whose ``valid_from`` is after it
         (``issuer_key_not_yet_valid``): counters would refuse it all."""
-        now = int(time.time()) if now is None else now
         if holder_key is not None:
             check_public_key(holder_key, "holder key")
         kid, key = signing or self.office_signing_key(passphrase, office=office)
@@ -590,16 +592,28 @@ class IssuerStore:
                     raise StoreError("store_error") from None
         raise AssertionError("unreachable")
 
-    def _issue_once(self, claims: Claims, holder_key: bytes | None, now: int, kid: bytes,
-                    key: nacl.signing.SigningKey,
+    def _issue_once(self, claims: Claims, holder_key: bytes | None, now: int | None,
+                    kid: bytes, key: nacl.signing.SigningKey,
                     bulk_row: tuple[str, str | None] | None,
                     before_commit: Callable[[IssuedCredential], None] | None
                     ) -> IssuedCredential:
-        with self.engine.begin() as db:
+        with self.engine.begin() as db:  # BEGIN IMMEDIATE: the store's write lock from here
+            # The issuance time is read holding the lock: a backup holds it while it copies
+            # and until its cutoff second has passed, so a credential stamped before the
+            # cutoff is always in the copy (read earlier, one could wait out the backup and
+            # commit afterwards with an earlier time, in neither the copy nor its aftermath).
+            now = int(time.time()) if now is None else now
             code = db.execute(sa.select(meta.c.v).where(meta.c.k == "code")).scalar_one()
-            list_id, valid_from, valid_until = db.execute(
-                sa.select(keys.c.status_list, keys.c.valid_from, keys.c.valid_until)
+            list_id, valid_from, valid_until, active, compromised = db.execute(
+                sa.select(keys.c.status_list, keys.c.valid_from, keys.c.valid_until,
+                          keys.c.active, keys.c.compromised_since)
                 .where(keys.c.kid == kid)).one()
+            # A key unsealed earlier (a bulk run's, for all its rows) may have been rotated
+            # away or marked compromised since: what it signs now would be refused at
+            # counters, or is no longer the office's to sign. The run stops; run again, it
+            # resumes with the key in force.
+            if compromised is not None or not active:
+                raise StoreError("issuer_key_retired", kid=b64url(kid))
             # A counter accepts a credential only if its key was valid when it was issued
             # (verifier.engine: valid_from <= iat <= valid_until), and then for the credential's
             # whole validity, even past the key's end. So only the key's window at issuance

@@ -139,14 +139,25 @@ def test_a_restore_cut_short_leaves_no_office_and_runs_again(
     assert not (restored / ".restoring").exists()  # nothing of the first attempt is left
 
 
+_CHANGES = {
+    "a flipped status": "UPDATE credentials SET status = 'revoked'",
+    # a trigger that quietly undoes every revocation made after the restore
+    "a trigger": "CREATE TRIGGER keep_valid AFTER UPDATE OF status ON credentials "
+                 "BEGIN UPDATE credentials SET status = 'valid' WHERE id = NEW.id; END",
+    "an index": "CREATE INDEX extra ON credentials (status)",
+}
+
+
+@pytest.mark.parametrize("change", sorted(_CHANGES))
 def test_a_changed_backup_is_not_used(homes: dict[str, Path], passphrase: str, run: Run,
-                                      tmp_path: Path) -> None:
+                                      tmp_path: Path, change: str) -> None:
+    """The root key signs the schema as well as the rows: neither may change in the copy."""
     office = homes["issuer"]
     _init(run, office)
     _issue(run, office, tmp_path / "c.txt")
     assert run("issuer", "backup", "--out", str(tmp_path / "b.bak"), "--home", str(office))[0] == 0
-    with sqlite3.connect(tmp_path / "b.bak") as db:  # one flipped status: valid → revoked
-        db.execute("UPDATE credentials SET status = 'revoked'")
+    with sqlite3.connect(tmp_path / "b.bak") as db:
+        db.execute(_CHANGES[change])
     code, _, err = run("issuer", "restore", "--from", str(tmp_path / "b.bak"),
                        "--home", str(tmp_path / "r"))
     assert code == 1 and "backup_unreadable" in err and "contents changed" in err

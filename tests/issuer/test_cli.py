@@ -735,6 +735,14 @@ def test_a_rename_that_fails_rolls_the_issuance_back(office: Path, tmp_path: Pat
     assert {name: (tmp_path / name).read_bytes() for name in before} == before
 
 
+def test_a_backup_out_that_names_no_file_is_a_usage_error(office: Path, run: Run,
+                                                          tmp_path: Path) -> None:
+    code, _, err = run("issuer", "backup", "--out", "", "--home", str(office))
+    assert code == 2 and "[output_not_a_file]" in err and "--out" in err  # not "exists"
+    code, _, err = run("issuer", "backup", "--out", str(tmp_path), "--home", str(office))
+    assert code == 2 and "es una carpeta" in err  # click's own check
+
+
 def test_a_bundle_out_that_names_no_file_signs_nothing(office: Path, run: Run) -> None:
     code, _, err = run("issuer", "bundle", "--out", "", "--home", str(office))
     assert code == 2 and "[output_not_a_file]" in err and "--out" in err
@@ -745,6 +753,8 @@ def test_a_bundle_out_that_names_no_file_signs_nothing(office: Path, run: Run) -
 @pytest.mark.parametrize(("option", "value"), [
     ("--office", "  "), ("--office", "\t"), ("--city", " "), ("--office", "\u200b"),
     ("--office", "Centro\x07"), ("--city", "Mexicali\n"  "Centro"), ("--city", "M" * 129),
+    ("--office", "\u202eetroN"), ("--office", "Ofi\u00adcina Norte"),  # look like others
+    ("--city", "Mexicali\u2028Centro"),
 ])
 def test_init_refuses_a_blank_or_unprintable_name(homes: dict[str, Path], passphrase: str,
                                                   run: Run, option: str, value: str) -> None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import random
+import sqlite3
+import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -13,6 +16,7 @@ import sqlalchemy as sa
 
 from credential.claims import parse_claims
 from credential.errors import MalformedInput, StoreError, UsageError
+from credential.keys import b64url
 from issuer.indices import KEY_BYTES, IndexPermutation
 from issuer.store import KEY_YEARS, IssuerStore, credentials, keys, meta
 from tests.conftest import PASSPHRASE
@@ -209,3 +213,51 @@ def test_a_status_change_takes_the_id_in_any_case(store: IssuerStore) -> None:
     found = store.credential(typed)
     assert found is not None and found["id"] == cred.credential_id
     assert found["status"] == "suspended"
+
+
+def test_a_key_rotated_away_or_compromised_mid_run_signs_no_more(tmp_path: Path) -> None:
+    """A bulk run unseals its key once; rotated or marked compromised while it runs, the key
+    signs nothing more (counters would refuse it, or it is no longer the office's)."""
+    store = IssuerStore.create(tmp_path / "issuer", city="Mexicali", country="MX",
+                               office="Centro", code="MXMEX", passphrase=PASSPHRASE)
+    claims = parse_claims(example_claims())
+    signing = store.office_signing_key(PASSPHRASE)
+    store.issue(claims, holder_key=None, passphrase=PASSPHRASE, signing=signing)
+    store.add_office_key(PASSPHRASE)  # issuer rotate, from another terminal
+    with pytest.raises(StoreError) as refused:
+        store.issue(claims, holder_key=None, passphrase=PASSPHRASE, signing=signing)
+    assert refused.value.code == "issuer_key_retired"
+    assert "rotate" in refused.value.message["en"] and "rotate" in refused.value.message["es"]
+    assert _registered(store) == (1, 1)
+    fresh = store.office_signing_key(PASSPHRASE)
+    store.issue(claims, holder_key=None, passphrase=PASSPHRASE, signing=fresh)
+    store.mark_compromised(b64url(fresh[0]), int(time.time()), PASSPHRASE)
+    with pytest.raises(StoreError) as refused:
+        store.issue(claims, holder_key=None, passphrase=PASSPHRASE, signing=fresh)
+    assert refused.value.code == "issuer_key_retired"
+    assert _registered(store) == (2, 2)
+
+
+def test_the_issuance_time_is_read_holding_the_write_lock(tmp_path: Path) -> None:
+    """A backup holds the store's write lock past its cutoff second: an issuance waiting on
+    the lock must be stamped after it gets the lock, or it would be stamped before the cutoff
+    and yet be missing from the copy."""
+    store = IssuerStore.create(tmp_path / "issuer", city="Mexicali", country="MX",
+                               office="Centro", code="MXMEX", passphrase=PASSPHRASE)
+    claims = parse_claims(example_claims())
+    lock = sqlite3.connect(tmp_path / "issuer" / "issuer.db", isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")  # as issuer.backup does while it copies
+    issued: list[str] = []
+    worker = threading.Thread(target=lambda: issued.append(store.issue(
+        claims, holder_key=None, passphrase=PASSPHRASE).credential_id))
+    worker.start()
+    time.sleep(1.5)  # the worker is waiting on the lock by now
+    released = int(time.time())
+    lock.execute("ROLLBACK")
+    lock.close()
+    worker.join(timeout=30)
+    assert issued
+    with store.engine.connect() as db:
+        stamped = db.execute(sa.select(credentials.c.issued_at)
+                             .where(credentials.c.id == issued[0])).scalar_one()
+    assert stamped >= released
