@@ -177,6 +177,10 @@ class BulkOutcome:
     issued: int  # credentials signed by this run
     resumed: int  # rows (the same claims) an earlier run had already issued
     index: tuple[tuple[int, str], ...]  # (CSV line, credential id) for every row, in order
+    # Credentials the folder's earlier index listed that this file no longer has a row for
+    # (a row corrected after it was issued, another file's run), and where that index went.
+    left_out: tuple[str, ...] = ()
+    kept_index: str | None = None
 
 
 def fingerprints(root: nacl.signing.SigningKey, claims: list[Claims]) -> list[str]:
@@ -278,23 +282,30 @@ def _issue_batch(store: IssuerStore, rows: list[Row], folder: Path, *,
     ordered = tuple(sorted(index.items()))
     if with_qr:
         _draw_missing(folder, [cid for _, cid in ordered], progress, workers)
-    _keep_other_index(folder, {cid for _, cid in ordered})
+    left_out, kept = _keep_other_index(folder, {cid for _, cid in ordered})
     atomic_write(folder / "index.csv",
                  "".join(f"{n},{cid}\n" for n, cid in (("line", "credential_id"), *ordered))
                  .encode())
-    return BulkOutcome(len(todo), len(rows) - len(todo), ordered)
+    return BulkOutcome(len(todo), len(rows) - len(todo), ordered, left_out, kept)
 
 
-def _keep_other_index(folder: Path, ids: set[str]) -> None:
+def _keep_other_index(folder: Path, ids: set[str]) -> tuple[tuple[str, ...], str | None]:
     """An ``index.csv`` naming credentials this run does not (another file's run into the same
-    folder) is kept under a dated name rather than overwritten."""
+    folder, or rows corrected since they were issued) is kept under a dated name rather than
+    overwritten; returns those credentials and the name it was kept under. A corrected row is
+    a new passport (its claims changed), and the one issued from the row before stays valid
+    until the office revokes it: the clerk must hear of it."""
     index = folder / "index.csv"
     if not index.exists():
-        return
+        return (), None
     listed = {row.get("credential_id") for row in csv.DictReader(io.StringIO(
         index.read_text("utf-8", "replace")))}
-    if listed - ids:
-        os.replace(index, folder / f"index-{time.strftime('%Y%m%dT%H%M%S')}.csv")
+    gone = tuple(sorted(cid for cid in listed - ids if cid))
+    if not gone:
+        return (), None
+    kept = folder / f"index-{time.strftime('%Y%m%dT%H%M%S')}.csv"
+    os.replace(index, kept)
+    return gone, kept.name
 
 
 def _settle_partials(store: IssuerStore, folder: Path) -> None:

@@ -507,4 +507,8 @@ def bulk(csv_file: BinaryIO, out_dir: str, with_qr: bool, office: str | None,
         click.echo(f"{outcome.resumed} ya emitidos antes (mismos datos) / already issued "
                    f"earlier (same claims)", err=True)
     click.echo(f"{outcome.issued} pasaportes emitidos / passports issued → {folder}")
+    if outcome.left_out:
+        shown = ", ".join(outcome.left_out[:5]) + (", …" if len(outcome.left_out) > 5 else "")
+        click.echo(PasaporteError("bulk_rows_left_out", count=len(outcome.left_out), ids=shown,
+                                  index=outcome.kept_index).diagnostics(), err=True)
     _publish(store, passphrase)

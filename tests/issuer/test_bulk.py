@@ -383,6 +383,25 @@ def test_an_edited_file_resumes_by_resident_not_by_bytes(
     assert len(_issued(home)) == 6 and len(_index(out)) == 6
 
 
+def test_a_row_corrected_after_it_was_issued_is_said(
+        homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path) -> None:
+    """A typo fixed in a row already issued: the corrected row is a new passport (its claims
+    changed), and the clerk is told that the earlier one, still valid, wants revoking."""
+    home, out = homes["issuer"], tmp_path / "out"
+    _init(run, home)
+    first = _many(tmp_path, 3)
+    assert run("issuer", "bulk", str(first), "--out-dir", str(out), "--home", str(home))[0] == 0
+    old = dict(_index(out))
+    header, *rows = first.read_text(encoding="utf-8").splitlines()
+    rows[1] = rows[1].replace("García", "Garcia")  # line 3
+    (tmp_path / "fixed.csv").write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+    code, stdout, err = run("issuer", "bulk", str(tmp_path / "fixed.csv"), "--out-dir",
+                            str(out), "--home", str(home))
+    assert code == 0 and stdout.startswith("1 ")
+    assert "[bulk_rows_left_out]" in err and old["3"] in err and "revoke" in err
+    assert "revóquelos" in err and list(out.glob("index-*.csv"))
+
+
 def test_the_same_resident_twice_in_a_file_issues_nothing(
         homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path) -> None:
     home = homes["issuer"]
