@@ -28,6 +28,15 @@ def _counter(tmp_path: Path, city: City) -> list[str]:
             "--trust-root", str(tmp_path / "r.json"), "--at", rfc3339(NOW), "--json"]
 
 
+def _at_work(tmp_path: Path, service: str, bundle: Path, root: Path,
+             *extra: str) -> subprocess.Popen[bytes]:
+    """A counter at work in its own process (``verify --scan --json``), its scanner on stdin."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "pasaporte.cli", "verify", "--service", service, "--bundle",
+         str(bundle), "--trust-root", str(root), *extra, "--scan", "--json"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+
+
 def test_a_noisy_log_rejects_its_bad_lines_and_reads_on(tmp_path: Path, run: Run) -> None:
     city = City()
     good = city.issue_text(None, example_claims()).encode()
@@ -129,11 +138,7 @@ def test_the_counter_at_work_scans_and_takes_a_new_bundle_without_restarting(
     bundle, root = tmp_path / "b.cbor", tmp_path / "r.json"
     bundle.write_bytes(city.bundle())
     root.write_text(city.root.to_json())
-    with subprocess.Popen(
-            [sys.executable, "-m", "pasaporte.cli", "verify", "--service", "library", "--bundle",
-             str(bundle), "--trust-root", str(root), "--scan", "--json"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            cwd=tmp_path) as counter:
+    with _at_work(tmp_path, "library", bundle, root) as counter:
         assert counter.stdin and counter.stdout and counter.stderr
 
         def scan(line: str) -> dict[str, Any]:
@@ -188,11 +193,7 @@ def test_the_counter_at_work_takes_a_new_policy_without_restarting(tmp_path: Pat
     root.write_text(city.root.to_json())
     policy.write_text('{"paper": "reject"}')
     lines = "\n".join([paper, "#edit", paper, "#break", paper]) + "\n"
-    with subprocess.Popen(
-            [sys.executable, "-m", "pasaporte.cli", "verify", "--service", "library", "--bundle",
-             str(bundle), "--trust-root", str(root), "--policy", str(policy), "--scan",
-             "--json"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            cwd=tmp_path) as counter:
+    with _at_work(tmp_path, "library", bundle, root, "--policy", str(policy)) as counter:
         assert counter.stdin and counter.stdout and counter.stderr
         codes = []
         try:
@@ -265,11 +266,7 @@ def test_the_counter_at_work_never_goes_back_to_an_older_bundle(tmp_path: Path) 
         (tmp_path / "new.cbor").write_bytes(data)
         os.replace(tmp_path / "new.cbor", bundle)
 
-    with subprocess.Popen(
-            [sys.executable, "-m", "pasaporte.cli", "verify", "--service", "transit", "--bundle",
-             str(bundle), "--trust-root", str(root), "--scan", "--json"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            cwd=tmp_path) as counter:
+    with _at_work(tmp_path, "transit", bundle, root) as counter:
         assert counter.stdin and counter.stdout and counter.stderr
         codes = []
         try:
