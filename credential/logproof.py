@@ -121,6 +121,12 @@ def parse_bundle_proof(data: bytes) -> BundleProof:
     return BundleProof(index, _b64(doc.get("record"), "record"), proof, note)
 
 
+def _host(name: str) -> str:
+    """The host a log or witness name begins with (``ledger.calexico.example/log`` →
+    ``ledger.calexico.example``), as C2SP origins and key names are written."""
+    return name.split("/", 1)[0].casefold()
+
+
 def verify_bundle_proof(signed_bundle: bytes, proof: BundleProof, logs: Sequence[Verifier],
                         witnesses: Sequence[Verifier], quorum: int = 1) -> Checkpoint:
     """That ``signed_bundle`` is on the log ``proof`` names, under a checkpoint signed by that log
@@ -132,7 +138,13 @@ def verify_bundle_proof(signed_bundle: bytes, proof: BundleProof, logs: Sequence
     log = next((v for v in logs if v.name == origin), None)
     if log is None:
         raise UsageError("bundle_log_unknown", origin=origin)
-    checkpoint = verify_checkpoint(proof.checkpoint, log, witnesses, quorum=quorum)
+    # A counter that trusts both cities' bundles is given both cities' witness keys; a city's
+    # own witness (named under its log's host, as ``ledger init`` names it: ORIGIN/witness)
+    # must not count for its own log, or a city could fork its log, cosign the fork itself and
+    # hand a counter a bundle that only the fork ever published.
+    host = _host(log.name)
+    others = [w for w in witnesses if _host(w.name) != host]
+    checkpoint = verify_checkpoint(proof.checkpoint, log, others, quorum=quorum)
     if proof.index >= checkpoint.size:
         raise _bad("index beyond the checkpoint")
     try:

@@ -67,6 +67,19 @@ def test_a_published_bundle_verifies(bundle: bytes) -> None:
     assert require_logged([bundle], [proof.to_json()], [LOG.verifier], [WITNESS.verifier])
 
 
+def test_a_citys_own_witness_does_not_vouch_for_its_log(bundle: bytes) -> None:
+    """A counter trusting both cities holds both witness keys. The log's own city's witness
+    (named under its host) cosigning does not count: a city could fork its log, cosign the
+    fork and hand out a bundle only the fork published. The other city's still does."""
+    own = generate_signer("ledger.mexicali.example/log/witness", COSIGNATURE_V1)
+    forked = _log(bundle, signers=(LOG, own))
+    witnesses = [own.verifier, WITNESS.verifier]
+    assert _code(lambda: verify_bundle_proof(bundle, forked, [LOG.verifier], witnesses)) \
+        == "note_missing_cosignature"
+    assert verify_bundle_proof(bundle, _log(bundle, signers=(LOG, own, WITNESS)),
+                               [LOG.verifier], witnesses).size == SIZE
+
+
 def _code(call: object) -> str:
     assert callable(call)
     with pytest.raises(PasaporteError) as caught:
