@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import itertools
 import json
+import os
 import signal
 import socket
 import sys
@@ -376,6 +377,32 @@ def mirror(url: str, log_key: str | None, witness_key: tuple[str, ...], unwitnes
     for k in witness_key:
         parse_verifier_key(k)  # a typo fails here, before anything is written
     root = resolve_home("ledger", home)
+    with _mirror_lock(root):
+        _mirror(root, url, log_key, witness_key, unwitnessed, home, db, run_mirror)
+
+
+@contextlib.contextmanager
+def _mirror_lock(root: Path) -> Iterator[None]:
+    """One mirror run per home at a time: a second one, working from what it read before the
+    first stored its pages, would take the first's verified records for a broken chain and
+    cut them off. The lock is the kernel's (flock): a killed run never leaves it held."""
+    import fcntl
+
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(root / ".mirror.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StoreError("ledger_mirror_busy", home=str(root)) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _mirror(root: Path, url: str, log_key: str | None, witness_key: tuple[str, ...],
+            unwitnessed: bool, home: str | None, db: str | None,
+            run_mirror: Callable[..., Any]) -> None:
     if not (root / "ledger.json").exists():
         if not log_key:
             raise UsageError("usage_error", reason="--log-key is needed on the first mirror run")

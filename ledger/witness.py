@@ -323,4 +323,7 @@ def _ask(store: LedgerStore, witness: tuple[str, str, str, int],
         if sigs:
             store.add_cosignatures(cp.size, sigs, witness=name)
         return bool(sigs)
+    # A conflict again with the size it named: it holds another tree of that size (a split
+    # view, this database restored from an old copy), never to be cosigned on its own.
+    _warn(name, LedgerError("ledger_witness_conflict", size=old, ours=cp.size))
     return False

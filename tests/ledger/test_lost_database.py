@@ -262,3 +262,55 @@ def test_checkpoint_cosign_without_its_witness_says_so_and_fails(
     assert "No se pudo contactar" in why and "Could not reach" in why
     assert "[ledger_cosign_missing] Cosignaron 0 de 1 testigos" in err
     assert run_cli("checkpoint", "--home", str(sqlite_home)) == 0  # not asked: not missing
+
+
+def test_two_mirror_runs_on_one_home_do_not_overlap(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """A second mirror run while one holds the home is refused at once, the copy untouched:
+    working from a stale view it would cut off the first run's verified records."""
+    import fcntl
+
+    home = tmp_path / "mirror"
+    home.mkdir()
+    with open(home / ".mirror.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a running mirror holds it
+        code = run_cli("mirror", "--from", "http://127.0.0.1:1", "--unwitnessed", "--log-key",
+                       "ledger.test/log+00000000+AQ", "--home", str(home))
+    assert code == 1 and "[ledger_mirror_busy]" in capsys.readouterr().err
+    assert sorted(p.name for p in home.iterdir()) == [".mirror.lock"]
+
+
+def test_a_witness_that_conflicts_twice_is_named_with_why(
+        sqlite_home: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A witness answering 409 again at the size it named holds another tree: the node says
+    so (both languages, a code) rather than leave "0 of 1 cosigned" unexplained."""
+    import http.server
+    import threading
+
+    from credential.note import generate_signer
+    from ledger.witness import request_cosignatures
+
+    class Conflict(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(409)
+            self.send_header("Content-Type", "text/x.tlog.size")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"0\n")
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Conflict)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with LedgerStore.open(sqlite_home, passphrase=PASSPHRASE) as store:
+            store.append([commitment(1)], cosign=False)
+            witness = generate_signer("ledger.other.example/witness", COSIGNATURE_V1)
+            store.add_witness(f"http://127.0.0.1:{server.server_port}", witness.verifier.vkey)
+            assert request_cosignatures(store, wait=10) == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "[ledger_witness_conflict]" in caplog.text and "409" in caplog.text
