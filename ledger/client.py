@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -17,15 +18,35 @@ __all__ = ["all_entries", "checkpoint", "consistency_proof", "entries", "get_jso
 
 TIMEOUT = 15.0
 MAX_RESPONSE = 8 * 1024 * 1024  # ledger.http pages /entries well below it (MAX_PAGE_BYTES)
+# The whole body of one answer, however it trickles in: the socket timeout bounds each wait
+# only, and a byte every half second would keep a mirror on one page for a day. A page of
+# ledger.http's (2 MiB at most) in two minutes is 17 KB/s, slower than any real link.
+DEADLINE = 120.0
+_CHUNK = 64 * 1024
 
 
-def _read(resp: Any, url: str) -> bytes:
-    """At most ``MAX_RESPONSE`` bytes of an answer; a longer one is refused as such, not cut
-    short into "bad JSON"."""
-    data: bytes = resp.read(MAX_RESPONSE + 1)
-    if len(data) > MAX_RESPONSE:
-        raise LedgerError("ledger_remote_error", url=url,
-                          status=f"answer larger than {MAX_RESPONSE} bytes")
+def _read(resp: Any, url: str, limit: int = MAX_RESPONSE, *, refuse: bool = True) -> bytes:
+    """At most ``limit`` bytes of an answer, all within ``DEADLINE`` seconds. A longer one is
+    refused as such (``refuse``), not cut short into "bad JSON"; a slower one is refused as
+    unreachable, its remainder never waited for."""
+    end = time.monotonic() + DEADLINE
+    parts: list[bytes] = []
+    size = 0
+    while size <= limit:
+        if time.monotonic() > end:
+            raise LedgerError("ledger_unreachable", url=url,
+                              reason=f"no whole answer within {DEADLINE:.0f} s")
+        chunk: bytes = resp.read1(min(_CHUNK, limit + 1 - size))  # what has come, one wait
+        if not chunk:
+            break
+        parts.append(chunk)
+        size += len(chunk)
+    data = b"".join(parts)
+    if len(data) > limit:
+        if refuse:
+            raise LedgerError("ledger_remote_error", url=url,
+                              status=f"answer larger than {limit} bytes")
+        data = data[:limit]
     return data
 
 
@@ -36,7 +57,8 @@ def post(url: str, body: bytes, headers: dict[str, str] | None = None, *,
     try:
         req = urllib.request.Request(url, data=body, method="POST", headers=headers or {})
         with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, resp.headers.get("Content-Type", ""), resp.read(MAX_RESPONSE)
+            return (resp.status, resp.headers.get("Content-Type", ""),
+                    _read(resp, url, refuse=False))
     except urllib.error.HTTPError as exc:
         with exc:
             return exc.code, exc.headers.get("Content-Type", ""), exc.read(MAX_RESPONSE)
