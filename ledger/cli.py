@@ -375,10 +375,21 @@ def mirror(url: str, log_key: str | None, witness_key: tuple[str, ...], unwitnes
     from ledger.mirror import mirror as run_mirror
 
     for k in witness_key:
-        parse_verifier_key(k)  # a typo fails here, before anything is written
+        _vkey(k, "--witness-key")  # a typo fails here, before anything is written
+    if log_key:
+        _vkey(log_key, "--log-key")
     root = resolve_home("ledger", home)
     with _mirror_lock(root):
         _mirror(root, url, log_key, witness_key, unwitnessed, home, db, run_mirror)
+
+
+def _vkey(text: str, option: str) -> None:
+    """A verifier key as typed on the command line: one that does not parse is a mistake in
+    the command (exit 2), found before anything is read or written."""
+    try:
+        parse_verifier_key(text)
+    except MalformedInput as exc:
+        raise UsageError(exc.code, **exc.detail) from None
 
 
 @contextlib.contextmanager
@@ -436,6 +447,7 @@ def witness(url: str, log_key: str, home: str | None, db: str | None) -> None:
     from ledger.witness import check_log, pull, witness_log
 
     url = url.rstrip("/")
+    _vkey(log_key, "--log-key")
     with _open(home, db, write=True) as store:
         check_log(url, log_key)  # a URL or key mistyped is refused before anything is saved
         origin = witness_log(store, log_key, url)
@@ -481,6 +493,7 @@ def witnesses() -> None:
 @db_option
 def witnesses_add(url: str, vkey: str, home: str | None, db: str | None) -> None:
     """Ask the witness at URL to cosign every new checkpoint (replaces one of the same name)."""
+    _vkey(vkey, "--key")
     with _open(home, db) as store:
         verifier = store.add_witness(url, vkey)
     click.echo(f"ok: {verifier.name}")

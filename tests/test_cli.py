@@ -65,6 +65,18 @@ def test_a_city_name_without_latin_letters_needs_a_code(homes: dict[str, Path], 
     assert code == 0 and "JPTYO" in out
 
 
+@pytest.mark.parametrize("args", [
+    ["ledger", "mirror", "--from", "http://127.0.0.1:1", "--log-key", "nokey"],
+    ["ledger", "mirror", "--from", "http://127.0.0.1:1", "--witness-key", "x+1+2"],
+    ["ledger", "witness", "--log", "http://127.0.0.1:1", "--log-key", "nokey"],
+    ["ledger", "witnesses", "add", "--url", "http://127.0.0.1:1", "--key", "nokey"],
+])
+def test_a_mistyped_verifier_key_is_a_usage_error(args: list[str], run: Run,
+                                                  tmp_path: Path) -> None:
+    code, _, err = run(*args, "--home", str(tmp_path / "node"))
+    assert code == 2 and "[note_bad_key]" in err, err
+
+
 @pytest.mark.parametrize(("args", "spanish"), [
     (["verify", "--service", "library"], "falta la opción '--bundle'"),
     (["verify", "--servic", "library"],

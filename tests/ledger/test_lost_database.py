@@ -56,10 +56,11 @@ def test_a_lost_database_is_never_recreated(loss: str, sqlite_home: Path, tmp_pa
     _filled(home)
     extra = LOSSES[loss](home)
     entries = _jsonl(tmp_path / "ok.jsonl", [commitment(9)])
+    key = json.loads((home / "ledger.json").read_text())["log_vkey"]  # well-formed keys
     commands = [["append", "--file", entries], ["audit"], ["checkpoint"], ["entries"],
                 ["token", "add", "issuer"], ["witnesses", "list"],
-                ["witnesses", "add", "--url", "http://127.0.0.1:1", "--key", "x"],
-                ["witness", "--log", "http://127.0.0.1:1", "--log-key", "x"]]
+                ["witnesses", "add", "--url", "http://127.0.0.1:1", "--key", key],
+                ["witness", "--log", "http://127.0.0.1:1", "--log-key", key]]
     capsys.readouterr()
     for args in commands:
         assert run_cli(*args, "--home", str(home), *extra) == 1, args
@@ -270,12 +271,14 @@ def test_two_mirror_runs_on_one_home_do_not_overlap(tmp_path: Path,
     working from a stale view it would cut off the first run's verified records."""
     import fcntl
 
+    from credential.note import generate_signer
+
     home = tmp_path / "mirror"
     home.mkdir()
     with open(home / ".mirror.lock", "w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)  # as a running mirror holds it
         code = run_cli("mirror", "--from", "http://127.0.0.1:1", "--unwitnessed", "--log-key",
-                       "ledger.test/log+00000000+AQ", "--home", str(home))
+                       generate_signer("ledger.test/log").verifier.vkey, "--home", str(home))
     assert code == 1 and "[ledger_mirror_busy]" in capsys.readouterr().err
     assert sorted(p.name for p in home.iterdir()) == [".mirror.lock"]
 
