@@ -11,10 +11,11 @@ import errno
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["StagedFile", "atomic_write", "check_png_name", "fsync_path", "read_bounded",
-           "read_passphrase", "resolve_home"]
+__all__ = ["StagedFile", "atomic_write", "check_png_name", "fsync_path", "held_lock",
+           "read_bounded", "read_passphrase", "resolve_home"]
 
 
 def resolve_home(role: str, home: str | os.PathLike[str] | None = None) -> Path:
@@ -115,6 +116,25 @@ class StagedFile:
                     os.unlink(leftover)
         self.tmp = self.previous = None
         self.committed = False
+
+
+@contextlib.contextmanager
+def held_lock(path: Path, busy: Exception | None = None) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``path`` (created if missing) for the ``with`` block:
+    waiting for it, or, given ``busy``, raising that at once if another process holds it. The
+    lock is the kernel's (flock), so a process that dies never leaves it held."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (fcntl.LOCK_NB if busy is not None else 0))
+        except BlockingIOError:
+            assert busy is not None
+            raise busy from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o600) -> None:

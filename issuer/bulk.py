@@ -22,7 +22,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import csv
-import fcntl
 import hashlib
 import hmac
 import io
@@ -42,7 +41,7 @@ import nacl.signing
 from credential import qr, transport
 from credential.claims import Claims, parse_claims
 from credential.errors import PasaporteError, StoreError, UsageError
-from credential.home import atomic_write
+from credential.home import atomic_write, held_lock
 from credential.ids import cti_from_id
 from credential.passport import decode_text
 
@@ -215,17 +214,12 @@ def issue_batch(store: IssuerStore, rows: list[Row], folder: Path, *,
                             with_qr=with_qr, progress=progress, workers=workers, office=office)
 
 
-@contextlib.contextmanager
-def _folder_lock(folder: Path) -> Iterator[None]:
+def _folder_lock(folder: Path) -> contextlib.AbstractContextManager[None]:
     """One bulk run per output folder at a time: another run would finish or delete the partial
     files this one is about to rename. (Runs into different folders are kept apart per row by
-    the store.) The lock is the kernel's, so a killed run never leaves it behind."""
-    with open(folder / ".pasaporte-bulk.lock", "a+b") as fh:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise StoreError("bulk_folder_busy", folder=str(folder)) from None
-        yield
+    the store.)"""
+    return held_lock(folder / ".pasaporte-bulk.lock",
+                     busy=StoreError("bulk_folder_busy", folder=str(folder)))
 
 
 def _issue_batch(store: IssuerStore, rows: list[Row], folder: Path, *,

@@ -21,7 +21,6 @@ import contextlib
 import dataclasses
 import itertools
 import json
-import os
 import signal
 import socket
 import sys
@@ -34,7 +33,7 @@ import click
 from credential import jsontext
 from credential.bundle import MAX_BUNDLE
 from credential.errors import LedgerError, MalformedInput, StoreError, UsageError
-from credential.home import read_bounded, read_passphrase
+from credential.home import held_lock, read_bounded, read_passphrase
 from credential.note import parse_verifier_key
 from credential.times import rfc3339
 from ledger.entries import ENTRY_TYPES, decode_record, entry_to_json
@@ -392,23 +391,12 @@ def _vkey(text: str, option: str) -> None:
         raise UsageError(exc.code, **exc.detail) from None
 
 
-@contextlib.contextmanager
-def _mirror_lock(root: Path) -> Iterator[None]:
+def _mirror_lock(root: Path) -> contextlib.AbstractContextManager[None]:
     """One mirror run per home at a time: a second one, working from what it read before the
     first stored its pages, would take the first's verified records for a broken chain and
-    cut them off. The lock is the kernel's (flock): a killed run never leaves it held."""
-    import fcntl
-
+    cut them off."""
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(root / ".mirror.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise StoreError("ledger_mirror_busy", home=str(root)) from None
-        yield
-    finally:
-        os.close(fd)
+    return held_lock(root / ".mirror.lock", busy=StoreError("ledger_mirror_busy", home=str(root)))
 
 
 def _mirror(root: Path, url: str, log_key: str | None, witness_key: tuple[str, ...],

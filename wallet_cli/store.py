@@ -23,12 +23,10 @@ prints; this module checks, stores and builds presentations, raising ``credentia
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
-import os
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -41,7 +39,7 @@ from credential import cbor, jsontext, sd, transport
 from credential.bundle import RootKey, TrustBundle, check_roots, parse_bundle
 from credential.claims import display_value
 from credential.errors import MalformedInput, PasaporteError, Rejection, StoreError, UsageError
-from credential.home import atomic_write
+from credential.home import atomic_write, held_lock
 from credential.keys import b64url, seal, signing_key, unb64url, unseal
 from credential.passport import Decoded, decode_envelope, present
 from credential.statuslist import MARKS, StatusList
@@ -272,17 +270,10 @@ def _check_credential(cbor_bytes: bytes, holder_key: bytes) -> Decoded:
     return decoded
 
 
-@contextlib.contextmanager
-def _locked(home: Path) -> Iterator[None]:
+def _locked(home: Path) -> contextlib.AbstractContextManager[None]:
     """Hold the wallet's lock (waiting for it): a look at what is stored and the change made on
-    it become one step, as far as other ``pasaporte wallet`` processes are concerned. An flock
-    is released by the kernel when its holder dies, so a crash never leaves the wallet locked."""
-    fd = os.open(home / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
+    it become one step, as far as other ``pasaporte wallet`` processes are concerned."""
+    return held_lock(home / LOCK_FILE)
 
 
 # -- the wallet -------------------------------------------------------------------------------
