@@ -20,7 +20,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, func, select, text
+from sqlalchemy import Connection, Integer, LargeBinary, String, func, select, text
 
 from credential import merkle
 from credential.errors import PasaporteError, spanish
@@ -97,6 +97,9 @@ def audit(store: LedgerStore, *, deep: bool = False,
 def _audit(store: LedgerStore, deep: bool,
            progress: Callable[[int, int], None] | None) -> AuditReport:
     report = AuditReport()
+    with store.engine.connect() as conn:
+        if not _check_types(conn, report):
+            return report  # the recomputation below would read such a value as another
     head = store.head()
     n = report.size = head.size
     sha = hashlib.sha256
@@ -284,6 +287,48 @@ def _audit(store: LedgerStore, deep: bool,
         if max(sizes, default=-1) != n and n > 0:
             report.add(max(n - 1, 0), f"no checkpoint for the head size {n}")
     return report
+
+
+# What SQLite's typeof() says of a value each column type stores.
+_STORED = ((Integer, "integer"), (LargeBinary, "blob"), (String, "text"))
+
+
+def _check_types(conn: Connection, report: AuditReport) -> bool:
+    """Whether every stored value has its column's type. SQLite keeps whatever a value was
+    written as, whatever the column declares: a size rewritten as 20.5 would read back as 20
+    and pass, a hash rewritten as text would stop the audit with an internal error instead of
+    a finding. (PostgreSQL enforces column types itself.) Each table is one scan; a problem
+    is reported at the record its row names, when the row names one."""
+    if conn.dialect.name != "sqlite":
+        return True
+    last = conn.execute(text("SELECT max(seq) FROM ledger_entries")).scalar()
+    end = 0 if last is None else int(last) + 1
+    at = {t.entries.name: "seq", t.nodes.name: "id", t.checkpoints.name: "size",
+          t.cosignatures.name: "size"}
+    ok = True
+    for table in t.metadata.sorted_tables:
+        cases = []
+        for col in table.columns:
+            kind = next(name for base, name in _STORED if isinstance(col.type, base))
+            allowed = f"'{kind}'" + (", 'null'" if col.nullable else "")
+            cases.append((col.name, f'typeof("{col.name}") NOT IN ({allowed})'))
+        which = " ".join(f"WHEN {test} THEN '{name}'" for name, test in cases)
+        where = " OR ".join(test for _, test in cases)
+        key = at.get(table.name)
+        # the row's record, only where that column itself holds an integer
+        locate = f'CASE WHEN typeof("{key}") = \'integer\' THEN "{key}" END' if key else "NULL"
+        for column, ref in conn.execute(text(
+                f"SELECT CASE {which} END, {locate} FROM {table.name} WHERE {where} "
+                f"ORDER BY rowid LIMIT 1")):
+            ok = False
+            if ref is not None and table is t.nodes:
+                ref = (ref & ((1 << t.NODE_SHIFT) - 1)) << (ref >> t.NODE_SHIFT)
+            elif ref is not None and table is not t.entries:
+                ref -= 1  # a size: its last record
+            field = f"{table.name}.{column}"
+            report.add(_clip(end - 1 if ref is None else int(ref), end),
+                       f"{field} holds a value of another type")
+    return ok
 
 
 def _at(size: int, n: int) -> int:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import IntegrityError
 
 from credential.errors import LedgerError
 from ledger.audit import audit
@@ -220,3 +222,84 @@ def test_records_never_go_back_in_time(store: LedgerStore) -> None:
     store.append_records([leaf])
     assert store.head().last_time == head.last_time - 1  # the head follows its last record
     assert audit(store).first == (3, "record time is before the previous record's")
+
+
+def _every_table_filled(home: Path) -> None:
+    """A SQLite log with a row in every table: records, nodes, checkpoints, a witness it asks
+    and its cosignature, a token, an idempotent append, and this node's witness state for
+    another log with the cosignature it gave and a split view it kept."""
+    from credential.note import COSIGNATURE_V1, Checkpoint, Note, generate_signer
+    from ledger.store import AppendRequest
+    from ledger.witness import add_checkpoint, witness_log
+
+    init_home(home)
+    with LedgerStore.open(home, passphrase=PASSPHRASE) as store:
+        _fill(store)
+        witness = generate_signer("ledger.mxl.example/witness", COSIGNATURE_V1)
+        store.add_witness("http://127.0.0.1:9", witness.verifier.vkey)
+        cp = store.checkpoint().checkpoint
+        store.add_cosignatures(cp.size, [witness.sign(cp.body())])
+        store.add_token("issuer-mxl")
+        log = generate_signer("ledger.cxl.example/log")
+        witness_log(store, log.verifier.vkey)
+        for root in (bytes(32), bytes(range(32))):  # the second is a split view
+            body = Checkpoint(log.name, 5, root).body()
+            add_checkpoint(store, f"old 0\n\n{Note(body, (log.sign(body),)).encode()}".encode())
+        store.append([commitment(40)], cosign=False,
+                     request=AppendRequest("issuer-mxl", "k-1"))
+        assert audit(store).ok
+        with store.engine.connect() as conn:
+            from ledger import schema as t
+            for table in t.metadata.sorted_tables:
+                assert conn.execute(text(f"SELECT count(*) FROM {table.name}")).scalar(), table
+
+
+def _columns() -> list[tuple[str, str, str]]:
+    from sqlalchemy import Integer, LargeBinary, String
+
+    from ledger import schema as t
+    kinds = ((Integer, "integer"), (LargeBinary, "blob"), (String, "text"))  # typeof()
+    return [(table.name, col.name,
+             next(kind for base, kind in kinds if isinstance(col.type, base)))
+            for table in t.metadata.sorted_tables for col in table.columns]
+
+
+@pytest.fixture(scope="module")
+def every_table(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("every") / "home"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PASAPORTE_PASSPHRASE", PASSPHRASE)
+        _every_table_filled(home)
+    return home
+
+
+@pytest.mark.parametrize(("table", "column", "kind"), _columns(), ids=lambda v: str(v))
+def test_a_value_rewritten_as_another_type_is_caught(every_table: Path, tmp_path: Path,
+                                                    table: str, column: str,
+                                                    kind: str) -> None:
+    """SQLite stores whatever type a value is written as: a size nudged to a real number would
+    read back as the same integer, and text in a hash column would crash the recomputation.
+    Each is a finding (at a record's own seq for a record's field), never an internal error."""
+    tried = 0
+    for n, value in enumerate((f'"{column}" + 0.5', "x'00'", "'7'")):
+        home = tmp_path / f"h{n}"
+        shutil.copytree(every_table, home)
+        where = ("WHERE seq = 13" if table == "ledger_entries"
+                 else f"WHERE rowid = (SELECT max(rowid) FROM {table})")
+        with LedgerStore.open(home, passphrase=PASSPHRASE) as store:
+            try:
+                with store.engine.begin() as conn:
+                    conn.execute(text(f'UPDATE {table} SET "{column}" = {value} {where}'))
+                    stored = conn.execute(text(f'SELECT typeof("{column}") FROM {table} '
+                                               f'{where}')).scalar_one()
+            except IntegrityError:
+                continue  # a rowid key or a constraint: SQLite refuses it itself
+            if stored in (kind, "null"):  # NULL + 0.5 is NULL, in a column that may be
+                continue  # or affinity turned it back into the column's own type
+            tried += 1
+            report = audit(store)
+        assert report.first is not None, (value, report.problems)
+        if table == "ledger_entries":
+            assert report.first[0] == 13, report.problems
+        assert report.first[1] == f"{table}.{column} holds a value of another type"
+    assert tried or column in ("id", "seq"), "no rewrite changed the stored type"
