@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import http.client
 import time
+import unicodedata
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -13,8 +16,8 @@ from credential import jsontext
 from credential.errors import LedgerError, PasaporteError
 from credential.note import Checkpoint, Note, parse_checkpoint, parse_note
 
-__all__ = ["all_entries", "checkpoint", "consistency_proof", "entries", "get_json", "get_text",
-           "inclusion_proof", "post"]
+__all__ = ["MESSAGE_MAX", "all_entries", "checkpoint", "consistency_proof", "entries", "get_json",
+           "get_text", "inclusion_proof", "post", "remote_message", "shown"]
 
 TIMEOUT = 15.0
 MAX_RESPONSE = 8 * 1024 * 1024  # ledger.http pages /entries well below it (MAX_PAGE_BYTES)
@@ -23,6 +26,62 @@ MAX_RESPONSE = 8 * 1024 * 1024  # ledger.http pages /entries well below it (MAX_
 # ledger.http's (2 MiB at most) in two minutes is 17 KB/s, slower than any real link.
 DEADLINE = 120.0
 _CHUNK = 64 * 1024
+MESSAGE_MAX = 200  # characters of another node's own words shown per language
+
+
+class _Redirects(urllib.request.HTTPRedirectHandler):
+    """Reads follow a redirect to another http(s) address (a proxy moving the API); a POST never
+    does. urllib would turn a redirected POST into a GET carrying the same headers: an append
+    token sent to whatever host the answer names, and that host's answer to the GET taken for
+    the append's (nothing appended, the batch believed published). Its 3xx is the answer."""
+
+    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str,
+                         headers: Any, newurl: str) -> urllib.request.Request | None:
+        if (req.get_method() != "GET"
+                or urllib.parse.urlsplit(newurl).scheme.lower() not in ("http", "https")):
+            raise urllib.error.HTTPError(req.full_url, code, msg, headers, fp)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_Redirects())
+# What urllib lets through of an answer that is not HTTP at all (a status line of junk, a
+# broken chunk, a thousand headers): http.client's own exceptions, not OSErrors.
+_NOT_HTTP = (urllib.error.URLError, OSError, ValueError, http.client.HTTPException)
+
+
+def _unreachable(url: str, exc: Exception) -> LedgerError:
+    if isinstance(exc, http.client.HTTPException):
+        # its text is http.client's English, or the junk the other end sent
+        said = PasaporteError("ledger_answer_not_http", detail=shown(str(exc)))
+        return LedgerError("ledger_unreachable", url=url, reason=said.message["en"],
+                           reason_es=said.message["es"])
+    return LedgerError("ledger_unreachable", url=url, reason=shown(str(exc)))
+
+
+def shown(text: str) -> str:
+    """Another node's words, fit for a terminal and a log line: no control characters (an
+    escape sequence would act on the operator's terminal), one line, at most MESSAGE_MAX."""
+    cleaned = "".join(" " if unicodedata.category(c)[0] in "CZ" else c
+                      for c in text[:4 * MESSAGE_MAX])
+    cleaned = " ".join(cleaned.split()) or "—"
+    return cleaned if len(cleaned) <= MESSAGE_MAX else cleaned[:MESSAGE_MAX - 1] + "…"
+
+
+def remote_message(body: bytes) -> tuple[str, str] | None:
+    """The Spanish and English of a refusal in the ledger's own JSON form
+    (``{"code", "message": {"es", "en"}}``), made fit to show; ``None`` for any other body,
+    whose language nobody knows."""
+    try:
+        doc = jsontext.loads(body[:64 * 1024])
+    except ValueError:
+        return None
+    message = doc.get("message") if isinstance(doc, dict) else None
+    if not isinstance(message, dict):
+        return None
+    es, en = message.get("es"), message.get("en")
+    if not isinstance(es, str) or not isinstance(en, str):
+        return None
+    return shown(es), shown(en)
 
 
 def _read(resp: Any, url: str, limit: int = MAX_RESPONSE, *, refuse: bool = True) -> bytes:
@@ -52,29 +111,33 @@ def _read(resp: Any, url: str, limit: int = MAX_RESPONSE, *, refuse: bool = True
 
 def post(url: str, body: bytes, headers: dict[str, str] | None = None, *,
          timeout: float = TIMEOUT) -> tuple[int, str, bytes]:
-    """POST and return ``(status, content type, body)`` whatever the status. ``timeout``
-    bounds each wait on the socket (connecting, each read), not the whole exchange."""
+    """POST and return ``(status, content type, body)`` whatever the status (a redirect is
+    not followed: its 3xx is the status). ``timeout`` bounds each wait on the socket
+    (connecting, each read), the whole answer is read within ``DEADLINE``."""
     try:
         req = urllib.request.Request(url, data=body, method="POST", headers=headers or {})
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return (resp.status, resp.headers.get("Content-Type", ""),
+        try:
+            resp = _OPENER.open(req, timeout=timeout)
+        except urllib.error.HTTPError as exc:
+            # A refusal's body trickles in as slowly as an answer's can: read under the same
+            # bounds, or one witness sending a 409 byte by byte is waited on for ever.
+            resp = exc
+        with resp:
+            return (resp.status or 0, resp.headers.get("Content-Type", ""),
                     _read(resp, url, refuse=False))
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, exc.headers.get("Content-Type", ""), exc.read(MAX_RESPONSE)
-    except (urllib.error.URLError, OSError, ValueError) as exc:  # ValueError: not a URL
-        raise LedgerError("ledger_unreachable", url=url, reason=str(exc)[:200]) from None
+    except _NOT_HTTP as exc:  # ValueError: not a URL
+        raise _unreachable(url, exc) from None
 
 
 def _get(url: str) -> bytes:
     try:
-        with urllib.request.urlopen(url, timeout=TIMEOUT) as resp:
+        with _OPENER.open(url, timeout=TIMEOUT) as resp:
             return _read(resp, url)
     except urllib.error.HTTPError as exc:
         with exc:
             raise LedgerError("ledger_remote_error", url=url, status=exc.code) from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:  # ValueError: not a URL
-        raise LedgerError("ledger_unreachable", url=url, reason=str(exc)[:200]) from None
+    except _NOT_HTTP as exc:  # ValueError: not a URL
+        raise _unreachable(url, exc) from None
 
 
 def get_text(url: str) -> str:

@@ -2,7 +2,8 @@
 
 Read endpoints are public and cacheable; ``POST /entries`` needs a per-client bearer token
 (only its SHA-256 is stored); ``POST /add-checkpoint`` is the C2SP tlog-witness call. Every
-refusal is a 4xx with JSON ``{"code": …, "message": {"es": …, "en": …}}``.
+refusal is a 4xx with JSON ``{"code": …, "message": {"es": …, "en": …}}`` (but tlog-witness's
+409, which is the size the witness cosigned). A query parameter given twice is refused.
 
     GET  /checkpoint                       signed note (text/plain) with its cosignatures
     GET  /entries?start=&end=              [{"index", "leaf": base64}], at most 1000 per page
@@ -14,7 +15,8 @@ refusal is a 4xx with JSON ``{"code": …, "message": {"es": …, "en": …}}``.
                                            (application/json, else 415; at most MAX_REQUEST
                                            bytes, else 413; optional Idempotency-Key header:
                                            retries are safe; not the types in LOCAL_ONLY: 403)
-    POST /add-checkpoint                   tlog-witness
+    POST /add-checkpoint                   tlog-witness: cosignature lines, or 409 with the size
+                                           cosigned (text/x.tlog.size, as the spec says)
 """
 
 from __future__ import annotations
@@ -77,7 +79,12 @@ def _error(http_status: int, code: str, **detail: Any) -> Response:
 
 
 def _int_arg(name: str, *, required: bool = True, default: int = 0) -> int:
-    raw = request.args.get(name)
+    given = request.args.getlist(name)
+    if len(given) > 1:
+        # Which one counts differs between servers, proxies and caches: a cache keyed on the
+        # last could hand one client's page (cached forever) to whoever asked for another.
+        raise MalformedInput("ledger_param_repeated", name=name)
+    raw = given[0] if given else None
     if raw is None or raw == "":
         if required:
             raise MalformedInput("ledger_bad_param", name=name, reason="missing")

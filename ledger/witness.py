@@ -11,10 +11,11 @@
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, insert, select, update
 
@@ -52,9 +53,24 @@ _busy_lock = threading.Lock()
 
 @dataclass(frozen=True)
 class WitnessReply:
+    """An answer to ``POST /add-checkpoint``: cosignature lines (200), the size we cosigned
+    (409, ``text/x.tlog.size`` as tlog-witness says), or a refusal, which like every other
+    refusal of the node's is JSON with a code and both languages (``error``)."""
+
     status: int
     body: str
     content_type: str = "text/plain; charset=utf-8"
+    error: PasaporteError | None = field(default=None, compare=False)
+
+
+def _refuse(status: int, code: str, **detail: object) -> WitnessReply:
+    error = PasaporteError(code, **detail)
+    return WitnessReply(status, json.dumps(error.to_dict(), ensure_ascii=False) + "\n",
+                        "application/json", error)
+
+
+def _conflict(size: int) -> WitnessReply:
+    return WitnessReply(409, f"{size}\n", "text/x.tlog.size")
 
 
 def witness_log(store: LedgerStore, vkey: str, url: str | None = None) -> str:
@@ -147,15 +163,15 @@ def _cosign(store: LedgerStore, note: Note, old: int, proof: list[bytes]) -> Wit
             query = query.with_for_update()
         row = conn.execute(query).first()
         if row is None:
-            return WitnessReply(404, f"unknown log {cp.origin}\n")
+            return _refuse(404, "ledger_unknown_log", origin=cp.origin)
         try:
             open_note(note, [parse_verifier_key(str(row[0]))])
         except LedgerError:
-            return WitnessReply(403, "no valid signature from the log's key\n")
+            return _refuse(403, "ledger_witness_not_signed", origin=cp.origin)
         if cp.size == 0 and cp.root != merkle.EMPTY_ROOT:
             # RFC 9162 fixes the empty tree's root: any other is a tree that cannot exist, and
             # vouching for it would then refuse the log's honest empty checkpoint (409).
-            return WitnessReply(422, "a tree of size 0 has the root SHA-256 of nothing\n")
+            return _refuse(422, "ledger_witness_bad_empty_tree")
         kept = (int(row[1]), bytes(row[2]) if row[2] is not None else None)
         have_size, have_root = _state(conn, cp.origin, *kept)
         cosigned = str(row[3] or "") if (have_size, have_root) == kept else ""
@@ -166,24 +182,24 @@ def _cosign(store: LedgerStore, note: Note, old: int, proof: list[bytes]) -> Wit
                         cp.origin, cp.size)
             t.insert_new(conn, t.split_views, origin=cp.origin, size=cp.size, root=cp.root,
                          cosigned=cosigned, other=note.encode(), seen=int(time.time()))
-            return WitnessReply(409, f"{have_size}\n", "text/x.tlog.size")
+            return _conflict(have_size)
         if old > cp.size:
-            return WitnessReply(400, "old size is larger than the checkpoint\n")
+            return _refuse(400, "ledger_witness_old_too_large", old=old, size=cp.size)
         if old != have_size:
-            return WitnessReply(409, f"{have_size}\n", "text/x.tlog.size")
+            return _conflict(have_size)
         if old == cp.size or old == 0:
             # The tree we cosigned asked again (another root at this size is refused above), or
             # a first tree: either way the consistency proof is empty, and tlog-witness asks a
             # witness to refuse a proof that is not the proof (422) rather than ignore it.
             if proof:
-                return WitnessReply(422, "the consistency proof must be empty here\n")
+                return _refuse(422, "ledger_witness_proof_not_empty", old=old, size=cp.size)
         else:
             assert have_root is not None
             try:
                 merkle.verify_consistency(old, cp.size, proof, have_root, cp.root)
             except LedgerError as exc:
                 log.warning("inconsistent checkpoint from %s: %s", cp.origin, exc)
-                return WitnessReply(422, "consistency proof does not verify\n")
+                return _refuse(422, "ledger_witness_inconsistent", old=old, size=cp.size)
         conn.execute(update(t.witnessed_logs).where(t.witnessed_logs.c.origin == cp.origin)
                      .values(size=cp.size, root=cp.root, note=note.encode(),
                              updated=int(time.time())))
@@ -215,15 +231,17 @@ def pull(store: LedgerStore, origin: str) -> tuple[Checkpoint, str]:
             raise LedgerError("ledger_unknown_log", origin=origin)
         url = str(row[0])
         old = _state(conn, origin, int(row[1]), None if row[2] is None else bytes(row[2]))[0]
-    note = parse_note(client.get_text(f"{url}/checkpoint"))
-    cp = parse_checkpoint(note.text)
+    _, note, cp = client.checkpoint(url)
+    if cp.origin != origin:
+        # the address now serves another log (check_log saw this one's): nothing to cosign
+        raise LedgerError("ledger_witness_wrong_log", url=url, origin=cp.origin, want=origin)
     if cp.size < old:
         raise LedgerError("ledger_witness_rollback", origin=cp.origin, size=cp.size, have=old)
     proof = client.consistency_proof(url, old, cp.size) if 0 < old < cp.size else []
     reply = _cosign(store, note, old, proof)
     if reply.status != 200:
-        raise LedgerError("ledger_witness_refused", status=reply.status, reason=reply.body.strip())
-    return parse_checkpoint(note.text), reply.body
+        raise _refusal(reply.status, reply.content_type, reply.body.encode(), reply.error)
+    return cp, reply.body
 
 
 def request_cosignatures(store: LedgerStore, signed: SignedCheckpoint | None = None, *,
@@ -274,6 +292,34 @@ def _ask_in_background(store: LedgerStore, witness: tuple[str, str, str, int],
             _busy.discard(busy)
 
 
+def _media_type(ctype: str) -> str:
+    # RFC 9110 §8.3.1: the type is case-insensitive and may carry parameters
+    return ctype.partition(";")[0].strip().lower()
+
+
+# What tlog-witness makes each refusal mean, for a witness that says it in words we cannot
+# show in both languages (another implementation's English, a proxy's page).
+_MEANING = {400: "ledger_witness_said_400", 403: "ledger_witness_said_403",
+            404: "ledger_witness_said_404", 409: "ledger_witness_said_409",
+            422: "ledger_witness_said_422"}
+
+
+def _refusal(status: int, ctype: str, body: bytes,
+             error: PasaporteError | None = None) -> LedgerError:
+    """A witness's refusal as the operator reads it: Spanish in the Spanish half, English in
+    the English one. Our own witness says why in both (its JSON); another's reason is its
+    status's meaning in tlog-witness, its own words shown in the English half only."""
+    halves = (error.message["es"], error.message["en"]) if error is not None else None
+    if halves is None and _media_type(ctype) == "application/json":
+        halves = client.remote_message(body)
+    if halves is None:
+        said = client.shown(body.decode("utf-8", "replace"))
+        meaning = PasaporteError(_MEANING.get(status, "ledger_witness_said_other"), said=said)
+        halves = meaning.message["es"], meaning.message["en"]
+    return LedgerError("ledger_witness_refused", status=status, reason_es=halves[0],
+                       reason_en=halves[1])
+
+
 def _warn(witness: str, error: PasaporteError) -> None:
     """A witness that did not cosign, in both languages with its code: at the command line
     (``append``, ``checkpoint --cosign``) an administrator reads it, and a node's log too."""
@@ -301,18 +347,18 @@ def _ask(store: LedgerStore, witness: tuple[str, str, str, int],
         except PasaporteError as exc:
             _warn(name, exc)
             return False
-        if status == 409 and ctype.startswith("text/x.tlog.size"):
-            try:
-                old = int(reply.decode().strip())
-            except ValueError:
+        if status == 409 and _media_type(ctype) == "text/x.tlog.size":
+            said = parse_size(reply.decode("ascii", "replace").removesuffix("\n"))
+            if said is None:
+                _warn(name, _refusal(status, ctype, reply))
                 return False
+            old = said
             if old > cp.size:
                 _warn(name, PasaporteError("ledger_witness_ahead", size=old, ours=cp.size))
                 return False
             continue
         if status != 200:
-            _warn(name, LedgerError("ledger_witness_refused", status=status,
-                                    reason=reply[:200].decode("utf-8", "replace").strip()))
+            _warn(name, _refusal(status, ctype, reply))
             return False
         try:
             sigs = [s for s in parse_signature_lines(reply.decode())
@@ -320,9 +366,14 @@ def _ask(store: LedgerStore, witness: tuple[str, str, str, int],
                     and verifier.verify(base.text, s.signature)]
         except (PasaporteError, UnicodeDecodeError):
             sigs = []
-        if sigs:
-            store.add_cosignatures(cp.size, sigs, witness=name)
-        return bool(sigs)
+        if not sigs:
+            # tlog-witness: the client ignores cosignatures from keys it does not know, and a
+            # witness whose every line is one of those has not cosigned (a key mistyped with
+            # "witnesses add", or a witness that rotated its key): say so, or nobody will know
+            _warn(name, LedgerError("ledger_witness_no_cosignature", key=vkey))
+            return False
+        store.add_cosignatures(cp.size, sigs, witness=name)
+        return True
     # A conflict again with the size it named: it holds another tree of that size (a split
     # view, this database restored from an old copy), never to be cosigned on its own.
     _warn(name, LedgerError("ledger_witness_conflict", size=old, ours=cp.size))

@@ -3,7 +3,10 @@ with something that is not what it asked for."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import http.server
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -88,3 +91,160 @@ def test_an_answer_that_trickles_in_is_given_up_on(monkeypatch: pytest.MonkeyPat
         server.server_close()
     assert caught.value.code == "ledger_unreachable" and "1 s" in caught.value.message["en"]
     assert time.monotonic() - started < 3.5
+
+
+@contextlib.contextmanager
+def _serve(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+_SEEN: list[tuple[str, str, str | None]] = []
+
+
+class _Elsewhere(http.server.BaseHTTPRequestHandler):
+    """Where a redirect points: it answers anything with what an append's answer looks like."""
+
+    def _any(self) -> None:
+        _SEEN.append((self.command, self.path, self.headers.get("Authorization")))
+        body = b'{"checkpoint": "x", "start": 0, "end": 1}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _any  # http.server calls them by these names
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def elsewhere() -> Iterator[str]:
+    _SEEN.clear()
+    with _serve(_Elsewhere) as url:
+        yield url
+
+
+def _redirecting(location: str, code: int) -> type[http.server.BaseHTTPRequestHandler]:
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def _any(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(code)
+            self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_POST = _any  # http.server calls them by these names
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return Redirect
+
+
+@pytest.mark.parametrize("code", [301, 302, 303, 307, 308])
+def test_a_post_is_never_redirected(elsewhere: str, code: int) -> None:
+    """urllib turns a redirected POST into a GET with the same headers: the append token went
+    to whatever host the answer named, and that host's answer was taken for the append's."""
+    with _serve(_redirecting(elsewhere + "/entries", code)) as url:
+        status, _, _ = client.post(url + "/entries", b'{"entries": []}',
+                                   {"Authorization": "Bearer secret"})
+        assert status == code
+    assert _SEEN == []
+
+
+def test_a_read_follows_a_redirect_to_http_only(elsewhere: str) -> None:
+    with _serve(_redirecting(elsewhere + "/moved", 302)) as url:
+        assert client.get_json(url + "/entries")["end"] == 1
+    assert _SEEN == [("GET", "/moved", None)]
+    for target in ("ftp://127.0.0.1/x", "file:///etc/passwd"):
+        with _serve(_redirecting(target, 302)) as url:
+            with pytest.raises(LedgerError) as caught:
+                client.get_text(url + "/checkpoint")
+            assert caught.value.code == "ledger_remote_error"
+
+
+@contextlib.contextmanager
+def _raw_server(answer: bytes) -> Iterator[str]:
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def run() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(answer)
+
+    threading.Thread(target=run, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+
+
+@pytest.mark.parametrize("answer", [
+    b"no status line\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc",
+    b"HTTP/1.1 409 Conflict\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc",
+    b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 200 + b"\r\n",
+    b"HTTP/1.1 200 OK\r\nX: " + b"y" * 70_000 + b"\r\n\r\n",
+], ids=["status", "chunk", "refusal-chunk", "headers", "header-line"])
+def test_an_answer_that_is_not_http_is_a_typed_error(answer: bytes) -> None:
+    """http.client's own exceptions are not OSErrors: they reached the CLI as "unexpected
+    error" with the other end's bytes (newlines and all) printed on the terminal."""
+    with _raw_server(answer) as url:
+        for call in (functools.partial(client.get_text, url + "/checkpoint"),
+                     functools.partial(client.post, url + "/add-checkpoint", b"old 0\n\n")):
+            with pytest.raises(LedgerError) as caught:
+                call()
+            es, en = caught.value.message["es"], caught.value.message["en"]
+            if caught.value.code == "ledger_remote_error":  # a GET refused: its body unread
+                assert caught.value.detail["status"] == 409
+                continue
+            assert caught.value.code == "ledger_unreachable"
+            assert "no es HTTP válido" in es and "not valid HTTP" in en
+            assert "status line" not in es and "\n" not in es + en
+
+
+class _TrickledRefusal(http.server.BaseHTTPRequestHandler):
+    """A witness that refuses, a byte at a time."""
+
+    def do_POST(self) -> None:  # http.server calls it by this name
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = b"9" * 400 + b"\n"
+        self.send_response(409)
+        self.send_header("Content-Type", "text/x.tlog.size")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        for byte in body:
+            try:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+            except OSError:
+                return
+            time.sleep(0.01)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_refusal_that_trickles_in_is_given_up_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refusal's body was read with no deadline at all: a witness could hold the log's
+    request to it (and so every later one: it is "still busy") for as long as it liked."""
+    monkeypatch.setattr(client, "DEADLINE", 1.0)
+    with _serve(_TrickledRefusal) as url:
+        with pytest.raises(LedgerError) as caught:
+            client.post(url + "/add-checkpoint", b"old 0\n\n")
+        assert caught.value.code == "ledger_unreachable" and "1 s" in caught.value.message["en"]
