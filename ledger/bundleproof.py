@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from sqlalchemy import select
 
+from credential import merkle
 from credential.errors import LedgerError, PasaporteError
 from credential.logproof import BundleProof
 from ledger import client
@@ -72,10 +73,18 @@ def prove_bundle_remote(url: str, signed_bundle: bytes,
         raise LedgerError("ledger_bundle_not_found", digest=digest.hex()[:16])
     index, leaf = found
     hashes = tuple(client.inclusion_proof(url, index, cp.size))
+    try:
+        # A node that answers with a proof of another tree (or junk) would have us hand
+        # counters a file that every one of them refuses: check it here, where it can be asked
+        # again. (The signatures are the counters' to check, with the keys they trust.)
+        merkle.verify_inclusion(index, cp.size, merkle.leaf_hash(leaf), hashes, cp.root)
+    except LedgerError as exc:
+        if not exc.code.startswith("merkle_"):
+            raise
+        raise LedgerError("ledger_remote_error", url=url, status="bad proof") from None
     return BundleProof(index, leaf, hashes, note_text), cp.size, len(note.signatures) > 1
 
 
 def uncosigned_warning() -> str:
     """What to tell whoever wrote a proof whose checkpoint no witness has cosigned yet."""
-    message = PasaporteError("ledger_proof_uncosigned").message
-    return f"{message['es']} / {message['en']}"
+    return PasaporteError("ledger_proof_uncosigned").diagnostics()

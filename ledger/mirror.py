@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 from credential import merkle
 from credential.errors import LedgerError, PasaporteError
-from credential.note import Checkpoint, Verifier, verify_checkpoint
+from credential.note import Checkpoint, Note, Verifier, open_note, verify_checkpoint
 from ledger import client
 from ledger.http import MAX_PAGE
 from ledger.store import LedgerStore, migrate
@@ -77,8 +77,18 @@ def mirror(store: LedgerStore, url: str, witnesses: Sequence[Verifier] = (),
     if store.root(cp.size) != cp.root:
         store.truncate(held)
         raise LedgerError("ledger_mirror_mismatch", size=cp.size)
-    store.store_checkpoint(note_text)
+    store.store_checkpoint(_vouched(note_text, store.verifier, witnesses))
     return cp
+
+
+def _vouched(note_text: str, log: Verifier, witnesses: Sequence[Verifier]) -> str:
+    """The note with only the signatures this mirror verified: the log's and its witnesses'.
+    A line from a key it does not know may be anything (the node's own junk, a stranger's
+    name), and what a mirror serves it vouches for."""
+    note, ok = open_note(note_text, [log, *witnesses])
+    known = {(v.name, v.key_id) for v in ok}
+    return Note(note.text, tuple(s for s in note.signatures
+                                 if (s.name, s.key_id) in known)).encode()
 
 
 def _diverged(cp: Checkpoint, held: int) -> LedgerError:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from werkzeug.serving import make_server
 
+from credential.errors import LedgerError
 from credential.keys import b64url
 from ledger.bundleproof import prove_bundle_remote
 from ledger.http import create_app
@@ -153,3 +154,33 @@ def test_prove_bundle_reads_a_node_that_pages_by_fewer(
             server.shutdown()
             thread.join()
         assert (proof.index, size) == (4, store.size())
+
+
+def test_prove_bundle_refuses_a_node_whose_proof_does_not_verify(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node answering with a proof of another tree: the proof is not written (every counter
+    would refuse it), and the error says which node."""
+    home = tmp_path / "log"
+    init_home(home, "ledger.liar.example/log")
+    city = City()
+    signed = city.bundle()
+    with LedgerStore.open(home, passphrase=PASSPHRASE) as store:
+        store.append([commitment(j) for j in range(5)])
+        store.append([{"type": "bundle_published", "city": city.city, "version": 1,
+                       "digest": b64url(hashlib.sha256(signed).digest())}])
+        store.append([commitment(10 + j) for j in range(3)])
+        honest = store.inclusion_proof
+        monkeypatch.setattr(store, "inclusion_proof", lambda index, size: [
+            bytes(32), *honest(index, size)[1:]])
+        server = make_server("127.0.0.1", 0, create_app(store=store), threaded=True)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        url = f"http://127.0.0.1:{server.server_port}"
+        try:
+            with pytest.raises(LedgerError) as caught:
+                prove_bundle_remote(url, signed)
+        finally:
+            server.shutdown()
+            thread.join()
+    assert caught.value.code == "ledger_remote_error"
+    assert url in caught.value.message["en"] and "bad proof" in caught.value.message["en"]

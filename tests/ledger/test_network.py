@@ -311,6 +311,30 @@ def test_audit_of_a_mirror_checks_the_cosignatures(cities: dict[str, Any], tmp_p
     assert f"la cofirma de {witness} no es válida" in err
 
 
+def test_a_mirror_serves_only_the_signatures_it_verified(cities: dict[str, Any],
+                                                        tmp_path: Path) -> None:
+    """A line on the node's checkpoint from a key the mirror does not know may be anything;
+    the mirror serves (and so vouches for) the log's signature and its witnesses' only."""
+    sa, ca, cb = cities["sa"], cities["ca"], cities["cb"]
+    _post_entries(sa.url, cities["token"], [commitment(j) for j in range(3)])
+    stranger = generate_signer("ledger.nobody.example/witness", COSIGNATURE_V1)
+    with LedgerStore.open(cities["a"]) as log:
+        cp = log.checkpoint().checkpoint
+        log.add_cosignatures(cp.size, [stranger.sign(cp.body())])
+    served = client.get_text(f"{sa.url}/checkpoint")
+    assert stranger.name in served
+    mirror_home = tmp_path / "mirror"
+    assert run_cli("mirror", "--from", sa.url, "--log-key", ca.log_vkey,
+                   "--witness-key", cb.witness_vkey, "--home", str(mirror_home)) == 0
+    with LedgerStore.open(mirror_home) as store:
+        kept = store.checkpoint().note
+    witness = parse_verifier_key(cb.witness_vkey)
+    assert stranger.name not in kept
+    _, ok = open_note(kept, [parse_verifier_key(ca.log_vkey), witness])
+    assert len(ok) == 2  # the log's and the witness's, both still there
+    assert run_cli("audit", "--home", str(mirror_home)) == 0
+
+
 HUNG = "ledger.hung.example/witness"
 
 
