@@ -81,17 +81,41 @@ def seal(secret: bytes, passphrase: str) -> bytes:
                         "box": bytes(box)})
 
 
-def unseal(blob: bytes, passphrase: str) -> bytes:
+# The box holds a secret behind a 24-byte nonce and a 16-byte tag; our secrets are seeds and
+# tokens of a few dozen bytes.
+_MAX_SEALED = 1024
+
+
+def sealed_whole(blob: bytes) -> bool:
+    """Whether ``blob`` has the shape ``seal`` gives it: a salt of the KDF's size, a box, and
+    Argon2id costs within the library's presets. A damaged one would otherwise fail inside the
+    KDF with an error that names nothing, make it allocate gigabytes (a hand-edited memory
+    cost), or, with a box cut short, pass for a wrong passphrase."""
+    if len(blob) > _MAX_SEALED:
+        return False
     try:
         doc = cbor2.loads(blob)
-        salt, box, ops, mem = doc["salt"], doc["box"], int(doc["ops"]), int(doc["mem"])
-    except Exception:
-        raise StoreError("store_error") from None
-    if not (isinstance(salt, bytes) and isinstance(box, bytes) and ops <= 2**10 and mem <= 2**31):
-        raise StoreError("store_error")
-    key = nacl.pwhash.argon2id.kdf(nacl.secret.SecretBox.KEY_SIZE, passphrase.encode(), salt,
-                                   opslimit=ops, memlimit=mem)
+    except Exception:  # cbor2 raises several kinds on junk; none of them is ours to pass on
+        return False
+    if not isinstance(doc, dict):
+        return False
+    salt, box, ops, mem = (doc.get(k) for k in ("salt", "box", "ops", "mem"))
+    argon = nacl.pwhash.argon2id
+    return (isinstance(salt, bytes) and len(salt) == argon.SALTBYTES
+            and isinstance(box, bytes) and len(box) > 24 + 16
+            and type(ops) is int and argon.OPSLIMIT_MIN <= ops <= argon.OPSLIMIT_SENSITIVE
+            and type(mem) is int and argon.MEMLIMIT_MIN <= mem <= argon.MEMLIMIT_SENSITIVE)
+
+
+def unseal(blob: bytes, passphrase: str) -> bytes:
+    """The secret ``seal`` sealed; ``StoreError`` ``sealed_key_damaged`` for a blob not of its
+    shape, ``passphrase_wrong`` when the box does not open."""
+    if not sealed_whole(blob):
+        raise StoreError("sealed_key_damaged")
+    doc = cbor2.loads(blob)
+    key = nacl.pwhash.argon2id.kdf(nacl.secret.SecretBox.KEY_SIZE, passphrase.encode(),
+                                   doc["salt"], opslimit=doc["ops"], memlimit=doc["mem"])
     try:
-        return bytes(nacl.secret.SecretBox(key).decrypt(box))
+        return bytes(nacl.secret.SecretBox(key).decrypt(doc["box"]))
     except nacl.exceptions.CryptoError:
         raise StoreError("passphrase_wrong") from None

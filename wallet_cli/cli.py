@@ -119,7 +119,9 @@ def import_(file: BinaryIO, home: Path | None) -> None:
         # not its encoding, is what is wrong with it.
         raise MalformedInput("too_large")
     try:
-        text = raw.decode("utf-8")
+        # "-sig": a file saved by Windows Notepad starts with a byte order mark, which is no
+        # part of the passport's text.
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise MalformedInput("wallet_import_unreadable", file=file.name,
                              reason="not UTF-8 text") from None
@@ -196,6 +198,13 @@ def present(credential_id: str, service: str, disclose: tuple[str, ...], counter
     _say(_shown_line(shown.groups))
     if shown.status != "valid":
         _say(PasaporteError("wallet_present_not_valid", status=_STATUS[shown.status]).diagnostics())
+    if shown.missing:
+        spec = schema().services[service]
+        labels = [schema().group(g).label for g in shown.missing]
+        _say(PasaporteError("wallet_present_missing", service=service,
+                            service_es=spec.label["es"], service_en=spec.label["en"],
+                            groups_es=", ".join(x["es"] for x in labels),
+                            groups_en=", ".join(x["en"] for x in labels)).diagnostics())
     if qr_path is not None or terminal:
         from credential import qr  # image libraries load only when a QR is asked for
 

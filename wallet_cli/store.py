@@ -23,7 +23,9 @@ prints; this module checks, stores and builds presentations, raising ``credentia
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import os
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -36,11 +38,11 @@ import nacl.signing
 import nacl.utils
 
 from credential import cbor, jsontext, sd, transport
-from credential.bundle import RootKey, TrustBundle, check_roots, parse_bundle
+from credential.bundle import MAX_BUNDLE, MAX_ROOT, RootKey, TrustBundle, check_roots, parse_bundle
 from credential.claims import display_value
 from credential.errors import MalformedInput, PasaporteError, Rejection, StoreError, UsageError
 from credential.home import atomic_write, held_lock
-from credential.keys import b64url, seal, signing_key, unb64url, unseal
+from credential.keys import b64url, seal, sealed_whole, signing_key, unb64url, unseal
 from credential.passport import Decoded, decode_envelope, present
 from credential.statuslist import MARKS, StatusList
 from credential.times import first_day, last_day
@@ -68,6 +70,10 @@ MAX_IMPORT_CHARS = 16384  # a full credential is ~1 KB of QR text; anything far 
 # before decoding (a bounded read may end in the middle of a character).
 MAX_IMPORT_BYTES = 4 * MAX_IMPORT_CHARS
 MAX_AUDIENCE = 64
+# Files of the wallet's own are read whole, but never more than this: a file replaced by a link
+# to a device, or by something huge, is damage to report, not a read to run out of memory on.
+MAX_WALLET_FILE = 64 * 1024  # wallet.json: a few hundred bytes
+MAX_STORED = MAX_IMPORT_BYTES  # a stored credential: smaller than the text it was imported from
 # Credential ids are base64url of the CWT ``cti`` (≤ 32 bytes): also safe as file names, and
 # checking the shape keeps a typed id from ever naming a path outside the wallet.
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,43}$")
@@ -165,6 +171,9 @@ class Presentation:
     groups: tuple[str, ...]
     audience: str
     status: Status  # by the local clock and the trusted bundle: a counter refuses a non-valid one
+    # The groups the service's counters ask for by default and this code leaves out: such a
+    # counter refuses it (``claims_missing``), however genuine.
+    missing: tuple[str, ...] = ()
 
 
 # -- pure helpers for ``present`` -------------------------------------------------------------
@@ -270,6 +279,16 @@ def _check_credential(cbor_bytes: bytes, holder_key: bytes) -> Decoded:
     return decoded
 
 
+def _read_small(path: Path, limit: int) -> bytes:
+    """A file's bytes, refused (as ``OSError`` EFBIG, like any other unreadable file) past
+    ``limit``; the read itself stops there."""
+    with open(path, "rb") as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise OSError(errno.EFBIG, os.strerror(errno.EFBIG), str(path))
+    return data
+
+
 def _locked(home: Path) -> contextlib.AbstractContextManager[None]:
     """Hold the wallet's lock (waiting for it): a look at what is stored and the change made on
     it become one step, as far as other ``pasaporte wallet`` processes are concerned."""
@@ -323,7 +342,7 @@ class Wallet:
     def open(cls, home: Path) -> Wallet:
         path = home / WALLET_FILE
         try:
-            raw = path.read_bytes()
+            raw = _read_small(path, MAX_WALLET_FILE)
         except FileNotFoundError:
             raise StoreError("wallet_not_initialised", home=str(home)) from None
         except OSError as exc:
@@ -337,6 +356,10 @@ class Wallet:
         except (ValueError, KeyError, TypeError, AttributeError, MalformedInput):
             raise StoreError("wallet_unreadable", file=str(path),
                              reason="not a pasaporte wallet file") from None
+        # Refused on opening, not at the first ``present``: a wallet that can no longer sign
+        # must not go on printing its key (``wallet key``) for an office to issue to.
+        if not sealed_whole(sealed):
+            raise StoreError("wallet_key_damaged", file=str(path))
         return cls(home, public_key, sealed)
 
     def holder_key(self, passphrase: str) -> nacl.signing.SigningKey:
@@ -392,7 +415,7 @@ class Wallet:
         for root_file in sorted(self.trust_dir.glob("*.root.json")):
             try:
                 roots[root_file.name[: -len(".root.json")]] = RootKey.from_json(
-                    root_file.read_bytes())
+                    _read_small(root_file, MAX_ROOT))
             except (OSError, MalformedInput):
                 continue
         return roots
@@ -402,7 +425,8 @@ class Wallet:
         out: dict[str, TrustBundle] = {}
         for code, root in self._trusted_roots().items():
             try:
-                bundle = parse_bundle((self.trust_dir / f"{code}.bundle").read_bytes(), [root])
+                bundle = parse_bundle(_read_small(self.trust_dir / f"{code}.bundle", MAX_BUNDLE),
+                                      [root])
             except (OSError, MalformedInput, Rejection):
                 continue
             out[bundle.code] = bundle
@@ -489,8 +513,16 @@ class Wallet:
     def load(self, cred_id: str) -> Decoded:
         path = self._path(cred_id)
         try:
-            return _check_credential(path.read_bytes(), self.public_key)
-        except (MalformedInput, StoreError, OSError):
+            return _check_credential(_read_small(path, MAX_STORED), self.public_key)
+        except StoreError as exc:
+            if exc.code == "wallet_import_other_holder":
+                # Whole, but made for another key: this home's wallet.json was made again (or
+                # the file copied from another wallet). Importing it again can only fail; the
+                # office must issue it for this wallet's key.
+                raise StoreError("wallet_credential_other_holder", file=str(path),
+                                 **exc.detail) from None
+            raise StoreError("wallet_credential_corrupt", id=cred_id, file=str(path)) from None
+        except (MalformedInput, OSError):
             # A file that passed import and no longer checks was damaged or tampered with on disk.
             raise StoreError("wallet_credential_corrupt", id=cred_id, file=str(path)) from None
 
@@ -531,5 +563,7 @@ class Wallet:
                              groups=groups, holder=holder, audience=audience, now=now,
                              nonce=nonce)
         p = decoded.payload
+        asked = schema().services[service].discloses
         return Presentation(transport.pack(cbor_bytes), p.credential_id, groups, audience,
-                            _status(decoded, self.trusted_bundles().get(p.iss), now))
+                            _status(decoded, self.trusted_bundles().get(p.iss), now),
+                            missing=tuple(g for g in asked if g not in groups))

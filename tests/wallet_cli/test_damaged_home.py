@@ -1,0 +1,143 @@
+"""A wallet home damaged on disk (a hand edit, a bad copy, a backup from another wallet): each
+damage is a typed error that names the file and what to do, never an unexpected error, a
+misleading piece of advice or a read without end."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cbor2
+import pytest
+
+from credential.errors import StoreError
+from credential.keys import b64url, unb64url
+from tests.factory import City
+from tests.wallet_cli.conftest import PASSPHRASE, Run, example_claims
+from wallet_cli import store
+from wallet_cli.store import Wallet
+
+
+def _edit_sealed(home: Path, edit: Callable[[dict[str, Any]], object]) -> None:
+    path = home / store.WALLET_FILE
+    doc = json.loads(path.read_text("utf-8"))
+    sealed = cbor2.loads(unb64url(doc["sealed_key"]))
+    edit(sealed)
+    doc["sealed_key"] = b64url(cbor2.dumps(sealed))
+    path.write_text(json.dumps(doc), "utf-8")
+
+
+def _set(key: str, value: object) -> Callable[[dict[str, Any]], object]:
+    return lambda d: d.__setitem__(key, value)
+
+
+# Each edit made the sealing library fail with an untyped error (salt, ops, mem), or gave a
+# bare "problem with local storage" that named no file (a sealed key that is not a map, a salt
+# that is text), or let a box too short to hold a key pass for a wrong passphrase.
+@pytest.mark.parametrize("edit", [
+    _set("salt", b"short"), _set("salt", "text"), _set("ops", 0), _set("ops", -5),
+    _set("ops", 2**70), _set("mem", 1), _set("box", b"x"), lambda d: d.clear(),
+    lambda d: d.pop("box"),
+], ids=["salt-short", "salt-text", "ops-0", "ops-negative", "ops-huge", "mem-tiny",
+        "box-short", "empty", "no-box"])
+def test_a_damaged_sealed_key_is_named_as_such(wallet_home: Path,
+                                               edit: Callable[[dict[str, Any]], object]) -> None:
+    _edit_sealed(wallet_home, edit)
+    with pytest.raises(StoreError) as err:
+        Wallet.open(wallet_home).holder_key(PASSPHRASE)
+    assert err.value.code == "wallet_key_damaged"
+    assert str(wallet_home / store.WALLET_FILE) in err.value.message["es"]
+
+
+@pytest.mark.parametrize("sealed", [b"", b"\x01\x02\x03", cbor2.dumps([1, 2, 3])])
+def test_a_sealed_key_that_is_no_sealed_key(wallet_home: Path, sealed: bytes) -> None:
+    path = wallet_home / store.WALLET_FILE
+    doc = json.loads(path.read_text("utf-8"))
+    doc["sealed_key"] = b64url(sealed)
+    path.write_text(json.dumps(doc), "utf-8")
+    with pytest.raises(StoreError) as err:
+        Wallet.open(wallet_home).holder_key(PASSPHRASE)
+    assert err.value.code == "wallet_key_damaged"
+
+
+def test_present_with_a_damaged_sealed_key_exits_1_with_the_file(run: Run, wallet_home: Path,
+                                                                   mexicali: City) -> None:
+    wallet = Wallet.open(wallet_home)
+    cred_id = wallet.import_text(mexicali.issue_text(wallet.public_key,
+                                                     example_claims("mexicali"))).id
+    _edit_sealed(wallet_home, _set("salt", b"short"))
+    result = run("wallet", "present", cred_id, "--for", "library", "--home", wallet_home)
+    assert isinstance(result.exception, StoreError), result.exception
+    assert result.exception.code == "wallet_key_damaged" and result.stdout == ""
+    # nor is the key of a wallet that cannot sign printed for an office to issue to
+    key = run("wallet", "key", "--home", wallet_home)
+    assert isinstance(key.exception, StoreError) and key.stdout == ""
+
+
+def test_the_passphrase_still_decides_on_a_whole_sealed_key(wallet: Wallet) -> None:
+    with pytest.raises(StoreError) as err:
+        wallet.holder_key("not the passphrase")
+    assert err.value.code == "passphrase_wrong"
+    wallet.holder_key(PASSPHRASE)
+
+
+def test_a_passport_of_another_wallet_key_is_not_called_damaged(wallet_home: Path, tmp_path: Path,
+                                                                mexicali: City) -> None:
+    """A resident who lost wallet.json and ran ``init`` again holds passports for the old key:
+    "damaged, import it again" would send them to an import that can only fail."""
+    wallet = Wallet.open(wallet_home)
+    cred_id = wallet.import_text(mexicali.issue_text(wallet.public_key,
+                                                     example_claims("mexicali"))).id
+    (wallet_home / store.WALLET_FILE).unlink()
+    again = Wallet.create(wallet_home, PASSPHRASE)
+    [problem] = again.entries()[1]
+    assert problem.code == "wallet_credential_other_holder"
+    assert cred_id in problem.message["en"] and b64url(again.public_key) in problem.message["es"]
+    with pytest.raises(StoreError) as err:
+        again.present(cred_id, service="library", passphrase=PASSPHRASE)
+    assert err.value.code == "wallet_credential_other_holder"
+
+
+def _list_capped(home: Path) -> subprocess.CompletedProcess[str]:
+    """``wallet list`` in a process whose memory is capped: a read without end then ends in
+    MemoryError (an "unexpected error") instead of taking the machine's memory."""
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    env = {**os.environ, "PASAPORTE_PASSPHRASE": PASSPHRASE}
+    env.pop("PASAPORTE_HOME", None)
+    return subprocess.run([sys.executable, "-m", "pasaporte", "wallet", "list", "--home",
+                           str(home)], env=env, text=True, capture_output=True, check=False,
+                          preexec_fn=cap, timeout=300)
+
+
+def test_a_wallet_file_without_end_is_not_read_to_the_end(wallet_home: Path) -> None:
+    """A wallet file replaced by a link to a device (or any huge file) is refused after a
+    bounded read, not read until memory runs out."""
+    path = wallet_home / store.WALLET_FILE
+    path.unlink()
+    path.symlink_to("/dev/zero")
+    done = _list_capped(wallet_home)
+    assert done.returncode == 1 and "[wallet_unreadable]" in done.stderr, done.stderr
+
+
+def test_stored_files_without_end_are_not_read_to_the_end(wallet: Wallet,
+                                                          mexicali: City) -> None:
+    good = wallet.import_text(mexicali.issue_text(wallet.public_key,
+                                                  example_claims("mexicali"))).id
+    wallet.trust([mexicali.bundle()], [mexicali.root.to_json().encode()])
+    bundle_file = wallet.trust_dir / f"{mexicali.code}.bundle"
+    bundle_file.unlink()
+    bundle_file.symlink_to("/dev/zero")
+    (wallet.credentials_dir / "AAAAAAAAAAA.cbor").symlink_to("/dev/zero")
+    done = _list_capped(wallet.home)
+    # the damaged one is named, the good one still listed, the bundle ignored as unreadable
+    assert done.returncode == 1, done.stderr
+    assert "[wallet_credential_corrupt]" in done.stderr and "AAAAAAAAAAA" in done.stderr
+    assert good in done.stdout and "internal_error" not in done.stderr
