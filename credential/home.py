@@ -62,18 +62,29 @@ class StagedFile:
         # The name's start only: a legal 250-character name plus mkstemp's additions would
         # pass the file system's 255-byte limit, and a file that may be written could not be.
         stem = self.target.name.encode()[:64].decode(errors="ignore")
-        fd, tmp = tempfile.mkstemp(dir=self.target.parent, prefix=f".{stem}.", suffix=suffix)
+        with self._as_target():
+            fd, tmp = tempfile.mkstemp(dir=self.target.parent, prefix=f".{stem}.",
+                                       suffix=suffix)
         os.close(fd)
         return Path(tmp)
+
+    @contextlib.contextmanager
+    def _as_target(self) -> Iterator[None]:
+        # The temporary name is ours, not the user's: an error names the path they gave.
+        try:
+            yield
+        except OSError as exc:
+            raise type(exc)(exc.errno, exc.strerror, str(self.target)) from None
 
     def write(self, data: bytes) -> None:
         """The contents, on the disk (fsync) under the temporary name."""
         assert self.tmp is not None, "already committed or discarded"
-        with open(self.tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(self.tmp, self.mode)
+        with self._as_target():
+            with open(self.tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(self.tmp, self.mode)
 
     def commit(self) -> None:
         """Put the written file in place: readers see the old file or the new, never a mix."""

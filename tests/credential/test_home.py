@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from credential.home import StagedFile
 
 
@@ -73,3 +75,10 @@ def test_a_file_where_a_folder_should_be_is_named_as_such(tmp_path: Path) -> Non
     with pytest.raises(NotADirectoryError) as err:
         StagedFile(tmp_path / "exist.png" / "x.png")
     assert err.value.filename == str(tmp_path / "exist.png")
+
+
+def test_a_place_that_cannot_be_written_is_named_as_the_user_gave_it() -> None:
+    """/proc takes no new files: the error names the path asked for, not our temporary one."""
+    with pytest.raises(OSError) as caught:
+        StagedFile("/proc/pasaporte-qr.png")
+    assert caught.value.filename == "/proc/pasaporte-qr.png"
