@@ -16,10 +16,12 @@ raise only for programming errors; parsers raise ``MalformedInput`` and nothing 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import re
+from collections.abc import Iterator
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -31,6 +33,7 @@ __all__ = [
     "Rejection",
     "StoreError",
     "UsageError",
+    "as_usage",
     "message_catalog",
 ]
 
@@ -172,3 +175,18 @@ class LedgerError(PasaporteError):
 
 class UsageError(PasaporteError):
     default_code = "usage_error"
+
+
+@contextlib.contextmanager
+def as_usage(kinds: type[PasaporteError] | tuple[type[PasaporteError], ...] = MalformedInput,
+             code: str | None = None) -> Iterator[None]:
+    """Errors of ``kinds`` raised in the block become a ``UsageError`` (exit 2) with the same
+    code and detail, or ``code``: for what the command line was given (a key typed wrong, a
+    bundle file that does not parse), which is a mistake in the command, not a refusal of the
+    state found. A ``StoreError`` (that state) and a ``UsageError`` pass as they are."""
+    try:
+        yield
+    except (UsageError, StoreError):
+        raise
+    except kinds as exc:
+        raise UsageError(code or exc.code, **exc.detail) from None

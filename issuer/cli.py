@@ -16,7 +16,7 @@ import click
 
 from credential import jsontext, qr, transport
 from credential.claims import parse_claims
-from credential.errors import MalformedInput, PasaporteError, StoreError, UsageError
+from credential.errors import PasaporteError, StoreError, UsageError, as_usage
 from credential.home import StagedFile, atomic_write, check_png_name, read_passphrase, resolve_home
 from credential.keys import b64url, check_public_key, unb64url
 from credential.passport import IssuedCredential
@@ -227,11 +227,9 @@ def _holder_key(text: str) -> bytes:
     """The resident's wallet key as given to ``--holder-key``. A value that is no key is a
     mistake in how the command was typed (a usage error, like a missing one), found before the
     passphrase is asked for."""
-    try:
+    with as_usage(code="key_invalid"):
         return check_public_key(unb64url(text, length=32, what="--holder-key"),
                                 "--holder-key")
-    except MalformedInput as exc:
-        raise UsageError("key_invalid", **exc.detail) from None
 
 
 @group.command()

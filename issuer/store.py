@@ -30,7 +30,7 @@ from sqlalchemy.engine import ExceptionContext
 from credential.bundle import OfficeKey, RootKey, StatusListInfo, TrustBundle, sign_bundle
 from credential.claims import Claims
 from credential.cose import parse_sign1
-from credential.errors import MalformedInput, PasaporteError, StoreError, UsageError
+from credential.errors import MalformedInput, PasaporteError, StoreError, UsageError, as_usage
 from credential.ids import cti_from_id
 from credential.keys import (
     KID_LEN,
@@ -203,10 +203,8 @@ def check_kid(text: str) -> bytes:
     """An office key id as typed (``issuer compromised KID``): base64url of ``KID_LEN`` bytes,
     as ``issuer keys`` prints it. Anything else is a mistake in the command (a usage error,
     before the passphrase is asked for), not a key the office lacks."""
-    try:
+    with as_usage(code="key_invalid"):
         return unb64url(text, length=KID_LEN, what="kid")
-    except MalformedInput as exc:
-        raise UsageError("key_invalid", **exc.detail) from None
 
 
 def normal_id(text: str) -> str:

@@ -32,7 +32,7 @@ import click
 
 from credential import jsontext
 from credential.bundle import MAX_BUNDLE
-from credential.errors import LedgerError, MalformedInput, StoreError, UsageError
+from credential.errors import LedgerError, MalformedInput, StoreError, UsageError, as_usage
 from credential.home import held_lock, read_bounded, read_passphrase
 from credential.note import parse_verifier_key
 from credential.times import rfc3339
@@ -385,10 +385,8 @@ def mirror(url: str, log_key: str | None, witness_key: tuple[str, ...], unwitnes
 def _vkey(text: str, option: str) -> None:
     """A verifier key as typed on the command line: one that does not parse is a mistake in
     the command (exit 2), found before anything is read or written."""
-    try:
+    with as_usage():
         parse_verifier_key(text)
-    except MalformedInput as exc:
-        raise UsageError(exc.code, **exc.detail) from None
 
 
 def _mirror_lock(root: Path) -> contextlib.AbstractContextManager[None]:

@@ -23,7 +23,7 @@ import click
 
 from credential import jsontext
 from credential.bundle import RootKey
-from credential.errors import PasaporteError, StoreError, UsageError
+from credential.errors import PasaporteError, StoreError, UsageError, as_usage
 from credential.home import read_bounded
 from credential.logproof import read_trust_files
 from credential.passport import parse_nonce
@@ -280,14 +280,10 @@ def command(service: str, bundles: tuple[str, ...], roots: tuple[str, ...],
         raise UsageError("image_not_a_file", path=image)
     setup = _Setup(bundles, roots, proofs, log_keys, witness_keys, service=service,
                    counter=counter, policy_file=policy_file)
-    try:
+    # A broken bundle or root file is the counter's setup, not the resident's passport:
+    # report it as a usage error (exit 2), never as a rejection (exit 1).
+    with as_usage(PasaporteError):
         verifier, policy = setup.load()
-    except UsageError:
-        raise
-    except PasaporteError as exc:
-        # A broken bundle or root file is the counter's setup, not the resident's passport:
-        # report it as a usage error (exit 2), never as a rejection (exit 1).
-        raise UsageError(exc.code, **exc.detail) from None
     now = _parse_at(at)
     nonce_bytes = parse_nonce(nonce)
     if scan:

@@ -15,7 +15,7 @@ from typing import Any, BinaryIO
 
 import click
 
-from credential.errors import MalformedInput, PasaporteError, StoreError, UsageError
+from credential.errors import MalformedInput, PasaporteError, as_usage
 from credential.home import atomic_write, check_png_name, read_passphrase, resolve_home
 from credential.keys import b64url
 from credential.logproof import read_trust_files
@@ -91,15 +91,11 @@ def trust(bundles: tuple[str, ...], roots: tuple[str, ...], proofs: tuple[str, .
     """Confía en paquetes de ciudades / Trust cities' bundles: names for codes, issuer checks.
     With --log-key, only bundles proven to be on the public ledger."""
     wallet = Wallet.open(_home(home))
-    try:
+    # A bad bundle, root or proof file is a mistake in what was given, as at a counter's
+    # ``verify`` (exit 2), not a refusal of something the wallet holds.
+    with as_usage(PasaporteError):
         kept = wallet.trust(*read_trust_files(bundles, roots, proofs, log_keys, witness_keys),
                             notice=lambda n: _say(n.diagnostics()))
-    except (UsageError, StoreError):
-        raise
-    except PasaporteError as exc:
-        # A bad bundle, root or proof file is a mistake in what was given, as at a counter's
-        # ``verify`` (exit 2), not a refusal of something the wallet holds.
-        raise UsageError(exc.code, **exc.detail) from None
     for line in kept:
         click.echo(line)
 
