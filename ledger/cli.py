@@ -33,7 +33,7 @@ import click
 from credential import jsontext
 from credential.bundle import MAX_BUNDLE
 from credential.errors import LedgerError, MalformedInput, StoreError, UsageError, as_usage
-from credential.home import held_lock, read_bounded, read_passphrase
+from credential.home import held_lock, read_bounded, read_passphrase, resolve_home
 from credential.note import parse_verifier_key
 from credential.times import rfc3339
 from ledger.entries import ENTRY_TYPES, decode_record, entry_to_json
@@ -56,8 +56,21 @@ db_option = click.option("--db", default=None, metavar="URL",
                          help="Database URL (default: PASAPORTE_LEDGER_DB or SQLite in the home).")
 
 
-def _open(home: str | None, db: str | None, write: bool = False) -> LedgerStore:
+def _open(home: str | None, db: str | None, write: bool = False,
+          log_only: bool = False) -> LedgerStore:
+    """The node at ``home``; ``write`` opens its keys (asking for the passphrase), and
+    ``log_only`` is for what only a log does (tokens, witnesses). Either on a mirror, which has
+    no keys and appends nothing, says so before asking for anything."""
+    if write or log_only:
+        mirror_of = _mirror_of(home)
+        if mirror_of is not None:
+            raise StoreError("ledger_is_mirror", home=str(resolve_home("ledger", home)),
+                             url=mirror_of)
     return LedgerStore.open(home, db=db, passphrase=read_passphrase() if write else None)
+
+
+def _mirror_of(home: str | None) -> str | None:
+    return load_config(resolve_home("ledger", home)).mirror_of
 
 
 def _interactive() -> bool:
@@ -135,7 +148,8 @@ def serve(host: str, port: int, home: str | None, db: str | None) -> None:
 
     from ledger.http import create_app
 
-    store = _open(home, db, write=True)
+    # A mirror has no keys: it serves its copy read-only (appends refused), as anyone may.
+    store = _open(home, db, write=_mirror_of(home) is None)
     app = create_app(store=store)
     try:
         listening = _listen(host, port)
@@ -453,7 +467,7 @@ def token() -> None:
 @db_option
 def token_add(name: str, home: str | None, db: str | None) -> None:
     """Create (or replace) NAME's token and print it once."""
-    with _open(home, db) as store:
+    with _open(home, db, log_only=True) as store:
         click.echo(store.add_token(name))
 
 
@@ -480,7 +494,7 @@ def witnesses() -> None:
 def witnesses_add(url: str, vkey: str, home: str | None, db: str | None) -> None:
     """Ask the witness at URL to cosign every new checkpoint (replaces one of the same name)."""
     _vkey(vkey, "--key")
-    with _open(home, db) as store:
+    with _open(home, db, log_only=True) as store:
         verifier = store.add_witness(url, vkey)
     click.echo(f"ok: {verifier.name}")
 

@@ -187,6 +187,10 @@ def proof_consistency() -> Response:
 @bp.post("/entries")
 def post_entries() -> Response:
     store = _store()
+    if store.mirror_of is not None:
+        # before the token: a mirror keeps none, and "unauthorized" would send the issuer
+        # looking for a new one instead of for the log's own address
+        return _error(403, "ledger_is_mirror", home=store.origin, url=store.mirror_of)
     auth = request.headers.get("Authorization", "")
     token = auth[7:].strip() if auth.startswith("Bearer ") else ""
     client = store.token_owner(token) if token and len(token) <= 200 else None

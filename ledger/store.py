@@ -324,6 +324,9 @@ class LedgerStore:
         config = load_config(home)
         url = database_url(home, db, config)
         signer = witness = None
+        if passphrase is not None and config.mirror_of is not None:
+            # a mirror holds no keys ("run init" would be the wrong advice): it copies and serves
+            raise StoreError("ledger_is_mirror", home=str(home), url=config.mirror_of)
         if passphrase is not None:
             signer = Signer(config.origin, read_secret(home / "log.key", passphrase))
             if (home / "witness.key").exists() and config.witness_vkey:

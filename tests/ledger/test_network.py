@@ -264,6 +264,39 @@ def test_a_mirror_must_name_a_witness(cities: dict[str, Any], tmp_path: Path,
     assert run_cli("mirror", "--from", sa.url, "--home", str(home)) == 2  # still explicit
 
 
+def test_a_mirror_serves_its_copy_and_appends_nothing(
+        cities: dict[str, Any], tmp_path: Path, serve: Callable[..., Server],
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Anyone may serve a mirror, read-only: the same checkpoint and proofs as the log. What
+    needs the log's keys (append, checkpoint, tokens, witnesses) is refused as a mirror's, before
+    a passphrase is asked for, and a POST of entries is a 403 naming the log's address."""
+    sa, ca, cb = cities["sa"], cities["ca"], cities["cb"]
+    _post_entries(sa.url, cities["token"], [commitment(j) for j in range(5)])
+    home = tmp_path / "m"
+    assert run_cli("mirror", "--from", sa.url, "--log-key", ca.log_vkey,
+                   "--witness-key", cb.witness_vkey, "--home", str(home)) == 0
+    copy = serve(home)
+    assert client.get_text(f"{copy.url}/checkpoint") == client.get_text(f"{sa.url}/checkpoint")
+    size = parse_checkpoint(client.checkpoint(copy.url)[1].text).size
+    assert client.inclusion_proof(copy.url, 2, size) == client.inclusion_proof(sa.url, 2, size)
+    status, _, body = client.post(f"{copy.url}/entries", b'{"entries": []}',
+                                  {"Content-Type": "application/json",
+                                   "Authorization": f"Bearer {cities['token']}"})
+    assert status == 403 and json.loads(body)["code"] == "ledger_is_mirror"
+    assert sa.url in json.loads(body)["message"]["en"]
+    monkeypatch.delenv("PASAPORTE_PASSPHRASE")  # never asked for: nothing to open with it
+    entries = tmp_path / "e.jsonl"
+    entries.write_text('{"type": "notice", "text": "hola"}\n')
+    capsys.readouterr()
+    for args in (["append", "--file", str(entries)], ["checkpoint", "--cosign"],
+                 ["token", "add", "issuer"],
+                 ["witnesses", "add", "--url", sa.url, "--key", cb.witness_vkey or ""]):
+        assert run_cli(*args, "--home", str(home)) == 1, args
+        err = capsys.readouterr().err
+        assert "[ledger_is_mirror]" in err and "réplica" in err, args
+    assert run_cli("audit", "--home", str(home)) == 0
+
+
 def test_a_log_of_large_records_is_mirrored(tmp_path: Path, serve: Callable[..., Server]) -> None:
     """A page of 1000 of the largest records (notices of 2000 emoji, ~8 KB each) is ~10.7 MB of
     JSON, more than a mirror reads of one answer (8 MiB): such a log could never be copied.
