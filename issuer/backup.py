@@ -5,9 +5,12 @@ for the copy (milliseconds) it holds the store's write lock, and it keeps holdin
 clock has passed the second the copy was taken, so every credential in the copy was issued
 before its *cutoff* second and every later one at or after it (issuance times are whole
 seconds). The copy is written under a unique name beside its target, checked (it opens, passes
-SQLite's integrity check, its root key unseals with the office passphrase, and the digest of its
-contents that the root key signed into it matches), and only then linked into place, never
-over an existing file. Keys stay sealed inside it, as in the store.
+SQLite's integrity check, the digest of its contents that the root key signed into it matches,
+and its root key unseals with the office passphrase), and only then linked into place, never
+over an existing file: the target is the whole backup or absent. A backup killed on the way
+(power cut, SIGKILL) leaves its unique file behind; the next backup into the same folder removes
+it, knowing it dead because no process holds its lock (a live backup holds its own). Keys stay
+sealed inside it, as in the store.
 
 A restore makes a new office home, never over an existing one. Whatever the office signed after
 the backup is unknown to the copy: it could neither revoke those credentials nor keep their
@@ -43,7 +46,7 @@ import nacl.exceptions
 import nacl.signing
 import sqlalchemy as sa
 
-from credential.errors import LedgerError, MalformedInput, StoreError
+from credential.errors import LedgerError, MalformedInput, StoreError, UsageError
 from credential.home import fsync_path
 from credential.keys import b64url, unb64url, unseal
 from issuer.catchup import Progress, Walk, catch_up
@@ -54,17 +57,21 @@ __all__ = ["Restored", "restore", "take"]
 _CUTOFF = "backup_cutoff"  # meta: the first second not in the backup
 _SIGNATURE = "backup_signature"  # meta: the root key's signature over the contents' digest
 _WORK = ".restoring"  # where a restore prepares the store, inside the new home
+# A backup being written: ``.{name}.{mkstemp's characters}.pasaporte-partial``, a suffix no
+# other program's files are taken for when a later backup removes the dead ones.
+_PARTIAL = ".pasaporte-partial"
 
 
 def take(store: IssuerStore, target: Path, passphrase: str) -> int:
     """Write a backup of ``store`` to ``target``; returns how many credentials it holds."""
     root = store.root_signing_key(passphrase)  # only the office takes a copy of its store
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Even when the target is refused: a daily backup names each day's file anew, and what a
+    # killed one left would otherwise stay for good.
+    _sweep(target.parent)
     if target.exists():
         raise StoreError("backup_exists", path=str(target))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
-    os.close(fd)
-    partial = Path(name)
+    partial, held = _partial(target)
     try:
         cutoff = _copy_live(store.path, partial)
         with contextlib.closing(sqlite3.connect(partial)) as db, db:
@@ -80,8 +87,59 @@ def take(store: IssuerStore, target: Path, passphrase: str) -> int:
             raise StoreError("backup_exists", path=str(target)) from None
     finally:
         partial.unlink(missing_ok=True)
+        Path(f"{partial}-journal").unlink(missing_ok=True)
+        # Last, after every SQLite connection to the file is closed: closing a descriptor of a
+        # file drops every POSIX lock this process holds on it, SQLite's included.
+        os.close(held)
     fsync_path(target.parent)
     return count
+
+
+def _partial(target: Path) -> tuple[Path, int]:
+    """A new, unique file beside ``target`` to write the backup into, and a descriptor holding
+    its lock (flock: the kernel drops it when the process dies, however it dies)."""
+    import fcntl
+
+    # The name's start only: mkstemp's additions must keep a legal long name under the file
+    # system's 255 bytes.
+    stem = target.name.encode()[:64].decode(errors="ignore")
+    while True:
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{stem}.", suffix=_PARTIAL)
+        # Waits only for a sweep that took the lock in the instant before ours, and then
+        # removed the file: the name no longer leads to this file, and another is made.
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.path.samestat(os.fstat(fd), os.lstat(name)):
+                return Path(name), fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+def _sweep(folder: Path) -> None:
+    """Remove what backups left in ``folder`` when they died: their files that no process holds
+    the lock of, and SQLite journals without their file."""
+    import fcntl
+
+    pattern = ".*" + _PARTIAL
+    # (Closing ``fd`` would drop this process's SQLite locks on the file: one backup per process
+    # into a folder, as the command runs, never sweeps a file it writes itself.)
+    for path in folder.glob(pattern):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.path.samestat(os.fstat(fd), os.lstat(path)):
+                path.unlink()
+        except (BlockingIOError, FileNotFoundError):  # a backup writing it; one swept already
+            pass
+        finally:
+            os.close(fd)
+    for journal in folder.glob(pattern + "-journal"):
+        if not journal.with_name(journal.name.removesuffix("-journal")).exists():
+            journal.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -97,14 +155,24 @@ def restore(source: Path, home: Path, passphrase: str, *, ledger: bool = True,
     ledger the backup names (unless ``ledger`` is false)."""
     if (home / "issuer.db").exists():
         raise StoreError("issuer_exists", home=str(home))
+    if not source.exists():  # a mistyped --from: the caller's to correct (exit 2), as a
+        # missing input file is for every other command, not a damaged backup
+        raise UsageError("backup_not_found", path=str(source))
     if not source.is_file():
         raise StoreError("backup_unreadable", path=str(source), reason="not a file")
-    made_home = not home.exists()
+    home.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        home.mkdir(mode=0o700)
+    except FileExistsError:  # the operator's folder: its permissions are the operator's call
+        made_home = False
+    else:
+        made_home = True
+        os.chmod(home, 0o700)  # mkdir's mode passes through the umask
     work = home / _WORK
     try:
         shutil.rmtree(work, ignore_errors=True)  # what an earlier, cut-short restore left
-        work.mkdir(parents=True, mode=0o700)
-        os.chmod(home, 0o700)
+        work.mkdir(mode=0o700)
+        os.chmod(work, 0o700)
         _copy(source, work / "issuer.db", shown=source)
         count = _checked(work / "issuer.db", passphrase, shown=source)
         caught, retired = _prepare(work, passphrase, ledger, progress)
@@ -188,7 +256,7 @@ def _copy_live(live: Path, target: Path) -> int:
     try:
         lock = sqlite3.connect(live, timeout=BUSY_TIMEOUT_S, isolation_level=None)
     except sqlite3.DatabaseError as exc:
-        raise StoreError("backup_unreadable", path=str(live), reason=str(exc)[:200]) from None
+        raise StoreError("backup_unreadable", path=str(live), reason=_shown(exc)) from None
     with contextlib.closing(lock):
         try:
             lock.execute("BEGIN IMMEDIATE")  # no issuance while the copy is taken ...
@@ -213,9 +281,19 @@ def _copy(source: Path, target: Path, *, shown: Path) -> None:
             src.backup(dst)
             dst.execute("PRAGMA journal_mode=DELETE")
     except sqlite3.DatabaseError as exc:
-        raise StoreError("backup_unreadable", path=str(shown), reason=str(exc)[:200]) from None
+        raise StoreError("backup_unreadable", path=str(shown), reason=_shown(exc)) from None
+    except UnicodeDecodeError:  # SQLite's error quoting a damaged schema text
+        raise StoreError("backup_unreadable", path=str(shown), reason="not UTF-8 text") from None
     fsync_path(target)
     os.chmod(target, 0o600)
+
+
+def _shown(exc: Exception) -> str:
+    """SQLite's complaint, fit for the clerk's terminal: it quotes what it found in the file
+    (a schema's text, a column's bytes), and a crafted backup's escape sequences must not
+    reach the terminal."""
+    text = "".join(c if c.isprintable() else " " for c in str(exc)[:200])
+    return " ".join(text.split())
 
 
 def _digest(db: sqlite3.Connection) -> bytes:
@@ -243,26 +321,38 @@ def _digest(db: sqlite3.Connection) -> bytes:
 
 
 def _checked(path: Path, passphrase: str, *, shown: Path) -> int:
-    """That a copy is whole and the office's own: SQLite's integrity check, the root key
-    unseals, and the root key's signature over the contents' digest verifies. Returns its
-    number of credentials."""
+    """That a copy is whole and the office's own: SQLite's integrity check, the root key's
+    signature over the contents' digest verifies, and the root key unseals. Returns its number
+    of credentials."""
     try:
         with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
             verdict = db.execute("PRAGMA integrity_check").fetchone()[0]
             if verdict != "ok":
                 raise StoreError("backup_unreadable", path=str(shown), reason=verdict[:200])
-            sealed = db.execute("SELECT sealed FROM keys WHERE role = 'root'").fetchone()
+            root_key = db.execute("SELECT public_key, sealed FROM keys WHERE role = 'root'"
+                                  ).fetchone()
             signature = db.execute("SELECT v FROM meta WHERE k = ?", (_SIGNATURE,)).fetchone()
             count = int(db.execute("SELECT count(*) FROM credentials").fetchone()[0])
             digest = _digest(db)
     except sqlite3.DatabaseError as exc:
-        raise StoreError("backup_unreadable", path=str(shown), reason=str(exc)[:200]) from None
-    if sealed is None or signature is None:
+        raise StoreError("backup_unreadable", path=str(shown), reason=_shown(exc)) from None
+    except UnicodeDecodeError:  # a damaged text, or SQLite's error quoting one
+        raise StoreError("backup_unreadable", path=str(shown), reason="not UTF-8 text") from None
+    if root_key is None or signature is None:
         raise StoreError("backup_unreadable", path=str(shown), reason="not a pasaporte backup")
-    root = nacl.signing.SigningKey(unseal(sealed[0], passphrase))  # passphrase_wrong: not ours
+    public, sealed = root_key
+    changed = StoreError("backup_unreadable", path=str(shown),
+                         reason="contents changed since the backup was signed")
+    # The signature is checked with the public key the copy names before the sealed key is
+    # opened: a damaged copy (a flipped bit in the sealed key) would otherwise read as a wrong
+    # passphrase, and the operator would go on trying passphrases on it.
     try:
-        root.verify_key.verify(digest, unb64url(str(signature[0]), what="signature"))
-    except (nacl.exceptions.BadSignatureError, ValueError):
-        raise StoreError("backup_unreadable", path=str(shown),
-                         reason="contents changed since the backup was signed") from None
+        nacl.signing.VerifyKey(bytes(public)).verify(
+            digest, unb64url(str(signature[0]), what="signature"))
+    except (nacl.exceptions.BadSignatureError, ValueError, TypeError,
+            MalformedInput):  # a key or signature of the wrong length or type: damage too
+        raise changed from None
+    root = nacl.signing.SigningKey(unseal(sealed, passphrase))  # passphrase_wrong: not ours
+    if bytes(root.verify_key) != bytes(public):  # a copy re-signed by another key
+        raise changed
     return count

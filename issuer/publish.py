@@ -16,16 +16,14 @@ refuses is refused at once, rather than saved and then refused after every later
 from __future__ import annotations
 
 import json
-import unicodedata
 from typing import Any
 
 from credential import jsontext
 from credential.errors import LedgerError
 from ledger import client
 
-__all__ = ["MESSAGE_MAX", "check_access", "post_entries", "server_message"]
+__all__ = ["check_access", "post_entries", "server_message"]
 
-MESSAGE_MAX = 200  # characters of a node's message shown per language
 _REFUSED_ACCESS = (401, 403)  # the node says who may append: the token is not one of them
 
 
@@ -47,11 +45,11 @@ def post_entries(url: str, token: str, entries: list[dict[str, Any]],
     if not 200 <= status < 300:
         es, en = server_message(body)
         raise LedgerError("ledger_publish_refused", status=status, reason_es=es, reason_en=en)
-    try:
-        answer: dict[str, Any] = json.loads(body)
-    except ValueError:
-        raise LedgerError("ledger_publish_unreachable", url=url,
-                          reason="the answer is not JSON") from None
+    # Not a ledger's answer (nested too deep, or a list from some other JSON service the URL
+    # names): the batch stays in flight, sent again under its key, never taken as appended.
+    answer = _json(body)
+    if not isinstance(answer, dict):
+        raise LedgerError("ledger_publish_unreachable", url=url, reason="the answer is not JSON")
     return answer
 
 
@@ -65,9 +63,9 @@ def check_access(url: str, token: str) -> LedgerError | None:
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
     try:
         status, _, body = client.post(url.rstrip("/") + "/entries", b'{"entries": []}', headers)
-    except LedgerError as exc:
-        return LedgerError("ledger_unchecked", url=url,
-                           reason=str(exc.detail.get("reason", exc.code)))
+    except LedgerError as exc:  # its message says why, in each language
+        return LedgerError("ledger_unchecked", url=url, reason_es=exc.message["es"],
+                           reason_en=exc.message["en"])
     except ValueError as exc:
         return LedgerError("ledger_unchecked", url=url, reason=str(exc)[:200])
     es, en = server_message(body)
@@ -96,25 +94,13 @@ def _code(body: bytes) -> str | None:
 
 def server_message(body: bytes) -> tuple[str, str]:
     """What a node's refusal says, in Spanish and in English: the ``message`` of its JSON
-    ``{"code", "message": {"es", "en"}}``, else the body as text (a proxy's page), each bounded
-    and without control characters, since it is printed on the clerk's terminal."""
-    text = body[:4 * MESSAGE_MAX].decode("utf-8", "replace")
-    es = en = text
+    ``{"code", "message": {"es", "en"}}``, else the body as text (a proxy's page), each fit for
+    the clerk's terminal (``ledger.client.shown``: bounded, no control characters)."""
+    said = client.remote_message(body)
+    if said is not None:
+        return said
     doc = _json(body)
     message = doc.get("message") if isinstance(doc, dict) else None
-    if isinstance(message, str):
-        es = en = message
-    elif isinstance(message, dict):
-        es_text, en_text = message.get("es"), message.get("en")
-        if isinstance(en_text, str) or isinstance(es_text, str):
-            en = en_text if isinstance(en_text, str) else str(es_text)
-            es = es_text if isinstance(es_text, str) else en
-    return _bounded(es), _bounded(en)
-
-
-def _bounded(text: str) -> str:
-    # an escape sequence from the node must not reach the terminal; newlines read as spaces
-    shown = "".join(" " if unicodedata.category(c)[0] in "CZ" else c
-                    for c in text[:4 * MESSAGE_MAX])
-    shown = " ".join(shown.split()) or "—"
-    return shown if len(shown) <= MESSAGE_MAX else shown[:MESSAGE_MAX - 1] + "…"
+    text = message if isinstance(message, str) else body[:4 * client.MESSAGE_MAX].decode(
+        "utf-8", "replace")
+    return client.shown(text), client.shown(text)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from credential.errors import StoreError
 from issuer import backup
 from tests.conftest import Run
 from tests.factory import EXAMPLES
@@ -145,6 +146,12 @@ _CHANGES = {
     "a trigger": "CREATE TRIGGER keep_valid AFTER UPDATE OF status ON credentials "
                  "BEGIN UPDATE credentials SET status = 'valid' WHERE id = NEW.id; END",
     "an index": "CREATE INDEX extra ON credentials (status)",
+    # damage to the sealed root key must not read as a wrong passphrase (nor as a store error):
+    # the operator would go on trying passphrases on a broken copy
+    "a damaged root key": "UPDATE keys SET sealed = zeroblob(length(sealed)) WHERE role = 'root'",
+    "a changed byte in the root key": "UPDATE keys SET sealed = CAST(substr(sealed, 1, "
+                                      "length(sealed) - 1) || X'00' AS BLOB) WHERE role = 'root'",
+    "a damaged signature": "UPDATE meta SET v = '!' || v WHERE k = 'backup_signature'",
 }
 
 
@@ -161,4 +168,69 @@ def test_a_changed_backup_is_not_used(homes: dict[str, Path], passphrase: str, r
     code, _, err = run("issuer", "restore", "--from", str(tmp_path / "b.bak"),
                        "--home", str(tmp_path / "r"))
     assert code == 1 and "backup_unreadable" in err and "contents changed" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_restore_keeps_the_permissions_of_a_folder_it_did_not_make(
+        homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path) -> None:
+    office = homes["issuer"]
+    _init(run, office)
+    assert run("issuer", "backup", "--out", str(tmp_path / "b.bak"), "--home", str(office))[0] == 0
+    given = tmp_path / "given"
+    given.mkdir()
+    os.chmod(given, 0o750)  # the operator's choice (a group that reads the office's logs)
+    code, _, err = run("issuer", "restore", "--from", str(tmp_path / "b.bak"),
+                       "--home", str(given), "--no-ledger")
+    assert code == 0, err
+    assert given.stat().st_mode & 0o777 == 0o750
+    made = tmp_path / "made" / "office"
+    code, _, err = run("issuer", "restore", "--from", str(tmp_path / "b.bak"),
+                       "--home", str(made), "--no-ledger")
+    assert code == 0, err
+    assert made.stat().st_mode & 0o777 == 0o700  # a folder it makes holds sealed keys: 0700
+
+
+def test_a_backup_whose_schema_text_is_damaged_is_refused_by_name(
+        homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path) -> None:
+    """Bytes that are not UTF-8 in a table's SQL text (a bad sector) reach Python as a decoding
+    error, not SQLite's: still a damaged backup, not an unexpected failure."""
+    office = homes["issuer"]
+    _init(run, office)
+    assert run("issuer", "backup", "--out", str(tmp_path / "b.bak"), "--home", str(office))[0] == 0
+    data = bytearray((tmp_path / "b.bak").read_bytes())
+    at = data.index(b"CREATE TABLE keys")
+    data[at + len("CREATE ")] = 0xCC  # a lead byte without its continuation
+    (tmp_path / "torn.bak").write_bytes(bytes(data))
+    code, _, err = run("issuer", "restore", "--from", str(tmp_path / "torn.bak"),
+                       "--home", str(tmp_path / "r"), "--no-ledger")
+    assert code == 1 and "backup_unreadable" in err and "no es texto UTF-8" in err, err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_missing_backup_is_a_usage_error(homes: dict[str, Path], passphrase: str, run: Run,
+                                           tmp_path: Path) -> None:
+    """A mistyped --from exits 2 like any other missing input, and does not call the path a
+    damaged backup; nothing is made."""
+    code, _, err = run("issuer", "restore", "--from", str(tmp_path / "typo.bak"),
+                       "--home", str(tmp_path / "r"), "--no-ledger")
+    assert code == 2 and "[backup_not_found]" in err and "not an intact copy" not in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_what_a_damaged_backup_quotes_reaches_the_terminal_printable(
+        homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path) -> None:
+    """SQLite's error quotes the bytes it could not read: a crafted backup's escape sequence
+    (here, one that retitles the terminal window; click strips colours only, and only when
+    not on a terminal) is in the message as plain text."""
+    office = homes["issuer"]
+    _init(run, office)
+    assert run("issuer", "backup", "--out", str(tmp_path / "b.bak"), "--home", str(office))[0] == 0
+    with sqlite3.connect(tmp_path / "b.bak") as db:  # ESC ] 0 ; pwned BEL, then a bad byte
+        db.execute("UPDATE meta SET v = CAST(X'1b5d303b70776e656407ff' AS TEXT) "
+                   "WHERE k = 'city'")
+    with pytest.raises(StoreError) as raised:
+        backup.restore(tmp_path / "b.bak", tmp_path / "r", passphrase, ledger=False)
+    assert raised.value.code == "backup_unreadable"
+    for text in raised.value.message.values():
+        assert "pwned" in text and all(c.isprintable() for c in text), text
     assert not (tmp_path / "r").exists()

@@ -12,8 +12,9 @@ import pytest
 from werkzeug.serving import make_server
 
 from credential.errors import LedgerError
-from issuer.publish import MESSAGE_MAX, check_access, server_message
+from issuer.publish import check_access, server_message
 from issuer.store import IssuerStore
+from ledger.client import MESSAGE_MAX
 from ledger.http import create_app
 from ledger.store import LedgerStore
 from tests.conftest import PASSPHRASE, Run
@@ -136,3 +137,19 @@ def test_only_a_refused_token_is_refused(monkeypatch: pytest.MonkeyPatch, status
         warning = check_access("http://ledger.test", "t")
         assert warning is not None and warning.code == "ledger_unchecked"
         assert f"HTTP {status}" in warning.message["es"]
+
+
+@pytest.mark.parametrize("answer", [b"[]", b'"ok"', b"[" * 100_000],
+                         ids=["a list", "a string", "nested too deep"])
+def test_an_answer_that_is_not_a_ledgers_keeps_the_entries_queued(
+        office: Path, tmp_path: Path, run: Run, monkeypatch: pytest.MonkeyPatch,
+        answer: bytes) -> None:
+    """A 2xx that is no ledger's answer (the URL names some other JSON service): the change
+    stands (exit 0), the entries stay queued and the clerk is told, never "unexpected error"."""
+    monkeypatch.setattr("issuer.publish.client.post",
+                        lambda *_args, **_kw: (200, "application/json", answer))
+    IssuerStore.open(office).configure_ledger("http://ledger.test", "t", PASSPHRASE, check=False)
+    code, out, err = _issue(office, tmp_path, run)
+    assert code == 0 and out.strip(), err
+    assert "[ledger_publish_unreachable]" in err and "internal_error" not in err
+    assert len(IssuerStore.open(office).pending()) == 2  # the key and the issuance, still queued
