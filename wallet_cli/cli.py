@@ -31,11 +31,12 @@ _home_option = click.option(
     help="Carpeta de la cartera / Wallet folder (default: $PASAPORTE_HOME or the XDG data dir).")
 
 _FILE = click.Path(exists=True, dir_okay=False)  # read whole, bounded (read_bounded)
-_STATUS = {"valid": "vigente / valid", "expired": "vencido / expired",
-           "not_yet_valid": "aún no vigente / not yet valid", "revoked": "revocado / revoked",
-           "suspended": "suspendido / suspended",
-           "key_compromised": "llave de la oficina comprometida: pida uno nuevo / office key "
-                              "compromised: ask for a new one"}
+_STATES = {"valid": ("vigente", "valid"), "expired": ("vencido", "expired"),
+           "not_yet_valid": ("aún no vigente", "not yet valid"),
+           "revoked": ("revocado", "revoked"), "suspended": ("suspendido", "suspended"),
+           "key_compromised": ("llave de la oficina comprometida: pida uno nuevo",
+                               "office key compromised: ask for a new one")}
+_STATUS = {state: f"{es} / {en}" for state, (es, en) in _STATES.items()}
 _OUTCOME = {"imported": "Importado / Imported", "unchanged": "Ya estaba / Already in the wallet",
             "replaced": "Actualizado / Updated"}
 
@@ -193,7 +194,8 @@ def present(credential_id: str, service: str, disclose: tuple[str, ...], counter
     # say exactly what the counter will see, every time.
     _say(_shown_line(shown.groups))
     if shown.status != "valid":
-        _say(PasaporteError("wallet_present_not_valid", status=_STATUS[shown.status]).diagnostics())
+        es, en = _STATES[shown.status]
+        _say(PasaporteError("wallet_present_not_valid", status=en, status_es=es).diagnostics())
     if shown.missing:
         spec = schema().services[service]
         labels = [schema().group(g).label for g in shown.missing]

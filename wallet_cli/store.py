@@ -248,7 +248,9 @@ def audience_for(service: str, counter: str | None = None) -> str:
     if counter is not None and not counter.strip():
         raise UsageError("wallet_audience_invalid", audience=audience, max=MAX_AUDIENCE)
     if len(audience) > MAX_AUDIENCE or not audience.isprintable():
-        raise UsageError("wallet_audience_invalid", audience=audience[:80], max=MAX_AUDIENCE)
+        # echoed escaped: a control character typed or pasted must not act on the terminal
+        shown = audience[:80].encode("unicode_escape").decode("ascii")
+        raise UsageError("wallet_audience_invalid", audience=shown, max=MAX_AUDIENCE)
     return audience
 
 

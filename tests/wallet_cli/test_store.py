@@ -240,6 +240,10 @@ def test_audience() -> None:
         with pytest.raises(UsageError) as err:
             audience_for("library", bad)
         assert err.value.code == "wallet_audience_invalid"
+    with pytest.raises(UsageError) as err:
+        audience_for("library", "\x1b[31mred")
+    assert "\x1b" not in err.value.message["es"] + err.value.message["en"]
+    assert "\\x1b[31mred" in err.value.message["en"]  # shown escaped, not acted on
 
 
 @pytest.mark.parametrize("content", [b"", b"\xff\xfe", b"[" * 30_000 + b"]" * 30_000, b"[]"])
