@@ -230,9 +230,24 @@ def _has_log(engine: Engine) -> bool:
             select(t.head.c.id).where(t.head.c.id == 1)).first() is not None
 
 
-def _refuse_existing_log(engine: Engine) -> None:
-    if _has_log(engine):
-        raise StoreError("ledger_already_initialised", home=_shown(engine.url))
+def _refuse_existing_log(engine: Engine, root: Path) -> None:
+    """Refuse a database that holds a log, unless it is this home's own SQLite file and the
+    log in it is blank (no record, no signed checkpoint): what an ``init`` or a mirror's first
+    run killed between making the database and saving the settings leaves. Nothing was ever
+    signed or served from it, so it is taken over rather than blocking the home for good. (A
+    database elsewhere may be another home's, however empty.)"""
+    if not _has_log(engine):
+        return
+    url = engine.url
+    own = (url.get_backend_name() == "sqlite" and bool(url.database)
+           and Path(str(url.database)).resolve().parent == root.resolve())
+    if own:
+        with engine.connect() as conn:
+            size = conn.execute(select(t.head.c.size).where(t.head.c.id == 1)).scalar()
+            signed = conn.execute(select(t.checkpoints.c.size).limit(1)).first()
+        if size == 0 and signed is None:
+            return
+    raise StoreError("ledger_already_initialised", home=_shown(engine.url))
 
 
 def create_home(root: Path, config: LedgerConfig) -> None:
@@ -243,7 +258,7 @@ def create_home(root: Path, config: LedgerConfig) -> None:
     root.mkdir(parents=True, exist_ok=True)
     engine = make_engine(database_url(root, config.db, config))
     try:
-        _refuse_existing_log(engine)
+        _refuse_existing_log(engine, root)
         migrate(engine)
     finally:
         engine.dispose()
@@ -290,7 +305,7 @@ class LedgerStore:
         root.mkdir(parents=True, exist_ok=True)
         engine = make_engine(database_url(root, db))
         try:
-            _refuse_existing_log(engine)
+            _refuse_existing_log(engine, root)
             engine.connect().close()
         finally:
             engine.dispose()

@@ -127,6 +127,39 @@ def test_init_refuses_a_database_that_holds_a_log(home: Path, tmp_path: Path,
         assert store.size() == 3 and store.checkpoint().checkpoint.size == 3
 
 
+def _killed_before_settings(home: Path) -> None:
+    """What ``init`` (or a mirror's first run) killed between creating the database and saving
+    ``ledger.json`` leaves: the home's SQLite file, migrated, and nothing else."""
+    from ledger.store import make_engine, migrate
+
+    home.mkdir()
+    engine = make_engine(f"sqlite:///{home / 'ledger.db'}")
+    try:
+        migrate(engine)
+    finally:
+        engine.dispose()
+
+
+def test_a_home_left_by_a_killed_init_or_first_mirror_run_is_not_stuck(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The blank log (no record, no signed checkpoint) in the home's own file is taken over;
+    one in a database elsewhere, which may be another home's, is still refused."""
+    _killed_before_settings(tmp_path / "log")
+    init_home(tmp_path / "log")
+    with LedgerStore.open(tmp_path / "log") as store:
+        assert store.checkpoint().checkpoint.size == 0
+    vkey = json.loads(init_home(tmp_path / "origin"))["log_vkey"]
+    _killed_before_settings(tmp_path / "mirror")
+    assert run_cli("mirror", "--from", "http://127.0.0.1:1", "--unwitnessed", "--log-key", vkey,
+                   "--home", str(tmp_path / "mirror")) == 1  # made, then out of reach
+    assert "[ledger_unreachable]" in capsys.readouterr().err
+    assert load_config(tmp_path / "mirror").mirror_of == "http://127.0.0.1:1"
+    _killed_before_settings(tmp_path / "elsewhere")
+    assert run_cli("init", "--origin", "other.test/log", "--home", str(tmp_path / "other"),
+                   "--db", f"sqlite:///{tmp_path / 'elsewhere' / 'ledger.db'}") == 1
+    assert capsys.readouterr().err.startswith("[ledger_already_initialised]")
+
+
 def _half(db: Path) -> None:
     data = db.read_bytes()
     db.write_bytes(data[:len(data) // 2])
