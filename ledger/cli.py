@@ -347,7 +347,7 @@ def prove_bundle(bundle: str, out: str, url: str | None, home: str | None,
         else:
             with _open(home, db) as store:
                 proof, size, cosigned = make_proof(store, signed, progress)
-    atomic_write(Path(out), proof.to_json())
+    atomic_write(Path(out), proof.to_json(), mode=0o644)  # public, as the bundle it proves
     click.echo(f"ok: registro / record {proof.index}, checkpoint {size} → {out}")
     if not cosigned:
         click.echo(uncosigned_warning(), err=True)

@@ -49,6 +49,7 @@ def test_a_counter_trusts_only_bundles_on_the_record(
     assert run_cli("prove-bundle", "--bundle", str(bundle), "--out", str(proof),
                    "--home", str(cities["a"])) == 0
     assert json.loads(proof.read_text())["type"] == "pasaporte-bundle-proof/1"
+    assert proof.stat().st_mode & 0o777 == 0o644  # public, for counters, as the bundle is
     assert run_cli("prove-bundle", "--bundle", str(unpublished), "--out",
                    str(tmp_path / "x.proof"), "--home", str(cities["a"])) == 1
 
