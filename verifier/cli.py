@@ -14,9 +14,10 @@ from __future__ import annotations
 import codecs
 import json
 import os
+import re
 import stat
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import BinaryIO
 
 import click
@@ -28,6 +29,7 @@ from credential.home import read_bounded
 from credential.logproof import read_trust_files
 from credential.passport import parse_nonce
 from credential.times import parse_instant
+from verifier.display import printable
 from verifier.engine import Result, Verifier
 from verifier.policy import Policy, policy_overrides
 
@@ -35,32 +37,74 @@ MAX_LINE = 8192  # bytes: twice the longest payload the engine reads, room for a
 MAX_SKIP = 2**20  # bytes with no line break after which the input is not a scanner log at all
 
 
-def _lines(stream: BinaryIO) -> Iterator[str | None]:
+_BREAK = re.compile(rb"\r\n|\r|\n")
+_CHUNK = 64 * 1024
+
+
+def _lines(stream: BinaryIO, option: str) -> Iterator[str | None]:
     """The batch's lines as text, read in bounded pieces: ``None`` for a line over ``MAX_LINE``
     (its rest is skipped, never held); bytes that are not UTF-8 (a scanner's line noise) become
     U+FFFD, so that one line is rejected, not the whole log. A "line" running past ``MAX_SKIP``
     (a device or a binary file given by mistake, which may never end) stops the batch with a
     usage error instead of reading on for ever. A byte order mark opening the log (Notepad
-    saves one) is no part of its first code."""
+    saves one) is no part of its first code.
+
+    A line ends at LF, CRLF or a lone CR: scanners are commonly set to end each code with CR
+    (the Enter key), and a log captured from one without a terminal in between has no LF at
+    all; read on LF only, its every code would run into one rejected line."""
+    # read1 returns what has arrived (at least a byte) without waiting for a whole chunk, so
+    # a scan typed on a live pipe is answered at once.
+    read: Callable[[int], bytes] = getattr(stream, "read1", stream.read)
+    pending = bytearray()  # the line being read, at most MAX_LINE bytes
+    skipped = -1  # at 0 or more: how much of an overlong line was passed over
+    after_cr = False  # the last line ended with CR: an LF opening the next chunk is its CRLF
     first = True
-    while line := stream.readline(MAX_LINE + 1):
+
+    def ended(tail: bytes) -> str | None:
+        nonlocal skipped, first
+        line = bytes(pending) + tail
+        pending.clear()
         if first and line.startswith(codecs.BOM_UTF8):
             line = line[len(codecs.BOM_UTF8):]
         first = False
-        if len(line) > MAX_LINE and not line.endswith(b"\n"):
-            skipped = len(line)
-            while line and not line.endswith(b"\n"):
-                if skipped > MAX_SKIP:
-                    raise UsageError("batch_not_lines", limit=MAX_SKIP // 2**20)
-                line = stream.readline(MAX_LINE + 1)
-                skipped += len(line)
-            yield None
-            continue
-        yield line.decode("utf-8", "replace")
+        if skipped >= 0 or len(line) > MAX_LINE:
+            skipped = -1
+            return None
+        return line.decode("utf-8", "replace")
+
+    while chunk := read(_CHUNK):
+        pos = 1 if after_cr and chunk.startswith(b"\n") else 0
+        after_cr = False
+        for brk in _BREAK.finditer(chunk, pos):
+            piece = chunk[pos:brk.start()]
+            if skipped >= 0:
+                skipped += len(piece)
+                piece = b""
+            yield ended(piece)
+            pos = brk.end()
+            after_cr = brk.group() == b"\r" and pos == len(chunk)
+        rest = chunk[pos:]
+        if skipped < 0 and len(pending) + len(rest) > MAX_LINE:
+            skipped = len(pending)
+            pending.clear()
+        if skipped >= 0:
+            skipped += len(rest)
+            if skipped > MAX_SKIP:
+                raise UsageError("batch_not_lines", option=option, limit=MAX_SKIP // 2**20)
+        else:
+            pending += rest
+    if pending or skipped >= 0:
+        yield ended(b"")
 
 
 def _parse_at(at: str | None) -> int | None:
     return None if at is None else parse_instant(at, "--at")
+
+
+def _show(text: str) -> None:
+    """A line of a result on the clerk's screen. The clerk reads its first line as the decision:
+    nothing a code carries may rewrite it (see ``verifier.display``)."""
+    click.echo(printable(text))
 
 
 _YES = {"es": "Sí", "en": "Yes"}
@@ -72,18 +116,18 @@ def _print(result: Result, as_json: bool) -> None:
         click.echo(json.dumps(result.to_json(), ensure_ascii=False))
         return
     mark = "✔" if result.accepted else "✘"
-    click.echo(f"{mark} {result.message['es']} / {result.message['en']}  [{result.code}]")
+    _show(f"{mark} {result.message['es']} / {result.message['en']}  [{result.code}]")
     if result.issuer:
         i = result.issuer
-        click.echo(f"  {i['office']} — {i['city']}, {i['country']}")
+        _show(f"  {i['office']} — {i['city']}, {i['country']}")
     for c in result.claims:
         v = c["value"]
         value = c.get("value_label") or (_YES if v is True else _NO if v is False
                                          else {"es": v, "en": v})
-        click.echo(f"  {c['label']['es']} / {c['label']['en']}: "
-                   f"{value['es']}" + (f" / {value['en']}" if value['en'] != value['es'] else ""))
+        _show(f"  {c['label']['es']} / {c['label']['en']}: "
+                  f"{value['es']}" + (f" / {value['en']}" if value['en'] != value['es'] else ""))
     for w in result.warnings:
-        click.echo(f"  ! {w['message']['es']} / {w['message']['en']}")
+        _show(f"  ! {w['message']['es']} / {w['message']['en']}")
 
 
 class _Setup:
@@ -156,7 +200,7 @@ def _scan(setup: _Setup, verifier: Verifier, policy: Policy, at: int | None,
     _say(f"Listo para escanear / Ready to scan ({policy.service}; {_versions(verifier)}). "
          "Ctrl-D o Ctrl-C para terminar / to finish.")
     try:
-        for line in _lines(sys.stdin.buffer):
+        for line in _lines(sys.stdin.buffer, "--scan"):
             if line is not None and not line.strip():
                 continue
             if setup.changed():
@@ -181,8 +225,9 @@ def _scan(setup: _Setup, verifier: Verifier, policy: Policy, at: int | None,
             sys.stdout.flush()  # the clerk (or the program reading us) sees it now
     except KeyboardInterrupt:
         pass
-    _say(f"Escaneos / Scans: {sum(counts.values())} — aceptados / accepted: "
-         f"{counts['accepted']}, rechazados / rejected: {counts['rejected']}")
+    finally:  # an input that stops the session (batch_not_lines) still gets its count
+        _say(f"Escaneos / Scans: {sum(counts.values())} — aceptados / accepted: "
+             f"{counts['accepted']}, rechazados / rejected: {counts['rejected']}")
 
 
 MAX_POLICY = 64 * 1024
@@ -193,6 +238,8 @@ def _policy_file(path: str | None) -> dict[str, object]:
         return {}
     try:
         doc = jsontext.loads(read_bounded(path, MAX_POLICY))
+    except jsontext.DuplicateKey as exc:
+        raise UsageError("policy_duplicate_key", key=printable(exc.key)) from None
     except ValueError:
         raise UsageError("policy_invalid", reason_es="no es JSON en UTF-8",
                          reason_en="not UTF-8 JSON") from None
@@ -293,7 +340,7 @@ def command(service: str, bundles: tuple[str, ...], roots: tuple[str, ...],
         all_ok, checked = True, 0
         # Each result names its line in the log (blank lines give none), so that a rejection
         # can be found in the scanner's log it came from.
-        for number, line in enumerate(_lines(batch), 1):
+        for number, line in enumerate(_lines(batch, "--batch"), 1):
             if line is None:
                 result = Result.rejection("too_large")
             elif not line.strip():

@@ -25,6 +25,7 @@ from credential.records import record_repr
 from credential.statuslist import MARKS, StatusList
 from credential.times import first_day, last_day
 from schemas import schema
+from verifier.display import printable
 from verifier.policy import Policy
 
 __all__ = ["Result", "Verifier", "verify"]
@@ -237,7 +238,9 @@ class Verifier:
             if aud_service != policy.service or (
                     aud_counter and policy.counter_id
                     and aud_counter.casefold() != policy.counter_id.casefold()):
-                return _reject("wrong_audience", d, issuer, audience=kb.audience)
+                # The audience is whatever the holder's wallet signed: a crafted one (a CR, an
+                # escape sequence) could make a clerk's screen read "valid" over this refusal.
+                return _reject("wrong_audience", d, issuer, audience=printable(kb.audience))
             if kb.iat > now + skew:
                 return _reject("presentation_future", d, issuer)
             if now - kb.iat > policy.freshness_s:

@@ -54,10 +54,12 @@ class Policy:
 
 # A counter's policy file: what a city's rules may change per counter, by the names a city's
 # IT lead reads (seconds and days, not internal field names).
-_FILE_KEYS: dict[str, tuple[str, int]] = {
-    "freshness_seconds": ("freshness_s", 1),
-    "clock_skew_seconds": ("clock_skew_s", 1),
-    "status_max_age_days": ("status_max_age_s", 86400),
+# Each: (Policy field, unit in seconds, least value). A zero freshness window or list age
+# would refuse every passport; a zero clock skew only trusts the clocks.
+_FILE_KEYS: dict[str, tuple[str, int, int]] = {
+    "freshness_seconds": ("freshness_s", 1, 1),
+    "clock_skew_seconds": ("clock_skew_s", 1, 0),
+    "status_max_age_days": ("status_max_age_s", 86400, 1),
 }
 _CHOICES: dict[str, tuple[str, ...]] = {"paper": ("accept", "accept_with_id", "reject"),
                                         "stale_status": ("warn", "reject")}
@@ -75,10 +77,11 @@ def policy_overrides(doc: object) -> dict[str, object]:
     out: dict[str, object] = {}
     for key, value in doc.items():
         if key in _FILE_KEYS:
-            field, unit = _FILE_KEYS[key]
-            if type(value) is not int or not 0 <= value * unit <= _MAX_SECONDS:
-                raise UsageError("policy_invalid", reason_es=f"{key}: entero de 0 a un año",
-                                 reason_en=f"{key}: a whole number from 0 to a year")
+            field, unit, least = _FILE_KEYS[key]
+            if type(value) is not int or not least <= value <= _MAX_SECONDS // unit:
+                raise UsageError("policy_invalid",
+                                 reason_es=f"{key}: entero de {least} a un año",
+                                 reason_en=f"{key}: a whole number from {least} to a year")
             out[field] = value * unit
         elif key in _CHOICES:
             if value not in _CHOICES[key]:

@@ -247,7 +247,7 @@ def test_a_counter_policy_file_changes_the_decision(tmp_path: Path, run: Run) ->
     assert code == 1 and json.loads(out)["code"] == "paper_not_accepted"
     (tmp_path / "policy.json").write_text('{"paper": "reject", "paper": "accept"}')
     code, _, err = run(*counter, "--policy", str(tmp_path / "policy.json"))
-    assert code == 2 and "[policy_invalid]" in err
+    assert code == 2 and "[policy_duplicate_key]" in err
 
 
 def test_the_counter_at_work_never_goes_back_to_an_older_bundle(tmp_path: Path) -> None:
