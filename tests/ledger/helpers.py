@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+import http.server
+import threading
+import time
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -39,3 +44,29 @@ def http_entries() -> list[dict[str, Any]]:
     """One valid JSON entry of every type an append token may write over HTTP (not the types
     only the node itself writes: ``ledger.http.LOCAL_ONLY``)."""
     return [e for e in valid_entries() if e["type"] not in ("witness_cosignature", "notice")]
+
+
+@contextlib.contextmanager
+def serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A real HTTP server on a free port of 127.0.0.1 answering with ``handler`` (a node or a
+    witness that misbehaves in some way); yields its base URL, stopped at the end."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def trickle(wfile: Any, body: bytes, pause: float = 0.01) -> None:
+    """Send ``body`` a byte at a time (a slow or hostile peer), until the client hangs up."""
+    for byte in body:
+        try:
+            wfile.write(bytes([byte]))
+            wfile.flush()
+        except OSError:
+            return
+        time.sleep(pause)

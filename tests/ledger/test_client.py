@@ -16,6 +16,7 @@ import pytest
 from credential.errors import LedgerError, PasaporteError
 from credential.note import parse_note
 from ledger import client
+from tests.ledger.helpers import serving, trickle
 
 
 class _NotANote(http.server.BaseHTTPRequestHandler):
@@ -33,14 +34,8 @@ class _NotANote(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def odd_node() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotANote)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(_NotANote) as url:
+        yield url
 
 
 def test_a_checkpoint_that_is_no_note_is_said_in_each_language(odd_node: str) -> None:
@@ -64,13 +59,7 @@ class _Trickle(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        for byte in body:
-            try:
-                self.wfile.write(bytes([byte]))
-                self.wfile.flush()
-            except OSError:
-                return
-            time.sleep(0.01)
+        trickle(self.wfile, body)
 
     def log_message(self, *args: object) -> None:
         pass
@@ -80,30 +69,11 @@ def test_an_answer_that_trickles_in_is_given_up_on(monkeypatch: pytest.MonkeyPat
     """Each wait on the socket is short, so only a deadline on the whole answer ends a node
     that sends a byte now and then (a mirror would sit on one page for a day)."""
     monkeypatch.setattr(client, "DEADLINE", 1.0)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Trickle)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     started = time.monotonic()
-    try:
-        with pytest.raises(LedgerError) as caught:
-            client.get_text(f"http://127.0.0.1:{server.server_port}/checkpoint")
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(_Trickle) as url, pytest.raises(LedgerError) as caught:
+        client.get_text(f"{url}/checkpoint")
     assert caught.value.code == "ledger_unreachable" and "1 s" in caught.value.message["en"]
     assert time.monotonic() - started < 3.5
-
-
-@contextlib.contextmanager
-def _serve(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 _SEEN: list[tuple[str, str, str | None]] = []
@@ -130,7 +100,7 @@ class _Elsewhere(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def elsewhere() -> Iterator[str]:
     _SEEN.clear()
-    with _serve(_Elsewhere) as url:
+    with serving(_Elsewhere) as url:
         yield url
 
 
@@ -155,7 +125,7 @@ def _redirecting(location: str, code: int) -> type[http.server.BaseHTTPRequestHa
 def test_a_post_is_never_redirected(elsewhere: str, code: int) -> None:
     """urllib turns a redirected POST into a GET with the same headers: the append token went
     to whatever host the answer named, and that host's answer was taken for the append's."""
-    with _serve(_redirecting(elsewhere + "/entries", code)) as url:
+    with serving(_redirecting(elsewhere + "/entries", code)) as url:
         status, _, _ = client.post(url + "/entries", b'{"entries": []}',
                                    {"Authorization": "Bearer secret"})
         assert status == code
@@ -163,11 +133,11 @@ def test_a_post_is_never_redirected(elsewhere: str, code: int) -> None:
 
 
 def test_a_read_follows_a_redirect_to_http_only(elsewhere: str) -> None:
-    with _serve(_redirecting(elsewhere + "/moved", 302)) as url:
+    with serving(_redirecting(elsewhere + "/moved", 302)) as url:
         assert client.get_json(url + "/entries")["end"] == 1
     assert _SEEN == [("GET", "/moved", None)]
     for target in ("ftp://127.0.0.1/x", "file:///etc/passwd"):
-        with _serve(_redirecting(target, 302)) as url:
+        with serving(_redirecting(target, 302)) as url:
             with pytest.raises(LedgerError) as caught:
                 client.get_text(url + "/checkpoint")
             assert caught.value.code == "ledger_remote_error"
@@ -228,13 +198,7 @@ class _TrickledRefusal(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/x.tlog.size")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        for byte in body:
-            try:
-                self.wfile.write(bytes([byte]))
-                self.wfile.flush()
-            except OSError:
-                return
-            time.sleep(0.01)
+        trickle(self.wfile, body)
 
     def log_message(self, *args: object) -> None:
         pass
@@ -244,7 +208,7 @@ def test_a_refusal_that_trickles_in_is_given_up_on(monkeypatch: pytest.MonkeyPat
     """A refusal's body was read with no deadline at all: a witness could hold the log's
     request to it (and so every later one: it is "still busy") for as long as it liked."""
     monkeypatch.setattr(client, "DEADLINE", 1.0)
-    with _serve(_TrickledRefusal) as url:
+    with serving(_TrickledRefusal) as url:
         with pytest.raises(LedgerError) as caught:
             client.post(url + "/add-checkpoint", b"old 0\n\n")
         assert caught.value.code == "ledger_unreachable" and "1 s" in caught.value.message["en"]

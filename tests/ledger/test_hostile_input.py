@@ -11,10 +11,9 @@ import json
 import resource
 import subprocess
 import sys
-import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from ledger.http import MAX_POST_ENTRIES, MAX_REQUEST
 from ledger.keys import load_config
 from ledger.store import MAX_BATCH, LedgerStore
 from tests.ledger.conftest import REPO, Server, child_env, run_cli
-from tests.ledger.helpers import commitment
+from tests.ledger.helpers import commitment, serving
 
 DEEP = b"[" * 30_000 + b"]" * 30_000  # within the line bound: the parser's depth is what fails
 DEEPER = b"[" * 100_000 + b"]" * 100_000
@@ -180,15 +179,8 @@ def hostile_node() -> Iterator[tuple[str, dict[str, bytes]]]:
         def log_message(self, *_args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", answers
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving(Handler) as url:
+        yield url, answers
 
 
 def _page(leaf: bytes) -> bytes:

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import nacl.signing
@@ -31,7 +31,7 @@ from ledger.http import create_app
 from ledger.store import LedgerStore
 from ledger.witness import pull, request_cosignatures, witness_log
 from tests.ledger.conftest import PASSPHRASE, init_home
-from tests.ledger.helpers import commitment
+from tests.ledger.helpers import commitment, serving
 
 LOG = generate_signer("ledger.cxl.example/log")
 
@@ -190,15 +190,8 @@ def _serve(handler: Callable[[BaseHTTPRequestHandler], None]) -> Iterator[str]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving(Handler) as url:
+        yield url
 
 
 def _reply(h: BaseHTTPRequestHandler, status: int, ctype: str, body: bytes) -> None:
