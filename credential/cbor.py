@@ -91,7 +91,9 @@ def _invalid(reason: str) -> MalformedInput:
 
 
 _MAX_DEPTH_LIMIT: Final = 256  # the decoder recurses once per level: a hard cap on C stack use
-_KEY_TYPES: Final = (int, str, bytes, bool, float)
+# Not bool or float: to Python ``True`` and ``1.0`` are the key ``1``, to CBOR (and every
+# other COSE/CWT reader) three different keys, so such a map would mean two things.
+_KEY_TYPES: Final = (int, str, bytes)
 _FLOAT_FORMATS: Final = {25: ">e", 26: ">f", 27: ">d"}
 
 

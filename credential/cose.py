@@ -23,7 +23,11 @@ from credential.records import record_repr
 __all__ = ["ALG_EDDSA", "Sign1", "bstr_head", "parse_sign1", "sig_structure", "sign1"]
 
 ALG_EDDSA = -8
+# RFC 9864: the fully specified Ed25519 (-19) replaces the polymorphic EdDSA (-8). We write -8
+# while common COSE libraries only know it, and read both.
+ALG_ED25519 = -19
 HDR_ALG = 1
+HDR_CRIT = 2
 HDR_KID = 4
 TAG_SIGN1 = 18
 
@@ -91,7 +95,11 @@ def _protected_kid(protected: bytes) -> bytes | None:
         header = cbor.loads(protected)
     except MalformedInput:
         raise MalformedInput("cose_invalid") from None
-    if not isinstance(header, dict) or header.get(HDR_ALG) != ALG_EDDSA:
+    alg = header.get(HDR_ALG) if isinstance(header, dict) else None
+    if type(alg) is not int or alg not in (ALG_EDDSA, ALG_ED25519):
+        raise MalformedInput("cose_invalid")
+    if HDR_CRIT in header:
+        # RFC 9052 §3.1: what crit lists must be understood, and we understand no extension
         raise MalformedInput("cose_invalid")
     kid: object = header.get(HDR_KID)  # object until checked (see parse_sign1)
     if kid is not None and not (isinstance(kid, bytes) and len(kid) <= 32):
@@ -114,6 +122,8 @@ def parse_sign1(obj: Any) -> Sign1:
             and len(signature) == 64 and 0 < len(protected) <= 64):
         raise MalformedInput("cose_invalid")
     kid = _protected_kid(protected)
+    if unprotected and HDR_CRIT in unprotected:  # RFC 9052 §3.1: crit only ever protected
+        raise MalformedInput("cose_invalid")
     if kid is None and unprotected:
         # Typed ``object``, checked, then narrowed: compiled, a ``bytes | None`` variable
         # given another value (an unprotected ``{4: false}``) raises TypeError, not ours.

@@ -24,6 +24,7 @@ from nacl.signing import SigningKey, VerifyKey
 
 from credential.errors import MalformedInput, Rejection, UsageError
 from credential.jsonld import OfflineLoader, canonize
+from credential.times import DATETIME_STAMP
 
 __all__ = [
     "CRYPTOSUITES",
@@ -247,6 +248,10 @@ def canonical_proof_config(
     _check_suite(str(cryptosuite))
     if proof_options.get("type") != "DataIntegrityProof":
         raise MalformedInput("di_proof_invalid", reason="type is not DataIntegrityProof")
+    created = proof_options.get("created")
+    if created is not None and not (isinstance(created, str) and DATETIME_STAMP.match(created)):
+        # VC Data Integrity §2.1: an xsd:dateTimeStamp, a time with its zone
+        raise MalformedInput("di_proof_invalid", reason="created is not a date-time with a zone")
     config = {k: v for k, v in proof_options.items() if k != "proofValue"}
     if document_context is not None:
         config["@context"] = document_context

@@ -320,8 +320,9 @@ def _payload(c: cose.Sign1) -> CredentialPayload:
     if CNF in p:
         cnf = p[CNF]
         key = cnf.get(COSE_KEY) if isinstance(cnf, dict) else None
-        if not (isinstance(key, dict) and key.get(KTY) == KTY_OKP
-                and key.get(CRV) == CRV_ED25519 and isinstance(key.get(X), bytes)
+        if not (isinstance(key, dict) and type(key.get(KTY)) is int and key[KTY] == KTY_OKP
+                and type(key.get(CRV)) is int and key[CRV] == CRV_ED25519
+                and isinstance(key.get(X), bytes)
                 and len(key[X]) == 32):
             raise MalformedInput("shape_invalid", what="cnf")
         holder = key[X]

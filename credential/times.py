@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 
 from credential.claims import date_from_days, days_from_date  # the day numbers of CBOR dates
 from credential.errors import UsageError
 
-__all__ = ["check_timezone", "day_bounds", "first_day", "last_day", "parse_instant", "rfc3339",
-           "utc_date"]
+__all__ = ["DATETIME_STAMP", "check_timezone", "day_bounds", "first_day", "last_day",
+           "parse_instant", "rfc3339", "utc_date"]
+
+# xsd:dateTimeStamp, as VC 2.0 and Data Integrity write times: an instant without its zone would
+# mean a different one on each side of the border.
+DATETIME_STAMP = re.compile(
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"
+)
 
 _DAY = 86400
 _HALF_DAY = 43200

@@ -17,6 +17,7 @@ from typing import Any
 
 from credential.errors import UsageError
 from credential.jsonld import CREDENTIALS_V2, PASAPORTE_V1
+from credential.times import DATETIME_STAMP
 from schemas import FieldSpec, GroupSpec, schema
 
 __all__ = ["CREDENTIAL_TYPE", "credential_iri", "to_vc"]
@@ -27,11 +28,6 @@ _IRI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s<>\"{}|\\^`]+$")
 _TOKEN = re.compile(r"^[A-Za-z0-9._~-]+$")  # RFC 3986 unreserved: safe inside a URN as is
 _DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
-# xsd:dateTimeStamp: a validity bound without a zone would mean different instants on each side
-# of the border.
-_DATETIME_STAMP = re.compile(
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"
-)
 
 
 def credential_iri(credential_id: str) -> str:
@@ -53,7 +49,7 @@ def credential_iri(credential_id: str) -> str:
 
 
 def _parse_datetime(field: str, value: str) -> datetime:
-    if isinstance(value, str) and _DATETIME_STAMP.match(value):
+    if isinstance(value, str) and DATETIME_STAMP.match(value):
         try:
             return datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
