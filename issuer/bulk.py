@@ -25,6 +25,7 @@ import csv
 import hashlib
 import hmac
 import io
+import itertools
 import json
 import multiprocessing
 import os
@@ -57,6 +58,8 @@ T = TypeVar("T")
 Progress = Callable[[Iterable[T], int, str], contextlib.AbstractContextManager[Iterable[T]]]
 PARTIAL = ".partial"
 _DRAWING = "Dibujando QR / Drawing QR codes"
+_CHECKING = "Comprobando filas / Checking rows"
+_MATCHING = "Buscando filas ya emitidas / Looking for rows issued before"
 _POOL_FROM = 16  # fewer QR images than this are drawn in this process: no workers to start
 
 COLUMNS = ("given_name", "family_name", "birth_date", "residence_city", "residence_country",
@@ -77,6 +80,11 @@ class Row:
 class BulkError:
     line: int  # the line of the file the row starts on (the header is line 1)
     message: dict[str, str]
+
+
+@contextlib.contextmanager
+def _quiet(items: Iterable[T], _length: int, _label: str) -> Iterator[Iterable[T]]:
+    yield items
 
 
 def _flag(value: str) -> bool | str:
@@ -109,8 +117,10 @@ def row_to_claims(row: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def parse_residents(data: bytes) -> tuple[list[Row], list[BulkError]]:
-    """All rows as validated claims, or every problem found (then nothing should be issued)."""
+def parse_residents(data: bytes, *, progress: Progress[Any] = _quiet
+                    ) -> tuple[list[Row], list[BulkError]]:
+    """All rows as validated claims, or every problem found (then nothing should be issued).
+    Checking a row takes about 0.1 ms: ``progress`` shows a file of many thousands advance."""
     if len(data) > MAX_BYTES:
         raise UsageError("usage_error", reason_es=f"el CSV pasa de {MAX_BYTES // 2**20} MB",
                          reason_en=f"the CSV is larger than {MAX_BYTES // 2**20} MB")
@@ -121,7 +131,7 @@ def parse_residents(data: bytes) -> tuple[list[Row], list[BulkError]]:
                          reason_en="the CSV is not UTF-8 text") from None
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
-        return _rows(reader)
+        return _rows(reader, progress)
     except csv.Error as exc:  # e.g. a cell over the csv module's 128 KB field limit
         line = max(reader.line_num, 1)  # the line being read when it failed
         raise UsageError("usage_error", reason_es=f"CSV ilegible hacia la línea {line}",
@@ -141,7 +151,7 @@ def _records(reader: Any) -> Iterator[tuple[int, list[str]]]:
             yield line, cells
 
 
-def _rows(reader: Any) -> tuple[list[Row], list[BulkError]]:
+def _rows(reader: Any, progress: Progress[Any]) -> tuple[list[Row], list[BulkError]]:
     header = next(reader, None) or []
     missing = [c for c in COLUMNS if c not in header]
     if missing:
@@ -153,22 +163,32 @@ def _rows(reader: Any) -> tuple[list[Row], list[BulkError]]:
         raise UsageError("usage_error",
                          reason_es="columnas repetidas en el CSV: " + ", ".join(twice),
                          reason_en="repeated CSV columns: " + ", ".join(twice))
+    # Split first (quick), checked after: the count the progress needs, and a file past
+    # the limit is refused before any row of it is checked.
+    records = list(itertools.islice(_records(reader), MAX_ROWS + 1))
+    if len(records) > MAX_ROWS:
+        raise UsageError("usage_error", reason_es=f"más de {MAX_ROWS} filas",
+                         reason_en=f"more than {MAX_ROWS} rows")
     rows: list[Row] = []
     errors: list[BulkError] = []
-    for count, (line, cells) in enumerate(_records(reader), start=1):
-        if count > MAX_ROWS:
-            raise UsageError("usage_error", reason_es=f"más de {MAX_ROWS} filas",
-                             reason_en=f"more than {MAX_ROWS} rows")
-        if any(cell.strip() for cell in cells[len(header):]):
-            errors.append(BulkError(line, {"es": "más celdas que columnas",
-                                           "en": "more cells than columns"}))
-            continue
-        try:  # a short row's missing cells are absent (empty) values
-            claims = parse_claims(row_to_claims(dict(zip(header, cells, strict=False))))
-            rows.append(Row(line, claims))
-        except UsageError as exc:
-            errors.append(BulkError(line, exc.message))
+    with progress(records, len(records), _CHECKING) as bar:
+        for line, cells in bar:
+            _row(header, line, cells, rows, errors)
     return rows, errors
+
+
+def _row(header: list[str], line: int, cells: list[str], rows: list[Row],
+         errors: list[BulkError]) -> None:
+    """Check one record: a row to ``rows``, or its problem to ``errors``."""
+    if any(cell.strip() for cell in cells[len(header):]):
+        errors.append(BulkError(line, {"es": "más celdas que columnas",
+                                       "en": "more cells than columns"}))
+        return
+    try:  # a short row's missing cells are absent (empty) values
+        claims = parse_claims(row_to_claims(dict(zip(header, cells, strict=False))))
+        rows.append(Row(line, claims))
+    except UsageError as exc:
+        errors.append(BulkError(line, exc.message))
 
 
 @dataclass(frozen=True)
@@ -182,7 +202,7 @@ class BulkOutcome:
     kept_index: str | None = None
 
 
-def fingerprints(root: nacl.signing.SigningKey, claims: list[Claims]) -> list[str]:
+def fingerprints(root: nacl.signing.SigningKey, claims: Iterable[Claims]) -> list[str]:
     """Each row's fingerprint: HMAC-SHA-256 of its canonical claims under a key only the office
     has (derived from its root key)."""
     key = hashlib.sha256(b"pasaporte/bulk-row/v1\x00" + bytes(root)).digest()
@@ -195,11 +215,6 @@ def fingerprints(root: nacl.signing.SigningKey, claims: list[Claims]) -> list[st
         return json.dumps(doc, sort_keys=True, ensure_ascii=False).encode()
 
     return [hmac.new(key, canonical(c), hashlib.sha256).hexdigest()[:32] for c in claims]
-
-
-@contextlib.contextmanager
-def _quiet(items: Iterable[T], _length: int, _label: str) -> Iterator[Iterable[T]]:
-    yield items
 
 
 def issue_batch(store: IssuerStore, rows: list[Row], folder: Path, *,
@@ -225,7 +240,9 @@ def _folder_lock(folder: Path) -> contextlib.AbstractContextManager[None]:
 def _issue_batch(store: IssuerStore, rows: list[Row], folder: Path, *,
                  passphrase: str, with_qr: bool, progress: Progress[Any],
                  workers: int | None, office: str | None) -> BulkOutcome:
-    prints = fingerprints(store.root_signing_key(passphrase), [r.claims for r in rows])
+    root = store.root_signing_key(passphrase)
+    with progress(rows, len(rows), _MATCHING) as bar:  # seconds for a file of many thousands
+        prints = fingerprints(root, (r.claims for r in bar))
     first: dict[str, int] = {}
     for row, fp in zip(rows, prints, strict=True):
         if fp in first:  # the same resident twice: two passports for one person

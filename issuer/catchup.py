@@ -62,7 +62,7 @@ from ledger.entries import (
 )
 from ledger.http import MAX_PAGE
 
-__all__ = ["Walk", "catch_up", "walk"]
+__all__ = ["Walk", "catch_up", "recorded_end", "walk"]
 
 Progress = Callable[[int, int | None], None]  # (records read, records on the ledger if known)
 _CHUNK = 500  # ids per UPDATE … IN (…): under SQLite's limit on bound parameters
@@ -126,6 +126,13 @@ def walk(records: Iterable[tuple[int, Entry]], queued: Sequence[tuple[int, Entry
     return out
 
 
+def recorded_end(value: str | None) -> int | None:
+    """The ledger position a store recorded, or None when it has none it can stand by."""
+    if value is None or not (value.isascii() and value.isdigit()):
+        return None
+    return int(value)
+
+
 def catch_up(store: IssuerStore, url: str, *, active: str | None, cutoff: int,
              progress: Progress | None = None) -> Walk:
     """Bring ``store`` (a restored copy, before it becomes the office) up to ``url``'s ledger.
@@ -134,11 +141,13 @@ def catch_up(store: IssuerStore, url: str, *, active: str | None, cutoff: int,
     url = url.rstrip("/")
     with store.engine.connect() as db:
         m = {k: v for k, v in db.execute(sa.select(meta.c.k, meta.c.v))}
-        # Without a recorded position (a store from before it was kept) the whole outbox is
-        # matched from the ledger's first record: sent entries are found again on the way.
-        start = int(m.get(LEDGER_END, 0))
+        # Without a recorded position (a store from before it was kept, or one an older
+        # version saved unreadable, "True") the whole outbox is matched from the ledger's
+        # first record: sent entries are found again on the way.
+        recorded = recorded_end(m.get(LEDGER_END))
+        start = recorded or 0
         query = sa.select(outbox.c.id, outbox.c.entry).order_by(outbox.c.id)
-        if LEDGER_END in m:
+        if recorded is not None:
             query = query.where(outbox.c.sent.is_(None))
         queued = [(int(i), entry_from_json(json.loads(e))) for i, e in db.execute(query)]
         list_ids = set(db.execute(sa.select(credentials.c.list_id).distinct()).scalars())

@@ -7,8 +7,10 @@ import contextlib
 import json
 import re
 import sys
+import threading
+import time
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
@@ -26,10 +28,10 @@ from issuer.bulk import MAX_BYTES, issue_batch, parse_residents
 from issuer.store import (
     REASONS,
     IssuerStore,
+    check_credential_id,
     check_kid,
     check_list_size,
     check_name,
-    normal_id,
 )
 
 T = TypeVar("T")
@@ -61,6 +63,40 @@ def _publish(store: IssuerStore, passphrase: str) -> None:
 def _progressbar(items: Iterable[T], length: int, label: str
                  ) -> contextlib.AbstractContextManager[Iterable[T]]:
     return click.progressbar(items, length=length, label=label, file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _phase(label: str) -> Iterator[Callable[[], None]]:
+    """Say on stderr what slow work is under way when it happens inside one call the command
+    cannot follow (a backup's copy and check): on a terminal the line counts the seconds, so a
+    long copy is not taken for a hang; in a log it is written once. Yields ``stop``, for when
+    a progress of its own takes over (a restore reading the ledger)."""
+    tty = sys.stderr.isatty()
+    click.echo(f"{label}…", err=True, nl=not tty)
+    done = threading.Event()
+    started = time.monotonic()
+
+    def tick() -> None:
+        while not done.wait(1.0):
+            seconds = int(time.monotonic() - started)
+            click.echo(f"\r{label}… {seconds} s", err=True, nl=False)
+
+    ticker = threading.Thread(target=tick, daemon=True) if tty else None
+
+    def stop() -> None:
+        if done.is_set():
+            return
+        done.set()
+        if ticker is not None:
+            ticker.join()
+            click.echo("", err=True)  # end the line the ticker kept rewriting
+
+    if ticker is not None:
+        ticker.start()
+    try:
+        yield stop
+    finally:
+        stop()
 
 
 def _default_code(city: str, country: str) -> str:
@@ -174,6 +210,10 @@ def issue(claims_file: BinaryIO, holder_key: str | None, paper: bool, out: str,
     _check_destination(out, "--out", keep=not overwrite)
     if qr_out is not None:
         _check_destination(qr_out, "--qr", keep=not overwrite)
+        # (--out may end in .png too): the image would replace the credential's text, which a
+        # wallet imports, and the command would still succeed
+        if Path(qr_out).resolve() == Path(out).resolve():
+            raise UsageError("output_same_file", path=out)
     raw = claims_file.read(64 * 1024 + 1)
     if len(raw) > 64 * 1024:
         raise UsageError("usage_error", reason_es="el archivo de datos pasa de 64 KB",
@@ -241,12 +281,15 @@ def _holder_key(text: str) -> bytes:
 def bundle(out: str, proof: str | None, home: str | None) -> None:
     """Escribe el paquete de confianza firmado / Write the current signed trust bundle."""
     _check_destination(out, "--out")
-    store, passphrase = _store(home), read_passphrase()
+    if proof is not None:  # written last, once the bundle is signed and published
+        _check_destination(proof, "--proof")
+    store = _store(home)
     url = store.ledger_url()
-    if proof is not None and url is None:
+    if proof is not None and url is None:  # before the passphrase is asked for
         raise UsageError("usage_error",
                          reason_es="--proof necesita un registro público («issuer ledger»)",
                          reason_en="--proof needs a public ledger ('issuer ledger')")
+    passphrase = read_passphrase()
     staged = StagedFile(out, mode=0o644)  # as in issue: an unwritable --out publishes nothing
     try:
         data = store.bundle(passphrase, before_commit=staged.write)
@@ -273,7 +316,8 @@ def _status_command(name: str, new: str, help_text: str) -> None:
                        "record takes codes only) and counts as unspecified.")
     @home_option
     def cmd(credential_id: str, reason: str, home: str | None) -> None:
-        credential_id = normal_id(credential_id)  # as printed, whatever case it was typed in
+        # as printed, whatever case it was typed in; no id at all before the passphrase
+        credential_id = check_credential_id(credential_id)
         reason = _reason_code(reason)
         store, passphrase = _store(home), read_passphrase()
         change = store.set_status(credential_id, new, reason, passphrase=passphrase)
@@ -324,7 +368,8 @@ _STATUS_LABELS = {"valid": "vigente / valid", "revoked": "revocado / revoked",
 @home_option
 def status_(credential_id: str, as_json: bool, home: str | None) -> None:
     """Estado de un pasaporte / A credential's status (for a resident asking at the office)."""
-    record = _store(home).credential(normal_id(credential_id))
+    credential_id = check_credential_id(credential_id)
+    record = _store(home).credential(credential_id)
     if record is None:
         raise StoreError("credential_unknown", credential_id=credential_id)
     if as_json:
@@ -345,7 +390,10 @@ def backup(out: Path, home: str | None) -> None:
     """Copia de seguridad / A consistent backup of the office store (keys stay sealed), taken
     while the office keeps working."""
     _check_destination(str(out), "--out")  # an existing file is refused by take(), whole
-    count = backup_.take(_store(home), out, read_passphrase())
+    store, passphrase = _store(home), read_passphrase()
+    # seconds on a large store: every row is read to sign the copy and read again to check it
+    with _phase("Copiando y comprobando / Copying and checking"):
+        count = backup_.take(store, out, passphrase)
     click.echo(f"Copia de seguridad / Backup: {out} ({count} pasaportes / passports)")
 
 
@@ -365,11 +413,15 @@ def restore(source: Path, no_ledger: bool, home: str | None) -> None:
     where = resolve_home("issuer", home)
     passphrase = read_passphrase()
 
-    def progress(read: int, total: int | None) -> None:
-        of = f"/{total}" if total is not None else ""
-        click.echo(f"\rRegistro público / Public ledger: {read}{of}", nl=False, err=True)
+    # The copy is checked whole (every row read) before the ledger is: seconds on a large store.
+    with _phase("Copiando y comprobando la copia / Copying and checking the backup") as checked:
+        def progress(read: int, total: int | None) -> None:
+            checked()  # the ledger's own count takes over the line
+            of = f"/{total}" if total is not None else ""
+            click.echo(f"\rRegistro público / Public ledger: {read}{of}", nl=False, err=True)
 
-    done = backup_.restore(source, where, passphrase, ledger=not no_ledger, progress=progress)
+        done = backup_.restore(source, where, passphrase, ledger=not no_ledger,
+                               progress=progress)
     click.echo(f"Oficina restaurada / Office restored: {where} "
                f"({done.count} pasaportes / passports)")
     for kid in done.retired:  # one per office that had an active key
@@ -468,6 +520,11 @@ def compromised(kid: str, since: str, home: str | None) -> None:
     (publish a new bundle afterwards). Marked again, the time may only move earlier."""
     kid = b64url(check_kid(kid))  # before the passphrase is asked for
     when = parse_instant(since, "--since")
+    now = int(time.time())
+    if when > now:
+        # A leak cannot begin later than now (2099 typed for 2025?): counters would accept
+        # what the thief signs until then. Refused before the passphrase is asked for.
+        raise UsageError("issuer_compromise_future", since=rfc3339(when), now=rfc3339(now))
     store, passphrase = _store(home), read_passphrase()
     if not store.mark_compromised(kid, when, passphrase):
         click.echo(PasaporteError("issuer_compromise_unchanged", kid=kid,
@@ -489,7 +546,7 @@ def bulk(csv_file: BinaryIO, out_dir: str, with_qr: bool, office: str | None,
     residents CSV (all rows checked first).
     Running the same file again resumes a run that was cut short; no row is issued twice."""
     data = csv_file.read(MAX_BYTES + 1)
-    rows, errors = parse_residents(data)
+    rows, errors = parse_residents(data, progress=_progressbar)
     if errors:
         for e in errors:
             click.echo(f"línea/line {e.line}: {e.message['es']} / {e.message['en']}", err=True)

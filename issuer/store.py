@@ -31,7 +31,7 @@ from credential.bundle import OfficeKey, RootKey, StatusListInfo, TrustBundle, s
 from credential.claims import Claims
 from credential.cose import parse_sign1
 from credential.errors import MalformedInput, PasaporteError, StoreError, UsageError, as_usage
-from credential.ids import cti_from_id
+from credential.ids import ID_LEN, cti_from_id
 from credential.keys import (
     KID_LEN,
     b64url,
@@ -57,7 +57,8 @@ from issuer.publish import check_access, post_entries
 from ledger.entries import REASONS, STATUSES, entry_from_json
 
 __all__ = ["CREDENTIAL_STATUSES", "LEDGER_END", "LIST_FLOOR", "REASONS",
-           "IssuerStore", "check_kid", "check_list_size", "check_name", "normal_id"]
+           "IssuerStore", "check_credential_id", "check_kid", "check_list_size", "check_name",
+           "normal_id"]
 
 # W3C's minimum for herd privacy. A list takes this many credentials, to the last entry: its
 # indices come from a keyed permutation (issuer.indices), unique without drawing again, so a list
@@ -214,6 +215,21 @@ def normal_id(text: str) -> str:
     return text.strip().upper()
 
 
+def check_credential_id(text: str) -> str:
+    """A credential id as typed (``issuer revoke ID``), in the spelling the office stores
+    (``normal_id``). Every id an office issues, drawn or assigned in a claims file, is
+    ``ID_LEN`` base32 characters (``credential.ids``): anything else (a 0 typed for an O, a
+    character left out) can name no credential. That is a mistake in the command, said before
+    the passphrase is asked for, rather than "no such passport in this office", which a clerk
+    could take for a forged one."""
+    credential_id = normal_id(text)
+    if cti_from_id(credential_id) is None:
+        # what was typed, fit for the terminal it is shown on: bounded, no control characters
+        shown = "".join(c if c.isprintable() else "?" for c in text.strip()[:40])
+        raise UsageError("credential_id_invalid", credential_id=shown, length=ID_LEN)
+    return credential_id
+
+
 class IssuerStore:
     def __init__(self, home: Path, *, busy_timeout: float = BUSY_TIMEOUT_S) -> None:
         self.home = home
@@ -265,12 +281,38 @@ class IssuerStore:
         city, office = check_name(city, "--city"), check_name(office, "--office")
         now = int(time.time()) if now is None else now
         _check_publishable(city, country.upper(), office, now)
-        home.mkdir(parents=True, exist_ok=True)
-        os.chmod(home, 0o700)
+        made_home = _make_home(home)
+        database = home / "issuer.db"
+        try:
+            # Made here, owner-only, before SQLite opens it (its -wal and -shm files take the
+            # database's permissions): in an operator's own folder, which keeps its mode, the
+            # sealed keys are still no one else's to read. O_EXCL: of two inits, one makes it.
+            os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            raise StoreError("issuer_exists", home=str(home)) from None
         store = cls(home)
+        try:
+            store._create(passphrase, city=city, country=country, office=office, code=code,
+                          now=now, timezone=timezone, list_size=list_size)
+        except BaseException:
+            # An init cut short (Ctrl-C, a full disk) must not leave a store without its office
+            # key behind: init would refuse it as existing and every other command send the
+            # clerk back to init. Nothing was committed, so nothing of the office is lost.
+            store.engine.dispose()
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(f"{database}{suffix}").unlink(missing_ok=True)
+            if made_home:
+                with contextlib.suppress(OSError):
+                    home.rmdir()
+            raise
+        return store
+
+    def _create(self, passphrase: str, *, city: str, country: str, office: str, code: str,
+                now: int, timezone: str | None, list_size: int | None) -> None:
         root = nacl.signing.SigningKey.generate()
-        with store.engine.begin() as db:
-            _upgrade(db, new=True)  # the schema and the office's first rows: one transaction
+        # the schema, the office's first rows and its first key: one transaction
+        with self.engine.begin() as db:
+            _upgrade(db, new=True)
             db.execute(meta.insert(), [
                 {"k": "city", "v": city}, {"k": "country", "v": country.upper()},
                 {"k": "code", "v": code}, {"k": "office", "v": office},
@@ -282,8 +324,7 @@ class IssuerStore:
                 public_key=bytes(root.verify_key), sealed=seal(bytes(root), passphrase),
                 office=office, valid_from=now, valid_until=now + 20 * 365 * 86400,
                 status_list=0, active=True))
-        store._add_office_key(passphrase, office, now, new=True)  # passphrase just set: no check
-        return store
+            self._insert_office_key(db, passphrase, office, now, new=True)
 
     def add_office_key(self, passphrase: str, *, office: str | None = None,
                        now: int | None = None) -> bytes:
@@ -307,40 +348,46 @@ class IssuerStore:
 
     def _add_office_key(self, passphrase: str, office: str | None, now: int, *,
                         new: bool) -> bytes:
+        with self.engine.begin() as db:
+            return self._insert_office_key(db, passphrase, office, now, new=new)
+
+    def _insert_office_key(self, db: sa.Connection, passphrase: str, office: str | None,
+                           now: int, *, new: bool) -> bytes:
+        """``_add_office_key`` inside the caller's transaction (``create``'s: an office is
+        never made without its first key)."""
         key = nacl.signing.SigningKey.generate()
         kid = kid_for(bytes(key.verify_key))
-        with self.engine.begin() as db:
-            if db.execute(sa.select(keys.c.kid).where(keys.c.kid == kid)).first() is not None:
-                raise StoreError("store_error")  # a 4-byte kid collision within one office
-            # Decided inside the write transaction: two clerks adding one office at once make
-            # one office, not two with one name.
-            if new and office is not None:
-                taken = _match(office, _office_names(db))
-                if taken is not None:
-                    raise StoreError("issuer_office_exists", office=taken)
-            elif _office_names(db):
-                office = _resolve_office(db, office)
-            previous = db.execute(sa.select(keys.c.kid).where(
-                (keys.c.role == "office") & keys.c.active & (keys.c.office == office))).scalar()
-            next_list = self._next_list(db)
-            info = {k: v for k, v in db.execute(sa.select(meta.c.k, meta.c.v))}
-            office = office or info["office"]
-            # Only this office's keys retire: the city's other offices go on issuing.
-            db.execute(keys.update().where((keys.c.role == "office") & (keys.c.office == office))
-                       .values(active=False))
-            db.execute(keys.insert().values(
-                kid=kid, role="office", public_key=bytes(key.verify_key),
-                sealed=seal(bytes(key), passphrase), office=office,
-                valid_from=now, valid_until=now + KEY_YEARS * 365 * 86400,
-                status_list=next_list, active=True))
-            self._queue(db, now, {
-                "type": "key_registered", "kid": b64url(kid),
-                "public_key": b64url(bytes(key.verify_key)), "city": info["city"],
-                "country": info["country"], "office": office,
-                "valid_from": rfc3339(now), "valid_until": rfc3339(now + KEY_YEARS * 365 * 86400)})
-            if previous is not None:
-                self._queue(db, now, {"type": "key_rotated", "kid": b64url(kid),
-                                      "replaces": b64url(previous)})
+        if db.execute(sa.select(keys.c.kid).where(keys.c.kid == kid)).first() is not None:
+            raise StoreError("store_error")  # a 4-byte kid collision within one office
+        # Decided inside the write transaction: two clerks adding one office at once make
+        # one office, not two with one name.
+        if new and office is not None:
+            taken = _match(office, _office_names(db))
+            if taken is not None:
+                raise StoreError("issuer_office_exists", office=taken)
+        elif _office_names(db):
+            office = _resolve_office(db, office)
+        previous = db.execute(sa.select(keys.c.kid).where(
+            (keys.c.role == "office") & keys.c.active & (keys.c.office == office))).scalar()
+        next_list = self._next_list(db)
+        info = {k: v for k, v in db.execute(sa.select(meta.c.k, meta.c.v))}
+        office = office or info["office"]
+        # Only this office's keys retire: the city's other offices go on issuing.
+        db.execute(keys.update().where((keys.c.role == "office") & (keys.c.office == office))
+                   .values(active=False))
+        db.execute(keys.insert().values(
+            kid=kid, role="office", public_key=bytes(key.verify_key),
+            sealed=seal(bytes(key), passphrase), office=office,
+            valid_from=now, valid_until=now + KEY_YEARS * 365 * 86400,
+            status_list=next_list, active=True))
+        self._queue(db, now, {
+            "type": "key_registered", "kid": b64url(kid),
+            "public_key": b64url(bytes(key.verify_key)), "city": info["city"],
+            "country": info["country"], "office": office,
+            "valid_from": rfc3339(now), "valid_until": rfc3339(now + KEY_YEARS * 365 * 86400)})
+        if previous is not None:
+            self._queue(db, now, {"type": "key_rotated", "kid": b64url(kid),
+                                  "replaces": b64url(previous)})
         return kid
 
     def mark_compromised(self, kid_text: str, since: int, passphrase: str) -> bool:
@@ -446,7 +493,10 @@ class IssuerStore:
             with self.engine.begin() as db:
                 db.execute(outbox.update().where(outbox.c.id.in_([i for i, _ in batch]))
                            .values(sent=int(time.time()) if now is None else now))
-                if isinstance(end, int):  # where a restore reads the ledger on from
+                # Where a restore reads the ledger on from. Only a whole number counts:
+                # ``isinstance`` would take JSON ``true`` (saved as "True", which a restore's
+                # catch-up cannot read) and a negative one is no ledger position.
+                if type(end) is int and end >= 0:
                     set_meta(db, LEDGER_END, str(end))
                 # only our batch's record: another publisher may have recorded the next one
                 db.execute(meta.delete().where(meta.c.k == IN_FLIGHT,
@@ -528,8 +578,10 @@ class IssuerStore:
 
     def resolve_office(self, office: str | None) -> str:
         """The office a command acts for: ``office`` as the store spells it, or, when none is
-        given, the city's one office with an active key (or its one office at all). Several,
-        or an unknown name, is a usage error that lists the offices."""
+        given, the city's one office with an active key (or its one office at all). Several
+        without a name is a usage error (``--office`` is missing); a name the city has no office
+        by is refused (``StoreError``, as an unknown key or credential is); both list the
+        offices."""
         with self.engine.connect() as db:
             if not _office_names(db):
                 raise StoreError("issuer_not_initialised", home=str(self.home))
@@ -778,7 +830,7 @@ class IssuerStore:
     def set_status(self, credential_id: str, new: str, reason: str | None = None, *,
                    passphrase: str) -> dict[str, Any]:
         """Revoke, suspend or reinstate; like every change, only with the office passphrase."""
-        credential_id = normal_id(credential_id)
+        credential_id = check_credential_id(credential_id)
         reason = reason or "unspecified"
         if reason not in REASONS:
             raise UsageError("reason_invalid", allowed=", ".join(REASONS))
@@ -854,6 +906,19 @@ class IssuerStore:
         return signed
 
 
+def _make_home(home: Path) -> bool:
+    """Make the office folder owner-only, and say whether it was made here. A folder that
+    already exists is the operator's (a mount, a shared parent set up on purpose): its
+    permissions are the operator's call, and are left as they are."""
+    home.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        home.mkdir(mode=0o700)
+    except FileExistsError:
+        return False
+    os.chmod(home, 0o700)  # mkdir's mode passes through the umask
+    return True
+
+
 def _check_publishable(city: str, country: str, office: str, now: int) -> None:
     """What the office will publish about a key must be publishable: checked before anything is
     written, so a name the ledger would refuse leaves no half-made office behind. The names are
@@ -895,8 +960,8 @@ def _resolve_office(db: sa.Connection, office: str | None) -> str:
     listed = ", ".join(offices)
     if office is not None:
         found = _match(office, offices)
-        if found is None:
-            raise UsageError("issuer_office_unknown", office=office.strip(), offices=listed)
+        if found is None:  # a name the store lacks, as for a key or a credential: its state
+            raise StoreError("issuer_office_unknown", office=office.strip(), offices=listed)
         return found
     active = [str(o) for o in db.execute(sa.select(keys.c.office).distinct().where(
         (keys.c.role == "office") & keys.c.active)).scalars()]

@@ -451,3 +451,39 @@ def test_another_files_index_in_the_folder_is_kept(homes: dict[str, Path], passp
     assert len(kept) == 1 and len(_index(out)) == 4
     assert kept[0].read_text() != (out / "index.csv").read_text()
     assert all(cid in kept[0].read_text() for _, cid in first)
+
+
+def test_rows_are_checked_with_progress(tmp_path: Path) -> None:
+    """Checking a file of many thousands of rows takes seconds before anything is issued: the
+    progress counts every record, a row split over lines once, a blank line not at all."""
+    from contextlib import contextmanager
+
+    from issuer.bulk import parse_residents
+
+    shown: list[tuple[int, str, int]] = []
+
+    @contextmanager
+    def progress(items: Any, length: int, label: str) -> Any:
+        seen = list(items)
+        yield seen
+        shown.append((length, label, len(seen)))
+
+    lines = SAMPLE.read_text(encoding="utf-8").splitlines()
+    quoted = lines[1].replace("Ana Sofía", '"Ana\nSofía"')
+    data = "\n".join([lines[0], quoted, "", *lines[2:], lines[2].replace("-07-", "-13-")])
+    rows, errors = parse_residents(data.encode(), progress=progress)
+    assert [r.line for r in rows] == [5, 6] and [e.line for e in errors] == [2, 7]
+    assert shown == [(4, "Comprobando filas / Checking rows", 4)]
+
+
+def test_bulk_says_what_it_does_before_issuing(homes: dict[str, Path], passphrase: str,
+                                               run: Run, tmp_path: Path) -> None:
+    home = homes["issuer"]
+    _init(run, home)
+    code, _, err = run("issuer", "bulk", str(SAMPLE), "--out-dir", str(tmp_path / "out"),
+                       "--home", str(home))
+    assert code == 0, err
+    phases = ["Comprobando filas / Checking rows",
+              "Buscando filas ya emitidas / Looking for rows issued before",
+              "Emitiendo / Issuing"]
+    assert [err.index(p) for p in phases] == sorted(err.index(p) for p in phases)

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from credential.errors import StoreError
-from issuer.catchup import walk
+from issuer.catchup import recorded_end, walk
 from ledger.entries import CredentialIssued, Entry, KeyCompromised, StatusChanged
 
 CODE, LIST = "MXMEX", "MXMEX.1"
@@ -119,3 +119,11 @@ def test_keys_made_after_the_backup_are_lost_once_each() -> None:
     seen = walk(enumerate(history), [], code=CODE, lists={LIST}, held={ACTIVE}, active=ACTIVE,
                 cutoff=CUTOFF, city=("Mexicali", "MX"))
     assert seen.lost == ["BBBBBB", "CCCCCC"]
+
+
+def test_a_recorded_position_it_cannot_stand_by_is_none() -> None:
+    """An older version saved JSON ``true`` as "True": the restore then matches the whole
+    outbox from the ledger's start, rather than crash on it."""
+    assert recorded_end("1042") == 1042 and recorded_end("0") == 0
+    for junk in (None, "True", "", "-3", "1.5", "١٢"):
+        assert recorded_end(junk) is None

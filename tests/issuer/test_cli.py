@@ -274,8 +274,13 @@ def test_suspend_and_reinstate(office: Path, tmp_path: Path, run: Run) -> None:
     code, out, _ = run("issuer", "status", cred_id, "--home", str(office))
     assert code == 0 and "vigente / valid" in out
     code, _, err = run("issuer", "revoke", "nope", "--home", str(office))
-    assert code == 1 and "credential_unknown" in err
+    assert code == 2 and "credential_id_invalid" in err  # no id at all: see test_cli_ids
     code, _, err = run("issuer", "status", "nope", "--home", str(office))
+    assert code == 2 and "credential_id_invalid" in err
+    unknown = "A" * len(cred_id)  # an id, of no credential this office issued
+    code, _, err = run("issuer", "revoke", unknown, "--home", str(office))
+    assert code == 1 and "credential_unknown" in err
+    code, _, err = run("issuer", "status", unknown, "--home", str(office))
     assert code == 1 and "credential_unknown" in err
 
 

@@ -103,7 +103,9 @@ def test_which_office_signs_must_be_said_once_there_are_two(city: Path, tmp_path
     assert not (tmp_path / "p.txt").exists()
     code, _, err = run("issuer", "issue", "--claims", CLAIMS, "--paper", "--out",
                        str(tmp_path / "p.txt"), "--office", "Oficina Sur", "--home", str(city))
-    assert code == 2 and "[issuer_office_unknown]" in err
+    # a name the city has no office by is refused as its state is (exit 1), as an unknown key or
+    # credential is; no name where one is needed is the command's mistake (exit 2)
+    assert code == 1 and "[issuer_office_unknown]" in err
     assert "Oficina Sur" in err and "Oficina Centro, Oficina Norte" in err
     assert "no tiene una oficina" in err
     code, _, err = run("issuer", "rotate", "--home", str(city))
@@ -193,3 +195,18 @@ def test_a_restore_gives_every_office_a_new_key(city: Path, tmp_path: Path, run:
     results = _verify(run, restored, tmp_path, tmp_path / "again.txt")
     assert results[0]["code"] == "accepted"
     assert results[0]["issuer"]["office"] == "Oficina Norte"
+
+
+@pytest.mark.parametrize("command", [["rotate"], ["issue", "--claims", CLAIMS, "--paper",
+                                                  "--out", "{tmp}/p.txt"],
+                                     ["bulk", str(EXAMPLES / "residents-sample.csv"),
+                                      "--out-dir", "{tmp}/print"]])
+def test_an_office_the_city_lacks_is_refused_as_its_state(city: Path, tmp_path: Path, run: Run,
+                                                          command: list[str]) -> None:
+    """Like an unknown key or credential: the store has no such office (exit 1, a
+    ``StoreError``), not a command typed wrong; and nothing is changed."""
+    args = [a.replace("{tmp}", str(tmp_path)) for a in command]
+    code, _, err = run("issuer", *args, "--office", "Oficina Sur", "--home", str(city))
+    assert code == 1 and "[issuer_office_unknown]" in err, err
+    assert [k["status"] for k in _keys(run, city)] == ["active", "active"]
+    assert not (tmp_path / "p.txt").exists() and not (tmp_path / "print").exists()

@@ -261,3 +261,26 @@ def test_the_issuance_time_is_read_holding_the_write_lock(tmp_path: Path) -> Non
         stamped = db.execute(sa.select(credentials.c.issued_at)
                              .where(credentials.c.id == issued[0])).scalar_one()
     assert stamped >= released
+
+
+@pytest.mark.parametrize("end", [True, False, -1, 2.0, "7", None, [3]])
+def test_only_a_whole_ledger_position_is_kept_from_the_nodes_answer(
+        store: IssuerStore, monkeypatch: pytest.MonkeyPatch, end: object) -> None:
+    """A node's answer is not trusted to be well formed: JSON ``true`` is an ``int`` to
+    ``isinstance``, and kept as "True" it would break a later restore's catch-up."""
+    store.configure_ledger("http://ledger.test", "t", PASSPHRASE, check=False)
+    monkeypatch.setattr("issuer.store.post_entries",
+                        lambda *_args, **_kwargs: {"end": end})
+    assert store.publish(PASSPHRASE) > 0
+    assert store.pending() == []  # appended all the same: only the position is not kept
+    with store.engine.connect() as db:
+        assert db.execute(sa.select(meta.c.v).where(meta.c.k == "ledger_end")).scalar() is None
+
+
+def test_a_whole_ledger_position_is_kept(store: IssuerStore,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    store.configure_ledger("http://ledger.test", "t", PASSPHRASE, check=False)
+    monkeypatch.setattr("issuer.store.post_entries", lambda *_args, **_kwargs: {"end": 0})
+    store.publish(PASSPHRASE)
+    with store.engine.connect() as db:
+        assert db.execute(sa.select(meta.c.v).where(meta.c.k == "ledger_end")).scalar() == "0"

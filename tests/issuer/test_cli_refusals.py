@@ -1,0 +1,82 @@
+"""Mistakes in an office command that used to be found late, or not at all: each is refused
+(exit 2) before the passphrase is asked for, and nothing is signed, changed or published."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from issuer.store import IssuerStore
+from tests.conftest import PASSPHRASE, Run
+from tests.factory import EXAMPLES
+
+CLAIMS = str(EXAMPLES / "claims-mexicali.json")
+
+
+@pytest.fixture
+def office(homes: dict[str, Path], passphrase: str, run: Run) -> Path:
+    home = homes["issuer"]
+    assert run("issuer", "init", "--city", "Mexicali", "--country", "MX", "--office", "Centro",
+               "--home", str(home))[0] == 0
+    return home
+
+
+def _no_passphrase() -> str:
+    raise AssertionError("the passphrase was asked for")
+
+
+@pytest.mark.parametrize("qr", ["p.png", "./p.png", "sub/../p.png"])
+def test_out_and_qr_naming_one_file_issue_nothing(office: Path, tmp_path: Path, run: Run,
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  qr: str) -> None:
+    """The image would replace the credential's text (what a wallet imports), and the command
+    succeed all the same."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    monkeypatch.setattr("issuer.cli.read_passphrase", _no_passphrase)
+    code, out, err = run("issuer", "issue", "--claims", CLAIMS, "--paper", "--out", "p.png",
+                         "--qr", qr, "--home", str(office))
+    assert code == 2 and err.startswith("[output_same_file] ") and out == "", err
+    assert not (tmp_path / "p.png").exists()
+    assert IssuerStore.open(office).known([]) == set()
+    assert [e["type"] for _, e in IssuerStore.open(office).pending()] == ["key_registered"]
+
+
+def test_a_compromise_cannot_begin_in_the_future(office: Path, run: Run,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Until a future ``--since``, counters would go on accepting what the thief signs."""
+    kid = json.loads(run("issuer", "keys", "--json", "--home", str(office))[1])[0]["kid"]
+    monkeypatch.setattr("issuer.cli.read_passphrase", _no_passphrase)
+    code, _, err = run("issuer", "compromised", kid, "--since", "2099-01-01T00:00:00Z",
+                       "--home", str(office))
+    assert code == 2 and err.startswith("[issuer_compromise_future] "), err
+    assert "2099-01-01T00:00:00Z" in err and "futuro" in err
+    keys = json.loads(run("issuer", "keys", "--json", "--home", str(office))[1])
+    assert [k["status"] for k in keys] == ["active"]
+    monkeypatch.undo()
+    monkeypatch.setenv("PASAPORTE_PASSPHRASE", PASSPHRASE)
+    assert run("issuer", "compromised", kid, "--since", "2026-01-01T00:00:00Z",
+               "--home", str(office))[0] == 0  # a time past is taken
+
+
+def test_a_bundle_proof_that_cannot_be_had_is_refused_before_anything(
+        office: Path, run: Run, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    """``--proof`` without a ledger, or naming no file, is the command's mistake: said before
+    the passphrase is asked for and before a bundle version is signed and queued for the
+    public record (the proof is written last, after both)."""
+    home = office
+    monkeypatch.setattr("issuer.cli.read_passphrase", _no_passphrase)
+    out = tmp_path / "b.cbor"
+    code, _, err = run("issuer", "bundle", "--out", str(out), "--proof", str(tmp_path / "p.json"),
+                       "--home", str(home))
+    assert code == 2 and "--proof" in err and "registro público" in err, err
+    store = IssuerStore.open(home)
+    store.configure_ledger("http://127.0.0.1:9", "t", PASSPHRASE, check=False)
+    queued = len(store.pending())
+    code, _, err = run("issuer", "bundle", "--out", str(out), "--proof", "",
+                       "--home", str(home))
+    assert code == 2 and "[output_not_a_file]" in err and "--proof" in err, err
+    assert not out.exists() and len(store.pending()) == queued
