@@ -16,7 +16,12 @@ from typing import Any, BinaryIO
 import click
 
 from credential.errors import MalformedInput, PasaporteError, as_usage
-from credential.home import atomic_write, check_png_name, read_passphrase, resolve_home
+from credential.home import (
+    StagedFile,
+    check_png_name,
+    read_passphrase,
+    resolve_home,
+)
 from credential.keys import b64url
 from credential.logproof import read_trust_files
 from credential.passport import parse_nonce
@@ -188,6 +193,19 @@ def present(credential_id: str, service: str, disclose: tuple[str, ...], counter
     """
     check_png_name(qr_path)
     wallet = Wallet.open(_home(home))
+    # Staged first: a place the image cannot go fails before the passphrase is asked for and
+    # a presentation signed for nothing.
+    staged = StagedFile(qr_path) if qr_path is not None else None
+    try:
+        _present(wallet, credential_id, service, disclose, counter, nonce, staged, terminal)
+    finally:
+        if staged is not None:
+            staged.discard()
+
+
+def _present(wallet: Wallet, credential_id: str, service: str, disclose: tuple[str, ...],
+             counter: str | None, nonce: str | None, staged: StagedFile | None,
+             terminal: bool) -> None:
     shown = wallet.present(credential_id, service=service, passphrase=read_passphrase,
                            disclose=disclose or None, counter=counter, nonce=parse_nonce(nonce))
     # What a claim name stands for is its whole group (the smallest unit the office signed):
@@ -203,11 +221,12 @@ def present(credential_id: str, service: str, disclose: tuple[str, ...], counter
                             service_es=spec.label["es"], service_en=spec.label["en"],
                             groups_es=", ".join(x["es"] for x in labels),
                             groups_en=", ".join(x["en"] for x in labels)).diagnostics())
-    if qr_path is not None or terminal:
+    if staged is not None or terminal:
         from credential import qr  # image libraries load only when a QR is asked for
 
-        if qr_path is not None:
-            atomic_write(qr_path, qr.render_png(shown.text))
+        if staged is not None:
+            staged.write(qr.render_png(shown.text))
+            staged.commit()
         if terminal:
             click.echo(qr.render_text(shown.text), err=True)
     click.echo(shown.text)

@@ -432,3 +432,19 @@ def test_import_a_file_saved_with_a_byte_order_mark(run: Run, wallet_home: Path,
     result = run("wallet", "import", file, "--home", wallet_home)
     assert result.exit_code == 0, result.stderr
     assert Wallet.open(wallet_home).ids() == [result.stdout.strip()]
+
+
+def test_a_qr_place_that_cannot_be_written_fails_before_the_passphrase(
+        wallet_home: Path, mexicali: City, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from pasaporte.cli import main
+
+    wallet = Wallet.open(wallet_home)
+    cred_id = wallet.import_text(mexicali.issue_text(wallet.public_key,
+                                                     example_claims("mexicali"))).id
+    monkeypatch.delenv("PASAPORTE_PASSPHRASE")  # it would be asked for, and fail, if reached
+    code = main(["wallet", "present", cred_id, "--for", "library", "--qr", "/proc/qr.png",
+                 "--home", str(wallet_home)])
+    err = capsys.readouterr().err
+    assert code != 0 and "[file_error]" in err and "/proc/qr.png" in err, err
+    assert "passphrase_required" not in err
