@@ -15,14 +15,6 @@ from tests.factory import EXAMPLES
 CLAIMS = str(EXAMPLES / "claims-mexicali.json")
 
 
-@pytest.fixture
-def office(homes: dict[str, Path], passphrase: str, run: Run) -> Path:
-    home = homes["issuer"]
-    assert run("issuer", "init", "--city", "Mexicali", "--country", "MX", "--office", "Centro",
-               "--home", str(home))[0] == 0
-    return home
-
-
 def _no_passphrase() -> str:
     raise AssertionError("the passphrase was asked for")
 

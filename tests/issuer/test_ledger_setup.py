@@ -42,14 +42,6 @@ def node(homes: dict[str, Path], passphrase: str, run: Run) -> Iterator[tuple[st
             thread.join()
 
 
-@pytest.fixture
-def office(homes: dict[str, Path], passphrase: str, run: Run) -> Path:
-    home = homes["issuer"]
-    assert run("issuer", "init", "--city", "Mexicali", "--country", "MX", "--office", "Centro",
-               "--home", str(home))[0] == 0
-    return home
-
-
 def _issue(office: Path, tmp_path: Path, run: Run) -> tuple[int, str, str]:
     return run("issuer", "issue", "--claims", str(EXAMPLES / "claims-mexicali.json"), "--paper",
                "--out", str(tmp_path / "c.cred"), "--home", str(office))
