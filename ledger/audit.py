@@ -313,6 +313,7 @@ def _check_types(conn: Connection, report: AuditReport) -> bool:
     end = 0 if last is None else int(last) + 1
     at = {t.nodes.name: "id", t.checkpoints.name: "size", t.cosignatures.name: "size"}
     ok = True
+    # The SQL below is put together from our own schema's table and column names only.
     for table in t.metadata.sorted_tables:
         if table is t.entries:
             continue
