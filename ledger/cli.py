@@ -476,7 +476,7 @@ def token_add(name: str, home: str | None, db: str | None) -> None:
 @home_option
 @db_option
 def token_revoke(name: str, home: str | None, db: str | None) -> None:
-    with _open(home, db) as store:
+    with _open(home, db, log_only=True) as store:
         if not store.revoke_token(name):
             raise UsageError("usage_error", reason=f"no token named {name}")
 
@@ -505,7 +505,7 @@ def witnesses_add(url: str, vkey: str, home: str | None, db: str | None) -> None
 @db_option
 def witnesses_remove(name: str, home: str | None, db: str | None) -> None:
     """Stop asking NAME (as ``list`` shows it) for cosignatures."""
-    with _open(home, db) as store:
+    with _open(home, db, log_only=True) as store:
         if not store.remove_witness(name):
             raise UsageError("usage_error", reason=f"no witness named {name}")
     click.echo(f"ok: {name}")

@@ -289,7 +289,8 @@ def test_a_mirror_serves_its_copy_and_appends_nothing(
     entries.write_text('{"type": "notice", "text": "hola"}\n')
     capsys.readouterr()
     for args in (["append", "--file", str(entries)], ["checkpoint", "--cosign"],
-                 ["token", "add", "issuer"],
+                 ["token", "add", "issuer"], ["token", "revoke", "issuer"],
+                 ["witnesses", "remove", "someone"],
                  ["witnesses", "add", "--url", sa.url, "--key", cb.witness_vkey or ""]):
         assert run_cli(*args, "--home", str(home)) == 1, args
         err = capsys.readouterr().err
