@@ -411,6 +411,8 @@ def restore(source: Path, no_ledger: bool, home: str | None) -> None:
     takes over. Status changes made after the backup are read back from the public ledger the
     backup names."""
     where = resolve_home("issuer", home)
+    if (where / "issuer.db").exists():  # said before the passphrase and the copying
+        raise StoreError("issuer_exists", home=str(where))
     passphrase = read_passphrase()
 
     # The copy is checked whole (every row read) before the ledger is: seconds on a large store.

@@ -60,6 +60,7 @@ def test_restore_keeps_what_was_backed_up_and_refuses_what_came_after(
     assert "status changes made after the backup" in err
     code, _, err = run("issuer", "restore", "--from", str(copy), "--home", str(restored))
     assert code == 1 and "issuer_exists" in err
+    assert "Copiando" not in err  # refused before any work is announced
     status = json.loads(run("issuer", "status", before, "--json", "--home", str(restored))[1])
     assert status["status"] == "valid"
     assert run("issuer", "status", after, "--home", str(restored))[0] == 1  # unknown there
