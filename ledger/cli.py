@@ -24,6 +24,7 @@ import json
 import signal
 import socket
 import sys
+import unicodedata
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -257,6 +258,19 @@ def append(path: str, home: str | None, db: str | None) -> None:
     click.echo(signed.note, nl=False)
 
 
+# What a terminal acts on (C1 controls: U+009B is CSI), reorders (format characters such as a
+# bidi override) or a JSON Lines reader splits a line at (U+2028), beyond the ASCII controls
+# JSON escapes itself.
+_UNSAFE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def _inert_line(line: str) -> str:
+    if line.isprintable():  # the common case, and a quick one
+        return line
+    return "".join(json.dumps(c)[1:-1] if unicodedata.category(c) in _UNSAFE else c
+                   for c in line)
+
+
 @group.command()
 @click.option("--start", type=click.IntRange(min=0), default=0, show_default=True,
               help="First record (inclusive).")
@@ -278,13 +292,23 @@ def entries(start: int, end: int | None, types: tuple[str, ...], home: str | Non
         stop = size if end is None else min(end, size)
         for page in range(start, stop, ENTRIES_PAGE):
             for index, leaf in store.entries(page, min(page + ENTRIES_PAGE, stop)):
-                record = decode_record(leaf)
+                try:
+                    record = decode_record(leaf)
+                except MalformedInput as exc:
+                    # which record: a mirror's copy of a log that wrote it under older rules
+                    raise MalformedInput("ledger_record_unreadable", index=index,
+                                         reason_es=exc.message["es"],
+                                         reason_en=exc.message["en"]) from None
                 if types and record.entry.TYPE not in types:
                     continue
                 # ``entry`` is the same JSON object ``append --file`` takes (fields such as a
                 # status change's own ``index`` stay apart from the record's).
-                click.echo(json.dumps({"index": index, "time": rfc3339(record.time_ms // 1000),
-                                       "entry": entry_to_json(record.entry)}, ensure_ascii=False))
+                line = json.dumps({"index": index, "time": rfc3339(record.time_ms // 1000),
+                                   "entry": entry_to_json(record.entry)}, ensure_ascii=False)
+                # Accented text stays readable. The fields refuse what a terminal would act on
+                # (C1's CSI, a bidi override) or a reader split a line at (U+2028); should a
+                # field some day let one through, it is still written as a JSON escape.
+                click.echo(_inert_line(line))
 
 
 @group.command("check-bundle")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -69,7 +70,18 @@ _KID = re.compile(r"[A-Za-z0-9._:\-]{1,64}")
 _NAME = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
 _TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")  # not \d: ASCII
 _MAX_INT = 1 << 53
-_CTRL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
+# What public text may not hold, as in a resident's name (credential.claims) and an office's
+# (issuer.store.check_name): controls (Cc: C1's CSI, U+009B, starts an escape sequence as ESC [
+# does), format characters (Cf: a right-to-left override has an auditor read "\u202eetroN" as
+# "Norte"), line and paragraph separators (Zl, Zp: where JSON Lines readers split a line).
+# A notice keeps its line breaks.
+_NOT_TEXT = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def _inert(text: str, allowed: str = "") -> bool:
+    if text.isprintable():  # the common case, and a quick one
+        return True
+    return not any(unicodedata.category(c) in _NOT_TEXT and c not in allowed for c in text)
 
 
 def _bad(field: str, reason: str) -> MalformedInput:
@@ -102,6 +114,10 @@ def _check(kind: str, name: str, value: Any) -> None:
         raise _bad(name, "expected a string")
     if not _encodable(value):
         raise _bad(name, "not valid Unicode text (a lone surrogate)")
+    if kind == "text" and not 1 <= len(value) <= 2000:
+        raise _bad(name, "1-2000 characters of text")
+    if kind in ("name", "text") and not _inert(value, "\n" if kind == "text" else ""):
+        raise MalformedInput("ledger_bad_text", field=name)
     if kind == "kid" and not _KID.fullmatch(value):
         raise _bad(name, "1-64 of A-Z a-z 0-9 . _ : -")
     if kind == "name" and not _NAME.fullmatch(value):
@@ -120,8 +136,6 @@ def _check(kind: str, name: str, value: Any) -> None:
         raise _bad(name, "one of " + ", ".join(STATUSES))
     if kind == "reason" and value not in REASONS:
         raise _bad(name, "one of " + ", ".join(REASONS))
-    if kind == "text" and (not 1 <= len(value) <= 2000 or _CTRL.search(value)):
-        raise _bad(name, "1-2000 characters of text")
 
 
 @dataclass(frozen=True)
@@ -230,6 +244,11 @@ ENTRY_TYPES: dict[str, type[Entry]] = {
 _BYTES_KINDS = ("bytes32", "pubkey", "cosig")
 
 
+def _escaped(text: str) -> str:
+    """``text`` with what is not printable written as its Python escape: seen, and inert."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
 def _b64url(value: Any, field: str) -> bytes:
     if not isinstance(value, str) or value != value.strip():
         raise _bad(field, "expected base64url")
@@ -250,9 +269,10 @@ def _build(data: Mapping[str, Any], *, from_json: bool) -> Entry:
     given = set(data) - {"type"}
     if given - names:
         raise MalformedInput("ledger_bad_entry",
-                             # str(): a stored record's map may have non-text keys
+                             # str(): a stored record's map may have non-text keys; escaped:
+                             # the message goes to a terminal, and a key can be "\x1b]0;…"
                              reason="unknown fields: "
-                             + ", ".join(sorted(str(k) for k in given - names))[:200])
+                             + ", ".join(sorted(_escaped(str(k)) for k in given - names))[:200])
     values = {}
     for name in names & given:
         value = data[name]

@@ -109,14 +109,15 @@ _LEAVES = [encode_record(7, bytes(range(32)), 1_700_000_000_000, entry_from_json
 def test_any_node_of_a_record_edited_is_a_typed_error(data: st.DataObject) -> None:
     """A mirror reads records from another city's node, which it does not trust: a record with
     any node replaced or removed (a map with number keys, a list where text was) is a
-    ``ledger_bad_record``, ``_entry`` or ``_field``, never an exception the mirror does not
-    expect."""
+    ``ledger_bad_record``, ``_entry``, ``_field`` or ``_text``, never an exception the mirror
+    does not expect."""
     leaf = data.draw(st.sampled_from(_LEAVES))
     record = cbor2.loads(leaf)
     edited = cbor2.dumps(draw_edit(data, record)[1])
     try:
         decoded = decode_record(edited)
     except MalformedInput as exc:
-        assert exc.code in ("ledger_bad_record", "ledger_bad_entry", "ledger_bad_field")
+        assert exc.code in ("ledger_bad_record", "ledger_bad_entry", "ledger_bad_field",
+                            "ledger_bad_text")
         return
     assert encode_record(decoded.seq, decoded.prev, decoded.time_ms, decoded.entry) == edited
