@@ -218,7 +218,8 @@ def _read_jsonl(path: str) -> list[dict[str, Any]]:
             if total > MAX_FILE:
                 raise MalformedInput("ledger_jsonl_too_large", line=number, limit=MAX_FILE)
             try:
-                line = raw.decode("utf-8")
+                # "-sig" on the first line: an editor on Windows starts the file with a BOM
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError:
                 raise MalformedInput("ledger_jsonl_not_utf8", line=number) from None
             if not line.strip():

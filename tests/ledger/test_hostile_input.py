@@ -301,3 +301,12 @@ def test_a_chunked_body_over_the_limit_is_refused_not_cut(
         assert store.size() == 0
     status, answer = _post_chunked(node.url, token, iter([body, b" " * 1000]))  # within it
     assert status == 201 and answer["end"] == 1, answer
+
+
+def test_append_file_saved_with_a_byte_order_mark(home: Path, tmp_path: Path) -> None:
+    """An editor on Windows starts the file with a BOM: no part of the first entry."""
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(commitment(1)).encode() + b"\r\n")
+    assert run_cli("append", "--file", str(path), "--home", str(home)) == 0
+    with LedgerStore.open(home) as store:
+        assert store.size() == 1
