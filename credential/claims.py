@@ -19,6 +19,7 @@ from typing import Any
 
 from credential.errors import MalformedInput, UsageError
 from credential.ids import ID_LEN, cti_from_id
+from credential.text import is_text
 from schemas import FieldSpec, GroupSpec, schema
 
 __all__ = [
@@ -52,11 +53,9 @@ def _bad(field: str, es: str, en: str) -> UsageError:
     return UsageError("claims_invalid", field=field, reason_es=es, reason_en=en)
 
 
-# What a name may not hold: controls (Cc), format characters (Cf: bidi overrides that reorder
-# what a clerk reads, invisible joiners and spaces), line and paragraph separators (Zl, Zp:
-# a name over two lines on a counter's screen), and lone surrogates (Cs: JSON "\ud800", no
-# character at all). claims.schema.json's text pattern lists the same characters (in the BMP).
-_NOT_TEXT = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+# What a name may not hold is ``credential.text.NOT_TEXT`` (a name over two lines on a
+# counter's screen, reordered by a bidi override…). claims.schema.json's text pattern lists the
+# same characters (in the BMP).
 
 
 def _text(value: Any, spec: FieldSpec, where: str) -> str:
@@ -67,7 +66,7 @@ def _text(value: Any, spec: FieldSpec, where: str) -> str:
         raise _bad(where, "no puede estar vacío", "must not be empty")
     if spec.max and len(text) > spec.max:
         raise _bad(where, f"más de {spec.max} caracteres", f"longer than {spec.max} characters")
-    if any(unicodedata.category(c) in _NOT_TEXT for c in text):
+    if not is_text(text):
         raise _bad(where, "contiene caracteres de control, de formato o saltos de línea",
                    "contains control, format or line-break characters")
     return text

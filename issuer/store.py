@@ -48,6 +48,7 @@ from credential.passport import (
     issue,
 )
 from credential.statuslist import DEFAULT_SIZE, MARKS, MAX_SIZE, StatusList
+from credential.text import escaped, is_text
 from credential.times import check_timezone, day_bounds, rfc3339
 from issuer.indices import KEY_BYTES, IndexPermutation
 from issuer.migrations import HEAD as MIGRATIONS_HEAD
@@ -195,7 +196,7 @@ def check_name(value: str, option: str) -> str:
     # would have counters show "\u202eetroN" as "Norte", and a soft hyphen make a second
     # "Oficina Norte" that looks like the first.
     if (len(name) > NAME_MAX or not any(c[0] not in "ZC" for c in categories)
-            or any(c in ("Cc", "Cf", "Cs", "Zl", "Zp") for c in categories)):
+            or not is_text(name)):
         raise UsageError("issuer_name_invalid", option=option, max=NAME_MAX)
     return name
 
@@ -225,7 +226,7 @@ def check_credential_id(text: str) -> str:
     credential_id = normal_id(text)
     if cti_from_id(credential_id) is None:
         # what was typed, fit for the terminal it is shown on: bounded, no control characters
-        shown = "".join(c if c.isprintable() else "?" for c in text.strip()[:40])
+        shown = escaped(text.strip()[:40])
         raise UsageError("credential_id_invalid", credential_id=shown, length=ID_LEN)
     return credential_id
 

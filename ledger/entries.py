@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +31,7 @@ import cbor2
 from credential import cbor
 from credential.errors import MalformedInput
 from credential.keys import b64url, unb64url
+from credential.text import escaped, is_text
 
 __all__ = [
     "ENTRY_TYPES",
@@ -70,18 +70,8 @@ _KID = re.compile(r"[A-Za-z0-9._:\-]{1,64}")
 _NAME = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
 _TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")  # not \d: ASCII
 _MAX_INT = 1 << 53
-# What public text may not hold, as in a resident's name (credential.claims) and an office's
-# (issuer.store.check_name): controls (Cc: C1's CSI, U+009B, starts an escape sequence as ESC [
-# does), format characters (Cf: a right-to-left override has an auditor read "\u202eetroN" as
-# "Norte"), line and paragraph separators (Zl, Zp: where JSON Lines readers split a line).
-# A notice keeps its line breaks.
-_NOT_TEXT = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
-
-
-def _inert(text: str, allowed: str = "") -> bool:
-    if text.isprintable():  # the common case, and a quick one
-        return True
-    return not any(unicodedata.category(c) in _NOT_TEXT and c not in allowed for c in text)
+# Names and notices hold text, as residents' and offices' names do (``credential.text``; a
+# notice keeps its line breaks).
 
 
 def _bad(field: str, reason: str) -> MalformedInput:
@@ -116,7 +106,7 @@ def _check(kind: str, name: str, value: Any) -> None:
         raise _bad(name, "not valid Unicode text (a lone surrogate)")
     if kind == "text" and not 1 <= len(value) <= 2000:
         raise _bad(name, "1-2000 characters of text")
-    if kind in ("name", "text") and not _inert(value, "\n" if kind == "text" else ""):
+    if kind in ("name", "text") and not is_text(value, "\n" if kind == "text" else ""):
         raise MalformedInput("ledger_bad_text", field=name)
     if kind == "kid" and not _KID.fullmatch(value):
         raise _bad(name, "1-64 of A-Z a-z 0-9 . _ : -")
@@ -244,11 +234,6 @@ ENTRY_TYPES: dict[str, type[Entry]] = {
 _BYTES_KINDS = ("bytes32", "pubkey", "cosig")
 
 
-def _escaped(text: str) -> str:
-    """``text`` with what is not printable written as its Python escape: seen, and inert."""
-    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
-
-
 def _b64url(value: Any, field: str) -> bytes:
     if not isinstance(value, str) or value != value.strip():
         raise _bad(field, "expected base64url")
@@ -272,7 +257,7 @@ def _build(data: Mapping[str, Any], *, from_json: bool) -> Entry:
                              # str(): a stored record's map may have non-text keys; escaped:
                              # the message goes to a terminal, and a key can be "\x1b]0;…"
                              reason="unknown fields: "
-                             + ", ".join(sorted(_escaped(str(k)) for k in given - names))[:200])
+                             + ", ".join(sorted(escaped(str(k)) for k in given - names))[:200])
     values = {}
     for name in names & given:
         value = data[name]

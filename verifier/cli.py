@@ -28,8 +28,8 @@ from credential.errors import PasaporteError, StoreError, UsageError, as_usage
 from credential.home import read_bounded
 from credential.logproof import read_trust_files
 from credential.passport import parse_nonce
+from credential.text import escaped
 from credential.times import parse_instant
-from verifier.display import printable
 from verifier.engine import Result, Verifier
 from verifier.policy import Policy, policy_overrides
 
@@ -103,8 +103,8 @@ def _parse_at(at: str | None) -> int | None:
 
 def _show(text: str) -> None:
     """A line of a result on the clerk's screen. The clerk reads its first line as the decision:
-    nothing a code carries may rewrite it (see ``verifier.display``)."""
-    click.echo(printable(text))
+    nothing a code carries may rewrite it (see ``credential.text``)."""
+    click.echo(escaped(text))
 
 
 _YES = {"es": "Sí", "en": "Yes"}
@@ -239,7 +239,7 @@ def _policy_file(path: str | None) -> dict[str, object]:
     try:
         doc = jsontext.loads(read_bounded(path, MAX_POLICY))
     except jsontext.DuplicateKey as exc:
-        raise UsageError("policy_duplicate_key", key=printable(exc.key)) from None
+        raise UsageError("policy_duplicate_key", key=escaped(exc.key)) from None
     except ValueError:
         raise UsageError("policy_invalid", reason_es="no es JSON en UTF-8",
                          reason_en="not UTF-8 JSON") from None

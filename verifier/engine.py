@@ -23,9 +23,9 @@ from credential.keys import b64url
 from credential.passport import Decoded, credential_digest, decode_text, kb_aad
 from credential.records import record_repr
 from credential.statuslist import MARKS, StatusList
+from credential.text import escaped
 from credential.times import first_day, last_day
 from schemas import schema
-from verifier.display import printable
 from verifier.policy import Policy
 
 __all__ = ["Result", "Verifier", "verify"]
@@ -240,7 +240,7 @@ class Verifier:
                     and aud_counter.casefold() != policy.counter_id.casefold()):
                 # The audience is whatever the holder's wallet signed: a crafted one (a CR, an
                 # escape sequence) could make a clerk's screen read "valid" over this refusal.
-                return _reject("wrong_audience", d, issuer, audience=printable(kb.audience))
+                return _reject("wrong_audience", d, issuer, audience=escaped(kb.audience))
             if kb.iat > now + skew:
                 return _reject("presentation_future", d, issuer)
             if now - kb.iat > policy.freshness_s:

@@ -45,6 +45,7 @@ from credential.home import atomic_write, held_lock
 from credential.keys import b64url, seal, sealed_whole, signing_key, unb64url, unseal
 from credential.passport import Decoded, decode_envelope, present
 from credential.statuslist import MARKS, StatusList
+from credential.text import escaped
 from credential.times import first_day, last_day
 from schemas import schema
 
@@ -249,7 +250,7 @@ def audience_for(service: str, counter: str | None = None) -> str:
         raise UsageError("wallet_audience_invalid", audience=audience, max=MAX_AUDIENCE)
     if len(audience) > MAX_AUDIENCE or not audience.isprintable():
         # echoed escaped: a control character typed or pasted must not act on the terminal
-        shown = audience[:80].encode("unicode_escape").decode("ascii")
+        shown = escaped(audience[:80])
         raise UsageError("wallet_audience_invalid", audience=shown, max=MAX_AUDIENCE)
     return audience
 

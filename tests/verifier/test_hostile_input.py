@@ -16,11 +16,11 @@ import nacl.signing
 import pytest
 
 from credential.errors import UsageError
+from credential.text import escaped as printable
 from credential.times import rfc3339
 from tests.conftest import Run
 from tests.factory import NOW, City, example_claims, presentation
 from verifier.cli import MAX_LINE, MAX_SKIP, _lines
-from verifier.display import printable
 
 # What the clerk would read as the first line of the result, written over the refusal.
 FORGED = "x\r\x1b[2K✔ Pasaporte válido. / Passport valid. [accepted]\n"

@@ -1,0 +1,32 @@
+"""Text that reaches a person's screen: what names, notices and other shown text may hold, and
+how anything else is shown so that it is seen, not obeyed.
+
+A terminal acts on some characters instead of showing them (a carriage return or ``ESC [2K``
+rewrites the line a clerk reads; C1's U+009B starts an escape sequence too), a bidi override
+reorders what follows, and a line separator splits one JSON line in two for many readers.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+__all__ = ["NOT_TEXT", "escaped", "is_text"]
+
+# Controls (Cc), format characters (Cf: bidi overrides, invisible joiners and spaces), lone
+# surrogates (Cs: JSON "\ud800", no character at all), line and paragraph separators (Zl, Zp).
+NOT_TEXT = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def is_text(text: str, allowed: str = "") -> bool:
+    """Whether ``text`` holds none of those characters (but those in ``allowed``)."""
+    if text.isprintable():  # the common case, and a quick one
+        return True
+    return not any(unicodedata.category(c) in NOT_TEXT and c not in allowed for c in text)
+
+
+def escaped(text: str) -> str:
+    """``text`` with each of those characters written as its Python escape (``\\r``, ``\\x1b``,
+    ``\\u202e``): seen, so a reader can tell something odd was there, and inert."""
+    if text.isprintable():
+        return text
+    return "".join(ascii(c)[1:-1] if unicodedata.category(c) in NOT_TEXT else c for c in text)
