@@ -41,6 +41,19 @@ def read_bounded(path: str | os.PathLike[str], limit: int) -> bytes:
     return data
 
 
+def make_private_dir(path: Path) -> bool:
+    """Make ``path`` an owner-only folder (its parents as needed) and say whether it was made
+    here. One that already exists is the operator's (a mount, a shared parent set up on
+    purpose): its permissions are the operator's call, and are left as they are."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        return False
+    os.chmod(path, 0o700)  # mkdir's mode passes through the umask
+    return True
+
+
 class StagedFile:
     """A file written now under a temporary name beside ``path`` and put in place later
     (``commit``), or never (``discard``). Staging first means a place that cannot be written

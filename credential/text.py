@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import unicodedata
 
-__all__ = ["NOT_TEXT", "escaped", "is_text"]
+__all__ = ["NOT_TEXT", "escaped", "is_text", "one_line"]
 
 # Controls (Cc), format characters (Cf: bidi overrides, invisible joiners and spaces), lone
 # surrogates (Cs: JSON "\ud800", no character at all), line and paragraph separators (Zl, Zp).
@@ -30,3 +30,12 @@ def escaped(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(ascii(c)[1:-1] if unicodedata.category(c) in NOT_TEXT else c for c in text)
+
+
+def one_line(text: str, limit: int = 200) -> str:
+    """Someone else's words (a remote node's answer, a library's error quoting a damaged file)
+    for one line of a terminal or a log: every control, format or space character a single
+    space, runs of them one, at most ``limit`` characters ("…" where cut), "—" for nothing."""
+    cleaned = "".join(" " if unicodedata.category(c)[0] in "CZ" else c for c in text[:4 * limit])
+    cleaned = " ".join(cleaned.split()) or "—"
+    return cleaned if len(cleaned) <= limit else cleaned[:limit - 1] + "…"

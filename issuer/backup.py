@@ -47,8 +47,9 @@ import nacl.signing
 import sqlalchemy as sa
 
 from credential.errors import LedgerError, MalformedInput, StoreError, UsageError
-from credential.home import fsync_path
+from credential.home import fsync_path, make_private_dir
 from credential.keys import b64url, unb64url, unseal
+from credential.text import one_line
 from issuer.catchup import Progress, Walk, catch_up
 from issuer.store import BUSY_TIMEOUT_S, IssuerStore, keys, meta
 
@@ -160,14 +161,7 @@ def restore(source: Path, home: Path, passphrase: str, *, ledger: bool = True,
         raise UsageError("backup_not_found", path=str(source))
     if not source.is_file():
         raise StoreError("backup_unreadable", path=str(source), reason="not a file")
-    home.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        home.mkdir(mode=0o700)
-    except FileExistsError:  # the operator's folder: its permissions are the operator's call
-        made_home = False
-    else:
-        made_home = True
-        os.chmod(home, 0o700)  # mkdir's mode passes through the umask
+    made_home = make_private_dir(home)
     work = home / _WORK
     try:
         shutil.rmtree(work, ignore_errors=True)  # what an earlier, cut-short restore left
@@ -292,8 +286,7 @@ def _shown(exc: Exception) -> str:
     """SQLite's complaint, fit for the clerk's terminal: it quotes what it found in the file
     (a schema's text, a column's bytes), and a crafted backup's escape sequences must not
     reach the terminal."""
-    text = "".join(c if c.isprintable() else " " for c in str(exc)[:200])
-    return " ".join(text.split())
+    return one_line(str(exc))
 
 
 def _digest(db: sqlite3.Connection) -> bytes:

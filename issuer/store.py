@@ -31,6 +31,7 @@ from credential.bundle import OfficeKey, RootKey, StatusListInfo, TrustBundle, s
 from credential.claims import Claims
 from credential.cose import parse_sign1
 from credential.errors import MalformedInput, PasaporteError, StoreError, UsageError, as_usage
+from credential.home import make_private_dir
 from credential.ids import ID_LEN, cti_from_id
 from credential.keys import (
     KID_LEN,
@@ -282,7 +283,7 @@ class IssuerStore:
         city, office = check_name(city, "--city"), check_name(office, "--office")
         now = int(time.time()) if now is None else now
         _check_publishable(city, country.upper(), office, now)
-        made_home = _make_home(home)
+        made_home = make_private_dir(home)
         database = home / "issuer.db"
         try:
             # Made here, owner-only, before SQLite opens it (its -wal and -shm files take the
@@ -905,19 +906,6 @@ class IssuerStore:
             if before_commit is not None:
                 before_commit(signed)
         return signed
-
-
-def _make_home(home: Path) -> bool:
-    """Make the office folder owner-only, and say whether it was made here. A folder that
-    already exists is the operator's (a mount, a shared parent set up on purpose): its
-    permissions are the operator's call, and are left as they are."""
-    home.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        home.mkdir(mode=0o700)
-    except FileExistsError:
-        return False
-    os.chmod(home, 0o700)  # mkdir's mode passes through the umask
-    return True
 
 
 def _check_publishable(city: str, country: str, office: str, now: int) -> None:

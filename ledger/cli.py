@@ -36,6 +36,7 @@ from credential.bundle import MAX_BUNDLE
 from credential.errors import LedgerError, MalformedInput, StoreError, UsageError, as_usage
 from credential.home import held_lock, read_bounded, read_passphrase, resolve_home
 from credential.note import parse_verifier_key
+from credential.text import NOT_TEXT
 from credential.times import rfc3339
 from ledger.entries import ENTRY_TYPES, decode_record, entry_to_json
 from ledger.keys import LedgerConfig, load_config, save_config
@@ -259,16 +260,13 @@ def append(path: str, home: str | None, db: str | None) -> None:
     click.echo(signed.note, nl=False)
 
 
-# What a terminal acts on (C1 controls: U+009B is CSI), reorders (format characters such as a
-# bidi override) or a JSON Lines reader splits a line at (U+2028), beyond the ASCII controls
-# JSON escapes itself.
-_UNSAFE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
-
-
 def _inert_line(line: str) -> str:
+    """A JSON line with what ``credential.text`` keeps out of shown text (C1's CSI, a bidi
+    override, U+2028 where JSON Lines readers split) written as JSON escapes, beyond the ASCII
+    controls JSON escapes itself."""
     if line.isprintable():  # the common case, and a quick one
         return line
-    return "".join(json.dumps(c)[1:-1] if unicodedata.category(c) in _UNSAFE else c
+    return "".join(json.dumps(c)[1:-1] if unicodedata.category(c) in NOT_TEXT else c
                    for c in line)
 
 

@@ -6,7 +6,6 @@ import base64
 import binascii
 import http.client
 import time
-import unicodedata
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -15,6 +14,7 @@ from typing import Any
 from credential import jsontext
 from credential.errors import LedgerError, PasaporteError
 from credential.note import Checkpoint, Note, parse_checkpoint, parse_note
+from credential.text import one_line
 
 __all__ = ["MESSAGE_MAX", "all_entries", "checkpoint", "consistency_proof", "entries", "get_json",
            "get_text", "inclusion_proof", "post", "remote_message", "shown"]
@@ -59,12 +59,9 @@ def _unreachable(url: str, exc: Exception) -> LedgerError:
 
 
 def shown(text: str) -> str:
-    """Another node's words, fit for a terminal and a log line: no control characters (an
-    escape sequence would act on the operator's terminal), one line, at most MESSAGE_MAX."""
-    cleaned = "".join(" " if unicodedata.category(c)[0] in "CZ" else c
-                      for c in text[:4 * MESSAGE_MAX])
-    cleaned = " ".join(cleaned.split()) or "—"
-    return cleaned if len(cleaned) <= MESSAGE_MAX else cleaned[:MESSAGE_MAX - 1] + "…"
+    """Another node's words, fit for a terminal and a log line (an escape sequence would act
+    on the operator's terminal): ``credential.text.one_line`` at MESSAGE_MAX."""
+    return one_line(text, MESSAGE_MAX)
 
 
 def remote_message(body: bytes) -> tuple[str, str] | None:

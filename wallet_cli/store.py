@@ -23,9 +23,7 @@ prints; this module checks, stores and builds presentations, raising ``credentia
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
-import os
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -41,7 +39,7 @@ from credential import cbor, jsontext, sd, transport
 from credential.bundle import MAX_BUNDLE, MAX_ROOT, RootKey, TrustBundle, check_roots, parse_bundle
 from credential.claims import display_value
 from credential.errors import MalformedInput, PasaporteError, Rejection, StoreError, UsageError
-from credential.home import atomic_write, held_lock
+from credential.home import atomic_write, held_lock, read_bounded
 from credential.keys import b64url, seal, sealed_whole, signing_key, unb64url, unseal
 from credential.passport import Decoded, decode_envelope, present
 from credential.statuslist import MARKS, StatusList
@@ -282,16 +280,6 @@ def _check_credential(cbor_bytes: bytes, holder_key: bytes) -> Decoded:
     return decoded
 
 
-def _read_small(path: Path, limit: int) -> bytes:
-    """A file's bytes, refused (as ``OSError`` EFBIG, like any other unreadable file) past
-    ``limit``; the read itself stops there."""
-    with open(path, "rb") as fh:
-        data = fh.read(limit + 1)
-    if len(data) > limit:
-        raise OSError(errno.EFBIG, os.strerror(errno.EFBIG), str(path))
-    return data
-
-
 def _locked(home: Path) -> contextlib.AbstractContextManager[None]:
     """Hold the wallet's lock (waiting for it): a look at what is stored and the change made on
     it become one step, as far as other ``pasaporte wallet`` processes are concerned."""
@@ -345,11 +333,14 @@ class Wallet:
     def open(cls, home: Path) -> Wallet:
         path = home / WALLET_FILE
         try:
-            raw = _read_small(path, MAX_WALLET_FILE)
+            raw = read_bounded(path, MAX_WALLET_FILE)
         except FileNotFoundError:
             raise StoreError("wallet_not_initialised", home=str(home)) from None
         except OSError as exc:
             raise StoreError("wallet_unreadable", file=str(path), reason=exc.strerror) from None
+        except UsageError:  # far larger than any wallet file: not one
+            raise StoreError("wallet_unreadable", file=str(path),
+                             reason="not a pasaporte wallet file") from None
         try:
             doc = jsontext.loads(raw)
             if doc.get("type") != WALLET_TYPE:
@@ -418,8 +409,8 @@ class Wallet:
         for root_file in sorted(self.trust_dir.glob("*.root.json")):
             try:
                 roots[root_file.name[: -len(".root.json")]] = RootKey.from_json(
-                    _read_small(root_file, MAX_ROOT))
-            except (OSError, MalformedInput):
+                    read_bounded(root_file, MAX_ROOT))
+            except (OSError, UsageError, MalformedInput):
                 continue
         return roots
 
@@ -428,9 +419,9 @@ class Wallet:
         out: dict[str, TrustBundle] = {}
         for code, root in self._trusted_roots().items():
             try:
-                bundle = parse_bundle(_read_small(self.trust_dir / f"{code}.bundle", MAX_BUNDLE),
+                bundle = parse_bundle(read_bounded(self.trust_dir / f"{code}.bundle", MAX_BUNDLE),
                                       [root])
-            except (OSError, MalformedInput, Rejection):
+            except (OSError, UsageError, MalformedInput, Rejection):
                 continue
             out[bundle.code] = bundle
         return out
@@ -516,7 +507,7 @@ class Wallet:
     def load(self, cred_id: str) -> Decoded:
         path = self._path(cred_id)
         try:
-            return _check_credential(_read_small(path, MAX_STORED), self.public_key)
+            return _check_credential(read_bounded(path, MAX_STORED), self.public_key)
         except StoreError as exc:
             if exc.code == "wallet_import_other_holder":
                 # Whole, but made for another key: this home's wallet.json was made again (or
@@ -525,7 +516,7 @@ class Wallet:
                 raise StoreError("wallet_credential_other_holder", file=str(path),
                                  **exc.detail) from None
             raise StoreError("wallet_credential_corrupt", id=cred_id, file=str(path)) from None
-        except (MalformedInput, OSError):
+        except (MalformedInput, OSError, UsageError):
             # A file that passed import and no longer checks was damaged or tampered with on disk.
             raise StoreError("wallet_credential_corrupt", id=cred_id, file=str(path)) from None
 
