@@ -54,6 +54,9 @@ class RootKey:
                        unb64url(str(doc["public_key"]), length=32, what="public_key"))
         except (ValueError, KeyError, TypeError):
             raise MalformedInput("root_invalid", reason="not a city root file") from None
+        except MalformedInput:  # the key itself: the file is what the counter was given
+            raise MalformedInput("root_invalid",
+                                 reason="public_key is not 32 bytes of base64url") from None
         if "kid" in doc and doc["kid"] != b64url(root.kid):
             raise MalformedInput("root_invalid", reason="kid does not match the key")
         return root

@@ -26,7 +26,6 @@ does not depend on). Nothing is fetched: the proof is in the file.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import json
 from collections.abc import Sequence
@@ -94,7 +93,7 @@ def _b64(value: Any, what: str) -> bytes:
         raise _bad(f"{what}: not base64")
     try:
         return base64.b64decode(value, validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or a non-ASCII character (a plain ValueError)
         raise _bad(f"{what}: not base64") from None
 
 

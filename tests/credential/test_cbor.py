@@ -128,7 +128,10 @@ def _same(a: Any, b: Any) -> bool:
 
 def test_limits_are_inclusive() -> None:
     nested = b"\x81" * 15 + b"\x80"  # 16 levels of arrays
-    assert cbor.loads(nested, max_depth=16) is not None
+    deepest: Any = []
+    for _ in range(15):
+        deepest = [deepest]
+    assert cbor.loads(nested, max_depth=16) == deepest
     array = b"\x99\x07\xff" + b"\x00" * 2047  # 2047 elements + the array = 2048 items
     assert len(cbor.loads(array)) == 2047
     assert cbor.loads(b"\x40" + b"\x00" * 0, max_size=1) == b""

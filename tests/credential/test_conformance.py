@@ -25,28 +25,36 @@ def _sign1(header: dict[object, object], unprotected: dict[object, object] | Non
 def test_a_critical_header_is_refused() -> None:
     """RFC 9052 §3.1: what ``crit`` lists must be understood; we understand no extension. And
     ``crit`` anywhere but the protected bucket is an error in itself."""
-    with pytest.raises(MalformedInput):
+    # without crit, the same unknown labels are read (and ignored): crit is what is refused
+    assert cose.parse_sign1(_sign1({1: -8, -70000: 1}, {99: 1})).kid is None
+    with pytest.raises(MalformedInput) as err:
         cose.parse_sign1(_sign1({1: -8, 2: [-70000], -70000: 1}))
-    with pytest.raises(MalformedInput):
+    assert err.value.code == "cose_invalid"
+    with pytest.raises(MalformedInput) as err:
         cose.parse_sign1(_sign1({1: -8}, {2: [99], 99: 1}))
+    assert err.value.code == "cose_invalid"
 
 
 def test_the_fully_specified_ed25519_algorithm_is_read() -> None:
     """RFC 9864 registers Ed25519 (-19) for what EdDSA (-8) meant here: both are read."""
     assert cose.parse_sign1(_sign1({1: -19, 4: b"k1"})).kid == b"k1"
     assert cose.parse_sign1(_sign1({1: -8, 4: b"k1"})).kid == b"k1"
-    with pytest.raises(MalformedInput):
+    with pytest.raises(MalformedInput) as err:
         cose.parse_sign1(_sign1({1: -7}))  # ES256: not ours
+    assert err.value.code == "cose_invalid"
 
 
 @pytest.mark.parametrize("key", [True, 1.0])
 def test_true_and_one_point_zero_are_not_the_label_one(key: object) -> None:
     """To CBOR, ``true``, ``1.0`` and ``1`` are three keys; to a Python dict, one. A map keyed
     by either would mean one thing to us and another to every other COSE/CWT reader."""
-    with pytest.raises(MalformedInput):
+    with pytest.raises(MalformedInput) as err:
         cbor.loads(cbor2.dumps({key: -8}))
-    with pytest.raises(MalformedInput):
+    assert err.value.code == "cbor_invalid"
+    assert err.value.detail == {"reason": "decode: map key not allowed"}
+    with pytest.raises(MalformedInput) as err:
         cose.parse_sign1([cbor2.dumps({key: -8}), {}, b"payload", bytes(64)])
+    assert err.value.code == "cose_invalid"
 
 
 def test_a_holder_key_must_say_okp_and_ed25519_as_integers() -> None:
@@ -58,16 +66,19 @@ def test_a_holder_key_must_say_okp_and_ed25519_as_integers() -> None:
     assert _payload(cose.Sign1(b"\xa1\x01\x27", whole, bytes(64), None)).holder_key == x
     for cnf_key in ({1: True, -1: 6, -2: x}, {1: 1, -1: 6.0, -2: x}):
         payload = cbor2.dumps({**good, 8: {1: cnf_key}})
-        with pytest.raises(MalformedInput):
+        with pytest.raises(MalformedInput) as err:
             _payload(cose.Sign1(b"\xa1\x01\x27", payload, bytes(64), None))
+        assert err.value.code == "shape_invalid" and err.value.detail == {"what": "cnf"}
 
 
 def test_a_proof_created_time_must_be_a_date_time_stamp() -> None:
     """VC Data Integrity §2.1: ``created`` is an xsd:dateTimeStamp (a time with its zone)."""
     document = {"@context": ["https://www.w3.org/ns/credentials/v2"], "type": ["Thing"]}
     for created in ("yesterday", "2026-11-23T10:00:00"):
-        with pytest.raises(MalformedInput):
+        with pytest.raises(MalformedInput) as err:
             create_proof(document, bytes(32), cryptosuite="eddsa-jcs-2022", created=created)
+        assert err.value.code == "di_proof_invalid"
+        assert err.value.detail == {"reason": "created is not a date-time with a zone"}
     proof = create_proof(document, bytes(32), cryptosuite="eddsa-jcs-2022",
                          created="2026-11-23T10:00:00Z")
     assert proof["proof"]["created"] == "2026-11-23T10:00:00Z"

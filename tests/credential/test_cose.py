@@ -65,6 +65,7 @@ def test_a_kid_of_the_wrong_type_is_malformed_input() -> None:
         with pytest.raises(MalformedInput) as err:
             cose.parse_sign1([protected, {4: kid}, b"", b"\x00" * 64])
         assert err.value.code == "cose_invalid"
-        with pytest.raises(MalformedInput):
+        with pytest.raises(MalformedInput) as err:
             cose.parse_sign1([cbor2.dumps({1: -8, 4: kid}), {}, b"", b"\x00" * 64])
+        assert err.value.code == "cose_invalid"
     assert cose.parse_sign1([protected, {4: b"kid"}, b"", b"\x00" * 64]).kid == b"kid"

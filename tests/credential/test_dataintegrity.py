@@ -199,13 +199,18 @@ def test_malformed_proofs() -> None:
 
 def test_create_refuses_bad_arguments() -> None:
     unsigned = _json(VECTORS / "unsigned.json")
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError) as usage:
         di.create_proof(unsigned, SEED[:31], cryptosuite="eddsa-jcs-2022")
-    with pytest.raises(MalformedInput):
+    assert usage.value.code == "di_key_invalid"
+    with pytest.raises(MalformedInput) as info:
         di.create_proof(unsigned, SEED, cryptosuite="eddsa-2022")
+    assert info.value.code == "di_cryptosuite_unsupported"
+    assert "eddsa-2022" in info.value.message["en"]
     signed = di.create_proof(unsigned, SEED, cryptosuite="eddsa-jcs-2022")
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError) as usage:
         di.create_proof(signed, SEED, cryptosuite="eddsa-jcs-2022")
+    assert usage.value.code == "di_proof_invalid"
+    assert usage.value.detail == {"reason": "the document already has a proof"}
 
 
 # --- our own VC view ---------------------------------------------------------------------------
@@ -239,8 +244,9 @@ def test_sign_and_verify_our_vc(cryptosuite: str, disclosed: tuple[str, ...] | N
     assert again == signed  # Ed25519 is deterministic, so is canonicalization
 
     signed["credentialSubject"]["residence"]["city"] = "Calexico"
-    with pytest.raises(Rejection):
+    with pytest.raises(Rejection) as info:
         di.verify_proof(signed, public)
+    assert info.value.code == "di_signature_invalid"
 
 
 def test_rdfc_refuses_to_sign_an_undefined_term() -> None:
@@ -326,13 +332,15 @@ def test_base58_leading_zeros_and_limits() -> None:
     assert di.base58btc_encode(b"\0\0\x01") == "112"
     assert di.base58btc_decode("") == b""
     for bad in ("0", "O", "I", "l", "+", "1" * 513):
-        with pytest.raises(MalformedInput):
+        with pytest.raises(MalformedInput) as info:
             di.base58btc_decode(bad)
+        assert info.value.code == "di_base58_invalid"
 
 
 def test_multikey_rejects_other_codecs() -> None:
     with pytest.raises(MalformedInput) as info:
         di.multikey_public_decode(KEY_PAIR["privateKeyMultibase"])
     assert info.value.code == "di_key_invalid"
-    with pytest.raises(MalformedInput):
+    with pytest.raises(MalformedInput) as info:
         di.multikey_secret_decode(KEY_PAIR["publicKeyMultibase"])
+    assert info.value.code == "di_key_invalid"

@@ -1,5 +1,6 @@
-"""credential.home.StagedFile: a file put in place only when the work it belongs to is done,
-and taken back, the file it replaced restored, when that work fails afterwards."""
+"""credential.home: StagedFile, a file put in place only when the work it belongs to is done,
+and taken back, the file it replaced restored, when that work fails afterwards; and the
+usage errors of reading a passphrase and naming a QR file."""
 
 from __future__ import annotations
 
@@ -82,3 +83,73 @@ def test_a_place_that_cannot_be_written_is_named_as_the_user_gave_it() -> None:
     with pytest.raises(OSError) as caught:
         StagedFile("/proc/pasaporte-qr.png")
     assert caught.value.filename == "/proc/pasaporte-qr.png"
+
+
+# -- the passphrase and the QR file name: the usage errors of credential.home ----------------
+
+
+def _piped(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
+    """A script feeding the passphrase through a pipe (no terminal), no variable set."""
+    import io
+
+    monkeypatch.delenv("PASAPORTE_PASSPHRASE", raising=False)
+    monkeypatch.setattr("sys.stdin", io.StringIO(text))
+
+
+def _usage_code(monkeypatch: pytest.MonkeyPatch, piped: str, *, confirm: bool) -> str:
+    from credential.errors import UsageError
+    from credential.home import read_passphrase
+
+    _piped(monkeypatch, piped)
+    with pytest.raises(UsageError) as caught:
+        read_passphrase(confirm=confirm)
+    assert caught.value.message["es"] != caught.value.message["en"]
+    return caught.value.code
+
+
+def test_a_passphrase_read_from_a_pipe(monkeypatch: pytest.MonkeyPatch) -> None:
+    from credential.home import read_passphrase
+
+    _piped(monkeypatch, "una frase larga\r\nuna frase larga\n")
+    assert read_passphrase(confirm=True) == "una frase larga"
+    _piped(monkeypatch, "corta\n")
+    assert read_passphrase() == "corta"  # an existing one is only checked by unsealing
+
+
+def test_nothing_to_read_the_passphrase_from_is_passphrase_required(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _usage_code(monkeypatch, "", confirm=False) == "passphrase_required"
+
+
+def test_an_empty_passphrase_is_passphrase_empty(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _usage_code(monkeypatch, "\n", confirm=False) == "passphrase_empty"
+    assert _usage_code(monkeypatch, "\n", confirm=True) == "passphrase_empty"
+
+
+def test_a_new_passphrase_too_short_is_passphrase_short(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _usage_code(monkeypatch, "corta\ncorta\n", confirm=True) == "passphrase_short"
+    from credential.errors import UsageError
+    from credential.home import read_passphrase
+
+    monkeypatch.setenv("PASAPORTE_PASSPHRASE", "corta")  # the variable is held to it too
+    with pytest.raises(UsageError) as caught:
+        read_passphrase(confirm=True)
+    assert caught.value.code == "passphrase_short" and "8" in caught.value.message["en"]
+
+
+def test_two_different_passphrases_are_passphrase_mismatch(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _usage_code(monkeypatch, "una frase larga\notra frase larga\n",
+                       confirm=True) == "passphrase_mismatch"
+
+
+def test_a_qr_file_must_be_named_png() -> None:
+    from credential.errors import UsageError
+    from credential.home import check_png_name
+
+    check_png_name(None)
+    check_png_name("codigo.PNG")
+    for name in ("codigo.jpg", "codigo", "codigo.png.txt"):
+        with pytest.raises(UsageError) as caught:
+            check_png_name(name)
+        assert caught.value.code == "qr_not_png" and name in caught.value.message["en"]

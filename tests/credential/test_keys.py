@@ -7,6 +7,7 @@ from typing import Any
 
 import cbor2
 import nacl.pwhash.argon2id
+import nacl.signing
 import pytest
 
 from credential.errors import StoreError
@@ -56,3 +57,42 @@ def test_a_whole_one_opens_with_its_passphrase_only() -> None:
     # costs at the library's strongest preset are still a sealed key
     assert sealed_whole(_edit(ops=nacl.pwhash.argon2id.OPSLIMIT_SENSITIVE,
                               mem=nacl.pwhash.argon2id.MEMLIMIT_SENSITIVE))
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ("AAAA", "public_key: got 3 bytes, want 32"),
+    ("not base64url!", "public_key: not base64url"),
+    ("AB", "public_key: not base64url"),  # non-canonical trailing bits: one value, one text
+    ("AA+/", "public_key: not base64url"),  # base64, not base64url
+])
+def test_a_key_text_that_is_not_one_is_key_invalid(text: str, reason: str) -> None:
+    from credential.errors import MalformedInput
+    from credential.keys import b64url, unb64url
+
+    assert unb64url(b64url(SECRET), length=32, what="public_key") == SECRET
+    with pytest.raises(MalformedInput) as caught:
+        unb64url(text, length=32, what="public_key")
+    assert caught.value.code == "key_invalid" and caught.value.detail == {"reason": reason}
+
+
+def test_a_point_off_the_curve_or_of_small_order_is_key_invalid() -> None:
+    from credential.errors import MalformedInput
+    from credential.keys import check_public_key
+
+    good = bytes(nacl.signing.SigningKey(SECRET).verify_key)
+    assert check_public_key(good) == good
+    for bad in (bytes(32), b"\x01" + bytes(31), good[:31]):  # small order (0, 1), short
+        with pytest.raises(MalformedInput) as caught:
+            check_public_key(bad, "holder key")
+        assert caught.value.code == "key_invalid"
+        assert caught.value.detail == {"reason": "holder key: not an Ed25519 public key"}
+
+
+def test_a_holder_key_of_the_wrong_length_is_not_signed_into_a_passport() -> None:
+    from credential.errors import MalformedInput
+    from tests.factory import City, example_claims
+
+    with pytest.raises(MalformedInput) as caught:
+        City().issue_for(b"\x01" * 31, example_claims())
+    assert caught.value.code == "key_invalid"
+    assert "holder key must be 32 bytes" in caught.value.message["en"]

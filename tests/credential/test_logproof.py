@@ -148,3 +148,51 @@ def test_the_parser_and_check_never_raise_anything_else(data: bytes) -> None:
         verify_bundle_proof(b"bundle", proof, [LOG.verifier], [WITNESS.verifier])
     except PasaporteError:
         pass
+
+
+# Random bytes and random JSON never parse into a proof, so the test above never reaches the
+# check itself; a real proof with one field replaced does, down to the Merkle path and the note.
+_BUNDLE = City().bundle()
+_GOOD: dict[str, object] = json.loads(_log(_BUNDLE).to_json())
+_text = st.text(max_size=60)
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-10, 2**64) | _text,
+    lambda inner: st.lists(inner, max_size=4), max_leaves=10)
+_VALUES = list(_GOOD.values())
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(sorted(_GOOD)), st.data())
+def test_a_real_proof_with_one_field_replaced_is_refused(field: str, data: st.DataObject
+                                                         ) -> None:
+    good = _GOOD[field]
+    replaced: object
+    if isinstance(good, list) and good and data.draw(st.booleans()):
+        # one hash of the path replaced, dropped or added
+        i = data.draw(st.integers(0, len(good)))
+        replaced = good[:i] + data.draw(st.lists(st.sampled_from(good) | _text,
+                                                 max_size=2)) + good[i + 1:]
+    else:
+        replaced = data.draw(_json_values | st.sampled_from(_VALUES))
+    if replaced == good:
+        return
+    doc = json.dumps({**_GOOD, field: replaced}).encode()
+    codes = {"bundle_proof_invalid", "note_unverified", "note_missing_cosignature",
+             "note_malformed", "note_bad_checkpoint", "bundle_log_unknown"}
+    with pytest.raises(PasaporteError) as caught:
+        verify_bundle_proof(_BUNDLE, parse_bundle_proof(doc), [LOG.verifier],
+                            [WITNESS.verifier])
+    assert caught.value.code in codes, caught.value.code
+
+
+def test_the_untouched_proof_file_verifies() -> None:
+    proof = parse_bundle_proof(json.dumps(_GOOD).encode())
+    assert verify_bundle_proof(_BUNDLE, proof, [LOG.verifier], [WITNESS.verifier]).size == SIZE
+
+
+@pytest.mark.parametrize("field", ["record", "proof"])
+def test_a_proof_file_with_non_text_base64_is_bundle_proof_invalid(field: str) -> None:
+    doc = {**_GOOD, field: "é" if field == "record" else ["é"]}
+    with pytest.raises(PasaporteError) as caught:
+        parse_bundle_proof(json.dumps(doc).encode())
+    assert caught.value.code == "bundle_proof_invalid"

@@ -226,5 +226,21 @@ def test_one_fetch_per_proof() -> None:
 
 @pytest.mark.parametrize(("start", "end"), [(-1, 3), (3, 3), (1, 3)])
 def test_bad_ranges(start: int, end: int) -> None:
-    with pytest.raises(LedgerError):
+    with pytest.raises(LedgerError) as err:
         merkle.range_nodes(start, end)
+    assert err.value.code == "merkle_bad_range"
+
+
+def test_a_store_missing_a_node_is_merkle_missing_node() -> None:
+    """A hash store that lacks a node the proof needs (a damaged ledger database) is a typed
+    error naming the node, not a KeyError."""
+    tree = MemoryTree(_leaves(8))
+    assert merkle.inclusion_proof(3, 8, tree) == ref_path(3, _leaves(8))
+    del tree.nodes[(0, 2)]  # the sibling of leaf 3
+
+    def lossy(refs: Sequence[tuple[int, int]]) -> Mapping[tuple[int, int], bytes]:
+        return {r: tree.nodes[r] for r in refs if r in tree.nodes}
+
+    with pytest.raises(LedgerError) as err:
+        merkle.inclusion_proof(3, 8, lossy)
+    assert err.value.code == "merkle_missing_node" and "(0, 2)" in err.value.message["en"]

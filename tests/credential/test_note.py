@@ -63,8 +63,9 @@ def test_cosignature_round_trip_and_timestamp() -> None:
     assert ok == [log.verifier, witness.verifier]
     # the witness key as a plain Ed25519 note key must not verify a cosignature (domain separation)
     plain = note.Verifier(witness.name, witness.verifier.public_key, note.ED25519)
-    with pytest.raises(LedgerError):
+    with pytest.raises(LedgerError) as err:
         note.open_note(signed.with_signatures([cosig]).encode(), [plain])
+    assert err.value.code == "note_unverified"
 
 
 def test_cosignature_binds_time() -> None:
@@ -94,31 +95,39 @@ def test_unknown_key_only_is_unverified() -> None:
     assert err.value.code == "note_unverified"
 
 
+_SIG = " AAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+
+
 @pytest.mark.parametrize(
-    "text",
+    ("text", "code", "detail"),
     [
-        "no signature block\n",
-        "a\n\n",
-        "a\n\n— name\n",
-        "a\n\n- name AAAAAAAA\n",
-        "a\n\n— name AAAA!AAA\n",
-        "a\n\n— name AAAA\n",
-        "a\n\n— na+me AAAAAAAAAAAAAAAAAAAAAAAAAAAA\n",
-        "a\x01\n\n— name AAAAAAAAAAAAAAAAAAAAAAAAAAAA\n",
-        "a\n\n— name AAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-        "a\ud800\n\n— name AAAAAAAAAAAAAAAAAAAAAAAAAAAA\n",  # a lone surrogate: no UTF-8
+        ("no signature block\n", "note_malformed", "no signature block"),
+        ("a\n\n", "note_malformed", "no signatures"),
+        ("a\n\n— name\n", "note_malformed", "signature line without a signature"),
+        ("a\n\n- name AAAAAAAA\n", "note_malformed", "signature line must start with —"),
+        ("a\n\n— name AAAA!AAA\n", "note_bad_base64", "signature"),
+        ("a\n\n— name AAAA\n", "note_malformed", "signature too short"),
+        ("a\n\n— na+me" + _SIG + "\n", "note_bad_name", "na+me"),
+        ("a\x01\n\n— name" + _SIG + "\n", "note_malformed",
+         "text must be lines ending in newline"),
+        ("a\n\n— name" + _SIG, "note_malformed", "signature block must end in newline"),
+        # a lone surrogate: no UTF-8
+        ("a\ud800\n\n— name" + _SIG + "\n", "note_malformed", "not UTF-8"),
     ],
 )
-def test_malformed_notes(text: str) -> None:
-    with pytest.raises(MalformedInput):
+def test_malformed_notes(text: str, code: str, detail: str) -> None:
+    with pytest.raises(MalformedInput) as err:
         note.parse_note(text)
+    assert err.value.code == code and list(err.value.detail.values()) == [detail]
 
 
 def test_malformed_bytes() -> None:
-    with pytest.raises(MalformedInput):
+    with pytest.raises(MalformedInput) as err:
         note.parse_note(b"\xff\n\n")
-    with pytest.raises(MalformedInput):
+    assert err.value.code == "note_malformed" and err.value.detail == {"reason": "not UTF-8"}
+    with pytest.raises(MalformedInput) as err:
         note.parse_note(b"a" * (note.MAX_NOTE_BYTES + 1))
+    assert err.value.code == "note_malformed" and err.value.detail == {"reason": "note too large"}
 
 
 @pytest.mark.parametrize("text", ["a\n\nb\n", "a\n\n", "\nb\n", "del \x7f\n"])
@@ -144,24 +153,35 @@ def test_sixteen_post_quantum_sized_signatures_fit() -> None:
 
 
 @pytest.mark.parametrize(
-    "body",
-    ["o\n7\n", "o\n07\nAAAA\n", "o\n-1\nAAAA\n", "\n1\n" + "A" * 43 + "=\n",
-     "o\n1\n" + "A" * 42 + "==\n", "o\n1\n" + "A" * 43 + "=\n\n", "o\n1\n" + "A" * 43 + "="],
+    ("body", "reason"),
+    [("o\n7\n", "needs origin, size and root"), ("o\n07\nAAAA\n", "bad size line"),
+     ("o\n-1\nAAAA\n", "bad size line"), ("\n1\n" + "A" * 43 + "=\n", "bad origin line"),
+     ("o\n1\n" + "A" * 42 + "==\n", "root must be 32 bytes"),
+     ("o\n1\n" + "A" * 43 + "=\n\n", "bad extension line"),
+     ("o\n1\n" + "A" * 43 + "=", "must end in newline")],
 )
-def test_malformed_checkpoints(body: str) -> None:
-    with pytest.raises(MalformedInput):
+def test_malformed_checkpoints(body: str, reason: str) -> None:
+    with pytest.raises(MalformedInput) as err:
         note.parse_checkpoint(body)
+    assert err.value.code == "note_bad_checkpoint" and err.value.detail == {"reason": reason}
+
+
+_KEY = base64.b64encode(b"\x01" + bytes(32)).decode()
 
 
 @pytest.mark.parametrize(
-    "vkey",
-    ["a+b", "a+0000000+AQ==", "a+00000000+AQ==", "a+00000000+" + "A" * 44,
-     "a b+00000000+" + base64.b64encode(b"\x01" + bytes(32)).decode(),
-     "a+00000000+" + base64.b64encode(b"\x01" + bytes(32)).decode()],
+    ("vkey", "code", "detail"),
+    [("a+b", "note_bad_key", "expected name+keyid+base64"),
+     ("a+0000000+AQ==", "note_bad_key", "expected name+keyid+base64"),
+     ("a+00000000+AQ==", "note_bad_key", "key size 0"),
+     ("a+00000000+" + "A" * 44, "note_bad_key", "unknown key type 0"),
+     ("a b+00000000+" + _KEY, "note_bad_name", "a b"),
+     ("a+00000000+" + _KEY, "note_bad_key", "key id does not match the key")],
 )
-def test_bad_verifier_keys(vkey: str) -> None:
-    with pytest.raises(MalformedInput):
+def test_bad_verifier_keys(vkey: str, code: str, detail: str) -> None:
+    with pytest.raises(MalformedInput) as err:
         note.parse_verifier_key(vkey)
+    assert err.value.code == code and list(err.value.detail.values()) == [detail]
 
 
 @given(st.text(st.characters(min_codepoint=0x20, exclude_characters="\n+ \x7f\u2028\u2029\x85"
@@ -190,21 +210,37 @@ def test_verify_checkpoint_needs_log_and_witness() -> None:
     assert err.value.code == "note_missing_cosignature"
     full = signed.with_signatures([witness.sign(body)]).encode()
     assert note.verify_checkpoint(full, log.verifier, [witness.verifier]) == _checkpoint()
-    with pytest.raises(LedgerError):
+    with pytest.raises(LedgerError) as err:
         note.verify_checkpoint(full, log.verifier)  # quorum 1 but no witness configured
+    assert err.value.code == "note_missing_cosignature"
     second = note.generate_signer("example.org/witness2", note.COSIGNATURE_V1)
     with pytest.raises(LedgerError) as err:  # "at least quorum": one of two is not two
         note.verify_checkpoint(full, log.verifier, [witness.verifier, second.verifier],
                                quorum=2)
     assert err.value.code == "note_missing_cosignature"
-    with pytest.raises(LedgerError):  # nor is one known witness, for a quorum of two
+    with pytest.raises(LedgerError) as err:  # nor is one known witness, for a quorum of two
         note.verify_checkpoint(full, log.verifier, [witness.verifier], quorum=2)
+    assert err.value.code == "note_missing_cosignature"
     both = signed.with_signatures([witness.sign(body), second.sign(body)]).encode()
     assert note.verify_checkpoint(both, log.verifier, [witness.verifier, second.verifier],
                                   quorum=2) == _checkpoint()
     other = note.generate_signer("example.org/log")
-    with pytest.raises(LedgerError):
+    with pytest.raises(LedgerError) as err:
         note.verify_checkpoint(full, other.verifier, [witness.verifier])
+    assert err.value.code == "note_unverified"
+
+
+def test_a_checkpoint_of_another_log_is_note_wrong_origin() -> None:
+    """A log's key signing a checkpoint that names another origin (a node misconfigured, or a
+    history of one log passed off as another's) is refused even with every signature good."""
+    log = note.generate_signer("example.org/log")
+    witness = note.generate_signer("example.org/witness", note.COSIGNATURE_V1)
+    body = note.Checkpoint("example.org/other-log", 7, hashlib.sha256(b"r").digest()).body()
+    text = note.sign_note(body, log).with_signatures([witness.sign(body)]).encode()
+    with pytest.raises(LedgerError) as err:
+        note.verify_checkpoint(text, log.verifier, [witness.verifier])
+    assert err.value.code == "note_wrong_origin"
+    assert "example.org/other-log" in err.value.message["en"]
 
 
 def test_the_log_is_no_witness_of_itself() -> None:

@@ -159,9 +159,11 @@ def test_protected_terms_cannot_be_redefined() -> None:
 
 
 def test_junk_is_a_typed_rejection() -> None:
-    for junk in ({"@context": 5}, {"@context": [jsonld.CREDENTIALS_V2], "@id": 5}):
-        with pytest.raises(MalformedInput):
+    for junk, reason in (({"@context": 5}, "invalid local context"),
+                         ({"@context": [jsonld.CREDENTIALS_V2], "@id": 5}, "invalid @id value")):
+        with pytest.raises(MalformedInput) as info:
             jsonld.expand(junk)
+        assert info.value.code == "jsonld_invalid" and info.value.detail == {"reason": reason}
 
 
 @pytest.mark.parametrize(

@@ -44,5 +44,23 @@ def test_a_policy_file_mistake_is_named(doc: Any, why: str) -> None:
 
 
 def test_a_zero_freshness_window_is_refused_as_policy_times_must_be_positive() -> None:
-    with pytest.raises(UsageError):
-        Policy.for_service("library", **policy_overrides({"freshness_seconds": 0}))
+    # The policy file refuses 0 itself, by its own range...
+    with pytest.raises(UsageError) as err:
+        policy_overrides({"freshness_seconds": 0})
+    assert err.value.code == "policy_invalid"
+    # ...and a Policy built in code (not from a file) refuses times that are not positive.
+    for overrides in ({"freshness_s": 0}, {"clock_skew_s": -1}, {"status_max_age_s": 0}):
+        with pytest.raises(UsageError) as err:
+            Policy.for_service("library", **overrides)
+        assert err.value.code == "usage_error"
+        assert "policy times must be positive" in err.value.message["en"]
+        assert "los tiempos de la política deben ser positivos" in err.value.message["es"]
+    assert Policy.for_service("library", clock_skew_s=0).clock_skew_s == 0  # zero skew is fine
+
+
+def test_an_unknown_service_is_named() -> None:
+    with pytest.raises(UsageError) as err:
+        Policy.for_service("casino")
+    assert err.value.code == "service_unknown"
+    en = err.value.message["en"]
+    assert "casino" in en and "clinic, library, transit" in en
