@@ -63,7 +63,8 @@ def test_restore_keeps_what_was_backed_up_and_refuses_what_came_after(
     assert "Copiando" not in err  # refused before any work is announced
     status = json.loads(run("issuer", "status", before, "--json", "--home", str(restored))[1])
     assert status["status"] == "valid"
-    assert run("issuer", "status", after, "--home", str(restored))[0] == 1  # unknown there
+    code, _, err = run("issuer", "status", after, "--home", str(restored))
+    assert code == 1 and "[credential_unknown]" in err and after in err  # unknown there
     keys = json.loads(run("issuer", "keys", "--json", "--home", str(restored))[1])
     assert sorted(k["status"] for k in keys) == ["active", "compromised"]
 

@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from issuer import backup
+from issuer.store import IssuerStore
 from tests.conftest import Run
+from tests.factory import EXAMPLES
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -54,13 +56,23 @@ def test_a_killed_backup_leaves_the_whole_file_or_none_and_is_swept(
         homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path, at: str) -> None:
     office, folder = homes["issuer"], tmp_path / "backups"
     _init(run, office)
+    code, issued, err = run("issuer", "issue", "--claims", str(EXAMPLES / "claims-mexicali.json"),
+                            "--paper", "--out", str(tmp_path / "p.txt"), "--home", str(office))
+    assert code == 0, err
+    before = IssuerStore.open(office).pending()
     _killed_backup(office, folder / "monday.bak", at)
     if at == "after-link":  # it got as far as the target: the file there is whole
-        assert backup.restore(folder / "monday.bak", tmp_path / "r", passphrase,
-                              ledger=False).count == 0
+        restored = backup.restore(folder / "monday.bak", tmp_path / "r", passphrase,
+                                  ledger=False)
+        assert restored.count == 1
+        assert (IssuerStore.open(tmp_path / "r").credential(issued.strip()) or {}).get(
+            "status") == "valid"
     else:
         assert not (folder / "monday.bak").exists()
     assert any(p.name.startswith(".monday.bak.") for p in folder.iterdir())  # what it left
+    # the office itself lost nothing to the kill, and is not left locked
+    assert IssuerStore.open(office).pending() == before
+    assert (IssuerStore.open(office).credential(issued.strip()) or {}).get("status") == "valid"
 
     # The next day's backup, under its own name, clears what the killed one left.
     code, _, err = run("issuer", "backup", "--out", str(folder / "tuesday.bak"),

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from issuer.store import IssuerStore
+from issuer.store import IssuerStore, bulk_fingerprints
 from tests.conftest import Run
 from tests.factory import EXAMPLES
 
@@ -37,18 +37,25 @@ def test_sample_csv_issues_verifiable_paper_passports(homes: dict[str, Path], pa
     out = tmp_path / "out"
     code, out_text, err = run("issuer", "bulk", str(SAMPLE), "--out-dir", str(out), "--qr",
                             "--home", str(home))
-    assert code == 0 and "3" in out_text, err
+    assert code == 0 and out_text.startswith("3 pasaportes emitidos / passports issued"), err
     index = list(csv.DictReader(io.StringIO((out / "index.csv").read_text())))
     assert [r["line"] for r in index] == ["2", "3", "4"]
+    assert len({r["credential_id"] for r in index}) == 3
+    assert sorted(_issued(home)) == sorted(r["credential_id"] for r in index)
     run("issuer", "root", "--out", str(tmp_path / "r.json"), "--home", str(home))
     run("issuer", "bundle", "--out", str(tmp_path / "b.cbor"), "--home", str(home))
+    names = []
     for r in index:  # transit: paper with photo ID, so the counter shows the names
         code, result, _ = run("verify", "--service", "transit", "--bundle",
                               str(tmp_path / "b.cbor"), "--trust-root", str(tmp_path / "r.json"),
                               "--image", str(out / f"{r['credential_id']}.png"), "--json")
-        assert code == 0 and json.loads(result)["paper"] is True
-    names = {c["value"] for c in json.loads(result)["claims"] if c["claim"] == "given_name"}
-    assert names == {"Chen"}  # accents and two family names survive the CSV path too
+        decision = json.loads(result)
+        assert code == 0 and decision["paper"] is True
+        assert decision["credential_id"] == r["credential_id"]
+        shown = {c["claim"]: c["value"] for c in decision["claims"]}
+        names.append((shown["given_name"], shown["family_name"]))
+    # each row's resident, in file order: accents and two family names survive the CSV path
+    assert names == [("Ana Sofía", "Núñez Peña"), ("Luis", "García"), ("Chen", "Wu Martínez")]
 
 
 def test_one_bad_row_issues_nothing(homes: dict[str, Path], passphrase: str, run: Run,
@@ -77,7 +84,8 @@ def test_missing_columns(homes: dict[str, Path], passphrase: str, run: Run,
     (tmp_path / "x.csv").write_text("given_name,family_name\nA,B\n")
     code, _, err = run("issuer", "bulk", str(tmp_path / "x.csv"), "--out-dir",
                        str(tmp_path / "o"), "--home", str(homes["issuer"]))
-    assert code == 2 and "birth_date" in err
+    assert code == 2 and "birth_date" in err and "[usage_error]" in err, err
+    assert not (tmp_path / "o").exists() and _issued(homes["issuer"]) == []
 
 
 def test_a_full_status_list_rolls_over_to_a_new_one(
@@ -202,6 +210,7 @@ def test_a_partial_file_is_finished_or_removed(
     """What a crash between writing and committing (or committing and renaming) leaves."""
     home, out, args = issued_sample
     committed, other = _index(out)[0][1], _index(out)[1][1]
+    text = (out / f"{committed}.txt").read_text()
     (out / f"{committed}.txt").rename(out / f"{committed}.txt.partial")
     (out / "AAAAAAAAAAAAA.txt.partial").write_text("PU1:never-committed\n")
     (out / f".{other}.txt.partial.x1y2.tmp").write_text("half a credential")
@@ -210,7 +219,9 @@ def test_a_partial_file_is_finished_or_removed(
     (out / "BBBBBBBBBBBBA.txt").write_text("PU1:a file this office never issued\n")
     (out / "notes.txt").write_text("the clerk's notes stay where they are\n")
     assert run(*args)[0] == 0
-    assert (out / f"{committed}.txt").exists() and (out / f"{other}.txt").read_text() == good
+    assert (out / f"{committed}.txt").read_text() == text  # finished: the committed one
+    assert (out / f"{other}.txt").read_text() == good
+    assert not (out / "AAAAAAAAAAAAA.txt").exists()  # never committed: not circulated
     assert not list(out.glob("*.partial")) and not list(out.glob(".*.tmp"))
     assert (out / "superseded" / "BBBBBBBBBBBBA.txt").exists() and (out / "notes.txt").exists()
     assert len(_issued(home)) == 3
@@ -315,7 +326,12 @@ def test_the_same_file_run_twice_at_once_issues_each_row_once(
         assert proc.returncode == 0 or any(code in err for code in (
             "bulk_folder_busy", "bulk_row_taken", "bulk_files_lost")), err
     files = {p.stem for out in set(outs) for p in out.glob("*.txt")}
-    assert len(_issued(home)) <= rows and files == set(_issued(home))  # no row twice
+    assert len(_issued(home)) <= rows and files == set(_issued(home))
+    # no row twice: each credential is the one its row's fingerprint names (a row issued by
+    # both runs would leave two credentials under one fingerprint, one of them unnamed)
+    with IssuerStore.open(home).engine.connect() as db:
+        named = [r[0] for r in db.execute(sa.select(bulk_fingerprints.c.credential_id))]
+    assert sorted(named) == sorted(_issued(home))
     if folders == "one folder":
         assert run("issuer", "bulk", str(residents), "--out-dir", str(outs[0]),
                    "--home", str(home))[0] == 0

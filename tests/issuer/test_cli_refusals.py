@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
-from issuer.store import IssuerStore
+from issuer.store import IssuerStore, credentials
 from tests.conftest import PASSPHRASE, Run
 from tests.factory import EXAMPLES
 
@@ -32,7 +33,8 @@ def test_out_and_qr_naming_one_file_issue_nothing(office: Path, tmp_path: Path, 
                          "--qr", qr, "--home", str(office))
     assert code == 2 and err.startswith("[output_same_file] ") and out == "", err
     assert not (tmp_path / "p.png").exists()
-    assert IssuerStore.open(office).known([]) == set()
+    with IssuerStore.open(office).engine.connect() as db:  # no credential on the record
+        assert db.execute(sa.select(sa.func.count()).select_from(credentials)).scalar_one() == 0
     assert [e["type"] for _, e in IssuerStore.open(office).pending()] == ["key_registered"]
 
 
@@ -51,6 +53,9 @@ def test_a_compromise_cannot_begin_in_the_future(office: Path, run: Run,
     monkeypatch.setenv("PASAPORTE_PASSPHRASE", PASSPHRASE)
     assert run("issuer", "compromised", kid, "--since", "2026-01-01T00:00:00Z",
                "--home", str(office))[0] == 0  # a time past is taken
+    keys = json.loads(run("issuer", "keys", "--json", "--home", str(office))[1])
+    assert [(k["status"], k["compromised_since"]) for k in keys] == [("compromised",
+                                                                      1767225600)]
 
 
 def test_a_bundle_proof_that_cannot_be_had_is_refused_before_anything(
@@ -64,8 +69,10 @@ def test_a_bundle_proof_that_cannot_be_had_is_refused_before_anything(
     out = tmp_path / "b.cbor"
     code, _, err = run("issuer", "bundle", "--out", str(out), "--proof", str(tmp_path / "p.json"),
                        "--home", str(home))
-    assert code == 2 and "--proof" in err and "registro público" in err, err
+    assert code == 2 and err.startswith("[usage_error] ") and "--proof" in err, err
+    assert "registro público" in err and not out.exists()
     store = IssuerStore.open(home)
+    assert [e["type"] for _, e in store.pending()] == ["key_registered"]  # no bundle queued
     store.configure_ledger("http://127.0.0.1:9", "t", PASSPHRASE, check=False)
     queued = len(store.pending())
     code, _, err = run("issuer", "bundle", "--out", str(out), "--proof", "",

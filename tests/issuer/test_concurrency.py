@@ -45,8 +45,12 @@ def test_parallel_issuers_share_one_store(homes: dict[str, Path], passphrase: st
     assert len({(r.list_id, r.idx) for r in rows}) == 12
     issued = [e for _, e in store.pending() if e["type"] == "credential_issued"]
     assert len(issued) == 12
-    codes = json.dumps([e for _, e in store.pending()])
+    codes = json.dumps([e for _, e in store.pending()], ensure_ascii=False)
     assert "Mexicali" in codes  # the office key entry names the city, never a resident
+    # (names with a space or an accent: no base64 commitment can hold one by chance)
+    for resident in ("Ana Sofía", "Núñez Peña", "García", "Wu Martínez", "1999-12-01",
+                     "1950-07-19", "2011-02-28"):
+        assert resident not in codes, resident
 
 
 def test_a_store_held_too_long_gives_a_typed_error_and_loses_nothing(
@@ -71,7 +75,8 @@ def test_a_store_held_too_long_gives_a_typed_error_and_loses_nothing(
         with pytest.raises(StoreError) as caught:
             store.issue(claims, holder_key=None, passphrase=passphrase)
         assert caught.value.code == "store_busy"
-        assert "issuer.db" in caught.value.message["es"] and caught.value.message["en"]
+        assert "issuer.db" in caught.value.message["es"]
+        assert "issuer.db" in caught.value.message["en"]
     finally:
         holder.execute("ROLLBACK")
         holder.close()

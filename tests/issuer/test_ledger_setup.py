@@ -66,9 +66,11 @@ def test_a_refused_token_leaves_the_saved_one_in_place(node: tuple[str, str], of
                                                        tmp_path: Path, run: Run) -> None:
     url, token = node
     assert run("issuer", "ledger", "--url", url, "--token", token, "--home", str(office))[0] == 0
-    code, _, _ = run("issuer", "ledger", "--url", url, "--token", token + "x",
-                     "--home", str(office))
-    assert code == 1
+    saved = IssuerStore.open(office).pending()
+    code, _, err = run("issuer", "ledger", "--url", url, "--token", token + "x",
+                       "--home", str(office))
+    assert code == 1 and "[ledger_token_refused]" in err and "HTTP 401" in err, err
+    assert IssuerStore.open(office).ledger_url() == url and saved == []
     code, _, err = _issue(office, tmp_path, run)
     assert code == 0 and "1 entr(ies)" in err  # published with the token saved before
 

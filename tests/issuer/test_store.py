@@ -245,13 +245,18 @@ def test_the_issuance_time_is_read_holding_the_write_lock(tmp_path: Path) -> Non
     store = IssuerStore.create(tmp_path / "issuer", city="Mexicali", country="MX",
                                office="Centro", code="MXMEX", passphrase=PASSPHRASE)
     claims = parse_claims(example_claims())
+    # unsealed beforehand, as a bulk run does: the worker goes straight to the lock, and its
+    # wait is the lock's, not the passphrase's
+    signing = store.office_signing_key(PASSPHRASE)
     lock = sqlite3.connect(tmp_path / "issuer" / "issuer.db", isolation_level=None)
     lock.execute("BEGIN IMMEDIATE")  # as issuer.backup does while it copies
     issued: list[str] = []
     worker = threading.Thread(target=lambda: issued.append(store.issue(
-        claims, holder_key=None, passphrase=PASSPHRASE).credential_id))
+        claims, holder_key=None, passphrase=PASSPHRASE, signing=signing).credential_id))
     worker.start()
     time.sleep(1.5)  # the worker is waiting on the lock by now
+    # still waiting: otherwise this test would not tell a stamp taken before the wait
+    assert worker.is_alive() and issued == []
     released = int(time.time())
     lock.execute("ROLLBACK")
     lock.close()

@@ -65,8 +65,9 @@ def test_an_init_cut_short_in_an_operators_folder_leaves_the_folder(
         raise StoreError("store_full", what="issuer.db")
 
     monkeypatch.setattr(IssuerStore, "_insert_office_key", interrupted)
-    with pytest.raises(StoreError):
+    with pytest.raises(StoreError) as raised:
         _create(home)
+    assert raised.value.code == "store_full"  # the failure itself, not one of the clean-up
     assert sorted(p.name for p in home.iterdir()) == ["notes.txt"]
 
 

@@ -85,14 +85,19 @@ def test_key_needs_no_passphrase(run: Run, wallet_home: Path,
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PASAPORTE_PASSPHRASE")
     result = run("wallet", "key", "--home", wallet_home, input="")
-    assert result.exit_code == 0
+    assert result.exit_code == 0, result.output
     assert result.stderr == ""
+    from credential.keys import b64url
+
+    assert result.stdout == b64url(Wallet.open(wallet_home).public_key) + "\n"
 
 
 def test_commands_on_a_missing_wallet(run: Run, tmp_path: Path) -> None:
     result = run("wallet", "list", "--home", tmp_path / "nothing")
     assert isinstance(result.exception, StoreError)
-    assert result.exception.code == "wallet_not_initialised"
+    assert result.exception.code == "wallet_not_initialised" and result.stdout == ""
+    assert str(tmp_path / "nothing") in result.exception.message["en"]
+    assert not (tmp_path / "nothing").exists()  # nothing made where no wallet is
 
 
 def test_import_list_and_present_for_each_service(run: Run, wallet_home: Path, mexicali: City,
@@ -209,6 +214,7 @@ def test_wrong_passphrase_makes_no_presentation(run: Run, wallet_home: Path, mex
     result = run("wallet", "present", cred_id, "--for", "library", "--home", wallet_home,
                  input="nope\n")
     assert isinstance(result.exception, StoreError)
+    assert result.exception.code == "passphrase_wrong" and result.stdout == ""
     ok = run("wallet", "present", cred_id, "--for", "library", "--home", wallet_home,
              input=PASSPHRASE + "\n")
     assert ok.exit_code == 0 and ok.stdout.startswith("PU1:")
@@ -230,7 +236,10 @@ def test_import_refuses_binary_junk(run: Run, wallet_home: Path, tmp_path: Path)
     file.write_bytes(b"\xff\xfe\x00garbage")
     result = run("wallet", "import", file, "--home", wallet_home)
     assert isinstance(result.exception, MalformedInput)
-    assert result.exception.code == "wallet_import_unreadable"
+    assert result.exception.code == "wallet_import_unreadable" and result.stdout == ""
+    assert str(file) in result.exception.message["en"]
+    assert "not UTF-8" in result.exception.message["en"]
+    assert Wallet.open(wallet_home).ids() == []
 
 
 def test_list_table_has_bilingual_headers(run: Run, wallet_home: Path, mexicali: City,
@@ -295,7 +304,7 @@ def test_real_subprocess(wallet_home: Path, mexicali: City, tmp_path: Path) -> N
     assert again.returncode == 1
     assert "[wallet_exists]" in again.stderr and "already exists" in again.stderr
     usage = pasaporte("present", cred_id, "--for", "pool", "--home", home)
-    assert usage.returncode == 2
+    assert usage.returncode == 2 and usage.stderr.startswith("[wallet_service_unknown] ")
     assert "Servicio desconocido" in usage.stderr and "Unknown service" in usage.stderr
     assert usage.stdout == ""
 
@@ -446,5 +455,5 @@ def test_a_qr_place_that_cannot_be_written_fails_before_the_passphrase(
     code = main(["wallet", "present", cred_id, "--for", "library", "--qr", "/proc/qr.png",
                  "--home", str(wallet_home)])
     err = capsys.readouterr().err
-    assert code != 0 and "[file_error]" in err and "/proc/qr.png" in err, err
+    assert code == 1 and "[file_error]" in err and "/proc/qr.png" in err, err
     assert "passphrase_required" not in err

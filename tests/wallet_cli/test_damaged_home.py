@@ -78,6 +78,7 @@ def test_present_with_a_damaged_sealed_key_exits_1_with_the_file(run: Run, walle
     # nor is the key of a wallet that cannot sign printed for an office to issue to
     key = run("wallet", "key", "--home", wallet_home)
     assert isinstance(key.exception, StoreError) and key.stdout == ""
+    assert key.exception.code == "wallet_key_damaged"
 
 
 def test_the_passphrase_still_decides_on_a_whole_sealed_key(wallet: Wallet) -> None:

@@ -52,8 +52,10 @@ def test_import_refuses_a_forged_issuer_signature(wallet: Wallet) -> None:
 
 
 def test_trust_refuses_a_bundle_from_an_unknown_root(wallet: Wallet) -> None:
-    with pytest.raises(Rejection):
+    with pytest.raises(Rejection) as err:
         wallet.trust([City().bundle()], [City().root.to_json().encode()])
+    assert err.value.code == "bundle_untrusted"
+    assert wallet.trusted_bundles() == {} and not list(wallet.trust_dir.glob("*"))
 
 
 def test_another_root_for_a_trusted_code_is_refused(wallet: Wallet) -> None:
@@ -79,7 +81,11 @@ def test_trust_command(run: Run, wallet_home: Path, tmp_path: Path) -> None:
     (tmp_path / "r.json").write_text(city.root.to_json())
     result = run("wallet", "trust", "--bundle", tmp_path / "b.cbor",
                  "--trust-root", tmp_path / "r.json", "--home", wallet_home)
-    assert result.exit_code == 0 and "MXMEX" in result.stdout
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "Mexicali (MXMEX) v1\n"  # one line per bundle kept, for scripts
+    kept = Wallet.open(wallet_home).trusted_bundles()
+    assert list(kept) == ["MXMEX"] and kept["MXMEX"].version == 1
+    assert (wallet_home / "trust" / "MXMEX.bundle").read_bytes() == city.bundle()
 
 
 @pytest.mark.parametrize("broken", ["root", "bundle"])
