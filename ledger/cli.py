@@ -499,9 +499,11 @@ def token_add(name: str, home: str | None, db: str | None) -> None:
 @home_option
 @db_option
 def token_revoke(name: str, home: str | None, db: str | None) -> None:
+    """Refuse NAME's token from now on (its appends get 401)."""
     with _open(home, db, log_only=True) as store:
         if not store.revoke_token(name):
             raise UsageError("usage_error", reason=f"no token named {name}")
+    click.echo(f"ok: {name}")
 
 
 @group.group()

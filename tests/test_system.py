@@ -173,7 +173,7 @@ def test_a_wrong_token_is_refused_and_loses_nothing(
                      "--home", office)
     assert code == 0 and store.pending() == []
     assert run("ledger", "token", "revoke", "oficina-centro",
-               "--home", str(ledger_home[0]))[0] == 0
+               "--home", str(ledger_home[0]))[:2] == (0, "ok: oficina-centro\n")
     code, out, err = run("issuer", "issue", "--claims", str(EXAMPLES / "claims-calexico.json"),
                          "--paper", "--out", str(tmp_path / "d.cred"), "--home", office)
     assert code == 0 and out.strip() and "[ledger_publish_refused]" in err and "401" in err
