@@ -7,6 +7,7 @@ import base64
 import binascii
 import hashlib
 import re
+from typing import Any
 
 import cbor2
 import nacl.bindings
@@ -91,28 +92,34 @@ def sealed_whole(blob: bytes) -> bool:
     Argon2id costs within the library's presets. A damaged one would otherwise fail inside the
     KDF with an error that names nothing, make it allocate gigabytes (a hand-edited memory
     cost), or, with a box cut short, pass for a wrong passphrase."""
+    return _sealed_doc(blob) is not None
+
+
+def _sealed_doc(blob: bytes) -> dict[str, Any] | None:
+    """The fields of a whole sealed blob (see ``sealed_whole``), or ``None``."""
     if len(blob) > _MAX_SEALED:
-        return False
+        return None
     try:
         doc = cbor2.loads(blob)
     except Exception:  # cbor2 raises several kinds on junk; none of them is ours to pass on
-        return False
+        return None
     if not isinstance(doc, dict):
-        return False
+        return None
     salt, box, ops, mem = (doc.get(k) for k in ("salt", "box", "ops", "mem"))
     argon = nacl.pwhash.argon2id
-    return (isinstance(salt, bytes) and len(salt) == argon.SALTBYTES
-            and isinstance(box, bytes) and len(box) > 24 + 16
-            and type(ops) is int and argon.OPSLIMIT_MIN <= ops <= argon.OPSLIMIT_SENSITIVE
-            and type(mem) is int and argon.MEMLIMIT_MIN <= mem <= argon.MEMLIMIT_SENSITIVE)
+    whole = (isinstance(salt, bytes) and len(salt) == argon.SALTBYTES
+             and isinstance(box, bytes) and len(box) > 24 + 16
+             and type(ops) is int and argon.OPSLIMIT_MIN <= ops <= argon.OPSLIMIT_SENSITIVE
+             and type(mem) is int and argon.MEMLIMIT_MIN <= mem <= argon.MEMLIMIT_SENSITIVE)
+    return doc if whole else None
 
 
 def unseal(blob: bytes, passphrase: str) -> bytes:
     """The secret ``seal`` sealed; ``StoreError`` ``sealed_key_damaged`` for a blob not of its
     shape, ``passphrase_wrong`` when the box does not open."""
-    if not sealed_whole(blob):
+    doc = _sealed_doc(blob)
+    if doc is None:
         raise StoreError("sealed_key_damaged")
-    doc = cbor2.loads(blob)
     key = nacl.pwhash.argon2id.kdf(nacl.secret.SecretBox.KEY_SIZE, passphrase.encode(),
                                    doc["salt"], opslimit=doc["ops"], memlimit=doc["mem"])
     try:
