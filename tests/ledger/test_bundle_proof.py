@@ -46,12 +46,17 @@ def test_a_counter_trusts_only_bundles_on_the_record(
         "digest": b64url(hashlib.sha256(bundle.read_bytes()).digest())}])
 
     proof = tmp_path / "b.proof"
+    capsys.readouterr()
     assert run_cli("prove-bundle", "--bundle", str(bundle), "--out", str(proof),
                    "--home", str(cities["a"])) == 0
+    assert "ledger_proof_uncosigned" not in capsys.readouterr().err  # the other city cosigned
     assert json.loads(proof.read_text())["type"] == "pasaporte-bundle-proof/1"
     assert proof.stat().st_mode & 0o777 == 0o644  # public, for counters, as the bundle is
+    capsys.readouterr()
     assert run_cli("prove-bundle", "--bundle", str(unpublished), "--out",
                    str(tmp_path / "x.proof"), "--home", str(cities["a"])) == 1
+    assert capsys.readouterr().err.startswith("[ledger_bundle_not_found]")
+    assert not (tmp_path / "x.proof").exists()
 
     keys = ["--log-key", cities["ca"].log_vkey, "--witness-key", cities["cb"].witness_vkey]
     common = ["--trust-root", str(tmp_path / "r.json"), "--text", credential, "--json"]
@@ -91,8 +96,11 @@ def test_a_counter_trusts_only_bundles_on_the_record(
     code, out = _verify(capsys, "--bundle", str(bundle), "--bundle-proof", str(remote), *keys,
                         *common)
     assert code == 0, out
-    assert run_cli("prove-bundle", "--bundle", str(unpublished), "--out", str(remote),
+    capsys.readouterr()
+    assert run_cli("prove-bundle", "--bundle", str(unpublished), "--out", str(tmp_path / "y"),
                    "--from", cities["sa"].url) == 1
+    assert capsys.readouterr().err.startswith("[ledger_bundle_not_found]")
+    assert not (tmp_path / "y").exists()
     # without --log-key the counter works as before (roots only)
     code, out = _verify(capsys, "--bundle", str(bundle), *common)
     assert code == 0, out

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from credential.errors import LedgerError, PasaporteError
+from credential.errors import LedgerError, PasaporteError, message_catalog
 from credential.note import parse_note
 from ledger import client
 from tests.ledger.helpers import serving, trickle
@@ -185,6 +185,9 @@ def test_an_answer_that_is_not_http_is_a_typed_error(answer: bytes) -> None:
                 continue
             assert caught.value.code == "ledger_unreachable"
             assert "no es HTTP válido" in es and "not valid HTTP" in en
+            # the reason is ledger_answer_not_http's, each half in its own language
+            assert message_catalog()["ledger_answer_not_http"]["es"] in es
+            assert "not valid HTTP (" not in es
             assert "status line" not in es and "\n" not in es + en
 
 

@@ -59,7 +59,7 @@ def test_bundle_matches_the_record_until_it_does_not(
     code, out, err = run("ledger", "check-bundle", "--bundle", str(second), "--trust-root",
                          str(root), "--home", str(home))
     assert code == 1 and new_kid in out and "not registered" in out and "no está" in out
-    assert "2 discrepanc" in err
+    assert err.startswith("[ledger_bundle_mismatch] 2 discrepancia(s)") and "2 discrepanc" in err
 
     _publish_queue(office, store)  # the office publishes: now it matches
     assert check_bundle(bundle, second.read_bytes(), read_public_record(store)) == []
@@ -87,6 +87,7 @@ def test_a_bundle_from_an_untrusted_root_is_refused(
                "--home", str(other))[0] == 0
     assert run("issuer", "root", "--out", str(tmp_path / "other.json"),
                "--home", str(other))[0] == 0
-    code, _, err = run("ledger", "check-bundle", "--bundle", str(bundle), "--trust-root",
-                       str(tmp_path / "other.json"), "--home", str(home))
-    assert code == 1 and "bundle" in err.lower()
+    code, out, err = run("ledger", "check-bundle", "--bundle", str(bundle), "--trust-root",
+                         str(tmp_path / "other.json"), "--home", str(home))
+    assert code == 1 and err.startswith("[bundle_untrusted]"), err
+    assert "ok:" not in out

@@ -7,11 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import cbor2
 import pytest
 
 from credential.errors import MalformedInput
 from ledger import cli
-from ledger.entries import entry_from_json
+from ledger.entries import entry_from_json, record_prefix
 from ledger.store import LedgerStore
 from tests.ledger.conftest import run_cli
 from tests.ledger.helpers import valid_entries
@@ -41,8 +42,9 @@ def test_ordinary_text_is_accepted(text: str) -> None:
 
 
 def test_a_name_keeps_no_line_break() -> None:
-    with pytest.raises(MalformedInput):
+    with pytest.raises(MalformedInput) as caught:
         entry_from_json({**KEY, "office": "Oficina\nCentro"})
+    assert (caught.value.code, caught.value.detail) == ("ledger_bad_text", {"field": "office"})
 
 
 def test_unknown_field_names_are_shown_inert() -> None:
@@ -79,15 +81,20 @@ def test_entries_lines_are_inert() -> None:
 
 
 def test_entries_names_an_unreadable_record(home: Path, store: LedgerStore,
-                                            monkeypatch: pytest.MonkeyPatch,
                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """A mirror's copy of a log that wrote a record under older rules (here a notice with a
+    control character, which today's rules refuse): the record chains, so a mirror copies it
+    verbatim; ``entries`` names which record it cannot show, and why, in each language."""
     store.append(valid_entries(), cosign=False)
-
-    def refuse(leaf: bytes) -> Any:
-        raise MalformedInput("ledger_bad_text", field="text")
-
-    monkeypatch.setattr(cli, "decode_record", refuse)
+    head = store.head()
+    old_rules = (record_prefix(8, head.last_hash) + cbor2.dumps(head.last_time + 1)
+                 + cbor2.dumps("notice") + cbor2.dumps({"text": "a\x1b[2Jb"}))
+    assert store.append_records([old_rules]) == 9  # copied as it is, as a mirror would
     capsys.readouterr()
     assert run_cli("entries", "--start", "3", "--home", str(home)) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("[ledger_record_unreadable] El registro 3 ") and "Record 3 " in err
+    out, err = capsys.readouterr()
+    assert [json.loads(line)["index"] for line in out.splitlines()] == [3, 4, 5, 6, 7]
+    why = MalformedInput("ledger_bad_text", field="text").message
+    assert err.startswith("[ledger_record_unreadable] El registro 8 ") and "Record 8 " in err
+    assert why["es"] in err and why["en"] in err
+    assert "\x1b" not in err

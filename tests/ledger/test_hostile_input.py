@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import http.client
 import json
 import resource
@@ -24,6 +25,7 @@ from flask.testing import FlaskClient
 from credential.errors import LedgerError, MalformedInput, StoreError
 from credential.note import Checkpoint, Note, generate_signer
 from ledger import cli, client
+from ledger.entries import Notice, encode_record
 from ledger.http import MAX_POST_ENTRIES, MAX_REQUEST
 from ledger.keys import load_config
 from ledger.store import MAX_BATCH, LedgerStore
@@ -120,17 +122,20 @@ def test_append_from_stdin_refuses_non_utf8(home: Path) -> None:
     assert proc.stderr.decode().startswith("[ledger_jsonl_not_utf8]"), proc.stderr
 
 
-@pytest.mark.parametrize("body", [DEEP, DEEPER, b'{"entries": [' + SURROGATE + b"]}",
-                                  b'{"entries": [{"type": "notice", "\\ud800": 1}]}'],
-                         ids=["deep", "deeper", "surrogate", "surrogate-key"])
-def test_post_entries_refuses_hostile_json(body: bytes, client: FlaskClient,
+@pytest.mark.parametrize(("body", "code"), [
+    (DEEP, "ledger_bad_json"), (DEEPER, "ledger_bad_json"),
+    (b'{"entries": [' + SURROGATE + b"]}", "ledger_bad_field"),
+    (b'{"entries": [{"type": "notice", "\\ud800": 1}]}', "ledger_bad_entry"),
+], ids=["deep", "deeper", "surrogate", "surrogate-key"])
+def test_post_entries_refuses_hostile_json(body: bytes, code: str, client: FlaskClient,
                                            store: LedgerStore) -> None:
+    before = client.get("/checkpoint").get_data()
     resp = client.post("/entries", data=body, headers=_token(store))
     assert resp.status_code == 400, resp.data[:200]
     err = resp.get_json()
-    assert err["code"] in ("ledger_bad_json", "ledger_bad_field", "ledger_bad_entry"), err
+    assert err["code"] == code, err
     assert err["message"]["es"] and err["message"]["en"]
-    assert store.size() == 0
+    assert store.size() == 0 and client.get("/checkpoint").get_data() == before
 
 
 def test_check_bundle_refuses_a_deep_trust_root(home: Path, tmp_path: Path,
@@ -188,62 +193,100 @@ def _page(leaf: bytes) -> bytes:
     return json.dumps([{"index": 0, "leaf": base64.b64encode(leaf).decode()}]).encode()
 
 
-_HOSTILE_ANSWERS = [
-    DEEPER,
-    b"\xff\xfe not UTF-8 \xc3(",
-    b"null",
-    b'"a string"',
-    b'{"proof": [1, 2]}',
-    b'{"proof": "AAAA"}',
-    b'{"proof": ["not base64!"]}',
-    b'[{"index": 0, "leaf": 5}]',
-    b'[{"index": 1, "leaf": "AAAA"}]',
-    b'[{"index": 0, "leaf": "!!"}]',
-    b'[{"index": 0, "leaf": "AAAA"}, {"index": 1, "leaf": "2Q=="}, {"index": 2}]',
-    b"[7]",
-    b'[{"index": 0, "leaf": "AAAA"}, {"index": 1, "leaf": "AAAA"}]',  # more than asked for
-    _page(cbor2.dumps([0, bytes(32), 1, "notice", {0: None}])),  # a map keyed by a number
-    _page(cbor2.dumps([False, bytes(32), 1, "notice", {"text": "x"}])),  # seq: false
-    _page(cbor2.dumps([2**64, bytes(32), 1, "notice", {"text": "x"}])),  # seq: a bignum
-    ("origin\n1\n" + "A" * 43 + "=\n\n\u2014 origin AAAA\n").encode(),
-    b"\n\n\n",
+def _chain(count: int) -> bytes:
+    """An ``/entries`` page of ``count`` well-formed records that chain, of another tree than
+    the one the checkpoint signs."""
+    leaves, prev = [], bytes(32)
+    for i in range(count):
+        leaf = encode_record(i, prev, 1_700_000_000_000 + i, Notice(text=f"n{i}"))
+        leaves.append({"index": i, "leaf": base64.b64encode(leaf).decode()})
+        prev = hashlib.sha256(b"\x00" + leaf).digest()
+    return json.dumps(leaves).encode()
+
+
+REMOTE, CHAIN = "ledger_remote_error", "ledger_chain_broken"
+# Each answer, and the error a mirror reading it as its records must stop with.
+_HOSTILE: list[tuple[bytes, str]] = [
+    (DEEPER, REMOTE),
+    (b"\xff\xfe not UTF-8 \xc3(", REMOTE),
+    (b"null", REMOTE),
+    (b'"a string"', REMOTE),
+    (b'{"proof": [1, 2]}', REMOTE),
+    (b'{"proof": "AAAA"}', REMOTE),
+    (b'{"proof": ["not base64!"]}', REMOTE),
+    (b'[{"index": 0, "leaf": 5}]', REMOTE),
+    (b'[{"index": 1, "leaf": "AAAA"}]', REMOTE),
+    (b'[{"index": 0, "leaf": "!!"}]', REMOTE),
+    (b'[{"index": 0, "leaf": "AAAA"}, {"index": 1, "leaf": "2Q=="}, {"index": 2}]', REMOTE),
+    (b"[7]", REMOTE),
+    (b'[{"index": 0, "leaf": "AAAA"}, {"index": 1, "leaf": "AAAA"}]', CHAIN),  # more than asked
+    # well-formed pages of one record, the record junk (it chains: then record 1 is missing)
+    (_page(cbor2.dumps([0, bytes(32), 1, "notice", {0: None}])), REMOTE),  # a number key
+    (_page(cbor2.dumps([False, bytes(32), 1, "notice", {"text": "x"}])), CHAIN),  # seq: false
+    (_page(cbor2.dumps([2**64, bytes(32), 1, "notice", {"text": "x"}])), CHAIN),  # a bignum
+    (("origin\n1\n" + "A" * 43 + "=\n\n\u2014 origin AAAA\n").encode(), REMOTE),
+    (b"\n\n\n", REMOTE),
+    # three records that chain, of another tree than the signed one
+    (_chain(3), "ledger_mirror_mismatch"),
 ]
+_HOSTILE_ANSWERS = [answer for answer, _ in _HOSTILE]
+# the answers that are well-formed ``/entries`` pages of one record (its bytes unchecked there)
+_ONE_RECORD_PAGES = {13, 14, 15}
 
 
-@pytest.mark.parametrize("answer", _HOSTILE_ANSWERS, ids=range(len(_HOSTILE_ANSWERS)))
+@pytest.mark.parametrize("number", range(len(_HOSTILE)))
 def test_whatever_another_node_answers_is_a_remote_error(
-        hostile_node: tuple[str, dict[str, bytes]], answer: bytes) -> None:
+        hostile_node: tuple[str, dict[str, bytes]], number: int) -> None:
     """A mirror, a witness or prove-bundle reads another city's node, which it does not trust:
-    whatever comes back is a typed remote error, never an exception nobody expects."""
+    whatever comes back is a typed remote error, never an exception nobody expects. None of
+    these answers is a proof or a checkpoint; only JSON reads as JSON, and only a page of one
+    record with its index and base64 leaf reads as that page."""
     url, answers = hostile_node
+    answer = _HOSTILE_ANSWERS[number]
     answers[""] = answer
-    for call in (lambda: client.get_json(f"{url}/entries?start=0&end=1"),
-                 lambda: client.entries(url, 0, 1),
-                 lambda: client.consistency_proof(url, 1, 2),
-                 lambda: client.inclusion_proof(url, 0, 2),
-                 lambda: client.checkpoint(url)):
-        try:
+
+    def remote_error(call: Callable[[], object]) -> str:
+        with pytest.raises(LedgerError) as caught:
             call()
-        except LedgerError as caught:
-            assert caught.code == "ledger_remote_error", caught.code
+        assert caught.value.code == "ledger_remote_error", caught.value
+        assert url in caught.value.message["en"] and url in caught.value.message["es"]
+        return str(caught.value.detail["status"])
+
+    try:
+        parsed = json.loads(answer)
+    except (ValueError, RecursionError):  # not JSON, or deeper than a parser goes
+        assert remote_error(lambda: client.get_json(f"{url}/entries?start=0&end=1")) == \
+            "bad JSON"
+    else:
+        assert client.get_json(f"{url}/entries?start=0&end=1") == parsed
+    if number in _ONE_RECORD_PAGES:
+        assert client.entries(url, 0, 1) == [base64.b64decode(json.loads(answer)[0]["leaf"])]
+    else:
+        remote_error(lambda: client.entries(url, 0, 1))
+    remote_error(lambda: client.consistency_proof(url, 1, 2))
+    remote_error(lambda: client.inclusion_proof(url, 0, 2))
+    remote_error(lambda: client.checkpoint(url))
 
 
-@pytest.mark.parametrize("answer", _HOSTILE_ANSWERS, ids=range(len(_HOSTILE_ANSWERS)))
+@pytest.mark.parametrize(("answer", "code"), _HOSTILE, ids=range(len(_HOSTILE)))
 def test_mirroring_a_hostile_node_is_a_typed_error(hostile_node: tuple[str, dict[str, bytes]],
-                                                   answer: bytes, tmp_path: Path,
+                                                   answer: bytes, code: str, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     """The checkpoint checks out; the records behind it are junk: the mirror stops with a typed
     error and keeps nothing it could not check."""
     url, answers = hostile_node
     answers["/checkpoint"], answers[""] = _SIGNED_CHECKPOINT, answer
     mirror_home = tmp_path / "mirror"
+    capsys.readouterr()
     assert run_cli("mirror", "--from", url, "--log-key", _SIGNER.verifier.vkey, "--unwitnessed",
                    "--home", str(mirror_home)) == 1
     err = capsys.readouterr().err
-    assert err.startswith(("[ledger_remote_error]", "[ledger_bad_", "[ledger_chain_broken]",
-                           "[ledger_mirror_mismatch]")), err
+    assert err.startswith(f"[{code}]"), err
     with LedgerStore.open(mirror_home) as store:
         assert store.size() == 0
+        with pytest.raises(LedgerError) as caught:  # nothing verified: no checkpoint kept
+            store.checkpoint()
+        assert caught.value.code == "ledger_no_checkpoint"
 
 
 def test_surrogates_never_reach_the_store(store: LedgerStore) -> None:

@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
 from credential import merkle
 from credential.note import open_note, parse_checkpoint
+from ledger import schema as t
 from ledger.audit import audit
 from ledger.http import create_app
 from ledger.store import LedgerStore
@@ -144,6 +146,13 @@ def _bad_requests(token: str) -> list[tuple[str, str, dict[str, Any], int, str]]
                               "headers": auth}, 400, "ledger_batch_too_large"),
         ("POST", "/entries", {"data": "x" * (1024 * 1024 + 1), **entries_json}, 413,
          "ledger_body_too_large"),
+        # a body shorter than its Content-Length (the client went away part way): werkzeug's
+        # own 400, in the node's JSON form, whichever endpoint reads it
+        ("POST", "/entries", {"data": b'{"entries": [', **entries_json,
+                              "environ_overrides": {"CONTENT_LENGTH": "100"}}, 400,
+         "ledger_http_error"),
+        ("POST", "/add-checkpoint", {"data": b"old 0\n", "environ_overrides": {
+            "CONTENT_LENGTH": "100"}}, 400, "ledger_http_error"),
         ("POST", "/add-checkpoint", {"data": ""}, 400, bad_witness),
         ("POST", "/add-checkpoint", {"data": "old x\n\nfoo\n"}, 400, bad_witness),
         ("POST", "/add-checkpoint", {"data": "old 01\n\norigin\n1\n" + "A" * 43 + "=\n"}, 400,
@@ -185,10 +194,11 @@ def test_bad_input_on_every_endpoint(client: FlaskClient, filled: LedgerStore,
 
 
 def test_json_errors_name_the_problem(client: FlaskClient, filled: LedgerStore) -> None:
-    body = client.get("/proof/inclusion?index=0&size=999").get_json()
-    assert body["code"] == "ledger_bad_size"
-    assert "999" in body["message"]["en"] and "999" in body["message"]["es"]
-    assert json.dumps(body)
+    resp = client.get("/proof/inclusion?index=0&size=999")
+    assert resp.status_code == 404
+    assert resp.get_json() == {"code": "ledger_bad_size", "message": {
+        "es": "Tamaño 999 no disponible (el registro tiene 20).",
+        "en": "Size 999 is not available (the log has 20)."}}
 
 
 def test_consistency_refusals_give_the_log_size(client: FlaskClient) -> None:
@@ -365,9 +375,11 @@ def test_a_node_without_a_witness_key_is_unavailable_as_a_witness(home: Path) ->
 def test_a_wrong_method_is_told_the_methods_there_are(client: FlaskClient) -> None:
     """RFC 9110 §15.5.6: a 405 MUST carry an Allow header."""
     resp = client.post("/checkpoint")
-    assert resp.status_code == 405 and "GET" in resp.headers["Allow"]
+    assert resp.status_code == 405 and "GET" in resp.headers["Allow"].split(", ")
+    assert resp.get_json()["code"] == "ledger_method_not_allowed"
     resp = client.get("/add-checkpoint")
     assert resp.status_code == 405 and "POST" in resp.headers["Allow"].split(", ")
+    assert resp.get_json()["code"] == "ledger_method_not_allowed"
 
 
 def test_the_witness_vouches_only_for_trees_that_can_be(home: Path) -> None:
@@ -397,8 +409,15 @@ def test_the_witness_vouches_only_for_trees_that_can_be(home: Path) -> None:
 
         assert post(request(0, [], 0, b"\x11" * 32)) == (422, "ledger_witness_bad_empty_tree")
         assert post(request(0, [], 0, merkle.EMPTY_ROOT))[0] == 200
-        assert post(request(0, [b"\x22" * 32], 1, root_1))[0] == 422
+        assert post(request(0, [b"\x22" * 32], 1, root_1)) == (
+            422, "ledger_witness_proof_not_empty")
         assert post(request(0, [], 1, root_1))[0] == 200
-        assert post(request(1, [b"\x22" * 32], 1, root_1))[0] == 422
+        assert post(request(1, [b"\x22" * 32], 1, root_1)) == (
+            422, "ledger_witness_proof_not_empty")
         status, line = post(request(1, [], 1, root_1))
         assert status == 200 and line.startswith("— ")
+        # each refusal above left the witness's state where the last cosignature put it
+        with store.engine.connect() as conn:
+            state = conn.execute(select(t.witnessed_logs.c.size, t.witnessed_logs.c.root)
+                                 ).one()
+        assert tuple(state) == (1, root_1)

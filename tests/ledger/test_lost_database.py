@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from credential.errors import StoreError
+from credential.errors import LedgerError, StoreError
 from credential.note import COSIGNATURE_V1
 from ledger.http import create_app
 from ledger.keys import load_config
@@ -326,9 +326,11 @@ def test_a_witness_that_conflicts_twice_is_named_with_why(
     from credential.note import generate_signer
     from ledger.witness import request_cosignatures
 
+    asked: list[bytes] = []
+
     class Conflict(http.server.BaseHTTPRequestHandler):
         def do_POST(self) -> None:
-            self.rfile.read(int(self.headers["Content-Length"]))
+            asked.append(self.rfile.read(int(self.headers["Content-Length"])))
             self.send_response(409)
             self.send_header("Content-Type", "text/x.tlog.size")
             self.send_header("Content-Length", "2")
@@ -349,4 +351,7 @@ def test_a_witness_that_conflicts_twice_is_named_with_why(
     finally:
         server.shutdown()
         server.server_close()
-    assert "[ledger_witness_conflict]" in caplog.text and "409" in caplog.text
+    conflict = LedgerError("ledger_witness_conflict", size=0, ours=1).diagnostics()
+    assert f"testigo / witness ledger.other.example/witness: {conflict}" in caplog.text
+    # asked once, then again from the size it named; not a third time
+    assert [body.split(b"\n", 1)[0] for body in asked] == [b"old 0", b"old 0"]

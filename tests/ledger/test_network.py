@@ -22,6 +22,7 @@ from credential.errors import LedgerError
 from credential.note import (
     COSIGNATURE_V1,
     Checkpoint,
+    Note,
     generate_signer,
     open_note,
     parse_checkpoint,
@@ -116,25 +117,40 @@ def test_cosigned_checkpoints_and_split_view(cities: dict[str, Any], tmp_path: P
     with LedgerStore.open(fork, passphrase=PASSPHRASE) as evil:
         evil.append([commitment(100 + i) for i in range(size)], cosign=False)
         same_size = evil.checkpoint().note
-        status, _, _ = client.post(f"{sb.url}/add-checkpoint", _witness_body(size, [], same_size))
-        assert status == 409
+        status, ctype, reply = client.post(f"{sb.url}/add-checkpoint",
+                                           _witness_body(size, [], same_size))
+        assert (status, reply) == (409, f"{size}\n".encode())  # a split view
+        assert ctype.startswith("text/x.tlog.size")
         evil.append([commitment(200)], cosign=False)
         bigger = evil.checkpoint().note
         proof = evil.consistency_proof(size, size + 1)
-        status, _, _ = client.post(f"{sb.url}/add-checkpoint", _witness_body(size, proof, bigger))
-        assert status == 422
+        status, _, reply = client.post(f"{sb.url}/add-checkpoint",
+                                       _witness_body(size, proof, bigger))
+        assert (status, json.loads(reply)["code"]) == (422, "ledger_witness_inconsistent")
         status, ctype, reply = client.post(f"{sb.url}/add-checkpoint",
                                            _witness_body(5, [], bigger))
         assert status == 409 and ctype.startswith("text/x.tlog.size")
         assert reply == f"{size}\n".encode()
-        status, _, _ = client.post(f"{sb.url}/add-checkpoint", _witness_body(99, [], bigger))
-        assert status == 400
-    # another key entirely: 403; unknown origin: 404
-    with LedgerStore.open(cities["b"], passphrase=PASSPHRASE) as other:
+        status, _, reply = client.post(f"{sb.url}/add-checkpoint", _witness_body(99, [], bigger))
+        assert (status, json.loads(reply)["code"]) == (400, "ledger_witness_old_too_large")
+    with LedgerStore.open(cities["b"]) as other, other.engine.connect() as conn:
+        # the witness kept the fork's note as evidence, and still holds the honest tree
+        kept = conn.execute(select(t.split_views.c.size, t.split_views.c.other)).all()
+        assert [(int(n), str(note)) for n, note in kept] == [(size, same_size)]
+        state = conn.execute(select(t.witnessed_logs.c.size, t.witnessed_logs.c.root).where(
+            t.witnessed_logs.c.origin == cp.origin)).one()
+        assert (int(state[0]), bytes(state[1])) == (size, cp.root)
         own = other.checkpoint().note
-    status, _, _ = client.post(f"{sa.url}/add-checkpoint",
-                               _witness_body(0, [], own.replace("la.example", "xx.example")))
-    assert status in (403, 404)
+    # the name of a log it witnesses, signed with another key: 403
+    impostor = generate_signer(parse_verifier_key(cb.log_vkey).name)
+    forged = Checkpoint(impostor.name, 1, merkle.leaf_hash(b"x")).body()
+    status, _, reply = client.post(f"{sa.url}/add-checkpoint", _witness_body(
+        0, [], Note(forged, (impostor.sign(forged),)).encode()))
+    assert (status, json.loads(reply)["code"]) == (403, "ledger_witness_not_signed")
+    # a log it does not witness: 404
+    status, _, reply = client.post(f"{sa.url}/add-checkpoint",
+                                   _witness_body(0, [], own.replace("la.example", "xx.example")))
+    assert (status, json.loads(reply)["code"]) == (404, "ledger_unknown_log")
 
     # the honest log still gets cosigned afterwards
     body = _post_entries(sa.url, cities["token"], [commitment(300)])
@@ -175,9 +191,13 @@ def test_mirror_with_resume(cities: dict[str, Any], tmp_path: Path,
         assert store.entries(0, total) == origin.entries(0, total)
         assert store.root(total) == origin.root(total)
     assert run_cli("audit", "--home", str(mirror_home)) == 0
-    # a mirror refuses a checkpoint without the required cosignature
-    with LedgerStore.open(mirror_home) as store, pytest.raises(LedgerError):
-        mirror(store, sa.url, [parse_verifier_key(ca.witness_vkey or "")])
+    # a mirror refuses a checkpoint without the required cosignature, and keeps its copy
+    _post_entries(sa.url, cities["token"], [commitment(200)])
+    with LedgerStore.open(mirror_home) as store:
+        with pytest.raises(LedgerError) as caught:
+            mirror(store, sa.url, [parse_verifier_key(ca.witness_vkey or "")])
+        assert caught.value.code == "note_missing_cosignature", caught.value
+        assert store.size() == total and store.checkpoint().checkpoint.size == total
 
 
 def test_a_mirror_drops_an_unverified_tail_the_log_does_not_hold(cities: dict[str, Any],
@@ -254,14 +274,17 @@ def test_a_mirror_must_name_a_witness(cities: dict[str, Any], tmp_path: Path,
     assert run_cli("mirror", "--from", sa.url, "--log-key", ca.log_vkey,
                    "--home", str(home)) == 2
     err = capsys.readouterr().err
+    assert err.startswith("[ledger_mirror_needs_witness]"), err
     assert "--witness-key" in err and "testigo" in err
     assert not (home / "ledger.json").exists()  # nothing half-made
     assert run_cli("mirror", "--from", sa.url, "--log-key", ca.log_vkey,
-                   "--witness-key", "not a key", "--home", str(home)) != 0
+                   "--witness-key", "not a key", "--home", str(home)) == 2
     assert not (home / "ledger.json").exists()
     assert run_cli("mirror", "--from", sa.url, "--log-key", ca.log_vkey, "--unwitnessed",
                    "--home", str(home)) == 0
+    capsys.readouterr()
     assert run_cli("mirror", "--from", sa.url, "--home", str(home)) == 2  # still explicit
+    assert capsys.readouterr().err.startswith("[ledger_mirror_needs_witness]")
 
 
 def test_a_mirror_serves_its_copy_and_appends_nothing(

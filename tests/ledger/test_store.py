@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -10,14 +12,21 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from credential import merkle
-from credential.errors import LedgerError, MalformedInput
+from credential.errors import LedgerError, MalformedInput, StoreError, UsageError
 from credential.note import open_note, parse_checkpoint
 from ledger.audit import audit
-from ledger.entries import MAX_RECORD, CredentialIssued, Notice, record_prefix
+from ledger.entries import (
+    MAX_RECORD,
+    CredentialIssued,
+    Notice,
+    decode_record,
+    encode_record,
+    record_prefix,
+)
 from ledger.schema import metadata
 from ledger.store import AppendRequest, LedgerStore, database_url, make_engine
 from tests.ledger.conftest import PASSPHRASE, init_home
-from tests.ledger.helpers import commitment, valid_entries
+from tests.ledger.helpers import b64u, commitment, valid_entries
 
 
 def _exercise(store: LedgerStore) -> None:
@@ -52,8 +61,11 @@ def _exercise(store: LedgerStore) -> None:
     twice = store.append([commitment(90), commitment(91)], request=request)
     assert twice.replayed and (twice.start, twice.end) == (once.start, once.end)
     assert store.size() == once.end
-    with pytest.raises(LedgerError):
+    with pytest.raises(LedgerError) as caught:
         store.append([commitment(92)], request=request)
+    assert (caught.value.code, caught.value.detail) == (
+        "ledger_idempotency_mismatch", {"key": "outbox-1-2"})
+    assert store.size() == once.end
     report = audit(store, deep=True)
     assert report.ok, report.problems
 
@@ -71,23 +83,39 @@ def test_postgres_store(tmp_path: Path, pg_url: str) -> None:
 
 
 def test_typed_and_raw_dicts(store: LedgerStore) -> None:
+    """A typed entry, a dict with raw bytes and a JSON-style dict (base64url) are the same
+    entries: each record holds the commitment given, not its base64 text or anything else."""
     store.append([CredentialIssued(commitment=bytes(32)),
-                  {"type": "credential_issued", "commitment": bytes(range(32))}])
-    assert store.size() == 2
+                  {"type": "credential_issued", "commitment": bytes(range(32))},
+                  {"type": "credential_issued", "commitment": b64u(bytes(range(1, 33)))}])
+    assert [decode_record(leaf).entry for _, leaf in store.entries(0, store.size())] == [
+        CredentialIssued(commitment=bytes(32)), CredentialIssued(commitment=bytes(range(32))),
+        CredentialIssued(commitment=bytes(range(1, 33)))]
 
 
 def test_refusals_leave_log_unchanged(store: LedgerStore) -> None:
     store.append([Notice(text="a")])
-    before = store.checkpoint().note
-    with pytest.raises(MalformedInput):
-        store.append([{"type": "notice", "text": "ok"}, {"type": "notice", "name": "Ana"}])
-    with pytest.raises(LedgerError):
-        store.append([Notice(text="x")] * 10_001)
-    with pytest.raises(LedgerError):
-        store.inclusion_proof(0, 5)
-    with pytest.raises(LedgerError):
-        store.consistency_proof(0, 1)
-    assert store.checkpoint().note == before and store.size() == 1
+    before = (store.checkpoint().note, store.entries(0, 1), store.head())
+
+    def refusal(call: Callable[[], object]) -> tuple[str, dict[str, object]]:
+        with pytest.raises((LedgerError, MalformedInput, UsageError)) as caught:
+            call()
+        return caught.value.code, caught.value.detail
+
+    # one bad entry refuses the whole batch, the good one before it too
+    assert refusal(lambda: store.append([{"type": "notice", "text": "ok"},
+                                         {"type": "notice", "name": "Ana"}])) == (
+        "ledger_bad_entry", {"reason": "unknown fields: name"})
+    assert refusal(lambda: store.append([Notice(text="x")] * 10_001)) == (
+        "ledger_batch_too_large", {"size": 10_001, "limit": 10_000})
+    assert refusal(lambda: store.append([]))[0] == "usage_error"
+    assert refusal(lambda: store.inclusion_proof(0, 5)) == (
+        "ledger_bad_size", {"size": 5, "have": 1})
+    assert refusal(lambda: store.inclusion_proof(1, 1)) == (
+        "ledger_bad_index", {"index": 1, "size": 1})
+    assert refusal(lambda: store.consistency_proof(0, 1)) == (
+        "ledger_bad_size", {"size": 0, "have": 1})
+    assert (store.checkpoint().note, store.entries(0, 2), store.head()) == before
 
 
 def test_consistency_refusals_name_the_log_size(store: LedgerStore) -> None:
@@ -106,13 +134,17 @@ def test_consistency_refusals_name_the_log_size(store: LedgerStore) -> None:
 
 
 def test_read_only_without_passphrase(home: Path) -> None:
-    with LedgerStore.open(home) as ro, pytest.raises(Exception, match="read"):
-        ro.append([Notice(text="x")])
+    with LedgerStore.open(home) as ro:
+        with pytest.raises(StoreError) as caught:
+            ro.append([Notice(text="x")])
+        assert caught.value.code == "ledger_read_only"
+        assert ro.size() == 0 and ro.checkpoint().checkpoint.size == 0
 
 
 def test_wrong_passphrase(home: Path) -> None:
-    with pytest.raises(Exception, match="passphrase"):
-        LedgerStore.open(home, passphrase="wrong")
+    with pytest.raises(StoreError) as caught:
+        LedgerStore.open(home, passphrase="wrong passphrase")
+    assert caught.value.code == "passphrase_wrong"
 
 
 def test_key_file_is_encrypted(home: Path, store: LedgerStore) -> None:
@@ -254,3 +286,24 @@ def test_no_record_is_larger_than_a_page_can_carry(store: LedgerStore) -> None:
     largest = Notice(text="😀" * 2000)  # the largest valid entry is far below the bound
     store.append([largest], cosign=False)
     assert len(store.entries(0, 1)[0][1]) < MAX_RECORD // 4
+
+
+def test_copied_records_must_continue_the_chain(store: LedgerStore) -> None:
+    """A mirror's copy takes records verbatim only where each one's header continues the
+    chain (its number, the previous record's hash): a page that does not is refused whole,
+    naming the first record that breaks it."""
+    store.append([commitment(i) for i in range(3)], cosign=False)
+    head = store.head()
+    good = encode_record(3, head.last_hash, head.last_time, Notice(text="next"))
+    after_good = hashlib.sha256(b"\x00" + good).digest()
+    for page, index in (
+            ([encode_record(3, bytes(32), head.last_time, Notice(text="x"))], 3),  # prev
+            ([encode_record(4, head.last_hash, head.last_time, Notice(text="x"))], 3),  # seq
+            ([good, encode_record(4, head.last_hash, head.last_time, Notice(text="y"))], 4)):
+        with pytest.raises(LedgerError) as caught:
+            store.append_records(page)
+        assert (caught.value.code, caught.value.detail) == ("ledger_chain_broken",
+                                                            {"index": index})
+        assert store.head() == head  # not even the good record before it
+    assert store.append_records(
+        [good, encode_record(4, after_good, head.last_time, Notice(text="y"))]) == 5

@@ -136,44 +136,71 @@ def change_head_time_back(c: Connection) -> None:
     c.execute(text("UPDATE ledger_head SET last_time = 1"))
 
 
-CASES: list[tuple[Callable[[Connection], None], int]] = [
-    (change_leaf, 13), (change_leaf_and_rehash, 13), (change_prev_and_rehash, 13),
-    (change_time, 13), (change_hash, 13), (delete_record, 13), (delete_last_record, 32),
-    (insert_record, 33), (renumber_record, 13), (reorder_records, 13), (change_node, 16),
-    (delete_node, 0), (insert_node, 33), (change_checkpoint, 19),
-    (delete_last_checkpoint, 32), (change_head_root, 32), (change_head_size, 29),
-    (change_head_frontier, 32), (change_head_time, 32), (change_head_time_back, 32),
+CHAIN = "record does not chain with its neighbours (previous-hash link)"
+LEAF_HASH = "stored leaf hash does not match the record"
+HEAD_TIME = "head's last time does not match the last record"
+
+# each tampering, the first bad record audit must name, and what it must say is wrong there
+CASES: list[tuple[Callable[[Connection], None], int, str]] = [
+    (change_leaf, 13, LEAF_HASH),
+    (change_leaf_and_rehash, 13, CHAIN),
+    (change_prev_and_rehash, 13, CHAIN),
+    (change_time, 13, CHAIN),
+    (change_hash, 13, LEAF_HASH),
+    (delete_record, 13, "record 13 is missing"),
+    (delete_last_record, 32, "record 32 is missing"),
+    (insert_record, 33, "record 33 lies outside the tree of size 33"),
+    (renumber_record, 13, "record 13 is missing"),
+    (reorder_records, 13, "record header is not this sequence number"),
+    (change_node, 16, "tree node (4, 1) does not recompute"),
+    (delete_node, 0, "tree node (4, 0) is missing"),
+    (insert_node, 33, "unexpected tree node (4, 40) beyond the tree"),
+    (change_checkpoint, 19, "checkpoint 20: The signature by ledger.test/log does not verify."),
+    (delete_last_checkpoint, 32, "no checkpoint for the head size 33"),
+    (change_head_root, 32, "head root does not match the records"),
+    # the head set back to 30: its last hash is record 29's successor's no more, and the
+    # records after it lie outside the tree it names
+    (change_head_size, 29, CHAIN),
+    (change_head_frontier, 32, "head frontier does not match the tree"),
+    (change_head_time, 32, HEAD_TIME),
+    (change_head_time_back, 32, HEAD_TIME),
 ]
 
 
-@pytest.mark.parametrize(("tamper", "first"), CASES, ids=[c[0].__name__ for c in CASES])
+@pytest.mark.parametrize(("tamper", "first", "why"), CASES, ids=[c[0].__name__ for c in CASES])
 def test_tamper_is_caught(store: LedgerStore, home: Path, tamper: Callable[[Connection], None],
-                          first: int, capsys: pytest.CaptureFixture[str]) -> None:
+                          first: int, why: str, capsys: pytest.CaptureFixture[str]) -> None:
     _fill(store)
     assert audit(store).ok
     with store.engine.begin() as conn:
         tamper(conn)
     report = audit(store)
-    assert report.first is not None, tamper.__name__
-    assert report.first[0] == first, report.problems
+    assert report.first == (first, why), report.problems
+    if tamper is change_head_size:
+        assert (30, "record 30 lies outside the tree of size 30") in report.problems
     capsys.readouterr()
     assert run_cli("audit", "--home", str(home)) == 1
     err = capsys.readouterr().err
-    assert f"record {first}" in err and f"registro {first}" in err
+    assert err.startswith(f"[ledger_audit_failed] Auditoría fallida en el registro {first}: "), err
+    assert err.rstrip().endswith(f"Audit failed at record {first}: {why}"), err
 
 
 @pytest.mark.postgres
 def test_tamper_on_postgres(tmp_path: Path, pg_url: str) -> None:
+    """Two tamperings one after the other: audit names the later one once it is the first
+    bad record (an earlier index), not the one it found before."""
     init_home(tmp_path / "pg", db=pg_url)
     with LedgerStore.open(tmp_path / "pg", passphrase=PASSPHRASE) as store:
         _fill(store)
         assert audit(store).ok
-        for tamper, first in ((change_leaf_and_rehash, 13), (change_node, 16)):
-            with store.engine.begin() as conn:
-                tamper(conn)
-            report = audit(store)
-            assert report.first is not None and report.first[0] == first, report.problems
-            break
+        with store.engine.begin() as conn:
+            change_node(conn)
+        assert audit(store).first == (16, "tree node (4, 1) does not recompute")
+        with store.engine.begin() as conn:
+            change_leaf_and_rehash(conn)
+        report = audit(store)
+        assert report.first == (13, CHAIN), report.problems
+        assert (16, "tree node (4, 1) does not recompute") in report.problems
 
 
 def test_audit_says_why_in_each_language(store: LedgerStore, home: Path,

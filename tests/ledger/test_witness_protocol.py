@@ -24,8 +24,9 @@ from werkzeug.serving import make_server
 from werkzeug.test import TestResponse
 
 from credential import merkle
-from credential.errors import LedgerError, message_catalog
+from credential.errors import LedgerError, PasaporteError, message_catalog
 from credential.note import COSIGNATURE_V1, Checkpoint, Note, Signer, generate_signer
+from ledger import client
 from ledger import schema as t
 from ledger.http import create_app
 from ledger.store import LedgerStore
@@ -93,7 +94,15 @@ def test_each_refusal_has_the_status_tlog_witness_names(witness: FlaskClient,
     message = _refused(post("/add-checkpoint", data=_request(3, [], _note(2))), 400,
                        "ledger_witness_old_too_large")
     assert "(3)" in message["es"] and "(2)" in message["en"]
+
+    def state() -> tuple[int, list[int]]:
+        with store.engine.connect() as conn:
+            return (conn.execute(select(t.witnessed_logs.c.size)).scalar_one(),
+                    list(conn.execute(select(t.witness_given.c.size)).scalars()))
+
+    assert state() == (0, [])  # nothing refused was cosigned or remembered
     assert post("/add-checkpoint", data=_request(0, [], _note(4))).status_code == 200
+    assert state() == (4, [4])
 
     # old size not the latest cosigned: 409, its body that size, the content type exact
     for old in (0, 2):
@@ -110,11 +119,11 @@ def test_each_refusal_has_the_status_tlog_witness_names(witness: FlaskClient,
     bad[0] = bytes(32)
     _refused(post("/add-checkpoint", data=_request(4, bad, _note(7))), 422,
              "ledger_witness_inconsistent")
-    with store.engine.connect() as conn:
-        assert conn.execute(select(t.witnessed_logs.c.size)).scalar_one() == 4
+    assert state() == (4, [4])  # neither the 409s nor the 422 moved it
     resp = post("/add-checkpoint",
                 data=_request(4, _proof(4, 7), _note(7)))
     assert resp.status_code == 200
+    assert state() == (7, [4, 7])
 
 
 def test_the_cosignature_is_a_timestamped_cosignature_v1(witness: FlaskClient,
@@ -280,6 +289,15 @@ def test_a_refusal_in_english_is_not_shown_in_the_spanish_half(
     [(es, en)] = _halves(caplog)
     assert es.startswith("El testigo rechazó el checkpoint") and "unknown" not in es
     assert en.startswith("The witness refused the checkpoint") and "unknown log" in en
+    # what tlog-witness makes this status mean, in each language (its own words in English)
+    meaning = PasaporteError(f"ledger_witness_said_{status}" if status != 500
+                             else "ledger_witness_said_other", said=client.shown(REMOTE))
+    refused = LedgerError("ledger_witness_refused", status=status,
+                          reason_es=meaning.message["es"], reason_en=meaning.message["en"])
+    assert caplog.records[0].getMessage() == (
+        f"testigo / witness {spec_witness.signer.name}: {refused.diagnostics()}")
+    assert f"({status} en tlog-witness)" in es or status == 500
+    assert len(spec_witness.requests) == 1  # a refusal is not sent again
 
 
 @pytest.mark.parametrize(("status", "ctype", "body", "code"), [
