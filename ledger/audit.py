@@ -10,17 +10,19 @@ the witness's own state against the cosignatures it gave. The report names the *
 sequence number and what is wrong with it.
 
 Fast by design (< 10 s per million records): rows are read in large ranges with plain tuples,
-and hashing uses ``hashlib`` directly in tight loops.
+and hashing uses ``hashlib`` directly in tight loops. Memory stays flat as the log grows: the
+tree is rebuilt a block of records at a time (``_Tree``).
 """
 
 from __future__ import annotations
 
 import gc
 import hashlib
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, Integer, LargeBinary, String, func, select, text
+from sqlalchemy import Connection, Integer, LargeBinary, String, false, func, or_, select, text
 
 from credential import merkle
 from credential.errors import PasaporteError, spanish
@@ -44,7 +46,15 @@ from ledger.store import ZERO, LedgerStore
 
 __all__ = ["AuditReport", "audit"]
 
-CHUNK = 50_000
+CHUNK = 50_000  # records read per query
+# The tree is rebuilt a block of 2**BLOCK_LEVEL records at a time: only one block's nodes are
+# held at once (the whole tree would take ~150 MB per million records), plus the few nodes
+# above the blocks and the roots of the checkpoints' sizes.
+BLOCK_LEVEL = 16
+
+_LEAVES = text("SELECT seq, leaf, hash FROM ledger_entries WHERE seq >= :a AND seq < :b "
+               "ORDER BY seq")
+_NODES = text("SELECT id, hash FROM ledger_nodes WHERE id >= :a AND id < :b ORDER BY id")
 
 
 @dataclass
@@ -103,8 +113,6 @@ def _audit(store: LedgerStore, deep: bool,
     head = store.head()
     n = report.size = head.size
     sha = hashlib.sha256
-    levels: list[list[bytes]] = [[]]
-    hashes = levels[0]
     prev = ZERO
     leaf_bad: set[int] = set()  # stored leaf hash or header wrong for this record
     link_bad: set[int] = set()  # this record's previous-hash does not match the record before
@@ -113,11 +121,13 @@ def _audit(store: LedgerStore, deep: bool,
     before: int | None = None  # the previous record's time: times never go back
     when: int | None = None  # the last record's time, which the head must repeat
     with store.engine.connect() as conn:
-        query = text("SELECT seq, leaf, hash FROM ledger_entries WHERE seq >= :a AND seq < :b "
-                     "ORDER BY seq")
+        # the checkpoints' sizes: the roots to keep while the tree is built a block at a time
+        sizes = {int(size) for size, in conn.execute(select(t.checkpoints.c.size))}
+        tree = _Tree(conn, n, {*sizes, n}, BLOCK_LEVEL)
+        hashes: list[bytes] = []  # this block's leaf hashes
         expect = 0
         for start in range(0, n, CHUNK):
-            rows = conn.execute(query, {"a": start, "b": min(start + CHUNK, n)}).all()
+            rows = conn.execute(_LEAVES, {"a": start, "b": min(start + CHUNK, n)}).all()
             for seq, leaf, stored in rows:
                 if type(leaf) is not bytes or type(stored) is not bytes:
                     # a driver's memoryview; or on SQLite, a value rewritten as another type
@@ -163,6 +173,9 @@ def _audit(store: LedgerStore, deep: bool,
                         report.add(seq, f"record does not decode: {exc.message['en']}",
                                    inner=exc)
                 hashes.append(h)
+                if len(hashes) == tree.block:
+                    tree.add_block(expect + 1 - tree.block, hashes)
+                    hashes = []
                 prev = h
                 expect += 1
             if expect != min(n, start + CHUNK):
@@ -170,11 +183,13 @@ def _audit(store: LedgerStore, deep: bool,
                 return report
             if progress is not None:
                 progress(expect, n)
+        if hashes:
+            tree.add_block(n - len(hashes), hashes)
         extra = conn.execute(select(func.min(t.entries.c.seq)).where(
             (t.entries.c.seq >= n) | (t.entries.c.seq < 0))).scalar()
         if extra is not None:
             report.add(int(extra), f"record {extra} lies outside the tree of size {n}")
-        last_bad = n > 0 and head.last_hash != hashes[-1]
+        last_bad = n > 0 and head.last_hash != prev
         # A broken link at k means record k-1 was rewritten (k's prev no longer matches), or
         # k's own prev was (then k's hash changed too and the link at k+1 breaks as well).
         links = link_bad | ({n} if last_bad else set())
@@ -192,58 +207,20 @@ def _audit(store: LedgerStore, deep: bool,
             inside = [i for i in suspects if lo <= i < hi]
             return min(inside) if inside else lo
 
-        # Internal nodes: recompute level by level, compare with the stored rows in id order.
-        level = 0
-        cur = hashes
-        node_rows = conn.execute(text("SELECT id, hash FROM ledger_nodes ORDER BY id"))
-        stored_iter = iter(node_rows)
-        mask = (1 << t.NODE_SHIFT) - 1
-
-        def next_stored() -> tuple[int, bytes] | None:
-            item = next(stored_iter, None)
-            return None if item is None else (int(item[0]), bytes(item[1]))
-
-        got = next_stored()
-        while len(cur) > 1:
-            up = [sha(b"\x01" + cur[i] + cur[i + 1]).digest() for i in range(0, len(cur) - 1, 2)]
-            level += 1
-            levels.append(up)
-            base = level << t.NODE_SHIFT
-            if not t.is_stored(level):
-                cur = up
-                continue
-            for idx, h in enumerate(up):
-                want = base + idx
-                while got is not None and got[0] < want:
-                    lvl, i = got[0] >> t.NODE_SHIFT, got[0] & mask
-                    report.add(n, f"unexpected tree node ({lvl}, {i}) beyond the tree")
-                    got = next_stored()
-                if got is None or got[0] != want:
-                    report.add(culprit(level, idx), f"tree node ({level}, {idx}) is missing")
-                    continue
-                if got[1] != h:
-                    report.add(culprit(level, idx),
-                               f"tree node ({level}, {idx}) does not recompute")
-                got = next_stored()
-            cur = up
-        while got is not None:
-            lvl, i = got[0] >> t.NODE_SHIFT, got[0] & mask
-            report.add(n, f"unexpected tree node ({lvl}, {i}) beyond the tree")
-            got = next_stored()
-        node_rows.close()
-
-        def root_at(size: int) -> bytes:
-            if size == 0:
-                return merkle.EMPTY_ROOT
-            return merkle.fold([levels[lv][i] for lv, i in merkle.range_nodes(0, size)])
+        # Internal nodes: the tree's findings, each blamed on a record (in level order, as the
+        # tree is built: from the cause outwards).
+        unexpected = tree.finish()
+        for level, idx, what in sorted(tree.node_problems):
+            report.add(culprit(level, idx), f"tree node ({level}, {idx}) {what}")
+        for level, idx in unexpected:
+            report.add(n, f"unexpected tree node ({level}, {idx}) beyond the tree")
 
         # Head row.
-        if head.root != root_at(n):
+        if head.root != tree.root(n):
             report.add(max(n - 1, 0), "head root does not match the records")
         if last_bad or (n == 0 and head.last_hash != ZERO):
             report.add(max(n - 1, 0), "head's last hash does not match the last record")
-        frontier = b"".join(levels[lv][i] for lv, i in merkle.range_nodes(0, n)) if n else b""
-        if head.frontier != frontier:
+        if head.frontier != tree.frontier:
             report.add(max(n - 1, 0), "head frontier does not match the tree")
         # The next append stamps its records no earlier than the head's last time: one set in
         # the future would date every later record there. (A header too damaged to read the
@@ -260,12 +237,10 @@ def _audit(store: LedgerStore, deep: bool,
         for key in store.mirror_witnesses:
             if key not in witness_keys.setdefault(key.name, []):
                 witness_keys[key.name].append(key)
-        sizes: set[int] = set()
         bodies: dict[int, str] = {}  # the checkpoints that verify and recompute: their text
         for size, note_text in conn.execute(select(t.checkpoints.c.size, t.checkpoints.c.note)
                                             .order_by(t.checkpoints.c.size)):
             size = int(size)
-            sizes.add(size)
             at = _at(size, n)
             try:
                 note, _ = open_note(str(note_text), [store.verifier])
@@ -277,11 +252,11 @@ def _audit(store: LedgerStore, deep: bool,
                 report.add(at, f"checkpoint {size} names another size or origin")
             elif size > n:
                 report.add(at, f"checkpoint {size} is beyond the log's {n} records")
-            elif cp.root != root_at(size):
+            elif cp.root != tree.root(size):
                 report.add(at, f"checkpoint {size} root does not match the records")
             else:
                 bodies[size] = note.text
-        about_us, given = _check_logged_cosignatures(store, logged, root_at, witness_keys,
+        about_us, given = _check_logged_cosignatures(store, logged, tree.root, witness_keys,
                                                      report)
         # A mirror logs nothing: the records it holds were logged by the log, from rows (and
         # about checkpoints) only the log has.
@@ -294,6 +269,106 @@ def _audit(store: LedgerStore, deep: bool,
         if max(sizes, default=-1) != n and n > 0:
             report.add(max(n - 1, 0), f"no checkpoint for the head size {n}")
     return report
+
+
+class _Tree:
+    """The Merkle tree recomputed from the records' leaf hashes, given a block at a time in
+    order (``add_block``), each block's stored nodes compared with the recomputed ones as it
+    comes. Keeps the roots of the ``wanted`` sizes, the frontier at ``n`` and the nodes above
+    the blocks; a root asked of another size is recomputed from its block's records again."""
+
+    def __init__(self, conn: Connection, n: int, wanted: set[int], block_level: int) -> None:
+        self.conn, self.n, self.level = conn, n, block_level
+        self.block = 1 << block_level
+        self.wanted = sorted(size for size in wanted if 0 < size <= n)
+        self.next = 0  # the first of ``wanted`` not yet reached
+        self.roots: dict[int, bytes] = {0: merkle.EMPTY_ROOT}
+        self.frontier = b""
+        self.upper: list[list[bytes]] = []  # upper[k]: the nodes of level ``level + k``
+        self.node_problems: list[tuple[int, int, str]] = []
+
+    def add_block(self, start: int, hashes: list[bytes]) -> None:
+        """The leaf hashes of records ``start`` … (a whole block but for the last)."""
+        levels = self._levels(hashes)
+        for level in range(1, self.level + 1):
+            if t.is_stored(level):
+                self._compare(level, start >> level, levels[level])
+        if len(hashes) == self.block:
+            self._carry(levels[self.level][0])
+        end = start + len(hashes)
+        while self.next < len(self.wanted) and self.wanted[self.next] <= end:
+            size = self.wanted[self.next]
+            self.next += 1
+            nodes = self._nodes(size, start, levels)
+            self.roots[size] = merkle.fold(nodes)
+            if size == self.n:
+                self.frontier = b"".join(nodes)
+
+    def root(self, size: int) -> bytes:
+        """The recomputed root of the first ``size`` records (``0 <= size <= n``)."""
+        got = self.roots.get(size)
+        if got is None:
+            start = size >> self.level << self.level
+            sha = hashlib.sha256
+            leaves = [sha(b"\x00" + bytes(leaf)).digest() for _, leaf, _ in
+                      self.conn.execute(_LEAVES, {"a": start, "b": size})]
+            got = self.roots[size] = merkle.fold(self._nodes(size, start, self._levels(leaves)))
+        return got
+
+    def finish(self) -> list[tuple[int, int]]:
+        """After the last block: compares the stored nodes above the blocks (the blocks' own
+        were compared as they came), and returns the node rows the tree does not have, as
+        (level, index)."""
+        for k, nodes in enumerate(self.upper[1:], start=1):
+            if t.is_stored(self.level + k):
+                self._compare(self.level + k, 0, nodes)
+        key = t.nodes.c.id
+        inside = [(key >= t.node_id(level, 0)) & (key < t.node_id(level, self.n >> level))
+                  for level in range(1, self.n.bit_length()) if t.is_stored(level)]
+        rows = self.conn.execute(select(key).where(~or_(false(), *inside)).order_by(key)
+                                 .limit(1000))
+        mask = (1 << t.NODE_SHIFT) - 1
+        return [(int(i) >> t.NODE_SHIFT, int(i) & mask) for i, in rows]
+
+    def _levels(self, hashes: list[bytes]) -> list[list[bytes]]:
+        """Levels 0 … ``level`` of the perfect subtrees over ``hashes`` (level k: len >> k)."""
+        sha = hashlib.sha256
+        levels = [hashes]
+        for _ in range(self.level):
+            cur = levels[-1]
+            levels.append([sha(b"\x01" + cur[i] + cur[i + 1]).digest()
+                           for i in range(0, len(cur) - 1, 2)])
+        return levels
+
+    def _carry(self, node: bytes) -> None:
+        """A whole block's root joins the nodes above the blocks, completing any it pairs."""
+        for row in itertools.count():
+            if row == len(self.upper):
+                self.upper.append([])
+            above = self.upper[row]
+            above.append(node)
+            if len(above) % 2:
+                return
+            node = hashlib.sha256(b"\x01" + above[-2] + above[-1]).digest()
+
+    def _nodes(self, size: int, start: int, levels: list[list[bytes]]) -> list[bytes]:
+        """The nodes whose fold is the root at ``size``, from the nodes above the blocks and
+        ``levels``, those of the block from ``start`` that holds the records up to ``size``."""
+        return [self.upper[level - self.level][i] if level >= self.level
+                else levels[level][i - (start >> level)]
+                for level, i in merkle.range_nodes(0, size)]
+
+    def _compare(self, level: int, first: int, nodes: list[bytes]) -> None:
+        """The stored rows of ``level`` from index ``first`` against ``nodes``."""
+        base = t.node_id(level, 0)
+        expect, end = first, first + len(nodes)
+        for node, stored in self.conn.execute(_NODES, {"a": base + first, "b": base + end}):
+            idx = int(node) - base
+            self.node_problems += [(level, i, "is missing") for i in range(expect, idx)]
+            if bytes(stored) != nodes[idx - first]:
+                self.node_problems.append((level, idx, "does not recompute"))
+            expect = idx + 1
+        self.node_problems += [(level, i, "is missing") for i in range(expect, end)]
 
 
 # What SQLite's typeof() says of a value each column type stores.
