@@ -61,6 +61,15 @@ def serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
         thread.join()
 
 
+def reply(h: http.server.BaseHTTPRequestHandler, status: int, ctype: str, body: bytes) -> None:
+    """Answer a request with ``body`` whole (a test node's or witness's reply)."""
+    h.send_response(status)
+    h.send_header("Content-Type", ctype)
+    h.send_header("Content-Length", str(len(body)))
+    h.end_headers()
+    h.wfile.write(body)
+
+
 def trickle(wfile: Any, body: bytes, pause: float = 0.01) -> None:
     """Send ``body`` a byte at a time (a slow or hostile peer), until the client hangs up."""
     for byte in body:

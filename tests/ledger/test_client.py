@@ -16,17 +16,12 @@ import pytest
 from credential.errors import LedgerError, PasaporteError, message_catalog
 from credential.note import parse_note
 from ledger import client
-from tests.ledger.helpers import serving, trickle
+from tests.ledger.helpers import reply, serving, trickle
 
 
 class _NotANote(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # http.server calls it by this name
-        body = b"hola\n"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        reply(self, 200, "text/plain", b"hola\n")
 
     def log_message(self, *args: object) -> None:
         pass
@@ -84,12 +79,7 @@ class _Elsewhere(http.server.BaseHTTPRequestHandler):
 
     def _any(self) -> None:
         _SEEN.append((self.command, self.path, self.headers.get("Authorization")))
-        body = b'{"checkpoint": "x", "start": 0, "end": 1}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        reply(self, 200, "application/json", b'{"checkpoint": "x", "start": 0, "end": 1}')
 
     do_GET = do_POST = _any  # http.server calls them by these names
 

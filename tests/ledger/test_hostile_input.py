@@ -30,7 +30,7 @@ from ledger.http import MAX_POST_ENTRIES, MAX_REQUEST
 from ledger.keys import load_config
 from ledger.store import MAX_BATCH, LedgerStore
 from tests.ledger.conftest import REPO, Server, child_env, run_cli
-from tests.ledger.helpers import commitment, serving
+from tests.ledger.helpers import commitment, reply, serving
 
 DEEP = b"[" * 30_000 + b"]" * 30_000  # within the line bound: the parser's depth is what fails
 DEEPER = b"[" * 100_000 + b"]" * 100_000
@@ -174,12 +174,7 @@ def hostile_node() -> Iterator[tuple[str, dict[str, bytes]]]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            body = answers.get(self.path.split("?")[0], answers[""])
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            reply(self, 200, "application/json", answers.get(self.path.split("?")[0], answers[""]))
 
         def log_message(self, *_args: object) -> None:
             pass

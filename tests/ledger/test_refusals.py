@@ -28,7 +28,7 @@ from ledger.mirror import mirror
 from ledger.store import LedgerStore
 from ledger.witness import request_cosignatures, witness_log
 from tests.ledger.conftest import PASSPHRASE, Server, init_home, run_cli
-from tests.ledger.helpers import commitment, serving
+from tests.ledger.helpers import commitment, reply, serving
 
 
 def _err(capsys: pytest.CaptureFixture[str]) -> str:
@@ -333,16 +333,12 @@ class _Witness:
         self.requests += 1
         self.release.wait(30)
         if self.answer is not None:
-            status, ctype, reply = self.answer
+            status, ctype, answer = self.answer
         else:
             note = body.partition("\n\n")[2]
             status, ctype = 200, "text/plain"
-            reply = self.signer.sign(note[:note.rindex("\n\n") + 1]).line.encode()
-        h.send_response(status)
-        h.send_header("Content-Type", ctype)
-        h.send_header("Content-Length", str(len(reply)))
-        h.end_headers()
-        h.wfile.write(reply)
+            answer = self.signer.sign(note[:note.rindex("\n\n") + 1]).line.encode()
+        reply(h, status, ctype, answer)
 
 
 @pytest.fixture

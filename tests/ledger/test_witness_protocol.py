@@ -32,7 +32,7 @@ from ledger.http import create_app
 from ledger.store import LedgerStore
 from ledger.witness import pull, request_cosignatures, witness_log
 from tests.ledger.conftest import PASSPHRASE, init_home
-from tests.ledger.helpers import commitment, serving
+from tests.ledger.helpers import commitment, reply, serving
 
 LOG = generate_signer("ledger.cxl.example/log")
 
@@ -203,14 +203,6 @@ def _serve(handler: Callable[[BaseHTTPRequestHandler], None]) -> Iterator[str]:
         yield url
 
 
-def _reply(h: BaseHTTPRequestHandler, status: int, ctype: str, body: bytes) -> None:
-    h.send_response(status)
-    h.send_header("Content-Type", ctype)
-    h.send_header("Content-Length", str(len(body)))
-    h.end_headers()
-    h.wfile.write(body)
-
-
 @pytest.fixture
 def spec_witness() -> Iterator[_Witness]:
     fake = _Witness(generate_signer("witness.example/w1", COSIGNATURE_V1))
@@ -218,7 +210,7 @@ def spec_witness() -> Iterator[_Witness]:
     def handle(h: BaseHTTPRequestHandler) -> None:
         body = h.rfile.read(int(h.headers.get("Content-Length") or 0))
         assert h.command == "POST" and h.path == "/add-checkpoint"
-        _reply(h, *fake.answer(h.headers.get("Content-Type", ""), body))
+        reply(h, *fake.answer(h.headers.get("Content-Type", ""), body))
 
     with _serve(handle) as url:
         fake.url = url
@@ -368,7 +360,7 @@ def test_a_refusal_when_pulling_reads_in_each_language(store: LedgerStore) -> No
                + base64.b64encode(bytes(32)) + b'"]}'}
 
     def handle(h: BaseHTTPRequestHandler) -> None:
-        _reply(h, 200, "text/plain", answers[h.path.split("?")[0]])
+        reply(h, 200, "text/plain", answers[h.path.split("?")[0]])
 
     with _serve(handle) as url:
         witness_log(store, LOG.verifier.vkey, url)
