@@ -210,8 +210,11 @@ def _audit(store: LedgerStore, deep: bool,
         # Internal nodes: the tree's findings, each blamed on a record (in level order, as the
         # tree is built: from the cause outwards).
         unexpected = tree.finish()
-        for level, idx, what in sorted(tree.node_problems):
-            report.add(culprit(level, idx), f"tree node ({level}, {idx}) {what}")
+        for level, idx, missing in sorted(tree.node_problems):
+            if missing:
+                report.add(culprit(level, idx), f"tree node ({level}, {idx}) is missing")
+            else:
+                report.add(culprit(level, idx), f"tree node ({level}, {idx}) does not recompute")
         for level, idx in unexpected:
             report.add(n, f"unexpected tree node ({level}, {idx}) beyond the tree")
 
@@ -285,7 +288,7 @@ class _Tree:
         self.roots: dict[int, bytes] = {0: merkle.EMPTY_ROOT}
         self.frontier = b""
         self.upper: list[list[bytes]] = []  # upper[k]: the nodes of level ``level + k``
-        self.node_problems: list[tuple[int, int, str]] = []
+        self.node_problems: list[tuple[int, int, bool]] = []  # level, index, missing?
 
     def add_block(self, start: int, hashes: list[bytes]) -> None:
         """The leaf hashes of records ``start`` … (a whole block but for the last)."""
@@ -364,11 +367,11 @@ class _Tree:
         expect, end = first, first + len(nodes)
         for node, stored in self.conn.execute(_NODES, {"a": base + first, "b": base + end}):
             idx = int(node) - base
-            self.node_problems += [(level, i, "is missing") for i in range(expect, idx)]
+            self.node_problems += [(level, i, True) for i in range(expect, idx)]
             if bytes(stored) != nodes[idx - first]:
-                self.node_problems.append((level, idx, "does not recompute"))
+                self.node_problems.append((level, idx, False))
             expect = idx + 1
-        self.node_problems += [(level, i, "is missing") for i in range(expect, end)]
+        self.node_problems += [(level, i, True) for i in range(expect, end)]
 
 
 # What SQLite's typeof() says of a value each column type stores.
