@@ -19,6 +19,7 @@ drawn last, on every core, from the credential files, so a missing one is simply
 
 from __future__ import annotations
 
+import codecs
 import concurrent.futures
 import contextlib
 import csv
@@ -29,8 +30,10 @@ import itertools
 import json
 import multiprocessing
 import os
+import re
 import threading
 import time
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -80,6 +83,31 @@ class Row:
 class BulkError:
     line: int  # the line of the file the row starts on (the header is line 1)
     message: dict[str, str]
+    code: str  # the catalog code of ``message``
+
+
+# What a spreadsheet's "Save as CSV" gives (Excel, LibreOffice, Numbers; Windows and macOS):
+# the separator is "," or, set to Spain or most of Europe, ";"; Excel's "Unicode text"
+# is UTF-16 with tabs. Only the header line is looked at to tell which: the one under which
+# it names the columns (their names hold none of the three).
+_SEPARATORS = (",", ";", "\t")
+_DATES = ("birth_date", "residence_since", "valid_from", "valid_until")
+_FLAGS = ("library_eligible", "clinic_eligible")
+_ENUMS = ("fare_category", "preferred_language")
+_TEXTS = ("given_name", "family_name", "residence_city", "library_system", "clinic_network")
+# 01/12/1999, 12/1/99, 1.12.1999, 1-12-1999: day/month or month/day, never guessed; and a bare
+# number, the date as the spreadsheet counts it (days since 1900)
+_SPREADSHEET_DATE = re.compile(r"\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}|\d{1,4}[/.]\d{1,2}[/.]\d{1,2}"
+                               r"|\d{1,6}(\.\d+)?")
+# UTF-8 read once as Windows-1252 / Latin-1 and saved again: "Ã±" for "ñ", "Ã©" for "é"
+_GARBLED = re.compile("[ÂÃ][\u0080-\u00bf\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192"
+                      "\u02c6\u02dc\u2013\u2014\u2018-\u201e\u2020-\u2022\u2026\u2030"
+                      "\u2039\u203a\u20ac\u2122]")
+# Accepted for library_eligible / clinic_eligible, in any case: what people type in either
+# language and what spreadsheets write for a boolean cell (TRUE/FALSE; VERDADERO/FALSO in
+# Spanish). Nothing else (not an empty cell, not "x"): a flag is never guessed either.
+_YES = frozenset({"true", "verdadero", "sí", "si", "yes", "1"})
+_NO = frozenset({"false", "falso", "no", "0"})
 
 
 @contextlib.contextmanager
@@ -88,10 +116,10 @@ def _quiet(items: Iterable[T], _length: int, _label: str) -> Iterator[Iterable[T
 
 
 def _flag(value: str) -> bool | str:
-    low = value.strip().lower()
-    if low in ("true", "sí", "si", "yes", "1"):
+    low = unicodedata.normalize("NFC", value.strip()).lower()  # "Sí" typed on a Mac is NFD
+    if low in _YES:
         return True
-    if low in ("false", "no", "0"):
+    if low in _NO:
         return False
     return value  # left as text: the claims validator names the field and the problem
 
@@ -100,6 +128,8 @@ def row_to_claims(row: dict[str, str]) -> dict[str, Any]:
     """One CSV row in the claims-file shape (empty cells are absent values)."""
     def cell(name: str) -> str | None:
         value = (row.get(name) or "").strip()
+        if name in _ENUMS:  # "Student", "ES": a spreadsheet's autocorrect capitalises
+            value = value.lower()
         return value or None
 
     return {
@@ -124,18 +154,75 @@ def parse_residents(data: bytes, *, progress: Progress[Any] = _quiet
     if len(data) > MAX_BYTES:
         raise UsageError("usage_error", reason_es=f"el CSV pasa de {MAX_BYTES // 2**20} MB",
                          reason_en=f"the CSV is larger than {MAX_BYTES // 2**20} MB")
-    try:
-        text = data.decode("utf-8-sig")  # spreadsheets often add a BOM
-    except UnicodeDecodeError:
-        raise UsageError("usage_error", reason_es="el CSV no es texto UTF-8",
-                         reason_en="the CSV is not UTF-8 text") from None
-    reader = csv.reader(io.StringIO(text, newline=""))
+    text = _decode(data)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_separator(text))
     try:
         return _rows(reader, progress)
     except csv.Error as exc:  # e.g. a cell over the csv module's 128 KB field limit
         line = max(reader.line_num, 1)  # the line being read when it failed
         raise UsageError("usage_error", reason_es=f"CSV ilegible hacia la línea {line}",
                          reason_en=f"unreadable CSV near line {line}: {exc}") from None
+
+
+def _line_of(text: str, offset: int) -> int:
+    """The line ``offset`` is on, with any line ending (CRLF, LF, or a bare CR: old Mac)."""
+    head = text[:offset]
+    return head.count("\n") + head.count("\r") - head.count("\r\n") + 1
+
+
+def _decode(data: bytes) -> str:
+    """The file's text: UTF-8, with or without the BOM Excel's "CSV UTF-8" writes, or UTF-16
+    with its BOM (Excel's "Unicode text"). Anything else is refused, not guessed: Excel's plain
+    "CSV" is Windows-1252 on Windows and Mac Roman on a Mac, in which the same byte is a
+    different letter (0x96 is "–" in one, "ñ" in the other), so a name could come out wrong."""
+    utf16 = data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+    nul = -1 if utf16 else data.find(b"\x00")
+    if nul >= 0:  # UTF-16 with no BOM, or not text at all: not to be read as broken UTF-8
+        raise UsageError("bulk_csv_binary", line=_line_of(data[:nul].decode("latin-1"), nul))
+    if utf16:
+        try:
+            text = data.decode("utf-16")
+        except UnicodeDecodeError as exc:  # an odd length, a lone surrogate: not what it says
+            raise UsageError("bulk_csv_not_utf8", line=_line_of(
+                data.decode("utf-16", "replace"), exc.start // 2)) from None
+    else:
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            # latin-1: one character a byte, only to count the lines before the bad one
+            raise UsageError("bulk_csv_not_utf8",
+                             line=_line_of(data.decode("latin-1"), exc.start)) from None
+    nul = text.find("\x00")
+    if nul >= 0:  # a NUL in UTF-16 text: UTF-32, or not text at all
+        raise UsageError("bulk_csv_binary", line=_line_of(text, nul))
+    return text
+
+
+def _column_name(cell: str) -> str:
+    """A header cell as a column name: " Given Name " and "given-name" are given_name."""
+    name = unicodedata.normalize("NFC", cell).strip().strip("\ufeff").strip().lower()
+    return re.sub(r"[\s-]+", "_", name)
+
+
+def _separator(text: str) -> str:
+    """The separator under which the header line names the most of ``COLUMNS``."""
+    first = io.StringIO(text, newline="").readline()
+    best, found = ",", 0
+    for sep in _SEPARATORS:
+        names = {_column_name(c) for c in next(csv.reader([first], delimiter=sep), [])}
+        if len(names & set(COLUMNS)) > found:
+            best, found = sep, len(names & set(COLUMNS))
+    return best
+
+
+def _letter(index: int) -> str:
+    """A spreadsheet's name for the column at ``index`` (0 → A, 26 → AA)."""
+    name = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        name = chr(ord("A") + rest) + name
+    return name
 
 
 def _records(reader: Any) -> Iterator[tuple[int, list[str]]]:
@@ -147,18 +234,18 @@ def _records(reader: Any) -> Iterator[tuple[int, list[str]]]:
             cells = next(reader)
         except StopIteration:
             return
-        if cells:
+        if any(cell.strip() for cell in cells):  # a blank line, or a blank row: ",,,,"
             yield line, cells
 
 
 def _rows(reader: Any, progress: Progress[Any]) -> tuple[list[Row], list[BulkError]]:
-    header = next(reader, None) or []
+    # Any order, any case, spaces around; a column not named here is not read ("notes"), and
+    # one without a name (the ",,," a spreadsheet leaves) must be empty in every row.
+    header = [_column_name(c) for c in next(reader, None) or []]
     missing = [c for c in COLUMNS if c not in header]
     if missing:
-        raise UsageError("usage_error",
-                         reason_es="faltan columnas en el CSV: " + ", ".join(missing),
-                         reason_en="missing CSV columns: " + ", ".join(missing))
-    twice = sorted({c for c in header if header.count(c) > 1})
+        raise UsageError("bulk_csv_columns", missing=", ".join(missing))
+    twice = sorted({c for c in header if c in COLUMNS and header.count(c) > 1})
     if twice:  # a dict of the row would silently keep the last of them
         raise UsageError("usage_error",
                          reason_es="columnas repetidas en el CSV: " + ", ".join(twice),
@@ -169,26 +256,54 @@ def _rows(reader: Any, progress: Progress[Any]) -> tuple[list[Row], list[BulkErr
     if len(records) > MAX_ROWS:
         raise UsageError("usage_error", reason_es=f"más de {MAX_ROWS} filas",
                          reason_en=f"more than {MAX_ROWS} rows")
+    plan = _Plan(header)
     rows: list[Row] = []
     errors: list[BulkError] = []
     with progress(records, len(records), _CHECKING) as bar:
         for line, cells in bar:
-            _row(header, line, cells, rows, errors)
+            _row(plan, line, cells, rows, errors)
     return rows, errors
 
 
-def _row(header: list[str], line: int, cells: list[str], rows: list[Row],
+class _Plan:
+    """What each column of a file's header is checked for, worked out once per file."""
+
+    def __init__(self, header: list[str]) -> None:
+        self.header = header
+        self.unnamed = [i for i, name in enumerate(header) if not name]
+
+        def where(names: tuple[str, ...]) -> list[tuple[int, str, str]]:
+            return [(i, name, _letter(i)) for i, name in enumerate(header) if name in names]
+
+        self.dates, self.flags, self.texts = where(_DATES), where(_FLAGS), where(_TEXTS)
+
+
+def _row(plan: _Plan, line: int, cells: list[str], rows: list[Row],
          errors: list[BulkError]) -> None:
-    """Check one record: a row to ``rows``, or its problem to ``errors``."""
-    if any(cell.strip() for cell in cells[len(header):]):
-        errors.append(BulkError(line, {"es": "más celdas que columnas",
-                                       "en": "more cells than columns"}))
-        return
-    try:  # a short row's missing cells are absent (empty) values
-        claims = parse_claims(row_to_claims(dict(zip(header, cells, strict=False))))
+    """Check one record: a row to ``rows``, or its first problem to ``errors``. A short row's
+    missing cells are absent (empty) values."""
+
+    def cell(index: int) -> str:
+        return cells[index].strip() if index < len(cells) else ""
+
+    try:
+        beyond = range(len(plan.header), len(cells))
+        for index in itertools.chain(plan.unnamed, beyond):
+            if cell(index):
+                raise UsageError("bulk_cell_unnamed", column=_letter(index))
+        for index, name, letter in plan.dates:
+            if _SPREADSHEET_DATE.fullmatch(cell(index)):
+                raise UsageError("bulk_date_spreadsheet", name=name, column=letter)
+        for index, name, letter in plan.flags:
+            if not isinstance(_flag(cell(index)), bool):
+                raise UsageError("bulk_flag_invalid", name=name, column=letter)
+        for index, name, letter in plan.texts:
+            if _GARBLED.search(cell(index)):
+                raise UsageError("bulk_text_garbled", name=name, column=letter)
+        claims = parse_claims(row_to_claims(dict(zip(plan.header, cells, strict=False))))
         rows.append(Row(line, claims))
     except UsageError as exc:
-        errors.append(BulkError(line, exc.message))
+        errors.append(BulkError(line, exc.message, exc.code))
 
 
 @dataclass(frozen=True)

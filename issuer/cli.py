@@ -551,7 +551,8 @@ def bulk(csv_file: BinaryIO, out_dir: str, with_qr: bool, office: str | None,
     rows, errors = parse_residents(data, progress=_progressbar)
     if errors:
         for e in errors:
-            click.echo(f"línea/line {e.line}: {e.message['es']} / {e.message['en']}", err=True)
+            click.echo(f"línea/line {e.line}: [{e.code}] {e.message['es']} / {e.message['en']}",
+                       err=True)
         raise UsageError("usage_error", reason_es=f"{len(errors)} fila(s) no válida(s); no se "
                          "emitió nada", reason_en=f"{len(errors)} invalid row(s); nothing issued")
     store = _store(home)

@@ -84,7 +84,7 @@ def test_missing_columns(homes: dict[str, Path], passphrase: str, run: Run,
     (tmp_path / "x.csv").write_text("given_name,family_name\nA,B\n")
     code, _, err = run("issuer", "bulk", str(tmp_path / "x.csv"), "--out-dir",
                        str(tmp_path / "o"), "--home", str(homes["issuer"]))
-    assert code == 2 and "birth_date" in err and "[usage_error]" in err, err
+    assert code == 2 and "birth_date" in err and "[bulk_csv_columns]" in err, err
     assert not (tmp_path / "o").exists() and _issued(homes["issuer"]) == []
 
 
