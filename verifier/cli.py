@@ -30,6 +30,7 @@ from credential.logproof import read_trust_files
 from credential.passport import parse_nonce
 from credential.text import escaped
 from credential.times import parse_instant
+from credential.transport import PADDING
 from verifier.engine import Result, Verifier
 from verifier.policy import Policy, policy_overrides
 
@@ -95,6 +96,12 @@ def _lines(stream: BinaryIO, option: str) -> Iterator[str | None]:
             pending += rest
     if pending or skipped >= 0:
         yield ended(b"")
+
+
+def _blank(line: str) -> bool:
+    """A line with no scan in it: nothing, or only what a scanner or a log puts around a code
+    (spaces, Tabs, STX/ETX, NUL: ``transport.PADDING``). Skipped, with no result."""
+    return not line.strip(PADDING)
 
 
 def _parse_at(at: str | None) -> int | None:
@@ -201,7 +208,7 @@ def _scan(setup: _Setup, verifier: Verifier, policy: Policy, at: int | None,
          "Ctrl-D o Ctrl-C para terminar / to finish.")
     try:
         for line in _lines(sys.stdin.buffer, "--scan"):
-            if line is not None and not line.strip():
+            if line is not None and _blank(line):
                 continue
             if setup.changed():
                 try:
@@ -338,12 +345,14 @@ def command(service: str, bundles: tuple[str, ...], roots: tuple[str, ...],
         return
     if batch is not None:
         all_ok, checked = True, 0
-        # Each result names its line in the log (blank lines give none), so that a rejection
-        # can be found in the scanner's log it came from.
+        # One result per line that holds anything, refused or not, naming its line in the log
+        # so that a replay can be matched with it line by line (blank lines give none); never
+        # two for one line: two codes on one line are one refusal
+        # (scan_several), a line too long to read is one (too_large).
         for number, line in enumerate(_lines(batch, "--batch"), 1):
             if line is None:
                 result = Result.rejection("too_large")
-            elif not line.strip():
+            elif _blank(line):
                 continue
             else:
                 result = verifier.verify(line, service=policy, now=now, nonce=nonce_bytes)

@@ -15,10 +15,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from credential import sd
+from credential import sd, transport
 from credential.bundle import OfficeKey, RootKey, TrustBundle, check_roots, parse_bundle
 from credential.claims import display_value
-from credential.errors import PasaporteError
+from credential.errors import MalformedInput, PasaporteError
 from credential.keys import b64url
 from credential.passport import Decoded, credential_digest, decode_text, kb_aad
 from credential.records import record_repr
@@ -154,6 +154,12 @@ class Verifier:
                 policy = self._policies.get(service) or self._policies.setdefault(
                     service, Policy.for_service(service))
             return self._verify(scanned, policy, int(time.time()) if now is None else now, nonce)
+        except MalformedInput as malformed:  # (its own name: compiled, a name has one type)
+            # Text that does not decode: said as what happened at the scanner where the text
+            # shows it (two codes on one line, a code read in part). Refusals only: no cost to
+            # an accepted scan.
+            shown = transport.diagnose(scanned, malformed)
+            return Result("rejected", shown.code, shown.message)
         except PasaporteError as exc:
             return Result("rejected", exc.code, exc.message)
 

@@ -172,3 +172,50 @@ def test_every_code_raised_has_a_catalog_entry() -> None:
         error = MalformedInput(code, version="9", reason="x", chars="1")
         assert "{" not in error.message["es"] + error.message["en"]
     assert message_catalog()["not_pasaporte"]["es"] == "El código no es un pasaporte urbano."
+
+
+# A payload whose text holds every base45 character a Spanish layout changes, and a space.
+_ALL_SYMBOLS = next(p for p in (random.Random(i).randbytes(300) for i in range(100))
+                    if set(" *+-/") <= set(base45.encode(p)) and p[0] != 0x78)
+
+
+@pytest.mark.parametrize("layout", [
+    {"*": "(", "+": "¡", "-": "'", "/": "-", ":": "Ñ"},  # Spanish (Latin America)
+    {"*": "(", "+": "¿", "-": "'", "/": "-", ":": "Ñ"},  # Spanish (Spain)
+], ids=["es-LA", "es-ES"])
+def test_a_us_scanner_on_a_spanish_computer_is_read_back(layout: dict[str, str | int | None]
+                                                         ) -> None:
+    typed = transport.pack(_ALL_SYMBOLS).translate(str.maketrans(layout))
+    assert typed.startswith("PU1Ñ")
+    assert transport.unpack(typed) == _ALL_SYMBOLS
+    assert transport.unpack(typed.lower()) == _ALL_SYMBOLS  # and caps lock on
+
+
+def test_an_aim_symbology_identifier_is_no_part_of_the_code() -> None:
+    text = transport.pack(SIGNED_LIKE)
+    assert transport.unpack("]Q1" + text) == SIGNED_LIKE
+    assert transport.unpack("]q1" + text.lower()) == SIGNED_LIKE
+    assert _code("]Q1HC1:6BFOXN").code == "not_pasaporte"
+
+
+def test_scanner_framing_and_padding_are_no_part_of_the_code() -> None:
+    text = transport.pack(SIGNED_LIKE)
+    for framed in (f"\x02{text}\x03", f"\0{text}\0\0", f"\ufeff\xa0{text}\u202f\t\r\n"):
+        assert transport.unpack(framed) == SIGNED_LIKE
+
+
+@pytest.mark.parametrize("typed", ["PU1Ö6BF", "PU1>6BF", "PU1\ufffd6BF", "PU&M6BF", "pu1;6bf"])
+def test_a_prefix_typed_in_another_keyboard_language_is_refused(typed: str) -> None:
+    assert _code(typed).code == "keyboard_layout"
+
+
+def test_diagnose_names_what_happened_at_the_scanner() -> None:
+    text = transport.pack(SIGNED_LIKE)
+    some = MalformedInput("base45_invalid", reason="character outside the alphabet")
+    assert transport.diagnose(text + "\t" + text.lower(), some).code == "scan_several"
+    cut = MalformedInput("cbor_invalid", reason="length exceeds input")
+    assert transport.diagnose(text[:40], cut).code == "scan_incomplete"
+    assert transport.diagnose(text[:40], some) is some
+    other = MalformedInput("cbor_invalid", reason="decode: duplicate map key")
+    assert transport.diagnose(text, other) is other
+    assert transport.diagnose(b"PU1:PU1:", some) is some

@@ -502,6 +502,12 @@ PROVOKE: dict[str, Build] = {
     "base45_invalid": _simple("PU1:A"),
     "zlib_invalid": _simple("PU1:" + base45.encode(b"\x78\x9c\xff\xff\xff")),
     "cbor_invalid": _simple(transport.pack(b"\xa2\x01\x00\x01\x00")),  # a duplicate key
+    # what a scanner does to a code (more in test_scanner.py)
+    "keyboard_layout": _simple("PU1Ö6BF"),  # a US scanner on a German computer
+    "scan_several": lambda c, h: (verifier_for(c), _shown(c, h) + _shown(c, h), "library", NOW,
+                                  None),
+    "scan_incomplete": lambda c, h: (verifier_for(c), transport.pack(c.issue().to_cbor()[:-40]),
+                                     "library", NOW, None),
     "cose_invalid": _edited(_es256),
     "shape_invalid": _paper_with_a_key_binding,
     "disclosure_duplicate": _edited(_dup),
