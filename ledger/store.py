@@ -139,13 +139,19 @@ def _shown(url: URL) -> str:
 def _db_error(ctx: ExceptionContext) -> None:
     """Driver errors a person can act on become typed errors (HTTP 503, CLI exit 1) instead of
     tracebacks: another writer held the log longer than we wait (``store_busy``: nothing was
-    written, send it again), or the database cannot be used at all (a damaged or non-SQLite
+    written, send it again), its disk is full (``store_full``: nothing was written, free some
+    space), or the database cannot be used at all (a damaged or non-SQLite
     file, a folder that does not exist, a server that does not answer)."""
     exc = ctx.original_exception
     if (isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)) or (
             getattr(exc, "sqlstate", None) == _PG_LOCK_NOT_AVAILABLE):
         name = (ctx.engine.url.database if ctx.engine is not None else None) or "ledger"
         raise StoreError("store_busy", what=Path(name).name) from exc
+    if (isinstance(exc, sqlite3.OperationalError) and "full" in str(exc)) or (  # SQLITE_FULL
+            getattr(exc, "sqlstate", None) == _PG_DISK_FULL):
+        # the transaction rolled back whole: nothing to restore, only space to free
+        raise StoreError("store_full", what=_shown(ctx.engine.url) if ctx.engine is not None
+                         else "ledger") from exc
     # OperationalError: the database, not the statement, failed (cannot open or connect, I/O,
     # full disk); sqlite3's bare DatabaseError is a corrupt file or not a database at all.
     # Constraint and programming errors stay as they are: they are bugs to see, not states.
@@ -157,6 +163,7 @@ def _db_error(ctx: ExceptionContext) -> None:
 
 
 _PG_LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of a lock_timeout expiring
+_PG_DISK_FULL = "53100"
 
 
 def make_engine(url: str, *, busy_timeout: float = BUSY_TIMEOUT_S) -> Engine:

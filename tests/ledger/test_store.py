@@ -307,3 +307,31 @@ def test_copied_records_must_continue_the_chain(store: LedgerStore) -> None:
         assert store.head() == head  # not even the good record before it
     assert store.append_records(
         [good, encode_record(4, after_good, head.last_time, Notice(text="y"))]) == 5
+
+
+def test_a_full_disk_is_store_full_and_loses_nothing(tmp_path: Path) -> None:
+    """SQLITE_FULL (a page limit here, as a full disk gives): ``store_full``, which says to free
+    space, not that the database is damaged; the batch is not there at all, and the log, with
+    room again, takes it."""
+    from sqlalchemy import event
+
+    init_home(tmp_path / "home")
+    with LedgerStore.open(tmp_path / "home", passphrase=PASSPHRASE) as store:
+        store.append([commitment(i) for i in range(3)], cosign=False)
+        with store.engine.connect() as conn:
+            pages = int(conn.exec_driver_sql("PRAGMA page_count").scalar_one())
+        store.engine.dispose()
+        limit = [pages]
+        event.listen(store.engine, "connect",
+                     lambda conn, _: conn.execute(f"PRAGMA max_page_count = {limit[0]}"))
+        big = [commitment(i) for i in range(3, 3003)]
+        with pytest.raises(StoreError) as raised:
+            store.append(big, cosign=False)
+        assert raised.value.code == "store_full"
+        assert "not damaged" in raised.value.message["en"]
+        assert "ledger.db" in raised.value.message["es"]
+        assert store.size() == 3 and audit(store).ok
+        limit[0] = 1 << 30
+        store.engine.dispose()
+        store.append(big, cosign=False)
+        assert store.size() == 3003 and audit(store).ok
