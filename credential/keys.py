@@ -19,7 +19,8 @@ import nacl.utils
 
 from credential.errors import MalformedInput, StoreError
 
-__all__ = ["b64url", "check_public_key", "kid_for", "seal", "signing_key", "unb64url", "unseal"]
+__all__ = ["b64url", "check_public_key", "kid_for", "new_signing_key", "seal", "signing_key",
+           "unb64url", "unseal"]
 
 KID_LEN = 4  # short: it rides in every QR; collisions are resolved by trying each match
 
@@ -61,6 +62,16 @@ def unb64url(text: str, *, length: int | None = None, what: str = "base64url") -
 def kid_for(public_key: bytes) -> bytes:
     """COSE ``kid``: the first bytes of SHA-256 of the raw public key."""
     return hashlib.sha256(public_key).digest()[:KID_LEN]
+
+
+def new_signing_key() -> nacl.signing.SigningKey:
+    """A fresh key whose kid, as printed (base64url), does not begin with ``-``: a clerk types
+    it as a command's argument (``issuer compromised KID``), where ``-h…`` would show the help
+    and ``--…`` read as an option. One key in 64 is drawn again; none is weaker for it."""
+    while True:
+        key = nacl.signing.SigningKey.generate()
+        if not b64url(kid_for(bytes(key.verify_key))).startswith("-"):
+            return key
 
 
 def signing_key(seed: bytes) -> nacl.signing.SigningKey:

@@ -511,8 +511,10 @@ def office_add(office: str, home: str | None) -> None:
     _publish(store, passphrase)
 
 
-# A kid is base64url: one in 64 begins with "-", which must read as the kid, not an option.
-@group.command(context_settings={"ignore_unknown_options": True})
+# A kid is base64url, and may begin with "-" (those made before kids were drawn not to:
+# credential.keys.new_signing_key): an unknown option is the kid, and only --help is help, as
+# "-h…" is a kid too.
+@group.command(context_settings={"ignore_unknown_options": True, "help_option_names": ["--help"]})
 @click.argument("kid")
 @click.option("--since", required=True, help="ISO-8601 time, with its zone, from which the key "
               "is untrusted (2026-12-01T08:00-08:00).")
