@@ -11,10 +11,13 @@ nothing a name or birth date could be guessed back from), not by its place in th
 saved again by a spreadsheet, re-sorted, or with a typo fixed in a row not issued yet resumes
 just the same, and the same resident twice in one file is an error.
 
-Each credential file is written as ``ID.txt.partial`` *inside* that transaction and renamed
-after the commit; a partial file left behind is finished if the store has its credential and
-deleted if not (that credential was never issued: its text must not circulate). QR images are
-drawn last, on every core, from the credential files, so a missing one is simply drawn again.
+Rows are issued in groups (up to ``GROUP``), one transaction each: a group's credentials,
+their rows' records and their ledger entries are committed together, or none of them. Each
+credential file is written as ``ID.txt.partial`` *inside* that transaction (every file of the
+group flushed to the disk, then the folder once, before the commit) and renamed after the
+commit; a partial file left behind is finished if the store has its credential and deleted if
+not (that credential was never issued: its text must not circulate). QR images are drawn last,
+on every core, from the credential files, so a missing one is simply drawn again.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ import nacl.signing
 from credential import qr, transport
 from credential.claims import Claims, parse_claims
 from credential.errors import PasaporteError, StoreError, UsageError
-from credential.home import atomic_write, held_lock
+from credential.home import atomic_write, fsync_path, held_lock
 from credential.ids import cti_from_id
 from credential.passport import decode_text
 
@@ -64,6 +67,10 @@ _DRAWING = "Dibujando QR / Drawing QR codes"
 _CHECKING = "Comprobando filas / Checking rows"
 _MATCHING = "Buscando filas ya emitidas / Looking for rows issued before"
 _POOL_FROM = 16  # fewer QR images than this are drawn in this process: no workers to start
+# Rows issued in one transaction at most: its files' fsyncs and the commit's are shared by all
+# of them, yet it holds the store's write lock well under a second (another clerk's ``issue``
+# waits at most that long).
+GROUP = 128
 
 COLUMNS = ("given_name", "family_name", "birth_date", "residence_city", "residence_country",
            "residence_since", "library_eligible", "library_system", "fare_category",
@@ -387,24 +394,28 @@ def _issue_batch(store: IssuerStore, rows: list[Row], folder: Path, *,
     index = {row.line: earlier[fp][0] for row, fp in zip(rows, prints, strict=True)
              if fp in earlier}
 
-    def write_partial(cred: IssuedCredential) -> None:
-        text = transport.pack(cred.to_cbor())
-        atomic_write(folder / f"{cred.credential_id}.txt{PARTIAL}", text.encode() + b"\n")
+    from issuer.store import Issuance  # here: a QR worker imports this module, not the store
+
+    def write_partials(creds: list[IssuedCredential]) -> None:
+        for cred in creds:
+            _write_partial(folder, cred)
+        fsync_path(folder)  # their names too, once for the group: then the store may commit
 
     with progress(todo, len(todo), "Emitiendo / Issuing") as bar:
-        for number, (row_claims, fp) in bar:
+        for group in _groups(bar):
             try:
-                cred = store.issue(row_claims, holder_key=None, passphrase=passphrase,
-                                   signing=signing,
-                                   bulk_row=(fp, earlier.get(fp, (None,))[0]),
-                                   before_commit=write_partial)
+                creds = store.issue_many(
+                    [Issuance(row_claims, None, (fp, earlier.get(fp, (None,))[0]))
+                     for _, (row_claims, fp) in group],
+                    passphrase=passphrase, signing=signing, before_commit=write_partials)
+                for (number, _), cred in zip(group, creds, strict=True):
+                    _finish(folder, cred.credential_id)
+                    index[number] = cred.credential_id
+                store.make_way()  # another clerk's issuance waiting goes before our next group
             except BaseException:  # a full disk, Ctrl-C: no uncommitted credential stays behind
                 with contextlib.suppress(Exception):
                     _settle_partials(store, folder)
                 raise
-            os.replace(folder / f"{cred.credential_id}.txt{PARTIAL}",
-                       folder / f"{cred.credential_id}.txt")
-            index[number] = cred.credential_id
     ordered = tuple(sorted(index.items()))
     if with_qr:
         _draw_missing(folder, [cid for _, cid in ordered], progress, workers)
@@ -413,6 +424,41 @@ def _issue_batch(store: IssuerStore, rows: list[Row], folder: Path, *,
                  "".join(f"{n},{cid}\n" for n, cid in (("line", "credential_id"), *ordered))
                  .encode())
     return BulkOutcome(len(todo), len(rows) - len(todo), ordered, left_out, kept)
+
+
+def _groups(items: Iterable[T]) -> Iterator[list[T]]:
+    """``items`` in groups of 1, 2, 4, … up to ``GROUP``: the first files appear at once, and a
+    large file then goes at the pace of whole groups."""
+    size, group = 1, []
+    for item in items:
+        group.append(item)
+        if len(group) == size:
+            yield group
+            size, group = min(2 * size, GROUP), []
+    if group:
+        yield group
+
+
+def _write_partial(folder: Path, cred: IssuedCredential) -> None:
+    """``ID.txt.partial``, on the disk (fsync) before its issuance commits; its name in the
+    folder is flushed once for the whole group, by the caller."""
+    data = transport.pack(cred.to_cbor()).encode() + b"\n"
+    path = folder / f"{cred.credential_id}.txt{PARTIAL}"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # whatever the umask: as atomic_write leaves a file
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _finish(folder: Path, credential_id: str) -> None:
+    """A committed credential's partial file becomes ``ID.txt``."""
+    os.replace(folder / f"{credential_id}.txt{PARTIAL}", folder / f"{credential_id}.txt")
 
 
 def _keep_other_index(folder: Path, ids: set[str]) -> tuple[tuple[str, ...], str | None]:

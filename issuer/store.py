@@ -7,7 +7,9 @@ time and a salted commitment (what the ledger publishes). Each change is one tra
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -38,6 +40,7 @@ from credential.keys import (
     b64url,
     check_public_key,
     kid_for,
+    new_signing_key,
     seal,
     unb64url,
     unseal,
@@ -59,8 +62,8 @@ from issuer.publish import check_access, post_entries
 from ledger.entries import REASONS, STATUSES, entry_from_json
 
 __all__ = ["CREDENTIAL_STATUSES", "LEDGER_END", "LIST_FLOOR", "REASONS",
-           "IssuerStore", "check_credential_id", "check_kid", "check_list_size", "check_name",
-           "normal_id"]
+           "Issuance", "IssuerStore", "check_credential_id", "check_kid", "check_list_size",
+           "check_name", "normal_id"]
 
 # W3C's minimum for herd privacy. A list takes this many credentials, to the last entry: its
 # indices come from a keyed permutation (issuer.indices), unique without drawing again, so a list
@@ -74,6 +77,8 @@ LEDGER_END = "ledger_end"  # meta key: the ledger size just after the last batch
 LIST_FLOOR = "list_floor"  # meta key: status list numbers the public record already uses
 BUSY_TIMEOUT_S = 30.0  # how long a write waits for another process's before giving up
 CREDENTIAL_STATUSES = STATUSES
+TURNSTILE = "issuer.db-turn"  # in the office home: see ``IssuerStore.make_way``
+_TURN = "pasaporte_turnstile"  # a connection's info key: its transaction's turnstile file
 _TOKEN = re.compile(r"[!-~]{1,512}")  # what an HTTP Authorization header can carry as is
 _CODE = re.compile(r"[A-Za-z0-9._:-]{1,48}")  # a CWT iss, and the prefix of list names
 NAME_MAX = 128  # characters of a city or office name: what the public record takes
@@ -236,14 +241,17 @@ class IssuerStore:
     def __init__(self, home: Path, *, busy_timeout: float = BUSY_TIMEOUT_S) -> None:
         self.home = home
         self.path = home / "issuer.db"
+        # Each status list's index permutation, by (key, size): see ``_cursor``.
+        self._permutations: dict[tuple[bytes, int], IndexPermutation] = {}
         # Wait for another process's write instead of failing at once (bulk runs, workers).
         self.engine = sa.create_engine(f"sqlite:///{self.path}",
                                        connect_args={"timeout": busy_timeout})
         event.listen(self.engine, "connect", _sqlite_pragmas)
         event.listen(self.engine, "handle_error", _typed)
-        # Take the write lock when a transaction starts, not at its first write: a worker then
-        # never reads a snapshot that another worker's commit has made stale.
-        event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        self.busy_timeout = busy_timeout
+        event.listen(self.engine, "begin", self._begin)
+        event.listen(self.engine, "commit", self._end)
+        event.listen(self.engine, "rollback", self._end)
 
     # -- lifecycle ---------------------------------------------------------------------------
     @classmethod
@@ -301,7 +309,7 @@ class IssuerStore:
             # key behind: init would refuse it as existing and every other command send the
             # clerk back to init. Nothing was committed, so nothing of the office is lost.
             store.engine.dispose()
-            for suffix in ("", "-wal", "-shm", "-journal"):
+            for suffix in ("", "-wal", "-shm", "-journal", "-turn"):  # -turn: TURNSTILE
                 Path(f"{database}{suffix}").unlink(missing_ok=True)
             if made_home:
                 with contextlib.suppress(OSError):
@@ -311,7 +319,7 @@ class IssuerStore:
 
     def _create(self, passphrase: str, *, city: str, country: str, office: str, code: str,
                 now: int, timezone: str | None, list_size: int | None) -> None:
-        root = nacl.signing.SigningKey.generate()
+        root = new_signing_key()
         # the schema, the office's first rows and its first key: one transaction
         with self.engine.begin() as db:
             _upgrade(db, new=True)
@@ -357,7 +365,7 @@ class IssuerStore:
                            now: int, *, new: bool) -> bytes:
         """``_add_office_key`` inside the caller's transaction (``create``'s: an office is
         never made without its first key)."""
-        key = nacl.signing.SigningKey.generate()
+        key = new_signing_key()
         kid = kid_for(bytes(key.verify_key))
         if db.execute(sa.select(keys.c.kid).where(keys.c.kid == kid)).first() is not None:
             raise StoreError("store_error")  # a 4-byte kid collision within one office
@@ -437,6 +445,15 @@ class IssuerStore:
             entry_from_json(e)
         db.execute(outbox.insert(), [{"entry": json.dumps(e, sort_keys=True), "created": now}
                                      for e in entries])
+
+    @staticmethod
+    def _queue_at(db: sa.Connection, entries: Sequence[tuple[int, dict[str, Any]]]) -> None:
+        """``_queue`` for entries of different times (``(now, entry)``, in this order)."""
+        for _, e in entries:
+            entry_from_json(e)
+        if entries:
+            db.execute(outbox.insert(), [{"entry": json.dumps(e, sort_keys=True),
+                                          "created": now} for now, e in entries])
 
     def pending(self, first: int = 0, last: int | None = None) -> list[tuple[int, dict[str, Any]]]:
         """Queued entries not yet on the ledger (ids ``first``..``last``), oldest first."""
@@ -605,15 +622,6 @@ class IssuerStore:
                               passphrase)
 
     # -- issuance ----------------------------------------------------------------------------
-    def catalog_code(self, db: sa.Connection, name: str, value: str) -> int:
-        code = db.execute(sa.select(catalog.c.code).where(
-            (catalog.c.catalog == name) & (catalog.c.name == value))).scalar()
-        if code is None:
-            code = (db.execute(sa.select(sa.func.max(catalog.c.code)).where(
-                catalog.c.catalog == name)).scalar() or 0) + 1
-            db.execute(catalog.insert().values(catalog=name, code=code, name=value))
-        return int(code)
-
     def issue(self, claims: Claims, *, holder_key: bytes | None, passphrase: str,
               now: int | None = None, signing: tuple[bytes, nacl.signing.SigningKey]
               | None = None, bulk_row: tuple[str, str | None] | None = None,
@@ -628,34 +636,100 @@ class IssuerStore:
         inside the transaction (a bulk run writes the credential file there): if it
         raises, nothing is issued. A key whose ``valid_until`` is before ``now`` signs nothing
         (``issuer_key_expired``), nor one whose ``valid_from`` is after it
-        (``issuer_key_not_yet_valid``): counters would refuse it all."""
-        if holder_key is not None:
-            check_public_key(holder_key, "holder key")
+        (``issuer_key_not_yet_valid``): counters would refuse it all.
+
+        One credential is ``issue_many`` of one: the same transaction, checks and records."""
+        def then(creds: list[IssuedCredential]) -> None:
+            if before_commit is not None:
+                before_commit(creds[0])
+
+        return self.issue_many([Issuance(claims, holder_key, bulk_row)], passphrase=passphrase,
+                               now=now, signing=signing, before_commit=then, office=office)[0]
+
+    def issue_many(self, items: Sequence[Issuance], *, passphrase: str, now: int | None = None,
+                   signing: tuple[bytes, nacl.signing.SigningKey] | None = None,
+                   before_commit: Callable[[list[IssuedCredential]], None] | None = None,
+                   office: str | None = None) -> list[IssuedCredential]:
+        """``issue`` for several credentials in one transaction: all of them are issued, or,
+        if any check refuses one or ``before_commit`` (run inside the transaction with them
+        all, in order) raises, none. Each is stamped, placed and recorded as ``issue`` would
+        have done them one after another, and the ledger entries queued are the same, in the
+        same order. The store's write lock is held throughout: a bulk run keeps its groups to
+        a fraction of a second, so another clerk's ``issue`` never waits long."""
+        if not items:
+            return []
+        for item in items:
+            if item.holder_key is not None:
+                check_public_key(item.holder_key, "holder key")
         kid, key = signing or self.office_signing_key(passphrase, office=office)
         # Should two workers take the same index or add the same catalogue name at once, the
         # loser's transaction rolls back whole and simply tries again, reading the other's
         # counters.
         for attempt in range(ISSUE_ATTEMPTS):
             try:
-                return self._issue_once(claims, holder_key, now, kid, key, bulk_row,
-                                        before_commit)
+                return self._issue_group(items, now, kid, key, before_commit)
             except sa.exc.IntegrityError:
                 if attempt == ISSUE_ATTEMPTS - 1:
                     raise StoreError("store_error") from None
         raise AssertionError("unreachable")
 
-    def _issue_once(self, claims: Claims, holder_key: bytes | None, now: int | None,
-                    kid: bytes, key: nacl.signing.SigningKey,
-                    bulk_row: tuple[str, str | None] | None,
-                    before_commit: Callable[[IssuedCredential], None] | None
-                    ) -> IssuedCredential:
+    def make_way(self) -> None:
+        """Between the transactions of a long run (a bulk run's groups): let whoever waits for
+        the store's write lock go first. SQLite gives no turns: a waiting writer tries again
+        every 100 ms or so, and a run that begins its next transaction at once after each
+        commit keeps taking the lock before it, for minutes, up to its ``store_busy``. Every
+        transaction holds the turnstile shared from before it waits for the lock to its end
+        (``_begin``): taking it exclusive waits for them all (for a ``busy_timeout`` at most,
+        then the run goes on, waiting as SQLite has it)."""
+        deadline = time.monotonic() + self.busy_timeout
+        fd = self._turnstile()
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return
+                except BlockingIOError:  # someone's turn: theirs first
+                    if time.monotonic() > deadline:
+                        return
+                    time.sleep(0.005)
+        finally:
+            os.close(fd)
+
+    def _turnstile(self) -> int:
+        # flock: the kernel's, released when the file is closed or its process dies
+        return os.open(self.home / TURNSTILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+    def _begin(self, conn: sa.Connection) -> None:
+        """Take the write lock when a transaction starts, not at its first write: a worker then
+        never reads a snapshot that another worker's commit has made stale. Waiting for it, and
+        holding it, the turnstile is held shared (see ``make_way``)."""
+        self._end(conn)  # (had a transaction ended unseen, its file would be held for good)
+        fd = self._turnstile()
+        conn.info[_TURN] = fd
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)  # only ever waits for a run making way: a moment
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            self._end(conn)
+            raise
+
+    @staticmethod
+    def _end(conn: sa.Connection) -> None:
+        fd = conn.info.pop(_TURN, None)
+        if fd is not None:
+            os.close(fd)
+
+    def _issue_group(self, items: Sequence[Issuance], now: int | None, kid: bytes,
+                     key: nacl.signing.SigningKey,
+                     before_commit: Callable[[list[IssuedCredential]], None] | None
+                     ) -> list[IssuedCredential]:
         with self.engine.begin() as db:  # BEGIN IMMEDIATE: the store's write lock from here
-            # The issuance time is read holding the lock: a backup holds it while it copies
-            # and until its cutoff second has passed, so a credential stamped before the
-            # cutoff is always in the copy (read earlier, one could wait out the backup and
-            # commit afterwards with an earlier time, in neither the copy nor its aftermath).
-            now = int(time.time()) if now is None else now
-            code = db.execute(sa.select(meta.c.v).where(meta.c.k == "code")).scalar_one()
+            # Read once for the whole group: no other writer changes them while this
+            # transaction holds the lock.
+            settings = {str(k): str(v) for k, v in db.execute(
+                sa.select(meta.c.k, meta.c.v).where(meta.c.k.in_(("code", "timezone"))))}
+            code, zone = settings["code"], settings.get("timezone")
+            size = self._list_size(db)
             list_id, valid_from, valid_until, active, compromised = db.execute(
                 sa.select(keys.c.status_list, keys.c.valid_from, keys.c.valid_until,
                           keys.c.active, keys.c.compromised_since)
@@ -666,62 +740,110 @@ class IssuerStore:
             # resumes with the key in force.
             if compromised is not None or not active:
                 raise StoreError("issuer_key_retired", kid=b64url(kid))
-            # A counter accepts a credential only if its key was valid when it was issued
-            # (verifier.engine: valid_from <= iat <= valid_until), and then for the credential's
-            # whole validity, even past the key's end. So only the key's window at issuance
-            # matters: one signed outside it would be refused at every counter. Before the
-            # key's start means this computer's clock went back (a dead CMOS battery, a
-            # restore onto a machine set wrong) after the key was made.
-            if now > valid_until:
-                raise StoreError("issuer_key_expired", kid=b64url(kid),
-                                 valid_until=rfc3339(valid_until))
-            if now < valid_from:
-                raise StoreError("issuer_key_not_yet_valid", kid=b64url(kid),
-                                 valid_from=rfc3339(valid_from), now=rfc3339(now))
             list_id = int(list_id)
-            used = self._list_used(db, list_id)
-            if used >= self._list_size(db):  # every index taken
-                # A full list rolls over to a new one for the same key: a city of a million
-                # residents needs several lists, and that is no reason to rotate its key. The
-                # older lists stay in every bundle (see ``bundle``).
-                list_id = self._next_list(db)
-                db.execute(keys.update().where(keys.c.kid == kid).values(status_list=list_id))
-                used = self._list_used(db, list_id)
-            db.execute(meta.update().where(meta.c.k == f"list_used:{list_id}")
-                       .values(v=str(used + 1)))
-            index = self._next_index(db, list_id)
-            cti = None
-            if claims.credential_id is not None:  # assigned by the office: must be new
-                if db.execute(sa.select(credentials.c.id).where(
-                        credentials.c.id == claims.credential_id)).first() is not None:
-                    raise StoreError("credential_exists",
-                                     credential_id=claims.credential_id)
-                cti = cti_from_id(claims.credential_id)
-            zone = db.execute(sa.select(meta.c.v).where(meta.c.k == "timezone")).scalar()
-            cred = issue(claims, key=key, kid=kid, iss=code, holder_key=holder_key,
-                         status=StatusRef(list_id, index), issued_at=now, cti=cti,
-                         catalog=lambda name, value: self.catalog_code(db, name, value),
-                         timezone=zone)
-            salt = os.urandom(32)
-            commitment = commitment_for(credential_digest(parse_sign1(cred.cose)), salt)
-            db.execute(credentials.insert().values(
-                id=cred.credential_id, kid=kid, list_id=list_id, idx=index, status="valid",
-                reason=None, issued_at=now,
-                valid_until=day_bounds(claims.valid_from, claims.valid_until, zone)[1],
-                paper=holder_key is None, commitment=commitment, commit_salt=salt))
-            self._queue(db, now, {"type": "credential_issued", "commitment": b64url(commitment)})
-            if bulk_row is not None:  # a row issued again (its first credential revoked) moves
-                fingerprint, replaces = bulk_row
-                where = bulk_fingerprints.c.fingerprint == fingerprint
-                if db.execute(sa.select(bulk_fingerprints.c.credential_id).where(where)
-                              ).scalar() != replaces:
-                    raise StoreError("bulk_row_taken")
-                db.execute(bulk_fingerprints.delete().where(where))
-                db.execute(bulk_fingerprints.insert().values(fingerprint=fingerprint,
-                                                     credential_id=cred.credential_id))
+            codes = _CatalogCodes(db)
+            cursors: dict[int, _ListCursor] = {}
+            claimed = self._bulk_claims(db, [i.bulk_row[0] for i in items
+                                             if i.bulk_row is not None])
+            assigned: set[str] = set()
+            creds: list[IssuedCredential] = []
+            registry: list[dict[str, Any]] = []
+            entries: list[tuple[int, dict[str, Any]]] = []
+            rows: list[dict[str, str]] = []
+            for number, item in enumerate(items):
+                # The issuance time is read holding the lock: a backup holds it while it copies
+                # and until its cutoff second has passed, so a credential stamped before the
+                # cutoff is always in the copy (read earlier, one could wait out the backup and
+                # commit afterwards with an earlier time, in neither the copy nor its aftermath).
+                stamp = int(time.time()) if now is None else now
+                # A counter accepts a credential only if its key was valid when it was issued
+                # (verifier.engine: valid_from <= iat <= valid_until), and then for the
+                # credential's whole validity, even past the key's end. So only the key's window
+                # at issuance matters: one signed outside it would be refused at every counter.
+                # Before the key's start means this computer's clock went back (a dead CMOS
+                # battery, a restore onto a machine set wrong) after the key was made.
+                if stamp > valid_until:
+                    raise StoreError("issuer_key_expired", kid=b64url(kid),
+                                     valid_until=rfc3339(valid_until))
+                if stamp < valid_from:
+                    raise StoreError("issuer_key_not_yet_valid", kid=b64url(kid),
+                                     valid_from=rfc3339(valid_from), now=rfc3339(stamp))
+                cursor = cursors.get(list_id)
+                if cursor is None:
+                    cursor = cursors[list_id] = self._cursor(db, list_id, size)
+                if cursor.used >= size:  # every index taken
+                    # A full list rolls over to a new one for the same key: a city of a million
+                    # residents needs several lists, and that is no reason to rotate its key.
+                    # The older lists stay in every bundle (see ``bundle``).
+                    list_id = self._next_list(db)
+                    db.execute(keys.update().where(keys.c.kid == kid)
+                               .values(status_list=list_id))
+                    cursor = cursors[list_id] = self._cursor(db, list_id, size)
+                index = cursor.take(db, len(items) - number)
+                cti = None
+                claims = item.claims
+                if claims.credential_id is not None:  # assigned by the office: must be new
+                    if claims.credential_id in assigned or db.execute(
+                            sa.select(credentials.c.id).where(
+                                credentials.c.id == claims.credential_id)).first() is not None:
+                        raise StoreError("credential_exists",
+                                         credential_id=claims.credential_id)
+                    assigned.add(claims.credential_id)
+                    cti = cti_from_id(claims.credential_id)
+                cred = issue(claims, key=key, kid=kid, iss=code, holder_key=item.holder_key,
+                             status=StatusRef(list_id, index), issued_at=stamp, cti=cti,
+                             catalog=codes, timezone=zone)
+                salt = os.urandom(32)
+                commitment = commitment_for(credential_digest(parse_sign1(cred.cose)), salt)
+                registry.append(dict(
+                    id=cred.credential_id, kid=kid, list_id=list_id, idx=index, status="valid",
+                    reason=None, issued_at=stamp,
+                    valid_until=day_bounds(claims.valid_from, claims.valid_until, zone)[1],
+                    paper=item.holder_key is None, commitment=commitment, commit_salt=salt))
+                entries.append((stamp, {"type": "credential_issued",
+                                        "commitment": b64url(commitment)}))
+                if item.bulk_row is not None:  # a row issued again (its first one revoked) moves
+                    fingerprint, replaces = item.bulk_row
+                    if claimed.get(fingerprint) != replaces:
+                        raise StoreError("bulk_row_taken")
+                    claimed[fingerprint] = cred.credential_id
+                    rows.append({"fingerprint": fingerprint,
+                                 "credential_id": cred.credential_id})
+                creds.append(cred)
+            for cursor in cursors.values():
+                cursor.save(db)
+            db.execute(credentials.insert(), registry)
+            self._queue_at(db, entries)
+            if rows:
+                prints = [r["fingerprint"] for r in rows]
+                for start in range(0, len(prints), 500):
+                    db.execute(bulk_fingerprints.delete().where(
+                        bulk_fingerprints.c.fingerprint.in_(prints[start:start + 500])))
+                db.execute(bulk_fingerprints.insert(), rows)
             if before_commit is not None:
-                before_commit(cred)
-        return cred
+                before_commit(creds)
+        return creds
+
+    @staticmethod
+    def _bulk_claims(db: sa.Connection, prints: list[str]) -> dict[str, str]:
+        """Which credential each of these bulk rows is recorded as now, read inside the
+        issuance transaction."""
+        found: dict[str, str] = {}
+        for start in range(0, len(prints), 500):
+            found.update((str(fp), str(cid)) for fp, cid in db.execute(
+                sa.select(bulk_fingerprints.c.fingerprint, bulk_fingerprints.c.credential_id)
+                .where(bulk_fingerprints.c.fingerprint.in_(prints[start:start + 500]))))
+        return found
+
+    def _cursor(self, db: sa.Connection, list_id: int, size: int) -> _ListCursor:
+        """Where list ``list_id``'s next credentials go (its index key made if it has none).
+        A list's permutation is kept for the store's life: its key and size never change, and
+        its round tables, filled as it is used, make each further index cheaper."""
+        list_key = self._list_key(db, list_id)
+        permutation = self._permutations.get((list_key, size))
+        if permutation is None:
+            permutation = self._permutations[list_key, size] = IndexPermutation(list_key, size)
+        return _ListCursor(db, list_id, permutation)
 
     def bulk_issued(self, fingerprints: list[str]) -> dict[str, tuple[str, str]]:
         """Bulk rows already issued, by fingerprint: (credential id, its status now)."""
@@ -804,31 +926,6 @@ class IssuerStore:
         db.execute(meta.insert().values(k=name, v=key.hex()))
         return key
 
-    @staticmethod
-    def _next_index(db: sa.Connection, list_id: int) -> int:
-        """The index of a list's next credential: ``P(n)``, ``n`` the list's next position to
-        try (``list_next:{id}``; not ``list_used``, the indices taken, though on a list made
-        since they are equal and ``P(n)`` is always free). A list from before held indices drawn
-        at random, so ``P(n)`` may be taken: ``n`` steps on until it is not. While the list is
-        not full a free one lies ahead, as every position behind ``n`` maps to a taken index and
-        ``P`` is a bijection; over the list's life each position is looked at once."""
-        size = IssuerStore._list_size(db)
-        permutation = IndexPermutation(IssuerStore._list_key(db, list_id), size)
-        name = f"list_next:{list_id}"
-        position = int(db.execute(sa.select(meta.c.v).where(meta.c.k == name)).scalar() or 0)
-        while True:
-            if position >= size:  # only if the counters were changed by hand
-                raise StoreError("store_damaged", what="issuer.db",
-                                 reason=f"status list {list_id}: counters past its credentials")
-            index = permutation(position)
-            position += 1
-            taken = db.execute(sa.select(credentials.c.id).where(
-                (credentials.c.list_id == list_id) & (credentials.c.idx == index))).first()
-            if taken is None:
-                break
-        set_meta(db, name, str(position))
-        return index
-
     def set_status(self, credential_id: str, new: str, reason: str | None = None, *,
                    passphrase: str) -> dict[str, Any]:
         """Revoke, suspend or reinstate; like every change, only with the office passphrase."""
@@ -906,6 +1003,93 @@ class IssuerStore:
             if before_commit is not None:
                 before_commit(signed)
         return signed
+
+
+@dataclass(frozen=True)
+class Issuance:
+    """One credential for ``IssuerStore.issue_many``: its claims, the holder's key (None: a paper
+    credential) and, for a bulk row, its fingerprint and the credential it replaces (see
+    ``IssuerStore.issue``)."""
+
+    claims: Claims
+    holder_key: bytes | None = None
+    bulk_row: tuple[str, str | None] | None = None
+
+
+class _CatalogCodes:
+    """The catalog's codes within one issuance transaction: read once (a few dozen rows), not
+    once per claim; a name not catalogued yet is added under its catalog's next code, as it is
+    met, so the codes are those issuing one credential after another gave."""
+
+    def __init__(self, db: sa.Connection) -> None:
+        self.db = db
+        self.codes: dict[tuple[str, str], int] = {}
+        self.top: dict[str, int] = {}
+        for name, code, value in db.execute(sa.select(catalog.c.catalog, catalog.c.code,
+                                                      catalog.c.name)):
+            self.codes[str(name), str(value)] = int(code)
+            self.top[str(name)] = max(self.top.get(str(name), 0), int(code))
+
+    def __call__(self, name: str, value: str) -> int:
+        code = self.codes.get((name, value))
+        if code is None:
+            code = self.top.get(name, 0) + 1
+            self.db.execute(catalog.insert().values(catalog=name, code=code, name=value))
+            self.codes[name, value] = self.top[name] = code
+        return code
+
+
+class _ListCursor:
+    """Where one status list's next credentials go, within one issuance transaction.
+
+    A credential's index is ``P(n)``, ``n`` the list's next position to try (``list_next:{id}``;
+    not ``list_used``, the indices taken, though on a list made since they are equal and ``P(n)``
+    is always free). A list from before held indices drawn at random, so ``P(n)`` may be taken:
+    ``n`` steps on until it is not. While the list is not full a free one lies ahead, as every
+    position behind ``n`` maps to a taken index and ``P`` is a bijection; over the list's life
+    each position is looked at once.
+
+    The positions a group of credentials needs are looked at together (one query for which of
+    their indices are taken, not one per position). That gives the indices looking at them one at
+    a time would: the group's own credentials take the indices of positions behind, which ``P``,
+    a bijection, gives no position ahead. The counters are written once, by ``save``."""
+
+    LOOK_AHEAD = 256  # positions looked at in one query at most
+
+    def __init__(self, db: sa.Connection, list_id: int, permutation: IndexPermutation) -> None:
+        self.list_id, self.permutation = list_id, permutation
+        self.used = IssuerStore._list_used(db, list_id)
+        self.position = int(db.execute(sa.select(meta.c.v).where(
+            meta.c.k == f"list_next:{list_id}")).scalar() or 0)
+        self.looked = self.position  # every position before this one is looked at
+        self.free: collections.deque[tuple[int, int]] = collections.deque()  # (position, index)
+        self.moved = False
+
+    def take(self, db: sa.Connection, wanted: int) -> int:
+        """The next free index (``wanted``: how many the group still needs, this one included)."""
+        size = self.permutation.size
+        while not self.free:
+            if self.looked >= size:  # only if the counters were changed by hand
+                raise StoreError("store_damaged", what="issuer.db",
+                                 reason=f"status list {self.list_id}: counters past its "
+                                        "credentials")
+            end = min(size, self.looked + max(1, min(wanted, self.LOOK_AHEAD)))
+            ahead = {self.permutation(n): n for n in range(self.looked, end)}
+            taken = set(db.execute(sa.select(credentials.c.idx).where(
+                (credentials.c.list_id == self.list_id)
+                & credentials.c.idx.in_(list(ahead)))).scalars())
+            self.free.extend((n, index) for index, n in ahead.items() if index not in taken)
+            self.looked = end
+        position, index = self.free.popleft()
+        self.position, self.used, self.moved = position + 1, self.used + 1, True
+        return index
+
+    def save(self, db: sa.Connection) -> None:
+        """The list's counters, as the credentials taken from it leave them."""
+        if self.moved:
+            db.execute(meta.update().where(meta.c.k == f"list_used:{self.list_id}")
+                       .values(v=str(self.used)))
+            set_meta(db, f"list_next:{self.list_id}", str(self.position))
 
 
 def _check_publishable(city: str, country: str, office: str, now: int) -> None:

@@ -205,6 +205,66 @@ def test_a_killed_run_resumes_and_every_row_is_issued_exactly_once(
     assert decisions == ["accepted"] * rows
 
 
+# Groups are of 1, 2, 4, 8, … rows (``issuer.bulk._groups``): the 10th partial file is the 3rd of
+# the fourth group, and the 4th folder flush is that group's, just before its commit.
+_KILL_IN_GROUP = {
+    "writing its files": ("_write_partial", 10, 7),  # (what, at which call, rows committed)
+    "about to commit": ("fsync_path", 4, 7),
+    "renaming its files": ("_finish", 10, 15),
+}
+
+
+@pytest.mark.parametrize("at", sorted(_KILL_IN_GROUP))
+def test_a_run_killed_in_the_middle_of_a_group_resumes_exactly_once(
+        homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path, at: str) -> None:
+    """SIGKILL in the middle of a group of rows issued in one transaction: while its partial
+    files are being written, once they all are (before the commit), or after the commit while
+    they are being renamed. Run again, every row has exactly one live credential, every file in
+    the folder is a whole credential the store has, and no partial file remains."""
+    from credential.passport import decode_text
+    from issuer.store import credentials
+
+    home, out, rows = homes["issuer"], tmp_path / "out", 40
+    _init(run, home)
+    residents = _many(tmp_path, rows)
+    what, call, committed = _KILL_IN_GROUP[at]
+    script = (
+        "import os, signal, sys\n"
+        "from issuer import bulk\n"
+        "from pasaporte.cli import main\n"
+        f"real, calls = bulk.{what}, []\n"
+        "def counted(*args):\n"
+        "    calls.append(1)\n"
+        f"    if len(calls) == {call}: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    return real(*args)\n"
+        f"bulk.{what} = counted\n"
+        "sys.exit(main(sys.argv[1:]))\n")
+    proc = subprocess.run(
+        [sys.executable, "-c", script, "issuer", "bulk", str(residents), "--out-dir", str(out),
+         "--home", str(home)], env=dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2])),
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert len(_issued(home)) == committed  # the groups before; of this one, all or nothing
+    assert list(out.glob("*.partial"))  # the killed group's files, left mid-way
+
+    code, stdout, err = run("issuer", "bulk", str(residents), "--out-dir", str(out),
+                            "--home", str(home))
+    assert code == 0, err
+    assert stdout.startswith(f"{rows - committed} ") and f"{committed} ya emitidos" in err
+    index = _index(out)
+    assert [int(line) for line, _ in index] == list(range(2, rows + 2))
+    issued = _issued(home)
+    assert len(issued) == rows and sorted(cid for _, cid in index) == sorted(issued)
+    with IssuerStore.open(home).engine.connect() as db:
+        assert set(db.execute(sa.select(credentials.c.status)).scalars()) == {"valid"}
+        named = sorted(db.execute(sa.select(bulk_fingerprints.c.credential_id)).scalars())
+    assert named == sorted(issued)  # each row's one credential, and no other
+    files = {p.name for p in out.iterdir()}
+    assert files == {f"{cid}.txt" for cid in issued} | {"index.csv", ".pasaporte-bulk.lock"}
+    for cid in issued:  # whole, and the credential its name says
+        assert decode_text((out / f"{cid}.txt").read_text()).payload.credential_id == cid
+
+
 def test_a_partial_file_is_finished_or_removed(
         issued_sample: tuple[Path, Path, tuple[str, ...]], run: Run, tmp_path: Path) -> None:
     """What a crash between writing and committing (or committing and renaming) leaves."""
@@ -236,18 +296,18 @@ def test_a_failed_issuance_leaves_no_signed_text_behind(
 
     home, out = homes["issuer"], tmp_path / "out"
     _init(run, home)
-    real_issue = Store.issue
+    real_issue = Store.issue_many
 
     def failing_commit(self: Store, *args: Any, **kwargs: Any) -> Any:
         written = kwargs["before_commit"]
 
-        def then_fail(cred: Any) -> None:
-            written(cred)
+        def then_fail(creds: Any) -> None:
+            written(creds)  # every partial file of the group, on the disk
             raise OSError(28, "No space left on device")
 
         return real_issue(self, *args, **{**kwargs, "before_commit": then_fail})
 
-    monkeypatch.setattr(Store, "issue", failing_commit)
+    monkeypatch.setattr(Store, "issue_many", failing_commit)
     code, _, err = run("issuer", "bulk", str(SAMPLE), "--out-dir", str(out), "--home", str(home))
     assert code == 1 and "file_error" in err
     assert not list(out.glob("*.txt*")) and _issued(home) == []

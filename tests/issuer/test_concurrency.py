@@ -83,3 +83,75 @@ def test_a_store_held_too_long_gives_a_typed_error_and_loses_nothing(
     assert store.pending() == before
     store.issue(claims, holder_key=None, passphrase=passphrase)
     assert len(store.pending()) == len(before) + 1
+
+
+def test_a_long_run_makes_way_for_a_clerks_issuance(homes: dict[str, Path], passphrase: str,
+                                                     run: Run) -> None:
+    """A bulk run begins its next group at once after each commit; SQLite gives no turns, so a
+    clerk's ``issue`` waiting for the lock could wait out the whole run. Between groups the run
+    makes way (``IssuerStore.make_way``): the clerk's issuance lands while the run goes on."""
+    import threading
+    import time
+
+    from issuer.store import Issuance
+
+    home = homes["issuer"]
+    assert run("issuer", "init", "--city", "Mexicali", "--country", "MX", "--office", "Centro",
+               "--home", str(home))[0] == 0
+    claims = parse_claims(example_claims())
+    bulk, clerk = IssuerStore.open(home), IssuerStore.open(home)
+    signing = bulk.office_signing_key(passphrase)
+    groups: list[float] = []
+    stop = threading.Event()
+
+    def long_run() -> None:
+        while not stop.is_set() and len(groups) < 100:
+            bulk.issue_many([Issuance(claims)] * 4, passphrase=passphrase, signing=signing,
+                            before_commit=lambda _creds: time.sleep(0.05))
+            groups.append(time.monotonic())
+            bulk.make_way()
+
+    worker = threading.Thread(target=long_run)
+    worker.start()
+    try:
+        while len(groups) < 3:
+            time.sleep(0.01)
+        started = time.monotonic()
+        clerk.issue(claims, holder_key=None, passphrase=passphrase)
+        waited = time.monotonic() - started
+    finally:
+        stop.set()
+        worker.join(timeout=60)
+    assert len(groups) < 100 and waited < 2  # a group or so, not the rest of the run
+    assert len(clerk.pending()) == 1 + 1 + 4 * len(groups)  # key, the clerk's, the run's
+
+
+def test_making_way_waits_for_whoever_waits_for_the_lock(office: Path) -> None:
+    import fcntl
+    import os
+    import threading
+    import time
+
+    from issuer.store import TURNSTILE
+
+    store = IssuerStore.open(office, busy_timeout=10)
+    started = time.monotonic()
+    store.make_way()  # nobody waiting: at once
+    assert time.monotonic() - started < 1
+    fd = os.open(office / TURNSTILE, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_SH)  # as a transaction waiting for the lock holds it
+    worker = threading.Thread(target=store.make_way)
+    worker.start()
+    time.sleep(0.3)
+    assert worker.is_alive()  # still making way
+    os.close(fd)
+    worker.join(timeout=5)
+    assert not worker.is_alive()
+    fd = os.open(office / TURNSTILE, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    try:
+        started = time.monotonic()
+        IssuerStore.open(office, busy_timeout=0.2).make_way()  # not for longer than this
+        assert time.monotonic() - started < 2
+    finally:
+        os.close(fd)

@@ -18,7 +18,7 @@ from credential.claims import parse_claims
 from credential.errors import MalformedInput, StoreError, UsageError
 from credential.keys import b64url
 from issuer.indices import KEY_BYTES, IndexPermutation
-from issuer.store import KEY_YEARS, IssuerStore, credentials, keys, meta
+from issuer.store import KEY_YEARS, Issuance, IssuerStore, catalog, credentials, keys, meta
 from tests.conftest import PASSPHRASE
 from tests.factory import example_claims
 
@@ -124,6 +124,54 @@ def test_taken_positions_of_a_list_from_before_are_stepped_over(
     assert [idx for _, idx in _issue(store, 3)] == [p(1), p(4), p(5)]
     assert _meta(store, "list_next:1") == "6"  # the next position to try
     assert _meta(store, "list_used:1") == "6"  # the indices taken
+
+
+def test_a_group_is_placed_and_queued_as_one_by_one_issuance_would(
+        store: IssuerStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One transaction for many credentials (a bulk run's group): the indices a list from before
+    leaves free, in its keyed order, then the next list; the counters; and one ledger entry per
+    credential, in issuance order, each the commitment the registry keeps."""
+    monkeypatch.setattr("issuer.store.ISSUE_ATTEMPTS", 1)  # a collision would fail, not retry
+    key = bytes(range(KEY_BYTES))
+    p = IndexPermutation(key, SIZE)
+    _as_before(store, [p(0), p(2), p(3)], counted=True, key=key)
+    queued = len(store.pending())
+    claims = parse_claims(example_claims())
+    creds = store.issue_many([Issuance(claims)] * (SIZE - 3 + 2), passphrase=PASSPHRASE)
+    placed = [(found["status_list"], found["status_index"]) for found in
+              (store.credential(c.credential_id) for c in creds) if found is not None]
+    second = IndexPermutation(_list_key(store, 2), SIZE)
+    assert placed == [(1, p(n)) for n in [1, *range(4, SIZE)]] + [(2, second(0)),
+                                                                    (2, second(1))]
+    assert _meta(store, "list_next:1") == str(SIZE) and _meta(store, "list_used:1") == str(SIZE)
+    assert _meta(store, "list_next:2") == "2" and _meta(store, "list_used:2") == "2"
+    assert [k["status_list"] for k in store.office_keys()] == [2]
+    with store.engine.connect() as db:
+        kept = dict(db.execute(sa.select(credentials.c.id, credentials.c.commitment)).all())
+        names = db.execute(sa.select(catalog.c.catalog, catalog.c.name)).all()
+    entries = store.pending()[queued:]
+    assert entries == [(entries[0][0] + n, {"type": "credential_issued",
+                                            "commitment": b64url(kept[c.credential_id])})
+                       for n, c in enumerate(creds)]
+    assert len(names) == len(set(names)) > 0  # each catalogued name once, shared by all
+
+
+def test_a_group_with_one_refused_credential_issues_none(store: IssuerStore) -> None:
+    """A bulk row another run took, in the middle of a group: nothing of the group is issued,
+    queued or counted, and its files are never asked for."""
+    claims = parse_claims(example_claims())
+    taken = store.issue(claims, holder_key=None, passphrase=PASSPHRASE,
+                        bulk_row=("row-3", None))
+    before = (_registered(store), store.pending(), _meta(store, "list_next:1"))
+    asked: list[int] = []
+    group = [Issuance(claims, None, (f"row-{n}", None)) for n in range(1, 6)]
+    with pytest.raises(StoreError) as refused:
+        store.issue_many(group, passphrase=PASSPHRASE,
+                         before_commit=lambda creds: asked.append(len(creds)))
+    assert refused.value.code == "bulk_row_taken" and asked == []
+    assert (_registered(store), store.pending(), _meta(store, "list_next:1")) == before
+    assert store.bulk_issued([f"row-{n}" for n in range(1, 6)]) == {
+        "row-3": (taken.credential_id, "valid")}
 
 
 def _registered(store: IssuerStore) -> tuple[int, int]:
