@@ -10,13 +10,16 @@ person go to stderr.
 from __future__ import annotations
 
 import json
+import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import click
 
-from credential.errors import MalformedInput, PasaporteError, as_usage
+from credential.errors import MalformedInput, PasaporteError, UsageError, as_usage
 from credential.home import (
+    MIN_PASSPHRASE,
     StagedFile,
     check_png_name,
     read_passphrase,
@@ -54,6 +57,22 @@ def _say(text: str) -> None:
     click.echo(text, err=True)
 
 
+def _passphrase(*, confirm: bool = False) -> str:
+    """``read_passphrase``, but a ``PASAPORTE_PASSPHRASE`` that is set and empty (``export
+    PASAPORTE_PASSPHRASE=$PASS`` with ``PASS`` unset) is named as such when there is no
+    terminal to ask on, rather than told to set a variable that is set."""
+    try:
+        return read_passphrase(confirm=confirm)
+    except UsageError as exc:
+        if exc.code == "passphrase_required" and os.environ.get("PASAPORTE_PASSPHRASE") == "":
+            raise UsageError("wallet_passphrase_env_empty") from None
+        raise
+
+
+def _utc(timestamp: int) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 @click.group()
 def group() -> None:
     """Cartera del residente / The resident's wallet."""
@@ -68,7 +87,10 @@ def init(home: Path | None) -> None:
     """
     where = _home(home)
     Wallet.refuse_existing(where)  # before asking for a passphrase for nothing
-    wallet = Wallet.create(where, read_passphrase(confirm=True))
+    passphrase = _passphrase(confirm=True).strip()  # as ``Wallet.create`` keeps it
+    if len(passphrase) < MIN_PASSPHRASE:
+        raise UsageError("passphrase_short", min=MIN_PASSPHRASE)
+    wallet = Wallet.create(where, passphrase)
     _say(f"Cartera creada en / Wallet created in {where}")
     click.echo(b64url(wallet.public_key))
 
@@ -112,10 +134,39 @@ def trust(bundles: tuple[str, ...], roots: tuple[str, ...], proofs: tuple[str, .
 def import_(file: BinaryIO, home: Path | None) -> None:
     """Guarda un pasaporte emitido / Store an issued passport (FILE, or - for stdin).
 
-    Prints the credential id.
+    FILE is the passport's text (PU1:…) or a PNG or JPEG image of its QR code, as the office
+    hands it out. Prints the credential id.
     """
     wallet = Wallet.open(_home(home))
     raw = file.read(MAX_IMPORT_BYTES + 1)
+    if raw.startswith(_IMAGES):
+        result = wallet.import_text(_qr_text(raw, file))
+    else:
+        result = wallet.import_text(_text(raw, str(getattr(file, "name", "-"))))
+    _say(f"{_OUTCOME[result.outcome]}: {result.id}")
+    click.echo(result.id)
+
+
+# What an image to import starts with: PNG, JPEG. Anything else is read as the passport's text.
+_IMAGES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
+_PDF = b"%PDF-"
+
+
+def _qr_text(head: bytes, file: BinaryIO) -> str:
+    """The text of the QR code in the image that starts with ``head``, read as a counter's
+    ``verify --image`` reads one: never more than ``qr.MAX_FILE_BYTES`` of it, its pixels and
+    structure bounded by ``qr.decode_image``, every failure a ``MalformedInput`` of its own."""
+    from credential import qr  # image libraries load only when an image is given
+
+    rest = file.read(qr.MAX_FILE_BYTES + 1 - len(head)) if len(head) > MAX_IMPORT_BYTES else b""
+    return qr.decode_image(head + rest)
+
+
+def _text(raw: bytes, name: str) -> str:
+    if raw.startswith(_PDF):  # an e-mailed document: what to import is inside it
+        raise MalformedInput("wallet_import_unreadable", file=name,
+                             reason="a PDF document: save the passport's QR code from it as "
+                                    "an image (PNG or JPEG), or copy its text, and import that")
     if len(raw) > MAX_IMPORT_BYTES:
         # Before decoding: the read may have cut a character in half, and the file's size,
         # not its encoding, is what is wrong with it.
@@ -123,13 +174,11 @@ def import_(file: BinaryIO, home: Path | None) -> None:
     try:
         # "-sig": a file saved by Windows Notepad starts with a byte order mark, which is no
         # part of the passport's text.
-        text = raw.decode("utf-8-sig")
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise MalformedInput("wallet_import_unreadable", file=file.name,
-                             reason="not UTF-8 text") from None
-    result = wallet.import_text(text)
-    _say(f"{_OUTCOME[result.outcome]}: {result.id}")
-    click.echo(result.id)
+        raise MalformedInput("wallet_import_unreadable", file=name,
+                             reason="neither a passport's text (PU1:…) nor a PNG or JPEG "
+                                    "image of its QR code") from None
 
 
 def _table(entries: list[CredentialEntry]) -> str:
@@ -206,15 +255,23 @@ def present(credential_id: str, service: str, disclose: tuple[str, ...], counter
 def _present(wallet: Wallet, credential_id: str, service: str, disclose: tuple[str, ...],
              counter: str | None, nonce: str | None, staged: StagedFile | None,
              terminal: bool) -> None:
-    shown = wallet.present(credential_id, service=service, passphrase=read_passphrase,
+    shown = wallet.present(credential_id, service=service, passphrase=_passphrase,
                            disclose=disclose or None, counter=counter, nonce=parse_nonce(nonce))
+    if shown.unlocked == "caps_lock":
+        _say(PasaporteError("wallet_passphrase_caps_lock").diagnostics())
     # What a claim name stands for is its whole group (the smallest unit the office signed):
     # say exactly what the counter will see, every time.
     _say(_shown_line(shown.groups))
-    if shown.status != "valid":
+    now = _utc(int(datetime.now(UTC).timestamp()))
+    if shown.clock_behind is not None:
+        _say(PasaporteError("wallet_clock_behind", now=now,
+                            known=_utc(shown.clock_behind)).diagnostics())
+    elif shown.status != "valid":
         es, en = _STATES[shown.status]
-        _say(PasaporteError("wallet_present_not_valid", status=en, status_es=es).diagnostics())
+        _say(PasaporteError("wallet_present_not_valid", status=en, status_es=es,
+                            now=now).diagnostics())
     if shown.missing:
+        service = shown.service
         spec = schema().services[service]
         labels = [schema().group(g).label for g in shown.missing]
         _say(PasaporteError("wallet_present_missing", service=service,
@@ -228,5 +285,28 @@ def _present(wallet: Wallet, credential_id: str, service: str, disclose: tuple[s
             staged.write(qr.render_png(shown.text))
             staged.commit()
         if terminal:
-            click.echo(qr.render_text(shown.text), err=True)
+            drawing = qr.render_text(shown.text)
+            width = len(drawing.partition("\n")[0])
+            columns = _columns()
+            if columns is not None and width > columns:
+                # A wrapped QR code cannot be scanned: say so rather than draw one.
+                _say(PasaporteError("wallet_qr_too_wide", width=width,
+                                    columns=columns).diagnostics())
+            else:
+                click.echo(drawing, err=True)
     click.echo(shown.text)
+
+
+def _columns() -> int | None:
+    """The width of the terminal the QR code is drawn on (standard error), or ``COLUMNS`` if
+    set; None when it is no terminal (a file, a pipe: nothing wraps there)."""
+    try:
+        given = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        given = 0
+    if given > 0:
+        return given
+    try:
+        return os.get_terminal_size(2).columns or None
+    except OSError:
+        return None

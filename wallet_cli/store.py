@@ -26,6 +26,7 @@ import contextlib
 import json
 import re
 import time
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -56,6 +57,7 @@ __all__ = [
     "audience_for",
     "credential_status",
     "groups_for",
+    "service_for",
 ]
 
 WALLET_TYPE = "pasaporte-wallet/1"
@@ -76,6 +78,11 @@ MAX_STORED = MAX_IMPORT_BYTES  # a stored credential: smaller than the text it w
 # Credential ids are base64url of the CWT ``cti`` (≤ 32 bytes): also safe as file names, and
 # checking the shape keeps a typed id from ever naming a path outside the wallet.
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,43}$")
+# A local clock this far behind a time the wallet knows has passed (the passport was signed, the
+# city's bundle was made) is wrong, not merely a little slow: the counter allows 5 minutes.
+CLOCK_SLACK = 300
+
+Unlock = Literal["exact", "trimmed", "caps_lock"]
 
 Status = Literal["valid", "expired", "not_yet_valid", "revoked", "suspended",
                  "key_compromised"]
@@ -173,6 +180,13 @@ class Presentation:
     # The groups the service's counters ask for by default and this code leaves out: such a
     # counter refuses it (``claims_missing``), however genuine.
     missing: tuple[str, ...] = ()
+    service: str = ""  # the service's own name (``--for`` may have named it in Spanish)
+    # How the passphrase opened the key: as typed, without blanks at its ends (a paste), or with
+    # its letters' case inverted (caps lock on): the command line says so for the last.
+    unlocked: Unlock = "exact"
+    # A time the local clock should be past and is not (by more than ``CLOCK_SLACK``): the
+    # passport's signing or the trusted bundle's making. The counter will refuse the code.
+    clock_behind: int | None = None
 
 
 # -- pure helpers for ``present`` -------------------------------------------------------------
@@ -210,17 +224,32 @@ def _valid_names() -> str:
     return ", ".join(groups) + "; " + ", ".join(claims)
 
 
+def _folded(name: str) -> str:
+    """Lower case, without accents or blanks at the ends: ``Clínica`` → ``clinica``."""
+    decomposed = unicodedata.normalize("NFKD", name.strip().casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def service_for(name: str) -> str:
+    """The service ``name`` stands for: its own name or its Spanish or English label, in any
+    case, with or without accents (``library``, ``Biblioteca``, ``clinica``)."""
+    services = schema().services
+    wanted = _folded(name)
+    for key, spec in services.items():
+        if wanted in {_folded(key), _folded(spec.label["es"]), _folded(spec.label["en"])}:
+            return key
+    raise UsageError("wallet_service_unknown", service=escaped(name[:80]),
+                     valid=", ".join(f"{key} ({spec.label['es']})"
+                                     for key, spec in services.items()))
+
+
 def groups_for(service: str, disclose: Iterable[str] | None = None) -> tuple[str, ...]:
     """The disclosure groups to show: the service's defaults, or the groups (or claims) named.
 
     Names may be comma-separated; a claim name stands for the group that carries it, because a
     group is the smallest unit the issuer signed. Result in schema (Merkle leaf) order.
     """
-    services = schema().services
-    spec = services.get(service)
-    if spec is None:
-        raise UsageError("wallet_service_unknown", service=service[:80],
-                         valid=", ".join(sorted(services)))
+    spec = schema().services[service_for(service)]
     if disclose is None:
         wanted: set[str] = set(spec.discloses)
     else:
@@ -302,7 +331,11 @@ class Wallet:
 
     @classmethod
     def create(cls, home: Path, passphrase: str) -> Wallet:
-        """Make the holder key and seal it; refuse if a wallet already lives in ``home``."""
+        """Make the holder key and seal it; refuse if a wallet already lives in ``home``.
+
+        Blanks at the passphrase's ends are not part of it (a paste from a password manager may
+        bring a space or a line end); ``unlock`` forgives them too."""
+        passphrase = passphrase.strip()
         if not passphrase:
             raise UsageError("wallet_passphrase_empty")
         cls.refuse_existing(home)
@@ -358,7 +391,31 @@ class Wallet:
 
     def holder_key(self, passphrase: str) -> nacl.signing.SigningKey:
         """Unseal the holder key (Argon2id: deliberately slow)."""
-        key = signing_key(unseal(self._sealed, passphrase))
+        return self.unlock(passphrase)[0]
+
+    def unlock(self, passphrase: str) -> tuple[nacl.signing.SigningKey, Unlock]:
+        """The holder key, and how ``passphrase`` opened it: as given; else without blanks at
+        its ends (a wallet made before ``create`` dropped them keeps them, so this comes
+        second); else, those dropped, with its letters' case inverted (typed with caps lock
+        on). At most three tries, each an Argon2id derivation (well under a second); a wrong
+        passphrase is ``wallet_passphrase_wrong``, which says what a forgotten one means."""
+        trimmed = passphrase.strip()
+        tries: list[tuple[str, Unlock]] = [(passphrase, "exact")]
+        if trimmed and trimmed != passphrase:
+            tries.append((trimmed, "trimmed"))
+        if trimmed.swapcase() != trimmed:
+            tries.append((trimmed.swapcase(), "caps_lock"))
+        for candidate, how in tries:
+            try:
+                seed = unseal(self._sealed, candidate)
+            except StoreError as exc:
+                if exc.code != "passphrase_wrong":
+                    raise
+                continue
+            return self._checked(signing_key(seed)), how
+        raise StoreError("wallet_passphrase_wrong", home=str(self.home))
+
+    def _checked(self, key: nacl.signing.SigningKey) -> nacl.signing.SigningKey:
         # A clear public key edited by hand must not make us sign with a key it doesn't name.
         if bytes(key.verify_key) != self.public_key:
             raise StoreError("wallet_key_mismatch", file=str(self.home / WALLET_FILE))
@@ -489,7 +546,9 @@ class Wallet:
                       and _ID.match(p.name[: -len(SUFFIX)]))
 
     def resolve_id(self, cred_id: str) -> str:
-        """The stored id that ``cred_id`` names exactly, or as an unambiguous prefix."""
+        """The stored id that ``cred_id`` names exactly, or as an unambiguous prefix (blanks
+        around it, as a copy and paste may bring, are not part of it)."""
+        cred_id = cred_id.strip()
         ids = self.ids()
         if cred_id in ids:
             return cred_id
@@ -549,15 +608,23 @@ class Wallet:
         ``passphrase`` may be a prompt, called only once the service, the disclosures and the
         credential have been checked: a typo fails before the (slow, interactive) unlock."""
         now = int(time.time()) if now is None else now
+        service = service_for(service)
         groups = groups_for(service, disclose)
         audience = audience_for(service, counter)
         decoded = self.load(self.resolve_id(cred_id))
-        holder = self.holder_key(passphrase if isinstance(passphrase, str) else passphrase())
+        holder, unlocked = self.unlock(passphrase if isinstance(passphrase, str)
+                                       else passphrase())
         cbor_bytes = present(decoded.credential.to_list(), decoded.in_leaf_order(),
                              groups=groups, holder=holder, audience=audience, now=now,
                              nonce=nonce)
         p = decoded.payload
+        bundle = self.trusted_bundles().get(p.iss)
+        # What the wallet knows has happened: the passport was signed, the bundle was made.
+        # The clock may be wrong the other way too (ahead); that only the counter can tell.
+        known = max(p.iat, bundle.made_at if bundle is not None else 0)
         asked = schema().services[service].discloses
         return Presentation(transport.pack(cbor_bytes), p.credential_id, groups, audience,
-                            _status(decoded, self.trusted_bundles().get(p.iss), now),
-                            missing=tuple(g for g in asked if g not in groups))
+                            _status(decoded, bundle, now),
+                            missing=tuple(g for g in asked if g not in groups),
+                            service=service, unlocked=unlocked,
+                            clock_behind=known if now < known - CLOCK_SLACK else None)

@@ -207,14 +207,14 @@ def test_wrong_passphrase_makes_no_presentation(run: Run, wallet_home: Path, mex
     monkeypatch.setenv("PASAPORTE_PASSPHRASE", "wrong")
     result = run("wallet", "present", cred_id, "--for", "library", "--home", wallet_home)
     assert isinstance(result.exception, StoreError)
-    assert result.exception.code == "passphrase_wrong"
+    assert result.exception.code == "wallet_passphrase_wrong"
     assert result.stdout == ""
     # Prompted instead of taken from the environment: the same refusal.
     monkeypatch.delenv("PASAPORTE_PASSPHRASE")
     result = run("wallet", "present", cred_id, "--for", "library", "--home", wallet_home,
                  input="nope\n")
     assert isinstance(result.exception, StoreError)
-    assert result.exception.code == "passphrase_wrong" and result.stdout == ""
+    assert result.exception.code == "wallet_passphrase_wrong" and result.stdout == ""
     ok = run("wallet", "present", cred_id, "--for", "library", "--home", wallet_home,
              input=PASSPHRASE + "\n")
     assert ok.exit_code == 0 and ok.stdout.startswith("PU1:")
@@ -238,7 +238,8 @@ def test_import_refuses_binary_junk(run: Run, wallet_home: Path, tmp_path: Path)
     assert isinstance(result.exception, MalformedInput)
     assert result.exception.code == "wallet_import_unreadable" and result.stdout == ""
     assert str(file) in result.exception.message["en"]
-    assert "not UTF-8" in result.exception.message["en"]
+    assert "nor a PNG or JPEG image of its QR code" in result.exception.message["en"]
+    assert "ni una imagen PNG o JPEG" in result.exception.message["es"]
     assert Wallet.open(wallet_home).ids() == []
 
 

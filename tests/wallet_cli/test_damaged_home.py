@@ -84,7 +84,7 @@ def test_present_with_a_damaged_sealed_key_exits_1_with_the_file(run: Run, walle
 def test_the_passphrase_still_decides_on_a_whole_sealed_key(wallet: Wallet) -> None:
     with pytest.raises(StoreError) as err:
         wallet.holder_key("not the passphrase")
-    assert err.value.code == "passphrase_wrong"
+    assert err.value.code == "wallet_passphrase_wrong"
     wallet.holder_key(PASSPHRASE)
 
 

@@ -57,7 +57,7 @@ def test_create_refuses_an_existing_wallet(wallet_home: Path) -> None:
 def test_wrong_passphrase_is_refused(wallet: Wallet) -> None:
     with pytest.raises(StoreError) as err:
         wallet.holder_key("not the passphrase")
-    assert err.value.code == "passphrase_wrong"
+    assert err.value.code == "wallet_passphrase_wrong"
 
 
 def test_a_hand_edited_public_key_is_detected(wallet_home: Path) -> None:
