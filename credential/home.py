@@ -212,6 +212,19 @@ def check_png_name(path: str | os.PathLike[str] | None) -> None:
         raise UsageError("qr_not_png", path=os.fspath(path))
 
 
+def _check_utf8(passphrase: str) -> None:
+    """Bytes that are no UTF-8 (a variable set from a Latin-1 file, a terminal in another
+    encoding) arrive as surrogates, which Argon2id's input cannot hold: refused by name, before
+    anything is made or unsealed. Left to the key derivation they were an internal error
+    quoting the passphrase's offending character and its position."""
+    from credential.errors import UsageError
+
+    try:
+        passphrase.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError("passphrase_not_utf8") from None
+
+
 def read_passphrase(*, confirm: bool = False) -> str:
     """``PASAPORTE_PASSPHRASE`` if set (scripts, CI), else a hidden prompt on the terminal, asked
     twice when ``confirm`` (a passphrase being chosen, then at least ``MIN_PASSPHRASE`` long).
@@ -220,12 +233,14 @@ def read_passphrase(*, confirm: bool = False) -> str:
 
     env = os.environ.get("PASAPORTE_PASSPHRASE")
     if env:
+        _check_utf8(env)
         if confirm and len(env) < MIN_PASSPHRASE:
             raise UsageError("passphrase_short", min=MIN_PASSPHRASE)
         return env
     first = _prompt("Frase de acceso / Passphrase")
     if not first:
         raise UsageError("passphrase_empty")
+    _check_utf8(first)
     if confirm:
         if len(first) < MIN_PASSPHRASE:
             raise UsageError("passphrase_short", min=MIN_PASSPHRASE)

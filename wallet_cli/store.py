@@ -243,6 +243,21 @@ def service_for(name: str) -> str:
                                      for key, spec in services.items()))
 
 
+def _caps_lock(text: str) -> str:
+    """``text`` as caps lock would have it, each letter's case inverted one for one.
+
+    Not ``str.swapcase``: for a few letters it is no inversion ("ß" → "SS", "ı" → "I" → "i"),
+    so it made a passphrase that is no caps-lock typing of the real one open the wallet
+    ("ßTRASSE" opened one sealed with "SStrasse"), and left unforgiven a caps-lock typing of one
+    with such a letter (caps lock leaves "ß" as it is). Only a letter whose inverse is one
+    letter that inverts back to it is a key's two cases; any other character is kept."""
+    out = []
+    for char in text:
+        other = char.swapcase()
+        out.append(other if len(other) == 1 and other.swapcase() == char else char)
+    return "".join(out)
+
+
 def groups_for(service: str, disclose: Iterable[str] | None = None) -> tuple[str, ...]:
     """The disclosure groups to show: the service's defaults, or the groups (or claims) named.
 
@@ -403,8 +418,9 @@ class Wallet:
         tries: list[tuple[str, Unlock]] = [(passphrase, "exact")]
         if trimmed and trimmed != passphrase:
             tries.append((trimmed, "trimmed"))
-        if trimmed.swapcase() != trimmed:
-            tries.append((trimmed.swapcase(), "caps_lock"))
+        inverted = _caps_lock(trimmed)
+        if inverted != trimmed:
+            tries.append((inverted, "caps_lock"))
         for candidate, how in tries:
             try:
                 seed = unseal(self._sealed, candidate)

@@ -153,3 +153,17 @@ def test_a_qr_file_must_be_named_png() -> None:
         with pytest.raises(UsageError) as caught:
             check_png_name(name)
         assert caught.value.code == "qr_not_png" and name in caught.value.message["en"]
+
+
+def test_a_passphrase_that_is_not_utf8_is_refused_by_name(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Latin-1 bytes in PASAPORTE_PASSPHRASE reach Python as surrogates, which the key
+    derivation cannot take: every role refuses them by name, and never shows them."""
+    from credential.errors import UsageError
+    from credential.home import read_passphrase
+
+    monkeypatch.setenv("PASAPORTE_PASSPHRASE", "contrase\udcf1a larga")
+    with pytest.raises(UsageError) as caught:
+        read_passphrase()
+    assert caught.value.code == "passphrase_not_utf8"
+    assert "\udcf1" not in caught.value.message["es"] + caught.value.message["en"]
