@@ -51,7 +51,7 @@ from credential.home import fsync_path, make_private_dir
 from credential.keys import b64url, unb64url, unseal
 from credential.text import one_line
 from issuer.catchup import Progress, Walk, catch_up
-from issuer.store import BUSY_TIMEOUT_S, IssuerStore, keys, meta
+from issuer.store import BUSY_TIMEOUT_S, IssuerStore, keys, meta, waiting_turn
 
 __all__ = ["Restored", "restore", "take"]
 
@@ -251,7 +251,10 @@ def _copy_live(live: Path, target: Path) -> int:
         lock = sqlite3.connect(live, timeout=BUSY_TIMEOUT_S, isolation_level=None)
     except sqlite3.DatabaseError as exc:
         raise StoreError("backup_unreadable", path=str(live), reason=_shown(exc)) from None
-    with contextlib.closing(lock):
+    # Waiting for the lock, and holding it, with the turnstile held shared as every store
+    # transaction does: a bulk run then makes way for the backup between its groups instead of
+    # starving it to ``store_busy`` (``IssuerStore.make_way``).
+    with contextlib.closing(lock), waiting_turn(live.parent):
         try:
             lock.execute("BEGIN IMMEDIATE")  # no issuance while the copy is taken ...
         except sqlite3.OperationalError:

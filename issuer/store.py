@@ -19,7 +19,7 @@ import sqlite3
 import time
 import unicodedata
 import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,7 +63,7 @@ from ledger.entries import REASONS, STATUSES, entry_from_json
 
 __all__ = ["CREDENTIAL_STATUSES", "LEDGER_END", "LIST_FLOOR", "REASONS",
            "Issuance", "IssuerStore", "check_credential_id", "check_kid", "check_list_size",
-           "check_name", "normal_id"]
+           "check_name", "normal_id", "waiting_turn"]
 
 # W3C's minimum for herd privacy. A list takes this many credentials, to the last entry: its
 # indices come from a keyed permutation (issuer.indices), unique without drawing again, so a list
@@ -167,6 +167,32 @@ class OfficeInfo:
     timezone: str | None = None  # IANA; the office's validity days are counted in it
 
 
+@contextlib.contextmanager
+def waiting_turn(home: Path) -> Iterator[None]:
+    """The turnstile held shared (see ``IssuerStore.make_way``) by a writer that takes the
+    store's write lock outside the engine: a backup's own SQLite connection. Without it a bulk
+    run never made way for a backup, which waited as SQLite has it (no turns) and, while the
+    run went on, gave up with ``store_busy``."""
+    fd = _turnstile(home)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # only ever waits for a run making way: a moment
+        yield
+    finally:
+        os.close(fd)  # another file than the database: SQLite's POSIX locks are not touched
+
+
+def _turnstile(home: Path) -> int:
+    # flock: the kernel's, released when the file is closed or its process dies
+    return os.open(home / TURNSTILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+
+def _release_turn(_dbapi_conn: Any, record: Any) -> None:
+    """A pooled connection going back idle (or closed) holds no turnstile: see ``_begin``."""
+    fd = record.info.pop(_TURN, None) if record is not None else None
+    if fd is not None:
+        os.close(fd)
+
+
 def _typed(ctx: ExceptionContext) -> None:
     """Driver errors a person can act on, as typed bilingual errors instead of tracebacks.
 
@@ -252,6 +278,11 @@ class IssuerStore:
         event.listen(self.engine, "begin", self._begin)
         event.listen(self.engine, "commit", self._end)
         event.listen(self.engine, "rollback", self._end)
+        # A transaction can also end without those events: a Connection never closed is rolled
+        # back by the pool when it is collected (reset-on-return), and its record, idle in the
+        # pool, kept the turnstile held shared, so every ``make_way`` waited out busy_timeout.
+        event.listen(self.engine.pool, "checkin", _release_turn)
+        event.listen(self.engine.pool, "close", _release_turn)
 
     # -- lifecycle ---------------------------------------------------------------------------
     @classmethod
@@ -682,7 +713,7 @@ class IssuerStore:
         (``_begin``): taking it exclusive waits for them all (for a ``busy_timeout`` at most,
         then the run goes on, waiting as SQLite has it)."""
         deadline = time.monotonic() + self.busy_timeout
-        fd = self._turnstile()
+        fd = _turnstile(self.home)
         try:
             while True:
                 try:
@@ -695,16 +726,13 @@ class IssuerStore:
         finally:
             os.close(fd)
 
-    def _turnstile(self) -> int:
-        # flock: the kernel's, released when the file is closed or its process dies
-        return os.open(self.home / TURNSTILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
     def _begin(self, conn: sa.Connection) -> None:
         """Take the write lock when a transaction starts, not at its first write: a worker then
         never reads a snapshot that another worker's commit has made stale. Waiting for it, and
         holding it, the turnstile is held shared (see ``make_way``)."""
         self._end(conn)  # (had a transaction ended unseen, its file would be held for good)
-        fd = self._turnstile()
+        fd = _turnstile(self.home)
         conn.info[_TURN] = fd
         try:
             fcntl.flock(fd, fcntl.LOCK_SH)  # only ever waits for a run making way: a moment
