@@ -54,7 +54,11 @@ def test_a_backup_taken_during_a_bulk_run_is_let_in_between_groups(
     finally:
         stop.set()
         worker.join(timeout=60)
-    assert count >= 12 and waited < 2.5 + 1  # a group or so, and its cutoff second
+    # Starved, the backup gives up with store_busy after BUSY_TIMEOUT_S (3 s here), and the run
+    # goes on to its 400th group; let in, it copies while the run goes on. (How long it waited
+    # is printed, not asserted: timing belongs to the benchmark.)
+    print(f"the backup waited {waited:.2f} s")
+    assert count >= 12 and len(groups) < 400
 
 
 def test_a_connection_never_closed_holds_no_turn_once_the_pool_has_it_back(
@@ -76,4 +80,4 @@ def test_a_connection_never_closed_holds_no_turn_once_the_pool_has_it_back(
     gc.collect()
     started = time.monotonic()
     IssuerStore.open(home, busy_timeout=5).make_way()
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < 4  # held, it waits out the whole 5 s
