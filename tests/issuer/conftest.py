@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from credential.claims import parse_claims
+from issuer.store import Issuance, IssuerStore
 from tests.conftest import Run
+from tests.factory import example_claims
 
 
 @pytest.fixture
@@ -16,3 +23,33 @@ def office(homes: dict[str, Path], passphrase: str, run: Run) -> Path:
     assert run("issuer", "init", "--city", "Mexicali", "--country", "MX", "--office", "Centro",
                "--home", str(home))[0] == 0
     return home
+
+
+@contextlib.contextmanager
+def long_bulk_run(home: Path, passphrase: str, limit: int) -> Iterator[list[float]]:
+    """A bulk run's loop in a thread: groups of 4 credentials, each holding the store's write
+    lock 50 ms, one right after the other with ``make_way`` between them, until the block ends
+    or ``limit`` groups are done. Yields the list of group end times as it grows, once three
+    groups are done (the run under way)."""
+    bulk = IssuerStore.open(home)
+    claims = parse_claims(example_claims())
+    signing = bulk.office_signing_key(passphrase)
+    groups: list[float] = []
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.is_set() and len(groups) < limit:
+            bulk.issue_many([Issuance(claims)] * 4, passphrase=passphrase, signing=signing,
+                            before_commit=lambda _creds: time.sleep(0.05))
+            groups.append(time.monotonic())
+            bulk.make_way()
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    try:
+        while len(groups) < 3 and worker.is_alive():
+            time.sleep(0.01)
+        yield groups
+    finally:
+        stop.set()
+        worker.join(timeout=60)

@@ -11,6 +11,7 @@ from credential.claims import parse_claims
 from issuer.store import IssuerStore, credentials
 from tests.conftest import PASSPHRASE, Run
 from tests.factory import EXAMPLES, example_claims
+from tests.issuer.conftest import long_bulk_run
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -90,38 +91,16 @@ def test_a_long_run_makes_way_for_a_clerks_issuance(homes: dict[str, Path], pass
     """A bulk run begins its next group at once after each commit; SQLite gives no turns, so a
     clerk's ``issue`` waiting for the lock could wait out the whole run. Between groups the run
     makes way (``IssuerStore.make_way``): the clerk's issuance lands while the run goes on."""
-    import threading
     import time
-
-    from issuer.store import Issuance
 
     home = homes["issuer"]
     assert run("issuer", "init", "--city", "Mexicali", "--country", "MX", "--office", "Centro",
                "--home", str(home))[0] == 0
-    claims = parse_claims(example_claims())
-    bulk, clerk = IssuerStore.open(home), IssuerStore.open(home)
-    signing = bulk.office_signing_key(passphrase)
-    groups: list[float] = []
-    stop = threading.Event()
-
-    def long_run() -> None:
-        while not stop.is_set() and len(groups) < 100:
-            bulk.issue_many([Issuance(claims)] * 4, passphrase=passphrase, signing=signing,
-                            before_commit=lambda _creds: time.sleep(0.05))
-            groups.append(time.monotonic())
-            bulk.make_way()
-
-    worker = threading.Thread(target=long_run)
-    worker.start()
-    try:
-        while len(groups) < 3:
-            time.sleep(0.01)
+    clerk = IssuerStore.open(home)
+    with long_bulk_run(home, passphrase, limit=100) as groups:
         started = time.monotonic()
-        clerk.issue(claims, holder_key=None, passphrase=passphrase)
+        clerk.issue(parse_claims(example_claims()), holder_key=None, passphrase=passphrase)
         waited = time.monotonic() - started
-    finally:
-        stop.set()
-        worker.join(timeout=60)
     # In before the run ended: without making way, the clerk waits out all 100 groups. (How
     # long it waited is printed, not asserted: timing belongs to the benchmark.)
     print(f"the clerk waited {waited:.2f} s")

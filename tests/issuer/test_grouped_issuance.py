@@ -3,17 +3,15 @@ bulk run makes way at (``IssuerStore.make_way``)."""
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from credential.claims import parse_claims
 from issuer import backup
-from issuer.store import Issuance, IssuerStore
+from issuer.store import IssuerStore
 from tests.conftest import PASSPHRASE
-from tests.factory import example_claims
+from tests.issuer.conftest import long_bulk_run
 
 
 def _office(tmp_path: Path) -> Path:
@@ -30,30 +28,10 @@ def test_a_backup_taken_during_a_bulk_run_is_let_in_between_groups(
     the backup, too, holds the turnstile while it waits, so the run makes way for it."""
     monkeypatch.setattr("issuer.backup.BUSY_TIMEOUT_S", 3.0)
     home = _office(tmp_path)
-    bulk = IssuerStore.open(home)
-    claims = parse_claims(example_claims())
-    signing = bulk.office_signing_key(PASSPHRASE)
-    groups: list[float] = []
-    stop = threading.Event()
-
-    def long_run() -> None:
-        while not stop.is_set() and len(groups) < 400:
-            bulk.issue_many([Issuance(claims)] * 4, passphrase=PASSPHRASE, signing=signing,
-                            before_commit=lambda _creds: time.sleep(0.05))
-            groups.append(time.monotonic())
-            bulk.make_way()
-
-    worker = threading.Thread(target=long_run)
-    worker.start()
-    try:
-        while len(groups) < 3:
-            time.sleep(0.01)
+    with long_bulk_run(home, PASSPHRASE, limit=400) as groups:
         started = time.monotonic()
         count = backup.take(IssuerStore.open(home), tmp_path / "copy.db", PASSPHRASE)
         waited = time.monotonic() - started
-    finally:
-        stop.set()
-        worker.join(timeout=60)
     # Starved, the backup gives up with store_busy after BUSY_TIMEOUT_S (3 s here), and the run
     # goes on to its 400th group; let in, it copies while the run goes on. (How long it waited
     # is printed, not asserted: timing belongs to the benchmark.)
