@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import unicodedata
 
-__all__ = ["NOT_TEXT", "escaped", "is_text", "one_line"]
+__all__ = ["NOT_TEXT", "escaped", "folded", "is_text", "one_line"]
 
 # Controls (Cc), format characters (Cf: bidi overrides, invisible joiners and spaces), lone
 # surrogates (Cs: JSON "\ud800", no character at all), line and paragraph separators (Zl, Zp).
@@ -39,3 +39,11 @@ def one_line(text: str, limit: int = 200) -> str:
     cleaned = "".join(" " if unicodedata.category(c)[0] in "CZ" else c for c in text[:4 * limit])
     cleaned = " ".join(cleaned.split()) or "—"
     return cleaned if len(cleaned) <= limit else cleaned[:limit - 1] + "…"
+
+
+def folded(text: str) -> str:
+    """``text`` as a name typed by a person is compared: lower case, without accents or blanks
+    at its ends (``" Clínica"`` and ``clinica`` are one name; so are ``Extraviado`` and
+    ``extraviado``)."""
+    decomposed = unicodedata.normalize("NFKD", text.strip().casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))

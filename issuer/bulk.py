@@ -51,6 +51,7 @@ from credential.errors import PasaporteError, StoreError, UsageError
 from credential.home import atomic_write, fsync_path, held_lock
 from credential.ids import cti_from_id
 from credential.passport import decode_text
+from credential.text import folded
 
 if TYPE_CHECKING:
     from credential.passport import IssuedCredential
@@ -113,7 +114,7 @@ _GARBLED = re.compile("[ÂÃ][\u0080-\u00bf\u0152\u0153\u0160\u0161\u0178\u017d\
 # Accepted for library_eligible / clinic_eligible, in any case: what people type in either
 # language and what spreadsheets write for a boolean cell (TRUE/FALSE; VERDADERO/FALSO in
 # Spanish). Nothing else (not an empty cell, not "x"): a flag is never guessed either.
-_YES = frozenset({"true", "verdadero", "sí", "si", "yes", "1"})
+_YES = frozenset({"true", "verdadero", "si", "yes", "1"})  # "sí" folds to "si"
 _NO = frozenset({"false", "falso", "no", "0"})
 
 
@@ -123,7 +124,7 @@ def _quiet(items: Iterable[T], _length: int, _label: str) -> Iterator[Iterable[T
 
 
 def _flag(value: str) -> bool | str:
-    low = unicodedata.normalize("NFC", value.strip()).lower()  # "Sí" typed on a Mac is NFD
+    low = folded(value)  # "Sí", "SÍ", and "Sí" as a Mac types it (decomposed): "si"
     if low in _YES:
         return True
     if low in _NO:

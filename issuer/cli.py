@@ -22,6 +22,7 @@ from credential.errors import PasaporteError, StoreError, UsageError, as_usage
 from credential.home import StagedFile, atomic_write, check_png_name, read_passphrase, resolve_home
 from credential.keys import b64url, check_public_key, unb64url
 from credential.passport import IssuedCredential
+from credential.text import folded
 from credential.times import check_timezone, parse_instant, rfc3339
 from issuer import backup as backup_
 from issuer.bulk import MAX_BYTES, issue_batch, parse_residents
@@ -341,9 +342,7 @@ def _reason_code(text: str) -> str:
     "extraviado"). Any other text is recorded as ``unspecified``, with a notice: the reason goes
     on the public ledger, and a free text there ("died 3 May", a name) would put personal data
     on a record that is never erased, so it is not kept anywhere."""
-    bare = unicodedata.normalize("NFKD", text.strip().casefold())
-    bare = "".join(c for c in bare if not unicodedata.combining(c))
-    code = "_".join(bare.replace("-", " ").split())
+    code = "_".join(folded(text).replace("-", " ").split())
     code = _SPANISH_REASONS.get(code, code)
     if code in REASONS:
         return code

@@ -469,17 +469,14 @@ class IssuerStore:
     # -- the public record -------------------------------------------------------------------
     @staticmethod
     def _queue(db: sa.Connection, now: int, *entries: dict[str, Any]) -> None:
-        # Checked against the ledger's own entry types here, inside the change's transaction:
-        # an entry the ledger would refuse must fail the change now, not block every later
-        # publication from the outbox.
-        for e in entries:
-            entry_from_json(e)
-        db.execute(outbox.insert(), [{"entry": json.dumps(e, sort_keys=True), "created": now}
-                                     for e in entries])
+        IssuerStore._queue_at(db, [(now, e) for e in entries])
 
     @staticmethod
     def _queue_at(db: sa.Connection, entries: Sequence[tuple[int, dict[str, Any]]]) -> None:
-        """``_queue`` for entries of different times (``(now, entry)``, in this order)."""
+        """Queue ``(time, entry)`` pairs for the ledger, in this order. Checked against the
+        ledger's own entry types here, inside the change's transaction: an entry the ledger
+        would refuse must fail the change now, not block every later publication from the
+        outbox."""
         for _, e in entries:
             entry_from_json(e)
         if entries:

@@ -26,7 +26,6 @@ import contextlib
 import json
 import re
 import time
-import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -44,7 +43,7 @@ from credential.home import atomic_write, held_lock, read_bounded
 from credential.keys import b64url, seal, sealed_whole, signing_key, unb64url, unseal
 from credential.passport import Decoded, decode_envelope, present
 from credential.statuslist import MARKS, StatusList
-from credential.text import escaped
+from credential.text import escaped, folded
 from credential.times import first_day, last_day
 from schemas import schema
 
@@ -224,19 +223,13 @@ def _valid_names() -> str:
     return ", ".join(groups) + "; " + ", ".join(claims)
 
 
-def _folded(name: str) -> str:
-    """Lower case, without accents or blanks at the ends: ``Clínica`` → ``clinica``."""
-    decomposed = unicodedata.normalize("NFKD", name.strip().casefold())
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
-
-
 def service_for(name: str) -> str:
     """The service ``name`` stands for: its own name or its Spanish or English label, in any
     case, with or without accents (``library``, ``Biblioteca``, ``clinica``)."""
     services = schema().services
-    wanted = _folded(name)
+    wanted = folded(name)
     for key, spec in services.items():
-        if wanted in {_folded(key), _folded(spec.label["es"]), _folded(spec.label["en"])}:
+        if wanted in {folded(key), folded(spec.label["es"]), folded(spec.label["en"])}:
             return key
     raise UsageError("wallet_service_unknown", service=escaped(name[:80]),
                      valid=", ".join(f"{key} ({spec.label['es']})"

@@ -19,3 +19,11 @@ def test_ordinary_text_is_text_and_shown_as_it_is() -> None:
         assert is_text(good) and escaped(good) == good
     assert is_text("línea uno\nlínea dos", allowed="\n")
     assert not is_text("línea uno\nlínea dos")
+
+
+def test_folded_compares_names_as_people_type_them() -> None:
+    from credential.text import folded
+
+    assert folded(" Clínica ") == folded("CLINICA") == "clinica"
+    assert folded("Si\u0301") == folded("Sí") == "si"  # decomposed, as a Mac types it
+    assert folded("Extraviado") != folded("extraviada")
