@@ -26,6 +26,7 @@ import codecs
 import concurrent.futures
 import contextlib
 import csv
+import functools
 import hashlib
 import hmac
 import io
@@ -36,7 +37,6 @@ import os
 import re
 import threading
 import time
-import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -51,7 +51,8 @@ from credential.errors import PasaporteError, StoreError, UsageError
 from credential.home import atomic_write, fsync_path, held_lock
 from credential.ids import cti_from_id
 from credential.passport import decode_text
-from credential.text import folded
+from credential.text import folded, one_line
+from schemas import schema
 
 if TYPE_CHECKING:
     from credential.passport import IssuedCredential
@@ -163,7 +164,10 @@ def parse_residents(data: bytes, *, progress: Progress[Any] = _quiet
         raise UsageError("usage_error", reason_es=f"el CSV pasa de {MAX_BYTES // 2**20} MB",
                          reason_en=f"the CSV is larger than {MAX_BYTES // 2**20} MB")
     text = _decode(data)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_separator(text))
+    sep, sep_line = _separator(text)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
+    if sep_line:
+        next(reader)  # read, not dropped from the text: the lines after it keep their numbers
     try:
         return _rows(reader, progress)
     except csv.Error as exc:  # e.g. a cell over the csv module's 128 KB field limit
@@ -206,21 +210,50 @@ def _decode(data: bytes) -> str:
     return text
 
 
+def _header_key(cell: str) -> str:
+    # " Given Name ", "given-name", "Fecha de Nacimiento", "Nombre(s)": case, accents, blanks,
+    # hyphens and brackets are not part of a column's name
+    return re.sub(r"[\s_-]+", "_", re.sub(r"[()]", "", folded(cell.strip("\ufeff"))))
+
+
+@functools.cache
+def _column_names() -> dict[str, str]:
+    """Each column under its name and under its label in Spanish and in English, as
+    ``schemas/`` gives them (a Mexicali office's sheet may head its columns "Nombre(s)",
+    "Apellido(s)", "Fecha de nacimiento")."""
+    s = schema()
+    labels = {column: f.label for g in s.groups for f in g.fields
+              for column in (f.name, f"{g.name}_{f.name}") if column in COLUMNS}
+    labels |= s.envelope_labels
+    names = {_header_key(c): c for c in COLUMNS}
+    for column in COLUMNS:
+        names.update((_header_key(label), column) for label in labels[column].values())
+    return names
+
+
 def _column_name(cell: str) -> str:
-    """A header cell as a column name: " Given Name " and "given-name" are given_name."""
-    name = unicodedata.normalize("NFC", cell).strip().strip("\ufeff").strip().lower()
-    return re.sub(r"[\s-]+", "_", name)
+    """A header cell as the column it names, or as itself (lower case) if it names none."""
+    key = _header_key(cell)
+    return _column_names().get(key, key)
 
 
-def _separator(text: str) -> str:
-    """The separator under which the header line names the most of ``COLUMNS``."""
+# The first line a program writes so that Excel splits the file right: "sep=;"
+_SEP_LINE = re.compile(r"sep=([,;\t|])[ \t]*(?:\r\n|\r|\n|$)", re.IGNORECASE)
+
+
+def _separator(text: str) -> tuple[str, bool]:
+    """The separator, and whether the first line is only there to name it (``sep=;``): if not,
+    the one under which the header line names the most of ``COLUMNS``."""
     first = io.StringIO(text, newline="").readline()
+    told = _SEP_LINE.fullmatch(first)
+    if told:
+        return told.group(1), True
     best, found = ",", 0
     for sep in _SEPARATORS:
         names = {_column_name(c) for c in next(csv.reader([first], delimiter=sep), [])}
         if len(names & set(COLUMNS)) > found:
             best, found = sep, len(names & set(COLUMNS))
-    return best
+    return best, False
 
 
 def _letter(index: int) -> str:
@@ -249,10 +282,14 @@ def _records(reader: Any) -> Iterator[tuple[int, list[str]]]:
 def _rows(reader: Any, progress: Progress[Any]) -> tuple[list[Row], list[BulkError]]:
     # Any order, any case, spaces around; a column not named here is not read ("notes"), and
     # one without a name (the ",,," a spreadsheet leaves) must be empty in every row.
-    header = [_column_name(c) for c in next(reader, None) or []]
+    cells = next(reader, None) or []
+    header = [_column_name(c) for c in cells]
     missing = [c for c in COLUMNS if c not in header]
-    if missing:
-        raise UsageError("bulk_csv_columns", missing=", ".join(missing))
+    if missing:  # what the line does name but we do not know: most often a misspelt column
+        unknown = [one_line(c, 40) for c, name in zip(cells, header, strict=True)
+                   if name and name not in COLUMNS][:20]
+        raise UsageError("bulk_csv_columns", missing=", ".join(missing),
+                         unknown=", ".join(unknown) or "—")
     twice = sorted({c for c in header if c in COLUMNS and header.count(c) > 1})
     if twice:  # a dict of the row would silently keep the last of them
         raise UsageError("usage_error",

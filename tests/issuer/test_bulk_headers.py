@@ -1,0 +1,112 @@
+"""``issuer bulk``: how a CSV's first line may name its columns. By name (``given_name``) or by
+the label ``schemas/`` gives it in Spanish or English ("Nombre(s)", "Fecha de nacimiento"),
+after the ``sep=;`` line a program may write for Excel; a header naming too little is refused
+with what it lacks and what it named that we did not know."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from credential.claims import Claims
+from credential.errors import UsageError
+from issuer.bulk import COLUMNS, parse_residents
+from schemas import schema
+from tests.conftest import Run
+from tests.issuer.test_bulk import SAMPLE, _index, _init, _issued
+from tests.issuer.test_bulk_spreadsheets import BODY, HEADER, _cells, _lines
+
+# The sample's columns, in its order, as a Mexicali office's own sheet heads them
+SPANISH = ["Nombre(s)", "Apellido(s)", "Fecha de nacimiento", "Ciudad de residencia",
+           "País de residencia", "Residencia verificada desde", "Derecho a biblioteca",
+           "Sistema de bibliotecas", "Categoría de tarifa", "Derecho a clínica",
+           "Red de clínicas", "Idioma preferido", "Válido desde", "Válido hasta"]
+ENGLISH = ["Given names", "Family names", "Birth date", "City of residence",
+           "Country of residence", "Residency verified since", "Library eligible",
+           "Home library system", "Fare category", "Clinic eligible", "Clinic network",
+           "Preferred language", "Valid from", "Valid until"]
+
+
+def _claims(data: bytes) -> list[tuple[int, Claims]]:
+    rows, errors = parse_residents(data)
+    assert errors == []
+    return [(r.line, r.claims) for r in rows]
+
+
+def test_the_labels_are_those_schemas_gives() -> None:
+    """The lists above are not a second copy of the labels: each is the schema's own."""
+    s = schema()
+    labels = {f.label["es"]: f.label["en"] for g in s.groups for f in g.fields}
+    labels |= {e["es"]: e["en"] for e in s.envelope_labels.values()}
+    assert [labels[es] for es in SPANISH] == ENGLISH
+
+
+@pytest.mark.parametrize("names", [
+    SPANISH, ENGLISH,
+    # as people retype them: no accents, another case, no brackets, underscores, spaces
+    ["NOMBRES", "apellidos", "fecha_de_nacimiento", " ciudad de residencia ",
+     "Pais de Residencia", "residencia-verificada-desde", "DERECHO A BIBLIOTECA",
+     "Sistema  de bibliotecas", "Categoria de tarifa", "derecho a clinica", "Red de Clinicas",
+     "idioma preferido", "Valido desde", "VÁLIDO HASTA"],
+    # Spanish and English and the names, mixed in one line
+    [*SPANISH[:5], *ENGLISH[5:10], *COLUMNS[10:]],
+], ids=["spanish", "english", "retyped", "mixed"])
+def test_columns_are_named_by_their_labels_in_either_language(names: list[str]) -> None:
+    header = ",".join(f'"{n}"' for n in names)
+    assert _claims(_lines(header).encode()) == _claims(_lines().encode())
+
+
+def test_the_sep_line_excel_reads_names_the_separator() -> None:
+    """``sep=;`` first, then the header: the rows keep the lines they are on in the file."""
+    semicolons = _lines(end="\r\n").replace(",", ";")
+    expected = [(line + 1, claims) for line, claims in _claims(_lines().encode())]
+    for first in ("sep=;\r\n", "SEP=;\n", "sep=;  \r\n"):
+        assert _claims((first + semicolons).encode("utf-8-sig")) == expected
+    # the line names the separator even where the header alone would not tell: one column
+    tabbed = "sep=\t\n" + _lines(end="\n").replace(",", "\t").replace("\t", ",", 1)
+    with pytest.raises(UsageError) as caught:
+        parse_residents(tabbed.encode())
+    assert caught.value.code == "bulk_csv_columns"
+    assert caught.value.message["en"].startswith(
+        "Columns missing from the CSV's first line: given_name, family_name. "
+        "Columns not recognised: given_name,family_name.")
+
+
+def test_a_header_naming_too_little_says_what_it_lacks_and_what_it_did_not_know() -> None:
+    cells = _cells(HEADER)
+    cells[2] = "Fecha de nacimento"  # misspelt
+    cells[8] = "tarifa"  # not a label
+    with pytest.raises(UsageError) as caught:
+        parse_residents(_lines(",".join([*cells, "notas"])).encode())
+    err = caught.value
+    assert err.code == "bulk_csv_columns"
+    assert "birth_date, fare_category" in err.message["en"]
+    # as the sheet names them: the clerk looks for them there
+    assert "Columns not recognised: Fecha de nacimento, tarifa, notas." in err.message["en"]
+    assert "Columnas que no se reconocen: Fecha de nacimento, tarifa, notas." in err.message["es"]
+    # a header with every column but one, and nothing else: nothing unknown to name
+    with pytest.raises(UsageError) as caught:
+        parse_residents(_lines(HEADER.replace("birth_date", "")).encode())
+    assert "Columns not recognised: —." in caught.value.message["en"]
+
+
+def test_a_sheet_headed_in_spanish_issues_and_resumes_as_the_sample(
+        homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path) -> None:
+    """The command line, end to end: the sheet with Spanish labels and Excel's ``sep=;`` line
+    issues the sample's three residents; the sample after it finds them issued already (the
+    same claims)."""
+    home, out = homes["issuer"], tmp_path / "out"
+    _init(run, home)
+    sheet = tmp_path / "residentes.csv"
+    header = ";".join(SPANISH)
+    sheet.write_bytes(("sep=;\r\n" + _lines(header, [b.replace(",", ";") for b in BODY],
+                                            end="\r\n")).encode("utf-8-sig"))
+    code, stdout, err = run("issuer", "bulk", str(sheet), "--out-dir", str(out),
+                            "--home", str(home))
+    assert code == 0 and stdout.startswith("3 pasaportes emitidos"), err
+    assert [line for line, _ in _index(out)] == ["3", "4", "5"]
+    code, stdout, err = run("issuer", "bulk", str(SAMPLE), "--out-dir", str(out),
+                            "--home", str(home))
+    assert code == 0 and stdout.startswith("0 pasaportes emitidos"), err
+    assert len(_issued(home)) == 3
