@@ -226,9 +226,9 @@ def _check_utf8(passphrase: str) -> None:
 
 
 def read_passphrase(*, confirm: bool = False) -> str:
-    """``PASAPORTE_PASSPHRASE`` if set (scripts, CI), else a hidden prompt on the terminal, asked
-    twice when ``confirm`` (a passphrase being chosen, then at least ``MIN_PASSPHRASE`` long).
-    The one reader for every role."""
+    """``PASAPORTE_PASSPHRASE`` if set and not empty (scripts, CI), else a hidden prompt on the
+    terminal or a line of standard input, asked twice when ``confirm`` (a passphrase being
+    chosen, then at least ``MIN_PASSPHRASE`` long). The one reader for every role."""
     from credential.errors import UsageError
 
     env = os.environ.get("PASAPORTE_PASSPHRASE")
@@ -237,7 +237,13 @@ def read_passphrase(*, confirm: bool = False) -> str:
         if confirm and len(env) < MIN_PASSPHRASE:
             raise UsageError("passphrase_short", min=MIN_PASSPHRASE)
         return env
-    first = _prompt("Frase de acceso / Passphrase")
+    try:
+        first = _prompt("Frase de acceso / Passphrase")
+    except UsageError:
+        if env == "":  # set and empty ("export PASAPORTE_PASSPHRASE=$PASS" with PASS unset):
+            # named as such, not told to set a variable that is set
+            raise UsageError("passphrase_env_empty") from None
+        raise
     if not first:
         raise UsageError("passphrase_empty")
     _check_utf8(first)

@@ -57,18 +57,6 @@ def _say(text: str) -> None:
     click.echo(text, err=True)
 
 
-def _passphrase(*, confirm: bool = False) -> str:
-    """``read_passphrase``, but a ``PASAPORTE_PASSPHRASE`` that is set and empty (``export
-    PASAPORTE_PASSPHRASE=$PASS`` with ``PASS`` unset) is named as such when there is no
-    terminal to ask on, rather than told to set a variable that is set."""
-    try:
-        return read_passphrase(confirm=confirm)
-    except UsageError as exc:
-        if exc.code == "passphrase_required" and os.environ.get("PASAPORTE_PASSPHRASE") == "":
-            raise UsageError("wallet_passphrase_env_empty") from None
-        raise
-
-
 def _utc(timestamp: int) -> str:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
@@ -87,7 +75,7 @@ def init(home: Path | None) -> None:
     """
     where = _home(home)
     Wallet.refuse_existing(where)  # before asking for a passphrase for nothing
-    passphrase = _passphrase(confirm=True).strip()  # as ``Wallet.create`` keeps it
+    passphrase = read_passphrase(confirm=True).strip()  # as ``Wallet.create`` keeps it
     if len(passphrase) < MIN_PASSPHRASE:
         raise UsageError("passphrase_short", min=MIN_PASSPHRASE)
     wallet = Wallet.create(where, passphrase)
@@ -255,7 +243,7 @@ def present(credential_id: str, service: str, disclose: tuple[str, ...], counter
 def _present(wallet: Wallet, credential_id: str, service: str, disclose: tuple[str, ...],
              counter: str | None, nonce: str | None, staged: StagedFile | None,
              terminal: bool) -> None:
-    shown = wallet.present(credential_id, service=service, passphrase=_passphrase,
+    shown = wallet.present(credential_id, service=service, passphrase=read_passphrase,
                            disclose=disclose or None, counter=counter, nonce=parse_nonce(nonce))
     if shown.unlocked == "caps_lock":
         _say(PasaporteError("wallet_passphrase_caps_lock").diagnostics())

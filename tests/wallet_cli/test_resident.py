@@ -133,7 +133,7 @@ def test_an_empty_passphrase_variable_is_named(run: Run, wallet_home: Path, mexi
     result = run("wallet", "present", cred_id, "--for", "library", "--home", wallet_home,
                  input="")
     assert isinstance(result.exception, UsageError)  # exit 2
-    assert result.exception.code == "wallet_passphrase_env_empty" and result.stdout == ""
+    assert result.exception.code == "passphrase_env_empty" and result.stdout == ""
     assert "PASAPORTE_PASSPHRASE" in result.exception.message["es"]
     assert "set but empty" in result.exception.message["en"]
     # Empty, it is as if unset: a passphrase given on standard input still serves.
@@ -142,7 +142,7 @@ def test_an_empty_passphrase_variable_is_named(run: Run, wallet_home: Path, mexi
     assert piped.exit_code == 0, piped.stderr
     init = run("wallet", "init", "--home", wallet_home.parent / "w2", input="")
     assert isinstance(init.exception, UsageError)
-    assert init.exception.code == "wallet_passphrase_env_empty"
+    assert init.exception.code == "passphrase_env_empty"
 
 
 # -- importing ----------------------------------------------------------------------------------
