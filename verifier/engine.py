@@ -85,6 +85,18 @@ def _reject(code: str, decoded: Decoded | None = None, issuer: dict[str, str] | 
                   credential_id=decoded.payload.credential_id if decoded else None)
 
 
+def _minute(ts: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts))
+
+
+# A counter whose clock reads more than this before its newest trust bundle was made refuses
+# every scan (``counter_clock_behind``): a PC whose clock was reset (a flat CMOS battery: the
+# year 2000) or never synchronised would otherwise take expired passports and old screenshots
+# for current ones, and tell residents their new passport is "not valid yet". A day, not the
+# policy's few minutes of skew, so that an office's clock a little ahead, stamped into the
+# bundle it signed, never stops its counters. Only the counter's own clock is checked: a time
+# given to ``verify`` (``verify --at``: a replay, a test) is taken as given.
+CLOCK_BEHIND_S = 86_400
 _PURPOSES = tuple(MARKS.items())  # (list purpose, the rejection code its set bit means)
 
 
@@ -137,6 +149,9 @@ class Verifier:
                 lst = StatusList.from_compressed(s.purpose, s.size, s.data)
                 self._lists.setdefault((b.code, s.list_id), {})[s.purpose] = (lst, s.updated)
         self._policies: dict[str, Policy] = {}
+        # The counter's clock cannot be right and read before this: its newest bundle was made
+        # then (see ``verify``).
+        self._made_at = max((b.made_at for b in self.bundles), default=0)
         self._plan = _display_plan()
         self._groups = len(schema().groups)
         self._accepted = _msg("accepted")
@@ -153,7 +168,12 @@ class Verifier:
             else:
                 policy = self._policies.get(service) or self._policies.setdefault(
                     service, Policy.for_service(service))
-            return self._verify(scanned, policy, int(time.time()) if now is None else now, nonce)
+            if now is None:
+                now = int(time.time())
+                if now + CLOCK_BEHIND_S < self._made_at:
+                    return _reject("counter_clock_behind", now=_minute(now),
+                                   made=_minute(self._made_at))
+            return self._verify(scanned, policy, now, nonce)
         except MalformedInput as malformed:  # (its own name: compiled, a name has one type)
             # Text that does not decode: said as what happened at the scanner where the text
             # shows it (two codes on one line, a code read in part). Refusals only: no cost to

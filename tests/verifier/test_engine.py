@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +15,7 @@ from credential.errors import UsageError, message_catalog
 from credential.keys import b64url
 from credential.passport import present
 from tests.factory import NOW, City, example_claims, presentation
-from verifier.engine import Verifier
+from verifier.engine import CLOCK_BEHIND_S, Verifier
 from verifier.policy import Policy
 
 LIB = ["residence", "library"]
@@ -422,7 +423,7 @@ def test_status_unknown(city: City, holder: nacl.signing.SigningKey) -> None:
 # table covers every code the engine (and the parsers it runs) can return, so a new code without
 # a test fails here, not in the field.
 
-Scan = tuple[Verifier, object, str | Policy, int, bytes | None]
+Scan = tuple[Verifier, object, str | Policy, int | None, bytes | None]  # None: the clock
 Build = Callable[[City, nacl.signing.SigningKey], Scan]
 
 
@@ -566,6 +567,10 @@ PROVOKE: dict[str, Build] = {
     "not_eligible": lambda c, h: (
         verifier_for(c), presentation(c.issue(example_claims("calexico"), holder=h), h,
                                       "clinic", CLINIC), "clinic", NOW, None),
+    # the counter's own clock two days behind its bundle (more in test_counter_clock.py)
+    "counter_clock_behind": lambda c, h: (
+        verifier_for(c, made_at=int(time.time()) + 2 * CLOCK_BEHIND_S), _shown(c, h),
+        "library", None, None),
 }
 
 
