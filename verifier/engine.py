@@ -89,7 +89,7 @@ def _minute(ts: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts))
 
 
-# A counter whose clock reads more than this before its newest trust bundle was made refuses
+# A counter whose clock reads more than this before its trust bundles were made refuses
 # every scan (``counter_clock_behind``): a PC whose clock was reset (a flat CMOS battery: the
 # year 2000) or never synchronised would otherwise take expired passports and old screenshots
 # for current ones, and tell residents their new passport is "not valid yet". A day, not the
@@ -149,9 +149,10 @@ class Verifier:
                 lst = StatusList.from_compressed(s.purpose, s.size, s.data)
                 self._lists.setdefault((b.code, s.list_id), {})[s.purpose] = (lst, s.updated)
         self._policies: dict[str, Policy] = {}
-        # The counter's clock cannot be right and read before this: its newest bundle was made
-        # then (see ``verify``).
-        self._made_at = max((b.made_at for b in self.bundles), default=0)
+        # The counter's clock cannot be right and read before this (see ``verify``): each
+        # city's bundle was made by then. The earliest of them, so that one office whose clock
+        # ran ahead when it made its bundle does not stop the counter for every city.
+        self._made_at = min((b.made_at for b in self.bundles), default=0)
         self._plan = _display_plan()
         self._groups = len(schema().groups)
         self._accepted = _msg("accepted")
