@@ -14,8 +14,9 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["StagedFile", "atomic_write", "check_png_name", "fsync_path", "held_lock",
-           "read_bounded", "read_passphrase", "resolve_home"]
+__all__ = ["NEW_PASSPHRASE_VARIABLE", "PASSPHRASE_VARIABLE", "StagedFile", "atomic_write",
+           "check_png_name", "fsync_path", "held_lock", "read_bounded", "read_new_passphrase",
+           "read_passphrase", "resolve_home"]
 
 
 def resolve_home(role: str, home: str | os.PathLike[str] | None = None) -> Path:
@@ -183,7 +184,7 @@ def fsync_path(path: str | os.PathLike[str]) -> None:
 MIN_PASSPHRASE = 8  # characters, for a passphrase being chosen: it is all that guards the keys
 
 
-def _prompt(text: str) -> str:
+def _prompt(text: str, variable: str) -> str:
     """A hidden prompt on a terminal; from a pipe (a script feeding it), one line, with nothing
     to hide and so without getpass's "may be echoed" warning. With nothing to read at all (a
     service, cron), say how to give the passphrase instead of a bare "cancelled"."""
@@ -198,7 +199,7 @@ def _prompt(text: str) -> str:
         return answer
     line = stdin.readline() if stdin is not None else ""
     if not line:
-        raise UsageError("passphrase_required")
+        raise UsageError("passphrase_required", variable=variable)
     return line.rstrip("\r\n")
 
 
@@ -225,24 +226,31 @@ def _check_utf8(passphrase: str) -> None:
         raise UsageError("passphrase_not_utf8") from None
 
 
-def read_passphrase(*, confirm: bool = False) -> str:
-    """``PASAPORTE_PASSPHRASE`` if set and not empty (scripts, CI), else a hidden prompt on the
-    terminal or a line of standard input, asked twice when ``confirm`` (a passphrase being
+PASSPHRASE_VARIABLE = "PASAPORTE_PASSPHRASE"
+# A passphrase being changed to (``issuer passphrase``, ``wallet passphrase``, ``ledger
+# passphrase``), for scripts; the current one stays in ``PASSPHRASE_VARIABLE``.
+NEW_PASSPHRASE_VARIABLE = "PASAPORTE_NEW_PASSPHRASE"
+
+
+def read_passphrase(*, confirm: bool = False, variable: str = PASSPHRASE_VARIABLE,
+                    prompt: str = "Frase de acceso / Passphrase") -> str:
+    """The environment's ``variable`` if set and not empty (scripts, CI), else a hidden prompt on
+    the terminal or a line of standard input, asked twice when ``confirm`` (a passphrase being
     chosen, then at least ``MIN_PASSPHRASE`` long). The one reader for every role."""
     from credential.errors import UsageError
 
-    env = os.environ.get("PASAPORTE_PASSPHRASE")
+    env = os.environ.get(variable)
     if env:
         _check_utf8(env)
         if confirm and len(env) < MIN_PASSPHRASE:
             raise UsageError("passphrase_short", min=MIN_PASSPHRASE)
         return env
     try:
-        first = _prompt("Frase de acceso / Passphrase")
+        first = _prompt(prompt, variable)
     except UsageError:
         if env == "":  # set and empty ("export PASAPORTE_PASSPHRASE=$PASS" with PASS unset):
             # named as such, not told to set a variable that is set
-            raise UsageError("passphrase_env_empty") from None
+            raise UsageError("passphrase_env_empty", variable=variable) from None
         raise
     if not first:
         raise UsageError("passphrase_empty")
@@ -250,7 +258,14 @@ def read_passphrase(*, confirm: bool = False) -> str:
     if confirm:
         if len(first) < MIN_PASSPHRASE:
             raise UsageError("passphrase_short", min=MIN_PASSPHRASE)
-        second = _prompt("Repítala / Repeat it")
+        second = _prompt("Repítala / Repeat it", variable)
         if second != first:
             raise UsageError("passphrase_mismatch")
     return first
+
+
+def read_new_passphrase() -> str:
+    """The passphrase keys are being sealed under anew: ``NEW_PASSPHRASE_VARIABLE``, or asked
+    twice (after the current one, when both come from standard input)."""
+    return read_passphrase(confirm=True, variable=NEW_PASSPHRASE_VARIABLE,
+                           prompt="Frase nueva / New passphrase")
