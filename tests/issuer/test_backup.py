@@ -151,8 +151,11 @@ _CHANGES = {
     # damage to the sealed root key must not read as a wrong passphrase (nor as a store error):
     # the operator would go on trying passphrases on a broken copy
     "a damaged root key": "UPDATE keys SET sealed = zeroblob(length(sealed)) WHERE role = 'root'",
+    # its last byte another one (random, it is already 0x00 one time in 256)
     "a changed byte in the root key": "UPDATE keys SET sealed = CAST(substr(sealed, 1, "
-                                      "length(sealed) - 1) || X'00' AS BLOB) WHERE role = 'root'",
+                                      "length(sealed) - 1) || CASE WHEN substr(sealed, -1) = "
+                                      "X'00' THEN X'01' ELSE X'00' END AS BLOB) "
+                                      "WHERE role = 'root'",
     "a damaged signature": "UPDATE meta SET v = '!' || v WHERE k = 'backup_signature'",
 }
 

@@ -7,7 +7,7 @@ import json
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -193,11 +193,11 @@ def test_a_damaged_database_is_a_typed_error(damage: Callable[[Path], None], why
     assert proc.stderr.startswith("[ledger_database_unreadable]") and why in proc.stderr
 
 
-def _refused_port() -> int:
+@pytest.fixture
+def refused_port() -> Iterator[int]:
     with socket.socket() as sock:  # bound, never listening: connecting is refused
         sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+        yield sock.getsockname()[1]  # held to the end: closed, any program could listen there
 
 
 @pytest.mark.parametrize(("url", "code"), [
@@ -207,8 +207,9 @@ def _refused_port() -> int:
     ("postgresql+psycopg://ledger:s3cret@127.0.0.1:{port}/x", "ledger_database_unreadable"),
 ])
 def test_an_unusable_db_url_is_a_typed_error(url: str, code: str, home: Path, tmp_path: Path,
+                                             refused_port: int,
                                              capsys: pytest.CaptureFixture[str]) -> None:
-    url = url.format(port=_refused_port())
+    url = url.format(port=refused_port)
     entries = _jsonl(tmp_path / "ok.jsonl", [commitment(9)])
     capsys.readouterr()
     for args in (["audit"], ["append", "--file", entries]):

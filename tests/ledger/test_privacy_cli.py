@@ -20,8 +20,10 @@ CLAIMS = [
     {"given_name": "María Fernanda", "family_name": "Zapata Ortiz", "birth_date": "1990-04-12",
      "curp": "ZAOM900412MDFPRR09", "address": "Calle Durango 123, Roma Norte"},
     {"given_name": "Jonathan", "family_name": "Okafor-Brennan", "birth_date": "1985-11-30",
-     "address": "4521 Whittier Blvd, Los Angeles"},
+     "address": "4521-B Whittier Blvd, Los Angeles"},
 ]
+# Each value and its first word are looked for in the files, whose signatures and keys are
+# random bytes, hex and base64 text: a first word "4521" was in there by chance one run in 6,000.
 
 
 def _commit(claims: dict[str, str]) -> bytes:

@@ -10,6 +10,7 @@ import json
 import logging
 import shutil
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -372,6 +373,10 @@ def test_a_witness_still_busy_is_not_asked_again(store: LedgerStore, slow_witnes
         assert request_cosignatures(store, wait=0.2) == 0
     busy = PasaporteError("ledger_witness_busy").diagnostics()
     assert f"testigo / witness {slow_witness.signer.name}: {busy}" in caplog.text
+    # the first request was sent in the background: on a loaded machine it may not be there yet
+    deadline = time.monotonic() + 30
+    while slow_witness.requests < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert slow_witness.requests == 1
     slow_witness.release.set()
     for _ in range(50):  # until the first request's thread is done with it

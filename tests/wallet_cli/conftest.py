@@ -24,12 +24,16 @@ from wallet_cli.store import Wallet
 PASSPHRASE = "correct horse battery staple"
 
 
+# One date for the whole run: a test comparing a claims file with one made earlier (a passport's
+# last day) must not see them a day apart because midnight passed in between.
+_TODAY = datetime.now(UTC).date()
+
+
 def example_claims(city: str, **overrides: Any) -> dict[str, Any]:
     """An example claims file, its validity moved around today so the tests do not age."""
     doc: dict[str, Any] = json.loads((EXAMPLES / f"claims-{city}.json").read_text("utf-8"))
-    today = datetime.now(UTC).date()
-    doc["valid_from"] = (today - timedelta(days=30)).isoformat()
-    doc["valid_until"] = (today + timedelta(days=365)).isoformat()
+    doc["valid_from"] = (_TODAY - timedelta(days=30)).isoformat()
+    doc["valid_until"] = (_TODAY + timedelta(days=365)).isoformat()
     doc.update(overrides)
     return doc
 
