@@ -22,6 +22,7 @@ from credential.home import (
     MIN_PASSPHRASE,
     StagedFile,
     check_png_name,
+    read_new_passphrase,
     read_passphrase,
     resolve_home,
 )
@@ -81,6 +82,22 @@ def init(home: Path | None) -> None:
     wallet = Wallet.create(where, passphrase)
     _say(f"Cartera creada en / Wallet created in {where}")
     click.echo(b64url(wallet.public_key))
+
+
+@group.command(name="passphrase")
+@_home_option
+def change_passphrase(home: Path | None) -> None:
+    """Cambia la frase de acceso / Change the wallet passphrase.
+
+    Asks for the current passphrase, then the new one twice ($PASAPORTE_PASSPHRASE and
+    $PASAPORTE_NEW_PASSPHRASE for scripts; from a pipe, one line each: current, new, new).
+    The passports stay; only the new passphrase opens the wallet afterwards.
+    """
+    where = _home(home)
+    wallet = Wallet.open(where)  # a missing or damaged wallet fails before any prompt
+    wallet.change_passphrase(read_passphrase, read_new_passphrase,
+                             notice=lambda n: _say(n.diagnostics()))
+    click.echo(f"Frase de acceso cambiada / Passphrase changed: {where}")
 
 
 @group.command()

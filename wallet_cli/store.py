@@ -11,10 +11,11 @@ Layout of a wallet home (``credential.home.resolve_home("wallet", …)``)::
         <code>.root.json, <code>.bundle   the newest verified bundle per city (``wallet trust``)
 
 The public key sits in clear next to the sealed secret so that ``wallet key``, ``import`` and
-``list`` never ask for the passphrase; only ``present`` (which signs) unseals. Each file is
-written with ``atomic_write``, so a crash leaves the old file or the new one, never half of one;
-and each change that depends on what is already there (init, import, trust) is made holding
-``.lock``, so that two commands run at once cannot both act on what they saw before the other.
+``list`` never ask for the passphrase; only ``present`` (which signs) and ``change_passphrase``
+(which seals the key anew) unseal. Each file is written with ``atomic_write``, so a crash leaves
+the old file or the new one, never half of one; and each change that depends on what is already
+there (init, import, trust, a new passphrase) is made holding ``.lock``, so that two commands run
+at once cannot both act on what they saw before the other.
 
 Nothing here knows about click: the command layer (``wallet_cli.cli``) reads passphrases and
 prints; this module checks, stores and builds presentations, raising ``credential.errors``.
@@ -39,7 +40,7 @@ from credential import cbor, jsontext, sd, transport
 from credential.bundle import MAX_BUNDLE, MAX_ROOT, RootKey, TrustBundle, check_roots, parse_bundle
 from credential.claims import display_value
 from credential.errors import MalformedInput, PasaporteError, Rejection, StoreError, UsageError
-from credential.home import atomic_write, held_lock, read_bounded
+from credential.home import MIN_PASSPHRASE, atomic_write, held_lock, read_bounded
 from credential.keys import b64url, seal, sealed_whole, signing_key, unb64url, unseal
 from credential.passport import Decoded, decode_envelope, present
 from credential.statuslist import MARKS, StatusList
@@ -323,6 +324,49 @@ def _locked(home: Path) -> contextlib.AbstractContextManager[None]:
     return held_lock(home / LOCK_FILE)
 
 
+def _read_wallet_file(home: Path) -> tuple[dict[str, Any], bytes, bytes]:
+    """``wallet.json`` of ``home``: the whole document (rewritten as it is, but for the sealed
+    key, when the passphrase changes), the clear public key and the sealed secret key."""
+    path = home / WALLET_FILE
+    try:
+        raw = read_bounded(path, MAX_WALLET_FILE)
+    except FileNotFoundError:
+        raise StoreError("wallet_not_initialised", home=str(home)) from None
+    except OSError as exc:
+        raise StoreError("wallet_unreadable", file=str(path), reason=exc.strerror) from None
+    except UsageError:  # far larger than any wallet file: not one
+        raise StoreError("wallet_unreadable", file=str(path),
+                         reason="not a pasaporte wallet file") from None
+    try:
+        doc = jsontext.loads(raw)
+        if doc.get("type") != WALLET_TYPE:
+            raise ValueError("type")
+        public_key = unb64url(str(doc["public_key"]), length=32, what="public_key")
+        sealed = unb64url(str(doc["sealed_key"]), what="sealed_key")
+    except (ValueError, KeyError, TypeError, AttributeError, MalformedInput):
+        raise StoreError("wallet_unreadable", file=str(path),
+                         reason="not a pasaporte wallet file") from None
+    # Refused on opening, not at the first ``present``: a wallet that can no longer sign
+    # must not go on printing its key (``wallet key``) for an office to issue to.
+    if not sealed_whole(sealed):
+        raise StoreError("wallet_key_damaged", file=str(path))
+    return cast(dict[str, Any], doc), public_key, sealed
+
+
+def _tries(passphrase: str) -> list[tuple[str, Unlock]]:
+    """What ``Wallet.unlock`` tries ``passphrase`` as, in order: as given; else without blanks
+    at its ends (a wallet made before ``create`` dropped them keeps them, so this comes
+    second); else, those dropped, with its letters' case inverted (typed with caps lock on)."""
+    trimmed = passphrase.strip()
+    tries: list[tuple[str, Unlock]] = [(passphrase, "exact")]
+    if trimmed and trimmed != passphrase:
+        tries.append((trimmed, "trimmed"))
+    inverted = _caps_lock(trimmed)
+    if inverted != trimmed:
+        tries.append((inverted, "caps_lock"))
+    return tries
+
+
 # -- the wallet -------------------------------------------------------------------------------
 
 class Wallet:
@@ -372,29 +416,7 @@ class Wallet:
 
     @classmethod
     def open(cls, home: Path) -> Wallet:
-        path = home / WALLET_FILE
-        try:
-            raw = read_bounded(path, MAX_WALLET_FILE)
-        except FileNotFoundError:
-            raise StoreError("wallet_not_initialised", home=str(home)) from None
-        except OSError as exc:
-            raise StoreError("wallet_unreadable", file=str(path), reason=exc.strerror) from None
-        except UsageError:  # far larger than any wallet file: not one
-            raise StoreError("wallet_unreadable", file=str(path),
-                             reason="not a pasaporte wallet file") from None
-        try:
-            doc = jsontext.loads(raw)
-            if doc.get("type") != WALLET_TYPE:
-                raise ValueError("type")
-            public_key = unb64url(str(doc["public_key"]), length=32, what="public_key")
-            sealed = unb64url(str(doc["sealed_key"]), what="sealed_key")
-        except (ValueError, KeyError, TypeError, AttributeError, MalformedInput):
-            raise StoreError("wallet_unreadable", file=str(path),
-                             reason="not a pasaporte wallet file") from None
-        # Refused on opening, not at the first ``present``: a wallet that can no longer sign
-        # must not go on printing its key (``wallet key``) for an office to issue to.
-        if not sealed_whole(sealed):
-            raise StoreError("wallet_key_damaged", file=str(path))
+        _, public_key, sealed = _read_wallet_file(home)
         return cls(home, public_key, sealed)
 
     def holder_key(self, passphrase: str) -> nacl.signing.SigningKey:
@@ -403,26 +425,66 @@ class Wallet:
 
     def unlock(self, passphrase: str) -> tuple[nacl.signing.SigningKey, Unlock]:
         """The holder key, and how ``passphrase`` opened it: as given; else without blanks at
-        its ends (a wallet made before ``create`` dropped them keeps them, so this comes
-        second); else, those dropped, with its letters' case inverted (typed with caps lock
-        on). At most three tries, each an Argon2id derivation (well under a second); a wrong
-        passphrase is ``wallet_passphrase_wrong``, which says what a forgotten one means."""
-        trimmed = passphrase.strip()
-        tries: list[tuple[str, Unlock]] = [(passphrase, "exact")]
-        if trimmed and trimmed != passphrase:
-            tries.append((trimmed, "trimmed"))
-        inverted = _caps_lock(trimmed)
-        if inverted != trimmed:
-            tries.append((inverted, "caps_lock"))
-        for candidate, how in tries:
+        its ends; else with its letters' case inverted (``_tries``). At most three tries, each
+        an Argon2id derivation (well under a second); a wrong passphrase is
+        ``wallet_passphrase_wrong``, which says what a forgotten one means."""
+        key, how, _ = self._open(passphrase)
+        return key, how
+
+    def _open(self, passphrase: str) -> tuple[nacl.signing.SigningKey, Unlock, str]:
+        """As ``unlock``, and the passphrase the key is really sealed under (the try that
+        opened it)."""
+        for candidate, how in _tries(passphrase):
             try:
                 seed = unseal(self._sealed, candidate)
             except StoreError as exc:
                 if exc.code != "passphrase_wrong":
                     raise
                 continue
-            return self._checked(signing_key(seed)), how
+            return self._checked(signing_key(seed)), how, candidate
         raise StoreError("wallet_passphrase_wrong", home=str(self.home))
+
+    def change_passphrase(self, current: str | Callable[[], str],
+                          new: str | Callable[[], str], *,
+                          notice: Callable[[PasaporteError], None] | None = None) -> Unlock:
+        """Seal the holder key anew under ``new``; return how ``current`` opened it.
+
+        ``current`` is forgiven as ``unlock`` forgives it (``notice`` hears of caps lock before
+        ``new`` is asked for, or the new one would be typed with caps lock on too); ``new`` is
+        kept as ``create`` keeps a chosen passphrase, without blanks at its ends, and must
+        still be ``MIN_PASSPHRASE`` long. Either may be a prompt, called in that order: a wrong
+        current passphrase fails before the new one is asked for.
+
+        A new passphrase the current one would still open the wallet with (itself, or its
+        caps-lock typing: ``unlock`` forgives both) is refused, ``wallet_passphrase_unchanged``:
+        the change exists to shut out whoever learnt the current one. The file is replaced in
+        one ``atomic_write`` under the wallet's lock, so a crash leaves the old passphrase or
+        the new one, and nothing but the sealed key changes (credentials are other files)."""
+        key, how, sealed_under = self._open(current if isinstance(current, str) else current())
+        if how == "caps_lock" and notice is not None:
+            notice(PasaporteError("wallet_passphrase_caps_lock"))
+        chosen = (new if isinstance(new, str) else new()).strip()
+        if len(chosen) < MIN_PASSPHRASE:
+            raise UsageError("passphrase_short", min=MIN_PASSPHRASE)
+        if chosen in {candidate for candidate, _ in _tries(sealed_under)}:
+            raise UsageError("wallet_passphrase_unchanged")
+        # Sealed before the lock is taken: Argon2id is slow, and ``import`` and ``trust`` wait
+        # on the same lock. The prompts above are outside it for the same reason.
+        sealed = seal(bytes(key), chosen)
+        with _locked(self.home):
+            doc, public_key, on_disk = _read_wallet_file(self.home)
+            if (on_disk, public_key) != (self._sealed, self.public_key):
+                # Replaced since it was opened (another ``wallet passphrase`` ended first): what
+                # is there now is what changes, if the current passphrase opens it too; if not,
+                # that is ``wallet_passphrase_wrong``, and nothing is written.
+                there, _, _ = Wallet(self.home, public_key, on_disk)._open(sealed_under)
+                if bytes(there) != bytes(key):
+                    key, sealed = there, seal(bytes(there), chosen)
+            doc["sealed_key"] = b64url(sealed)
+            atomic_write(self.home / WALLET_FILE,
+                         (json.dumps(doc, indent=2) + "\n").encode("utf-8"))
+        self.public_key, self._sealed = bytes(key.verify_key), sealed
+        return how
 
     def _checked(self, key: nacl.signing.SigningKey) -> nacl.signing.SigningKey:
         # A clear public key edited by hand must not make us sign with a key it doesn't name.
