@@ -19,14 +19,23 @@ import click
 from credential import jsontext, qr, transport
 from credential.claims import parse_claims
 from credential.errors import PasaporteError, StoreError, UsageError, as_usage
-from credential.home import StagedFile, atomic_write, check_png_name, read_passphrase, resolve_home
+from credential.home import (
+    StagedFile,
+    atomic_write,
+    check_png_name,
+    read_new_passphrase,
+    read_passphrase,
+    resolve_home,
+)
 from credential.keys import b64url, check_public_key, unb64url
 from credential.passport import IssuedCredential
 from credential.text import folded
 from credential.times import check_timezone, parse_instant, rfc3339
 from issuer import backup as backup_
+from issuer import reseal
 from issuer.bulk import MAX_BYTES, issue_batch, parse_residents
 from issuer.store import (
+    LEDGER_TOKEN,
     REASONS,
     IssuerStore,
     check_credential_id,
@@ -475,6 +484,36 @@ def publish(home: str | None) -> None:
     sent = store.publish(read_passphrase())
     click.echo(f"{sent} entradas enviadas / entries sent; "
                f"{len(store.pending())} en cola / queued")
+
+
+@group.command("passphrase")
+@home_option
+def passphrase_(home: str | None) -> None:
+    """Cambia la frase de acceso / Change the office passphrase that seals the root key, every
+    office key and the ledger token (for a clerk who leaves). Asks for the current one, then the
+    new one twice (or PASAPORTE_PASSPHRASE and PASAPORTE_NEW_PASSPHRASE). Backups made before
+    keep the old passphrase."""
+    store = _store(home)
+    current = read_passphrase(prompt="Frase actual / Current passphrase")
+    # Every secret is opened before the new passphrase is asked for: a wrong current one is
+    # refused at once, and one that opens only some of them changes nothing.
+    with _phase("Comprobando la frase actual / Checking the current passphrase"):
+        opened = reseal.open_all(store, current)
+    new = read_new_passphrase()
+    reseal.check_new(current, new)  # before the work is announced
+    count = len(opened.secrets)
+    with _phase(f"Sellando de nuevo {count} secretos con la frase nueva / "
+                f"Re-sealing {count} secrets under the new passphrase"):
+        counts = reseal.reseal(store, opened, new)
+    total, offices = sum(counts.values()), counts.get("office", 0)
+    es, en = [f"{offices} llaves de oficina"], [f"{offices} office keys"]
+    if counts.get(LEDGER_TOKEN):
+        es.append("el token del registro público")
+        en.append("the ledger token")
+    click.echo(f"Frase de acceso cambiada: {total} secretos sellados de nuevo (la llave raíz, "
+               f"{', '.join(es)}) / Passphrase changed: {total} secrets re-sealed (the root "
+               f"key, {', '.join(en)})")
+    click.echo(PasaporteError("issuer_passphrase_backups").diagnostics(), err=True)
 
 
 @group.command()

@@ -61,7 +61,7 @@ from issuer.publish import check_access, post_entries
 # the public record's own vocabulary: a status change's reason goes on the ledger as it is
 from ledger.entries import REASONS, STATUSES, entry_from_json
 
-__all__ = ["CREDENTIAL_STATUSES", "LEDGER_END", "LIST_FLOOR", "REASONS",
+__all__ = ["CREDENTIAL_STATUSES", "LEDGER_END", "LEDGER_TOKEN", "LIST_FLOOR", "REASONS",
            "Issuance", "IssuerStore", "check_credential_id", "check_kid", "check_list_size",
            "check_name", "normal_id", "waiting_turn"]
 
@@ -75,6 +75,7 @@ PUBLISH_BATCH = 500
 IN_FLIGHT = "ledger_in_flight"  # meta key: the outbox ids of the batch being published
 LEDGER_END = "ledger_end"  # meta key: the ledger size just after the last batch known published
 LIST_FLOOR = "list_floor"  # meta key: status list numbers the public record already uses
+LEDGER_TOKEN = "ledger_token"  # meta key: the ledger's append token, sealed (base64url)
 BUSY_TIMEOUT_S = 30.0  # how long a write waits for another process's before giving up
 CREDENTIAL_STATUSES = STATUSES
 TURNSTILE = "issuer.db-turn"  # in the office home: see ``IssuerStore.make_way``
@@ -513,10 +514,10 @@ class IssuerStore:
         # after the passphrase: the token goes to the node only on the office's word
         warning = check_access(url, token) if check else None
         with self.engine.begin() as db:
-            db.execute(meta.delete().where(meta.c.k.in_(("ledger_url", "ledger_token"))))
+            db.execute(meta.delete().where(meta.c.k.in_(("ledger_url", LEDGER_TOKEN))))
             db.execute(meta.insert(), [
                 {"k": "ledger_url", "v": url},
-                {"k": "ledger_token", "v": b64url(seal(token.encode(), passphrase))}])
+                {"k": LEDGER_TOKEN, "v": b64url(seal(token.encode(), passphrase))}])
         return warning
 
     def publish(self, passphrase: str, *, now: int | None = None) -> int:
@@ -525,7 +526,7 @@ class IssuerStore:
             m = {k: v for k, v in db.execute(sa.select(meta.c.k, meta.c.v))}
         if "ledger_url" not in m:
             raise StoreError("ledger_not_configured")
-        token = unseal(unb64url(m["ledger_token"]), passphrase).decode()
+        token = unseal(unb64url(m[LEDGER_TOKEN]), passphrase).decode()
         sent = 0
         while flight := self._in_flight():
             first, last = flight
