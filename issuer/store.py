@@ -594,8 +594,11 @@ class IssuerStore:
         ``not_yet_valid``."""
         now = int(time.time()) if now is None else now
         with self.engine.connect() as db:
+            # Keys made in one second (``init`` then ``office add``) in the order they were
+            # made: SQLite's rowid, which SQL would not promise for ties otherwise.
             rows = db.execute(sa.select(keys).where(keys.c.role == "office")
-                              .order_by(keys.c.valid_from)).mappings().all()
+                              .order_by(keys.c.valid_from, sa.literal_column("keys.rowid"))
+                              ).mappings().all()
         out = []
         for r in rows:
             status = ("compromised" if r["compromised_since"] is not None
