@@ -2,6 +2,7 @@
 
     init --origin ORIGIN      create the log and witness keys, print the log's verifier key
     key [--witness]           print the log's (or the witness's) verifier key again
+    passphrase                change the passphrase that seals the node's keys
     serve [--host] [--port]   run the HTTP API (and the witness endpoint)
     append --file F.jsonl     append one batch, print the new checkpoint
     audit [--deep]            recompute everything; exit 1 naming the first bad record
@@ -34,12 +35,18 @@ import click
 from credential import jsontext
 from credential.bundle import MAX_BUNDLE
 from credential.errors import LedgerError, MalformedInput, StoreError, UsageError, as_usage
-from credential.home import held_lock, read_bounded, read_passphrase, resolve_home
+from credential.home import (
+    held_lock,
+    read_bounded,
+    read_new_passphrase,
+    read_passphrase,
+    resolve_home,
+)
 from credential.note import parse_verifier_key
 from credential.text import NOT_TEXT
 from credential.times import rfc3339
 from ledger.entries import ENTRY_TYPES, decode_record, entry_to_json
-from ledger.keys import LedgerConfig, load_config, save_config
+from ledger.keys import LedgerConfig, load_config, open_keys, reseal_keys, save_config
 from ledger.store import MAX_BATCH, LedgerStore, create_home
 
 __all__ = ["group"]
@@ -136,6 +143,41 @@ def key(witness: bool, home: str | None) -> None:
     if not vkey:
         raise StoreError("ledger_no_witness_key")
     click.echo(vkey)
+
+
+@group.command("passphrase")
+@home_option
+def change_passphrase(home: str | None) -> None:
+    """Cambia la frase de acceso / Change the node's passphrase: the log's and the witness's
+    keys sealed anew under it (asks for the current one, then the new one twice)."""
+    root = resolve_home("ledger", home)
+    mirror_of = _mirror_of(home)
+    if mirror_of is not None:  # it has no keys: said before any passphrase is asked for
+        raise StoreError("ledger_is_mirror", home=str(root), url=mirror_of)
+    current = read_passphrase()
+    # Every key is opened before the new passphrase is even asked for: a wrong current one is
+    # refused here (passphrase_wrong), with nothing asked in vain and nothing changed.
+    click.echo("Comprobando la frase actual… / Checking the current passphrase…", err=True)
+    opened = open_keys(root, current)
+    new = read_new_passphrase()
+    if new == current:
+        raise UsageError("ledger_passphrase_unchanged")
+    names = ", ".join(opened.secrets)
+    click.echo(f"Sellando de nuevo {names} (Argon2id)… / Sealing {names} anew (Argon2id)…",
+               err=True)
+    reseal_keys(root, opened, current, new)
+    click.echo("ok: frase de acceso cambiada / passphrase changed")
+    # A running `serve` keeps the keys it opened and goes on signing; its next start needs the
+    # new passphrase, and a service's environment is where the old one is most often left.
+    # And the change is usually made to shut someone out, whom an old backup would let back in.
+    click.echo("Use la frase nueva al reiniciar `ledger serve` u otro servicio de este nodo "
+               "(PASAPORTE_LEDGER_PASSPHRASE, PASAPORTE_PASSPHRASE). / Give the new passphrase "
+               "to `ledger serve` and any service of this node when they restart "
+               "(PASAPORTE_LEDGER_PASSPHRASE, PASAPORTE_PASSPHRASE).", err=True)
+    click.echo("Aviso: las copias de este directorio hechas antes siguen selladas con la frase "
+               "anterior; haga copias nuevas y retire las anteriores. / Notice: copies of this "
+               "folder made before are still sealed under the old passphrase; make new backups "
+               "and retire the old ones.", err=True)
 
 
 @group.command()

@@ -76,7 +76,15 @@ from ledger.entries import (
     record_prefix,
     record_time,
 )
-from ledger.keys import LedgerConfig, load_config, read_secret, save_config, write_secret
+from ledger.keys import (
+    LOG_KEY,
+    WITNESS_KEY,
+    LedgerConfig,
+    load_config,
+    open_keys,
+    save_config,
+    write_secret,
+)
 
 __all__ = ["MAX_BATCH", "AppendRequest", "LedgerStore", "SignedCheckpoint", "create_home",
            "database_url", "make_engine", "migrate"]
@@ -318,8 +326,8 @@ class LedgerStore:
             engine.dispose()
         log_signer = generate_signer(origin)
         witness = generate_signer(witness_name or f"{origin}/witness", COSIGNATURE_V1)
-        write_secret(root / "log.key", log_signer.seed, passphrase)
-        write_secret(root / "witness.key", witness.seed, passphrase)
+        write_secret(root / LOG_KEY, log_signer.seed, passphrase)
+        write_secret(root / WITNESS_KEY, witness.seed, passphrase)
         config = LedgerConfig(origin=origin, log_vkey=log_signer.verifier.vkey,
                               witness_vkey=witness.verifier.vkey, db=db)
         create_home(root, config)  # migrates the database once
@@ -350,10 +358,13 @@ class LedgerStore:
             # a mirror holds no keys ("run init" would be the wrong advice): it copies and serves
             raise StoreError("ledger_is_mirror", home=str(home), url=config.mirror_of)
         if passphrase is not None:
-            signer = Signer(config.origin, read_secret(home / "log.key", passphrase))
-            if (home / "witness.key").exists() and config.witness_vkey:
+            # both keys at once: a change of passphrase a crash cut short is settled for the
+            # pair, never one key at a time (ledger.keys.reseal_keys)
+            secrets = open_keys(home, passphrase).secrets
+            signer = Signer(config.origin, secrets[LOG_KEY])
+            if WITNESS_KEY in secrets and config.witness_vkey:
                 wname = parse_verifier_key(config.witness_vkey).name
-                witness = Signer(wname, read_secret(home / "witness.key", passphrase), 0x04)
+                witness = Signer(wname, secrets[WITNESS_KEY], 0x04)
         engine = make_engine(url)
         try:
             # A lost, emptied or mistyped database must not become a new log signed with the
