@@ -167,3 +167,48 @@ def test_a_passphrase_that_is_not_utf8_is_refused_by_name(
         read_passphrase()
     assert caught.value.code == "passphrase_not_utf8"
     assert "\udcf1" not in caught.value.message["es"] + caught.value.message["en"]
+
+
+def test_a_new_passphrase_is_read_after_the_current_one_and_names_its_own_variable(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``issuer|wallet|ledger passphrase``: the current one, then the new one twice, from one
+    pipe; or each from its variable. Refusals name the variable that would have served."""
+    from credential.errors import UsageError
+    from credential.home import read_new_passphrase, read_passphrase
+
+    monkeypatch.delenv("PASAPORTE_NEW_PASSPHRASE", raising=False)
+    _piped(monkeypatch, "la frase actual\nla frase nueva\nla frase nueva\n")
+    assert (read_passphrase(), read_new_passphrase()) == ("la frase actual", "la frase nueva")
+    monkeypatch.setenv("PASAPORTE_NEW_PASSPHRASE", "otra frase nueva")
+    _piped(monkeypatch, "")
+    assert read_new_passphrase() == "otra frase nueva"
+    for value, code in (("corta", "passphrase_short"), ("", "passphrase_env_empty")):
+        monkeypatch.setenv("PASAPORTE_NEW_PASSPHRASE", value)
+        with pytest.raises(UsageError) as caught:
+            read_new_passphrase()
+        assert caught.value.code == code
+    assert "PASAPORTE_NEW_PASSPHRASE" in caught.value.message["es"]
+    monkeypatch.delenv("PASAPORTE_NEW_PASSPHRASE")
+    _piped(monkeypatch, "la frase nueva\n")  # asked twice, the pipe ends after once
+    with pytest.raises(UsageError) as caught:
+        read_new_passphrase()
+    assert caught.value.code == "passphrase_required"
+    assert "set PASAPORTE_NEW_PASSPHRASE" in caught.value.message["en"]
+
+
+def test_an_empty_variable_with_nothing_to_prompt_on_is_named_for_every_role(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``export PASAPORTE_PASSPHRASE=$PASS`` with ``PASS`` unset, in a service: named as set but
+    empty, not "set PASAPORTE_PASSPHRASE"; with a line to read, it is as if unset."""
+    from credential.errors import UsageError
+    from credential.home import read_passphrase
+
+    _piped(monkeypatch, "")
+    monkeypatch.setenv("PASAPORTE_PASSPHRASE", "")
+    with pytest.raises(UsageError) as caught:
+        read_passphrase()
+    assert caught.value.code == "passphrase_env_empty"
+    assert "PASAPORTE_PASSPHRASE is set but empty" in caught.value.message["en"]
+    _piped(monkeypatch, "una frase\n")
+    monkeypatch.setenv("PASAPORTE_PASSPHRASE", "")
+    assert read_passphrase() == "una frase"
