@@ -1,7 +1,7 @@
 """Passport claims as typed values, validated against ``schemas/claims.json``.
 
 Converts between three forms of the same data:
-- the claims file an issuer accepts (the shape of ``examples/claims-*.json``);
+- the claims file an issuer accepts (the shape of ``tests/examples/claims-*.json``);
 - ``Claims``: validated, typed Python values per disclosure group;
 - the compact CBOR array of each group that goes inside a disclosure.
 All conversions are driven by the schema, so adding a claim is a change to ``claims.json``.

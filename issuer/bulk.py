@@ -1,4 +1,4 @@
-"""Bulk issuance from a residents CSV (the columns of ``examples/residents-sample.csv``).
+"""Bulk issuance from a residents CSV (the columns of ``tests/examples/residents-sample.csv``).
 
 Every row is validated before anything is signed: a file with one bad row issues nothing and
 names every bad row, so an office never ends up with half a batch to reconcile.

@@ -43,12 +43,16 @@ from issuer.store import (
     check_list_size,
     check_name,
 )
+from pasaporte.cli import BilingualGroup
 
 T = TypeVar("T")
 home_option = click.option("--home", type=click.Path(file_okay=False),
-                           help="Office data directory (default: PASAPORTE_HOME or XDG).")
-office_option = click.option("--office", help="Which of the city's offices (needed only when "
+                           help="Carpeta de la oficina (por omisión: PASAPORTE_HOME o XDG) / "
+                                "Office data directory (default: PASAPORTE_HOME or XDG).")
+office_option = click.option("--office", help="Qué oficina emisora (solo si varias tienen llave "
+                                              "activa) / Which of the city's offices (only when "
                                               "several have an active key).")
+json_option = click.option("--json", "as_json", is_flag=True, help="Salida JSON / JSON output.")
 
 
 def _store(home: str | None) -> IssuerStore:
@@ -130,24 +134,29 @@ def _check_destination(path: str, option: str, *, keep: bool = False) -> None:
         raise UsageError("output_exists", option=option, path=path)
 
 
-@click.group()
+@click.group(cls=BilingualGroup)
 def group() -> None:
     """Oficina emisora / Issuing office."""
 
 
 @group.command()
-@click.option("--city", required=True)
-@click.option("--country", required=True, help="ISO 3166-1 alpha-2, e.g. MX or US.")
-@click.option("--office", required=True)
-@click.option("--code", help="Short city code used as the credential issuer (default: CC+3); "
-                             "unique among the cities whose passports one counter checks.")
+@click.option("--city", required=True,
+              help="Nombre de la ciudad (p. ej. Mexicali) / The city's name (e.g. Mexicali).")
+@click.option("--country", required=True,
+              help="País, código ISO 3166-1 alfa-2 (MX, US) / Country, ISO 3166-1 alpha-2 code.")
+@click.option("--office", required=True,
+              help="Nombre de la oficina emisora, como lo muestran las ventanillas / The issuing "
+                   "office's name, as counters show it.")
+@click.option("--code", help="Código emisor de la ciudad, único entre las ciudades de una "
+                             "ventanilla (por omisión: país + 3 letras) / The city's issuer code, "
+                             "unique at a counter (default: CC+3).")
 @click.option("--timezone", metavar="IANA",
-              help="The office's time zone, e.g. America/Tijuana: a passport is valid until "
-                   "midnight there on its last day (default: UTC).")
+              help="Zona horaria (America/Tijuana): la vigencia termina a medianoche local (por "
+                   "omisión: UTC) / Time zone: validity ends at local midnight (default: UTC).")
 @click.option("--list-size", type=int, metavar="N",
-              help="Entries per status list, a multiple of 8 (default 131072, the W3C "
-                   "minimum). A city of a million residents can take 1000000: one list of "
-                   "125,000 bytes, and a bigger list hides each passport among more.")
+              help="Entradas por lista de estado, múltiplo de 8 (por omisión 131072; 1000000 "
+                   "para un millón de residentes) / Entries per status list, a multiple of 8 "
+                   "(default 131072).")
 @home_option
 def init(city: str, country: str, office: str, code: str | None, timezone: str | None,
          list_size: int | None, home: str | None) -> None:
@@ -173,7 +182,9 @@ def init(city: str, country: str, office: str, code: str | None, timezone: str |
 
 
 @group.command()
-@click.option("--out", required=True, type=click.Path(dir_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="Archivo donde escribir la llave raíz pública (JSON) / Where to write the "
+                   "public root key (JSON).")
 @home_option
 def root(out: str, home: str | None) -> None:
     """Exporta la llave raíz para las ventanillas / Export the city root public key for
@@ -183,7 +194,7 @@ def root(out: str, home: str | None) -> None:
 
 
 @group.command("keys")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @home_option
 def keys_(as_json: bool, home: str | None) -> None:
     """Lista las llaves de la oficina / List the office keys (active, retired, expired,
@@ -197,15 +208,22 @@ def keys_(as_json: bool, home: str | None) -> None:
 
 
 @group.command()
-@click.option("--claims", "claims_file", required=True, type=click.File("rb"))
-@click.option("--holder-key", help="The resident's wallet key (base64url).")
-@click.option("--paper", is_flag=True, help="Paper credential: no holder key binding.")
-@click.option("--out", required=True, type=click.Path(dir_okay=False))
+@click.option("--claims", "claims_file", required=True, type=click.File("rb"),
+              help="Archivo JSON con los datos del residente (tests/examples/claims-*.json) / "
+                   "The resident's claims JSON file.")
+@click.option("--holder-key", help="Clave de la cartera del residente (base64url) / The "
+                                   "resident's wallet key (base64url).")
+@click.option("--paper", is_flag=True, help="Pasaporte impreso, sin clave de titular / Paper "
+                                            "credential: no holder key binding.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="Archivo donde escribir el pasaporte (texto PU1:…) / Where to write the "
+                   "credential (PU1:… text).")
 @click.option("--qr", "qr_out", type=click.Path(dir_okay=False),
-              help="Also write a QR PNG.")
+              help="También escribe el QR en PNG / Also write a QR PNG.")
 @click.option("--overwrite", is_flag=True,
-              help="Replace --out/--qr files that exist (by default they are kept: each may be "
-                   "a resident's passport).")
+              help="Reemplaza --out/--qr si ya existen (por omisión se conservan: pueden ser "
+                   "de otro residente) / Replace existing --out/--qr files (kept by default: "
+                   "each may be a resident's passport).")
 @office_option
 @home_option
 def issue(claims_file: BinaryIO, holder_key: str | None, paper: bool, out: str,
@@ -283,10 +301,12 @@ def _holder_key(text: str) -> bytes:
 
 
 @group.command()
-@click.option("--out", required=True, type=click.Path(dir_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="Archivo donde escribir el paquete de confianza / Where to write the trust "
+                   "bundle.")
 @click.option("--proof", type=click.Path(dir_okay=False), default=None,
-              help="Also write its proof of publication, once the ledger has it (for counters "
-                   "that trust only published bundles: verify --bundle-proof).")
+              help="También escribe su prueba de publicación, para «verify --bundle-proof» / "
+                   "Also write its proof of publication, for `verify --bundle-proof`.")
 @home_option
 def bundle(out: str, proof: str | None, home: str | None) -> None:
     """Escribe el paquete de confianza firmado / Write the current signed trust bundle."""
@@ -322,8 +342,8 @@ def _status_command(name: str, new: str, help_text: str) -> None:
     @group.command(name, help=help_text)
     @click.argument("credential_id")
     @click.option("--reason", metavar="TEXT", default="unspecified",
-                  help=f"One of: {', '.join(REASONS)}. Other text is not kept (the public "
-                       "record takes codes only) and counts as unspecified.")
+                  help=f"Motivo: {', '.join(REASONS)} (o en español: extraviado…); otro "
+                       "texto no se guarda / Reason: one of these codes; other text is not kept.")
     @home_option
     def cmd(credential_id: str, reason: str, home: str | None) -> None:
         # as printed, whatever case it was typed in; no id at all before the passphrase
@@ -372,7 +392,7 @@ _STATUS_LABELS = {"valid": "vigente / valid", "revoked": "revocado / revoked",
 
 @group.command("status")
 @click.argument("credential_id")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @home_option
 def status_(credential_id: str, as_json: bool, home: str | None) -> None:
     """Estado de un pasaporte / A credential's status (for a resident asking at the office)."""
@@ -392,7 +412,8 @@ def status_(credential_id: str, as_json: bool, home: str | None) -> None:
 
 
 @group.command()
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Archivo nuevo para la copia de seguridad / The new backup file to write.")
 @home_option
 def backup(out: Path, home: str | None) -> None:
     """Copia de seguridad / A consistent backup of the office store (keys stay sealed), taken
@@ -407,9 +428,11 @@ def backup(out: Path, home: str | None) -> None:
 
 @group.command()
 @click.option("--from", "source", required=True,
-              type=click.Path(dir_okay=False, path_type=Path))
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="Archivo de la copia de seguridad / The backup file to restore.")
 @click.option("--no-ledger", is_flag=True,
-              help="Do not read the public ledger the backup names (it is down for good).")
+              help="No lee el registro público que nombra la copia (dejó de funcionar) / Do not "
+                   "read the public ledger the backup names (it is down for good).")
 @home_option
 def restore(source: Path, no_ledger: bool, home: str | None) -> None:
     """Restaura una copia / Make a new office home from a backup (never over an existing one).
@@ -459,8 +482,12 @@ def restore(source: Path, no_ledger: bool, home: str | None) -> None:
 
 
 @group.command("ledger")
-@click.option("--url", required=True, help="The city's ledger node, e.g. http://127.0.0.1:8700")
-@click.option("--token", required=True, help="An append token from `pasaporte ledger token`.")
+@click.option("--url", required=True,
+              help="Dirección del nodo del registro público de la ciudad / The city's ledger "
+                   "node, e.g. http://127.0.0.1:8700")
+@click.option("--token", required=True,
+              help="Ficha de escritura de «pasaporte ledger token add» / An append token from "
+                   "`pasaporte ledger token add`.")
 @home_option
 def ledger_(url: str, token: str, home: str | None) -> None:
     """Publica el registro público de la oficina / Publish this office's public record (keys,
@@ -536,7 +563,9 @@ def office_() -> None:
 
 
 @office_.command("add")
-@click.option("--office", required=True, help="The new office's name, as counters show it.")
+@click.option("--office", required=True,
+              help="Nombre de la oficina nueva, como lo muestran las ventanillas / The new "
+                   "office's name, as counters show it.")
 @home_option
 def office_add(office: str, home: str | None) -> None:
     """Nueva oficina emisora / A new issuing office of this city: its own key and status list
@@ -554,8 +583,9 @@ def office_add(office: str, home: str | None) -> None:
 # "-h…" is a kid too.
 @group.command(context_settings={"ignore_unknown_options": True, "help_option_names": ["--help"]})
 @click.argument("kid")
-@click.option("--since", required=True, help="ISO-8601 time, with its zone, from which the key "
-              "is untrusted (2026-12-01T08:00-08:00).")
+@click.option("--since", required=True,
+              help="Desde cuándo no es confiable, ISO-8601 con su zona (2026-12-01T08:00-08:00) "
+                   "/ ISO-8601 time, with its zone, from which the key is untrusted.")
 @home_option
 def compromised(kid: str, since: str, home: str | None) -> None:
     """Marca una llave como comprometida / Mark an office key compromised from a time on
@@ -578,8 +608,11 @@ def compromised(kid: str, since: str, home: str | None) -> None:
 @group.command()
 @click.argument("csv_file", type=click.File("rb"))
 @click.option("--out-dir", required=True, type=click.Path(file_okay=False),
-              help="Where to write one paper credential per resident.")
-@click.option("--qr", "with_qr", is_flag=True, help="Also write a printable QR PNG for each.")
+              help="Carpeta donde escribir un pasaporte impreso por residente / Where to "
+                   "write one paper credential per resident.")
+@click.option("--qr", "with_qr", is_flag=True,
+              help="También escribe un QR en PNG, imprimible, para cada uno / Also write a "
+                   "printable QR PNG for each.")
 @office_option
 @home_option
 def bulk(csv_file: BinaryIO, out_dir: str, with_qr: bool, office: str | None,

@@ -48,6 +48,7 @@ from credential.times import rfc3339
 from ledger.entries import ENTRY_TYPES, decode_record, entry_to_json
 from ledger.keys import LedgerConfig, load_config, open_keys, reseal_keys, save_config
 from ledger.store import MAX_BATCH, LedgerStore, create_home
+from pasaporte.cli import BilingualGroup
 
 __all__ = ["group"]
 
@@ -60,9 +61,12 @@ MAX_LINE = 64 * 1024
 MAX_FILE = 10 * 1024 * 1024
 
 home_option = click.option("--home", type=click.Path(file_okay=False), default=None,
-                           help="Data directory (default: PASAPORTE_HOME or the XDG data dir).")
+                           help="Carpeta de datos del nodo (por omisión: PASAPORTE_HOME o XDG) "
+                                "/ Data directory (default: PASAPORTE_HOME or XDG).")
 db_option = click.option("--db", default=None, metavar="URL",
-                         help="Database URL (default: PASAPORTE_LEDGER_DB or SQLite in the home).")
+                         help="Dirección de la base de datos (por omisión: PASAPORTE_LEDGER_DB o "
+                              "SQLite en --home) / Database URL (default: PASAPORTE_LEDGER_DB or "
+                              "SQLite in --home).")
 
 
 def _open(home: str | None, db: str | None, write: bool = False,
@@ -108,14 +112,18 @@ def _progress(label: str) -> Iterator[Callable[[int, int], None]]:
         yield progress
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=BilingualGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def group() -> None:
     """Registro público de transparencia / Public transparency ledger."""
 
 
 @group.command()
-@click.option("--origin", required=True, help="The log's name, e.g. ledger.cdmx.example/v1.")
-@click.option("--witness-name", default=None, help="This node's witness name (ORIGIN/witness).")
+@click.option("--origin", required=True,
+              help="Nombre del registro, p. ej. ledger.cdmx.example/v1 / The log's name, e.g. "
+                   "ledger.cdmx.example/v1.")
+@click.option("--witness-name", default=None,
+              help="Nombre de testigo de este nodo (ORIGIN/witness) / This node's witness name "
+                   "(ORIGIN/witness).")
 @home_option
 @db_option
 def init(origin: str, witness_name: str | None, home: str | None, db: str | None) -> None:
@@ -132,7 +140,8 @@ def init(origin: str, witness_name: str | None, home: str | None, db: str | None
 
 
 @group.command()
-@click.option("--witness", is_flag=True, help="Print the witness key instead.")
+@click.option("--witness", is_flag=True,
+              help="Muestra en su lugar la llave de testigo / Print the witness key instead.")
 @home_option
 def key(witness: bool, home: str | None) -> None:
     """Llave verificadora / Print the log's C2SP verifier key (name+keyid+base64)."""
@@ -181,9 +190,10 @@ def change_passphrase(home: str | None) -> None:
 
 
 @group.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Dirección en la que escuchar / Address to listen on.")
 @click.option("--port", default=8470, show_default=True, type=click.IntRange(0, 65535),
-              help="0 picks a free port (printed).")
+              help="Puerto; 0 elige uno libre (se muestra) / Port; 0 picks a free one (printed).")
 @home_option
 @db_option
 def serve(host: str, port: int, home: str | None, db: str | None) -> None:
@@ -280,7 +290,9 @@ def _read_jsonl(path: str) -> list[dict[str, Any]]:
 
 
 @group.command()
-@click.option("--file", "path", required=True, help="JSON Lines file of entries ('-': stdin).",
+@click.option("--file", "path", required=True,
+              help="Archivo JSON Lines de entradas ('-': entrada estándar) / JSON Lines file of "
+                   "entries ('-': stdin).",
               type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 @home_option
 @db_option
@@ -314,11 +326,13 @@ def _inert_line(line: str) -> str:
 
 @group.command()
 @click.option("--start", type=click.IntRange(min=0), default=0, show_default=True,
-              help="First record (inclusive).")
+              help="Primer registro (incluido) / First record (inclusive).")
 @click.option("--end", type=click.IntRange(min=0), default=None,
-              help="Stop before this record (default: the whole log).")
+              help="Se detiene antes de este registro (por omisión: hasta el final) / Stop "
+                   "before this record (default: the whole log).")
 @click.option("--type", "types", multiple=True, type=click.Choice(sorted(ENTRY_TYPES)),
-              help="Only records of this type (repeatable).")
+              help="Solo registros de este tipo (repetible) / Only records of this type "
+                   "(repeatable).")
 @home_option
 @db_option
 def entries(start: int, end: int | None, types: tuple[str, ...], home: str | None,
@@ -354,9 +368,11 @@ def entries(start: int, end: int | None, types: tuple[str, ...], home: str | Non
 
 @group.command("check-bundle")
 @click.option("--bundle", "bundles", required=True, multiple=True,
-              type=click.Path(exists=True, dir_okay=False), help="A trust bundle (repeatable).")
+              type=click.Path(exists=True, dir_okay=False),
+              help="Paquete de confianza (repetible) / A trust bundle (repeatable).")
 @click.option("--trust-root", "roots", required=True, multiple=True,
-              type=click.Path(exists=True, dir_okay=False), help="A city root key (repeatable).")
+              type=click.Path(exists=True, dir_okay=False),
+              help="Llave raíz de una ciudad (repetible) / A city root key (repeatable).")
 @home_option
 @db_option
 def check_bundle(bundles: tuple[str, ...], roots: tuple[str, ...], home: str | None,
@@ -389,11 +405,14 @@ def check_bundle(bundles: tuple[str, ...], roots: tuple[str, ...], home: str | N
 
 @group.command("prove-bundle")
 @click.option("--bundle", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="The trust bundle, exactly as the city published it.")
+              help="Paquete de confianza, tal como lo publicó la ciudad / The trust bundle, "
+                   "exactly as the city published it.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
-              help="Where to write its proof (JSON), to go with the bundle to counters.")
+              help="Archivo de su prueba (JSON), que va con el paquete a las ventanillas / Where "
+                   "to write its proof (JSON), to go with the bundle to counters.")
 @click.option("--from", "url", default=None,
-              help="Ask a node's public API instead of a local log or mirror.")
+              help="Consulta la API pública de un nodo en lugar de un registro o espejo local / "
+                   "Ask a node's public API instead of a local log or mirror.")
 @home_option
 @db_option
 def prove_bundle(bundle: str, out: str, url: str | None, home: str | None,
@@ -419,7 +438,9 @@ def prove_bundle(bundle: str, out: str, url: str | None, home: str | None,
 
 
 @group.command()
-@click.option("--deep", is_flag=True, help="Also decode and validate every record.")
+@click.option("--deep", is_flag=True,
+              help="También decodifica y valida cada registro / Also decode and validate every "
+                   "record.")
 @home_option
 @db_option
 def audit(deep: bool, home: str | None, db: str | None) -> None:
@@ -437,12 +458,18 @@ def audit(deep: bool, home: str | None, db: str | None) -> None:
 
 
 @group.command()
-@click.option("--from", "url", required=True, help="The other node's base URL.")
-@click.option("--log-key", default=None, help="The log's verifier key (first run only).")
+@click.option("--from", "url", required=True,
+              help="Dirección base del otro nodo / The other node's base URL.")
+@click.option("--log-key", default=None,
+              help="Llave verificadora del registro (solo la primera vez) / The log's verifier "
+                   "key (first run only).")
 @click.option("--witness-key", multiple=True,
-              help="Require a cosignature from one of these (remembered for later runs).")
+              help="Exige la cosignatura de uno de estos testigos (se recuerda) / Require a "
+                   "cosignature from one of these (remembered for later runs).")
 @click.option("--unwitnessed", is_flag=True,
-              help="Accept the log's signature alone (no witness: a split view goes unseen).")
+              help="Acepta solo la firma del registro (sin testigo, una historia doble pasa "
+                   "inadvertida) / Accept the log's signature alone (no witness: a split view "
+                   "goes unseen).")
 @home_option
 @db_option
 def mirror(url: str, log_key: str | None, witness_key: tuple[str, ...], unwitnessed: bool,
@@ -502,8 +529,11 @@ def _mirror(root: Path, url: str, log_key: str | None, witness_key: tuple[str, .
 
 
 @group.command()
-@click.option("--log", "url", required=True, help="The other city's ledger base URL.")
-@click.option("--log-key", required=True, help="That log's verifier key.")
+@click.option("--log", "url", required=True,
+              help="Dirección base del registro de la otra ciudad / The other city's ledger base "
+                   "URL.")
+@click.option("--log-key", required=True,
+              help="Llave verificadora de ese registro / That log's verifier key.")
 @home_option
 @db_option
 def witness(url: str, log_key: str, home: str | None, db: str | None) -> None:
@@ -554,8 +584,11 @@ def witnesses() -> None:
 
 
 @witnesses.command("add")
-@click.option("--url", required=True, help="The witness's base URL (… /add-checkpoint).")
-@click.option("--key", "vkey", required=True, help="The witness's verifier key.")
+@click.option("--url", required=True,
+              help="Dirección base del testigo (… /add-checkpoint) / The witness's base URL (… "
+                   "/add-checkpoint).")
+@click.option("--key", "vkey", required=True,
+              help="Llave de testigo / The witness's verifier key.")
 @home_option
 @db_option
 def witnesses_add(url: str, vkey: str, home: str | None, db: str | None) -> None:
@@ -593,7 +626,9 @@ def witnesses_list(home: str | None, db: str | None) -> None:
 
 
 @group.command()
-@click.option("--cosign", is_flag=True, help="Ask the witnesses to cosign it first.")
+@click.option("--cosign", is_flag=True,
+              help="Pide antes a los testigos que lo cosignen / Ask the witnesses to cosign it "
+                   "first.")
 @home_option
 @db_option
 def checkpoint(cosign: bool, home: str | None, db: str | None) -> None:

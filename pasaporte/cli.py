@@ -30,8 +30,33 @@ _COMMANDS = {
 
 CANCELLED = 130
 
+HELP_OPTION_HELP = "Muestra esta ayuda y sale / Show this message and exit."
 
-class _LazyGroup(click.Group):
+
+def _bilingual(option: click.Option | None) -> click.Option | None:
+    if option is not None:
+        option.help = HELP_OPTION_HELP
+    return option
+
+
+class BilingualCommand(click.Command):
+    """A command whose ``--help`` option describes itself in Spanish and English too."""
+
+    def get_help_option(self, ctx: click.Context) -> click.Option | None:
+        return _bilingual(super().get_help_option(ctx))
+
+
+class BilingualGroup(click.Group):
+    """A group whose commands and subgroups (and itself) have the bilingual ``--help``."""
+
+    command_class = BilingualCommand
+    group_class = type  # a subgroup is a BilingualGroup too
+
+    def get_help_option(self, ctx: click.Context) -> click.Option | None:
+        return _bilingual(super().get_help_option(ctx))
+
+
+class _LazyGroup(BilingualGroup):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(_COMMANDS)
 
@@ -44,7 +69,8 @@ class _LazyGroup(click.Group):
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="pasaporte")
+@click.version_option(package_name="pasaporte",
+                      help="Muestra la versión y sale / Show the version and exit.")
 def cli() -> None:
     """Pasaporte urbano binacional / Binational urban digital passport."""
 

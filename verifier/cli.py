@@ -31,6 +31,7 @@ from credential.passport import parse_nonce
 from credential.text import escaped
 from credential.times import parse_instant
 from credential.transport import PADDING
+from pasaporte.cli import BilingualCommand
 from verifier.engine import Result, Verifier
 from verifier.policy import Policy, policy_overrides
 
@@ -253,7 +254,7 @@ def _policy_file(path: str | None) -> dict[str, object]:
     return policy_overrides(doc)
 
 
-class _RepeatableFiles(click.Command):
+class _RepeatableFiles(BilingualCommand):
     """Accept ``--bundle a.cbor b.cbor`` as well as ``--bundle a.cbor --bundle b.cbor``.
 
     The documented interface writes ``--bundle FILE…``; click options take one value each, and
@@ -289,32 +290,47 @@ class _RepeatableFiles(click.Command):
 
 
 @click.command(cls=_RepeatableFiles)
-@click.option("--service", required=True, help="library, transit or clinic.")
+@click.option("--service", required=True,
+              help="Servicio: library, transit o clinic / Service: library, transit or clinic.")
 @click.option("--bundle", "bundles", multiple=True, required=True,
-              type=click.Path(exists=True, dir_okay=False), help="Trust bundle (repeatable).")
+              type=click.Path(exists=True, dir_okay=False),
+              help="Paquete de confianza (repetible) / Trust bundle (repeatable).")
 @click.option("--trust-root", "roots", multiple=True, required=True,
-              type=click.Path(exists=True, dir_okay=False), help="City root key (repeatable).")
+              type=click.Path(exists=True, dir_okay=False),
+              help="Llave raíz de la ciudad (repetible) / City root key (repeatable).")
 @click.option("--bundle-proof", "proofs", multiple=True,
               type=click.Path(exists=True, dir_okay=False),
-              help="Each bundle's proof of publication (ledger prove-bundle).")
+              help="Prueba de publicación de cada paquete (de «ledger prove-bundle») / Each "
+                   "bundle's proof of publication.")
 @click.option("--log-key", "log_keys", multiple=True,
-              help="A city ledger's verifier key: trust only bundles proven on it (repeatable).")
+              help="Llave verificadora del registro de una ciudad: solo confía en paquetes "
+                   "probados en él (repetible) / A city ledger's verifier key: trust only "
+                   "bundles proven on it (repeatable).")
 @click.option("--witness-key", "witness_keys", multiple=True,
-              help="A witness's verifier key: the proof's checkpoint must be cosigned by one.")
-@click.option("--text", help="The scanned payload text.")
-@click.option("--image", type=click.Path(exists=True, dir_okay=False), help="A PNG/JPEG photo.")
-@click.option("--batch", type=click.File("rb"), help="One payload per line (- for stdin).")
+              help="Llave de un testigo: alguno debe cosignar el checkpoint de la prueba / A "
+                   "witness's verifier key: the proof's checkpoint must be cosigned by one.")
+@click.option("--text", help="Texto del código escaneado / The scanned payload text.")
+@click.option("--image", type=click.Path(exists=True, dir_okay=False),
+              help="Foto del código, PNG o JPEG / A PNG/JPEG photo.")
+@click.option("--batch", type=click.File("rb"),
+              help="Un código por línea (- para la entrada estándar) / One payload per line (- "
+                   "for stdin).")
 @click.option("--scan", is_flag=True,
-              help="Read scans from the scanner (standard input) and show each result, until "
-                   "the input ends or Ctrl-C; setup files are read again when they change.")
-@click.option("--at", help="Verify as of this ISO-8601 time, with its zone "
-              "(2026-11-23T16:50-08:00; default: now).")
-@click.option("--counter", help="This counter's id (audience check).")
-@click.option("--nonce", help="The challenge this counter displayed.")
+              help="Lee cada código del lector (entrada estándar) hasta que termine o Ctrl-C; "
+                   "relee los archivos si cambian / Read scans from the scanner (stdin) until it "
+                   "ends or Ctrl-C; setup files are reread when changed.")
+@click.option("--at", help="Verifica a esta hora, ISO-8601 con su zona (2026-11-23T16:50-08:00; "
+                           "por omisión: ahora) / Verify as of this ISO-8601 time, with its zone "
+                           "(default: now).")
+@click.option("--counter", help="Id de esta ventanilla (revisa el destinatario) / This counter's "
+                                "id (audience check).")
+@click.option("--nonce", help="Reto que mostró esta ventanilla / The challenge this counter "
+                              "displayed.")
 @click.option("--policy", "policy_file", type=click.Path(exists=True, dir_okay=False),
-              help="This counter's policy (JSON): paper, freshness_seconds, "
-                   "clock_skew_seconds, status_max_age_days, stale_status.")
-@click.option("--json", "as_json", is_flag=True)
+              help="Política de esta ventanilla (JSON: paper, freshness_seconds, "
+                   "clock_skew_seconds, status_max_age_days, stale_status) / This counter's "
+                   "policy (JSON).")
+@click.option("--json", "as_json", is_flag=True, help="Salida JSON / JSON output.")
 def command(service: str, bundles: tuple[str, ...], roots: tuple[str, ...],
             proofs: tuple[str, ...], log_keys: tuple[str, ...], witness_keys: tuple[str, ...],
             text: str | None, image: str | None, batch: BinaryIO | None, scan: bool,

@@ -29,6 +29,7 @@ from credential.home import (
 from credential.keys import b64url
 from credential.logproof import read_trust_files
 from credential.passport import parse_nonce
+from pasaporte.cli import BilingualGroup
 from schemas import schema
 from wallet_cli.store import MAX_IMPORT_BYTES, CredentialEntry, Wallet
 
@@ -37,7 +38,8 @@ __all__ = ["group"]
 
 _home_option = click.option(
     "--home", type=click.Path(file_okay=False, path_type=Path), default=None,
-    help="Carpeta de la cartera / Wallet folder (default: $PASAPORTE_HOME or the XDG data dir).")
+    help="Carpeta de la cartera (por omisión: $PASAPORTE_HOME o XDG) / Wallet folder (default: "
+         "$PASAPORTE_HOME or XDG).")
 
 _FILE = click.Path(exists=True, dir_okay=False)  # read whole, bounded (read_bounded)
 _STATES = {"valid": ("vigente", "valid"), "expired": ("vencido", "expired"),
@@ -62,7 +64,7 @@ def _utc(timestamp: int) -> str:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-@click.group()
+@click.group(cls=BilingualGroup)
 def group() -> None:
     """Cartera del residente / The resident's wallet."""
 
@@ -109,15 +111,21 @@ def key(home: Path | None) -> None:
 
 @group.command()
 @click.option("--bundle", "bundles", multiple=True, required=True, type=_FILE,
-              help="A city's trust bundle (repeatable).")
+              help="Paquete de confianza de una ciudad (repetible) / A city's trust bundle "
+                   "(repeatable).")
 @click.option("--trust-root", "roots", multiple=True, required=True, type=_FILE,
-              help="That city's root key file (repeatable).")
+              help="Archivo de la llave raíz de esa ciudad (repetible) / That city's root key "
+                   "file (repeatable).")
 @click.option("--bundle-proof", "proofs", multiple=True, type=_FILE,
-              help="Each bundle's proof of publication (ledger prove-bundle).")
+              help="Prueba de publicación de cada paquete (de «ledger prove-bundle») / Each "
+                   "bundle's proof of publication.")
 @click.option("--log-key", "log_keys", multiple=True,
-              help="A city ledger's verifier key: trust only bundles proven on it.")
+              help="Llave verificadora del registro de una ciudad: solo confía en paquetes "
+                   "probados en él / A city ledger's verifier key: trust only bundles proven on "
+                   "it.")
 @click.option("--witness-key", "witness_keys", multiple=True,
-              help="A witness's verifier key: the proof's checkpoint must be cosigned by one.")
+              help="Llave de un testigo: alguno debe cosignar el checkpoint de la prueba / A "
+                   "witness's verifier key: the proof's checkpoint must be cosigned by one.")
 @_home_option
 def trust(bundles: tuple[str, ...], roots: tuple[str, ...], proofs: tuple[str, ...],
           log_keys: tuple[str, ...], witness_keys: tuple[str, ...], home: Path | None) -> None:
@@ -226,14 +234,16 @@ def _shown_line(groups: tuple[str, ...]) -> str:
 @group.command(name="present")
 @click.argument("credential_id")
 @click.option("--for", "service", required=True, metavar="SERVICE",
-              help="Servicio / Service (library, transit, clinic).")
+              help="Servicio: library, transit o clinic / Service: library, transit or clinic.")
 @click.option("--disclose", metavar="CLAIM,…", multiple=True,
               help="Grupos o datos a mostrar en lugar de los del servicio / Groups or claims to "
                    "show instead of the service's defaults.")
 @click.option("--audience", "counter", metavar="ID", default=None,
-              help="Ventanilla / Counter id (audience becomes SERVICE:ID).")
+              help="Id de la ventanilla (el destinatario queda SERVICE:ID) / Counter id "
+                   "(audience becomes SERVICE:ID).")
 @click.option("--nonce", default=None, metavar="N",
-              help="Reto de la ventanilla / Counter challenge (text, or hex:…).")
+              help="Reto de la ventanilla (texto, o hex:…) / Counter challenge (text, or "
+                   "hex:…).")
 @click.option("--qr", "qr_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="También escribe el QR en PNG / Also write the QR as PNG.")
 @click.option("--terminal", is_flag=True,
