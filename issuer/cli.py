@@ -224,14 +224,30 @@ def keys_(as_json: bool, home: str | None) -> None:
               help="Reemplaza --out/--qr si ya existen (por omisión se conservan: pueden ser "
                    "de otro residente) / Replace existing --out/--qr files (kept by default: "
                    "each may be a resident's passport).")
+@click.option("--replaces", metavar="ID",
+              help="Revoca en el mismo paso el pasaporte que éste sustituye (teléfono nuevo, "
+                   "datos corregidos) / Revoke, in the same step, the passport this one "
+                   "replaces (a new phone, corrected data).")
+@click.option("--reason", metavar="TEXT", default=None,
+              help="Motivo de esa revocación (por omisión: superseded; extraviado…) / Its "
+                   "reason (default: superseded; device_lost…).")
 @office_option
 @home_option
 def issue(claims_file: BinaryIO, holder_key: str | None, paper: bool, out: str,
-          qr_out: str | None, overwrite: bool, office: str | None, home: str | None) -> None:
+          qr_out: str | None, overwrite: bool, replaces: str | None, reason: str | None,
+          office: str | None, home: str | None) -> None:
     """Emite un pasaporte sin conexión / Issue one credential offline; prints its id."""
     if paper == bool(holder_key):
         raise UsageError("usage_error", reason_es="indique --holder-key o --paper, uno de los dos",
                          reason_en="give exactly one of --holder-key or --paper")
+    if reason is not None and replaces is None:
+        raise UsageError("usage_error",
+                         reason_es="--reason va con --replaces (el motivo de revocar el anterior)",
+                         reason_en="--reason goes with --replaces (why the old one is revoked)")
+    replacing = None
+    if replaces is not None:  # as printed, whatever case it was typed in
+        replacing = (check_credential_id(replaces),
+                     _reason_code(reason) if reason is not None else "superseded")
     check_png_name(qr_out)
     # An existing file there is most likely another resident's passport (a reused name): it is
     # kept unless --overwrite says otherwise. A run that fails puts a replaced file back anyway.
@@ -256,6 +272,9 @@ def issue(claims_file: BinaryIO, holder_key: str | None, paper: bool, out: str,
     key = None if paper else _holder_key(holder_key or "")
     store = _store(home)
     office = store.resolve_office(office)  # before the passphrase is asked for
+    if replacing is not None and store.credential(replacing[0]) is None:  # (checked again when
+        # issuing, in the transaction): a mistyped id is said before the passphrase is asked for
+        raise StoreError("credential_unknown", credential_id=replacing[0])
     passphrase = read_passphrase()
     # The output files are staged first, then written and put in place inside the issuing
     # transaction: a place that cannot be written or renamed into (a mistyped folder, a full
@@ -276,7 +295,7 @@ def issue(claims_file: BinaryIO, holder_key: str | None, paper: bool, out: str,
 
         try:
             cred = store.issue(claims, holder_key=key, passphrase=passphrase,
-                               before_commit=deliver, office=office)
+                               before_commit=deliver, office=office, replaces=replacing)
         except BaseException:
             # Not issued after all (the QR's rename or the commit failed): a file already in
             # place holds a credential that was never registered, whose signature would still
@@ -287,7 +306,9 @@ def issue(claims_file: BinaryIO, holder_key: str | None, paper: bool, out: str,
     finally:
         for staged in outputs:
             staged.discard()
-    click.echo(cred.credential_id)
+    click.echo(cred.credential_id)  # stdout: the new id alone, for scripts
+    if replacing is not None:
+        click.echo(f"{replacing[0]}: {_STATUS_LABELS['revoked']} ({replacing[1]})", err=True)
     _publish(store, passphrase)
 
 

@@ -168,6 +168,13 @@ class OfficeInfo:
     timezone: str | None = None  # IANA; the office's validity days are counted in it
 
 
+def _checked_reason(reason: str | None) -> str:
+    reason = reason or "unspecified"
+    if reason not in REASONS:
+        raise UsageError("reason_invalid", allowed=", ".join(REASONS))
+    return reason
+
+
 @contextlib.contextmanager
 def waiting_turn(home: Path) -> Iterator[None]:
     """The turnstile held shared (see ``IssuerStore.make_way``) by a writer that takes the
@@ -658,7 +665,8 @@ class IssuerStore:
               now: int | None = None, signing: tuple[bytes, nacl.signing.SigningKey]
               | None = None, bulk_row: tuple[str, str | None] | None = None,
               before_commit: Callable[[IssuedCredential], None] | None = None,
-              office: str | None = None) -> IssuedCredential:
+              office: str | None = None, replaces: tuple[str, str] | None = None
+              ) -> IssuedCredential:
         """Sign and register one credential (its salted commitment queued for the ledger),
         with the active key of ``office`` (``resolve_office``) unless ``signing`` is given.
 
@@ -670,26 +678,35 @@ class IssuerStore:
         (``issuer_key_expired``), nor one whose ``valid_from`` is after it
         (``issuer_key_not_yet_valid``): counters would refuse it all.
 
+        ``replaces`` (a credential id, a reason) revokes that credential in the same
+        transaction: a resident's new phone, corrected data. Either the new one is issued and
+        the old one revoked, or neither: never two in force, never none.
+
         One credential is ``issue_many`` of one: the same transaction, checks and records."""
         def then(creds: list[IssuedCredential]) -> None:
             if before_commit is not None:
                 before_commit(creds[0])
 
         return self.issue_many([Issuance(claims, holder_key, bulk_row)], passphrase=passphrase,
-                               now=now, signing=signing, before_commit=then, office=office)[0]
+                               now=now, signing=signing, before_commit=then, office=office,
+                               replaces=replaces)[0]
 
     def issue_many(self, items: Sequence[Issuance], *, passphrase: str, now: int | None = None,
                    signing: tuple[bytes, nacl.signing.SigningKey] | None = None,
                    before_commit: Callable[[list[IssuedCredential]], None] | None = None,
-                   office: str | None = None) -> list[IssuedCredential]:
+                   office: str | None = None, replaces: tuple[str, str] | None = None
+                   ) -> list[IssuedCredential]:
         """``issue`` for several credentials in one transaction: all of them are issued, or,
         if any check refuses one or ``before_commit`` (run inside the transaction with them
         all, in order) raises, none. Each is stamped, placed and recorded as ``issue`` would
         have done them one after another, and the ledger entries queued are the same, in the
         same order. The store's write lock is held throughout: a bulk run keeps its groups to
-        a fraction of a second, so another clerk's ``issue`` never waits long."""
+        a fraction of a second, so another clerk's ``issue`` never waits long. ``replaces``: see
+        ``issue``."""
         if not items:
             return []
+        if replaces is not None:  # before any key is unsealed: a usage error, said at once
+            replaces = (check_credential_id(replaces[0]), _checked_reason(replaces[1]))
         for item in items:
             if item.holder_key is not None:
                 check_public_key(item.holder_key, "holder key")
@@ -699,7 +716,7 @@ class IssuerStore:
         # counters.
         for attempt in range(ISSUE_ATTEMPTS):
             try:
-                return self._issue_group(items, now, kid, key, before_commit)
+                return self._issue_group(items, now, kid, key, before_commit, replaces)
             except sa.exc.IntegrityError:
                 if attempt == ISSUE_ATTEMPTS - 1:
                     raise StoreError("store_error") from None
@@ -750,8 +767,8 @@ class IssuerStore:
 
     def _issue_group(self, items: Sequence[Issuance], now: int | None, kid: bytes,
                      key: nacl.signing.SigningKey,
-                     before_commit: Callable[[list[IssuedCredential]], None] | None
-                     ) -> list[IssuedCredential]:
+                     before_commit: Callable[[list[IssuedCredential]], None] | None,
+                     replacing: tuple[str, str] | None = None) -> list[IssuedCredential]:
         with self.engine.begin() as db:  # BEGIN IMMEDIATE: the store's write lock from here
             # Read once for the whole group: no other writer changes them while this
             # transaction holds the lock.
@@ -843,6 +860,8 @@ class IssuerStore:
                 cursor.save(db)
             db.execute(credentials.insert(), registry)
             self._queue_at(db, entries)
+            if replacing is not None:  # its ledger entry after the new credential's
+                self._change_status(db, replacing[0], "revoked", replacing[1], entries[-1][0])
             if rows:
                 prints = [r["fingerprint"] for r in rows]
                 for start in range(0, len(prints), 500):
@@ -959,27 +978,30 @@ class IssuerStore:
                    passphrase: str) -> dict[str, Any]:
         """Revoke, suspend or reinstate; like every change, only with the office passphrase."""
         credential_id = check_credential_id(credential_id)
-        reason = reason or "unspecified"
-        if reason not in REASONS:
-            raise UsageError("reason_invalid", allowed=", ".join(REASONS))
+        reason = _checked_reason(reason)
         self.root_signing_key(passphrase)  # proves the passphrase before changing anything
         with self.engine.begin() as db:
-            row = db.execute(sa.select(credentials).where(
-                credentials.c.id == credential_id)).mappings().first()
-            if row is None:
-                raise StoreError("credential_unknown", credential_id=credential_id)
-            old = row["status"]
-            # Revocation is final; suspension is the reversible state.
-            allowed = {("valid", "revoked"), ("valid", "suspended"), ("suspended", "revoked"),
-                       ("suspended", "valid")}
-            if (old, new) not in allowed:
-                raise StoreError("status_transition", old=old, new=new)
-            db.execute(credentials.update().where(credentials.c.id == credential_id)
-                       .values(status=new, reason=reason))
-            code = db.execute(sa.select(meta.c.v).where(meta.c.k == "code")).scalar_one()
-            change = {"type": "status_changed", "list": f"{code}.{row['list_id']}",
-                      "index": row["idx"], "status": new, "reason": reason}
-            self._queue(db, int(time.time()), change)
+            return self._change_status(db, credential_id, new, reason, int(time.time()))
+
+    def _change_status(self, db: sa.Connection, credential_id: str, new: str, reason: str,
+                       now: int) -> dict[str, Any]:
+        """One status change, and its ledger entry queued, inside the caller's transaction."""
+        row = db.execute(sa.select(credentials).where(
+            credentials.c.id == credential_id)).mappings().first()
+        if row is None:
+            raise StoreError("credential_unknown", credential_id=credential_id)
+        old = row["status"]
+        # Revocation is final; suspension is the reversible state.
+        allowed = {("valid", "revoked"), ("valid", "suspended"), ("suspended", "revoked"),
+                   ("suspended", "valid")}
+        if (old, new) not in allowed:
+            raise StoreError("status_transition", old=old, new=new)
+        db.execute(credentials.update().where(credentials.c.id == credential_id)
+                   .values(status=new, reason=reason))
+        code = db.execute(sa.select(meta.c.v).where(meta.c.k == "code")).scalar_one()
+        change = {"type": "status_changed", "list": f"{code}.{row['list_id']}",
+                  "index": row["idx"], "status": new, "reason": reason}
+        self._queue(db, now, change)
         return change
 
     # -- trust bundle ------------------------------------------------------------------------
