@@ -16,8 +16,9 @@ their rows' records and their ledger entries are committed together, or none of 
 credential file is written as ``ID.txt.partial`` *inside* that transaction (every file of the
 group flushed to the disk, then the folder once, before the commit) and renamed after the
 commit; a partial file left behind is finished if the store has its credential and deleted if
-not (that credential was never issued: its text must not circulate). QR images are drawn last,
-on every core, from the credential files, so a missing one is simply drawn again.
+not (that credential was never issued: its text must not circulate). QR images and printable
+cards (``issuer.card``) are drawn last, on every core, from the credential files, so a missing one
+is simply drawn again.
 """
 
 from __future__ import annotations
@@ -52,23 +53,26 @@ from credential.home import atomic_write, fsync_path, held_lock
 from credential.ids import cti_from_id
 from credential.passport import decode_text
 from credential.text import folded, one_line
+from issuer import card
 from schemas import schema
 
 if TYPE_CHECKING:
     from credential.passport import IssuedCredential
     from issuer.store import IssuerStore
 
-__all__ = ["COLUMNS", "BulkError", "BulkOutcome", "Row", "fingerprints", "issue_batch",
-           "parse_residents"]
+__all__ = ["CARD_SUFFIX", "COLUMNS", "BulkError", "BulkOutcome", "Row", "fingerprints",
+           "issue_batch", "parse_residents"]
 
 T = TypeVar("T")
 # (items, how many, label) → the items, shown advancing (the CLI passes click.progressbar)
 Progress = Callable[[Iterable[T], int, str], contextlib.AbstractContextManager[Iterable[T]]]
 PARTIAL = ".partial"
+CARD_SUFFIX = ".card.png"  # ID.card.png beside ID.txt and ID.png
 _DRAWING = "Dibujando QR / Drawing QR codes"
+_DRAWING_CARDS = "Dibujando tarjetas / Drawing cards"
 _CHECKING = "Comprobando filas / Checking rows"
 _MATCHING = "Buscando filas ya emitidas / Looking for rows issued before"
-_POOL_FROM = 16  # fewer QR images than this are drawn in this process: no workers to start
+_POOL_FROM = 16  # fewer images than this are drawn in this process: no workers to start
 # Rows issued in one transaction at most: its files' fsyncs and the commit's are shared by all
 # of them, yet it holds the store's write lock well under a second (another clerk's ``issue``
 # waits at most that long).
@@ -106,7 +110,7 @@ _ENUMS = ("fare_category", "preferred_language")
 _TEXTS = ("given_name", "family_name", "residence_city", "library_system", "clinic_network")
 # 01/12/1999, 12/1/99, 1.12.1999, 1-12-1999: day/month or month/day, never guessed; and a bare
 # number, the date as the spreadsheet counts it (days since 1900)
-_SPREADSHEET_DATE = re.compile(r"\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}|\d{1,4}[/.]\d{1,2}[/.]\d{1,2}"
+SPREADSHEET_DATE = re.compile(r"\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}|\d{1,4}[/.]\d{1,2}[/.]\d{1,2}"
                                r"|\d{1,6}(\.\d+)?")
 # UTF-8 read once as Windows-1252 / Latin-1 and saved again: "Ã±" for "ñ", "Ã©" for "é"
 _GARBLED = re.compile("[ÂÃ][\u0080-\u00bf\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192"
@@ -124,7 +128,7 @@ def _quiet(items: Iterable[T], _length: int, _label: str) -> Iterator[Iterable[T
     yield items
 
 
-def _flag(value: str) -> bool | str:
+def parse_flag(value: str) -> bool | str:
     low = folded(value)  # "Sí", "SÍ", and "Sí" as a Mac types it (decomposed): "si"
     if low in _YES:
         return True
@@ -146,10 +150,10 @@ def row_to_claims(row: dict[str, str]) -> dict[str, Any]:
         "birth_date": cell("birth_date"),
         "residence": {"city": cell("residence_city"), "country": cell("residence_country"),
                       "since": cell("residence_since")},
-        "library": {"eligible": _flag(cell("library_eligible") or ""),
+        "library": {"eligible": parse_flag(cell("library_eligible") or ""),
                     "system": cell("library_system")},
         "transit": {"fare_category": cell("fare_category")},
-        "clinic": {"eligible": _flag(cell("clinic_eligible") or ""),
+        "clinic": {"eligible": parse_flag(cell("clinic_eligible") or ""),
                    "network": cell("clinic_network")},
         "preferred_language": cell("preferred_language"),
         "valid_from": cell("valid_from"), "valid_until": cell("valid_until"),
@@ -337,10 +341,10 @@ def _row(plan: _Plan, line: int, cells: list[str], rows: list[Row],
             if cell(index):
                 raise UsageError("bulk_cell_unnamed", column=_letter(index))
         for index, name, letter in plan.dates:
-            if _SPREADSHEET_DATE.fullmatch(cell(index)):
+            if SPREADSHEET_DATE.fullmatch(cell(index)):
                 raise UsageError("bulk_date_spreadsheet", name=name, column=letter)
         for index, name, letter in plan.flags:
-            if not isinstance(_flag(cell(index)), bool):
+            if not isinstance(parse_flag(cell(index)), bool):
                 raise UsageError("bulk_flag_invalid", name=name, column=letter)
         for index, name, letter in plan.texts:
             if _GARBLED.search(cell(index)):
@@ -378,15 +382,18 @@ def fingerprints(root: nacl.signing.SigningKey, claims: Iterable[Claims]) -> lis
 
 
 def issue_batch(store: IssuerStore, rows: list[Row], folder: Path, *,
-                passphrase: str, with_qr: bool = False, progress: Progress[Any] = _quiet,
-                workers: int | None = None, office: str | None = None) -> BulkOutcome:
+                passphrase: str, with_qr: bool = False, with_cards: bool = False,
+                progress: Progress[Any] = _quiet, workers: int | None = None,
+                office: str | None = None) -> BulkOutcome:
     """Issue a paper credential per row into ``folder`` (``ID.txt``, ``ID.png`` with
-    ``with_qr``, and ``index.csv``), resuming whatever an earlier run issued of these rows,
-    signed by ``office``'s active key (``IssuerStore.resolve_office``)."""
+    ``with_qr``, ``ID.card.png`` with ``with_cards``, and ``index.csv``), resuming whatever an
+    earlier run issued of these rows, signed by ``office``'s active key
+    (``IssuerStore.resolve_office``)."""
     folder.mkdir(parents=True, exist_ok=True)
     with _folder_lock(folder):
-        return _issue_batch(store, rows, folder, passphrase=passphrase,
-                            with_qr=with_qr, progress=progress, workers=workers, office=office)
+        return _issue_batch(store, rows, folder, passphrase=passphrase, with_qr=with_qr,
+                            with_cards=with_cards, progress=progress, workers=workers,
+                            office=office)
 
 
 def _folder_lock(folder: Path) -> contextlib.AbstractContextManager[None]:
@@ -398,7 +405,7 @@ def _folder_lock(folder: Path) -> contextlib.AbstractContextManager[None]:
 
 
 def _issue_batch(store: IssuerStore, rows: list[Row], folder: Path, *,
-                 passphrase: str, with_qr: bool, progress: Progress[Any],
+                 passphrase: str, with_qr: bool, with_cards: bool, progress: Progress[Any],
                  workers: int | None, office: str | None) -> BulkOutcome:
     root = store.root_signing_key(passphrase)
     with progress(rows, len(rows), _MATCHING) as bar:  # seconds for a file of many thousands
@@ -455,8 +462,10 @@ def _issue_batch(store: IssuerStore, rows: list[Row], folder: Path, *,
                     _settle_partials(store, folder)
                 raise
     ordered = tuple(sorted(index.items()))
-    if with_qr:
-        _draw_missing(folder, [cid for _, cid in ordered], progress, workers)
+    if with_qr or with_cards:
+        # the catalogue is read after every group is committed: it names every code they used
+        _draw_missing(folder, [cid for _, cid in ordered], progress, workers, qr_codes=with_qr,
+                      cards=card.office_of(store) if with_cards else None)
     left_out, kept = _keep_other_index(folder, {cid for _, cid in ordered})
     atomic_write(folder / "index.csv",
                  "".join(f"{n},{cid}\n" for n, cid in (("line", "credential_id"), *ordered))
@@ -541,7 +550,7 @@ def _settle_partials(store: IssuerStore, folder: Path) -> None:
     for text in texts:
         if text.stem not in known:
             (folder / "superseded").mkdir(exist_ok=True)
-            for path in (text, text.with_suffix(".png")):
+            for path in (text, text.with_suffix(".png"), text.with_suffix(CARD_SUFFIX)):
                 if path.exists():
                     os.replace(path, folder / "superseded" / path.name)
 
@@ -561,18 +570,35 @@ def draw_qr(txt_path: str) -> None:
     atomic_write(path.with_suffix(".png"), qr.render_png(path.read_text().strip()))
 
 
-def _draw_missing(folder: Path, ids: list[str], progress: Progress[Any],
-                  workers: int | None) -> None:
+def draw_card(txt_path: str, office: card.CardOffice) -> None:
+    """``ID.card.png`` beside ``ID.txt``, drawn from that text alone (a worker's task)."""
+    path = Path(txt_path)
+    atomic_write(path.with_suffix(CARD_SUFFIX),
+                 card.render_card(path.read_text().strip(), office))
+
+
+def _draw_missing(folder: Path, ids: list[str], progress: Progress[Any], workers: int | None,
+                  *, qr_codes: bool, cards: card.CardOffice | None) -> None:
     # A QR image costs tens of milliseconds (segno scores all eight masks in Python), several
-    # times the issuance itself: on every core, it is the bulk run's wall time divided.
-    paths = [str(folder / f"{cid}.txt") for cid in ids if not (folder / f"{cid}.png").exists()]
-    if not paths:
+    # times the issuance itself, and a card is one more QR and its text: on every core, it is
+    # the bulk run's wall time divided.
+    jobs: list[tuple[str, Callable[[str], None], list[str]]] = []
+    if qr_codes:
+        jobs.append((_DRAWING, draw_qr, [str(folder / f"{cid}.txt") for cid in ids
+                                         if not (folder / f"{cid}.png").exists()]))
+    if cards is not None:
+        jobs.append((_DRAWING_CARDS, functools.partial(draw_card, office=cards),
+                     [str(folder / f"{cid}.txt") for cid in ids
+                      if not (folder / f"{cid}{CARD_SUFFIX}").exists()]))
+    jobs = [job for job in jobs if job[2]]
+    if not jobs:
         return
     count = workers or os.cpu_count() or 1
-    if count == 1 or len(paths) < _POOL_FROM:
-        with progress(paths, len(paths), _DRAWING) as bar:
-            for path in bar:
-                draw_qr(path)
+    if count == 1 or sum(len(paths) for _, _, paths in jobs) < _POOL_FROM:
+        for label, task, paths in jobs:
+            with progress(paths, len(paths), label) as bar:
+                for path in bar:
+                    task(path)
         return
     # spawn, not fork: a forked child would inherit the store's open SQLite connections.
     context = multiprocessing.get_context("spawn")
@@ -580,9 +606,10 @@ def _draw_missing(folder: Path, ids: list[str], progress: Progress[Any],
                                                   initializer=_end_with_parent,
                                                   initargs=(os.getpid(),))
     try:
-        with progress(pool.map(draw_qr, paths, chunksize=4), len(paths), _DRAWING) as bar:
-            for _ in bar:  # results arrive in order as the workers finish: the bar advances
-                pass
+        for label, task, paths in jobs:  # one pool for both: its workers start once
+            with progress(pool.map(task, paths, chunksize=4), len(paths), label) as bar:
+                for _ in bar:  # results arrive in order as the workers finish: the bar advances
+                    pass
     except BaseException:  # Ctrl-C, a failed image: stop at once; what is missing is redrawn
         pool.shutdown(wait=True, cancel_futures=True)
         raise

@@ -12,7 +12,7 @@ import time
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import click
 
@@ -32,7 +32,7 @@ from credential.passport import IssuedCredential
 from credential.text import folded
 from credential.times import check_timezone, parse_instant, rfc3339
 from issuer import backup as backup_
-from issuer import reseal
+from issuer import card, form, reseal
 from issuer.bulk import MAX_BYTES, issue_batch, parse_residents
 from issuer.store import (
     LEDGER_TOKEN,
@@ -43,7 +43,7 @@ from issuer.store import (
     check_list_size,
     check_name,
 )
-from pasaporte.cli import BilingualGroup
+from pasaporte.cli import CANCELLED, BilingualGroup
 
 T = TypeVar("T")
 home_option = click.option("--home", type=click.Path(file_okay=False),
@@ -208,9 +208,16 @@ def keys_(as_json: bool, home: str | None) -> None:
 
 
 @group.command()
-@click.option("--claims", "claims_file", required=True, type=click.File("rb"),
+@click.option("--claims", "claims_file", type=click.File("rb"),
               help="Archivo JSON con los datos del residente (tests/examples/claims-*.json) / "
                    "The resident's claims JSON file.")
+@click.option("--ask", is_flag=True,
+              help="En vez de --claims: pregunta los datos uno por uno en la terminal, muestra "
+                   "un resumen y pide confirmar (desde una tubería: una línea por pregunta, la "
+                   "confirmación «s» y después la frase de acceso) / Instead of --claims: ask "
+                   "for the claims one by one on the terminal, show a summary and ask to "
+                   "confirm (from a pipe: one line per question, the \"s\" confirmation, then "
+                   "the passphrase).")
 @click.option("--holder-key", help="Clave de la cartera del residente (base64url) / The "
                                    "resident's wallet key (base64url).")
 @click.option("--paper", is_flag=True, help="Pasaporte impreso, sin clave de titular / Paper "
@@ -220,6 +227,10 @@ def keys_(as_json: bool, home: str | None) -> None:
                    "credential (PU1:… text).")
 @click.option("--qr", "qr_out", type=click.Path(dir_okay=False),
               help="También escribe el QR en PNG / Also write a QR PNG.")
+@click.option("--card", "card_out", type=click.Path(dir_okay=False),
+              help="Con --paper: también escribe una tarjeta imprimible en PNG (el QR y sus "
+                   "datos, tamaño credencial) / With --paper: also write a printable card PNG "
+                   "(the QR and what it says, ID-1 size).")
 @click.option("--overwrite", is_flag=True,
               help="Reemplaza --out/--qr si ya existen (por omisión se conservan: pueden ser "
                    "de otro residente) / Replace existing --out/--qr files (kept by default: "
@@ -233,13 +244,18 @@ def keys_(as_json: bool, home: str | None) -> None:
                    "reason (default: superseded; device_lost…).")
 @office_option
 @home_option
-def issue(claims_file: BinaryIO, holder_key: str | None, paper: bool, out: str,
-          qr_out: str | None, overwrite: bool, replaces: str | None, reason: str | None,
-          office: str | None, home: str | None) -> None:
+def issue(claims_file: BinaryIO | None, ask: bool, holder_key: str | None, paper: bool, out: str,
+          qr_out: str | None, card_out: str | None, overwrite: bool, replaces: str | None,
+          reason: str | None, office: str | None, home: str | None) -> None:
     """Emite un pasaporte sin conexión / Issue one credential offline; prints its id."""
+    if ask == (claims_file is not None):
+        raise UsageError("usage_error", reason_es="indique --claims o --ask, uno de los dos",
+                         reason_en="give exactly one of --claims or --ask")
     if paper == bool(holder_key):
         raise UsageError("usage_error", reason_es="indique --holder-key o --paper, uno de los dos",
                          reason_en="give exactly one of --holder-key or --paper")
+    if card_out is not None and not paper:  # a wallet's passport is shown by its phone
+        raise UsageError("card_not_paper")
     if reason is not None and replaces is None:
         raise UsageError("usage_error",
                          reason_es="--reason va con --replaces (el motivo de revocar el anterior)",
@@ -258,23 +274,37 @@ def issue(claims_file: BinaryIO, holder_key: str | None, paper: bool, out: str,
         # wallet imports, and the command would still succeed
         if Path(qr_out).resolve() == Path(out).resolve():
             raise UsageError("output_same_file", path=out)
-    raw = claims_file.read(64 * 1024 + 1)
-    if len(raw) > 64 * 1024:
-        raise UsageError("usage_error", reason_es="el archivo de datos pasa de 64 KB",
-                         reason_en="the claims file is larger than 64 KB")
-    try:
-        doc = jsontext.loads(raw)
-    except jsontext.DuplicateKey as exc:
-        raise UsageError("claims_duplicate_key", key=exc.key) from None
-    except ValueError:
-        raise UsageError("claims_not_json") from None
-    claims = parse_claims(doc)
+    check_png_name(card_out)
+    if card_out is not None:
+        _check_destination(card_out, "--card", keep=not overwrite)
+        if Path(card_out).resolve() in {Path(p).resolve() for p in (out, qr_out) if p}:
+            raise UsageError("usage_error",
+                             reason_es=f"--card nombra el mismo archivo que --out o --qr "
+                                       f"({card_out}): dé a cada uno su nombre",
+                             reason_en=f"--card names the same file as --out or --qr "
+                                       f"({card_out}): give each its own name")
+    if claims_file is not None:  # else --ask, below
+        raw = claims_file.read(64 * 1024 + 1)
+        if len(raw) > 64 * 1024:
+            raise UsageError("usage_error", reason_es="el archivo de datos pasa de 64 KB",
+                             reason_en="the claims file is larger than 64 KB")
+        try:
+            doc = jsontext.loads(raw)
+        except jsontext.DuplicateKey as exc:
+            raise UsageError("claims_duplicate_key", key=exc.key) from None
+        except ValueError:
+            raise UsageError("claims_not_json") from None
+        claims = parse_claims(doc)
     key = None if paper else _holder_key(holder_key or "")
     store = _store(home)
     office = store.resolve_office(office)  # before the passphrase is asked for
+    # read now: inside the issuing transaction the store cannot be read from another connection
+    card_office = card.office_of(store) if card_out is not None else None
     if replacing is not None and store.credential(replacing[0]) is None:  # (checked again when
         # issuing, in the transaction): a mistyped id is said before the passphrase is asked for
         raise StoreError("credential_unknown", credential_id=replacing[0])
+    if ask:  # last of the checks: a resident's answers are not typed in for a mistyped --out
+        claims = parse_claims(_ask_claims(store))
     passphrase = read_passphrase()
     # The output files are staged first, then written and put in place inside the issuing
     # transaction: a place that cannot be written or renamed into (a mistyped folder, a full
@@ -282,14 +312,17 @@ def issue(claims_file: BinaryIO, holder_key: str | None, paper: bool, out: str,
     # record that nobody holds and whose id was never printed.
     outputs: list[StagedFile] = []
     try:
-        for path in (out, qr_out) if qr_out else (out,):
-            outputs.append(StagedFile(path))
+        for path in (out, qr_out, card_out):
+            if path:
+                outputs.append(StagedFile(path))
 
         def deliver(cred: IssuedCredential) -> None:
             text = transport.pack(cred.to_cbor())
             outputs[0].write(text.encode() + b"\n")
             if qr_out:
                 outputs[1].write(qr.render_png(text))
+            if card_office is not None:  # drawn from the very text written, so they agree
+                outputs[-1].write(card.render_card(text, card_office, claims=claims))
             for staged in outputs:
                 staged.commit()
 
@@ -310,6 +343,30 @@ def issue(claims_file: BinaryIO, holder_key: str | None, paper: bool, out: str,
     if replacing is not None:
         click.echo(f"{replacing[0]}: {_STATUS_LABELS['revoked']} ({replacing[1]})", err=True)
     _publish(store, passphrase)
+
+
+def _ask_claims(store: IssuerStore) -> dict[str, Any]:
+    """``issue --ask``: the claims from the clerk (``issuer.form``). Questions and summary go
+    to stderr, as the passphrase's prompt does: stdout keeps the new id alone. Nothing to issue
+    (cancelled, not confirmed) ends the command as Ctrl-C does, the form having said why."""
+    def ask(prompt: str) -> str | None:
+        try:  # click.prompt: a line from a terminal or a pipe, Ctrl-C and Ctrl-D as Abort
+            line: str = click.prompt(prompt, default="", show_default=False, prompt_suffix="",
+                                     err=True)
+        except click.exceptions.Abort:  # Ctrl-C, Ctrl-D, the end of a pipe
+            click.echo("", err=True)
+            return None
+        if not sys.stdin.isatty():  # what a pipe gives is not echoed: end the prompt's line
+            click.echo("", err=True)
+        return line
+
+    # the names the office used, in the order it first did
+    names = {which: list(by_code.values()) for which, by_code in store.catalogs().items()}
+    doc = form.fill(ask, lambda line: click.echo(line, err=True),
+                    today=form.office_today(store.info().timezone), catalogs=names)
+    if doc is None:
+        raise click.exceptions.Exit(CANCELLED)
+    return doc
 
 
 def _holder_key(text: str) -> bytes:
@@ -634,9 +691,13 @@ def compromised(kid: str, since: str, home: str | None) -> None:
 @click.option("--qr", "with_qr", is_flag=True,
               help="También escribe un QR en PNG, imprimible, para cada uno / Also write a "
                    "printable QR PNG for each.")
+@click.option("--cards", "with_cards", is_flag=True,
+              help="También escribe una tarjeta imprimible (ID.card.png: el QR y sus datos) "
+                   "para cada uno / Also write a printable card (ID.card.png: the QR and what "
+                   "it says) for each.")
 @office_option
 @home_option
-def bulk(csv_file: BinaryIO, out_dir: str, with_qr: bool, office: str | None,
+def bulk(csv_file: BinaryIO, out_dir: str, with_qr: bool, with_cards: bool, office: str | None,
          home: str | None) -> None:
     """Emite pasaportes en papel desde un CSV / Issue paper credentials for every row of a
     residents CSV (all rows checked first).
@@ -654,7 +715,8 @@ def bulk(csv_file: BinaryIO, out_dir: str, with_qr: bool, office: str | None,
     passphrase = read_passphrase()
     folder = Path(out_dir)
     outcome = issue_batch(store, rows, folder, passphrase=passphrase,
-                          with_qr=with_qr, progress=_progressbar, office=office)
+                          with_qr=with_qr, with_cards=with_cards, progress=_progressbar,
+                          office=office)
     if outcome.resumed:
         click.echo(f"{outcome.resumed} ya emitidos antes (mismos datos) / already issued "
                    f"earlier (same claims)", err=True)

@@ -629,6 +629,16 @@ class IssuerStore:
     def root_signing_key(self, passphrase: str) -> nacl.signing.SigningKey:
         return self._unsealed(keys.c.role == "root", passphrase)[1]
 
+    def catalogs(self) -> dict[str, dict[int, str]]:
+        """The names the office has catalogued (city, library system, clinic network): each
+        catalogue's names by code, in the order the office first used them."""
+        found: dict[str, dict[int, str]] = {}
+        with self.engine.connect() as db:
+            for which, code, name in db.execute(sa.select(
+                    catalog.c.catalog, catalog.c.code, catalog.c.name).order_by(catalog.c.code)):
+                found.setdefault(str(which), {})[int(code)] = str(name)
+        return found
+
     def offices(self) -> list[str]:
         """The city's issuing offices (those with a key), in the order they were made."""
         with self.engine.connect() as db:

@@ -1,0 +1,430 @@
+"""``pasaporte issuer issue --ask``: the bilingual form (``issuer.form``) on its own, a list of
+answers in and a claims document out, then the real command fed its answers on stdin."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from credential.errors import UsageError
+from credential.passport import decode_text
+from credential.times import first_day, last_day
+from issuer import form
+from issuer.store import IssuerStore, catalog, credentials
+from schemas import FieldSpec, schema
+from tests.conftest import PASSPHRASE, ROOT, Run
+from tests.factory import EXAMPLES, example_claims
+
+TODAY = date(2026, 11, 22)  # the example's first day
+CLAIMS = str(EXAMPLES / "claims-mexicali.json")
+# tests/examples/claims-mexicali.json, answered as a clerk would, in the schema's order
+EXAMPLE_ANSWERS = ("Mexicali", "MX", "2015-06-01", "sí", "Bibliotecas Públicas de Mexicali",
+                   "senior", "sí", "Red Binacional de Salud Comunitaria", "María Guadalupe",
+                   "Hernández López", "1987-03-14", "es", "2026-11-22", "2029-11-21")
+# the same resident, typed with mistakes, each followed by its correction
+WITH_TYPOS = ("", "  Mexicali  ",  # required
+              "Mex", "mx",  # not a country code
+              "01/06/2015", "2015-06-01",  # day/month or month/day: never guessed
+              "quizás", "Sí",  # no flag
+              "Bibliotecas Públicas de Mexicali",
+              "5", "Adulto mayor",  # no such fare category; then by its Spanish label
+              "1",  # yes, as a spreadsheet writes it
+              "Red Binacional de Salud Comunitaria", "María Guadalupe", "Hernández López",
+              "1987-02-30", "14/03/1987", "1987-03-14",  # no such day; then ambiguous
+              "1",  # Español, by its number
+              "2026-11-22", "")  # Enter: the default, three years
+WITH_TYPOS_CODES = ["issuer_form_required", "issuer_form_country", "issuer_form_date_ambiguous",
+                    "issuer_form_flag", "issuer_form_choice", "issuer_form_date_none",
+                    "issuer_form_date_ambiguous"]
+
+
+class Clerk:
+    """The ``ask`` and ``say`` of a form: answers given in order, ``None`` once they run out
+    (the end of the input), and everything asked and said kept."""
+
+    def __init__(self, *answers: str) -> None:
+        self.answers = list(answers)
+        self.prompts: list[str] = []
+        self.said: list[str] = []
+
+    def ask(self, prompt: str) -> str | None:
+        self.prompts.append(prompt)
+        return self.answers.pop(0) if self.answers else None
+
+    def say(self, line: str) -> None:
+        self.said.append(line)
+
+    def codes(self) -> list[str]:
+        return [line[1:line.index("]")] for line in self.said if line.startswith("[")]
+
+
+def _fill(clerk: Clerk, **catalogs: list[str]) -> dict[str, Any] | None:
+    return form.fill(clerk.ask, clerk.say, today=TODAY, catalogs=catalogs)
+
+
+def _question(key: str) -> form.Question:
+    return next(q for q in form.questions() if q.key == key)
+
+
+# -- questions from the schema -------------------------------------------------------------
+
+def test_every_field_of_the_schema_is_asked_with_both_labels_in_order() -> None:
+    raw = json.loads((ROOT / "schemas/claims.json").read_text(encoding="utf-8"))
+    wanted = [(f"{g['name']}.{f['name']}" if g["json"] == "object" else f["name"], f["label"])
+              for g in raw["groups"] for f in g["fields"]]
+    wanted += [(e["name"], e["label"]) for e in raw["envelope"]
+               if e["name"] in ("valid_from", "valid_until")]
+    assert [(q.key, q.spec.label) for q in form.questions()] == wanted
+    clerk = Clerk(*EXAMPLE_ANSWERS, "s")
+    assert _fill(clerk) is not None
+    assert len(clerk.prompts) == len(wanted) + 1  # one each, then the confirmation
+    for asked, (_, label) in zip(clerk.prompts, wanted, strict=False):
+        assert asked.startswith(f"{label['es']} / {label['en']}")
+    assert clerk.prompts[8].startswith("Nombre(s) / Given names")
+
+
+def test_a_field_added_to_the_schema_is_in_the_form(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = schema()
+    floor = FieldSpec("floor", "text", {"es": "Piso", "en": "Floor"}, optional=True, max=10)
+    residence = dataclasses.replace(s.groups[0], fields=(*s.groups[0].fields, floor))
+    monkeypatch.setattr(form, "schema", lambda: dataclasses.replace(
+        s, groups=(residence, *s.groups[1:])))
+    keys = [q.key for q in form.questions()]
+    assert keys[:4] == ["residence.city", "residence.country", "residence.since",
+                        "residence.floor"]
+    answers = list(EXAMPLE_ANSWERS)
+    answers.insert(3, "")  # optional, left empty (the real validator knows no floor)
+    clerk = Clerk(*answers, "s")
+    assert _fill(clerk) is not None
+    assert clerk.prompts[3].startswith("Piso / Floor (opcional")
+
+
+def test_enum_menus_show_both_labels_and_take_the_number_the_code_or_a_label() -> None:
+    clerk = Clerk(*EXAMPLE_ANSWERS, "s")
+    _fill(clerk)
+    assert ("  1) General / Standard  2) Estudiante / Student  3) Adulto mayor / Senior  "
+            "4) Persona con discapacidad / Disability") in clerk.said
+    assert "  1) Español / Spanish  2) Inglés / English" in clerk.said
+    fare = _question("transit.fare_category")
+    for typed in ("2", "student", " STUDENT ", "Estudiante", "estudiante"):
+        assert form.answer(fare, typed) == "student"
+    for typed in ("0", "5", "alumno", "²"):
+        with pytest.raises(UsageError) as refused:
+            form.answer(fare, typed)
+        assert refused.value.code == "issuer_form_choice"
+        assert "standard, student, senior, disability" in refused.value.message["en"]
+
+
+# -- each kind of answer -------------------------------------------------------------------
+
+@pytest.mark.parametrize(("key", "typed", "value"), [
+    ("given_name", "  María Guadalupe ", "María Guadalupe"),
+    ("given_name", "Mari\u0301a", "María"),  # decomposed, as a Mac types it: composed
+    ("residence.country", " us ", "US"),
+    ("birth_date", "1987-03-14", "1987-03-14"),
+    ("library.eligible", "SÍ", True), ("library.eligible", "si", True),
+    ("library.eligible", "Yes", True), ("library.eligible", "verdadero", True),
+    ("library.eligible", "1", True), ("library.eligible", "No", False),
+    ("library.eligible", "FALSO", False), ("library.eligible", "0", False),
+    ("library.system", "", None),  # optional
+    ("preferred_language", "2", "en"), ("preferred_language", "Inglés", "en"),
+])
+def test_answers_of_each_kind(key: str, typed: str, value: Any) -> None:
+    assert form.answer(_question(key), typed) == value
+
+
+@pytest.mark.parametrize(("key", "typed", "code"), [
+    ("given_name", "   ", "issuer_form_required"),
+    ("given_name", "x" * 101, "issuer_form_text_long"),
+    ("given_name", "Mari\x1b[Da", "issuer_form_text_invisible"),  # an arrow key
+    ("given_name", "Ana\u202eZ", "issuer_form_text_invisible"),  # a bidi override
+    ("residence.country", "Mexico", "issuer_form_country"),
+    ("residence.country", "M1", "issuer_form_country"),
+    ("birth_date", "", "issuer_form_required"),
+    ("birth_date", "01/12/1999", "issuer_form_date_ambiguous"),
+    ("birth_date", "1.12.99", "issuer_form_date_ambiguous"),
+    ("birth_date", "12-1-1999", "issuer_form_date_ambiguous"),
+    ("birth_date", "1999", "issuer_form_date"),
+    ("birth_date", "1999-12-1", "issuer_form_date"),
+    ("birth_date", "ayer", "issuer_form_date"),
+    ("birth_date", "1999-02-29", "issuer_form_date_none"),
+    ("library.eligible", "quizás", "issuer_form_flag"),
+    ("library.eligible", "", "issuer_form_required"),
+])
+def test_wrong_answers_say_why_in_both_languages(key: str, typed: str, code: str) -> None:
+    question = _question(key)
+    with pytest.raises(UsageError) as refused:
+        form.answer(question, typed)
+    assert refused.value.code == code
+    assert question.spec.label["es"] in refused.value.message["es"]
+    assert question.spec.label["en"] in refused.value.message["en"]
+
+
+def test_an_ambiguous_date_is_never_guessed_and_says_why() -> None:
+    with pytest.raises(UsageError) as refused:
+        form.answer(_question("birth_date"), "01/12/1999")
+    assert "1 de diciembre" in refused.value.message["es"]
+    assert "January 12" in refused.value.message["en"]
+    assert "YYYY-MM-DD" in refused.value.message["en"]
+
+
+def test_catalog_fields_offer_the_names_the_office_used_and_take_new_ones() -> None:
+    system = _question("library.system")
+    used = ["Bibliotecas Públicas de Mexicali", "Biblioteca de Calexico"]
+    assert form.answer(system, "2", names=used) == "Biblioteca de Calexico"
+    # a name used before, typed without its accents or capitals: that name, not a second one
+    assert form.answer(system, "bibliotecas publicas de MEXICALI ",
+                       names=used) == "Bibliotecas Públicas de Mexicali"
+    assert form.answer(system, "Biblioteca del Valle", names=used) == "Biblioteca del Valle"
+    with pytest.raises(UsageError) as refused:
+        form.answer(system, "3", names=used)
+    assert refused.value.code == "issuer_form_catalog" and "1 a 2" in refused.value.message["es"]
+    assert form.answer(system, "3") == "3"  # no list offered: a number is a name like another
+
+    answers = list(EXAMPLE_ANSWERS)
+    answers[4] = "1"
+    clerk = Clerk(*answers, "s")
+    doc = form.fill(clerk.ask, clerk.say, today=TODAY,
+                    catalogs={"library": ["Bibliotecas Públicas de Mexicali"]})
+    assert doc == example_claims()
+    assert "  1) Bibliotecas Públicas de Mexicali" in clerk.said
+    assert "número o nombre" in clerk.prompts[4] and "1) " not in clerk.said[-1]
+
+
+# -- defaults --------------------------------------------------------------------------------
+
+def test_the_validity_defaults_to_today_and_three_years() -> None:
+    answers = [*EXAMPLE_ANSWERS[:-2], "", ""]  # Enter, Enter
+    clerk = Clerk(*answers, "s")
+    doc = _fill(clerk)
+    assert doc is not None and doc == example_claims()
+    assert clerk.prompts[-3].endswith(" [2026-11-22]: ")
+    assert "3 años / default 3 years" in clerk.prompts[-2]
+    assert clerk.prompts[-2].endswith(" [2029-11-21]: ")
+    # valid_until's default follows the start as answered
+    clerk = Clerk(*EXAMPLE_ANSWERS[:-2], "2027-01-10", "", "s")
+    doc = _fill(clerk)
+    assert doc is not None and doc["valid_until"] == "2030-01-09"
+    assert clerk.prompts[-2].endswith(" [2030-01-09]: ")
+
+
+def test_no_other_question_has_a_default() -> None:
+    for q in form.questions():
+        text = form.prompt(q)
+        assert "[" not in text, text
+
+
+def test_default_until() -> None:
+    assert form.DEFAULT_YEARS == 3
+    assert form.default_until(date(2026, 11, 22)) == date(2029, 11, 21)
+    assert form.default_until(date(2028, 2, 29)) == date(2031, 2, 28)
+    assert form.default_until(date(2027, 3, 1)) == date(2030, 2, 28)
+
+
+def test_today_is_the_offices_day() -> None:
+    evening = 1_795_410_000  # 2026-11-23 05:00 UTC: still the 22nd in Mexicali
+    assert form.office_today("America/Tijuana", now=evening) == date(2026, 11, 22)
+    assert form.office_today(None, now=evening) == date(2026, 11, 23)
+    assert form.office_today("Asia/Tokyo", now=evening) == date(2026, 11, 23)
+
+
+# -- the whole form ----------------------------------------------------------------------------
+
+def test_typos_are_asked_again_with_their_reason_and_the_result_is_the_example() -> None:
+    clerk = Clerk(*WITH_TYPOS, "sí")
+    assert _fill(clerk) == example_claims()
+    assert clerk.codes() == WITH_TYPOS_CODES
+    assert len(clerk.prompts) == len(WITH_TYPOS) + 1
+    # each mistake is followed by the same question again, and only a mistake
+    mistakes = [0, 2, 4, 6, 9, 15, 16]
+    again = [i for i in range(len(WITH_TYPOS)) if clerk.prompts[i + 1] == clerk.prompts[i]]
+    assert again == mistakes
+
+
+def test_answers_checked_together_re_ask_the_field_named() -> None:
+    # a birth date after the validity's start passes alone, not with the others
+    answers = list(EXAMPLE_ANSWERS)
+    answers[10] = "2027-01-01"
+    clerk = Clerk(*answers, "1987-03-14", "s")
+    assert _fill(clerk) == example_claims()
+    assert clerk.codes() == ["claims_invalid"]
+    assert clerk.prompts[-2].startswith("Fecha de nacimiento / Birth date")
+    # an end before the start: the end again
+    answers = [*EXAMPLE_ANSWERS[:-1], "2026-11-01"]
+    clerk = Clerk(*answers, "2029-11-21", "s")
+    assert _fill(clerk) == example_claims()
+    assert clerk.prompts[-2].startswith("Válido hasta / Valid until")
+
+
+def test_the_summary_shows_every_answer_in_both_languages() -> None:
+    clerk = Clerk(*EXAMPLE_ANSWERS, "s")
+    _fill(clerk)
+    summary = clerk.said[clerk.said.index("Resumen / Summary:") + 1:]
+    assert len(summary) == len(form.questions())
+    assert "  Nombre(s) / Given names: María Guadalupe" in summary
+    assert "  Categoría de tarifa / Fare category: Adulto mayor / Senior" in summary
+    assert "  Derecho a biblioteca / Library eligible: sí / yes" in summary
+    assert "  Válido hasta / Valid until: 2029-11-21" in summary
+    assert clerk.prompts[-1] == "¿Emitir? / Issue? [s/N] "
+
+
+@pytest.mark.parametrize("reply", ["s", "sí", "SI", "y", "Yes", " s "])
+def test_only_yes_issues(reply: str) -> None:
+    assert _fill(Clerk(*EXAMPLE_ANSWERS, reply)) == example_claims()
+
+
+@pytest.mark.parametrize("reply", ["n", "no", "", "x", "sip", "ok"])
+def test_anything_else_issues_nothing(reply: str) -> None:
+    clerk = Clerk(*EXAMPLE_ANSWERS, reply)
+    assert _fill(clerk) is None
+    assert clerk.codes() == ["issuer_form_declined"]
+
+
+def test_the_end_of_the_input_cancels_naming_the_question() -> None:
+    clerk = Clerk(*EXAMPLE_ANSWERS[:9])  # the family names never come
+    assert _fill(clerk) is None
+    assert clerk.codes() == ["issuer_form_cancelled"]
+    assert "«Apellido(s)»" in clerk.said[-1] and "“Family names”" in clerk.said[-1]
+    assert "no se emitió nada" in clerk.said[-1] and "nothing was issued" in clerk.said[-1]
+    clerk = Clerk(*EXAMPLE_ANSWERS)  # at the confirmation
+    assert _fill(clerk) is None and clerk.codes() == ["issuer_form_cancelled"]
+
+
+# -- the command -----------------------------------------------------------------------------
+
+def _stdin(monkeypatch: pytest.MonkeyPatch, *lines: str) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("".join(f"{line}\n" for line in lines)))
+
+
+def _claims_of(path: Path, home: Path) -> dict[str, Any]:
+    """A written credential's claims, decoded (catalog codes named by the office's catalog)."""
+    decoded = decode_text(path.read_text().strip())
+    with IssuerStore.open(home).engine.connect() as db:
+        names = {(c, code): name for c, code, name in db.execute(
+            sa.select(catalog.c.catalog, catalog.c.code, catalog.c.name))}
+    doc: dict[str, Any] = {"valid_from": first_day(decoded.payload.nbf).isoformat(),
+                           "valid_until": last_day(decoded.payload.exp).isoformat()}
+    for group in schema().groups:
+        for f in group.fields:
+            value = decoded.groups[group.name][f.name]
+            if f.type == "catalog" and isinstance(value, int):
+                value = names[f.catalog, value]
+            elif isinstance(value, date):
+                value = value.isoformat()
+            if group.json == "object":
+                doc.setdefault(group.name, {})[f.name] = value
+            else:
+                doc[f.name] = value
+    return doc
+
+
+def _issued(home: Path) -> int:
+    with IssuerStore.open(home).engine.connect() as db:
+        return int(db.execute(sa.select(sa.func.count()).select_from(credentials)).scalar_one())
+
+
+def test_the_command_issues_what_the_form_was_answered(office: Path, tmp_path: Path, run: Run,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    _stdin(monkeypatch, *WITH_TYPOS, "sí")
+    out = tmp_path / "maria.cred"
+    code, stdout, err = run("issuer", "issue", "--ask", "--paper", "--out", str(out),
+                            "--home", str(office))
+    assert code == 0, err
+    assert stdout.strip() == decode_text(out.read_text().strip()).payload.credential_id
+    assert "Nombre(s) / Given names" in err and "Traceback" not in err
+    for reason in WITH_TYPOS_CODES:
+        assert f"[{reason}]" in err
+    assert _claims_of(out, office) == example_claims()
+
+
+def test_names_the_office_used_are_offered_by_number(office: Path, tmp_path: Path, run: Run,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same resident issued from the file and then through the form, taking the city, the
+    library system and the clinic network from the office's catalog: the same claims."""
+    assert run("issuer", "issue", "--claims", CLAIMS, "--paper", "--out",
+               str(tmp_path / "file.cred"), "--home", str(office))[0] == 0
+    answers = list(EXAMPLE_ANSWERS)
+    answers[0] = answers[4] = answers[7] = "1"
+    _stdin(monkeypatch, *answers, "s")
+    code, _, err = run("issuer", "issue", "--ask", "--paper", "--out",
+                       str(tmp_path / "form.cred"), "--home", str(office))
+    assert code == 0, err
+    assert "  1) Red Binacional de Salud Comunitaria" in err
+    by_file = decode_text((tmp_path / "file.cred").read_text().strip())
+    by_form = decode_text((tmp_path / "form.cred").read_text().strip())
+    assert by_form.groups == by_file.groups  # the same catalog codes: no name catalogued twice
+    assert (by_form.payload.nbf, by_form.payload.exp) == (by_file.payload.nbf,
+                                                          by_file.payload.exp)
+    assert _claims_of(tmp_path / "form.cred", office) == example_claims()
+
+
+def test_the_passphrase_line_comes_after_the_form(office: Path, tmp_path: Path, run: Run,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PASAPORTE_PASSPHRASE")
+    _stdin(monkeypatch, *EXAMPLE_ANSWERS, "s", PASSPHRASE)
+    code, _, err = run("issuer", "issue", "--ask", "--paper", "--out",
+                       str(tmp_path / "p.cred"), "--home", str(office))
+    assert code == 0, err
+    assert _claims_of(tmp_path / "p.cred", office) == example_claims()
+
+
+def test_no_at_the_confirmation_issues_nothing(office: Path, tmp_path: Path, run: Run,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    before = (_issued(office), IssuerStore.open(office).pending())
+    _stdin(monkeypatch, *EXAMPLE_ANSWERS, "n")
+    out = tmp_path / "p.cred"
+    code, stdout, err = run("issuer", "issue", "--ask", "--paper", "--out", str(out),
+                            "--home", str(office))
+    assert code == 130 and stdout == ""
+    assert "[issuer_form_declined]" in err and "Nothing was issued" in err
+    assert not out.exists() and list(tmp_path.glob("p.cred*")) == []
+    assert (_issued(office), IssuerStore.open(office).pending()) == before
+
+
+def test_the_end_of_the_input_mid_form_issues_nothing(office: Path, tmp_path: Path, run: Run,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    before = (_issued(office), IssuerStore.open(office).pending())
+    _stdin(monkeypatch, *EXAMPLE_ANSWERS[:5])
+    out = tmp_path / "p.cred"
+    code, stdout, err = run("issuer", "issue", "--ask", "--paper", "--out", str(out),
+                            "--home", str(office))
+    assert code == 130 and stdout == ""
+    assert "[issuer_form_cancelled]" in err and "«Categoría de tarifa»" in err
+    assert "nothing was issued" in err and "Traceback" not in err
+    assert not out.exists()
+    assert (_issued(office), IssuerStore.open(office).pending()) == before
+
+
+@pytest.mark.parametrize("given", [["--ask", "--claims", CLAIMS], []])
+def test_exactly_one_of_ask_and_claims(office: Path, tmp_path: Path, run: Run,
+                                       monkeypatch: pytest.MonkeyPatch, given: list[str]) -> None:
+    _stdin(monkeypatch, *EXAMPLE_ANSWERS, "s")
+    code, _, err = run("issuer", "issue", *given, "--paper", "--out", str(tmp_path / "p.cred"),
+                       "--home", str(office))
+    assert code == 2 and "[usage_error]" in err and "--claims" in err and "--ask" in err
+    assert "Nombre(s)" not in err  # refused before any question
+    assert not (tmp_path / "p.cred").exists() and _issued(office) == 0
+
+
+def test_a_mistyped_option_is_said_before_the_form(office: Path, tmp_path: Path, run: Run,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "p.cred").write_text("another resident's passport\n")
+    _stdin(monkeypatch, *EXAMPLE_ANSWERS, "s")
+    code, _, err = run("issuer", "issue", "--ask", "--paper", "--out", str(tmp_path / "p.cred"),
+                       "--home", str(office))
+    assert code == 2 and "[output_exists]" in err and "Nombre(s)" not in err
+
+
+def test_help_says_what_a_pipe_gives_and_in_which_order(run: Run) -> None:
+    code, out, _ = run("issuer", "issue", "--help")
+    assert code == 0 and "--ask" in out
+    text = " ".join(out.split())
+    assert "then the passphrase" in text and "después la frase de acceso" in text
