@@ -36,7 +36,7 @@ def _issue(run: Run, home: Path, out: Path) -> str:
 def _verify(run: Run, home: Path, tmp_path: Path, credential: Path) -> str:
     run("issuer", "root", "--out", str(tmp_path / "r.json"), "--home", str(home))
     (tmp_path / "b.cbor").unlink(missing_ok=True)
-    run("issuer", "bundle", "--out", str(tmp_path / "b.cbor"), "--home", str(home))
+    assert run("issuer", "bundle", "--out", str(tmp_path / "b.cbor"), "--home", str(home))[0] == 0
     _, out, _ = run("verify", "--service", "library", "--bundle", str(tmp_path / "b.cbor"),
                     "--trust-root", str(tmp_path / "r.json"), "--text",
                     credential.read_text().strip(), "--json")

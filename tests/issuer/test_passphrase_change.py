@@ -27,6 +27,7 @@ from issuer import reseal
 from issuer.store import IssuerStore
 from tests.conftest import PASSPHRASE, Run
 from tests.factory import EXAMPLES
+from tests.issuer.test_backup import _verify
 
 REPO = Path(__file__).resolve().parents[2]
 OLD = PASSPHRASE
@@ -108,17 +109,6 @@ def _snapshot(home: Path) -> bytes:
 def _secret_free(*texts: str) -> None:
     for text in texts:
         assert OLD not in text and NEW not in text
-
-
-def _verify(run: Run, home: Path, tmp_path: Path, credential: Path) -> str:
-    run("issuer", "root", "--out", str(tmp_path / "r.json"), "--home", str(home))
-    (tmp_path / "b.cbor").unlink(missing_ok=True)
-    assert run("issuer", "bundle", "--out", str(tmp_path / "b.cbor"), "--home", str(home))[0] == 0
-    _, out, _ = run("verify", "--service", "library", "--bundle", str(tmp_path / "b.cbor"),
-                    "--trust-root", str(tmp_path / "r.json"), "--text",
-                    credential.read_text().strip(), "--json")
-    code: str = json.loads(out)["code"]
-    return code
 
 
 # -- the change -------------------------------------------------------------------------------
