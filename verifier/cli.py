@@ -17,6 +17,7 @@ import os
 import re
 import stat
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import BinaryIO
 
@@ -201,12 +202,27 @@ def _say(text: str) -> None:
     click.echo(text, err=True)
 
 
+def _setup_notices(verifier: Verifier, policy: Policy, at: int | None) -> None:
+    """What the clerk can put right before the first resident arrives, said once at the start
+    (each scan says it again): a clock behind the trust bundles, a city's revocation list past
+    its age."""
+    now = int(time.time()) if at is None else at
+    behind = verifier.clock_behind(now) if at is None else None
+    if behind is not None:
+        _say(f"! [{behind.code}] {behind.message['es']} / {behind.message['en']}")
+        return  # every scan is refused until the clock is set: the rest can wait
+    for bundle in verifier.stale_bundles(policy, now):
+        stale = PasaporteError("status_stale", days=policy.status_max_age_s // 86400)
+        _say(f"! {bundle.city}: {stale.diagnostics()}")
+
+
 def _scan(setup: _Setup, verifier: Verifier, policy: Policy, at: int | None,
           nonce: bytes | None, as_json: bool) -> None:
     """The counter at work: one result per scanned line, shown at once."""
     counts = {"accepted": 0, "rejected": 0}
     _say(f"Listo para escanear / Ready to scan ({policy.service}; {_versions(verifier)}). "
          "Ctrl-D o Ctrl-C para terminar / to finish.")
+    _setup_notices(verifier, policy, at)
     try:
         for line in _lines(sys.stdin.buffer, "--scan"):
             if line is not None and _blank(line):

@@ -171,9 +171,9 @@ class Verifier:
                     service, Policy.for_service(service))
             if now is None:
                 now = int(time.time())
-                if now + CLOCK_BEHIND_S < self._made_at:
-                    return _reject("counter_clock_behind", now=_minute(now),
-                                   made=_minute(self._made_at))
+                behind = self.clock_behind(now)
+                if behind is not None:
+                    return behind
             return self._verify(scanned, policy, now, nonce)
         except MalformedInput as malformed:  # (its own name: compiled, a name has one type)
             # Text that does not decode: said as what happened at the scanner where the text
@@ -183,6 +183,20 @@ class Verifier:
             return Result("rejected", shown.code, shown.message)
         except PasaporteError as exc:
             return Result("rejected", exc.code, exc.message)
+
+    def clock_behind(self, now: int) -> Result | None:
+        """The ``counter_clock_behind`` refusal if ``now``, read from this counter's clock, is
+        more than ``CLOCK_BEHIND_S`` before its bundles were made (see ``verify``)."""
+        if now + CLOCK_BEHIND_S < self._made_at:
+            return _reject("counter_clock_behind", now=_minute(now), made=_minute(self._made_at))
+        return None
+
+    def stale_bundles(self, policy: Policy, now: int) -> list[TrustBundle]:
+        """The bundles whose revocation lists are older than ``policy`` allows at ``now``: each
+        scan of their passports is warned (or refused) ``status_stale`` until one is updated."""
+        return [b for b in self.bundles
+                if now - max((s.updated for s in b.status_lists if s.purpose == "revocation"),
+                             default=now) > policy.status_max_age_s]
 
     def verify_image(self, image: object, *, service: str | Policy, now: int | None = None,
                      nonce: bytes | None = None) -> Result:

@@ -6,6 +6,8 @@ presentations, the real clock (a bundle made ahead of it is the counter's clock 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -89,3 +91,35 @@ def test_the_counter_command_says_so_for_each_scan(city: City, run: Run,
     assert status == 1 and "Traceback" not in err, err
     assert [json.loads(line)["code"] for line in out.splitlines()] == [
         "counter_clock_behind"] * 2
+
+
+def test_the_counter_at_work_is_told_at_the_start_what_to_put_right(city: City,
+                                                                     tmp_path: Path) -> None:
+    """``verify --scan``: a clock behind its bundles, or a city's revocation list past its
+    age, is said once when the session starts, before the first resident is refused."""
+    now = int(time.time())
+    calexico = City("Calexico", "US", "USCXL", now=now)
+    cases = {  # (Mexicali's bundle made, Calexico's): what the start says
+        "clock": ((now + 3 * 86400, now + 3 * 86400), "[counter_clock_behind]"),
+        "stale": ((now, now - 30 * 86400), "! Calexico: [status_stale]"),
+        "fine": ((now, now), None),
+    }
+    for name, ((mexicali_made, calexico_made), said) in cases.items():
+        (tmp_path / "m.cbor").write_bytes(city.bundle(made_at=mexicali_made))
+        (tmp_path / "c.cbor").write_bytes(calexico.bundle(made_at=calexico_made))
+        (tmp_path / "m.json").write_text(city.root.to_json())
+        (tmp_path / "c.json").write_text(calexico.root.to_json())
+        proc = subprocess.run(
+            [sys.executable, "-m", "pasaporte.cli", "verify", "--service", "library",
+             "--bundle", str(tmp_path / "m.cbor"), "--bundle", str(tmp_path / "c.cbor"),
+             "--trust-root", str(tmp_path / "m.json"), "--trust-root", str(tmp_path / "c.json"),
+             "--scan"], input=_code(city) + "\n", capture_output=True, text=True, timeout=120,
+            check=False)
+        start = proc.stderr.split("Escaneos / Scans")[0]  # before the first scan's result
+        assert "Traceback" not in proc.stderr, proc.stderr
+        if said is None:
+            assert "! " not in start, (name, start)
+        else:
+            assert said in start, (name, start)
+        if name == "stale":
+            assert "Mexicali:" not in start  # its own list is fresh
