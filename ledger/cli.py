@@ -14,6 +14,8 @@
     token add|revoke NAME     per-client append tokens for POST /entries
     witnesses add|remove|list the witnesses this log asks for cosignatures
     checkpoint                print the newest checkpoint with its cosignatures
+    status [--json] [--max-age S]   health for a monitor: exit 0 ok, 1 warning, 2 critical,
+                              3 unknown (usage error)
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ import contextlib
 import dataclasses
 import itertools
 import json
+import os
 import signal
 import socket
 import sys
+import time
 import unicodedata
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -34,7 +38,14 @@ import click
 
 from credential import jsontext
 from credential.bundle import MAX_BUNDLE
-from credential.errors import LedgerError, MalformedInput, StoreError, UsageError, as_usage
+from credential.errors import (
+    LedgerError,
+    MalformedInput,
+    PasaporteError,
+    StoreError,
+    UsageError,
+    as_usage,
+)
 from credential.home import (
     held_lock,
     read_bounded,
@@ -47,8 +58,10 @@ from credential.text import NOT_TEXT
 from credential.times import rfc3339
 from ledger.entries import ENTRY_TYPES, decode_record, entry_to_json
 from ledger.keys import LedgerConfig, load_config, open_keys, reseal_keys, save_config
+from ledger.status import CRITICAL, DEFAULT_MAX_AGE, DEFAULT_MAX_BEHIND, EXIT, UNKNOWN_EXIT
+from ledger.status import status as node_status
 from ledger.store import MAX_BATCH, LedgerStore, create_home
-from pasaporte.cli import BilingualGroup
+from pasaporte.cli import BilingualCommand, BilingualGroup
 
 __all__ = ["group"]
 
@@ -644,3 +657,65 @@ def checkpoint(cosign: bool, home: str | None, db: str | None) -> None:
         click.echo(store.checkpoint().note, nl=False)
     if got < want:  # asked for cosignatures and did not get them all: not a success
         raise LedgerError("ledger_cosign_missing", got=got, want=want)
+
+
+class _MonitorCommand(BilingualCommand):
+    """A command whose exit status a monitor reads (Nagios plugin convention): click's usage
+    error exits 2, which is "critical" there, so here it is 3, "unknown"."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            click.echo(ctx.get_usage(), err=True)
+            click.echo(UsageError("usage_error", reason=exc.format_message()).diagnostics(),
+                       err=True)
+            raise click.exceptions.Exit(UNKNOWN_EXIT) from None
+
+
+@group.command("status", cls=_MonitorCommand)
+@click.option("--json", "as_json", is_flag=True,
+              help="Informe en JSON (forma documentada) / Report as JSON (documented shape).")
+@click.option("--max-age", type=click.IntRange(min=0), default=DEFAULT_MAX_AGE,
+              show_default=True, metavar="SECONDS",
+              help="Aviso si el último checkpoint, o uno que un testigo no cosignó, es más viejo "
+                   "/ Warn when the newest checkpoint, or one a witness left uncosigned, is "
+                   "older.")
+@click.option("--max-behind", type=click.IntRange(min=0), default=DEFAULT_MAX_BEHIND,
+              show_default=True, metavar="RECORDS",
+              help="Aviso si un testigo va más atrás / Warn when a witness is further behind.")
+@home_option
+@db_option
+def status(as_json: bool, max_age: int, max_behind: int, home: str | None,
+           db: str | None) -> None:
+    """Salud del nodo o réplica / The node's (or mirror's) health: exit 0 ok, 1 warning,
+    2 critical, 3 unknown."""
+    try:
+        with _open(home, db) as store:
+            report = node_status(store, now=int(time.time()), max_age=max_age,
+                                max_behind=max_behind)
+    except (PasaporteError, OSError) as exc:
+        # The node cannot be read (no home, database missing or unreadable): it is down as far
+        # as anyone can tell, so critical, with the error that says why.
+        error = exc if isinstance(exc, PasaporteError) else StoreError(
+            "file_error", path=exc.filename or "(disco / disk)",
+            reason=exc.strerror or type(exc).__name__)
+        click.echo(error.diagnostics(), err=True)
+        if as_json:  # the same object GET /status answers with its 503
+            click.echo(json.dumps(error.to_dict(), ensure_ascii=False))
+        raise click.exceptions.Exit(EXIT[CRITICAL]) from None
+    except Exception as exc:
+        # A failure of the check itself is "unknown", never the 1 the console script gives it,
+        # which a monitor would read as a warning about the node.
+        if os.environ.get("PASAPORTE_DEBUG"):
+            raise
+        click.echo(PasaporteError("internal_error", kind=type(exc).__name__,
+                                  reason=str(exc)[:200]).diagnostics(), err=True)
+        raise click.exceptions.Exit(UNKNOWN_EXIT) from None
+    if as_json:
+        click.echo(json.dumps(report.to_json(), ensure_ascii=False, sort_keys=True))
+    else:
+        for line in report.lines():
+            click.echo(line)
+    if report.exit_code:
+        raise click.exceptions.Exit(report.exit_code)

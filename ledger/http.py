@@ -17,12 +17,15 @@ refusal is a 4xx with JSON ``{"code": …, "message": {"es": …, "en": …}}`` 
                                            retries are safe; not the types in LOCAL_ONLY: 403)
     POST /add-checkpoint                   tlog-witness: cosignature lines, or 409 with the size
                                            cosigned (text/x.tlog.size, as the spec says)
+    GET  /status?max_age=&max_behind=      the node's health (ledger.status): 200 ok or warning,
+                                           503 critical; public facts only, never cached
 """
 
 from __future__ import annotations
 
 import base64
 import os
+import time
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
@@ -32,6 +35,8 @@ from credential import jsontext
 from credential.errors import LedgerError, MalformedInput, PasaporteError, StoreError
 from credential.note import parse_size
 from ledger.entries import MAX_RECORD, entry_from_json
+from ledger.status import CRITICAL, DEFAULT_MAX_AGE, DEFAULT_MAX_BEHIND
+from ledger.status import status as node_status
 from ledger.store import MAX_BATCH, AppendRequest, LedgerStore
 from ledger.witness import MAX_BODY, add_checkpoint
 
@@ -261,6 +266,21 @@ def _entries_body(data: bytes) -> list[Any]:
 def post_add_checkpoint() -> Response:
     reply = add_checkpoint(_store(), _body(MAX_BODY))
     return Response(reply.body, status=reply.status, content_type=reply.content_type)
+
+
+@bp.get("/status")
+def status() -> Response:
+    # No authentication: the report holds only sizes, times, origins and key names. A load
+    # balancer takes a node answering 503 out of service: only split-view evidence does that
+    # (a warning, such as a quiet log, must not take the last node of a city offline).
+    max_age = _int_arg("max_age", required=False, default=DEFAULT_MAX_AGE)
+    max_behind = _int_arg("max_behind", required=False, default=DEFAULT_MAX_BEHIND)
+    report = node_status(_store(), now=int(time.time()), max_age=max_age,
+                         max_behind=max_behind)
+    resp = jsonify(report.to_json())
+    resp.status_code = 503 if report.health == CRITICAL else 200
+    resp.headers["Cache-Control"] = "no-store"  # a probe must see now, not a cached minute ago
+    return resp
 
 
 def create_app(test_config: dict[str, Any] | None = None, *, store: LedgerStore | None = None
