@@ -176,6 +176,9 @@ def change_passphrase(home: str | None) -> None:
     mirror_of = _mirror_of(home)
     if mirror_of is not None:  # it has no keys: said before any passphrase is asked for
         raise StoreError("ledger_is_mirror", home=str(root), url=mirror_of)
+    if not os.access(root, os.W_OK):  # the keys are replaced in this folder: said before
+        # both passphrases are typed in vain
+        raise StoreError("file_error", path=str(root), reason="Permission denied")
     current = read_passphrase()
     # Every key is opened before the new passphrase is even asked for: a wrong current one is
     # refused here (passphrase_wrong), with nothing asked in vain and nothing changed.
@@ -192,10 +195,10 @@ def change_passphrase(home: str | None) -> None:
     # A running `serve` keeps the keys it opened and goes on signing; its next start needs the
     # new passphrase, and a service's environment is where the old one is most often left.
     # And the change is usually made to shut someone out, whom an old backup would let back in.
-    click.echo("Use la frase nueva al reiniciar `ledger serve` u otro servicio de este nodo "
-               "(PASAPORTE_LEDGER_PASSPHRASE, PASAPORTE_PASSPHRASE). / Give the new passphrase "
-               "to `ledger serve` and any service of this node when they restart "
-               "(PASAPORTE_LEDGER_PASSPHRASE, PASAPORTE_PASSPHRASE).", err=True)
+    click.echo("Use la frase nueva al reiniciar `ledger serve` (PASAPORTE_PASSPHRASE) o un "
+               "servidor WSGI de este nodo (PASAPORTE_LEDGER_PASSPHRASE). / Give the new "
+               "passphrase to `ledger serve` (PASAPORTE_PASSPHRASE) or a WSGI server of this "
+               "node (PASAPORTE_LEDGER_PASSPHRASE) when they restart.", err=True)
     click.echo("Aviso: las copias de este directorio hechas antes siguen selladas con la frase "
                "anterior; haga copias nuevas y retire las anteriores. / Notice: copies of this "
                "folder made before are still sealed under the old passphrase; make new backups "
@@ -344,8 +347,9 @@ def _inert_line(line: str) -> str:
               help="Se detiene antes de este registro (por omisión: hasta el final) / Stop "
                    "before this record (default: the whole log).")
 @click.option("--type", "types", multiple=True, type=click.Choice(sorted(ENTRY_TYPES)),
-              help="Solo registros de este tipo (repetible) / Only records of this type "
-                   "(repeatable).")
+              metavar="TYPE",
+              help="Solo registros de este tipo (repetible): " + ", ".join(sorted(ENTRY_TYPES))
+                   + " / Only records of this type (repeatable).")
 @home_option
 @db_option
 def entries(start: int, end: int | None, types: tuple[str, ...], home: str | None,
@@ -574,7 +578,8 @@ def token() -> None:
 @home_option
 @db_option
 def token_add(name: str, home: str | None, db: str | None) -> None:
-    """Create (or replace) NAME's token and print it once."""
+    """Crea (o reemplaza) la ficha de NAME y la muestra una sola vez / Create (or replace)
+    NAME's token and print it once."""
     with _open(home, db, log_only=True) as store:
         click.echo(store.add_token(name))
 
@@ -584,7 +589,8 @@ def token_add(name: str, home: str | None, db: str | None) -> None:
 @home_option
 @db_option
 def token_revoke(name: str, home: str | None, db: str | None) -> None:
-    """Refuse NAME's token from now on (its appends get 401)."""
+    """Rechaza la ficha de NAME desde ahora (sus envíos reciben 401) / Refuse NAME's token from
+    now on (its appends get 401)."""
     with _open(home, db, log_only=True) as store:
         if not store.revoke_token(name):
             raise UsageError("usage_error", reason=f"no token named {name}")
@@ -605,7 +611,8 @@ def witnesses() -> None:
 @home_option
 @db_option
 def witnesses_add(url: str, vkey: str, home: str | None, db: str | None) -> None:
-    """Ask the witness at URL to cosign every new checkpoint (replaces one of the same name)."""
+    """Pide al testigo en URL que cosigne cada checkpoint nuevo (reemplaza al del mismo nombre)
+    / Ask the witness at URL to cosign every new checkpoint (replaces one of the same name)."""
     _vkey(vkey, "--key")
     with _open(home, db, log_only=True) as store:
         verifier = store.add_witness(url, vkey)
@@ -617,7 +624,8 @@ def witnesses_add(url: str, vkey: str, home: str | None, db: str | None) -> None
 @home_option
 @db_option
 def witnesses_remove(name: str, home: str | None, db: str | None) -> None:
-    """Stop asking NAME (as ``list`` shows it) for cosignatures."""
+    """Deja de pedir cosignaturas a NAME (como lo muestra ``list``) / Stop asking NAME (as
+    ``list`` shows it) for cosignatures."""
     with _open(home, db, log_only=True) as store:
         if not store.remove_witness(name):
             raise UsageError("usage_error", reason=f"no witness named {name}")
@@ -628,7 +636,8 @@ def witnesses_remove(name: str, home: str | None, db: str | None) -> None:
 @home_option
 @db_option
 def witnesses_list(home: str | None, db: str | None) -> None:
-    """One line per witness: name, URL, the last size it cosigned, its verifier key."""
+    """Una línea por testigo: nombre, URL, último tamaño cosignado, llave verificadora / One
+    line per witness: name, URL, the last size it cosigned, its verifier key."""
     with _open(home, db) as store:
         rows = store.witnesses()
     for name, vkey, url, size in rows:

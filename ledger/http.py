@@ -32,10 +32,16 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from credential import jsontext
-from credential.errors import LedgerError, MalformedInput, PasaporteError, StoreError
+from credential.errors import (
+    LedgerError,
+    MalformedInput,
+    PasaporteError,
+    StoreError,
+    UsageError,
+)
 from credential.note import parse_size
 from ledger.entries import MAX_RECORD, entry_from_json
-from ledger.status import CRITICAL, DEFAULT_MAX_AGE, DEFAULT_MAX_BEHIND
+from ledger.status import DEFAULT_MAX_AGE, DEFAULT_MAX_BEHIND
 from ledger.status import status as node_status
 from ledger.store import MAX_BATCH, AppendRequest, LedgerStore
 from ledger.witness import MAX_BODY, add_checkpoint
@@ -271,14 +277,16 @@ def post_add_checkpoint() -> Response:
 @bp.get("/status")
 def status() -> Response:
     # No authentication: the report holds only sizes, times, origins and key names. A load
-    # balancer takes a node answering 503 out of service: only split-view evidence does that
-    # (a warning, such as a quiet log, must not take the last node of a city offline).
+    # balancer takes a node answering 503 out of service, so only a node that cannot read its
+    # own log answers it (the error handler's 503). Split-view evidence is "critical" in the
+    # report, but it is about another city's log: this node still serves and proves its own,
+    # and its witness is what caught the fork; taking it offline would help no one.
     max_age = _int_arg("max_age", required=False, default=DEFAULT_MAX_AGE)
     max_behind = _int_arg("max_behind", required=False, default=DEFAULT_MAX_BEHIND)
     report = node_status(_store(), now=int(time.time()), max_age=max_age,
                          max_behind=max_behind)
     resp = jsonify(report.to_json())
-    resp.status_code = 503 if report.health == CRITICAL else 200
+    resp.status_code = 200
     resp.headers["Cache-Control"] = "no-store"  # a probe must see now, not a cached minute ago
     return resp
 
@@ -305,6 +313,11 @@ def create_app(test_config: dict[str, Any] | None = None, *, store: LedgerStore 
     if test_config:
         app.config.update(test_config)
     if store is None:
+        for variable in ("PASAPORTE_LEDGER_PASSPHRASE", "PASAPORTE_PASSPHRASE"):
+            if os.environ.get(variable) == "" and not app.config.get("PASSPHRASE"):
+                # "export PASAPORTE_LEDGER_PASSPHRASE=$PASS" with PASS unset: named, rather than
+                # a node that silently serves read-only and refuses every append
+                raise UsageError("passphrase_env_empty", variable=variable)
         passphrase = app.config.get("PASSPHRASE") or os.environ.get("PASAPORTE_PASSPHRASE")
         store = LedgerStore.open(app.config.get("HOME"), db=app.config.get("DB"),
                                  passphrase=str(passphrase) if passphrase else None)

@@ -126,7 +126,7 @@ class Report:
     def lines(self) -> list[str]:
         """The human report: the health first, then one bilingual line per item."""
         doc = self.to_json()
-        out = [f"Estado / Health: {self.health}",
+        out = [f"Estado / Health: {_HEALTH_WORDS[self.health]}",
                f"Origen / Origin: {doc['origin']}",
                "Papel / Role: " + ("nodo / node" if doc["role"] == "node"
                                    else f"réplica de / mirror of {doc['source']}"),
@@ -147,13 +147,17 @@ class Report:
             out.append(f"Réplica / Mirror: verificado / verified {m['verified']}, "
                        f"sin verificar / unverified {m['unverified']}")
         out.append(f"Vistas divididas / Split views: {doc['split_views']['count']}")
-        out.extend(f"{p['health']}: [{p['code']}] {p['message']['es']} / {p['message']['en']}"
-                   for p in doc["problems"])
+        out.extend(f"{_HEALTH_WORDS[p['health']]}: [{p['code']}] {p['message']['es']} / "
+                   f"{p['message']['en']}" for p in doc["problems"])
         return out
 
 
+# How the human report says each health; the JSON keeps the English words, for programs
+_HEALTH_WORDS = {OK: "ok", WARNING: "aviso / warning", CRITICAL: "crítico / critical"}
+
+
 def _public_url(url: str | None) -> str | None:
-    """A URL without user, password, query or fragment: the report is public."""
+    """A URL without user, password, parameters, query or fragment: the report is public."""
     if url is None:
         return None
     parts = urllib.parse.urlsplit(url)
@@ -161,7 +165,8 @@ def _public_url(url: str | None) -> str | None:
     if ":" in host:
         host = f"[{host}]"
     netloc = host if parts.port is None else f"{host}:{parts.port}"
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    path = parts.path.split(";", 1)[0]  # ";token=…" path parameters carry secrets too
+    return urllib.parse.urlunsplit((parts.scheme, netloc, path, "", ""))
 
 
 def _severity(code: str) -> str:

@@ -93,7 +93,8 @@ def change_passphrase(home: Path | None) -> None:
 
     Asks for the current passphrase, then the new one twice ($PASAPORTE_PASSPHRASE and
     $PASAPORTE_NEW_PASSPHRASE for scripts; from a pipe, one line each: current, new, new).
-    The passports stay; only the new passphrase opens the wallet afterwards.
+    The passports stay; the new passphrase opens this wallet from then on (copies of its
+    folder made before still open with the old one).
     """
     where = _home(home)
     wallet = Wallet.open(where)  # a missing or damaged wallet fails before any prompt

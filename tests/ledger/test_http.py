@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from credential import merkle
+from credential.errors import UsageError
 from credential.note import open_note, parse_checkpoint
 from ledger import schema as t
 from ledger.audit import audit
@@ -304,6 +305,16 @@ def test_create_app_from_the_environment(home: Path, monkeypatch: pytest.MonkeyP
                                         headers=_auth(token))
     assert resp.status_code == 503 and resp.get_json()["code"] == "ledger_read_only"
     read_only.extensions["ledger"].close()
+
+    # set but empty ("export PASAPORTE_LEDGER_PASSPHRASE=$PASS", PASS unset): named, not a node
+    # that starts read-only while its operator believes it signs
+    for variable in ("PASAPORTE_LEDGER_PASSPHRASE", "PASAPORTE_PASSPHRASE"):
+        monkeypatch.setenv(variable, "")
+        with pytest.raises(UsageError) as caught:
+            create_app()
+        assert caught.value.code == "passphrase_env_empty"
+        assert variable in caught.value.message["en"]
+        monkeypatch.delenv(variable)
 
 
 def test_only_the_node_writes_cosignatures_and_notices(client: FlaskClient, store: LedgerStore,
