@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import sys
 import threading
@@ -20,6 +21,7 @@ from credential import jsontext, qr, transport
 from credential.claims import parse_claims
 from credential.errors import PasaporteError, StoreError, UsageError, as_usage
 from credential.home import (
+    PASSPHRASE_VARIABLE,
     StagedFile,
     atomic_write,
     check_png_name,
@@ -300,12 +302,25 @@ def issue(claims_file: BinaryIO | None, ask: bool, holder_key: str | None, paper
     office = store.resolve_office(office)  # before the passphrase is asked for
     # read now: inside the issuing transaction the store cannot be read from another connection
     card_office = card.office_of(store) if card_out is not None else None
-    if replacing is not None and store.credential(replacing[0]) is None:  # (checked again when
-        # issuing, in the transaction): a mistyped id is said before the passphrase is asked for
-        raise StoreError("credential_unknown", credential_id=replacing[0])
+    if replacing is not None:  # (checked again when issuing, in the transaction): a mistyped
+        # or finished id is said before the passphrase is asked for, and before any form
+        old = store.credential(replacing[0])
+        if old is None:
+            raise StoreError("credential_unknown", credential_id=replacing[0])
+        if old["status"] == "revoked":
+            raise StoreError("replaces_revoked", credential_id=replacing[0],
+                             reason=old["reason"] or "unspecified")
+    passphrase = None
     if ask:  # last of the checks: a resident's answers are not typed in for a mistyped --out
+        if os.environ.get(PASSPHRASE_VARIABLE) or sys.stdin.isatty():
+            # Asked (or read) and checked first: a wrong one, or a variable still holding the
+            # passphrase before ``issuer passphrase``, would otherwise throw away a whole form.
+            # From a pipe it stays after the form's lines, as scripts give it.
+            passphrase = read_passphrase()
+            store.office_signing_key(passphrase, office=office)
         claims = parse_claims(_ask_claims(store))
-    passphrase = read_passphrase()
+    if passphrase is None:
+        passphrase = read_passphrase()
     # The output files are staged first, then written and put in place inside the issuing
     # transaction: a place that cannot be written or renamed into (a mistyped folder, a full
     # disk, a file another user owns) means nothing is issued, rather than a credential on the
@@ -611,7 +626,8 @@ def passphrase_(home: str | None) -> None:
                 f"Re-sealing {count} secrets under the new passphrase"):
         counts = reseal.reseal(store, opened, new)
     total, offices = sum(counts.values()), counts.get("office", 0)
-    es, en = [f"{offices} llaves de oficina"], [f"{offices} office keys"]
+    plural = "s" if offices != 1 else ""
+    es, en = [f"{offices} llave{plural} de oficina"], [f"{offices} office key{plural}"]
     if counts.get(LEDGER_TOKEN):
         es.append("el token del registro público")
         en.append("the ledger token")

@@ -45,6 +45,7 @@ _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _SPREADSHEET_NUMBER = re.compile(r"[0-9]+(\.[0-9]+)?")  # a year alone, or a date as a number
 _CONFIRM = frozenset({"s", "si", "y", "yes"})  # after folding: "Sí", "SI", "Yes"
 _CONFIRM_PROMPT = "¿Emitir? / Issue? [s/N] "
+_LETTER_FLAGS = {"s": True, "y": True, "n": False}
 _HINTS = {
     "country": "código de 2 letras: MX, US / 2-letter code: MX, US",
     "date": "AAAA-MM-DD / YYYY-MM-DD",
@@ -154,7 +155,14 @@ def _catalog(question: Question, text: str, names: Sequence[str]) -> str:
     typed = _text(question, text)
     # A name the office already used, typed again without its accents or capitals, is that
     # name: a second spelling would be catalogued apart, under a code of its own.
-    return next((n for n in names if folded(n) == folded(typed)), typed)
+    known = next((n for n in names if folded(n) == folded(typed)), None)
+    if known is not None:
+        return known
+    # A new name goes into every bundle from then on: a slip ("s", a menu number with no menu
+    # shown, a passphrase typed one prompt early) must not become a city or a library system.
+    if sum(c.isalpha() for c in typed) < 3:
+        raise _refused("issuer_form_catalog_name", question)
+    return typed
 
 
 def answer(question: Question, text: str, *, default: str | None = None,
@@ -182,7 +190,9 @@ def answer(question: Question, text: str, *, default: str | None = None,
     if kind == "date":
         return _date(question, text)
     if kind == "bool":
-        flag = parse_flag(text)  # what the bulk CSV accepts: sí, si, no, true, false, yes, 1, 0…
+        # what the bulk CSV accepts (sí, si, no, true, false, yes, 1, 0…), and the letters the
+        # form's own "[s/N]" teaches: s, n, y
+        flag = _LETTER_FLAGS.get(folded(text), parse_flag(text))
         if not isinstance(flag, bool):
             raise _refused("issuer_form_flag", question)
         return flag
@@ -293,6 +303,12 @@ def fill(ask: Ask, say: Say, *, today: date,
             if q.heading is not None:
                 say(q.heading)
             ask_until_valid(q)
+        while date.fromisoformat(answers["valid_until"]) < today:
+            # A year mistyped ("2016" for 2026), most often in the first day, the last one then
+            # taken by default: issued, every counter would refuse it. Both are asked again.
+            say(UsageError("claims_expired", valid_until=answers["valid_until"]).diagnostics())
+            for key in _WINDOW:
+                ask_until_valid(by_key[key])
         while True:  # the checks between answers, and any the answers alone did not catch
             try:
                 parse_claims(document(asked, answers))

@@ -835,9 +835,12 @@ class IssuerStore:
                     db.execute(keys.update().where(keys.c.kid == kid)
                                .values(status_list=list_id))
                     cursor = cursors[list_id] = self._cursor(db, list_id, size)
+                claims = item.claims
+                until = day_bounds(claims.valid_from, claims.valid_until, zone)[1]
+                if until < stamp:  # a typo in a year ("2016" for 2026): every counter refuses it
+                    raise UsageError("claims_expired", valid_until=str(claims.valid_until))
                 index = cursor.take(db, len(items) - number)
                 cti = None
-                claims = item.claims
                 if claims.credential_id is not None:  # assigned by the office: must be new
                     if claims.credential_id in assigned or db.execute(
                             sa.select(credentials.c.id).where(
@@ -854,7 +857,7 @@ class IssuerStore:
                 registry.append(dict(
                     id=cred.credential_id, kid=kid, list_id=list_id, idx=index, status="valid",
                     reason=None, issued_at=stamp,
-                    valid_until=day_bounds(claims.valid_from, claims.valid_until, zone)[1],
+                    valid_until=until,
                     paper=item.holder_key is None, commitment=commitment, commit_salt=salt))
                 entries.append((stamp, {"type": "credential_issued",
                                         "commitment": b64url(commitment)}))

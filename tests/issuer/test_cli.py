@@ -841,3 +841,16 @@ def test_status_changes_take_the_id_in_any_case(office: Path, tmp_path: Path, ru
     assert code == 0 and json.loads(out)["status"] == "revoked"
     code, _, err = run("issuer", "revoke", "aaaaaaaaaaaaa", "--home", str(office))
     assert code == 1 and "[credential_unknown]" in err and "AAAAAAAAAAAAA" in err
+
+
+def test_a_passport_expired_already_is_not_issued(office: Path, tmp_path: Path,
+                                                  run: Run) -> None:
+    """A year mistyped in a claims file ("2016" for 2026): every counter would refuse it."""
+    doc = {**json.loads((EXAMPLES / "claims-mexicali.json").read_text()),
+           "valid_from": "2016-11-22", "valid_until": "2019-11-21"}
+    (tmp_path / "old.json").write_text(json.dumps(doc))
+    code, out, err = run("issuer", "issue", "--claims", str(tmp_path / "old.json"), "--paper",
+                         "--out", str(tmp_path / "p.txt"), "--home", str(office))
+    assert (code, out) == (2, "") and "[claims_expired]" in err and "2019-11-21" in err, err
+    assert "vencido" in err and _issued(office) == (0, 0)
+    assert not (tmp_path / "p.txt").exists()

@@ -134,6 +134,9 @@ def test_enum_menus_show_both_labels_and_take_the_number_the_code_or_a_label() -
     ("library.eligible", "Yes", True), ("library.eligible", "verdadero", True),
     ("library.eligible", "1", True), ("library.eligible", "No", False),
     ("library.eligible", "FALSO", False), ("library.eligible", "0", False),
+    # the letters the form's own "[s/N]" teaches
+    ("library.eligible", "s", True), ("library.eligible", "Y", True),
+    ("library.eligible", "n", False),
     ("library.system", "", None),  # optional
     ("preferred_language", "2", "en"), ("preferred_language", "Inglés", "en"),
 ])
@@ -187,7 +190,12 @@ def test_catalog_fields_offer_the_names_the_office_used_and_take_new_ones() -> N
     with pytest.raises(UsageError) as refused:
         form.answer(system, "3", names=used)
     assert refused.value.code == "issuer_form_catalog" and "1 a 2" in refused.value.message["es"]
-    assert form.answer(system, "3") == "3"  # no list offered: a number is a name like another
+    # a slip is not a new name that would go into every bundle: a number with no list, a letter
+    for slip in ("3", "s", "n°1"):
+        with pytest.raises(UsageError) as refused:
+            form.answer(system, slip)
+        assert refused.value.code == "issuer_form_catalog_name"
+    assert form.answer(system, "Red 7") == "Red 7"  # three letters: a name
 
     answers = list(EXAMPLE_ANSWERS)
     answers[4] = "1"
@@ -257,11 +265,19 @@ def test_answers_checked_together_re_ask_the_field_named() -> None:
     assert _fill(clerk) == example_claims()
     assert clerk.codes() == ["claims_invalid"]
     assert clerk.prompts[-2].startswith("Fecha de nacimiento / Birth date")
-    # an end before the start: the end again
-    answers = [*EXAMPLE_ANSWERS[:-1], "2026-11-01"]
-    clerk = Clerk(*answers, "2029-11-21", "s")
-    assert _fill(clerk) == example_claims()
+    # an end before the start (a start to come): the end again
+    answers = [*EXAMPLE_ANSWERS[:-2], "2026-12-01", "2026-11-25"]
+    clerk = Clerk(*answers, "2029-11-30", "s")
+    assert _fill(clerk) == {**example_claims(), "valid_from": "2026-12-01",
+                            "valid_until": "2029-11-30"}
+    assert clerk.codes() == ["claims_invalid"]
     assert clerk.prompts[-2].startswith("Válido hasta / Valid until")
+    # an end before today (and so before the start): both again
+    answers = [*EXAMPLE_ANSWERS[:-1], "2026-11-01"]
+    clerk = Clerk(*answers, "2026-11-22", "2029-11-21", "s")
+    assert _fill(clerk) == example_claims()
+    assert clerk.codes() == ["claims_expired"]
+    assert clerk.prompts[-3].startswith("Válido desde / Valid from")
 
 
 def test_the_summary_shows_every_answer_in_both_languages() -> None:
@@ -376,6 +392,18 @@ def test_the_passphrase_line_comes_after_the_form(office: Path, tmp_path: Path, 
     assert _claims_of(tmp_path / "p.cred", office) == example_claims()
 
 
+def test_a_wrong_passphrase_in_the_variable_is_refused_before_the_form(
+        office: Path, tmp_path: Path, run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The variable still holding the passphrase from before ``issuer passphrase``: refused
+    before the first question, not after a whole form is typed in."""
+    monkeypatch.setenv("PASAPORTE_PASSPHRASE", "not the office passphrase")
+    _stdin(monkeypatch, *EXAMPLE_ANSWERS, "s")
+    code, _, err = run("issuer", "issue", "--ask", "--paper", "--out",
+                       str(tmp_path / "p.cred"), "--home", str(office))
+    assert code == 1 and "[passphrase_wrong]" in err, err
+    assert "Nombre(s) / Given names" not in err and _issued(office) == 0
+
+
 def test_no_at_the_confirmation_issues_nothing(office: Path, tmp_path: Path, run: Run,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     before = (_issued(office), IssuerStore.open(office).pending())
@@ -428,3 +456,14 @@ def test_help_says_what_a_pipe_gives_and_in_which_order(run: Run) -> None:
     assert code == 0 and "--ask" in out
     text = " ".join(out.split())
     assert "then the passphrase" in text and "después la frase de acceso" in text
+
+
+def test_a_validity_already_over_is_asked_again() -> None:
+    """A year mistyped at the end ("2016" for 2026) would issue a passport every counter
+    refuses: the last day is asked again, saying why."""
+    clerk = Clerk(*EXAMPLE_ANSWERS[:-2], "2016-11-22", "", "2026-11-22", "", "s")  # both again
+    doc = form.fill(clerk.ask, clerk.say, today=TODAY)
+    assert doc is not None and (doc["valid_from"], doc["valid_until"]) == (
+        "2026-11-22", "2029-11-21")
+    refused = [line for line in clerk.said if "[claims_expired]" in line]
+    assert len(refused) == 1 and "2019-11-21" in refused[0]

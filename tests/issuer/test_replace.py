@@ -120,7 +120,7 @@ def test_a_passport_revoked_already_is_not_replaced_and_nothing_is_issued(
     before = _count(office)
     code, _, err = _issue(run, office, tmp_path / "new.cred", nacl.signing.SigningKey.generate(),
                           "--replaces", old[0])
-    assert code == 1 and "[status_transition]" in err, err
+    assert code == 1 and "[replaces_revoked]" in err and "(fraud)" in err, err
     assert _count(office) == before and not (tmp_path / "new.cred").exists()
     assert _status(run, office, old[0]) == ("revoked", "fraud")  # its reason kept
 

@@ -189,7 +189,9 @@ def test_an_office_key_signs_to_its_last_second_and_not_after(tmp_path: Path) ->
     store = IssuerStore.create(tmp_path / "issuer", city="Mexicali", country="MX",
                                office="Centro", code="MXMEX", passphrase=PASSPHRASE, now=start)
     end = start + KEY_YEARS * 365 * 86400
-    claims = parse_claims(example_claims())
+    # valid when the key ends (an expired passport is refused for that reason first)
+    claims = parse_claims({**example_claims(), "valid_from": "2031-01-01",
+                           "valid_until": "2033-12-31"})
     signing = store.office_signing_key(PASSPHRASE)
     store.issue(claims, holder_key=None, passphrase=PASSPHRASE, now=end)
     assert [k["status"] for k in store.office_keys(now=end)] == ["active"]
