@@ -60,8 +60,8 @@ if TYPE_CHECKING:
     from credential.passport import IssuedCredential
     from issuer.store import IssuerStore
 
-__all__ = ["CARD_SUFFIX", "COLUMNS", "BulkError", "BulkOutcome", "Row", "fingerprints",
-           "issue_batch", "parse_residents"]
+__all__ = ["CARD_SUFFIX", "COLUMNS", "BulkError", "BulkOutcome", "Row", "expired_rows",
+           "fingerprints", "issue_batch", "parse_residents"]
 
 T = TypeVar("T")
 # (items, how many, label) → the items, shown advancing (the CLI passes click.progressbar)
@@ -353,6 +353,14 @@ def _row(plan: _Plan, line: int, cells: list[str], rows: list[Row],
         rows.append(Row(line, claims))
     except UsageError as exc:
         errors.append(BulkError(line, exc.message, exc.code))
+
+
+def expired_rows(rows: Iterable[Row], today: date) -> list[BulkError]:
+    """The rows whose validity is over before ``today`` (the office's): issued, every counter
+    would refuse them (a year mistyped in a whole column, a file kept from years ago)."""
+    return [BulkError(r.line, exc.message, exc.code)
+            for r in rows if r.claims.valid_until < today
+            for exc in (UsageError("claims_expired", valid_until=str(r.claims.valid_until)),)]
 
 
 @dataclass(frozen=True)

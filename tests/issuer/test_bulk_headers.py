@@ -110,3 +110,21 @@ def test_a_sheet_headed_in_spanish_issues_and_resumes_as_the_sample(
                             "--home", str(home))
     assert code == 0 and stdout.startswith("0 pasaportes emitidos"), err
     assert len(_issued(home)) == 3
+
+
+def test_rows_expired_already_are_refused_before_anything_is_issued(
+        homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path) -> None:
+    """A row whose validity is over (a year mistyped, an old file) would stop a run midway,
+    after the rows before it were issued: found with the other problems, nothing issued."""
+    home = homes["issuer"]
+    _init(run, home)
+    old = BODY[1].replace("2026-11-22", "2016-11-22").replace("2029-11-21", "2019-11-21")
+    assert old != BODY[1]
+    sheet = tmp_path / "old.csv"
+    sheet.write_text(_lines(body=[BODY[0], old, BODY[2]]), encoding="utf-8")
+    code, out, err = run("issuer", "bulk", str(sheet), "--out-dir", str(tmp_path / "o"),
+                         "--home", str(home))
+    assert (code, out) == (2, ""), err
+    assert "línea/line 3: [claims_expired]" in err and "2019-11-21" in err
+    assert "1 invalid row(s); nothing issued" in err
+    assert _issued(home) == [] and not (tmp_path / "o").exists()
