@@ -137,12 +137,21 @@ def parse_flag(value: str) -> bool | str:
     return value  # left as text: the claims validator names the field and the problem
 
 
+@functools.cache
+def _enum_codes() -> dict[str, dict[str, str]]:
+    """For each enumerated column, its values' codes under their folded labels in Spanish and
+    English (``schemas/``): "estudiante", "adulto mayor", "espanol", "ingles"."""
+    return {f.name: {folded(label): v.name for v in f.values for label in v.label.values()}
+            for g in schema().groups for f in g.fields if f.name in _ENUMS}
+
+
 def row_to_claims(row: dict[str, str]) -> dict[str, Any]:
     """One CSV row in the claims-file shape (empty cells are absent values)."""
     def cell(name: str) -> str | None:
         value = (row.get(name) or "").strip()
-        if name in _ENUMS:  # "Student", "ES": a spreadsheet's autocorrect capitalises
-            value = value.lower()
+        if name in _ENUMS:  # "Student", "ES" (a spreadsheet's autocorrect capitalises), or a
+            # label in either language, as the sheet's Spanish column names invite: "Estudiante"
+            value = _enum_codes()[name].get(folded(value), value.lower())
         return value or None
 
     return {

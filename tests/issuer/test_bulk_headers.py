@@ -57,6 +57,18 @@ def test_columns_are_named_by_their_labels_in_either_language(names: list[str]) 
     assert _claims(_lines(header).encode()) == _claims(_lines().encode())
 
 
+def test_a_sheet_headed_in_spanish_may_hold_spanish_values_too() -> None:
+    """Fare categories and languages by their labels in either language, in any case or
+    accents: the same claims as the codes."""
+    cells = [_cells(line) for line in BODY]
+    for row, (fare, language) in zip(cells, [("Estudiante", "Español"), ("ADULTO MAYOR", "espanol"),
+                                             ("Student", "Inglés")], strict=True):
+        row[8], row[11] = fare, language
+    labelled = _lines(",".join(f'"{n}"' for n in SPANISH),
+                      [",".join(f'"{c}"' for c in row) for row in cells])
+    assert _claims(labelled.encode()) == _claims(_lines().encode())
+
+
 def test_the_sep_line_excel_reads_names_the_separator() -> None:
     """``sep=;`` first, then the header: the rows keep the lines they are on in the file."""
     semicolons = _lines(end="\r\n").replace(",", ";")
