@@ -230,17 +230,21 @@ def _header_key(cell: str) -> str:
 
 
 @functools.cache
-def _column_names() -> dict[str, str]:
-    """Each column under its name and under its label in Spanish and in English, as
-    ``schemas/`` gives them (a Mexicali office's sheet may head its columns "Nombre(s)",
-    "Apellido(s)", "Fecha de nacimiento")."""
+def _column_labels() -> dict[str, dict[str, str]]:
+    """Each column's labels in Spanish and English, as ``schemas/`` gives them."""
     s = schema()
     labels = {column: f.label for g in s.groups for f in g.fields
               for column in (f.name, f"{g.name}_{f.name}") if column in COLUMNS}
-    labels |= s.envelope_labels
+    return {c: (labels | s.envelope_labels)[c] for c in COLUMNS}
+
+
+@functools.cache
+def _column_names() -> dict[str, str]:
+    """Each column under its name and under its labels (a Mexicali office's sheet may head its
+    columns "Nombre(s)", "Apellido(s)", "Fecha de nacimiento")."""
     names = {_header_key(c): c for c in COLUMNS}
-    for column in COLUMNS:
-        names.update((_header_key(label), column) for label in labels[column].values())
+    for column, labels in _column_labels().items():
+        names.update((_header_key(label), column) for label in labels.values())
     return names
 
 
@@ -301,8 +305,10 @@ def _rows(reader: Any, progress: Progress[Any]) -> tuple[list[Row], list[BulkErr
     if missing:  # what the line does name but we do not know: most often a misspelt column
         unknown = [one_line(c, 40) for c, name in zip(cells, header, strict=True)
                    if name and name not in COLUMNS][:20]
-        raise UsageError("bulk_csv_columns", missing=", ".join(missing),
-                         unknown=", ".join(unknown) or "—")
+        labels = _column_labels()  # a sheet may name them so: say both
+        raise UsageError("bulk_csv_columns", unknown=", ".join(unknown) or "—",
+                         missing=", ".join(f"{c} («{labels[c]['es']}» / “{labels[c]['en']}”)"
+                                           for c in missing))
     twice = sorted({c for c in header if c in COLUMNS and header.count(c) > 1})
     if twice:  # a dict of the row would silently keep the last of them
         raise UsageError("usage_error",

@@ -81,7 +81,8 @@ def test_the_sep_line_excel_reads_names_the_separator() -> None:
         parse_residents(tabbed.encode())
     assert caught.value.code == "bulk_csv_columns"
     assert caught.value.message["en"].startswith(
-        "Columns missing from the CSV's first line: given_name, family_name. "
+        "Columns missing from the CSV's first line: given_name («Nombre(s)» / “Given names”), "
+        "family_name («Apellido(s)» / “Family names”). "
         "Columns not recognised: given_name,family_name.")
 
 
@@ -93,7 +94,11 @@ def test_a_header_naming_too_little_says_what_it_lacks_and_what_it_did_not_know(
         parse_residents(_lines(",".join([*cells, "notas"])).encode())
     err = caught.value
     assert err.code == "bulk_csv_columns"
-    assert "birth_date, fare_category" in err.message["en"]
+    # each by its name and its labels, as a sheet may name it
+    assert ("birth_date («Fecha de nacimiento» / “Birth date”), fare_category («Categoría de "
+            "tarifa» / “Fare category”)") in err.message["en"]
+    assert "Faltan columnas en la primera línea del CSV: birth_date («Fecha de nacimiento»" in (
+        err.message["es"])
     # as the sheet names them: the clerk looks for them there
     assert "Columns not recognised: Fecha de nacimento, tarifa, notas." in err.message["en"]
     assert "Columnas que no se reconocen: Fecha de nacimento, tarifa, notas." in err.message["es"]
