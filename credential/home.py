@@ -264,8 +264,14 @@ def read_passphrase(*, confirm: bool = False, variable: str = PASSPHRASE_VARIABL
     return first
 
 
-def read_new_passphrase() -> str:
+def read_new_passphrase(current: str | None = None) -> str:
     """The passphrase keys are being sealed under anew: ``NEW_PASSPHRASE_VARIABLE``, or asked
-    twice (after the current one, when both come from standard input)."""
-    return read_passphrase(confirm=True, variable=NEW_PASSPHRASE_VARIABLE,
-                           prompt="Frase nueva / New passphrase")
+    twice (after the current one, when both come from standard input). The ``current`` one
+    again is ``passphrase_unchanged``: a change that shuts nobody out is no change."""
+    from credential.errors import UsageError
+
+    new = read_passphrase(confirm=True, variable=NEW_PASSPHRASE_VARIABLE,
+                          prompt="Frase nueva / New passphrase")
+    if new == current:
+        raise UsageError("passphrase_unchanged")
+    return new

@@ -267,24 +267,19 @@ def issue(claims_file: BinaryIO | None, ask: bool, holder_key: str | None, paper
         replacing = (check_credential_id(replaces),
                      _reason_code(reason) if reason is not None else "superseded")
     check_png_name(qr_out)
+    check_png_name(card_out)
     # An existing file there is most likely another resident's passport (a reused name): it is
     # kept unless --overwrite says otherwise. A run that fails puts a replaced file back anyway.
-    _check_destination(out, "--out", keep=not overwrite)
-    if qr_out is not None:
-        _check_destination(qr_out, "--qr", keep=not overwrite)
-        # (--out may end in .png too): the image would replace the credential's text, which a
-        # wallet imports, and the command would still succeed
-        if Path(qr_out).resolve() == Path(out).resolve():
-            raise UsageError("output_same_file", path=out)
-    check_png_name(card_out)
-    if card_out is not None:
-        _check_destination(card_out, "--card", keep=not overwrite)
-        if Path(card_out).resolve() in {Path(p).resolve() for p in (out, qr_out) if p}:
-            raise UsageError("usage_error",
-                             reason_es=f"--card nombra el mismo archivo que --out o --qr "
-                                       f"({card_out}): dé a cada uno su nombre",
-                             reason_en=f"--card names the same file as --out or --qr "
-                                       f"({card_out}): give each its own name")
+    named: dict[Path, str] = {}
+    for option, path in (("--out", out), ("--qr", qr_out), ("--card", card_out)):
+        if path is None:
+            continue
+        _check_destination(path, option, keep=not overwrite)
+        # (--out may end in .png too): one file would replace another (the image the
+        # credential's text a wallet imports), and the command would still succeed
+        first = named.setdefault(Path(path).resolve(), option)
+        if first != option:
+            raise UsageError("output_same_file", options=f"{first} / {option}", path=path)
     if claims_file is not None:  # else --ask, below
         raw = claims_file.read(64 * 1024 + 1)
         if len(raw) > 64 * 1024:
@@ -619,8 +614,7 @@ def passphrase_(home: str | None) -> None:
     # refused at once, and one that opens only some of them changes nothing.
     with _phase("Comprobando la frase actual / Checking the current passphrase"):
         opened = reseal.open_all(store, current)
-    new = read_new_passphrase()
-    reseal.check_new(current, new)  # before the work is announced
+    new = read_new_passphrase(current)  # the same one refused before the work is announced
     count = len(opened.secrets)
     with _phase(f"Sellando de nuevo {count} secretos con la frase nueva / "
                 f"Re-sealing {count} secrets under the new passphrase"):

@@ -22,7 +22,7 @@ from credential.errors import MalformedInput, StoreError, UsageError
 from credential.keys import b64url, seal, unb64url, unseal
 from issuer.store import LEDGER_TOKEN, IssuerStore, keys, meta, waiting_turn
 
-__all__ = ["Opened", "Secret", "check_new", "open_all", "reseal"]
+__all__ = ["Opened", "Secret", "open_all", "reseal"]
 
 # Where a secret is kept: a key's role and kid (``keys.sealed``), or LEDGER_TOKEN and b"" for the
 # ``meta`` row holding the ledger token.
@@ -75,13 +75,6 @@ def open_all(store: IssuerStore, passphrase: str) -> Opened:
                                     for slot, blob in stored.items()))
 
 
-def check_new(current: str, new: str) -> None:
-    """A new passphrase that is the current one changes nothing: refused, so a clerk who typed
-    the old one by habit is not told that it was changed."""
-    if new == current:
-        raise UsageError("issuer_passphrase_unchanged")
-
-
 def reseal(store: IssuerStore, opened: Opened, new: str) -> dict[str, int]:
     """Seal every secret of ``store`` under ``new`` instead of ``opened.passphrase``, all in one
     transaction; returns how many of each kind (``root``, ``office``, LEDGER_TOKEN).
@@ -92,7 +85,8 @@ def reseal(store: IssuerStore, opened: Opened, new: str) -> dict[str, int]:
     or changed in between (another clerk's ``rotate``, ``issuer ledger``) is opened and sealed
     there, under the lock; one another change of passphrase sealed anew does not open with
     ``opened.passphrase``, and the whole change is refused (``passphrase_wrong``)."""
-    check_new(opened.passphrase, new)
+    if new == opened.passphrase:  # (the command refuses it earlier, read_new_passphrase)
+        raise UsageError("passphrase_unchanged")
     fresh = {secret.slot: seal(secret.value, new) for secret in opened.secrets}
     was = {secret.slot: secret.blob for secret in opened.secrets}
     counts: collections.Counter[str] = collections.Counter()

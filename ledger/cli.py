@@ -184,9 +184,7 @@ def change_passphrase(home: str | None) -> None:
     # refused here (passphrase_wrong), with nothing asked in vain and nothing changed.
     click.echo("Comprobando la frase actual… / Checking the current passphrase…", err=True)
     opened = open_keys(root, current)
-    new = read_new_passphrase()
-    if new == current:
-        raise UsageError("ledger_passphrase_unchanged")
+    new = read_new_passphrase(current)
     names = ", ".join(opened.secrets)
     click.echo(f"Sellando de nuevo {names} (Argon2id)… / Sealing {names} anew (Argon2id)…",
                err=True)

@@ -358,7 +358,7 @@ def test_card_with_a_holder_key_is_a_usage_error(office: Path, run: Run, tmp_pat
     code, _, err = run("issuer", "issue", "--claims", str(EXAMPLES / "claims-mexicali.json"),
                        "--paper", "--out", str(tmp_path / "w.png"),
                        "--card", str(tmp_path / "w.png"), "--home", str(office))
-    assert code == 2 and "--card" in err
+    assert code == 2 and "[output_same_file] --out / --card" in err, err
     with IssuerStore.open(office).engine.connect() as db:
         from issuer.store import credentials
 

@@ -216,9 +216,9 @@ def test_a_wrong_current_passphrase_changes_nothing_and_asks_no_further(
 @pytest.mark.parametrize(("given", "code"), [
     ({"stdin": f"{OLD}\ncorta\ncorta\n"}, "passphrase_short"),
     ({"stdin": f"{OLD}\n{NEW}\n{NEW} \n"}, "passphrase_mismatch"),
-    ({"stdin": f"{OLD}\n{OLD}\n{OLD}\n"}, "issuer_passphrase_unchanged"),
+    ({"stdin": f"{OLD}\n{OLD}\n{OLD}\n"}, "passphrase_unchanged"),
     ({"current": OLD, "new": "corta"}, "passphrase_short"),
-    ({"current": OLD, "new": OLD}, "issuer_passphrase_unchanged"),
+    ({"current": OLD, "new": OLD}, "passphrase_unchanged"),
 ], ids=["short", "differing", "same", "short-env", "same-env"])
 def test_a_new_passphrase_refused_changes_nothing(office: Path, run: Run,
                                                   monkeypatch: pytest.MonkeyPatch,
@@ -230,7 +230,7 @@ def test_a_new_passphrase_refused_changes_nothing(office: Path, run: Run,
     _secret_free(err)
     assert _snapshot(office) == unchanged
     assert _passphrase_of(office, OLD, NEW) == OLD
-    if code == "issuer_passphrase_unchanged":
+    if code == "passphrase_unchanged":
         assert "nada que cambiar" in err and "nothing to change" in err
 
 
@@ -340,7 +340,7 @@ def test_a_change_killed_midway_leaves_one_passphrase_for_every_secret(
     code, _, err = _issue(run, office, tmp_path / "p.txt")
     assert code == 0, err
     code, _, err = _change(run, office, monkeypatch, current=left, new=NEW)
-    assert (code, "[issuer_passphrase_unchanged]" in err) == ((0, False) if left == OLD
+    assert (code, "[passphrase_unchanged]" in err) == ((0, False) if left == OLD
                                                               else (2, True)), err
     assert _passphrase_of(office, OLD, NEW) == NEW
 

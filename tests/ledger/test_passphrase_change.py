@@ -199,7 +199,7 @@ def test_a_wrong_current_passphrase_is_refused_before_the_new_one_is_asked(
 
 @pytest.mark.parametrize(("new", "code"), [
     ("kurz7", "passphrase_short"),
-    (OLD, "ledger_passphrase_unchanged"),
+    (OLD, "passphrase_unchanged"),
 ])
 def test_a_refused_new_passphrase_changes_nothing(
         sqlite_home: Path, run: Run, monkeypatch: pytest.MonkeyPatch, new: str,
