@@ -45,6 +45,7 @@ from issuer.store import (
     check_list_size,
     check_name,
 )
+from ledger.client import node_url
 from pasaporte.cli import CANCELLED, BilingualGroup
 
 T = TypeVar("T")
@@ -571,6 +572,7 @@ def restore(source: Path, no_ledger: bool, home: str | None) -> None:
 
 @group.command("ledger")
 @click.option("--url", required=True,
+              callback=lambda _ctx, _param, value: node_url(value),  # before the passphrase
               help="Dirección del nodo del registro público de la ciudad / The city's ledger "
                    "node, e.g. http://127.0.0.1:8700")
 @click.option("--token", required=True,

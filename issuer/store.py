@@ -18,7 +18,6 @@ import secrets
 import sqlite3
 import time
 import unicodedata
-import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +56,7 @@ from credential.times import check_timezone, day_bounds, rfc3339
 from issuer.indices import KEY_BYTES, IndexPermutation
 from issuer.migrations import HEAD as MIGRATIONS_HEAD
 from issuer.publish import check_access, post_entries
+from ledger.client import node_url
 
 # the public record's own vocabulary: a status change's reason goes on the ledger as it is
 from ledger.entries import REASONS, STATUSES, entry_from_json
@@ -509,12 +509,7 @@ class IssuerStore:
         saved, and the warning returned (an office may be set up before its network is)."""
         # Checked before it is saved: a URL that cannot be sent to would otherwise make every
         # later change fail at its publication step, after the change itself was done.
-        try:
-            parts = urllib.parse.urlsplit(url)
-        except ValueError:
-            parts = None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-            raise UsageError("ledger_url_invalid", url=url)
+        url = node_url(url)
         if not _TOKEN.fullmatch(token):
             raise UsageError("ledger_token_invalid")
         self.root_signing_key(passphrase)  # only the office may point its record elsewhere

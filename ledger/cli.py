@@ -56,6 +56,7 @@ from credential.home import (
 from credential.note import parse_verifier_key
 from credential.text import NOT_TEXT
 from credential.times import rfc3339
+from ledger.client import node_url
 from ledger.entries import ENTRY_TYPES, decode_record, entry_to_json
 from ledger.keys import LedgerConfig, load_config, open_keys, reseal_keys, save_config
 from ledger.status import CRITICAL, DEFAULT_MAX_AGE, DEFAULT_MAX_BEHIND, EXIT, UNKNOWN_EXIT
@@ -80,6 +81,12 @@ db_option = click.option("--db", default=None, metavar="URL",
                          help="Dirección de la base de datos (por omisión: PASAPORTE_LEDGER_DB o "
                               "SQLite en --home) / Database URL (default: PASAPORTE_LEDGER_DB or "
                               "SQLite in --home).")
+
+
+def _node_url(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """An option naming another node: checked as the command is read (``node_url``), so a
+    mistyped address is a usage error before any passphrase is asked or anything written."""
+    return None if value is None else node_url(value)
 
 
 def _open(home: str | None, db: str | None, write: bool = False,
@@ -426,6 +433,7 @@ def check_bundle(bundles: tuple[str, ...], roots: tuple[str, ...], home: str | N
               help="Archivo de su prueba (JSON), que va con el paquete a las ventanillas / Where "
                    "to write its proof (JSON), to go with the bundle to counters.")
 @click.option("--from", "url", default=None,
+              callback=_node_url,
               help="Consulta la API pública de un nodo en lugar de un registro o espejo local / "
                    "Ask a node's public API instead of a local log or mirror.")
 @home_option
@@ -474,6 +482,7 @@ def audit(deep: bool, home: str | None, db: str | None) -> None:
 
 @group.command()
 @click.option("--from", "url", required=True,
+              callback=_node_url,
               help="Dirección base del otro nodo / The other node's base URL.")
 @click.option("--log-key", default=None,
               help="Llave verificadora del registro (solo la primera vez) / The log's verifier "
@@ -545,6 +554,7 @@ def _mirror(root: Path, url: str, log_key: str | None, witness_key: tuple[str, .
 
 @group.command()
 @click.option("--log", "url", required=True,
+              callback=_node_url,
               help="Dirección base del registro de la otra ciudad / The other city's ledger base "
                    "URL.")
 @click.option("--log-key", required=True,
@@ -556,7 +566,6 @@ def witness(url: str, log_key: str, home: str | None, db: str | None) -> None:
     its checkpoint now and cosign it."""
     from ledger.witness import check_log, pull, witness_log
 
-    url = url.rstrip("/")
     _vkey(log_key, "--log-key")
     with _open(home, db, write=True) as store:
         check_log(url, log_key)  # a URL or key mistyped is refused before anything is saved
@@ -602,6 +611,7 @@ def witnesses() -> None:
 
 @witnesses.command("add")
 @click.option("--url", required=True,
+              callback=_node_url,
               help="Dirección base del testigo (… /add-checkpoint) / The witness's base URL (… "
                    "/add-checkpoint).")
 @click.option("--key", "vkey", required=True,

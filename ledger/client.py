@@ -12,12 +12,13 @@ import urllib.request
 from typing import Any
 
 from credential import jsontext
-from credential.errors import LedgerError, PasaporteError
+from credential.errors import LedgerError, PasaporteError, UsageError
 from credential.note import Checkpoint, Note, parse_checkpoint, parse_note
 from credential.text import one_line
 
 __all__ = ["MESSAGE_MAX", "all_entries", "checkpoint", "consistency_proof", "entries", "get_json",
-           "get_text", "inclusion_proof", "post", "remote_message", "shown"]
+           "get_text", "inclusion_proof", "node_url", "post", "public_url", "remote_message",
+           "shown"]
 
 TIMEOUT = 15.0
 MAX_RESPONSE = 8 * 1024 * 1024  # ledger.http pages /entries well below it (MAX_PAGE_BYTES)
@@ -47,6 +48,55 @@ _OPENER = urllib.request.build_opener(_Redirects())
 # What urllib lets through of an answer that is not HTTP at all (a status line of junk, a
 # broken chunk, a thousand headers): http.client's own exceptions, not OSErrors.
 _NOT_HTTP = (urllib.error.URLError, OSError, ValueError, http.client.HTTPException)
+
+
+def node_url(text: str) -> str:
+    """A node's base address as an operator typed it, checked before anything is asked of it,
+    remembered or written: http or https, a host and a usable port, without trailing slashes.
+    Refused (``ledger_url_invalid``, a usage error) with a user name or password: the ledger's
+    reads are public and its appends carry a token of their own, while an address is kept in
+    settings and shown in every message and status report that names the node (urllib would
+    not even send them: it takes ``user:password@host`` for a host name). Refused too with a
+    query or fragment, which the API's paths, appended to the address, would land inside."""
+    url = text.strip()
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # "http://[::1"
+        parts = None
+    try:
+        port_ok = parts is not None and parts.port != 0
+    except ValueError:  # "host:port", "host:99999": urllib checks the port when asked for it
+        port_ok = False
+    if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        problem = "not an http:// or https:// address with a host"
+    elif not port_ok:
+        problem = "its port is not a number from 1 to 65535"
+    elif parts.username is not None or parts.password is not None:
+        problem = "it carries a user name or password (reads are public; appends use a token)"
+    elif parts.query or parts.fragment:
+        problem = "it carries a query or fragment (? or #)"
+    else:
+        return url.rstrip("/")
+    raise UsageError("ledger_url_invalid", url=shown(public_url(url)), reason=problem)
+
+
+def public_url(url: str) -> str:
+    """``url`` without user, password, path parameters, query or fragment, as a message or a
+    public report may show it. Text that is no URL at all is shown as it is: it holds no
+    address's secrets, and the operator needs to see what was typed."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return url
+    if not parts.scheme or not parts.netloc:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host if port is None else f"{host}:{port}"
+    path = parts.path.split(";", 1)[0]  # ";token=…" path parameters carry secrets too
+    return urllib.parse.urlunsplit((parts.scheme, netloc, path, "", ""))
 
 
 def _unreachable(url: str, exc: Exception) -> LedgerError:

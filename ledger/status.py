@@ -16,7 +16,6 @@ them and 3 when it cannot tell (a usage error), as a Nagios plugin does.
 
 from __future__ import annotations
 
-import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +25,7 @@ from credential.errors import MalformedInput, PasaporteError
 from credential.note import parse_signature_lines
 from credential.times import rfc3339
 from ledger import schema as t
+from ledger.client import public_url
 from ledger.store import MAX_BATCH, LedgerStore
 
 __all__ = ["CRITICAL", "DEFAULT_MAX_AGE", "DEFAULT_MAX_BEHIND", "EXIT", "OK", "UNKNOWN_EXIT",
@@ -157,16 +157,9 @@ _HEALTH_WORDS = {OK: "ok", WARNING: "aviso / warning", CRITICAL: "crítico / cri
 
 
 def _public_url(url: str | None) -> str | None:
-    """A URL without user, password, parameters, query or fragment: the report is public."""
-    if url is None:
-        return None
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = host if parts.port is None else f"{host}:{parts.port}"
-    path = parts.path.split(";", 1)[0]  # ";token=…" path parameters carry secrets too
-    return urllib.parse.urlunsplit((parts.scheme, netloc, path, "", ""))
+    """The report is public: a source address as ``ledger.client.public_url`` shows it (a
+    mirror made before addresses were checked may hold a password in its settings)."""
+    return None if url is None else public_url(url)
 
 
 def _severity(code: str) -> str:

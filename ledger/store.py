@@ -67,6 +67,7 @@ from credential.note import (
     parse_verifier_key,
 )
 from ledger import schema as t
+from ledger.client import node_url
 from ledger.entries import (
     MAX_RECORD,
     Entry,
@@ -765,11 +766,12 @@ class LedgerStore:
         return None if name is None else str(name)
 
     def add_witness(self, url: str, vkey: str) -> Verifier:
+        url = node_url(url)  # every checkpoint is posted there, its address shown in status
         verifier = parse_verifier_key(vkey)
         with self.engine.begin() as conn:
             conn.execute(delete(t.witnesses).where(t.witnesses.c.name == verifier.name))
             conn.execute(insert(t.witnesses).values(name=verifier.name, vkey=vkey,
-                                                    url=url.rstrip("/"), size=0))
+                                                    url=url, size=0))
         return verifier
 
     def remove_witness(self, name: str) -> bool:

@@ -421,10 +421,10 @@ def test_init_refuses_what_the_ledger_would(homes: dict[str, Path], passphrase: 
 
 def test_a_ledger_address_that_cannot_be_used_is_refused_before_it_is_saved(
         office: Path, tmp_path: Path, run: Run) -> None:
-    for url in ("notaurl", "ftp://ledger.example", "http://[::1"):
+    for url in ("notaurl", "ftp://ledger.example", "http://[::1", "http://op:s3cret@127.0.0.1:9"):
         code, _, err = run("issuer", "ledger", "--url", url, "--token", "t0k3n",
                            "--home", str(office))
-        assert code == 2 and "ledger_url_invalid" in err, url
+        assert code == 2 and "ledger_url_invalid" in err and "s3cret" not in err, url
     code, _, err = run("issuer", "ledger", "--url", "http://127.0.0.1:9", "--token", "a\nb",
                        "--home", str(office))
     assert code == 2 and "ledger_token_invalid" in err

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from credential.errors import LedgerError, PasaporteError, message_catalog
+from credential.errors import LedgerError, PasaporteError, UsageError, message_catalog
 from credential.note import parse_note
 from ledger import client
 from tests.ledger.helpers import reply, serving, trickle
@@ -205,3 +205,21 @@ def test_a_refusal_that_trickles_in_is_given_up_on(monkeypatch: pytest.MonkeyPat
         with pytest.raises(LedgerError) as caught:
             client.post(url + "/add-checkpoint", b"old 0\n\n")
         assert caught.value.code == "ledger_unreachable" and "1 s" in caught.value.message["en"]
+
+
+def test_a_node_address_is_checked_and_shown_without_its_secrets() -> None:
+    assert client.node_url(" https://ledger.example/log/ ") == "https://ledger.example/log"
+    assert client.node_url("http://[::1]:8700") == "http://[::1]:8700"
+    assert client.node_url("HTTP://127.0.0.1:8700") == "HTTP://127.0.0.1:8700"
+    for bad in ("", "ledger.example", "ftp://ledger.example", "http://", "http:///log",
+                "http://[::1", "http://h:0", "http://h:port", "http://h:65536",
+                "http://u@h", "http://u:p@h", "http://h/?a=1", "http://h/#x"):
+        with pytest.raises(PasaporteError) as caught:
+            client.node_url(bad)
+        assert caught.value.code == "ledger_url_invalid", bad
+        assert isinstance(caught.value, UsageError), bad
+        assert "{" not in caught.value.message["es"] + caught.value.message["en"], bad
+    assert client.public_url("https://u:pw@m.example:8443/x;token=s;v=1?k=1#f") == (
+        "https://m.example:8443/x")
+    assert client.public_url("ledger.example") == "ledger.example"  # nothing to hide, as typed
+    assert client.public_url("http://[::1]:8700/") == "http://[::1]:8700/"

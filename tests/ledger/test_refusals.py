@@ -136,6 +136,31 @@ def test_a_mirror_home_holds_no_keys_to_open(tmp_path: Path,
     assert _err(capsys).startswith("[ledger_no_witness_key]")
 
 
+def test_a_node_address_that_cannot_be_used_is_refused_before_anything_is_kept(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every option naming another node: a usage error (exit 2) as the command is read, before
+    a passphrase is asked or a home made; a password in the address is not repeated."""
+    vkey = json.loads(init_home(tmp_path / "log"))["log_vkey"]
+    capsys.readouterr()
+    bundle = tmp_path / "bundle.cbor"
+    bundle.write_bytes(b"x")
+    for address, problem in (("http://admin:s3cret@127.0.0.1:9", "user name or password"),
+                             ("127.0.0.1:8700", "http:// or https://"),
+                             ("http://127.0.0.1:99999", "port"),
+                             ("http://127.0.0.1:9/log?x=1", "query")):
+        fresh = tmp_path / "fresh"
+        for args in (["mirror", "--from", address, "--log-key", vkey, "--unwitnessed"],
+                     ["witness", "--log", address, "--log-key", vkey],
+                     ["witnesses", "add", "--url", address, "--key", vkey],
+                     ["prove-bundle", "--bundle", str(bundle), "--out", str(tmp_path / "p"),
+                      "--from", address]):
+            assert run_cli(*args, "--home", str(fresh)) == 2, (address, args)
+            err = _err(capsys)
+            assert err.startswith("[ledger_url_invalid]") and problem in err, (address, args)
+            assert "s3cret" not in err and not fresh.exists(), (address, args)
+    assert not (tmp_path / "p").exists()
+
+
 # -- a log that went back, or changed its key ----------------------------------------------
 
 
