@@ -5,6 +5,7 @@ public ledger. Every step is a real subprocess; nothing is simulated.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shlex
@@ -20,7 +21,7 @@ MARIA = {
     "library": {"eligible": True, "system": "Bibliotecas Públicas de Mexicali"},
     "transit": {"fare_category": "senior"},
     "clinic": {"eligible": True, "network": "Red Binacional de Salud Comunitaria"},
-    "preferred_language": "es", "valid_from": "2026-11-22", "valid_until": "2029-11-21",
+    "preferred_language": "es",
 }
 JAMES = {
     "given_name": "James Robert", "family_name": "O'Connor-Ramírez",
@@ -28,8 +29,21 @@ JAMES = {
     "residence": {"city": "Calexico", "country": "US", "since": "2019-01-15"},
     "library": {"eligible": True, "system": "Calexico Public Library"},
     "transit": {"fare_category": "student"}, "clinic": {"eligible": False},
-    "preferred_language": "en", "valid_from": "2026-11-22", "valid_until": "2027-11-21",
+    "preferred_language": "en",
 }
+
+
+def valid_for(years: int, today: datetime.date | None = None) -> dict[str, str]:
+    """A validity window that holds the day the demo runs, whatever the year: from yesterday
+    (in UTC, so that no time zone sees it start tomorrow) for ``years`` years. Dates written
+    into the demo would make ``make run`` fail once they passed."""
+    start = (today or datetime.datetime.now(datetime.UTC).date()) - datetime.timedelta(1)
+    try:
+        end = start.replace(year=start.year + years)
+    except ValueError:  # from 29 February to a year without one
+        end = start.replace(year=start.year + years, day=28)
+    return {"valid_from": start.isoformat(), "valid_until": end.isoformat()}
+
 
 
 class Demo:
@@ -97,8 +111,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="pasaporte-demo-") as tmp, Demo(Path(tmp)) as d:
         files = Path(tmp) / "files"
         files.mkdir()
-        (files / "maria.json").write_text(json.dumps(MARIA, ensure_ascii=False))
-        (files / "james.json").write_text(json.dumps(JAMES, ensure_ascii=False))
+        (files / "maria.json").write_text(json.dumps({**MARIA, **valid_for(3)},
+                                                     ensure_ascii=False))
+        (files / "james.json").write_text(json.dumps({**JAMES, **valid_for(1)},
+                                                     ensure_ascii=False))
         print(f"Pasaporte urbano binacional — demostración / demo, en/in {tmp}")
 
         d.step("Cada ciudad arranca su nodo del registro público (SQLite, localhost)",
