@@ -255,7 +255,7 @@ def request_cosignatures(store: LedgerStore, signed: SignedCheckpoint | None = N
     bounded (``WITNESS_TIMEOUT``), and whoever has not answered within ``wait`` is left to
     finish in the background (its cosignature is stored when it comes, and the next read of the
     checkpoint carries it). A witness still busy with an earlier checkpoint is not asked again
-    meanwhile: its next request covers the newer tree anyway."""
+    meanwhile: once it has cosigned that one, the same thread asks it for the newest."""
     witnesses = store.witnesses()
     if not witnesses:
         return 0
@@ -283,8 +283,17 @@ def _ask_in_background(store: LedgerStore, witness: tuple[str, str, str, int],
                        signed: SignedCheckpoint, cosigned: list[str],
                        busy: tuple[object, str]) -> None:
     try:
-        if _ask(store, witness, signed):
+        # Checkpoints signed while this witness was busy were not sent to it: after a burst of
+        # appends the newest would otherwise wait, uncosigned, for an append that may not come
+        # (and mirrors and counters refuse a checkpoint without the other city's cosignature).
+        # Asked until it has the newest or fails (then the next append asks again).
+        while _ask(store, witness, signed):
             cosigned.append(witness[0])
+            newest = store.checkpoint()
+            if newest.checkpoint.size <= signed.checkpoint.size:
+                break
+            witness = (*witness[:3], signed.checkpoint.size)
+            signed = newest
     except Exception:  # a thread's error would otherwise only reach stderr, unlogged
         log.exception("witness %s: cosigning failed", witness[0])
     finally:
