@@ -69,12 +69,18 @@ def node_url(text: str) -> str:
         port_ok = False
     if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         problem = "not an http:// or https:// address with a host"
-    elif not port_ok:
+    elif not url.isascii():
+        problem = "it has characters outside ASCII (write a host name in its xn-- form)"
+    elif any(c.isspace() or not c.isprintable() or c == "\\" for c in url):
+        problem = "it has spaces, control characters or backslashes"
+    elif not port_ok or parts.netloc.endswith(":"):  # "host:" has no port, and no default
         problem = "its port is not a number from 1 to 65535"
     elif parts.username is not None or parts.password is not None:
         problem = "it carries a user name or password (reads are public; appends use a token)"
-    elif parts.query or parts.fragment:
+    elif "?" in url or "#" in url:  # an empty one too: the API's paths would land inside it
         problem = "it carries a query or fragment (? or #)"
+    elif ";" in parts.path:
+        problem = "it carries path parameters (;), which may hold a secret"
     else:
         return url.rstrip("/")
     raise UsageError("ledger_url_invalid", url=shown(public_url(url)), reason=problem)

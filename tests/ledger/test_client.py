@@ -211,9 +211,14 @@ def test_a_node_address_is_checked_and_shown_without_its_secrets() -> None:
     assert client.node_url(" https://ledger.example/log/ ") == "https://ledger.example/log"
     assert client.node_url("http://[::1]:8700") == "http://[::1]:8700"
     assert client.node_url("HTTP://127.0.0.1:8700") == "HTTP://127.0.0.1:8700"
+    assert client.node_url("http://xn--r8jz45g.xn--zckzah:8700/") == (
+        "http://xn--r8jz45g.xn--zckzah:8700")
     for bad in ("", "ledger.example", "ftp://ledger.example", "http://", "http:///log",
                 "http://[::1", "http://h:0", "http://h:port", "http://h:65536",
-                "http://u@h", "http://u:p@h", "http://h/?a=1", "http://h/#x"):
+                "http://u@h", "http://u:p@h", "http://h/?a=1", "http://h/#x", "http://h?",
+                "http://h#", "http://h:", "http://[::1]:", "http://ho st:8700",
+                "http://h:8700/a b", "http://h/a\\b", "http://例え.テスト:8700",
+                "http://h:8700/x;token=hunter2", "http://h/\x00"):
         with pytest.raises(PasaporteError) as caught:
             client.node_url(bad)
         assert caught.value.code == "ledger_url_invalid", bad
