@@ -73,6 +73,10 @@ ENTRIES_PAGE = 1000  # records read per query: a million-record log streams in b
 # HTTP body limit (ledger.http.MAX_REQUEST, 1 MiB): the same bytes per entry as over HTTP.
 MAX_LINE = 64 * 1024
 MAX_FILE = 10 * 1024 * 1024
+# ``serve``: seconds a client may keep the node waiting on its socket (default of
+# --client-timeout). An issuer's append, its body included, arrives in a moment; a client
+# silent for this long is gone or hostile.
+CLIENT_TIMEOUT = 30
 
 home_option = click.option("--home", type=click.Path(file_okay=False), default=None,
                            help="Carpeta de datos del nodo (por omisión: PASAPORTE_HOME o XDG) "
@@ -215,13 +219,23 @@ def change_passphrase(home: str | None) -> None:
               help="Dirección en la que escuchar / Address to listen on.")
 @click.option("--port", default=8470, show_default=True, type=click.IntRange(0, 65535),
               help="Puerto; 0 elige uno libre (se muestra) / Port; 0 picks a free one (printed).")
+@click.option("--client-timeout", default=CLIENT_TIMEOUT, show_default=True,
+              type=click.IntRange(1, 3600),
+              help="Segundos que se espera a un cliente callado antes de cerrar su conexión / "
+                   "Seconds a silent client is waited for before its connection is closed.")
 @home_option
 @db_option
-def serve(host: str, port: int, home: str | None, db: str | None) -> None:
+def serve(host: str, port: int, client_timeout: int, home: str | None, db: str | None) -> None:
     """Sirve la API HTTP / Serve the HTTP API until interrupted."""
-    from werkzeug.serving import make_server
+    from werkzeug.serving import WSGIRequestHandler, make_server
 
     from ledger.http import create_app
+
+    class Handler(WSGIRequestHandler):
+        # Each wait on a client's socket, for its request line, headers, body or the next
+        # request: a connection that sends half a request and stops would otherwise hold a
+        # thread and a file descriptor for ever, and a few hundred of them stop the node.
+        timeout = client_timeout
 
     # A mirror has no keys: it serves its copy read-only (appends refused), as anyone may.
     store = _open(home, db, write=_mirror_of(home) is None)
@@ -232,7 +246,8 @@ def serve(host: str, port: int, home: str | None, db: str | None) -> None:
         store.close()
         raise
     with listening:  # werkzeug serves on a copy of it (socket.fromfd)
-        server = make_server(host, port, app, threaded=True, fd=listening.fileno())
+        server = make_server(host, port, app, threaded=True, fd=listening.fileno(),
+                             request_handler=Handler)
     signal.signal(signal.SIGTERM, _stop)
     click.echo(f"escuchando en / listening on http://{host}:{server.port}", nl=True)
     sys.stdout.flush()

@@ -10,9 +10,11 @@ import hashlib
 import http.client
 import json
 import resource
+import socket
 import subprocess
 import sys
 import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -348,3 +350,18 @@ def test_append_file_saved_with_a_byte_order_mark(home: Path, tmp_path: Path) ->
     assert run_cli("append", "--file", str(path), "--home", str(home)) == 0
     with LedgerStore.open(home) as store:
         assert store.size() == 1
+
+
+def test_a_client_that_goes_silent_is_let_go(sqlite_home: Path,
+                                             serve: Callable[..., Server]) -> None:
+    """Half a request, then nothing: ``serve`` closes the connection after --client-timeout
+    seconds instead of holding a thread and a file descriptor for it for ever, and answers
+    the next client as ever."""
+    node = serve(sqlite_home, "--client-timeout", "1")
+    parts = urllib.parse.urlsplit(node.url)
+    assert parts.hostname is not None and parts.port is not None
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as silent:
+        silent.sendall(b"GET /checkpoint HTTP/1.1\r\n")  # no headers, no end: then silence
+        assert silent.recv(1024) == b""  # closed by the node, long before our 30 s
+    with urllib.request.urlopen(f"{node.url}/checkpoint", timeout=30) as answer:
+        assert answer.status == 200
