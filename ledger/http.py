@@ -250,7 +250,9 @@ def _entries_body(data: bytes) -> list[Any]:
     """The ``entries`` of a ``POST /entries`` body: exactly ``{"entries": [ … ]}``, non-empty,
     no key twice in any object (the request says what the documentation says, and no more)."""
     try:
-        body = jsontext.loads(data)
+        # UTF-8 and nothing else (RFC 8259 §8.1): json.loads would take UTF-16 and UTF-32 bytes
+        # too, a body another JSON reader (a proxy's filter, an auditor's tool) reads otherwise
+        body = jsontext.loads(data.decode("utf-8"))
     except jsontext.DuplicateKey as exc:
         # which of two values a parser keeps differs between parsers: the sender and the log
         # could read two different batches from the same bytes

@@ -128,7 +128,10 @@ def test_append_from_stdin_refuses_non_utf8(home: Path) -> None:
     (DEEP, "ledger_bad_json"), (DEEPER, "ledger_bad_json"),
     (b'{"entries": [' + SURROGATE + b"]}", "ledger_bad_field"),
     (b'{"entries": [{"type": "notice", "\\ud800": 1}]}', "ledger_bad_entry"),
-], ids=["deep", "deeper", "surrogate", "surrogate-key"])
+    # valid JSON in another Unicode encoding, which json.loads would have taken: not UTF-8
+    ('{"entries": [{"type": "notice", "text": "x"}]}'.encode("utf-16"), "ledger_bad_json"),
+    ('{"entries": [{"type": "notice", "text": "x"}]}'.encode("utf-32-le"), "ledger_bad_json"),
+], ids=["deep", "deeper", "surrogate", "surrogate-key", "utf-16", "utf-32"])
 def test_post_entries_refuses_hostile_json(body: bytes, code: str, client: FlaskClient,
                                            store: LedgerStore) -> None:
     before = client.get("/checkpoint").get_data()
