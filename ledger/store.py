@@ -768,8 +768,15 @@ class LedgerStore:
     def add_witness(self, url: str, vkey: str) -> Verifier:
         url = node_url(url)  # every checkpoint is posted there, its address shown in status
         verifier = parse_verifier_key(vkey)
+        w = t.witnesses.c
         with self.engine.begin() as conn:
-            conn.execute(delete(t.witnesses).where(t.witnesses.c.name == verifier.name))
+            # The same witness again (its address corrected, or added back after ``remove``)
+            # keeps the size it last cosigned: it has seen that tree, and status would
+            # otherwise report it behind by the whole log until its next cosignature.
+            if conn.execute(sql_update(t.witnesses).where(w.name == verifier.name, w.vkey == vkey)
+                            .values(url=url)).rowcount:
+                return verifier
+            conn.execute(delete(t.witnesses).where(w.name == verifier.name))
             conn.execute(insert(t.witnesses).values(name=verifier.name, vkey=vkey,
                                                     url=url, size=0))
         return verifier

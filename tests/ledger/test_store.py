@@ -335,3 +335,31 @@ def test_a_full_disk_is_store_full_and_loses_nothing(tmp_path: Path) -> None:
         store.engine.dispose()
         store.append(big, cosign=False)
         assert store.size() == 3003 and audit(store).ok
+
+
+def test_the_same_witness_added_again_keeps_what_it_cosigned(store: LedgerStore) -> None:
+    """``witnesses add`` again for a witness already asked (its address corrected, or added back
+    after ``remove``) keeps the size it last cosigned; another key under its name starts over."""
+    from sqlalchemy import select, update
+
+    from credential.note import COSIGNATURE_V1, generate_signer
+    from ledger import schema as t
+
+    signer = generate_signer("witness.example/w", COSIGNATURE_V1)
+    store.add_witness("http://127.0.0.1:9", signer.verifier.vkey)
+    with store.engine.begin() as conn:  # as its cosignature of a 7-record tree leaves it
+        conn.execute(update(t.witnesses).values(size=7))
+
+    def row() -> tuple[str, int]:
+        with store.engine.connect() as conn:
+            url, size = conn.execute(select(t.witnesses.c.url, t.witnesses.c.size)).one()
+        return str(url), int(size)
+
+    store.add_witness("https://witness.example/", signer.verifier.vkey)
+    assert row() == ("https://witness.example", 7)
+    assert store.remove_witness(signer.verifier.name)
+    store.add_witness("http://127.0.0.1:9", signer.verifier.vkey)
+    assert row() == ("http://127.0.0.1:9", 7)
+    other = generate_signer("witness.example/w", COSIGNATURE_V1)  # a new key, the same name
+    store.add_witness("http://127.0.0.1:9", other.verifier.vkey)
+    assert row() == ("http://127.0.0.1:9", 0)
