@@ -768,6 +768,11 @@ class LedgerStore:
     def add_witness(self, url: str, vkey: str) -> Verifier:
         url = node_url(url)  # every checkpoint is posted there, its address shown in status
         verifier = parse_verifier_key(vkey)
+        own = [self.verifier] + ([self.witness_verifier] if self.witness_verifier else [])
+        if any(verifier.name == k.name or verifier.public_key == k.public_key for k in own):
+            # a cosignature from this node's own key proves nothing: counters and mirrors
+            # require the other city's, and would wait for it for ever
+            raise UsageError("ledger_witness_is_self", name=verifier.name)
         w = t.witnesses.c
         with self.engine.begin() as conn:
             # The same witness again (its address corrected, or added back after ``remove``)

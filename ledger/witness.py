@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection, insert, select, update
 
 from credential import merkle
-from credential.errors import LedgerError, MalformedInput, PasaporteError
+from credential.errors import LedgerError, MalformedInput, PasaporteError, UsageError
 from credential.note import (
     MAX_NOTE_BYTES,
     Checkpoint,
@@ -76,6 +76,8 @@ def _conflict(size: int) -> WitnessReply:
 def witness_log(store: LedgerStore, vkey: str, url: str | None = None) -> str:
     """Start (or keep) witnessing the log whose key is ``vkey``; returns its origin."""
     verifier = parse_verifier_key(vkey)
+    if verifier.name == store.origin or verifier.public_key == store.verifier.public_key:
+        raise UsageError("ledger_witness_is_self", name=verifier.name)  # cosigning itself
     with store.engine.begin() as conn:
         row = conn.execute(select(t.witnessed_logs.c.vkey)
                            .where(t.witnessed_logs.c.origin == verifier.name)).first()

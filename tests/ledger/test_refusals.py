@@ -428,3 +428,23 @@ def test_a_witness_ahead_of_the_log_is_named(store: LedgerStore, slow_witness: _
     assert f"testigo / witness {slow_witness.signer.name}: {ahead}" in caplog.text
     assert slow_witness.requests == 1
     assert store.checkpoint().note.count("\u2014 ") == 1  # the log's own signature only
+
+
+def test_a_log_is_not_its_own_witness(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Its own log key or its own witness key given as a witness's, or its own log given to
+    witness: refused (exit 2), nothing saved. Its cosignature proves nothing, and counters and
+    mirrors, which require the other city's, would wait for it for ever."""
+    home = tmp_path / "log"
+    config = json.loads(init_home(home, "ledger.self.example/log"))
+    capsys.readouterr()
+    for key in (config["log_vkey"], config["witness_vkey"]):
+        assert run_cli("witnesses", "add", "--url", "http://127.0.0.1:9", "--key", key,
+                       "--home", str(home)) == 2
+        assert _err(capsys).startswith("[ledger_witness_is_self]")
+    with LedgerStore.open(home, passphrase=PASSPHRASE) as store:
+        assert store.witnesses() == []
+        with pytest.raises(PasaporteError) as caught:
+            witness_log(store, config["log_vkey"], "http://127.0.0.1:9")
+        assert caught.value.code == "ledger_witness_is_self"
+        with store.engine.connect() as conn:
+            assert conn.execute(select(t.witnessed_logs)).first() is None
