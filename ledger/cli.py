@@ -603,7 +603,13 @@ def token_add(name: str, home: str | None, db: str | None) -> None:
     """Crea (o reemplaza) la ficha de NAME y la muestra una sola vez / Create (or replace)
     NAME's token and print it once."""
     with _open(home, db, log_only=True) as store:
+        replacing = store.has_token(name)
         click.echo(store.add_token(name))
+    if replacing:
+        # a re-run by mistake shuts the client out: say so where it is seen, not in silence
+        click.echo(f"Aviso: reemplazó la ficha anterior de {name}, que desde ahora recibe 401; "
+                   f"dele esta. / Notice: this replaced {name}'s previous token, which gets 401 "
+                   "from now on; give it this one.", err=True)
 
 
 @token.command("revoke")

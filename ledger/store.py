@@ -752,6 +752,11 @@ class LedgerStore:
                 created=int(time.time())))
         return token
 
+    def has_token(self, name: str) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(select(t.tokens.c.name).where(t.tokens.c.name == name)
+                                ).first() is not None
+
     def revoke_token(self, name: str) -> bool:
         with self.engine.begin() as conn:
             return bool(conn.execute(delete(t.tokens).where(t.tokens.c.name == name)).rowcount)

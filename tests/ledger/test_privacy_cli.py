@@ -100,7 +100,15 @@ def test_cli_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert run_cli("audit", "--home", str(home)) == 0
     assert "ok: 2" in capsys.readouterr().out
     assert run_cli("token", "add", "issuer", "--home", str(home)) == 0
-    assert capsys.readouterr().out.startswith("lt_")
+    first = capsys.readouterr()
+    assert first.out.startswith("lt_") and first.err == ""
+    assert run_cli("token", "add", "issuer", "--home", str(home)) == 0  # again: a new one
+    again = capsys.readouterr()
+    assert again.out.startswith("lt_") and again.out != first.out
+    assert "replaced issuer's previous token" in again.err and "reemplazó" in again.err
+    with LedgerStore.open(home) as store:
+        assert store.token_owner(again.out.strip()) == "issuer"
+        assert store.token_owner(first.out.strip()) is None
     assert run_cli("checkpoint", "--home", str(home)) == 0
     assert capsys.readouterr().out.startswith("ledger.test/cli\n2\n")
 
