@@ -379,9 +379,18 @@ def entries(start: int, end: int | None, types: tuple[str, ...], home: str | Non
 
     What a resident or a journalist reads after ``mirror``: e.g. every issuing-office key ever
     registered (``--type key_registered``), or every status change."""
+    if end is not None and start > end:  # as GET /entries answers 400
+        raise UsageError("usage_error", reason_es="--start va después de --end",
+                         reason_en="--start is after --end")
     with _open(home, db) as store:
         size = store.size()
         stop = size if end is None else min(end, size)
+        if start > size:
+            # nothing to print, and not because nothing is new (start == size, which a script
+            # reading what came since its last run meets every time): say what there is
+            click.echo(f"El registro tiene {size} registros; --start {start} va más allá. / "
+                       f"The log holds {size} records; --start {start} is beyond them.",
+                       err=True)
         for page in range(start, stop, ENTRIES_PAGE):
             for index, leaf in store.entries(page, min(page + ENTRIES_PAGE, stop)):
                 try:

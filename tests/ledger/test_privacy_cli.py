@@ -147,4 +147,12 @@ def test_entries_prints_the_decoded_record(home: Path, store: LedgerStore,
     assert run_cli("entries", "--start", "1000", "--end", "1003", "--home", str(home)) == 0
     assert [json.loads(x)["index"] for x in capsys.readouterr().out.splitlines()] == [
         1000, 1001, 1002]
+    size = store.size()
+    assert run_cli("entries", "--start", str(size), "--home", str(home)) == 0  # nothing new
+    assert capsys.readouterr() == ("", "")
+    assert run_cli("entries", "--start", str(size + 5), "--home", str(home)) == 0
+    out, err = capsys.readouterr()
+    assert out == "" and f"The log holds {size} records; --start {size + 5} is beyond" in err
+    assert run_cli("entries", "--start", "5", "--end", "2", "--home", str(home)) == 2
+    assert "--start is after --end" in capsys.readouterr().err
     assert run_cli("entries", "--type", "nonsense", "--home", str(home)) == 2
