@@ -38,8 +38,11 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
 
     def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str,
                          headers: Any, newurl: str) -> urllib.request.Request | None:
-        if (req.get_method() != "GET"
-                or urllib.parse.urlsplit(newurl).scheme.lower() not in ("http", "https")):
+        target = urllib.parse.urlsplit(newurl)
+        # nor to an address with a user or password, which urllib takes for a host name to
+        # look up (the password sent to the resolver), as ``node_url`` refuses it when typed
+        if (req.get_method() != "GET" or target.scheme.lower() not in ("http", "https")
+                or "@" in target.netloc):
             raise urllib.error.HTTPError(req.full_url, code, msg, headers, fp)
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 

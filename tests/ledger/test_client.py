@@ -9,6 +9,7 @@ import http.server
 import socket
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 
 import pytest
@@ -126,7 +127,9 @@ def test_a_read_follows_a_redirect_to_http_only(elsewhere: str) -> None:
     with serving(_redirecting(elsewhere + "/moved", 302)) as url:
         assert client.get_json(url + "/entries")["end"] == 1
     assert _SEEN == [("GET", "/moved", None)]
-    for target in ("ftp://127.0.0.1/x", "file:///etc/passwd"):
+    port = urllib.parse.urlsplit(elsewhere).port
+    for target in ("ftp://127.0.0.1/x", "file:///etc/passwd",
+                   f"http://admin:hunter2@127.0.0.1:{port}/moved"):
         with serving(_redirecting(target, 302)) as url:
             with pytest.raises(LedgerError) as caught:
                 client.get_text(url + "/checkpoint")
