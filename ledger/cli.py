@@ -227,15 +227,9 @@ def change_passphrase(home: str | None) -> None:
 @db_option
 def serve(host: str, port: int, client_timeout: int, home: str | None, db: str | None) -> None:
     """Sirve la API HTTP / Serve the HTTP API until interrupted."""
-    from werkzeug.serving import WSGIRequestHandler, make_server
+    from werkzeug.serving import make_server
 
     from ledger.http import create_app
-
-    class Handler(WSGIRequestHandler):
-        # Each wait on a client's socket, for its request line, headers, body or the next
-        # request: a connection that sends half a request and stops would otherwise hold a
-        # thread and a file descriptor for ever, and a few hundred of them stop the node.
-        timeout = client_timeout
 
     # A mirror has no keys: it serves its copy read-only (appends refused), as anyone may.
     store = _open(home, db, write=_mirror_of(home) is None)
@@ -247,7 +241,7 @@ def serve(host: str, port: int, client_timeout: int, home: str | None, db: str |
         raise
     with listening:  # werkzeug serves on a copy of it (socket.fromfd)
         server = make_server(host, port, app, threaded=True, fd=listening.fileno(),
-                             request_handler=Handler)
+                             request_handler=_request_handler(client_timeout))
     signal.signal(signal.SIGTERM, _stop)
     click.echo(f"escuchando en / listening on http://{host}:{server.port}", nl=True)
     sys.stdout.flush()
@@ -258,6 +252,47 @@ def serve(host: str, port: int, client_timeout: int, home: str | None, db: str |
     finally:
         server.server_close()
         store.close()
+
+
+def _request_handler(client_timeout: int) -> type[Any]:
+    """``serve``'s handling of a connection, before the API sees a request."""
+    import http.server
+
+    from werkzeug.serving import WSGIRequestHandler
+
+    from ledger.client import shown
+
+    class Handler(WSGIRequestHandler):
+        # Each wait on a client's socket, for its request line, headers, body or the next
+        # request: a connection that sends half a request and stops would otherwise hold a
+        # thread and a file descriptor for ever, and a few hundred of them stop the node.
+        timeout = client_timeout
+
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            # werkzeug colours the line with terminal escapes even into a file or a journal;
+            # the request line as the client sent it, made inert and bounded (``shown``)
+            self.log("info", '"%s" %s %s', shown(self.requestline), code, size)
+
+        def send_error(self, code: int, message: str | None = None,
+                       explain: str | None = None) -> None:
+            """What the HTTP layer refuses before the API sees it (a request line or headers
+            too long, a bad request line, a silent client): the API's JSON error, in both
+            languages, not http.server's English HTML page."""
+            reason = message or http.server.BaseHTTPRequestHandler.responses.get(
+                code, ("", ""))[0]
+            error = PasaporteError("ledger_http_unreadable", status=int(code),
+                                   reason=shown(reason))
+            body = json.dumps(error.to_dict(), ensure_ascii=False).encode()
+            self.log_error("code %d, message %s", code, shown(reason))
+            self.send_response(code)
+            self.send_header("Connection", "close")
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+    return Handler
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -368,3 +368,42 @@ def test_a_client_that_goes_silent_is_let_go(sqlite_home: Path,
         assert silent.recv(1024) == b""  # closed by the node, long before our 30 s
     with urllib.request.urlopen(f"{node.url}/checkpoint", timeout=30) as answer:
         assert answer.status == 200
+
+
+def test_what_the_http_layer_refuses_is_the_apis_json_error(sqlite_home: Path,
+                                                            serve: Callable[..., Server]) -> None:
+    """A request line or headers too long, or no HTTP at all, are refused before the API sees
+    them: still its JSON error, with a code and both languages, not an English HTML page."""
+    node = serve(sqlite_home)
+    parts = urllib.parse.urlsplit(node.url)
+    assert parts.hostname is not None and parts.port is not None
+    requests = {414: b"GET /entries?start=0&end=1&x=" + b"a" * 100_000 + b" HTTP/1.1\r\n\r\n",
+                431: b"GET /checkpoint HTTP/1.1\r\nX: " + b"a" * 100_000 + b"\r\n\r\n",
+                400: b"GET /checkpoint HTTP/7\r\n\r\n"}
+    for status, request in requests.items():
+        with socket.create_connection((parts.hostname, parts.port), timeout=30) as conn:
+            conn.sendall(request)
+            answer = b""
+            while chunk := conn.recv(65536):
+                answer += chunk
+        if status == 400:  # no version it knows: answered as HTTP/0.9 is, a body alone
+            body = answer
+        else:
+            head, _, body = answer.partition(b"\r\n\r\n")
+            assert head.split(b" ")[1] == str(status).encode(), head
+            assert b"Content-Type: application/json" in head, head
+        error = json.loads(body)
+        assert error["code"] == "ledger_http_unreadable", error
+        assert f"({status}: " in error["message"]["es"], error
+        assert f"({status}: " in error["message"]["en"], error
+        if status == 414:
+            assert "demasiado larga" in error["message"]["es"], error
+    with urllib.request.urlopen(f"{node.url}/checkpoint?\x1b[31m=1".replace("\x1b", "%1B"),
+                                timeout=30) as answer:
+        assert answer.status == 200
+    node.proc.terminate()
+    node.proc.wait(timeout=30)
+    assert node.proc.stderr is not None
+    log = node.proc.stderr.read()  # written to a pipe, as to a file or a service's journal
+    assert '"GET /checkpoint?%1B[31m=1 HTTP/1.1" 200' in log, log
+    assert "\x1b" not in log, log  # no colours, and nothing a client sent acts on a terminal
