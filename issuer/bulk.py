@@ -24,7 +24,6 @@ is simply drawn again.
 from __future__ import annotations
 
 import codecs
-import concurrent.futures
 import contextlib
 import csv
 import functools
@@ -36,6 +35,7 @@ import json
 import multiprocessing
 import os
 import re
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -624,19 +624,36 @@ def _draw_missing(folder: Path, ids: list[str], progress: Progress[Any], workers
                     task(path)
         return
     # spawn, not fork: a forked child would inherit the store's open SQLite connections.
-    context = multiprocessing.get_context("spawn")
-    pool = concurrent.futures.ProcessPoolExecutor(count, mp_context=context,
-                                                  initializer=_end_with_parent,
-                                                  initargs=(os.getpid(),))
+    # multiprocessing's Pool, whose terminate() stops its workers whatever state it is in: a
+    # ProcessPoolExecutor interrupted by a SIGINT sent to the run alone (a supervisor, kill
+    # -INT), not to its whole process group as a terminal's Ctrl-C is, could be left waiting
+    # for ever on workers it never told to stop.
+    pool = multiprocessing.get_context("spawn").Pool(count, initializer=_start_worker,
+                                                     initargs=(os.getpid(),))
     try:
         for label, task, paths in jobs:  # one pool for both: its workers start once
-            with progress(pool.map(task, paths, chunksize=4), len(paths), label) as bar:
+            with progress(pool.imap(task, paths, chunksize=4), len(paths), label) as bar:
                 for _ in bar:  # results arrive in order as the workers finish: the bar advances
                     pass
     except BaseException:  # Ctrl-C, a failed image: stop at once; what is missing is redrawn
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.terminate()  # SIGTERM: each worker discards the image it was writing
+        pool.join()
         raise
-    pool.shutdown()
+    pool.close()
+    pool.join()
+
+
+def _start_worker(parent: int) -> None:
+    """In each drawing worker: Ctrl-C is the run's to act on (it stops the pool), SIGTERM ends
+    the worker through its ``finally`` blocks (a half-written image's staged file removed), and
+    the worker ends with the run (``_end_with_parent``)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _exit_on_term)
+    _end_with_parent(parent)
+
+
+def _exit_on_term(_signum: int, _frame: object) -> None:
+    raise SystemExit(1)
 
 
 def _end_with_parent(parent: int) -> None:

@@ -411,7 +411,7 @@ def _children(pid: int) -> set[int]:
     return found
 
 
-@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
 def test_a_killed_qr_run_leaves_no_worker_behind(homes: dict[str, Path], passphrase: str,
                                                  run: Run, tmp_path: Path, how: int) -> None:
     home, out = homes["issuer"], tmp_path / "out"
@@ -427,8 +427,12 @@ def test_a_killed_qr_run_leaves_no_worker_behind(homes: dict[str, Path], passphr
         time.sleep(0.01)
     workers = _children(proc.pid)
     assert workers
-    proc.send_signal(how)
+    proc.send_signal(how)  # to the run alone, as a supervisor or kill does, not its group
     proc.wait(timeout=60)
+    if how == signal.SIGINT:  # cancelled, as by Ctrl-C; no image left half-written
+        assert proc.returncode == 130
+        assert {p.suffix for p in out.iterdir()} <= {".txt", ".png", ".csv", ".lock"}, sorted(
+            p.name for p in out.iterdir())
     deadline = time.monotonic() + 10
     while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
