@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
+import datetime
 import json
+import re
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,9 +22,89 @@ from credential.passport import IssuedCredential, StatusRef, issue, present
 from credential.statuslist import StatusList
 from verifier.engine import Verifier
 
-EXAMPLES = Path(__file__).resolve().parent / "examples"  # copies of ../shared/examples
 VECTORS = Path(__file__).resolve().parent / "vectors"  # copies of ../shared/vectors
-NOW = 1_795_446_000  # 2026-11-23 15:00 UTC, inside the examples' validity windows
+
+# -- the tests' calendar ---------------------------------------------------------------------
+# The examples (tests/examples, copies of ../shared/examples) carry the dates they were written
+# with: valid from 2026-11-22 for one year or three. Much of what the tests run reads the real
+# clock (an office refuses to issue a passport its clock says has expired; a wallet presents at
+# the time it is), so, for the suite to pass in any year, its calendar is the examples' moved
+# forward by whole days until the real day is the one they were written on (2026-11-23, UTC):
+# the examples' copies under EXAMPLES, NOW, and every date or instant a test writes down
+# (``day``, ``at``). Days, not years, so that the real day stands where it stood, one day into
+# a one-year validity; but a validity of whole years stays one of whole years (its last day
+# moves with the calendar, not by the same days: a span may gain or lose a 29 February), so a
+# test that names an example's last day takes it from the example.
+WRITTEN = datetime.date(2026, 11, 23)
+SHIFT_DAYS = max(0, (datetime.datetime.now(datetime.UTC).date() - WRITTEN).days)
+
+
+def at(seconds: int) -> int:
+    """An instant of the examples' calendar, as the suite's calendar has it."""
+    return seconds + SHIFT_DAYS * 86400
+
+
+def day(text: str) -> str:
+    """A date of the examples' calendar (``YYYY-MM-DD``, alone or opening an RFC 3339 time),
+    as the suite's calendar has it."""
+    moved = datetime.date.fromisoformat(text[:10]) + datetime.timedelta(SHIFT_DAYS)
+    return moved.isoformat() + text[10:]
+
+
+def last_day(start: datetime.date, years: int) -> datetime.date:
+    """The last day of a validity of ``years`` from ``start``, as an office counts it (the day
+    before the anniversary, which for a 29 February in a common year is 1 March)."""
+    try:
+        anniversary = start.replace(year=start.year + years)
+    except ValueError:
+        anniversary = datetime.date(start.year + years, 3, 1)
+    return anniversary - datetime.timedelta(1)
+
+
+def moved_window(valid_from: str, valid_until: str) -> tuple[str, str]:
+    """An example's validity, as the suite's calendar has it: the first day moved by
+    ``SHIFT_DAYS``; the last day a whole number of years after it, less a day, as it was."""
+    start, end = (datetime.date.fromisoformat(d) for d in (valid_from, valid_until))
+    moved = start + datetime.timedelta(SHIFT_DAYS)
+    for years in range(1, 11):
+        if last_day(start, years) == end:
+            return moved.isoformat(), last_day(moved, years).isoformat()
+    return moved.isoformat(), day(valid_until)
+
+
+NOW = at(1_795_446_000)  # 2026-11-23 15:00 UTC, inside the examples' validity windows
+
+
+def _moved_examples(source: Path) -> Path:
+    """``source`` itself when the calendar has not moved; otherwise a copy (removed at exit)
+    whose validity dates are moved (``moved_window``), every other byte as it is."""
+    if not SHIFT_DAYS:
+        return source
+    target = Path(tempfile.mkdtemp(prefix="pasaporte-examples-"))
+    atexit.register(shutil.rmtree, target, ignore_errors=True)
+    for path in sorted(source.iterdir()):
+        text = path.read_bytes().decode("utf-8")
+        if path.suffix == ".json":
+            window = re.compile(r'("valid_from"\s*:\s*")([-\d]{10})(".*?"valid_until"\s*:\s*")'
+                                r'([-\d]{10})', re.DOTALL)
+            text = window.sub(lambda m: m[1] + moved_window(m[2], m[4])[0] + m[3]
+                              + moved_window(m[2], m[4])[1], text)
+        elif path.suffix == ".csv":
+            assert '"' not in text, path  # plain cells: a comma always separates two
+            lines = text.split("\n")
+            header = lines[0].split(",")
+            start, end = header.index("valid_from"), header.index("valid_until")
+            for n, line in enumerate(lines[1:], start=1):
+                if line:
+                    cells = line.split(",")
+                    cells[start], cells[end] = moved_window(cells[start], cells[end])
+                    lines[n] = ",".join(cells)
+            text = "\n".join(lines)
+        (target / path.name).write_bytes(text.encode("utf-8"))
+    return target
+
+
+EXAMPLES = _moved_examples(Path(__file__).resolve().parent / "examples")
 
 
 def example_claims(city: str = "mexicali") -> dict[str, Any]:

@@ -16,7 +16,7 @@ import pytest
 from credential.errors import StoreError
 from issuer import backup
 from tests.conftest import Run
-from tests.factory import EXAMPLES
+from tests.factory import EXAMPLES, day, example_claims
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -79,7 +79,8 @@ def test_a_backup_taken_during_a_bulk_run_is_whole(homes: dict[str, Path], passp
     office = homes["issuer"]
     _init(run, office)
     header, *rows = (EXAMPLES / "residents-sample.csv").read_text(encoding="utf-8").splitlines()
-    many = [row.replace(",2026-11-22,", f",2026-{1 + i // 28:02}-{1 + i % 28:02},")
+    start = example_claims()["valid_from"]
+    many = [row.replace(f",{start},", f",{day(f'2026-{1 + i // 28:02}-{1 + i % 28:02}')},")
             for row in rows for i in range(40)]  # 120 residents: each row its own first day
     (tmp_path / "many.csv").write_text("\n".join([header, *many]) + "\n", encoding="utf-8")
     proc = subprocess.Popen(

@@ -14,6 +14,7 @@ from credential.errors import UsageError
 from issuer.bulk import COLUMNS, parse_residents
 from schemas import schema
 from tests.conftest import Run
+from tests.factory import day
 from tests.issuer.test_bulk import SAMPLE, _index, _init, _issued
 from tests.issuer.test_bulk_spreadsheets import BODY, HEADER, _cells, _lines
 
@@ -135,13 +136,14 @@ def test_rows_expired_already_are_refused_before_anything_is_issued(
     after the rows before it were issued: found with the other problems, nothing issued."""
     home = homes["issuer"]
     _init(run, home)
-    old = BODY[1].replace("2026-11-22", "2016-11-22").replace("2029-11-21", "2019-11-21")
+    start, end = BODY[1].split(",")[-2:]
+    old = BODY[1].replace(f",{start},{end}", f",{day('2016-11-22')},{day('2019-11-21')}")
     assert old != BODY[1]
     sheet = tmp_path / "old.csv"
     sheet.write_text(_lines(body=[BODY[0], old, BODY[2]]), encoding="utf-8")
     code, out, err = run("issuer", "bulk", str(sheet), "--out-dir", str(tmp_path / "o"),
                          "--home", str(home))
     assert (code, out) == (2, ""), err
-    assert "línea/line 3: [claims_expired]" in err and "2019-11-21" in err
+    assert "línea/line 3: [claims_expired]" in err and day("2019-11-21") in err
     assert "1 invalid row(s); nothing issued" in err
     assert _issued(home) == [] and not (tmp_path / "o").exists()

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import zlib
 from collections.abc import Callable, Iterator
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from credential.keys import b64url
 from credential.passport import present
 from issuer.store import KEY_YEARS, IssuerStore, credentials, keys
 from tests.conftest import Run
-from tests.factory import EXAMPLES, example_claims
+from tests.factory import EXAMPLES, at, day, example_claims
 
 KEY_SPAN = KEY_YEARS * 365 * 86400 + 86400  # an office key's whole life, and a day
 
@@ -57,15 +58,18 @@ def test_a_passport_is_valid_until_midnight_in_its_office_zone(homes: dict[str, 
     counter = ["verify", "--service", "library", "--bundle", str(tmp_path / "b.cbor"),
                "--trust-root", str(tmp_path / "r.json"), "--text",
                (tmp_path / "p.txt").read_text().strip(), "--json"]
-    # the example's last day is 2029-11-21: all of it, in Mexicali (PST, UTC−8)
-    code, out, _ = run(*counter, "--at", "2029-11-21T23:59:00-08:00")
+    # the example's last day (2029-11-21 as written): all of it, in Mexicali (PST, UTC−8)
+    first, last = (date.fromisoformat(example_claims()[k]) for k in ("valid_from", "valid_until"))
+    code, out, _ = run(*counter, "--at", f"{last}T23:59:00-08:00")
     assert code == 0, out
-    code, out, _ = run(*counter, "--at", "2029-11-22T00:10:00-08:00")  # past the 5 min skew
+    after = last + timedelta(days=1)
+    code, out, _ = run(*counter, "--at", f"{after}T00:10:00-08:00")  # past the 5 min skew
     assert code == 1 and json.loads(out)["code"] == "expired"
-    assert "2029-11-21" in json.loads(out)["message"]["en"]
-    code, out, _ = run(*counter, "--at", "2026-11-21T23:50:00-08:00")  # the day before
+    assert str(last) in json.loads(out)["message"]["en"]
+    before = first - timedelta(days=1)
+    code, out, _ = run(*counter, "--at", f"{before}T23:50:00-08:00")  # the day before
     assert json.loads(out)["code"] == "not_yet_valid"
-    assert "2026-11-22" in json.loads(out)["message"]["en"]
+    assert str(first) in json.loads(out)["message"]["en"]
 
 
 @pytest.mark.parametrize("zone", ["Pacific", "America", "Etc"])
@@ -251,7 +255,7 @@ def test_suspend_and_reinstate(office: Path, tmp_path: Path, run: Run) -> None:
         return record
 
     assert status()["status"] == "valid" and status()["kind"] == "paper"
-    assert status()["valid_until"] == "2027-11-21T23:59:59Z"  # the claims file's last day
+    assert status()["valid_until"] == day("2027-11-21T23:59:59Z")  # the claims file's last day
     assert run("issuer", "suspend", cred_id, "--reason", "fraud", "--home", str(office))[0] == 0
     assert (status()["status"], status()["reason"]) == ("suspended", "fraud")
     assert run("issuer", "reinstate", cred_id, "--home", str(office))[0] == 0
@@ -365,7 +369,7 @@ def test_verify_at_a_past_time(office: Path, tmp_path: Path, run: Run) -> None:
             "--trust-root", str(tmp_path / "r.json"), "--text",
             (tmp_path / "p.txt").read_text().strip(), "--json"]
     assert run(*args)[0] == 0
-    code, out, _ = run(*args, "--at", "2030-01-01T00:00:00Z")
+    code, out, _ = run(*args, "--at", day("2030-01-01T00:00:00Z"))
     assert code == 1 and json.loads(out)["code"] == "expired"
     code, out, err = run(*args, "--at", "yesterday")
     assert code == 2 and out == "" and "[usage_error]" in err
@@ -652,7 +656,7 @@ def test_a_passport_may_outlive_the_key_that_signed_it(homes: dict[str, Path], p
                                                       tmp_path: Path, run: Run) -> None:
     """Counters want the key valid when the passport was issued, not for all of its validity:
     issuing a day before the key ends is allowed, and the passport is accepted after it."""
-    start = 1_717_200_000  # 2024-06-01: the key ends in 2029-05, before the example's last day
+    start = at(1_717_200_000)  # 2024-06-01: the key ends in 2029-05, before the example's last day
     store = IssuerStore.create(homes["issuer"], city="Mexicali", country="MX", office="Centro",
                                code="MXMEX", passphrase=passphrase, now=start)
     end = store.office_keys(now=start)[0]["valid_until"]
@@ -664,7 +668,7 @@ def test_a_passport_may_outlive_the_key_that_signed_it(homes: dict[str, Path], p
     counter = ["verify", "--service", "library", "--bundle", str(tmp_path / "b.cbor"),
                "--trust-root", str(tmp_path / "r.json"), "--text",
                (tmp_path / "p.txt").read_text().strip(), "--json"]
-    code, out, _ = run(*counter, "--at", "2029-08-01T12:00:00Z")  # the key ended in May
+    code, out, _ = run(*counter, "--at", day("2029-08-01T12:00:00Z"))  # the key ended in May
     assert code == 0 and json.loads(out)["decision"] == "accepted", out
 
 

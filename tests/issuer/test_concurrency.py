@@ -10,7 +10,7 @@ from pathlib import Path
 from credential.claims import parse_claims
 from issuer.store import IssuerStore, credentials
 from tests.conftest import PASSPHRASE, Run
-from tests.factory import EXAMPLES, example_claims
+from tests.factory import EXAMPLES, day, example_claims
 from tests.issuer.conftest import long_bulk_run
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,13 +24,14 @@ def test_parallel_issuers_share_one_store(homes: dict[str, Path], passphrase: st
     env = {"PASAPORTE_PASSPHRASE": PASSPHRASE, "PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
     procs = []
     sample = (EXAMPLES / "residents-sample.csv").read_text(encoding="utf-8")
-    assert sample.count(",2026-11-22,") == 3  # every row's valid_from
+    start = example_claims()["valid_from"]
+    assert sample.count(f",{start},") == 3  # every row's valid_from
     for worker in range(4):
         out = tmp_path / f"w{worker}"
         # Each worker its own file: the same file run twice at once is one bulk run, resumed
         # (see test_bulk), not two.
         csv_file = tmp_path / f"residents-{worker}.csv"
-        csv_file.write_text(sample.replace(",2026-11-22,", f",2026-11-1{worker},"),
+        csv_file.write_text(sample.replace(f",{start},", f",{day(f'2026-11-1{worker}')},"),
                             encoding="utf-8")
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "pasaporte", "issuer", "bulk",

@@ -21,14 +21,16 @@ from issuer import form
 from issuer.store import IssuerStore, catalog, credentials
 from schemas import FieldSpec, schema
 from tests.conftest import PASSPHRASE, ROOT, Run
-from tests.factory import EXAMPLES, example_claims
+from tests.factory import EXAMPLES, day, example_claims
 
-TODAY = date(2026, 11, 22)  # the example's first day
+# the example's validity and first day, as the suite's calendar has them (tests/factory.py)
+FROM, UNTIL = example_claims()["valid_from"], example_claims()["valid_until"]
+TODAY = date.fromisoformat(FROM)
 CLAIMS = str(EXAMPLES / "claims-mexicali.json")
 # tests/examples/claims-mexicali.json, answered as a clerk would, in the schema's order
 EXAMPLE_ANSWERS = ("Mexicali", "MX", "2015-06-01", "sí", "Bibliotecas Públicas de Mexicali",
                    "senior", "sí", "Red Binacional de Salud Comunitaria", "María Guadalupe",
-                   "Hernández López", "1987-03-14", "es", "2026-11-22", "2029-11-21")
+                   "Hernández López", "1987-03-14", "es", FROM, UNTIL)
 # the same resident, typed with mistakes, each followed by its correction
 WITH_TYPOS = ("", "  Mexicali  ",  # required
               "Mex", "mx",  # not a country code
@@ -40,7 +42,7 @@ WITH_TYPOS = ("", "  Mexicali  ",  # required
               "Red Binacional de Salud Comunitaria", "María Guadalupe", "Hernández López",
               "1987-02-30", "14/03/1987", "1987-03-14",  # no such day; then ambiguous
               "1",  # Español, by its number
-              "2026-11-22", "")  # Enter: the default, three years
+              FROM, "")  # Enter: the default, three years
 WITH_TYPOS_CODES = ["issuer_form_required", "issuer_form_country", "issuer_form_date_ambiguous",
                     "issuer_form_flag", "issuer_form_choice", "issuer_form_date_none",
                     "issuer_form_date_ambiguous"]
@@ -214,14 +216,16 @@ def test_the_validity_defaults_to_today_and_three_years() -> None:
     clerk = Clerk(*answers, "s")
     doc = _fill(clerk)
     assert doc is not None and doc == example_claims()
-    assert clerk.prompts[-3].endswith(" [2026-11-22]: ")
+    assert clerk.prompts[-3].endswith(f" [{FROM}]: ")
     assert "3 años / default 3 years" in clerk.prompts[-2]
-    assert clerk.prompts[-2].endswith(" [2029-11-21]: ")
+    assert clerk.prompts[-2].endswith(f" [{UNTIL}]: ")
     # valid_until's default follows the start as answered
-    clerk = Clerk(*EXAMPLE_ANSWERS[:-2], "2027-01-10", "", "s")
+    start = day("2027-01-10")
+    clerk = Clerk(*EXAMPLE_ANSWERS[:-2], start, "", "s")
     doc = _fill(clerk)
-    assert doc is not None and doc["valid_until"] == "2030-01-09"
-    assert clerk.prompts[-2].endswith(" [2030-01-09]: ")
+    end = form.default_until(date.fromisoformat(start)).isoformat()  # 2030-01-09, unmoved
+    assert doc is not None and doc["valid_until"] == end
+    assert clerk.prompts[-2].endswith(f" [{end}]: ")
 
 
 def test_no_other_question_has_a_default() -> None:
@@ -260,21 +264,21 @@ def test_typos_are_asked_again_with_their_reason_and_the_result_is_the_example()
 def test_answers_checked_together_re_ask_the_field_named() -> None:
     # a birth date after the validity's start passes alone, not with the others
     answers = list(EXAMPLE_ANSWERS)
-    answers[10] = "2027-01-01"
+    answers[10] = day("2027-01-01")
     clerk = Clerk(*answers, "1987-03-14", "s")
     assert _fill(clerk) == example_claims()
     assert clerk.codes() == ["claims_invalid"]
     assert clerk.prompts[-2].startswith("Fecha de nacimiento / Birth date")
     # an end before the start (a start to come): the end again
-    answers = [*EXAMPLE_ANSWERS[:-2], "2026-12-01", "2026-11-25"]
-    clerk = Clerk(*answers, "2029-11-30", "s")
-    assert _fill(clerk) == {**example_claims(), "valid_from": "2026-12-01",
-                            "valid_until": "2029-11-30"}
+    answers = [*EXAMPLE_ANSWERS[:-2], day("2026-12-01"), day("2026-11-25")]
+    clerk = Clerk(*answers, day("2029-11-30"), "s")
+    assert _fill(clerk) == {**example_claims(), "valid_from": day("2026-12-01"),
+                            "valid_until": day("2029-11-30")}
     assert clerk.codes() == ["claims_invalid"]
     assert clerk.prompts[-2].startswith("Válido hasta / Valid until")
     # an end before today (and so before the start): both again
-    answers = [*EXAMPLE_ANSWERS[:-1], "2026-11-01"]
-    clerk = Clerk(*answers, "2026-11-22", "2029-11-21", "s")
+    answers = [*EXAMPLE_ANSWERS[:-1], day("2026-11-01")]
+    clerk = Clerk(*answers, FROM, UNTIL, "s")
     assert _fill(clerk) == example_claims()
     assert clerk.codes() == ["claims_expired"]
     assert clerk.prompts[-3].startswith("Válido desde / Valid from")
@@ -288,7 +292,7 @@ def test_the_summary_shows_every_answer_in_both_languages() -> None:
     assert "  Nombre(s) / Given names: María Guadalupe" in summary
     assert "  Categoría de tarifa / Fare category: Adulto mayor / Senior" in summary
     assert "  Derecho a biblioteca / Library eligible: sí / yes" in summary
-    assert "  Válido hasta / Valid until: 2029-11-21" in summary
+    assert f"  Válido hasta / Valid until: {UNTIL}" in summary
     assert clerk.prompts[-1] == "¿Emitir? / Issue? [s/N] "
 
 
@@ -461,9 +465,10 @@ def test_help_says_what_a_pipe_gives_and_in_which_order(run: Run) -> None:
 def test_a_validity_already_over_is_asked_again() -> None:
     """A year mistyped at the end ("2016" for 2026) would issue a passport every counter
     refuses: the last day is asked again, saying why."""
-    clerk = Clerk(*EXAMPLE_ANSWERS[:-2], "2016-11-22", "", "2026-11-22", "", "s")  # both again
+    mistyped = day("2016-11-22")
+    clerk = Clerk(*EXAMPLE_ANSWERS[:-2], mistyped, "", FROM, "", "s")  # both again
     doc = form.fill(clerk.ask, clerk.say, today=TODAY)
-    assert doc is not None and (doc["valid_from"], doc["valid_until"]) == (
-        "2026-11-22", "2029-11-21")
+    assert doc is not None and (doc["valid_from"], doc["valid_until"]) == (FROM, UNTIL)
     refused = [line for line in clerk.said if "[claims_expired]" in line]
-    assert len(refused) == 1 and "2019-11-21" in refused[0]
+    default = form.default_until(date.fromisoformat(mistyped)).isoformat()  # 2019-11-21
+    assert len(refused) == 1 and default in refused[0]

@@ -14,7 +14,7 @@ from credential import base45, cose, transport
 from credential.errors import UsageError, message_catalog
 from credential.keys import b64url
 from credential.passport import present
-from tests.factory import NOW, City, example_claims, presentation
+from tests.factory import NOW, City, day, example_claims, presentation
 from verifier.engine import CLOCK_BEHIND_S, Verifier
 from verifier.policy import Policy
 
@@ -180,7 +180,7 @@ def test_issued_before_compromise_still_valid(city: City, holder: nacl.signing.S
 
 def test_not_yet_valid_and_expired(city: City, holder: nacl.signing.SigningKey) -> None:
     claims = example_claims()
-    claims["valid_from"], claims["valid_until"] = "2027-01-01", "2027-12-31"
+    claims["valid_from"], claims["valid_until"] = day("2027-01-01"), day("2027-12-31")
     cred = city.issue(claims, holder=holder)
     reject(verifier_for(city), presentation(cred, holder, "library", LIB), "not_yet_valid")
     claims["valid_from"], claims["valid_until"] = "2025-01-01", "2026-01-01"
@@ -190,7 +190,7 @@ def test_not_yet_valid_and_expired(city: City, holder: nacl.signing.SigningKey) 
 
 def test_clock_skew_is_configurable(city: City, holder: nacl.signing.SigningKey) -> None:
     claims = example_claims()
-    claims["valid_from"] = "2026-11-24"  # the day after NOW
+    claims["valid_from"] = day("2026-11-24")  # the day after NOW
     cred = city.issue(claims, holder=holder)
     start = (NOW // 86400 + 1) * 86400
     text = presentation(cred, holder, "library", LIB, now=start - 60)
@@ -543,8 +543,9 @@ PROVOKE: dict[str, Build] = {
                           compromised_since=NOW - 100)),
         _shown(c, h), "library", NOW, None),
     "not_yet_valid": lambda c, h: (
-        verifier_for(c), presentation(c.issue(_claims("2027-01-01", "2027-12-31"), holder=h), h,
-                                      "library", LIB), "library", NOW, None),
+        verifier_for(c),
+        presentation(c.issue(_claims(day("2027-01-01"), day("2027-12-31")), holder=h), h,
+                     "library", LIB), "library", NOW, None),
     "expired": lambda c, h: (
         verifier_for(c), presentation(c.issue(_claims("2025-01-01", "2026-01-01"), holder=h), h,
                                       "library", LIB), "library", NOW, None),
