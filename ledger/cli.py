@@ -571,6 +571,18 @@ def mirror(url: str, log_key: str | None, witness_key: tuple[str, ...], unwitnes
         _mirror(root, url, log_key, witness_key, unwitnessed, home, db, run_mirror)
 
 
+def _holds_nothing(home: str | None, db: str | None) -> bool:
+    """Whether a mirror's home has copied nothing yet: no record, no verified checkpoint."""
+    with _open(home, db) as store:
+        if store.size():
+            return False
+        try:
+            store.checkpoint()
+        except LedgerError:  # ledger_no_checkpoint
+            return True
+        return False
+
+
 def _vkey(text: str, option: str) -> None:
     """A verifier key as typed on the command line: one that does not parse is a mistake in
     the command (exit 2), found before anything is read or written."""
@@ -599,7 +611,16 @@ def _mirror(root: Path, url: str, log_key: str | None, witness_key: tuple[str, .
                                        mirror_of=url))
     config = load_config(root)
     if log_key and config.log_vkey != log_key:
-        raise LedgerError("ledger_witness_key_changed", origin=parse_verifier_key(log_key).name)
+        if not _holds_nothing(home, db):
+            if parse_verifier_key(log_key).name == config.origin:  # rebuilt, or an impostor
+                raise LedgerError("ledger_witness_key_changed", origin=config.origin)
+            raise LedgerError("ledger_mirror_key_changed", origin=config.origin,
+                              home=str(root))
+        # A first run that copied nothing (the node out of reach, a key mistyped) is set
+        # right by running it again with the right key: there is no copy to contradict.
+        verifier = parse_verifier_key(log_key)
+        config = dataclasses.replace(config, origin=verifier.name, log_vkey=log_key)
+        save_config(root, config)
     known = tuple(dict.fromkeys(config.mirror_witnesses + witness_key))  # ordered, no repeats
     if known != config.mirror_witnesses:
         save_config(root, dataclasses.replace(config, mirror_witnesses=known))
@@ -608,6 +629,8 @@ def _mirror(root: Path, url: str, log_key: str | None, witness_key: tuple[str, .
     witnesses = [parse_verifier_key(k) for k in known]
     with _open(home, db) as store, _progress("Copiando / Copying") as progress:
         cp = run_mirror(store, url, witnesses, progress=progress)
+    if url != config.mirror_of:  # the node moved: status and refusals name where it is now
+        save_config(root, dataclasses.replace(load_config(root), mirror_of=url))
     click.echo(f"ok: {cp.origin} {cp.size}")
 
 

@@ -448,3 +448,31 @@ def test_a_log_is_not_its_own_witness(tmp_path: Path, capsys: pytest.CaptureFixt
         assert caught.value.code == "ledger_witness_is_self"
         with store.engine.connect() as conn:
             assert conn.execute(select(t.witnessed_logs)).first() is None
+
+
+def test_a_first_mirror_run_that_copied_nothing_is_set_right_by_running_it_again(
+        tmp_path: Path, serve: Callable[..., Server], capsys: pytest.CaptureFixture[str]) -> None:
+    """The node out of reach and the key mistyped (another log's) on a first run: the home is
+    made, holding nothing; run again with the right key and address, it copies that log, and
+    keeps where it now copies from. Once it holds a copy, another log's key is refused."""
+    right = json.loads(init_home(tmp_path / "log", "ledger.right.example/log"))["log_vkey"]
+    wrong = json.loads(init_home(tmp_path / "other", "ledger.other.example/log"))["log_vkey"]
+    with LedgerStore.open(tmp_path / "log", passphrase=PASSPHRASE) as store:
+        store.append([commitment(i) for i in range(3)], cosign=False)
+    copy = tmp_path / "mirror"
+    assert run_cli("mirror", "--from", "http://127.0.0.1:1", "--log-key", wrong,
+                   "--unwitnessed", "--home", str(copy)) == 1
+    assert _err(capsys).startswith("[ledger_unreachable]")
+    node = serve(tmp_path / "log")
+    assert run_cli("mirror", "--from", node.url, "--log-key", right, "--unwitnessed",
+                   "--home", str(copy)) == 0
+    config = load_config(copy)
+    assert (config.origin, config.log_vkey, config.mirror_of) == (
+        "ledger.right.example/log", right, node.url)
+    with LedgerStore.open(copy) as store:
+        assert store.size() == 3
+    capsys.readouterr()
+    assert run_cli("mirror", "--from", node.url, "--log-key", wrong, "--unwitnessed",
+                   "--home", str(copy)) == 1
+    assert _err(capsys).startswith("[ledger_mirror_key_changed]")
+    assert load_config(copy).log_vkey == right
