@@ -148,8 +148,9 @@ def trust(bundles: tuple[str, ...], roots: tuple[str, ...], proofs: tuple[str, .
 def import_(file: BinaryIO, home: Path | None) -> None:
     """Guarda un pasaporte emitido / Store an issued passport (FILE, or - for stdin).
 
-    FILE is the passport's text (PU1:…) or a PNG or JPEG image of its QR code, as the office
-    hands it out. Prints the credential id.
+    FILE holds the passport's text (PU1:…), or is a PNG or JPEG image of its QR code, as the
+    office hands it out; with -, the text is read from standard input (pasted). Prints the
+    credential id.
     """
     wallet = Wallet.open(_home(home))
     raw = file.read(MAX_IMPORT_BYTES + 1)
