@@ -299,7 +299,9 @@ def _records(reader: Any) -> Iterator[tuple[int, list[str]]]:
 def _rows(reader: Any, progress: Progress[Any]) -> tuple[list[Row], list[BulkError]]:
     # Any order, any case, spaces around; a column not named here is not read ("notes"), and
     # one without a name (the ",,," a spreadsheet leaves) must be empty in every row.
-    cells = next(reader, None) or []
+    cells = next(reader, None)
+    if not cells or not any(c.strip() for c in cells):  # a sheet saved empty, a wrong file
+        raise UsageError("bulk_csv_empty")
     header = [_column_name(c) for c in cells]
     missing = [c for c in COLUMNS if c not in header]
     if missing:  # what the line does name but we do not know: most often a misspelt column
@@ -320,6 +322,8 @@ def _rows(reader: Any, progress: Progress[Any]) -> tuple[list[Row], list[BulkErr
     if len(records) > MAX_ROWS:
         raise UsageError("usage_error", reason_es=f"más de {MAX_ROWS} filas",
                          reason_en=f"more than {MAX_ROWS} rows")
+    if not records:  # the header alone: as a counter's empty --batch, not "0 issued"
+        raise UsageError("bulk_csv_no_rows")
     plan = _Plan(header)
     rows: list[Row] = []
     errors: list[BulkError] = []

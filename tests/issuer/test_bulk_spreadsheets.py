@@ -264,3 +264,23 @@ def test_the_cli_reads_no_more_than_the_limit(homes: dict[str, Path], passphrase
     code, _, err = run("issuer", "bulk", str(tmp_path / "huge.csv"), "--out-dir",
                        str(tmp_path / "o"), "--home", str(homes["issuer"]))
     assert code == 2 and "larger than 64 MB" in err and _issued(homes["issuer"]) == []
+
+
+@pytest.mark.parametrize(("text", "code"), [
+    ("", "bulk_csv_empty"), ("\n\n", "bulk_csv_empty"), (" , ,\n", "bulk_csv_empty"),
+    (HEADER + "\n", "bulk_csv_no_rows"), (HEADER + "\n\n\n", "bulk_csv_no_rows"),
+])
+def test_a_file_with_no_resident_is_said_so_and_makes_nothing(
+        homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path, text: str,
+        code: str) -> None:
+    """Not "0 issued" and an empty folder (nor, for an empty file, every column "missing"):
+    what is wrong, exit 2, no output folder."""
+    home = homes["issuer"]
+    _init(run, home)
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text(text, encoding="utf-8")
+    got, out, err = run("issuer", "bulk", str(sheet), "--out-dir", str(tmp_path / "o"),
+                        "--home", str(home))
+    assert (got, out) == (2, ""), err
+    assert f"[{code}]" in err and "othing was issued" in err, err
+    assert not (tmp_path / "o").exists()
