@@ -258,7 +258,10 @@ def read_passphrase(*, confirm: bool = False, variable: str = PASSPHRASE_VARIABL
     if confirm:
         if len(first) < MIN_PASSPHRASE:
             raise UsageError("passphrase_short", min=MIN_PASSPHRASE)
-        second = _prompt("Repítala / Repeat it", variable)
+        try:
+            second = _prompt("Repítala / Repeat it", variable)
+        except UsageError:  # a pipe that gave one line: the repeat is what it lacks
+            raise UsageError("passphrase_repeat_missing", variable=variable) from None
         if second != first:
             raise UsageError("passphrase_mismatch")
     return first

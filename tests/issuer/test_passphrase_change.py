@@ -217,9 +217,10 @@ def test_a_wrong_current_passphrase_changes_nothing_and_asks_no_further(
     ({"stdin": f"{OLD}\ncorta\ncorta\n"}, "passphrase_short"),
     ({"stdin": f"{OLD}\n{NEW}\n{NEW} \n"}, "passphrase_mismatch"),
     ({"stdin": f"{OLD}\n{OLD}\n{OLD}\n"}, "passphrase_unchanged"),
+    ({"stdin": f"{OLD}\n{NEW}\n"}, "passphrase_repeat_missing"),  # the new one, once
     ({"current": OLD, "new": "corta"}, "passphrase_short"),
     ({"current": OLD, "new": OLD}, "passphrase_unchanged"),
-], ids=["short", "differing", "same", "short-env", "same-env"])
+], ids=["short", "differing", "same", "unrepeated", "short-env", "same-env"])
 def test_a_new_passphrase_refused_changes_nothing(office: Path, run: Run,
                                                   monkeypatch: pytest.MonkeyPatch,
                                                   given: dict[str, str], code: str) -> None:
