@@ -19,7 +19,7 @@ from typing import Any
 
 from credential.errors import MalformedInput, UsageError
 from credential.ids import ID_LEN, cti_from_id
-from credential.text import is_text
+from credential.text import folded, is_text
 from schemas import FieldSpec, GroupSpec, schema
 
 __all__ = [
@@ -30,7 +30,19 @@ __all__ = [
     "display_value",
     "encode_group",
     "parse_claims",
+    "service_named",
 ]
+
+
+def service_named(name: str) -> str | None:
+    """The service ``name`` stands for, as a resident or a clerk types it: its own name or its
+    Spanish or English label, in any case, with or without accents (``library``,
+    ``Biblioteca``, ``clinica``); ``None`` for no service."""
+    wanted = folded(name)
+    for key, spec in schema().services.items():
+        if wanted in {folded(key), folded(spec.label["es"]), folded(spec.label["en"])}:
+            return key
+    return None
 
 _EPOCH = date(1970, 1, 1)
 MAX_YEARS = 10  # the longest validity a passport may be given

@@ -25,6 +25,7 @@ import click
 
 from credential import jsontext
 from credential.bundle import RootKey
+from credential.claims import service_named
 from credential.errors import PasaporteError, StoreError, UsageError, as_usage
 from credential.home import read_bounded
 from credential.logproof import read_trust_files
@@ -307,7 +308,8 @@ class _RepeatableFiles(BilingualCommand):
 
 @click.command(cls=_RepeatableFiles)
 @click.option("--service", required=True,
-              help="Servicio: library, transit o clinic / Service: library, transit or clinic.")
+              help="Servicio: library, transit o clinic, o su nombre en español o inglés / "
+                   "Service: library, transit or clinic, or its Spanish or English name.")
 @click.option("--bundle", "bundles", multiple=True, required=True,
               type=click.Path(exists=True, dir_okay=False),
               help="Paquete de confianza (repetible) / Trust bundle (repeatable).")
@@ -364,6 +366,8 @@ def command(service: str, bundles: tuple[str, ...], roots: tuple[str, ...],
         # A pipe would block the counter until someone writes to it, and a device such as
         # /dev/zero never ends: a photo is a file.
         raise UsageError("image_not_a_file", path=image)
+    # as the wallet takes it (``present --for Biblioteca``); another name is service_unknown
+    service = service_named(service) or service
     setup = _Setup(bundles, roots, proofs, log_keys, witness_keys, service=service,
                    counter=counter, policy_file=policy_file)
     # A broken bundle or root file is the counter's setup, not the resident's passport:

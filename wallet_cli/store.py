@@ -38,13 +38,13 @@ import nacl.utils
 
 from credential import cbor, jsontext, sd, transport
 from credential.bundle import MAX_BUNDLE, MAX_ROOT, RootKey, TrustBundle, check_roots, parse_bundle
-from credential.claims import display_value
+from credential.claims import display_value, service_named
 from credential.errors import MalformedInput, PasaporteError, Rejection, StoreError, UsageError
 from credential.home import MIN_PASSPHRASE, atomic_write, held_lock, read_bounded
 from credential.keys import b64url, seal, sealed_whole, signing_key, unb64url, unseal
 from credential.passport import Decoded, decode_envelope, present
 from credential.statuslist import MARKS, StatusList
-from credential.text import escaped, folded
+from credential.text import escaped
 from credential.times import first_day, last_day
 from schemas import schema
 
@@ -225,13 +225,12 @@ def _valid_names() -> str:
 
 
 def service_for(name: str) -> str:
-    """The service ``name`` stands for: its own name or its Spanish or English label, in any
-    case, with or without accents (``library``, ``Biblioteca``, ``clinica``)."""
+    """The service ``name`` stands for (``credential.claims.service_named``), or
+    ``wallet_service_unknown``."""
+    key = service_named(name)
+    if key is not None:
+        return key
     services = schema().services
-    wanted = folded(name)
-    for key, spec in services.items():
-        if wanted in {folded(key), folded(spec.label["es"]), folded(spec.label["en"])}:
-            return key
     raise UsageError("wallet_service_unknown", service=escaped(name[:80]),
                      valid=", ".join(f"{key} ({spec.label['es']})"
                                      for key, spec in services.items()))

@@ -286,3 +286,17 @@ def test_the_counter_at_work_never_goes_back_to_an_older_bundle(tmp_path: Path) 
     assert "versión 1, más vieja que la 2" in err
     assert "Still using the previous setup (Mexicali v2)" in err
     assert "Setup updated: Mexicali v3" in err
+
+
+def test_the_service_is_taken_by_its_spanish_or_english_name(tmp_path: Path, run: Run) -> None:
+    """As the wallet takes it (``present --for Biblioteca``): a clerk types the service as
+    the counter's sign says it."""
+    city = City()
+    paper = city.issue_text(None, example_claims())
+    counter = _counter(tmp_path, city)
+    at = counter.index("transit")
+    for name in ("Transporte", "TRANSPORTE", "TRANSIT", " Transit "):
+        code, out, err = run(*counter[:at], name, *counter[at + 1:], "--text", paper)
+        assert code == 0 and json.loads(out)["decision"] == "accepted", (name, out, err)
+    code, out, err = run(*counter[:at], "casino", *counter[at + 1:], "--text", paper)
+    assert code == 2 and "[service_unknown]" in err, err
