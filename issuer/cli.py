@@ -440,7 +440,10 @@ def _status_command(name: str, new: str, help_text: str) -> None:
         reason = _reason_code(reason)
         store, passphrase = _store(home), read_passphrase()
         change = store.set_status(credential_id, new, reason, passphrase=passphrase)
-        click.echo(f"{credential_id}: {_STATUS_LABELS[change['status']]} ({change['reason']})")
+        # a reinstatement's reason is seldom given: "vigente (unspecified)" said nothing
+        quiet = change["status"] == "valid" and change["reason"] == "unspecified"
+        said = "" if quiet else f" ({change['reason']})"
+        click.echo(f"{credential_id}: {_STATUS_LABELS[change['status']]}{said}")
         _publish(store, passphrase)
 
 

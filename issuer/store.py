@@ -1003,7 +1003,9 @@ class IssuerStore:
         allowed = {("valid", "revoked"), ("valid", "suspended"), ("suspended", "revoked"),
                    ("suspended", "valid")}
         if (old, new) not in allowed:
-            raise StoreError("status_transition", old=old, new=new)
+            spanish = {"valid": "vigente", "suspended": "suspendido", "revoked": "revocado"}
+            raise StoreError("status_transition", old=old, new=new, old_es=spanish[old],
+                             new_es=spanish[new])
         db.execute(credentials.update().where(credentials.c.id == credential_id)
                    .values(status=new, reason=reason))
         code = db.execute(sa.select(meta.c.v).where(meta.c.k == "code")).scalar_one()

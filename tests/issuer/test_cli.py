@@ -239,6 +239,7 @@ def test_full_flow_issue_bundle_verify_revoke(office: Path, tmp_path: Path, run:
     code, _, err = run("issuer", "reinstate", cred_id, "--home", str(office))
     assert code == 1 and err.startswith("[status_transition] "), err
     assert "“revoked”" in err and "“valid”" in err
+    assert "de «revocado» a «vigente»" in err and "revocation is final" in err
     status = json.loads(run("issuer", "status", cred_id, "--json", "--home", str(office))[1])
     assert (status["status"], status["reason"]) == ("revoked", "holder_request")
 
@@ -255,10 +256,12 @@ def test_suspend_and_reinstate(office: Path, tmp_path: Path, run: Run) -> None:
         return record
 
     assert status()["status"] == "valid" and status()["kind"] == "paper"
-    assert status()["valid_until"] == day("2027-11-21T23:59:59Z")  # the claims file's last day
+    last = example_claims("calexico")["valid_until"]
+    assert status()["valid_until"] == f"{last}T23:59:59Z"  # the claims file's last day
     assert run("issuer", "suspend", cred_id, "--reason", "fraud", "--home", str(office))[0] == 0
     assert (status()["status"], status()["reason"]) == ("suspended", "fraud")
-    assert run("issuer", "reinstate", cred_id, "--home", str(office))[0] == 0
+    code, out, _ = run("issuer", "reinstate", cred_id, "--home", str(office))
+    assert (code, out) == (0, f"{cred_id}: vigente / valid\n")  # no "(unspecified)"
     assert status()["status"] == "valid"
     code, out, _ = run("issuer", "suspend", cred_id, "--reason", "device_lost",
                        "--home", str(office))  # a resident's phone was lost
