@@ -539,14 +539,20 @@ def restore(source: Path, no_ledger: bool, home: str | None) -> None:
     passphrase = read_passphrase()
 
     # The copy is checked whole (every row read) before the ledger is: seconds on a large store.
+    counting: list[bool] = []
     with _phase("Copiando y comprobando la copia / Copying and checking the backup") as checked:
         def progress(read: int, total: int | None) -> None:
             checked()  # the ledger's own count takes over the line
+            counting[:] = [True]
             of = f"/{total}" if total is not None else ""
             click.echo(f"\rRegistro público / Public ledger: {read}{of}", nl=False, err=True)
 
-        done = backup_.restore(source, where, passphrase, ledger=not no_ledger,
-                               progress=progress)
+        try:
+            done = backup_.restore(source, where, passphrase, ledger=not no_ledger,
+                                   progress=progress)
+        finally:
+            if counting:  # the count's line ended, so what follows (or an error) has its own
+                click.echo("", err=True)
     click.echo(f"Oficina restaurada / Office restored: {where} "
                f"({done.count} pasaportes / passports)")
     for kid in done.retired:  # one per office that had an active key
@@ -555,7 +561,7 @@ def restore(source: Path, no_ledger: bool, home: str | None) -> None:
                    f"compromised from the backup's time: what it signed later is refused; "
                    f"publish a new bundle.", err=True)
     if done.ledger is not None:
-        click.echo(f"\nDel registro público / From the public ledger: {done.ledger.applied} "
+        click.echo(f"Del registro público / From the public ledger: {done.ledger.applied} "
                    f"cambio(s) de estado posteriores a la copia aplicados / status change(s) made "
                    f"after the backup applied; {len(done.ledger.found)} entrada(s) en cola ya "
                    f"publicadas / queued entries already published.", err=True)

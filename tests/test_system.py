@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -323,6 +324,8 @@ def test_a_restored_office_catches_up_from_the_ledger(
                            "--home", restored)
         assert code == 0, err
         assert "2 cambio(s) de estado" in err and "1 entrada(s) en cola ya publicadas" in err
+        # the ledger's count (a log: no terminal) ends its line before the next message
+        assert re.search(r"Public ledger: (\d+)/\1\n", err), err
         assert lost_key["kid"] in err and first_key["kid"] in err  # named as compromised too
         assert _statuses(run, restored, [a, b, c]) == ["valid", "revoked", "suspended"]
         # b's revocation is on the public record once, not twice (index None: other types)
