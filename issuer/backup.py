@@ -71,7 +71,7 @@ def take(store: IssuerStore, target: Path, passphrase: str) -> int:
     # killed one left would otherwise stay for good.
     _sweep(target.parent)
     if target.exists():
-        raise StoreError("backup_exists", path=str(target))
+        raise UsageError("backup_exists", path=str(target))
     partial, held = _partial(target)
     try:
         cutoff = _copy_live(store.path, partial)
@@ -85,7 +85,7 @@ def take(store: IssuerStore, target: Path, passphrase: str) -> int:
         try:
             os.link(partial, target)  # unlike a rename, never replaces a file that appeared
         except FileExistsError:
-            raise StoreError("backup_exists", path=str(target)) from None
+            raise UsageError("backup_exists", path=str(target)) from None
     finally:
         partial.unlink(missing_ok=True)
         Path(f"{partial}-journal").unlink(missing_ok=True)

@@ -53,7 +53,7 @@ def test_restore_keeps_what_was_backed_up_and_refuses_what_came_after(
     assert code == 0 and "1 pasaportes" in out and copy.is_file()
     after = _issue(run, office, tmp_path / "after.txt")  # at once: lost with the office
     code, _, err = run("issuer", "backup", "--out", str(copy), "--home", str(office))
-    assert code == 1 and "backup_exists" in err  # never over another file
+    assert code == 2 and "backup_exists" in err  # never over another file (as --out elsewhere)
 
     code, out, err = run("issuer", "restore", "--from", str(copy), "--home", str(restored))
     assert code == 0 and "1 pasaportes" in out and "compromised" in err, err

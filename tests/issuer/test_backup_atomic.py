@@ -88,7 +88,7 @@ def test_a_refused_backup_still_clears_what_a_killed_one_left(
     _init(run, office)
     _killed_backup(office, folder / "b.bak", "after-link")
     code, _, err = run("issuer", "backup", "--out", str(folder / "b.bak"), "--home", str(office))
-    assert code == 1 and "backup_exists" in err
+    assert code == 2 and "backup_exists" in err
     assert [p.name for p in folder.iterdir()] == ["b.bak"]
 
 
