@@ -204,7 +204,11 @@ def keys_(as_json: bool, home: str | None) -> None:
     not_yet_valid or compromised)."""
     rows = _store(home).office_keys()
     if as_json:
-        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        # times in RFC 3339, as ``status --json``, ``ledger entries`` and the ledger's records
+        shown = [{**r, **{k: None if r[k] is None else rfc3339(r[k])
+                          for k in ("valid_from", "valid_until", "compromised_since")}}
+                 for r in rows]
+        click.echo(json.dumps(shown, indent=2, ensure_ascii=False))
         return
     for r in rows:
         click.echo(f"{r['kid']}  {r['status']:<13}  {r['office']}  {r['public_key']}")
