@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,9 @@ def test_parallel_issuers_share_one_store(homes: dict[str, Path], passphrase: st
     home = homes["issuer"]
     assert run("issuer", "init", "--city", "Mexicali", "--country", "MX", "--office", "Centro",
                "--home", str(home))[0] == 0
-    env = {"PASAPORTE_PASSPHRASE": PASSPHRASE, "PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
+    env = {"PASAPORTE_PASSPHRASE": PASSPHRASE, "PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin",
+           # a suite run on a clock moved by libfaketime (tests/test_demo.py) moves theirs too
+           **{k: v for k, v in os.environ.items() if k == "LD_PRELOAD" or k.startswith("FAKETIME")}}
     procs = []
     sample = (EXAMPLES / "residents-sample.csv").read_text(encoding="utf-8")
     start = example_claims()["valid_from"]
