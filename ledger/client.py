@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import http.client
+import re
 import time
 import urllib.error
 import urllib.parse
@@ -96,8 +97,8 @@ def public_url(url: str) -> str:
     try:
         parts = urllib.parse.urlsplit(url)
         port = parts.port
-    except ValueError:
-        return url
+    except ValueError:  # a bad port or bracket: its user and password taken off as text
+        return re.sub(r"(//)[^/?#]*@", r"\1", url).split("?", 1)[0].split("#", 1)[0]
     if not parts.scheme or not parts.netloc:
         return url
     host = parts.hostname or ""

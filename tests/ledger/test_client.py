@@ -230,4 +230,10 @@ def test_a_node_address_is_checked_and_shown_without_its_secrets() -> None:
     assert client.public_url("https://u:pw@m.example:8443/x;token=s;v=1?k=1#f") == (
         "https://m.example:8443/x")
     assert client.public_url("ledger.example") == "ledger.example"  # nothing to hide, as typed
+    for broken in ("http://admin:s3cret@h:99999/x?t=1", "http://admin:s3cret@[::1/x"):
+        assert "s3cret" not in client.public_url(broken) and "admin" not in client.public_url(
+            broken), broken
+        with pytest.raises(PasaporteError) as caught:
+            client.node_url(broken)
+        assert "s3cret" not in caught.value.message["es"] + caught.value.message["en"]
     assert client.public_url("http://[::1]:8700/") == "http://[::1]:8700/"
