@@ -290,7 +290,8 @@ def _ask_in_background(store: LedgerStore, witness: tuple[str, str, str, int],
         # (and mirrors and counters refuse a checkpoint without the other city's cosignature).
         # Asked until it has the newest or fails (then the next append asks again).
         while _ask(store, witness, signed):
-            cosigned.append(witness[0])
+            if witness[0] not in cosigned:  # counted once, however many it cosigned
+                cosigned.append(witness[0])
             newest = store.checkpoint()
             if newest.checkpoint.size <= signed.checkpoint.size:
                 break
