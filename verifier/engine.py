@@ -81,8 +81,11 @@ def _msg(code: str, **params: Any) -> dict[str, str]:
 
 def _reject(code: str, decoded: Decoded | None = None, issuer: dict[str, str] | None = None,
             **params: Any) -> Result:
+    # once decoded, whether it is paper is known: a counter's log and screen say so for a
+    # refusal too (a paper passport refused at a counter that takes none, or expired)
     return Result("rejected", code, _msg(code, **params), issuer=issuer,
-                  credential_id=decoded.payload.credential_id if decoded else None)
+                  credential_id=decoded.payload.credential_id if decoded else None,
+                  paper=decoded is not None and decoded.payload.holder_key is None)
 
 
 def _minute(ts: int) -> str:

@@ -46,7 +46,9 @@ _STATES = {"valid": ("vigente", "valid"), "expired": ("vencido", "expired"),
            "not_yet_valid": ("aún no vigente", "not yet valid"),
            "revoked": ("revocado", "revoked"), "suspended": ("suspendido", "suspended"),
            "key_compromised": ("llave de la oficina comprometida: pida uno nuevo",
-                               "office key compromised: ask for a new one")}
+                               "office key compromised: ask for a new one"),
+           "signature_invalid": ("la firma de la oficina no es válida: pida uno nuevo",
+                                 "the office's signature does not verify: ask for a new one")}
 _STATUS = {state: f"{es} / {en}" for state, (es, en) in _STATES.items()}
 _OUTCOME = {"imported": "Importado / Imported", "unchanged": "Ya estaba / Already in the wallet",
             "replaced": "Actualizado / Updated"}
@@ -210,9 +212,12 @@ def _table(entries: list[CredentialEntry]) -> str:
 @_home_option
 def list_(as_json: bool, home: Path | None) -> None:
     """Lista los pasaportes guardados / List the stored passports."""
-    entries, problems = Wallet.open(_home(home)).entries()
+    wallet = Wallet.open(_home(home))
+    entries, problems = wallet.entries()
     for problem in problems:
         _say(problem.diagnostics())
+    for damaged in wallet.trust_problems():  # said, not failed: the passports are all there
+        _say(damaged.diagnostics())
     if as_json:
         doc: list[dict[str, Any]] = [e.to_json() for e in entries]
         click.echo(json.dumps(doc, ensure_ascii=False, indent=2))
@@ -276,6 +281,8 @@ def _present(wallet: Wallet, credential_id: str, service: str, disclose: tuple[s
                            disclose=disclose or None, counter=counter, nonce=parse_nonce(nonce))
     if shown.unlocked == "caps_lock":
         _say(PasaporteError("wallet_passphrase_caps_lock").diagnostics())
+    for damaged in wallet.trust_problems():  # the status below may then miss a revocation
+        _say(damaged.diagnostics())
     # What a claim name stands for is its whole group (the smallest unit the office signed):
     # say exactly what the counter will see, every time.
     _say(_shown_line(shown.groups))

@@ -85,7 +85,7 @@ CLOCK_SLACK = 300
 Unlock = Literal["exact", "trimmed", "caps_lock"]
 
 Status = Literal["valid", "expired", "not_yet_valid", "revoked", "suspended",
-                 "key_compromised"]
+                 "key_compromised", "signature_invalid"]
 
 
 def credential_status(nbf: int, exp: int, now: int) -> Status:
@@ -104,6 +104,11 @@ def _status(decoded: Decoded, bundle: TrustBundle | None, now: int) -> Status:
     status = credential_status(p.nbf, p.exp, now)
     if status != "valid" or bundle is None:
         return status
+    signer = next((k for k in bundle.keys if k.kid == decoded.credential.kid), None)
+    if signer is not None and not decoded.credential.verify(signer.public_key):
+        # imported before the city was trusted (then nothing could check it): once it is,
+        # the resident hears now what every counter would answer (signature_invalid)
+        return "signature_invalid"
     for key in bundle.keys:
         # As a counter decides (verifier.engine): signed at or after its key's compromise
         # time, the passport is refused everywhere, however valid its dates; the resident
@@ -541,8 +546,29 @@ class Wallet:
                 continue
         return roots
 
+    def trust_problems(self) -> list[StoreError]:
+        """The trusted files that cannot be read or no longer verify, each a
+        ``wallet_trust_damaged``: ``trusted_bundles`` leaves them out, so that city's passports
+        show only what the local clock says (as if never trusted), and the resident should
+        know why a revocation may not show."""
+        problems: list[StoreError] = []
+        for root_file in sorted(self.trust_dir.glob("*.root.json")):
+            code = root_file.name[: -len(".root.json")]
+            bundle_file = self.trust_dir / f"{code}.bundle"
+            try:
+                root = RootKey.from_json(read_bounded(root_file, MAX_ROOT))
+            except (OSError, UsageError, MalformedInput):
+                problems.append(StoreError("wallet_trust_damaged", file=str(root_file)))
+                continue
+            try:
+                parse_bundle(read_bounded(bundle_file, MAX_BUNDLE), [root])
+            except (OSError, UsageError, MalformedInput, Rejection):
+                problems.append(StoreError("wallet_trust_damaged", file=str(bundle_file)))
+        return problems
+
     def trusted_bundles(self) -> dict[str, TrustBundle]:
-        """City code → verified bundle; files that no longer verify are ignored."""
+        """City code → verified bundle; files that no longer verify are left out (named by
+        ``trust_problems``)."""
         out: dict[str, TrustBundle] = {}
         for code, root in self._trusted_roots().items():
             try:

@@ -192,7 +192,8 @@ def test_a_new_passphrase_is_read_after_the_current_one_and_names_its_own_variab
     _piped(monkeypatch, "la frase nueva\n")  # asked twice, the pipe ends after once
     with pytest.raises(UsageError) as caught:
         read_new_passphrase()
-    assert caught.value.code == "passphrase_required"
+    assert caught.value.code == "passphrase_repeat_missing"  # the repeat is what it lacks
+    assert "two lines" in caught.value.message["en"]
     assert "set PASAPORTE_NEW_PASSPHRASE" in caught.value.message["en"]
 
 

@@ -223,6 +223,11 @@ def test_paper_credential_policies(city: City) -> None:
     r = v.verify(text, service="clinic", now=NOW)
     assert r.accepted and [w["code"] for w in r.warnings] == ["paper_check_id"]
     reject(v, text, "paper_not_accepted", Policy.for_service("library", paper="reject"))
+    # a refusal says it was paper too, whatever refused it; a wallet's presentation is not
+    refused = v.verify(text, service=Policy.for_service("library", paper="reject"), now=NOW)
+    assert refused.paper and refused.to_json()["paper"] is True
+    assert v.verify(text, service="library", now=NOW + 10 * 365 * 86400).paper  # expired
+    assert not v.verify("PU1:", service="library", now=NOW).paper  # nothing decoded
 
 
 def test_a_paper_passport_shows_the_counter_only_what_its_service_needs(city: City) -> None:

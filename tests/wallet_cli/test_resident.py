@@ -279,7 +279,8 @@ def test_a_revoked_or_suspended_passport_warns_before_the_counter(
     es, en = state[mark]
     assert "[wallet_present_not_valid]" in result.stderr
     assert f"({es})" in result.stderr and f"({en})" in result.stderr
-    assert "Pida a la oficina" in result.stderr and "Ask the office" in result.stderr
+    assert "Pregunte a la oficina" in result.stderr and "Ask the office" in result.stderr
+    assert "suspensión se puede levantar" in result.stderr  # not told it is lost for good
     verdict = city.verifier().verify(result.stdout.strip(), service="library")
     assert verdict.code == ("revoked" if mark == "revocation" else "suspended")
 

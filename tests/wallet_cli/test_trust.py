@@ -198,3 +198,47 @@ def test_concurrent_trusts_keep_the_newest(wallet_home: Path, tmp_path: Path) ->
         errors = [p.communicate(timeout=120)[1] for p in procs]  # both ended before any check
         assert [p.returncode for p in procs] == [0, 0], errors
         assert Wallet.open(wallet_home).trusted_bundles()["MXMEX"].version == 1000
+
+
+def test_a_passport_imported_before_its_city_was_trusted_is_checked_once_it_is(
+        wallet: Wallet) -> None:
+    """Imported with nothing to check its signature against (as documented), a forged one
+    shows as the counter would answer once the city is trusted: not valid."""
+    city = City()
+    obj = cbor2.loads(transport.unpack(_issued_text(city, wallet)))
+    obj[0][3] = bytes(64)  # a signature that is not the office's
+    wallet.import_text(transport.pack(cbor2.dumps(obj)))
+    (entry,), _ = wallet.entries(now=NOW)
+    assert entry.status == "valid"  # nothing to say otherwise yet
+    wallet.trust([city.bundle()], [city.root.to_json().encode()])
+    (entry,), _ = wallet.entries(now=NOW)
+    assert entry.status == "signature_invalid"
+    shown = wallet.present(entry.id, service="library", passphrase=PASSPHRASE, now=NOW)
+    assert shown.status == "signature_invalid"
+
+
+@pytest.mark.parametrize("damage", ["truncated bundle", "another city's root", "no bundle"])
+def test_a_damaged_trust_file_is_named_not_taken_for_no_news(
+        run: Run, wallet_home: Path, tmp_path: Path, damage: str) -> None:
+    """A trusted bundle cut short, or a root swapped: that city's revocations no longer
+    show; ``list`` and ``present`` say which file and what to do, not "valid" in silence."""
+    wallet = Wallet.open(wallet_home)
+    city = City()
+    wallet.import_text(_issued_text(city, wallet))
+    city.revocation.set(5, True)
+    wallet.trust([city.bundle()], [city.root.to_json().encode()])
+    assert wallet.entries(now=NOW)[0][0].status == "revoked" and wallet.trust_problems() == []
+    bundle, root = wallet.trust_dir / "MXMEX.bundle", wallet.trust_dir / "MXMEX.root.json"
+    if damage == "truncated bundle":
+        bundle.write_bytes(bundle.read_bytes()[:50])
+    elif damage == "another city's root":
+        root.write_text(City().root.to_json())
+    else:
+        bundle.unlink()
+    assert [p.code for p in wallet.trust_problems()] == ["wallet_trust_damaged"]
+    listed = run("wallet", "list", "--home", wallet_home)
+    assert listed.exit_code == 0, listed.output
+    assert "[wallet_trust_damaged]" in listed.stderr and "wallet trust" in listed.stderr
+    assert "MXMEX." in listed.stderr
+    shown = run("wallet", "present", wallet.ids()[0], "--for", "library", "--home", wallet_home)
+    assert shown.exit_code == 0 and "[wallet_trust_damaged]" in shown.stderr, shown.output
