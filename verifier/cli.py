@@ -404,5 +404,11 @@ def command(service: str, bundles: tuple[str, ...], roots: tuple[str, ...],
         result = verifier.verify_image(image, service=policy, now=now, nonce=nonce_bytes)
     else:
         result = verifier.verify(text or "", service=policy, now=now, nonce=nonce_bytes)
-    _print(result, as_json)
+    try:
+        _print(result, as_json)
+    except BrokenPipeError:
+        # The reader took what it wanted and went (``| head -1``, a script reading one line):
+        # the decision stays the exit status, not click's 1 for a closed pipe ("refused").
+        # Standard output goes to the void, or the interpreter's last flush fails again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     raise click.exceptions.Exit(0 if result.accepted else 1)

@@ -300,3 +300,21 @@ def test_the_service_is_taken_by_its_spanish_or_english_name(tmp_path: Path, run
         assert code == 0 and json.loads(out)["decision"] == "accepted", (name, out, err)
     code, out, err = run(*counter[:at], "casino", *counter[at + 1:], "--text", paper)
     assert code == 2 and "[service_unknown]" in err, err
+
+
+def test_a_reader_gone_before_the_answer_leaves_the_decision_as_the_status(
+        tmp_path: Path) -> None:
+    """``verify --text … | head -c0``, a script that reads nothing: the pipe is closed when the
+    answer is written, and the exit status is still the decision (0 accepted, 1 refused), not
+    click's 1 for a closed pipe, which a script reads as "refused"."""
+    city = City()
+    paper = city.issue_text(None, example_claims())
+    for text, decision in ((paper, 0), ("PU1:NOPE", 1)):
+        proc = subprocess.Popen([sys.executable, "-m", "pasaporte", *_counter(tmp_path, city),
+                                 "--text", text], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()  # gone before the command has even started
+        err = proc.stderr.read().decode()
+        proc.stderr.close()
+        assert proc.wait(timeout=60) == decision, err
+        assert "Traceback" not in err and "Exception ignored" not in err, err
