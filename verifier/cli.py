@@ -137,7 +137,7 @@ def _print(result: Result, as_json: bool) -> None:
         _show(f"  {c['label']['es']} / {c['label']['en']}: "
                   f"{value['es']}" + (f" / {value['en']}" if value['en'] != value['es'] else ""))
     for w in result.warnings:
-        _show(f"  ! {w['message']['es']} / {w['message']['en']}")
+        _show(f"  ! {w['message']['es']} / {w['message']['en']}  [{w['code']}]")
 
 
 class _Setup:

@@ -318,3 +318,13 @@ def test_a_reader_gone_before_the_answer_leaves_the_decision_as_the_status(
         proc.stderr.close()
         assert proc.wait(timeout=60) == decision, err
         assert "Traceback" not in err and "Exception ignored" not in err, err
+
+
+def test_a_warning_on_the_counters_screen_carries_its_code(tmp_path: Path, run: Run) -> None:
+    city = City()
+    paper = city.issue_text(None, example_claims())
+    counter = [a for a in _counter(tmp_path, city) if a != "--json"]  # transit: paper, photo ID
+    code, out, _ = run(*counter, "--text", paper)
+    assert code == 0
+    (warning,) = [line for line in out.splitlines() if line.startswith("  ! ")]
+    assert warning.endswith("  [paper_check_id]") and " / " in warning, out
