@@ -160,22 +160,28 @@ def verify_bundle_proof(signed_bundle: bytes, proof: BundleProof, logs: Sequence
 
 
 def require_logged(bundles: Sequence[bytes], proofs: Sequence[bytes], logs: Sequence[Verifier],
-                   witnesses: Sequence[Verifier], quorum: int = 1) -> list[Checkpoint]:
+                   witnesses: Sequence[Verifier], quorum: int = 1,
+                   names: Sequence[str] = ()) -> list[Checkpoint]:
     """Every bundle with a proof that verifies (matched by the digest its record names), or the
-    first bundle that has none raises ``bundle_not_logged``."""
+    first bundle that has none raises ``bundle_not_logged``, naming it by its file (``names``,
+    as given) or else by its place among ``bundles``."""
     parsed = [parse_bundle_proof(p) for p in proofs]
     by_digest = {p.digest(): p for p in parsed}
     out = []
     for number, signed in enumerate(bundles, start=1):
         proof = by_digest.get(hashlib.sha256(signed).digest())
         if proof is None:
-            raise UsageError("bundle_not_logged", number=number, proofs=len(proofs))
+            name = names[number - 1] if number <= len(names) else None
+            raise UsageError("bundle_not_logged", proofs=len(proofs),
+                             bundle_es=f"n.º {number}" if name is None else f"«{name}»",
+                             bundle_en=f"no. {number}" if name is None else f"“{name}”")
         out.append(verify_bundle_proof(signed, proof, logs, witnesses, quorum))
     return out
 
 
 def require_logged_with_keys(bundles: Sequence[bytes], proofs: Sequence[bytes],
-                             log_keys: Sequence[str], witness_keys: Sequence[str]) -> None:
+                             log_keys: Sequence[str], witness_keys: Sequence[str],
+                             names: Sequence[str] = ()) -> None:
     """``require_logged`` as a counter or a wallet is configured: C2SP verifier keys as text
     (``name+keyid+base64``), and both kinds required, the ledger's signature *and* a witness's
     cosignature."""
@@ -186,7 +192,7 @@ def require_logged_with_keys(bundles: Sequence[bytes], proofs: Sequence[bytes],
                          reason_en="proofs of publication need --log-key and --witness-key (the "
                                    "ledger's signature and the other city's cosignature)")
     require_logged(bundles, proofs, [parse_verifier_key(k) for k in log_keys],
-                   [parse_verifier_key(k) for k in witness_keys])
+                   [parse_verifier_key(k) for k in witness_keys], names=names)
 
 
 def read_trust_files(bundles: Sequence[str], roots: Sequence[str], proofs: Sequence[str] = (),
@@ -202,5 +208,5 @@ def read_trust_files(bundles: Sequence[str], roots: Sequence[str], proofs: Seque
     signed = [read_bounded(p, MAX_BUNDLE) for p in bundles]
     if proofs or log_keys or witness_keys:
         require_logged_with_keys(signed, [read_bounded(p, MAX_PROOF) for p in proofs],
-                                 log_keys, witness_keys)
+                                 log_keys, witness_keys, names=bundles)
     return signed, [read_bounded(p, MAX_ROOT) for p in roots]

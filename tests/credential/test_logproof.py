@@ -121,6 +121,13 @@ def test_every_way_a_proof_fails(bundle: bytes) -> None:
         == "bundle_log_unknown"
     assert _code(lambda: require_logged([bundle, other], [good.to_json()], logs, witnesses)) \
         == "bundle_not_logged"
+    with pytest.raises(PasaporteError) as caught:  # by its place, or by the name it was given
+        require_logged([bundle, other], [good.to_json()], logs, witnesses)
+    assert "no. 2 " in caught.value.message["en"] and "n.º 2 " in caught.value.message["es"]
+    with pytest.raises(PasaporteError) as caught:
+        require_logged([bundle, other], [good.to_json()], logs, witnesses,
+                       names=["a.cbor", "b.cbor"])
+    assert "“b.cbor”" in caught.value.message["en"] and "«b.cbor»" in caught.value.message["es"]
 
 
 @pytest.mark.parametrize("data", [

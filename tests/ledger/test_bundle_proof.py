@@ -69,6 +69,7 @@ def test_a_counter_trusts_only_bundles_on_the_record(
     code, out = _verify(capsys, "--bundle", str(unpublished), "--bundle-proof", str(proof),
                         *keys, *common)
     assert code == 2 and "bundle_not_logged" in out
+    assert f"«{unpublished}»" in out and f"“{unpublished}”" in out  # named by its file
     code, out = _verify(capsys, "--bundle", str(bundle), "--bundle-proof", str(proof),
                         "--log-key", cities["cb"].log_vkey, "--witness-key",
                         cities["cb"].witness_vkey, *common)
