@@ -29,9 +29,10 @@ from credential.home import (
 from credential.keys import b64url
 from credential.logproof import read_trust_files
 from credential.passport import parse_nonce
+from credential.text import escaped
 from pasaporte.cli import BilingualGroup
 from schemas import schema
-from wallet_cli.store import MAX_IMPORT_BYTES, CredentialEntry, Wallet
+from wallet_cli.store import MAX_IMPORT_BYTES, CredentialEntry, Wallet, shown_with
 
 __all__ = ["group"]
 
@@ -243,8 +244,10 @@ def _shown_line(groups: tuple[str, ...]) -> str:
 @click.option("--for", "service", required=True, metavar="SERVICE",
               help="Servicio: library, transit o clinic / Service: library, transit or clinic.")
 @click.option("--disclose", metavar="CLAIM,…", multiple=True,
-              help="Grupos o datos a mostrar en lugar de los del servicio / Groups or claims to "
-                   "show instead of the service's defaults.")
+              help="Grupos o datos a mostrar en lugar de los del servicio, por su nombre o su "
+                   "etiqueta en español o inglés (un dato se muestra con todo su grupo) / Groups "
+                   "or claims to show instead of the service's defaults, by name or Spanish or "
+                   "English label (a claim is shown with its whole group).")
 @click.option("--audience", "counter", metavar="ID", default=None,
               help="Id de la ventanilla (el destinatario queda SERVICE:ID) / Counter id "
                    "(audience becomes SERVICE:ID).")
@@ -286,6 +289,13 @@ def _present(wallet: Wallet, credential_id: str, service: str, disclose: tuple[s
     # What a claim name stands for is its whole group (the smallest unit the office signed):
     # say exactly what the counter will see, every time.
     _say(_shown_line(shown.groups))
+    for name, group in shown_with(disclose):
+        whole = schema().group(group)
+        _say(PasaporteError("wallet_disclose_whole_group", name=escaped(name[:80]),
+                            group_es=whole.label["es"], group_en=whole.label["en"],
+                            claims_es=", ".join(f.label["es"] for f in whole.fields),
+                            claims_en=", ".join(f.label["en"] for f in whole.fields)
+                            ).diagnostics())
     now = _utc(int(datetime.now(UTC).timestamp()))
     if shown.clock_behind is not None:
         _say(PasaporteError("wallet_clock_behind", now=now,

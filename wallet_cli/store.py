@@ -44,7 +44,7 @@ from credential.home import MIN_PASSPHRASE, atomic_write, held_lock, read_bounde
 from credential.keys import b64url, seal, sealed_whole, signing_key, unb64url, unseal
 from credential.passport import Decoded, decode_envelope, present
 from credential.statuslist import MARKS, StatusList
-from credential.text import escaped
+from credential.text import escaped, folded
 from credential.times import first_day, last_day
 from schemas import schema
 
@@ -212,7 +212,39 @@ def _claim_index() -> tuple[dict[str, str], dict[str, list[str]]]:
             index[name] = groups[0]
     for g in schema().groups:  # a group name wins over a claim of the same name (birth_date)
         index[g.name] = g.name
+    # And as the resident reads them where ``present`` says what it shows ("Se muestra:
+    # Residencia (Ciudad de residencia, …)"): each label, Spanish or English, folded (any
+    # case, accents or none). A label two groups share names neither.
+    labels: dict[str, set[str]] = {}
+    for g in schema().groups:
+        for text in (g.label["es"], g.label["en"], *(f.label[lang] for f in g.fields
+                                                     for lang in ("es", "en"))):
+            labels.setdefault(folded(text), set()).add(g.name)
+    for label, named in labels.items():
+        if len(named) == 1:
+            index.setdefault(label, next(iter(named)))
     return index, {n: gs for n, gs in owners.items() if len(gs) > 1 and n not in index}
+
+
+def _is_group_name(name: str, group: str) -> bool:
+    """Whether ``name`` names ``group`` itself (its name or label), not one of its claims."""
+    spec = schema().group(group)
+    return folded(name) in {folded(spec.name), folded(spec.label["es"]), folded(spec.label["en"])}
+
+
+def shown_with(disclose: Iterable[str]) -> list[tuple[str, str]]:
+    """The claims named in ``disclose`` (as ``groups_for`` reads it) that bring others with
+    them, as ``(name, group)``: a group is the smallest unit the office signed, so naming
+    ``given_name`` shows ``family_name`` too, which the resident should hear in so many words."""
+    index, _ = _claim_index()
+    out = []
+    for item in disclose:
+        for name in (n.strip() for n in item.split(",") if n.strip()):
+            group = index.get(name) or index.get(folded(name))
+            if (group is not None and not _is_group_name(name, group)
+                    and len(schema().group(group).fields) > 1):
+                out.append((name, group))
+    return out
 
 
 def _valid_names() -> str:
@@ -275,7 +307,7 @@ def groups_for(service: str, disclose: Iterable[str] | None = None) -> tuple[str
             if name in ambiguous:
                 raise UsageError("wallet_disclose_ambiguous", name=name,
                                  options=", ".join(f"{g}.{name}" for g in ambiguous[name]))
-            group = index.get(name)
+            group = index.get(name) or index.get(folded(name))
             if group is None:
                 raise UsageError("wallet_disclose_unknown", name=name[:80],  # not all of it
                                  valid=_valid_names())

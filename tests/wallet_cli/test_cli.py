@@ -155,10 +155,14 @@ def test_disclose_changes_what_the_counter_sees(run: Run, wallet_home: Path, mex
     code, _ = shown("city")
     assert code == "claims_missing"
     # A claim name stands for its whole group: the resident is told exactly what is shown.
-    said = run("wallet", "present", cred_id, "--for", "library", "--disclose", "given_name",
-               "--home", wallet_home).stderr.splitlines()[0]
+    lines = run("wallet", "present", cred_id, "--for", "library", "--disclose", "given_name",
+                "--home", wallet_home).stderr.splitlines()
+    said = lines[0]
     assert "Se muestra: Nombre (Nombre(s), Apellido(s))" in said and "Shown: Name (" in said
     assert "Family names" in said and "Residence" not in said
+    # ... and, having named one claim, that the others of its group go with it
+    assert lines[1].startswith("[wallet_disclose_whole_group]") and "given_name" in lines[1]
+    assert "Apellido(s)" in lines[1] and "cannot be separated" in lines[1]
 
 
 def test_present_unknown_disclosure_is_a_usage_error(run: Run, wallet_home: Path,

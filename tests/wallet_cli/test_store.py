@@ -21,7 +21,7 @@ from credential.passport import present
 from tests.factory import City
 from tests.wallet_cli.conftest import PASSPHRASE, example_claims, today
 from wallet_cli import store
-from wallet_cli.store import Wallet, audience_for, groups_for
+from wallet_cli.store import Wallet, audience_for, groups_for, shown_with
 
 
 def test_public_surface() -> None:
@@ -208,6 +208,10 @@ def test_ids_resolve_by_unique_prefix(wallet: Wallet, mexicali: City) -> None:
     ("library", ["residence,library", "given_name"], ("residence", "library", "names")),
     ("transit", ["fare_category, city"], ("residence", "transit")),
     ("clinic", ["clinic.eligible", "birth_date"], ("clinic", "birth_date")),
+    # as present shows them: Spanish or English labels, any case, accents or none
+    ("clinic", ["Residencia", "nombre(s)", "FECHA DE NACIMIENTO", "clinica"],
+     ("residence", "clinic", "names", "birth_date")),
+    ("library", ["Family names, Derecho a biblioteca"], ("library", "names")),
 ])
 def test_groups_for(service: str, disclose: list[str] | None, want: tuple[str, ...]) -> None:
     assert groups_for(service, disclose) == want
@@ -223,6 +227,13 @@ def test_groups_for_refuses(service: str, disclose: list[str] | None, code: str)
     with pytest.raises(UsageError) as err:
         groups_for(service, disclose)
     assert err.value.code == code
+
+
+def test_a_claim_named_that_brings_others_is_said() -> None:
+    assert shown_with(["given_name", "residence", "Ciudad de residencia", "birth_date",
+                       "library.system"]) == [("given_name", "names"),
+                                              ("Ciudad de residencia", "residence"),
+                                              ("library.system", "library")]
 
 
 def test_unknown_claim_lists_the_valid_names() -> None:
