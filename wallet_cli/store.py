@@ -27,6 +27,7 @@ import contextlib
 import json
 import re
 import time
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -82,7 +83,7 @@ _ID = re.compile(r"^[A-Za-z0-9_-]{1,43}$")
 # city's bundle was made) is wrong, not merely a little slow: the counter allows 5 minutes.
 CLOCK_SLACK = 300
 
-Unlock = Literal["exact", "trimmed", "caps_lock"]
+Unlock = Literal["exact", "trimmed", "composed", "caps_lock"]
 
 Status = Literal["valid", "expired", "not_yet_valid", "revoked", "suspended",
                  "key_compromised", "signature_invalid"]
@@ -392,11 +393,20 @@ def _read_wallet_file(home: Path) -> tuple[dict[str, Any], bytes, bytes]:
 def _tries(passphrase: str) -> list[tuple[str, Unlock]]:
     """What ``Wallet.unlock`` tries ``passphrase`` as, in order: as given; else without blanks
     at its ends (a wallet made before ``create`` dropped them keeps them, so this comes
-    second); else, those dropped, with its letters' case inverted (typed with caps lock on)."""
+    second); else, those dropped, with its accented letters composed, or decomposed (one
+    keyboard or phone types "ñ" as one character, another as "n" and a combining tilde: the
+    same passphrase to the resident, other bytes to Argon2id; ``create`` keeps the composed
+    form, a wallet made before it did may hold either); else with its letters' case inverted
+    (typed with caps lock on). Only a passphrase with such letters has the middle tries."""
     trimmed = passphrase.strip()
     tries: list[tuple[str, Unlock]] = [(passphrase, "exact")]
     if trimmed and trimmed != passphrase:
         tries.append((trimmed, "trimmed"))
+    for form in ("NFC", "NFD"):
+        other = unicodedata.normalize(form, trimmed)
+        if other not in (candidate for candidate, _ in tries):
+            tries.append((other, "composed"))
+    trimmed = unicodedata.normalize("NFC", trimmed)  # caps lock on the composed form
     inverted = _caps_lock(trimmed)
     if inverted != trimmed:
         tries.append((inverted, "caps_lock"))
@@ -423,7 +433,7 @@ class Wallet:
 
         Blanks at the passphrase's ends are not part of it (a paste from a password manager may
         bring a space or a line end); ``unlock`` forgives them too."""
-        passphrase = passphrase.strip()
+        passphrase = unicodedata.normalize("NFC", passphrase.strip())  # see ``_tries``
         if not passphrase:
             raise UsageError("wallet_passphrase_empty")
         cls.refuse_existing(home)
@@ -499,7 +509,7 @@ class Wallet:
         key, how, sealed_under = self._open(current if isinstance(current, str) else current())
         if how == "caps_lock" and notice is not None:
             notice(PasaporteError("wallet_passphrase_caps_lock"))
-        chosen = (new if isinstance(new, str) else new()).strip()
+        chosen = unicodedata.normalize("NFC", (new if isinstance(new, str) else new()).strip())
         if len(chosen) < MIN_PASSPHRASE:
             raise UsageError("passphrase_short", min=MIN_PASSPHRASE)
         if chosen in {candidate for candidate, _ in _tries(sealed_under)}:

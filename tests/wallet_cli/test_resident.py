@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -124,6 +125,27 @@ def test_a_wallet_sealed_under_blanks_before_still_opens(tmp_path: Path) -> None
            "sealed_key": b64url(seal(seed, "frase antigua "))}
     (home / store.WALLET_FILE).write_text(json.dumps(doc), "utf-8")
     assert Wallet.open(home).unlock("frase antigua ")[1] == "exact"
+
+
+def test_accented_letters_typed_composed_or_not_are_one_passphrase(tmp_path: Path) -> None:
+    """One keyboard types "ñ" as one character, another as "n" and a combining tilde: the
+    same passphrase to the resident. A new wallet keeps the composed form; one sealed under
+    either form (before) opens with the other too."""
+    composed, decomposed = "Señal-Ámbar9", unicodedata.normalize("NFD", "Señal-Ámbar9")
+    assert composed != decomposed
+    made = Wallet.create(tmp_path / "new", decomposed)
+    assert made.unlock(composed)[1] == "exact" and made.unlock(decomposed)[1] == "composed"
+    assert made.unlock(decomposed.swapcase())[1] == "caps_lock"  # either form, caps lock on
+    seed = os.urandom(32)
+    (tmp_path / "old").mkdir()
+    doc = {"type": store.WALLET_TYPE, "public_key": b64url(bytes(signing_key(seed).verify_key)),
+           "sealed_key": b64url(seal(seed, decomposed))}  # as a wallet made before kept it
+    (tmp_path / "old" / store.WALLET_FILE).write_text(json.dumps(doc), "utf-8")
+    old = Wallet.open(tmp_path / "old")
+    assert old.unlock(composed)[1] == "composed" and old.unlock(decomposed)[1] == "exact"
+    with pytest.raises(StoreError) as caught:
+        old.unlock("Senal-Ambar9")  # no accents at all is another passphrase
+    assert caught.value.code == "wallet_passphrase_wrong"
 
 
 def test_an_empty_passphrase_variable_is_named(run: Run, wallet_home: Path, mexicali: City,
