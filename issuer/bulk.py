@@ -54,6 +54,7 @@ from credential.ids import cti_from_id
 from credential.passport import decode_text
 from credential.text import folded, one_line
 from issuer import card
+from issuer.dates import untimely
 from schemas import schema
 
 if TYPE_CHECKING:
@@ -375,11 +376,11 @@ def _row(plan: _Plan, line: int, cells: list[str], rows: list[Row],
 
 
 def expired_rows(rows: Iterable[Row], today: date) -> list[BulkError]:
-    """The rows whose validity is over before ``today`` (the office's): issued, every counter
-    would refuse them (a year mistyped in a whole column, a file kept from years ago)."""
+    """The rows ``today`` (the office's) refuses (``issuer.dates.untimely``): a validity over
+    already, which every counter would refuse (a year mistyped in a whole column, a file kept
+    from years ago), or a birth or residency date still to come."""
     return [BulkError(r.line, exc.message, exc.code)
-            for r in rows if r.claims.valid_until < today
-            for exc in (UsageError("claims_expired", valid_until=str(r.claims.valid_until)),)]
+            for r in rows for exc in (untimely(r.claims, today),) if exc is not None]
 
 
 @dataclass(frozen=True)

@@ -15,14 +15,14 @@ import re
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from credential.claims import parse_claims
 from credential.errors import PasaporteError, UsageError
 from credential.text import folded, is_text, one_line
 from issuer.bulk import SPREADSHEET_DATE, parse_flag
+from issuer.dates import FUTURE_DATES, future_date, office_today
 from schemas import FieldSpec, Schema, schema
 
 __all__ = ["DEFAULT_YEARS", "Ask", "Question", "Say", "answer", "default_until", "document",
@@ -40,6 +40,9 @@ DEFAULT_YEARS = 3
 # The claims file's own dates, outside every group: the envelope's validity window. Its labels
 # come from the schema's envelope; the other envelope entries are the office's, not the clerk's.
 _WINDOW = ("valid_from", "valid_until")
+# the questions whose dates are facts of the past (``issuer.dates.FUTURE_DATES``), by key
+_PAST = {(claim if group == claim else f"{group}.{claim}"): (group, claim)
+         for group, claim in FUTURE_DATES}
 
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _SPREADSHEET_NUMBER = re.compile(r"[0-9]+(\.[0-9]+)?")  # a year alone, or a date as a number
@@ -82,13 +85,6 @@ def questions(of: Schema | None = None) -> tuple[Question, ...]:
     for name in _WINDOW:
         asked.append(Question(name, FieldSpec(name, "date", s.envelope_labels[name])))
     return tuple(asked)
-
-
-def office_today(timezone: str | None, *, now: float | None = None) -> date:
-    """Today where the office is: in its time zone (UTC when it named none), the one its
-    validity days are counted in, so a clerk in Mexicali at 17:00 does not get tomorrow."""
-    zone = ZoneInfo(timezone) if timezone else UTC
-    return (datetime.now(zone) if now is None else datetime.fromtimestamp(now, zone)).date()
 
 
 def default_until(start: date, years: int = DEFAULT_YEARS) -> date:
@@ -291,7 +287,12 @@ def fill(ask: Ask, say: Say, *, today: date,
             if typed is None:
                 raise _Cancelled(q.spec.label)
             try:
-                answers[q.key] = answer(q, typed, default=default, names=names)
+                value = answer(q, typed, default=default, names=names)
+                if q.key in _PAST:  # a birth to come: a year mistyped, asked again at once
+                    refused = future_date(*_PAST[q.key], date.fromisoformat(value), today)
+                    if refused is not None:
+                        raise refused
+                answers[q.key] = value
                 return
             except UsageError as exc:
                 say(exc.diagnostics())

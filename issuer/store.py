@@ -53,6 +53,7 @@ from credential.passport import (
 from credential.statuslist import DEFAULT_SIZE, MARKS, MAX_SIZE, StatusList
 from credential.text import escaped, is_text
 from credential.times import check_timezone, day_bounds, rfc3339
+from issuer.dates import office_today, untimely
 from issuer.indices import KEY_BYTES, IndexPermutation
 from issuer.migrations import HEAD as MIGRATIONS_HEAD
 from issuer.publish import check_access, post_entries
@@ -834,6 +835,9 @@ class IssuerStore:
                 until = day_bounds(claims.valid_from, claims.valid_until, zone)[1]
                 if until < stamp:  # a typo in a year ("2016" for 2026): every counter refuses it
                     raise UsageError("claims_expired", valid_until=str(claims.valid_until))
+                refused = untimely(claims, office_today(zone, now=stamp))  # born tomorrow, …
+                if refused is not None:
+                    raise refused
                 index = cursor.take(db, len(items) - number)
                 cti = None
                 if claims.credential_id is not None:  # assigned by the office: must be new

@@ -5,6 +5,7 @@ with what it lacks and what it named that we did not know."""
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -146,4 +147,31 @@ def test_rows_expired_already_are_refused_before_anything_is_issued(
     assert (code, out) == (2, ""), err
     assert "línea/line 3: [claims_expired]" in err and day("2019-11-21") in err
     assert "1 invalid row(s); nothing issued" in err
+    assert _issued(home) == [] and not (tmp_path / "o").exists()
+
+
+def test_rows_born_or_resident_in_the_future_are_refused_before_anything_is_issued(
+        homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path) -> None:
+    """A birth date or a residency "since" after the office's today (2062 for 1962): wrong
+    for all the passport's life, so refused with the other problems, nothing issued."""
+    home = homes["issuer"]
+    _init(run, home)
+    # after today, and before a validity to come (or the rows fail on that order instead)
+    future, start, end = ((date.today() + timedelta(days=n)).isoformat() for n in (400, 410, 700))
+    columns = HEADER.split(",")
+
+    def row(cells: str, column: str) -> str:
+        edits = {column: future, "valid_from": start, "valid_until": end}
+        return ",".join(edits.get(name, cell)
+                        for name, cell in zip(columns, cells.split(","), strict=True))
+
+    born, since = row(BODY[0], "birth_date"), row(BODY[2], "residence_since")
+    sheet = tmp_path / "future.csv"
+    sheet.write_text(_lines(body=[born, BODY[1], since]), encoding="utf-8")
+    code, out, err = run("issuer", "bulk", str(sheet), "--out-dir", str(tmp_path / "o"),
+                         "--home", str(home))
+    assert (code, out) == (2, ""), err
+    assert "línea/line 2: [claims_date_future]" in err
+    assert "línea/line 4: [claims_date_future]" in err
+    assert "Fecha de nacimiento" in err and "Residencia verificada desde" in err and future in err
     assert _issued(home) == [] and not (tmp_path / "o").exists()

@@ -861,3 +861,26 @@ def test_a_passport_expired_already_is_not_issued(office: Path, tmp_path: Path,
     assert (code, out) == (2, "") and "[claims_expired]" in err and "2019-11-21" in err, err
     assert "vencido" in err and _issued(office) == (0, 0)
     assert not (tmp_path / "p.txt").exists()
+
+
+def test_a_birth_or_residency_date_to_come_is_refused(office: Path, tmp_path: Path,
+                                                      run: Run) -> None:
+    """Dated after the office's today, with a validity starting later still (so the claims
+    alone are in order): a year mistyped, wrong for all the passport's life. Nothing issued."""
+    soon = date.today() + timedelta(days=20)
+    for field in ("birth_date", "since"):
+        doc = example_claims()
+        doc["valid_from"] = (soon + timedelta(days=10)).isoformat()
+        doc["valid_until"] = (soon + timedelta(days=400)).isoformat()
+        if field == "birth_date":
+            doc["birth_date"] = soon.isoformat()
+        else:
+            doc["residence"] = {**doc["residence"], "since": soon.isoformat()}
+        (tmp_path / "c.json").write_text(json.dumps(doc), encoding="utf-8")
+        code, out, err = run("issuer", "issue", "--claims", str(tmp_path / "c.json"), "--paper",
+                             "--out", str(tmp_path / "p.cred"), "--home", str(office))
+        assert (code, out) == (2, ""), err
+        assert "[claims_date_future]" in err and soon.isoformat() in err, err
+        assert not (tmp_path / "p.cred").exists()
+    with IssuerStore.open(office).engine.connect() as db:
+        assert db.execute(credentials.select()).first() is None

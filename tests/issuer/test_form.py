@@ -7,7 +7,7 @@ import dataclasses
 import io
 import json
 import sys
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -262,11 +262,13 @@ def test_typos_are_asked_again_with_their_reason_and_the_result_is_the_example()
 
 
 def test_answers_checked_together_re_ask_the_field_named() -> None:
-    # a birth date after the validity's start passes alone, not with the others
+    # a birth date after the validity's start (one begun a month ago) passes alone, past as it
+    # is, not with the others
     answers = list(EXAMPLE_ANSWERS)
-    answers[10] = day("2027-01-01")
+    started = (TODAY - timedelta(days=30)).isoformat()
+    answers[10], answers[12] = (TODAY - timedelta(days=10)).isoformat(), started
     clerk = Clerk(*answers, "1987-03-14", "s")
-    assert _fill(clerk) == example_claims()
+    assert _fill(clerk) == {**example_claims(), "valid_from": started}
     assert clerk.codes() == ["claims_invalid"]
     assert clerk.prompts[-2].startswith("Fecha de nacimiento / Birth date")
     # an end before the start (a start to come): the end again
@@ -472,3 +474,15 @@ def test_a_validity_already_over_is_asked_again() -> None:
     refused = [line for line in clerk.said if "[claims_expired]" in line]
     default = form.default_until(date.fromisoformat(mistyped)).isoformat()  # 2019-11-21
     assert len(refused) == 1 and default in refused[0]
+
+
+def test_a_birth_date_to_come_is_asked_again_at_once() -> None:
+    """A year mistyped forward (2062 for 1962): said and asked again as the answer is given,
+    not left for the checks between answers to name."""
+    answers = list(EXAMPLE_ANSWERS)
+    birth = answers.index("1987-03-14")
+    to_come = (TODAY + timedelta(days=30)).isoformat()
+    clerk = Clerk(*answers[:birth], to_come, *answers[birth:], "s")
+    assert _fill(clerk) == example_claims()
+    assert clerk.codes() == ["claims_date_future"]
+    assert clerk.prompts[birth] == clerk.prompts[birth + 1]  # the same question again

@@ -1,0 +1,47 @@
+"""What the office's today says of a resident's dates, before anything is signed: a validity
+already over, or a birth or a residency "since" still to come. Each is a year mistyped (2016
+for 2026, 2062 for 1962) far more often than anything else, and each would be signed into a
+passport that is wrong for all its life (the first one refused by every counter)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
+
+from credential.claims import Claims
+from credential.errors import UsageError
+from schemas import schema
+
+__all__ = ["FUTURE_DATES", "future_date", "office_today", "untimely"]
+
+# (group, claim) of the dates that are facts of the past: never after the office's today
+FUTURE_DATES = (("birth_date", "birth_date"), ("residence", "since"))
+
+
+def office_today(timezone: str | None, *, now: float | None = None) -> date:
+    """Today where the office is: in its time zone (UTC when it named none), the one its
+    validity days are counted in, so a clerk in Mexicali at 17:00 does not get tomorrow."""
+    zone = ZoneInfo(timezone) if timezone else UTC
+    return (datetime.now(zone) if now is None else datetime.fromtimestamp(now, zone)).date()
+
+
+def future_date(group: str, claim: str, value: date, today: date) -> UsageError | None:
+    """``claims_date_future`` when ``value`` (the ``group.claim`` date) is after ``today``."""
+    if value <= today:
+        return None
+    label = next(f.label for f in schema().group(group).fields if f.name == claim)
+    return UsageError("claims_date_future", label_es=label["es"], label_en=label["en"],
+                      value=value.isoformat(), today=today.isoformat())
+
+
+def untimely(claims: Claims, today: date) -> UsageError | None:
+    """The first thing ``today`` (the office's) refuses in ``claims``, or None."""
+    if claims.valid_until < today:
+        return UsageError("claims_expired", valid_until=str(claims.valid_until))
+    for group, claim in FUTURE_DATES:
+        value = claims.groups.get(group, {}).get(claim)
+        if isinstance(value, date):
+            refused = future_date(group, claim, value, today)
+            if refused is not None:
+                return refused
+    return None
