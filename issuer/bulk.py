@@ -61,8 +61,18 @@ if TYPE_CHECKING:
     from credential.passport import IssuedCredential
     from issuer.store import IssuerStore
 
-__all__ = ["CARD_SUFFIX", "COLUMNS", "BulkError", "BulkOutcome", "Row", "expired_rows",
-           "fingerprints", "issue_batch", "parse_residents"]
+__all__ = [
+    "CARD_SUFFIX",
+    "COLUMNS",
+    "BulkError",
+    "BulkOutcome",
+    "Row",
+    "expired_rows",
+    "fingerprints",
+    "issue_batch",
+    "new_name_rows",
+    "parse_residents",
+]
 
 T = TypeVar("T")
 # (items, how many, label) → the items, shown advancing (the CLI passes click.progressbar)
@@ -381,6 +391,29 @@ def expired_rows(rows: Iterable[Row], today: date) -> list[BulkError]:
     from years ago), or a birth or residency date still to come."""
     return [BulkError(r.line, exc.message, exc.code)
             for r in rows for exc in (untimely(r.claims, today),) if exc is not None]
+
+
+def new_name_rows(rows: Iterable[Row], catalogs: dict[str, dict[int, str]]) -> list[BulkError]:
+    """The rows that would add a name to a catalogue (city, library system, clinic network)
+    that the store refuses as it issues them (``catalog_name_short``): found with the other
+    problems, before a group of rows is issued and the run stopped after it."""
+    from issuer.store import catalog_key, check_catalog_name  # as in ``_issue_batch``
+
+    fields = [(g.name, f.name, f.catalog) for g in schema().groups for f in g.fields
+              if f.type == "catalog" and f.catalog is not None]
+    known = {(which, catalog_key(name)) for which, names in catalogs.items()
+             for name in names.values()}
+    errors = []
+    for r in rows:
+        for group, field, which in fields:
+            value = r.claims.groups.get(group, {}).get(field)
+            if isinstance(value, str) and (which, catalog_key(value)) not in known:
+                try:
+                    check_catalog_name(which, value)
+                except UsageError as exc:
+                    errors.append(BulkError(r.line, exc.message, exc.code))
+                    break
+    return errors
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,14 @@ from credential.text import folded
 from credential.times import check_timezone, parse_instant, rfc3339
 from issuer import backup as backup_
 from issuer import card, form, reseal
-from issuer.bulk import MAX_BYTES, BulkError, expired_rows, issue_batch, parse_residents
+from issuer.bulk import (
+    MAX_BYTES,
+    BulkError,
+    expired_rows,
+    issue_batch,
+    new_name_rows,
+    parse_residents,
+)
 from issuer.store import (
     LEDGER_TOKEN,
     REASONS,
@@ -743,7 +750,8 @@ def bulk(csv_file: BinaryIO, out_dir: str, with_qr: bool, with_cards: bool, offi
     office = store.resolve_office(office)
     # Today where the office counts its days: a row already expired would stop the run midway
     # (the store refuses it), after the groups before it were issued. Found with the others.
-    _refuse_rows(expired_rows(rows, form.office_today(store.info().timezone)))
+    _refuse_rows(sorted(expired_rows(rows, form.office_today(store.info().timezone))
+                        + new_name_rows(rows, store.catalogs()), key=lambda e: e.line))
     passphrase = read_passphrase()
     folder = Path(out_dir)
     outcome = issue_batch(store, rows, folder, passphrase=passphrase,

@@ -51,7 +51,7 @@ from credential.passport import (
     issue,
 )
 from credential.statuslist import DEFAULT_SIZE, MARKS, MAX_SIZE, StatusList
-from credential.text import escaped, is_text
+from credential.text import escaped, folded, is_text
 from credential.times import check_timezone, day_bounds, rfc3339
 from issuer.dates import office_today, untimely
 from issuer.indices import KEY_BYTES, IndexPermutation
@@ -1088,19 +1088,23 @@ class _CatalogCodes:
 
     def __init__(self, db: sa.Connection) -> None:
         self.db = db
-        self.codes: dict[tuple[str, str], int] = {}
+        self.codes: dict[tuple[str, str], int] = {}  # by catalogue and name as spelt
         self.top: dict[str, int] = {}
         for name, code, value in db.execute(sa.select(catalog.c.catalog, catalog.c.code,
-                                                      catalog.c.name)):
-            self.codes[str(name), str(value)] = int(code)
+                                                      catalog.c.name).order_by(catalog.c.code)):
+            self.codes.setdefault((str(name), catalog_key(str(value))), int(code))
             self.top[str(name)] = max(self.top.get(str(name), 0), int(code))
 
     def __call__(self, name: str, value: str) -> int:
-        code = self.codes.get((name, value))
+        # As the --ask form takes a name: one the office already used, typed again without
+        # its accents, capitals or spacing ("MEXICALI", a sheet's "Bibliotecas Publicas"), is
+        # that name, never a second entry under a code of its own in every bundle
+        code = self.codes.get((name, catalog_key(value)))
         if code is None:
+            check_catalog_name(name, value)
             code = self.top.get(name, 0) + 1
             self.db.execute(catalog.insert().values(catalog=name, code=code, name=value))
-            self.codes[name, value] = self.top[name] = code
+            self.codes[name, catalog_key(value)] = self.top[name] = code
         return code
 
 
@@ -1171,6 +1175,18 @@ def _check_publishable(city: str, country: str, office: str, now: int) -> None:
         if field not in ("city", "office"):
             raise
         raise UsageError("issuer_name_invalid", option=f"--{field}", max=NAME_MAX) from None
+
+
+def catalog_key(value: str) -> str:
+    """What makes two catalogue names one: the letters, without case, accents or spacing."""
+    return " ".join(folded(value).split())
+
+
+def check_catalog_name(catalogue: str, value: str) -> None:
+    """A name new to a catalogue goes into every bundle from then on: one with fewer than
+    three letters is a slip or an abbreviation ("Mx", "BP"), refused as the form refuses it."""
+    if sum(c.isalpha() for c in value) < 3:
+        raise UsageError("catalog_name_short", catalog=catalogue, name=escaped(value[:80]))
 
 
 def _fold(name: str) -> str:

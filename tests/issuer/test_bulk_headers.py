@@ -13,6 +13,7 @@ import pytest
 from credential.claims import Claims
 from credential.errors import UsageError
 from issuer.bulk import COLUMNS, parse_residents
+from issuer.store import IssuerStore
 from schemas import schema
 from tests.conftest import Run
 from tests.factory import day
@@ -175,3 +176,36 @@ def test_rows_born_or_resident_in_the_future_are_refused_before_anything_is_issu
     assert "línea/line 4: [claims_date_future]" in err
     assert "Fecha de nacimiento" in err and "Residencia verificada desde" in err and future in err
     assert _issued(home) == [] and not (tmp_path / "o").exists()
+
+
+def test_catalogue_names_are_one_whatever_their_case_accents_or_spacing(
+        homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path) -> None:
+    """A sheet typing "MEXICALI" or "Bibliotecas Publicas de  Mexicali" names what the office
+    already catalogued, not a second entry in every bundle; a new name too short to be one
+    ("BP") is refused up front, nothing issued."""
+    home = homes["issuer"]
+    _init(run, home)
+    assert run("issuer", "bulk", str(SAMPLE), "--out-dir", str(tmp_path / "a"),
+               "--home", str(home))[0] == 0
+    before = IssuerStore.open(home).catalogs()
+    columns = HEADER.split(",")
+
+    def row(cells: str, **edits: str) -> str:
+        return ",".join(edits.get(name, cell)
+                        for name, cell in zip(columns, cells.split(","), strict=True))
+
+    shouted = row(BODY[0], given_name="Otra", residence_city="MEXICALI",
+                  library_system="bibliotecas publicas de  mexicali")
+    sheet = tmp_path / "again.csv"
+    sheet.write_text(_lines(body=[shouted]), encoding="utf-8")
+    code, _, err = run("issuer", "bulk", str(sheet), "--out-dir", str(tmp_path / "b"),
+                       "--home", str(home))
+    assert code == 0, err
+    assert IssuerStore.open(home).catalogs() == before
+    short = row(BODY[0], given_name="Una más", library_system="BP")
+    sheet.write_text(_lines(body=[short]), encoding="utf-8")
+    code, out, err = run("issuer", "bulk", str(sheet), "--out-dir", str(tmp_path / "c"),
+                         "--home", str(home))
+    assert (code, out) == (2, ""), err
+    assert "línea/line 2: [catalog_name_short]" in err and "BP" in err
+    assert IssuerStore.open(home).catalogs() == before and not (tmp_path / "c").exists()

@@ -884,3 +884,22 @@ def test_a_birth_or_residency_date_to_come_is_refused(office: Path, tmp_path: Pa
         assert not (tmp_path / "p.cred").exists()
     with IssuerStore.open(office).engine.connect() as db:
         assert db.execute(credentials.select()).first() is None
+
+
+def test_a_claims_file_names_a_catalogued_place_in_any_case(office: Path, tmp_path: Path,
+                                                           run: Run) -> None:
+    issue = ["issuer", "issue", "--claims", str(tmp_path / "c.json"), "--paper", "--out",
+             str(tmp_path / "p.cred"), "--overwrite", "--home", str(office)]
+    doc = example_claims()
+    (tmp_path / "c.json").write_text(json.dumps(doc), encoding="utf-8")
+    assert run(*issue)[0] == 0
+    before = IssuerStore.open(office).catalogs()
+    doc["residence"] = {**doc["residence"], "city": "  MEXICALI "}
+    (tmp_path / "c.json").write_text(json.dumps(doc), encoding="utf-8")
+    assert run(*issue)[0] == 0
+    assert IssuerStore.open(office).catalogs() == before  # the same city, not a second
+    doc["residence"] = {**doc["residence"], "city": "Mx"}
+    (tmp_path / "c.json").write_text(json.dumps(doc), encoding="utf-8")
+    code, out, err = run(*issue)
+    assert (code, out) == (2, "") and "[catalog_name_short]" in err, err
+    assert IssuerStore.open(office).catalogs() == before
