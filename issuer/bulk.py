@@ -465,6 +465,23 @@ def _folder_lock(folder: Path) -> contextlib.AbstractContextManager[None]:
                      busy=StoreError("bulk_folder_busy", folder=str(folder)))
 
 
+def _refuse_one_person_twice(rows: list[Row]) -> None:
+    """Two rows with the same names and birth date, written otherwise ("luis", "  Luis ",
+    "García  López"), are one resident, whatever else differs: two passports for one person.
+    (Rows equal in every claim are ``bulk_row_repeated``, found first.)"""
+    from issuer.store import catalog_key  # as in ``_issue_batch``
+
+    seen: dict[tuple[str, str, str], int] = {}
+    for row in rows:
+        names = row.claims.groups.get("names", {})
+        person = (catalog_key(str(names.get("given_name", ""))),
+                  catalog_key(str(names.get("family_name", ""))),
+                  str(row.claims.groups.get("birth_date", {}).get("birth_date")))
+        if person in seen:
+            raise PasaporteError("bulk_resident_repeated", line=row.line, first=seen[person])
+        seen[person] = row.line
+
+
 def _issue_batch(store: IssuerStore, rows: list[Row], folder: Path, *,
                  passphrase: str, with_qr: bool, with_cards: bool, progress: Progress[Any],
                  workers: int | None, office: str | None) -> BulkOutcome:
@@ -477,6 +494,7 @@ def _issue_batch(store: IssuerStore, rows: list[Row], folder: Path, *,
             # what the file holds, not how the command was typed: a refusal, not a usage error
             raise PasaporteError("bulk_row_repeated", line=row.line, first=first[fp])
         first[fp] = row.line
+    _refuse_one_person_twice(rows)
     _settle_partials(store, folder)
     earlier = store.bulk_issued(prints)
     todo: list[tuple[int, tuple[Claims, str]]] = []

@@ -493,6 +493,17 @@ def test_the_same_resident_twice_in_a_file_issues_nothing(
                        str(tmp_path / "out"), "--home", str(home))
     assert code == 1 and "bulk_row_repeated" in err and "line 5 repeats" in err.lower()
     assert _issued(home) == []
+    # the same person written otherwise (capitals, spaces, another fare): still one person
+    cells = rows[1].split(",")
+    cells[0], cells[1] = f"  {cells[0].upper()} ", cells[1].lower().replace(" ", "  ")
+    cells[header.split(",").index("fare_category")] = "standard"
+    (tmp_path / "twice.csv").write_text("\n".join([header, *rows, ",".join(cells)]) + "\n",
+                                        encoding="utf-8")
+    code, _, err = run("issuer", "bulk", str(tmp_path / "twice.csv"), "--out-dir",
+                       str(tmp_path / "out"), "--home", str(home))
+    assert code == 1 and "[bulk_resident_repeated]" in err and "Line 5 is the same person as " \
+        "line 3" in err, err
+    assert _issued(home) == []
 
 
 def test_rows_are_named_by_the_line_they_start_on(homes: dict[str, Path], passphrase: str,
