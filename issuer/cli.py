@@ -512,6 +512,10 @@ def status_(credential_id: str, as_json: bool, home: str | None) -> None:
                f"vigente hasta / valid until: {record['valid_until']}")
     click.echo(f"  {'papel / paper' if record['kind'] == 'paper' else 'cartera / wallet'}  "
                f"llave / key {record['kid']}  lista / list {record['status_list']}")
+    if record["refused_by_counters"] and record["status"] != "revoked":
+        click.echo("  " + PasaporteError("credential_key_compromised", kid=record["kid"],
+                                         since=record["key_compromised_since"],
+                                         credential_id=record["id"]).diagnostics())
 
 
 @group.command()

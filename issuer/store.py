@@ -931,13 +931,20 @@ class IssuerStore:
         with self.engine.connect() as db:
             row = db.execute(sa.select(credentials).where(credentials.c.id == credential_id)
                              ).mappings().first()
-        if row is None:
-            return None
+            if row is None:
+                return None
+            since = db.execute(sa.select(keys.c.compromised_since)
+                               .where(keys.c.kid == row["kid"])).scalar()
+        # Signed at or after its key's compromise time, every counter refuses it, whatever
+        # its own status: the resident asking at the office must hear so (and be re-issued).
+        refused = since is not None and row["issued_at"] >= since
         return {"id": row["id"], "status": row["status"], "reason": row["reason"],
                 "kind": "paper" if row["paper"] else "wallet", "kid": b64url(row["kid"]),
                 "status_list": row["list_id"], "status_index": row["idx"],
                 "issued_at": rfc3339(row["issued_at"]),
-                "valid_until": rfc3339(row["valid_until"] - 1)}
+                "valid_until": rfc3339(row["valid_until"] - 1),
+                "key_compromised_since": None if since is None else rfc3339(since),
+                "refused_by_counters": refused}
 
     @staticmethod
     def _list_used(db: sa.Connection, list_id: int) -> int:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import zlib
 from collections.abc import Callable, Iterator
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -903,3 +903,24 @@ def test_a_claims_file_names_a_catalogued_place_in_any_case(office: Path, tmp_pa
     code, out, err = run(*issue)
     assert (code, out) == (2, "") and "[catalog_name_short]" in err, err
     assert IssuerStore.open(office).catalogs() == before
+
+
+def test_status_says_when_every_counter_refuses_a_passport_for_its_key(
+        office: Path, tmp_path: Path, run: Run) -> None:
+    """Valid on the office's books, signed after its key's compromise time: the resident
+    asking at the office hears that every counter refuses it, and what to do."""
+    code, out, _ = run("issuer", "issue", "--claims", str(EXAMPLES / "claims-mexicali.json"),
+                       "--paper", "--out", str(tmp_path / "p.cred"), "--home", str(office))
+    cred_id = out.strip()
+    record = json.loads(run("issuer", "status", cred_id, "--json", "--home", str(office))[1])
+    assert (record["refused_by_counters"], record["key_compromised_since"]) == (False, None)
+    assert run("issuer", "rotate", "--home", str(office))[0] == 0
+    issued = datetime.fromisoformat(record["issued_at"].replace("Z", "+00:00"))
+    since = (issued - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert run("issuer", "compromised", record["kid"], "--since", since,
+               "--home", str(office))[0] == 0
+    code, out, _ = run("issuer", "status", cred_id, "--home", str(office))
+    assert code == 0 and "[credential_key_compromised]" in out and "--replaces" in out, out
+    record = json.loads(run("issuer", "status", cred_id, "--json", "--home", str(office))[1])
+    assert (record["status"], record["refused_by_counters"]) == ("valid", True)
+    assert record["key_compromised_since"] == since
