@@ -203,14 +203,14 @@ def _prompt(text: str, variable: str) -> str:
     return line.rstrip("\r\n")
 
 
-def check_png_name(path: str | os.PathLike[str] | None) -> None:
+def check_png_name(path: str | os.PathLike[str] | None, option: str = "--qr") -> None:
     """For the ``--qr FILE`` options: a QR is written as PNG (lossless; a JPEG's artefacts cost
     a scanner its margin), so a name promising another format is refused rather than filled
     with PNG bytes."""
     from credential.errors import UsageError
 
     if path is not None and not os.fspath(path).lower().endswith(".png"):
-        raise UsageError("qr_not_png", path=os.fspath(path))
+        raise UsageError("qr_not_png", path=os.fspath(path), option=option)
 
 
 def _check_utf8(passphrase: str) -> None:

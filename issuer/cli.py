@@ -279,7 +279,7 @@ def issue(claims_file: BinaryIO | None, ask: bool, holder_key: str | None, paper
         replacing = (check_credential_id(replaces),
                      _reason_code(reason) if reason is not None else "superseded")
     check_png_name(qr_out)
-    check_png_name(card_out)
+    check_png_name(card_out, "--card")
     # An existing file there is most likely another resident's passport (a reused name): it is
     # kept unless --overwrite says otherwise. A run that fails puts a replaced file back anyway.
     named: dict[Path, str] = {}

@@ -355,7 +355,7 @@ def test_card_with_a_holder_key_is_a_usage_error(office: Path, run: Run, tmp_pat
     code, _, err = run("issuer", "issue", "--claims", str(EXAMPLES / "claims-mexicali.json"),
                        "--paper", "--out", str(tmp_path / "w.cred"),
                        "--card", str(tmp_path / "w.jpg"), "--home", str(office))
-    assert code == 2 and "[qr_not_png]" in err
+    assert code == 2 and "[qr_not_png]" in err and "--card is written as a PNG" in err
     code, _, err = run("issuer", "issue", "--claims", str(EXAMPLES / "claims-mexicali.json"),
                        "--paper", "--out", str(tmp_path / "w.png"),
                        "--card", str(tmp_path / "w.png"), "--home", str(office))
