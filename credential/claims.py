@@ -9,6 +9,7 @@ All conversions are driven by the schema, so adding a claim is a change to ``cla
 
 from __future__ import annotations
 
+import difflib
 import re
 import unicodedata
 from collections.abc import Callable, Mapping
@@ -141,25 +142,28 @@ def parse_claims(doc: Any) -> Claims:
     if not isinstance(doc, dict):
         raise _bad("$", "debe ser un objeto JSON", "must be a JSON object")
     known = set(_TOP_LEVEL)
+    for g in schema().groups:
+        known.update([g.name] if g.json == "object" else [f.name for f in g.fields])
+    # Before what is missing: a misspelt name ("famly_name") is the field it should have been,
+    # and "family_name is missing" alone would leave the clerk looking at a name that is there.
+    extra = sorted(k for k in doc if k not in known)
+    if extra:
+        raise _unknown(extra[0], known)
     groups: dict[str, Mapping[str, Any]] = {}
     for g in schema().groups:
         if g.json == "object":
-            known.add(g.name)
             raw = doc.get(g.name)
             if not isinstance(raw, dict):
                 raise _bad(g.name, "debe ser un objeto", "must be an object")
-            extra = set(raw) - {f.name for f in g.fields}
-            if extra:
-                raise _bad(f"{g.name}.{sorted(extra)[0]}", "dato desconocido", "unknown field")
+            fields = {f.name for f in g.fields}
+            inner = sorted(k for k in raw if k not in fields)
+            if inner:
+                raise _unknown(inner[0], fields, within=g.name)
             values = {f.name: _parse_field(raw.get(f.name), f, f"{g.name}.{f.name}")
                       for f in g.fields}
         else:
-            known.update(f.name for f in g.fields)
             values = {f.name: _parse_field(doc.get(f.name), f, f.name) for f in g.fields}
         groups[g.name] = MappingProxyType(values)
-    extra = set(doc) - known
-    if extra:
-        raise _bad(sorted(extra)[0], "dato desconocido", "unknown field")
     valid_from = _parse_date(doc.get("valid_from"), "valid_from")
     valid_until = _parse_date(doc.get("valid_until"), "valid_until")
     if valid_from < _EPOCH:  # CWT times (nbf, exp) count seconds from 1970 and are never negative
@@ -183,6 +187,15 @@ def parse_claims(doc: Any) -> Claims:
         raise _bad("credential_id", f"debe ser un id de {ID_LEN} caracteres A–Z y 2–7",
                    f"must be an id of {ID_LEN} characters A–Z and 2–7")
     return Claims(MappingProxyType(groups), valid_from, valid_until, cred_id)
+
+
+def _unknown(name: Any, known: set[str], within: str | None = None) -> UsageError:
+    """An unknown field, with the known one it most likely misspells."""
+    where = str(name) if within is None else f"{within}.{name}"
+    close = difflib.get_close_matches(str(name), sorted(known), n=1, cutoff=0.75)
+    if not close:
+        return _bad(where, "dato desconocido", "unknown field")
+    return _bad(where, f"dato desconocido (¿{close[0]}?)", f"unknown field ({close[0]}?)")
 
 
 CatalogCoder = Callable[[str, str], int | str]

@@ -44,3 +44,22 @@ def test_validity_is_at_most_ten_years() -> None:
     doc["valid_until"] = "2099-12-31"  # a typo that would outlive every key
     message = _refused(doc)
     assert "valid_until" in message["en"] and f"more than {MAX_YEARS} years" in message["en"]
+
+
+def test_a_misspelt_field_is_named_with_the_one_it_misspells() -> None:
+    doc = example_claims()
+    doc["famly_name"] = doc.pop("family_name")
+    with pytest.raises(UsageError) as caught:
+        parse_claims(doc)
+    assert "famly_name" in caught.value.message["en"] and "(family_name?)" in caught.value.message[
+        "en"] and "(¿family_name?)" in caught.value.message["es"]
+    doc = example_claims()
+    doc["residence"] = {**doc["residence"], "sinse": doc["residence"].pop("since")}
+    with pytest.raises(UsageError) as caught:
+        parse_claims(doc)
+    assert "residence.sinse" in caught.value.message["en"] and "(since?)" in caught.value.message[
+        "en"]
+    doc = {**example_claims(), "notes": "x"}  # nothing like it: unknown, no guess
+    with pytest.raises(UsageError) as caught:
+        parse_claims(doc)
+    assert "unknown field" in caught.value.message["en"] and "?" not in caught.value.message["en"]
