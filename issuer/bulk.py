@@ -450,11 +450,21 @@ def issue_batch(store: IssuerStore, rows: list[Row], folder: Path, *,
     ``with_qr``, ``ID.card.png`` with ``with_cards``, and ``index.csv``), resuming whatever an
     earlier run issued of these rows, signed by ``office``'s active key
     (``IssuerStore.resolve_office``)."""
+    made = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
-    with _folder_lock(folder):
-        return _issue_batch(store, rows, folder, passphrase=passphrase, with_qr=with_qr,
-                            with_cards=with_cards, progress=progress, workers=workers,
-                            office=office)
+    try:
+        with _folder_lock(folder):
+            return _issue_batch(store, rows, folder, passphrase=passphrase, with_qr=with_qr,
+                                with_cards=with_cards, progress=progress, workers=workers,
+                                office=office)
+    except BaseException:
+        # refused before anything was written (a wrong passphrase, a repeated row): the folder
+        # this run made, holding only its lock file, goes too, as when rows are refused up front
+        if made and {p.name for p in folder.iterdir()} <= {".pasaporte-bulk.lock"}:
+            (folder / ".pasaporte-bulk.lock").unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
 
 
 def _folder_lock(folder: Path) -> contextlib.AbstractContextManager[None]:

@@ -578,3 +578,19 @@ def test_bulk_says_what_it_does_before_issuing(homes: dict[str, Path], passphras
               "Buscando filas ya emitidas / Looking for rows issued before",
               "Emitiendo / Issuing"]
     assert [err.index(p) for p in phases] == sorted(err.index(p) for p in phases)
+
+
+def test_a_run_refused_before_it_wrote_anything_leaves_no_folder(
+        homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    home = homes["issuer"]
+    _init(run, home)
+    monkeypatch.setenv("PASAPORTE_PASSPHRASE", "no es la frase")
+    code, _, err = run("issuer", "bulk", str(SAMPLE), "--out-dir", str(tmp_path / "new"),
+                       "--home", str(home))
+    assert code == 1 and "passphrase_wrong" in err, err
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "kept").mkdir()  # a folder that was there stays, as it was
+    code, _, _ = run("issuer", "bulk", str(SAMPLE), "--out-dir", str(tmp_path / "kept"),
+                     "--home", str(home))
+    assert code == 1 and (tmp_path / "kept").is_dir()
