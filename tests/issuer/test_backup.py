@@ -80,8 +80,11 @@ def test_a_backup_taken_during_a_bulk_run_is_whole(homes: dict[str, Path], passp
     _init(run, office)
     header, *rows = (EXAMPLES / "residents-sample.csv").read_text(encoding="utf-8").splitlines()
     start = example_claims()["valid_from"]
-    many = [row.replace(f",{start},", f",{day(f'2026-{1 + i // 28:02}-{1 + i % 28:02}')},")
-            for row in rows for i in range(40)]  # 120 residents: each row its own first day
+    many = [",".join([*cells[:2], f"19{50 + i}-01-{1 + n:02}", *cells[3:]])  # born apart
+            for n, row in enumerate(rows) for i in range(40)
+            for cells in [row.replace(f",{start},",
+                                      f",{day(f'2026-{1 + i // 28:02}-{1 + i % 28:02}')},")
+                          .split(",")]]  # 120 residents: each row its own first day
     (tmp_path / "many.csv").write_text("\n".join([header, *many]) + "\n", encoding="utf-8")
     proc = subprocess.Popen(
         [sys.executable, "-m", "pasaporte", "issuer", "bulk", str(tmp_path / "many.csv"),
