@@ -465,8 +465,13 @@ _SPANISH_REASONS = {
     "fallecido": "deceased", "fallecimiento": "deceased", "mudanza": "moved_away",
     "clave_comprometida": "key_compromise", "llave_comprometida": "key_compromise",
     "reemplazado": "superseded", "sustituido": "superseded", "perdido": "device_lost",
-    "extraviado": "device_lost", "dispositivo_perdido": "device_lost",
+    "extraviado": "device_lost", "dispositivo_perdido": "device_lost", "perdida": "device_lost",
+    "robado": "device_lost", "robo": "device_lost", "defuncion": "deceased",
+    "se_mudo": "moved_away", "cambio_de_domicilio": "moved_away",
 }
+# Each code's Spanish word, for the notice that lists them (the first of the words above)
+_SPANISH_FOR = {code: word.replace("_", " ") for word, code in reversed(_SPANISH_REASONS.items())
+                } | {"holder_request": "a petición"}
 
 
 def _reason_code(text: str) -> str:
@@ -478,8 +483,9 @@ def _reason_code(text: str) -> str:
     code = _SPANISH_REASONS.get(code, code)
     if code in REASONS:
         return code
-    click.echo(PasaporteError("reason_not_kept", codes=", ".join(REASONS)).diagnostics(),
-               err=True)
+    click.echo(PasaporteError("reason_not_kept", codes=", ".join(REASONS),
+                              codes_es=", ".join(_SPANISH_FOR.get(c, c) for c in REASONS)
+                              ).diagnostics(), err=True)
     return "unspecified"
 
 

@@ -285,11 +285,15 @@ def test_suspend_and_reinstate(office: Path, tmp_path: Path, run: Run) -> None:
                          "--home", str(office))
     assert code == 0 and "(unspecified)" in out and "not kept" in err and "no se guarda" in err
     assert err.startswith("[reason_not_kept] ")  # a notice a script can tell by its code
+    assert "a petición" in err and "extraviado" not in err and "perdido" in err  # in Spanish
+    assert "holder_request" in err.split(" / ")[1]  # the codes in the English half
     assert status()["reason"] == "unspecified"
     assert run("issuer", "reinstate", cred_id, "--home", str(office))[0] == 0
     assert "James" not in json.dumps(status())  # the office keeps no claim values
     code, out, _ = run("issuer", "status", cred_id, "--home", str(office))
     assert code == 0 and "vigente / valid" in out
+    code, out, _ = run("issuer", "suspend", cred_id, "--reason", "Robado", "--home", str(office))
+    assert code == 0 and "(device_lost)" in out  # as a clerk says it
     code, _, err = run("issuer", "revoke", "nope", "--home", str(office))
     assert code == 2 and "credential_id_invalid" in err  # no id at all: see test_cli_ids
     code, _, err = run("issuer", "status", "nope", "--home", str(office))
