@@ -6,6 +6,7 @@ import base64
 import contextlib
 import json
 import os
+import stat
 import subprocess
 import sys
 import zlib
@@ -928,3 +929,17 @@ def test_status_says_when_every_counter_refuses_a_passport_for_its_key(
     record = json.loads(run("issuer", "status", cred_id, "--json", "--home", str(office))[1])
     assert (record["status"], record["refused_by_counters"]) == ("valid", True)
     assert record["key_compromised_since"] == since
+
+
+def test_an_out_that_is_a_device_or_pipe_is_never_replaced(office: Path, tmp_path: Path,
+                                                            run: Run) -> None:
+    """Even with --overwrite: the final rename would put a regular file in its place (as
+    root, a system's own /dev/full)."""
+    pipe = tmp_path / "a-pipe"
+    os.mkfifo(pipe)
+    for extra in ([], ["--overwrite"]):
+        code, out, err = run("issuer", "issue", "--claims", str(EXAMPLES / "claims-mexicali.json"),
+                             "--paper", "--out", str(pipe), *extra, "--home", str(office))
+        assert (code, out) == (2, "") and "[output_not_a_file]" in err, err
+        assert stat.S_ISFIFO(pipe.stat().st_mode)
+    assert _issued(office) == (0, 0)
