@@ -20,7 +20,7 @@ from typing import Any
 
 from credential.errors import MalformedInput, UsageError
 from credential.ids import ID_LEN, cti_from_id
-from credential.text import folded, is_text
+from credential.text import folded, is_text, typed_forms
 from schemas import FieldSpec, GroupSpec, schema
 
 __all__ = [
@@ -41,7 +41,7 @@ def service_named(name: str) -> str | None:
     ``Biblioteca``, ``clinica``); ``None`` for no service."""
     wanted = folded(name)
     for key, spec in schema().services.items():
-        if wanted in {folded(key), folded(spec.label["es"]), folded(spec.label["en"])}:
+        if wanted in typed_forms(key, spec.label):
             return key
     return None
 

@@ -9,8 +9,9 @@ reorders what follows, and a line separator splits one JSON line in two for many
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Mapping
 
-__all__ = ["NOT_TEXT", "escaped", "folded", "is_text", "one_line"]
+__all__ = ["NOT_TEXT", "escaped", "folded", "is_text", "one_line", "typed_forms"]
 
 # Controls (Cc), format characters (Cf: bidi overrides, invisible joiners and spaces), lone
 # surrogates (Cs: JSON "\ud800", no character at all), line and paragraph separators (Zl, Zp).
@@ -47,3 +48,9 @@ def folded(text: str) -> str:
     ``extraviado``)."""
     decomposed = unicodedata.normalize("NFKD", text.strip().casefold())
     return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def typed_forms(name: str, label: Mapping[str, str]) -> set[str]:
+    """How a person may type what ``schemas/`` calls ``name`` and labels ``label`` (Spanish and
+    English), ``folded``: a service, a group, a fare category (``Biblioteca``, ``estudiante``)."""
+    return {folded(name), *(folded(text) for text in label.values())}

@@ -52,7 +52,7 @@ from credential.errors import PasaporteError, StoreError, UsageError
 from credential.home import atomic_write, fsync_path, held_lock
 from credential.ids import cti_from_id
 from credential.passport import decode_text
-from credential.text import folded, one_line
+from credential.text import folded, one_line, typed_forms
 from issuer import card
 from issuer.dates import untimely
 from schemas import schema
@@ -152,7 +152,7 @@ def parse_flag(value: str) -> bool | str:
 def _enum_codes() -> dict[str, dict[str, str]]:
     """For each enumerated column, its values' codes under their folded labels in Spanish and
     English (``schemas/``): "estudiante", "adulto mayor", "espanol", "ingles"."""
-    return {f.name: {folded(label): v.name for v in f.values for label in v.label.values()}
+    return {f.name: {form: v.name for v in f.values for form in typed_forms(v.name, v.label)}
             for g in schema().groups for f in g.fields if f.name in _ENUMS}
 
 

@@ -20,9 +20,10 @@ from typing import Any
 
 from credential.claims import parse_claims
 from credential.errors import PasaporteError, UsageError
-from credential.text import folded, is_text, one_line
+from credential.text import folded, is_text, one_line, typed_forms
 from issuer.bulk import SPREADSHEET_DATE, parse_flag
 from issuer.dates import FUTURE_DATES, future_date, office_today
+from issuer.store import catalog_key, check_catalog_name
 from schemas import FieldSpec, Schema, schema
 
 __all__ = ["DEFAULT_YEARS", "Ask", "Question", "Say", "answer", "default_until", "document",
@@ -136,7 +137,7 @@ def _enum(question: Question, text: str) -> str:
         return values[number - 1].name
     typed = folded(text)  # the code or either label, in any case: "Student", "estudiante"
     for v in values:
-        if typed in (folded(v.name), folded(v.label["es"]), folded(v.label["en"])):
+        if typed in typed_forms(v.name, v.label):
             return v.name
     raise _refused("issuer_form_choice", question, count=len(values),
                    codes=", ".join(v.name for v in values))
@@ -151,13 +152,16 @@ def _catalog(question: Question, text: str, names: Sequence[str]) -> str:
     typed = _text(question, text)
     # A name the office already used, typed again without its accents or capitals, is that
     # name: a second spelling would be catalogued apart, under a code of its own.
-    known = next((n for n in names if folded(n) == folded(typed)), None)
+    # (``catalog_key``: as the store matches a claims file's or a sheet's names)
+    known = next((n for n in names if catalog_key(n) == catalog_key(typed)), None)
     if known is not None:
         return known
     # A new name goes into every bundle from then on: a slip ("s", a menu number with no menu
     # shown, a passphrase typed one prompt early) must not become a city or a library system.
-    if sum(c.isalpha() for c in typed) < 3:
-        raise _refused("issuer_form_catalog_name", question)
+    try:
+        check_catalog_name(question.spec.catalog or question.key, typed)
+    except UsageError:  # said as the form's, naming the question it re-asks
+        raise _refused("issuer_form_catalog_name", question) from None
     return typed
 
 

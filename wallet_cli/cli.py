@@ -289,7 +289,7 @@ def _present(wallet: Wallet, credential_id: str, service: str, disclose: tuple[s
     # What a claim name stands for is its whole group (the smallest unit the office signed):
     # say exactly what the counter will see, every time.
     _say(_shown_line(shown.groups))
-    for name, group in shown_with(disclose):
+    for name, group in shown_with(disclose) if disclose else ():  # none: the defaults
         whole = schema().group(group)
         _say(PasaporteError("wallet_disclose_whole_group", name=escaped(name[:80]),
                             group_es=whole.label["es"], group_en=whole.label["en"],

@@ -45,7 +45,7 @@ from credential.home import MIN_PASSPHRASE, atomic_write, held_lock, read_bounde
 from credential.keys import b64url, seal, sealed_whole, signing_key, unb64url, unseal
 from credential.passport import Decoded, decode_envelope, present
 from credential.statuslist import MARKS, StatusList
-from credential.text import escaped, folded
+from credential.text import escaped, folded, typed_forms
 from credential.times import first_day, last_day
 from schemas import schema
 
@@ -230,22 +230,35 @@ def _claim_index() -> tuple[dict[str, str], dict[str, list[str]]]:
 def _is_group_name(name: str, group: str) -> bool:
     """Whether ``name`` names ``group`` itself (its name or label), not one of its claims."""
     spec = schema().group(group)
-    return folded(name) in {folded(spec.name), folded(spec.label["es"]), folded(spec.label["en"])}
+    return folded(name) in typed_forms(spec.name, spec.label)
+
+
+def _named(disclose: Iterable[str]) -> list[tuple[str, str]]:
+    """Each name in ``disclose`` (comma-separated allowed) with the group it stands for, or the
+    usage error that says why it stands for none."""
+    names = [n.strip() for item in disclose for n in item.split(",") if n.strip()]
+    if not names:
+        raise UsageError("wallet_disclose_empty", valid=_valid_names())
+    index, ambiguous = _claim_index()
+    named = []
+    for name in names:
+        if name in ambiguous:
+            raise UsageError("wallet_disclose_ambiguous", name=name,
+                             options=", ".join(f"{g}.{name}" for g in ambiguous[name]))
+        group = index.get(name) or index.get(folded(name))
+        if group is None:
+            raise UsageError("wallet_disclose_unknown", name=name[:80],  # not all of it
+                             valid=_valid_names())
+        named.append((name, group))
+    return named
 
 
 def shown_with(disclose: Iterable[str]) -> list[tuple[str, str]]:
     """The claims named in ``disclose`` (as ``groups_for`` reads it) that bring others with
     them, as ``(name, group)``: a group is the smallest unit the office signed, so naming
     ``given_name`` shows ``family_name`` too, which the resident should hear in so many words."""
-    index, _ = _claim_index()
-    out = []
-    for item in disclose:
-        for name in (n.strip() for n in item.split(",") if n.strip()):
-            group = index.get(name) or index.get(folded(name))
-            if (group is not None and not _is_group_name(name, group)
-                    and len(schema().group(group).fields) > 1):
-                out.append((name, group))
-    return out
+    return [(name, group) for name, group in _named(disclose)
+            if not _is_group_name(name, group) and len(schema().group(group).fields) > 1]
 
 
 def _valid_names() -> str:
@@ -296,23 +309,7 @@ def groups_for(service: str, disclose: Iterable[str] | None = None) -> tuple[str
     group is the smallest unit the issuer signed. Result in schema (Merkle leaf) order.
     """
     spec = schema().services[service_for(service)]
-    if disclose is None:
-        wanted: set[str] = set(spec.discloses)
-    else:
-        names = [n.strip() for item in disclose for n in item.split(",") if n.strip()]
-        if not names:
-            raise UsageError("wallet_disclose_empty", valid=_valid_names())
-        index, ambiguous = _claim_index()
-        wanted = set()
-        for name in names:
-            if name in ambiguous:
-                raise UsageError("wallet_disclose_ambiguous", name=name,
-                                 options=", ".join(f"{g}.{name}" for g in ambiguous[name]))
-            group = index.get(name) or index.get(folded(name))
-            if group is None:
-                raise UsageError("wallet_disclose_unknown", name=name[:80],  # not all of it
-                                 valid=_valid_names())
-            wanted.add(group)
+    wanted = set(spec.discloses) if disclose is None else {g for _, g in _named(disclose)}
     return tuple(g.name for g in schema().groups if g.name in wanted)
 
 
@@ -556,8 +553,9 @@ class Wallet:
         # once would each compare with the same old version and the older could be written last.
         with _locked(self.home):
             # a root already trusted for a code is never silently replaced by another city's
-            check_roots([*self._trusted_roots().values(), *root_keys])
-            versions = {code: b.version for code, b in self.trusted_bundles().items()}
+            held_roots, held_bundles, _ = self._read_trust()
+            check_roots([*held_roots.values(), *root_keys])
+            versions = {code: b.version for code, b in held_bundles.items()}
             for data in bundles:
                 bundle = parse_bundle(data, root_keys)
                 held = versions.get(bundle.code, -1)
@@ -577,49 +575,39 @@ class Wallet:
                 kept.append(f"{bundle.city} ({bundle.code}) v{bundle.version}")
         return kept
 
-    def _trusted_roots(self) -> dict[str, RootKey]:
-        """City code (the file's name) → the root kept for it; unreadable files are skipped."""
+    def _read_trust(self) -> tuple[dict[str, RootKey], dict[str, TrustBundle],
+                                   list[StoreError]]:
+        """The trusted roots (by the city code their file is named for) and verified bundles,
+        and each file that cannot be read or no longer verifies (``wallet_trust_damaged``),
+        which is left out: that city's passports then show only what the local clock says."""
         roots: dict[str, RootKey] = {}
-        for root_file in sorted(self.trust_dir.glob("*.root.json")):
-            try:
-                roots[root_file.name[: -len(".root.json")]] = RootKey.from_json(
-                    read_bounded(root_file, MAX_ROOT))
-            except (OSError, UsageError, MalformedInput):
-                continue
-        return roots
-
-    def trust_problems(self) -> list[StoreError]:
-        """The trusted files that cannot be read or no longer verify, each a
-        ``wallet_trust_damaged``: ``trusted_bundles`` leaves them out, so that city's passports
-        show only what the local clock says (as if never trusted), and the resident should
-        know why a revocation may not show."""
+        bundles: dict[str, TrustBundle] = {}
         problems: list[StoreError] = []
         for root_file in sorted(self.trust_dir.glob("*.root.json")):
             code = root_file.name[: -len(".root.json")]
             bundle_file = self.trust_dir / f"{code}.bundle"
             try:
-                root = RootKey.from_json(read_bounded(root_file, MAX_ROOT))
+                roots[code] = RootKey.from_json(read_bounded(root_file, MAX_ROOT))
             except (OSError, UsageError, MalformedInput):
                 problems.append(StoreError("wallet_trust_damaged", file=str(root_file)))
                 continue
             try:
-                parse_bundle(read_bounded(bundle_file, MAX_BUNDLE), [root])
+                bundle = parse_bundle(read_bounded(bundle_file, MAX_BUNDLE), [roots[code]])
             except (OSError, UsageError, MalformedInput, Rejection):
                 problems.append(StoreError("wallet_trust_damaged", file=str(bundle_file)))
-        return problems
+                continue
+            bundles[bundle.code] = bundle
+        return roots, bundles, problems
+
+    def trust_problems(self) -> list[StoreError]:
+        """The trusted files ``trusted_bundles`` leaves out, for the resident to hear why a
+        revocation may not show."""
+        return self._read_trust()[2]
 
     def trusted_bundles(self) -> dict[str, TrustBundle]:
         """City code → verified bundle; files that no longer verify are left out (named by
         ``trust_problems``)."""
-        out: dict[str, TrustBundle] = {}
-        for code, root in self._trusted_roots().items():
-            try:
-                bundle = parse_bundle(read_bounded(self.trust_dir / f"{code}.bundle", MAX_BUNDLE),
-                                      [root])
-            except (OSError, UsageError, MalformedInput, Rejection):
-                continue
-            out[bundle.code] = bundle
-        return out
+        return self._read_trust()[1]
 
     def _check_issuer(self, decoded: Decoded) -> bool | None:
         """True/False: the issuer's signature checks against a trusted bundle; None: no bundle
