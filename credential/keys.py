@@ -88,9 +88,18 @@ def seal(secret: bytes, passphrase: str) -> bytes:
     salt = nacl.utils.random(nacl.pwhash.argon2id.SALTBYTES)
     key = nacl.pwhash.argon2id.kdf(nacl.secret.SecretBox.KEY_SIZE, passphrase.encode(), salt,
                                    opslimit=_OPS, memlimit=_MEM)
-    box = nacl.secret.SecretBox(key).encrypt(secret)
+    box = bytes(nacl.secret.SecretBox(key).encrypt(secret))
     return cbor2.dumps({"v": 1, "kdf": "argon2id", "ops": _OPS, "mem": _MEM, "salt": salt,
-                        "box": bytes(box)})
+                        "box": box, "check": _check(_OPS, _MEM, salt, box)})
+
+
+def _check(ops: int, mem: int, salt: bytes, box: bytes) -> bytes:
+    """A digest of what a sealed key holds, kept beside it. The box's own tag cannot tell a
+    damaged byte from a wrong passphrase (both fail the same way), so a resident whose file a
+    bad sector or a half-finished copy changed was told to type the passphrase again, forever.
+    With this, such a file is named damaged; it proves nothing against a forger, and needs
+    not: whoever can rewrite the file can seal a key of their own anyway."""
+    return hashlib.sha256(cbor2.dumps([ops, mem, salt, box])).digest()[:8]
 
 
 # The box holds a secret behind a 24-byte nonce and a 16-byte tag; our secrets are seeds and
@@ -99,10 +108,10 @@ _MAX_SEALED = 1024
 
 
 def sealed_whole(blob: bytes) -> bool:
-    """Whether ``blob`` has the shape ``seal`` gives it: a salt of the KDF's size, a box, and
-    Argon2id costs within the library's presets. A damaged one would otherwise fail inside the
-    KDF with an error that names nothing, make it allocate gigabytes (a hand-edited memory
-    cost), or, with a box cut short, pass for a wrong passphrase."""
+    """Whether ``blob`` has the shape ``seal`` gives it: a salt of the KDF's size, a box,
+    Argon2id costs within the library's presets, and (if it was kept) a check that matches.
+    A damaged one would otherwise fail inside the KDF with an error that names nothing, make
+    it allocate gigabytes (a hand-edited memory cost), or pass for a wrong passphrase."""
     return _sealed_doc(blob) is not None
 
 
@@ -118,11 +127,15 @@ def _sealed_doc(blob: bytes) -> dict[str, Any] | None:
         return None
     salt, box, ops, mem = (doc.get(k) for k in ("salt", "box", "ops", "mem"))
     argon = nacl.pwhash.argon2id
-    whole = (isinstance(salt, bytes) and len(salt) == argon.SALTBYTES
-             and isinstance(box, bytes) and len(box) > 24 + 16
-             and type(ops) is int and argon.OPSLIMIT_MIN <= ops <= argon.OPSLIMIT_SENSITIVE
-             and type(mem) is int and argon.MEMLIMIT_MIN <= mem <= argon.MEMLIMIT_SENSITIVE)
-    return doc if whole else None
+    if not (isinstance(salt, bytes) and len(salt) == argon.SALTBYTES
+            and isinstance(box, bytes) and len(box) > 24 + 16
+            and type(ops) is int and argon.OPSLIMIT_MIN <= ops <= argon.OPSLIMIT_SENSITIVE
+            and type(mem) is int and argon.MEMLIMIT_MIN <= mem <= argon.MEMLIMIT_SENSITIVE):
+        return None
+    # Keys sealed before the check was kept have none, and open as they did.
+    if "check" in doc and doc["check"] != _check(ops, mem, salt, box):
+        return None
+    return doc
 
 
 def unseal(blob: bytes, passphrase: str) -> bytes:

@@ -56,7 +56,36 @@ def test_a_whole_one_opens_with_its_passphrase_only() -> None:
     assert caught.value.code == "passphrase_wrong"
     # costs at the library's strongest preset are still a sealed key
     assert sealed_whole(_edit(ops=nacl.pwhash.argon2id.OPSLIMIT_SENSITIVE,
-                              mem=nacl.pwhash.argon2id.MEMLIMIT_SENSITIVE))
+                              mem=nacl.pwhash.argon2id.MEMLIMIT_SENSITIVE, check=None))
+
+
+def _flipped(field: str, at: int) -> bytes:
+    doc = cbor2.loads(seal(SECRET, "correct horse"))
+    value = bytearray(doc[field])
+    value[at] ^= 0x01
+    doc[field] = bytes(value)
+    return cbor2.dumps(doc)
+
+
+# One bit changed on disk used to fail the box's tag exactly as a wrong passphrase does: the
+# resident was told to type it again, and no passphrase would ever do.
+@pytest.mark.parametrize(("field", "at"), [("salt", 0), ("box", 0), ("box", 30), ("box", -1),
+                                           ("check", 3)])
+def test_a_changed_byte_is_damage_not_a_wrong_passphrase(field: str, at: int) -> None:
+    blob = _flipped(field, at)
+    assert not sealed_whole(blob)
+    with pytest.raises(StoreError) as caught:
+        unseal(blob, "correct horse")
+    assert caught.value.code == "sealed_key_damaged"
+
+
+def test_a_key_sealed_before_the_check_was_kept_still_opens() -> None:
+    old = _edit(check=None)
+    assert "check" not in cbor2.loads(old)
+    assert sealed_whole(old) and unseal(old, "correct horse") == SECRET
+    with pytest.raises(StoreError) as caught:
+        unseal(old, "wrong horse")
+    assert caught.value.code == "passphrase_wrong"
 
 
 @pytest.mark.parametrize(("text", "reason"), [

@@ -81,6 +81,20 @@ def test_present_with_a_damaged_sealed_key_exits_1_with_the_file(run: Run, walle
     assert key.exception.code == "wallet_key_damaged"
 
 
+def _flip_first(field: str) -> Callable[[dict[str, Any]], object]:
+    return lambda d: d.__setitem__(field, bytes([d[field][0] ^ 1]) + d[field][1:])
+
+
+# A bit changed by a bad sector used to read as a wrong passphrase, asked for again forever.
+@pytest.mark.parametrize("field", ["salt", "box"])
+def test_a_changed_byte_in_the_sealed_key_is_damage(run: Run, wallet_home: Path,
+                                                     field: str) -> None:
+    _edit_sealed(wallet_home, _flip_first(field))
+    result = run("wallet", "present", "anything", "--for", "library", "--home", wallet_home)
+    assert isinstance(result.exception, StoreError), result.exception
+    assert result.exception.code == "wallet_key_damaged"
+
+
 def test_the_passphrase_still_decides_on_a_whole_sealed_key(wallet: Wallet) -> None:
     with pytest.raises(StoreError) as err:
         wallet.holder_key("not the passphrase")
