@@ -418,7 +418,7 @@ def entries(start: int, end: int | None, types: tuple[str, ...], home: str | Non
         raise UsageError("usage_error", reason_es="--start va después de --end",
                          reason_en="--start is after --end")
     with _open(home, db) as store:
-        size = store.size()
+        size = store.public_size()
         stop = size if end is None else min(end, size)
         if start > size:
             # nothing to print, and not because nothing is new (start == size, which a script

@@ -64,7 +64,7 @@ _WANTED = tuple(type_cbor(cls.TYPE) for cls in (KeyRegistered, KeyCompromised, B
 def read_public_record(store: LedgerStore,
                        progress: Callable[[int, int], None] | None = None) -> PublicRecord:
     """One pass over the log, decoding only the records about keys and bundles."""
-    record = PublicRecord(size=store.size())
+    record = PublicRecord(size=store.public_size())
     for start in range(0, record.size, PAGE):
         for index, leaf in store.entries(start, min(start + PAGE, record.size)):
             if not any(marker in leaf for marker in _WANTED):

@@ -153,7 +153,7 @@ def entries() -> Response:
     if not rows:
         # Only now the size: a start at the log's end is "nothing yet" (a poller's empty page),
         # one beyond it names records that do not exist, as a proof of a size it lacks would.
-        have = _store().size()
+        have = _store().public_size()
         if start > have:
             raise LedgerError("ledger_start_past_end", start=start, have=have)
     items: list[dict[str, Any]] = []

@@ -39,7 +39,7 @@ def mirror(store: LedgerStore, url: str, witnesses: Sequence[Verifier] = (),
     cp = verify_checkpoint(note_text, store.verifier, witnesses, quorum=1 if witnesses else 0)
     held = store.head().size
     if held > 0 and not _tail_holds(store, url, held, cp):
-        verified = _verified_size(store)
+        verified = store.verified_size()
         if held == verified:
             # the verified prefix itself is not in the signed tree (no need to ask again)
             raise _diverged(cp, held)
@@ -97,14 +97,6 @@ def _diverged(cp: Checkpoint, held: int) -> LedgerError:
     if cp.size < held:
         return LedgerError("ledger_witness_rollback", origin=cp.origin, size=cp.size, have=held)
     return LedgerError("ledger_history_rewritten", size=cp.size, held=held)
-
-
-def _verified_size(store: LedgerStore) -> int:
-    """The size of the newest checkpoint this mirror verified and stored (0 before any)."""
-    try:
-        return store.checkpoint().checkpoint.size
-    except LedgerError:
-        return 0
 
 
 def _tail_holds(store: LedgerStore, url: str, held: int, cp: Checkpoint) -> bool:

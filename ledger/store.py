@@ -415,6 +415,28 @@ class LedgerStore:
     def size(self) -> int:
         return self.head().size
 
+    def public_size(self) -> int:
+        """How many records readers are shown (``entries``, proofs, ``GET /entries``,
+        ``check-bundle``): all of a log's; of a mirror's, those its newest verified checkpoint
+        covers. A mirror run cut short keeps what it copied beyond that, to resume from, but
+        until a checkpoint vouches for them those records are whatever a node chose to send:
+        one that chains them well and then answers 503 must not have a mirror vouch for a key
+        the log never registered."""
+        return self.size() if self.mirror_of is None else self.verified_size()
+
+    def verified_size(self) -> int:
+        """The size of the newest checkpoint stored (0 before any): on a mirror, the records
+        it verified."""
+        try:
+            return self.checkpoint().checkpoint.size
+        except LedgerError:  # ledger_no_checkpoint
+            return 0
+
+    def _check_shown(self, size: int) -> None:
+        """A mirror serves no proof about records it holds unverified (``public_size``)."""
+        if self.mirror_of is not None and size > (shown := self.public_size()):
+            raise LedgerError("ledger_bad_size", size=size, have=shown)
+
     def _lookup(self, conn: Connection, refs: Sequence[merkle.NodeRef]
                 ) -> tuple[int, dict[merkle.NodeRef, bytes]]:
         """The head size and the hashes of ``refs``, in one round trip.
@@ -480,12 +502,14 @@ class LedgerStore:
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
         if not 0 <= index < size:
             raise LedgerError("ledger_bad_index", index=index, size=size)
+        self._check_shown(size)
         with self.engine.connect() as conn:
             return self._proof(conn, size, merkle.inclusion_nodes(index, size))
 
     def consistency_proof(self, old: int, new: int) -> list[bytes]:
         if old > new:  # a request error whatever the log holds, so no size to report
             raise MalformedInput("ledger_bad_param", name="old", reason="larger than new")
+        self._check_shown(new)
         with self.engine.connect() as conn:
             if old == 0:  # a proof from the empty tree proves nothing: none is served
                 raise LedgerError("ledger_bad_size", size=old, have=self._head(conn).size)
@@ -499,7 +523,10 @@ class LedgerStore:
             return merkle.tree_root(size, self._source(conn))
 
     def entries(self, start: int, end: int) -> list[tuple[int, bytes]]:
-        """Records ``[start, end)`` as ``(index, leaf bytes)``."""
+        """Records ``[start, end)`` as ``(index, leaf bytes)``; of a mirror, only those it
+        verified (``public_size``)."""
+        if self.mirror_of is not None:
+            end = min(end, self.public_size())
         with self.engine.connect() as conn:
             rows = conn.execute(select(t.entries.c.seq, t.entries.c.leaf)
                                 .where(t.entries.c.seq >= start, t.entries.c.seq < end)

@@ -19,6 +19,7 @@ from sqlalchemy import func, select, update
 
 from credential import merkle
 from credential.errors import LedgerError
+from credential.keys import b64url
 from credential.note import (
     COSIGNATURE_V1,
     Checkpoint,
@@ -30,7 +31,14 @@ from credential.note import (
 )
 from ledger import client
 from ledger import schema as t
-from ledger.entries import Notice, WitnessCosignature, decode_record, encode_record
+from ledger.crosscheck import read_public_record
+from ledger.entries import (
+    Notice,
+    WitnessCosignature,
+    decode_record,
+    encode_record,
+    entry_from_json,
+)
 from ledger.http import MAX_PAGE
 from ledger.keys import load_config
 from ledger.mirror import mirror
@@ -223,6 +231,51 @@ def test_a_mirror_drops_an_unverified_tail_the_log_does_not_hold(cities: dict[st
         assert total > verified + 1 and store.size() == total
         assert store.entries(0, total) == origin.entries(0, total)
     assert run_cli("audit", "--home", str(mirror_home)) == 0
+
+
+def test_a_mirror_shows_only_what_it_verified(cities: dict[str, Any], tmp_path: Path,
+                                               serve: Callable[..., Server],
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A node can send records that chain well and then answer 503: the run stops and keeps
+    them to resume from. Until a checkpoint vouches for them, the mirror's readers (``entries``,
+    ``check-bundle``'s public record, ``GET /entries``, proofs) stop at what it verified: else
+    a mirror would vouch for an office key the log never registered."""
+    sa, ca, cb = cities["sa"], cities["ca"], cities["cb"]
+    _post_entries(sa.url, cities["token"], [commitment(j) for j in range(3)])
+    mirror_home = tmp_path / "mirror"
+    assert run_cli("mirror", "--from", sa.url, "--log-key", ca.log_vkey,
+                   "--witness-key", cb.witness_vkey, "--home", str(mirror_home)) == 0
+    forged_kid = b64url(bytes(4))
+    with LedgerStore.open(mirror_home) as store:
+        verified = store.size()
+        head = store.head()
+        forged = entry_from_json({
+            "type": "key_registered", "kid": forged_kid, "public_key": b64url(bytes(32)),
+            "city": "Mexicali", "country": "MX", "office": "Fantasma",
+            "valid_from": "2026-01-01T00:00:00Z", "valid_until": "2027-01-01T00:00:00Z"})
+        tail = [encode_record(verified, head.last_hash, head.last_time + 1, forged)]
+        assert store.append_records(tail) == verified + 1  # as a run cut short leaves it
+        assert store.public_size() == verified and store.entries(0, verified + 1) == \
+            store.entries(0, verified)
+        assert forged_kid not in read_public_record(store).registered
+        with pytest.raises(LedgerError) as caught:
+            store.inclusion_proof(verified, verified + 1)
+        assert caught.value.code == "ledger_bad_size"
+    capsys.readouterr()
+    assert run_cli("entries", "--home", str(mirror_home)) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == verified and "Fantasma" not in "".join(printed)
+    served = serve(mirror_home)
+    assert client.get_json(f"{served.url}/entries?start={verified}&end={verified + 5}") == []
+    assert len(client.get_json(f"{served.url}/entries?start=0&end={verified + 5}")) == verified
+    with pytest.raises(LedgerError) as caught:
+        client.inclusion_proof(served.url, 0, verified + 1)
+    assert caught.value.code == "ledger_remote_error"
+    # the next whole run drops the forged record and verifies the log's own
+    assert run_cli("mirror", "--from", sa.url, "--home", str(mirror_home)) == 0
+    with LedgerStore.open(mirror_home) as store, LedgerStore.open(cities["a"]) as origin:
+        assert store.public_size() == store.size() == origin.size()
+        assert forged_kid not in read_public_record(store).registered
 
 
 def test_a_mirror_refuses_a_log_that_rewrote_what_it_verified(

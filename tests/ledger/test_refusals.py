@@ -316,7 +316,8 @@ def test_no_bundle_proof_from_records_beyond_the_last_verified_checkpoint(
         tmp_path: Path, serve: Callable[..., Server],
         capsys: pytest.CaptureFixture[str]) -> None:
     """A mirror run cut short holds the bundle's record but no checkpoint it verified that
-    covers it: no proof (nothing signed says the record is in the log), until a run ends."""
+    covers it: no proof (nothing signed says the record is in the log; to the mirror's readers
+    the record is not there yet), until a run ends."""
     log, copy = tmp_path / "log", tmp_path / "mirror"
     vkey = json.loads(init_home(log, "ledger.cut.example/log"))["log_vkey"]
     signed = b"a signed bundle"
@@ -335,7 +336,7 @@ def test_no_bundle_proof_from_records_beyond_the_last_verified_checkpoint(
             str(tmp_path / "b.proof"), "--home", str(copy)]
     capsys.readouterr()
     assert run_cli(*args) == 1
-    assert _err(capsys).startswith("[ledger_no_checkpoint]")
+    assert _err(capsys).startswith("[ledger_bundle_not_found]")
     assert not (tmp_path / "b.proof").exists()
     assert run_cli("mirror", "--from", node.url, "--unwitnessed", "--home", str(copy)) == 0
     assert run_cli(*args) == 0
