@@ -62,7 +62,14 @@ class StagedFile:
     until ``discard``, a commit can be taken back (``undo``), the file it replaced restored."""
 
     def __init__(self, path: str | os.PathLike[str], mode: int = 0o600) -> None:
+        from credential.errors import UsageError
+
         self.target, self.mode = Path(path), mode
+        if os.path.lexists(self.target) and not self.target.is_file():
+            # A device, a pipe, a socket, a link to one (/dev/null, /dev/stdout) or to nothing:
+            # the final rename would put a regular file in its place, as root even a system's
+            # own /dev entries. Every output goes through here, so no command can.
+            raise UsageError("output_not_regular", path=str(self.target))
         try:
             self.target.parent.mkdir(parents=True, exist_ok=True)
         except FileExistsError:  # a file where a folder should be: say that, not "File exists"

@@ -203,6 +203,7 @@ def init(city: str, country: str, office: str, code: str | None, timezone: str |
 def root(out: str, home: str | None) -> None:
     """Exporta la llave raíz para las ventanillas / Export the city root public key for
     counters."""
+    _check_destination(out, "--out")
     atomic_write(out, _store(home).root().to_json().encode(), mode=0o644)
     click.echo(out)
 

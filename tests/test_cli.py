@@ -11,6 +11,7 @@ import pytest
 
 from pasaporte.cli import main
 from tests.conftest import Run
+from tests.factory import EXAMPLES
 
 
 def _boom(*_args: object, **_kwargs: object) -> None:
@@ -125,3 +126,28 @@ def test_without_a_terminal_the_passphrase_comes_from_the_environment_or_a_pipe(
                       stdin="una frase larga\nuna frase larga\n")  # a script piping it
     assert proc.returncode == 0, proc.stderr
     assert "echoed" not in proc.stderr
+
+
+def test_no_output_replaces_a_pipe(homes: dict[str, Path], passphrase: str, run: Run,
+                                   tmp_path: Path) -> None:
+    """``issuer root --out`` and ``wallet present --qr`` put a regular file in the place of a
+    named pipe (as root, of /dev/null itself); each now refuses before anything is made."""
+    issuer, wallet = str(homes["issuer"]), str(homes["wallet"])
+    assert run("issuer", "init", "--city", "Mexicali", "--country", "MX", "--office", "Centro",
+               "--home", issuer)[0] == 0
+    assert run("wallet", "init", "--home", wallet)[0] == 0
+    key = run("wallet", "key", "--home", wallet)[1].strip()
+    cred = tmp_path / "c.txt"
+    claims = str(EXAMPLES / "claims-mexicali.json")
+    cred_id = run("issuer", "issue", "--claims", claims, "--holder-key", key,
+                  "--out", str(cred), "--home", issuer)[1].strip()
+    assert run("wallet", "import", str(cred), "--home", wallet)[0] == 0
+    pipe = tmp_path / "pipe.png"
+    os.mkfifo(pipe)
+    for args in (["issuer", "root", "--out", str(pipe), "--home", issuer],
+                 ["wallet", "present", cred_id, "--for", "library", "--qr", str(pipe),
+                  "--home", wallet]):
+        code, out, err = run(*args)
+        assert (code, out) == (2, ""), err
+        assert "[output_not_a_file]" in err or "[output_not_regular]" in err, err
+        assert pipe.is_fifo()

@@ -4,11 +4,13 @@ usage errors of reading a passphrase and naming a QR file."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from credential.home import StagedFile
+from credential.errors import UsageError
+from credential.home import StagedFile, atomic_write
 
 
 def _names(folder: Path) -> list[str]:
@@ -76,6 +78,41 @@ def test_a_file_where_a_folder_should_be_is_named_as_such(tmp_path: Path) -> Non
     with pytest.raises(NotADirectoryError) as err:
         StagedFile(tmp_path / "exist.png" / "x.png")
     assert err.value.filename == str(tmp_path / "exist.png")
+
+
+def _not_regular(tmp_path: Path, kind: str) -> Path:
+    path = tmp_path / kind
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "link_to_fifo":
+        os.mkfifo(tmp_path / "pipe")
+        path.symlink_to(tmp_path / "pipe")
+    else:  # a link to nothing
+        path.symlink_to(tmp_path / "nowhere")
+    return path
+
+
+# ``issuer root --out /dev/null`` run as root replaced the machine's /dev/null with a regular
+# file; so did ``wallet present --qr`` with a named pipe. Every output is staged here.
+@pytest.mark.parametrize("kind", ["fifo", "link_to_fifo", "dangling_link"])
+def test_what_is_not_a_regular_file_is_never_replaced(tmp_path: Path, kind: str) -> None:
+    path = _not_regular(tmp_path, kind)
+    before = os.lstat(path)
+    with pytest.raises(UsageError) as caught:
+        atomic_write(path, b"data")
+    assert caught.value.code == "output_not_regular" and str(path) in caught.value.message["en"]
+    after = os.lstat(path)
+    assert (after.st_mode, after.st_ino) == (before.st_mode, before.st_ino)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        {"fifo": ["fifo"], "link_to_fifo": ["link_to_fifo", "pipe"],
+         "dangling_link": ["dangling_link"]}[kind])  # no temporary left either
+
+
+def test_a_link_to_a_regular_file_is_still_an_output(tmp_path: Path) -> None:
+    (tmp_path / "real").write_bytes(b"old")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    atomic_write(tmp_path / "link", b"new")
+    assert (tmp_path / "link").read_bytes() == b"new"
 
 
 def test_a_place_that_cannot_be_written_is_named_as_the_user_gave_it() -> None:
