@@ -10,6 +10,7 @@ newest version per city.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -22,12 +23,16 @@ from credential.errors import MalformedInput, Rejection, UsageError
 from credential.keys import b64url, kid_for, unb64url
 from credential.statuslist import PURPOSES, Purpose
 
-__all__ = ["MAX_BUNDLE", "MAX_ROOT", "OfficeKey", "RootKey", "StatusListInfo", "TrustBundle",
-           "check_roots", "parse_bundle", "sign_bundle"]
+__all__ = ["CITY_CODE", "MAX_BUNDLE", "MAX_ROOT", "OfficeKey", "RootKey", "StatusListInfo",
+           "TrustBundle", "check_roots", "parse_bundle", "sign_bundle"]
 
 MAX_BUNDLE = 4 * 1024 * 1024
 MAX_ROOT = 64 * 1024  # a root key file: a few hundred bytes of JSON
 BUNDLE_TYPE = "pasaporte-trust-bundle/1"
+# A city's issuer code: the CWT ``iss`` of its credentials, the prefix of its status lists'
+# names, and the name of the files a wallet keeps its root and bundle in. So no "/": a root or
+# bundle whose code was "../trust/MXMEX" replaced another city's trusted files in a wallet.
+CITY_CODE = re.compile(r"[A-Za-z0-9._:-]{1,48}")
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,9 @@ class RootKey:
                                  reason="public_key is not 32 bytes of base64url") from None
         if "kid" in doc and doc["kid"] != b64url(root.kid):
             raise MalformedInput("root_invalid", reason="kid does not match the key")
+        if not CITY_CODE.fullmatch(root.code):
+            raise MalformedInput("root_invalid", reason="code is not a city code (letters, "
+                                 "digits and . _ : -, at most 48)")
         return root
 
 
@@ -153,8 +161,11 @@ def _payload(doc: Any) -> TrustBundle:
         if not isinstance(entries, dict):
             raise _bad("catalog")
         catalogs[_text(name)] = {_int(c): _text(n) for c, n in entries.items()}
+    code = _text(doc.get("code"), 64)
+    if not CITY_CODE.fullmatch(code):
+        raise _bad("code is not a city code")
     return TrustBundle(_text(doc.get("city")), _text(doc.get("country"), 2),
-                       _text(doc.get("code"), 64), _int(doc.get("version")),
+                       code, _int(doc.get("version")),
                        _int(doc.get("made_at")), tuple(keys), tuple(lists), catalogs)
 
 

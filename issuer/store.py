@@ -28,7 +28,14 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import ExceptionContext
 
-from credential.bundle import OfficeKey, RootKey, StatusListInfo, TrustBundle, sign_bundle
+from credential.bundle import (
+    CITY_CODE,
+    OfficeKey,
+    RootKey,
+    StatusListInfo,
+    TrustBundle,
+    sign_bundle,
+)
 from credential.claims import Claims
 from credential.cose import parse_sign1
 from credential.errors import MalformedInput, PasaporteError, StoreError, UsageError, as_usage
@@ -82,7 +89,6 @@ CREDENTIAL_STATUSES = STATUSES
 TURNSTILE = "issuer.db-turn"  # in the office home: see ``IssuerStore.make_way``
 _TURN = "pasaporte_turnstile"  # a connection's info key: its transaction's turnstile file
 _TOKEN = re.compile(r"[!-~]{1,512}")  # what an HTTP Authorization header can carry as is
-_CODE = re.compile(r"[A-Za-z0-9._:-]{1,48}")  # a CWT iss, and the prefix of list names
 NAME_MAX = 128  # characters of a city or office name: what the public record takes
 
 metadata = sa.MetaData()
@@ -324,7 +330,7 @@ class IssuerStore:
             raise UsageError("usage_error",
                              reason_es="--country debe ser un código ISO de dos letras",
                              reason_en="--country must be a two-letter ISO code")
-        if not _CODE.fullmatch(code):
+        if not CITY_CODE.fullmatch(code):
             raise UsageError("usage_error",
                              reason_es="--code: de 1 a 48 de A-Z a-z 0-9 . _ : - (p. ej. MXMEX)",
                              reason_en="--code must be 1-48 of A-Z a-z 0-9 . _ : - (e.g. MXMEX)")

@@ -76,6 +76,9 @@ CASES: dict[str, tuple[Callable[[], bytes], str]] = {
     "another city": (lambda: _with(city="Tijuana"),
                      "bundle city differs from its root's city"),
     "another code": (lambda: _with(code="MXTIJ"), "bundle city differs from its root's city"),
+    # a wallet names its files by code: a path in it wrote outside its trust folder
+    "code a path": (lambda: _with(code="../trust/MXMEX"), "code is not a city code"),
+    "code absolute": (lambda: _with(code="/tmp/x"), "code is not a city code"),
 }
 
 
@@ -108,6 +111,10 @@ def test_root_invalid() -> None:
         (json.dumps([good]), "not a city root file"),
         (json.dumps({k: v for k, v in good.items() if k != "code"}), "not a city root file"),
         (json.dumps({**good, "kid": b64url(other_kid)}), "kid does not match the key"),
+        (json.dumps({**good, "code": "../trust/MXMEX"}),
+         "code is not a city code (letters, digits and . _ : -, at most 48)"),
+        (json.dumps({**good, "code": ""}),
+         "code is not a city code (letters, digits and . _ : -, at most 48)"),
     ]:
         with pytest.raises(MalformedInput) as caught:
             RootKey.from_json(doc)
