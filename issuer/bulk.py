@@ -710,10 +710,12 @@ def _draw_missing(folder: Path, ids: list[str], progress: Progress[Any], workers
 
 
 def _start_worker(parent: int) -> None:
-    """In each drawing worker: Ctrl-C is the run's to act on (it stops the pool), SIGTERM ends
+    """In each drawing worker: Ctrl-C and a closed terminal are the run's to act on (it stops
+    the pool), SIGTERM ends
     the worker through its ``finally`` blocks (a half-written image's staged file removed), and
     the worker ends with the run (``_end_with_parent``)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the terminal closed: as Ctrl-C, the run's
     signal.signal(signal.SIGTERM, _exit_on_term)
     _end_with_parent(parent)
 

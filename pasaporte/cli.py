@@ -3,11 +3,13 @@
 Errors from any group are caught here once and printed in Spanish and English with their code,
 and so is an operating-system error (a full disk, a folder that cannot be written) and, as a
 last resort, any other failure (``PASAPORTE_DEBUG=1`` shows its traceback instead).
-Exit codes: 0 success, 1 refused/failed, 2 usage error, 130 cancelled (Ctrl-C, SIGTERM).
+Exit codes: 0 success, 1 refused/failed, 2 usage error, 130 cancelled (Ctrl-C, SIGTERM,
+SIGHUP).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import signal
@@ -76,18 +78,27 @@ def cli() -> None:
 
 
 def _terminated(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM (a service manager, kill): cleaned up like Ctrl-C
+    raise KeyboardInterrupt
+
+
+# Cleaned up like Ctrl-C: SIGTERM (a service manager, kill) and SIGHUP (the clerk closed the
+# terminal window, or the remote session dropped). Left to kill the process, SIGHUP left the
+# signed text of passports never recorded in staged files: valid at counters, unknown to the
+# office, impossible to revoke.
+_CANCELLING = (signal.SIGTERM, signal.SIGHUP)
 
 
 def main(argv: list[str] | None = None) -> int:
-    if (threading.current_thread() is threading.main_thread()
-            and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):
-        signal.signal(signal.SIGTERM, _terminated)
+    if threading.current_thread() is threading.main_thread():
+        for signum in _CANCELLING:
+            if signal.getsignal(signum) is signal.SIG_DFL:  # nohup's SIG_IGN stays
+                signal.signal(signum, _terminated)
     try:
         # Without standalone mode click returns a command's ctx.exit() code instead of exiting.
         rv = cli.main(args=argv, prog_name="pasaporte", standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo(PasaporteError("cancelled").diagnostics(), err=True)
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone (EIO)
+            click.echo(PasaporteError("cancelled").diagnostics(), err=True)
         # 128 + SIGINT, as a shell reports it: not 1, which a script reads as "refused"
         return CANCELLED
     except click.exceptions.Exit as exc:
