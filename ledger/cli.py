@@ -536,7 +536,10 @@ def audit(deep: bool, home: str | None, db: str | None) -> None:
         seq, what = report.first
         raise LedgerError("ledger_audit_failed", index=seq, reason=what,
                           reason_es=report.spanish(seq, what))
-    click.echo(f"ok: {report.size} records / registros")
+    click.echo(f"ok: {report.size - report.unverified} records / registros")
+    if report.unverified:
+        click.echo(PasaporteError("ledger_audit_mirror_unverified",
+                                  unverified=report.unverified).diagnostics(), err=True)
 
 
 @group.command()

@@ -408,7 +408,10 @@ class LedgerStore:
             raise StoreError("ledger_not_initialised", home=str(self.home))
         return Head(int(row[0]), bytes(row[1]), bytes(row[2]), int(row[3]), bytes(row[4]))
 
-    def head(self) -> Head:
+    def head(self, conn: Connection | None = None) -> Head:
+        """The head row; read on ``conn`` when given (to be in its snapshot)."""
+        if conn is not None:
+            return self._head(conn)
         with self.engine.connect() as conn:
             return self._head(conn)
 

@@ -21,7 +21,7 @@ from credential.note import (
 )
 from ledger.audit import audit
 from ledger.entries import record_time
-from ledger.store import LedgerStore
+from ledger.store import Head, LedgerStore
 from ledger.witness import add_checkpoint, witness_log
 from tests.ledger.conftest import PASSPHRASE, Server, init_home, run_cli
 from tests.ledger.helpers import commitment
@@ -225,3 +225,33 @@ def test_a_mirror_keeps_the_head_time(tmp_path: Path, serve: Callable[..., Serve
         assert conn.execute(text("SELECT version_num FROM ledger_alembic_version")
                             ).scalar() == "0004"
         assert copy.head().last_time == want and audit(copy).ok
+
+
+def test_an_audit_of_a_node_taking_appends_reads_one_snapshot(store: LedgerStore, home: Path,
+                                                              monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    """An audit of a working node (the nightly cron) read the head, then the rows: a batch
+    appended in between left a checkpoint "beyond the log's n records", and a sound log failed
+    now and then. Here a batch is appended right after the audit reads the head, and again
+    while it reads the records: it audits the log as it was when it began."""
+    store.append([commitment(j) for j in range(5)], cosign=False)
+    appended: list[int] = []
+
+    def append() -> None:
+        with LedgerStore.open(home, passphrase=PASSPHRASE) as writer:
+            batch = [commitment(100 + len(appended) * 10 + j) for j in range(3)]
+            appended.append(writer.append(batch, cosign=False).checkpoint.size)
+
+    with LedgerStore.open(home) as reader:
+        read_head = reader.head
+
+        def head_then_append(conn: Connection | None = None) -> Head:
+            head = read_head(conn)
+            append()
+            return head
+
+        monkeypatch.setattr(reader, "head", head_then_append)
+        report = audit(reader, progress=lambda _done, _size: append())
+    assert appended == [8, 11]
+    assert report.ok and report.size == 5, report.problems
+    assert audit(store).ok

@@ -262,6 +262,11 @@ def test_a_mirror_shows_only_what_it_verified(cities: dict[str, Any], tmp_path: 
             store.inclusion_proof(verified, verified + 1)
         assert caught.value.code == "ledger_bad_size"
     capsys.readouterr()
+    # a run cut short is not a failed audit: the tail's chain is checked, and it is named
+    assert run_cli("audit", "--home", str(mirror_home)) == 0
+    said = capsys.readouterr()
+    assert said.out == f"ok: {verified} records / registros\n"
+    assert said.err.startswith("[ledger_audit_mirror_unverified]") and " 1 " in said.err
     assert run_cli("entries", "--home", str(mirror_home)) == 0
     printed = capsys.readouterr().out.splitlines()
     assert len(printed) == verified and "Fantasma" not in "".join(printed)
