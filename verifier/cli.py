@@ -250,6 +250,8 @@ def _scan(setup: _Setup, verifier: Verifier, policy: Policy, at: int | None,
             sys.stdout.flush()  # the clerk (or the program reading us) sees it now
     except KeyboardInterrupt:
         pass
+    except BrokenPipeError:  # the program reading the results went: the session ends, as at EOF
+        _reader_gone()
     finally:  # an input that stops the session (batch_not_lines) still gets its count
         _say(f"Escaneos / Scans: {sum(counts.values())} — aceptados / accepted: "
              f"{counts['accepted']}, rechazados / rejected: {counts['rejected']}")
@@ -380,7 +382,7 @@ def command(service: str, bundles: tuple[str, ...], roots: tuple[str, ...],
         _scan(setup, verifier, policy, now, nonce_bytes, as_json)
         return
     if batch is not None:
-        all_ok, checked = True, 0
+        all_ok, checked, reading = True, 0, True
         # One result per line that holds anything, refused or not, naming its line in the log
         # so that a replay can be matched with it line by line (blank lines give none); never
         # two for one line: two codes on one line are one refusal
@@ -394,7 +396,13 @@ def command(service: str, bundles: tuple[str, ...], roots: tuple[str, ...],
                 result = verifier.verify(line, service=policy, now=now, nonce=nonce_bytes)
             all_ok &= result.accepted
             checked += 1
-            click.echo(json.dumps({**result.to_json(), "line": number}, ensure_ascii=False))
+            if reading:
+                try:
+                    click.echo(json.dumps({**result.to_json(), "line": number},
+                                          ensure_ascii=False))
+                except BrokenPipeError:  # ``| head -1``: the rest is still checked, for the
+                    _reader_gone()       # exit status is the whole batch's decision
+                    reading = False
         if not checked:
             # Nothing was accepted either: a script must not read an empty or mistaken file
             # as "every passport in it was good".
@@ -407,8 +415,12 @@ def command(service: str, bundles: tuple[str, ...], roots: tuple[str, ...],
     try:
         _print(result, as_json)
     except BrokenPipeError:
-        # The reader took what it wanted and went (``| head -1``, a script reading one line):
-        # the decision stays the exit status, not click's 1 for a closed pipe ("refused").
-        # Standard output goes to the void, or the interpreter's last flush fails again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _reader_gone()
     raise click.exceptions.Exit(0 if result.accepted else 1)
+
+
+def _reader_gone() -> None:
+    """The reader took what it wanted and went (``| head -1``, a script reading one line): the
+    decision stays the exit status, not click's 1 for a closed pipe ("refused"). Standard output
+    goes to the void, or the interpreter's last flush fails again."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import nacl.signing
+import pytest
 
 from credential import transport
 from credential.times import rfc3339
@@ -218,11 +219,14 @@ def test_the_counter_at_work_takes_a_new_policy_without_restarting(tmp_path: Pat
     assert "[policy_invalid]" in err and "Still using the previous setup" in err
 
 
-def test_a_reader_that_stops_early_is_not_a_disk_error(tmp_path: Path) -> None:
-    """``verify --batch log | head -1``: the pipe closes under a long output; click ends the
-    command quietly (status 1), with no traceback and no disk error."""
+@pytest.mark.parametrize("accepted", [True, False])
+def test_a_reader_that_stops_early_is_not_a_disk_error(tmp_path: Path, accepted: bool) -> None:
+    """``verify --batch log | head -1``: the pipe closes under a long output. No traceback, no
+    disk error, and the exit status is still the whole batch's decision (it was click's 1 for
+    a closed pipe, "something was refused", with every line accepted)."""
     city = City()
-    (tmp_path / "scans.log").write_text("PU1:NOPE\n" * 20_000)
+    line = city.issue_text(None, example_claims()) if accepted else "PU1:NOPE"
+    (tmp_path / "scans.log").write_text(f"{line}\n" * 3_000)
     proc = subprocess.Popen([sys.executable, "-m", "pasaporte", *_counter(tmp_path, city),
                              "--batch", str(tmp_path / "scans.log")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -231,9 +235,29 @@ def test_a_reader_that_stops_early_is_not_a_disk_error(tmp_path: Path) -> None:
     proc.stdout.close()  # the reader goes away
     err = proc.stderr.read().decode()
     proc.stderr.close()
-    assert proc.wait(timeout=60) == 1
+    assert proc.wait(timeout=60) == (0 if accepted else 1), err
     assert json.loads(first)["line"] == 1
     assert err == "", err
+
+
+def test_a_scan_session_whose_reader_goes_ends_as_at_the_end_of_input(tmp_path: Path) -> None:
+    """``verify --scan < scans.log | head -1``: the session ends (nobody reads its results) with
+    its count and status 0, as at the end of input, not click's 1."""
+    city = City()
+    paper = city.issue_text(None, example_claims())
+    (tmp_path / "scans.log").write_text(f"{paper}\n" * 3_000)
+    with open(tmp_path / "scans.log", "rb") as scans:
+        proc = subprocess.Popen([sys.executable, "-m", "pasaporte", *_counter(tmp_path, city),
+                                 "--scan"], stdin=scans, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        assert proc.stdout is not None and proc.stderr is not None
+        first = proc.stdout.readline()
+        proc.stdout.close()
+        err = proc.stderr.read().decode()
+        proc.stderr.close()
+        assert proc.wait(timeout=60) == 0, err
+    assert json.loads(first)["decision"] == "accepted"
+    assert "Traceback" not in err and "Scans:" in err, err
 
 
 def test_a_counter_policy_file_changes_the_decision(tmp_path: Path, run: Run) -> None:
