@@ -150,6 +150,13 @@ outbox = sa.Table(
 )
 
 
+def _no_earlier(compromised_since: int | None, valid_from: int) -> int | None:
+    """A compromise time a store recorded before ``mark_compromised`` moved one earlier than
+    its key to the key's first moment (a time before 1970 that no bundle can carry) goes
+    into bundles as that moment: it refuses the same signatures."""
+    return None if compromised_since is None else max(compromised_since, valid_from)
+
+
 def _compromised(kid: str, since: int) -> dict[str, Any]:
     """The public record's entry for an office key untrusted from ``since``."""
     return {"type": "key_compromised", "kid": kid, "effective": rfc3339(since)}
@@ -446,32 +453,36 @@ class IssuerStore:
                                   "replaces": b64url(previous)})
         return kid
 
-    def mark_compromised(self, kid_text: str, since: int, passphrase: str) -> bool:
+    def mark_compromised(self, kid_text: str, since: int, passphrase: str) -> int | None:
         """Record that an office key leaked at ``since``: counters will refuse credentials it
         signed from then on (earlier ones stay valid). Rotate first so the office can go on.
+        Returns the time recorded, or None if it was already that.
 
-        A compromise time only ever moves earlier (the leak was found to have begun sooner):
-        moved later, the next bundles would let counters accept again what the thief signed in
-        between, so that is refused (``issuer_compromise_later``). The same time again changes
-        nothing and returns False."""
+        A time before the key was made is recorded as the key's first moment, which refuses
+        the same (counters refuse a signature dated before its key anyway): "1900-01-01",
+        typed for "from the start", went into every later bundle as a time before 1970 that no
+        bundle can carry, and the city could publish no bundle again. A compromise time only
+        ever moves earlier (the leak was found to have begun sooner): moved later, the next
+        bundles would let counters accept again what the thief signed in between, so that is
+        refused (``issuer_compromise_later``)."""
         kid = check_kid(kid_text)
         self.root_signing_key(passphrase)
         with self.engine.begin() as db:  # read and write in one locked transaction
-            row = db.execute(sa.select(keys.c.compromised_since).where(
+            row = db.execute(sa.select(keys.c.compromised_since, keys.c.valid_from).where(
                 (keys.c.kid == kid) & (keys.c.role == "office"))).first()
             if row is None:
                 raise StoreError("issuer_key_unknown", kid=b64url(kid))
-            current = row[0]
+            current, since = row[0], max(since, int(row[1]))
             if current is not None and since > current:
                 raise StoreError("issuer_compromise_later", kid=b64url(kid),
                                  current=rfc3339(current), since=rfc3339(since))
             if current == since:
-                return False
+                return None
             db.execute(keys.update().where(keys.c.kid == kid)
                        .values(compromised_since=since, active=False))
             # the kid as the office prints it: one key, one spelling on the public record
             self._queue(db, int(time.time()), _compromised(b64url(kid), since))
-        return True
+        return since
 
     def mark_lost_keys_compromised(self, kids: Sequence[str], since: int,
                                    passphrase: str) -> None:
@@ -1068,7 +1079,8 @@ class IssuerStore:
                 cats.setdefault(name, {})[code] = value
             office_keys = tuple(
                 OfficeKey(r["kid"], r["public_key"], r["office"], r["valid_from"],
-                          r["valid_until"], r["compromised_since"], r["status_list"])
+                          r["valid_until"], _no_earlier(r["compromised_since"], r["valid_from"]),
+                          r["status_list"])
                 for r in office_rows)
             bundle = TrustBundle(info.city, info.country, info.code, version, now, office_keys,
                                  tuple(lists), cats)

@@ -6,6 +6,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,14 @@ def office(homes: dict[str, Path], passphrase: str, run: Run) -> Path:
     assert run("issuer", "init", "--city", "Mexicali", "--country", "MX", "--office", "Centro",
                "--home", str(home))[0] == 0
     return home
+
+
+def keys_made_on(home: Path, day: str = "2025-01-01") -> None:
+    """Date the office's keys as made on ``day``: a test's keys are seconds old, and a
+    compromise time earlier than its key is recorded as the key's first moment."""
+    when = int(datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp())
+    with IssuerStore.open(home).engine.begin() as db:
+        db.exec_driver_sql("UPDATE keys SET valid_from = ? WHERE role = 'office'", (when,))
 
 
 @contextlib.contextmanager

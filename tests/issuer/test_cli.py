@@ -29,6 +29,7 @@ from credential.passport import present
 from issuer.store import KEY_YEARS, IssuerStore, credentials, keys
 from tests.conftest import Run
 from tests.factory import EXAMPLES, at, day, example_claims
+from tests.issuer.conftest import keys_made_on
 
 KEY_SPAN = KEY_YEARS * 365 * 86400 + 86400  # an office key's whole life, and a day
 
@@ -604,6 +605,7 @@ def test_a_compromise_time_only_moves_earlier(office: Path, tmp_path: Path, run:
     between: refused, naming the time the key is compromised since. Earlier (the leak began
     sooner) is taken, and published; the same time again changes nothing."""
     kid = json.loads(run("issuer", "keys", "--json", "--home", str(office))[1])[0]["kid"]
+    keys_made_on(office, "2025-01-01")
     assert run("issuer", "rotate", "--home", str(office))[0] == 0
     assert _compromised(office, run, kid, "2026-03-01T00:00:00Z")[0] == 0
 
@@ -626,6 +628,40 @@ def test_a_compromise_time_only_moves_earlier(office: Path, tmp_path: Path, run:
     store = IssuerStore.open(office)
     bundle = parse_bundle((tmp_path / "b.cbor").read_bytes(), [store.root()])
     assert [k.compromised_since for k in bundle.keys if b64url(k.kid) == kid] == [1768435200]
+
+
+def test_a_compromise_time_before_the_key_is_its_first_moment(office: Path, tmp_path: Path,
+                                                               run: Run) -> None:
+    """"1900-01-01", typed for "from the start", went into every later bundle as a time before
+    1970 that no bundle can carry: every counter refused the city's bundles from then on, and
+    the time could not be moved later to mend it. It is recorded as the key's first moment,
+    which refuses every signature of it all the same."""
+    kid, made = (json.loads(run("issuer", "keys", "--json", "--home", str(office))[1])[0][k]
+                 for k in ("kid", "valid_from"))
+    assert run("issuer", "rotate", "--home", str(office))[0] == 0
+    code, out, err = run("issuer", "compromised", kid, "--since", "1900-01-01T00:00:00Z",
+                         "--home", str(office))
+    assert code == 0 and out.strip() == f"{kid}: comprometida desde / compromised since {made}"
+    assert err.startswith("[issuer_compromise_from_start]") and made in err, err
+    assert _compromise_entries(office) == [made]
+    assert run("issuer", "bundle", "--out", str(tmp_path / "b.cbor"), "--home", str(office))[0] == 0
+    store = IssuerStore.open(office)
+    bundle = parse_bundle((tmp_path / "b.cbor").read_bytes(), [store.root()])
+    (key,) = [k for k in bundle.keys if b64url(k.kid) == kid]
+    assert key.compromised_since == key.valid_from
+    # again, and earlier still: nothing changes, and it says so
+    code, _, err = run("issuer", "compromised", kid, "--since", "1969-12-31T23:00:00Z",
+                       "--home", str(office))
+    assert code == 0 and "[issuer_compromise_unchanged]" in err and made in err, err
+    # a store that recorded such a time before this was mended still makes bundles counters read
+    with store.engine.begin() as db:
+        db.exec_driver_sql("UPDATE keys SET compromised_since = -2208988800 WHERE role = 'office'"
+                           " AND compromised_since IS NOT NULL")
+    second = tmp_path / "b2.cbor"
+    assert run("issuer", "bundle", "--out", str(second), "--home", str(office))[0] == 0
+    (key,) = [k for k in parse_bundle(second.read_bytes(), [store.root()]).keys
+              if b64url(k.kid) == kid]
+    assert key.compromised_since == key.valid_from
 
 
 def _issued(home: Path) -> tuple[int, int]:
@@ -920,6 +956,7 @@ def test_status_says_when_every_counter_refuses_a_passport_for_its_key(
     record = json.loads(run("issuer", "status", cred_id, "--json", "--home", str(office))[1])
     assert (record["refused_by_counters"], record["key_compromised_since"]) == (False, None)
     assert run("issuer", "rotate", "--home", str(office))[0] == 0
+    keys_made_on(office, "2025-01-01")  # a minute before the issuance is before the key, else
     issued = datetime.fromisoformat(record["issued_at"].replace("Z", "+00:00"))
     since = (issued - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert run("issuer", "compromised", record["kid"], "--since", since,

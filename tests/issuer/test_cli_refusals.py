@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from issuer.store import IssuerStore, credentials
 from tests.conftest import PASSPHRASE, Run
 from tests.factory import EXAMPLES
+from tests.issuer.conftest import keys_made_on
 
 CLAIMS = str(EXAMPLES / "claims-mexicali.json")
 
@@ -51,6 +52,7 @@ def test_a_compromise_cannot_begin_in_the_future(office: Path, run: Run,
     assert [k["status"] for k in keys] == ["active"]
     monkeypatch.undo()
     monkeypatch.setenv("PASAPORTE_PASSPHRASE", PASSPHRASE)
+    keys_made_on(office, "2025-01-01")
     assert run("issuer", "compromised", kid, "--since", "2026-01-01T00:00:00Z",
                "--home", str(office))[0] == 0  # a time past is taken
     keys = json.loads(run("issuer", "keys", "--json", "--home", str(office))[1])
