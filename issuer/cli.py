@@ -672,13 +672,22 @@ def passphrase_(home: str | None) -> None:
 @office_option
 @home_option
 def rotate(office: str | None, home: str | None) -> None:
-    """Nueva llave de oficina / Start a new office key (and status list) for one office; its
-    old key keeps verifying what it signed, other offices' keys stay active."""
+    """Nueva llave de oficina / Start a new office key (and status list) for one office (name it
+    with --office in a city of several); its old key keeps verifying what it signed, other
+    offices' keys stay active."""
     store = _store(home)
+    offices = store.offices()
+    if office is None and len(offices) > 1:
+        # Not the one office with an active key, as ``issue`` takes: after another office's
+        # key was compromised, that one was rotated, its healthy key retired, and the office
+        # that needed a key still had none.
+        raise UsageError("issuer_office_ambiguous", offices=", ".join(offices))
     office = store.resolve_office(office)
     passphrase = read_passphrase()
     kid = store.add_office_key(passphrase, office=office)
     click.echo(b64url(kid))
+    if len(offices) > 1:
+        click.echo(f"{office}: llave nueva / new key {b64url(kid)}", err=True)
     _publish(store, passphrase)
 
 

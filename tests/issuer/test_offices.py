@@ -139,7 +139,11 @@ def test_a_compromised_office_key_stops_only_its_office(city: Path, tmp_path: Pa
     _issue(run, city, tmp_path / "c.txt")
     assert _verify(run, city, tmp_path, tmp_path / "c.txt")[0]["issuer"]["office"] == (
         "Oficina Centro")
-    assert run("issuer", "rotate", "--office", "Oficina Norte", "--home", str(city))[0] == 0
+    # but rotate does: the office with an active key is not the one that needs a new one
+    code, _, err = run("issuer", "rotate", "--home", str(city))
+    assert code == 2 and "[issuer_office_ambiguous]" in err and "Oficina Norte" in err, err
+    code, out, err = run("issuer", "rotate", "--office", "Oficina Norte", "--home", str(city))
+    assert code == 0 and f"Oficina Norte: llave nueva / new key {out.strip()}" in err, err
     _issue(run, city, tmp_path / "n.txt", "--office", "Oficina Norte")
     assert [(k["office"], k["status"]) for k in _keys(run, city)] == [
         ("Oficina Centro", "active"), ("Oficina Norte", "compromised"),
