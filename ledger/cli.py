@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import itertools
 import json
 import os
@@ -32,7 +33,7 @@ import time
 import unicodedata
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar, cast
 
 import click
 
@@ -268,6 +269,10 @@ def _request_handler(client_timeout: int) -> type[Any]:
         # thread and a file descriptor for ever, and a few hundred of them stop the node.
         timeout = client_timeout
 
+        def setup(self) -> None:
+            super().setup()
+            self.rfile = cast(io.BufferedIOBase, _QuietAfterTimeout(self.rfile))
+
         def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
             # werkzeug colours the line with terminal escapes even into a file or a journal;
             # the request line as the client sent it, made inert and bounded (``shown``)
@@ -284,6 +289,11 @@ def _request_handler(client_timeout: int) -> type[Any]:
                                    reason=shown(reason))
             body = json.dumps(error.to_dict(), ensure_ascii=False).encode()
             self.log_error("code %d, message %s", code, shown(reason))
+            if self.request_version == "HTTP/0.9":
+                # a request line refused before its version was read: left at http.server's
+                # default, the answer went out without a status line or headers (HTTP/0.9),
+                # and clients never saw the status or the message
+                self.request_version = "HTTP/1.1"
             self.send_response(code)
             self.send_header("Connection", "close")
             self.send_header("Content-Type", "application/json")
@@ -293,6 +303,41 @@ def _request_handler(client_timeout: int) -> type[Any]:
                 self.wfile.write(body)
 
     return Handler
+
+
+_T = TypeVar("_T")
+
+
+class _QuietAfterTimeout:
+    """A connection's input that, once a read has timed out, reads as ended. After the API
+    answers a body cut short by the client's silence, werkzeug drains what is left to read;
+    the socket file refuses every read after a timeout ("cannot read from timed out object"),
+    and each such client wrote a traceback into the node's log."""
+
+    def __init__(self, raw: io.BufferedIOBase) -> None:
+        self._raw = raw
+        self._timed_out = False
+
+    def _guarded(self, read: Callable[[], _T], ended: _T) -> _T:
+        if self._timed_out:
+            return ended
+        try:
+            return read()
+        except TimeoutError:
+            self._timed_out = True
+            raise
+
+    def read(self, size: int = -1) -> bytes:
+        return self._guarded(lambda: self._raw.read(size), b"")
+
+    def readline(self, size: int = -1) -> bytes:
+        return self._guarded(lambda: self._raw.readline(size), b"")
+
+    def readinto(self, buffer: bytearray) -> int:  # werkzeug reads a body this way
+        return self._guarded(lambda: self._raw.readinto(buffer), 0)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -29,7 +29,7 @@ import time
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.exceptions import ClientDisconnected, HTTPException, MethodNotAllowed
 
 from credential import jsontext
 from credential.errors import (
@@ -331,6 +331,10 @@ def create_app(test_config: dict[str, Any] | None = None, *, store: LedgerStore 
         status = exc.code or 400
         code = {404: "ledger_not_found", 405: "ledger_method_not_allowed",
                 413: "ledger_body_too_large"}.get(status, "ledger_http_error")
+        if isinstance(exc, ClientDisconnected):
+            # the body stopped short of its Content-Length: the client went quiet (``serve
+            # --client-timeout``) or hung up; "Request refused (400)" named no cause
+            code = "ledger_body_incomplete"
         resp = _error(status, code, status=status, limit=MAX_REQUEST)
         if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
             # RFC 9110 §15.5.6: a 405 MUST say which methods the resource takes

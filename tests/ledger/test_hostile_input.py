@@ -370,6 +370,38 @@ def test_a_client_that_goes_silent_is_let_go(sqlite_home: Path,
         assert answer.status == 200
 
 
+def test_a_body_cut_short_by_silence_is_named_and_logs_no_traceback(
+        sqlite_home: Path, serve: Callable[..., Server]) -> None:
+    """Headers promising 100 bytes, 6 of them, then silence: the answer named no cause
+    ("Request refused (400)"), and werkzeug, draining the socket after it, wrote a traceback
+    into the node's log for every such client."""
+    with LedgerStore.open(sqlite_home) as store:
+        token = store.add_token("oficina")
+    node = serve(sqlite_home, "--client-timeout", "1")
+    parts = urllib.parse.urlsplit(node.url)
+    assert parts.hostname is not None and parts.port is not None
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as conn:
+        conn.sendall(b"POST /entries HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100\r\nAuthorization: Bearer " + token.encode()
+                     + b"\r\n\r\n{\"entr")
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ")[1] == b"400", head
+    error = json.loads(body)
+    assert error["code"] == "ledger_body_incomplete" and "Content-Length" in error["message"]["en"]
+    with urllib.request.urlopen(f"{node.url}/checkpoint", timeout=30) as served:
+        assert served.status == 200
+    node.proc.terminate()
+    node.proc.wait(timeout=30)
+    assert node.proc.stderr is not None
+    log = node.proc.stderr.read()
+    assert "Traceback" not in log and "Error on request" not in log, log
+    with LedgerStore.open(sqlite_home) as store:
+        assert store.size() == 0
+
+
 def test_what_the_http_layer_refuses_is_the_apis_json_error(sqlite_home: Path,
                                                             serve: Callable[..., Server]) -> None:
     """A request line or headers too long, or no HTTP at all, are refused before the API sees
@@ -379,19 +411,19 @@ def test_what_the_http_layer_refuses_is_the_apis_json_error(sqlite_home: Path,
     assert parts.hostname is not None and parts.port is not None
     requests = {414: b"GET /entries?start=0&end=1&x=" + b"a" * 100_000 + b" HTTP/1.1\r\n\r\n",
                 431: b"GET /checkpoint HTTP/1.1\r\nX: " + b"a" * 100_000 + b"\r\n\r\n",
-                400: b"GET /checkpoint HTTP/7\r\n\r\n"}
+                400: b"GET /checkpoint HTTP/7\r\n\r\n",
+                505: b"GET /checkpoint HTTP/2.0\r\n\r\n"}
     for status, request in requests.items():
         with socket.create_connection((parts.hostname, parts.port), timeout=30) as conn:
             conn.sendall(request)
             answer = b""
             while chunk := conn.recv(65536):
                 answer += chunk
-        if status == 400:  # no version it knows: answered as HTTP/0.9 is, a body alone
-            body = answer
-        else:
-            head, _, body = answer.partition(b"\r\n\r\n")
-            assert head.split(b" ")[1] == str(status).encode(), head
-            assert b"Content-Type: application/json" in head, head
+        # a version it does not know (400, 505) was answered as to HTTP/0.9, a body alone,
+        # which clients took for no HTTP at all: a status line and headers, as for the others
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 ") and head.split(b" ")[1] == str(status).encode(), head
+        assert b"Content-Type: application/json" in head, head
         error = json.loads(body)
         assert error["code"] == "ledger_http_unreadable", error
         assert f"({status}: " in error["message"]["es"], error
