@@ -148,12 +148,12 @@ def _bad_requests(token: str) -> list[tuple[str, str, dict[str, Any], int, str]]
         ("POST", "/entries", {"data": "x" * (1024 * 1024 + 1), **entries_json}, 413,
          "ledger_body_too_large"),
         # a body shorter than its Content-Length (the client went away part way): werkzeug's
-        # own 400, in the node's JSON form, whichever endpoint reads it
+        # own 400, named as such in the node's JSON form, whichever endpoint reads it
         ("POST", "/entries", {"data": b'{"entries": [', **entries_json,
                               "environ_overrides": {"CONTENT_LENGTH": "100"}}, 400,
-         "ledger_http_error"),
+         "ledger_body_incomplete"),
         ("POST", "/add-checkpoint", {"data": b"old 0\n", "environ_overrides": {
-            "CONTENT_LENGTH": "100"}}, 400, "ledger_http_error"),
+            "CONTENT_LENGTH": "100"}}, 400, "ledger_body_incomplete"),
         ("POST", "/add-checkpoint", {"data": ""}, 400, bad_witness),
         ("POST", "/add-checkpoint", {"data": "old x\n\nfoo\n"}, 400, bad_witness),
         ("POST", "/add-checkpoint", {"data": "old 01\n\norigin\n1\n" + "A" * 43 + "=\n"}, 400,
