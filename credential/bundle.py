@@ -22,6 +22,7 @@ from credential import cbor, cose, jsontext
 from credential.errors import MalformedInput, Rejection, UsageError
 from credential.keys import b64url, kid_for, unb64url
 from credential.statuslist import PURPOSES, Purpose
+from credential.text import escaped
 
 __all__ = ["CITY_CODE", "MAX_BUNDLE", "MAX_ROOT", "OfficeKey", "RootKey", "StatusListInfo",
            "TrustBundle", "check_roots", "parse_bundle", "sign_bundle"]
@@ -169,6 +170,20 @@ def _payload(doc: Any) -> TrustBundle:
                        _int(doc.get("made_at")), tuple(keys), tuple(lists), catalogs)
 
 
+def _claimed(payload: bytes) -> tuple[str, str]:
+    """The city and code an unverified bundle's payload names, escaped; "?" where it names
+    none readable."""
+    try:
+        doc = cbor.loads(payload, max_size=MAX_BUNDLE, max_items=1 << 16)
+    except MalformedInput:
+        return "?", "?"
+    if not isinstance(doc, dict):
+        return "?", "?"
+    city, code = doc.get("city"), doc.get("code")
+    return (escaped(city[:64]) if isinstance(city, str) and city else "?",
+            escaped(code[:64]) if isinstance(code, str) and code else "?")
+
+
 def check_roots(roots: Sequence[RootKey]) -> None:
     """Refuse two different roots claiming one city code. A credential names its city by code
     alone (the CWT ``iss``), and a counter keeps one bundle per code: with two such roots one
@@ -198,7 +213,10 @@ def parse_bundle(data: bytes, roots: Sequence[RootKey]) -> TrustBundle:
     candidates = [r for r in roots if signed.kid is None or r.kid == signed.kid]
     root = next((r for r in candidates if signed.verify(r.public_key)), None)
     if root is None:
-        raise Rejection("bundle_untrusted")
+        # Named by the city it says it is of (unverified, and only named): with several
+        # cities' files, which root is missing or swapped is what the clerk needs to know.
+        city, code = _claimed(signed.payload)
+        raise Rejection("bundle_untrusted", city=city, city_code=code)
     try:
         contents = cbor.loads(signed.payload, max_size=MAX_BUNDLE, max_items=1 << 16)
     except MalformedInput:

@@ -93,6 +93,9 @@ def test_bundle_untrusted() -> None:
     with pytest.raises(Rejection) as caught:
         parse_bundle(_BUNDLE, [other.root])
     assert caught.value.code == "bundle_untrusted"
+    # which city's root is missing: the one the bundle says it is of (several cities' files)
+    assert "Mexicali (MXMEX)" in caught.value.message["en"]
+    assert "Mexicali (MXMEX)" in caught.value.message["es"]
     # a root with the same kid but another key is not fooled either
     forged = cbor2.loads(_BUNDLE)
     forged[3] = bytes(64)
