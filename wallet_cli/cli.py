@@ -48,8 +48,15 @@ _STATES = {"valid": ("vigente", "valid"), "expired": ("vencido", "expired"),
            "revoked": ("revocado", "revoked"), "suspended": ("suspendido", "suspended"),
            "key_compromised": ("llave de la oficina comprometida: pida uno nuevo",
                                "office key compromised: ask for a new one"),
-           "signature_invalid": ("la firma de la oficina no es válida: pida uno nuevo",
-                                 "the office's signature does not verify: ask for a new one")}
+           # Stored whole since import (its digest is checked), such a passport was damaged
+           # before (or imported before the wallet kept digests): the office's own file, imported
+           # again, mends the one; only a passport that never verified needs a new one.
+           "signature_invalid": ("la firma de la oficina no se verifica: la copia guardada puede "
+                                 "estar dañada; importe de nuevo el archivo que le dio la "
+                                 "oficina, y si no basta, pida uno nuevo",
+                                 "the office's signature does not verify: the stored copy may be "
+                                 "damaged; import again the file the office gave you, and if "
+                                 "that does not do, ask for a new one")}
 _STATUS = {state: f"{es} / {en}" for state, (es, en) in _STATES.items()}
 _OUTCOME = {"imported": "Importado / Imported", "unchanged": "Ya estaba / Already in the wallet",
             "replaced": "Actualizado / Updated"}
@@ -140,7 +147,8 @@ def trust(bundles: tuple[str, ...], roots: tuple[str, ...], proofs: tuple[str, .
     # ``verify`` (exit 2), not a refusal of something the wallet holds.
     with as_usage(PasaporteError):
         kept = wallet.trust(*read_trust_files(bundles, roots, proofs, log_keys, witness_keys),
-                            notice=lambda n: _say(n.diagnostics()))
+                            notice=lambda n: _say(n.diagnostics()), bundle_files=bundles,
+                            root_files=roots)
     for line in kept:
         click.echo(line)
 
@@ -157,10 +165,11 @@ def import_(file: BinaryIO, home: Path | None) -> None:
     """
     wallet = Wallet.open(_home(home))
     raw = file.read(MAX_IMPORT_BYTES + 1)
+    name = str(getattr(file, "name", "-"))
     if raw.startswith(_IMAGES):
-        result = wallet.import_text(_qr_text(raw, file))
+        result = wallet.import_text(_qr_text(raw, file), source=name)
     else:
-        result = wallet.import_text(_text(raw, str(getattr(file, "name", "-"))))
+        result = wallet.import_text(_text(raw, name), source=name)
     _say(f"{_OUTCOME[result.outcome]}: {result.id}")
     click.echo(result.id)
 
@@ -300,6 +309,10 @@ def _present(wallet: Wallet, credential_id: str, service: str, disclose: tuple[s
     if shown.clock_behind is not None:
         _say(PasaporteError("wallet_clock_behind", now=now,
                             known=_utc(shown.clock_behind)).diagnostics())
+    elif shown.status == "not_yet_valid":
+        # Not a passport to replace, one to wait for: say from when (as a counter does).
+        _say(PasaporteError("wallet_present_not_yet_valid", now=now,
+                            valid_from=shown.valid_from.isoformat()).diagnostics())
     elif shown.status != "valid":
         es, en = _STATES[shown.status]
         _say(PasaporteError("wallet_present_not_valid", status=en, status_es=es,

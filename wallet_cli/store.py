@@ -3,10 +3,13 @@
 Layout of a wallet home (``credential.home.resolve_home("wallet", …)``)::
 
     HOME/                     0700
-      wallet.json             0600  {"type", "public_key" (clear), "sealed_key" (keys.seal), …}
+      wallet.json             0600  {"type", "public_key" (clear), "public_key_check",
+                                     "sealed_key" (keys.seal), …}
       .lock                   0600  empty; held (flock) by whoever changes the wallet
       credentials/            0700
         <credential id>.cbor  0600  the credential as imported: CBOR [COSE_Sign1, [disclosures]]
+        <credential id>.sha256 0600 the SHA-256 of those bytes (hex, one a line), written at
+                                    import: damage on disk is told from the office's signing
       trust/                  0700
         <code>.root.json, <code>.bundle   the newest verified bundle per city (``wallet trust``)
 
@@ -24,7 +27,9 @@ prints; this module checks, stores and builds presentations, raising ``credentia
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import os
 import re
 import time
 import unicodedata
@@ -42,7 +47,15 @@ from credential.bundle import MAX_BUNDLE, MAX_ROOT, RootKey, TrustBundle, check_
 from credential.claims import display_value, service_named
 from credential.errors import MalformedInput, PasaporteError, Rejection, StoreError, UsageError
 from credential.home import MIN_PASSPHRASE, atomic_write, held_lock, read_bounded
-from credential.keys import b64url, seal, sealed_whole, signing_key, unb64url, unseal
+from credential.keys import (
+    b64url,
+    check_public_key,
+    seal,
+    sealed_whole,
+    signing_key,
+    unb64url,
+    unseal,
+)
 from credential.passport import Decoded, decode_envelope, present
 from credential.statuslist import MARKS, StatusList
 from credential.text import escaped, folded, typed_forms
@@ -65,6 +78,9 @@ WALLET_TYPE = "pasaporte-wallet/1"
 WALLET_FILE = "wallet.json"
 CREDENTIALS_DIR = "credentials"
 SUFFIX = ".cbor"
+DIGESTS = ".sha256"
+MAX_DIGESTS = 1024  # two digests (the old bytes and the new, while one replaces the other)
+_DIGEST = re.compile(r"^[0-9a-f]{64}$")
 TRUST_DIR = "trust"
 LOCK_FILE = ".lock"
 MAX_IMPORT_CHARS = 16384  # a full credential is ~1 KB of QR text; anything far larger is not one
@@ -193,6 +209,7 @@ class Presentation:
     # A time the local clock should be past and is not (by more than ``CLOCK_SLACK``): the
     # passport's signing or the trusted bundle's making. The counter will refuse the code.
     clock_behind: int | None = None
+    valid_from: date = date.min  # the passport's first day: a not yet valid one is for then
 
 
 # -- pure helpers for ``present`` -------------------------------------------------------------
@@ -352,6 +369,73 @@ def _check_credential(cbor_bytes: bytes, holder_key: bytes) -> Decoded:
     return decoded
 
 
+# What a text cut short fails as: base45 of an impossible length, a zlib stream that ends early,
+# CBOR whose items run past its end.
+_CUT_SHORT = frozenset({"base45_invalid", "zlib_invalid", "cbor_invalid"})
+
+
+def _reason_of(exc: PasaporteError) -> dict[str, str]:
+    """An error's cause, to nest in a message of the wallet's: its own ``reason`` phrase (which
+    the catalog reads in Spanish), or else its whole message in each language."""
+    reason = exc.detail.get("reason")
+    if isinstance(reason, str):
+        return {"reason": reason}
+    return {"reason": exc.message["en"], "reason_es": exc.message["es"]}
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _file_name(files: Sequence[str], n: int) -> str:
+    """The name of the ``n``-th file given, or its place when no names were given."""
+    return files[n] if n < len(files) else f"#{n + 1}"
+
+
+def _root_in(data: bytes, file: str) -> RootKey:
+    try:
+        return RootKey.from_json(data)
+    except PasaporteError as exc:
+        raise MalformedInput("wallet_trust_root_invalid", file=file, **_reason_of(exc)) from None
+
+
+def _bundle_in(data: bytes, roots: Sequence[RootKey], file: str) -> TrustBundle:
+    """The bundle ``data`` (the file ``file``) verified against ``roots``, or a refusal that
+    names the file in the wallet's words (the counter's own speak of "this counter")."""
+    try:
+        return parse_bundle(data, roots)
+    except PasaporteError as exc:
+        if exc.code == "bundle_untrusted":  # named by the city it says it is of
+            raise Rejection("wallet_trust_untrusted", file=file, city=exc.detail["city"],
+                            city_code=exc.detail["city_code"]) from None
+        raise MalformedInput("wallet_trust_bundle_invalid", file=file,
+                             **_reason_of(exc)) from None
+
+
+def _unpacked(text: str, source: str) -> bytes:
+    """The CBOR of the one passport in ``text`` (the file ``source``, as the office gave it),
+    or a refusal in the wallet's words, naming the file: the transport's own ones speak of a
+    scan at a counter ("scan it again"), which is no way forward for a file."""
+    # A mail client or ``fold`` wraps a long line. Line breaks are not base45 characters, so
+    # taking them out of the text loses nothing of a passport.
+    joined = text.replace("\r", "").replace("\n", "")
+    try:
+        return transport.unpack(joined, max_chars=MAX_IMPORT_CHARS)
+    except MalformedInput as exc:
+        raise _refused_text(text, exc, source) from None
+
+
+def _refused_text(text: str, exc: MalformedInput, source: str) -> MalformedInput:
+    """What to say of ``text`` that did not unpack with ``exc``. Looked for only then: the
+    prefix may occur inside a passport's own base45 by chance, and that one still imports."""
+    count = text.upper().count(transport.PREFIX)
+    if count > 1:  # two files run together (``cat``), or pasted one after the other
+        return MalformedInput("wallet_import_several", file=source, count=count)
+    if exc.code in _CUT_SHORT:
+        return MalformedInput("wallet_import_cut_short", file=source, **_reason_of(exc))
+    return exc
+
+
 def _locked(home: Path) -> contextlib.AbstractContextManager[None]:
     """Hold the wallet's lock (waiting for it): a look at what is stored and the change made on
     it become one step, as far as other ``pasaporte wallet`` processes are concerned."""
@@ -384,7 +468,27 @@ def _read_wallet_file(home: Path) -> tuple[dict[str, Any], bytes, bytes]:
     # must not go on printing its key (``wallet key``) for an office to issue to.
     if not sealed_whole(sealed):
         raise StoreError("wallet_key_damaged", file=str(path))
+    if not _public_key_whole(public_key, doc.get("public_key_check")):
+        raise StoreError("wallet_public_key_damaged", file=str(path))
     return cast(dict[str, Any], doc), public_key, sealed
+
+
+def _key_check(public_key: bytes) -> str:
+    """The short digest of the clear public key that ``wallet.json`` keeps beside it."""
+    return b64url(hashlib.sha256(public_key).digest()[:8])
+
+
+def _public_key_whole(public_key: bytes, check: object) -> bool:
+    """Whether the clear public key is the one the wallet was made with, as far as can be told
+    without the passphrase. One bit changed in it (a bad sector, a careless edit) would have
+    ``wallet key`` print a key an office then issues passports to that no wallet can present,
+    and make every stored passport read as another wallet's. Wallets made before the check
+    was kept (no ``public_key_check``) are held to the curve alone."""
+    try:
+        check_public_key(public_key)
+    except MalformedInput:
+        return False
+    return check is None or check == _key_check(public_key)
 
 
 def _tries(passphrase: str) -> list[tuple[str, Unlock]]:
@@ -439,6 +543,7 @@ class Wallet:
         public_key = bytes(signing_key(seed).verify_key)
         sealed = seal(seed, passphrase)
         doc = {"type": WALLET_TYPE, "public_key": b64url(public_key),
+               "public_key_check": _key_check(public_key),
                "sealed_key": b64url(sealed), "created": datetime.now(UTC).isoformat(
                    timespec="seconds")}
         home.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -524,6 +629,9 @@ class Wallet:
                 if bytes(there) != bytes(key):
                     key, sealed = there, seal(bytes(there), chosen)
             doc["sealed_key"] = b64url(sealed)
+            # Kept, or added to a wallet made before it was: the key was just unsealed and
+            # checked against the clear one, so this is the check of the right key.
+            doc["public_key_check"] = _key_check(bytes(key.verify_key))
             atomic_write(self.home / WALLET_FILE,
                          (json.dumps(doc, indent=2) + "\n").encode("utf-8"))
         self.public_key, self._sealed = bytes(key.verify_key), sealed
@@ -542,13 +650,18 @@ class Wallet:
         return self.home / TRUST_DIR
 
     def trust(self, bundles: Sequence[bytes], roots: Sequence[bytes], *,
-              notice: Callable[[PasaporteError], None] | None = None) -> list[str]:
+              notice: Callable[[PasaporteError], None] | None = None,
+              bundle_files: Sequence[str] = (), root_files: Sequence[str] = ()) -> list[str]:
         """Verify bundles against city roots and keep them (newest version per city).
 
         A bundle older than the one held is not kept, and ``notice`` is told why (the resident
-        asked for it: silence would read as done)."""
-        root_keys = [RootKey.from_json(r) for r in roots]
+        asked for it: silence would read as done). Every file is checked before any is
+        stored, so a refusal leaves what is trusted as it was; it names the file (from
+        ``bundle_files`` / ``root_files``, in the order given) that failed."""
+        root_keys = [_root_in(data, _file_name(root_files, n))
+                     for n, data in enumerate(roots)]
         kept = []
+        chosen: dict[str, tuple[RootKey, bytes]] = {}
         # Held throughout: what is trusted is read and replaced as one step, or two trusts at
         # once would each compare with the same old version and the older could be written last.
         with _locked(self.home):
@@ -556,8 +669,8 @@ class Wallet:
             held_roots, held_bundles, _ = self._read_trust()
             check_roots([*held_roots.values(), *root_keys])
             versions = {code: b.version for code, b in held_bundles.items()}
-            for data in bundles:
-                bundle = parse_bundle(data, root_keys)
+            for n, data in enumerate(bundles):
+                bundle = _bundle_in(data, root_keys, _file_name(bundle_files, n))
                 held = versions.get(bundle.code, -1)
                 if held > bundle.version:
                     if notice is not None:
@@ -568,11 +681,15 @@ class Wallet:
                     continue
                 versions[bundle.code] = bundle.version
                 root = next(r for r in root_keys if r.code == bundle.code)
-                self.trust_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-                atomic_write(self.trust_dir / f"{bundle.code}.root.json",
-                             root.to_json().encode())
-                atomic_write(self.trust_dir / f"{bundle.code}.bundle", data)
+                chosen[bundle.code] = (root, data)
                 kept.append(f"{bundle.city} ({bundle.code}) v{bundle.version}")
+            # Written only once every file has checked: a bad third bundle must not leave the
+            # first stored by a command that says it failed.
+            if chosen:
+                self.trust_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            for code, (root, data) in chosen.items():
+                atomic_write(self.trust_dir / f"{code}.root.json", root.to_json().encode())
+                atomic_write(self.trust_dir / f"{code}.bundle", data)
         return kept
 
     def _read_trust(self) -> tuple[dict[str, RootKey], dict[str, TrustBundle],
@@ -583,8 +700,18 @@ class Wallet:
         roots: dict[str, RootKey] = {}
         bundles: dict[str, TrustBundle] = {}
         problems: list[StoreError] = []
-        for root_file in sorted(self.trust_dir.glob("*.root.json")):
-            code = root_file.name[: -len(".root.json")]
+        try:
+            names = os.listdir(self.trust_dir)
+        except FileNotFoundError:  # nothing trusted yet
+            return roots, bundles, problems
+        except OSError:  # a file where the folder should be, or a folder that cannot be read
+            return roots, bundles, [StoreError("wallet_trust_damaged", file=str(self.trust_dir))]
+        # Each city with either file: a bundle whose root is gone (a partial copy of the
+        # folder) is damage to name, as a root whose bundle is gone is, not a city untrusted.
+        codes = {n[: -len(suffix)] for n in names for suffix in (".root.json", ".bundle")
+                 if n.endswith(suffix)}
+        for code in sorted(codes):
+            root_file = self.trust_dir / f"{code}.root.json"
             bundle_file = self.trust_dir / f"{code}.bundle"
             try:
                 roots[code] = RootKey.from_json(read_bounded(root_file, MAX_ROOT))
@@ -609,38 +736,97 @@ class Wallet:
         ``trust_problems``)."""
         return self._read_trust()[1]
 
-    def _check_issuer(self, decoded: Decoded) -> bool | None:
-        """True/False: the issuer's signature checks against a trusted bundle; None: no bundle
-        for that city (the counter will still check it at every presentation)."""
+    def _check_issuer(self, decoded: Decoded) -> bool:
+        """True: the issuer's signature checks against the city's trusted bundle; False: no
+        bundle for that city (the counter will still check it at every presentation).
+
+        Raises when the bundle cannot vouch for it: a signature that does not verify
+        (``wallet_import_signature``), or a key the bundle does not list
+        (``wallet_import_key_unknown``). The second is what a genuine passport meets after the
+        city added an office or renewed a key, until the wallet trusts its newer bundle: to
+        call it a bad signature would send the resident to the office over a forgery."""
         bundle = self.trusted_bundles().get(decoded.payload.iss)
         if bundle is None:
-            return None
-        return any(k.kid == decoded.credential.kid and decoded.credential.verify(k.public_key)
-                   for k in bundle.keys)
+            return False
+        signers = [k for k in bundle.keys if k.kid == decoded.credential.kid]
+        if not signers:
+            raise StoreError("wallet_import_key_unknown", issuer=decoded.payload.iss,
+                             city=bundle.city, version=bundle.version)
+        if not any(decoded.credential.verify(k.public_key) for k in signers):
+            raise MalformedInput("wallet_import_signature", issuer=decoded.payload.iss)
+        return True
 
-    def import_text(self, text: str) -> ImportResult:
-        """Check a credential in transport text and store it under its id (idempotent)."""
+    def import_text(self, text: str, *, source: str = "-") -> ImportResult:
+        """Check a credential in transport text and store it under its id (idempotent).
+
+        ``source`` names where the text came from (a file) in what is said of text that holds
+        no whole passport, or several."""
         if len(text) > MAX_IMPORT_CHARS:
             raise MalformedInput("too_large")
-        data = transport.unpack(text, max_chars=MAX_IMPORT_CHARS)
-        decoded = _check_credential(data, self.public_key)
+        data = _unpacked(text, source)
+        try:
+            decoded = _check_credential(data, self.public_key)
+        except MalformedInput as exc:
+            if exc.code != "cbor_invalid":
+                raise
+            raise _refused_text(text, exc, source) from None  # its CBOR ends early: cut short
         cred_id = decoded.payload.credential_id
         path = self._path(cred_id)
         outcome: Literal["imported", "unchanged", "replaced"] = "imported"
         # Under the lock: the stored credential checked against is the one replaced.
         with _locked(self.home):
             vouched = self._check_issuer(decoded)
-            if vouched is False:
-                raise MalformedInput("wallet_import_signature", issuer=decoded.payload.iss)
+            digest, before = _digest(data), frozenset[str]()
             if path.exists():
-                if path.read_bytes() == data:
+                held = path.read_bytes()
+                if held == data:
+                    # (a damaged or missing record of its digest is mended by importing again)
+                    self._record(cred_id, {digest})
                     return ImportResult(cred_id, "unchanged")
                 # Same id, new bytes: the office re-issued this credential (new data or dates).
-                self._refuse_foreign_reissue(cred_id, decoded, vouched=vouched is True)
+                self._refuse_foreign_reissue(cred_id, decoded, vouched=vouched)
                 outcome = "replaced"
+                # (one imported before digests were kept stands as it is until replaced)
+                before = self._recorded_or_empty(cred_id) or frozenset({_digest(held)})
             self.credentials_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # The digest is recorded before the bytes are put in place, beside the one of the
+            # bytes they replace: a crash between the two writes leaves the old passport or
+            # the new one, each with its digest recorded; then only the new one's is kept.
+            self._record(cred_id, before | {digest})
             atomic_write(path, data)
+            if before - {digest}:
+                self._record(cred_id, {digest})
         return ImportResult(cred_id, outcome)
+
+    def _digests_path(self, cred_id: str) -> Path:
+        return self.credentials_dir / f"{cred_id}{DIGESTS}"
+
+    def _recorded(self, cred_id: str) -> frozenset[str] | None:
+        """The digests recorded for ``cred_id``'s bytes at import; None for a credential
+        imported before they were kept. ``ValueError`` if the record itself is damaged."""
+        try:
+            raw = read_bounded(self._digests_path(cred_id), MAX_DIGESTS)
+        except FileNotFoundError:
+            return None
+        except (OSError, UsageError):
+            raise ValueError("unreadable digests") from None
+        lines = raw.decode("ascii", errors="replace").split()
+        if not lines or not all(_DIGEST.match(line) for line in lines):
+            raise ValueError("damaged digests")
+        return frozenset(lines)
+
+    def _recorded_or_empty(self, cred_id: str) -> frozenset[str]:
+        """As ``_recorded``, with nothing for no record or a damaged one (it is rewritten)."""
+        try:
+            return self._recorded(cred_id) or frozenset()
+        except ValueError:
+            return frozenset()
+
+    def _record(self, cred_id: str, digests: set[str] | frozenset[str]) -> None:
+        """Keep ``digests`` as those of ``cred_id``'s bytes (unless they are already)."""
+        if self._recorded_or_empty(cred_id) != digests:
+            atomic_write(self._digests_path(cred_id),
+                         "".join(f"{d}\n" for d in sorted(digests)).encode("ascii"))
 
     def _refuse_foreign_reissue(self, cred_id: str, new: Decoded, *, vouched: bool) -> None:
         """Raise unless ``new`` can be the stored credential re-issued by the office that issued
@@ -692,7 +878,17 @@ class Wallet:
     def load(self, cred_id: str) -> Decoded:
         path = self._path(cred_id)
         try:
-            return _check_credential(read_bounded(path, MAX_STORED), self.public_key)
+            data = read_bounded(path, MAX_STORED)
+            recorded = self._recorded(cred_id)
+        except (OSError, UsageError, ValueError):
+            raise StoreError("wallet_credential_corrupt", id=cred_id, file=str(path)) from None
+        if recorded is not None and _digest(data) not in recorded:
+            # Changed on disk since it was imported: a byte of the office's signature or of
+            # the signed claims changes nothing the checks below see, and the counter would
+            # call the passport forged; importing the office's file again mends it.
+            raise StoreError("wallet_credential_corrupt", id=cred_id, file=str(path))
+        try:
+            return _check_credential(data, self.public_key)
         except StoreError as exc:
             if exc.code == "wallet_import_other_holder":
                 # Whole, but made for another key: this home's wallet.json was made again (or
@@ -753,4 +949,5 @@ class Wallet:
                             _status(decoded, bundle, now),
                             missing=tuple(g for g in asked if g not in groups),
                             service=service, unlocked=unlocked,
-                            clock_behind=known if now < known - CLOCK_SLACK else None)
+                            clock_behind=known if now < known - CLOCK_SLACK else None,
+                            valid_from=first_day(p.nbf))

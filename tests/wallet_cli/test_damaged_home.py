@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import cbor2
+import nacl.bindings
 import pytest
 
 from credential.errors import StoreError
@@ -156,3 +157,145 @@ def test_stored_files_without_end_are_not_read_to_the_end(wallet: Wallet,
     assert done.returncode == 1, done.stderr
     assert "[wallet_credential_corrupt]" in done.stderr and "AAAAAAAAAAA" in done.stderr
     assert good in done.stdout and "internal_error" not in done.stderr
+
+
+# -- the clear public key ---------------------------------------------------------------------
+
+def _flip_public_key(home: Path, *, on_curve: bool) -> None:
+    """One bit of ``wallet.json``'s clear public key changed, the first whose result is (or is
+    not) still a curve point, as a bad sector or a careless edit would change it."""
+    path = home / store.WALLET_FILE
+    doc = json.loads(path.read_text("utf-8"))
+    raw = unb64url(doc["public_key"])
+    for bit in range(256):
+        flipped = bytearray(raw)
+        flipped[bit // 8] ^= 1 << (bit % 8)
+        if nacl.bindings.crypto_core_ed25519_is_valid_point(bytes(flipped)) == on_curve:
+            break
+    doc["public_key"] = b64url(bytes(flipped))
+    path.write_text(json.dumps(doc, indent=2) + "\n", "utf-8")
+
+
+def _drop_key_check(home: Path) -> None:
+    """``wallet.json`` as wallets made before the key's check was kept have it."""
+    path = home / store.WALLET_FILE
+    doc = json.loads(path.read_text("utf-8"))
+    del doc["public_key_check"]
+    path.write_text(json.dumps(doc, indent=2) + "\n", "utf-8")
+
+
+@pytest.mark.parametrize("on_curve", [True, False], ids=["still-a-point", "no-point"])
+def test_one_bit_changed_in_the_clear_public_key_is_damage(
+        run: Run, wallet_home: Path, mexicali: City, tmp_path: Path, on_curve: bool) -> None:
+    """``wallet key`` printed the damaged key (an office then issued passports no wallet can
+    present), and ``list`` called every stored passport another wallet's."""
+    wallet = Wallet.open(wallet_home)
+    file = tmp_path / "m.cred"
+    file.write_text(mexicali.issue_text(wallet.public_key, example_claims("mexicali")), "utf-8")
+    assert run("wallet", "import", file, "--home", wallet_home).exit_code == 0
+    _flip_public_key(wallet_home, on_curve=on_curve)
+    for command in (["key"], ["list"], ["import", str(file)]):
+        result = run("wallet", *command, "--home", wallet_home)
+        assert isinstance(result.exception, StoreError), (command, result.output)
+        assert result.exception.code == "wallet_public_key_damaged" and result.stdout == ""
+        message = result.exception.message
+        assert str(wallet_home / store.WALLET_FILE) in message["es"]
+        assert "backup" in message["en"] and "copia de seguridad" in message["es"]
+        assert "another wallet" not in message["en"]
+
+
+def test_a_wallet_made_before_the_key_check_still_opens(run: Run, wallet_home: Path) -> None:
+    key = run("wallet", "key", "--home", wallet_home).stdout
+    _drop_key_check(wallet_home)
+    assert run("wallet", "key", "--home", wallet_home).stdout == key
+    # without its check, a key that is no curve point is still known for damage
+    _flip_public_key(wallet_home, on_curve=False)
+    result = run("wallet", "key", "--home", wallet_home)
+    assert isinstance(result.exception, StoreError) and result.stdout == ""
+    assert result.exception.code == "wallet_public_key_damaged"
+
+
+def test_a_new_passphrase_keeps_the_key_check(run: Run, wallet_home: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """``wallet passphrase`` rewrites ``wallet.json``: the check stays, and a wallet made
+    before it was kept gains it (the key was just unsealed and found to be the clear one)."""
+    path = wallet_home / store.WALLET_FILE
+    check = json.loads(path.read_text("utf-8"))["public_key_check"]
+    _drop_key_check(wallet_home)
+    monkeypatch.setenv("PASAPORTE_NEW_PASSPHRASE", "otra frase / another one")
+    assert run("wallet", "passphrase", "--home", wallet_home).exit_code == 0
+    assert json.loads(path.read_text("utf-8"))["public_key_check"] == check
+    _flip_public_key(wallet_home, on_curve=True)
+    result = run("wallet", "key", "--home", wallet_home)
+    assert isinstance(result.exception, StoreError)
+    assert result.exception.code == "wallet_public_key_damaged"
+
+
+# -- a stored passport's bytes ----------------------------------------------------------------
+
+def _flip_signature(stored: Path) -> None:
+    raw = stored.read_bytes()
+    at = raw.index(cbor2.loads(raw)[0][3])  # the office's 64-byte signature
+    damaged = bytearray(raw)
+    damaged[at + 10] ^= 1
+    stored.write_bytes(bytes(damaged))
+
+
+def test_a_changed_byte_in_a_stored_signature_is_damage_mended_by_importing_again(
+        run: Run, wallet_home: Path, mexicali: City, tmp_path: Path) -> None:
+    """It listed as valid and was presented, and the counter then called it forged."""
+    wallet = Wallet.open(wallet_home)
+    file = tmp_path / "m.cred"
+    file.write_text(mexicali.issue_text(wallet.public_key, example_claims("mexicali")), "utf-8")
+    cred_id = run("wallet", "import", file, "--home", wallet_home).stdout.strip()
+    _flip_signature(wallet.credentials_dir / f"{cred_id}.cbor")
+    listed = run("wallet", "list", "--home", wallet_home)
+    assert listed.exit_code == 1 and cred_id not in listed.stdout
+    assert "[wallet_credential_corrupt]" in listed.stderr and cred_id in listed.stderr
+    assert "import it again" in listed.stderr
+    shown = run("wallet", "present", cred_id, "--for", "library", "--home", wallet_home)
+    assert isinstance(shown.exception, StoreError) and shown.stdout == ""
+    assert shown.exception.code == "wallet_credential_corrupt"
+    again = run("wallet", "import", file, "--home", wallet_home)
+    assert again.exit_code == 0 and "Actualizado / Updated" in again.stderr, again.output
+    shown = run("wallet", "present", cred_id, "--for", "library", "--home", wallet_home)
+    assert mexicali.verifier().verify(shown.stdout.strip(), service="library").accepted
+
+
+def test_any_changed_byte_in_a_stored_passport_is_damage(wallet: Wallet,
+                                                         mexicali: City) -> None:
+    """Every byte, one at a time: the signature's and some of the claims' were reported
+    nowhere (and one changed the expiry shown)."""
+    cred_id = wallet.import_text(mexicali.issue_text(wallet.public_key,
+                                                     example_claims("mexicali"))).id
+    stored = wallet.credentials_dir / f"{cred_id}.cbor"
+    whole = stored.read_bytes()
+    for at in range(len(whole)):
+        damaged = bytearray(whole)
+        damaged[at] ^= 1
+        stored.write_bytes(bytes(damaged))
+        entries, problems = wallet.entries()
+        assert entries == [] and [p.code for p in problems] == ["wallet_credential_corrupt"], at
+    stored.write_bytes(whole)
+    assert [e.id for e in wallet.entries()[0]] == [cred_id]
+
+
+def test_a_passport_imported_before_digests_were_kept_still_lists(
+        run: Run, wallet_home: Path, mexicali: City, tmp_path: Path) -> None:
+    wallet = Wallet.open(wallet_home)
+    file = tmp_path / "m.cred"
+    file.write_text(mexicali.issue_text(wallet.public_key, example_claims("mexicali")), "utf-8")
+    cred_id = run("wallet", "import", file, "--home", wallet_home).stdout.strip()
+    record = wallet.credentials_dir / f"{cred_id}{store.DIGESTS}"
+    kept = record.read_bytes()
+    record.unlink()
+    listed = run("wallet", "list", "--home", wallet_home)
+    assert listed.exit_code == 0 and cred_id in listed.stdout, listed.output
+    # importing it again (unchanged) records its digest; so it does for a damaged record
+    for before in (None, b"not a digest\n"):
+        if before is not None:
+            record.write_bytes(before)
+            assert run("wallet", "list", "--home", wallet_home).exit_code == 1
+        again = run("wallet", "import", file, "--home", wallet_home)
+        assert again.exit_code == 0 and "Ya estaba" in again.stderr, again.output
+        assert record.read_bytes() == kept

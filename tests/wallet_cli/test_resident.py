@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import unicodedata
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ from credential import qr, transport
 from credential.errors import MalformedInput, StoreError, UsageError
 from credential.keys import b64url, seal, signing_key
 from tests.factory import City
-from tests.wallet_cli.conftest import PASSPHRASE, Run, example_claims, make_city
+from tests.wallet_cli.conftest import PASSPHRASE, Run, example_claims, make_city, today
 from wallet_cli import store
 from wallet_cli.store import Wallet
 
@@ -320,6 +321,27 @@ def test_an_expired_passport_warning_shows_the_computers_clock(
     days = {before, time.strftime("%Y-%m-%d", time.gmtime())}
     assert "[wallet_present_not_valid]" in result.stderr
     assert any(f"marca {d}" in result.stderr and f"says {d}" in result.stderr for d in days)
+
+
+def test_a_passport_not_yet_valid_says_from_when_and_needs_no_new_one(
+        run: Run, wallet_home: Path, mexicali: City) -> None:
+    """It was told "not currently valid … ask for a new one": a passport that starts later
+    needs none, only the date it starts (as the counter's own refusal gives it)."""
+    wallet = Wallet.open(wallet_home)
+    start = today() + timedelta(days=40)
+    later = example_claims("mexicali", valid_from=start.isoformat(),
+                           valid_until=(start + timedelta(days=365)).isoformat())
+    cred_id = wallet.import_text(mexicali.issue_text(wallet.public_key, later)).id
+    result = run("wallet", "present", cred_id, "--for", "library", "--home", wallet_home)
+    assert result.exit_code == 0 and result.stdout.startswith("PU1:"), result.output
+    assert "[wallet_present_not_yet_valid]" in result.stderr
+    assert "[wallet_present_not_valid]" not in result.stderr
+    assert f"desde el {start.isoformat()}" in result.stderr
+    assert f"valid from {start.isoformat()}" in result.stderr
+    assert "No necesita uno nuevo" in result.stderr and "You need no new one" in result.stderr
+    assert "pida uno nuevo" not in result.stderr and "for a new one" not in result.stderr
+    verdict = mexicali.verifier().verify(result.stdout.strip(), service="library")
+    assert verdict.code == "not_yet_valid"
 
 
 def test_a_clock_hours_behind_is_caught(run: Run, wallet_home: Path) -> None:

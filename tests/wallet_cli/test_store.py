@@ -64,7 +64,14 @@ def test_a_hand_edited_public_key_is_detected(wallet_home: Path) -> None:
     path = wallet_home / "wallet.json"
     doc = json.loads(path.read_text("utf-8"))
     other = Wallet.create(wallet_home.parent / "other", PASSPHRASE)
-    doc["public_key"] = json.loads((other.home / "wallet.json").read_text())["public_key"]
+    theirs = json.loads((other.home / "wallet.json").read_text())
+    doc["public_key"] = theirs["public_key"]
+    path.write_text(json.dumps(doc), "utf-8")
+    with pytest.raises(StoreError) as err:
+        Wallet.open(wallet_home)  # its check no longer matches: caught on opening
+    assert err.value.code == "wallet_public_key_damaged"
+    # edited with its check as well, it still cannot make the wallet sign with another key
+    doc["public_key_check"] = theirs["public_key_check"]
     path.write_text(json.dumps(doc), "utf-8")
     with pytest.raises(StoreError) as err:
         Wallet.open(wallet_home).holder_key(PASSPHRASE)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -9,11 +10,12 @@ import sys
 from pathlib import Path
 
 import cbor2
+import nacl.signing
 import pytest
 
 from credential import transport
 from credential.claims import parse_claims
-from credential.errors import MalformedInput, Rejection, UsageError
+from credential.errors import MalformedInput, Rejection, StoreError, UsageError
 from credential.passport import StatusRef, issue
 from tests.factory import NOW, City, example_claims
 from tests.wallet_cli.conftest import PASSPHRASE, Run
@@ -54,7 +56,8 @@ def test_import_refuses_a_forged_issuer_signature(wallet: Wallet) -> None:
 def test_trust_refuses_a_bundle_from_an_unknown_root(wallet: Wallet) -> None:
     with pytest.raises(Rejection) as err:
         wallet.trust([City().bundle()], [City().root.to_json().encode()])
-    assert err.value.code == "bundle_untrusted"
+    assert err.value.code == "wallet_trust_untrusted"
+    assert "counter" not in err.value.message["en"]  # the wallet's words, not a counter's
     assert wallet.trusted_bundles() == {} and not list(wallet.trust_dir.glob("*"))
 
 
@@ -99,7 +102,11 @@ def test_a_broken_file_to_trust_is_a_usage_error_as_at_a_counter(
     result = run("wallet", "trust", "--bundle", tmp_path / "b.cbor",
                  "--trust-root", tmp_path / "r.json", "--home", wallet_home)
     assert isinstance(result.exception, UsageError), result.exception
-    assert result.exception.code == ("root_invalid" if broken == "root" else "bundle_invalid")
+    assert result.exception.code == f"wallet_trust_{broken}_invalid"
+    named = tmp_path / ("r.json" if broken == "root" else "b.cbor")
+    assert str(named) in result.exception.message["es"]  # which file it was, and why
+    assert ("not a city root file" if broken == "root" else "not a COSE_Sign1") in str(
+        result.exception)
     assert Wallet.open(wallet_home).trusted_bundles() == {}
 
 
@@ -217,7 +224,8 @@ def test_a_passport_imported_before_its_city_was_trusted_is_checked_once_it_is(
     assert shown.status == "signature_invalid"
 
 
-@pytest.mark.parametrize("damage", ["truncated bundle", "another city's root", "no bundle"])
+@pytest.mark.parametrize("damage", ["truncated bundle", "another city's root", "no bundle",
+                                    "no root"])
 def test_a_damaged_trust_file_is_named_not_taken_for_no_news(
         run: Run, wallet_home: Path, tmp_path: Path, damage: str) -> None:
     """A trusted bundle cut short, or a root swapped: that city's revocations no longer
@@ -233,8 +241,10 @@ def test_a_damaged_trust_file_is_named_not_taken_for_no_news(
         bundle.write_bytes(bundle.read_bytes()[:50])
     elif damage == "another city's root":
         root.write_text(City().root.to_json())
-    else:
+    elif damage == "no bundle":
         bundle.unlink()
+    else:  # a partial copy of the folder: the bundle alone was ignored, revocations and all
+        root.unlink()
     assert [p.code for p in wallet.trust_problems()] == ["wallet_trust_damaged"]
     listed = run("wallet", "list", "--home", wallet_home)
     assert listed.exit_code == 0, listed.output
@@ -242,3 +252,89 @@ def test_a_damaged_trust_file_is_named_not_taken_for_no_news(
     assert "MXMEX." in listed.stderr
     shown = run("wallet", "present", wallet.ids()[0], "--for", "library", "--home", wallet_home)
     assert shown.exit_code == 0 and "[wallet_trust_damaged]" in shown.stderr, shown.output
+
+
+def test_a_trust_folder_that_is_a_file_is_named(run: Run, wallet_home: Path) -> None:
+    wallet = Wallet.open(wallet_home)
+    city = City()
+    wallet.import_text(_issued_text(city, wallet))
+    wallet.trust([city.bundle()], [city.root.to_json().encode()])
+    shutil.rmtree(wallet.trust_dir)
+    wallet.trust_dir.write_bytes(b"")
+    [problem] = wallet.trust_problems()
+    assert problem.code == "wallet_trust_damaged"
+    assert str(wallet.trust_dir) in problem.message["en"]
+    listed = run("wallet", "list", "--home", wallet_home)
+    assert listed.exit_code == 0 and "[wallet_trust_damaged]" in listed.stderr, listed.output
+
+
+def test_a_signature_that_does_not_verify_says_the_copy_may_be_damaged(
+        run: Run, wallet_home: Path, tmp_path: Path) -> None:
+    """What mends a damaged copy is the office's file imported again; "ask for a new one"
+    alone sent the resident to the office for nothing."""
+    wallet = Wallet.open(wallet_home)
+    city = City()
+    obj = cbor2.loads(transport.unpack(_issued_text(city, wallet)))
+    obj[0][3] = bytes(64)
+    wallet.import_text(transport.pack(cbor2.dumps(obj)))  # before the city was trusted
+    wallet.trust([city.bundle()], [city.root.to_json().encode()])
+    listed = run("wallet", "list", "--home", wallet_home)
+    assert listed.exit_code == 0, listed.output
+    assert "la copia guardada puede estar dañada" in listed.stdout
+    assert "importe de nuevo el archivo que le dio la oficina" in listed.stdout
+    assert "the stored copy may be damaged" in listed.stdout
+    assert "import again the file the office gave you" in listed.stdout
+
+
+def test_a_key_newer_than_the_trusted_bundle_is_not_called_a_bad_signature(
+        run: Run, wallet_home: Path, tmp_path: Path) -> None:
+    """After the city renewed its office key (or added an office), a genuine passport was
+    refused as "the issuing office's signature is not valid" by a wallet holding the city's
+    older bundle; a newer bundle is what it needs."""
+    wallet = Wallet.open(wallet_home)
+    city = City()
+    root = [city.root.to_json().encode()]
+    wallet.trust([city.bundle()], root)
+    rotated = dataclasses.replace(city, office_key=nacl.signing.SigningKey.generate())
+    file = tmp_path / "m.cred"
+    file.write_text(_issued_text(rotated, wallet), "utf-8")
+    refused = run("wallet", "import", file, "--home", wallet_home)
+    assert isinstance(refused.exception, StoreError), refused.output
+    assert refused.exception.code == "wallet_import_key_unknown" and refused.stdout == ""
+    message = refused.exception.message
+    assert "Mexicali" in message["en"] and "version 1" in message["en"]
+    assert "versión 1" in message["es"]
+    assert "pasaporte wallet trust" in message["en"] and "pasaporte wallet trust" in message["es"]
+    assert "not valid" not in message["en"] and wallet.ids() == []
+    wallet.trust([rotated.bundle(version=2)], root)  # the city's current bundle
+    imported = run("wallet", "import", file, "--home", wallet_home)
+    assert imported.exit_code == 0 and "Importado / Imported" in imported.stderr
+
+
+def test_one_bad_bundle_among_several_stores_none_and_is_named(
+        run: Run, wallet_home: Path, tmp_path: Path) -> None:
+    """The first bundle was stored, then the second refused, and the command said it failed
+    (exit 2): a state neither run claimed. The refusal names the bundle, in the wallet's words."""
+    cities = {"mxl": City(), "tij": City(city="Tijuana", code="MXTIJ"),
+              "cxl": City(city="Calexico", country="US", code="USCXL")}
+    for name, city in cities.items():
+        (tmp_path / f"b-{name}.cbor").write_bytes(city.bundle())
+        (tmp_path / f"r-{name}.json").write_text(city.root.to_json())
+    result = run("wallet", "trust", "--bundle", tmp_path / "b-mxl.cbor",
+                 "--bundle", tmp_path / "b-tij.cbor", "--bundle", tmp_path / "b-cxl.cbor",
+                 "--trust-root", tmp_path / "r-mxl.json", "--trust-root", tmp_path / "r-cxl.json",
+                 "--home", wallet_home)  # no root for Tijuana
+    assert isinstance(result.exception, UsageError), result.output
+    assert result.exception.code == "wallet_trust_untrusted" and result.stdout == ""
+    message = result.exception.message
+    assert str(tmp_path / "b-tij.cbor") in message["es"] and "--trust-root" in message["en"]
+    assert "counter" not in message["en"] and "ventanilla" not in message["es"]
+    assert Wallet.open(wallet_home).trusted_bundles() == {}
+    assert not (wallet_home / "trust").exists() or not list((wallet_home / "trust").iterdir())
+    # given its root, all three are stored
+    done = run("wallet", "trust", "--bundle", tmp_path / "b-mxl.cbor",
+               "--bundle", tmp_path / "b-tij.cbor", "--bundle", tmp_path / "b-cxl.cbor",
+               *(a for n in cities for a in ("--trust-root", str(tmp_path / f"r-{n}.json"))),
+               "--home", wallet_home)
+    assert done.exit_code == 0, done.output
+    assert sorted(Wallet.open(wallet_home).trusted_bundles()) == ["MXMEX", "MXTIJ", "USCXL"]

@@ -1,0 +1,88 @@
+"""``wallet import`` of a passport's text as files reach a resident: wrapped by a mail client,
+cut short by a download, two run together. Each imports, or is refused in the wallet's words
+naming the file, never with a counter's "scan it again"."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from credential import transport
+from credential.errors import MalformedInput
+from tests.factory import City
+from tests.wallet_cli.conftest import Run, example_claims
+from wallet_cli.store import Wallet
+
+
+def _text(wallet: Wallet, city: City) -> str:
+    return city.issue_text(wallet.public_key, example_claims("mexicali"))
+
+
+def _wrapped(text: str, end: str) -> str:
+    """As ``fold -w 76`` or a mail client leaves it: lines of 76 characters."""
+    return "".join(text[i:i + 76] + end for i in range(0, len(text), 76))
+
+
+def _refused(result: object, code: str, file: Path) -> dict[str, str]:
+    exception = getattr(result, "exception", None)
+    assert isinstance(exception, MalformedInput), exception
+    assert exception.code == code and getattr(result, "stdout", None) == ""
+    assert str(file) in exception.message["es"] and str(file) in exception.message["en"]
+    assert "scan" not in exception.message["en"].lower()  # nothing was scanned
+    assert "escan" not in exception.message["es"].lower()
+    return exception.message
+
+
+@pytest.mark.parametrize("end", ["\n", "\r\n"], ids=["lf", "crlf"])
+def test_a_wrapped_passport_imports(run: Run, wallet_home: Path, mexicali: City,
+                                    tmp_path: Path, end: str) -> None:
+    wallet = Wallet.open(wallet_home)
+    text = _text(wallet, mexicali)
+    file = tmp_path / "wrapped.cred"
+    file.write_bytes(_wrapped(text, end).encode())
+    result = run("wallet", "import", file, "--home", wallet_home)
+    assert result.exit_code == 0, result.output
+    cred_id = result.stdout.strip()
+    assert wallet.ids() == [cred_id]
+    assert (wallet.credentials_dir / f"{cred_id}.cbor").read_bytes() == transport.unpack(text)
+    pasted = run("wallet", "import", "-", "--home", wallet_home, input=_wrapped(text, end))
+    assert pasted.exit_code == 0 and "Ya estaba" in pasted.stderr, pasted.output
+
+
+# Where a download may stop: the base45 then fails on its last characters, or it decodes and
+# the CBOR inside ends before its items do (which, depends on the passport's random bytes).
+@pytest.mark.parametrize("keep", [300, 301, 302])
+def test_a_passport_cut_short_says_so(run: Run, wallet_home: Path, mexicali: City,
+                                      tmp_path: Path, keep: int) -> None:
+    file = tmp_path / "cut.cred"
+    file.write_text(_text(Wallet.open(wallet_home), mexicali)[:keep], "utf-8")
+    result = run("wallet", "import", file, "--home", wallet_home)
+    message = _refused(result, "wallet_import_cut_short", file)
+    assert "cut short" in message["en"] and "office" in message["en"]
+    assert "cortado" in message["es"] and "oficina" in message["es"]
+    assert "(Detail: " in message["en"]  # the underlying reason is kept
+    assert "(Detalle: " in message["es"]
+    assert Wallet.open(wallet_home).ids() == []
+
+
+def test_a_passport_whose_content_ends_early_says_so(run: Run, wallet_home: Path,
+                                                     mexicali: City, tmp_path: Path) -> None:
+    """Its text whole but its CBOR cut (packed again after the cut)."""
+    whole = transport.unpack(_text(Wallet.open(wallet_home), mexicali))
+    file = tmp_path / "cut.cred"
+    file.write_text(transport.pack(whole[: len(whole) // 2]), "utf-8")
+    result = run("wallet", "import", file, "--home", wallet_home)
+    _refused(result, "wallet_import_cut_short", file)
+
+
+@pytest.mark.parametrize("between", ["\n", ""], ids=["lines", "one-line"])
+def test_two_passports_in_one_file_are_named(run: Run, wallet_home: Path, mexicali: City,
+                                             tmp_path: Path, between: str) -> None:
+    wallet = Wallet.open(wallet_home)
+    file = tmp_path / "both.cred"
+    file.write_text(_text(wallet, mexicali) + between + _text(wallet, mexicali) + "\n", "utf-8")
+    result = run("wallet", "import", file, "--home", wallet_home)
+    message = _refused(result, "wallet_import_several", file)
+    assert "holds 2 passports" in message["en"] and "contiene 2 pasaportes" in message["es"]
+    assert wallet.ids() == []
