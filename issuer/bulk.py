@@ -513,13 +513,16 @@ def _issue_batch(store: IssuerStore, rows: list[Row], folder: Path, *,
         done = earlier.get(fp)
         if done is None:
             todo.append((row.line, (row.claims, fp)))
+        elif done[1] == "revoked":
+            # Revoked since an earlier run issued it (lost, a data error): its row is issued
+            # anew. Its files, if still here, leave the print folder: counted "already issued",
+            # it went into the index and got a freshly drawn card every counter refuses.
+            _set_aside(folder, done[0], REVOKED_DIR)
+            todo.append((row.line, (row.claims, fp)))
         elif not (folder / f"{done[0]}.txt").exists():
-            # Issued by an earlier run, but its file is not here. Only once the office has
-            # revoked it is the row issued anew; otherwise two live credentials would exist.
-            if done[1] == "revoked":
-                todo.append((row.line, (row.claims, fp)))
-            else:
-                lost.append(done[0])
+            # Issued by an earlier run, but its file is not here: issuing its row again would
+            # make two live credentials for one resident (revoking it first is the way).
+            lost.append(done[0])
     if lost:
         raise StoreError("bulk_files_lost", count=len(lost), folder=str(folder),
                          ids=", ".join(lost[:5]) + (", …" if len(lost) > 5 else ""))
@@ -556,6 +559,12 @@ def _issue_batch(store: IssuerStore, rows: list[Row], folder: Path, *,
         _draw_missing(folder, [cid for _, cid in ordered], progress, workers, qr_codes=with_qr,
                       cards=card.office_of(store) if with_cards else None)
     left_out, kept = _keep_other_index(folder, {cid for _, cid in ordered})
+    # Of those, the ones the office revoked since need nothing more from the clerk ("still
+    # valid: revoke them" was wrong for them); their files leave the print folder.
+    revoked = {cid for cid in left_out if (store.credential(cid) or {}).get("status") == "revoked"}
+    for cid in revoked:
+        _set_aside(folder, cid, REVOKED_DIR)
+    left_out = tuple(cid for cid in left_out if cid not in revoked)
     atomic_write(folder / "index.csv",
                  "".join(f"{n},{cid}\n" for n, cid in (("line", "credential_id"), *ordered))
                  .encode())
@@ -638,10 +647,20 @@ def _settle_partials(store: IssuerStore, folder: Path) -> None:
             partial.unlink()
     for text in texts:
         if text.stem not in known:
-            (folder / "superseded").mkdir(exist_ok=True)
-            for path in (text, text.with_suffix(".png"), text.with_suffix(CARD_SUFFIX)):
-                if path.exists():
-                    os.replace(path, folder / "superseded" / path.name)
+            _set_aside(folder, text.stem, "superseded")
+
+
+REVOKED_DIR = "revoked"
+
+
+def _set_aside(folder: Path, credential_id: str, sub: str) -> None:
+    """Move a credential's files (text, QR, card) out of the print folder into ``sub``."""
+    moving = [path for path in (folder / f"{credential_id}.txt", folder / f"{credential_id}.png",
+                                folder / f"{credential_id}{CARD_SUFFIX}") if path.exists()]
+    if moving:
+        (folder / sub).mkdir(exist_ok=True)
+    for path in moving:
+        os.replace(path, folder / sub / path.name)
 
 
 def _holds(path: Path, credential_id: str) -> bool:
