@@ -462,8 +462,13 @@ def _read_wallet_file(home: Path) -> tuple[dict[str, Any], bytes, bytes]:
         public_key = unb64url(str(doc["public_key"]), length=32, what="public_key")
         sealed = unb64url(str(doc["sealed_key"]), what="sealed_key")
     except (ValueError, KeyError, TypeError, AttributeError, MalformedInput):
-        raise StoreError("wallet_unreadable", file=str(path),
-                         reason="not a pasaporte wallet file") from None
+        # One that still names itself a wallet was one: cut short (a full disk, a copy
+        # interrupted) or edited by hand; "not a wallet file" sent the resident looking for
+        # another file rather than for a backup of this one.
+        damaged = WALLET_TYPE.encode() in raw
+        raise StoreError("wallet_unreadable", file=str(path), reason=(
+            "a damaged wallet file (cut short or edited): restore it from a backup" if damaged
+            else "not a pasaporte wallet file")) from None
     # Refused on opening, not at the first ``present``: a wallet that can no longer sign
     # must not go on printing its key (``wallet key``) for an office to issue to.
     if not sealed_whole(sealed):

@@ -293,3 +293,15 @@ def test_same_id_under_another_office_key_needs_the_citys_bundle(wallet: Wallet,
     assert (result.id, result.outcome) == (first.credential_id, "replaced")
     [entry], _ = wallet.entries()
     assert entry.valid_until == date(2031, 1, 1)
+
+
+def test_a_wallet_file_cut_short_is_named_damaged_not_another_file(wallet_home: Path) -> None:
+    """A disk that filled, a copy interrupted: the file still names itself a wallet, and
+    "not a pasaporte wallet file" sent the resident looking for another one, not a backup."""
+    path = wallet_home / store.WALLET_FILE
+    path.write_bytes(path.read_bytes()[:120])
+    with pytest.raises(StoreError) as raised:
+        Wallet.open(wallet_home)
+    assert raised.value.code == "wallet_unreadable"
+    assert "restore it from a backup" in raised.value.message["en"]
+    assert "restáurelo de una copia" in raised.value.message["es"]
