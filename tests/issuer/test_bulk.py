@@ -483,17 +483,24 @@ def test_a_row_corrected_after_it_was_issued_is_said(
     assert "revóquelos" in err and list(out.glob("index-*.csv"))
 
 
+def _issued_then_revoked(run: Run, home: Path, out: Path, tmp_path: Path, line: str,
+                         reason: str) -> tuple[Path, str]:
+    """Three rows issued into ``out``; the passport of ``line`` revoked for ``reason``."""
+    _init(run, home)
+    first = _many(tmp_path, 3)
+    assert run("issuer", "bulk", str(first), "--out-dir", str(out), "--home", str(home))[0] == 0
+    old = dict(_index(out))[line]
+    assert run("issuer", "revoke", old, "--reason", reason, "--home", str(home))[0] == 0
+    return first, old
+
+
 def test_a_row_corrected_after_its_passport_was_revoked_is_not_said(
         homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path) -> None:
     """The documented correction: revoke (data_error), fix the row, run again. The notice
     told the clerk the revoked passport was "still valid: revoke them"; its file stayed in
     the print folder beside its replacement."""
     home, out = homes["issuer"], tmp_path / "out"
-    _init(run, home)
-    first = _many(tmp_path, 3)
-    assert run("issuer", "bulk", str(first), "--out-dir", str(out), "--home", str(home))[0] == 0
-    old = dict(_index(out))["3"]
-    assert run("issuer", "revoke", old, "--reason", "data_error", "--home", str(home))[0] == 0
+    first, old = _issued_then_revoked(run, home, out, tmp_path, "3", "data_error")
     header, *rows = first.read_text(encoding="utf-8").splitlines()
     rows[1] = rows[1].replace("García", "Garcia")  # line 3
     (tmp_path / "fixed.csv").write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
@@ -509,11 +516,7 @@ def test_a_row_whose_passport_was_revoked_is_issued_anew_though_its_file_is_ther
     "already issued", went into the index and got a freshly drawn card every counter
     refuses, and its row was never issued again."""
     home, out = homes["issuer"], tmp_path / "out"
-    _init(run, home)
-    first = _many(tmp_path, 3)
-    assert run("issuer", "bulk", str(first), "--out-dir", str(out), "--home", str(home))[0] == 0
-    old = dict(_index(out))["2"]
-    assert run("issuer", "revoke", old, "--reason", "extraviado", "--home", str(home))[0] == 0
+    first, old = _issued_then_revoked(run, home, out, tmp_path, "2", "extraviado")
     code, stdout, err = run("issuer", "bulk", str(first), "--out-dir", str(out), "--qr",
                             "--home", str(home))
     assert code == 0 and stdout.startswith("1 ") and "2 ya emitidos" in err, err

@@ -241,13 +241,19 @@ def _flip_signature(stored: Path) -> None:
     stored.write_bytes(bytes(damaged))
 
 
-def test_a_changed_byte_in_a_stored_signature_is_damage_mended_by_importing_again(
-        run: Run, wallet_home: Path, mexicali: City, tmp_path: Path) -> None:
-    """It listed as valid and was presented, and the counter then called it forged."""
+def _imported_file(run: Run, wallet_home: Path, mexicali: City,
+                   tmp_path: Path) -> tuple[Wallet, Path, str]:
+    """The wallet, the office's file of a passport issued to it, and the id it imported as."""
     wallet = Wallet.open(wallet_home)
     file = tmp_path / "m.cred"
     file.write_text(mexicali.issue_text(wallet.public_key, example_claims("mexicali")), "utf-8")
-    cred_id = run("wallet", "import", file, "--home", wallet_home).stdout.strip()
+    return wallet, file, run("wallet", "import", file, "--home", wallet_home).stdout.strip()
+
+
+def test_a_changed_byte_in_a_stored_signature_is_damage_mended_by_importing_again(
+        run: Run, wallet_home: Path, mexicali: City, tmp_path: Path) -> None:
+    """It listed as valid and was presented, and the counter then called it forged."""
+    wallet, file, cred_id = _imported_file(run, wallet_home, mexicali, tmp_path)
     _flip_signature(wallet.credentials_dir / f"{cred_id}.cbor")
     listed = run("wallet", "list", "--home", wallet_home)
     assert listed.exit_code == 1 and cred_id not in listed.stdout
@@ -282,10 +288,7 @@ def test_any_changed_byte_in_a_stored_passport_is_damage(wallet: Wallet,
 
 def test_a_passport_imported_before_digests_were_kept_still_lists(
         run: Run, wallet_home: Path, mexicali: City, tmp_path: Path) -> None:
-    wallet = Wallet.open(wallet_home)
-    file = tmp_path / "m.cred"
-    file.write_text(mexicali.issue_text(wallet.public_key, example_claims("mexicali")), "utf-8")
-    cred_id = run("wallet", "import", file, "--home", wallet_home).stdout.strip()
+    wallet, file, cred_id = _imported_file(run, wallet_home, mexicali, tmp_path)
     record = wallet.credentials_dir / f"{cred_id}{store.DIGESTS}"
     kept = record.read_bytes()
     record.unlink()
