@@ -62,6 +62,7 @@ home_option = click.option("--home", type=click.Path(file_okay=False),
 office_option = click.option("--office", help="Qué oficina emisora (solo si varias tienen llave "
                                               "activa) / Which of the city's offices (only when "
                                               "several have an active key).")
+TOKEN_VARIABLE = "PASAPORTE_LEDGER_TOKEN"
 json_option = click.option("--json", "as_json", is_flag=True, help="Salida JSON / JSON output.")
 
 
@@ -610,13 +611,17 @@ def restore(source: Path, no_ledger: bool, home: str | None) -> None:
               callback=lambda _ctx, _param, value: node_url(value),  # before the passphrase
               help="Dirección del nodo del registro público de la ciudad / The city's ledger "
                    "node, e.g. http://127.0.0.1:8700")
-@click.option("--token", required=True,
-              help="Ficha de escritura de «pasaporte ledger token add» / An append token from "
-                   "`pasaporte ledger token add`.")
+@click.option("--token",
+              help="Ficha de escritura de «pasaporte ledger token add»; mejor en "
+                   f"{TOKEN_VARIABLE} o al preguntarse (en la línea de órdenes la ve cualquier "
+                   "usuario del equipo) / An append token from `pasaporte ledger token add`; "
+                   f"better in {TOKEN_VARIABLE} or when asked (on the command line any user of "
+                   "this machine can see it).")
 @home_option
-def ledger_(url: str, token: str, home: str | None) -> None:
+def ledger_(url: str, token: str | None, home: str | None) -> None:
     """Publica el registro público de la oficina / Publish this office's public record (keys,
     issuances, status changes) to a ledger."""
+    token = _ledger_token(token)
     store, passphrase = _store(home), read_passphrase()
     # a token the node refuses is refused here, before it is saved; a node that cannot be
     # asked now (the office works offline) is saved, with a warning
@@ -625,6 +630,22 @@ def ledger_(url: str, token: str, home: str | None) -> None:
     if unchecked is not None:
         click.echo(f"! {unchecked.diagnostics()}", err=True)
     _publish(store, passphrase)
+
+
+def _ledger_token(given: str | None) -> str:
+    """The append token: ``--token``, else ``TOKEN_VARIABLE``, else asked, hidden, on a
+    terminal. Only on the command line was it in every local user's process list (``ps``) for
+    as long as the command ran, the wait at the passphrase prompt included."""
+    if given:
+        return given
+    if os.environ.get(TOKEN_VARIABLE):
+        return os.environ[TOKEN_VARIABLE]
+    if sys.stdin is not None and sys.stdin.isatty():
+        answer: str = click.prompt("Ficha de escritura / Append token", hide_input=True,
+                                   err=True, default="", show_default=False)
+        if answer.strip():
+            return answer.strip()
+    raise UsageError("issuer_ledger_token_required", variable=TOKEN_VARIABLE)
 
 
 @group.command()

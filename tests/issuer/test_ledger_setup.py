@@ -75,6 +75,22 @@ def test_a_refused_token_leaves_the_saved_one_in_place(node: tuple[str, str], of
     assert code == 0 and "1 entr(ies)" in err  # published with the token saved before
 
 
+def test_the_token_is_taken_from_the_environment_off_the_command_line(
+        node: tuple[str, str], office: Path, run: Run,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the command line the token is in every local user's process list (``ps``) while
+    the command runs; PASAPORTE_LEDGER_TOKEN keeps it out. Neither, and no terminal to ask
+    on: refused, naming the variable, before the passphrase is asked for."""
+    url, token = node
+    code, _, err = run("issuer", "ledger", "--url", url, "--home", str(office))
+    assert code == 2 and "[issuer_ledger_token_required]" in err, err
+    assert "PASAPORTE_LEDGER_TOKEN" in err and IssuerStore.open(office).ledger_url() is None
+    monkeypatch.setenv("PASAPORTE_LEDGER_TOKEN", token)
+    code, _, err = run("issuer", "ledger", "--url", url, "--home", str(office))
+    assert code == 0 and "[ledger_unchecked]" not in err, err
+    assert IssuerStore.open(office).ledger_url() == url and IssuerStore.open(office).pending() == []
+
+
 def test_an_unreachable_ledger_is_saved_with_a_warning(office: Path, run: Run) -> None:
     """An office may be set up before its network is: the node cannot be asked, so the
     address is saved, and the clerk told in both languages."""
