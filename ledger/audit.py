@@ -237,8 +237,11 @@ def _audit(store: LedgerStore, deep: bool,
                 head.last_time == 0 and not _keeps_last_time(conn)):
             report.add(max(n - 1, 0), "head's last time does not match the last record")
 
-        # Checkpoints and cosignatures: the witnesses this log asks (or asked: one removed
-        # keeps its key), and those a mirror requires (its ledger.json: a mirror asks none).
+        # Checkpoints and cosignatures: the witnesses this log asks (or asked), with every key
+        # each one ever had (one removed, or rebuilt under its name with a new key, keeps the
+        # old key: the cosignatures it gave stay on the record), and those a mirror requires
+        # (its ledger.json: a mirror asks none). A cosignature verifies with any key of its
+        # witness's name; one from a key the name never had does not.
         witness_keys: dict[str, list[Verifier]] = {}
         for name, vkey in conn.execute(select(t.witnesses.c.name, t.witnesses.c.vkey)):
             witness_keys.setdefault(str(name), []).append(parse_verifier_key(str(vkey)))

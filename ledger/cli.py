@@ -755,12 +755,21 @@ def witnesses() -> None:
 @home_option
 @db_option
 def witnesses_add(url: str, vkey: str, home: str | None, db: str | None) -> None:
-    """Pide al testigo en URL que cosigne cada checkpoint nuevo (reemplaza al del mismo nombre)
-    / Ask the witness at URL to cosign every new checkpoint (replaces one of the same name)."""
+    """Pide al testigo en URL que cosigne cada checkpoint nuevo (una llave nueva del mismo
+    nombre reemplaza a la anterior, que se guarda para la auditoría) / Ask the witness at URL to
+    cosign every new checkpoint (a new key under the same name replaces the one before, which
+    is kept for audit)."""
     _vkey(vkey, "--key")
     with _open(home, db, log_only=True) as store:
-        verifier = store.add_witness(url, vkey)
-    click.echo(f"ok: {verifier.name}")
+        added = store.add_witness(url, vkey)
+    click.echo(f"ok: {added.verifier.name}")
+    if added.replaced:
+        # a key changed under a known name is a rebuilt witness, or a key mistyped or not
+        # the other city's: the operator must see it, and not take the old one for lost
+        click.echo(PasaporteError(
+            "ledger_witness_key_replaced", name=added.verifier.name,
+            old=", ".join(key.key_id.hex() for key in added.replaced),
+            new=added.verifier.key_id.hex()).diagnostics(), err=True)
 
 
 @witnesses.command("remove")

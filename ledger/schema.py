@@ -26,6 +26,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 __all__ = ["NODE_SHIFT", "NODE_STRIDE", "insert_new", "is_stored", "metadata", "node_id"]
@@ -116,14 +117,19 @@ tokens = Table(
     Column("created", BigInteger, nullable=False),
 )
 
-# The witnesses this log asks; one removed keeps its row with an empty URL (its key still checks
-# the cosignatures it gave).
+# The witnesses this log asks, with every key each one ever had: one row per name and key. The
+# key in use has the witness's URL; a key retired (its witness removed, or rebuilt under the same
+# name with a new key) keeps its row with an empty URL, because it still checks the cosignatures
+# it gave. A name has at most one key in use: it is asked once per checkpoint, and ``status``
+# reports it once.
 witnesses = Table(
     "ledger_witnesses", metadata,
     Column("name", String(200), primary_key=True),
-    Column("vkey", Text, nullable=False),
+    Column("vkey", Text, primary_key=True),
     Column("url", Text, nullable=False),
     Column("size", BigInteger, nullable=False),
+    Index("ux_ledger_witnesses_in_use", "name", unique=True,
+          sqlite_where=text("url != ''"), postgresql_where=text("url != ''")),
 )
 
 witnessed_logs = Table(

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import Connection, func, inspect, select
 
 from credential.errors import MalformedInput, PasaporteError
-from credential.note import parse_signature_lines
+from credential.note import parse_signature_lines, parse_verifier_key
 from credential.times import rfc3339
 from ledger import schema as t
 from ledger.client import public_url
@@ -177,10 +177,12 @@ def collect(store: LedgerStore) -> Facts:
         witnesses: tuple[WitnessFacts, ...] = ()
         witnessing: tuple[tuple[str, int, int], ...] = ()
         if store.mirror_of is None:  # a mirror asks no witness and witnesses nothing
-            witnesses = tuple(_witness(conn, name, int(cosigned), size) for name, cosigned in
-                              conn.execute(select(t.witnesses.c.name, t.witnesses.c.size)
-                                           .where(t.witnesses.c.url != "")
-                                           .order_by(t.witnesses.c.name)))
+            # each witness's key in use (one per name), not the keys it had before
+            wk = t.witnesses.c
+            witnesses = tuple(_witness(conn, str(name), str(vkey), int(cosigned), size)
+                              for name, vkey, cosigned in conn.execute(
+                                  select(wk.name, wk.vkey, wk.size).where(wk.url != "")
+                                  .order_by(wk.name)))
             w = t.witnessed_logs.c
             witnessing = tuple((str(o), int(s), int(u)) for o, s, u in conn.execute(
                 select(w.origin, w.size, w.updated).order_by(w.origin)))
@@ -201,14 +203,16 @@ def collect(store: LedgerStore) -> Facts:
                  split_view_count=count)
 
 
-def _witness(conn: Connection, name: str, cosigned: int, size: int) -> WitnessFacts:
+def _witness(conn: Connection, name: str, vkey: str, cosigned: int, size: int) -> WitnessFacts:
     co, cp = t.cosignatures.c, t.checkpoints.c
     # the unique (size, witness) index: one probe
     line = conn.execute(select(co.line).where(co.size == cosigned, co.witness == name)).scalar()
     at = None
     if line is not None:
         try:
-            at = parse_signature_lines(str(line))[0].timestamp
+            sig = parse_signature_lines(str(line))[0]
+            # a key new under this name has cosigned nothing yet: that row is an old key's
+            at = sig.timestamp if sig.key_id == parse_verifier_key(vkey).key_id else None
         except (MalformedInput, IndexError):
             at = None  # a damaged row is audit's to name; here it is only "when unknown"
     waiting = None

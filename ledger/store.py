@@ -87,8 +87,8 @@ from ledger.keys import (
     write_secret,
 )
 
-__all__ = ["MAX_BATCH", "AppendRequest", "LedgerStore", "SignedCheckpoint", "create_home",
-           "database_url", "make_engine", "migrate"]
+__all__ = ["MAX_BATCH", "AppendRequest", "LedgerStore", "SignedCheckpoint", "WitnessAdded",
+           "create_home", "database_url", "make_engine", "migrate"]
 
 MAX_BATCH = 10_000
 MAX_COSIGNATURES_PER_BATCH = 100
@@ -121,6 +121,16 @@ class AppendRequest:
     def __post_init__(self) -> None:
         if not (0 < len(self.client) <= 100 and _IDEMPOTENCY_KEY.fullmatch(self.key)):
             raise MalformedInput("ledger_bad_idempotency_key")
+
+
+@dataclass(frozen=True)
+class WitnessAdded:
+    """What ``add_witness`` did: the key now asked, and the keys of the same name it took the
+    place of (none for a witness new to the log, or the same key again). Those stay stored,
+    without a URL, to check the cosignatures they gave; whoever added the key is told."""
+
+    verifier: Verifier
+    replaced: tuple[Verifier, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -701,12 +711,12 @@ class LedgerStore:
         """Keep one cosignature per witness for the checkpoint of ``size`` (the first: asked
         again, a witness signs again with a new timestamp, which says nothing new). With
         ``witness``, also remember that this witness has now seen ``size`` (same transaction)."""
+        sigs = list(sigs)
         with self.engine.begin() as conn:
             for sig in sigs:
                 t.insert_new(conn, t.cosignatures, size=size, witness=sig.name, line=sig.line)
             if witness is not None:
-                conn.execute(sql_update(t.witnesses).where(t.witnesses.c.name == witness)
-                             .values(size=size))
+                _seen(conn, witness, {sig.key_id for sig in sigs}, size)
 
     # -- mirroring --------------------------------------------------------------------------
 
@@ -800,7 +810,15 @@ class LedgerStore:
                                 .where(t.tokens.c.digest == digest)).scalar()
         return None if name is None else str(name)
 
-    def add_witness(self, url: str, vkey: str) -> Verifier:
+    def add_witness(self, url: str, vkey: str) -> WitnessAdded:
+        """Ask the witness at ``url`` to cosign every new checkpoint with the key ``vkey``.
+
+        The same key again (its address corrected, or added back after ``remove``) keeps the
+        size it last cosigned: it has seen that tree, and status would otherwise report it
+        behind by the whole log until its next cosignature. A new key under a name the log
+        knows (the other city rebuilt its witness) starts over at 0 and takes the place of
+        the key in use, which keeps its row without a URL: the cosignatures it gave are on the
+        record, and audit checks them with it."""
         url = node_url(url)  # every checkpoint is posted there, its address shown in status
         verifier = parse_verifier_key(vkey)
         own = [self.verifier] + ([self.witness_verifier] if self.witness_verifier else [])
@@ -808,30 +826,29 @@ class LedgerStore:
             # a cosignature from this node's own key proves nothing: counters and mirrors
             # require the other city's, and would wait for it for ever
             raise UsageError("ledger_witness_is_self", name=verifier.name)
-        w = t.witnesses.c
-        with self.engine.begin() as conn:
-            # The same witness again (its address corrected, or added back after ``remove``)
-            # keeps the size it last cosigned: it has seen that tree, and status would
-            # otherwise report it behind by the whole log until its next cosignature.
-            if conn.execute(sql_update(t.witnesses).where(w.name == verifier.name, w.vkey == vkey)
-                            .values(url=url)).rowcount:
-                return verifier
-            conn.execute(delete(t.witnesses).where(w.name == verifier.name))
-            conn.execute(insert(t.witnesses).values(name=verifier.name, vkey=vkey,
-                                                    url=url, size=0))
-        return verifier
+        # This writes without the keys, so no open has brought an older schema up to date:
+        # before 0005 a name holds one key, and the new one would collide with the old.
+        migrate(self.engine)
+        with self._write_conn() as conn, conn.begin():
+            # The head lock serializes writers on both backends: two ``witnesses add`` of one
+            # name at once must not leave it two keys in use.
+            self._head(conn, lock=True)
+            replaced = _use_witness_key(conn, verifier, url)
+        return WitnessAdded(verifier, replaced)
 
     def remove_witness(self, name: str) -> bool:
         """Stop asking the witness ``name``; whether there was one. The cosignatures it gave
-        stay (they are on the public record), and so does its key, without a URL: audit still
-        checks them with it, and tells one not yet logged from a row slipped in by someone."""
+        stay (they are on the public record), and so does its key, without a URL, beside any
+        key it had before: audit still checks them with it, and tells one not yet logged from
+        a row slipped in by someone."""
         w = t.witnesses.c
         with self.engine.begin() as conn:
             return bool(conn.execute(sql_update(t.witnesses).where(w.name == name, w.url != "")
                                      .values(url="")).rowcount)
 
     def witnesses(self) -> list[tuple[str, str, str, int]]:
-        """The witnesses this log asks (not those removed): name, key, URL, last size."""
+        """The witnesses this log asks (not those removed), each with its key in use (not
+        those retired): name, key, URL, last size that key cosigned."""
         with self.engine.connect() as conn:
             rows = conn.execute(select(t.witnesses.c.name, t.witnesses.c.vkey, t.witnesses.c.url,
                                        t.witnesses.c.size).where(t.witnesses.c.url != "")
@@ -839,6 +856,39 @@ class LedgerStore:
         return [(str(a), str(b), str(c), int(d)) for a, b, c, d in rows]
 
 
+def _use_witness_key(conn: Connection, verifier: Verifier, url: str) -> tuple[Verifier, ...]:
+    """Make ``verifier`` its witness's key in use, at ``url``; returns the keys of that name it
+    replaces: the one in use, else (a witness removed, then added with a new key) every key
+    the name had. Keys are compared parsed, not as typed: one key has one row."""
+    w = t.witnesses.c
+    rows = {str(vkey): str(at) for vkey, at in conn.execute(
+        select(w.vkey, w.url).where(w.name == verifier.name))}
+    same = next((vkey for vkey in rows if parse_verifier_key(vkey) == verifier), None)
+    in_use = [vkey for vkey, at in rows.items() if at and vkey != same]
+    if in_use:  # retired first: a name has one key in use (ux_ledger_witnesses_in_use)
+        conn.execute(sql_update(t.witnesses).where(w.name == verifier.name, w.vkey.in_(in_use))
+                     .values(url=""))
+    if same is None:
+        conn.execute(insert(t.witnesses).values(name=verifier.name, vkey=verifier.vkey,
+                                                url=url, size=0))
+    else:
+        conn.execute(sql_update(t.witnesses).where(w.name == verifier.name, w.vkey == same)
+                     .values(url=url))
+    # a key in use replaced; else, a name added back with a key it never had replaces them all
+    replaced = in_use or (list(rows) if same is None else [])
+    return tuple(parse_verifier_key(vkey) for vkey in sorted(replaced))
+
+
+def _seen(conn: Connection, witness: str, key_ids: set[bytes], size: int) -> None:
+    """Remember that the key of ``witness`` that made these cosignatures has seen ``size``. By
+    key, not by name: a cosignature from a key retired meanwhile (the witness rebuilt with
+    another) says nothing of what the new one has seen."""
+    w = t.witnesses.c
+    keys = [str(vkey) for vkey, in conn.execute(select(w.vkey).where(w.name == witness))
+            if parse_verifier_key(str(vkey)).key_id in key_ids]
+    if keys:
+        conn.execute(sql_update(t.witnesses).where(w.name == witness, w.vkey.in_(keys))
+                     .values(size=size))
 
 
 def _extend(conn: Connection, head: Head, count: int, leaf_for: Callable[[int, bytes], bytes],

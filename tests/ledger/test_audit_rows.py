@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from alembic import command
+from alembic.script import ScriptDirectory
 from flask.testing import FlaskClient
 from sqlalchemy import Connection, text
 
@@ -21,7 +23,7 @@ from credential.note import (
 )
 from ledger.audit import audit
 from ledger.entries import record_time
-from ledger.store import Head, LedgerStore
+from ledger.store import Head, LedgerStore, _alembic_config
 from ledger.witness import add_checkpoint, witness_log
 from tests.ledger.conftest import PASSPHRASE, Server, init_home, run_cli
 from tests.ledger.helpers import commitment
@@ -216,14 +218,18 @@ def test_a_mirror_keeps_the_head_time(tmp_path: Path, serve: Callable[..., Serve
         with copy.engine.begin() as conn:  # as a mirror before the fix left it
             conn.execute(text("UPDATE ledger_head SET last_time = 0"))
         assert audit(copy).first == (4, "head's last time does not match the last record")
-        with copy.engine.begin() as conn:
-            conn.execute(text("UPDATE ledger_alembic_version SET version_num = '0003'"))
+        with copy.engine.connect() as conn:  # the schema it had then
+            cfg = _alembic_config()
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0003")
+            conn.commit()
         assert audit(copy).ok
     assert run_cli("mirror", "--from", node.url, "--unwitnessed",
                    "--home", str(mirror_home)) == 0
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
     with LedgerStore.open(mirror_home) as copy, copy.engine.connect() as conn:
         assert conn.execute(text("SELECT version_num FROM ledger_alembic_version")
-                            ).scalar() == "0004"
+                            ).scalar() == head
         assert copy.head().last_time == want and audit(copy).ok
 
 

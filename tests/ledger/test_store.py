@@ -339,27 +339,38 @@ def test_a_full_disk_is_store_full_and_loses_nothing(tmp_path: Path) -> None:
 
 def test_the_same_witness_added_again_keeps_what_it_cosigned(store: LedgerStore) -> None:
     """``witnesses add`` again for a witness already asked (its address corrected, or added back
-    after ``remove``) keeps the size it last cosigned; another key under its name starts over."""
+    after ``remove``) keeps the size it last cosigned; another key under its name starts over,
+    and the key it replaces stays, without its URL (audit checks what it cosigned)."""
     from sqlalchemy import select, update
 
     from credential.note import COSIGNATURE_V1, generate_signer
     from ledger import schema as t
 
     signer = generate_signer("witness.example/w", COSIGNATURE_V1)
-    store.add_witness("http://127.0.0.1:9", signer.verifier.vkey)
+    assert store.add_witness("http://127.0.0.1:9", signer.verifier.vkey).replaced == ()
     with store.engine.begin() as conn:  # as its cosignature of a 7-record tree leaves it
         conn.execute(update(t.witnesses).values(size=7))
 
-    def row() -> tuple[str, int]:
+    def rows() -> dict[str, tuple[str, int]]:
+        w = t.witnesses.c
         with store.engine.connect() as conn:
-            url, size = conn.execute(select(t.witnesses.c.url, t.witnesses.c.size)).one()
-        return str(url), int(size)
+            return {str(k): (str(u), int(n))
+                    for k, u, n in conn.execute(select(w.vkey, w.url, w.size))}
 
-    store.add_witness("https://witness.example/", signer.verifier.vkey)
-    assert row() == ("https://witness.example", 7)
+    old = signer.verifier.vkey
+    assert store.add_witness("https://witness.example/", old).replaced == ()
+    assert rows() == {old: ("https://witness.example", 7)}
     assert store.remove_witness(signer.verifier.name)
-    store.add_witness("http://127.0.0.1:9", signer.verifier.vkey)
-    assert row() == ("http://127.0.0.1:9", 7)
+    assert store.add_witness("http://127.0.0.1:9", old).replaced == ()
+    assert rows() == {old: ("http://127.0.0.1:9", 7)}
     other = generate_signer("witness.example/w", COSIGNATURE_V1)  # a new key, the same name
-    store.add_witness("http://127.0.0.1:9", other.verifier.vkey)
-    assert row() == ("http://127.0.0.1:9", 0)
+    new = other.verifier.vkey
+    assert store.add_witness("http://127.0.0.1:9", new).replaced == (signer.verifier,)
+    assert rows() == {old: ("", 7), new: ("http://127.0.0.1:9", 0)}
+    assert store.witnesses() == [(other.verifier.name, new, "http://127.0.0.1:9", 0)]
+    # the old key back (the rebuild undone) keeps what it cosigned, and retires the new one
+    assert store.add_witness("http://127.0.0.1:8", old).replaced == (other.verifier,)
+    assert rows() == {old: ("http://127.0.0.1:8", 7), new: ("", 0)}
+    # the same key typed with spaces around it: the same row, no notice
+    assert store.add_witness("http://127.0.0.1:8", f" {old}\n").replaced == ()
+    assert len(rows()) == 2
