@@ -52,7 +52,7 @@ from sqlalchemy.pool import NullPool
 
 from credential import merkle
 from credential.errors import LedgerError, MalformedInput, StoreError, UsageError
-from credential.home import resolve_home
+from credential.home import make_private_dir, resolve_home
 from credential.note import (
     COSIGNATURE_V1,
     Checkpoint,
@@ -281,7 +281,10 @@ def create_home(root: Path, config: LedgerConfig) -> None:
     a home with settings always has a usable database). The only way a log comes to exist
     (``ledger init``, a mirror's first run); a database that already holds one is refused
     rather than adopted under other keys."""
-    root.mkdir(parents=True, exist_ok=True)
+    # Owner-only, as an office's or a wallet's: its records are public, but whoever can write
+    # here can swap the database (a token of their own in it) or the settings, and the node
+    # signs over them with its key. A folder that exists already keeps its permissions.
+    make_private_dir(root)
     engine = make_engine(database_url(root, config.db, config))
     try:
         _refuse_existing_log(engine, root)
@@ -328,7 +331,7 @@ class LedgerStore:
         # before any key file is written: a home that lost its settings may still hold the keys
         # of the log in that database, which must not be replaced by new ones; and a database
         # that cannot be reached fails here, not after the keys exist
-        root.mkdir(parents=True, exist_ok=True)
+        make_private_dir(root)  # see ``create_home``
         engine = make_engine(database_url(root, db))
         try:
             _refuse_existing_log(engine, root)

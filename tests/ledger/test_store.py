@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -374,3 +375,14 @@ def test_the_same_witness_added_again_keeps_what_it_cosigned(store: LedgerStore)
     # the same key typed with spaces around it: the same row, no notice
     assert store.add_witness("http://127.0.0.1:8", f" {old}\n").replaced == ()
     assert len(rows()) == 2
+
+
+def test_a_new_home_is_its_owners_alone_whatever_the_umask(tmp_path: Path) -> None:
+    """Under umask 000 ``ledger init`` made the home 0777: any local user could swap in a
+    database holding a token of their own, and the node signed checkpoints over it."""
+    old = os.umask(0)
+    try:
+        init_home(tmp_path / "node", "ledger.umask.example/log")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "node").stat().st_mode) == 0o700
