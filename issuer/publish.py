@@ -69,6 +69,10 @@ def check_access(url: str, token: str) -> LedgerError | None:
     except ValueError as exc:
         return LedgerError("ledger_unchecked", url=url, reason=str(exc)[:200])
     es, en = server_message(body)
+    if status == 403 and _code(body) == "ledger_is_mirror":
+        # the address is wrong, not the token: "use the token that node printed" sent the
+        # clerk to make new tokens, which a mirror would refuse all the same
+        raise LedgerError("issuer_ledger_is_mirror", url=url, reason_es=es, reason_en=en)
     if status in _REFUSED_ACCESS:
         raise LedgerError("ledger_token_refused", url=url, status=status,
                           reason_es=es, reason_en=en)

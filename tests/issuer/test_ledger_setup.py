@@ -91,6 +91,33 @@ def test_the_token_is_taken_from_the_environment_off_the_command_line(
     assert IssuerStore.open(office).ledger_url() == url and IssuerStore.open(office).pending() == []
 
 
+def test_a_mirror_given_for_the_node_is_named_a_wrong_address(
+        node: tuple[str, str], homes: dict[str, Path], office: Path, tmp_path: Path,
+        run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mirror answers 403 ``ledger_is_mirror``: it was reported as a refused token, with
+    "use the token that node printed", and the clerk made new tokens a mirror refuses too."""
+    url, token = node
+    log_key = run("ledger", "key", "--home", str(homes["ledger"]))[1].strip()
+    copy = tmp_path / "mirror"
+    assert run("ledger", "mirror", "--from", url, "--log-key", log_key, "--unwitnessed",
+               "--home", str(copy))[0] == 0
+    monkeypatch.setenv("PASAPORTE_LEDGER_TOKEN", token)
+    with LedgerStore.open(copy) as store:
+        server = make_server("127.0.0.1", 0, create_app(store=store), threaded=True)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            mirror_url = f"http://127.0.0.1:{server.server_port}"
+            code, _, err = run("issuer", "ledger", "--url", mirror_url, "--home", str(office))
+        finally:
+            server.shutdown()
+            thread.join()
+    assert code == 1 and err.startswith("[issuer_ledger_is_mirror]"), err
+    assert "is a mirror of the ledger, not its node" in err and url in err
+    assert "[ledger_token_refused]" not in err and IssuerStore.open(office).ledger_url() is None
+    assert run("issuer", "ledger", "--url", url, "--home", str(office))[0] == 0  # same token
+
+
 def test_an_unreachable_ledger_is_saved_with_a_warning(office: Path, run: Run) -> None:
     """An office may be set up before its network is: the node cannot be asked, so the
     address is saved, and the clerk told in both languages."""
