@@ -62,6 +62,10 @@ def date_from_days(days: int) -> date:
     return date.fromordinal(_EPOCH_ORDINAL + days)
 
 
+_AFTER_START_ES = "posterior al inicio de la vigencia (¿un año mal escrito?)"
+_AFTER_START_EN = "after the validity start (a mistyped year?)"
+
+
 def _bad(field: str, es: str, en: str) -> UsageError:
     return UsageError("claims_invalid", field=field, reason_es=es, reason_en=en)
 
@@ -174,14 +178,15 @@ def parse_claims(doc: Any) -> Claims:
         # a typo such as 2099 would outlive every key and every rule that vouched for it
         raise _bad("valid_until", f"más de {MAX_YEARS} años de vigencia",
                    f"more than {MAX_YEARS} years of validity")
+    # Either is most often a year mistyped (2062 for 1962): the office's today, which would
+    # name it so (``claims_date_future``), is not known here, so the hint goes with it.
     birth = groups.get("birth_date", {}).get("birth_date")
     if isinstance(birth, date) and birth > valid_from:
-        raise _bad("birth_date", "posterior al inicio de la vigencia", "after the validity start")
+        raise _bad("birth_date", _AFTER_START_ES, _AFTER_START_EN)
     since = groups.get("residence", {}).get("since")
     if isinstance(since, date) and since > valid_from:
         # residency is verified before the passport says so, never in its future
-        raise _bad("residence.since", "posterior al inicio de la vigencia",
-                   "after the validity start")
+        raise _bad("residence.since", _AFTER_START_ES, _AFTER_START_EN)
     cred_id = doc.get("credential_id")
     if cred_id is not None and (not isinstance(cred_id, str) or cti_from_id(cred_id) is None):
         raise _bad("credential_id", f"debe ser un id de {ID_LEN} caracteres A–Z y 2–7",

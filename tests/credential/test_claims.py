@@ -33,8 +33,8 @@ def test_a_birth_date_after_the_start_reads_the_same_in_both_languages() -> None
     doc = example_claims()
     doc["birth_date"] = "2030-01-01"
     message = _refused(doc)
-    assert "after the validity start" in message["en"]
-    assert "posterior al inicio de la vigencia" in message["es"]
+    assert "after the validity start (a mistyped year?)" in message["en"]
+    assert "posterior al inicio de la vigencia (¿un año mal escrito?)" in message["es"]
 
 
 def test_validity_is_at_most_ten_years() -> None:
