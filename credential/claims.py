@@ -189,8 +189,10 @@ def parse_claims(doc: Any) -> Claims:
         raise _bad("residence.since", _AFTER_START_ES, _AFTER_START_EN)
     cred_id = doc.get("credential_id")
     if cred_id is not None and (not isinstance(cred_id, str) or cti_from_id(cred_id) is None):
-        raise _bad("credential_id", f"debe ser un id de {ID_LEN} caracteres A–Z y 2–7",
-                   f"must be an id of {ID_LEN} characters A–Z and 2–7")
+        raise _bad("credential_id", f"debe ser un id de {ID_LEN} caracteres A–Z y 2–7, el último "
+                   "uno de A C E G I K M O Q S U W Y 2 4 6",
+                   f"must be an id of {ID_LEN} characters A–Z and 2–7, the last one of "
+                   "A C E G I K M O Q S U W Y 2 4 6")
     return Claims(MappingProxyType(groups), valid_from, valid_until, cred_id)
 
 
