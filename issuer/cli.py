@@ -192,8 +192,7 @@ def init(city: str, country: str, office: str, code: str | None, timezone: str |
     click.echo(f"Oficina creada / Office created: {info.office}, {info.city} {info.country} "
                f"[{info.code}] en/in {path}")
     if info.timezone is None:
-        click.echo("Los días de vigencia se cuentan en UTC (--timezone para la hora local) / "
-                   "Validity days are counted in UTC (--timezone for local time)", err=True)
+        click.echo(PasaporteError("issuer_timezone_utc").diagnostics(), err=True)
 
 
 @group.command()
@@ -599,10 +598,7 @@ def restore(source: Path, no_ledger: bool, home: str | None) -> None:
             click.echo(f"Llaves creadas tras la copia, ahora comprometidas / keys made after the "
                        f"backup, now compromised: {', '.join(done.ledger.lost)}", err=True)
     else:
-        click.echo("Los cambios de estado posteriores a la copia no están en ella y no se leyó "
-                   "ningún registro público: vuelva a aplicarlos. / The status changes made after "
-                   "the backup are not in it and no public ledger was read: apply them again.",
-                   err=True)
+        click.echo(PasaporteError("issuer_restore_status_unread").diagnostics(), err=True)
     _publish(IssuerStore.open(where), passphrase)
 
 

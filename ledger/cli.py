@@ -205,14 +205,8 @@ def change_passphrase(home: str | None) -> None:
     # A running `serve` keeps the keys it opened and goes on signing; its next start needs the
     # new passphrase, and a service's environment is where the old one is most often left.
     # And the change is usually made to shut someone out, whom an old backup would let back in.
-    click.echo("Use la frase nueva al reiniciar `ledger serve` (PASAPORTE_PASSPHRASE) o un "
-               "servidor WSGI de este nodo (PASAPORTE_LEDGER_PASSPHRASE). / Give the new "
-               "passphrase to `ledger serve` (PASAPORTE_PASSPHRASE) or a WSGI server of this "
-               "node (PASAPORTE_LEDGER_PASSPHRASE) when they restart.", err=True)
-    click.echo("Aviso: las copias de este directorio hechas antes siguen selladas con la frase "
-               "anterior; haga copias nuevas y retire las anteriores. / Notice: copies of this "
-               "folder made before are still sealed under the old passphrase; make new backups "
-               "and retire the old ones.", err=True)
+    for notice in ("ledger_passphrase_restart", "ledger_passphrase_backups"):
+        click.echo(PasaporteError(notice).diagnostics(), err=True)
 
 
 @group.command()
@@ -722,9 +716,7 @@ def token_add(name: str, home: str | None, db: str | None) -> None:
         click.echo(store.add_token(name))
     if replacing:
         # a re-run by mistake shuts the client out: say so where it is seen, not in silence
-        click.echo(f"Aviso: reemplazó la ficha anterior de {name}, que desde ahora recibe 401; "
-                   f"dele esta. / Notice: this replaced {name}'s previous token, which gets 401 "
-                   "from now on; give it this one.", err=True)
+        click.echo(PasaporteError("ledger_token_replaced", name=name).diagnostics(), err=True)
 
 
 @token.command("revoke")

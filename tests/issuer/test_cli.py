@@ -51,8 +51,12 @@ def test_a_passport_is_valid_until_midnight_in_its_office_zone(homes: dict[str, 
                        "Centro", "--timezone", "America/Mexicali", "--home", str(home))
     assert code == 2 and "[timezone_unknown]" in err and "America/Tijuana" in err
     assert not (home / "issuer.db").exists()
-    assert run("issuer", "init", "--city", "Mexicali", "--country", "MX", "--office", "Centro",
-               "--timezone", "America/Tijuana", "--home", str(home))[0] == 0
+    code, _, err = run("issuer", "init", "--city", "Mexicali", "--country", "MX", "--office",
+                       "Centro", "--timezone", "America/Tijuana", "--home", str(home))
+    assert code == 0 and "[issuer_timezone_utc]" not in err, err
+    code, _, err = run("issuer", "init", "--city", "Tecate", "--country", "MX", "--office",
+                       "Centro", "--home", str(tmp_path / "utc"))
+    assert code == 0 and "[issuer_timezone_utc]" in err, err  # a code, as every notice has
     run("issuer", "issue", "--claims", str(EXAMPLES / "claims-mexicali.json"), "--paper",
         "--out", str(tmp_path / "p.txt"), "--home", str(home))
     run("issuer", "root", "--out", str(tmp_path / "r.json"), "--home", str(home))

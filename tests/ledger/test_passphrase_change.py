@@ -88,6 +88,7 @@ def test_the_new_passphrase_signs_and_the_old_one_is_refused(
     assert out == "ok: frase de acceso cambiada / passphrase changed\n"
     assert "Comprobando la frase actual" in err and "Checking the current passphrase" in err
     assert "Sellando de nuevo" in err and "anew" in err
+    assert "[ledger_passphrase_restart]" in err and "[ledger_passphrase_backups]" in err
     assert OLD not in out + err and NEW not in out + err
     after = _snapshot(home)
     assert sorted(after) == [LOG_KEY, WITNESS_KEY]  # nothing pending left behind

@@ -105,6 +105,7 @@ def test_cli_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert run_cli("token", "add", "issuer", "--home", str(home)) == 0  # again: a new one
     again = capsys.readouterr()
     assert again.out.startswith("lt_") and again.out != first.out
+    assert again.err.startswith("[ledger_token_replaced]"), again.err
     assert "replaced issuer's previous token" in again.err and "reemplazó" in again.err
     with LedgerStore.open(home) as store:
         assert store.token_owner(again.out.strip()) == "issuer"
