@@ -53,7 +53,7 @@ from issuer.store import (
     check_name,
 )
 from ledger.client import node_url
-from pasaporte.cli import CANCELLED, BilingualGroup
+from pasaporte.cli import CANCELLED, BilingualCommand, BilingualGroup
 
 T = TypeVar("T")
 home_option = click.option("--home", type=click.Path(file_okay=False),
@@ -729,10 +729,18 @@ def office_add(office: str, home: str | None) -> None:
     _publish(store, passphrase)
 
 
-# A kid is base64url, and may begin with "-" (those made before kids were drawn not to:
-# credential.keys.new_signing_key): an unknown option is the kid, and only --help is help, as
-# "-h…" is a kid too.
-@group.command(context_settings={"ignore_unknown_options": True, "help_option_names": ["--help"]})
+class _KidCommand(BilingualCommand):
+    """A kid is base64url, and may begin with "-" (those made before kids were drawn not to:
+    credential.keys.new_signing_key): an unknown option is the kid, and "-h…" is a kid too, so
+    -h is not an option here. But "-h" alone is no kid (a kid has six characters): help, as in
+    every other command, not "missing option --since"."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, ["--help" if arg == "-h" else arg for arg in args])
+
+
+@group.command(cls=_KidCommand,
+               context_settings={"ignore_unknown_options": True, "help_option_names": ["--help"]})
 @click.argument("kid")
 @click.option("--since", required=True,
               help="Desde cuándo no es confiable, ISO-8601 con su zona (2026-12-01T08:00-08:00) "
