@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import secrets
 import shutil
 import sqlite3
 import tempfile
@@ -51,7 +52,16 @@ from credential.home import fsync_path, make_private_dir
 from credential.keys import b64url, unb64url, unseal
 from credential.text import one_line
 from issuer.catchup import Progress, Walk, catch_up
-from issuer.store import BUSY_TIMEOUT_S, IssuerStore, keys, meta, waiting_turn
+from issuer.store import (
+    BUSY_TIMEOUT_S,
+    OUTBOX_EPOCH,
+    IssuerStore,
+    keys,
+    meta,
+    outbox,
+    set_meta,
+    waiting_turn,
+)
 
 __all__ = ["Restored", "restore", "take"]
 
@@ -198,6 +208,9 @@ def _prepare(work: Path, passphrase: str, ledger: bool, progress: Progress | Non
         # A restore done before marked all of them from this cutoff: one of them tells.
         caught = (_catch_up(prepared, active[0][0] if active else None, cutoff, progress)
                   if ledger else None)
+        with prepared.engine.begin() as db:  # before the restore queues entries of its own
+            following = int(db.execute(sa.select(sa.func.max(outbox.c.id))).scalar() or 0) + 1
+            set_meta(db, OUTBOX_EPOCH, f"{secrets.token_hex(6)}:{following}")
         _retire(prepared, active, cutoff, passphrase)
         if caught is not None and caught.lost:
             prepared.mark_lost_keys_compromised(caught.lost, cutoff, passphrase)

@@ -176,9 +176,11 @@ def catch_up(store: IssuerStore, url: str, *, active: str | None, cutoff: int,
         if seen.floor:
             set_meta(db, LIST_FLOOR, str(seen.floor))
         for kid, since in seen.compromised.items():  # the earlier of the store's and the record's
+            # ... but never before the key was made (an earlier release recorded "1900-01-01"
+            # as typed): its first moment refuses the same (``mark_compromised``)
+            earlier = sa.func.min(sa.func.coalesce(keys.c.compromised_since, since), since)
             db.execute(keys.update().where(keys.c.kid == unb64url(kid, what="kid")).values(
-                compromised_since=sa.func.min(sa.func.coalesce(keys.c.compromised_since, since),
-                                              since), active=False))
+                compromised_since=sa.func.max(earlier, keys.c.valid_from), active=False))
         for change in seen.changes:  # in the ledger's order, which was the lost office's
             seen.applied += db.execute(
                 credentials.update()

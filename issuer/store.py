@@ -81,6 +81,9 @@ KEY_YEARS = 5
 ISSUE_ATTEMPTS = 5
 PUBLISH_BATCH = 500
 IN_FLIGHT = "ledger_in_flight"  # meta key: the outbox ids of the batch being published
+# meta key, "EPOCH:FIRST": set by a restore, whose outbox goes on from the backup's ids, as
+# the lost office's did; its batches from id FIRST on are named with EPOCH (``_batch_key``)
+OUTBOX_EPOCH = "outbox_epoch"
 LEDGER_END = "ledger_end"  # meta key: the ledger size just after the last batch known published
 LIST_FLOOR = "list_floor"  # meta key: status list numbers the public record already uses
 LEDGER_TOKEN = "ledger_token"  # meta key: the ledger's append token, sealed (base64url)
@@ -148,6 +151,19 @@ outbox = sa.Table(
     sa.Column("created", sa.Integer, nullable=False),
     sa.Column("sent", sa.Integer),
 )
+
+
+def _batch_key(epoch: str | None, first: int, last: int) -> str:
+    """The idempotency key of the outbox batch ``first..last``. A restored office numbers its
+    outbox on from the backup, as the lost office did after it: a batch of the same ids would
+    have had the lost one's key, and the node, which remembers keys per token for 30 days,
+    refused it (422) at every try, the queue stuck behind it. From the restore on, keys carry
+    the restore's epoch; batches before it (one in flight at the backup, retried) keep theirs,
+    so that a batch the lost office did publish is answered, not appended twice."""
+    name, _, since = (epoch or "").partition(":")
+    if name and first >= int(since):
+        return f"outbox-{name}-{first}-{last}"
+    return f"outbox-{first}-{last}"
 
 
 def _no_earlier(compromised_since: int | None, valid_from: int) -> int | None:
@@ -472,7 +488,11 @@ class IssuerStore:
                 (keys.c.kid == kid) & (keys.c.role == "office"))).first()
             if row is None:
                 raise StoreError("issuer_key_unknown", kid=b64url(kid))
-            current, since = row[0], max(since, int(row[1]))
+            # A stored time before the key (an earlier release kept "1900-01-01" as typed)
+            # means its first moment too: compared so, it is "unchanged", not "moved later".
+            first = int(row[1])
+            current = None if row[0] is None else max(int(row[0]), first)
+            since = max(since, first)
             if current is not None and since > current:
                 raise StoreError("issuer_compromise_later", kid=b64url(kid),
                                  current=rfc3339(current), since=rfc3339(since))
@@ -556,7 +576,8 @@ class IssuerStore:
                 # The key names the batch: after a lost answer or a crash the same key goes
                 # out with the same entries, and the ledger appends them once.
                 answer = post_entries(m["ledger_url"], token, [e for _, e in batch],
-                                      idempotency_key=f"outbox-{first}-{last}")
+                                      idempotency_key=_batch_key(m.get(OUTBOX_EPOCH), first,
+                                                                 last))
                 end = answer.get("end")
             with self.engine.begin() as db:
                 db.execute(outbox.update().where(outbox.c.id.in_([i for i, _ in batch]))
@@ -628,7 +649,9 @@ class IssuerStore:
             out.append({"kid": b64url(r["kid"]), "public_key": b64url(r["public_key"]),
                         "office": r["office"], "status": status, "status_list": r["status_list"],
                         "valid_from": r["valid_from"], "valid_until": r["valid_until"],
-                        "compromised_since": r["compromised_since"]})
+                        # as bundles carry it (an earlier release kept "1900-01-01" as typed)
+                        "compromised_since": _no_earlier(r["compromised_since"],
+                                                         r["valid_from"])})
         return out
 
     def _unsealed(self, where: Any, passphrase: str) -> tuple[bytes, nacl.signing.SigningKey]:
@@ -949,8 +972,9 @@ class IssuerStore:
                              ).mappings().first()
             if row is None:
                 return None
-            since = db.execute(sa.select(keys.c.compromised_since)
-                               .where(keys.c.kid == row["kid"])).scalar()
+            key = db.execute(sa.select(keys.c.compromised_since, keys.c.valid_from)
+                             .where(keys.c.kid == row["kid"])).first()
+            since = None if key is None else _no_earlier(key[0], key[1])
         # Signed at or after its key's compromise time, every counter refuses it, whatever
         # its own status: the resident asking at the office must hear so (and be re-issued).
         refused = since is not None and row["issued_at"] >= since

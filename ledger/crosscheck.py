@@ -98,8 +98,10 @@ def check_bundle(bundle: TrustBundle, signed: bytes, record: PublicRecord) -> li
         elif not seen:
             findings.append(Finding("ledger_bundle_key_unregistered", about))
         compromise = record.compromised.get(kid)
-        if compromise is not None and (key.compromised_since is None
-                                       or key.compromised_since > compromise[1]):
+        # A record's time before the key was made (an earlier release published "1900-01-01"
+        # as typed) means its first moment, which is what a bundle now carries for it.
+        if compromise is not None and (key.compromised_since is None or key.compromised_since
+                                       > max(compromise[1], key.valid_from)):
             findings.append(Finding("ledger_bundle_compromise_ignored",
                                     {**about, "index": compromise[0]}))
     return findings

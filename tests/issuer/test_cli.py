@@ -666,6 +666,11 @@ def test_a_compromise_time_before_the_key_is_its_first_moment(office: Path, tmp_
     (key,) = [k for k in parse_bundle(second.read_bytes(), [store.root()]).keys
               if b64url(k.kid) == kid]
     assert key.compromised_since == key.valid_from
+    # and such a time, typed again (or given by a restore's catch-up), is the same time: it
+    # was "a later time", refused, and a restore of that office failed for good
+    code, _, err = run("issuer", "compromised", kid, "--since", "1900-01-01T00:00:00Z",
+                       "--home", str(office))
+    assert code == 0 and "[issuer_compromise_unchanged]" in err and made in err, err
 
 
 def _issued(home: Path) -> tuple[int, int]:

@@ -12,13 +12,14 @@ import pytest
 from werkzeug.serving import make_server
 
 from credential.errors import LedgerError
-from issuer.publish import check_access, server_message
+from issuer.publish import check_access, post_entries, server_message
 from issuer.store import IssuerStore
 from ledger.client import MESSAGE_MAX
 from ledger.http import create_app
 from ledger.store import LedgerStore
 from tests.conftest import PASSPHRASE, Run
 from tests.factory import EXAMPLES
+from tests.ledger.helpers import commitment
 
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens there
 
@@ -190,3 +191,26 @@ def test_an_answer_that_is_not_a_ledgers_keeps_the_entries_queued(
     assert code == 0 and out.strip(), err
     assert "[ledger_publish_unreachable]" in err and "internal_error" not in err
     assert len(IssuerStore.open(office).pending()) == 2  # the key and the issuance, still queued
+
+
+def test_a_restored_office_does_not_reuse_the_lost_offices_batch_keys(
+        node: tuple[str, str], office: Path, tmp_path: Path, run: Run) -> None:
+    """A restored office numbers its outbox on from the backup, as the lost office did after
+    it: a batch with the same ids had the same idempotency key, and the node refused it (422)
+    at every try, the restored office's queue stuck behind it. Here the lost office's batches
+    after the backup are every range the restore's first batch could take."""
+    url, token = node
+    assert run("issuer", "ledger", "--url", url, "--token", token, "--home", str(office))[0] == 0
+    assert _issue(office, tmp_path, run)[0] == 0
+    assert run("issuer", "backup", "--out", str(tmp_path / "o.bak"), "--home", str(office))[0] == 0
+    with IssuerStore.open(office).engine.connect() as db:
+        after = int(db.exec_driver_sql("SELECT max(id) FROM outbox").scalar_one()) + 1
+    for count in range(1, 9):  # what the lost office published after the backup
+        post_entries(url, token, [commitment(100 * count + j) for j in range(count)],
+                     idempotency_key=f"outbox-{after}-{after + count - 1}")
+    code, _, err = run("issuer", "restore", "--from", str(tmp_path / "o.bak"),
+                       "--home", str(tmp_path / "restored"))
+    assert code == 0 and "[ledger_publish_refused]" not in err, err
+    restored = IssuerStore.open(tmp_path / "restored")
+    assert restored.pending() == []  # its own entries are on the record
+    assert run("issuer", "publish", "--home", str(tmp_path / "restored"))[0] == 0

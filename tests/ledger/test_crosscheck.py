@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,20 @@ def test_a_bundle_from_an_untrusted_root_is_refused(
                          str(tmp_path / "other.json"), "--home", str(home))
     assert code == 1 and err.startswith("[bundle_untrusted]"), err
     assert "ok:" not in out
+
+
+def test_a_record_of_a_compromise_before_the_key_is_its_first_moment(
+        office: Path, home: Path, store: LedgerStore, run: Run, tmp_path: Path) -> None:
+    """An earlier release published "1900-01-01" as typed; bundles now carry the key's first
+    moment for it, which refuses the same signatures: no finding (it was "the bundle does not
+    mark the compromised key", for every bundle the city made from then on)."""
+    kid = json.loads(run("issuer", "keys", "--json", "--home", str(office))[1])[0]["kid"]
+    assert run("issuer", "rotate", "--home", str(office))[0] == 0
+    assert run("issuer", "compromised", kid, "--since", "1900-01-01T00:00:00Z",
+               "--home", str(office))[0] == 0
+    signed = _bundle(run, office, tmp_path / "b.cbor").read_bytes()
+    _publish_queue(office, store)
+    store.append([{"type": "key_compromised", "kid": kid,
+                   "effective": "1900-01-01T00:00:00Z"}], cosign=False)
+    bundle = parse_bundle(signed, [RootKey.from_json((tmp_path / "root.json").read_bytes())])
+    assert check_bundle(bundle, signed, read_public_record(store)) == []
