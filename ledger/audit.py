@@ -498,9 +498,20 @@ def _check_logged_cosignatures(store: LedgerStore, logged: list[tuple[int, bytes
             report.add(seq, f"cosignature of size {entry.size} names a root the log never had")
         else:
             keys = witness_keys.get(entry.witness)
-            if keys and not any(_cosigned(key, entry) for key in keys):
+            if keys and not any(key.key_id == entry.signature[:4] for key in keys):
+                report.add(seq, _unheld(entry.witness, entry.signature[:4]))
+            elif keys and not any(_cosigned(key, entry) for key in keys):
                 report.add(seq, f"cosignature by {entry.witness} does not verify")
     return about_us, given
+
+
+def _unheld(witness: str, key_id: bytes) -> str:
+    """A cosignature by a key of ``witness`` the log does not hold: unverifiable, not proven
+    bad. Most likely a key an earlier release dropped when the witness, rebuilt under its name,
+    was added again (it kept one key per name); the remedy is to add that key back."""
+    return (f"cosignature by {witness} with key {key_id.hex()}, which this log does not hold "
+            "(if the witness really had it, an earlier release dropped it: add it back with "
+            "ledger witnesses add; if not, it is not the witness's)")
 
 
 def _check_cosignature_rows(conn: Connection, bodies: dict[int, str], sizes: set[int],
@@ -531,8 +542,10 @@ def _check_cosignature_rows(conn: Connection, bodies: dict[int, str], sizes: set
             report.add(at, f"checkpoint {size}: malformed cosignature")
             continue
         keys = witness_keys.get(sig.name)
-        if keys and not any(key.key_id == sig.key_id and key.verify(body, sig.signature)
-                            for key in keys):
+        if keys and not any(key.key_id == sig.key_id for key in keys):
+            report.add(at, f"checkpoint {size}: {_unheld(sig.name, sig.key_id)}")
+        elif keys and not any(key.key_id == sig.key_id and key.verify(body, sig.signature)
+                              for key in keys):
             report.add(at, f"checkpoint {size}: cosignature by {sig.name} is bad")
         if sig.name != witness:
             report.add(at, f"checkpoint {size}: cosignature by {sig.name} stored under "
