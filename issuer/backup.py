@@ -210,7 +210,9 @@ def _prepare(work: Path, passphrase: str, ledger: bool, progress: Progress | Non
                   if ledger else None)
         with prepared.engine.begin() as db:  # before the restore queues entries of its own
             following = int(db.execute(sa.select(sa.func.max(outbox.c.id))).scalar() or 0) + 1
-            set_meta(db, OUTBOX_EPOCH, f"{secrets.token_hex(6)}:{following}")
+            earlier = db.execute(sa.select(meta.c.v).where(meta.c.k == OUTBOX_EPOCH)).scalar()
+            epoch = f"{secrets.token_hex(6)}:{following}"  # after those of earlier restores
+            set_meta(db, OUTBOX_EPOCH, f"{earlier},{epoch}" if earlier else epoch)
         _retire(prepared, active, cutoff, passphrase)
         if caught is not None and caught.lost:
             prepared.mark_lost_keys_compromised(caught.lost, cutoff, passphrase)

@@ -144,7 +144,7 @@ def _check_destination(path: str, option: str, *, keep: bool = False) -> None:
     if target.exists() and not target.is_file():
         # a device, a pipe, a socket (--out /dev/stdout, /dev/full): the final rename would
         # replace it with a regular file, as root even a system's own /dev entries
-        raise UsageError("output_not_a_file", option=option, path=path)
+        raise UsageError("output_not_regular", path=path)
     if keep and (target.exists() or target.is_symlink()):
         raise UsageError("output_exists", option=option, path=path)
 

@@ -81,8 +81,8 @@ KEY_YEARS = 5
 ISSUE_ATTEMPTS = 5
 PUBLISH_BATCH = 500
 IN_FLIGHT = "ledger_in_flight"  # meta key: the outbox ids of the batch being published
-# meta key, "EPOCH:FIRST": set by a restore, whose outbox goes on from the backup's ids, as
-# the lost office's did; its batches from id FIRST on are named with EPOCH (``_batch_key``)
+# meta key, "EPOCH:FIRST,…": one more for each restore, whose outbox goes on from the backup's
+# ids, as the lost office's did; batches from id FIRST on are named with EPOCH (``_batch_key``)
 OUTBOX_EPOCH = "outbox_epoch"
 LEDGER_END = "ledger_end"  # meta key: the ledger size just after the last batch known published
 LIST_FLOOR = "list_floor"  # meta key: status list numbers the public record already uses
@@ -160,10 +160,12 @@ def _batch_key(epoch: str | None, first: int, last: int) -> str:
     refused it (422) at every try, the queue stuck behind it. From the restore on, keys carry
     the restore's epoch; batches before it (one in flight at the backup, retried) keep theirs,
     so that a batch the lost office did publish is answered, not appended twice."""
-    name, _, since = (epoch or "").partition(":")
-    if name and first >= int(since):
-        return f"outbox-{name}-{first}-{last}"
-    return f"outbox-{first}-{last}"
+    # Each restore adds its epoch and keeps the earlier ones: a batch queued before a second
+    # restore was named by the first one's, and must be again (the node may have answered it).
+    named = [(int(since), name) for name, _, since in
+             (part.partition(":") for part in (epoch or "").split(",") if part)]
+    name = max(((since, name) for since, name in named if since <= first), default=(0, ""))[1]
+    return f"outbox-{name}-{first}-{last}" if name else f"outbox-{first}-{last}"
 
 
 def _no_earlier(compromised_since: int | None, valid_from: int) -> int | None:

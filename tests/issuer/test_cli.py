@@ -986,6 +986,8 @@ def test_an_out_that_is_a_device_or_pipe_is_never_replaced(office: Path, tmp_pat
     for extra in ([], ["--overwrite"]):
         code, out, err = run("issuer", "issue", "--claims", str(EXAMPLES / "claims-mexicali.json"),
                              "--paper", "--out", str(pipe), *extra, "--home", str(office))
-        assert (code, out) == (2, "") and "[output_not_a_file]" in err, err
+        # named for what it is: "empty or a folder" was the wrong cause
+        assert (code, out) == (2, "") and "[output_not_regular]" in err, err
+        assert "not a regular file" in err
         assert stat.S_ISFIFO(pipe.stat().st_mode)
     assert _issued(office) == (0, 0)

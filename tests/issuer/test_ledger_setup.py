@@ -3,6 +3,7 @@ against a real ledger node on 127.0.0.1; and what the office prints when a node 
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from werkzeug.serving import make_server
 
 from credential.errors import LedgerError
 from issuer.publish import check_access, post_entries, server_message
-from issuer.store import IssuerStore
+from issuer.store import IssuerStore, _batch_key
 from ledger.client import MESSAGE_MAX
 from ledger.http import create_app
 from ledger.store import LedgerStore
@@ -214,3 +215,27 @@ def test_a_restored_office_does_not_reuse_the_lost_offices_batch_keys(
     restored = IssuerStore.open(tmp_path / "restored")
     assert restored.pending() == []  # its own entries are on the record
     assert run("issuer", "publish", "--home", str(tmp_path / "restored"))[0] == 0
+
+
+def test_each_restore_keeps_the_epochs_before_it(node: tuple[str, str], office: Path,
+                                                 tmp_path: Path, run: Run) -> None:
+    """A second restore (from a backup of a restored office) replaced the first one's epoch:
+    a batch queued at that backup, named with the first epoch by the office that queued it,
+    went out under the plain key the office lost at the first restore had used, refused for
+    good. Every epoch is kept, and each batch named by the one its first id falls in."""
+    assert _batch_key("e1:3,e2:9", 8, 8) == "outbox-e1-8-8"
+    assert _batch_key("e1:3,e2:9", 9, 11) == "outbox-e2-9-11"
+    assert _batch_key("e1:3,e2:9", 2, 2) == "outbox-2-2"  # queued before any restore
+    assert _batch_key(None, 5, 6) == "outbox-5-6"
+    url, token = node
+    assert run("issuer", "ledger", "--url", url, "--token", token, "--home", str(office))[0] == 0
+    homes = [office, tmp_path / "r1", tmp_path / "r2"]
+    for made, restored in itertools.pairwise(homes):
+        backup = tmp_path / f"{restored.name}.bak"
+        assert run("issuer", "backup", "--out", str(backup), "--home", str(made))[0] == 0
+        code, _, err = run("issuer", "restore", "--from", str(backup), "--home", str(restored))
+        assert code == 0 and "[ledger_publish_refused]" not in err, err
+    with IssuerStore.open(homes[-1]).engine.connect() as db:
+        epochs = db.exec_driver_sql("SELECT v FROM meta WHERE k = 'outbox_epoch'").scalar_one()
+    assert len(epochs.split(",")) == 2, epochs
+    assert IssuerStore.open(homes[-1]).pending() == []
