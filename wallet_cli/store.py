@@ -883,10 +883,17 @@ class Wallet:
     def load(self, cred_id: str) -> Decoded:
         path = self._path(cred_id)
         try:
+            # The digests read before and after the bytes: an import replacing this passport
+            # meanwhile (not under our lock: ``present`` only reads) records the new digest
+            # beside the old, replaces the bytes, then keeps the new one alone; whichever bytes
+            # were read, one of the two reads holds their digest.
+            before = self._recorded(cred_id)
             data = read_bounded(path, MAX_STORED)
-            recorded = self._recorded(cred_id)
+            after = self._recorded(cred_id)
         except (OSError, UsageError, ValueError):
             raise StoreError("wallet_credential_corrupt", id=cred_id, file=str(path)) from None
+        recorded = None if before is None and after is None else (before or set()) | (
+            after or set())
         if recorded is not None and _digest(data) not in recorded:
             # Changed on disk since it was imported: a byte of the office's signature or of
             # the signed claims changes nothing the checks below see, and the counter would

@@ -17,7 +17,9 @@ import cbor2
 import nacl.bindings
 import pytest
 
+from credential import transport
 from credential.errors import StoreError
+from credential.home import read_bounded
 from credential.keys import b64url, unb64url
 from tests.factory import City
 from tests.wallet_cli.conftest import PASSPHRASE, Run, example_claims
@@ -302,3 +304,27 @@ def test_a_passport_imported_before_digests_were_kept_still_lists(
         again = run("wallet", "import", file, "--home", wallet_home)
         assert again.exit_code == 0 and "Ya estaba" in again.stderr, again.output
         assert record.read_bytes() == kept
+
+
+def test_a_passport_read_while_an_import_replaces_it_is_not_called_damaged(
+        wallet: Wallet, mexicali: City, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``present`` reads without the wallet's lock. Its bytes read just before an import
+    replaced them, and the digests just after (the new one's alone): a whole passport was
+    reported damaged. The import here is the real one, run at that moment."""
+    wallet.trust([mexicali.bundle()], [mexicali.root.to_json().encode()])  # a re-issue checks
+    first = mexicali.issue_for(wallet.public_key, example_claims("mexicali"))
+    cred_id = wallet.import_text(transport.pack(first.to_cbor())).id
+    newer = transport.pack(mexicali.issue_for(wallet.public_key, example_claims("mexicali"),
+                                              cti=first.cti).to_cbor())  # re-issued
+    real_read = read_bounded
+
+    def read_then_replaced(path: Any, limit: int) -> bytes:
+        data = real_read(path, limit)
+        if str(path).endswith(store.SUFFIX):
+            monkeypatch.setattr(store, "read_bounded", real_read)
+            assert wallet.import_text(newer).outcome == "replaced"
+        return data
+
+    monkeypatch.setattr(store, "read_bounded", read_then_replaced)
+    assert wallet.load(cred_id).payload.credential_id == cred_id  # the old bytes, whole
+    assert wallet.load(cred_id).payload.credential_id == cred_id  # and the new ones
