@@ -390,7 +390,8 @@ def _ask_claims(store: IssuerStore) -> dict[str, Any]:
     # the names the office used, in the order it first did
     names = {which: list(by_code.values()) for which, by_code in store.catalogs().items()}
     doc = form.fill(ask, lambda line: click.echo(line, err=True),
-                    today=form.office_today(store.info().timezone), catalogs=names)
+                    today=form.office_today(store.info().timezone), catalogs=names,
+                    again=sys.stdin.isatty())
     if doc is None:
         raise click.exceptions.Exit(CANCELLED)
     return doc

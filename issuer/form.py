@@ -259,7 +259,8 @@ class _Cancelled(Exception):
 
 
 def fill(ask: Ask, say: Say, *, today: date,
-         catalogs: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any] | None:
+         catalogs: Mapping[str, Sequence[str]] | None = None,
+         again: bool = True) -> dict[str, Any] | None:
     """Ask every claim, each again until its answer is valid, then check them together
     (``parse_claims``: a birth date after the validity start re-asks the birth date), show a
     summary and ask to confirm. Returns the claims document, or ``None`` when there is nothing
@@ -267,7 +268,10 @@ def fill(ask: Ask, say: Say, *, today: date,
     A refusal ``parse_claims`` does not pin on one question is raised as it is.
 
     ``today``: the office's (``office_today``), for the validity's defaults; ``catalogs``: the
-    names each catalog already holds, in the order the office first used them."""
+    names each catalog already holds, in the order the office first used them. Without
+    ``again`` (answers from a pipe: a script's lines cannot change), a refused answer is raised,
+    not asked again: asking again read the script's next line, at worst the passphrase that
+    follows the form, and showed it in the next refusal."""
     asked = questions()
     by_key = {q.key: q for q in asked}
     answers: dict[str, Any] = {}
@@ -299,6 +303,8 @@ def fill(ask: Ask, say: Say, *, today: date,
                 answers[q.key] = value
                 return
             except UsageError as exc:
+                if not again:
+                    raise
                 say(exc.diagnostics())
 
     say("Datos del residente; Ctrl-C o Ctrl-D cancela sin emitir nada / The resident's data; "
@@ -311,7 +317,10 @@ def fill(ask: Ask, say: Say, *, today: date,
         while date.fromisoformat(answers["valid_until"]) < today:
             # A year mistyped ("2016" for 2026), most often in the first day, the last one then
             # taken by default: issued, every counter would refuse it. Both are asked again.
-            say(UsageError("claims_expired", valid_until=answers["valid_until"]).diagnostics())
+            expired = UsageError("claims_expired", valid_until=answers["valid_until"])
+            if not again:
+                raise expired
+            say(expired.diagnostics())
             for key in _WINDOW:
                 ask_until_valid(by_key[key])
         while True:  # the checks between answers, and any the answers alone did not catch
@@ -320,7 +329,7 @@ def fill(ask: Ask, say: Say, *, today: date,
                 break
             except UsageError as exc:
                 pinned = by_key.get(str(exc.detail.get("field")))
-                if pinned is None:
+                if pinned is None or not again:
                     raise
                 say(exc.diagnostics())
                 ask_until_valid(pinned)

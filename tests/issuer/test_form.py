@@ -323,7 +323,18 @@ def test_the_end_of_the_input_cancels_naming_the_question() -> None:
 # -- the command -----------------------------------------------------------------------------
 
 def _stdin(monkeypatch: pytest.MonkeyPatch, *lines: str) -> None:
+    """The lines as a pipe gives them (a script)."""
     monkeypatch.setattr(sys, "stdin", io.StringIO("".join(f"{line}\n" for line in lines)))
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def _typed(monkeypatch: pytest.MonkeyPatch, *lines: str) -> None:
+    """The lines as a clerk types them at a terminal, where a refused answer is asked again."""
+    monkeypatch.setattr(sys, "stdin", _Terminal("".join(f"{line}\n" for line in lines)))
 
 
 def _claims_of(path: Path, home: Path) -> dict[str, Any]:
@@ -355,7 +366,7 @@ def _issued(home: Path) -> int:
 
 def test_the_command_issues_what_the_form_was_answered(office: Path, tmp_path: Path, run: Run,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    _stdin(monkeypatch, *WITH_TYPOS, "sí")
+    _typed(monkeypatch, *WITH_TYPOS, "sí")
     out = tmp_path / "maria.cred"
     code, stdout, err = run("issuer", "issue", "--ask", "--paper", "--out", str(out),
                             "--home", str(office))
@@ -365,6 +376,21 @@ def test_the_command_issues_what_the_form_was_answered(office: Path, tmp_path: P
     for reason in WITH_TYPOS_CODES:
         assert f"[{reason}]" in err
     assert _claims_of(out, office) == example_claims()
+
+
+def test_from_a_pipe_a_refused_answer_stops_the_form(office: Path, tmp_path: Path, run: Run,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A script's lines cannot change: asking again read its next line, at worst the
+    passphrase after the form, and showed it in the next refusal. The first refusal stops it,
+    nothing issued, and the rest is never read."""
+    monkeypatch.delenv("PASAPORTE_PASSPHRASE")
+    answers = list(EXAMPLE_ANSWERS)
+    answers[1] = "Mexico"  # not a country code
+    _stdin(monkeypatch, *answers[:-1], "s", PASSPHRASE)  # one short: the rest moves up a line
+    code, stdout, err = run("issuer", "issue", "--ask", "--paper", "--out",
+                            str(tmp_path / "p.cred"), "--home", str(office))
+    assert (code, stdout) == (2, "") and "[issuer_form_country]" in err, err
+    assert PASSPHRASE not in err and not (tmp_path / "p.cred").exists()
 
 
 def test_names_the_office_used_are_offered_by_number(office: Path, tmp_path: Path, run: Run,
