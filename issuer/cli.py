@@ -758,10 +758,8 @@ def compromised(kid: str, since: str, home: str | None) -> None:
         # what the thief signs until then. Refused before the passphrase is asked for.
         raise UsageError("issuer_compromise_future", since=rfc3339(when), now=rfc3339(now))
     store, passphrase = _store(home), read_passphrase()
-    recorded = store.mark_compromised(kid, when, passphrase)
-    if recorded is None:
-        # the time the key already had (``when`` itself, or its first moment if earlier)
-        recorded = next(k["compromised_since"] for k in store.office_keys() if k["kid"] == kid)
+    recorded, changed = store.mark_compromised(kid, when, passphrase)
+    if not changed:  # the time the key already had (``when``, or its first moment if earlier)
         click.echo(PasaporteError("issuer_compromise_unchanged", kid=kid,
                                   since=rfc3339(recorded)).diagnostics(), err=True)
     elif recorded != when:

@@ -471,10 +471,10 @@ class IssuerStore:
                                   "replaces": b64url(previous)})
         return kid
 
-    def mark_compromised(self, kid_text: str, since: int, passphrase: str) -> int | None:
+    def mark_compromised(self, kid_text: str, since: int, passphrase: str) -> tuple[int, bool]:
         """Record that an office key leaked at ``since``: counters will refuse credentials it
         signed from then on (earlier ones stay valid). Rotate first so the office can go on.
-        Returns the time recorded, or None if it was already that.
+        Returns the time the key is compromised since, and whether this call changed it.
 
         A time before the key was made is recorded as the key's first moment, which refuses
         the same (counters refuse a signature dated before its key anyway): "1900-01-01",
@@ -492,19 +492,17 @@ class IssuerStore:
                 raise StoreError("issuer_key_unknown", kid=b64url(kid))
             # A stored time before the key (an earlier release kept "1900-01-01" as typed)
             # means its first moment too: compared so, it is "unchanged", not "moved later".
-            first = int(row[1])
-            current = None if row[0] is None else max(int(row[0]), first)
-            since = max(since, first)
+            current, since = _no_earlier(row[0], row[1]), max(since, row[1])
             if current is not None and since > current:
                 raise StoreError("issuer_compromise_later", kid=b64url(kid),
                                  current=rfc3339(current), since=rfc3339(since))
             if current == since:
-                return None
+                return since, False
             db.execute(keys.update().where(keys.c.kid == kid)
                        .values(compromised_since=since, active=False))
             # the kid as the office prints it: one key, one spelling on the public record
             self._queue(db, int(time.time()), _compromised(b64url(kid), since))
-        return since
+        return since, True
 
     def mark_lost_keys_compromised(self, kids: Sequence[str], since: int,
                                    passphrase: str) -> None:
