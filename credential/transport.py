@@ -144,12 +144,28 @@ def diagnose(text: object, error: MalformedInput) -> MalformedInput:
     costs an accepted scan nothing."""
     if not isinstance(text, str):
         return error
-    prefixes = _ANY_PREFIX.finditer(text, 0, _DIAGNOSED_CHARS)
-    if next(prefixes, None) is not None and next(prefixes, None) is not None:
+    starts = [m.start() for m in _ANY_PREFIX.finditer(text, 0, _DIAGNOSED_CHARS)]
+    # A prefix's four characters also occur by chance inside a code's base45 (about one code
+    # in 8,000): two prefixes are several codes only if one of the pieces is a whole code.
+    ends = [*starts[1:], None]
+    if len(starts) > 1 and any(_whole(text[a:b]) for a, b in zip(starts, ends, strict=True)):
         return MalformedInput("scan_several")
     if error.code == "cbor_invalid" and error.detail.get("reason") in _ENDED_EARLY:
         return MalformedInput("scan_incomplete")
     return error
+
+
+def _whole(piece: str) -> bool:
+    """Whether ``piece`` unpacks into one whole CBOR item of a code's size (hundreds of bytes;
+    the tail after a chance prefix is random bytes, which next to never are exactly one item)."""
+    from credential import cbor  # only for a refused scan: the hot path does not import it here
+
+    try:
+        data = unpack(piece.strip())
+        cbor.loads(data)
+    except MalformedInput:
+        return False
+    return len(data) >= 64
 
 
 def _inflate(data: bytes, max_inflated: int) -> bytes:

@@ -219,3 +219,15 @@ def test_diagnose_names_what_happened_at_the_scanner() -> None:
     other = MalformedInput("cbor_invalid", reason="decode: duplicate map key")
     assert transport.diagnose(text, other) is other
     assert transport.diagnose(b"PU1:PU1:", some) is some
+
+
+def test_a_prefix_by_chance_inside_one_code_is_not_several_codes() -> None:
+    """"PU1:" is four base45 characters, which occur inside a code about once in 8,000: a code
+    cut short that holds them was called two codes read as one line (it struck CI once)."""
+    text = transport.pack(SIGNED_LIKE)
+    chance = text[:100] + "PU1:" + text[104:150]  # one code, cut, with the four inside it
+    cut = MalformedInput("cbor_invalid", reason="length exceeds input")
+    assert transport.diagnose(chance, cut).code == "scan_incomplete"
+    some = MalformedInput("base45_invalid", reason="character outside the alphabet")
+    assert transport.diagnose(chance, some) is some
+    assert transport.diagnose(text + "\n" + text[:150], some).code == "scan_several"
