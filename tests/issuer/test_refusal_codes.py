@@ -39,12 +39,14 @@ def test_a_zone_beyond_twelve_hours_is_refused_at_init(homes: dict[str, Path], p
 
 @pytest.mark.parametrize("command", [["keys"], ["publish"], ["rotate"],
                                      ["status", "AAAAAAAAAAAAA"]])
-def test_a_home_without_an_office_says_to_run_init(tmp_path: Path, passphrase: str, run: Run,
-                                                   command: list[str]) -> None:
+def test_a_home_without_an_office_asks_for_its_folder_first(tmp_path: Path, passphrase: str,
+                                                           run: Run, command: list[str]) -> None:
     home = tmp_path / "nowhere"
     code, out, err = run("issuer", *command, "--home", str(home))
     assert code == 1 and out == "" and err.startswith("[issuer_not_initialised] "), err
-    assert str(home) in err and "pasaporte issuer init" in err
+    # a running office that forgot --home must not be told to make a second root for its city
+    assert str(home) in err and err.count("PASAPORTE_HOME") == 2
+    assert err.index("--home") < err.index("pasaporte issuer init")
     assert not home.exists()  # nothing made where no office is
 
 

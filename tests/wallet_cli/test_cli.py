@@ -97,6 +97,8 @@ def test_commands_on_a_missing_wallet(run: Run, tmp_path: Path) -> None:
     assert isinstance(result.exception, StoreError)
     assert result.exception.code == "wallet_not_initialised" and result.stdout == ""
     assert str(tmp_path / "nothing") in result.exception.message["en"]
+    for text in result.exception.message.values():  # a lost folder first, a new key last
+        assert text.index("PASAPORTE_HOME") < text.index("pasaporte wallet init")
     assert not (tmp_path / "nothing").exists()  # nothing made where no wallet is
 
 
