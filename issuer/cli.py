@@ -175,8 +175,10 @@ def group() -> None:
 @home_option
 def init(city: str, country: str, office: str, code: str | None, timezone: str | None,
          list_size: int | None, home: str | None) -> None:
-    """Crea la llave raíz, la de la oficina y el almacén / Create the city root key, the office
-    key and the local store."""
+    """Crea la oficina / Create the office.
+
+    Crea la llave raíz de la ciudad, la llave de la oficina y el almacén local / Create the city
+    root key, the office key and the local store."""
     path = resolve_home("issuer", home)
     # before the passphrase is asked for, and before a code is made from the city's name
     city, office = check_name(city, "--city"), check_name(office, "--office")
@@ -201,8 +203,10 @@ def init(city: str, country: str, office: str, code: str | None, timezone: str |
                    "public root key (JSON).")
 @home_option
 def root(out: str, home: str | None) -> None:
-    """Exporta la llave raíz para las ventanillas / Export the city root public key for
-    counters."""
+    """Exporta la llave raíz / Export the root key.
+
+    Escribe la llave raíz pública de la ciudad para las ventanillas / Export the city root
+    public key for counters."""
     _check_destination(out, "--out")
     atomic_write(out, _store(home).root().to_json().encode(), mode=0o644)
     click.echo(out)
@@ -212,8 +216,11 @@ def root(out: str, home: str | None) -> None:
 @json_option
 @home_option
 def keys_(as_json: bool, home: str | None) -> None:
-    """Lista las llaves de la oficina / List the office keys (active, retired, expired,
-    not_yet_valid or compromised)."""
+    """Lista las llaves de la oficina / List the office keys.
+
+    Cada una con su estado: active (activa), retired (retirada), expired (vencida),
+    not_yet_valid (aún no vigente) o compromised (comprometida) / Each with its status: active,
+    retired, expired, not_yet_valid or compromised."""
     rows = _store(home).office_keys()
     if as_json:
         # times in RFC 3339, as ``status --json``, ``ledger entries`` and the ledger's records
@@ -521,7 +528,7 @@ def status_(credential_id: str, as_json: bool, home: str | None) -> None:
     reason = f" ({record['reason']})" if record["status"] != "valid" else ""
     click.echo(f"{record['id']}: {_STATUS_LABELS[record['status']]}{reason}")
     click.echo(f"  emitido / issued: {record['issued_at']}  "
-               f"vigente hasta / valid until: {record['valid_until']}")
+               f"vigente hasta / valid until: {record['last_day']}")
     click.echo(f"  {'papel / paper' if record['kind'] == 'paper' else 'cartera / wallet'}  "
                f"llave / key {record['kid']}  lista / list {record['status_list']}")
     if record["refused_by_counters"] and record["status"] != "revoked":

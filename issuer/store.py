@@ -59,7 +59,7 @@ from credential.passport import (
 )
 from credential.statuslist import DEFAULT_SIZE, MARKS, MAX_SIZE, StatusList
 from credential.text import escaped, folded, is_text
-from credential.times import check_timezone, day_bounds, rfc3339
+from credential.times import check_timezone, day_bounds, last_day, rfc3339
 from issuer.dates import office_today, untimely
 from issuer.indices import KEY_BYTES, IndexPermutation
 from issuer.migrations import HEAD as MIGRATIONS_HEAD
@@ -983,6 +983,9 @@ class IssuerStore:
                 "status_list": row["list_id"], "status_index": row["idx"],
                 "issued_at": rfc3339(row["issued_at"]),
                 "valid_until": rfc3339(row["valid_until"] - 1),
+                # the day the passport, its card and every counter name (the instant above is
+                # that day's end in the office's zone, in UTC: the next date in Mexicali)
+                "last_day": last_day(row["valid_until"]).isoformat(),
                 "key_compromised_since": None if since is None else rfc3339(since),
                 "refused_by_counters": refused}
 

@@ -57,8 +57,8 @@ def test_a_passport_is_valid_until_midnight_in_its_office_zone(homes: dict[str, 
     code, _, err = run("issuer", "init", "--city", "Tecate", "--country", "MX", "--office",
                        "Centro", "--home", str(tmp_path / "utc"))
     assert code == 0 and "[issuer_timezone_utc]" in err, err  # a code, as every notice has
-    run("issuer", "issue", "--claims", str(EXAMPLES / "claims-mexicali.json"), "--paper",
-        "--out", str(tmp_path / "p.txt"), "--home", str(home))
+    cred_id = run("issuer", "issue", "--claims", str(EXAMPLES / "claims-mexicali.json"),
+                  "--paper", "--out", str(tmp_path / "p.txt"), "--home", str(home))[1].strip()
     run("issuer", "root", "--out", str(tmp_path / "r.json"), "--home", str(home))
     run("issuer", "bundle", "--out", str(tmp_path / "b.cbor"), "--home", str(home))
     counter = ["verify", "--service", "library", "--bundle", str(tmp_path / "b.cbor"),
@@ -76,6 +76,11 @@ def test_a_passport_is_valid_until_midnight_in_its_office_zone(homes: dict[str, 
     code, out, _ = run(*counter, "--at", f"{before}T23:50:00-08:00")  # the day before
     assert json.loads(out)["code"] == "not_yet_valid"
     assert str(first) in json.loads(out)["message"]["en"]
+    # the office answers a resident with the same last day, not its end's date in UTC (the next)
+    code, out, _ = run("issuer", "status", cred_id, "--home", str(home))
+    assert code == 0 and f"valid until: {last}\n" in out and str(after) not in out, out
+    record = json.loads(run("issuer", "status", cred_id, "--json", "--home", str(home))[1])
+    assert record["last_day"] == str(last) and record["valid_until"].startswith(str(after))
 
 
 @pytest.mark.parametrize("zone", ["Pacific", "America", "Etc"])
