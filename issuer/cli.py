@@ -273,7 +273,9 @@ def keys_(as_json: bool, home: str | None) -> None:
 def issue(claims_file: BinaryIO | None, ask: bool, holder_key: str | None, paper: bool, out: str,
           qr_out: str | None, card_out: str | None, overwrite: bool, replaces: str | None,
           reason: str | None, office: str | None, home: str | None) -> None:
-    """Emite un pasaporte sin conexión / Issue one credential offline; prints its id."""
+    """Emite un pasaporte sin conexión / Issue one credential offline.
+
+    Muestra el folio del pasaporte nuevo / Prints its id."""
     if ask == (claims_file is not None):
         raise UsageError("usage_error", reason_es="indique --claims o --ask, uno de los dos",
                          reason_en="give exactly one of --claims or --ask")
@@ -422,7 +424,9 @@ def _holder_key(text: str) -> bytes:
                    "Also write its proof of publication, for `verify --bundle-proof`.")
 @home_option
 def bundle(out: str, proof: str | None, home: str | None) -> None:
-    """Escribe el paquete de confianza firmado / Write the current signed trust bundle."""
+    """Escribe el paquete de confianza / Write the trust bundle.
+
+    El paquete de confianza vigente, firmado / The current signed trust bundle."""
     _check_destination(out, "--out")
     if proof is not None:  # written last, once the bundle is signed and published
         _check_destination(proof, "--proof")
@@ -517,7 +521,9 @@ _STATUS_LABELS = {"valid": "vigente / valid", "revoked": "revocado / revoked",
 @json_option
 @home_option
 def status_(credential_id: str, as_json: bool, home: str | None) -> None:
-    """Estado de un pasaporte / A credential's status (for a resident asking at the office)."""
+    """Estado de un pasaporte / A credential's status.
+
+    Para el residente que pregunta en la oficina / For a resident asking at the office."""
     credential_id = check_credential_id(credential_id)
     record = _store(home).credential(credential_id)
     if record is None:
@@ -542,8 +548,11 @@ def status_(credential_id: str, as_json: bool, home: str | None) -> None:
               help="Archivo nuevo para la copia de seguridad / The new backup file to write.")
 @home_option
 def backup(out: Path, home: str | None) -> None:
-    """Copia de seguridad / A consistent backup of the office store (keys stay sealed), taken
-    while the office keeps working."""
+    """Copia de seguridad / Back up the office.
+
+    Una copia coherente del almacén de la oficina (las llaves siguen selladas), hecha mientras
+    la oficina sigue trabajando / A consistent backup of the office store (keys stay sealed),
+    taken while the office keeps working."""
     _check_destination(str(out), "--out")  # an existing file is refused by take(), whole
     store, passphrase = _store(home), read_passphrase()
     # seconds on a large store: every row is read to sign the copy and read again to check it
@@ -561,12 +570,18 @@ def backup(out: Path, home: str | None) -> None:
                    "read the public ledger the backup names (it is down for good).")
 @home_option
 def restore(source: Path, no_ledger: bool, home: str | None) -> None:
-    """Restaura una copia / Make a new office home from a backup (never over an existing one).
+    """Restaura una copia / Restore a backup.
 
-    What the office signed after the backup is unknown to the copy, so the key of that time is
-    marked compromised from the backup's time (those residents are issued again) and a new key
-    takes over. Status changes made after the backup are read back from the public ledger the
-    backup names."""
+    Crea una carpeta de oficina nueva a partir de una copia de seguridad (nunca encima de una
+    que ya existe) / Make a new office home from a backup (never over an existing one).
+
+    Lo que la oficina firmó después de la copia no consta en ella, así que la llave de entonces
+    queda comprometida desde la hora de la copia (a esos residentes se les emite de nuevo) y una
+    llave nueva toma su lugar. Los cambios de estado hechos después de la copia se leen de nuevo
+    del registro público que nombra la copia / What the office signed after the backup is
+    unknown to the copy, so the key of that time is marked compromised from the backup's time
+    (those residents are issued again) and a new key takes over. Status changes made after the
+    backup are read back from the public ledger the backup names."""
     where = resolve_home("issuer", home)
     if (where / "issuer.db").exists():  # said before the passphrase and the copying
         raise StoreError("issuer_exists", home=str(where))
@@ -623,8 +638,11 @@ def restore(source: Path, no_ledger: bool, home: str | None) -> None:
                    "this machine can see it).")
 @home_option
 def ledger_(url: str, token: str | None, home: str | None) -> None:
-    """Publica el registro público de la oficina / Publish this office's public record (keys,
-    issuances, status changes) to a ledger."""
+    """Publica en el registro público / Publish to a ledger.
+
+    Publica la constancia pública de esta oficina (llaves, emisiones, cambios de estado) en un
+    registro público / Publish this office's public record (keys, issuances, status changes) to
+    a ledger."""
     token = _ledger_token(token)
     store, passphrase = _store(home), read_passphrase()
     # a token the node refuses is refused here, before it is saved; a node that cannot be
@@ -655,8 +673,10 @@ def _ledger_token(given: str | None) -> str:
 @group.command()
 @home_option
 def publish(home: str | None) -> None:
-    """Envía lo que quedó en cola / Send entries still queued for the ledger (after an
-    outage)."""
+    """Envía lo que quedó en cola / Send what is still queued.
+
+    Envía al registro público las entradas que siguen en cola (tras una interrupción) / Send
+    entries still queued for the ledger (after an outage)."""
     store = _store(home)
     sent = store.publish(read_passphrase())
     click.echo(f"{sent} entradas enviadas / entries sent; "
@@ -666,10 +686,16 @@ def publish(home: str | None) -> None:
 @group.command("passphrase")
 @home_option
 def passphrase_(home: str | None) -> None:
-    """Cambia la frase de acceso / Change the office passphrase that seals the root key, every
-    office key and the ledger token (for a clerk who leaves). Asks for the current one, then the
-    new one twice (or PASAPORTE_PASSPHRASE and PASAPORTE_NEW_PASSPHRASE). Backups made before
-    keep the old passphrase."""
+    """Cambia la frase de acceso / Change the office passphrase.
+
+    La frase que sella la llave raíz, cada llave de oficina y la ficha del registro público
+    (para cuando un empleado deja la oficina) / The one that seals the root key, every office
+    key and the ledger token (for a clerk who leaves).
+
+    Pide la actual y luego la nueva dos veces (o PASAPORTE_PASSPHRASE y
+    PASAPORTE_NEW_PASSPHRASE). Las copias de seguridad hechas antes conservan la frase anterior /
+    Asks for the current one, then the new one twice (or PASAPORTE_PASSPHRASE and
+    PASAPORTE_NEW_PASSPHRASE). Backups made before keep the old passphrase."""
     store = _store(home)
     current = read_passphrase(prompt="Frase actual / Current passphrase")
     # Every secret is opened before the new passphrase is asked for: a wrong current one is
@@ -697,9 +723,13 @@ def passphrase_(home: str | None) -> None:
 @office_option
 @home_option
 def rotate(office: str | None, home: str | None) -> None:
-    """Nueva llave de oficina / Start a new office key (and status list) for one office (name it
-    with --office in a city of several); its old key keeps verifying what it signed, other
-    offices' keys stay active."""
+    """Nueva llave de oficina / Start a new office key.
+
+    Crea una llave nueva (y una lista de estado nueva) para una oficina (nómbrela con --office
+    si la ciudad tiene varias); lo que firmó su llave anterior se sigue verificando, y las
+    llaves de las demás oficinas siguen activas / Start a new office key (and status list) for
+    one office (name it with --office in a city of several); its old key keeps verifying what
+    it signed, other offices' keys stay active."""
     store = _store(home)
     offices = store.offices()
     if office is None and len(offices) > 1:
@@ -718,7 +748,10 @@ def rotate(office: str | None, home: str | None) -> None:
 
 @group.group("office")
 def office_() -> None:
-    """Oficinas de la ciudad / The city's issuing offices (one root, one bundle)."""
+    """Oficinas de la ciudad / The city's offices.
+
+    Las oficinas emisoras de la ciudad (una llave raíz, un paquete) / The city's issuing offices
+    (one root, one bundle)."""
 
 
 @office_.command("add")
@@ -727,8 +760,12 @@ def office_() -> None:
                    "office's name, as counters show it.")
 @home_option
 def office_add(office: str, home: str | None) -> None:
-    """Nueva oficina emisora / A new issuing office of this city: its own key and status list
-    under the city's root key; prints its key id. Publish a new bundle afterwards."""
+    """Nueva oficina emisora / A new issuing office.
+
+    Una oficina emisora nueva de esta ciudad, con su propia llave y lista de estado bajo la
+    llave raíz de la ciudad; muestra el id de su llave. Después publique un paquete nuevo / A
+    new issuing office of this city: its own key and status list under the city's root key;
+    prints its key id. Publish a new bundle afterwards."""
     office = check_name(office, "--office")  # before the passphrase is asked for
     store = _store(home)
     passphrase = read_passphrase()
@@ -755,8 +792,12 @@ class _KidCommand(BilingualCommand):
                    "/ ISO-8601 time, with its zone, from which the key is untrusted.")
 @home_option
 def compromised(kid: str, since: str, home: str | None) -> None:
-    """Marca una llave como comprometida / Mark an office key compromised from a time on
-    (publish a new bundle afterwards). Marked again, the time may only move earlier."""
+    """Marca una llave como comprometida / Mark a key compromised.
+
+    Marca una llave de oficina como comprometida desde una hora en adelante (después publique
+    un paquete nuevo). Si se marca otra vez, la hora solo puede cambiar a una anterior / Mark an
+    office key compromised from a time on (publish a new bundle afterwards). Marked again, the
+    time may only move earlier."""
     kid = b64url(check_kid(kid))  # before the passphrase is asked for
     when = parse_instant(since, "--since")
     now = int(time.time())
@@ -801,9 +842,14 @@ def _refuse_rows(errors: list[BulkError]) -> None:
 @home_option
 def bulk(csv_file: BinaryIO, out_dir: str, with_qr: bool, with_cards: bool, office: str | None,
          home: str | None) -> None:
-    """Emite pasaportes en papel desde un CSV / Issue paper credentials for every row of a
-    residents CSV (all rows checked first).
-    Running the same file again resumes a run that was cut short; no row is issued twice."""
+    """Emite pasaportes en papel desde un CSV / Issue paper credentials from a CSV.
+
+    Emite uno por cada fila de un CSV de residentes (antes se revisan todas las filas) / Issue
+    paper credentials for every row of a residents CSV (all rows checked first).
+
+    Ejecutarla de nuevo con el mismo archivo retoma una emisión que quedó a medias; ninguna fila
+    se emite dos veces / Running the same file again resumes a run that was cut short; no row is
+    issued twice."""
     data = csv_file.read(MAX_BYTES + 1)
     rows, errors = parse_residents(data, progress=_progressbar)
     _refuse_rows(errors)

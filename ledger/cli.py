@@ -152,8 +152,10 @@ def group() -> None:
 @home_option
 @db_option
 def init(origin: str, witness_name: str | None, home: str | None, db: str | None) -> None:
-    """Crea el registro / Create the log: keys (encrypted at rest), database; print the
-    verifier key."""
+    """Crea el registro / Create the log.
+
+    Sus llaves (cifradas en disco) y su base de datos; muestra la llave verificadora / Its keys
+    (encrypted at rest) and database; prints the verifier key."""
     from credential.home import resolve_home
 
     root = resolve_home("ledger", home)
@@ -169,7 +171,10 @@ def init(origin: str, witness_name: str | None, home: str | None, db: str | None
               help="Muestra en su lugar la llave de testigo / Print the witness key instead.")
 @home_option
 def key(witness: bool, home: str | None) -> None:
-    """Llave verificadora / Print the log's C2SP verifier key (name+keyid+base64)."""
+    """Llave verificadora / Verifier key.
+
+    Muestra la llave verificadora C2SP del registro (nombre+keyid+base64) / Print the log's
+    C2SP verifier key (name+keyid+base64)."""
     from credential.home import resolve_home
 
     config = load_config(resolve_home("ledger", home))
@@ -182,8 +187,11 @@ def key(witness: bool, home: str | None) -> None:
 @group.command("passphrase")
 @home_option
 def change_passphrase(home: str | None) -> None:
-    """Cambia la frase de acceso / Change the node's passphrase: the log's and the witness's
-    keys sealed anew under it (asks for the current one, then the new one twice)."""
+    """Cambia la frase de acceso / Change the node's passphrase.
+
+    Las llaves del registro y del testigo se sellan de nuevo con ella (pide la actual y luego
+    la nueva dos veces) / The log's and the witness's keys are sealed anew under it (asks for
+    the current one, then the new one twice)."""
     root = resolve_home("ledger", home)
     mirror_of = _mirror_of(home)
     if mirror_of is not None:  # it has no keys: said before any passphrase is asked for
@@ -221,7 +229,9 @@ def change_passphrase(home: str | None) -> None:
 @home_option
 @db_option
 def serve(host: str, port: int, client_timeout: int, home: str | None, db: str | None) -> None:
-    """Sirve la API HTTP / Serve the HTTP API until interrupted."""
+    """Sirve la API HTTP / Serve the HTTP API.
+
+    Hasta que se le interrumpa / Until interrupted."""
     from werkzeug.serving import make_server
 
     from ledger.http import create_app
@@ -407,7 +417,10 @@ def _read_jsonl(path: str) -> list[dict[str, Any]]:
 @home_option
 @db_option
 def append(path: str, home: str | None, db: str | None) -> None:
-    """Agrega entradas / Append the file's entries as one batch and print the new checkpoint."""
+    """Agrega entradas / Append entries.
+
+    Agrega las entradas del archivo en un solo lote y muestra el checkpoint nuevo / Append the
+    file's entries as one batch and print the new checkpoint."""
     from ledger.entries import entry_from_json
 
     items = _read_jsonl(path)
@@ -448,11 +461,15 @@ def _inert_line(line: str) -> str:
 @db_option
 def entries(start: int, end: int | None, types: tuple[str, ...], home: str | None,
             db: str | None) -> None:
-    """Muestra el registro / Print the public record, decoded: one JSON object per line
-    (index, time, entry).
+    """Muestra el registro / Print the public record.
 
-    What a resident or a journalist reads after ``mirror``: e.g. every issuing-office key ever
-    registered (``--type key_registered``), or every status change."""
+    Decodificado: un objeto JSON por línea (index, time, entry) / Decoded: one JSON object per
+    line (index, time, entry).
+
+    Lo que un residente o un periodista lee después de ``mirror``: por ejemplo, cada llave de
+    oficina emisora registrada alguna vez (``--type key_registered``), o cada cambio de estado
+    / What a resident or a journalist reads after ``mirror``: e.g. every issuing-office key
+    ever registered (``--type key_registered``), or every status change."""
     if end is not None and start > end:  # as GET /entries answers 400
         raise UsageError("usage_error", reason_es="--start va después de --end",
                          reason_en="--start is after --end")
@@ -497,9 +514,13 @@ def entries(start: int, end: int | None, types: tuple[str, ...], home: str | Non
 @db_option
 def check_bundle(bundles: tuple[str, ...], roots: tuple[str, ...], home: str | None,
                  db: str | None) -> None:
-    """Coteja paquetes con el registro / Check trust bundles against the public record (e.g.
-    a mirror): every office key
-    registered, every compromise reflected, the bundle itself published. Exit 1 otherwise."""
+    """Coteja paquetes con el registro / Check bundles against the ledger.
+
+    Coteja paquetes de confianza con el registro público (por ejemplo, una réplica): cada llave
+    de oficina registrada, cada llave comprometida marcada como tal, el paquete mismo publicado.
+    Si no, termina con código 1 / Check trust bundles against the public record (e.g. a
+    mirror): every office key registered, every compromise reflected, the bundle itself
+    published. Exit 1 otherwise."""
     from credential.bundle import MAX_ROOT, RootKey, check_roots, parse_bundle
     from ledger.crosscheck import check_bundle as run_check
     from ledger.crosscheck import read_public_record
@@ -538,9 +559,12 @@ def check_bundle(bundles: tuple[str, ...], roots: tuple[str, ...], home: str | N
 @db_option
 def prove_bundle(bundle: str, out: str, url: str | None, home: str | None,
                  db: str | None) -> None:
-    """Prueba de publicación de un paquete / Write a bundle's proof of publication: its record,
-    inclusion proof and a cosigned checkpoint, which counters check offline (verify
-    --bundle-proof)."""
+    """Prueba de publicación de un paquete / A bundle's proof of publication.
+
+    Escribe la prueba de publicación de un paquete: su registro, su prueba de inclusión y un
+    checkpoint cosignado, que las ventanillas comprueban sin conexión (verify --bundle-proof) /
+    Write a bundle's proof of publication: its record, inclusion proof and a cosigned
+    checkpoint, which counters check offline (verify --bundle-proof)."""
     from credential.home import atomic_write
     from ledger.bundleproof import prove_bundle as make_proof
     from ledger.bundleproof import prove_bundle_remote, uncosigned_warning
@@ -565,7 +589,10 @@ def prove_bundle(bundle: str, out: str, url: str | None, home: str | None,
 @home_option
 @db_option
 def audit(deep: bool, home: str | None, db: str | None) -> None:
-    """Audita el registro / Recompute chain, leaves, nodes and checkpoints; exit 1 at the first
+    """Audita el registro / Audit the log.
+
+    Recalcula la cadena, las hojas, los nodos y los checkpoints; termina con código 1 en el
+    primer registro dañado / Recompute chain, leaves, nodes and checkpoints; exit 1 at the first
     bad record."""
     from ledger.audit import audit as run_audit
 
@@ -599,8 +626,10 @@ def audit(deep: bool, home: str | None, db: str | None) -> None:
 @db_option
 def mirror(url: str, log_key: str | None, witness_key: tuple[str, ...], unwitnessed: bool,
            home: str | None, db: str | None) -> None:
-    """Replica otro registro / Copy another node's log here, checking every link and the
-    cosigned root."""
+    """Replica otro registro / Mirror another log.
+
+    Copia aquí el registro de otro nodo y comprueba cada enlace y la raíz cosignada / Copy
+    another node's log here, checking every link and the cosigned root."""
     from credential.home import resolve_home
     from ledger.mirror import mirror as run_mirror
 
@@ -686,8 +715,10 @@ def _mirror(root: Path, url: str, log_key: str | None, witness_key: tuple[str, .
 @home_option
 @db_option
 def witness(url: str, log_key: str, home: str | None, db: str | None) -> None:
-    """Atestigua el registro de otra ciudad / Witness another city's log: remember it, check
-    its checkpoint now and cosign it."""
+    """Atestigua el registro de otra ciudad / Witness another city's log.
+
+    Lo recuerda, comprueba ahora su checkpoint y lo cosigna / Remember it, check its checkpoint
+    now and cosign it."""
     from ledger.witness import check_log, pull, witness_log
 
     _vkey(log_key, "--log-key")
@@ -701,7 +732,9 @@ def witness(url: str, log_key: str, home: str | None, db: str | None) -> None:
 
 @group.group()
 def token() -> None:
-    """Fichas de escritura / Append tokens for POST /entries (only a hash is stored)."""
+    """Fichas de escritura / Append tokens.
+
+    Para POST /entries (solo se guarda su hash) / For POST /entries (only a hash is stored)."""
 
 
 @token.command("add")
@@ -734,7 +767,10 @@ def token_revoke(name: str, home: str | None, db: str | None) -> None:
 
 @group.group()
 def witnesses() -> None:
-    """Testigos / The witnesses this log asks to cosign each checkpoint."""
+    """Testigos / Witnesses.
+
+    Los testigos a los que este registro pide cosignar cada checkpoint / The witnesses this log
+    asks to cosign each checkpoint."""
 
 
 @witnesses.command("add")
@@ -799,7 +835,10 @@ def witnesses_list(home: str | None, db: str | None) -> None:
 @home_option
 @db_option
 def checkpoint(cosign: bool, home: str | None, db: str | None) -> None:
-    """Último punto de control / Print the newest checkpoint with every cosignature it has."""
+    """Último checkpoint / The newest checkpoint.
+
+    Muestra el checkpoint más reciente con todas las cosignaturas que tiene / Print the newest
+    checkpoint with every cosignature it has."""
     from ledger.witness import WITNESS_TIMEOUT, request_cosignatures
 
     with _open(home, db, write=cosign) as store:
@@ -842,7 +881,9 @@ class _MonitorCommand(BilingualCommand):
 @db_option
 def status(as_json: bool, max_age: int, max_behind: int, home: str | None,
            db: str | None) -> None:
-    """Salud del nodo o réplica / The node's (or mirror's) health: exit 0 ok, 1 warning,
+    """Salud del nodo o réplica / The node's (or mirror's) health.
+
+    Código de salida: 0 bien, 1 aviso, 2 crítico, 3 desconocido / Exit 0 ok, 1 warning,
     2 critical, 3 unknown."""
     try:
         with _open(home, db) as store:

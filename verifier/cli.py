@@ -356,10 +356,13 @@ def command(service: str, bundles: tuple[str, ...], roots: tuple[str, ...],
             text: str | None, image: str | None, batch: BinaryIO | None, scan: bool,
             at: str | None, counter: str | None, nonce: str | None, policy_file: str | None,
             as_json: bool) -> None:
-    """Verificar un pasaporte sin conexión / Verify a passport offline.
+    """Verifica un pasaporte sin conexión / Verify a passport offline.
 
-    With --log-key, only bundles proven to be on the public ledger are trusted: each comes with
-    its --bundle-proof, whose checkpoint the ledger signed and a --witness-key cosigned."""
+    Con --log-key solo se confía en paquetes con prueba de estar en el registro público: cada
+    uno llega con su --bundle-proof, cuyo checkpoint firmó el registro y cosignó un testigo de
+    --witness-key / With --log-key, only bundles proven to be on the public ledger are trusted:
+    each comes with its --bundle-proof, whose checkpoint the ledger signed and a --witness-key
+    cosigned."""
     if sum(x is not None for x in (text, image, batch)) + scan != 1:
         raise UsageError("usage_error",
                          reason_es="indique uno solo de --text, --image, --batch, --scan",

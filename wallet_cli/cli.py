@@ -82,9 +82,12 @@ def group() -> None:
 @group.command()
 @_home_option
 def init(home: Path | None) -> None:
-    """Crea la clave del titular / Create the holder key (sealed under a passphrase).
+    """Crea la clave del titular / Create the holder key.
 
-    Prints the holder public key (base64url) for the issuing office.
+    La clave queda sellada con una frase de acceso / Sealed under a passphrase.
+
+    Muestra la clave pública del titular (base64url) para la oficina emisora / Prints the holder
+    public key (base64url) for the issuing office.
     """
     where = _home(home)
     Wallet.refuse_existing(where)  # before asking for a passphrase for nothing
@@ -101,10 +104,16 @@ def init(home: Path | None) -> None:
 def change_passphrase(home: Path | None) -> None:
     """Cambia la frase de acceso / Change the wallet passphrase.
 
-    Asks for the current passphrase, then the new one twice ($PASAPORTE_PASSPHRASE and
-    $PASAPORTE_NEW_PASSPHRASE for scripts; from a pipe, one line each: current, new, new).
-    The passports stay; the new passphrase opens this wallet from then on (copies of its
-    folder made before still open with the old one).
+    Pide la frase actual y luego la nueva dos veces ($PASAPORTE_PASSPHRASE y
+    $PASAPORTE_NEW_PASSPHRASE para scripts; desde una tubería, una línea cada una: actual,
+    nueva, nueva) / Asks for the current passphrase, then the new one twice
+    ($PASAPORTE_PASSPHRASE and $PASAPORTE_NEW_PASSPHRASE for scripts; from a pipe, one line
+    each: current, new, new).
+
+    Los pasaportes se conservan; desde entonces la frase nueva abre esta cartera (las copias de
+    su carpeta hechas antes se siguen abriendo con la anterior) / The passports stay; the new
+    passphrase opens this wallet from then on (copies of its folder made before still open with
+    the old one).
     """
     where = _home(home)
     wallet = Wallet.open(where)  # a missing or damaged wallet fails before any prompt
@@ -116,7 +125,9 @@ def change_passphrase(home: Path | None) -> None:
 @group.command()
 @_home_option
 def key(home: Path | None) -> None:
-    """Muestra la clave pública del titular / Print the holder public key (base64url)."""
+    """Muestra la clave pública del titular / Print the holder public key.
+
+    En base64url / In base64url."""
     click.echo(b64url(Wallet.open(_home(home)).public_key))
 
 
@@ -140,7 +151,10 @@ def key(home: Path | None) -> None:
 @_home_option
 def trust(bundles: tuple[str, ...], roots: tuple[str, ...], proofs: tuple[str, ...],
           log_keys: tuple[str, ...], witness_keys: tuple[str, ...], home: Path | None) -> None:
-    """Confía en paquetes de ciudades / Trust cities' bundles: names for codes, issuer checks.
+    """Confía en paquetes de ciudades / Trust cities' bundles.
+
+    Dan los nombres de los códigos y permiten comprobar a los emisores. Con --log-key, solo
+    paquetes con prueba de estar en el registro público / Names for codes, issuer checks.
     With --log-key, only bundles proven to be on the public ledger."""
     wallet = Wallet.open(_home(home))
     # A bad bundle, root or proof file is a mistake in what was given, as at a counter's
@@ -157,11 +171,13 @@ def trust(bundles: tuple[str, ...], roots: tuple[str, ...], proofs: tuple[str, .
 @click.argument("file", type=click.File("rb"))
 @_home_option
 def import_(file: BinaryIO, home: Path | None) -> None:
-    """Guarda un pasaporte emitido / Store an issued passport (FILE, or - for stdin).
+    """Guarda un pasaporte emitido / Store an issued passport.
 
-    FILE holds the passport's text (PU1:…), or is a PNG or JPEG image of its QR code, as the
-    office hands it out; with -, the text is read from standard input (pasted). Prints the
-    credential id.
+    FILE contiene el texto del pasaporte (PU1:…), o es una imagen PNG o JPEG de su código QR,
+    tal como lo entrega la oficina; con -, el texto se lee de la entrada estándar (pegado).
+    Muestra el folio del pasaporte / FILE holds the passport's text (PU1:…), or is a PNG or
+    JPEG image of its QR code, as the office hands it out; with -, the text is read from
+    standard input (pasted). Prints the credential id.
     """
     wallet = Wallet.open(_home(home))
     raw = file.read(MAX_IMPORT_BYTES + 1)
@@ -272,7 +288,8 @@ def present(credential_id: str, service: str, disclose: tuple[str, ...], counter
             nonce: str | None, qr_path: Path | None, terminal: bool, home: Path | None) -> None:
     """Genera el código para una ventanilla / Make the code to show at a counter.
 
-    Prints the payload text (PU1:…) on stdout and nothing else.
+    Escribe el texto del código (PU1:…) en la salida estándar, y nada más / Prints the payload
+    text (PU1:…) on stdout and nothing else.
     """
     check_png_name(qr_path)
     wallet = Wallet.open(_home(home))
