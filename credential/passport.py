@@ -27,7 +27,7 @@ import hashlib
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import cbor2
 import nacl.signing
@@ -47,6 +47,7 @@ __all__ = [
     "StatusRef",
     "credential_digest",
     "credential_id",
+    "decode_bytes",
     "decode_envelope",
     "decode_text",
     "issue",
@@ -341,6 +342,9 @@ def _kb(obj: Any) -> KeyBinding:
     return KeyBinding(s, aud, iat, nonce)
 
 
+_SIGN1_TAG: Final = frozenset({cose.TAG_SIGN1})
+
+
 def decode_envelope(obj: Any) -> Decoded:
     """Shape-check a decoded CBOR envelope. Signatures and digests are checked by the caller."""
     if not isinstance(obj, list) or len(obj) not in (2, 4):
@@ -382,7 +386,14 @@ def decode_envelope(obj: Any) -> Decoded:
     return Decoded(credential, payload, tuple(raw), groups, tuple(indices), proof, kb)
 
 
+def decode_bytes(data: object) -> Decoded:
+    """An envelope's CBOR to a shape-checked envelope. Its COSE_Sign1s may come under tag 18
+    (RFC 9052 §4.2 allows either, and COSE libraries tag by default); the tag is no part of what
+    is signed, so another city's tagged code verifies as ours does."""
+    return decode_envelope(cbor.loads(data, allowed_tags=_SIGN1_TAG))
+
+
 def decode_text(text: object) -> Decoded:
     """Scanned or stored QR text (``PU1:…``) to a shape-checked envelope: every bound of
     ``transport`` and ``cbor`` applies. Signatures and digests are checked by the caller."""
-    return decode_envelope(cbor.loads(transport.unpack(text)))
+    return decode_bytes(transport.unpack(text))

@@ -42,7 +42,7 @@ from typing import Any, Literal, cast
 import nacl.signing
 import nacl.utils
 
-from credential import cbor, jsontext, sd, transport
+from credential import jsontext, sd, transport
 from credential.bundle import MAX_BUNDLE, MAX_ROOT, RootKey, TrustBundle, check_roots, parse_bundle
 from credential.claims import display_value, service_named
 from credential.errors import MalformedInput, PasaporteError, Rejection, StoreError, UsageError
@@ -56,7 +56,7 @@ from credential.keys import (
     unb64url,
     unseal,
 )
-from credential.passport import Decoded, decode_envelope, present
+from credential.passport import Decoded, decode_bytes, present
 from credential.statuslist import MARKS, StatusList
 from credential.text import escaped, folded, typed_forms
 from credential.times import first_day, last_day
@@ -351,7 +351,7 @@ def _check_credential(cbor_bytes: bytes, holder_key: bytes) -> Decoded:
     it at every presentation; what the wallet guards against is storing something it could never
     present (a paper credential, a presentation, missing or altered data, someone else's key).
     """
-    decoded = decode_envelope(cbor.loads(cbor_bytes))
+    decoded = decode_bytes(cbor_bytes)
     if decoded.is_presentation:
         raise MalformedInput("wallet_import_presentation")
     groups = schema().groups

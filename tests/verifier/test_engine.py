@@ -643,3 +643,28 @@ def test_one_shot_verify_function(city: City, holder: nacl.signing.SigningKey) -
     text = presentation(cred, holder, "library", LIB)
     r = verify(text, service="library", bundles=[city.bundle()], roots=[city.root], now=NOW)
     assert r.accepted and r.to_json()["decision"] == "accepted"
+
+
+def _tagged(text: str, *positions: int, tag: int = cose.TAG_SIGN1) -> str:
+    """``text`` with the COSE_Sign1s at ``positions`` of its envelope under ``tag``, as COSE
+    libraries that tag by default write them (the bytes inside unchanged)."""
+    envelope = cbor2.loads(transport.unpack(text))
+    for i in positions:
+        envelope[i] = cbor2.CBORTag(tag, envelope[i])
+    return transport.pack(cbor2.dumps(envelope))
+
+
+def test_a_code_whose_cose_sign1s_are_tagged_18_verifies(city: City,
+                                                          holder: nacl.signing.SigningKey) -> None:
+    """RFC 9052 §4.2: COSE_Sign1_Tagged or not, the same message (the tag is not signed)."""
+    v = verifier_for(city)
+    text = presentation(city.issue(holder=holder), holder, "library", LIB)
+    for positions in ((0,), (3,), (0, 3)):
+        r = v.verify(_tagged(text, *positions), service="library", now=NOW + 5)
+        assert r.accepted, (positions, r)
+    paper = transport.pack(city.issue().to_cbor())
+    assert v.verify(_tagged(paper, 0), service="library", now=NOW + 5).accepted
+    # any other tag is no COSE_Sign1: refused, as before
+    for tag in (17, 98):
+        r = v.verify(_tagged(text, 0, tag=tag), service="library", now=NOW + 5)
+        assert not r.accepted and r.code in ("cose_invalid", "cbor_invalid"), r

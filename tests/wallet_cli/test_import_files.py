@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cbor2
 import pytest
 
-from credential import transport
+from credential import cose, transport
 from credential.errors import MalformedInput
 from tests.factory import City
 from tests.wallet_cli.conftest import Run, example_claims
@@ -48,6 +49,23 @@ def test_a_wrapped_passport_imports(run: Run, wallet_home: Path, mexicali: City,
     assert (wallet.credentials_dir / f"{cred_id}.cbor").read_bytes() == transport.unpack(text)
     pasted = run("wallet", "import", "-", "--home", wallet_home, input=_wrapped(text, end))
     assert pasted.exit_code == 0 and "Ya estaba" in pasted.stderr, pasted.output
+
+
+def test_a_passport_whose_cose_sign1_is_tagged_imports_and_presents(
+        run: Run, wallet_home: Path, mexicali: City, tmp_path: Path) -> None:
+    """Another city's office, on a COSE library that tags by default (RFC 9052 §4.2 allows
+    COSE_Sign1_Tagged): its passport imports, and its presentation verifies at a counter."""
+    envelope = cbor2.loads(transport.unpack(_text(Wallet.open(wallet_home), mexicali)))
+    envelope[0] = cbor2.CBORTag(cose.TAG_SIGN1, envelope[0])
+    file = tmp_path / "tagged.cred"
+    file.write_text(transport.pack(cbor2.dumps(envelope)), "ascii")
+    result = run("wallet", "import", file, "--home", wallet_home)
+    assert result.exit_code == 0, result.output
+    shown = run("wallet", "present", result.stdout.strip(), "--for", "library",
+                "--home", wallet_home)
+    assert shown.exit_code == 0, shown.output
+    decision = mexicali.verifier().verify(shown.stdout.strip(), service="library")
+    assert decision.accepted, decision.message
 
 
 # Where a download may stop: the base45 then fails on its last characters, or it decodes and
