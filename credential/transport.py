@@ -6,9 +6,12 @@ and the wallet; ``unpack`` is the first thing a counter runs on scanned text, be
 and the inflated size (a zlib bomb is refused after at most ``max_inflated + 1`` bytes of output).
 
 Compression is applied only when it makes the payload strictly smaller (signatures, keys and
-digests do not compress). The reader tells the two apart by the first byte: zlib streams start
-with 0x78. A CBOR document that itself begins with 0x78 (a text string of 24–255 bytes, never one
-of our formats) is compressed unconditionally so that the rule stays unambiguous.
+digests do not compress). The reader tells the two apart by the first bytes: a zlib stream
+(RFC 1950) starts with 0x78 (what ``zlib.compress`` writes: a 32 KiB window) or with any other
+valid header (a smaller window, as small-memory deflaters write: 0x08–0x68 and a check byte), and
+none of our formats' CBOR does (an envelope starts 0x82 or 0x84). A CBOR document that itself
+looks like one (a text string of 24–255 bytes, say) is compressed unconditionally, so the rule
+stays unambiguous.
 
 What a keyboard-wedge scanner or its log may add or change is undone here when that is lossless,
 and refused with its own code when not (``unpack``, ``diagnose``); the signature still decides
@@ -24,7 +27,7 @@ from typing import Final
 from credential import base45
 from credential.errors import MalformedInput
 
-__all__ = ["PADDING", "PREFIX", "diagnose", "pack", "unpack"]
+__all__ = ["PADDING", "PREFIX", "diagnose", "is_zlib", "pack", "unpack"]
 
 PREFIX: Final = "PU1:"
 _ZLIB_FIRST_BYTE: Final = 0x78  # CMF: deflate, 32 KiB window — what zlib.compress writes
@@ -72,9 +75,22 @@ def pack(cbor_bytes: bytes) -> str:
     """Wrap CBOR bytes for a QR code: zlib (only if strictly smaller), base45, ``PU1:`` prefix."""
     body = bytes(cbor_bytes)
     compressed = zlib.compress(body, 9)
-    if len(compressed) < len(body) or (body and body[0] == _ZLIB_FIRST_BYTE):
+    if len(compressed) < len(body) or is_zlib(body):
         body = compressed
     return PREFIX + base45.encode(body)
+
+
+def is_zlib(data: bytes) -> bool:
+    """Whether ``data`` is read as a zlib stream: first byte 0x78 (always so, as before any
+    other header was), or an RFC 1950 header of deflate (CM 8) with a window of at most 32 KiB
+    (CINFO ≤ 7) whose two bytes pass the FCHECK (a multiple of 31)."""
+    if not data:
+        return False
+    first = data[0]
+    if first == _ZLIB_FIRST_BYTE:
+        return True
+    return (len(data) >= 2 and first & 0x0F == 8 and first >> 4 <= 7
+            and ((first << 8) | data[1]) % 31 == 0)
 
 
 def unpack(text: object, *, max_chars: int = 4096, max_inflated: int = 8192) -> bytes:
@@ -108,7 +124,7 @@ def unpack(text: object, *, max_chars: int = 4096, max_inflated: int = 8192) -> 
     else:
         body = _body(text)
     data = base45.decode(body, any_case=True)
-    if data and data[0] == _ZLIB_FIRST_BYTE:
+    if is_zlib(data):
         return _inflate(data, max_inflated)
     return data
 
