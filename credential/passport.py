@@ -28,6 +28,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
+from urllib.parse import quote, unquote
 
 import cbor2
 import nacl.signing
@@ -45,6 +46,8 @@ __all__ = [
     "Decoded",
     "IssuedCredential",
     "StatusRef",
+    "audience",
+    "audience_parts",
     "credential_digest",
     "credential_id",
     "decode_bytes",
@@ -206,6 +209,22 @@ def parse_nonce(text: str | None) -> bytes | None:
     if not 0 < len(raw) <= MAX_NONCE:
         raise UsageError("nonce_invalid", max=MAX_NONCE)
     return raw
+
+
+def audience(service: str, counter: str | None = None) -> str:
+    """A key binding's ``aud``: ``SERVICE``, or ``SERVICE:COUNTER`` with the counter id
+    percent-encoded (RFC 3986). RFC 8392 takes RFC 7519's StringOrURI, in which a value holding a
+    colon must be a URI: ``clinic:mesa 3`` is none, ``clinic:mesa%203`` is one."""
+    return service if counter is None else f"{service}:{quote(counter, safe='')}"
+
+
+def audience_parts(aud: str) -> tuple[str, str]:
+    """The service and the counter id (``""`` if none) of an ``aud``. A wallet of an earlier
+    release signed the id as typed: ``unquote`` leaves such text as it is (``%`` but before two
+    hex digits is kept), so its codes still match the counter they were made for. Escapes
+    that are no UTF-8 (signed by whoever made the code) become U+FFFD and match no counter."""
+    service, _, counter = aud.partition(":")
+    return service, unquote(counter, errors="replace")
 
 
 def present(credential: list[Any], disclosures: Sequence[bytes], *, groups: Iterable[str],

@@ -20,7 +20,7 @@ from credential.bundle import OfficeKey, RootKey, TrustBundle, check_roots, pars
 from credential.claims import display_value
 from credential.errors import MalformedInput, PasaporteError
 from credential.keys import b64url
-from credential.passport import Decoded, credential_digest, decode_text, kb_aad
+from credential.passport import Decoded, audience_parts, credential_digest, decode_text, kb_aad
 from credential.records import record_repr
 from credential.statuslist import MARKS, StatusList
 from credential.text import escaped
@@ -276,7 +276,7 @@ class Verifier:
                 return _reject("holder_binding_missing", d, issuer)
             if not holder_signed:
                 return _reject("holder_signature_invalid", d, issuer)
-            aud_service, _, aud_counter = kb.audience.partition(":")
+            aud_service, aud_counter = audience_parts(kb.audience)
             # Counter ids are names people type (desk-3, Desk-3): case does not tell counters
             # apart, as it does not for nonces.
             if aud_service != policy.service or (
@@ -284,7 +284,8 @@ class Verifier:
                     and aud_counter.casefold() != policy.counter_id.casefold()):
                 # The audience is whatever the holder's wallet signed: a crafted one (a CR, an
                 # escape sequence) could make a clerk's screen read "valid" over this refusal.
-                return _reject("wrong_audience", d, issuer, audience=escaped(kb.audience))
+                shown = f"{aud_service}:{aud_counter}" if aud_counter else kb.audience
+                return _reject("wrong_audience", d, issuer, audience=escaped(shown))
             if kb.iat > now + skew:
                 return _reject("presentation_future", d, issuer)
             if now - kb.iat > policy.freshness_s:

@@ -56,7 +56,7 @@ from credential.keys import (
     unb64url,
     unseal,
 )
-from credential.passport import Decoded, decode_bytes, present
+from credential.passport import Decoded, audience, decode_bytes, present
 from credential.statuslist import MARKS, StatusList
 from credential.text import escaped, folded, typed_forms
 from credential.times import first_day, last_day
@@ -331,15 +331,17 @@ def groups_for(service: str, disclose: Iterable[str] | None = None) -> tuple[str
 
 
 def audience_for(service: str, counter: str | None = None) -> str:
-    """``SERVICE`` or ``SERVICE:COUNTER`` — the verifier splits on the first colon."""
-    audience = service if counter is None else f"{service}:{counter}"
+    """``SERVICE`` or ``SERVICE:COUNTER``, the counter id percent-encoded (``audience``): the
+    limit counts what is signed, so an id of accented letters or spaces holds fewer."""
+    typed = service if counter is None else f"{service}:{counter}"
     if counter is not None and not counter.strip():
-        raise UsageError("wallet_audience_invalid", audience=audience, max=MAX_AUDIENCE)
-    if len(audience) > MAX_AUDIENCE or not audience.isprintable():
+        raise UsageError("wallet_audience_invalid", audience=typed, max=MAX_AUDIENCE)
+    signed = audience(service, counter)
+    if len(signed) > MAX_AUDIENCE or not typed.isprintable():
         # echoed escaped: a control character typed or pasted must not act on the terminal
-        shown = escaped(audience[:80])
+        shown = escaped(typed[:80])
         raise UsageError("wallet_audience_invalid", audience=shown, max=MAX_AUDIENCE)
-    return audience
+    return signed
 
 
 # -- checking a credential file ---------------------------------------------------------------
