@@ -101,8 +101,15 @@ def check_log(url: str, vkey: str) -> None:
     verifier = parse_verifier_key(vkey)
     _, note, cp = client.checkpoint(url)
     if cp.origin != verifier.name:
-        raise LedgerError("ledger_witness_wrong_log", url=url, origin=cp.origin,
-                          want=verifier.name)
+        try:
+            open_note(note, [verifier])
+        except LedgerError:
+            raise LedgerError("ledger_witness_wrong_log", url=url, origin=cp.origin,
+                              want=verifier.name) from None
+        # Signed by that very key: the log meant, whose key is named otherwise than its origin
+        # (C2SP tlog-checkpoint: SHOULD match). A witness here knows a log by that one name.
+        raise LedgerError("ledger_witness_key_name", url=url, origin=cp.origin,
+                          name=verifier.name)
     open_note(note, [verifier])  # note_unverified: the log's name, but not that key
 
 

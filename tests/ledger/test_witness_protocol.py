@@ -30,7 +30,7 @@ from ledger import client
 from ledger import schema as t
 from ledger.http import create_app
 from ledger.store import LedgerStore
-from ledger.witness import pull, request_cosignatures, witness_log
+from ledger.witness import check_log, pull, request_cosignatures, witness_log
 from tests.ledger.conftest import PASSPHRASE, init_home
 from tests.ledger.helpers import commitment, reply, serving
 
@@ -380,4 +380,26 @@ def test_a_refusal_when_pulling_reads_in_each_language(store: LedgerStore) -> No
         answers["/checkpoint"] = _note(3, signer=generate_signer("ledger.other/log")).encode()
         with pytest.raises(LedgerError) as caught:
             pull(store, LOG.name)
+        assert caught.value.code == "ledger_witness_wrong_log"
+
+
+def test_a_log_whose_key_is_named_otherwise_than_its_origin_is_told_so() -> None:
+    """C2SP tlog-checkpoint: the key name SHOULD match the origin. A witness here knows a log by
+    that one name, so it refuses one that differs, saying so, not "another log"."""
+    signer = generate_signer("indep-log-key")
+    body = Checkpoint("indep.example/log", 2, _root(2)).body()
+    answers = {"/checkpoint": Note(body, (signer.sign(body),)).encode().encode()}
+
+    def handle(h: BaseHTTPRequestHandler) -> None:
+        reply(h, 200, "text/plain", answers[h.path.split("?")[0]])
+
+    with _serve(handle) as url:
+        with pytest.raises(LedgerError) as caught:
+            check_log(url, signer.verifier.vkey)
+        assert caught.value.code == "ledger_witness_key_name"
+        for text in caught.value.message.values():
+            assert "indep.example/log" in text and "indep-log-key" in text
+        # a key of that name that did not sign it: another log at that address, as before
+        with pytest.raises(LedgerError) as caught:
+            check_log(url, generate_signer("indep-log-key").verifier.vkey)
         assert caught.value.code == "ledger_witness_wrong_log"
