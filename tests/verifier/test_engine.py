@@ -142,9 +142,19 @@ def reject(v: Verifier, text: str, code: str, service: str | Policy = "library",
 
 
 def test_issuer_unknown(city: City, holder: nacl.signing.SigningKey) -> None:
+    """An office key the counter's bundle of that city lacks (update the bundle), told apart
+    from a city the counter holds no bundle of (add that city's bundle and root)."""
     cred = city.issue(holder=holder)
-    reject(verifier_for(stranger(city)), presentation(cred, holder, "library", LIB),
-           "issuer_unknown")
+    text = presentation(cred, holder, "library", LIB)
+    r = verifier_for(stranger(city)).verify(text, service="library", now=NOW)
+    assert r.code == "issuer_unknown" and r.issuer is None, r
+    assert "Mexicali (MXMEX)" in r.message["en"] and "update that bundle" in r.message["en"]
+    calexico = stranger(city)
+    calexico.city, calexico.country, calexico.code = "Calexico", "US", "USCAL"
+    r = verifier_for(calexico).verify(text, service="library", now=NOW)
+    assert r.code == "issuer_unknown" and r.issuer is None, r
+    assert "no trust bundle of the city that issued the passport (MXMEX)" in r.message["en"]
+    assert "--trust-root" in r.message["es"] and "MXMEX" in r.message["es"]
 
 
 def test_signature_invalid(city: City, holder: nacl.signing.SigningKey) -> None:
@@ -648,7 +658,8 @@ def test_every_rejection_code_is_provoked() -> None:
     catalog = message_catalog()
     engine = {c for c in re.findall(r'"([a-z_]+)"', source("verifier.engine")) if c in catalog}
     # decisions and warnings (asserted in the tests above), not rejection codes
-    not_rejections = {"accepted", "rejected", "paper_check_id", "catalog_unknown"}
+    not_rejections = {"accepted", "rejected", "paper_check_id", "catalog_unknown",
+                      "issuer_unknown_city"}  # a message of issuer_unknown (test_issuer_unknown)
     parsers = set(re.findall(r'MalformedInput\(\s*"([a-z_]+)"', source("credential.transport")
                              + source("credential.passport")))
     parsers -= {"key_invalid"}  # raised by ``issue``, never on a scan
