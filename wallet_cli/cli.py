@@ -226,7 +226,9 @@ def _text(raw: bytes, name: str) -> str:
 
 def _table(entries: list[CredentialEntry]) -> str:
     headers = ("Folio / ID", "Emisor / Issuer", "Válido hasta / Valid until", "Estado / Status")
-    rows = [(e.id, e.issuer, e.valid_until.isoformat(), _STATUS[e.status]) for e in entries]
+    # escaped: a passport imported before the wallet refused a crafted city code may hold one
+    rows = [(e.id, escaped(e.issuer), e.valid_until.isoformat(), _STATUS[e.status])
+            for e in entries]
     widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
              for row in [headers, tuple("-" * w for w in widths), *rows]]

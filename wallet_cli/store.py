@@ -43,7 +43,15 @@ import nacl.signing
 import nacl.utils
 
 from credential import jsontext, sd, transport
-from credential.bundle import MAX_BUNDLE, MAX_ROOT, RootKey, TrustBundle, check_roots, parse_bundle
+from credential.bundle import (
+    CITY_CODE,
+    MAX_BUNDLE,
+    MAX_ROOT,
+    RootKey,
+    TrustBundle,
+    check_roots,
+    parse_bundle,
+)
 from credential.claims import display_value, service_named
 from credential.errors import MalformedInput, PasaporteError, Rejection, StoreError, UsageError
 from credential.home import MIN_PASSPHRASE, atomic_write, held_lock, read_bounded
@@ -356,6 +364,11 @@ def _check_credential(cbor_bytes: bytes, holder_key: bytes) -> Decoded:
     decoded = decode_bytes(cbor_bytes)
     if decoded.is_presentation:
         raise MalformedInput("wallet_import_presentation")
+    # Unsigned as far as the wallet can tell when it trusts no bundle of that city: a crafted
+    # file's "city" would reach the resident's terminal in every listing and message.
+    if not CITY_CODE.fullmatch(decoded.payload.iss):
+        raise MalformedInput("wallet_import_issuer_invalid",
+                             issuer=escaped(decoded.payload.iss[:64]))
     groups = schema().groups
     if len(decoded.disclosures) != len(groups):
         raise MalformedInput("wallet_import_incomplete", have=len(decoded.disclosures),

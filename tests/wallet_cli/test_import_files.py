@@ -104,3 +104,20 @@ def test_two_passports_in_one_file_are_named(run: Run, wallet_home: Path, mexica
     message = _refused(result, "wallet_import_several", file)
     assert "holds 2 passports" in message["en"] and "contiene 2 pasaportes" in message["es"]
     assert wallet.ids() == []
+
+
+def test_a_passport_naming_no_city_code_is_refused(run: Run, wallet_home: Path,
+                                                   tmp_path: Path) -> None:
+    """Its issuer is unchecked when the wallet trusts no bundle of that city: a crafted one
+    would reach the resident's terminal (a title change, a cleared screen) in every listing."""
+    crafted = City(code="ZZ\x1b]0;OWNED\x07\x1b[2J")
+    file = tmp_path / "crafted.cred"
+    file.write_text(crafted.issue_text(Wallet.open(wallet_home).public_key,
+                                       example_claims("mexicali")), "ascii")
+    result = run("wallet", "import", file, "--home", wallet_home)
+    exception = getattr(result, "exception", None)
+    assert isinstance(exception, MalformedInput), result.output
+    assert exception.code == "wallet_import_issuer_invalid" and result.stdout == ""
+    for text in exception.message.values():
+        assert "\x1b" not in text and "\\x1b]0;OWNED" in text
+    assert Wallet.open(wallet_home).ids() == []
