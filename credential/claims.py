@@ -123,7 +123,9 @@ def _parse_field(value: Any, spec: FieldSpec, where: str) -> Any:
     if spec.type == "enum":
         if not isinstance(value, str) or spec.enum_by_name(value) is None:
             allowed = ", ".join(v.name for v in spec.values)
-            raise _bad(where, f"valores permitidos: {allowed}", f"allowed values: {allowed}")
+            # the codes are what a file holds; a Spanish label names what each one means
+            said = ", ".join(f"{v.name} ({v.label['es']})" for v in spec.values)
+            raise _bad(where, f"valores permitidos: {said}", f"allowed values: {allowed}")
         return value
     raise AssertionError(spec.type)  # schema types are closed
 

@@ -230,7 +230,13 @@ def keys_(as_json: bool, home: str | None) -> None:
         click.echo(json.dumps(shown, indent=2, ensure_ascii=False))
         return
     for r in rows:
-        click.echo(f"{r['kid']}  {r['status']:<13}  {r['office']}  {r['public_key']}")
+        state = f"{_KEY_STATES.get(r['status'], r['status'])} / {r['status']}"
+        click.echo(f"{r['kid']}  {state:<27}  {r['office']}  {r['public_key']}")
+
+
+# An office key's states as ``keys`` shows them (``--json`` keeps the codes alone).
+_KEY_STATES = {"active": "activa", "retired": "retirada", "expired": "vencida",
+               "not_yet_valid": "aún no vigente", "compromised": "comprometida"}
 
 
 @group.command()
@@ -330,7 +336,7 @@ def issue(claims_file: BinaryIO | None, ask: bool, holder_key: str | None, paper
             raise StoreError("credential_unknown", credential_id=replacing[0])
         if old["status"] == "revoked":
             raise StoreError("replaces_revoked", credential_id=replacing[0],
-                             reason=old["reason"] or "unspecified")
+                             reason=_reason_shown(old["reason"] or "unspecified"))
     passphrase = None
     if ask:  # last of the checks: a resident's answers are not typed in for a mistyped --out
         if os.environ.get(PASSPHRASE_VARIABLE) or sys.stdin.isatty():
@@ -377,7 +383,8 @@ def issue(claims_file: BinaryIO | None, ask: bool, holder_key: str | None, paper
             staged.discard()
     click.echo(cred.credential_id)  # stdout: the new id alone, for scripts
     if replacing is not None:
-        click.echo(f"{replacing[0]}: {_STATUS_LABELS['revoked']} ({replacing[1]})", err=True)
+        click.echo(f"{replacing[0]}: {_STATUS_LABELS['revoked']} ({_reason_shown(replacing[1])})",
+                   err=True)
     _publish(store, passphrase)
 
 
@@ -470,7 +477,7 @@ def _status_command(name: str, new: str, help_text: str) -> None:
         change = store.set_status(credential_id, new, reason, passphrase=passphrase)
         # a reinstatement's reason is seldom given: "vigente (unspecified)" said nothing
         quiet = change["status"] == "valid" and change["reason"] == "unspecified"
-        said = "" if quiet else f" ({change['reason']})"
+        said = "" if quiet else f" ({_reason_shown(change['reason'])})"
         click.echo(f"{credential_id}: {_STATUS_LABELS[change['status']]}{said}")
         _publish(store, passphrase)
 
@@ -489,6 +496,11 @@ _SPANISH_REASONS = {
 # Each code's Spanish word, for the notice that lists them (the first of the words above)
 _SPANISH_FOR = {code: word.replace("_", " ") for word, code in reversed(_SPANISH_REASONS.items())
                 } | {"holder_request": "a petición"}
+
+
+def _reason_shown(code: str) -> str:
+    """A reason as a clerk reads it: its Spanish word, then the code kept on the record."""
+    return f"{_SPANISH_FOR.get(code, code)} / {code}"
 
 
 def _reason_code(text: str) -> str:
@@ -531,7 +543,7 @@ def status_(credential_id: str, as_json: bool, home: str | None) -> None:
     if as_json:
         click.echo(json.dumps(record, indent=2))
         return
-    reason = f" ({record['reason']})" if record["status"] != "valid" else ""
+    reason = f" ({_reason_shown(record['reason'])})" if record["status"] != "valid" else ""
     click.echo(f"{record['id']}: {_STATUS_LABELS[record['status']]}{reason}")
     click.echo(f"  emitido / issued: {record['issued_at']}  "
                f"vigente hasta / valid until: {record['last_day']}")

@@ -34,6 +34,7 @@ from credential.text import escaped
 from credential.times import parse_instant
 from credential.transport import PADDING
 from pasaporte.cli import BilingualCommand
+from schemas import schema
 from verifier.engine import Result, Verifier
 from verifier.policy import Policy, policy_overrides
 
@@ -221,7 +222,9 @@ def _scan(setup: _Setup, verifier: Verifier, policy: Policy, at: int | None,
           nonce: bytes | None, as_json: bool) -> None:
     """The counter at work: one result per scanned line, shown at once."""
     counts = {"accepted": 0, "rejected": 0}
-    _say(f"Listo para escanear / Ready to scan ({policy.service}; {_versions(verifier)}). "
+    label = schema().services[policy.service].label
+    _say(f"Listo para escanear {label['es']} / Ready to scan {label['en']} "
+         f"({_versions(verifier)}). "
          "Ctrl-D o Ctrl-C para terminar / to finish.")
     _setup_notices(verifier, policy, at)
     try:

@@ -332,7 +332,9 @@ class Verifier:
         if policy.eligibility is not None:
             group, fieldname = policy.eligibility
             if d.groups[group].get(fieldname) is not True:
-                return _reject("not_eligible", d, issuer, service=policy.service)
+                label = schema().services[policy.service].label
+                return _reject("not_eligible", d, issuer, service_es=label["es"],
+                               service_en=label["en"])
 
         if paper:
             # Paper discloses everything (no wallet to choose with): the counter shows what

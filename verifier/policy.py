@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from credential.errors import UsageError
+from credential.text import escaped
 from schemas import schema
 
 __all__ = ["Policy", "policy_overrides"]
@@ -45,8 +46,12 @@ class Policy:
         """The default policy of a service named in ``schemas/claims.json``."""
         spec = schema().services.get(service)
         if spec is None:
-            raise UsageError("service_unknown", service=service,
-                             services=", ".join(sorted(schema().services)))
+            services = schema().services
+            raise UsageError("service_unknown", service=escaped(service[:80]),
+                             services_es=", ".join(f"{s.label['es']} ({k})"
+                                                   for k, s in services.items()),
+                             services_en=", ".join(f"{k} ({s.label['en']})"
+                                                   for k, s in services.items()))
         base = cls(service=service, requires=spec.discloses,
                    eligibility=_ELIGIBILITY.get(service), paper=_PAPER.get(service, "reject"))
         return replace(base, **overrides)  # type: ignore[arg-type]

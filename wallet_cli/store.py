@@ -308,8 +308,10 @@ def service_for(name: str) -> str:
         return key
     services = schema().services
     raise UsageError("wallet_service_unknown", service=escaped(name[:80]),
-                     valid=", ".join(f"{key} ({spec.label['es']})"
-                                     for key, spec in services.items()))
+                     valid_es=", ".join(f"{spec.label['es']} ({key})"
+                                        for key, spec in services.items()),
+                     valid_en=", ".join(f"{key} ({spec.label['en']})"
+                                        for key, spec in services.items()))
 
 
 def _caps_lock(text: str) -> str:

@@ -167,6 +167,7 @@ def test_issue_validates_claims(office: Path, tmp_path: Path, run: Run) -> None:
                        "--out", str(tmp_path / "c.txt"), "--home", str(office))
     assert code == 2 and "fare_category" in err and "vip" not in err.split("]")[0]
     assert "valores permitidos" in err and "allowed values" in err
+    assert "student (Estudiante)" in err  # what each code means, in the Spanish half
     assert not (tmp_path / "c.txt").exists()
 
 
@@ -242,7 +243,7 @@ def test_full_flow_issue_bundle_verify_revoke(office: Path, tmp_path: Path, run:
 
     code, out, _ = run("issuer", "revoke", cred_id, "--reason", "holder_request",
                        "--home", str(office))
-    assert code == 0 and out == f"{cred_id}: revocado / revoked (holder_request)\n"
+    assert code == 0 and out == f"{cred_id}: revocado / revoked (a petición / holder_request)\n"
     assert run("issuer", "bundle", "--out", str(bundle), "--home", str(office))[0] == 0
     code, out, _ = run(*args)
     assert code == 1 and json.loads(out)["code"] == "revoked"
@@ -276,25 +277,25 @@ def test_suspend_and_reinstate(office: Path, tmp_path: Path, run: Run) -> None:
     assert status()["status"] == "valid"
     code, out, _ = run("issuer", "suspend", cred_id, "--reason", "device_lost",
                        "--home", str(office))  # a resident's phone was lost
-    assert code == 0 and "suspendido / suspended (device_lost)" in out
+    assert code == 0 and "suspendido / suspended (perdido / device_lost)" in out
     assert run("issuer", "reinstate", cred_id, "--home", str(office))[0] == 0
     code, out, _ = run("issuer", "suspend", cred_id, "--reason", "Device-Lost",
                        "--home", str(office))  # the code as a clerk may type it
-    assert code == 0 and "(device_lost)" in out
+    assert code == 0 and "/ device_lost)" in out
     assert run("issuer", "reinstate", cred_id, "--home", str(office))[0] == 0
     code, out, _ = run("issuer", "suspend", cred_id, "--reason", "Error de datos",
                        "--home", str(office))  # or say it, in Spanish
-    assert code == 0 and "(data_error)" in out
+    assert code == 0 and "/ data_error)" in out
     assert run("issuer", "reinstate", cred_id, "--home", str(office))[0] == 0
     code, out, _ = run("issuer", "suspend", cred_id, "--reason", "a petición",
                        "--home", str(office))
-    assert code == 0 and "(holder_request)" in out
+    assert code == 0 and "/ holder_request)" in out
     assert run("issuer", "reinstate", cred_id, "--home", str(office))[0] == 0
     # Free text (the interface says --reason TEXT) is taken, but never kept: it would go on
     # the public record, and a clerk's note may name a person.
     code, out, err = run("issuer", "suspend", cred_id, "--reason", "James called, lost it",
                          "--home", str(office))
-    assert code == 0 and "(unspecified)" in out and "not kept" in err and "no se guarda" in err
+    assert code == 0 and "/ unspecified)" in out and "not kept" in err and "no se guarda" in err
     assert err.startswith("[reason_not_kept] ")  # a notice a script can tell by its code
     assert "a petición" in err and "extraviado" not in err and "perdido" in err  # in Spanish
     assert "holder_request" in err.split(" / ")[1]  # the codes in the English half
@@ -304,7 +305,7 @@ def test_suspend_and_reinstate(office: Path, tmp_path: Path, run: Run) -> None:
     code, out, _ = run("issuer", "status", cred_id, "--home", str(office))
     assert code == 0 and "vigente / valid" in out
     code, out, _ = run("issuer", "suspend", cred_id, "--reason", "Robado", "--home", str(office))
-    assert code == 0 and "(device_lost)" in out  # as a clerk says it
+    assert code == 0 and "/ device_lost)" in out  # as a clerk says it
     code, _, err = run("issuer", "revoke", "nope", "--home", str(office))
     assert code == 2 and "credential_id_invalid" in err  # no id at all: see test_cli_ids
     code, _, err = run("issuer", "status", "nope", "--home", str(office))
@@ -697,7 +698,7 @@ def test_an_expired_office_key_issues_nothing_and_says_to_rotate(office: Path, t
                            valid_until=keys.c.valid_until - KEY_SPAN))
     code, out, _ = run("issuer", "keys", "--json", "--home", str(office))
     assert code == 0 and [k["status"] for k in json.loads(out)] == ["expired"]
-    assert "expired" in run("issuer", "keys", "--home", str(office))[1]
+    assert "vencida / expired" in run("issuer", "keys", "--home", str(office))[1]
     issue = ["issuer", "issue", "--claims", str(EXAMPLES / "claims-mexicali.json"), "--paper",
              "--out", str(tmp_path / "c.txt"), "--home", str(office)]
     code, out, err = run(*issue)

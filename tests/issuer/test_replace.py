@@ -78,7 +78,7 @@ def test_a_new_phone_gets_a_new_passport_and_the_old_one_is_revoked(
                                "--replaces", old_id.lower(), "--reason", "extraviado")
     assert code == 0, err
     assert new_id != old_id and len(new_id) == 13  # stdout: the new id alone, as ever
-    assert f"{old_id}: revocado / revoked (device_lost)" in err
+    assert f"{old_id}: revocado / revoked (perdido / device_lost)" in err
     assert _status(run, office, old_id) == ("revoked", "device_lost")
     assert _status(run, office, new_id) == ("valid", None)
     # on the public record in that order: the new passport, then the old one's revocation
@@ -120,7 +120,7 @@ def test_a_passport_revoked_already_is_not_replaced_and_nothing_is_issued(
     before = _count(office)
     code, _, err = _issue(run, office, tmp_path / "new.cred", nacl.signing.SigningKey.generate(),
                           "--replaces", old[0])
-    assert code == 1 and "[replaces_revoked]" in err and "(fraud)" in err, err
+    assert code == 1 and "[replaces_revoked]" in err and "(fraude / fraud)" in err, err
     assert _count(office) == before and not (tmp_path / "new.cred").exists()
     assert _status(run, office, old[0]) == ("revoked", "fraud")  # its reason kept
 

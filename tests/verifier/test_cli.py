@@ -177,7 +177,7 @@ def test_the_counter_at_work_scans_and_takes_a_new_bundle_without_restarting(
             counter.kill()
         assert counter.stdout.read() == b""
         err = counter.stderr.read().decode()
-    assert "Listo para escanear / Ready to scan (library; Mexicali v1)" in err
+    assert "Listo para escanear Biblioteca / Ready to scan Library (Mexicali v1)" in err
     assert "Configuración actualizada / Setup updated: Mexicali v2" in err
     assert err.count("Still using the previous setup (Mexicali v2)") == 2
     assert "[bundle_invalid]" in err and "[file_error]" in err and "b.cbor" in err

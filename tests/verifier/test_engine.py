@@ -378,12 +378,17 @@ def test_claims_missing_and_not_eligible(city: City, holder: nacl.signing.Signin
     cred = city.issue(claims, holder=holder)
     reject(verifier_for(city), presentation(cred, holder, "clinic", CLINIC), "not_eligible",
            "clinic")
+    r = verifier_for(city).verify(presentation(cred, holder, "clinic", CLINIC), service="clinic",
+                                  now=NOW)
+    assert "(Clínica)" in r.message["es"] and "(Clinic)" in r.message["en"]  # each language
 
 
 def test_service_unknown(city: City) -> None:
     reject(verifier_for(city), "PU1:", "service_unknown", "casino")
     message = verifier_for(city).verify("PU1:", service="casino").message
-    assert "casino" in message["es"] and "clinic, library, transit" in message["en"]
+    assert "casino" in message["es"] and "casino" in message["en"]
+    assert "Biblioteca (library), Transporte (transit), Clínica (clinic)" in message["es"]
+    assert "library (Library), transit (Transit), clinic (Clinic)" in message["en"]
 
 
 @pytest.mark.parametrize("text,code", [

@@ -63,4 +63,5 @@ def test_an_unknown_service_is_named() -> None:
         Policy.for_service("casino")
     assert err.value.code == "service_unknown"
     en = err.value.message["en"]
-    assert "casino" in en and "clinic, library, transit" in en
+    assert "casino" in en and "library (Library), transit (Transit), clinic (Clinic)" in en
+    assert "Clínica (clinic)" in err.value.message["es"]  # a Spanish clerk reads Spanish names

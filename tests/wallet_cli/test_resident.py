@@ -384,9 +384,10 @@ def test_services_by_their_spanish_or_english_names(run: Run, wallet_home: Path,
     unknown = run("wallet", "present", cred_id, "--for", "alberca", "--home", wallet_home)
     assert isinstance(unknown.exception, UsageError)
     assert unknown.exception.code == "wallet_service_unknown" and unknown.stdout == ""
-    for lang in ("es", "en"):
-        assert "library (Biblioteca), transit (Transporte), clinic (Clínica)" in (
-            unknown.exception.message[lang])
+    assert "Biblioteca (library), Transporte (transit), Clínica (clinic)" in (
+        unknown.exception.message["es"])
+    assert "library (Library), transit (Transit), clinic (Clinic)" in (
+        unknown.exception.message["en"])
 
 
 def test_an_unknown_claim_lists_the_valid_names_in_both_languages(
