@@ -151,6 +151,9 @@ outbox = sa.Table(
     sa.Column("created", sa.Integer, nullable=False),
     sa.Column("sent", sa.Integer),
 )
+# The queued entries only (migration 0002): the next batch is found without reading past all
+# those sent before.
+sa.Index("ix_outbox_unsent", outbox.c.id, sqlite_where=outbox.c.sent.is_(None))
 
 
 def _batch_key(epoch: str | None, first: int, last: int) -> str:
@@ -1295,17 +1298,24 @@ def _upgrade(db: sa.Connection, *, new: bool) -> None:
     reported as such rather than quietly made into an empty office."""
     tables = set(db.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'table'")
                  .scalars())
-    if "issuer_alembic_version" in tables and db.exec_driver_sql(
-            "SELECT version_num FROM issuer_alembic_version").scalar() == MIGRATIONS_HEAD:
+    current = (db.exec_driver_sql("SELECT version_num FROM issuer_alembic_version").scalar()
+               if "issuer_alembic_version" in tables else None)
+    if current == MIGRATIONS_HEAD:
         return  # the common case, without loading Alembic
     if not new and not {"meta", "keys"} <= tables:
         raise StoreError("store_damaged", what="issuer.db", reason="not an office store")
     from alembic import command
     from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
     cfg.attributes["connection"] = db
+    if current is not None and current not in {
+            s.revision for s in ScriptDirectory.from_config(cfg).walk_revisions()}:
+        # a newer release's schema: Alembic would fail with "can't locate revision", which
+        # reads as a bug; the office needs that release back (or this store's backup)
+        raise StoreError("store_newer_release", what="issuer.db", revision=str(current))
     command.upgrade(cfg, "head")
 
 

@@ -34,6 +34,8 @@ from typing import Any
 import cbor2
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import (
     Connection,
     Engine,
@@ -234,6 +236,13 @@ def migrate(engine: Engine) -> None:
     with engine.connect() as conn:
         cfg = _alembic_config()
         cfg.attributes["connection"] = conn
+        current = MigrationContext.configure(
+            conn, opts={"version_table": "ledger_alembic_version"}).get_current_revision()
+        if current is not None and current not in {
+                s.revision for s in ScriptDirectory.from_config(cfg).walk_revisions()}:
+            # a newer release's schema (Alembic: "can't locate revision", read as a bug)
+            raise StoreError("store_newer_release", revision=current,
+                             what=engine.url.render_as_string(hide_password=True))
         command.upgrade(cfg, "head")
         conn.commit()
     with engine.connect() as conn, conn.begin():

@@ -85,6 +85,43 @@ def test_a_store_without_its_tables_is_damaged_not_made_anew(homes: dict[str, Pa
     db.close()
 
 
+def test_a_store_of_a_newer_release_is_said_so_and_left_as_it_is(homes: dict[str, Path],
+                                                                  passphrase: str,
+                                                                  run: Run) -> None:
+    """Opened by an older release (a rollback), a schema it does not know is a typed refusal
+    naming the revision, not Alembic's "can't locate revision" as an unexpected error."""
+    home = homes["issuer"]
+    _init(run, home)
+    with sqlite3.connect(home / "issuer.db") as db:
+        db.execute("UPDATE issuer_alembic_version SET version_num = '0099'")
+    db.close()
+    code, out, err = run("issuer", "keys", "--home", str(home))
+    assert code == 1 and out == "" and err.startswith("[store_newer_release] "), err
+    assert "0099" in err and "issuer.db" in err
+    with sqlite3.connect(home / "issuer.db") as db:
+        assert db.execute("SELECT version_num FROM issuer_alembic_version").fetchone() == ("0099",)
+    db.close()
+
+
+def test_the_next_batch_to_publish_is_found_without_reading_those_sent(
+        homes: dict[str, Path], passphrase: str, run: Run) -> None:
+    """Migration 0002: a store from 0001 gains the index of unsent entries, and SQLite picks the
+    next batch through it (a city's million sent entries made every command slower)."""
+    home = homes["issuer"]
+    _init(run, home)
+    with sqlite3.connect(home / "issuer.db") as db:
+        db.execute("DROP INDEX ix_outbox_unsent")
+        db.execute("UPDATE issuer_alembic_version SET version_num = '0001'")
+    db.close()
+    IssuerStore.open(home)
+    with sqlite3.connect(home / "issuer.db") as db:
+        assert db.execute("SELECT version_num FROM issuer_alembic_version").fetchone() == (HEAD,)
+        plan = db.execute("EXPLAIN QUERY PLAN SELECT id FROM outbox WHERE sent IS NULL "
+                          "ORDER BY id LIMIT 500").fetchall()
+    db.close()
+    assert "USING INDEX ix_outbox_unsent" in repr(plan), plan  # partial: the unsent rows only
+
+
 def test_migrations_ship_as_package_data() -> None:
     import issuer
 

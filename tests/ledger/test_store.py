@@ -172,6 +172,19 @@ def test_migrations_match_the_schema(store: LedgerStore) -> None:
                                     and d[1].name == "ledger_alembic_version")] == []
 
 
+def test_a_database_of_a_newer_release_is_said_so_and_left_as_it_is(home: Path) -> None:
+    """Opened by an older release (a rollback), a schema it does not know is a typed refusal
+    naming the revision, not Alembic's "can't locate revision" as an unexpected error."""
+    with LedgerStore.open(home) as store, store.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE ledger_alembic_version SET version_num = '0099'")
+    with pytest.raises(StoreError) as caught:
+        LedgerStore.open(home, passphrase=PASSPHRASE)
+    assert caught.value.code == "store_newer_release" and "0099" in caught.value.message["en"]
+    with LedgerStore.open(home) as store, store.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT version_num FROM ledger_alembic_version"
+                                    ).scalar() == "0099"
+
+
 def test_migrations_ship_as_package_data() -> None:
     import ledger
 
