@@ -45,6 +45,7 @@ from issuer.bulk import (
 )
 from issuer.store import (
     LEDGER_TOKEN,
+    PUBLISH_BATCH,
     REASONS,
     IssuerStore,
     check_credential_id,
@@ -76,13 +77,34 @@ def _publish(store: IssuerStore, passphrase: str) -> None:
     if not store.ledger_configured():
         return
     try:
-        sent = store.publish(passphrase)
+        sent = _send(store, passphrase)
     except PasaporteError as exc:
         click.echo(f"! {exc.diagnostics()}", err=True)
         return
     if sent:
         click.echo(f"Registro público: {sent} entrada(s) / Public ledger: {sent} entr(ies)",
                    err=True)
+
+
+def _send(store: IssuerStore, passphrase: str) -> int:
+    """``store.publish``, said when it is more than one batch (a bulk run's, or an office's
+    backlog after an outage: minutes in silence read as a hang): the count first, and on a
+    terminal how far it has gone."""
+    waiting = store.queued()
+    if waiting <= PUBLISH_BATCH:
+        return store.publish(passphrase)
+    click.echo(f"Enviando {waiting} entradas al registro público… / Sending {waiting} entries "
+               "to the public ledger…", err=True)
+    if not sys.stderr.isatty():
+        return store.publish(passphrase)
+
+    def progress(sent: int, total: int) -> None:
+        click.echo(f"\r  {sent}/{total}", nl=False, err=True)
+
+    try:
+        return store.publish(passphrase, progress=progress)
+    finally:
+        click.echo("", err=True)  # the count's line ends, so what follows has its own
 
 
 def _progressbar(items: Iterable[T], length: int, label: str
@@ -690,9 +712,8 @@ def publish(home: str | None) -> None:
     Envía al registro público las entradas que siguen en cola (tras una interrupción) / Send
     entries still queued for the ledger (after an outage)."""
     store = _store(home)
-    sent = store.publish(read_passphrase())
-    click.echo(f"{sent} entradas enviadas / entries sent; "
-               f"{len(store.pending())} en cola / queued")
+    sent = _send(store, read_passphrase())
+    click.echo(f"{sent} entradas enviadas / entries sent; {store.queued()} en cola / queued")
 
 
 @group.command("passphrase")

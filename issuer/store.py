@@ -563,14 +563,23 @@ class IssuerStore:
                 {"k": LEDGER_TOKEN, "v": b64url(seal(token.encode(), passphrase))}])
         return warning
 
-    def publish(self, passphrase: str, *, now: int | None = None) -> int:
-        """Push queued entries to the ledger in batches; returns how many were sent."""
+    def queued(self) -> int:
+        """How many entries wait for the ledger (one count over the unsent index)."""
+        with self.engine.connect() as db:
+            return int(db.execute(sa.select(sa.func.count()).select_from(outbox)
+                                  .where(outbox.c.sent.is_(None))).scalar_one())
+
+    def publish(self, passphrase: str, *, now: int | None = None,
+                progress: Callable[[int, int], None] | None = None) -> int:
+        """Push queued entries to the ledger in batches; returns how many were sent.
+        ``progress(sent, total)`` after each batch: a backlog of a million is minutes."""
         with self.engine.connect() as db:
             m = {k: v for k, v in db.execute(sa.select(meta.c.k, meta.c.v))}
         if "ledger_url" not in m:
             raise StoreError("ledger_not_configured")
         token = unseal(unb64url(m[LEDGER_TOKEN]), passphrase).decode()
         sent = 0
+        total = self.queued() if progress is not None else 0
         while flight := self._in_flight():
             first, last = flight
             batch = self.pending(first, last)
@@ -594,6 +603,9 @@ class IssuerStore:
                 db.execute(meta.delete().where(meta.c.k == IN_FLIGHT,
                                                meta.c.v == f"{first}-{last}"))
             sent += len(batch)
+            if progress is not None:  # others may queue meanwhile: never more sent than all
+                total = max(total, sent)
+                progress(sent, total)
         return sent
 
     def _in_flight(self) -> tuple[int, int] | None:

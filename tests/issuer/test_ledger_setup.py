@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from werkzeug.serving import make_server
 
+from credential.claims import parse_claims
 from credential.errors import LedgerError
 from issuer.publish import check_access, post_entries, server_message
-from issuer.store import IssuerStore, _batch_key
+from issuer.store import PUBLISH_BATCH, Issuance, IssuerStore, _batch_key
 from ledger.client import MESSAGE_MAX
 from ledger.http import create_app
 from ledger.store import LedgerStore
@@ -239,3 +240,29 @@ def test_each_restore_keeps_the_epochs_before_it(node: tuple[str, str], office: 
         epochs = db.exec_driver_sql("SELECT v FROM meta WHERE k = 'outbox_epoch'").scalar_one()
     assert len(epochs.split(",")) == 2, epochs
     assert IssuerStore.open(homes[-1]).pending() == []
+
+
+def test_a_backlog_of_several_batches_is_said_and_counted(node: tuple[str, str], office: Path,
+                                                          run: Run) -> None:
+    """An office that issued before its node was set up (or while it was down): more than one
+    batch is said before it is sent, and counted as it goes; minutes of silence read as a
+    hang. The usual one batch stays quiet."""
+    url, token = node
+    store = IssuerStore.open(office)
+    claims = parse_claims(json.loads((EXAMPLES / "claims-mexicali.json").read_text("utf-8")))
+    store.issue_many([Issuance(claims, None) for _ in range(PUBLISH_BATCH + 100)],
+                     passphrase=PASSPHRASE)
+    waiting = store.queued()
+    assert waiting > PUBLISH_BATCH and waiting == len(store.pending())
+    code, _, err = run("issuer", "ledger", "--url", url, "--token", token, "--home", str(office))
+    assert code == 0, err
+    assert f"Enviando {waiting} entradas" in err and f"Sending {waiting} entries" in err
+    assert f"Public ledger: {waiting} entr(ies)" in err and store.queued() == 0
+    store.issue_many([Issuance(claims, None) for _ in range(PUBLISH_BATCH + 1)],
+                     passphrase=PASSPHRASE)
+    seen: list[tuple[int, int]] = []
+    total = store.queued()
+    assert store.publish(PASSPHRASE, progress=lambda *p: seen.append(p)) == total
+    assert seen == [(PUBLISH_BATCH, total), (total, total)]
+    code, _, err = _issue(office, office.parent, run)
+    assert code == 0 and "Enviando" not in err and "1 entr(ies)" in err, err
