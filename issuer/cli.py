@@ -850,13 +850,36 @@ def compromised(kid: str, since: str, home: str | None) -> None:
     _publish(store, passphrase)
 
 
+# A sheet with one column wrong in every row (dates saved as 01/12/1999) fails each row the same
+# way: 100,000 identical lines buried the summary under 60 MB. Each error is shown on its first
+# rows, then counted; past the first errors the rest are counted only.
+_ROWS_PER_ERROR = 3
+_ERRORS_SHOWN = 50
+
+
 def _refuse_rows(errors: list[BulkError]) -> None:
-    if errors:
-        for e in errors:
-            click.echo(f"línea/line {e.line}: [{e.code}] {e.message['es']} / {e.message['en']}",
-                       err=True)
-        raise UsageError("usage_error", reason_es=f"{len(errors)} fila(s) no válida(s); no se "
-                         "emitió nada", reason_en=f"{len(errors)} invalid row(s); nothing issued")
+    if not errors:
+        return
+    same: dict[tuple[str, str, str], list[int]] = {}
+    for e in errors:
+        same.setdefault((e.code, e.message["es"], e.message["en"]), []).append(e.line)
+    told = 0
+    for count, ((code, es, en), lines) in enumerate(same.items()):
+        if count == _ERRORS_SHOWN:
+            rest = len(errors) - told
+            click.echo(f"… y {rest} fila(s) más con otros errores / … and {rest} more row(s) "
+                       "with other errors", err=True)
+            break
+        for line in lines[:_ROWS_PER_ERROR]:
+            click.echo(f"línea/line {line}: [{code}] {es} / {en}", err=True)
+        if len(lines) > _ROWS_PER_ERROR:
+            more = len(lines) - _ROWS_PER_ERROR
+            click.echo(f"  … y {more} fila(s) más con el mismo error (hasta la línea "
+                       f"{lines[-1]}) / … and {more} more row(s) with the same error (up to "
+                       f"line {lines[-1]})", err=True)
+        told += len(lines)
+    raise UsageError("usage_error", reason_es=f"{len(errors)} fila(s) no válida(s); no se "
+                     "emitió nada", reason_en=f"{len(errors)} invalid row(s); nothing issued")
 
 
 @group.command()

@@ -247,6 +247,29 @@ def test_a_bad_row_near_the_end_of_a_large_file_is_named_before_anything_is_issu
     assert not (tmp_path / "o").exists() and _issued(home) == []
 
 
+def test_one_column_wrong_in_every_row_is_said_once_and_counted(
+        homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path) -> None:
+    """A date column saved as a spreadsheet writes it, in all 2,000 rows: the error on its first
+    rows, then a count, and the summary stays on screen (it was 2,000 identical lines)."""
+    home = homes["issuer"]
+    _init(run, home)
+    def us_date(row: str) -> str:  # birth_date as a US spreadsheet writes it: 7/19/1950
+        cells = row.split(",")
+        year, month, day = cells[2].split("-")
+        cells[2] = f"{int(month)}/{int(day)}/{year}"
+        return ",".join(cells)
+    body = [us_date(BODY[i % 3]) for i in range(2000)]
+    (tmp_path / "dates.csv").write_text(_lines(body=body), encoding="utf-8")
+    code, _, err = run("issuer", "bulk", str(tmp_path / "dates.csv"), "--out-dir",
+                       str(tmp_path / "o"), "--home", str(home))
+    assert code == 2 and "2000 invalid row(s); nothing issued" in err, err
+    named = [line for line in err.splitlines() if line.startswith("línea/line ")]
+    assert len(named) == 3 and named[0].startswith("línea/line 2: [bulk_date_spreadsheet]")
+    assert "… y 1997 fila(s) más con el mismo error (hasta la línea 2001)" in err
+    assert "… and 1997 more row(s) with the same error (up to line 2001)" in err
+    assert len(err.splitlines()) < 10 and _issued(home) == []
+
+
 def test_files_past_the_limits_are_refused_before_any_row_is_checked(tmp_path: Path) -> None:
     too_many = _lines(body=[BODY[0]] * (MAX_ROWS + 1)).encode()
     with pytest.raises(PasaporteError, match=f"more than {MAX_ROWS} rows"):
