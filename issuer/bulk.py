@@ -23,6 +23,7 @@ is simply drawn again.
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import contextlib
 import csv
@@ -64,6 +65,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CARD_SUFFIX",
     "COLUMNS",
+    "MAX_HEADER",
     "BulkError",
     "BulkOutcome",
     "Row",
@@ -95,6 +97,13 @@ COLUMNS = ("given_name", "family_name", "birth_date", "residence_city", "residen
            "valid_until")
 MAX_ROWS = 100_000
 MAX_BYTES = 64 * 1024 * 1024
+# Characters in the header (the record naming the columns), its line break included. A sheet
+# names its 14 columns in a few hundred; this leaves room for long labels and many extra
+# columns. A longer one is another file (one giant line, a dump), refused before it is split:
+# each of its cells would be folded once per separator tried, in time and memory growing with
+# the line, and a cell past the csv module's 128 KB field limit failed outside the handled
+# errors (an internal error, exit 1, where the same cell in a row is a usage error).
+MAX_HEADER = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -188,9 +197,10 @@ def parse_residents(data: bytes, *, progress: Progress[Any] = _quiet
         raise UsageError("usage_error", reason_es=f"el CSV pasa de {MAX_BYTES // 2**20} MB",
                          reason_en=f"the CSV is larger than {MAX_BYTES // 2**20} MB")
     text = _decode(data)
-    sep, sep_line = _separator(text)
+    sep, start = _separator(text)
+    _refuse_long_header(text, start, sep)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
-    if sep_line:
+    if start:  # the ``sep=`` line
         next(reader)  # read, not dropped from the text: the lines after it keep their numbers
     try:
         return _rows(reader, progress)
@@ -269,19 +279,45 @@ def _column_name(cell: str) -> str:
 _SEP_LINE = re.compile(r"sep=([,;\t|])[ \t]*(?:\r\n|\r|\n|$)", re.IGNORECASE)
 
 
-def _separator(text: str) -> tuple[str, bool]:
-    """The separator, and whether the first line is only there to name it (``sep=;``): if not,
-    the one under which the header line names the most of ``COLUMNS``."""
-    first = io.StringIO(text, newline="").readline()
+def _separator(text: str) -> tuple[str, int]:
+    """The separator, and where the header starts: after a first line only there to name it
+    (``sep=;``), or at 0 and the separator under which it names the most of ``COLUMNS``."""
+    # no more is looked at, nor copied (a StringIO holds four bytes a character)
+    first = io.StringIO(text[:MAX_HEADER + 1], newline="").readline()
     told = _SEP_LINE.fullmatch(first)
     if told:
-        return told.group(1), True
+        return told.group(1), len(first)
+    if len(first) > MAX_HEADER:
+        # refused before its cells are folded: a header holds at least its first line whole,
+        # under any separator
+        _refuse_long_header(text, 0, ",")
     best, found = ",", 0
     for sep in _SEPARATORS:
         names = {_column_name(c) for c in next(csv.reader([first], delimiter=sep), [])}
         if len(names & set(COLUMNS)) > found:
             best, found = sep, len(names & set(COLUMNS))
-    return best, False
+    return best, 0
+
+
+_LINE_END = re.compile(r"\r\n?|\n")
+
+
+def _refuse_long_header(text: str, start: int, sep: str) -> None:
+    """Refuse a header (the record from ``start``) longer than ``MAX_HEADER``, its line break
+    included, having read no more of it than that: only the csv reader knows where it ends (a
+    quoted cell may hold line breaks: "Fecha de⏎nacimiento"), so it reads it from a window one
+    character longer, which a header within the limit ends inside of."""
+    window = io.StringIO(text[start:start + MAX_HEADER + 1], newline="")
+    with contextlib.suppress(csv.Error):  # a quote left open, say: the reader after says so
+        next(csv.reader(window, delimiter=sep), None)
+    read = window.tell()
+    if read <= MAX_HEADER:
+        return
+    # its length through the line it passes the limit on (a file of one giant line: that
+    # line's), found by one search, nothing copied
+    end = _LINE_END.search(text, start + MAX_HEADER)
+    raise UsageError("bulk_csv_header_too_long", line=_line_of(text, start),
+                     size=(len(text) if end is None else end.end()) - start, limit=MAX_HEADER)
 
 
 def _letter(index: int) -> str:
@@ -316,8 +352,9 @@ def _rows(reader: Any, progress: Progress[Any]) -> tuple[list[Row], list[BulkErr
     header = [_column_name(c) for c in cells]
     missing = [c for c in COLUMNS if c not in header]
     if missing:  # what the line does name but we do not know: most often a misspelt column
-        unknown = [one_line(c, 40) for c, name in zip(cells, header, strict=True)
-                   if name and name not in COLUMNS][:20]
+        unknown = [one_line(c, 40) for c, name in itertools.islice(  # the first 20 alone
+            ((c, name) for c, name in zip(cells, header, strict=True)
+             if name and name not in COLUMNS), 20)]
         labels = _column_labels()  # a sheet may name them so: say both
         raise UsageError("bulk_csv_columns", unknown=", ".join(unknown) or "—",
                          missing=", ".join(f"{c} («{labels[c]['es']}» / “{labels[c]['en']}”)"
@@ -367,7 +404,10 @@ def _row(plan: _Plan, line: int, cells: list[str], rows: list[Row],
 
     try:
         beyond = range(len(plan.header), len(cells))
-        for index in itertools.chain(plan.unnamed, beyond):
+        # only the unnamed columns this row reaches: a header may end in thousands of empty
+        # names (a sheet's used range) that each short row would otherwise look at
+        reached = plan.unnamed[:bisect.bisect_left(plan.unnamed, len(cells))]
+        for index in itertools.chain(reached, beyond):
             if cell(index):
                 raise UsageError("bulk_cell_unnamed", column=_letter(index))
         for index, name, letter in plan.dates:

@@ -5,6 +5,7 @@ with what it lacks and what it named that we did not know."""
 
 from __future__ import annotations
 
+import time
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 
 from credential.claims import Claims
 from credential.errors import UsageError
-from issuer.bulk import COLUMNS, parse_residents
+from issuer.bulk import COLUMNS, MAX_HEADER, parse_residents
 from issuer.store import IssuerStore
 from schemas import schema
 from tests.conftest import Run
@@ -209,3 +210,51 @@ def test_catalogue_names_are_one_whatever_their_case_accents_or_spacing(
     assert (code, out) == (2, ""), err
     assert "línea/line 2: [catalog_name_short]" in err and "BP" in err
     assert IssuerStore.open(home).catalogs() == before and not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize(("text", "line", "size"), [
+    ("A" * 200_000 + "\n", 1, 200_001),  # one cell past the csv module's field limit
+    # a separator of every kind, many times: each of them tried on the line, cell by cell
+    ("a,b;c\td|" * 700_000 + "\n" + BODY[0] + "\n", 1, 5_600_001),
+    ("sep=;\r\n" + "x;" * 40_000 + "\r\n", 2, 80_002),  # the header after Excel's line
+    # a quoted cell may go on to the next lines: the header's length is the record's
+    ('"Nombre(s)\n' + "a" * 10 + '",' + "b," * 40_000 + "\n", 1, 80_024),
+], ids=["one-cell", "separators", "after-sep-line", "quoted-newline"])
+def test_a_first_line_too_long_to_be_a_header_is_refused_at_once(text: str, line: int,
+                                                                  size: int) -> None:
+    """A residents sheet names its columns in a few hundred characters: a header past
+    ``MAX_HEADER`` (its line break included, as in the size told) is some other file, refused
+    before it is split into cells (no csv field limit met outside the handled errors, no time
+    and memory growing with the line)."""
+    started = time.monotonic()
+    with pytest.raises(UsageError) as caught:
+        parse_residents(text.encode())
+    assert time.monotonic() - started < 5  # 85 s for a 59 MB line when every cell was read
+    err = caught.value
+    assert err.code == "bulk_csv_header_too_long"
+    for words in err.message.values():
+        assert f"{size}" in words and f"{MAX_HEADER}" in words and f" {line} " in words
+
+
+def test_a_header_within_the_bound_is_read_as_ever() -> None:
+    """An unknown column with a long name (ignored, as "notes" is) up to the bound."""
+    long = HEADER + ',"' + "n" * (MAX_HEADER - len(HEADER) - 4) + '"'
+    assert len(long + "\n") == MAX_HEADER  # as _lines ends it
+    assert _claims(_lines(long).encode()) == _claims(_lines().encode())
+    with pytest.raises(UsageError) as caught:
+        parse_residents(_lines(long + "n").encode())
+    assert caught.value.code == "bulk_csv_header_too_long"
+
+
+def test_the_command_refuses_a_file_of_one_huge_line_as_a_usage_error(
+        homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path) -> None:
+    """Exit 2 and the typed refusal, not ``internal_error`` (exit 1) from the csv module."""
+    home = homes["issuer"]
+    _init(run, home)
+    wide = tmp_path / "wide.csv"
+    wide.write_text("A" * 200_000 + "\n", encoding="utf-8")
+    code, out, err = run("issuer", "bulk", str(wide), "--out-dir", str(tmp_path / "o"),
+                         "--home", str(home))
+    assert (code, out) == (2, ""), err
+    assert err.startswith("[bulk_csv_header_too_long] ") and "200001" in err, err
+    assert "Traceback" not in err and not (tmp_path / "o").exists() and _issued(home) == []
