@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import time
-from typing import Any
+from typing import IO, Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import ClientDisconnected, HTTPException, MethodNotAllowed
+from werkzeug.serving import DechunkedInput
 
 from credential import jsontext
 from credential.errors import (
@@ -230,8 +232,12 @@ def post_entries() -> Response:
 
 def _body(limit: int) -> bytes:
     """The request body, refused (413) past ``limit`` bytes. A chunked body has no length to
-    check beforehand, and the stream stops at the app's limit as if the body ended there: the
+    check beforehand: under ``ledger serve`` its framing is read here (``_dechunked``); under
+    another server the stream stops at the app's limit as if the body ended there, and the
     byte after the limit is read to tell a body that long from one that is longer."""
+    raw = _chunked_input()
+    if raw is not None:
+        return _dechunked(raw, limit)
     stream = request.stream
     parts: list[bytes] = []
     got = 0
@@ -243,6 +249,89 @@ def _body(limit: int) -> bytes:
         got += len(part)
     if got > limit:
         raise MalformedInput("ledger_body_too_large", limit=limit)
+    return b"".join(parts)
+
+
+# A chunk's size line (RFC 9112 §7.1): hexadecimal digits and nothing else of a number (no
+# sign, "0x" or "_", which int(…, 16) would take), chunk extensions (read, and ignored), and
+# its line break, or a bare LF (§2.2).
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]+)[ \t]*(?:;[^\r\n]*)?\r?\n")
+_CRLF = (b"\r\n", b"\n")
+# A size line with its extensions, or a trailer field: no client writes one this long.
+_MAX_FRAMING_LINE = 4096
+
+
+def _chunked_input() -> IO[bytes] | None:
+    """The connection's own input under a chunked body, when werkzeug's server (``ledger
+    serve``) would dechunk it, for ``_dechunked`` to read instead: werkzeug's reader turns bad
+    framing into the same ``ClientDisconnected`` as a client gone quiet (its OSError), takes
+    "-5" or "0x2" for sizes, refuses chunk extensions, and waits for every byte a chunk says
+    is coming, even 2⁸⁰ of them. Any other server dechunks before the app: None."""
+    stream = request.environ.get("wsgi.input")
+    if not isinstance(stream, DechunkedInput):
+        return None
+    # werkzeug's name for what it wraps; were it renamed, its own reading still works
+    raw: IO[bytes] | None = getattr(stream, "_rfile", None)
+    return raw
+
+
+def _dechunked(raw: IO[bytes], limit: int) -> bytes:
+    """A chunked body read from the connection: 413 as soon as a chunk's size line takes it
+    past ``limit``, before any of that chunk is waited for; ``ledger_body_chunked_invalid`` for
+    framing that is not chunked encoding (the same bytes sent again fail again); the client
+    stopping before the last chunk is ``ClientDisconnected`` (``ledger_body_incomplete``)."""
+    parts: list[bytes] = []
+    got = 0
+    while True:
+        size = _CHUNK_SIZE.fullmatch(_framing_line(raw))
+        if size is None:
+            raise MalformedInput("ledger_body_chunked_invalid")
+        length = int(size[1], 16)
+        if length == 0:  # the last chunk
+            break
+        got += length
+        if got > limit:
+            raise MalformedInput("ledger_body_too_large", limit=limit)
+        parts.append(_exactly(raw, length))
+        if _framing_line(raw) not in _CRLF:  # a chunk longer than its size line said
+            raise MalformedInput("ledger_body_chunked_invalid")
+    # The trailer fields, up to the empty line that ends the body: none is used, but each
+    # counts towards the limit, as the body's bytes do.
+    while (line := _framing_line(raw)) not in _CRLF:
+        got += len(line)
+        if b":" not in line:  # no "name: value"
+            raise MalformedInput("ledger_body_chunked_invalid")
+        if got > limit:
+            raise MalformedInput("ledger_body_too_large", limit=limit)
+    return b"".join(parts)
+
+
+def _framing_line(raw: IO[bytes]) -> bytes:
+    """One line of a chunked body's framing, with its line break; no more than
+    ``_MAX_FRAMING_LINE`` bytes are waited for."""
+    try:
+        line = raw.readline(_MAX_FRAMING_LINE + 1)
+    except (OSError, ValueError):  # the client went quiet (``serve --client-timeout``) or away
+        raise ClientDisconnected() from None
+    if line.endswith(b"\n"):
+        return line
+    if len(line) > _MAX_FRAMING_LINE:
+        raise MalformedInput("ledger_body_chunked_invalid")
+    raise ClientDisconnected()  # the connection ended part way through the line
+
+
+def _exactly(raw: IO[bytes], length: int) -> bytes:
+    """A chunk's ``length`` bytes (at most the body limit), as the socket gives them."""
+    parts: list[bytes] = []
+    while length:
+        try:
+            part = raw.read(length)
+        except (OSError, ValueError):
+            raise ClientDisconnected() from None
+        if not part:
+            raise ClientDisconnected()
+        parts.append(part)
+        length -= len(part)
     return b"".join(parts)
 
 
@@ -332,8 +421,9 @@ def create_app(test_config: dict[str, Any] | None = None, *, store: LedgerStore 
         code = {404: "ledger_not_found", 405: "ledger_method_not_allowed",
                 413: "ledger_body_too_large"}.get(status, "ledger_http_error")
         if isinstance(exc, ClientDisconnected):
-            # the body stopped short of its Content-Length: the client went quiet (``serve
-            # --client-timeout``) or hung up; "Request refused (400)" named no cause
+            # the body stopped short of its Content-Length or its last chunk: the client went
+            # quiet (``serve --client-timeout``) or hung up; "Request refused (400)" named no
+            # cause (a chunked body whose framing is wrong is ``_dechunked``'s own refusal)
             code = "ledger_body_incomplete"
         resp = _error(status, code, status=status, limit=MAX_REQUEST)
         if isinstance(exc, MethodNotAllowed) and exc.valid_methods:

@@ -13,6 +13,7 @@ import resource
 import socket
 import subprocess
 import sys
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -31,6 +32,7 @@ from ledger.entries import Notice, encode_record
 from ledger.http import MAX_POST_ENTRIES, MAX_REQUEST
 from ledger.keys import load_config
 from ledger.store import MAX_BATCH, LedgerStore
+from ledger.witness import MAX_BODY
 from tests.ledger.conftest import REPO, Server, child_env, run_cli
 from tests.ledger.helpers import commitment, reply, serving
 
@@ -400,6 +402,107 @@ def test_a_body_cut_short_by_silence_is_named_and_logs_no_traceback(
     assert "Traceback" not in log and "Error on request" not in log, log
     with LedgerStore.open(sqlite_home) as store:
         assert store.size() == 0
+
+
+def _chunked(url: str, path: str, token: str, framing: bytes) -> tuple[int, dict[str, Any],
+                                                                        float]:
+    """``framing`` as a chunked body sent on a raw socket, which then stays open and silent (a
+    client awaiting its answer); the status, the JSON error and the seconds until it came. The
+    answer is read to its Content-Length, not to the connection's end."""
+    parts = urllib.parse.urlsplit(url)
+    assert parts.hostname is not None and parts.port is not None
+    with socket.create_connection((parts.hostname, parts.port), timeout=60) as conn:
+        started = time.monotonic()
+        conn.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     f"Authorization: Bearer {token}\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     .encode() + framing)
+        answer = b""
+        while b"\r\n\r\n" not in answer and (chunk := conn.recv(65536)):
+            answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length:")))
+        while len(body) < length and (chunk := conn.recv(65536)):
+            body += chunk
+        return int(head.split(b" ")[1]), json.loads(body), time.monotonic() - started
+
+
+ENTRY = json.dumps({"entries": [commitment(1)]}).encode()
+
+
+@pytest.mark.parametrize("framing", [
+    b"ZZ\r\n{}\r\n0\r\n\r\n",  # a size that is no number
+    b"-5\r\n{}\r\n0\r\n\r\n",  # nor negative
+    b"0x2\r\n{}\r\n0\r\n\r\n",  # nor a number as Python writes it (int(…, 16) takes these)
+    b"+2\r\n{}\r\n0\r\n\r\n",
+    b"1_0\r\n{}\r\n0\r\n\r\n",
+    b"\r\n{}\r\n0\r\n\r\n",  # nor nothing
+    b"2\r\n{}XX\r\n0\r\n\r\n",  # a chunk longer than it says
+    b"5" * 5000 + b"\r\n",  # a size line no client writes, not waited on to its end
+    b"%x\r\n%s\r\n0\r\nno colon\r\n\r\n" % (len(ENTRY), ENTRY),  # a trailer no field
+], ids=["letters", "negative", "0x", "plus", "underscore", "empty", "overlong-chunk",
+        "endless-size", "bad-trailer"])
+def test_a_malformed_chunked_body_is_named_not_taken_for_one_cut_short(
+        sqlite_home: Path, serve: Callable[..., Server], framing: bytes) -> None:
+    """Framing that is not chunked encoding was answered ``ledger_body_incomplete`` (the
+    client "stopped sending before its Content-Length… send it again"): it has no
+    Content-Length, did not stop, and sending it again fails again. Its own refusal, at once."""
+    with LedgerStore.open(sqlite_home) as store:
+        token = store.add_token("oficina")
+    node = serve(sqlite_home, "--client-timeout", "10")
+    status, error, seconds = _chunked(node.url, "/entries", token, framing)
+    assert (status, error["code"]) == (400, "ledger_body_chunked_invalid"), error
+    assert "chunked" in error["message"]["es"] and "chunked" in error["message"]["en"]
+    assert seconds < 5  # not the client's 10 s of grace: nothing more was awaited
+    with LedgerStore.open(sqlite_home) as store:
+        assert store.size() == 0
+
+
+@pytest.mark.parametrize(("path", "declared"), [
+    ("/entries", b"F" * 20),  # 2⁸⁰ − 1 bytes
+    ("/entries", b"%x" % (MAX_REQUEST + 1)),
+    ("/entries", b"%x\r\n%s\r\n%x" % (len(ENTRY), ENTRY, MAX_REQUEST)),  # with the first
+    ("/add-checkpoint", b"%x" % (MAX_BODY + 1)),  # the endpoint's own limit
+], ids=["huge", "one-past", "second-chunk", "add-checkpoint"])
+def test_a_chunk_declaring_more_than_the_limit_is_refused_at_once(
+        sqlite_home: Path, serve: Callable[..., Server], path: str, declared: bytes) -> None:
+    """A chunk's size line says how much is coming: past the body limit it is 413 then, not a
+    wait for bytes the node would refuse anyway (the client's whole timeout, then
+    ``ledger_body_incomplete``)."""
+    with LedgerStore.open(sqlite_home) as store:
+        token = store.add_token("oficina")
+    node = serve(sqlite_home, "--client-timeout", "10")
+    status, error, seconds = _chunked(node.url, path, token, declared + b"\r\n{}")
+    assert (status, error["code"]) == (413, "ledger_body_too_large"), error
+    limit = MAX_BODY if path == "/add-checkpoint" else MAX_REQUEST
+    assert f"{limit}" in error["message"]["en"], error
+    assert seconds < 5
+    with LedgerStore.open(sqlite_home) as store:
+        assert store.size() == 0
+
+
+def test_chunked_bodies_are_read_as_the_standard_writes_them(
+        sqlite_home: Path, serve: Callable[..., Server]) -> None:
+    """Reading the framing here takes all RFC 9112 allows: chunk extensions, a bare LF, hex in
+    either case with leading zeros, trailer fields; and a chunked body cut short by the client's
+    silence is still ``ledger_body_incomplete``."""
+    with LedgerStore.open(sqlite_home) as store:
+        token = store.add_token("oficina")
+    node = serve(sqlite_home, "--client-timeout", "1")
+    first, rest = ENTRY[:10], ENTRY[10:]
+    framing = (b"%x;name=value ; other\r\n%s\r\n00%X\n%s\n000\r\nX-Sum: 1\r\n\r\n"
+               % (len(first), first, len(rest), rest))
+    status, answer, _ = _chunked(node.url, "/entries", token, framing)
+    assert (status, answer.get("end")) == (201, 1), answer
+    status, error, _ = _chunked(node.url, "/entries", token, b"%x\r\n%s" % (100, ENTRY[:10]))
+    assert (status, error["code"]) == (400, "ledger_body_incomplete"), error
+    with LedgerStore.open(sqlite_home) as store:
+        assert store.size() == 1
+    node.proc.terminate()
+    node.proc.wait(timeout=30)
+    assert node.proc.stderr is not None
+    log = node.proc.stderr.read()
+    assert "Traceback" not in log and "Error on request" not in log, log
 
 
 def test_what_the_http_layer_refuses_is_the_apis_json_error(sqlite_home: Path,
