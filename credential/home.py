@@ -139,6 +139,13 @@ class StagedFile:
         self.committed = False
         fsync_path(self.target.parent)
 
+    def keep(self) -> Path:
+        """Leave the written file under its temporary name (``discard`` no longer removes it),
+        and return that name: the one copy of something already recorded."""
+        assert self.tmp is not None, "already committed or discarded"
+        kept, self.tmp = self.tmp, None
+        return kept
+
     def discard(self) -> None:
         """Remove the temporary file, unless committed, and what a commit replaced: the last
         step, after which a commit is final."""
@@ -148,6 +155,22 @@ class StagedFile:
                     os.unlink(leftover)
         self.tmp = self.previous = None
         self.committed = False
+
+
+@contextlib.contextmanager
+def uninterrupted() -> Iterator[None]:
+    """Ctrl-C, SIGTERM and SIGHUP held back for the block, and acted on after it: for the
+    moment between a store's commit and the files it names being put in place, where an
+    interrupt would leave one without the other (a record whose file was taken back, the id
+    never printed). Blocked in this thread: the commands that use it run no other."""
+    import signal
+
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 @contextlib.contextmanager

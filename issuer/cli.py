@@ -28,6 +28,7 @@ from credential.home import (
     read_new_passphrase,
     read_passphrase,
     resolve_home,
+    uninterrupted,
 )
 from credential.keys import b64url, check_public_key, unb64url
 from credential.passport import IssuedCredential
@@ -370,44 +371,57 @@ def issue(claims_file: BinaryIO | None, ask: bool, holder_key: str | None, paper
         claims = parse_claims(_ask_claims(store))
     if passphrase is None:
         passphrase = read_passphrase()
-    # The output files are staged first, then written and put in place inside the issuing
-    # transaction: a place that cannot be written or renamed into (a mistyped folder, a full
+    # The output files are staged first and written (on the disk, under a temporary name)
+    # inside the issuing transaction: a place that cannot be written (a mistyped folder, a full
     # disk, a file another user owns) means nothing is issued, rather than a credential on the
-    # record that nobody holds and whose id was never printed.
+    # record that nobody holds. They are put in place only once the record is committed: a
+    # crash (SIGKILL, a power cut) before that left a passport at --out that counters accept
+    # and the office could not revoke, its status index given again to the next resident.
+    # From the commit to the files in place and the id printed, an interrupt waits.
     outputs: list[StagedFile] = []
-    try:
-        for path in (out, qr_out, card_out):
-            if path:
-                outputs.append(StagedFile(path))
-
-        def deliver(cred: IssuedCredential) -> None:
-            text = transport.pack(cred.to_cbor())
-            outputs[0].write(text.encode() + b"\n")
-            if qr_out:
-                outputs[1].write(qr.render_png(text))
-            if card_office is not None:  # drawn from the very text written, so they agree
-                outputs[-1].write(card.render_card(text, card_office, claims=claims))
-            for staged in outputs:
-                staged.commit()
-
+    with contextlib.ExitStack() as held:
         try:
+            for path in (out, qr_out, card_out):
+                if path:
+                    outputs.append(StagedFile(path))
+
+            def deliver(cred: IssuedCredential) -> None:
+                text = transport.pack(cred.to_cbor())
+                outputs[0].write(text.encode() + b"\n")
+                if qr_out:
+                    outputs[1].write(qr.render_png(text))
+                if card_office is not None:  # drawn from the very text written: they agree
+                    outputs[-1].write(card.render_card(text, card_office, claims=claims))
+                held.enter_context(uninterrupted())
+
             cred = store.issue(claims, holder_key=key, passphrase=passphrase,
                                before_commit=deliver, office=office, replaces=replacing)
-        except BaseException:
-            # Not issued after all (the QR's rename or the commit failed): a file already in
-            # place holds a credential that was never registered, whose signature would still
-            # verify, so it goes, and the file it replaced (an earlier credential) comes back.
+            unplaced = _place(outputs, cred.credential_id)
+        finally:
             for staged in outputs:
-                staged.undo()
-            raise
-    finally:
-        for staged in outputs:
-            staged.discard()
-    click.echo(cred.credential_id)  # stdout: the new id alone, for scripts
+                staged.discard()
+        click.echo(cred.credential_id)  # stdout: the new id alone, for scripts
     if replacing is not None:
         click.echo(f"{replacing[0]}: {_STATUS_LABELS['revoked']} ({_reason_shown(replacing[1])})",
                    err=True)
     _publish(store, passphrase)
+    if unplaced is not None:
+        raise unplaced
+
+
+def _place(outputs: list[StagedFile], credential_id: str) -> StoreError | None:
+    """Put an issued credential's files in place. It is on the record already: a file that
+    cannot go where it was meant (a file there another user owns) is left where it was
+    written, under its temporary name, and the refusal returned, to be raised once the rest
+    of the issuance (its id, a replaced passport's revocation, the ledger) is said and done."""
+    for staged in outputs:
+        try:
+            staged.commit()
+        except OSError as exc:
+            return StoreError("issued_file_not_placed", credential_id=credential_id,
+                              path=str(staged.target), kept=str(staged.keep()),
+                              reason=exc.strerror or str(exc))
+    return None
 
 
 def _ask_claims(store: IssuerStore) -> dict[str, Any]:

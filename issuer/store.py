@@ -247,6 +247,15 @@ def _typed(ctx: ExceptionContext) -> None:
         raise StoreError("store_busy", what="issuer.db") from exc
     if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):  # SQLITE_FULL
         raise StoreError("store_full", what="issuer.db") from exc
+    name = getattr(exc, "sqlite_errorname", None)
+    database = ctx.engine.url.database if ctx.engine is not None else None
+    replaced = database is not None and os.path.lexists(database) and not os.path.isfile(
+        database)  # a folder where the file was: damage, not permissions
+    if name == "SQLITE_READONLY" or (name == "SQLITE_CANTOPEN" and not replaced):
+        # The file or its folder cannot be written (permissions, a read-only mount): nothing
+        # is damaged, and a restore (a new key, every passport since issued again) is no fix.
+        raise StoreError("store_not_writable", what="issuer.db",
+                         reason=str(exc)[:200]) from exc
     if isinstance(exc, sqlite3.DatabaseError):  # OperationalError included: no such table, …
         raise StoreError("store_damaged", what="issuer.db", reason=str(exc)[:200]) from exc
 
@@ -822,7 +831,14 @@ class IssuerStore:
 
     @staticmethod
     def _end(conn: sa.Connection) -> None:
-        fd = conn.info.pop(_TURN, None)
+        try:
+            info = conn.info
+        except sa.exc.PendingRollbackError:
+            # Invalidated by an interrupt inside a statement (Ctrl-C): reading its info raised
+            # this in place of the KeyboardInterrupt ("unexpected error", exit 1). The pool's
+            # checkin or close releases the turnstile of such a one (``_release_turn``).
+            return
+        fd = info.pop(_TURN, None)
         if fd is not None:
             os.close(fd)
 

@@ -25,7 +25,7 @@ from credential.bundle import parse_bundle
 from credential.claims import parse_claims
 from credential.home import StagedFile
 from credential.keys import b64url
-from credential.passport import present
+from credential.passport import decode_text, present
 from issuer.store import KEY_YEARS, IssuerStore, credentials, keys
 from tests.conftest import Run
 from tests.factory import EXAMPLES, at, day, example_claims
@@ -538,6 +538,27 @@ def test_a_full_disk_is_not_called_damage(office: Path, passphrase: str) -> None
     assert raised.value.code == "store_full" and "not damaged" in raised.value.message["en"]
 
 
+def test_a_store_that_cannot_be_written_is_not_called_damaged(office: Path,
+                                                               passphrase: str) -> None:
+    """SQLITE_READONLY (here: query_only, as a read-only file or mount gives): a permission or
+    a mount to fix, not a database to restore (a restore retires the office key)."""
+    from sqlalchemy import event
+
+    from credential.claims import parse_claims
+    from credential.errors import StoreError
+    from issuer.store import IssuerStore
+    from tests.factory import example_claims
+
+    store = IssuerStore.open(office)
+    store.engine.dispose()
+    event.listen(store.engine, "connect", lambda conn, _: conn.execute("PRAGMA query_only = 1"))
+    with pytest.raises(StoreError) as raised:
+        store.issue(parse_claims(example_claims()), holder_key=None, passphrase=passphrase)
+    assert raised.value.code == "store_not_writable", raised.value
+    assert "not damaged" in raised.value.message["en"] and "no la restaure" in (
+        raised.value.message["es"])
+
+
 @pytest.mark.parametrize("where", ["out", "qr"])
 def test_an_output_that_cannot_be_written_issues_nothing(office: Path, tmp_path: Path, run: Run,
                                                          where: str) -> None:
@@ -805,14 +826,14 @@ def test_an_out_in_a_read_only_folder_issues_nothing(office: Path, tmp_path: Pat
 
 @pytest.mark.parametrize("earlier", [False, True])
 @pytest.mark.parametrize("failing", [".txt", ".png"])
-def test_a_rename_that_fails_rolls_the_issuance_back(office: Path, tmp_path: Path, run: Run,
-                                                     monkeypatch: pytest.MonkeyPatch,
-                                                     failing: str, earlier: bool) -> None:
-    """What no check beforehand can see (a file in a shared folder owned by another user, a
-    disk gone read-only): the files are put in place before the issuance commits, so a rename
-    that fails leaves neither a registered credential nor a file holding an unregistered one;
-    and a file the failed run was to replace (``earlier``: a resident's earlier credential)
-    is there again as it was."""
+def test_a_rename_that_fails_after_the_commit_keeps_the_file_and_says_where(
+        office: Path, tmp_path: Path, run: Run, monkeypatch: pytest.MonkeyPatch,
+        failing: str, earlier: bool) -> None:
+    """What no check beforehand can see (a file in a shared folder owned by another user): the
+    files go in place only once the issuance is recorded (a crash before that must leave no
+    passport the office cannot revoke), so a rename that fails then leaves the passport
+    recorded, its file kept under the name it was written to, and both said; a file it was to
+    replace (``earlier``: a resident's earlier credential) is left as it was."""
     before = {"c.txt": b"PU1:EARLIER\n", "c.png": b"\x89PNG earlier"} if earlier else {}
     for name, data in before.items():
         (tmp_path / name).write_bytes(data)
@@ -827,10 +848,18 @@ def test_a_rename_that_fails_rolls_the_issuance_back(office: Path, tmp_path: Pat
     code, out, err = run("issuer", "issue", "--claims", str(EXAMPLES / "claims-mexicali.json"),
                          "--paper", "--out", str(tmp_path / "c.txt"), "--qr",
                          str(tmp_path / "c.png"), "--overwrite", "--home", str(office))
-    assert code == 1 and out == "" and "[file_error]" in err
-    assert _issued(office) == (0, 0)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["issuer", *before])
-    assert {name: (tmp_path / name).read_bytes() for name in before} == before
+    assert code == 1 and err.startswith("[issued_file_not_placed] "), err
+    issued = out.strip()
+    assert _issued(office) == (1, 1) and issued in err
+    [kept] = [p for p in tmp_path.iterdir() if p.name.startswith(f".c{failing}.")]
+    assert str(kept) in err and str(tmp_path / f"c{failing}") in err
+    placed = {"c.txt"} if failing == ".png" else set()
+    assert {p.name for p in tmp_path.iterdir()} == {"issuer", kept.name} | placed | set(before)
+    if failing == ".txt":  # the text failed first: nothing placed, the earlier files as they were
+        assert {name: (tmp_path / name).read_bytes() for name in before} == before
+        assert decode_text(kept.read_text()).payload.credential_id == issued
+    else:
+        assert decode_text((tmp_path / "c.txt").read_text()).payload.credential_id == issued
 
 
 def test_a_backup_out_that_names_no_file_is_a_usage_error(office: Path, run: Run,

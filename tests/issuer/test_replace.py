@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from credential import transport
 from credential.home import StagedFile
 from credential.keys import b64url
-from credential.passport import present
+from credential.passport import decode_text, present
 from issuer.store import IssuerStore, credentials
 from tests.conftest import Run
 from tests.factory import EXAMPLES
@@ -136,16 +136,16 @@ def test_a_suspended_passport_is_replaced(office: Path, run: Run, tmp_path: Path
     assert _status(run, office, old[0]) == ("revoked", "device_lost")
 
 
-def test_a_new_passport_that_cannot_be_put_in_place_leaves_the_old_one_in_force(
+def test_a_new_passport_that_cannot_be_written_leaves_the_old_one_in_force(
         office: Path, run: Run, tmp_path: Path, old: tuple[str, nacl.signing.SigningKey],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """The file is put in place inside the transaction: a rename that fails there (a disk gone
-    read-only, a file another user owns) means nothing issued and nothing revoked, not a
-    resident left with no passport in force."""
-    def commit(staged: StagedFile) -> None:
+    """The file is written inside the transaction: a write that fails there (a full disk, a
+    folder gone read-only) means nothing issued and nothing revoked, not a resident left with
+    no passport in force."""
+    def write(staged: StagedFile, data: bytes) -> None:
         raise PermissionError(1, "Operation not permitted", str(staged.target))
 
-    monkeypatch.setattr(StagedFile, "commit", commit)
+    monkeypatch.setattr(StagedFile, "write", write)
     before = _count(office)
     code, out, err = _issue(run, office, tmp_path / "new.cred",
                             nacl.signing.SigningKey.generate(), "--replaces", old[0])
@@ -153,6 +153,25 @@ def test_a_new_passport_that_cannot_be_put_in_place_leaves_the_old_one_in_force(
     assert "revocado" not in err
     assert _count(office) == before and not (tmp_path / "new.cred").exists()
     assert _status(run, office, old[0]) == ("valid", None)
+
+
+def test_a_new_passport_that_cannot_be_put_in_place_is_kept_and_the_old_one_replaced(
+        office: Path, run: Run, tmp_path: Path, old: tuple[str, nacl.signing.SigningKey],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Put in place once recorded: a rename that fails then (a file there another user owns)
+    leaves the new passport recorded and in force, its file kept under the name it was written
+    to, and says so with the old one's revocation: one in force, and in the office's hands."""
+    def commit(staged: StagedFile) -> None:
+        raise PermissionError(1, "Operation not permitted", str(staged.target))
+
+    monkeypatch.setattr(StagedFile, "commit", commit)
+    code, out, err = _issue(run, office, tmp_path / "new.cred",
+                            nacl.signing.SigningKey.generate(), "--replaces", old[0])
+    assert code == 1 and "[issued_file_not_placed]" in err and "revocado" in err, err
+    [kept] = [p for p in tmp_path.iterdir() if p.name.startswith(".new.cred.")]
+    assert decode_text(kept.read_text()).payload.credential_id == out.strip()
+    assert _status(run, office, out.strip())[0] == "valid"
+    assert _status(run, office, old[0])[0] == "revoked"
 
 
 def test_a_reason_without_replaces_is_a_usage_error(office: Path, run: Run,
