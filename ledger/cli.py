@@ -405,7 +405,8 @@ def _read_jsonl(path: str) -> list[dict[str, Any]]:
                 raise MalformedInput("ledger_bad_jsonl", line=number)
             items.append(item)
             if len(items) > MAX_BATCH:
-                raise LedgerError("ledger_batch_too_large", size=len(items), limit=MAX_BATCH)
+                # read no further (memory stays bounded): the count is "more than", not a size
+                raise LedgerError("ledger_jsonl_too_many", line=number, limit=MAX_BATCH)
     return items
 
 

@@ -101,6 +101,21 @@ def test_append_file_has_a_size_bound(home: Path, tmp_path: Path,
     assert run_cli("append", "--file", str(path), "--home", str(home)) == 0
 
 
+def test_append_file_of_too_many_entries_says_more_than_not_a_count(
+        home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reading stops at the entry past the batch limit (memory stays bounded): the refusal says
+    "more than" and where, not that entry's number as the file's size (always 10001)."""
+    monkeypatch.setattr(cli, "MAX_BATCH", 5)
+    path = tmp_path / "many.jsonl"
+    path.write_text("".join(json.dumps(commitment(i)) + "\n" for i in range(20)))
+    err = _append(home, path, capsys)
+    assert err.startswith("[ledger_jsonl_too_many]") and "more than 5 entries" in err, err
+    assert "line 6" in err and "más de 5 entradas" in err
+    with LedgerStore.open(home) as store:
+        assert store.size() == 0
+
+
 def test_the_bounds_fit_the_entries() -> None:
     """The file bound allows as many bytes per entry as POST /entries; the line bound holds the
     longest valid entry in its most verbose JSON form (every character escaped)."""
