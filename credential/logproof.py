@@ -188,7 +188,7 @@ def require_logged_with_keys(bundles: Sequence[bytes], proofs: Sequence[bytes],
     if not log_keys or not witness_keys:
         raise UsageError("usage_error",
                          reason_es="las pruebas de publicación piden --log-key y --witness-key "
-                                   "(la firma del registro y la cofirma de la otra ciudad)",
+                                   "(la firma del registro y la cosignatura de la otra ciudad)",
                          reason_en="proofs of publication need --log-key and --witness-key (the "
                                    "ledger's signature and the other city's cosignature)")
     require_logged(bundles, proofs, [parse_verifier_key(k) for k in log_keys],

@@ -758,7 +758,7 @@ def passphrase_(home: str | None) -> None:
     plural = "s" if offices != 1 else ""
     es, en = [f"{offices} llave{plural} de oficina"], [f"{offices} office key{plural}"]
     if counts.get(LEDGER_TOKEN):
-        es.append("el token del registro público")
+        es.append("la ficha del registro público")
         en.append("the ledger token")
     click.echo(f"Frase de acceso cambiada: {total} secretos sellados de nuevo (la llave raíz, "
                f"{', '.join(es)}) / Passphrase changed: {total} secrets re-sealed (the root "

@@ -554,7 +554,7 @@ def check_bundle(bundles: tuple[str, ...], roots: tuple[str, ...], home: str | N
                    "to write its proof (JSON), to go with the bundle to counters.")
 @click.option("--from", "url", default=None,
               callback=_node_url,
-              help="Consulta la API pública de un nodo en lugar de un registro o espejo local / "
+              help="Consulta la API pública de un nodo en lugar de un registro o réplica local / "
                    "Ask a node's public API instead of a local log or mirror.")
 @home_option
 @db_option

@@ -76,7 +76,7 @@ def test_templates_keep_their_parts() -> None:
 @pytest.mark.parametrize(("en", "es"), [
     ("not CBOR", "no es CBOR"),
     ("record 12 is missing", "falta el registro 12"),  # not "record {} missing" with "12 is"
-    ("checkpoint 7: malformed cosignature", "checkpoint 7: cofirma mal formada"),
+    ("checkpoint 7: malformed cosignature", "checkpoint 7: cosignatura mal formada"),
     ("checkpoint 7: not UTF-8", "checkpoint 7: no es UTF-8"),  # the inner phrase as well
     ("[Errno 28] No space left on device: '/datos/x'",
      "[Errno 28] no queda espacio en el dispositivo: '/datos/x'"),

@@ -143,7 +143,7 @@ def test_a_refusal_after_a_change_shows_the_nodes_message_not_its_json(
     assert code == 0 and out.strip()
     spanish, english = err.split(" / ")
     assert "[ledger_publish_refused]" in spanish and "HTTP 401" in spanish
-    assert "Falta un token de escritura válido." in spanish and "append token" not in spanish
+    assert "Falta una ficha de escritura válida." in spanish and "append token" not in spanish
     assert "A valid append token is required." in english and "Falta" not in english
     assert '"code"' not in err and "\\u00e1" not in err
     assert len(IssuerStore.open(office).pending()) == 2

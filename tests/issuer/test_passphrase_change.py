@@ -133,7 +133,7 @@ def test_every_secret_is_resealed_and_only_the_new_passphrase_opens_the_office(
     code, out, err = _change(run, office, monkeypatch, current=OLD, new=NEW)
     assert code == 0, err
     assert out == ("Frase de acceso cambiada: 4 secretos sellados de nuevo (la llave raíz, "
-                   "2 llaves de oficina, el token del registro público) / Passphrase changed: "
+                   "2 llaves de oficina, la ficha del registro público) / Passphrase changed: "
                    "4 secrets re-sealed (the root key, 2 office keys, the ledger token)\n")
     assert "Sellando de nuevo 4 secretos" in err and "Re-sealing 4 secrets" in err
     assert "[issuer_passphrase_backups]" in err and "old passphrase" in err

@@ -423,7 +423,7 @@ def test_audit_of_a_mirror_checks_the_cosignatures(cities: dict[str, Any], tmp_p
     assert run_cli("audit", "--home", str(mirror_home)) == 1
     err = capsys.readouterr().err
     assert f"cosignature by {witness} is bad" in err
-    assert f"la cofirma de {witness} no es válida" in err
+    assert f"la cosignatura de {witness} no es válida" in err
 
 
 def test_a_mirror_serves_only_the_signatures_it_verified(cities: dict[str, Any],

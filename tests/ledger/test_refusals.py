@@ -86,7 +86,7 @@ def test_a_damaged_key_file(home: Path, tmp_path: Path,
     assert caught.value.detail == {"path": str(home / "log.key")}
     capsys.readouterr()
     assert run_cli("append", "--file", _entries_file(tmp_path), "--home", str(home)) == 1
-    assert _err(capsys).startswith(f"[ledger_bad_key_file] Archivo de clave dañado: "
+    assert _err(capsys).startswith(f"[ledger_bad_key_file] Archivo de llave dañado: "
                                    f"{home / 'log.key'}")
     with LedgerStore.open(home) as store:
         assert store.size() == 0
@@ -237,7 +237,7 @@ def test_a_log_under_a_new_key_is_refused(tmp_path: Path, serve: Callable[..., S
     capsys.readouterr()
     assert run_cli("witness", "--log", new_node.url, "--log-key", new_key,
                    "--home", str(witness)) == 1
-    want = f"[ledger_witness_key_changed] La clave del registro {origin} cambió."
+    want = f"[ledger_witness_key_changed] La llave del registro {origin} cambió."
     assert _err(capsys).startswith(want)
     with LedgerStore.open(witness) as store, store.engine.connect() as conn:
         row = conn.execute(select(t.witnessed_logs.c.vkey, t.witnessed_logs.c.url)).one()
