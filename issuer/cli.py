@@ -871,6 +871,14 @@ _ROWS_PER_ERROR = 3
 _ERRORS_SHOWN = 50
 
 
+def _printed(folder: Path) -> int:
+    """How many passports a bulk folder holds (``ID.txt``; none if it cannot be read)."""
+    try:
+        return sum(1 for p in folder.glob("*.txt") if not p.name.startswith("."))
+    except OSError:
+        return 0
+
+
 def _refuse_rows(errors: list[BulkError]) -> None:
     if not errors:
         return
@@ -931,9 +939,20 @@ def bulk(csv_file: BinaryIO, out_dir: str, with_qr: bool, with_cards: bool, offi
                         + new_name_rows(rows, store.catalogs()), key=lambda e: e.line))
     passphrase = read_passphrase()
     folder = Path(out_dir)
-    outcome = issue_batch(store, rows, folder, passphrase=passphrase,
-                          with_qr=with_qr, with_cards=with_cards, progress=_progressbar,
-                          office=office)
+    before = _printed(folder)
+    try:
+        outcome = issue_batch(store, rows, folder, passphrase=passphrase,
+                              with_qr=with_qr, with_cards=with_cards, progress=_progressbar,
+                              office=office)
+    except PasaporteError as exc:
+        # A full disk mid-run: the store's own "nothing was saved" is true of the last group
+        # only. The groups before it are issued and in the folder; a clerk who took the message
+        # at its word and emptied the folder would lose them (bulk_files_lost on the next run).
+        done = _printed(folder) - before
+        if done <= 0:
+            raise
+        raise StoreError("bulk_stopped", count=done, folder=str(folder), cause=exc.code,
+                         reason_es=exc.message["es"], reason_en=exc.message["en"]) from exc
     if outcome.resumed:
         click.echo(f"{outcome.resumed} ya emitidos antes (mismos datos) / already issued "
                    f"earlier (same claims)", err=True)
