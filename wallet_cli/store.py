@@ -15,10 +15,11 @@ Layout of a wallet home (``credential.home.resolve_home("wallet", …)``)::
 
 The public key sits in clear next to the sealed secret so that ``wallet key``, ``import`` and
 ``list`` never ask for the passphrase; only ``present`` (which signs) and ``change_passphrase``
-(which seals the key anew) unseal. Each file is written with ``atomic_write``, so a crash leaves
-the old file or the new one, never half of one; and each change that depends on what is already
-there (init, import, trust, a new passphrase) is made holding ``.lock``, so that two commands run
-at once cannot both act on what they saw before the other.
+(which seals the key anew) unseal. Each file is written with ``atomic_write`` (a city's root
+and bundle staged together: ``Wallet._store_trust``), so a crash leaves the old file or the new
+one, never half of one; and each change that depends on what is already there (init, import,
+trust, a new passphrase) is made holding ``.lock``, so that two commands run at once cannot both
+act on what they saw before the other.
 
 Nothing here knows about click: the command layer (``wallet_cli.cli``) reads passphrases and
 prints; this module checks, stores and builds presentations, raising ``credential.errors``.
@@ -54,7 +55,14 @@ from credential.bundle import (
 )
 from credential.claims import display_value, service_named
 from credential.errors import MalformedInput, PasaporteError, Rejection, StoreError, UsageError
-from credential.home import MIN_PASSPHRASE, atomic_write, held_lock, read_bounded
+from credential.home import (
+    MIN_PASSPHRASE,
+    StagedFile,
+    atomic_write,
+    held_lock,
+    read_bounded,
+    uninterrupted,
+)
 from credential.keys import (
     b64url,
     check_public_key,
@@ -90,6 +98,13 @@ DIGESTS = ".sha256"
 MAX_DIGESTS = 1024  # two digests (the old bytes and the new, while one replaces the other)
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 TRUST_DIR = "trust"
+# The hidden names ``StagedFile`` gives a trust file (``CODE.root.json``, ``CODE.bundle``) while
+# it is written (``.tmp``) and, once in place, the file it replaced (``.prev``, a hard link kept
+# for an undo): a dot, the file's name, mkstemp's random part. A ``trust`` killed mid-way leaves
+# them behind; the next one removes these, and only these (the folder is the wallet's, but a
+# file of any other name may be the resident's).
+_TRUST_STAGED = re.compile(
+    rf"\.{CITY_CODE.pattern}\.(?:root\.json|bundle)\.[a-z0-9_]+\.(?:tmp|prev)")
 LOCK_FILE = ".lock"
 MAX_IMPORT_CHARS = 16384  # a full credential is ~1 KB of QR text; anything far larger is not one
 # UTF-8 takes at most 4 bytes a character: more bytes than this are too many characters, known
@@ -679,7 +694,8 @@ class Wallet:
         A bundle older than the one held is not kept, and ``notice`` is told why (the resident
         asked for it: silence would read as done). Every file is checked before any is
         stored, so a refusal leaves what is trusted as it was; it names the file (from
-        ``bundle_files`` / ``root_files``, in the order given) that failed."""
+        ``bundle_files`` / ``root_files``, in the order given) that failed. So does a file
+        that cannot be written (a full disk): see ``_store_trust``."""
         root_keys = [_root_in(data, _file_name(root_files, n))
                      for n, data in enumerate(roots)]
         kept = []
@@ -687,6 +703,7 @@ class Wallet:
         # Held throughout: what is trusted is read and replaced as one step, or two trusts at
         # once would each compare with the same old version and the older could be written last.
         with _locked(self.home):
+            self._sweep_staged()
             # a root already trusted for a code is never silently replaced by another city's
             held_roots, held_bundles, _ = self._read_trust()
             check_roots([*held_roots.values(), *root_keys])
@@ -709,10 +726,71 @@ class Wallet:
             # first stored by a command that says it failed.
             if chosen:
                 self.trust_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            for code, (root, data) in chosen.items():
-                atomic_write(self.trust_dir / f"{code}.root.json", root.to_json().encode())
-                atomic_write(self.trust_dir / f"{code}.bundle", data)
+                self._store_trust(chosen, held_roots)
         return kept
+
+    def _store_trust(self, chosen: Mapping[str, tuple[RootKey, bytes]],
+                     held_roots: Mapping[str, RootKey]) -> None:
+        """Put each chosen city's root and bundle in the trust folder: all of them, or, when a
+        file cannot be written or put in place, none (what was there is put back).
+
+        Every file is first staged (written and flushed under a hidden name), so a full disk
+        fails before anything trusted changes. Then each city's root goes in place before its
+        bundle, which makes each point a crash (SIGKILL, a power cut) can stop at safe:
+
+        - a city trusted before: its root holds the same key (``check_roots``), so it is not
+          written again unless its file says something else of it (a city's new spelling); the
+          old bundle verifies against the new root file as the new bundle does against the old,
+          and the crash leaves the old pair or the new one, each whole.
+        - a city trusted anew: a crash between the two leaves its root without a bundle.
+          ``_read_trust`` names that as a missing bundle, with the fix (trust it again), and
+          the root, checked against that bundle before it was written, is one the resident
+          chose. The other order would leave a bundle that no root verifies, not told from a
+          copy of the folder that lost its root (damage).
+
+        Ctrl-C and SIGTERM wait until the files are in place or put back."""
+        staged: list[tuple[StagedFile, bool]] = []  # each file, and whether it replaces one
+        try:
+            for code, (root, data) in chosen.items():
+                files = [(self.trust_dir / f"{code}.bundle", data)]
+                if held_roots.get(code) != root:
+                    files.insert(0, (self.trust_dir / f"{code}.root.json",
+                                     root.to_json().encode()))
+                for path, contents in files:
+                    file = StagedFile(path)
+                    staged.append((file, path.exists()))
+                    file.write(contents)
+            with uninterrupted():
+                try:
+                    for file, _ in staged:
+                        try:
+                            file.commit()
+                        except OSError as exc:  # the hidden name is ours: name the file
+                            raise type(exc)(exc.errno, exc.strerror, str(file.target)) from None
+                except BaseException:
+                    for file, replaces in reversed(staged):
+                        # Without a hard link to the replaced file (a file system with none:
+                        # a FAT stick), taking the commit back would delete it; the new file,
+                        # whole and verified, is then the better one to leave.
+                        if file.previous is not None or not replaces:
+                            with contextlib.suppress(OSError):  # the first error is the one
+                                file.undo()
+                    raise
+        finally:
+            for file, _ in staged:
+                file.discard()
+
+    def _sweep_staged(self) -> None:
+        """Remove the files a ``trust`` killed mid-way left under hidden names
+        (``_TRUST_STAGED``). Called holding the lock, so none is a running trust's."""
+        try:
+            names = os.listdir(self.trust_dir)
+        except OSError:  # nothing trusted yet, or no folder to read: said where it is read
+            return
+        for name in names:
+            if _TRUST_STAGED.fullmatch(name):
+                with contextlib.suppress(OSError):  # tidying: never a reason to refuse
+                    os.unlink(self.trust_dir / name)
 
     def _read_trust(self) -> tuple[dict[str, RootKey], dict[str, TrustBundle],
                                    list[StoreError]]:
@@ -729,7 +807,8 @@ class Wallet:
         except OSError:  # a file where the folder should be, or a folder that cannot be read
             return roots, bundles, [StoreError("wallet_trust_damaged", file=str(self.trust_dir))]
         # Each city with either file: a bundle whose root is gone (a partial copy of the
-        # folder) is damage to name, as a root whose bundle is gone is, not a city untrusted.
+        # folder) is damage to name, and a root whose bundle is gone a bundle to trust again,
+        # not a city untrusted.
         codes = {n[: -len(suffix)] for n in names for suffix in (".root.json", ".bundle")
                  if n.endswith(suffix)}
         for code in sorted(codes):
@@ -741,8 +820,20 @@ class Wallet:
                 problems.append(StoreError("wallet_trust_damaged", file=str(root_file)))
                 continue
             try:
-                bundle = parse_bundle(read_bounded(bundle_file, MAX_BUNDLE), [roots[code]])
-            except (OSError, UsageError, MalformedInput, Rejection):
+                raw = read_bounded(bundle_file, MAX_BUNDLE)
+            except FileNotFoundError:
+                # Not damage: a ``trust`` interrupted before its bundle was in place, or one by
+                # a release that wrote the root first and could be stopped there.
+                problems.append(StoreError("wallet_trust_bundle_missing", file=str(bundle_file),
+                                           root=str(root_file), city=roots[code].city,
+                                           city_code=code))
+                continue
+            except (OSError, UsageError):
+                problems.append(StoreError("wallet_trust_damaged", file=str(bundle_file)))
+                continue
+            try:
+                bundle = parse_bundle(raw, [roots[code]])
+            except (UsageError, Rejection):
                 problems.append(StoreError("wallet_trust_damaged", file=str(bundle_file)))
                 continue
             bundles[bundle.code] = bundle

@@ -229,7 +229,9 @@ def test_a_passport_imported_before_its_city_was_trusted_is_checked_once_it_is(
 def test_a_damaged_trust_file_is_named_not_taken_for_no_news(
         run: Run, wallet_home: Path, tmp_path: Path, damage: str) -> None:
     """A trusted bundle cut short, or a root swapped: that city's revocations no longer
-    show; ``list`` and ``present`` say which file and what to do, not "valid" in silence."""
+    show; ``list`` and ``present`` say which file and what to do, not "valid" in silence. A
+    root whose bundle is not there (a ``trust`` interrupted between the two) is said as that:
+    a bundle missing, not a file "damaged" that the resident cannot find."""
     wallet = Wallet.open(wallet_home)
     city = City()
     wallet.import_text(_issued_text(city, wallet))
@@ -245,13 +247,14 @@ def test_a_damaged_trust_file_is_named_not_taken_for_no_news(
         bundle.unlink()
     else:  # a partial copy of the folder: the bundle alone was ignored, revocations and all
         root.unlink()
-    assert [p.code for p in wallet.trust_problems()] == ["wallet_trust_damaged"]
+    said = "wallet_trust_bundle_missing" if damage == "no bundle" else "wallet_trust_damaged"
+    assert [p.code for p in wallet.trust_problems()] == [said]
     listed = run("wallet", "list", "--home", wallet_home)
     assert listed.exit_code == 0, listed.output
-    assert "[wallet_trust_damaged]" in listed.stderr and "wallet trust" in listed.stderr
+    assert f"[{said}]" in listed.stderr and "wallet trust" in listed.stderr
     assert "MXMEX." in listed.stderr
     shown = run("wallet", "present", wallet.ids()[0], "--for", "library", "--home", wallet_home)
-    assert shown.exit_code == 0 and "[wallet_trust_damaged]" in shown.stderr, shown.output
+    assert shown.exit_code == 0 and f"[{said}]" in shown.stderr, shown.output
 
 
 def test_a_trust_folder_that_is_a_file_is_named(run: Run, wallet_home: Path) -> None:
