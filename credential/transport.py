@@ -178,7 +178,7 @@ def _whole(piece: str) -> bool:
 
     try:
         data = unpack(piece.strip())
-        cbor.loads(data)
+        cbor.loads(data, allowed_tags=(18,))  # a COSE_Sign1 may be tagged (decode_bytes)
     except MalformedInput:
         return False
     return len(data) >= 64

@@ -944,15 +944,19 @@ def bulk(csv_file: BinaryIO, out_dir: str, with_qr: bool, with_cards: bool, offi
         outcome = issue_batch(store, rows, folder, passphrase=passphrase,
                               with_qr=with_qr, with_cards=with_cards, progress=_progressbar,
                               office=office)
-    except PasaporteError as exc:
-        # A full disk mid-run: the store's own "nothing was saved" is true of the last group
-        # only. The groups before it are issued and in the folder; a clerk who took the message
-        # at its word and emptied the folder would lose them (bulk_files_lost on the next run).
+    except (PasaporteError, OSError) as exc:
+        # A full disk mid-run (the store's, or the folder's as a group's files are written):
+        # "nothing was saved" is true of the last group only. The groups before it are issued
+        # and in the folder; a clerk who took it at its word and emptied the folder would lose
+        # them (bulk_files_lost on the next run).
         done = _printed(folder) - before
         if done <= 0:
             raise
-        raise StoreError("bulk_stopped", count=done, folder=str(folder), cause=exc.code,
-                         reason_es=exc.message["es"], reason_en=exc.message["en"]) from exc
+        cause = exc if isinstance(exc, PasaporteError) else StoreError(
+            "file_error", path=exc.filename or str(folder),
+            reason=exc.strerror or type(exc).__name__)
+        raise StoreError("bulk_stopped", count=done, folder=str(folder), cause=cause.code,
+                         reason_es=cause.message["es"], reason_en=cause.message["en"]) from exc
     if outcome.resumed:
         click.echo(f"{outcome.resumed} ya emitidos antes (mismos datos) / already issued "
                    f"earlier (same claims)", err=True)

@@ -641,32 +641,48 @@ def test_a_run_refused_before_it_wrote_anything_leaves_no_folder(
     assert code == 1 and (tmp_path / "kept").is_dir()
 
 
+@pytest.mark.parametrize("full", ["store", "folder"])
 def test_a_run_stopped_by_a_full_disk_says_what_it_issued_and_that_it_resumes(
         homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """The store's "nothing was saved" is true of the last group only: the run names how many
-    it issued and kept, and that the same command goes on; run again, it does."""
+        monkeypatch: pytest.MonkeyPatch, full: str) -> None:
+    """The store's (or the folder's) "nothing was saved" is true of the last group only: the
+    run names how many it issued and kept, and that the same command goes on; run again, it
+    does."""
+    import errno
+
     from credential.errors import StoreError
+    from issuer import bulk
 
     home, out = homes["issuer"], tmp_path / "out"
     _init(run, home)
     residents = _many(tmp_path, 10)  # groups of 1, 2, 4, …: the fourth group fails
-    issue_many, calls = IssuerStore.issue_many, []
+    issue_many, write, calls = IssuerStore.issue_many, bulk._write_partial, []
 
-    def full(self: IssuerStore, *args: Any, **kwargs: Any) -> Any:
+    def full_store(self: IssuerStore, *args: Any, **kwargs: Any) -> Any:
         calls.append(1)
         if len(calls) == 4:
             raise StoreError("store_full", what="issuer.db")
         return issue_many(self, *args, **kwargs)
 
-    monkeypatch.setattr(IssuerStore, "issue_many", full)
+    def full_folder(folder: Path, cred: Any) -> None:
+        calls.append(1)
+        if len(calls) == 8:  # the first passport of the fourth group
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(folder / "x.partial"))
+        write(folder, cred)
+
+    if full == "store":
+        monkeypatch.setattr(IssuerStore, "issue_many", full_store)
+    else:
+        monkeypatch.setattr(bulk, "_write_partial", full_folder)
     code, _, err = run("issuer", "bulk", str(residents), "--out-dir", str(out),
                        "--home", str(home))
-    assert code == 1 and "[bulk_stopped]" in err and "[store_full]" in err, err
+    cause = "[store_full]" if full == "store" else "[file_error]"
+    assert code == 1 and "[bulk_stopped]" in err and cause in err, err
     assert "after issuing 7 passports" in err and "do not delete the folder" in err
     assert "después de emitir 7 pasaportes" in err and "no borre la carpeta" in err
     assert len(_issued(home)) == 7
     monkeypatch.setattr(IssuerStore, "issue_many", issue_many)
+    monkeypatch.setattr(bulk, "_write_partial", write)
     code, _, err = run("issuer", "bulk", str(residents), "--out-dir", str(out),
                        "--home", str(home))
     assert code == 0 and "7 ya emitidos antes" in err, err

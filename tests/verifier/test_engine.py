@@ -702,6 +702,10 @@ def test_a_code_whose_cose_sign1s_are_tagged_18_verifies(city: City,
         assert r.accepted, (positions, r)
     paper = transport.pack(city.issue().to_cbor())
     assert v.verify(_tagged(paper, 0), service="library", now=NOW + 5).accepted
+    # two of them read as one line are told as such, as untagged ones are
+    tagged = _tagged(text, 0, 3)
+    r = v.verify(tagged + tagged, service="library", now=NOW + 5)
+    assert r.code == "scan_several", r
     # any other tag is no COSE_Sign1: refused, as before
     for tag in (17, 98):
         r = v.verify(_tagged(text, 0, tag=tag), service="library", now=NOW + 5)
