@@ -400,28 +400,35 @@ def issue(claims_file: BinaryIO | None, ask: bool, holder_key: str | None, paper
         finally:
             for staged in outputs:
                 staged.discard()
+        # Said before an interrupt held back is acted on: what was recorded, and where a file
+        # that could not go in place is, are the clerk's to know whatever follows.
         click.echo(cred.credential_id)  # stdout: the new id alone, for scripts
-    if replacing is not None:
-        click.echo(f"{replacing[0]}: {_STATUS_LABELS['revoked']} ({_reason_shown(replacing[1])})",
-                   err=True)
+        if replacing is not None:
+            click.echo(f"{replacing[0]}: {_STATUS_LABELS['revoked']} "
+                       f"({_reason_shown(replacing[1])})", err=True)
+        if unplaced is not None:
+            click.echo(unplaced.diagnostics(), err=True)
     _publish(store, passphrase)
     if unplaced is not None:
-        raise unplaced
+        raise click.exceptions.Exit(1)
 
 
 def _place(outputs: list[StagedFile], credential_id: str) -> StoreError | None:
-    """Put an issued credential's files in place. It is on the record already: a file that
+    """Put an issued credential's files in place. It is on the record already: each file that
     cannot go where it was meant (a file there another user owns) is left where it was
-    written, under its temporary name, and the refusal returned, to be raised once the rest
-    of the issuance (its id, a replaced passport's revocation, the ledger) is said and done."""
+    written, under its temporary name, the others put in place all the same (a card cannot be
+    drawn again without the claims), and the refusal naming each returned, to be said once the
+    rest of the issuance (its id, a replaced passport's revocation) is."""
+    failed: list[str] = []
     for staged in outputs:
         try:
             staged.commit()
         except OSError as exc:
-            return StoreError("issued_file_not_placed", credential_id=credential_id,
-                              path=str(staged.target), kept=str(staged.keep()),
-                              reason=exc.strerror or str(exc))
-    return None
+            failed.append(f"{staged.target} ({exc.strerror or exc}) → {staged.keep()}")
+    if not failed:
+        return None
+    return StoreError("issued_file_not_placed", credential_id=credential_id,
+                      files="; ".join(failed))
 
 
 def _ask_claims(store: IssuerStore) -> dict[str, Any]:

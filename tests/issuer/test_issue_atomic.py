@@ -29,13 +29,15 @@ def _init(run: Run, home: Path) -> None:
                "--home", str(home))[0] == 0
 
 
-def _issue_with(home: Path, out: Path, then: str) -> subprocess.CompletedProcess[str]:
+def _issue_with(home: Path, out: Path, then: str, *args: str,
+                setup: str = "") -> subprocess.CompletedProcess[str]:
     """``issuer issue --out`` in its own process, doing ``then`` once the files are written
     and the record is about to commit (the last step before it)."""
     script = (
         "import os, signal, sys\n"
         "from issuer.store import IssuerStore\n"
         "from pasaporte.cli import main\n"
+        f"{setup}\n"
         "issue = IssuerStore.issue\n"
         "def wrapped(self, *a, before_commit, **k):\n"
         "    def hook(cred):\n"
@@ -47,7 +49,7 @@ def _issue_with(home: Path, out: Path, then: str) -> subprocess.CompletedProcess
     return subprocess.run(
         [sys.executable, "-c", script, "issuer", "issue", "--claims",
          str(EXAMPLES / "claims-mexicali.json"), "--paper", "--out", str(out),
-         "--qr", str(out.with_suffix(".png")), "--home", str(home)],
+         "--qr", str(out.with_suffix(".png")), "--home", str(home), *args],
         env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=120)
 
 
@@ -129,3 +131,31 @@ def test_a_file_that_cannot_go_in_place_after_the_commit_is_kept_and_said(
     [kept] = [p for p in tmp_path.iterdir() if p.name.startswith(".maria.cred.")]
     assert str(kept) in err and issued in err and str(tmp_path / "maria.cred") in err
     assert decode_text(kept.read_text()).payload.credential_id == issued
+
+
+def test_an_interrupt_held_back_comes_after_all_is_said(
+        homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path) -> None:
+    """Ctrl-C at the commit of a --replaces whose QR cannot go in place: the id, the old
+    passport's revocation and where the QR was kept are all said before the command ends as
+    cancelled (it ended at the id, and "what was half done was not saved" hid the rest)."""
+    home = homes["issuer"]
+    _init(run, home)
+    code, old, err = run("issuer", "issue", "--claims", str(EXAMPLES / "claims-mexicali.json"),
+                         "--paper", "--out", str(tmp_path / "old.cred"), "--home", str(home))
+    assert code == 0, err
+    setup = ("import errno\n"
+             "from credential.home import StagedFile\n"
+             "commit = StagedFile.commit\n"
+             "def refused(self):\n"
+             "    if self.target.suffix == '.png':\n"
+             "        raise PermissionError(errno.EPERM, 'Operation not permitted')\n"
+             "    commit(self)\n"
+             "StagedFile.commit = refused")
+    proc = _issue_with(home, tmp_path / "new.cred", "os.kill(os.getpid(), signal.SIGINT)",
+                       "--replaces", old.strip(), setup=setup)
+    assert proc.returncode == 130, proc.stderr
+    said = proc.stderr
+    assert said.index(f"{old.strip()}: revocado / revoked") < said.index("[cancelled]")
+    assert said.index("[issued_file_not_placed]") < said.index("[cancelled]")
+    [kept] = [p for p in tmp_path.iterdir() if p.name.startswith(".new.png.")]
+    assert str(kept) in said and proc.stdout.strip() in said
