@@ -28,7 +28,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
 import cbor2
 import nacl.signing
@@ -47,6 +47,7 @@ __all__ = [
     "IssuedCredential",
     "StatusRef",
     "audience",
+    "audience_matches",
     "audience_parts",
     "credential_digest",
     "credential_id",
@@ -212,19 +213,29 @@ def parse_nonce(text: str | None) -> bytes | None:
 
 
 def audience(service: str, counter: str | None = None) -> str:
-    """A key binding's ``aud``: ``SERVICE``, or ``SERVICE:COUNTER`` with the counter id
-    percent-encoded (RFC 3986). RFC 8392 takes RFC 7519's StringOrURI, in which a value holding a
-    colon must be a URI: ``clinic:mesa 3`` is none, ``clinic:mesa%203`` is one."""
-    return service if counter is None else f"{service}:{quote(counter, safe='')}"
+    """A key binding's ``aud``: ``SERVICE``, or ``SERVICE:COUNTER`` with the id as typed.
+
+    RFC 8392 takes RFC 7519's StringOrURI, in which a value holding a colon must be a URI: an id
+    of URI characters (``desk-3``) makes one, an id with a space or an accent (``mesa 3``) does
+    not. Written percent-encoded it would, but counters of every release before compare the id
+    as typed and would refuse it, and the 64 characters a counter takes would hold a third as
+    many accented letters; so it is written as typed, and read either way
+    (``audience_matches``): another city's wallet that encodes it is understood."""
+    return service if counter is None else f"{service}:{counter}"
 
 
 def audience_parts(aud: str) -> tuple[str, str]:
-    """The service and the counter id (``""`` if none) of an ``aud``. A wallet of an earlier
-    release signed the id as typed: ``unquote`` leaves such text as it is (``%`` but before two
-    hex digits is kept), so its codes still match the counter they were made for. Escapes
-    that are no UTF-8 (signed by whoever made the code) become U+FFFD and match no counter."""
+    """The service and the counter id as signed (``""`` if none) of an ``aud``."""
     service, _, counter = aud.partition(":")
-    return service, unquote(counter, errors="replace")
+    return service, counter
+
+
+def audience_matches(signed: str, counter: str) -> bool:
+    """Whether the counter id ``signed`` in a code names the counter ``counter``: as typed, or
+    percent-encoded (RFC 3986, a StringOrURI-strict wallet's), in any case (desk-3, Desk-3)."""
+    wanted = counter.casefold()
+    return signed.casefold() == wanted or (
+        "%" in signed and unquote(signed, errors="replace").casefold() == wanted)
 
 
 def present(credential: list[Any], disclosures: Sequence[bytes], *, groups: Iterable[str],

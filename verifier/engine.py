@@ -20,7 +20,14 @@ from credential.bundle import OfficeKey, RootKey, TrustBundle, check_roots, pars
 from credential.claims import display_value
 from credential.errors import MalformedInput, PasaporteError
 from credential.keys import b64url
-from credential.passport import Decoded, audience_parts, credential_digest, decode_text, kb_aad
+from credential.passport import (
+    Decoded,
+    audience_matches,
+    audience_parts,
+    credential_digest,
+    decode_text,
+    kb_aad,
+)
 from credential.records import record_repr
 from credential.statuslist import MARKS, StatusList
 from credential.text import escaped
@@ -291,11 +298,10 @@ class Verifier:
             # apart, as it does not for nonces.
             if aud_service != policy.service or (
                     aud_counter and policy.counter_id
-                    and aud_counter.casefold() != policy.counter_id.casefold()):
+                    and not audience_matches(aud_counter, policy.counter_id)):
                 # The audience is whatever the holder's wallet signed: a crafted one (a CR, an
                 # escape sequence) could make a clerk's screen read "valid" over this refusal.
-                shown = f"{aud_service}:{aud_counter}" if aud_counter else kb.audience
-                return _reject("wrong_audience", d, issuer, audience=escaped(shown))
+                return _reject("wrong_audience", d, issuer, audience=escaped(kb.audience))
             if kb.iat > now + skew:
                 return _reject("presentation_future", d, issuer)
             if now - kb.iat > policy.freshness_s:

@@ -356,15 +356,13 @@ def groups_for(service: str, disclose: Iterable[str] | None = None) -> tuple[str
 
 
 def audience_for(service: str, counter: str | None = None) -> str:
-    """``SERVICE`` or ``SERVICE:COUNTER``, the counter id percent-encoded (``audience``): the
-    limit counts what is signed, so an id of accented letters or spaces holds fewer."""
-    typed = service if counter is None else f"{service}:{counter}"
-    if counter is not None and not counter.strip():
-        raise UsageError("wallet_audience_invalid", audience=typed, max=MAX_AUDIENCE)
+    """``SERVICE`` or ``SERVICE:COUNTER`` (``credential.passport.audience``), checked."""
     signed = audience(service, counter)
-    if len(signed) > MAX_AUDIENCE or not typed.isprintable():
+    if counter is not None and not counter.strip():
+        raise UsageError("wallet_audience_invalid", audience=signed, max=MAX_AUDIENCE)
+    if len(signed) > MAX_AUDIENCE or not signed.isprintable():
         # echoed escaped: a control character typed or pasted must not act on the terminal
-        shown = escaped(typed[:80])
+        shown = escaped(signed[:80])
         raise UsageError("wallet_audience_invalid", audience=shown, max=MAX_AUDIENCE)
     return signed
 
