@@ -88,6 +88,7 @@ LEDGER_END = "ledger_end"  # meta key: the ledger size just after the last batch
 LIST_FLOOR = "list_floor"  # meta key: status list numbers the public record already uses
 LEDGER_TOKEN = "ledger_token"  # meta key: the ledger's append token, sealed (base64url)
 BUSY_TIMEOUT_S = 30.0  # how long a write waits for another process's before giving up
+_WAIT_STEP_S = 0.25  # how long SQLite itself waits at a time (see ``IssuerStore.__init__``)
 CREDENTIAL_STATUSES = STATUSES
 TURNSTILE = "issuer.db-turn"  # in the office home: see ``IssuerStore.make_way``
 _TURN = "pasaporte_turnstile"  # a connection's info key: its transaction's turnstile file
@@ -321,9 +322,11 @@ class IssuerStore:
         self.path = home / "issuer.db"
         # Each status list's index permutation, by (key, size): see ``_cursor``.
         self._permutations: dict[tuple[bytes, int], IndexPermutation] = {}
-        # Wait for another process's write instead of failing at once (bulk runs, workers).
+        # Wait for another process's write instead of failing at once (bulk runs, workers):
+        # SQLite waits a moment at a time, ``_begin`` the whole ``busy_timeout``, so that a
+        # Ctrl-C is acted on within that moment (Python runs no handler while SQLite sleeps).
         self.engine = sa.create_engine(f"sqlite:///{self.path}",
-                                       connect_args={"timeout": busy_timeout})
+                                       connect_args={"timeout": min(busy_timeout, _WAIT_STEP_S)})
         event.listen(self.engine, "connect", _sqlite_pragmas)
         event.listen(self.engine, "handle_error", _typed)
         self.busy_timeout = busy_timeout
@@ -824,7 +827,14 @@ class IssuerStore:
         conn.info[_TURN] = fd
         try:
             fcntl.flock(fd, fcntl.LOCK_SH)  # only ever waits for a run making way: a moment
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            deadline = time.monotonic() + self.busy_timeout
+            while True:
+                try:
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                    break
+                except StoreError as exc:  # store_busy after one step: again, till the deadline
+                    if exc.code != "store_busy" or time.monotonic() >= deadline:
+                        raise
         except BaseException:
             self._end(conn)
             raise

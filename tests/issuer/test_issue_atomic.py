@@ -8,8 +8,10 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -159,3 +161,31 @@ def test_an_interrupt_held_back_comes_after_all_is_said(
     assert said.index("[issued_file_not_placed]") < said.index("[cancelled]")
     [kept] = [p for p in tmp_path.iterdir() if p.name.startswith(".new.png.")]
     assert str(kept) in said and proc.stdout.strip() in said
+
+
+def test_ctrl_c_while_waiting_for_the_store_is_acted_on_while_still_waiting(
+        homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path) -> None:
+    """Another process holds the store's write lock (a backup, a bulk group): Ctrl-C on an
+    ``issue`` waiting for it cancels it then, not once the lock is let go (up to 30 s later:
+    Python runs no handler while SQLite sleeps in its busy wait)."""
+    home = homes["issuer"]
+    _init(run, home)
+    holder = sqlite3.connect(home / "issuer.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pasaporte.cli", "issuer", "issue", "--claims",
+             str(EXAMPLES / "claims-mexicali.json"), "--paper", "--out",
+             str(tmp_path / "p.cred"), "--home", str(home)],
+            env=dict(os.environ, PYTHONPATH=str(REPO)), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
+        time.sleep(2)  # long enough to be waiting for the lock
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        # still holding the lock: only the interrupt can end it now
+        _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 130 and "[cancelled]" in err, err
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert not (tmp_path / "p.cred").exists() and _count(home) == 0
