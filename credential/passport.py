@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -38,6 +39,7 @@ from credential.claims import CatalogCoder, Claims, decode_group, encode_group
 from credential.errors import MalformedInput, UsageError
 from credential.ids import CTI_LEN, credential_id
 from credential.records import record_repr
+from credential.text import folded
 from credential.times import day_bounds
 from schemas import schema
 
@@ -205,7 +207,9 @@ def parse_nonce(text: str | None) -> bytes | None:
         except ValueError:
             raise UsageError("nonce_invalid", max=MAX_NONCE) from None
     else:
-        raw = text.upper().encode("utf-8")
+        # one spelling of "ñ" (a keyboard composes it, a script may not) and no blanks at the
+        # ends, on both sides: wallet and counter run this same function
+        raw = unicodedata.normalize("NFC", text.strip()).upper().encode("utf-8")
     # An empty nonce would be silently dropped from the proof: refuse it rather than mislead.
     if not 0 < len(raw) <= MAX_NONCE:
         raise UsageError("nonce_invalid", max=MAX_NONCE)
@@ -232,10 +236,17 @@ def audience_parts(aud: str) -> tuple[str, str]:
 
 def audience_matches(signed: str, counter: str) -> bool:
     """Whether the counter id ``signed`` in a code names the counter ``counter``: as typed, or
-    percent-encoded (RFC 3986, a StringOrURI-strict wallet's), in any case (desk-3, Desk-3)."""
-    wanted = counter.casefold()
-    return signed.casefold() == wanted or (
-        "%" in signed and unquote(signed, errors="replace").casefold() == wanted)
+    percent-encoded (RFC 3986, a StringOrURI-strict wallet's); compared as people's typed names
+    are (``folded``: case, accents, Unicode's two spellings of "í", blanks at the ends, and
+    inner runs of blanks as one), since one clerk types "Clínica Norte" where another wrote
+    "clinica norte" in the counter's setup."""
+    wanted = _id_form(counter)
+    return _id_form(signed) == wanted or (
+        "%" in signed and _id_form(unquote(signed, errors="replace")) == wanted)
+
+
+def _id_form(name: str) -> str:
+    return " ".join(folded(name).split())
 
 
 def present(credential: list[Any], disclosures: Sequence[bytes], *, groups: Iterable[str],

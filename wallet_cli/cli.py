@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -205,11 +206,22 @@ def _qr_text(head: bytes, file: BinaryIO) -> str:
     return qr.decode_image(head + rest)
 
 
+# Photos the wallet does not read (a phone's HEIC, a messenger's WebP, GIF, BMP): said as such
+# before the size check, which took a photo for a passport's text far too long.
+_OTHER_IMAGES = re.compile(rb"GIF8[79]a|BM|RIFF....WEBP|....ftyp(?:hei[cx]|mif1|msf1|avif)",
+                           re.DOTALL)
+
+
 def _text(raw: bytes, name: str) -> str:
     if raw.startswith(_PDF):  # an e-mailed document: what to import is inside it
         raise MalformedInput("wallet_import_unreadable", file=name,
                              reason="a PDF document: save the passport's QR code from it as "
                                     "an image (PNG or JPEG), or copy its text, and import that")
+    if _OTHER_IMAGES.match(raw):
+        raise MalformedInput("wallet_import_unreadable", file=name,
+                             reason="an image in a format the wallet does not read (HEIC, "
+                                    "WebP, GIF or BMP): save or export it as PNG or JPEG, and "
+                                    "import that")
     if len(raw) > MAX_IMPORT_BYTES:
         # Before decoding: the read may have cut a character in half, and the file's size,
         # not its encoding, is what is wrong with it.

@@ -1047,13 +1047,15 @@ class Wallet:
 
         ``passphrase`` may be a prompt, called only once the service, the disclosures and the
         credential have been checked: a typo fails before the (slow, interactive) unlock."""
-        now = int(time.time()) if now is None else now
         service = service_for(service)
         groups = groups_for(service, disclose)
         audience = audience_for(service, counter)
         decoded = self.load(self.resolve_id(cred_id))
         holder, unlocked = self.unlock(passphrase if isinstance(passphrase, str)
                                        else passphrase())
+        # The moment of signing, after the unlock: a passphrase looked up for two minutes in a
+        # queue took those minutes off the counter's freshness window ("possible screenshot").
+        now = int(time.time()) if now is None else now
         cbor_bytes = present(decoded.credential.to_list(), decoded.in_leaf_order(),
                              groups=groups, holder=holder, audience=audience, now=now,
                              nonce=nonce)

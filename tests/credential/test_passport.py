@@ -49,9 +49,11 @@ def test_a_counter_challenge_is_read_one_way_by_wallet_and_counter() -> None:
     assert parse_nonce("8f3k") == parse_nonce("8F3K") == b"8F3K"
     assert parse_nonce("ventanilla-7") == b"VENTANILLA-7"
     assert parse_nonce("ñ") == "Ñ".encode()
+    # one spelling of "ñ" (NFC), blanks at the ends dropped: a script's NFD is the same answer
+    assert parse_nonce(" Sen\u0303al ") == parse_nonce("Señal") == "SEÑAL".encode()
     assert parse_nonce("hex:00ff10") == b"\x00\xff\x10"
     assert parse_nonce("HEX:AB") == b"\xab"
-    for bad in ("", "hex:", "hex:zz", "x" * 65):
+    for bad in ("", " ", "hex:", "hex:zz", "x" * 65):
         with pytest.raises(UsageError) as err:
             parse_nonce(bad)
         assert err.value.code == "nonce_invalid"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import unicodedata
 from collections.abc import Callable
 from typing import Any
 
@@ -314,6 +315,12 @@ def test_a_counter_id_signed_as_typed_or_percent_encoded_matches(
             assert r.accepted, (signed, counter, r)
         r = v.verify(text, service=Policy.for_service("clinic", counter_id="Norte"), now=NOW)
         assert r.code == "wrong_audience" and signed in r.message["en"], r
+    # an id as people type it: the other spelling of "í" (NFD), no accent, blanks around it
+    text = presentation(cred, holder, "clinic", CLINIC, audience="clinic:Clínica  Norte ")
+    for typed in (unicodedata.normalize("NFD", "Clínica Norte"), "Clinica Norte",
+                  " clinica norte"):
+        r = v.verify(text, service=Policy.for_service("clinic", counter_id=typed), now=NOW)
+        assert r.accepted, (typed, r)
     # escapes that are no UTF-8 (whoever made the code chose them): a decision, no exception
     text = presentation(cred, holder, "clinic", CLINIC, audience="clinic:%FF%FE")
     r = v.verify(text, service=Policy.for_service("clinic", counter_id="ÿþ"), now=NOW)

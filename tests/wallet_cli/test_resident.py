@@ -233,6 +233,20 @@ def test_an_image_that_is_no_passport(run: Run, wallet_home: Path, mexicali: Cit
     assert result.exception.code == "wallet_import_unreadable"
     assert "documento PDF" in result.exception.message["es"]
     assert "PDF document" in result.exception.message["en"]
+    # A photo the wallet does not read (a phone's HEIC, a WebP from a messenger): said as such,
+    # not as a passport "too large" (it was taken for text, and photos are large).
+    for fmt in ("WEBP", "GIF", "BMP"):
+        photo = tmp_path / f"foto.{fmt.lower()}"
+        Image.open(shown).convert("RGB").resize((1500, 1500)).save(photo, format=fmt)
+        result = run("wallet", "import", photo, "--home", wallet_home)
+        assert isinstance(result.exception, MalformedInput), fmt
+        assert result.exception.code == "wallet_import_unreadable", (fmt, result.exception)
+        assert "PNG o JPEG" in result.exception.message["es"] and "HEIC" in (
+            result.exception.message["en"])
+    heic = tmp_path / "IMG_0001.HEIC"
+    heic.write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00" + bytes(70_000))
+    result = run("wallet", "import", heic, "--home", wallet_home)
+    assert getattr(result.exception, "code", None) == "wallet_import_unreadable"
     assert wallet.ids() == [cred_id]
 
 
@@ -369,6 +383,28 @@ def test_a_clock_hours_behind_is_caught(run: Run, wallet_home: Path) -> None:
     on_time = behind.present(cred, service="library", passphrase=PASSPHRASE,
                              now=now + 86400 * 400)
     assert on_time.clock_behind is None
+
+
+def test_a_code_is_signed_when_it_is_made_not_when_present_started(
+        wallet_home: Path, mexicali: City, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two minutes looking up the passphrase in a queue: the code's time is after the unlock,
+    so it has the counter's whole freshness window (it was refused as a screenshot)."""
+    from credential.passport import decode_text
+
+    wallet = Wallet.open(wallet_home)
+    cred_id = _issued(wallet, mexicali)
+    clock = [time.time()]
+    monkeypatch.setattr("wallet_cli.store.time.time", lambda: clock[0])
+
+    def typed_slowly() -> str:
+        clock[0] += 125
+        return PASSPHRASE
+
+    shown = wallet.present(cred_id, service="library", passphrase=typed_slowly)
+    kb = decode_text(shown.text).kb
+    assert kb is not None and kb.iat == int(clock[0])
+    assert mexicali.verifier().verify(shown.text, service="library", now=int(clock[0]) + 60
+                                      ).accepted
 
 
 def test_services_by_their_spanish_or_english_names(run: Run, wallet_home: Path,
