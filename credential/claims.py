@@ -32,6 +32,7 @@ __all__ = [
     "encode_group",
     "parse_claims",
     "service_named",
+    "services_listed",
 ]
 
 
@@ -44,6 +45,16 @@ def service_named(name: str) -> str | None:
         if wanted in typed_forms(key, spec.label):
             return key
     return None
+
+
+def services_listed() -> dict[str, str]:
+    """The services, for a refusal of an unknown one: in Spanish by their Spanish names, with
+    the code beside (``Biblioteca (library)``), in English by their codes (``library
+    (Library)``)."""
+    services = schema().services.items()
+    return {"es": ", ".join(f"{spec.label['es']} ({key})" for key, spec in services),
+            "en": ", ".join(f"{key} ({spec.label['en']})" for key, spec in services)}
+
 
 _EPOCH = date(1970, 1, 1)
 MAX_YEARS = 10  # the longest validity a passport may be given

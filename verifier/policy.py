@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from credential.claims import services_listed
 from credential.errors import UsageError
 from credential.text import escaped
 from schemas import schema
@@ -46,12 +47,9 @@ class Policy:
         """The default policy of a service named in ``schemas/claims.json``."""
         spec = schema().services.get(service)
         if spec is None:
-            services = schema().services
+            listed = services_listed()
             raise UsageError("service_unknown", service=escaped(service[:80]),
-                             services_es=", ".join(f"{s.label['es']} ({k})"
-                                                   for k, s in services.items()),
-                             services_en=", ".join(f"{k} ({s.label['en']})"
-                                                   for k, s in services.items()))
+                             services_es=listed["es"], services_en=listed["en"])
         base = cls(service=service, requires=spec.discloses,
                    eligibility=_ELIGIBILITY.get(service), paper=_PAPER.get(service, "reject"))
         return replace(base, **overrides)  # type: ignore[arg-type]

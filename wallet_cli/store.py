@@ -53,7 +53,7 @@ from credential.bundle import (
     check_roots,
     parse_bundle,
 )
-from credential.claims import display_value, service_named
+from credential.claims import display_value, service_named, services_listed
 from credential.errors import MalformedInput, PasaporteError, Rejection, StoreError, UsageError
 from credential.home import (
     MIN_PASSPHRASE,
@@ -321,12 +321,9 @@ def service_for(name: str) -> str:
     key = service_named(name)
     if key is not None:
         return key
-    services = schema().services
+    listed = services_listed()
     raise UsageError("wallet_service_unknown", service=escaped(name[:80]),
-                     valid_es=", ".join(f"{spec.label['es']} ({key})"
-                                        for key, spec in services.items()),
-                     valid_en=", ".join(f"{key} ({spec.label['en']})"
-                                        for key, spec in services.items()))
+                     valid_es=listed["es"], valid_en=listed["en"])
 
 
 def _caps_lock(text: str) -> str:
