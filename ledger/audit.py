@@ -499,16 +499,22 @@ def _check_logged_cosignatures(store: LedgerStore, logged: list[tuple[int, bytes
         else:
             keys = witness_keys.get(entry.witness)
             if keys and not any(key.key_id == entry.signature[:4] for key in keys):
-                report.add(seq, _unheld(entry.witness, entry.signature[:4]))
+                report.add(seq, _unheld(entry.witness, entry.signature[:4],
+                                        mirror=store.mirror_of is not None))
             elif keys and not any(_cosigned(key, entry) for key in keys):
                 report.add(seq, f"cosignature by {entry.witness} does not verify")
     return about_us, given
 
 
-def _unheld(witness: str, key_id: bytes) -> str:
+def _unheld(witness: str, key_id: bytes, *, mirror: bool) -> str:
     """A cosignature by a key of ``witness`` the log does not hold: unverifiable, not proven
-    bad. Most likely a key an earlier release dropped when the witness, rebuilt under its name,
-    was added again (it kept one key per name); the remedy is to add that key back."""
+    bad. On a node, most likely a key an earlier release dropped when the witness, rebuilt under
+    its name, was added again (it kept one key per name): add that key back. On a mirror, the
+    witness's earlier key it was never given (``witnesses add`` is refused there)."""
+    if mirror:
+        return (f"cosignature by {witness} with key {key_id.hex()}, which this mirror was not "
+                "given (if it is the witness's earlier key, give it: ledger mirror --from URL "
+                "--witness-key KEY; if not, it is not the witness's)")
     return (f"cosignature by {witness} with key {key_id.hex()}, which this log does not hold "
             "(if the witness really had it, an earlier release dropped it: add it back with "
             "ledger witnesses add; if not, it is not the witness's)")
@@ -543,7 +549,8 @@ def _check_cosignature_rows(conn: Connection, bodies: dict[int, str], sizes: set
             continue
         keys = witness_keys.get(sig.name)
         if keys and not any(key.key_id == sig.key_id for key in keys):
-            report.add(at, f"checkpoint {size}: {_unheld(sig.name, sig.key_id)}")
+            unheld = _unheld(sig.name, sig.key_id, mirror=records is None)
+            report.add(at, f"checkpoint {size}: {unheld}")
         elif keys and not any(key.key_id == sig.key_id and key.verify(body, sig.signature)
                               for key in keys):
             report.add(at, f"checkpoint {size}: cosignature by {sig.name} is bad")

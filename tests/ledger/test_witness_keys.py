@@ -242,6 +242,20 @@ def test_a_witness_rebuilt_with_a_new_key(cities: dict[str, Any], tmp_path: Path
     assert run_cli("audit", "--home", str(mirror_home)) == 0
     with LedgerStore.open(mirror_home) as copy:
         assert copy.size() == size
+    # A mirror made after the change, given the new key only: its audit names the old key's
+    # cosignatures with the mirror's remedy (witnesses add is refused on a mirror)
+    late = tmp_path / "late-mirror"
+    assert run_cli("mirror", "--from", sa.url, "--log-key", ca.log_vkey,
+                   "--witness-key", cb2.witness_vkey, "--home", str(late)) == 0
+    capsys.readouterr()
+    assert run_cli("audit", "--home", str(late)) == 1
+    said = capsys.readouterr()
+    report = said.out + said.err
+    assert "which this mirror was not given" in report and "--witness-key KEY" in report
+    assert "que no se le dio a esta réplica" in report and "witnesses add" not in report
+    assert run_cli("mirror", "--from", sa.url, "--witness-key", cb.witness_vkey,
+                   "--home", str(late)) == 0
+    assert run_cli("audit", "--home", str(late)) == 0
 
 
 def test_a_node_not_yet_upgraded_takes_the_new_key(home: Path, capsys: pytest.CaptureFixture[str]
