@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 __all__ = ["NEW_PASSPHRASE_VARIABLE", "PASSPHRASE_VARIABLE", "StagedFile", "atomic_write",
-           "check_png_name", "fsync_path", "held_lock", "read_bounded", "read_new_passphrase",
-           "read_passphrase", "resolve_home"]
+           "check_png_name", "fsync_path", "held_lock", "make_folders", "read_bounded",
+           "read_new_passphrase", "read_passphrase", "resolve_home", "uninterrupted"]
 
 
 def resolve_home(role: str, home: str | os.PathLike[str] | None = None) -> Path:
@@ -42,6 +42,30 @@ def read_bounded(path: str | os.PathLike[str], limit: int) -> bytes:
     return data
 
 
+def make_folders(path: Path) -> None:
+    """``path`` and its missing parents, each made owner-only (0700, whatever the umask: under
+    ``umask 000`` a print folder open to every user let one swap the files written in it).
+    Folders already there are left as they are (the operator's)."""
+    missing: list[Path] = []
+    while not path.is_dir():
+        if os.path.lexists(path):  # a file (or a dangling link) where a folder should be
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path))
+        missing.append(path)
+        if path.parent == path:
+            break
+        path = path.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:  # made meanwhile by another process: theirs, as it is
+            continue
+        os.chmod(folder, 0o700)  # mkdir's mode passes through the umask
+
+
+def _inode(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
+
+
 def make_private_dir(path: Path) -> bool:
     """Make ``path`` an owner-only folder (its parents as needed) and say whether it was made
     here. One that already exists is the operator's (a mount, a shared parent set up on
@@ -61,33 +85,39 @@ class StagedFile:
     fails before the work that fills it (signing a credential, say) is done or recorded; and
     until ``discard``, a commit can be taken back (``undo``), the file it replaced restored."""
 
-    def __init__(self, path: str | os.PathLike[str], mode: int = 0o600) -> None:
+    def __init__(self, path: str | os.PathLike[str], mode: int = 0o600, *,
+                 keep_existing: bool = False) -> None:
         from credential.errors import UsageError
 
-        self.target, self.mode = Path(path), mode
+        self.target, self.mode, self.keep_existing = Path(path), mode, keep_existing
         if os.path.lexists(self.target) and not self.target.is_file():
             # A device, a pipe, a socket, a link to one (/dev/null, /dev/stdout) or to nothing:
             # the final rename would put a regular file in its place, as root even a system's
             # own /dev entries. Every output goes through here, so no command can.
             raise UsageError("output_not_regular", path=str(self.target))
         try:
-            self.target.parent.mkdir(parents=True, exist_ok=True)
+            make_folders(self.target.parent)
         except FileExistsError:  # a file where a folder should be: say that, not "File exists"
             raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR),
                                      str(self.target.parent)) from None
-        self.tmp: Path | None = self._sibling(".tmp")
+        # Written through the descriptor mkstemp opened (O_EXCL, 0600), never reopened by
+        # name: in a folder another user can write to, the name may be swapped meanwhile (for a
+        # file of theirs, which would then hold the passport, or a symlink to one of root's).
+        fd, tmp = self._sibling(".tmp")
+        self.tmp: Path | None = tmp
+        self._fd: int | None = fd
+        self._inode = _inode(os.fstat(fd))
         self.committed = False
         self.previous: Path | None = None  # a hard link to the file the commit replaced
 
-    def _sibling(self, suffix: str) -> Path:
+    def _sibling(self, suffix: str) -> tuple[int, Path]:
         # The name's start only: a legal 250-character name plus mkstemp's additions would
         # pass the file system's 255-byte limit, and a file that may be written could not be.
         stem = self.target.name.encode()[:64].decode(errors="ignore")
         with self._as_target():
             fd, tmp = tempfile.mkstemp(dir=self.target.parent, prefix=f".{stem}.",
                                        suffix=suffix)
-        os.close(fd)
-        return Path(tmp)
+        return fd, Path(tmp)
 
     @contextlib.contextmanager
     def _as_target(self) -> Iterator[None]:
@@ -99,31 +129,62 @@ class StagedFile:
 
     def write(self, data: bytes) -> None:
         """The contents, on the disk (fsync) under the temporary name."""
-        assert self.tmp is not None, "already committed or discarded"
-        with self._as_target():
-            with open(self.tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(self.tmp, self.mode)
+        assert self.tmp is not None and self._fd is not None, "already written or discarded"
+        fd, self._fd = self._fd, None
+        try:
+            with self._as_target():
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+                os.fchmod(fd, self.mode)
+        finally:
+            os.close(fd)
 
     def commit(self) -> None:
-        """Put the written file in place: readers see the old file or the new, never a mix."""
+        """Put the written file in place: readers see the old file or the new, never a mix.
+        With ``keep_existing``, a file that appeared at the target since it was checked (another
+        clerk's, given the same name) stays, and this fails with EEXIST."""
         assert self.tmp is not None, "already committed or discarded"
-        if self.target.is_file() and not self.target.is_symlink():
-            # Kept under a second name (no copy: a hard link) so that ``undo`` can put it back.
-            # The random name is reserved by mkstemp, then freed for the link to take.
-            keep = self._sibling(".prev")
-            os.unlink(keep)
-            try:
-                os.link(self.target, keep)
-            except OSError:  # a file system without hard links: no way back, as before
-                pass
-            else:
-                self.previous = keep
-        os.replace(self.tmp, self.target)
+        if _inode(os.lstat(self.tmp)) != self._inode:
+            # not the file written: swapped by someone who can write to the folder
+            raise PermissionError(errno.EPERM, "the temporary file was replaced by another",
+                                  str(self.target))
+        if self.keep_existing:
+            self._link_in_place()
+        else:
+            if self.target.is_file() and not self.target.is_symlink():
+                # Kept under a second name (no copy: a hard link) so that ``undo`` can put it
+                # back. The random name is reserved by mkstemp, then freed for the link.
+                fd, keep = self._sibling(".prev")
+                os.close(fd)
+                os.unlink(keep)
+                try:
+                    os.link(self.target, keep)
+                except OSError:  # a file system without hard links: no way back, as before
+                    pass
+                else:
+                    self.previous = keep
+            os.replace(self.tmp, self.target)
         self.tmp, self.committed = None, True
         fsync_path(self.target.parent)
+
+    def _link_in_place(self) -> None:
+        """The written file at the target only if none is there (a hard link, which unlike a
+        rename never replaces one), then its temporary name gone; where the file system has no
+        hard links, a rename after a last look."""
+        assert self.tmp is not None
+        try:
+            os.link(self.tmp, self.target)
+        except FileExistsError:
+            raise
+        except OSError:
+            if os.path.lexists(self.target):
+                raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST),
+                                      str(self.target)) from None
+            os.replace(self.tmp, self.target)
+            return
+        os.unlink(self.tmp)
 
     def undo(self) -> None:
         """Take a commit back (the work it belonged to failed): the file it replaced is back in
@@ -149,6 +210,9 @@ class StagedFile:
     def discard(self) -> None:
         """Remove the temporary file, unless committed, and what a commit replaced: the last
         step, after which a commit is final."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
         for leftover in (self.tmp, self.previous):
             if leftover is not None:
                 with contextlib.suppress(FileNotFoundError):

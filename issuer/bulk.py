@@ -50,7 +50,7 @@ import nacl.signing
 from credential import qr, transport
 from credential.claims import Claims, parse_claims
 from credential.errors import PasaporteError, StoreError, UsageError
-from credential.home import atomic_write, fsync_path, held_lock
+from credential.home import atomic_write, fsync_path, held_lock, make_folders
 from credential.ids import cti_from_id
 from credential.passport import decode_text
 from credential.text import folded, one_line, typed_forms
@@ -491,7 +491,7 @@ def issue_batch(store: IssuerStore, rows: list[Row], folder: Path, *,
     earlier run issued of these rows, signed by ``office``'s active key
     (``IssuerStore.resolve_office``)."""
     made = not folder.exists()
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folders(folder)
     try:
         with _folder_lock(folder):
             return _issue_batch(store, rows, folder, passphrase=passphrase, with_qr=with_qr,

@@ -382,8 +382,8 @@ def issue(claims_file: BinaryIO | None, ask: bool, holder_key: str | None, paper
     with contextlib.ExitStack() as held:
         try:
             for path in (out, qr_out, card_out):
-                if path:
-                    outputs.append(StagedFile(path))
+                if path:  # a file given the same name meanwhile (another clerk's) is kept
+                    outputs.append(StagedFile(path, keep_existing=not overwrite))
 
             def deliver(cred: IssuedCredential) -> None:
                 text = transport.pack(cred.to_cbor())

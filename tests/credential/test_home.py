@@ -62,6 +62,64 @@ def test_an_uncommitted_file_is_discarded_without_a_trace(tmp_path: Path) -> Non
     assert _names(tmp_path) == ["c.txt"] and target.read_bytes() == b"earlier"
 
 
+@pytest.mark.parametrize("swap", ["own file", "symlink"])
+def test_a_temporary_file_swapped_in_a_shared_folder_gets_nothing(tmp_path: Path,
+                                                                  swap: str) -> None:
+    """Another user who can write to the folder replaces the temporary name between its making
+    and its writing: with a file of theirs (which would then hold the passport) or a symlink to
+    a file of root's (which would be overwritten). Written through the descriptor it was made
+    with, neither gets a byte, and nothing is put in place."""
+    victim = tmp_path / "victim.conf"
+    victim.write_text("another program's settings")
+    staged = StagedFile(tmp_path / "out.cred")
+    assert staged.tmp is not None
+    staged.tmp.unlink()
+    if swap == "symlink":
+        staged.tmp.symlink_to(victim)
+    else:
+        staged.tmp.write_text("")
+    staged.write(b"PU1:SECRET")
+    with pytest.raises(PermissionError):
+        staged.commit()
+    staged.discard()
+    assert victim.read_text() == "another program's settings"
+    assert not (tmp_path / "out.cred").exists()
+    assert not any(b"SECRET" in p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
+
+
+def test_a_file_that_appears_at_a_kept_target_stays(tmp_path: Path) -> None:
+    """Checked free before the work, taken by another clerk's passport meanwhile: theirs stays,
+    and this one fails as existing (a rename would have replaced it)."""
+    target = tmp_path / "ana.cred"
+    staged = StagedFile(target, keep_existing=True)
+    staged.write(b"PU1:MINE")
+    target.write_bytes(b"PU1:THEIRS")
+    with pytest.raises(FileExistsError):
+        staged.commit()
+    assert target.read_bytes() == b"PU1:THEIRS"
+    kept = staged.keep()
+    assert kept.read_bytes() == b"PU1:MINE"
+    free = StagedFile(tmp_path / "luis.cred", keep_existing=True)
+    free.write(b"PU1:LUIS")
+    free.commit()
+    free.discard()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [kept.name, "ana.cred", "luis.cred"]
+
+
+def test_folders_made_for_an_output_are_owner_only_whatever_the_umask(tmp_path: Path) -> None:
+    previous = os.umask(0)
+    try:
+        staged = StagedFile(tmp_path / "print" / "day" / "ana.cred")
+        staged.write(b"PU1:X")
+        staged.commit()
+        staged.discard()
+    finally:
+        os.umask(previous)
+    for folder in (tmp_path / "print", tmp_path / "print" / "day"):
+        assert folder.stat().st_mode & 0o777 == 0o700, folder
+    assert (tmp_path / "print" / "day" / "ana.cred").stat().st_mode & 0o777 == 0o600
+
+
 def test_a_long_name_that_may_be_written_can_be_staged(tmp_path: Path) -> None:
     target = tmp_path / ("ñ" * 100 + "a" * 50 + ".png")  # 254 bytes: within the limit
     staged = StagedFile(target)

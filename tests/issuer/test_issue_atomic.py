@@ -189,3 +189,20 @@ def test_ctrl_c_while_waiting_for_the_store_is_acted_on_while_still_waiting(
         holder.execute("ROLLBACK")
         holder.close()
     assert not (tmp_path / "p.cred").exists() and _count(home) == 0
+
+
+def test_another_clerks_passport_given_the_same_name_meanwhile_stays(
+        homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path) -> None:
+    """Two clerks, one shared folder, the same --out name: the name was free when checked, and
+    the other's passport took it before this one was placed. It stays (never over a file);
+    this one is recorded and kept beside it, said with where."""
+    home = homes["issuer"]
+    _init(run, home)
+    out = tmp_path / "ana.cred"
+    proc = _issue_with(home, out, f"open({str(out)!r}, 'w').write('PU1:THE-OTHER-CLERKS')")
+    assert proc.returncode == 1 and "[issued_file_not_placed]" in proc.stderr, proc.stderr
+    assert out.read_text() == "PU1:THE-OTHER-CLERKS"
+    issued = proc.stdout.strip()
+    [kept] = [p for p in tmp_path.iterdir() if p.name.startswith(".ana.cred.")]
+    assert decode_text(kept.read_text()).payload.credential_id == issued
+    assert IssuerStore.open(home).credential(issued) is not None
