@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import io
 import os
 import signal
 import sys
@@ -88,11 +89,61 @@ def _terminated(_signum: int, _frame: object) -> None:
 _CANCELLING = (signal.SIGTERM, signal.SIGHUP)
 
 
+class _ForgivingStdout(io.TextIOWrapper):
+    """Standard output that outlives its reader (``| head -1``, a probe keeping one line, a
+    script that stops reading): what is written after goes nowhere, and the command ends as it
+    would have. Otherwise click turned the broken pipe into a silent exit 1, so a critical
+    ``ledger status`` read as a warning and an issued passport as refused."""
+
+    def write(self, text: str) -> int:
+        try:
+            return super().write(text)
+        except BrokenPipeError:
+            _to_the_void()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            super().flush()
+        except BrokenPipeError:
+            _to_the_void()
+            with contextlib.suppress(BrokenPipeError):
+                super().flush()
+
+
+def _to_the_void() -> None:
+    with contextlib.suppress(OSError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+
+
+def _standard_streams() -> None:
+    """Standard input, output and error as every command expects them. A stream the caller
+    closed (``<&-``, ``>&-``, a daemon launcher) is the null device, as ``< /dev/null`` gives
+    (it was "unexpected error, report it"; and a file the command opened could have taken its
+    descriptor); and output forgives its reader going away (``_ForgivingStdout``)."""
+    for fd, name, flags in ((0, "stdin", os.O_RDONLY), (1, "stdout", os.O_WRONLY),
+                            (2, "stderr", os.O_WRONLY)):
+        if getattr(sys, name) is None:
+            try:
+                os.fstat(fd)
+            except OSError:  # closed: the null device takes the descriptor back
+                null = os.open(os.devnull, flags)
+                if null != fd:
+                    os.dup2(null, fd)
+                    os.close(null)
+            setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))  # noqa: SIM115
+    out = sys.stdout
+    if out is sys.__stdout__ and type(out) is io.TextIOWrapper:
+        sys.stdout = _ForgivingStdout(out.buffer, encoding=out.encoding, errors=out.errors,
+                                      line_buffering=out.line_buffering)
+
+
 def main(argv: list[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         for signum in _CANCELLING:
             if signal.getsignal(signum) is signal.SIG_DFL:  # nohup's SIG_IGN stays
                 signal.signal(signum, _terminated)
+    _standard_streams()
     try:
         # Without standalone mode click returns a command's ctx.exit() code instead of exiting.
         rv = cli.main(args=argv, prog_name="pasaporte", standalone_mode=False)

@@ -151,3 +151,45 @@ def test_no_output_replaces_a_pipe(homes: dict[str, Path], passphrase: str, run:
         assert (code, out) == (2, ""), err
         assert "[output_not_regular]" in err, err
         assert pipe.is_fifo()
+
+
+def _reader_gone(args: list[str]) -> tuple[int, str]:
+    """The command in its own process whose stdout's reader has gone before it writes (``|
+    head -1`` done, a probe keeping nothing): its exit status and what it said on stderr."""
+    with subprocess.Popen([sys.executable, "-m", "pasaporte", *args], text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()
+        err = proc.stderr.read()
+        return proc.wait(timeout=120), err
+
+
+def test_a_command_whose_reader_has_gone_ends_as_it_would_have(
+        homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path) -> None:
+    """A critical ``ledger status`` stays 2 (click made it a silent 1, "warning"), and an issued
+    passport stays issued, exit 0 (a script read 1 as refused and issued it again)."""
+    code, err = _reader_gone(["ledger", "status", "--home", str(tmp_path / "none"), "--json"])
+    assert code == 2, err
+    office = homes["issuer"]
+    assert run("issuer", "init", "--city", "Mexicali", "--country", "MX", "--office", "Centro",
+               "--home", str(office))[0] == 0
+    code, err = _reader_gone(["issuer", "issue", "--claims",
+                              str(EXAMPLES / "claims-mexicali.json"), "--paper", "--out",
+                              str(tmp_path / "p.cred"), "--home", str(office)])
+    assert code == 0 and err == "", err
+    assert (tmp_path / "p.cred").is_file()
+
+
+@pytest.mark.parametrize("args", [
+    ["wallet", "import", "-"],
+    ["ledger", "append", "--file", "-"],
+    ["issuer", "bulk", "-", "--out-dir", "print"],
+])
+def test_a_closed_standard_input_reads_as_an_empty_one(args: list[str], tmp_path: Path) -> None:
+    """Started with stdin closed (``<&-``, a daemon launcher): as ``< /dev/null`` (it was
+    "unexpected error, report it")."""
+    proc = subprocess.run([sys.executable, "-m", "pasaporte", *args, "--home",
+                           str(tmp_path / "h")], text=True, capture_output=True, timeout=120,
+                          stdin=None, preexec_fn=lambda: os.close(0), cwd=tmp_path)
+    assert "internal_error" not in proc.stderr and proc.returncode in (1, 2), proc.stderr
+    assert proc.stderr.startswith("["), proc.stderr
