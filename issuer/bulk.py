@@ -50,7 +50,7 @@ import nacl.signing
 from credential import qr, transport
 from credential.claims import Claims, parse_claims
 from credential.errors import PasaporteError, StoreError, UsageError
-from credential.home import atomic_write, fsync_path, held_lock, make_folders
+from credential.home import atomic_write, fsync_path, held_lock, make_folders, uninterrupted
 from credential.ids import cti_from_id
 from credential.passport import decode_text
 from credential.text import folded, one_line, typed_forms
@@ -753,8 +753,12 @@ def _draw_missing(folder: Path, ids: list[str], progress: Progress[Any], workers
     # ProcessPoolExecutor interrupted by a SIGINT sent to the run alone (a supervisor, kill
     # -INT), not to its whole process group as a terminal's Ctrl-C is, could be left waiting
     # for ever on workers it never told to stop.
-    pool = multiprocessing.get_context("spawn").Pool(count, initializer=_start_worker,
-                                                     initargs=(os.getpid(),))
+    # Started with Ctrl-C, SIGHUP and SIGTERM held back (a signal mask outlives the exec): one
+    # pressed while a worker's interpreter starts, before ``_start_worker`` ignores it, printed
+    # that worker's KeyboardInterrupt traceback; the run itself acts on it once they are made.
+    with uninterrupted():
+        pool = multiprocessing.get_context("spawn").Pool(count, initializer=_start_worker,
+                                                         initargs=(os.getpid(),))
     try:
         for label, task, paths in jobs:  # one pool for both: its workers start once
             with progress(pool.imap(task, paths, chunksize=4), len(paths), label) as bar:
@@ -776,6 +780,8 @@ def _start_worker(parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the terminal closed: as Ctrl-C, the run's
     signal.signal(signal.SIGTERM, _exit_on_term)
+    # held back while it started (``_draw_missing``): acted on from here, as set just above
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGHUP, signal.SIGTERM})
     _end_with_parent(parent)
 
 

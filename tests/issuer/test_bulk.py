@@ -687,3 +687,38 @@ def test_a_run_stopped_by_a_full_disk_says_what_it_issued_and_that_it_resumes(
                        "--home", str(home))
     assert code == 0 and "7 ya emitidos antes" in err, err
     assert len(_issued(home)) == 10
+
+
+def test_drawing_workers_start_with_ctrl_c_held_back_and_then_ignore_it(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A terminal's Ctrl-C reaches the whole process group: pressed while a worker's interpreter
+    was still starting (before it ignores SIGINT) it printed that worker's traceback. The pool
+    is made with Ctrl-C, SIGHUP and SIGTERM held back (a mask outlives the exec), and each
+    worker lets them through only once it has set what they do."""
+    from issuer import bulk
+
+    seen: list[set[int]] = []
+
+    class Context:
+        def Pool(self, *args: Any, **kwargs: Any) -> Any:
+            seen.append(set(signal.pthread_sigmask(signal.SIG_BLOCK, [])))
+            raise RuntimeError("no pool needed")
+
+    monkeypatch.setattr(bulk.multiprocessing, "get_context", lambda kind: Context())
+    paths = [tmp_path / f"{i}.png" for i in range(bulk._POOL_FROM)]
+    with pytest.raises(RuntimeError):
+        bulk._draw_missing(tmp_path, [p.stem for p in paths], bulk._quiet, workers=2,
+                           qr_codes=True, cards=None)
+    assert seen and {signal.SIGINT, signal.SIGHUP, signal.SIGTERM} <= seen[0]
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # let go after
+    worker = subprocess.run(
+        [sys.executable, "-c",
+         "import os, signal\n"
+         "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})\n"
+         "from issuer import bulk\n"
+         "bulk._start_worker(os.getppid())\n"
+         "print(sorted(signal.pthread_sigmask(signal.SIG_BLOCK, [])),\n"
+         "      signal.getsignal(signal.SIGINT) is signal.SIG_IGN)\n"],
+        env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2])),
+        capture_output=True, text=True, timeout=60)
+    assert worker.stdout.strip() == "[] True", worker.stderr
