@@ -704,7 +704,7 @@ def test_drawing_workers_start_with_ctrl_c_held_back_and_then_ignore_it(
             seen.append(set(signal.pthread_sigmask(signal.SIG_BLOCK, [])))
             raise RuntimeError("no pool needed")
 
-    monkeypatch.setattr(bulk.multiprocessing, "get_context", lambda kind: Context())
+    monkeypatch.setattr("issuer.bulk.multiprocessing.get_context", lambda kind: Context())
     paths = [tmp_path / f"{i}.png" for i in range(bulk._POOL_FROM)]
     with pytest.raises(RuntimeError):
         bulk._draw_missing(tmp_path, [p.stem for p in paths], bulk._quiet, workers=2,
