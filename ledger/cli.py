@@ -867,15 +867,20 @@ class _MonitorCommand(BilingualCommand):
             raise click.exceptions.Exit(UNKNOWN_EXIT) from None
 
 
+# the largest a limit may be: what GET /status?max_age= and max_behind= take, as the same check
+_MAX_LIMIT = (1 << 63) - 1
+
+
 @group.command("status", cls=_MonitorCommand)
 @click.option("--json", "as_json", is_flag=True,
               help="Informe en JSON (forma documentada) / Report as JSON (documented shape).")
-@click.option("--max-age", type=click.IntRange(min=0), default=DEFAULT_MAX_AGE,
+@click.option("--max-age", type=click.IntRange(min=0, max=_MAX_LIMIT), default=DEFAULT_MAX_AGE,
               show_default=True, metavar="SECONDS",
               help="Aviso si el último checkpoint, o uno que un testigo no cosignó, es más viejo "
                    "/ Warn when the newest checkpoint, or one a witness left uncosigned, is "
                    "older.")
-@click.option("--max-behind", type=click.IntRange(min=0), default=DEFAULT_MAX_BEHIND,
+@click.option("--max-behind", type=click.IntRange(min=0, max=_MAX_LIMIT),
+              default=DEFAULT_MAX_BEHIND,
               show_default=True, metavar="RECORDS",
               help="Aviso si un testigo va más atrás / Warn when a witness is further behind.")
 @home_option

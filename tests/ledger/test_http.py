@@ -219,6 +219,17 @@ def test_consistency_refusals_give_the_log_size(client: FlaskClient) -> None:
     assert body["message"]["es"] == "Parámetro old inválido: debe ser al menos 1."
     resp = client.get("/proof/consistency?old=1&new=0")
     assert resp.status_code == 400 and resp.get_json()["code"] == "ledger_bad_param"
+    # a number refused says why: not "not a non-negative integer" for one that is
+    for query, why, porque in (("start=00&end=1", "written with leading zeros",
+                                "escrito con ceros a la izquierda"),
+                               ("start=0&end=9223372036854775808",
+                                "larger than 9223372036854775807",
+                                "mayor que 9223372036854775807"),
+                               ("start=x&end=1", "not a non-negative integer", None)):
+        body = client.get(f"/entries?{query}").get_json()
+        assert body["code"] == "ledger_bad_param" and why in body["message"]["en"], body
+        if porque is not None:
+            assert porque in body["message"]["es"], body
 
 
 def test_a_log_held_too_long_answers_503_and_loses_nothing(sqlite_home: Path) -> None:
