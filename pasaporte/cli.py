@@ -95,25 +95,32 @@ class _ForgivingStdout(io.TextIOWrapper):
     would have. Otherwise click turned the broken pipe into a silent exit 1, so a critical
     ``ledger status`` read as a warning and an issued passport as refused."""
 
+    gone = False  # the reader went: a session with no one to answer ends (``verify --scan``)
+
     def write(self, text: str) -> int:
         try:
             return super().write(text)
         except BrokenPipeError:
-            _to_the_void()
+            self._to_the_void()
             return len(text)
 
     def flush(self) -> None:
         try:
             super().flush()
         except BrokenPipeError:
-            _to_the_void()
+            self._to_the_void()
             with contextlib.suppress(BrokenPipeError):
                 super().flush()
 
+    def _to_the_void(self) -> None:
+        self.gone = True
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
 
-def _to_the_void() -> None:
-    with contextlib.suppress(OSError):
-        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+
+def reader_gone() -> bool:
+    """Whether the program reading standard output has gone (``_ForgivingStdout``)."""
+    return bool(getattr(sys.stdout, "gone", False))
 
 
 def _standard_streams() -> None:

@@ -33,7 +33,7 @@ from credential.passport import parse_nonce
 from credential.text import escaped
 from credential.times import parse_instant
 from credential.transport import PADDING
-from pasaporte.cli import BilingualCommand
+from pasaporte.cli import BilingualCommand, reader_gone
 from schemas import schema
 from verifier.engine import Result, Verifier
 from verifier.policy import Policy, policy_overrides
@@ -251,10 +251,10 @@ def _scan(setup: _Setup, verifier: Verifier, policy: Policy, at: int | None,
             if not as_json:
                 click.echo()  # one scan, one block, on a busy counter's screen
             sys.stdout.flush()  # the clerk (or the program reading us) sees it now
+            if reader_gone():  # the program reading the results went: ended, as at EOF
+                break
     except KeyboardInterrupt:
         pass
-    except BrokenPipeError:  # the program reading the results went: the session ends, as at EOF
-        _reader_gone()
     finally:  # an input that stops the session (batch_not_lines) still gets its count
         _say(f"Escaneos / Scans: {sum(counts.values())} — aceptados / accepted: "
              f"{counts['accepted']}, rechazados / rejected: {counts['rejected']}")
@@ -388,7 +388,7 @@ def command(service: str, bundles: tuple[str, ...], roots: tuple[str, ...],
         _scan(setup, verifier, policy, now, nonce_bytes, as_json)
         return
     if batch is not None:
-        all_ok, checked, reading = True, 0, True
+        all_ok, checked = True, 0
         # One result per line that holds anything, refused or not, naming its line in the log
         # so that a replay can be matched with it line by line (blank lines give none); never
         # two for one line: two codes on one line are one refusal
@@ -402,13 +402,9 @@ def command(service: str, bundles: tuple[str, ...], roots: tuple[str, ...],
                 result = verifier.verify(line, service=policy, now=now, nonce=nonce_bytes)
             all_ok &= result.accepted
             checked += 1
-            if reading:
-                try:
-                    click.echo(json.dumps({**result.to_json(), "line": number},
-                                          ensure_ascii=False))
-                except BrokenPipeError:  # ``| head -1``: the rest is still checked, for the
-                    _reader_gone()       # exit status is the whole batch's decision
-                    reading = False
+            # ``| head -1``: the rest is still checked (the exit status is the whole batch's
+            # decision), its lines going nowhere (``pasaporte.cli._ForgivingStdout``)
+            click.echo(json.dumps({**result.to_json(), "line": number}, ensure_ascii=False))
         if not checked:
             # Nothing was accepted either: a script must not read an empty or mistaken file
             # as "every passport in it was good".
@@ -418,15 +414,5 @@ def command(service: str, bundles: tuple[str, ...], roots: tuple[str, ...],
         result = verifier.verify_image(image, service=policy, now=now, nonce=nonce_bytes)
     else:
         result = verifier.verify(text or "", service=policy, now=now, nonce=nonce_bytes)
-    try:
-        _print(result, as_json)
-    except BrokenPipeError:
-        _reader_gone()
+    _print(result, as_json)  # a reader gone meanwhile: the decision stays the exit status
     raise click.exceptions.Exit(0 if result.accepted else 1)
-
-
-def _reader_gone() -> None:
-    """The reader took what it wanted and went (``| head -1``, a script reading one line): the
-    decision stays the exit status, not click's 1 for a closed pipe ("refused"). Standard output
-    goes to the void, or the interpreter's last flush fails again."""
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -3,6 +3,7 @@ bounded, and the counter at work reading its scanner live."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -238,6 +239,31 @@ def test_a_reader_that_stops_early_is_not_a_disk_error(tmp_path: Path, accepted:
     assert proc.wait(timeout=60) == (0 if accepted else 1), err
     assert json.loads(first)["line"] == 1
     assert err == "", err
+
+
+def test_a_live_scan_session_ends_when_its_reader_goes(tmp_path: Path) -> None:
+    """A scanner still connected (its input never ends) and the program reading the results
+    gone: the session ends at the next scan, status 0, rather than going on with no one to
+    answer."""
+    city = City()
+    paper = city.issue_text(None, example_claims())
+    proc = subprocess.Popen([sys.executable, "-m", "pasaporte", *_counter(tmp_path, city),
+                             "--scan"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    proc.stdin.write(f"{paper}\n".encode())
+    proc.stdin.flush()
+    first = proc.stdout.readline()
+    proc.stdout.close()  # the reader goes; the scanner stays
+    for _ in range(3):
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.write(f"{paper}\n".encode())
+            proc.stdin.flush()
+    assert proc.wait(timeout=60) == 0
+    err = proc.stderr.read().decode()
+    proc.stdin.close()
+    proc.stderr.close()
+    assert json.loads(first)["decision"] == "accepted" and "Traceback" not in err, err
 
 
 def test_a_scan_session_whose_reader_goes_ends_as_at_the_end_of_input(tmp_path: Path) -> None:
