@@ -9,12 +9,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import signal
 import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["NEW_PASSPHRASE_VARIABLE", "PASSPHRASE_VARIABLE", "StagedFile", "atomic_write",
+__all__ = ["CANCELLING_SIGNALS", "NEW_PASSPHRASE_VARIABLE", "PASSPHRASE_VARIABLE", "StagedFile",
+           "atomic_write",
            "check_png_name", "fsync_path", "held_lock", "make_folders", "read_bounded",
            "read_new_passphrase", "read_passphrase", "resolve_home", "uninterrupted"]
 
@@ -42,10 +44,12 @@ def read_bounded(path: str | os.PathLike[str], limit: int) -> bytes:
     return data
 
 
-def make_folders(path: Path) -> None:
+def make_folders(path: Path) -> bool:
     """``path`` and its missing parents, each made owner-only (0700, whatever the umask: under
     ``umask 000`` a print folder open to every user let one swap the files written in it).
-    Folders already there are left as they are (the operator's)."""
+    Folders already there are left as they are (the operator's). Whether this call made
+    ``path`` itself: not so if another process made it meanwhile."""
+    made = False
     missing: list[Path] = []
     while not path.is_dir():
         if os.path.lexists(path):  # a file (or a dangling link) where a folder should be
@@ -58,8 +62,11 @@ def make_folders(path: Path) -> None:
         try:
             folder.mkdir(mode=0o700)
         except FileExistsError:  # made meanwhile by another process: theirs, as it is
+            made = False
             continue
         os.chmod(folder, 0o700)  # mkdir's mode passes through the umask
+        made = True
+    return made
 
 
 def _inode(st: os.stat_result) -> tuple[int, int]:
@@ -221,16 +228,17 @@ class StagedFile:
         self.committed = False
 
 
+# What cancels a command (Ctrl-C, SIGTERM, a closed terminal), held back by ``uninterrupted``.
+CANCELLING_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+
+
 @contextlib.contextmanager
 def uninterrupted() -> Iterator[None]:
-    """Ctrl-C, SIGTERM and SIGHUP held back for the block, and acted on after it: for the
-    moment between a store's commit and the files it names being put in place, where an
-    interrupt would leave one without the other (a record whose file was taken back, the id
-    never printed). Blocked in this thread: the commands that use it run no other."""
-    import signal
-
-    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    """``CANCELLING_SIGNALS`` held back for the block, and acted on after it: for the moment
+    between a store's commit and the files it names being put in place, where an interrupt
+    would leave one without the other (a record whose file was taken back, the id never
+    printed). Blocked in this thread (and inherited by processes it starts, through exec)."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, CANCELLING_SIGNALS)
     try:
         yield
     finally:

@@ -174,11 +174,12 @@ def diagnose(text: object, error: MalformedInput) -> MalformedInput:
 def _whole(piece: str) -> bool:
     """Whether ``piece`` unpacks into one whole CBOR item of a code's size (hundreds of bytes;
     the tail after a chance prefix is random bytes, which next to never are exactly one item)."""
-    from credential import cbor  # only for a refused scan: the hot path does not import it here
+    # only for a refused scan: the hot path does not import them here
+    from credential import cbor, cose
 
     try:
         data = unpack(piece.strip())
-        cbor.loads(data, allowed_tags=(18,))  # a COSE_Sign1 may be tagged (decode_bytes)
+        cbor.loads(data, allowed_tags=(cose.TAG_SIGN1,))  # may be tagged, as decode_bytes takes
     except MalformedInput:
         return False
     return len(data) >= 64

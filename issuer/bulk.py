@@ -50,7 +50,14 @@ import nacl.signing
 from credential import qr, transport
 from credential.claims import Claims, parse_claims
 from credential.errors import PasaporteError, StoreError, UsageError
-from credential.home import atomic_write, fsync_path, held_lock, make_folders, uninterrupted
+from credential.home import (
+    CANCELLING_SIGNALS,
+    atomic_write,
+    fsync_path,
+    held_lock,
+    make_folders,
+    uninterrupted,
+)
 from credential.ids import cti_from_id
 from credential.passport import decode_text
 from credential.text import folded, one_line, typed_forms
@@ -490,8 +497,10 @@ def issue_batch(store: IssuerStore, rows: list[Row], folder: Path, *,
     ``with_qr``, ``ID.card.png`` with ``with_cards``, and ``index.csv``), resuming whatever an
     earlier run issued of these rows, signed by ``office``'s active key
     (``IssuerStore.resolve_office``)."""
-    made = not folder.exists()
-    make_folders(folder)
+    # made by this run, not merely missing when it looked: two runs started at once into a
+    # new folder both saw it missing, and the one refused (bulk_folder_busy) removed the
+    # other's lock and folder as its own
+    made = make_folders(folder)
     try:
         with _folder_lock(folder):
             return _issue_batch(store, rows, folder, passphrase=passphrase, with_qr=with_qr,
@@ -781,7 +790,7 @@ def _start_worker(parent: int) -> None:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the terminal closed: as Ctrl-C, the run's
     signal.signal(signal.SIGTERM, _exit_on_term)
     # held back while it started (``_draw_missing``): acted on from here, as set just above
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGHUP, signal.SIGTERM})
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, CANCELLING_SIGNALS)
     _end_with_parent(parent)
 
 

@@ -249,16 +249,20 @@ def _typed(ctx: ExceptionContext) -> None:
     if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):  # SQLITE_FULL
         raise StoreError("store_full", what="issuer.db") from exc
     name = getattr(exc, "sqlite_errorname", None)
-    database = ctx.engine.url.database if ctx.engine is not None else None
-    replaced = database is not None and os.path.lexists(database) and not os.path.isfile(
-        database)  # a folder where the file was: damage, not permissions
-    if name == "SQLITE_READONLY" or (name == "SQLITE_CANTOPEN" and not replaced):
+    if name == "SQLITE_READONLY" or (name == "SQLITE_CANTOPEN" and not _replaced(ctx)):
         # The file or its folder cannot be written (permissions, a read-only mount): nothing
         # is damaged, and a restore (a new key, every passport since issued again) is no fix.
         raise StoreError("store_not_writable", what="issuer.db",
                          reason=str(exc)[:200]) from exc
     if isinstance(exc, sqlite3.DatabaseError):  # OperationalError included: no such table, …
         raise StoreError("store_damaged", what="issuer.db", reason=str(exc)[:200]) from exc
+
+
+def _replaced(ctx: ExceptionContext) -> bool:
+    """Whether something other than a file is where the store was (a folder): damage, where
+    a store that cannot be opened is otherwise a permission or a mount to fix."""
+    database = ctx.engine.url.database if ctx.engine is not None else None
+    return database is not None and os.path.lexists(database) and not os.path.isfile(database)
 
 
 def check_list_size(size: object) -> None:
