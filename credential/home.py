@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -116,6 +117,14 @@ class StagedFile:
         self._inode = _inode(os.fstat(fd))
         self.committed = False
         self.previous: Path | None = None  # a hard link to the file the commit replaced
+
+    @staticmethod
+    def leftovers(name_pattern: str) -> re.Pattern[str]:
+        """The hidden names given, while it is written (``.tmp``) and once in place to the file
+        it replaced (``.prev``), to a file whose name matches ``name_pattern`` (a regular
+        expression): a dot, the name, mkstemp's random part. A process killed mid-way leaves
+        them behind; whoever owns the folder removes these, and only these."""
+        return re.compile(rf"\.(?:{name_pattern})\.[a-z0-9_]+\.(?:tmp|prev)")
 
     def _sibling(self, suffix: str) -> tuple[int, Path]:
         # The name's start only: a legal 250-character name plus mkstemp's additions would

@@ -103,7 +103,7 @@ def _send(store: IssuerStore, passphrase: str) -> int:
         click.echo(f"\r  {sent}/{total}", nl=False, err=True)
 
     try:
-        return store.publish(passphrase, progress=progress)
+        return store.publish(passphrase, progress=progress, total=waiting)
     finally:
         click.echo("", err=True)  # the count's line ends, so what follows has its own
 

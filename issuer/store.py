@@ -586,16 +586,19 @@ class IssuerStore:
                                   .where(outbox.c.sent.is_(None))).scalar_one())
 
     def publish(self, passphrase: str, *, now: int | None = None,
-                progress: Callable[[int, int], None] | None = None) -> int:
+                progress: Callable[[int, int], None] | None = None,
+                total: int | None = None) -> int:
         """Push queued entries to the ledger in batches; returns how many were sent.
-        ``progress(sent, total)`` after each batch: a backlog of a million is minutes."""
+        ``progress(sent, total)`` after each batch: a backlog of a million is minutes
+        (``total``: how many the caller already counted queued, else counted here)."""
         with self.engine.connect() as db:
             m = {k: v for k, v in db.execute(sa.select(meta.c.k, meta.c.v))}
         if "ledger_url" not in m:
             raise StoreError("ledger_not_configured")
         token = unseal(unb64url(m[LEDGER_TOKEN]), passphrase).decode()
         sent = 0
-        total = self.queued() if progress is not None else 0
+        if total is None:
+            total = self.queued() if progress is not None else 0
         while flight := self._in_flight():
             first, last = flight
             batch = self.pending(first, last)

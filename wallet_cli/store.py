@@ -99,12 +99,10 @@ MAX_DIGESTS = 1024  # two digests (the old bytes and the new, while one replaces
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 TRUST_DIR = "trust"
 # The hidden names ``StagedFile`` gives a trust file (``CODE.root.json``, ``CODE.bundle``) while
-# it is written (``.tmp``) and, once in place, the file it replaced (``.prev``, a hard link kept
-# for an undo): a dot, the file's name, mkstemp's random part. A ``trust`` killed mid-way leaves
-# them behind; the next one removes these, and only these (the folder is the wallet's, but a
-# file of any other name may be the resident's).
-_TRUST_STAGED = re.compile(
-    rf"\.{CITY_CODE.pattern}\.(?:root\.json|bundle)\.[a-z0-9_]+\.(?:tmp|prev)")
+# it is written and the file it replaced: a ``trust`` killed mid-way leaves them behind; the next
+# one removes these, and only these (the folder is the wallet's, but a file of any other name may
+# be the resident's).
+_TRUST_STAGED = StagedFile.leftovers(rf"{CITY_CODE.pattern}\.(?:root\.json|bundle)")
 LOCK_FILE = ".lock"
 MAX_IMPORT_CHARS = 16384  # a full credential is ~1 KB of QR text; anything far larger is not one
 # UTF-8 takes at most 4 bytes a character: more bytes than this are too many characters, known

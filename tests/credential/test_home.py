@@ -52,6 +52,21 @@ def test_a_kept_commit_leaves_only_the_new_file(tmp_path: Path) -> None:
     assert target.stat().st_mode & 0o777 == 0o644
 
 
+def test_the_names_a_file_is_staged_under_are_known_as_its_leftovers(tmp_path: Path) -> None:
+    target = tmp_path / "MXMEX.bundle"
+    target.write_bytes(b"earlier")
+    staged = StagedFile(target)
+    staged.write(b"new")
+    staged.commit()  # now both a .tmp was used and a .prev is held
+    leftovers = [n for n in _names(tmp_path) if n != target.name]
+    (tmp_path / ".MXMEX.bundle.notes.txt").write_bytes(b"the resident's")
+    pattern = StagedFile.leftovers(r"[A-Z]+\.bundle")
+    assert leftovers and all(pattern.fullmatch(n) for n in leftovers)
+    assert not any(pattern.fullmatch(n) for n in ("MXMEX.bundle", ".MXMEX.bundle.notes.txt",
+                                                  ".MXMEX.bundlex.abc.tmp"))
+    staged.discard()
+
+
 def test_an_uncommitted_file_is_discarded_without_a_trace(tmp_path: Path) -> None:
     target = tmp_path / "c.txt"
     target.write_bytes(b"earlier")
