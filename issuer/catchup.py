@@ -173,8 +173,11 @@ def catch_up(store: IssuerStore, url: str, *, active: str | None, cutoff: int,
                        .values(sent=int(time.time())))
         if seen.found:
             set_meta(db, LEDGER_END, str(seen.end))
-        if seen.floor:
-            set_meta(db, LIST_FLOOR, str(seen.floor))
+        # Each key the lost office made took a new list (``IssuerStore._next_list``), which
+        # the record shows only once a status on it changed: one more number for each is used.
+        used = max((int(i) for i in list_ids), default=0) + len(seen.lost)
+        if max(seen.floor, used):
+            set_meta(db, LIST_FLOOR, str(max(seen.floor, used)))
         for kid, since in seen.compromised.items():  # the earlier of the store's and the record's
             # ... but never before the key was made (an earlier release recorded "1900-01-01"
             # as typed): its first moment refuses the same (``mark_compromised``)

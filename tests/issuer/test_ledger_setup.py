@@ -218,6 +218,31 @@ def test_a_restored_office_does_not_reuse_the_lost_offices_batch_keys(
     assert run("issuer", "publish", "--home", str(tmp_path / "restored"))[0] == 0
 
 
+def test_a_restored_office_skips_the_lists_of_keys_the_lost_one_made(
+        node: tuple[str, str], office: Path, tmp_path: Path, run: Run) -> None:
+    """The lost office rotated after the backup, and its new key issued on list 2 with no status
+    change on the record: the restored office's new key took list 2 again."""
+    url, token = node
+    assert run("issuer", "ledger", "--url", url, "--token", token, "--home", str(office))[0] == 0
+    assert _issue(office, tmp_path, run)[0] == 0
+    assert run("issuer", "backup", "--out", str(tmp_path / "o.bak"), "--home", str(office))[0] == 0
+    assert run("issuer", "rotate", "--home", str(office))[0] == 0
+    assert _issue(office, tmp_path / "after", run)[0] == 0
+
+    def lists(home: Path) -> dict[str, int]:
+        code, out, err = run("issuer", "keys", "--json", "--home", str(home))
+        assert code == 0, err
+        return {k["kid"]: k["status_list"] for k in json.loads(out)}
+
+    lost = lists(office)
+    code, _, err = run("issuer", "restore", "--from", str(tmp_path / "o.bak"),
+                       "--home", str(tmp_path / "restored"))
+    assert code == 0, err
+    restored = lists(tmp_path / "restored")
+    new = set(restored) - set(lost)
+    assert len(new) == 1 and restored[new.pop()] > max(lost.values()), (lost, restored)
+
+
 def test_each_restore_keeps_the_epochs_before_it(node: tuple[str, str], office: Path,
                                                  tmp_path: Path, run: Run) -> None:
     """A second restore (from a backup of a restored office) replaced the first one's epoch:
