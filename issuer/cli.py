@@ -172,6 +172,21 @@ def _check_destination(path: str, option: str, *, keep: bool = False) -> None:
         raise UsageError("output_exists", option=option, path=path)
 
 
+def _check_destinations(outputs: Iterable[tuple[str, str | None]], *, keep: bool = False
+                        ) -> None:
+    """``_check_destination`` for each (option, path) given a path, and no two naming one file:
+    the later file would replace the earlier one (a credential by its image, a bundle by its
+    proof) and the command would still succeed."""
+    named: dict[Path, str] = {}
+    for option, path in outputs:
+        if path is None:
+            continue
+        _check_destination(path, option, keep=keep)
+        first = named.setdefault(Path(path).resolve(), option)
+        if first != option:
+            raise UsageError("output_same_file", options=f"{first} / {option}", path=path)
+
+
 @click.group(cls=BilingualGroup)
 def group() -> None:
     """Oficina emisora / Issuing office."""
@@ -325,16 +340,9 @@ def issue(claims_file: BinaryIO | None, ask: bool, holder_key: str | None, paper
     check_png_name(card_out, "--card")
     # An existing file there is most likely another resident's passport (a reused name): it is
     # kept unless --overwrite says otherwise. A run that fails puts a replaced file back anyway.
-    named: dict[Path, str] = {}
-    for option, path in (("--out", out), ("--qr", qr_out), ("--card", card_out)):
-        if path is None:
-            continue
-        _check_destination(path, option, keep=not overwrite)
-        # (--out may end in .png too): one file would replace another (the image the
-        # credential's text a wallet imports), and the command would still succeed
-        first = named.setdefault(Path(path).resolve(), option)
-        if first != option:
-            raise UsageError("output_same_file", options=f"{first} / {option}", path=path)
+    # (--out may end in .png too)
+    _check_destinations((("--out", out), ("--qr", qr_out), ("--card", card_out)),
+                        keep=not overwrite)
     if claims_file is not None:  # else --ask, below
         raw = claims_file.read(64 * 1024 + 1)
         if len(raw) > 64 * 1024:
@@ -477,9 +485,8 @@ def bundle(out: str, proof: str | None, home: str | None) -> None:
     """Escribe el paquete de confianza / Write the trust bundle.
 
     El paquete de confianza vigente, firmado / The current signed trust bundle."""
-    _check_destination(out, "--out")
-    if proof is not None:  # written last, once the bundle is signed and published
-        _check_destination(proof, "--proof")
+    # the proof is written last, once the bundle is signed and published
+    _check_destinations((("--out", out), ("--proof", proof)))
     store = _store(home)
     url = store.ledger_url()
     if proof is not None and url is None:  # before the passphrase is asked for

@@ -39,6 +39,21 @@ def test_out_and_qr_naming_one_file_issue_nothing(office: Path, tmp_path: Path, 
     assert [e["type"] for _, e in IssuerStore.open(office).pending()] == ["key_registered"]
 
 
+def test_a_bundle_and_its_proof_naming_one_file_sign_nothing(office: Path, tmp_path: Path,
+                                                             run: Run,
+                                                             monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    """The proof, written last, replaced the bundle just signed and published: the file handed
+    to counters was a JSON proof, and the command said nothing was wrong."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("issuer.cli.read_passphrase", _no_passphrase)
+    code, out, err = run("issuer", "bundle", "--out", "b.cbor", "--proof", "./b.cbor",
+                         "--home", str(office))
+    assert code == 2 and err.startswith("[output_same_file] --out / --proof") and out == "", err
+    assert not (tmp_path / "b.cbor").exists()
+    assert [e["type"] for _, e in IssuerStore.open(office).pending()] == ["key_registered"]
+
+
 def test_a_compromise_cannot_begin_in_the_future(office: Path, run: Run,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """Until a future ``--since``, counters would go on accepting what the thief signs."""
