@@ -49,6 +49,7 @@ from issuer.store import (
     PUBLISH_BATCH,
     REASONS,
     IssuerStore,
+    check_country,
     check_credential_id,
     check_kid,
     check_list_size,
@@ -220,6 +221,7 @@ def init(city: str, country: str, office: str, code: str | None, timezone: str |
     path = resolve_home("issuer", home)
     # before the passphrase is asked for, and before a code is made from the city's name
     city, office = check_name(city, "--city"), check_name(office, "--office")
+    country = check_country(country)
     if timezone is not None:
         check_timezone(timezone)
     if list_size is not None:

@@ -290,6 +290,18 @@ def check_name(value: str, option: str) -> str:
     return name
 
 
+def check_country(value: str) -> str:
+    """An ISO 3166-1 alpha-2 code as typed (``mx``), upper case. ASCII letters only: ``str.
+    isalpha`` takes any script's (``Mé``), which the public record refuses later, as a ledger
+    error, or which made a city code the user was then told to fix with a ``--code`` never
+    given."""
+    if not re.fullmatch(r"[A-Za-z]{2}", value):
+        raise UsageError("usage_error",
+                         reason_es="--country debe ser un código ISO de dos letras",
+                         reason_en="--country must be a two-letter ISO code")
+    return value.upper()
+
+
 def check_kid(text: str) -> bytes:
     """An office key id as typed (``issuer compromised KID``): base64url of ``KID_LEN`` bytes,
     as ``issuer keys`` prints it. Anything else is a mistake in the command (a usage error,
@@ -370,17 +382,14 @@ class IssuerStore:
             check_timezone(timezone)
         if list_size is not None:
             check_list_size(list_size)
-        if not (len(country) == 2 and country.isalpha()):
-            raise UsageError("usage_error",
-                             reason_es="--country debe ser un código ISO de dos letras",
-                             reason_en="--country must be a two-letter ISO code")
+        country = check_country(country)
         if not CITY_CODE.fullmatch(code):
             raise UsageError("usage_error",
                              reason_es="--code: de 1 a 48 de A-Z a-z 0-9 . _ : - (p. ej. MXMEX)",
                              reason_en="--code must be 1-48 of A-Z a-z 0-9 . _ : - (e.g. MXMEX)")
         city, office = check_name(city, "--city"), check_name(office, "--office")
         now = int(time.time()) if now is None else now
-        _check_publishable(city, country.upper(), office, now)
+        _check_publishable(city, country, office, now)
         made_home = make_private_dir(home)
         database = home / "issuer.db"
         try:

@@ -17,7 +17,7 @@ from tests.issuer.conftest import keys_made_on
 CLAIMS = str(EXAMPLES / "claims-mexicali.json")
 
 
-def _no_passphrase() -> str:
+def _no_passphrase(**_: object) -> str:
     raise AssertionError("the passphrase was asked for")
 
 
@@ -52,6 +52,22 @@ def test_a_bundle_and_its_proof_naming_one_file_sign_nothing(office: Path, tmp_p
     assert code == 2 and err.startswith("[output_same_file] --out / --proof") and out == "", err
     assert not (tmp_path / "b.cbor").exists()
     assert [e["type"] for _, e in IssuerStore.open(office).pending()] == ["key_registered"]
+
+
+@pytest.mark.parametrize("code", [None, "MXMEX"])
+@pytest.mark.parametrize("country", ["Mé", "ÑX", "M1", "MEX"])
+def test_a_country_not_two_ascii_letters_is_named_as_the_mistake(
+        tmp_path: Path, run: Run, monkeypatch: pytest.MonkeyPatch, country: str,
+        code: str | None) -> None:
+    """A letter of another script passed ``isalpha``: without --code the made code was refused
+    (the clerk told to fix a --code never given), with one the ledger's check refused it late."""
+    monkeypatch.setattr("issuer.cli.read_passphrase", _no_passphrase)
+    given = ["--code", code] if code else []
+    code_, out, err = run("issuer", "init", "--city", "Mexicali", "--country", country,
+                          "--office", "Centro", *given, "--home", str(tmp_path / "o"))
+    assert code_ == 2 and err.startswith("[usage_error] ") and out == "", err
+    assert "--country" in err and "--code" not in err, err
+    assert not (tmp_path / "o").exists()
 
 
 def test_a_compromise_cannot_begin_in_the_future(office: Path, run: Run,
