@@ -103,6 +103,15 @@ def parse_instant(text: str, option: str) -> int:
         raise UsageError("usage_error",
                          reason_es=f"{option} no es una fecha y hora ISO-8601: {text}",
                          reason_en=f"{option} is not an ISO-8601 time: {text}") from None
+    if not re.search(r"[Tt ][0-9]", text):
+        # A day alone, with or without a zone: Python 3.11 reads "2026-11-20-08:00" as that
+        # day's midnight and drops the offset, so "needs its time zone" would send a clerk
+        # to add what they gave; the time of day is what is missing.
+        raise UsageError("usage_error",
+                         reason_es=f"{option} {text} necesita la hora del día y su zona, p. ej. "
+                                   "2026-11-23T16:50-08:00 (Pacífico) o 2026-11-24T00:50Z (UTC)",
+                         reason_en=f"{option} {text} needs a time of day and its zone, e.g. "
+                                   "2026-11-23T16:50-08:00 (Pacific) or 2026-11-24T00:50Z (UTC)")
     if parsed.tzinfo is None:
         raise UsageError("usage_error",
                          reason_es=f"{option} {text} necesita su zona horaria, p. ej. "

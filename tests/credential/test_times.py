@@ -69,7 +69,17 @@ def test_an_unknown_zone_is_a_clear_error() -> None:
 def test_a_time_without_its_zone_is_refused_not_guessed() -> None:
     assert parse_instant("2026-11-23T16:50:00-08:00", "--at") == parse_instant(
         "2026-11-24T00:50:00Z", "--at")
-    for naive in ("2026-11-23T16:50", "2026-11-23"):
-        with pytest.raises(UsageError) as err:
-            parse_instant(naive, "--at")
-        assert "time zone" in err.value.message["en"] and "zona horaria" in err.value.message["es"]
+    with pytest.raises(UsageError) as err:
+        parse_instant("2026-11-23T16:50", "--at")
+    assert "time zone" in err.value.message["en"] and "zona horaria" in err.value.message["es"]
+
+
+@pytest.mark.parametrize("day", ["2026-11-23", "2026-11-20Z", "2026-11-20-08:00",
+                                 "2026-11-20+00:00", "20261120"])
+def test_a_day_without_a_time_is_refused_for_the_time_it_lacks(day: str) -> None:
+    """Python reads a day with an offset as that day's naive midnight: the clerk was told to add
+    the zone they had given."""
+    with pytest.raises(UsageError) as err:
+        parse_instant(day, "--since")
+    assert "time of day" in err.value.message["en"] and "hora del día" in err.value.message["es"]
+    assert "needs its time zone" not in err.value.message["en"]
