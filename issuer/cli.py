@@ -44,6 +44,7 @@ from issuer.bulk import (
     new_name_rows,
     parse_residents,
 )
+from issuer.dates import replaced_too_soon
 from issuer.store import (
     LEDGER_TOKEN,
     PUBLISH_BATCH,
@@ -370,6 +371,11 @@ def issue(claims_file: BinaryIO | None, ask: bool, holder_key: str | None, paper
         if old["status"] == "revoked":
             raise StoreError("replaces_revoked", credential_id=replacing[0],
                              reason=_reason_shown(old["reason"] or "unspecified"))
+        if claims_file is not None:  # (a form's dates: when issuing)
+            early = replaced_too_soon(claims, replacing[0],
+                                      form.office_today(store.info().timezone))
+            if early is not None:
+                raise early
     passphrase = None
     if ask:  # last of the checks: a resident's answers are not typed in for a mistyped --out
         if os.environ.get(PASSPHRASE_VARIABLE) or sys.stdin.isatty():

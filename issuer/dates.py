@@ -12,7 +12,7 @@ from credential.claims import Claims
 from credential.errors import UsageError
 from schemas import schema
 
-__all__ = ["FUTURE_DATES", "future_date", "office_today", "untimely"]
+__all__ = ["FUTURE_DATES", "future_date", "office_today", "replaced_too_soon", "untimely"]
 
 # (group, claim) of the dates that are facts of the past: never after the office's today
 FUTURE_DATES = (("birth_date", "birth_date"), ("residence", "since"))
@@ -45,3 +45,13 @@ def untimely(claims: Claims, today: date) -> UsageError | None:
             if refused is not None:
                 return refused
     return None
+
+
+def replaced_too_soon(claims: Claims, replaced: str, today: date) -> UsageError | None:
+    """``replaces_before_start`` when a passport that replaces ``replaced`` starts after
+    ``today``: the old one is revoked at once, in the issuing transaction, and the resident
+    would hold none valid until the new one's first day (an early renewal, say)."""
+    if claims.valid_from <= today:
+        return None
+    return UsageError("replaces_before_start", credential_id=replaced,
+                      valid_from=claims.valid_from.isoformat())

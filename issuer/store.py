@@ -60,7 +60,7 @@ from credential.passport import (
 from credential.statuslist import DEFAULT_SIZE, MARKS, MAX_SIZE, StatusList
 from credential.text import escaped, folded, is_text
 from credential.times import check_timezone, day_bounds, last_day, rfc3339
-from issuer.dates import office_today, untimely
+from issuer.dates import office_today, replaced_too_soon, untimely
 from issuer.indices import KEY_BYTES, IndexPermutation
 from issuer.migrations import HEAD as MIGRATIONS_HEAD
 from issuer.publish import check_access, post_entries
@@ -931,7 +931,9 @@ class IssuerStore:
                 claims = item.claims
                 until = day_bounds(claims.valid_from, claims.valid_until, zone)[1]  # as stored
                 # by the office's own day: a year mistyped ("2016" for 2026, a birth in 2062)
-                refused = untimely(claims, office_today(zone, now=stamp))
+                today = office_today(zone, now=stamp)
+                refused = untimely(claims, today) or (
+                    None if replacing is None else replaced_too_soon(claims, replacing[0], today))
                 if refused is not None:
                     raise refused
                 index = cursor.take(db, len(items) - number)

@@ -4,6 +4,7 @@ CLI, real store, real bundles verified by the real counter engine."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from pathlib import Path
@@ -14,11 +15,13 @@ import pytest
 import sqlalchemy as sa
 
 from credential import transport
-from credential.home import StagedFile
+from credential.claims import parse_claims
+from credential.errors import UsageError
+from credential.home import StagedFile, read_passphrase
 from credential.keys import b64url
 from credential.passport import decode_text, present
 from issuer.store import IssuerStore, credentials
-from tests.conftest import Run
+from tests.conftest import PASSPHRASE, Run
 from tests.factory import EXAMPLES
 from verifier.engine import Verifier
 
@@ -123,6 +126,34 @@ def test_a_passport_revoked_already_is_not_replaced_and_nothing_is_issued(
     assert code == 1 and "[replaces_revoked]" in err and "(fraude / fraud)" in err, err
     assert _count(office) == before and not (tmp_path / "new.cred").exists()
     assert _status(run, office, old[0]) == ("revoked", "fraud")  # its reason kept
+
+
+def test_a_renewal_that_starts_later_does_not_revoke_the_old_one_now(
+        office: Path, run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        old: tuple[str, nacl.signing.SigningKey]) -> None:
+    """An early renewal (from next month) revoked the old passport at once: the resident held
+    none valid until the new one's first day, and nothing said so."""
+    start = dt.date.today() + dt.timedelta(days=40)
+    doc = json.loads(Path(CLAIMS).read_text("utf-8"))
+    doc.update(valid_from=start.isoformat(),
+               valid_until=(start + dt.timedelta(days=3 * 365)).isoformat())
+    renewal = tmp_path / "renewal.json"
+    renewal.write_text(json.dumps(doc), "utf-8")
+    before = _count(office)
+    monkeypatch.setattr("issuer.cli.read_passphrase", lambda **_: pytest.fail("asked"))
+    code, out, err = run("issuer", "issue", "--claims", str(renewal), "--paper", "--out",
+                         str(tmp_path / "new.cred"), "--replaces", old[0], "--home", str(office))
+    assert (code, out) == (2, "") and "[replaces_before_start]" in err, err
+    assert start.isoformat() in err and "sin pasaporte válido" in err, err
+    with pytest.raises(UsageError) as refused:  # the store's own check, as a form's dates meet
+        IssuerStore.open(office).issue(parse_claims(doc), holder_key=None, passphrase=PASSPHRASE,
+                                       replaces=(old[0], "superseded"))
+    assert refused.value.code == "replaces_before_start"
+    assert _count(office) == before and not (tmp_path / "new.cred").exists()
+    assert _status(run, office, old[0]) == ("valid", None)
+    monkeypatch.setattr("issuer.cli.read_passphrase", read_passphrase)
+    assert run("issuer", "issue", "--claims", str(renewal), "--paper", "--out",  # no --replaces
+               str(tmp_path / "new.cred"), "--home", str(office))[0] == 0
 
 
 def test_a_suspended_passport_is_replaced(office: Path, run: Run, tmp_path: Path,
