@@ -584,6 +584,8 @@ _status_command("reinstate", "valid", "Levanta una suspensión / Lift a suspensi
 
 _STATUS_LABELS = {"valid": "vigente / valid", "revoked": "revocado / revoked",
                   "suspended": "suspendido / suspended"}
+_VALIDITY_LABELS = {"expired": "vencido / expired",
+                    "not_yet_valid": "aún no vigente / not yet valid"}
 
 
 @group.command("status")
@@ -602,12 +604,20 @@ def status_(credential_id: str, as_json: bool, home: str | None) -> None:
         click.echo(json.dumps(record, indent=2))
         return
     reason = f" ({_reason_shown(record['reason'])})" if record["status"] != "valid" else ""
-    click.echo(f"{record['id']}: {_STATUS_LABELS[record['status']]}{reason}")
-    click.echo(f"  emitido / issued: {record['issued_at']}  "
+    # What a counter answers first: a valid status of a passport whose validity is over (or
+    # has not begun) is not what the resident asking why the bus refuses it needs to hear.
+    heading = (_VALIDITY_LABELS[record["validity"]]
+               if record["status"] == "valid" and record["validity"] != "current"
+               else _STATUS_LABELS[record["status"]])
+    click.echo(f"{record['id']}: {heading}{reason}")
+    since = (f"vigente desde / valid from: {record['first_day']}  "
+             if record["first_day"] is not None else "")
+    click.echo(f"  emitido / issued: {record['issued_at']}  {since}"
                f"vigente hasta / valid until: {record['last_day']}")
     click.echo(f"  {'papel / paper' if record['kind'] == 'paper' else 'cartera / wallet'}  "
                f"llave / key {record['kid']}  lista / list {record['status_list']}")
-    if record["refused_by_counters"] and record["status"] != "revoked":
+    if record["key_compromised_since"] is not None and record["status"] != "revoked" and (
+            record["issued_at"] >= record["key_compromised_since"]):  # both RFC 3339 UTC
         click.echo("  " + PasaporteError("credential_key_compromised", kid=record["kid"],
                                          since=record["key_compromised_since"],
                                          credential_id=record["id"]).diagnostics())

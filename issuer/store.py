@@ -59,7 +59,7 @@ from credential.passport import (
 )
 from credential.statuslist import DEFAULT_SIZE, MARKS, MAX_SIZE, StatusList
 from credential.text import escaped, folded, is_text
-from credential.times import check_timezone, day_bounds, last_day, rfc3339
+from credential.times import check_timezone, day_bounds, first_day, last_day, rfc3339
 from issuer.dates import office_today, replaced_too_soon, untimely
 from issuer.indices import KEY_BYTES, IndexPermutation
 from issuer.migrations import HEAD as MIGRATIONS_HEAD
@@ -124,6 +124,7 @@ credentials = sa.Table(
     sa.Column("paper", sa.Boolean, nullable=False),
     sa.Column("commitment", sa.LargeBinary, nullable=False),
     sa.Column("commit_salt", sa.LargeBinary, nullable=False),
+    sa.Column("valid_from", sa.Integer),  # None: issued before the store kept it (0003)
     sa.UniqueConstraint("list_id", "idx"),
 )
 catalog = sa.Table(
@@ -929,8 +930,8 @@ class IssuerStore:
                                .values(status_list=list_id))
                     cursor = cursors[list_id] = self._cursor(db, list_id, size)
                 claims = item.claims
-                until = day_bounds(claims.valid_from, claims.valid_until, zone)[1]  # as stored
-                # by the office's own day: a year mistyped ("2016" for 2026, a birth in 2062)
+                since, until = day_bounds(claims.valid_from, claims.valid_until, zone)  # as
+                # stored; by the office's own day: a year mistyped (2016 for 2026, a birth in 2062)
                 today = office_today(zone, now=stamp)
                 refused = untimely(claims, today) or (
                     None if replacing is None else replaced_too_soon(claims, replacing[0], today))
@@ -953,8 +954,7 @@ class IssuerStore:
                 commitment = commitment_for(credential_digest(parse_sign1(cred.cose)), salt)
                 registry.append(dict(
                     id=cred.credential_id, kid=kid, list_id=list_id, idx=index, status="valid",
-                    reason=None, issued_at=stamp,
-                    valid_until=until,
+                    reason=None, issued_at=stamp, valid_from=since, valid_until=until,
                     paper=item.holder_key is None, commitment=commitment, commit_salt=salt))
                 entries.append((stamp, {"type": "credential_issued",
                                         "commitment": b64url(commitment)}))
@@ -1023,8 +1023,11 @@ class IssuerStore:
             return [row for start in range(0, len(values), 500)
                     for row in db.execute(query.where(column.in_(values[start:start + 500])))]
 
-    def credential(self, credential_id: str) -> dict[str, Any] | None:
-        """What the office knows of one credential (never a claim value: it keeps none)."""
+    def credential(self, credential_id: str, *, now: int | None = None
+                   ) -> dict[str, Any] | None:
+        """What the office knows of one credential (never a claim value: it keeps none), and
+        whether every counter refuses it ``now`` whatever its status: its key compromised when
+        it was signed, its validity over or not begun (``validity``)."""
         credential_id = normal_id(credential_id)
         with self.engine.connect() as db:
             row = db.execute(sa.select(credentials).where(credentials.c.id == credential_id)
@@ -1037,16 +1040,23 @@ class IssuerStore:
         # Signed at or after its key's compromise time, every counter refuses it, whatever
         # its own status: the resident asking at the office must hear so (and be re-issued).
         refused = since is not None and row["issued_at"] >= since
+        now = int(time.time()) if now is None else now
+        start = row["valid_from"]
+        validity = ("expired" if now >= row["valid_until"]
+                    else "not_yet_valid" if start is not None and now < start else "current")
         return {"id": row["id"], "status": row["status"], "reason": row["reason"],
                 "kind": "paper" if row["paper"] else "wallet", "kid": b64url(row["kid"]),
                 "status_list": row["list_id"], "status_index": row["idx"],
                 "issued_at": rfc3339(row["issued_at"]),
+                "valid_from": None if start is None else rfc3339(start),
+                "first_day": None if start is None else first_day(start).isoformat(),
                 "valid_until": rfc3339(row["valid_until"] - 1),
                 # the day the passport, its card and every counter name (the instant above is
                 # that day's end in the office's zone, in UTC: the next date in Mexicali)
                 "last_day": last_day(row["valid_until"]).isoformat(),
+                "validity": validity,
                 "key_compromised_since": None if since is None else rfc3339(since),
-                "refused_by_counters": refused}
+                "refused_by_counters": refused or validity != "current"}
 
     @staticmethod
     def _list_used(db: sa.Connection, list_id: int) -> int:

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import zlib
 from collections.abc import Callable, Iterator
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -1010,6 +1010,37 @@ def test_status_says_when_every_counter_refuses_a_passport_for_its_key(
     record = json.loads(run("issuer", "status", cred_id, "--json", "--home", str(office))[1])
     assert (record["status"], record["refused_by_counters"]) == ("valid", True)
     assert record["key_compromised_since"] == since
+
+
+def test_status_says_when_every_counter_refuses_a_passport_for_its_days(
+        office: Path, tmp_path: Path, run: Run) -> None:
+    """A passport valid on the office's books that has not begun (an early renewal) or is over:
+    the office said "vigente / valid" and ``refused_by_counters: false`` while every counter
+    refused it."""
+    start = date.today() + timedelta(days=40)
+    doc = json.loads((EXAMPLES / "claims-mexicali.json").read_text("utf-8"))
+    doc.update(valid_from=start.isoformat(),
+               valid_until=(start + timedelta(days=365)).isoformat())
+    (tmp_path / "later.json").write_text(json.dumps(doc), "utf-8")
+    code, out, err = run("issuer", "issue", "--claims", str(tmp_path / "later.json"), "--paper",
+                         "--out", str(tmp_path / "p.cred"), "--home", str(office))
+    assert code == 0, err
+    cred_id = out.strip()
+    code, out, _ = run("issuer", "status", cred_id, "--home", str(office))
+    assert code == 0 and out.startswith(f"{cred_id}: aún no vigente / not yet valid\n"), out
+    assert f"vigente desde / valid from: {start.isoformat()}" in out
+    assert "[credential_key_compromised]" not in out
+    record = json.loads(run("issuer", "status", cred_id, "--json", "--home", str(office))[1])
+    assert (record["status"], record["validity"], record["refused_by_counters"]) == (
+        "valid", "not_yet_valid", True)
+    assert record["first_day"] == start.isoformat()
+    store = IssuerStore.open(office)
+    later = int(datetime(start.year + 2, 1, 1, tzinfo=UTC).timestamp())
+    assert store.credential(cred_id, now=later)["validity"] == "expired"  # type: ignore[index]
+    during = int(datetime.combine(start + timedelta(days=2), datetime.min.time(), UTC).timestamp())
+    now_valid = store.credential(cred_id, now=during)
+    assert now_valid is not None and (now_valid["validity"], now_valid["refused_by_counters"]) == (
+        "current", False)
 
 
 def test_an_out_that_is_a_device_or_pipe_is_never_replaced(office: Path, tmp_path: Path,
