@@ -340,14 +340,20 @@ def _present(wallet: Wallet, credential_id: str, service: str, disclose: tuple[s
     if shown.clock_behind is not None:
         _say(PasaporteError("wallet_clock_behind", now=now,
                             known=_utc(shown.clock_behind)).diagnostics())
-    elif shown.status == "not_yet_valid":
-        # Not a passport to replace, one to wait for: say from when (as a counter does).
-        _say(PasaporteError("wallet_present_not_yet_valid", now=now,
-                            valid_from=shown.valid_from.isoformat()).diagnostics())
-    elif shown.status != "valid":
-        es, en = _STATES[shown.status]
-        _say(PasaporteError("wallet_present_not_valid", status=en, status_es=es,
-                            now=now).diagnostics())
+    else:
+        if shown.clock_differs is not None:
+            # Within what counters allow an office's clock ahead: either clock may be wrong,
+            # and a right one must not be set wrong (counters then refuse the code as future).
+            _say(PasaporteError("wallet_clock_differs", now=now,
+                                known=_utc(shown.clock_differs)).diagnostics())
+        if shown.status == "not_yet_valid":
+            # Not a passport to replace, one to wait for: say from when (as a counter does).
+            _say(PasaporteError("wallet_present_not_yet_valid", now=now,
+                                valid_from=shown.valid_from.isoformat()).diagnostics())
+        elif shown.status != "valid":
+            es, en = _STATES[shown.status]
+            _say(PasaporteError("wallet_present_not_valid", status=en, status_es=es,
+                                now=now).diagnostics())
     if shown.missing:
         service = shown.service
         spec = schema().services[service]

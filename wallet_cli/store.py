@@ -117,8 +117,16 @@ MAX_STORED = MAX_IMPORT_BYTES  # a stored credential: smaller than the text it w
 # checking the shape keeps a typed id from ever naming a path outside the wallet.
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,43}$")
 # A local clock this far behind a time the wallet knows has passed (the passport was signed, the
-# city's bundle was made) is wrong, not merely a little slow: the counter allows 5 minutes.
+# city's bundle was made) is not merely a little slow: the counter allows 5 minutes. But those
+# times were stamped by the issuing office's clock, which may be the one that is wrong (ahead).
 CLOCK_SLACK = 300
+# How far ahead of a right clock an office's may have run and counters still take its bundles:
+# ``verifier.engine.CLOCK_BEHIND_S`` (the wallet does not import the counter; a test keeps the
+# two equal). A local clock further behind a known time than this, the counter will refuse the
+# code whichever clock is wrong: this one (the code is old when it is made), or the office's (a
+# counter with a right clock refuses its bundle: ``counter_clock_behind``). Less far, a counter
+# with a right clock accepts the code if this clock is right: it may be, and is not blamed.
+OFFICE_CLOCK_AHEAD_S = 86_400
 
 Unlock = Literal["exact", "trimmed", "composed", "caps_lock"]
 
@@ -227,9 +235,14 @@ class Presentation:
     # How the passphrase opened the key: as typed, without blanks at its ends (a paste), or with
     # its letters' case inverted (caps lock on): the command line says so for the last.
     unlocked: Unlock = "exact"
-    # A time the local clock should be past and is not (by more than ``CLOCK_SLACK``): the
-    # passport's signing or the trusted bundle's making. The counter will refuse the code.
+    # A time the local clock should be past and is not, by more than counters allow an office's
+    # clock to be ahead (``OFFICE_CLOCK_AHEAD_S``): the passport's signing or the trusted
+    # bundle's making. The counter will refuse the code.
     clock_behind: int | None = None
+    # Such a time the local clock is behind by more than ``CLOCK_SLACK`` but no more than
+    # counters allow: this clock is behind or the office's was ahead, and only the first makes
+    # a counter refuse the code (as old).
+    clock_differs: int | None = None
     valid_from: date = date.min  # the passport's first day: a not yet valid one is for then
 
 
@@ -1059,10 +1072,13 @@ class Wallet:
         # What the wallet knows has happened: the passport was signed, the bundle was made.
         # The clock may be wrong the other way too (ahead); that only the counter can tell.
         known = max(p.iat, bundle.made_at if bundle is not None else 0)
+        behind = known - now
         asked = schema().services[service].discloses
         return Presentation(transport.pack(cbor_bytes), p.credential_id, groups, audience,
                             _status(decoded, bundle, now),
                             missing=tuple(g for g in asked if g not in groups),
                             service=service, unlocked=unlocked,
-                            clock_behind=known if now < known - CLOCK_SLACK else None,
+                            clock_behind=known if behind > OFFICE_CLOCK_AHEAD_S else None,
+                            clock_differs=(known if CLOCK_SLACK < behind <= OFFICE_CLOCK_AHEAD_S
+                                           else None),
                             valid_from=first_day(p.nbf))

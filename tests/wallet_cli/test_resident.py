@@ -358,18 +358,22 @@ def test_a_passport_not_yet_valid_says_from_when_and_needs_no_new_one(
     assert verdict.code == "not_yet_valid"
 
 
-def test_a_clock_hours_behind_is_caught(run: Run, wallet_home: Path) -> None:
-    """The passport was signed five hours from now by this computer's clock: the clock is
-    behind, the counter will refuse the code, and the resident hears so first."""
-    city = City(city="Mexicali", country="MX", code="mx-mxl", now=int(time.time()) + 5 * 3600,
+def test_a_clock_days_behind_is_caught(run: Run, wallet_home: Path) -> None:
+    """The passport was signed two days from now by this computer's clock: further behind than
+    counters allow an office's clock to be ahead (a day), so the counter will refuse the code,
+    and the resident hears so first."""
+    city = City(city="Mexicali", country="MX", code="mx-mxl", now=int(time.time()) + 2 * 86400,
                 catalogued=False)
     wallet = Wallet.open(wallet_home)
     cred_id = _issued(wallet, city)
     result = run("wallet", "present", cred_id, "--for", "library", "--home", wallet_home)
     assert result.exit_code == 0, result.stderr
     assert "[wallet_clock_behind]" in result.stderr
+    assert "[wallet_clock_differs]" not in result.stderr
     assert "reloj de esta computadora está atrasado" in result.stderr
     assert "clock is behind" in result.stderr
+    # the one other cause, as a counter says it of its own clock
+    assert "Si ya son correctas" in result.stderr and "If they are right already" in result.stderr
     assert not city.verifier().verify(result.stdout.strip(), service="library",
                                       now=city.now).accepted
     # by the store: the trusted bundle's making is a time that has passed too
@@ -383,6 +387,31 @@ def test_a_clock_hours_behind_is_caught(run: Run, wallet_home: Path) -> None:
     on_time = behind.present(cred, service="library", passphrase=PASSPHRASE,
                              now=now + 86400 * 400)
     assert on_time.clock_behind is None
+
+
+def test_a_clock_hours_behind_the_office_blames_neither(run: Run, wallet_home: Path) -> None:
+    """The passport was signed five hours from now by this computer's clock: this clock is
+    behind, or the office's was ahead (counters take an office's clock up to a day ahead). It
+    was told the counter will refuse and to set the clock: a right clock set so makes every
+    counter refuse. Both are named, and what follows from each."""
+    city = City(city="Mexicali", country="MX", code="mx-mxl", now=int(time.time()) + 5 * 3600,
+                catalogued=False)
+    wallet = Wallet.open(wallet_home)
+    cred_id = _issued(wallet, city)
+    result = run("wallet", "present", cred_id, "--for", "library", "--home", wallet_home)
+    assert result.exit_code == 0, result.stderr
+    assert "[wallet_clock_differs]" in result.stderr
+    assert "[wallet_clock_behind]" not in result.stderr
+    assert "o el de la oficina estaba adelantado" in result.stderr
+    assert "or the office's clock was ahead" in result.stderr
+    assert "Si es correcta, no la cambie" in result.stderr
+    assert "If it is right, do not change it" in result.stderr
+    code = result.stdout.strip()
+    # this clock right (the office's ahead): a counter with the right time accepts the code
+    assert city.verifier().verify(code, service="library").accepted
+    # this clock behind (the office's right): a counter with the right time finds it old
+    assert city.verifier().verify(code, service="library", now=city.now).code == (
+        "presentation_stale")
 
 
 def test_a_code_is_signed_when_it_is_made_not_when_present_started(
