@@ -706,8 +706,8 @@ def _set_aside(folder: Path, credential_id: str, sub: str) -> None:
     """Move a credential's files (text, QR, card) out of the print folder into ``sub``."""
     moving = [path for path in (folder / f"{credential_id}.txt", folder / f"{credential_id}.png",
                                 folder / f"{credential_id}{CARD_SUFFIX}") if path.exists()]
-    if moving:
-        (folder / sub).mkdir(exist_ok=True)
+    if moving:  # owner-only, whatever the umask, as the print folder: these carry names too
+        make_folders(folder / sub)
     for path in moving:
         os.replace(path, folder / sub / path.name)
 

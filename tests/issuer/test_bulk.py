@@ -510,6 +510,23 @@ def test_a_row_corrected_after_its_passport_was_revoked_is_not_said(
     assert not (out / f"{old}.txt").exists() and (out / "revoked" / f"{old}.txt").exists()
 
 
+def test_the_folder_revoked_passports_are_set_aside_in_is_owner_only(
+        homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path) -> None:
+    """It followed the umask (0777 under umask 000): any local user could list, rename or
+    delete the paper passports of revoked residents."""
+    home, out = homes["issuer"], tmp_path / "out"
+    first, old = _issued_then_revoked(run, home, out, tmp_path, "2", "extraviado")
+    previous = os.umask(0)
+    try:
+        code, _, err = run("issuer", "bulk", str(first), "--out-dir", str(out),
+                           "--home", str(home))
+    finally:
+        os.umask(previous)
+    assert code == 0, err
+    assert (out / "revoked" / f"{old}.txt").exists()
+    assert (out / "revoked").stat().st_mode & 0o777 == 0o700
+
+
 def test_a_row_whose_passport_was_revoked_is_issued_anew_though_its_file_is_there(
         homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path) -> None:
     """Lost, revoked, the sheet run again to reprint: the revoked passport counted as
