@@ -81,6 +81,7 @@ __all__ = [
     "issue_batch",
     "new_name_rows",
     "parse_residents",
+    "repeated_rows",
 ]
 
 T = TypeVar("T")
@@ -524,21 +525,31 @@ def _folder_lock(folder: Path) -> contextlib.AbstractContextManager[None]:
                      busy=StoreError("bulk_folder_busy", folder=str(folder)))
 
 
-def _refuse_one_person_twice(rows: list[Row]) -> None:
-    """Two rows with the same names and birth date, written otherwise ("luis", "  Luis ",
-    "García  López"), are one resident, whatever else differs: two passports for one person.
-    (Rows equal in every claim are ``bulk_row_repeated``, found first.)"""
+def repeated_rows(rows: Iterable[Row]) -> list[BulkError]:
+    """Every row that is a resident an earlier row already is: the same names and birth date,
+    written otherwise or not ("luis", "  Luis ", "García  López"), whatever else differs: two
+    passports for one person (``bulk_row_repeated`` when every claim is equal). Found with the
+    other row problems, before the passphrase, all at once: a sheet with three pairs took three
+    runs, and a wrong passphrase hid them."""
+    return [BulkError(e.detail["line"], e.message, e.code) for e in _repeats(rows)]
+
+
+def _repeats(rows: Iterable[Row]) -> list[PasaporteError]:
     from issuer.store import catalog_key  # as in ``_issue_batch``
 
-    seen: dict[tuple[str, str, str], int] = {}
+    seen: dict[tuple[str, str, str], Row] = {}
+    errors = []
     for row in rows:
         names = row.claims.groups.get("names", {})
         person = (catalog_key(str(names.get("given_name", ""))),
                   catalog_key(str(names.get("family_name", ""))),
                   str(row.claims.groups.get("birth_date", {}).get("birth_date")))
-        if person in seen:
-            raise PasaporteError("bulk_resident_repeated", line=row.line, first=seen[person])
-        seen[person] = row.line
+        first = seen.setdefault(person, row)
+        if first is not row:
+            code = ("bulk_row_repeated" if row.claims == first.claims
+                    else "bulk_resident_repeated")
+            errors.append(PasaporteError(code, line=row.line, first=first.line))
+    return errors
 
 
 def _issue_batch(store: IssuerStore, rows: list[Row], folder: Path, *,
@@ -547,13 +558,8 @@ def _issue_batch(store: IssuerStore, rows: list[Row], folder: Path, *,
     root = store.root_signing_key(passphrase)
     with progress(rows, len(rows), _MATCHING) as bar:  # seconds for a file of many thousands
         prints = fingerprints(root, (r.claims for r in bar))
-    first: dict[str, int] = {}
-    for row, fp in zip(rows, prints, strict=True):
-        if fp in first:  # the same resident twice: two passports for one person
-            # what the file holds, not how the command was typed: a refusal, not a usage error
-            raise PasaporteError("bulk_row_repeated", line=row.line, first=first[fp])
-        first[fp] = row.line
-    _refuse_one_person_twice(rows)
+    for repeated in _repeats(rows):  # (the command refuses these before the passphrase)
+        raise repeated  # what the file holds, not how the command was typed: not a usage error
     _settle_partials(store, folder)
     earlier = store.bulk_issued(prints)
     todo: list[tuple[int, tuple[Claims, str]]] = []

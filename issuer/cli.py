@@ -43,6 +43,7 @@ from issuer.bulk import (
     issue_batch,
     new_name_rows,
     parse_residents,
+    repeated_rows,
 )
 from issuer.dates import replaced_too_soon
 from issuer.store import (
@@ -917,10 +918,12 @@ def _refuse_rows(errors: list[BulkError]) -> None:
     same: dict[tuple[str, str, str], list[int]] = {}
     for e in errors:
         same.setdefault((e.code, e.message["es"], e.message["en"]), []).append(e.line)
-    told = 0
+    # Rows, not errors: one row can be refused for two reasons (expired, and a name new to a
+    # catalogue), and the count is checked against the sheet.
+    told: set[int] = set()
     for count, ((code, es, en), lines) in enumerate(same.items()):
         if count == _ERRORS_SHOWN:
-            rest = len(errors) - told
+            rest = len({e.line for e in errors} - told)
             click.echo(f"… y {rest} fila(s) más con otros errores / … and {rest} more row(s) "
                        "with other errors", err=True)
             break
@@ -931,9 +934,10 @@ def _refuse_rows(errors: list[BulkError]) -> None:
             click.echo(f"  … y {more} fila(s) más con el mismo error (hasta la línea "
                        f"{lines[-1]}) / … and {more} more row(s) with the same error (up to "
                        f"line {lines[-1]})", err=True)
-        told += len(lines)
-    raise UsageError("usage_error", reason_es=f"{len(errors)} fila(s) no válida(s); no se "
-                     "emitió nada", reason_en=f"{len(errors)} invalid row(s); nothing issued")
+        told.update(lines)
+    rows = len({e.line for e in errors})
+    raise UsageError("usage_error", reason_es=f"{rows} fila(s) no válida(s); no se "
+                     "emitió nada", reason_en=f"{rows} invalid row(s); nothing issued")
 
 
 @group.command()
@@ -968,7 +972,8 @@ def bulk(csv_file: BinaryIO, out_dir: str, with_qr: bool, with_cards: bool, offi
     # Today where the office counts its days: a row already expired would stop the run midway
     # (the store refuses it), after the groups before it were issued. Found with the others.
     _refuse_rows(sorted(expired_rows(rows, form.office_today(store.info().timezone))
-                        + new_name_rows(rows, store.catalogs()), key=lambda e: e.line))
+                        + new_name_rows(rows, store.catalogs()) + repeated_rows(rows),
+                        key=lambda e: e.line))
     passphrase = read_passphrase()
     folder = Path(out_dir)
     before = _printed(folder)

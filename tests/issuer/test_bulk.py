@@ -553,7 +553,8 @@ def test_the_same_resident_twice_in_a_file_issues_nothing(
                                         encoding="utf-8")
     code, _, err = run("issuer", "bulk", str(tmp_path / "twice.csv"), "--out-dir",
                        str(tmp_path / "out"), "--home", str(home))
-    assert code == 1 and "bulk_row_repeated" in err and "line 5 repeats" in err.lower()
+    assert code == 2 and "línea/line 5: [bulk_row_repeated]" in err, err
+    assert "line 5 repeats" in err.lower() and "1 invalid row(s)" in err
     assert _issued(home) == []
     # the same person written otherwise (capitals, spaces, another fare): still one person
     cells = rows[1].split(",")
@@ -563,9 +564,43 @@ def test_the_same_resident_twice_in_a_file_issues_nothing(
                                         encoding="utf-8")
     code, _, err = run("issuer", "bulk", str(tmp_path / "twice.csv"), "--out-dir",
                        str(tmp_path / "out"), "--home", str(home))
-    assert code == 1 and "[bulk_resident_repeated]" in err and "Line 5 is the same person as " \
+    assert code == 2 and "[bulk_resident_repeated]" in err and "Line 5 is the same person as " \
         "line 3" in err, err
     assert _issued(home) == []
+
+
+def test_a_row_refused_for_two_reasons_is_counted_once(
+        homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path) -> None:
+    """Expired and adding a name too short to a catalogue: a one-row sheet was "2 invalid
+    row(s)", a count the clerk could not find in the sheet."""
+    home = homes["issuer"]
+    _init(run, home)
+    header = SAMPLE.read_text(encoding="utf-8").splitlines()[0]
+    row = ("Pedro,Ruiz,1980-01-01,Mexicali,MX,2010-03-04,true,BP,standard,false,,es,"
+           "2020-01-01,2021-01-01")
+    (tmp_path / "one.csv").write_text(f"{header}\n{row}\n", encoding="utf-8")
+    code, _, err = run("issuer", "bulk", str(tmp_path / "one.csv"), "--out-dir",
+                       str(tmp_path / "out"), "--home", str(home))
+    assert code == 2 and "[claims_expired]" in err and "[catalog_name_short]" in err, err
+    assert "1 invalid row(s)" in err and _issued(home) == []
+
+
+def test_every_repeated_resident_is_named_at_once_before_the_passphrase(
+        homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Repeats were found only after the passphrase, one pair a run (three pairs: three runs),
+    and a wrong passphrase hid them all."""
+    home = homes["issuer"]
+    _init(run, home)
+    header, *rows = SAMPLE.read_text(encoding="utf-8").splitlines()
+    (tmp_path / "pairs.csv").write_text("\n".join([header, *rows, *rows]) + "\n",
+                                        encoding="utf-8")
+    monkeypatch.setattr("issuer.cli.read_passphrase", lambda **_: pytest.fail("asked"))
+    code, _, err = run("issuer", "bulk", str(tmp_path / "pairs.csv"), "--out-dir",
+                       str(tmp_path / "out"), "--home", str(home))
+    named = [line.split(":")[0] for line in err.splitlines() if "[bulk_row_repeated]" in line]
+    assert code == 2 and len(named) == len(rows), err
+    assert f"{len(rows)} invalid row(s)" in err and _issued(home) == []
 
 
 def test_rows_are_named_by_the_line_they_start_on(homes: dict[str, Path], passphrase: str,
