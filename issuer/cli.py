@@ -385,7 +385,7 @@ def issue(claims_file: BinaryIO | None, ask: bool, holder_key: str | None, paper
             # From a pipe it stays after the form's lines, as scripts give it.
             passphrase = read_passphrase()
             store.office_signing_key(passphrase, office=office)
-        claims = parse_claims(_ask_claims(store))
+        claims = parse_claims(_ask_claims(store, None if replacing is None else replacing[0]))
     if passphrase is None:
         passphrase = read_passphrase()
     # The output files are staged first and written (on the disk, under a temporary name)
@@ -448,7 +448,7 @@ def _place(outputs: list[StagedFile], credential_id: str) -> StoreError | None:
                       files="; ".join(failed))
 
 
-def _ask_claims(store: IssuerStore) -> dict[str, Any]:
+def _ask_claims(store: IssuerStore, replaces: str | None) -> dict[str, Any]:
     """``issue --ask``: the claims from the clerk (``issuer.form``). Questions and summary go
     to stderr, as the passphrase's prompt does: stdout keeps the new id alone. Nothing to issue
     (cancelled, not confirmed) ends the command as Ctrl-C does, the form having said why."""
@@ -467,7 +467,7 @@ def _ask_claims(store: IssuerStore) -> dict[str, Any]:
     names = {which: list(by_code.values()) for which, by_code in store.catalogs().items()}
     doc = form.fill(ask, lambda line: click.echo(line, err=True),
                     today=form.office_today(store.info().timezone), catalogs=names,
-                    again=sys.stdin.isatty())
+                    again=sys.stdin.isatty(), replaces=replaces)
     if doc is None:
         raise click.exceptions.Exit(CANCELLED)
     return doc

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from credential.claims import parse_claims
+from credential.claims import Claims, parse_claims
 from credential.errors import PasaporteError, UsageError
 from credential.text import folded, is_text, one_line, typed_forms
 from issuer.bulk import SPREADSHEET_DATE, parse_flag
-from issuer.dates import FUTURE_DATES, future_date, office_today
+from issuer.dates import FUTURE_DATES, future_date, office_today, replaced_too_soon, untimely
 from issuer.store import catalog_key, check_catalog_name
 from schemas import FieldSpec, Schema, schema
 
@@ -211,7 +211,7 @@ def prompt(question: Question, *, default: str | None = None,
         hints.append("número o nombre, uno nuevo también / number or name, a new one too")
     if spec.optional:
         hints.append("opcional: Enter lo deja vacío / optional: Enter leaves it empty")
-    if question.key == "valid_until":
+    if question.key == "valid_until" and default is not None:
         hints.append(f"por omisión {DEFAULT_YEARS} años / default {DEFAULT_YEARS} years")
     text = question.label + (f" ({'; '.join(hints)})" if hints else "")
     return text + (f" [{default}]" if default is not None else "") + ": "
@@ -260,20 +260,26 @@ class _Cancelled(Exception):
 
 def fill(ask: Ask, say: Say, *, today: date,
          catalogs: Mapping[str, Sequence[str]] | None = None,
-         again: bool = True) -> dict[str, Any] | None:
-    """Ask every claim, each again until its answer is valid, then check them together
-    (``parse_claims``: a birth date after the validity start re-asks the birth date), show a
-    summary and ask to confirm. Returns the claims document, or ``None`` when there is nothing
-    to issue (the input ended, or the answer to the confirmation was not yes), having said why.
-    A refusal ``parse_claims`` does not pin on one question is raised as it is.
+         again: bool = True, replaces: str | None = None) -> dict[str, Any] | None:
+    """Ask every claim, each again until its answer is valid, then check them together as the
+    store will when issuing (``parse_claims``, then the office's today: a validity over
+    already, a span of more than ten years, an end before the start re-ask both dates; a birth
+    date after the validity start re-asks the birth date), again after every answer given
+    again, and only then show a summary and ask to confirm. Returns the claims document, or
+    ``None`` when there is nothing to issue (the input ended, or the answer to the
+    confirmation was not yes), having said why. A refusal no question can mend is raised as
+    it is.
 
-    ``today``: the office's (``office_today``), for the validity's defaults; ``catalogs``: the
-    names each catalog already holds, in the order the office first used them. Without
+    ``today``: the office's (``office_today``), for the validity's defaults and checks;
+    ``catalogs``: the names each catalog already holds, in the order the office first used
+    them; ``replaces``: the id of the passport this one replaces (``issue --replaces``), whose
+    new validity must then start by today (``issuer.dates.replaced_too_soon``). Without
     ``again`` (answers from a pipe: a script's lines cannot change), a refused answer is raised,
     not asked again: asking again read the script's next line, at worst the passphrase that
     follows the form, and showed it in the next refusal."""
     asked = questions()
     by_key = {q.key: q for q in asked}
+    window = tuple(by_key[key] for key in _WINDOW)
     answers: dict[str, Any] = {}
 
     def defaults(q: Question) -> str | None:
@@ -281,7 +287,10 @@ def fill(ask: Ask, say: Say, *, today: date,
             return today.isoformat()
         if q.key == "valid_until":  # from the start as answered
             start = answers.get("valid_from")
-            return default_until(date.fromisoformat(start) if start else today).isoformat()
+            until = default_until(date.fromisoformat(start) if start else today)
+            # A start mistyped into the past ("2016" for 2026) would make three years from it
+            # over already: never offered, Enter would take a passport every counter refuses.
+            return until.isoformat() if until >= today else None
         return None
 
     def ask_until_valid(q: Question) -> None:
@@ -307,6 +316,41 @@ def fill(ask: Ask, say: Say, *, today: date,
                     raise
                 say(exc.diagnostics())
 
+    def refusal() -> tuple[UsageError, tuple[Question, ...]] | None:
+        """What issuing the answers would be refused for, as the store refuses it
+        (``parse_claims``; then by the office's today, ``issuer.dates``), and the questions to
+        ask again for it: both dates for the validity's, else the question named (none: one
+        the form cannot mend). Run again after every answer given again, which may bring a
+        refusal of its own (a span mended into a validity over), until none is left."""
+        start, end = (date.fromisoformat(answers[key]) for key in _WINDOW)
+        # The validity's first: one over already is a year mistyped in it (2016 for 2026, in
+        # the start most often), not the birth date "after the start" parse_claims would blame.
+        dates = Claims({}, start, end)
+        timely = untimely(dates, today) or (
+            None if replaces is None else replaced_too_soon(dates, replaces, today))
+        if timely is not None:
+            return timely, window
+        try:
+            claims = parse_claims(document(asked, answers))
+        except UsageError as exc:
+            field = str(exc.detail.get("field"))
+            # a span of more than ten years, an end before the start, a start before 1970:
+            # either date may be the one mistyped, so both, each with its default again
+            if field in _WINDOW:
+                return exc, window
+            return exc, (by_key[field],) if field in by_key else ()
+        timely = untimely(claims, today)
+        if timely is None:
+            return None
+        # A birth or a "since" to come was asked again as it was answered; past that, only a
+        # rule of ``untimely`` the form does not know, raised as it is if it names no date.
+        future = []
+        for key, (group, claim) in _PAST.items():
+            value = claims.groups.get(group, {}).get(claim)
+            if isinstance(value, date) and future_date(group, claim, value, today) is not None:
+                future.append(by_key[key])
+        return timely, tuple(future)
+
     say("Datos del residente; Ctrl-C o Ctrl-D cancela sin emitir nada / The resident's data; "
         "Ctrl-C or Ctrl-D cancels, nothing is issued")
     try:
@@ -314,25 +358,22 @@ def fill(ask: Ask, say: Say, *, today: date,
             if q.heading is not None:
                 say(q.heading)
             ask_until_valid(q)
-        while date.fromisoformat(answers["valid_until"]) < today:
-            # A year mistyped ("2016" for 2026), most often in the first day, the last one then
-            # taken by default: issued, every counter would refuse it. Both are asked again.
-            expired = UsageError("claims_expired", valid_until=answers["valid_until"])
-            if not again:
-                raise expired
-            say(expired.diagnostics())
-            for key in _WINDOW:
-                ask_until_valid(by_key[key])
-        while True:  # the checks between answers, and any the answers alone did not catch
-            try:
-                parse_claims(document(asked, answers))
-                break
-            except UsageError as exc:
-                pinned = by_key.get(str(exc.detail.get("field")))
-                if pinned is None or not again:
-                    raise
+        while (refused := refusal()) is not None:
+            exc, again_asked = refused
+            if not again_asked or not again:  # none can mend it, or answers from a pipe
+                raise exc
+            say(exc.diagnostics())
+            was = {q.key: answers[q.key] for q in again_asked}
+            for q in again_asked:
+                ask_until_valid(q)
+            if (exc.code == "claims_invalid" and was.keys() <= _PAST.keys()
+                    and all(answers[key] == value for key, value in was.items())):
+                # A birth date (or a "since") after the start, confirmed as it was: it is the
+                # start that is mistyped (2016 for 2026, a child born in 2020), and the birth
+                # date asked again and again would never mend it. Both dates again.
                 say(exc.diagnostics())
-                ask_until_valid(pinned)
+                for q in window:
+                    ask_until_valid(q)
         say("Resumen / Summary:")
         for q in asked:
             say(f"  {q.label}: {shown(q, answers.get(q.key))}")

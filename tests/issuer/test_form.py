@@ -14,10 +14,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from credential.claims import parse_claims
 from credential.errors import UsageError
 from credential.passport import decode_text
 from credential.times import first_day, last_day
 from issuer import form
+from issuer.dates import untimely
 from issuer.store import IssuerStore, catalog, credentials
 from schemas import FieldSpec, schema
 from tests.conftest import PASSPHRASE, ROOT, Run
@@ -271,12 +273,13 @@ def test_answers_checked_together_re_ask_the_field_named() -> None:
     assert _fill(clerk) == {**example_claims(), "valid_from": started}
     assert clerk.codes() == ["claims_invalid"]
     assert clerk.prompts[-2].startswith("Fecha de nacimiento / Birth date")
-    # an end before the start (a start to come): the end again
+    # an end before the start (a start to come): either may be the one mistyped, both again
     answers = [*EXAMPLE_ANSWERS[:-2], day("2026-12-01"), day("2026-11-25")]
-    clerk = Clerk(*answers, day("2029-11-30"), "s")
+    clerk = Clerk(*answers, day("2026-12-01"), day("2029-11-30"), "s")
     assert _fill(clerk) == {**example_claims(), "valid_from": day("2026-12-01"),
                             "valid_until": day("2029-11-30")}
     assert clerk.codes() == ["claims_invalid"]
+    assert clerk.prompts[-3].startswith("Válido desde / Valid from")
     assert clerk.prompts[-2].startswith("Válido hasta / Valid until")
     # an end before today (and so before the start): both again
     answers = [*EXAMPLE_ANSWERS[:-1], day("2026-11-01")]
@@ -393,6 +396,24 @@ def test_from_a_pipe_a_refused_answer_stops_the_form(office: Path, tmp_path: Pat
     assert PASSPHRASE not in err and not (tmp_path / "p.cred").exists()
 
 
+def test_the_form_of_a_replacing_passport_asks_again_a_start_after_today(
+        office: Path, tmp_path: Path, run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``issue --ask --replaces``: a start after today (the old one would be revoked at once)
+    was refused by the store only after the summary was confirmed, the form lost."""
+    assert run("issuer", "issue", "--claims", CLAIMS, "--paper", "--out",
+               str(tmp_path / "old.cred"), "--home", str(office))[0] == 0
+    old = decode_text((tmp_path / "old.cred").read_text().strip()).payload.credential_id
+    later = date.today() + timedelta(days=30)
+    answers = [*EXAMPLE_ANSWERS[:-2], later.isoformat(), (later + timedelta(days=700)).isoformat(),
+               date.today().isoformat(), "", "s"]
+    _typed(monkeypatch, *answers)
+    code, _, err = run("issuer", "issue", "--ask", "--paper", "--replaces", old, "--out",
+                            str(tmp_path / "new.cred"), "--home", str(office))
+    assert code == 0, err
+    assert err.index("[replaces_before_start]") < err.index("Resumen / Summary"), err
+    assert IssuerStore.open(office).credential(old)["status"] == "revoked"  # type: ignore[index]
+
+
 def test_names_the_office_used_are_offered_by_number(office: Path, tmp_path: Path, run: Run,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """The same resident issued from the file and then through the form, taking the city, the
@@ -491,15 +512,136 @@ def test_help_says_what_a_pipe_gives_and_in_which_order(run: Run) -> None:
 
 
 def test_a_validity_already_over_is_asked_again() -> None:
-    """A year mistyped at the end ("2016" for 2026) would issue a passport every counter
-    refuses: the last day is asked again, saying why."""
+    """A year mistyped at the start ("2016" for 2026) would issue a passport every counter
+    refuses: three years from it are not offered as the end, and an end typed over already
+    asks both dates again, saying why."""
     mistyped = day("2016-11-22")
-    clerk = Clerk(*EXAMPLE_ANSWERS[:-2], mistyped, "", FROM, "", "s")  # both again
+    over = form.default_until(date.fromisoformat(mistyped)).isoformat()  # 2019-11-21
+    clerk = Clerk(*EXAMPLE_ANSWERS[:-2], mistyped, "", over, FROM, "", "s")  # both again
     doc = form.fill(clerk.ask, clerk.say, today=TODAY)
     assert doc is not None and (doc["valid_from"], doc["valid_until"]) == (FROM, UNTIL)
+    assert clerk.codes() == ["issuer_form_required", "claims_expired"]
     refused = [line for line in clerk.said if "[claims_expired]" in line]
-    default = form.default_until(date.fromisoformat(mistyped)).isoformat()  # 2019-11-21
-    assert len(refused) == 1 and default in refused[0]
+    assert len(refused) == 1 and over in refused[0]
+    until = [p for p in clerk.prompts if p.startswith("Válido hasta / Valid until")]
+    assert "[" not in until[0] and "3 años" not in until[0]  # nothing to take with Enter
+    assert until[-1].endswith(f" [{UNTIL}]: ")
+
+
+# -- every date the store would refuse is asked again before the summary -------------------
+
+def _offered(clerk: Clerk) -> list[date]:
+    """The dates the form offered as defaults (what Enter takes), in its prompts."""
+    return [date.fromisoformat(p[p.rindex("[") + 1:-3]) for p in clerk.prompts
+            if p.startswith(("Válido desde", "Válido hasta")) and p.endswith("]: ")]
+
+
+def _issuable(doc: dict[str, Any] | None, today: date = TODAY) -> dict[str, Any]:
+    """``doc``, having checked that the store would issue it (``parse_claims``, then by the
+    office's today: ``issuer.dates.untimely``)."""
+    assert doc is not None
+    assert untimely(parse_claims(doc), today) is None
+    return doc
+
+
+@pytest.mark.parametrize(("typed", "codes"), [
+    # the reviewer's: the start's year mistyped, the end typed; both again, Enter, Enter
+    ((day("2016-11-24"), UNTIL, "", ""), ["claims_invalid"]),
+    # the start mistyped again with them, and an end within ten years of it, over already
+    ((day("2016-11-24"), UNTIL, day("2016-11-24"), day("2019-11-23"), "", ""),
+     ["claims_invalid", "claims_expired"]),
+    # an end before the start, mended into one over already
+    ((FROM, day("2026-11-01"), day("2016-11-24"), "", day("2019-11-23"), "", ""),
+     ["claims_expired", "issuer_form_required", "claims_expired"]),
+    # an end ten years and more away, mended into one before the start
+    ((FROM, day("2039-11-21"), FROM, day("2026-11-01"), "", ""),
+     ["claims_invalid", "claims_expired"]),
+    # a start before 1970 (2062 for 1962 the other way round), the end typed right
+    ((day("1962-11-22"), UNTIL, "", ""), ["claims_invalid"]),
+])
+def test_the_summary_comes_only_with_dates_the_store_issues(typed: tuple[str, ...],
+                                                             codes: list[str]) -> None:
+    """Each refusal of the validity asks both dates again, saying why, and the answers given
+    again are checked as the first ones were: a span mended into a validity over already is
+    not taken to the summary (issued, the store refused it: everything typed lost)."""
+    clerk = Clerk(*EXAMPLE_ANSWERS[:-2], *typed, "s")
+    assert _issuable(_fill(clerk)) == example_claims()
+    assert clerk.codes() == codes
+    assert all(offered >= TODAY for offered in _offered(clerk)), _offered(clerk)
+    # each refusal of the validity asks the start again (and then the end)
+    starts = [p for p in clerk.prompts if p.startswith("Válido desde / Valid from")]
+    assert len(starts) == 1 + sum(code.startswith("claims_") for code in codes)
+
+
+def test_a_start_mistyped_ten_years_back_is_asked_again_not_only_the_end() -> None:
+    """valid_from 2016 for 2026 and the end typed right: "more than ten years" is the start's
+    mistake as much as the end's. Asked again, the start is offered as today and the end as
+    three years from it, never the end three years from 2016, over already."""
+    clerk = Clerk(*EXAMPLE_ANSWERS[:-2], day("2016-11-24"), UNTIL, "", "", "s")
+    assert _fill(clerk) == example_claims()
+    assert clerk.codes() == ["claims_invalid"]
+    assert clerk.prompts[-3].startswith("Válido desde / Valid from")
+    assert clerk.prompts[-3].endswith(f" [{FROM}]: ")
+    assert clerk.prompts[-2].endswith(f" [{UNTIL}]: ")
+
+
+def test_a_birth_date_after_a_mistyped_start_confirmed_asks_both_dates() -> None:
+    """A child born in 2020 and a start mistyped as 2016: the birth date is asked again, and
+    typed again as it was, it is the start that is wrong: both dates again, not the birth
+    date for ever."""
+    answers = list(EXAMPLE_ANSWERS[:-2])
+    child = day("2020-01-01")
+    birth = answers.index("1987-03-14")
+    answers[birth] = child
+    # (an end within ten years of that start, not over: the store finds no fault in the span)
+    clerk = Clerk(*answers, day("2016-11-30"), day("2026-11-29"), child, "", "", "s")
+    assert _issuable(_fill(clerk)) == {**example_claims(), "birth_date": child}
+    assert clerk.codes() == ["claims_invalid", "claims_invalid"]
+    assert clerk.prompts[-4].startswith("Fecha de nacimiento / Birth date")
+    assert clerk.prompts[-3].startswith("Válido desde / Valid from")
+
+
+def test_a_replacing_passport_starting_after_today_asks_both_dates_again() -> None:
+    """With ``issue --replaces``, the store refuses a new passport that starts after today
+    (``replaces_before_start``): said by the form, both dates again, before the summary."""
+    clerk = Clerk(*EXAMPLE_ANSWERS[:-2], day("2026-12-01"), "", "", "", "s")
+    doc = form.fill(clerk.ask, clerk.say, today=TODAY, replaces="ABCDEFGHIJKLMNOPQRSTUVWXYA")
+    assert doc == example_claims()
+    assert clerk.codes() == ["replaces_before_start"]
+    assert clerk.prompts[-3].endswith(f" [{FROM}]: ")
+    # without --replaces, a start to come is the office's to choose
+    clerk = Clerk(*EXAMPLE_ANSWERS[:-2], day("2026-12-01"), "", "s")
+    assert _issuable(_fill(clerk))["valid_from"] == day("2026-12-01")
+    assert clerk.codes() == []
+
+
+@pytest.mark.parametrize(("typed", "code"), [
+    ((day("2016-11-24"), UNTIL), "claims_invalid"),
+    ((day("2016-11-24"), day("2019-11-23")), "claims_expired"),
+])
+def test_from_a_pipe_a_refused_validity_stops_the_form(typed: tuple[str, ...],
+                                                       code: str) -> None:
+    clerk = Clerk(*EXAMPLE_ANSWERS[:-2], *typed, "s")
+    with pytest.raises(UsageError) as refused:
+        form.fill(clerk.ask, clerk.say, today=TODAY, again=False)
+    assert refused.value.code == code
+    assert not any(line.startswith("Resumen") for line in clerk.said)
+
+
+def test_the_command_asks_both_dates_again_for_a_start_mistyped(
+        office: Path, tmp_path: Path, run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reviewer's run at a terminal: the start's year mistyped, the end typed, then Enter
+    for the dates asked again: issued, from the office's today for three years (it refused
+    ``claims_expired`` after the confirmation, everything typed lost)."""
+    _typed(monkeypatch, *EXAMPLE_ANSWERS[:-2], day("2016-11-24"), UNTIL, "", "", "s")
+    out = tmp_path / "maria.cred"
+    code, _, err = run("issuer", "issue", "--ask", "--paper", "--out", str(out),
+                       "--home", str(office))
+    assert code == 0, err
+    assert "[claims_invalid]" in err and "[claims_expired]" not in err
+    today = form.office_today(None)  # the office's zone: none given, UTC
+    assert _claims_of(out, office) == {**example_claims(), "valid_from": today.isoformat(),
+                                       "valid_until": form.default_until(today).isoformat()}
 
 
 def test_a_birth_date_to_come_is_asked_again_at_once() -> None:
