@@ -763,6 +763,28 @@ def publish(home: str | None) -> None:
     click.echo(f"{sent} entradas enviadas / entries sent; {store.queued()} en cola / queued")
 
 
+@group.command("timezone")
+@click.argument("zone", required=False)
+@home_option
+def timezone_(zone: str | None, home: str | None) -> None:
+    """Zona horaria de la oficina / The office's time zone.
+
+    Sin ZONA la muestra; con una (p. ej. America/Tijuana), los días de vigencia de lo que se
+    emita desde ahora se cuentan en ella (lo ya emitido no cambia) / Without ZONE, shows it;
+    with one (e.g. America/Tijuana), the validity days of what is issued from now on are
+    counted in it (what was issued keeps its days)."""
+    store = _store(home)
+    if zone is None:
+        current = store.info().timezone
+        click.echo(current or "UTC")
+        if current is None:
+            click.echo(PasaporteError("issuer_timezone_utc").diagnostics(), err=True)
+        return
+    check_timezone(zone)  # before the passphrase is asked for
+    before = store.set_timezone(zone, read_passphrase())
+    click.echo(f"Zona horaria / Time zone: {before or 'UTC'} → {zone}")
+
+
 @group.command("passphrase")
 @home_option
 def passphrase_(home: str | None) -> None:

@@ -706,6 +706,18 @@ class IssuerStore:
             raise StoreError("issuer_not_initialised", home=str(self.home))
         return row[0], nacl.signing.SigningKey(unseal(row[1], passphrase))
 
+    def set_timezone(self, timezone: str, passphrase: str) -> str | None:
+        """Count the validity days of what is issued from now on in ``timezone``; returns the
+        zone before (None: UTC). What was issued keeps its days: each passport carries its own
+        first and last instants, and counters read its days from those alone. The passphrase
+        (the root key's) is what says this is the office's own clerk."""
+        check_timezone(timezone)
+        self.root_signing_key(passphrase)
+        with self.engine.begin() as db:
+            before = db.execute(sa.select(meta.c.v).where(meta.c.k == "timezone")).scalar()
+            set_meta(db, "timezone", timezone)
+        return None if before is None else str(before)
+
     def root_signing_key(self, passphrase: str) -> nacl.signing.SigningKey:
         return self._unsealed(keys.c.role == "root", passphrase)[1]
 

@@ -43,6 +43,39 @@ def office(homes: dict[str, Path], passphrase: str, run: Run) -> Path:
     return home
 
 
+def test_an_office_made_without_a_zone_can_be_given_one(homes: dict[str, Path], passphrase: str,
+                                                      tmp_path: Path, run: Run,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The notice after ``init`` pointed at ``--timezone``, which only ``init`` takes, and
+    ``init`` again is refused (``issuer_exists``): an office's passports ended at 16:00 local
+    for its whole life."""
+    home = tmp_path / "utc"
+    code, _, err = run("issuer", "init", "--city", "Tecate", "--country", "MX", "--office",
+                       "Centro", "--home", str(home))
+    assert code == 0 and "pasaporte issuer timezone" in err, err
+    claims = str(EXAMPLES / "claims-mexicali.json")
+    early = run("issuer", "issue", "--claims", claims, "--paper", "--out",
+                str(tmp_path / "a.txt"), "--home", str(home))[1].strip()
+    assert run("issuer", "timezone", "--home", str(home))[1] == "UTC\n"
+    code, _, err = run("issuer", "timezone", "America/Mexicali", "--home", str(home))
+    assert code == 2 and "[timezone_unknown]" in err
+    monkeypatch.setenv("PASAPORTE_PASSPHRASE", "not the passphrase")
+    code, _, err = run("issuer", "timezone", "America/Tijuana", "--home", str(home))
+    assert code == 1 and "[passphrase_wrong]" in err, err
+    assert run("issuer", "timezone", "--home", str(home))[1] == "UTC\n"  # nothing changed
+    monkeypatch.setenv("PASAPORTE_PASSPHRASE", passphrase)
+    code, out, err = run("issuer", "timezone", "America/Tijuana", "--home", str(home))
+    assert code == 0 and "UTC → America/Tijuana" in out, err
+    assert run("issuer", "timezone", "--home", str(home))[1] == "America/Tijuana\n"
+    later = run("issuer", "issue", "--claims", claims, "--paper", "--out",
+                str(tmp_path / "b.txt"), "--home", str(home))[1].strip()
+    ends = {p: decode_text((tmp_path / p).read_text().strip()).payload.exp
+            for p in ("a.txt", "b.txt")}
+    assert ends["b.txt"] - ends["a.txt"] == 8 * 3600  # midnight in Tecate (PST), not UTC
+    store = IssuerStore.open(home)  # what was issued keeps its own last day
+    assert store.credential(early)["last_day"] == store.credential(later)["last_day"]  # type: ignore[index]
+
+
 def test_a_passport_is_valid_until_midnight_in_its_office_zone(homes: dict[str, Path],
                                                                passphrase: str, tmp_path: Path,
                                                                run: Run) -> None:
