@@ -87,6 +87,20 @@ def make_private_dir(path: Path) -> bool:
     return True
 
 
+_STEM_BYTES = 64  # of a staged file's name, in its temporary names
+
+
+def _name_max(folder: Path) -> int:
+    """The longest file name, in bytes, the file system of ``folder`` (or of its nearest
+    existing parent) takes: 255 on every Linux one in use."""
+    for place in (folder, *folder.parents):
+        try:
+            return os.pathconf(place, "PC_NAME_MAX")
+        except (OSError, ValueError):
+            continue
+    return 255
+
+
 class StagedFile:
     """A file written now under a temporary name beside ``path`` and put in place later
     (``commit``), or never (``discard``). Staging first means a place that cannot be written
@@ -103,6 +117,10 @@ class StagedFile:
             # the final rename would put a regular file in its place, as root even a system's
             # own /dev entries. Every output goes through here, so no command can.
             raise UsageError("output_not_regular", path=str(self.target))
+        if len(os.fsencode(self.target.name)) > _name_max(self.target.parent):
+            # Found only at the final rename otherwise, once the work the file holds was done
+            # and recorded (in a folder still to be made, nothing refuses the name earlier).
+            raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), str(self.target))
         try:
             make_folders(self.target.parent)
         except FileExistsError:  # a file where a folder should be: say that, not "File exists"
@@ -129,7 +147,14 @@ class StagedFile:
     def _sibling(self, suffix: str) -> tuple[int, Path]:
         # The name's start only: a legal 250-character name plus mkstemp's additions would
         # pass the file system's 255-byte limit, and a file that may be written could not be.
-        stem = self.target.name.encode()[:64].decode(errors="ignore")
+        # Counted in the bytes the file system sees (a name typed on a Latin-1 terminal holds
+        # bytes that are not UTF-8, kept as surrogate escapes), cut between characters.
+        stem, size = "", 0
+        for char in self.target.name:
+            size += len(os.fsencode(char))
+            if size > _STEM_BYTES:
+                break
+            stem += char
         with self._as_target():
             fd, tmp = tempfile.mkstemp(dir=self.target.parent, prefix=f".{stem}.",
                                        suffix=suffix)

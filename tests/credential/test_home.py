@@ -4,6 +4,7 @@ usage errors of reading a passphrase and naming a QR file."""
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -65,6 +66,28 @@ def test_the_names_a_file_is_staged_under_are_known_as_its_leftovers(tmp_path: P
     assert not any(pattern.fullmatch(n) for n in ("MXMEX.bundle", ".MXMEX.bundle.notes.txt",
                                                   ".MXMEX.bundlex.abc.tmp"))
     staged.discard()
+
+
+def test_a_name_that_is_not_utf8_is_staged_as_its_bytes(tmp_path: Path) -> None:
+    """Typed on a Latin-1 terminal: "Peña" as the bytes Pe\\xf1a. Its temporary name could
+    not be made (UnicodeEncodeError: an "unexpected error" after nothing went wrong)."""
+    target = tmp_path / os.fsdecode(b"Pe\xf1a" * 30 + b".cred")  # past the stem's cut, too
+    staged = StagedFile(target)
+    staged.write(b"new")
+    staged.commit()
+    staged.discard()
+    assert os.listdir(os.fsencode(tmp_path)) == [os.fsencode(target.name)]
+
+
+def test_a_name_too_long_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    """In a folder still to be made nothing refused it until the final rename: a passport was
+    issued and recorded, then left under a temporary name it could never leave."""
+    target = tmp_path / "new" / ("ñ" * 128 + ".cred")  # 128 characters, 261 bytes
+    with pytest.raises(OSError) as err:
+        StagedFile(target)
+    assert err.value.errno == errno.ENAMETOOLONG and err.value.filename == str(target)
+    assert not (tmp_path / "new").exists()
+    StagedFile(tmp_path / "new" / ("ñ" * 120 + ".cred")).discard()  # 245 bytes: taken
 
 
 def test_an_uncommitted_file_is_discarded_without_a_trace(tmp_path: Path) -> None:
