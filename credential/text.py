@@ -11,7 +11,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Mapping
 
-__all__ = ["NOT_TEXT", "escaped", "folded", "is_text", "one_line", "typed_forms"]
+__all__ = ["NOT_TEXT", "check_utf8", "escaped", "folded", "is_text", "one_line", "typed_forms"]
 
 # Controls (Cc), format characters (Cf: bidi overrides, invisible joiners and spaces), lone
 # surrogates (Cs: JSON "\ud800", no character at all), line and paragraph separators (Zl, Zp).
@@ -23,6 +23,18 @@ def is_text(text: str, allowed: str = "") -> bool:
     if text.isprintable():  # the common case, and a quick one
         return True
     return not any(unicodedata.category(c) in NOT_TEXT and c not in allowed for c in text)
+
+
+def check_utf8(text: str, what: str) -> str:
+    """``text`` as typed, if it came as UTF-8. Bytes that did not (a terminal set to Latin-1,
+    PuTTY's default, inside a UTF-8 session) arrive as surrogate escapes, which every later
+    check misnamed: "control characters" in a name, "not a reason code" for "a petición", then
+    recorded as unspecified on the public record. Refused as what it is (``text_not_utf8``)."""
+    if any("\udc80" <= char <= "\udcff" for char in text):
+        from credential.errors import UsageError
+
+        raise UsageError("text_not_utf8", what=what)
+    return text
 
 
 def escaped(text: str) -> str:

@@ -32,7 +32,7 @@ from credential.home import (
 )
 from credential.keys import b64url, check_public_key, unb64url
 from credential.passport import IssuedCredential
-from credential.text import folded
+from credential.text import check_utf8, folded
 from credential.times import check_timezone, parse_instant, rfc3339
 from issuer import backup as backup_
 from issuer import card, form, reseal
@@ -567,7 +567,7 @@ def _reason_code(text: str) -> str:
     "extraviado"). Any other text is recorded as ``unspecified``, with a notice: the reason goes
     on the public ledger, and a free text there ("died 3 May", a name) would put personal data
     on a record that is never erased, so it is not kept anywhere."""
-    code = "_".join(folded(text).replace("-", " ").split())
+    code = "_".join(folded(check_utf8(text, "--reason")).replace("-", " ").split())
     code = _SPANISH_REASONS.get(code, code)
     if code in REASONS:
         return code

@@ -20,7 +20,7 @@ from typing import Any
 
 from credential.claims import Claims, parse_claims
 from credential.errors import PasaporteError, UsageError
-from credential.text import folded, is_text, one_line, typed_forms
+from credential.text import check_utf8, folded, is_text, one_line, typed_forms
 from issuer.bulk import SPREADSHEET_DATE, parse_flag
 from issuer.dates import FUTURE_DATES, future_date, office_today, replaced_too_soon, untimely
 from issuer.store import catalog_key, check_catalog_name
@@ -304,7 +304,7 @@ def fill(ask: Ask, say: Say, *, today: date,
             if typed is None:
                 raise _Cancelled(q.spec.label)
             try:
-                value = answer(q, typed, default=default, names=names)
+                value = answer(q, check_utf8(typed, q.label), default=default, names=names)
                 if q.key in _PAST:  # a birth to come: a year mistyped, asked again at once
                     refused = future_date(*_PAST[q.key], date.fromisoformat(value), today)
                     if refused is not None:

@@ -58,7 +58,7 @@ from credential.passport import (
     issue,
 )
 from credential.statuslist import DEFAULT_SIZE, MARKS, MAX_SIZE, StatusList
-from credential.text import escaped, folded, is_text
+from credential.text import check_utf8, escaped, folded, is_text
 from credential.times import check_timezone, day_bounds, first_day, last_day, rfc3339
 from issuer.dates import office_today, replaced_too_soon, untimely
 from issuer.indices import KEY_BYTES, IndexPermutation
@@ -279,7 +279,7 @@ def check_name(value: str, option: str) -> str:
     something visible left. A blank name would publish an office nobody can tell apart, and a
     control character would not go on the public record: refused as a usage error naming the
     option, before the passphrase is asked for or anything is written."""
-    name = value.strip()
+    name = check_utf8(value, option).strip()
     categories = [unicodedata.category(ch) for ch in name]
     # Z*: spaces of every kind; C*: controls, invisible format marks, lone surrogates. Format
     # marks and line separators are refused as in a resident's name: a right-to-left override

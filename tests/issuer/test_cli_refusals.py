@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,26 @@ def test_a_country_not_two_ascii_letters_is_named_as_the_mistake(
     assert code_ == 2 and err.startswith("[usage_error] ") and out == "", err
     assert "--country" in err and "--code" not in err, err
     assert not (tmp_path / "o").exists()
+
+
+def test_text_typed_on_a_latin1_terminal_is_named_as_such(office: Path, tmp_path: Path,
+                                                          run: Run,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """"a petición" from a Latin-1 terminal in a UTF-8 session (argv's byte \\xf3 as a
+    surrogate escape) was "not a reason code": the passport revoked, ``unspecified`` on the
+    public record for good. An office name so typed was "invalid"."""
+    code, cred_id, err = run("issuer", "issue", "--claims", CLAIMS, "--paper", "--out",
+                             str(tmp_path / "p.cred"), "--home", str(office))
+    assert code == 0, err
+    monkeypatch.setattr("issuer.cli.read_passphrase", _no_passphrase)
+    code, out, err = run("issuer", "revoke", cred_id.strip(), "--reason",
+                         os.fsdecode(b"a petici\xf3n"), "--home", str(office))
+    assert code == 2 and err.startswith("[text_not_utf8] --reason") and out == "", err
+    assert "UTF-8" in err and "PuTTY" in err
+    assert IssuerStore.open(office).credential(cred_id.strip())["status"] == "valid"  # type: ignore[index]
+    code, _, err = run("issuer", "init", "--city", "Mexicali", "--country", "MX", "--office",
+                       os.fsdecode(b"Oficina Jos\xe9"), "--home", str(tmp_path / "o2"))
+    assert code == 2 and "[text_not_utf8] --office" in err, err
 
 
 def test_a_compromise_cannot_begin_in_the_future(office: Path, run: Run,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import os
 import sys
 from datetime import date, timedelta
 from pathlib import Path
@@ -93,6 +94,19 @@ def test_every_field_of_the_schema_is_asked_with_both_labels_in_order() -> None:
     for asked, (_, label) in zip(clerk.prompts, wanted, strict=False):
         assert asked.startswith(f"{label['es']} / {label['en']}")
     assert clerk.prompts[8].startswith("Nombre(s) / Given names")
+
+
+def test_an_answer_typed_on_a_latin1_terminal_is_named_as_such_and_asked_again() -> None:
+    """"José" and "sí" from a Latin-1 terminal in a UTF-8 session (surrogate escapes) were
+    "control characters … an arrow key" and "not sí": the clerk could never enter the name."""
+    answers = list(EXAMPLE_ANSWERS)
+    latin1 = os.fsdecode("María Guadalupe".encode("latin-1"))
+    answers[8:9] = [latin1, "María Guadalupe"]
+    answers[3:4] = [os.fsdecode("sí".encode("latin-1")), "sí"]
+    clerk = Clerk(*answers, "s")
+    assert _fill(clerk) is not None
+    assert clerk.codes() == ["text_not_utf8", "text_not_utf8"]
+    assert any(line.startswith("[text_not_utf8] Nombre(s) / Given names:") for line in clerk.said)
 
 
 def test_a_field_added_to_the_schema_is_in_the_form(monkeypatch: pytest.MonkeyPatch) -> None:
