@@ -1,6 +1,7 @@
 """The typed entries the ledger accepts, and the canonical CBOR record each one becomes.
 
-Only these types and fields exist; anything else is refused, so no personal data can slip in::
+Only these types and fields exist; anything else is refused, so no field is meant for personal
+data (an office's and a city's names, and the ids, are still text a token holder chooses)::
 
     key_registered      kid, public_key, city, country, office, valid_from, valid_until
     key_rotated         kid, replaces
