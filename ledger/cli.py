@@ -63,7 +63,7 @@ from ledger.keys import LedgerConfig, load_config, open_keys, reseal_keys, save_
 from ledger.status import CRITICAL, DEFAULT_MAX_AGE, DEFAULT_MAX_BEHIND, EXIT, UNKNOWN_EXIT
 from ledger.status import status as node_status
 from ledger.store import MAX_BATCH, LedgerStore, create_home
-from pasaporte.cli import BilingualCommand, BilingualGroup
+from pasaporte.cli import BilingualCommand, BilingualGroup, json_text
 
 __all__ = ["group"]
 
@@ -496,9 +496,10 @@ def entries(start: int, end: int | None, types: tuple[str, ...], home: str | Non
                     continue
                 # ``entry`` is the same JSON object ``append --file`` takes (fields such as a
                 # status change's own ``index`` stay apart from the record's).
-                line = json.dumps({"index": index, "time": rfc3339(record.time_ms // 1000),
-                                   "entry": entry_to_json(record.entry)}, ensure_ascii=False)
-                # Accented text stays readable. The fields refuse what a terminal would act on
+                line = json_text({"index": index, "time": rfc3339(record.time_ms // 1000),
+                                  "entry": entry_to_json(record.entry)})
+                # Accented text stays readable (on a terminal that is not UTF-8, exact as
+                # JSON escapes: ``json_text``). The fields refuse what a terminal would act on
                 # (C1's CSI, a bidi override) or a reader split a line at (U+2028); should a
                 # field some day let one through, it is still written as a JSON escape.
                 click.echo(_inert_line(line))
@@ -903,7 +904,7 @@ def status(as_json: bool, max_age: int, max_behind: int, home: str | None,
             reason=exc.strerror or type(exc).__name__)
         click.echo(error.diagnostics(), err=True)
         if as_json:  # the same object GET /status answers with its 503
-            click.echo(json.dumps(error.to_dict(), ensure_ascii=False))
+            click.echo(json_text(error.to_dict()))
         raise click.exceptions.Exit(EXIT[CRITICAL]) from None
     except Exception as exc:
         # A failure of the check itself is "unknown", never the 1 the console script gives it,
@@ -914,7 +915,7 @@ def status(as_json: bool, max_age: int, max_behind: int, home: str | None,
                                   reason=str(exc)[:200]).diagnostics(), err=True)
         raise click.exceptions.Exit(UNKNOWN_EXIT) from None
     if as_json:
-        click.echo(json.dumps(report.to_json(), ensure_ascii=False, sort_keys=True))
+        click.echo(json_text(report.to_json(), sort_keys=True))
     else:
         for line in report.lines():
             click.echo(line)

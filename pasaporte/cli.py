@@ -9,9 +9,11 @@ SIGHUP).
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import importlib
 import io
+import json
 import os
 import signal
 import sys
@@ -123,11 +125,95 @@ def reader_gone() -> bool:
     return bool(getattr(sys.stdout, "gone", False))
 
 
+# What a terminal whose character set lacks them (a Latin-1 or cp1252 one: PuTTY's default, an
+# old PC's ``LANG``) shows for the program's own marks and punctuation. All ASCII, none of them
+# a ``"`` or a ``\\``: written inside a JSON string they leave it valid.
+ASCII_FALLBACK = {
+    "✔": "OK", "✓": "OK", "✘": "X", "✗": "X", "—": "-", "–": "-", "→": "->", "←": "<-",
+    "…": "...", "«": "<<", "»": ">>", "“": "'", "”": "'", "‘": "'", "’": "'", "•": "*",
+    "\u00a0": " ",
+}
+
+# The error handlers of standard output and error (``_standard_streams``). With the default
+# ("strict") a character the terminal's encoding lacks (a ✔ on a Latin-1 terminal, an Ł in a
+# name) ended the command as an unexpected error, exit 1, after its work was done: an accepted
+# passport read as refused, a scan session died at its first result. Instead the program's own
+# marks become ``ASCII_FALLBACK`` and anything else its JSON escape (``\u0141``): exact for a
+# reader, and valid inside a JSON string. The second handler also writes back, as its byte, a
+# file name's byte that was not text (as "surrogateescape", Python's choice on a C locale).
+FALLBACK = "pasaporte.fallback"
+FALLBACK_KEEPING_BYTES = "pasaporte.fallback_keeping_bytes"
+
+
+def _shown(text: str) -> str:
+    return "".join(ASCII_FALLBACK.get(c) or json.dumps(c)[1:-1] for c in text)
+
+
+def _fallback(exc: UnicodeError) -> tuple[str, int]:
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    return _shown(exc.object[exc.start:exc.end]), exc.end
+
+
+def _fallback_keeping_bytes(exc: UnicodeError) -> tuple[bytes, int]:
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    out = bytearray()
+    for c in exc.object[exc.start:exc.end]:
+        out += (bytes([ord(c) - 0xDC00]) if "\udc80" <= c <= "\udcff"
+                else _shown(c).encode("ascii"))
+    return bytes(out), exc.end
+
+
+codecs.register_error(FALLBACK, _fallback)
+codecs.register_error(FALLBACK_KEEPING_BYTES, _fallback_keeping_bytes)
+
+
+def _forgiving(errors: str | None) -> str | None:
+    """The error handler that replaces ``errors`` on a standard stream: the ones that raise, or
+    escape the program's marks unreadably, give way to ``FALLBACK``; one a user chose
+    (``PYTHONIOENCODING=latin-1:replace``) stays."""
+    if errors == "surrogateescape":
+        return FALLBACK_KEEPING_BYTES
+    if errors in (None, "strict", "backslashreplace"):
+        return FALLBACK
+    return errors
+
+
+def can_show(text: str, *, err: bool = False) -> bool:
+    """Whether standard output (or error) can write ``text`` as it is, in its encoding: where
+    not, a command gives its own ASCII form (the counter's marks, JSON with ``\\u`` escapes)
+    or refuses (a QR code drawn with block characters)."""
+    stream = sys.stderr if err else sys.stdout
+    try:
+        text.encode(getattr(stream, "encoding", None) or "utf-8")
+    except UnicodeEncodeError:
+        return False
+    except LookupError:  # an encoding Python does not know: let the stream say
+        return True
+    return True
+
+
+def json_text(doc: object, *, indent: int | None = None, sort_keys: bool = False) -> str:
+    """``doc`` as JSON for standard output: accented text as it is on a UTF-8 one, and in ASCII,
+    every name still exact (``\\u`` escapes), on any other (a Latin-1 terminal, a cp1252 pipe):
+    a program reading it as UTF-8, as JSON is read, gets the same text either way."""
+    text = json.dumps(doc, ensure_ascii=False, indent=indent, sort_keys=sort_keys)
+    try:
+        utf8 = codecs.lookup(getattr(sys.stdout, "encoding", None) or "utf-8").name == "utf-8"
+    except LookupError:
+        utf8 = False
+    if utf8 and can_show(text):  # a file name's byte that is no text: escaped as well
+        return text
+    return json.dumps(doc, ensure_ascii=True, indent=indent, sort_keys=sort_keys)
+
+
 def _standard_streams() -> None:
     """Standard input, output and error as every command expects them. A stream the caller
     closed (``<&-``, ``>&-``, a daemon launcher) is the null device, as ``< /dev/null`` gives
     (it was "unexpected error, report it"; and a file the command opened could have taken its
-    descriptor); and output forgives its reader going away (``_ForgivingStdout``)."""
+    descriptor); output forgives its reader going away (``_ForgivingStdout``); and neither
+    output nor error fails on a character the terminal's encoding lacks (``FALLBACK``)."""
     for fd, name, flags in ((0, "stdin", os.O_RDONLY), (1, "stdout", os.O_WRONLY),
                             (2, "stderr", os.O_WRONLY)):
         if getattr(sys, name) is None:
@@ -138,11 +224,16 @@ def _standard_streams() -> None:
                 if null != fd:
                     os.dup2(null, fd)
                     os.close(null)
-            setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))  # noqa: SIM115
+            setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False,  # noqa: SIM115
+                                    errors=None if fd == 0 else FALLBACK))
     out = sys.stdout
     if out is sys.__stdout__ and type(out) is io.TextIOWrapper:
-        sys.stdout = _ForgivingStdout(out.buffer, encoding=out.encoding, errors=out.errors,
+        sys.stdout = _ForgivingStdout(out.buffer, encoding=out.encoding,
+                                      errors=_forgiving(out.errors),
                                       line_buffering=out.line_buffering)
+    err = sys.stderr
+    if err is sys.__stderr__ and type(err) is io.TextIOWrapper:
+        err.reconfigure(errors=_forgiving(err.errors))
 
 
 def main(argv: list[str] | None = None) -> int:

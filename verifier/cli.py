@@ -12,7 +12,6 @@ refused and the last good setup kept).
 from __future__ import annotations
 
 import codecs
-import json
 import os
 import re
 import stat
@@ -33,7 +32,7 @@ from credential.passport import parse_nonce
 from credential.text import escaped
 from credential.times import parse_instant
 from credential.transport import PADDING
-from pasaporte.cli import BilingualCommand, reader_gone
+from pasaporte.cli import BilingualCommand, can_show, json_text, reader_gone
 from schemas import schema
 from verifier.engine import Result, Verifier
 from verifier.policy import Policy, policy_overrides
@@ -45,6 +44,47 @@ MAX_SKIP = 2**20  # bytes with no line break after which the input is not a scan
 _BREAK = re.compile(rb"\r\n|\r|\n")
 _CHUNK = 64 * 1024
 
+# A log saved as UTF-16 (Windows PowerShell's ``>``, Notepad's "Unicode") or UTF-32 says so with
+# its byte order mark. UTF-32's are looked for first: UTF-16LE's is the start of UTF-32LE's.
+_WIDE_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+              (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def _as_utf8(read: Callable[[int], bytes]) -> Callable[[int], bytes]:
+    """``read`` giving UTF-8 whatever the log's encoding: one opening with a UTF-16 or UTF-32
+    byte order mark is decoded piece by piece (bounded: each piece read gives at most twice its
+    size, and a unit cut between two pieces is held for the next), so its codes reach the
+    counter as the same codes; units that are no text (line noise) become U+FFFD, rejecting
+    their line only. Read as UTF-8, every other byte of UTF-16 a NUL, every genuine passport was
+    "not an urban passport". Any other input is given on as it is."""
+    head = read(_CHUNK)
+    # Only what could still be the start of a mark waits for more (a live scanner on a pipe
+    # is answered at once otherwise).
+    while head and any(len(head) < len(bom) and bom.startswith(head) for bom, _ in _WIDE_BOMS):
+        more = read(_CHUNK)
+        if not more:
+            break
+        head += more
+    encoding = next((name for bom, name in _WIDE_BOMS if head.startswith(bom)), None)
+    pending = [head] if head else []
+    if encoding is None:
+        def plain(size: int) -> bytes:
+            return pending.pop() if pending else read(size)
+        return plain
+    decoder = codecs.getincrementaldecoder(encoding)("replace")  # takes its mark off
+    done = False
+
+    def decoded(size: int) -> bytes:
+        nonlocal done
+        while not done:
+            data = pending.pop() if pending else read(size)
+            text = decoder.decode(data, final=not data)
+            done = not data
+            if text:
+                return text.encode("utf-8", "replace")
+        return b""
+    return decoded
+
 
 def _lines(stream: BinaryIO, option: str) -> Iterator[str | None]:
     """The batch's lines as text, read in bounded pieces: ``None`` for a line over ``MAX_LINE``
@@ -52,14 +92,15 @@ def _lines(stream: BinaryIO, option: str) -> Iterator[str | None]:
     U+FFFD, so that one line is rejected, not the whole log. A "line" running past ``MAX_SKIP``
     (a device or a binary file given by mistake, which may never end) stops the batch with a
     usage error instead of reading on for ever. A byte order mark opening the log (Notepad
-    saves one) is no part of its first code.
+    saves one) is no part of its first code; a UTF-16 or UTF-32 one says how the whole log is
+    read (``_as_utf8``).
 
     A line ends at LF, CRLF or a lone CR: scanners are commonly set to end each code with CR
     (the Enter key), and a log captured from one without a terminal in between has no LF at
     all; read on LF only, its every code would run into one rejected line."""
     # read1 returns what has arrived (at least a byte) without waiting for a whole chunk, so
     # a scan typed on a live pipe is answered at once.
-    read: Callable[[int], bytes] = getattr(stream, "read1", stream.read)
+    read = _as_utf8(getattr(stream, "read1", stream.read))
     pending = bytearray()  # the line being read, at most MAX_LINE bytes
     skipped = -1  # at 0 or more: how much of an overlong line was passed over
     after_cr = False  # the last line ended with CR: an LF opening the next chunk is its CRLF
@@ -122,11 +163,20 @@ _YES = {"es": "Sí", "en": "Yes"}
 _NO = {"es": "No", "en": "No"}
 
 
+def _mark(accepted: bool) -> str:
+    """The decision at a glance: ✔ or ✘, or, on a terminal whose character set lacks them (a
+    Latin-1 one), OK or X."""
+    mark = "✔" if accepted else "✘"
+    if can_show(mark):
+        return mark
+    return "OK" if accepted else "X"
+
+
 def _print(result: Result, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps(result.to_json(), ensure_ascii=False))
+        click.echo(json_text(result.to_json()))
         return
-    mark = "✔" if result.accepted else "✘"
+    mark = _mark(result.accepted)
     _show(f"{mark} {result.message['es']} / {result.message['en']}  [{result.code}]")
     if result.issuer:
         i = result.issuer
@@ -404,7 +454,7 @@ def command(service: str, bundles: tuple[str, ...], roots: tuple[str, ...],
             checked += 1
             # ``| head -1``: the rest is still checked (the exit status is the whole batch's
             # decision), its lines going nowhere (``pasaporte.cli._ForgivingStdout``)
-            click.echo(json.dumps({**result.to_json(), "line": number}, ensure_ascii=False))
+            click.echo(json_text({**result.to_json(), "line": number}))
         if not checked:
             # Nothing was accepted either: a script must not read an empty or mistaken file
             # as "every passport in it was good".

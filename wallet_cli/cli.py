@@ -9,9 +9,9 @@ person go to stderr.
 
 from __future__ import annotations
 
-import json
 import os
 import re
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -31,7 +31,7 @@ from credential.keys import b64url
 from credential.logproof import read_trust_files
 from credential.passport import parse_nonce
 from credential.text import escaped
-from pasaporte.cli import BilingualGroup
+from pasaporte.cli import BilingualGroup, can_show, json_text
 from schemas import schema
 from wallet_cli.store import MAX_IMPORT_BYTES, CredentialEntry, Wallet, shown_with
 
@@ -260,7 +260,7 @@ def list_(as_json: bool, home: Path | None) -> None:
         _say(damaged.diagnostics())
     if as_json:
         doc: list[dict[str, Any]] = [e.to_json() for e in entries]
-        click.echo(json.dumps(doc, ensure_ascii=False, indent=2))
+        click.echo(json_text(doc, indent=2))
     elif entries:
         click.echo(_table(entries))
     elif not problems:
@@ -372,7 +372,13 @@ def _present(wallet: Wallet, credential_id: str, service: str, disclose: tuple[s
             drawing = qr.render_text(shown.text)
             width = len(drawing.partition("\n")[0])
             columns = _columns()
-            if columns is not None and width > columns:
+            if not can_show(drawing, err=True):
+                # A terminal whose character set has no block characters (a Latin-1 one) would
+                # show each module as an escape, six characters of no code at all.
+                _say(PasaporteError("wallet_qr_terminal_charset",
+                                    encoding=getattr(sys.stderr, "encoding", None) or "?"
+                                    ).diagnostics())
+            elif columns is not None and width > columns:
                 # A wrapped QR code cannot be scanned: say so rather than draw one.
                 _say(PasaporteError("wallet_qr_too_wide", width=width,
                                     columns=columns).diagnostics())

@@ -1,0 +1,82 @@
+"""Standard output and error on a terminal that is not UTF-8 (``pasaporte.cli._standard_streams``):
+no command fails to write its own output because of the terminal's encoding. What the encoding
+lacks is written as an ASCII mark (✔ OK, — -, → ->) or as its JSON escape (``\\u0141``)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Run
+from tests.factory import EXAMPLES
+
+PASAPORTE = Path(sys.executable).with_name("pasaporte")
+
+_PRINT = (
+    "import sys\n"
+    "from pasaporte.cli import _standard_streams\n"
+    "_standard_streams()\n"
+    "text = sys.argv[1]\n"
+    "print(text)\n"
+    "print(text, file=sys.stderr)\n"
+)
+
+
+def _printed(text: str, env: dict[str, str]) -> tuple[int, bytes, bytes]:
+    done = subprocess.run([sys.executable, "-c", _PRINT, text],
+                          env={**os.environ, **env}, capture_output=True, timeout=60,
+                          check=False)
+    return done.returncode, done.stdout, done.stderr
+
+
+@pytest.mark.parametrize(("encoding", "expected"), [
+    ("latin-1", "OK Peña - \\u0141ukasiewicz -> \\ud83d\\ude00 «Sí» ...\n".encode("latin-1")),
+    ("cp1252", "OK Peña — \\u0141ukasiewicz -> \\ud83d\\ude00 «Sí» …\n".encode("cp1252")),
+    ("utf-8", "✔ Peña — Łukasiewicz → 😀 «Sí» …\n".encode()),
+])
+def test_what_the_terminal_lacks_is_written_in_ascii(encoding: str, expected: bytes) -> None:
+    text = "✔ Peña — Łukasiewicz → 😀 «Sí» …"
+    code, out, err = _printed(text, {"PYTHONIOENCODING": encoding})
+    assert (code, out, err) == (0, expected, expected)
+
+
+def test_a_byte_that_is_no_text_is_written_back_or_escaped() -> None:
+    """A file name's byte that is not UTF-8 (an argument decoded with surrogateescape): written
+    back as its byte where Python would (a C locale), escaped on a strict stream; never an
+    error."""
+    name = os.fsdecode(b"Pe\xf1a.cred")
+    code, out, err = _printed(name, {"PYTHONIOENCODING": "utf-8:surrogateescape"})
+    assert (code, out) == (0, b"Pe\xf1a.cred\n")
+    code, out, err = _printed(name, {"PYTHONIOENCODING": "utf-8:strict"})
+    assert (code, out, err) == (0, b"Pe\\udcf1a.cred\n", b"Pe\\udcf1a.cred\n")
+
+
+def test_a_handler_the_user_chose_stays() -> None:
+    code, out, _ = _printed("✔ Ł", {"PYTHONIOENCODING": "latin-1:replace"})
+    assert (code, out) == (0, b"? ?\n")
+
+
+def test_bulk_issuance_on_a_latin1_terminal_ends_well(homes: dict[str, Path], passphrase: str,
+                                                      run: Run, tmp_path: Path) -> None:
+    """It said "unexpected error", exit 1, after issuing every passport (the → of its summary
+    could not be written): a clerk would issue them again."""
+    home = homes["issuer"]
+    assert run("issuer", "init", "--city", "Mexicali", "--country", "MX", "--office", "Centro",
+               "--home", str(home))[0] == 0
+    out = tmp_path / "print"
+    done = subprocess.run(
+        [str(PASAPORTE), "issuer", "bulk", str(EXAMPLES / "residents-sample.csv"), "--out-dir",
+         str(out), "--home", str(home)],
+        env={**os.environ, "PYTHONIOENCODING": "latin-1"}, capture_output=True, timeout=300,
+        check=False)
+    said = done.stdout.decode("latin-1") + done.stderr.decode("latin-1")
+    assert done.returncode == 0, said
+    assert "internal_error" not in said
+    assert "3 pasaportes emitidos / passports issued -> " in said
+    assert len(list(csv.DictReader(io.StringIO((out / "index.csv").read_text())))) == 3
