@@ -4,7 +4,6 @@ status changes). The logic lives in ``issuer.store``; this module only parses an
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import sys
@@ -58,7 +57,7 @@ from issuer.store import (
     check_name,
 )
 from ledger.client import node_url
-from pasaporte.cli import CANCELLED, BilingualCommand, BilingualGroup
+from pasaporte.cli import CANCELLED, BilingualCommand, BilingualGroup, json_text
 
 T = TypeVar("T")
 home_option = click.option("--home", type=click.Path(file_okay=False),
@@ -269,7 +268,7 @@ def keys_(as_json: bool, home: str | None) -> None:
         shown = [{**r, **{k: None if r[k] is None else rfc3339(r[k])
                           for k in ("valid_from", "valid_until", "compromised_since")}}
                  for r in rows]
-        click.echo(json.dumps(shown, indent=2, ensure_ascii=False))
+        click.echo(json_text(shown, indent=2))
         return
     for r in rows:
         state = f"{_KEY_STATES.get(r['status'], r['status'])} / {r['status']}"
@@ -602,7 +601,7 @@ def status_(credential_id: str, as_json: bool, home: str | None) -> None:
     if record is None:
         raise StoreError("credential_unknown", credential_id=credential_id)
     if as_json:
-        click.echo(json.dumps(record, indent=2))
+        click.echo(json_text(record, indent=2))
         return
     reason = f" ({_reason_shown(record['reason'])})" if record["status"] != "valid" else ""
     # What a counter answers first: a valid status of a passport whose validity is over (or
