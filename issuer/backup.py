@@ -47,8 +47,9 @@ import nacl.exceptions
 import nacl.signing
 import sqlalchemy as sa
 
+from credential.disk import SQLITE_IOERR, disk_is_full, disk_trouble, sqlite_primary_code
 from credential.errors import LedgerError, MalformedInput, StoreError, UsageError
-from credential.home import fsync_path, make_private_dir
+from credential.home import fsync_path, make_folders, make_private_dir
 from credential.keys import b64url, unb64url, unseal
 from credential.text import one_line
 from issuer.catchup import Progress, Walk, catch_up
@@ -71,12 +72,15 @@ _WORK = ".restoring"  # where a restore prepares the store, inside the new home
 # A backup being written: ``.{name}.{mkstemp's characters}.pasaporte-partial``, a suffix no
 # other program's files are taken for when a later backup removes the dead ones.
 _PARTIAL = ".pasaporte-partial"
+# The files SQLite keeps beside a database: a rollback journal, or a WAL and its shared memory
+# (a copy is in WAL mode, as the store is, until it is switched to one file).
+_SIDE_FILES = ("-journal", "-wal", "-shm")
 
 
 def take(store: IssuerStore, target: Path, passphrase: str) -> int:
     """Write a backup of ``store`` to ``target``; returns how many credentials it holds."""
     root = store.root_signing_key(passphrase)  # only the office takes a copy of its store
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_folders(target.parent)  # owner-only (0700) whatever the umask, as every output folder
     # Even when the target is refused: a daily backup names each day's file anew, and what a
     # killed one left would otherwise stay for good.
     _sweep(target.parent)
@@ -84,21 +88,29 @@ def take(store: IssuerStore, target: Path, passphrase: str) -> int:
         raise UsageError("backup_exists", path=str(target))
     partial, held = _partial(target)
     try:
-        cutoff = _copy_live(store.path, partial)
-        with contextlib.closing(sqlite3.connect(partial)) as db, db:
-            db.execute("INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)", (_CUTOFF, str(cutoff)))
-            db.execute("DELETE FROM meta WHERE k = ?", (_SIGNATURE,))
-            signature = root.sign(_digest(db)).signature
-            db.execute("INSERT INTO meta (k, v) VALUES (?, ?)", (_SIGNATURE, b64url(signature)))
+        cutoff = _copy_live(store.path, partial, written=target)
+        try:
+            with contextlib.closing(sqlite3.connect(partial)) as db, db:
+                db.execute("INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)",
+                           (_CUTOFF, str(cutoff)))
+                db.execute("DELETE FROM meta WHERE k = ?", (_SIGNATURE,))
+                signature = root.sign(_digest(db)).signature
+                db.execute("INSERT INTO meta (k, v) VALUES (?, ?)",
+                           (_SIGNATURE, b64url(signature)))
+        except sqlite3.DatabaseError as exc:
+            if disk_trouble(exc, partial.parent) is None:
+                raise
+            raise _not_written(exc, partial, written=target, source=store.path) from None
         fsync_path(partial)
-        count = _checked(partial, passphrase, shown=target)
+        count = _checked(partial, passphrase, shown=target, written=target, source=store.path)
         try:
             os.link(partial, target)  # unlike a rename, never replaces a file that appeared
         except FileExistsError:
             raise UsageError("backup_exists", path=str(target)) from None
     finally:
         partial.unlink(missing_ok=True)
-        Path(f"{partial}-journal").unlink(missing_ok=True)
+        for suffix in _SIDE_FILES:  # a copy cut short in WAL mode leaves its -wal and -shm
+            Path(f"{partial}{suffix}").unlink(missing_ok=True)
         # Last, after every SQLite connection to the file is closed: closing a descriptor of a
         # file drops every POSIX lock this process holds on it, SQLite's included.
         os.close(held)
@@ -129,7 +141,7 @@ def _partial(target: Path) -> tuple[Path, int]:
 
 def _sweep(folder: Path) -> None:
     """Remove what backups left in ``folder`` when they died: their files that no process holds
-    the lock of, and SQLite journals without their file."""
+    the lock of, and SQLite journals, WALs and shared memory without their file."""
     import fcntl
 
     pattern = ".*" + _PARTIAL
@@ -148,9 +160,10 @@ def _sweep(folder: Path) -> None:
             pass
         finally:
             os.close(fd)
-    for journal in folder.glob(pattern + "-journal"):
-        if not journal.with_name(journal.name.removesuffix("-journal")).exists():
-            journal.unlink(missing_ok=True)
+    for suffix in _SIDE_FILES:
+        for side in folder.glob(pattern + suffix):
+            if not side.with_name(side.name.removesuffix(suffix)).exists():
+                side.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -177,8 +190,10 @@ def restore(source: Path, home: Path, passphrase: str, *, ledger: bool = True,
         shutil.rmtree(work, ignore_errors=True)  # what an earlier, cut-short restore left
         work.mkdir(mode=0o700)
         os.chmod(work, 0o700)
-        _copy(source, work / "issuer.db", shown=source)
-        count = _checked(work / "issuer.db", passphrase, shown=source)
+        # A disk that fails or fills is the new home's, not the backup's (only read).
+        _copy(source, work / "issuer.db", shown=source, written=home, live=False)
+        count = _checked(work / "issuer.db", passphrase, shown=source, written=home,
+                         source=source)
         caught, retired = _prepare(work, passphrase, ledger, progress)
         fsync_path(work / "issuer.db")
         os.replace(work / "issuer.db", home / "issuer.db")  # the office exists from here on
@@ -259,23 +274,25 @@ def _retire(prepared: IssuerStore, active: list[tuple[str, str]], cutoff: int,
                    .values(v=str(max(version, int(time.time())))))
 
 
-def _copy_live(live: Path, target: Path) -> int:
+def _copy_live(live: Path, target: Path, *, written: Path) -> int:
     """Copy the live store under its write lock, kept past the copy's second; returns the
-    cutoff (the first second not in the copy)."""
+    cutoff (the first second not in the copy). ``written``: the backup as the clerk named it."""
     try:
         lock = sqlite3.connect(live, timeout=BUSY_TIMEOUT_S, isolation_level=None)
     except sqlite3.DatabaseError as exc:
-        raise StoreError("backup_unreadable", path=str(live), reason=_shown(exc)) from None
+        raise _unread(exc, live, shown=live, live=True) from None
     # Waiting for the lock, and holding it, with the turnstile held shared as every store
     # transaction does: a bulk run then makes way for the backup between its groups instead of
     # starving it to ``store_busy`` (``IssuerStore.make_way``).
     with contextlib.closing(lock), waiting_turn(live.parent):
         try:
             lock.execute("BEGIN IMMEDIATE")  # no issuance while the copy is taken ...
-        except sqlite3.OperationalError:
+        except sqlite3.OperationalError as exc:
+            if disk_trouble(exc, live.parent) is not None:  # its disk full or failing: not busy
+                raise _unread(exc, live, shown=live, live=True) from None
             raise StoreError("store_busy", what="issuer.db") from None
         try:
-            _copy(live, target, shown=live)
+            _copy(live, target, shown=live, written=written, live=True)
             cutoff = int(time.time()) + 1
             while time.time() < cutoff:  # ... nor in the rest of its second
                 time.sleep(cutoff - time.time())
@@ -284,20 +301,93 @@ def _copy_live(live: Path, target: Path) -> int:
     return cutoff
 
 
-def _copy(source: Path, target: Path, *, shown: Path) -> None:
-    """SQLite's online backup into a one-file (rollback journal) database."""
+def _copy(source: Path, target: Path, *, shown: Path, written: Path, live: bool) -> None:
+    """SQLite's online backup into a one-file (rollback journal) database.
+
+    What fails reading ``source`` is the source's (``shown``: the live store when ``live``, else
+    a backup); what fails writing ``target`` is the destination's (``written``: the backup being
+    taken, or the office being restored), never said of the source: a full USB stick is not a
+    damaged office store, nor a full disk a damaged backup."""
     try:
-        with contextlib.closing(sqlite3.connect(f"file:{source}?mode=ro", uri=True,
-                                                timeout=BUSY_TIMEOUT_S)) as src, \
-                contextlib.closing(sqlite3.connect(target, isolation_level=None)) as dst:
-            src.backup(dst)
-            dst.execute("PRAGMA journal_mode=DELETE")
-    except sqlite3.DatabaseError as exc:
-        raise StoreError("backup_unreadable", path=str(shown), reason=_shown(exc)) from None
-    except UnicodeDecodeError:  # SQLite's error quoting a damaged schema text
+        _copy_sides(source, target, shown=shown, written=written, live=live)
+    except UnicodeDecodeError:  # SQLite's error quoting a damaged schema text (of the source's)
         raise StoreError("backup_unreadable", path=str(shown), reason="not UTF-8 text") from None
     fsync_path(target)
     os.chmod(target, 0o600)
+
+
+def _copy_sides(source: Path, target: Path, *, shown: Path, written: Path, live: bool) -> None:
+    try:
+        src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
+    except sqlite3.DatabaseError as exc:
+        raise _unread(exc, source, shown=shown, live=live) from None
+    with contextlib.closing(src):
+        try:
+            dst = sqlite3.connect(target, isolation_level=None)
+        except sqlite3.DatabaseError as exc:
+            raise _not_written(exc, target, written=written, source=shown) from None
+        with contextlib.closing(dst):
+            try:
+                src.backup(dst)
+            except sqlite3.DatabaseError as exc:
+                if _destinations(exc, target):
+                    raise _not_written(exc, target, written=written, source=shown) from None
+                raise _unread(exc, source, shown=shown, live=live) from None
+            try:
+                dst.execute("PRAGMA journal_mode=DELETE")  # the copy only: its disk's errors
+            except sqlite3.DatabaseError as exc:
+                if disk_trouble(exc, target.parent) is None:  # what the copy holds: the source's
+                    raise StoreError("backup_unreadable", path=str(shown),
+                                     reason=_shown(exc)) from None
+                raise _not_written(exc, target, written=written, source=shown) from None
+
+
+# SQLite's online backup reports an error of either side through the destination's connection:
+# which side failed is read from the error. These I/O errors are reading (the file, or a WAL's
+# shared memory, which only the source has: the copy is written with a rollback journal).
+_READING = frozenset({"SQLITE_IOERR_READ", "SQLITE_IOERR_SHORT_READ", "SQLITE_IOERR_SHMOPEN",
+                      "SQLITE_IOERR_SHMSIZE", "SQLITE_IOERR_SHMLOCK", "SQLITE_IOERR_SHMMAP",
+                      "SQLITE_IOERR_MMAP"})
+
+
+def _destinations(exc: sqlite3.DatabaseError, target: Path) -> bool:
+    """Whether an error of the online backup into ``target`` (a new file) is the destination's:
+    a full disk (only writing fills one, and the source is opened read-only), an I/O error on
+    a disk with next to no room, or one that is not a read. Anything else (a damaged page, a
+    file that is no database) is what the source holds."""
+    disk = disk_trouble(exc, target.parent)
+    if disk == "full":
+        return True
+    if disk == "io" or sqlite_primary_code(exc) == SQLITE_IOERR:
+        return getattr(exc, "sqlite_errorname", None) not in _READING
+    return False
+
+
+def _unread(exc: sqlite3.DatabaseError, source: Path, *, shown: Path, live: bool
+            ) -> StoreError:
+    """An error reading the copy's source: the live office store (its disk full or failing,
+    as the store itself says it, ``issuer.store``), or a backup being restored (a device that
+    could not read it; otherwise it is not an intact copy)."""
+    if live:
+        disk = disk_trouble(exc, source.parent)
+        if disk == "full":
+            return StoreError("store_full", what="issuer.db")
+        if disk == "io":
+            return StoreError("store_io_error", what="issuer.db", reason=_shown(exc)[:200])
+    elif sqlite_primary_code(exc) == SQLITE_IOERR:
+        return StoreError("backup_source_io_error", path=str(shown), reason=_shown(exc)[:200])
+    return StoreError("backup_unreadable", path=str(shown), reason=_shown(exc))
+
+
+def _not_written(exc: sqlite3.DatabaseError, target: Path, *, written: Path, source: Path
+                 ) -> StoreError:
+    """An error writing (or reading back) the copy at ``target``: the destination's disk is
+    full, or it failed; ``written`` is the destination as the clerk named it, ``source`` what
+    was only read."""
+    if disk_trouble(exc, target.parent) == "full" or disk_is_full(target.parent):
+        return StoreError("backup_target_full", path=str(written), source=str(source))
+    return StoreError("backup_target_io_error", path=str(written), source=str(source),
+                      reason=_shown(exc)[:200])
 
 
 def _shown(exc: Exception) -> str:
@@ -331,10 +421,12 @@ def _digest(db: sqlite3.Connection) -> bytes:
     return h.digest()
 
 
-def _checked(path: Path, passphrase: str, *, shown: Path) -> int:
+def _checked(path: Path, passphrase: str, *, shown: Path, written: Path, source: Path) -> int:
     """That a copy is whole and the office's own: SQLite's integrity check, the root key's
     signature over the contents' digest verifies, and the root key unseals. Returns its number
-    of credentials."""
+    of credentials. Damage is ``shown``'s (the backup taken, or the one restored from); a disk
+    that fails reading the copy back is its destination's (``written``; ``source`` was only
+    read)."""
     try:
         with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
             verdict = db.execute("PRAGMA integrity_check").fetchone()[0]
@@ -346,6 +438,8 @@ def _checked(path: Path, passphrase: str, *, shown: Path) -> int:
             count = int(db.execute("SELECT count(*) FROM credentials").fetchone()[0])
             digest = _digest(db)
     except sqlite3.DatabaseError as exc:
+        if disk_trouble(exc, path.parent) is not None:
+            raise _not_written(exc, path, written=written, source=source) from None
         raise StoreError("backup_unreadable", path=str(shown), reason=_shown(exc)) from None
     except UnicodeDecodeError:  # a damaged text, or SQLite's error quoting one
         raise StoreError("backup_unreadable", path=str(shown), reason="not UTF-8 text") from None

@@ -38,6 +38,7 @@ from credential.bundle import (
 )
 from credential.claims import Claims
 from credential.cose import parse_sign1
+from credential.disk import disk_trouble
 from credential.errors import MalformedInput, PasaporteError, StoreError, UsageError, as_usage
 from credential.home import make_private_dir
 from credential.ids import ID_LEN, cti_from_id
@@ -242,13 +243,20 @@ def _typed(ctx: ExceptionContext) -> None:
     """Driver errors a person can act on, as typed bilingual errors instead of tracebacks.
 
     SQLite gave up waiting for another writer: ``store_busy`` (nothing was written; try again).
+    The disk is full: ``store_full``; the disk could not be read or written (an I/O error, what
+    a full disk also gives when SQLite grows its ``-shm`` file): ``store_io_error``. Neither
+    says the store is damaged, and a restore is no fix for them (it retires the office key).
     The file is damaged, emptied or not a database at all: ``store_damaged`` (restore it from a
     backup; nothing is rebuilt over it)."""
     exc = ctx.original_exception
     if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
         raise StoreError("store_busy", what="issuer.db") from exc
-    if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):  # SQLITE_FULL
+    database = ctx.engine.url.database if ctx.engine is not None else None
+    disk = disk_trouble(exc, Path(database).parent if database else None)
+    if disk == "full":
         raise StoreError("store_full", what="issuer.db") from exc
+    if disk == "io":
+        raise StoreError("store_io_error", what="issuer.db", reason=str(exc)[:200]) from exc
     name = getattr(exc, "sqlite_errorname", None)
     if name == "SQLITE_READONLY" or (name == "SQLITE_CANTOPEN" and not _replaced(ctx)):
         # The file or its folder cannot be written (permissions, a read-only mount): nothing

@@ -54,6 +54,7 @@ from sqlalchemy.engine import URL, ExceptionContext
 from sqlalchemy.pool import NullPool
 
 from credential import merkle
+from credential.disk import disk_trouble
 from credential.errors import LedgerError, MalformedInput, StoreError, UsageError
 from credential.home import make_private_dir, resolve_home
 from credential.note import (
@@ -162,26 +163,45 @@ def _db_error(ctx: ExceptionContext) -> None:
     """Driver errors a person can act on become typed errors (HTTP 503, CLI exit 1) instead of
     tracebacks: another writer held the log longer than we wait (``store_busy``: nothing was
     written, send it again), its disk is full (``store_full``: nothing was written, free some
-    space), or the database cannot be used at all (a damaged or non-SQLite
-    file, a folder that does not exist, a server that does not answer)."""
+    space; also an I/O error on a disk with next to no room, as growing a WAL's ``-shm`` gives),
+    its disk failed to read or write (``store_io_error``: check the disk and the device; the
+    file is not known to be damaged, so nothing says to restore it), or the database cannot be
+    used at all (a damaged or non-SQLite file, a folder that does not exist, a server that does
+    not answer)."""
     exc = ctx.original_exception
     if (isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)) or (
             getattr(exc, "sqlstate", None) == _PG_LOCK_NOT_AVAILABLE):
         name = (ctx.engine.url.database if ctx.engine is not None else None) or "ledger"
         raise StoreError("store_busy", what=Path(name).name) from exc
-    if (isinstance(exc, sqlite3.OperationalError) and "full" in str(exc)) or (  # SQLITE_FULL
-            getattr(exc, "sqlstate", None) == _PG_DISK_FULL):
+    disk = disk_trouble(exc, _folder(ctx))
+    if disk == "full" or getattr(exc, "sqlstate", None) == _PG_DISK_FULL:
         # the transaction rolled back whole: nothing to restore, only space to free
         raise StoreError("store_full", what=_shown(ctx.engine.url) if ctx.engine is not None
                          else "ledger") from exc
-    # OperationalError: the database, not the statement, failed (cannot open or connect, I/O,
-    # full disk); sqlite3's bare DatabaseError is a corrupt file or not a database at all.
+    if disk == "io":  # the disk failed to read or write: nothing shows the file is damaged
+        raise StoreError("store_io_error", what=_shown(ctx.engine.url) if ctx.engine is not None
+                         else "ledger", reason=_first_line(exc)) from exc
+    # OperationalError: the database, not the statement, failed (cannot open or connect);
+    # sqlite3's bare DatabaseError is a corrupt file or not a database at all.
     # Constraint and programming errors stay as they are: they are bugs to see, not states.
     if isinstance(ctx.sqlalchemy_exception, sa_exc.OperationalError) or (
             type(exc) is sqlite3.DatabaseError):
         where = _shown(ctx.engine.url) if ctx.engine is not None else "ledger"
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise StoreError("ledger_database_unreadable", db=where, reason=reason) from exc
+        raise StoreError("ledger_database_unreadable", db=where, reason=_first_line(exc)) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
+def _folder(ctx: ExceptionContext) -> Path | None:
+    """The folder of the SQLite file an error is about (its disk's free space tells a full disk
+    from a failing one); ``None`` for a server or an in-memory database."""
+    url = ctx.engine.url if ctx.engine is not None else None
+    if url is None or url.get_backend_name() != "sqlite" or not url.database or (
+            url.database == ":memory:"):
+        return None
+    return Path(url.database).parent
 
 
 _PG_LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of a lock_timeout expiring
