@@ -8,8 +8,8 @@ from datetime import UTC, date, datetime
 from credential.claims import date_from_days, days_from_date  # the day numbers of CBOR dates
 from credential.errors import UsageError
 
-__all__ = ["DATETIME_STAMP", "check_timezone", "day_bounds", "first_day", "last_day",
-           "parse_instant", "rfc3339", "utc_date"]
+__all__ = ["DATETIME_STAMP", "OFFICE_CLOCK_AHEAD_S", "check_timezone", "day_bounds",
+           "first_day", "last_day", "parse_instant", "rfc3339", "utc_date"]
 
 # xsd:dateTimeStamp, as VC 2.0 and Data Integrity write times: an instant without its zone would
 # mean a different one on each side of the border.
@@ -19,6 +19,11 @@ DATETIME_STAMP = re.compile(
 
 _DAY = 86400
 _HALF_DAY = 43200
+# How far ahead of a right clock an issuing office's may run and counters still take what it
+# stamped (a bundle's making, a passport's signing): a counter whose clock reads further behind
+# a bundle's making refuses every scan (``counter_clock_behind``), and a wallet tells its
+# resident so (``wallet_clock_behind``) only past this; less far, it blames no clock.
+OFFICE_CLOCK_AHEAD_S = _DAY
 
 
 def utc_date(ts: int) -> date:

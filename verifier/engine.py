@@ -31,7 +31,7 @@ from credential.passport import (
 from credential.records import record_repr
 from credential.statuslist import MARKS, StatusList
 from credential.text import escaped
-from credential.times import first_day, last_day
+from credential.times import OFFICE_CLOCK_AHEAD_S, first_day, last_day
 from schemas import schema
 from verifier.policy import Policy
 
@@ -107,7 +107,7 @@ def _minute(ts: int) -> str:
 # policy's few minutes of skew, so that an office's clock a little ahead, stamped into the
 # bundle it signed, never stops its counters. Only the counter's own clock is checked: a time
 # given to ``verify`` (``verify --at``: a replay, a test) is taken as given.
-CLOCK_BEHIND_S = 86_400
+CLOCK_BEHIND_S = OFFICE_CLOCK_AHEAD_S
 _PURPOSES = tuple(MARKS.items())  # (list purpose, the rejection code its set bit means)
 
 

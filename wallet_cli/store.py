@@ -75,7 +75,7 @@ from credential.keys import (
 from credential.passport import Decoded, audience, decode_bytes, present
 from credential.statuslist import MARKS, StatusList
 from credential.text import escaped, folded, typed_forms
-from credential.times import first_day, last_day
+from credential.times import OFFICE_CLOCK_AHEAD_S, first_day, last_day
 from schemas import schema
 
 __all__ = [
@@ -120,13 +120,11 @@ _ID = re.compile(r"^[A-Za-z0-9_-]{1,43}$")
 # city's bundle was made) is not merely a little slow: the counter allows 5 minutes. But those
 # times were stamped by the issuing office's clock, which may be the one that is wrong (ahead).
 CLOCK_SLACK = 300
-# How far ahead of a right clock an office's may have run and counters still take its bundles:
-# ``verifier.engine.CLOCK_BEHIND_S`` (the wallet does not import the counter; a test keeps the
-# two equal). A local clock further behind a known time than this, the counter will refuse the
-# code whichever clock is wrong: this one (the code is old when it is made), or the office's (a
-# counter with a right clock refuses its bundle: ``counter_clock_behind``). Less far, a counter
-# with a right clock accepts the code if this clock is right: it may be, and is not blamed.
-OFFICE_CLOCK_AHEAD_S = 86_400
+# ``OFFICE_CLOCK_AHEAD_S`` (``credential.times``, as counters read it): a local clock further
+# behind a known time than that, the counter will refuse the code whichever clock is wrong: this
+# one (the code is old when it is made), or the office's (a counter with a right clock refuses
+# its bundle: ``counter_clock_behind``). Less far, a counter with a right clock accepts the code
+# if this clock is right: it may be, and is not blamed.
 
 Unlock = Literal["exact", "trimmed", "composed", "caps_lock"]
 
