@@ -607,11 +607,13 @@ def status_(credential_id: str, as_json: bool, home: str | None) -> None:
     # What a counter answers first: a valid status of a passport whose validity is over (or
     # has not begun) is not what the resident asking why the bus refuses it needs to hear.
     heading = (_VALIDITY_LABELS[record["validity"]]
-               if record["status"] == "valid" and record["validity"] != "current"
+               if record["status"] == "valid" and record["validity"] in _VALIDITY_LABELS
                else _STATUS_LABELS[record["status"]])
     click.echo(f"{record['id']}: {heading}{reason}")
     since = (f"vigente desde / valid from: {record['first_day']}  "
              if record["first_day"] is not None else "")
+    if record["validity"] == "unknown":  # issued by a release that did not keep it
+        since = "vigente desde / valid from: ¿? (no consta / not on record)  "
     click.echo(f"  emitido / issued: {record['issued_at']}  {since}"
                f"vigente hasta / valid until: {record['last_day']}")
     click.echo(f"  {'papel / paper' if record['kind'] == 'paper' else 'cartera / wallet'}  "

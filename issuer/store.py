@@ -1062,8 +1062,10 @@ class IssuerStore:
         refused = since is not None and row["issued_at"] >= since
         now = int(time.time()) if now is None else now
         start = row["valid_from"]
-        validity = ("expired" if now >= row["valid_until"]
-                    else "not_yet_valid" if start is not None and now < start else "current")
+        # A credential issued before the store kept its start (0003) may not have begun (an
+        # early renewal): "unknown" rather than a "current" nobody can stand by.
+        validity = ("expired" if now >= row["valid_until"] else "unknown" if start is None
+                    else "not_yet_valid" if now < start else "current")
         return {"id": row["id"], "status": row["status"], "reason": row["reason"],
                 "kind": "paper" if row["paper"] else "wallet", "kid": b64url(row["kid"]),
                 "status_list": row["list_id"], "status_index": row["idx"],
@@ -1076,7 +1078,7 @@ class IssuerStore:
                 "last_day": last_day(row["valid_until"]).isoformat(),
                 "validity": validity,
                 "key_compromised_since": None if since is None else rfc3339(since),
-                "refused_by_counters": refused or validity != "current"}
+                "refused_by_counters": refused or validity in ("expired", "not_yet_valid")}
 
     @staticmethod
     def _list_used(db: sa.Connection, list_id: int) -> int:

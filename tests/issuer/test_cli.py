@@ -1074,6 +1074,16 @@ def test_status_says_when_every_counter_refuses_a_passport_for_its_days(
     now_valid = store.credential(cred_id, now=during)
     assert now_valid is not None and (now_valid["validity"], now_valid["refused_by_counters"]) == (
         "current", False)
+    # issued by a release that did not keep the start (migration 0003 leaves it empty): it
+    # may not have begun, and "current" was said of one every counter refused
+    with store.engine.begin() as db:
+        db.execute(sa.update(credentials).values(valid_from=None))
+    record = json.loads(run("issuer", "status", cred_id, "--json", "--home", str(office))[1])
+    assert (record["validity"], record["first_day"], record["refused_by_counters"]) == (
+        "unknown", None, False)
+    code, out, _ = run("issuer", "status", cred_id, "--home", str(office))
+    assert code == 0 and "valid from: ¿? (no consta / not on record)" in out, out
+    assert store.credential(cred_id, now=later)["validity"] == "expired"  # type: ignore[index]
 
 
 def test_an_out_that_is_a_device_or_pipe_is_never_replaced(office: Path, tmp_path: Path,
