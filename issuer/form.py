@@ -377,9 +377,17 @@ def fill(ask: Ask, say: Say, *, today: date,
         say("Resumen / Summary:")
         for q in asked:
             say(f"  {q.label}: {shown(q, answers.get(q.key))}")
-        reply = ask(_CONFIRM_PROMPT)
-        if reply is None:
-            raise _Cancelled({"es": "¿Emitir?", "en": "Issue?"})
+        while True:
+            reply = ask(_CONFIRM_PROMPT)
+            if reply is None:
+                raise _Cancelled({"es": "¿Emitir?", "en": "Issue?"})
+            try:  # "sí" from a Latin-1 terminal is no "no": a finished form was thrown away
+                check_utf8(reply, "¿Emitir? / Issue?")
+                break
+            except UsageError as exc:
+                if not again:
+                    raise
+                say(exc.diagnostics())
     except _Cancelled as cancelled:
         say(PasaporteError("issuer_form_cancelled", field_es=cancelled.where["es"],
                            field_en=cancelled.where["en"]).diagnostics())

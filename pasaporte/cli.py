@@ -234,6 +234,13 @@ def _standard_streams() -> None:
     err = sys.stderr
     if err is sys.__stderr__ and type(err) is io.TextIOWrapper:
         err.reconfigure(errors=_forgiving(err.errors))
+    # Typed bytes that are not UTF-8 (a terminal set to Latin-1 in a UTF-8 session) reach
+    # whoever reads them as surrogate escapes, as Python gives them on a C locale, to be named
+    # there (``text_not_utf8``, ``passphrase_not_utf8``): with the strict decoding of every
+    # other UTF-8 locale they were an unexpected error, and a whole typed-in form lost.
+    inp = sys.stdin
+    if inp is sys.__stdin__ and type(inp) is io.TextIOWrapper and inp.errors == "strict":
+        inp.reconfigure(errors="surrogateescape")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -80,3 +80,23 @@ def test_bulk_issuance_on_a_latin1_terminal_ends_well(homes: dict[str, Path], pa
     assert "internal_error" not in said
     assert "3 pasaportes emitidos / passports issued -> " in said
     assert len(list(csv.DictReader(io.StringIO((out / "index.csv").read_text())))) == 3
+
+
+def test_latin1_typed_into_a_strict_utf8_session_is_named_not_an_error(
+        homes: dict[str, Path], passphrase: str, run: Run) -> None:
+    """A UTF-8 locale other than C.UTF-8 decodes standard input strictly: a name typed on a
+    Latin-1 terminal was an unexpected error, exit 1, and the whole form lost, before the
+    form's own check could name it."""
+    home = homes["issuer"]
+    assert run("issuer", "init", "--city", "Mexicali", "--country", "MX", "--office", "Centro",
+               "--home", str(home))[0] == 0
+    answers = (b"Mexicali\nMX\n2015-06-01\ns\nBibliotecas de Mexicali\nstudent\nn\n\nAna\n"
+               b"N\xfa\xf1ez\n1990-01-01\nes\n\n\ns\n")
+    done = subprocess.run(
+        [str(PASAPORTE), "issuer", "issue", "--ask", "--paper", "--out",
+         str(home.parent / "p.txt"), "--home", str(home)],
+        input=answers, env={**os.environ, "PYTHONIOENCODING": "utf-8:strict"},
+        capture_output=True, timeout=120, check=False)
+    said = done.stderr.decode("utf-8", "replace")
+    assert done.returncode == 2 and "[text_not_utf8] Apellido(s) / Family names" in said, said
+    assert "internal_error" not in said

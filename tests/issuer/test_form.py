@@ -109,6 +109,14 @@ def test_an_answer_typed_on_a_latin1_terminal_is_named_as_such_and_asked_again()
     assert any(line.startswith("[text_not_utf8] Nombre(s) / Given names:") for line in clerk.said)
 
 
+def test_a_confirmation_typed_on_a_latin1_terminal_is_asked_again_not_declined() -> None:
+    """"sí" so typed was read as a "no": a finished form thrown away as declined."""
+    clerk = Clerk(*EXAMPLE_ANSWERS, os.fsdecode("sí".encode("latin-1")), "sí")
+    assert _fill(clerk) is not None
+    assert clerk.codes() == ["text_not_utf8"]
+    assert clerk.prompts[-2:] == [form._CONFIRM_PROMPT] * 2
+
+
 def test_a_field_added_to_the_schema_is_in_the_form(monkeypatch: pytest.MonkeyPatch) -> None:
     s = schema()
     floor = FieldSpec("floor", "text", {"es": "Piso", "en": "Floor"}, optional=True, max=10)
