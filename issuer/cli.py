@@ -11,6 +11,7 @@ import threading
 import time
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
@@ -44,7 +45,7 @@ from issuer.bulk import (
     parse_residents,
     repeated_rows,
 )
-from issuer.dates import replaced_too_soon
+from issuer.dates import Replaced, replaced_too_soon
 from issuer.store import (
     LEDGER_TOKEN,
     PUBLISH_BATCH,
@@ -363,6 +364,7 @@ def issue(claims_file: BinaryIO | None, ask: bool, holder_key: str | None, paper
     office = store.resolve_office(office)  # before the passphrase is asked for
     # read now: inside the issuing transaction the store cannot be read from another connection
     card_office = card.office_of(store) if card_out is not None else None
+    replaced = None
     if replacing is not None:  # (checked again when issuing, in the transaction): a mistyped
         # or finished id is said before the passphrase is asked for, and before any form
         old = store.credential(replacing[0])
@@ -371,9 +373,11 @@ def issue(claims_file: BinaryIO | None, ask: bool, holder_key: str | None, paper
         if old["status"] == "revoked":
             raise StoreError("replaces_revoked", credential_id=replacing[0],
                              reason=_reason_shown(old["reason"] or "unspecified"))
+        replaced = Replaced(replacing[0], None if old["first_day"] is None
+                            else date.fromisoformat(old["first_day"]),
+                            date.fromisoformat(old["last_day"]))
         if claims_file is not None:  # (a form's dates: when issuing)
-            early = replaced_too_soon(claims, replacing[0],
-                                      form.office_today(store.info().timezone))
+            early = replaced_too_soon(claims, replaced, form.office_today(store.info().timezone))
             if early is not None:
                 raise early
     passphrase = None
@@ -384,7 +388,7 @@ def issue(claims_file: BinaryIO | None, ask: bool, holder_key: str | None, paper
             # From a pipe it stays after the form's lines, as scripts give it.
             passphrase = read_passphrase()
             store.office_signing_key(passphrase, office=office)
-        claims = parse_claims(_ask_claims(store, None if replacing is None else replacing[0]))
+        claims = parse_claims(_ask_claims(store, replaced))
     if passphrase is None:
         passphrase = read_passphrase()
     # The output files are staged first and written (on the disk, under a temporary name)
@@ -447,7 +451,7 @@ def _place(outputs: list[StagedFile], credential_id: str) -> StoreError | None:
                       files="; ".join(failed))
 
 
-def _ask_claims(store: IssuerStore, replaces: str | None) -> dict[str, Any]:
+def _ask_claims(store: IssuerStore, replaces: Replaced | None) -> dict[str, Any]:
     """``issue --ask``: the claims from the clerk (``issuer.form``). Questions and summary go
     to stderr, as the passphrase's prompt does: stdout keeps the new id alone. Nothing to issue
     (cancelled, not confirmed) ends the command as Ctrl-C does, the form having said why."""

@@ -5,6 +5,7 @@ passport that is wrong for all its life (the first one refused by every counter)
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
@@ -12,7 +13,8 @@ from credential.claims import Claims
 from credential.errors import UsageError
 from schemas import schema
 
-__all__ = ["FUTURE_DATES", "future_date", "office_today", "replaced_too_soon", "untimely"]
+__all__ = ["FUTURE_DATES", "Replaced", "future_date", "office_today", "replaced_too_soon",
+           "untimely"]
 
 # (group, claim) of the dates that are facts of the past: never after the office's today
 FUTURE_DATES = (("birth_date", "birth_date"), ("residence", "since"))
@@ -47,11 +49,26 @@ def untimely(claims: Claims, today: date) -> UsageError | None:
     return None
 
 
-def replaced_too_soon(claims: Claims, replaced: str, today: date) -> UsageError | None:
+@dataclass(frozen=True)
+class Replaced:
+    """The passport a new one replaces (``issue --replaces``), as the office's record has it:
+    its id and its first and last days (the first ``None`` when it was issued before the
+    store kept it)."""
+
+    credential_id: str
+    first_day: date | None
+    last_day: date
+
+
+def replaced_too_soon(claims: Claims, replaced: Replaced, today: date) -> UsageError | None:
     """``replaces_before_start`` when a passport that replaces ``replaced`` starts after
-    ``today``: the old one is revoked at once, in the issuing transaction, and the resident
-    would hold none valid until the new one's first day (an early renewal, say)."""
-    if claims.valid_from <= today:
+    ``today`` while the replaced one is, or becomes, valid before it: the old one is revoked
+    at once, in the issuing transaction, and the resident would hold neither until the new one's
+    first day (an early renewal, say). Replacing one that is over already, or that itself
+    starts no earlier (an early renewal corrected before it begins), leaves no such gap."""
+    if claims.valid_from <= today or replaced.last_day < today:
         return None
-    return UsageError("replaces_before_start", credential_id=replaced,
+    if replaced.first_day is not None and replaced.first_day >= claims.valid_from:
+        return None
+    return UsageError("replaces_before_start", credential_id=replaced.credential_id,
                       valid_from=claims.valid_from.isoformat())

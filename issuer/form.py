@@ -22,7 +22,14 @@ from credential.claims import Claims, parse_claims
 from credential.errors import PasaporteError, UsageError
 from credential.text import check_utf8, folded, is_text, one_line, typed_forms
 from issuer.bulk import SPREADSHEET_DATE, parse_flag
-from issuer.dates import FUTURE_DATES, future_date, office_today, replaced_too_soon, untimely
+from issuer.dates import (
+    FUTURE_DATES,
+    Replaced,
+    future_date,
+    office_today,
+    replaced_too_soon,
+    untimely,
+)
 from issuer.store import catalog_key, check_catalog_name
 from schemas import FieldSpec, Schema, schema
 
@@ -260,7 +267,7 @@ class _Cancelled(Exception):
 
 def fill(ask: Ask, say: Say, *, today: date,
          catalogs: Mapping[str, Sequence[str]] | None = None,
-         again: bool = True, replaces: str | None = None) -> dict[str, Any] | None:
+         again: bool = True, replaces: Replaced | None = None) -> dict[str, Any] | None:
     """Ask every claim, each again until its answer is valid, then check them together as the
     store will when issuing (``parse_claims``, then the office's today: a validity over
     already, a span of more than ten years, an end before the start re-ask both dates; a birth
@@ -272,8 +279,8 @@ def fill(ask: Ask, say: Say, *, today: date,
 
     ``today``: the office's (``office_today``), for the validity's defaults and checks;
     ``catalogs``: the names each catalog already holds, in the order the office first used
-    them; ``replaces``: the id of the passport this one replaces (``issue --replaces``), whose
-    new validity must then start by today (``issuer.dates.replaced_too_soon``). Without
+    them; ``replaces``: the passport this one replaces (``issue --replaces``), which the new
+    validity must not leave a gap after (``issuer.dates.replaced_too_soon``). Without
     ``again`` (answers from a pipe: a script's lines cannot change), a refused answer is raised,
     not asked again: asking again read the script's next line, at worst the passphrase that
     follows the form, and showed it in the next refusal."""

@@ -61,7 +61,7 @@ from credential.passport import (
 from credential.statuslist import DEFAULT_SIZE, MARKS, MAX_SIZE, StatusList
 from credential.text import check_utf8, escaped, folded, is_text
 from credential.times import check_timezone, day_bounds, first_day, last_day, rfc3339
-from issuer.dates import office_today, replaced_too_soon, untimely
+from issuer.dates import Replaced, office_today, replaced_too_soon, untimely
 from issuer.indices import KEY_BYTES, IndexPermutation
 from issuer.migrations import HEAD as MIGRATIONS_HEAD
 from issuer.publish import check_access, post_entries
@@ -889,6 +889,17 @@ class IssuerStore:
         if fd is not None:
             os.close(fd)
 
+    @staticmethod
+    def _replaced(db: sa.Connection, credential_id: str) -> Replaced | None:
+        """The record's days of a credential being replaced (``None``: not on record, which
+        the revocation that follows refuses)."""
+        row = db.execute(sa.select(credentials.c.valid_from, credentials.c.valid_until)
+                         .where(credentials.c.id == credential_id)).first()
+        if row is None:
+            return None
+        return Replaced(credential_id, None if row[0] is None else first_day(row[0]),
+                        last_day(row[1]))
+
     def _issue_group(self, items: Sequence[Issuance], now: int | None, kid: bytes,
                      key: nacl.signing.SigningKey,
                      before_commit: Callable[[list[IssuedCredential]], None] | None,
@@ -920,6 +931,7 @@ class IssuerStore:
             registry: list[dict[str, Any]] = []
             entries: list[tuple[int, dict[str, Any]]] = []
             rows: list[dict[str, str]] = []
+            replaced = None if replacing is None else self._replaced(db, replacing[0])
             for number, item in enumerate(items):
                 # The issuance time is read holding the lock: a backup holds it while it copies
                 # and until its cutoff second has passed, so a credential stamped before the
@@ -954,7 +966,7 @@ class IssuerStore:
                 # stored; by the office's own day: a year mistyped (2016 for 2026, a birth in 2062)
                 today = office_today(zone, now=stamp)
                 refused = untimely(claims, today) or (
-                    None if replacing is None else replaced_too_soon(claims, replacing[0], today))
+                    None if replaced is None else replaced_too_soon(claims, replaced, today))
                 if refused is not None:
                     raise refused
                 index = cursor.take(db, len(items) - number)

@@ -20,7 +20,7 @@ from credential.errors import UsageError
 from credential.passport import decode_text
 from credential.times import first_day, last_day
 from issuer import form
-from issuer.dates import untimely
+from issuer.dates import Replaced, untimely
 from issuer.store import IssuerStore, catalog, credentials
 from schemas import FieldSpec, schema
 from tests.conftest import PASSPHRASE, ROOT, Run
@@ -627,7 +627,8 @@ def test_a_replacing_passport_starting_after_today_asks_both_dates_again() -> No
     """With ``issue --replaces``, the store refuses a new passport that starts after today
     (``replaces_before_start``): said by the form, both dates again, before the summary."""
     clerk = Clerk(*EXAMPLE_ANSWERS[:-2], day("2026-12-01"), "", "", "", "s")
-    doc = form.fill(clerk.ask, clerk.say, today=TODAY, replaces="ABCDEFGHIJKLMNOPQRSTUVWXYA")
+    in_force = Replaced("ABCDEFGHIJKLM", TODAY - timedelta(days=700), TODAY + timedelta(days=30))
+    doc = form.fill(clerk.ask, clerk.say, today=TODAY, replaces=in_force)
     assert doc == example_claims()
     assert clerk.codes() == ["replaces_before_start"]
     assert clerk.prompts[-3].endswith(f" [{FROM}]: ")

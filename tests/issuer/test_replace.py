@@ -156,6 +156,39 @@ def test_a_renewal_that_starts_later_does_not_revoke_the_old_one_now(
                str(tmp_path / "new.cred"), "--home", str(office))[0] == 0
 
 
+def test_a_renewal_not_begun_is_replaced_by_its_correction_and_one_over_by_a_later_one(
+        office: Path, run: Run, tmp_path: Path) -> None:
+    """Only a passport in force (or beginning before the new one) leaves a gap when revoked at
+    once: correcting an early renewal before it begins, or replacing one over already, was
+    refused as if the resident were left with none."""
+    start = dt.date.today() + dt.timedelta(days=40)
+    doc = json.loads(Path(CLAIMS).read_text("utf-8"))
+    doc.update(valid_from=start.isoformat(),
+               valid_until=(start + dt.timedelta(days=3 * 365)).isoformat())
+    (tmp_path / "renewal.json").write_text(json.dumps(doc), "utf-8")
+    doc["family_name"] = "Hernández Lopez"
+    (tmp_path / "fixed.json").write_text(json.dumps(doc), "utf-8")
+    code, early, err = run("issuer", "issue", "--claims", str(tmp_path / "renewal.json"),
+                           "--paper", "--out", str(tmp_path / "early.cred"),
+                           "--home", str(office))
+    assert code == 0, err
+    code, fixed, err = run("issuer", "issue", "--claims", str(tmp_path / "fixed.json"),
+                           "--paper", "--out", str(tmp_path / "fixed.cred"), "--replaces",
+                           early.strip(), "--reason", "data_error", "--home", str(office))
+    assert code == 0, err
+    assert _status(run, office, early.strip()) == ("revoked", "data_error")
+    # one over already (its record's days as an older passport's): nothing in force is lost
+    store = IssuerStore.open(office)
+    with store.engine.begin() as db:
+        db.execute(sa.update(credentials).where(credentials.c.id == fixed.strip()).values(
+            valid_from=0, valid_until=int(time.time()) - 10 * 86400))
+    code, _, err = run("issuer", "issue", "--claims", str(tmp_path / "renewal.json"),
+                       "--paper", "--out", str(tmp_path / "third.cred"), "--replaces",
+                       fixed.strip(), "--home", str(office))
+    assert code == 0, err
+    assert _status(run, office, fixed.strip()) == ("revoked", "superseded")
+
+
 def test_a_suspended_passport_is_replaced(office: Path, run: Run, tmp_path: Path,
                                           old: tuple[str, nacl.signing.SigningKey]) -> None:
     """The usual order at the office: the phone reported lost (suspended), then a new one."""
