@@ -294,20 +294,23 @@ def fill(ask: Ask, say: Say, *, today: date,
             return today.isoformat()
         if q.key == "valid_until":  # from the start as answered
             start = answers.get("valid_from")
-            until = default_until(date.fromisoformat(start) if start else today)
-            # A start mistyped into the past ("2016" for 2026) would make three years from it
-            # over already: never offered, Enter would take a passport every counter refuses.
-            return until.isoformat() if until >= today else None
+            return default_until(date.fromisoformat(start) if start else today).isoformat()
         return None
 
     def ask_until_valid(q: Question) -> None:
         names = tuple((catalogs or {}).get(q.spec.catalog, ())) if q.spec.catalog else ()
         default = defaults(q)
+        # A start mistyped into the past ("2016" for 2026) makes three years from it over
+        # already: such a default is not offered, but Enter still means it, and the validity
+        # it makes is refused for what it is (over: a year mistyped), both dates asked again;
+        # "type it" sent the clerk to the end date, and the start was never named.
+        offered = (None if default is not None and q.key == "valid_until"
+                   and date.fromisoformat(default) < today else default)
         menu = _menu(q, names)
         while True:
             if menu is not None:
                 say(menu)
-            typed = ask(prompt(q, default=default, names=names))
+            typed = ask(prompt(q, default=offered, names=names))
             if typed is None:
                 raise _Cancelled(q.spec.label)
             try:

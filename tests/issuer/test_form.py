@@ -436,6 +436,17 @@ def test_the_form_of_a_replacing_passport_asks_again_a_start_after_today(
     assert IssuerStore.open(office).credential(old)["status"] == "revoked"  # type: ignore[index]
 
 
+def test_from_a_pipe_enter_after_a_start_mistyped_names_the_validity_over(
+        office: Path, tmp_path: Path, run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A script's empty end (the default) after a start mistyped into the past was refused as
+    "not optional: type it", and the start never named."""
+    _stdin(monkeypatch, *EXAMPLE_ANSWERS[:-2], "2016-11-24", "", "s")
+    code, stdout, err = run("issuer", "issue", "--ask", "--paper", "--out",
+                            str(tmp_path / "p.cred"), "--home", str(office))
+    assert (code, stdout) == (2, "") and "[claims_expired]" in err, err
+    assert "2019-11-23" in err and "[issuer_form_required]" not in err
+
+
 def test_names_the_office_used_are_offered_by_number(office: Path, tmp_path: Path, run: Run,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """The same resident issued from the file and then through the form, taking the city, the
@@ -535,14 +546,15 @@ def test_help_says_what_a_pipe_gives_and_in_which_order(run: Run) -> None:
 
 def test_a_validity_already_over_is_asked_again() -> None:
     """A year mistyped at the start ("2016" for 2026) would issue a passport every counter
-    refuses: three years from it are not offered as the end, and an end typed over already
-    asks both dates again, saying why."""
+    refuses: three years from it are not offered as the end; Enter there (as from a script
+    that takes the default) is refused for what it makes, a validity over already, and both
+    dates are asked again, saying why ("not optional: type it" named neither)."""
     mistyped = day("2016-11-22")
     over = form.default_until(date.fromisoformat(mistyped)).isoformat()  # 2019-11-21
-    clerk = Clerk(*EXAMPLE_ANSWERS[:-2], mistyped, "", over, FROM, "", "s")  # both again
+    clerk = Clerk(*EXAMPLE_ANSWERS[:-2], mistyped, "", FROM, "", "s")  # both again
     doc = form.fill(clerk.ask, clerk.say, today=TODAY)
     assert doc is not None and (doc["valid_from"], doc["valid_until"]) == (FROM, UNTIL)
-    assert clerk.codes() == ["issuer_form_required", "claims_expired"]
+    assert clerk.codes() == ["claims_expired"]
     refused = [line for line in clerk.said if "[claims_expired]" in line]
     assert len(refused) == 1 and over in refused[0]
     until = [p for p in clerk.prompts if p.startswith("Válido hasta / Valid until")]
@@ -573,8 +585,8 @@ def _issuable(doc: dict[str, Any] | None, today: date = TODAY) -> dict[str, Any]
     ((day("2016-11-24"), UNTIL, day("2016-11-24"), day("2019-11-23"), "", ""),
      ["claims_invalid", "claims_expired"]),
     # an end before the start, mended into one over already
-    ((FROM, day("2026-11-01"), day("2016-11-24"), "", day("2019-11-23"), "", ""),
-     ["claims_expired", "issuer_form_required", "claims_expired"]),
+    ((FROM, day("2026-11-01"), day("2016-11-24"), "", "", ""),
+     ["claims_expired", "claims_expired"]),
     # an end ten years and more away, mended into one before the start
     ((FROM, day("2039-11-21"), FROM, day("2026-11-01"), "", ""),
      ["claims_invalid", "claims_expired"]),
