@@ -160,13 +160,19 @@ def _default_code(city: str, country: str) -> str:
     return f"{country.upper()}{letters[:3]}"
 
 
-def _check_destination(path: str, option: str, *, keep: bool = False) -> None:
+def _check_destination(path: str, option: str, home: str | None, *, keep: bool = False
+                       ) -> None:
     """An output must name a file. ``--out ""`` (the current folder) or a folder would fail only
     at the final rename, after the work it was to hold was done and recorded. With ``keep``,
-    an existing file is not replaced either (``output_exists``)."""
+    an existing file is not replaced either (``output_exists``). Nor is one in the office's own
+    folder (``home``, as ``--home`` gave it): ``--out <home>/issuer.db`` replaced the store,
+    its sealed root key and every record with a bundle, and said nothing was wrong."""
     target = Path(path)
     if not path.strip() or target.name in ("", ".", "..") or target.is_dir():
         raise UsageError("output_not_a_file", option=option, path=path)
+    office = resolve_home("issuer", home).resolve()
+    if target.resolve().parent == office or office in target.resolve().parents:
+        raise UsageError("output_in_office_home", option=option, path=path, home=str(office))
     if target.exists() and not target.is_file():
         # a device, a pipe, a socket (--out /dev/stdout, /dev/full): the final rename would
         # replace it with a regular file, as root even a system's own /dev entries
@@ -175,8 +181,8 @@ def _check_destination(path: str, option: str, *, keep: bool = False) -> None:
         raise UsageError("output_exists", option=option, path=path)
 
 
-def _check_destinations(outputs: Iterable[tuple[str, str | None]], *, keep: bool = False
-                        ) -> None:
+def _check_destinations(outputs: Iterable[tuple[str, str | None]], home: str | None, *,
+                        keep: bool = False) -> None:
     """``_check_destination`` for each (option, path) given a path, and no two naming one file:
     the later file would replace the earlier one (a credential by its image, a bundle by its
     proof) and the command would still succeed."""
@@ -184,7 +190,7 @@ def _check_destinations(outputs: Iterable[tuple[str, str | None]], *, keep: bool
     for option, path in outputs:
         if path is None:
             continue
-        _check_destination(path, option, keep=keep)
+        _check_destination(path, option, home, keep=keep)
         first = named.setdefault(Path(path).resolve(), option)
         if first != option:
             raise UsageError("output_same_file", options=f"{first} / {option}", path=path)
@@ -249,7 +255,7 @@ def root(out: str, home: str | None) -> None:
 
     Escribe la llave raíz pública de la ciudad para las ventanillas / Export the city root
     public key for counters."""
-    _check_destination(out, "--out")
+    _check_destination(out, "--out", home)
     atomic_write(out, _store(home).root().to_json().encode(), mode=0o644)
     click.echo(out)
 
@@ -345,7 +351,7 @@ def issue(claims_file: BinaryIO | None, ask: bool, holder_key: str | None, paper
     # An existing file there is most likely another resident's passport (a reused name): it is
     # kept unless --overwrite says otherwise. A run that fails puts a replaced file back anyway.
     # (--out may end in .png too)
-    _check_destinations((("--out", out), ("--qr", qr_out), ("--card", card_out)),
+    _check_destinations((("--out", out), ("--qr", qr_out), ("--card", card_out)), home,
                         keep=not overwrite)
     if claims_file is not None:  # else --ask, below
         raw = claims_file.read(64 * 1024 + 1)
@@ -498,7 +504,7 @@ def bundle(out: str, proof: str | None, home: str | None) -> None:
 
     El paquete de confianza vigente, firmado / The current signed trust bundle."""
     # the proof is written last, once the bundle is signed and published
-    _check_destinations((("--out", out), ("--proof", proof)))
+    _check_destinations((("--out", out), ("--proof", proof)), home)
     store = _store(home)
     url = store.ledger_url()
     if proof is not None and url is None:  # before the passphrase is asked for
@@ -639,7 +645,7 @@ def backup(out: Path, home: str | None) -> None:
     Una copia coherente del almacén de la oficina (las llaves siguen selladas), hecha mientras
     la oficina sigue trabajando / A consistent backup of the office store (keys stay sealed),
     taken while the office keeps working."""
-    _check_destination(str(out), "--out")  # an existing file is refused by take(), whole
+    _check_destination(str(out), "--out", home)  # an existing file: refused by take(), whole
     store, passphrase = _store(home), read_passphrase()
     # seconds on a large store: every row is read to sign the copy and read again to check it
     with _phase("Copiando y comprobando / Copying and checking"):

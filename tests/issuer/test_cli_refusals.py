@@ -91,6 +91,27 @@ def test_text_typed_on_a_latin1_terminal_is_named_as_such(office: Path, tmp_path
     assert code == 2 and "[text_not_utf8] --office" in err, err
 
 
+@pytest.mark.parametrize("command", [
+    ["bundle", "--out", "{home}/issuer.db"],
+    ["issue", "--claims", CLAIMS, "--paper", "--overwrite", "--out", "{home}/issuer.db"],
+    ["root", "--out", "{home}/../{name}/issuer.db-turn"],
+    ["backup", "--out", "{home}/office.bak"],
+])
+def test_no_output_goes_into_the_office_folder(office: Path, run: Run,
+                                               monkeypatch: pytest.MonkeyPatch,
+                                               command: list[str]) -> None:
+    """``bundle --out <home>/issuer.db`` replaced the store, its sealed root key and every
+    record with a bundle, exit 0."""
+    monkeypatch.setattr("issuer.cli.read_passphrase", _no_passphrase)
+    before = (office / "issuer.db").read_bytes()
+    args = [a.format(home=office, name=office.name) for a in command]
+    code, out, err = run("issuer", *args, "--home", str(office))
+    assert code == 2 and err.startswith("[output_in_office_home] --out") and out == "", err
+    assert (office / "issuer.db").read_bytes() == before
+    assert {p.name for p in office.iterdir()} <= {"issuer.db", "issuer.db-turn",
+                                                  "issuer.db-wal", "issuer.db-shm"}
+
+
 def test_a_compromise_cannot_begin_in_the_future(office: Path, run: Run,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """Until a future ``--since``, counters would go on accepting what the thief signs."""
