@@ -95,9 +95,12 @@ class _ForgivingStdout(io.TextIOWrapper):
     """Standard output that outlives its reader (``| head -1``, a probe keeping one line, a
     script that stops reading): what is written after goes nowhere, and the command ends as it
     would have. Otherwise click turned the broken pipe into a silent exit 1, so a critical
-    ``ledger status`` read as a warning and an issued passport as refused."""
+    ``ledger status`` read as a warning and an issued passport as refused. Standard error is
+    one too (``fd`` 2): a log reader that died stopped a counter's session at its next notice
+    (a new bundle arriving), the scans after it never answered."""
 
     gone = False  # the reader went: a session with no one to answer ends (``verify --scan``)
+    fd = 1
 
     def write(self, text: str) -> int:
         try:
@@ -117,7 +120,11 @@ class _ForgivingStdout(io.TextIOWrapper):
     def _to_the_void(self) -> None:
         self.gone = True
         with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self.fd)
+
+
+class _ForgivingStderr(_ForgivingStdout):
+    fd = 2
 
 
 def reader_gone() -> bool:
@@ -233,7 +240,9 @@ def _standard_streams() -> None:
                                       line_buffering=out.line_buffering)
     err = sys.stderr
     if err is sys.__stderr__ and type(err) is io.TextIOWrapper:
-        err.reconfigure(errors=_forgiving(err.errors))
+        sys.stderr = _ForgivingStderr(err.buffer, encoding=err.encoding,
+                                      errors=_forgiving(err.errors), line_buffering=True,
+                                      write_through=err.write_through)
     # Typed bytes that are not UTF-8 (a terminal set to Latin-1 in a UTF-8 session) reach
     # whoever reads them as surrogate escapes, as Python gives them on a C locale, to be named
     # there (``text_not_utf8``, ``passphrase_not_utf8``): with the strict decoding of every

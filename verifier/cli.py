@@ -12,11 +12,14 @@ refused and the last good setup kept).
 from __future__ import annotations
 
 import codecs
+import hashlib
 import os
 import re
+import signal
 import stat
 import sys
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from typing import BinaryIO
 
@@ -26,7 +29,7 @@ from credential import jsontext
 from credential.bundle import RootKey
 from credential.claims import service_named
 from credential.errors import PasaporteError, StoreError, UsageError, as_usage
-from credential.home import read_bounded
+from credential.home import CANCELLING_SIGNALS, read_bounded, uninterrupted
 from credential.logproof import read_trust_files
 from credential.passport import parse_nonce
 from credential.text import escaped
@@ -268,10 +271,51 @@ def _setup_notices(verifier: Verifier, policy: Policy, at: int | None) -> None:
         _say(f"! {bundle.city}: {stale.diagnostics()}")
 
 
+class _Replays:
+    """The codes answering this counter's nonce already accepted in a session, each kept as
+    long as the engine could accept it again (the freshness window, and the clock skew a phone
+    ahead may add): a nonce shuts replay out only if a code counts once. Without it a
+    screenshot of an accepted code, passed down the queue, was accepted at every scan within
+    the window. Bounded: expired ones go first, and past ``MAX`` the oldest."""
+
+    MAX = 100_000
+
+    def __init__(self) -> None:
+        self._seen: OrderedDict[bytes, float] = OrderedDict()  # digest → monotonic time
+
+    def seen(self, line: str, policy: Policy) -> int | None:
+        """Seconds since ``line`` was accepted in this session, or ``None``."""
+        now = time.monotonic()
+        keep = policy.freshness_s + policy.clock_skew_s
+        while self._seen and next(iter(self._seen.values())) < now - keep:
+            self._seen.popitem(last=False)
+        when = self._seen.get(hashlib.sha256(line.strip().encode("utf-8", "replace")).digest())
+        return None if when is None else int(now - when)
+
+    def accepted(self, line: str) -> None:
+        self._seen[hashlib.sha256(line.strip().encode("utf-8", "replace")).digest()] = (
+            time.monotonic())
+        if len(self._seen) > self.MAX:
+            self._seen.popitem(last=False)
+
+
+def _session_over() -> None:
+    """From here a signal changes nothing (the session is ending): held back for good, so a
+    SIGHUP that comes with the terminal's going (its EIO ended the loop) cannot cut the count
+    short and turn the normal end into a cancellation."""
+    while True:
+        try:
+            signal.pthread_sigmask(signal.SIG_BLOCK, CANCELLING_SIGNALS)
+            return
+        except KeyboardInterrupt:  # one that landed just before: the session ends all the same
+            continue
+
+
 def _scan(setup: _Setup, verifier: Verifier, policy: Policy, at: int | None,
           nonce: bytes | None, as_json: bool) -> None:
     """The counter at work: one result per scanned line, shown at once."""
     counts = {"accepted": 0, "rejected": 0}
+    replays = _Replays() if nonce is not None else None
     label = schema().services[policy.service].label
     _say(f"Listo para escanear {label['es']} / Ready to scan {label['en']} "
          f"({_versions(verifier)}). "
@@ -296,8 +340,17 @@ def _scan(setup: _Setup, verifier: Verifier, policy: Policy, at: int | None,
                     _say(f"Configuración actualizada / Setup updated: {_versions(verifier)}")
             result = (Result.rejection("too_large") if line is None else
                       verifier.verify(line, service=policy, now=at, nonce=nonce))
-            counts[result.decision] += 1
-            _print(result, as_json)
+            if replays is not None and line is not None and result.accepted:
+                ago = replays.seen(line, policy)
+                if ago is not None:
+                    result = Result.rejection("presentation_replayed", seconds=ago)
+                else:
+                    replays.accepted(line)
+            # shown and counted together: an interrupt between the two counted a result
+            # nobody saw (the summary one ahead of what the clerk was shown)
+            with uninterrupted():
+                _print(result, as_json)
+                counts[result.decision] += 1
             if not as_json:
                 click.echo()  # one scan, one block, on a busy counter's screen
             sys.stdout.flush()  # the clerk (or the program reading us) sees it now
@@ -305,7 +358,10 @@ def _scan(setup: _Setup, verifier: Verifier, policy: Policy, at: int | None,
                 break
     except KeyboardInterrupt:
         pass
+    except OSError:  # the scanner's terminal went (EIO): the input ended, as at EOF
+        pass
     finally:  # an input that stops the session (batch_not_lines) still gets its count
+        _session_over()
         _say(f"Escaneos / Scans: {sum(counts.values())} — aceptados / accepted: "
              f"{counts['accepted']}, rechazados / rejected: {counts['rejected']}")
 

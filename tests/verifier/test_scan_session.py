@@ -1,0 +1,89 @@
+"""A counter's ``verify --scan`` session over a working day: a code answering its nonce counts
+once, a log reader that goes away stops nothing, and a scanner's terminal that goes ends the
+session as the end of its input does. Each in its own process, as a kiosk runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import subprocess
+import sys
+from pathlib import Path
+
+import nacl.signing
+
+from credential.times import rfc3339
+from tests.factory import NOW, City, example_claims, presentation
+
+LIB = ["residence", "library"]
+
+
+def _counter(tmp_path: Path, city: City, *extra: str) -> list[str]:
+    (tmp_path / "b.cbor").write_bytes(city.bundle())
+    (tmp_path / "r.json").write_text(city.root.to_json())
+    return [sys.executable, "-m", "pasaporte", "verify", "--service", "library", "--bundle",
+            str(tmp_path / "b.cbor"), "--trust-root", str(tmp_path / "r.json"), "--at",
+            rfc3339(NOW), *extra, "--scan", "--json"]
+
+
+def test_a_code_answering_the_counters_nonce_is_accepted_once(tmp_path: Path) -> None:
+    """The nonce "shuts replay out": yet the same code (a screenshot passed down the queue)
+    was accepted at every scan of the session within the freshness window."""
+    city, holder = City(), nacl.signing.SigningKey.generate()
+    cred = city.issue(holder=holder)
+    code = presentation(cred, holder, "library", LIB, nonce=b"8F3K")
+    other = presentation(cred, holder, "library", LIB, nonce=b"8F3K", now=NOW - 5)
+    done = subprocess.run(_counter(tmp_path, city, "--nonce", "8F3K"),
+                          input=f"{code}\r\n{code}\n{other}\n{code}\n", capture_output=True,
+                          text=True, timeout=120, check=False)
+    results = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["code"] for r in results] == ["accepted", "presentation_replayed", "accepted",
+                                            "presentation_replayed"], done.stderr
+    assert "captura de pantalla" in results[1]["message"]["es"]
+    assert "counts once" in results[1]["message"]["en"]
+    assert "accepted: 2, rechazados / rejected: 2" in done.stderr
+    # without a nonce, as before: the freshness window alone limits a replay
+    again = subprocess.run(_counter(tmp_path, city), input=f"{code}\n{code}\n".replace(
+        code, presentation(cred, holder, "library", LIB)), capture_output=True, text=True,
+        timeout=120, check=False)
+    assert [json.loads(x)["code"] for x in again.stdout.splitlines()] == ["accepted"] * 2
+
+
+def test_a_log_reader_that_goes_stops_no_scan(tmp_path: Path) -> None:
+    """stderr's reader gone (a log helper that died): the next notice or the session's count
+    raised a broken pipe, and the counter stopped answering, exit 1."""
+    city = City()
+    paper = city.issue_text(None, example_claims())
+    proc = subprocess.Popen(_counter(tmp_path, city), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    proc.stderr.readline()  # "Ready to scan"
+    proc.stderr.close()
+    proc.stdin.write(f"{paper}\n".encode() * 3)
+    proc.stdin.close()
+    results = proc.stdout.read().decode().splitlines()
+    assert proc.wait(timeout=60) == 0
+    proc.stdout.close()
+    assert [json.loads(r)["decision"] for r in results] == ["accepted"] * 3
+
+
+def test_a_scanners_terminal_that_goes_ends_the_session_with_its_count(tmp_path: Path) -> None:
+    """Its terminal gone, a read gives EIO: that ended the session as a disk error, exit 1,
+    "nothing half done was saved"; it is the end of the input."""
+    city = City()
+    paper = city.issue_text(None, example_claims())
+    main, side = pty.openpty()
+    proc = subprocess.Popen(_counter(tmp_path, city), stdin=side, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    os.close(side)
+    assert proc.stdout is not None and proc.stderr is not None
+    os.write(main, f"{paper}\n".encode())
+    first = proc.stdout.readline()
+    os.close(main)  # the window closed
+    assert proc.wait(timeout=60) == 0
+    err = proc.stderr.read().decode()
+    proc.stdout.close()
+    proc.stderr.close()
+    assert json.loads(first)["decision"] == "accepted"
+    assert "Scans: 1" in err and "file_error" not in err, err
