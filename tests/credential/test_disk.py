@@ -3,13 +3,13 @@ free space telling a full disk's I/O error (growing a WAL's ``-shm``) from a fai
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from pathlib import Path
 
 import pytest
 
 from credential.disk import disk_trouble
+from tests.disk import disk_with
 
 
 def _error(cls: type[sqlite3.DatabaseError], text: str, code: int | None) -> sqlite3.Error:
@@ -19,16 +19,6 @@ def _error(cls: type[sqlite3.DatabaseError], text: str, code: int | None) -> sql
     return exc
 
 
-def _free(monkeypatch: pytest.MonkeyPatch, free: int) -> None:
-    real = os.statvfs
-
-    def statvfs(path: str | os.PathLike[str] | int) -> os.statvfs_result:
-        st = real(path)
-        blocks = free // 4096
-        return os.statvfs_result((4096, 4096, 1 << 20, blocks, blocks, st.f_files, st.f_ffree,
-                                  st.f_favail, st.f_flag, st.f_namemax))
-
-    monkeypatch.setattr(os, "statvfs", statvfs)
 
 
 @pytest.mark.parametrize(("free", "code", "text", "said"), [
@@ -44,7 +34,7 @@ def _free(monkeypatch: pytest.MonkeyPatch, free: int) -> None:
 def test_an_error_is_the_disks_only_when_it_says_so_or_the_disk_is_full(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, free: int, code: int | None,
         text: str, said: str | None) -> None:
-    _free(monkeypatch, free)
+    disk_with(monkeypatch, tmp_path, free=free)
     assert disk_trouble(_error(sqlite3.OperationalError, text, code), tmp_path) == said
 
 

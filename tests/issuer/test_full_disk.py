@@ -14,12 +14,9 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-import resource
 import shutil
-import signal
 import sqlite3
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,36 +24,8 @@ import pytest
 from credential.errors import StoreError
 from issuer import backup
 from tests.conftest import Run
+from tests.disk import disk_with, files_limited_to
 from tests.factory import EXAMPLES
-
-_STATVFS = os.statvfs
-
-
-@contextlib.contextmanager
-def _files_limited_to(size: int) -> Iterator[None]:
-    """No file of this process grows past ``size`` bytes: a write or a truncate past it fails
-    (EFBIG) as on a disk with no room left."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
-    try:
-        yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-        signal.signal(signal.SIGXFSZ, handler)
-
-
-def _disk(monkeypatch: pytest.MonkeyPatch, under: Path, *, free: int) -> None:
-    """``os.statvfs`` says the disk holding anything under ``under`` has ``free`` bytes left."""
-    def statvfs(path: str | os.PathLike[str] | int) -> os.statvfs_result:
-        real = _STATVFS(path)
-        if isinstance(path, int) or not Path(path).resolve().is_relative_to(under.resolve()):
-            return real
-        blocks = free // 4096
-        return os.statvfs_result((4096, 4096, 1 << 20, blocks, blocks, real.f_files,
-                                  real.f_ffree, real.f_favail, real.f_flag, real.f_namemax))
-
-    monkeypatch.setattr(os, "statvfs", statvfs)
 
 
 def _init(run: Run, home: Path) -> None:
@@ -98,8 +67,8 @@ def test_a_full_disk_under_the_store_is_store_full_even_for_a_read(
     args = {"status": ("issuer", "status", credential),
             "issue": ("issuer", "issue", "--claims", str(EXAMPLES / "claims-calexico.json"),
                       "--paper", "--out", str(tmp_path / "j.txt"))}[command]
-    with pytest.MonkeyPatch.context() as patch, _files_limited_to(16384):
-        _disk(patch, tmp_path / "disk", free=8192)
+    with pytest.MonkeyPatch.context() as patch, files_limited_to(16384):
+        disk_with(patch, tmp_path / "disk", free=8192)
         code, _, err = run(*args, "--home", str(home))
     assert code == 1 and err.startswith("[store_full]"), err
     assert "not damaged" in err and "Libere espacio" in err
@@ -117,8 +86,8 @@ def test_an_io_error_on_a_disk_with_room_is_not_called_damage(
     _init(run, homes["issuer"])
     credential = _issue(run, homes["issuer"], tmp_path / "m.txt")
     home = _moved(homes["issuer"], tmp_path / "disk")
-    with pytest.MonkeyPatch.context() as patch, _files_limited_to(16384):
-        _disk(patch, tmp_path / "disk", free=50 << 30)
+    with pytest.MonkeyPatch.context() as patch, files_limited_to(16384):
+        disk_with(patch, tmp_path / "disk", free=50 << 30)
         code, _, err = run("issuer", "status", credential, "--home", str(home))
     assert code == 1 and err.startswith("[store_io_error]"), err
     assert "disk I/O error" in err and "device" in err and "dispositivo" in err
@@ -151,8 +120,8 @@ def test_a_backup_onto_a_full_or_failing_disk_names_that_disk_not_the_office(
     stick.mkdir()
     target = stick / "office.bak"
     # the office store's -shm (32 KiB) fits; the copy does not
-    with pytest.MonkeyPatch.context() as patch, _files_limited_to(40960):
-        _disk(patch, stick, free=free)
+    with pytest.MonkeyPatch.context() as patch, files_limited_to(40960):
+        disk_with(patch, stick, free=free)
         code, _, err = run("issuer", "backup", "--out", str(target), "--home", str(office))
     assert code == 1 and err.splitlines()[-1].startswith(f"[{expected}]"), err
     assert str(target) in err and str(office / "issuer.db") in err
@@ -177,8 +146,8 @@ def test_a_restore_onto_a_full_or_failing_disk_does_not_blame_the_backup(
     assert run("issuer", "backup", "--out", str(copy), "--home", str(office))[0] == 0
     disk.mkdir()
     new = disk / "new"
-    with pytest.MonkeyPatch.context() as patch, _files_limited_to(40960):
-        _disk(patch, disk, free=free)
+    with pytest.MonkeyPatch.context() as patch, files_limited_to(40960):
+        disk_with(patch, disk, free=free)
         code, _, err = run("issuer", "restore", "--from", str(copy), "--home", str(new),
                            "--no-ledger")
     assert code == 1 and err.splitlines()[-1].startswith(f"[{expected}]"), err
@@ -209,7 +178,7 @@ def test_the_side_of_an_online_backup_error(exc: sqlite3.DatabaseError, room: bo
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """SQLite's online backup reports either side's error through the destination connection:
     which side failed is read from the error and the destination disk's free space."""
-    _disk(monkeypatch, tmp_path, free=(50 << 30) if room else 4096)
+    disk_with(monkeypatch, tmp_path, free=(50 << 30) if room else 4096)
     assert backup._destinations(exc, tmp_path / "copy.bak") is destination
 
 
@@ -218,10 +187,10 @@ def test_a_read_error_on_the_live_store_is_the_store_s(tmp_path: Path,
     """Reading the office store fails during a backup: said as the store itself says it."""
     live = tmp_path / "office" / "issuer.db"
     live.parent.mkdir()
-    _disk(monkeypatch, live.parent, free=4096)
+    disk_with(monkeypatch, live.parent, free=4096)
     error = backup._unread(_ioerr("SQLITE_IOERR_SHMSIZE", 4874), live, shown=live, live=True)
     assert error.code == "store_full"
-    _disk(monkeypatch, live.parent, free=50 << 30)
+    disk_with(monkeypatch, live.parent, free=50 << 30)
     error = backup._unread(_ioerr("SQLITE_IOERR_READ", 266), live, shown=live, live=True)
     assert error.code == "store_io_error"
     shown = tmp_path / "usb" / "good.bak"  # a backup being restored, on a failing stick

@@ -9,47 +9,17 @@ answered here for the test's folder."""
 from __future__ import annotations
 
 import contextlib
-import os
-import resource
 import shutil
-import signal
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from credential.errors import StoreError
 from ledger.store import LedgerStore
+from tests.disk import disk_with, files_limited_to
 from tests.ledger.conftest import PASSPHRASE, init_home, run_cli
 from tests.ledger.helpers import commitment
-
-_STATVFS = os.statvfs
-
-
-@contextlib.contextmanager
-def _files_limited_to(size: int) -> Iterator[None]:
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
-    try:
-        yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-        signal.signal(signal.SIGXFSZ, handler)
-
-
-def _disk(patch: pytest.MonkeyPatch, under: Path, *, free: int) -> None:
-    """``os.statvfs`` says the disk holding anything under ``under`` has ``free`` bytes left."""
-    def statvfs(path: str | os.PathLike[str] | int) -> os.statvfs_result:
-        real = _STATVFS(path)
-        if isinstance(path, int) or not Path(path).resolve().is_relative_to(under.resolve()):
-            return real
-        blocks = free // 4096
-        return os.statvfs_result((4096, 4096, 1 << 20, blocks, blocks, real.f_files,
-                                  real.f_ffree, real.f_favail, real.f_flag, real.f_namemax))
-
-    patch.setattr(os, "statvfs", statvfs)
 
 
 @pytest.fixture
@@ -72,8 +42,8 @@ def moved(tmp_path: Path) -> Path:
 def test_a_full_or_failing_disk_is_not_called_a_damaged_database(
         free: int, code: str, moved: Path, capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
-    with pytest.MonkeyPatch.context() as patch, _files_limited_to(16384):
-        _disk(patch, moved, free=free)
+    with pytest.MonkeyPatch.context() as patch, files_limited_to(16384):
+        disk_with(patch, moved, free=free)
         assert run_cli("audit", "--home", str(moved)) == 1
         err = capsys.readouterr().err
         with pytest.raises(StoreError) as raised, LedgerStore.open(moved) as store:

@@ -1,8 +1,9 @@
 """``wallet present`` and the clocks: the times the wallet knows have passed (the passport's
 signing, the trusted bundle's making) were stamped by the issuing office's clock, which counters
-allow to run up to a day ahead (``credential.times.OFFICE_CLOCK_AHEAD_S``). A resident whose clock is
-right is never told the counter will refuse, nor to change it, because an office's clock ran an
-hour ahead: only a clock further behind than counters allow gets ``wallet_clock_behind``."""
+allow to run up to a day ahead (``credential.times.OFFICE_CLOCK_AHEAD_S``). A resident whose
+clock is right is never told the counter will refuse, nor to change it, because an office's
+clock ran an hour ahead: only a clock further behind than counters allow gets
+``wallet_clock_behind``."""
 
 from __future__ import annotations
 
