@@ -33,8 +33,19 @@ def utc_date(ts: int) -> date:
 
 def check_timezone(name: str) -> str:
     """``name`` if it is an IANA time zone (``America/Tijuana``) this machine knows."""
+    from importlib import resources
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+    # A name of the IANA database itself, as the bundled copy (tzdata) has it: this machine's
+    # files also answer to names no other machine need have ("localtime", "posixrules",
+    # "posix/…"), which a restored office's next machine then could not read, and to
+    # "right/…" zones, which count leap seconds and put every validity's ends seconds off.
+    try:
+        known = resources.files("tzdata.zoneinfo").joinpath(name).is_file()
+    except (ValueError, OSError):  # a name that is no path (NUL, too long)
+        known = False
+    if not known or name.startswith(("posix/", "right/")) or name in ("posixrules", "localtime"):
+        raise UsageError("timezone_unknown", timezone=name[:80])
     try:
         zone = ZoneInfo(name)
     # OSError: a name that is a folder of the zone database ("Pacific", "America"), or one
