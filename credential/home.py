@@ -318,6 +318,9 @@ def fsync_path(path: str | os.PathLike[str]) -> None:
 
 
 MIN_PASSPHRASE = 8  # characters, for a passphrase being chosen: it is all that guards the keys
+# The most characters a passphrase may have, from any source: a line read from a pipe had no
+# bound (300 MB piped in took 23 GB as the wallet tried its caps-lock and trimmed forms).
+MAX_PASSPHRASE = 1024
 
 
 def _prompt(text: str, variable: str) -> str:
@@ -333,7 +336,7 @@ def _prompt(text: str, variable: str) -> str:
         answer: str = click.prompt(text, hide_input=True, err=True, default="",
                                    show_default=False)
         return answer
-    line = stdin.readline() if stdin is not None else ""
+    line = stdin.readline(MAX_PASSPHRASE + 3) if stdin is not None else ""  # + CR LF, + one
     if not line:
         raise UsageError("passphrase_required", variable=variable)
     return line.rstrip("\r\n")
@@ -362,6 +365,13 @@ def _check_utf8(passphrase: str) -> None:
         raise UsageError("passphrase_not_utf8") from None
 
 
+def _check_length(passphrase: str) -> None:
+    from credential.errors import UsageError
+
+    if len(passphrase) > MAX_PASSPHRASE:  # (a line cut at the bound is longer too)
+        raise UsageError("passphrase_too_long", max=MAX_PASSPHRASE)
+
+
 PASSPHRASE_VARIABLE = "PASAPORTE_PASSPHRASE"
 # A passphrase being changed to (``issuer passphrase``, ``wallet passphrase``, ``ledger
 # passphrase``), for scripts; the current one stays in ``PASSPHRASE_VARIABLE``.
@@ -378,6 +388,7 @@ def read_passphrase(*, confirm: bool = False, variable: str = PASSPHRASE_VARIABL
     env = os.environ.get(variable)
     if env:
         _check_utf8(env)
+        _check_length(env)
         if confirm and len(env) < MIN_PASSPHRASE:
             raise UsageError("passphrase_short", min=MIN_PASSPHRASE)
         return env
@@ -391,6 +402,7 @@ def read_passphrase(*, confirm: bool = False, variable: str = PASSPHRASE_VARIABL
     if not first:
         raise UsageError("passphrase_empty")
     _check_utf8(first)
+    _check_length(first)
     if confirm:
         if len(first) < MIN_PASSPHRASE:
             raise UsageError("passphrase_short", min=MIN_PASSPHRASE)

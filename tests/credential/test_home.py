@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -247,6 +248,40 @@ def test_a_passphrase_read_from_a_pipe(monkeypatch: pytest.MonkeyPatch) -> None:
     assert read_passphrase(confirm=True) == "una frase larga"
     _piped(monkeypatch, "corta\n")
     assert read_passphrase() == "corta"  # an existing one is only checked by unsealing
+
+
+def test_a_passphrase_past_its_bound_is_refused_before_it_is_used(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A line from a pipe had no bound: 300 MB piped in (a file in the passphrase's place) took
+    23 GB as the wallet tried its caps-lock and trimmed forms."""
+    from credential.home import MAX_PASSPHRASE, read_passphrase
+
+    reads: list[int] = []
+
+    class Pipe:
+        def isatty(self) -> bool:
+            return False
+
+        def readline(self, limit: int = -1) -> str:
+            reads.append(limit)
+            return "x" * (limit if limit >= 0 else 10_000_000)
+
+    monkeypatch.delenv("PASAPORTE_PASSPHRASE", raising=False)
+    monkeypatch.setattr("sys.stdin", Pipe())
+    assert _code(read_passphrase) == "passphrase_too_long"
+    assert reads and 0 <= reads[0] <= MAX_PASSPHRASE + 3  # never more read than that
+    monkeypatch.setenv("PASAPORTE_PASSPHRASE", "y" * (MAX_PASSPHRASE + 1))
+    assert _code(read_passphrase) == "passphrase_too_long"
+    _piped(monkeypatch, "z" * MAX_PASSPHRASE + "\r\n")
+    assert read_passphrase() == "z" * MAX_PASSPHRASE  # at the bound: taken
+
+
+def _code(call: Callable[[], object]) -> str:
+    from credential.errors import UsageError
+
+    with pytest.raises(UsageError) as caught:
+        call()
+    return caught.value.code
 
 
 def test_nothing_to_read_the_passphrase_from_is_passphrase_required(
