@@ -12,6 +12,7 @@ refused and the last good setup kept).
 from __future__ import annotations
 
 import codecs
+import contextlib
 import hashlib
 import os
 import re
@@ -299,16 +300,23 @@ class _Replays:
             self._seen.popitem(last=False)
 
 
-def _session_over() -> None:
-    """From here a signal changes nothing (the session is ending): held back for good, so a
-    SIGHUP that comes with the terminal's going (its EIO ended the loop) cannot cut the count
-    short and turn the normal end into a cancellation."""
+@contextlib.contextmanager
+def _session_over() -> Iterator[None]:
+    """From here a signal changes nothing (the session is ending): held back, and those that
+    came meanwhile dropped, so a SIGHUP that comes with the terminal's going (its EIO ended the
+    loop) cannot cut the count short and turn the normal end into a cancellation."""
     while True:
         try:
-            signal.pthread_sigmask(signal.SIG_BLOCK, CANCELLING_SIGNALS)
-            return
+            previous = signal.pthread_sigmask(signal.SIG_BLOCK, CANCELLING_SIGNALS)
+            break
         except KeyboardInterrupt:  # one that landed just before: the session ends all the same
             continue
+    try:
+        yield
+    finally:
+        while signal.sigtimedwait(CANCELLING_SIGNALS, 0) is not None:
+            pass
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _scan(setup: _Setup, verifier: Verifier, policy: Policy, at: int | None,
@@ -361,9 +369,9 @@ def _scan(setup: _Setup, verifier: Verifier, policy: Policy, at: int | None,
     except OSError:  # the scanner's terminal went (EIO): the input ended, as at EOF
         pass
     finally:  # an input that stops the session (batch_not_lines) still gets its count
-        _session_over()
-        _say(f"Escaneos / Scans: {sum(counts.values())} — aceptados / accepted: "
-             f"{counts['accepted']}, rechazados / rejected: {counts['rejected']}")
+        with _session_over():
+            _say(f"Escaneos / Scans: {sum(counts.values())} — aceptados / accepted: "
+                 f"{counts['accepted']}, rechazados / rejected: {counts['rejected']}")
 
 
 MAX_POLICY = 64 * 1024

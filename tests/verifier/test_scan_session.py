@@ -4,16 +4,20 @@ session as the end of its input does. Each in its own process, as a kiosk runs i
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pty
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import nacl.signing
+import pytest
 
 from credential.times import rfc3339
+from tests.conftest import Run
 from tests.factory import NOW, City, example_claims, presentation
 
 LIB = ["residence", "library"]
@@ -87,3 +91,16 @@ def test_a_scanners_terminal_that_goes_ends_the_session_with_its_count(tmp_path:
     proc.stderr.close()
     assert json.loads(first)["decision"] == "accepted"
     assert "Scans: 1" in err and "file_error" not in err, err
+
+
+def test_a_session_leaves_the_signals_as_it_found_them(tmp_path: Path, run: Run,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its end holds the cancelling signals back (a SIGHUP with the terminal's going must not
+    cut the count short): left held, Ctrl-C did nothing in the process that ran it after."""
+    city = City()
+    paper = city.issue_text(None, example_claims())
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(f"{paper}\n".encode())))
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    code, out, err = run(*_counter(tmp_path, city)[3:])
+    assert code == 0 and json.loads(out)["decision"] == "accepted", err
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before
