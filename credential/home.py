@@ -318,9 +318,12 @@ def fsync_path(path: str | os.PathLike[str]) -> None:
 
 
 MIN_PASSPHRASE = 8  # characters, for a passphrase being chosen: it is all that guards the keys
-# The most characters a passphrase may have, from any source: a line read from a pipe had no
-# bound (300 MB piped in took 23 GB as the wallet tried its caps-lock and trimmed forms).
+# The most characters of a passphrase being chosen; and of one given for a store, from any
+# source, ``MAX_PASSPHRASE_READ`` (an earlier release let one longer than the first be chosen,
+# and its store must still open, if only to change it): a line read from a pipe had no bound
+# (300 MB piped in took 23 GB as the wallet tried its caps-lock and trimmed forms).
 MAX_PASSPHRASE = 1024
+MAX_PASSPHRASE_READ = 64 * 1024
 
 
 def _prompt(text: str, variable: str) -> str:
@@ -333,10 +336,13 @@ def _prompt(text: str, variable: str) -> str:
 
     stdin = sys.stdin
     if stdin is not None and stdin.isatty():
-        answer: str = click.prompt(text, hide_input=True, err=True, default="",
-                                   show_default=False)
+        try:  # the hidden prompt reads the terminal itself, strictly: a Latin-1 one's bytes
+            answer: str = click.prompt(text, hide_input=True, err=True, default="",
+                                       show_default=False)
+        except UnicodeDecodeError:
+            raise UsageError("passphrase_not_utf8") from None
         return answer
-    line = stdin.readline(MAX_PASSPHRASE + 3) if stdin is not None else ""  # + CR LF, + one
+    line = stdin.readline(MAX_PASSPHRASE_READ + 3) if stdin is not None else ""  # CR LF, + 1
     if not line:
         raise UsageError("passphrase_required", variable=variable)
     return line.rstrip("\r\n")
@@ -365,11 +371,12 @@ def _check_utf8(passphrase: str) -> None:
         raise UsageError("passphrase_not_utf8") from None
 
 
-def _check_length(passphrase: str) -> None:
+def _check_length(passphrase: str, *, chosen: bool) -> None:
     from credential.errors import UsageError
 
-    if len(passphrase) > MAX_PASSPHRASE:  # (a line cut at the bound is longer too)
-        raise UsageError("passphrase_too_long", max=MAX_PASSPHRASE)
+    bound = MAX_PASSPHRASE if chosen else MAX_PASSPHRASE_READ
+    if len(passphrase) > bound:  # (a line cut at the bound is longer too)
+        raise UsageError("passphrase_too_long", max=bound)
 
 
 PASSPHRASE_VARIABLE = "PASAPORTE_PASSPHRASE"
@@ -388,7 +395,7 @@ def read_passphrase(*, confirm: bool = False, variable: str = PASSPHRASE_VARIABL
     env = os.environ.get(variable)
     if env:
         _check_utf8(env)
-        _check_length(env)
+        _check_length(env, chosen=confirm)
         if confirm and len(env) < MIN_PASSPHRASE:
             raise UsageError("passphrase_short", min=MIN_PASSPHRASE)
         return env
@@ -402,7 +409,7 @@ def read_passphrase(*, confirm: bool = False, variable: str = PASSPHRASE_VARIABL
     if not first:
         raise UsageError("passphrase_empty")
     _check_utf8(first)
-    _check_length(first)
+    _check_length(first, chosen=confirm)
     if confirm:
         if len(first) < MIN_PASSPHRASE:
             raise UsageError("passphrase_short", min=MIN_PASSPHRASE)

@@ -170,12 +170,15 @@ def _check_destination(path: str, option: str, home: str | None, *, keep: bool =
     target = Path(path)
     if not path.strip() or target.name in ("", ".", "..") or target.is_dir():
         raise UsageError("output_not_a_file", option=option, path=path)
-    office = resolve_home("issuer", home).resolve()
-    if target.resolve().parent == office or office in target.resolve().parents:
+    # realpath, not Path.resolve: a symlink loop is no RuntimeError ("unexpected error") here,
+    # and is refused below as what it is (not a regular file)
+    office, where = (Path(os.path.realpath(p)) for p in (resolve_home("issuer", home), target))
+    if where.parent == office or office in where.parents:
         raise UsageError("output_in_office_home", option=option, path=path, home=str(office))
-    if target.exists() and not target.is_file():
-        # a device, a pipe, a socket (--out /dev/stdout, /dev/full): the final rename would
-        # replace it with a regular file, as root even a system's own /dev entries
+    if os.path.lexists(target) and not target.is_file():
+        # a device, a pipe, a socket (--out /dev/stdout, /dev/full), a link to none (or to
+        # itself): the final rename would replace it with a regular file, as root even a
+        # system's own /dev entries (``StagedFile`` refuses them too, once the work is done)
         raise UsageError("output_not_regular", path=path)
     if keep and (target.exists() or target.is_symlink()):
         raise UsageError("output_exists", option=option, path=path)
@@ -191,7 +194,7 @@ def _check_destinations(outputs: Iterable[tuple[str, str | None]], home: str | N
         if path is None:
             continue
         _check_destination(path, option, home, keep=keep)
-        first = named.setdefault(Path(path).resolve(), option)
+        first = named.setdefault(Path(os.path.realpath(path)), option)
         if first != option:
             raise UsageError("output_same_file", options=f"{first} / {option}", path=path)
 
@@ -755,8 +758,11 @@ def _ledger_token(given: str | None) -> str:
     if os.environ.get(TOKEN_VARIABLE):
         return os.environ[TOKEN_VARIABLE]
     if sys.stdin is not None and sys.stdin.isatty():
-        answer: str = click.prompt("Ficha de escritura / Append token", hide_input=True,
-                                   err=True, default="", show_default=False)
+        try:  # a hidden prompt reads the terminal itself, strictly, whatever stdin's decoding
+            answer: str = click.prompt("Ficha de escritura / Append token", hide_input=True,
+                                       err=True, default="", show_default=False)
+        except UnicodeDecodeError:
+            raise UsageError("text_not_utf8", what="--token") from None
         if answer.strip():
             return answer.strip()
     raise UsageError("issuer_ledger_token_required", variable=TOKEN_VARIABLE)

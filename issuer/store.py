@@ -1090,7 +1090,9 @@ class IssuerStore:
                 "last_day": last_day(row["valid_until"]).isoformat(),
                 "validity": validity,
                 "key_compromised_since": None if since is None else rfc3339(since),
-                "refused_by_counters": refused or validity in ("expired", "not_yet_valid")}
+                # None: not known (its first day is not on record, and it may not have begun)
+                "refused_by_counters": (True if refused or validity in ("expired", "not_yet_valid")
+                                        else None if validity == "unknown" else False)}
 
     @staticmethod
     def _list_used(db: sa.Connection, list_id: int) -> int:

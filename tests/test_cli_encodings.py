@@ -100,3 +100,36 @@ def test_latin1_typed_into_a_strict_utf8_session_is_named_not_an_error(
     said = done.stderr.decode("utf-8", "replace")
     assert done.returncode == 2 and "[text_not_utf8] Apellido(s) / Family names" in said, said
     assert "internal_error" not in said
+
+
+def test_a_passphrase_typed_on_a_latin1_terminal_is_named_as_such(
+        homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path) -> None:
+    """The hidden prompt reads the terminal itself, strictly: "contraseña" from a Latin-1
+    PuTTY was an unexpected error, whatever standard input's decoding."""
+    import pty
+    import time
+
+    home = homes["issuer"]
+    assert run("issuer", "init", "--city", "Mexicali", "--country", "MX", "--office", "Centro",
+               "--home", str(home))[0] == 0
+    err = tmp_path / "err.txt"
+    env = {k: v for k, v in os.environ.items() if k != "PASAPORTE_PASSPHRASE"}
+    pid, main = pty.fork()
+    if pid == 0:  # the office command, its terminal the pty
+        try:
+            os.dup2(os.open(err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 2)
+            os.execve(str(PASAPORTE), [str(PASAPORTE), "issuer", "backup", "--out",
+                                       str(tmp_path / "b.bak"), "--home", str(home)], env)
+        finally:
+            os._exit(127)
+    try:
+        deadline, shown = time.monotonic() + 60, b""
+        while b"Passphrase" not in shown:  # the hidden prompt is written to the terminal
+            assert time.monotonic() < deadline, "never asked"
+            shown += os.read(main, 4096)
+        os.write(main, b"contrase\xf1a\n")
+        _, status = os.waitpid(pid, 0)
+    finally:
+        os.close(main)
+    said = err.read_text("utf-8", "replace")
+    assert os.waitstatus_to_exitcode(status) == 2 and "[passphrase_not_utf8]" in said, said

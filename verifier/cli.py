@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -26,7 +27,7 @@ from typing import BinaryIO
 
 import click
 
-from credential import jsontext
+from credential import jsontext, transport
 from credential.bundle import RootKey
 from credential.claims import service_named
 from credential.errors import PasaporteError, StoreError, UsageError, as_usage
@@ -285,19 +286,25 @@ class _Replays:
         self._seen: OrderedDict[bytes, float] = OrderedDict()  # digest → monotonic time
 
     def seen(self, line: str, policy: Policy) -> int | None:
-        """Seconds since ``line`` was accepted in this session, or ``None``."""
+        """Seconds since the code ``line`` holds was accepted in this session, or ``None``."""
         now = time.monotonic()
         keep = policy.freshness_s + policy.clock_skew_s
         while self._seen and next(iter(self._seen.values())) < now - keep:
             self._seen.popitem(last=False)
-        when = self._seen.get(hashlib.sha256(line.strip().encode("utf-8", "replace")).digest())
+        when = self._seen.get(self._key(line))
         return None if when is None else int(now - when)
 
     def accepted(self, line: str) -> None:
-        self._seen[hashlib.sha256(line.strip().encode("utf-8", "replace")).digest()] = (
-            time.monotonic())
+        self._seen[self._key(line)] = time.monotonic()
         if len(self._seen) > self.MAX:
             self._seen.popitem(last=False)
+
+    @staticmethod
+    def _key(line: str) -> bytes:
+        # The payload, as the engine read it: the scanner's text of one code varies (caps lock,
+        # an AIM prefix, padding) and is the same code (``transport.unpack``); keyed on the text,
+        # a screenshot typed in lower case passed as a new one. Only accepted lines come here.
+        return hashlib.sha256(transport.unpack(line)).digest()
 
 
 @contextlib.contextmanager
@@ -366,12 +373,21 @@ def _scan(setup: _Setup, verifier: Verifier, policy: Policy, at: int | None,
                 break
     except KeyboardInterrupt:
         pass
-    except OSError:  # the scanner's terminal went (EIO): the input ended, as at EOF
-        pass
+    except OSError as exc:
+        # The scanner's terminal went (EIO, ENXIO): the input ended, as at EOF. Any other (a
+        # results file on a full disk) is the error it is: scans would go unanswered.
+        if exc.errno not in (errno.EIO, errno.ENXIO):
+            raise
     finally:  # an input that stops the session (batch_not_lines) still gets its count
-        with _session_over():
-            _say(f"Escaneos / Scans: {sum(counts.values())} — aceptados / accepted: "
-                 f"{counts['accepted']}, rechazados / rejected: {counts['rejected']}")
+        said = False
+        while not said:  # a signal that lands on the way in (the SIGHUP of that terminal's
+            try:         # going) is the session's end as well, not a cancellation
+                with _session_over():
+                    _say(f"Escaneos / Scans: {sum(counts.values())} — aceptados / accepted: "
+                         f"{counts['accepted']}, rechazados / rejected: {counts['rejected']}")
+                    said = True
+            except KeyboardInterrupt:
+                continue
 
 
 MAX_POLICY = 64 * 1024

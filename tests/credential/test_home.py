@@ -254,7 +254,7 @@ def test_a_passphrase_past_its_bound_is_refused_before_it_is_used(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A line from a pipe had no bound: 300 MB piped in (a file in the passphrase's place) took
     23 GB as the wallet tried its caps-lock and trimmed forms."""
-    from credential.home import MAX_PASSPHRASE, read_passphrase
+    from credential.home import MAX_PASSPHRASE, MAX_PASSPHRASE_READ, read_passphrase
 
     reads: list[int] = []
 
@@ -269,11 +269,16 @@ def test_a_passphrase_past_its_bound_is_refused_before_it_is_used(
     monkeypatch.delenv("PASAPORTE_PASSPHRASE", raising=False)
     monkeypatch.setattr("sys.stdin", Pipe())
     assert _code(read_passphrase) == "passphrase_too_long"
-    assert reads and 0 <= reads[0] <= MAX_PASSPHRASE + 3  # never more read than that
-    monkeypatch.setenv("PASAPORTE_PASSPHRASE", "y" * (MAX_PASSPHRASE + 1))
+    assert reads and 0 <= reads[0] <= MAX_PASSPHRASE_READ + 3  # never more read than that
+    monkeypatch.setenv("PASAPORTE_PASSPHRASE", "y" * (MAX_PASSPHRASE_READ + 1))
     assert _code(read_passphrase) == "passphrase_too_long"
-    _piped(monkeypatch, "z" * MAX_PASSPHRASE + "\r\n")
-    assert read_passphrase() == "z" * MAX_PASSPHRASE  # at the bound: taken
+    # a new one has a tighter bound; one an earlier release let be chosen still opens its store
+    monkeypatch.setenv("PASAPORTE_PASSPHRASE", "y" * (MAX_PASSPHRASE + 1))
+    assert _code(lambda: read_passphrase(confirm=True)) == "passphrase_too_long"
+    assert read_passphrase() == "y" * (MAX_PASSPHRASE + 1)
+    monkeypatch.delenv("PASAPORTE_PASSPHRASE")
+    _piped(monkeypatch, "z" * MAX_PASSPHRASE_READ + "\r\n")
+    assert read_passphrase() == "z" * MAX_PASSPHRASE_READ  # at the bound: taken
 
 
 def _code(call: Callable[[], object]) -> str:

@@ -112,6 +112,20 @@ def test_no_output_goes_into_the_office_folder(office: Path, run: Run,
                                                   "issuer.db-wal", "issuer.db-shm"}
 
 
+@pytest.mark.parametrize("command", [["root", "--out", "loop"],
+                                     ["backup", "--out", "loop"],
+                                     ["bundle", "--out", "b.cbor", "--proof", "loop"]])
+def test_an_output_that_is_a_symlink_loop_is_refused_as_such(
+        office: Path, tmp_path: Path, run: Run, monkeypatch: pytest.MonkeyPatch,
+        command: list[str]) -> None:
+    """Path.resolve raises on a loop: an "unexpected error" where a usage error was due."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "loop").symlink_to("loop")
+    monkeypatch.setattr("issuer.cli.read_passphrase", _no_passphrase)
+    code, _, err = run("issuer", *command, "--home", str(office))
+    assert code == 2 and "internal_error" not in err, err
+
+
 def test_a_compromise_cannot_begin_in_the_future(office: Path, run: Run,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """Until a future ``--since``, counters would go on accepting what the thief signs."""

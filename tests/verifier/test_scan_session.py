@@ -11,6 +11,7 @@ import pty
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nacl.signing
@@ -38,15 +39,17 @@ def test_a_code_answering_the_counters_nonce_is_accepted_once(tmp_path: Path) ->
     cred = city.issue(holder=holder)
     code = presentation(cred, holder, "library", LIB, nonce=b"8F3K")
     other = presentation(cred, holder, "library", LIB, nonce=b"8F3K", now=NOW - 5)
+    # the same code as a scanner may type it otherwise (caps lock, an AIM prefix) is the same
     done = subprocess.run(_counter(tmp_path, city, "--nonce", "8F3K"),
-                          input=f"{code}\r\n{code}\n{other}\n{code}\n", capture_output=True,
-                          text=True, timeout=120, check=False)
+                          input=f"{code}\r\n{code}\n{other}\n{code.lower()}\n]Q1{code}\n",
+                          capture_output=True, text=True, timeout=120, check=False)
     results = [json.loads(line) for line in done.stdout.splitlines()]
     assert [r["code"] for r in results] == ["accepted", "presentation_replayed", "accepted",
+                                            "presentation_replayed",
                                             "presentation_replayed"], done.stderr
     assert "captura de pantalla" in results[1]["message"]["es"]
     assert "counts once" in results[1]["message"]["en"]
-    assert "accepted: 2, rechazados / rejected: 2" in done.stderr
+    assert "accepted: 2, rechazados / rejected: 3" in done.stderr
     # without a nonce, as before: the freshness window alone limits a replay
     again = subprocess.run(_counter(tmp_path, city), input=f"{code}\n{code}\n".replace(
         code, presentation(cred, holder, "library", LIB)), capture_output=True, text=True,
@@ -104,3 +107,46 @@ def test_a_session_leaves_the_signals_as_it_found_them(tmp_path: Path, run: Run,
     code, out, err = run(*_counter(tmp_path, city)[3:])
     assert code == 0 and json.loads(out)["decision"] == "accepted", err
     assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before
+
+
+def test_a_results_file_that_cannot_be_written_is_an_error(tmp_path: Path) -> None:
+    """Its output on a full disk, the session ended at exit 0 with scans unanswered: only the
+    scanner's terminal going ends it as its input's end."""
+    city = City()
+    paper = city.issue_text(None, example_claims())
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(_counter(tmp_path, city), input=f"{paper}\n" * 40, stdout=full,
+                              stderr=subprocess.PIPE, text=True, timeout=120, check=False)
+    assert done.returncode == 1 and "[file_error]" in done.stderr, done.stderr
+
+
+def test_a_closed_terminal_window_ends_the_session_with_its_count(tmp_path: Path) -> None:
+    """The scanner's terminal is the session's controlling one, and closing it sends SIGHUP as
+    the read fails: the signal landed as the session ended, "cancelled", 130, no count."""
+    city = City()
+    paper = city.issue_text(None, example_claims())
+    args = _counter(tmp_path, city)[:-1]  # as a clerk reads it, no --json
+    out, err = tmp_path / "out.txt", tmp_path / "err.txt"
+    pid, main = pty.fork()
+    if pid == 0:  # the counter, its controlling terminal the pty
+        try:
+            os.dup2(os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 1)
+            os.dup2(os.open(err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 2)
+            os.execv(args[0], args)
+        finally:
+            os._exit(127)
+    try:
+        deadline = time.monotonic() + 60
+        while b"Ready to scan" not in (err.read_bytes() if err.exists() else b""):
+            assert time.monotonic() < deadline, "the counter never got ready"
+            time.sleep(0.05)
+        os.write(main, f"{paper}\n".encode())
+        while "[accepted]" not in (out.read_text() if out.exists() else ""):
+            assert time.monotonic() < deadline, "the scan was never answered"
+            time.sleep(0.05)
+    finally:
+        os.close(main)  # the window closed
+    _, status = os.waitpid(pid, 0)
+    said = err.read_text()
+    assert os.waitstatus_to_exitcode(status) == 0, said
+    assert "Scans: 1" in said and "[cancelled]" not in said, said
