@@ -284,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # a full disk, a read-only folder, a file that vanished
         error = StoreError("file_error", path=exc.filename or "(disco / disk)",
                            reason=exc.strerror or type(exc).__name__)
-        click.echo(error.diagnostics(), err=True)
+        with contextlib.suppress(OSError):  # to a terminal gone (EIO): nobody to tell
+            click.echo(error.diagnostics(), err=True)
         return 1
     except Exception as exc:  # a failure nothing above names: still no bare traceback
         if os.environ.get("PASAPORTE_DEBUG"):

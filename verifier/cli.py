@@ -377,15 +377,19 @@ def _scan(setup: _Setup, verifier: Verifier, policy: Policy, at: int | None,
         # The scanner's terminal went (EIO, ENXIO): the input ended, as at EOF. Any other (a
         # results file on a full disk) is the error it is: scans would go unanswered.
         if exc.errno not in (errno.EIO, errno.ENXIO):
-            raise
+            raise StoreError("scan_output_failed", reason=exc.strerror or str(exc),
+                             count=sum(counts.values())) from None
     finally:  # an input that stops the session (batch_not_lines) still gets its count
+        # A signal that lands on the way in (the SIGHUP of the scanner's terminal going) is
+        # the session's end as well, not a cancellation; and a count said to a terminal gone
+        # (EIO) has nobody to read it.
         said = False
-        while not said:  # a signal that lands on the way in (the SIGHUP of that terminal's
-            try:         # going) is the session's end as well, not a cancellation
-                with _session_over():
+        while not said:
+            try:
+                with _session_over(), contextlib.suppress(OSError):
                     _say(f"Escaneos / Scans: {sum(counts.values())} — aceptados / accepted: "
                          f"{counts['accepted']}, rechazados / rejected: {counts['rejected']}")
-                    said = True
+                said = True
             except KeyboardInterrupt:
                 continue
 

@@ -117,7 +117,8 @@ def test_a_results_file_that_cannot_be_written_is_an_error(tmp_path: Path) -> No
     with open("/dev/full", "w") as full:
         done = subprocess.run(_counter(tmp_path, city), input=f"{paper}\n" * 40, stdout=full,
                               stderr=subprocess.PIPE, text=True, timeout=120, check=False)
-    assert done.returncode == 1 and "[file_error]" in done.stderr, done.stderr
+    assert done.returncode == 1 and "[scan_output_failed]" in done.stderr, done.stderr
+    assert "half-written" not in done.stderr  # it may well be: the last result cut short
 
 
 def test_a_closed_terminal_window_ends_the_session_with_its_count(tmp_path: Path) -> None:
@@ -150,3 +151,31 @@ def test_a_closed_terminal_window_ends_the_session_with_its_count(tmp_path: Path
     said = err.read_text()
     assert os.waitstatus_to_exitcode(status) == 0, said
     assert "Scans: 1" in said and "[cancelled]" not in said, said
+
+
+def test_a_closed_terminal_that_also_showed_the_results_ends_the_session_well(
+        tmp_path: Path) -> None:
+    """The clerk's one window (the scanner's input and every line shown): closed, the count
+    written to it failed as well (EIO), and so did the error said about that: exit 1."""
+    city = City()
+    paper = city.issue_text(None, example_claims())
+    args = _counter(tmp_path, city)[:-1]
+    pid, main = pty.fork()
+    if pid == 0:
+        try:
+            os.execv(args[0], args)
+        finally:
+            os._exit(127)
+    try:
+        deadline, shown = time.monotonic() + 60, b""
+        while b"Ready to scan" not in shown:
+            assert time.monotonic() < deadline, shown
+            shown += os.read(main, 4096)
+        os.write(main, f"{paper}\n".encode())
+        while b"[accepted]" not in shown:
+            assert time.monotonic() < deadline, shown
+            shown += os.read(main, 4096)
+    finally:
+        os.close(main)  # the window closed
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
