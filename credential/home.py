@@ -53,8 +53,9 @@ def make_folders(path: Path) -> bool:
     made = False
     missing: list[Path] = []
     while not path.is_dir():
-        if os.path.lexists(path):  # a file (or a dangling link) where a folder should be
-            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path))
+        if os.path.lexists(path):  # a file (or a dangling link) where a folder should be:
+            # said as that, not as "File exists"
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path))
         missing.append(path)
         if path.parent == path:
             break
@@ -72,19 +73,6 @@ def make_folders(path: Path) -> bool:
 
 def _inode(st: os.stat_result) -> tuple[int, int]:
     return st.st_dev, st.st_ino
-
-
-def make_private_dir(path: Path) -> bool:
-    """Make ``path`` an owner-only folder (its parents as needed) and say whether it was made
-    here. One that already exists is the operator's (a mount, a shared parent set up on
-    purpose): its permissions are the operator's call, and are left as they are."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        path.mkdir(mode=0o700)
-    except FileExistsError:
-        return False
-    os.chmod(path, 0o700)  # mkdir's mode passes through the umask
-    return True
 
 
 _STEM_BYTES = 64  # of a staged file's name, in its temporary names
@@ -121,11 +109,7 @@ class StagedFile:
             # Found only at the final rename otherwise, once the work the file holds was done
             # and recorded (in a folder still to be made, nothing refuses the name earlier).
             raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), str(self.target))
-        try:
-            make_folders(self.target.parent)
-        except FileExistsError:  # a file where a folder should be: say that, not "File exists"
-            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR),
-                                     str(self.target.parent)) from None
+        make_folders(self.target.parent)
         # Written through the descriptor mkstemp opened (O_EXCL, 0600), never reopened by
         # name: in a folder another user can write to, the name may be swapped meanwhile (for a
         # file of theirs, which would then hold the passport, or a symlink to one of root's).

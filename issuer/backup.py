@@ -49,7 +49,7 @@ import sqlalchemy as sa
 
 from credential.disk import SQLITE_IOERR, disk_is_full, disk_trouble, sqlite_primary_code
 from credential.errors import LedgerError, MalformedInput, StoreError, UsageError
-from credential.home import fsync_path, make_folders, make_private_dir
+from credential.home import fsync_path, make_folders
 from credential.keys import b64url, unb64url, unseal
 from credential.text import one_line
 from issuer.catchup import Progress, Walk, catch_up
@@ -184,7 +184,7 @@ def restore(source: Path, home: Path, passphrase: str, *, ledger: bool = True,
         raise UsageError("backup_not_found", path=str(source))
     if not source.is_file():
         raise StoreError("backup_unreadable", path=str(source), reason="not a file")
-    made_home = make_private_dir(home)
+    made_home = make_folders(home)
     work = home / _WORK
     try:
         shutil.rmtree(work, ignore_errors=True)  # what an earlier, cut-short restore left

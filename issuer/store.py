@@ -40,7 +40,7 @@ from credential.claims import Claims
 from credential.cose import parse_sign1
 from credential.disk import disk_trouble
 from credential.errors import MalformedInput, PasaporteError, StoreError, UsageError, as_usage
-from credential.home import make_private_dir
+from credential.home import make_folders
 from credential.ids import ID_LEN, cti_from_id
 from credential.keys import (
     KID_LEN,
@@ -399,7 +399,7 @@ class IssuerStore:
         city, office = check_name(city, "--city"), check_name(office, "--office")
         now = int(time.time()) if now is None else now
         _check_publishable(city, country, office, now)
-        made_home = make_private_dir(home)
+        made_home = make_folders(home)
         database = home / "issuer.db"
         try:
             # Made here, owner-only, before SQLite opens it (its -wal and -shm files take the

@@ -49,6 +49,7 @@ from credential.errors import (
 )
 from credential.home import (
     held_lock,
+    make_folders,
     read_bounded,
     read_new_passphrase,
     read_passphrase,
@@ -667,7 +668,7 @@ def _mirror_lock(root: Path) -> contextlib.AbstractContextManager[None]:
     """One mirror run per home at a time: a second one, working from what it read before the
     first stored its pages, would take the first's verified records for a broken chain and
     cut them off."""
-    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_folders(root)
     return held_lock(root / ".mirror.lock", busy=StoreError("ledger_mirror_busy", home=str(root)))
 
 

@@ -56,7 +56,7 @@ from sqlalchemy.pool import NullPool
 from credential import merkle
 from credential.disk import disk_trouble
 from credential.errors import LedgerError, MalformedInput, StoreError, UsageError
-from credential.home import make_private_dir, resolve_home
+from credential.home import make_folders, resolve_home
 from credential.note import (
     COSIGNATURE_V1,
     Checkpoint,
@@ -314,7 +314,7 @@ def create_home(root: Path, config: LedgerConfig) -> None:
     # Owner-only, as an office's or a wallet's: its records are public, but whoever can write
     # here can swap the database (a token of their own in it) or the settings, and the node
     # signs over them with its key. A folder that exists already keeps its permissions.
-    make_private_dir(root)
+    make_folders(root)
     engine = make_engine(database_url(root, config.db, config))
     try:
         _refuse_existing_log(engine, root)
@@ -361,7 +361,7 @@ class LedgerStore:
         # before any key file is written: a home that lost its settings may still hold the keys
         # of the log in that database, which must not be replaced by new ones; and a database
         # that cannot be reached fails here, not after the keys exist
-        make_private_dir(root)  # see ``create_home``
+        make_folders(root)  # see ``create_home``
         engine = make_engine(database_url(root, db))
         try:
             _refuse_existing_log(engine, root)

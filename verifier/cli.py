@@ -311,13 +311,9 @@ class _Replays:
 def _session_over() -> Iterator[None]:
     """From here a signal changes nothing (the session is ending): held back, and those that
     came meanwhile dropped, so a SIGHUP that comes with the terminal's going (its EIO ended the
-    loop) cannot cut the count short and turn the normal end into a cancellation."""
-    while True:
-        try:
-            previous = signal.pthread_sigmask(signal.SIG_BLOCK, CANCELLING_SIGNALS)
-            break
-        except KeyboardInterrupt:  # one that landed just before: the session ends all the same
-            continue
+    loop) cannot cut the count short and turn the normal end into a cancellation (one that
+    lands before they are held: ``_scan`` enters again)."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, CANCELLING_SIGNALS)
     try:
         yield
     finally:

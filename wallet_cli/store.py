@@ -60,6 +60,7 @@ from credential.home import (
     StagedFile,
     atomic_write,
     held_lock,
+    make_folders,
     read_bounded,
     uninterrupted,
 )
@@ -587,7 +588,7 @@ class Wallet:
                "public_key_check": _key_check(public_key),
                "sealed_key": b64url(sealed), "created": datetime.now(UTC).isoformat(
                    timespec="seconds")}
-        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_folders(home)
         # Two inits at once on one home would each see no wallet, and the second write would
         # replace the first's key after it was printed (and perhaps given to an office): the
         # check and the write are one step under the lock; the losers get ``wallet_exists``.
@@ -729,7 +730,7 @@ class Wallet:
             # Written only once every file has checked: a bad third bundle must not leave the
             # first stored by a command that says it failed.
             if chosen:
-                self.trust_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+                make_folders(self.trust_dir)
                 self._store_trust(chosen, held_roots)
         return kept
 
@@ -905,7 +906,7 @@ class Wallet:
                 outcome = "replaced"
                 # (one imported before digests were kept stands as it is until replaced)
                 before = self._recorded_or_empty(cred_id) or frozenset({_digest(held)})
-            self.credentials_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            make_folders(self.credentials_dir)
             # The digest is recorded before the bytes are put in place, beside the one of the
             # bytes they replace: a crash between the two writes leaves the old passport or
             # the new one, each with its digest recorded; then only the new one's is kept.
