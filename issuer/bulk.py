@@ -502,19 +502,22 @@ def issue_batch(store: IssuerStore, rows: list[Row], folder: Path, *,
     # new folder both saw it missing, and the one refused (bulk_folder_busy) removed the
     # other's lock and folder as its own
     made = make_folders(folder)
-    try:
-        with _folder_lock(folder):
+    # A run refused as busy never tidies: the folder it made may be the running one's now.
+    with _folder_lock(folder):
+        try:
             return _issue_batch(store, rows, folder, passphrase=passphrase, with_qr=with_qr,
                                 with_cards=with_cards, progress=progress, workers=workers,
                                 office=office)
-    except BaseException:
-        # refused before anything was written (a wrong passphrase, a repeated row): the folder
-        # this run made, holding only its lock file, goes too, as when rows are refused up front
-        if made and {p.name for p in folder.iterdir()} <= {".pasaporte-bulk.lock"}:
-            (folder / ".pasaporte-bulk.lock").unlink(missing_ok=True)
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-        raise
+        except BaseException:
+            # refused before anything was written (a wrong passphrase, a repeated row): the
+            # folder this run made, holding only its lock file, goes too, as when rows are
+            # refused up front; while the lock is held, so no other run is using it (one
+            # that made it and was refused busy removed it under the run that held the lock)
+            if made and {p.name for p in folder.iterdir()} <= {".pasaporte-bulk.lock"}:
+                (folder / ".pasaporte-bulk.lock").unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            raise
 
 
 def _folder_lock(folder: Path) -> contextlib.AbstractContextManager[None]:
