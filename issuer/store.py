@@ -58,6 +58,7 @@ from credential.passport import (
     credential_digest,
     issue,
 )
+from credential.sqlstore import sqlite_settings
 from credential.statuslist import DEFAULT_SIZE, MARKS, MAX_SIZE, StatusList
 from credential.text import check_utf8, escaped, folded, is_text
 from credential.times import check_timezone, day_bounds, first_day, last_day, rfc3339
@@ -352,7 +353,7 @@ class IssuerStore:
         # Ctrl-C is acted on within that moment (Python runs no handler while SQLite sleeps).
         self.engine = sa.create_engine(f"sqlite:///{self.path}",
                                        connect_args={"timeout": min(busy_timeout, _WAIT_STEP_S)})
-        event.listen(self.engine, "connect", _sqlite_pragmas)
+        event.listen(self.engine, "connect", sqlite_settings)
         event.listen(self.engine, "handle_error", _typed)
         self.busy_timeout = busy_timeout
         event.listen(self.engine, "begin", self._begin)
@@ -1408,16 +1409,13 @@ def _upgrade(db: sa.Connection, *, new: bool) -> None:
         raise StoreError("store_damaged", what="issuer.db", reason="not an office store")
     from alembic import command
     from alembic.config import Config
-    from alembic.script import ScriptDirectory
+
+    from credential.sqlstore import refuse_newer_release
 
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
     cfg.attributes["connection"] = db
-    if current is not None and current not in {
-            s.revision for s in ScriptDirectory.from_config(cfg).walk_revisions()}:
-        # a newer release's schema: Alembic would fail with "can't locate revision", which
-        # reads as a bug; the office needs that release back (or this store's backup)
-        raise StoreError("store_newer_release", what="issuer.db", revision=str(current))
+    refuse_newer_release(cfg, None if current is None else str(current), what="issuer.db")
     command.upgrade(cfg, "head")
 
 

@@ -35,7 +35,6 @@ import cbor2
 from alembic import command
 from alembic.config import Config
 from alembic.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import (
     Connection,
     Engine,
@@ -70,6 +69,7 @@ from credential.note import (
     parse_signature_lines,
     parse_verifier_key,
 )
+from credential.sqlstore import refuse_newer_release, sqlite_settings
 from ledger import schema as t
 from ledger.client import node_url
 from ledger.entries import (
@@ -227,15 +227,7 @@ def make_engine(url: str, *, busy_timeout: float = BUSY_TIMEOUT_S) -> Engine:
         shown = re.sub(r"//[^/@]*@", "//***@", url)
         raise StoreError("ledger_bad_db_url", db=shown, reason=str(exc)[:200]) from None
     event.listen(engine, "handle_error", _db_error)
-
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_conn: Any, _rec: Any) -> None:
-        # pysqlite's own transaction handling would defer BEGIN; we emit it ourselves.
-        dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=FULL")
-        cur.close()
+    event.listen(engine, "connect", sqlite_settings)
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
@@ -258,10 +250,7 @@ def migrate(engine: Engine) -> None:
         cfg.attributes["connection"] = conn
         current = MigrationContext.configure(
             conn, opts={"version_table": "ledger_alembic_version"}).get_current_revision()
-        if current is not None and current not in {
-                s.revision for s in ScriptDirectory.from_config(cfg).walk_revisions()}:
-            # a newer release's schema (Alembic: "can't locate revision", read as a bug)
-            raise StoreError("store_newer_release", revision=current,
+        refuse_newer_release(cfg, current,
                              what=engine.url.render_as_string(hide_password=True))
         command.upgrade(cfg, "head")
         conn.commit()
