@@ -14,16 +14,29 @@ import pytest
 from credential.claims import parse_claims
 from issuer.store import Issuance, IssuerStore
 from tests.conftest import Run
-from tests.factory import example_claims
+from tests.factory import EXAMPLES, example_claims
+
+
+def init_office(run: Run, home: Path) -> None:
+    """Make ``home`` an office: Mexicali, MX, office Centro."""
+    code, _, err = run("issuer", "init", "--city", "Mexicali", "--country", "MX", "--office",
+                       "Centro", "--home", str(home))
+    assert code == 0, err
+
+
+def issue_paper(run: Run, home: Path, out: Path) -> str:
+    """Issue the example Mexicali claims as a paper passport at ``out``; its credential id."""
+    code, stdout, err = run("issuer", "issue", "--claims", str(EXAMPLES / "claims-mexicali.json"),
+                            "--paper", "--out", str(out), "--home", str(home))
+    assert code == 0, err
+    return stdout.strip()
 
 
 @pytest.fixture
 def office(homes: dict[str, Path], passphrase: str, run: Run) -> Path:
     """An initialised office home: Mexicali, MX, office Centro."""
-    home = homes["issuer"]
-    assert run("issuer", "init", "--city", "Mexicali", "--country", "MX", "--office", "Centro",
-               "--home", str(home))[0] == 0
-    return home
+    init_office(run, homes["issuer"])
+    return homes["issuer"]
 
 
 def keys_made_on(home: Path, day: str = "2025-01-01") -> None:

@@ -17,20 +17,11 @@ from credential.errors import StoreError
 from issuer import backup
 from tests.conftest import Run
 from tests.factory import EXAMPLES, day, example_claims
+from tests.issuer.conftest import init_office, issue_paper
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _init(run: Run, home: Path) -> None:
-    assert run("issuer", "init", "--city", "Mexicali", "--country", "MX", "--office", "Centro",
-               "--home", str(home))[0] == 0
-
-
-def _issue(run: Run, home: Path, out: Path) -> str:
-    code, stdout, err = run("issuer", "issue", "--claims", str(EXAMPLES / "claims-mexicali.json"),
-                            "--paper", "--out", str(out), "--home", str(home))
-    assert code == 0, err
-    return stdout.strip()
 
 
 def _verify(run: Run, home: Path, tmp_path: Path, credential: Path) -> str:
@@ -47,11 +38,11 @@ def _verify(run: Run, home: Path, tmp_path: Path, credential: Path) -> str:
 def test_restore_keeps_what_was_backed_up_and_refuses_what_came_after(
         homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path) -> None:
     office, restored, copy = homes["issuer"], tmp_path / "restored", tmp_path / "office.bak"
-    _init(run, office)
-    before = _issue(run, office, tmp_path / "before.txt")  # the same second as the backup
+    init_office(run, office)
+    before = issue_paper(run, office, tmp_path / "before.txt")  # the same second as the backup
     code, out, _ = run("issuer", "backup", "--out", str(copy), "--home", str(office))
     assert code == 0 and "1 pasaportes" in out and copy.is_file()
-    after = _issue(run, office, tmp_path / "after.txt")  # at once: lost with the office
+    after = issue_paper(run, office, tmp_path / "after.txt")  # at once: lost with the office
     code, _, err = run("issuer", "backup", "--out", str(copy), "--home", str(office))
     assert code == 2 and "backup_exists" in err  # never over another file (as --out elsewhere)
 
@@ -70,14 +61,14 @@ def test_restore_keeps_what_was_backed_up_and_refuses_what_came_after(
 
     assert _verify(run, restored, tmp_path, tmp_path / "before.txt") == "accepted"
     assert _verify(run, restored, tmp_path, tmp_path / "after.txt") == "key_compromised"
-    _issue(run, restored, tmp_path / "new.txt")  # the office goes on, with its new key
+    issue_paper(run, restored, tmp_path / "new.txt")  # the office goes on, with its new key
     assert _verify(run, restored, tmp_path, tmp_path / "new.txt") == "accepted"
 
 
 def test_a_backup_taken_during_a_bulk_run_is_whole(homes: dict[str, Path], passphrase: str,
                                                    run: Run, tmp_path: Path) -> None:
     office = homes["issuer"]
-    _init(run, office)
+    init_office(run, office)
     header, *rows = (EXAMPLES / "residents-sample.csv").read_text(encoding="utf-8").splitlines()
     start = example_claims()["valid_from"]
     many = [",".join([*cells[:2], f"19{50 + i}-01-{1 + n:02}", *cells[3:]])  # born apart
@@ -111,7 +102,7 @@ def test_a_damaged_or_foreign_backup_is_not_used(homes: dict[str, Path], passphr
                                                  run: Run, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     office = homes["issuer"]
-    _init(run, office)
+    init_office(run, office)
     assert run("issuer", "backup", "--out", str(tmp_path / "ok.bak"), "--home", str(office))[0] == 0
     data = (tmp_path / "ok.bak").read_bytes()
     (tmp_path / "torn.bak").write_bytes(data[: len(data) // 2])
@@ -128,7 +119,7 @@ def test_a_restore_cut_short_leaves_no_office_and_runs_again(
         homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     office, restored = homes["issuer"], tmp_path / "restored"
-    _init(run, office)
+    init_office(run, office)
     assert run("issuer", "backup", "--out", str(tmp_path / "b.bak"), "--home", str(office))[0] == 0
 
     def cut(*_args: object) -> str:
@@ -169,8 +160,8 @@ def test_a_changed_backup_is_not_used(homes: dict[str, Path], passphrase: str, r
                                       tmp_path: Path, change: str) -> None:
     """The root key signs the schema as well as the rows: neither may change in the copy."""
     office = homes["issuer"]
-    _init(run, office)
-    _issue(run, office, tmp_path / "c.txt")
+    init_office(run, office)
+    issue_paper(run, office, tmp_path / "c.txt")
     assert run("issuer", "backup", "--out", str(tmp_path / "b.bak"), "--home", str(office))[0] == 0
     with sqlite3.connect(tmp_path / "b.bak") as db:
         db.execute(_CHANGES[change])
@@ -183,7 +174,7 @@ def test_a_changed_backup_is_not_used(homes: dict[str, Path], passphrase: str, r
 def test_restore_keeps_the_permissions_of_a_folder_it_did_not_make(
         homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path) -> None:
     office = homes["issuer"]
-    _init(run, office)
+    init_office(run, office)
     assert run("issuer", "backup", "--out", str(tmp_path / "b.bak"), "--home", str(office))[0] == 0
     given = tmp_path / "given"
     given.mkdir()
@@ -204,7 +195,7 @@ def test_a_backup_whose_schema_text_is_damaged_is_refused_by_name(
     """Bytes that are not UTF-8 in a table's SQL text (a bad sector) reach Python as a decoding
     error, not SQLite's: still a damaged backup, not an unexpected failure."""
     office = homes["issuer"]
-    _init(run, office)
+    init_office(run, office)
     assert run("issuer", "backup", "--out", str(tmp_path / "b.bak"), "--home", str(office))[0] == 0
     data = bytearray((tmp_path / "b.bak").read_bytes())
     at = data.index(b"CREATE TABLE keys")
@@ -232,7 +223,7 @@ def test_what_a_damaged_backup_quotes_reaches_the_terminal_printable(
     (here, one that retitles the terminal window; click strips colours only, and only when
     not on a terminal) is in the message as plain text."""
     office = homes["issuer"]
-    _init(run, office)
+    init_office(run, office)
     assert run("issuer", "backup", "--out", str(tmp_path / "b.bak"), "--home", str(office))[0] == 0
     with sqlite3.connect(tmp_path / "b.bak") as db:  # ESC ] 0 ; pwned BEL, then a bad byte
         db.execute("UPDATE meta SET v = CAST(X'1b5d303b70776e656407ff' AS TEXT) "

@@ -17,6 +17,7 @@ from issuer import backup
 from issuer.store import IssuerStore
 from tests.conftest import Run
 from tests.factory import EXAMPLES
+from tests.issuer.conftest import init_office
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,10 +30,6 @@ _KILL_AT = {
     "after-link": "backup.os.link = lambda a, b: (link(a, b), die())",
 }
 
-
-def _init(run: Run, home: Path) -> None:
-    assert run("issuer", "init", "--city", "Mexicali", "--country", "MX", "--office", "Centro",
-               "--home", str(home))[0] == 0
 
 
 def _killed_backup(home: Path, target: Path, at: str) -> None:
@@ -55,7 +52,7 @@ def _killed_backup(home: Path, target: Path, at: str) -> None:
 def test_a_killed_backup_leaves_the_whole_file_or_none_and_is_swept(
         homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path, at: str) -> None:
     office, folder = homes["issuer"], tmp_path / "backups"
-    _init(run, office)
+    init_office(run, office)
     code, issued, err = run("issuer", "issue", "--claims", str(EXAMPLES / "claims-mexicali.json"),
                             "--paper", "--out", str(tmp_path / "p.txt"), "--home", str(office))
     assert code == 0, err
@@ -85,7 +82,7 @@ def test_a_killed_backup_leaves_the_whole_file_or_none_and_is_swept(
 def test_a_refused_backup_still_clears_what_a_killed_one_left(
         homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path) -> None:
     office, folder = homes["issuer"], tmp_path / "backups"
-    _init(run, office)
+    init_office(run, office)
     _killed_backup(office, folder / "b.bak", "after-link")
     code, _, err = run("issuer", "backup", "--out", str(folder / "b.bak"), "--home", str(office))
     assert code == 2 and "backup_exists" in err
@@ -96,7 +93,7 @@ def test_the_sweep_spares_a_backup_being_written(homes: dict[str, Path], passphr
                                                  run: Run, tmp_path: Path) -> None:
     """A file whose lock a process holds is a backup in progress (here, the test holds it)."""
     office, folder = homes["issuer"], tmp_path / "backups"
-    _init(run, office)
+    init_office(run, office)
     folder.mkdir()
     live = folder / ".other.bak.abcd1234.pasaporte-partial"
     dead = folder / ".old.bak.efgh5678.pasaporte-partial"
@@ -121,7 +118,7 @@ def test_a_long_target_name_is_backed_up(homes: dict[str, Path], passphrase: str
     """A name the file system takes (under 255 bytes) must not fail on the temporary name's
     additions, after the store was locked and copied."""
     office = homes["issuer"]
-    _init(run, office)
+    init_office(run, office)
     target = tmp_path / ("copia-" + "x" * 240 + ".bak")
     code, _, err = run("issuer", "backup", "--out", str(target), "--home", str(office))
     assert code == 0, err

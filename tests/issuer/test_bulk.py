@@ -21,19 +21,16 @@ import sqlalchemy as sa
 from issuer.store import IssuerStore, bulk_fingerprints
 from tests.conftest import Run
 from tests.factory import EXAMPLES
+from tests.issuer.conftest import init_office
 
 SAMPLE = EXAMPLES / "residents-sample.csv"
 
-
-def _init(run: Run, home: Path) -> None:
-    assert run("issuer", "init", "--city", "Mexicali", "--country", "MX", "--office", "Centro",
-               "--home", str(home))[0] == 0
 
 
 def test_sample_csv_issues_verifiable_paper_passports(homes: dict[str, Path], passphrase: str,
                                                       run: Run, tmp_path: Path) -> None:
     home = homes["issuer"]
-    _init(run, home)
+    init_office(run, home)
     out = tmp_path / "out"
     code, out_text, err = run("issuer", "bulk", str(SAMPLE), "--out-dir", str(out), "--qr",
                             "--home", str(home))
@@ -61,7 +58,7 @@ def test_sample_csv_issues_verifiable_paper_passports(homes: dict[str, Path], pa
 def test_one_bad_row_issues_nothing(homes: dict[str, Path], passphrase: str, run: Run,
                                     tmp_path: Path) -> None:
     home = homes["issuer"]
-    _init(run, home)
+    init_office(run, home)
     lines = SAMPLE.read_text(encoding="utf-8").splitlines()
     lines[2] = lines[2].replace("1950-07-19", "1950-13-45")
     lines[3] = lines[3].replace("student", "vip")
@@ -80,7 +77,7 @@ def test_one_bad_row_issues_nothing(homes: dict[str, Path], passphrase: str, run
 
 def test_missing_columns(homes: dict[str, Path], passphrase: str, run: Run,
                          tmp_path: Path) -> None:
-    _init(run, homes["issuer"])
+    init_office(run, homes["issuer"])
     (tmp_path / "x.csv").write_text("given_name,family_name\nA,B\n")
     code, _, err = run("issuer", "bulk", str(tmp_path / "x.csv"), "--out-dir",
                        str(tmp_path / "o"), "--home", str(homes["issuer"]))
@@ -96,7 +93,7 @@ def test_a_full_status_list_rolls_over_to_a_new_one(
     from issuer.store import credentials
 
     home, out = homes["issuer"], tmp_path / "out"
-    _init(run, home)
+    init_office(run, home)
     monkeypatch.setattr("issuer.store.LIST_SIZE", 8)  # the smallest a status list can be
     residents = _many(tmp_path, 10)
     assert run("issuer", "bulk", str(residents), "--out-dir", str(out), "--home", str(home))[0] == 0
@@ -152,7 +149,7 @@ def issued_sample(homes: dict[str, Path], passphrase: str, run: Run,
                   tmp_path: Path) -> tuple[Path, Path, tuple[str, ...]]:
     """The sample CSV issued once into ``out``: (office home, out, the bulk command)."""
     home, out = homes["issuer"], tmp_path / "out"
-    _init(run, home)
+    init_office(run, home)
     args = ("issuer", "bulk", str(SAMPLE), "--out-dir", str(out), "--home", str(home))
     assert run(*args)[0] == 0
     return home, out, args
@@ -172,7 +169,7 @@ def test_a_killed_run_resumes_and_every_row_is_issued_exactly_once(
     """SIGKILL a real ``issuer bulk`` process at random points, again and again, then let it
     finish: one credential per row, every file whole, no partial file left, all verifiable."""
     home, out, rows = homes["issuer"], tmp_path / "out", 120  # more than a slow poll lets by
-    _init(run, home)
+    init_office(run, home)
     residents = _many(tmp_path, rows)
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     command = [sys.executable, "-m", "pasaporte", "issuer", "bulk", str(residents),
@@ -225,7 +222,7 @@ def test_a_run_killed_in_the_middle_of_a_group_resumes_exactly_once(
     from issuer.store import credentials
 
     home, out, rows = homes["issuer"], tmp_path / "out", 40
-    _init(run, home)
+    init_office(run, home)
     residents = _many(tmp_path, rows)
     what, call, committed = _KILL_IN_GROUP[at]
     script = (
@@ -295,7 +292,7 @@ def test_a_failed_issuance_leaves_no_signed_text_behind(
     from issuer.store import IssuerStore as Store
 
     home, out = homes["issuer"], tmp_path / "out"
-    _init(run, home)
+    init_office(run, home)
     real_issue = Store.issue_many
 
     def failing_commit(self: Store, *args: Any, **kwargs: Any) -> Any:
@@ -337,7 +334,7 @@ def test_qr_images_are_drawn_on_every_core_and_redrawn_when_missing(
     from credential import qr
 
     home, out = homes["issuer"], tmp_path / "out"
-    _init(run, home)
+    init_office(run, home)
     args = ("issuer", "bulk", str(_many(tmp_path, 20)), "--out-dir", str(out), "--qr",
             "--home", str(home))
     assert run(*args)[0] == 0  # 20 images: more than one worker's worth
@@ -357,7 +354,7 @@ def test_qr_images_are_drawn_on_every_core_and_redrawn_when_missing(
 ])
 def test_odd_csv_files_are_named_errors(homes: dict[str, Path], passphrase: str, run: Run,
                                         tmp_path: Path, mangle: Any, expected: str) -> None:
-    _init(run, homes["issuer"])
+    init_office(run, homes["issuer"])
     lines = SAMPLE.read_text(encoding="utf-8").splitlines()
     (tmp_path / "odd.csv").write_text("\n".join(mangle(lines)) + "\n", encoding="utf-8")
     code, _, err = run("issuer", "bulk", str(tmp_path / "odd.csv"), "--out-dir",
@@ -372,7 +369,7 @@ def test_the_same_file_run_twice_at_once_issues_each_row_once(
     """An operator who starts the same batch twice: the rows are shared out or refused, never
     doubled; into one folder, running the file once more completes it."""
     home, rows = homes["issuer"], 30
-    _init(run, home)
+    init_office(run, home)
     residents = _many(tmp_path, rows)
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     outs = [tmp_path / "out", tmp_path / ("out" if folders == "one folder" else "other")]
@@ -415,7 +412,7 @@ def _children(pid: int) -> set[int]:
 def test_a_killed_qr_run_leaves_no_worker_behind(homes: dict[str, Path], passphrase: str,
                                                  run: Run, tmp_path: Path, how: int) -> None:
     home, out = homes["issuer"], tmp_path / "out"
-    _init(run, home)
+    init_office(run, home)
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     proc = subprocess.Popen([sys.executable, "-m", "pasaporte", "issuer", "bulk",
                              str(_many(tmp_path, 150)), "--out-dir", str(out), "--qr",
@@ -450,7 +447,7 @@ def test_an_edited_file_resumes_by_resident_not_by_bytes(
     """A spreadsheet saves the file again (CRLF), the rows are re-sorted, a typo is fixed in a
     row not issued yet: the residents already issued are not issued again."""
     home, out = homes["issuer"], tmp_path / "out"
-    _init(run, home)
+    init_office(run, home)
     first = _many(tmp_path, 6)
     header, *rows = first.read_text(encoding="utf-8").splitlines()
     (tmp_path / "part.csv").write_text("\n".join([header, *rows[:4]]) + "\n", encoding="utf-8")
@@ -469,7 +466,7 @@ def test_a_row_corrected_after_it_was_issued_is_said(
     """A typo fixed in a row already issued: the corrected row is a new passport (its claims
     changed), and the clerk is told that the earlier one, still valid, wants revoking."""
     home, out = homes["issuer"], tmp_path / "out"
-    _init(run, home)
+    init_office(run, home)
     first = _many(tmp_path, 3)
     assert run("issuer", "bulk", str(first), "--out-dir", str(out), "--home", str(home))[0] == 0
     old = dict(_index(out))
@@ -486,7 +483,7 @@ def test_a_row_corrected_after_it_was_issued_is_said(
 def _issued_then_revoked(run: Run, home: Path, out: Path, tmp_path: Path, line: str,
                          reason: str) -> tuple[Path, str]:
     """Three rows issued into ``out``; the passport of ``line`` revoked for ``reason``."""
-    _init(run, home)
+    init_office(run, home)
     first = _many(tmp_path, 3)
     assert run("issuer", "bulk", str(first), "--out-dir", str(out), "--home", str(home))[0] == 0
     old = dict(_index(out))[line]
@@ -547,7 +544,7 @@ def test_a_row_whose_passport_was_revoked_is_issued_anew_though_its_file_is_ther
 def test_the_same_resident_twice_in_a_file_issues_nothing(
         homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path) -> None:
     home = homes["issuer"]
-    _init(run, home)
+    init_office(run, home)
     header, *rows = SAMPLE.read_text(encoding="utf-8").splitlines()
     (tmp_path / "twice.csv").write_text("\n".join([header, *rows, rows[1]]) + "\n",
                                         encoding="utf-8")
@@ -574,7 +571,7 @@ def test_a_row_refused_for_two_reasons_is_counted_once(
     """Expired and adding a name too short to a catalogue: a one-row sheet was "2 invalid
     row(s)", a count the clerk could not find in the sheet."""
     home = homes["issuer"]
-    _init(run, home)
+    init_office(run, home)
     header = SAMPLE.read_text(encoding="utf-8").splitlines()[0]
     row = ("Pedro,Ruiz,1980-01-01,Mexicali,MX,2010-03-04,true,BP,standard,false,,es,"
            "2020-01-01,2021-01-01")
@@ -591,7 +588,7 @@ def test_every_repeated_resident_is_named_at_once_before_the_passphrase(
     """Repeats were found only after the passphrase, one pair a run (three pairs: three runs),
     and a wrong passphrase hid them all."""
     home = homes["issuer"]
-    _init(run, home)
+    init_office(run, home)
     header, *rows = SAMPLE.read_text(encoding="utf-8").splitlines()
     (tmp_path / "pairs.csv").write_text("\n".join([header, *rows, *rows]) + "\n",
                                         encoding="utf-8")
@@ -608,7 +605,7 @@ def test_rows_are_named_by_the_line_they_start_on(homes: dict[str, Path], passph
     """A blank line and a cell spanning two lines (a spreadsheet's note) shift every row after
     them: errors and ``index.csv`` name the line an office sees in a text editor."""
     home = homes["issuer"]
-    _init(run, home)
+    init_office(run, home)
     header, first, second, third = SAMPLE.read_text(encoding="utf-8").splitlines()
     multi = first.replace("Mexicali", '"Mexi\ncali"', 1)  # lines 2-3: one row (a bad city)
     assert multi != first
@@ -630,7 +627,7 @@ def test_rows_are_named_by_the_line_they_start_on(homes: dict[str, Path], passph
 def test_another_files_index_in_the_folder_is_kept(homes: dict[str, Path], passphrase: str,
                                                    run: Run, tmp_path: Path) -> None:
     home, out = homes["issuer"], tmp_path / "out"
-    _init(run, home)
+    init_office(run, home)
     assert run("issuer", "bulk", str(SAMPLE), "--out-dir", str(out), "--home", str(home))[0] == 0
     first = _index(out)
     assert run("issuer", "bulk", str(_many(tmp_path, 4)), "--out-dir", str(out),
@@ -667,7 +664,7 @@ def test_rows_are_checked_with_progress(tmp_path: Path) -> None:
 def test_bulk_says_what_it_does_before_issuing(homes: dict[str, Path], passphrase: str,
                                                run: Run, tmp_path: Path) -> None:
     home = homes["issuer"]
-    _init(run, home)
+    init_office(run, home)
     code, _, err = run("issuer", "bulk", str(SAMPLE), "--out-dir", str(tmp_path / "out"),
                        "--home", str(home))
     assert code == 0, err
@@ -681,7 +678,7 @@ def test_a_run_refused_before_it_wrote_anything_leaves_no_folder(
         homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     home = homes["issuer"]
-    _init(run, home)
+    init_office(run, home)
     monkeypatch.setenv("PASAPORTE_PASSPHRASE", "no es la frase")
     code, _, err = run("issuer", "bulk", str(SAMPLE), "--out-dir", str(tmp_path / "new"),
                        "--home", str(home))
@@ -706,7 +703,7 @@ def test_a_run_stopped_by_a_full_disk_says_what_it_issued_and_that_it_resumes(
     from issuer import bulk
 
     home, out = homes["issuer"], tmp_path / "out"
-    _init(run, home)
+    init_office(run, home)
     residents = _many(tmp_path, 10)  # groups of 1, 2, 4, …: the fourth group fails
     issue_many, write, calls = IssuerStore.issue_many, bulk._write_partial, []
 

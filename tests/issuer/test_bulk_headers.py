@@ -18,7 +18,8 @@ from issuer.store import IssuerStore
 from schemas import schema
 from tests.conftest import Run
 from tests.factory import day
-from tests.issuer.test_bulk import SAMPLE, _index, _init, _issued
+from tests.issuer.conftest import init_office
+from tests.issuer.test_bulk import SAMPLE, _index, _issued
 from tests.issuer.test_bulk_spreadsheets import BODY, HEADER, _cells, _lines
 
 # The sample's columns, in its order, as a Mexicali office's own sheet heads them
@@ -118,7 +119,7 @@ def test_a_sheet_headed_in_spanish_issues_and_resumes_as_the_sample(
     issues the sample's three residents; the sample after it finds them issued already (the
     same claims)."""
     home, out = homes["issuer"], tmp_path / "out"
-    _init(run, home)
+    init_office(run, home)
     sheet = tmp_path / "residentes.csv"
     header = ";".join(SPANISH)
     sheet.write_bytes(("sep=;\r\n" + _lines(header, [b.replace(",", ";") for b in BODY],
@@ -138,7 +139,7 @@ def test_rows_expired_already_are_refused_before_anything_is_issued(
     """A row whose validity is over (a year mistyped, an old file) would stop a run midway,
     after the rows before it were issued: found with the other problems, nothing issued."""
     home = homes["issuer"]
-    _init(run, home)
+    init_office(run, home)
     start, end = BODY[1].split(",")[-2:]
     old = BODY[1].replace(f",{start},{end}", f",{day('2016-11-22')},{day('2019-11-21')}")
     assert old != BODY[1]
@@ -157,7 +158,7 @@ def test_rows_born_or_resident_in_the_future_are_refused_before_anything_is_issu
     """A birth date or a residency "since" after the office's today (2062 for 1962): wrong
     for all the passport's life, so refused with the other problems, nothing issued."""
     home = homes["issuer"]
-    _init(run, home)
+    init_office(run, home)
     # after today, and before a validity to come (or the rows fail on that order instead)
     future, start, end = ((date.today() + timedelta(days=n)).isoformat() for n in (400, 410, 700))
     columns = HEADER.split(",")
@@ -185,7 +186,7 @@ def test_catalogue_names_are_one_whatever_their_case_accents_or_spacing(
     already catalogued, not a second entry in every bundle; a new name too short to be one
     ("BP") is refused up front, nothing issued."""
     home = homes["issuer"]
-    _init(run, home)
+    init_office(run, home)
     assert run("issuer", "bulk", str(SAMPLE), "--out-dir", str(tmp_path / "a"),
                "--home", str(home))[0] == 0
     before = IssuerStore.open(home).catalogs()
@@ -250,7 +251,7 @@ def test_the_command_refuses_a_file_of_one_huge_line_as_a_usage_error(
         homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path) -> None:
     """Exit 2 and the typed refusal, not ``internal_error`` (exit 1) from the csv module."""
     home = homes["issuer"]
-    _init(run, home)
+    init_office(run, home)
     wide = tmp_path / "wide.csv"
     wide.write_text("A" * 200_000 + "\n", encoding="utf-8")
     code, out, err = run("issuer", "bulk", str(wide), "--out-dir", str(tmp_path / "o"),

@@ -16,7 +16,8 @@ import pytest
 from credential.errors import PasaporteError
 from issuer.bulk import MAX_BYTES, MAX_ROWS, parse_residents
 from tests.conftest import Run
-from tests.issuer.test_bulk import SAMPLE, _index, _init, _issued
+from tests.issuer.conftest import init_office
+from tests.issuer.test_bulk import SAMPLE, _index, _issued
 
 TEXT = SAMPLE.read_text(encoding="utf-8")
 HEADER, *BODY = TEXT.splitlines()
@@ -77,7 +78,7 @@ def test_spreadsheet_saves_read_as_the_same_residents(homes: dict[str, Path], pa
     sample itself run after it into the same folder finds them already issued: the same claims,
     to the last accent."""
     home, out = homes["issuer"], tmp_path / "out"
-    _init(run, home)
+    init_office(run, home)
     make, lines = SAVED_AS[saved_as]
     saved = tmp_path / "saved.csv"
     saved.write_bytes(make())
@@ -104,7 +105,7 @@ def test_spreadsheet_saves_read_as_the_same_residents(homes: dict[str, Path], pa
 def test_files_not_to_be_guessed_are_refused(homes: dict[str, Path], passphrase: str, run: Run,
                                              tmp_path: Path, data: bytes, code: str,
                                              line: int | None) -> None:
-    _init(run, homes["issuer"])
+    init_office(run, homes["issuer"])
     (tmp_path / "x.csv").write_bytes(data)
     status, _, err = run("issuer", "bulk", str(tmp_path / "x.csv"), "--out-dir",
                          str(tmp_path / "o"), "--home", str(homes["issuer"]))
@@ -126,7 +127,7 @@ def test_spreadsheet_cells_are_refused_by_line_and_column(homes: dict[str, Path]
     Calexico), nor a flag, nor text garbled by a wrong encoding, nor a cell outside the
     columns."""
     home = homes["issuer"]
-    _init(run, home)
+    init_office(run, home)
 
     def bad(column: int, value: str, row: int = 0) -> str:
         cells = _cells(BODY[row])
@@ -203,7 +204,7 @@ def test_a_formula_in_a_cell_is_a_name_and_nothing_written_is_a_formula(
     evaluates it, and what the run writes for the office to open in a spreadsheet (index.csv)
     holds only line numbers and credential ids, never a cell of the input."""
     home, out = homes["issuer"], tmp_path / "out"
-    _init(run, home)
+    init_office(run, home)
     formula = '=HYPERLINK("http://example.invalid/?x","Ana")'
     cells = _cells(BODY[0])
     cells[0], cells[1] = formula, "+cmd|' /C calc'!A0"
@@ -233,7 +234,7 @@ def test_a_bad_row_near_the_end_of_a_large_file_is_named_before_anything_is_issu
     """All 90,000 rows are checked, with progress, before the passphrase is even needed; row
     90,000 (line 90,001: the sheet's own row number) is named and nothing is issued."""
     home = homes["issuer"]
-    _init(run, home)
+    init_office(run, home)
     body = [BODY[i % 3] for i in range(90_000)]
     body[-1] = BODY[1].replace("1950-07-19", "7/19/1950")
     (tmp_path / "big.csv").write_text(_lines(body=body, end="\r\n"), encoding="utf-8-sig")
@@ -252,7 +253,7 @@ def test_one_column_wrong_in_every_row_is_said_once_and_counted(
     """A date column saved as a spreadsheet writes it, in all 2,000 rows: the error on its first
     rows, then a count, and the summary stays on screen (it was 2,000 identical lines)."""
     home = homes["issuer"]
-    _init(run, home)
+    init_office(run, home)
     def us_date(row: str) -> str:  # birth_date as a US spreadsheet writes it: 7/19/1950
         cells = row.split(",")
         year, month, day = cells[2].split("-")
@@ -280,7 +281,7 @@ def test_files_past_the_limits_are_refused_before_any_row_is_checked(tmp_path: P
 
 def test_the_cli_reads_no_more_than_the_limit(homes: dict[str, Path], passphrase: str,
                                               run: Run, tmp_path: Path) -> None:
-    _init(run, homes["issuer"])
+    init_office(run, homes["issuer"])
     with (tmp_path / "huge.csv").open("wb") as huge:
         huge.write(TEXT.encode())
         huge.truncate(MAX_BYTES + 1024)  # zeros past the sample: only the size is looked at
@@ -299,7 +300,7 @@ def test_a_file_with_no_resident_is_said_so_and_makes_nothing(
     """Not "0 issued" and an empty folder (nor, for an empty file, every column "missing"):
     what is wrong, exit 2, no output folder."""
     home = homes["issuer"]
-    _init(run, home)
+    init_office(run, home)
     sheet = tmp_path / "sheet.csv"
     sheet.write_text(text, encoding="utf-8")
     got, out, err = run("issuer", "bulk", str(sheet), "--out-dir", str(tmp_path / "o"),

@@ -11,16 +11,12 @@ import pytest
 
 from issuer import cli
 from tests.conftest import Run
-
-
-def _office(run: Run, home: Path) -> None:
-    assert run("issuer", "init", "--city", "Mexicali", "--country", "MX", "--office", "Centro",
-               "--home", str(home))[0] == 0
+from tests.issuer.conftest import init_office
 
 
 def test_backup_and_restore_say_what_they_are_doing(homes: dict[str, Path], passphrase: str,
                                                      run: Run, tmp_path: Path) -> None:
-    _office(run, homes["issuer"])
+    init_office(run, homes["issuer"])
     copy = tmp_path / "office.bak"
     code, out, err = run("issuer", "backup", "--out", str(copy), "--home", str(homes["issuer"]))
     assert code == 0, err
@@ -37,7 +33,7 @@ def test_backup_and_restore_say_what_they_are_doing(homes: dict[str, Path], pass
 def test_a_failed_backup_says_why_after_what_it_was_doing(homes: dict[str, Path],
                                                            passphrase: str, run: Run,
                                                            tmp_path: Path) -> None:
-    _office(run, homes["issuer"])
+    init_office(run, homes["issuer"])
     copy = tmp_path / "office.bak"
     copy.write_bytes(b"another file")
     code, _, err = run("issuer", "backup", "--out", str(copy), "--home", str(homes["issuer"]))

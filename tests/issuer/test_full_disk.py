@@ -26,18 +26,7 @@ from issuer import backup
 from tests.conftest import Run
 from tests.disk import disk_with, files_limited_to
 from tests.factory import EXAMPLES
-
-
-def _init(run: Run, home: Path) -> None:
-    assert run("issuer", "init", "--city", "Mexicali", "--country", "MX", "--office", "Centro",
-               "--home", str(home))[0] == 0
-
-
-def _issue(run: Run, home: Path, out: Path) -> str:
-    code, stdout, err = run("issuer", "issue", "--claims", str(EXAMPLES / "claims-mexicali.json"),
-                            "--paper", "--out", str(out), "--home", str(home))
-    assert code == 0, err
-    return stdout.strip()
+from tests.issuer.conftest import init_office, issue_paper
 
 
 def _moved(office: Path, to: Path) -> Path:
@@ -61,8 +50,8 @@ def test_a_full_disk_under_the_store_is_store_full_even_for_a_read(
         ) -> None:
     """With WAL, the first thing to fail on a full disk is growing ``-shm`` (SQLITE_IOERR_SHMSIZE,
     "disk I/O error"), even for ``issuer status``: that reads as the full disk it is."""
-    _init(run, homes["issuer"])
-    credential = _issue(run, homes["issuer"], tmp_path / "m.txt")
+    init_office(run, homes["issuer"])
+    credential = issue_paper(run, homes["issuer"], tmp_path / "m.txt")
     home = _moved(homes["issuer"], tmp_path / "disk")
     args = {"status": ("issuer", "status", credential),
             "issue": ("issuer", "issue", "--claims", str(EXAMPLES / "claims-calexico.json"),
@@ -83,8 +72,8 @@ def test_an_io_error_on_a_disk_with_room_is_not_called_damage(
         homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path) -> None:
     """The same I/O error where the disk has room: the disk or device failed. Said as that,
     with what to check, and that the database is not known to be damaged."""
-    _init(run, homes["issuer"])
-    credential = _issue(run, homes["issuer"], tmp_path / "m.txt")
+    init_office(run, homes["issuer"])
+    credential = issue_paper(run, homes["issuer"], tmp_path / "m.txt")
     home = _moved(homes["issuer"], tmp_path / "disk")
     with pytest.MonkeyPatch.context() as patch, files_limited_to(16384):
         disk_with(patch, tmp_path / "disk", free=50 << 30)
@@ -98,7 +87,7 @@ def test_an_io_error_on_a_disk_with_room_is_not_called_damage(
 def test_a_damaged_store_is_still_called_damaged(homes: dict[str, Path], passphrase: str,
                                                  run: Run, tmp_path: Path) -> None:
     """What is not the disk's doing keeps its name: a store that is no database."""
-    _init(run, homes["issuer"])
+    init_office(run, homes["issuer"])
     store = homes["issuer"] / "issuer.db"
     with contextlib.closing(sqlite3.connect(store)) as db:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -115,8 +104,8 @@ def test_a_backup_onto_a_full_or_failing_disk_names_that_disk_not_the_office(
     """A USB stick that fills or fails while the copy is written: the stick's, not "the office
     store is not an intact copy"; nothing is left on it, and with room the backup is taken."""
     office, stick = homes["issuer"], tmp_path / "stick"
-    _init(run, office)
-    _issue(run, office, tmp_path / "m.txt")
+    init_office(run, office)
+    issue_paper(run, office, tmp_path / "m.txt")
     stick.mkdir()
     target = stick / "office.bak"
     # the office store's -shm (32 KiB) fits; the copy does not
@@ -141,8 +130,8 @@ def test_a_restore_onto_a_full_or_failing_disk_does_not_blame_the_backup(
     office must not have it called "not an intact copy", nor the new office "damaged, restore
     it from a backup"."""
     office, copy, disk = homes["issuer"], tmp_path / "good.bak", tmp_path / "disk"
-    _init(run, office)
-    _issue(run, office, tmp_path / "m.txt")
+    init_office(run, office)
+    issue_paper(run, office, tmp_path / "m.txt")
     assert run("issuer", "backup", "--out", str(copy), "--home", str(office))[0] == 0
     disk.mkdir()
     new = disk / "new"
@@ -203,7 +192,7 @@ def test_the_folder_a_backup_makes_is_owner_only(homes: dict[str, Path], passphr
     """As every folder the tools make for outputs: 0700 whatever the umask (others could
     otherwise remove or replace the office's only backup)."""
     office = homes["issuer"]
-    _init(run, office)
+    init_office(run, office)
     old = os.umask(0o002)
     try:
         code, _, err = run("issuer", "backup", "--out", str(tmp_path / "b" / "daily" / "x.bak"),
@@ -225,7 +214,7 @@ def test_the_sweep_removes_what_a_copy_cut_short_in_wal_mode_left(
     """A copy is in WAL mode (as the store) until it is made one file: one cut short there
     leaves its -wal and -shm, which go with it."""
     office, folder = homes["issuer"], tmp_path / "backups"
-    _init(run, office)
+    init_office(run, office)
     folder.mkdir()
     left = [folder / f".old.bak.abc123.pasaporte-partial{suffix}"
             for suffix in ("-wal", "-shm", "-journal")]
@@ -253,8 +242,8 @@ def test_on_a_real_full_tmpfs(homes: dict[str, Path], passphrase: str, run: Run,
         pytest.skip("no tmpfs can be mounted here (not root, or no mount)")
     try:
         office = homes["issuer"]
-        _init(run, office)
-        credential = _issue(run, office, tmp_path / "m.txt")
+        init_office(run, office)
+        credential = issue_paper(run, office, tmp_path / "m.txt")
         home = _moved(office, disk / "off")
         filler = disk / "filler"
         with contextlib.suppress(OSError), filler.open("wb", buffering=0) as f:

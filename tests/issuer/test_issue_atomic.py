@@ -22,13 +22,10 @@ from credential.passport import decode_text
 from issuer.store import IssuerStore
 from tests.conftest import Run
 from tests.factory import EXAMPLES
+from tests.issuer.conftest import init_office
 
 REPO = Path(__file__).resolve().parents[2]
 
-
-def _init(run: Run, home: Path) -> None:
-    assert run("issuer", "init", "--city", "Mexicali", "--country", "MX", "--office", "Centro",
-               "--home", str(home))[0] == 0
 
 
 def _issue_with(home: Path, out: Path, then: str, *args: str,
@@ -63,7 +60,7 @@ def _count(home: Path) -> int:
 def test_a_kill_before_the_commit_leaves_no_passport_at_out(
         homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path) -> None:
     home = homes["issuer"]
-    _init(run, home)
+    init_office(run, home)
     proc = _issue_with(home, tmp_path / "maria.cred", "os.kill(os.getpid(), signal.SIGKILL)")
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert not (tmp_path / "maria.cred").exists() and not (tmp_path / "maria.png").exists()
@@ -84,7 +81,7 @@ def test_an_interrupt_as_the_record_commits_waits_for_its_file_and_id(
     then the command ends as cancelled (the file used to be taken back, the id never printed,
     and with --replaces the resident was left with no passport)."""
     home = homes["issuer"]
-    _init(run, home)
+    init_office(run, home)
     for signum in (signal.SIGINT, signal.SIGTERM):
         out = tmp_path / f"{signum.name}.cred"
         proc = _issue_with(home, out, f"os.kill(os.getpid(), signal.{signum.name})")
@@ -101,7 +98,7 @@ def test_a_connection_broken_by_an_interrupt_ends_without_another_error(
     """Ctrl-C inside a statement invalidates the connection; the store's end-of-transaction
     hook read its info and raised PendingRollbackError in place of the interrupt."""
     home = homes["issuer"]
-    _init(run, home)
+    init_office(run, home)
     store = IssuerStore.open(home)
     with store.engine.connect() as conn:
         transaction = conn.begin()
@@ -119,7 +116,7 @@ def test_a_file_that_cannot_go_in_place_after_the_commit_is_kept_and_said(
     """Recorded, then its folder gone (removed meanwhile): the passport is left where it was
     written, and the clerk told which id and where, rather than it lost."""
     home = homes["issuer"]
-    _init(run, home)
+    init_office(run, home)
 
     def refused(self: StagedFile) -> None:
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(self.target))
@@ -141,7 +138,7 @@ def test_an_interrupt_held_back_comes_after_all_is_said(
     passport's revocation and where the QR was kept are all said before the command ends as
     cancelled (it ended at the id, and "what was half done was not saved" hid the rest)."""
     home = homes["issuer"]
-    _init(run, home)
+    init_office(run, home)
     code, old, err = run("issuer", "issue", "--claims", str(EXAMPLES / "claims-mexicali.json"),
                          "--paper", "--out", str(tmp_path / "old.cred"), "--home", str(home))
     assert code == 0, err
@@ -169,7 +166,7 @@ def test_ctrl_c_while_waiting_for_the_store_is_acted_on_while_still_waiting(
     ``issue`` waiting for it cancels it then, not once the lock is let go (up to 30 s later:
     Python runs no handler while SQLite sleeps in its busy wait)."""
     home = homes["issuer"]
-    _init(run, home)
+    init_office(run, home)
     holder = sqlite3.connect(home / "issuer.db", isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     try:
@@ -197,7 +194,7 @@ def test_another_clerks_passport_given_the_same_name_meanwhile_stays(
     the other's passport took it before this one was placed. It stays (never over a file);
     this one is recorded and kept beside it, said with where."""
     home = homes["issuer"]
-    _init(run, home)
+    init_office(run, home)
     out = tmp_path / "ana.cred"
     proc = _issue_with(home, out, f"open({str(out)!r}, 'w').write('PU1:THE-OTHER-CLERKS')")
     assert proc.returncode == 1 and "[issued_file_not_placed]" in proc.stderr, proc.stderr

@@ -35,10 +35,6 @@ NEW = "nueva frase de prueba / new test passphrase"
 LEDGER = "http://127.0.0.1:9"  # nothing listens there: the token is saved unchecked, and kept
 
 
-def _init(run: Run, home: Path) -> None:
-    assert run("issuer", "init", "--city", "Mexicali", "--country", "MX", "--office", "Centro",
-               "--home", str(home))[0] == 0
-
 
 def _change(run: Run, home: Path, monkeypatch: pytest.MonkeyPatch, *,
             current: str | None = None, new: str | None = None,
