@@ -18,6 +18,8 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -59,6 +61,27 @@ class BilingualGroup(click.Group):
 
     def get_help_option(self, ctx: click.Context) -> click.Option | None:
         return _bilingual(super().get_help_option(ctx))
+
+
+def proof_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options that tie trusted bundles to a city's ledger (``--bundle-proof``,
+    ``--log-key``, ``--witness-key``): the same words for the counter (``verify``) and the
+    resident (``wallet trust``), who trust bundles the same way (``read_trust_files``)."""
+    for option in reversed((
+            click.option("--bundle-proof", "proofs", multiple=True,
+                         type=click.Path(exists=True, dir_okay=False),
+                         help="Prueba de publicación de cada paquete (de «ledger prove-bundle») "
+                              "/ Each bundle's proof of publication."),
+            click.option("--log-key", "log_keys", multiple=True,
+                         help="Llave verificadora del registro de una ciudad: solo confía en "
+                              "paquetes probados en él (repetible) / A city ledger's verifier "
+                              "key: trust only bundles proven on it (repeatable)."),
+            click.option("--witness-key", "witness_keys", multiple=True,
+                         help="Llave de un testigo: alguno debe cosignar el checkpoint de la "
+                              "prueba / A witness's verifier key: the proof's checkpoint must "
+                              "be cosigned by one."))):
+        command = option(command)
+    return command
 
 
 class _LazyGroup(BilingualGroup):

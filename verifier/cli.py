@@ -37,7 +37,7 @@ from credential.passport import parse_nonce
 from credential.text import escaped
 from credential.times import parse_instant
 from credential.transport import PADDING
-from pasaporte.cli import BilingualCommand, can_show, json_text, reader_gone
+from pasaporte.cli import BilingualCommand, can_show, json_text, proof_options, reader_gone
 from schemas import schema
 from verifier.engine import Result, Verifier
 from verifier.policy import Policy, policy_overrides
@@ -451,17 +451,7 @@ class _RepeatableFiles(BilingualCommand):
 @click.option("--trust-root", "roots", multiple=True, required=True,
               type=click.Path(exists=True, dir_okay=False),
               help="Llave raíz de la ciudad (repetible) / City root key (repeatable).")
-@click.option("--bundle-proof", "proofs", multiple=True,
-              type=click.Path(exists=True, dir_okay=False),
-              help="Prueba de publicación de cada paquete (de «ledger prove-bundle») / Each "
-                   "bundle's proof of publication.")
-@click.option("--log-key", "log_keys", multiple=True,
-              help="Llave verificadora del registro de una ciudad: solo confía en paquetes "
-                   "probados en él (repetible) / A city ledger's verifier key: trust only "
-                   "bundles proven on it (repeatable).")
-@click.option("--witness-key", "witness_keys", multiple=True,
-              help="Llave de un testigo: alguno debe cosignar el checkpoint de la prueba / A "
-                   "witness's verifier key: the proof's checkpoint must be cosigned by one.")
+@proof_options
 @click.option("--text", help="Texto del código escaneado / The scanned payload text.")
 @click.option("--image", type=click.Path(exists=True, dir_okay=False),
               help="Foto del código, PNG o JPEG / A PNG/JPEG photo.")

@@ -31,7 +31,7 @@ from credential.keys import b64url
 from credential.logproof import read_trust_files
 from credential.passport import parse_nonce
 from credential.text import escaped
-from pasaporte.cli import BilingualGroup, can_show, json_text
+from pasaporte.cli import BilingualGroup, can_show, json_text, proof_options
 from schemas import schema
 from wallet_cli.store import MAX_IMPORT_BYTES, CredentialEntry, Wallet, shown_with
 
@@ -139,16 +139,7 @@ def key(home: Path | None) -> None:
 @click.option("--trust-root", "roots", multiple=True, required=True, type=_FILE,
               help="Archivo de la llave raíz de esa ciudad (repetible) / That city's root key "
                    "file (repeatable).")
-@click.option("--bundle-proof", "proofs", multiple=True, type=_FILE,
-              help="Prueba de publicación de cada paquete (de «ledger prove-bundle») / Each "
-                   "bundle's proof of publication.")
-@click.option("--log-key", "log_keys", multiple=True,
-              help="Llave verificadora del registro de una ciudad: solo confía en paquetes "
-                   "probados en él / A city ledger's verifier key: trust only bundles proven on "
-                   "it.")
-@click.option("--witness-key", "witness_keys", multiple=True,
-              help="Llave de un testigo: alguno debe cosignar el checkpoint de la prueba / A "
-                   "witness's verifier key: the proof's checkpoint must be cosigned by one.")
+@proof_options
 @_home_option
 def trust(bundles: tuple[str, ...], roots: tuple[str, ...], proofs: tuple[str, ...],
           log_keys: tuple[str, ...], witness_keys: tuple[str, ...], home: Path | None) -> None:
