@@ -348,11 +348,10 @@ def _check_utf8(passphrase: str) -> None:
     anything is made or unsealed. Left to the key derivation they were an internal error
     quoting the passphrase's offending character and its position."""
     from credential.errors import UsageError
+    from credential.text import is_utf8
 
-    try:
-        passphrase.encode("utf-8")
-    except UnicodeEncodeError:
-        raise UsageError("passphrase_not_utf8") from None
+    if not is_utf8(passphrase):
+        raise UsageError("passphrase_not_utf8")
 
 
 def _check_length(passphrase: str, *, chosen: bool) -> None:

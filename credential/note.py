@@ -28,6 +28,7 @@ import nacl.exceptions
 import nacl.signing
 
 from credential.errors import LedgerError, MalformedInput
+from credential.text import is_utf8
 
 __all__ = [
     "COSIGNATURE_V1",
@@ -207,12 +208,9 @@ def _check_text(text: str) -> None:
 
 
 def _check_utf8(text: str) -> None:
-    """Notes "MUST be valid UTF-8": a str from elsewhere than bytes (JSON's "\\ud800", say)
-    may hold a lone surrogate, which no UTF-8 spells."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise MalformedInput("note_malformed", reason="not UTF-8") from None
+    # Notes "MUST be valid UTF-8": a str from elsewhere than bytes may not be.
+    if not is_utf8(text):
+        raise MalformedInput("note_malformed", reason="not UTF-8")
 
 
 @dataclass(frozen=True)

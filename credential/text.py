@@ -11,7 +11,8 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Mapping
 
-__all__ = ["NOT_TEXT", "check_utf8", "escaped", "folded", "is_text", "one_line", "typed_forms"]
+__all__ = ["NOT_TEXT", "check_utf8", "escaped", "folded", "is_text", "is_utf8", "one_line",
+           "typed_forms"]
 
 # Controls (Cc), format characters (Cf: bidi overrides, invisible joiners and spaces), lone
 # surrogates (Cs: JSON "\ud800", no character at all), line and paragraph separators (Zl, Zp).
@@ -25,12 +26,23 @@ def is_text(text: str, allowed: str = "") -> bool:
     return not any(unicodedata.category(c) in NOT_TEXT and c not in allowed for c in text)
 
 
+def is_utf8(text: str) -> bool:
+    """Whether UTF-8 can spell ``text``: bytes that were not UTF-8 (a Latin-1 terminal, a
+    variable set from a Latin-1 file) arrive as surrogate escapes, and JSON's "\\ud800" is a
+    lone surrogate; neither is a character UTF-8 holds."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_utf8(text: str, what: str) -> str:
     """``text`` as typed, if it came as UTF-8. Bytes that did not (a terminal set to Latin-1,
     PuTTY's default, inside a UTF-8 session) arrive as surrogate escapes, which every later
     check misnamed: "control characters" in a name, "not a reason code" for "a petición", then
     recorded as unspecified on the public record. Refused as what it is (``text_not_utf8``)."""
-    if any("\udc80" <= char <= "\udcff" for char in text):
+    if not is_utf8(text):
         from credential.errors import UsageError
 
         raise UsageError("text_not_utf8", what=what)
