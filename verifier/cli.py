@@ -27,13 +27,13 @@ from typing import BinaryIO
 
 import click
 
-from credential import jsontext, transport
+from credential import jsontext
 from credential.bundle import RootKey
 from credential.claims import service_named
 from credential.errors import PasaporteError, StoreError, UsageError, as_usage
 from credential.home import CANCELLING_SIGNALS, read_bounded, uninterrupted
 from credential.logproof import read_trust_files
-from credential.passport import parse_nonce
+from credential.passport import decode_text, parse_nonce
 from credential.text import escaped
 from credential.times import parse_instant
 from credential.transport import PADDING
@@ -285,26 +285,31 @@ class _Replays:
     def __init__(self) -> None:
         self._seen: OrderedDict[bytes, float] = OrderedDict()  # digest → monotonic time
 
-    def seen(self, line: str, policy: Policy) -> int | None:
-        """Seconds since the code ``line`` holds was accepted in this session, or ``None``."""
+    def check(self, line: str, policy: Policy) -> int | None:
+        """Seconds since the presentation ``line`` holds was accepted in this session, or
+        ``None`` when it was not (it is then remembered as accepted now). Only accepted
+        presentations come here: a paper passport answers no nonce, and the same sheet
+        scanned twice is no replay."""
         now = time.monotonic()
         keep = policy.freshness_s + policy.clock_skew_s
         while self._seen and next(iter(self._seen.values())) < now - keep:
             self._seen.popitem(last=False)
-        when = self._seen.get(self._key(line))
-        return None if when is None else int(now - when)
-
-    def accepted(self, line: str) -> None:
-        self._seen[self._key(line)] = time.monotonic()
+        kb = decode_text(line).kb
+        if kb is None:  # (not a presentation: nothing it could be a replay of)
+            return None
+        # Keyed on the holder's signature over this answer to the nonce: one code reaches the
+        # counter in many spellings, none of which it signs (caps lock, an AIM prefix,
+        # padding; COSE's optional tag 18 on either Sign1), and keyed on its text or even its
+        # CBOR each passed as new. Ed25519 signatures are deterministic and, with S checked
+        # below the group order (libsodium does), not malleable.
+        key = hashlib.sha256(kb.sign1.signature).digest()
+        when = self._seen.get(key)
+        if when is not None:
+            return int(now - when)
+        self._seen[key] = now
         if len(self._seen) > self.MAX:
             self._seen.popitem(last=False)
-
-    @staticmethod
-    def _key(line: str) -> bytes:
-        # The payload, as the engine read it: the scanner's text of one code varies (caps lock,
-        # an AIM prefix, padding) and is the same code (``transport.unpack``); keyed on the text,
-        # a screenshot typed in lower case passed as a new one. Only accepted lines come here.
-        return hashlib.sha256(transport.unpack(line)).digest()
+        return None
 
 
 @contextlib.contextmanager
@@ -351,12 +356,10 @@ def _scan(setup: _Setup, verifier: Verifier, policy: Policy, at: int | None,
                     _say(f"Configuración actualizada / Setup updated: {_versions(verifier)}")
             result = (Result.rejection("too_large") if line is None else
                       verifier.verify(line, service=policy, now=at, nonce=nonce))
-            if replays is not None and line is not None and result.accepted:
-                ago = replays.seen(line, policy)
+            if replays is not None and line is not None and result.accepted and not result.paper:
+                ago = replays.check(line, policy)
                 if ago is not None:
                     result = Result.rejection("presentation_replayed", seconds=ago)
-                else:
-                    replays.accepted(line)
             # shown and counted together: an interrupt between the two counted a result
             # nobody saw (the summary one ahead of what the clerk was shown)
             with uninterrupted():

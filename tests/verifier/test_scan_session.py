@@ -14,9 +14,11 @@ import sys
 import time
 from pathlib import Path
 
+import cbor2
 import nacl.signing
 import pytest
 
+from credential import transport
 from credential.times import rfc3339
 from tests.conftest import Run
 from tests.factory import NOW, City, example_claims, presentation
@@ -47,6 +49,12 @@ def test_a_code_answering_the_counters_nonce_is_accepted_once(tmp_path: Path) ->
     assert [r["code"] for r in results] == ["accepted", "presentation_replayed", "accepted",
                                             "presentation_replayed",
                                             "presentation_replayed"], done.stderr
+    # nor is it in CBOR that differs only where nothing is signed (COSE's optional tag 18)
+    tagged = subprocess.run(_counter(tmp_path, city, "--nonce", "8F3K"),
+                            input=f"{code}\n{_tagged(code)}\n", capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert [json.loads(r)["code"] for r in tagged.stdout.splitlines()] == [
+        "accepted", "presentation_replayed"], tagged.stderr
     assert "captura de pantalla" in results[1]["message"]["es"]
     assert "counts once" in results[1]["message"]["en"]
     assert "accepted: 2, rechazados / rejected: 3" in done.stderr
@@ -55,6 +63,23 @@ def test_a_code_answering_the_counters_nonce_is_accepted_once(tmp_path: Path) ->
         code, presentation(cred, holder, "library", LIB)), capture_output=True, text=True,
         timeout=120, check=False)
     assert [json.loads(x)["code"] for x in again.stdout.splitlines()] == ["accepted"] * 2
+
+
+def _tagged(code: str) -> str:
+    """``code`` with its credential's COSE_Sign1 under tag 18 (RFC 9052 §4.2: either way)."""
+    envelope = cbor2.loads(transport.unpack(code))
+    envelope[0] = cbor2.CBORTag(18, envelope[0])
+    return transport.pack(cbor2.dumps(envelope))
+
+
+def test_a_paper_passport_scanned_again_under_a_nonce_is_no_replay(tmp_path: Path) -> None:
+    """A paper passport answers no nonce and is the same sheet at every scan: a clerk who
+    scanned it twice was told it was a screenshot, and to have the resident make a new one."""
+    city = City()
+    paper = city.issue_text(None, example_claims())
+    done = subprocess.run(_counter(tmp_path, city, "--nonce", "8F3K"), input=f"{paper}\n" * 2,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert [json.loads(r)["code"] for r in done.stdout.splitlines()] == ["accepted"] * 2
 
 
 def test_a_log_reader_that_goes_stops_no_scan(tmp_path: Path) -> None:
