@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 __all__ = ["CANCELLING_SIGNALS", "NEW_PASSPHRASE_VARIABLE", "PASSPHRASE_VARIABLE", "StagedFile",
-           "atomic_write",
-           "check_png_name", "fsync_path", "held_lock", "make_folders", "read_bounded",
-           "read_new_passphrase", "read_passphrase", "resolve_home", "uninterrupted"]
+           "atomic_write", "check_png_name", "fsync_path", "held_lock", "make_folders",
+           "name_start", "read_bounded", "read_new_passphrase", "read_passphrase",
+           "resolve_home", "uninterrupted"]
 
 
 def resolve_home(role: str, home: str | os.PathLike[str] | None = None) -> Path:
@@ -89,6 +89,21 @@ def _name_max(folder: Path) -> int:
     return 255
 
 
+def name_start(name: str) -> str:
+    """The start of a file ``name`` for a temporary file beside it: a legal 250-character name
+    plus mkstemp's additions would pass the file system's 255-byte limit, and a file that may
+    be written could not be. Counted in the bytes the file system sees (a name typed on a
+    Latin-1 terminal holds bytes that are not UTF-8, kept as surrogate escapes), cut between
+    characters."""
+    stem, size = "", 0
+    for char in name:
+        size += len(os.fsencode(char))
+        if size > _STEM_BYTES:
+            break
+        stem += char
+    return stem
+
+
 class StagedFile:
     """A file written now under a temporary name beside ``path`` and put in place later
     (``commit``), or never (``discard``). Staging first means a place that cannot be written
@@ -129,16 +144,7 @@ class StagedFile:
         return re.compile(rf"\.(?:{name_pattern})\.[a-z0-9_]+\.(?:tmp|prev)")
 
     def _sibling(self, suffix: str) -> tuple[int, Path]:
-        # The name's start only: a legal 250-character name plus mkstemp's additions would
-        # pass the file system's 255-byte limit, and a file that may be written could not be.
-        # Counted in the bytes the file system sees (a name typed on a Latin-1 terminal holds
-        # bytes that are not UTF-8, kept as surrogate escapes), cut between characters.
-        stem, size = "", 0
-        for char in self.target.name:
-            size += len(os.fsencode(char))
-            if size > _STEM_BYTES:
-                break
-            stem += char
+        stem = name_start(self.target.name)
         with self._as_target():
             fd, tmp = tempfile.mkstemp(dir=self.target.parent, prefix=f".{stem}.",
                                        suffix=suffix)

@@ -49,7 +49,7 @@ import sqlalchemy as sa
 
 from credential.disk import SQLITE_IOERR, disk_is_full, disk_trouble, sqlite_primary_code
 from credential.errors import LedgerError, MalformedInput, StoreError, UsageError
-from credential.home import fsync_path, make_folders
+from credential.home import fsync_path, make_folders, name_start
 from credential.keys import b64url, unb64url, unseal
 from credential.text import one_line
 from issuer.catchup import Progress, Walk, catch_up
@@ -123,9 +123,7 @@ def _partial(target: Path) -> tuple[Path, int]:
     its lock (flock: the kernel drops it when the process dies, however it dies)."""
     import fcntl
 
-    # The name's start only: mkstemp's additions must keep a legal long name under the file
-    # system's 255 bytes.
-    stem = target.name.encode()[:64].decode(errors="ignore")
+    stem = name_start(target.name)
     while True:
         fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{stem}.", suffix=_PARTIAL)
         # Waits only for a sweep that took the lock in the instant before ours, and then

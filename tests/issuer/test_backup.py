@@ -207,6 +207,24 @@ def test_a_backup_whose_schema_text_is_damaged_is_refused_by_name(
     assert not (tmp_path / "r").exists()
 
 
+def test_a_backup_named_on_a_latin1_terminal_is_written_under_that_name(
+        homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path) -> None:
+    """A name typed on a Latin-1 terminal holds a byte that is no UTF-8: cutting it for the
+    partial file's name raised an internal error, after the passphrase was typed. (Its own
+    process: the terminal's output, not pytest's capture, has to show that name.)"""
+    init_office(run, homes["issuer"])
+    (tmp_path / "out").mkdir()
+    target = tmp_path / "out" / os.fsdecode(b"copia-pe\xf1a.bak")
+    done = subprocess.run([sys.executable, "-m", "pasaporte", "issuer", "backup", "--out",
+                           os.fsencode(target), "--home", str(homes["issuer"])],
+                          capture_output=True, cwd=REPO, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert os.listdir(os.fsencode(tmp_path / "out")) == [b"copia-pe\xf1a.bak"]
+    code, _, err = run("issuer", "restore", "--from", str(target), "--home",
+                       str(tmp_path / "r"), "--no-ledger")
+    assert code == 0, err
+
+
 def test_a_missing_backup_is_a_usage_error(homes: dict[str, Path], passphrase: str, run: Run,
                                            tmp_path: Path) -> None:
     """A mistyped --from exits 2 like any other missing input, and does not call the path a
