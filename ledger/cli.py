@@ -63,7 +63,7 @@ from ledger.entries import ENTRY_TYPES, decode_record, entry_to_json
 from ledger.keys import LedgerConfig, load_config, open_keys, reseal_keys, save_config
 from ledger.status import CRITICAL, DEFAULT_MAX_AGE, DEFAULT_MAX_BEHIND, EXIT, UNKNOWN_EXIT
 from ledger.status import status as node_status
-from ledger.store import MAX_BATCH, LedgerStore, create_home
+from ledger.store import MAX_BATCH, LedgerStore, check_token_name, create_home
 from pasaporte.cli import BilingualCommand, BilingualGroup, json_text
 
 __all__ = ["group"]
@@ -747,6 +747,7 @@ def token() -> None:
 def token_add(name: str, home: str | None, db: str | None) -> None:
     """Crea (o reemplaza) la ficha de NAME y la muestra una sola vez / Create (or replace)
     NAME's token and print it once."""
+    check_token_name(name)
     with _open(home, db, log_only=True) as store:
         replacing = store.has_token(name)
         click.echo(store.add_token(name))
@@ -762,6 +763,7 @@ def token_add(name: str, home: str | None, db: str | None) -> None:
 def token_revoke(name: str, home: str | None, db: str | None) -> None:
     """Rechaza la ficha de NAME desde ahora (sus envíos reciben 401) / Refuse NAME's token from
     now on (its appends get 401)."""
+    check_token_name(name)
     with _open(home, db, log_only=True) as store:
         if not store.revoke_token(name):
             raise UsageError("usage_error", reason=f"no token named {name}")

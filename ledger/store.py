@@ -92,7 +92,7 @@ from ledger.keys import (
 )
 
 __all__ = ["MAX_BATCH", "AppendRequest", "LedgerStore", "SignedCheckpoint", "WitnessAdded",
-           "create_home", "database_url", "make_engine", "migrate"]
+           "check_token_name", "create_home", "database_url", "make_engine", "migrate"]
 
 MAX_BATCH = 10_000
 MAX_COSIGNATURES_PER_BATCH = 100
@@ -311,6 +311,15 @@ def create_home(root: Path, config: LedgerConfig) -> None:
     finally:
         engine.dispose()
     save_config(root, config)
+
+
+def check_token_name(name: str) -> str:
+    """An append client's name (it names the client in logs and in ``token revoke``), checked
+    before any query: one typed on a Latin-1 terminal (surrogate escapes) failed in the
+    database driver as an internal error, where the name's rule was the answer."""
+    if not _TOKEN_NAME.fullmatch(name):
+        raise UsageError("ledger_bad_token_name", name=name[:80])
+    return name
 
 
 class LedgerStore:
@@ -802,8 +811,7 @@ class LedgerStore:
     # -- append tokens and witnesses ---------------------------------------------------------
 
     def add_token(self, name: str) -> str:
-        if not _TOKEN_NAME.fullmatch(name):  # it names a client in logs and in ``revoke``
-            raise UsageError("ledger_bad_token_name", name=name[:80])
+        check_token_name(name)
         token = "lt_" + secrets.token_urlsafe(32)
         with self.engine.begin() as conn:
             conn.execute(delete(t.tokens).where(t.tokens.c.name == name))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import subprocess
+import sys
 from pathlib import Path
 
 import cbor2
@@ -112,6 +114,18 @@ def test_cli_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
         assert store.token_owner(first.out.strip()) is None
     assert run_cli("checkpoint", "--home", str(home)) == 0
     assert capsys.readouterr().out.startswith("ledger.test/cli\n2\n")
+
+
+@pytest.mark.parametrize("verb", ["add", "revoke"])
+def test_a_token_name_typed_on_a_latin1_terminal_is_refused_by_its_rule(
+        home: Path, verb: str) -> None:
+    """Its surrogate escapes reached the database driver first: an internal error. (Its own
+    process: the terminal's output, not pytest's capture, has to show that name.)"""
+    done = subprocess.run([sys.executable, "-m", "pasaporte", "ledger", "token", verb,
+                           b"oficina-pe\xf1a", "--home", str(home)],
+                          capture_output=True, timeout=120, check=False)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(b"[ledger_bad_token_name] "), done.stderr
 
 
 def test_wrong_passphrase_exits_1(home: Path, monkeypatch: pytest.MonkeyPatch,
