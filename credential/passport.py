@@ -39,7 +39,7 @@ from credential.claims import CatalogCoder, Claims, decode_group, encode_group
 from credential.errors import MalformedInput, UsageError
 from credential.ids import CTI_LEN, credential_id
 from credential.records import record_repr
-from credential.text import folded
+from credential.text import check_utf8, folded
 from credential.times import day_bounds
 from schemas import schema
 
@@ -201,6 +201,8 @@ def parse_nonce(text: str | None) -> bytes | None:
     and "8f3k" typed for "8F3K" is the same answer."""
     if text is None:
         return None
+    # typed on a Latin-1 terminal ("señal"): said so, not an internal error in ``encode``
+    check_utf8(text, "--nonce")
     if text[:4].lower() == "hex:":
         try:
             raw = bytes.fromhex(text[4:])

@@ -8,11 +8,12 @@ reorders what follows, and a line separator splits one JSON line in two for many
 
 from __future__ import annotations
 
+import codecs
 import unicodedata
 from collections.abc import Mapping
 
-__all__ = ["NOT_TEXT", "check_utf8", "escaped", "folded", "is_text", "is_utf8", "one_line",
-           "typed_forms"]
+__all__ = ["NOT_TEXT", "WIDE_BOMS", "check_utf8", "decode_file", "escaped", "folded", "is_text",
+           "is_utf8", "one_line", "typed_forms"]
 
 # Controls (Cc), format characters (Cf: bidi overrides, invisible joiners and spaces), lone
 # surrogates (Cs: JSON "\ud800", no character at all), line and paragraph separators (Zl, Zp).
@@ -24,6 +25,20 @@ def is_text(text: str, allowed: str = "") -> bool:
     if text.isprintable():  # the common case, and a quick one
         return True
     return not any(unicodedata.category(c) in NOT_TEXT and c not in allowed for c in text)
+
+
+# The byte order marks of the wide Unicode encodings a Windows tool writes text in (Notepad's
+# "Unicode", PowerShell's ">"), UTF-32's first: its little-endian mark starts with UTF-16's.
+WIDE_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+             (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def decode_file(raw: bytes) -> str:
+    """A whole text file's bytes as text: UTF-16 or UTF-32 when it opens with that byte order
+    mark, else UTF-8 with or without one (Notepad's). The mark is no part of the text.
+    Raises ``UnicodeDecodeError`` for bytes that are none of these."""
+    encoding = next((name for bom, name in WIDE_BOMS if raw.startswith(bom)), "utf-8-sig")
+    return raw.decode(encoding)
 
 
 def is_utf8(text: str) -> bool:

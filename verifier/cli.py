@@ -34,7 +34,7 @@ from credential.errors import PasaporteError, StoreError, UsageError, as_usage
 from credential.home import CANCELLING_SIGNALS, read_bounded, uninterrupted
 from credential.logproof import read_trust_files
 from credential.passport import decode_text, parse_nonce
-from credential.text import escaped
+from credential.text import WIDE_BOMS, check_utf8, escaped
 from credential.times import parse_instant
 from credential.transport import PADDING
 from pasaporte.cli import BilingualCommand, can_show, json_text, proof_options, reader_gone
@@ -51,10 +51,6 @@ _CHUNK = 64 * 1024
 
 # A log saved as UTF-16 (Windows PowerShell's ``>``, Notepad's "Unicode") or UTF-32 says so with
 # its byte order mark. UTF-32's are looked for first: UTF-16LE's is the start of UTF-32LE's.
-_WIDE_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
-              (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
-
-
 def _as_utf8(read: Callable[[int], bytes]) -> Callable[[int], bytes]:
     """``read`` giving UTF-8 whatever the log's encoding: one opening with a UTF-16 or UTF-32
     byte order mark is decoded piece by piece (bounded: each piece read gives at most twice its
@@ -65,12 +61,12 @@ def _as_utf8(read: Callable[[int], bytes]) -> Callable[[int], bytes]:
     head = read(_CHUNK)
     # Only what could still be the start of a mark waits for more (a live scanner on a pipe
     # is answered at once otherwise).
-    while head and any(len(head) < len(bom) and bom.startswith(head) for bom, _ in _WIDE_BOMS):
+    while head and any(len(head) < len(bom) and bom.startswith(head) for bom, _ in WIDE_BOMS):
         more = read(_CHUNK)
         if not more:
             break
         head += more
-    encoding = next((name for bom, name in _WIDE_BOMS if head.startswith(bom)), None)
+    encoding = next((name for bom, name in WIDE_BOMS if head.startswith(bom)), None)
     pending = [head] if head else []
     if encoding is None:
         def plain(size: int) -> bytes:
@@ -498,7 +494,7 @@ def command(service: str, bundles: tuple[str, ...], roots: tuple[str, ...],
         # /dev/zero never ends: a photo is a file.
         raise UsageError("image_not_a_file", path=image)
     # as the wallet takes it (``present --for Biblioteca``); another name is service_unknown
-    service = service_named(service) or service
+    service = service_named(check_utf8(service, "--service")) or service
     setup = _Setup(bundles, roots, proofs, log_keys, witness_keys, service=service,
                    counter=counter, policy_file=policy_file)
     # A broken bundle or root file is the counter's setup, not the resident's passport:

@@ -30,7 +30,7 @@ from credential.home import (
 from credential.keys import b64url
 from credential.logproof import read_trust_files
 from credential.passport import parse_nonce
-from credential.text import escaped
+from credential.text import WIDE_BOMS, decode_file, escaped
 from pasaporte.cli import BilingualGroup, can_show, json_text, proof_options
 from schemas import schema
 from wallet_cli.store import MAX_IMPORT_BYTES, CredentialEntry, Wallet, shown_with
@@ -218,9 +218,13 @@ def _text(raw: bytes, name: str) -> str:
         # not its encoding, is what is wrong with it.
         raise MalformedInput("too_large")
     try:
-        # "-sig": a file saved by Windows Notepad starts with a byte order mark, which is no
-        # part of the passport's text.
-        return raw.decode("utf-8-sig")
+        # as Windows tools save it too: Notepad's "Unicode", PowerShell's ">"
+        text = decode_file(raw)
+        # A passport's text is ASCII: binary bytes that happen to open as a UTF-16 mark decode
+        # as text of no use, which is no passport "not recognised" either.
+        if raw.startswith(tuple(bom for bom, _ in WIDE_BOMS)) and not text.isascii():
+            raise UnicodeDecodeError("utf-16", raw, 0, len(raw), "not a passport's text")
+        return text
     except UnicodeDecodeError:
         raise MalformedInput("wallet_import_unreadable", file=name,
                              reason="neither a passport's text (PU1:…) nor a PNG or JPEG "

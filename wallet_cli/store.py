@@ -75,7 +75,7 @@ from credential.keys import (
 )
 from credential.passport import Decoded, audience, decode_bytes, present
 from credential.statuslist import MARKS, StatusList
-from credential.text import escaped, folded, typed_forms
+from credential.text import check_utf8, escaped, folded, typed_forms
 from credential.times import OFFICE_CLOCK_AHEAD_S, first_day, last_day
 from schemas import schema
 
@@ -292,6 +292,7 @@ def _named(disclose: Iterable[str]) -> list[tuple[str, str]]:
     index, ambiguous = _claim_index()
     named = []
     for name in names:
+        check_utf8(name, "--disclose")  # else "no such claim", listing the one typed
         if name in ambiguous:
             raise UsageError("wallet_disclose_ambiguous", name=name,
                              options=", ".join(f"{g}.{name}" for g in ambiguous[name]))
@@ -328,7 +329,7 @@ def _valid_names() -> str:
 def service_for(name: str) -> str:
     """The service ``name`` stands for (``credential.claims.service_named``), or
     ``wallet_service_unknown``."""
-    key = service_named(name)
+    key = service_named(check_utf8(name, "--for"))
     if key is not None:
         return key
     listed = services_listed()

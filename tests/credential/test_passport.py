@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 
 import pytest
@@ -53,6 +54,10 @@ def test_a_counter_challenge_is_read_one_way_by_wallet_and_counter() -> None:
     assert parse_nonce(" Sen\u0303al ") == parse_nonce("Señal") == "SEÑAL".encode()
     assert parse_nonce("hex:00ff10") == b"\x00\xff\x10"
     assert parse_nonce("HEX:AB") == b"\xab"
+    # typed on a Latin-1 terminal: said so (it was an internal error in ``encode``)
+    with pytest.raises(UsageError) as err:
+        parse_nonce(os.fsdecode(b"se\xf1al"))
+    assert err.value.code == "text_not_utf8" and "--nonce" in err.value.message["es"]
     for bad in ("", " ", "hex:", "hex:zz", "x" * 65):
         with pytest.raises(UsageError) as err:
             parse_nonce(bad)

@@ -130,6 +130,21 @@ def test_an_accepted_passport_on_a_latin1_terminal_is_accepted(tmp_path: Path,
     assert "internal_error" not in refused.stderr.decode(encoding)
 
 
+@pytest.mark.parametrize("args", [
+    (b"--service", b"cl\xednica"), (b"--service", b"library", b"--nonce", b"se\xf1al")])
+def test_a_choice_typed_on_a_latin1_terminal_is_named_as_such(
+        tmp_path: Path, args: tuple[bytes, ...]) -> None:
+    """"Unknown service: cl\\udcednica", listing Clínica as a service there is; a nonce was
+    an internal error, exit 1: "rejected" to a kiosk script."""
+    city = City()
+    good = city.issue_text(None, example_claims())
+    setup = _counter(tmp_path, city)[3:]  # (no --service)
+    done = subprocess.run([sys.executable, "-m", "pasaporte", "verify", *args, *setup,
+                           "--text", good], capture_output=True, timeout=120, check=False)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(b"[text_not_utf8] " + args[-2]), done.stderr
+
+
 def test_a_name_outside_latin1_in_a_json_batch(tmp_path: Path) -> None:
     """``--batch --json`` died at a name with Ł, before its line and every one after: now every
     line is valid JSON in ASCII, the names exact."""

@@ -438,13 +438,18 @@ def test_showing_less_than_the_service_asks_warns(run: Run, wallet_home: Path, m
         assert said.exit_code == 0 and "wallet_present_missing" not in said.stderr, said.stderr
 
 
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-16-be", "utf-32"])
 def test_import_a_file_saved_with_a_byte_order_mark(run: Run, wallet_home: Path,
-                                                    mexicali: City, tmp_path: Path) -> None:
-    """Windows Notepad saves UTF-8 with a BOM in front: the passport is still the passport."""
+                                                    mexicali: City, tmp_path: Path,
+                                                    encoding: str) -> None:
+    """Windows Notepad saves UTF-8 with a BOM in front, or UTF-16 ("Unicode"), as PowerShell's
+    ">" does: the passport is still the passport (UTF-16 was "neither a passport's text nor an
+    image")."""
     wallet = Wallet.open(wallet_home)
     text = mexicali.issue_text(wallet.public_key, example_claims("mexicali"))
     file = tmp_path / "notepad.txt"
-    file.write_bytes(b"\xef\xbb\xbf" + text.encode() + b"\r\n")
+    mark = "\ufeff" if encoding == "utf-16-be" else ""  # (the others write their own)
+    file.write_bytes((mark + text + "\r\n").encode(encoding))
     result = run("wallet", "import", file, "--home", wallet_home)
     assert result.exit_code == 0, result.stderr
     assert Wallet.open(wallet_home).ids() == [result.stdout.strip()]

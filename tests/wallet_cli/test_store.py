@@ -236,6 +236,18 @@ def test_groups_for_refuses(service: str, disclose: list[str] | None, code: str)
     assert err.value.code == code
 
 
+@pytest.mark.parametrize(("service", "disclose", "what"), [
+    (os.fsdecode(b"cl\xednica"), None, "--for"),
+    ("library", [os.fsdecode(b"Direcci\xf3n")], "--disclose"),
+])
+def test_a_name_typed_on_a_latin1_terminal_is_named_as_such(
+        service: str, disclose: list[str] | None, what: str) -> None:
+    """"Unknown service: cl\\udcednica", listing Clínica as a service there is: a wrong cause."""
+    with pytest.raises(UsageError) as err:
+        groups_for(service, disclose)
+    assert err.value.code == "text_not_utf8" and what in err.value.message["en"]
+
+
 def test_a_claim_named_that_brings_others_is_said() -> None:
     assert shown_with(["given_name", "residence", "Ciudad de residencia", "birth_date",
                        "library.system"]) == [("given_name", "names"),
