@@ -13,13 +13,13 @@ import re
 import signal
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 __all__ = ["CANCELLING_SIGNALS", "NEW_PASSPHRASE_VARIABLE", "PASSPHRASE_VARIABLE", "StagedFile",
-           "atomic_write", "check_png_name", "fsync_path", "held_lock", "make_folders",
-           "name_start", "read_bounded", "read_new_passphrase", "read_passphrase",
-           "resolve_home", "uninterrupted"]
+           "atomic_write", "check_output", "check_outputs", "check_png_name", "fsync_path",
+           "held_lock", "make_folders", "name_start", "read_bounded", "read_new_passphrase",
+           "read_passphrase", "resolve_home", "uninterrupted"]
 
 
 def resolve_home(role: str, home: str | os.PathLike[str] | None = None) -> Path:
@@ -88,6 +88,49 @@ def _name_max(folder: Path) -> int:
             continue
     return 255
 
+
+def check_output(path: str, option: str, home: Path, *, keep: bool = False,
+                 inside: str = "output_in_home") -> None:
+    """An output must name a file, checked before any work it is to hold. ``--out ""`` (the
+    current folder) or a folder would fail only at the final rename, once that work was done
+    and recorded. With ``keep``, an existing file is not replaced either (``output_exists``).
+    Nor is one in the command's own data folder (``home``; refused as ``inside``): ``--out
+    <home>/ledger.db`` replaced a city's whole public log with a small proof file, and
+    ``<home>/issuer.db`` an office's store and its sealed root key, each saying all was well."""
+    from credential.errors import UsageError
+
+    target = Path(path)
+    if not path.strip() or target.name in ("", ".", "..") or target.is_dir():
+        raise UsageError("output_not_a_file", option=option, path=path)
+    # realpath, not Path.resolve: a symlink loop is no RuntimeError ("unexpected error") here,
+    # and is refused below as what it is (not a regular file)
+    own, where = (Path(os.path.realpath(p)) for p in (home, target))
+    if where.parent == own or own in where.parents:
+        raise UsageError(inside, option=option, path=path, home=str(own))
+    if os.path.lexists(target) and not target.is_file():
+        # a device, a pipe, a socket (--out /dev/stdout, /dev/full), a link to none (or to
+        # itself): the final rename would replace it with a regular file, as root even a
+        # system's own /dev entries (``StagedFile`` refuses them too, once the work is done)
+        raise UsageError("output_not_regular", path=path)
+    if keep and (target.exists() or target.is_symlink()):
+        raise UsageError("output_exists", option=option, path=path)
+
+
+def check_outputs(outputs: Iterable[tuple[str, str | None]], home: Path, *, keep: bool = False,
+                  inside: str = "output_in_home") -> None:
+    """``check_output`` for each (option, path) given a path, and no two naming one file: the
+    later file would replace the earlier one (a credential by its image, a bundle by its
+    proof) and the command would still succeed."""
+    from credential.errors import UsageError
+
+    named: dict[Path, str] = {}
+    for option, path in outputs:
+        if path is None:
+            continue
+        check_output(path, option, home, keep=keep, inside=inside)
+        first = named.setdefault(Path(os.path.realpath(path)), option)
+        if first != option:
+            raise UsageError("output_same_file", options=f"{first} / {option}", path=path)
 
 def name_start(name: str) -> str:
     """The start of a file ``name`` for a temporary file beside it: a legal 250-character name

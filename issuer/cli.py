@@ -24,6 +24,8 @@ from credential.home import (
     PASSPHRASE_VARIABLE,
     StagedFile,
     atomic_write,
+    check_output,
+    check_outputs,
     check_png_name,
     read_new_passphrase,
     read_passphrase,
@@ -162,41 +164,15 @@ def _default_code(city: str, country: str) -> str:
 
 def _check_destination(path: str, option: str, home: str | None, *, keep: bool = False
                        ) -> None:
-    """An output must name a file. ``--out ""`` (the current folder) or a folder would fail only
-    at the final rename, after the work it was to hold was done and recorded. With ``keep``,
-    an existing file is not replaced either (``output_exists``). Nor is one in the office's own
-    folder (``home``, as ``--home`` gave it): ``--out <home>/issuer.db`` replaced the store,
-    its sealed root key and every record with a bundle, and said nothing was wrong."""
-    target = Path(path)
-    if not path.strip() or target.name in ("", ".", "..") or target.is_dir():
-        raise UsageError("output_not_a_file", option=option, path=path)
-    # realpath, not Path.resolve: a symlink loop is no RuntimeError ("unexpected error") here,
-    # and is refused below as what it is (not a regular file)
-    office, where = (Path(os.path.realpath(p)) for p in (resolve_home("issuer", home), target))
-    if where.parent == office or office in where.parents:
-        raise UsageError("output_in_office_home", option=option, path=path, home=str(office))
-    if os.path.lexists(target) and not target.is_file():
-        # a device, a pipe, a socket (--out /dev/stdout, /dev/full), a link to none (or to
-        # itself): the final rename would replace it with a regular file, as root even a
-        # system's own /dev entries (``StagedFile`` refuses them too, once the work is done)
-        raise UsageError("output_not_regular", path=path)
-    if keep and (target.exists() or target.is_symlink()):
-        raise UsageError("output_exists", option=option, path=path)
+    # (the office's folder holds its store, sealed root key and every record)
+    check_output(path, option, resolve_home("issuer", home), keep=keep,
+                 inside="output_in_office_home")
 
 
 def _check_destinations(outputs: Iterable[tuple[str, str | None]], home: str | None, *,
                         keep: bool = False) -> None:
-    """``_check_destination`` for each (option, path) given a path, and no two naming one file:
-    the later file would replace the earlier one (a credential by its image, a bundle by its
-    proof) and the command would still succeed."""
-    named: dict[Path, str] = {}
-    for option, path in outputs:
-        if path is None:
-            continue
-        _check_destination(path, option, home, keep=keep)
-        first = named.setdefault(Path(os.path.realpath(path)), option)
-        if first != option:
-            raise UsageError("output_same_file", options=f"{first} / {option}", path=path)
+    check_outputs(outputs, resolve_home("issuer", home), keep=keep,
+                  inside="output_in_office_home")
 
 
 @click.group(cls=BilingualGroup)

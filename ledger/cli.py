@@ -547,6 +547,17 @@ def check_bundle(bundles: tuple[str, ...], roots: tuple[str, ...], home: str | N
         raise LedgerError("ledger_bundle_mismatch", count=problems)
 
 
+def _not_the_database(out: str, store: LedgerStore) -> None:
+    """Refuse ``out`` naming the log's own SQLite file (or its journal), wherever ``--db`` or
+    the settings put it: the proof would replace the log."""
+    url = store.engine.url
+    if url.get_backend_name() != "sqlite" or not url.database:
+        return
+    database = os.path.realpath(url.database)
+    if os.path.realpath(out) in {database + suffix for suffix in ("", "-wal", "-shm")}:
+        raise UsageError("output_same_file", options="--out / --db", path=out)
+
+
 @group.command("prove-bundle")
 @click.option("--bundle", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Paquete de confianza, tal como lo publicó la ciudad / The trust bundle, "
@@ -568,16 +579,20 @@ def prove_bundle(bundle: str, out: str, url: str | None, home: str | None,
     checkpoint cosignado, que las ventanillas comprueban sin conexión (verify --bundle-proof) /
     Write a bundle's proof of publication: its record, inclusion proof and a cosigned
     checkpoint, which counters check offline (verify --bundle-proof)."""
-    from credential.home import atomic_write
+    from credential.home import atomic_write, check_output
     from ledger.bundleproof import prove_bundle as make_proof
     from ledger.bundleproof import prove_bundle_remote, uncosigned_warning
 
+    # not into the node's own folder: --out <home>/ledger.db replaced the public log with
+    # this small proof, and said "ok"
+    check_output(out, "--out", resolve_home("ledger", home))
     signed = read_bounded(bundle, MAX_BUNDLE)
     with _progress("Leyendo / Reading") as progress:
         if url is not None:
             proof, size, cosigned = prove_bundle_remote(url, signed, progress)
         else:
             with _open(home, db) as store:
+                _not_the_database(out, store)
                 proof, size, cosigned = make_proof(store, signed, progress)
     atomic_write(Path(out), proof.to_json(), mode=0o644)  # public, as the bundle it proves
     click.echo(f"ok: registro / record {proof.index}, checkpoint {size} → {out}")

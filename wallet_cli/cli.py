@@ -22,6 +22,7 @@ from credential.errors import MalformedInput, PasaporteError, UsageError, as_usa
 from credential.home import (
     MIN_PASSPHRASE,
     StagedFile,
+    check_output,
     check_png_name,
     read_new_passphrase,
     read_passphrase,
@@ -301,6 +302,8 @@ def present(credential_id: str, service: str, disclose: tuple[str, ...], counter
     text (PU1:…) on stdout and nothing else.
     """
     check_png_name(qr_path)
+    if qr_path is not None:  # not among the wallet's own files (nor the place of one)
+        check_output(str(qr_path), "--qr", _home(home))
     wallet = Wallet.open(_home(home))
     # Staged first: a place the image cannot go fails before the passphrase is asked for and
     # a presentation signed for nothing.

@@ -194,3 +194,29 @@ def test_prove_bundle_refuses_a_node_whose_proof_does_not_verify(
             thread.join()
     assert caught.value.code == "ledger_remote_error"
     assert url in caught.value.message["en"] and "bad proof" in caught.value.message["en"]
+
+
+def test_a_proof_never_replaces_the_log_or_its_keys(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """``--out <home>/ledger.db`` swapped a city's whole public log for a small JSON proof (and
+    ``log.key`` its sealed key), and said "ok"."""
+    home, elsewhere = tmp_path / "node", tmp_path / "elsewhere"
+    init_home(home)
+    elsewhere.mkdir()
+    outside = f"sqlite:///{elsewhere / 'log.db'}"
+    init_home(tmp_path / "other", db=outside)
+    bundle = tmp_path / "b.cbor"
+    bundle.write_bytes(City().bundle())
+    before = {p.name: p.read_bytes() for p in home.iterdir() if p.is_file()}
+    for name in ("ledger.db", "log.key", "new.json"):
+        capsys.readouterr()
+        assert run_cli("prove-bundle", "--bundle", str(bundle), "--out", str(home / name),
+                       "--home", str(home)) == 2
+        assert capsys.readouterr().err.startswith("[output_in_home] --out ")
+    assert {p.name: p.read_bytes() for p in home.iterdir() if p.is_file()} == before
+    # the log's database where --db put it, outside the home: not replaced either
+    kept = (elsewhere / "log.db").read_bytes()
+    assert run_cli("prove-bundle", "--bundle", str(bundle), "--out", str(elsewhere / "log.db"),
+                   "--home", str(tmp_path / "other"), "--db", outside) == 2
+    assert capsys.readouterr().err.startswith("[output_same_file] --out / --db ")
+    assert (elsewhere / "log.db").read_bytes() == kept

@@ -359,6 +359,12 @@ def test_a_qr_file_is_named_png(run: Run, wallet_home: Path, mexicali: City,
     result = run("wallet", "present", cred_id, "--for", "library", "--qr",
                  str(tmp_path / "code.PNG"), "--home", wallet_home)
     assert result.exit_code == 0 and (tmp_path / "code.PNG").read_bytes()[:4] == b"\x89PNG"
+    # nor among the wallet's own files, where nothing but the wallet writes
+    result = run("wallet", "present", cred_id, "--for", "library", "--qr",
+                 str(wallet_home / "code.png"), "--home", wallet_home)
+    assert isinstance(result.exception, UsageError)
+    assert result.exception.code == "output_in_home" and result.stdout == ""
+    assert not (wallet_home / "code.png").exists()
 
 
 def test_another_city_cannot_replace_a_passport_under_its_id(run: Run, wallet_home: Path,
