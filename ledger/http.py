@@ -106,8 +106,9 @@ def _int_arg(name: str, *, required: bool = True, default: int = 0) -> int:
     if value is None:
         # the cause a client can act on: a number written with leading zeros is one too, but
         # not as a checkpoint's size line is written (one way, as every proof is keyed by it)
-        reason = ("written with leading zeros" if raw.isascii() and raw.isdigit()
-                  else "not a non-negative integer")
+        digits = raw.isascii() and raw.isdigit()
+        reason = ("written with leading zeros" if digits and raw[0] == "0" else
+                  f"larger than {_MAX_INT}" if digits else "not a non-negative integer")
         raise MalformedInput("ledger_bad_param", name=name, reason=reason)
     if value > _MAX_INT:
         raise MalformedInput("ledger_bad_param", name=name,

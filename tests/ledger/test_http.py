@@ -225,6 +225,9 @@ def test_consistency_refusals_give_the_log_size(client: FlaskClient) -> None:
                                ("start=0&end=9223372036854775808",
                                 "larger than 9223372036854775807",
                                 "mayor que 9223372036854775807"),
+                               ("start=0&end=100000000000000000000",  # (no size line's)
+                                "larger than 9223372036854775807",
+                                "mayor que 9223372036854775807"),
                                ("start=x&end=1", "not a non-negative integer", None)):
         body = client.get(f"/entries?{query}").get_json()
         assert body["code"] == "ledger_bad_param" and why in body["message"]["en"], body
