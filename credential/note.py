@@ -41,6 +41,7 @@ __all__ = [
     "Verifier",
     "cosignature_message",
     "generate_signer",
+    "is_key_name",
     "key_id",
     "open_note",
     "parse_checkpoint",
@@ -75,8 +76,15 @@ def _b64decode(text: str, what: str) -> bytes:
     return raw
 
 
+def is_key_name(name: str) -> bool:
+    """Whether ``name`` may name a key (a log's origin, a witness): signed-note's key names are
+    non-empty, without spaces or "+" (which separates the name from the key id)."""
+    return (bool(name) and _NAME_RE.match(name) is not None and _CTRL_RE.search(name) is None
+            and is_utf8(name))
+
+
 def _check_name(name: str) -> None:
-    if not name or not _NAME_RE.match(name) or _CTRL_RE.search(name):
+    if not is_key_name(name):
         raise MalformedInput("note_bad_name", name=name[:80])
 
 

@@ -55,8 +55,8 @@ from credential.home import (
     read_passphrase,
     resolve_home,
 )
-from credential.note import parse_verifier_key
-from credential.text import NOT_TEXT
+from credential.note import is_key_name, parse_verifier_key
+from credential.text import NOT_TEXT, escaped
 from credential.times import rfc3339
 from ledger.client import node_url
 from ledger.entries import ENTRY_TYPES, decode_record, entry_to_json
@@ -162,6 +162,10 @@ def init(origin: str, witness_name: str | None, home: str | None, db: str | None
     root = resolve_home("ledger", home)
     if (root / "ledger.json").exists():
         raise StoreError("ledger_already_initialised", home=str(root))
+    # before the passphrase is typed twice and the database made (a blank pasted at its end)
+    for option, name in (("--origin", origin), ("--witness-name", witness_name)):
+        if name is not None and not is_key_name(name):
+            raise UsageError("ledger_bad_name", option=option, name=escaped(name[:80]))
     passphrase = read_passphrase(confirm=True)
     with LedgerStore.init(root, origin, passphrase, db=db, witness_name=witness_name) as store:
         click.echo(store.verifier.vkey)
@@ -480,10 +484,9 @@ def entries(start: int, end: int | None, types: tuple[str, ...], home: str | Non
         stop = size if end is None else min(end, size)
         if start > size:
             # nothing to print, and not because nothing is new (start == size, which a script
-            # reading what came since its last run meets every time): say what there is
-            click.echo(f"El registro tiene {size} registros; --start {start} va más allá. / "
-                       f"The log holds {size} records; --start {start} is beyond them.",
-                       err=True)
+            # reading what came since its last run meets every time): a log shorter than a
+            # script saw it, or a wrong number; refused as the HTTP API refuses it (404)
+            raise LedgerError("ledger_start_past_end", start=start, have=size)
         for page in range(start, stop, ENTRIES_PAGE):
             for index, leaf in store.entries(page, min(page + ENTRIES_PAGE, stop)):
                 try:

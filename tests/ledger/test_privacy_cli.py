@@ -165,9 +165,28 @@ def test_entries_prints_the_decoded_record(home: Path, store: LedgerStore,
     size = store.size()
     assert run_cli("entries", "--start", str(size), "--home", str(home)) == 0  # nothing new
     assert capsys.readouterr() == ("", "")
-    assert run_cli("entries", "--start", str(size + 5), "--home", str(home)) == 0
+    # past the end: coded and refused, as over HTTP (a log shorter than a script last saw it)
+    assert run_cli("entries", "--start", str(size + 5), "--home", str(home)) == 1
     out, err = capsys.readouterr()
-    assert out == "" and f"The log holds {size} records; --start {size + 5} is beyond" in err
+    assert out == "" and err.startswith(f"[ledger_start_past_end] No hay registros a partir "
+                                        f"de {size + 5}: el registro tiene {size}."), err
     assert run_cli("entries", "--start", "5", "--end", "2", "--home", str(home)) == 2
     assert "--start is after --end" in capsys.readouterr().err
     assert run_cli("entries", "--type", "nonsense", "--home", str(home)) == 2
+
+
+@pytest.mark.parametrize(("option", "name"), [
+    ("--origin", "ledger.mexicali.example/v1 "), ("--origin", "a+b"),
+    ("--witness-name", "testigo de Mexicali")])
+def test_init_refuses_a_name_no_key_can_have_before_anything(
+        tmp_path: Path, option: str, name: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A blank pasted at an origin's end was "invalid key name", exit 1, after the passphrase
+    was typed twice, and left a home with an empty database behind."""
+    monkeypatch.delenv("PASAPORTE_PASSPHRASE", raising=False)  # not asked for: refused first
+    names = {"--origin": "ledger.mexicali.example/v1", option: name}
+    assert run_cli("init", *(x for pair in names.items() for x in pair),
+                   "--home", str(tmp_path / "node")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"[ledger_bad_name] {option} «{name}» ") and "e.g. ledger." in err, err
+    assert not (tmp_path / "node").exists()
