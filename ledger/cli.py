@@ -842,6 +842,17 @@ def witnesses_remove(name: str, home: str | None, db: str | None) -> None:
 def witnesses_list(home: str | None, db: str | None) -> None:
     """Una línea por testigo: nombre, URL, último tamaño cosignado, llave verificadora / One
     line per witness: name, URL, the last size it cosigned, its verifier key."""
+    config = load_config(resolve_home("ledger", home))
+    if config.mirror_of is not None:
+        # A mirror asks no witness: it holds the log's checkpoints to the witness keys it was
+        # given (``ledger mirror --witness-key``), the cosignatures coming with the log's. Said
+        # "no witnesses configured", an auditor read that it checked none.
+        for vkey in config.mirror_witnesses:
+            click.echo(f"{vkey.split('+')[0]}\t{config.mirror_of}\t-\t{vkey}")
+        click.echo("réplica: exige la cosignatura de estas llaves (ledger mirror --witness-key) "
+                   "/ a mirror: it requires a cosignature by these keys (ledger mirror "
+                   "--witness-key)", err=True)
+        return
     with _open(home, db) as store:
         rows = store.witnesses()
     for name, vkey, url, size in rows:

@@ -377,6 +377,12 @@ def test_a_mirror_serves_its_copy_and_appends_nothing(
         err = capsys.readouterr().err
         assert "[ledger_is_mirror]" in err and "réplica" in err, args
     assert run_cli("audit", "--home", str(home)) == 0
+    # its witnesses are the keys it holds the log to, not "none configured"
+    capsys.readouterr()
+    assert run_cli("witnesses", "list", "--home", str(home)) == 0
+    out, err = capsys.readouterr()
+    assert out.split("\t")[1:] == [sa.url, "-", f"{cb.witness_vkey}\n"], out
+    assert "no witnesses configured" not in err and "ledger mirror --witness-key" in err
 
 
 def test_a_log_of_large_records_is_mirrored(tmp_path: Path, serve: Callable[..., Server]) -> None:
