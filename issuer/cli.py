@@ -197,7 +197,7 @@ def group() -> None:
 @click.option("--list-size", type=int, metavar="N",
               help="Entradas por lista de estado, múltiplo de 8 (por omisión 131072; 1000000 "
                    "para un millón de residentes) / Entries per status list, a multiple of 8 "
-                   "(default 131072).")
+                   "(default 131072; 1000000 for a million residents).")
 @home_option
 def init(city: str, country: str, office: str, code: str | None, timezone: str | None,
          list_size: int | None, home: str | None) -> None:
@@ -291,9 +291,9 @@ _KEY_STATES = {"active": "activa", "retired": "retirada", "expired": "vencida",
                    "datos, tamaño credencial) / With --paper: also write a printable card PNG "
                    "(the QR and what it says, ID-1 size).")
 @click.option("--overwrite", is_flag=True,
-              help="Reemplaza --out/--qr si ya existen (por omisión se conservan: pueden ser "
-                   "de otro residente) / Replace existing --out/--qr files (kept by default: "
-                   "each may be a resident's passport).")
+              help="Reemplaza --out/--qr/--card si ya existen (por omisión se conservan: "
+                   "pueden ser de otro residente) / Replace existing --out/--qr/--card files "
+                   "(kept by default: each may be a resident's passport).")
 @click.option("--replaces", metavar="ID",
               help="Revoca en el mismo paso el pasaporte que éste sustituye (teléfono nuevo, "
                    "datos corregidos) / Revoke, in the same step, the passport this one "
@@ -699,8 +699,9 @@ def restore(source: Path, no_ledger: bool, home: str | None) -> None:
 @group.command("ledger")
 @click.option("--url", required=True,
               callback=lambda _ctx, _param, value: node_url(value),  # before the passphrase
-              help="Dirección del nodo del registro público de la ciudad / The city's ledger "
-                   "node, e.g. http://127.0.0.1:8700")
+              help="Dirección del nodo del registro público de la ciudad, p. ej. "
+                   "http://127.0.0.1:8470 / The city's ledger node, e.g. "
+                   "http://127.0.0.1:8470.")
 @click.option("--token",
               help="Ficha de escritura de «pasaporte ledger token add»; mejor en "
                    f"{TOKEN_VARIABLE} o al preguntarse (en la línea de órdenes la ve cualquier "

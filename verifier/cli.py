@@ -471,7 +471,7 @@ class _RepeatableFiles(BilingualCommand):
 @click.option("--policy", "policy_file", type=click.Path(exists=True, dir_okay=False),
               help="Política de esta ventanilla (JSON: paper, freshness_seconds, "
                    "clock_skew_seconds, status_max_age_days, stale_status) / This counter's "
-                   "policy (JSON).")
+                   "policy (JSON: the same keys).")
 @click.option("--json", "as_json", is_flag=True, help="Salida JSON / JSON output.")
 def command(service: str, bundles: tuple[str, ...], roots: tuple[str, ...],
             proofs: tuple[str, ...], log_keys: tuple[str, ...], witness_keys: tuple[str, ...],
