@@ -42,7 +42,8 @@ class PublicRecord:
 
     size: int = 0
     registered: dict[str, list[tuple[int, bytes]]] = field(default_factory=dict)
-    compromised: dict[str, tuple[int, int]] = field(default_factory=dict)  # kid: (index, since)
+    # kid: (index, since) of the record with the earliest time
+    compromised: dict[str, tuple[int, int]] = field(default_factory=dict)
     published: dict[bytes, int] = field(default_factory=dict)  # bundle digest: index
 
 
@@ -72,9 +73,14 @@ def read_public_record(store: LedgerStore,
             entry = decode_record(leaf).entry
             if isinstance(entry, KeyRegistered):
                 record.registered.setdefault(entry.kid, []).append((index, entry.public_key))
-            elif isinstance(entry, KeyCompromised) and entry.kid not in record.compromised:
-                record.compromised[entry.kid] = (index, parse_instant(entry.effective,
-                                                                      "effective"))
+            elif isinstance(entry, KeyCompromised):
+                # the earliest time on the record counts, wherever it stands: an office that
+                # learns later that its key leaked earlier publishes a second record, and a
+                # bundle still carrying the first record's time passed, its counters accepting
+                # what was signed in between
+                since = parse_instant(entry.effective, "effective")
+                if entry.kid not in record.compromised or since < record.compromised[entry.kid][1]:
+                    record.compromised[entry.kid] = (index, since)
             elif isinstance(entry, BundlePublished):
                 record.published.setdefault(entry.digest, index)
         if progress is not None:

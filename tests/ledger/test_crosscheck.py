@@ -13,6 +13,7 @@ from issuer.store import IssuerStore
 from ledger.crosscheck import check_bundle, read_public_record
 from ledger.store import LedgerStore
 from tests.conftest import Run
+from tests.issuer.conftest import keys_made_on
 
 
 @pytest.fixture
@@ -109,3 +110,26 @@ def test_a_record_of_a_compromise_before_the_key_is_its_first_moment(
                    "effective": "1900-01-01T00:00:00Z"}], cosign=False)
     bundle = parse_bundle(signed, [RootKey.from_json((tmp_path / "root.json").read_bytes())])
     assert check_bundle(bundle, signed, read_public_record(store)) == []
+
+
+def test_the_earliest_compromise_on_the_record_counts(
+        office: Path, home: Path, store: LedgerStore, run: Run, tmp_path: Path) -> None:
+    """An office that learns later that its key leaked earlier publishes a second record with
+    an earlier time: a bundle still carrying the first time passed (only the first record per
+    key was read), and its counters accepted what was signed in between."""
+    keys_made_on(office, "2025-01-01")
+    kid = json.loads(run("issuer", "keys", "--json", "--home", str(office))[1])[0]["kid"]
+    assert run("issuer", "rotate", "--home", str(office))[0] == 0
+    late, early = "2026-06-01T00:00:00Z", "2026-01-01T00:00:00Z"
+    store.append([{"type": "key_compromised", "kid": kid, "effective": late}], cosign=False)
+    store.append([{"type": "key_compromised", "kid": kid, "effective": early}], cosign=False)
+    roots = [RootKey.from_json((tmp_path / "root.json").read_bytes())]
+    for since, findings in ((late, ["ledger_bundle_compromise_ignored"]), (early, [])):
+        assert run("issuer", "compromised", kid, "--since", since, "--home", str(office))[0] == 0
+        signed = _bundle(run, office, tmp_path / f"b-{since[:7]}.cbor").read_bytes()
+        _publish_queue(office, store)
+        bundle = parse_bundle(signed, roots)
+        found = check_bundle(bundle, signed, read_public_record(store))
+        assert [f.code for f in found] == findings, since
+        if found:
+            assert found[0].params["index"] == read_public_record(store).compromised[kid][0]
