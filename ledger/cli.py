@@ -255,6 +255,14 @@ def serve(host: str, port: int, client_timeout: int, home: str | None, db: str |
     signal.signal(signal.SIGTERM, _stop)
     click.echo(f"escuchando en / listening on http://{host}:{server.port}", nl=True)
     sys.stdout.flush()
+    if store.signer is not None:
+        # Its newest checkpoint shown to the witnesses again, in the background: a database
+        # restored from an old copy is told by a witness that cosigned more of it, before the
+        # first append would sign a second history of those sizes (it then appends nothing).
+        from ledger.witness import request_cosignatures
+
+        with contextlib.suppress(PasaporteError):
+            request_cosignatures(store, wait=0)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -130,6 +130,7 @@ _STATUS = {
     "ledger_body_too_large": 413,  # as for a body over the app's own limit (werkzeug's)
     "ledger_not_json": 415,
     "ledger_no_witness_key": 503,  # the node's state, not the request
+    "ledger_behind_witness": 503,  # likewise (restored from an old copy): offices keep it queued
 }
 
 

@@ -634,6 +634,15 @@ class LedgerStore:
         assert self.signer is not None
         head = self._head(conn, lock=True)
         n = head.size
+        w = t.witnesses.c
+        ahead = conn.execute(select(w.name, w.size).where(w.url != "", w.size > n)
+                             .order_by(w.size.desc())).first()
+        if ahead is not None:
+            # A witness already cosigned more of this log than the database holds: what is
+            # appended now would be a second history of those sizes, signed by our key (a
+            # fork both cities' witnesses and mirrors would hold against us forever).
+            raise LedgerError("ledger_behind_witness", witness=str(ahead[0]),
+                              size=int(ahead[1]), have=n)
         digest = b""
         if request is not None:  # looked up under the lock: two retries cannot both append
             digest = _batch_digest(batch)
@@ -873,6 +882,17 @@ class LedgerStore:
         with self.engine.begin() as conn:
             return bool(conn.execute(sql_update(t.witnesses).where(w.name == name, w.url != "")
                                      .values(url="")).rowcount)
+
+    def witness_ahead(self, name: str, vkey: str, size: int) -> None:
+        """Remember that the witness ``name`` (its key ``vkey``) says it has cosigned ``size``
+        records of this log, more than it holds: this database was restored from an old copy
+        (or the witness was shown another history). Appends stop until the log holds as many
+        (``_append_locked``); ``witnesses remove`` lifts it, once the other city confirms the
+        witness is wrong."""
+        w = t.witnesses.c
+        with self._write_conn() as conn, conn.begin():
+            conn.execute(sql_update(t.witnesses).where(w.name == name, w.vkey == vkey,
+                                                       w.size < size).values(size=size))
 
     def witnesses(self) -> list[tuple[str, str, str, int]]:
         """The witnesses this log asks (not those removed), each with its key in use (not

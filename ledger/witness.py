@@ -371,10 +371,16 @@ def _ask(store: LedgerStore, witness: tuple[str, str, str, int],
             if said is None:
                 _warn(name, _refusal(status, ctype, reply))
                 return False
-            old = said
-            if old > cp.size:
-                _warn(name, PasaporteError("ledger_witness_ahead", size=old, ours=cp.size))
+            if said > cp.size:
+                # kept: the log appends nothing more until it holds as many records again
+                store.witness_ahead(name, vkey, said)
+                _warn(name, PasaporteError("ledger_witness_ahead", size=said, ours=cp.size))
                 return False
+            if said < known:
+                # its own database went back: it forgot cosignatures it gave, and no longer
+                # guards those sizes against a fork; the log can tell, so it says so
+                _warn(name, PasaporteError("ledger_witness_went_back", size=said, known=known))
+            old = said
             continue
         if status != 200:
             _warn(name, _refusal(status, ctype, reply))

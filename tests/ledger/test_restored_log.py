@@ -1,0 +1,114 @@
+"""A log's database restored from an old copy, and a witness's: the witness that cosigned more
+stops the log from signing a second history of those sizes, and a witness that forgot what it
+cosigned is named. Real nodes over HTTP, as two cities run them."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ledger.store import LedgerStore
+from tests.ledger.conftest import PASSPHRASE, Server, run_cli
+from tests.ledger.helpers import commitment
+from tests.ledger.test_network import _post_entries, cities
+
+__all__ = ["cities"]  # the two-city fixture, used here too
+
+
+def _copy(database: Path, to: Path) -> None:
+    """A consistent copy of a live SQLite database (its online backup), as a nightly job."""
+    source, target = sqlite3.connect(database), sqlite3.connect(to)
+    source.backup(target)
+    source.close()
+    target.close()
+
+
+def _post(url: str, token: str, entries: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
+    req = urllib.request.Request(f"{url}/entries", data=json.dumps({"entries": entries}).encode(),
+                                 headers={"Authorization": f"Bearer {token}",
+                                          "Content-Type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def _witness_size(home: Path) -> int:
+    with LedgerStore.open(home) as store:
+        return max(size for _, _, _, size in store.witnesses())
+
+
+def test_a_log_restored_from_an_old_copy_appends_nothing_its_witness_saw_past(
+        cities: dict[str, Any], tmp_path: Path, serve: Callable[..., Server]) -> None:
+    """It took appends and signed checkpoints over a shorter history: revocations published
+    since the copy were gone for good, the offices told nothing, and once it grew to the size
+    the witness had cosigned it had signed two trees of one size."""
+    a, sa, token = cities["a"], cities["sa"], cities["token"]
+    _post_entries(sa.url, token, [commitment(i) for i in range(1, 4)])
+    _copy(a / "ledger.db", tmp_path / "yesterday.db")
+    _post_entries(sa.url, token, [commitment(i) for i in range(4, 9)])
+    cosigned = _witness_size(a)
+    sa.stop()
+    _copy(a / "ledger.db", tmp_path / "today.db")
+    for suffix in ("", "-wal", "-shm"):
+        (a / f"ledger.db{suffix}").unlink(missing_ok=True)
+    _copy(tmp_path / "yesterday.db", a / "ledger.db")
+    with LedgerStore.open(a) as store:
+        restored = store.size()
+    assert restored < cosigned
+    # Started again, it shows its newest checkpoint to the witnesses: told at once
+    again = serve(a)
+    deadline = time.monotonic() + 30
+    while _witness_size(a) <= restored and time.monotonic() < deadline:
+        time.sleep(0.1)
+    status, body = _post(again.url, token, [commitment(99)])
+    assert status == 503 and body["code"] == "ledger_behind_witness", body
+    assert f"{cosigned}" in body["message"]["en"] and "old copy" in body["message"]["en"]
+    assert "copia vieja" in body["message"]["es"]
+    with LedgerStore.open(a) as store:
+        assert store.size() == restored  # nothing appended, nothing signed
+    # and at the command line, before the passphrase is of any use
+    entries = tmp_path / "e.jsonl"
+    entries.write_text('{"type": "notice", "text": "acta"}\n')
+    assert run_cli("append", "--file", str(entries), "--home", str(a)) == 1
+    # a copy holding every record the witness cosigned lets it go on
+    again.stop()
+    for suffix in ("", "-wal", "-shm"):
+        (a / f"ledger.db{suffix}").unlink(missing_ok=True)
+    _copy(tmp_path / "today.db", a / "ledger.db")
+    assert _post(serve(a).url, token, [commitment(99)])[0] == 201
+
+
+def test_a_witness_that_forgot_what_it_cosigned_is_named(
+        cities: dict[str, Any], tmp_path: Path, serve: Callable[..., Server],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The other city's witness restored from an old copy: the log fed it again from its
+    older size, and neither node said anything, though it no longer guards those sizes."""
+    a, b, sa, sb = cities["a"], cities["b"], cities["sa"], cities["sb"]
+    _post_entries(sa.url, cities["token"], [commitment(1)])
+    _copy(b / "ledger.db", tmp_path / "witness-yesterday.db")
+    for i in range(2, 5):
+        _post_entries(sa.url, cities["token"], [commitment(i)])
+    known = _witness_size(a)
+    sb.stop()
+    for suffix in ("", "-wal", "-shm"):
+        (b / f"ledger.db{suffix}").unlink(missing_ok=True)
+    _copy(tmp_path / "witness-yesterday.db", b / "ledger.db")
+    restarted = serve(b)
+    with LedgerStore.open(a) as store:  # the witness's address after its restart
+        store.add_witness(restarted.url, cities["cb"].witness_vkey)
+    with caplog.at_level(logging.WARNING), LedgerStore.open(a, passphrase=PASSPHRASE) as store:
+        store.append([commitment(5)])
+    said = [r.getMessage() for r in caplog.records if "ledger_witness_went_back" in r.getMessage()]
+    assert said and f"{known}" in said[0] and "forgot cosignatures" in said[0], caplog.text
+    assert _witness_size(a) > known  # and it cosigned again
