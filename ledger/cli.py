@@ -822,6 +822,12 @@ def witnesses_add(url: str, vkey: str, home: str | None, db: str | None) -> None
     with _open(home, db, log_only=True) as store:
         added = store.add_witness(url, vkey)
     click.echo(f"ok: {added.verifier.name}")
+    if added.moved_from is not None and not added.replaced:
+        # a witness that worked, asked from now on somewhere else: said, so that a wrong
+        # address (this node's own, say) is not found only as every cosignature failing (a
+        # new key is a rebuilt witness, said below, whose address may well be new)
+        click.echo(PasaporteError("ledger_witness_url_changed", name=added.verifier.name,
+                                  old=added.moved_from, new=url).diagnostics(), err=True)
     if added.replaced:
         # a key changed under a known name is a rebuilt witness, or a key mistyped or not
         # the other city's: the operator must see it, and not take the old one for lost

@@ -135,6 +135,7 @@ class WitnessAdded:
 
     verifier: Verifier
     replaced: tuple[Verifier, ...] = ()
+    moved_from: str | None = None  # the address it was asked at until now, if another
 
 
 @dataclass(frozen=True)
@@ -870,8 +871,12 @@ class LedgerStore:
             # The head lock serializes writers on both backends: two ``witnesses add`` of one
             # name at once must not leave it two keys in use.
             self._head(conn, lock=True)
+            w = t.witnesses.c
+            before = conn.execute(select(w.url).where(w.name == verifier.name, w.url != "")
+                                  ).scalar()
             replaced = _use_witness_key(conn, verifier, url)
-        return WitnessAdded(verifier, replaced)
+        return WitnessAdded(verifier, replaced,
+                            None if before is None or before == url else str(before))
 
     def remove_witness(self, name: str) -> bool:
         """Stop asking the witness ``name``; whether there was one. The cosignatures it gave

@@ -326,3 +326,17 @@ def test_a_key_an_earlier_release_dropped_is_named_with_the_remedy(
     store.add_witness("http://127.0.0.1:8", old.verifier.vkey)  # the remedy: back, then the new
     store.add_witness("http://127.0.0.1:8", new.verifier.vkey)
     assert audit(store).ok
+
+
+def test_a_witness_asked_somewhere_else_from_now_on_is_said(
+        home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``witnesses add`` with a working witness's key and another address (this node's own,
+    by mistake) replaced it in silence: found only as every cosignature failing."""
+    key = generate_signer(WITNESS, COSIGNATURE_V1).verifier.vkey
+    for url, said in (("http://127.0.0.1:9", False), ("http://127.0.0.1:9", False),
+                      ("http://127.0.0.1:8", True)):
+        capsys.readouterr()
+        assert run_cli("witnesses", "add", "--url", url, "--key", key, "--home", str(home)) == 0
+        err = capsys.readouterr().err
+        assert ("[ledger_witness_url_changed]" in err) == said, err
+    assert "http://127.0.0.1:9" in err and "from now on, at http://127.0.0.1:8" in err
