@@ -39,7 +39,7 @@ from credential.claims import CatalogCoder, Claims, decode_group, encode_group
 from credential.errors import MalformedInput, UsageError
 from credential.ids import CTI_LEN, credential_id
 from credential.records import record_repr
-from credential.text import check_utf8, folded
+from credential.text import check_utf8, escaped, folded
 from credential.times import day_bounds
 from schemas import schema
 
@@ -69,7 +69,10 @@ PU = -65537  # [status list id, status index, disclosure root]
 COSE_KEY = 1
 KTY, KTY_OKP, CRV, CRV_ED25519, X = 1, 1, -1, 6, -2
 
-_MAX_TIME = 2**40
+# A time whose day (rounded to the nearest, ``times.first_day``) is past 9999-12-31 is none a
+# calendar shows (Python's ``date`` stops there): a signed one passed every check and raised
+# on the way to "not valid until …". Up to 9999-12-31T12:00Z, exclusive.
+_MAX_TIME = 253402257600
 _MAX_U32 = 2**32
 KB_CONTEXT = "PU1 key binding"
 # The largest disclosure a verifier reads. The schema's longest group (two names of 100
@@ -216,6 +219,23 @@ def parse_nonce(text: str | None) -> bytes | None:
     if not 0 < len(raw) <= MAX_NONCE:
         raise UsageError("nonce_invalid", max=MAX_NONCE)
     return raw
+
+
+MAX_AUDIENCE = 64  # characters of a key binding's ``aud``: a service and a counter's id
+
+
+def check_audience(service: str, counter: str | None, code: str) -> str:
+    """``audience(service, counter)``, refused as ``code`` (with ``audience`` and ``max``) when
+    no wallet signs it: a counter id empty or blank, an ``aud`` too long or not printable. The
+    wallet and the counter hold an id to the same rule: a counter set to an empty id checked
+    none, and took a code made for any other counter."""
+    signed = audience(service, counter)
+    if counter is not None and not counter.strip():
+        raise UsageError(code, audience=signed, max=MAX_AUDIENCE)
+    if len(signed) > MAX_AUDIENCE or not signed.isprintable():
+        # echoed escaped: a control character typed or pasted must not act on the terminal
+        raise UsageError(code, audience=escaped(signed[:80]), max=MAX_AUDIENCE)
+    return signed
 
 
 def audience(service: str, counter: str | None = None) -> str:

@@ -33,7 +33,7 @@ from credential.claims import service_named
 from credential.errors import PasaporteError, StoreError, UsageError, as_usage
 from credential.home import CANCELLING_SIGNALS, read_bounded, uninterrupted
 from credential.logproof import read_trust_files
-from credential.passport import decode_text, parse_nonce
+from credential.passport import check_audience, decode_text, parse_nonce
 from credential.text import WIDE_BOMS, check_utf8, escaped
 from credential.times import parse_instant
 from credential.transport import PADDING
@@ -495,6 +495,8 @@ def command(service: str, bundles: tuple[str, ...], roots: tuple[str, ...],
         raise UsageError("image_not_a_file", path=image)
     # as the wallet takes it (``present --for Biblioteca``); another name is service_unknown
     service = service_named(check_utf8(service, "--service")) or service
+    if counter is not None:  # held to the wallet's rule: an empty id would check no code's
+        check_audience(service, check_utf8(counter, "--counter"), "counter_invalid")
     setup = _Setup(bundles, roots, proofs, log_keys, witness_keys, service=service,
                    counter=counter, policy_file=policy_file)
     # A broken bundle or root file is the counter's setup, not the resident's passport:

@@ -235,6 +235,12 @@ class Verifier:
         root = d.computed_root(leaves)
         aad = kb_aad(credential_digest(c), leaves) if kb is not None else b""
         candidates = self._keys.get(c.kid or b"", ())
+        if len(candidates) > 1:
+            # A key listed by two cities' bundles (by mistake, or by one city's root): the city
+            # the passport names is tried first, so that the result does not hang on the order
+            # the bundles were given in (the other city's listing made its genuine passports
+            # "another city than its key's"). Its signature still decides.
+            candidates = sorted(candidates, key=lambda x: x.bundle.code != p.iss)
         # Labels depend on the signing city's catalogs; nearly always only one key has this kid.
         early_bundle = candidates[0].bundle if len(candidates) == 1 else None
         early = (self._labelled(d, early_bundle) if early_bundle is not None and kb is not None
@@ -245,17 +251,19 @@ class Verifier:
             if c.verify(candidate.key.public_key):
                 trusted = candidate
                 break
+        # Nothing the payload says is known yet: a refusal here names no credential id, nor
+        # paper (a forged code copied a resident's id, and the log named that passport)
         if trusted is None:
             if c.kid in self._keys:
-                return _reject("signature_invalid", d)
+                return _reject("signature_invalid")
             # Which fix the clerk's IT needs: another city's bundle and root, or this city's
             # newer bundle (an office key made since). The code it names is not signed yet:
             # shown escaped, as said, to tell the cases apart and no more.
             bundle_of = self._by_code.get(p.iss)
             if bundle_of is None:
-                return _reject("issuer_unknown", d, said="issuer_unknown_city",
+                return _reject("issuer_unknown", said="issuer_unknown_city",
                                city_code=escaped(p.iss))
-            return _reject("issuer_unknown", d, city=bundle_of.city, city_code=bundle_of.code)
+            return _reject("issuer_unknown", city=bundle_of.city, city_code=bundle_of.code)
         holder_signed = (kb is not None and p.holder_key is not None
                          and kb.sign1.verify(p.holder_key, aad))
 

@@ -73,7 +73,7 @@ from credential.keys import (
     unb64url,
     unseal,
 )
-from credential.passport import Decoded, audience, decode_bytes, present
+from credential.passport import Decoded, check_audience, decode_bytes, present
 from credential.statuslist import MARKS, StatusList
 from credential.text import check_utf8, escaped, folded, typed_forms
 from credential.times import OFFICE_CLOCK_AHEAD_S, first_day, last_day
@@ -109,7 +109,6 @@ MAX_IMPORT_CHARS = 16384  # a full credential is ~1 KB of QR text; anything far 
 # UTF-8 takes at most 4 bytes a character: more bytes than this are too many characters, known
 # before decoding (a bounded read may end in the middle of a character).
 MAX_IMPORT_BYTES = 4 * MAX_IMPORT_CHARS
-MAX_AUDIENCE = 64
 # Files of the wallet's own are read whole, but never more than this: a file replaced by a link
 # to a device, or by something huge, is damage to report, not a read to run out of memory on.
 MAX_WALLET_FILE = 64 * 1024  # wallet.json: a few hundred bytes
@@ -365,14 +364,7 @@ def groups_for(service: str, disclose: Iterable[str] | None = None) -> tuple[str
 
 def audience_for(service: str, counter: str | None = None) -> str:
     """``SERVICE`` or ``SERVICE:COUNTER`` (``credential.passport.audience``), checked."""
-    signed = audience(service, counter)
-    if counter is not None and not counter.strip():
-        raise UsageError("wallet_audience_invalid", audience=signed, max=MAX_AUDIENCE)
-    if len(signed) > MAX_AUDIENCE or not signed.isprintable():
-        # echoed escaped: a control character typed or pasted must not act on the terminal
-        shown = escaped(signed[:80])
-        raise UsageError("wallet_audience_invalid", audience=shown, max=MAX_AUDIENCE)
-    return signed
+    return check_audience(service, counter, "wallet_audience_invalid")
 
 
 # -- checking a credential file ---------------------------------------------------------------

@@ -71,6 +71,18 @@ def test_an_image_that_is_no_file_is_a_usage_error(tmp_path: Path, run: Run) -> 
         assert (code, out) == (2, "") and "[image_not_a_file]" in err and path in err
 
 
+@pytest.mark.parametrize("counter", ["", "  ", "x" * 70, "desk\x1b[2K"])
+def test_a_counter_id_no_wallet_signs_is_a_usage_error(tmp_path: Path, run: Run,
+                                                       counter: str) -> None:
+    """An empty id (a launcher's unset variable) checked no code's audience: a code made for
+    any other counter was accepted. Held to the wallet's rule for the ids it signs."""
+    city = City()
+    code, out, err = run(*_counter(tmp_path, city), "--counter", counter, "--text",
+                         city.issue_text(None, example_claims()))
+    assert code == 2 and out == "" and err.startswith("[counter_invalid] "), err
+    assert "\x1b" not in err  # shown escaped
+
+
 def test_an_empty_batch_is_no_success(tmp_path: Path, run: Run) -> None:
     """No code in the file (a wrong file, a day without scans): nothing was accepted, so the
     exit is not 0, and the clerk is told why."""

@@ -131,7 +131,8 @@ def test_an_accepted_passport_on_a_latin1_terminal_is_accepted(tmp_path: Path,
 
 
 @pytest.mark.parametrize("args", [
-    (b"--service", b"cl\xednica"), (b"--service", b"library", b"--nonce", b"se\xf1al")])
+    (b"--service", b"cl\xednica"), (b"--service", b"library", b"--nonce", b"se\xf1al"),
+    (b"--service", b"library", b"--counter", b"mesa-pe\xf1a")])
 def test_a_choice_typed_on_a_latin1_terminal_is_named_as_such(
         tmp_path: Path, args: tuple[bytes, ...]) -> None:
     """"Unknown service: cl\\udcednica", listing Clínica as a service there is; a nonce was

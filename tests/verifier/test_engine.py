@@ -717,3 +717,46 @@ def test_a_code_whose_cose_sign1s_are_tagged_18_verifies(city: City,
     for tag in (17, 98):
         r = v.verify(_tagged(text, 0, tag=tag), service="library", now=NOW + 5)
         assert not r.accepted and r.code in ("cose_invalid", "cbor_invalid"), r
+
+
+@pytest.mark.parametrize(("nbf", "code"), [(253402257599, "not_yet_valid"),
+                                            (253402257600, "shape_invalid"),
+                                            (2**40 - 1, "shape_invalid")])
+def test_a_signed_time_past_any_calendar_is_refused_not_raised(city: City, nbf: int,
+                                                                 code: str) -> None:
+    """A signed ``nbf`` past year 9999 passed every shape check and raised on the way to "not
+    valid until …": an internal error that ended a --scan session and a --batch replay."""
+    envelope = cbor2.loads(city.issue_for(None, example_claims()).to_cbor())
+    payload = cbor2.loads(envelope[0][2])
+    payload[5] = nbf  # nbf
+    envelope[0] = cose.sign1(city.office_key, cbor2.dumps(payload), kid=city.kid)
+    result = verifier_for(city).verify(transport.pack(cbor2.dumps(envelope)), service="library",
+                                       now=NOW)
+    assert result.code == code, result
+    if code == "not_yet_valid":
+        assert "9999-12-31" in result.message["en"]
+
+
+def test_a_forged_code_names_no_passport(city: City) -> None:
+    """A refusal before any signature verified named the credential id (and paper) the
+    payload claimed: a forger copying a resident's id had the counter's log name her."""
+    envelope = cbor2.loads(city.issue_for(None, example_claims()).to_cbor())
+    envelope[0][3] = bytes(64)  # a signature that is none
+    result = verifier_for(city).verify(transport.pack(cbor2.dumps(envelope)), service="library",
+                                       now=NOW)
+    assert result.code == "signature_invalid" and result.credential_id is None
+    assert result.paper is False
+
+
+def test_a_key_two_cities_list_answers_for_the_city_the_passport_names(
+        city: City, holder: nacl.signing.SigningKey) -> None:
+    """Listed by another city's bundle too (by mistake, or by that city's root), an office
+    key's genuine passports were refused as "another city than its key's" whenever that
+    bundle was given first."""
+    other = City(city="Calexico", country="US", code="USCAL", office_key=city.office_key)
+    text = presentation(city.issue(holder=holder), holder, "library", LIB)
+    for bundles, roots in (([other.bundle(), city.bundle()], [other.root, city.root]),
+                           ([city.bundle(), other.bundle()], [city.root, other.root])):
+        result = Verifier(bundles=bundles, roots=roots).verify(text, service="library", now=NOW)
+        assert result.accepted, result
+        assert result.issuer is not None and "Mexicali" in str(result.issuer)
