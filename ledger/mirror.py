@@ -7,16 +7,31 @@ run resumes where it stopped, and each record's header must continue the chain),
 requires the recomputed root to equal the checkpoint's. On a mismatch, or junk from the node,
 the run's records are dropped again and the run fails; records an earlier run left unverified
 are kept only while the node's consistency proof shows them to be in the signed tree.
+
+A checkpoint the log signed that contradicts what the mirror verified (the log went back to
+another history, or rewrote it) is refused whether or not a witness cosigned it, and kept in
+``witness_split_views`` with the verified note it contradicts: the proof of the log's
+misbehaviour, which ``ledger status`` reports as critical.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 
 from credential import merkle
 from credential.errors import LedgerError, PasaporteError
-from credential.note import Checkpoint, Note, Verifier, open_note, verify_checkpoint
+from credential.note import (
+    Checkpoint,
+    Note,
+    Verifier,
+    open_note,
+    parse_checkpoint,
+    parse_note,
+    verify_checkpoint,
+)
 from ledger import client
+from ledger import schema as t
 from ledger.http import MAX_PAGE
 from ledger.store import LedgerStore, migrate
 
@@ -34,23 +49,31 @@ def mirror(store: LedgerStore, url: str, witnesses: Sequence[Verifier] = (),
     # does): this run does, before writing (a no-op at the newest revision).
     migrate(store.engine)
     note_text = client.get_text(f"{url}/checkpoint")
-    # the log's signature and, when witnesses are named, one of their cosignatures: the
-    # verifier's own policy for checkpoints (``credential.note.verify_checkpoint``)
-    cp = verify_checkpoint(note_text, store.verifier, witnesses, quorum=1 if witnesses else 0)
+    _check_origin(store.verifier, url, note_text)
+    # The log's own signature first, without the cosignature: a tree the log signed that
+    # contradicts what this mirror verified is the log going back or rewriting its history,
+    # cosigned or not (its witness refuses to cosign exactly such a tree), and must be named
+    # as that, not as a cosignature missing.
+    cp = verify_checkpoint(note_text, store.verifier, witnesses, quorum=0)
     held = store.head().size
-    if held > 0 and not _tail_holds(store, url, held, cp):
-        verified = store.verified_size()
-        if held == verified:
-            # the verified prefix itself is not in the signed tree (no need to ask again)
-            raise _diverged(cp, held)
-        if held > verified:
-            # Records an earlier run copied but never saw verified (it was cut short, or a
-            # node fed it junk) that the log's signed tree does not contain: fetch them again
-            # rather than stay stuck behind them.
-            store.truncate(verified)
-            held = verified
-        if held > 0 and not _tail_holds(store, url, held, cp):
-            raise _diverged(cp, held)
+    verified = store.verified_size()
+    tail_holds = held == 0 or _tail_holds(store, url, held, cp)
+    # the verified prefix itself not in the signed tree (held == verified: no need to ask again)
+    if not tail_holds and verified > 0 and (
+            held == verified or not _tail_holds(store, url, verified, cp)):
+        if _contradicts(store, cp, verified):
+            _keep_evidence(store, cp, _vouched(note_text, store.verifier, witnesses), verified)
+        raise _diverged(cp, verified)
+    if witnesses:
+        # the verifier's own policy for checkpoints (``credential.note.verify_checkpoint``):
+        # nothing is copied on the log's word alone
+        verify_checkpoint(note_text, store.verifier, witnesses, quorum=1)
+    if not tail_holds:
+        # Records an earlier run copied but never saw verified (it was cut short, or a node fed
+        # it junk) that the log's signed tree does not contain: fetch them again rather than
+        # stay stuck behind them.
+        store.truncate(verified)
+        held = verified
     size = held
     fetched = 0
     try:
@@ -89,6 +112,46 @@ def _vouched(note_text: str, log: Verifier, witnesses: Sequence[Verifier]) -> st
     known = {(v.name, v.key_id) for v in ok}
     return Note(note.text, tuple(s for s in note.signatures
                                  if (s.name, s.key_id) in known)).encode()
+
+
+def _check_origin(log: Verifier, url: str, note_text: str) -> None:
+    """The checkpoint must name the log this mirror copies. A ``--from`` pointing at another
+    log's node would otherwise be refused only as "no trusted key signed the note", which
+    reads as this log's key changed or its node compromised. A note that does not even parse
+    is left to ``verify_checkpoint`` to name."""
+    try:
+        note = parse_note(note_text)
+        origin = parse_checkpoint(note.text).origin
+    except PasaporteError:
+        return
+    if origin == log.name:
+        return
+    try:
+        open_note(note, [log])
+    except LedgerError:
+        raise LedgerError("ledger_mirror_wrong_log", url=client.public_url(url),
+                          origin=client.shown(origin), want=log.name) from None
+    # Signed by this log's key under another name: ``verify_checkpoint`` says so
+    # (``note_wrong_origin``) rather than call it another log.
+
+
+def _contradicts(store: LedgerStore, cp: Checkpoint, verified: int) -> bool:
+    """Whether ``cp`` (not consistent with the ``verified`` records) cannot be any state of
+    that history. A smaller tree with the root the mirror has at that size is an older state
+    of it (a node restored from a backup, a stale cache, a note replayed): refused as going
+    back, but it proves nothing against the log, so it is not kept as evidence."""
+    return cp.size >= verified or store.root(cp.size) != cp.root
+
+
+def _keep_evidence(store: LedgerStore, cp: Checkpoint, note: str, verified: int) -> None:
+    """Keep the log's signed note that contradicts the verified checkpoint, with that one: the
+    only proof of the log's misbehaviour once its node stops serving it. The witness's table
+    of split views holds exactly such pairs (a mirror witnesses nothing, so on a mirror every
+    row is this); one row per contradicting tree, however many runs see it."""
+    kept = store.checkpoint(verified).note
+    with store.engine.begin() as conn:
+        t.insert_new(conn, t.split_views, origin=cp.origin, size=cp.size, root=cp.root,
+                     cosigned=kept, other=note, seen=int(time.time()))
 
 
 def _diverged(cp: Checkpoint, held: int) -> LedgerError:

@@ -10,8 +10,10 @@ client's name, an idempotency key or a witness's URL (it could carry credentials
 is served without authentication.
 
 Health, most severe first: ``critical`` (this node holds split-view evidence: a log it
-witnesses signed two histories), ``warning`` (see ``assess``), ``ok``. The CLI exits 0/1/2 for
-them and 3 when it cannot tell (a usage error), as a Nagios plugin does.
+witnesses signed two histories; a mirror holds a note its log signed that contradicts what the
+mirror verified; a witness has cosigned more of this log than its database holds), ``warning``
+(see ``assess``), ``ok``. The CLI exits 0/1/2 for them and 3 when it cannot tell (a usage
+error), as a Nagios plugin does.
 """
 
 from __future__ import annotations
@@ -162,8 +164,14 @@ def _public_url(url: str | None) -> str | None:
     return None if url is None else public_url(url)
 
 
+# What a probe must not read as a mere warning: evidence that a log signed two histories, and a
+# log whose database went back behind what its witness cosigned (appending would fork it).
+_CRITICAL_CODES = frozenset({"ledger_status_split_view", "ledger_status_mirror_evidence",
+                             "ledger_behind_witness"})
+
+
 def _severity(code: str) -> str:
-    return CRITICAL if code == "ledger_status_split_view" else WARNING
+    return CRITICAL if code in _CRITICAL_CODES else WARNING
 
 
 def collect(store: LedgerStore) -> Facts:
@@ -225,7 +233,9 @@ def _witness(conn: Connection, name: str, vkey: str, cosigned: int, size: int) -
 
 def assess(facts: Facts, *, now: int, max_age: int = DEFAULT_MAX_AGE,
            max_behind: int = DEFAULT_MAX_BEHIND) -> Report:
-    """The verdict. ``critical``: split-view evidence held. ``warning``: no checkpoint yet; the
+    """The verdict. ``critical``: split-view evidence held (on a mirror: a note its log signed
+    that contradicts what it verified); a witness that cosigned a larger tree of this log than
+    the database holds (restored from an old copy). ``warning``: no checkpoint yet; the
     newest older than ``max_age`` seconds; a node that asks no witness (verifiers require a
     cosignature); a witness more than ``max_behind`` records behind, or that has left a
     checkpoint uncosigned for more than ``max_age`` (timed from that checkpoint, not from the
@@ -237,8 +247,14 @@ def assess(facts: Facts, *, now: int, max_age: int = DEFAULT_MAX_AGE,
     problems: list[PasaporteError] = []
     if facts.split_view_count:
         for origin, size, _seen in facts.split_views[:1]:
-            problems.append(PasaporteError("ledger_status_split_view", origin=origin, size=size,
-                                           count=facts.split_view_count))
+            if facts.mirror_of is not None:
+                # a mirror witnesses nothing: its rows are its own log's contradicting notes
+                # (``ledger.mirror``), which the witness's words would misname
+                problems.append(PasaporteError("ledger_status_mirror_evidence", origin=origin,
+                                               size=size, count=facts.split_view_count))
+            else:
+                problems.append(PasaporteError("ledger_status_split_view", origin=origin,
+                                               size=size, count=facts.split_view_count))
     if facts.checkpoint_size is None or facts.checkpoint_at is None:
         problems.append(PasaporteError("ledger_status_no_checkpoint"))
     elif now - facts.checkpoint_at > max_age:
@@ -249,7 +265,12 @@ def assess(facts: Facts, *, now: int, max_age: int = DEFAULT_MAX_AGE,
         problems.append(PasaporteError("ledger_status_no_witness"))
     for w in facts.witnesses:
         behind = facts.size - w.cosigned
-        if behind > max_behind:
+        if behind < 0:
+            # It vouched for a tree this database does not hold: restored from an old copy.
+            # The log refuses appends in this state (they would fork its public history).
+            problems.append(PasaporteError("ledger_behind_witness", witness=w.name,
+                                           size=w.cosigned, have=facts.size))
+        elif behind > max_behind:
             problems.append(PasaporteError("ledger_status_witness_behind", witness=w.name,
                                            cosigned=w.cosigned, size=facts.size, behind=behind,
                                            max_behind=max_behind))

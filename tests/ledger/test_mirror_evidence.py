@@ -1,0 +1,220 @@
+"""What a mirror does when its log goes back, rewrites its history or is not its log at all, and
+what ``ledger status`` then says: on a mirror holding the log's contradicting note, and on a log
+whose database holds less than its witness already cosigned. Real ``ledger serve`` processes
+and real databases, as the operators of two cities meet it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+
+from credential.note import open_note, parse_checkpoint, parse_verifier_key
+from ledger import schema as t
+from ledger.keys import load_config
+from ledger.status import Facts, WitnessFacts, assess
+from ledger.store import LedgerStore
+from tests.ledger.conftest import PASSPHRASE, Server, init_home, run_cli
+from tests.ledger.helpers import commitment
+
+NOW = 1_800_000_000
+
+
+@pytest.fixture
+def pair(tmp_path: Path, serve: Callable[..., Server]) -> dict[str, Any]:
+    """A log (``a``) that the other city's node (``b``) witnesses, both served."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    init_home(a, "ledger.a.example/log")
+    init_home(b, "ledger.b.example/log")
+    ca, cb = load_config(a), load_config(b)
+    sa, sb = serve(a), serve(b)
+    assert run_cli("witness", "--log", sa.url, "--log-key", ca.log_vkey, "--home", str(b)) == 0
+    assert cb.witness_vkey
+    assert run_cli("witnesses", "add", "--url", sb.url, "--key", cb.witness_vkey,
+                   "--home", str(a)) == 0
+    return {"a": a, "b": b, "ca": ca, "cb": cb, "sa": sa, "sb": sb}
+
+
+def _append(home: Path, first: int, count: int, *, cosign: bool = True) -> int:
+    """Append ``count`` records to the log at ``home`` (asking its witness unless told not
+    to); returns the new size, after checking the witness cosigned it when asked."""
+    with LedgerStore.open(home, passphrase=PASSPHRASE) as store:
+        signed = store.append([commitment(first + i) for i in range(count)], cosign=cosign)
+    if cosign:
+        assert len(open_note(signed.note, [store.verifier])[0].signatures) == 2, signed.note
+    return signed.checkpoint.size
+
+
+def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = run_cli(*args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _status(capsys: pytest.CaptureFixture[str], home: Path) -> tuple[int, str, dict[str, Any]]:
+    code, out, _ = _run(capsys, "status", "--home", str(home))
+    json_code, doc_text, _ = _run(capsys, "status", "--json", "--home", str(home))
+    assert json_code == code
+    doc: dict[str, Any] = json.loads(doc_text)
+    return code, out, doc
+
+
+def _evidence(home: Path) -> list[tuple[str, int, str, str]]:
+    """The mirror's kept notes: (origin, size, the note it had verified, the log's other)."""
+    with LedgerStore.open(home) as store, store.engine.connect() as conn:
+        s = t.split_views.c
+        return [(str(o), int(n), str(kept), str(other)) for o, n, kept, other in conn.execute(
+            select(s.origin, s.size, s.cosigned, s.other).order_by(s.id))]
+
+
+def test_a_rolled_back_log_is_named_and_its_note_kept(
+        pair: dict[str, Any], tmp_path: Path, serve: Callable[..., Server],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The log's node is restored from an old backup. Serving its old (genuine) checkpoint it
+    is refused as gone back, and nothing is kept: an older state proves nothing. Once it signs
+    a new, smaller tree of another history (its witness refuses to cosign it), the mirror names
+    the rollback, not a cosignature missing, copies nothing, keeps that signed note beside the
+    one it verified, and ``status`` on the mirror is critical from then on."""
+    a, ca, cb = pair["a"], pair["ca"], pair["cb"]
+    old_size = _append(a, 0, 3)
+    backup = tmp_path / "backup.db"
+    with sqlite3.connect(a / "ledger.db") as src, sqlite3.connect(backup) as dst:
+        src.backup(dst)  # "yesterday's backup", taken the consistent way
+    src.close()
+    dst.close()
+    size = _append(a, 100, 6)
+    mirror_home = tmp_path / "mirror"
+    assert run_cli("mirror", "--from", pair["sa"].url, "--log-key", ca.log_vkey,
+                   "--witness-key", cb.witness_vkey, "--home", str(mirror_home)) == 0
+    with LedgerStore.open(mirror_home) as store:
+        copy = store.entries(0, size)
+        verified_note = store.checkpoint(size).note
+    # the witness is out of the way, so the restored log learns nothing from it
+    pair["sb"].stop()
+    pair["sa"].stop()
+    for suffix in ("-wal", "-shm"):
+        (a / f"ledger.db{suffix}").unlink(missing_ok=True)
+    shutil.copy(backup, a / "ledger.db")
+    restored = serve(a)
+
+    code, _, err = _run(capsys, "mirror", "--from", restored.url, "--home", str(mirror_home))
+    assert code == 1 and err.startswith("[ledger_witness_rollback]"), err
+    assert _evidence(mirror_home) == []
+    assert _status(capsys, mirror_home)[0] == 0
+
+    fork_size = _append(a, 200, 1, cosign=False)  # a new tree; no witness cosigned it
+    assert old_size < fork_size < size
+    for _ in range(2):  # asked again: the same refusal, the evidence kept once
+        code, _, err = _run(capsys, "mirror", "--from", restored.url, "--home", str(mirror_home))
+        assert code == 1 and err.startswith("[ledger_witness_rollback]"), err
+        assert f"{fork_size} " in err and f" {size})" in err
+    [(origin, kept_size, kept, other)] = _evidence(mirror_home)
+    assert (origin, kept_size, kept) == ("ledger.a.example/log", fork_size, verified_note)
+    note, ok = open_note(other, [parse_verifier_key(ca.log_vkey)])
+    assert ok[0].name == origin and parse_checkpoint(note.text).size == fork_size
+    with LedgerStore.open(mirror_home) as store:  # nothing of the fork copied
+        assert store.size() == store.verified_size() == size
+        assert store.entries(0, size) == copy
+
+    code, out, doc = _status(capsys, mirror_home)
+    assert code == 2
+    assert out.splitlines()[0] == "Estado / Health: crítico / critical"
+    assert "[ledger_status_mirror_evidence]" in out
+    assert (doc["health"], doc["role"]) == ("critical", "mirror")
+    [problem] = doc["problems"]
+    assert (problem["code"], problem["health"]) == ("ledger_status_mirror_evidence", "critical")
+    for half in ("es", "en"):
+        assert "ledger.a.example/log" in problem["message"][half]
+        assert str(fork_size) in problem["message"][half]
+    assert doc["split_views"]["count"] == 1
+
+
+def test_a_rewritten_history_is_kept_as_evidence(
+        tmp_path: Path, serve: Callable[..., Server],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The log rewrites records the mirror verified and signs a larger tree: refused as
+    rewritten (as before), and now the signed note of the rewritten tree is kept, so a probe
+    that runs only ``status`` sees it after the node stops serving it."""
+    log = tmp_path / "log"
+    vkey = json.loads(init_home(log, "ledger.rewrite.example/log"))["log_vkey"]
+    with LedgerStore.open(log, passphrase=PASSPHRASE) as store:
+        store.append([commitment(j) for j in range(5)])
+    honest = serve(log)
+    mirror_home = tmp_path / "mirror"
+    assert run_cli("mirror", "--from", honest.url, "--log-key", vkey, "--unwitnessed",
+                   "--home", str(mirror_home)) == 0
+    honest.stop()
+    with LedgerStore.open(log, passphrase=PASSPHRASE) as store:  # same key, another history
+        store.truncate(3)
+        forked_size = store.append([commitment(100 + j) for j in range(4)]).checkpoint.size
+        forked_note = store.checkpoint().note
+    forked = serve(log)
+    code, _, err = _run(capsys, "mirror", "--from", forked.url, "--unwitnessed",
+                        "--home", str(mirror_home))
+    assert code == 1 and err.startswith("[ledger_history_rewritten]"), err
+    forked.stop()  # the node no longer shows the fork: the mirror still holds it
+    [(origin, size, kept, other)] = _evidence(mirror_home)
+    assert (origin, size, other) == ("ledger.rewrite.example/log", forked_size, forked_note)
+    assert parse_checkpoint(open_note(kept, [parse_verifier_key(vkey)])[0].text).size == 5
+    code, _, doc = _status(capsys, mirror_home)
+    assert (code, doc["health"]) == (2, "critical")
+    assert [p["code"] for p in doc["problems"]] == ["ledger_status_mirror_evidence"]
+
+
+def test_a_mirror_pointed_at_another_log_says_so(
+        pair: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--from`` the other city's node: the run names the log that address serves and the one
+    this mirror copies, instead of "no trusted key signed the note" (which reads as this log's
+    key changed), and touches nothing."""
+    a, ca, cb = pair["a"], pair["ca"], pair["cb"]
+    size = _append(a, 0, 2)
+    mirror_home = tmp_path / "mirror"
+    assert run_cli("mirror", "--from", pair["sa"].url, "--log-key", ca.log_vkey,
+                   "--witness-key", cb.witness_vkey, "--home", str(mirror_home)) == 0
+    wrong = pair["sb"].url
+    code, _, err = _run(capsys, "mirror", "--from", wrong, "--home", str(mirror_home))
+    assert code == 1 and err.startswith("[ledger_mirror_wrong_log]"), err
+    for half in err.split(" / ", 1):
+        assert wrong in half and "ledger.b.example/log" in half and "ledger.a.example/log" in half
+    assert load_config(mirror_home).mirror_of == pair["sa"].url  # the address not remembered
+    with LedgerStore.open(mirror_home) as store:
+        assert store.size() == store.verified_size() == size
+    assert _evidence(mirror_home) == []
+
+
+def test_a_log_behind_its_witness_is_critical(pair: dict[str, Any],
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """The witness has cosigned a larger tree of this log than its database holds: the database
+    was restored from an old copy, and appending would fork the public history. ``status`` says
+    so as critical (exit 2), naming the witness and both sizes."""
+    a = pair["a"]
+    size = _append(a, 0, 4)
+    assert _status(capsys, a)[0] == 0
+    name = parse_verifier_key(pair["cb"].witness_vkey).name
+    with LedgerStore.open(a) as store, store.engine.begin() as conn:
+        conn.execute(update(t.witnesses).where(t.witnesses.c.name == name)
+                     .values(size=size + 7))
+    code, out, doc = _status(capsys, a)
+    assert code == 2
+    assert out.splitlines()[0] == "Estado / Health: crítico / critical"
+    assert "[ledger_behind_witness]" in out
+    assert doc["health"] == "critical"
+    [problem] = [p for p in doc["problems"] if p["code"] == "ledger_behind_witness"]
+    assert problem["health"] == "critical"
+    for half in ("es", "en"):
+        text = problem["message"][half]
+        assert name in text and str(size + 7) in text and str(size) in text
+    # the verdict on hand-made facts agrees
+    facts = Facts(origin="ledger.x/log", mirror_of=None, size=100, checkpoint_size=100,
+                  checkpoint_at=NOW - 60, witnesses=(WitnessFacts("w", 120, NOW - 60, None),))
+    report = assess(facts, now=NOW)
+    assert (report.health, report.exit_code) == ("critical", 2)
+    assert [(p.code, p.detail) for p in report.problems] == [
+        ("ledger_behind_witness", {"witness": "w", "size": 120, "have": 100})]
