@@ -372,6 +372,10 @@ def _ask(store: LedgerStore, witness: tuple[str, str, str, int],
                 _warn(name, _refusal(status, ctype, reply))
                 return False
             if said > cp.size:
+                if store.size() >= said:
+                    # A newer checkpoint of this log already reached it (another process
+                    # serving the same database, a burst of appends): nothing is wrong.
+                    return False
                 # kept: the log appends nothing more until it holds as many records again
                 store.witness_ahead(name, vkey, said)
                 _warn(name, PasaporteError("ledger_witness_ahead", size=said, ours=cp.size))

@@ -112,3 +112,19 @@ def test_a_witness_that_forgot_what_it_cosigned_is_named(
     said = [r.getMessage() for r in caplog.records if "ledger_witness_went_back" in r.getMessage()]
     assert said and f"{known}" in said[0] and "forgot cosignatures" in said[0], caplog.text
     assert _witness_size(a) > known  # and it cosigned again
+
+
+def test_an_older_checkpoint_of_the_same_database_is_no_alarm(
+        cities: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
+    """Two processes serving one database: one's checkpoint reaches the witness after the
+    other's newer one, and the witness answers that it cosigned more. That was taken for a
+    database restored from an old copy (now: appends stopped)."""
+    from ledger.witness import request_cosignatures
+
+    a, sa, token = cities["a"], cities["sa"], cities["token"]
+    first = _post_entries(sa.url, token, [commitment(1)])["end"]
+    _post_entries(sa.url, token, [commitment(2), commitment(3)])
+    with caplog.at_level(logging.WARNING), LedgerStore.open(a, passphrase=PASSPHRASE) as store:
+        request_cosignatures(store, store.checkpoint(first), wait=30)
+        assert "ledger_witness_ahead" not in caplog.text
+        store.append([commitment(4)], cosign=False)  # not stopped
