@@ -54,7 +54,7 @@ from sqlalchemy.pool import NullPool
 
 from credential import merkle
 from credential.disk import disk_trouble
-from credential.errors import LedgerError, MalformedInput, StoreError, UsageError
+from credential.errors import LedgerError, MalformedInput, PasaporteError, StoreError, UsageError
 from credential.home import make_folders, resolve_home
 from credential.note import (
     COSIGNATURE_V1,
@@ -64,12 +64,14 @@ from credential.note import (
     Signer,
     Verifier,
     generate_signer,
+    open_note,
     parse_checkpoint,
     parse_note,
     parse_signature_lines,
     parse_verifier_key,
 )
 from credential.sqlstore import refuse_newer_release, sqlite_settings
+from credential.text import escaped
 from ledger import schema as t
 from ledger.client import node_url
 from ledger.entries import (
@@ -261,6 +263,28 @@ def migrate(engine: Engine) -> None:
                 id=1, size=0, root=merkle.EMPTY_ROOT, last_hash=ZERO, last_time=0, frontier=b""))
 
 
+def _check_own_log(engine: Engine, log: Verifier) -> None:
+    """Refuse a database that holds another log (a mistyped ``--db``, a ``PASAPORTE_LEDGER_DB``
+    left set in the shell, which overrides the home's settings): its newest checkpoint must be
+    signed by this home's log key (a mirror's: the key of the log it copies). Appended to, the
+    other log was broken for good and this key signed a second tree of its sizes (a split
+    view); a mirror took the other's records for its log rewriting its history."""
+    with engine.connect() as conn:
+        note = conn.execute(select(t.checkpoints.c.note)
+                            .order_by(t.checkpoints.c.size.desc()).limit(1)).scalar()
+    if note is None:
+        return
+    try:
+        open_note(str(note), [log])
+    except PasaporteError:
+        try:
+            origin = parse_checkpoint(parse_note(str(note)).text).origin
+        except PasaporteError:
+            origin = "?"
+        raise StoreError("ledger_database_other_log", db=_shown(engine.url),
+                         origin=escaped(origin[:200]), ours=log.name) from None
+
+
 def _has_log(engine: Engine) -> bool:
     """Whether the database holds an initialised log (any schema revision): the head row that
     ``migrate`` writes once the tables exist. A SQLite file that does not exist or is empty is
@@ -414,6 +438,7 @@ class LedgerStore:
             # same key, contradicting the history others hold: it is restored, never recreated.
             if not _has_log(engine):
                 raise StoreError("ledger_database_missing", db=_shown(engine.url))
+            _check_own_log(engine, parse_verifier_key(config.log_vkey))
             if signer is not None:
                 # A writer brings an older node's schema up to date (a no-op once at the head
                 # revision); read-only opens never change the database.

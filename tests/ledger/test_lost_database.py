@@ -356,3 +356,34 @@ def test_a_witness_that_conflicts_twice_is_named_with_why(
     assert f"testigo / witness ledger.other.example/witness: {conflict}" in caplog.text
     # asked once, then again from the size it named; not a third time
     assert [body.split(b"\n", 1)[0] for body in asked] == [b"old 0", b"old 0"]
+
+
+def test_another_logs_database_is_neither_used_nor_changed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A mistyped --db, or PASAPORTE_LEDGER_DB left set in the shell (it overrides the home's
+    settings): the node appended to the other city's log, breaking it for good, and its own
+    key signed a second tree of those sizes."""
+    ours, theirs = tmp_path / "mx", tmp_path / "cx"
+    init_home(ours, "ledger.mx.example/log")
+    init_home(theirs, "ledger.cx.example/log")
+    _filled(theirs)
+    other = f"sqlite:///{theirs / 'ledger.db'}"
+    before = (theirs / "ledger.db").read_bytes()
+    entries = tmp_path / "e.jsonl"
+    _jsonl(entries, [{"type": "notice", "text": "acta"}])
+    capsys.readouterr()
+    assert run_cli("append", "--file", str(entries), "--home", str(ours), "--db", other) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("[ledger_database_other_log] ") and "ledger.cx.example/log" in err
+    monkeypatch.setenv("PASAPORTE_LEDGER_DB", other)
+    assert run_cli("status", "--home", str(ours)) == 2
+    assert "[ledger_database_other_log]" in capsys.readouterr().err
+    with pytest.raises(StoreError) as caught:
+        LedgerStore.open(ours)
+    assert caught.value.code == "ledger_database_other_log"
+    assert "PASAPORTE_LEDGER_DB" in caught.value.message["en"]
+    assert (theirs / "ledger.db").read_bytes() == before
+    monkeypatch.delenv("PASAPORTE_LEDGER_DB")
+    with LedgerStore.open(theirs) as store:  # its own home reads it as ever
+        assert store.size() == 3
