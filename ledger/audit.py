@@ -23,7 +23,18 @@ import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, Integer, LargeBinary, String, false, func, or_, select, text
+from sqlalchemy import (
+    Connection,
+    Integer,
+    LargeBinary,
+    String,
+    false,
+    func,
+    inspect,
+    or_,
+    select,
+    text,
+)
 
 from credential import merkle
 from credential.errors import PasaporteError, spanish
@@ -415,12 +426,15 @@ def _check_types(conn: Connection, report: AuditReport) -> bool:
     end = 0 if last is None else int(last) + 1
     at = {t.nodes.name: "id", t.checkpoints.name: "size", t.cosignatures.name: "size"}
     ok = True
-    # The SQL below is put together from our own schema's table and column names only.
+    # The SQL below is put together from our own schema's table and column names only, those
+    # the database has: one an older release made, read without upgrading it, lacks the rest.
+    held = {name: {c["name"] for c in inspect(conn).get_columns(name)}
+            for name in inspect(conn).get_table_names()}
     for table in t.metadata.sorted_tables:
-        if table is t.entries:
+        if table is t.entries or table.name not in held:
             continue
         cases = []
-        for col in table.columns:
+        for col in (c for c in table.columns if c.name in held[table.name]):
             kind = next(name for base, name in _STORED if isinstance(col.type, base))
             allowed = f"'{kind}'" + (", 'null'" if col.nullable else "")
             cases.append((col.name, f'typeof("{col.name}") NOT IN ({allowed})'))

@@ -768,18 +768,34 @@ def token() -> None:
 
 @token.command("add")
 @click.argument("name")
+@click.option("--root", "root_file", type=click.Path(exists=True, dir_okay=False),
+              help="Archivo raíz de la oficina («issuer root»): la ficha solo escribe lo de esa "
+                   "oficina (su ciudad, sus llaves, sus listas) / The office's root file "
+                   "(\"issuer root\"): the token writes only what is that office's (its city, "
+                   "its keys, its lists).")
 @home_option
 @db_option
-def token_add(name: str, home: str | None, db: str | None) -> None:
+def token_add(name: str, root_file: str | None, home: str | None, db: str | None) -> None:
     """Crea (o reemplaza) la ficha de NAME y la muestra una sola vez / Create (or replace)
     NAME's token and print it once."""
+    from credential.bundle import MAX_ROOT, RootKey
+    from ledger.scopes import Scope
+
     check_token_name(name)
+    scope = None
+    if root_file is not None:
+        with as_usage(MalformedInput):
+            root = RootKey.from_json(read_bounded(root_file, MAX_ROOT))
+        scope = Scope(root.city, root.country, root.code)
     with _open(home, db, log_only=True) as store:
         replacing = store.has_token(name)
-        click.echo(store.add_token(name))
+        click.echo(store.add_token(name, scope))
     if replacing:
         # a re-run by mistake shuts the client out: say so where it is seen, not in silence
         click.echo(PasaporteError("ledger_token_replaced", name=name).diagnostics(), err=True)
+    if scope is None:
+        # said where it is seen: a leaked unbound token writes for any city
+        click.echo(PasaporteError("ledger_token_unbound", name=name).diagnostics(), err=True)
 
 
 @token.command("revoke")

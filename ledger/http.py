@@ -127,6 +127,7 @@ _STATUS = {
     "ledger_no_checkpoint": 404,
     "ledger_idempotency_mismatch": 422,  # the key was used for another batch
     "ledger_entry_type_local_only": 403,  # well-formed, but not this client's to write
+    "ledger_token_out_of_scope": 403,  # likewise: another office's
     "ledger_body_too_large": 413,  # as for a body over the app's own limit (werkzeug's)
     "ledger_not_json": 415,
     "ledger_no_witness_key": 503,  # the node's state, not the request
@@ -215,9 +216,10 @@ def post_entries() -> Response:
         return _error(403, "ledger_is_mirror", home=store.origin, url=store.mirror_of)
     auth = request.headers.get("Authorization", "")
     token = auth[7:].strip() if auth.startswith("Bearer ") else ""
-    client = store.token_owner(token) if token and len(token) <= 200 else None
-    if client is None:
+    known = store.token_client(token) if token and len(token) <= 200 else None
+    if known is None:
         return _error(401, "ledger_unauthorized")
+    client, scope = known
     if request.mimetype != "application/json":
         # what the body is read as is said, not guessed (the documentation says JSON)
         raise MalformedInput("ledger_not_json")
@@ -231,7 +233,8 @@ def post_entries() -> Response:
     key = request.headers.get("Idempotency-Key")
     # A client retrying after a lost answer sends the same key (IETF httpapi Idempotency-Key)
     # and gets the first answer again rather than a second copy of its batch.
-    signed = store.append(batch, request=None if key is None else AppendRequest(client, key))
+    signed = store.append(batch, request=None if key is None else AppendRequest(client, key),
+                          bound=None if scope is None else (client, scope))
     resp = jsonify({"checkpoint": signed.note, "start": signed.start, "end": signed.end})
     resp.status_code = 201
     if signed.replayed:

@@ -110,11 +110,26 @@ requests = Table(
     Column("created", BigInteger, nullable=False, index=True),
 )
 
+# An append client's token (its SHA-256) and, when bound to one city's office (``token add
+# --root``), that office's city, country and code: it then writes only what is that office's.
 tokens = Table(
     "ledger_tokens", metadata,
     Column("name", String(100), primary_key=True),
     Column("digest", LargeBinary, nullable=False, unique=True),
     Column("created", BigInteger, nullable=False),
+    Column("city", String(128), nullable=True),
+    Column("country", String(2), nullable=True),
+    Column("code", String(64), nullable=True),
+)
+
+# Which city registered each office key (its first ``key_registered``), written with the record:
+# a bound token may rotate or mark compromised only its own city's keys.
+kids = Table(
+    "ledger_kids", metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("city", String(128), nullable=False),
+    Column("country", String(2), nullable=False),
+    Column("seq", BigInteger, nullable=False),
 )
 
 # The witnesses this log asks, with every key each one ever had: one row per name and key. The

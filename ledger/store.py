@@ -92,6 +92,7 @@ from ledger.keys import (
     save_config,
     write_secret,
 )
+from ledger.scopes import Scope, check_scope, register_kids, register_kids_of_leaves
 
 __all__ = ["MAX_BATCH", "AppendRequest", "LedgerStore", "SignedCheckpoint", "WitnessAdded",
            "check_token_name", "create_home", "database_url", "make_engine", "migrate"]
@@ -629,12 +630,15 @@ class LedgerStore:
         return self.engine.connect().execution_options(ledger_write=True)
 
     def append(self, items: Iterable[Entry | Mapping[str, Any]], *, cosign: bool = True,
-               request: AppendRequest | None = None) -> SignedCheckpoint:
+               request: AppendRequest | None = None,
+               bound: tuple[str, Scope] | None = None) -> SignedCheckpoint:
         """Append a batch (one transaction, one checkpoint); then request cosignatures.
 
         With ``request``, a batch already appended under the same client and key is not
         appended again: the first answer comes back (``replayed``), or a different batch under
-        a used key is refused (``ledger_idempotency_mismatch``)."""
+        a used key is refused (``ledger_idempotency_mismatch``). With ``bound`` (a client's
+        name and the office its token is bound to), a batch that writes anything not that
+        office's is refused (``ledger.scopes``)."""
         batch = [as_entry(item) for item in items]
         if not batch:
             raise UsageError("usage_error", reason="empty batch")
@@ -643,7 +647,7 @@ class LedgerStore:
         if self.signer is None:
             raise StoreError("ledger_read_only")
         with self._write_conn() as conn, conn.begin():
-            signed = self._append_locked(conn, batch, request)
+            signed = self._append_locked(conn, batch, request, bound)
         if signed.replayed:
             note = self.checkpoint(signed.checkpoint.size).note  # with the cosignatures it has
             return dataclasses.replace(signed, note=note)
@@ -656,7 +660,8 @@ class LedgerStore:
         return signed
 
     def _append_locked(self, conn: Connection, batch: Sequence[Entry],
-                       request: AppendRequest | None = None) -> SignedCheckpoint:
+                       request: AppendRequest | None = None,
+                       bound: tuple[str, Scope] | None = None) -> SignedCheckpoint:
         assert self.signer is not None
         head = self._head(conn, lock=True)
         n = head.size
@@ -669,6 +674,8 @@ class LedgerStore:
             # fork both cities' witnesses and mirrors would hold against us forever).
             raise LedgerError("ledger_behind_witness", witness=str(ahead[0]),
                               size=int(ahead[1]), have=n)
+        if bound is not None:  # under the lock: a key registered meanwhile is seen
+            check_scope(conn, bound[0], bound[1], batch)
         digest = b""
         if request is not None:  # looked up under the lock: two retries cannot both append
             digest = _batch_digest(batch)
@@ -688,6 +695,7 @@ class LedgerStore:
         now = max(int(time.time() * 1000), head.last_time)
         size, root = _extend(conn, head, len(batch),
                              lambda seq, prev: encode_record(seq, prev, now, batch[seq - n]), now)
+        register_kids(conn, batch, n)
         # start: where the caller's own entries begin (after any logged cosignatures)
         start = n + len(logged)
         if request is not None:
@@ -801,6 +809,7 @@ class LedgerStore:
 
             # the head keeps the last record's time, as on the log (audit compares them)
             last = record_time(leaves[-1], n + len(leaves) - 1) if leaves else None
+            register_kids_of_leaves(conn, leaves, n)
             return _extend(conn, head, len(leaves), verbatim,
                            head.last_time if last is None else last)[0]
 
@@ -845,14 +854,17 @@ class LedgerStore:
 
     # -- append tokens and witnesses ---------------------------------------------------------
 
-    def add_token(self, name: str) -> str:
+    def add_token(self, name: str, scope: Scope | None = None) -> str:
+        """A new token for ``name`` (replacing its earlier one), bound to ``scope``'s office
+        when given; returned once, only its hash is kept."""
         check_token_name(name)
         token = "lt_" + secrets.token_urlsafe(32)
         with self.engine.begin() as conn:
             conn.execute(delete(t.tokens).where(t.tokens.c.name == name))
             conn.execute(insert(t.tokens).values(
                 name=name, digest=hashlib.sha256(token.encode()).digest(),
-                created=int(time.time())))
+                created=int(time.time()), city=scope.city if scope else None,
+                country=scope.country if scope else None, code=scope.code if scope else None))
         return token
 
     def has_token(self, name: str) -> bool:
@@ -865,13 +877,22 @@ class LedgerStore:
             return bool(conn.execute(delete(t.tokens).where(t.tokens.c.name == name)).rowcount)
 
     def token_owner(self, token: str) -> str | None:
+        client = self.token_client(token)
+        return None if client is None else client[0]
+
+    def token_client(self, token: str) -> tuple[str, Scope | None] | None:
+        """The client a token is, and the office it is bound to (``None``: unbound)."""
         # Looked up by its SHA-256 (unique, indexed): the secret itself is never compared, so
         # there is no timing to leak, and a request costs one index probe, not a table scan.
         digest = hashlib.sha256(token.encode()).digest()
+        c = t.tokens.c
         with self.engine.connect() as conn:
-            name = conn.execute(select(t.tokens.c.name)
-                                .where(t.tokens.c.digest == digest)).scalar()
-        return None if name is None else str(name)
+            row = conn.execute(select(c.name, c.city, c.country, c.code)
+                               .where(c.digest == digest)).first()
+        if row is None:
+            return None
+        name, city, country, code = row
+        return str(name), (None if city is None else Scope(str(city), str(country), str(code)))
 
     def add_witness(self, url: str, vkey: str) -> WitnessAdded:
         """Ask the witness at ``url`` to cosign every new checkpoint with the key ``vkey``.

@@ -1,0 +1,156 @@
+"""Append tokens bound to one city's office (``ledger token add --root``): real offices publish
+through them over HTTP, and a token writes nothing that is another office's."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic import command
+from sqlalchemy import select
+from werkzeug.serving import make_server
+
+from issuer.store import IssuerStore
+from ledger import client
+from ledger import schema as t
+from ledger.http import create_app
+from ledger.store import LedgerStore, _alembic_config
+from tests.conftest import Run
+from tests.factory import EXAMPLES
+from tests.issuer.conftest import keys_made_on
+from tests.ledger.conftest import PASSPHRASE
+from tests.ledger.helpers import commitment
+
+
+@pytest.fixture
+def node(homes: dict[str, Path], run: Run) -> Iterator[tuple[str, Path]]:
+    """A ledger node serving over HTTP in this process: its URL and home."""
+    home = homes["ledger"]
+    assert run("ledger", "init", "--origin", "ledger.test/log", "--home", str(home))[0] == 0
+    with LedgerStore.open(home, passphrase=PASSPHRASE) as store:
+        server = make_server("127.0.0.1", 0, create_app(store=store), threaded=True)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_port}", home
+        finally:
+            server.shutdown()
+            thread.join()
+
+
+def _office(run: Run, home: Path, city: str, country: str) -> Path:
+    """An office, published through a token bound to it; its root file."""
+    assert run("issuer", "init", "--city", city, "--country", country, "--office", "Centro",
+               "--home", str(home))[0] == 0
+    keys_made_on(home)  # (so that a compromise can be dated before today)
+    root = home.parent / f"{home.name}-root.json"
+    assert run("issuer", "root", "--out", str(root), "--home", str(home))[0] == 0
+    return root
+
+
+def _token(run: Run, node_home: Path, name: str, *extra: str) -> tuple[str, str]:
+    code, out, err = run("ledger", "token", "add", name, *extra, "--home", str(node_home))
+    assert code == 0, err
+    return out.strip(), err
+
+
+def _post(url: str, token: str, entries: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
+    status, _, body = client.post(f"{url}/entries", json.dumps({"entries": entries}).encode(),
+                                  {"Content-Type": "application/json",
+                                   "Authorization": f"Bearer {token}"})
+    return status, json.loads(body)
+
+
+def _kid(run: Run, office: Path) -> str:
+    return str(json.loads(run("issuer", "keys", "--json", "--home", str(office))[1])[0]["kid"])
+
+
+def test_a_bound_token_writes_its_office_and_nothing_else(
+        node: tuple[str, Path], homes: dict[str, Path], run: Run, tmp_path: Path) -> None:
+    url, node_home = node
+    mx, cx = tmp_path / "mx", tmp_path / "cx"
+    mx_root, cx_root = _office(run, mx, "Mexicali", "MX"), _office(run, cx, "Calexico", "US")
+    mx_token, said = _token(run, node_home, "oficina-mexicali", "--root", str(mx_root))
+    assert "ledger_token_unbound" not in said
+    cx_token, _ = _token(run, node_home, "oficina-calexico", "--root", str(cx_root))
+    for office, token in ((mx, mx_token), (cx, cx_token)):
+        code, _, err = run("issuer", "ledger", "--url", url, "--token", token,
+                           "--home", str(office))
+        assert code == 0 and "[ledger_" not in err, err
+
+    # Everything an office does reaches the record through its own token: an issuance, a
+    # revocation (its status list), a new key, the old one compromised, its bundle.
+    old_kid = _kid(run, mx)
+    code, cred, err = run("issuer", "issue", "--claims", str(EXAMPLES / "claims-mexicali.json"),
+                          "--paper", "--out", str(tmp_path / "c.txt"), "--home", str(mx))
+    assert code == 0, err
+    assert run("issuer", "revoke", cred.strip(), "--reason", "fraude", "--home", str(mx))[0] == 0
+    assert run("issuer", "rotate", "--home", str(mx))[0] == 0
+    assert run("issuer", "compromised", old_kid, "--since", "2025-06-01T00:00:00Z",
+               "--home", str(mx))[0] == 0
+    assert run("issuer", "bundle", "--out", str(tmp_path / "b.cbor"), "--home", str(mx))[0] == 0
+    assert IssuerStore.open(mx).pending() == []  # every entry sent and taken
+    with LedgerStore.open(node_home) as store:
+        types = [json.loads(line)["entry"]["type"] for line in _entries(run, node_home)]
+        assert {"key_registered", "key_rotated", "key_compromised", "status_changed",
+                "credential_issued", "bundle_published"} <= set(types), types
+        size = store.size()
+
+    # Another office's: refused whole, 403, nothing appended.
+    cx_kid = _kid(run, cx)
+    foreign: list[dict[str, Any]] = [
+        {"type": "key_compromised", "kid": cx_kid, "effective": "2026-01-01T00:00:00Z"},
+        {"type": "key_registered", "kid": "AAAAAA", "public_key": "A" * 43, "city": "Calexico",
+         "country": "US", "office": "Centro", "valid_from": "2026-01-01T00:00:00Z",
+         "valid_until": "2027-01-01T00:00:00Z"},
+        {"type": "bundle_published", "city": "Calexico", "version": 9, "digest": "A" * 43},
+        {"type": "status_changed", "list": "USCAL.1", "index": 3, "status": "revoked",
+         "reason": "unspecified"},
+        {"type": "key_rotated", "kid": old_kid, "replaces": cx_kid},
+    ]
+    for entry in foreign:
+        status, body = _post(url, mx_token, [commitment(1), entry])
+        assert status == 403 and body["code"] == "ledger_token_out_of_scope", (entry, body)
+        assert "entry 1" in body["message"]["en"] and "entrada 1" in body["message"]["es"]
+    with LedgerStore.open(node_home) as store:
+        assert store.size() == size
+    # an unbound token (one made before binding existed) writes as it always did, and says so
+    unbound, said = _token(run, node_home, "antigua")
+    assert said.startswith("[ledger_token_unbound] ")
+    assert _post(url, unbound, foreign[:1])[0] == 201
+
+
+def _entries(run: Run, node_home: Path) -> list[str]:
+    code, out, err = run("ledger", "entries", "--home", str(node_home))
+    assert code == 0, err
+    return out.splitlines()
+
+
+def test_the_keys_already_on_the_record_are_read_once_at_upgrade(
+        node: tuple[str, Path], homes: dict[str, Path], run: Run, tmp_path: Path) -> None:
+    """A log older than token binding holds keys registered before: the upgrade reads them,
+    so that a token bound afterwards may still rotate or mark compromised its own."""
+    url, node_home = node
+    mx = tmp_path / "mx"
+    mx_root = _office(run, mx, "Mexicali", "MX")
+    old, _ = _token(run, node_home, "oficina")
+    assert run("issuer", "ledger", "--url", url, "--token", old, "--home", str(mx))[0] == 0
+    kid = _kid(run, mx)
+    with LedgerStore.open(node_home, passphrase=PASSPHRASE) as store:
+        with store.engine.connect() as conn:  # the schema before binding
+            cfg = _alembic_config()
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0005")
+            command.upgrade(cfg, "head")
+            conn.commit()
+        with store.engine.connect() as conn:
+            rows = conn.execute(select(t.kids.c.kid, t.kids.c.city)).all()
+        assert [(str(k), str(c)) for k, c in rows] == [(kid, "Mexicali")]
+    bound, _ = _token(run, node_home, "oficina", "--root", str(mx_root))
+    status, body = _post(url, bound, [{"type": "key_compromised", "kid": kid,
+                                       "effective": "2026-01-01T00:00:00Z"}])
+    assert status == 201, body
