@@ -123,8 +123,6 @@ def main() -> int:
                         "--home", d.home("ledger")).strip().splitlines()[-1]
         d.run("ledger", "init", "--origin", "ledger.calexico.example/log",
               "--home", d.home("ledger-calexico"))
-        token = d.run("ledger", "token", "add", "oficina-centro", "--home", d.home("ledger"),
-                      show=False).strip().splitlines()[-1]
         node = d.serve(d.home("ledger"))
         witness_node = d.serve(d.home("ledger-calexico"))
 
@@ -141,6 +139,12 @@ def main() -> int:
         d.run("issuer", "init", "--city", "Mexicali", "--country", "MX",
               "--office", "Oficina Municipal Centro", "--timezone", "America/Tijuana",
               "--home", d.home("mexicali"))
+        # its append token, bound to it by its root file: it writes only what is Mexicali's
+        d.run("issuer", "root", "--out", str(files / "root-mexicali.json"),
+              "--home", d.home("mexicali"))
+        token = d.run("ledger", "token", "add", "oficina-centro", "--root",
+                      str(files / "root-mexicali.json"), "--home", d.home("ledger"),
+                      show=False).strip().splitlines()[-1]
         d.run("issuer", "ledger", "--url", node, "--token", token, "--home", d.home("mexicali"))
         d.run("issuer", "init", "--city", "Calexico", "--country", "US",
               "--office", "City Hall Resident Services", "--timezone", "America/Los_Angeles",
