@@ -403,7 +403,15 @@ class LedgerStore:
         # migration, as reopening the home would cost.
         store = cls(make_engine(database_url(root, db, config)), origin, log_signer.verifier,
                     log_signer, witness, root)
-        store.sign_initial_checkpoint()
+        try:
+            store.sign_initial_checkpoint()
+            # Two inits at once on one empty database (PostgreSQL's check and schema are not
+            # one transaction): the one whose checkpoint is not there lost, and says so now
+            # rather than at its first append.
+            _check_own_log(store.engine, log_signer.verifier)
+        except BaseException:
+            store.close()
+            raise
         return store
 
     @classmethod

@@ -387,3 +387,22 @@ def test_another_logs_database_is_neither_used_nor_changed(
     monkeypatch.delenv("PASAPORTE_LEDGER_DB")
     with LedgerStore.open(theirs) as store:  # its own home reads it as ever
         assert store.size() == 3
+
+
+def test_the_init_that_lost_a_race_for_one_database_says_so(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two inits at once on one empty PostgreSQL database: both passed the "no log here"
+    check before either wrote, and both said they had made the log (two logs under two keys
+    in one database). The check is skipped here to stand for that window."""
+    import ledger.store
+
+    first = tmp_path / "first"
+    init_home(first, "ledger.x.example/log")
+    _filled(first)
+    shared = f"sqlite:///{first / 'ledger.db'}"
+    before = (first / "ledger.db").read_bytes()
+    monkeypatch.setattr(ledger.store, "_refuse_existing_log", lambda *_: None)
+    with pytest.raises(StoreError) as caught:
+        LedgerStore.init(tmp_path / "second", "ledger.y.example/log", PASSPHRASE, db=shared)
+    assert caught.value.code == "ledger_database_other_log"
+    assert (first / "ledger.db").read_bytes() == before
