@@ -13,6 +13,7 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -21,6 +22,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from ledger.http import create_app
+from ledger.keys import load_config
 from ledger.store import LedgerStore
 from pasaporte.cli import main as pasaporte_main
 
@@ -155,3 +157,19 @@ def serve() -> Iterator[Callable[..., Server]]:
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def pair(tmp_path: Path, serve: Callable[..., Server]) -> dict[str, Any]:
+    """A node (``a``) whose log the other city's node (``b``) witnesses: both served."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    init_home(a, "ledger.a.example/log")
+    init_home(b, "ledger.b.example/log")
+    ca, cb = load_config(a), load_config(b)
+    sa, sb = serve(a), serve(b)
+    assert run_cli("witness", "--log", sa.url, "--log-key", ca.log_vkey, "--home", str(b)) == 0
+    assert cb.witness_vkey
+    assert run_cli("witnesses", "add", "--url", sb.url, "--key", cb.witness_vkey,
+                   "--home", str(a)) == 0
+    return {"a": a, "b": b, "ca": ca, "cb": cb, "sa": sa, "sb": sb,
+            "witness": cb.witness_vkey.split("+")[0]}

@@ -26,21 +26,6 @@ from tests.ledger.helpers import commitment
 NOW = 1_800_000_000
 
 
-@pytest.fixture
-def pair(tmp_path: Path, serve: Callable[..., Server]) -> dict[str, Any]:
-    """A log (``a``) that the other city's node (``b``) witnesses, both served."""
-    a, b = tmp_path / "a", tmp_path / "b"
-    init_home(a, "ledger.a.example/log")
-    init_home(b, "ledger.b.example/log")
-    ca, cb = load_config(a), load_config(b)
-    sa, sb = serve(a), serve(b)
-    assert run_cli("witness", "--log", sa.url, "--log-key", ca.log_vkey, "--home", str(b)) == 0
-    assert cb.witness_vkey
-    assert run_cli("witnesses", "add", "--url", sb.url, "--key", cb.witness_vkey,
-                   "--home", str(a)) == 0
-    return {"a": a, "b": b, "ca": ca, "cb": cb, "sa": sa, "sb": sb}
-
-
 def _append(home: Path, first: int, count: int, *, cosign: bool = True) -> int:
     """Append ``count`` records to the log at ``home`` (asking its witness unless told not
     to); returns the new size, after checking the witness cosigned it when asked."""

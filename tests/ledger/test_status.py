@@ -20,7 +20,6 @@ from sqlalchemy import update
 from credential.note import COSIGNATURE_V1, generate_signer
 from ledger import client
 from ledger import schema as t
-from ledger.keys import load_config
 from ledger.mirror import mirror
 from ledger.status import Facts, WitnessFacts, assess, collect
 from ledger.store import AppendRequest, LedgerStore, make_engine, migrate
@@ -63,22 +62,6 @@ def _backdate(home: Path, seconds: int) -> None:
     """As if every checkpoint had been signed ``seconds`` earlier (time passing, in a test)."""
     with LedgerStore.open(home) as store, store.engine.begin() as conn:
         conn.execute(update(t.checkpoints).values(created=t.checkpoints.c.created - seconds))
-
-
-@pytest.fixture
-def pair(tmp_path: Path, serve: Callable[..., Server]) -> dict[str, Any]:
-    """A node (``a``) whose log the other city's node (``b``) witnesses: both served."""
-    a, b = tmp_path / "a", tmp_path / "b"
-    init_home(a, "ledger.a.example/log")
-    init_home(b, "ledger.b.example/log")
-    ca, cb = load_config(a), load_config(b)
-    sa, sb = serve(a), serve(b)
-    assert run_cli("witness", "--log", sa.url, "--log-key", ca.log_vkey, "--home", str(b)) == 0
-    assert cb.witness_vkey
-    assert run_cli("witnesses", "add", "--url", sb.url, "--key", cb.witness_vkey,
-                   "--home", str(a)) == 0
-    return {"a": a, "b": b, "ca": ca, "cb": cb, "sa": sa, "sb": sb,
-            "witness": cb.witness_vkey.split("+")[0]}
 
 
 # -- the verdict, on hand-made facts ------------------------------------------------------------
