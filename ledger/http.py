@@ -135,10 +135,31 @@ _STATUS = {
 }
 
 
+def _public(exc: StoreError) -> StoreError:
+    """What anyone may read of a store error. One naming the database (its URL: host, port,
+    role and database name; a file's path; or the server's own words, which name them too)
+    says only that the node cannot use its database; the node's log gets the whole error.
+    A busy store keeps its code (send it again), naming the log instead of a server's
+    database (a SQLite file's base name, as before, says nothing)."""
+    store = _store()
+    if exc.code == "store_busy":
+        if store.engine.url.get_backend_name() == "sqlite":
+            return exc
+        public = StoreError("store_busy", what=store.origin)
+    elif "db" in exc.detail or "what" in exc.detail:
+        public = StoreError("ledger_node_database_unavailable")
+    else:
+        return exc
+    current_app.logger.error("%s", exc.diagnostics())
+    return public
+
+
 @bp.errorhandler(PasaporteError)
 def _pasaporte_error(exc: PasaporteError) -> Response:
     # a store error is the node's state, not the request: nothing the client can change
     status = _STATUS.get(exc.code, 503 if isinstance(exc, StoreError) else 400)
+    if isinstance(exc, StoreError) and status == 503:
+        exc = _public(exc)
     resp = jsonify(exc.to_dict())
     resp.status_code = status
     return resp

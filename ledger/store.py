@@ -23,7 +23,9 @@ import hashlib
 import os
 import re
 import secrets
+import socket
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -49,7 +51,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import update as sql_update
-from sqlalchemy.engine import URL, ExceptionContext
+from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.pool import NullPool
 
 from credential import merkle
@@ -157,10 +159,21 @@ def database_url(home: Path, db: str | None = None, config: LedgerConfig | None 
 
 
 def _shown(url: URL) -> str:
-    """How an error names a database: SQLite's file, or the URL without its password."""
+    """How an error names a database: SQLite's file, or the URL without its password (nor one
+    given in the query, nor the tail of one whose unencoded ``@`` was read as the host's)."""
     if url.get_backend_name() == "sqlite":
         return url.database or ":memory:"
-    return url.render_as_string(hide_password=True)
+    shown = _QUERY_PASSWORD.sub(r"\1***", url.render_as_string(hide_password=True))
+    return _masked(shown) if "@" in (url.host or "") else shown
+
+
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&]*")
+
+
+def _masked(url: str) -> str:
+    """A URL as typed, for an error about it: what is before its last ``@`` may be (part of) a
+    password, and so may a ``password=`` in its query."""
+    return _QUERY_PASSWORD.sub(r"\1***", re.sub(r"//.*@", "//***@", url))
 
 
 def _db_error(ctx: ExceptionContext) -> None:
@@ -170,8 +183,15 @@ def _db_error(ctx: ExceptionContext) -> None:
     space; also an I/O error on a disk with next to no room, as growing a WAL's ``-shm`` gives),
     its disk failed to read or write (``store_io_error``: check the disk and the device; the
     file is not known to be damaged, so nothing says to restore it), or the database cannot be
-    used at all (a damaged or non-SQLite file, a folder that does not exist, a server that does
-    not answer)."""
+    used at all: a damaged or non-SQLite file, a folder that does not exist
+    (``ledger_database_unreadable``: restore a damaged file); a server that cannot be reached,
+    refuses the login, ended the session or did not answer in time
+    (``ledger_database_unavailable``: check the server and the URL; there is no file, and a
+    restore would only bring back an old copy the witnesses contradict); a role without the
+    privileges (``ledger_database_denied``); a deadlock (``ledger_database_conflict``: again)."""
+    if ctx.is_pre_ping:
+        # a pooled session found dead: the pool replaces it (raising here failed the request)
+        return
     exc = ctx.original_exception
     if (isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)) or (
             getattr(exc, "sqlstate", None) == _PG_LOCK_NOT_AVAILABLE):
@@ -185,13 +205,20 @@ def _db_error(ctx: ExceptionContext) -> None:
     if disk == "io":  # the disk failed to read or write: nothing shows the file is damaged
         raise StoreError("store_io_error", what=_shown(ctx.engine.url) if ctx.engine is not None
                          else "ledger", reason=_first_line(exc)) from exc
+    where = _shown(ctx.engine.url) if ctx.engine is not None else "ledger"
+    state = getattr(exc, "sqlstate", None)
+    if state == _PG_NO_PRIVILEGE:  # a ProgrammingError, but the role's grants, not our SQL
+        raise StoreError("ledger_database_denied", db=where, reason=_first_line(exc)) from exc
+    if state in _PG_CONFLICT:  # rolled back whole: the same request again may well pass
+        raise StoreError("ledger_database_conflict", db=where, reason=_first_line(exc)) from exc
     # OperationalError: the database, not the statement, failed (cannot open or connect);
     # sqlite3's bare DatabaseError is a corrupt file or not a database at all.
     # Constraint and programming errors stay as they are: they are bugs to see, not states.
     if isinstance(ctx.sqlalchemy_exception, sa_exc.OperationalError) or (
             type(exc) is sqlite3.DatabaseError):
-        where = _shown(ctx.engine.url) if ctx.engine is not None else "ledger"
-        raise StoreError("ledger_database_unreadable", db=where, reason=_first_line(exc)) from exc
+        server = ctx.engine is not None and ctx.engine.url.get_backend_name() != "sqlite"
+        raise StoreError("ledger_database_unavailable" if server else
+                         "ledger_database_unreadable", db=where, reason=_first_line(exc)) from exc
 
 
 def _first_line(exc: BaseException) -> str:
@@ -210,26 +237,130 @@ def _folder(ctx: ExceptionContext) -> Path | None:
 
 _PG_LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of a lock_timeout expiring
 _PG_DISK_FULL = "53100"
+_PG_NO_PRIVILEGE = "42501"  # insufficient_privilege
+_PG_CONFLICT = frozenset({"40P01", "40001"})  # deadlock detected, serialization failure
+# Connecting to a database server, and checking that a pooled session still answers: a server
+# that accepts connections and never answers (frozen, a hung storage array) is an error after
+# this long instead of a hang. The URL's own connect_timeout (or PGCONNECT_TIMEOUT) wins.
+CONNECT_TIMEOUT_S = 10
+# libpq's TCP keepalives (unless the URL sets them): a session to a host that vanished (a
+# partition, a crash) ends after about a minute rather than waiting for an answer for ever.
+_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+               "keepalives_count": 3}
+
+
+def _server_args(url: URL, busy_timeout: float) -> dict[str, Any]:
+    """libpq's settings for a PostgreSQL server. The lock wait goes before the URL's own
+    ``options`` (or PGOPTIONS, which libpq reads only when there are none): passing
+    ``options`` alone replaced them, and a ``search_path`` there put the log in ``public``."""
+    if url.get_driver_name() not in ("psycopg", "psycopg2"):
+        return {}
+    own = url.query.get("options")
+    given = " ".join(own) if isinstance(own, tuple) else own
+    if given is None:
+        given = os.environ.get("PGOPTIONS", "")
+    args: dict[str, Any] = {
+        "options": f"-c lock_timeout={int(busy_timeout * 1000)} {given}".strip()}
+    if "connect_timeout" not in url.query and not os.environ.get("PGCONNECT_TIMEOUT"):
+        args["connect_timeout"] = CONNECT_TIMEOUT_S
+    args.update({k: v for k, v in _KEEPALIVES.items() if k not in url.query})
+    return args
+
+
+def _answer_within(url: URL) -> float | None:
+    """How long a pooled session's liveness check waits: as long as connecting may take (0 or
+    less: libpq's "for ever")."""
+    raw = url.query.get("connect_timeout") or os.environ.get("PGCONNECT_TIMEOUT")
+    try:
+        seconds = float(raw) if isinstance(raw, str) else float(CONNECT_TIMEOUT_S)
+    except ValueError:  # libpq refuses it when connecting
+        seconds = float(CONNECT_TIMEOUT_S)
+    return max(seconds, 2.0) if seconds > 0 else None  # libpq's own minimum is 2 s
+
+
+class _Cutoff:
+    """Shuts a session's socket down once ``seconds`` pass, unless ended first. A server that
+    froze (SIGSTOP, a hung storage array) still has its kernel acknowledge every packet, so
+    neither TCP keepalives nor the server's own timeouts end the wait: the driver waits on the
+    socket for ever. Shut down, the socket reads as closed and the driver fails at once."""
+
+    def __init__(self, fd: int, seconds: float) -> None:
+        self._fd = fd
+        self._lock = threading.Lock()
+        self._ended = False
+        self._timer = threading.Timer(seconds, self._cut)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _cut(self) -> None:
+        with self._lock:  # never once ended: the fd may by then be another connection's
+            if self._ended:
+                return
+            try:
+                with socket.socket(fileno=os.dup(self._fd)) as sock:
+                    sock.shutdown(socket.SHUT_RDWR)
+            except OSError:  # already closed
+                pass
+
+    def end(self) -> None:
+        with self._lock:
+            self._ended = True
+        self._timer.cancel()
+
+
+def _check_sessions(engine: Engine, seconds: float | None) -> None:
+    """Check each pooled session on checkout (SQLAlchemy's pool_pre_ping, with a deadline):
+    one the server ended (a restart, pg_terminate_backend, idle_session_timeout) is replaced
+    instead of failing a request, and one whose server froze is given up after ``seconds``
+    (then connecting again fails after connect_timeout: a 503, not a request hanging)."""
+
+    @event.listens_for(engine, "connect")
+    def _fresh(dbapi_conn: Any, record: Any) -> None:
+        record.info["ledger_fresh"] = True  # just connected: nothing to check
+
+    @event.listens_for(engine, "checkout")
+    def _alive(dbapi_conn: Any, record: Any, proxy: Any) -> None:
+        if record.info.pop("ledger_fresh", False):
+            return
+        fileno = getattr(dbapi_conn, "fileno", None)
+        cutoff = _Cutoff(fileno(), seconds) if seconds and fileno is not None else None
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            # the pool drops this session and connects anew (a failure then is the error)
+            raise sa_exc.DisconnectionError(str(exc)[:200]) from exc
+        finally:
+            if cutoff is not None:
+                cutoff.end()
 
 
 def make_engine(url: str, *, busy_timeout: float = BUSY_TIMEOUT_S) -> Engine:
     """An engine with the ledger's settings: a bounded wait for another writer's lock on both
-    backends; on SQLite also WAL, full sync and an explicit BEGIN. A URL no driver can use
-    (a typo, a missing driver) is ``ledger_bad_db_url``."""
+    backends; on SQLite also WAL, full sync and an explicit BEGIN; on a server, bounded waits
+    for connecting and for a pooled session to answer, and the URL's own ``options`` kept. A
+    URL no driver can use (a typo, a missing driver) is ``ledger_bad_db_url``; one whose host
+    or port cannot be read (often an unencoded ``@`` or ``:`` in a password) is
+    ``ledger_bad_db_url_host``, naming no part of the password."""
+    try:
+        parsed = make_url(url)
+    except ValueError:  # a port that is not a number: int() said which, maybe a password's tail
+        raise StoreError("ledger_bad_db_url_host", db=_masked(url)) from None
+    except sa_exc.ArgumentError as exc:
+        raise StoreError("ledger_bad_db_url", db=_masked(url), reason=str(exc)[:200]) from None
     try:
         if not url.startswith("sqlite"):
-            engine = create_engine(url, pool_pre_ping=True, connect_args={
-                "options": f"-c lock_timeout={int(busy_timeout * 1000)}"})
+            if "@" in (parsed.host or ""):  # connecting would look up a password's tail
+                raise StoreError("ledger_bad_db_url_host", db=_masked(url))
+            engine = create_engine(parsed, connect_args=_server_args(parsed, busy_timeout))
             event.listen(engine, "handle_error", _db_error)
+            _check_sessions(engine, _answer_within(parsed))
             return engine
         # a small pool: reopening SQLite (and re-running the PRAGMAs) per request costs more
         # than the proof itself; NullPool only for in-memory databases, which cannot be shared
         pool = {"poolclass": NullPool} if ":memory:" in url or url.endswith("sqlite://") else {}
         engine = create_engine(url, connect_args={"timeout": busy_timeout}, **pool)
     except (sa_exc.ArgumentError, ImportError) as exc:  # NoSuchModuleError is an ArgumentError
-        # the URL may hold a password: show only what is before the host
-        shown = re.sub(r"//[^/@]*@", "//***@", url)
-        raise StoreError("ledger_bad_db_url", db=shown, reason=str(exc)[:200]) from None
+        raise StoreError("ledger_bad_db_url", db=_masked(url), reason=str(exc)[:200]) from None
     event.listen(engine, "handle_error", _db_error)
     event.listen(engine, "connect", sqlite_settings)
 
@@ -247,21 +378,33 @@ def _alembic_config() -> Config:
     return cfg
 
 
+# The key of the PostgreSQL advisory lock ``migrate`` holds (advisory locks are per database):
+# any number other software there does not use; this is the start of sha256(its name).
+_MIGRATE_LOCK = int.from_bytes(hashlib.sha256(b"pasaporte ledger migrate").digest()[:8], "big",
+                               signed=True)
+
+
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision and make sure the head row exists."""
-    with engine.connect() as conn:
+    """Bring the schema to the newest revision and make sure the head row exists.
+
+    One transaction, serialized (PostgreSQL: an advisory lock, SQLite: BEGIN IMMEDIATE), with
+    the revision read under it: several workers opening an older release's database at once
+    each ran the same DDL unlocked, and all but one failed (a duplicate column, a deadlock).
+    Now one upgrades and the others find it done; a wait past the lock timeout is
+    ``store_busy``."""
+    with engine.connect().execution_options(ledger_write=True) as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(select(func.pg_advisory_xact_lock(_MIGRATE_LOCK)))
         cfg = _alembic_config()
         cfg.attributes["connection"] = conn
         current = MigrationContext.configure(
             conn, opts={"version_table": "ledger_alembic_version"}).get_current_revision()
-        refuse_newer_release(cfg, current,
-                             what=engine.url.render_as_string(hide_password=True))
+        refuse_newer_release(cfg, current, what=_shown(engine.url))
         command.upgrade(cfg, "head")
-        conn.commit()
-    with engine.connect() as conn, conn.begin():
         if conn.execute(select(t.head.c.id)).first() is None:
             conn.execute(insert(t.head).values(
                 id=1, size=0, root=merkle.EMPTY_ROOT, last_hash=ZERO, last_time=0, frontier=b""))
+        conn.commit()
 
 
 def _check_own_log(engine: Engine, log: Verifier) -> None:

@@ -204,7 +204,7 @@ def refused_port() -> Iterator[int]:
     ("garbage://", "ledger_bad_db_url"),
     ("garbage", "ledger_bad_db_url"),
     ("sqlite:////nonexistent/dir/x.db", "ledger_database_missing"),
-    ("postgresql+psycopg://ledger:s3cret@127.0.0.1:{port}/x", "ledger_database_unreadable"),
+    ("postgresql+psycopg://ledger:s3cret@127.0.0.1:{port}/x", "ledger_database_unavailable"),
 ])
 def test_an_unusable_db_url_is_a_typed_error(url: str, code: str, home: Path, tmp_path: Path,
                                              refused_port: int,
