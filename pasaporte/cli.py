@@ -276,6 +276,25 @@ def _standard_streams() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    code = _main(argv)
+    # What the command printed last is still in the buffer: written now, while an error can
+    # still be said and counted. Left to the interpreter's exit, a file that cannot take it
+    # (a full disk, a file size limit) gave a bare traceback and exit 120, not the command's.
+    try:
+        sys.stdout.flush()
+    except OSError as exc:
+        with contextlib.suppress(OSError):  # what cannot be written goes nowhere at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        if code == 0:
+            error = StoreError("file_error", path="(salida / output)",
+                               reason=exc.strerror or type(exc).__name__)
+            with contextlib.suppress(OSError):
+                click.echo(error.diagnostics(), err=True)
+            code = 1
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     if threading.current_thread() is threading.main_thread():
         for signum in _CANCELLING:
             if signal.getsignal(signum) is signal.SIG_DFL:  # nohup's SIG_IGN stays

@@ -8,6 +8,7 @@ import io
 import json
 import os
 import pty
+import resource
 import signal
 import subprocess
 import sys
@@ -134,16 +135,29 @@ def test_a_session_leaves_the_signals_as_it_found_them(tmp_path: Path, run: Run,
     assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before
 
 
-def test_a_results_file_that_cannot_be_written_is_an_error(tmp_path: Path) -> None:
+def _limited(size: int) -> None:
+    """(In the child) no file grows past ``size`` bytes: EFBIG, as a disk with no room."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, resource.RLIM_INFINITY))
+
+
+@pytest.mark.parametrize("disk", ["/dev/full", "file size limit"])
+def test_a_results_file_that_cannot_be_written_is_an_error(tmp_path: Path, disk: str) -> None:
     """Its output on a full disk, the session ended at exit 0 with scans unanswered: only the
-    scanner's terminal going ends it as its input's end."""
+    scanner's terminal going ends it as its input's end. And with its output buffered (no
+    PYTHONUNBUFFERED, as a kiosk runs it), what was left to write at exit was a traceback,
+    exit 120."""
     city = City()
     paper = city.issue_text(None, example_claims())
-    with open("/dev/full", "w") as full:
-        done = subprocess.run(_counter(tmp_path, city), input=f"{paper}\n" * 40, stdout=full,
-                              stderr=subprocess.PIPE, text=True, timeout=120, check=False)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    target = "/dev/full" if disk == "/dev/full" else str(tmp_path / "results.jsonl")
+    with open(target, "w") as out:
+        done = subprocess.run(_counter(tmp_path, city), input=f"{paper}\n" * 40, stdout=out,
+                              stderr=subprocess.PIPE, text=True, timeout=120, check=False,
+                              env=env, preexec_fn=None if disk == "/dev/full" else (
+                                  lambda: _limited(4096)))
     assert done.returncode == 1 and "[scan_output_failed]" in done.stderr, done.stderr
-    assert "half-written" not in done.stderr  # it may well be: the last result cut short
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
 
 
 def test_a_closed_terminal_window_ends_the_session_with_its_count(tmp_path: Path) -> None:
@@ -204,3 +218,25 @@ def test_a_closed_terminal_that_also_showed_the_results_ends_the_session_well(
         os.close(main)  # the window closed
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_an_accepted_code_is_remembered_as_long_as_it_could_pass_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """For the whole freshness window and skew, not for the moment the same code happens to
+    be scanned again (a screenshot passed down the queue comes minutes later)."""
+    from verifier import cli
+    from verifier.policy import Policy
+
+    city, holder = City(), nacl.signing.SigningKey.generate()
+    code = presentation(city.issue(holder=holder), holder, "library", LIB, nonce=b"8F3K")
+    policy = Policy.for_service("library")
+    keep = policy.freshness_s + policy.clock_skew_s
+    clock = [1000.0]
+    monkeypatch.setattr("verifier.cli.time.monotonic", lambda: clock[0])
+    replays = cli._Replays()
+    assert replays.check(code, policy) is None  # accepted: remembered from now
+    for later in (2, keep - 1):
+        clock[0] = 1000.0 + later
+        assert replays.check(code, policy) == later
+    clock[0] = 1000.0 + keep + 1  # past what the engine itself would accept: let go
+    assert replays.check(code, policy) is None
