@@ -261,3 +261,22 @@ def test_the_log_is_no_witness_of_itself() -> None:
         with pytest.raises(LedgerError) as err:
             note.verify_checkpoint(signed, log.verifier, [posing])
         assert err.value.code == "note_witness_is_log"
+
+
+def test_a_signature_in_another_base64_spelling_is_refused() -> None:
+    """One spelling per value: base64 whose unused last bits are set decodes to the same
+    bytes, and a note that could be written two ways cannot be compared as text (witnesses
+    and mirrors compare notes)."""
+    signer = note.generate_signer("example.org/log")
+    text = note.sign_note(_checkpoint().body(), signer).encode()
+    line = text.rstrip("\n").rsplit("\n", 1)[1]
+    encoded = line.rsplit(" ", 1)[1]
+    assert encoded.endswith("=") and not encoded.endswith("==")  # 68 bytes: 2 bits unused
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    last = encoded[-2]
+    other = alphabet[alphabet.index(last) ^ 1]  # a low bit base64 does not use here
+    respelled = encoded[:-2] + other + "="
+    assert base64.b64decode(respelled) == base64.b64decode(encoded)
+    with pytest.raises(MalformedInput) as caught:
+        note.parse_note(text.replace(encoded, respelled))
+    assert caught.value.code == "note_bad_base64"

@@ -5,11 +5,19 @@ from __future__ import annotations
 import os
 import random
 
+import cbor2
 import pytest
 
-from credential import transport
-from credential.errors import UsageError
-from credential.passport import MAX_DISCLOSURE, parse_nonce
+from credential import cose, transport
+from credential.errors import MalformedInput, UsageError
+from credential.passport import (
+    CNF,
+    COSE_KEY,
+    CRV,
+    MAX_DISCLOSURE,
+    decode_bytes,
+    parse_nonce,
+)
 from tests.factory import NOW, City, example_claims
 
 
@@ -62,3 +70,27 @@ def test_a_counter_challenge_is_read_one_way_by_wallet_and_counter() -> None:
         with pytest.raises(UsageError) as err:
             parse_nonce(bad)
         assert err.value.code == "nonce_invalid"
+
+
+@pytest.mark.parametrize("salt", [b"", bytes(15), bytes(17)])
+def test_a_disclosure_salt_of_another_length_is_refused(salt: bytes) -> None:
+    """128 bits, exactly: a shorter salt makes a hidden group's digest guessable."""
+    envelope = cbor2.loads(City().issue_for(None, example_claims()).to_cbor())
+    _, key, value = cbor2.loads(envelope[1][0])
+    envelope[1][0] = cbor2.dumps([salt, key, value])
+    with pytest.raises(MalformedInput) as caught:
+        decode_bytes(cbor2.dumps(envelope))
+    assert caught.value.code == "shape_invalid" and "disclosure" in caught.value.message["en"]
+
+
+@pytest.mark.parametrize("crv", [1, 4, 7])  # P-256, X25519, secp256k1 … anything not Ed25519
+def test_a_holder_key_on_another_curve_is_refused(crv: int) -> None:
+    """RFC 8747's cnf with a COSE_Key: only OKP/Ed25519 is ours to verify a holder with."""
+    city = City()
+    envelope = cbor2.loads(city.issue_for(bytes(32), example_claims()).to_cbor())
+    payload = cbor2.loads(envelope[0][2])
+    payload[CNF][COSE_KEY][CRV] = crv
+    envelope[0] = cose.sign1(city.office_key, cbor2.dumps(payload), kid=city.kid)
+    with pytest.raises(MalformedInput) as caught:
+        decode_bytes(cbor2.dumps(envelope))
+    assert caught.value.code == "shape_invalid" and "cnf" in caught.value.message["en"]

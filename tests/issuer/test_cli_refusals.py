@@ -168,3 +168,27 @@ def test_a_bundle_proof_that_cannot_be_had_is_refused_before_anything(
                        "--home", str(home))
     assert code == 2 and "[output_not_a_file]" in err and "--proof" in err, err
     assert not out.exists() and len(store.pending()) == queued
+
+
+def test_a_status_or_key_change_needs_the_office_passphrase(
+        office: Path, tmp_path: Path, run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Revoking (final), suspending, reinstating (a stolen phone's passport valid again) and
+    marking the office key compromised each prove the passphrase before changing anything:
+    the check could be removed with no test noticing."""
+    keys_made_on(office)
+    code, cred, err = run("issuer", "issue", "--claims", str(EXAMPLES / "claims-mexicali.json"),
+                          "--paper", "--out", str(tmp_path / "c.txt"), "--home", str(office))
+    assert code == 0, err
+    cred = cred.strip()
+    assert run("issuer", "suspend", cred, "--home", str(office))[0] == 0
+    kid = json.loads(run("issuer", "keys", "--json", "--home", str(office))[1])[0]["kid"]
+    monkeypatch.setenv("PASAPORTE_PASSPHRASE", "not the office passphrase")
+    for args in (["revoke", cred], ["suspend", cred], ["reinstate", cred],
+                 ["compromised", kid, "--since", "2025-06-01T00:00:00Z"]):
+        code, out, err = run("issuer", *args, "--home", str(office))
+        assert code == 1 and err.startswith("[passphrase_wrong]") and out == "", (args, err)
+    monkeypatch.setenv("PASAPORTE_PASSPHRASE", PASSPHRASE)
+    code, out, _ = run("issuer", "status", cred, "--json", "--home", str(office))
+    assert json.loads(out)["status"] == "suspended"  # as it was
+    keys = json.loads(run("issuer", "keys", "--json", "--home", str(office))[1])
+    assert keys[0]["compromised_since"] is None, keys

@@ -330,3 +330,18 @@ def test_a_value_rewritten_as_another_type_is_caught(every_table: Path, tmp_path
             assert report.first[0] == 13, report.problems
         assert report.first[1] == f"{table}.{column} holds a value of another type"
     assert tried or column in ("id", "seq"), "no rewrite changed the stored type"
+
+
+def test_a_checkpoint_the_log_signed_over_another_tree_is_caught(store: LedgerStore) -> None:
+    """Signed with the log's own key, so every signature check passes: a tree of 20 records
+    that is not these (a split view, a rewritten history) is what the audit is for."""
+    from credential.note import Checkpoint, Note
+
+    _fill(store)
+    assert store.signer is not None
+    body = Checkpoint(store.origin, 20, hashlib.sha256(b"another history").digest()).body()
+    other = Note(body, (store.signer.sign(body),)).encode()
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE ledger_checkpoints SET note = :n WHERE size = 20"),
+                     {"n": other})
+    assert audit(store).first == (19, "checkpoint 20 root does not match the records")

@@ -760,3 +760,62 @@ def test_a_key_two_cities_list_answers_for_the_city_the_passport_names(
         result = Verifier(bundles=bundles, roots=roots).verify(text, service="library", now=NOW)
         assert result.accepted, result
         assert result.issuer is not None and "Mexicali" in str(result.issuer)
+
+
+# -- boundaries each check holds (every one a mutant the suite once let through) ---------------
+
+def test_a_key_signs_only_within_its_validity(city: City, holder: nacl.signing.SigningKey
+                                              ) -> None:
+    """Both ends: a retired key's new signatures (issued after its valid_until) are refused,
+    as are ones from before it was made."""
+    city.key_valid_until = NOW - 86400
+    for issued_at, code in ((NOW - 3600, "key_not_valid_at_issuance"),
+                            (NOW - 86400, "accepted")):
+        text = presentation(city.issue(holder=holder, issued_at=issued_at), holder, "library",
+                            LIB)
+        assert verifier_for(city).verify(text, service="library", now=NOW).code == code
+
+
+def test_a_status_list_just_past_its_age_limit_is_stale(
+        city: City, holder: nacl.signing.SigningKey) -> None:
+    """Past the limit by a second, not by twice it: a counter set to refuse stale lists took
+    passports revoked meanwhile."""
+    text = presentation(city.issue(holder=holder), holder, "library", LIB)
+    limit = Policy.for_service("library", stale_status="reject")
+    for age, code in ((limit.status_max_age_s, "accepted"),
+                      (limit.status_max_age_s + 1, "status_stale")):
+        v = verifier_for(city, made_at=NOW - age)
+        assert v.verify(text, service=limit, now=NOW).code == code, age
+
+
+def test_a_passport_expires_at_its_exp_second(city: City) -> None:
+    """``exp`` is exclusive: at that very second the passport is expired."""
+    cred = city.issue_for(None, example_claims())
+    exp = cbor2.loads(cbor2.loads(cred.to_cbor())[0][2])[4]
+    text = transport.pack(cred.to_cbor())
+    exact = Policy.for_service("library", clock_skew_s=0)
+    assert verifier_for(city).verify(text, service=exact, now=exp - 1).accepted
+    reject(verifier_for(city), text, "expired", exact, now=exp)
+
+
+def test_a_counter_id_that_another_begins_with_is_another_counter(
+        city: City, holder: nacl.signing.SigningKey) -> None:
+    """A code made for desk-30 is not desk-3's, nor the reverse."""
+    cred = city.issue(holder=holder)
+    for signed, counter in (("desk-30", "desk-3"), ("desk-3", "desk-30")):
+        text = presentation(cred, holder, "library", LIB, audience=audience("library", signed))
+        reject(verifier_for(city), text, "wrong_audience",
+               Policy.for_service("library", counter_id=counter))
+
+
+def test_of_two_bundles_of_a_city_the_newest_counts_in_any_order(
+        city: City, holder: nacl.signing.SigningKey) -> None:
+    """A counter given --bundle v2 --bundle v1 (a glob, a restored folder) kept the last one:
+    a passport revoked in v2 was accepted."""
+    cred = city.issue(holder=holder)
+    text = presentation(cred, holder, "library", LIB)
+    old = city.bundle(version=1)
+    city.revocation.set(city.next_index, True)
+    new = city.bundle(version=2)
+    for bundles in ([new, old], [old, new]):
+        reject(Verifier(bundles=bundles, roots=[city.root]), text, "revoked")
