@@ -18,7 +18,7 @@ import nacl.signing
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from PIL import Image, ImageChops, ImageDraw, ImageFilter
+from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageOps
 
 from credential import qr, transport
 from credential.bundle import RootKey
@@ -249,7 +249,9 @@ def test_any_text_draws_without_raw_controls_or_errors(text: str) -> None:
     assert not any(unicodedata.category(c) in NOT_TEXT for c in "".join(atoms))
     image = Image.new("L", (40 * 100, 80), 255)
     card.draw_line(image, (5, 60), atoms, 24)
-    assert card.line_width(atoms, 24) >= 0
+    # what is drawn stays within the width the layout measured (boxes are sized by it)
+    ink = ImageOps.invert(image).getbbox()
+    assert ink is None or ink[2] <= 5 + card.line_width(atoms, 24) + 6, (ink, text)  # overhang
 
 
 # -- long and hostile names -------------------------------------------------------------------
