@@ -124,9 +124,10 @@ def test_a_rolled_back_log_is_named_and_its_note_kept(
 def test_a_rewritten_history_is_kept_as_evidence(
         tmp_path: Path, serve: Callable[..., Server],
         capsys: pytest.CaptureFixture[str]) -> None:
-    """The log rewrites records the mirror verified and signs a larger tree: refused as
-    rewritten (as before), and now the signed note of the rewritten tree is kept, so a probe
-    that runs only ``status`` sees it after the node stops serving it."""
+    """The log (its key, a copy of its database) rewrites records the mirror verified and
+    signs a larger tree: refused as rewritten, the verified copy kept as it was, and the
+    signed note of the rewritten tree kept too, so a probe that runs only ``status`` sees it
+    after the node stops serving it."""
     log = tmp_path / "log"
     vkey = json.loads(init_home(log, "ledger.rewrite.example/log"))["log_vkey"]
     with LedgerStore.open(log, passphrase=PASSPHRASE) as store:
@@ -136,6 +137,8 @@ def test_a_rewritten_history_is_kept_as_evidence(
     assert run_cli("mirror", "--from", honest.url, "--log-key", vkey, "--unwitnessed",
                    "--home", str(mirror_home)) == 0
     honest.stop()
+    with LedgerStore.open(mirror_home) as store:
+        verified = store.entries(0, store.size())
     with LedgerStore.open(log, passphrase=PASSPHRASE) as store:  # same key, another history
         store.truncate(3)
         forked_size = store.append([commitment(100 + j) for j in range(4)]).checkpoint.size
@@ -145,6 +148,8 @@ def test_a_rewritten_history_is_kept_as_evidence(
                         "--home", str(mirror_home))
     assert code == 1 and err.startswith("[ledger_history_rewritten]"), err
     forked.stop()  # the node no longer shows the fork: the mirror still holds it
+    with LedgerStore.open(mirror_home) as store:  # its verified copy, untouched
+        assert store.entries(0, store.size()) == verified
     [(origin, size, kept, other)] = _evidence(mirror_home)
     assert (origin, size, other) == ("ledger.rewrite.example/log", forked_size, forked_note)
     assert parse_checkpoint(open_note(kept, [parse_verifier_key(vkey)])[0].text).size == 5

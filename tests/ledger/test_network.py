@@ -283,35 +283,6 @@ def test_a_mirror_shows_only_what_it_verified(cities: dict[str, Any], tmp_path: 
         assert forged_kid not in read_public_record(store).registered
 
 
-def test_a_mirror_refuses_a_log_that_rewrote_what_it_verified(
-        tmp_path: Path, serve: Callable[..., Server],
-        capsys: pytest.CaptureFixture[str]) -> None:
-    """The other side of the same coin: the log (its key, a copy of its database) rewrites
-    records the mirror had verified under a signed checkpoint, and signs a larger tree. The
-    mirror refuses it and keeps its verified copy: evidence, not something to heal."""
-    log = tmp_path / "log"
-    vkey = json.loads(init_home(log, "ledger.rewrite.example/log"))["log_vkey"]
-    with LedgerStore.open(log, passphrase=PASSPHRASE) as store:
-        store.append([commitment(j) for j in range(5)])
-    honest = serve(log)
-    mirror_home = tmp_path / "mirror"
-    assert run_cli("mirror", "--from", honest.url, "--log-key", vkey, "--unwitnessed",
-                   "--home", str(mirror_home)) == 0
-    honest.stop()
-    with LedgerStore.open(mirror_home) as store:
-        verified = store.entries(0, store.size())
-    with LedgerStore.open(log, passphrase=PASSPHRASE) as store:  # same key, another history
-        store.truncate(3)
-        store.append([commitment(100 + j) for j in range(4)])
-    forked = serve(log)
-    capsys.readouterr()
-    assert run_cli("mirror", "--from", forked.url, "--unwitnessed",
-                   "--home", str(mirror_home)) == 1
-    assert capsys.readouterr().err.startswith("[ledger_history_rewritten]")
-    with LedgerStore.open(mirror_home) as store:
-        assert store.entries(0, store.size()) == verified
-
-
 def test_proofs_over_http(cities: dict[str, Any]) -> None:
     sa = cities["sa"]
     _post_entries(sa.url, cities["token"], [commitment(j) for j in range(11)])
