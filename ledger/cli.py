@@ -878,7 +878,7 @@ def witnesses_list(home: str | None, db: str | None) -> None:
         # given (``ledger mirror --witness-key``), the cosignatures coming with the log's. Said
         # "no witnesses configured", an auditor read that it checked none.
         for vkey in config.mirror_witnesses:
-            click.echo(f"{vkey.split('+')[0]}\t{config.mirror_of}\t-\t{vkey}")
+            click.echo(f"{parse_verifier_key(vkey).name}\t{config.mirror_of}\t-\t{vkey}")
         click.echo("réplica: exige la cosignatura de estas llaves (ledger mirror --witness-key) "
                    "/ a mirror: it requires a cosignature by these keys (ledger mirror "
                    "--witness-key)", err=True)

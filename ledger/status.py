@@ -247,14 +247,12 @@ def assess(facts: Facts, *, now: int, max_age: int = DEFAULT_MAX_AGE,
     problems: list[PasaporteError] = []
     if facts.split_view_count:
         for origin, size, _seen in facts.split_views[:1]:
-            if facts.mirror_of is not None:
-                # a mirror witnesses nothing: its rows are its own log's contradicting notes
-                # (``ledger.mirror``), which the witness's words would misname
-                problems.append(PasaporteError("ledger_status_mirror_evidence", origin=origin,
-                                               size=size, count=facts.split_view_count))
-            else:
-                problems.append(PasaporteError("ledger_status_split_view", origin=origin,
-                                               size=size, count=facts.split_view_count))
+            # a mirror witnesses nothing: its rows are its own log's contradicting notes
+            # (``ledger.mirror``), which the witness's words would misname
+            code = ("ledger_status_mirror_evidence" if facts.mirror_of is not None
+                    else "ledger_status_split_view")
+            problems.append(PasaporteError(code, origin=origin, size=size,
+                                           count=facts.split_view_count))
     if facts.checkpoint_size is None or facts.checkpoint_at is None:
         problems.append(PasaporteError("ledger_status_no_checkpoint"))
     elif now - facts.checkpoint_at > max_age:

@@ -1027,10 +1027,6 @@ class LedgerStore:
         with self.engine.begin() as conn:
             return bool(conn.execute(delete(t.tokens).where(t.tokens.c.name == name)).rowcount)
 
-    def token_owner(self, token: str) -> str | None:
-        client = self.token_client(token)
-        return None if client is None else client[0]
-
     def token_client(self, token: str) -> tuple[str, Scope | None] | None:
         """The client a token is, and the office it is bound to (``None``: unbound)."""
         # Looked up by its SHA-256 (unique, indexed): the secret itself is never compared, so

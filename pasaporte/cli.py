@@ -142,8 +142,13 @@ class _ForgivingStdout(io.TextIOWrapper):
 
     def _to_the_void(self) -> None:
         self.gone = True
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), self.fd)
+        _to_devnull(self.fd)
+
+
+def _to_devnull(fd: int) -> None:
+    """What is written to ``fd`` from now on goes nowhere (its reader gone, its disk full)."""
+    with contextlib.suppress(OSError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
 
 
 class _ForgivingStderr(_ForgivingStdout):
@@ -283,8 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sys.stdout.flush()
     except OSError as exc:
-        with contextlib.suppress(OSError):  # what cannot be written goes nowhere at exit
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        with contextlib.suppress(OSError, ValueError):  # what cannot be written: nowhere
+            _to_devnull(sys.stdout.fileno())
         if code == 0:
             error = StoreError("file_error", path="(salida / output)",
                                reason=exc.strerror or type(exc).__name__)

@@ -110,8 +110,8 @@ def test_cli_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert again.err.startswith("[ledger_token_replaced]"), again.err
     assert "replaced issuer's previous token" in again.err and "reemplazó" in again.err
     with LedgerStore.open(home) as store:
-        assert store.token_owner(again.out.strip()) == "issuer"
-        assert store.token_owner(first.out.strip()) is None
+        assert store.token_client(again.out.strip()) == ("issuer", None)
+        assert store.token_client(first.out.strip()) is None
     assert run_cli("checkpoint", "--home", str(home)) == 0
     assert capsys.readouterr().out.startswith("ledger.test/cli\n2\n")
 

@@ -156,12 +156,12 @@ def test_key_file_is_encrypted(home: Path, store: LedgerStore) -> None:
 
 def test_tokens_store_only_a_hash(store: LedgerStore) -> None:
     token = store.add_token("issuer-cdmx")
-    assert store.token_owner(token) == "issuer-cdmx"
-    assert store.token_owner(token + "x") is None
+    assert store.token_client(token) == ("issuer-cdmx", None)
+    assert store.token_client(token + "x") is None
     with store.engine.connect() as conn:
         dump = repr(conn.exec_driver_sql("SELECT * FROM ledger_tokens").all())
     assert token not in dump
-    assert store.revoke_token("issuer-cdmx") and store.token_owner(token) is None
+    assert store.revoke_token("issuer-cdmx") and store.token_client(token) is None
 
 
 def test_migrations_match_the_schema(store: LedgerStore) -> None:

@@ -25,22 +25,20 @@ def upgrade() -> None:
         batch.add_column(sa.Column("city", sa.String(128), nullable=True))
         batch.add_column(sa.Column("country", sa.String(2), nullable=True))
         batch.add_column(sa.Column("code", sa.String(64), nullable=True))
-    kids = op.create_table(
+    op.create_table(
         "ledger_kids",
         sa.Column("kid", sa.String(64), primary_key=True),
         sa.Column("city", sa.String(128), nullable=False),
         sa.Column("country", sa.String(2), nullable=False),
         sa.Column("seq", sa.BigInteger, nullable=False),
     )
-    # Frozen history would not import the live code; reading a record is no schema, though,
-    # and the one reader there is keeps this pass in step with what the log accepts.
-    from ledger.entries import KeyRegistered, decode_record, type_cbor
+    # Frozen history would not import the live code; reading records is no schema, though,
+    # and the appends' own reader (first registration wins) keeps this pass in step with them.
+    from ledger.scopes import register_kids_of_leaves
 
-    marker = type_cbor(KeyRegistered.TYPE)
     conn = op.get_bind()
     entries = sa.table("ledger_entries", sa.column("seq", sa.BigInteger),
                        sa.column("leaf", sa.LargeBinary))
-    seen: set[str] = set()
     start = 0
     while True:
         rows = conn.execute(sa.select(entries.c.seq, entries.c.leaf)
@@ -48,17 +46,8 @@ def upgrade() -> None:
                             .limit(_PAGE)).all()
         if not rows:
             break
-        found = []
         for seq, leaf in rows:
-            if marker not in bytes(leaf):
-                continue
-            entry = decode_record(bytes(leaf)).entry
-            if isinstance(entry, KeyRegistered) and entry.kid not in seen:
-                seen.add(entry.kid)  # the first registration of a kid is its city's
-                found.append({"kid": entry.kid, "city": entry.city, "country": entry.country,
-                              "seq": seq})
-        if found:
-            conn.execute(kids.insert(), found)
+            register_kids_of_leaves(conn, [bytes(leaf)], seq)
         start = rows[-1][0] + 1
 
 
