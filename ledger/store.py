@@ -279,33 +279,57 @@ def _answer_within(url: URL) -> float | None:
 
 
 class _Cutoff:
-    """Shuts a session's socket down once ``seconds`` pass, unless ended first. A server that
-    froze (SIGSTOP, a hung storage array) still has its kernel acknowledge every packet, so
-    neither TCP keepalives nor the server's own timeouts end the wait: the driver waits on the
-    socket for ever. Shut down, the socket reads as closed and the driver fails at once."""
+    """Shuts a session's socket down once its deadline passes, unless ended first. A server
+    that froze (SIGSTOP, a hung storage array) still has its kernel acknowledge every packet,
+    so neither TCP keepalives nor the server's own timeouts end the wait: the driver waits on
+    the socket for ever. Shut down, the socket reads as closed and the driver fails at once.
 
-    def __init__(self, fd: int, seconds: float) -> None:
-        self._fd = fd
-        self._lock = threading.Lock()
-        self._ended = False
-        self._timer = threading.Timer(seconds, self._cut)
-        self._timer.daemon = True
-        self._timer.start()
+    One watching thread for the whole process, started on first use: a thread per pooled
+    checkout (a ``threading.Timer`` each) cost every request on a busy node a thread start."""
 
-    def _cut(self) -> None:
-        with self._lock:  # never once ended: the fd may by then be another connection's
-            if self._ended:
-                return
-            try:
-                with socket.socket(fileno=os.dup(self._fd)) as sock:
-                    sock.shutdown(socket.SHUT_RDWR)
-            except OSError:  # already closed
-                pass
+    def __init__(self) -> None:
+        self._wake = threading.Condition()
+        self._due: dict[int, tuple[float, int]] = {}  # watch number → (deadline, fd)
+        self._count = 0
+        self._thread: threading.Thread | None = None
 
-    def end(self) -> None:
-        with self._lock:
-            self._ended = True
-        self._timer.cancel()
+    def watch(self, fd: int, seconds: float) -> int:
+        """Cut ``fd`` in ``seconds`` unless ``end`` is called with the number returned."""
+        with self._wake:
+            self._count += 1
+            self._due[self._count] = (time.monotonic() + seconds, fd)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="ledger-db-cutoff",
+                                                daemon=True)
+                self._thread.start()
+            self._wake.notify()
+            return self._count
+
+    def end(self, number: int) -> None:
+        with self._wake:  # never cut once ended: the fd may by then be another connection's
+            self._due.pop(number, None)
+
+    def _run(self) -> None:
+        with self._wake:
+            while True:
+                now = time.monotonic()
+                for number, (deadline, fd) in list(self._due.items()):
+                    if deadline <= now:
+                        del self._due[number]
+                        _shut(fd)
+                nearest = min((deadline for deadline, _ in self._due.values()), default=None)
+                self._wake.wait(None if nearest is None else nearest - now)
+
+
+def _shut(fd: int) -> None:
+    try:
+        with socket.socket(fileno=os.dup(fd)) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+    except OSError:  # already closed
+        pass
+
+
+_CUTOFF = _Cutoff()
 
 
 def _check_sessions(engine: Engine, seconds: float | None) -> None:
@@ -323,15 +347,15 @@ def _check_sessions(engine: Engine, seconds: float | None) -> None:
         if record.info.pop("ledger_fresh", False):
             return
         fileno = getattr(dbapi_conn, "fileno", None)
-        cutoff = _Cutoff(fileno(), seconds) if seconds and fileno is not None else None
+        watch = _CUTOFF.watch(fileno(), seconds) if seconds and fileno is not None else None
         try:
             engine.dialect.do_ping(dbapi_conn)
         except engine.dialect.loaded_dbapi.Error as exc:
             # the pool drops this session and connects anew (a failure then is the error)
             raise sa_exc.DisconnectionError(str(exc)[:200]) from exc
         finally:
-            if cutoff is not None:
-                cutoff.end()
+            if watch is not None:
+                _CUTOFF.end(watch)
 
 
 def make_engine(url: str, *, busy_timeout: float = BUSY_TIMEOUT_S) -> Engine:

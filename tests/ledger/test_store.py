@@ -399,3 +399,28 @@ def test_a_new_home_is_its_owners_alone_whatever_the_umask(tmp_path: Path) -> No
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "node").stat().st_mode) == 0o700
+
+
+# -- the cutoff of a frozen database server's socket ------------------------------------------
+
+def test_the_cutoff_shuts_a_late_socket_and_never_an_ended_one() -> None:
+    """One watching thread for every pooled session: a socket whose watch ran out is shut
+    (its peer reads the end), one whose watch ended in time is left alone, however the two
+    interleave."""
+    import socket
+    import time
+
+    from ledger.store import _Cutoff
+
+    cutoff = _Cutoff()
+    late, late_peer = socket.socketpair()
+    kept, kept_peer = socket.socketpair()
+    with late, late_peer, kept, kept_peer:
+        ended = cutoff.watch(kept.fileno(), 0.2)
+        cutoff.watch(late.fileno(), 0.05)  # sooner than the one already waited on
+        cutoff.end(ended)
+        late_peer.settimeout(5)
+        assert late_peer.recv(1) == b""  # shut: reads as closed
+        time.sleep(0.3)  # past the ended watch's deadline
+        kept.sendall(b"x")
+        assert kept_peer.recv(1) == b"x"
