@@ -33,12 +33,14 @@ from credential.text import is_utf8
 __all__ = [
     "COSIGNATURE_V1",
     "ED25519",
+    "MAX_KEY_NAME",
     "MAX_SIGNATURES",
     "Checkpoint",
     "Note",
     "NoteSignature",
     "Signer",
     "Verifier",
+    "check_own_name",
     "cosignature_message",
     "generate_signer",
     "is_key_name",
@@ -58,6 +60,9 @@ MAX_SIGNATURES = 100
 # signed-note: verifiers "MUST accept at least up to 16 signatures", and post-quantum ones run
 # to nearly 5 KB each (base64, about 6.6 KB a line): 16 of those and a checkpoint fit.
 MAX_NOTE_BYTES = 128 * 1024
+# The longest name this system gives a key of its own or of a peer it is set up with
+# (``check_own_name``); every name in use is a host name and a path, a few dozen characters.
+MAX_KEY_NAME = 128
 _DASH = "— "  # U+2014 then a space opens every signature line
 _NAME_RE = re.compile(r"^[^\s+]+$")
 _CTRL_RE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
@@ -88,6 +93,16 @@ def _check_name(name: str) -> None:
         raise MalformedInput("note_bad_name", name=name[:80])
 
 
+def check_own_name(name: str) -> None:
+    """A name this system keys (a log's origin, a witness it asks or is): also at most
+    ``MAX_KEY_NAME`` characters. Signed-note sets no bound, but the ledger's own records
+    (``witness_cosignature``) hold such names, bounded like every field: a longer one, accepted
+    when configured, had every later append refused over a record nobody sent."""
+    _check_name(name)
+    if len(name) > MAX_KEY_NAME:
+        raise MalformedInput("note_name_too_long", name=name[:80] + "…", max=MAX_KEY_NAME)
+
+
 def key_id(name: str, alg: int, public_key: bytes) -> bytes:
     """SHA-256(name ‖ 0x0A ‖ alg ‖ public key)[:4]."""
     return hashlib.sha256(name.encode() + b"\n" + bytes([alg]) + public_key).digest()[:4]
@@ -107,7 +122,7 @@ class Verifier:
     alg: int = ED25519
 
     def __post_init__(self) -> None:
-        _check_name(self.name)
+        check_own_name(self.name)
         if self.alg not in (ED25519, COSIGNATURE_V1):
             raise MalformedInput("note_bad_key", reason=f"unknown key type {self.alg}")
         if len(self.public_key) != 32:
@@ -166,7 +181,7 @@ class Signer:
     alg: int = ED25519
 
     def __post_init__(self) -> None:
-        _check_name(self.name)
+        check_own_name(self.name)
         if len(self.seed) != 32:
             raise MalformedInput("note_bad_key", reason="seed must be 32 bytes")
 

@@ -104,8 +104,15 @@ def last_day(exp: int) -> date:
 
 
 
+# RFC 3339 spells years 0000-9999; Python's datetime starts at year 1.
+_LATEST = 253402300799  # 9999-12-31T23:59:59Z
+
+
 def rfc3339(ts: int) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """``ts`` (Unix seconds) as RFC 3339 UTC. A time outside what it can spell (a witness whose
+    clock sends milliseconds, tlog-cosignature's 2^63-1) is shown at the nearest end of its
+    range rather than failing a whole report (``ledger status``) over one stranger's number."""
+    return datetime.fromtimestamp(min(max(ts, 0), _LATEST), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_instant(text: str, option: str) -> int:

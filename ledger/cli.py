@@ -33,7 +33,7 @@ import time
 import unicodedata
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar, cast
+from typing import Any, BinaryIO, NoReturn, TypeVar, cast
 
 import click
 
@@ -55,7 +55,7 @@ from credential.home import (
     read_passphrase,
     resolve_home,
 )
-from credential.note import is_key_name, parse_verifier_key
+from credential.note import MAX_KEY_NAME, is_key_name, parse_verifier_key
 from credential.text import NOT_TEXT, escaped
 from credential.times import rfc3339
 from ledger.client import node_url
@@ -63,7 +63,13 @@ from ledger.entries import ENTRY_TYPES, decode_record, entry_to_json
 from ledger.keys import LedgerConfig, load_config, open_keys, reseal_keys, save_config
 from ledger.status import CRITICAL, DEFAULT_MAX_AGE, DEFAULT_MAX_BEHIND, EXIT, UNKNOWN_EXIT
 from ledger.status import status as node_status
-from ledger.store import MAX_BATCH, LedgerStore, check_token_name, create_home
+from ledger.store import (
+    MAX_BATCH,
+    LedgerStore,
+    check_token_name,
+    create_home,
+    default_witness_name,
+)
 from pasaporte.cli import BilingualCommand, BilingualGroup, json_text
 
 __all__ = ["group"]
@@ -166,6 +172,11 @@ def init(origin: str, witness_name: str | None, home: str | None, db: str | None
     for option, name in (("--origin", origin), ("--witness-name", witness_name)):
         if name is not None and not is_key_name(name):
             raise UsageError("ledger_bad_name", option=option, name=escaped(name[:80]))
+    for option, name in (("--origin", origin),
+                         ("--witness-name", witness_name or default_witness_name(origin))):
+        if len(name) > MAX_KEY_NAME:
+            raise UsageError("ledger_name_too_long", option=option, name=escaped(name[:80]),
+                             max=MAX_KEY_NAME)
     passphrase = read_passphrase(confirm=True)
     with LedgerStore.init(root, origin, passphrase, db=db, witness_name=witness_name) as store:
         click.echo(store.verifier.vkey)
@@ -934,6 +945,16 @@ class _MonitorCommand(BilingualCommand):
 _MAX_LIMIT = (1 << 63) - 1
 
 
+def _status_unknown(exc: Exception) -> NoReturn:
+    """A failure of the check itself is "unknown", never the 1 the console script gives it,
+    which a monitor would read as a warning about the node."""
+    if os.environ.get("PASAPORTE_DEBUG"):
+        raise exc
+    click.echo(PasaporteError("internal_error", kind=type(exc).__name__,
+                              reason=str(exc)[:200]).diagnostics(), err=True)
+    raise click.exceptions.Exit(UNKNOWN_EXIT) from None
+
+
 @group.command("status", cls=_MonitorCommand)
 @click.option("--json", "as_json", is_flag=True,
               help="Informe en JSON (forma documentada) / Report as JSON (documented shape).")
@@ -969,17 +990,12 @@ def status(as_json: bool, max_age: int, max_behind: int, home: str | None,
             click.echo(json_text(error.to_dict()))
         raise click.exceptions.Exit(EXIT[CRITICAL]) from None
     except Exception as exc:
-        # A failure of the check itself is "unknown", never the 1 the console script gives it,
-        # which a monitor would read as a warning about the node.
-        if os.environ.get("PASAPORTE_DEBUG"):
-            raise
-        click.echo(PasaporteError("internal_error", kind=type(exc).__name__,
-                                  reason=str(exc)[:200]).diagnostics(), err=True)
-        raise click.exceptions.Exit(UNKNOWN_EXIT) from None
-    if as_json:
-        click.echo(json_text(report.to_json(), sort_keys=True))
-    else:
-        for line in report.lines():
-            click.echo(line)
+        _status_unknown(exc)
+    try:
+        shown = (json_text(report.to_json(), sort_keys=True) if as_json
+                 else "\n".join(report.lines()))
+    except Exception as exc:  # a report that cannot be written out is no verdict either
+        _status_unknown(exc)
+    click.echo(shown)
     if report.exit_code:
         raise click.exceptions.Exit(report.exit_code)

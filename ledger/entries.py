@@ -68,6 +68,8 @@ STATUSES = ("valid", "revoked", "suspended")
 REASONS = ("unspecified", "holder_request", "fraud", "data_error", "deceased", "moved_away",
            "key_compromise", "superseded", "device_lost")
 _KID = re.compile(r"[A-Za-z0-9._:\-]{1,64}")
+# a city's, an office's, a key's (credential.note.MAX_KEY_NAME keeps a log's and a witness's
+# names within it: a witness_cosignature record holds both)
 _NAME = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
 _TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")  # not \d: ASCII
 _MAX_INT = 1 << 53

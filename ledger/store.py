@@ -278,6 +278,11 @@ def _answer_within(url: URL) -> float | None:
     return max(seconds, 2.0) if seconds > 0 else None  # libpq's own minimum is 2 s
 
 
+def default_witness_name(origin: str) -> str:
+    """The name of a node's witness key when ``init`` is not given one."""
+    return f"{origin}/witness"
+
+
 class _Cutoff:
     """Shuts a session's socket down once its deadline passes, unless ended first. A server
     that froze (SIGSTOP, a hung storage array) still has its kernel acknowledge every packet,
@@ -560,7 +565,7 @@ class LedgerStore:
         finally:
             engine.dispose()
         log_signer = generate_signer(origin)
-        witness = generate_signer(witness_name or f"{origin}/witness", COSIGNATURE_V1)
+        witness = generate_signer(witness_name or default_witness_name(origin), COSIGNATURE_V1)
         write_secret(root / LOG_KEY, log_signer.seed, passphrase)
         write_secret(root / WITNESS_KEY, witness.seed, passphrase)
         config = LedgerConfig(origin=origin, log_vkey=log_signer.verifier.vkey,

@@ -47,6 +47,11 @@ MAX_BODY = MAX_NOTE_BYTES + 4096
 # an issuer's 15 s (ledger.client.TIMEOUT); each wait on a witness's socket is bounded too.
 COSIGN_WAIT = 5.0
 WITNESS_TIMEOUT = 5.0
+# How far ahead of this log's clock a witness's cosignature time may be. tlog-cosignature bounds
+# it only below 2^63; a clock off by hours is a misconfigured machine, but a day and more is a
+# witness counting in milliseconds, and its time would stand on the public record as the
+# moment the other city vouched for this tree.
+MAX_COSIGNED_AHEAD = 24 * 3600
 _busy: set[tuple[object, str]] = set()  # (database, witness) with a request in flight
 _busy_lock = threading.Lock()
 
@@ -400,6 +405,10 @@ def _ask(store: LedgerStore, witness: tuple[str, str, str, int],
             # witness whose every line is one of those has not cosigned (a key mistyped with
             # "witnesses add", or a witness that rotated its key): say so, or nobody will know
             _warn(name, LedgerError("ledger_witness_no_cosignature", key=vkey))
+            return False
+        ahead = max(s.timestamp or 0 for s in sigs) - int(time.time())
+        if ahead > MAX_COSIGNED_AHEAD:
+            _warn(name, LedgerError("ledger_witness_time_ahead", ahead=ahead))
             return False
         store.add_cosignatures(cp.size, sigs, witness=name)
         return True

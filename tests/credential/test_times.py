@@ -8,7 +8,14 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from credential.errors import UsageError
-from credential.times import check_timezone, day_bounds, first_day, last_day, parse_instant
+from credential.times import (
+    check_timezone,
+    day_bounds,
+    first_day,
+    last_day,
+    parse_instant,
+    rfc3339,
+)
 
 
 def _utc(ts: int) -> str:
@@ -85,3 +92,12 @@ def test_a_day_without_a_time_is_refused_for_the_time_it_lacks(day: str) -> None
         parse_instant(day, "--since")
     assert "time of day" in err.value.message["en"] and "hora del día" in err.value.message["es"]
     assert "needs its time zone" not in err.value.message["en"]
+
+
+def test_a_time_rfc3339_cannot_spell_is_shown_at_the_end_of_its_range() -> None:
+    assert rfc3339(1_795_000_000) == _utc(1_795_000_000)
+    assert rfc3339(0) == "1970-01-01T00:00:00Z"
+    assert rfc3339(253402300799) == "9999-12-31T23:59:59Z"
+    for far in (253402300800, 1_795_000_000_000, (1 << 63) - 1):
+        assert rfc3339(far) == "9999-12-31T23:59:59Z"
+    assert rfc3339(-1) == "1970-01-01T00:00:00Z"

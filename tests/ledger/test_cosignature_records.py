@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
+from credential.errors import MalformedInput
 from credential.note import (
     COSIGNATURE_V1,
+    MAX_KEY_NAME,
     Checkpoint,
     Note,
     Signer,
@@ -21,6 +24,7 @@ from ledger.audit import audit
 from ledger.entries import WitnessCosignature, decode_record
 from ledger.store import LedgerStore
 from ledger.witness import add_checkpoint, witness_log
+from tests.ledger.conftest import PASSPHRASE, run_cli
 from tests.ledger.helpers import commitment
 
 WITNESS = "ledger.mxl.example/witness"
@@ -144,3 +148,24 @@ def test_a_witness_keeps_the_evidence_of_a_split_view(store: LedgerStore,
         open_note(note, [log.verifier])
     # the tree it did cosign is still cosigned when asked again
     assert add_checkpoint(store, f"old 5\n\n{notes[0]}".encode()).status == 200
+
+
+def test_the_longest_names_a_key_may_have_fit_the_record(tmp_path: Path) -> None:
+    """A log and a witness named with ``MAX_KEY_NAME`` characters (every name a key may be
+    given: ``Signer``, ``Verifier``): their cosignature record goes on the log, and the next
+    batch too. Longer names were accepted when set up, and then every append was refused over
+    a record nobody sent; now they are refused where they are typed."""
+    origin = "ledger.mexicali.example/" + "x" * (MAX_KEY_NAME - 24)
+    assert run_cli("init", "--origin", origin, "--witness-name", "w.example/" + "w" * 118,
+                   "--home", str(tmp_path / "node")) == 0
+    with LedgerStore.open(tmp_path / "node", passphrase=PASSPHRASE) as store:
+        signer = generate_signer("w" * MAX_KEY_NAME, COSIGNATURE_V1)
+        store.add_witness("http://127.0.0.1:9", signer.verifier.vkey)
+        store.append([commitment(0)], cosign=False)
+        _cosign_latest(store, signer)
+        store.append([commitment(1)], cosign=False)
+        assert audit(store).ok
+    for too_long in (origin + "x", "w" * (MAX_KEY_NAME + 1)):
+        with pytest.raises(MalformedInput) as err:
+            generate_signer(too_long, COSIGNATURE_V1)
+        assert err.value.code == "note_name_too_long"

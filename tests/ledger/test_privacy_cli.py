@@ -190,3 +190,18 @@ def test_init_refuses_a_name_no_key_can_have_before_anything(
     err = capsys.readouterr().err
     assert err.startswith(f"[ledger_bad_name] {option} «{name}» ") and "e.g. ledger." in err, err
     assert not (tmp_path / "node").exists()
+
+
+@pytest.mark.parametrize(("names", "option"), [
+    (["--origin", "ledger.mexicali.example/" + "x" * 105], "--origin"),
+    # the witness's default name, the origin and "/witness", would be too long
+    (["--origin", "ledger.mexicali.example/" + "x" * 100], "--witness-name"),
+    (["--origin", "ledger.mexicali.example/v1", "--witness-name", "w" * 129], "--witness-name")])
+def test_init_refuses_a_name_longer_than_the_records_hold(
+        tmp_path: Path, names: list[str], option: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Signed-note sets no length, but a witness_cosignature record holds the log's and the
+    witness's names: one accepted longer had every append refused once it was cosigned."""
+    assert run_cli("init", *names, "--home", str(tmp_path / "node")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"[ledger_name_too_long] {option} «") and "128" in err, err
+    assert not (tmp_path / "node").exists()

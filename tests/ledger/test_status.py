@@ -313,6 +313,27 @@ def test_status_on_each_backend(home: Path, capsys: pytest.CaptureFixture[str]) 
     assert (code, _codes(doc)) == (1, ["ledger_status_witness_behind"])
 
 
+@pytest.mark.parametrize("stamp", [(1 << 63) - 1, int(time.time() * 1000)])
+def test_a_cosignature_time_past_any_date_still_reports(
+        sqlite_home: Path, stamp: int, capsys: pytest.CaptureFixture[str]) -> None:
+    """A witness's time is its own: one in milliseconds, or 2^63-1 as tlog-cosignature allows,
+    kept before the log refused such times (or by a mirror, from its source's witnesses).
+    Its status report is still written (the time at the end of what RFC 3339 spells), not an
+    "unexpected error" with exit 1, which a monitor reads as a warning about the node."""
+    witness = generate_signer("ledger.b.example/witness", COSIGNATURE_V1)
+    with LedgerStore.open(sqlite_home, passphrase=PASSPHRASE) as store:
+        store.add_witness("http://127.0.0.1:9", witness.verifier.vkey)
+        store.append([commitment(0)], cosign=False)
+        cp = store.checkpoint().checkpoint
+        store.add_cosignatures(cp.size, [witness.sign(cp.body(), timestamp=stamp)],
+                               witness=witness.name)
+    code, doc = _json(capsys, sqlite_home)
+    assert code == 0, doc
+    assert doc["witnesses"][0]["time"] == "9999-12-31T23:59:59Z"
+    code, out, _ = _status(capsys, sqlite_home)
+    assert code == 0 and "ledger.b.example/witness" in out
+
+
 def test_status_is_fast_on_a_large_log(sqlite_home: Path) -> None:
     """No scans: a log of 300,000 records in 300 checkpoints, with a witness behind, answers
     in milliseconds (each query is a primary-key or index lookup)."""

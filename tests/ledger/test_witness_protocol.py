@@ -167,10 +167,11 @@ class _Witness:
     answers: list[tuple[int, str, bytes] | None] = field(default_factory=list)
     requests: list[tuple[str, bytes]] = field(default_factory=list)
     url: str = ""
+    clock: Callable[[], int] = lambda: int(time.time())
 
     def cosign(self, note_text: str) -> bytes:
         key = nacl.signing.SigningKey(self.signer.seed)
-        stamp = int(time.time())
+        stamp = self.clock()
         sig = key.sign(b"cosignature/v1\ntime %d\n" % stamp + note_text.encode()).signature
         key_id = hashlib.sha256(self.signer.name.encode() + b"\n\x04"
                                 + bytes(key.verify_key)).digest()[:4]
@@ -250,6 +251,29 @@ def test_our_log_talks_to_a_witness_written_from_the_spec(
     merkle.verify_consistency(3, size, proof, store.root(3), store.root(size))
     signed = store.checkpoint()
     assert spec_witness.signer.name in signed.note
+
+
+@pytest.mark.parametrize(("clock", "kept"), [
+    (lambda: int(time.time() * 1000), False),  # milliseconds, not seconds
+    (lambda: (1 << 63) - 1, False),  # the most tlog-cosignature allows
+    (lambda: int(time.time()) + 3 * 3600, True),  # a clock hours off: still kept
+])
+def test_a_cosignature_time_far_ahead_is_not_kept(
+        store: LedgerStore, spec_witness: _Witness, clock: Callable[[], int], kept: bool,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A witness counting in milliseconds: its cosignature verifies, but its time would stand
+    on the public record (and in every status report) as when the other city vouched; the log
+    says why it did not keep it and goes on appending."""
+    store.add_witness(spec_witness.url, spec_witness.signer.verifier.vkey)
+    store.append([commitment(0)], cosign=False)
+    spec_witness.clock = clock
+    with caplog.at_level(logging.WARNING, logger="ledger.witness"):
+        assert request_cosignatures(store) == int(kept)
+    assert (spec_witness.signer.name in store.checkpoint().note) == kept
+    assert ("[ledger_witness_time_ahead]" in caplog.text) != kept
+    spec_witness.clock = lambda: int(time.time())
+    store.append([commitment(1)], cosign=False)  # nothing stuck
+    assert request_cosignatures(store) == 1
 
 
 REMOTE = "unknown log \x1b[31mledger.cxl.example/log\x1b[0m"
