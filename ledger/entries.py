@@ -55,6 +55,7 @@ __all__ = [
     "entry_to_json",
     "record_prefix",
     "record_time",
+    "registration_of",
 ]
 
 # The most bytes one stored record may have, appended or mirrored. The fields' own bounds keep
@@ -389,6 +390,27 @@ def type_cbor(name: str) -> bytes:
 
 def _reference_encode(seq: int, prev: bytes, time_ms: int, entry: Entry) -> bytes:
     return bytes(cbor2.dumps([seq, prev, time_ms, entry.TYPE, entry.fields()], canonical=True))
+
+
+def registration_of(leaf: bytes) -> tuple[str, str, str] | None:
+    """The kid, city and country a ``key_registered`` record holds, read without today's
+    rules for its text (``None`` for any other record, or one without them). A record is
+    signed history: one an earlier release accepted (a soft hyphen in an office's name, before
+    such characters were refused) still says which city registered the key, and refusing it
+    stopped an upgrade's migration, and a mirror's every copy, at that record."""
+    try:
+        value = cbor2.loads(leaf)
+    except Exception:  # cbor2 raises several types for damaged input
+        return None
+    if not (isinstance(value, list) and len(value) == 5 and value[3] == KeyRegistered.TYPE
+            and isinstance(value[4], dict)):
+        return None
+    kid, city, country = (value[4].get(name) for name in ("kid", "city", "country"))
+    # within what ``ledger_kids`` holds (a server's columns refuse longer)
+    if not (isinstance(kid, str) and isinstance(city, str) and isinstance(country, str)
+            and 0 < len(kid) <= 64 and 0 < len(city) <= 128 and len(country) == 2):
+        return None
+    return kid, city, country
 
 
 def decode_record(leaf: bytes) -> Record:

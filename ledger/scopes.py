@@ -33,7 +33,7 @@ from ledger.entries import (
     KeyRegistered,
     KeyRotated,
     StatusChanged,
-    decode_record,
+    registration_of,
     type_cbor,
 )
 
@@ -53,19 +53,25 @@ def check_scope(conn: Connection, client: str, scope: Scope, batch: Sequence[Ent
     """Refuse (``ledger_token_out_of_scope``, naming the first entry) a batch that writes
     anything not ``scope``'s; read under the append's lock, in its transaction."""
     ours = (scope.city, scope.country)
-    batch_kids = {e.kid for e in batch if isinstance(e, KeyRegistered)
-                  and (e.city, e.country) == ours}
+    registered_here: set[str] = set()  # kids new to the record, registered earlier in the batch
 
-    def own_key(kid: str) -> bool:
-        if kid in batch_kids:
-            return True
+    def owner(kid: str) -> tuple[str, str] | None:
         row = conn.execute(select(t.kids.c.city, t.kids.c.country)
                            .where(t.kids.c.kid == kid)).first()
-        return row is not None and (str(row[0]), str(row[1])) == ours
+        return None if row is None else (str(row[0]), str(row[1]))
+
+    def own_key(kid: str) -> bool:
+        # the record's first registration decides: a kid another city registered stays its,
+        # whatever this batch registers again (and only what came before in it counts)
+        known = owner(kid)
+        return known == ours if known is not None else kid in registered_here
 
     for index, entry in enumerate(batch):
         if isinstance(entry, KeyRegistered):
-            allowed = (entry.city, entry.country) == ours
+            known = owner(entry.kid)
+            allowed = (entry.city, entry.country) == ours and known in (None, ours)
+            if allowed:
+                registered_here.add(entry.kid)
         elif isinstance(entry, BundlePublished):
             allowed = entry.city == scope.city
         elif isinstance(entry, KeyRotated):
@@ -85,7 +91,7 @@ def register_kids(conn: Connection, batch: Sequence[Entry], start: int) -> None:
     """Keep the city of each key first registered in ``batch`` (appended from ``start``)."""
     for offset, entry in enumerate(batch):
         if isinstance(entry, KeyRegistered):
-            _register(conn, entry, start + offset)
+            _register(conn, entry.kid, entry.city, entry.country, start + offset)
 
 
 _MARKER = type_cbor(KeyRegistered.TYPE)
@@ -93,18 +99,18 @@ _MARKER = type_cbor(KeyRegistered.TYPE)
 
 def register_kids_of_leaves(conn: Connection, leaves: Sequence[bytes], start: int) -> None:
     """``register_kids`` for records copied verbatim (a mirror, whose database may one day
-    serve as its log's own); only records that can be registrations are decoded."""
+    serve as its log's own) or already on the record (migration 0006); only records that can
+    be registrations are read, and only for the three fields kept."""
     for offset, leaf in enumerate(leaves):
         if _MARKER in leaf:
-            entry = decode_record(leaf).entry
-            if isinstance(entry, KeyRegistered):
-                _register(conn, entry, start + offset)
+            found = registration_of(leaf)
+            if found is not None:
+                _register(conn, *found, start + offset)
 
 
-def _register(conn: Connection, entry: KeyRegistered, seq: int) -> None:
+def _register(conn: Connection, kid: str, city: str, country: str, seq: int) -> None:
     # the first registration of a kid is its city's (a second one is a finding of
     # ``check-bundle``, not a new owner)
-    known = conn.execute(select(t.kids.c.kid).where(t.kids.c.kid == entry.kid)).first()
+    known = conn.execute(select(t.kids.c.kid).where(t.kids.c.kid == kid)).first()
     if known is None:
-        conn.execute(insert(t.kids).values(kid=entry.kid, city=entry.city,
-                                           country=entry.country, seq=seq))
+        conn.execute(insert(t.kids).values(kid=kid, city=city, country=country, seq=seq))

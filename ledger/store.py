@@ -1039,6 +1039,9 @@ class LedgerStore:
         when given; returned once, only its hash is kept."""
         check_token_name(name)
         token = "lt_" + secrets.token_urlsafe(32)
+        # This writes without the keys, so no open has brought an older schema up to date
+        # (before 0006 a token has no office): as ``add_witness``.
+        migrate(self.engine)
         with self.engine.begin() as conn:
             conn.execute(delete(t.tokens).where(t.tokens.c.name == name))
             conn.execute(insert(t.tokens).values(

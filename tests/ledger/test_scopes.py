@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import cbor2
 import pytest
 from alembic import command
 from sqlalchemy import select
@@ -18,6 +19,7 @@ from issuer.store import IssuerStore
 from ledger import client
 from ledger import schema as t
 from ledger.http import create_app
+from ledger.scopes import Scope
 from ledger.store import LedgerStore, _alembic_config
 from tests.conftest import Run
 from tests.factory import EXAMPLES
@@ -116,6 +118,16 @@ def test_a_bound_token_writes_its_office_and_nothing_else(
         status, body = _post(url, mx_token, [commitment(1), entry])
         assert status == 403 and body["code"] == "ledger_token_out_of_scope", (entry, body)
         assert "entry 1" in body["message"]["en"] and "entrada 1" in body["message"]["es"]
+    # nor by registering that key again under its own city in the batch, before or after:
+    # the record's first registration (Calexico's) decides whose the key is
+    again = {"type": "key_registered", "kid": cx_kid, "public_key": "A" * 43,
+             "city": "Mexicali", "country": "MX", "office": "Centro",
+             "valid_from": "2026-01-01T00:00:00Z", "valid_until": "2027-01-01T00:00:00Z"}
+    for batch in ([foreign[0], again], [again, foreign[0]],
+                  [again, {"type": "key_rotated", "kid": old_kid, "replaces": cx_kid}]):
+        status, body = _post(url, mx_token, [commitment(1), *batch])
+        assert status == 403 and body["code"] == "ledger_token_out_of_scope", (batch, body)
+        assert "entry 1" in body["message"]["en"], body
     with LedgerStore.open(node_home) as store:
         assert store.size() == size
     # an unbound token (one made before binding existed) writes as it always did, and says so
@@ -141,12 +153,7 @@ def test_the_keys_already_on_the_record_are_read_once_at_upgrade(
     assert run("issuer", "ledger", "--url", url, "--token", old, "--home", str(mx))[0] == 0
     kid = _kid(run, mx)
     with LedgerStore.open(node_home, passphrase=PASSPHRASE) as store:
-        with store.engine.connect() as conn:  # the schema before binding
-            cfg = _alembic_config()
-            cfg.attributes["connection"] = conn
-            command.downgrade(cfg, "0005")
-            command.upgrade(cfg, "head")
-            conn.commit()
+        _downgrade_and_upgrade(store)
         with store.engine.connect() as conn:
             rows = conn.execute(select(t.kids.c.kid, t.kids.c.city)).all()
         assert [(str(k), str(c)) for k, c in rows] == [(kid, "Mexicali")]
@@ -154,3 +161,50 @@ def test_the_keys_already_on_the_record_are_read_once_at_upgrade(
     status, body = _post(url, bound, [{"type": "key_compromised", "kid": kid,
                                        "effective": "2026-01-01T00:00:00Z"}])
     assert status == 201, body
+
+
+def _downgrade_and_upgrade(store: LedgerStore) -> None:
+    """Back to the schema before binding, then up again: migration 0006 reads the record."""
+    with store.engine.connect() as conn:
+        cfg = _alembic_config()
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0005")
+        command.upgrade(cfg, "head")
+        conn.commit()
+
+
+def test_a_key_registered_under_older_rules_still_names_its_city(store: LedgerStore) -> None:
+    """A record an earlier release wrote (a soft hyphen in the office's name, refused since) is
+    signed history: a mirror copies it, and the upgrade reads which city registered its key,
+    where both stopped at it ("Invalid field office", blaming entries nobody sent)."""
+    head = store.head()
+    fields = {"kid": "MXL-OLD", "public_key": bytes(32), "city": "Mexicali", "country": "MX",
+              "office": "Oficina de Re\u00adgistro Civil", "valid_from": "2025-01-01T00:00:00Z",
+              "valid_until": "2030-01-01T00:00:00Z"}
+    old_rules = bytes(cbor2.dumps([0, head.last_hash, head.last_time + 1, "key_registered",
+                                   fields], canonical=True))
+    assert store.append_records([old_rules]) == 1  # copied as it is, as a mirror would
+    _downgrade_and_upgrade(store)
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(t.kids.c.kid, t.kids.c.city, t.kids.c.country)).all()
+    assert [tuple(map(str, r)) for r in rows] == [("MXL-OLD", "Mexicali", "MX")]
+
+
+def test_token_add_brings_an_older_schema_up_to_date_first(
+        homes: dict[str, Path], run: Run, tmp_path: Path) -> None:
+    """On a node the previous release made (no office columns yet), ``token add`` is what the
+    upgrade notes ask for first; it was "the database cannot be used ... restore it from a
+    backup" for a database that only needed its schema upgraded."""
+    home = homes["ledger"]
+    assert run("ledger", "init", "--origin", "ledger.test/log", "--home", str(home))[0] == 0
+    with LedgerStore.open(home, passphrase=PASSPHRASE) as store, \
+            store.engine.connect() as conn:
+        cfg = _alembic_config()
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0005")
+        conn.commit()
+    root = _office(run, tmp_path / "mx", "Mexicali", "MX")
+    token, err = _token(run, home, "oficina", "--root", str(root))
+    assert token.startswith("lt_") and "[" not in err, err
+    with LedgerStore.open(home) as store:
+        assert store.token_client(token) == ("oficina", Scope("Mexicali", "MX", "MXMEX"))
