@@ -64,7 +64,7 @@ MAX_NOTE_BYTES = 128 * 1024
 # (``check_own_name``); every name in use is a host name and a path, a few dozen characters.
 MAX_KEY_NAME = 128
 _DASH = "— "  # U+2014 then a space opens every signature line
-_NAME_RE = re.compile(r"^[^\s+]+$")
+_NAME_RE = re.compile(r"[^\s+]+")
 _CTRL_RE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
 # What signed-note forbids in a note's text: ASCII controls other than the newline (U+007F and
 # blank lines are allowed there; checkpoints, names and keys keep to the stricter _CTRL_RE).
@@ -84,8 +84,10 @@ def _b64decode(text: str, what: str) -> bytes:
 def is_key_name(name: str) -> bool:
     """Whether ``name`` may name a key (a log's origin, a witness): signed-note's key names are
     non-empty, without spaces or "+" (which separates the name from the key id)."""
-    return (bool(name) and _NAME_RE.match(name) is not None and _CTRL_RE.search(name) is None
-            and is_utf8(name))
+    # fullmatch: ``$`` matches before a final newline, and a name pasted with its line end
+    # passed (a node made with a witness key whose name spans two lines)
+    return (bool(name) and _NAME_RE.fullmatch(name) is not None
+            and _CTRL_RE.search(name) is None and is_utf8(name))
 
 
 def _check_name(name: str) -> None:

@@ -205,3 +205,17 @@ def test_init_refuses_a_name_longer_than_the_records_hold(
     err = capsys.readouterr().err
     assert err.startswith(f"[ledger_name_too_long] {option} «") and "128" in err, err
     assert not (tmp_path / "node").exists()
+
+
+@pytest.mark.parametrize("option", ["--origin", "--witness-name"])
+def test_init_refuses_a_name_pasted_with_its_line_end(
+        tmp_path: Path, option: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A regular expression's ``$`` matches before a final newline: a name read with its line
+    end passed the check, asked for the passphrase and left a database behind (an origin), or
+    made a node whose witness key's name spans two lines (a witness name)."""
+    names = {"--origin": "ledger.mexicali.example/v1"}
+    names[option] = names.get(option, "ledger.mexicali.example/witness") + "\n"
+    assert run_cli("init", *(x for pair in names.items() for x in pair),
+                   "--home", str(tmp_path / "node")) == 2
+    assert capsys.readouterr().err.startswith(f"[ledger_bad_name] {option} ")
+    assert not (tmp_path / "node").exists()
