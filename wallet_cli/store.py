@@ -363,7 +363,11 @@ def groups_for(service: str, disclose: Iterable[str] | None = None) -> tuple[str
 
 
 def audience_for(service: str, counter: str | None = None) -> str:
-    """``SERVICE`` or ``SERVICE:COUNTER`` (``credential.passport.audience``), checked."""
+    """``SERVICE`` or ``SERVICE:COUNTER`` (``credential.passport.audience``), checked: a
+    counter id typed on a Latin-1 terminal is said to be that, as at the counter (``verify
+    --counter``), not "not printable text"."""
+    if counter is not None:
+        check_utf8(counter, "--audience")
     return check_audience(service, counter, "wallet_audience_invalid")
 
 

@@ -320,3 +320,11 @@ def test_a_wallet_file_cut_short_is_named_damaged_not_another_file(wallet_home: 
     assert raised.value.code == "wallet_unreadable"
     assert "restore it from a backup" in raised.value.message["en"]
     assert "restáurelo de una copia" in raised.value.message["es"]
+
+
+def test_a_counter_id_typed_on_a_latin1_terminal_is_named_as_such() -> None:
+    """``present --audience``: as ``verify --counter`` says it, not "not printable text"."""
+    with pytest.raises(UsageError) as err:
+        audience_for("library", os.fsdecode(b"Cl\xednica"))
+    assert err.value.code == "text_not_utf8" and "--audience" in err.value.message["en"]
+    assert audience_for("library", "Clínica") == "library:Clínica"
