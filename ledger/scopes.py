@@ -10,7 +10,8 @@ code), a token writes only what is that office's:
 - ``bundle_published``: its city;
 - ``key_rotated``, ``key_compromised``: keys its city registered (on the record, or earlier
   in the same batch);
-- ``status_changed``: its own status lists (``CODE.N``, as the office names them);
+- ``status_changed``: its own status lists (``CODE.N``, as the office names them: ``N``
+  digits, the code whole);
 - ``credential_issued``: a salted commitment, no one's in particular.
 
 Which city registered each key is kept as records are appended (``ledger_kids``): one lookup
@@ -79,7 +80,9 @@ def check_scope(conn: Connection, client: str, scope: Scope, batch: Sequence[Ent
         elif isinstance(entry, KeyCompromised):
             allowed = own_key(entry.kid)
         elif isinstance(entry, StatusChanged):
-            allowed = entry.list.startswith(f"{scope.code}.")
+            # the whole name: a city code may hold dots, and "MX." begins "MX.TEC.1" too
+            code, _, number = entry.list.rpartition(".")
+            allowed = code == scope.code and number.isascii() and number.isdigit()
         else:
             allowed = True
         if not allowed:

@@ -15,9 +15,11 @@ from alembic import command
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
+from credential.errors import LedgerError
 from issuer.store import IssuerStore
 from ledger import client
 from ledger import schema as t
+from ledger.entries import entry_from_json
 from ledger.http import create_app
 from ledger.scopes import Scope
 from ledger.store import LedgerStore, _alembic_config
@@ -208,3 +210,20 @@ def test_token_add_brings_an_older_schema_up_to_date_first(
     assert token.startswith("lt_") and "[" not in err, err
     with LedgerStore.open(home) as store:
         assert store.token_client(token) == ("oficina", Scope("Mexicali", "MX", "MXMEX"))
+
+
+def test_a_status_list_is_its_office_s_by_its_whole_code(store: LedgerStore) -> None:
+    """City codes may hold dots: the office coded ``MX`` does not own ``MX.TEC.1``, list 1 of
+    the city coded ``MX.TEC``."""
+    mx = ("tijuana", Scope("Tijuana", "MX", "MX"))
+
+    def change(name: str) -> dict[str, Any]:
+        return {"type": "status_changed", "list": name, "index": 7, "status": "revoked",
+                "reason": "device_lost"}
+
+    for foreign in ("MX.TEC.1", "MX.1.2", "MXTEC.1", "MX.", "MX.x"):
+        with pytest.raises(LedgerError) as err:
+            store.append([entry_from_json(change(foreign))], cosign=False, bound=mx)
+        assert err.value.code == "ledger_token_out_of_scope", foreign
+    store.append([entry_from_json(change("MX.12"))], cosign=False, bound=mx)
+    assert store.size() == 1
