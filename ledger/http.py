@@ -140,12 +140,16 @@ def _public(exc: StoreError) -> StoreError:
     role and database name; a file's path; or the server's own words, which name them too)
     says only that the node cannot use its database; the node's log gets the whole error.
     A busy store keeps its code (send it again), naming the log instead of a server's
-    database (a SQLite file's base name, as before, says nothing)."""
+    database (a SQLite file's base name, as before, says nothing); so does a full disk, or one
+    that fails (free space; check the device), named as the log too."""
     store = _store()
-    if exc.code == "store_busy":
-        if store.engine.url.get_backend_name() == "sqlite":
+    if exc.code in ("store_busy", "store_full", "store_io_error"):
+        # what to do differs (send it again; free space; check the disk), and the client, an
+        # office, tells its operator which: the code stays, the log named instead of the file
+        if exc.code == "store_busy" and store.engine.url.get_backend_name() == "sqlite":
             return exc
-        public = StoreError("store_busy", what=store.origin)
+        public = StoreError(exc.code, what=store.origin, **(
+            {"reason": str(exc.detail["reason"])} if "reason" in exc.detail else {}))
     elif "db" in exc.detail or "what" in exc.detail:
         public = StoreError("ledger_node_database_unavailable")
     else:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from credential.errors import StoreError
+from ledger.http import create_app
 from ledger.store import LedgerStore
 from tests.disk import disk_with, files_limited_to
 from tests.ledger.conftest import PASSPHRASE, init_home, run_cli
@@ -69,3 +70,24 @@ def test_a_damaged_file_is_still_unreadable(moved: Path, capsys: pytest.CaptureF
     capsys.readouterr()
     assert run_cli("audit", "--home", str(moved)) == 1
     assert capsys.readouterr().err.startswith("[ledger_database_unreadable]")
+
+
+@pytest.mark.parametrize(("free", "code"), [(8192, "store_full"), (50 << 30, "store_io_error")])
+def test_over_http_a_full_or_failing_disk_keeps_its_code(
+        free: int, code: str, moved: Path) -> None:
+    """An office's append to a node whose disk is full is ``store_full`` (free space), not
+    "this node cannot use its database", as docs/ledger.md says; the log is named, not the
+    file's path."""
+    with LedgerStore.open(moved, passphrase=PASSPHRASE) as store:
+        token = store.add_token("oficina")
+        client = create_app(store=store).test_client()
+        with pytest.MonkeyPatch.context() as patch, files_limited_to(16384):
+            disk_with(patch, moved, free=free)
+            store.engine.dispose()
+            resp = client.post("/entries", json={"entries": [commitment(9)]},
+                               headers={"Authorization": f"Bearer {token}"})
+    body = resp.get_json()
+    assert (resp.status_code, body["code"]) == (503, code), body
+    assert store.origin in body["message"]["en"] and str(moved) not in resp.get_data(as_text=True)
+    with LedgerStore.open(moved) as store:
+        assert store.size() == 3
