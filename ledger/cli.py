@@ -797,7 +797,7 @@ def token_add(name: str, root_file: str | None, home: str | None, db: str | None
     if root_file is not None:
         with as_usage(MalformedInput):
             root = RootKey.from_json(read_bounded(root_file, MAX_ROOT))
-        scope = Scope(root.city, root.country, root.code)
+            scope = Scope.of_root(root.city, root.country, root.code)
     with _open(home, db, log_only=True) as store:
         replacing = store.has_token(name)
         click.echo(store.add_token(name, scope))

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, insert, select
 
-from credential.errors import LedgerError
+from credential.errors import LedgerError, MalformedInput
 from ledger import schema as t
 from ledger.entries import (
     BundlePublished,
@@ -34,6 +34,7 @@ from ledger.entries import (
     KeyRegistered,
     KeyRotated,
     StatusChanged,
+    entry_from_json,
     registration_of,
     type_cbor,
 )
@@ -48,6 +49,20 @@ class Scope:
     city: str
     country: str
     code: str
+
+    @classmethod
+    def of_root(cls, city: str, country: str, code: str) -> Scope:
+        """The scope a root file names, its city and country as the records it is compared
+        with hold them (``root_invalid`` otherwise): a hand-edited file ("MEX", a city of 200
+        characters) would bind no record, and a database server refuses such columns."""
+        try:
+            entry_from_json({"type": "key_registered", "kid": "probe", "public_key": "A" * 43,
+                             "city": city, "country": country, "office": "probe",
+                             "valid_from": "2000-01-01T00:00:00Z",
+                             "valid_until": "2000-01-02T00:00:00Z"})
+        except MalformedInput as exc:
+            raise MalformedInput("root_invalid", reason=exc.message["en"]) from None
+        return cls(city, country, code)
 
 
 def check_scope(conn: Connection, client: str, scope: Scope, batch: Sequence[Entry]) -> None:

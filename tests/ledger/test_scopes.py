@@ -227,3 +227,23 @@ def test_a_status_list_is_its_office_s_by_its_whole_code(store: LedgerStore) -> 
         assert err.value.code == "ledger_token_out_of_scope", foreign
     store.append([entry_from_json(change("MX.12"))], cosign=False, bound=mx)
     assert store.size() == 1
+
+
+@pytest.mark.parametrize(("field", "value"), [("country", "MEX"), ("city", "X" * 200),
+                                              ("city", "Mexi\u202ecali")])
+def test_a_root_file_whose_city_no_record_can_hold_binds_no_token(
+        homes: dict[str, Path], run: Run, tmp_path: Path, field: str, value: str) -> None:
+    """A hand-edited root file: refused as that (exit 2), nothing written; a database server
+    refused its columns with an internal error."""
+    home = homes["ledger"]
+    assert run("ledger", "init", "--origin", "ledger.test/log", "--home", str(home))[0] == 0
+    root = _office(run, tmp_path / "mx", "Mexicali", "MX")
+    doc = json.loads(root.read_text("utf-8"))
+    doc.pop("kid", None)
+    doc[field] = value
+    root.write_text(json.dumps(doc), "utf-8")
+    code, out, err = run("ledger", "token", "add", "oficina", "--root", str(root),
+                         "--home", str(home))
+    assert (code, out) == (2, "") and err.startswith("[root_invalid] "), err
+    with LedgerStore.open(home) as store:
+        assert not store.has_token("oficina")
