@@ -888,11 +888,17 @@ def witnesses_list(home: str | None, db: str | None) -> None:
         # A mirror asks no witness: it holds the log's checkpoints to the witness keys it was
         # given (``ledger mirror --witness-key``), the cosignatures coming with the log's. Said
         # "no witnesses configured", an auditor read that it checked none.
+        # (no URL: a mirror never calls the witnesses, and the log's is not theirs)
         for vkey in config.mirror_witnesses:
-            click.echo(f"{parse_verifier_key(vkey).name}\t{config.mirror_of}\t-\t{vkey}")
-        click.echo("réplica: exige la cosignatura de estas llaves (ledger mirror --witness-key) "
-                   "/ a mirror: it requires a cosignature by these keys (ledger mirror "
-                   "--witness-key)", err=True)
+            click.echo(f"{parse_verifier_key(vkey).name}\t-\t-\t{vkey}")
+        if config.mirror_witnesses:
+            click.echo("réplica: exige la cosignatura de estas llaves (ledger mirror "
+                       "--witness-key) / a mirror: it requires a cosignature by these keys "
+                       "(ledger mirror --witness-key)", err=True)
+        else:
+            click.echo("réplica sin testigos: no exige ninguna cosignatura (ledger mirror "
+                       "--unwitnessed) / a mirror without witnesses: it requires no "
+                       "cosignature (ledger mirror --unwitnessed)", err=True)
         return
     with _open(home, db) as store:
         rows = store.witnesses()

@@ -352,8 +352,24 @@ def test_a_mirror_serves_its_copy_and_appends_nothing(
     capsys.readouterr()
     assert run_cli("witnesses", "list", "--home", str(home)) == 0
     out, err = capsys.readouterr()
-    assert out.split("\t")[1:] == [sa.url, "-", f"{cb.witness_vkey}\n"], out
+    assert out.split("\t")[1:] == ["-", "-", f"{cb.witness_vkey}\n"], out  # no URL: never called
     assert "no witnesses configured" not in err and "ledger mirror --witness-key" in err
+
+
+def test_an_unwitnessed_mirror_says_it_requires_no_cosignature(
+        tmp_path: Path, serve: Callable[..., Server], capsys: pytest.CaptureFixture[str]) -> None:
+    """``--unwitnessed``: no witness listed, and not "it requires a cosignature by these keys"
+    over an empty list."""
+    log = tmp_path / "log"
+    vkey = json.loads(init_home(log, "ledger.u.example/log"))["log_vkey"]
+    node = serve(log)
+    mirror_home = tmp_path / "mirror"
+    assert run_cli("mirror", "--from", node.url, "--log-key", vkey, "--unwitnessed",
+                   "--home", str(mirror_home)) == 0
+    capsys.readouterr()
+    assert run_cli("witnesses", "list", "--home", str(mirror_home)) == 0
+    out, err = capsys.readouterr()
+    assert out == "" and "it requires no cosignature" in err and "these keys" not in err, err
 
 
 def test_a_log_of_large_records_is_mirrored(tmp_path: Path, serve: Callable[..., Server]) -> None:
