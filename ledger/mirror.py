@@ -61,9 +61,11 @@ def mirror(store: LedgerStore, url: str, witnesses: Sequence[Verifier] = (),
     # the verified prefix itself not in the signed tree (held == verified: no need to ask again)
     if not tail_holds and verified > 0 and (
             held == verified or not _tail_holds(store, url, verified, cp)):
-        if _contradicts(store, cp, verified):
+        rewritten = _contradicts(store, cp, verified) or (
+            cp.size > verified and _proven_rewrite(store, url, cp, verified))
+        if rewritten:
             _keep_evidence(store, cp, _vouched(note_text, store.verifier, witnesses), verified)
-        raise _diverged(cp, verified)
+        raise _diverged(cp, verified, rewritten)
     if witnesses:
         # the verifier's own policy for checkpoints (``credential.note.verify_checkpoint``):
         # nothing is copied on the log's word alone
@@ -136,11 +138,34 @@ def _check_origin(log: Verifier, url: str, note_text: str) -> None:
 
 
 def _contradicts(store: LedgerStore, cp: Checkpoint, verified: int) -> bool:
-    """Whether ``cp`` (not consistent with the ``verified`` records) cannot be any state of
-    that history. A smaller tree with the root the mirror has at that size is an older state
-    of it (a node restored from a backup, a stale cache, a note replayed): refused as going
-    back, but it proves nothing against the log, so it is not kept as evidence."""
-    return cp.size >= verified or store.root(cp.size) != cp.root
+    """Whether ``cp`` (not consistent with the ``verified`` records) shows, by the two signed
+    notes alone, that the log signed two histories: another root at the verified size, or at
+    a smaller size another root than the mirror's own there. A smaller tree with the mirror's
+    root is an older state (a node restored from a backup, a stale cache, a note replayed):
+    refused as going back, but not kept as evidence against the log."""
+    if cp.size > verified:
+        return False  # (``_proven_rewrite``)
+    return store.root(cp.size) != cp.root
+
+
+def _proven_rewrite(store: LedgerStore, url: str, cp: Checkpoint, verified: int) -> bool:
+    """Whether the larger tree ``cp`` holds, at the last verified index, another record than
+    the mirror's, shown by an inclusion proof in its signed root. A consistency proof that
+    failed proves nothing by itself: it came from whatever answered (a proxy, a cache), and
+    anyone on the way could spoil it. A record proven in the signed tree cannot be forged,
+    and records chain: any record rewritten before it changes that one too."""
+    index = verified - 1
+    leaves = client.entries(url, index, index + 1)
+    if len(leaves) != 1:
+        return False
+    proof = client.inclusion_proof(url, index, cp.size)
+    try:
+        merkle.verify_inclusion(index, cp.size, merkle.leaf_hash(leaves[0]), proof, cp.root)
+    except LedgerError as exc:
+        if not exc.code.startswith("merkle_"):
+            raise
+        return False
+    return leaves[0] != store.entries(index, index + 1)[0][1]
 
 
 def _keep_evidence(store: LedgerStore, cp: Checkpoint, note: str, verified: int) -> None:
@@ -154,11 +179,14 @@ def _keep_evidence(store: LedgerStore, cp: Checkpoint, note: str, verified: int)
                      cosigned=kept, other=note, seen=int(time.time()))
 
 
-def _diverged(cp: Checkpoint, held: int) -> LedgerError:
+def _diverged(cp: Checkpoint, held: int, proven: bool) -> LedgerError:
     """What a checkpoint verified is never dropped: if *that* disagrees with the node's signed
-    tree, the log rolled back or rewrote its history, and the copy is the evidence."""
+    tree, the log rolled back or rewrote its history, and the copy is the evidence. A larger
+    tree not ``proven`` another history is named as what failed: the node's proof."""
     if cp.size < held:
         return LedgerError("ledger_witness_rollback", origin=cp.origin, size=cp.size, have=held)
+    if cp.size > held and not proven:
+        return LedgerError("ledger_mirror_proof_failed", size=cp.size, held=held)
     return LedgerError("ledger_history_rewritten", size=cp.size, held=held)
 
 

@@ -5,10 +5,13 @@ and real databases, as the operators of two cities meet it."""
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import sqlite3
+import urllib.request
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,7 @@ from ledger.keys import load_config
 from ledger.status import Facts, WitnessFacts, assess
 from ledger.store import LedgerStore
 from tests.ledger.conftest import PASSPHRASE, Server, init_home, run_cli
-from tests.ledger.helpers import commitment
+from tests.ledger.helpers import commitment, reply, serving
 
 NOW = 1_800_000_000
 
@@ -156,6 +159,49 @@ def test_a_rewritten_history_is_kept_as_evidence(
     code, _, doc = _status(capsys, mirror_home)
     assert (code, doc["health"]) == (2, "critical")
     assert [p["code"] for p in doc["problems"]] == ["ledger_status_mirror_evidence"]
+
+
+def test_a_proof_spoiled_on_the_way_is_no_evidence_against_the_log(
+        tmp_path: Path, serve: Callable[..., Server],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A relay (a proxy, a cache) passes the log's genuine notes and records but damages its
+    consistency proofs: the run is refused as that proof failing, and nothing is kept against
+    the honest log (status stays ok); from the node itself the same tree copies."""
+    log = tmp_path / "log"
+    vkey = json.loads(init_home(log, "ledger.relay.example/log"))["log_vkey"]
+    with LedgerStore.open(log, passphrase=PASSPHRASE) as store:
+        store.append([commitment(j) for j in range(3)])
+    node = serve(log)
+    mirror_home = tmp_path / "mirror"
+    assert run_cli("mirror", "--from", node.url, "--log-key", vkey, "--unwitnessed",
+                   "--home", str(mirror_home)) == 0
+    with LedgerStore.open(log, passphrase=PASSPHRASE) as store:
+        store.append([commitment(10 + j) for j in range(4)])
+
+    class Relay(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # http.server calls it by this name
+            with urllib.request.urlopen(node.url + self.path) as resp:
+                ctype, body = resp.headers["Content-Type"], resp.read()
+            if self.path.startswith("/proof/consistency"):
+                doc = json.loads(body)
+                first = bytearray(base64.b64decode(doc["proof"][0]))
+                first[0] ^= 1
+                doc["proof"][0] = base64.b64encode(bytes(first)).decode()
+                body = json.dumps(doc).encode()
+            reply(self, 200, ctype, body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with serving(Relay) as relay:
+        code, _, err = _run(capsys, "mirror", "--from", relay, "--unwitnessed",
+                            "--home", str(mirror_home))
+    assert code == 1 and err.startswith("[ledger_mirror_proof_failed]"), err
+    assert _evidence(mirror_home) == []
+    assert _status(capsys, mirror_home)[0] == 0
+    assert run_cli("mirror", "--from", node.url, "--unwitnessed",
+                   "--home", str(mirror_home)) == 0
+    assert _status(capsys, mirror_home)[0] == 0
 
 
 def test_a_mirror_pointed_at_another_log_says_so(
