@@ -1118,7 +1118,8 @@ class LedgerStore:
         records of this log, more than it holds: this database was restored from an old copy
         (or the witness was shown another history). Appends stop until the log holds as many
         (``_append_locked``); ``witnesses remove`` lifts it, once the other city confirms the
-        witness is wrong."""
+        witness is wrong, and so does adding it again (``witnesses add``, its address
+        corrected: what answered there may not have been the witness)."""
         w = t.witnesses.c
         with self._write_conn() as conn, conn.begin():
             conn.execute(sql_update(t.witnesses).where(w.name == name, w.vkey == vkey,
@@ -1150,11 +1151,24 @@ def _use_witness_key(conn: Connection, verifier: Verifier, url: str) -> tuple[Ve
         conn.execute(insert(t.witnesses).values(name=verifier.name, vkey=verifier.vkey,
                                                 url=url, size=0))
     else:
+        # the size it is known by is what it signed, not what it said: a size claimed in a
+        # 409 (``witness_ahead``) came from whatever answered at the address now replaced, and
+        # halted every append; the witness itself says so again, if true, when next asked
         conn.execute(sql_update(t.witnesses).where(w.name == verifier.name, w.vkey == same)
-                     .values(url=url))
+                     .values(url=url, size=_cosigned_by(conn, verifier)))
     # a key in use replaced; else, a name added back with a key it never had replaces them all
     replaced = in_use or (list(rows) if same is None else [])
     return tuple(parse_verifier_key(vkey) for vkey in sorted(replaced))
+
+
+def _cosigned_by(conn: Connection, verifier: Verifier) -> int:
+    """The largest tree of this log the witness key ``verifier`` has a cosignature on here."""
+    co = t.cosignatures.c
+    for size, line in conn.execute(select(co.size, co.line).where(co.witness == verifier.name)
+                                   .order_by(co.size.desc())):
+        if parse_signature_lines(str(line))[0].key_id == verifier.key_id:
+            return int(size)
+    return 0
 
 
 def _seen(conn: Connection, witness: str, key_ids: set[bytes], size: int) -> None:

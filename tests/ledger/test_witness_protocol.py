@@ -204,16 +204,19 @@ def _serve(handler: Callable[[BaseHTTPRequestHandler], None]) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture
-def spec_witness() -> Iterator[_Witness]:
-    fake = _Witness(generate_signer("witness.example/w1", COSIGNATURE_V1))
-
+def _handler(fake: _Witness) -> Callable[[BaseHTTPRequestHandler], None]:
     def handle(h: BaseHTTPRequestHandler) -> None:
         body = h.rfile.read(int(h.headers.get("Content-Length") or 0))
         assert h.command == "POST" and h.path == "/add-checkpoint"
         reply(h, *fake.answer(h.headers.get("Content-Type", ""), body))
 
-    with _serve(handle) as url:
+    return handle
+
+
+@pytest.fixture
+def spec_witness() -> Iterator[_Witness]:
+    fake = _Witness(generate_signer("witness.example/w1", COSIGNATURE_V1))
+    with _serve(_handler(fake)) as url:
         fake.url = url
         yield fake
 
@@ -274,6 +277,29 @@ def test_a_cosignature_time_far_ahead_is_not_kept(
     spec_witness.clock = lambda: int(time.time())
     store.append([commitment(1)], cosign=False)  # nothing stuck
     assert request_cosignatures(store) == 1
+
+
+def test_a_size_said_at_a_wrong_address_is_forgotten_once_it_is_corrected(
+        store: LedgerStore, spec_witness: _Witness) -> None:
+    """A 409's size is not signed: whatever answers at the witness's address (a wrong port,
+    another service) can say any. It halts the log (a restored database would fork), and the
+    operator who corrects the address (``witnesses add`` again) has it forgotten: the size the
+    witness is known by is the one it signed; the witness itself says it again if true."""
+    vkey = spec_witness.signer.verifier.vkey
+    store.add_witness(spec_witness.url, vkey)
+    store.append([commitment(0)], cosign=False)
+    assert request_cosignatures(store) == 1
+    spec_witness.answers = [(409, "text/x.tlog.size", b"1000000\n")]
+    store.append([commitment(1)], cosign=False)
+    assert request_cosignatures(store) == 0
+    with pytest.raises(LedgerError) as err:
+        store.append([commitment(2)], cosign=False)
+    assert err.value.code == "ledger_behind_witness" and "says it" in err.value.message["en"]
+    with _serve(_handler(spec_witness)) as right:  # the witness, at its right address
+        store.add_witness(right, vkey)
+        assert store.witnesses()[0][3] == 1  # the size it cosigned, not the one said
+        store.append([commitment(2)], cosign=False)
+        assert request_cosignatures(store) == 1
 
 
 REMOTE = "unknown log \x1b[31mledger.cxl.example/log\x1b[0m"
