@@ -86,6 +86,7 @@ from ledger.entries import (
     record_time,
 )
 from ledger.keys import (
+    CONFIG_NAME,
     LOG_KEY,
     WITNESS_KEY,
     LedgerConfig,
@@ -581,8 +582,13 @@ class LedgerStore:
             # one transaction): the one whose checkpoint is not there lost, and says so now
             # rather than at its first append.
             _check_own_log(store.engine, log_signer.verifier)
-        except BaseException:
+        except BaseException as exc:
             store.close()
+            if isinstance(exc, StoreError) and exc.code == "ledger_database_other_log":
+                # The database is the winner's: keys and settings naming a log that never was
+                # would only have every command here refused, and "init" again too.
+                for name in (CONFIG_NAME, LOG_KEY, WITNESS_KEY):
+                    (root / name).unlink(missing_ok=True)
             raise
         return store
 

@@ -424,3 +424,25 @@ def test_the_cutoff_shuts_a_late_socket_and_never_an_ended_one() -> None:
         time.sleep(0.3)  # past the ended watch's deadline
         kept.sendall(b"x")
         assert kept_peer.recv(1) == b"x"
+
+
+def test_the_init_that_loses_a_race_for_one_database_leaves_no_home(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two inits at once on one empty database both pass the check for a log already there
+    (on PostgreSQL it is not one transaction with the schema); the one whose checkpoint is not
+    there lost. Its new keys and settings named a log that never was: every command there was
+    refused, "init" again too. The race is reproduced by letting the second pass the check
+    after the first has finished."""
+    shared = f"sqlite:///{tmp_path / 'shared.db'}"
+    LedgerStore.init(tmp_path / "first", "ledger.first.example/log", PASSPHRASE,
+                     db=shared).close()
+    monkeypatch.setattr("ledger.store._refuse_existing_log", lambda engine, root: None)
+    with pytest.raises(StoreError) as err:
+        LedgerStore.init(tmp_path / "second", "ledger.second.example/log", PASSPHRASE,
+                         db=shared)
+    assert err.value.code == "ledger_database_other_log"
+    assert sorted(p.name for p in (tmp_path / "second").iterdir()) == []
+    monkeypatch.undo()
+    LedgerStore.init(tmp_path / "second", "ledger.second.example/log", PASSPHRASE).close()
+    with LedgerStore.open(tmp_path / "first") as store:  # the winner's log, untouched
+        assert store.origin == "ledger.first.example/log" and audit(store).ok
