@@ -299,6 +299,11 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
+# click 8.2 and later raise it for a group given no command (earlier ones print the help)
+_NO_COMMAND: type[click.ClickException] = getattr(
+    click.exceptions, "NoArgsIsHelpError", type("_NoSuchError", (click.ClickException,), {}))
+
+
 def _main(argv: list[str] | None) -> int:
     if threading.current_thread() is threading.main_thread():
         for signum in _CANCELLING:
@@ -315,6 +320,11 @@ def _main(argv: list[str] | None) -> int:
         return CANCELLED
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
+    except _NO_COMMAND as exc:
+        # a bare group (``pasaporte``, ``pasaporte wallet``): its help once, as click shows it;
+        # as a usage error's reason, that page stood in both halves of the message
+        click.echo(exc.format_message(), err=True)
+        return 2
     except click.ClickException as exc:  # click's own usage errors (a missing option, …)
         ctx = getattr(exc, "ctx", None)  # UsageError and BadParameter know their command
         if ctx is not None:

@@ -108,6 +108,15 @@ def test_command_line_mistakes_read_in_spanish_too(args: list[str], spanish: str
     assert spanish in es
 
 
+@pytest.mark.parametrize("args", [[], ["wallet"], ["ledger", "token"]])
+def test_a_group_given_no_command_shows_its_help_once(args: list[str], run: Run) -> None:
+    """Not the help page as a usage error's reason, standing in both its halves."""
+    code, out, err = run(*args)
+    assert code == 2 and out == ""
+    assert err.count("Usage: ") == 1 and err.count("Commands:") == 1, err
+    assert "[usage_error]" not in err
+
+
 def _pasaporte(args: list[str], stdin: str | None) -> subprocess.CompletedProcess[str]:
     """The real command in its own process, with no terminal: stdin is a pipe or nothing."""
     env = {k: v for k, v in os.environ.items() if k != "PASAPORTE_PASSPHRASE"}
