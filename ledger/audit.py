@@ -37,7 +37,7 @@ from sqlalchemy import (
 )
 
 from credential import merkle
-from credential.errors import PasaporteError, spanish
+from credential.errors import PasaporteError, StoreError, spanish
 from credential.note import (
     Checkpoint,
     Verifier,
@@ -143,7 +143,15 @@ def _audit(store: LedgerStore, deep: bool,
         hashes: list[bytes] = []  # this block's leaf hashes
         expect = 0
         for start in range(0, n, CHUNK):
-            rows = conn.execute(_LEAVES, {"a": start, "b": min(start + CHUNK, n)}).all()
+            try:
+                rows = conn.execute(_LEAVES, {"a": start, "b": min(start + CHUNK, n)}).all()
+            except StoreError:
+                mistyped = _mistyped_record(conn, start, min(start + CHUNK, n))
+                if mistyped is None:
+                    raise
+                report.add(mistyped[0], f"ledger_entries.{mistyped[1]} holds a value of "
+                                        "another type")
+                return report
             for seq, leaf, stored in rows:
                 if type(leaf) is not bytes or type(stored) is not bytes:
                     # a driver's memoryview; or on SQLite, a value rewritten as another type
@@ -455,6 +463,21 @@ def _check_types(conn: Connection, report: AuditReport) -> bool:
             report.add(_clip(end - 1 if ref is None else int(ref), end),
                        f"{field} holds a value of another type")
     return ok
+
+
+def _mistyped_record(conn: Connection, start: int, end: int) -> tuple[int, str] | None:
+    """The first record in ``[start, end)`` whose leaf or hash SQLite holds as another type
+    than a blob, and which column. Text that is not UTF-8 (``leaf || x'00'`` makes text of
+    a blob) cannot even be read: the driver fails the whole page, the audit with it, and the
+    record was not named."""
+    if conn.dialect.name != "sqlite":
+        return None
+    row = conn.execute(text(
+        "SELECT seq, CASE WHEN typeof(leaf) != 'blob' THEN 'leaf' ELSE 'hash' END "
+        "FROM ledger_entries WHERE seq >= :a AND seq < :b "
+        "AND (typeof(leaf) != 'blob' OR typeof(hash) != 'blob') ORDER BY seq LIMIT 1"),
+        {"a": start, "b": end}).first()
+    return None if row is None else (int(row[0]), str(row[1]))
 
 
 def _blob(value: object) -> bytes | None:
