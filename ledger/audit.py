@@ -48,10 +48,12 @@ from credential.note import (
 )
 from ledger import schema as t
 from ledger.entries import (
+    KeyRegistered,
     WitnessCosignature,
     decode_record,
     record_prefix,
     record_time,
+    registration_of,
     type_cbor,
 )
 from ledger.store import ZERO, LedgerStore
@@ -130,6 +132,8 @@ def _audit(store: LedgerStore, deep: bool,
     link_bad: set[int] = set()  # this record's previous-hash does not match the record before
     cosig_marker = type_cbor(WitnessCosignature.TYPE)
     logged: list[tuple[int, bytes]] = []  # records that may be witness cosignatures
+    key_marker = type_cbor(KeyRegistered.TYPE)
+    registered: list[tuple[int, bytes]] = []  # records that may register office keys
     before: int | None = None  # the previous record's time: times never go back
     when: int | None = None  # the last record's time, which the head must repeat
     with _snapshot(store) as conn:
@@ -149,8 +153,8 @@ def _audit(store: LedgerStore, deep: bool,
                 mistyped = _mistyped_record(conn, start, min(start + CHUNK, n))
                 if mistyped is None:
                     raise
-                report.add(mistyped[0], f"ledger_entries.{mistyped[1]} holds a value of "
-                                        "another type")
+                field = "ledger_entries." + mistyped[1]
+                report.add(mistyped[0], f"{field} holds a value of another type")
                 return report
             for seq, leaf, stored in rows:
                 if type(leaf) is not bytes or type(stored) is not bytes:
@@ -190,6 +194,8 @@ def _audit(store: LedgerStore, deep: bool,
                     before = when
                 if cosig_marker in leaf:  # rare, and checked against the tree below
                     logged.append((seq, leaf))
+                if key_marker in leaf:  # rarer still: whose each office key is (ledger_kids)
+                    registered.append((seq, leaf))
                 if deep:
                     try:
                         decode_record(leaf)
@@ -296,6 +302,7 @@ def _audit(store: LedgerStore, deep: bool,
         if not mirror:
             _check_referenced_checkpoints(conn, sizes, about_us, n, report)
         _check_witness_state(conn, store, given, n, report)
+        _check_kids(conn, registered, n, report)
         newest = max(sizes, default=0)
         if mirror and newest < n:
             # a run cut short keeps what it copied to resume from; the next run verifies it
@@ -690,6 +697,28 @@ def _check_witness_state(conn: Connection, store: LedgerStore,
     for origin, (size, _, where) in sorted(newest.items()):
         report.add(where, f"witness state for {origin} is not the newest tree it cosigned "
                           f"(size {size})")
+
+
+def _check_kids(conn: Connection, registered: list[tuple[int, bytes]], n: int,
+                report: AuditReport) -> None:
+    """``ledger_kids`` (which city first registered each office key) against the records it is
+    kept from: a bound token's scope rests on it, and a row edited to another city let that
+    city's token mark this one's key compromised, on the record for good."""
+    if not inspect(conn).has_table(t.kids.name):  # a schema older than 0006, not yet upgraded
+        return
+    first: dict[str, tuple[str, str, int]] = {}
+    for seq, leaf in registered:
+        found = registration_of(leaf)
+        if found is not None and found[0] not in first:
+            first[found[0]] = (found[1], found[2], seq)
+    k = t.kids.c
+    held = {str(kid): (str(city), str(country), int(seq)) for kid, city, country, seq
+            in conn.execute(select(k.kid, k.city, k.country, k.seq))}
+    for kid, (city, country, seq) in first.items():
+        if held.pop(kid, None) != (city, country, seq):
+            report.add(seq, f"ledger_kids row of key {kid} does not match its registration")
+    for kid, (_, _, seq) in held.items():
+        report.add(_clip(seq, n), f"ledger_kids row of key {kid} has no registration")
 
 
 def _names(note_text: str, vkey: str, origin: str, size: int, root: bytes) -> bool:

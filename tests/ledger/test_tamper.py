@@ -136,7 +136,21 @@ def change_head_time_back(c: Connection) -> None:
     c.execute(text("UPDATE ledger_head SET last_time = 1"))
 
 
+def change_kid_city(c: Connection) -> None:
+    c.execute(text("UPDATE ledger_kids SET city = 'Calexico', country = 'US'"))
+
+
+def delete_kid(c: Connection) -> None:
+    c.execute(text("DELETE FROM ledger_kids"))
+
+
+def insert_kid(c: Connection) -> None:
+    c.execute(text("INSERT INTO ledger_kids (kid, city, country, seq) "
+                   "VALUES ('stray', 'Calexico', 'US', 20)"))
+
+
 CHAIN = "record does not chain with its neighbours (previous-hash link)"
+KID = "ledger_kids row of key cdmx-office-1 does not match its registration"
 LEAF_HASH = "stored leaf hash does not match the record"
 HEAD_TIME = "head's last time does not match the last record"
 
@@ -164,6 +178,10 @@ CASES: list[tuple[Callable[[Connection], None], int, str]] = [
     (change_head_frontier, 32, "head frontier does not match the tree"),
     (change_head_time, 32, HEAD_TIME),
     (change_head_time_back, 32, HEAD_TIME),
+    # whose each office key is, which a bound token's scope rests on
+    (change_kid_city, 0, KID),
+    (delete_kid, 0, KID),
+    (insert_kid, 20, "ledger_kids row of key stray has no registration"),
 ]
 
 
