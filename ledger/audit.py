@@ -303,6 +303,7 @@ def _audit(store: LedgerStore, deep: bool,
             _check_referenced_checkpoints(conn, sizes, about_us, n, report)
         _check_witness_state(conn, store, given, n, report)
         _check_kids(conn, registered, n, report)
+        _check_checkpoint_links(conn, n, report)
         newest = max(sizes, default=0)
         if mirror and newest < n:
             # a run cut short keeps what it copied to resume from; the next run verifies it
@@ -697,6 +698,26 @@ def _check_witness_state(conn: Connection, store: LedgerStore,
     for origin, (size, _, where) in sorted(newest.items()):
         report.add(where, f"witness state for {origin} is not the newest tree it cosigned "
                           f"(size {size})")
+
+
+def _check_checkpoint_links(conn: Connection, n: int, report: AuditReport) -> None:
+    """Each checkpoint row names the one stored before it: one deleted from between two
+    others (nothing else need refer to it: no cosignature, no retried append) is named at
+    the last record of its batch."""
+    if "prev" not in {col["name"] for col in inspect(conn).get_columns(t.checkpoints.name)}:
+        return  # a schema older than 0007, not yet upgraded
+    c = t.checkpoints.c
+    before: int | None = None
+    for size, prev in conn.execute(select(c.size, c.prev).order_by(c.size)):
+        size, prev = int(size), None if prev is None else int(prev)
+        if prev != before:
+            if prev is not None and (before is None or prev > before):
+                report.add(_at(prev, n), f"checkpoint {prev} is missing (checkpoint {size} "
+                                         "follows it)")
+            else:
+                report.add(_at(size, n), f"checkpoint {size} does not follow checkpoint "
+                                         f"{before}")
+        before = size
 
 
 def _check_kids(conn: Connection, registered: list[tuple[int, bytes]], n: int,

@@ -66,6 +66,9 @@ checkpoints = Table(
     Column("size", BigInteger, primary_key=True, autoincrement=False),
     Column("note", Text, nullable=False),
     Column("created", BigInteger, nullable=False),
+    # the size of the checkpoint stored before this one (NULL: the first), so that audit
+    # tells one deleted from the middle: nothing else need refer to it (migration 0007)
+    Column("prev", BigInteger, nullable=True),
 )
 
 cosignatures = Table(

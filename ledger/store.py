@@ -914,8 +914,7 @@ class LedgerStore:
         assert self.signer is not None
         cp = Checkpoint(self.origin, size, root)
         text = Note(cp.body(), (self.signer.sign(cp.body()),)).encode()
-        conn.execute(insert(t.checkpoints).values(size=size, note=text,
-                                                  created=int(time.time())))
+        _insert_checkpoint(conn, size, text)
         return SignedCheckpoint(cp, text, start, size)
 
     def sign_initial_checkpoint(self) -> SignedCheckpoint:
@@ -1030,12 +1029,12 @@ class LedgerStore:
         cp = parse_checkpoint(note.text)
         own = Note(note.text, tuple(s for s in note.signatures if s.name == self.verifier.name))
         others = [s for s in note.signatures if s.name != self.verifier.name]
-        with self.engine.begin() as conn:
+        with self._write_conn() as conn, conn.begin():
+            self._head(conn, lock=True)  # two runs at once would link both to one before
             exists = conn.execute(select(t.checkpoints.c.size)
                                   .where(t.checkpoints.c.size == cp.size)).first()
             if exists is None:
-                conn.execute(insert(t.checkpoints).values(size=cp.size, note=own.encode(),
-                                                          created=int(time.time())))
+                _insert_checkpoint(conn, cp.size, own.encode())
         self.add_cosignatures(cp.size, others)
 
     # -- append tokens and witnesses ---------------------------------------------------------
@@ -1165,6 +1164,15 @@ def _use_witness_key(conn: Connection, verifier: Verifier, url: str) -> tuple[Ve
     # a key in use replaced; else, a name added back with a key it never had replaces them all
     replaced = in_use or (list(rows) if same is None else [])
     return tuple(parse_verifier_key(vkey) for vkey in sorted(replaced))
+
+
+def _insert_checkpoint(conn: Connection, size: int, note: str) -> None:
+    """Store the checkpoint of ``size``, linked to the one stored before it (audit follows
+    the links: one deleted from between two others is named)."""
+    c = t.checkpoints.c
+    prev = conn.execute(select(func.max(c.size)).where(c.size < size)).scalar()
+    conn.execute(insert(t.checkpoints).values(size=size, note=note, created=int(time.time()),
+                                              prev=prev))
 
 
 def _cosigned_by(conn: Connection, verifier: Verifier) -> int:

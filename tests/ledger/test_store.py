@@ -355,15 +355,16 @@ def test_the_same_witness_added_again_keeps_what_it_cosigned(store: LedgerStore)
     """``witnesses add`` again for a witness already asked (its address corrected, or added back
     after ``remove``) keeps the size it last cosigned; another key under its name starts over,
     and the key it replaces stays, without its URL (audit checks what it cosigned)."""
-    from sqlalchemy import select, update
+    from sqlalchemy import select
 
     from credential.note import COSIGNATURE_V1, generate_signer
     from ledger import schema as t
 
     signer = generate_signer("witness.example/w", COSIGNATURE_V1)
     assert store.add_witness("http://127.0.0.1:9", signer.verifier.vkey).replaced == ()
-    with store.engine.begin() as conn:  # as its cosignature of a 7-record tree leaves it
-        conn.execute(update(t.witnesses).values(size=7))
+    store.append([commitment(i) for i in range(7)], cosign=False)
+    cp = store.checkpoint().checkpoint  # its cosignature of the 7-record tree
+    store.add_cosignatures(7, [signer.sign(cp.body())], witness=signer.verifier.name)
 
     def rows() -> dict[str, tuple[str, int]]:
         w = t.witnesses.c

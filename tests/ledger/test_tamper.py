@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from alembic import command
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError
 
@@ -15,7 +16,7 @@ from credential.errors import LedgerError
 from ledger.audit import audit
 from ledger.entries import Notice, encode_record
 from ledger.schema import node_id
-from ledger.store import LedgerStore
+from ledger.store import LedgerStore, _alembic_config
 from tests.ledger.conftest import PASSPHRASE, init_home, run_cli
 from tests.ledger.helpers import commitment, valid_entries
 
@@ -116,6 +117,18 @@ def delete_last_checkpoint(c: Connection) -> None:
     c.execute(text("DELETE FROM ledger_checkpoints WHERE size = 33"))
 
 
+def delete_middle_checkpoint(c: Connection) -> None:
+    c.execute(text("DELETE FROM ledger_checkpoints WHERE size = 20"))
+
+
+def delete_first_checkpoint(c: Connection) -> None:
+    c.execute(text("DELETE FROM ledger_checkpoints WHERE size = 0"))
+
+
+def relink_checkpoint(c: Connection) -> None:
+    c.execute(text("UPDATE ledger_checkpoints SET prev = 8 WHERE size = 33"))
+
+
 def change_head_root(c: Connection) -> None:
     c.execute(text("UPDATE ledger_head SET root = :r"), {"r": bytes(32)})
 
@@ -171,6 +184,10 @@ CASES: list[tuple[Callable[[Connection], None], int, str]] = [
     (insert_node, 33, "unexpected tree node (4, 40) beyond the tree"),
     (change_checkpoint, 19, "checkpoint 20: The signature by ledger.test/log does not verify."),
     (delete_last_checkpoint, 32, "no checkpoint for the head size 33"),
+    # one nothing else refers to (no witness, no retried append): named at its batch's end
+    (delete_middle_checkpoint, 19, "checkpoint 20 is missing (checkpoint 33 follows it)"),
+    (delete_first_checkpoint, 0, "checkpoint 0 is missing (checkpoint 8 follows it)"),
+    (relink_checkpoint, 32, "checkpoint 33 does not follow checkpoint 20"),
     (change_head_root, 32, "head root does not match the records"),
     # the head set back to 30: its last hash is record 29's successor's no more, and the
     # records after it lie outside the tree it names
@@ -364,3 +381,21 @@ def test_a_checkpoint_the_log_signed_over_another_tree_is_caught(store: LedgerSt
         conn.execute(text("UPDATE ledger_checkpoints SET note = :n WHERE size = 20"),
                      {"n": other})
     assert audit(store).first == (19, "checkpoint 20 root does not match the records")
+
+
+def test_the_checkpoints_already_stored_are_linked_at_upgrade(store: LedgerStore) -> None:
+    """Migration 0007 links the rows a log already holds, in size order: such a log audits
+    clean, and a checkpoint deleted from it afterwards is named."""
+    _fill(store)
+    with store.engine.connect() as conn:
+        cfg = _alembic_config()
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0006")
+        command.upgrade(cfg, "head")
+        conn.commit()
+        links = conn.execute(text("SELECT size, prev FROM ledger_checkpoints ORDER BY size"))
+        assert [tuple(row) for row in links] == [(0, None), (8, 0), (20, 8), (33, 20)]
+    assert audit(store).ok
+    with store.engine.begin() as conn:
+        delete_middle_checkpoint(conn)
+    assert audit(store).first == (19, "checkpoint 20 is missing (checkpoint 33 follows it)")
