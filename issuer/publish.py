@@ -20,7 +20,9 @@ from typing import Any
 
 from credential import jsontext
 from credential.errors import LedgerError
+from credential.keys import b64url
 from ledger import client
+from ledger.scopes import POSSESSION_HEADER
 
 __all__ = ["check_access", "post_entries", "server_message"]
 
@@ -28,12 +30,18 @@ _REFUSED_ACCESS = (401, 403)  # the node says who may append: the token is not o
 
 
 def post_entries(url: str, token: str, entries: list[dict[str, Any]],
-                 idempotency_key: str | None = None) -> dict[str, Any]:
+                 idempotency_key: str | None = None,
+                 possession: dict[int, bytes] | None = None) -> dict[str, Any]:
     """Append ``entries`` as one batch; returns the node's answer (checkpoint, start, end).
-    With ``idempotency_key`` a retry of the same batch is appended once, however often sent."""
+    With ``idempotency_key`` a retry of the same batch is appended once, however often sent.
+    ``possession``: each key registration's proof that the office holds the key, by its place
+    in the batch (a node holds a token bound to an office to that)."""
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
     if idempotency_key is not None:
         headers["Idempotency-Key"] = idempotency_key
+    if possession:
+        headers[POSSESSION_HEADER] = ", ".join(f"{i}={b64url(sig)}"
+                                               for i, sig in sorted(possession.items()))
     try:
         status, _, body = client.post(url.rstrip("/") + "/entries",
                                       json.dumps({"entries": entries}).encode(), headers)

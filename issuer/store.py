@@ -69,7 +69,7 @@ from issuer.publish import check_access, post_entries
 from ledger.client import node_url
 
 # the public record's own vocabulary: a status change's reason goes on the ledger as it is
-from ledger.entries import REASONS, STATUSES, entry_from_json
+from ledger.entries import REASONS, STATUSES, KeyRegistered, entry_from_json, possession_message
 
 __all__ = ["CREDENTIAL_STATUSES", "LEDGER_END", "LEDGER_TOKEN", "LIST_FLOOR", "REASONS",
            "Issuance", "IssuerStore", "check_credential_id", "check_kid", "check_list_size",
@@ -625,9 +625,11 @@ class IssuerStore:
             if batch:
                 # The key names the batch: after a lost answer or a crash the same key goes
                 # out with the same entries, and the ledger appends them once.
-                answer = post_entries(m["ledger_url"], token, [e for _, e in batch],
+                entries = [e for _, e in batch]
+                answer = post_entries(m["ledger_url"], token, entries,
                                       idempotency_key=_batch_key(m.get(OUTBOX_EPOCH), first,
-                                                                 last))
+                                                                 last),
+                                      possession=self._possession(entries, passphrase))
                 end = answer.get("end")
             with self.engine.begin() as db:
                 db.execute(outbox.update().where(outbox.c.id.in_([i for i, _ in batch]))
@@ -645,6 +647,25 @@ class IssuerStore:
                 total = max(total, sent)
                 progress(sent, total)
         return sent
+
+    def _possession(self, entries: list[dict[str, Any]], passphrase: str) -> dict[int, bytes]:
+        """Each key registration in ``entries`` signed by the key it registers: a node holds a
+        token bound to this office to registering only keys the office shows it holds. Signed
+        when sent, not when queued: what an earlier release queued is proven too. (Ed25519 is
+        deterministic: a batch sent again carries the same proofs.)"""
+        proofs: dict[int, bytes] = {}
+        for index, item in enumerate(entries):
+            if item.get("type") != "key_registered":
+                continue
+            entry = entry_from_json(item)
+            assert isinstance(entry, KeyRegistered)
+            kid = unb64url(entry.kid)
+            with self.engine.connect() as db:
+                held = db.execute(sa.select(keys.c.kid).where(keys.c.kid == kid)).first()
+            if held is not None:  # (a key not this store's has no proof to give)
+                key = self._unsealed(keys.c.kid == kid, passphrase)[1]
+                proofs[index] = key.sign(possession_message(entry)).signature
+        return proofs
 
     def _in_flight(self) -> tuple[int, int] | None:
         """The batch being published (ids first..last): the one recorded by an earlier run that

@@ -53,6 +53,7 @@ __all__ = [
     "encode_record",
     "entry_from_json",
     "entry_to_json",
+    "possession_message",
     "record_prefix",
     "record_time",
     "registration_of",
@@ -390,6 +391,13 @@ def type_cbor(name: str) -> bytes:
 
 def _reference_encode(seq: int, prev: bytes, time_ms: int, entry: Entry) -> bytes:
     return bytes(cbor2.dumps([seq, prev, time_ms, entry.TYPE, entry.fields()], canonical=True))
+
+
+def possession_message(entry: KeyRegistered) -> bytes:
+    """What an office key signs to show a node that whoever registers it holds it (the
+    ``Key-Possession`` header, ``ledger.scopes``): the registration itself, every field, as
+    the record will hold it, behind a label no other signature of that key begins with."""
+    return b"pasaporte key possession v1\n" + type_cbor(entry.TYPE) + _fields_cbor(entry)
 
 
 def registration_of(leaf: bytes) -> tuple[str, str, str] | None:

@@ -43,6 +43,7 @@ from credential.errors import (
 )
 from credential.note import parse_size
 from ledger.entries import MAX_RECORD, entry_from_json
+from ledger.scopes import POSSESSION_HEADER, check_possession, parse_possession
 from ledger.status import DEFAULT_MAX_AGE, DEFAULT_MAX_BEHIND
 from ledger.status import status as node_status
 from ledger.store import MAX_BATCH, AppendRequest, LedgerStore
@@ -128,6 +129,8 @@ _STATUS = {
     "ledger_idempotency_mismatch": 422,  # the key was used for another batch
     "ledger_entry_type_local_only": 403,  # well-formed, but not this client's to write
     "ledger_token_out_of_scope": 403,  # likewise: another office's
+    "ledger_token_key_taken": 403,  # likewise: another city registered that kid first
+    "ledger_key_unproven": 403,  # likewise: a key the office does not show it holds
     "ledger_body_too_large": 413,  # as for a body over the app's own limit (werkzeug's)
     "ledger_not_json": 415,
     "ledger_no_witness_key": 503,  # the node's state, not the request
@@ -255,6 +258,9 @@ def post_entries() -> Response:
     for number, entry in enumerate(batch):
         if entry.TYPE in LOCAL_ONLY:
             raise LedgerError("ledger_entry_type_local_only", type=entry.TYPE, index=number)
+    if scope is not None:
+        check_possession(client, scope, batch,
+                         parse_possession(request.headers.get(POSSESSION_HEADER, "")))
     key = request.headers.get("Idempotency-Key")
     # A client retrying after a lost answer sends the same key (IETF httpapi Idempotency-Key)
     # and gets the first answer again rather than a second copy of its batch.

@@ -6,7 +6,8 @@ residents' genuine passports once the bundle follows, and its audits fail), chan
 status lists. Bound (``ledger token add --root``, from the office's root file: city, country,
 code), a token writes only what is that office's:
 
-- ``key_registered``: its city and country;
+- ``key_registered``: its city and country, of a key it shows it holds (``check_possession``),
+  whose kid no other city registered first;
 - ``bundle_published``: its city;
 - ``key_rotated``, ``key_compromised``: keys its city registered (on the record, or earlier
   in the same batch);
@@ -20,12 +21,16 @@ per key, not a pass over the log.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import nacl.exceptions
+import nacl.signing
 from sqlalchemy import Connection, insert, select
 
 from credential.errors import LedgerError, MalformedInput
+from credential.keys import b64url, kid_for, unb64url
 from ledger import schema as t
 from ledger.entries import (
     BundlePublished,
@@ -35,11 +40,13 @@ from ledger.entries import (
     KeyRotated,
     StatusChanged,
     entry_from_json,
+    possession_message,
     registration_of,
     type_cbor,
 )
 
-__all__ = ["Scope", "check_scope", "register_kids", "register_kids_of_leaves"]
+__all__ = ["POSSESSION_HEADER", "Scope", "check_possession", "check_scope", "parse_possession",
+           "register_kids", "register_kids_of_leaves"]
 
 
 @dataclass(frozen=True)
@@ -85,7 +92,13 @@ def check_scope(conn: Connection, client: str, scope: Scope, batch: Sequence[Ent
     for index, entry in enumerate(batch):
         if isinstance(entry, KeyRegistered):
             known = owner(entry.kid)
-            allowed = (entry.city, entry.country) == ours and known in (None, ours)
+            if known not in (None, ours) and (entry.city, entry.country) == ours:
+                # said as what it is: the office did nothing wrong, someone was there first
+                k = t.kids.c
+                seq = conn.execute(select(k.seq).where(k.kid == entry.kid)).scalar()
+                raise LedgerError("ledger_token_key_taken", client=client, index=index,
+                                  kid=entry.kid, city=known[0], country=known[1], seq=seq)
+            allowed = (entry.city, entry.country) == ours
             if allowed:
                 registered_here.add(entry.kid)
         elif isinstance(entry, BundlePublished):
@@ -103,6 +116,49 @@ def check_scope(conn: Connection, client: str, scope: Scope, batch: Sequence[Ent
         if not allowed:
             raise LedgerError("ledger_token_out_of_scope", client=client, index=index,
                               type=entry.TYPE, city=scope.city, office_code=scope.code)
+
+
+# The request header carrying each registration's possession proof: ``0=<base64url>, 3=…``,
+# by the entry's place in the batch. A header, not a body field: a node of an earlier release
+# ignores it, where it refuses a body with a field it does not know.
+POSSESSION_HEADER = "Key-Possession"
+_PROOF = re.compile(r"\s*([0-9]{1,4})=([A-Za-z0-9_-]{86})\s*")
+
+
+def parse_possession(header: str) -> dict[int, bytes]:
+    """The proofs a ``Key-Possession`` header holds, by entry index (``ledger_bad_possession``
+    for anything else: a header is bounded by the server, each item here)."""
+    proofs: dict[int, bytes] = {}
+    for item in header.split(",") if header.strip() else []:
+        match = _PROOF.fullmatch(item)
+        if match is None or int(match[1]) in proofs:
+            raise MalformedInput("ledger_bad_possession")
+        proofs[int(match[1])] = unb64url(match[2], length=64, what="proof")
+    return proofs
+
+
+def check_possession(client: str, scope: Scope, batch: Sequence[Entry],
+                     proofs: dict[int, bytes]) -> None:
+    """A token bound to an office registers only keys that office holds: each key_registered
+    names the kid of its own public key (``credential.keys.kid_for``) and comes with that key's
+    signature of it (``possession_message``), which pasaporte's issuer sends. Without, a leaked
+    token took another city's kid (public in its bundle and its passports' QR codes before the
+    office logged it) with a made-up or copied key, marked it compromised, and shut the
+    office's own registration out (``ledger_token_out_of_scope``)."""
+    for index, entry in enumerate(batch):
+        if not isinstance(entry, KeyRegistered) or (entry.city, entry.country) != (
+                scope.city, scope.country):
+            continue  # (another city's: ``check_scope`` names it as that)
+        proof = proofs.get(index)
+        ok = entry.kid == b64url(kid_for(entry.public_key)) and proof is not None
+        if ok:
+            try:
+                nacl.signing.VerifyKey(entry.public_key).verify(possession_message(entry),
+                                                                proof)
+            except (nacl.exceptions.BadSignatureError, ValueError):
+                ok = False
+        if not ok:
+            raise LedgerError("ledger_key_unproven", client=client, index=index, kid=entry.kid)
 
 
 def register_kids(conn: Connection, batch: Sequence[Entry], start: int) -> None:

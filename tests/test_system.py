@@ -207,8 +207,9 @@ def test_a_lost_answer_publishes_nothing_twice(
     store.configure_ledger(node.url, ledger_home[1], PASSPHRASE)
 
     def delivered_but_answer_lost(url: str, token: str, entries: list[dict[str, Any]],
-                                  idempotency_key: str | None = None) -> dict[str, Any]:
-        real(url, token, entries, idempotency_key)
+                                  idempotency_key: str | None = None,
+                                  possession: dict[int, bytes] | None = None) -> dict[str, Any]:
+        real(url, token, entries, idempotency_key, possession)
         raise LedgerError("ledger_publish_unreachable", url=url, reason="timed out")
 
     monkeypatch.setattr("issuer.store.post_entries", delivered_but_answer_lost)

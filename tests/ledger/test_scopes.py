@@ -10,18 +10,20 @@ from pathlib import Path
 from typing import Any
 
 import cbor2
+import nacl.signing
 import pytest
 from alembic import command
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
-from credential.errors import LedgerError
+from credential.errors import LedgerError, MalformedInput
+from credential.keys import b64url, kid_for
 from issuer.store import IssuerStore
 from ledger import client
 from ledger import schema as t
-from ledger.entries import entry_from_json
+from ledger.entries import KeyRegistered, entry_from_json
 from ledger.http import create_app
-from ledger.scopes import Scope
+from ledger.scopes import Scope, parse_possession
 from ledger.store import LedgerStore, _alembic_config
 from tests.conftest import Run
 from tests.factory import EXAMPLES
@@ -125,11 +127,14 @@ def test_a_bound_token_writes_its_office_and_nothing_else(
     again = {"type": "key_registered", "kid": cx_kid, "public_key": "A" * 43,
              "city": "Mexicali", "country": "MX", "office": "Centro",
              "valid_from": "2026-01-01T00:00:00Z", "valid_until": "2027-01-01T00:00:00Z"}
+    # (over HTTP a registration the office does not show it holds is refused first, as
+    # ledger_key_unproven, below; the record's owner decides all the same:
+    # test_a_kid_another_city_registered_first_stays_its)
     for batch in ([foreign[0], again], [again, foreign[0]],
                   [again, {"type": "key_rotated", "kid": old_kid, "replaces": cx_kid}]):
         status, body = _post(url, mx_token, [commitment(1), *batch])
-        assert status == 403 and body["code"] == "ledger_token_out_of_scope", (batch, body)
-        assert "entry 1" in body["message"]["en"], body
+        assert status == 403 and body["code"] in (
+            "ledger_token_out_of_scope", "ledger_key_unproven"), (batch, body)
     with LedgerStore.open(node_home) as store:
         assert store.size() == size
     # an unbound token (one made before binding existed) writes as it always did, and says so
@@ -247,3 +252,78 @@ def test_a_root_file_whose_city_no_record_can_hold_binds_no_token(
     assert (code, out) == (2, "") and err.startswith("[root_invalid] "), err
     with LedgerStore.open(home) as store:
         assert not store.has_token("oficina")
+
+
+def _office_key(store: LedgerStore, city: str, country: str, seed: int
+                ) -> tuple[KeyRegistered, nacl.signing.SigningKey]:
+    """A registration of a real office key, as pasaporte issuer makes one, and the key."""
+    key = nacl.signing.SigningKey(bytes([seed]) * 32)
+    public = bytes(key.verify_key)
+    entry = entry_from_json({
+        "type": "key_registered", "kid": b64url(kid_for(public)), "public_key": b64url(public),
+        "city": city, "country": country, "office": "Centro",
+        "valid_from": "2026-01-01T00:00:00Z", "valid_until": "2027-01-01T00:00:00Z"})
+    assert isinstance(entry, KeyRegistered)
+    return entry, key
+
+
+def test_a_kid_another_city_registered_first_stays_its(store: LedgerStore) -> None:
+    """Registered again by another city's token (with the same key even), the kid stays the
+    first city's: that token may not mark it compromised or rotate it, in whatever order the
+    batch puts them, and the refusal names who registered it first."""
+    cx = ("calexico", Scope("Calexico", "US", "USCAL"))
+    mx = ("mexicali", Scope("Mexicali", "MX", "MXMEX"))
+    theirs, _ = _office_key(store, "Calexico", "US", 1)
+    store.append([theirs], cosign=False, bound=cx)
+    again = KeyRegistered(**{**theirs.fields(), "city": "Mexicali", "country": "MX"})
+    compromised = entry_from_json({"type": "key_compromised", "kid": theirs.kid,
+                                   "effective": "2026-02-01T00:00:00Z"})
+    for batch in ([again], [again, compromised], [compromised, again]):
+        with pytest.raises(LedgerError) as err:
+            store.append(batch, cosign=False, bound=mx)
+        assert err.value.code in ("ledger_token_key_taken", "ledger_token_out_of_scope")
+    with pytest.raises(LedgerError) as err:
+        store.append([again], cosign=False, bound=mx)
+    assert (err.value.code, err.value.detail["city"], err.value.detail["seq"]) == (
+        "ledger_token_key_taken", "Calexico", 0)
+    assert store.size() == 1
+
+
+def test_a_bound_token_registers_only_a_key_it_shows_it_holds(
+        node: tuple[str, Path], run: Run, tmp_path: Path) -> None:
+    """Calexico's kid is public (its bundle, its passports' QR codes) before its office logs
+    the key. Mexicali's leaked token registering that kid for Mexicali, with a made-up key or
+    with Calexico's own, is refused (ledger_key_unproven): it cannot sign the registration
+    with the key. Calexico's office then registers and publishes as ever."""
+    url, node_home = node
+    mx_root = _office(run, tmp_path / "mx", "Mexicali", "MX")
+    cx = tmp_path / "cx"
+    cx_root = _office(run, cx, "Calexico", "US")
+    mx_token, _ = _token(run, node_home, "oficina-mexicali", "--root", str(mx_root))
+    cx_token, _ = _token(run, node_home, "calexico-office", "--root", str(cx_root))
+    keys = json.loads(run("issuer", "keys", "--json", "--home", str(cx))[1])
+    cx_kid, cx_public = keys[0]["kid"], keys[0]["public_key"]
+    for public in (b64url(bytes(range(32))), cx_public):
+        squat = {"type": "key_registered", "kid": cx_kid, "public_key": public,
+                 "city": "Mexicali", "country": "MX", "office": "Centro",
+                 "valid_from": "2026-01-01T00:00:00Z", "valid_until": "2027-01-01T00:00:00Z"}
+        compromise = {"type": "key_compromised", "kid": cx_kid,
+                      "effective": "2026-01-01T00:00:00Z"}
+        status, body = _post(url, mx_token, [squat, compromise])
+        assert (status, body["code"]) == (403, "ledger_key_unproven"), body
+        assert "Entry 0" in body["message"]["en"] and "Key-Possession" in body["message"]["en"]
+    code, _, err = run("issuer", "ledger", "--url", url, "--token", cx_token, "--home", str(cx))
+    assert code == 0 and "[ledger_" not in err, err
+    with LedgerStore.open(node_home) as store, store.engine.connect() as conn:
+        owner = conn.execute(select(t.kids.c.city).where(t.kids.c.kid == cx_kid)).scalar()
+    assert owner == "Calexico"
+
+
+def test_a_possession_header_that_is_not_one_is_refused() -> None:
+    proof = b64url(bytes(64))
+    assert parse_possession(f"0={proof}, 3={proof}") == {0: bytes(64), 3: bytes(64)}
+    assert parse_possession("") == {}
+    for bad in (f"0={proof}, 0={proof}", f"x={proof}", "0=abc", f"0={proof};", f"-1={proof}"):
+        with pytest.raises(MalformedInput) as err:
+            parse_possession(bad)
+        assert err.value.code == "ledger_bad_possession", bad
