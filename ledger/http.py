@@ -243,7 +243,9 @@ def post_entries() -> Response:
         # looking for a new one instead of for the log's own address
         return _error(403, "ledger_is_mirror", home=store.origin, url=store.mirror_of)
     auth = request.headers.get("Authorization", "")
-    token = auth[7:].strip() if auth.startswith("Bearer ") else ""
+    scheme, _, credentials = auth.partition(" ")
+    # the scheme's name is case-insensitive (RFC 9110 §11.1): "bearer" from another library
+    token = credentials.strip() if scheme.lower() == "bearer" else ""
     known = store.token_client(token) if token and len(token) <= 200 else None
     if known is None:
         return _error(401, "ledger_unauthorized")

@@ -77,6 +77,11 @@ def test_post_entries(client: FlaskClient, store: LedgerStore, token: str) -> No
     body = resp.get_json()
     assert (body["start"], body["end"]) == (0, 6)
     assert store.size() == 6
+    # the scheme's name in any case (RFC 9110 §11.1), as another HTTP library may write it
+    for scheme in ("bearer", "BEARER"):
+        resp = client.post("/entries", json={"entries": [commitment(100)]},
+                           headers={"Authorization": f"{scheme} {token}"})
+        assert resp.status_code == 201, resp.get_json()
 
 
 def _bad_requests(token: str) -> list[tuple[str, str, dict[str, Any], int, str]]:
