@@ -1123,8 +1123,9 @@ class LedgerStore:
         records of this log, more than it holds: this database was restored from an old copy
         (or the witness was shown another history). Appends stop until the log holds as many
         (``_append_locked``); ``witnesses remove`` lifts it, once the other city confirms the
-        witness is wrong, and so does adding it again (``witnesses add``, its address
-        corrected: what answered there may not have been the witness)."""
+        witness is wrong, and so does correcting its address (``witnesses add`` at another
+        URL: what answered there may not have been the witness), never adding it again at the
+        same one."""
         w = t.witnesses.c
         with self._write_conn() as conn, conn.begin():
             conn.execute(sql_update(t.witnesses).where(w.name == name, w.vkey == vkey,
@@ -1155,12 +1156,18 @@ def _use_witness_key(conn: Connection, verifier: Verifier, url: str) -> tuple[Ve
     if same is None:
         conn.execute(insert(t.witnesses).values(name=verifier.name, vkey=verifier.vkey,
                                                 url=url, size=0))
-    else:
-        # the size it is known by is what it signed, not what it said: a size claimed in a
-        # 409 (``witness_ahead``) came from whatever answered at the address now replaced, and
-        # halted every append; the witness itself says so again, if true, when next asked
+    elif rows[same] and rows[same] != url:
+        # Its address corrected while in use: the size it is known by becomes what it signed,
+        # not what was said at the address now replaced (a 409's size, ``witness_ahead``, which
+        # halted every append); the witness itself says it again, if true, when next asked.
         conn.execute(sql_update(t.witnesses).where(w.name == verifier.name, w.vkey == same)
                      .values(url=url, size=_cosigned_by(conn, verifier)))
+    else:
+        # The same address again (or added back after ``remove``): the size stays, its claim
+        # too. A node restored from an old copy must not have its halt lifted by re-adding the
+        # very witness that says so: it would sign a second tree of sizes already cosigned.
+        conn.execute(sql_update(t.witnesses).where(w.name == verifier.name, w.vkey == same)
+                     .values(url=url))
     # a key in use replaced; else, a name added back with a key it never had replaces them all
     replaced = in_use or (list(rows) if same is None else [])
     return tuple(parse_verifier_key(vkey) for vkey in sorted(replaced))

@@ -77,6 +77,13 @@ def test_a_log_restored_from_an_old_copy_appends_nothing_its_witness_saw_past(
     assert "copia vieja" in body["message"]["es"]
     with LedgerStore.open(a) as store:
         assert store.size() == restored  # nothing appended, nothing signed
+    # adding the very witness that says so again (as the message's other cause suggests)
+    # does not lift it: the next append would sign a second tree of sizes it cosigned
+    with LedgerStore.open(a) as store:
+        [(_, vkey, url, _)] = store.witnesses()
+    assert run_cli("witnesses", "add", "--url", url, "--key", vkey, "--home", str(a)) == 0
+    status, body = _post(again.url, token, [commitment(99)])
+    assert status == 503 and body["code"] == "ledger_behind_witness", body
     # and at the command line, before the passphrase is of any use
     entries = tmp_path / "e.jsonl"
     entries.write_text('{"type": "notice", "text": "acta"}\n')
