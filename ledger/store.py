@@ -311,9 +311,10 @@ class _Cutoff:
             self._wake.notify()
             return self._count
 
-    def end(self, number: int) -> None:
+    def end(self, number: int) -> bool:
+        """Stop watching; whether the socket was cut meanwhile (its deadline passed)."""
         with self._wake:  # never cut once ended: the fd may by then be another connection's
-            self._due.pop(number, None)
+            return self._due.pop(number, None) is None
 
     def _run(self) -> None:
         with self._wake:
@@ -354,14 +355,23 @@ def _check_sessions(engine: Engine, seconds: float | None) -> None:
             return
         fileno = getattr(dbapi_conn, "fileno", None)
         watch = _CUTOFF.watch(fileno(), seconds) if seconds and fileno is not None else None
+        failed: Exception | None = None
         try:
             engine.dialect.do_ping(dbapi_conn)
         except engine.dialect.loaded_dbapi.Error as exc:
-            # the pool drops this session and connects anew (a failure then is the error)
-            raise sa_exc.DisconnectionError(str(exc)[:200]) from exc
+            failed = exc
         finally:
-            if watch is not None:
-                _CUTOFF.end(watch)
+            cut = watch is not None and _CUTOFF.end(watch)
+        if cut:
+            # The server froze: connecting anew would wait connect_timeout once more (twice the
+            # documented bound, past an office's patience). This session is dropped (any error
+            # here invalidates it) and the request fails now; the next one connects.
+            raise StoreError("ledger_database_unavailable", db=_shown(engine.url),
+                             reason=f"no answer within {seconds:g} s") from failed
+        if failed is not None:
+            # ended by the server: the pool drops it and connects anew (a failure then is the
+            # error)
+            raise sa_exc.DisconnectionError(str(failed)[:200]) from failed
 
 
 def make_engine(url: str, *, busy_timeout: float = BUSY_TIMEOUT_S) -> Engine:

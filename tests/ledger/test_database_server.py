@@ -387,6 +387,7 @@ def test_a_node_on_a_frozen_server_answers_503_naming_nothing(
     node = serve(pg_home, "--db", _via(pg_url, relay, connect_timeout="2"))
     assert _get(f"{node.url}/status")[0] == 200
     relay.frozen.set()
+    connections = len(relay.sockets)
     began = time.monotonic()
     try:
         code, body = _get(f"{node.url}/status", timeout=40)
@@ -394,6 +395,9 @@ def test_a_node_on_a_frozen_server_answers_503_naming_nothing(
         pytest.fail("GET /status hung on a frozen database server")
     assert time.monotonic() - began < 30
     assert code == 503
+    # answered once the pooled session's check ran out, without connecting anew first
+    # (another full connect_timeout: twice the bound, past an office's 15 s)
+    assert len(relay.sockets) == connections
     err = json.loads(body)
     assert err["code"] == "ledger_node_database_unavailable"
     shown = body.decode()

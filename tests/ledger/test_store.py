@@ -418,13 +418,14 @@ def test_the_cutoff_shuts_a_late_socket_and_never_an_ended_one() -> None:
     kept, kept_peer = socket.socketpair()
     with late, late_peer, kept, kept_peer:
         ended = cutoff.watch(kept.fileno(), 0.2)
-        cutoff.watch(late.fileno(), 0.05)  # sooner than the one already waited on
-        cutoff.end(ended)
+        cut = cutoff.watch(late.fileno(), 0.05)  # sooner than the one already waited on
+        assert not cutoff.end(ended)
         late_peer.settimeout(5)
         assert late_peer.recv(1) == b""  # shut: reads as closed
         time.sleep(0.3)  # past the ended watch's deadline
         kept.sendall(b"x")
         assert kept_peer.recv(1) == b"x"
+        assert cutoff.end(cut)  # it was cut: said so
 
 
 def test_the_init_that_loses_a_race_for_one_database_leaves_no_home(
