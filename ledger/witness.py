@@ -309,6 +309,8 @@ def _ask_in_background(store: LedgerStore, witness: tuple[str, str, str, int],
                 break
             witness = (*witness[:3], signed.checkpoint.size)
             signed = newest
+    except PasaporteError as exc:  # typed (the database refused to store it): said as such
+        _warn(witness[0], exc)
     except Exception:  # a thread's error would otherwise only reach stderr, unlogged
         log.exception("witness %s: cosigning failed", witness[0])
     finally:

@@ -27,7 +27,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import NullPool
 
-from credential.errors import StoreError
+from credential.errors import PasaporteError, StoreError
+from credential.note import COSIGNATURE_V1, generate_signer
 from ledger import schema as t
 from ledger.store import LedgerStore, _alembic_config, make_engine
 from tests.ledger.conftest import PASSPHRASE, REPO, Server, child_env, init_home, run_cli
@@ -208,6 +209,26 @@ def test_a_role_without_privileges_is_a_typed_error(
     assert json.loads(out)["code"] == "ledger_database_denied"
     assert err.startswith("[ledger_database_denied]") and "backup" not in err
     assert "rolepw" not in out + err
+
+
+@pytest.mark.postgres
+def test_the_privileges_the_refusal_asks_for_are_enough(
+        pg_home: Path, role_url: Callable[[str], str]) -> None:
+    """``ledger_database_denied`` says what to grant: a role given exactly that appends,
+    and stores a witness's cosignature (a table with a sequence: the tables' grants alone were
+    not enough, and the advice was the same again)."""
+    said = PasaporteError("ledger_database_denied", db="db", reason="r").message["en"]
+    assert "SELECT, INSERT, UPDATE and DELETE" in said and "sequences (USAGE and SELECT)" in said
+    url = role_url("SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public")
+    _sql(url, "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO "
+         + str(make_url(url).username))
+    witness = generate_signer("ledger.b.example/witness", COSIGNATURE_V1)
+    with LedgerStore.open(pg_home, db=url, passphrase=PASSPHRASE) as store:
+        store.add_witness("http://127.0.0.1:9", witness.verifier.vkey)
+        store.append([commitment(0)], cosign=False)
+        cp = store.checkpoint().checkpoint
+        store.add_cosignatures(cp.size, [witness.sign(cp.body())], witness=witness.name)
+        assert witness.name in store.checkpoint().note
 
 
 @pytest.mark.postgres
