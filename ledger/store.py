@@ -218,6 +218,11 @@ def _db_error(ctx: ExceptionContext) -> None:
     if isinstance(ctx.sqlalchemy_exception, sa_exc.OperationalError) or (
             type(exc) is sqlite3.DatabaseError):
         server = ctx.engine is not None and ctx.engine.url.get_backend_name() != "sqlite"
+        if server and _NO_DATABASE.search(str(exc)):
+            # dropped, lost, or its name mistyped: as a SQLite file that is not there, never
+            # "there is nothing to restore" (libpq gives no SQLSTATE when connecting fails;
+            # the server's words are read, in the English every installation logs by default)
+            raise StoreError("ledger_database_missing", db=where) from exc
         raise StoreError("ledger_database_unavailable" if server else
                          "ledger_database_unreadable", db=where, reason=_first_line(exc)) from exc
 
@@ -237,6 +242,7 @@ def _folder(ctx: ExceptionContext) -> Path | None:
 
 
 _PG_LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of a lock_timeout expiring
+_NO_DATABASE = re.compile(r'FATAL:\s+database ".*" does not exist')
 _PG_DISK_FULL = "53100"
 _PG_NO_PRIVILEGE = "42501"  # insufficient_privilege
 _PG_CONFLICT = frozenset({"40P01", "40001"})  # deadlock detected, serialization failure

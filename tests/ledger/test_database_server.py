@@ -86,6 +86,20 @@ def pg_home(tmp_path: Path, pg_url: str) -> Path:
     return home
 
 
+@pytest.mark.postgres
+def test_a_database_the_server_no_longer_has_is_missing(
+        pg_home: Path, pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Dropped, lost, or its name mistyped: ``ledger_database_missing`` (restore it, or point
+    --db at it), as for SQLite, not "the server cannot be used ... nothing to restore"."""
+    name = make_url(pg_url).database
+    _sql(None, f'DROP DATABASE "{name}" WITH (FORCE)')
+    capsys.readouterr()
+    assert run_cli("status", "--home", str(pg_home)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("[ledger_database_missing]"), err
+    assert "restore it from a backup or a mirror" in err
+
+
 # -- #2: a session the server ended is replaced, not a failed request -------------------------
 
 @pytest.mark.postgres
@@ -278,16 +292,21 @@ def test_the_urls_own_options_are_kept(pg_url: str, tmp_path: Path) -> None:
 @pytest.mark.postgres
 def test_a_server_refusing_the_login_says_check_the_server_not_restore(
         pg_home: Path, pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    """A role or database that does not exist (a typo in the URL): the server refuses the
-    login. The message says to check the server and the URL, never to restore a backup."""
+    """A role that does not exist (a typo in the URL): the server refuses the login. The
+    message says to check the server and the URL, never to restore a backup. A database that
+    does not exist is one missing (a typo, or lost: ``ledger_database_missing`` says both)."""
     base = make_url(pg_url)
-    for url in (base.set(username="no_such_role_x"), base.set(database="no_such_db_x")):
+    for url, code in ((base.set(username="no_such_role_x"), "ledger_database_unavailable"),
+                      (base.set(database="no_such_db_x"), "ledger_database_missing")):
         capsys.readouterr()
         assert run_cli("checkpoint", "--home", str(pg_home), "--db",
                        url.render_as_string(hide_password=False)) == 1
         err = capsys.readouterr().err
-        assert err.startswith("[ledger_database_unavailable]"), err
-        assert "backup" not in err and "copia de seguridad" not in err
+        assert err.startswith(f"[{code}]"), err
+        if code == "ledger_database_unavailable":
+            assert "backup" not in err and "copia de seguridad" not in err
+        else:
+            assert "name is mistyped" in err and "nombre está mal escrito" in err
 
 
 @pytest.mark.postgres
