@@ -59,7 +59,7 @@ def services_listed() -> dict[str, str]:
 _EPOCH = date(1970, 1, 1)
 MAX_YEARS = 10  # the longest validity a passport may be given
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # ASCII, whole (fullmatch: "$" passes "\n")
 _EPOCH_ORDINAL = _EPOCH.toordinal()
 _MIN_DAY = (date(1900, 1, 1) - _EPOCH).days
 _MAX_DAY = (date(2200, 1, 1) - _EPOCH).days
@@ -103,7 +103,7 @@ def _text(value: Any, spec: FieldSpec, where: str) -> str:
 def _parse_date(value: Any, where: str) -> date:
     if isinstance(value, date):
         return value
-    if not isinstance(value, str) or not _DATE.match(value):
+    if not isinstance(value, str) or not _DATE.fullmatch(value):
         raise _bad(where, "fecha con formato AAAA-MM-DD", "date formatted YYYY-MM-DD")
     try:
         parsed = date.fromisoformat(value)

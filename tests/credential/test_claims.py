@@ -75,3 +75,13 @@ def test_a_credential_id_names_the_rule_for_its_last_character() -> None:
     message = _refused(doc)
     assert "the last one of A C E G I K M O Q S U W Y 2 4 6" in message["en"]
     assert "el último uno de A C E G I K M O Q S U W Y 2 4 6" in message["es"]
+
+
+@pytest.mark.parametrize("typed", ["1990-05-01\n", "１９９０-05-01", "1990-5-1"])
+def test_a_date_not_written_yyyy_mm_dd_is_said_to_be_that(typed: str) -> None:
+    """A date read with its line end, or in other digits, is a date not written YYYY-MM-DD,
+    not "no such date" (which sends the clerk looking for a 31 April)."""
+    doc = example_claims()
+    doc["birth_date"] = typed
+    message = _refused(doc)
+    assert "date formatted YYYY-MM-DD" in message["en"] and "no such date" not in message["en"]
