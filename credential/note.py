@@ -96,10 +96,12 @@ def _check_name(name: str) -> None:
 
 
 def check_own_name(name: str) -> None:
-    """A name this system keys (a log's origin, a witness it asks or is): also at most
-    ``MAX_KEY_NAME`` characters. Signed-note sets no bound, but the ledger's own records
-    (``witness_cosignature``) hold such names, bounded like every field: a longer one, accepted
-    when configured, had every later append refused over a record nobody sent."""
+    """A name typed for a key this system is to use (a log's origin, a witness it asks or is):
+    also at most ``MAX_KEY_NAME`` characters. Signed-note sets no bound, but the ledger's own
+    records (``witness_cosignature``) hold such names, bounded like every field: a longer one,
+    accepted when configured, had every later append refused over a record nobody sent.
+    Checked where typed, not where a key is read back: a home an earlier release made with a
+    longer name is still read (audited, served)."""
     _check_name(name)
     if len(name) > MAX_KEY_NAME:
         raise MalformedInput("note_name_too_long", name=name[:80] + "…", max=MAX_KEY_NAME)
@@ -124,7 +126,7 @@ class Verifier:
     alg: int = ED25519
 
     def __post_init__(self) -> None:
-        check_own_name(self.name)
+        _check_name(self.name)
         if self.alg not in (ED25519, COSIGNATURE_V1):
             raise MalformedInput("note_bad_key", reason=f"unknown key type {self.alg}")
         if len(self.public_key) != 32:
@@ -183,7 +185,7 @@ class Signer:
     alg: int = ED25519
 
     def __post_init__(self) -> None:
-        check_own_name(self.name)
+        _check_name(self.name)
         if len(self.seed) != 32:
             raise MalformedInput("note_bad_key", reason="seed must be 32 bytes")
 

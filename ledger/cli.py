@@ -55,7 +55,7 @@ from credential.home import (
     read_passphrase,
     resolve_home,
 )
-from credential.note import MAX_KEY_NAME, is_key_name, parse_verifier_key
+from credential.note import MAX_KEY_NAME, check_own_name, is_key_name, parse_verifier_key
 from credential.text import NOT_TEXT, escaped
 from credential.times import rfc3339
 from ledger.client import node_url
@@ -695,10 +695,11 @@ def _holds_nothing(home: str | None, db: str | None) -> bool:
 
 
 def _vkey(text: str, option: str) -> None:
-    """A verifier key as typed on the command line: one that does not parse is a mistake in
-    the command (exit 2), found before anything is read or written."""
+    """A verifier key as typed on the command line: one that does not parse, or whose name the
+    ledger's records cannot hold (``check_own_name``), is a mistake in the command (exit 2),
+    found before anything is read or written."""
     with as_usage():
-        parse_verifier_key(text)
+        check_own_name(parse_verifier_key(text).name)
 
 
 def _mirror_lock(root: Path) -> contextlib.AbstractContextManager[None]:

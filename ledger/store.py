@@ -65,6 +65,7 @@ from credential.note import (
     NoteSignature,
     Signer,
     Verifier,
+    check_own_name,
     generate_signer,
     open_note,
     parse_checkpoint,
@@ -1105,6 +1106,7 @@ class LedgerStore:
         record, and audit checks them with it."""
         url = node_url(url)  # every checkpoint is posted there, its address shown in status
         verifier = parse_verifier_key(vkey)
+        check_own_name(verifier.name)  # its cosignature records hold the name
         own = [self.verifier] + ([self.witness_verifier] if self.witness_verifier else [])
         if any(verifier.name == k.name or verifier.public_key == k.public_key for k in own):
             # a cosignature from this node's own key proves nothing: counters and mirrors

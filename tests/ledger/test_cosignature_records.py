@@ -165,7 +165,15 @@ def test_the_longest_names_a_key_may_have_fit_the_record(tmp_path: Path) -> None
         _cosign_latest(store, signer)
         store.append([commitment(1)], cosign=False)
         assert audit(store).ok
-    for too_long in (origin + "x", "w" * (MAX_KEY_NAME + 1)):
-        with pytest.raises(MalformedInput) as err:
-            generate_signer(too_long, COSIGNATURE_V1)
-        assert err.value.code == "note_name_too_long"
+    longer = generate_signer("w" * (MAX_KEY_NAME + 1), COSIGNATURE_V1).verifier.vkey
+    with LedgerStore.open(tmp_path / "node") as store, pytest.raises(MalformedInput) as err:
+        store.add_witness("http://127.0.0.1:9", longer)
+    assert err.value.code == "note_name_too_long"
+    assert run_cli("witnesses", "add", "--url", "http://127.0.0.1:9", "--key", longer,
+                   "--home", str(tmp_path / "node")) == 2
+    # a home an earlier release made with a longer name (its witness key's, by default the
+    # origin and "/witness") is still read: audited, its status told
+    old = tmp_path / "old"
+    LedgerStore.init(old, "ledger." + "a" * 107 + ".example/v1", PASSPHRASE).close()
+    assert run_cli("audit", "--home", str(old)) == 0
+    assert run_cli("status", "--home", str(old)) in (0, 1)
