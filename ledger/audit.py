@@ -710,8 +710,10 @@ def _check_checkpoint_links(conn: Connection, n: int, report: AuditReport) -> No
     before: int | None = None
     for size, prev in conn.execute(select(c.size, c.prev).order_by(c.size)):
         size, prev = int(size), None if prev is None else int(prev)
-        if prev != before:
-            if prev is not None and (before is None or prev > before):
+        # NULL: a row with no link, as a server of an earlier release still running while
+        # another upgraded the database writes them (it knows no such column): nothing to follow
+        if prev is not None and prev != before:
+            if before is None or prev > before:
                 report.add(_at(prev, n), f"checkpoint {prev} is missing (checkpoint {size} "
                                          "follows it)")
             else:

@@ -1027,6 +1027,8 @@ class LedgerStore:
                 conn.execute(delete(t.nodes).where(t.nodes.c.id >= t.node_id(lvl, first),
                                                    t.nodes.c.id < t.node_id(lvl + 1, 0)))
             conn.execute(delete(t.checkpoints).where(t.checkpoints.c.size > size))
+            # and whose each key is, by the records dropped (a mirror's junk page)
+            conn.execute(delete(t.kids).where(t.kids.c.seq >= size))
             source = self._source(conn)
             refs = merkle.range_nodes(0, size) if size else []
             found = source(refs) if refs else {}

@@ -21,7 +21,8 @@ from credential.keys import b64url, kid_for
 from issuer.store import IssuerStore
 from ledger import client
 from ledger import schema as t
-from ledger.entries import KeyRegistered, entry_from_json
+from ledger.audit import audit
+from ledger.entries import KeyRegistered, entry_from_json, entry_to_json
 from ledger.http import create_app
 from ledger.scopes import Scope, parse_possession
 from ledger.store import LedgerStore, _alembic_config
@@ -327,3 +328,21 @@ def test_a_possession_header_that_is_not_one_is_refused() -> None:
         with pytest.raises(MalformedInput) as err:
             parse_possession(bad)
         assert err.value.code == "ledger_bad_possession", bad
+
+
+def test_records_a_mirror_drops_take_their_key_owners_with_them(store: LedgerStore) -> None:
+    """A page of junk copied and then dropped (``truncate``: it did not verify): the city it
+    gave a key stays no one's, and the honest copy that follows audits clean, its own record
+    deciding."""
+    head = store.head()
+    fields = {"kid": "ZZtest", "public_key": bytes(32), "city": "Calexicx", "country": "MX",
+              "office": "Oficina", "valid_from": "2026-01-01T00:00:00Z",
+              "valid_until": "2027-01-01T00:00:00Z"}
+    junk = bytes(cbor2.dumps([0, head.last_hash, head.last_time + 1, "key_registered", fields],
+                             canonical=True))
+    store.append_records([junk])
+    store.truncate(0)
+    with store.engine.connect() as conn:
+        assert conn.execute(select(t.kids.c.kid)).all() == []
+    store.append([{**entry_to_json(_office_key(store, "Mexicali", "MX", 3)[0])}], cosign=False)
+    assert audit(store).ok

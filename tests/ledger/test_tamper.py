@@ -396,6 +396,12 @@ def test_the_checkpoints_already_stored_are_linked_at_upgrade(store: LedgerStore
         links = conn.execute(text("SELECT size, prev FROM ledger_checkpoints ORDER BY size"))
         assert [tuple(row) for row in links] == [(0, None), (8, 0), (20, 8), (33, 20)]
     assert audit(store).ok
+    # a server of the earlier release still running (a rolling restart) writes rows with no
+    # link: nothing to follow, no alarm
     with store.engine.begin() as conn:
+        conn.execute(text("UPDATE ledger_checkpoints SET prev = NULL WHERE size = 33"))
+    assert audit(store).ok
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE ledger_checkpoints SET prev = 20 WHERE size = 33"))
         delete_middle_checkpoint(conn)
     assert audit(store).first == (19, "checkpoint 20 is missing (checkpoint 33 follows it)")
