@@ -1143,9 +1143,8 @@ class LedgerStore:
         records of this log, more than it holds: this database was restored from an old copy
         (or the witness was shown another history). Appends stop until the log holds as many
         (``_append_locked``); ``witnesses remove`` lifts it, once the other city confirms the
-        witness is wrong, and so does correcting its address (``witnesses add`` at another
-        URL: what answered there may not have been the witness), never adding it again at the
-        same one."""
+        witness is wrong; a size said at a wrong address goes once the witness, asked at its
+        right one, answers its own (``_use_witness_key``)."""
         w = t.witnesses.c
         with self._write_conn() as conn, conn.begin():
             conn.execute(sql_update(t.witnesses).where(w.name == name, w.vkey == vkey,
@@ -1176,16 +1175,13 @@ def _use_witness_key(conn: Connection, verifier: Verifier, url: str) -> tuple[Ve
     if same is None:
         conn.execute(insert(t.witnesses).values(name=verifier.name, vkey=verifier.vkey,
                                                 url=url, size=0))
-    elif rows[same] and rows[same] != url:
-        # Its address corrected while in use: the size it is known by becomes what it signed,
-        # not what was said at the address now replaced (a 409's size, ``witness_ahead``, which
-        # halted every append); the witness itself says it again, if true, when next asked.
-        conn.execute(sql_update(t.witnesses).where(w.name == verifier.name, w.vkey == same)
-                     .values(url=url, size=_cosigned_by(conn, verifier)))
     else:
-        # The same address again (or added back after ``remove``): the size stays, its claim
-        # too. A node restored from an old copy must not have its halt lifted by re-adding the
-        # very witness that says so: it would sign a second tree of sizes already cosigned.
+        # The size stays, a claimed one too (``witness_ahead``), whatever the address: a node
+        # restored from an old copy must not have its halt lifted by adding the very witness
+        # that says so again (under another spelling of its address, say), or it signs a
+        # second tree of sizes already cosigned. A size said at a wrong address is corrected
+        # by the witness itself, asked at the right one (``checkpoint --cosign``, or ``serve``
+        # at its start): it answers its own, and the log goes on if that is not ahead of it.
         conn.execute(sql_update(t.witnesses).where(w.name == verifier.name, w.vkey == same)
                      .values(url=url))
     # a key in use replaced; else, a name added back with a key it never had replaces them all
@@ -1200,16 +1196,6 @@ def _insert_checkpoint(conn: Connection, size: int, note: str) -> None:
     prev = conn.execute(select(func.max(c.size)).where(c.size < size)).scalar()
     conn.execute(insert(t.checkpoints).values(size=size, note=note, created=int(time.time()),
                                               prev=prev))
-
-
-def _cosigned_by(conn: Connection, verifier: Verifier) -> int:
-    """The largest tree of this log the witness key ``verifier`` has a cosignature on here."""
-    co = t.cosignatures.c
-    for size, line in conn.execute(select(co.size, co.line).where(co.witness == verifier.name)
-                                   .order_by(co.size.desc())):
-        if parse_signature_lines(str(line))[0].key_id == verifier.key_id:
-            return int(size)
-    return 0
 
 
 def _seen(conn: Connection, witness: str, key_ids: set[bytes], size: int) -> None:

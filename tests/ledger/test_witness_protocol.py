@@ -282,9 +282,10 @@ def test_a_cosignature_time_far_ahead_is_not_kept(
 def test_a_size_said_at_a_wrong_address_is_forgotten_once_it_is_corrected(
         store: LedgerStore, spec_witness: _Witness) -> None:
     """A 409's size is not signed: whatever answers at the witness's address (a wrong port,
-    another service) can say any. It halts the log (a restored database would fork), and the
-    operator who corrects the address (``witnesses add`` again) has it forgotten: the size the
-    witness is known by is the one it signed; the witness itself says it again if true."""
+    another service) can say any. It halts the log (a restored database would fork). The
+    operator corrects the address (``witnesses add`` again), which alone lifts nothing (a
+    restored node must not be let go by re-adding its witness); the witness, asked at its
+    right address (``checkpoint --cosign``), answers its own, and the log goes on."""
     vkey = spec_witness.signer.verifier.vkey
     store.add_witness(spec_witness.url, vkey)
     store.append([commitment(0)], cosign=False)
@@ -297,7 +298,10 @@ def test_a_size_said_at_a_wrong_address_is_forgotten_once_it_is_corrected(
     assert err.value.code == "ledger_behind_witness" and "says it" in err.value.message["en"]
     with _serve(_handler(spec_witness)) as right:  # the witness, at its right address
         store.add_witness(right, vkey)
-        assert store.witnesses()[0][3] == 1  # the size it cosigned, not the one said
+        with pytest.raises(LedgerError):
+            store.append([commitment(2)], cosign=False)
+        assert request_cosignatures(store) == 1
+        assert store.witnesses()[0][3] == store.size()  # what it cosigned, not what was said
         store.append([commitment(2)], cosign=False)
         assert request_cosignatures(store) == 1
 
