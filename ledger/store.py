@@ -18,6 +18,7 @@ locking the single ``ledger_head`` row (SQLite ``BEGIN IMMEDIATE`` in WAL mode; 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -27,7 +28,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -522,11 +523,41 @@ def create_home(root: Path, config: LedgerConfig) -> None:
     make_folders(root)
     engine = make_engine(database_url(root, config.db, config))
     try:
-        _refuse_existing_log(engine, root)
+        with _to_be_created():
+            _refuse_existing_log(engine, root)
         migrate(engine)
     finally:
         engine.dispose()
     save_config(root, config)
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path, busy: StoreError) -> Iterator[None]:
+    """The kernel's lock (flock) on ``folder`` itself, or ``busy`` at once: a lock file would
+    be left in a home an init that failed leaves empty."""
+    import fcntl
+
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise busy from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+@contextlib.contextmanager
+def _to_be_created() -> Iterator[None]:
+    """A log being made in a database its server does not have: to create first, not one
+    "lost" to restore from a backup (no log ever was there)."""
+    try:
+        yield
+    except StoreError as exc:
+        if exc.code != "ledger_database_missing":
+            raise
+        raise StoreError("ledger_database_not_created", db=exc.detail["db"]) from exc
 
 
 def check_token_name(name: str) -> str:
@@ -572,14 +603,25 @@ class LedgerStore:
         root = resolve_home("ledger", home)
         if (root / "ledger.json").exists():
             raise StoreError("ledger_already_initialised", home=str(root))
+        make_folders(root)  # see ``create_home``
+        # One init per home at a time: two at once (a provisioning script started twice)
+        # wrote over each other's keys, and the one that lost removed the winner's.
+        with _folder_lock(root, StoreError("ledger_init_busy", home=str(root))):
+            if (root / "ledger.json").exists():
+                raise StoreError("ledger_already_initialised", home=str(root))
+            return cls._init_locked(root, origin, passphrase, db, witness_name)
+
+    @classmethod
+    def _init_locked(cls, root: Path, origin: str, passphrase: str, db: str | None,
+                     witness_name: str | None) -> LedgerStore:
         # before any key file is written: a home that lost its settings may still hold the keys
         # of the log in that database, which must not be replaced by new ones; and a database
         # that cannot be reached fails here, not after the keys exist
-        make_folders(root)  # see ``create_home``
         engine = make_engine(database_url(root, db))
         try:
-            _refuse_existing_log(engine, root)
-            engine.connect().close()
+            with _to_be_created():
+                _refuse_existing_log(engine, root)
+                engine.connect().close()
         finally:
             engine.dispose()
         log_signer = generate_signer(origin)

@@ -100,6 +100,22 @@ def test_a_database_the_server_no_longer_has_is_missing(
     assert "restore it from a backup or a mirror" in err
 
 
+@pytest.mark.postgres
+def test_init_on_a_database_not_yet_created_says_create_it(
+        pg_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """No log was ever there: create the database first (or fix its name), not "restore it
+    from a backup"."""
+    url = make_url(pg_url).set(database="never_created_x").render_as_string(
+        hide_password=False)
+    capsys.readouterr()
+    assert run_cli("init", "--origin", "x.test/log", "--home", str(tmp_path / "x"),
+                   "--db", url) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("[ledger_database_not_created]"), err
+    assert "create it first" in err and "backup" not in err
+    assert not (tmp_path / "x" / "ledger.json").exists()
+
+
 # -- #2: a session the server ended is replaced, not a failed request -------------------------
 
 @pytest.mark.postgres

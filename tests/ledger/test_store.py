@@ -448,3 +448,26 @@ def test_the_init_that_loses_a_race_for_one_database_leaves_no_home(
     LedgerStore.init(tmp_path / "second", "ledger.second.example/log", PASSPHRASE).close()
     with LedgerStore.open(tmp_path / "first") as store:  # the winner's log, untouched
         assert store.origin == "ledger.first.example/log" and audit(store).ok
+
+
+def test_two_inits_of_one_home_at_once_do_not_both_write_it(tmp_path: Path) -> None:
+    """A provisioning script started twice: the second waits for nothing and says another init
+    is making the log (they wrote over each other's keys, and the loser removed the winner's);
+    once the first is done, the home is its, and init again says it exists."""
+    import fcntl
+
+    home = tmp_path / "node"
+    home.mkdir(mode=0o700)
+    first = os.open(home, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(first, fcntl.LOCK_EX)  # the first, still at work
+        with pytest.raises(StoreError) as err:
+            LedgerStore.init(home, "ledger.second.example/log", PASSPHRASE)
+        assert err.value.code == "ledger_init_busy"
+    finally:
+        os.close(first)
+    assert not (home / "ledger.json").exists()
+    LedgerStore.init(home, "ledger.first.example/log", PASSPHRASE).close()
+    with pytest.raises(StoreError) as err:
+        LedgerStore.init(home, "ledger.second.example/log", PASSPHRASE)
+    assert err.value.code == "ledger_already_initialised"
