@@ -451,3 +451,20 @@ def test_the_witness_vouches_only_for_trees_that_can_be(home: Path) -> None:
             state = conn.execute(select(t.witnessed_logs.c.size, t.witnessed_logs.c.root)
                                  ).one()
         assert tuple(state) == (1, root_1)
+
+
+def test_a_damaged_database_is_a_public_503_naming_no_file(sqlite_home: Path) -> None:
+    """What anyone may read of the node's trouble names no database: not the file's path here
+    (nor, on a server, its host, port, role and name); the node's log says which it is."""
+    with LedgerStore.open(sqlite_home, passphrase=PASSPHRASE) as store:
+        store.append([commitment(0)], cosign=False)
+        client = create_app(store=store).test_client()
+        store.engine.dispose()
+        for suffix in ("-wal", "-shm"):
+            (sqlite_home / f"ledger.db{suffix}").unlink(missing_ok=True)
+        (sqlite_home / "ledger.db").write_bytes(b"not a database, a damaged disk" * 200)
+        resp = client.get("/checkpoint")
+    body = resp.get_data(as_text=True)
+    assert resp.status_code == 503 and resp.get_json()["code"] == (
+        "ledger_node_database_unavailable"), body
+    assert str(sqlite_home) not in body and "ledger.db" not in body

@@ -21,6 +21,7 @@ from sqlalchemy import select, update
 from credential.note import open_note, parse_checkpoint, parse_verifier_key
 from ledger import schema as t
 from ledger.keys import load_config
+from ledger.mirror import mirror
 from ledger.status import Facts, WitnessFacts, assess
 from ledger.store import LedgerStore
 from tests.ledger.conftest import PASSPHRASE, Server, init_home, run_cli
@@ -159,6 +160,37 @@ def test_a_rewritten_history_is_kept_as_evidence(
     code, _, doc = _status(capsys, mirror_home)
     assert (code, doc["health"]) == (2, "critical")
     assert [p["code"] for p in doc["problems"]] == ["ledger_status_mirror_evidence"]
+
+
+def test_a_rewrite_after_a_run_cut_short_is_kept_as_evidence(
+        tmp_path: Path, serve: Callable[..., Server],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A run cut short (Ctrl-C, a timeout) leaves records copied but not verified; then the
+    log rewrites what the mirror had verified. Named as the rewrite, its note kept, not "the
+    chain breaks" with nothing kept."""
+    log = tmp_path / "log"
+    vkey = json.loads(init_home(log, "ledger.rewrite.example/log"))["log_vkey"]
+    with LedgerStore.open(log, passphrase=PASSPHRASE) as store:
+        store.append([commitment(j) for j in range(5)])
+    honest = serve(log)
+    mirror_home = tmp_path / "mirror"
+    assert run_cli("mirror", "--from", honest.url, "--log-key", vkey, "--unwitnessed",
+                   "--home", str(mirror_home)) == 0
+    with LedgerStore.open(log, passphrase=PASSPHRASE) as store:
+        store.append([commitment(10 + j) for j in range(3)])
+    with LedgerStore.open(mirror_home) as store:  # cut short: copied, not yet verified
+        mirror(store, honest.url, page=1, limit=1)
+        assert store.size() > store.verified_size() == 5
+    honest.stop()
+    with LedgerStore.open(log, passphrase=PASSPHRASE) as store:  # same key, another history
+        store.truncate(3)
+        store.append([commitment(100 + j) for j in range(6)])
+    forked = serve(log)
+    code, _, err = _run(capsys, "mirror", "--from", forked.url, "--unwitnessed",
+                        "--home", str(mirror_home))
+    assert code == 1 and err.startswith("[ledger_history_rewritten]"), err
+    assert len(_evidence(mirror_home)) == 1
+    assert _status(capsys, mirror_home)[0] == 2
 
 
 def test_a_proof_spoiled_on_the_way_is_no_evidence_against_the_log(

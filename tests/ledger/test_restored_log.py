@@ -16,6 +16,9 @@ from typing import Any
 
 import pytest
 
+from credential.errors import LedgerError
+from credential.note import COSIGNATURE_V1, generate_signer
+from ledger.status import status as node_status
 from ledger.store import LedgerStore
 from tests.ledger.conftest import PASSPHRASE, Server, run_cli
 from tests.ledger.helpers import commitment
@@ -96,6 +99,28 @@ def test_a_log_restored_from_an_old_copy_appends_nothing_its_witness_saw_past(
         (a / f"ledger.db{suffix}").unlink(missing_ok=True)
     _copy(tmp_path / "today.db", a / "ledger.db")
     assert _post(serve(a).url, token, [commitment(99)])[0] == 201
+
+
+def test_one_record_behind_its_witness_is_halted_and_remove_lets_it_go_on(
+        store: LedgerStore) -> None:
+    """The common restore: last night's copy, then one revocation. One record behind what the
+    witness cosigned is already a second tree of that size: nothing appended, status critical
+    (every office's append is refused meanwhile). ``witnesses remove``, once the other city
+    says its witness is wrong, lets it go on."""
+    witness = generate_signer("ledger.b.example/witness", COSIGNATURE_V1)
+    store.add_witness("http://127.0.0.1:9", witness.verifier.vkey)
+    store.append([commitment(0)], cosign=False)
+    n = store.size()
+    store.witness_ahead(witness.name, witness.verifier.vkey, n + 1)
+    with pytest.raises(LedgerError) as err:
+        store.append([commitment(1)], cosign=False)
+    assert err.value.code == "ledger_behind_witness" and store.size() == n
+    report = node_status(store, now=int(time.time()))
+    assert report.health == "critical", report.problems
+    assert [p.code for p in report.problems] == ["ledger_behind_witness"]
+    assert store.remove_witness(witness.name)
+    store.append([commitment(1)], cosign=False)
+    assert store.size() == n + 1
 
 
 def test_a_witness_that_forgot_what_it_cosigned_is_named(

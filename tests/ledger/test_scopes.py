@@ -346,3 +346,35 @@ def test_records_a_mirror_drops_take_their_key_owners_with_them(store: LedgerSto
         assert conn.execute(select(t.kids.c.kid)).all() == []
     store.append([{**entry_to_json(_office_key(store, "Mexicali", "MX", 3)[0])}], cosign=False)
     assert audit(store).ok
+
+
+def test_twin_cities_of_one_name_hold_each_their_own_keys(store: LedgerStore) -> None:
+    """Nogales MX and Nogales US, each through a token bound to its own root: one name, two
+    countries. Neither registers, rotates or marks compromised the other's keys; a second
+    registration of a key (an unbound token's, a copied record) changes no owner; a rotation
+    may not name another's key as the new one."""
+    mx = ("nogales-mx", Scope("Nogales", "MX", "MXNOG"))
+    us = ("nogales-us", Scope("Nogales", "US", "USNOG"))
+    theirs, _ = _office_key(store, "Nogales", "MX", 5)
+    ours, _ = _office_key(store, "Nogales", "US", 6)
+    store.append([theirs], cosign=False, bound=mx)
+    store.append([ours], cosign=False, bound=us)
+    # an unbound token registers the MX key again, for the US: the record's first decides
+    store.append([KeyRegistered(**{**theirs.fields(), "country": "US"})], cosign=False)
+    size = store.size()
+
+    def refused(*batch: dict[str, str]) -> str:
+        with pytest.raises(LedgerError) as err:
+            store.append([entry_from_json(e) for e in batch], cosign=False, bound=us)
+        return err.value.code
+
+    compromise = {"type": "key_compromised", "kid": theirs.kid,
+                  "effective": "2026-02-01T00:00:00Z"}
+    assert refused(compromise) == "ledger_token_out_of_scope"
+    assert refused({"type": "key_rotated", "kid": theirs.kid, "replaces": ours.kid}
+                   ) == "ledger_token_out_of_scope"
+    assert refused({"type": "key_rotated", "kid": ours.kid, "replaces": theirs.kid}
+                   ) == "ledger_token_out_of_scope"
+    assert refused({**entry_to_json(theirs), "country": "MX"}) == "ledger_token_out_of_scope"
+    assert store.size() == size
+    store.append([entry_from_json({**compromise, "kid": ours.kid})], cosign=False, bound=us)
