@@ -408,14 +408,18 @@ def _children(pid: int) -> set[int]:
     return found
 
 
+ROWS = 400
+
+
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_a_killed_qr_run_leaves_no_worker_behind(homes: dict[str, Path], passphrase: str,
                                                  run: Run, tmp_path: Path, how: int) -> None:
     home, out = homes["issuer"], tmp_path / "out"
     init_office(run, home)
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    # enough rows that the run is still drawing when the signal comes, on a loaded machine
     proc = subprocess.Popen([sys.executable, "-m", "pasaporte", "issuer", "bulk",
-                             str(_many(tmp_path, 150)), "--out-dir", str(out), "--qr",
+                             str(_many(tmp_path, ROWS)), "--out-dir", str(out), "--qr",
                              "--home", str(home)], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
@@ -437,9 +441,9 @@ def test_a_killed_qr_run_leaves_no_worker_behind(homes: dict[str, Path], passphr
     alive = [pid for pid in workers if Path(f"/proc/{pid}/stat").exists()
              and Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
     assert alive == []
-    assert run("issuer", "bulk", str(tmp_path / "residents-150.csv"), "--out-dir", str(out),
-               "--qr", "--home", str(home))[0] == 0  # and the run resumes to the end
-    assert len(list(out.glob("*.png"))) == 150
+    assert run("issuer", "bulk", str(tmp_path / f"residents-{ROWS}.csv"), "--out-dir",
+               str(out), "--qr", "--home", str(home))[0] == 0  # and the run resumes to the end
+    assert len(list(out.glob("*.png"))) == ROWS
 
 
 def test_an_edited_file_resumes_by_resident_not_by_bytes(

@@ -52,6 +52,15 @@ def _issue_with(home: Path, out: Path, then: str, *args: str,
         env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=120)
 
 
+def _has_open(pid: int, path: Path) -> bool:
+    """Whether process ``pid`` holds ``path`` open (Linux's /proc)."""
+    fds = Path(f"/proc/{pid}/fd")
+    try:
+        return any(os.path.realpath(fd) == os.path.realpath(path) for fd in fds.iterdir())
+    except OSError:  # it ended, or a descriptor closed while read
+        return False
+
+
 def _count(home: Path) -> int:
     with IssuerStore.open(home).engine.connect() as db:
         return int(db.exec_driver_sql("SELECT count(*) FROM credentials").scalar_one())
@@ -176,7 +185,13 @@ def test_ctrl_c_while_waiting_for_the_store_is_acted_on_while_still_waiting(
              str(tmp_path / "p.cred"), "--home", str(home)],
             env=dict(os.environ, PYTHONPATH=str(REPO)), stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True)
-        time.sleep(2)  # long enough to be waiting for the lock
+        # waiting for the lock once it has the store open (a fixed pause from its start was
+        # too short on a loaded machine: the signal came while it was still importing)
+        deadline = time.monotonic() + 60
+        while not _has_open(proc.pid, home / "issuer.db"):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        time.sleep(0.5)  # from opening it to SQLite's busy wait
         assert proc.poll() is None, proc.communicate()
         proc.send_signal(signal.SIGINT)
         # still holding the lock: only the interrupt can end it now
