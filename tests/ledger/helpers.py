@@ -9,7 +9,26 @@ import http.server
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ledger.store import LedgerStore
+
+
+def schema_back_to(store: LedgerStore, revision: str, *, then_up: bool = False) -> None:
+    """Take ``store``'s schema back to ``revision`` (a database an earlier release made),
+    and with ``then_up`` upgrade it again, as the next writer's open does."""
+    from alembic import command
+
+    from ledger.store import _alembic_config
+
+    with store.engine.connect() as conn:
+        cfg = _alembic_config()
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, revision)
+        if then_up:
+            command.upgrade(cfg, "head")
+        conn.commit()
 
 
 def b64u(raw: bytes) -> str:

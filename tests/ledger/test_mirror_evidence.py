@@ -63,6 +63,21 @@ def _evidence(home: Path) -> list[tuple[str, int, str, str]]:
             select(s.origin, s.size, s.cosigned, s.other).order_by(s.id))]
 
 
+def _mirrored(tmp_path: Path, serve: Callable[..., Server], origin: str, records: int
+              ) -> tuple[Path, str, Server, Path]:
+    """A log of ``records`` records, served, and an unwitnessed mirror of it: the log's
+    home, its key, its node and the mirror's home."""
+    log = tmp_path / "log"
+    vkey = json.loads(init_home(log, origin))["log_vkey"]
+    with LedgerStore.open(log, passphrase=PASSPHRASE) as store:
+        store.append([commitment(j) for j in range(records)])
+    node = serve(log)
+    mirror_home = tmp_path / "mirror"
+    assert run_cli("mirror", "--from", node.url, "--log-key", vkey, "--unwitnessed",
+                   "--home", str(mirror_home)) == 0
+    return log, vkey, node, mirror_home
+
+
 def test_a_rolled_back_log_is_named_and_its_note_kept(
         pair: dict[str, Any], tmp_path: Path, serve: Callable[..., Server],
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -132,14 +147,7 @@ def test_a_rewritten_history_is_kept_as_evidence(
     signs a larger tree: refused as rewritten, the verified copy kept as it was, and the
     signed note of the rewritten tree kept too, so a probe that runs only ``status`` sees it
     after the node stops serving it."""
-    log = tmp_path / "log"
-    vkey = json.loads(init_home(log, "ledger.rewrite.example/log"))["log_vkey"]
-    with LedgerStore.open(log, passphrase=PASSPHRASE) as store:
-        store.append([commitment(j) for j in range(5)])
-    honest = serve(log)
-    mirror_home = tmp_path / "mirror"
-    assert run_cli("mirror", "--from", honest.url, "--log-key", vkey, "--unwitnessed",
-                   "--home", str(mirror_home)) == 0
+    log, vkey, honest, mirror_home = _mirrored(tmp_path, serve, "ledger.rewrite.example/log", 5)
     honest.stop()
     with LedgerStore.open(mirror_home) as store:
         verified = store.entries(0, store.size())
@@ -168,14 +176,7 @@ def test_a_rewrite_after_a_run_cut_short_is_kept_as_evidence(
     """A run cut short (Ctrl-C, a timeout) leaves records copied but not verified; then the
     log rewrites what the mirror had verified. Named as the rewrite, its note kept, not "the
     chain breaks" with nothing kept."""
-    log = tmp_path / "log"
-    vkey = json.loads(init_home(log, "ledger.rewrite.example/log"))["log_vkey"]
-    with LedgerStore.open(log, passphrase=PASSPHRASE) as store:
-        store.append([commitment(j) for j in range(5)])
-    honest = serve(log)
-    mirror_home = tmp_path / "mirror"
-    assert run_cli("mirror", "--from", honest.url, "--log-key", vkey, "--unwitnessed",
-                   "--home", str(mirror_home)) == 0
+    log, _, honest, mirror_home = _mirrored(tmp_path, serve, "ledger.rewrite.example/log", 5)
     with LedgerStore.open(log, passphrase=PASSPHRASE) as store:
         store.append([commitment(10 + j) for j in range(3)])
     with LedgerStore.open(mirror_home) as store:  # cut short: copied, not yet verified
@@ -199,14 +200,7 @@ def test_a_proof_spoiled_on_the_way_is_no_evidence_against_the_log(
     """A relay (a proxy, a cache) passes the log's genuine notes and records but damages its
     consistency proofs: the run is refused as that proof failing, and nothing is kept against
     the honest log (status stays ok); from the node itself the same tree copies."""
-    log = tmp_path / "log"
-    vkey = json.loads(init_home(log, "ledger.relay.example/log"))["log_vkey"]
-    with LedgerStore.open(log, passphrase=PASSPHRASE) as store:
-        store.append([commitment(j) for j in range(3)])
-    node = serve(log)
-    mirror_home = tmp_path / "mirror"
-    assert run_cli("mirror", "--from", node.url, "--log-key", vkey, "--unwitnessed",
-                   "--home", str(mirror_home)) == 0
+    log, _, node, mirror_home = _mirrored(tmp_path, serve, "ledger.relay.example/log", 3)
     with LedgerStore.open(log, passphrase=PASSPHRASE) as store:
         store.append([commitment(10 + j) for j in range(4)])
 

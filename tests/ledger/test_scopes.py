@@ -12,7 +12,6 @@ from typing import Any
 import cbor2
 import nacl.signing
 import pytest
-from alembic import command
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
@@ -25,12 +24,12 @@ from ledger.audit import audit
 from ledger.entries import KeyRegistered, entry_from_json, entry_to_json
 from ledger.http import create_app
 from ledger.scopes import Scope, parse_possession
-from ledger.store import LedgerStore, _alembic_config
+from ledger.store import LedgerStore
 from tests.conftest import Run
 from tests.factory import EXAMPLES
 from tests.issuer.conftest import keys_made_on
 from tests.ledger.conftest import PASSPHRASE
-from tests.ledger.helpers import commitment
+from tests.ledger.helpers import commitment, schema_back_to
 
 
 @pytest.fixture
@@ -161,7 +160,7 @@ def test_the_keys_already_on_the_record_are_read_once_at_upgrade(
     assert run("issuer", "ledger", "--url", url, "--token", old, "--home", str(mx))[0] == 0
     kid = _kid(run, mx)
     with LedgerStore.open(node_home, passphrase=PASSPHRASE) as store:
-        _downgrade_and_upgrade(store)
+        schema_back_to(store, "0005", then_up=True)  # 0006 reads the records
         with store.engine.connect() as conn:
             rows = conn.execute(select(t.kids.c.kid, t.kids.c.city)).all()
         assert [(str(k), str(c)) for k, c in rows] == [(kid, "Mexicali")]
@@ -169,16 +168,6 @@ def test_the_keys_already_on_the_record_are_read_once_at_upgrade(
     status, body = _post(url, bound, [{"type": "key_compromised", "kid": kid,
                                        "effective": "2026-01-01T00:00:00Z"}])
     assert status == 201, body
-
-
-def _downgrade_and_upgrade(store: LedgerStore) -> None:
-    """Back to the schema before binding, then up again: migration 0006 reads the record."""
-    with store.engine.connect() as conn:
-        cfg = _alembic_config()
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0005")
-        command.upgrade(cfg, "head")
-        conn.commit()
 
 
 def test_a_key_registered_under_older_rules_still_names_its_city(store: LedgerStore) -> None:
@@ -192,7 +181,7 @@ def test_a_key_registered_under_older_rules_still_names_its_city(store: LedgerSt
     old_rules = bytes(cbor2.dumps([0, head.last_hash, head.last_time + 1, "key_registered",
                                    fields], canonical=True))
     assert store.append_records([old_rules]) == 1  # copied as it is, as a mirror would
-    _downgrade_and_upgrade(store)
+    schema_back_to(store, "0005", then_up=True)  # 0006 reads the records
     with store.engine.connect() as conn:
         rows = conn.execute(select(t.kids.c.kid, t.kids.c.city, t.kids.c.country)).all()
     assert [tuple(map(str, r)) for r in rows] == [("MXL-OLD", "Mexicali", "MX")]
@@ -205,12 +194,8 @@ def test_token_add_brings_an_older_schema_up_to_date_first(
     backup" for a database that only needed its schema upgraded."""
     home = homes["ledger"]
     assert run("ledger", "init", "--origin", "ledger.test/log", "--home", str(home))[0] == 0
-    with LedgerStore.open(home, passphrase=PASSPHRASE) as store, \
-            store.engine.connect() as conn:
-        cfg = _alembic_config()
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0005")
-        conn.commit()
+    with LedgerStore.open(home, passphrase=PASSPHRASE) as store:
+        schema_back_to(store, "0005")
     root = _office(run, tmp_path / "mx", "Mexicali", "MX")
     token, err = _token(run, home, "oficina", "--root", str(root))
     assert token.startswith("lt_") and "[" not in err, err

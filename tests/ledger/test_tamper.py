@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from alembic import command
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError
 
@@ -16,9 +15,9 @@ from credential.errors import LedgerError
 from ledger.audit import audit
 from ledger.entries import Notice, encode_record
 from ledger.schema import node_id
-from ledger.store import LedgerStore, _alembic_config
+from ledger.store import LedgerStore
 from tests.ledger.conftest import PASSPHRASE, init_home, run_cli
-from tests.ledger.helpers import commitment, valid_entries
+from tests.ledger.helpers import commitment, schema_back_to, valid_entries
 
 
 def _fill(store: LedgerStore) -> None:
@@ -387,12 +386,8 @@ def test_the_checkpoints_already_stored_are_linked_at_upgrade(store: LedgerStore
     """Migration 0007 links the rows a log already holds, in size order: such a log audits
     clean, and a checkpoint deleted from it afterwards is named."""
     _fill(store)
+    schema_back_to(store, "0006", then_up=True)
     with store.engine.connect() as conn:
-        cfg = _alembic_config()
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0006")
-        command.upgrade(cfg, "head")
-        conn.commit()
         links = conn.execute(text("SELECT size, prev FROM ledger_checkpoints ORDER BY size"))
         assert [tuple(row) for row in links] == [(0, None), (8, 0), (20, 8), (33, 20)]
     assert audit(store).ok
