@@ -130,7 +130,8 @@ _STATUS = {
     "ledger_entry_type_local_only": 403,  # well-formed, but not this client's to write
     "ledger_token_out_of_scope": 403,  # likewise: another office's
     "ledger_token_key_taken": 403,  # likewise: another city registered that kid first
-    "ledger_key_unproven": 403,  # likewise: a key the office does not show it holds
+    "ledger_key_unproven": 403,  # likewise: a registration without its key's proof
+    "ledger_key_not_held": 403,  # likewise: a key the office does not show it holds
     "ledger_body_too_large": 413,  # as for a body over the app's own limit (werkzeug's)
     "ledger_not_json": 415,
     "ledger_no_witness_key": 503,  # the node's state, not the request

@@ -144,21 +144,23 @@ def check_possession(client: str, scope: Scope, batch: Sequence[Entry],
     signature of it (``possession_message``), which pasaporte's issuer sends. Without, a leaked
     token took another city's kid (public in its bundle and its passports' QR codes before the
     office logged it) with a made-up or copied key, marked it compromised, and shut the
-    office's own registration out (``ledger_token_out_of_scope``)."""
+    office's own registration out (``ledger_token_key_taken``)."""
     for index, entry in enumerate(batch):
         if not isinstance(entry, KeyRegistered) or (entry.city, entry.country) != (
                 scope.city, scope.country):
             continue  # (another city's: ``check_scope`` names it as that)
         proof = proofs.get(index)
-        ok = entry.kid == b64url(kid_for(entry.public_key)) and proof is not None
+        if proof is None:  # an office on an earlier release: upgrading it is the fix
+            raise LedgerError("ledger_key_unproven", client=client, index=index, kid=entry.kid)
+        ok = entry.kid == b64url(kid_for(entry.public_key))
         if ok:
             try:
                 nacl.signing.VerifyKey(entry.public_key).verify(possession_message(entry),
                                                                 proof)
             except (nacl.exceptions.BadSignatureError, ValueError):
                 ok = False
-        if not ok:
-            raise LedgerError("ledger_key_unproven", client=client, index=index, kid=entry.kid)
+        if not ok:  # another's kid, or a key not in hand: what a leaked token would send
+            raise LedgerError("ledger_key_not_held", client=client, index=index, kid=entry.kid)
 
 
 def register_kids(conn: Connection, batch: Sequence[Entry], start: int) -> None:

@@ -1192,6 +1192,18 @@ class LedgerStore:
             conn.execute(sql_update(t.witnesses).where(w.name == name, w.vkey == vkey,
                                                        w.size < size).values(size=size))
 
+    def cosigned_by(self, verifier: Verifier) -> int:
+        """The largest tree of this log the witness key ``verifier`` has a cosignature on here:
+        what it signed, not what was said for it (a 409's size, ``witness_ahead``)."""
+        co = t.cosignatures.c
+        with self.engine.connect() as conn:
+            for size, line in conn.execute(select(co.size, co.line)
+                                           .where(co.witness == verifier.name)
+                                           .order_by(co.size.desc())):
+                if parse_signature_lines(str(line))[0].key_id == verifier.key_id:
+                    return int(size)
+        return 0
+
     def witnesses(self) -> list[tuple[str, str, str, int]]:
         """The witnesses this log asks (not those removed), each with its key in use (not
         those retired): name, key, URL, last size that key cosigned."""

@@ -387,10 +387,11 @@ def _ask(store: LedgerStore, witness: tuple[str, str, str, int],
                 store.witness_ahead(name, vkey, said)
                 _warn(name, PasaporteError("ledger_witness_ahead", size=said, ours=cp.size))
                 return False
-            if said < known:
+            if said < known and said < (held := store.cosigned_by(verifier)):
                 # its own database went back: it forgot cosignatures it gave, and no longer
-                # guards those sizes against a fork; the log can tell, so it says so
-                _warn(name, PasaporteError("ledger_witness_went_back", size=said, known=known))
+                # guards those sizes against a fork; the log can tell, so it says so. (Below a
+                # size only said for it, at an address since corrected, it forgot nothing.)
+                _warn(name, PasaporteError("ledger_witness_went_back", size=said, known=held))
             old = said
             continue
         if status != 200:

@@ -298,6 +298,12 @@ def test_a_bound_token_registers_only_a_key_it_shows_it_holds(
         status, body = _post(url, mx_token, [squat, compromise])
         assert (status, body["code"]) == (403, "ledger_key_unproven"), body
         assert "Entry 0" in body["message"]["en"] and "Key-Possession" in body["message"]["en"]
+        # with a proof the key did not sign: not the office's key, said as that
+        status, _, raw = client.post(f"{url}/entries", json.dumps(
+            {"entries": [squat, compromise]}).encode(), {
+            "Content-Type": "application/json", "Authorization": f"Bearer {mx_token}",
+            "Key-Possession": f"0={b64url(bytes(64))}"})
+        assert (status, json.loads(raw)["code"]) == (403, "ledger_key_not_held"), raw
     code, _, err = run("issuer", "ledger", "--url", url, "--token", cx_token, "--home", str(cx))
     assert code == 0 and "[ledger_" not in err, err
     with LedgerStore.open(node_home) as store, store.engine.connect() as conn:
