@@ -675,10 +675,15 @@ def restore(source: Path, no_ledger: bool, home: str | None) -> None:
                 click.echo("", err=True)
     click.echo(f"Oficina restaurada / Office restored: {where} "
                f"({done.count} pasaportes / passports)")
+    # the time each key is compromised since as the restored store keeps it: the backup's, or
+    # an earlier one the lost office had marked (the public ledger's): said as the other, it
+    # told the clerk that what the key signed in between still stood
+    since = {r["kid"]: r["compromised_since"] for r in IssuerStore.open(where).office_keys()}
     for kid in done.retired:  # one per office that had an active key
-        click.echo(f"La llave {kid} queda comprometida desde la copia: lo que firmó después "
+        when = rfc3339(since[kid]) if since.get(kid) is not None else "?"
+        click.echo(f"La llave {kid} queda comprometida desde {when}: lo que firmó desde entonces "
                    f"se rechaza; publique un paquete nuevo. / Key {kid} is marked "
-                   f"compromised from the backup's time: what it signed later is refused; "
+                   f"compromised since {when}: what it signed from then on is refused; "
                    f"publish a new bundle.", err=True)
     if done.ledger is not None:
         click.echo(f"Del registro público / From the public ledger: {done.ledger.applied} "

@@ -21,6 +21,7 @@ from ledger.http import create_app
 from ledger.store import LedgerStore
 from tests.conftest import PASSPHRASE, Run
 from tests.factory import EXAMPLES
+from tests.issuer.conftest import keys_made_on
 from tests.ledger.helpers import commitment
 
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens there
@@ -241,6 +242,24 @@ def test_a_restored_office_skips_the_lists_of_keys_the_lost_one_made(
     restored = lists(tmp_path / "restored")
     new = set(restored) - set(lost)
     assert len(new) == 1 and restored[new.pop()] > max(lost.values()), (lost, restored)
+
+
+def test_a_restore_says_the_compromise_time_it_keeps(
+        node: tuple[str, str], office: Path, tmp_path: Path, run: Run) -> None:
+    """The lost office had marked its key compromised since before the backup was taken: the
+    restored store keeps that earlier time, and says it, not "from the backup's time" (which
+    told the clerk that what the key signed in between still stood)."""
+    url, token = node
+    keys_made_on(office)  # (so that a compromise can be dated before today)
+    assert run("issuer", "ledger", "--url", url, "--token", token, "--home", str(office))[0] == 0
+    kid = json.loads(run("issuer", "keys", "--json", "--home", str(office))[1])[0]["kid"]
+    assert run("issuer", "backup", "--out", str(tmp_path / "o.bak"), "--home", str(office))[0] == 0
+    assert run("issuer", "compromised", kid, "--since", "2025-06-01T00:00:00Z",
+               "--home", str(office))[0] == 0
+    code, _, err = run("issuer", "restore", "--from", str(tmp_path / "o.bak"),
+                       "--home", str(tmp_path / "restored"))
+    assert code == 0, err
+    assert f"Key {kid} is marked compromised since 2025-06-01T00:00:00Z" in err, err
 
 
 def test_each_restore_keeps_the_epochs_before_it(node: tuple[str, str], office: Path,
