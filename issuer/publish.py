@@ -61,13 +61,15 @@ def post_entries(url: str, token: str, entries: list[dict[str, Any]],
     return answer
 
 
-def check_access(url: str, token: str) -> LedgerError | None:
+def check_access(url: str, token: str, office: tuple[str, str, str] | None = None
+                 ) -> LedgerError | None:
     """Ask the node at ``url`` whether ``token`` may append, changing nothing: ``POST /entries``
     with an empty batch, which a node checks the token of first (401 without a valid one) and
     then refuses as empty (400 ``ledger_bad_entry``). Raises ``ledger_token_refused`` when the
     node refuses the token; returns a warning when it cannot tell (unreachable, or an answer
     that is not a ledger's), as an office may be set up before its network is; None when the
-    token is good."""
+    token is good. With ``office`` (city, country, code), a token the node says is bound to
+    another office is refused too (``ledger_token_other_office``)."""
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
     try:
         status, _, body = client.post(url.rstrip("/") + "/entries", b'{"entries": []}', headers)
@@ -85,6 +87,11 @@ def check_access(url: str, token: str) -> LedgerError | None:
         raise LedgerError("ledger_token_refused", url=url, status=status,
                           reason_es=es, reason_en=en)
     if 200 <= status < 300 or (status == 400 and _code(body) == "ledger_bad_entry"):
+        bound = _bound(body)
+        if office is not None and bound is not None and bound != office:
+            # a token bound to another office: the node would refuse every entry of this one
+            raise LedgerError("ledger_token_other_office", url=url, city=bound[0],
+                              office_code=bound[2], own=office[2])
         return None
     return LedgerError("ledger_unchecked", url=url, reason_es=f"HTTP {status}: {es}",
                        reason_en=f"HTTP {status}: {en}")
@@ -96,6 +103,18 @@ def _json(body: bytes) -> Any:
         return jsontext.loads(body)
     except ValueError:
         return None
+
+
+def _bound(body: bytes) -> tuple[str, str, str] | None:
+    """The office (city, country, code) a node says a bound token is for, if it says."""
+    doc = _json(body)
+    bound = doc.get("bound") if isinstance(doc, dict) else None
+    if not isinstance(bound, dict):
+        return None
+    found = tuple(bound.get(k) for k in ("city", "country", "code"))
+    if not all(isinstance(v, str) for v in found):
+        return None
+    return str(found[0]), str(found[1]), str(found[2])
 
 
 def _code(body: bytes) -> str | None:

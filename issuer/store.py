@@ -590,7 +590,8 @@ class IssuerStore:
             raise UsageError("ledger_token_invalid")
         self.root_signing_key(passphrase)  # only the office may point its record elsewhere
         # after the passphrase: the token goes to the node only on the office's word
-        warning = check_access(url, token) if check else None
+        info = self.info()
+        warning = check_access(url, token, (info.city, info.country, info.code)) if check else None
         with self.engine.begin() as db:
             db.execute(meta.delete().where(meta.c.k.in_(("ledger_url", LEDGER_TOKEN))))
             db.execute(meta.insert(), [

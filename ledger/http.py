@@ -254,7 +254,19 @@ def post_entries() -> Response:
     if request.mimetype != "application/json":
         # what the body is read as is said, not guessed (the documentation says JSON)
         raise MalformedInput("ledger_not_json")
-    items = _entries_body(_body(MAX_REQUEST))
+    try:
+        items = _entries_body(_body(MAX_REQUEST))
+    except MalformedInput as exc:
+        if scope is None or exc.code != "ledger_bad_entry":
+            raise
+        # An office trying its token (``issuer ledger`` sends no entries) is told whose office
+        # a bound one is: another city's token would otherwise be saved, and every entry of
+        # this office refused later, its queue stuck behind the first.
+        resp = jsonify({**exc.to_dict(), "bound": {"city": scope.city,
+                                                    "country": scope.country,
+                                                    "code": scope.code}})
+        resp.status_code = 400
+        return resp
     if len(items) > min(MAX_POST_ENTRIES, MAX_BATCH):
         raise LedgerError("ledger_batch_too_large", size=len(items), limit=MAX_POST_ENTRIES)
     batch = [entry_from_json(item) for item in items]  # malformed is 400, whoever sends it

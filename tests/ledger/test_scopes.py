@@ -304,6 +304,12 @@ def test_a_bound_token_registers_only_a_key_it_shows_it_holds(
             "Content-Type": "application/json", "Authorization": f"Bearer {mx_token}",
             "Key-Possession": f"0={b64url(bytes(64))}"})
         assert (status, json.loads(raw)["code"]) == (403, "ledger_key_not_held"), raw
+    # Calexico's office given Mexicali's token: refused as that, not saved (every entry it
+    # sent would have been refused, its queue stuck behind the first)
+    code, _, err = run("issuer", "ledger", "--url", url, "--token", mx_token, "--home", str(cx))
+    assert code == 1 and err.startswith("[ledger_token_other_office]"), err
+    assert "MXMEX" in err and "USCAL" in err
+    assert IssuerStore.open(cx).ledger_url() is None
     code, _, err = run("issuer", "ledger", "--url", url, "--token", cx_token, "--home", str(cx))
     assert code == 0 and "[ledger_" not in err, err
     with LedgerStore.open(node_home) as store, store.engine.connect() as conn:
