@@ -234,16 +234,28 @@ class _Setup:
         return Verifier(bundles=signed, roots=[RootKey.from_json(r) for r in roots]), policy
 
 
-def _check_not_older(held: Verifier, new: Verifier) -> None:
-    """A counter keeps the newest bundle per city: a reload that would take a city back to an
-    older version (an old copy restored, a replayed file) would bring back the passports
-    revoked since, so it is refused (``bundle_rollback``) and the counter goes on as it was."""
-    have = {b.code: b for b in held.bundles}
-    for bundle in new.bundles:
-        kept = have.get(bundle.code)
-        if kept is not None and bundle.version < kept.version:
+def _check_not_older(newest: dict[str, tuple[str, int]], new: Verifier) -> None:
+    """A counter keeps the newest bundle per city for the whole session (``newest``: city code
+    → name, the highest version taken): a reload that would take a city back to an older
+    version (an old copy restored, a replayed file) would bring back the passports revoked
+    since, so it is refused (``bundle_rollback``) and the counter goes on as it was. So is one
+    without a city it trusted (``bundle_city_dropped``: another city's bundle copied over its
+    file): its residents were refused from then on, and its older bundle put back after was
+    taken, the versions seen being only the setup's then in force."""
+    have = {b.code: b for b in new.bundles}
+    for code, (city, version) in newest.items():
+        bundle = have.get(code)
+        if bundle is None:
+            raise UsageError("bundle_city_dropped", city=city)
+        if bundle.version < version:
             raise UsageError("bundle_rollback", city=bundle.city, got=bundle.version,
-                             have=kept.version)
+                             have=version)
+
+
+def _newest(newest: dict[str, tuple[str, int]], verifier: Verifier) -> None:
+    """Take ``verifier``'s bundles into the session's newest versions."""
+    for b in verifier.bundles:
+        newest[b.code] = (b.city, max(b.version, newest.get(b.code, (b.city, 0))[1]))
 
 
 def _versions(verifier: Verifier) -> str:
@@ -333,6 +345,8 @@ def _scan(setup: _Setup, verifier: Verifier, policy: Policy, at: int | None,
          f"({_versions(verifier)}). "
          "Ctrl-D o Ctrl-C para terminar / to finish.")
     _setup_notices(verifier, policy, at)
+    newest: dict[str, tuple[str, int]] = {}
+    _newest(newest, verifier)
     try:
         for line in _lines(sys.stdin.buffer, "--scan"):
             if line is not None and _blank(line):
@@ -340,8 +354,9 @@ def _scan(setup: _Setup, verifier: Verifier, policy: Policy, at: int | None,
             if setup.changed():
                 try:
                     loaded, new_policy = setup.load()
-                    _check_not_older(verifier, loaded)
+                    _check_not_older(newest, loaded)
                     verifier, policy = loaded, new_policy
+                    _newest(newest, verifier)
                 except (PasaporteError, OSError) as exc:  # keep the last good setup: scans go on
                     error = exc if isinstance(exc, PasaporteError) else StoreError(
                         "file_error", path=exc.filename or "?", reason=exc.strerror or str(exc))

@@ -350,6 +350,47 @@ def test_the_counter_at_work_never_goes_back_to_an_older_bundle(tmp_path: Path) 
     assert "Setup updated: Mexicali v3" in err
 
 
+def test_a_city_dropped_from_the_setup_keeps_its_newest_version(tmp_path: Path) -> None:
+    """Another city's bundle copied over a city's file: the reload is refused (the city's
+    residents were refused from then on, and its older bundle put back after was taken, with
+    the passports revoked since). The session keeps each city's newest version."""
+    mx, cx = City(now=int(time.time())), City(city="Calexico", country="US", code="USCAL",
+                                                now=int(time.time()))
+    paper = transport.pack(mx.issue().to_cbor())  # status index 1
+    old = mx.bundle(version=1)
+    mx.revocation.set(1)
+    mxb, cxb, mxr, cxr = (tmp_path / n for n in ("mx.cbor", "cx.cbor", "mx.json", "cx.json"))
+    mxb.write_bytes(mx.bundle(version=2))
+    cxb.write_bytes(cx.bundle(version=1))
+    mxr.write_text(mx.root.to_json())
+    cxr.write_text(cx.root.to_json())
+
+    def put(data: bytes) -> None:  # whole, in one rename, as a trust sync does
+        (tmp_path / "new.cbor").write_bytes(data)
+        os.replace(tmp_path / "new.cbor", mxb)
+
+    with _at_work(tmp_path, "transit", mxb, mxr, "--bundle", str(cxb), "--trust-root",
+                  str(cxr)) as counter:
+        assert counter.stdin and counter.stdout and counter.stderr
+        codes = []
+        try:
+            for setup in (None, cx.bundle(version=1), old):
+                if setup is not None:
+                    put(setup)
+                counter.stdin.write(paper.encode() + b"\n")
+                counter.stdin.flush()
+                codes.append(json.loads(counter.stdout.readline())["code"])
+            counter.stdin.close()
+            assert counter.wait(timeout=60) == 0
+        finally:
+            counter.kill()
+        err = counter.stderr.read().decode()
+    assert codes == ["revoked", "revoked", "revoked"], err
+    assert "[bundle_city_dropped]" in err and "no longer holds the bundle of Mexicali" in err
+    assert "[bundle_rollback]" in err and "version 1, older than the version 2" in err
+    assert "Setup updated" not in err
+
+
 def test_the_service_is_taken_by_its_spanish_or_english_name(tmp_path: Path, run: Run) -> None:
     """As the wallet takes it (``present --for Biblioteca``): a clerk types the service as
     the counter's sign says it."""
