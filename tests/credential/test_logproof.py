@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from credential import merkle
-from credential.errors import PasaporteError
+from credential.errors import PasaporteError, UsageError
 from credential.logproof import (
     MAX_PROOF,
     BundleProof,
@@ -78,6 +78,13 @@ def test_a_citys_own_witness_does_not_vouch_for_its_log(bundle: bytes) -> None:
         == "note_missing_cosignature"
     assert verify_bundle_proof(bundle, _log(bundle, signers=(LOG, own, WITNESS)),
                                [LOG.verifier], witnesses).size == SIZE
+    # given only that own witness's key (handed out beside the log's key): said as that, not
+    # "cosignatures missing", which sent the clerk for a new proof
+    complete = _log(bundle, signers=(LOG, own, WITNESS))
+    with pytest.raises(UsageError) as err:
+        verify_bundle_proof(bundle, complete, [LOG.verifier], [own.verifier])
+    assert err.value.code == "bundle_witness_is_own"
+    assert "ledger.mexicali.example/log/witness" in err.value.message["en"]
 
 
 def _code(call: object) -> str:
