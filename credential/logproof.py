@@ -151,7 +151,8 @@ def verify_bundle_proof(signed_bundle: bytes, proof: BundleProof, logs: Sequence
             raise
         # the counter was given that log's own witness key (handed out beside its log key):
         # said as that, not "cosignatures missing", which sent the clerk for a new proof
-        raise UsageError("bundle_witness_is_own", name=own[0], origin=origin) from None
+        raise UsageError("bundle_witness_is_own", name=own[0], origin=origin,
+                         host=host) from None
     if proof.index >= checkpoint.size:
         raise _bad("index beyond the checkpoint")
     try:
