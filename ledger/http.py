@@ -136,6 +136,7 @@ _STATUS = {
     "ledger_not_json": 415,
     "ledger_no_witness_key": 503,  # the node's state, not the request
     "ledger_behind_witness": 503,  # likewise (restored from an old copy): offices keep it queued
+    "ledger_node_behind_witness": 503,  # what offices are told of it
 }
 
 
@@ -168,6 +169,11 @@ def _pasaporte_error(exc: PasaporteError) -> Response:
     status = _STATUS.get(exc.code, 503 if isinstance(exc, StoreError) else 400)
     if isinstance(exc, StoreError) and status == 503:
         exc = _public(exc)
+    elif exc.code == "ledger_behind_witness":
+        # the operator's long advice (restore a newer copy…) is not the office's: an office is
+        # shown 200 characters of a node's words, and needs to know its entries wait
+        exc = LedgerError("ledger_node_behind_witness", size=exc.detail.get("size", "?"),
+                          have=exc.detail.get("have", "?"))
     resp = jsonify(exc.to_dict())
     resp.status_code = status
     return resp

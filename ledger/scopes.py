@@ -133,7 +133,10 @@ def parse_possession(header: str) -> dict[int, bytes]:
         match = _PROOF.fullmatch(item)
         if match is None or int(match[1]) in proofs:
             raise MalformedInput("ledger_bad_possession")
-        proofs[int(match[1])] = unb64url(match[2], length=64, what="proof")
+        try:
+            proofs[int(match[1])] = unb64url(match[2], length=64, what="proof")
+        except MalformedInput:  # 86 characters that are no base64url spelling of 64 bytes
+            raise MalformedInput("ledger_bad_possession") from None
     return proofs
 
 

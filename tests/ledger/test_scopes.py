@@ -321,7 +321,9 @@ def test_a_possession_header_that_is_not_one_is_refused() -> None:
     proof = b64url(bytes(64))
     assert parse_possession(f"0={proof}, 3={proof}") == {0: bytes(64), 3: bytes(64)}
     assert parse_possession("") == {}
-    for bad in (f"0={proof}, 0={proof}", f"x={proof}", "0=abc", f"0={proof};", f"-1={proof}"):
+    # (the last: 86 characters whose final one sets bits 64 bytes leave over)
+    for bad in (f"0={proof}, 0={proof}", f"x={proof}", "0=abc", f"0={proof};", f"-1={proof}",
+                "0=" + proof[:-1] + "B"):
         with pytest.raises(MalformedInput) as err:
             parse_possession(bad)
         assert err.value.code == "ledger_bad_possession", bad
