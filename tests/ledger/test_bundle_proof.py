@@ -77,11 +77,12 @@ def test_a_counter_trusts_only_bundles_on_the_record(
     code, out = _verify(capsys, "--bundle", str(bundle), "--bundle-proof", str(proof),
                         "--log-key", cities["ca"].log_vkey, *common)
     assert code == 2 and "--witness-key" in out
-    # the log's own witness key is not the other city's: its cosignature is not on the note
+    # the log's own witness key is not the other city's: said as that (it does not count for
+    # its own log), not as cosignatures missing from a proof that has them
     code, out = _verify(capsys, "--bundle", str(bundle), "--bundle-proof", str(proof),
                         "--log-key", cities["ca"].log_vkey, "--witness-key",
                         cities["ca"].witness_vkey, *common)
-    assert code == 2 and "note_missing_cosignature" in out
+    assert code == 2 and "[bundle_witness_is_own]" in out
     # a tampered proof file
     doc = json.loads(proof.read_text())
     doc["index"] += 1
