@@ -312,6 +312,29 @@ def test_a_counter_policy_file_changes_the_decision(tmp_path: Path, run: Run) ->
     assert code == 2 and "[policy_duplicate_key]" in err
 
 
+def _scans_between_setups(counter: subprocess.Popen[bytes], code: str, bundle: Path,
+                          setups: list[bytes | None]) -> tuple[list[str], str]:
+    """Scan ``code`` at a counter at work once per setup in ``setups``, each put in place of
+    ``bundle`` first (whole, in one rename, as a trust sync does; ``None``: as it is); the
+    codes it answered and what it said on stderr, once the session ended."""
+    assert counter.stdin and counter.stdout and counter.stderr
+    codes = []
+    try:
+        for setup in setups:
+            if setup is not None:
+                staged = bundle.with_name("new.cbor")
+                staged.write_bytes(setup)
+                os.replace(staged, bundle)
+            counter.stdin.write(code.encode() + b"\n")
+            counter.stdin.flush()
+            codes.append(json.loads(counter.stdout.readline())["code"])
+        counter.stdin.close()
+        assert counter.wait(timeout=60) == 0  # a session's end, whatever it scanned
+    finally:
+        counter.kill()
+    return codes, counter.stderr.read().decode()
+
+
 def test_the_counter_at_work_never_goes_back_to_an_older_bundle(tmp_path: Path) -> None:
     """A counter keeps the newest bundle per city: an older copy put in place while it runs
     (a backup restored, a replayed sync) would let a passport revoked since through again.
@@ -324,25 +347,9 @@ def test_the_counter_at_work_never_goes_back_to_an_older_bundle(tmp_path: Path) 
     bundle.write_bytes(city.bundle(version=2))
     root.write_text(city.root.to_json())
 
-    def put(data: bytes) -> None:  # whole, in one rename, as a trust sync does
-        (tmp_path / "new.cbor").write_bytes(data)
-        os.replace(tmp_path / "new.cbor", bundle)
-
     with _at_work(tmp_path, "transit", bundle, root) as counter:
-        assert counter.stdin and counter.stdout and counter.stderr
-        codes = []
-        try:
-            for setup in (None, old, city.bundle(version=3)):
-                if setup is not None:
-                    put(setup)
-                counter.stdin.write(paper.encode() + b"\n")
-                counter.stdin.flush()
-                codes.append(json.loads(counter.stdout.readline())["code"])
-            counter.stdin.close()
-            assert counter.wait(timeout=60) == 0  # a session's end, whatever it scanned
-        finally:
-            counter.kill()
-        err = counter.stderr.read().decode()
+        codes, err = _scans_between_setups(counter, paper, bundle,
+                                           [None, old, city.bundle(version=3)])
     assert codes == ["revoked", "revoked", "revoked"]
     assert "[bundle_rollback]" in err and "version 1, older than the version 2" in err
     assert "versión 1, más vieja que la 2" in err
@@ -365,26 +372,10 @@ def test_a_city_dropped_from_the_setup_keeps_its_newest_version(tmp_path: Path) 
     mxr.write_text(mx.root.to_json())
     cxr.write_text(cx.root.to_json())
 
-    def put(data: bytes) -> None:  # whole, in one rename, as a trust sync does
-        (tmp_path / "new.cbor").write_bytes(data)
-        os.replace(tmp_path / "new.cbor", mxb)
-
     with _at_work(tmp_path, "transit", mxb, mxr, "--bundle", str(cxb), "--trust-root",
                   str(cxr)) as counter:
-        assert counter.stdin and counter.stdout and counter.stderr
-        codes = []
-        try:
-            for setup in (None, cx.bundle(version=1), old):
-                if setup is not None:
-                    put(setup)
-                counter.stdin.write(paper.encode() + b"\n")
-                counter.stdin.flush()
-                codes.append(json.loads(counter.stdout.readline())["code"])
-            counter.stdin.close()
-            assert counter.wait(timeout=60) == 0
-        finally:
-            counter.kill()
-        err = counter.stderr.read().decode()
+        codes, err = _scans_between_setups(counter, paper, mxb,
+                                           [None, cx.bundle(version=1), old])
     assert codes == ["revoked", "revoked", "revoked"], err
     assert "[bundle_city_dropped]" in err and "no longer holds the bundle of Mexicali" in err
     assert "[bundle_rollback]" in err and "version 1, older than the version 2" in err
