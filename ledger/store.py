@@ -523,7 +523,7 @@ def create_home(root: Path, config: LedgerConfig) -> None:
     make_folders(root)
     engine = make_engine(database_url(root, config.db, config))
     try:
-        with _to_be_created():
+        with _to_be_created(engine):
             _refuse_existing_log(engine, root)
         migrate(engine)
     finally:
@@ -549,15 +549,20 @@ def _folder_lock(folder: Path, busy: StoreError) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _to_be_created() -> Iterator[None]:
+def _to_be_created(engine: Engine) -> Iterator[None]:
     """A log being made in a database its server does not have: to create first, not one
-    "lost" to restore from a backup (no log ever was there)."""
+    "lost" to restore from a backup (no log ever was there); nor is a SQLite file that could
+    not be made (a folder it may not write in) a damaged one to restore."""
     try:
         yield
     except StoreError as exc:
-        if exc.code != "ledger_database_missing":
-            raise
-        raise StoreError("ledger_database_not_created", db=exc.detail["db"]) from exc
+        if exc.code == "ledger_database_missing":
+            raise StoreError("ledger_database_not_created", db=exc.detail["db"]) from exc
+        file = engine.url.database if engine.url.get_backend_name() == "sqlite" else None
+        if exc.code == "ledger_database_unreadable" and file and not os.path.isfile(file):
+            raise StoreError("ledger_database_cannot_create", db=exc.detail["db"],
+                             reason=exc.detail.get("reason", "")) from exc
+        raise
 
 
 def check_token_name(name: str) -> str:
@@ -619,7 +624,7 @@ class LedgerStore:
         # that cannot be reached fails here, not after the keys exist
         engine = make_engine(database_url(root, db))
         try:
-            with _to_be_created():
+            with _to_be_created(engine):
                 _refuse_existing_log(engine, root)
                 engine.connect().close()
         finally:

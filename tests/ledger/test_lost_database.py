@@ -227,7 +227,7 @@ def test_init_on_an_unreachable_database_writes_no_key(tmp_path: Path,
     new = tmp_path / "new"
     assert run_cli("init", "--origin", "x.test/log", "--home", str(new),
                    "--db", "sqlite:////nonexistent/dir/x.db") == 1
-    assert capsys.readouterr().err.startswith("[ledger_database_unreadable]")
+    assert capsys.readouterr().err.startswith("[ledger_database_cannot_create]")  # no restore
     assert not (new / "log.key").exists() and not (new / "ledger.json").exists()
     # and then pointed at a usable place, init works
     assert run_cli("init", "--origin", "x.test/log", "--home", str(new)) == 0

@@ -219,3 +219,16 @@ def test_init_refuses_a_name_pasted_with_its_line_end(
                    "--home", str(tmp_path / "node")) == 2
     assert capsys.readouterr().err.startswith(f"[ledger_bad_name] {option} ")
     assert not (tmp_path / "node").exists()
+
+
+def test_init_where_no_database_can_be_made_says_so(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Its database file cannot be made (here a folder stands where it would go): a new node
+    has nothing to restore, so not "if the file is damaged, restore it"."""
+    (tmp_path / "node" / "ledger.db").mkdir(parents=True, mode=0o700)
+    capsys.readouterr()
+    assert run_cli("init", "--origin", "ledger.mexicali.example/v1",
+                   "--home", str(tmp_path / "node")) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("[ledger_database_cannot_create]"), err
+    assert "restore" not in err and not (tmp_path / "node" / "ledger.json").exists()
