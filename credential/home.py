@@ -314,12 +314,14 @@ def uninterrupted() -> Iterator[None]:
 
 @contextlib.contextmanager
 def held_lock(path: Path, busy: Exception | None = None) -> Iterator[None]:
-    """Hold an exclusive lock on the file ``path`` (created if missing) for the ``with`` block:
-    waiting for it, or, given ``busy``, raising that at once if another process holds it. The
-    lock is the kernel's (flock), so a process that dies never leaves it held."""
+    """Hold an exclusive lock on the file ``path`` (created if missing), or on the folder
+    ``path`` itself (no lock file left in it), for the ``with`` block: waiting for it, or,
+    given ``busy``, raising that at once if another process holds it. The lock is the
+    kernel's (flock), so a process that dies never leaves it held."""
     import fcntl
 
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = (os.open(path, os.O_RDONLY | os.O_DIRECTORY) if path.is_dir()
+          else os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (fcntl.LOCK_NB if busy is not None else 0))

@@ -69,7 +69,14 @@ from issuer.publish import check_access, post_entries
 from ledger.client import node_url
 
 # the public record's own vocabulary: a status change's reason goes on the ledger as it is
-from ledger.entries import REASONS, STATUSES, KeyRegistered, entry_from_json, possession_message
+from ledger.entries import (
+    REASONS,
+    STATUSES,
+    KeyRegistered,
+    check_key_names,
+    entry_from_json,
+    possession_message,
+)
 
 __all__ = ["CREDENTIAL_STATUSES", "LEDGER_END", "LEDGER_TOKEN", "LIST_FLOOR", "REASONS",
            "Issuance", "IssuerStore", "check_credential_id", "check_kid", "check_list_size",
@@ -399,7 +406,7 @@ class IssuerStore:
                              reason_en="--code must be 1-48 of A-Z a-z 0-9 . _ : - (e.g. MXMEX)")
         city, office = check_name(city, "--city"), check_name(office, "--office")
         now = int(time.time()) if now is None else now
-        _check_publishable(city, country, office, now)
+        _check_publishable(city, country, office)
         made_home = make_folders(home)
         database = home / "issuer.db"
         try:
@@ -461,7 +468,7 @@ class IssuerStore:
         office = check_name(office, "--office")
         now = int(time.time()) if now is None else now
         info = self.info()
-        _check_publishable(info.city, info.country, office, now)
+        _check_publishable(info.city, info.country, office)
         self.root_signing_key(passphrase)  # proves the passphrase before changing anything
         return self._add_office_key(passphrase, office, now, new=True)
 
@@ -1340,15 +1347,12 @@ class _ListCursor:
             set_meta(db, f"list_next:{self.list_id}", str(self.position))
 
 
-def _check_publishable(city: str, country: str, office: str, now: int) -> None:
+def _check_publishable(city: str, country: str, office: str) -> None:
     """What the office will publish about a key must be publishable: checked before anything is
     written, so a name the ledger would refuse leaves no half-made office behind. The names are
     the only part the caller chose: a refusal is theirs to fix (a usage error)."""
     try:
-        entry_from_json({"type": "key_registered", "kid": "probe",
-                         "public_key": b64url(bytes(32)), "city": city,
-                         "country": country, "office": office,
-                         "valid_from": rfc3339(now), "valid_until": rfc3339(now + 1)})
+        check_key_names(city, country, office)
     except MalformedInput as exc:
         field = exc.detail.get("field")
         if field not in ("city", "office"):

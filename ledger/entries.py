@@ -49,6 +49,7 @@ __all__ = [
     "Record",
     "StatusChanged",
     "WitnessCosignature",
+    "check_key_names",
     "decode_record",
     "encode_record",
     "entry_from_json",
@@ -391,6 +392,15 @@ def type_cbor(name: str) -> bytes:
 
 def _reference_encode(seq: int, prev: bytes, time_ms: int, entry: Entry) -> bytes:
     return bytes(cbor2.dumps([seq, prev, time_ms, entry.TYPE, entry.fields()], canonical=True))
+
+
+def check_key_names(city: str, country: str, office: str = "Office") -> None:
+    """Whether a key registration naming this ``city``, ``country`` and ``office`` would be
+    taken (``MalformedInput`` naming the field otherwise): an office checks its names before
+    it makes anything, a node a root file's before it binds a token to them."""
+    entry_from_json({"type": "key_registered", "kid": "probe", "public_key": "A" * 43,
+                     "city": city, "country": country, "office": office,
+                     "valid_from": "2000-01-01T00:00:00Z", "valid_until": "2000-01-02T00:00:00Z"})
 
 
 def possession_message(entry: KeyRegistered) -> bytes:

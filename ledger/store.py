@@ -58,7 +58,7 @@ from sqlalchemy.pool import NullPool
 from credential import merkle
 from credential.disk import disk_trouble
 from credential.errors import LedgerError, MalformedInput, PasaporteError, StoreError, UsageError
-from credential.home import make_folders, resolve_home
+from credential.home import held_lock, make_folders, resolve_home
 from credential.note import (
     COSIGNATURE_V1,
     Checkpoint,
@@ -532,23 +532,6 @@ def create_home(root: Path, config: LedgerConfig) -> None:
 
 
 @contextlib.contextmanager
-def _folder_lock(folder: Path, busy: StoreError) -> Iterator[None]:
-    """The kernel's lock (flock) on ``folder`` itself, or ``busy`` at once: a lock file would
-    be left in a home an init that failed leaves empty."""
-    import fcntl
-
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise busy from None
-        yield
-    finally:
-        os.close(fd)  # releases the lock
-
-
-@contextlib.contextmanager
 def _to_be_created(engine: Engine) -> Iterator[None]:
     """A log being made in a database its server does not have: to create first, not one
     "lost" to restore from a backup (no log ever was there); nor is a SQLite file that could
@@ -611,7 +594,8 @@ class LedgerStore:
         make_folders(root)  # see ``create_home``
         # One init per home at a time: two at once (a provisioning script started twice)
         # wrote over each other's keys, and the one that lost removed the winner's.
-        with _folder_lock(root, StoreError("ledger_init_busy", home=str(root))):
+        # (on the folder itself: a lock file would be left in a home a failed init leaves)
+        with held_lock(root, busy=StoreError("ledger_init_busy", home=str(root))):
             if (root / "ledger.json").exists():
                 raise StoreError("ledger_already_initialised", home=str(root))
             return cls._init_locked(root, origin, passphrase, db, witness_name)

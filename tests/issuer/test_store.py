@@ -245,10 +245,10 @@ def test_a_name_the_public_record_refuses_is_a_usage_error(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Should the ledger's rule for names grow stricter than ours, the office is still told
     which option to fix, as a usage error, not a ledger field error."""
-    def stricter(entry: dict[str, object]) -> None:
+    def stricter(city: str, country: str, office: str = "") -> None:
         raise MalformedInput("ledger_bad_field", field="city", reason="1-128 printable characters")
 
-    monkeypatch.setattr("issuer.store.entry_from_json", stricter)
+    monkeypatch.setattr("issuer.store.check_key_names", stricter)
     with pytest.raises(UsageError) as refused:
         IssuerStore.create(tmp_path / "issuer", city="Mexicali", country="MX", office="Centro",
                            code="MXMEX", passphrase=PASSPHRASE)
