@@ -58,7 +58,16 @@ _STATES = {"valid": ("vigente", "valid"), "expired": ("vencido", "expired"),
                                  "oficina, y si no basta, pida uno nuevo",
                                  "the office's signature does not verify: the stored copy may be "
                                  "damaged; import again the file the office gave you, and if "
-                                 "that does not do, ask for a new one")}
+                                 "that does not do, ask for a new one"),
+           # Never imported so once the city was trusted (import refuses it): imported before.
+           "key_unknown": ("la llave de la oficina que lo firmó no está en el paquete de "
+                           "confianza de la ciudad que tiene esta cartera: confíe en el paquete "
+                           "actual de la ciudad («pasaporte wallet trust»); si sigue así, no es "
+                           "de la ciudad: pida uno a la oficina",
+                           "the office key that signed it is not in the city's trust bundle "
+                           "this wallet holds: trust the city's current bundle (`pasaporte "
+                           "wallet trust`); if it stays so, it is not the city's: ask the "
+                           "office for one")}
 _STATUS = {state: f"{es} / {en}" for state, (es, en) in _STATES.items()}
 _OUTCOME = {"imported": "Importado / Imported", "unchanged": "Ya estaba / Already in the wallet",
             "replaced": "Actualizado / Updated"}

@@ -34,7 +34,7 @@ import os
 import re
 import time
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -99,11 +99,18 @@ DIGESTS = ".sha256"
 MAX_DIGESTS = 1024  # two digests (the old bytes and the new, while one replaces the other)
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 TRUST_DIR = "trust"
-# The hidden names ``StagedFile`` gives a trust file (``CODE.root.json``, ``CODE.bundle``) while
-# it is written and the file it replaced: a ``trust`` killed mid-way leaves them behind; the next
-# one removes these, and only these (the folder is the wallet's, but a file of any other name may
-# be the resident's).
-_TRUST_STAGED = StagedFile.leftovers(rf"{CITY_CODE.pattern}\.(?:root\.json|bundle)")
+# The hidden names ``StagedFile`` gives each file the wallet writes while it is written and to the
+# file it replaced, per folder: a command killed mid-way leaves them behind (in ``credentials/``,
+# a whole copy of a passport, names and birth date included; beside ``wallet.json``, the key
+# sealed under a passphrase that never took effect). Whoever next holds the lock removes these,
+# and only these (the folders are the wallet's, but a file of any other name may be the
+# resident's).
+_STAGED: dict[str, re.Pattern[str]] = {
+    "": StagedFile.leftovers(re.escape(WALLET_FILE)),
+    CREDENTIALS_DIR: StagedFile.leftovers(
+        rf"[A-Za-z0-9_-]{{1,43}}(?:{re.escape(SUFFIX)}|{re.escape(DIGESTS)})"),
+    TRUST_DIR: StagedFile.leftovers(rf"{CITY_CODE.pattern}\.(?:root\.json|bundle)"),
+}
 LOCK_FILE = ".lock"
 MAX_IMPORT_CHARS = 16384  # a full credential is ~1 KB of QR text; anything far larger is not one
 # UTF-8 takes at most 4 bytes a character: more bytes than this are too many characters, known
@@ -129,7 +136,7 @@ CLOCK_SLACK = 300
 Unlock = Literal["exact", "trimmed", "composed", "caps_lock"]
 
 Status = Literal["valid", "expired", "not_yet_valid", "revoked", "suspended",
-                 "key_compromised", "signature_invalid"]
+                 "key_compromised", "signature_invalid", "key_unknown"]
 
 
 def credential_status(nbf: int, exp: int, now: int) -> Status:
@@ -149,7 +156,13 @@ def _status(decoded: Decoded, bundle: TrustBundle | None, now: int) -> Status:
     if status != "valid" or bundle is None:
         return status
     signer = next((k for k in bundle.keys if k.kid == decoded.credential.kid), None)
-    if signer is not None and not decoded.credential.verify(signer.public_key):
+    if signer is None:
+        # Imported before the city was trusted, by a key the city's bundle does not list: a
+        # counter holding that bundle refuses it (issuer_unknown). A key the city added after
+        # the bundle the wallet trusts, or one that is not the city's at all: either way the
+        # resident hears it here, not in the queue.
+        return "key_unknown"
+    if not decoded.credential.verify(signer.public_key):
         # imported before the city was trusted (then nothing could check it): once it is,
         # the resident hears now what every counter would answer (signature_invalid)
         return "signature_invalid"
@@ -470,10 +483,23 @@ def _refused_text(text: str, exc: MalformedInput, source: str) -> MalformedInput
     return exc
 
 
-def _locked(home: Path) -> contextlib.AbstractContextManager[None]:
+@contextlib.contextmanager
+def _locked(home: Path) -> Iterator[None]:
     """Hold the wallet's lock (waiting for it): a look at what is stored and the change made on
-    it become one step, as far as other ``pasaporte wallet`` processes are concerned."""
-    return held_lock(home / LOCK_FILE)
+    it become one step, as far as other ``pasaporte wallet`` processes are concerned. Taken,
+    it first removes what a killed command left staged (``_STAGED``): none of it is a running
+    command's, since each writes only holding this lock."""
+    with held_lock(home / LOCK_FILE):
+        for folder, leftover in _STAGED.items():
+            try:
+                names = os.listdir(home / folder)
+            except OSError:  # not made yet, or not readable: said where it is read
+                continue
+            for name in names:
+                if leftover.fullmatch(name):
+                    with contextlib.suppress(OSError):  # tidying: never a reason to refuse
+                        os.unlink(home / folder / name)
+        yield
 
 
 def _read_wallet_file(home: Path) -> tuple[dict[str, Any], bytes, bytes]:
@@ -705,7 +731,6 @@ class Wallet:
         # Held throughout: what is trusted is read and replaced as one step, or two trusts at
         # once would each compare with the same old version and the older could be written last.
         with _locked(self.home):
-            self._sweep_staged()
             # a root already trusted for a code is never silently replaced by another city's
             held_roots, held_bundles, _ = self._read_trust()
             check_roots([*held_roots.values(), *root_keys])
@@ -781,18 +806,6 @@ class Wallet:
         finally:
             for file, _ in staged:
                 file.discard()
-
-    def _sweep_staged(self) -> None:
-        """Remove the files a ``trust`` killed mid-way left under hidden names
-        (``_TRUST_STAGED``). Called holding the lock, so none is a running trust's."""
-        try:
-            names = os.listdir(self.trust_dir)
-        except OSError:  # nothing trusted yet, or no folder to read: said where it is read
-            return
-        for name in names:
-            if _TRUST_STAGED.fullmatch(name):
-                with contextlib.suppress(OSError):  # tidying: never a reason to refuse
-                    os.unlink(self.trust_dir / name)
 
     def _read_trust(self) -> tuple[dict[str, RootKey], dict[str, TrustBundle],
                                    list[StoreError]]:

@@ -84,3 +84,28 @@ def test_a_killed_import_leaves_the_old_passport_or_the_new_one_whole(
     shown = Wallet.open(wallet_home).present(first.credential_id, service="library",
                                              passphrase=PASSPHRASE)
     assert mexicali.verifier().verify(shown.text, service="library").accepted
+
+
+def test_what_a_killed_import_left_staged_goes_at_the_next_command_that_writes(
+        run: Run, wallet_home: Path, mexicali: City, tmp_path: Path) -> None:
+    """A staged credential is a whole copy of a passport (names, birth date), and a staged
+    ``wallet.json`` a key sealed under a passphrase that never took effect: hidden files the
+    resident never sees, copied with every backup. The next command that takes the lock removes
+    them, and only names the wallet gives its own staged files."""
+    wallet = Wallet.open(wallet_home)
+    first = mexicali.issue_for(wallet.public_key, example_claims("mexicali"))
+    file = tmp_path / "first.pu1"
+    file.write_text(transport.pack(first.to_cbor()), "utf-8")
+    _killed_import(wallet_home, file, "before-rename")
+    staged = [n for n in os.listdir(wallet.credentials_dir) if n.startswith(".")]
+    assert any(n.startswith(f".{first.credential_id}.cbor.") for n in staged), staged
+    (wallet_home / ".wallet.json.k2j4_x9a.tmp").write_bytes(b"a sealed key")
+    others = ["notas.txt", ".wallet.json.tmp", ".lista.abcd1234.tmp"]
+    for name in others:
+        (wallet.credentials_dir / name).write_bytes(b"the resident's")
+
+    again = run("wallet", "import", file, "--home", wallet_home)
+    assert again.exit_code == 0, again.output
+    assert sorted(os.listdir(wallet.credentials_dir)) == sorted(
+        [f"{first.credential_id}.cbor", f"{first.credential_id}.sha256", *others])
+    assert not (wallet_home / ".wallet.json.k2j4_x9a.tmp").exists()

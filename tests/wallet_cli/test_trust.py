@@ -224,6 +224,20 @@ def test_a_passport_imported_before_its_city_was_trusted_is_checked_once_it_is(
     assert shown.status == "signature_invalid"
 
 
+def test_a_passport_by_a_key_the_trusted_bundle_does_not_list_is_not_called_valid(
+        wallet: Wallet) -> None:
+    """Anyone can make an office under a city's code: its passport, imported before the city
+    was trusted, is by a key the city's bundle does not list, and every counter holding that
+    bundle refuses it (issuer_unknown). Once the city is trusted, the wallet says so."""
+    city, forger = City(), City()  # both MXMEX, different keys
+    wallet.import_text(_issued_text(forger, wallet))
+    wallet.trust([city.bundle()], [city.root.to_json().encode()])
+    (entry,), _ = wallet.entries(now=NOW)
+    assert entry.status == "key_unknown"
+    shown = wallet.present(entry.id, service="library", passphrase=PASSPHRASE, now=NOW)
+    assert shown.status == "key_unknown"
+
+
 @pytest.mark.parametrize("damage", ["truncated bundle", "another city's root", "no bundle",
                                     "no root"])
 def test_a_damaged_trust_file_is_named_not_taken_for_no_news(
