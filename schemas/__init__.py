@@ -66,6 +66,9 @@ class ServiceSpec:
     name: str
     label: Labels
     discloses: tuple[str, ...]
+    # The boolean claim (group, field) that says the holder may use the service; None: everyone
+    # may. Read by counters (``not_eligible``) and by the wallet, which warns before the queue.
+    eligibility: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,6 +99,14 @@ def _read(name: str) -> Any:
     return json.loads((resources.files("schemas") / name).read_text(encoding="utf-8"))
 
 
+def _eligibility(service: dict[str, Any]) -> tuple[str, str] | None:
+    """``"group.field"`` of a service in ``claims.json``, as (group, field)."""
+    if "eligibility" not in service:
+        return None
+    group, field = str(service["eligibility"]).split(".", 1)
+    return group, field
+
+
 @cache
 def schema() -> Schema:
     raw = _read("claims.json")
@@ -116,7 +127,7 @@ def schema() -> Schema:
         )
         groups.append(GroupSpec(g["name"], g["key"], index, g["label"], fields, g["json"]))
     services = {
-        name: ServiceSpec(name, s["label"], tuple(s["discloses"]))
+        name: ServiceSpec(name, s["label"], tuple(s["discloses"]), _eligibility(s))
         for name, s in raw["services"].items()
     }
     envelope = {e["name"]: e["label"] for e in raw["envelope"]}

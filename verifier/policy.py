@@ -14,12 +14,6 @@ __all__ = ["Policy", "policy_overrides"]
 
 PaperRule = Literal["accept", "accept_with_id", "reject"]
 
-# Which boolean claim says the holder may use the service (None: everyone may).
-_ELIGIBILITY: dict[str, tuple[str, str] | None] = {
-    "library": ("library", "eligible"),
-    "transit": None,
-    "clinic": ("clinic", "eligible"),
-}
 _PAPER: dict[str, PaperRule] = {"library": "accept", "transit": "accept_with_id",
                                 "clinic": "accept_with_id"}
 
@@ -51,7 +45,7 @@ class Policy:
             raise UsageError("service_unknown", service=escaped(service[:80]),
                              services_es=listed["es"], services_en=listed["en"])
         base = cls(service=service, requires=spec.discloses,
-                   eligibility=_ELIGIBILITY.get(service), paper=_PAPER.get(service, "reject"))
+                   eligibility=spec.eligibility, paper=_PAPER.get(service, "reject"))
         return replace(base, **overrides)  # type: ignore[arg-type]
 
 

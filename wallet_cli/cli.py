@@ -361,6 +361,10 @@ def _present(wallet: Wallet, credential_id: str, service: str, disclose: tuple[s
             es, en = _STATES[shown.status]
             _say(PasaporteError("wallet_present_not_valid", status=en, status_es=es,
                                 now=now).diagnostics())
+    if shown.ineligible:
+        label = schema().services[shown.service].label
+        _say(PasaporteError("wallet_present_not_eligible", service_es=label["es"],
+                            service_en=label["en"]).diagnostics())
     if shown.missing:
         service = shown.service
         spec = schema().services[service]

@@ -255,9 +255,22 @@ class Presentation:
     # a counter refuse the code (as old).
     clock_differs: int | None = None
     valid_from: date = date.min  # the passport's first day: a not yet valid one is for then
+    # The passport says the holder may not use the service (its eligibility claim is not true):
+    # a counter refuses it (``not_eligible``), however genuine.
+    ineligible: bool = False
 
 
 # -- pure helpers for ``present`` -------------------------------------------------------------
+
+
+def _ineligible(decoded: Decoded, eligibility: tuple[str, str] | None,
+                shown: Sequence[str]) -> bool:
+    """The code shows the service's eligibility claim, and it is not true: as a counter decides
+    (``verifier.engine``, ``not_eligible``). Left out, that claim is ``missing`` instead."""
+    if eligibility is None or eligibility[0] not in shown:
+        return False
+    group, field = eligibility
+    return decoded.groups.get(group, {}).get(field) is not True
 
 def _claim_index() -> tuple[dict[str, str], dict[str, list[str]]]:
     """Name → group for group names, ``group.claim`` and unambiguous claim names; plus the claim
@@ -1082,7 +1095,8 @@ class Wallet:
         # The clock may be wrong the other way too (ahead); that only the counter can tell.
         known = max(p.iat, bundle.made_at if bundle is not None else 0)
         behind = known - now
-        asked = schema().services[service].discloses
+        spec = schema().services[service]
+        asked = spec.discloses
         return Presentation(transport.pack(cbor_bytes), p.credential_id, groups, audience,
                             _status(decoded, bundle, now),
                             missing=tuple(g for g in asked if g not in groups),
@@ -1090,4 +1104,5 @@ class Wallet:
                             clock_behind=known if behind > OFFICE_CLOCK_AHEAD_S else None,
                             clock_differs=(known if CLOCK_SLACK < behind <= OFFICE_CLOCK_AHEAD_S
                                            else None),
-                            valid_from=first_day(p.nbf))
+                            valid_from=first_day(p.nbf),
+                            ineligible=_ineligible(decoded, spec.eligibility, groups))

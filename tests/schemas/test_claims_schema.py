@@ -220,3 +220,15 @@ def test_schema_and_issuer_agree_on_every_character_of_a_name() -> None:
     assert disagree == []
     for sneaky in ("\u202eAna", "Ana\u2028Luz", "A\u200dna", "Ana\u00adLuz"):
         assert not pattern.search(sneaky)
+
+
+def test_each_service_eligibility_is_a_boolean_claim_it_discloses() -> None:
+    """Counters refuse on it and wallets warn on it: it must name a claim that exists, is a
+    yes/no and is shown to that service by default (or no default code could pass)."""
+    for spec in schemas.schema().services.values():
+        if spec.eligibility is None:
+            continue
+        group, field = spec.eligibility
+        assert group in spec.discloses, spec.name
+        fields = schemas.schema().group(group).fields
+        assert next(f for f in fields if f.name == field).type == "bool", spec.name

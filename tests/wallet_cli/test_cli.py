@@ -444,6 +444,26 @@ def test_showing_less_than_the_service_asks_warns(run: Run, wallet_home: Path, m
         assert said.exit_code == 0 and "wallet_present_missing" not in said.stderr, said.stderr
 
 
+@pytest.mark.parametrize("service", ["library", "clinic"])
+def test_a_passport_not_entitled_to_the_service_warns(run: Run, wallet_home: Path,
+                                                      mexicali: City, service: str) -> None:
+    """Eligibility false for the service asked for: the counter is sure to refuse it
+    (``not_eligible``), so the resident hears so before queueing; another service is silent."""
+    wallet = Wallet.open(wallet_home)
+    claims = example_claims("mexicali")
+    claims[service] = {**claims[service], "eligible": False}
+    cred_id = wallet.import_text(mexicali.issue_text(wallet.public_key, claims)).id
+    result = run("wallet", "present", cred_id, "--for", service, "--home", wallet_home)
+    assert result.exit_code == 0, result.stderr
+    es, _, en = result.stderr.partition("[wallet_present_not_eligible]")[2].partition(" / ")
+    label = {"library": ("Biblioteca", "Library"), "clinic": ("Clínica", "Clinic")}[service]
+    assert label[0] in es and "entitled" not in es and label[1] in en, result.stderr
+    assert mexicali.verifier().verify(result.stdout.strip(),
+                                      service=service).code == "not_eligible"
+    other = run("wallet", "present", cred_id, "--for", "transit", "--home", wallet_home)
+    assert other.exit_code == 0 and "not_eligible" not in other.stderr, other.stderr
+
+
 @pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-16-be", "utf-32"])
 def test_import_a_file_saved_with_a_byte_order_mark(run: Run, wallet_home: Path,
                                                     mexicali: City, tmp_path: Path,
