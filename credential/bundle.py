@@ -24,11 +24,17 @@ from credential.keys import b64url, kid_for, unb64url
 from credential.statuslist import PURPOSES, Purpose
 from credential.text import escaped
 
-__all__ = ["CITY_CODE", "MAX_BUNDLE", "MAX_ROOT", "OfficeKey", "RootKey", "StatusListInfo",
-           "TrustBundle", "check_roots", "parse_bundle", "sign_bundle"]
+__all__ = ["CITY_CODE", "MAX_BUNDLE", "MAX_LIST_BYTES", "MAX_ROOT", "OfficeKey", "RootKey",
+           "StatusListInfo", "TrustBundle", "check_roots", "parse_bundle", "sign_bundle"]
 
 MAX_BUNDLE = 4 * 1024 * 1024
 MAX_ROOT = 64 * 1024  # a root key file: a few hundred bytes of JSON
+# What a counter inflates, at most, of one bundle's status lists (each list's declared size, in
+# bytes of bitstring, summed over lists and purposes). One list is bounded on its own
+# (``statuslist.MAX_SIZE``), but 1 MB of zeros deflates to 1 KB: a 4 MB bundle of thousands of
+# lists made a counter take 4 GB and 40 s at start, stopping it for every city. 32 MB is 128
+# million credentials per purpose, some 60 times the largest city of the border.
+MAX_LIST_BYTES = 32 * 1024 * 1024
 BUNDLE_TYPE = "pasaporte-trust-bundle/1"
 # A city's issuer code: the CWT ``iss`` of its credentials, the prefix of its status lists'
 # names, and the name of the files a wallet keeps its root and bundle in. So no "/": a root or
@@ -149,14 +155,25 @@ def _payload(doc: Any) -> TrustBundle:
             raise _bad("office key")
         keys.append(OfficeKey(k[0], k[1], _text(k[2]), _int(k[3]), _int(k[4]),
                               None if k[5] is None else _int(k[5]), _int(k[6])))
-    lists = []
+    lists: list[StatusListInfo] = []
+    seen: set[tuple[int, str]] = set()
+    inflated = 0
     for s in lists_raw:
         # a str before the set lookup: a list or map there is unhashable (TypeError)
         if not (isinstance(s, list) and len(s) == 5 and isinstance(s[1], str)
                 and s[1] in PURPOSES and isinstance(s[3], bytes)):
             raise _bad("status list")
-        lists.append(StatusListInfo(_int(s[0]), cast(Purpose, s[1]), _int(s[2]), s[3],
-                                    _int(s[4])))
+        info = StatusListInfo(_int(s[0]), cast(Purpose, s[1]), _int(s[2]), s[3], _int(s[4]))
+        # Checked before anything is inflated (the counter does so as it loads the bundle).
+        inflated += (info.size + 7) // 8
+        if inflated > MAX_LIST_BYTES:
+            raise _bad("status lists too large in all")
+        # Two lists for one office and purpose: a counter would keep one and a wallet read the
+        # other, and a passport be revoked to one and valid to the other.
+        if (info.list_id, info.purpose) in seen:
+            raise _bad("status list repeated")
+        seen.add((info.list_id, info.purpose))
+        lists.append(info)
     catalogs: dict[str, dict[int, str]] = {}
     for name, entries in cats_raw.items():
         if not isinstance(entries, dict):

@@ -11,9 +11,10 @@ import cbor2
 import pytest
 
 from credential import cose
-from credential.bundle import RootKey, check_roots, parse_bundle
+from credential.bundle import MAX_LIST_BYTES, RootKey, check_roots, parse_bundle
 from credential.errors import MalformedInput, Rejection, UsageError
 from credential.keys import b64url, kid_for
+from credential.statuslist import MAX_SIZE
 from tests.factory import City
 
 _CITY = City()
@@ -69,6 +70,13 @@ CASES: dict[str, tuple[Callable[[], bytes], str]] = {
                         "status list"),
     "unhashable purpose": (lambda: _with(status_lists=[[_LIST[0], ["x"], *_LIST[2:]]]),
                            "status list"),
+    # one office's revocation list twice: a counter would keep one, a wallet read the other
+    "list repeated": (lambda: _with(status_lists=[_LIST, _LIST]), "status list repeated"),
+    # each within a list's own bound, thousands of them (1 MB of zeros deflates to 1 KB)
+    "lists inflate past the bound": (
+        lambda: _with(status_lists=[[n, _LIST[1], MAX_SIZE, _LIST[3], _LIST[4]]
+                                    for n in range(MAX_LIST_BYTES * 8 // MAX_SIZE + 1)]),
+        "status lists too large in all"),
     "catalog not a map": (lambda: _with(catalogs={"library": [1]}), "catalog"),
     "catalog name empty": (lambda: _with(catalogs={"library": {1: ""}}), "text expected"),
     "version as text": (lambda: _with(version="2"), "integer expected"),
