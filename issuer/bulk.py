@@ -571,11 +571,13 @@ def _issue_batch(store: IssuerStore, rows: list[Row], folder: Path, *,
         done = earlier.get(fp)
         if done is None:
             todo.append((row.line, (row.claims, fp)))
-        elif done[1] == "revoked":
-            # Revoked since an earlier run issued it (lost, a data error): its row is issued
-            # anew. Its files, if still here, leave the print folder: counted "already issued",
-            # it went into the index and got a freshly drawn card every counter refuses.
-            _set_aside(folder, done[0], REVOKED_DIR)
+        elif done[1] in _SET_ASIDE:
+            # Revoked since an earlier run issued it (lost, a data error), or signed by a key
+            # compromised by then (the office re-issues what it signed after): every counter
+            # refuses it, so its row is issued anew. Its files, if still here, leave the print
+            # folder: counted "already issued", it went into the index and got a freshly drawn
+            # card every counter refuses.
+            _set_aside(folder, done[0], _SET_ASIDE[done[1]])
             todo.append((row.line, (row.claims, fp)))
         elif not (folder / f"{done[0]}.txt").exists():
             # Issued by an earlier run, but its file is not here: issuing its row again would
@@ -709,6 +711,8 @@ def _settle_partials(store: IssuerStore, folder: Path) -> None:
 
 
 REVOKED_DIR = "revoked"
+# Where the files of a row issued anew go, by why its earlier credential is refused everywhere.
+_SET_ASIDE = {"revoked": REVOKED_DIR, "key_compromised": "key_compromised"}
 
 
 def _set_aside(folder: Path, credential_id: str, sub: str) -> None:

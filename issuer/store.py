@@ -1066,12 +1066,22 @@ class IssuerStore:
         return _ListCursor(db, list_id, permutation)
 
     def bulk_issued(self, fingerprints: list[str]) -> dict[str, tuple[str, str]]:
-        """Bulk rows already issued, by fingerprint: (credential id, its status now)."""
+        """Bulk rows already issued, by fingerprint: (credential id, its status now), the
+        status ``key_compromised`` for one signed at or after its key's compromise time (every
+        counter refuses it, as ``credential`` says)."""
         query = (sa.select(bulk_fingerprints.c.fingerprint, credentials.c.id,
-                           credentials.c.status)
-                 .join(credentials, credentials.c.id == bulk_fingerprints.c.credential_id))
-        return {str(fp): (str(cid), str(status)) for fp, cid, status
-                in self._in_chunks(query, bulk_fingerprints.c.fingerprint, fingerprints)}
+                           credentials.c.status, credentials.c.issued_at,
+                           keys.c.compromised_since, keys.c.valid_from)
+                 .join(credentials, credentials.c.id == bulk_fingerprints.c.credential_id)
+                 .join(keys, keys.c.kid == credentials.c.kid, isouter=True))
+        found = {}
+        for fp, cid, status, issued_at, compromised, key_from in self._in_chunks(
+                query, bulk_fingerprints.c.fingerprint, fingerprints):
+            since = _no_earlier(compromised, key_from)
+            if since is not None and issued_at >= since and status != "revoked":
+                status = "key_compromised"
+            found[str(fp)] = (str(cid), str(status))
+        return found
 
     def known(self, credential_ids: list[str]) -> set[str]:
         """Which of these ids this office issued (one query per 500, not one per id)."""
@@ -1120,8 +1130,10 @@ class IssuerStore:
                 "last_day": last_day(row["valid_until"]).isoformat(),
                 "validity": validity,
                 "key_compromised_since": None if since is None else rfc3339(since),
-                # None: not known (its first day is not on record, and it may not have begun)
+                # None: not known (its first day is not on record, and it may not have begun).
+                # Revoked or suspended: refused by every counter holding a bundle made since.
                 "refused_by_counters": (True if refused or validity in ("expired", "not_yet_valid")
+                                        or row["status"] in ("revoked", "suspended")
                                         else None if validity == "unknown" else False)}
 
     @staticmethod

@@ -543,6 +543,37 @@ def test_a_row_whose_passport_was_revoked_is_issued_anew_though_its_file_is_ther
     assert not (out / f"{old}.txt").exists() and not (out / f"{old}.png").exists()
     assert (out / "revoked" / f"{old}.txt").exists()
     assert IssuerStore.open(home).credential(new)["status"] == "valid"  # type: ignore[index]
+    # ``issuer status --json`` said false of a revoked one: counters refuse it once they hold
+    # a bundle made since
+    assert IssuerStore.open(home).credential(old)["refused_by_counters"] is True  # type: ignore[index]
+
+
+def test_rows_signed_by_a_key_compromised_by_then_are_issued_anew(
+        issued_sample: tuple[Path, Path, tuple[str, ...]], run: Run) -> None:
+    """After a compromise and a rotation, the sheet run again to reprint: its passports,
+    signed after the compromise time, are refused by every counter; counted "already issued"
+    (exit 0), a city would mail them all. Each row is issued anew by the new key, and the dead
+    files leave the print folder."""
+    home, out, args = issued_sample
+    first = dict(_index(out))
+    kid = json.loads(run("issuer", "keys", "--json", "--home", str(home))[1])[0]["kid"]
+    # before the key existed: recorded as its first moment, so everything it signed
+    assert run("issuer", "compromised", kid, "--since", "2000-01-01T00:00:00Z",
+               "--home", str(home))[0] == 0
+    assert run("issuer", "rotate", "--home", str(home))[0] == 0
+    code, stdout, err = run(*args)
+    assert code == 0 and stdout.startswith("3 ") and "ya emitidos" not in err, err
+    again = dict(_index(out))
+    assert set(again) == set(first) and not set(again.values()) & set(first.values())
+    store = IssuerStore.open(home)
+    for line, old in first.items():
+        assert not (out / f"{old}.txt").exists()
+        assert (out / "key_compromised" / f"{old}.txt").exists()
+        new = store.credential(again[line])
+        assert new is not None and new["kid"] != kid
+        assert new["refused_by_counters"] is False
+    code, stdout, err = run(*args)  # and then it is done: nothing issued a third time
+    assert code == 0 and stdout.startswith("0 ") and "3 ya emitidos" in err, err
 
 
 def test_the_same_resident_twice_in_a_file_issues_nothing(
