@@ -79,22 +79,26 @@ class AuditReport:
     unverified: int = 0
     # problems whose phrase carries another error's message: that message in each language
     inner: dict[tuple[int, str], tuple[str, str]] = field(default_factory=dict)
+    # The lowest index; of several problems there, the one found first: the checks run from
+    # the cause outwards (a leaf that does not hash before the link it then breaks). Kept apart
+    # from ``problems``, which holds only the first 1000 found: a thousand damaged hashes far
+    # down the log, checked before the links and checkpoints, named those instead of a
+    # rewritten record near the start.
+    first: tuple[int, str] | None = None
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
-    @property
-    def first(self) -> tuple[int, str] | None:
-        # The lowest index; of several problems there, the one found first: the checks run
-        # from the cause outwards (a leaf that does not hash before the link it then breaks).
-        return min(self.problems, key=lambda problem: problem[0]) if self.problems else None
-
     def add(self, seq: int, what: str, inner: PasaporteError | None = None) -> None:
-        if len(self.problems) < 1000:
+        lowest = self.first is None or seq < self.first[0]
+        if lowest:
+            self.first = (seq, what)
+        kept = len(self.problems) < 1000
+        if kept:
             self.problems.append((seq, what))
-            if inner is not None:
-                self.inner[(seq, what)] = (inner.message["en"], inner.message["es"])
+        if inner is not None and (lowest or kept):
+            self.inner[(seq, what)] = (inner.message["en"], inner.message["es"])
 
     def spanish(self, seq: int, what: str) -> str:
         """``what`` in Spanish: our phrase from the reasons catalog, and the message of an

@@ -265,6 +265,22 @@ def test_the_first_problem_is_the_cause(store: LedgerStore) -> None:
     assert report.first == (13, "stored leaf hash does not match the record")
 
 
+def test_a_thousand_decoys_further_on_do_not_hide_the_first_bad_record(
+        sqlite_home: Path) -> None:
+    """A record rewritten (and re-hashed) near the start, then a thousand and more stored
+    hashes spoiled far down the log: found first, the decoys filled the report's list, and
+    audit named one of them as the first bad record."""
+    with LedgerStore.open(sqlite_home, passphrase=PASSPHRASE) as store:
+        store.append([commitment(i) for i in range(1, 1101)])
+        with store.engine.begin() as conn:
+            change_leaf_and_rehash(conn)
+            conn.execute(text("UPDATE ledger_entries SET hash = zeroblob(32) "
+                              "WHERE seq BETWEEN 60 AND 1080"))
+        report = audit(store)
+    assert report.first is not None and report.first[0] == 13, report.first
+    assert len(report.problems) == 1000  # what is listed stays bounded
+
+
 def test_a_head_time_in_the_future_is_caught_before_it_dates_records(store: LedgerStore
                                                                      ) -> None:
     """An append stamps its records no earlier than the head's last time: a head set to 2100
