@@ -179,6 +179,9 @@ def collect(store: LedgerStore) -> Facts:
     query is by primary key or index, or reads a table of a few rows (witnesses, logs
     witnessed, split-view evidence)."""
     with store.engine.connect() as conn, conn.begin():
+        # a table dropped under a running node: every read of it fails, so the probe must not
+        # read "ok" (a load balancer would keep a node that cannot serve a record)
+        store.check_schema(conn)
         size = int(conn.execute(select(t.head.c.size).where(t.head.c.id == 1)).scalar() or 0)
         c = t.checkpoints.c
         newest = conn.execute(select(c.size, c.created).order_by(c.size.desc()).limit(1)).first()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import os
 import re
@@ -212,6 +213,10 @@ def _db_error(ctx: ExceptionContext) -> None:
     state = getattr(exc, "sqlstate", None)
     if state == _PG_NO_PRIVILEGE:  # a ProgrammingError, but the role's grants, not our SQL
         raise StoreError("ledger_database_denied", db=where, reason=_first_line(exc)) from exc
+    if state in _PG_SCHEMA_GONE:
+        # A ProgrammingError too, but not our SQL: a table or column of the log dropped by hand
+        # since it was opened, as SQLite's "no such table" (an OperationalError) says below.
+        raise StoreError("ledger_database_unreadable", db=where, reason=_first_line(exc)) from exc
     if state in _PG_CONFLICT:  # rolled back whole: the same request again may well pass
         raise StoreError("ledger_database_conflict", db=where, reason=_first_line(exc)) from exc
     # OperationalError: the database, not the statement, failed (cannot open or connect);
@@ -248,6 +253,7 @@ _NO_DATABASE = re.compile(r'FATAL:\s+database ".*" does not exist')
 _PG_DISK_FULL = "53100"
 _PG_NO_PRIVILEGE = "42501"  # insufficient_privilege
 _PG_CONFLICT = frozenset({"40P01", "40001"})  # deadlock detected, serialization failure
+_PG_SCHEMA_GONE = frozenset({"42P01", "42703"})  # undefined_table, undefined_column
 # Connecting to a database server, and checking that a pooled session still answers: a server
 # that accepts connections and never answers (frozen, a hung storage array) is an error after
 # this long instead of a hang. The URL's own connect_timeout (or PGCONNECT_TIMEOUT) wins.
@@ -446,13 +452,20 @@ def migrate(engine: Engine) -> None:
         cfg = _alembic_config()
         cfg.attributes["connection"] = conn
         current = MigrationContext.configure(
-            conn, opts={"version_table": "ledger_alembic_version"}).get_current_revision()
+            conn, opts={"version_table": _VERSION_TABLE}).get_current_revision()
         refuse_newer_release(cfg, current, what=_shown(engine.url))
         command.upgrade(cfg, "head")
         if conn.execute(select(t.head.c.id)).first() is None:
             conn.execute(insert(t.head).values(
                 id=1, size=0, root=merkle.EMPTY_ROOT, last_hash=ZERO, last_time=0, frontier=b""))
         conn.commit()
+
+
+def _check_schema(conn: Connection, engine: Engine) -> None:
+    """Raise ``ledger_database_unreadable`` for a ``schema_fault``."""
+    fault = schema_fault(conn)
+    if fault is not None:
+        raise StoreError("ledger_database_unreadable", db=_shown(engine.url), reason=fault)
 
 
 def _check_own_log(engine: Engine, log: Verifier) -> None:
@@ -475,6 +488,46 @@ def _check_own_log(engine: Engine, log: Verifier) -> None:
             origin = "?"
         raise StoreError("ledger_database_other_log", db=_shown(engine.url),
                          origin=escaped(origin[:200]), ours=log.name) from None
+
+
+# The revision that first made each table (the others: 0001's): a table its revision should
+# have and the database lacks, or one a later revision made, is a schema changed by hand.
+_TABLE_SINCE = {t.witness_given.name: "0002", t.requests.name: "0002",
+                t.split_views.name: "0003", t.kids.name: "0006"}
+_VERSION_TABLE = "ledger_alembic_version"
+
+
+@functools.cache
+def _revisions() -> tuple[str, ...]:
+    """The schema revisions these migrations know, oldest first."""
+    from alembic.script import ScriptDirectory
+
+    return tuple(reversed([s.revision for s in
+                           ScriptDirectory.from_config(_alembic_config()).walk_revisions()]))
+
+
+def schema_fault(conn: Connection) -> str | None:
+    """What is wrong with the log's tables for the schema revision they record, if anything:
+    a table dropped (the node would serve ``ok`` on /status while every read of it failed,
+    and audit pass a log it could no longer append to), or the revision set back (the next
+    writer would run old migrations over newer tables). A revision these migrations do not
+    know is a newer release's: ``migrate`` names that (``store_newer_release``)."""
+    names = set(inspect(conn).get_table_names())
+    current = (MigrationContext.configure(conn, opts={"version_table": _VERSION_TABLE})
+               .get_current_revision() if _VERSION_TABLE in names else None)
+    if current is None:
+        return "schema revision not recorded"
+    order = _revisions()
+    if current not in order:
+        return None
+    at = order.index(current)
+    for table in t.metadata.sorted_tables:
+        made = order.index(_TABLE_SINCE.get(table.name, order[0]))
+        if made <= at and table.name not in names:
+            return f"table {table.name} missing"
+        if made > at and table.name in names:
+            return f"table {table.name} is newer than schema revision {current}"
+    return None
 
 
 def _has_log(engine: Engine) -> bool:
@@ -673,6 +726,8 @@ class LedgerStore:
             # same key, contradicting the history others hold: it is restored, never recreated.
             if not _has_log(engine):
                 raise StoreError("ledger_database_missing", db=_shown(engine.url))
+            with engine.connect() as conn:
+                _check_schema(conn, engine)
             _check_own_log(engine, parse_verifier_key(config.log_vkey))
             if signer is not None:
                 # A writer brings an older node's schema up to date (a no-op once at the head
@@ -691,6 +746,11 @@ class LedgerStore:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def check_schema(self, conn: Connection) -> None:
+        """As at ``open``, for a node that has been running since: its tables as its schema
+        revision says (``ledger_database_unreadable`` otherwise)."""
+        _check_schema(conn, self.engine)
 
     def __enter__(self) -> LedgerStore:
         return self

@@ -15,8 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flask.testing import FlaskClient
 from sqlalchemy import event, update
+from sqlalchemy import text as sql
 
+from credential.errors import StoreError
 from credential.note import COSIGNATURE_V1, generate_signer
 from ledger import client
 from ledger import schema as t
@@ -366,3 +369,44 @@ def test_status_does_the_same_work_on_a_large_log(sqlite_home: Path) -> None:
         facts, large = _work_of_collect(store)
     assert facts.size == 300_000 and facts.witnesses[0].waiting_since is not None
     assert small > 0 and large <= 2 * small + 5, (small, large)
+
+
+_SCHEMA_DAMAGE = {
+    "entries dropped": ("DROP TABLE ledger_entries", "table ledger_entries missing"),
+    "kids dropped": ("DROP TABLE ledger_kids", "table ledger_kids missing"),
+    "revision set back": ("UPDATE ledger_alembic_version SET version_num = '0001'",
+                          "is newer than schema revision 0001"),
+    "revision dropped": ("DROP TABLE ledger_alembic_version", "schema revision not recorded"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(_SCHEMA_DAMAGE))
+def test_a_schema_changed_by_hand_is_critical_not_ok(
+        store: LedgerStore, client: FlaskClient, home: Path, damage: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A table dropped, or the revision set back, under a running node: /status said 200 "ok"
+    (it reads only the head and checkpoints) while every read of the records failed, so a load
+    balancer kept a node that could not serve; and audit passed a log no one could append to.
+    Now the probe answers 503, the CLI critical, and audit names it."""
+    statement, reason = _SCHEMA_DAMAGE[damage]
+    store.append([commitment(1)])
+    with store.engine.begin() as conn:
+        conn.execute(sql(statement))
+    with pytest.raises(StoreError) as err:
+        collect(store)
+    assert err.value.code == "ledger_database_unreadable" and reason in err.value.message["en"]
+    assert err.value.message["es"].count("falta") + err.value.message["es"].count(
+        "posterior") + err.value.message["es"].count("no consta") == 1
+    resp = client.get("/status")
+    assert resp.status_code == 503, resp.get_data(as_text=True)
+    if damage == "entries dropped":  # a read of it by the running node: typed on each backend
+        assert client.get("/entries?start=0&end=1").status_code == 503
+        with pytest.raises(StoreError) as err:
+            store.entries(0, 1)
+        assert err.value.code == "ledger_database_unreadable"
+    store.close()
+    code, out, errtext = _status(capsys, home)
+    assert (code, out) == (2, "") and errtext.startswith("[ledger_database_unreadable]"), errtext
+    capsys.readouterr()
+    assert run_cli("audit", "--home", str(home)) != 0
+    assert "[ledger_database_unreadable]" in capsys.readouterr().err
