@@ -20,7 +20,7 @@ import contextlib
 import gc
 import hashlib
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import (
@@ -305,6 +305,8 @@ def _audit(store: LedgerStore, deep: bool,
                                 witness_keys, n, report)
         if not mirror:
             _check_referenced_checkpoints(conn, sizes, about_us, n, report)
+        elif store.mirror_witnesses and bodies:
+            _check_mirror_quorum(conn, store.mirror_witnesses, bodies, n, report)
         _check_witness_state(conn, store, given, n, report)
         _check_kids(conn, registered, n, report)
         _check_checkpoint_links(conn, n, report)
@@ -567,6 +569,25 @@ def _unheld(witness: str, key_id: bytes, *, mirror: bool) -> str:
     return (f"cosignature by {witness} with key {key_id.hex()}, which this log does not hold "
             "(if the witness really had it, an earlier release dropped it: add it back with "
             "ledger witnesses add; if not, it is not the witness's)")
+
+
+def _check_mirror_quorum(conn: Connection, required: Sequence[Verifier],
+                         bodies: dict[int, str], n: int, report: AuditReport) -> None:
+    """A mirror that requires a witness (``mirror --witness-key``) stored its newest checkpoint
+    only with a cosignature of one: that row deleted, it served the log's signature alone, and
+    every counter given a proof from it failed with nothing on the mirror saying why."""
+    newest = max(bodies)
+    c = t.cosignatures.c
+    for (line,) in conn.execute(select(c.line).where(c.size == newest)):
+        try:
+            sig = parse_note(bodies[newest] + "\n" + str(line)).signatures[0]
+        except PasaporteError:
+            continue  # reported with the rows
+        if any(key.name == sig.name and key.key_id == sig.key_id
+               and key.verify(bodies[newest], sig.signature) for key in required):
+            return
+    report.add(_at(newest, n), f"checkpoint {newest}: no cosignature by a witness this mirror "
+                               "requires")
 
 
 def _check_cosignature_rows(conn: Connection, bodies: dict[int, str], sizes: set[int],

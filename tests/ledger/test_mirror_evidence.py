@@ -20,6 +20,7 @@ from sqlalchemy import select, update
 
 from credential.note import open_note, parse_checkpoint, parse_verifier_key
 from ledger import schema as t
+from ledger.audit import audit
 from ledger.keys import load_config
 from ledger.mirror import mirror
 from ledger.status import Facts, WitnessFacts, assess
@@ -280,3 +281,22 @@ def test_a_log_behind_its_witness_is_critical(pair: dict[str, Any],
     assert (report.health, report.exit_code) == ("critical", 2)
     assert [(p.code, p.detail) for p in report.problems] == [
         ("ledger_behind_witness", {"witness": "w", "size": 120, "have": 100})]
+
+
+def test_a_mirror_whose_required_cosignature_was_deleted_fails_audit(
+        pair: dict[str, Any], tmp_path: Path) -> None:
+    """A mirror that requires a witness keeps its newest checkpoint only with that witness's
+    cosignature: the row deleted, it served the log's signature alone (every counter given a
+    proof from it failed) while its audit said ok."""
+    a, ca, cb = pair["a"], pair["ca"], pair["cb"]
+    size = _append(a, 0, 4)
+    mirror_home = tmp_path / "mirror"
+    assert run_cli("mirror", "--from", pair["sa"].url, "--log-key", ca.log_vkey,
+                   "--witness-key", cb.witness_vkey, "--home", str(mirror_home)) == 0
+    with LedgerStore.open(mirror_home) as store:
+        assert audit(store).ok
+        with store.engine.begin() as conn:
+            conn.execute(t.cosignatures.delete())
+        report = audit(store)
+    assert report.first == (size - 1, f"checkpoint {size}: no cosignature by a witness this "
+                                      "mirror requires"), report.problems
