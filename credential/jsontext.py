@@ -37,10 +37,28 @@ def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+class NumberTooLong(ValueError):
+    """An integer of more digits than any field holds: valid JSON, but past Python's limit
+    on converting digits (4300) it was a bare ``ValueError``, said as "not valid JSON"."""
+
+    def __init__(self) -> None:
+        super().__init__(f"number of more than {MAX_DIGITS} digits")
+
+
+MAX_DIGITS = 100  # every integer we read fits in 64 bits (20 digits)
+
+
+def _int(digits: str) -> int:
+    if len(digits.lstrip("-")) > MAX_DIGITS:
+        raise NumberTooLong
+    return int(digits)
+
+
 def loads(data: str | bytes) -> Any:
-    """``json.loads`` refusing duplicate keys (``DuplicateKey``); a document nested too deep is
-    a ``ValueError`` like any other bad one."""
+    """``json.loads`` refusing duplicate keys (``DuplicateKey``) and integers longer than any
+    field (``NumberTooLong``: both say what is wrong with a document that is valid JSON); a
+    document nested too deep is a ``ValueError`` like any other bad one."""
     try:
-        return json.loads(data, object_pairs_hook=_unique)
+        return json.loads(data, object_pairs_hook=_unique, parse_int=_int)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None

@@ -26,6 +26,7 @@ import io
 import itertools
 import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -301,6 +302,22 @@ def _request_handler(client_timeout: int) -> type[Any]:
             super().setup()
             self.rfile = cast(io.BufferedIOBase, _QuietAfterTimeout(self.rfile))
 
+        def parse_request(self) -> bool:
+            """Refuse a body whose length the headers do not say once (RFC 9112 §6.3): two
+            Content-Length values that differ (werkzeug kept the last, and a proxy in front
+            that reads the first would see another batch in the same bytes: request
+            smuggling), one that is no number (read as no body at all, then "not JSON"), or
+            one beside chunked framing. The connection is closed after the answer."""
+            if not super().parse_request():
+                return False
+            lengths = [value.strip() for value in self.headers.get_all("Content-Length") or []]
+            if lengths and (len(set(lengths)) > 1 or not all(map(_DIGITS.fullmatch, lengths))
+                            or "Transfer-Encoding" in self.headers):
+                self.close_connection = True
+                self.send_error(400, "Content-Length conflicting or invalid")
+                return False
+            return True
+
         def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
             # werkzeug colours the line with terminal escapes even into a file or a journal;
             # the request line as the client sent it, made inert and bounded (``shown``)
@@ -334,6 +351,7 @@ def _request_handler(client_timeout: int) -> type[Any]:
 
 
 _T = TypeVar("_T")
+_DIGITS = re.compile(r"[0-9]{1,18}")
 
 
 class _QuietAfterTimeout:
@@ -423,8 +441,14 @@ def _read_jsonl(path: str) -> list[dict[str, Any]]:
                 continue
             try:
                 item = jsontext.loads(line)
-            except ValueError:
-                raise MalformedInput("ledger_bad_jsonl", line=number) from None
+            except json.JSONDecodeError:
+                raise MalformedInput("ledger_jsonl_line_invalid", line=number,
+                                     reason="not valid JSON") from None
+            except ValueError as exc:
+                # a duplicate key, a number past any field, nesting too deep: an object, maybe,
+                # but say what, as POST /entries does (not "not a JSON object")
+                raise MalformedInput("ledger_jsonl_line_invalid", line=number,
+                                     reason=str(exc)) from None
             if not isinstance(item, dict):
                 raise MalformedInput("ledger_bad_jsonl", line=number)
             items.append(item)
@@ -491,10 +515,10 @@ def entries(start: int, end: int | None, types: tuple[str, ...], home: str | Non
     Decodificado: un objeto JSON por línea (index, time, entry) / Decoded: one JSON object per
     line (index, time, entry).
 
-    Lo que un residente o un periodista lee después de ``mirror``: por ejemplo, cada llave de
-    oficina emisora registrada alguna vez (``--type key_registered``), o cada cambio de estado
-    / What a resident or a journalist reads after ``mirror``: e.g. every issuing-office key
-    ever registered (``--type key_registered``), or every status change."""
+    Lo que un residente o un periodista lee después de «mirror»: por ejemplo, cada llave de
+    oficina emisora registrada alguna vez («--type key_registered»), o cada cambio de estado
+    / What a resident or a journalist reads after `mirror`: e.g. every issuing-office key
+    ever registered (`--type key_registered`), or every status change."""
     if end is not None and start > end:  # as GET /entries answers 400
         raise UsageError("usage_error", reason_es="--start va después de --end",
                          reason_en="--start is after --end")
@@ -870,8 +894,8 @@ def witnesses_add(url: str, vkey: str, home: str | None, db: str | None) -> None
 @home_option
 @db_option
 def witnesses_remove(name: str, home: str | None, db: str | None) -> None:
-    """Deja de pedir cosignaturas a NAME (como lo muestra ``list``) / Stop asking NAME (as
-    ``list`` shows it) for cosignatures."""
+    """Deja de pedir cosignaturas a NAME (como lo muestra «list») / Stop asking NAME (as
+    `list` shows it) for cosignatures."""
     with _open(home, db, log_only=True) as store:
         if not store.remove_witness(name):
             raise UsageError("usage_error", reason=f"no witness named {name}")

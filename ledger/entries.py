@@ -255,6 +255,8 @@ def _build(data: Mapping[str, Any], *, from_json: bool) -> Entry:
     kind = data.get("type")
     cls = ENTRY_TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
+        if kind is None:  # absent or null: not Python's "None" in the message
+            raise MalformedInput("ledger_bad_entry", reason="missing type")
         raise MalformedInput("ledger_bad_entry", reason=f"unknown type {str(kind)[:40]!r}")
     names = {f.name for f in dataclasses.fields(cls)}
     given = set(data) - {"type"}

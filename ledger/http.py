@@ -406,7 +406,7 @@ def _entries_body(data: bytes) -> list[Any]:
         # UTF-8 and nothing else (RFC 8259 §8.1): json.loads would take UTF-16 and UTF-32 bytes
         # too, a body another JSON reader (a proxy's filter, an auditor's tool) reads otherwise
         body = jsontext.loads(data.decode("utf-8"))
-    except jsontext.DuplicateKey as exc:
+    except (jsontext.DuplicateKey, jsontext.NumberTooLong) as exc:
         # which of two values a parser keeps differs between parsers: the sender and the log
         # could read two different batches from the same bytes
         raise MalformedInput("ledger_bad_body", reason=str(exc)) from None

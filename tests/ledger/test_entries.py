@@ -38,7 +38,7 @@ ENTRY, FIELD, TEXT = "ledger_bad_entry", "ledger_bad_field", "ledger_bad_text"
 BAD: list[tuple[str, dict[str, Any], str, dict[str, str]]] = [
     ("unknown type", {"type": "person", "name": "Ana"}, ENTRY,
      {"reason": "unknown type 'person'"}),
-    ("no type", {"commitment": b64u(bytes(32))}, ENTRY, {"reason": "unknown type 'None'"}),
+    ("no type", {"commitment": b64u(bytes(32))}, ENTRY, {"reason": "missing type"}),
     ("personal field", {"type": "credential_issued", "commitment": b64u(bytes(32)),
                         "name": "Ana López"}, ENTRY, {"reason": "unknown fields: name"}),
     ("birth date", {"type": "notice", "text": "x", "birth_date": "1990-01-01"}, ENTRY,

@@ -55,8 +55,15 @@ def _token(store: LedgerStore) -> dict[str, str]:
 
 
 @pytest.mark.parametrize(("body", "code"), [
-    (DEEP + b"\n", "[ledger_bad_jsonl] La línea 1 no es"),
-    (json.dumps(commitment(1)).encode() + b"\n" + DEEP + b"\n", "[ledger_bad_jsonl] La línea 2"),
+    (DEEP + b"\n", "[ledger_jsonl_line_invalid] La línea 1 no se puede leer: JSON anidado"),
+    (json.dumps(commitment(1)).encode() + b"\n" + DEEP + b"\n",
+     "[ledger_jsonl_line_invalid] La línea 2"),
+    (b'{"type": "notice", "text": "x", "text": "y"}\n',
+     "[ledger_jsonl_line_invalid] La línea 1 no se puede leer: clave repetida 'text'"),
+    (b'{"type": "notice", "text": "x"\n',
+     "[ledger_jsonl_line_invalid] La línea 1 no se puede leer: no es JSON válido"),
+    (b'{"type": "status_changed", "index": ' + b"9" * 4301 + b'}\n',
+     "[ledger_jsonl_line_invalid] La línea 1 no se puede leer: número de más de 100 dígitos"),
     (DEEPER, "[ledger_jsonl_line_too_long] La línea 1 pasa de 65536"),
     (SURROGATE + b"\n", "[ledger_bad_line] Línea 1: Campo text inválido: no es texto Unicode"),
     (b'{"type": "bundle_published", "city": "\\udfff", "version": 1, "digest": "'
@@ -64,8 +71,8 @@ def _token(store: LedgerStore) -> dict[str, str]:
     (b"\xff\xfe", "[ledger_jsonl_not_utf8] La línea 1 no es texto UTF-8"),
     (b"\n" + json.dumps(commitment(1)).encode() + b"\n\xc3(\n",
      "[ledger_jsonl_not_utf8] La línea 3"),
-], ids=["deep", "deep-line-2", "deeper-than-a-line", "surrogate", "surrogate-name",
-        "not-utf8", "not-utf8-line-3"])
+], ids=["deep", "deep-line-2", "duplicate-key", "syntax", "long-number", "deeper-than-a-line",
+        "surrogate", "surrogate-name", "not-utf8", "not-utf8-line-3"])
 def test_append_file_refuses_hostile_lines(body: bytes, code: str, home: Path, tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "bad.jsonl"
@@ -148,7 +155,10 @@ def test_append_from_stdin_refuses_non_utf8(home: Path) -> None:
     # valid JSON in another Unicode encoding, which json.loads would have taken: not UTF-8
     ('{"entries": [{"type": "notice", "text": "x"}]}'.encode("utf-16"), "ledger_bad_json"),
     ('{"entries": [{"type": "notice", "text": "x"}]}'.encode("utf-32-le"), "ledger_bad_json"),
-], ids=["deep", "deeper", "surrogate", "surrogate-key", "utf-16", "utf-32"])
+    # valid JSON, past any field: the number named, not "the body is not valid JSON"
+    (b'{"entries": [{"type": "status_changed", "index": ' + b"9" * 4301 + b"}]}",
+     "ledger_bad_body"),
+], ids=["deep", "deeper", "surrogate", "surrogate-key", "utf-16", "utf-32", "long-number"])
 def test_post_entries_refuses_hostile_json(body: bytes, code: str, client: FlaskClient,
                                            store: LedgerStore) -> None:
     before = client.get("/checkpoint").get_data()
@@ -557,3 +567,36 @@ def test_what_the_http_layer_refuses_is_the_apis_json_error(sqlite_home: Path,
     log = node.proc.stderr.read()  # written to a pipe, as to a file or a service's journal
     assert '"GET /checkpoint?%1B[31m=1 HTTP/1.1" 200' in log, log
     assert "\x1b" not in log, log  # no colours, and nothing a client sent acts on a terminal
+
+
+@pytest.mark.parametrize("headers", [
+    b"Content-Length: 5\r\nContent-Length: %d\r\n",  # a proxy reading the first sees 5 bytes
+    b"Content-Length: %d\r\nContent-Length: 5\r\n",
+    b"Content-Length: -1\r\n",
+    b"Content-Length: abc\r\n",
+    b"Content-Length: %d\r\nTransfer-Encoding: chunked\r\n",
+], ids=["two-last-right", "two-first-right", "negative", "letters", "with-chunked"])
+def test_a_body_length_said_twice_or_wrong_is_refused_and_appends_nothing(
+        sqlite_home: Path, serve: Callable[..., Server], headers: bytes) -> None:
+    """Two Content-Length values, the node read the last and appended (201): a proxy in front
+    reading the first would see another request in the same bytes (request smuggling)."""
+    with LedgerStore.open(sqlite_home) as store:
+        token = store.add_token("oficina")
+    node = serve(sqlite_home)
+    parts = urllib.parse.urlsplit(node.url)
+    assert parts.hostname is not None and parts.port is not None
+    framing = headers.replace(b"%d", str(len(ENTRY)).encode())
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as conn:
+        conn.sendall(b"POST /entries HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     + framing + b"Authorization: Bearer " + token.encode() + b"\r\n\r\n"
+                     + ENTRY)
+        answer = b""
+        while chunk := conn.recv(65536):  # read to the end: the node closes the connection
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ")[1] == b"400", head
+    error = json.loads(body)
+    assert error["code"] == "ledger_http_unreadable", error
+    assert "Content-Length" in error["message"]["en"] and "contradictorio" in error["message"]["es"]
+    with LedgerStore.open(sqlite_home) as store:
+        assert store.size() == 0
