@@ -62,6 +62,18 @@ class BilingualGroup(click.Group):
     def get_help_option(self, ctx: click.Context) -> click.Option | None:
         return _bilingual(super().get_help_option(ctx))
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Each command's first paragraph whole, wrapped: click cuts it to the width left on one
+        line, which kept the Spanish half and dropped the English one."""
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=10_000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
 
 def proof_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The options that tie trusted bundles to a city's ledger (``--bundle-proof``,

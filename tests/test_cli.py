@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 
 from pasaporte.cli import main
@@ -202,3 +203,38 @@ def test_a_closed_standard_input_reads_as_an_empty_one(args: list[str], tmp_path
                           stdin=None, preexec_fn=lambda: os.close(0), cwd=tmp_path)
     assert "internal_error" not in proc.stderr and proc.returncode in (1, 2), proc.stderr
     assert proc.stderr.startswith("["), proc.stderr
+
+
+def _every_command() -> list[tuple[str, click.Command, click.Context]]:
+    from pasaporte.cli import cli
+
+    found = []
+
+    def walk(cmd: click.Command, path: str, parent: click.Context | None) -> None:
+        ctx = click.Context(cmd, info_name=path.rsplit(" ", 1)[-1], parent=parent)
+        found.append((path, cmd, ctx))
+        if isinstance(cmd, click.Group):
+            for name in cmd.list_commands(ctx):
+                sub = cmd.get_command(ctx, name)
+                assert sub is not None
+                walk(sub, f"{path} {name}", ctx)
+
+    walk(cli, "pasaporte", None)
+    return found
+
+
+def test_every_help_is_whole_and_in_both_languages() -> None:
+    """A group's command list kept each command's Spanish and cut its English ("…/..."):
+    ``ledger token`` listed Spanish only. And reST markup is for the source, not the help."""
+    commands = _every_command()
+    assert len(commands) > 40
+    for path, cmd, ctx in commands:
+        text = cmd.get_help(ctx)
+        assert "``" not in text, path
+        if isinstance(cmd, click.Group):
+            listing = text.split("Commands:", 1)[1]
+            assert "..." not in listing, (path, listing)
+            for name in cmd.list_commands(ctx):
+                sub = cmd.get_command(ctx, name)
+                assert sub is not None and " / " in sub.get_short_help_str(limit=10_000), (
+                    f"{path} {name}")
