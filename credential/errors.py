@@ -136,8 +136,9 @@ class PasaporteError(Exception):
         # A reason given in one language (ours in English, or a library's text, a path) serves
         # both halves of messages that take one reason per language, in Spanish where we can.
         es = _SafeDict(params)
-        # A nested error passes its own Spanish as ``reason_es`` / ``status_es``.
-        for key in ("reason", "status"):
+        # A nested error passes its own Spanish as ``reason_es`` / ``status_es``. ``what``
+        # names a part of the input ("envelope", "kb"): in Spanish too where it is our phrase.
+        for key in ("reason", "status", "what"):
             given = params.get(f"{key}_es")
             if isinstance(given, str):
                 es[key] = given
@@ -189,4 +190,7 @@ def as_usage(kinds: type[PasaporteError] | tuple[type[PasaporteError], ...] = Ma
     except (UsageError, StoreError):
         raise
     except kinds as exc:
-        raise UsageError(code or exc.code, **exc.detail) from None
+        usage = UsageError(code or exc.code, **exc.detail)
+        if code is None:  # the same error: its words as said (a file named before them, say)
+            usage.message = exc.message
+        raise usage from None

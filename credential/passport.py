@@ -435,7 +435,8 @@ def decode_envelope(obj: Any) -> Decoded:
         if group is None:
             raise MalformedInput("shape_invalid", what="disclosure key")
         if group.name in groups:
-            raise MalformedInput("disclosure_duplicate", group=group.name)
+            raise MalformedInput("disclosure_duplicate", group=group.label["en"],
+                                 group_es=group.label["es"])
         groups[group.name] = decode_group(group, item[2])
         indices.append(group.index)
     proof: tuple[bytes, ...] | None = None

@@ -140,6 +140,26 @@ def test_setup_mistakes_are_usage_errors_in_both_languages(tmp_path: Path, run: 
     assert code == 2 and "root_invalid" in err
 
 
+def test_a_broken_bundle_or_root_among_several_is_named(tmp_path: Path, run: Run) -> None:
+    """A counter set up with two cities' files: "the trust bundle is not valid" alone did not
+    say which file to replace."""
+    mexicali, calexico = City(), City("Calexico", "US", "USCXL")
+    args = _counter(tmp_path, mexicali)
+    (tmp_path / "calexico.cbor").write_bytes(calexico.bundle()[:300])  # cut short
+    (tmp_path / "calexico.json").write_text(calexico.root.to_json())
+    both = [*args, "--bundle", str(tmp_path / "calexico.cbor"),
+            "--trust-root", str(tmp_path / "calexico.json"), "--text", "PU1:X"]
+    code, _, err = run(*both)
+    assert code == 2 and "[bundle_invalid]" in err, err
+    es, _, en = err.partition(" / ")
+    assert "calexico.cbor: " in es and "calexico.cbor: " in en and "b.cbor" not in err, err
+    (tmp_path / "calexico.cbor").write_bytes(calexico.bundle())
+    (tmp_path / "calexico.json").write_text('{"type": "x"}')
+    code, _, err = run(*both)
+    assert code == 2 and "[root_invalid]" in err and "calexico.json: " in err, err
+    assert "r.json" not in err
+
+
 def test_the_counter_at_work_scans_and_takes_a_new_bundle_without_restarting(
         tmp_path: Path) -> None:
     """``--scan``: a real process reading a scanner's lines from its standard input shows each

@@ -223,6 +223,9 @@ def test_disclosure_duplicate(city: City, holder: nacl.signing.SigningKey) -> No
     obj = cbor2.loads(transport.unpack(presentation(cred, holder, "library", LIB)))
     obj[1] = [obj[1][0], obj[1][0]]
     reject(verifier_for(city), transport.pack(cbor2.dumps(obj)), "disclosure_duplicate")
+    # the group by its label, each half in its own language (not the schema's "residence")
+    r = verifier_for(city).verify(transport.pack(cbor2.dumps(obj)), service="library", now=NOW)
+    assert "(Residencia)" in r.message["es"] and "(Residence)" in r.message["en"], r.message
 
 
 def test_paper_credential_policies(city: City) -> None:
@@ -439,6 +442,7 @@ def test_bad_shapes(city: City, holder: nacl.signing.SigningKey) -> None:
         assert (r.decision, r.code) == ("rejected", code), (obj, r)
         if what is not None:
             assert f"({what})" in r.message["en"], (obj, r)
+            assert f"({what})" not in r.message["es"], (obj, r)  # the part named in Spanish
 
 
 def test_cose_alg_must_be_eddsa(city: City, holder: nacl.signing.SigningKey) -> None:
