@@ -42,6 +42,7 @@ from credential.errors import (
     UsageError,
 )
 from credential.note import parse_size
+from credential.text import escaped
 from ledger.entries import MAX_RECORD, entry_from_json
 from ledger.scopes import POSSESSION_HEADER, check_possession, parse_possession
 from ledger.status import DEFAULT_MAX_AGE, DEFAULT_MAX_BEHIND
@@ -90,6 +91,16 @@ def _error(http_status: int, code: str, **detail: Any) -> Response:
     resp = jsonify(err.to_dict())
     resp.status_code = http_status
     return resp
+
+
+def _only(*names: str) -> None:
+    """Refuse a query parameter the address does not take: read endpoints are cached (proofs
+    and full pages forever), and a parameter that changes nothing would let anyone mint
+    endless cache keys for one answer, and a typo (``?strat=``) pass unnoticed."""
+    unknown = sorted(set(request.args) - set(names))
+    if unknown:
+        raise MalformedInput("ledger_param_unknown", name=escaped(unknown[0][:40]),
+                             path=request.path)
 
 
 def _int_arg(name: str, *, required: bool = True, default: int = 0) -> int:
@@ -181,6 +192,7 @@ def _pasaporte_error(exc: PasaporteError) -> Response:
 
 @bp.get("/checkpoint")
 def checkpoint() -> Response:
+    _only()
     signed = _store().checkpoint()
     resp = Response(signed.note, mimetype="text/plain")
     resp.headers["Cache-Control"] = "public, max-age=5"
@@ -189,6 +201,7 @@ def checkpoint() -> Response:
 
 @bp.get("/entries")
 def entries() -> Response:
+    _only("start", "end")
     start = _int_arg("start")
     end = _int_arg("end")
     if end < start:
@@ -230,12 +243,14 @@ def _proof(body: dict[str, Any], proof: list[bytes]) -> Response:
 
 @bp.get("/proof/inclusion")
 def proof_inclusion() -> Response:
+    _only("index", "size")
     index, size = _int_arg("index"), _int_arg("size")
     return _proof({"index": index, "size": size}, _store().inclusion_proof(index, size))
 
 
 @bp.get("/proof/consistency")
 def proof_consistency() -> Response:
+    _only("old", "new")
     old, new = _int_arg("old"), _int_arg("new")
     if old == 0:  # RFC 9162 §2.1.4: a proof is between two non-empty trees
         raise MalformedInput("ledger_bad_param", name="old", reason="must be at least 1")
@@ -436,6 +451,7 @@ def status() -> Response:
     # own log answers it (the error handler's 503). Split-view evidence is "critical" in the
     # report, but it is about another city's log: this node still serves and proves its own,
     # and its witness is what caught the fork; taking it offline would help no one.
+    _only("max_age", "max_behind")
     max_age = _int_arg("max_age", required=False, default=DEFAULT_MAX_AGE)
     max_behind = _int_arg("max_behind", required=False, default=DEFAULT_MAX_BEHIND)
     report = node_status(_store(), now=int(time.time()), max_age=max_age,

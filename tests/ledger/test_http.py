@@ -180,6 +180,14 @@ def _bad_requests(token: str) -> list[tuple[str, str, dict[str, Any], int, str]]
         ("GET", "/entries?start=0&end=1&end=9", {}, 400, "ledger_param_repeated"),
         ("GET", "/proof/inclusion?index=0&size=3&index=1", {}, 400, "ledger_param_repeated"),
         ("GET", "/proof/consistency?old=1&new=3&old=1", {}, 400, "ledger_param_repeated"),
+        # a parameter the address does not take: endless cache keys for one cached answer, or
+        # a typo passed over
+        ("GET", "/entries?start=0&end=1&v=2", {}, 400, "ledger_param_unknown"),
+        ("GET", "/entries?strat=0&end=1", {}, 400, "ledger_param_unknown"),
+        ("GET", "/proof/inclusion?index=0&size=3&x=", {}, 400, "ledger_param_unknown"),
+        ("GET", "/proof/consistency?old=1&new=3&cb=9", {}, 400, "ledger_param_unknown"),
+        ("GET", "/checkpoint?now=1", {}, 400, "ledger_param_unknown"),
+        ("GET", "/status?max_age=5&verbose=1", {}, 400, "ledger_param_unknown"),
     ]
 
 
