@@ -25,7 +25,8 @@ from credential.statuslist import PURPOSES, Purpose
 from credential.text import escaped
 
 __all__ = ["CITY_CODE", "MAX_BUNDLE", "MAX_LIST_BYTES", "MAX_ROOT", "OfficeKey", "RootKey",
-           "StatusListInfo", "TrustBundle", "check_roots", "parse_bundle", "sign_bundle"]
+           "StatusListInfo", "TrustBundle", "check_roots", "claimed_edition", "parse_bundle",
+           "sign_bundle"]
 
 MAX_BUNDLE = 4 * 1024 * 1024
 MAX_ROOT = 64 * 1024  # a root key file: a few hundred bytes of JSON
@@ -199,6 +200,24 @@ def _claimed(payload: bytes) -> tuple[str, str]:
     city, code = doc.get("city"), doc.get("code")
     return (escaped(city[:64]) if isinstance(city, str) and city else "?",
             escaped(code[:64]) if isinstance(code, str) and code else "?")
+
+
+def claimed_edition(data: bytes) -> tuple[str, int] | None:
+    """The city and version a signed bundle's payload names, its signature unchecked (None
+    where it names none readable): what a proof of its publication must name too, before
+    the bundle itself is verified against a root."""
+    try:
+        obj = cbor.loads(data, max_size=MAX_BUNDLE, max_items=1 << 16,
+                         allowed_tags={cose.TAG_SIGN1})
+        doc = cbor.loads(cose.parse_sign1(obj).payload, max_size=MAX_BUNDLE, max_items=1 << 16)
+    except MalformedInput:
+        return None
+    if not isinstance(doc, dict):
+        return None
+    city, version = doc.get("city"), doc.get("version")
+    if not isinstance(city, str) or type(version) is not int:
+        return None
+    return city, version
 
 
 def check_roots(roots: Sequence[RootKey]) -> None:

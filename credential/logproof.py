@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from credential import cbor, merkle
+from credential.bundle import claimed_edition
 from credential.errors import MalformedInput, PasaporteError, UsageError
 from credential.note import (
     Checkpoint,
@@ -42,6 +43,7 @@ from credential.note import (
     parse_verifier_key,
     verify_checkpoint,
 )
+from credential.text import escaped
 
 __all__ = ["PROOF_TYPE", "BundleProof", "parse_bundle_proof", "read_trust_files",
            "require_logged", "require_logged_with_keys", "verify_bundle_proof"]
@@ -165,6 +167,14 @@ def verify_bundle_proof(signed_bundle: bytes, proof: BundleProof, logs: Sequence
         raise _bad("record is not at its index")
     if _published_digest(record) != hashlib.sha256(signed_bundle).digest():
         raise _bad("record is not this bundle's publication")
+    # The digest alone let one city's office publish another city's bundle on its own log
+    # under its own name ("Mexicali v99" holding Calexico's digest): a bound token may write
+    # only its own city's records, so the record must name the bundle's city and version.
+    named = (record[4].get("city"), record[4].get("version"))
+    edition = claimed_edition(signed_bundle)
+    if edition is not None and named != edition:
+        raise _bad(f"record names {escaped(str(named[0])[:64])} v{named[1]}, "
+                   f"the bundle is {escaped(edition[0][:64])} v{edition[1]}")
     return checkpoint
 
 

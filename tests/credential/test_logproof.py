@@ -1,6 +1,6 @@
 """Bundle proofs of publication: a log built here from the core's own Merkle and note code, so
 the counter's check is exercised without a ledger node (the end-to-end test is in
-``tests/verifier/test_logged_bundles.py``)."""
+``tests/ledger/test_bundle_proof.py``)."""
 
 from __future__ import annotations
 
@@ -116,6 +116,17 @@ def test_every_way_a_proof_fails(bundle: bytes) -> None:
     moved = _record(INDEX + 1, "bundle_published",  # names another position than its own
                     {"city": "Mexicali", "version": 1, "digest": hashlib.sha256(bundle).digest()})
     assert check(bundle, _log(bundle, record=moved)) == "bundle_proof_invalid"
+    # the digest right, but the record names another city or version: one city's office
+    # publishing another city's bundle on its own log, under its own name
+    for city, version in (("Calexico", 1), ("Mexicali", 99)):
+        relabelled = _record(INDEX, "bundle_published", {
+            "city": city, "version": version, "digest": hashlib.sha256(bundle).digest()})
+        with pytest.raises(PasaporteError) as caught:
+            verify_bundle_proof(bundle, _log(bundle, record=relabelled), logs, witnesses)
+        assert caught.value.code == "bundle_proof_invalid"
+        assert f"record names {city} v{version}, the bundle is Mexicali v1" in \
+            caught.value.message["en"]
+        assert "el paquete es Mexicali v1" in caught.value.message["es"]
     # the log's signature alone, or the witness's alone, is not enough
     assert check(bundle, _log(bundle, signers=[LOG])) == "note_missing_cosignature"
     assert check(bundle, _log(bundle, signers=[WITNESS])) == "note_unverified"
