@@ -295,7 +295,9 @@ def check_name(value: str, option: str) -> str:
     something visible left. A blank name would publish an office nobody can tell apart, and a
     control character would not go on the public record: refused as a usage error naming the
     option, before the passphrase is asked for or anything is written."""
-    name = check_utf8(value, option).strip()
+    # Composed (NFC), as a resident's claims are: a macOS terminal types "Juárez" decomposed,
+    # and the root file, every bundle and the public record would spell the city two ways.
+    name = unicodedata.normalize("NFC", check_utf8(value, option).strip())
     categories = [unicodedata.category(ch) for ch in name]
     # Z*: spaces of every kind; C*: controls, invisible format marks, lone surrogates. Format
     # marks and line separators are refused as in a resident's name: a right-to-left override
@@ -1385,8 +1387,10 @@ def check_catalog_name(catalogue: str, value: str) -> None:
 
 
 def _fold(name: str) -> str:
-    # "Oficina Norte" and "oficina norte" would read as one office at a counter
-    return unicodedata.normalize("NFC", name.strip()).casefold()
+    # "Oficina Norte", "oficina norte" and "Oficina  Nörte" would read as one office at a
+    # counter; and a clerk on a US keyboard types "Atencion" for "Atención" (as catalogue
+    # names are matched)
+    return catalog_key(name)
 
 
 def _match(name: str, offices: Sequence[str]) -> str | None:

@@ -117,13 +117,30 @@ def test_which_office_signs_must_be_said_once_there_are_two(city: Path, tmp_path
 
 
 def test_an_office_is_added_once(city: Path, run: Run) -> None:
-    for name in ("Oficina Norte", "  oficina NORTE "):
+    # another case, other spacing, an accent added or left out (a US keyboard): one office
+    for name in ("Oficina Norte", "  oficina NORTE ", "Oficina  Nórte"):
         code, _, err = run("issuer", "office", "add", "--office", name, "--home", str(city))
         assert code == 1 and "[issuer_office_exists]" in err, err
         assert "«Oficina Norte» ya tiene llave" in err and "issuer rotate --office" in err
     code, _, err = run("issuer", "office", "add", "--office", " \t", "--home", str(city))
     assert code == 2 and "[issuer_name_invalid]" in err and "--office" in err
     assert len(_keys(run, city)) == 2
+
+
+def test_a_name_typed_decomposed_is_kept_composed(tmp_path: Path, passphrase: str,
+                                                  run: Run) -> None:
+    """A macOS terminal types "Juárez" decomposed (NFD): the root file, every bundle and the
+    public record spelled the city otherwise than the residents' claims (composed)."""
+    import unicodedata
+
+    home = tmp_path / "cj"
+    city = unicodedata.normalize("NFD", "Ciudad Juárez")
+    code, _, err = run("issuer", "init", "--city", city, "--country", "MX", "--office",
+                       unicodedata.normalize("NFD", "Oficina Única"), "--home", str(home))
+    assert code == 0, err
+    assert run("issuer", "root", "--out", str(tmp_path / "root.json"), "--home", str(home))[0] == 0
+    assert json.loads((tmp_path / "root.json").read_text())["city"] == "Ciudad Juárez"
+    assert _keys(run, home)[0]["office"] == "Oficina Única"
 
 
 def test_a_compromised_office_key_stops_only_its_office(city: Path, tmp_path: Path,
