@@ -495,8 +495,13 @@ class IssuerStore:
                 raise StoreError("issuer_office_exists", office=taken)
         elif _office_names(db):
             office = _resolve_office(db, office)
+        # The key this one takes over from: the office's active one, or, after ``compromised``
+        # (which retires it at once), its newest: the public record must say which key replaced
+        # a compromised one, the case auditors most need it for.
         previous = db.execute(sa.select(keys.c.kid).where(
-            (keys.c.role == "office") & keys.c.active & (keys.c.office == office))).scalar()
+            (keys.c.role == "office") & (keys.c.office == office))
+            .order_by(keys.c.active.desc(), keys.c.valid_from.desc(),
+                      sa.literal_column("keys.rowid").desc()).limit(1)).scalar()
         next_list = self._next_list(db)
         info = {k: v for k, v in db.execute(sa.select(meta.c.k, meta.c.v))}
         office = office or info["office"]

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from credential.bundle import parse_bundle
+from credential.keys import b64url
 from issuer.store import IssuerStore
 from tests.conftest import PASSPHRASE, Run
 from tests.factory import EXAMPLES
@@ -193,6 +194,14 @@ def test_the_public_record_gets_each_office_key(city: Path, run: Run) -> None:
     assert [e["replaces"] for e in rotated] == [norte]
     assert store.offices() == ["Oficina Centro", "Oficina Norte"]
     assert store.office_signing_key(PASSPHRASE, office="Oficina Norte")[0] == new
+    # compromised first (which retires it at once), then rotated: the record still says which
+    # key took over from the compromised one
+    code, _, err = run("issuer", "compromised", b64url(new), "--since", "2000-01-01T00:00:00Z",
+                       "--home", str(city))
+    assert code == 0, err
+    newer = store.add_office_key(PASSPHRASE, office="Oficina Norte")
+    rotated = [e for _, e in store.pending() if e["type"] == "key_rotated"]
+    assert [(e["kid"], e["replaces"]) for e in rotated][-1] == (b64url(newer), b64url(new))
 
 
 def test_a_restore_gives_every_office_a_new_key(city: Path, tmp_path: Path, run: Run) -> None:
