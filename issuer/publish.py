@@ -51,6 +51,11 @@ def post_entries(url: str, token: str, entries: list[dict[str, Any]],
     except ValueError as exc:  # a URL or token urllib cannot send (saved by an older version)
         raise LedgerError("ledger_publish_unreachable", url=url, reason=str(exc)[:200]) from None
     if not 200 <= status < 300:
+        if status == 422 and _code(body) == "ledger_idempotency_mismatch":
+            # The node took another batch under this key: the office's store is an older copy
+            # of one that published more (a folder put back from a file-level snapshot), and
+            # every later batch would meet the same refusal until the node forgets the key.
+            raise LedgerError("ledger_publish_store_behind", key=idempotency_key or "?")
         es, en = server_message(body)
         raise LedgerError("ledger_publish_refused", status=status, reason_es=es, reason_en=en)
     # Not a ledger's answer (nested too deep, or a list from some other JSON service the URL
@@ -115,6 +120,12 @@ def _bound(body: bytes) -> tuple[str, str, str] | None:
     if not all(isinstance(v, str) for v in found):
         return None
     return str(found[0]), str(found[1]), str(found[2])
+
+
+def _code(body: bytes) -> str | None:
+    doc = _json(body)
+    code = doc.get("code") if isinstance(doc, dict) else None
+    return code if isinstance(code, str) else None
 
 
 def _code(body: bytes) -> str | None:

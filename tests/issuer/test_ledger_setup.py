@@ -219,6 +219,28 @@ def test_a_restored_office_does_not_reuse_the_lost_offices_batch_keys(
     assert run("issuer", "publish", "--home", str(tmp_path / "restored"))[0] == 0
 
 
+def test_a_folder_put_back_from_a_snapshot_says_why_it_cannot_publish(
+        node: tuple[str, str], office: Path, tmp_path: Path, run: Run) -> None:
+    """A file-level copy of the office put back (not ``issuer restore``): its next batch has
+    a key the node already took for another, and the clerk saw only the node's "idempotency key
+    already used" at every publish, the queue stuck. Now: what happened and the way out."""
+    url, token = node
+    assert run("issuer", "ledger", "--url", url, "--token", token, "--home", str(office))[0] == 0
+    assert _issue(office, tmp_path, run)[0] == 0
+    with IssuerStore.open(office).engine.connect() as db:
+        after = int(db.exec_driver_sql("SELECT max(id) FROM outbox").scalar_one()) + 1
+    # what the office published after the snapshot was taken, under the keys it would reuse
+    for count in range(1, 4):
+        post_entries(url, token, [commitment(100 * count + j) for j in range(count)],
+                     idempotency_key=f"outbox-{after}-{after + count - 1}")
+    code, _, err = _issue(office, tmp_path / "next", run)
+    assert code == 0, err  # the passport stands; its entries stay queued
+    assert "[ledger_publish_store_behind]" in err and "issuer restore" in err, err
+    assert "[ledger_publish_refused]" not in err
+    code, _, err = run("issuer", "publish", "--home", str(office))
+    assert code == 1 and "[ledger_publish_store_behind]" in err, err
+
+
 def test_a_restored_office_skips_the_lists_of_keys_the_lost_one_made(
         node: tuple[str, str], office: Path, tmp_path: Path, run: Run) -> None:
     """The lost office rotated after the backup, and its new key issued on list 2 with no status
