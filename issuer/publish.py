@@ -128,12 +128,6 @@ def _code(body: bytes) -> str | None:
     return code if isinstance(code, str) else None
 
 
-def _code(body: bytes) -> str | None:
-    doc = _json(body)
-    code = doc.get("code") if isinstance(doc, dict) else None
-    return code if isinstance(code, str) else None
-
-
 def server_message(body: bytes) -> tuple[str, str]:
     """What a node's refusal says, in Spanish and in English: the ``message`` of its JSON
     ``{"code", "message": {"es", "en"}}``, else the body as text (a proxy's page), each fit for
