@@ -200,10 +200,6 @@ def parse_claims(doc: Any) -> Claims:
     if isinstance(since, date) and since > valid_from:
         # residency is verified before the passport says so, never in its future
         raise _bad("residence.since", _AFTER_START_ES, _AFTER_START_EN)
-    if isinstance(since, date) and isinstance(birth, date) and since < birth:
-        # the same slip the other way (1910 for 2010): every counter would show it
-        raise _bad("residence.since", "anterior a la fecha de nacimiento (¿un año mal escrito?)",
-                   "before the birth date (a mistyped year?)")
     cred_id = doc.get("credential_id")
     if cred_id is not None and (not isinstance(cred_id, str) or cti_from_id(cred_id) is None):
         raise _bad("credential_id", f"debe ser un id de {ID_LEN} caracteres A–Z y 2–7, el último "

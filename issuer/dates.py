@@ -46,6 +46,14 @@ def untimely(claims: Claims, today: date) -> UsageError | None:
             refused = future_date(group, claim, value, today)
             if refused is not None:
                 return refused
+    # The same slip the other way (1910 for 2010): every counter would show a residency older
+    # than its resident. After the dates to come: a birth mistyped into the future is that.
+    birth = claims.groups.get("birth_date", {}).get("birth_date")
+    since = claims.groups.get("residence", {}).get("since")
+    if isinstance(birth, date) and isinstance(since, date) and since < birth:
+        return UsageError("claims_invalid", field="residence.since",
+                          reason_es="anterior a la fecha de nacimiento (¿un año mal escrito?)",
+                          reason_en="before the birth date (a mistyped year?)")
     return None
 
 

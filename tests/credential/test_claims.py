@@ -29,17 +29,6 @@ def test_residency_is_verified_before_the_passport_starts_not_after() -> None:
     assert "posterior al inicio de la vigencia" in message["es"]
 
 
-def test_residency_since_before_birth_is_a_mistyped_year() -> None:
-    """1910 for 2010: signed, every counter showed a residency older than its resident."""
-    doc = example_claims()
-    doc["residence"]["since"] = doc["birth_date"]  # from birth: fine
-    assert parse_claims(doc).groups["residence"]["since"].isoformat() == doc["birth_date"]
-    doc["residence"]["since"] = "1915-06-01"
-    message = _refused(doc)
-    assert "residence.since" in message["en"] and "before the birth date" in message["en"]
-    assert "anterior a la fecha de nacimiento" in message["es"]
-
-
 def test_a_birth_date_after_the_start_reads_the_same_in_both_languages() -> None:
     doc = example_claims()
     doc["birth_date"] = "2030-01-01"

@@ -71,7 +71,7 @@ def test_a_backup_taken_during_a_bulk_run_is_whole(homes: dict[str, Path], passp
     init_office(run, office)
     header, *rows = (EXAMPLES / "residents-sample.csv").read_text(encoding="utf-8").splitlines()
     start = example_claims()["valid_from"]
-    many = [",".join([*cells[:2], f"19{50 + i}-01-{1 + n:02}", *cells[3:]])  # born apart
+    many = [",".join([*cells[:2], f"19{40 + i}-01-{1 + n:02}", *cells[3:]])  # born apart
             for n, row in enumerate(rows) for i in range(40)
             for cells in [row.replace(f",{start},",
                                       f",{day(f'2026-{1 + i // 28:02}-{1 + i % 28:02}')},")

@@ -1004,6 +1004,20 @@ def test_a_birth_or_residency_date_to_come_is_refused(office: Path, tmp_path: Pa
         assert db.execute(credentials.select()).first() is None
 
 
+def test_residency_since_before_birth_is_a_mistyped_year(office: Path, tmp_path: Path,
+                                                         run: Run) -> None:
+    """1910 for 2010: signed, every counter showed a residency older than its resident."""
+    doc = example_claims()
+    doc["residence"] = {**doc["residence"], "since": "1915-06-01"}  # born 1987
+    (tmp_path / "c.json").write_text(json.dumps(doc), encoding="utf-8")
+    code, out, err = run("issuer", "issue", "--claims", str(tmp_path / "c.json"), "--paper",
+                         "--out", str(tmp_path / "p.cred"), "--home", str(office))
+    assert (code, out) == (2, "") and "[claims_invalid]" in err, err
+    assert "residence.since" in err and "before the birth date" in err
+    assert "anterior a la fecha de nacimiento" in err
+    assert not (tmp_path / "p.cred").exists()
+
+
 def test_a_claims_file_names_a_catalogued_place_in_any_case(office: Path, tmp_path: Path,
                                                            run: Run) -> None:
     issue = ["issuer", "issue", "--claims", str(tmp_path / "c.json"), "--paper", "--out",

@@ -627,9 +627,12 @@ def test_a_birth_date_after_a_mistyped_start_confirmed_asks_both_dates() -> None
     child = day("2020-01-01")
     birth = answers.index("1987-03-14")
     answers[birth] = child
+    answers[answers.index("2015-06-01")] = child  # resident since birth
     # (an end within ten years of that start, not over: the store finds no fault in the span)
     clerk = Clerk(*answers, day("2016-11-30"), day("2026-11-29"), child, "", "", "s")
-    assert _issuable(_fill(clerk)) == {**example_claims(), "birth_date": child}
+    claims = example_claims()
+    assert _issuable(_fill(clerk)) == {**claims, "birth_date": child,
+                                       "residence": {**claims["residence"], "since": child}}
     assert clerk.codes() == ["claims_invalid", "claims_invalid"]
     assert clerk.prompts[-4].startswith("Fecha de nacimiento / Birth date")
     assert clerk.prompts[-3].startswith("Válido desde / Valid from")
