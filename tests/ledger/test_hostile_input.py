@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -558,14 +559,17 @@ def test_what_the_http_layer_refuses_is_the_apis_json_error(sqlite_home: Path,
         assert f"({status}: " in error["message"]["en"], error
         if status == 414:
             assert "demasiado larga" in error["message"]["es"], error
-    with urllib.request.urlopen(f"{node.url}/checkpoint?\x1b[31m=1".replace("\x1b", "%1B"),
-                                timeout=30) as answer:
-        assert answer.status == 200
+    # (a parameter /checkpoint does not take: refused, and logged as inertly as any request)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{node.url}/checkpoint?\x1b[31m=1".replace("\x1b", "%1B"),
+                               timeout=30)
+    assert refused.value.code == 400
+    refused.value.close()
     node.proc.terminate()
     node.proc.wait(timeout=30)
     assert node.proc.stderr is not None
     log = node.proc.stderr.read()  # written to a pipe, as to a file or a service's journal
-    assert '"GET /checkpoint?%1B[31m=1 HTTP/1.1" 200' in log, log
+    assert '"GET /checkpoint?%1B[31m=1 HTTP/1.1" 400' in log, log
     assert "\x1b" not in log, log  # no colours, and nothing a client sent acts on a terminal
 
 
