@@ -407,7 +407,15 @@ def issue(claims_file: BinaryIO | None, ask: bool, holder_key: str | None, paper
                 staged.discard()
         # Said before an interrupt held back is acted on: what was recorded, and where a file
         # that could not go in place is, are the clerk's to know whatever follows.
-        click.echo(cred.credential_id)  # stdout: the new id alone, for scripts
+        try:
+            click.echo(cred.credential_id)  # stdout: the new id alone, for scripts
+        except OSError as exc:
+            # A full disk or /dev/full under stdout, after the commit: "nothing was saved"
+            # (exit 1) had the clerk or a script issue again, and two passports stood for one
+            # resident. Said on stderr as what it is; the issuance's own exit status stands.
+            click.echo(PasaporteError("issuer_issued_not_printed", credential_id=cred.credential_id,
+                                      out=str(out), reason=exc.strerror or type(exc).__name__
+                                      ).diagnostics(), err=True)
         if replacing is not None:
             click.echo(f"{replacing[0]}: {_STATUS_LABELS['revoked']} "
                        f"({_reason_shown(replacing[1])})", err=True)

@@ -1114,3 +1114,22 @@ def test_an_out_that_is_a_device_or_pipe_is_never_replaced(office: Path, tmp_pat
         assert "not a regular file" in err
         assert stat.S_ISFIFO(pipe.stat().st_mode)
     assert _issued(office) == (0, 0)
+
+
+def test_an_id_that_cannot_be_printed_does_not_read_as_nothing_issued(
+        office: Path, tmp_path: Path) -> None:
+    """Standard output on a full disk (here /dev/full): the passport was issued, recorded and
+    written, and the command said "nothing was left half-written" with exit 1, so the clerk
+    issued again and the resident held two passports."""
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pasaporte", "issuer", "issue", "--claims",
+             str(EXAMPLES / "claims-mexicali.json"), "--paper", "--out", str(tmp_path / "p.txt"),
+             "--home", str(office)],
+            stdout=full, stderr=subprocess.PIPE, text=True, timeout=60,
+            env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2])))
+    assert proc.returncode == 0, proc.stderr
+    assert "[issuer_issued_not_printed]" in proc.stderr and "do not issue it again" in proc.stderr
+    assert "no lo emita de nuevo" in proc.stderr and "Nothing was left" not in proc.stderr
+    [record] = IssuerStore.open(office).engine.connect().execute(credentials.select()).all()
+    assert record.id in proc.stderr and (tmp_path / "p.txt").exists()
