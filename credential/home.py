@@ -29,8 +29,22 @@ def resolve_home(role: str, home: str | os.PathLike[str] | None = None) -> Path:
     env = os.environ.get("PASAPORTE_HOME")
     if env:
         return Path(env).expanduser()
-    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(xdg) / "pasaporte" / role
+    # XDG Base Directory: a relative XDG_DATA_HOME is invalid and ignored (it would put the
+    # data wherever the command happened to run); so is an empty or relative HOME.
+    xdg = os.environ.get("XDG_DATA_HOME", "")
+    if os.path.isabs(xdg):
+        return Path(xdg) / "pasaporte" / role
+    given = os.environ.get("HOME")
+    try:
+        # (an empty HOME is taken by Python for "/": the data of every role at /.local/share)
+        user_home = Path(given) if given is not None else Path.home()
+    except RuntimeError:  # no HOME and no passwd entry: a bare container, a service account
+        user_home = Path()
+    if not user_home.is_absolute():
+        from credential.errors import UsageError
+
+        raise UsageError("home_unknown", role=role)
+    return user_home / ".local" / "share" / "pasaporte" / role
 
 
 def read_bounded(path: str | os.PathLike[str], limit: int) -> bytes:

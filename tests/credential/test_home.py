@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from credential.errors import UsageError
-from credential.home import StagedFile, atomic_write
+from credential.home import StagedFile, atomic_write, resolve_home
 
 
 def _names(folder: Path) -> list[str]:
@@ -386,3 +386,26 @@ def test_an_empty_variable_with_nothing_to_prompt_on_is_named_for_every_role(
     _piped(monkeypatch, "una frase\n")
     monkeypatch.setenv("PASAPORTE_PASSPHRASE", "")
     assert read_passphrase() == "una frase"
+
+
+@pytest.mark.parametrize(("home", "xdg"), [("", None), ("", "relative/data"), (None, None)])
+def test_no_usable_home_is_said_in_both_languages(monkeypatch: pytest.MonkeyPatch,
+                                                  home: str | None, xdg: str | None) -> None:
+    """No HOME and no passwd entry (a bare container) was internal_error, English only; an
+    empty HOME put the data in the folder the command ran in, as a relative XDG_DATA_HOME did
+    (the XDG spec says to ignore one)."""
+    monkeypatch.delenv("PASAPORTE_HOME", raising=False)
+    for name, value in (("HOME", home), ("XDG_DATA_HOME", xdg)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    if home is None:  # and no passwd entry either
+        monkeypatch.setattr("pathlib.Path.home", lambda: (_ for _ in ()).throw(
+            RuntimeError("Could not determine home directory.")))
+    with pytest.raises(UsageError) as err:
+        resolve_home("wallet")
+    assert err.value.code == "home_unknown"
+    assert "--home" in err.value.message["es"] and "--home" in err.value.message["en"]
+    monkeypatch.setenv("XDG_DATA_HOME", "/srv/datos")  # an absolute one is used as it is
+    assert resolve_home("wallet") == Path("/srv/datos/pasaporte/wallet")
