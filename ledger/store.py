@@ -219,6 +219,11 @@ def _db_error(ctx: ExceptionContext) -> None:
         raise StoreError("ledger_database_unreadable", db=where, reason=_first_line(exc)) from exc
     if state in _PG_CONFLICT:  # rolled back whole: the same request again may well pass
         raise StoreError("ledger_database_conflict", db=where, reason=_first_line(exc)) from exc
+    errorname = getattr(exc, "sqlite_errorname", None)
+    if errorname == "SQLITE_READONLY" or (errorname == "SQLITE_CANTOPEN" and _file_in_place(ctx)):
+        # A read-only mount or permissions on a file that is there: nothing is damaged, and a
+        # restore (as "unreadable" advised) would bring back an older copy of a healthy log.
+        raise StoreError("store_not_writable", what=where, reason=_first_line(exc)) from exc
     # OperationalError: the database, not the statement, failed (cannot open or connect);
     # sqlite3's bare DatabaseError is a corrupt file or not a database at all.
     # Constraint and programming errors stay as they are: they are bugs to see, not states.
@@ -232,6 +237,15 @@ def _db_error(ctx: ExceptionContext) -> None:
             raise StoreError("ledger_database_missing", db=where) from exc
         raise StoreError("ledger_database_unavailable" if server else
                          "ledger_database_unreadable", db=where, reason=_first_line(exc)) from exc
+
+
+def _file_in_place(ctx: ExceptionContext) -> bool:
+    """Whether the SQLite file an error is about is a file in a folder that exists: one that
+    cannot then be opened is a permission or a mount to fix, not damage or a wrong path."""
+    url = ctx.engine.url if ctx.engine is not None else None
+    if url is None or url.get_backend_name() != "sqlite" or not url.database:
+        return False
+    return Path(url.database).is_file()
 
 
 def _first_line(exc: BaseException) -> str:

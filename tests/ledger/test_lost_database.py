@@ -406,3 +406,28 @@ def test_the_init_that_lost_a_race_for_one_database_says_so(
         LedgerStore.init(tmp_path / "second", "ledger.y.example/log", PASSPHRASE, db=shared)
     assert caught.value.code == "ledger_database_other_log"
     assert (first / "ledger.db").read_bytes() == before
+
+
+def test_a_log_on_a_read_only_disk_is_not_called_damaged(sqlite_home: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]
+                                                          ) -> None:
+    """A read-only mount (here the immutable attribute: root writes through modes): the log
+    is healthy, but "unreadable… restore it from a backup or a mirror" sent the operator to
+    bring back an older copy of it."""
+    home = sqlite_home
+    _filled(home, 3)
+    files = [home, *home.glob("ledger.db*")]
+    made = subprocess.run(["chattr", "+i", *map(str, files)], capture_output=True, check=False)
+    if made.returncode != 0:  # a file system without attributes (tmpfs)
+        pytest.skip(f"chattr +i failed: {made.stderr!r}")
+    try:
+        capsys.readouterr()
+        code = run_cli("append", "--file", _jsonl(tmp_path / "ok.jsonl", [commitment(9)]),
+                       "--home", str(home))
+        err = capsys.readouterr().err
+    finally:
+        subprocess.run(["chattr", "-i", *map(str, files)], check=True)
+    assert code == 1 and err.startswith("[store_not_writable]"), err
+    assert "do not restore it" in err and "no la restaure" in err
+    with LedgerStore.open(home) as store:
+        assert store.size() == 3
