@@ -37,6 +37,7 @@ import multiprocessing
 import os
 import re
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -822,4 +823,14 @@ def _end_with_parent(parent: int) -> None:
             time.sleep(0.5)
         os._exit(1)
 
+    if sys.platform.startswith("linux"):
+        # Killed with the run at once, by the kernel: a worker that noticed the run gone
+        # mid-answer wrote a traceback (BrokenPipeError) on the clerk's terminal.
+        with contextlib.suppress(OSError, AttributeError):
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # gone before that took effect
+            os._exit(1)
     threading.Thread(target=watch, daemon=True).start()

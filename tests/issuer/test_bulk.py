@@ -24,6 +24,7 @@ from tests.factory import EXAMPLES
 from tests.issuer.conftest import init_office
 
 SAMPLE = EXAMPLES / "residents-sample.csv"
+REPO = Path(__file__).resolve().parents[2]
 
 
 
@@ -806,3 +807,37 @@ def test_drawing_workers_start_with_ctrl_c_held_back_and_then_ignore_it(
         env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2])),
         capture_output=True, text=True, timeout=60)
     assert worker.stdout.strip() == "[] True", worker.stderr
+
+
+def test_a_run_killed_while_drawing_leaves_no_traceback(
+        homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path) -> None:
+    """SIGKILL to the run while its workers draw QR images: a worker that found the run gone
+    mid-answer wrote a BrokenPipeError traceback on the clerk's terminal. The kernel now ends
+    the workers with the run."""
+    home, out = homes["issuer"], tmp_path / "out"
+    init_office(run, home)
+    header, *body = SAMPLE.read_text(encoding="utf-8").splitlines()
+    rows = [header]
+    for i in range(150):
+        cells = body[i % len(body)].split(",")
+        cells[2] = f"19{40 + i % 40}-{1 + i // 40:02}-{1 + i % 28:02}"  # each resident apart
+        rows.append(",".join(cells))
+    (tmp_path / "many.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    log = tmp_path / "run.log"
+    with log.open("w") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pasaporte", "issuer", "bulk", str(tmp_path / "many.csv"),
+             "--out-dir", str(out), "--qr", "--home", str(home)],
+            stdout=sink, stderr=sink, env=dict(os.environ, PYTHONPATH=str(REPO)))
+        try:
+            deadline = time.monotonic() + 120
+            while not list(out.glob("*.png")) and time.monotonic() < deadline:
+                assert proc.poll() is None, log.read_text()
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+            time.sleep(3)  # the workers' last words, if any, come after the run is gone
+        finally:
+            proc.kill()
+    said = log.read_text()
+    assert "Traceback" not in said and "BrokenPipeError" not in said, said
