@@ -37,15 +37,15 @@ def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+MAX_DIGITS = 100  # every integer we read fits in 64 bits (20 digits)
+
+
 class NumberTooLong(ValueError):
     """An integer of more digits than any field holds: valid JSON, but past Python's limit
     on converting digits (4300) it was a bare ``ValueError``, said as "not valid JSON"."""
 
     def __init__(self) -> None:
         super().__init__(f"number of more than {MAX_DIGITS} digits")
-
-
-MAX_DIGITS = 100  # every integer we read fits in 64 bits (20 digits)
 
 
 def _int(digits: str) -> int:
