@@ -157,6 +157,13 @@ class PasaporteError(Exception):
     def to_dict(self) -> dict[str, Any]:
         return {"code": self.code, "message": dict(self.message)}
 
+    def of_file(self, file: str) -> PasaporteError:
+        """This error said of the file it came from (``file: …``): for a command given several
+        files of a kind, where the error alone cannot tell which one to fix."""
+        self.detail = {**self.detail, "file": file}
+        self.message = {lang: f"{file}: {text}" for lang, text in self.message.items()}
+        return self
+
 
 class Rejection(PasaporteError):
     default_code = "rejected"

@@ -254,8 +254,7 @@ def _naming(file: str) -> Iterator[None]:
     try:
         yield
     except PasaporteError as exc:
-        exc.detail = {**exc.detail, "file": file}
-        exc.message = {lang: f"{file}: {text}" for lang, text in exc.message.items()}
+        exc.of_file(file)
         raise
 
 
