@@ -189,6 +189,12 @@ def _no_earlier(compromised_since: int | None, valid_from: int) -> int | None:
     return None if compromised_since is None else max(compromised_since, valid_from)
 
 
+def _signed_compromised(issued_at: int, since: int | None) -> bool:
+    """Signed at or after its key's compromise time (``since``, see ``_no_earlier``): every
+    counter refuses it, whatever its own status, and the office re-issues it."""
+    return since is not None and issued_at >= since
+
+
 def _compromised(kid: str, since: int) -> dict[str, Any]:
     """The public record's entry for an office key untrusted from ``since``."""
     return {"type": "key_compromised", "kid": kid, "effective": rfc3339(since)}
@@ -1084,8 +1090,8 @@ class IssuerStore:
         found = {}
         for fp, cid, status, issued_at, compromised, key_from in self._in_chunks(
                 query, bulk_fingerprints.c.fingerprint, fingerprints):
-            since = _no_earlier(compromised, key_from)
-            if since is not None and issued_at >= since and status != "revoked":
+            if _signed_compromised(issued_at, _no_earlier(compromised, key_from)) \
+                    and status != "revoked":
                 status = "key_compromised"
             found[str(fp)] = (str(cid), str(status))
         return found
@@ -1116,9 +1122,8 @@ class IssuerStore:
             key = db.execute(sa.select(keys.c.compromised_since, keys.c.valid_from)
                              .where(keys.c.kid == row["kid"])).first()
             since = None if key is None else _no_earlier(key[0], key[1])
-        # Signed at or after its key's compromise time, every counter refuses it, whatever
-        # its own status: the resident asking at the office must hear so (and be re-issued).
-        refused = since is not None and row["issued_at"] >= since
+        # The resident asking at the office must hear so (and be re-issued).
+        refused = _signed_compromised(row["issued_at"], since)
         now = int(time.time()) if now is None else now
         start = row["valid_from"]
         # A credential issued before the store kept its start (0003) may not have begun (an
