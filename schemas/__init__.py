@@ -8,6 +8,7 @@ bundled files, and nothing is ever fetched from the network.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache, cached_property
 from importlib import resources
@@ -69,6 +70,18 @@ class ServiceSpec:
     # The boolean claim (group, field) that says the holder may use the service; None: everyone
     # may. Read by counters (``not_eligible``) and by the wallet, which warns before the queue.
     eligibility: tuple[str, str] | None = None
+
+
+def not_eligible(eligibility: tuple[str, str] | None,
+                 shown: Mapping[str, Mapping[str, Any]]) -> bool:
+    """The claims ``shown`` (group → its claims) say the holder may not use the service whose
+    ``eligibility`` this is: its claim is shown and is not true. One rule for the counter that
+    refuses (``not_eligible``) and the wallet that warns before the queue; a group not shown
+    is another refusal (``claims_missing``), not this one."""
+    if eligibility is None or eligibility[0] not in shown:
+        return False
+    group, field = eligibility
+    return shown[group].get(field) is not True
 
 
 @dataclass(frozen=True, eq=False)

@@ -32,7 +32,7 @@ from credential.records import record_repr
 from credential.statuslist import MARKS, StatusList
 from credential.text import escaped
 from credential.times import OFFICE_CLOCK_AHEAD_S, first_day, last_day
-from schemas import schema
+from schemas import not_eligible, schema
 from verifier.policy import Policy
 
 __all__ = ["Result", "Verifier", "verify"]
@@ -343,12 +343,10 @@ class Verifier:
             return _reject("claims_missing", d, issuer, groups=", ".join(missing),
                            groups_es=", ".join(x["es"] for x in labels),
                            groups_en=", ".join(x["en"] for x in labels))
-        if policy.eligibility is not None:
-            group, fieldname = policy.eligibility
-            if d.groups[group].get(fieldname) is not True:
-                label = schema().services[policy.service].label
-                return _reject("not_eligible", d, issuer, service_es=label["es"],
-                               service_en=label["en"])
+        if not_eligible(policy.eligibility, d.groups):
+            label = schema().services[policy.service].label
+            return _reject("not_eligible", d, issuer, service_es=label["es"],
+                           service_en=label["en"])
 
         if paper:
             # Paper discloses everything (no wallet to choose with): the counter shows what

@@ -77,7 +77,7 @@ from credential.passport import Decoded, check_audience, decode_bytes, present
 from credential.statuslist import MARKS, StatusList
 from credential.text import check_utf8, escaped, folded, typed_forms
 from credential.times import OFFICE_CLOCK_AHEAD_S, first_day, last_day
-from schemas import schema
+from schemas import not_eligible, schema
 
 __all__ = [
     "CredentialEntry",
@@ -266,11 +266,8 @@ class Presentation:
 def _ineligible(decoded: Decoded, eligibility: tuple[str, str] | None,
                 shown: Sequence[str]) -> bool:
     """The code shows the service's eligibility claim, and it is not true: as a counter decides
-    (``verifier.engine``, ``not_eligible``). Left out, that claim is ``missing`` instead."""
-    if eligibility is None or eligibility[0] not in shown:
-        return False
-    group, field = eligibility
-    return decoded.groups.get(group, {}).get(field) is not True
+    (``not_eligible``). Left out, that claim is ``missing`` instead."""
+    return not_eligible(eligibility, {g: decoded.groups.get(g, {}) for g in shown})
 
 def _claim_index() -> tuple[dict[str, str], dict[str, list[str]]]:
     """Name → group for group names, ``group.claim`` and unambiguous claim names; plus the claim
