@@ -13,7 +13,7 @@ from alembic.script import ScriptDirectory
 
 from credential.errors import StoreError
 
-__all__ = ["refuse_newer_release", "sqlite_settings"]
+__all__ = ["known_revisions", "refuse_newer_release", "sqlite_settings"]
 
 
 def sqlite_settings(dbapi_conn: Any, _record: Any) -> None:
@@ -28,10 +28,14 @@ def sqlite_settings(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def known_revisions(cfg: Config) -> tuple[str, ...]:
+    """The schema revisions these migrations know, oldest first."""
+    return tuple(reversed([s.revision for s in ScriptDirectory.from_config(cfg).walk_revisions()]))
+
+
 def refuse_newer_release(cfg: Config, current: str | None, *, what: str) -> None:
     """Refuse a schema revision these migrations do not know: a newer release wrote it.
     Alembic itself would fail with "can't locate revision", which reads as a bug; the operator
     needs that release back (or a backup made by this one)."""
-    if current is not None and current not in {
-            s.revision for s in ScriptDirectory.from_config(cfg).walk_revisions()}:
+    if current is not None and current not in known_revisions(cfg):
         raise StoreError("store_newer_release", what=what, revision=current)

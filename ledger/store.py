@@ -75,7 +75,7 @@ from credential.note import (
     parse_signature_lines,
     parse_verifier_key,
 )
-from credential.sqlstore import refuse_newer_release, sqlite_settings
+from credential.sqlstore import known_revisions, refuse_newer_release, sqlite_settings
 from credential.text import escaped
 from ledger import schema as t
 from ledger.client import node_url
@@ -512,12 +512,11 @@ _VERSION_TABLE = "ledger_alembic_version"
 
 
 @functools.cache
+@functools.cache
 def _revisions() -> tuple[str, ...]:
-    """The schema revisions these migrations know, oldest first."""
-    from alembic.script import ScriptDirectory
-
-    return tuple(reversed([s.revision for s in
-                           ScriptDirectory.from_config(_alembic_config()).walk_revisions()]))
+    """The schema revisions these migrations know, oldest first (read once: ``schema_fault``
+    runs at every /status)."""
+    return known_revisions(_alembic_config())
 
 
 def schema_fault(conn: Connection) -> str | None:
