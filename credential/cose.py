@@ -30,6 +30,7 @@ HDR_ALG = 1
 HDR_CRIT = 2
 HDR_KID = 4
 TAG_SIGN1 = 18
+TAG_CWT = 61
 
 
 def bstr_head(n: int) -> bytes:
@@ -109,6 +110,11 @@ def _protected_kid(protected: bytes) -> bytes | None:
 
 def parse_sign1(obj: Any) -> Sign1:
     """Check the shape of a decoded COSE_Sign1 and that it declares EdDSA."""
+    if isinstance(obj, cbor2.CBORTag) and obj.tag == TAG_CWT:
+        # RFC 8392 §6: a CWT may come under tag 61, prefixed to the COSE message's own tag
+        obj = obj.value
+        if not isinstance(obj, cbor2.CBORTag):
+            raise MalformedInput("cose_invalid")
     if isinstance(obj, cbor2.CBORTag):
         if obj.tag != TAG_SIGN1:
             raise MalformedInput("cose_invalid")

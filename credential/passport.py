@@ -379,7 +379,7 @@ def _payload(c: cose.Sign1) -> CredentialPayload:
             and isinstance(root, bytes) and len(root) == sd.DIGEST_LEN
             and type(status[0]) is int and type(status[1]) is int
             and 0 <= status[0] < _MAX_U32 and 0 <= status[1] < _MAX_U32):
-        raise MalformedInput("shape_invalid", what="payload")
+        raise MalformedInput("shape_invalid", what=_times_what(p, (IAT, NBF, EXP), "payload"))
     holder: bytes | None = None
     if CNF in p:
         cnf = p[CNF]
@@ -401,11 +401,21 @@ def _kb(obj: Any) -> KeyBinding:
     if not (isinstance(aud, str) and 0 < len(aud) <= 64 and type(iat) is int
             and 0 <= iat < _MAX_TIME and (nonce is None or (isinstance(nonce, bytes)
                                                           and len(nonce) <= 64))):
-        raise MalformedInput("shape_invalid", what="kb")
+        raise MalformedInput("shape_invalid", what=_times_what(p, (IAT,), "kb"))
     return KeyBinding(s, aud, iat, nonce)
 
 
-_SIGN1_TAG: Final = frozenset({cose.TAG_SIGN1})
+def _times_what(claims: dict[Any, Any], keys: tuple[int, ...], what: str) -> str:
+    """The part of a refused claims map to name: its times when one is not a whole number of
+    seconds (RFC 8392 allows a fraction; this profile, for one encoding of each passport, does
+    not), which another city's wallet writing ``iat`` as a float needs to hear."""
+    if any(k in claims and type(claims[k]) is not int for k in keys):
+        names = ", ".join({IAT: "iat", NBF: "nbf", EXP: "exp"}[k] for k in keys)
+        return f"{what}: times ({names}) in whole seconds"
+    return what
+
+
+_SIGN1_TAG: Final = frozenset({cose.TAG_SIGN1, cose.TAG_CWT})
 
 
 def decode_envelope(obj: Any) -> Decoded:
@@ -437,6 +447,11 @@ def decode_envelope(obj: Any) -> Decoded:
         if group.name in groups:
             raise MalformedInput("disclosure_duplicate", group=group.label["en"],
                                  group_es=group.label["es"])
+        if indices and group.index < indices[-1]:
+            # One order, the schema's (ascending group key), as a wallet lists them and signs
+            # their digests: a code in another order is refused for what it is, not as a
+            # holder signature that does not match.
+            raise MalformedInput("disclosure_order")
         groups[group.name] = decode_group(group, item[2])
         indices.append(group.index)
     proof: tuple[bytes, ...] | None = None

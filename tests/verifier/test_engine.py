@@ -16,7 +16,7 @@ from credential.errors import UsageError, message_catalog
 from credential.keys import b64url
 from credential.passport import audience, present
 from tests.factory import NOW, City, day, example_claims, presentation
-from verifier.engine import CLOCK_BEHIND_S, Verifier
+from verifier.engine import CLOCK_BEHIND_S, Result, Verifier
 from verifier.policy import Policy
 
 LIB = ["residence", "library"]
@@ -135,11 +135,12 @@ def test_caps_lock_scanner(city: City, holder: nacl.signing.SigningKey) -> None:
 
 
 def reject(v: Verifier, text: str, code: str, service: str | Policy = "library",
-           now: int = NOW, nonce: bytes | None = None) -> None:
+           now: int = NOW, nonce: bytes | None = None) -> Result:
     r = v.verify(text, service=service, now=now, nonce=nonce)
     assert r.decision == "rejected"
     assert r.code == code, r
     assert r.message == {k: r.message[k] for k in ("es", "en")} and all(r.message.values())
+    return r
 
 
 def test_issuer_unknown(city: City, holder: nacl.signing.SigningKey) -> None:
@@ -226,6 +227,21 @@ def test_disclosure_duplicate(city: City, holder: nacl.signing.SigningKey) -> No
     # the group by its label, each half in its own language (not the schema's "residence")
     r = verifier_for(city).verify(transport.pack(cbor2.dumps(obj)), service="library", now=NOW)
     assert "(Residencia)" in r.message["es"] and "(Residence)" in r.message["en"], r.message
+
+
+def test_disclosures_come_in_the_schemas_order(city: City,
+                                               holder: nacl.signing.SigningKey) -> None:
+    """The holder signs the shown digests in the order shown; another city's wallet listing
+    them in one order and signing them in another was refused as "not from this phone". One
+    order, ascending group key, and any other is refused as such."""
+    cred = city.issue(holder=holder)
+    obj = cbor2.loads(transport.unpack(presentation(cred, holder, "library", LIB)))
+    obj[1] = obj[1][::-1]
+    r = reject(verifier_for(city), transport.pack(cbor2.dumps(obj)), "disclosure_order")
+    assert "orden" in r.message["es"] and "order" in r.message["en"]
+    paper = cbor2.loads(city.issue().to_cbor())
+    paper[1] = [paper[1][1], paper[1][0], *paper[1][2:]]
+    reject(verifier_for(city), transport.pack(cbor2.dumps(paper)), "disclosure_order")
 
 
 def test_paper_credential_policies(city: City) -> None:
@@ -551,6 +567,10 @@ def _dup(obj: list[Any]) -> None:
     obj[1] = [obj[1][0], obj[1][0]]
 
 
+def _reversed(obj: list[Any]) -> None:
+    obj[1] = obj[1][::-1]
+
+
 def _es256(obj: list[Any]) -> None:
     obj[0][0] = cbor2.dumps({1: -7})
 
@@ -578,6 +598,7 @@ PROVOKE: dict[str, Build] = {
     "cose_invalid": _edited(_es256),
     "shape_invalid": _paper_with_a_key_binding,
     "disclosure_duplicate": _edited(_dup),
+    "disclosure_order": _edited(_reversed),
     "service_unknown": _simple("PU1:", "casino"),
     # the engine's decisions, in its order
     "issuer_unknown": lambda c, h: (verifier_for(stranger(c)), _shown(c, h), "library", NOW,
@@ -717,10 +738,37 @@ def test_a_code_whose_cose_sign1s_are_tagged_18_verifies(city: City,
     tagged = _tagged(text, 0, 3)
     r = v.verify(tagged + tagged, service="library", now=NOW + 5)
     assert r.code == "scan_several", r
+    # RFC 8392 §6: the CWT tag (61) before the COSE one
+    assert v.verify(_tagged(_tagged(text, 0), 0, tag=cose.TAG_CWT), service="library",
+                    now=NOW + 5).accepted
+    r = v.verify(_tagged(text, 0, tag=cose.TAG_CWT), service="library", now=NOW + 5)
+    assert r.code == "cose_invalid", r  # 61 alone: what is under it says no COSE message
     # any other tag is no COSE_Sign1: refused, as before
     for tag in (17, 98):
         r = v.verify(_tagged(text, 0, tag=tag), service="library", now=NOW + 5)
         assert not r.accepted and r.code in ("cose_invalid", "cbor_invalid"), r
+
+
+def test_a_time_with_a_fraction_is_refused_naming_the_times(
+        city: City, holder: nacl.signing.SigningKey) -> None:
+    """RFC 8392 allows a NumericDate with a fraction; this profile keeps one encoding of each
+    passport, and an independent wallet writing ``iat`` as a float heard only "not the
+    structure of a passport (kb)"."""
+    envelope = cbor2.loads(city.issue_for(None, example_claims()).to_cbor())
+    payload = cbor2.loads(envelope[0][2])
+    payload[4] = float(payload[4])  # exp
+    envelope[0] = cose.sign1(city.office_key, cbor2.dumps(payload), kid=city.kid)
+    r = reject(verifier_for(city), transport.pack(cbor2.dumps(envelope)), "shape_invalid")
+    assert "(iat, nbf, exp) in whole seconds" in r.message["en"], r.message
+    assert "en segundos enteros" in r.message["es"] and "seconds" not in r.message["es"]
+    shown = cbor2.loads(transport.unpack(presentation(city.issue(holder=holder), holder,
+                                                      "library", LIB)))
+    kb = cose.parse_sign1(shown[3])
+    claims = cbor2.loads(kb.payload)
+    claims[6] = NOW + 0.5
+    shown[3] = [kb.protected, {}, cbor2.dumps(claims), kb.signature]
+    r = reject(verifier_for(city), transport.pack(cbor2.dumps(shown)), "shape_invalid")
+    assert "times (iat) in whole seconds" in r.message["en"], r.message
 
 
 @pytest.mark.parametrize(("nbf", "code"), [(253402257599, "not_yet_valid"),
