@@ -19,10 +19,10 @@ DATETIME_STAMP = re.compile(
 
 _DAY = 86400
 _HALF_DAY = 43200
-# How far ahead of a right clock an issuing office's may run and counters still take what it
-# stamped (a bundle's making, a passport's signing): a counter whose clock reads further behind
-# a bundle's making refuses every scan (``counter_clock_behind``), and a wallet tells its
-# resident so (``wallet_clock_behind``) only past this; less far, it blames no clock.
+# How far ahead of a right clock an issuing office's may run when it makes a bundle: a counter
+# whose clock reads further behind a bundle's making refuses every scan (``counter_clock_behind``),
+# and a wallet tells its resident so (``wallet_clock_behind``) only past this; less far, it
+# blames no clock. (A passport's signing time is not held to the counter's clock.)
 OFFICE_CLOCK_AHEAD_S = _DAY
 
 

@@ -128,10 +128,11 @@ _ID = re.compile(r"^[A-Za-z0-9_-]{1,43}$")
 # times were stamped by the issuing office's clock, which may be the one that is wrong (ahead).
 CLOCK_SLACK = 300
 # ``OFFICE_CLOCK_AHEAD_S`` (``credential.times``, as counters read it): a local clock further
-# behind a known time than that, the counter will refuse the code whichever clock is wrong: this
-# one (the code is old when it is made), or the office's (a counter with a right clock refuses
-# its bundle: ``counter_clock_behind``). Less far, a counter with a right clock accepts the code
-# if this clock is right: it may be, and is not blamed.
+# behind the bundle's making than that, the counter will refuse the code whichever clock is
+# wrong: this one (the code is old when it is made), or the office's (a counter with a right
+# clock refuses its bundle: ``counter_clock_behind``). Less far, or behind only the passport's
+# signing (which counters do not hold to their clock), a counter with a right clock accepts the
+# code if this clock is right: it may be, and is not blamed.
 
 Unlock = Literal["exact", "trimmed", "composed", "caps_lock"]
 
@@ -1090,16 +1091,21 @@ class Wallet:
         bundle = self.trusted_bundles().get(p.iss)
         # What the wallet knows has happened: the passport was signed, the bundle was made.
         # The clock may be wrong the other way too (ahead); that only the counter can tell.
-        known = max(p.iat, bundle.made_at if bundle is not None else 0)
+        # Counters hold only the bundle's making to their clock (``counter_clock_behind``), not
+        # the passport's signing: so only a bundle made a day ahead of this clock says they
+        # will refuse the code; a passport signed ahead (the office's clock fast) they accept.
+        made = bundle.made_at if bundle is not None else 0
+        known = max(p.iat, made)
         behind = known - now
+        refused = made - now > OFFICE_CLOCK_AHEAD_S
         spec = schema().services[service]
         asked = spec.discloses
         return Presentation(transport.pack(cbor_bytes), p.credential_id, groups, audience,
                             _status(decoded, bundle, now),
                             missing=tuple(g for g in asked if g not in groups),
                             service=service, unlocked=unlocked,
-                            clock_behind=known if behind > OFFICE_CLOCK_AHEAD_S else None,
-                            clock_differs=(known if CLOCK_SLACK < behind <= OFFICE_CLOCK_AHEAD_S
-                                           else None),
+                            clock_behind=made if refused else None,
+                            clock_differs=known if behind > CLOCK_SLACK and not refused
+                            else None,
                             valid_from=first_day(p.nbf),
                             ineligible=_ineligible(decoded, spec.eligibility, groups))

@@ -1,9 +1,9 @@
 """``wallet present`` and the clocks: the times the wallet knows have passed (the passport's
 signing, the trusted bundle's making) were stamped by the issuing office's clock, which counters
-allow to run up to a day ahead (``credential.times.OFFICE_CLOCK_AHEAD_S``). A resident whose
-clock is right is never told the counter will refuse, nor to change it, because an office's
-clock ran an hour ahead: only a clock further behind than counters allow gets
-``wallet_clock_behind``."""
+allow to run up to a day ahead when it makes a bundle (``credential.times.OFFICE_CLOCK_AHEAD_S``)
+and do not hold to theirs when it signs a passport. A resident whose clock is right is never
+told the counter will refuse, nor to change it, because an office's clock ran ahead: only a
+clock further behind the bundle's making than counters allow gets ``wallet_clock_behind``."""
 
 from __future__ import annotations
 
@@ -109,3 +109,17 @@ def test_present_more_than_a_day_behind_the_bundle_still_says_refused(
     counter = Verifier(bundles=[city.bundle(made_at=made_at)], roots=[city.root])
     verdict = counter.verify(result.stdout.strip(), service="library")
     assert (verdict.decision, verdict.code) == ("rejected", "counter_clock_behind")
+
+
+def test_a_passport_signed_days_ahead_is_not_called_refused(wallet: Wallet) -> None:
+    """The office's clock three days fast when it signed, the bundle made with a right one:
+    counters do not hold a passport's signing to their clock, and accept the code; the wallet
+    said "the counter will refuse this code" and told a resident with a right clock to change
+    it. It says the clocks disagree, as within a day."""
+    city = _ahead_city(3 * 86400)
+    now = int(time.time())
+    cred_id = _trusted_and_issued(wallet, city, made_at=now)
+    shown = wallet.present(cred_id, service="library", passphrase=PASSPHRASE, now=now)
+    assert shown.clock_behind is None and shown.clock_differs == city.now
+    right = Verifier(bundles=[city.bundle(made_at=now)], roots=[city.root])
+    assert right.verify(shown.text, service="library", now=now).accepted
