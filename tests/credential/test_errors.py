@@ -86,6 +86,10 @@ def test_templates_keep_their_parts() -> None:
     ("[Errno -2] Name or service not known", "[Errno -2] nombre o servicio desconocido"),
     ("Invalid value for '--batch': '/tmp': Is a directory",
      "valor no válido para '--batch': '/tmp': es un directorio"),
+    # SQLite's own words for a file that is no store (a wrong file given to restore --from)
+    ("file is not a database", "el archivo no es una base de datos"),
+    ("[Errno 99] Cannot assign requested address",  # serve --host not this machine's
+     "[Errno 99] la dirección no es de esta máquina"),
     ("[Errno 9999] Something new", "[Errno 9999] Something new"),  # unknown: kept as it is
     ("/tmp/[Errno 13] not the OS's", "/tmp/[Errno 13] not the OS's"),  # only the OS's texts
 ])

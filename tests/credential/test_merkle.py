@@ -133,7 +133,7 @@ def test_messages_say_got_and_want() -> None:
     with pytest.raises(LedgerError) as err:
         merkle.verify_inclusion(0, 8, b"\0" * 32, [b"\0" * 32], b"\0" * 32)
     assert err.value.code == "merkle_bad_proof_length"
-    assert "got 1, want 3" in err.value.message["en"]
+    assert "got 1, expected 3" in err.value.message["en"]
 
 
 # -- against the naive reference --------------------------------------------------------------
