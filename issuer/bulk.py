@@ -61,10 +61,10 @@ from credential.home import (
 )
 from credential.ids import cti_from_id
 from credential.passport import decode_text
-from credential.text import folded, one_line, typed_forms
+from credential.text import escaped, folded, one_line, typed_forms
 from issuer import card
 from issuer.dates import untimely
-from schemas import schema
+from schemas import FieldSpec, schema
 
 if TYPE_CHECKING:
     from credential.passport import IssuedCredential
@@ -74,12 +74,16 @@ __all__ = [
     "CARD_SUFFIX",
     "COLUMNS",
     "MAX_HEADER",
+    "NEW_NAMES_MAX",
     "BulkError",
     "BulkOutcome",
+    "NewNames",
     "Row",
     "expired_rows",
     "fingerprints",
     "issue_batch",
+    "listed",
+    "new_catalog_names",
     "new_name_rows",
     "parse_residents",
     "repeated_rows",
@@ -442,14 +446,80 @@ def expired_rows(rows: Iterable[Row], today: date) -> list[BulkError]:
             for r in rows for exc in (untimely(r.claims, today),) if exc is not None]
 
 
+# A run adding more new names to one catalogue than this is more likely a column read as the
+# wrong one than a city's library systems: those names would be public for good (every bundle).
+NEW_NAMES_MAX = 5
+
+
+@dataclass(frozen=True)
+class NewNames:
+    """The names some claims would add to the catalogues, as first spelt there, by catalogue:
+    ``(field label, names)``, in the order met (a name typed again differently counted once)."""
+
+    by_catalog: dict[str, tuple[dict[str, str], list[str]]]
+
+    def __bool__(self) -> bool:
+        return bool(self.by_catalog)
+
+    def crowded(self) -> tuple[str, dict[str, str], list[str]] | None:
+        """The first catalogue given more than ``NEW_NAMES_MAX`` new names, if any."""
+        return next(((which, label, names) for which, (label, names) in self.by_catalog.items()
+                     if len(names) > NEW_NAMES_MAX), None)
+
+    def said(self, lang: str, limit: int = NEW_NAMES_MAX) -> str:
+        """``library system: «A», «B»; clinic network: «C»`` in ``lang`` (the first ``limit`` of
+        each catalogue, and how many more)."""
+        return "; ".join(f"{label[lang]}: {listed(names, lang, limit)}"
+                         for label, names in self.by_catalog.values())
+
+
+def listed(names: list[str], lang: str, limit: int = NEW_NAMES_MAX) -> str:
+    """``«A», «B» (+3)`` (``“A”, “B” (+3)`` in English): the first ``limit`` names, and how
+    many more."""
+    first, last = ("«", "»") if lang == "es" else ("“", "”")
+    more = len(names) - limit
+    return ", ".join(f"{first}{escaped(n)}{last}" for n in names[:limit]) + (
+        f" (+{more})" if more > 0 else "")
+
+
+def _catalog_fields() -> list[tuple[str, FieldSpec]]:
+    """(group, field) for every claim whose value a catalogue holds."""
+    return [(g.name, f) for g in schema().groups for f in g.fields
+            if f.type == "catalog" and f.catalog]
+
+
+def new_catalog_names(claims: Iterable[Claims],
+                      catalogs: dict[str, dict[int, str]]) -> NewNames:
+    """The names ``claims`` would add to the office's ``catalogs`` (``IssuerStore.catalogs``),
+    each checked as the store will (``check_catalog_name``: a ``UsageError`` now, before it is
+    said or the passphrase asked for)."""
+    from issuer.store import catalog_key, check_catalog_name, holder_names
+
+    known = {(which, catalog_key(name)) for which, names in catalogs.items()
+             for name in names.values()}
+    found: dict[str, tuple[dict[str, str], list[str]]] = {}
+    for c in claims:
+        for group, spec in _catalog_fields():
+            value = c.groups.get(group, {}).get(spec.name)
+            if isinstance(value, str) and (spec.catalog, catalog_key(value)) not in known:
+                check_catalog_name(spec.catalog, value, holder_names(c))
+                known.add((spec.catalog, catalog_key(value)))
+                found.setdefault(spec.catalog, (dict(spec.label), []))[1].append(value)
+    return NewNames(found)
+
+
 def new_name_rows(rows: Iterable[Row], catalogs: dict[str, dict[int, str]]) -> list[BulkError]:
     """The rows that would add a name to a catalogue (city, library system, clinic network)
-    that the store refuses as it issues them (``catalog_name_short``): found with the other
-    problems, before a group of rows is issued and the run stopped after it."""
-    from issuer.store import catalog_key, check_catalog_name  # as in ``_issue_batch``
+    that the store refuses as it issues them (``catalog_name_short``, ``catalog_name_personal``):
+    found with the other problems, before a group of rows is issued and the run stopped after
+    it."""
+    from issuer.store import (  # as in ``_issue_batch``
+        catalog_key,
+        check_catalog_name,
+        holder_names,
+    )
 
-    fields = [(g.name, f.name, f.catalog) for g in schema().groups for f in g.fields
-              if f.type == "catalog" and f.catalog is not None]
+    fields = [(group, f.name, f.catalog) for group, f in _catalog_fields()]
     known = {(which, catalog_key(name)) for which, names in catalogs.items()
              for name in names.values()}
     errors = []
@@ -458,7 +528,7 @@ def new_name_rows(rows: Iterable[Row], catalogs: dict[str, dict[int, str]]) -> l
             value = r.claims.groups.get(group, {}).get(field)
             if isinstance(value, str) and (which, catalog_key(value)) not in known:
                 try:
-                    check_catalog_name(which, value)
+                    check_catalog_name(which, value, holder_names(r.claims))
                 except UsageError as exc:
                     errors.append(BulkError(r.line, exc.message, exc.code))
                     break

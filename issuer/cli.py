@@ -40,9 +40,13 @@ from issuer import backup as backup_
 from issuer import card, form, reseal
 from issuer.bulk import (
     MAX_BYTES,
+    NEW_NAMES_MAX,
     BulkError,
+    NewNames,
     expired_rows,
     issue_batch,
+    listed,
+    new_catalog_names,
     new_name_rows,
     parse_residents,
     repeated_rows,
@@ -374,6 +378,7 @@ def issue(claims_file: BinaryIO | None, ask: bool, holder_key: str | None, paper
             passphrase = read_passphrase()
             store.office_signing_key(passphrase, office=office)
         claims = parse_claims(_ask_claims(store, replaced))
+    _tell_new_names(new_catalog_names([claims], store.catalogs()))
     if passphrase is None:
         passphrase = read_passphrase()
     # The output files are staged first and written (on the disk, under a temporary name)
@@ -969,6 +974,14 @@ def _refuse_rows(errors: list[BulkError]) -> None:
                      "emitió nada", reason_en=f"{rows} invalid row(s); nothing issued")
 
 
+def _tell_new_names(added: NewNames) -> None:
+    """Say, before the passphrase is asked for, which names an issuance adds to the catalogues:
+    they are published in every bundle from then on, and no later bundle takes them back."""
+    if added:
+        click.echo(PasaporteError("catalog_new_names", names_es=added.said("es"),
+                                  names_en=added.said("en")).diagnostics(), err=True)
+
+
 @group.command()
 @click.argument("csv_file", type=click.File("rb"))
 @click.option("--out-dir", required=True, type=click.Path(file_okay=False),
@@ -981,10 +994,16 @@ def _refuse_rows(errors: list[BulkError]) -> None:
               help="También escribe una tarjeta imprimible (ID.card.png: el QR y sus datos) "
                    "para cada uno / Also write a printable card (ID.card.png: the QR and what "
                    "it says) for each.")
+@click.option("--new-names", "many_new_names", is_flag=True,
+              help=f"Acepta más de {NEW_NAMES_MAX} nombres nuevos en un catálogo (ciudades, "
+                   f"bibliotecas, redes de clínicas), que se publicarán en cada paquete de "
+                   f"confianza / Accept more than {NEW_NAMES_MAX} new names in one catalogue "
+                   f"(cities, library systems, clinic networks), to be published in every "
+                   f"trust bundle.")
 @office_option
 @home_option
-def bulk(csv_file: BinaryIO, out_dir: str, with_qr: bool, with_cards: bool, office: str | None,
-         home: str | None) -> None:
+def bulk(csv_file: BinaryIO, out_dir: str, with_qr: bool, with_cards: bool,
+         many_new_names: bool, office: str | None, home: str | None) -> None:
     """Emite pasaportes en papel desde un CSV / Issue paper credentials from a CSV.
 
     Emite uno por cada fila de un CSV de residentes (antes se revisan todas las filas) / Issue
@@ -1000,9 +1019,18 @@ def bulk(csv_file: BinaryIO, out_dir: str, with_qr: bool, with_cards: bool, offi
     office = store.resolve_office(office)
     # Today where the office counts its days: a row already expired would stop the run midway
     # (the store refuses it), after the groups before it were issued. Found with the others.
+    catalogs = store.catalogs()
     _refuse_rows(sorted(expired_rows(rows, form.office_today(store.info().timezone))
-                        + new_name_rows(rows, store.catalogs()) + repeated_rows(rows),
+                        + new_name_rows(rows, catalogs) + repeated_rows(rows),
                         key=lambda e: e.line))
+    added = new_catalog_names((r.claims for r in rows), catalogs)
+    crowded = added.crowded()
+    if crowded is not None and not many_new_names:
+        _, label, names = crowded
+        raise UsageError("bulk_new_names_many", catalog_es=label["es"], catalog_en=label["en"],
+                         count=len(names), max=NEW_NAMES_MAX, names_es=listed(names, "es"),
+                         names_en=listed(names, "en"))
+    _tell_new_names(added)
     passphrase = read_passphrase()
     folder = Path(out_dir)
     before = _printed(folder)

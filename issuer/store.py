@@ -1024,7 +1024,7 @@ class IssuerStore:
                     cti = cti_from_id(claims.credential_id)
                 cred = issue(claims, key=key, kid=kid, iss=code, holder_key=item.holder_key,
                              status=StatusRef(list_id, index), issued_at=stamp, cti=cti,
-                             catalog=codes, timezone=zone)
+                             catalog=codes.of(claims), timezone=zone)
                 salt = os.urandom(32)
                 commitment = commitment_for(credential_digest(parse_sign1(cred.cose)), salt)
                 registry.append(dict(
@@ -1305,17 +1305,22 @@ class _CatalogCodes:
             self.codes.setdefault((str(name), catalog_key(str(value))), int(code))
             self.top[str(name)] = max(self.top.get(str(name), 0), int(code))
 
-    def __call__(self, name: str, value: str) -> int:
+    def __call__(self, name: str, value: str, holder: Sequence[str] = ()) -> int:
         # As the --ask form takes a name: one the office already used, typed again without
         # its accents, capitals or spacing ("MEXICALI", a sheet's "Bibliotecas Publicas"), is
         # that name, never a second entry under a code of its own in every bundle
         code = self.codes.get((name, catalog_key(value)))
         if code is None:
-            check_catalog_name(name, value)
+            check_catalog_name(name, value, holder)
             code = self.top.get(name, 0) + 1
             self.db.execute(catalog.insert().values(catalog=name, code=code, name=value))
             self.codes[name, catalog_key(value)] = self.top[name] = code
         return code
+
+    def of(self, claims: Claims) -> Callable[[str, str], int]:
+        """The codes as one credential takes them: a new name checked against its holder's."""
+        holder = holder_names(claims)
+        return lambda name, value: self(name, value, holder)
 
 
 class _ListCursor:
@@ -1389,11 +1394,24 @@ def catalog_key(value: str) -> str:
     return " ".join(folded(value).split())
 
 
-def check_catalog_name(catalogue: str, value: str) -> None:
-    """A name new to a catalogue goes into every bundle from then on: one with fewer than
-    three letters is a slip or an abbreviation ("Mx", "BP"), refused as the form refuses it."""
+def check_catalog_name(catalogue: str, value: str, holder: Sequence[str] = ()) -> None:
+    """A name new to a catalogue goes into every bundle from then on, which every counter and
+    wallet holds, and no later bundle takes it back: one with fewer than three letters is a
+    slip or an abbreviation ("Mx", "BP"), refused as the form refuses it; one that is the
+    holder's own name (``holder``: their given and family names) is a resident's name where a
+    place or an institution belongs (a sheet's columns swapped), refused without repeating it."""
     if sum(c.isalpha() for c in value) < 3:
         raise UsageError("catalog_name_short", catalog=catalogue, name=escaped(value[:80]))
+    names = [n for n in holder if n]
+    if catalog_key(value) in {catalog_key(n) for n in (*names, " ".join(names))}:
+        raise UsageError("catalog_name_personal", catalog=catalogue)
+
+
+def holder_names(claims: Claims) -> tuple[str, ...]:
+    """The holder's given and family names, as ``check_catalog_name`` compares with them."""
+    shown = claims.groups.get("names", {})
+    return tuple(v for v in (shown.get("given_name"), shown.get("family_name"))
+                 if isinstance(v, str))
 
 
 def _fold(name: str) -> str:

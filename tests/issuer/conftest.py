@@ -75,3 +75,9 @@ def long_bulk_run(home: Path, passphrase: str, limit: int) -> Iterator[list[floa
     finally:
         stop.set()
         worker.join(timeout=60)
+
+
+def after_notices(err: str) -> str:
+    """``err`` without the notice of a first passport's new catalogue names before it."""
+    return "".join(line for line in err.splitlines(keepends=True)
+                   if not line.startswith("[catalog_new_names]"))

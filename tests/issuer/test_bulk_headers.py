@@ -213,6 +213,43 @@ def test_catalogue_names_are_one_whatever_their_case_accents_or_spacing(
     assert IssuerStore.open(home).catalogs() == before and not (tmp_path / "c").exists()
 
 
+def test_a_run_adding_many_catalogue_names_is_stopped_until_they_are_confirmed(
+        homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path) -> None:
+    """Catalogue names are published in every bundle for good: a run that would add more than
+    a few to one catalogue (a column of family names read as the clinic network) stops before
+    anything is issued, listing them, until the clerk confirms them (``--new-names``); a
+    resident's own name as a catalogue value is refused, without repeating it; and the names
+    a run does add are said before the passphrase."""
+    home = homes["issuer"]
+    init_office(run, home)
+    columns = HEADER.split(",")
+
+    def row(cells: str, **edits: str) -> str:
+        return ",".join(edits.get(name, cell)
+                        for name, cell in zip(columns, cells.split(","), strict=True))
+
+    sheet = tmp_path / "slip.csv"
+    slip = [row(BODY[0], given_name=f"Ana {n}", clinic_network=f"Apellido{n}") for n in "ABCDEFG"]
+    sheet.write_text(_lines(body=slip), encoding="utf-8")
+    bulk = ["issuer", "bulk", str(sheet), "--out-dir", str(tmp_path / "o"), "--home", str(home)]
+    code, out, err = run(*bulk)
+    assert (code, out) == (2, ""), err
+    assert "[bulk_new_names_many]" in err
+    assert "añadiría 7 nombres nuevos" in err and "would add 7 new names" in err
+    assert "«ApellidoA»" in err and "“ApellidoA”" in err and "(+2)" in err and "--new-names" in err
+    assert _issued(home) == [] and IssuerStore.open(home).catalogs() == {}
+    code, _, err = run(*bulk, "--new-names")
+    assert code == 0, err
+    assert "[catalog_new_names]" in err and "«ApellidoE» (+2)" in err and "Red de clínicas" in err
+    assert len(IssuerStore.open(home).catalogs()["clinic"]) == 7
+    copied = row(BODY[0], given_name="Rosa", family_name="Quintero Luna",
+                 clinic_network="quintero  LUNA")
+    sheet.write_text(_lines(body=[copied]), encoding="utf-8")
+    code, out, err = run(*bulk[:4], str(tmp_path / "p"), *bulk[5:])
+    assert (code, out) == (2, ""), err
+    assert "línea/line 2: [catalog_name_personal]" in err and "uintero" not in err
+
+
 @pytest.mark.parametrize(("text", "line", "size"), [
     ("A" * 200_000 + "\n", 1, 200_001),  # one cell past the csv module's field limit
     # a separator of every kind, many times: each of them tried on the line, cell by cell

@@ -21,7 +21,7 @@ from ledger.http import create_app
 from ledger.store import LedgerStore
 from tests.conftest import PASSPHRASE, Run
 from tests.factory import EXAMPLES
-from tests.issuer.conftest import keys_made_on
+from tests.issuer.conftest import after_notices, keys_made_on
 from tests.ledger.helpers import commitment
 
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens there
@@ -142,7 +142,7 @@ def test_a_refusal_after_a_change_shows_the_nodes_message_not_its_json(
     IssuerStore.open(office).configure_ledger(url, "lt_mistyped", PASSPHRASE, check=False)
     code, out, err = _issue(office, tmp_path, run)
     assert code == 0 and out.strip()
-    spanish, english = err.split(" / ")
+    spanish, english = after_notices(err).split(" / ")
     assert "[ledger_publish_refused]" in spanish and "HTTP 401" in spanish
     assert "Falta una ficha de escritura válida." in spanish and "append token" not in spanish
     assert "A valid append token is required." in english and "Falta" not in english
