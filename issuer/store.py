@@ -511,9 +511,15 @@ class IssuerStore:
         next_list = self._next_list(db)
         info = {k: v for k, v in db.execute(sa.select(meta.c.k, meta.c.v))}
         office = office or info["office"]
-        # Only this office's keys retire: the city's other offices go on issuing.
-        db.execute(keys.update().where((keys.c.role == "office") & (keys.c.office == office))
-                   .values(active=False))
+        # Only this office's keys retire: the city's other offices go on issuing. A retired
+        # key's window closes now, in the store and so in every bundle from this one: what it
+        # signed stays good, and what a copy of the store kept from before (an old laptop, a
+        # backup) signs with it from now on is refused at counters (key_not_valid_at_issuance).
+        # Left open, it was accepted until the key's five years were up.
+        mine = (keys.c.role == "office") & (keys.c.office == office)
+        db.execute(keys.update().where(mine).values(active=False))
+        db.execute(keys.update().where(mine & (keys.c.valid_until > now))
+                   .values(valid_until=sa.func.max(now, keys.c.valid_from)))
         db.execute(keys.insert().values(
             kid=kid, role="office", public_key=bytes(key.verify_key),
             sealed=seal(bytes(key), passphrase), office=office,
@@ -737,10 +743,14 @@ class IssuerStore:
                               ).mappings().all()
         out = []
         for r in rows:
+            # A key rotated away had its window closed then (``_add_office_key``): retired,
+            # not "expired" a second later. One whose five years ran out first stays expired.
+            closed = r["valid_until"] - r["valid_from"] < KEY_YEARS * 365 * 86400
             status = ("compromised" if r["compromised_since"] is not None
+                      else "retired" if not r["active"] and closed
                       else "expired" if now > r["valid_until"]
                       else "not_yet_valid" if now < r["valid_from"]
-                      else "active" if r["active"] else "retired")
+                      else "active")
             out.append({"kid": b64url(r["kid"]), "public_key": b64url(r["public_key"]),
                         "office": r["office"], "status": status, "status_list": r["status_list"],
                         "valid_from": r["valid_from"], "valid_until": r["valid_until"],

@@ -9,6 +9,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -397,6 +398,34 @@ def test_rotate_and_compromise_reach_the_counter(office: Path, tmp_path: Path, r
     results = [json.loads(line) for line in out.splitlines()]
     assert code == 1  # not every line accepted
     assert [r["code"] for r in results] == ["key_compromised", "accepted"]
+
+
+def test_a_rotated_key_signs_nothing_counters_take_from_then_on(
+        office: Path, tmp_path: Path, run: Run, passphrase: str) -> None:
+    """Rotation closes the old key's window: a copy of the store kept from before (an old
+    laptop, a backup) that signs with it afterwards is refused at counters holding a bundle
+    made since, while what it signed before stays good. Left open, the retired key's signatures
+    were accepted for the rest of its five years."""
+    import shutil
+
+    from verifier.engine import verify
+
+    claims = parse_claims(example_claims())
+    before = IssuerStore.open(office).issue(claims, holder_key=None, passphrase=passphrase)
+    shutil.copytree(office, tmp_path / "old-laptop")
+    code, _, err = run("issuer", "rotate", "--home", str(office))
+    assert code == 0, err
+    rotated = IssuerStore.open(office)
+    old = rotated.office_keys()[0]
+    assert old["status"] == "retired" and old["valid_until"] <= int(time.time())
+    later = int(time.time()) + 86400
+    stolen = IssuerStore.open(tmp_path / "old-laptop").issue(claims, holder_key=None,
+                                                             passphrase=passphrase, now=later)
+    bundle = rotated.bundle(passphrase)
+    for cred, expected in ((before, "accepted"), (stolen, "key_not_valid_at_issuance")):
+        r = verify(transport.pack(cred.to_cbor()), service="library", bundles=[bundle],
+                   roots=[rotated.root()], now=later + 60)
+        assert r.code == expected, r
 
 
 def test_an_office_whose_only_key_is_compromised_is_told_to_rotate(office: Path, tmp_path: Path,
