@@ -68,7 +68,7 @@ from issuer.migrations import HEAD as MIGRATIONS_HEAD
 from issuer.publish import check_access, post_entries
 from ledger.client import node_url
 
-# the public record's own vocabulary: a status change's reason goes on the ledger as it is
+# the public record's own vocabulary (a status change's reason as the ledger takes it)
 from ledger.entries import (
     REASONS,
     STATUSES,
@@ -76,6 +76,7 @@ from ledger.entries import (
     check_key_names,
     entry_from_json,
     possession_message,
+    public_reason,
 )
 
 __all__ = ["CREDENTIAL_STATUSES", "LEDGER_END", "LEDGER_TOKEN", "LIST_FLOOR", "REASONS",
@@ -1234,7 +1235,9 @@ class IssuerStore:
         code = db.execute(sa.select(meta.c.v).where(meta.c.k == "code")).scalar_one()
         change = {"type": "status_changed", "list": f"{code}.{row['list_id']}",
                   "index": row["idx"], "status": new, "reason": reason}
-        self._queue(db, now, change)
+        # The office keeps the reason given; the public record, only one that says nothing of
+        # the resident's life (ledger.entries.PUBLIC_REASONS).
+        self._queue(db, now, {**change, "reason": public_reason(reason)})
         return change
 
     # -- trust bundle ------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from credential.text import escaped, is_text
 __all__ = [
     "ENTRY_TYPES",
     "MAX_RECORD",
+    "PUBLIC_REASONS",
     "REASONS",
     "STATUSES",
     "BundlePublished",
@@ -55,6 +56,7 @@ __all__ = [
     "entry_from_json",
     "entry_to_json",
     "possession_message",
+    "public_reason",
     "record_prefix",
     "record_time",
     "registration_of",
@@ -70,6 +72,12 @@ STATUSES = ("valid", "revoked", "suspended")
 # name the resident ("lost phone at the Centro library, María H.").
 REASONS = ("unspecified", "holder_request", "fraud", "data_error", "deceased", "moved_away",
            "key_compromise", "superseded", "device_lost")
+# The reasons an office publishes as they are: what the office or a key did. The others say
+# something of the resident's life (fraud, a death, a move, a lost phone, a request), and a
+# status change names the list index that every code the resident shows carries: a counter
+# that once saw the code could read them off the public record. They go on it as
+# ``unspecified``; the office keeps the reason given. (Records from before say what they say.)
+PUBLIC_REASONS = ("unspecified", "data_error", "key_compromise", "superseded")
 _KID = re.compile(r"[A-Za-z0-9._:\-]{1,64}")
 # a city's, an office's, a key's (credential.note.MAX_KEY_NAME keeps a log's and a witness's
 # names within it: a witness_cosignature record holds both)
@@ -78,6 +86,11 @@ _TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")  #
 _MAX_INT = 1 << 53
 # Names and notices hold text, as residents' and offices' names do (``credential.text``; a
 # notice keeps its line breaks).
+
+
+def public_reason(reason: str) -> str:
+    """The reason a status change goes on the public record with (see ``PUBLIC_REASONS``)."""
+    return reason if reason in PUBLIC_REASONS else "unspecified"
 
 
 def _bad(field: str, reason: str) -> MalformedInput:

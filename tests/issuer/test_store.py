@@ -339,3 +339,27 @@ def test_a_whole_ledger_position_is_kept(store: IssuerStore,
     store.publish(PASSPHRASE)
     with store.engine.connect() as db:
         assert db.execute(sa.select(meta.c.v).where(meta.c.k == "ledger_end")).scalar() == "0"
+
+
+def test_a_reason_about_the_residents_life_goes_public_as_unspecified(
+        store: IssuerStore) -> None:
+    """A status change names the list index every code the resident shows carries: "fraud" or
+    "deceased" on the public record could be read off it by any counter that once saw the
+    code. The office keeps the reason given; the record says what the office or a key did."""
+    claims = parse_claims(example_claims())
+    published: dict[str, str] = {}
+    for reason in ("fraud", "deceased", "moved_away", "holder_request", "device_lost",
+                   "data_error", "superseded", "key_compromise", "unspecified"):
+        cred = store.issue(claims, holder_key=None, passphrase=PASSPHRASE)
+        change = store.set_status(cred.credential_id, "revoked", reason, passphrase=PASSPHRASE)
+        assert change["reason"] == reason  # as the clerk is told
+        kept = store.credential(cred.credential_id)
+        assert kept is not None and kept["reason"] == reason  # as the office keeps it
+        (entry,) = [e for _, e in store.pending() if e["type"] == "status_changed"
+                    and e["index"] == change["index"]]
+        published[reason] = entry["reason"]
+    assert published == {"fraud": "unspecified", "deceased": "unspecified",
+                         "moved_away": "unspecified", "holder_request": "unspecified",
+                         "device_lost": "unspecified", "data_error": "data_error",
+                         "superseded": "superseded", "key_compromise": "key_compromise",
+                         "unspecified": "unspecified"}
