@@ -121,7 +121,8 @@ def parse_instant(text: str, option: str) -> int:
     in Mexicali, and a key's compromise time (``--since``) set hours late leaves valid what
     the thief signed in between."""
     try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        # RFC 3339 §5.6: "t" and "z" may be lower case (Python takes the first only)
+        parsed = datetime.fromisoformat(re.sub(r"[Zz]$", "+00:00", text))
     except ValueError:
         raise UsageError("usage_error",
                          reason_es=f"{option} no es una fecha y hora ISO-8601: {text}",

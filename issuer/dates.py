@@ -39,7 +39,8 @@ def future_date(group: str, claim: str, value: date, today: date) -> UsageError 
 def untimely(claims: Claims, today: date) -> UsageError | None:
     """The first thing ``today`` (the office's) refuses in ``claims``, or None."""
     if claims.valid_until < today:
-        return UsageError("claims_expired", valid_until=str(claims.valid_until))
+        return UsageError("claims_expired", valid_until=str(claims.valid_until),
+                          today=today.isoformat())
     for group, claim in FUTURE_DATES:
         value = claims.groups.get(group, {}).get(claim)
         if isinstance(value, date):

@@ -78,6 +78,9 @@ def test_an_unknown_zone_is_a_clear_error() -> None:
 def test_a_time_without_its_zone_is_refused_not_guessed() -> None:
     assert parse_instant("2026-11-23T16:50:00-08:00", "--at") == parse_instant(
         "2026-11-24T00:50:00Z", "--at")
+    # RFC 3339 §5.6 allows lower case "t" and "z" (a lower-case "z" was "not ISO-8601")
+    assert parse_instant("2026-11-24t00:50:00z", "--at") == parse_instant(
+        "2026-11-24T00:50:00Z", "--at")
     with pytest.raises(UsageError) as err:
         parse_instant("2026-11-23T16:50", "--at")
     assert "time zone" in err.value.message["en"] and "zona horaria" in err.value.message["es"]
