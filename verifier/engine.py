@@ -86,6 +86,20 @@ def _msg(code: str, **params: Any) -> dict[str, str]:
     return PasaporteError(code, **params).message
 
 
+def _audience_said(audience: str) -> dict[str, str]:
+    """The audience a code was made for, as a clerk reads it in each language: the service by
+    its label, the counter id as signed (escaped: it is whatever the wallet wrote)."""
+    service, colon, counter = audience.partition(":")
+    spec = schema().services.get(service)
+    if spec is None:
+        return {"audience_es": f"«{escaped(audience)}»", "audience_en": f"“{escaped(audience)}”"}
+    es, en = spec.label["es"], spec.label["en"]
+    if colon:
+        es += f", ventanilla «{escaped(counter)}»"
+        en += f", counter “{escaped(counter)}”"
+    return {"audience_es": es, "audience_en": en}
+
+
 def _reject(code: str, decoded: Decoded | None = None, issuer: dict[str, str] | None = None,
             *, said: str | None = None, **params: Any) -> Result:
     """A refusal; ``said`` names the message when one code has several causes to tell apart."""
@@ -309,7 +323,7 @@ class Verifier:
                     and not audience_matches(aud_counter, policy.counter_id)):
                 # The audience is whatever the holder's wallet signed: a crafted one (a CR, an
                 # escape sequence) could make a clerk's screen read "valid" over this refusal.
-                return _reject("wrong_audience", d, issuer, audience=escaped(kb.audience))
+                return _reject("wrong_audience", d, issuer, **_audience_said(kb.audience))
             if kb.iat > now + skew:
                 return _reject("presentation_future", d, issuer)
             if now - kb.iat > policy.freshness_s:

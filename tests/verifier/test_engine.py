@@ -308,9 +308,15 @@ def test_kb_bound_to_disclosures(city: City, holder: nacl.signing.SigningKey) ->
 def test_wrong_audience(city: City, holder: nacl.signing.SigningKey) -> None:
     cred = city.issue(holder=holder)
     text = presentation(cred, holder, "clinic", [*LIB, "names", "birth_date", "clinic"])
-    reject(verifier_for(city), text, "wrong_audience", "library")
+    r = reject(verifier_for(city), text, "wrong_audience", "library")
+    # the service by its label in each language, not the schema's "clinic" in the Spanish half
+    assert "generado para Clínica, no para" in r.message["es"], r.message
+    assert "made for Clinic, not for" in r.message["en"], r.message
     desk = presentation(cred, holder, "library", LIB, audience="library:desk-2")
     v = verifier_for(city)
+    r = reject(v, desk, "wrong_audience", Policy.for_service("clinic", counter_id="desk-2"))
+    assert "Biblioteca, ventanilla «desk-2»" in r.message["es"], r.message
+    assert "Library, counter “desk-2”" in r.message["en"], r.message
     assert v.verify(desk, service=Policy.for_service("library", counter_id="desk-2"),
                     now=NOW).accepted
     reject(v, desk, "wrong_audience", Policy.for_service("library", counter_id="desk-9"))
@@ -333,7 +339,7 @@ def test_a_counter_id_signed_as_typed_or_percent_encoded_matches(
             r = v.verify(text, service=Policy.for_service("clinic", counter_id=counter), now=NOW)
             assert r.accepted, (signed, counter, r)
         r = v.verify(text, service=Policy.for_service("clinic", counter_id="Norte"), now=NOW)
-        assert r.code == "wrong_audience" and signed in r.message["en"], r
+        assert r.code == "wrong_audience" and signed[7:] in r.message["en"], r
     # an id as people type it: the other spelling of "í" (NFD), no accent, blanks around it
     text = presentation(cred, holder, "clinic", CLINIC, audience="clinic:Clínica  Norte ")
     for typed in (unicodedata.normalize("NFD", "Clínica Norte"), "Clinica Norte",
