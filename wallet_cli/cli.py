@@ -276,7 +276,8 @@ def list_(as_json: bool, home: Path | None) -> None:
 
 def _shown_line(groups: tuple[str, ...]) -> str:
     halves = []
-    for lang, word in (("es", "Se muestra"), ("en", "Shown")):
+    plural = len(groups) > 1  # "Se muestran: Residencia (…); Biblioteca (…)"
+    for lang, word in (("es", "Se muestran" if plural else "Se muestra"), ("en", "Shown")):
         parts = [f"{g.label[lang]} ({', '.join(f.label[lang] for f in g.fields)})"
                  for g in schema().groups if g.name in groups]
         halves.append(f"{word}: {'; '.join(parts)}")

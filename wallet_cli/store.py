@@ -311,18 +311,23 @@ def _named(disclose: Iterable[str]) -> list[tuple[str, str]]:
     usage error that says why it stands for none."""
     names = [n.strip() for item in disclose for n in item.split(",") if n.strip()]
     if not names:
-        raise UsageError("wallet_disclose_empty", valid=_valid_names())
+        raise UsageError("wallet_disclose_empty", **_valid_names())
     index, ambiguous = _claim_index()
     named = []
     for name in names:
         check_utf8(name, "--disclose")  # else "no such claim", listing the one typed
         if name in ambiguous:
-            raise UsageError("wallet_disclose_ambiguous", name=name,
-                             options=", ".join(f"{g}.{name}" for g in ambiguous[name]))
+            fields = [next(f for f in schema().group(g).fields if f.name == name)
+                      for g in ambiguous[name]]
+            raise UsageError("wallet_disclose_ambiguous", name=name, **{
+                f"options_{lang}": ", ".join(f"{quote[0]}{f.label[lang]}{quote[1]} ({g}.{name})"
+                                             for g, f in zip(ambiguous[name], fields,
+                                                             strict=True))
+                for lang, quote in (("es", "«»"), ("en", "“”"))})
         group = index.get(name) or index.get(folded(name))
         if group is None:
             raise UsageError("wallet_disclose_unknown", name=name[:80],  # not all of it
-                             valid=_valid_names())
+                             **_valid_names())
         named.append((name, group))
     return named
 
@@ -335,9 +340,11 @@ def shown_with(disclose: Iterable[str]) -> list[tuple[str, str]]:
             if not _is_group_name(name, group) and len(schema().group(group).fields) > 1]
 
 
-def _valid_names() -> str:
-    """Groups in leaf order, then claim names (``group.claim`` only where a bare name is shared);
-    every ``group.claim`` is accepted too, but listing them all would bury the useful names."""
+def _valid_names() -> dict[str, str]:
+    """``valid_es`` / ``valid_en``: the groups by their labels in that language, in leaf order,
+    then by name, then the claim names (``group.claim`` only where a bare name is shared);
+    every ``group.claim`` and every label is accepted too, but listing them all would bury the
+    useful names."""
     groups = [g.name for g in schema().groups]
     _, ambiguous = _claim_index()
     claims: list[str] = []
@@ -346,7 +353,10 @@ def _valid_names() -> str:
             name = f"{g.name}.{f.name}" if f.name in ambiguous else f.name
             if name not in groups and name not in claims:
                 claims.append(name)
-    return ", ".join(groups) + "; " + ", ".join(claims)
+    names = ", ".join(groups) + "; " + ", ".join(claims)
+    return {f"valid_{lang}": ", ".join(g.label[lang] for g in schema().groups)
+            + (" (o por nombre: " if lang == "es" else " (or by name: ") + names + ")"
+            for lang in ("es", "en")}
 
 
 def service_for(name: str) -> str:

@@ -165,6 +165,9 @@ def test_disclose_changes_what_the_counter_sees(run: Run, wallet_home: Path, mex
     # ... and, having named one claim, that the others of its group go with it
     assert lines[1].startswith("[wallet_disclose_whole_group]") and "given_name" in lines[1]
     assert "Apellido(s)" in lines[1] and "cannot be separated" in lines[1]
+    several = run("wallet", "present", cred_id, "--for", "library", "--home", wallet_home
+                  ).stderr.splitlines()[0]
+    assert several.startswith("Se muestran: Residencia (") and "; Biblioteca (" in several
 
 
 def test_present_unknown_disclosure_is_a_usage_error(run: Run, wallet_home: Path,

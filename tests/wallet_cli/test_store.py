@@ -234,6 +234,14 @@ def test_groups_for_refuses(service: str, disclose: list[str] | None, code: str)
     with pytest.raises(UsageError) as err:
         groups_for(service, disclose)
     assert err.value.code == code
+    # the choices a resident reading Spanish is shown are Spanish (the names still listed)
+    es, en = err.value.message["es"], err.value.message["en"]
+    if code == "wallet_disclose_ambiguous":
+        assert "«Derecho a biblioteca» (library.eligible)" in es, es
+        assert "“Library eligible” (library.eligible)" in en, en
+    elif code != "wallet_service_unknown":
+        assert "Residencia, Biblioteca, Transporte" in es and "birth_date" in es, es
+        assert "Residence, Library, Transit" in en and "Residencia" not in en, en
 
 
 @pytest.mark.parametrize(("service", "disclose", "what"), [
