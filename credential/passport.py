@@ -11,10 +11,10 @@ Wire forms (CBOR arrays; the QR envelope in ``transport`` adds zlib/base45 and t
       [COSE_Sign1, [disclosure bstr, ...chosen groups...], [subtree hash, ...], KB COSE_Sign1]
 
 The credential's COSE payload is a CWT claims set (RFC 8392): iss (1), exp (4), nbf (5), iat (6),
-cti (7), cnf (8, RFC 8747: ``{1: COSE_Key}``), plus two private-use claims: the status reference
-``[list id, index]`` and the 128-bit root of the disclosure Merkle tree (see ``sd``), carried
-together in one private-use claim ``[list id, index, root]`` because each private-use key costs
-five bytes in the QR.
+cti (7), cnf (8, RFC 8747: ``{1: COSE_Key}``), plus the status reference ``[list id, index]``
+and the 128-bit root of the disclosure Merkle tree (see ``sd``), carried together in one
+private-use claim ``[list id, index, root]`` because each private-use key costs five bytes in
+the QR. (docs/format.md says all of it byte by byte, for other implementations.)
 
 The key-binding (KB) proof is a COSE_Sign1 by the ``cnf`` key whose payload is CWT claims
 aud (3), iat (6) and optionally cnonce (39); its ``external_aad`` binds it to this credential and
@@ -62,7 +62,7 @@ __all__ = [
     "present",
 ]
 
-# CWT claim keys (RFC 8392 §9.1 registry) and two private-use keys (< -65536).
+# CWT claim keys (RFC 8392 §9.1 registry) and one private-use key (< -65536).
 ISS, AUD, EXP, NBF, IAT, CTI, CNF, CNONCE = 1, 3, 4, 5, 6, 7, 8, 39
 PU = -65537  # [status list id, status index, disclosure root]
 # COSE_Key (RFC 9052 §7, RFC 9053 §7.2): kty OKP (1), crv Ed25519 (6), x.
