@@ -1014,13 +1014,14 @@ def bulk(csv_file: BinaryIO, out_dir: str, with_qr: bool, with_cards: bool,
     issued twice."""
     data = csv_file.read(MAX_BYTES + 1)
     rows, errors = parse_residents(data, progress=_progressbar)
-    _refuse_rows(errors)
     store = _store(home)
     office = store.resolve_office(office)
     # Today where the office counts its days: a row already expired would stop the run midway
-    # (the store refuses it), after the groups before it were issued. Found with the others.
+    # (the store refuses it), after the groups before it were issued. Found with the others,
+    # the rows' own problems among them: told one kind at a time, a clerk fixed a row, ran the
+    # sheet again, and only then heard of the resident it repeats.
     catalogs = store.catalogs()
-    _refuse_rows(sorted(expired_rows(rows, form.office_today(store.info().timezone))
+    _refuse_rows(sorted(errors + expired_rows(rows, form.office_today(store.info().timezone))
                         + new_name_rows(rows, catalogs) + repeated_rows(rows),
                         key=lambda e: e.line))
     added = new_catalog_names((r.claims for r in rows), catalogs)

@@ -296,3 +296,31 @@ def test_the_command_refuses_a_file_of_one_huge_line_as_a_usage_error(
     assert (code, out) == (2, ""), err
     assert err.startswith("[bulk_csv_header_too_long] ") and "200001" in err, err
     assert "Traceback" not in err and not (tmp_path / "o").exists() and _issued(home) == []
+
+
+def test_every_kind_of_problem_is_named_in_one_run(
+        homes: dict[str, Path], passphrase: str, run: Run, tmp_path: Path) -> None:
+    """A row's own mistake (a flag that is neither yes nor no) hid the sheet's other problems
+    (a catalogue name too short, a resident twice): the clerk fixed one row, ran the sheet
+    again, and only then heard of the rest, and the count was of one row when three were bad."""
+    home = homes["issuer"]
+    init_office(run, home)
+    columns = HEADER.split(",")
+
+    def row(cells: str, **edits: str) -> str:
+        return ",".join(edits.get(name, cell)
+                        for name, cell in zip(columns, cells.split(","), strict=True))
+
+    sheet = tmp_path / "mixed.csv"
+    body = [row(BODY[0], given_name="Ana", library_eligible="quizás"),
+            row(BODY[0], given_name="Bea", library_system="Ca"),
+            row(BODY[0], given_name="Tita"), row(BODY[0], given_name="tita")]
+    sheet.write_text(_lines(body=body), encoding="utf-8")
+    code, out, err = run("issuer", "bulk", str(sheet), "--out-dir", str(tmp_path / "o"),
+                         "--home", str(home))
+    assert (code, out) == (2, ""), err
+    assert "línea/line 2: [bulk_flag_invalid]" in err
+    assert "línea/line 3: [catalog_name_short]" in err
+    assert "línea/line 5: [bulk_resident_repeated]" in err
+    assert "3 fila(s) no válida(s)" in err and "3 invalid row(s)" in err
+    assert _issued(home) == [] and not (tmp_path / "o").exists()
