@@ -78,6 +78,7 @@ from ledger.entries import (
     possession_message,
     public_reason,
 )
+from schemas import schema
 
 __all__ = ["CREDENTIAL_STATUSES", "LEDGER_END", "LEDGER_TOKEN", "LIST_FLOOR", "REASONS",
            "Issuance", "IssuerStore", "check_credential_id", "check_kid", "check_list_size",
@@ -1413,11 +1414,16 @@ def check_catalog_name(catalogue: str, value: str, holder: Sequence[str] = ()) -
     slip or an abbreviation ("Mx", "BP"), refused as the form refuses it; one that is the
     holder's own name (``holder``: their given and family names) is a resident's name where a
     place or an institution belongs (a sheet's columns swapped), refused without repeating it."""
+    # the catalogue as the form and the notices name it ("Sistema de bibliotecas"), each half
+    # in its language, not the schema's "library" in the Spanish one
+    label = next((f.label for g in schema().groups for f in g.fields if f.catalog == catalogue),
+                 {"es": catalogue, "en": catalogue})
+    said = {"catalog": catalogue, "catalog_es": label["es"], "catalog_en": label["en"]}
     if sum(c.isalpha() for c in value) < 3:
-        raise UsageError("catalog_name_short", catalog=catalogue, name=escaped(value[:80]))
+        raise UsageError("catalog_name_short", name=escaped(value[:80]), **said)
     names = [n for n in holder if n]
     if catalog_key(value) in {catalog_key(n) for n in (*names, " ".join(names))}:
-        raise UsageError("catalog_name_personal", catalog=catalogue)
+        raise UsageError("catalog_name_personal", **said)
 
 
 def holder_names(claims: Claims) -> tuple[str, ...]:

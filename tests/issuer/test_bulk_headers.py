@@ -210,6 +210,7 @@ def test_catalogue_names_are_one_whatever_their_case_accents_or_spacing(
                          "--home", str(home))
     assert (code, out) == (2, ""), err
     assert "línea/line 2: [catalog_name_short]" in err and "BP" in err
+    assert "catálogo «Sistema de bibliotecas»" in err and "“Home library system” catalogue" in err
     assert IssuerStore.open(home).catalogs() == before and not (tmp_path / "c").exists()
 
 
