@@ -547,9 +547,10 @@ _SPANISH_REASONS = {
     "sin_especificar": "unspecified", "a_peticion": "holder_request",
     "solicitud": "holder_request", "fraude": "fraud", "error_de_datos": "data_error",
     "fallecido": "deceased", "fallecimiento": "deceased", "mudanza": "moved_away",
-    "clave_comprometida": "key_compromise", "llave_comprometida": "key_compromise",
-    "reemplazado": "superseded", "sustituido": "superseded", "perdido": "device_lost",
-    "extraviado": "device_lost", "dispositivo_perdido": "device_lost", "perdida": "device_lost",
+    "llave_comprometida": "key_compromise", "clave_comprometida": "key_compromise",
+    # "extraviado" first, the word shown: "perdido" alone read as the passport being lost
+    "reemplazado": "superseded", "sustituido": "superseded", "extraviado": "device_lost",
+    "perdido": "device_lost", "dispositivo_perdido": "device_lost", "perdida": "device_lost",
     "robado": "device_lost", "robo": "device_lost", "defuncion": "deceased",
     "se_mudo": "moved_away", "cambio_de_domicilio": "moved_away",
 }

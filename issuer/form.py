@@ -55,7 +55,7 @@ _PAST = {(claim if group == claim else f"{group}.{claim}"): (group, claim)
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _SPREADSHEET_NUMBER = re.compile(r"[0-9]+(\.[0-9]+)?")  # a year alone, or a date as a number
 _CONFIRM = frozenset({"s", "si", "y", "yes"})  # after folding: "Sí", "SI", "Yes"
-_CONFIRM_PROMPT = "¿Emitir? / Issue? [s/N] "
+_CONFIRM_PROMPT = "¿Emitir? / Issue? [s/y/N] "
 _LETTER_FLAGS = {"s": True, "y": True, "n": False}
 _HINTS = {
     "country": "código de 2 letras: MX, US / 2-letter code: MX, US",

@@ -311,7 +311,7 @@ def test_suspend_and_reinstate(office: Path, tmp_path: Path, run: Run) -> None:
     assert status()["status"] == "valid"
     code, out, _ = run("issuer", "suspend", cred_id, "--reason", "device_lost",
                        "--home", str(office))  # a resident's phone was lost
-    assert code == 0 and "suspendido / suspended (perdido / device_lost)" in out
+    assert code == 0 and "suspendido / suspended (extraviado / device_lost)" in out
     assert run("issuer", "reinstate", cred_id, "--home", str(office))[0] == 0
     code, out, _ = run("issuer", "suspend", cred_id, "--reason", "Device-Lost",
                        "--home", str(office))  # the code as a clerk may type it
@@ -331,7 +331,7 @@ def test_suspend_and_reinstate(office: Path, tmp_path: Path, run: Run) -> None:
                          "--home", str(office))
     assert code == 0 and "/ unspecified)" in out and "not kept" in err and "no se guarda" in err
     assert err.startswith("[reason_not_kept] ")  # a notice a script can tell by its code
-    assert "a petición" in err and "extraviado" not in err and "perdido" in err  # in Spanish
+    assert "a petición" in err and "extraviado" in err and "perdido" not in err  # in Spanish
     assert "holder_request" in err.split(" / ")[1]  # the codes in the English half
     assert status()["reason"] == "unspecified"
     assert run("issuer", "reinstate", cred_id, "--home", str(office))[0] == 0

@@ -160,7 +160,7 @@ def test_enum_menus_show_both_labels_and_take_the_number_the_code_or_a_label() -
     ("library.eligible", "Yes", True), ("library.eligible", "verdadero", True),
     ("library.eligible", "1", True), ("library.eligible", "No", False),
     ("library.eligible", "FALSO", False), ("library.eligible", "0", False),
-    # the letters the form's own "[s/N]" teaches
+    # the letters the form's own "[s/y/N]" teaches
     ("library.eligible", "s", True), ("library.eligible", "Y", True),
     ("library.eligible", "n", False),
     ("library.system", "", None),  # optional
@@ -320,7 +320,7 @@ def test_the_summary_shows_every_answer_in_both_languages() -> None:
     assert "  Categoría de tarifa / Fare category: Adulto mayor / Senior" in summary
     assert "  Derecho a biblioteca / Library eligible: sí / yes" in summary
     assert f"  Válido hasta / Valid until: {UNTIL}" in summary
-    assert clerk.prompts[-1] == "¿Emitir? / Issue? [s/N] "
+    assert clerk.prompts[-1] == "¿Emitir? / Issue? [s/y/N] "
 
 
 @pytest.mark.parametrize("reply", ["s", "sí", "SI", "y", "Yes", " s "])

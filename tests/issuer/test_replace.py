@@ -81,7 +81,7 @@ def test_a_new_phone_gets_a_new_passport_and_the_old_one_is_revoked(
                                "--replaces", old_id.lower(), "--reason", "extraviado")
     assert code == 0, err
     assert new_id != old_id and len(new_id) == 13  # stdout: the new id alone, as ever
-    assert f"{old_id}: revocado / revoked (perdido / device_lost)" in err
+    assert f"{old_id}: revocado / revoked (extraviado / device_lost)" in err
     assert _status(run, office, old_id) == ("revoked", "device_lost")
     assert _status(run, office, new_id) == ("valid", None)
     # on the public record in that order: the new passport, then the old one's revocation
