@@ -51,16 +51,19 @@ class Policy:
 
 # A counter's policy file: what a city's rules may change per counter, by the names a city's
 # IT lead reads (seconds and days, not internal field names).
-# Each: (Policy field, unit in seconds, least value). A zero freshness window or list age
-# would refuse every passport; a zero clock skew only trusts the clocks.
-_FILE_KEYS: dict[str, tuple[str, int, int]] = {
-    "freshness_seconds": ("freshness_s", 1, 1),
-    "clock_skew_seconds": ("clock_skew_s", 1, 0),
-    "status_max_age_days": ("status_max_age_s", 86400, 1),
+# Each: (Policy field, unit in seconds, least value, greatest value), in the key's unit. A zero
+# freshness window or list age would refuse every passport; a zero clock skew only trusts the
+# clocks. The skew also widens each passport's first and last day (a counter's clock may be
+# that far off), so it is kept to an hour: a year's let a passport expired for a year pass.
+_MAX_SECONDS = 366 * 86400
+_FILE_KEYS: dict[str, tuple[str, int, int, int]] = {
+    "freshness_seconds": ("freshness_s", 1, 1, _MAX_SECONDS),
+    "clock_skew_seconds": ("clock_skew_s", 1, 0, 3600),
+    "status_max_age_days": ("status_max_age_s", 86400, 1, 366),
 }
+_UNITS = {1: ("segundos", "seconds"), 86400: ("días", "days")}
 _CHOICES: dict[str, tuple[str, ...]] = {"paper": ("accept", "accept_with_id", "reject"),
                                         "stale_status": ("warn", "reject")}
-_MAX_SECONDS = 366 * 86400
 
 
 def policy_overrides(doc: object) -> dict[str, object]:
@@ -74,11 +77,13 @@ def policy_overrides(doc: object) -> dict[str, object]:
     out: dict[str, object] = {}
     for key, value in doc.items():
         if key in _FILE_KEYS:
-            field, unit, least = _FILE_KEYS[key]
-            if type(value) is not int or not least <= value <= _MAX_SECONDS // unit:
+            field, unit, least, most = _FILE_KEYS[key]
+            if type(value) is not int or not least <= value <= most:
+                es, en = _UNITS[unit]
                 raise UsageError("policy_invalid",
-                                 reason_es=f"{key}: entero de {least} a un año",
-                                 reason_en=f"{key}: a whole number from {least} to a year")
+                                 reason_es=f"{key}: un número entero de {es}, de {least} a {most}",
+                                 reason_en=f"{key}: a whole number of {en}, from {least} to "
+                                           f"{most}")
             out[field] = value * unit
         elif key in _CHOICES:
             if value not in _CHOICES[key]:

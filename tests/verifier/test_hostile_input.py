@@ -115,8 +115,8 @@ def test_printable(text: str, shown: str) -> None:
 
 
 @pytest.mark.parametrize(("doc", "said"), [
-    ('{"freshness_seconds": 0}', "freshness_seconds: a whole number from 1 to a year"),
-    ('{"status_max_age_days": 0}', "status_max_age_days: a whole number from 1 to a year"),
+    ('{"freshness_seconds": 0}', "freshness_seconds: a whole number of seconds, from 1 to "),
+    ('{"status_max_age_days": 0}', "status_max_age_days: a whole number of days, from 1 to 366"),
     ('{"paper": "reject", "paper": "accept"}', 'gives the key "paper" twice'),
 ])
 def test_a_policy_file_mistake_is_named_as_it_is(tmp_path: Path, run: Run, doc: str,

@@ -33,6 +33,8 @@ def test_a_policy_file_sets_what_a_city_may_change() -> None:
     ({"freshness_seconds": 1.5}, "freshness_seconds"),
     ({"status_max_age_days": 10_000}, "status_max_age_days"),
     ({"clock_skew_seconds": -1}, "clock_skew_seconds"),
+    # it widens each passport's days too: a year's let one expired a year before pass
+    ({"clock_skew_seconds": 3601}, "clock_skew_seconds: a whole number of seconds, from 0 to 3600"),
     ({"paper": "maybe"}, "accept, accept_with_id, reject"),
     ({"stale_status": None}, "warn, reject"),
 ])
