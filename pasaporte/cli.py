@@ -255,6 +255,31 @@ def json_text(doc: object, *, indent: int | None = None, sort_keys: bool = False
     return json.dumps(doc, ensure_ascii=True, indent=indent, sort_keys=sort_keys)
 
 
+# ASCII under a name of its own. click takes a stream whose encoding is "ascii" (a C locale
+# without UTF-8 mode, PYTHONIOENCODING=ascii) for a misconfigured one and writes around it, UTF-8
+# straight to the descriptor: past ``_ForgivingStdout`` (a reader gone was a silent exit 1 again,
+# an accepted passport read as refused) and past ``FALLBACK`` (raw UTF-8 to a terminal judged
+# unable to show it). The same codec by another name, click writes through the streams as set.
+_ASCII_ALIAS = "pasaporte-ascii"
+
+
+def _ascii_alias(name: str) -> codecs.CodecInfo | None:
+    if name.replace("-", "_") != _ASCII_ALIAS.replace("-", "_"):
+        return None
+    ascii_ = codecs.lookup("ascii")
+    return codecs.CodecInfo(ascii_.encode, ascii_.decode, name=_ASCII_ALIAS,
+                            incrementalencoder=ascii_.incrementalencoder,
+                            incrementaldecoder=ascii_.incrementaldecoder,
+                            streamreader=ascii_.streamreader, streamwriter=ascii_.streamwriter)
+
+
+codecs.register(_ascii_alias)
+
+
+def _not_ascii_by_name(encoding: str) -> str:
+    return _ASCII_ALIAS if codecs.lookup(encoding).name == "ascii" else encoding
+
+
 def _standard_streams() -> None:
     """Standard input, output and error as every command expects them. A stream the caller
     closed (``<&-``, ``>&-``, a daemon launcher) is the null device, as ``< /dev/null`` gives
@@ -275,12 +300,12 @@ def _standard_streams() -> None:
                                     errors=None if fd == 0 else FALLBACK))
     out = sys.stdout
     if out is sys.__stdout__ and type(out) is io.TextIOWrapper:
-        sys.stdout = _ForgivingStdout(out.buffer, encoding=out.encoding,
+        sys.stdout = _ForgivingStdout(out.buffer, encoding=_not_ascii_by_name(out.encoding),
                                       errors=_forgiving(out.errors),
                                       line_buffering=out.line_buffering)
     err = sys.stderr
     if err is sys.__stderr__ and type(err) is io.TextIOWrapper:
-        sys.stderr = _ForgivingStderr(err.buffer, encoding=err.encoding,
+        sys.stderr = _ForgivingStderr(err.buffer, encoding=_not_ascii_by_name(err.encoding),
                                       errors=_forgiving(err.errors), line_buffering=True,
                                       write_through=err.write_through)
     # Typed bytes that are not UTF-8 (a terminal set to Latin-1 in a UTF-8 session) reach

@@ -163,11 +163,12 @@ def test_no_output_replaces_a_pipe(homes: dict[str, Path], passphrase: str, run:
         assert pipe.is_fifo()
 
 
-def _reader_gone(args: list[str]) -> tuple[int, str]:
+def _reader_gone(args: list[str], env: dict[str, str] | None = None) -> tuple[int, str]:
     """The command in its own process whose stdout's reader has gone before it writes (``|
     head -1`` done, a probe keeping nothing): its exit status and what it said on stderr."""
     with subprocess.Popen([sys.executable, "-m", "pasaporte", *args], text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          env=None if env is None else {**os.environ, **env}) as proc:
         assert proc.stdout is not None and proc.stderr is not None
         proc.stdout.close()
         err = proc.stderr.read()
@@ -189,6 +190,22 @@ def test_a_command_whose_reader_has_gone_ends_as_it_would_have(
     # (a first passport's names are new to the catalogues: said, and nothing else)
     assert code == 0 and err.startswith("[catalog_new_names]") and err.count("\n") == 1, err
     assert (tmp_path / "p.cred").is_file()
+
+
+@pytest.mark.parametrize("env", [{"LC_ALL": "C", "PYTHONUTF8": "0"},
+                                 {"PYTHONIOENCODING": "ascii"}])
+def test_on_an_ascii_terminal_output_is_escaped_and_a_reader_gone_forgiven(
+        env: dict[str, str], tmp_path: Path) -> None:
+    """click takes an "ascii" stream for a misconfigured one and wrote around ours: raw UTF-8
+    to a terminal judged unable to show it, and a reader gone a silent exit 1 again."""
+    code, err = _reader_gone(["ledger", "status", "--home", str(tmp_path / "none"), "--json"],
+                             env)
+    assert code == 2, err
+    shown = subprocess.run([sys.executable, "-m", "pasaporte", "ledger", "status", "--home",
+                            str(tmp_path / "none")], capture_output=True,
+                           env={**os.environ, **env}, check=False)
+    assert shown.returncode == 2 and shown.stdout.isascii() and shown.stderr.isascii()
+    assert b"\\u00" in shown.stdout + shown.stderr or b"<<" in shown.stdout + shown.stderr
 
 
 @pytest.mark.parametrize("args", [
