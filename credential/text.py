@@ -9,6 +9,7 @@ reorders what follows, and a line separator splits one JSON line in two for many
 from __future__ import annotations
 
 import codecs
+import re
 import unicodedata
 from collections.abc import Mapping
 
@@ -61,6 +62,29 @@ def check_utf8(text: str, what: str) -> str:
         from credential.errors import UsageError
 
         raise UsageError("text_not_utf8", what=what)
+    return text
+
+
+# UTF-8 read once as Windows-1252 / Latin-1 and written again: "Ã±" for "ñ", "Ã©" for "é" (a
+# spreadsheet opened in the wrong encoding, a UTF-8 terminal on a Latin-1 host)
+_GARBLED = re.compile("[ÂÃ][\u0080-\u00bf\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192"
+                      "\u02c6\u02dc\u2013\u2014\u2018-\u201e\u2020-\u2022\u2026\u2030"
+                      "\u2039\u203a\u20ac\u2122]")
+
+
+def garbled(text: str) -> bool:
+    """Whether ``text`` carries accents damaged that way (``text_garbled``)."""
+    return _GARBLED.search(text) is not None
+
+
+def check_not_garbled(text: str, what: str, what_es: str | None = None) -> str:
+    """``text``, if its accents are not damaged (``garbled``): a name written so would be
+    signed into passports, bundles and the public record as it is, and the clerk, on the very
+    terminal that damaged it, would see it right. Refused naming ``what`` (``text_garbled``)."""
+    if garbled(text):
+        from credential.errors import UsageError
+
+        raise UsageError("text_garbled", what=what, what_es=what_es or what)
     return text
 
 

@@ -61,7 +61,7 @@ from credential.home import (
 )
 from credential.ids import cti_from_id
 from credential.passport import decode_text
-from credential.text import escaped, folded, one_line, typed_forms
+from credential.text import escaped, folded, garbled, one_line, typed_forms
 from issuer import card
 from issuer.dates import untimely
 from schemas import FieldSpec, schema
@@ -145,10 +145,6 @@ _TEXTS = ("given_name", "family_name", "residence_city", "library_system", "clin
 # number, the date as the spreadsheet counts it (days since 1900)
 SPREADSHEET_DATE = re.compile(r"\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}|\d{1,4}[/.]\d{1,2}[/.]\d{1,2}"
                                r"|\d{1,6}(\.\d+)?")
-# UTF-8 read once as Windows-1252 / Latin-1 and saved again: "Ã±" for "ñ", "Ã©" for "é"
-_GARBLED = re.compile("[ÂÃ][\u0080-\u00bf\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192"
-                      "\u02c6\u02dc\u2013\u2014\u2018-\u201e\u2020-\u2022\u2026\u2030"
-                      "\u2039\u203a\u20ac\u2122]")
 # Accepted for library_eligible / clinic_eligible, in any case: what people type in either
 # language and what spreadsheets write for a boolean cell (TRUE/FALSE; VERDADERO/FALSO in
 # Spanish). Nothing else (not an empty cell, not "x"): a flag is never guessed either.
@@ -430,7 +426,7 @@ def _row(plan: _Plan, line: int, cells: list[str], rows: list[Row],
             if not isinstance(parse_flag(cell(index)), bool):
                 raise UsageError("bulk_flag_invalid", name=name, column=letter)
         for index, name, letter in plan.texts:
-            if _GARBLED.search(cell(index)):
+            if garbled(cell(index)):
                 raise UsageError("bulk_text_garbled", name=name, column=letter)
         claims = parse_claims(row_to_claims(dict(zip(plan.header, cells, strict=False))))
         rows.append(Row(line, claims))

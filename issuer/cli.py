@@ -57,6 +57,7 @@ from issuer.store import (
     PUBLISH_BATCH,
     REASONS,
     IssuerStore,
+    check_claims_text,
     check_country,
     check_credential_id,
     check_kid,
@@ -378,6 +379,7 @@ def issue(claims_file: BinaryIO | None, ask: bool, holder_key: str | None, paper
             passphrase = read_passphrase()
             store.office_signing_key(passphrase, office=office)
         claims = parse_claims(_ask_claims(store, replaced))
+    check_claims_text(claims)
     _tell_new_names(new_catalog_names([claims], store.catalogs()))
     if passphrase is None:
         passphrase = read_passphrase()

@@ -20,7 +20,7 @@ from typing import Any
 
 from credential.claims import Claims, parse_claims
 from credential.errors import PasaporteError, UsageError
-from credential.text import check_utf8, folded, is_text, one_line, typed_forms
+from credential.text import check_utf8, folded, garbled, is_text, one_line, typed_forms
 from issuer.bulk import SPREADSHEET_DATE, parse_flag
 from issuer.dates import (
     FUTURE_DATES,
@@ -121,6 +121,8 @@ def _text(question: Question, text: str) -> str:
         raise _refused("issuer_form_text_long", question, max=limit, length=len(text))
     if not is_text(text):  # an arrow key on a terminal without line editing: "\x1b[D"
         raise _refused("issuer_form_text_invisible", question)
+    if garbled(text):  # a UTF-8 terminal on a Latin-1 host: right on screen, "Ã±" recorded
+        raise _refused("issuer_form_text_garbled", question)
     return text
 
 

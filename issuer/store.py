@@ -60,7 +60,7 @@ from credential.passport import (
 )
 from credential.sqlstore import sqlite_settings
 from credential.statuslist import DEFAULT_SIZE, MARKS, MAX_SIZE, StatusList
-from credential.text import check_utf8, escaped, folded, is_text
+from credential.text import check_not_garbled, check_utf8, escaped, folded, is_text
 from credential.times import check_timezone, day_bounds, first_day, last_day, rfc3339
 from issuer.dates import Replaced, office_today, replaced_too_soon, untimely
 from issuer.indices import KEY_BYTES, IndexPermutation
@@ -305,7 +305,8 @@ def check_name(value: str, option: str) -> str:
     option, before the passphrase is asked for or anything is written."""
     # Composed (NFC), as a resident's claims are: a macOS terminal types "Juárez" decomposed,
     # and the root file, every bundle and the public record would spell the city two ways.
-    name = unicodedata.normalize("NFC", check_utf8(value, option).strip())
+    name = check_not_garbled(unicodedata.normalize("NFC", check_utf8(value, option).strip()),
+                             option)
     categories = [unicodedata.category(ch) for ch in name]
     # Z*: spaces of every kind; C*: controls, invisible format marks, lone surrogates. Format
     # marks and line separators are refused as in a resident's name: a right-to-left override
@@ -1424,6 +1425,17 @@ def check_catalog_name(catalogue: str, value: str, holder: Sequence[str] = ()) -
     names = [n for n in holder if n]
     if catalog_key(value) in {catalog_key(n) for n in (*names, " ".join(names))}:
         raise UsageError("catalog_name_personal", **said)
+
+
+def check_claims_text(claims: Claims) -> None:
+    """Every name in ``claims`` (the resident's, a place's, an institution's) with its accents
+    whole (``check_not_garbled``), named by its label: the bulk sheet's check, for a claims file
+    and the form too."""
+    for group in schema().groups:
+        for field in group.fields:
+            value = claims.groups.get(group.name, {}).get(field.name)
+            if isinstance(value, str) and field.type in ("text", "catalog"):
+                check_not_garbled(value, field.label["en"], field.label["es"])
 
 
 def holder_names(claims: Claims) -> tuple[str, ...]:

@@ -1050,6 +1050,24 @@ def test_residency_since_before_birth_is_a_mistyped_year(office: Path, tmp_path:
     assert not (tmp_path / "p.cred").exists()
 
 
+def test_names_with_damaged_accents_are_refused_before_anything_is_signed(
+        office: Path, tmp_path: Path, run: Run) -> None:
+    """"JuÃ¡rez" for "Juárez" (a file or a terminal that went through Latin-1): only bulk
+    refused it; a city, an office or a claims file took it into the root file, every bundle,
+    the public record and the passports, for good."""
+    code, _, err = run("issuer", "init", "--city", "Ciudad JuÃ¡rez", "--country", "MX",
+                       "--office", "Centro", "--home", str(tmp_path / "new"))
+    assert code == 2 and "[text_garbled]" in err and "--city" in err, err
+    assert not (tmp_path / "new" / "issuer.db").exists()
+    doc = {**example_claims(), "family_name": "HernÃ¡ndez LÃ³pez"}
+    (tmp_path / "c.json").write_text(json.dumps(doc), encoding="utf-8")
+    code, out, err = run("issuer", "issue", "--claims", str(tmp_path / "c.json"), "--paper",
+                         "--out", str(tmp_path / "p.txt"), "--home", str(office))
+    assert (code, out) == (2, "") and "[text_garbled]" in err, err
+    assert "Apellido(s) tiene acentos estropeados" in err and "Family names has damaged" in err
+    assert _issued(office) == (0, 0) and not (tmp_path / "p.txt").exists()
+
+
 def test_a_claims_file_names_a_catalogued_place_in_any_case(office: Path, tmp_path: Path,
                                                            run: Run) -> None:
     issue = ["issuer", "issue", "--claims", str(tmp_path / "c.json"), "--paper", "--out",

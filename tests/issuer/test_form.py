@@ -175,6 +175,8 @@ def test_answers_of_each_kind(key: str, typed: str, value: Any) -> None:
     ("given_name", "x" * 101, "issuer_form_text_long"),
     ("given_name", "Mari\x1b[Da", "issuer_form_text_invisible"),  # an arrow key
     ("given_name", "Ana\u202eZ", "issuer_form_text_invisible"),  # a bidi override
+    # a UTF-8 terminal on a Latin-1 host: "Núñez" right on screen, recorded as this
+    ("family_name", "NÃºÃ±ez", "issuer_form_text_garbled"),
     ("residence.country", "Mexico", "issuer_form_country"),
     ("residence.country", "M1", "issuer_form_country"),
     ("birth_date", "", "issuer_form_required"),
