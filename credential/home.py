@@ -407,16 +407,19 @@ def check_png_name(path: str | os.PathLike[str] | None, option: str = "--qr") ->
         raise UsageError("qr_not_png", path=os.fspath(path), option=option)
 
 
-def _check_utf8(passphrase: str) -> None:
-    """Bytes that are no UTF-8 (a variable set from a Latin-1 file, a terminal in another
-    encoding) arrive as surrogates, which Argon2id's input cannot hold: refused by name, before
-    anything is made or unsealed. Left to the key derivation they were an internal error
-    quoting the passphrase's offending character and its position."""
+def _check_utf8(passphrase: str) -> str:
+    """The passphrase as the UTF-8 it was typed in (``as_utf8``: an ASCII locale hands good
+    UTF-8 over as surrogates too). Bytes that are no UTF-8 (a variable set from a Latin-1 file,
+    a terminal in another encoding) arrive as surrogates, which Argon2id's input cannot hold:
+    refused by name, before anything is made or unsealed. Left to the key derivation they were
+    an internal error quoting the passphrase's offending character and its position."""
     from credential.errors import UsageError
-    from credential.text import is_utf8
+    from credential.text import as_utf8
 
-    if not is_utf8(passphrase):
+    typed = as_utf8(passphrase)
+    if typed is None:
         raise UsageError("passphrase_not_utf8")
+    return typed
 
 
 def _check_length(passphrase: str, *, chosen: bool) -> None:
@@ -442,7 +445,7 @@ def read_passphrase(*, confirm: bool = False, variable: str = PASSPHRASE_VARIABL
 
     env = os.environ.get(variable)
     if env:
-        _check_utf8(env)
+        env = _check_utf8(env)
         _check_length(env, chosen=confirm)
         if confirm and len(env) < MIN_PASSPHRASE:
             raise UsageError("passphrase_short", min=MIN_PASSPHRASE)
@@ -456,7 +459,7 @@ def read_passphrase(*, confirm: bool = False, variable: str = PASSPHRASE_VARIABL
         raise
     if not first:
         raise UsageError("passphrase_empty")
-    _check_utf8(first)
+    first = _check_utf8(first)
     _check_length(first, chosen=confirm)
     if confirm:
         if len(first) < MIN_PASSPHRASE:
@@ -465,7 +468,7 @@ def read_passphrase(*, confirm: bool = False, variable: str = PASSPHRASE_VARIABL
             second = _prompt("Repítala / Repeat it", variable)
         except UsageError:  # a pipe that gave one line: the repeat is what it lacks
             raise UsageError("passphrase_repeat_missing", variable=variable) from None
-        if second != first:
+        if _check_utf8(second) != first:
             raise UsageError("passphrase_mismatch")
     return first
 

@@ -53,16 +53,31 @@ def is_utf8(text: str) -> bool:
     return True
 
 
+def as_utf8(text: str) -> str | None:
+    """``text`` as the UTF-8 it was typed in, or None if it was not UTF-8. On a host whose
+    locale is ASCII (a C locale with UTF-8 mode off: an old server, a service unit) Python hands
+    every non-ASCII byte over as a surrogate escape, good UTF-8 included: "a petición" typed
+    right was refused as not UTF-8, a passphrase with an "ñ" locked the office out. Those
+    bytes read again as UTF-8 are the text; a Latin-1 terminal's are not."""
+    if is_utf8(text):
+        return text
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8")
+    except UnicodeError:
+        return None
+
+
 def check_utf8(text: str, what: str) -> str:
     """``text`` as typed, if it came as UTF-8. Bytes that did not (a terminal set to Latin-1,
     PuTTY's default, inside a UTF-8 session) arrive as surrogate escapes, which every later
     check misnamed: "control characters" in a name, "not a reason code" for "a petición", then
     recorded as unspecified on the public record. Refused as what it is (``text_not_utf8``)."""
-    if not is_utf8(text):
+    typed = as_utf8(text)
+    if typed is None:
         from credential.errors import UsageError
 
         raise UsageError("text_not_utf8", what=what)
-    return text
+    return typed
 
 
 # UTF-8 read once as Windows-1252 / Latin-1 and written again: "Ã±" for "ñ", "Ã©" for "é" (a

@@ -133,3 +133,28 @@ def test_a_passphrase_typed_on_a_latin1_terminal_is_named_as_such(
         os.close(main)
     said = err.read_text("utf-8", "replace")
     assert os.waitstatus_to_exitcode(status) == 2 and "[passphrase_not_utf8]" in said, said
+
+
+def test_good_utf8_on_an_ascii_host_is_taken_as_typed(tmp_path: Path) -> None:
+    """A C locale with UTF-8 mode off hands every non-ASCII byte over as a surrogate escape,
+    good UTF-8 too: "Ciudad Juárez" and a passphrase with an "ñ" were refused as not UTF-8, an
+    office locked out on such a host. Read again as UTF-8 they are what was typed: the same
+    office opens with the same passphrase on a UTF-8 host."""
+    ascii_host = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0",
+                  "PASAPORTE_PASSPHRASE": "contraseña-ñoña"}
+    home = tmp_path / "office"
+    done = subprocess.run([str(PASAPORTE), "issuer", "init", "--city", "Ciudad Juárez",
+                           "--country", "MX", "--office", "Oficina Núñez", "--home", str(home)],
+                          env=ascii_host, capture_output=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    utf8_host = {**os.environ, "PASAPORTE_PASSPHRASE": "contraseña-ñoña"}
+    done = subprocess.run([str(PASAPORTE), "issuer", "root", "--out", str(tmp_path / "r.json"),
+                           "--home", str(home)], env=utf8_host, capture_output=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert '"city": "Ciudad Juárez"' in (tmp_path / "r.json").read_text(encoding="utf-8")
+    done = subprocess.run([str(PASAPORTE), "issuer", "issue", "--claims",
+                           str(EXAMPLES / "claims-mexicali.json"), "--paper", "--out",
+                           str(tmp_path / "p.txt"), "--home", str(home)],
+                          env=utf8_host, capture_output=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr  # the passphrase typed there unseals here
