@@ -455,7 +455,10 @@ def _ask_claims(store: IssuerStore, replaces: Replaced | None) -> dict[str, Any]
     """``issue --ask``: the claims from the clerk (``issuer.form``). Questions and summary go
     to stderr, as the passphrase's prompt does: stdout keeps the new id alone. Nothing to issue
     (cancelled, not confirmed) ends the command as Ctrl-C does, the form having said why."""
+    first = True
+
     def ask(prompt: str) -> str | None:
+        nonlocal first
         try:  # click.prompt: a line from a terminal or a pipe, Ctrl-C and Ctrl-D as Abort
             line: str = click.prompt(prompt, default="", show_default=False, prompt_suffix="",
                                      err=True)
@@ -464,6 +467,8 @@ def _ask_claims(store: IssuerStore, replaces: Replaced | None) -> dict[str, Any]
             return None
         if not sys.stdin.isatty():  # what a pipe gives is not echoed: end the prompt's line
             click.echo("", err=True)
+        if first:  # answers saved by Notepad begin with a BOM: not part of the first answer
+            first, line = False, line.removeprefix("\ufeff")
         return line
 
     # the names the office used, in the order it first did

@@ -420,6 +420,17 @@ def test_from_a_pipe_a_refused_answer_stops_the_form(office: Path, tmp_path: Pat
     assert PASSPHRASE not in err and not (tmp_path / "p.cred").exists()
 
 
+def test_answers_saved_by_notepad_begin_with_a_bom_that_is_no_answer(
+        office: Path, tmp_path: Path, run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A UTF-8 file from Notepad starts with a BOM: the first answer was refused as holding
+    control or format characters."""
+    _stdin(monkeypatch, "\ufeff" + EXAMPLE_ANSWERS[0], *EXAMPLE_ANSWERS[1:], "s")
+    code, stdout, err = run("issuer", "issue", "--ask", "--paper", "--out",
+                            str(tmp_path / "p.cred"), "--home", str(office))
+    assert code == 0 and stdout.strip(), err
+    assert _claims_of(tmp_path / "p.cred", office) == example_claims()
+
+
 def test_the_form_of_a_replacing_passport_asks_again_a_start_after_today(
         office: Path, tmp_path: Path, run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
     """``issue --ask --replaces``: a start after today (the old one would be revoked at once)
