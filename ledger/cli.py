@@ -57,7 +57,7 @@ from credential.home import (
     resolve_home,
 )
 from credential.note import MAX_KEY_NAME, check_own_name, is_key_name, parse_verifier_key
-from credential.text import NOT_TEXT, escaped
+from credential.text import NOT_TEXT, WIDE_BOMS, decode_file, escaped
 from credential.times import rfc3339
 from ledger.client import node_url
 from ledger.entries import ENTRY_TYPES, decode_record, entry_to_json
@@ -413,6 +413,23 @@ def _stop(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _utf8_lines(stream: BinaryIO) -> BinaryIO:
+    """``stream``, or, for a file that opens with a UTF-16 or UTF-32 byte order mark (what
+    PowerShell 5's ``>`` writes, as claims and batch files may be), its text as UTF-8 lines,
+    read within the same bound: it was refused as "line 1 is not UTF-8"."""
+    peek = getattr(stream, "peek", None)
+    head = peek(4)[:4] if peek is not None else b""
+    if not any(head.startswith(bom) for bom, _ in WIDE_BOMS):
+        return stream
+    raw = stream.read(4 * MAX_FILE + 1)  # at most four bytes a character
+    if len(raw) > 4 * MAX_FILE:
+        raise MalformedInput("ledger_jsonl_too_large", line=1, limit=MAX_FILE)
+    try:
+        return io.BytesIO(decode_file(raw).encode("utf-8"))
+    except UnicodeDecodeError:
+        raise MalformedInput("ledger_jsonl_not_utf8", line=1) from None
+
+
 def _read_jsonl(path: str) -> list[dict[str, Any]]:
     """The entries of a JSON Lines file, read in bounded binary lines: an endless line
     (``/dev/zero``), a huge file or bytes that are not UTF-8 are one typed error naming the
@@ -423,6 +440,7 @@ def _read_jsonl(path: str) -> list[dict[str, Any]]:
         stream: BinaryIO = sys.stdin.buffer
         if path != "-":
             stream = files.enter_context(Path(path).open("rb"))
+        stream = _utf8_lines(stream)
         for number in itertools.count(1):
             raw = stream.readline(MAX_LINE + 1)
             if not raw:

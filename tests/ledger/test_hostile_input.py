@@ -69,11 +69,12 @@ def _token(store: LedgerStore) -> dict[str, str]:
     (SURROGATE + b"\n", "[ledger_bad_line] Línea 1: Campo text inválido: no es texto Unicode"),
     (b'{"type": "bundle_published", "city": "\\udfff", "version": 1, "digest": "'
      + b"A" * 43 + b'"}', "[ledger_bad_line] Línea 1: Campo city inválido"),
-    (b"\xff\xfe", "[ledger_jsonl_not_utf8] La línea 1 no es texto UTF-8"),
+    (b"\xc3(\n", "[ledger_jsonl_not_utf8] La línea 1 no es texto UTF-8"),
+    (b"\xff\xfe\x00\xd8\n\x00", "[ledger_jsonl_not_utf8] La línea 1"),  # UTF-16, a lone half
     (b"\n" + json.dumps(commitment(1)).encode() + b"\n\xc3(\n",
      "[ledger_jsonl_not_utf8] La línea 3"),
 ], ids=["deep", "deep-line-2", "duplicate-key", "syntax", "long-number", "deeper-than-a-line",
-        "surrogate", "surrogate-name", "not-utf8", "not-utf8-line-3"])
+        "surrogate", "surrogate-name", "not-utf8", "not-utf16", "not-utf8-line-3"])
 def test_append_file_refuses_hostile_lines(body: bytes, code: str, home: Path, tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "bad.jsonl"
@@ -139,6 +140,18 @@ def test_the_longest_valid_line_is_accepted(home: Path, tmp_path: Path) -> None:
     assert run_cli("append", "--file", str(path), "--home", str(home)) == 0
     with LedgerStore.open(home) as store:
         assert store.size() == 1
+
+
+def test_a_file_powershell_wrote_is_read_as_its_text(home: Path, tmp_path: Path) -> None:
+    """PowerShell 5's ``>`` writes UTF-16 with its byte order mark, as claims and batch files
+    may be: it was refused as "line 1 is not UTF-8"."""
+    path = tmp_path / "ps.jsonl"
+    lines = [{"type": "notice", "text": "Comité binacional: sesión de llaves"}, commitment(1)]
+    path.write_text("".join(json.dumps(x, ensure_ascii=False) + "\r\n" for x in lines),
+                    encoding="utf-16")
+    assert run_cli("append", "--file", str(path), "--home", str(home)) == 0
+    with LedgerStore.open(home) as store:
+        assert store.size() == 2
 
 
 def test_append_from_stdin_refuses_non_utf8(home: Path) -> None:
