@@ -48,6 +48,9 @@ DEFAULT_MAX_AGE = 86400
 # behind by more than one whole batch is a witness that missed more than one append, however
 # large. (Missing a single one is caught by --max-age.)
 DEFAULT_MAX_BEHIND = MAX_BATCH
+# A checkpoint dated further ahead of this clock than this is a clock to set (the node's, or
+# the probe's): five minutes, the leeway counters give a phone's clock.
+CLOCK_AHEAD_S = 300
 _SPLIT_VIEWS_SHOWN = 20  # evidence rows listed; all are counted
 
 _ORDER = {OK: 0, WARNING: 1, CRITICAL: 2}
@@ -262,6 +265,13 @@ def assess(facts: Facts, *, now: int, max_age: int = DEFAULT_MAX_AGE,
         problems.append(PasaporteError("ledger_status_checkpoint_old",
                                        size=facts.checkpoint_size,
                                        age=now - facts.checkpoint_at, max_age=max_age))
+    elif facts.checkpoint_at - now > CLOCK_AHEAD_S:
+        # dated ahead of this clock: "age 0 s, ok" hid a node whose clock runs fast (its
+        # checkpoints and records carry its times) or a probe whose clock is slow
+        problems.append(PasaporteError("ledger_status_checkpoint_future",
+                                       size=facts.checkpoint_size,
+                                       ahead=facts.checkpoint_at - now,
+                                       time=rfc3339(facts.checkpoint_at), now=rfc3339(now)))
     if facts.mirror_of is None and not facts.witnesses:
         problems.append(PasaporteError("ledger_status_no_witness"))
     for w in facts.witnesses:

@@ -83,6 +83,13 @@ def test_the_verdict() -> None:
     assert (old.health, [p.code for p in old.problems]) == (
         "warning", ["ledger_status_checkpoint_old"])
     assert assess(_facts(checkpoint_at=NOW - DAY), now=NOW).health == "ok"  # exactly the limit
+    # dated three hours ahead: a clock to set, not "age 0 s, ok"
+    ahead = assess(_facts(checkpoint_at=NOW + 3 * 3600), now=NOW)
+    assert (ahead.health, [p.code for p in ahead.problems]) == (
+        "warning", ["ledger_status_checkpoint_future"])
+    assert "10800 s" in ahead.problems[0].message["en"]
+    assert "adelantado" in ahead.problems[0].message["es"]
+    assert assess(_facts(checkpoint_at=NOW + 300), now=NOW).health == "ok"  # within 5 minutes
     assert [p.code for p in assess(_facts(witnesses=()), now=NOW).problems] == [
         "ledger_status_no_witness"]
     behind = _facts(size=20_101, checkpoint_size=20_101,
