@@ -191,6 +191,17 @@ def _no_earlier(compromised_since: int | None, valid_from: int) -> int | None:
     return None if compromised_since is None else max(compromised_since, valid_from)
 
 
+def _same_passphrase(db: sa.Connection, proof: bytes) -> None:
+    """Inside a write transaction that seals a secret under the passphrase ``proof`` showed
+    (``IssuerStore._passphrase_proof``): refused if the office's passphrase was changed since
+    (``reseal``, another clerk's ``issuer passphrase``, committed while this command checked
+    and waited). Sealed under the old one, the secret split the office between two
+    passphrases: the new one could not issue or publish, and neither could change it again."""
+    sealed = db.execute(sa.select(keys.c.sealed).where(keys.c.role == "root")).scalar()
+    if sealed is None or bytes(sealed) != proof:
+        raise StoreError("passphrase_changed_meanwhile")
+
+
 def _signed_compromised(issued_at: int, since: int | None) -> bool:
     """Signed at or after its key's compromise time (``since``, see ``_no_earlier``): every
     counter refuses it, whatever its own status, and the office re-issues it."""
@@ -468,8 +479,8 @@ class IssuerStore:
         """A new active key (with its own status list) for one office, ``office`` or the
         city's only one (``resolve_office``); that office's older keys retire, other offices'
         keys stay active."""
-        self.root_signing_key(passphrase)  # proves the passphrase before changing anything
-        return self._add_office_key(passphrase, office,
+        proof = self._passphrase_proof(passphrase)  # before changing anything
+        return self._add_office_key(passphrase, proof, office,
                                     int(time.time()) if now is None else now, new=False)
 
     def add_office(self, passphrase: str, office: str, *, now: int | None = None) -> bytes:
@@ -480,13 +491,25 @@ class IssuerStore:
         now = int(time.time()) if now is None else now
         info = self.info()
         _check_publishable(info.city, info.country, office)
-        self.root_signing_key(passphrase)  # proves the passphrase before changing anything
-        return self._add_office_key(passphrase, office, now, new=True)
+        proof = self._passphrase_proof(passphrase)  # before changing anything
+        return self._add_office_key(passphrase, proof, office, now, new=True)
 
-    def _add_office_key(self, passphrase: str, office: str | None, now: int, *,
+    def _add_office_key(self, passphrase: str, proof: bytes, office: str | None, now: int, *,
                         new: bool) -> bytes:
         with self.engine.begin() as db:
+            _same_passphrase(db, proof)
             return self._insert_office_key(db, passphrase, office, now, new=new)
+
+    def _passphrase_proof(self, passphrase: str) -> bytes:
+        """The root key's sealed bytes, once ``passphrase`` has opened them: a command that
+        seals a new secret under it (a key, the ledger token) checks in its write transaction
+        that they are still those (``_same_passphrase``)."""
+        with self.engine.connect() as db:
+            sealed = db.execute(sa.select(keys.c.sealed).where(keys.c.role == "root")).scalar()
+        if sealed is None:
+            raise StoreError("issuer_not_initialised", home=str(self.home))
+        unseal(sealed, passphrase)
+        return bytes(sealed)
 
     def _insert_office_key(self, db: sa.Connection, passphrase: str, office: str | None,
                            now: int, *, new: bool) -> bytes:
@@ -617,11 +640,12 @@ class IssuerStore:
         url = node_url(url)
         if not _TOKEN.fullmatch(token):
             raise UsageError("ledger_token_invalid")
-        self.root_signing_key(passphrase)  # only the office may point its record elsewhere
-        # after the passphrase: the token goes to the node only on the office's word
+        proof = self._passphrase_proof(passphrase)  # only the office may point its record
+        # elsewhere; after the passphrase: the token goes to the node only on the office's word
         info = self.info()
         warning = check_access(url, token, (info.city, info.country, info.code)) if check else None
         with self.engine.begin() as db:
+            _same_passphrase(db, proof)
             db.execute(meta.delete().where(meta.c.k.in_(("ledger_url", LEDGER_TOKEN))))
             db.execute(meta.insert(), [
                 {"k": "ledger_url", "v": url},

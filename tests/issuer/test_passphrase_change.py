@@ -269,6 +269,37 @@ def test_a_key_made_while_the_change_seals_is_sealed_under_the_new_one_too(
     assert _passphrase_of(office, OLD, NEW) == NEW
 
 
+def test_a_key_or_token_sealed_after_a_change_committed_is_refused(
+        office: Path, run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A clerk's rotate (or ledger setup) checked the old passphrase, then waited for the lock
+    while another's change committed: sealed under the old one, its key split the office
+    between two passphrases, the new one unable to issue and neither able to change it again.
+    Refused (``passphrase_changed_meanwhile``), nothing changed, one passphrase left."""
+    store = IssuerStore.open(office)
+    proving = IssuerStore._passphrase_proof
+
+    def then_changed(self: IssuerStore, passphrase: str) -> bytes:
+        proof = proving(self, passphrase)
+        reseal.reseal(self, reseal.open_all(self, OLD), NEW)  # the other clerk's, committed
+        return proof
+
+    monkeypatch.setattr(IssuerStore, "_passphrase_proof", then_changed)
+    keys_before = store.office_keys()
+    with pytest.raises(StoreError) as caught:
+        store.add_office_key(OLD)
+    assert caught.value.code == "passphrase_changed_meanwhile"
+    assert "issuer passphrase" in caught.value.message["en"]
+    assert store.office_keys() == keys_before and _passphrase_of(office, OLD, NEW) == NEW
+    monkeypatch.setattr(IssuerStore, "_passphrase_proof", proving)
+    monkeypatch.setattr("issuer.store.check_access",
+                        lambda *_: reseal.reseal(store, reseal.open_all(store, NEW), OLD))
+    with pytest.raises(StoreError) as caught:  # changed back while the node was asked
+        store.configure_ledger(LEDGER, "lt_token", NEW)
+    assert caught.value.code == "passphrase_changed_meanwhile"
+    assert _passphrase_of(office, OLD, NEW) == OLD
+    assert ("ledger_token", b"") not in _sealed(office)  # no token saved, under either
+
+
 def test_two_changes_at_once_leave_one_passphrase(office: Path, run: Run,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """A change whose secrets another change re-sealed since it opened them is refused whole:
