@@ -1267,6 +1267,14 @@ class IssuerStore:
         return change
 
     # -- trust bundle ------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def write_lock(self) -> Iterator[None]:
+        """The store's write lock, held: no other command of this office writes meanwhile. For
+        a step outside the store that must keep the order of the writes (a bundle file put in
+        place after its version was committed)."""
+        with self.engine.begin():
+            yield
+
     def bundle(self, passphrase: str, *, now: int | None = None,
                before_commit: Callable[[bytes], None] | None = None) -> bytes:
         """Sign the next trust bundle and queue its digest for the ledger. ``before_commit``

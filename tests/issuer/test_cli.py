@@ -932,6 +932,33 @@ def test_a_backup_out_that_names_no_file_is_a_usage_error(office: Path, run: Run
     assert code == 2 and "es una carpeta" in err  # click's own check
 
 
+def test_a_slower_clerks_bundle_never_lands_over_a_newer_one(
+        office: Path, tmp_path: Path, run: Run, passphrase: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two clerks writing one bundle file: the one who made hers first but renamed last left
+    the older version in place, without the revocation the newer one carried. The newer stays,
+    and the slower clerk is told which version the file holds."""
+    out = tmp_path / "bundle.cbor"
+    made = IssuerStore.bundle
+
+    def other_clerk_finishes_first(self: IssuerStore, *args: Any, **kw: Any) -> bytes:
+        ours = made(self, *args, **kw)
+        out.write_bytes(made(self, passphrase))  # the other clerk's, newer, already in place
+        return ours
+
+    monkeypatch.setattr(IssuerStore, "bundle", other_clerk_finishes_first)
+    code, stdout, err = run("issuer", "bundle", "--out", str(out), "--home", str(office))
+    assert code == 0 and stdout.strip() == str(out), err
+    assert "[bundle_newer_in_place]" in err and "version 1 was made" in err, err
+    assert "ya tiene la versión 2" in err
+    root = IssuerStore.open(office).root()
+    assert parse_bundle(out.read_bytes(), [root]).version == 2
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    monkeypatch.setattr(IssuerStore, "bundle", made)  # no race: the newest goes in place
+    assert run("issuer", "bundle", "--out", str(out), "--home", str(office))[0] == 0
+    assert parse_bundle(out.read_bytes(), [root]).version == 3
+
+
 def test_a_bundle_out_that_names_no_file_signs_nothing(office: Path, run: Run) -> None:
     code, _, err = run("issuer", "bundle", "--out", "", "--home", str(office))
     assert code == 2 and "[output_not_a_file]" in err and "--out" in err
