@@ -33,6 +33,12 @@ ENGLISH = ["Given names", "Family names", "Birth date", "City of residence",
            "Preferred language", "Valid from", "Valid until"]
 
 
+def _row(cells: str, **edits: str) -> str:
+    """A sample row with some cells changed, by column name."""
+    return ",".join(edits.get(name, cell)
+                    for name, cell in zip(HEADER.split(","), cells.split(","), strict=True))
+
+
 def _claims(data: bytes) -> list[tuple[int, Claims]]:
     rows, errors = parse_residents(data)
     assert errors == []
@@ -161,14 +167,8 @@ def test_rows_born_or_resident_in_the_future_are_refused_before_anything_is_issu
     init_office(run, home)
     # after today, and before a validity to come (or the rows fail on that order instead)
     future, start, end = ((date.today() + timedelta(days=n)).isoformat() for n in (400, 410, 700))
-    columns = HEADER.split(",")
-
-    def row(cells: str, column: str) -> str:
-        edits = {column: future, "valid_from": start, "valid_until": end}
-        return ",".join(edits.get(name, cell)
-                        for name, cell in zip(columns, cells.split(","), strict=True))
-
-    born, since = row(BODY[0], "birth_date"), row(BODY[2], "residence_since")
+    born = _row(BODY[0], birth_date=future, valid_from=start, valid_until=end)
+    since = _row(BODY[2], residence_since=future, valid_from=start, valid_until=end)
     sheet = tmp_path / "future.csv"
     sheet.write_text(_lines(body=[born, BODY[1], since]), encoding="utf-8")
     code, out, err = run("issuer", "bulk", str(sheet), "--out-dir", str(tmp_path / "o"),
@@ -190,13 +190,7 @@ def test_catalogue_names_are_one_whatever_their_case_accents_or_spacing(
     assert run("issuer", "bulk", str(SAMPLE), "--out-dir", str(tmp_path / "a"),
                "--home", str(home))[0] == 0
     before = IssuerStore.open(home).catalogs()
-    columns = HEADER.split(",")
-
-    def row(cells: str, **edits: str) -> str:
-        return ",".join(edits.get(name, cell)
-                        for name, cell in zip(columns, cells.split(","), strict=True))
-
-    shouted = row(BODY[0], given_name="Otra", residence_city="MEXICALI",
+    shouted = _row(BODY[0], given_name="Otra", residence_city="MEXICALI",
                   library_system="bibliotecas publicas de  mexicali")
     sheet = tmp_path / "again.csv"
     sheet.write_text(_lines(body=[shouted]), encoding="utf-8")
@@ -204,7 +198,7 @@ def test_catalogue_names_are_one_whatever_their_case_accents_or_spacing(
                        "--home", str(home))
     assert code == 0, err
     assert IssuerStore.open(home).catalogs() == before
-    short = row(BODY[0], given_name="Una más", library_system="BP")
+    short = _row(BODY[0], given_name="Una más", library_system="BP")
     sheet.write_text(_lines(body=[short]), encoding="utf-8")
     code, out, err = run("issuer", "bulk", str(sheet), "--out-dir", str(tmp_path / "c"),
                          "--home", str(home))
@@ -223,14 +217,8 @@ def test_a_run_adding_many_catalogue_names_is_stopped_until_they_are_confirmed(
     a run does add are said before the passphrase."""
     home = homes["issuer"]
     init_office(run, home)
-    columns = HEADER.split(",")
-
-    def row(cells: str, **edits: str) -> str:
-        return ",".join(edits.get(name, cell)
-                        for name, cell in zip(columns, cells.split(","), strict=True))
-
     sheet = tmp_path / "slip.csv"
-    slip = [row(BODY[0], given_name=f"Ana {n}", clinic_network=f"Apellido{n}") for n in "ABCDEFG"]
+    slip = [_row(BODY[0], given_name=f"Ana {n}", clinic_network=f"Apellido{n}") for n in "ABCDEFG"]
     sheet.write_text(_lines(body=slip), encoding="utf-8")
     bulk = ["issuer", "bulk", str(sheet), "--out-dir", str(tmp_path / "o"), "--home", str(home)]
     code, out, err = run(*bulk)
@@ -243,7 +231,7 @@ def test_a_run_adding_many_catalogue_names_is_stopped_until_they_are_confirmed(
     assert code == 0, err
     assert "[catalog_new_names]" in err and "«ApellidoE» (+2)" in err and "Red de clínicas" in err
     assert len(IssuerStore.open(home).catalogs()["clinic"]) == 7
-    copied = row(BODY[0], given_name="Rosa", family_name="Quintero Luna",
+    copied = _row(BODY[0], given_name="Rosa", family_name="Quintero Luna",
                  clinic_network="quintero  LUNA")
     sheet.write_text(_lines(body=[copied]), encoding="utf-8")
     code, out, err = run(*bulk[:4], str(tmp_path / "p"), *bulk[5:])
@@ -306,16 +294,10 @@ def test_every_kind_of_problem_is_named_in_one_run(
     again, and only then heard of the rest, and the count was of one row when three were bad."""
     home = homes["issuer"]
     init_office(run, home)
-    columns = HEADER.split(",")
-
-    def row(cells: str, **edits: str) -> str:
-        return ",".join(edits.get(name, cell)
-                        for name, cell in zip(columns, cells.split(","), strict=True))
-
     sheet = tmp_path / "mixed.csv"
-    body = [row(BODY[0], given_name="Ana", library_eligible="quizás"),
-            row(BODY[0], given_name="Bea", library_system="Ca"),
-            row(BODY[0], given_name="Tita"), row(BODY[0], given_name="tita")]
+    body = [_row(BODY[0], given_name="Ana", library_eligible="quizás"),
+            _row(BODY[0], given_name="Bea", library_system="Ca"),
+            _row(BODY[0], given_name="Tita"), _row(BODY[0], given_name="tita")]
     sheet.write_text(_lines(body=body), encoding="utf-8")
     code, out, err = run("issuer", "bulk", str(sheet), "--out-dir", str(tmp_path / "o"),
                          "--home", str(home))
