@@ -484,23 +484,38 @@ def _catalog_fields() -> list[tuple[str, FieldSpec]]:
             if f.type == "catalog" and f.catalog]
 
 
-def new_catalog_names(claims: Iterable[Claims],
-                      catalogs: dict[str, dict[int, str]]) -> NewNames:
-    """The names ``claims`` would add to the office's ``catalogs`` (``IssuerStore.catalogs``),
-    each checked as the store will (``check_catalog_name``: a ``UsageError`` now, before it is
-    said or the passphrase asked for)."""
-    from issuer.store import catalog_key, check_catalog_name, holder_names
+def _unknown_names(claims: Iterable[Claims], catalogs: dict[str, dict[int, str]]
+                   ) -> Iterator[tuple[int, FieldSpec, str, UsageError | None]]:
+    """(which claims, field, name, why the store would refuse it or None) for every name
+    ``claims`` would add to the office's ``catalogs`` (``IssuerStore.catalogs``), each new name
+    once, checked as the store will (``check_catalog_name``)."""
+    from issuer.store import catalog_key, check_catalog_name, holder_names  # as in _issue_batch
 
     known = {(which, catalog_key(name)) for which, names in catalogs.items()
              for name in names.values()}
-    found: dict[str, tuple[dict[str, str], list[str]]] = {}
-    for c in claims:
+    for i, c in enumerate(claims):
         for group, spec in _catalog_fields():
             value = c.groups.get(group, {}).get(spec.name)
-            if isinstance(value, str) and (spec.catalog, catalog_key(value)) not in known:
+            if not isinstance(value, str) or (spec.catalog, catalog_key(value)) in known:
+                continue
+            try:
                 check_catalog_name(spec.catalog, value, holder_names(c))
+            except UsageError as exc:
+                yield i, spec, value, exc
+            else:
                 known.add((spec.catalog, catalog_key(value)))
-                found.setdefault(spec.catalog, (dict(spec.label), []))[1].append(value)
+                yield i, spec, value, None
+
+
+def new_catalog_names(claims: Iterable[Claims],
+                      catalogs: dict[str, dict[int, str]]) -> NewNames:
+    """The names ``claims`` would add to the office's ``catalogs``; a name the store refuses
+    is a ``UsageError`` now, before it is said or the passphrase asked for."""
+    found: dict[str, tuple[dict[str, str], list[str]]] = {}
+    for _, spec, value, error in _unknown_names(claims, catalogs):
+        if error is not None:
+            raise error
+        found.setdefault(spec.catalog, (dict(spec.label), []))[1].append(value)
     return NewNames(found)
 
 
@@ -508,27 +523,13 @@ def new_name_rows(rows: Iterable[Row], catalogs: dict[str, dict[int, str]]) -> l
     """The rows that would add a name to a catalogue (city, library system, clinic network)
     that the store refuses as it issues them (``catalog_name_short``, ``catalog_name_personal``):
     found with the other problems, before a group of rows is issued and the run stopped after
-    it."""
-    from issuer.store import (  # as in ``_issue_batch``
-        catalog_key,
-        check_catalog_name,
-        holder_names,
-    )
-
-    fields = [(group, f.name, f.catalog) for group, f in _catalog_fields()]
-    known = {(which, catalog_key(name)) for which, names in catalogs.items()
-             for name in names.values()}
-    errors = []
-    for r in rows:
-        for group, field, which in fields:
-            value = r.claims.groups.get(group, {}).get(field)
-            if isinstance(value, str) and (which, catalog_key(value)) not in known:
-                try:
-                    check_catalog_name(which, value, holder_names(r.claims))
-                except UsageError as exc:
-                    errors.append(BulkError(r.line, exc.message, exc.code))
-                    break
-    return errors
+    it. One error per row."""
+    rows = list(rows)
+    errors: dict[int, BulkError] = {}
+    for i, _, _, error in _unknown_names((r.claims for r in rows), catalogs):
+        if error is not None and i not in errors:
+            errors[i] = BulkError(rows[i].line, error.message, error.code)
+    return list(errors.values())
 
 
 @dataclass(frozen=True)
