@@ -264,12 +264,6 @@ class Presentation:
 # -- pure helpers for ``present`` -------------------------------------------------------------
 
 
-def _ineligible(decoded: Decoded, eligibility: tuple[str, str] | None,
-                shown: Sequence[str]) -> bool:
-    """The code shows the service's eligibility claim, and it is not true: as a counter decides
-    (``not_eligible``). Left out, that claim is ``missing`` instead."""
-    return not_eligible(eligibility, {g: decoded.groups.get(g, {}) for g in shown})
-
 def _claim_index() -> tuple[dict[str, str], dict[str, list[str]]]:
     """Name → group for group names, ``group.claim`` and unambiguous claim names; plus the claim
     names that several groups share (``eligible``), which must be written ``group.claim``."""
@@ -1118,4 +1112,8 @@ class Wallet:
                             clock_differs=known if behind > CLOCK_SLACK and not refused
                             else None,
                             valid_from=first_day(p.nbf),
-                            ineligible=_ineligible(decoded, spec.eligibility, groups))
+                            # As a counter decides (``not_eligible``); the claim left out
+                            # is ``missing`` instead.
+                            ineligible=not_eligible(spec.eligibility,
+                                                    {g: decoded.groups.get(g, {})
+                                                     for g in groups}))
