@@ -121,6 +121,7 @@ keys = sa.Table(
     sa.Column("compromised_since", sa.Integer),
     sa.Column("status_list", sa.Integer, nullable=False),
     sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("retired_at", sa.Integer),  # when a rotation took over from it (0004)
 )
 credentials = sa.Table(
     "credentials", metadata,
@@ -543,7 +544,7 @@ class IssuerStore:
         # backup) signs with it from now on is refused at counters (key_not_valid_at_issuance).
         # Left open, it was accepted until the key's five years were up.
         mine = (keys.c.role == "office") & (keys.c.office == office)
-        db.execute(keys.update().where(mine).values(active=False))
+        db.execute(keys.update().where(mine & keys.c.active).values(active=False, retired_at=now))
         db.execute(keys.update().where(mine & (keys.c.valid_until > now))
                    .values(valid_until=sa.func.max(now, keys.c.valid_from)))
         db.execute(keys.insert().values(
@@ -772,9 +773,9 @@ class IssuerStore:
         for r in rows:
             # A key rotated away had its window closed then (``_add_office_key``): retired,
             # not "expired" a second later. One whose five years ran out first stays expired.
-            closed = r["valid_until"] - r["valid_from"] < KEY_YEARS * 365 * 86400
+            retired = r["retired_at"] is not None and r["retired_at"] <= r["valid_until"]
             status = ("compromised" if r["compromised_since"] is not None
-                      else "retired" if not r["active"] and closed
+                      else "retired" if retired
                       else "expired" if now > r["valid_until"]
                       else "not_yet_valid" if now < r["valid_from"]
                       else "active")

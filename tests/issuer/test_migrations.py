@@ -122,6 +122,36 @@ def test_the_next_batch_to_publish_is_found_without_reading_those_sent(
     assert "USING INDEX ix_outbox_unsent" in repr(plan), plan  # partial: the unsent rows only
 
 
+def test_keys_rotated_before_0004_are_retired_and_the_active_one_alone_active(
+        homes: dict[str, Path], passphrase: str, run: Run) -> None:
+    """Migration 0004: an office key rotated away by an older release (its five years left
+    open, no ``retired_at``) is "retired" from when its successor was made, beside the one
+    active key; a key that simply ran out stays "expired"."""
+    home = homes["issuer"]
+    _init(run, home)
+    assert run("issuer", "rotate", "--home", str(home))[0] == 0
+    with sqlite3.connect(home / "issuer.db") as db:
+        old, new = db.execute("SELECT kid, valid_from FROM keys WHERE role = 'office' "
+                              "ORDER BY valid_from, rowid").fetchall()
+        # as an older release left it: the window open, no retired_at column
+        db.execute("UPDATE keys SET valid_until = valid_from + 5 * 365 * 86400 WHERE kid = ?",
+                   (old[0],))
+        db.execute("ALTER TABLE keys DROP COLUMN retired_at")
+        db.execute("UPDATE issuer_alembic_version SET version_num = '0003'")
+    db.close()
+    store = IssuerStore.open(home)
+    assert [k["status"] for k in store.office_keys()] == ["retired", "active"]
+    with sqlite3.connect(home / "issuer.db") as db:
+        assert db.execute("SELECT retired_at FROM keys WHERE kid = ?", (old[0],)).fetchone() == (
+            new[1],)
+        assert db.execute("SELECT retired_at FROM keys WHERE kid = ?", (new[0],)).fetchone() == (
+            None,)
+    db.close()
+    # its window ran out before any rotation: expired, not retired
+    later = new[1] + 6 * 365 * 86400
+    assert [k["status"] for k in store.office_keys(now=later)] == ["retired", "expired"]
+
+
 def test_migrations_ship_as_package_data() -> None:
     import issuer
 
