@@ -18,7 +18,7 @@ from typing import Any, BinaryIO, TypeVar
 import click
 
 from credential import jsontext, qr, transport
-from credential.bundle import MAX_BUNDLE, RootKey, claimed_edition, parse_bundle
+from credential.bundle import MAX_BUNDLE, RootKey, parse_bundle
 from credential.claims import parse_claims
 from credential.errors import PasaporteError, StoreError, UsageError, as_usage
 from credential.home import (
@@ -519,16 +519,16 @@ def bundle(out: str, proof: str | None, home: str | None) -> None:
         # two clerks writing one file, the slower one's rename could land last and leave the
         # older version there, without the revocation the newer one carried.
         root = store.root()  # (read before the lock: the store reads take it too)
+        version = parse_bundle(data, [root]).version
         with store.write_lock():
-            newer = _newer_bundle_at(out, data, root)
+            newer = _newer_bundle_at(out, version, root)
             if newer is None:
                 staged.commit()
     finally:
         staged.discard()
     if newer is not None:
-        mine = claimed_edition(data)
         click.echo(PasaporteError("bundle_newer_in_place", out=out, have=newer,
-                                  made=mine[1] if mine else "?").diagnostics(), err=True)
+                                  made=version).diagnostics(), err=True)
     click.echo(out)
     _publish(store, passphrase)
     if proof is not None and url is not None:
@@ -541,17 +541,16 @@ def bundle(out: str, proof: str | None, home: str | None) -> None:
             click.echo(uncosigned_warning(), err=True)
 
 
-def _newer_bundle_at(out: str, ours: bytes, root: RootKey) -> int | None:
-    """The version of the bundle of this city already at ``out`` if it is newer than
-    ``ours`` (another clerk's, made after ours and put in place first), else None."""
+def _newer_bundle_at(out: str, made: int, root: RootKey) -> int | None:
+    """The version of the bundle of this city already at ``out`` if it is newer than ours,
+    version ``made`` (another clerk's, made after ours and put in place first), else None."""
     try:
         with open(out, "rb") as f:
             there = f.read(MAX_BUNDLE + 1)
         have = parse_bundle(there, [root])
     except (OSError, PasaporteError):
         return None  # nothing there, or not this city's bundle: ours goes in place
-    mine = claimed_edition(ours)
-    return have.version if mine is not None and have.version > mine[1] else None
+    return have.version if have.version > made else None
 
 
 def _status_command(name: str, new: str, help_text: str) -> None:
