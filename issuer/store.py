@@ -497,9 +497,17 @@ class IssuerStore:
 
     def _add_office_key(self, passphrase: str, proof: bytes, office: str | None, now: int, *,
                         new: bool) -> bytes:
+        with self._sealing(proof) as db:
+            return self._insert_office_key(db, passphrase, office, now, new=new)
+
+    @contextlib.contextmanager
+    def _sealing(self, proof: bytes) -> Iterator[sa.Connection]:
+        """The write transaction of a command that seals a secret under the passphrase
+        ``proof`` showed (``_passphrase_proof``), refused if it changed since
+        (``_same_passphrase``)."""
         with self.engine.begin() as db:
             _same_passphrase(db, proof)
-            return self._insert_office_key(db, passphrase, office, now, new=new)
+            yield db
 
     def _passphrase_proof(self, passphrase: str) -> bytes:
         """The root key's sealed bytes, once ``passphrase`` has opened them: a command that
@@ -645,8 +653,7 @@ class IssuerStore:
         # elsewhere; after the passphrase: the token goes to the node only on the office's word
         info = self.info()
         warning = check_access(url, token, (info.city, info.country, info.code)) if check else None
-        with self.engine.begin() as db:
-            _same_passphrase(db, proof)
+        with self._sealing(proof) as db:
             db.execute(meta.delete().where(meta.c.k.in_(("ledger_url", LEDGER_TOKEN))))
             db.execute(meta.insert(), [
                 {"k": "ledger_url", "v": url},
