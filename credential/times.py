@@ -8,8 +8,8 @@ from datetime import UTC, date, datetime
 from credential.claims import date_from_days, days_from_date  # the day numbers of CBOR dates
 from credential.errors import UsageError
 
-__all__ = ["DATETIME_STAMP", "OFFICE_CLOCK_AHEAD_S", "check_timezone", "day_bounds",
-           "first_day", "last_day", "parse_instant", "rfc3339", "utc_date"]
+__all__ = ["COUNTER_CLOCK_SKEW_S", "DATETIME_STAMP", "OFFICE_CLOCK_AHEAD_S", "check_timezone",
+           "day_bounds", "first_day", "last_day", "parse_instant", "rfc3339", "utc_date"]
 
 # xsd:dateTimeStamp, as VC 2.0 and Data Integrity write times: an instant without its zone would
 # mean a different one on each side of the border.
@@ -24,6 +24,10 @@ _HALF_DAY = 43200
 # and a wallet tells its resident so (``wallet_clock_behind``) only past this; less far, it
 # blames no clock. (A passport's signing time is not held to the counter's clock.)
 OFFICE_CLOCK_AHEAD_S = _DAY
+# How far a counter's clock may be off from the passport's (a counter policy's default
+# ``clock_skew_seconds``): it widens a passport's first and last day at every counter, so a
+# wallet says "the counter will refuse it" only past it.
+COUNTER_CLOCK_SKEW_S = 300
 
 
 def utc_date(ts: int) -> date:

@@ -76,7 +76,7 @@ from credential.keys import (
 from credential.passport import Decoded, check_audience, decode_bytes, present
 from credential.statuslist import MARKS, StatusList
 from credential.text import check_utf8, escaped, folded, typed_forms
-from credential.times import OFFICE_CLOCK_AHEAD_S, first_day, last_day
+from credential.times import COUNTER_CLOCK_SKEW_S, OFFICE_CLOCK_AHEAD_S, first_day, last_day
 from schemas import not_eligible, schema
 
 __all__ = [
@@ -141,10 +141,12 @@ Status = Literal["valid", "expired", "not_yet_valid", "revoked", "suspended",
 
 
 def credential_status(nbf: int, exp: int, now: int) -> Status:
-    """By the local clock alone (no bundle from the issuing city to say more)."""
-    if now < nbf:
+    """By the local clock alone (no bundle from the issuing city to say more), as a counter
+    with the default policy decides: its clock skew widens the first and last day, and inside
+    it the counter accepts what "the counter will refuse it" said it would not."""
+    if now + COUNTER_CLOCK_SKEW_S < nbf:
         return "not_yet_valid"
-    if now >= exp:
+    if now - COUNTER_CLOCK_SKEW_S >= exp:
         return "expired"
     return "valid"
 

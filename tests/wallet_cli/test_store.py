@@ -17,9 +17,10 @@ import pytest
 from credential import transport
 from credential.errors import MalformedInput, StoreError, UsageError
 from credential.keys import signing_key, unb64url, unseal
-from credential.passport import present
-from tests.factory import City
+from credential.passport import decode_bytes, present
+from tests.factory import City, presentation
 from tests.wallet_cli.conftest import PASSPHRASE, example_claims, today
+from verifier.policy import Policy
 from wallet_cli import store
 from wallet_cli.store import Wallet, audience_for, groups_for, shown_with
 
@@ -173,9 +174,28 @@ def test_status_by_the_local_clock(wallet: Wallet, mexicali: City) -> None:
     assert problems == []
     assert [e.status for e in entries] == ["expired", "valid", "not_yet_valid"]
     assert entries[0].valid_until == t - year
-    assert store.credential_status(100, 200, 99) == "not_yet_valid"
-    assert store.credential_status(100, 200, 100) == "valid"
-    assert store.credential_status(100, 200, 200) == "expired"
+    skew = Policy.for_service("library").clock_skew_s  # a counter's default
+    assert store.credential_status(1000, 2000, 1000 - skew - 1) == "not_yet_valid"
+    assert store.credential_status(1000, 2000, 1000 - skew) == "valid"
+    assert store.credential_status(1000, 2000, 2000 + skew - 1) == "valid"
+    assert store.credential_status(1000, 2000, 2000 + skew) == "expired"
+
+
+def test_status_by_the_clock_is_what_a_counter_decides_at_the_edges(mexicali: City) -> None:
+    """Minutes after the last day ended (or before the first began) the wallet said "the
+    counter will refuse it" while the counter, its clock skew widening both days, accepted."""
+    holder = nacl.signing.SigningKey.generate()
+    start = date.fromtimestamp(mexicali.now) + timedelta(days=10)  # after the bundle is made
+    cred = mexicali.issue_for(bytes(holder.verify_key), example_claims(
+        "mexicali", valid_from=start.isoformat(),
+        valid_until=(start + timedelta(days=365)).isoformat()))
+    p = decode_bytes(cred.to_cbor()).payload
+    counter = mexicali.verifier()
+    for at in (p.nbf - 400, p.nbf - 200, p.nbf, p.exp - 1, p.exp + 200, p.exp + 400):
+        code = presentation(cred, holder, "library", ["residence", "library"], now=at)
+        verdict = counter.verify(code, service="library", now=at)
+        assert (store.credential_status(p.nbf, p.exp, at) == "valid") == (
+            verdict.decision == "accepted"), (at - p.nbf, at - p.exp, verdict.code)
 
 
 def test_a_damaged_file_does_not_hide_the_others(wallet: Wallet, mexicali: City) -> None:
