@@ -156,7 +156,10 @@ def _status(decoded: Decoded, bundle: TrustBundle | None, now: int) -> Status:
     the issuing city (``wallet trust``): as much as a counter holding that bundle would know."""
     p = decoded.payload
     status = credential_status(p.nbf, p.exp, now)
-    if status != "valid" or bundle is None:
+    # Not valid yet is no reason to look no further: an early renewal revoked or replaced
+    # before its first day was "not valid yet, you need no new one" for a passport every
+    # counter will refuse on that day.
+    if status == "expired" or bundle is None:
         return status
     signer = next((k for k in bundle.keys if k.kid == decoded.credential.kid), None)
     if signer is None:

@@ -322,6 +322,27 @@ def test_a_revoked_or_suspended_passport_warns_before_the_counter(
     assert verdict.code == ("revoked" if mark == "revocation" else "suspended")
 
 
+def test_a_passport_revoked_before_its_first_day_is_revoked_not_waited_for(
+        run: Run, wallet_home: Path, tmp_path: Path) -> None:
+    """An early renewal the office revoked before it started: the wallet said "not valid yet,
+    you need no new one, show it from that date on", and every counter refuses it then."""
+    city = make_city("Mexicali", "MX", "mx-mxl")
+    wallet = Wallet.open(wallet_home)
+    start = today() + timedelta(days=40)
+    cred_id = wallet.import_text(city.issue_text(wallet.public_key, example_claims(
+        "mexicali", valid_from=start.isoformat(),
+        valid_until=(start + timedelta(days=365)).isoformat()))).id
+    city.revocation.set(city.next_index, True)
+    (tmp_path / "b.cbor").write_bytes(city.bundle())
+    (tmp_path / "r.json").write_text(city.root.to_json())
+    assert run("wallet", "trust", "--bundle", tmp_path / "b.cbor", "--trust-root",
+               tmp_path / "r.json", "--home", wallet_home).exit_code == 0
+    assert [e.status for e in Wallet.open(wallet_home).entries()[0]] == ["revoked"]
+    result = run("wallet", "present", cred_id, "--for", "library", "--home", wallet_home)
+    assert "[wallet_present_not_valid]" in result.stderr and "(revoked)" in result.stderr
+    assert "[wallet_present_not_yet_valid]" not in result.stderr
+
+
 def test_an_expired_passport_warning_shows_the_computers_clock(
         run: Run, wallet_home: Path, mexicali: City) -> None:
     """Years ahead, the computer calls a good passport expired: the warning shows the date it
