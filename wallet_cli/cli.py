@@ -81,8 +81,11 @@ def _say(text: str) -> None:
     click.echo(text, err=True)
 
 
-def _utc(timestamp: int) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
+def _local(timestamp: int) -> str:
+    """A moment as this computer's clock shows it, in its own zone: in UTC, a Tijuana evening
+    read as the next day, beside a passport's first day that is a day in the office's zone, and
+    "check this computer's date" pointed at a clock that was right."""
+    return datetime.fromtimestamp(timestamp, UTC).astimezone().strftime("%Y-%m-%d %H:%M %Z")
 
 
 @click.group(cls=BilingualGroup)
@@ -344,16 +347,16 @@ def _present(wallet: Wallet, credential_id: str, service: str, disclose: tuple[s
                             claims_es=", ".join(f.label["es"] for f in whole.fields),
                             claims_en=", ".join(f.label["en"] for f in whole.fields)
                             ).diagnostics())
-    now = _utc(int(datetime.now(UTC).timestamp()))
+    now = _local(int(datetime.now(UTC).timestamp()))
     if shown.clock_behind is not None:
         _say(PasaporteError("wallet_clock_behind", now=now,
-                            known=_utc(shown.clock_behind)).diagnostics())
+                            known=_local(shown.clock_behind)).diagnostics())
     else:
         if shown.clock_differs is not None:
             # Within what counters allow an office's clock ahead: either clock may be wrong,
             # and a right one must not be set wrong (counters then refuse the code as future).
             _say(PasaporteError("wallet_clock_differs", now=now,
-                                known=_utc(shown.clock_differs)).diagnostics())
+                                known=_local(shown.clock_differs)).diagnostics())
         if shown.status == "not_yet_valid":
             # Not a passport to replace, one to wait for: say from when (as a counter does).
             _say(PasaporteError("wallet_present_not_yet_valid", now=now,

@@ -358,6 +358,27 @@ def test_an_expired_passport_warning_shows_the_computers_clock(
     assert any(f"marca {d}" in result.stderr and f"says {d}" in result.stderr for d in days)
 
 
+def test_the_computers_clock_is_shown_in_its_own_zone(
+        run: Run, wallet_home: Path, mexicali: City, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shown in UTC, a Tijuana evening read as the next day, beside a first day that is a day
+    in the office's zone: "check this computer's date" for a clock that was right."""
+    wallet = Wallet.open(wallet_home)
+    start = today() + timedelta(days=40)
+    cred_id = wallet.import_text(mexicali.issue_text(wallet.public_key, example_claims(
+        "mexicali", valid_from=start.isoformat(),
+        valid_until=(start + timedelta(days=365)).isoformat()))).id
+    monkeypatch.setenv("TZ", "America/Tijuana")
+    time.tzset()
+    try:
+        result = run("wallet", "present", cred_id, "--for", "library", "--home", wallet_home)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    said = result.stderr.partition("[wallet_present_not_yet_valid]")[2]
+    assert said and " UTC" not in said
+    assert " PST" in said or " PDT" in said, said
+
+
 def test_a_passport_not_yet_valid_says_from_when_and_needs_no_new_one(
         run: Run, wallet_home: Path, mexicali: City) -> None:
     """It was told "not currently valid … ask for a new one": a passport that starts later
