@@ -45,7 +45,7 @@ from credential.note import (
 )
 from credential.text import escaped
 
-__all__ = ["PROOF_TYPE", "BundleProof", "parse_bundle_proof", "read_trust_files",
+__all__ = ["PROOF_TYPE", "BundleProof", "name_host", "parse_bundle_proof", "read_trust_files",
            "require_logged", "require_logged_with_keys", "verify_bundle_proof"]
 
 PROOF_TYPE = "pasaporte-bundle-proof/1"
@@ -122,7 +122,7 @@ def parse_bundle_proof(data: bytes) -> BundleProof:
     return BundleProof(index, _b64(doc.get("record"), "record"), proof, note)
 
 
-def _host(name: str) -> str:
+def name_host(name: str) -> str:
     """The host a log or witness name begins with (``ledger.calexico.example/log`` →
     ``ledger.calexico.example``), as C2SP origins and key names are written."""
     return name.split("/", 1)[0].casefold()
@@ -143,12 +143,12 @@ def verify_bundle_proof(signed_bundle: bytes, proof: BundleProof, logs: Sequence
     # own witness (named under its log's host, as ``ledger init`` names it: ORIGIN/witness)
     # must not count for its own log, or a city could fork its log, cosign the fork itself and
     # hand a counter a bundle that only the fork ever published.
-    host = _host(log.name)
-    others = [w for w in witnesses if _host(w.name) != host]
+    host = name_host(log.name)
+    others = [w for w in witnesses if name_host(w.name) != host]
     try:
         checkpoint = verify_checkpoint(proof.checkpoint, log, others, quorum=quorum)
     except PasaporteError as exc:
-        own = [w.name for w in witnesses if _host(w.name) == host]
+        own = [w.name for w in witnesses if name_host(w.name) == host]
         if exc.code != "note_missing_cosignature" or not own or len(others) >= quorum:
             raise
         # the counter was given that log's own witness key (handed out beside its log key):

@@ -56,6 +56,7 @@ from credential.home import (
     read_passphrase,
     resolve_home,
 )
+from credential.logproof import name_host
 from credential.note import MAX_KEY_NAME, check_own_name, is_key_name, parse_verifier_key
 from credential.text import NOT_TEXT, WIDE_BOMS, decode_file, escaped
 from credential.times import rfc3339
@@ -891,7 +892,12 @@ def witnesses_add(url: str, vkey: str, home: str | None, db: str | None) -> None
     _vkey(vkey, "--key")
     with _open(home, db, log_only=True) as store:
         added = store.add_witness(url, vkey)
+        origin = store.verifier.name
     click.echo(f"ok: {added.verifier.name}")
+    if name_host(added.verifier.name) == name_host(origin):
+        click.echo(PasaporteError("ledger_witness_same_host", witness=added.verifier.name,
+                                  origin=origin, host=name_host(origin)).diagnostics(),
+                   err=True)
     if added.moved_from is not None and not added.replaced:
         # a witness that worked, asked from now on somewhere else: said, so that a wrong
         # address (this node's own, say) is not found only as every cosignature failing (a

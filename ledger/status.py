@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import Connection, func, inspect, select
 
 from credential.errors import MalformedInput, PasaporteError
+from credential.logproof import name_host
 from credential.note import parse_signature_lines, parse_verifier_key
 from credential.times import rfc3339
 from ledger import schema as t
@@ -275,6 +276,11 @@ def assess(facts: Facts, *, now: int, max_age: int = DEFAULT_MAX_AGE,
     if facts.mirror_of is None and not facts.witnesses:
         problems.append(PasaporteError("ledger_status_no_witness"))
     for w in facts.witnesses:
+        if name_host(w.name) == name_host(facts.origin):
+            # its cosignatures count at no counter (``bundle_witness_is_own``): found here,
+            # not as every bundle refused once the city is live
+            problems.append(PasaporteError("ledger_witness_same_host", witness=w.name,
+                                           origin=facts.origin, host=name_host(w.name)))
         behind = facts.size - w.cosigned
         if behind < 0:
             # It vouched for a tree this database does not hold: restored from an old copy.

@@ -5,6 +5,7 @@ allows it (0005) keeps the rows of an older database."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from ledger import schema as t
 from ledger.audit import audit
 from ledger.entries import WitnessCosignature, decode_record
 from ledger.keys import load_config
-from ledger.status import collect
+from ledger.status import assess, collect
 from ledger.store import LedgerStore, _alembic_config, make_engine
 from tests.ledger.conftest import PASSPHRASE, Server, init_home, run_cli
 from tests.ledger.helpers import commitment
@@ -340,3 +341,27 @@ def test_a_witness_asked_somewhere_else_from_now_on_is_said(
         err = capsys.readouterr().err
         assert ("[ledger_witness_url_changed]" in err) == said, err
     assert "http://127.0.0.1:9" in err and "from now on, at http://127.0.0.1:8" in err
+
+
+def test_another_citys_witness_on_this_logs_host_is_said_at_once(
+        home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two cities serving their logs from one host (``ledgers.example/a``, ``…/b``): no
+    counter counts a witness named under this log's host (``bundle_witness_is_own``), and
+    ``witnesses add`` and ``status`` said "ok" until every bundle was refused in production."""
+    shared = generate_signer("ledger.test/other-city/witness", COSIGNATURE_V1).verifier.vkey
+    elsewhere = generate_signer(WITNESS, COSIGNATURE_V1).verifier.vkey
+    capsys.readouterr()
+    assert run_cli("witnesses", "add", "--url", "http://127.0.0.1:9", "--key", elsewhere,
+                   "--home", str(home)) == 0
+    assert "[ledger_witness_same_host]" not in capsys.readouterr().err
+    assert run_cli("witnesses", "add", "--url", "http://127.0.0.1:8", "--key", shared,
+                   "--home", str(home)) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("[ledger_witness_same_host] Aviso: el testigo "
+                          "ledger.test/other-city/witness"), err
+    assert "host (ledger.test)" in err and "ledger init --witness-name" in err
+    with LedgerStore.open(home) as store:
+        facts = collect(store)
+    problems = assess(facts, now=int(time.time())).problems
+    assert [p.code for p in problems if p.code == "ledger_witness_same_host"] == [
+        "ledger_witness_same_host"]
