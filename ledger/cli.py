@@ -767,10 +767,11 @@ def _mirror(root: Path, url: str, log_key: str | None, witness_key: tuple[str, .
     config = load_config(root)
     if log_key and config.log_vkey != log_key:
         if not _holds_nothing(home, db):
-            if parse_verifier_key(log_key).name == config.origin:  # rebuilt, or an impostor
+            given = parse_verifier_key(log_key).name
+            if given == config.origin:  # rebuilt, or an impostor
                 raise LedgerError("ledger_witness_key_changed", origin=config.origin)
             raise LedgerError("ledger_mirror_key_changed", origin=config.origin,
-                              home=str(root))
+                              home=str(root), given=escaped(given))
         # A first run that copied nothing (the node out of reach, a key mistyped) is set
         # right by running it again with the right key: there is no copy to contradict.
         verifier = parse_verifier_key(log_key)

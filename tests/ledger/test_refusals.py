@@ -475,5 +475,8 @@ def test_a_first_mirror_run_that_copied_nothing_is_set_right_by_running_it_again
     capsys.readouterr()
     assert run_cli("mirror", "--from", node.url, "--log-key", wrong, "--unwitnessed",
                    "--home", str(copy)) == 1
-    assert _err(capsys).startswith("[ledger_mirror_key_changed]")
+    err = _err(capsys)
+    assert err.startswith("[ledger_mirror_key_changed]")
+    # the key given is named as another log's, not as this log's key changed
+    assert "the --log-key given is another log's, ledger.other.example/log" in err, err
     assert load_config(copy).log_vkey == right
