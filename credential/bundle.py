@@ -259,5 +259,5 @@ def parse_bundle(data: bytes, roots: Sequence[RootKey]) -> TrustBundle:
         raise _bad("contents not CBOR") from None
     bundle = _payload(contents)
     if (bundle.city, bundle.country, bundle.code) != (root.city, root.country, root.code):
-        raise _bad("bundle city differs from its root's city")
+        raise _bad("bundle's city, country or city code differs from its root's")
     return bundle
