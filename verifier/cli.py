@@ -87,6 +87,11 @@ def _as_utf8(read: Callable[[int], bytes]) -> Callable[[int], bytes]:
     return decoded
 
 
+# PNG, JPEG, GIF, WebP (RIFF), TIFF and BMP files begin so; no scanner's text does.
+_IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"RIFF",
+                     b"II*\x00", b"MM\x00*", b"BM")
+
+
 def _lines(stream: BinaryIO, option: str) -> Iterator[str | None]:
     """The batch's lines as text, read in bounded pieces: ``None`` for a line over ``MAX_LINE``
     (its rest is skipped, never held); bytes that are not UTF-8 (a scanner's line noise) become
@@ -120,6 +125,10 @@ def _lines(stream: BinaryIO, option: str) -> Iterator[str | None]:
         return line.decode("utf-8", "replace")
 
     while chunk := read(_CHUNK):
+        if first and not pending and chunk.startswith(_IMAGE_SIGNATURES):
+            # a photo of the code given where its text goes: one clear refusal pointing at
+            # --image, not thousands of "not a passport" lines from its bytes
+            raise UsageError("scan_input_is_image", option=option)
         pos = 1 if after_cr and chunk.startswith(b"\n") else 0
         after_cr = False
         for brk in _BREAK.finditer(chunk, pos):
@@ -344,6 +353,16 @@ class _Replays:
         return None
 
 
+def _unreplayed(line: str, result: Result, replays: _Replays | None, policy: Policy) -> Result:
+    """``result``, or ``presentation_replayed`` for a presentation accepted before in this
+    session (only with a nonce: ``replays``)."""
+    if replays is not None and result.accepted and not result.paper:
+        ago = replays.check(line, policy)
+        if ago is not None:
+            return Result.rejection("presentation_replayed", seconds=ago)
+    return result
+
+
 @contextlib.contextmanager
 def _session_over() -> Iterator[None]:
     """From here a signal changes nothing (the session is ending): held back, and those that
@@ -383,18 +402,16 @@ def _scan(setup: _Setup, verifier: Verifier, policy: Policy, at: int | None,
                     _newest(newest, verifier)
                 except (PasaporteError, OSError) as exc:  # keep the last good setup: scans go on
                     error = exc if isinstance(exc, PasaporteError) else StoreError(
-                        "file_error", path=exc.filename or "?", reason=exc.strerror or str(exc))
+                        "setup_file_unreadable", path=exc.filename or "?",
+                        reason=exc.strerror or str(exc))
                     _say(f"! {error.diagnostics()}")
                     _say("! Se sigue con la configuración anterior / Still using the previous "
                          f"setup ({_versions(verifier)})")
                 else:
                     _say(f"Configuración actualizada / Setup updated: {_versions(verifier)}")
             result = (Result.rejection("too_large") if line is None else
-                      verifier.verify(line, service=policy, now=at, nonce=nonce))
-            if replays is not None and line is not None and result.accepted and not result.paper:
-                ago = replays.check(line, policy)
-                if ago is not None:
-                    result = Result.rejection("presentation_replayed", seconds=ago)
+                      _unreplayed(line, verifier.verify(line, service=policy, now=at,
+                                                        nonce=nonce), replays, policy))
             # shown and counted together: an interrupt between the two counted a result
             # nobody saw (the summary one ahead of what the clerk was shown)
             with uninterrupted():
@@ -549,6 +566,9 @@ def command(service: str, bundles: tuple[str, ...], roots: tuple[str, ...],
         return
     if batch is not None:
         all_ok, checked = True, 0
+        # as in a --scan session: a scanner's log replayed here must not accept the code a
+        # session refused as replayed
+        replays = _Replays() if nonce_bytes is not None else None
         # One result per line that holds anything, refused or not, naming its line in the log
         # so that a replay can be matched with it line by line (blank lines give none); never
         # two for one line: two codes on one line are one refusal
@@ -559,7 +579,8 @@ def command(service: str, bundles: tuple[str, ...], roots: tuple[str, ...],
             elif _blank(line):
                 continue
             else:
-                result = verifier.verify(line, service=policy, now=now, nonce=nonce_bytes)
+                result = _unreplayed(line, verifier.verify(line, service=policy, now=now,
+                                                           nonce=nonce_bytes), replays, policy)
             all_ok &= result.accepted
             checked += 1
             # ``| head -1``: the rest is still checked (the exit status is the whole batch's

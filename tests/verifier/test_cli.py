@@ -104,6 +104,19 @@ def test_an_endless_line_stops_the_batch_with_a_usage_error(tmp_path: Path, run:
     assert code == 2 and "batch_not_lines" in err and out == ""
 
 
+def test_a_photo_given_as_a_scanner_log_is_one_usage_error(tmp_path: Path, run: Run) -> None:
+    """``--batch photo.jpg`` meant ``--image``: thousands of "not a passport" lines from its
+    bytes; now one refusal naming --image."""
+    from credential import qr
+
+    city = City()
+    text = city.issue_text(None, example_claims())
+    (tmp_path / "code.png").write_bytes(qr.render_png(text))
+    code, out, err = run(*_counter(tmp_path, city), "--batch", str(tmp_path / "code.png"))
+    assert (code, out) == (2, "") and err.startswith("[scan_input_is_image] ")
+    assert "--image" in err and "No se verificó nada" in err
+
+
 def test_an_oversized_setup_file_is_not_read(tmp_path: Path, run: Run) -> None:
     """A counter pointed at a huge file by mistake: a usage error naming it, nothing allocated
     beyond the limit (the file here is sparse: 1 GB that takes no disk)."""
@@ -213,7 +226,8 @@ def test_the_counter_at_work_scans_and_takes_a_new_bundle_without_restarting(
     assert "Listo para escanear Biblioteca / Ready to scan Library (Mexicali v1)" in err
     assert "Configuración actualizada / Setup updated: Mexicali v2" in err
     assert err.count("Still using the previous setup (Mexicali v2)") == 2
-    assert "[bundle_invalid]" in err and "[file_error]" in err and "b.cbor" in err
+    assert "[bundle_invalid]" in err and "[setup_file_unreadable]" in err and "b.cbor" in err
+    assert "half-written" not in err  # it only reads
     assert "Escaneos / Scans: 6 — aceptados / accepted: 1, rechazados / rejected: 5" in err
 
 

@@ -66,6 +66,19 @@ def test_a_code_answering_the_counters_nonce_is_accepted_once(tmp_path: Path) ->
     assert [json.loads(x)["code"] for x in again.stdout.splitlines()] == ["accepted"] * 2
 
 
+def test_a_scanner_log_replayed_with_the_nonce_refuses_the_replay_as_the_session_did(
+        tmp_path: Path, run: Run) -> None:
+    """``--batch`` replaying a ``--scan`` log: the code a session refused as replayed was
+    accepted twice."""
+    city, holder = City(), nacl.signing.SigningKey.generate()
+    code = presentation(city.issue(holder=holder), holder, "library", LIB, nonce=b"8F3K")
+    (tmp_path / "scans.log").write_text(f"{code}\n{code.lower()}\n")
+    args = _counter(tmp_path, city, "--nonce", "8F3K")[3:-2]  # (not the process, not --scan)
+    status, out, _ = run(*args, "--batch", str(tmp_path / "scans.log"))
+    assert [json.loads(line)["code"] for line in out.splitlines()] == [
+        "accepted", "presentation_replayed"] and status == 1
+
+
 def _tagged(code: str) -> str:
     """``code`` with its credential's COSE_Sign1 under tag 18 (RFC 9052 §4.2: either way)."""
     envelope = cbor2.loads(transport.unpack(code))
