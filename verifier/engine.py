@@ -293,7 +293,16 @@ class Verifier:
         if now + skew < p.nbf:
             return _reject("not_yet_valid", d, issuer, valid_from=first_day(p.nbf).isoformat())
         if now - skew >= p.exp:
-            return _reject("expired", d, issuer, valid_until=last_day(p.exp).isoformat())
+            if (holder_signed and kb is not None and kb.iat < p.exp
+                    and now - kb.iat > policy.freshness_s + skew):
+                # The phone made the code while the passport was good, long before this
+                # clock's "now": a counter clock set years ahead (a mistyped year) told every
+                # resident "expired", and nothing pointed at the clock.
+                return _reject("expired", d, issuer, said="expired_counter_clock_ahead",
+                               valid_until=last_day(p.exp).isoformat(), now=_minute(now),
+                               made=_minute(kb.iat))
+            return _reject("expired", d, issuer, valid_until=last_day(p.exp).isoformat(),
+                           today=time.strftime("%Y-%m-%d", time.localtime(now)))  # its zone
 
         # Every shown disclosure must hash into the signed root.
         if kb is None and len(leaves) != self._groups:

@@ -200,6 +200,27 @@ def test_not_yet_valid_and_expired(city: City, holder: nacl.signing.SigningKey) 
     reject(verifier_for(city), presentation(cred, holder, "library", LIB), "expired")
 
 
+def test_a_counter_clock_years_ahead_is_named_not_only_the_passport_expired(
+        city: City, holder: nacl.signing.SigningKey) -> None:
+    """A counter whose clock was set years ahead told every resident "your passport expired",
+    nothing pointing at the clock, though the phone signed the code while it was valid."""
+    cred = city.issue(holder=holder)
+    years = NOW + 4 * 365 * 86400  # past the example's valid_until
+    v = verifier_for(city)
+    r = reject(v, presentation(cred, holder, "library", LIB, now=NOW), "expired", now=years)
+    assert "reloj de esta ventanilla" in r.message["es"]
+    assert time.strftime("%Y-%m-%d", time.gmtime(NOW)) in r.message["en"]  # when it was made
+    assert "If this counter's date is wrong, correct it" in r.message["en"]
+    # made when the phone's clock too was past the end: the passport's, with the counter's date
+    late = reject(v, presentation(cred, holder, "library", LIB, now=years), "expired", now=years)
+    assert "reloj" not in late.message["es"]
+    assert time.strftime("%Y-%m-%d", time.localtime(years)) in late.message["en"]
+    # a paper passport carries no phone's time: the counter's date alone
+    paper = reject(v, city.issue_text(None, example_claims()), "expired", now=years)
+    assert f"this counter's date is {time.strftime('%Y-%m-%d', time.localtime(years))}" in (
+        paper.message["en"])
+
+
 def test_clock_skew_is_configurable(city: City, holder: nacl.signing.SigningKey) -> None:
     claims = example_claims()
     claims["valid_from"] = day("2026-11-24")  # the day after NOW
@@ -702,7 +723,8 @@ def test_every_rejection_code_is_provoked() -> None:
     engine = {c for c in re.findall(r'"([a-z_]+)"', source("verifier.engine")) if c in catalog}
     # decisions and warnings (asserted in the tests above), not rejection codes
     not_rejections = {"accepted", "rejected", "paper_check_id", "catalog_unknown",
-                      "issuer_unknown_city"}  # a message of issuer_unknown (test_issuer_unknown)
+                      # messages of issuer_unknown and expired (tested where they are said)
+                      "issuer_unknown_city", "expired_counter_clock_ahead"}
     parsers = set(re.findall(r'MalformedInput\(\s*"([a-z_]+)"', source("credential.transport")
                              + source("credential.passport")))
     parsers -= {"key_invalid"}  # raised by ``issue``, never on a scan
