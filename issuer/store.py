@@ -552,6 +552,17 @@ class IssuerStore:
         # backup) signs with it from now on is refused at counters (key_not_valid_at_issuance).
         # Left open, it was accepted until the key's five years were up.
         mine = (keys.c.role == "office") & (keys.c.office == office)
+        # A clock behind what the office already recorded (NTP not synced yet, a restore onto
+        # a PC set a month back) closed its keys' windows before the passports they signed:
+        # every one refused at counters once the bundle went out, the office still calling
+        # them valid. Refused instead, nothing changed.
+        # (Only what its keys signed: a key made while the clock ran ahead has a first moment
+        # a right clock is behind, and a rotation is what replaces it.)
+        signed = db.execute(sa.select(sa.func.max(credentials.c.issued_at)).where(
+            credentials.c.kid.in_(sa.select(keys.c.kid).where(mine)))).scalar()
+        if not new and signed is not None and now < signed:
+            raise StoreError("issuer_clock_behind_records", now=rfc3339(now),
+                             latest=rfc3339(signed), office=office)
         db.execute(keys.update().where(mine & keys.c.active).values(active=False, retired_at=now))
         db.execute(keys.update().where(mine & (keys.c.valid_until > now))
                    .values(valid_until=sa.func.max(now, keys.c.valid_from)))
@@ -780,9 +791,12 @@ class IssuerStore:
         for r in rows:
             # A key rotated away had its window closed then (``_add_office_key``): retired,
             # not "expired" a second later. One whose five years ran out first stays expired.
-            retired = r["retired_at"] is not None and r["retired_at"] <= r["valid_until"]
+            # (Retired with the clock ahead, past the window's end, then the clock set right:
+            # retired still, not "active".)
+            ran_out = (r["retired_at"] is not None and r["retired_at"] > r["valid_until"]
+                       and now > r["valid_until"])
             status = ("compromised" if r["compromised_since"] is not None
-                      else "retired" if retired
+                      else "retired" if not r["active"] and not ran_out
                       else "expired" if now > r["valid_until"]
                       else "not_yet_valid" if now < r["valid_from"]
                       else "active")

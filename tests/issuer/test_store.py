@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from credential.claims import parse_claims
 from credential.errors import MalformedInput, StoreError, UsageError
 from credential.keys import b64url
+from credential.times import parse_instant
 from issuer.indices import KEY_BYTES, IndexPermutation
 from issuer.store import KEY_YEARS, Issuance, IssuerStore, catalog, credentials, keys, meta
 from tests.conftest import PASSPHRASE
@@ -286,6 +287,48 @@ def test_a_key_rotated_away_or_compromised_mid_run_signs_no_more(tmp_path: Path)
         store.issue(claims, holder_key=None, passphrase=PASSPHRASE, signing=fresh)
     assert refused.value.code == "issuer_key_retired"
     assert _registered(store) == (2, 2)
+
+
+def test_a_rotation_with_the_clock_behind_the_records_changes_nothing(tmp_path: Path) -> None:
+    """``rotate`` an hour behind (NTP not synced yet; a restore onto a PC set a month back)
+    closed the old key's window before passports it had signed: every one refused at counters
+    once the bundle went out, while the office called them valid."""
+    store = IssuerStore.create(tmp_path / "issuer", city="Mexicali", country="MX",
+                               office="Centro", code="MXMEX", passphrase=PASSPHRASE)
+    cred = store.issue(parse_claims(example_claims()), holder_key=None, passphrase=PASSPHRASE)
+    found = store.credential(cred.credential_id)
+    assert found is not None
+    signed = parse_instant(found["issued_at"], "issued_at")
+    before = store.office_keys()
+    with pytest.raises(StoreError) as refused:
+        store.add_office_key(PASSPHRASE, now=signed - 3600)
+    assert refused.value.code == "issuer_clock_behind_records"
+    assert "Ponga el reloj en hora" in refused.value.message["es"]
+    assert "Nothing was changed" in refused.value.message["en"]
+    assert store.office_keys() == before
+    store.add_office_key(PASSPHRASE, now=signed)  # the clock right: rotated
+    old = store.office_keys()[0]
+    assert old["status"] == "retired" and old["valid_until"] >= signed
+
+
+def test_a_rotation_with_the_clock_years_ahead_is_mended_by_rotating_again(
+        tmp_path: Path) -> None:
+    """Rotated with the clock in 2032, past the old key's five years, then the clock set right:
+    the key rotated away showed "active", and the new key (made "in 2032") signs nothing
+    counters take; another rotation, with the right clock, is the remedy and is allowed."""
+    store = IssuerStore.create(tmp_path / "issuer", city="Mexicali", country="MX",
+                               office="Centro", code="MXMEX", passphrase=PASSPHRASE)
+    store.issue(parse_claims(example_claims()), holder_key=None, passphrase=PASSPHRASE)
+    now = int(time.time())
+    store.add_office_key(PASSPHRASE, now=now + 6 * 365 * 86400)
+    assert [k["status"] for k in store.office_keys(now=now)] == ["retired", "not_yet_valid"]
+    with pytest.raises(StoreError) as refused:
+        store.issue(parse_claims(example_claims()), holder_key=None, passphrase=PASSPHRASE)
+    assert "issuer rotate" in refused.value.message["en"], refused.value
+    made = store.add_office_key(PASSPHRASE, now=now)
+    assert {k["kid"]: k["status"] for k in store.office_keys(now=now)}[b64url(made)] == "active"
+    assert sorted(k["status"] for k in store.office_keys(now=now)) == [
+        "active", "retired", "retired"]
 
 
 def test_the_issuance_time_is_read_holding_the_write_lock(tmp_path: Path) -> None:
