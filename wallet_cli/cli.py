@@ -50,6 +50,10 @@ _STATES = {"valid": ("vigente", "valid"), "expired": ("vencido", "expired"),
            "revoked": ("revocado", "revoked"), "suspended": ("suspendido", "suspended"),
            "key_compromised": ("llave de la oficina comprometida: pida uno nuevo",
                                "office key compromised: ask for a new one"),
+           "key_not_valid_at_issuance": ("la llave de la oficina no valía cuando lo firmó: "
+                                         "pida uno nuevo",
+                                         "the office key was not valid when it signed it: "
+                                         "ask for a new one"),
            # Stored whole since import (its digest is checked), such a passport was damaged
            # before (or imported before the wallet kept digests): the office's own file, imported
            # again, mends the one; only a passport that never verified needs a new one.

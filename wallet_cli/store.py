@@ -137,7 +137,8 @@ CLOCK_SLACK = 300
 Unlock = Literal["exact", "trimmed", "composed", "caps_lock"]
 
 Status = Literal["valid", "expired", "not_yet_valid", "revoked", "suspended",
-                 "key_compromised", "signature_invalid", "key_unknown"]
+                 "key_compromised", "key_not_valid_at_issuance", "signature_invalid",
+                 "key_unknown"]
 
 
 def credential_status(nbf: int, exp: int, now: int) -> Status:
@@ -172,6 +173,10 @@ def _status(decoded: Decoded, bundle: TrustBundle | None, now: int) -> Status:
         # imported before the city was trusted (then nothing could check it): once it is,
         # the resident hears now what every counter would answer (signature_invalid)
         return "signature_invalid"
+    if not signer.valid_from <= p.iat <= signer.valid_until:
+        # Signed outside its key's window (a copy of the office's store, an old laptop,
+        # signing after the key was rotated away): every counter refuses it, as it does.
+        return "key_not_valid_at_issuance"
     for key in bundle.keys:
         # As a counter decides (verifier.engine): signed at or after its key's compromise
         # time, the passport is refused everywhere, however valid its dates; the resident

@@ -19,7 +19,7 @@ from credential.errors import MalformedInput, StoreError, UsageError
 from credential.keys import signing_key, unb64url, unseal
 from credential.passport import decode_bytes, present
 from tests.factory import City, presentation
-from tests.wallet_cli.conftest import PASSPHRASE, example_claims, today
+from tests.wallet_cli.conftest import PASSPHRASE, example_claims, make_city, today
 from verifier.policy import Policy
 from wallet_cli import store
 from wallet_cli.store import Wallet, audience_for, groups_for, shown_with
@@ -196,6 +196,18 @@ def test_status_by_the_clock_is_what_a_counter_decides_at_the_edges(mexicali: Ci
         verdict = counter.verify(code, service="library", now=at)
         assert (store.credential_status(p.nbf, p.exp, at) == "valid") == (
             verdict.decision == "accepted"), (at - p.nbf, at - p.exp, verdict.code)
+
+
+def test_a_passport_signed_outside_its_keys_window_is_said_refused(wallet: Wallet) -> None:
+    """Signed by a copy of the office's store after its key was rotated away (the old laptop):
+    listed "valid" and presented without a word, while every counter refuses it."""
+    city = make_city("Mexicali", "MX", "mx-mxl")
+    cred_id = wallet.import_text(city.issue_text(wallet.public_key, example_claims("mexicali"))
+                                 ).id
+    city.key_valid_until = city.now - 60  # the window the office closed before this signing
+    wallet.trust([city.bundle()], [city.root.to_json().encode()])
+    [entry], _ = wallet.entries()
+    assert (entry.id, entry.status) == (cred_id, "key_not_valid_at_issuance")
 
 
 def test_a_damaged_file_does_not_hide_the_others(wallet: Wallet, mexicali: City) -> None:
