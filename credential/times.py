@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from credential.claims import date_from_days, days_from_date  # the day numbers of CBOR dates
 from credential.errors import UsageError
@@ -110,13 +110,18 @@ def last_day(exp: int) -> date:
 
 # RFC 3339 spells years 0000-9999; Python's datetime starts at year 1.
 _LATEST = 253402300799  # 9999-12-31T23:59:59Z
+_EARLIEST = -62135596800  # 0001-01-01T00:00:00Z
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def rfc3339(ts: int) -> str:
     """``ts`` (Unix seconds) as RFC 3339 UTC. A time outside what it can spell (a witness whose
     clock sends milliseconds, tlog-cosignature's 2^63-1) is shown at the nearest end of its
-    range rather than failing a whole report (``ledger status``) over one stranger's number."""
-    return datetime.fromtimestamp(min(max(ts, 0), _LATEST), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    range rather than failing a whole report (``ledger status``) over one stranger's number.
+    Before 1970 is spelled too: ``compromised --since 1900-01-01T00:00:00Z`` was said back to
+    the clerk as 1970."""
+    moment = _EPOCH + timedelta(seconds=min(max(ts, _EARLIEST), _LATEST))
+    return moment.replace(tzinfo=None).isoformat(timespec="seconds") + "Z"  # 4-digit years
 
 
 def parse_instant(text: str, option: str) -> int:

@@ -103,4 +103,6 @@ def test_a_time_rfc3339_cannot_spell_is_shown_at_the_end_of_its_range() -> None:
     assert rfc3339(253402300799) == "9999-12-31T23:59:59Z"
     for far in (253402300800, 1_795_000_000_000, (1 << 63) - 1):
         assert rfc3339(far) == "9999-12-31T23:59:59Z"
-    assert rfc3339(-1) == "1970-01-01T00:00:00Z"
+    assert rfc3339(-1) == "1969-12-31T23:59:59Z"  # spelled, not shown as 1970
+    assert rfc3339(-2208988800) == "1900-01-01T00:00:00Z"
+    assert rfc3339(-(1 << 63)) == "0001-01-01T00:00:00Z"

@@ -736,6 +736,7 @@ def test_a_compromise_time_before_the_key_is_its_first_moment(office: Path, tmp_
                          "--home", str(office))
     assert code == 0 and out.strip() == f"{kid}: comprometida desde / compromised since {made}"
     assert err.startswith("[issuer_compromise_from_start]") and made in err, err
+    assert "1900-01-01T00:00:00Z" in err and "1970" not in err  # the time typed, said back
     assert _compromise_entries(office) == [made]
     assert run("issuer", "bundle", "--out", str(tmp_path / "b.cbor"), "--home", str(office))[0] == 0
     store = IssuerStore.open(office)
