@@ -509,7 +509,8 @@ class _RepeatableFiles(BilingualCommand):
 @proof_options
 @click.option("--text", help="Texto del código escaneado / The scanned payload text.")
 @click.option("--image", type=click.Path(exists=True, dir_okay=False),
-              help="Foto del código, PNG o JPEG / A PNG/JPEG photo.")
+              help="Foto del código, PNG o JPEG de hasta 40 megapíxeles / A PNG/JPEG photo of "
+                   "up to 40 megapixels.")
 @click.option("--batch", type=click.File("rb"),
               help="Un código por línea (- para la entrada estándar) / One payload per line (- "
                    "for stdin).")

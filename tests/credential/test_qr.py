@@ -100,6 +100,19 @@ def test_unreadable_images() -> None:
         assert _code(other) == "image_invalid"
 
 
+
+def test_the_image_messages_say_what_to_do_and_the_limits_in_force() -> None:
+    """A photo cut short in transfer was told "use a PNG or JPEG" (it was one), and a 48 MP
+    phone photo "too large" with the limit written nowhere but the code."""
+    invalid = MalformedInput("image_invalid").message
+    assert "dañada o incompleta" in invalid["es"] and "damaged or incomplete" in invalid["en"]
+    large = MalformedInput("image_too_large").message
+    for lang, word in (("es", "megapíxeles"), ("en", "megapixels")):
+        assert f"{qr.MAX_PIXELS // 1_000_000} {word}" in large[lang]
+        assert f"{qr.MAX_FILE_BYTES // 2**20} MB" in large[lang]
+        assert f"; {qr.MAX_PNG_PIXELS // 1_000_000} " in large[lang]
+
+
 def test_palette_and_bilevel_images_are_read() -> None:
     for mode in ("1", "P", "LA"):
         out = io.BytesIO()
