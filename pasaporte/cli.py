@@ -333,6 +333,12 @@ def main(argv: list[str] | None = None) -> int:
             with contextlib.suppress(OSError):
                 click.echo(error.diagnostics(), err=True)
             code = 1
+    if argv is None and threading.current_thread() is threading.main_thread():
+        # Run as the program: done and said. A Ctrl-C in the interpreter's last tenth of a
+        # second (its shutdown) exited 130 with no word after the success line, and a script
+        # retrying on 130 redid a restore that had worked. (In-process callers keep theirs.)
+        for signum in (signal.SIGINT, *_CANCELLING):
+            signal.signal(signum, signal.SIG_IGN)
     return code
 
 

@@ -256,3 +256,18 @@ def test_every_help_is_whole_and_in_both_languages() -> None:
                 sub = cmd.get_command(ctx, name)
                 assert sub is not None and " / " in sub.get_short_help_str(limit=10_000), (
                     f"{path} {name}")
+
+
+def test_an_interrupt_after_the_command_is_done_changes_no_exit_status() -> None:
+    """A Ctrl-C in the interpreter's shutdown, after the success line (a restore done), exited
+    130 with no word, and a script retrying on 130 redid what had worked."""
+    script = ("import os, signal, sys\n"
+              "sys.argv = ['pasaporte', '--version']\n"
+              "from pasaporte.cli import main\n"
+              "code = main()\n"
+              "os.kill(os.getpid(), signal.SIGINT)\n"
+              "sys.exit(code)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert done.stdout.strip()  # the version, said
