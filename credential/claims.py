@@ -30,6 +30,7 @@ __all__ = [
     "decode_group",
     "display_value",
     "encode_group",
+    "invalid_claim",
     "parse_claims",
     "service_named",
     "services_listed",
@@ -78,7 +79,23 @@ _AFTER_START_EN = "after the validity start (a mistyped year?)"
 
 
 def _bad(field: str, es: str, en: str) -> UsageError:
-    return UsageError("claims_invalid", field=field, reason_es=es, reason_en=en)
+    return invalid_claim(field, es, en)
+
+
+def invalid_claim(field: str, es: str, en: str) -> UsageError:
+    """``claims_invalid`` for the claim at ``field`` (``residence.since``, ``birth_date``):
+    named as the file spells it, and as a clerk reads it on the form and the card, in each
+    language (a Spanish reader was left with the JSON key alone)."""
+    group, _, name = field.partition(".")
+    labels = schema().envelope_labels.get(field)
+    for g in schema().groups:
+        if g.name == group:
+            found = [f.label for f in g.fields if f.name == (name or group)]
+            labels = found[0] if found else (g.label if not name else None)
+    return UsageError("claims_invalid", field=field,
+                      label_es=f" ({labels['es']})" if labels else "",
+                      label_en=f" ({labels['en']})" if labels else "",
+                      reason_es=es, reason_en=en)
 
 
 # What a name may not hold is ``credential.text.NOT_TEXT`` (a name over two lines on a

@@ -35,7 +35,7 @@ import cbor2
 import nacl.signing
 
 from credential import cbor, cose, sd, transport
-from credential.claims import CatalogCoder, Claims, decode_group, encode_group
+from credential.claims import CatalogCoder, Claims, decode_group, encode_group, invalid_claim
 from credential.errors import MalformedInput, UsageError
 from credential.ids import CTI_LEN, credential_id
 from credential.records import record_repr
@@ -154,9 +154,8 @@ def issue(claims: Claims, *, key: nacl.signing.SigningKey, kid: bytes, iss: str,
         for g in schema().groups)
     for g, d in zip(schema().groups, disclosures, strict=True):
         if len(d) > MAX_DISCLOSURE:
-            raise UsageError("claims_invalid", field=g.name,
-                             reason_es=f"más de {MAX_DISCLOSURE} bytes en total",
-                             reason_en=f"more than {MAX_DISCLOSURE} bytes in all")
+            raise invalid_claim(g.name, f"más de {MAX_DISCLOSURE} bytes en total",
+                                f"more than {MAX_DISCLOSURE} bytes in all")
     payload: dict[int, Any] = {
         ISS: iss,
         IAT: issued_at,

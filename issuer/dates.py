@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
-from credential.claims import Claims
+from credential.claims import Claims, invalid_claim
 from credential.errors import UsageError
 from schemas import schema
 
@@ -52,9 +52,9 @@ def untimely(claims: Claims, today: date) -> UsageError | None:
     birth = claims.groups.get("birth_date", {}).get("birth_date")
     since = claims.groups.get("residence", {}).get("since")
     if isinstance(birth, date) and isinstance(since, date) and since < birth:
-        return UsageError("claims_invalid", field="residence.since",
-                          reason_es="anterior a la fecha de nacimiento (¿un año mal escrito?)",
-                          reason_en="before the birth date (a mistyped year?)")
+        return invalid_claim("residence.since",
+                             "anterior a la fecha de nacimiento (¿un año mal escrito?)",
+                             "before the birth date (a mistyped year?)")
     return None
 
 

@@ -37,6 +37,21 @@ def test_a_birth_date_after_the_start_reads_the_same_in_both_languages() -> None
     assert "posterior al inicio de la vigencia (¿un año mal escrito?)" in message["es"]
 
 
+def test_a_refused_claim_is_named_by_its_label_in_each_language() -> None:
+    """The Spanish half named the JSON key alone («residence.since»): a clerk reads "Residencia
+    verificada desde" on the form and the card."""
+    cases = {("residence", "since"): ("Residencia verificada desde", "Residency verified since"),
+             ("birth_date",): ("Fecha de nacimiento", "Birth date"),
+             ("valid_until",): ("Válido hasta", "Valid until")}
+    for path, (es, en) in cases.items():
+        doc = example_claims()
+        *outer, last = path
+        (doc[outer[0]] if outer else doc)[last] = "2019-02-30"
+        message = _refused(doc)
+        assert f"«{'.'.join(path)}» ({es}):" in message["es"], message
+        assert f"“{'.'.join(path)}” ({en}):" in message["en"], message
+
+
 def test_validity_is_at_most_ten_years() -> None:
     doc = example_claims()
     doc["valid_from"], doc["valid_until"] = "2028-02-29", "2038-02-28"  # ten years, leap days
