@@ -19,7 +19,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import click
 
@@ -46,8 +46,28 @@ def _bilingual(option: click.Option | None) -> click.Option | None:
     return option
 
 
+class _BilingualFormatter(click.HelpFormatter):
+    """click's help and usage lines with their headings in Spanish too: a clerk read "Usage:"
+    and "Options:" above help written in both languages."""
+
+    _HEADINGS: ClassVar[dict[str, str]] = {"Options": "Opciones / Options",
+                                           "Commands": "Comandos / Commands"}
+
+    def write_usage(self, prog: str, args: str = "", prefix: str | None = None) -> None:
+        super().write_usage(prog, args, "Uso / Usage: " if prefix is None else prefix)
+
+    def write_heading(self, heading: str) -> None:
+        super().write_heading(self._HEADINGS.get(heading, heading))
+
+
+class _BilingualContext(click.Context):
+    formatter_class = _BilingualFormatter
+
+
 class BilingualCommand(click.Command):
     """A command whose ``--help`` option describes itself in Spanish and English too."""
+
+    context_class = _BilingualContext
 
     def get_help_option(self, ctx: click.Context) -> click.Option | None:
         return _bilingual(super().get_help_option(ctx))
@@ -58,6 +78,7 @@ class BilingualGroup(click.Group):
 
     command_class = BilingualCommand
     group_class = type  # a subgroup is a BilingualGroup too
+    context_class = _BilingualContext
 
     def get_help_option(self, ctx: click.Context) -> click.Option | None:
         return _bilingual(super().get_help_option(ctx))

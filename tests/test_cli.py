@@ -229,7 +229,7 @@ def _every_command() -> list[tuple[str, click.Command, click.Context]]:
     found = []
 
     def walk(cmd: click.Command, path: str, parent: click.Context | None) -> None:
-        ctx = click.Context(cmd, info_name=path.rsplit(" ", 1)[-1], parent=parent)
+        ctx = cmd.context_class(cmd, info_name=path.rsplit(" ", 1)[-1], parent=parent)
         found.append((path, cmd, ctx))
         if isinstance(cmd, click.Group):
             for name in cmd.list_commands(ctx):
@@ -249,6 +249,8 @@ def test_every_help_is_whole_and_in_both_languages() -> None:
     for path, cmd, ctx in commands:
         text = cmd.get_help(ctx)
         assert "``" not in text, path
+        # click's own headings in Spanish too
+        assert text.startswith("Uso / Usage: ") and "Opciones / Options:" in text, path
         if isinstance(cmd, click.Group):
             listing = text.split("Commands:", 1)[1]
             assert "..." not in listing, (path, listing)
