@@ -8,8 +8,9 @@ from datetime import UTC, date, datetime, timedelta
 from credential.claims import date_from_days, days_from_date  # the day numbers of CBOR dates
 from credential.errors import UsageError
 
-__all__ = ["COUNTER_CLOCK_SKEW_S", "DATETIME_STAMP", "OFFICE_CLOCK_AHEAD_S", "check_timezone",
-           "day_bounds", "first_day", "last_day", "parse_instant", "rfc3339", "utc_date"]
+__all__ = ["COUNTER_CLOCK_SKEW_S", "COUNTER_FRESHNESS_S", "DATETIME_STAMP", "OFFICE_CLOCK_AHEAD_S",
+           "check_timezone", "day_bounds", "first_day", "last_day", "parse_instant", "rfc3339",
+           "utc_date"]
 
 # xsd:dateTimeStamp, as VC 2.0 and Data Integrity write times: an instant without its zone would
 # mean a different one on each side of the border.
@@ -28,6 +29,9 @@ OFFICE_CLOCK_AHEAD_S = _DAY
 # ``clock_skew_seconds``): it widens a passport's first and last day at every counter, so a
 # wallet says "the counter will refuse it" only past it.
 COUNTER_CLOCK_SKEW_S = 300
+# How long after a phone makes a code a counter takes it (a counter policy's default
+# ``freshness_seconds``): a wallet says so of a code it saves as an image.
+COUNTER_FRESHNESS_S = 120
 
 
 def utc_date(ts: int) -> date:

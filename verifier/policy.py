@@ -8,7 +8,7 @@ from typing import Literal
 from credential.claims import services_listed
 from credential.errors import UsageError
 from credential.text import escaped
-from credential.times import COUNTER_CLOCK_SKEW_S
+from credential.times import COUNTER_CLOCK_SKEW_S, COUNTER_FRESHNESS_S
 from schemas import schema
 
 __all__ = ["Policy", "policy_overrides"]
@@ -25,7 +25,7 @@ class Policy:
     requires: tuple[str, ...]
     eligibility: tuple[str, str] | None
     paper: PaperRule = "accept_with_id"
-    freshness_s: int = 120
+    freshness_s: int = COUNTER_FRESHNESS_S
     clock_skew_s: int = COUNTER_CLOCK_SKEW_S
     status_max_age_s: int = 7 * 86400
     stale_status: Literal["reject", "warn"] = "warn"

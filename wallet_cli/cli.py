@@ -32,6 +32,7 @@ from credential.keys import b64url
 from credential.logproof import read_trust_files
 from credential.passport import parse_nonce
 from credential.text import WIDE_BOMS, decode_file, escaped
+from credential.times import COUNTER_FRESHNESS_S
 from pasaporte.cli import BilingualGroup, can_show, json_text, proof_options
 from schemas import schema
 from wallet_cli.store import MAX_IMPORT_BYTES, CredentialEntry, Wallet, shown_with
@@ -307,7 +308,8 @@ def _shown_line(groups: tuple[str, ...]) -> str:
               help="Reto de la ventanilla (texto, o hex:…) / Counter challenge (text, or "
                    "hex:…).")
 @click.option("--qr", "qr_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="También escribe el QR en PNG / Also write the QR as PNG.")
+              help="También escribe el QR en PNG, que vale unos 2 minutos (no para imprimir) / "
+                   "Also write the QR as PNG, good for about 2 minutes (not for printing).")
 @click.option("--terminal", is_flag=True,
               help="Dibuja el QR en la terminal (stderr) / Draw the QR in the terminal (stderr).")
 @_home_option
@@ -323,13 +325,31 @@ def present(credential_id: str, service: str, disclose: tuple[str, ...], counter
         check_output(str(qr_path), "--qr", _home(home))
     wallet = Wallet.open(_home(home))
     # Staged first: a place the image cannot go fails before the passphrase is asked for and
-    # a presentation signed for nothing.
-    staged = StagedFile(qr_path) if qr_path is not None else None
+    # a presentation signed for nothing. Over an earlier code of this kind only: "--qr
+    # pasaporte.png" replaced the passport image the office handed out (or a family photo).
+    staged = (StagedFile(qr_path, keep_existing=not _earlier_code(qr_path))
+              if qr_path is not None else None)
     try:
         _present(wallet, credential_id, service, disclose, counter, nonce, staged, terminal)
     finally:
         if staged is not None:
             staged.discard()
+
+
+def _earlier_code(path: Path) -> bool:
+    """Whether ``path`` holds a code ``present --qr`` made (a presentation, good for minutes),
+    which a new one may replace; refused (``wallet_qr_exists``) if it holds anything else."""
+    if not os.path.lexists(path):
+        return False
+    from credential import qr
+    from credential.passport import decode_text
+
+    try:
+        if decode_text(qr.decode_image(str(path))).kb is not None:
+            return True
+    except PasaporteError:
+        pass
+    raise UsageError("wallet_qr_exists", path=escaped(str(path)))
 
 
 def _present(wallet: Wallet, credential_id: str, service: str, disclose: tuple[str, ...],
@@ -387,6 +407,9 @@ def _present(wallet: Wallet, credential_id: str, service: str, disclose: tuple[s
         if staged is not None:
             staged.write(qr.render_png(shown.text))
             staged.commit()
+            # made at home and printed for later, it was refused as "a possible screenshot"
+            _say(PasaporteError("wallet_qr_short_lived", path=escaped(str(staged.target)),
+                                seconds=COUNTER_FRESHNESS_S).diagnostics())
         if terminal:
             drawing = qr.render_text(shown.text)
             width = len(drawing.partition("\n")[0])

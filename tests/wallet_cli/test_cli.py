@@ -277,6 +277,35 @@ def test_qr_png_is_written_and_scans(run: Run, wallet_home: Path, mexicali: City
     assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     decision = mexicali.verifier().verify_image(png.read_bytes(), service="library")
     assert decision.accepted, decision.message
+    # made at home and printed for later, it is refused: said when it is written
+    assert "[wallet_qr_short_lived]" in result.stderr and "120 segundos" in result.stderr
+    # an earlier code is replaced by the next
+    again = run("wallet", "present", cred_id, "--for", "library", "--qr", png,
+                "--home", wallet_home)
+    assert again.exit_code == 0, again.output
+    assert mexicali.verifier().verify_image(png.read_bytes(), service="library").accepted
+
+
+def test_qr_never_replaces_a_file_that_is_no_earlier_code(run: Run, wallet_home: Path,
+                                                          mexicali: City, tmp_path: Path) -> None:
+    """``--qr pasaporte.png`` replaced the passport image the office handed out (or a family
+    photo) with a code good for two minutes."""
+    from credential import qr
+
+    cred_id = _import(run, wallet_home, mexicali, "mexicali", tmp_path)
+    office = tmp_path / "pasaporte.png"
+    office.write_bytes(qr.render_png(mexicali.issue_text(None, example_claims("mexicali"))))
+    photo = tmp_path / "familia.png"
+    photo.write_bytes(qr.render_png("https://example.org")[:-12])  # and damaged, too
+    for path in (office, photo):
+        kept = path.read_bytes()
+        result = run("wallet", "present", cred_id, "--for", "library", "--qr", path,
+                     "--home", wallet_home)
+        assert result.exit_code != 0 and result.stdout == "", result.output
+        assert isinstance(result.exception, UsageError)  # (exit 2 through pasaporte's main)
+        assert result.exception.code == "wallet_qr_exists"
+        assert "otro nombre" in result.exception.message["es"]
+        assert path.read_bytes() == kept
 
 
 def test_terminal_qr_goes_to_stderr(run: Run, wallet_home: Path, mexicali: City,

@@ -17,13 +17,14 @@ import unicodedata
 from datetime import timedelta
 from pathlib import Path
 
+import nacl.signing
 import pytest
 from PIL import Image
 
 from credential import qr, transport
 from credential.errors import MalformedInput, StoreError, UsageError
 from credential.keys import b64url, seal, signing_key
-from tests.factory import City
+from tests.factory import City, presentation
 from tests.wallet_cli.conftest import PASSPHRASE, Run, example_claims, make_city, today
 from wallet_cli import store
 from wallet_cli.store import Wallet
@@ -651,7 +652,10 @@ def test_a_killed_present_leaves_no_half_qr(wallet_home: Path, mexicali: City,
     """The QR image replaces an older one whole, or not at all."""
     cred_id = _issued(Wallet.open(wallet_home), mexicali)
     png = tmp_path / "codigo.png"
-    png.write_bytes(b"older code")
+    holder = nacl.signing.SigningKey.generate()  # an earlier code, which a new one replaces
+    earlier = mexicali.issue_for(bytes(holder.verify_key), example_claims("mexicali"))
+    older = qr.render_png(presentation(earlier, holder, "library", ["residence", "library"]))
+    png.write_bytes(older)
     script = (
         "import os, signal, sys\n"
         "from pasaporte.cli import main\n"
@@ -665,4 +669,4 @@ def test_a_killed_present_leaves_no_half_qr(wallet_home: Path, mexicali: City,
                            "library", "--qr", str(png), "--home", str(wallet_home)], env=env,
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
-    assert png.read_bytes() == b"older code"
+    assert png.read_bytes() == older
