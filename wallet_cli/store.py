@@ -751,7 +751,7 @@ class Wallet:
         that cannot be written (a full disk): see ``_store_trust``."""
         root_keys = [_root_in(data, _file_name(root_files, n))
                      for n, data in enumerate(roots)]
-        kept = []
+        kept: dict[str, str] = {}  # city code → what is said of the bundle kept for it
         chosen: dict[str, tuple[RootKey, bytes]] = {}
         # Held throughout: what is trusted is read and replaced as one step, or two trusts at
         # once would each compare with the same old version and the older could be written last.
@@ -770,16 +770,22 @@ class Wallet:
                                               city_code=bundle.code, held=held,
                                               version=bundle.version))
                     continue
+                if bundle.code in chosen and held < bundle.version and notice is not None:
+                    # an older one given first in this same call: said as not kept, not
+                    # listed among those kept beside the newer
+                    notice(PasaporteError("wallet_trust_older", city=bundle.city,
+                                          city_code=bundle.code, held=bundle.version,
+                                          version=held))
                 versions[bundle.code] = bundle.version
                 root = next(r for r in root_keys if r.code == bundle.code)
                 chosen[bundle.code] = (root, data)
-                kept.append(f"{bundle.city} ({bundle.code}) v{bundle.version}")
+                kept[bundle.code] = f"{bundle.city} ({bundle.code}) v{bundle.version}"
             # Written only once every file has checked: a bad third bundle must not leave the
             # first stored by a command that says it failed.
             if chosen:
                 make_folders(self.trust_dir)
                 self._store_trust(chosen, held_roots)
-        return kept
+        return list(kept.values())
 
     def _store_trust(self, chosen: Mapping[str, tuple[RootKey, bytes]],
                      held_roots: Mapping[str, RootKey]) -> None:

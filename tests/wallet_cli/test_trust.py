@@ -184,6 +184,22 @@ def test_trusting_an_older_bundle_says_so(run: Run, wallet_home: Path, tmp_path:
     assert Wallet.open(wallet_home).trusted_bundles()["MXMEX"].version == 3
 
 
+
+def test_two_versions_of_one_city_in_one_call_list_the_kept_one_only(
+        run: Run, wallet_home: Path, tmp_path: Path) -> None:
+    """v1 then v3 given together: both were listed as trusted, though only v3 was stored."""
+    city = City()
+    (tmp_path / "r.json").write_text(city.root.to_json())
+    for version in (1, 3):
+        (tmp_path / f"v{version}.cbor").write_bytes(city.bundle(version=version))
+    both = run("wallet", "trust", "--bundle", tmp_path / "v1.cbor", "--bundle",
+               tmp_path / "v3.cbor", "--trust-root", tmp_path / "r.json", "--home", wallet_home)
+    assert both.exit_code == 0, both.output
+    assert both.stdout.splitlines() == [line for line in both.stdout.splitlines() if "v3" in line]
+    assert len(both.stdout.splitlines()) == 1 and "[wallet_trust_older]" in both.stderr
+    assert Wallet.open(wallet_home).trusted_bundles()["MXMEX"].version == 3
+
+
 def test_concurrent_trusts_keep_the_newest(wallet_home: Path, tmp_path: Path) -> None:
     """One ``wallet trust`` storing a long run of versions while another stores a newer one:
     whatever the interleaving, the newest version is the one kept."""
