@@ -1044,6 +1044,13 @@ def bulk(csv_file: BinaryIO, out_dir: str, with_qr: bool, with_cards: bool,
     Ejecutarla de nuevo con el mismo archivo retoma una emisión que quedó a medias; ninguna fila
     se emite dos veces / Running the same file again resumes a run that was cut short; no row is
     issued twice."""
+    # The print folder, copied to a stick for the print shop, must not carry the store (its
+    # sealed keys and every record) with it; nor may its files land among the store's.
+    own = Path(os.path.realpath(resolve_home("issuer", home)))
+    where = Path(os.path.realpath(out_dir))
+    if where == own or own in where.parents:
+        raise UsageError("output_in_office_home", option="--out-dir", path=out_dir,
+                         home=str(own))
     data = csv_file.read(MAX_BYTES + 1)
     rows, errors = parse_residents(data, progress=_progressbar)
     store = _store(home)

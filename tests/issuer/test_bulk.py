@@ -76,6 +76,20 @@ def test_one_bad_row_issues_nothing(homes: dict[str, Path], passphrase: str, run
         assert db.execute(credentials.select()).first() is None
 
 
+def test_the_print_folder_is_never_the_offices_own(homes: dict[str, Path], passphrase: str,
+                                                   run: Run) -> None:
+    """``--out-dir <office home>`` put paper passports beside ``issuer.db``: the folder copied
+    to a stick for the print shop carried the sealed keys and every record with it."""
+    home = homes["issuer"]
+    init_office(run, home)
+    for out in (home, home / "print"):
+        code, stdout, err = run("issuer", "bulk", str(SAMPLE), "--out-dir", str(out),
+                                "--home", str(home))
+        assert (code, stdout) == (2, "") and err.startswith("[output_in_office_home] --out-dir")
+        assert not (home / "print").exists() and not list(home.glob("*.txt"))
+    assert _issued(home) == []
+
+
 def test_missing_columns(homes: dict[str, Path], passphrase: str, run: Run,
                          tmp_path: Path) -> None:
     init_office(run, homes["issuer"])
