@@ -605,15 +605,20 @@ def repeated_rows(rows: Iterable[Row]) -> list[BulkError]:
     return [BulkError(e.detail["line"], e.message, e.code) for e in _repeats(rows)]
 
 
-def _repeats(rows: Iterable[Row]) -> list[PasaporteError]:
-    from issuer.store import catalog_key  # as in ``_issue_batch``
+def _name_key(name: object) -> str:
+    """What makes two spellings of one name one person's, in one sheet: its letters and
+    digits, without case or accents, and without the spaces and punctuation a sheet varies
+    (D'Angelo / D’Angelo, autocorrect's apostrophe; Jean-Luc / Jean Luc; a stray hyphen)."""
+    return "".join(c for c in folded(str(name)) if c.isalnum())
 
+
+def _repeats(rows: Iterable[Row]) -> list[PasaporteError]:
     seen: dict[tuple[str, str, str], Row] = {}
     errors = []
     for row in rows:
         names = row.claims.groups.get("names", {})
-        person = (catalog_key(str(names.get("given_name", ""))),
-                  catalog_key(str(names.get("family_name", ""))),
+        person = (_name_key(names.get("given_name", "")),
+                  _name_key(names.get("family_name", "")),
                   str(row.claims.groups.get("birth_date", {}).get("birth_date")))
         first = seen.setdefault(person, row)
         if first is not row:

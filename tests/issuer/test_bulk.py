@@ -614,6 +614,20 @@ def test_the_same_resident_twice_in_a_file_issues_nothing(
     assert code == 2 and "[bulk_resident_repeated]" in err and "Line 5 is the same person as " \
         "line 3" in err, err
     assert _issued(home) == []
+    # and with the punctuation a sheet varies: autocorrect's apostrophe, a hyphen for a space
+    for given, family in (("D'Angelo", "Ruiz"), ("Jean-Luc", "García-")):
+        other = (given.replace("'", "’").replace("-", " "), family.rstrip("-") + " ")
+        lines = [header]
+        for n, (g, f) in enumerate(((given, family), other)):
+            cells = rows[n].split(",")
+            cells[0], cells[1] = g, f
+            cells[2] = "1980-01-02"  # one birth date: one person
+            lines.append(",".join(cells))
+        (tmp_path / "twice.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        code, _, err = run("issuer", "bulk", str(tmp_path / "twice.csv"), "--out-dir",
+                           str(tmp_path / "out"), "--home", str(home))
+        assert code == 2 and "[bulk_resident_repeated]" in err, (given, err)
+    assert _issued(home) == []
 
 
 def test_a_row_refused_for_two_reasons_is_counted_once(
