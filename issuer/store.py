@@ -698,7 +698,11 @@ class IssuerStore:
             if batch:
                 # The key names the batch: after a lost answer or a crash the same key goes
                 # out with the same entries, and the ledger appends them once.
-                entries = [e for _, e in batch]
+                # (an entry an earlier release queued with a reason the node now refuses on
+                # the public record goes as the public one, as those queued since do)
+                entries = [{**e, "reason": public_reason(e["reason"])}
+                           if e.get("type") == "status_changed" and "reason" in e else e
+                           for _, e in batch]
                 answer = post_entries(m["ledger_url"], token, entries,
                                       idempotency_key=_batch_key(m.get(OUTBOX_EPOCH), first,
                                                                  last),

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
@@ -51,6 +51,7 @@ __all__ = [
     "StatusChanged",
     "WitnessCosignature",
     "check_key_names",
+    "check_public",
     "decode_record",
     "encode_record",
     "entry_from_json",
@@ -91,6 +92,18 @@ _MAX_INT = 1 << 53
 def public_reason(reason: str) -> str:
     """The reason a status change goes on the public record with (see ``PUBLIC_REASONS``)."""
     return reason if reason in PUBLIC_REASONS else "unspecified"
+
+
+def check_public(batch: Sequence[Entry]) -> None:
+    """Refuse a new status change whose reason is not for the public record
+    (``PUBLIC_REASONS``): the office software sends only those, but a node took "fraud" or
+    "deceased" from any token (a script, a leaked token, an older office), and kept it for
+    good, cosigned, beside the list index every code of the resident carries. Records
+    already in a log (mirrored, audited) are read whatever they say."""
+    for number, entry in enumerate(batch):
+        if isinstance(entry, StatusChanged) and entry.reason not in PUBLIC_REASONS:
+            raise MalformedInput("ledger_reason_not_public", index=number, reason=entry.reason,
+                                 allowed=", ".join(PUBLIC_REASONS))
 
 
 def _bad(field: str, reason: str) -> MalformedInput:

@@ -15,7 +15,7 @@ from werkzeug.serving import make_server
 from credential.claims import parse_claims
 from credential.errors import LedgerError
 from issuer.publish import check_access, post_entries, server_message
-from issuer.store import PUBLISH_BATCH, Issuance, IssuerStore, _batch_key
+from issuer.store import PUBLISH_BATCH, Issuance, IssuerStore, _batch_key, outbox
 from ledger.client import MESSAGE_MAX
 from ledger.http import create_app
 from ledger.store import LedgerStore
@@ -332,3 +332,30 @@ def test_a_backlog_of_several_batches_is_said_and_counted(node: tuple[str, str],
     assert seen == [(PUBLISH_BATCH, total), (total, total)]
     code, _, err = _issue(office, office.parent, run)
     assert code == 0 and "Enviando" not in err and "1 entr(ies)" in err, err
+
+
+def test_a_reason_an_earlier_release_queued_goes_public_as_unspecified(
+        node: tuple[str, str], office: Path, passphrase: str, homes: dict[str, Path],
+        run: Run) -> None:
+    """An office upgraded with "fraud" still queued (earlier releases queued the reason given):
+    the node now refuses it on the public record, and the queue would stick behind it; sent
+    as ``unspecified``, as the office queues reasons since."""
+    url, token = node
+    store = IssuerStore.open(office)
+    cred = store.issue(parse_claims(json.loads((EXAMPLES / "claims-mexicali.json").read_text(
+        encoding="utf-8"))), holder_key=None, passphrase=PASSPHRASE)
+    change = store.set_status(cred.credential_id, "revoked", "fraud", passphrase=PASSPHRASE)
+    queued = [(i, e) for i, e in store.pending() if e["type"] == "status_changed"]
+    with store.engine.begin() as db:  # as an earlier release queued it
+        for row_id, entry in queued:
+            db.execute(outbox.update().where(outbox.c.id == row_id).values(
+                entry=json.dumps({**entry, "reason": "fraud"})))
+    store.engine.dispose()
+    assert run("issuer", "ledger", "--url", url, "--token", token, "--home", str(office))[0] == 0
+    assert store.queued() == 0
+    code, out, err = run("ledger", "entries", "--type", "status_changed",
+                         "--home", str(homes["ledger"]))
+    assert code == 0, err
+    assert [(c["entry"]["index"], c["entry"]["reason"]) for c in map(json.loads,
+                                                                   out.splitlines())] == [
+        (change["index"], "unspecified")]

@@ -51,7 +51,7 @@ def valid_entries() -> list[dict[str, Any]]:
          "digest": b64u(hashlib.sha256(b"bundle").digest())},
         commitment(0),
         {"type": "status_changed", "list": "cdmx-2025", "index": 17, "status": "revoked",
-         "reason": "holder_request"},
+         "reason": "data_error"},
         {"type": "witness_cosignature", "origin": "ledger.la.example/log", "size": 12,
          "root": b64u(bytes(32)), "witness": "ledger.cdmx.example/witness",
          "signature": b64u(bytes(76))},

@@ -84,6 +84,26 @@ def test_post_entries(client: FlaskClient, store: LedgerStore, token: str) -> No
         assert resp.status_code == 201, resp.get_json()
 
 
+def test_a_reason_not_for_the_public_record_is_refused(client: FlaskClient, store: LedgerStore,
+                                                      token: str) -> None:
+    """Any token put "fraud" or "deceased" on the public record for good, cosigned, beside the
+    list index every code of the resident carries: only the office software kept it off."""
+    change = {"type": "status_changed", "list": "MXMEX.1", "index": 1001, "status": "revoked"}
+    for reason in ("deceased", "fraud", "moved_away", "holder_request", "device_lost"):
+        resp = client.post("/entries", json={"entries": [commitment(1), {**change,
+                                                                         "reason": reason}]},
+                           headers=_auth(token))
+        assert resp.status_code == 400, resp.get_json()
+        err = resp.get_json()
+        assert err["code"] == "ledger_reason_not_public" and "entries[1]" in err["message"]["en"]
+        assert reason in err["message"]["es"] and "unspecified" in err["message"]["es"]
+    assert store.size() == 0  # nor the batch's other entry
+    for reason in ("unspecified", "data_error", "key_compromise", "superseded"):
+        resp = client.post("/entries", json={"entries": [{**change, "reason": reason}]},
+                           headers=_auth(token))
+        assert resp.status_code == 201, resp.get_json()
+
+
 def _bad_requests(token: str) -> list[tuple[str, str, dict[str, Any], int, str]]:
     """Each bad request, with the status and machine code it must get (the witness endpoint's
     plain-text refusals are named by their text instead, as C2SP tlog-witness answers)."""

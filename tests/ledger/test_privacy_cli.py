@@ -153,7 +153,7 @@ def test_entries_prints_the_decoded_record(home: Path, store: LedgerStore,
     assert first["type"] == "key_registered" and first["city"] == "Ciudad de México"
     assert first["valid_from"] == "2025-01-01T00:00:00Z" and lines[0]["time"].endswith("Z")
     assert lines[5]["entry"] == {"type": "status_changed", "list": "cdmx-2025", "index": 17,
-                                 "status": "revoked", "reason": "holder_request"}
+                                 "status": "revoked", "reason": "data_error"}
     assert run_cli("entries", "--type", "key_registered", "--type", "key_compromised",
                    "--home", str(home)) == 0
     picked = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
