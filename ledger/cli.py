@@ -317,12 +317,26 @@ def _request_handler(client_timeout: int) -> type[Any]:
                 self.close_connection = True
                 self.send_error(400, "Content-Length conflicting or invalid")
                 return False
+            # Likewise a transfer coding other than chunked alone (RFC 9112 §6.3, §6.1):
+            # werkzeug dechunked "chunked, gzip" and ignored the rest, a body a proxy in front
+            # that follows the RFC reads otherwise.
+            codings = [c.strip().lower() for value in self.headers.get_all("Transfer-Encoding")
+                       or [] for c in value.split(",") if c.strip()]
+            if codings and codings != ["chunked"]:
+                self.close_connection = True
+                if codings[-1] != "chunked":
+                    self.send_error(400, "Transfer-Encoding does not end with chunked")
+                else:
+                    self.send_error(501, "Transfer-Encoding other than chunked")
+                return False
             return True
 
         def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
             # werkzeug colours the line with terminal escapes even into a file or a journal;
-            # the request line as the client sent it, made inert and bounded (``shown``)
-            self.log("info", '"%s" %s %s', shown(self.requestline), code, size)
+            # the request line as the client sent it, made inert and bounded (``shown``), and
+            # without a token a careless client put in its query (logs go to journald and log
+            # shippers, which a token must never reach)
+            self.log("info", '"%s" %s %s', shown(_redacted(self.requestline)), code, size)
 
         def send_error(self, code: int, message: str | None = None,
                        explain: str | None = None) -> None:
@@ -504,6 +518,16 @@ def append(path: str, home: str | None, db: str | None) -> None:
     with _open(home, db, write=True) as store:
         signed = store.append(batch)
     click.echo(signed.note, nl=False)
+
+
+_SECRET_PARAM = re.compile(r"(?i)([?&](?:token|access_token|auth|authorization|key|password|"
+                           r"secret)=)[^&\s]*")
+_TOKEN_LIKE = re.compile(r"lt_[A-Za-z0-9_-]{8,}")
+
+
+def _redacted(line: str) -> str:
+    """A request line without the secrets a query may carry (an append token, ``lt_…``)."""
+    return _TOKEN_LIKE.sub("lt_[…]", _SECRET_PARAM.sub(r"\1[…]", line))
 
 
 def _inert_line(line: str) -> str:

@@ -259,6 +259,7 @@ def proof_consistency() -> Response:
 
 @bp.post("/entries")
 def post_entries() -> Response:
+    _only()  # ?token=… (a careless client's) or a typo is refused, not taken in silence
     store = _store()
     if store.mirror_of is not None:
         # before the token: a mirror keeps none, and "unauthorized" would send the issuer

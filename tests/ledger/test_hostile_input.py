@@ -617,3 +617,53 @@ def test_a_body_length_said_twice_or_wrong_is_refused_and_appends_nothing(
     assert "Content-Length" in error["message"]["en"] and "contradictorio" in error["message"]["es"]
     with LedgerStore.open(sqlite_home) as store:
         assert store.size() == 0
+
+
+@pytest.mark.parametrize(("coding", "status"), [
+    (b"chunked, gzip", 400), (b"gzip, chunked", 501), (b"chunked, identity", 400),
+    (b"chunked\r\nTransfer-Encoding: gzip", 400)])
+def test_a_transfer_coding_other_than_chunked_alone_is_refused(
+        sqlite_home: Path, serve: Callable[..., Server], coding: bytes, status: int) -> None:
+    """``chunked, gzip`` was dechunked and the rest ignored (RFC 9112 §6.3 says 400: a proxy in
+    front that follows it reads another body in the same bytes); an unknown coding is 501."""
+    with LedgerStore.open(sqlite_home) as store:
+        token = store.add_token("oficina")
+    node = serve(sqlite_home)
+    parts = urllib.parse.urlsplit(node.url)
+    assert parts.hostname is not None and parts.port is not None
+    with socket.create_connection((parts.hostname, parts.port), timeout=60) as conn:
+        conn.sendall(b"POST /entries HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Authorization: Bearer " + token.encode() + b"\r\nTransfer-Encoding: "
+                     + coding + b"\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(ENTRY), ENTRY))
+        answer = b""
+        while chunk := conn.recv(65536):  # and the connection is closed after the answer
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert int(head.split(b" ")[1]) == status, head
+    assert json.loads(body)["code"] == "ledger_http_unreadable"
+    with LedgerStore.open(sqlite_home) as store:
+        assert store.size() == 0
+
+
+def test_a_token_in_the_query_is_refused_and_never_logged(
+        sqlite_home: Path, serve: Callable[..., Server]) -> None:
+    """``POST /entries?token=…`` went through in silence, and the node's log kept the token in
+    plain text (journald, log shippers), on a 201 or a 401 alike."""
+    with LedgerStore.open(sqlite_home) as store:
+        token = store.add_token("oficina")
+    node = serve(sqlite_home)
+    for auth in ({"Authorization": f"Bearer {token}"}, {}):
+        request = urllib.request.Request(f"{node.url}/entries?token={token}", data=ENTRY,
+                                         headers={"Content-Type": "application/json", **auth})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=30)
+        assert refused.value.code in (400, 401)
+        if auth:
+            assert json.loads(refused.value.read())["code"] == "ledger_param_unknown"
+    node.proc.terminate()
+    node.proc.wait(timeout=30)
+    assert node.proc.stderr is not None
+    log = node.proc.stderr.read()
+    assert "POST /entries?token=[…]" in log and token not in log and token[3:] not in log, log
+    with LedgerStore.open(sqlite_home) as store:
+        assert store.size() == 0
