@@ -362,7 +362,11 @@ def _ask(store: LedgerStore, witness: tuple[str, str, str, int],
     own = Note(base.text, tuple(s for s in base.signatures if s.name == store.origin))
     verifier = parse_verifier_key(vkey)
     old = known if known <= cp.size else 0
-    for _attempt in range(2):
+    said_before: int | None = None
+    # A size named again after it was sent as ``old`` is a conflict; a new one is progress
+    # (another appender's checkpoint reached the witness in between: a busy log with several
+    # appenders, which was alarmed as a split view)
+    for _attempt in range(4):
         try:
             proof = store.consistency_proof(old, cp.size) if 0 < old < cp.size else []
             body = (f"old {old}\n" + "".join(base64.b64encode(p).decode() + "\n"
@@ -392,7 +396,9 @@ def _ask(store: LedgerStore, witness: tuple[str, str, str, int],
                 # guards those sizes against a fork; the log can tell, so it says so. (Below a
                 # size only said for it, at an address since corrected, it forgot nothing.)
                 _warn(name, PasaporteError("ledger_witness_went_back", size=said, known=held))
-            old = said
+            if said == said_before:
+                break
+            said_before = old = said
             continue
         if status != 200:
             _warn(name, _refusal(status, ctype, reply))
@@ -415,6 +421,8 @@ def _ask(store: LedgerStore, witness: tuple[str, str, str, int],
             return False
         store.add_cosignatures(cp.size, sigs, witness=name)
         return True
+    else:
+        return False  # still moving under other appenders: a later checkpoint will reach it
     # A conflict again with the size it named: it holds another tree of that size (a split
     # view, this database restored from an old copy), never to be cosigned on its own.
     _warn(name, LedgerError("ledger_witness_conflict", size=old, ours=cp.size))

@@ -358,6 +358,54 @@ def test_a_witness_that_conflicts_twice_is_named_with_why(
     assert [body.split(b"\n", 1)[0] for body in asked] == [b"old 0", b"old 0"]
 
 
+def test_a_witness_reached_by_another_appender_meanwhile_is_no_conflict(
+        sqlite_home: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Several appenders on one log: the witness names an older size, then (another
+    appender's checkpoint having reached it in between) this one's own. That is progress, not
+    "another tree of this size … Check before going on"; asked from it, it cosigns."""
+    import http.server
+    import threading
+
+    from credential.note import generate_signer
+    from ledger.witness import request_cosignatures
+
+    witness = generate_signer("ledger.other.example/witness", COSIGNATURE_V1)
+    asked: list[bytes] = []
+
+    class Busy(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            asked.append(body.split(b"\n", 1)[0])
+            if len(asked) < 3:  # an older size, then the size just cosigned for another
+                answer, ctype, status = (b"1\n" if len(asked) == 1 else b"3\n",
+                                         "text/x.tlog.size", 409)
+            else:
+                note = body.decode().split("\n\n", 1)[1]
+                text = note.split("\n\n", 1)[0] + "\n"
+                answer, ctype, status = witness.sign(text).line.encode(), "text/plain", 200
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Busy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with LedgerStore.open(sqlite_home, passphrase=PASSPHRASE) as store:
+            store.append([commitment(n) for n in range(3)], cosign=False)
+            store.add_witness(f"http://127.0.0.1:{server.server_port}", witness.verifier.vkey)
+            assert request_cosignatures(store, wait=10) == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "ledger_witness_conflict" not in caplog.text
+    assert asked == [b"old 0", b"old 1", b"old 3"]
+
+
 def test_another_logs_database_is_neither_used_nor_changed(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
