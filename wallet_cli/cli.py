@@ -197,6 +197,12 @@ def import_(file: BinaryIO, home: Path | None) -> None:
     else:
         result = wallet.import_text(_text(raw, name), source=name)
     _say(f"{_OUTCOME[result.outcome]}: {result.id}")
+    status = wallet.status_of(result.id)
+    if status not in ("valid", "not_yet_valid"):
+        # the old file of a renewal from an e-mail: "Imported" alone, and the resident found
+        # out in the queue what the wallet already knew
+        es, en = _STATES[status]
+        _say(PasaporteError("wallet_import_not_valid", status_es=es, status=en).diagnostics())
     click.echo(result.id)
 
 

@@ -1088,6 +1088,12 @@ class Wallet:
         entries.sort(key=lambda e: (e.valid_until, e.id))
         return entries, problems
 
+    def status_of(self, cred_id: str, now: int | None = None) -> Status:
+        """One stored passport's status, as ``entries`` gives it."""
+        d = self.load(cred_id)
+        bundle = self.trusted_bundles().get(d.payload.iss)
+        return _status(d, bundle, int(time.time()) if now is None else now)
+
     def present(self, cred_id: str, *, service: str, passphrase: str | Callable[[], str],
                 disclose: Sequence[str] | None = None, counter: str | None = None,
                 nonce: bytes | None = None, now: int | None = None) -> Presentation:

@@ -344,6 +344,25 @@ def test_a_passport_revoked_before_its_first_day_is_revoked_not_waited_for(
     assert "[wallet_present_not_yet_valid]" not in result.stderr
 
 
+def test_importing_a_passport_the_city_revoked_says_so(
+        run: Run, wallet_home: Path, tmp_path: Path) -> None:
+    """The old file of a renewal, from an e-mail: "Imported" alone, though the trusted bundle
+    already said every counter refuses it."""
+    city = make_city("Mexicali", "MX", "mx-mxl")
+    wallet = Wallet.open(wallet_home)
+    (tmp_path / "old.cred").write_text(city.issue_text(wallet.public_key,
+                                                       example_claims("mexicali")))
+    city.revocation.set(city.next_index, True)
+    (tmp_path / "b.cbor").write_bytes(city.bundle())
+    (tmp_path / "r.json").write_text(city.root.to_json())
+    assert run("wallet", "trust", "--bundle", tmp_path / "b.cbor", "--trust-root",
+               tmp_path / "r.json", "--home", wallet_home).exit_code == 0
+    result = run("wallet", "import", tmp_path / "old.cred", "--home", wallet_home)
+    assert result.exit_code == 0, result.output
+    assert "[wallet_import_not_valid]" in result.stderr and "(revocado)" in result.stderr
+    assert "(revoked)" in result.stderr and "import that one" in result.stderr
+
+
 def test_an_expired_passport_warning_shows_the_computers_clock(
         run: Run, wallet_home: Path, mexicali: City) -> None:
     """Years ahead, the computer calls a good passport expired: the warning shows the date it
