@@ -1078,6 +1078,15 @@ def bulk(csv_file: BinaryIO, out_dir: str, with_qr: bool, with_cards: bool,
         outcome = issue_batch(store, rows, folder, passphrase=passphrase,
                               with_qr=with_qr, with_cards=with_cards, progress=_progressbar,
                               office=office)
+    except KeyboardInterrupt:
+        # Ctrl-C, SIGTERM, SIGHUP: "cancelled" alone told neither how many were issued nor
+        # that the same command resumes (as a full disk's stop says)
+        done = _printed(folder) - before
+        if done > 0:
+            with contextlib.suppress(OSError):  # a terminal gone (SIGHUP): nobody to tell
+                click.echo(PasaporteError("bulk_cancelled_partway", count=done,
+                                          folder=str(folder)).diagnostics(), err=True)
+        raise
     except (PasaporteError, OSError) as exc:
         # A full disk mid-run (the store's, or the folder's as a group's files are written):
         # "nothing was saved" is true of the last group only. The groups before it are issued

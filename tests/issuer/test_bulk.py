@@ -433,10 +433,11 @@ def test_a_killed_qr_run_leaves_no_worker_behind(homes: dict[str, Path], passphr
     init_office(run, home)
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     # enough rows that the run is still drawing when the signal comes, on a loaded machine
+    said = (tmp_path / "stderr.txt").open("w+", encoding="utf-8")
     proc = subprocess.Popen([sys.executable, "-m", "pasaporte", "issuer", "bulk",
                              str(_many(tmp_path, ROWS)), "--out-dir", str(out), "--qr",
                              "--home", str(home)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=said)
     deadline = time.monotonic() + 120
     while not list(out.glob("*.png")):  # the drawing phase has begun
         assert proc.poll() is None and time.monotonic() < deadline
@@ -450,6 +451,14 @@ def test_a_killed_qr_run_leaves_no_worker_behind(homes: dict[str, Path], passphr
         assert proc.returncode == 130
         assert {p.suffix for p in out.iterdir()} <= {".txt", ".png", ".csv", ".lock"}, sorted(
             p.name for p in out.iterdir())
+        if how == signal.SIGINT:  # how many were issued, and that the same command resumes
+            said.seek(0)
+            err = said.read()
+            done = len(list(out.glob("*.txt")))
+            assert done and f"[bulk_cancelled_partway] Antes de cancelar se emitieron " \
+                f"{done} pasaportes" in err, err
+            assert "[cancelled]" in err
+    said.close()
     deadline = time.monotonic() + 10
     while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
