@@ -3,6 +3,7 @@ HTTP 503), never a new log under the old key and never a driver traceback."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
@@ -317,43 +318,55 @@ def test_two_mirror_runs_on_one_home_do_not_overlap(tmp_path: Path,
     assert sorted(p.name for p in home.iterdir()) == [".mirror.lock"]
 
 
+@contextlib.contextmanager
+def _witness_answering(answer: Callable[[bytes], tuple[int, str, bytes]]) -> Iterator[str]:
+    """A witness at the URL yielded that answers each ``add-checkpoint`` body with
+    ``answer(body)``: (status, content type, body)."""
+    import http.server
+    import threading
+
+    class Witness(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            status, ctype, reply = answer(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Witness)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_a_witness_that_conflicts_twice_is_named_with_why(
         sqlite_home: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A witness answering 409 again at the size it named holds another tree: the node says
     so (both languages, a code) rather than leave "0 of 1 cosigned" unexplained."""
-    import http.server
-    import threading
-
     from credential.note import generate_signer
     from ledger.witness import request_cosignatures
 
     asked: list[bytes] = []
 
-    class Conflict(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            asked.append(self.rfile.read(int(self.headers["Content-Length"])))
-            self.send_response(409)
-            self.send_header("Content-Type", "text/x.tlog.size")
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"0\n")
+    def conflict(body: bytes) -> tuple[int, str, bytes]:
+        asked.append(body)
+        return 409, "text/x.tlog.size", b"0\n"
 
-        def log_message(self, *_args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Conflict)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        with LedgerStore.open(sqlite_home, passphrase=PASSPHRASE) as store:
-            store.append([commitment(1)], cosign=False)
-            witness = generate_signer("ledger.other.example/witness", COSIGNATURE_V1)
-            store.add_witness(f"http://127.0.0.1:{server.server_port}", witness.verifier.vkey)
-            assert request_cosignatures(store, wait=10) == 0
-    finally:
-        server.shutdown()
-        server.server_close()
-    conflict = LedgerError("ledger_witness_conflict", size=0, ours=1).diagnostics()
-    assert f"testigo / witness ledger.other.example/witness: {conflict}" in caplog.text
+    with _witness_answering(conflict) as url, \
+            LedgerStore.open(sqlite_home, passphrase=PASSPHRASE) as store:
+        store.append([commitment(1)], cosign=False)
+        witness = generate_signer("ledger.other.example/witness", COSIGNATURE_V1)
+        store.add_witness(url, witness.verifier.vkey)
+        assert request_cosignatures(store, wait=10) == 0
+    conflict_said = LedgerError("ledger_witness_conflict", size=0, ours=1).diagnostics()
+    assert f"testigo / witness ledger.other.example/witness: {conflict_said}" in caplog.text
     # asked once, then again from the size it named; not a third time
     assert [body.split(b"\n", 1)[0] for body in asked] == [b"old 0", b"old 0"]
 
@@ -363,45 +376,24 @@ def test_a_witness_reached_by_another_appender_meanwhile_is_no_conflict(
     """Several appenders on one log: the witness names an older size, then (another
     appender's checkpoint having reached it in between) this one's own. That is progress, not
     "another tree of this size … Check before going on"; asked from it, it cosigns."""
-    import http.server
-    import threading
-
     from credential.note import generate_signer
     from ledger.witness import request_cosignatures
 
     witness = generate_signer("ledger.other.example/witness", COSIGNATURE_V1)
     asked: list[bytes] = []
 
-    class Busy(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            asked.append(body.split(b"\n", 1)[0])
-            if len(asked) < 3:  # an older size, then the size just cosigned for another
-                answer, ctype, status = (b"1\n" if len(asked) == 1 else b"3\n",
-                                         "text/x.tlog.size", 409)
-            else:
-                note = body.decode().split("\n\n", 1)[1]
-                text = note.split("\n\n", 1)[0] + "\n"
-                answer, ctype, status = witness.sign(text).line.encode(), "text/plain", 200
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
+    def busy(body: bytes) -> tuple[int, str, bytes]:
+        asked.append(body.split(b"\n", 1)[0])
+        if len(asked) < 3:  # an older size, then the size just cosigned for another
+            return 409, "text/x.tlog.size", b"1\n" if len(asked) == 1 else b"3\n"
+        text = body.decode().split("\n\n", 1)[1].split("\n\n", 1)[0] + "\n"
+        return 200, "text/plain", witness.sign(text).line.encode()
 
-        def log_message(self, *_args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Busy)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        with LedgerStore.open(sqlite_home, passphrase=PASSPHRASE) as store:
-            store.append([commitment(n) for n in range(3)], cosign=False)
-            store.add_witness(f"http://127.0.0.1:{server.server_port}", witness.verifier.vkey)
-            assert request_cosignatures(store, wait=10) == 1
-    finally:
-        server.shutdown()
-        server.server_close()
+    with _witness_answering(busy) as url, \
+            LedgerStore.open(sqlite_home, passphrase=PASSPHRASE) as store:
+        store.append([commitment(n) for n in range(3)], cosign=False)
+        store.add_witness(url, witness.verifier.vkey)
+        assert request_cosignatures(store, wait=10) == 1
     assert "ledger_witness_conflict" not in caplog.text
     assert asked == [b"old 0", b"old 1", b"old 3"]
 
