@@ -342,6 +342,20 @@ def present(credential_id: str, service: str, disclose: tuple[str, ...], counter
             staged.discard()
 
 
+def _say_other_valid(wallet: Wallet, refused: str, service: str) -> None:
+    """Name the valid passport of the same city this wallet holds beside a refused one (the
+    renewal that replaced it): "ask the office for a new one" sent the resident for one they
+    had."""
+    entries, _ = wallet.entries()
+    city = next((e.issuer for e in entries if e.id == refused), None)
+    others = [e for e in entries if e.id != refused and e.issuer == city and e.status == "valid"]
+    if others:
+        other = max(others, key=lambda e: e.valid_until)
+        _say(PasaporteError("wallet_present_other_valid", id=other.id,
+                            valid_until=other.valid_until.isoformat(),
+                            service=escaped(service[:40])).diagnostics())
+
+
 def _earlier_code(path: Path) -> bool:
     """Whether ``path`` holds a code ``present --qr`` made (a presentation, good for minutes),
     which a new one may replace; refused (``wallet_qr_exists``) if it holds anything else."""
@@ -395,6 +409,7 @@ def _present(wallet: Wallet, credential_id: str, service: str, disclose: tuple[s
             es, en = _STATES[shown.status]
             _say(PasaporteError("wallet_present_not_valid", status=en, status_es=es,
                                 now=now).diagnostics())
+            _say_other_valid(wallet, shown.credential_id, service)
     if shown.ineligible:
         label = schema().services[shown.service].label
         _say(PasaporteError("wallet_present_not_eligible", service_es=label["es"],

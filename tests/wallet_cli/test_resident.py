@@ -363,6 +363,28 @@ def test_importing_a_passport_the_city_revoked_says_so(
     assert "(revoked)" in result.stderr and "import that one" in result.stderr
 
 
+def test_a_revoked_passport_names_the_renewal_the_wallet_holds(
+        run: Run, wallet_home: Path, tmp_path: Path) -> None:
+    """The renewal revoked the old passport, and both are in the wallet: presenting the old
+    one said "ask the office for a new one", for a passport the resident already held."""
+    city = make_city("Mexicali", "MX", "mx-mxl")
+    wallet = Wallet.open(wallet_home)
+    old_id = _issued(wallet, city)
+    old_index = city.next_index
+    new_id = _issued(wallet, city)
+    city.revocation.set(old_index, True)
+    (tmp_path / "b.cbor").write_bytes(city.bundle())
+    (tmp_path / "r.json").write_text(city.root.to_json())
+    assert run("wallet", "trust", "--bundle", tmp_path / "b.cbor", "--trust-root",
+               tmp_path / "r.json", "--home", wallet_home).exit_code == 0
+    result = run("wallet", "present", old_id, "--for", "library", "--home", wallet_home)
+    assert "[wallet_present_not_valid]" in result.stderr
+    assert "[wallet_present_other_valid]" in result.stderr, result.stderr
+    assert f"wallet present {new_id} --for library" in result.stderr
+    shown = run("wallet", "present", new_id, "--for", "library", "--home", wallet_home)
+    assert "[wallet_present_other_valid]" not in shown.stderr  # valid: nothing to point at
+
+
 def test_an_expired_passport_warning_shows_the_computers_clock(
         run: Run, wallet_home: Path, mexicali: City) -> None:
     """Years ahead, the computer calls a good passport expired: the warning shows the date it
