@@ -503,8 +503,15 @@ def _refused_text(text: str, exc: MalformedInput, source: str) -> MalformedInput
     count = text.upper().count(transport.PREFIX)
     if count > 1:  # two files run together (``cat``), or pasted one after the other
         return MalformedInput("wallet_import_several", file=source, count=count)
+    foreign = exc.detail.get("reason") == "character outside the alphabet"
+    if exc.code == "base45_invalid" and foreign:
+        # nothing missing but something more (an e-mail's "=" soft line breaks): asking the
+        # office for the file again, as "cut short" said, brought the same e-mail
+        return MalformedInput("wallet_import_foreign_characters", file=source)
     if exc.code in _CUT_SHORT:
         return MalformedInput("wallet_import_cut_short", file=source, **_reason_of(exc))
+    if exc.code == "not_pasaporte":  # a root, a claims file, a letter: named, with what to give
+        return MalformedInput("wallet_import_not_passport", file=source)
     return exc
 
 

@@ -84,6 +84,24 @@ def test_a_passport_cut_short_says_so(run: Run, wallet_home: Path, mexicali: Cit
     assert Wallet.open(wallet_home).ids() == []
 
 
+def test_an_e_mails_copy_and_a_file_of_something_else_say_what_to_import(
+        run: Run, wallet_home: Path, mexicali: City, tmp_path: Path) -> None:
+    """A copy with an e-mail's "=" soft line breaks was "cut short: ask the office again" (the
+    same e-mail again); a root or claims file a bare "not an urban passport", no file named."""
+    text = _text(Wallet.open(wallet_home), mexicali)
+    mail = tmp_path / "correo.cred"
+    mail.write_text("=\n".join(text[i:i + 75] for i in range(0, len(text), 75)), "utf-8")
+    message = _refused(run("wallet", "import", mail, "--home", wallet_home),
+                       "wallet_import_foreign_characters", mail)
+    assert "nothing is missing" in message["en"] and "no le falta nada" in message["es"]
+    root = tmp_path / "root.json"
+    root.write_text(mexicali.root.to_json())
+    message = _refused(run("wallet", "import", root, "--home", wallet_home),
+                       "wallet_import_not_passport", root)
+    assert "PU1:" in message["en"] and "PU1:" in message["es"]
+    assert Wallet.open(wallet_home).ids() == []
+
+
 def test_a_passport_whose_content_ends_early_says_so(run: Run, wallet_home: Path,
                                                      mexicali: City, tmp_path: Path) -> None:
     """Its text whole but its CBOR cut (packed again after the cut)."""

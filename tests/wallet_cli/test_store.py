@@ -161,7 +161,7 @@ def test_import_refuses_altered_data(wallet: Wallet, mexicali: City) -> None:
 def test_import_refuses_text_that_is_no_passport(wallet: Wallet) -> None:
     with pytest.raises(MalformedInput) as err:
         wallet.import_text("HC1:NCFOXN%TS3DH3ZSUZK+.V0ETD%65NL-AH")
-    assert err.value.code == "not_pasaporte"
+    assert err.value.code == "wallet_import_not_passport"
 
 
 def test_status_by_the_local_clock(wallet: Wallet, mexicali: City) -> None:
