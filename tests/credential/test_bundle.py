@@ -83,7 +83,8 @@ CASES: dict[str, tuple[Callable[[], bytes], str]] = {
     "country of 3": (lambda: _with(country="MEX"), "text expected"),
     "another city": (lambda: _with(city="Tijuana"),
                      "bundle's city, country or city code differs from its root's"),
-    "another code": (lambda: _with(code="MXTIJ"), "bundle's city, country or city code differs from its root's"),
+    "another code": (lambda: _with(code="MXTIJ"),
+                     "bundle's city, country or city code differs from its root's"),
     # a wallet names its files by code: a path in it wrote outside its trust folder
     "code a path": (lambda: _with(code="../trust/MXMEX"), "code is not a city code"),
     "code absolute": (lambda: _with(code="/tmp/x"), "code is not a city code"),
