@@ -370,6 +370,10 @@ _NO_COMMAND: type[click.ClickException] = getattr(
 
 def _main(argv: list[str] | None) -> int:
     if threading.current_thread() is threading.main_thread():
+        from pasaporte import _cancelled_while_starting
+
+        if signal.getsignal(signal.SIGINT) is _cancelled_while_starting:  # loaded: as usual
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         for signum in _CANCELLING:
             if signal.getsignal(signum) is signal.SIG_DFL:  # nohup's SIG_IGN stays
                 signal.signal(signum, _terminated)

@@ -273,3 +273,27 @@ def test_an_interrupt_after_the_command_is_done_changes_no_exit_status() -> None
                           timeout=120, check=False)
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
     assert done.stdout.strip()  # the version, said
+
+
+def test_an_interrupt_while_the_program_loads_is_a_cancel_not_a_traceback() -> None:
+    """Ctrl-C in the installed program's first tenth of a second, while it was still importing
+    its modules, printed a Python traceback: said as any cancel is, exit 130."""
+    script = ("import os, signal, sys\n"
+              "sys.argv = ['/usr/local/bin/pasaporte', 'wallet', 'list']\n"
+              "import pasaporte\n"
+              "os.kill(os.getpid(), signal.SIGINT)\n"
+              "import pasaporte.cli\n"
+              "print('went on')\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 130 and done.stdout == "", (done.stdout, done.stderr)
+    assert done.stderr.startswith("[cancelled] Cancelado") and "Traceback" not in done.stderr
+    # once loaded, an interrupt is the command's to handle, as before
+    loaded = ("import os, signal, sys\n"
+              "sys.argv = ['/usr/local/bin/pasaporte', '--version']\n"
+              "from pasaporte.cli import main\n"
+              "code = main(sys.argv[1:])\n"
+              "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)\n")
+    done = subprocess.run([sys.executable, "-c", loaded], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0 and done.stdout.splitlines()[-1] == "True", done.stderr
