@@ -44,6 +44,7 @@ from credential.times import day_bounds
 from schemas import schema
 
 __all__ = [
+    "STATUS_BOUND",
     "CredentialPayload",
     "Decoded",
     "IssuedCredential",
@@ -73,7 +74,7 @@ KTY, KTY_OKP, CRV, CRV_ED25519, X = 1, 1, -1, 6, -2
 # calendar shows (Python's ``date`` stops there): a signed one passed every check and raised
 # on the way to "not valid until …". Up to 9999-12-31T12:00Z, exclusive.
 _MAX_TIME = 253402257600
-_MAX_U32 = 2**32
+STATUS_BOUND = 2**32  # a status list number and an index are below it
 KB_CONTEXT = "PU1 key binding"
 # The largest disclosure a verifier reads. The schema's longest group (two names of 100
 # characters, each up to 4 UTF-8 bytes) encodes to about 830 bytes; ``issue`` refuses anything
@@ -377,7 +378,7 @@ def _payload(c: cose.Sign1) -> CredentialPayload:
             and isinstance(cti, bytes) and 0 < len(cti) <= 32
             and isinstance(root, bytes) and len(root) == sd.DIGEST_LEN
             and type(status[0]) is int and type(status[1]) is int
-            and 0 <= status[0] < _MAX_U32 and 0 <= status[1] < _MAX_U32):
+            and 0 <= status[0] < STATUS_BOUND and 0 <= status[1] < STATUS_BOUND):
         raise MalformedInput("shape_invalid", what=_times_what(p, (IAT, NBF, EXP), "payload"))
     holder: bytes | None = None
     if CNF in p:

@@ -39,6 +39,7 @@ import sqlalchemy as sa
 
 from credential.errors import LedgerError, StoreError
 from credential.keys import b64url, unb64url
+from credential.passport import STATUS_BOUND
 from credential.times import parse_instant, rfc3339
 from issuer.store import (
     LEDGER_END,
@@ -117,8 +118,10 @@ def walk(records: Iterable[tuple[int, Entry]], queued: Sequence[tuple[int, Entry
             out.lost.append(entry.kid)
         elif isinstance(entry, StatusChanged) and entry.list.startswith(prefix):
             number = entry.list[len(prefix):]
-            out.floor = max(out.floor, int(number) if number.isascii() and number.isdigit()
-                            else 0)
+            # a number no passport can carry was no list of the lost office's (a node of an
+            # earlier release took one from any token): the next list would be one as well
+            if number.isascii() and number.isdigit() and int(number) < STATUS_BOUND:
+                out.floor = max(out.floor, int(number))
             if entry.list in lists:
                 if len(out.found) < len(queued):
                     raise StoreError("restore_ledger_diverges", index=index, url=url)

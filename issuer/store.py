@@ -53,6 +53,7 @@ from credential.keys import (
     unseal,
 )
 from credential.passport import (
+    STATUS_BOUND,
     IssuedCredential,
     StatusRef,
     credential_digest,
@@ -1242,6 +1243,8 @@ class IssuerStore:
         floor = db.execute(sa.select(meta.c.v).where(meta.c.k == LIST_FLOOR)).scalar()
         used = int(db.execute(sa.select(sa.func.max(keys.c.status_list))).scalar() or 0)
         list_id = max(used, int(floor or 0)) + 1
+        if list_id >= STATUS_BOUND:  # every passport on it would be refused as malformed
+            raise StoreError("issuer_status_lists_exhausted", last=list_id - 1)
         IssuerStore._list_key(db, list_id)
         return list_id
 

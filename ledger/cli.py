@@ -503,7 +503,7 @@ def append(path: str, home: str | None, db: str | None) -> None:
 
     Agrega las entradas del archivo en un solo lote y muestra el checkpoint nuevo / Append the
     file's entries as one batch and print the new checkpoint."""
-    from ledger.entries import check_public, entry_from_json
+    from ledger.entries import check_new, entry_from_json
 
     items = _read_jsonl(path)
     batch = []
@@ -514,7 +514,7 @@ def append(path: str, home: str | None, db: str | None) -> None:
             # the entry's own message, in each half in its language
             raise MalformedInput("ledger_bad_line", line=number, reason_es=exc.message["es"],
                                  reason_en=exc.message["en"]) from None
-    check_public(batch)
+    check_new(batch)
     with _open(home, db, write=True) as store:
         signed = store.append(batch)
     click.echo(signed.note, nl=False)

@@ -32,6 +32,7 @@ import cbor2
 from credential import cbor
 from credential.errors import MalformedInput
 from credential.keys import b64url, unb64url
+from credential.passport import STATUS_BOUND
 from credential.text import escaped, is_text
 
 __all__ = [
@@ -51,7 +52,7 @@ __all__ = [
     "StatusChanged",
     "WitnessCosignature",
     "check_key_names",
-    "check_public",
+    "check_new",
     "decode_record",
     "encode_record",
     "entry_from_json",
@@ -94,16 +95,33 @@ def public_reason(reason: str) -> str:
     return reason if reason in PUBLIC_REASONS else "unspecified"
 
 
-def check_public(batch: Sequence[Entry]) -> None:
-    """Refuse a new status change whose reason is not for the public record
-    (``PUBLIC_REASONS``): the office software sends only those, but a node took "fraud" or
-    "deceased" from any token (a script, a leaked token, an older office), and kept it for
-    good, cosigned, beside the list index every code of the resident carries. Records
-    already in a log (mirrored, audited) are read whatever they say."""
+def check_new(batch: Sequence[Entry]) -> None:
+    """Refuse what a node must not take into a new batch, though each entry is well formed.
+    Records already in a log (mirrored, audited) are read whatever they say.
+
+    - A status change whose reason is not for the public record (``PUBLIC_REASONS``): the
+      office software sends only those, but a node took "fraud" or "deceased" from any token
+      (a script, a leaked token, an older office), and kept it for good, cosigned, beside the
+      list index every code of the resident carries.
+    - A status list number or index no passport can carry (the format's are below 2^32): an
+      office restored from its backup numbers its next list above every one the record shows,
+      so one such entry left it signing passports every counter refuses.
+    - A key rotated into itself: a key history no auditor can read.
+    """
     for number, entry in enumerate(batch):
-        if isinstance(entry, StatusChanged) and entry.reason not in PUBLIC_REASONS:
-            raise MalformedInput("ledger_reason_not_public", index=number, reason=entry.reason,
-                                 allowed=", ".join(PUBLIC_REASONS))
+        if isinstance(entry, StatusChanged):
+            if entry.reason not in PUBLIC_REASONS:
+                raise MalformedInput("ledger_reason_not_public", index=number,
+                                     reason=entry.reason, allowed=", ".join(PUBLIC_REASONS))
+            # an office's lists are "CODE.N" (a list named otherwise is no passport's)
+            list_number = entry.list.rpartition(".")[2]
+            if (list_number.isascii() and list_number.isdigit()
+                    and int(list_number) >= STATUS_BOUND):
+                raise _bad(f"entries[{number}].list", "a list number below 2^32")
+            if entry.index >= STATUS_BOUND:
+                raise _bad(f"entries[{number}].index", "a number below 2^32")
+        elif isinstance(entry, KeyRotated) and entry.kid == entry.replaces:
+            raise _bad(f"entries[{number}].replaces", "a key does not replace itself")
 
 
 def _bad(field: str, reason: str) -> MalformedInput:

@@ -43,7 +43,7 @@ from credential.errors import (
 )
 from credential.note import parse_size
 from credential.text import escaped
-from ledger.entries import MAX_RECORD, check_public, entry_from_json
+from ledger.entries import MAX_RECORD, check_new, entry_from_json
 from ledger.scopes import POSSESSION_HEADER, check_possession, parse_possession
 from ledger.status import DEFAULT_MAX_AGE, DEFAULT_MAX_BEHIND
 from ledger.status import status as node_status
@@ -295,7 +295,7 @@ def post_entries() -> Response:
     for number, entry in enumerate(batch):
         if entry.TYPE in LOCAL_ONLY:
             raise LedgerError("ledger_entry_type_local_only", type=entry.TYPE, index=number)
-    check_public(batch)
+    check_new(batch)
     if scope is not None:
         check_possession(client, scope, batch,
                          parse_possession(request.headers.get(POSSESSION_HEADER, "")))

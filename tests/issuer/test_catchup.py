@@ -80,6 +80,16 @@ def test_any_honest_history_is_caught_up(events: list[tuple[str, int, str]],
     assert seen.floor == (1 if seen.changes else 0)
 
 
+def test_a_list_number_no_passport_carries_does_not_raise_the_floor() -> None:
+    """An earlier node took "MXMEX.99999999999999999999" from a token: the restore crashed on
+    it, or (at 2^32 - 1) numbered its next list where every passport is refused."""
+    history = [StatusChanged(list=f"{CODE}.{n}", index=0, status="revoked")
+               for n in (3, 2**32, 10**20, 2**32 - 1)]
+    seen = walk(enumerate(history), [], code=CODE, lists={LIST}, held={ACTIVE},
+                active=ACTIVE, cutoff=CUTOFF)
+    assert seen.floor == 2**32 - 1
+
+
 def test_a_status_change_the_backup_cannot_place_is_refused() -> None:
     queued = [(7, StatusChanged(list=LIST, index=0, status="revoked"))]
     other = StatusChanged(list=LIST, index=0, status="suspended")  # not from this lineage

@@ -87,6 +87,23 @@ def test_a_list_is_filled_to_its_last_entry_then_a_new_one_starts(store: IssuerS
     assert [k["status_list"] for k in store.office_keys()] == [2]  # the same key, rolled over
 
 
+def test_no_list_is_opened_past_the_last_number_a_passport_carries(store: IssuerStore) -> None:
+    """A list numbered 2^32 signed passports every counter refuses as malformed: the office
+    says it cannot open one, and the credential that needed it is not issued."""
+    from issuer.store import LIST_FLOOR
+
+    with store.engine.begin() as db:
+        db.execute(meta.insert().values(k=LIST_FLOOR, v=str(2**32 - 1)))
+    placed = _issue(store, SIZE)  # list 1 fills; the floor is only read for the next one
+    with pytest.raises(StoreError) as caught:
+        _issue(store, 1)
+    assert caught.value.code == "issuer_status_lists_exhausted"
+    assert caught.value.detail["last"] == 2**32 - 1
+    with store.engine.connect() as db:
+        assert db.execute(sa.select(sa.func.count()).select_from(credentials)).scalar() == len(
+            placed)
+
+
 def test_indices_follow_the_lists_keyed_order(store: IssuerStore,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """Not issuance order: an index tells nothing of when its credential was issued without

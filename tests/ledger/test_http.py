@@ -84,6 +84,30 @@ def test_post_entries(client: FlaskClient, store: LedgerStore, token: str) -> No
         assert resp.status_code == 201, resp.get_json()
 
 
+def test_a_list_number_no_passport_carries_and_a_key_replacing_itself_are_refused(
+        client: FlaskClient, store: LedgerStore, token: str) -> None:
+    """One "MXMEX.4294967295" record left a restored office numbering its next list 2^32, every
+    passport it signed then refused by counters; a key "rotated" into itself is no history."""
+    change = {"type": "status_changed", "list": "MXMEX.1", "index": 7, "status": "revoked"}
+    for field, bad in (("list", {**change, "list": "MXMEX.4294967296"}),
+                       ("list", {**change, "list": "MXMEX.99999999999999999999"}),
+                       ("index", {**change, "index": 2**32}),
+                       ("replaces", {"type": "key_rotated", "kid": "AbCdEf",
+                                     "replaces": "AbCdEf"})):
+        resp = client.post("/entries", json={"entries": [commitment(1), bad]},
+                           headers=_auth(token))
+        assert resp.status_code == 400, resp.get_json()
+        err = resp.get_json()
+        assert err["code"] == "ledger_bad_field", err
+        assert f"entries[1].{field}" in err["message"]["en"], err
+        assert "2^32" in err["message"]["es"] or "sí misma" in err["message"]["es"], err
+    assert store.size() == 0  # nor the batch's other entry
+    for good in ({**change, "list": "MXMEX.4294967295", "index": 2**32 - 1},
+                 {"type": "key_rotated", "kid": "AbCdEf", "replaces": "GhIjKl"}):
+        resp = client.post("/entries", json={"entries": [good]}, headers=_auth(token))
+        assert resp.status_code == 201, resp.get_json()
+
+
 def test_a_reason_not_for_the_public_record_is_refused(client: FlaskClient, store: LedgerStore,
                                                       token: str) -> None:
     """Any token put "fraud" or "deceased" on the public record for good, cosigned, beside the
