@@ -514,12 +514,12 @@ def bundle(out: str, proof: str | None, home: str | None) -> None:
     passphrase = read_passphrase()
     staged = StagedFile(out, mode=0o644)  # as in issue: an unwritable --out publishes nothing
     try:
-        data = store.bundle(passphrase, before_commit=staged.write)
+        made = store.bundle(passphrase, before_commit=staged.write)
+        data, version = made.data, made.version
         # Put in place holding the store's lock, and never over a newer bundle of the city:
         # two clerks writing one file, the slower one's rename could land last and leave the
         # older version there, without the revocation the newer one carried.
         root = store.root()  # (read before the lock: the store reads take it too)
-        version = parse_bundle(data, [root]).version
         with store.write_lock():
             newer = _newer_bundle_at(out, version, root)
             if newer is None:
@@ -534,8 +534,8 @@ def bundle(out: str, proof: str | None, home: str | None) -> None:
     if proof is not None and url is not None:
         from ledger.bundleproof import prove_bundle_remote, uncosigned_warning
 
-        made, _, cosigned = prove_bundle_remote(url, data)  # refused while it is still queued
-        atomic_write(proof, made.to_json(), mode=0o644)
+        proved, _, cosigned = prove_bundle_remote(url, data)  # refused while it's still queued
+        atomic_write(proof, proved.to_json(), mode=0o644)
         click.echo(proof)
         if not cosigned:
             click.echo(uncosigned_warning(), err=True)

@@ -1305,7 +1305,7 @@ class IssuerStore:
             yield
 
     def bundle(self, passphrase: str, *, now: int | None = None,
-               before_commit: Callable[[bytes], None] | None = None) -> bytes:
+               before_commit: Callable[[bytes], None] | None = None) -> MadeBundle:
         """Sign the next trust bundle and queue its digest for the ledger. ``before_commit``
         runs inside the transaction with the signed bytes (the CLI writes the file there): if
         it raises, the version is not used and nothing is published."""
@@ -1353,7 +1353,16 @@ class IssuerStore:
                                   "digest": b64url(hashlib.sha256(signed).digest())})
             if before_commit is not None:
                 before_commit(signed)
-        return signed
+        return MadeBundle(signed, version)
+
+
+@dataclass(frozen=True)
+class MadeBundle:
+    """A trust bundle just signed: its bytes and its version (the caller need not parse its own
+    bundle back to learn the number)."""
+
+    data: bytes
+    version: int
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from credential.claims import parse_claims
 from credential.home import StagedFile
 from credential.keys import b64url
 from credential.passport import decode_text, present
-from issuer.store import KEY_YEARS, IssuerStore, credentials, keys
+from issuer.store import KEY_YEARS, IssuerStore, MadeBundle, credentials, keys
 from tests.conftest import Run
 from tests.factory import EXAMPLES, at, day, example_claims
 from tests.issuer.conftest import after_notices, keys_made_on
@@ -421,7 +421,7 @@ def test_a_rotated_key_signs_nothing_counters_take_from_then_on(
     later = int(time.time()) + 86400
     stolen = IssuerStore.open(tmp_path / "old-laptop").issue(claims, holder_key=None,
                                                              passphrase=passphrase, now=later)
-    bundle = rotated.bundle(passphrase)
+    bundle = rotated.bundle(passphrase).data
     for cred, expected in ((before, "accepted"), (stolen, "key_not_valid_at_issuance")):
         r = verify(transport.pack(cred.to_cbor()), service="library", bundles=[bundle],
                    roots=[rotated.root()], now=later + 60)
@@ -807,7 +807,7 @@ def test_a_passport_may_outlive_the_key_that_signed_it(homes: dict[str, Path], p
                        now=end - 86400)
     (tmp_path / "p.txt").write_text(transport.pack(cred.to_cbor()))
     (tmp_path / "r.json").write_text(store.root().to_json())
-    (tmp_path / "b.cbor").write_bytes(store.bundle(passphrase, now=end - 3600))
+    (tmp_path / "b.cbor").write_bytes(store.bundle(passphrase, now=end - 3600).data)
     counter = ["verify", "--service", "library", "--bundle", str(tmp_path / "b.cbor"),
                "--trust-root", str(tmp_path / "r.json"), "--text",
                (tmp_path / "p.txt").read_text().strip(), "--json"]
@@ -942,9 +942,9 @@ def test_a_slower_clerks_bundle_never_lands_over_a_newer_one(
     out = tmp_path / "bundle.cbor"
     made = IssuerStore.bundle
 
-    def other_clerk_finishes_first(self: IssuerStore, *args: Any, **kw: Any) -> bytes:
+    def other_clerk_finishes_first(self: IssuerStore, *args: Any, **kw: Any) -> MadeBundle:
         ours = made(self, *args, **kw)
-        out.write_bytes(made(self, passphrase))  # the other clerk's, newer, already in place
+        out.write_bytes(made(self, passphrase).data)  # the other clerk's, newer, already in place
         return ours
 
     monkeypatch.setattr(IssuerStore, "bundle", other_clerk_finishes_first)
