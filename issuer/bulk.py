@@ -692,12 +692,14 @@ def _issue_batch(store: IssuerStore, rows: list[Row], folder: Path, *,
         _draw_missing(folder, [cid for _, cid in ordered], progress, workers, qr_codes=with_qr,
                       cards=card.office_of(store) if with_cards else None)
     left_out, kept = _keep_other_index(folder, {cid for _, cid in ordered})
-    # Of those, the ones the office revoked since need nothing more from the clerk ("still
-    # valid: revoke them" was wrong for them); their files leave the print folder.
-    revoked = {cid for cid in left_out if (store.credential(cid) or {}).get("status") == "revoked"}
-    for cid in revoked:
-        _set_aside(folder, cid, REVOKED_DIR)
-    left_out = tuple(cid for cid in left_out if cid not in revoked)
+    # Of those, the ones every counter refuses for good (revoked since, or signed by a key
+    # compromised by then, whose rows this run issued anew) need nothing more from the clerk:
+    # "still valid: revoke them" was wrong for them. Their files leave the print folder.
+    refused = {cid: why for cid, why in store.standing(list(left_out)).items()
+               if why in _SET_ASIDE}
+    for cid, why in refused.items():
+        _set_aside(folder, cid, _SET_ASIDE[why])
+    left_out = tuple(cid for cid in left_out if cid not in refused)
     atomic_write(folder / "index.csv",
                  "".join(f"{n},{cid}\n" for n, cid in (("line", "credential_id"), *ordered))
                  .encode())

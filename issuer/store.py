@@ -210,6 +210,16 @@ def _signed_compromised(issued_at: int, since: int | None) -> bool:
     return since is not None and issued_at >= since
 
 
+def _standing(status: str, issued_at: int, compromised: int | None,
+              key_from: int) -> str:
+    """A credential's status, or ``key_compromised`` if it was signed at or after its key's
+    compromise time and is not revoked (see ``IssuerStore.bulk_issued``)."""
+    if status != "revoked" and _signed_compromised(issued_at, _no_earlier(compromised,
+                                                                          key_from)):
+        return "key_compromised"
+    return str(status)
+
+
 def _compromised(kid: str, since: int) -> dict[str, Any]:
     """The public record's entry for an office key untrusted from ``since``."""
     return {"type": "key_compromised", "kid": kid, "effective": rfc3339(since)}
@@ -1151,14 +1161,19 @@ class IssuerStore:
                            keys.c.compromised_since, keys.c.valid_from)
                  .join(credentials, credentials.c.id == bulk_fingerprints.c.credential_id)
                  .join(keys, keys.c.kid == credentials.c.kid, isouter=True))
-        found = {}
-        for fp, cid, status, issued_at, compromised, key_from in self._in_chunks(
-                query, bulk_fingerprints.c.fingerprint, fingerprints):
-            if _signed_compromised(issued_at, _no_earlier(compromised, key_from)) \
-                    and status != "revoked":
-                status = "key_compromised"
-            found[str(fp)] = (str(cid), str(status))
-        return found
+        return {str(fp): (str(cid), _standing(status, issued_at, compromised, key_from))
+                for fp, cid, status, issued_at, compromised, key_from in self._in_chunks(
+                    query, bulk_fingerprints.c.fingerprint, fingerprints)}
+
+    def standing(self, credential_ids: list[str]) -> dict[str, str]:
+        """Each of these credentials' status now, by id, as ``bulk_issued`` gives it (one
+        query per 500 ids)."""
+        query = (sa.select(credentials.c.id, credentials.c.status, credentials.c.issued_at,
+                           keys.c.compromised_since, keys.c.valid_from)
+                 .join(keys, keys.c.kid == credentials.c.kid, isouter=True))
+        return {str(cid): _standing(status, issued_at, compromised, key_from)
+                for cid, status, issued_at, compromised, key_from in self._in_chunks(
+                    query, credentials.c.id, credential_ids)}
 
     def known(self, credential_ids: list[str]) -> set[str]:
         """Which of these ids this office issued (one query per 500, not one per id)."""
