@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 
 import click
 
+from credential import transport
 from credential.errors import MalformedInput, PasaporteError, UsageError, as_usage
 from credential.home import (
     MIN_PASSPHRASE,
@@ -30,12 +31,20 @@ from credential.home import (
 )
 from credential.keys import b64url
 from credential.logproof import read_trust_files
-from credential.passport import parse_nonce
+from credential.passport import decode_bytes, parse_nonce
 from credential.text import WIDE_BOMS, decode_file, escaped
 from credential.times import COUNTER_FRESHNESS_S
 from pasaporte.cli import BilingualGroup, can_show, json_text, proof_options
 from schemas import schema
-from wallet_cli.store import MAX_IMPORT_BYTES, CredentialEntry, Wallet, shown_with
+from wallet_cli.store import (
+    CUT_SHORT,
+    FOREIGN_CHARACTER,
+    MAX_IMPORT_BYTES,
+    MAX_IMPORT_CHARS,
+    CredentialEntry,
+    Wallet,
+    shown_with,
+)
 
 __all__ = ["group"]
 
@@ -190,8 +199,12 @@ def import_(file: BinaryIO, home: Path | None) -> None:
     standard input (pasted). Prints the credential id.
     """
     wallet = Wallet.open(_home(home))
-    raw = file.read(MAX_IMPORT_BYTES + 1)
     name = str(getattr(file, "name", "-"))
+    if name in ("<stdin>", "-"):  # "<stdin> is not a passport's file" named no file anyone gave
+        name = _STDIN
+        raw = _pasted(file) if sys.stdin.isatty() else file.read(MAX_IMPORT_BYTES + 1)
+    else:
+        raw = file.read(MAX_IMPORT_BYTES + 1)
     if raw.startswith(_IMAGES):
         result = wallet.import_text(_qr_text(raw, file), source=name)
     else:
@@ -204,6 +217,40 @@ def import_(file: BinaryIO, home: Path | None) -> None:
         es, en = _STATES[status]
         _say(PasaporteError("wallet_import_not_valid", status_es=es, status=en).diagnostics())
     click.echo(result.id)
+
+
+_STDIN = "«-» (entrada estándar / standard input)"
+
+
+def _pasted(stream: BinaryIO) -> bytes:
+    """What a resident pastes at the terminal, read up to the line that completes a passport's
+    text (one line; a paste wrapped by a mail client goes on over several), an empty line after
+    some text, or Ctrl-D. Read to the end, as a pipe is, the command waited after Enter with no
+    word of Ctrl-D, and the resident took it for hung."""
+    _say("Pegue el texto del pasaporte (PU1:…) y pulse Enter / Paste the passport's text "
+         "(PU1:…) and press Enter")
+    lines: list[bytes] = []
+    size = 0
+    while size <= MAX_IMPORT_BYTES:
+        line = stream.readline(MAX_IMPORT_BYTES + 1 - size)
+        if not line:
+            break
+        lines.append(line)
+        size += len(line)
+        text = b"".join(lines).decode("utf-8", "replace")
+        if not line.strip():
+            if text.strip():
+                break
+            continue
+        try:
+            # line breaks out, as the import takes them (a space is a base45 character)
+            decode_bytes(transport.unpack(text.replace("\r", "").replace("\n", ""),
+                                          max_chars=MAX_IMPORT_CHARS))
+        except MalformedInput as exc:
+            if exc.code in CUT_SHORT and exc.detail.get("reason") != FOREIGN_CHARACTER:
+                continue  # not whole yet (wrapped): the next line may complete it
+        break  # whole, or no passport's text: the import says which
+    return b"".join(lines)
 
 
 # What an image to import starts with: PNG, JPEG. Anything else is read as the passport's text.
@@ -238,9 +285,12 @@ def _text(raw: bytes, name: str) -> str:
                                     "WebP, GIF or BMP): save or export it as PNG or JPEG, and "
                                     "import that")
     if len(raw) > MAX_IMPORT_BYTES:
-        # Before decoding: the read may have cut a character in half, and the file's size,
-        # not its encoding, is what is wrong with it.
-        raise MalformedInput("too_large")
+        # Before decoding: the read may have cut a character in half. A passport's text is
+        # never this long: the resident picked another file (a document, an archive), and
+        # "the code holds too much data" named neither it nor what to import instead.
+        raise MalformedInput("wallet_import_unreadable", file=name,
+                             reason="far too large for a passport's text (PU1:…), and no PNG "
+                                    "or JPEG image of its QR code")
     try:
         # as Windows tools save it too: Notepad's "Unicode", PowerShell's ">"
         text = decode_file(raw)

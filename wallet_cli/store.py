@@ -443,7 +443,10 @@ def _check_credential(cbor_bytes: bytes, holder_key: bytes) -> Decoded:
 
 # What a text cut short fails as: base45 of an impossible length, a zlib stream that ends early,
 # CBOR whose items run past its end.
-_CUT_SHORT = frozenset({"base45_invalid", "zlib_invalid", "cbor_invalid"})
+# What text cut short is refused as (more of it may follow: a paste wrapped over lines), unless
+# the base45 holds a character outside its alphabet, which no more text mends.
+CUT_SHORT = frozenset({"base45_invalid", "zlib_invalid", "cbor_invalid"})
+FOREIGN_CHARACTER = "character outside the alphabet"
 
 
 def _reason_of(exc: PasaporteError) -> dict[str, str]:
@@ -503,12 +506,12 @@ def _refused_text(text: str, exc: MalformedInput, source: str) -> MalformedInput
     count = text.upper().count(transport.PREFIX)
     if count > 1:  # two files run together (``cat``), or pasted one after the other
         return MalformedInput("wallet_import_several", file=source, count=count)
-    foreign = exc.detail.get("reason") == "character outside the alphabet"
+    foreign = exc.detail.get("reason") == FOREIGN_CHARACTER
     if exc.code == "base45_invalid" and foreign:
         # nothing missing but something more (an e-mail's "=" soft line breaks): asking the
         # office for the file again, as "cut short" said, brought the same e-mail
         return MalformedInput("wallet_import_foreign_characters", file=source)
-    if exc.code in _CUT_SHORT:
+    if exc.code in CUT_SHORT:
         return MalformedInput("wallet_import_cut_short", file=source, **_reason_of(exc))
     if exc.code == "not_pasaporte":  # a root, a claims file, a letter: named, with what to give
         return MalformedInput("wallet_import_not_passport", file=source)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from credential.errors import MalformedInput, StoreError, UsageError
+from credential.errors import MalformedInput, PasaporteError, StoreError, UsageError
 from tests.factory import City
 from tests.wallet_cli.conftest import PASSPHRASE, Run, example_claims
 from verifier.policy import Policy
@@ -424,15 +424,55 @@ def test_another_city_cannot_replace_a_passport_under_its_id(run: Run, wallet_ho
     assert (entry["id"], entry["issuer"]) == (mine.credential_id, "mx-mxl")
 
 
-def test_a_large_file_of_multibyte_text_is_too_large(run: Run, wallet_home: Path,
-                                                     tmp_path: Path) -> None:
-    """The bounded read may end inside a character: the size is the answer, not "not UTF-8"."""
+def test_a_large_file_is_named_as_no_passport(run: Run, wallet_home: Path,
+                                              tmp_path: Path) -> None:
+    """The bounded read may end inside a character: the size is the answer, not "not UTF-8";
+    and the file is named, as no passport's ("the code holds too much data" named neither the
+    document or archive picked by mistake nor what to import instead)."""
     file = tmp_path / "u.txt"
     file.write_text("ñ" * 40_000 + "\n", "utf-8")  # 80 KB of two-byte characters
-    result = run("wallet", "import", file, "--home", wallet_home)
-    assert isinstance(result.exception, MalformedInput)
-    assert result.exception.code == "too_large"
+    archive = tmp_path / "fotos.zip"
+    archive.write_bytes(b"PK\x03\x04" + os.urandom(100_000))
+    for given in (file, archive):
+        result = run("wallet", "import", given, "--home", wallet_home)
+        assert isinstance(result.exception, MalformedInput)
+        assert result.exception.code == "wallet_import_unreadable"
+        assert str(given) in result.exception.message["en"]
+        assert "far too large for a passport's text" in result.exception.message["en"]
+        assert "demasiado grande" in result.exception.message["es"]
     assert Wallet.open(wallet_home).ids() == []
+
+
+def test_a_passport_pasted_at_the_terminal_is_imported_at_enter(wallet_home: Path,
+                                                                mexicali: City) -> None:
+    """Read to the end of input, as a pipe is, the pasted passport waited after Enter, with no
+    prompt and no word of Ctrl-D: the resident took the command for hung. Wrapped over two
+    lines (a mail client), the paste goes on to the line that completes it."""
+    import pty
+
+    text = mexicali.issue_text(Wallet.open(wallet_home).public_key, example_claims("mexicali"))
+    for paste in (f"{text}\r", f"{text[:40]}\r{text[40:]}\r"):
+        main, side = pty.openpty()
+        proc = subprocess.Popen([str(PASAPORTE), "wallet", "import", "-", "--home",
+                                 str(wallet_home)], stdin=side, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        os.close(side)
+        try:
+            os.write(main, paste.encode())  # and nothing more: no Ctrl-D
+            out, err = proc.communicate(timeout=60)
+        finally:
+            os.close(main)
+        assert proc.returncode == 0, err
+        assert "Pegue el texto del pasaporte" in err and "Paste the passport's text" in err
+        assert out.strip() in Wallet.open(wallet_home).ids()
+
+
+def test_nothing_pasted_is_said_as_standard_input(run: Run, wallet_home: Path) -> None:
+    result = run("wallet", "import", "-", "--home", wallet_home, input="")
+    assert isinstance(result.exception, PasaporteError)
+    assert "<stdin>" not in result.exception.message["es"]
+    assert "entrada estándar" in result.exception.message["es"]
+    assert "standard input" in result.exception.message["en"]
 
 
 def test_concurrent_inits_make_one_wallet(tmp_path: Path) -> None:
