@@ -55,6 +55,18 @@ _home_option = click.option(
          "$PASAPORTE_HOME or XDG).")
 
 _FILE = click.Path(exists=True, dir_okay=False)  # read whole, bounded (read_bounded)
+# What to do about a passport a counter refuses, by why (the other states' labels say it):
+# the clock is worth checking only for an expiry, and only a suspension can be lifted.
+_ADVICE = {
+    "expired": (" Pida uno nuevo a la oficina que lo emitió. (Si le parece un error, revise la "
+                "fecha y hora de esta computadora: marca {now}.)",
+                " Ask the office that issued it for a new one. (If this looks wrong, check this "
+                "computer's date and time: it says {now}.)"),
+    "suspended": (" Pregunte a la oficina que lo emitió por qué: una suspensión se puede "
+                  "levantar.", " Ask the office that issued it why: a suspension can be lifted."),
+    "revoked": (" Pregunte a la oficina que lo emitió por qué, o pida uno nuevo.",
+                " Ask the office that issued it why, or for a new one."),
+}
 _STATES = {"valid": ("vigente", "valid"), "expired": ("vencido", "expired"),
            "not_yet_valid": ("aún no vigente", "not yet valid"),
            "revoked": ("revocado", "revoked"), "suspended": ("suspendido", "suspended"),
@@ -457,8 +469,10 @@ def _present(wallet: Wallet, credential_id: str, service: str, disclose: tuple[s
                                 valid_from=shown.valid_from.isoformat()).diagnostics())
         elif shown.status != "valid":
             es, en = _STATES[shown.status]
+            advice_es, advice_en = _ADVICE.get(shown.status, ("", ""))
             _say(PasaporteError("wallet_present_not_valid", status=en, status_es=es,
-                                now=now).diagnostics())
+                                advice_es=advice_es.format(now=now),
+                                advice_en=advice_en.format(now=now)).diagnostics())
             _say_other_valid(wallet, shown.credential_id, service)
     if shown.ineligible:
         label = schema().services[shown.service].label

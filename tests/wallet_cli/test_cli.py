@@ -359,6 +359,8 @@ def test_expired_credential_warns_and_the_counter_refuses(run: Run, wallet_home:
     # each language's half in its own language
     es, _, en = result.stderr.partition("[wallet_present_not_valid]")[2].partition(" / ")
     assert "(vencido)" in es and "expired" not in es and "(expired)" in en
+    assert "revise la fecha y hora" in es and "check this computer's date" in en
+    assert "suspensión" not in es and "suspension" not in en
     assert mexicali.verifier().verify(result.stdout.strip(), service="library").code == "expired"
     [entry] = json.loads(run("wallet", "list", "--json", "--home", wallet_home).stdout)
     assert (entry["status"], entry["valid_until"]) == ("expired", "2021-01-01")

@@ -318,7 +318,8 @@ def test_a_revoked_or_suspended_passport_warns_before_the_counter(
     assert "[wallet_present_not_valid]" in result.stderr
     assert f"({es})" in result.stderr and f"({en})" in result.stderr
     assert "Pregunte a la oficina" in result.stderr and "Ask the office" in result.stderr
-    assert "suspensión se puede levantar" in result.stderr  # not told it is lost for good
+    # a suspension is not told it is lost for good; a revocation is not told it may be lifted
+    assert ("suspensión se puede levantar" in result.stderr) == (mark == "suspension")
     verdict = city.verifier().verify(result.stdout.strip(), service="library")
     assert verdict.code == ("revoked" if mark == "revocation" else "suspended")
 
@@ -342,6 +343,10 @@ def test_a_passport_revoked_before_its_first_day_is_revoked_not_waited_for(
     result = run("wallet", "present", cred_id, "--for", "library", "--home", wallet_home)
     assert "[wallet_present_not_valid]" in result.stderr and "(revoked)" in result.stderr
     assert "[wallet_present_not_yet_valid]" not in result.stderr
+    # neither the clock (right) nor a suspension (there is none) is the resident's way forward
+    assert "reloj" not in result.stderr and "hora" not in result.stderr
+    assert "clock" not in result.stderr and "suspension" not in result.stderr
+    assert "Ask the office that issued it why, or for a new one" in result.stderr
 
 
 def test_importing_a_passport_the_city_revoked_says_so(
