@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 import click
 
 from credential.errors import PasaporteError, StoreError, UsageError
+from credential.text import escaped
 
 # Each group is imported only when used: a counter running ``verify`` should not pay for
 # loading SQLAlchemy and Alembic (most of a second) on every scan it checks from a script.
@@ -397,8 +398,10 @@ def _main(argv: list[str] | None) -> int:
         ctx = getattr(exc, "ctx", None)  # UsageError and BadParameter know their command
         if ctx is not None:
             click.echo(ctx.get_usage(), err=True)
-        click.echo(UsageError("usage_error", reason=exc.format_message()).diagnostics(),
-                   err=True)
+        # escaped: click quotes what was typed ("no such file 'X\x1b]0;…'"), and text pasted
+        # from a message can hold a terminal's control sequences
+        click.echo(UsageError("usage_error", reason=escaped(exc.format_message())
+                              ).diagnostics(), err=True)
         return 2
     except UsageError as exc:
         click.echo(exc.diagnostics(), err=True)

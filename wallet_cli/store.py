@@ -330,7 +330,8 @@ def _named(disclose: Iterable[str]) -> list[tuple[str, str]]:
                 for lang, quote in (("es", "«»"), ("en", "“”"))})
         group = index.get(name) or index.get(folded(name))
         if group is None:
-            raise UsageError("wallet_disclose_unknown", name=name[:80],  # not all of it
+            # not all of it, and escaped: pasted text can hold a terminal's control sequences
+            raise UsageError("wallet_disclose_unknown", name=escaped(name[:80]),
                              **_valid_names())
         named.append((name, group))
     return named
@@ -1039,9 +1040,10 @@ class Wallet:
         if len(matches) == 1:
             return matches[0]
         if len(matches) > 1:
-            raise UsageError("wallet_credential_ambiguous", id=cred_id,
+            raise UsageError("wallet_credential_ambiguous", id=escaped(cred_id[:80]),
                              matches=", ".join(matches))
-        raise StoreError("wallet_credential_unknown", id=cred_id,
+        # escaped: an id pasted from a message may carry a terminal's control sequences
+        raise StoreError("wallet_credential_unknown", id=escaped(cred_id[:80]),
                          known=", ".join(ids) or "—")
 
     def load(self, cred_id: str) -> Decoded:

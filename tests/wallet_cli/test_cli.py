@@ -469,6 +469,24 @@ def test_a_passport_pasted_at_the_terminal_is_imported_at_enter(wallet_home: Pat
         assert out.strip() in Wallet.open(wallet_home).ids()
 
 
+def test_typed_text_is_said_escaped(wallet_home: Path, mexicali: City) -> None:
+    """An id, a --disclose name or a file name pasted from a message, control sequences and
+    all, was echoed raw: it could set the window's title or clear the screen."""
+    wallet = Wallet.open(wallet_home)
+    cred_id = wallet.import_text(mexicali.issue_text(wallet.public_key,
+                                                     example_claims("mexicali"))).id
+    odd = "X\x1b]0;HACKED\x07"
+    env = {**os.environ, "PASAPORTE_PASSPHRASE": PASSPHRASE}
+    for args in (("present", cred_id[:3] + odd, "--for", "library"),
+                 ("present", cred_id, "--for", "library", "--disclose", odd),
+                 ("import", odd)):
+        done = subprocess.run([str(PASAPORTE), "wallet", *args, "--home", str(wallet_home)],
+                              env=env, capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode in (1, 2) and done.stdout == "", done.stderr
+        assert "\x1b" not in done.stderr and "\x07" not in done.stderr, done.stderr
+        assert "\\x1b]0;HACKED\\x07" in done.stderr, done.stderr
+
+
 def test_nothing_pasted_is_said_as_standard_input(run: Run, wallet_home: Path) -> None:
     result = run("wallet", "import", "-", "--home", wallet_home, input="")
     assert isinstance(result.exception, PasaporteError)
