@@ -264,8 +264,9 @@ class StagedFile:
         assert self.tmp is not None
         try:
             os.link(self.tmp, self.target)
-        except FileExistsError:
-            raise
+        except FileExistsError:  # said of the target: the error named our temporary file
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST),
+                                  str(self.target)) from None
         except OSError:
             if os.path.lexists(self.target):
                 raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST),

@@ -491,7 +491,16 @@ def _present(wallet: Wallet, credential_id: str, service: str, disclose: tuple[s
 
         if staged is not None:
             staged.write(qr.render_png(shown.text))
-            staged.commit()
+            try:
+                staged.commit()
+            except FileExistsError:
+                # A file appeared there since it was looked at: another "present --qr" to the
+                # same new name (a shortcut clicked twice) put its code first. That one is
+                # replaced as an earlier code is; anything else stays (wallet_qr_exists).
+                if not _earlier_code(staged.target):
+                    raise
+                staged.keep_existing = False
+                staged.commit()
             # made at home and printed for later, it was refused as "a possible screenshot"
             _say(PasaporteError("wallet_qr_short_lived", path=escaped(str(staged.target)),
                                 seconds=COUNTER_FRESHNESS_S).diagnostics())

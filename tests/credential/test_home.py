@@ -133,8 +133,9 @@ def test_a_file_that_appears_at_a_kept_target_stays(tmp_path: Path) -> None:
     staged = StagedFile(target, keep_existing=True)
     staged.write(b"PU1:MINE")
     target.write_bytes(b"PU1:THEIRS")
-    with pytest.raises(FileExistsError):
+    with pytest.raises(FileExistsError) as caught:
         staged.commit()
+    assert caught.value.filename == str(target)  # not the temporary name nobody gave
     assert target.read_bytes() == b"PU1:THEIRS"
     kept = staged.keep()
     assert kept.read_bytes() == b"PU1:MINE"

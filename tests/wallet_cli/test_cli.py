@@ -308,6 +308,30 @@ def test_qr_never_replaces_a_file_that_is_no_earlier_code(run: Run, wallet_home:
         assert path.read_bytes() == kept
 
 
+def test_two_presentations_racing_to_one_new_qr_file_both_succeed(
+        wallet_home: Path, mexicali: City, tmp_path: Path) -> None:
+    """A shortcut clicked twice: both saw no file, the first put its code there, and the other
+    failed naming a hidden temporary file "already exists", with no code. The later replaces
+    the earlier, as over a code made before; anything else that appears stays."""
+    wallet = Wallet.open(wallet_home)
+    cred_id = wallet.import_text(mexicali.issue_text(wallet.public_key,
+                                                     example_claims("mexicali"))).id
+    env = {**os.environ, "PASAPORTE_PASSPHRASE": PASSPHRASE}
+    target = tmp_path / "same.png"
+    procs = [subprocess.Popen([str(PASAPORTE), "wallet", "present", cred_id, "--for", "library",
+                               "--qr", str(target), "--home", str(wallet_home)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    results = [(p.communicate(timeout=120), p.returncode) for p in procs]
+    for (out, err), code in results:
+        assert code == 0 and out.startswith("PU1:"), err
+        assert ".tmp" not in err, err
+    from credential import qr
+
+    assert qr.decode_image(str(target)) in {out.strip() for (out, _), _ in results}
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
 def test_terminal_qr_goes_to_stderr(run: Run, wallet_home: Path, mexicali: City,
                                     tmp_path: Path) -> None:
     cred_id = _import(run, wallet_home, mexicali, "mexicali", tmp_path)
