@@ -16,10 +16,11 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-__all__ = ["CANCELLING_SIGNALS", "NEW_PASSPHRASE_VARIABLE", "PASSPHRASE_VARIABLE", "StagedFile",
+__all__ = ["CANCELLING_SIGNALS", "NEW_PASSPHRASE_VARIABLE", "PASSPHRASE_VARIABLE", "ROLE_FILES",
+           "StagedFile",
            "atomic_write", "check_output", "check_outputs", "check_png_name", "fsync_path",
            "held_lock", "make_folders", "name_start", "read_bounded", "read_new_passphrase",
-           "read_passphrase", "resolve_home", "uninterrupted"]
+           "read_passphrase", "refuse_other_role", "resolve_home", "uninterrupted"]
 
 
 def resolve_home(role: str, home: str | os.PathLike[str] | None = None) -> Path:
@@ -45,6 +46,27 @@ def resolve_home(role: str, home: str | os.PathLike[str] | None = None) -> Path:
 
         raise UsageError("home_unknown", role=role)
     return user_home / ".local" / "share" / "pasaporte" / role
+
+
+# The file each role's home is known by, and what it is called (one folder, one role's data).
+ROLE_FILES = {"wallet": "wallet.json", "issuer": "issuer.db", "ledger": "ledger.json"}
+_ROLE_NAMES = {"wallet": ("una cartera", "a wallet"),
+               "issuer": ("una oficina emisora", "an issuing office"),
+               "ledger": ("un registro público", "a public ledger")}
+
+
+def refuse_other_role(home: Path, role: str) -> None:
+    """Refuse to make ``role``'s home in a folder another role's data already holds: one
+    PASAPORTE_HOME exported for a clerk put a resident's wallet, passports with names and
+    birth dates in clear, into the office's folder (which is to hold none); an office went
+    into a wallet just as quietly."""
+    for other, marker in ROLE_FILES.items():
+        if other != role and os.path.lexists(home / marker):
+            from credential.errors import UsageError
+
+            (other_es, other_en), (role_es, role_en) = _ROLE_NAMES[other], _ROLE_NAMES[role]
+            raise UsageError("home_of_other_role", home=str(home), other_es=other_es,
+                             other_en=other_en, role_es=role_es, role_en=role_en)
 
 
 def read_bounded(path: str | os.PathLike[str], limit: int) -> bytes:

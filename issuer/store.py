@@ -40,7 +40,7 @@ from credential.claims import Claims
 from credential.cose import parse_sign1
 from credential.disk import disk_trouble
 from credential.errors import MalformedInput, PasaporteError, StoreError, UsageError, as_usage
-from credential.home import make_folders
+from credential.home import make_folders, refuse_other_role
 from credential.ids import ID_LEN, cti_from_id
 from credential.keys import (
     KID_LEN,
@@ -429,6 +429,7 @@ class IssuerStore:
                timezone: str | None = None, list_size: int | None = None) -> IssuerStore:
         if (home / "issuer.db").exists():
             raise StoreError("issuer_exists", home=str(home))
+        refuse_other_role(home, "issuer")
         if timezone is not None:
             check_timezone(timezone)
         if list_size is not None:

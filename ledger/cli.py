@@ -165,11 +165,12 @@ def init(origin: str, witness_name: str | None, home: str | None, db: str | None
 
     Sus llaves (cifradas en disco) y su base de datos; muestra la llave verificadora / Its keys
     (encrypted at rest) and database; prints the verifier key."""
-    from credential.home import resolve_home
+    from credential.home import refuse_other_role, resolve_home
 
     root = resolve_home("ledger", home)
     if (root / "ledger.json").exists():
         raise StoreError("ledger_already_initialised", home=str(root))
+    refuse_other_role(root, "ledger")  # before the passphrase is typed twice
     # before the passphrase is typed twice and the database made (a blank pasted at its end)
     for option, name in (("--origin", origin), ("--witness-name", witness_name)):
         if name is not None and not is_key_name(name):

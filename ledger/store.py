@@ -59,7 +59,7 @@ from sqlalchemy.pool import NullPool
 from credential import merkle
 from credential.disk import disk_trouble
 from credential.errors import LedgerError, MalformedInput, PasaporteError, StoreError, UsageError
-from credential.home import held_lock, make_folders, resolve_home
+from credential.home import held_lock, make_folders, refuse_other_role, resolve_home
 from credential.note import (
     COSIGNATURE_V1,
     Checkpoint,
@@ -586,6 +586,7 @@ def create_home(root: Path, config: LedgerConfig) -> None:
     # Owner-only, as an office's or a wallet's: its records are public, but whoever can write
     # here can swap the database (a token of their own in it) or the settings, and the node
     # signs over them with its key. A folder that exists already keeps its permissions.
+    refuse_other_role(root, "ledger")
     make_folders(root)
     engine = make_engine(database_url(root, config.db, config))
     try:

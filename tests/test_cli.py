@@ -67,6 +67,26 @@ def test_a_city_name_without_latin_letters_needs_a_code(homes: dict[str, Path], 
     assert code == 0 and "JPTYO" in out
 
 
+def test_one_folder_holds_one_roles_data(tmp_path: Path, passphrase: str, run: Run) -> None:
+    """One PASAPORTE_HOME exported for a clerk put a resident's wallet (names and birth dates
+    in clear) into the office's folder, and an office into a wallet, without a word."""
+    office = ["issuer", "init", "--city", "Mexicali", "--country", "MX", "--office", "Centro"]
+    made = {"issuer": office, "wallet": ["wallet", "init"],
+            "ledger": ["ledger", "init", "--origin", "pasaporte.example/log"]}
+    for role, args in made.items():
+        home = tmp_path / role
+        assert run(*args, "--home", str(home))[0] == 0
+        before = sorted(p.name for p in home.iterdir())
+        for other, other_args in made.items():
+            if other == role:
+                continue
+            code, out, err = run(*other_args, "--home", str(home))
+            assert code == 2 and out == "", err
+            assert err.startswith("[home_of_other_role]") and str(home) in err, err
+            assert "Use otra carpeta" in err and "Use another folder" in err
+        assert sorted(p.name for p in home.iterdir()) == before  # nothing of theirs added
+
+
 @pytest.mark.parametrize("args", [
     ["ledger", "mirror", "--from", "http://127.0.0.1:1", "--log-key", "nokey"],
     ["ledger", "mirror", "--from", "http://127.0.0.1:1", "--witness-key", "x+1+2"],

@@ -62,6 +62,7 @@ from credential.home import (
     held_lock,
     make_folders,
     read_bounded,
+    refuse_other_role,
     uninterrupted,
 )
 from credential.keys import (
@@ -639,6 +640,7 @@ class Wallet:
         if not passphrase:
             raise UsageError("wallet_passphrase_empty")
         cls.refuse_existing(home)
+        refuse_other_role(home, "wallet")
         path = home / WALLET_FILE
         seed = nacl.utils.random(32)
         public_key = bytes(signing_key(seed).verify_key)
