@@ -248,9 +248,16 @@ def _on_white(image: Image.Image) -> Image.Image:
         grey = image.point(lambda v: v * scale).convert("L")
         if not isinstance(transparency, int):
             return grey
-        # The transparent grey is a 16-bit value: compared before scaling, where it is exact.
-        alpha = ImageMath.lambda_eval(lambda e: (e["a"] != transparency) * 255,
-                                      a=image.convert("I")).convert("L")
+        # The transparent grey is a 16-bit value: compared before scaling, where it is exact;
+        # band by band, as 32-bit copies of a whole 16 MP image (and ImageMath's temporaries)
+        # took a 37 KB file to 330 MB.
+        alpha = Image.new("L", image.size)
+        width, height = image.size
+        rows = max(1, _BAND_PIXELS // width)
+        for top in range(0, height, rows):
+            band = image.crop((0, top, width, min(height, top + rows))).convert("I")
+            alpha.paste(ImageMath.lambda_eval(lambda e: (e["a"] != transparency) * 255,
+                                              a=band).convert("L"), (0, top))
     elif "A" in image.getbands() or transparency is not None:  # RGBA, LA; tRNS in P, L, RGB, 1
         if "A" not in image.getbands():
             image = image.convert("LA")  # applies the tRNS entry (a palette's alphas, one grey)
