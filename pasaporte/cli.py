@@ -148,6 +148,10 @@ def _terminated(_signum: int, _frame: object) -> None:
 _CANCELLING = (signal.SIGTERM, signal.SIGHUP)
 
 
+class OutputUnwritten(OSError):
+    """Standard output could not take what the command printed (``_ForgivingStdout``)."""
+
+
 class _ForgivingStdout(io.TextIOWrapper):
     """Standard output that outlives its reader (``| head -1``, a probe keeping one line, a
     script that stops reading): what is written after goes nowhere, and the command ends as it
@@ -165,6 +169,8 @@ class _ForgivingStdout(io.TextIOWrapper):
         except BrokenPipeError:
             self._to_the_void()
             return len(text)
+        except OSError as exc:
+            raise self._unwritten(exc) from exc
 
     def flush(self) -> None:
         try:
@@ -173,6 +179,14 @@ class _ForgivingStdout(io.TextIOWrapper):
             self._to_the_void()
             with contextlib.suppress(BrokenPipeError):
                 super().flush()
+        except OSError as exc:
+            raise self._unwritten(exc) from exc
+
+    def _unwritten(self, exc: OSError) -> OSError:
+        # Standard output that cannot take it (a full disk, a file size limit) is said as
+        # such: as any file's error, "(disk): nothing was left half-written" read as nothing
+        # done, and a resident's stored import was run again.
+        return OutputUnwritten(exc.errno, exc.strerror) if self.fd == 1 else exc
 
     def _to_the_void(self) -> None:
         self.gone = True
@@ -350,8 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(OSError, ValueError):  # what cannot be written: nowhere
             _to_devnull(sys.stdout.fileno())
         if code == 0:
-            error = StoreError("file_error", path="(salida / output)",
-                               reason=exc.strerror or type(exc).__name__)
+            error = StoreError("output_unwritten", reason=exc.strerror or type(exc).__name__)
             with contextlib.suppress(OSError):
                 click.echo(error.diagnostics(), err=True)
             code = 1
@@ -408,6 +421,13 @@ def _main(argv: list[str] | None) -> int:
         return 2
     except PasaporteError as exc:
         click.echo(exc.diagnostics(), err=True)
+        return 1
+    except OutputUnwritten as exc:
+        with contextlib.suppress(OSError, ValueError):  # the rest of it: nowhere
+            _to_devnull(1)
+        with contextlib.suppress(OSError):
+            click.echo(StoreError("output_unwritten", reason=exc.strerror or "OSError")
+                       .diagnostics(), err=True)
         return 1
     except OSError as exc:  # a full disk, a read-only folder, a file that vanished
         error = StoreError("file_error", path=exc.filename or "(disco / disk)",

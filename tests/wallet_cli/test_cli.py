@@ -511,6 +511,24 @@ def test_typed_text_is_said_escaped(wallet_home: Path, mexicali: City) -> None:
         assert "\\x1b]0;HACKED\\x07" in done.stderr, done.stderr
 
 
+def test_an_import_whose_id_cannot_be_printed_says_it_was_stored(wallet_home: Path,
+                                                                  mexicali: City,
+                                                                  tmp_path: Path) -> None:
+    """Standard output on a full disk: the passport was stored, and "nothing was left
+    half-written" read as nothing done."""
+    file = tmp_path / "p.txt"
+    file.write_text(mexicali.issue_text(Wallet.open(wallet_home).public_key,
+                                        example_claims("mexicali")))
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([str(PASAPORTE), "wallet", "import", str(file), "--home",
+                               str(wallet_home)], stdout=full, stderr=subprocess.PIPE,
+                              text=True, timeout=60, check=False)
+    assert done.returncode == 1 and "[output_unwritten]" in done.stderr, done.stderr
+    assert "queda hecho" in done.stderr and "stays done" in done.stderr
+    assert "Nothing was left" not in done.stderr
+    assert len(Wallet.open(wallet_home).ids()) == 1
+
+
 def test_nothing_pasted_is_said_as_standard_input(run: Run, wallet_home: Path) -> None:
     result = run("wallet", "import", "-", "--home", wallet_home, input="")
     assert isinstance(result.exception, PasaporteError)
