@@ -270,13 +270,15 @@ def serve(host: str, port: int, client_timeout: int, home: str | None, db: str |
     click.echo(f"escuchando en / listening on http://{host}:{server.port}", nl=True)
     sys.stdout.flush()
     if store.signer is not None:
-        # Its newest checkpoint shown to the witnesses again, in the background: a database
-        # restored from an old copy is told by a witness that cosigned more of it, before the
-        # first append would sign a second history of those sizes (it then appends nothing).
-        from ledger.witness import request_cosignatures
+        # Its newest checkpoint shown to the witnesses again: a database restored from an old
+        # copy is told by a witness that cosigned more of it, before the first append would
+        # sign a second history of those sizes (it then appends nothing).
+        from ledger.witness import WITNESS_TIMEOUT, request_cosignatures
 
+        # Waited for (a few seconds at most) before the first request is served: answered
+        # later, an office's append could come first and sign that second history.
         with contextlib.suppress(PasaporteError):
-            request_cosignatures(store, wait=0)
+            request_cosignatures(store, wait=WITNESS_TIMEOUT)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -504,7 +506,7 @@ def append(path: str, home: str | None, db: str | None) -> None:
 
     Agrega las entradas del archivo en un solo lote y muestra el checkpoint nuevo / Append the
     file's entries as one batch and print the new checkpoint."""
-    from ledger.entries import check_new, entry_from_json
+    from ledger.entries import WitnessCosignature, check_new, entry_from_json
 
     items = _read_jsonl(path)
     batch = []
@@ -515,8 +517,21 @@ def append(path: str, home: str | None, db: str | None) -> None:
             # the entry's own message, in each half in its language
             raise MalformedInput("ledger_bad_line", line=number, reason_es=exc.message["es"],
                                  reason_en=exc.message["en"]) from None
+    for number, entry in enumerate(batch, start=1):
+        if isinstance(entry, WitnessCosignature):
+            # the node logs the cosignatures it keeps; one pasted back from "ledger entries"
+            # (or typed) has no kept row beside it, and every audit after fails for good
+            raise UsageError("ledger_entry_type_node_only", line=number, type=entry.TYPE)
     check_new(batch)
     with _open(home, db, write=True) as store:
+        if store.witnesses():
+            # Its newest checkpoint shown to the witnesses first, as ``serve`` does on start:
+            # a database restored from an old copy hears from one that cosigned more of it,
+            # and appends nothing, before this batch would sign a second history of those
+            # sizes (waited for: an administrator's command, not an office's request).
+            from ledger.witness import WITNESS_TIMEOUT, request_cosignatures
+
+            request_cosignatures(store, wait=2 * WITNESS_TIMEOUT)
         signed = store.append(batch)
     click.echo(signed.note, nl=False)
 

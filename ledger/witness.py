@@ -192,8 +192,8 @@ def _cosign(store: LedgerStore, note: Note, old: int, proof: list[bytes]) -> Wit
         if cp.size == have_size and have_root is not None and cp.root != have_root:
             # The log signed two trees of one size: a split view. Both signed notes are the
             # proof; keep them (the refusal still commits this transaction).
-            log.warning("split view: log %s signed two different trees of size %d",
-                        cp.origin, cp.size)
+            log.warning("%s", PasaporteError("ledger_witness_saw_split_view", origin=cp.origin,
+                                             size=cp.size).diagnostics())
             t.insert_new(conn, t.split_views, origin=cp.origin, size=cp.size, root=cp.root,
                          cosigned=cosigned, other=note.encode(), seen=int(time.time()))
             return _conflict(have_size)
@@ -212,7 +212,12 @@ def _cosign(store: LedgerStore, note: Note, old: int, proof: list[bytes]) -> Wit
             try:
                 merkle.verify_consistency(old, cp.size, proof, have_root, cp.root)
             except LedgerError as exc:
-                log.warning("inconsistent checkpoint from %s: %s", cp.origin, exc)
+                # (said, not kept as evidence: the proof is the sender's, unsigned, and anyone
+                # may send a genuine note with a wrong one)
+                log.warning("%s", PasaporteError("ledger_witness_saw_inconsistent",
+                                                 origin=cp.origin, old=old, size=cp.size,
+                                                 reason=str(exc.detail.get("reason", exc.code))
+                                                 ).diagnostics())
                 return _refuse(422, "ledger_witness_inconsistent", old=old, size=cp.size)
         conn.execute(update(t.witnessed_logs).where(t.witnessed_logs.c.origin == cp.origin)
                      .values(size=cp.size, root=cp.root, note=note.encode(),
@@ -401,6 +406,12 @@ def _ask(store: LedgerStore, witness: tuple[str, str, str, int],
             said_before = old = said
             continue
         if status != 200:
+            if status == 422 and old > 0:
+                # It cosigned a tree of ``old`` records and refuses our proof from it: ours at
+                # that size is another (a database restored from an old copy that appended
+                # since, before any witness was asked). Said as the fork it likely is.
+                _warn(name, LedgerError("ledger_witness_fork", witness=name, size=old,
+                                        ours=cp.size))
             _warn(name, _refusal(status, ctype, reply))
             return False
         try:

@@ -137,7 +137,10 @@ def test_a_witness_keeps_the_evidence_of_a_split_view(store: LedgerStore,
         for old in (5, 5, 0):  # shown again (kept once), and with another old size
             reply = add_checkpoint(store, f"old {old}\n\n{notes[1]}".encode())
             assert (reply.status, reply.body) == (409, "5\n")
-    assert "split view" in caplog.text and log.name in caplog.text and "size 5" in caplog.text
+    # bilingual and coded, as every other line a node logs
+    assert "[ledger_witness_saw_split_view]" in caplog.text and log.name in caplog.text
+    assert "Split view" in caplog.text and "Vista dividida" in caplog.text
+    assert "of 5 records" in caplog.text and "de 5 registros" in caplog.text
     with store.engine.connect() as conn:
         rows = conn.execute(select(t.split_views.c.origin, t.split_views.c.size,
                                    t.split_views.c.root, t.split_views.c.cosigned,

@@ -4,6 +4,7 @@ cosigned is named. Real nodes over HTTP, as two cities run them."""
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import sqlite3
@@ -103,6 +104,57 @@ def test_a_log_restored_from_an_old_copy_appends_nothing_its_witness_saw_past(
         (a / f"ledger.db{suffix}").unlink(missing_ok=True)
     _copy(tmp_path / "today.db", a / "ledger.db")
     assert _post(serve(a).url, token, [commitment(99)])[0] == 201
+
+
+def test_a_restored_log_appended_to_at_the_command_line_asks_its_witness_first(
+        cities: dict[str, Any], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Restored, not served, and given a batch larger than the records it lost: the append
+    signed a tree past the size its witness cosigned, a second history, and "ok" (the guard
+    knew only the witness's size the old copy remembered)."""
+    a, sa, token = cities["a"], cities["sa"], cities["token"]
+    _post_entries(sa.url, token, [commitment(i) for i in range(1, 4)])
+    _copy(a / "ledger.db", tmp_path / "yesterday.db")
+    _post_entries(sa.url, token, [commitment(i) for i in range(4, 6)])
+    cosigned = _witness_size(a)
+    sa.stop()
+    for suffix in ("", "-wal", "-shm"):
+        (a / f"ledger.db{suffix}").unlink(missing_ok=True)
+    _copy(tmp_path / "yesterday.db", a / "ledger.db")
+    with LedgerStore.open(a) as store:
+        restored = store.size()
+    entries = tmp_path / "e.jsonl"
+    entries.write_text("".join(f'{{"type": "notice", "text": "acta {i}"}}\n'
+                               for i in range(2 * (cosigned - restored) + 3)))
+    with caplog.at_level(logging.WARNING):
+        assert run_cli("append", "--file", str(entries), "--home", str(a)) == 1
+    with LedgerStore.open(a) as store:
+        assert store.size() == restored  # nothing appended, nothing signed
+        report = node_status(store, now=int(time.time()))
+    assert report.health == "critical", report.problems
+    assert "ledger_behind_witness" in [p.code for p in report.problems]
+
+
+def test_a_cosignature_record_is_the_nodes_to_write(home: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """One pasted back from "ledger entries" was appended (exit 0), and with no kept
+    cosignature beside it every audit after failed, for good."""
+    with LedgerStore.open(home, passphrase=PASSPHRASE) as store:
+        store.append([commitment(0)], cosign=False)
+        n = store.size()
+        root = store.checkpoint().checkpoint.root
+        origin = store.origin
+    line = {"type": "witness_cosignature", "origin": origin, "size": n,
+            "root": base64.urlsafe_b64encode(root).decode().rstrip("="),
+            "witness": "ledger.b.example/witness",
+            "signature": base64.urlsafe_b64encode(bytes(76)).decode().rstrip("=")}
+    entries = tmp_path / "wc.jsonl"
+    entries.write_text(json.dumps(line) + "\n")
+    assert run_cli("append", "--file", str(entries), "--home", str(home)) == 2
+    err = capsys.readouterr().err
+    assert "[ledger_entry_type_node_only]" in err and "Line 1" in err and "Línea 1" in err
+    with LedgerStore.open(home) as again:
+        assert again.size() == n
+    assert run_cli("audit", "--home", str(home)) == 0
 
 
 def test_one_record_behind_its_witness_is_halted_and_remove_lets_it_go_on(
