@@ -806,8 +806,9 @@ def _mirror(root: Path, url: str, log_key: str | None, witness_key: tuple[str, .
         create_home(root, LedgerConfig(origin=verifier.name, log_vkey=log_key, db=db,
                                        mirror_of=url))
     config = load_config(root)
+    fresh = _holds_nothing(home, db)
     if log_key and config.log_vkey != log_key:
-        if not _holds_nothing(home, db):
+        if not fresh:
             given = parse_verifier_key(log_key).name
             if given == config.origin:  # rebuilt, or an impostor
                 raise LedgerError("ledger_witness_key_changed", origin=config.origin)
@@ -818,7 +819,11 @@ def _mirror(root: Path, url: str, log_key: str | None, witness_key: tuple[str, .
         verifier = parse_verifier_key(log_key)
         config = dataclasses.replace(config, origin=verifier.name, log_vkey=log_key)
         save_config(root, config)
-    known = tuple(dict.fromkeys(config.mirror_witnesses + witness_key))  # ordered, no repeats
+    # Ordered, no repeats. Until something is copied, the keys given replace those of a run
+    # that copied nothing (a wrong --from, refused): kept, the other log's own witness key
+    # stayed, and its operator alone could then satisfy this mirror.
+    kept = () if fresh and witness_key else config.mirror_witnesses
+    known = tuple(dict.fromkeys(kept + witness_key))
     if known != config.mirror_witnesses:
         save_config(root, dataclasses.replace(config, mirror_witnesses=known))
     if not known and not unwitnessed:

@@ -18,7 +18,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from credential.note import open_note, parse_checkpoint, parse_verifier_key
+from credential.note import (
+    COSIGNATURE_V1,
+    generate_signer,
+    open_note,
+    parse_checkpoint,
+    parse_verifier_key,
+)
 from ledger import schema as t
 from ledger.audit import audit
 from ledger.keys import load_config
@@ -250,6 +256,26 @@ def test_a_mirror_pointed_at_another_log_says_so(
     with LedgerStore.open(mirror_home) as store:
         assert store.size() == store.verified_size() == size
     assert _evidence(mirror_home) == []
+
+
+def test_a_refused_first_run_leaves_no_witness_key_behind(
+        pair: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A first run at the wrong log, refused ("nothing was copied"), kept its --witness-key:
+    here the wrong log's own witness, so that log's operator alone satisfied the mirror."""
+    a, ca, cb = pair["a"], pair["ca"], pair["cb"]
+    _append(a, 0, 2)
+    mirror_home = tmp_path / "mirror"
+    code, _, err = _run(capsys, "mirror", "--from", pair["sb"].url, "--log-key", ca.log_vkey,
+                        "--witness-key", ca.witness_vkey, "--home", str(mirror_home))
+    assert code == 1 and err.startswith("[ledger_mirror_wrong_log]"), err
+    assert run_cli("mirror", "--from", pair["sa"].url, "--log-key", ca.log_vkey,
+                   "--witness-key", cb.witness_vkey, "--home", str(mirror_home)) == 0
+    assert load_config(mirror_home).mirror_witnesses == (cb.witness_vkey,)
+    # once it holds a copy, a key given is added to those it has
+    other = generate_signer("ledger.c.example/witness", COSIGNATURE_V1).verifier.vkey
+    assert run_cli("mirror", "--from", pair["sa"].url, "--witness-key", other,
+                   "--home", str(mirror_home)) == 0
+    assert load_config(mirror_home).mirror_witnesses == (cb.witness_vkey, other)
 
 
 def test_a_log_behind_its_witness_is_critical(pair: dict[str, Any],
