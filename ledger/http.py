@@ -24,6 +24,7 @@ refusal is a 4xx with JSON ``{"code": …, "message": {"es": …, "en": …}}`` 
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import re
 import time
@@ -464,6 +465,18 @@ def status() -> Response:
     return resp
 
 
+def _store_from(app: Flask) -> LedgerStore:
+    """The log ``create_app``'s settings name, opened (see there)."""
+    for variable in ("PASAPORTE_LEDGER_PASSPHRASE", "PASAPORTE_PASSPHRASE"):
+        if os.environ.get(variable) == "" and not app.config.get("PASSPHRASE"):
+            # "export PASAPORTE_LEDGER_PASSPHRASE=$PASS" with PASS unset: named, rather than
+            # a node that silently serves read-only and refuses every append
+            raise UsageError("passphrase_env_empty", variable=variable)
+    passphrase = app.config.get("PASSPHRASE") or os.environ.get("PASAPORTE_PASSPHRASE")
+    return LedgerStore.open(app.config.get("HOME"), db=app.config.get("DB"),
+                            passphrase=str(passphrase) if passphrase else None)
+
+
 def create_app(test_config: dict[str, Any] | None = None, *, store: LedgerStore | None = None
                ) -> Flask:
     """The ledger app, for ``ledger serve`` or any WSGI server (``ledger.http:create_app()``).
@@ -486,14 +499,13 @@ def create_app(test_config: dict[str, Any] | None = None, *, store: LedgerStore 
     if test_config:
         app.config.update(test_config)
     if store is None:
-        for variable in ("PASAPORTE_LEDGER_PASSPHRASE", "PASAPORTE_PASSPHRASE"):
-            if os.environ.get(variable) == "" and not app.config.get("PASSPHRASE"):
-                # "export PASAPORTE_LEDGER_PASSPHRASE=$PASS" with PASS unset: named, rather than
-                # a node that silently serves read-only and refuses every append
-                raise UsageError("passphrase_env_empty", variable=variable)
-        passphrase = app.config.get("PASSPHRASE") or os.environ.get("PASAPORTE_PASSPHRASE")
-        store = LedgerStore.open(app.config.get("HOME"), db=app.config.get("DB"),
-                                 passphrase=str(passphrase) if passphrase else None)
+        try:
+            store = _store_from(app)
+        except PasaporteError as exc:
+            # A WSGI server shows its traceback, whose last line is English only: the operator
+            # reads the refusal in both languages first, with its code (as ``serve`` says it).
+            logging.getLogger("ledger.http").error("%s", exc.diagnostics())
+            raise
     app.extensions["ledger"] = store
     app.register_blueprint(bp)
 

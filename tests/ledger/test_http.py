@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from credential import merkle
-from credential.errors import UsageError
+from credential.errors import StoreError, UsageError
 from credential.note import open_note, parse_checkpoint
 from ledger import schema as t
 from ledger.audit import audit
@@ -355,7 +356,8 @@ def test_a_retried_batch_is_appended_once(client: FlaskClient, store: LedgerStor
     assert audit(store).ok
 
 
-def test_create_app_from_the_environment(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_create_app_from_the_environment(home: Path, monkeypatch: pytest.MonkeyPatch,
+                                        caplog: pytest.LogCaptureFixture) -> None:
     """How a WSGI server starts a node (``ledger.http:create_app()``): settings from the same
     environment variables the CLI reads; no passphrase means a read-only node."""
     from ledger.http import create_app
@@ -386,6 +388,13 @@ def test_create_app_from_the_environment(home: Path, monkeypatch: pytest.MonkeyP
         assert caught.value.code == "passphrase_env_empty"
         assert variable in caught.value.message["en"]
         monkeypatch.delenv(variable)
+    # a wrong one: refused, and said in both languages before the WSGI server's traceback
+    monkeypatch.setenv("PASAPORTE_LEDGER_PASSPHRASE", "not the passphrase")
+    with caplog.at_level(logging.ERROR, logger="ledger.http"), \
+            pytest.raises(StoreError) as refused:
+        create_app()
+    assert refused.value.code == "passphrase_wrong"
+    assert "[passphrase_wrong]" in caplog.text and " / " in caplog.text
 
 
 def test_only_the_node_writes_cosignatures_and_notices(client: FlaskClient, store: LedgerStore,
