@@ -387,7 +387,12 @@ def test_a_change_killed_at_any_moment_leaves_one_passphrase(
     seal(b"x" * 32, OLD)
     resealing = secrets * (time.monotonic() - started)  # about how long the re-sealing takes
     current, outcomes = OLD, []
-    for number, share in enumerate((0.0, 0.5, 0.9, 1.1, 1.5)):
+    # at once again, up to three more times, if no kill landed before the commit: on a loaded
+    # machine this process may be scheduled only after the whole re-sealing is done
+    shares = [0.0, 0.5, 0.9, 1.1, 1.5, 0.0, 0.0, 0.0]
+    for number, share in enumerate(shares):
+        if number >= 5 and (-signal.SIGKILL, False) in outcomes:
+            break
         new = f"frase número {number} / passphrase number {number}"
         env = dict(os.environ, PYTHONPATH=str(REPO), PASAPORTE_PASSPHRASE=current,
                    PASAPORTE_NEW_PASSPHRASE=new)
