@@ -37,6 +37,13 @@ def _copy(database: Path, to: Path) -> None:
     target.close()
 
 
+def _restore(copy: Path, home: Path) -> None:
+    """The log's database put back from ``copy``, as an operator restores a backup."""
+    for suffix in ("", "-wal", "-shm"):
+        (home / f"ledger.db{suffix}").unlink(missing_ok=True)
+    _copy(copy, home / "ledger.db")
+
+
 def _post(url: str, token: str, entries: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
     req = urllib.request.Request(f"{url}/entries", data=json.dumps({"entries": entries}).encode(),
                                  headers={"Authorization": f"Bearer {token}",
@@ -65,9 +72,7 @@ def test_a_log_restored_from_an_old_copy_appends_nothing_its_witness_saw_past(
     cosigned = _witness_size(a)
     sa.stop()
     _copy(a / "ledger.db", tmp_path / "today.db")
-    for suffix in ("", "-wal", "-shm"):
-        (a / f"ledger.db{suffix}").unlink(missing_ok=True)
-    _copy(tmp_path / "yesterday.db", a / "ledger.db")
+    _restore(tmp_path / "yesterday.db", a)
     with LedgerStore.open(a) as store:
         restored = store.size()
     assert restored < cosigned
@@ -100,9 +105,7 @@ def test_a_log_restored_from_an_old_copy_appends_nothing_its_witness_saw_past(
     assert run_cli("append", "--file", str(entries), "--home", str(a)) == 1
     # a copy holding every record the witness cosigned lets it go on
     again.stop()
-    for suffix in ("", "-wal", "-shm"):
-        (a / f"ledger.db{suffix}").unlink(missing_ok=True)
-    _copy(tmp_path / "today.db", a / "ledger.db")
+    _restore(tmp_path / "today.db", a)
     assert _post(serve(a).url, token, [commitment(99)])[0] == 201
 
 
@@ -117,9 +120,7 @@ def test_a_restored_log_appended_to_at_the_command_line_asks_its_witness_first(
     _post_entries(sa.url, token, [commitment(i) for i in range(4, 6)])
     cosigned = _witness_size(a)
     sa.stop()
-    for suffix in ("", "-wal", "-shm"):
-        (a / f"ledger.db{suffix}").unlink(missing_ok=True)
-    _copy(tmp_path / "yesterday.db", a / "ledger.db")
+    _restore(tmp_path / "yesterday.db", a)
     with LedgerStore.open(a) as store:
         restored = store.size()
     entries = tmp_path / "e.jsonl"
