@@ -49,6 +49,7 @@ from sqlalchemy import (
     func,
     insert,
     inspect,
+    or_,
     select,
 )
 from sqlalchemy import exc as sa_exc
@@ -1172,7 +1173,19 @@ class LedgerStore:
         # (before 0006 a token has no office): as ``add_witness``.
         migrate(self.engine)
         with self.engine.begin() as conn:
-            conn.execute(delete(t.tokens).where(t.tokens.c.name == name))
+            c = t.tokens.c
+            if scope is not None:
+                # A status list is named by its office's code alone (``CODE.N``): two cities
+                # given one code (Ciudad Juárez and Ciudad Acuña are both MXCIU by default)
+                # could each revoke the other's residents, and a restore would apply it.
+                other = conn.execute(select(c.name, c.city, c.country).where(
+                    c.code == scope.code, c.name != name,
+                    or_(c.city != scope.city, c.country != scope.country))).first()
+                if other is not None:
+                    raise StoreError("ledger_token_code_taken", office_code=scope.code,
+                                     other=str(other[0]), city=str(other[1]),
+                                     country=str(other[2]), given=scope.city)
+            conn.execute(delete(t.tokens).where(c.name == name))
             conn.execute(insert(t.tokens).values(
                 name=name, digest=hashlib.sha256(token.encode()).digest(),
                 created=int(time.time()), city=scope.city if scope else None,

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
-from credential.errors import LedgerError, MalformedInput
+from credential.errors import LedgerError, MalformedInput, StoreError
 from credential.keys import b64url, kid_for
 from issuer.store import IssuerStore
 from ledger import client
@@ -218,6 +218,22 @@ def test_a_status_list_is_its_office_s_by_its_whole_code(store: LedgerStore) -> 
         assert err.value.code == "ledger_token_out_of_scope", foreign
     store.append([entry_from_json(change("MX.12"))], cosign=False, bound=mx)
     assert store.size() == 1
+
+
+def test_one_office_code_is_one_citys(store: LedgerStore) -> None:
+    """Ciudad Juárez and Ciudad Acuña are both MXCIU by default: Acuña's token wrote a
+    revocation on Juárez's list, and Juárez's office, restored, applied it."""
+    juarez = Scope("Ciudad Juárez", "MX", "MXCIU")
+    store.add_token("juarez", juarez)
+    with pytest.raises(StoreError) as taken:
+        store.add_token("acuna", Scope("Ciudad Acuña", "MX", "MXCIU"))
+    assert taken.value.code == "ledger_token_code_taken"
+    assert "Ciudad Juárez" in taken.value.message["en"] and "juarez" in taken.value.message["en"]
+    assert "otro código" in taken.value.message["es"]
+    assert not store.has_token("acuna")
+    store.add_token("juarez-norte", juarez)  # another office of the same city: its code too
+    store.add_token("juarez", juarez)  # a token made again replaces its own
+    store.add_token("acuna", Scope("Ciudad Acuña", "MX", "MXACU"))
 
 
 @pytest.mark.parametrize(("field", "value"), [("country", "MEX"), ("city", "X" * 200),
