@@ -1495,6 +1495,14 @@ def catalog_key(value: str) -> str:
     return " ".join(folded(value).split())
 
 
+def _letters(value: str) -> float:
+    """How many letters ``value`` has, as a slip guard counts them: a Han ideograph, a Hangul
+    syllable or a kana (a wide letter) counts one and a half, as most Chinese, Japanese and
+    Korean city names are two of them (東京, 서울), refused for "fewer than three letters"."""
+    return sum((1.5 if unicodedata.east_asian_width(c) in "WF" else 1) for c in value
+               if c.isalpha())
+
+
 def check_catalog_name(catalogue: str, value: str, holder: Sequence[str] = ()) -> None:
     """A name new to a catalogue goes into every bundle from then on, which every counter and
     wallet holds, and no later bundle takes it back: one with fewer than three letters is a
@@ -1506,7 +1514,7 @@ def check_catalog_name(catalogue: str, value: str, holder: Sequence[str] = ()) -
     label = next((f.label for g in schema().groups for f in g.fields if f.catalog == catalogue),
                  {"es": catalogue, "en": catalogue})
     said = {"catalog": catalogue, "catalog_es": label["es"], "catalog_en": label["en"]}
-    if sum(c.isalpha() for c in value) < 3:
+    if _letters(value) < 3:
         raise UsageError("catalog_name_short", name=escaped(value[:80]), **said)
     names = [n for n in holder if n]
     if catalog_key(value) in {catalog_key(n) for n in (*names, " ".join(names))}:

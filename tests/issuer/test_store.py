@@ -423,3 +423,16 @@ def test_a_reason_about_the_residents_life_goes_public_as_unspecified(
                          "device_lost": "unspecified", "data_error": "data_error",
                          "superseded": "superseded", "key_compromise": "key_compromise",
                          "unspecified": "unspecified"}
+
+
+def test_a_two_character_chinese_japanese_or_korean_name_is_no_slip() -> None:
+    """Most of their city names are two characters (東京, 서울, 北京): refused as "fewer than
+    three letters", a city could not put its own name, which init took, in a passport."""
+    from issuer.store import check_catalog_name
+
+    for name in ("東京", "서울", "北京", "大阪", "Mexicali", "Ixtepec"):
+        check_catalog_name("city", name)
+    for slip in ("Mx", "BP", "東", "서", "東x", "--"):
+        with pytest.raises(UsageError) as caught:
+            check_catalog_name("city", slip)
+        assert caught.value.code == "catalog_name_short", slip
