@@ -21,12 +21,12 @@ import nacl.signing
 from credential import cbor, cose, jsontext
 from credential.errors import MalformedInput, Rejection, UsageError
 from credential.keys import b64url, kid_for, unb64url
-from credential.statuslist import PURPOSES, Purpose
+from credential.statuslist import PURPOSES, Purpose, StatusList
 from credential.text import escaped
 
 __all__ = ["CITY_CODE", "MAX_BUNDLE", "MAX_LIST_BYTES", "MAX_ROOT", "OfficeKey", "RootKey",
-           "StatusListInfo", "TrustBundle", "check_roots", "claimed_edition", "parse_bundle",
-           "sign_bundle"]
+           "StatusListInfo", "TrustBundle", "check_lists", "check_roots", "claimed_edition",
+           "parse_bundle", "sign_bundle"]
 
 MAX_BUNDLE = 4 * 1024 * 1024
 MAX_ROOT = 64 * 1024  # a root key file: a few hundred bytes of JSON
@@ -260,4 +260,13 @@ def parse_bundle(data: bytes, roots: Sequence[RootKey]) -> TrustBundle:
     bundle = _payload(contents)
     if (bundle.city, bundle.country, bundle.code) != (root.city, root.country, root.code):
         raise _bad("bundle's city, country or city code differs from its root's")
+    return bundle
+
+
+def check_lists(bundle: TrustBundle) -> TrustBundle:
+    """``bundle`` once every status list of it inflates whole (``statuslist_invalid``
+    otherwise): what a counter finds as it loads one, found by whoever keeps a bundle without
+    loading it (a wallet took a damaged one, and then listed none of its passports)."""
+    for s in bundle.status_lists:
+        StatusList.from_compressed(s.purpose, s.size, s.data)
     return bundle

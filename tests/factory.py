@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import datetime
 import json
 import re
@@ -15,7 +16,14 @@ from typing import Any
 import nacl.signing
 
 from credential import transport
-from credential.bundle import OfficeKey, RootKey, StatusListInfo, TrustBundle, sign_bundle
+from credential.bundle import (
+    OfficeKey,
+    RootKey,
+    StatusListInfo,
+    TrustBundle,
+    parse_bundle,
+    sign_bundle,
+)
 from credential.claims import parse_claims
 from credential.keys import kid_for
 from credential.passport import IssuedCredential, StatusRef, issue, present
@@ -168,6 +176,15 @@ class City:
 
     def verifier(self) -> Verifier:
         return Verifier(bundles=[self.bundle()], roots=[self.root])
+
+    def bundle_with_damaged_list(self) -> bytes:
+        """The city's bundle, signed, with a byte after its revocation list's data (what a city
+        whose software got the format wrong would sign)."""
+        good = parse_bundle(self.bundle(), [self.root])
+        first, *rest = good.status_lists
+        damaged = dataclasses.replace(first, data=first.data + b"\x00")
+        return sign_bundle(dataclasses.replace(good, status_lists=(damaged, *rest)),
+                           self.root_key)
 
     def bundle(self, *, made_at: int | None = None, version: int = 1) -> bytes:
         made_at = self.now if made_at is None else made_at

@@ -28,7 +28,7 @@ from typing import BinaryIO
 import click
 
 from credential import jsontext
-from credential.bundle import RootKey, parse_bundle
+from credential.bundle import RootKey, check_lists, parse_bundle
 from credential.claims import service_named
 from credential.errors import PasaporteError, StoreError, UsageError, as_usage
 from credential.home import CANCELLING_SIGNALS, read_bounded, uninterrupted
@@ -247,13 +247,13 @@ class _Setup:
         try:
             return Verifier(bundles=signed, roots=keys), policy
         except PasaporteError as exc:
-            if exc.code not in ("bundle_invalid", "bundle_untrusted"):
+            if exc.code not in ("bundle_invalid", "bundle_untrusted", "statuslist_invalid"):
                 raise
             # Which file: a counter set up with several cities' bundles cannot tell which to
             # replace. Looked for only now, so a good setup parses each bundle once.
             for name, data in zip(self.bundles, signed, strict=True):
                 with _naming(name):
-                    parse_bundle(data, keys)
+                    check_lists(parse_bundle(data, keys))
             raise
 
 

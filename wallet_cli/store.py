@@ -50,6 +50,7 @@ from credential.bundle import (
     MAX_ROOT,
     RootKey,
     TrustBundle,
+    check_lists,
     check_roots,
     parse_bundle,
 )
@@ -480,7 +481,7 @@ def _bundle_in(data: bytes, roots: Sequence[RootKey], file: str) -> TrustBundle:
     """The bundle ``data`` (the file ``file``) verified against ``roots``, or a refusal that
     names the file in the wallet's words (the counter's own speak of "this counter")."""
     try:
-        return parse_bundle(data, roots)
+        return check_lists(parse_bundle(data, roots))
     except PasaporteError as exc:
         if exc.code == "bundle_untrusted":  # named by the city it says it is of
             raise Rejection("wallet_trust_untrusted", file=file, city=exc.detail["city"],
@@ -891,7 +892,7 @@ class Wallet:
                 problems.append(StoreError("wallet_trust_damaged", file=str(bundle_file)))
                 continue
             try:
-                bundle = parse_bundle(raw, [roots[code]])
+                bundle = check_lists(parse_bundle(raw, [roots[code]]))
             except (UsageError, Rejection):
                 problems.append(StoreError("wallet_trust_damaged", file=str(bundle_file)))
                 continue

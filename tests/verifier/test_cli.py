@@ -171,6 +171,12 @@ def test_a_broken_bundle_or_root_among_several_is_named(tmp_path: Path, run: Run
     code, _, err = run(*both)
     assert code == 2 and "[root_invalid]" in err and "calexico.json: " in err, err
     assert "r.json" not in err
+    # signed whole, but a status list in it damaged: which file, too
+    (tmp_path / "calexico.cbor").write_bytes(calexico.bundle_with_damaged_list())
+    (tmp_path / "calexico.json").write_text(calexico.root.to_json())
+    code, _, err = run(*both)
+    assert code == 2 and "[statuslist_invalid]" in err and "calexico.cbor: " in err, err
+    assert "b.cbor" not in err
 
 
 def test_the_counter_at_work_scans_and_takes_a_new_bundle_without_restarting(

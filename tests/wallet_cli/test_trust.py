@@ -255,7 +255,7 @@ def test_a_passport_by_a_key_the_trusted_bundle_does_not_list_is_not_called_vali
 
 
 @pytest.mark.parametrize("damage", ["truncated bundle", "another city's root", "no bundle",
-                                    "no root"])
+                                    "no root", "a status list damaged"])
 def test_a_damaged_trust_file_is_named_not_taken_for_no_news(
         run: Run, wallet_home: Path, tmp_path: Path, damage: str) -> None:
     """A trusted bundle cut short, or a root swapped: that city's revocations no longer
@@ -275,6 +275,8 @@ def test_a_damaged_trust_file_is_named_not_taken_for_no_news(
         root.write_text(City().root.to_json())
     elif damage == "no bundle":
         bundle.unlink()
+    elif damage == "a status list damaged":  # kept by a release that did not inflate lists
+        bundle.write_bytes(city.bundle_with_damaged_list())
     else:  # a partial copy of the folder: the bundle alone was ignored, revocations and all
         root.unlink()
     said = "wallet_trust_bundle_missing" if damage == "no bundle" else "wallet_trust_damaged"
@@ -285,6 +287,24 @@ def test_a_damaged_trust_file_is_named_not_taken_for_no_news(
     assert "MXMEX." in listed.stderr
     shown = run("wallet", "present", wallet.ids()[0], "--for", "library", "--home", wallet_home)
     assert shown.exit_code == 0 and f"[{said}]" in shown.stderr, shown.output
+
+
+def test_a_bundle_whose_status_list_is_damaged_is_not_trusted(
+        run: Run, wallet_home: Path, tmp_path: Path) -> None:
+    """Signed as it is by a city whose software got the format wrong: taken (exit 0), then
+    every "wallet list" failed, the resident's other cities' passports hidden too. A counter
+    refuses it as it loads it; the wallet now refuses it as it is given, naming the file."""
+    city = City()
+    (tmp_path / "b.cbor").write_bytes(city.bundle_with_damaged_list())
+    (tmp_path / "r.json").write_text(city.root.to_json())
+    result = run("wallet", "trust", "--bundle", tmp_path / "b.cbor", "--trust-root",
+                 tmp_path / "r.json", "--home", wallet_home)
+    assert isinstance(result.exception, UsageError), result.output
+    assert result.exception.code == "wallet_trust_bundle_invalid"
+    assert "b.cbor" in result.exception.message["es"]
+    assert "b.cbor" in result.exception.message["en"]
+    assert not Wallet.open(wallet_home).trust_dir.exists() or not any(
+        Wallet.open(wallet_home).trust_dir.iterdir())
 
 
 def test_a_trust_folder_that_is_a_file_is_named(run: Run, wallet_home: Path) -> None:
