@@ -48,7 +48,7 @@ def mirror(store: LedgerStore, url: str, witnesses: Sequence[Verifier] = (),
     # A mirror writes without keys, so no open brought an older schema up to date (a writer's
     # does): this run does, before writing (a no-op at the newest revision).
     migrate(store.engine)
-    note_text = client.get_text(f"{url}/checkpoint")
+    note_text = _checkpoint_text(url, store.verifier, witnesses)
     _check_origin(store.verifier, url, note_text)
     # The log's own signature first, without the cosignature: a tree the log signed that
     # contradicts what this mirror verified is the log going back or rewriting its history,
@@ -104,6 +104,32 @@ def mirror(store: LedgerStore, url: str, witnesses: Sequence[Verifier] = (),
         raise LedgerError("ledger_mirror_mismatch", size=cp.size)
     store.store_checkpoint(_vouched(note_text, store.verifier, witnesses))
     return cp
+
+
+# A log's newest checkpoint waits for its witnesses' cosignatures for a few seconds after an
+# append (``ledger.witness.COSIGN_WAIT``): a mirror run that fetched it then failed, "missing
+# cosignature", at random on a busy log. Fetched again this many times, this far apart.
+_COSIGNED_TRIES, _COSIGNED_PAUSE_S = 4, 2.0
+
+
+def _checkpoint_text(url: str, log: Verifier, witnesses: Sequence[Verifier]) -> str:
+    """The node's newest checkpoint, fetched again while it still lacks the cosignature
+    this mirror requires (whatever else is wrong with it is for ``mirror`` to say)."""
+    note_text = client.get_text(f"{url}/checkpoint")
+    for _ in range(_COSIGNED_TRIES - 1):
+        if not witnesses or not _awaits_cosignature(note_text, log, witnesses):
+            break
+        time.sleep(_COSIGNED_PAUSE_S)
+        note_text = client.get_text(f"{url}/checkpoint")
+    return note_text
+
+
+def _awaits_cosignature(note_text: str, log: Verifier, witnesses: Sequence[Verifier]) -> bool:
+    try:
+        verify_checkpoint(note_text, log, witnesses, quorum=1)
+    except LedgerError as exc:
+        return exc.code == "note_missing_cosignature"
+    return False
 
 
 def _vouched(note_text: str, log: Verifier, witnesses: Sequence[Verifier]) -> str:

@@ -258,6 +258,35 @@ def test_a_mirror_pointed_at_another_log_says_so(
     assert _evidence(mirror_home) == []
 
 
+def test_a_checkpoint_still_awaiting_its_cosignature_is_fetched_again(
+        pair: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node's newest checkpoint waits a few seconds for its witness after an append: a
+    mirror run that fetched it then failed "missing cosignature", at random on a busy log."""
+    import threading
+
+    import ledger.mirror
+
+    a, ca, cb = pair["a"], pair["ca"], pair["cb"]
+    _append(a, 0, 2)
+    mirror_home = tmp_path / "mirror"
+    assert run_cli("mirror", "--from", pair["sa"].url, "--log-key", ca.log_vkey,
+                   "--witness-key", cb.witness_vkey, "--home", str(mirror_home)) == 0
+    size = _append(a, 10, 3, cosign=False)  # its witness not asked yet
+    monkeypatch.setattr(ledger.mirror, "_COSIGNED_PAUSE_S", 0.5)
+    monkeypatch.setattr(ledger.mirror, "_COSIGNED_TRIES", 40)
+    asked: list[int] = []
+    later = threading.Timer(1.0, lambda: asked.append(
+        run_cli("checkpoint", "--cosign", "--home", str(a))))
+    later.start()
+    try:
+        with LedgerStore.open(mirror_home) as store:
+            cp = mirror(store, pair["sa"].url, [parse_verifier_key(cb.witness_vkey)])
+            assert cp.size == size and store.verified_size() == size
+    finally:
+        later.join()
+    assert asked == [0]
+
+
 def test_a_refused_first_run_leaves_no_witness_key_behind(
         pair: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A first run at the wrong log, refused ("nothing was copied"), kept its --witness-key:
