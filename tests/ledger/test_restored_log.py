@@ -44,6 +44,23 @@ def _restore(copy: Path, home: Path) -> None:
     _copy(copy, home / "ledger.db")
 
 
+def _restored_from_yesterday(cities: dict[str, Any], tmp_path: Path, *,
+                             since: int) -> tuple[int, int]:
+    """The node of city ``a`` stopped and its database put back from a copy taken ``since``
+    appends ago (today's kept as ``today.db``): the size its witness cosigned, and the
+    restored database's."""
+    a, sa, token = cities["a"], cities["sa"], cities["token"]
+    _post_entries(sa.url, token, [commitment(i) for i in range(1, 4)])
+    _copy(a / "ledger.db", tmp_path / "yesterday.db")
+    _post_entries(sa.url, token, [commitment(i) for i in range(4, 4 + since)])
+    cosigned = _witness_size(a)
+    sa.stop()
+    _copy(a / "ledger.db", tmp_path / "today.db")
+    _restore(tmp_path / "yesterday.db", a)
+    with LedgerStore.open(a) as store:
+        return cosigned, store.size()
+
+
 def _post(url: str, token: str, entries: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
     req = urllib.request.Request(f"{url}/entries", data=json.dumps({"entries": entries}).encode(),
                                  headers={"Authorization": f"Bearer {token}",
@@ -65,16 +82,8 @@ def test_a_log_restored_from_an_old_copy_appends_nothing_its_witness_saw_past(
     """It took appends and signed checkpoints over a shorter history: revocations published
     since the copy were gone for good, the offices told nothing, and once it grew to the size
     the witness had cosigned it had signed two trees of one size."""
-    a, sa, token = cities["a"], cities["sa"], cities["token"]
-    _post_entries(sa.url, token, [commitment(i) for i in range(1, 4)])
-    _copy(a / "ledger.db", tmp_path / "yesterday.db")
-    _post_entries(sa.url, token, [commitment(i) for i in range(4, 9)])
-    cosigned = _witness_size(a)
-    sa.stop()
-    _copy(a / "ledger.db", tmp_path / "today.db")
-    _restore(tmp_path / "yesterday.db", a)
-    with LedgerStore.open(a) as store:
-        restored = store.size()
+    a, token = cities["a"], cities["token"]
+    cosigned, restored = _restored_from_yesterday(cities, tmp_path, since=5)
     assert restored < cosigned
     # Started again, it shows its newest checkpoint to the witnesses: told at once
     again = serve(a)
@@ -114,15 +123,8 @@ def test_a_restored_log_appended_to_at_the_command_line_asks_its_witness_first(
     """Restored, not served, and given a batch larger than the records it lost: the append
     signed a tree past the size its witness cosigned, a second history, and "ok" (the guard
     knew only the witness's size the old copy remembered)."""
-    a, sa, token = cities["a"], cities["sa"], cities["token"]
-    _post_entries(sa.url, token, [commitment(i) for i in range(1, 4)])
-    _copy(a / "ledger.db", tmp_path / "yesterday.db")
-    _post_entries(sa.url, token, [commitment(i) for i in range(4, 6)])
-    cosigned = _witness_size(a)
-    sa.stop()
-    _restore(tmp_path / "yesterday.db", a)
-    with LedgerStore.open(a) as store:
-        restored = store.size()
+    a = cities["a"]
+    cosigned, restored = _restored_from_yesterday(cities, tmp_path, since=2)
     entries = tmp_path / "e.jsonl"
     entries.write_text("".join(f'{{"type": "notice", "text": "acta {i}"}}\n'
                                for i in range(2 * (cosigned - restored) + 3)))
