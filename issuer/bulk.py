@@ -73,6 +73,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CARD_SUFFIX",
     "COLUMNS",
+    "LEFT_OUT_DIR",
     "MAX_HEADER",
     "NEW_NAMES_MAX",
     "BulkError",
@@ -700,6 +701,11 @@ def _issue_batch(store: IssuerStore, rows: list[Row], folder: Path, *,
     for cid, why in refused.items():
         _set_aside(folder, cid, _SET_ASIDE[why])
     left_out = tuple(cid for cid in left_out if cid not in refused)
+    # The rest, still valid, leave the print folder too: the notice names them once, and the
+    # next run's index no longer does; printed with the folder, a corrected row's old passport
+    # went out beside its new one.
+    for cid in left_out:
+        _set_aside(folder, cid, LEFT_OUT_DIR)
     atomic_write(folder / "index.csv",
                  "".join(f"{n},{cid}\n" for n, cid in (("line", "credential_id"), *ordered))
                  .encode())
@@ -786,6 +792,7 @@ def _settle_partials(store: IssuerStore, folder: Path) -> None:
 
 
 REVOKED_DIR = "revoked"
+LEFT_OUT_DIR = "not_in_this_file"  # still valid, issued from a row this file no longer has
 # Where the files of a row issued anew go, by why its earlier credential is refused everywhere.
 _SET_ASIDE = {"revoked": REVOKED_DIR, "key_compromised": "key_compromised"}
 

@@ -40,6 +40,7 @@ from credential.times import check_timezone, parse_instant, rfc3339
 from issuer import backup as backup_
 from issuer import card, form, reseal
 from issuer.bulk import (
+    LEFT_OUT_DIR,
     MAX_BYTES,
     NEW_NAMES_MAX,
     BulkError,
@@ -1107,5 +1108,6 @@ def bulk(csv_file: BinaryIO, out_dir: str, with_qr: bool, with_cards: bool,
     if outcome.left_out:
         shown = ", ".join(outcome.left_out[:5]) + (", …" if len(outcome.left_out) > 5 else "")
         click.echo(PasaporteError("bulk_rows_left_out", count=len(outcome.left_out), ids=shown,
-                                  index=outcome.kept_index).diagnostics(), err=True)
+                                  index=outcome.kept_index,
+                                  aside=str(folder / LEFT_OUT_DIR)).diagnostics(), err=True)
     _publish(store, passphrase)

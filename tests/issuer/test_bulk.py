@@ -506,6 +506,15 @@ def test_a_row_corrected_after_it_was_issued_is_said(
     assert code == 0 and stdout.startswith("1 ")
     assert "[bulk_rows_left_out]" in err and old["3"] in err and "revoke" in err
     assert "revóquelos" in err and list(out.glob("index-*.csv"))
+    # out of what is printed: named once by this notice, and by no index after it, the old
+    # passport went out with the folder beside its corrected one
+    assert not (out / f"{old['3']}.txt").exists()
+    assert (out / "not_in_this_file" / f"{old['3']}.txt").exists()
+    assert str(out / "not_in_this_file") in err
+    code, stdout, err = run("issuer", "bulk", str(tmp_path / "fixed.csv"), "--out-dir",
+                            str(out), "--home", str(home))
+    assert code == 0 and "[bulk_rows_left_out]" not in err, err
+    assert {p.stem for p in out.glob("*.txt")} == set(dict(_index(out)).values())
 
 
 def _issued_then_revoked(run: Run, home: Path, out: Path, tmp_path: Path, line: str,
