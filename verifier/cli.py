@@ -316,24 +316,31 @@ def _setup_notices(verifier: Verifier, policy: Policy, at: int | None) -> None:
 
 class _Replays:
     """The codes answering this counter's nonce already accepted in a session, each kept as
-    long as the engine could accept it again (the freshness window, and the clock skew a phone
-    ahead may add): a nonce shuts replay out only if a code counts once. Without it a
-    screenshot of an accepted code, passed down the queue, was accepted at every scan within
-    the window. Bounded: expired ones go first, and past ``MAX`` the oldest."""
+    long as the engine could accept it again: a nonce shuts replay out only if a code counts
+    once. Without it a screenshot of an accepted code, passed down the queue, was accepted at
+    every scan within the window. Bounded: those that can no longer pass go first, and past
+    ``MAX`` the oldest."""
 
     MAX = 100_000
 
     def __init__(self) -> None:
-        self._seen: OrderedDict[bytes, float] = OrderedDict()  # digest → monotonic time
+        # digest → (when accepted, on the monotonic clock; the code's signed iat)
+        self._seen: OrderedDict[bytes, tuple[float, int]] = OrderedDict()
+        self._widest = 0  # the longest freshness window a policy of this session gave
 
-    def check(self, line: str, policy: Policy) -> int | None:
+    def check(self, line: str, policy: Policy, now: int | None) -> int | None:
         """Seconds since the presentation ``line`` holds was accepted in this session, or
-        ``None`` when it was not (it is then remembered as accepted now). Only accepted
+        ``None`` when it was not (it is then remembered as accepted now). ``now`` is the time
+        the engine verified it at (``--at``; ``None``: this clock's). Only accepted
         presentations come here: a paper passport answers no nonce, and the same sheet
         scanned twice is no replay."""
-        now = time.monotonic()
-        keep = policy.freshness_s + policy.clock_skew_s
-        while self._seen and next(iter(self._seen.values())) < now - keep:
+        # A code passes while the verifying clock reads no later than its iat plus the
+        # freshness window: forgotten only then, by that clock (under --at it never moves)
+        # and the widest window in force this session (one narrowed for a while and put back
+        # forgot codes the wider one still took).
+        at = int(time.time()) if now is None else now
+        self._widest = max(self._widest, policy.freshness_s)
+        while self._seen and next(iter(self._seen.values()))[1] + self._widest < at:
             self._seen.popitem(last=False)
         kb = decode_text(line).kb
         if kb is None:  # (not a presentation: nothing it could be a replay of)
@@ -344,20 +351,21 @@ class _Replays:
         # CBOR each passed as new. Ed25519 signatures are deterministic and, with S checked
         # below the group order (libsodium does), not malleable.
         key = hashlib.sha256(kb.sign1.signature).digest()
-        when = self._seen.get(key)
-        if when is not None:
-            return int(now - when)
-        self._seen[key] = now
+        seen = self._seen.get(key)
+        if seen is not None:
+            return int(time.monotonic() - seen[0])
+        self._seen[key] = (time.monotonic(), kb.iat)
         if len(self._seen) > self.MAX:
             self._seen.popitem(last=False)
         return None
 
 
-def _unreplayed(line: str, result: Result, replays: _Replays | None, policy: Policy) -> Result:
+def _unreplayed(line: str, result: Result, replays: _Replays | None, policy: Policy,
+                now: int | None) -> Result:
     """``result``, or ``presentation_replayed`` for a presentation accepted before in this
-    session (only with a nonce: ``replays``)."""
+    session (only with a nonce: ``replays``); ``now`` as the engine verified it at."""
     if replays is not None and result.accepted and not result.paper:
-        ago = replays.check(line, policy)
+        ago = replays.check(line, policy, now)
         if ago is not None:
             return Result.rejection("presentation_replayed", seconds=ago)
     return result
@@ -411,7 +419,7 @@ def _scan(setup: _Setup, verifier: Verifier, policy: Policy, at: int | None,
                     _say(f"Configuración actualizada / Setup updated: {_versions(verifier)}")
             result = (Result.rejection("too_large") if line is None else
                       _unreplayed(line, verifier.verify(line, service=policy, now=at,
-                                                        nonce=nonce), replays, policy))
+                                                        nonce=nonce), replays, policy, at))
             # shown and counted together: an interrupt between the two counted a result
             # nobody saw (the summary one ahead of what the clerk was shown)
             with uninterrupted():
@@ -581,7 +589,8 @@ def command(service: str, bundles: tuple[str, ...], roots: tuple[str, ...],
                 continue
             else:
                 result = _unreplayed(line, verifier.verify(line, service=policy, now=now,
-                                                           nonce=nonce_bytes), replays, policy)
+                                                           nonce=nonce_bytes), replays, policy,
+                                     now)
             all_ok &= result.accepted
             checked += 1
             # ``| head -1``: the rest is still checked (the exit status is the whole batch's

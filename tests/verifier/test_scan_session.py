@@ -235,21 +235,31 @@ def test_a_closed_terminal_that_also_showed_the_results_ends_the_session_well(
 
 def test_an_accepted_code_is_remembered_as_long_as_it_could_pass_again(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """For the whole freshness window and skew, not for the moment the same code happens to
-    be scanned again (a screenshot passed down the queue comes minutes later)."""
+    """For as long as the engine would accept it (its iat plus the freshness window, by the
+    clock it verifies at), not for the moment the same code happens to be scanned again (a
+    screenshot passed down the queue comes minutes later); nor forgotten early by a window
+    narrowed for a while and put back, or by the wall clock under a fixed ``--at``."""
+    import dataclasses
+
     from verifier import cli
     from verifier.policy import Policy
 
     city, holder = City(), nacl.signing.SigningKey.generate()
     code = presentation(city.issue(holder=holder), holder, "library", LIB, nonce=b"8F3K")
     policy = Policy.for_service("library")
-    keep = policy.freshness_s + policy.clock_skew_s
+    window = policy.freshness_s
     clock = [1000.0]
     monkeypatch.setattr("verifier.cli.time.monotonic", lambda: clock[0])
     replays = cli._Replays()
-    assert replays.check(code, policy) is None  # accepted: remembered from now
-    for later in (2, keep - 1):
+    assert replays.check(code, policy, NOW) is None  # accepted: remembered from now
+    for later in (2, window):
         clock[0] = 1000.0 + later
-        assert replays.check(code, policy) == later
-    clock[0] = 1000.0 + keep + 1  # past what the engine itself would accept: let go
-    assert replays.check(code, policy) is None
+        assert replays.check(code, policy, NOW + later) == later
+    narrow = dataclasses.replace(policy, freshness_s=2, clock_skew_s=0)
+    assert replays.check(code, narrow, NOW + window) == window  # narrowed: still known
+    assert replays.check(code, policy, NOW + window) == window  # and put back
+    # under --at the verifying clock stands still: however long the session runs
+    clock[0] = 1000.0 + 10 * window
+    assert replays.check(code, policy, NOW + window) == 10 * window
+    # past what the engine itself would accept: let go
+    assert replays.check(code, policy, NOW + window + 1) is None
