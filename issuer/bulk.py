@@ -76,6 +76,7 @@ __all__ = [
     "LEFT_OUT_DIR",
     "MAX_HEADER",
     "NEW_NAMES_MAX",
+    "REVOKED_DIR",
     "BulkError",
     "BulkOutcome",
     "NewNames",
@@ -542,6 +543,9 @@ class BulkOutcome:
     # (a row corrected after it was issued, another file's run), and where that index went.
     left_out: tuple[str, ...] = ()
     kept_index: str | None = None
+    # (CSV line, credential id) of rows whose passport the office revoked for good
+    # (``issuer.store.REISSUED_AFTER``): not issued again
+    withdrawn: tuple[tuple[int, str], ...] = ()
 
 
 def fingerprints(root: nacl.signing.SigningKey, claims: Iterable[Claims]) -> list[str]:
@@ -641,10 +645,16 @@ def _issue_batch(store: IssuerStore, rows: list[Row], folder: Path, *,
     earlier = store.bulk_issued(prints)
     todo: list[tuple[int, tuple[Claims, str]]] = []
     lost: list[str] = []
+    withdrawn: list[tuple[int, str]] = []
     for row, fp in zip(rows, prints, strict=True):
         done = earlier.get(fp)
         if done is None:
             todo.append((row.line, (row.claims, fp)))
+        elif done[1] == "withdrawn":
+            # Revoked for good (a renewal at the desk replaced it, a death, fraud, a move):
+            # not issued again, or the resident held two; its files leave the print folder.
+            _set_aside(folder, done[0], _SET_ASIDE[done[1]])
+            withdrawn.append((row.line, done[0]))
         elif done[1] in _SET_ASIDE:
             # Revoked since an earlier run issued it (lost, a data error), or signed by a key
             # compromised by then (the office re-issues what it signed after): every counter
@@ -709,7 +719,8 @@ def _issue_batch(store: IssuerStore, rows: list[Row], folder: Path, *,
     atomic_write(folder / "index.csv",
                  "".join(f"{n},{cid}\n" for n, cid in (("line", "credential_id"), *ordered))
                  .encode())
-    return BulkOutcome(len(todo), len(rows) - len(todo), ordered, left_out, kept)
+    return BulkOutcome(len(todo), len(rows) - len(todo) - len(withdrawn), ordered, left_out,
+                       kept, tuple(withdrawn))
 
 
 def _groups(items: Iterable[T]) -> Iterator[list[T]]:
@@ -794,7 +805,8 @@ def _settle_partials(store: IssuerStore, folder: Path) -> None:
 REVOKED_DIR = "revoked"
 LEFT_OUT_DIR = "not_in_this_file"  # still valid, issued from a row this file no longer has
 # Where the files of a row issued anew go, by why its earlier credential is refused everywhere.
-_SET_ASIDE = {"revoked": REVOKED_DIR, "key_compromised": "key_compromised"}
+_SET_ASIDE = {"revoked": REVOKED_DIR, "withdrawn": REVOKED_DIR,
+              "key_compromised": "key_compromised"}
 
 
 def _set_aside(folder: Path, credential_id: str, sub: str) -> None:

@@ -43,6 +43,7 @@ from issuer.bulk import (
     LEFT_OUT_DIR,
     MAX_BYTES,
     NEW_NAMES_MAX,
+    REVOKED_DIR,
     BulkError,
     NewNames,
     expired_rows,
@@ -1105,6 +1106,12 @@ def bulk(csv_file: BinaryIO, out_dir: str, with_qr: bool, with_cards: bool,
         click.echo(f"{outcome.resumed} ya emitidos antes (mismos datos) / already issued "
                    f"earlier (same claims)", err=True)
     click.echo(f"{outcome.issued} pasaportes emitidos / passports issued → {folder}")
+    if outcome.withdrawn:
+        lines = ", ".join(f"{n} ({cid})" for n, cid in outcome.withdrawn[:5])
+        click.echo(PasaporteError(
+            "bulk_rows_withdrawn", count=len(outcome.withdrawn),
+            lines=lines + (", …" if len(outcome.withdrawn) > 5 else ""),
+            aside=str(folder / REVOKED_DIR)).diagnostics(), err=True)
     if outcome.left_out:
         shown = ", ".join(outcome.left_out[:5]) + (", …" if len(outcome.left_out) > 5 else "")
         click.echo(PasaporteError("bulk_rows_left_out", count=len(outcome.left_out), ids=shown,

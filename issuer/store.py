@@ -210,12 +210,24 @@ def _signed_compromised(issued_at: int, since: int | None) -> bool:
     return since is not None and issued_at >= since
 
 
-def _standing(status: str, issued_at: int, compromised: int | None,
+# Revoked for one of these, a bulk row's passport is issued anew when its sheet is run again:
+# the resident still needs one (a passport lost, a key compromised, an error in printing it;
+# unspecified, as before reasons were kept). Revoked for any other (a renewal replaced it,
+# fraud, a death, a move, the resident's request), it is ``withdrawn``: issued anew, a re-run
+# of the day's sheet gave the resident a second passport beside the desk's renewal, or one to
+# the deceased.
+REISSUED_AFTER = frozenset({"device_lost", "key_compromise", "data_error", "unspecified"})
+
+
+def _standing(status: str, reason: str | None, issued_at: int, compromised: int | None,
               key_from: int) -> str:
-    """A credential's status, or ``key_compromised`` if it was signed at or after its key's
-    compromise time and is not revoked (see ``IssuerStore.bulk_issued``)."""
-    if status != "revoked" and _signed_compromised(issued_at, _no_earlier(compromised,
-                                                                          key_from)):
+    """A credential's status as a bulk run weighs it (see ``IssuerStore.bulk_issued``): its
+    status, ``withdrawn`` if revoked for a reason not in ``REISSUED_AFTER``, or
+    ``key_compromised`` if it was signed at or after its key's compromise time and is not
+    revoked."""
+    if status == "revoked":
+        return "revoked" if (reason or "unspecified") in REISSUED_AFTER else "withdrawn"
+    if _signed_compromised(issued_at, _no_earlier(compromised, key_from)):
         return "key_compromised"
     return str(status)
 
@@ -1158,22 +1170,22 @@ class IssuerStore:
         status ``key_compromised`` for one signed at or after its key's compromise time (every
         counter refuses it, as ``credential`` says)."""
         query = (sa.select(bulk_fingerprints.c.fingerprint, credentials.c.id,
-                           credentials.c.status, credentials.c.issued_at,
+                           credentials.c.status, credentials.c.reason, credentials.c.issued_at,
                            keys.c.compromised_since, keys.c.valid_from)
                  .join(credentials, credentials.c.id == bulk_fingerprints.c.credential_id)
                  .join(keys, keys.c.kid == credentials.c.kid, isouter=True))
-        return {str(fp): (str(cid), _standing(status, issued_at, compromised, key_from))
-                for fp, cid, status, issued_at, compromised, key_from in self._in_chunks(
-                    query, bulk_fingerprints.c.fingerprint, fingerprints)}
+        return {str(fp): (str(cid), _standing(status, reason, issued_at, compromised, key_from))
+                for fp, cid, status, reason, issued_at, compromised, key_from
+                in self._in_chunks(query, bulk_fingerprints.c.fingerprint, fingerprints)}
 
     def standing(self, credential_ids: list[str]) -> dict[str, str]:
         """Each of these credentials' status now, by id, as ``bulk_issued`` gives it (one
         query per 500 ids)."""
-        query = (sa.select(credentials.c.id, credentials.c.status, credentials.c.issued_at,
-                           keys.c.compromised_since, keys.c.valid_from)
+        query = (sa.select(credentials.c.id, credentials.c.status, credentials.c.reason,
+                           credentials.c.issued_at, keys.c.compromised_since, keys.c.valid_from)
                  .join(keys, keys.c.kid == credentials.c.kid, isouter=True))
-        return {str(cid): _standing(status, issued_at, compromised, key_from)
-                for cid, status, issued_at, compromised, key_from in self._in_chunks(
+        return {str(cid): _standing(status, reason, issued_at, compromised, key_from)
+                for cid, status, reason, issued_at, compromised, key_from in self._in_chunks(
                     query, credentials.c.id, credential_ids)}
 
     def known(self, credential_ids: list[str]) -> set[str]:

@@ -337,11 +337,32 @@ def test_lost_files_are_named_and_issued_again_only_once_revoked(
                  "--home", str(home))
     code, _, err = run(*elsewhere)  # a mistyped --out-dir issues nothing a second time
     assert code == 1 and "3 passport(s)" in err and len(_issued(home)) == 3
-    assert run("issuer", "revoke", lost, "--reason", "superseded", "--home", str(home))[0] == 0
+    assert run("issuer", "revoke", lost, "--home", str(home))[0] == 0  # as the notice says
     code, stdout, _ = run(*args)
     assert code == 0 and stdout.startswith("1 ")
     again = dict(_index(out))[row]
     assert again != lost and (out / f"{again}.txt").exists() and len(_issued(home)) == 4
+
+
+@pytest.mark.parametrize("reason", ["superseded", "fallecido", "fraud", "moved_away",
+                                    "holder_request"])
+def test_a_passport_revoked_for_good_is_not_issued_again(
+        issued_sample: tuple[Path, Path, tuple[str, ...]], run: Run, reason: str) -> None:
+    """A renewal at the desk (``issue --replaces``: superseded), a death, fraud: the day's
+    sheet run again issued the row anew, without a word, and the resident held two passports
+    (or the deceased one)."""
+    home, out, args = issued_sample
+    (row, gone), *_ = _index(out)
+    assert run("issuer", "revoke", gone, "--reason", reason, "--home", str(home))[0] == 0
+    code, stdout, err = run(*args)
+    assert code == 0 and stdout.startswith("0 "), err
+    assert "[bulk_rows_withdrawn]" in err and f"{row} ({gone})" in err, err
+    assert "no se emitieron de nuevo" in err and "were not issued again" in err
+    assert len(_issued(home)) == 3
+    assert not (out / f"{gone}.txt").exists() and (out / "revoked" / f"{gone}.txt").exists()
+    assert dict(_index(out))[row] == gone
+    code, stdout, err = run(*args)  # and so on every run after
+    assert code == 0 and stdout.startswith("0 ") and "[bulk_rows_withdrawn]" in err, err
 
 
 def test_qr_images_are_drawn_on_every_core_and_redrawn_when_missing(
