@@ -455,7 +455,14 @@ def _checked(path: Path, passphrase: str, *, shown: Path, written: Path, source:
     except (nacl.exceptions.BadSignatureError, ValueError, TypeError,
             MalformedInput):  # a key or signature of the wrong length or type: damage too
         raise changed from None
-    root = nacl.signing.SigningKey(unseal(sealed, passphrase))  # passphrase_wrong: not ours
+    try:
+        root = nacl.signing.SigningKey(unseal(sealed, passphrase))
+    except StoreError as exc:
+        if exc.code != "passphrase_wrong":
+            raise
+        # "not correct" alone: the clerk tried today's passphrase on a copy made before it
+        # was changed, and had no way forward
+        raise StoreError("backup_passphrase_wrong", path=str(shown)) from None
     if bytes(root.verify_key) != bytes(public):  # a copy re-signed by another key
         raise changed
     return count

@@ -437,7 +437,9 @@ def test_a_backup_made_before_keeps_the_old_passphrase(
     monkeypatch.setenv("PASAPORTE_PASSPHRASE", NEW)
     code, _, err = run("issuer", "restore", "--from", str(tmp_path / "old.bak"),
                        "--home", str(tmp_path / "refused"))
-    assert code == 1 and "[passphrase_wrong]" in err
+    # and the clerk is told which passphrase does: the one in force when it was made
+    assert code == 1 and "[backup_passphrase_wrong]" in err and "old.bak" in err, err
+    assert "use the earlier one" in err and "use la anterior" in err
     assert not (tmp_path / "refused").exists()
 
     # The old passphrase does, and the restored office keeps it (the key the restore adds too).
@@ -466,7 +468,7 @@ def test_a_backup_made_before_keeps_the_old_passphrase(
     monkeypatch.setenv("PASAPORTE_PASSPHRASE", OLD)
     code, _, err = run("issuer", "restore", "--from", str(tmp_path / "new.bak"),
                        "--home", str(tmp_path / "old-refused"))
-    assert code == 1 and "[passphrase_wrong]" in err
+    assert code == 1 and "[backup_passphrase_wrong]" in err
     monkeypatch.setenv("PASAPORTE_PASSPHRASE", NEW)
     code, _, err = run("issuer", "restore", "--from", str(tmp_path / "new.bak"),
                        "--home", str(tmp_path / "restored-new"))
