@@ -7,6 +7,7 @@ import base64
 import binascii
 import hashlib
 import re
+import unicodedata
 from typing import Any
 
 import cbor2
@@ -140,13 +141,25 @@ def _sealed_doc(blob: bytes) -> dict[str, Any] | None:
 
 def unseal(blob: bytes, passphrase: str) -> bytes:
     """The secret ``seal`` sealed; ``StoreError`` ``sealed_key_damaged`` for a blob not of its
-    shape, ``passphrase_wrong`` when the box does not open."""
+    shape, ``passphrase_wrong`` when the box does not open.
+
+    Tried as typed, then with its accented letters composed, then decomposed: one keyboard
+    types "ñ" as one character, another as "n" and a combining tilde, the same passphrase to
+    the clerk and other bytes to Argon2id, and the key was sealed under whichever was typed
+    then. Only a passphrase with such letters costs the further tries."""
     doc = _sealed_doc(blob)
     if doc is None:
         raise StoreError("sealed_key_damaged")
-    key = nacl.pwhash.argon2id.kdf(nacl.secret.SecretBox.KEY_SIZE, passphrase.encode(),
-                                   doc["salt"], opslimit=doc["ops"], memlimit=doc["mem"])
-    try:
-        return bytes(nacl.secret.SecretBox(key).decrypt(doc["box"]))
-    except nacl.exceptions.CryptoError:
-        raise StoreError("passphrase_wrong") from None
+    tried: list[str] = []
+    for form in (None, "NFC", "NFD"):
+        candidate = passphrase if form is None else unicodedata.normalize(form, passphrase)
+        if candidate in tried:
+            continue
+        tried.append(candidate)
+        key = nacl.pwhash.argon2id.kdf(nacl.secret.SecretBox.KEY_SIZE, candidate.encode(),
+                                       doc["salt"], opslimit=doc["ops"], memlimit=doc["mem"])
+        try:
+            return bytes(nacl.secret.SecretBox(key).decrypt(doc["box"]))
+        except nacl.exceptions.CryptoError:
+            continue
+    raise StoreError("passphrase_wrong")

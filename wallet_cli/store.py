@@ -136,7 +136,7 @@ CLOCK_SLACK = 300
 # signing (which counters do not hold to their clock), a counter with a right clock accepts the
 # code if this clock is right: it may be, and is not blamed.
 
-Unlock = Literal["exact", "trimmed", "composed", "caps_lock"]
+Unlock = Literal["exact", "trimmed", "caps_lock"]
 
 Status = Literal["valid", "expired", "not_yet_valid", "revoked", "suspended",
                  "key_compromised", "key_not_valid_at_issuance", "signature_invalid",
@@ -597,19 +597,12 @@ def _public_key_whole(public_key: bytes, check: object) -> bool:
 def _tries(passphrase: str) -> list[tuple[str, Unlock]]:
     """What ``Wallet.unlock`` tries ``passphrase`` as, in order: as given; else without blanks
     at its ends (a wallet made before ``create`` dropped them keeps them, so this comes
-    second); else, those dropped, with its accented letters composed, or decomposed (one
-    keyboard or phone types "ñ" as one character, another as "n" and a combining tilde: the
-    same passphrase to the resident, other bytes to Argon2id; ``create`` keeps the composed
-    form, a wallet made before it did may hold either); else with its letters' case inverted
-    (typed with caps lock on). Only a passphrase with such letters has the middle tries."""
+    second); else with its letters' case inverted (typed with caps lock on). Each opens its
+    accented letters composed or decomposed alike (``credential.keys.unseal``)."""
     trimmed = passphrase.strip()
     tries: list[tuple[str, Unlock]] = [(passphrase, "exact")]
     if trimmed and trimmed != passphrase:
         tries.append((trimmed, "trimmed"))
-    for form in ("NFC", "NFD"):
-        other = unicodedata.normalize(form, trimmed)
-        if other not in (candidate for candidate, _ in tries):
-            tries.append((other, "composed"))
     trimmed = unicodedata.normalize("NFC", trimmed)  # caps lock on the composed form
     inverted = _caps_lock(trimmed)
     if inverted != trimmed:

@@ -128,3 +128,21 @@ def test_a_holder_key_of_the_wrong_length_is_not_signed_into_a_passport() -> Non
         City().issue_for(b"\x01" * 31, example_claims())
     assert caught.value.code == "key_invalid"
     assert "holder key must be 32 bytes" in caught.value.message["en"]
+
+
+def test_accented_letters_typed_composed_or_not_open_one_key() -> None:
+    """One keyboard types "ñ" as one character, another as "n" and a combining tilde: the
+    same passphrase to the clerk, and an office's staff was locked out by the other one."""
+    import unicodedata
+
+    from credential.keys import seal, unseal
+
+    composed = "contraseña-Ámbar"
+    decomposed = unicodedata.normalize("NFD", composed)
+    assert composed != decomposed
+    for sealed_under in (composed, decomposed):
+        blob = seal(b"s" * 32, sealed_under)
+        assert unseal(blob, composed) == unseal(blob, decomposed) == b"s" * 32
+        with pytest.raises(StoreError) as caught:
+            unseal(blob, "contrasena-Ambar")  # no accents at all is another passphrase
+        assert caught.value.code == "passphrase_wrong"
