@@ -84,7 +84,8 @@ def test_one_folder_holds_one_roles_data(tmp_path: Path, passphrase: str, run: R
             assert code == 2 and out == "", err
             assert err.startswith("[home_of_other_role]") and str(home) in err, err
             assert "Use otra carpeta" in err and "Use another folder" in err
-        assert sorted(p.name for p in home.iterdir()) == before  # nothing of theirs added
+        # nothing of theirs added (SQLite's -wal and -shm come and go with its connections)
+        assert {p.name for p in home.iterdir()} <= set(before)
 
 
 @pytest.mark.parametrize("args", [
@@ -208,7 +209,7 @@ def test_a_command_whose_reader_has_gone_ends_as_it_would_have(
                               str(EXAMPLES / "claims-mexicali.json"), "--paper", "--out",
                               str(tmp_path / "p.cred"), "--home", str(office)])
     # (a first passport's names are new to the catalogues: said, and nothing else)
-    assert code == 0 and err.startswith("[catalog_new_names]") and err.count("\n") == 1, err
+    assert code == 0 and err.startswith("[catalog_new_names") and err.count("\n") == 1, err
     assert (tmp_path / "p.cred").is_file()
 
 
