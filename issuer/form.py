@@ -56,6 +56,13 @@ _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _SPREADSHEET_NUMBER = re.compile(r"[0-9]+(\.[0-9]+)?")  # a year alone, or a date as a number
 _CONFIRM = frozenset({"s", "si", "y", "yes"})  # after folding: "Sí", "SI", "Yes"
 _CONFIRM_PROMPT = "¿Emitir? / Issue? [s/y/N] "
+_NEW_NAME = ("  ← nombre nuevo del catálogo: irá en cada paquete de confianza, para siempre / "
+             "new to the catalogue: goes into every trust bundle, for good")
+
+
+def _name_key(value: str) -> str:
+    """Two spellings of one catalogue name, as the store takes them (``catalog_key``)."""
+    return " ".join(folded(value).split())
 _LETTER_FLAGS = {"s": True, "y": True, "n": False}
 _HINTS = {
     "country": "código de 2 letras: MX, US / 2-letter code: MX, US",
@@ -388,7 +395,14 @@ def fill(ask: Ask, say: Say, *, today: date,
                     ask_until_valid(q)
         say("Resumen / Summary:")
         for q in asked:
-            say(f"  {q.label}: {shown(q, answers.get(q.key))}")
+            value = answers.get(q.key)
+            # Marked before the confirmation, where the clerk can still say no: a name new to
+            # its catalogue goes into every trust bundle for good (said after it, the notice
+            # came with the passport already on its way).
+            new = (bool(q.spec.catalog) and isinstance(value, str)
+                   and _name_key(value) not in {_name_key(n) for n in
+                                                (catalogs or {}).get(q.spec.catalog, ())})
+            say(f"  {q.label}: {shown(q, value)}{_NEW_NAME if new else ''}")
         while True:
             reply = ask(_CONFIRM_PROMPT)
             if reply is None:

@@ -80,4 +80,4 @@ def long_bulk_run(home: Path, passphrase: str, limit: int) -> Iterator[list[floa
 def after_notices(err: str) -> str:
     """``err`` without the notice of a first passport's new catalogue names before it."""
     return "".join(line for line in err.splitlines(keepends=True)
-                   if not line.startswith("[catalog_new_names]"))
+                   if not line.startswith("[catalog_new_names"))

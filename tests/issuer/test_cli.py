@@ -516,7 +516,7 @@ def test_a_ledger_address_that_cannot_be_used_is_refused_before_it_is_saved(
     # nothing was saved: issuing still just works, with nothing to publish to
     code, _, err = run("issuer", "issue", "--claims", str(EXAMPLES / "claims-mexicali.json"),
                        "--paper", "--out", str(tmp_path / "p.txt"), "--home", str(office))
-    assert code == 0 and err.startswith("[catalog_new_names]") and err.count("\n") == 1, err
+    assert code == 0 and err.startswith("[catalog_new_names") and err.count("\n") == 1, err
 
 
 @pytest.mark.parametrize("damage", ["emptied", "overwritten", "a folder"])
@@ -1116,7 +1116,7 @@ def test_a_claims_file_names_a_catalogued_place_in_any_case(office: Path, tmp_pa
     doc["residence"] = {**doc["residence"], "city": "Ensenada"}
     (tmp_path / "c.json").write_text(json.dumps(doc), encoding="utf-8")
     code, _, err = run(*issue)
-    assert code == 0 and "[catalog_new_names]" in err and "«Ensenada»" in err, err
+    assert code == 0 and "[catalog_new_names_added]" in err and "«Ensenada»" in err, err
     assert "Ciudad de residencia: «Ensenada»" in err and "City of residence: “Ensenada”" in err
     code, _, err = run(*issue)
     assert code == 0 and "catalog_new_names" not in err, err  # known now: nothing to say

@@ -323,6 +323,16 @@ def test_the_summary_shows_every_answer_in_both_languages() -> None:
     assert "  Derecho a biblioteca / Library eligible: sí / yes" in summary
     assert f"  Válido hasta / Valid until: {UNTIL}" in summary
     assert clerk.prompts[-1] == "¿Emitir? / Issue? [s/y/N] "
+    # a name new to its catalogue is marked before the confirmation, where the clerk can still
+    # say no (the notice after it came with the passport on its way): here, every one is new
+    marked = [line.split(":")[0] for line in summary if "new to the catalogue" in line]
+    assert marked == ["  Ciudad de residencia / City of residence",
+                      "  Sistema de bibliotecas / Home library system",
+                      "  Red de clínicas / Clinic network"], marked
+    known = Clerk(*EXAMPLE_ANSWERS, "s")
+    _fill(known, city=["  MEXICALI "])
+    summary = known.said[known.said.index("Resumen / Summary:") + 1:]
+    assert not any("Ciudad de residencia" in line and "new to" in line for line in summary)
 
 
 @pytest.mark.parametrize("reply", ["s", "sí", "SI", "y", "Yes", " s "])
