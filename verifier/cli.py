@@ -594,8 +594,15 @@ def command(service: str, bundles: tuple[str, ...], roots: tuple[str, ...],
             all_ok &= result.accepted
             checked += 1
             # ``| head -1``: the rest is still checked (the exit status is the whole batch's
-            # decision), its lines going nowhere (``pasaporte.cli._ForgivingStdout``)
-            click.echo(json_text({**result.to_json(), "line": number}))
+            # decision), its lines going nowhere (``pasaporte.cli._ForgivingStdout``). Each
+            # written through at once: a results file on a full disk is said by how many went
+            # in, as a --scan session says it, not found at exit as "check with list".
+            try:
+                click.echo(json_text({**result.to_json(), "line": number}))
+                sys.stdout.flush()
+            except OSError as exc:
+                raise StoreError("batch_output_failed", reason=exc.strerror or str(exc),
+                                 count=checked - 1, line=number) from None
         if not checked:
             # Nothing was accepted either: a script must not read an empty or mistaken file
             # as "every passport in it was good".

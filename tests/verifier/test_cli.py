@@ -179,6 +179,22 @@ def test_a_broken_bundle_or_root_among_several_is_named(tmp_path: Path, run: Run
     assert "b.cbor" not in err
 
 
+def test_a_batch_whose_results_cannot_be_written_says_how_far_it_got(tmp_path: Path) -> None:
+    """Its results file on a full disk: the generic "check with list or status" (commands a
+    counter has none of) said nothing of how many results went in."""
+    city = City()
+    paper = city.issue_text(None, example_claims())
+    (tmp_path / "log.txt").write_text(f"{paper}\n" * 50)
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "pasaporte.cli",
+                               *_counter(tmp_path, city), "--batch", str(tmp_path / "log.txt")],
+                              stdout=full, stderr=subprocess.PIPE, text=True, timeout=120,
+                              check=False)
+    assert done.returncode == 1 and "[batch_output_failed]" in done.stderr, done.stderr
+    assert "0 results were written" in done.stderr and "line 1" in done.stderr
+    assert "se escribieron 0 resultados" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_the_counter_at_work_scans_and_takes_a_new_bundle_without_restarting(
         tmp_path: Path) -> None:
     """``--scan``: a real process reading a scanner's lines from its standard input shows each
