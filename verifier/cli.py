@@ -429,6 +429,10 @@ def _scan(setup: _Setup, verifier: Verifier, policy: Policy, at: int | None,
                 click.echo()  # one scan, one block, on a busy counter's screen
             sys.stdout.flush()  # the clerk (or the program reading us) sees it now
             if reader_gone():  # the program reading the results went: ended, as at EOF
+                # said, and this scan's answer, which reached no one, not counted: the clerk
+                # saw the session stop with no reason, its last scan counted as answered
+                counts[result.decision] -= 1
+                _say(PasaporteError("scan_reader_gone").diagnostics())
                 break
     except KeyboardInterrupt:
         pass

@@ -332,6 +332,9 @@ def test_a_live_scan_session_ends_when_its_reader_goes(tmp_path: Path) -> None:
     proc.stdin.close()
     proc.stderr.close()
     assert json.loads(first)["decision"] == "accepted" and "Traceback" not in err, err
+    # said (the clerk saw the session stop with no reason), and the scan that found the
+    # reader gone, answered to no one, not counted as accepted
+    assert "[scan_reader_gone]" in err and "Scans: 1 " in err, err
 
 
 def test_a_scan_session_whose_reader_goes_ends_as_at_the_end_of_input(tmp_path: Path) -> None:
