@@ -17,10 +17,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 __all__ = ["CANCELLING_SIGNALS", "NEW_PASSPHRASE_VARIABLE", "PASSPHRASE_VARIABLE", "ROLE_FILES",
-           "StagedFile",
-           "atomic_write", "check_output", "check_outputs", "check_png_name", "fsync_path",
-           "held_lock", "make_folders", "name_start", "read_bounded", "read_new_passphrase",
-           "read_passphrase", "refuse_other_role", "resolve_home", "uninterrupted"]
+           "StagedFile", "atomic_write", "check_output", "check_outputs", "check_png_name",
+           "fsync_path", "held_lock", "make_folders", "name_start", "read_bounded",
+           "read_new_passphrase", "read_passphrase", "refuse_other_role", "resolve_home",
+           "uninterrupted"]
 
 
 def resolve_home(role: str, home: str | os.PathLike[str] | None = None) -> Path:

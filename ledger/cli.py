@@ -170,8 +170,8 @@ def init(origin: str, witness_name: str | None, home: str | None, db: str | None
     root = resolve_home("ledger", home)
     if (root / "ledger.json").exists():
         raise StoreError("ledger_already_initialised", home=str(root))
-    refuse_other_role(root, "ledger")  # before the passphrase is typed twice
     # before the passphrase is typed twice and the database made (a blank pasted at its end)
+    refuse_other_role(root, "ledger")
     for option, name in (("--origin", origin), ("--witness-name", witness_name)):
         if name is not None and not is_key_name(name):
             raise UsageError("ledger_bad_name", option=option, name=escaped(name[:80]))
