@@ -672,8 +672,10 @@ def _issue_batch(store: IssuerStore, rows: list[Row], folder: Path, *,
                          ids=", ".join(lost[:5]) + (", …" if len(lost) > 5 else ""))
     signing = store.office_signing_key(passphrase, office=office)  # unsealed once, not per row
 
+    # (a withdrawn row has no passport in this folder: its files went to revoked/)
+    gone = {line for line, _ in withdrawn}
     index = {row.line: earlier[fp][0] for row, fp in zip(rows, prints, strict=True)
-             if fp in earlier}
+             if fp in earlier and row.line not in gone}
 
     from issuer.store import Issuance  # here: a QR worker imports this module, not the store
 
