@@ -59,10 +59,6 @@ _CONFIRM_PROMPT = "¿Emitir? / Issue? [s/y/N] "
 _NEW_NAME = ("  ← nombre nuevo del catálogo: irá en cada paquete de confianza, para siempre / "
              "new to the catalogue: goes into every trust bundle, for good")
 
-
-def _name_key(value: str) -> str:
-    """Two spellings of one catalogue name, as the store takes them (``catalog_key``)."""
-    return " ".join(folded(value).split())
 _LETTER_FLAGS = {"s": True, "y": True, "n": False}
 _HINTS = {
     "country": "código de 2 letras: MX, US / 2-letter code: MX, US",
@@ -400,8 +396,8 @@ def fill(ask: Ask, say: Say, *, today: date,
             # its catalogue goes into every trust bundle for good (said after it, the notice
             # came with the passport already on its way).
             new = (bool(q.spec.catalog) and isinstance(value, str)
-                   and _name_key(value) not in {_name_key(n) for n in
-                                                (catalogs or {}).get(q.spec.catalog, ())})
+                   and catalog_key(value) not in {catalog_key(n) for n in
+                                                  (catalogs or {}).get(q.spec.catalog, ())})
             say(f"  {q.label}: {shown(q, value)}{_NEW_NAME if new else ''}")
         while True:
             reply = ask(_CONFIRM_PROMPT)
