@@ -806,7 +806,9 @@ def _mirror(root: Path, url: str, log_key: str | None, witness_key: tuple[str, .
         create_home(root, LedgerConfig(origin=verifier.name, log_vkey=log_key, db=db,
                                        mirror_of=url))
     config = load_config(root)
-    fresh = _holds_nothing(home, db)
+    # (the store opened to ask only when a key given may replace one kept)
+    fresh = bool((log_key and config.log_vkey != log_key) or witness_key) and _holds_nothing(
+        home, db)
     if log_key and config.log_vkey != log_key:
         if not fresh:
             given = parse_verifier_key(log_key).name
