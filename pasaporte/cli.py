@@ -24,7 +24,6 @@ from typing import Any, ClassVar
 import click
 
 from credential.errors import PasaporteError, StoreError, UsageError
-from credential.text import escaped
 
 # Each group is imported only when used: a counter running ``verify`` should not pay for
 # loading SQLAlchemy and Alembic (most of a second) on every scan it checks from a script.
@@ -412,7 +411,10 @@ def _main(argv: list[str] | None) -> int:
         if ctx is not None:
             click.echo(ctx.get_usage(), err=True)
         # escaped: click quotes what was typed ("no such file 'X\x1b]0;…'"), and text pasted
-        # from a message can hold a terminal's control sequences
+        # from a message can hold a terminal's control sequences (imported here: not at
+        # every start-up)
+        from credential.text import escaped
+
         click.echo(UsageError("usage_error", reason=escaped(exc.format_message())
                               ).diagnostics(), err=True)
         return 2
