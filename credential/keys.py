@@ -150,12 +150,10 @@ def unseal(blob: bytes, passphrase: str) -> bytes:
     doc = _sealed_doc(blob)
     if doc is None:
         raise StoreError("sealed_key_damaged")
-    tried: list[str] = []
-    for form in (None, "NFC", "NFD"):
-        candidate = passphrase if form is None else unicodedata.normalize(form, passphrase)
-        if candidate in tried:
-            continue
-        tried.append(candidate)
+    forms = (passphrase,) if passphrase.isascii() else tuple(dict.fromkeys(
+        (passphrase, unicodedata.normalize("NFC", passphrase),
+         unicodedata.normalize("NFD", passphrase))))
+    for candidate in forms:
         key = nacl.pwhash.argon2id.kdf(nacl.secret.SecretBox.KEY_SIZE, candidate.encode(),
                                        doc["salt"], opslimit=doc["ops"], memlimit=doc["mem"])
         try:
