@@ -386,8 +386,7 @@ def issue(claims_file: BinaryIO | None, ask: bool, holder_key: str | None, paper
     if not ask:  # (the form's summary marked them, before its confirmation)
         # said with a way to stop only where one remains: the passphrase's prompt, next
         _tell_new_names(new_catalog_names([claims], store.catalogs()),
-                        prompt_follows=passphrase is None
-                        and not os.environ.get(PASSPHRASE_VARIABLE))
+                        prompt_follows=passphrase is None)
     if passphrase is None:
         passphrase = read_passphrase()
     # The output files are staged first and written (on the disk, under a temporary name)
@@ -1018,7 +1017,8 @@ def _tell_new_names(added: NewNames, *, prompt_follows: bool = True) -> None:
     passphrase's prompt follows: with it in the environment, the passport was on its way a
     fifth of a second later."""
     if added:
-        code = "catalog_new_names" if prompt_follows else "catalog_new_names_added"
+        asked = prompt_follows and not os.environ.get(PASSPHRASE_VARIABLE)
+        code = "catalog_new_names" if asked else "catalog_new_names_added"
         click.echo(PasaporteError(code, names_es=added.said("es"),
                                   names_en=added.said("en")).diagnostics(), err=True)
 
@@ -1079,7 +1079,7 @@ def bulk(csv_file: BinaryIO, out_dir: str, with_qr: bool, with_cards: bool,
         raise UsageError("bulk_new_names_many", catalog_es=label["es"], catalog_en=label["en"],
                          count=len(names), max=NEW_NAMES_MAX, names_es=listed(names, "es"),
                          names_en=listed(names, "en"))
-    _tell_new_names(added, prompt_follows=not os.environ.get(PASSPHRASE_VARIABLE))
+    _tell_new_names(added)
     passphrase = read_passphrase()
     folder = Path(out_dir)
     before = _printed(folder)
