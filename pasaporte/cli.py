@@ -360,13 +360,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sys.stdout.flush()
     except OSError as exc:
-        with contextlib.suppress(OSError, ValueError):  # what cannot be written: nowhere
-            _to_devnull(sys.stdout.fileno())
         if code == 0:
-            error = StoreError("output_unwritten", reason=exc.strerror or type(exc).__name__)
-            with contextlib.suppress(OSError):
-                click.echo(error.diagnostics(), err=True)
-            code = 1
+            code = _unwritten(exc)
+        else:  # the command's own failure was said: the rest of its output goes nowhere
+            with contextlib.suppress(OSError, ValueError):
+                _to_devnull(sys.stdout.fileno())
     if argv is None and threading.current_thread() is threading.main_thread():
         # Run as the program: done and said. A Ctrl-C in the interpreter's last tenth of a
         # second (its shutdown) exited 130 with no word after the success line, and a script
@@ -374,6 +372,16 @@ def main(argv: list[str] | None = None) -> int:
         for signum in (signal.SIGINT, *_CANCELLING):
             signal.signal(signum, signal.SIG_IGN)
     return code
+
+
+def _unwritten(exc: OSError) -> int:
+    """Say once that standard output could not take the command's output (exit 1)."""
+    with contextlib.suppress(OSError, ValueError):  # the rest of it: nowhere
+        _to_devnull(sys.stdout.fileno())
+    with contextlib.suppress(OSError):
+        click.echo(StoreError("output_unwritten", reason=exc.strerror or type(exc).__name__)
+                   .diagnostics(), err=True)
+    return 1
 
 
 # click 8.2 and later raise it for a group given no command (earlier ones print the help)
@@ -425,12 +433,7 @@ def _main(argv: list[str] | None) -> int:
         click.echo(exc.diagnostics(), err=True)
         return 1
     except OutputUnwritten as exc:
-        with contextlib.suppress(OSError, ValueError):  # the rest of it: nowhere
-            _to_devnull(1)
-        with contextlib.suppress(OSError):
-            click.echo(StoreError("output_unwritten", reason=exc.strerror or "OSError")
-                       .diagnostics(), err=True)
-        return 1
+        return _unwritten(exc)
     except OSError as exc:  # a full disk, a read-only folder, a file that vanished
         error = StoreError("file_error", path=exc.filename or "(disco / disk)",
                            reason=exc.strerror or type(exc).__name__)
