@@ -13,7 +13,7 @@ import re
 import signal
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 __all__ = ["CANCELLING_SIGNALS", "NEW_PASSPHRASE_VARIABLE", "PASSPHRASE_VARIABLE", "ROLE_FILES",
@@ -187,13 +187,17 @@ class StagedFile:
     """A file written now under a temporary name beside ``path`` and put in place later
     (``commit``), or never (``discard``). Staging first means a place that cannot be written
     fails before the work that fills it (signing a credential, say) is done or recorded; and
-    until ``discard``, a commit can be taken back (``undo``), the file it replaced restored."""
+    until ``discard``, a commit can be taken back (``undo``), the file it replaced restored.
+
+    ``may_replace`` decides, of a file found at ``path`` (now, or appeared there by the
+    commit), whether it is replaced (the default: always) or stays, the commit then failing
+    with EEXIST."""
 
     def __init__(self, path: str | os.PathLike[str], mode: int = 0o600, *,
-                 keep_existing: bool = False) -> None:
+                 may_replace: Callable[[Path], bool] | None = None) -> None:
         from credential.errors import UsageError
 
-        self.target, self.mode, self.keep_existing = Path(path), mode, keep_existing
+        self.target, self.mode, self._may_replace = Path(path), mode, may_replace
         if os.path.lexists(self.target) and not self.target.is_file():
             # A device, a pipe, a socket, a link to one (/dev/null, /dev/stdout) or to nothing:
             # the final rename would put a regular file in its place, as root even a system's
@@ -203,6 +207,9 @@ class StagedFile:
             # Found only at the final rename otherwise, once the work the file holds was done
             # and recorded (in a folder still to be made, nothing refuses the name earlier).
             raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), str(self.target))
+        # A file there now that may be replaced is; otherwise none may be put there meanwhile.
+        self._keep_existing = may_replace is not None and not (
+            os.path.lexists(self.target) and may_replace(self.target))
         make_folders(self.target.parent)
         # Written through the descriptor mkstemp opened (O_EXCL, 0600), never reopened by
         # name: in a folder another user can write to, the name may be swapped meanwhile (for a
@@ -253,16 +260,22 @@ class StagedFile:
 
     def commit(self) -> None:
         """Put the written file in place: readers see the old file or the new, never a mix.
-        With ``keep_existing``, a file that appeared at the target since it was checked (another
-        clerk's, given the same name) stays, and this fails with EEXIST."""
+        A file that appeared at the target since it was checked (another clerk's, given the
+        same name) stays, and this fails with EEXIST, unless ``may_replace`` says otherwise."""
         assert self.tmp is not None, "already committed or discarded"
         if _inode(os.lstat(self.tmp)) != self._inode:
             # not the file written: swapped by someone who can write to the folder
             raise PermissionError(errno.EPERM, "the temporary file was replaced by another",
                                   str(self.target))
-        if self.keep_existing:
-            self._link_in_place()
-        else:
+        if self._keep_existing:
+            try:
+                self._link_in_place()
+            except FileExistsError:
+                assert self._may_replace is not None
+                if not self._may_replace(self.target):
+                    raise
+                self._keep_existing = False
+        if not self._keep_existing:
             if self.target.is_file() and not self.target.is_symlink():
                 # Kept under a second name (no copy: a hard link) so that ``undo`` can put it
                 # back. The random name is reserved by mkstemp, then freed for the link.

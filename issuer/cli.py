@@ -401,7 +401,8 @@ def issue(claims_file: BinaryIO | None, ask: bool, holder_key: str | None, paper
         try:
             for path in (out, qr_out, card_out):
                 if path:  # a file given the same name meanwhile (another clerk's) is kept
-                    outputs.append(StagedFile(path, keep_existing=not overwrite))
+                    outputs.append(StagedFile(path, may_replace=None if overwrite
+                                              else lambda _found: False))
 
             def deliver(cred: IssuedCredential) -> None:
                 text = transport.pack(cred.to_cbor())

@@ -395,7 +395,8 @@ def present(credential_id: str, service: str, disclose: tuple[str, ...], counter
     # Staged first: a place the image cannot go fails before the passphrase is asked for and
     # a presentation signed for nothing. Over an earlier code of this kind only: "--qr
     # pasaporte.png" replaced the passport image the office handed out (or a family photo).
-    staged = (StagedFile(qr_path, keep_existing=not _earlier_code(qr_path))
+    # One that appears there meanwhile (a shortcut clicked twice) is replaced the same way.
+    staged = (StagedFile(qr_path, may_replace=_earlier_code)
               if qr_path is not None else None)
     try:
         _present(wallet, credential_id, service, disclose, counter, nonce, staged, terminal)
@@ -491,16 +492,7 @@ def _present(wallet: Wallet, credential_id: str, service: str, disclose: tuple[s
 
         if staged is not None:
             staged.write(qr.render_png(shown.text))
-            try:
-                staged.commit()
-            except FileExistsError:
-                # A file appeared there since it was looked at: another "present --qr" to the
-                # same new name (a shortcut clicked twice) put its code first. That one is
-                # replaced as an earlier code is; anything else stays (wallet_qr_exists).
-                if not _earlier_code(staged.target):
-                    raise
-                staged.keep_existing = False
-                staged.commit()
+            staged.commit()
             # made at home and printed for later, it was refused as "a possible screenshot"
             _say(PasaporteError("wallet_qr_short_lived", path=escaped(str(staged.target)),
                                 seconds=COUNTER_FRESHNESS_S).diagnostics())

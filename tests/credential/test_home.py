@@ -130,7 +130,7 @@ def test_a_file_that_appears_at_a_kept_target_stays(tmp_path: Path) -> None:
     """Checked free before the work, taken by another clerk's passport meanwhile: theirs stays,
     and this one fails as existing (a rename would have replaced it)."""
     target = tmp_path / "ana.cred"
-    staged = StagedFile(target, keep_existing=True)
+    staged = StagedFile(target, may_replace=lambda _found: False)
     staged.write(b"PU1:MINE")
     target.write_bytes(b"PU1:THEIRS")
     with pytest.raises(FileExistsError) as caught:
@@ -139,7 +139,7 @@ def test_a_file_that_appears_at_a_kept_target_stays(tmp_path: Path) -> None:
     assert target.read_bytes() == b"PU1:THEIRS"
     kept = staged.keep()
     assert kept.read_bytes() == b"PU1:MINE"
-    free = StagedFile(tmp_path / "luis.cred", keep_existing=True)
+    free = StagedFile(tmp_path / "luis.cred", may_replace=lambda _found: False)
     free.write(b"PU1:LUIS")
     free.commit()
     free.discard()
@@ -410,3 +410,33 @@ def test_no_usable_home_is_said_in_both_languages(monkeypatch: pytest.MonkeyPatc
     assert "--home" in err.value.message["es"] and "--home" in err.value.message["en"]
     monkeypatch.setenv("XDG_DATA_HOME", "/srv/datos")  # an absolute one is used as it is
     assert resolve_home("wallet") == Path("/srv/datos/pasaporte/wallet")
+
+
+def test_may_replace_decides_of_a_file_found_now_and_one_appeared_meanwhile(tmp_path: Path) -> None:
+    """The predicate is asked of what is there at the start and again of what appeared by the
+    commit: an earlier code of ours is replaced (and can be put back), anything else stays."""
+    ours = lambda found: found.read_bytes().startswith(b"OURS")  # noqa: E731
+    target = tmp_path / "code.png"
+    target.write_bytes(b"OURS-1")
+    staged = StagedFile(target, may_replace=ours)
+    staged.write(b"OURS-2")
+    staged.commit()
+    assert target.read_bytes() == b"OURS-2"
+    staged.undo()
+    assert target.read_bytes() == b"OURS-1"
+    staged.discard()
+    target.unlink()
+    raced = StagedFile(target, may_replace=ours)
+    raced.write(b"OURS-3")
+    target.write_bytes(b"OURS-twice")  # the same shortcut clicked twice
+    raced.commit()
+    assert target.read_bytes() == b"OURS-3"
+    raced.discard()
+    target.unlink()
+    other = StagedFile(target, may_replace=ours)
+    other.write(b"OURS-4")
+    target.write_bytes(b"a family photo")
+    with pytest.raises(FileExistsError):
+        other.commit()
+    assert target.read_bytes() == b"a family photo"
+    other.discard()
