@@ -819,43 +819,56 @@ class LedgerStore:
                 ) -> tuple[int, dict[merkle.NodeRef, bytes]]:
         """The head size and the hashes of ``refs``, in one round trip.
 
-        Nodes on levels without rows are rebuilt from the stored level below them.
+        Nodes on levels without rows are rebuilt from the stored level below them: a node
+        ``span`` levels above its stored base covers ``2**span`` consecutive rows there.
         """
-        plan: dict[merkle.NodeRef, tuple[int, list[merkle.NodeRef]]] = {}
-        wanted: set[merkle.NodeRef] = set()
+        # (ref, span, the first row's key, the rows' table: leaves 0, nodes 1)
+        plan: list[tuple[merkle.NodeRef, int, int, int]] = []
+        leaves: list[int] = []
+        ids: list[int] = []
         for lvl, idx in refs:
-            base = lvl - lvl % t.NODE_STRIDE
-            span = lvl - base
-            kids = [(base, (idx << span) + j) for j in range(1 << span)]
-            plan[(lvl, idx)] = (span, kids)
-            wanted.update(kids)
-        leaves = sorted(i for lvl, i in wanted if lvl == 0)
-        ids = sorted(t.node_id(lvl, i) for lvl, i in wanted if lvl > 0)
+            span = lvl % t.NODE_STRIDE
+            base, first = lvl - span, idx << span
+            if base == 0:
+                plan.append(((lvl, idx), span, first, 0))
+                leaves.extend(range(first, first + (1 << span)))
+            else:
+                key = t.node_id(base, first)
+                plan.append(((lvl, idx), span, key, 1))
+                ids.extend(range(key, key + (1 << span)))
         # the values inlined below are integers we computed (never user text)
         parts = ["SELECT 2, size, root FROM ledger_head WHERE id = 1"]
         if leaves:
             parts.append("SELECT 0, seq, hash FROM ledger_entries WHERE seq IN ("
-                         + ", ".join(str(int(x)) for x in leaves) + ")")
+                         + ", ".join(map(str, leaves)) + ")")
         if ids:
             parts.append("SELECT 1, id, hash FROM ledger_nodes WHERE id IN ("
-                         + ", ".join(str(int(x)) for x in ids) + ")")
+                         + ", ".join(map(str, ids)) + ")")
+        # The driver's own cursor: a proof reads a few dozen rows, and SQLAlchemy's per-row
+        # wrapping was a third of the time a proof took (the target is under 1 ms at 1M).
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute(" UNION ALL ".join(parts))
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
         have = -1
-        found: dict[merkle.NodeRef, bytes] = {}
-        mask = (1 << t.NODE_SHIFT) - 1
-        for kind, key, value in conn.exec_driver_sql(" UNION ALL ".join(parts)):
+        found: tuple[dict[int, bytes], dict[int, bytes]] = ({}, {})
+        for kind, key, value in rows:
             if kind == 2:
                 have = int(key)
-            elif kind == 0:
-                found[(0, int(key))] = bytes(value)
             else:
-                found[(int(key) >> t.NODE_SHIFT, int(key) & mask)] = bytes(value)
+                found[kind][int(key)] = bytes(value)
         out: dict[merkle.NodeRef, bytes] = {}
-        for ref, (span, kids) in plan.items():
-            if any(k not in found for k in kids):
+        node_hash = merkle.node_hash
+        for ref, span, first, table in plan:
+            held = found[table]
+            try:
+                row = [held[first + j] for j in range(1 << span)]
+            except KeyError:  # beyond what is stored: the caller names what is missing
                 continue
-            row = [found[k] for k in kids]
-            for _ in range(span):
-                row = [merkle.node_hash(row[i], row[i + 1]) for i in range(0, len(row), 2)]
+            while len(row) > 1:
+                row = [node_hash(row[i], row[i + 1]) for i in range(0, len(row), 2)]
             out[ref] = row[0]
         return have, out
 
