@@ -285,9 +285,9 @@ _KEY_STATES = {"active": "activa", "retired": "retirada", "expired": "vencida",
                    "for the claims one by one on the terminal, show a summary and ask to "
                    "confirm (from a pipe: one line per question, the \"s\" confirmation, then "
                    "the passphrase).")
-@click.option("--holder-key", help="Clave de la cartera del residente (base64url) / The "
+@click.option("--holder-key", help="Llave de la cartera del residente (base64url) / The "
                                    "resident's wallet key (base64url).")
-@click.option("--paper", is_flag=True, help="Pasaporte impreso, sin clave de titular / Paper "
+@click.option("--paper", is_flag=True, help="Pasaporte impreso, sin llave de titular / Paper "
                                             "credential: no holder key binding.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="Archivo donde escribir el pasaporte (texto PU1:…) / Where to write the "

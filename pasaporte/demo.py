@@ -135,7 +135,7 @@ def main() -> int:
         d.run("ledger", "witnesses", "add", "--url", witness_node, "--key", witness_key,
               "--home", d.home("ledger"))
 
-        d.step("Dos oficinas crean sus claves", "Two city offices create their keys")
+        d.step("Dos oficinas crean sus llaves", "Two city offices create their keys")
         d.run("issuer", "init", "--city", "Mexicali", "--country", "MX",
               "--office", "Oficina Municipal Centro", "--timezone", "America/Tijuana",
               "--home", d.home("mexicali"))

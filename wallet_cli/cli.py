@@ -122,11 +122,11 @@ def group() -> None:
 @group.command()
 @_home_option
 def init(home: Path | None) -> None:
-    """Crea la clave del titular / Create the holder key.
+    """Crea la llave del titular / Create the holder key.
 
-    La clave queda sellada con una frase de acceso / Sealed under a passphrase.
+    La llave queda sellada con una frase de acceso / Sealed under a passphrase.
 
-    Muestra la clave pública del titular (base64url) para la oficina emisora / Prints the holder
+    Muestra la llave pública del titular (base64url) para la oficina emisora / Prints the holder
     public key (base64url) for the issuing office.
     """
     where = _home(home)
@@ -165,7 +165,7 @@ def change_passphrase(home: Path | None) -> None:
 @group.command()
 @_home_option
 def key(home: Path | None) -> None:
-    """Muestra la clave pública del titular / Print the holder public key.
+    """Muestra la llave pública del titular / Print the holder public key.
 
     En base64url / In base64url."""
     click.echo(b64url(Wallet.open(_home(home)).public_key))

@@ -239,7 +239,7 @@ def test_issue_refuses_a_holder_key_no_wallet_could_sign_with(office: Path, tmp_
                        "--holder-key", key, "--out", str(tmp_path / "c.txt"),
                        "--home", str(office))
     assert code == 2 and "[key_invalid]" in err and "--holder-key" in err
-    assert key == "abc" or "no es una clave pública Ed25519" in err
+    assert key == "abc" or "no es una llave pública Ed25519" in err
     assert not (tmp_path / "c.txt").exists()
 
 
