@@ -448,11 +448,12 @@ def _utf8_lines(stream: BinaryIO) -> BinaryIO:
         raise MalformedInput("ledger_jsonl_not_utf8", line=1) from None
 
 
-def _read_jsonl(path: str) -> list[dict[str, Any]]:
-    """The entries of a JSON Lines file, read in bounded binary lines: an endless line
+def _read_jsonl(path: str) -> list[tuple[int, dict[str, Any]]]:
+    """The entries of a JSON Lines file, each with its line number (blank lines are skipped,
+    and an error names the line an editor shows), read in bounded binary lines: an endless line
     (``/dev/zero``), a huge file or bytes that are not UTF-8 are one typed error naming the
     line, never an unbounded read or a decoding traceback."""
-    items: list[dict[str, Any]] = []
+    items: list[tuple[int, dict[str, Any]]] = []
     total = 0
     with contextlib.ExitStack() as files:
         stream: BinaryIO = sys.stdin.buffer
@@ -487,7 +488,7 @@ def _read_jsonl(path: str) -> list[dict[str, Any]]:
                                      reason=str(exc)) from None
             if not isinstance(item, dict):
                 raise MalformedInput("ledger_bad_jsonl", line=number)
-            items.append(item)
+            items.append((number, item))
             if len(items) > MAX_BATCH:
                 # read no further (memory stays bounded): the count is "more than", not a size
                 raise LedgerError("ledger_jsonl_too_many", line=number, limit=MAX_BATCH)
@@ -510,19 +511,20 @@ def append(path: str, home: str | None, db: str | None) -> None:
 
     items = _read_jsonl(path)
     batch = []
-    for number, item in enumerate(items, start=1):
+    for number, item in items:
         try:
             batch.append(entry_from_json(item))
         except MalformedInput as exc:
             # the entry's own message, in each half in its language
             raise MalformedInput("ledger_bad_line", line=number, reason_es=exc.message["es"],
                                  reason_en=exc.message["en"]) from None
-    for number, entry in enumerate(batch, start=1):
+    lines = [number for number, _ in items]
+    for number, entry in zip(lines, batch, strict=True):
         if isinstance(entry, WitnessCosignature):
             # the node logs the cosignatures it keeps; one pasted back from "ledger entries"
             # (or typed) has no kept row beside it, and every audit after fails for good
             raise UsageError("ledger_entry_type_node_only", line=number, type=entry.TYPE)
-    check_new(batch)
+    check_new(batch, lines)
     with _open(home, db, write=True) as store:
         if store.witnesses():
             # Its newest checkpoint shown to the witnesses first, as ``serve`` does on start:

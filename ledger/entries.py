@@ -95,9 +95,11 @@ def public_reason(reason: str) -> str:
     return reason if reason in PUBLIC_REASONS else "unspecified"
 
 
-def check_new(batch: Sequence[Entry]) -> None:
+def check_new(batch: Sequence[Entry], lines: Sequence[int] | None = None) -> None:
     """Refuse what a node must not take into a new batch, though each entry is well formed.
-    Records already in a log (mirrored, audited) are read whatever they say.
+    Records already in a log (mirrored, audited) are read whatever they say. Each refusal
+    names the entry (``entries[i]``, as a request holds them) or, given the file's ``lines``
+    the entries were read from, its line.
 
     - A status change whose reason is not for the public record (``PUBLIC_REASONS``): the
       office software sends only those, but a node took "fraud" or "deceased" from any token
@@ -108,20 +110,30 @@ def check_new(batch: Sequence[Entry]) -> None:
       so one such entry left it signing passports every counter refuses.
     - A key rotated into itself: a key history no auditor can read.
     """
+    def bad(number: int, name: str, reason: str) -> MalformedInput:
+        if lines is None:
+            return _bad(f"entries[{number}].{name}", reason)
+        inner = _bad(name, reason)
+        return MalformedInput("ledger_bad_line", line=lines[number],
+                              reason_es=inner.message["es"], reason_en=inner.message["en"])
+
     for number, entry in enumerate(batch):
         if isinstance(entry, StatusChanged):
             if entry.reason not in PUBLIC_REASONS:
+                where = ((f"entries[{number}]",) * 2 if lines is None
+                         else (f"Línea {lines[number]}", f"Line {lines[number]}"))
                 raise MalformedInput("ledger_reason_not_public", index=number,
+                                     where_es=where[0], where_en=where[1],
                                      reason=entry.reason, allowed=", ".join(PUBLIC_REASONS))
             # an office's lists are "CODE.N" (a list named otherwise is no passport's)
             list_number = entry.list.rpartition(".")[2]
             if (list_number.isascii() and list_number.isdigit()
                     and int(list_number) >= STATUS_BOUND):
-                raise _bad(f"entries[{number}].list", "a list number below 2^32")
+                raise bad(number, "list", "a list number below 2^32")
             if entry.index >= STATUS_BOUND:
-                raise _bad(f"entries[{number}].index", "a number below 2^32")
+                raise bad(number, "index", "a number below 2^32")
         elif isinstance(entry, KeyRotated) and entry.kid == entry.replaces:
-            raise _bad(f"entries[{number}].replaces", "a key does not replace itself")
+            raise bad(number, "replaces", "a key does not replace itself")
 
 
 def _bad(field: str, reason: str) -> MalformedInput:

@@ -232,3 +232,28 @@ def test_init_where_no_database_can_be_made_says_so(
     err = capsys.readouterr().err
     assert err.startswith("[ledger_database_cannot_create]"), err
     assert "restore" not in err and not (tmp_path / "node" / "ledger.json").exists()
+
+
+def test_append_refusals_name_the_line_an_editor_shows(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Blank lines counted: a reason not for the public record, a list number no passport can
+    carry and a node-only type are each named by the file's line, not the entry's place."""
+    home = tmp_path / "h"
+    assert run_cli("init", "--origin", "ledger.test/lines", "--home", str(home)) == 0
+    capsys.readouterr()
+    notice = '{"type": "notice", "text": "uno"}\n\n'
+    cases = {
+        '{"type": "status_changed", "list": "MXMEX.1", "index": 5, "status": "revoked",'
+        ' "reason": "deceased"}': "[ledger_reason_not_public] Línea 3: ",
+        '{"type": "status_changed", "list": "MXMEX.4294967296", "index": 5,'
+        ' "status": "revoked", "reason": "unspecified"}': "[ledger_bad_line] Línea 3: ",
+        '{"type": "witness_cosignature", "origin": "o", "size": 1, "signature": "x"}':
+            "[ledger_", }
+    for line, start in cases.items():
+        bad = tmp_path / "bad.jsonl"
+        bad.write_text(notice + line + "\n")
+        assert run_cli("append", "--file", str(bad), "--home", str(home)) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(start) and "Line 3" in err and "entries[" not in err, err
+    assert run_cli("audit", "--home", str(home)) == 0
+    assert "ok: 0" in capsys.readouterr().out
