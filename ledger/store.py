@@ -55,7 +55,7 @@ from sqlalchemy import (
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import update as sql_update
 from sqlalchemy.engine import URL, ExceptionContext, make_url
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
 from credential import merkle
 from credential.disk import disk_trouble
@@ -421,6 +421,7 @@ def make_engine(url: str, *, busy_timeout: float = BUSY_TIMEOUT_S) -> Engine:
             if "@" in (parsed.host or ""):  # connecting would look up a password's tail
                 raise StoreError("ledger_bad_db_url_host", db=_masked(url))
             engine = create_engine(parsed, connect_args=_server_args(parsed, busy_timeout))
+            _per_process(engine)
             event.listen(engine, "handle_error", _db_error)
             _check_sessions(engine, _answer_within(parsed))
             return engine
@@ -430,6 +431,7 @@ def make_engine(url: str, *, busy_timeout: float = BUSY_TIMEOUT_S) -> Engine:
         engine = create_engine(url, connect_args={"timeout": busy_timeout}, **pool)
     except (sa_exc.ArgumentError, ImportError) as exc:  # NoSuchModuleError is an ArgumentError
         raise StoreError("ledger_bad_db_url", db=_masked(url), reason=str(exc)[:200]) from None
+    _per_process(engine)
     event.listen(engine, "handle_error", _db_error)
     event.listen(engine, "connect", sqlite_settings)
 
@@ -439,6 +441,25 @@ def make_engine(url: str, *, busy_timeout: float = BUSY_TIMEOUT_S) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
+
+
+def _per_process(engine: Engine) -> None:
+    """A pooled connection serves only the process that opened it. A WSGI server that loads
+    the app and then forks its workers (gunicorn --preload, uWSGI without lazy-apps) gave each
+    worker the master's session: one PostgreSQL backend (or SQLite handle) answering four
+    processes at once, an office's valid token read as unknown (401) from another worker's
+    result. In a child, an inherited connection is dropped unclosed (closing it would end the
+    parent's session too) and a new one opened, as SQLAlchemy's pooling guide recommends."""
+    @event.listens_for(engine, "connect")
+    def _opened(_dbapi: object, record: ConnectionPoolEntry) -> None:
+        record.info["pid"] = os.getpid()
+
+    # (typed Any: the pool's record and proxy take the assignment; their interfaces do not)
+    @event.listens_for(engine, "checkout")
+    def _taken(_dbapi: object, record: Any, proxy: Any) -> None:
+        if record.info.get("pid") != os.getpid():
+            record.dbapi_connection = proxy.dbapi_connection = None
+            raise sa_exc.DisconnectionError("a connection opened by another process")
 
 
 def _alembic_config() -> Config:

@@ -471,3 +471,43 @@ def test_two_inits_of_one_home_at_once_do_not_both_write_it(tmp_path: Path) -> N
     with pytest.raises(StoreError) as err:
         LedgerStore.init(home, "ledger.second.example/log", PASSPHRASE)
     assert err.value.code == "ledger_already_initialised"
+
+
+def _session(store: LedgerStore) -> tuple[int, int]:
+    """Which connection a checkout gives: the driver object's identity (in a forked child, an
+    inherited one has the parent's) and, on PostgreSQL, the server's backend process."""
+    with store.engine.connect() as conn:
+        backend = (conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+                   if store.is_postgres else 0)
+        return id(conn.connection.dbapi_connection), int(backend or 0)
+
+
+def test_a_forked_worker_opens_its_own_connections(store: LedgerStore) -> None:
+    """A WSGI server that loads the app and then forks its workers: each worker must talk to
+    the database over a session of its own, never over the one pooled in the parent (four
+    workers on one PostgreSQL backend read each other's results), and the parent's session
+    must survive the child."""
+    store.append([commitment(0)], cosign=False)
+    parent = _session(store)
+    assert _session(store) == parent  # pooled: the same one again in this process
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the worker
+        code = 1
+        try:
+            os.close(read)
+            child = _session(store)
+            os.write(write, f"{child[0]} {child[1]} {store.size()}".encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read) as answer:
+        said = answer.read().split()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0 and len(said) == 3
+    assert said[2] == "1"  # it read the log
+    assert int(said[0]) != parent[0]
+    if store.is_postgres:
+        assert int(said[1]) != parent[1]
+    assert _session(store) == parent and store.size() == 1  # the parent's session lives on
