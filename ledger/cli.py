@@ -760,7 +760,7 @@ def mirror(url: str, log_key: str | None, witness_key: tuple[str, ...], unwitnes
     from ledger.mirror import mirror as run_mirror
 
     for k in witness_key:
-        _vkey(k, "--witness-key")  # a typo fails here, before anything is written
+        _vkey(k, "--witness-key", witness=True)  # a typo fails here, before anything is written
     if log_key:
         _vkey(log_key, "--log-key")
     root = resolve_home("ledger", home)
@@ -780,12 +780,18 @@ def _holds_nothing(home: str | None, db: str | None) -> bool:
         return False
 
 
-def _vkey(text: str, option: str) -> None:
+def _vkey(text: str, option: str, *, witness: bool = False) -> None:
     """A verifier key as typed on the command line: one that does not parse, or whose name the
-    ledger's records cannot hold (``check_own_name``), is a mistake in the command (exit 2),
-    found before anything is read or written."""
+    ledger's records cannot hold (``check_own_name``), or, given for a witness, that is no
+    witness's key, is a mistake in the command (exit 2), found before anything is read or
+    written."""
     with as_usage():
-        check_own_name(parse_verifier_key(text).name)
+        if witness:
+            from ledger.store import witness_key
+
+            witness_key(text)
+        else:
+            check_own_name(parse_verifier_key(text).name)
 
 
 def _mirror_lock(root: Path) -> contextlib.AbstractContextManager[None]:
@@ -940,7 +946,7 @@ def witnesses_add(url: str, vkey: str, home: str | None, db: str | None) -> None
     nombre reemplaza a la anterior, que se guarda para la auditoría) / Ask the witness at URL to
     cosign every new checkpoint (a new key under the same name replaces the one before, which
     is kept for audit)."""
-    _vkey(vkey, "--key")
+    _vkey(vkey, "--key", witness=True)
     with _open(home, db, log_only=True) as store:
         added = store.add_witness(url, vkey)
         origin = store.verifier.name

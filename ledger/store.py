@@ -102,7 +102,8 @@ from ledger.keys import (
 from ledger.scopes import Scope, check_scope, register_kids, register_kids_of_leaves
 
 __all__ = ["MAX_BATCH", "AppendRequest", "LedgerStore", "SignedCheckpoint", "WitnessAdded",
-           "check_token_name", "create_home", "database_url", "make_engine", "migrate"]
+           "check_token_name", "create_home", "database_url", "make_engine", "migrate",
+           "witness_key"]
 
 MAX_BATCH = 10_000
 MAX_COSIGNATURES_PER_BATCH = 100
@@ -460,6 +461,20 @@ def _per_process(engine: Engine) -> None:
         if record.info.get("pid") != os.getpid():
             record.dbapi_connection = proxy.dbapi_connection = None
             raise sa_exc.DisconnectionError("a connection opened by another process")
+
+
+def witness_key(vkey: str) -> Verifier:
+    """A witness's verifier key, as ``witnesses add`` and ``mirror --witness-key`` take it: a
+    cosignature/v1 key. The other city's log key (the line just above it in their notes) was
+    taken, found wrong only at the next cosigning, and kept for good among the witness's
+    keys."""
+    verifier = parse_verifier_key(vkey)
+    check_own_name(verifier.name)  # its cosignature records hold the name
+    if verifier.alg != COSIGNATURE_V1:
+        raise UsageError("ledger_witness_key_not_cosigning", name=verifier.name,
+                         kind_es=f"tipo {verifier.alg:#04x}, la de firmar un registro",
+                         kind_en=f"type {verifier.alg:#04x}, a log's signing key")
+    return verifier
 
 
 def _alembic_config() -> Config:
@@ -1259,8 +1274,7 @@ class LedgerStore:
         the key in use, which keeps its row without a URL: the cosignatures it gave are on the
         record, and audit checks them with it."""
         url = node_url(url)  # every checkpoint is posted there, its address shown in status
-        verifier = parse_verifier_key(vkey)
-        check_own_name(verifier.name)  # its cosignature records hold the name
+        verifier = witness_key(vkey)
         own = [self.verifier] + ([self.witness_verifier] if self.witness_verifier else [])
         if any(verifier.name == k.name or verifier.public_key == k.public_key for k in own):
             # a cosignature from this node's own key proves nothing: counters and mirrors

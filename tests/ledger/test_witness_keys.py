@@ -15,6 +15,7 @@ from alembic import command
 from sqlalchemy import Connection, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
+from credential.errors import UsageError
 from credential.note import COSIGNATURE_V1, Signer, generate_signer, parse_verifier_key
 from ledger import schema as t
 from ledger.audit import audit
@@ -365,3 +366,26 @@ def test_another_citys_witness_on_this_logs_host_is_said_at_once(
     problems = assess(facts, now=int(time.time())).problems
     assert [p.code for p in problems if p.code == "ledger_witness_same_host"] == [
         "ledger_witness_same_host"]
+
+
+def test_a_log_key_given_for_a_witness_is_refused_before_anything_is_kept(
+        home: Path, store: LedgerStore, capsys: pytest.CaptureFixture[str]) -> None:
+    """The other city's log key (printed by ``ledger key``, beside ``key --witness``) was taken
+    as a witness key, found wrong only at the next cosigning, and kept for good among the
+    witness's keys. Refused at once by ``witnesses add`` and ``mirror --witness-key``."""
+    log_key = generate_signer("ledger.cxl.example/log").verifier.vkey
+    with pytest.raises(UsageError) as caught:
+        store.add_witness("http://127.0.0.1:9", log_key)
+    assert caught.value.code == "ledger_witness_key_not_cosigning"
+    assert "ledger key --witness" in caught.value.message["es"]
+    assert store.witnesses() == []
+    capsys.readouterr()
+    assert run_cli("witnesses", "add", "--url", "http://127.0.0.1:9", "--key", log_key,
+                   "--home", str(home)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("[ledger_witness_key_not_cosigning] ") and "type 0x01" in err
+    mirror_home = home.parent / "mirror"
+    assert run_cli("mirror", "--from", "http://127.0.0.1:9", "--witness-key", log_key,
+                   "--home", str(mirror_home)) == 2
+    assert "[ledger_witness_key_not_cosigning]" in capsys.readouterr().err
+    assert not mirror_home.exists()
