@@ -506,6 +506,11 @@ def create_app(test_config: dict[str, Any] | None = None, *, store: LedgerStore 
             # reads the refusal in both languages first, with its code (as ``serve`` says it).
             logging.getLogger("ledger.http").error("%s", exc.diagnostics())
             raise
+        if store.signer is None and store.mirror_of is None:
+            # said once at start, where the operator looks: otherwise only each office's
+            # refused append told (a mirror serves read-only by design)
+            logging.getLogger("ledger.http").warning(
+                "%s", PasaporteError("ledger_serving_read_only").diagnostics())
     app.extensions["ledger"] = store
     app.register_blueprint(bp)
 

@@ -373,10 +373,15 @@ def test_create_app_from_the_environment(home: Path, monkeypatch: pytest.MonkeyP
     app.extensions["ledger"].close()
 
     monkeypatch.delenv("PASAPORTE_PASSPHRASE")
+    caplog.clear()
     read_only = create_app()
+    # said at start, where the operator looks, and to each office with what to do
+    assert "[ledger_serving_read_only]" in caplog.text and "PASSPHRASE" in caplog.text
     resp = read_only.test_client().post("/entries", json={"entries": [commitment(2)]},
                                         headers=_auth(token))
     assert resp.status_code == 503 and resp.get_json()["code"] == "ledger_read_only"
+    said = resp.get_json()["message"]
+    assert "PASAPORTE_LEDGER_PASSPHRASE" in said["es"] and "sends them later" in said["en"]
     read_only.extensions["ledger"].close()
 
     # set but empty ("export PASAPORTE_LEDGER_PASSPHRASE=$PASS", PASS unset): named, not a node
