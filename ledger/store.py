@@ -534,9 +534,22 @@ def _check_own_log(engine: Engine, log: Verifier) -> None:
         open_note(str(note), [log])
     except PasaporteError:
         try:
-            origin = parse_checkpoint(parse_note(str(note)).text).origin
+            parsed = parse_note(str(note))
+            origin = parse_checkpoint(parsed.text).origin
         except PasaporteError:
-            origin = "?"
+            origin, parsed = "?", None
+        signers = {(s.name, s.key_id) for s in parsed.signatures} if parsed else set()
+        if (log.name, log.key_id) in signers:
+            # Signed by this log's key and no longer verifying: its row was changed (by hand,
+            # a damaged disk), not another log's. ``audit`` names it at its record, as it does
+            # an older checkpoint; refused here, the DBA was sent to check --db.
+            return
+        if parsed is not None and origin == log.name:
+            # another init under the same name (a retry in a new folder): not "another log (X),
+            # not X", which named the same log twice
+            theirs = next((s.key_id for s in parsed.signatures if s.name == origin), b"")
+            raise StoreError("ledger_database_other_key", db=_shown(engine.url), origin=origin,
+                             theirs=theirs.hex() or "?", ours=log.key_id.hex()) from None
         raise StoreError("ledger_database_other_log", db=_shown(engine.url),
                          origin=escaped(origin[:200]), ours=log.name) from None
 
@@ -736,7 +749,8 @@ class LedgerStore:
             _check_own_log(store.engine, log_signer.verifier)
         except BaseException as exc:
             store.close()
-            if isinstance(exc, StoreError) and exc.code == "ledger_database_other_log":
+            if isinstance(exc, StoreError) and exc.code in ("ledger_database_other_log",
+                                                            "ledger_database_other_key"):
                 # The database is the winner's: keys and settings naming a log that never was
                 # would only have every command here refused, and "init" again too.
                 for name in (CONFIG_NAME, LOG_KEY, WITNESS_KEY):

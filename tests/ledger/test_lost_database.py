@@ -471,3 +471,30 @@ def test_a_log_on_a_read_only_disk_is_not_called_damaged(sqlite_home: Path, tmp_
     assert "do not restore it" in err and "no la restaure" in err
     with LedgerStore.open(home) as store:
         assert store.size() == 3
+
+
+def test_a_damaged_newest_checkpoint_is_audits_to_name_and_a_same_named_log_says_its_key(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The newest checkpoint's row changed by hand: every command said the database "holds
+    another log (X), not X", sending the DBA to check --db, and audit never ran. It is this
+    log's, damaged: audit names it at its record. A log another init made under the same name
+    is refused naming both key ids."""
+    import sqlite3
+
+    ours = tmp_path / "mx"
+    init_home(ours, "ledger.mx.example/log")
+    _filled(ours)
+    with contextlib.closing(sqlite3.connect(ours / "ledger.db")) as db, db:
+        db.execute("UPDATE ledger_checkpoints SET note = replace(note, char(10) || '3' || "
+                   "char(10), char(10) || '4' || char(10)) WHERE size = 3")
+    capsys.readouterr()
+    assert run_cli("audit", "--home", str(ours)) == 1
+    out = capsys.readouterr()
+    assert "[ledger_database_other" not in out.err
+    assert "checkpoint 3" in out.out + out.err
+    twin = tmp_path / "mx-again"
+    init_home(twin, "ledger.mx.example/log")
+    assert run_cli("status", "--home", str(twin), "--db",
+                   f"sqlite:///{ours / 'ledger.db'}") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("[ledger_database_other_key] ") and "ledger.mx.example/log" in err
