@@ -6,6 +6,7 @@ commit) or on how they meet a database written by a newer release.
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 from alembic.config import Config
@@ -23,9 +24,16 @@ def sqlite_settings(dbapi_conn: Any, _record: Any) -> None:
     own BEGIN, IMMEDIATE for writes)."""
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=FULL")
-    cur.close()
+    try:
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+    except UnicodeDecodeError as exc:
+        # SQLite's "malformed schema" error quotes the schema's text; a damaged byte there
+        # fails the decoding of the message itself. Said as the damage it is (each store
+        # types sqlite3's DatabaseError), not as an unexpected error to report.
+        raise sqlite3.DatabaseError("database disk image is malformed") from exc
+    finally:
+        cur.close()
 
 
 def known_revisions(cfg: Config) -> tuple[str, ...]:

@@ -1596,7 +1596,7 @@ def _revision(path: Path) -> str | None:
     try:
         with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
             row = db.execute("SELECT version_num FROM issuer_alembic_version").fetchone()
-    except sqlite3.Error:
+    except (sqlite3.Error, UnicodeDecodeError):  # (see ``credential.sqlstore``)
         return None
     return None if row is None else str(row[0])
 

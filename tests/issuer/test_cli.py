@@ -6,6 +6,7 @@ import base64
 import contextlib
 import json
 import os
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -519,10 +520,12 @@ def test_a_ledger_address_that_cannot_be_used_is_refused_before_it_is_saved(
     assert code == 0 and err.startswith("[catalog_new_names") and err.count("\n") == 1, err
 
 
-@pytest.mark.parametrize("damage", ["emptied", "overwritten", "a folder"])
+@pytest.mark.parametrize("damage", ["emptied", "overwritten", "a folder", "schema byte"])
 def test_a_damaged_office_database_is_a_typed_error(office: Path, tmp_path: Path,
                                                     damage: str) -> None:
     db = office / "issuer.db"
+    with contextlib.closing(sqlite3.connect(db)) as whole:  # what the WAL holds, into the file
+        whole.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     for extra in office.glob("issuer.db-*"):
         extra.unlink()
     if damage == "emptied":
@@ -530,6 +533,13 @@ def test_a_damaged_office_database_is_a_typed_error(office: Path, tmp_path: Path
     elif damage == "overwritten":
         with db.open("r+b") as fh:
             fh.write(os.urandom(100))
+    elif damage == "schema byte":
+        # one byte of a table's CREATE text made not UTF-8: SQLite's "malformed schema" error
+        # quotes that text, and its decoding failed as an "unexpected error"
+        data = bytearray(db.read_bytes())
+        at = data.index(b"NOT NULL", data.index(b"CREATE TABLE catalog"))
+        data[at + len(b"NOT ")] = 0xCE  # "NOT \xceULL": no longer SQL
+        db.write_bytes(bytes(data))
     else:
         db.unlink()
         db.mkdir()
