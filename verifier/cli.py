@@ -15,6 +15,7 @@ import codecs
 import contextlib
 import errno
 import hashlib
+import json
 import os
 import re
 import signal
@@ -467,9 +468,14 @@ def _policy_file(path: str | None) -> dict[str, object]:
         doc = jsontext.loads(read_bounded(path, MAX_POLICY))
     except jsontext.DuplicateKey as exc:
         raise UsageError("policy_duplicate_key", key=escaped(exc.key)) from None
-    except ValueError:
-        raise UsageError("policy_invalid", reason_es="no es JSON en UTF-8",
-                         reason_en="not UTF-8 JSON") from None
+    except UnicodeDecodeError:
+        raise UsageError("policy_invalid", reason="not UTF-8") from None
+    except json.JSONDecodeError:
+        raise UsageError("policy_invalid", reason="not valid JSON") from None
+    except ValueError as exc:
+        # valid JSON this file cannot hold: a number longer than any setting, or nesting no
+        # policy has (an ASCII file was said to be "not UTF-8 JSON": an encoding to look for)
+        raise UsageError("policy_invalid", reason=str(exc)) from None
     return policy_overrides(doc)
 
 

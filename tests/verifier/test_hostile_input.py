@@ -118,6 +118,10 @@ def test_printable(text: str, shown: str) -> None:
     ('{"freshness_seconds": 0}', "freshness_seconds: a whole number of seconds, from 1 to "),
     ('{"status_max_age_days": 0}', "status_max_age_days: a whole number of days, from 1 to 366"),
     ('{"paper": "reject", "paper": "accept"}', 'gives the key "paper" twice'),
+    # ASCII files: not "not UTF-8 JSON", an encoding to look for that is not there
+    ('{"paper": ' + "[" * 5000 + "]" * 5000 + "}", "JSON nested too deeply"),
+    ('{"freshness_seconds": 1' + "0" * 200 + "}", "number of more than 100 digits"),
+    ('{"paper": "reject",}', "not valid JSON"),
 ])
 def test_a_policy_file_mistake_is_named_as_it_is(tmp_path: Path, run: Run, doc: str,
                                                   said: str) -> None:
