@@ -215,8 +215,13 @@ def parse_residents(data: bytes, *, progress: Progress[Any] = _quiet
         next(reader)  # read, not dropped from the text: the lines after it keep their numbers
     try:
         return _rows(reader, progress)
-    except csv.Error as exc:  # e.g. a cell over the csv module's 128 KB field limit
+    except csv.Error as exc:
         line = max(reader.line_num, 1)  # the line being read when it failed
+        if "field larger than field limit" in str(exc):
+            # a cell over the csv module's limit (128 KB): no resident's data is that long; an
+            # unclosed quote that swallowed the rest of the file, most likely
+            raise UsageError("bulk_cell_too_large", line=line,
+                             limit_kb=csv.field_size_limit() // 1024) from None
         raise UsageError("usage_error", reason_es=f"CSV ilegible hacia la línea {line}",
                          reason_en=f"unreadable CSV near line {line}: {exc}") from None
 

@@ -307,3 +307,15 @@ def test_every_kind_of_problem_is_named_in_one_run(
     assert "línea/line 5: [bulk_resident_repeated]" in err
     assert "3 fila(s) no válida(s)" in err and "3 invalid row(s)" in err
     assert _issued(home) == [] and not (tmp_path / "o").exists()
+
+
+def test_a_cell_past_the_csv_field_limit_below_the_header_is_named_by_its_line() -> None:
+    """An unclosed quote swallowing the rest of the file (or a 200 KB cell): its own code, the
+    line named in both languages, not the generic ``usage_error`` with Python's words in the
+    English half only."""
+    with pytest.raises(UsageError) as caught:
+        parse_residents(_lines(body=[BODY[0], '"Luis' + "s" * 200_000]).encode())
+    err = caught.value
+    assert err.code == "bulk_cell_too_large", err.message
+    assert "Línea 3 del CSV" in err.message["es"] and "CSV line 3" in err.message["en"]
+    assert "128 KB" in err.message["es"] and "field limit" not in err.message["en"]
