@@ -429,7 +429,8 @@ def _checked(path: Path, passphrase: str, *, shown: Path, written: Path, source:
         with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
             verdict = db.execute("PRAGMA integrity_check").fetchone()[0]
             if verdict != "ok":
-                raise StoreError("backup_unreadable", path=str(shown), reason=verdict[:200])
+                # one line: SQLite's verdict spans several ("*** in database main ***\n…")
+                raise StoreError("backup_unreadable", path=str(shown), reason=one_line(verdict))
             root_key = db.execute("SELECT public_key, sealed FROM keys WHERE role = 'root'"
                                   ).fetchone()
             signature = db.execute("SELECT v FROM meta WHERE k = ?", (_SIGNATURE,)).fetchone()
