@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,6 +18,14 @@ settings.load_profile("pasaporte")
 
 PASSPHRASE = "frase de prueba / test passphrase"
 ROOT = Path(__file__).resolve().parents[1]
+
+# A suite started in the background by a shell without job control (``make test &`` in a
+# script, ``nohup``) inherits Ctrl-C ignored, and so would every program a test starts and then
+# interrupts: the tests of what Ctrl-C does would see it do nothing. Set here (a handler, which
+# a program started from this one gets back as the default), the inherited "ignored" stops
+# with the test run; the programs themselves keep honouring it, as they should under nohup.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
