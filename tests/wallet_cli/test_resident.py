@@ -50,7 +50,8 @@ def test_a_forgotten_passphrase_says_what_is_lost_and_how_to_start_again(
     assert result.exception.code == "wallet_passphrase_wrong" and result.stdout == ""
     es, en = result.exception.message["es"], result.exception.message["en"]
     assert str(wallet_home) in es and str(wallet_home) in en
-    assert "Bloq Mayús" in es and "Caps Lock" in en
+    assert "distribución del teclado" in es and "keyboard layout" in en
+    assert "Bloq Mayús no es la causa" in es and "Caps Lock is not the cause" in en
     assert "nadie puede recuperarla" in es and "nobody can recover it" in en
     assert "pasaporte wallet init" in es and "pasaporte wallet init" in en
     assert "emitir sus pasaportes de nuevo" in es and "issue your passports again" in en
