@@ -229,9 +229,16 @@ def _db_error(ctx: ExceptionContext) -> None:
     # OperationalError: the database, not the statement, failed (cannot open or connect);
     # sqlite3's bare DatabaseError is a corrupt file or not a database at all.
     # Constraint and programming errors stay as they are: they are bugs to see, not states.
+    server = ctx.engine is not None and ctx.engine.url.get_backend_name() != "sqlite"
+    if server and ctx.statement is None and (
+            isinstance(ctx.sqlalchemy_exception, sa_exc.ProgrammingError)
+            or _BAD_CONNINFO.search(str(exc))):
+        # Refused while connecting, before any SQL: an option in the URL the driver does not
+        # take (?connect_timeout=abc, ?PASSWORD=, ?sslmode=bogus). The URL to fix, not a server
+        # to check (nor an "unexpected error" to report).
+        raise StoreError("ledger_bad_db_url", db=where, reason=_first_line(exc)) from exc
     if isinstance(ctx.sqlalchemy_exception, sa_exc.OperationalError) or (
             type(exc) is sqlite3.DatabaseError):
-        server = ctx.engine is not None and ctx.engine.url.get_backend_name() != "sqlite"
         if server and _NO_DATABASE.search(str(exc)):
             # dropped, lost, or its name mistyped: as a SQLite file that is not there, never
             # "there is nothing to restore" (libpq gives no SQLSTATE when connecting fails;
@@ -266,6 +273,9 @@ def _folder(ctx: ExceptionContext) -> Path | None:
 
 _PG_LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of a lock_timeout expiring
 _NO_DATABASE = re.compile(r'FATAL:\s+database ".*" does not exist')
+# libpq's words for a connection option it cannot use (psycopg raises some as ProgrammingError,
+# a bad sslmode as OperationalError)
+_BAD_CONNINFO = re.compile(r"invalid connection option|invalid \w+ value|bad value for")
 _PG_DISK_FULL = "53100"
 _PG_NO_PRIVILEGE = "42501"  # insufficient_privilege
 _PG_CONFLICT = frozenset({"40P01", "40001"})  # deadlock detected, serialization failure
@@ -608,6 +618,20 @@ def _has_log(engine: Engine) -> bool:
             select(t.head.c.id).where(t.head.c.id == 1)).first() is not None
 
 
+def _ledger_tables(engine: Engine) -> list[str]:
+    """The tables of the names a log's schema uses that the database already has (none in a
+    SQLite file that does not exist yet or is empty: it is not opened)."""
+    url = engine.url
+    if (url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:"
+            and not url.database.startswith("file:")):
+        path = Path(url.database)
+        if not path.is_file() or path.stat().st_size == 0:
+            return []
+    ours = {*t.metadata.tables, _VERSION_TABLE}
+    with engine.connect() as conn:
+        return sorted(ours & set(inspect(conn).get_table_names()))
+
+
 def _refuse_existing_log(engine: Engine, root: Path) -> None:
     """Refuse a database that holds a log, unless it is this home's own SQLite file and the
     log in it is blank (no record, no signed checkpoint): what an ``init`` or a mirror's first
@@ -615,6 +639,12 @@ def _refuse_existing_log(engine: Engine, root: Path) -> None:
     signed or served from it, so it is taken over rather than blocking the home for good. (A
     database elsewhere may be another home's, however empty.)"""
     if not _has_log(engine):
+        if leftover := _ledger_tables(engine):
+            # Tables of a ledger's names that are no log (another application's, or a dump
+            # restored in part): creating ours failed on the first, as "unexpected error"
+            # with the raw SQL, after the keys were made.
+            raise StoreError("ledger_database_foreign_tables", db=_shown(engine.url),
+                             tables=", ".join(leftover))
         return
     url = engine.url
     own = (url.get_backend_name() == "sqlite" and bool(url.database)

@@ -499,3 +499,32 @@ def test_a_password_in_the_urls_query_is_not_shown(sqlite_home: Path, refused_po
     err = capsys.readouterr().err
     assert err.startswith("[ledger_") and "s3cret" not in err, err
 
+
+
+@pytest.mark.postgres
+def test_tables_of_a_ledgers_names_that_are_no_log_are_refused_before_any_key(
+        pg_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Another application's ``ledger_entries`` (or a dump restored in part): init failed on
+    creating it, "unexpected error" with the raw SQL, and left its keys in the home."""
+    _sql(pg_url, "CREATE TABLE customers (id int, name text)")
+    _sql(pg_url, "CREATE TABLE ledger_entries (x int)")
+    home = tmp_path / "node"
+    capsys.readouterr()
+    assert run_cli("init", "--origin", "ledger.test/foreign", "--home", str(home),
+                   "--db", pg_url) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("[ledger_database_foreign_tables] ") and "ledger_entries" in err
+    assert "CREATE TABLE" not in err
+    assert not home.exists() or not any(home.iterdir())
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("option", ["connect_timeout=abc", "PASSWORD=x", "sslmode=bogus"])
+def test_a_connection_option_the_driver_refuses_is_a_url_to_fix(
+        pg_home: Path, pg_url: str, option: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Refused while connecting, before any SQL: the URL is wrong (``ledger_bad_db_url``), not
+    an unexpected error (exit 3) nor a server to check."""
+    capsys.readouterr()
+    assert run_cli("status", "--home", str(pg_home), "--db", f"{pg_url}?{option}") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("[ledger_bad_db_url] "), err
