@@ -57,10 +57,12 @@ def test_a_lost_database_is_never_recreated(loss: str, sqlite_home: Path, tmp_pa
     _filled(home)
     extra = LOSSES[loss](home)
     entries = _jsonl(tmp_path / "ok.jsonl", [commitment(9)])
-    key = json.loads((home / "ledger.json").read_text())["log_vkey"]  # well-formed keys
+    config = json.loads((home / "ledger.json").read_text())
+    key = config["log_vkey"]  # well-formed keys
     commands = [["append", "--file", entries], ["audit"], ["checkpoint"], ["entries"],
                 ["token", "add", "issuer"], ["witnesses", "list"],
-                ["witnesses", "add", "--url", "http://127.0.0.1:1", "--key", key],
+                ["witnesses", "add", "--url", "http://127.0.0.1:1", "--key",
+                 config["witness_vkey"]],
                 ["witness", "--log", "http://127.0.0.1:1", "--log-key", key]]
     capsys.readouterr()
     for args in commands:

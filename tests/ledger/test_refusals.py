@@ -140,7 +140,8 @@ def test_a_node_address_that_cannot_be_used_is_refused_before_anything_is_kept(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Every option naming another node: a usage error (exit 2) as the command is read, before
     a passphrase is asked or a home made; a password in the address is not repeated."""
-    vkey = json.loads(init_home(tmp_path / "log"))["log_vkey"]
+    config = json.loads(init_home(tmp_path / "log"))
+    vkey, witness_vkey = config["log_vkey"], config["witness_vkey"]
     capsys.readouterr()
     bundle = tmp_path / "bundle.cbor"
     bundle.write_bytes(b"x")
@@ -151,7 +152,7 @@ def test_a_node_address_that_cannot_be_used_is_refused_before_anything_is_kept(
         fresh = tmp_path / "fresh"
         for args in (["mirror", "--from", address, "--log-key", vkey, "--unwitnessed"],
                      ["witness", "--log", address, "--log-key", vkey],
-                     ["witnesses", "add", "--url", address, "--key", vkey],
+                     ["witnesses", "add", "--url", address, "--key", witness_vkey],
                      ["prove-bundle", "--bundle", str(bundle), "--out", str(tmp_path / "p"),
                       "--from", address]):
             assert run_cli(*args, "--home", str(fresh)) == 2, (address, args)
@@ -438,10 +439,12 @@ def test_a_log_is_not_its_own_witness(tmp_path: Path, capsys: pytest.CaptureFixt
     home = tmp_path / "log"
     config = json.loads(init_home(home, "ledger.self.example/log"))
     capsys.readouterr()
-    for key in (config["log_vkey"], config["witness_vkey"]):
+    # (its log key is no witness's key at all: refused as such)
+    for key, code in ((config["log_vkey"], "ledger_witness_key_not_cosigning"),
+                      (config["witness_vkey"], "ledger_witness_is_self")):
         assert run_cli("witnesses", "add", "--url", "http://127.0.0.1:9", "--key", key,
                        "--home", str(home)) == 2
-        assert _err(capsys).startswith("[ledger_witness_is_self]")
+        assert _err(capsys).startswith(f"[{code}]")
     with LedgerStore.open(home, passphrase=PASSPHRASE) as store:
         assert store.witnesses() == []
         with pytest.raises(PasaporteError) as caught:
