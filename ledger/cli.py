@@ -57,7 +57,13 @@ from credential.home import (
     resolve_home,
 )
 from credential.logproof import name_host
-from credential.note import MAX_KEY_NAME, check_own_name, is_key_name, parse_verifier_key
+from credential.note import (
+    COSIGNATURE_V1,
+    MAX_KEY_NAME,
+    check_own_name,
+    is_key_name,
+    parse_verifier_key,
+)
 from credential.text import NOT_TEXT, WIDE_BOMS, decode_file, escaped
 from credential.times import rfc3339
 from ledger.client import node_url
@@ -790,8 +796,13 @@ def _vkey(text: str, option: str, *, witness: bool = False) -> None:
             from ledger.store import witness_key
 
             witness_key(text)
-        else:
-            check_own_name(parse_verifier_key(text).name)
+            return
+        verifier = parse_verifier_key(text)
+        check_own_name(verifier.name)
+    if verifier.alg == COSIGNATURE_V1:
+        # the other city's witness key (the line below its log key in their notes): the URL was
+        # then said to serve "another log", and a mirror told to check --from and --home
+        raise UsageError("ledger_log_key_is_witness_key", option=option, name=verifier.name)
 
 
 def _mirror_lock(root: Path) -> contextlib.AbstractContextManager[None]:

@@ -389,3 +389,22 @@ def test_a_log_key_given_for_a_witness_is_refused_before_anything_is_kept(
                    "--home", str(mirror_home)) == 2
     assert "[ledger_witness_key_not_cosigning]" in capsys.readouterr().err
     assert not mirror_home.exists()
+
+
+def test_a_witness_key_given_for_a_log_is_named_as_such(
+        home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The other way round: ``--log-key`` given the other city's witness key. The URL was said
+    to serve "another log", and a mirror told to check --from and use another --home (after
+    saving the witness key in its settings)."""
+    witness_vkey = generate_signer(WITNESS, COSIGNATURE_V1).verifier.vkey
+    mirror_home = home.parent / "mirror"
+    for args, where in ((["witness", "--log", "http://127.0.0.1:9", "--home", str(home)], home),
+                        (["mirror", "--from", "http://127.0.0.1:9", "--unwitnessed",
+                          "--home", str(mirror_home)], mirror_home)):
+        before = sorted(p.name for p in where.iterdir()) if where.exists() else []
+        capsys.readouterr()
+        assert run_cli(*args, "--log-key", witness_vkey) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("[ledger_log_key_is_witness_key] --log-key: "), err
+        assert "pasaporte ledger key" in err and "without --witness" in err
+        assert (sorted(p.name for p in where.iterdir()) if where.exists() else []) == before
