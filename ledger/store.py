@@ -85,6 +85,7 @@ from ledger.entries import (
     Entry,
     WitnessCosignature,
     as_entry,
+    check_new,
     encode_record,
     record_prefix,
     record_time,
@@ -1046,6 +1047,9 @@ class LedgerStore:
             raise UsageError("usage_error", reason="empty batch")
         if len(batch) > MAX_BATCH:
             raise LedgerError("ledger_batch_too_large", size=len(batch), limit=MAX_BATCH)
+        # what no node takes into a new batch (a reason not for the public record, …), from
+        # Python as from HTTP and the CLI: docs/ledger.md's own example wrote "holder_request"
+        check_new(batch)
         if self.signer is None:
             raise StoreError("ledger_read_only")
         with self._write_conn() as conn, conn.begin():

@@ -210,7 +210,7 @@ def test_a_status_list_is_its_office_s_by_its_whole_code(store: LedgerStore) -> 
 
     def change(name: str) -> dict[str, Any]:
         return {"type": "status_changed", "list": name, "index": 7, "status": "revoked",
-                "reason": "device_lost"}
+                "reason": "unspecified"}
 
     for foreign in ("MX.TEC.1", "MX.1.2", "MXTEC.1", "MX.", "MX.x"):
         with pytest.raises(LedgerError) as err:

@@ -511,3 +511,23 @@ def test_a_forked_worker_opens_its_own_connections(store: LedgerStore) -> None:
     if store.is_postgres:
         assert int(said[1]) != parent[1]
     assert _session(store) == parent and store.size() == 1  # the parent's session lives on
+
+
+def test_an_append_from_python_is_held_to_what_a_node_takes(store: LedgerStore) -> None:
+    """``LedgerStore.append`` (the issuer's own way in, docs/ledger.md's example) refuses what
+    ``POST /entries`` and ``ledger append`` refuse: a reason not for the public record went on
+    it for good, cosigned, beside the index every code of the resident carries."""
+    from ledger.entries import StatusChanged
+
+    for entry, code in (
+            (StatusChanged(list="MXMEX.1", index=17, status="revoked", reason="deceased"),
+             "ledger_reason_not_public"),
+            (StatusChanged(list="MXMEX.4294967296", index=1, status="revoked",
+                           reason="unspecified"), "ledger_bad_field")):
+        with pytest.raises(MalformedInput) as caught:
+            store.append([commitment(0), entry], cosign=False)
+        assert caught.value.code == code and "entries[1]" in caught.value.message["en"]
+    assert store.size() == 0
+    store.append([StatusChanged(list="MXMEX.1", index=17, status="revoked",
+                                reason="unspecified")], cosign=False)
+    assert store.size() == 1
