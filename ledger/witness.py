@@ -34,6 +34,7 @@ from credential.note import (
 )
 from ledger import client
 from ledger import schema as t
+from ledger.entries import WitnessCosignature, decode_record, type_cbor
 from ledger.store import LedgerStore, SignedCheckpoint
 
 __all__ = ["COSIGN_WAIT", "MAX_BODY", "WITNESS_TIMEOUT", "WitnessReply", "add_checkpoint",
@@ -87,8 +88,12 @@ def witness_log(store: LedgerStore, vkey: str, url: str | None = None) -> str:
         row = conn.execute(select(t.witnessed_logs.c.vkey)
                            .where(t.witnessed_logs.c.origin == verifier.name)).first()
         if row is None:
+            # Not "trust on first use" again where this node's own public record shows it
+            # cosigned that log before (a database restored from a mirror, which holds no
+            # witness state): from that tree on, or a forked history would be vouched for.
+            size, root = _given_on_record(store, conn, verifier.name) or (0, None)
             conn.execute(insert(t.witnessed_logs).values(
-                origin=verifier.name, vkey=vkey, url=url, size=0, root=None, note=None,
+                origin=verifier.name, vkey=vkey, url=url, size=size, root=root, note=None,
                 updated=int(time.time())))
         elif str(row[0]) != vkey:
             raise LedgerError("ledger_witness_key_changed", origin=verifier.name)
@@ -96,6 +101,39 @@ def witness_log(store: LedgerStore, vkey: str, url: str | None = None) -> str:
             conn.execute(update(t.witnessed_logs)
                          .where(t.witnessed_logs.c.origin == verifier.name).values(url=url))
     return verifier.name
+
+
+_RECORD_PAGE = 10_000  # records read at a time, newest first, looking for a cosignature
+
+
+def _given_on_record(store: LedgerStore, conn: Connection, origin: str
+                     ) -> tuple[int, bytes] | None:
+    """The newest cosignature this node's witness gave ``origin`` that this node's own log
+    holds (``witness_cosignature`` records), as (size, root). Read from the end, a page at a
+    time: the command that asks is run once, by hand, and such records are frequent."""
+    if store.witness_verifier is None:
+        return None
+    own = store.witness_verifier.name
+    marker = type_cbor(WitnessCosignature.TYPE)
+    end = store.head(conn).size
+    while end > 0:
+        start = max(0, end - _RECORD_PAGE)
+        leaves = conn.execute(select(t.entries.c.leaf)
+                              .where(t.entries.c.seq >= start, t.entries.c.seq < end)
+                              .order_by(t.entries.c.seq.desc())).scalars()
+        for leaf in leaves:
+            data = bytes(leaf)
+            if marker not in data:
+                continue
+            try:
+                entry = decode_record(data).entry
+            except PasaporteError:  # a damaged record is audit's to name
+                continue
+            if (isinstance(entry, WitnessCosignature) and entry.origin == origin
+                    and entry.witness == own):
+                return entry.size, entry.root
+        end = start
+    return None
 
 
 def check_log(url: str, vkey: str) -> None:

@@ -462,3 +462,27 @@ def test_a_log_whose_key_is_named_otherwise_than_its_origin_is_told_so() -> None
         with pytest.raises(LedgerError) as caught:
             check_log(url, generate_signer("indep-log-key").verifier.vkey)
         assert caught.value.code == "ledger_witness_wrong_log"
+
+
+def test_a_witness_set_up_again_resumes_from_the_cosignatures_on_its_record(
+        witness: FlaskClient, store: LedgerStore) -> None:
+    """A node restored from a mirror's database holds no witness state; ``ledger witness``
+    run again started the other city's log at 0, trusting on first use whatever it was shown
+    next. Its own public record says what it cosigned: it goes on from there."""
+    from sqlalchemy import delete
+
+    assert witness.post("/add-checkpoint", data=_request(0, [], _note(4))).status_code == 200
+    assert witness.post("/add-checkpoint",
+                        data=_request(4, _proof(4, 7), _note(7))).status_code == 200
+    store.append([commitment(0)], cosign=False)  # the cosignatures given go on the record
+    with store.engine.begin() as conn:  # what a mirror's database does not hold
+        conn.execute(delete(t.witnessed_logs))
+        conn.execute(delete(t.witness_given))
+    witness_log(store, LOG.verifier.vkey)
+    with store.engine.connect() as conn:
+        assert conn.execute(select(t.witnessed_logs.c.size)).scalar_one() == 7
+    # a first tree is no longer taken: the log is told the size it was cosigned at
+    resp = witness.post("/add-checkpoint", data=_request(0, [], _note(9, root=b"\x02" * 32)))
+    assert (resp.status_code, resp.get_data()) == (409, b"7\n")
+    resp = witness.post("/add-checkpoint", data=_request(7, _proof(7, 9), _note(9)))
+    assert resp.status_code == 200
